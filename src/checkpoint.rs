@@ -1,0 +1,306 @@
+//! The checkpoint folder: the one contract between `train`, `encode`, `eval`, `predict` and
+//! `export`. A checkpoint holds
+//!
+//! - `model.safetensors`: every variable (backbone under HF names, `projection.*`, `heads.<task>.*`)
+//! - `config.json` and the tokenizer files of the backbone, copied from where it came from
+//! - `sentence_mtl.json`: a [`ModelSpec`] (pooling, projection, tasks and their labels, settings)
+//!
+//! [`load`] also accepts a plain Hugging Face model folder (or hub id): then the spec comes
+//! from defaults and, for sentence-transformers folders, from `modules.json`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use tch::Device;
+
+use crate::atomic_write;
+use crate::model::config::BackboneConfig;
+use crate::model::pooling::Pooling;
+use crate::model::source::resolve_model_dir;
+use crate::model::tokenizer::{SentenceTokenizer, TOKENIZER_FILES};
+use crate::model::weights::{find_weight_file, load_into, read_weight_file};
+use crate::model::MultiTaskModel;
+
+pub const SPEC_FILE: &str = "sentence_mtl.json";
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+pub const FORMAT_VERSION: u32 = 1;
+/// Used when neither the flags nor the model folder say otherwise.
+pub const DEFAULT_MAX_LENGTH: usize = 128;
+
+/// Everything besides the tensors that is needed to rebuild a model.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ModelSpec {
+    pub format_version: u32,
+    /// `distilbert` or `bert`; must agree with `config.json`.
+    pub model_type: String,
+    pub pooling: Pooling,
+    /// Width of the `projection` layer, `None` when sentence features are the pooled states.
+    pub projection_dim: Option<i64>,
+    /// Whether `encode` L2-normalises embeddings (heads always read un-normalised features).
+    pub normalize: bool,
+    /// Token limit per sentence, `[CLS]` and `[SEP]` included.
+    pub max_length: usize,
+    pub tasks: Vec<TaskSpec>,
+    /// Where the backbone weights originally came from (a folder or hub id).
+    pub base_model: String,
+    /// The resolved training settings of the run that wrote this checkpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training: Option<serde_json::Value>,
+    /// Dev metrics at the time of saving.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TaskSpec {
+    pub name: String,
+    /// Class names; a class's index in this list is its id and its row in the head.
+    pub labels: Vec<String>,
+    pub text_column: String,
+    pub label_column: String,
+}
+
+impl ModelSpec {
+    pub fn task(&self, name: &str) -> Result<&TaskSpec> {
+        self.tasks.iter().find(|t| t.name == name).ok_or_else(|| {
+            let known: Vec<&str> = self.tasks.iter().map(|t| t.name.as_str()).collect();
+            if known.is_empty() {
+                anyhow::anyhow!("unknown task '{name}': this model has no task heads (train one with `sentence-mtl train`)")
+            } else {
+                anyhow::anyhow!("unknown task '{name}' (this model has: {})", known.join(", "))
+            }
+        })
+    }
+}
+
+/// Flags that override what the model folder says.
+#[derive(Debug, Clone, Default)]
+pub struct SpecOverrides {
+    pub pooling: Option<Pooling>,
+    pub normalize: Option<bool>,
+    pub max_length: Option<usize>,
+}
+
+/// A model ready for inference or training, with its tokenizer and description.
+pub struct LoadedModel {
+    pub model: MultiTaskModel,
+    pub tokenizer: SentenceTokenizer,
+    pub spec: ModelSpec,
+    /// The folder the files came from (for copying tokenizer files into new checkpoints).
+    pub dir: PathBuf,
+}
+
+/// Loads a checkpoint folder, a HF model folder, or a hub id, onto `device`.
+pub fn load(model: &str, device: Device, overrides: &SpecOverrides) -> Result<LoadedModel> {
+    let dir = resolve_model_dir(model)?;
+    let config = BackboneConfig::from_file(&dir.join("config.json"))?;
+    let mut spec = if dir.join(SPEC_FILE).is_file() {
+        read_spec(&dir)?
+    } else {
+        spec_for_plain_model(&dir, model, &config)?
+    };
+    if spec.model_type != config.model_type() {
+        bail!(
+            "{} says model_type '{}' but config.json says '{}'",
+            dir.join(SPEC_FILE).display(),
+            spec.model_type,
+            config.model_type()
+        );
+    }
+    if let Some(p) = overrides.pooling {
+        spec.pooling = p;
+    }
+    if let Some(n) = overrides.normalize {
+        spec.normalize = n;
+    }
+    if let Some(m) = overrides.max_length {
+        spec.max_length = m;
+    }
+    check_max_length(spec.max_length, &config)?;
+
+    let tokenizer = SentenceTokenizer::from_dir(&dir)?;
+    let model = MultiTaskModel::build(config, &spec, device);
+    let weights = find_weight_file(&dir)?;
+    let report = load_into(
+        &model.vs,
+        &weights,
+        read_weight_file(&weights)?,
+        model.config.model_type(),
+    )?;
+    if !report.missing.is_empty() {
+        bail!(
+            "{} lacks {} tensor(s) this model needs, e.g. {} (wrong file for this config.json / {}?)",
+            weights.display(),
+            report.missing.len(),
+            report.missing.iter().take(5).cloned().collect::<Vec<_>>().join(", "),
+            SPEC_FILE
+        );
+    }
+    let stray_heads: Vec<&String> = report
+        .unused
+        .iter()
+        .filter(|n| n.starts_with("heads.") || n.starts_with("projection."))
+        .collect();
+    if !stray_heads.is_empty() {
+        bail!(
+            "{} has tensors {} that {} does not describe (checkpoint heads do not match its tasks)",
+            weights.display(),
+            stray_heads
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            SPEC_FILE
+        );
+    }
+    Ok(LoadedModel {
+        model,
+        tokenizer,
+        spec,
+        dir,
+    })
+}
+
+pub fn check_max_length(max_length: usize, config: &BackboneConfig) -> Result<()> {
+    let limit = config.max_position_embeddings() as usize;
+    if max_length < 2 || max_length > limit {
+        bail!("--max-length {max_length} is out of range: this model takes 2 to {limit} tokens");
+    }
+    Ok(())
+}
+
+fn read_spec(dir: &Path) -> Result<ModelSpec> {
+    let path = dir.join(SPEC_FILE);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let spec: ModelSpec = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a valid checkpoint description", path.display()))?;
+    if spec.format_version != FORMAT_VERSION {
+        bail!(
+            "{} has format_version {}, this sentence-mtl reads version {FORMAT_VERSION}",
+            path.display(),
+            spec.format_version
+        );
+    }
+    Ok(spec)
+}
+
+/// A spec for a folder without `sentence_mtl.json`: no projection, no heads; pooling,
+/// normalisation and max length from a sentence-transformers config when present.
+fn spec_for_plain_model(dir: &Path, model: &str, config: &BackboneConfig) -> Result<ModelSpec> {
+    let st = SentenceTransformersConfig::read(dir)?;
+    Ok(ModelSpec {
+        format_version: FORMAT_VERSION,
+        model_type: config.model_type().to_string(),
+        pooling: st.pooling.unwrap_or_default(),
+        projection_dim: None,
+        normalize: st.normalize,
+        max_length: st
+            .max_seq_length
+            .unwrap_or(DEFAULT_MAX_LENGTH)
+            .min(config.max_position_embeddings() as usize),
+        tasks: Vec::new(),
+        base_model: model.to_string(),
+        training: None,
+        metrics: None,
+    })
+}
+
+/// What a sentence-transformers folder says about its pipeline.
+#[derive(Debug, Default)]
+struct SentenceTransformersConfig {
+    pooling: Option<Pooling>,
+    normalize: bool,
+    max_seq_length: Option<usize>,
+}
+
+impl SentenceTransformersConfig {
+    fn read(dir: &Path) -> Result<Self> {
+        let mut out = Self::default();
+        let modules_path = dir.join("modules.json");
+        if !modules_path.is_file() {
+            return Ok(out);
+        }
+        #[derive(Deserialize)]
+        struct Module {
+            path: String,
+            #[serde(rename = "type")]
+            kind: String,
+        }
+        let modules: Vec<Module> = read_json(&modules_path)?;
+        for module in modules {
+            match module.kind.rsplit('.').next().unwrap_or("") {
+                "Transformer" => {}
+                "Pooling" => {
+                    let pooling: serde_json::Value =
+                        read_json(&dir.join(&module.path).join("config.json"))?;
+                    let on =
+                        |key: &str| pooling.get(key).and_then(|v| v.as_bool()).unwrap_or(false);
+                    out.pooling = Some(if on("pooling_mode_cls_token") {
+                        Pooling::Cls
+                    } else if on("pooling_mode_max_tokens") {
+                        Pooling::Max
+                    } else {
+                        Pooling::Mean
+                    });
+                }
+                "Normalize" => out.normalize = true,
+                other => eprintln!(
+                    "warning: {} lists a {other} module, which sentence-mtl does not apply",
+                    modules_path.display()
+                ),
+            }
+        }
+        let st_config = dir.join("sentence_bert_config.json");
+        if st_config.is_file() {
+            let value: serde_json::Value = read_json(&st_config)?;
+            out.max_seq_length = value
+                .get("max_seq_length")
+                .and_then(|v| v.as_u64())
+                .map(|v| v as usize);
+        }
+        Ok(out)
+    }
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not valid JSON for this field", path.display()))
+}
+
+/// Writes a complete checkpoint into `target`, replacing any previous one atomically.
+/// `source_dir` is where `config.json` and the tokenizer files are copied from.
+pub fn save(
+    target: &Path,
+    model: &MultiTaskModel,
+    spec: &ModelSpec,
+    source_dir: &Path,
+) -> Result<()> {
+    atomic_write::replace_dir(target, |staging| {
+        let mut variables: Vec<(String, tch::Tensor)> = model
+            .vs
+            .variables()
+            .into_iter()
+            .map(|(name, t)| (name, t.detach().to_device(Device::Cpu).contiguous()))
+            .collect();
+        variables.sort_by(|a, b| a.0.cmp(&b.0));
+        tch::Tensor::write_safetensors(&variables, staging.join(WEIGHTS_FILE))
+            .map_err(|e| anyhow::anyhow!("cannot write weights: {e}"))?;
+        std::fs::copy(source_dir.join("config.json"), staging.join("config.json"))
+            .with_context(|| format!("cannot copy config.json from {}", source_dir.display()))?;
+        for file in TOKENIZER_FILES {
+            let from = source_dir.join(file);
+            if from.is_file() {
+                std::fs::copy(&from, staging.join(file))
+                    .with_context(|| format!("cannot copy {}", from.display()))?;
+            }
+        }
+        let json = serde_json::to_string_pretty(spec)?;
+        std::fs::write(staging.join(SPEC_FILE), json + "\n")?;
+        Ok(())
+    })
+    .with_context(|| format!("cannot save checkpoint {}", target.display()))
+}

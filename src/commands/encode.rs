@@ -1,0 +1,89 @@
+//! `sentence-mtl encode`: sentences to embeddings, or to their similarity matrix.
+
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use tch::{Kind, Tensor};
+
+use crate::checkpoint::{self, SpecOverrides};
+use crate::cli::{EncodeArgs, ModelArgs};
+use crate::data::sentences::read_sentences;
+use crate::device;
+use crate::inference;
+use crate::model::pooling::l2_normalize;
+use crate::output::embeddings::{write_embeddings, EmbeddingFormat};
+use crate::output::write_output;
+use crate::progress::Progress;
+use crate::report::table::{ellipsize, Table};
+
+pub fn run(args: &EncodeArgs) -> Result<()> {
+    let started = Instant::now();
+    let format = EmbeddingFormat::choose(args.format.as_deref(), args.output.as_deref())?;
+    let overrides = SpecOverrides {
+        pooling: args.pooling.as_deref().map(str::parse).transpose()?,
+        normalize: match (args.normalize, args.no_normalize) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        },
+        max_length: args.model.max_length,
+    };
+    let sentences = read_sentences(&args.sentences, args.input.as_deref(), &args.text_column)?;
+    let (loaded, progress) = open_model(&args.model, &overrides)?;
+
+    let embeddings = inference::embed(&loaded, &sentences, args.model.batch_size, &progress)?;
+    let dim = embeddings.size()[1] as usize;
+    if !args.model.quiet {
+        eprintln!(
+            "encoded {} sentence(s) into {dim}-dim embeddings ({} pooling{}) in {:.2}s",
+            sentences.len(),
+            loaded.spec.pooling,
+            if loaded.spec.normalize {
+                ", normalised"
+            } else {
+                ""
+            },
+            started.elapsed().as_secs_f64()
+        );
+    }
+
+    if args.similarity {
+        print!("{}", similarity_table(&sentences, &embeddings));
+        if args.output.is_none() {
+            return Ok(());
+        }
+    }
+    let values = Vec::<f32>::try_from(embeddings.flatten(0, -1))?;
+    write_output(args.output.as_deref(), format.is_binary(), |out| {
+        write_embeddings(out, format, &sentences, &values, dim)
+    })
+}
+
+/// Validates the shared model flags, then loads the model onto the chosen device.
+pub fn open_model(
+    args: &ModelArgs,
+    overrides: &SpecOverrides,
+) -> Result<(checkpoint::LoadedModel, Progress)> {
+    if args.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    device::set_threads(args.threads)?;
+    let device = device::resolve_device(&args.device)?;
+    let loaded = checkpoint::load(&args.model, device, overrides)?;
+    Ok((loaded, Progress::new(args.quiet)))
+}
+
+/// Cosine similarities `[n, n]` rendered with sentence numbers and shortened texts.
+fn similarity_table(sentences: &[String], embeddings: &Tensor) -> String {
+    let unit = l2_normalize(&embeddings.to_kind(Kind::Float));
+    let sims = Vec::<Vec<f32>>::try_from(unit.matmul(&unit.tr())).unwrap_or_default();
+    let mut header = vec!["sentence".to_string()];
+    header.extend((1..=sentences.len()).map(|i| format!("[{i}]")));
+    let mut table = Table::new(header);
+    for (i, (text, row)) in sentences.iter().zip(&sims).enumerate() {
+        let mut cells = vec![format!("[{}] {}", i + 1, ellipsize(text, 48))];
+        cells.extend(row.iter().map(|s| format!("{s:.3}")));
+        table.row(cells);
+    }
+    table.render()
+}

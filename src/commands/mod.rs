@@ -1,0 +1,3 @@
+//! One module per subcommand: each turns its flags into settings and runs.
+
+pub mod encode;

@@ -1,0 +1,190 @@
+//! Reading named columns from a CSV file, with errors that name the file, line and column.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+
+/// One data row: its 1-based line number in the file and the requested fields, in the
+/// order the columns were asked for.
+#[derive(Debug, Clone)]
+pub struct CsvRow {
+    pub line: u64,
+    pub fields: Vec<String>,
+}
+
+/// Reads `columns` from a CSV with a header row (RFC 4180 quoting, `,` delimiter; a UTF-8
+/// BOM and CRLF line ends are accepted).
+pub fn read_columns(path: &Path, columns: &[&str]) -> Result<Vec<CsvRow>> {
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    read_columns_from(file, &path.display().to_string(), columns)
+}
+
+pub fn read_columns_from<R: std::io::Read>(
+    reader: R,
+    name: &str,
+    columns: &[&str],
+) -> Result<Vec<CsvRow>> {
+    let mut csv = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(false)
+        .from_reader(reader);
+    let header = match csv.byte_headers() {
+        Ok(h) => h.clone(),
+        Err(e) => bail!(
+            "{name}: cannot read the header row: {}",
+            describe_csv_error(&e)
+        ),
+    };
+    if header.is_empty() || (header.len() == 1 && header[0].is_empty()) {
+        bail!(
+            "{name}: the file is empty (expected a header row with columns {})",
+            columns.join(", ")
+        );
+    }
+    let header: Vec<String> = header
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let h = String::from_utf8_lossy(h);
+            // The csv crate keeps a UTF-8 byte-order mark on the first header; drop it.
+            let h = if i == 0 {
+                h.trim_start_matches('\u{feff}').to_string()
+            } else {
+                h.into_owned()
+            };
+            h.trim().to_string()
+        })
+        .collect();
+    let mut indices = Vec::with_capacity(columns.len());
+    for column in columns {
+        match header.iter().position(|h| h == column) {
+            Some(i) => indices.push(i),
+            None => {
+                let hint = if header.len() == 1
+                    && (header[0].contains(';') || header[0].contains('\t'))
+                {
+                    " (the header looks ';'- or tab-separated; sentence-mtl reads comma-separated CSV)"
+                } else {
+                    ""
+                };
+                bail!(
+                    "{name}:1: no column '{column}' in the header (columns: {}){hint}",
+                    header.join(", ")
+                );
+            }
+        }
+    }
+    let mut rows = Vec::new();
+    let mut record = csv::ByteRecord::new();
+    loop {
+        match csv.read_byte_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => bail!("{name}:{}: {}", error_line(&e), describe_csv_error(&e)),
+        }
+        let line = record.position().map(|p| p.line()).unwrap_or(0);
+        let mut fields = Vec::with_capacity(indices.len());
+        for (&i, column) in indices.iter().zip(columns) {
+            let bytes = record.get(i).unwrap_or_default();
+            match std::str::from_utf8(bytes) {
+                Ok(s) => fields.push(s.to_string()),
+                Err(_) => bail!("{name}:{line}: column '{column}' is not valid UTF-8"),
+            }
+        }
+        rows.push(CsvRow { line, fields });
+    }
+    Ok(rows)
+}
+
+fn error_line(e: &csv::Error) -> u64 {
+    match e.kind() {
+        csv::ErrorKind::UnequalLengths { pos: Some(pos), .. } => pos.line(),
+        csv::ErrorKind::Utf8 { pos: Some(pos), .. } => pos.line(),
+        csv::ErrorKind::Deserialize { pos: Some(pos), .. } => pos.line(),
+        _ => e.position().map(|p| p.line()).unwrap_or(0),
+    }
+}
+
+fn describe_csv_error(e: &csv::Error) -> String {
+    match e.kind() {
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => {
+            format!("row has {len} field(s), the header has {expected_len} (unquoted comma or unbalanced quote?)")
+        }
+        csv::ErrorKind::Io(io) => format!("read error: {io}"),
+        csv::ErrorKind::Utf8 { err, .. } => format!("invalid UTF-8: {err}"),
+        _ => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(text: &[u8], columns: &[&str]) -> Result<Vec<CsvRow>> {
+        read_columns_from(text, "t.csv", columns)
+    }
+
+    #[test]
+    fn reads_columns_in_asked_order_with_line_numbers() {
+        let rows = read(
+            b"label,text\npos,\"good, fine\"\nneg,bad\n",
+            &["text", "label"],
+        )
+        .unwrap();
+        assert_eq!(rows[0].fields, vec!["good, fine", "pos"]);
+        assert_eq!(rows[1].line, 3);
+    }
+
+    #[test]
+    fn accepts_bom_and_crlf() {
+        let rows = read(b"\xef\xbb\xbftext,label\r\nhello,a\r\n", &["text", "label"]).unwrap();
+        assert_eq!(rows[0].fields, vec!["hello", "a"]);
+    }
+
+    #[test]
+    fn missing_column_lists_the_header() {
+        let err = read(b"sentence,label\nx,y\n", &["text"])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "t.csv:1: no column 'text' in the header (columns: sentence, label)"
+        );
+    }
+
+    #[test]
+    fn semicolons_get_a_delimiter_hint() {
+        let err = read(b"text;label\nx;y\n", &["text"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("';'- or tab-separated"), "{err}");
+    }
+
+    #[test]
+    fn ragged_row_names_its_line() {
+        let err = read(b"text,label\nok,a\ntoo,many,fields\n", &["text"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("t.csv:3: row has 3 field(s), the header has 2"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn non_utf8_names_line_and_column() {
+        let err = read(b"text,label\nok,a\nbad\xff,b\n", &["text"])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, "t.csv:3: column 'text' is not valid UTF-8");
+    }
+
+    #[test]
+    fn empty_file_is_named() {
+        let err = read(b"", &["text"]).unwrap_err().to_string();
+        assert!(err.contains("t.csv: the file is empty"), "{err}");
+    }
+}

@@ -1,0 +1,5 @@
+//! Data in: CSV files, sentence lists, label sets, tokenised batches, task sampling.
+
+pub mod batching;
+pub mod csv_file;
+pub mod sentences;

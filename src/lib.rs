@@ -1,0 +1,17 @@
+//! sentence-mtl: sentence embeddings and multi-task fine-tuning of transformer encoders.
+//!
+//! Layout: `model/` holds tensor code (backbone, pooling, projection, heads), `data/` the
+//! inputs (CSV, sentences, batches), `checkpoint` the folder format every command shares,
+//! `commands/` one file per subcommand, `output/` and `report/` what users read.
+
+pub mod atomic_write;
+pub mod checkpoint;
+pub mod cli;
+pub mod commands;
+pub mod data;
+pub mod device;
+pub mod inference;
+pub mod model;
+pub mod output;
+pub mod progress;
+pub mod report;

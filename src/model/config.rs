@@ -1,0 +1,314 @@
+//! The backbone's Hugging Face `config.json`, read into rust-bert's config types.
+//!
+//! We deserialize into our own structs (HF field names, `#[serde(default)]` where HF has a
+//! default) instead of rust-bert's `Config::from_file`, which panics on bad input and requires
+//! fields that `transformers` no longer writes (`tie_weights_`, ...).
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use rust_bert::bert::BertConfig;
+use rust_bert::distilbert::DistilBertConfig;
+use rust_bert::Activation;
+use serde::Deserialize;
+
+/// The architectures `sentence-mtl` can run, keyed by HF's `model_type`.
+#[derive(Debug, Clone)]
+pub enum BackboneConfig {
+    DistilBert(DistilBertConfig),
+    Bert(BertConfig),
+}
+
+impl BackboneConfig {
+    /// Reads `config.json` and picks the architecture from its `model_type`.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read model config {}", path.display()))?;
+        Self::from_json(&text).with_context(|| format!("invalid model config {}", path.display()))
+    }
+
+    pub fn from_json(text: &str) -> Result<Self> {
+        #[derive(Deserialize)]
+        struct ModelType {
+            model_type: Option<String>,
+        }
+        let kind: ModelType = serde_json::from_str(text)?;
+        match kind.model_type.as_deref() {
+            Some("distilbert") => {
+                let raw: DistilBertJson = serde_json::from_str(text)?;
+                Ok(Self::DistilBert(raw.into_rust_bert()?))
+            }
+            Some("bert") => {
+                let raw: BertJson = serde_json::from_str(text)?;
+                Ok(Self::Bert(raw.into_rust_bert()?))
+            }
+            Some(other) => {
+                bail!("model_type '{other}' is not supported (supported: distilbert, bert)")
+            }
+            None => bail!("no model_type field (supported: distilbert, bert)"),
+        }
+    }
+
+    /// `distilbert` or `bert`, as in HF's `model_type`.
+    pub fn model_type(&self) -> &'static str {
+        match self {
+            Self::DistilBert(_) => "distilbert",
+            Self::Bert(_) => "bert",
+        }
+    }
+
+    pub fn hidden_size(&self) -> i64 {
+        match self {
+            Self::DistilBert(c) => c.dim,
+            Self::Bert(c) => c.hidden_size,
+        }
+    }
+
+    pub fn num_layers(&self) -> i64 {
+        match self {
+            Self::DistilBert(c) => c.n_layers,
+            Self::Bert(c) => c.num_hidden_layers,
+        }
+    }
+
+    pub fn max_position_embeddings(&self) -> i64 {
+        match self {
+            Self::DistilBert(c) => c.max_position_embeddings,
+            Self::Bert(c) => c.max_position_embeddings,
+        }
+    }
+}
+
+fn activation(name: &str) -> Result<Activation> {
+    Ok(match name {
+        "gelu" => Activation::gelu,
+        "gelu_new" | "gelu_pytorch_tanh" => Activation::gelu_new,
+        "relu" => Activation::relu,
+        "swish" | "silu" => Activation::swish,
+        "mish" => Activation::mish,
+        "tanh" => Activation::tanh,
+        other => bail!("activation '{other}' is not supported"),
+    })
+}
+
+fn check_positive(field: &str, value: i64) -> Result<()> {
+    if value <= 0 {
+        bail!("{field} must be positive, got {value}");
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct DistilBertJson {
+    vocab_size: i64,
+    dim: i64,
+    n_layers: i64,
+    n_heads: i64,
+    hidden_dim: i64,
+    #[serde(default = "default_max_positions")]
+    max_position_embeddings: i64,
+    #[serde(default)]
+    sinusoidal_pos_embds: bool,
+    #[serde(default = "default_dropout")]
+    dropout: f64,
+    #[serde(default = "default_dropout")]
+    attention_dropout: f64,
+    #[serde(default = "default_gelu")]
+    activation: String,
+    #[serde(default = "default_initializer_range")]
+    initializer_range: f32,
+}
+
+impl DistilBertJson {
+    fn into_rust_bert(self) -> Result<DistilBertConfig> {
+        for (field, value) in [
+            ("vocab_size", self.vocab_size),
+            ("dim", self.dim),
+            ("n_layers", self.n_layers),
+            ("n_heads", self.n_heads),
+            ("hidden_dim", self.hidden_dim),
+            ("max_position_embeddings", self.max_position_embeddings),
+        ] {
+            check_positive(field, value)?;
+        }
+        if self.dim % self.n_heads != 0 {
+            bail!(
+                "dim {} is not a multiple of n_heads {}",
+                self.dim,
+                self.n_heads
+            );
+        }
+        Ok(DistilBertConfig {
+            activation: activation(&self.activation)?,
+            attention_dropout: self.attention_dropout,
+            dim: self.dim,
+            dropout: self.dropout,
+            hidden_dim: self.hidden_dim,
+            id2label: None,
+            initializer_range: self.initializer_range,
+            is_decoder: None,
+            label2id: None,
+            max_position_embeddings: self.max_position_embeddings,
+            n_heads: self.n_heads,
+            n_layers: self.n_layers,
+            output_attentions: None,
+            output_hidden_states: None,
+            output_past: None,
+            qa_dropout: 0.0,
+            seq_classif_dropout: 0.0,
+            sinusoidal_pos_embds: self.sinusoidal_pos_embds,
+            tie_weights_: false,
+            vocab_size: self.vocab_size,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct BertJson {
+    vocab_size: i64,
+    hidden_size: i64,
+    num_hidden_layers: i64,
+    num_attention_heads: i64,
+    intermediate_size: i64,
+    #[serde(default = "default_max_positions")]
+    max_position_embeddings: i64,
+    #[serde(default = "default_type_vocab_size")]
+    type_vocab_size: i64,
+    #[serde(default = "default_gelu")]
+    hidden_act: String,
+    #[serde(default = "default_dropout")]
+    hidden_dropout_prob: f64,
+    #[serde(default = "default_dropout")]
+    attention_probs_dropout_prob: f64,
+    #[serde(default = "default_initializer_range")]
+    initializer_range: f32,
+    #[serde(default)]
+    is_decoder: bool,
+    #[serde(default)]
+    position_embedding_type: Option<String>,
+    #[serde(default = "default_layer_norm_eps")]
+    layer_norm_eps: f64,
+}
+
+impl BertJson {
+    fn into_rust_bert(self) -> Result<BertConfig> {
+        for (field, value) in [
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.hidden_size),
+            ("num_hidden_layers", self.num_hidden_layers),
+            ("num_attention_heads", self.num_attention_heads),
+            ("intermediate_size", self.intermediate_size),
+            ("max_position_embeddings", self.max_position_embeddings),
+            ("type_vocab_size", self.type_vocab_size),
+        ] {
+            check_positive(field, value)?;
+        }
+        if self.hidden_size % self.num_attention_heads != 0 {
+            bail!(
+                "hidden_size {} is not a multiple of num_attention_heads {}",
+                self.hidden_size,
+                self.num_attention_heads
+            );
+        }
+        if self.is_decoder {
+            bail!("is_decoder is true: only encoder (bidirectional) BERT models are supported");
+        }
+        // rust-bert's BERT layers hard-code HF's default epsilon.
+        if (self.layer_norm_eps - 1e-12).abs() > 1e-15 {
+            bail!(
+                "layer_norm_eps {} is not supported (only BERT's 1e-12)",
+                self.layer_norm_eps
+            );
+        }
+        if let Some(kind) = self.position_embedding_type.as_deref() {
+            if kind != "absolute" {
+                bail!("position_embedding_type '{kind}' is not supported (only 'absolute')");
+            }
+        }
+        Ok(BertConfig {
+            hidden_act: activation(&self.hidden_act)?,
+            attention_probs_dropout_prob: self.attention_probs_dropout_prob,
+            hidden_dropout_prob: self.hidden_dropout_prob,
+            hidden_size: self.hidden_size,
+            initializer_range: self.initializer_range,
+            intermediate_size: self.intermediate_size,
+            max_position_embeddings: self.max_position_embeddings,
+            num_attention_heads: self.num_attention_heads,
+            num_hidden_layers: self.num_hidden_layers,
+            type_vocab_size: self.type_vocab_size,
+            vocab_size: self.vocab_size,
+            output_attentions: None,
+            output_hidden_states: None,
+            is_decoder: None,
+            id2label: None,
+            label2id: None,
+        })
+    }
+}
+
+fn default_max_positions() -> i64 {
+    512
+}
+fn default_type_vocab_size() -> i64 {
+    2
+}
+fn default_dropout() -> f64 {
+    0.1
+}
+fn default_gelu() -> String {
+    "gelu".into()
+}
+fn default_layer_norm_eps() -> f64 {
+    1e-12
+}
+fn default_initializer_range() -> f32 {
+    0.02
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picks_architecture_from_model_type() {
+        let bert = r#"{"model_type":"bert","vocab_size":10,"hidden_size":8,"num_hidden_layers":2,
+            "num_attention_heads":2,"intermediate_size":16}"#;
+        assert_eq!(
+            BackboneConfig::from_json(bert).unwrap().model_type(),
+            "bert"
+        );
+        let distil = r#"{"model_type":"distilbert","vocab_size":10,"dim":8,"n_layers":2,
+            "n_heads":2,"hidden_dim":16}"#;
+        let config = BackboneConfig::from_json(distil).unwrap();
+        assert_eq!(config.model_type(), "distilbert");
+        assert_eq!(config.num_layers(), 2);
+    }
+
+    #[test]
+    fn names_unsupported_model_type() {
+        let err = BackboneConfig::from_json(r#"{"model_type":"gpt2"}"#).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("model_type 'gpt2' is not supported"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn wrong_types_are_errors_not_panics() {
+        let bad = r#"{"model_type":"bert","vocab_size":"ten","hidden_size":8,"num_hidden_layers":2,
+            "num_attention_heads":2,"intermediate_size":16}"#;
+        let err = BackboneConfig::from_json(bad).unwrap_err();
+        assert!(
+            err.to_string().contains("vocab_size") || err.to_string().contains("invalid type"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn rejects_heads_that_do_not_divide_hidden() {
+        let bad = r#"{"model_type":"bert","vocab_size":10,"hidden_size":9,"num_hidden_layers":2,
+            "num_attention_heads":2,"intermediate_size":16}"#;
+        assert!(BackboneConfig::from_json(bad).is_err());
+    }
+}

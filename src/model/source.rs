@@ -1,0 +1,177 @@
+//! `--model` to a local folder: an existing path, or a Hugging Face hub id fetched into the
+//! usual HF cache (`HF_HOME`, `HF_ENDPOINT` and `HF_HUB_OFFLINE` are honoured).
+
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use hf_hub::api::sync::ApiBuilder;
+use hf_hub::{Cache, Repo};
+
+/// Files a model folder needs.
+const REQUIRED: &[&str] = &["config.json", "vocab.txt", "model.safetensors"];
+/// Files used when present (tokenizer settings, sentence-transformers pooling).
+const OPTIONAL: &[&str] = &[
+    "tokenizer_config.json",
+    "tokenizer.json",
+    "special_tokens_map.json",
+    "modules.json",
+    "sentence_bert_config.json",
+    "1_Pooling/config.json",
+];
+
+/// Resolves `--model`: a path that exists is used as it is; otherwise a value that looks
+/// like a hub id (`name` or `org/name`) is fetched from the hub (or the cache).
+pub fn resolve_model_dir(model: &str) -> Result<PathBuf> {
+    let path = Path::new(model);
+    if path.exists() {
+        if !path.is_dir() {
+            bail!("--model {model} is a file; pass the model folder (with config.json) instead");
+        }
+        return Ok(path.to_path_buf());
+    }
+    if !looks_like_hub_id(model) {
+        bail!("model folder {model} does not exist");
+    }
+    fetch_from_hub(model)
+}
+
+fn looks_like_hub_id(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('/').collect();
+    !s.starts_with('.')
+        && !s.starts_with('~')
+        && (1..=2).contains(&parts.len())
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        })
+}
+
+fn place_locally_hint(id: &str) -> String {
+    format!(
+        "no local folder named '{id}' exists either; place the model files (config.json, vocab.txt, \
+         model.safetensors, tokenizer files) in a folder and pass its path to --model"
+    )
+}
+
+fn fetch_from_hub(id: &str) -> Result<PathBuf> {
+    let cache = Cache::from_env();
+    let cached = cache.model(id.to_string());
+    if let Some(config) = cached.get("config.json") {
+        if REQUIRED.iter().all(|f| cached.get(f).is_some()) {
+            return Ok(config
+                .parent()
+                .expect("cached file has a folder")
+                .to_path_buf());
+        }
+    }
+    if std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true")) {
+        bail!(
+            "'{id}' is not in the Hugging Face cache and HF_HUB_OFFLINE is set; {}",
+            place_locally_hint(id)
+        );
+    }
+    let endpoint = std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".into());
+    check_reachable(&endpoint).with_context(|| {
+        format!(
+            "cannot download '{id}' from {endpoint}; {}",
+            place_locally_hint(id)
+        )
+    })?;
+
+    let api = ApiBuilder::from_env()
+        .with_progress(console_is_interactive())
+        .build()
+        .context("cannot set up the Hugging Face hub client")?;
+    let repo = api.repo(Repo::model(id.to_string()));
+    let mut folder = None;
+    for file in REQUIRED {
+        let local = repo.get(file).map_err(|e| {
+            let hint = if *file == "model.safetensors" {
+                " (only safetensors weights are loaded; pickled pytorch_model.bin is refused)"
+            } else {
+                ""
+            };
+            anyhow::anyhow!("cannot download {file} of '{id}' from {endpoint}: {e}{hint}")
+        })?;
+        folder.get_or_insert_with(|| {
+            local
+                .parent()
+                .expect("downloaded file has a folder")
+                .to_path_buf()
+        });
+    }
+    for file in OPTIONAL {
+        // Absent optional files are normal (a 404); the model works without them.
+        let _ = repo.get(file);
+    }
+    Ok(folder.expect("REQUIRED is not empty"))
+}
+
+/// Fails within seconds when the endpoint's host cannot be resolved or reached, instead of
+/// waiting for the OS's TCP timeout inside the HTTP client.
+fn check_reachable(endpoint: &str) -> Result<()> {
+    let (scheme, rest) = endpoint.split_once("://").unwrap_or(("https", endpoint));
+    let host_port = rest.split('/').next().unwrap_or(rest);
+    let default_port = if scheme == "http" { 80 } else { 443 };
+    let address = if host_port
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        host_port.to_string()
+    } else {
+        format!("{host_port}:{default_port}")
+    };
+    let addrs: Vec<_> = address
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve {host_port} (no network?)"))?
+        .collect();
+    let mut last_error = None;
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
+            Ok(_) => return Ok(()),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    match last_error {
+        Some(e) => Err(e).with_context(|| format!("cannot connect to {host_port}")),
+        None => bail!("{host_port} resolves to no address"),
+    }
+}
+
+fn console_is_interactive() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hub_ids_versus_paths() {
+        assert!(looks_like_hub_id("distilbert-base-uncased"));
+        assert!(looks_like_hub_id("sentence-transformers/all-MiniLM-L6-v2"));
+        assert!(!looks_like_hub_id("./models/x"));
+        assert!(!looks_like_hub_id("/abs/path"));
+        assert!(!looks_like_hub_id("a/b/c"));
+    }
+
+    #[test]
+    fn missing_local_path_is_named() {
+        let err = resolve_model_dir("./no/such/folder")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("does not exist"), "{err}");
+    }
+
+    #[test]
+    fn unreachable_endpoint_fails_fast() {
+        let started = std::time::Instant::now();
+        // Port 9 (discard) on loopback: nothing listens, the connect is refused at once.
+        assert!(check_reachable("http://127.0.0.1:9").is_err());
+        assert!(started.elapsed() < Duration::from_secs(6));
+    }
+}

@@ -1,0 +1,217 @@
+//! Weight files into a VarStore: safetensors (HF tensor names) or rust-bert's `.ot`.
+//!
+//! Pickled PyTorch files (`pytorch_model.bin`, `.pt`) are refused: unpickling can run code,
+//! and libtorch cannot read them anyway. Every load reports which store variables the file
+//! did not provide, so callers can check that exactly the new layers are missing: a file
+//! with the wrong prefix would otherwise "load" nothing and still succeed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use tch::nn::VarStore;
+use tch::Tensor;
+
+/// Picks the weight file of a HF model folder: `model.safetensors`, else `rust_model.ot`.
+pub fn find_weight_file(dir: &Path) -> Result<PathBuf> {
+    for name in ["model.safetensors", "rust_model.ot"] {
+        let path = dir.join(name);
+        if path.is_file() {
+            return Ok(path);
+        }
+    }
+    if dir.join("pytorch_model.bin").is_file() {
+        bail!(
+            "{} holds only pytorch_model.bin, a pickle file, which sentence-mtl does not load; \
+             convert it once with transformers: AutoModel.from_pretrained(DIR).save_pretrained(DIR, safe_serialization=True)",
+            dir.display()
+        );
+    }
+    bail!("no model.safetensors or rust_model.ot in {}", dir.display());
+}
+
+/// Reads all tensors of a weight file, keyed by the names stored in it.
+pub fn read_weight_file(path: &Path) -> Result<BTreeMap<String, Tensor>> {
+    let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    let tensors = match extension {
+        "safetensors" => Tensor::read_safetensors(path),
+        "ot" => Tensor::load_multi(path),
+        "bin" | "pt" | "pth" | "pkl" => bail!(
+            "{} is a pickle file, which sentence-mtl does not load (use safetensors)",
+            path.display()
+        ),
+        _ => bail!(
+            "{}: unknown weight format (expected .safetensors or .ot)",
+            path.display()
+        ),
+    }
+    .map_err(|e| anyhow::anyhow!("{e}"))
+    .with_context(|| {
+        format!(
+            "cannot read weights {} (missing, truncated or corrupt?)",
+            path.display()
+        )
+    })?;
+    Ok(tensors.into_iter().collect())
+}
+
+/// Maps a HF tensor name onto the store's naming for a backbone whose prefix is `prefix`
+/// (`distilbert` or `bert`): bare `AutoModel` saves lack the prefix, and old BERT files
+/// name LayerNorm parameters `gamma`/`beta`.
+pub fn canonical_name(name: &str, prefix: &str) -> String {
+    let name = name
+        .replace("LayerNorm.gamma", "LayerNorm.weight")
+        .replace("LayerNorm.beta", "LayerNorm.bias");
+    const BACKBONE_TOP_LEVEL: &[&str] = &["embeddings.", "encoder.", "transformer.", "pooler."];
+    if BACKBONE_TOP_LEVEL.iter().any(|top| name.starts_with(top)) {
+        format!("{prefix}.{name}")
+    } else {
+        name
+    }
+}
+
+/// What a load did: store variables the file lacked, file tensors the store has no use for.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    pub loaded: usize,
+    pub missing: Vec<String>,
+    pub unused: Vec<String>,
+}
+
+/// Copies the file's tensors into the store's variables of the same (canonical) name.
+/// Shapes must match exactly; dtypes are converted to the store's (an fp16 file loads
+/// into fp32 variables). All shape mismatches are reported together.
+pub fn load_into(
+    vs: &VarStore,
+    file: &Path,
+    tensors: BTreeMap<String, Tensor>,
+    prefix: &str,
+) -> Result<LoadReport> {
+    let mut variables = vs.variables();
+    let mut report = LoadReport::default();
+    let mut mismatches = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (name, source) in tensors {
+        let canonical = canonical_name(&name, prefix);
+        let Some(target) = variables.get_mut(&canonical) else {
+            report.unused.push(name);
+            continue;
+        };
+        if target.size() != source.size() {
+            mismatches.push(format!(
+                "{canonical}: file {:?}, model {:?}",
+                source.size(),
+                target.size()
+            ));
+            continue;
+        }
+        tch::no_grad(|| target.f_copy_(&source))
+            .with_context(|| format!("cannot copy tensor {canonical} from {}", file.display()))?;
+        seen.insert(canonical);
+        report.loaded += 1;
+    }
+    if !mismatches.is_empty() {
+        bail!(
+            "{} does not fit the model's configuration; shape mismatches: {}",
+            file.display(),
+            mismatches.join("; ")
+        );
+    }
+    report.missing = variables
+        .keys()
+        .filter(|name| !seen.contains(*name))
+        .cloned()
+        .collect();
+    report.missing.sort();
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_names_add_prefix_and_fix_layer_norm() {
+        assert_eq!(
+            canonical_name("embeddings.word_embeddings.weight", "bert"),
+            "bert.embeddings.word_embeddings.weight"
+        );
+        assert_eq!(
+            canonical_name("bert.encoder.layer.0.output.LayerNorm.gamma", "bert"),
+            "bert.encoder.layer.0.output.LayerNorm.weight"
+        );
+        assert_eq!(
+            canonical_name("transformer.layer.1.ffn.lin1.bias", "distilbert"),
+            "distilbert.transformer.layer.1.ffn.lin1.bias"
+        );
+        assert_eq!(
+            canonical_name("distilbert.embeddings.LayerNorm.weight", "distilbert"),
+            "distilbert.embeddings.LayerNorm.weight"
+        );
+        assert_eq!(
+            canonical_name("heads.trec.weight", "bert"),
+            "heads.trec.weight"
+        );
+    }
+
+    #[test]
+    fn refuses_pickle() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pytorch_model.bin"), b"not loaded").unwrap();
+        let err = find_weight_file(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("pickle"), "{err}");
+        let err = read_weight_file(&dir.path().join("pytorch_model.bin"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("pickle"), "{err}");
+    }
+
+    #[test]
+    fn truncated_safetensors_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.safetensors");
+        let t = Tensor::from_slice(&[1.0f32, 2.0, 3.0]);
+        Tensor::write_safetensors(&[("a", &t)], &path).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 4]).unwrap();
+        let err = format!("{:#}", read_weight_file(&path).unwrap_err());
+        assert!(err.contains("cannot read weights"), "{err}");
+    }
+
+    #[test]
+    fn load_reports_missing_unused_and_shape_errors() {
+        let vs = VarStore::new(tch::Device::Cpu);
+        let root = vs.root();
+        let _w = root.sub("bert").sub("embeddings").zeros("w", &[2]);
+        let _h = root.sub("heads").zeros("b", &[3]);
+        let file = Path::new("x.safetensors");
+        let tensors = BTreeMap::from([
+            (
+                "embeddings.w".to_string(),
+                Tensor::from_slice(&[1.0f32, 2.0]),
+            ),
+            (
+                "pooler.dense.weight".to_string(),
+                Tensor::from_slice(&[0.0f32]),
+            ),
+        ]);
+        let report = load_into(&vs, file, tensors, "bert").unwrap();
+        assert_eq!(report.loaded, 1);
+        assert_eq!(report.missing, vec!["heads.b".to_string()]);
+        assert_eq!(report.unused, vec!["pooler.dense.weight".to_string()]);
+        assert_eq!(
+            Vec::<f32>::try_from(&vs.variables()["bert.embeddings.w"]).unwrap(),
+            vec![1.0, 2.0]
+        );
+
+        let wrong = BTreeMap::from([(
+            "embeddings.w".to_string(),
+            Tensor::from_slice(&[1.0f32, 2.0, 3.0]),
+        )]);
+        let err = load_into(&vs, file, wrong, "bert").unwrap_err().to_string();
+        assert!(
+            err.contains("shape mismatches") && err.contains("bert.embeddings.w"),
+            "{err}"
+        );
+    }
+}

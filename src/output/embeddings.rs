@@ -1,0 +1,149 @@
+//! Embeddings out: JSONL (`{"text", "embedding"}` per line), CSV (`text,dim_0,...`), `.npy`.
+
+use std::io::Write;
+use std::path::Path;
+use std::str::FromStr;
+
+use anyhow::{bail, Result};
+
+use super::npy::write_f32_matrix;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmbeddingFormat {
+    Jsonl,
+    Csv,
+    Npy,
+}
+
+impl FromStr for EmbeddingFormat {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "jsonl" | "json" => Self::Jsonl,
+            "csv" => Self::Csv,
+            "npy" => Self::Npy,
+            other => bail!("unknown --format '{other}' (expected jsonl, csv or npy)"),
+        })
+    }
+}
+
+impl EmbeddingFormat {
+    /// `--format` if given, else guessed from the `--output` extension, else JSONL.
+    pub fn choose(flag: Option<&str>, output: Option<&Path>) -> Result<Self> {
+        if let Some(flag) = flag {
+            return flag.parse();
+        }
+        let extension = output
+            .and_then(|p| p.extension())
+            .and_then(|e| e.to_str())
+            .unwrap_or("");
+        Ok(match extension.to_ascii_lowercase().as_str() {
+            "csv" => Self::Csv,
+            "npy" => Self::Npy,
+            _ => Self::Jsonl,
+        })
+    }
+
+    pub fn is_binary(self) -> bool {
+        self == Self::Npy
+    }
+}
+
+/// Writes `n` embeddings of width `dim` (row-major `values`) with their texts.
+pub fn write_embeddings(
+    out: &mut dyn Write,
+    format: EmbeddingFormat,
+    texts: &[String],
+    values: &[f32],
+    dim: usize,
+) -> Result<()> {
+    match format {
+        EmbeddingFormat::Npy => write_f32_matrix(out, values, texts.len(), dim),
+        EmbeddingFormat::Jsonl => {
+            #[derive(serde::Serialize)]
+            struct Line<'a> {
+                text: &'a str,
+                embedding: &'a [f32],
+            }
+            for (text, row) in texts.iter().zip(values.chunks(dim.max(1))) {
+                serde_json::to_writer(
+                    &mut *out,
+                    &Line {
+                        text,
+                        embedding: row,
+                    },
+                )?;
+                out.write_all(b"\n")?;
+            }
+            Ok(())
+        }
+        EmbeddingFormat::Csv => {
+            let mut csv = csv::Writer::from_writer(out);
+            let mut header = vec!["text".to_string()];
+            header.extend((0..dim).map(|i| format!("dim_{i}")));
+            csv.write_record(&header)?;
+            for (text, row) in texts.iter().zip(values.chunks(dim.max(1))) {
+                let mut record = vec![text.clone()];
+                record.extend(row.iter().map(|v| v.to_string()));
+                csv.write_record(&record)?;
+            }
+            csv.flush()?;
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_from_extension() {
+        assert_eq!(
+            EmbeddingFormat::choose(None, Some(Path::new("x.npy"))).unwrap(),
+            EmbeddingFormat::Npy
+        );
+        assert_eq!(
+            EmbeddingFormat::choose(None, Some(Path::new("x.CSV"))).unwrap(),
+            EmbeddingFormat::Csv
+        );
+        assert_eq!(
+            EmbeddingFormat::choose(None, None).unwrap(),
+            EmbeddingFormat::Jsonl
+        );
+        assert_eq!(
+            EmbeddingFormat::choose(Some("csv"), Some(Path::new("x.npy"))).unwrap(),
+            EmbeddingFormat::Csv
+        );
+        assert!(EmbeddingFormat::choose(Some("xml"), None).is_err());
+    }
+
+    #[test]
+    fn jsonl_and_csv_rows() {
+        let texts = vec!["a \"q\"".to_string(), "b".to_string()];
+        let mut buf = Vec::new();
+        write_embeddings(
+            &mut buf,
+            EmbeddingFormat::Jsonl,
+            &texts,
+            &[0.5, 1.0, -2.0, 0.25],
+            2,
+        )
+        .unwrap();
+        let text = String::from_utf8(buf).unwrap();
+        assert_eq!(text, "{\"text\":\"a \\\"q\\\"\",\"embedding\":[0.5,1.0]}\n{\"text\":\"b\",\"embedding\":[-2.0,0.25]}\n");
+        let mut buf = Vec::new();
+        write_embeddings(
+            &mut buf,
+            EmbeddingFormat::Csv,
+            &texts,
+            &[0.5, 1.0, -2.0, 0.25],
+            2,
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(buf).unwrap(),
+            "text,dim_0,dim_1\n\"a \"\"q\"\"\",0.5,1\nb,-2,0.25\n"
+        );
+    }
+}

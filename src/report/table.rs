@@ -1,0 +1,114 @@
+//! Aligned plain-text tables for the terminal (and for pasting into markdown-less READMEs).
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Align {
+    Left,
+    Right,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Table {
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+    align: Vec<Align>,
+}
+
+impl Table {
+    /// A table with these column titles; the first column is left-aligned, the rest right
+    /// (labels then numbers), which [`Table::align`] can change.
+    pub fn new<S: Into<String>>(header: impl IntoIterator<Item = S>) -> Self {
+        let header: Vec<String> = header.into_iter().map(Into::into).collect();
+        let align = (0..header.len())
+            .map(|i| if i == 0 { Align::Left } else { Align::Right })
+            .collect();
+        Self {
+            header,
+            rows: Vec::new(),
+            align,
+        }
+    }
+
+    pub fn align(mut self, column: usize, align: Align) -> Self {
+        if let Some(a) = self.align.get_mut(column) {
+            *a = align;
+        }
+        self
+    }
+
+    pub fn row<S: Into<String>>(&mut self, cells: impl IntoIterator<Item = S>) {
+        self.rows.push(cells.into_iter().map(Into::into).collect());
+    }
+
+    /// An empty line between row groups (e.g. before the averages of a report).
+    pub fn separator(&mut self) {
+        self.rows.push(Vec::new());
+    }
+
+    pub fn render(&self) -> String {
+        let columns = self.header.len();
+        let width = |s: &str| s.chars().count();
+        let mut widths: Vec<usize> = self.header.iter().map(|h| width(h)).collect();
+        for row in &self.rows {
+            for (i, cell) in row.iter().enumerate().take(columns) {
+                widths[i] = widths[i].max(width(cell));
+            }
+        }
+        let mut out = String::new();
+        let mut line = |cells: &[String]| {
+            let mut text = String::new();
+            for (i, w) in widths.iter().enumerate() {
+                let cell = cells.get(i).map(String::as_str).unwrap_or("");
+                let pad = w - width(cell);
+                if i > 0 {
+                    text.push_str("  ");
+                }
+                match self.align[i] {
+                    Align::Left => {
+                        text.push_str(cell);
+                        text.push_str(&" ".repeat(pad));
+                    }
+                    Align::Right => {
+                        text.push_str(&" ".repeat(pad));
+                        text.push_str(cell);
+                    }
+                }
+            }
+            out.push_str(text.trim_end());
+            out.push('\n');
+        };
+        line(&self.header);
+        for row in &self.rows {
+            line(row);
+        }
+        out
+    }
+}
+
+/// Shortens `text` to at most `max` characters, marking the cut with `…`.
+pub fn ellipsize(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut short: String = text.chars().take(max.saturating_sub(1)).collect();
+    short.push('…');
+    short
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aligns_columns() {
+        let mut t = Table::new(["label", "f1"]);
+        t.row(["a", "0.50"]);
+        t.row(["longer", "1.00"]);
+        assert_eq!(t.render(), "label     f1\na       0.50\nlonger  1.00\n");
+    }
+
+    #[test]
+    fn ellipsize_marks_cuts() {
+        assert_eq!(ellipsize("abcdef", 4), "abc…");
+        assert_eq!(ellipsize("abc", 4), "abc");
+    }
+}

@@ -1,0 +1,231 @@
+//! Helpers shared by the end-to-end tests: the binary, the reference Python, test models.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The `sentence-mtl` binary built for this test run.
+pub fn bin() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sentence-mtl"));
+    // Tests run in parallel on small machines: keep each process to one libtorch thread.
+    cmd.env("OMP_NUM_THREADS", "1");
+    cmd
+}
+
+/// Runs the binary and returns its output; never panics on failure exit codes.
+pub fn run(args: &[&str]) -> Output {
+    bin()
+        .args(args)
+        .output()
+        .expect("cannot start sentence-mtl")
+}
+
+pub fn run_with_stdin(args: &[&str], stdin: &str) -> Output {
+    let mut child = bin()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot start sentence-mtl");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts a run succeeded, showing its stderr otherwise.
+pub fn assert_ok(o: &Output) {
+    assert!(
+        o.status.success(),
+        "sentence-mtl failed ({:?}):\n{}",
+        o.status,
+        stderr(o)
+    );
+}
+
+/// Asserts a run failed the way users should see failures: non-zero exit, exactly one
+/// `error:` line on stderr that contains `expected`, and no panic or backtrace.
+pub fn assert_clean_error(o: &Output, expected: &str) {
+    let err = stderr(o);
+    assert!(
+        !o.status.success(),
+        "expected failure, got success; stderr:\n{err}"
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "expected exit code 1 (error), stderr:\n{err}"
+    );
+    assert!(
+        !err.contains("panicked")
+            && !err.contains("internal error")
+            && !err.contains("RUST_BACKTRACE"),
+        "panic:\n{err}"
+    );
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "expected one error line, got:\n{err}");
+    assert!(
+        errors[0].contains(expected),
+        "error line lacks {expected:?}:\n{err}"
+    );
+}
+
+/// Something a test needs (Python venv, real weights, shared data) is missing. With
+/// SENTENCE_MTL_REQUIRE_ALL=1 (set by scripts/test.sh, hence CI) that is a failure;
+/// otherwise the test is skipped, loudly.
+pub fn missing(test: &str, what: &str) {
+    if std::env::var("SENTENCE_MTL_REQUIRE_ALL").is_ok_and(|v| v == "1") {
+        panic!("{test}: {what} is missing (run scripts/setup.sh)");
+    }
+    eprintln!("\n*** SKIPPED {test}: {what} is missing (run scripts/setup.sh) ***\n");
+}
+
+pub fn python(test: &str) -> Option<PathBuf> {
+    let python = root().join(".venv/bin/python");
+    if python.is_file() {
+        Some(python)
+    } else {
+        missing(test, "the reference Python venv (.venv)");
+        None
+    }
+}
+
+/// The real all-MiniLM-L6-v2 folder unpacked by setup.sh.
+pub fn minilm(test: &str) -> Option<PathBuf> {
+    let dir = root().join("models/all-MiniLM-L6-v2");
+    if dir.join("model.safetensors").is_file() {
+        Some(dir)
+    } else {
+        missing(test, "models/all-MiniLM-L6-v2");
+        None
+    }
+}
+
+/// `../shared/data` beside the checkout.
+pub fn shared_data(test: &str) -> Option<PathBuf> {
+    let dir = root().join("../shared/data");
+    if dir.join("sst2/dev.csv").is_file() {
+        Some(dir)
+    } else {
+        missing(test, "../shared/data");
+        None
+    }
+}
+
+/// Runs a reference script from scripts/reference with JSON on stdin; returns its JSON.
+pub fn python_json(python: &Path, args: &[&str], input: &serde_json::Value) -> serde_json::Value {
+    let mut child = Command::new(python)
+        .args(args)
+        .env("HF_HUB_OFFLINE", "1")
+        .env("TRANSFORMERS_OFFLINE", "1")
+        .env("TOKENIZERS_PARALLELISM", "false")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot start python");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "python {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("python printed no JSON")
+}
+
+pub fn reference_script(name: &str) -> String {
+    root()
+        .join("scripts/reference")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Tiny random `tiny-distilbert/` and `tiny-bert/` written by transformers' save_pretrained,
+/// made once per test process. None (after a loud skip) without the venv or MiniLM's vocab.
+pub fn tiny_models(test: &str) -> Option<&'static Path> {
+    static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
+    let python = python(test)?;
+    let vocab_dir = minilm(test)?;
+    DIR.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("sentence-mtl-tiny-")
+            .tempdir()
+            .unwrap()
+            .keep();
+        let out = Command::new(&python)
+            .arg(reference_script("make_tiny_models.py"))
+            .arg(&dir)
+            .arg(&vocab_dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "make_tiny_models.py failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(dir)
+    })
+    .as_deref()
+}
+
+/// Copies a model folder so a test can damage its copy.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// Cosine similarity of two vectors.
+pub fn cosine(a: &[f64], b: &[f64]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f64 = a.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| x * x).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
+
+/// Parses `encode`'s JSONL output into (text, embedding) pairs.
+pub fn parse_jsonl_embeddings(text: &str) -> Vec<(String, Vec<f64>)> {
+    text.lines()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let emb = v["embedding"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect();
+            (v["text"].as_str().unwrap().to_string(), emb)
+        })
+        .collect()
+}

@@ -1,0 +1,399 @@
+//! `sentence-mtl encode` as a user runs it: inputs, outputs, pooling, and bad input.
+
+use std::path::Path;
+
+use crate::common::*;
+
+fn tiny_bert(test: &str) -> Option<String> {
+    tiny_models(test).map(|d| d.join("tiny-bert").to_string_lossy().into_owned())
+}
+
+#[test]
+fn padding_does_not_change_any_pooling() {
+    let test = "padding_does_not_change_any_pooling";
+    let Some(model) = tiny_bert(test) else { return };
+    let sentences = [
+        "short",
+        "a considerably longer sentence that forces padding of the short one",
+    ];
+    for pooling in ["mean", "cls", "max"] {
+        let together = run(&[
+            "encode",
+            "-m",
+            &model,
+            "--device",
+            "cpu",
+            "-q",
+            "--pooling",
+            pooling,
+            sentences[0],
+            sentences[1],
+        ]);
+        assert_ok(&together);
+        let together = parse_jsonl_embeddings(&stdout(&together));
+        for (i, s) in sentences.iter().enumerate() {
+            let alone = run(&[
+                "encode",
+                "-m",
+                &model,
+                "--device",
+                "cpu",
+                "-q",
+                "--pooling",
+                pooling,
+                s,
+            ]);
+            assert_ok(&alone);
+            let alone = parse_jsonl_embeddings(&stdout(&alone));
+            let diff = alone[0]
+                .1
+                .iter()
+                .zip(&together[i].1)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f64::max);
+            assert!(
+                diff < 1e-5,
+                "{pooling} pooling: sentence {i} changes by {diff} when batched with padding"
+            );
+        }
+    }
+}
+
+#[test]
+fn normalize_flag_gives_unit_vectors() {
+    let test = "normalize_flag_gives_unit_vectors";
+    let Some(model) = tiny_bert(test) else { return };
+    let raw = parse_jsonl_embeddings(&stdout(&run(&[
+        "encode",
+        "-m",
+        &model,
+        "--device",
+        "cpu",
+        "-q",
+        "hello there",
+    ])));
+    let unit = parse_jsonl_embeddings(&stdout(&run(&[
+        "encode",
+        "-m",
+        &model,
+        "--device",
+        "cpu",
+        "-q",
+        "--normalize",
+        "hello there",
+    ])));
+    let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    assert!((norm(&unit[0].1) - 1.0).abs() < 1e-5);
+    assert!(
+        (norm(&raw[0].1) - 1.0).abs() > 1e-3,
+        "tiny model output is not already unit length"
+    );
+    assert!(cosine(&raw[0].1, &unit[0].1) > 0.99999);
+}
+
+#[test]
+fn stdin_csv_txt_and_output_formats_agree() {
+    let test = "stdin_csv_txt_and_output_formats_agree";
+    let Some(model) = tiny_bert(test) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let txt = dir.path().join("in.txt");
+    std::fs::write(&txt, "first line\n\nsecond, with comma\r\n").unwrap();
+    let csv = dir.path().join("in.csv");
+    std::fs::write(
+        &csv,
+        "id,sentence\n1,first line\n2,\"second, with comma\"\n",
+    )
+    .unwrap();
+
+    let from_stdin = run_with_stdin(
+        &["encode", "-m", &model, "--device", "cpu", "-q"],
+        "first line\nsecond, with comma\n",
+    );
+    assert_ok(&from_stdin);
+    let from_stdin = parse_jsonl_embeddings(&stdout(&from_stdin));
+    assert_eq!(from_stdin.len(), 2);
+
+    let out_txt = dir.path().join("a.jsonl");
+    assert_ok(&run(&[
+        "encode",
+        "-m",
+        &model,
+        "--device",
+        "cpu",
+        "-q",
+        "-i",
+        txt.to_str().unwrap(),
+        "-o",
+        out_txt.to_str().unwrap(),
+    ]));
+    assert_eq!(
+        parse_jsonl_embeddings(&std::fs::read_to_string(&out_txt).unwrap()),
+        from_stdin
+    );
+
+    let out_csv = dir.path().join("b.csv");
+    assert_ok(&run(&[
+        "encode",
+        "-m",
+        &model,
+        "--device",
+        "cpu",
+        "-q",
+        "-i",
+        csv.to_str().unwrap(),
+        "--text-column",
+        "sentence",
+        "-o",
+        out_csv.to_str().unwrap(),
+    ]));
+    let mut reader = csv::Reader::from_path(&out_csv).unwrap();
+    let header = reader.headers().unwrap().clone();
+    assert_eq!(&header[0], "text");
+    assert_eq!(&header[1], "dim_0");
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(&rows[1][0], "second, with comma");
+    let first: Vec<f64> = rows[0].iter().skip(1).map(|x| x.parse().unwrap()).collect();
+    assert!(cosine(&first, &from_stdin[0].1) > 0.999999);
+
+    let out_npy = dir.path().join("c.npy");
+    assert_ok(&run(&[
+        "encode",
+        "-m",
+        &model,
+        "--device",
+        "cpu",
+        "-q",
+        "-i",
+        txt.to_str().unwrap(),
+        "-o",
+        out_npy.to_str().unwrap(),
+    ]));
+    let bytes = std::fs::read(&out_npy).unwrap();
+    assert_eq!(&bytes[..6], b"\x93NUMPY");
+    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
+    let dim = from_stdin[0].1.len();
+    assert!(header.contains(&format!("'shape': (2, {dim})")), "{header}");
+    let first = f32::from_le_bytes(bytes[10 + header_len..14 + header_len].try_into().unwrap());
+    assert!((first as f64 - from_stdin[0].1[0]).abs() < 1e-6);
+}
+
+#[test]
+fn similarity_matrix_is_printed_as_a_table() {
+    let test = "similarity_matrix_is_printed_as_a_table";
+    let Some(model) = minilm(test) else { return };
+    let out = run(&[
+        "encode",
+        "-m",
+        model.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "-q",
+        "--similarity",
+        "A man is playing a guitar.",
+        "Someone plays an instrument.",
+        "The stock market fell sharply today.",
+    ]);
+    assert_ok(&out);
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    assert!(lines[0].starts_with("sentence") && lines[0].ends_with("[3]"));
+    let cells = |line: &str| -> Vec<f64> {
+        line.split_whitespace()
+            .rev()
+            .take(3)
+            .map(|c| c.parse().unwrap())
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect()
+    };
+    let rows: Vec<Vec<f64>> = lines[1..].iter().map(|l| cells(l)).collect();
+    for i in 0..3 {
+        assert!((rows[i][i] - 1.0).abs() < 1e-3);
+    }
+    assert!(
+        rows[0][1] > rows[0][2] + 0.3,
+        "guitar/instrument should be closer than guitar/stocks: {text}"
+    );
+}
+
+// ---- bad input: one clear line, exit code 1, no panic --------------------------------------
+
+#[test]
+fn missing_model_dir_is_named() {
+    assert_clean_error(
+        &run(&["encode", "-m", "./no/such/model", "hi"]),
+        "model folder ./no/such/model does not exist",
+    );
+}
+
+#[test]
+fn unsupported_model_type_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.json"),
+        r#"{"model_type": "gpt2", "n_layer": 2}"#,
+    )
+    .unwrap();
+    assert_clean_error(
+        &run(&["encode", "-m", dir.path().to_str().unwrap(), "hi"]),
+        "model_type 'gpt2' is not supported",
+    );
+}
+
+#[test]
+fn config_with_wrong_types_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.json"),
+        r#"{"model_type": "bert", "vocab_size": "many", "hidden_size": 8,
+        "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 8}"#,
+    )
+    .unwrap();
+    assert_clean_error(
+        &run(&["encode", "-m", dir.path().to_str().unwrap(), "hi"]),
+        "config.json",
+    );
+}
+
+fn damaged_copy(test: &str, damage: impl FnOnce(&Path)) -> Option<tempfile::TempDir> {
+    let source = tiny_models(test)?.join("tiny-distilbert");
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&source, dir.path());
+    damage(dir.path());
+    Some(dir)
+}
+
+#[test]
+fn truncated_safetensors_is_named() {
+    let test = "truncated_safetensors_is_named";
+    let Some(dir) = damaged_copy(test, |d| {
+        let path = d.join("model.safetensors");
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    }) else {
+        return;
+    };
+    assert_clean_error(
+        &run(&["encode", "-m", dir.path().to_str().unwrap(), "hi"]),
+        "model.safetensors",
+    );
+}
+
+#[test]
+fn corrupt_safetensors_is_named() {
+    let test = "corrupt_safetensors_is_named";
+    let Some(dir) = damaged_copy(test, |d| {
+        std::fs::write(d.join("model.safetensors"), b"\xff\xff\xff\xff garbage").unwrap()
+    }) else {
+        return;
+    };
+    assert_clean_error(
+        &run(&["encode", "-m", dir.path().to_str().unwrap(), "hi"]),
+        "cannot read weights",
+    );
+}
+
+#[test]
+fn pickle_only_model_is_refused() {
+    let test = "pickle_only_model_is_refused";
+    let Some(dir) = damaged_copy(test, |d| {
+        std::fs::remove_file(d.join("model.safetensors")).unwrap();
+        std::fs::write(d.join("pytorch_model.bin"), b"PK pickle").unwrap();
+    }) else {
+        return;
+    };
+    assert_clean_error(
+        &run(&["encode", "-m", dir.path().to_str().unwrap(), "hi"]),
+        "pickle",
+    );
+}
+
+#[test]
+fn missing_vocab_is_named() {
+    let test = "missing_vocab_is_named";
+    let Some(dir) = damaged_copy(test, |d| std::fs::remove_file(d.join("vocab.txt")).unwrap())
+    else {
+        return;
+    };
+    assert_clean_error(
+        &run(&["encode", "-m", dir.path().to_str().unwrap(), "hi"]),
+        "no vocab.txt",
+    );
+}
+
+#[test]
+fn weights_of_another_architecture_are_refused() {
+    let test = "weights_of_another_architecture_are_refused";
+    let Some(models) = tiny_models(test) else {
+        return;
+    };
+    let Some(dir) = damaged_copy(test, |d| {
+        std::fs::copy(
+            models.join("tiny-bert/model.safetensors"),
+            d.join("model.safetensors"),
+        )
+        .unwrap();
+    }) else {
+        return;
+    };
+    assert_clean_error(
+        &run(&["encode", "-m", dir.path().to_str().unwrap(), "hi"]),
+        "lacks",
+    );
+}
+
+#[test]
+fn empty_input_file_is_named() {
+    let test = "empty_input_file_is_named";
+    let Some(model) = tiny_bert(test) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.txt");
+    std::fs::write(&empty, "\n\n").unwrap();
+    assert_clean_error(
+        &run(&["encode", "-m", &model, "-i", empty.to_str().unwrap()]),
+        "is empty",
+    );
+    assert_clean_error(
+        &run_with_stdin(&["encode", "-m", &model], ""),
+        "stdin is empty",
+    );
+}
+
+#[test]
+fn unreadable_input_file_is_named() {
+    assert_clean_error(
+        &run(&["encode", "-m", "whatever", "-i", "/no/such/file.txt"]),
+        "/no/such/file.txt",
+    );
+}
+
+#[test]
+fn unknown_device_is_named() {
+    let test = "unknown_device_is_named";
+    let Some(model) = tiny_bert(test) else { return };
+    assert_clean_error(
+        &run(&["encode", "-m", &model, "--device", "tpu", "hi"]),
+        "unknown --device 'tpu'",
+    );
+}
+
+#[test]
+fn bad_pooling_and_format_are_named() {
+    let test = "bad_pooling_and_format_are_named";
+    let Some(model) = tiny_bert(test) else { return };
+    assert_clean_error(
+        &run(&["encode", "-m", &model, "--pooling", "sum", "hi"]),
+        "unknown pooling 'sum'",
+    );
+    assert_clean_error(
+        &run(&["encode", "-m", &model, "--format", "xml", "hi"]),
+        "unknown --format 'xml'",
+    );
+    assert_clean_error(
+        &run(&["encode", "-m", &model, "--max-length", "100000", "hi"]),
+        "--max-length 100000 is out of range",
+    );
+}

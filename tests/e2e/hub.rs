@@ -1,0 +1,152 @@
+//! Hub ids: downloads go through hf-hub into the HF cache (here from a tiny HTTP server on
+//! 127.0.0.1 that speaks the parts of the hub protocol hf-hub uses), later runs are offline.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
+
+/// Serves `<root>/<file>` for `GET /<org>/<name>/resolve/main/<file>` with the headers hf-hub
+/// reads (etag, x-repo-commit, content-range); 404 for anything else. Returns the base URL.
+fn serve_model_folder(root: PathBuf) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request = String::new();
+            if reader.read_line(&mut request).is_err() {
+                continue;
+            }
+            let mut range_start = None::<u64>;
+            let mut range_end = None::<u64>;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(value) = line.to_ascii_lowercase().strip_prefix("range: bytes=") {
+                    let (a, b) = value.trim().split_once('-').unwrap();
+                    range_start = a.parse().ok();
+                    range_end = b.parse().ok();
+                }
+            }
+            let path = request.split_whitespace().nth(1).unwrap_or("/").to_string();
+            let file = path.splitn(5, '/').nth(4).unwrap_or("").to_string();
+            let file = file.strip_prefix("main/").unwrap_or(&file).to_string();
+            let local = root.join(&file);
+            let response = match (path.contains("/resolve/main/"), std::fs::read(&local)) {
+                (true, Ok(bytes)) => {
+                    let size = bytes.len() as u64;
+                    let start = range_start.unwrap_or(0).min(size);
+                    let end = range_end
+                        .unwrap_or(size.saturating_sub(1))
+                        .min(size.saturating_sub(1));
+                    let body = if size == 0 {
+                        Vec::new()
+                    } else {
+                        bytes[start as usize..=end as usize].to_vec()
+                    };
+                    let mut head = format!(
+                        "HTTP/1.1 206 Partial Content\r\netag: \"{:x}-{}\"\r\nx-repo-commit: {COMMIT}\r\ncontent-range: bytes {start}-{end}/{size}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                        size, file.replace('/', "_"), body.len()
+                    )
+                    .into_bytes();
+                    head.extend(body);
+                    head
+                }
+                _ => b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    .to_vec(),
+            };
+            let _ = stream.write_all(&response);
+        }
+    });
+    url
+}
+
+#[test]
+fn hub_id_downloads_into_hf_cache_then_works_offline() {
+    let test = "hub_id_downloads_into_hf_cache_then_works_offline";
+    let Some(models) = tiny_models(test) else {
+        return;
+    };
+    let endpoint = serve_model_folder(models.join("tiny-bert"));
+    let hf_home = tempfile::tempdir().unwrap();
+    let encode = |offline: bool| {
+        let mut cmd = bin();
+        cmd.args([
+            "encode",
+            "-m",
+            "test-org/tiny-bert",
+            "--device",
+            "cpu",
+            "-q",
+            "hello",
+        ])
+        .env("HF_ENDPOINT", &endpoint)
+        .env("HF_HOME", hf_home.path());
+        if offline {
+            cmd.env("HF_HUB_OFFLINE", "1")
+                .env("HF_ENDPOINT", "http://127.0.0.1:9");
+        }
+        cmd.output().unwrap()
+    };
+    let online = encode(false);
+    assert_ok(&online);
+    let snapshot = hf_home
+        .path()
+        .join("hub/models--test-org--tiny-bert/snapshots")
+        .join(COMMIT);
+    assert!(
+        snapshot.join("model.safetensors").exists(),
+        "not in the HF cache layout"
+    );
+    let offline = encode(true);
+    assert_ok(&offline);
+    assert_eq!(stdout(&online), stdout(&offline));
+    let local = run(&[
+        "encode",
+        "-m",
+        models.join("tiny-bert").to_str().unwrap(),
+        "--device",
+        "cpu",
+        "-q",
+        "hello",
+    ]);
+    assert_eq!(
+        stdout(&online),
+        stdout(&local),
+        "downloaded model differs from the served folder"
+    );
+}
+
+#[test]
+fn hub_id_without_network_fails_fast_with_advice() {
+    let hf_home = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let out = bin()
+        .args(["encode", "-m", "distilbert-base-uncased", "hi"])
+        .env("HF_HOME", hf_home.path())
+        .env("HF_ENDPOINT", "http://127.0.0.1:9")
+        .output()
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_clean_error(&out, "place the model files");
+
+    let offline = bin()
+        .args(["encode", "-m", "distilbert-base-uncased", "hi"])
+        .env("HF_HOME", hf_home.path())
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .unwrap();
+    assert_clean_error(&offline, "HF_HUB_OFFLINE");
+}
