@@ -12,9 +12,7 @@ use std::path::PathBuf;
 fn main() {
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     let Some(lib_dir) = std::env::var_os("DEP_TCH_LIBTORCH_LIB").map(PathBuf::from) else {
-        println!("cargo:warning=torch-sys did not export DEP_TCH_LIBTORCH_LIB: no rpath set");
-        println!("cargo:rustc-env=SENTENCE_MTL_TORCH_LIB_DIR=");
-        return;
+        panic!("cannot build without libtorch: run scripts/setup.sh");
     };
     let real_dir = std::fs::canonicalize(lib_dir.join("libtorch_cpu.so"))
         .ok()
@@ -22,8 +20,23 @@ fn main() {
         .or_else(|| std::fs::canonicalize(&lib_dir).ok())
         .unwrap_or(lib_dir);
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", real_dir.display());
-    println!(
-        "cargo:rustc-env=SENTENCE_MTL_TORCH_LIB_DIR={}",
-        real_dir.display()
-    );
+    println!("cargo:rustc-env=SENTENCE_MTL_TORCH_LIB_DIR={}", real_dir.display());
+    compile_autocast_shim(&real_dir);
+}
+
+/// `csrc/autocast.cpp`: bf16 autocast for CUDA, which tch does not expose.
+fn compile_autocast_shim(torch_lib_dir: &std::path::Path) {
+    println!("cargo:rerun-if-changed=csrc/autocast.cpp");
+    println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
+    let include = torch_lib_dir.parent().map(|torch| torch.join("include")).unwrap_or_default();
+    // The PyPI wheel uses the pre-C++11 string ABI; the shim's signatures do not depend on it.
+    let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "0".into());
+    cc::Build::new()
+        .cpp(true)
+        .file("csrc/autocast.cpp")
+        .include(include)
+        .flag("-std=c++17")
+        .define("_GLIBCXX_USE_CXX11_ABI", abi.as_str())
+        .warnings(false)
+        .compile("smtl_autocast");
 }

@@ -11,10 +11,7 @@ use anyhow::{Context, Result};
 /// A sibling path for temporary content: same folder, so the final rename stays on one
 /// filesystem and is atomic.
 fn sibling_temp(path: &Path, tag: &str) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     path.with_file_name(format!(".{name}.{tag}-{}", std::process::id()))
 }
 
@@ -24,13 +21,9 @@ pub fn write_file(path: &Path, contents: &[u8]) -> Result<()> {
 }
 
 /// Like [`write_file`], with the content produced by a writer callback.
-pub fn write_file_with(
-    path: &Path,
-    fill: impl FnOnce(&mut std::fs::File) -> Result<()>,
-) -> Result<()> {
+pub fn write_file_with(path: &Path, fill: impl FnOnce(&mut std::fs::File) -> Result<()>) -> Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create folder {}", parent.display()))?;
+        std::fs::create_dir_all(parent).with_context(|| format!("cannot create folder {}", parent.display()))?;
     }
     let temp = sibling_temp(path, "tmp");
     let result = (|| {
@@ -55,8 +48,7 @@ pub fn replace_dir(target: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Res
     if staging.exists() {
         std::fs::remove_dir_all(&staging).ok();
     }
-    std::fs::create_dir_all(&staging)
-        .with_context(|| format!("cannot create {}", staging.display()))?;
+    std::fs::create_dir_all(&staging).with_context(|| format!("cannot create {}", staging.display()))?;
     if let Err(e) = fill(&staging) {
         let _ = std::fs::remove_dir_all(&staging);
         return Err(e);
@@ -68,15 +60,12 @@ pub fn replace_dir(target: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Res
             std::fs::remove_dir_all(&staging).ok();
         } else {
             let old = sibling_temp(target, "old");
-            std::fs::rename(target, &old)
-                .with_context(|| format!("cannot move aside {}", target.display()))?;
-            std::fs::rename(&staging, target)
-                .with_context(|| format!("cannot install {}", target.display()))?;
+            std::fs::rename(target, &old).with_context(|| format!("cannot move aside {}", target.display()))?;
+            std::fs::rename(&staging, target).with_context(|| format!("cannot install {}", target.display()))?;
             std::fs::remove_dir_all(&old).ok();
         }
     } else {
-        std::fs::rename(&staging, target)
-            .with_context(|| format!("cannot install {}", target.display()))?;
+        std::fs::rename(&staging, target).with_context(|| format!("cannot install {}", target.display()))?;
     }
     if let Some(parent) = target.parent() {
         sync_dir(parent);
@@ -88,15 +77,7 @@ fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
     let a = CString::new(a.as_os_str().as_bytes())?;
     let b = CString::new(b.as_os_str().as_bytes())?;
     // SAFETY: both paths are valid NUL-terminated strings for the duration of the call.
-    let rc = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            a.as_ptr(),
-            libc::AT_FDCWD,
-            b.as_ptr(),
-            libc::RENAME_EXCHANGE,
-        )
-    };
+    let rc = unsafe { libc::renameat2(libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), libc::RENAME_EXCHANGE) };
     if rc == 0 {
         Ok(())
     } else {
@@ -145,10 +126,6 @@ mod tests {
         assert_eq!(std::fs::read_to_string(target.join("a")).unwrap(), "v1");
         replace_dir(&target, |d| Ok(std::fs::write(d.join("a"), "v2")?)).unwrap();
         assert_eq!(std::fs::read_to_string(target.join("a")).unwrap(), "v2");
-        assert_eq!(
-            std::fs::read_dir(dir.path()).unwrap().count(),
-            1,
-            "no staging folders left"
-        );
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no staging folders left");
     }
 }

@@ -66,7 +66,9 @@ impl ModelSpec {
         self.tasks.iter().find(|t| t.name == name).ok_or_else(|| {
             let known: Vec<&str> = self.tasks.iter().map(|t| t.name.as_str()).collect();
             if known.is_empty() {
-                anyhow::anyhow!("unknown task '{name}': this model has no task heads (train one with `sentence-mtl train`)")
+                anyhow::anyhow!(
+                    "unknown task '{name}': this model has no task heads (train one with `sentence-mtl train`)"
+                )
             } else {
                 anyhow::anyhow!("unknown task '{name}' (this model has: {})", known.join(", "))
             }
@@ -95,11 +97,8 @@ pub struct LoadedModel {
 pub fn load(model: &str, device: Device, overrides: &SpecOverrides) -> Result<LoadedModel> {
     let dir = resolve_model_dir(model)?;
     let config = BackboneConfig::from_file(&dir.join("config.json"))?;
-    let mut spec = if dir.join(SPEC_FILE).is_file() {
-        read_spec(&dir)?
-    } else {
-        spec_for_plain_model(&dir, model, &config)?
-    };
+    let mut spec =
+        if dir.join(SPEC_FILE).is_file() { read_spec(&dir)? } else { spec_for_plain_model(&dir, model, &config)? };
     if spec.model_type != config.model_type() {
         bail!(
             "{} says model_type '{}' but config.json says '{}'",
@@ -122,12 +121,7 @@ pub fn load(model: &str, device: Device, overrides: &SpecOverrides) -> Result<Lo
     let tokenizer = SentenceTokenizer::from_dir(&dir)?;
     let model = MultiTaskModel::build(config, &spec, device);
     let weights = find_weight_file(&dir)?;
-    let report = load_into(
-        &model.vs,
-        &weights,
-        read_weight_file(&weights)?,
-        model.config.model_type(),
-    )?;
+    let report = load_into(&model.vs, &weights, read_weight_file(&weights)?, model.config.model_type())?;
     if !report.missing.is_empty() {
         bail!(
             "{} lacks {} tensor(s) this model needs, e.g. {} (wrong file for this config.json / {}?)",
@@ -137,29 +131,87 @@ pub fn load(model: &str, device: Device, overrides: &SpecOverrides) -> Result<Lo
             SPEC_FILE
         );
     }
-    let stray_heads: Vec<&String> = report
-        .unused
-        .iter()
-        .filter(|n| n.starts_with("heads.") || n.starts_with("projection."))
-        .collect();
+    let stray_heads: Vec<&String> =
+        report.unused.iter().filter(|n| n.starts_with("heads.") || n.starts_with("projection.")).collect();
     if !stray_heads.is_empty() {
         bail!(
             "{} has tensors {} that {} does not describe (checkpoint heads do not match its tasks)",
             weights.display(),
-            stray_heads
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
+            stray_heads.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
             SPEC_FILE
         );
     }
-    Ok(LoadedModel {
-        model,
-        tokenizer,
-        spec,
-        dir,
-    })
+    Ok(LoadedModel { model, tokenizer, spec, dir })
+}
+
+/// How `train` wants the model built: the run's tasks and encoder settings.
+pub struct TrainingSpec {
+    pub pooling: Option<Pooling>,
+    /// `Some(0)`: no projection; `None`: the checkpoint's, or [`DEFAULT_PROJECTION_DIM`].
+    pub projection_dim: Option<i64>,
+    pub max_length: usize,
+    pub tasks: Vec<TaskSpec>,
+}
+
+pub const DEFAULT_PROJECTION_DIM: i64 = 256;
+
+/// The model `train` starts from: backbone (and projection, and heads of tasks with the same
+/// name and labels) from a HF folder, hub id or checkpoint; every other layer is new.
+/// Returns the model and the names of the freshly initialised tensors.
+pub fn load_for_training(model: &str, device: Device, wanted: TrainingSpec) -> Result<(LoadedModel, Vec<String>)> {
+    let dir = resolve_model_dir(model)?;
+    let config = BackboneConfig::from_file(&dir.join("config.json"))?;
+    let base =
+        if dir.join(SPEC_FILE).is_file() { read_spec(&dir)? } else { spec_for_plain_model(&dir, model, &config)? };
+    check_max_length(wanted.max_length, &config)?;
+    let projection_dim = match wanted.projection_dim {
+        Some(0) => None,
+        Some(d) => Some(d),
+        None if dir.join(SPEC_FILE).is_file() => base.projection_dim,
+        None => Some(DEFAULT_PROJECTION_DIM),
+    };
+    let spec = ModelSpec {
+        format_version: FORMAT_VERSION,
+        model_type: config.model_type().to_string(),
+        pooling: wanted.pooling.unwrap_or(base.pooling),
+        projection_dim,
+        normalize: base.normalize,
+        max_length: wanted.max_length,
+        tasks: wanted.tasks,
+        base_model: base.base_model.clone(),
+        training: None,
+        metrics: None,
+    };
+    let tokenizer = SentenceTokenizer::from_dir(&dir)?;
+    let model_built = MultiTaskModel::build(config, &spec, device);
+    let weights = find_weight_file(&dir)?;
+    let mut tensors = read_weight_file(&weights)?;
+    // Keep only what fits the new model: a different projection width or label set means
+    // that layer starts afresh.
+    tensors.retain(|name, tensor| {
+        if name.starts_with("projection.") {
+            return base.projection_dim.is_some() && base.projection_dim == spec.projection_dim;
+        }
+        if let Some(rest) = name.strip_prefix("heads.") {
+            let task = rest.split('.').next().unwrap_or("");
+            let old = base.tasks.iter().find(|t| t.name == task);
+            let new = spec.tasks.iter().find(|t| t.name == task);
+            return matches!((old, new), (Some(o), Some(n)) if o.labels == n.labels) && tensor.dim() > 0;
+        }
+        true
+    });
+    let report = load_into(&model_built.vs, &weights, tensors, model_built.config.model_type())?;
+    let not_new: Vec<&String> =
+        report.missing.iter().filter(|n| !n.starts_with("projection.") && !n.starts_with("heads.")).collect();
+    if !not_new.is_empty() {
+        bail!(
+            "{} lacks {} backbone tensor(s), e.g. {} (wrong weights for this config.json?)",
+            weights.display(),
+            not_new.len(),
+            not_new.iter().take(5).map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+        );
+    }
+    Ok((LoadedModel { model: model_built, tokenizer, spec, dir }, report.missing))
 }
 
 pub fn check_max_length(max_length: usize, config: &BackboneConfig) -> Result<()> {
@@ -172,8 +224,7 @@ pub fn check_max_length(max_length: usize, config: &BackboneConfig) -> Result<()
 
 fn read_spec(dir: &Path) -> Result<ModelSpec> {
     let path = dir.join(SPEC_FILE);
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
     let spec: ModelSpec = serde_json::from_str(&text)
         .with_context(|| format!("{} is not a valid checkpoint description", path.display()))?;
     if spec.format_version != FORMAT_VERSION {
@@ -196,10 +247,7 @@ fn spec_for_plain_model(dir: &Path, model: &str, config: &BackboneConfig) -> Res
         pooling: st.pooling.unwrap_or_default(),
         projection_dim: None,
         normalize: st.normalize,
-        max_length: st
-            .max_seq_length
-            .unwrap_or(DEFAULT_MAX_LENGTH)
-            .min(config.max_position_embeddings() as usize),
+        max_length: st.max_seq_length.unwrap_or(DEFAULT_MAX_LENGTH).min(config.max_position_embeddings() as usize),
         tasks: Vec::new(),
         base_model: model.to_string(),
         training: None,
@@ -233,10 +281,8 @@ impl SentenceTransformersConfig {
             match module.kind.rsplit('.').next().unwrap_or("") {
                 "Transformer" => {}
                 "Pooling" => {
-                    let pooling: serde_json::Value =
-                        read_json(&dir.join(&module.path).join("config.json"))?;
-                    let on =
-                        |key: &str| pooling.get(key).and_then(|v| v.as_bool()).unwrap_or(false);
+                    let pooling: serde_json::Value = read_json(&dir.join(&module.path).join("config.json"))?;
+                    let on = |key: &str| pooling.get(key).and_then(|v| v.as_bool()).unwrap_or(false);
                     out.pooling = Some(if on("pooling_mode_cls_token") {
                         Pooling::Cls
                     } else if on("pooling_mode_max_tokens") {
@@ -255,29 +301,31 @@ impl SentenceTransformersConfig {
         let st_config = dir.join("sentence_bert_config.json");
         if st_config.is_file() {
             let value: serde_json::Value = read_json(&st_config)?;
-            out.max_seq_length = value
-                .get("max_seq_length")
-                .and_then(|v| v.as_u64())
-                .map(|v| v as usize);
+            out.max_seq_length = value.get("max_seq_length").and_then(|v| v.as_u64()).map(|v| v as usize);
         }
         Ok(out)
     }
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    serde_json::from_str(&text)
-        .with_context(|| format!("{} is not valid JSON for this field", path.display()))
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON for this field", path.display()))
 }
 
 /// Writes a complete checkpoint into `target`, replacing any previous one atomically.
 /// `source_dir` is where `config.json` and the tokenizer files are copied from.
-pub fn save(
+pub fn save(target: &Path, model: &MultiTaskModel, spec: &ModelSpec, source_dir: &Path) -> Result<()> {
+    save_with(target, model, spec, source_dir, |_| Ok(()))
+}
+
+/// [`save`], with `extra` writing more files (e.g. training state) into the same folder
+/// before it is switched in.
+pub fn save_with(
     target: &Path,
     model: &MultiTaskModel,
     spec: &ModelSpec,
     source_dir: &Path,
+    extra: impl FnOnce(&Path) -> Result<()>,
 ) -> Result<()> {
     atomic_write::replace_dir(target, |staging| {
         let mut variables: Vec<(String, tch::Tensor)> = model
@@ -294,13 +342,12 @@ pub fn save(
         for file in TOKENIZER_FILES {
             let from = source_dir.join(file);
             if from.is_file() {
-                std::fs::copy(&from, staging.join(file))
-                    .with_context(|| format!("cannot copy {}", from.display()))?;
+                std::fs::copy(&from, staging.join(file)).with_context(|| format!("cannot copy {}", from.display()))?;
             }
         }
         let json = serde_json::to_string_pretty(spec)?;
         std::fs::write(staging.join(SPEC_FILE), json + "\n")?;
-        Ok(())
+        extra(staging)
     })
     .with_context(|| format!("cannot save checkpoint {}", target.display()))
 }

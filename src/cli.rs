@@ -9,7 +9,9 @@ use clap::{Args, Parser, Subcommand};
     name = "sentence-mtl",
     version,
     about = "Sentence embeddings and multi-task fine-tuning of transformer encoders (DistilBERT, BERT) on libtorch",
-    propagate_version = true
+    propagate_version = true,
+    // A flag given twice takes its last value, so scripts can append overrides.
+    args_override_self = true
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -20,6 +22,10 @@ pub struct Cli {
 pub enum Command {
     /// Turn sentences into fixed-length embeddings (and show their cosine similarities)
     Encode(EncodeArgs),
+    /// Fine-tune a shared encoder with one classification head per task
+    Train(TrainArgs),
+    /// Label sentences with a trained task head
+    Predict(PredictArgs),
 }
 
 /// Where the model comes from and where it runs; shared by every command.
@@ -94,4 +100,183 @@ pub struct EncodeArgs {
     /// then only written with --output)
     #[arg(long)]
     pub similarity: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Starting point: a Hugging Face model folder or hub id (DistilBERT or BERT), or a
+    /// sentence-mtl checkpoint to fine-tune further
+    #[arg(short, long, value_name = "DIR|HUB_ID")]
+    pub model: String,
+
+    /// A task: its name, training CSV and optional dev CSV. Repeat for each task
+    #[arg(long = "task", value_name = "NAME=TRAIN.csv[,DEV.csv]", required = true)]
+    pub tasks: Vec<String>,
+
+    /// Run directory: best/ and last/ checkpoints, train_log.jsonl, settings.json
+    #[arg(short, long, value_name = "RUN_DIR")]
+    pub out: PathBuf,
+
+    /// Replace an existing run directory instead of refusing to touch it
+    #[arg(long)]
+    pub overwrite: bool,
+
+    /// CSV column with the text, for all tasks (COL) or one (NAME=COL); repeatable
+    #[arg(long = "text-column", value_name = "[NAME=]COL")]
+    pub text_columns: Vec<String>,
+
+    /// CSV column with the label, for all tasks (COL) or one (NAME=COL); repeatable
+    #[arg(long = "label-column", value_name = "[NAME=]COL")]
+    pub label_columns: Vec<String>,
+
+    /// Loss weight of a task (default 1); repeatable
+    #[arg(long = "task-weight", value_name = "NAME=W")]
+    pub task_weights: Vec<String>,
+
+    /// Pooling of token states: mean, cls or max [default: the model's, else mean]
+    #[arg(long, value_name = "MODE")]
+    pub pooling: Option<String>,
+
+    /// Width of the projection between pooling and the task heads; 0 for none
+    /// [default: the checkpoint's when continuing one, else 256]
+    #[arg(long, value_name = "DIM")]
+    pub projection_dim: Option<i64>,
+
+    /// Token limit per sentence, [CLS] and [SEP] included
+    #[arg(long, default_value_t = 128, value_name = "TOKENS")]
+    pub max_length: usize,
+
+    /// Order of task batches: round-robin (A, B, A, B, ...), proportional (by task size)
+    /// or temperature (by size^(1/T))
+    #[arg(long, default_value = "round-robin", value_name = "STRATEGY")]
+    pub sampling: String,
+
+    /// T for --sampling temperature
+    #[arg(long, default_value_t = 2.0, value_name = "T")]
+    pub temperature: f64,
+
+    /// Passes over the data (an epoch is defined by the sampling strategy)
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub epochs: usize,
+
+    /// Stop after N optimizer steps instead, wherever that is in an epoch
+    #[arg(long, value_name = "N")]
+    pub max_steps: Option<usize>,
+
+    /// Sentences per batch (one task per batch)
+    #[arg(long, default_value_t = 32, value_name = "N")]
+    pub batch_size: usize,
+
+    /// Batches whose gradients are summed before each optimizer step
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub grad_accum: usize,
+
+    /// Learning rate of the backbone's top layer
+    #[arg(long, default_value_t = 1e-5, value_name = "LR")]
+    pub lr_backbone: f64,
+
+    /// Learning rate of the projection
+    #[arg(long, default_value_t = 1e-4, value_name = "LR")]
+    pub lr_projection: f64,
+
+    /// Learning rate of the task heads
+    #[arg(long, default_value_t = 1e-3, value_name = "LR")]
+    pub lr_heads: f64,
+
+    /// Layer-wise decay D: block i of L gets lr_backbone * D^(L-i), embeddings D^L
+    #[arg(long, default_value_t = 0.9, value_name = "D")]
+    pub layer_decay: f64,
+
+    /// AdamW's decoupled weight decay (never on biases and LayerNorm)
+    #[arg(long, default_value_t = 0.01, value_name = "W")]
+    pub weight_decay: f64,
+
+    /// Fraction of the steps spent warming the learning rate up from 0
+    #[arg(long, default_value_t = 0.1, value_name = "R")]
+    pub warmup_ratio: f64,
+
+    /// Warm-up steps (overrides --warmup-ratio)
+    #[arg(long, value_name = "N")]
+    pub warmup_steps: Option<usize>,
+
+    /// Clip the gradients' global L2 norm to this; 0 turns clipping off
+    #[arg(long, default_value_t = 1.0, value_name = "NORM")]
+    pub max_grad_norm: f64,
+
+    /// What to freeze: none, all, backbone, embeddings, layers:K (bottom K blocks) or
+    /// head:NAME; repeatable
+    #[arg(long = "freeze", value_name = "WHAT")]
+    pub freeze: Vec<String>,
+
+    /// Seed for initialisation, data order, task sampling and dropout
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+
+    /// Evaluate the dev sets every N optimizer steps [default: at the end of each epoch]
+    #[arg(long, value_name = "N")]
+    pub eval_every: Option<usize>,
+
+    /// Stop after N evaluations without a better mean macro-F1
+    #[arg(long, value_name = "N")]
+    pub patience: Option<usize>,
+
+    /// Log losses every N optimizer steps
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub log_every: usize,
+
+    /// Sentences per batch when evaluating
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub eval_batch_size: usize,
+
+    /// Where to run: auto (CUDA when present), cpu, cuda or cuda:N
+    #[arg(long, default_value = "auto", value_name = "DEVICE")]
+    pub device: String,
+
+    /// Forward-pass precision: fp32, or bf16 (CUDA only: autocast with fp32 master weights)
+    #[arg(long, default_value = "fp32", value_name = "PRECISION")]
+    pub precision: String,
+
+    /// CPU threads for libtorch [default: one per core]
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+
+    /// Write the batch order (task and row numbers of every batch) as JSONL, for
+    /// reproducing a run elsewhere (e.g. the PyTorch reference benchmark)
+    #[arg(long, value_name = "FILE")]
+    pub save_batch_plan: Option<PathBuf>,
+
+    /// No progress bars or tables; errors and the final summary only
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+
+    /// Task whose head labels the sentences
+    #[arg(short, long, value_name = "NAME")]
+    pub task: String,
+
+    /// Sentences to label; without them, read --input or stdin (one per line)
+    #[arg(value_name = "SENTENCE")]
+    pub sentences: Vec<String>,
+
+    /// Read sentences from a file: .csv (column --text-column) or text, one per line
+    #[arg(short, long, value_name = "FILE")]
+    pub input: Option<PathBuf>,
+
+    /// CSV column holding the sentences
+    #[arg(long, default_value = "text", value_name = "NAME")]
+    pub text_column: String,
+
+    /// Write predictions to FILE (atomically) instead of stdout
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Output format: jsonl or csv (columns text, label, probability)
+    /// [default: from --output's extension, else jsonl]
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
 }

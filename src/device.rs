@@ -25,10 +25,7 @@ pub fn cuda_is_usable() -> bool {
         let backend = Path::new(TORCH_LIB_DIR).join("libtorch_cuda.so");
         // Already linked (LIBTORCH_USE_PYTORCH builds) or loadable now: either way its
         // static initialisers register the CUDA kernels with libtorch's dispatcher.
-        let _ = dlopen(
-            &backend.to_string_lossy(),
-            libc::RTLD_NOW | libc::RTLD_GLOBAL,
-        );
+        let _ = dlopen(&backend.to_string_lossy(), libc::RTLD_NOW | libc::RTLD_GLOBAL);
         tch::Cuda::is_available()
     })
 }
@@ -52,11 +49,7 @@ pub fn resolve_device(flag: &str) -> Result<Device> {
         }
     };
     match flag {
-        "auto" => Ok(if cuda_is_usable() {
-            Device::Cuda(0)
-        } else {
-            Device::Cpu
-        }),
+        "auto" => Ok(if cuda_is_usable() { Device::Cuda(0) } else { Device::Cpu }),
         "cpu" => Ok(Device::Cpu),
         "cuda" | "gpu" => cuda_device(0, cuda_count()),
         other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
@@ -68,14 +61,10 @@ pub fn resolve_device(flag: &str) -> Result<Device> {
 
 fn cuda_device(index: usize, available: i64) -> Result<Device> {
     if available == 0 {
-        bail!(
-            "--device cuda: no CUDA device is available on this machine (use --device cpu or auto)"
-        );
+        bail!("--device cuda: no CUDA device is available on this machine (use --device cpu or auto)");
     }
     if index as i64 >= available {
-        bail!(
-            "--device cuda:{index}: this machine has {available} CUDA device(s), numbered from 0"
-        );
+        bail!("--device cuda:{index}: this machine has {available} CUDA device(s), numbered from 0");
     }
     Ok(Device::Cuda(index))
 }

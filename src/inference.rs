@@ -26,14 +26,9 @@ fn run_batches(
         for batch in length_sorted_batches(&lengths, batch_size) {
             let sequences: Vec<&[i64]> = batch.iter().map(|&i| token_ids[i].as_slice()).collect();
             let (ids, mask) = pad_batch(&sequences, loaded.tokenizer.pad_id(), device);
-            let result = forward(&ids, &mask)?
-                .to_kind(Kind::Float)
-                .to_device(Device::Cpu);
+            let result = forward(&ids, &mask)?.to_kind(Kind::Float).to_device(Device::Cpu);
             let out = output.get_or_insert_with(|| {
-                Tensor::zeros(
-                    [texts.len() as i64, result.size()[1]],
-                    (Kind::Float, Device::Cpu),
-                )
+                Tensor::zeros([texts.len() as i64, result.size()[1]], (Kind::Float, Device::Cpu))
             });
             let index = Tensor::from_slice(&batch.iter().map(|&i| i as i64).collect::<Vec<_>>());
             let _ = out.index_copy_(0, &index, &result);
@@ -46,15 +41,8 @@ fn run_batches(
 }
 
 /// Sentence embeddings `[n, dim]` (normalised if the model says so).
-pub fn embed(
-    loaded: &LoadedModel,
-    texts: &[String],
-    batch_size: usize,
-    progress: &Progress,
-) -> Result<Tensor> {
-    run_batches(loaded, texts, batch_size, progress, |ids, mask| {
-        loaded.model.encoder.embed(ids, mask)
-    })
+pub fn embed(loaded: &LoadedModel, texts: &[String], batch_size: usize, progress: &Progress) -> Result<Tensor> {
+    run_batches(loaded, texts, batch_size, progress, |ids, mask| loaded.model.encoder.embed(ids, mask))
 }
 
 /// Class probabilities `[n, n_classes]` of one task.
@@ -67,9 +55,6 @@ pub fn class_probabilities(
 ) -> Result<Tensor> {
     loaded.spec.task(task)?;
     run_batches(loaded, texts, batch_size, progress, |ids, mask| {
-        Ok(loaded
-            .model
-            .logits_t(task, ids, mask, false)?
-            .softmax(-1, Kind::Float))
+        Ok(loaded.model.logits_t(task, ids, mask, false)?.softmax(-1, Kind::Float))
     })
 }

@@ -1,7 +1,8 @@
 //! sentence-mtl: sentence embeddings and multi-task fine-tuning of transformer encoders.
 //!
 //! Layout: `model/` holds tensor code (backbone, pooling, projection, heads), `data/` the
-//! inputs (CSV, sentences, batches), `checkpoint` the folder format every command shares,
+//! inputs (CSV, sentences, batches, task sampling), `train/` the training loop and its parts,
+//! `checkpoint` the folder format every command shares, `metrics` the scores,
 //! `commands/` one file per subcommand, `output/` and `report/` what users read.
 
 pub mod atomic_write;
@@ -11,7 +12,10 @@ pub mod commands;
 pub mod data;
 pub mod device;
 pub mod inference;
+pub mod metrics;
 pub mod model;
 pub mod output;
 pub mod progress;
 pub mod report;
+pub mod rng;
+pub mod train;

@@ -9,6 +9,8 @@ use sentence_mtl::commands;
 fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Encode(args) => commands::encode::run(args),
+        Command::Train(args) => commands::train::run(args),
+        Command::Predict(args) => commands::predict::run(args),
     }
 }
 
@@ -23,10 +25,7 @@ fn main() -> ExitCode {
             .or_else(|| info.payload().downcast_ref::<&str>().copied())
             .unwrap_or("unknown panic");
         let first_line = message.lines().next().unwrap_or(message);
-        let place = info
-            .location()
-            .map(|l| format!(" at {}:{}", l.file(), l.line()))
-            .unwrap_or_default();
+        let place = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
         eprintln!("error: internal error{place}: {first_line} (please report this)");
     }));
     match std::panic::catch_unwind(|| run(cli)) {

@@ -11,9 +11,7 @@ pub struct Progress {
 
 impl Progress {
     pub fn new(quiet: bool) -> Self {
-        Self {
-            visible: !quiet && std::io::stderr().is_terminal(),
-        }
+        Self { visible: !quiet && std::io::stderr().is_terminal() }
     }
 
     pub fn hidden() -> Self {
@@ -31,10 +29,7 @@ impl Progress {
         }
         let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
         let template = format!("{{bar:30}} {{pos}}/{{len}} {unit} {{per_sec}} eta {{eta}} {{msg}}");
-        bar.set_style(
-            ProgressStyle::with_template(&template)
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
+        bar.set_style(ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar()));
         bar
     }
 }

@@ -38,11 +38,7 @@ pub fn run(args: &EncodeArgs) -> Result<()> {
             "encoded {} sentence(s) into {dim}-dim embeddings ({} pooling{}) in {:.2}s",
             sentences.len(),
             loaded.spec.pooling,
-            if loaded.spec.normalize {
-                ", normalised"
-            } else {
-                ""
-            },
+            if loaded.spec.normalize { ", normalised" } else { "" },
             started.elapsed().as_secs_f64()
         );
     }
@@ -60,10 +56,7 @@ pub fn run(args: &EncodeArgs) -> Result<()> {
 }
 
 /// Validates the shared model flags, then loads the model onto the chosen device.
-pub fn open_model(
-    args: &ModelArgs,
-    overrides: &SpecOverrides,
-) -> Result<(checkpoint::LoadedModel, Progress)> {
+pub fn open_model(args: &ModelArgs, overrides: &SpecOverrides) -> Result<(checkpoint::LoadedModel, Progress)> {
     if args.batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }

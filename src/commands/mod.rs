@@ -1,3 +1,5 @@
 //! One module per subcommand: each turns its flags into settings and runs.
 
 pub mod encode;
+pub mod predict;
+pub mod train;

@@ -26,10 +26,7 @@ pub fn pad_batch(sequences: &[&[i64]], pad_id: i64, device: Device) -> (Tensor, 
 pub fn length_sorted_batches(lengths: &[usize], batch_size: usize) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..lengths.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
-    order
-        .chunks(batch_size.max(1))
-        .map(<[usize]>::to_vec)
-        .collect()
+    order.chunks(batch_size.max(1)).map(<[usize]>::to_vec).collect()
 }
 
 #[cfg(test)]
@@ -39,14 +36,8 @@ mod tests {
     #[test]
     fn pads_and_masks() {
         let (ids, mask) = pad_batch(&[&[101, 5, 102], &[101, 102]], 0, Device::Cpu);
-        assert_eq!(
-            Vec::<Vec<i64>>::try_from(&ids).unwrap(),
-            vec![vec![101, 5, 102], vec![101, 102, 0]]
-        );
-        assert_eq!(
-            Vec::<Vec<i64>>::try_from(&mask).unwrap(),
-            vec![vec![1, 1, 1], vec![1, 1, 0]]
-        );
+        assert_eq!(Vec::<Vec<i64>>::try_from(&ids).unwrap(), vec![vec![101, 5, 102], vec![101, 102, 0]]);
+        assert_eq!(Vec::<Vec<i64>>::try_from(&mask).unwrap(), vec![vec![1, 1, 1], vec![1, 1, 0]]);
     }
 
     #[test]

@@ -15,32 +15,18 @@ pub struct CsvRow {
 /// Reads `columns` from a CSV with a header row (RFC 4180 quoting, `,` delimiter; a UTF-8
 /// BOM and CRLF line ends are accepted).
 pub fn read_columns(path: &Path, columns: &[&str]) -> Result<Vec<CsvRow>> {
-    let file =
-        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     read_columns_from(file, &path.display().to_string(), columns)
 }
 
-pub fn read_columns_from<R: std::io::Read>(
-    reader: R,
-    name: &str,
-    columns: &[&str],
-) -> Result<Vec<CsvRow>> {
-    let mut csv = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .flexible(false)
-        .from_reader(reader);
+pub fn read_columns_from<R: std::io::Read>(reader: R, name: &str, columns: &[&str]) -> Result<Vec<CsvRow>> {
+    let mut csv = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(reader);
     let header = match csv.byte_headers() {
         Ok(h) => h.clone(),
-        Err(e) => bail!(
-            "{name}: cannot read the header row: {}",
-            describe_csv_error(&e)
-        ),
+        Err(e) => bail!("{name}: cannot read the header row: {}", describe_csv_error(&e)),
     };
     if header.is_empty() || (header.len() == 1 && header[0].is_empty()) {
-        bail!(
-            "{name}: the file is empty (expected a header row with columns {})",
-            columns.join(", ")
-        );
+        bail!("{name}: the file is empty (expected a header row with columns {})", columns.join(", "));
     }
     let header: Vec<String> = header
         .iter()
@@ -48,11 +34,7 @@ pub fn read_columns_from<R: std::io::Read>(
         .map(|(i, h)| {
             let h = String::from_utf8_lossy(h);
             // The csv crate keeps a UTF-8 byte-order mark on the first header; drop it.
-            let h = if i == 0 {
-                h.trim_start_matches('\u{feff}').to_string()
-            } else {
-                h.into_owned()
-            };
+            let h = if i == 0 { h.trim_start_matches('\u{feff}').to_string() } else { h.into_owned() };
             h.trim().to_string()
         })
         .collect();
@@ -61,17 +43,12 @@ pub fn read_columns_from<R: std::io::Read>(
         match header.iter().position(|h| h == column) {
             Some(i) => indices.push(i),
             None => {
-                let hint = if header.len() == 1
-                    && (header[0].contains(';') || header[0].contains('\t'))
-                {
+                let hint = if header.len() == 1 && (header[0].contains(';') || header[0].contains('\t')) {
                     " (the header looks ';'- or tab-separated; sentence-mtl reads comma-separated CSV)"
                 } else {
                     ""
                 };
-                bail!(
-                    "{name}:1: no column '{column}' in the header (columns: {}){hint}",
-                    header.join(", ")
-                );
+                bail!("{name}:1: no column '{column}' in the header (columns: {}){hint}", header.join(", "));
             }
         }
     }
@@ -108,9 +85,7 @@ fn error_line(e: &csv::Error) -> u64 {
 
 fn describe_csv_error(e: &csv::Error) -> String {
     match e.kind() {
-        csv::ErrorKind::UnequalLengths {
-            expected_len, len, ..
-        } => {
+        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
             format!("row has {len} field(s), the header has {expected_len} (unquoted comma or unbalanced quote?)")
         }
         csv::ErrorKind::Io(io) => format!("read error: {io}"),
@@ -129,11 +104,7 @@ mod tests {
 
     #[test]
     fn reads_columns_in_asked_order_with_line_numbers() {
-        let rows = read(
-            b"label,text\npos,\"good, fine\"\nneg,bad\n",
-            &["text", "label"],
-        )
-        .unwrap();
+        let rows = read(b"label,text\npos,\"good, fine\"\nneg,bad\n", &["text", "label"]).unwrap();
         assert_eq!(rows[0].fields, vec!["good, fine", "pos"]);
         assert_eq!(rows[1].line, 3);
     }
@@ -146,39 +117,25 @@ mod tests {
 
     #[test]
     fn missing_column_lists_the_header() {
-        let err = read(b"sentence,label\nx,y\n", &["text"])
-            .unwrap_err()
-            .to_string();
-        assert_eq!(
-            err,
-            "t.csv:1: no column 'text' in the header (columns: sentence, label)"
-        );
+        let err = read(b"sentence,label\nx,y\n", &["text"]).unwrap_err().to_string();
+        assert_eq!(err, "t.csv:1: no column 'text' in the header (columns: sentence, label)");
     }
 
     #[test]
     fn semicolons_get_a_delimiter_hint() {
-        let err = read(b"text;label\nx;y\n", &["text"])
-            .unwrap_err()
-            .to_string();
+        let err = read(b"text;label\nx;y\n", &["text"]).unwrap_err().to_string();
         assert!(err.contains("';'- or tab-separated"), "{err}");
     }
 
     #[test]
     fn ragged_row_names_its_line() {
-        let err = read(b"text,label\nok,a\ntoo,many,fields\n", &["text"])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.starts_with("t.csv:3: row has 3 field(s), the header has 2"),
-            "{err}"
-        );
+        let err = read(b"text,label\nok,a\ntoo,many,fields\n", &["text"]).unwrap_err().to_string();
+        assert!(err.starts_with("t.csv:3: row has 3 field(s), the header has 2"), "{err}");
     }
 
     #[test]
     fn non_utf8_names_line_and_column() {
-        let err = read(b"text,label\nok,a\nbad\xff,b\n", &["text"])
-            .unwrap_err()
-            .to_string();
+        let err = read(b"text,label\nok,a\nbad\xff,b\n", &["text"]).unwrap_err().to_string();
         assert_eq!(err, "t.csv:3: column 'text' is not valid UTF-8");
     }
 

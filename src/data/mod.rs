@@ -2,4 +2,6 @@
 
 pub mod batching;
 pub mod csv_file;
+pub mod labelled;
+pub mod sampler;
 pub mod sentences;

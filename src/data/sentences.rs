@@ -8,27 +8,15 @@ use anyhow::{bail, Context, Result};
 
 use super::csv_file::read_columns;
 
-pub fn read_sentences(
-    arguments: &[String],
-    input: Option<&Path>,
-    text_column: &str,
-) -> Result<Vec<String>> {
+pub fn read_sentences(arguments: &[String], input: Option<&Path>, text_column: &str) -> Result<Vec<String>> {
     let sentences = match (arguments.is_empty(), input) {
         (false, Some(_)) => bail!("give sentences either as arguments or with --input, not both"),
         (false, None) => arguments.to_vec(),
-        (true, Some(path))
-            if path
-                .extension()
-                .is_some_and(|e| e.eq_ignore_ascii_case("csv")) =>
-        {
-            read_columns(path, &[text_column])?
-                .into_iter()
-                .map(|mut row| row.fields.remove(0))
-                .collect()
+        (true, Some(path)) if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) => {
+            read_columns(path, &[text_column])?.into_iter().map(|mut row| row.fields.remove(0)).collect()
         }
         (true, Some(path)) => {
-            let file = std::fs::File::open(path)
-                .with_context(|| format!("cannot open --input {}", path.display()))?;
+            let file = std::fs::File::open(path).with_context(|| format!("cannot open --input {}", path.display()))?;
             read_lines(std::io::BufReader::new(file), &path.display().to_string())?
         }
         (true, None) => {
@@ -40,9 +28,7 @@ pub fn read_sentences(
         }
     };
     if sentences.is_empty() {
-        let from = input
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| "stdin".into());
+        let from = input.map(|p| p.display().to_string()).unwrap_or_else(|| "stdin".into());
         bail!("no sentences to process: {from} is empty");
     }
     Ok(sentences)
@@ -53,8 +39,7 @@ fn read_lines<R: BufRead>(reader: R, name: &str) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for (i, line) in reader.split(b'\n').enumerate() {
         let bytes = line.with_context(|| format!("cannot read {name}"))?;
-        let text = String::from_utf8(bytes)
-            .map_err(|_| anyhow::anyhow!("{name}:{}: not valid UTF-8", i + 1))?;
+        let text = String::from_utf8(bytes).map_err(|_| anyhow::anyhow!("{name}:{}: not valid UTF-8", i + 1))?;
         let text = text.trim_end_matches('\r');
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         if !text.trim().is_empty() {
@@ -76,9 +61,7 @@ mod tests {
 
     #[test]
     fn bad_utf8_names_the_line() {
-        let err = read_lines(&b"ok\n\xff\n"[..], "in.txt")
-            .unwrap_err()
-            .to_string();
+        let err = read_lines(&b"ok\n\xff\n"[..], "in.txt").unwrap_err().to_string();
         assert_eq!(err, "in.txt:2: not valid UTF-8");
     }
 

@@ -22,8 +22,8 @@ pub enum BackboneConfig {
 impl BackboneConfig {
     /// Reads `config.json` and picks the architecture from its `model_type`.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read model config {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read model config {}", path.display()))?;
         Self::from_json(&text).with_context(|| format!("invalid model config {}", path.display()))
     }
 
@@ -132,11 +132,7 @@ impl DistilBertJson {
             check_positive(field, value)?;
         }
         if self.dim % self.n_heads != 0 {
-            bail!(
-                "dim {} is not a multiple of n_heads {}",
-                self.dim,
-                self.n_heads
-            );
+            bail!("dim {} is not a multiple of n_heads {}", self.dim, self.n_heads);
         }
         Ok(DistilBertConfig {
             activation: activation(&self.activation)?,
@@ -215,10 +211,7 @@ impl BertJson {
         }
         // rust-bert's BERT layers hard-code HF's default epsilon.
         if (self.layer_norm_eps - 1e-12).abs() > 1e-15 {
-            bail!(
-                "layer_norm_eps {} is not supported (only BERT's 1e-12)",
-                self.layer_norm_eps
-            );
+            bail!("layer_norm_eps {} is not supported (only BERT's 1e-12)", self.layer_norm_eps);
         }
         if let Some(kind) = self.position_embedding_type.as_deref() {
             if kind != "absolute" {
@@ -273,10 +266,7 @@ mod tests {
     fn picks_architecture_from_model_type() {
         let bert = r#"{"model_type":"bert","vocab_size":10,"hidden_size":8,"num_hidden_layers":2,
             "num_attention_heads":2,"intermediate_size":16}"#;
-        assert_eq!(
-            BackboneConfig::from_json(bert).unwrap().model_type(),
-            "bert"
-        );
+        assert_eq!(BackboneConfig::from_json(bert).unwrap().model_type(), "bert");
         let distil = r#"{"model_type":"distilbert","vocab_size":10,"dim":8,"n_layers":2,
             "n_heads":2,"hidden_dim":16}"#;
         let config = BackboneConfig::from_json(distil).unwrap();
@@ -287,11 +277,7 @@ mod tests {
     #[test]
     fn names_unsupported_model_type() {
         let err = BackboneConfig::from_json(r#"{"model_type":"gpt2"}"#).unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("model_type 'gpt2' is not supported"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("model_type 'gpt2' is not supported"), "{err}");
     }
 
     #[test]
@@ -299,10 +285,7 @@ mod tests {
         let bad = r#"{"model_type":"bert","vocab_size":"ten","hidden_size":8,"num_hidden_layers":2,
             "num_attention_heads":2,"intermediate_size":16}"#;
         let err = BackboneConfig::from_json(bad).unwrap_err();
-        assert!(
-            err.to_string().contains("vocab_size") || err.to_string().contains("invalid type"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("vocab_size") || err.to_string().contains("invalid type"), "{err}");
     }
 
     #[test]

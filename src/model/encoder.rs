@@ -29,25 +29,13 @@ impl SentenceEncoder {
     ) -> Self {
         let backbone = Backbone::new(root, config);
         let hidden = config.hidden_size();
-        let projection = projection_dim
-            .map(|dim| nn::linear(root / "projection", hidden, dim, Default::default()));
-        Self {
-            backbone,
-            pooling,
-            projection,
-            normalize,
-            output_dim: projection_dim.unwrap_or(hidden),
-        }
+        let projection = projection_dim.map(|dim| nn::linear(root / "projection", hidden, dim, Default::default()));
+        Self { backbone, pooling, projection, normalize, output_dim: projection_dim.unwrap_or(hidden) }
     }
 
     /// Sentence features `[batch, output_dim]` before normalisation: what task heads read.
     /// `input_ids`, `attention_mask`: `[batch, seq]` Int64.
-    pub fn features_t(
-        &self,
-        input_ids: &Tensor,
-        attention_mask: &Tensor,
-        train: bool,
-    ) -> Result<Tensor> {
+    pub fn features_t(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor> {
         let hidden = self.backbone.forward_t(input_ids, attention_mask, train)?;
         let pooled = self.pooling.forward(&hidden, attention_mask);
         Ok(match &self.projection {
@@ -59,11 +47,7 @@ impl SentenceEncoder {
     /// Embeddings `[batch, output_dim]` as `encode` returns them (normalised if configured).
     pub fn embed(&self, input_ids: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
         let features = self.features_t(input_ids, attention_mask, false)?;
-        Ok(if self.normalize {
-            l2_normalize(&features)
-        } else {
-            features
-        })
+        Ok(if self.normalize { l2_normalize(&features) } else { features })
     }
 
     /// The transformer under the pooling (for parity checks against HF's hidden states).

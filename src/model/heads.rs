@@ -17,15 +17,7 @@ impl TaskHeads {
         let heads = tasks
             .iter()
             .map(|(name, classes)| {
-                (
-                    name.clone(),
-                    nn::linear(
-                        &heads_path / name.as_str(),
-                        features,
-                        *classes,
-                        Default::default(),
-                    ),
-                )
+                (name.clone(), nn::linear(&heads_path / name.as_str(), features, *classes, Default::default()))
             })
             .collect();
         Self { heads }

@@ -32,35 +32,14 @@ impl MultiTaskModel {
     pub fn build(config: BackboneConfig, spec: &ModelSpec, device: Device) -> Self {
         let vs = VarStore::new(device);
         let root = vs.root();
-        let encoder = SentenceEncoder::new(
-            &root,
-            &config,
-            spec.pooling,
-            spec.projection_dim,
-            spec.normalize,
-        );
-        let tasks: Vec<(String, i64)> = spec
-            .tasks
-            .iter()
-            .map(|t| (t.name.clone(), t.labels.len() as i64))
-            .collect();
+        let encoder = SentenceEncoder::new(&root, &config, spec.pooling, spec.projection_dim, spec.normalize);
+        let tasks: Vec<(String, i64)> = spec.tasks.iter().map(|t| (t.name.clone(), t.labels.len() as i64)).collect();
         let heads = TaskHeads::new(&root, encoder.output_dim(), &tasks);
-        Self {
-            vs,
-            config,
-            encoder,
-            heads,
-        }
+        Self { vs, config, encoder, heads }
     }
 
     /// Logits `[batch, n_classes]` of one task for a batch of token ids and mask `[batch, seq]`.
-    pub fn logits_t(
-        &self,
-        task: &str,
-        input_ids: &Tensor,
-        attention_mask: &Tensor,
-        train: bool,
-    ) -> Result<Tensor> {
+    pub fn logits_t(&self, task: &str, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor> {
         let features = self.encoder.features_t(input_ids, attention_mask, train)?;
         self.heads.forward(task, &features)
     }

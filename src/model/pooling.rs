@@ -30,9 +30,7 @@ impl Pooling {
             Pooling::Mean => {
                 let mask = mask.unsqueeze(-1).to_kind(hidden.kind());
                 let summed = (hidden * &mask).sum_dim_intlist(1, false, hidden.kind());
-                let counts = mask
-                    .sum_dim_intlist(1, false, hidden.kind())
-                    .clamp_min(1e-9);
+                let counts = mask.sum_dim_intlist(1, false, hidden.kind()).clamp_min(1e-9);
                 summed / counts
             }
             Pooling::Max => {
@@ -94,36 +92,24 @@ mod tests {
     #[test]
     fn mean_ignores_padding() {
         let (h, m) = batch();
-        assert_eq!(
-            rows(&Pooling::Mean.forward(&h, &m)),
-            vec![vec![3.0, 4.0], vec![10.0, -1.0]]
-        );
+        assert_eq!(rows(&Pooling::Mean.forward(&h, &m)), vec![vec![3.0, 4.0], vec![10.0, -1.0]]);
     }
 
     #[test]
     fn max_ignores_padding() {
         let (h, m) = batch();
-        assert_eq!(
-            rows(&Pooling::Max.forward(&h, &m)),
-            vec![vec![5.0, 6.0], vec![10.0, -1.0]]
-        );
+        assert_eq!(rows(&Pooling::Max.forward(&h, &m)), vec![vec![5.0, 6.0], vec![10.0, -1.0]]);
     }
 
     #[test]
     fn cls_takes_first_token() {
         let (h, m) = batch();
-        assert_eq!(
-            rows(&Pooling::Cls.forward(&h, &m)),
-            vec![vec![1.0, 2.0], vec![10.0, -1.0]]
-        );
+        assert_eq!(rows(&Pooling::Cls.forward(&h, &m)), vec![vec![1.0, 2.0], vec![10.0, -1.0]]);
     }
 
     #[test]
     fn normalize_gives_unit_rows() {
         let x = Tensor::from_slice(&[3.0f32, 4.0, 0.0, 0.0]).view([2, 2]);
-        assert_eq!(
-            rows(&l2_normalize(&x)),
-            vec![vec![0.6, 0.8], vec![0.0, 0.0]]
-        );
+        assert_eq!(rows(&l2_normalize(&x)), vec![vec![0.6, 0.8], vec![0.0, 0.0]]);
     }
 }

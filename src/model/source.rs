@@ -42,11 +42,7 @@ fn looks_like_hub_id(s: &str) -> bool {
     !s.starts_with('.')
         && !s.starts_with('~')
         && (1..=2).contains(&parts.len())
-        && parts.iter().all(|p| {
-            !p.is_empty()
-                && p.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        })
+        && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)))
 }
 
 fn place_locally_hint(id: &str) -> String {
@@ -61,25 +57,15 @@ fn fetch_from_hub(id: &str) -> Result<PathBuf> {
     let cached = cache.model(id.to_string());
     if let Some(config) = cached.get("config.json") {
         if REQUIRED.iter().all(|f| cached.get(f).is_some()) {
-            return Ok(config
-                .parent()
-                .expect("cached file has a folder")
-                .to_path_buf());
+            return Ok(config.parent().expect("cached file has a folder").to_path_buf());
         }
     }
     if std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true")) {
-        bail!(
-            "'{id}' is not in the Hugging Face cache and HF_HUB_OFFLINE is set; {}",
-            place_locally_hint(id)
-        );
+        bail!("'{id}' is not in the Hugging Face cache and HF_HUB_OFFLINE is set; {}", place_locally_hint(id));
     }
     let endpoint = std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".into());
-    check_reachable(&endpoint).with_context(|| {
-        format!(
-            "cannot download '{id}' from {endpoint}; {}",
-            place_locally_hint(id)
-        )
-    })?;
+    check_reachable(&endpoint)
+        .with_context(|| format!("cannot download '{id}' from {endpoint}; {}", place_locally_hint(id)))?;
 
     let api = ApiBuilder::from_env()
         .with_progress(console_is_interactive())
@@ -96,12 +82,7 @@ fn fetch_from_hub(id: &str) -> Result<PathBuf> {
             };
             anyhow::anyhow!("cannot download {file} of '{id}' from {endpoint}: {e}{hint}")
         })?;
-        folder.get_or_insert_with(|| {
-            local
-                .parent()
-                .expect("downloaded file has a folder")
-                .to_path_buf()
-        });
+        folder.get_or_insert_with(|| local.parent().expect("downloaded file has a folder").to_path_buf());
     }
     for file in OPTIONAL {
         // Absent optional files are normal (a 404); the model works without them.
@@ -116,18 +97,13 @@ fn check_reachable(endpoint: &str) -> Result<()> {
     let (scheme, rest) = endpoint.split_once("://").unwrap_or(("https", endpoint));
     let host_port = rest.split('/').next().unwrap_or(rest);
     let default_port = if scheme == "http" { 80 } else { 443 };
-    let address = if host_port
-        .rsplit_once(':')
-        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-    {
+    let address = if host_port.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
         host_port.to_string()
     } else {
         format!("{host_port}:{default_port}")
     };
-    let addrs: Vec<_> = address
-        .to_socket_addrs()
-        .with_context(|| format!("cannot resolve {host_port} (no network?)"))?
-        .collect();
+    let addrs: Vec<_> =
+        address.to_socket_addrs().with_context(|| format!("cannot resolve {host_port} (no network?)"))?.collect();
     let mut last_error = None;
     for addr in addrs {
         match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
@@ -161,9 +137,7 @@ mod tests {
 
     #[test]
     fn missing_local_path_is_named() {
-        let err = resolve_model_dir("./no/such/folder")
-            .unwrap_err()
-            .to_string();
+        let err = resolve_model_dir("./no/such/folder").unwrap_err().to_string();
         assert!(err.contains("does not exist"), "{err}");
     }
 

@@ -12,12 +12,8 @@ use rust_tokenizers::vocab::{BertVocab, Vocab};
 use serde_json::Value;
 
 /// The tokenizer files a checkpoint carries along (those that exist are copied).
-pub const TOKENIZER_FILES: &[&str] = &[
-    "vocab.txt",
-    "tokenizer_config.json",
-    "tokenizer.json",
-    "special_tokens_map.json",
-];
+pub const TOKENIZER_FILES: &[&str] =
+    &["vocab.txt", "tokenizer_config.json", "tokenizer.json", "special_tokens_map.json"];
 
 pub struct SentenceTokenizer {
     inner: BertTokenizer,
@@ -31,40 +27,22 @@ impl SentenceTokenizer {
     pub fn from_dir(dir: &Path) -> Result<Self> {
         let vocab_path = dir.join("vocab.txt");
         if !vocab_path.is_file() {
-            anyhow::bail!(
-                "no vocab.txt in {} (a WordPiece vocabulary is required)",
-                dir.display()
-            );
+            anyhow::bail!("no vocab.txt in {} (a WordPiece vocabulary is required)", dir.display());
         }
         let (lower_case, strip_accents) = normalisation_settings(dir)?;
         let vocab = BertVocab::from_file(&vocab_path)
             .map_err(|e| anyhow::anyhow!("cannot read vocabulary {}: {e}", vocab_path.display()))?;
         let pad_id = vocab.token_to_id(vocab.get_pad_value());
         let inner = BertTokenizer::from_existing_vocab(vocab, lower_case, strip_accents);
-        Ok(Self {
-            inner,
-            pad_id,
-            lower_case,
-            strip_accents,
-        })
+        Ok(Self { inner, pad_id, lower_case, strip_accents })
     }
 
     /// Token ids with `[CLS]`/`[SEP]`, at most `max_length` each; tokenised in parallel.
-    pub fn encode_batch<S: AsRef<str> + Sync>(
-        &self,
-        texts: &[S],
-        max_length: usize,
-    ) -> Vec<Vec<i64>> {
-        MultiThreadedTokenizer::encode_list(
-            &self.inner,
-            texts,
-            max_length,
-            &TruncationStrategy::LongestFirst,
-            0,
-        )
-        .into_iter()
-        .map(|encoded| encoded.token_ids)
-        .collect()
+    pub fn encode_batch<S: AsRef<str> + Sync>(&self, texts: &[S], max_length: usize) -> Vec<Vec<i64>> {
+        MultiThreadedTokenizer::encode_list(&self.inner, texts, max_length, &TruncationStrategy::LongestFirst, 0)
+            .into_iter()
+            .map(|encoded| encoded.token_ids)
+            .collect()
     }
 
     pub fn pad_id(&self) -> i64 {
@@ -79,10 +57,8 @@ fn normalisation_settings(dir: &Path) -> Result<(bool, bool)> {
         if !path.is_file() {
             return Ok(None);
         }
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        let value = serde_json::from_str(&text)
-            .with_context(|| format!("{} is not valid JSON", path.display()))?;
+        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let value = serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;
         Ok(Some(value))
     };
     let config = read_json("tokenizer_config.json")?;
@@ -90,12 +66,9 @@ fn normalisation_settings(dir: &Path) -> Result<(bool, bool)> {
         .and_then(|t| t.get("normalizer").cloned())
         .filter(|n| n.get("type").and_then(Value::as_str) == Some("BertNormalizer"));
 
-    let flag = |value: Option<&Value>, field: &str| {
-        value.and_then(|v| v.get(field)).and_then(Value::as_bool)
-    };
-    let lower_case = flag(config.as_ref(), "do_lower_case")
-        .or_else(|| flag(normalizer.as_ref(), "lowercase"))
-        .unwrap_or(true);
+    let flag = |value: Option<&Value>, field: &str| value.and_then(|v| v.get(field)).and_then(Value::as_bool);
+    let lower_case =
+        flag(config.as_ref(), "do_lower_case").or_else(|| flag(normalizer.as_ref(), "lowercase")).unwrap_or(true);
     let strip_accents = flag(config.as_ref(), "strip_accents")
         .or_else(|| flag(normalizer.as_ref(), "strip_accents"))
         .unwrap_or(lower_case);
@@ -120,11 +93,7 @@ mod tests {
             r#"{"normalizer":{"type":"BertNormalizer","lowercase":false,"strip_accents":null}}"#,
         );
         assert_eq!(normalisation_settings(dir.path()).unwrap(), (false, false));
-        write(
-            dir.path(),
-            "tokenizer_config.json",
-            r#"{"do_lower_case":true,"strip_accents":false}"#,
-        );
+        write(dir.path(), "tokenizer_config.json", r#"{"do_lower_case":true,"strip_accents":false}"#);
         assert_eq!(normalisation_settings(dir.path()).unwrap(), (true, false));
     }
 

@@ -36,22 +36,13 @@ pub fn read_weight_file(path: &Path) -> Result<BTreeMap<String, Tensor>> {
     let tensors = match extension {
         "safetensors" => Tensor::read_safetensors(path),
         "ot" => Tensor::load_multi(path),
-        "bin" | "pt" | "pth" | "pkl" => bail!(
-            "{} is a pickle file, which sentence-mtl does not load (use safetensors)",
-            path.display()
-        ),
-        _ => bail!(
-            "{}: unknown weight format (expected .safetensors or .ot)",
-            path.display()
-        ),
+        "bin" | "pt" | "pth" | "pkl" => {
+            bail!("{} is a pickle file, which sentence-mtl does not load (use safetensors)", path.display())
+        }
+        _ => bail!("{}: unknown weight format (expected .safetensors or .ot)", path.display()),
     }
     .map_err(|e| anyhow::anyhow!("{e}"))
-    .with_context(|| {
-        format!(
-            "cannot read weights {} (missing, truncated or corrupt?)",
-            path.display()
-        )
-    })?;
+    .with_context(|| format!("cannot read weights {} (missing, truncated or corrupt?)", path.display()))?;
     Ok(tensors.into_iter().collect())
 }
 
@@ -59,9 +50,7 @@ pub fn read_weight_file(path: &Path) -> Result<BTreeMap<String, Tensor>> {
 /// (`distilbert` or `bert`): bare `AutoModel` saves lack the prefix, and old BERT files
 /// name LayerNorm parameters `gamma`/`beta`.
 pub fn canonical_name(name: &str, prefix: &str) -> String {
-    let name = name
-        .replace("LayerNorm.gamma", "LayerNorm.weight")
-        .replace("LayerNorm.beta", "LayerNorm.bias");
+    let name = name.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias");
     const BACKBONE_TOP_LEVEL: &[&str] = &["embeddings.", "encoder.", "transformer.", "pooler."];
     if BACKBONE_TOP_LEVEL.iter().any(|top| name.starts_with(top)) {
         format!("{prefix}.{name}")
@@ -81,12 +70,7 @@ pub struct LoadReport {
 /// Copies the file's tensors into the store's variables of the same (canonical) name.
 /// Shapes must match exactly; dtypes are converted to the store's (an fp16 file loads
 /// into fp32 variables). All shape mismatches are reported together.
-pub fn load_into(
-    vs: &VarStore,
-    file: &Path,
-    tensors: BTreeMap<String, Tensor>,
-    prefix: &str,
-) -> Result<LoadReport> {
+pub fn load_into(vs: &VarStore, file: &Path, tensors: BTreeMap<String, Tensor>, prefix: &str) -> Result<LoadReport> {
     let mut variables = vs.variables();
     let mut report = LoadReport::default();
     let mut mismatches = Vec::new();
@@ -98,11 +82,7 @@ pub fn load_into(
             continue;
         };
         if target.size() != source.size() {
-            mismatches.push(format!(
-                "{canonical}: file {:?}, model {:?}",
-                source.size(),
-                target.size()
-            ));
+            mismatches.push(format!("{canonical}: file {:?}, model {:?}", source.size(), target.size()));
             continue;
         }
         tch::no_grad(|| target.f_copy_(&source))
@@ -111,17 +91,9 @@ pub fn load_into(
         report.loaded += 1;
     }
     if !mismatches.is_empty() {
-        bail!(
-            "{} does not fit the model's configuration; shape mismatches: {}",
-            file.display(),
-            mismatches.join("; ")
-        );
+        bail!("{} does not fit the model's configuration; shape mismatches: {}", file.display(), mismatches.join("; "));
     }
-    report.missing = variables
-        .keys()
-        .filter(|name| !seen.contains(*name))
-        .cloned()
-        .collect();
+    report.missing = variables.keys().filter(|name| !seen.contains(*name)).cloned().collect();
     report.missing.sort();
     Ok(report)
 }
@@ -148,10 +120,7 @@ mod tests {
             canonical_name("distilbert.embeddings.LayerNorm.weight", "distilbert"),
             "distilbert.embeddings.LayerNorm.weight"
         );
-        assert_eq!(
-            canonical_name("heads.trec.weight", "bert"),
-            "heads.trec.weight"
-        );
+        assert_eq!(canonical_name("heads.trec.weight", "bert"), "heads.trec.weight");
     }
 
     #[test]
@@ -160,9 +129,7 @@ mod tests {
         std::fs::write(dir.path().join("pytorch_model.bin"), b"not loaded").unwrap();
         let err = find_weight_file(dir.path()).unwrap_err().to_string();
         assert!(err.contains("pickle"), "{err}");
-        let err = read_weight_file(&dir.path().join("pytorch_model.bin"))
-            .unwrap_err()
-            .to_string();
+        let err = read_weight_file(&dir.path().join("pytorch_model.bin")).unwrap_err().to_string();
         assert!(err.contains("pickle"), "{err}");
     }
 
@@ -186,32 +153,17 @@ mod tests {
         let _h = root.sub("heads").zeros("b", &[3]);
         let file = Path::new("x.safetensors");
         let tensors = BTreeMap::from([
-            (
-                "embeddings.w".to_string(),
-                Tensor::from_slice(&[1.0f32, 2.0]),
-            ),
-            (
-                "pooler.dense.weight".to_string(),
-                Tensor::from_slice(&[0.0f32]),
-            ),
+            ("embeddings.w".to_string(), Tensor::from_slice(&[1.0f32, 2.0])),
+            ("pooler.dense.weight".to_string(), Tensor::from_slice(&[0.0f32])),
         ]);
         let report = load_into(&vs, file, tensors, "bert").unwrap();
         assert_eq!(report.loaded, 1);
         assert_eq!(report.missing, vec!["heads.b".to_string()]);
         assert_eq!(report.unused, vec!["pooler.dense.weight".to_string()]);
-        assert_eq!(
-            Vec::<f32>::try_from(&vs.variables()["bert.embeddings.w"]).unwrap(),
-            vec![1.0, 2.0]
-        );
+        assert_eq!(Vec::<f32>::try_from(&vs.variables()["bert.embeddings.w"]).unwrap(), vec![1.0, 2.0]);
 
-        let wrong = BTreeMap::from([(
-            "embeddings.w".to_string(),
-            Tensor::from_slice(&[1.0f32, 2.0, 3.0]),
-        )]);
+        let wrong = BTreeMap::from([("embeddings.w".to_string(), Tensor::from_slice(&[1.0f32, 2.0, 3.0]))]);
         let err = load_into(&vs, file, wrong, "bert").unwrap_err().to_string();
-        assert!(
-            err.contains("shape mismatches") && err.contains("bert.embeddings.w"),
-            "{err}"
-        );
+        assert!(err.contains("shape mismatches") && err.contains("bert.embeddings.w"), "{err}");
     }
 }

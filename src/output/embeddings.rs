@@ -33,10 +33,7 @@ impl EmbeddingFormat {
         if let Some(flag) = flag {
             return flag.parse();
         }
-        let extension = output
-            .and_then(|p| p.extension())
-            .and_then(|e| e.to_str())
-            .unwrap_or("");
+        let extension = output.and_then(|p| p.extension()).and_then(|e| e.to_str()).unwrap_or("");
         Ok(match extension.to_ascii_lowercase().as_str() {
             "csv" => Self::Csv,
             "npy" => Self::Npy,
@@ -66,13 +63,7 @@ pub fn write_embeddings(
                 embedding: &'a [f32],
             }
             for (text, row) in texts.iter().zip(values.chunks(dim.max(1))) {
-                serde_json::to_writer(
-                    &mut *out,
-                    &Line {
-                        text,
-                        embedding: row,
-                    },
-                )?;
+                serde_json::to_writer(&mut *out, &Line { text, embedding: row })?;
                 out.write_all(b"\n")?;
             }
             Ok(())
@@ -99,22 +90,10 @@ mod tests {
 
     #[test]
     fn format_from_extension() {
-        assert_eq!(
-            EmbeddingFormat::choose(None, Some(Path::new("x.npy"))).unwrap(),
-            EmbeddingFormat::Npy
-        );
-        assert_eq!(
-            EmbeddingFormat::choose(None, Some(Path::new("x.CSV"))).unwrap(),
-            EmbeddingFormat::Csv
-        );
-        assert_eq!(
-            EmbeddingFormat::choose(None, None).unwrap(),
-            EmbeddingFormat::Jsonl
-        );
-        assert_eq!(
-            EmbeddingFormat::choose(Some("csv"), Some(Path::new("x.npy"))).unwrap(),
-            EmbeddingFormat::Csv
-        );
+        assert_eq!(EmbeddingFormat::choose(None, Some(Path::new("x.npy"))).unwrap(), EmbeddingFormat::Npy);
+        assert_eq!(EmbeddingFormat::choose(None, Some(Path::new("x.CSV"))).unwrap(), EmbeddingFormat::Csv);
+        assert_eq!(EmbeddingFormat::choose(None, None).unwrap(), EmbeddingFormat::Jsonl);
+        assert_eq!(EmbeddingFormat::choose(Some("csv"), Some(Path::new("x.npy"))).unwrap(), EmbeddingFormat::Csv);
         assert!(EmbeddingFormat::choose(Some("xml"), None).is_err());
     }
 
@@ -122,28 +101,14 @@ mod tests {
     fn jsonl_and_csv_rows() {
         let texts = vec!["a \"q\"".to_string(), "b".to_string()];
         let mut buf = Vec::new();
-        write_embeddings(
-            &mut buf,
-            EmbeddingFormat::Jsonl,
-            &texts,
-            &[0.5, 1.0, -2.0, 0.25],
-            2,
-        )
-        .unwrap();
+        write_embeddings(&mut buf, EmbeddingFormat::Jsonl, &texts, &[0.5, 1.0, -2.0, 0.25], 2).unwrap();
         let text = String::from_utf8(buf).unwrap();
-        assert_eq!(text, "{\"text\":\"a \\\"q\\\"\",\"embedding\":[0.5,1.0]}\n{\"text\":\"b\",\"embedding\":[-2.0,0.25]}\n");
-        let mut buf = Vec::new();
-        write_embeddings(
-            &mut buf,
-            EmbeddingFormat::Csv,
-            &texts,
-            &[0.5, 1.0, -2.0, 0.25],
-            2,
-        )
-        .unwrap();
         assert_eq!(
-            String::from_utf8(buf).unwrap(),
-            "text,dim_0,dim_1\n\"a \"\"q\"\"\",0.5,1\nb,-2,0.25\n"
+            text,
+            "{\"text\":\"a \\\"q\\\"\",\"embedding\":[0.5,1.0]}\n{\"text\":\"b\",\"embedding\":[-2.0,0.25]}\n"
         );
+        let mut buf = Vec::new();
+        write_embeddings(&mut buf, EmbeddingFormat::Csv, &texts, &[0.5, 1.0, -2.0, 0.25], 2).unwrap();
+        assert_eq!(String::from_utf8(buf).unwrap(), "text,dim_0,dim_1\n\"a \"\"q\"\"\",0.5,1\nb,-2,0.25\n");
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod embeddings;
 pub mod npy;
+pub mod predictions;
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
@@ -12,11 +13,7 @@ use crate::atomic_write;
 
 /// Sends bytes produced by `fill` to `path` (atomically) or to stdout when `path` is None.
 /// Binary output is refused on a terminal.
-pub fn write_output(
-    path: Option<&Path>,
-    binary: bool,
-    fill: impl FnOnce(&mut dyn Write) -> Result<()>,
-) -> Result<()> {
+pub fn write_output(path: Option<&Path>, binary: bool, fill: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
     match path {
         Some(path) => atomic_write::write_file_with(path, |file| {
             let mut writer = std::io::BufWriter::new(file);

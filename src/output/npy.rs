@@ -5,19 +5,9 @@ use std::io::Write;
 use anyhow::Result;
 
 /// Writes `values` (row-major, `rows x cols`) as an `.npy` array of shape `(rows, cols)`.
-pub fn write_f32_matrix(
-    out: &mut dyn Write,
-    values: &[f32],
-    rows: usize,
-    cols: usize,
-) -> Result<()> {
-    assert_eq!(
-        values.len(),
-        rows * cols,
-        "matrix data does not match its shape"
-    );
-    let mut header =
-        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
+pub fn write_f32_matrix(out: &mut dyn Write, values: &[f32], rows: usize, cols: usize) -> Result<()> {
+    assert_eq!(values.len(), rows * cols, "matrix data does not match its shape");
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
     // Magic (6) + version (2) + header length (2) + header + '\n' must be a multiple of 64.
     let unpadded = 10 + header.len() + 1;
     header.push_str(&" ".repeat((64 - unpadded % 64) % 64));
@@ -44,9 +34,6 @@ mod tests {
         let header = std::str::from_utf8(&buf[10..10 + header_len]).unwrap();
         assert!(header.contains("'shape': (2, 3)"));
         assert_eq!(buf.len(), 10 + header_len + 6 * 4);
-        assert_eq!(
-            &buf[10 + header_len..10 + header_len + 4],
-            &1.0f32.to_le_bytes()
-        );
+        assert_eq!(&buf[10 + header_len..10 + header_len + 4], &1.0f32.to_le_bytes());
     }
 }

@@ -18,14 +18,8 @@ impl Table {
     /// (labels then numbers), which [`Table::align`] can change.
     pub fn new<S: Into<String>>(header: impl IntoIterator<Item = S>) -> Self {
         let header: Vec<String> = header.into_iter().map(Into::into).collect();
-        let align = (0..header.len())
-            .map(|i| if i == 0 { Align::Left } else { Align::Right })
-            .collect();
-        Self {
-            header,
-            rows: Vec::new(),
-            align,
-        }
+        let align = (0..header.len()).map(|i| if i == 0 { Align::Left } else { Align::Right }).collect();
+        Self { header, rows: Vec::new(), align }
     }
 
     pub fn align(mut self, column: usize, align: Align) -> Self {

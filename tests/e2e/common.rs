@@ -19,10 +19,7 @@ pub fn bin() -> Command {
 
 /// Runs the binary and returns its output; never panics on failure exit codes.
 pub fn run(args: &[&str]) -> Output {
-    bin()
-        .args(args)
-        .output()
-        .expect("cannot start sentence-mtl")
+    bin().args(args).output().expect("cannot start sentence-mtl")
 }
 
 pub fn run_with_stdin(args: &[&str], stdin: &str) -> Output {
@@ -33,12 +30,7 @@ pub fn run_with_stdin(args: &[&str], stdin: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("cannot start sentence-mtl");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
     child.wait_with_output().unwrap()
 }
 
@@ -52,39 +44,22 @@ pub fn stderr(o: &Output) -> String {
 
 /// Asserts a run succeeded, showing its stderr otherwise.
 pub fn assert_ok(o: &Output) {
-    assert!(
-        o.status.success(),
-        "sentence-mtl failed ({:?}):\n{}",
-        o.status,
-        stderr(o)
-    );
+    assert!(o.status.success(), "sentence-mtl failed ({:?}):\n{}", o.status, stderr(o));
 }
 
 /// Asserts a run failed the way users should see failures: non-zero exit, exactly one
 /// `error:` line on stderr that contains `expected`, and no panic or backtrace.
 pub fn assert_clean_error(o: &Output, expected: &str) {
     let err = stderr(o);
+    assert!(!o.status.success(), "expected failure, got success; stderr:\n{err}");
+    assert_eq!(o.status.code(), Some(1), "expected exit code 1 (error), stderr:\n{err}");
     assert!(
-        !o.status.success(),
-        "expected failure, got success; stderr:\n{err}"
-    );
-    assert_eq!(
-        o.status.code(),
-        Some(1),
-        "expected exit code 1 (error), stderr:\n{err}"
-    );
-    assert!(
-        !err.contains("panicked")
-            && !err.contains("internal error")
-            && !err.contains("RUST_BACKTRACE"),
+        !err.contains("panicked") && !err.contains("internal error") && !err.contains("RUST_BACKTRACE"),
         "panic:\n{err}"
     );
     let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(errors.len(), 1, "expected one error line, got:\n{err}");
-    assert!(
-        errors[0].contains(expected),
-        "error line lacks {expected:?}:\n{err}"
-    );
+    assert!(errors[0].contains(expected), "error line lacks {expected:?}:\n{err}");
 }
 
 /// Something a test needs (Python venv, real weights, shared data) is missing. With
@@ -141,27 +116,14 @@ pub fn python_json(python: &Path, args: &[&str], input: &serde_json::Value) -> s
         .stderr(Stdio::piped())
         .spawn()
         .expect("cannot start python");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.to_string().as_bytes())
-        .unwrap();
+    child.stdin.take().unwrap().write_all(input.to_string().as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "python {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "python {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).expect("python printed no JSON")
 }
 
 pub fn reference_script(name: &str) -> String {
-    root()
-        .join("scripts/reference")
-        .join(name)
-        .to_string_lossy()
-        .into_owned()
+    root().join("scripts/reference").join(name).to_string_lossy().into_owned()
 }
 
 /// Tiny random `tiny-distilbert/` and `tiny-bert/` written by transformers' save_pretrained,
@@ -171,22 +133,14 @@ pub fn tiny_models(test: &str) -> Option<&'static Path> {
     let python = python(test)?;
     let vocab_dir = minilm(test)?;
     DIR.get_or_init(|| {
-        let dir = tempfile::Builder::new()
-            .prefix("sentence-mtl-tiny-")
-            .tempdir()
-            .unwrap()
-            .keep();
+        let dir = tempfile::Builder::new().prefix("sentence-mtl-tiny-").tempdir().unwrap().keep();
         let out = Command::new(&python)
             .arg(reference_script("make_tiny_models.py"))
             .arg(&dir)
             .arg(&vocab_dir)
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "make_tiny_models.py failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "make_tiny_models.py failed:\n{}", String::from_utf8_lossy(&out.stderr));
         Some(dir)
     })
     .as_deref()
@@ -219,12 +173,7 @@ pub fn parse_jsonl_embeddings(text: &str) -> Vec<(String, Vec<f64>)> {
     text.lines()
         .map(|line| {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
-            let emb = v["embedding"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap())
-                .collect();
+            let emb = v["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
             (v["text"].as_str().unwrap().to_string(), emb)
         })
         .collect()

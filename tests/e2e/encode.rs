@@ -12,49 +12,18 @@ fn tiny_bert(test: &str) -> Option<String> {
 fn padding_does_not_change_any_pooling() {
     let test = "padding_does_not_change_any_pooling";
     let Some(model) = tiny_bert(test) else { return };
-    let sentences = [
-        "short",
-        "a considerably longer sentence that forces padding of the short one",
-    ];
+    let sentences = ["short", "a considerably longer sentence that forces padding of the short one"];
     for pooling in ["mean", "cls", "max"] {
-        let together = run(&[
-            "encode",
-            "-m",
-            &model,
-            "--device",
-            "cpu",
-            "-q",
-            "--pooling",
-            pooling,
-            sentences[0],
-            sentences[1],
-        ]);
+        let together =
+            run(&["encode", "-m", &model, "--device", "cpu", "-q", "--pooling", pooling, sentences[0], sentences[1]]);
         assert_ok(&together);
         let together = parse_jsonl_embeddings(&stdout(&together));
         for (i, s) in sentences.iter().enumerate() {
-            let alone = run(&[
-                "encode",
-                "-m",
-                &model,
-                "--device",
-                "cpu",
-                "-q",
-                "--pooling",
-                pooling,
-                s,
-            ]);
+            let alone = run(&["encode", "-m", &model, "--device", "cpu", "-q", "--pooling", pooling, s]);
             assert_ok(&alone);
             let alone = parse_jsonl_embeddings(&stdout(&alone));
-            let diff = alone[0]
-                .1
-                .iter()
-                .zip(&together[i].1)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0, f64::max);
-            assert!(
-                diff < 1e-5,
-                "{pooling} pooling: sentence {i} changes by {diff} when batched with padding"
-            );
+            let diff = alone[0].1.iter().zip(&together[i].1).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+            assert!(diff < 1e-5, "{pooling} pooling: sentence {i} changes by {diff} when batched with padding");
         }
     }
 }
@@ -63,15 +32,7 @@ fn padding_does_not_change_any_pooling() {
 fn normalize_flag_gives_unit_vectors() {
     let test = "normalize_flag_gives_unit_vectors";
     let Some(model) = tiny_bert(test) else { return };
-    let raw = parse_jsonl_embeddings(&stdout(&run(&[
-        "encode",
-        "-m",
-        &model,
-        "--device",
-        "cpu",
-        "-q",
-        "hello there",
-    ])));
+    let raw = parse_jsonl_embeddings(&stdout(&run(&["encode", "-m", &model, "--device", "cpu", "-q", "hello there"])));
     let unit = parse_jsonl_embeddings(&stdout(&run(&[
         "encode",
         "-m",
@@ -84,10 +45,7 @@ fn normalize_flag_gives_unit_vectors() {
     ])));
     let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
     assert!((norm(&unit[0].1) - 1.0).abs() < 1e-5);
-    assert!(
-        (norm(&raw[0].1) - 1.0).abs() > 1e-3,
-        "tiny model output is not already unit length"
-    );
+    assert!((norm(&raw[0].1) - 1.0).abs() > 1e-3, "tiny model output is not already unit length");
     assert!(cosine(&raw[0].1, &unit[0].1) > 0.99999);
 }
 
@@ -99,16 +57,10 @@ fn stdin_csv_txt_and_output_formats_agree() {
     let txt = dir.path().join("in.txt");
     std::fs::write(&txt, "first line\n\nsecond, with comma\r\n").unwrap();
     let csv = dir.path().join("in.csv");
-    std::fs::write(
-        &csv,
-        "id,sentence\n1,first line\n2,\"second, with comma\"\n",
-    )
-    .unwrap();
+    std::fs::write(&csv, "id,sentence\n1,first line\n2,\"second, with comma\"\n").unwrap();
 
-    let from_stdin = run_with_stdin(
-        &["encode", "-m", &model, "--device", "cpu", "-q"],
-        "first line\nsecond, with comma\n",
-    );
+    let from_stdin =
+        run_with_stdin(&["encode", "-m", &model, "--device", "cpu", "-q"], "first line\nsecond, with comma\n");
     assert_ok(&from_stdin);
     let from_stdin = parse_jsonl_embeddings(&stdout(&from_stdin));
     assert_eq!(from_stdin.len(), 2);
@@ -126,10 +78,7 @@ fn stdin_csv_txt_and_output_formats_agree() {
         "-o",
         out_txt.to_str().unwrap(),
     ]));
-    assert_eq!(
-        parse_jsonl_embeddings(&std::fs::read_to_string(&out_txt).unwrap()),
-        from_stdin
-    );
+    assert_eq!(parse_jsonl_embeddings(&std::fs::read_to_string(&out_txt).unwrap()), from_stdin);
 
     let out_csv = dir.path().join("b.csv");
     assert_ok(&run(&[
@@ -213,30 +162,20 @@ fn similarity_matrix_is_printed_as_a_table() {
     for i in 0..3 {
         assert!((rows[i][i] - 1.0).abs() < 1e-3);
     }
-    assert!(
-        rows[0][1] > rows[0][2] + 0.3,
-        "guitar/instrument should be closer than guitar/stocks: {text}"
-    );
+    assert!(rows[0][1] > rows[0][2] + 0.3, "guitar/instrument should be closer than guitar/stocks: {text}");
 }
 
 // ---- bad input: one clear line, exit code 1, no panic --------------------------------------
 
 #[test]
 fn missing_model_dir_is_named() {
-    assert_clean_error(
-        &run(&["encode", "-m", "./no/such/model", "hi"]),
-        "model folder ./no/such/model does not exist",
-    );
+    assert_clean_error(&run(&["encode", "-m", "./no/such/model", "hi"]), "model folder ./no/such/model does not exist");
 }
 
 #[test]
 fn unsupported_model_type_is_named() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("config.json"),
-        r#"{"model_type": "gpt2", "n_layer": 2}"#,
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("config.json"), r#"{"model_type": "gpt2", "n_layer": 2}"#).unwrap();
     assert_clean_error(
         &run(&["encode", "-m", dir.path().to_str().unwrap(), "hi"]),
         "model_type 'gpt2' is not supported",
@@ -252,10 +191,7 @@ fn config_with_wrong_types_is_named() {
         "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 8}"#,
     )
     .unwrap();
-    assert_clean_error(
-        &run(&["encode", "-m", dir.path().to_str().unwrap(), "hi"]),
-        "config.json",
-    );
+    assert_clean_error(&run(&["encode", "-m", dir.path().to_str().unwrap(), "hi"]), "config.json");
 }
 
 fn damaged_copy(test: &str, damage: impl FnOnce(&Path)) -> Option<tempfile::TempDir> {
@@ -276,24 +212,18 @@ fn truncated_safetensors_is_named() {
     }) else {
         return;
     };
-    assert_clean_error(
-        &run(&["encode", "-m", dir.path().to_str().unwrap(), "hi"]),
-        "model.safetensors",
-    );
+    assert_clean_error(&run(&["encode", "-m", dir.path().to_str().unwrap(), "hi"]), "model.safetensors");
 }
 
 #[test]
 fn corrupt_safetensors_is_named() {
     let test = "corrupt_safetensors_is_named";
-    let Some(dir) = damaged_copy(test, |d| {
-        std::fs::write(d.join("model.safetensors"), b"\xff\xff\xff\xff garbage").unwrap()
-    }) else {
+    let Some(dir) =
+        damaged_copy(test, |d| std::fs::write(d.join("model.safetensors"), b"\xff\xff\xff\xff garbage").unwrap())
+    else {
         return;
     };
-    assert_clean_error(
-        &run(&["encode", "-m", dir.path().to_str().unwrap(), "hi"]),
-        "cannot read weights",
-    );
+    assert_clean_error(&run(&["encode", "-m", dir.path().to_str().unwrap(), "hi"]), "cannot read weights");
 }
 
 #[test]
@@ -305,23 +235,16 @@ fn pickle_only_model_is_refused() {
     }) else {
         return;
     };
-    assert_clean_error(
-        &run(&["encode", "-m", dir.path().to_str().unwrap(), "hi"]),
-        "pickle",
-    );
+    assert_clean_error(&run(&["encode", "-m", dir.path().to_str().unwrap(), "hi"]), "pickle");
 }
 
 #[test]
 fn missing_vocab_is_named() {
     let test = "missing_vocab_is_named";
-    let Some(dir) = damaged_copy(test, |d| std::fs::remove_file(d.join("vocab.txt")).unwrap())
-    else {
+    let Some(dir) = damaged_copy(test, |d| std::fs::remove_file(d.join("vocab.txt")).unwrap()) else {
         return;
     };
-    assert_clean_error(
-        &run(&["encode", "-m", dir.path().to_str().unwrap(), "hi"]),
-        "no vocab.txt",
-    );
+    assert_clean_error(&run(&["encode", "-m", dir.path().to_str().unwrap(), "hi"]), "no vocab.txt");
 }
 
 #[test]
@@ -331,18 +254,11 @@ fn weights_of_another_architecture_are_refused() {
         return;
     };
     let Some(dir) = damaged_copy(test, |d| {
-        std::fs::copy(
-            models.join("tiny-bert/model.safetensors"),
-            d.join("model.safetensors"),
-        )
-        .unwrap();
+        std::fs::copy(models.join("tiny-bert/model.safetensors"), d.join("model.safetensors")).unwrap();
     }) else {
         return;
     };
-    assert_clean_error(
-        &run(&["encode", "-m", dir.path().to_str().unwrap(), "hi"]),
-        "lacks",
-    );
+    assert_clean_error(&run(&["encode", "-m", dir.path().to_str().unwrap(), "hi"]), "lacks");
 }
 
 #[test]
@@ -352,46 +268,28 @@ fn empty_input_file_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let empty = dir.path().join("empty.txt");
     std::fs::write(&empty, "\n\n").unwrap();
-    assert_clean_error(
-        &run(&["encode", "-m", &model, "-i", empty.to_str().unwrap()]),
-        "is empty",
-    );
-    assert_clean_error(
-        &run_with_stdin(&["encode", "-m", &model], ""),
-        "stdin is empty",
-    );
+    assert_clean_error(&run(&["encode", "-m", &model, "-i", empty.to_str().unwrap()]), "is empty");
+    assert_clean_error(&run_with_stdin(&["encode", "-m", &model], ""), "stdin is empty");
 }
 
 #[test]
 fn unreadable_input_file_is_named() {
-    assert_clean_error(
-        &run(&["encode", "-m", "whatever", "-i", "/no/such/file.txt"]),
-        "/no/such/file.txt",
-    );
+    assert_clean_error(&run(&["encode", "-m", "whatever", "-i", "/no/such/file.txt"]), "/no/such/file.txt");
 }
 
 #[test]
 fn unknown_device_is_named() {
     let test = "unknown_device_is_named";
     let Some(model) = tiny_bert(test) else { return };
-    assert_clean_error(
-        &run(&["encode", "-m", &model, "--device", "tpu", "hi"]),
-        "unknown --device 'tpu'",
-    );
+    assert_clean_error(&run(&["encode", "-m", &model, "--device", "tpu", "hi"]), "unknown --device 'tpu'");
 }
 
 #[test]
 fn bad_pooling_and_format_are_named() {
     let test = "bad_pooling_and_format_are_named";
     let Some(model) = tiny_bert(test) else { return };
-    assert_clean_error(
-        &run(&["encode", "-m", &model, "--pooling", "sum", "hi"]),
-        "unknown pooling 'sum'",
-    );
-    assert_clean_error(
-        &run(&["encode", "-m", &model, "--format", "xml", "hi"]),
-        "unknown --format 'xml'",
-    );
+    assert_clean_error(&run(&["encode", "-m", &model, "--pooling", "sum", "hi"]), "unknown pooling 'sum'");
+    assert_clean_error(&run(&["encode", "-m", &model, "--format", "xml", "hi"]), "unknown --format 'xml'");
     assert_clean_error(
         &run(&["encode", "-m", &model, "--max-length", "100000", "hi"]),
         "--max-length 100000 is out of range",

@@ -44,14 +44,8 @@ fn serve_model_folder(root: PathBuf) -> String {
                 (true, Ok(bytes)) => {
                     let size = bytes.len() as u64;
                     let start = range_start.unwrap_or(0).min(size);
-                    let end = range_end
-                        .unwrap_or(size.saturating_sub(1))
-                        .min(size.saturating_sub(1));
-                    let body = if size == 0 {
-                        Vec::new()
-                    } else {
-                        bytes[start as usize..=end as usize].to_vec()
-                    };
+                    let end = range_end.unwrap_or(size.saturating_sub(1)).min(size.saturating_sub(1));
+                    let body = if size == 0 { Vec::new() } else { bytes[start as usize..=end as usize].to_vec() };
                     let mut head = format!(
                         "HTTP/1.1 206 Partial Content\r\netag: \"{:x}-{}\"\r\nx-repo-commit: {COMMIT}\r\ncontent-range: bytes {start}-{end}/{size}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
                         size, file.replace('/', "_"), body.len()
@@ -60,8 +54,7 @@ fn serve_model_folder(root: PathBuf) -> String {
                     head.extend(body);
                     head
                 }
-                _ => b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-                    .to_vec(),
+                _ => b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_vec(),
             };
             let _ = stream.write_all(&response);
         }
@@ -79,50 +72,23 @@ fn hub_id_downloads_into_hf_cache_then_works_offline() {
     let hf_home = tempfile::tempdir().unwrap();
     let encode = |offline: bool| {
         let mut cmd = bin();
-        cmd.args([
-            "encode",
-            "-m",
-            "test-org/tiny-bert",
-            "--device",
-            "cpu",
-            "-q",
-            "hello",
-        ])
-        .env("HF_ENDPOINT", &endpoint)
-        .env("HF_HOME", hf_home.path());
+        cmd.args(["encode", "-m", "test-org/tiny-bert", "--device", "cpu", "-q", "hello"])
+            .env("HF_ENDPOINT", &endpoint)
+            .env("HF_HOME", hf_home.path());
         if offline {
-            cmd.env("HF_HUB_OFFLINE", "1")
-                .env("HF_ENDPOINT", "http://127.0.0.1:9");
+            cmd.env("HF_HUB_OFFLINE", "1").env("HF_ENDPOINT", "http://127.0.0.1:9");
         }
         cmd.output().unwrap()
     };
     let online = encode(false);
     assert_ok(&online);
-    let snapshot = hf_home
-        .path()
-        .join("hub/models--test-org--tiny-bert/snapshots")
-        .join(COMMIT);
-    assert!(
-        snapshot.join("model.safetensors").exists(),
-        "not in the HF cache layout"
-    );
+    let snapshot = hf_home.path().join("hub/models--test-org--tiny-bert/snapshots").join(COMMIT);
+    assert!(snapshot.join("model.safetensors").exists(), "not in the HF cache layout");
     let offline = encode(true);
     assert_ok(&offline);
     assert_eq!(stdout(&online), stdout(&offline));
-    let local = run(&[
-        "encode",
-        "-m",
-        models.join("tiny-bert").to_str().unwrap(),
-        "--device",
-        "cpu",
-        "-q",
-        "hello",
-    ]);
-    assert_eq!(
-        stdout(&online),
-        stdout(&local),
-        "downloaded model differs from the served folder"
-    );
+    let local = run(&["encode", "-m", models.join("tiny-bert").to_str().unwrap(), "--device", "cpu", "-q", "hello"]);
+    assert_eq!(stdout(&online), stdout(&local), "downloaded model differs from the served folder");
 }
 
 #[test]
@@ -135,11 +101,7 @@ fn hub_id_without_network_fails_fast_with_advice() {
         .env("HF_ENDPOINT", "http://127.0.0.1:9")
         .output()
         .unwrap();
-    assert!(
-        started.elapsed() < Duration::from_secs(15),
-        "took {:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < Duration::from_secs(15), "took {:?}", started.elapsed());
     assert_clean_error(&out, "place the model files");
 
     let offline = bin()

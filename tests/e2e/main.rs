@@ -5,3 +5,5 @@ mod common;
 mod encode;
 mod hub;
 mod parity;
+mod toy_data;
+mod train;

@@ -9,17 +9,7 @@ use tch::{Device, Tensor};
 use crate::common::*;
 
 fn matrix_i64(v: &Value) -> Vec<Vec<i64>> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            r.as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_i64().unwrap())
-                .collect()
-        })
-        .collect()
+    v.as_array().unwrap().iter().map(|r| r.as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect()).collect()
 }
 
 fn flatten_f64(v: &Value, out: &mut Vec<f64>) {
@@ -43,11 +33,7 @@ fn hidden_state_parity(test: &str, model: &str) {
     let python = python(test).unwrap();
     let hf = python_json(
         &python,
-        &[
-            &reference_script("hf_outputs.py"),
-            "hidden",
-            dir.to_str().unwrap(),
-        ],
+        &[&reference_script("hf_outputs.py"), "hidden", dir.to_str().unwrap()],
         &json!(PADDED_BATCH),
     );
     let ids = matrix_i64(&hf["input_ids"]);
@@ -55,57 +41,26 @@ fn hidden_state_parity(test: &str, model: &str) {
     let mut expected = Vec::new();
     flatten_f64(&hf["last_hidden_state"], &mut expected);
 
-    let loaded = checkpoint::load(
-        dir.to_str().unwrap(),
-        Device::Cpu,
-        &SpecOverrides::default(),
-    )
-    .unwrap();
+    let loaded = checkpoint::load(dir.to_str().unwrap(), Device::Cpu, &SpecOverrides::default()).unwrap();
     // Our tokenizer must give the ids HF gave, padding aside.
     let ours = loaded.tokenizer.encode_batch(PADDED_BATCH, 128);
     for (row, (ours_row, (hf_ids, hf_mask))) in ours.iter().zip(ids.iter().zip(&mask)).enumerate() {
-        let hf_real: Vec<i64> = hf_ids
-            .iter()
-            .zip(hf_mask)
-            .filter(|(_, m)| **m == 1)
-            .map(|(id, _)| *id)
-            .collect();
+        let hf_real: Vec<i64> = hf_ids.iter().zip(hf_mask).filter(|(_, m)| **m == 1).map(|(id, _)| *id).collect();
         assert_eq!(ours_row, &hf_real, "token ids differ for sentence {row}");
     }
-    let to_tensor = |m: &Vec<Vec<i64>>| {
-        Tensor::from_slice(&m.concat()).view([m.len() as i64, m[0].len() as i64])
-    };
-    let hidden = tch::no_grad(|| {
-        loaded
-            .model
-            .encoder
-            .backbone()
-            .forward_t(&to_tensor(&ids), &to_tensor(&mask), false)
-            .unwrap()
-    });
+    let to_tensor = |m: &Vec<Vec<i64>>| Tensor::from_slice(&m.concat()).view([m.len() as i64, m[0].len() as i64]);
+    let hidden =
+        tch::no_grad(|| loaded.model.encoder.backbone().forward_t(&to_tensor(&ids), &to_tensor(&mask), false).unwrap());
     let got = Vec::<f32>::try_from(hidden.flatten(0, -1)).unwrap();
     assert_eq!(got.len(), expected.len());
-    let max_diff = got
-        .iter()
-        .zip(&expected)
-        .map(|(a, b)| (*a as f64 - b).abs())
-        .fold(0.0, f64::max);
-    eprintln!(
-        "{model}: max |rust - transformers| over {} values = {max_diff:.2e}",
-        got.len()
-    );
-    assert!(
-        max_diff <= 1e-4,
-        "{model}: hidden states differ from transformers by {max_diff}"
-    );
+    let max_diff = got.iter().zip(&expected).map(|(a, b)| (*a as f64 - b).abs()).fold(0.0, f64::max);
+    eprintln!("{model}: max |rust - transformers| over {} values = {max_diff:.2e}", got.len());
+    assert!(max_diff <= 1e-4, "{model}: hidden states differ from transformers by {max_diff}");
 }
 
 #[test]
 fn distilbert_hidden_states_match_transformers() {
-    hidden_state_parity(
-        "distilbert_hidden_states_match_transformers",
-        "tiny-distilbert",
-    );
+    hidden_state_parity("distilbert_hidden_states_match_transformers", "tiny-distilbert");
 }
 
 #[test]
@@ -145,23 +100,13 @@ fn tokenizer_ids_match_hf_on_awkward_strings() {
     for max_length in [512usize, 16] {
         let hf = python_json(
             &python,
-            &[
-                &reference_script("hf_outputs.py"),
-                "tokens",
-                dir.to_str().unwrap(),
-                &max_length.to_string(),
-            ],
+            &[&reference_script("hf_outputs.py"), "tokens", dir.to_str().unwrap(), &max_length.to_string()],
             &json!(texts),
         );
         let expected = matrix_i64(&hf["input_ids"]);
         let ours = tokenizer.encode_batch(&texts, max_length);
         for ((text, o), e) in texts.iter().zip(&ours).zip(&expected) {
-            assert_eq!(
-                o,
-                e,
-                "token ids differ (max_length {max_length}) for {:?}",
-                &text[..text.len().min(60)]
-            );
+            assert_eq!(o, e, "token ids differ (max_length {max_length}) for {:?}", &text[..text.len().min(60)]);
         }
     }
 }
@@ -171,8 +116,7 @@ fn tokenizer_ids_match_hf_on_awkward_strings() {
 #[test]
 fn minilm_embeddings_match_sentence_transformers() {
     let test = "minilm_embeddings_match_sentence_transformers";
-    let (Some(python), Some(model), Some(data)) = (python(test), minilm(test), shared_data(test))
-    else {
+    let (Some(python), Some(model), Some(data)) = (python(test), minilm(test), shared_data(test)) else {
         return;
     };
     let mut sentences = Vec::new();
@@ -207,24 +151,14 @@ fn minilm_embeddings_match_sentence_transformers() {
     let ours = parse_jsonl_embeddings(&std::fs::read_to_string(&output).unwrap());
     let st = python_json(
         &python,
-        &[
-            &reference_script("hf_outputs.py"),
-            "st-embed",
-            model.to_str().unwrap(),
-        ],
+        &[&reference_script("hf_outputs.py"), "st-embed", model.to_str().unwrap()],
         &json!(sentences),
     );
     let st: Vec<Vec<f64>> = st["embeddings"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| {
-            r.as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap())
-                .collect()
-        })
+        .map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect())
         .collect();
     assert_eq!(ours.len(), sentences.len());
     let mut worst = 1.0f64;
@@ -232,13 +166,7 @@ fn minilm_embeddings_match_sentence_transformers() {
         assert_eq!(text, &sentences[i], "output order differs from input order");
         let cos = cosine(emb, reference);
         worst = worst.min(cos);
-        assert!(
-            cos >= 0.9999,
-            "sentence {i} {text:?}: cosine {cos} < 0.9999"
-        );
+        assert!(cos >= 0.9999, "sentence {i} {text:?}: cosine {cos} < 0.9999");
     }
-    eprintln!(
-        "all-MiniLM-L6-v2 vs sentence-transformers on {} sentences: worst cosine {worst:.7}",
-        ours.len()
-    );
+    eprintln!("all-MiniLM-L6-v2 vs sentence-transformers on {} sentences: worst cosine {worst:.7}", ours.len());
 }

@@ -1,0 +1,29 @@
+//! `sentence-mtl predict`: label sentences with one task's head.
+
+use anyhow::Result;
+
+use crate::checkpoint::SpecOverrides;
+use crate::cli::PredictArgs;
+use crate::commands::encode::open_model;
+use crate::data::sentences::read_sentences;
+use crate::inference::class_probabilities;
+use crate::output::predictions::{write_predictions, Prediction, PredictionFormat};
+use crate::output::write_output;
+
+pub fn run(args: &PredictArgs) -> Result<()> {
+    let format = PredictionFormat::choose(args.format.as_deref(), args.output.as_deref())?;
+    let sentences = read_sentences(&args.sentences, args.input.as_deref(), &args.text_column)?;
+    let overrides = SpecOverrides { max_length: args.model.max_length, ..Default::default() };
+    let (loaded, progress) = open_model(&args.model, &overrides)?;
+    let task = loaded.spec.task(&args.task)?.clone();
+    let probabilities = class_probabilities(&loaded, &task.name, &sentences, args.model.batch_size, &progress)?;
+    let (best_probability, best_class) = probabilities.max_dim(-1, false);
+    let best_probability = Vec::<f32>::try_from(best_probability)?;
+    let best_class = Vec::<i64>::try_from(best_class)?;
+    let rows: Vec<Prediction> = sentences
+        .iter()
+        .zip(best_class.iter().zip(&best_probability))
+        .map(|(text, (&class, &probability))| Prediction { text, label: &task.labels[class as usize], probability })
+        .collect();
+    write_output(args.output.as_deref(), false, |out| write_predictions(out, format, &rows))
+}

@@ -1,0 +1,197 @@
+//! Labelled CSV files (a text column and a label column) and the label set of a task.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Result};
+
+use super::csv_file::read_columns;
+
+/// The rows of one labelled CSV file.
+#[derive(Debug, Clone)]
+pub struct LabelledData {
+    pub path: PathBuf,
+    pub texts: Vec<String>,
+    pub labels: Vec<String>,
+    /// 1-based line of each row in the file, for error messages.
+    pub lines: Vec<u64>,
+}
+
+impl LabelledData {
+    /// Reads `text_column` and `label_column`; every row needs a non-empty text and label.
+    pub fn read(path: &Path, text_column: &str, label_column: &str) -> Result<Self> {
+        let rows = read_columns(path, &[text_column, label_column])?;
+        if rows.is_empty() {
+            bail!("{}: no data rows, only a header", path.display());
+        }
+        let mut data = Self { path: path.to_path_buf(), texts: Vec::new(), labels: Vec::new(), lines: Vec::new() };
+        for row in rows {
+            let [text, label]: [String; 2] = row.fields.try_into().expect("two columns were asked for");
+            if text.trim().is_empty() {
+                bail!("{}:{}: empty text in column '{text_column}'", path.display(), row.line);
+            }
+            let label = label.trim().to_string();
+            if label.is_empty() {
+                bail!("{}:{}: empty label in column '{label_column}'", path.display(), row.line);
+            }
+            data.texts.push(text);
+            data.labels.push(label);
+            data.lines.push(row.line);
+        }
+        Ok(data)
+    }
+
+    pub fn len(&self) -> usize {
+        self.texts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.texts.is_empty()
+    }
+
+    /// Class ids of every row under `labels`. Labels the set does not know are an error
+    /// that lists them with their first line, unless `skip_unknown` is set: then those rows
+    /// are left out and reported in the returned [`UnknownLabels`].
+    pub fn class_ids(&self, labels: &LabelSet, skip_unknown: bool) -> Result<(Vec<usize>, Vec<usize>, UnknownLabels)> {
+        let mut ids = Vec::with_capacity(self.len());
+        let mut kept_rows = Vec::with_capacity(self.len());
+        let mut unknown = UnknownLabels::default();
+        for (row, label) in self.labels.iter().enumerate() {
+            match labels.id(label) {
+                Some(id) => {
+                    ids.push(id);
+                    kept_rows.push(row);
+                }
+                None => unknown.add(label, self.lines[row]),
+            }
+        }
+        if !unknown.is_empty() && !skip_unknown {
+            bail!(
+                "{}: {} row(s) have labels the model was not trained on: {} (known: {}; --unknown-labels skip leaves such rows out)",
+                self.path.display(),
+                unknown.rows,
+                unknown.describe(),
+                labels.names().join(", ")
+            );
+        }
+        Ok((ids, kept_rows, unknown))
+    }
+}
+
+/// Labels found in data that the model does not know, with counts.
+#[derive(Debug, Clone, Default)]
+pub struct UnknownLabels {
+    /// (label, first line, count), in order of first appearance.
+    pub labels: Vec<(String, u64, usize)>,
+    pub rows: usize,
+}
+
+impl UnknownLabels {
+    fn add(&mut self, label: &str, line: u64) {
+        self.rows += 1;
+        match self.labels.iter_mut().find(|(l, _, _)| l == label) {
+            Some(entry) => entry.2 += 1,
+            None => self.labels.push((label.to_string(), line, 1)),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// `'x' (3 rows, first at line 7), 'y' (1 row, first at line 9)`
+    pub fn describe(&self) -> String {
+        self.labels
+            .iter()
+            .map(|(label, line, count)| {
+                format!("'{label}' ({count} row{}, first at line {line})", if *count == 1 { "" } else { "s" })
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// A task's class names, sorted so ids are stable across runs and machines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelSet {
+    names: Vec<String>,
+}
+
+impl LabelSet {
+    /// The sorted distinct labels of the training data.
+    pub fn from_labels<S: AsRef<str>>(labels: &[S]) -> Self {
+        let names: BTreeSet<&str> = labels.iter().map(AsRef::as_ref).collect();
+        Self { names: names.into_iter().map(str::to_string).collect() }
+    }
+
+    /// Labels as saved in a checkpoint (already in id order).
+    pub fn from_names(names: Vec<String>) -> Self {
+        Self { names }
+    }
+
+    pub fn id(&self, label: &str) -> Option<usize> {
+        self.names
+            .binary_search_by(|n| n.as_str().cmp(label))
+            .ok()
+            .or_else(|| self.names.iter().position(|n| n == label))
+    }
+
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn labels_are_sorted_and_stable() {
+        let set = LabelSet::from_labels(&["pos", "neg", "pos", "neutral"]);
+        assert_eq!(set.names(), &["neg", "neutral", "pos"]);
+        assert_eq!(set.id("pos"), Some(2));
+        assert_eq!(set.id("other"), None);
+    }
+
+    #[test]
+    fn empty_text_and_label_name_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "a.csv", "text,label\nfine,pos\n  ,neg\n");
+        let err = LabelledData::read(&p, "text", "label").unwrap_err().to_string();
+        assert!(err.ends_with("a.csv:3: empty text in column 'text'"), "{err}");
+        let p = write(dir.path(), "b.csv", "text,label\nfine,\n");
+        let err = LabelledData::read(&p, "text", "label").unwrap_err().to_string();
+        assert!(err.ends_with("b.csv:2: empty label in column 'label'"), "{err}");
+        let p = write(dir.path(), "c.csv", "text,label\n");
+        let err = LabelledData::read(&p, "text", "label").unwrap_err().to_string();
+        assert!(err.contains("no data rows"), "{err}");
+    }
+
+    #[test]
+    fn unknown_labels_are_listed_or_skipped_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "d.csv", "text,label\na,pos\nb,meh\nc,neg\nd,meh\n");
+        let data = LabelledData::read(&p, "text", "label").unwrap();
+        let set = LabelSet::from_names(vec!["neg".into(), "pos".into()]);
+        let err = data.class_ids(&set, false).unwrap_err().to_string();
+        assert!(err.contains("'meh' (2 rows, first at line 3)"), "{err}");
+        let (ids, rows, unknown) = data.class_ids(&set, true).unwrap();
+        assert_eq!(ids, vec![1, 0]);
+        assert_eq!(rows, vec![0, 2]);
+        assert_eq!(unknown.rows, 2);
+    }
+}

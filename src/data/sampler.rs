@@ -1,0 +1,246 @@
+//! Which task each training batch comes from, and which rows it holds.
+//!
+//! Every batch holds one task only. Within a task, batches are length-grouped: rows are
+//! shuffled, cut into mega-chunks of 50 batches, each chunk sorted by length and cut into
+//! batches, and the batch order shuffled again (as HF's `group_by_length`), so a batch pads
+//! to nearly its own length while the order stays random. A task whose batches run out
+//! starts a fresh shuffled pass ("recycled").
+
+use std::collections::VecDeque;
+
+use anyhow::bail;
+use serde::{Deserialize, Serialize};
+
+use crate::rng::Rng;
+
+/// Batches per mega-chunk when grouping by length.
+const MEGA_CHUNK_BATCHES: usize = 50;
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SamplingStrategy {
+    /// A, B, A, B, ...: each task gets as many batches per epoch as the largest has.
+    RoundRobin,
+    /// Each batch's task drawn with probability proportional to its number of rows.
+    Proportional,
+    /// Drawn with probability proportional to rows^(1/T): T = 1 is proportional, large T
+    /// approaches uniform.
+    Temperature(f64),
+}
+
+impl SamplingStrategy {
+    /// Parses `--sampling` with `--temperature` (used only by `temperature`).
+    pub fn parse(name: &str, temperature: f64) -> anyhow::Result<Self> {
+        Ok(match name {
+            "round-robin" => Self::RoundRobin,
+            "proportional" => Self::Proportional,
+            "temperature" => {
+                if !(temperature.is_finite() && temperature > 0.0) {
+                    bail!("--temperature must be a positive number, got {temperature}");
+                }
+                Self::Temperature(temperature)
+            }
+            other => bail!("unknown --sampling '{other}' (expected round-robin, proportional or temperature)"),
+        })
+    }
+}
+
+/// Length-grouped batches of row indices for one pass over a task's rows.
+pub fn length_grouped_batches(lengths: &[usize], batch_size: usize, rng: &mut Rng) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
+    rng.shuffle(&mut order);
+    let mut batches = Vec::with_capacity(lengths.len().div_ceil(batch_size));
+    for chunk in order.chunks_mut(batch_size * MEGA_CHUNK_BATCHES) {
+        chunk.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
+        batches.extend(chunk.chunks(batch_size).map(<[usize]>::to_vec));
+    }
+    rng.shuffle(&mut batches);
+    batches
+}
+
+/// One task's stream of batches, reshuffled each time it runs out.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TaskStream {
+    lengths: Vec<usize>,
+    queue: VecDeque<Vec<usize>>,
+    /// Completed passes over the task's rows.
+    passes: usize,
+}
+
+impl TaskStream {
+    fn batches_per_pass(&self, batch_size: usize) -> usize {
+        self.lengths.len().div_ceil(batch_size)
+    }
+
+    fn next(&mut self, batch_size: usize, rng: &mut Rng) -> Vec<usize> {
+        if self.queue.is_empty() {
+            self.queue = length_grouped_batches(&self.lengths, batch_size, rng).into();
+        }
+        let batch = self.queue.pop_front().expect("a task has at least one row");
+        if self.queue.is_empty() {
+            self.passes += 1;
+        }
+        batch
+    }
+}
+
+/// The sequence of (task index, row indices) batches of a multi-task run. All its state is
+/// plain data, so it can be saved with a checkpoint and resumed exactly.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskSampler {
+    strategy: SamplingStrategy,
+    batch_size: usize,
+    streams: Vec<TaskStream>,
+    rng: Rng,
+    /// Batches handed out so far.
+    drawn: usize,
+}
+
+impl TaskSampler {
+    /// `lengths[t][i]` is the token count of row `i` of task `t` (every task non-empty).
+    pub fn new(strategy: SamplingStrategy, batch_size: usize, lengths: Vec<Vec<usize>>, seed: u64) -> Self {
+        assert!(batch_size > 0 && lengths.iter().all(|l| !l.is_empty()));
+        let streams =
+            lengths.into_iter().map(|lengths| TaskStream { lengths, queue: VecDeque::new(), passes: 0 }).collect();
+        Self { strategy, batch_size, streams, rng: Rng::new(seed), drawn: 0 }
+    }
+
+    /// Batches in one epoch: round-robin gives every task as many batches as the largest
+    /// task needs for one pass; the random strategies draw as many batches as all tasks
+    /// have together.
+    pub fn batches_per_epoch(&self) -> usize {
+        let per_task: Vec<usize> = self.streams.iter().map(|s| s.batches_per_pass(self.batch_size)).collect();
+        match self.strategy {
+            SamplingStrategy::RoundRobin => per_task.iter().max().copied().unwrap_or(0) * per_task.len(),
+            _ => per_task.iter().sum(),
+        }
+    }
+
+    /// Probability of each task per batch (round-robin: equal shares).
+    pub fn task_shares(&self) -> Vec<f64> {
+        let sizes = self.streams.iter().map(|s| s.lengths.len() as f64);
+        let weights: Vec<f64> = match self.strategy {
+            SamplingStrategy::RoundRobin => sizes.map(|_| 1.0).collect(),
+            SamplingStrategy::Proportional => sizes.collect(),
+            SamplingStrategy::Temperature(t) => sizes.map(|n| n.powf(1.0 / t)).collect(),
+        };
+        let total: f64 = weights.iter().sum();
+        weights.iter().map(|w| w / total).collect()
+    }
+
+    /// The next batch: its task index and row indices.
+    pub fn next_batch(&mut self) -> (usize, Vec<usize>) {
+        let task = match self.strategy {
+            SamplingStrategy::RoundRobin => self.drawn % self.streams.len(),
+            _ => {
+                let shares = self.task_shares();
+                let x = self.rng.next_f64();
+                let mut cumulative = 0.0;
+                shares
+                    .iter()
+                    .position(|s| {
+                        cumulative += s;
+                        x < cumulative
+                    })
+                    .unwrap_or(shares.len() - 1)
+            }
+        };
+        self.drawn += 1;
+        let rows = self.streams[task].next(self.batch_size, &mut self.rng);
+        (task, rows)
+    }
+
+    pub fn batches_drawn(&self) -> usize {
+        self.drawn
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lengths(sizes: &[usize]) -> Vec<Vec<usize>> {
+        sizes.iter().map(|&n| (0..n).map(|i| 3 + i % 17).collect()).collect()
+    }
+
+    #[test]
+    fn round_robin_alternates_and_recycles_the_smaller_task() {
+        let mut s = TaskSampler::new(SamplingStrategy::RoundRobin, 4, lengths(&[8, 20]), 1);
+        assert_eq!(s.batches_per_epoch(), 10); // 5 batches of the larger task, times 2 tasks
+        let tasks: Vec<usize> = (0..10).map(|_| s.next_batch().0).collect();
+        assert_eq!(tasks, vec![0, 1, 0, 1, 0, 1, 0, 1, 0, 1]);
+        // Task 0 has 2 batches per pass, so 5 draws made it run out and restart twice.
+        assert_eq!(s.streams[0].passes, 2);
+        assert_eq!(s.streams[1].passes, 1);
+    }
+
+    #[test]
+    fn each_pass_covers_every_row_once() {
+        let mut rng = Rng::new(5);
+        let lens: Vec<usize> = (0..103).map(|i| i % 11).collect();
+        let batches = length_grouped_batches(&lens, 8, &mut rng);
+        let mut rows: Vec<usize> = batches.concat();
+        rows.sort();
+        assert_eq!(rows, (0..103).collect::<Vec<_>>());
+        assert!(batches.iter().all(|b| b.len() <= 8));
+    }
+
+    #[test]
+    fn length_grouping_pads_little() {
+        let mut rng = Rng::new(9);
+        let mut lens_rng = Rng::new(10);
+        let lens: Vec<usize> = (0..5000).map(|_| 5 + lens_rng.below(60)).collect();
+        let batches = length_grouped_batches(&lens, 32, &mut rng);
+        let real: usize = lens.iter().sum();
+        let padded: usize = batches.iter().map(|b| b.len() * b.iter().map(|&i| lens[i]).max().unwrap()).sum();
+        let ratio = padded as f64 / real as f64;
+        assert!(ratio < 1.05, "padded/real = {ratio}");
+    }
+
+    fn counts(strategy: SamplingStrategy, sizes: &[usize], draws: usize) -> Vec<usize> {
+        let mut s = TaskSampler::new(strategy, 8, lengths(sizes), 42);
+        let mut counts = vec![0; sizes.len()];
+        for _ in 0..draws {
+            counts[s.next_batch().0] += 1;
+        }
+        counts
+    }
+
+    #[test]
+    fn proportional_matches_sizes() {
+        // Sizes 1000 : 3000 -> expected 2500 : 7500 of 10000 draws.
+        let c = counts(SamplingStrategy::Proportional, &[1000, 3000], 10_000);
+        assert!((c[0] as i64 - 2500).abs() < 150, "{c:?}");
+        // Fixed seed, fixed result: the sequence is part of the reproducibility contract.
+        assert_eq!(c, counts(SamplingStrategy::Proportional, &[1000, 3000], 10_000));
+    }
+
+    #[test]
+    fn temperature_flattens_towards_uniform() {
+        // T = 2: weights sqrt(1000) : sqrt(9000) = 1 : 3 -> 2500 : 7500.
+        let c = counts(SamplingStrategy::Temperature(2.0), &[1000, 9000], 10_000);
+        assert!((c[0] as i64 - 2500).abs() < 150, "{c:?}");
+        let shares = TaskSampler::new(SamplingStrategy::Temperature(1e9), 8, lengths(&[10, 1000]), 1).task_shares();
+        assert!((shares[0] - 0.5).abs() < 1e-6);
+    }
+
+    #[test]
+    fn saved_state_resumes_the_same_sequence() {
+        let mut s = TaskSampler::new(SamplingStrategy::Proportional, 4, lengths(&[30, 50]), 3);
+        for _ in 0..7 {
+            s.next_batch();
+        }
+        let saved = serde_json::to_string(&s).unwrap();
+        let expected: Vec<(usize, Vec<usize>)> = (0..20).map(|_| s.next_batch()).collect();
+        let mut resumed: TaskSampler = serde_json::from_str(&saved).unwrap();
+        let got: Vec<(usize, Vec<usize>)> = (0..20).map(|_| resumed.next_batch()).collect();
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn strategy_parsing() {
+        assert_eq!(SamplingStrategy::parse("temperature", 3.0).unwrap(), SamplingStrategy::Temperature(3.0));
+        assert!(SamplingStrategy::parse("temperature", 0.0).is_err());
+        assert!(SamplingStrategy::parse("random", 1.0).unwrap_err().to_string().contains("unknown --sampling"));
+    }
+}

@@ -1,0 +1,175 @@
+//! `--freeze`: which variables get no gradient (requires_grad = false), hence no optimizer
+//! update and no weight decay.
+
+use std::fmt;
+
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+use tch::nn::VarStore;
+
+use crate::model::backbone::{Backbone, BackboneLayer};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub enum FreezeRule {
+    /// Train everything (the default).
+    None,
+    /// Train nothing: the run only evaluates.
+    All,
+    /// The whole transformer (embeddings and blocks): train projection and heads only.
+    Backbone,
+    /// Token, position and type embeddings.
+    Embeddings,
+    /// The bottom K transformer blocks (not the embeddings; add `embeddings` for those).
+    Layers(usize),
+    /// One task's head.
+    Head(String),
+}
+
+impl FreezeRule {
+    pub fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "none" => Self::None,
+            "all" => Self::All,
+            "backbone" => Self::Backbone,
+            "embeddings" => Self::Embeddings,
+            other => match other.split_once(':') {
+                Some(("layers", k)) => match k.parse::<usize>() {
+                    Ok(k) if k > 0 => Self::Layers(k),
+                    _ => bail!("--freeze {other}: K must be a whole number >= 1"),
+                },
+                Some(("head", name)) if !name.is_empty() => Self::Head(name.to_string()),
+                _ => bail!(
+                    "unknown --freeze '{other}' (expected none, all, backbone, embeddings, layers:K or head:NAME)"
+                ),
+            },
+        })
+    }
+
+    /// Parses every `--freeze`; `none` cannot be combined with other rules.
+    pub fn parse_all(values: &[String]) -> Result<Vec<Self>> {
+        let rules: Vec<Self> = values.iter().map(|v| Self::parse(v)).collect::<Result<_>>()?;
+        if rules.len() > 1 && rules.contains(&Self::None) {
+            bail!("--freeze none cannot be combined with other --freeze rules");
+        }
+        Ok(rules.into_iter().filter(|r| *r != Self::None).collect())
+    }
+
+    /// Checks the rules against the model: layer counts and task names must exist.
+    pub fn validate(rules: &[Self], num_layers: usize, task_names: &[&str]) -> Result<()> {
+        for rule in rules {
+            match rule {
+                Self::Layers(k) if *k > num_layers => {
+                    bail!("--freeze layers:{k}: the backbone has only {num_layers} layers")
+                }
+                Self::Head(name) if !task_names.contains(&name.as_str()) => {
+                    bail!("--freeze head:{name}: no task named '{name}' (tasks: {})", task_names.join(", "))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn matches(&self, variable: &str) -> bool {
+        match self {
+            Self::None => false,
+            Self::All => true,
+            Self::Backbone => Backbone::layer_of(variable).is_some(),
+            Self::Embeddings => Backbone::layer_of(variable) == Some(BackboneLayer::Embeddings),
+            Self::Layers(k) => matches!(Backbone::layer_of(variable), Some(BackboneLayer::Block(i)) if i < *k),
+            Self::Head(name) => variable
+                .strip_prefix("heads.")
+                .and_then(|r| r.strip_prefix(name.as_str()))
+                .is_some_and(|r| r.starts_with('.')),
+        }
+    }
+
+    /// Sets requires_grad on every variable: false where a rule matches, true elsewhere.
+    /// Returns the names of the frozen variables.
+    pub fn apply(rules: &[Self], vs: &VarStore) -> Vec<String> {
+        let mut frozen = Vec::new();
+        for (name, tensor) in vs.variables() {
+            let freeze = rules.iter().any(|r| r.matches(&name));
+            let _ = tensor.set_requires_grad(!freeze);
+            if freeze {
+                frozen.push(name);
+            }
+        }
+        frozen.sort();
+        frozen
+    }
+}
+
+impl fmt::Display for FreezeRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::None => f.write_str("none"),
+            Self::All => f.write_str("all"),
+            Self::Backbone => f.write_str("backbone"),
+            Self::Embeddings => f.write_str("embeddings"),
+            Self::Layers(k) => write!(f, "layers:{k}"),
+            Self::Head(name) => write!(f, "head:{name}"),
+        }
+    }
+}
+
+impl From<FreezeRule> for String {
+    fn from(rule: FreezeRule) -> String {
+        rule.to_string()
+    }
+}
+
+impl TryFrom<String> for FreezeRule {
+    type Error = anyhow::Error;
+    fn try_from(s: String) -> Result<Self> {
+        Self::parse(&s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_form() {
+        assert_eq!(FreezeRule::parse("layers:3").unwrap(), FreezeRule::Layers(3));
+        assert_eq!(FreezeRule::parse("head:trec").unwrap(), FreezeRule::Head("trec".into()));
+        assert!(FreezeRule::parse("layers:x").is_err());
+        assert!(FreezeRule::parse("layers:0").is_err());
+        assert!(FreezeRule::parse("heads").unwrap_err().to_string().contains("unknown --freeze 'heads'"));
+        assert!(FreezeRule::parse_all(&["none".into(), "all".into()]).is_err());
+        assert!(FreezeRule::parse_all(&["none".into()]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn validation_names_the_problem() {
+        let err = FreezeRule::validate(&[FreezeRule::Layers(7)], 6, &["a"]).unwrap_err().to_string();
+        assert!(err.contains("only 6 layers"), "{err}");
+        let err = FreezeRule::validate(&[FreezeRule::Head("b".into())], 6, &["a"]).unwrap_err().to_string();
+        assert!(err.contains("no task named 'b'"), "{err}");
+    }
+
+    #[test]
+    fn rules_match_the_right_variables() {
+        let emb = "bert.embeddings.word_embeddings.weight";
+        let block0 = "distilbert.transformer.layer.0.ffn.lin1.weight";
+        let block2 = "bert.encoder.layer.2.output.dense.bias";
+        let head = "heads.trec.weight";
+        let head2 = "heads.trec2.weight";
+        assert!(FreezeRule::Backbone.matches(emb) && FreezeRule::Backbone.matches(block2));
+        assert!(!FreezeRule::Backbone.matches("projection.weight") && !FreezeRule::Backbone.matches(head));
+        assert!(FreezeRule::Embeddings.matches(emb) && !FreezeRule::Embeddings.matches(block0));
+        assert!(FreezeRule::Layers(1).matches(block0) && !FreezeRule::Layers(2).matches(block2));
+        assert!(!FreezeRule::Layers(2).matches(emb));
+        assert!(FreezeRule::Head("trec".into()).matches(head) && !FreezeRule::Head("trec".into()).matches(head2));
+    }
+
+    #[test]
+    fn serialises_as_the_flag_text() {
+        let json = serde_json::to_string(&vec![FreezeRule::Layers(2), FreezeRule::Head("x".into())]).unwrap();
+        assert_eq!(json, r#"["layers:2","head:x"]"#);
+        let back: Vec<FreezeRule> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, vec![FreezeRule::Layers(2), FreezeRule::Head("x".into())]);
+    }
+}

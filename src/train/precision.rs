@@ -1,0 +1,34 @@
+//! Mixed precision for the forward pass: bf16 autocast on CUDA with fp32 master weights.
+
+use anyhow::{bail, Result};
+use tch::Device;
+
+use super::settings::Precision;
+
+extern "C" {
+    fn smtl_autocast_bf16_enter() -> i32;
+    fn smtl_autocast_bf16_exit(previous: i32);
+}
+
+/// Checks the precision can run on the device.
+pub fn check(precision: Precision, device: Device) -> Result<()> {
+    if precision == Precision::Bf16 && !device.is_cuda() {
+        bail!("--precision bf16 needs a CUDA device (this run is on the CPU); use --precision fp32");
+    }
+    Ok(())
+}
+
+/// Runs `forward` with CUDA autocast in bf16 when asked: matmuls and most ops run in bf16,
+/// weights and their gradients stay fp32. Backward runs outside, as with torch.autocast.
+pub fn autocast<T>(precision: Precision, forward: impl FnOnce() -> T) -> T {
+    match precision {
+        Precision::Fp32 => forward(),
+        Precision::Bf16 => {
+            // SAFETY: plain C functions of csrc/autocast.cpp; they catch all C++ exceptions.
+            let previous = unsafe { smtl_autocast_bf16_enter() };
+            let result = forward();
+            unsafe { smtl_autocast_bf16_exit(previous.max(0)) };
+            result
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! `train`'s flags turned into validated, serialisable settings (saved as `settings.json`
+//! in the run directory and inside every checkpoint).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::cli::TrainArgs;
+use crate::data::sampler::SamplingStrategy;
+use crate::model::pooling::Pooling;
+use crate::train::freeze::FreezeRule;
+
+/// One task of a run: where its data is and how much its loss counts.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TaskSource {
+    pub name: String,
+    pub train: PathBuf,
+    pub dev: Option<PathBuf>,
+    pub text_column: String,
+    pub label_column: String,
+    pub weight: f64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    Fp32,
+    Bf16,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TrainSettings {
+    pub model: String,
+    pub tasks: Vec<TaskSource>,
+    pub out: PathBuf,
+    pub pooling: Option<Pooling>,
+    pub projection_dim: Option<i64>,
+    pub max_length: usize,
+    pub sampling: SamplingStrategy,
+    pub epochs: usize,
+    pub max_steps: Option<usize>,
+    pub batch_size: usize,
+    pub grad_accum: usize,
+    pub lr_backbone: f64,
+    pub lr_projection: f64,
+    pub lr_heads: f64,
+    pub layer_decay: f64,
+    pub weight_decay: f64,
+    pub warmup_ratio: f64,
+    pub warmup_steps: Option<usize>,
+    pub max_grad_norm: f64,
+    pub freeze: Vec<FreezeRule>,
+    pub seed: u64,
+    pub eval_every: Option<usize>,
+    pub patience: Option<usize>,
+    pub log_every: usize,
+    pub eval_batch_size: usize,
+    pub device: String,
+    pub precision: Precision,
+    pub threads: Option<usize>,
+}
+
+/// A task name becomes part of variable names (`heads.<name>.weight`) and file names.
+pub fn check_task_name(name: &str) -> Result<()> {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        bail!("task name '{name}' must be non-empty letters, digits, '_' or '-'");
+    }
+    Ok(())
+}
+
+fn positive_finite(flag: &str, value: f64) -> Result<()> {
+    if !(value.is_finite() && value > 0.0) {
+        bail!("{flag} must be a positive number, got {value}");
+    }
+    Ok(())
+}
+
+fn at_least_one(flag: &str, value: usize) -> Result<()> {
+    if value == 0 {
+        bail!("{flag} must be at least 1");
+    }
+    Ok(())
+}
+
+/// `[NAME=]VALUE` flags: a value for all tasks, overridden per task.
+fn per_task_values(
+    flag: &str,
+    values: &[String],
+    task_names: &[&str],
+) -> Result<(Option<String>, BTreeMap<String, String>)> {
+    let mut all = None;
+    let mut per_task = BTreeMap::new();
+    for value in values {
+        match value.split_once('=') {
+            Some((name, v)) => {
+                if !task_names.contains(&name) {
+                    bail!("{flag} {value}: no task named '{name}' (tasks: {})", task_names.join(", "));
+                }
+                per_task.insert(name.to_string(), v.to_string());
+            }
+            None => all = Some(value.clone()),
+        }
+    }
+    Ok((all, per_task))
+}
+
+impl TrainSettings {
+    pub fn from_args(args: &TrainArgs) -> Result<Self> {
+        let mut tasks = Vec::new();
+        for spec in &args.tasks {
+            let (name, files) =
+                spec.split_once('=').with_context(|| format!("--task {spec}: expected NAME=TRAIN.csv[,DEV.csv]"))?;
+            check_task_name(name).with_context(|| format!("--task {spec}"))?;
+            if tasks.iter().any(|t: &TaskSource| t.name == name) {
+                bail!("--task {spec}: task '{name}' is given twice");
+            }
+            let mut paths = files.split(',').map(str::trim);
+            let train =
+                paths.next().filter(|p| !p.is_empty()).with_context(|| format!("--task {spec}: no training file"))?;
+            let dev = paths.next().filter(|p| !p.is_empty()).map(PathBuf::from);
+            if paths.next().is_some() {
+                bail!("--task {spec}: expected at most two files (TRAIN.csv,DEV.csv)");
+            }
+            tasks.push(TaskSource {
+                name: name.to_string(),
+                train: PathBuf::from(train),
+                dev,
+                text_column: "text".into(),
+                label_column: "label".into(),
+                weight: 1.0,
+            });
+        }
+        let names: Vec<String> = tasks.iter().map(|t| t.name.clone()).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let (text_all, text_per) = per_task_values("--text-column", &args.text_columns, &names)?;
+        let (label_all, label_per) = per_task_values("--label-column", &args.label_columns, &names)?;
+        let (_, weights) = per_task_values("--task-weight", &args.task_weights, &names)?;
+        if let Some(bad) = args.task_weights.iter().find(|w| !w.contains('=')) {
+            bail!("--task-weight {bad}: expected NAME=W");
+        }
+        for task in &mut tasks {
+            if let Some(c) = text_per.get(&task.name).or(text_all.as_ref()) {
+                task.text_column = c.clone();
+            }
+            if let Some(c) = label_per.get(&task.name).or(label_all.as_ref()) {
+                task.label_column = c.clone();
+            }
+            if let Some(w) = weights.get(&task.name) {
+                let weight: f64 =
+                    w.parse().with_context(|| format!("--task-weight {}={w}: not a number", task.name))?;
+                if !(weight.is_finite() && weight >= 0.0) {
+                    bail!("--task-weight {}={w}: must be a finite number >= 0", task.name);
+                }
+                task.weight = weight;
+            }
+        }
+
+        positive_finite("--lr-backbone", args.lr_backbone)?;
+        positive_finite("--lr-projection", args.lr_projection)?;
+        positive_finite("--lr-heads", args.lr_heads)?;
+        if !(args.layer_decay.is_finite() && args.layer_decay > 0.0 && args.layer_decay <= 1.0) {
+            bail!("--layer-decay must be in (0, 1], got {}", args.layer_decay);
+        }
+        if !(args.weight_decay.is_finite() && args.weight_decay >= 0.0) {
+            bail!("--weight-decay must be a number >= 0, got {}", args.weight_decay);
+        }
+        if !(args.warmup_ratio.is_finite() && (0.0..=1.0).contains(&args.warmup_ratio)) {
+            bail!("--warmup-ratio must be in [0, 1], got {}", args.warmup_ratio);
+        }
+        if !(args.max_grad_norm.is_finite() && args.max_grad_norm >= 0.0) {
+            bail!("--max-grad-norm must be a number >= 0, got {}", args.max_grad_norm);
+        }
+        at_least_one("--batch-size", args.batch_size)?;
+        at_least_one("--eval-batch-size", args.eval_batch_size)?;
+        at_least_one("--grad-accum", args.grad_accum)?;
+        at_least_one("--log-every", args.log_every)?;
+        if args.epochs == 0 && args.max_steps.is_none() {
+            bail!("--epochs must be at least 1 (or give --max-steps)");
+        }
+        if let Some(n) = args.max_steps {
+            at_least_one("--max-steps", n)?;
+        }
+        if let Some(n) = args.eval_every {
+            at_least_one("--eval-every", n)?;
+        }
+        if let Some(n) = args.patience {
+            at_least_one("--patience", n)?;
+        }
+        if args.max_length < 2 {
+            bail!("--max-length must be at least 2 ([CLS] and [SEP])");
+        }
+        let projection_dim = match args.projection_dim {
+            Some(d) if d < 0 => bail!("--projection-dim must be >= 0, got {d}"),
+            Some(0) => Some(0),
+            other => other,
+        };
+        let freeze = FreezeRule::parse_all(&args.freeze)?;
+        let precision = match args.precision.as_str() {
+            "fp32" => Precision::Fp32,
+            "bf16" => Precision::Bf16,
+            other => bail!("unknown --precision '{other}' (expected fp32 or bf16)"),
+        };
+        Ok(Self {
+            model: args.model.clone(),
+            tasks,
+            out: args.out.clone(),
+            pooling: args.pooling.as_deref().map(str::parse).transpose()?,
+            projection_dim,
+            max_length: args.max_length,
+            sampling: SamplingStrategy::parse(&args.sampling, args.temperature)?,
+            epochs: args.epochs,
+            max_steps: args.max_steps,
+            batch_size: args.batch_size,
+            grad_accum: args.grad_accum,
+            lr_backbone: args.lr_backbone,
+            lr_projection: args.lr_projection,
+            lr_heads: args.lr_heads,
+            layer_decay: args.layer_decay,
+            weight_decay: args.weight_decay,
+            warmup_ratio: args.warmup_ratio,
+            warmup_steps: args.warmup_steps,
+            max_grad_norm: args.max_grad_norm,
+            freeze,
+            seed: args.seed,
+            eval_every: args.eval_every,
+            patience: args.patience,
+            log_every: args.log_every,
+            eval_batch_size: args.eval_batch_size,
+            device: args.device.clone(),
+            precision,
+            threads: args.threads,
+        })
+    }
+}

@@ -1,0 +1,68 @@
+//! A task's data made ready for training: labels fixed from the training file, texts
+//! tokenised once, dev rows mapped to class ids.
+
+use anyhow::{Context, Result};
+
+use crate::checkpoint::TaskSpec;
+use crate::data::labelled::{LabelSet, LabelledData};
+use crate::model::tokenizer::SentenceTokenizer;
+
+use super::settings::TaskSource;
+
+pub struct TaskData {
+    pub source: TaskSource,
+    pub labels: LabelSet,
+    pub train: LabelledData,
+    /// Class id of every training row.
+    pub train_classes: Vec<i64>,
+    /// Token ids of every training row (filled by [`TaskData::tokenize`]).
+    pub train_tokens: Vec<Vec<i64>>,
+    pub dev: Option<DevSet>,
+}
+
+pub struct DevSet {
+    pub data: LabelledData,
+    pub classes: Vec<usize>,
+}
+
+impl TaskData {
+    /// Reads the task's CSVs. Dev labels unknown to the training data are an error.
+    pub fn read(source: &TaskSource) -> Result<Self> {
+        let context = || format!("task '{}'", source.name);
+        let train =
+            LabelledData::read(&source.train, &source.text_column, &source.label_column).with_context(context)?;
+        let labels = LabelSet::from_labels(&train.labels);
+        let (train_classes, _, _) = train.class_ids(&labels, false)?;
+        let dev = match &source.dev {
+            Some(path) => {
+                let data = LabelledData::read(path, &source.text_column, &source.label_column).with_context(context)?;
+                let (classes, _, _) = data
+                    .class_ids(&labels, false)
+                    .with_context(|| format!("task '{}': dev labels must appear in the training file", source.name))?;
+                Some(DevSet { data, classes })
+            }
+            None => None,
+        };
+        Ok(Self {
+            source: source.clone(),
+            labels,
+            train,
+            train_classes: train_classes.into_iter().map(|c| c as i64).collect(),
+            train_tokens: Vec::new(),
+            dev,
+        })
+    }
+
+    pub fn tokenize(&mut self, tokenizer: &SentenceTokenizer, max_length: usize) {
+        self.train_tokens = tokenizer.encode_batch(&self.train.texts, max_length);
+    }
+
+    pub fn spec(&self) -> TaskSpec {
+        TaskSpec {
+            name: self.source.name.clone(),
+            labels: self.labels.names().to_vec(),
+            text_column: self.source.text_column.clone(),
+            label_column: self.source.label_column.clone(),
+        }
+    }
+}

@@ -1,0 +1,415 @@
+//! The training loop: alternating task batches, AdamW with per-group rates and a warm-up/
+//! decay schedule, clipping, accumulation, periodic dev evaluation, best/last checkpoints.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use indicatif::ProgressBar;
+use serde_json::json;
+use tch::{Kind, Tensor};
+
+use crate::checkpoint::{self, LoadedModel, TrainingSpec};
+use crate::data::batching::pad_batch;
+use crate::data::sampler::TaskSampler;
+use crate::device;
+use crate::progress::Progress;
+use crate::report::table::Table;
+
+use super::evaluate::{evaluate, Evaluation};
+use super::freeze::FreezeRule;
+use super::optimizer::AdamW;
+use super::param_groups::{build_groups, group_table, human_count, parameter_counts, LearningRates};
+use super::precision;
+use super::run_log::RunLog;
+use super::schedule::linear_warmup_decay;
+use super::settings::TrainSettings;
+use super::task_data::TaskData;
+
+/// Files of a run directory.
+pub struct RunDir {
+    pub root: PathBuf,
+}
+
+impl RunDir {
+    pub fn best(&self) -> PathBuf {
+        self.root.join("best")
+    }
+    pub fn last(&self) -> PathBuf {
+        self.root.join("last")
+    }
+    pub fn log(&self) -> PathBuf {
+        self.root.join("train_log.jsonl")
+    }
+    pub fn settings(&self) -> PathBuf {
+        self.root.join("settings.json")
+    }
+
+    /// Creates the run directory. An existing non-empty one is refused unless `overwrite`,
+    /// and then only the files a run writes are removed; anything else stays.
+    fn prepare(root: &Path, overwrite: bool) -> Result<Self> {
+        let run = Self { root: root.to_path_buf() };
+        let non_empty = root.read_dir().map(|mut d| d.next().is_some()).unwrap_or(false);
+        if non_empty {
+            if !overwrite {
+                bail!(
+                    "run directory {} already exists and is not empty; pass --overwrite to replace its run, or choose another --out",
+                    root.display()
+                );
+            }
+            for dir in [run.best(), run.last()] {
+                if dir.exists() {
+                    std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+                }
+            }
+            for file in [run.log(), run.settings()] {
+                if file.exists() {
+                    std::fs::remove_file(&file).with_context(|| format!("cannot remove {}", file.display()))?;
+                }
+            }
+        }
+        std::fs::create_dir_all(root).with_context(|| format!("cannot create run directory {}", root.display()))?;
+        Ok(run)
+    }
+}
+
+/// How a run ended.
+pub struct TrainOutcome {
+    /// The model as it is at the end of training (the weights saved in `last/`).
+    pub model: LoadedModel,
+    pub run: RunDir,
+    pub steps: usize,
+    pub best: Option<Evaluation>,
+    pub seconds: f64,
+    pub examples: usize,
+}
+
+/// Options that are not training settings (they do not change the result).
+pub struct RunOptions {
+    pub quiet: bool,
+    pub overwrite: bool,
+    pub batch_plan: Option<PathBuf>,
+    pub command_line: Vec<String>,
+}
+
+/// Loss and throughput since the last log line.
+#[derive(Default)]
+struct Window {
+    loss_sum: Vec<f64>,
+    batches: Vec<usize>,
+    examples: usize,
+    tokens: usize,
+    started: Option<Instant>,
+}
+
+impl Window {
+    fn new(tasks: usize) -> Self {
+        Self {
+            loss_sum: vec![0.0; tasks],
+            batches: vec![0; tasks],
+            started: Some(Instant::now()),
+            ..Default::default()
+        }
+    }
+    fn mean_losses(&self, tasks: &[TaskData]) -> serde_json::Map<String, serde_json::Value> {
+        tasks
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.batches[*i] > 0)
+            .map(|(i, t)| (t.source.name.clone(), json!(self.loss_sum[i] / self.batches[i] as f64)))
+            .collect()
+    }
+    fn seconds(&self) -> f64 {
+        self.started.map(|s| s.elapsed().as_secs_f64()).unwrap_or(0.0)
+    }
+}
+
+pub fn train(settings: &TrainSettings, options: &RunOptions) -> Result<TrainOutcome> {
+    let started = Instant::now();
+    let say = |text: &str| {
+        if !options.quiet {
+            eprintln!("{text}");
+        }
+    };
+    device::set_threads(settings.threads)?;
+    let device = device::resolve_device(&settings.device)?;
+    precision::check(settings.precision, device)?;
+
+    // Data first: a bad CSV should fail before minutes of model loading.
+    let mut tasks: Vec<TaskData> = settings.tasks.iter().map(TaskData::read).collect::<Result<_>>()?;
+    let run = RunDir::prepare(&settings.out, options.overwrite)?;
+
+    tch::manual_seed(settings.seed as i64);
+    let wanted = TrainingSpec {
+        pooling: settings.pooling,
+        projection_dim: settings.projection_dim,
+        max_length: settings.max_length,
+        tasks: tasks.iter().map(TaskData::spec).collect(),
+    };
+    let (loaded, new_tensors) = checkpoint::load_for_training(&settings.model, device, wanted)?;
+    let num_layers = loaded.model.config.num_layers() as usize;
+    for task in &mut tasks {
+        task.tokenize(&loaded.tokenizer, settings.max_length);
+    }
+    let task_names: Vec<&str> = tasks.iter().map(|t| t.source.name.as_str()).collect();
+    FreezeRule::validate(&settings.freeze, num_layers, &task_names)?;
+    FreezeRule::apply(&settings.freeze, &loaded.model.vs);
+
+    let settings_json =
+        json!({ "settings": settings, "command_line": options.command_line, "version": env!("CARGO_PKG_VERSION") });
+    crate::atomic_write::write_file(&run.settings(), serde_json::to_string_pretty(&settings_json)?.as_bytes())?;
+
+    let lrs = LearningRates {
+        backbone: settings.lr_backbone,
+        projection: settings.lr_projection,
+        heads: settings.lr_heads,
+        layer_decay: settings.layer_decay,
+    };
+    let (trainable, total) = parameter_counts(&loaded.model.vs);
+    if !options.quiet {
+        eprintln!(
+            "model: {} ({} layers, {} pooling, projection {}), on {}",
+            loaded.spec.base_model,
+            num_layers,
+            loaded.spec.pooling,
+            loaded.spec.projection_dim.map(|d| d.to_string()).unwrap_or_else(|| "none".into()),
+            device::describe(device)
+        );
+        let mut new_layers: Vec<String> =
+            new_tensors.iter().filter_map(|n| n.rsplit_once('.').map(|(layer, _)| layer.to_string())).collect();
+        new_layers.dedup();
+        eprintln!("new layers (randomly initialised): {}", new_layers.join(", "));
+        let mut task_table = Table::new(["task", "train rows", "dev rows", "classes", "loss weight"]);
+        for t in &tasks {
+            task_table.row([
+                t.source.name.clone(),
+                t.train.len().to_string(),
+                t.dev.as_ref().map(|d| d.data.len().to_string()).unwrap_or_else(|| "-".into()),
+                t.labels.len().to_string(),
+                t.source.weight.to_string(),
+            ]);
+        }
+        eprint!("{}", task_table.render());
+        eprint!("{}", group_table(&loaded.model.vs, num_layers, &lrs, settings.weight_decay)?);
+        eprintln!(
+            "trainable parameters: {} of {} ({:.1}%)",
+            human_count(trainable),
+            human_count(total),
+            100.0 * trainable as f64 / total.max(1) as f64
+        );
+    }
+    let mut log = RunLog::open(&run.log())?;
+
+    if trainable == 0 {
+        say("no trainable parameter (--freeze all): evaluating only, no training step");
+        let evaluation = evaluate(&loaded, &tasks, settings.eval_batch_size, 0)?;
+        if let Some(e) = &evaluation {
+            log.write(&json!({"type": "eval", "step": 0, "epoch": 0.0, "tasks": e.tasks, "mean_macro_f1": e.mean_macro_f1, "best": true}))?;
+            print_evaluation(e, &ProgressBar::hidden(), options.quiet);
+        }
+        let spec = spec_with(&loaded, settings, evaluation.as_ref());
+        checkpoint::save(&run.last(), &loaded.model, &spec, &loaded.dir)?;
+        checkpoint::save(&run.best(), &loaded.model, &spec, &loaded.dir)?;
+        return Ok(TrainOutcome {
+            model: loaded,
+            run,
+            steps: 0,
+            best: evaluation,
+            seconds: started.elapsed().as_secs_f64(),
+            examples: 0,
+        });
+    }
+
+    let groups = build_groups(&loaded.model.vs, num_layers, &lrs, settings.weight_decay)?;
+    let mut optimizer = AdamW::new(groups);
+    let lengths = tasks.iter().map(|t| t.train_tokens.iter().map(Vec::len).collect()).collect();
+    let mut sampler = TaskSampler::new(settings.sampling, settings.batch_size, lengths, settings.seed);
+    let steps_per_epoch = sampler.batches_per_epoch().div_ceil(settings.grad_accum).max(1);
+    let total_steps = settings.max_steps.unwrap_or(settings.epochs * steps_per_epoch);
+    let warmup = settings.warmup_steps.unwrap_or((settings.warmup_ratio * total_steps as f64).ceil() as usize);
+    say(&format!(
+        "training: {total_steps} optimizer steps ({steps_per_epoch} per epoch, {} sampling, batch {} x {} accumulation), warm-up {warmup} steps",
+        match settings.sampling {
+            crate::data::sampler::SamplingStrategy::RoundRobin => "round-robin".to_string(),
+            crate::data::sampler::SamplingStrategy::Proportional => "proportional".to_string(),
+            crate::data::sampler::SamplingStrategy::Temperature(t) => format!("temperature T={t}"),
+        },
+        settings.batch_size,
+        settings.grad_accum
+    ));
+
+    let mut batch_plan = match &options.batch_plan {
+        Some(path) => Some(std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+        )),
+        None => None,
+    };
+    let progress = Progress::new(options.quiet);
+    let pad_id = loaded.tokenizer.pad_id();
+    let mut best: Option<Evaluation> = None;
+    let mut evals_without_improvement = 0usize;
+    let mut last_saved_step: Option<usize> = None;
+    let mut window = Window::new(tasks.len());
+    let mut bar = ProgressBar::hidden();
+    let mut total_examples = 0usize;
+    let mut micro_batches = 0u64;
+    let mut step = 0usize;
+
+    while step < total_steps {
+        let epoch = step / steps_per_epoch;
+        if step % steps_per_epoch == 0 {
+            bar.finish_and_clear();
+            let remaining = (total_steps - step).min(steps_per_epoch);
+            bar = progress.bar(remaining as u64, "steps");
+            bar.set_prefix(format!("epoch {}", epoch + 1));
+        }
+        optimizer.set_lr_factor(linear_warmup_decay(step, warmup, total_steps));
+        for _ in 0..settings.grad_accum {
+            let (t, rows) = sampler.next_batch();
+            let task = &tasks[t];
+            if let Some(plan) = &mut batch_plan {
+                writeln!(plan, "{}", json!({"step": step, "task": task.source.name, "rows": rows}))?;
+            }
+            let sequences: Vec<&[i64]> = rows.iter().map(|&r| task.train_tokens[r].as_slice()).collect();
+            let (ids, mask) = pad_batch(&sequences, pad_id, device);
+            let targets =
+                Tensor::from_slice(&rows.iter().map(|&r| task.train_classes[r]).collect::<Vec<_>>()).to_device(device);
+            // Dropout masks depend only on (seed, batch number): a resumed run draws the same ones.
+            tch::manual_seed(settings.seed as i64 + 1 + micro_batches as i64);
+            micro_batches += 1;
+            let logits = precision::autocast(settings.precision, || {
+                loaded.model.logits_t(&task.source.name, &ids, &mask, true)
+            })?;
+            let loss = logits.to_kind(Kind::Float).cross_entropy_for_logits(&targets);
+            let loss_value = f64::try_from(&loss)?;
+            if !loss_value.is_finite() {
+                bail!(
+                    "training stopped: the loss of task '{}' became {loss_value} at step {} (learning rate too high?); {}",
+                    task.source.name,
+                    step + 1,
+                    match last_saved_step {
+                        Some(s) => format!("the last good checkpoint is {} (step {s})", run.last().display()),
+                        None => "no checkpoint had been saved yet".to_string(),
+                    }
+                );
+            }
+            (loss * (task.source.weight / settings.grad_accum as f64)).backward();
+            window.loss_sum[t] += loss_value;
+            window.batches[t] += 1;
+            window.examples += rows.len();
+            window.tokens += sequences.iter().map(|s| s.len()).sum::<usize>();
+            total_examples += rows.len();
+        }
+        let grad_norm = optimizer.clip_grad_norm(settings.max_grad_norm);
+        optimizer.step();
+        optimizer.zero_grad();
+        step += 1;
+        bar.inc(1);
+
+        if step % settings.log_every == 0 || step == total_steps {
+            let seconds = window.seconds();
+            let losses = window.mean_losses(&tasks);
+            let lrs = optimizer.learning_rates();
+            let top_lr =
+                lrs.iter().find(|(n, _)| n.starts_with("layer.")).or(lrs.first()).map(|(_, lr)| *lr).unwrap_or(0.0);
+            let rate = window.examples as f64 / seconds.max(1e-9);
+            log.write(&json!({
+                "type": "step", "step": step, "epoch": step as f64 / steps_per_epoch as f64,
+                "loss": losses, "grad_norm": grad_norm,
+                // The "/no-decay" twins share their group's rate.
+                "lr": lrs.iter().filter(|(n, _)| !n.ends_with("/no-decay")).map(|(n, lr)| (n.clone(), json!(lr))).collect::<serde_json::Map<_, _>>(),
+                "examples_per_sec": rate, "tokens_per_sec": window.tokens as f64 / seconds.max(1e-9),
+                "elapsed_s": started.elapsed().as_secs_f64(),
+            }))?;
+            let loss_text: Vec<String> =
+                losses.iter().map(|(n, l)| format!("{n} {:.3}", l.as_f64().unwrap_or(f64::NAN))).collect();
+            bar.set_message(format!("loss {} | lr {top_lr:.1e} | {rate:.0} ex/s", loss_text.join(" ")));
+            window = Window::new(tasks.len());
+        }
+
+        let end_of_epoch = step % steps_per_epoch == 0;
+        let eval_now = match settings.eval_every {
+            Some(n) => step % n == 0,
+            None => end_of_epoch,
+        } || step == total_steps;
+        if eval_now {
+            let evaluation = evaluate(&loaded, &tasks, settings.eval_batch_size, step)?;
+            let improved = match (&evaluation, &best) {
+                (Some(e), Some(b)) => e.mean_macro_f1 > b.mean_macro_f1,
+                (Some(_), None) => true,
+                (None, _) => false,
+            };
+            if let Some(e) = &evaluation {
+                log.write(&json!({
+                    "type": "eval", "step": step, "epoch": step as f64 / steps_per_epoch as f64,
+                    "tasks": e.tasks, "mean_macro_f1": e.mean_macro_f1, "best": improved,
+                }))?;
+                print_evaluation(e, &bar, options.quiet);
+            }
+            let spec = spec_with(&loaded, settings, evaluation.as_ref());
+            checkpoint::save(&run.last(), &loaded.model, &spec, &loaded.dir)?;
+            last_saved_step = Some(step);
+            if improved {
+                checkpoint::save(&run.best(), &loaded.model, &spec, &loaded.dir)?;
+                best = evaluation;
+                evals_without_improvement = 0;
+            } else if evaluation.is_some() {
+                evals_without_improvement += 1;
+                if settings.patience.is_some_and(|p| evals_without_improvement >= p) {
+                    bar.finish_and_clear();
+                    say(&format!(
+                        "early stopping at step {step}: no better mean macro-F1 in {evals_without_improvement} evaluations"
+                    ));
+                    break;
+                }
+            }
+        }
+    }
+    bar.finish_and_clear();
+    if let Some(mut plan) = batch_plan {
+        plan.flush()?;
+    }
+    if best.is_none() {
+        // No dev set: the final weights are the best we know.
+        let spec = spec_with(&loaded, settings, None);
+        checkpoint::save(&run.best(), &loaded.model, &spec, &loaded.dir)?;
+        say("no dev sets: best/ holds the final weights, as last/ does");
+    }
+    Ok(TrainOutcome {
+        model: loaded,
+        run,
+        steps: step,
+        best,
+        seconds: started.elapsed().as_secs_f64(),
+        examples: total_examples,
+    })
+}
+
+fn spec_with(loaded: &LoadedModel, settings: &TrainSettings, evaluation: Option<&Evaluation>) -> checkpoint::ModelSpec {
+    let mut spec = loaded.spec.clone();
+    spec.training = serde_json::to_value(settings).ok();
+    spec.metrics = evaluation.and_then(|e| serde_json::to_value(e).ok());
+    spec
+}
+
+fn print_evaluation(evaluation: &Evaluation, bar: &ProgressBar, quiet: bool) {
+    if quiet {
+        return;
+    }
+    let mut table = Table::new(["task", "dev accuracy", "dev macro-F1", "examples"]);
+    for (name, score) in &evaluation.tasks {
+        table.row([
+            name.clone(),
+            format!("{:.4}", score.accuracy),
+            format!("{:.4}", score.macro_f1),
+            score.examples.to_string(),
+        ]);
+    }
+    let text = format!("step {}: mean macro-F1 {:.4}\n{}", evaluation.step, evaluation.mean_macro_f1, table.render());
+    if bar.is_hidden() {
+        eprint!("{text}");
+    } else {
+        bar.suspend(|| eprint!("{text}"));
+    }
+}

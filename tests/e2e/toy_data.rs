@@ -1,0 +1,70 @@
+//! A small, separable two-task dataset written by the tests: `topic` (sport, food, weather
+//! keywords; 3 classes) and `mood` (positive or negative words; 2 classes). Each class is
+//! signalled by its keywords, so even a tiny random encoder can learn it quickly.
+
+use std::path::{Path, PathBuf};
+
+pub struct ToyData {
+    pub topic_train: PathBuf,
+    pub topic_dev: PathBuf,
+    pub mood_train: PathBuf,
+    pub mood_dev: PathBuf,
+}
+
+impl ToyData {
+    pub fn task_args(&self) -> Vec<String> {
+        vec![
+            "--task".into(),
+            format!("topic={},{}", self.topic_train.display(), self.topic_dev.display()),
+            "--task".into(),
+            format!("mood={},{}", self.mood_train.display(), self.mood_dev.display()),
+        ]
+    }
+}
+
+const TOPICS: &[(&str, &[&str])] = &[
+    ("sport", &["football", "goal", "match", "team", "tennis", "coach"]),
+    ("food", &["pizza", "bread", "cheese", "soup", "salad", "cake"]),
+    ("weather", &["rain", "snow", "storm", "cloud", "wind", "fog"]),
+];
+const MOODS: &[(&str, &[&str])] = &[
+    ("positive", &["happy", "great", "wonderful", "lovely", "excellent", "good"]),
+    ("negative", &["sad", "awful", "terrible", "horrible", "bad", "miserable"]),
+];
+const TRAIN_TEMPLATES: &[&str] = &[
+    "we talked about the {} all day",
+    "the {} was in the news",
+    "{} again today",
+    "my friend likes the {}",
+    "there is {}",
+    "{}",
+    "everyone mentioned {} at lunch",
+    "she wrote about {} yesterday",
+];
+const DEV_TEMPLATES: &[&str] = &["nothing but {} here", "they said {} twice"];
+
+fn write(path: &Path, classes: &[(&str, &[&str])], templates: &[&str]) {
+    let mut text = String::from("text,label\n");
+    for template in templates {
+        for (label, words) in classes {
+            for word in *words {
+                text.push_str(&format!("{},{label}\n", template.replace("{}", word)));
+            }
+        }
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+pub fn write_toy_data(dir: &Path) -> ToyData {
+    let data = ToyData {
+        topic_train: dir.join("topic_train.csv"),
+        topic_dev: dir.join("topic_dev.csv"),
+        mood_train: dir.join("mood_train.csv"),
+        mood_dev: dir.join("mood_dev.csv"),
+    };
+    write(&data.topic_train, TOPICS, TRAIN_TEMPLATES);
+    write(&data.topic_dev, TOPICS, DEV_TEMPLATES);
+    write(&data.mood_train, MOODS, TRAIN_TEMPLATES);
+    write(&data.mood_dev, MOODS, DEV_TEMPLATES);
+    data
+}

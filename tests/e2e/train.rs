@@ -1,0 +1,357 @@
+//! `sentence-mtl train` and `predict` on a tiny random BERT and a toy two-task dataset:
+//! freezing, learning rates, sampling, learning itself, determinism, and bad settings.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use clap::Parser;
+use sentence_mtl::checkpoint::{self, SpecOverrides};
+use sentence_mtl::cli::{Cli, Command};
+use sentence_mtl::inference::class_probabilities;
+use sentence_mtl::progress::Progress;
+use sentence_mtl::train::settings::TrainSettings;
+use sentence_mtl::train::trainer::{train, RunOptions};
+use tch::{Device, Tensor};
+
+use crate::common::*;
+use crate::toy_data::{write_toy_data, ToyData};
+
+/// Settings that make the tiny random model learn the toy tasks in a few seconds.
+const FAST: &[&str] = &[
+    "--device",
+    "cpu",
+    "--threads",
+    "1",
+    "--batch-size",
+    "8",
+    "--lr-backbone",
+    "3e-3",
+    "--lr-projection",
+    "3e-3",
+    "--lr-heads",
+    "3e-3",
+];
+
+struct Setup {
+    model: String,
+    data: ToyData,
+    dir: tempfile::TempDir,
+}
+
+fn setup(test: &str) -> Option<Setup> {
+    let model = tiny_models(test)?.join("tiny-bert").to_string_lossy().into_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let data = write_toy_data(dir.path());
+    Some(Setup { model, data, dir })
+}
+
+impl Setup {
+    fn args(&self, out: &str, extra: &[&str]) -> Vec<String> {
+        let mut args = vec!["train".to_string(), "-m".into(), self.model.clone()];
+        args.extend(self.data.task_args());
+        args.extend(["--out".to_string(), self.out(out)]);
+        args.extend(FAST.iter().map(|s| s.to_string()));
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    }
+
+    fn out(&self, name: &str) -> String {
+        self.dir.path().join(name).to_string_lossy().into_owned()
+    }
+
+    fn train(&self, out: &str, extra: &[&str]) -> std::process::Output {
+        let args = self.args(out, extra);
+        let output = bin().args(&args).output().unwrap();
+        assert_ok(&output);
+        output
+    }
+}
+
+fn weights(checkpoint: &Path) -> BTreeMap<String, Tensor> {
+    Tensor::read_safetensors(checkpoint.join("model.safetensors")).unwrap().into_iter().collect()
+}
+
+fn log_records(run: &str, kind: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(Path::new(run).join("train_log.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["type"] == kind)
+        .collect()
+}
+
+#[test]
+fn both_heads_learn_and_the_checkpoint_predicts_like_the_model_in_memory() {
+    let test = "both_heads_learn_and_the_checkpoint_predicts_like_the_model_in_memory";
+    let Some(s) = setup(test) else { return };
+    let args = s.args("run", &["--epochs", "6", "--warmup-steps", "0", "--quiet"]);
+    let cli = Cli::parse_from(std::iter::once("sentence-mtl".to_string()).chain(args));
+    let Command::Train(train_args) = cli.command else { unreachable!() };
+    let settings = TrainSettings::from_args(&train_args).unwrap();
+    let options = RunOptions { quiet: true, overwrite: false, batch_plan: None, command_line: vec![] };
+    let outcome = train(&settings, &options).unwrap();
+
+    let best = outcome.best.as_ref().expect("dev sets were given");
+    for task in ["topic", "mood"] {
+        let accuracy = best.tasks[task].accuracy;
+        eprintln!("{task}: best dev accuracy {accuracy:.3}");
+        assert!(accuracy >= 0.9, "{task} reached only {accuracy} dev accuracy");
+    }
+
+    // The final weights in memory, the same weights reloaded from last/, and the
+    // `predict` command on last/ must agree on every dev sentence.
+    let dev_texts: Vec<String> =
+        csv::Reader::from_path(&s.data.mood_dev).unwrap().records().map(|r| r.unwrap()[0].to_string()).collect();
+    let in_memory = class_probabilities(&outcome.model, "mood", &dev_texts, 16, &Progress::hidden()).unwrap();
+    let last = outcome.run.last();
+    let reloaded = checkpoint::load(last.to_str().unwrap(), Device::Cpu, &SpecOverrides::default()).unwrap();
+    let from_disk = class_probabilities(&reloaded, "mood", &dev_texts, 16, &Progress::hidden()).unwrap();
+    assert_eq!(f64::try_from((&in_memory - &from_disk).abs().max()).unwrap(), 0.0);
+
+    let predict = run(&[
+        "predict",
+        "-m",
+        last.to_str().unwrap(),
+        "--task",
+        "mood",
+        "--device",
+        "cpu",
+        "-q",
+        "-i",
+        s.data.mood_dev.to_str().unwrap(),
+    ]);
+    assert_ok(&predict);
+    let labels = reloaded.spec.task("mood").unwrap().labels.clone();
+    let probs = Vec::<Vec<f32>>::try_from(&in_memory).unwrap();
+    for (i, line) in stdout(&predict).lines().enumerate() {
+        let row: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(row["text"], dev_texts[i].as_str(), "predict output is not in input order");
+        let (best_class, best_p) =
+            probs[i].iter().enumerate().fold((0, f32::MIN), |b, (c, &p)| if p > b.1 { (c, p) } else { b });
+        assert_eq!(row["label"], labels[best_class].as_str());
+        assert!((row["probability"].as_f64().unwrap() - best_p as f64).abs() < 1e-6);
+    }
+}
+
+#[test]
+fn same_seed_gives_identical_weights() {
+    let test = "same_seed_gives_identical_weights";
+    let Some(s) = setup(test) else { return };
+    s.train("a", &["--max-steps", "12", "--seed", "7", "-q"]);
+    s.train("b", &["--max-steps", "12", "--seed", "7", "-q"]);
+    s.train("c", &["--max-steps", "12", "--seed", "8", "-q"]);
+    let (a, b, c) = (
+        weights(&Path::new(&s.out("a")).join("last")),
+        weights(&Path::new(&s.out("b")).join("last")),
+        weights(&Path::new(&s.out("c")).join("last")),
+    );
+    for (name, ta) in &a {
+        assert!(ta.equal(&b[name]), "{name} differs between two runs with the same seed");
+    }
+    assert!(a.iter().any(|(name, ta)| !ta.equal(&c[name])), "a different seed gave identical weights");
+}
+
+/// Which variables each --freeze mode must leave untouched, written independently of the
+/// implementation (tiny-bert has 3 blocks).
+fn frozen_by(mode: &str, name: &str) -> bool {
+    let block = |i: usize| name.starts_with(&format!("bert.encoder.layer.{i}."));
+    match mode {
+        "none" => false,
+        "all" => true,
+        "backbone" => name.starts_with("bert."),
+        "embeddings" => name.starts_with("bert.embeddings."),
+        "layers:2" => block(0) || block(1),
+        "head:topic" => name.starts_with("heads.topic."),
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn frozen_tensors_stay_bit_identical_and_trainable_ones_move() {
+    let test = "frozen_tensors_stay_bit_identical_and_trainable_ones_move";
+    let Some(s) = setup(test) else { return };
+    // --freeze all trains nothing, so its checkpoint holds the initial weights for this seed.
+    let out = s.train("initial", &["--freeze", "all", "--seed", "3"]);
+    assert!(stderr(&out).contains("no trainable parameter"), "{}", stderr(&out));
+    let initial = weights(&Path::new(&s.out("initial")).join("last"));
+    assert!(initial.keys().any(|n| n.starts_with("bert.encoder.layer.2.")));
+    for mode in ["none", "backbone", "embeddings", "layers:2", "head:topic"] {
+        let run = format!("run-{}", mode.replace(':', "-"));
+        s.train(&run, &["--freeze", mode, "--seed", "3", "--max-steps", "4", "--warmup-steps", "0", "-q"]);
+        let after = weights(&Path::new(&s.out(&run)).join("last"));
+        let (mut frozen, mut moved) = (0, 0);
+        for (name, before) in &initial {
+            let same = before.equal(&after[name]);
+            if frozen_by(mode, name) {
+                assert!(same, "--freeze {mode}: frozen tensor {name} changed");
+                frozen += 1;
+            } else {
+                assert!(!same, "--freeze {mode}: trainable tensor {name} did not change");
+                moved += 1;
+            }
+        }
+        eprintln!("--freeze {mode}: {frozen} tensors unchanged, {moved} changed");
+    }
+}
+
+#[test]
+fn logged_learning_rates_follow_groups_layer_decay_and_schedule() {
+    let test = "logged_learning_rates_follow_groups_layer_decay_and_schedule";
+    let Some(s) = setup(test) else { return };
+    s.train(
+        "lr",
+        &[
+            "--max-steps",
+            "10",
+            "--warmup-steps",
+            "4",
+            "--log-every",
+            "1",
+            "--layer-decay",
+            "0.5",
+            "--lr-backbone",
+            "1e-3",
+            "--lr-projection",
+            "2e-3",
+            "--lr-heads",
+            "5e-3",
+            "-q",
+        ],
+    );
+    let steps = log_records(&s.out("lr"), "step");
+    assert_eq!(steps.len(), 10);
+    for record in steps {
+        let step = record["step"].as_u64().unwrap() as f64; // 1-based: the rate used by this step
+        let factor = if step - 1.0 < 4.0 { (step - 1.0) / 4.0 } else { (10.0 - (step - 1.0)) / 6.0 };
+        let expected = [
+            ("layer.2", 1e-3),
+            ("layer.1", 5e-4),
+            ("layer.0", 2.5e-4),
+            ("embeddings", 1.25e-4),
+            ("projection", 2e-3),
+            ("heads", 5e-3),
+        ];
+        for (group, base) in expected {
+            let got = record["lr"][group].as_f64().unwrap_or_else(|| panic!("no lr for {group}: {record}"));
+            assert!(
+                (got - base * factor).abs() <= 1e-12 * base,
+                "step {step} {group}: lr {got}, expected {}",
+                base * factor
+            );
+        }
+    }
+}
+
+#[test]
+fn batch_plan_alternates_tasks_and_covers_every_row() {
+    let test = "batch_plan_alternates_tasks_and_covers_every_row";
+    let Some(s) = setup(test) else { return };
+    let plan = s.dir.path().join("plan.jsonl");
+    s.train("plan", &["--epochs", "1", "--save-batch-plan", plan.to_str().unwrap(), "-q"]);
+    let batches: Vec<serde_json::Value> =
+        std::fs::read_to_string(&plan).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    // topic has 144 rows (18 batches of 8), mood 96 (12): round-robin gives 2 x 18 batches.
+    assert_eq!(batches.len(), 36);
+    let mut topic_rows = Vec::new();
+    for (i, b) in batches.iter().enumerate() {
+        assert_eq!(b["task"], if i % 2 == 0 { "topic" } else { "mood" }, "batch {i}");
+        let rows: Vec<u64> = b["rows"].as_array().unwrap().iter().map(|r| r.as_u64().unwrap()).collect();
+        assert!(!rows.is_empty() && rows.len() <= 8);
+        if i % 2 == 0 {
+            topic_rows.extend(rows);
+        }
+    }
+    topic_rows.sort();
+    assert_eq!(topic_rows, (0..144).collect::<Vec<_>>(), "the largest task is seen exactly once per epoch");
+}
+
+#[test]
+fn checkpoint_folder_is_self_contained() {
+    let test = "checkpoint_folder_is_self_contained";
+    let Some(s) = setup(test) else { return };
+    s.train("ck", &["--max-steps", "2", "--projection-dim", "24", "-q"]);
+    let best = Path::new(&s.out("ck")).join("best");
+    for file in ["model.safetensors", "config.json", "vocab.txt", "tokenizer_config.json", "sentence_mtl.json"] {
+        assert!(best.join(file).is_file(), "best/ lacks {file}");
+    }
+    let spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(best.join("sentence_mtl.json")).unwrap()).unwrap();
+    assert_eq!(spec["tasks"][0]["name"], "topic");
+    assert_eq!(spec["tasks"][0]["labels"], serde_json::json!(["food", "sport", "weather"]));
+    assert_eq!(spec["projection_dim"], 24);
+    assert!(spec["training"]["lr_heads"].is_number());
+    let settings: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(Path::new(&s.out("ck")).join("settings.json")).unwrap()).unwrap();
+    assert_eq!(settings["settings"]["max_steps"], 2);
+    // Every command reads the folder: encode gives the projection's width.
+    let out = run(&["encode", "-m", best.to_str().unwrap(), "--device", "cpu", "-q", "football"]);
+    assert_ok(&out);
+    assert_eq!(parse_jsonl_embeddings(&stdout(&out))[0].1.len(), 24);
+}
+
+// ---- bad settings and data: one clear line, exit code 1 ------------------------------------
+
+fn train_error(s: &Setup, extra: &[&str], expected: &str) {
+    let args = s.args(&format!("err-{}", rand_suffix()), extra);
+    assert_clean_error(&bin().args(&args).output().unwrap(), expected);
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+#[test]
+fn bad_training_settings_are_named() {
+    let test = "bad_training_settings_are_named";
+    let Some(s) = setup(test) else { return };
+    train_error(&s, &["--freeze", "head:nope"], "--freeze head:nope: no task named 'nope'");
+    train_error(&s, &["--freeze", "layers:9"], "--freeze layers:9: the backbone has only 3 layers");
+    train_error(&s, &["--freeze", "heads"], "unknown --freeze 'heads'");
+    train_error(&s, &["--lr-heads", "0"], "--lr-heads must be a positive number");
+    train_error(&s, &["--lr-backbone", "NaN"], "--lr-backbone must be a positive number");
+    train_error(&s, &["--batch-size", "0"], "--batch-size must be at least 1");
+    train_error(&s, &["--sampling", "random"], "unknown --sampling 'random'");
+    train_error(&s, &["--device", "tpu"], "unknown --device 'tpu'");
+    train_error(&s, &["--precision", "bf16"], "--precision bf16 needs a CUDA device");
+    train_error(&s, &["--task-weight", "nope=2"], "--task-weight nope=2: no task named 'nope'");
+    let topic = format!("topic={}", s.data.topic_train.display());
+    train_error(&s, &["--task", &topic], "task 'topic' is given twice");
+}
+
+#[test]
+fn bad_training_data_is_named() {
+    let test = "bad_training_data_is_named";
+    let Some(s) = setup(test) else { return };
+    let dev = s.dir.path().join("bad_dev.csv");
+    std::fs::write(&dev, "text,label\nfine,sport\nodd one,music\n").unwrap();
+    let args = |task: String| -> Vec<String> {
+        let out = s.out(&format!("bad-{}", rand_suffix()));
+        ["train", "-m", &s.model, "--task", &task, "--out", &out, "--device", "cpu"]
+            .iter()
+            .map(|x| x.to_string())
+            .collect()
+    };
+    let out = bin().args(args(format!("topic={},{}", s.data.topic_train.display(), dev.display()))).output().unwrap();
+    assert_clean_error(&out, "'music' (1 row, first at line 3)");
+    let out = bin().args(args("topic=/no/such/train.csv".into())).output().unwrap();
+    assert_clean_error(&out, "/no/such/train.csv");
+    let out = bin().args(args("bad.name=x.csv".into())).output().unwrap();
+    assert_clean_error(&out, "task name 'bad.name'");
+}
+
+#[test]
+fn an_existing_run_directory_is_never_overwritten_silently() {
+    let test = "an_existing_run_directory_is_never_overwritten_silently";
+    let Some(s) = setup(test) else { return };
+    let out = s.out("mine");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(Path::new(&out).join("notes.txt"), "my notes").unwrap();
+    let args = s.args("mine", &["--max-steps", "1"]);
+    assert_clean_error(&bin().args(&args).output().unwrap(), "already exists and is not empty");
+    // --overwrite replaces the run's own files and keeps anything else.
+    s.train("mine", &["--max-steps", "1", "--overwrite", "-q"]);
+    assert_eq!(std::fs::read_to_string(Path::new(&out).join("notes.txt")).unwrap(), "my notes");
+    assert!(Path::new(&out).join("best/model.safetensors").is_file());
+}
