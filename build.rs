@@ -21,22 +21,23 @@ fn main() {
         .unwrap_or(lib_dir);
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", real_dir.display());
     println!("cargo:rustc-env=SENTENCE_MTL_TORCH_LIB_DIR={}", real_dir.display());
-    compile_autocast_shim(&real_dir);
+    compile_torch_shim(&real_dir);
 }
 
-/// `csrc/autocast.cpp`: bf16 autocast for CUDA, which tch does not expose.
-fn compile_autocast_shim(torch_lib_dir: &std::path::Path) {
-    println!("cargo:rerun-if-changed=csrc/autocast.cpp");
+/// `csrc/torch_shim.cpp`: libtorch features tch does not expose (bf16 autocast, fused AdamW).
+fn compile_torch_shim(torch_lib_dir: &std::path::Path) {
+    println!("cargo:rerun-if-changed=csrc/torch_shim.cpp");
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
     let include = torch_lib_dir.parent().map(|torch| torch.join("include")).unwrap_or_default();
     // The PyPI wheel uses the pre-C++11 string ABI; the shim's signatures do not depend on it.
     let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "0".into());
     cc::Build::new()
         .cpp(true)
-        .file("csrc/autocast.cpp")
+        .file("csrc/torch_shim.cpp")
         .include(include)
         .flag("-std=c++17")
         .define("_GLIBCXX_USE_CXX11_ABI", abi.as_str())
         .warnings(false)
-        .compile("smtl_autocast");
+        .opt_level(2)
+        .compile("smtl_torch_shim");
 }

@@ -18,4 +18,5 @@ pub mod output;
 pub mod progress;
 pub mod report;
 pub mod rng;
+pub mod torch_shim;
 pub mod train;

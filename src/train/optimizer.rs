@@ -1,13 +1,14 @@
-//! AdamW with decoupled weight decay and one learning rate per group, as PyTorch's
-//! `torch.optim.AdamW` computes it. Written here rather than using tch's optimizer because
-//! tch cannot save optimizer state, and an interrupted run must resume exactly.
+//! AdamW with decoupled weight decay and one learning rate per group, computed by PyTorch's
+//! fused AdamW kernel. Kept here rather than using tch's optimizer because tch cannot save
+//! optimizer state (an interrupted run must resume exactly) and runs a slower per-op update.
 
 use std::collections::BTreeMap;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use tch::{Kind, Tensor};
 
 use super::param_groups::ParamGroup;
+use crate::torch_shim::{fused_adamw, grad_set_to_none, AdamwHyper, AdamwTensors};
 
 pub struct AdamW {
     groups: Vec<GroupState>,
@@ -93,44 +94,39 @@ impl AdamW {
         self.groups.iter().flat_map(|g| g.params.iter()).map(|(_, p)| p.grad()).filter(Tensor::defined)
     }
 
-    /// One AdamW update of every parameter that has a gradient.
-    pub fn step(&mut self) {
+    /// One AdamW update of every parameter that has a gradient (PyTorch's fused kernel);
+    /// parameters without one this step (e.g. the head of a task not in the batch) are
+    /// left alone, as PyTorch does after `zero_grad(set_to_none=True)`.
+    pub fn step(&mut self) -> Result<()> {
         self.step += 1;
-        let step = self.step as i32;
         let (beta1, beta2, eps) = (self.beta1, self.beta2, self.eps);
-        let bias_correction1 = 1.0 - beta1.powi(step);
-        let bias_correction2_sqrt = (1.0 - beta2.powi(step)).sqrt();
-        tch::no_grad(|| {
-            for g in &mut self.groups {
-                let step_size = g.lr / bias_correction1;
-                for (((_, param), exp_avg), exp_avg_sq) in
-                    g.params.iter_mut().zip(&mut g.exp_avg).zip(&mut g.exp_avg_sq)
-                {
-                    let grad = param.grad();
-                    if !grad.defined() {
-                        continue;
-                    }
-                    if g.weight_decay != 0.0 {
-                        let _ = param.g_mul_scalar_(1.0 - g.lr * g.weight_decay);
-                    }
-                    let _ = exp_avg.lerp_(&grad, 1.0 - beta1);
-                    let _ = exp_avg_sq.g_mul_scalar_(beta2);
-                    let _ = exp_avg_sq.addcmul_(&(&grad * (1.0 - beta2)), &grad);
-                    let mut denom = exp_avg_sq.sqrt();
-                    let _ = denom.g_div_scalar_(bias_correction2_sqrt);
-                    let _ = denom.g_add_scalar_(eps);
-                    let update = &*exp_avg / &denom;
-                    let _ = param.g_sub_(&(update * step_size));
+        for g in &mut self.groups {
+            let mut tensors =
+                AdamwTensors { params: Vec::new(), grads: Vec::new(), exp_avgs: Vec::new(), exp_avg_sqs: Vec::new() };
+            for (((_, param), exp_avg), exp_avg_sq) in g.params.iter_mut().zip(&mut g.exp_avg).zip(&mut g.exp_avg_sq) {
+                let grad = param.grad();
+                if !grad.defined() {
+                    continue;
                 }
+                tensors.grads.push(grad);
+                tensors.params.push(param);
+                tensors.exp_avgs.push(exp_avg);
+                tensors.exp_avg_sqs.push(exp_avg_sq);
             }
-        });
+            let Some(first) = tensors.params.first() else { continue };
+            // The fused kernel reads the step count from a float tensor on the parameters' device.
+            let mut step = Tensor::from(self.step as f32).to_device(first.device());
+            let hyper = AdamwHyper { lr: g.lr, beta1, beta2, weight_decay: g.weight_decay, eps };
+            fused_adamw(tensors, &mut step, &hyper).with_context(|| format!("parameter group {}", g.name))?;
+        }
+        Ok(())
     }
 
-    /// Sets all gradients to zero (keeping their memory, as tch does).
+    /// Drops all gradients (PyTorch's `zero_grad(set_to_none=True)`).
     pub fn zero_grad(&mut self) {
         for g in &mut self.groups {
             for (_, p) in &mut g.params {
-                p.zero_grad();
+                grad_set_to_none(p);
             }
         }
     }
@@ -194,7 +190,7 @@ mod tests {
         for (t, grad) in [(1, 0.5f64), (2, -0.25)] {
             opt.zero_grad();
             (&p * grad).sum(Kind::Double).backward();
-            opt.step();
+            opt.step().unwrap();
             expected *= 1.0 - 0.1 * 0.01;
             m = 0.9 * m + 0.1 * grad;
             v = 0.999 * v + 0.001 * grad * grad;
@@ -213,10 +209,27 @@ mod tests {
         opt.set_lr_factor(0.5);
         assert_eq!(opt.learning_rates(), vec![("a".into(), 5e-4), ("b".into(), 5e-2)]);
         (&a + &b).sum(Kind::Float).backward();
-        opt.step();
+        opt.step().unwrap();
         // Adam's first step moves each parameter by about its learning rate.
         assert!((a.double_value(&[0]) + 5e-4).abs() < 1e-7);
         assert!((b.double_value(&[0]) + 5e-2).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_parameter_without_gradient_this_step_is_not_updated() {
+        let a = Tensor::from_slice(&[1.0f32]).set_requires_grad(true);
+        let b = Tensor::from_slice(&[1.0f32]).set_requires_grad(true);
+        let mut opt = AdamW::new(vec![group("a", 0.1, 0.01, &a), group("b", 0.1, 0.01, &b)]);
+        (&a + &b).sum(Kind::Float).backward();
+        opt.step().unwrap();
+        opt.zero_grad();
+        let b_after_first = b.double_value(&[0]);
+        // Only `a` is used in the second step (like the head of one task in its batch).
+        (&a * 2.0).sum(Kind::Float).backward();
+        assert!(!b.grad().defined(), "zero_grad drops gradients");
+        opt.step().unwrap();
+        assert_eq!(b.double_value(&[0]), b_after_first, "no momentum or decay without a gradient");
+        assert_ne!(a.double_value(&[0]), 1.0);
     }
 
     #[test]
@@ -235,7 +248,7 @@ mod tests {
         let p = Tensor::from_slice(&[1.0f32, 2.0]).set_requires_grad(true);
         let mut opt = AdamW::new(vec![group("p", 0.1, 0.0, &p)]);
         (&p * 2.0).sum(Kind::Float).backward();
-        opt.step();
+        opt.step().unwrap();
         let saved: BTreeMap<String, Tensor> = opt.state_tensors().into_iter().map(|(n, t)| (n, t.copy())).collect();
         let q = Tensor::from_slice(&[1.0f32, 2.0]).set_requires_grad(true);
         let mut restored = AdamW::new(vec![group("p", 0.1, 0.0, &q)]);

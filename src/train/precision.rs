@@ -5,11 +5,6 @@ use tch::Device;
 
 use super::settings::Precision;
 
-extern "C" {
-    fn smtl_autocast_bf16_enter() -> i32;
-    fn smtl_autocast_bf16_exit(previous: i32);
-}
-
 /// Checks the precision can run on the device.
 pub fn check(precision: Precision, device: Device) -> Result<()> {
     if precision == Precision::Bf16 && !device.is_cuda() {
@@ -23,12 +18,6 @@ pub fn check(precision: Precision, device: Device) -> Result<()> {
 pub fn autocast<T>(precision: Precision, forward: impl FnOnce() -> T) -> T {
     match precision {
         Precision::Fp32 => forward(),
-        Precision::Bf16 => {
-            // SAFETY: plain C functions of csrc/autocast.cpp; they catch all C++ exceptions.
-            let previous = unsafe { smtl_autocast_bf16_enter() };
-            let result = forward();
-            unsafe { smtl_autocast_bf16_exit(previous.max(0)) };
-            result
-        }
+        Precision::Bf16 => crate::torch_shim::with_bf16_autocast(forward),
     }
 }

@@ -302,7 +302,7 @@ pub fn train(settings: &TrainSettings, options: &RunOptions) -> Result<TrainOutc
             total_examples += rows.len();
         }
         let grad_norm = optimizer.clip_grad_norm(settings.max_grad_norm);
-        optimizer.step();
+        optimizer.step()?;
         optimizer.zero_grad();
         step += 1;
         bar.inc(1);

@@ -1,0 +1,79 @@
+// Small C entry points for libtorch features that tch 0.17 does not expose. Built by
+// build.rs against the wheel's headers. Tensors arrive as tch's handles (at::Tensor*).
+// No C++ exception crosses this boundary: errors are reported through return values.
+#include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
+#include <ATen/ops/_fused_adamw.h>
+
+#include <cstdio>
+#include <vector>
+
+extern "C" {
+
+// ---- bf16 autocast on CUDA (tch only enables autocast with the fp16 default) ----
+
+// Enables CUDA autocast in bf16. Returns the previous enabled state (0/1), or -1 on error.
+int smtl_autocast_bf16_enter() {
+  try {
+    bool previous = at::autocast::is_autocast_enabled(at::kCUDA);
+    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+    at::autocast::set_autocast_enabled(at::kCUDA, true);
+    at::autocast::increment_nesting();
+    return previous ? 1 : 0;
+  } catch (...) {
+    return -1;
+  }
+}
+
+// Leaves the region opened by smtl_autocast_bf16_enter, restoring the previous state.
+void smtl_autocast_bf16_exit(int previous) {
+  try {
+    if (at::autocast::decrement_nesting() == 0) {
+      at::autocast::clear_cache();
+    }
+    at::autocast::set_autocast_enabled(at::kCUDA, previous == 1);
+  } catch (...) {
+  }
+}
+
+// ---- optimizer support ----
+
+// One fused AdamW update (PyTorch's _fused_adamw_, the kernel behind
+// torch.optim.AdamW(fused=True)) of n parameters sharing lr and weight decay. `step` is a
+// float tensor holding the step number after this update. Returns 0, or 1 with a message.
+int smtl_fused_adamw(at::Tensor** params, at::Tensor** grads, at::Tensor** exp_avgs, at::Tensor** exp_avg_sqs,
+                     at::Tensor* step, size_t n, double lr, double beta1, double beta2, double weight_decay,
+                     double eps, char* error, size_t error_len) {
+  try {
+    std::vector<at::Tensor> p, g, m, v, s;
+    p.reserve(n);
+    g.reserve(n);
+    m.reserve(n);
+    v.reserve(n);
+    s.reserve(n);
+    for (size_t i = 0; i < n; i++) {
+      p.push_back(*params[i]);
+      g.push_back(*grads[i]);
+      m.push_back(*exp_avgs[i]);
+      v.push_back(*exp_avg_sqs[i]);
+      s.push_back(*step);
+    }
+    at::NoGradGuard no_grad;
+    at::_fused_adamw_(p, g, m, v, {}, s, lr, beta1, beta2, weight_decay, eps, false, false);
+    return 0;
+  } catch (const std::exception& e) {
+    std::snprintf(error, error_len, "%s", e.what());
+    return 1;
+  }
+}
+
+// Drops a tensor's gradient (PyTorch's zero_grad(set_to_none=True)): a parameter that gets
+// no gradient in the next step is then skipped by the optimizer, as in PyTorch.
+void smtl_grad_set_to_none(at::Tensor* tensor) {
+  try {
+    tensor->mutable_grad().reset();
+  } catch (...) {
+  }
+}
+
+}  // extern "C"

@@ -1,0 +1,212 @@
+"""The PyTorch reference for `sentence-mtl train`: the same recipe, written the usual way.
+
+Same backbone (transformers AutoModel), mean pooling over the attention mask, a Linear
+projection, one Linear head per task, round-robin alternating task batches, AdamW with the
+same per-group learning rates (layer-wise decay; no weight decay on bias/LayerNorm), linear
+warm-up then decay, gradient clipping, dynamic padding, dropout on while training.
+
+Batches come either from a plan written by `sentence-mtl train --save-batch-plan` (identical
+batches: same order, same rows, same padding) or, with --shuffle, from the usual PyTorch
+DataLoader with shuffle=True per task (what HF Trainer does by default), padded per batch.
+
+usage: train_reference.py --model DIR --task NAME=TRAIN.csv[,DEV.csv] ... --max-steps N
+           [--plan PLAN.jsonl | --shuffle] [--freeze-backbone] [--threads N] [--out RESULT.json]
+Prints one JSON object with throughput, peak memory and dev metrics.
+"""
+import argparse
+import csv
+import json
+import math
+import resource
+import sys
+import time
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from transformers import AutoModel, AutoTokenizer, get_linear_schedule_with_warmup
+
+
+def read_csv(path):
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    return [r["text"] for r in rows], [r["label"] for r in rows]
+
+
+class MultiTaskModel(nn.Module):
+    def __init__(self, model_dir, projection_dim, task_classes):
+        super().__init__()
+        self.backbone = AutoModel.from_pretrained(model_dir, add_pooling_layer=False)
+        hidden = self.backbone.config.hidden_size
+        self.projection = nn.Linear(hidden, projection_dim)
+        self.heads = nn.ModuleDict({name: nn.Linear(projection_dim, n) for name, n in task_classes.items()})
+
+    def forward(self, task, input_ids, attention_mask):
+        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        return self.heads[task](self.projection(pooled))
+
+
+def param_groups(model, lr_backbone, lr_projection, lr_heads, layer_decay, weight_decay):
+    layers = model.backbone.config.num_hidden_layers
+    groups = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if name.startswith("backbone.embeddings."):
+            lr = lr_backbone * layer_decay ** layers
+        elif name.startswith("backbone.encoder.layer."):
+            i = int(name.split(".")[3])
+            lr = lr_backbone * layer_decay ** (layers - 1 - i)
+        elif name.startswith("projection."):
+            lr = lr_projection
+        else:
+            lr = lr_heads
+        no_decay = name.endswith(".bias") or "LayerNorm" in name
+        key = (lr, 0.0 if no_decay else weight_decay)
+        groups.setdefault(key, []).append(p)
+    return [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
+
+
+def evaluate(model, tok, texts, labels, task, max_length, batch_size=64):
+    model.eval()
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    predicted = [0] * len(texts)
+    with torch.no_grad():
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            enc = tok([texts[i] for i in idx], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+            logits = model(task, enc["input_ids"], enc["attention_mask"])
+            for i, p in zip(idx, logits.argmax(-1).tolist()):
+                predicted[i] = p
+    model.train()
+    classes = sorted(set(labels))
+    correct = sum(p == t for p, t in zip(predicted, labels))
+    f1s = []
+    for c in range(len(classes)):
+        tp = sum(1 for p, t in zip(predicted, labels) if p == c and t == c)
+        fp = sum(1 for p, t in zip(predicted, labels) if p == c and t != c)
+        fn = sum(1 for p, t in zip(predicted, labels) if p != c and t == c)
+        prec = tp / (tp + fp) if tp + fp else 0.0
+        rec = tp / (tp + fn) if tp + fn else 0.0
+        f1s.append(2 * prec * rec / (prec + rec) if prec + rec else 0.0)
+    return {"accuracy": correct / len(labels), "macro_f1": sum(f1s) / len(f1s)}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--task", action="append", required=True)
+    ap.add_argument("--max-steps", type=int, required=True)
+    ap.add_argument("--plan")
+    ap.add_argument("--shuffle", action="store_true")
+    ap.add_argument("--freeze-backbone", action="store_true")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--max-length", type=int, default=128)
+    ap.add_argument("--projection-dim", type=int, default=256)
+    ap.add_argument("--lr-backbone", type=float, default=1e-5)
+    ap.add_argument("--lr-projection", type=float, default=1e-4)
+    ap.add_argument("--lr-heads", type=float, default=1e-3)
+    ap.add_argument("--layer-decay", type=float, default=0.9)
+    ap.add_argument("--weight-decay", type=float, default=0.01)
+    ap.add_argument("--warmup-ratio", type=float, default=0.1)
+    ap.add_argument("--max-grad-norm", type=float, default=1.0)
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--threads", type=int)
+    ap.add_argument("--out")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    started = time.time()
+
+    tasks = {}
+    for spec in args.task:
+        name, files = spec.split("=", 1)
+        paths = files.split(",")
+        texts, labels = read_csv(paths[0])
+        classes = sorted(set(labels))
+        index = {c: i for i, c in enumerate(classes)}
+        dev = None
+        if len(paths) > 1:
+            dt, dl = read_csv(paths[1])
+            dev = (dt, [index[l] for l in dl])
+        tasks[name] = {"texts": texts, "labels": [index[l] for l in labels], "classes": classes, "dev": dev}
+
+    tok = AutoTokenizer.from_pretrained(args.model)
+    model = MultiTaskModel(args.model, args.projection_dim, {n: len(t["classes"]) for n, t in tasks.items()})
+    if args.freeze_backbone:
+        for p in model.backbone.parameters():
+            p.requires_grad_(False)
+    model.train()
+    optimizer = torch.optim.AdamW(
+        param_groups(model, args.lr_backbone, args.lr_projection, args.lr_heads, args.layer_decay, args.weight_decay)
+    )
+    warmup = math.ceil(args.warmup_ratio * args.max_steps)
+    scheduler = get_linear_schedule_with_warmup(optimizer, warmup, args.max_steps)
+    # Tokenise once, as sentence-mtl does.
+    for t in tasks.values():
+        t["ids"] = tok(t["texts"], truncation=True, max_length=args.max_length)["input_ids"]
+
+    def collate(task, rows):
+        ids = [tasks[task]["ids"][r] for r in rows]
+        width = max(len(x) for x in ids)
+        input_ids = torch.tensor([x + [tok.pad_token_id] * (width - len(x)) for x in ids])
+        mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids])
+        labels = torch.tensor([tasks[task]["labels"][r] for r in rows])
+        return input_ids, mask, labels
+
+    if args.plan:
+        with open(args.plan) as f:
+            plan = [json.loads(line) for line in f]
+        batches = ((b["task"], b["rows"]) for b in plan)
+    else:
+        def shuffled(task):
+            while True:  # recycled when it runs out
+                yield from DataLoader(range(len(tasks[task]["ids"])), batch_size=args.batch_size, shuffle=True,
+                                      collate_fn=list)
+        streams = {n: shuffled(n) for n in tasks}
+        names = list(tasks)
+        batches = ((names[i % len(names)], next(streams[names[i % len(names)]])) for i in range(args.max_steps))
+
+    loop_started = time.time()
+    examples = tokens = padded = 0
+    losses = {n: [] for n in tasks}
+    for step, (task, rows) in zip(range(args.max_steps), batches):
+        input_ids, mask, labels = collate(task, rows)
+        logits = model(task, input_ids, mask)
+        loss = nn.functional.cross_entropy(logits, labels)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad()
+        losses[task].append(loss.item())
+        examples += len(rows)
+        tokens += int(mask.sum())
+        padded += mask.numel()
+    loop_seconds = time.time() - loop_started
+    metrics = {n: evaluate(model, tok, t["dev"][0], t["dev"][1], n, args.max_length) for n, t in tasks.items() if t["dev"]}
+    result = {
+        "implementation": "pytorch-reference",
+        "steps": args.max_steps,
+        "examples": examples,
+        "train_seconds": loop_seconds,
+        "examples_per_sec": examples / loop_seconds,
+        "tokens_per_sec": tokens / loop_seconds,
+        "padding_ratio": padded / tokens,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "dev": metrics,
+        "final_loss": {n: (sum(l[-20:]) / len(l[-20:]) if l else None) for n, l in losses.items()},
+        "total_seconds": time.time() - started,
+    }
+    text = json.dumps(result)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

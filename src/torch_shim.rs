@@ -1,0 +1,98 @@
+//! Rust side of `csrc/torch_shim.cpp`: libtorch features tch 0.17 does not expose.
+
+use anyhow::{bail, Result};
+use tch::Tensor;
+
+extern "C" {
+    fn smtl_autocast_bf16_enter() -> i32;
+    fn smtl_autocast_bf16_exit(previous: i32);
+    fn smtl_fused_adamw(
+        params: *mut *mut torch_sys::C_tensor,
+        grads: *mut *mut torch_sys::C_tensor,
+        exp_avgs: *mut *mut torch_sys::C_tensor,
+        exp_avg_sqs: *mut *mut torch_sys::C_tensor,
+        step: *mut torch_sys::C_tensor,
+        n: usize,
+        lr: f64,
+        beta1: f64,
+        beta2: f64,
+        weight_decay: f64,
+        eps: f64,
+        error: *mut libc::c_char,
+        error_len: usize,
+    ) -> i32;
+    fn smtl_grad_set_to_none(tensor: *mut torch_sys::C_tensor);
+}
+
+/// Runs `f` with CUDA autocast enabled in bf16, restoring the previous state afterwards.
+pub fn with_bf16_autocast<T>(f: impl FnOnce() -> T) -> T {
+    // SAFETY: plain C functions that catch every C++ exception.
+    let previous = unsafe { smtl_autocast_bf16_enter() };
+    let result = f();
+    unsafe { smtl_autocast_bf16_exit(previous.max(0)) };
+    result
+}
+
+/// The tensors of one fused AdamW call; all on one device, same dtype.
+pub struct AdamwTensors<'a> {
+    pub params: Vec<&'a mut Tensor>,
+    pub grads: Vec<Tensor>,
+    pub exp_avgs: Vec<&'a mut Tensor>,
+    pub exp_avg_sqs: Vec<&'a mut Tensor>,
+}
+
+pub struct AdamwHyper {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub weight_decay: f64,
+    pub eps: f64,
+}
+
+/// One AdamW update with PyTorch's fused kernel (`torch.optim.AdamW(fused=True)`): the
+/// same formula as the for-loop implementation, in one pass over each parameter.
+/// `step` is the step number after this update.
+pub fn fused_adamw(tensors: AdamwTensors, step: &mut Tensor, hyper: &AdamwHyper) -> Result<()> {
+    let AdamwTensors { mut params, mut grads, mut exp_avgs, mut exp_avg_sqs } = tensors;
+    let n = params.len();
+    assert!(grads.len() == n && exp_avgs.len() == n && exp_avg_sqs.len() == n, "one of each per parameter");
+    if n == 0 {
+        return Ok(());
+    }
+    let mut p: Vec<_> = params.iter_mut().map(|t| t.as_mut_ptr()).collect();
+    let mut g: Vec<_> = grads.iter_mut().map(|t| t.as_mut_ptr()).collect();
+    let mut m: Vec<_> = exp_avgs.iter_mut().map(|t| t.as_mut_ptr()).collect();
+    let mut v: Vec<_> = exp_avg_sqs.iter_mut().map(|t| t.as_mut_ptr()).collect();
+    let mut error = vec![0 as libc::c_char; 512];
+    // SAFETY: every pointer is a live tch tensor handle (at::Tensor*) borrowed for the call;
+    // the C++ side copies the handles and catches all exceptions.
+    let rc = unsafe {
+        smtl_fused_adamw(
+            p.as_mut_ptr(),
+            g.as_mut_ptr(),
+            m.as_mut_ptr(),
+            v.as_mut_ptr(),
+            step.as_mut_ptr(),
+            n,
+            hyper.lr,
+            hyper.beta1,
+            hyper.beta2,
+            hyper.weight_decay,
+            hyper.eps,
+            error.as_mut_ptr(),
+            error.len(),
+        )
+    };
+    if rc != 0 {
+        // SAFETY: the C++ side wrote a NUL-terminated message into the buffer.
+        let message = unsafe { std::ffi::CStr::from_ptr(error.as_ptr()) }.to_string_lossy();
+        bail!("AdamW step failed: {}", message.lines().next().unwrap_or(""));
+    }
+    Ok(())
+}
+
+/// Drops the tensor's gradient, as PyTorch's `zero_grad(set_to_none=True)`.
+pub fn grad_set_to_none(tensor: &mut Tensor) {
+    // SAFETY: a live tch tensor handle; the C++ side catches all exceptions.
+    unsafe { smtl_grad_set_to_none(tensor.as_mut_ptr()) }
+}
