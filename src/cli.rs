@@ -26,6 +26,8 @@ pub enum Command {
     Train(TrainArgs),
     /// Label sentences with a trained task head
     Predict(PredictArgs),
+    /// Accuracy, F1 and confusion matrices per task on labelled CSVs
+    Eval(EvalArgs),
 }
 
 /// Where the model comes from and where it runs; shared by every command.
@@ -279,4 +281,36 @@ pub struct PredictArgs {
     /// [default: from --output's extension, else jsonl]
     #[arg(long, value_name = "FORMAT")]
     pub format: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+
+    /// A task and its labelled CSV (columns as in training); repeat for each task
+    #[arg(long = "task", value_name = "NAME=FILE.csv", required = true)]
+    pub tasks: Vec<String>,
+
+    /// CSV column with the text, for all tasks (COL) or one (NAME=COL) [default: as trained]
+    #[arg(long = "text-column", value_name = "[NAME=]COL")]
+    pub text_columns: Vec<String>,
+
+    /// CSV column with the label, for all tasks (COL) or one (NAME=COL) [default: as trained]
+    #[arg(long = "label-column", value_name = "[NAME=]COL")]
+    pub label_columns: Vec<String>,
+
+    /// Write metrics.json, confusion_<task>.csv/.png, predictions_<task>.csv and (for a
+    /// run's checkpoint) curves.png into DIR
+    #[arg(short, long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// Print metrics.json to stdout instead of the tables
+    #[arg(long)]
+    pub json: bool,
+
+    /// Labels the model was not trained on: error (list them and stop) or skip (leave the
+    /// rows out, counted in the report)
+    #[arg(long, default_value = "error", value_name = "error|skip")]
+    pub unknown_labels: String,
 }

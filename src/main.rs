@@ -11,6 +11,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Encode(args) => commands::encode::run(args),
         Command::Train(args) => commands::train::run(args),
         Command::Predict(args) => commands::predict::run(args),
+        Command::Eval(args) => commands::eval::run(args),
     }
 }
 

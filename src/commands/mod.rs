@@ -1,5 +1,6 @@
 //! One module per subcommand: each turns its flags into settings and runs.
 
 pub mod encode;
+pub mod eval;
 pub mod predict;
 pub mod train;

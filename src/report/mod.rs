@@ -1,3 +1,6 @@
-//! Human-facing reports: terminal tables (and later JSON and pictures).
+//! Human-facing reports: terminal tables, classification reports (text, JSON, CSV) and
+//! pictures.
 
+pub mod classification;
+pub mod plots;
 pub mod table;

@@ -3,6 +3,7 @@
 
 mod common;
 mod encode;
+mod eval;
 mod hub;
 mod parity;
 mod toy_data;

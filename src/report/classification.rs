@@ -1,0 +1,159 @@
+//! One task's evaluation report: scikit-learn-style classification report and confusion
+//! matrix as terminal tables, as JSON, and as CSV.
+
+use std::path::PathBuf;
+
+use serde_json::{json, Value};
+
+use super::table::{Align, Table};
+use crate::data::labelled::UnknownLabels;
+use crate::metrics::{Average, ConfusionMatrix};
+
+pub struct TaskReport {
+    pub task: String,
+    pub data: PathBuf,
+    pub labels: Vec<String>,
+    pub matrix: ConfusionMatrix,
+    /// Rows left out with `--unknown-labels skip`.
+    pub skipped: UnknownLabels,
+}
+
+fn average_json(a: Average) -> Value {
+    json!({ "precision": a.precision, "recall": a.recall, "f1": a.f1 })
+}
+
+impl TaskReport {
+    /// Every number of the report (see the README's metrics.json layout).
+    pub fn to_json(&self) -> Value {
+        let per_class: serde_json::Map<String, Value> = self
+            .labels
+            .iter()
+            .zip(self.matrix.per_class())
+            .map(|(label, m)| {
+                (
+                    label.clone(),
+                    json!({ "precision": m.precision, "recall": m.recall, "f1": m.f1, "support": m.support }),
+                )
+            })
+            .collect();
+        let macro_avg = self.matrix.macro_average();
+        let weighted = self.matrix.weighted_average();
+        json!({
+            "data": self.data,
+            "rows": self.matrix.total(),
+            "skipped_unknown_labels": {
+                "rows": self.skipped.rows,
+                "labels": self.skipped.labels.iter().map(|(l, _, n)| (l.clone(), json!(n))).collect::<serde_json::Map<_, _>>(),
+            },
+            "accuracy": self.matrix.accuracy(),
+            "macro_f1": macro_avg.f1,
+            "weighted_f1": weighted.f1,
+            "macro_avg": average_json(macro_avg),
+            "weighted_avg": average_json(weighted),
+            "per_class": per_class,
+            "confusion_matrix": { "labels": self.labels, "matrix": self.matrix.rows() },
+        })
+    }
+
+    /// The classification report (as scikit-learn prints it, 4 digits) and the confusion
+    /// matrix, for the terminal.
+    pub fn render_text(&self) -> String {
+        let mut out = format!(
+            "task {}: {} rows from {}, accuracy {:.4}, macro-F1 {:.4}\n",
+            self.task,
+            self.matrix.total(),
+            self.data.display(),
+            self.matrix.accuracy(),
+            self.matrix.macro_average().f1
+        );
+        if !self.skipped.is_empty() {
+            out.push_str(&format!(
+                "skipped {} row(s) with labels the model was not trained on: {}\n",
+                self.skipped.rows,
+                self.skipped.describe()
+            ));
+        }
+        out.push('\n');
+        let mut report = Table::new(["", "precision", "recall", "f1-score", "support"]).align(0, Align::Right);
+        for (label, m) in self.labels.iter().zip(self.matrix.per_class()) {
+            report.row([label.clone(), f4(m.precision), f4(m.recall), f4(m.f1), m.support.to_string()]);
+        }
+        report.separator();
+        let total = self.matrix.total().to_string();
+        report.row(["accuracy".into(), String::new(), String::new(), f4(self.matrix.accuracy()), total.clone()]);
+        for (name, avg) in
+            [("macro avg", self.matrix.macro_average()), ("weighted avg", self.matrix.weighted_average())]
+        {
+            report.row([name.into(), f4(avg.precision), f4(avg.recall), f4(avg.f1), total.clone()]);
+        }
+        out.push_str(&report.render());
+        out.push_str("\nconfusion matrix (rows: true, columns: predicted)\n");
+        let mut header = vec!["true \\ predicted".to_string()];
+        header.extend(self.labels.iter().cloned());
+        let mut confusion = Table::new(header);
+        for (label, row) in self.labels.iter().zip(self.matrix.rows()) {
+            let mut cells = vec![label.clone()];
+            cells.extend(row.iter().map(u64::to_string));
+            confusion.row(cells);
+        }
+        out.push_str(&confusion.render());
+        out
+    }
+
+    /// `confusion_<task>.csv`: header `true\predicted,<labels...>`, one row per true class.
+    pub fn confusion_csv(&self) -> anyhow::Result<Vec<u8>> {
+        let mut csv = csv::Writer::from_writer(Vec::new());
+        let mut header = vec!["true\\predicted".to_string()];
+        header.extend(self.labels.iter().cloned());
+        csv.write_record(&header)?;
+        for (label, row) in self.labels.iter().zip(self.matrix.rows()) {
+            let mut record = vec![label.clone()];
+            record.extend(row.iter().map(u64::to_string));
+            csv.write_record(&record)?;
+        }
+        Ok(csv.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)
+    }
+}
+
+fn f4(x: f64) -> String {
+    format!("{x:.4}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report() -> TaskReport {
+        TaskReport {
+            task: "t".into(),
+            data: "d.csv".into(),
+            labels: vec!["neg".into(), "pos".into()],
+            matrix: ConfusionMatrix::from_predictions(2, &[0, 0, 1, 1], &[0, 1, 1, 1]),
+            skipped: UnknownLabels::default(),
+        }
+    }
+
+    #[test]
+    fn text_report_has_sklearn_rows() {
+        let text = report().render_text();
+        assert!(text.contains("accuracy 0.7500"), "{text}");
+        assert!(text.contains("   neg     1.0000  0.5000    0.6667        2"), "{text}");
+        assert!(text.contains("macro avg"), "{text}");
+        assert!(
+            text.contains("true \\ predicted  neg  pos\nneg                1    1\npos                0    2"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn json_and_csv_carry_the_matrix() {
+        let r = report();
+        let j = r.to_json();
+        assert_eq!(j["confusion_matrix"]["matrix"], json!([[1, 1], [0, 2]]));
+        assert_eq!(j["per_class"]["pos"]["support"], 2);
+        assert_eq!(
+            String::from_utf8(r.confusion_csv().unwrap()).unwrap(),
+            "true\\predicted,neg,pos\nneg,1,1\npos,0,2\n"
+        );
+    }
+}

@@ -1,0 +1,373 @@
+//! Pictures: a confusion-matrix heatmap per task and the training curves of a run.
+//! Drawn in memory with plotters and an embedded font (DejaVu Sans, assets/fonts), encoded
+//! as PNG and written atomically, so they look the same on every machine.
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use anyhow::{anyhow, Result};
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+use crate::atomic_write;
+
+const FONT: &str = "sans-serif";
+
+fn register_font() -> Result<()> {
+    static REGISTERED: OnceLock<bool> = OnceLock::new();
+    let ok = *REGISTERED.get_or_init(|| {
+        plotters::style::register_font(FONT, FontStyle::Normal, include_bytes!("../../assets/fonts/DejaVuSans.ttf"))
+            .is_ok()
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(anyhow!("the embedded font could not be loaded"))
+    }
+}
+
+fn plot_error<E: std::fmt::Debug>(e: E) -> anyhow::Error {
+    anyhow!("drawing failed: {e:?}")
+}
+
+/// Renders `draw` on a white RGB canvas and writes it to `path` as PNG, atomically.
+fn render_png(
+    path: &Path,
+    (width, height): (u32, u32),
+    draw: impl FnOnce(&DrawingArea<BitMapBackend, plotters::coord::Shift>) -> Result<()>,
+) -> Result<()> {
+    register_font()?;
+    let mut pixels = vec![255u8; (width * height * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut pixels, (width, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_error)?;
+        draw(&root)?;
+        root.present().map_err(plot_error)?;
+    }
+    let mut encoded = Vec::new();
+    {
+        let mut encoder = png::Encoder::new(&mut encoded, width, height);
+        encoder.set_color(png::ColorType::Rgb);
+        encoder.set_depth(png::BitDepth::Eight);
+        let mut writer = encoder.write_header()?;
+        writer.write_image_data(&pixels)?;
+    }
+    atomic_write::write_file(path, &encoded)
+}
+
+/// White to dark blue by `share` in [0, 1].
+fn heat_color(share: f64) -> RGBColor {
+    let s = share.clamp(0.0, 1.0);
+    let lerp = |a: f64, b: f64| (a + (b - a) * s).round() as u8;
+    RGBColor(lerp(247.0, 8.0), lerp(251.0, 48.0), lerp(255.0, 107.0))
+}
+
+/// A heatmap of `matrix` (rows: true class, columns: predicted), coloured by each row's
+/// share (recall per cell) and labelled with counts. Sizes, fonts and label rotation
+/// adapt to the number of classes (readable from 2 to 50).
+pub fn confusion_heatmap(path: &Path, title: &str, labels: &[String], matrix: &[Vec<u64>]) -> Result<()> {
+    let n = labels.len().max(1) as u32;
+    let cell = (560 / n).clamp(14, 72);
+    let label_size = (cell as f64 * 0.5).clamp(10.0, 16.0);
+    let count_size = (cell as f64 * 0.36).clamp(7.0, 18.0);
+    // Measure labels with the real font to size the margins.
+    register_font()?;
+    let measure = |text: &str, size: f64| -> u32 {
+        let font: FontDesc = (FONT, size).into_font();
+        font.box_size(text).map(|(w, _)| w).unwrap_or((text.len() as f64 * size * 0.6) as u32)
+    };
+    let widest = labels.iter().map(|l| measure(l, label_size)).max().unwrap_or(0);
+    let rotate_x = widest + 6 > cell;
+    let left = widest + 50;
+    let top = 70;
+    let bottom = if rotate_x { widest + 50 } else { label_size as u32 + 50 };
+    let grid = cell * n;
+    let width = (left + grid + 30).max(measure(title, 18.0) + 40).max(360);
+    let height = top + grid + bottom;
+
+    render_png(path, (width, height), |root| {
+        let title_style =
+            TextStyle::from((FONT, 18.0).into_font()).color(&BLACK).pos(Pos::new(HPos::Center, VPos::Top));
+        root.draw(&Text::new(title.to_string(), (width as i32 / 2, 10), title_style)).map_err(plot_error)?;
+        let subtitle = TextStyle::from((FONT, 12.0).into_font())
+            .color(&RGBColor(90, 90, 90))
+            .pos(Pos::new(HPos::Center, VPos::Top));
+        root.draw(&Text::new(
+            "rows: true class, columns: predicted; colour: share of the true class".to_string(),
+            (width as i32 / 2, 36),
+            subtitle,
+        ))
+        .map_err(plot_error)?;
+        for (r, row) in matrix.iter().enumerate() {
+            let total: u64 = row.iter().sum();
+            for (c, &count) in row.iter().enumerate() {
+                let share = if total == 0 { 0.0 } else { count as f64 / total as f64 };
+                let x0 = (left + c as u32 * cell) as i32;
+                let y0 = (top + r as u32 * cell) as i32;
+                root.draw(&Rectangle::new(
+                    [(x0, y0), (x0 + cell as i32, y0 + cell as i32)],
+                    heat_color(share).filled(),
+                ))
+                .map_err(plot_error)?;
+                root.draw(&Rectangle::new(
+                    [(x0, y0), (x0 + cell as i32, y0 + cell as i32)],
+                    RGBColor(220, 220, 220).stroke_width(1),
+                ))
+                .map_err(plot_error)?;
+                if count > 0 {
+                    let color = if share > 0.5 { WHITE } else { BLACK };
+                    let style = TextStyle::from((FONT, count_size).into_font())
+                        .color(&color)
+                        .pos(Pos::new(HPos::Center, VPos::Center));
+                    let center = (x0 + cell as i32 / 2, y0 + cell as i32 / 2);
+                    root.draw(&Text::new(count.to_string(), center, style)).map_err(plot_error)?;
+                }
+            }
+        }
+        let label_style = TextStyle::from((FONT, label_size).into_font()).color(&BLACK);
+        for (i, label) in labels.iter().enumerate() {
+            let middle = (i as u32 * cell + cell / 2) as i32;
+            // True classes down the left side.
+            root.draw(&Text::new(
+                label.clone(),
+                (left as i32 - 8, top as i32 + middle),
+                label_style.pos(Pos::new(HPos::Right, VPos::Center)),
+            ))
+            .map_err(plot_error)?;
+            // Predicted classes along the bottom, rotated when they do not fit a cell.
+            let below = (top + grid + 6) as i32;
+            if rotate_x {
+                let rotated =
+                    TextStyle::from((FONT, label_size).into_font().transform(FontTransform::Rotate270)).color(&BLACK);
+                let y = below + measure(label, label_size) as i32;
+                root.draw(&Text::new(label.clone(), (left as i32 + middle - label_size as i32 / 2, y), rotated))
+                    .map_err(plot_error)?;
+            } else {
+                root.draw(&Text::new(
+                    label.clone(),
+                    (left as i32 + middle, below),
+                    label_style.pos(Pos::new(HPos::Center, VPos::Top)),
+                ))
+                .map_err(plot_error)?;
+            }
+        }
+        let axis = TextStyle::from((FONT, 14.0).into_font()).color(&BLACK).pos(Pos::new(HPos::Center, VPos::Bottom));
+        root.draw(&Text::new("predicted".to_string(), ((left + grid / 2) as i32, height as i32 - 8), axis))
+            .map_err(plot_error)?;
+        let axis_y = TextStyle::from((FONT, 14.0).into_font().transform(FontTransform::Rotate270)).color(&BLACK);
+        root.draw(&Text::new("true".to_string(), (8, (top + grid / 2 + 14) as i32), axis_y)).map_err(plot_error)?;
+        Ok(())
+    })
+}
+
+/// One task's training curves, read from `train_log.jsonl`.
+#[derive(Debug, Default, Clone)]
+pub struct TaskCurves {
+    pub task: String,
+    /// (step, mean loss over the logging window)
+    pub loss: Vec<(f64, f64)>,
+    /// (step, dev macro-F1)
+    pub macro_f1: Vec<(f64, f64)>,
+    /// (step, dev accuracy)
+    pub accuracy: Vec<(f64, f64)>,
+}
+
+/// Reads every task's curves from a run's JSONL log (lines that fail to parse, such as a
+/// line cut short by a crash, are skipped).
+pub fn read_training_curves(log: &Path) -> Result<Vec<TaskCurves>> {
+    let text = std::fs::read_to_string(log).map_err(|e| anyhow!("cannot read {}: {e}", log.display()))?;
+    let mut curves: Vec<TaskCurves> = Vec::new();
+    let mut entry = |task: &str| -> usize {
+        match curves.iter().position(|c| c.task == task) {
+            Some(i) => i,
+            None => {
+                curves.push(TaskCurves { task: task.to_string(), ..Default::default() });
+                curves.len() - 1
+            }
+        }
+    };
+    let mut indices = Vec::new();
+    for line in text.lines() {
+        let Ok(record) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        let step = record["step"].as_f64().unwrap_or(0.0);
+        match record["type"].as_str() {
+            Some("step") => {
+                if let Some(losses) = record["loss"].as_object() {
+                    for (task, loss) in losses {
+                        if let Some(loss) = loss.as_f64() {
+                            indices.push((entry(task), 0, step, loss));
+                        }
+                    }
+                }
+            }
+            Some("eval") => {
+                if let Some(tasks) = record["tasks"].as_object() {
+                    for (task, score) in tasks {
+                        let i = entry(task);
+                        if let Some(f1) = score["macro_f1"].as_f64() {
+                            indices.push((i, 1, step, f1));
+                        }
+                        if let Some(acc) = score["accuracy"].as_f64() {
+                            indices.push((i, 2, step, acc));
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    for (i, series, step, value) in indices {
+        let c = &mut curves[i];
+        match series {
+            0 => c.loss.push((step, value)),
+            1 => c.macro_f1.push((step, value)),
+            _ => c.accuracy.push((step, value)),
+        }
+    }
+    Ok(curves)
+}
+
+/// Loss per task (left) and dev macro-F1 (solid) and accuracy (dashed) per task (right).
+pub fn training_curves(path: &Path, title: &str, curves: &[TaskCurves]) -> Result<()> {
+    let colors = [
+        RGBColor(31, 119, 180),
+        RGBColor(214, 39, 40),
+        RGBColor(44, 160, 44),
+        RGBColor(148, 103, 189),
+        RGBColor(255, 127, 14),
+        RGBColor(140, 86, 75),
+    ];
+    let max_step = curves.iter().flat_map(|c| c.loss.iter().chain(&c.macro_f1)).map(|p| p.0).fold(1.0f64, f64::max);
+    let max_loss = curves.iter().flat_map(|c| &c.loss).map(|p| p.1).fold(0.1f64, f64::max) * 1.05;
+    render_png(path, (1200, 480), |root| {
+        let root = root.titled(title, (FONT, 20.0)).map_err(plot_error)?;
+        let (left, right) = root.split_horizontally(600);
+        let mut loss_chart = ChartBuilder::on(&left)
+            .caption("training loss (mean over each logging window)", (FONT, 15.0))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(55)
+            .build_cartesian_2d(0f64..max_step, 0f64..max_loss)
+            .map_err(plot_error)?;
+        loss_chart
+            .configure_mesh()
+            .x_desc("optimizer step")
+            .y_desc("cross-entropy")
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .light_line_style(RGBColor(245, 245, 245))
+            .label_style((FONT, 12.0))
+            .draw()
+            .map_err(plot_error)?;
+        for (i, c) in curves.iter().enumerate() {
+            let color = colors[i % colors.len()];
+            loss_chart
+                .draw_series(LineSeries::new(c.loss.iter().copied(), color.stroke_width(2)))
+                .map_err(plot_error)?
+                .label(c.task.clone())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+        }
+        loss_chart
+            .configure_series_labels()
+            .label_font((FONT, 13.0))
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()
+            .map_err(plot_error)?;
+
+        let mut dev_chart = ChartBuilder::on(&right)
+            .caption("dev macro-F1 (solid) and accuracy (dashed)", (FONT, 15.0))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(55)
+            .build_cartesian_2d(0f64..max_step, 0f64..1.0f64)
+            .map_err(plot_error)?;
+        dev_chart
+            .configure_mesh()
+            .x_desc("optimizer step")
+            .y_desc("score")
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .light_line_style(RGBColor(245, 245, 245))
+            .label_style((FONT, 12.0))
+            .draw()
+            .map_err(plot_error)?;
+        for (i, c) in curves.iter().enumerate() {
+            let color = colors[i % colors.len()];
+            if c.macro_f1.is_empty() {
+                continue;
+            }
+            dev_chart
+                .draw_series(LineSeries::new(c.macro_f1.iter().copied(), color.stroke_width(2)))
+                .map_err(plot_error)?
+                .label(c.task.clone())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            dev_chart.draw_series(c.macro_f1.iter().map(|&p| Circle::new(p, 3, color.filled()))).map_err(plot_error)?;
+            dev_chart
+                .draw_series(DashedLineSeries::new(c.accuracy.iter().copied(), 6, 4, color.stroke_width(1)))
+                .map_err(plot_error)?;
+        }
+        dev_chart
+            .configure_series_labels()
+            .label_font((FONT, 13.0))
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()
+            .map_err(plot_error)?;
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png_size(path: &Path) -> (u32, u32) {
+        let decoder = png::Decoder::new(std::fs::File::open(path).unwrap());
+        let reader = decoder.read_info().unwrap();
+        (reader.info().width, reader.info().height)
+    }
+
+    fn matrix(n: usize) -> (Vec<String>, Vec<Vec<u64>>) {
+        let labels = (0..n).map(|i| format!("CLASS:long_name_{i}")).collect();
+        let rows =
+            (0..n).map(|r| (0..n).map(|c| if r == c { 20 } else { ((r * 7 + c * 3) % 5) as u64 }).collect()).collect();
+        (labels, rows)
+    }
+
+    #[test]
+    fn heatmaps_for_2_and_50_classes_fit_their_labels() {
+        let dir = tempfile::tempdir().unwrap();
+        for n in [2, 50] {
+            let (labels, rows) = matrix(n);
+            let path = dir.path().join(format!("h{n}.png"));
+            confusion_heatmap(&path, "t", &labels, &rows).unwrap();
+            let (w, h) = png_size(&path);
+            // Every cell at least 14 px, plus room for the labels on both axes.
+            assert!(w as usize >= 14 * n + 100 && h as usize >= 14 * n + 100, "{n} classes: {w}x{h}");
+            assert!(w < 2000 && h < 2000, "{n} classes: {w}x{h}");
+        }
+    }
+
+    #[test]
+    fn curves_skip_a_cut_off_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("train_log.jsonl");
+        std::fs::write(
+            &log,
+            concat!(
+                r#"{"type":"step","step":10,"loss":{"a":1.0,"b":0.5}}"#,
+                "\n",
+                r#"{"type":"eval","step":10,"tasks":{"a":{"accuracy":0.5,"macro_f1":0.4}}}"#,
+                "\n",
+                r#"{"type":"step","step":20,"loss":{"a":0."#
+            ),
+        )
+        .unwrap();
+        let curves = read_training_curves(&log).unwrap();
+        assert_eq!(curves.len(), 2);
+        assert_eq!(curves[0].loss, vec![(10.0, 1.0)]);
+        assert_eq!(curves[0].macro_f1, vec![(10.0, 0.4)]);
+        training_curves(&dir.path().join("c.png"), "run", &curves).unwrap();
+        assert_eq!(png_size(&dir.path().join("c.png")), (1200, 480));
+    }
+}

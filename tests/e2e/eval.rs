@@ -1,0 +1,239 @@
+//! `sentence-mtl eval`: reports checked against scikit-learn, files, and bad input.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::common::*;
+use crate::toy_data::write_toy_data;
+
+/// A barely trained toy checkpoint: predictions are a mix of right and wrong, so every
+/// metric is non-trivial.
+fn half_trained(test: &str) -> Option<(tempfile::TempDir, PathBuf, crate::toy_data::ToyData)> {
+    let model = tiny_models(test)?.join("tiny-bert");
+    let dir = tempfile::tempdir().unwrap();
+    let data = write_toy_data(dir.path());
+    let run = dir.path().join("run");
+    let mut args: Vec<String> = vec!["train".into(), "-m".into(), model.to_string_lossy().into()];
+    args.extend(data.task_args());
+    args.extend(
+        [
+            "--out",
+            run.to_str().unwrap(),
+            "--max-steps",
+            "6",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "-q",
+            "--batch-size",
+            "8",
+            "--lr-heads",
+            "3e-3",
+        ]
+        .map(String::from),
+    );
+    assert_ok(&bin().args(&args).output().unwrap());
+    Some((dir, run, data))
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn metrics_json_equals_scikit_learn() {
+    let test = "metrics_json_equals_scikit_learn";
+    let Some(python) = python(test) else { return };
+    let Some((dir, run, data)) = half_trained(test) else { return };
+    let out = dir.path().join("report");
+    let eval = run_args(&[
+        "eval",
+        "-m",
+        run.join("best").to_str().unwrap(),
+        "--device",
+        "cpu",
+        "-q",
+        "--task",
+        &format!("topic={}", data.topic_dev.display()),
+        "--task",
+        &format!("mood={}", data.mood_dev.display()),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_ok(&eval);
+    let metrics = read_json(&out.join("metrics.json"));
+    let mut checked = 0;
+    for task in ["topic", "mood"] {
+        let ours = &metrics["tasks"][task];
+        let labels: Vec<String> = ours["confusion_matrix"]["labels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l.as_str().unwrap().to_string())
+            .collect();
+        let mut args = vec![
+            reference_script("sklearn_report.py"),
+            out.join(format!("predictions_{task}.csv")).to_string_lossy().into_owned(),
+        ];
+        args.extend(labels.iter().cloned());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let sk = python_json(&python, &args, &Value::Null);
+        let close = |a: &Value, b: &Value, what: &str| {
+            let (a, b) = (a.as_f64().unwrap(), b.as_f64().unwrap());
+            assert!((a - b).abs() <= 1e-9, "{task} {what}: ours {a}, scikit-learn {b}");
+        };
+        close(&ours["accuracy"], &sk["accuracy"], "accuracy");
+        close(&ours["macro_f1"], &sk["report"]["macro avg"]["f1-score"], "macro F1");
+        close(&ours["weighted_f1"], &sk["report"]["weighted avg"]["f1-score"], "weighted F1");
+        for avg in ["macro", "weighted"] {
+            for m in ["precision", "recall", "f1"] {
+                let sk_key = if m == "f1" { "f1-score" } else { m };
+                close(
+                    &ours[format!("{avg}_avg")][m],
+                    &sk["report"][format!("{avg} avg")][sk_key],
+                    &format!("{avg} {m}"),
+                );
+            }
+        }
+        for label in &labels {
+            for m in ["precision", "recall", "f1", "support"] {
+                let sk_key = if m == "f1" { "f1-score" } else { m };
+                close(&ours["per_class"][label][m], &sk["report"][label][sk_key], &format!("{label} {m}"));
+                checked += 1;
+            }
+        }
+        assert_eq!(ours["confusion_matrix"]["matrix"], sk["confusion_matrix"], "{task} confusion matrix");
+        let accuracy = ours["accuracy"].as_f64().unwrap();
+        eprintln!("{task}: accuracy {accuracy:.3} (partly trained, so metrics are non-trivial)");
+    }
+    assert!(checked >= 20);
+}
+
+fn run_args(args: &[&str]) -> std::process::Output {
+    run(args)
+}
+
+#[test]
+fn eval_writes_every_file_and_prints_sklearn_style_tables() {
+    let test = "eval_writes_every_file_and_prints_sklearn_style_tables";
+    let Some((dir, run, data)) = half_trained(test) else { return };
+    let out = dir.path().join("report");
+    let eval = run_args(&[
+        "eval",
+        "-m",
+        run.join("best").to_str().unwrap(),
+        "--device",
+        "cpu",
+        "-q",
+        "--task",
+        &format!("mood={}", data.mood_dev.display()),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_ok(&eval);
+    let text = stdout(&eval);
+    for expected in [
+        "precision  recall  f1-score  support",
+        "macro avg",
+        "weighted avg",
+        "confusion matrix (rows: true, columns: predicted)",
+        "true \\ predicted  negative  positive",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    for file in ["metrics.json", "confusion_mood.csv", "confusion_mood.png", "predictions_mood.csv", "curves.png"] {
+        let path = out.join(file);
+        assert!(path.is_file(), "{file} missing");
+        if file.ends_with(".png") {
+            assert_eq!(&std::fs::read(&path).unwrap()[..8], b"\x89PNG\r\n\x1a\n", "{file} is not a PNG");
+        }
+    }
+    let predictions = std::fs::read_to_string(out.join("predictions_mood.csv")).unwrap();
+    let dev = std::fs::read_to_string(&data.mood_dev).unwrap();
+    assert!(predictions.starts_with("text,label,predicted,probability\n"));
+    let first_dev_text = dev.lines().nth(1).unwrap().split(',').next().unwrap();
+    assert!(predictions.lines().nth(1).unwrap().starts_with(first_dev_text), "predictions not in input order");
+
+    let json = run_args(&[
+        "eval",
+        "-m",
+        run.join("best").to_str().unwrap(),
+        "--device",
+        "cpu",
+        "-q",
+        "--json",
+        "--task",
+        &format!("mood={}", data.mood_dev.display()),
+    ]);
+    assert_ok(&json);
+    let parsed: Value = serde_json::from_str(&stdout(&json)).expect("--json prints JSON");
+    assert_eq!(parsed["tasks"]["mood"]["rows"], 24);
+}
+
+#[test]
+fn unknown_labels_are_listed_or_skipped_and_counted() {
+    let test = "unknown_labels_are_listed_or_skipped_and_counted";
+    let Some((dir, run, _)) = half_trained(test) else { return };
+    let csv = dir.path().join("odd.csv");
+    std::fs::write(&csv, "text,label\ni feel happy,positive\nthat was fun,amused\nso sad,negative\nhaha,amused\n")
+        .unwrap();
+    let model = run.join("best");
+    let task = format!("mood={}", csv.display());
+    let err = run_args(&["eval", "-m", model.to_str().unwrap(), "--device", "cpu", "--task", &task]);
+    assert_clean_error(&err, "'amused' (2 rows, first at line 3)");
+    let out = dir.path().join("skip");
+    let ok = run_args(&[
+        "eval",
+        "-m",
+        model.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "-q",
+        "--task",
+        &task,
+        "--unknown-labels",
+        "skip",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_ok(&ok);
+    assert!(stdout(&ok).contains("skipped 2 row(s)"), "{}", stdout(&ok));
+    let metrics = read_json(&out.join("metrics.json"));
+    assert_eq!(metrics["tasks"]["mood"]["rows"], 2);
+    assert_eq!(metrics["tasks"]["mood"]["skipped_unknown_labels"]["rows"], 2);
+    assert_eq!(metrics["tasks"]["mood"]["skipped_unknown_labels"]["labels"]["amused"], 2);
+}
+
+#[test]
+fn bad_eval_input_is_named() {
+    let test = "bad_eval_input_is_named";
+    let Some((dir, run, data)) = half_trained(test) else { return };
+    let model = run.join("best");
+    let model = model.to_str().unwrap();
+    let write = |name: &str, text: &[u8]| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_string_lossy().into_owned()
+    };
+    let eval = |task: String| run_args(&["eval", "-m", model, "--device", "cpu", "--task", &task]);
+    assert_clean_error(
+        &eval(format!("nope={}", data.mood_dev.display())),
+        "unknown task 'nope' (this model has: topic, mood)",
+    );
+    let no_column = write("nocol.csv", b"sentence,label\nhi,positive\n");
+    assert_clean_error(
+        &eval(format!("mood={no_column}")),
+        "nocol.csv:1: no column 'text' in the header (columns: sentence, label)",
+    );
+    let empty = write("empty.csv", b"");
+    assert_clean_error(&eval(format!("mood={empty}")), "empty.csv: the file is empty");
+    let ragged = write("ragged.csv", b"text,label\nfine,positive\nbad,row,here\n");
+    assert_clean_error(&eval(format!("mood={ragged}")), "ragged.csv:3: row has 3 field(s)");
+    assert_clean_error(&eval("mood=/no/such.csv".into()), "/no/such.csv");
+    assert_clean_error(
+        &run_args(&["eval", "-m", model, "--task", "mood=x.csv", "--unknown-labels", "drop"]),
+        "unknown --unknown-labels 'drop'",
+    );
+}
