@@ -27,6 +27,7 @@ impl PredictionFormat {
     }
 }
 
+#[derive(serde::Serialize)]
 pub struct Prediction<'a> {
     pub text: &'a str,
     pub label: &'a str,
@@ -37,8 +38,9 @@ pub fn write_predictions(out: &mut dyn Write, format: PredictionFormat, rows: &[
     match format {
         PredictionFormat::Jsonl => {
             for row in rows {
-                let line = serde_json::json!({ "text": row.text, "label": row.label, "probability": row.probability });
-                writeln!(out, "{line}")?;
+                // A struct keeps the f32 probability's shortest form (0.9292159, not 0.92921590805).
+                serde_json::to_writer(&mut *out, row)?;
+                out.write_all(b"\n")?;
             }
         }
         PredictionFormat::Csv => {
