@@ -108,16 +108,26 @@ pub struct EncodeArgs {
 pub struct TrainArgs {
     /// Starting point: a Hugging Face model folder or hub id (DistilBERT or BERT), or a
     /// sentence-mtl checkpoint to fine-tune further
-    #[arg(short, long, value_name = "DIR|HUB_ID")]
-    pub model: String,
+    #[arg(short, long, value_name = "DIR|HUB_ID", required_unless_present = "resume")]
+    pub model: Option<String>,
 
     /// A task: its name, training CSV and optional dev CSV. Repeat for each task
-    #[arg(long = "task", value_name = "NAME=TRAIN.csv[,DEV.csv]", required = true)]
+    #[arg(long = "task", value_name = "NAME=TRAIN.csv[,DEV.csv]", required_unless_present = "resume")]
     pub tasks: Vec<String>,
 
     /// Run directory: best/ and last/ checkpoints, train_log.jsonl, settings.json
-    #[arg(short, long, value_name = "RUN_DIR")]
-    pub out: PathBuf,
+    #[arg(short, long, value_name = "RUN_DIR", required_unless_present = "resume")]
+    pub out: Option<PathBuf>,
+
+    /// Continue an interrupted run from RUN_DIR/last with the run's own settings (only
+    /// --device, --threads and --quiet may be given with it)
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["model", "tasks", "out"])]
+    pub resume: Option<PathBuf>,
+
+    /// Also save a resumable last/ checkpoint every N optimizer steps (it is always saved
+    /// at each evaluation)
+    #[arg(long, value_name = "N")]
+    pub save_every: Option<usize>,
 
     /// Replace an existing run directory instead of refusing to touch it
     #[arg(long)]
@@ -250,6 +260,10 @@ pub struct TrainArgs {
     /// No progress bars or tables; errors and the final summary only
     #[arg(short, long)]
     pub quiet: bool,
+
+    /// Ids of the flags given on the command line (filled in by `main`, not a flag).
+    #[arg(skip)]
+    pub explicit: Vec<String>,
 }
 
 #[derive(Debug, Args)]

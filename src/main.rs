@@ -2,9 +2,11 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches};
 use sentence_mtl::cli::{Cli, Command};
 use sentence_mtl::commands;
+use sentence_mtl::train::interrupt::Interrupted;
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
@@ -28,7 +30,21 @@ fn tune_allocator() {
 
 fn main() -> ExitCode {
     tune_allocator();
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // `train --resume` must know which flags were typed, not just their values.
+    if let (Command::Train(args), Some(("train", sub))) = (&mut cli.command, matches.subcommand()) {
+        let definition = Cli::command();
+        let flags: Vec<String> = definition
+            .find_subcommand("train")
+            .map(|c| c.get_arguments().map(|a| a.get_id().to_string()).collect())
+            .unwrap_or_default();
+        args.explicit = sub
+            .ids()
+            .map(|id| id.to_string())
+            .filter(|id| flags.contains(id) && sub.value_source(id) == Some(ValueSource::CommandLine))
+            .collect();
+    }
     // A panic is a bug, but the user still gets one line rather than a backtrace dump.
     std::panic::set_hook(Box::new(|info| {
         let message = info
@@ -43,6 +59,11 @@ fn main() -> ExitCode {
     }));
     match std::panic::catch_unwind(|| run(cli)) {
         Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(error)) if error.downcast_ref::<Interrupted>().is_some() => {
+            // The trainer has already said what it saved and how to resume.
+            let signal = error.downcast_ref::<Interrupted>().map(|i| i.signal).unwrap_or(2);
+            ExitCode::from((128 + signal) as u8)
+        }
         Ok(Err(error)) => {
             let chain: Vec<String> = error.chain().map(|e| e.to_string()).collect();
             eprintln!("error: {}", chain.join(": "));

@@ -1,24 +1,43 @@
-//! `sentence-mtl train`: fine-tune a shared encoder with one head per task.
+//! `sentence-mtl train`: fine-tune a shared encoder with one head per task, or continue an
+//! interrupted run with `--resume`.
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 
 use crate::cli::TrainArgs;
 use crate::report::table::Table;
 use crate::train::settings::TrainSettings;
-use crate::train::trainer::{train, RunOptions};
+use crate::train::trainer::{resume, train, RunOptions};
+
+/// Flags that may accompany `--resume` (they do not change what is computed).
+const ALLOWED_WITH_RESUME: &[&str] = &["resume", "device", "threads", "quiet"];
 
 pub fn run(args: &TrainArgs) -> Result<()> {
-    let settings = TrainSettings::from_args(args)?;
     let options = RunOptions {
         quiet: args.quiet,
         overwrite: args.overwrite,
         batch_plan: args.save_batch_plan.clone(),
         command_line: std::env::args().collect(),
     };
-    let outcome = train(&settings, &options)?;
+    let outcome = match &args.resume {
+        Some(run) => {
+            if let Some(flag) = args.explicit.iter().find(|f| !ALLOWED_WITH_RESUME.contains(&f.as_str())) {
+                bail!(
+                    "--resume continues a run with its own settings; --{} cannot be given with it (start a new run to change settings)",
+                    flag.replace('_', "-")
+                );
+            }
+            resume(
+                run,
+                &options,
+                args.explicit.iter().any(|f| f == "device").then_some(args.device.as_str()),
+                args.threads,
+            )?
+        }
+        None => train(&TrainSettings::from_args(args)?, &options)?,
+    };
     let rate = outcome.examples as f64 / outcome.seconds.max(1e-9);
     println!(
-        "trained {} steps in {:.1}s ({:.1} examples/s, evaluation and saving included); run directory {}",
+        "trained to step {} in {:.1}s ({:.1} examples/s, evaluation and saving included); run directory {}",
         outcome.steps,
         outcome.seconds,
         rate,

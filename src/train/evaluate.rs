@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
 use crate::checkpoint::LoadedModel;
@@ -13,14 +13,14 @@ use crate::progress::Progress;
 
 use super::task_data::TaskData;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TaskScore {
     pub accuracy: f64,
     pub macro_f1: f64,
     pub examples: usize,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Evaluation {
     pub step: usize,
     pub tasks: BTreeMap<String, TaskScore>,

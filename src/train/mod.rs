@@ -1,12 +1,15 @@
-//! Multi-task training: settings, freezing, parameter groups, AdamW, schedule, the loop.
+//! Multi-task training: settings, freezing, parameter groups, AdamW, schedule, the loop,
+//! resumable state and interruption.
 
 pub mod evaluate;
 pub mod freeze;
+pub mod interrupt;
 pub mod optimizer;
 pub mod param_groups;
 pub mod precision;
 pub mod run_log;
 pub mod schedule;
 pub mod settings;
+pub mod state;
 pub mod task_data;
 pub mod trainer;

@@ -56,6 +56,8 @@ pub struct TrainSettings {
     pub eval_every: Option<usize>,
     pub patience: Option<usize>,
     pub log_every: usize,
+    #[serde(default)]
+    pub save_every: Option<usize>,
     pub eval_batch_size: usize,
     pub device: String,
     pub precision: Precision,
@@ -188,6 +190,9 @@ impl TrainSettings {
         if let Some(n) = args.patience {
             at_least_one("--patience", n)?;
         }
+        if let Some(n) = args.save_every {
+            at_least_one("--save-every", n)?;
+        }
         if args.max_length < 2 {
             bail!("--max-length must be at least 2 ([CLS] and [SEP])");
         }
@@ -203,9 +208,9 @@ impl TrainSettings {
             other => bail!("unknown --precision '{other}' (expected fp32 or bf16)"),
         };
         Ok(Self {
-            model: args.model.clone(),
+            model: args.model.clone().context("--model is required")?,
             tasks,
-            out: args.out.clone(),
+            out: args.out.clone().context("--out is required")?,
             pooling: args.pooling.as_deref().map(str::parse).transpose()?,
             projection_dim,
             max_length: args.max_length,
@@ -227,6 +232,7 @@ impl TrainSettings {
             eval_every: args.eval_every,
             patience: args.patience,
             log_every: args.log_every,
+            save_every: args.save_every,
             eval_batch_size: args.eval_batch_size,
             device: args.device.clone(),
             precision,

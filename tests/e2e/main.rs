@@ -6,5 +6,6 @@ mod encode;
 mod eval;
 mod hub;
 mod parity;
+mod resilience;
 mod toy_data;
 mod train;

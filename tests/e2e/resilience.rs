@@ -1,0 +1,210 @@
+//! Nothing lost: interrupted runs resume to the same weights, `kill -9` at any moment leaves
+//! a loadable checkpoint, and a diverging loss stops cleanly. Real processes, real signals.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use tch::Tensor;
+
+use crate::common::*;
+use crate::toy_data::write_toy_data;
+
+struct Fixture {
+    args: Vec<String>,
+    dir: tempfile::TempDir,
+}
+
+fn fixture(test: &str, steps: usize, extra: &[&str]) -> Option<Fixture> {
+    let model = tiny_models(test)?.join("tiny-bert");
+    let dir = tempfile::tempdir().unwrap();
+    let data = write_toy_data(dir.path());
+    let mut args: Vec<String> = vec!["train".into(), "-m".into(), model.to_string_lossy().into()];
+    args.extend(data.task_args());
+    args.extend(
+        [
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--batch-size",
+            "8",
+            "--lr-backbone",
+            "3e-3",
+            "--lr-projection",
+            "3e-3",
+            "--lr-heads",
+            "3e-3",
+            "--log-every",
+            "1",
+            "--eval-every",
+            "25",
+            "-q",
+            "--max-steps",
+        ]
+        .map(String::from),
+    );
+    args.push(steps.to_string());
+    args.extend(extra.iter().map(|s| s.to_string()));
+    Some(Fixture { args, dir })
+}
+
+impl Fixture {
+    fn out(&self, name: &str) -> String {
+        self.dir.path().join(name).to_string_lossy().into_owned()
+    }
+
+    fn spawn(&self, run: &str) -> Child {
+        let mut args = self.args.clone();
+        args.extend(["--out".to_string(), self.out(run)]);
+        bin().args(&args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()
+    }
+
+    fn run_to_end(&self, run: &str) {
+        let mut args = self.args.clone();
+        args.extend(["--out".to_string(), self.out(run)]);
+        assert_ok(&bin().args(&args).output().unwrap());
+    }
+}
+
+/// Waits until the run has logged at least `steps` optimizer steps.
+fn wait_for_steps(run: &str, steps: usize, child: &mut Child) {
+    let log = Path::new(run).join("train_log.jsonl");
+    let started = Instant::now();
+    loop {
+        let logged = std::fs::read_to_string(&log).map(|t| t.matches("\"type\":\"step\"").count()).unwrap_or(0);
+        if logged >= steps {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("training ended ({status}) before step {steps}");
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "no progress in {run}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn weights(checkpoint: &str) -> Vec<(String, Tensor)> {
+    let mut w = Tensor::read_safetensors(Path::new(checkpoint).join("model.safetensors")).unwrap();
+    w.sort_by(|a, b| a.0.cmp(&b.0));
+    w
+}
+
+fn assert_same_weights(a: &str, b: &str) {
+    let (a, b) = (weights(a), weights(b));
+    assert_eq!(a.len(), b.len());
+    for ((name, x), (_, y)) in a.iter().zip(&b) {
+        assert!(x.equal(y), "{name} differs (max |diff| {})", f64::try_from((x - y).abs().max()).unwrap());
+    }
+}
+
+fn resume(run: &str) {
+    assert_ok(&bin().args(["train", "--resume", run, "-q"]).output().unwrap());
+}
+
+fn interrupt_and_resume(test: &str, signal: i32, expected_code: i32) {
+    let Some(f) = fixture(test, 150, &[]) else { return };
+    f.run_to_end("straight");
+    let mut child = f.spawn("interrupted");
+    wait_for_steps(&f.out("interrupted"), 30, &mut child);
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, signal) };
+    let mut stderr = String::new();
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        stderr.push_str(&line.unwrap());
+        stderr.push('\n');
+    }
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(expected_code), "stderr:\n{stderr}");
+    assert!(stderr.contains("saved a resumable checkpoint"), "{stderr}");
+    assert!(stderr.contains(&format!("sentence-mtl train --resume {}", f.out("interrupted"))), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(&f.out("interrupted")).join("last/trainer_state.json")).unwrap(),
+    )
+    .unwrap();
+    let stopped_at = state["step"].as_u64().unwrap();
+    assert!((30..150).contains(&stopped_at), "stopped at step {stopped_at}");
+    resume(&f.out("interrupted"));
+    assert_same_weights(&format!("{}/last", f.out("straight")), &format!("{}/last", f.out("interrupted")));
+    assert_same_weights(&format!("{}/best", f.out("straight")), &format!("{}/best", f.out("interrupted")));
+    eprintln!("stopped at step {stopped_at}, resumed: final weights bit-identical to the uninterrupted run");
+}
+
+#[test]
+fn ctrl_c_saves_and_resume_reaches_bit_identical_weights() {
+    interrupt_and_resume("ctrl_c_saves_and_resume_reaches_bit_identical_weights", libc::SIGINT, 130);
+}
+
+#[test]
+fn sigterm_saves_and_resume_reaches_bit_identical_weights() {
+    interrupt_and_resume("sigterm_saves_and_resume_reaches_bit_identical_weights", libc::SIGTERM, 143);
+}
+
+#[test]
+fn kill_9_at_any_moment_leaves_a_loadable_checkpoint() {
+    let test = "kill_9_at_any_moment_leaves_a_loadable_checkpoint";
+    let Some(f) = fixture(test, 120, &["--save-every", "1"]) else { return };
+    f.run_to_end("straight");
+    let run = f.out("killed");
+    let mut child = f.spawn("killed");
+    // Kill it several times at different points, mostly in the middle of a save (one per
+    // step), resuming in between.
+    for (round, after_steps) in [5usize, 23, 41, 77].into_iter().enumerate() {
+        wait_for_steps(&run, after_steps, &mut child);
+        std::thread::sleep(Duration::from_millis(3 * round as u64));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let last = format!("{run}/last");
+        let encoded = bin().args(["encode", "-m", &last, "--device", "cpu", "-q", "still loadable"]).output().unwrap();
+        assert_ok(&encoded);
+        let state: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(format!("{last}/trainer_state.json")).unwrap()).unwrap();
+        assert!(state["step"].as_u64().unwrap() >= 1);
+        let args = ["train".to_string(), "--resume".into(), run.clone(), "-q".into()];
+        if round == 3 {
+            // The last round runs to the end.
+            assert_ok(&bin().args(&args).output().unwrap());
+            break;
+        }
+        child = bin().args(&args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    }
+    let leftovers: Vec<String> = std::fs::read_dir(&run)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "staging folders left behind: {leftovers:?}");
+    assert_same_weights(&format!("{}/last", f.out("straight")), &format!("{run}/last"));
+}
+
+#[test]
+fn diverging_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint() {
+    let test = "diverging_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint";
+    let Some(f) = fixture(
+        test,
+        50,
+        &[
+            "--save-every",
+            "1",
+            "--lr-backbone",
+            "1e12",
+            "--lr-projection",
+            "1e12",
+            "--lr-heads",
+            "1e12",
+            "--warmup-steps",
+            "0",
+        ],
+    ) else {
+        return;
+    };
+    let mut args = f.args.clone();
+    args.extend(["--out".to_string(), f.out("nan")]);
+    let out = bin().args(&args).output().unwrap();
+    assert_clean_error(&out, "became NaN at step");
+    assert!(stderr(&out).contains("the last good checkpoint is"), "{}", stderr(&out));
+    let last = format!("{}/last", f.out("nan"));
+    assert_ok(&bin().args(["encode", "-m", &last, "--device", "cpu", "-q", "fine"]).output().unwrap());
+}
