@@ -44,9 +44,9 @@ pub fn read_columns_from<R: std::io::Read>(reader: R, name: &str, columns: &[&st
             Some(i) => indices.push(i),
             None => {
                 let hint = if header.len() == 1 && (header[0].contains(';') || header[0].contains('\t')) {
-                    " (the header looks ';'- or tab-separated; sentence-mtl reads comma-separated CSV)"
+                    "; the header looks ';'- or tab-separated; sentence-mtl reads comma-separated CSV"
                 } else {
-                    ""
+                    "; the first line must name the columns"
                 };
                 bail!("{name}:1: no column '{column}' in the header (columns: {}){hint}", header.join(", "));
             }
@@ -118,7 +118,10 @@ mod tests {
     #[test]
     fn missing_column_lists_the_header() {
         let err = read(b"sentence,label\nx,y\n", &["text"]).unwrap_err().to_string();
-        assert_eq!(err, "t.csv:1: no column 'text' in the header (columns: sentence, label)");
+        assert_eq!(
+            err,
+            "t.csv:1: no column 'text' in the header (columns: sentence, label); the first line must name the columns"
+        );
     }
 
     #[test]
@@ -143,5 +146,26 @@ mod tests {
     fn empty_file_is_named() {
         let err = read(b"", &["text"]).unwrap_err().to_string();
         assert!(err.contains("t.csv: the file is empty"), "{err}");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(400))]
+
+        #[test]
+        fn never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            let _ = read_columns_from(&bytes[..], "f.csv", &["text", "label"]);
+        }
+
+        #[test]
+        fn rows_that_parse_have_every_asked_field(body in "[a-z,\"\n\r;\t \u{e9}]{0,200}") {
+            let mut input = b"text,label\n".to_vec();
+            input.extend(body.as_bytes());
+            if let Ok(rows) = read_columns_from(&input[..], "f.csv", &["label", "text"]) {
+                for row in rows {
+                    proptest::prop_assert_eq!(row.fields.len(), 2);
+                    proptest::prop_assert!(row.line >= 2);
+                }
+            }
+        }
     }
 }

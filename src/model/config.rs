@@ -32,14 +32,14 @@ impl BackboneConfig {
         struct ModelType {
             model_type: Option<String>,
         }
-        let kind: ModelType = serde_json::from_str(text)?;
+        let kind: ModelType = parse(text)?;
         match kind.model_type.as_deref() {
             Some("distilbert") => {
-                let raw: DistilBertJson = serde_json::from_str(text)?;
+                let raw: DistilBertJson = parse(text)?;
                 Ok(Self::DistilBert(raw.into_rust_bert()?))
             }
             Some("bert") => {
-                let raw: BertJson = serde_json::from_str(text)?;
+                let raw: BertJson = parse(text)?;
                 Ok(Self::Bert(raw.into_rust_bert()?))
             }
             Some(other) => {
@@ -77,6 +77,25 @@ impl BackboneConfig {
             Self::Bert(c) => c.max_position_embeddings,
         }
     }
+}
+
+/// Deserialises, naming the JSON field a type error is about (serde_json reports only a
+/// line and column).
+fn parse<T: for<'de> Deserialize<'de>>(text: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| match field_before(text, e.line(), e.column()) {
+        Some(field) if e.is_data() => anyhow::anyhow!("field \"{field}\": {e}"),
+        _ => anyhow::anyhow!("{e}"),
+    })
+}
+
+/// The last `"key":` before a 1-based line/column position.
+fn field_before(text: &str, line: usize, column: usize) -> Option<String> {
+    let offset: usize = text.lines().take(line.saturating_sub(1)).map(|l| l.len() + 1).sum::<usize>() + column;
+    let before = &text[..offset.min(text.len())];
+    let colon = before.rfind(':')?;
+    let key_end = before[..colon].trim_end().strip_suffix('"')?;
+    let key_start = key_end.rfind('"')?;
+    Some(key_end[key_start + 1..].to_string())
 }
 
 fn activation(name: &str) -> Result<Activation> {
@@ -284,8 +303,8 @@ mod tests {
     fn wrong_types_are_errors_not_panics() {
         let bad = r#"{"model_type":"bert","vocab_size":"ten","hidden_size":8,"num_hidden_layers":2,
             "num_attention_heads":2,"intermediate_size":16}"#;
-        let err = BackboneConfig::from_json(bad).unwrap_err();
-        assert!(err.to_string().contains("vocab_size") || err.to_string().contains("invalid type"), "{err}");
+        let err = BackboneConfig::from_json(bad).unwrap_err().to_string();
+        assert!(err.starts_with("field \"vocab_size\": invalid type: string \"ten\""), "{err}");
     }
 
     #[test]

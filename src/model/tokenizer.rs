@@ -103,4 +103,38 @@ mod tests {
         let err = SentenceTokenizer::from_dir(dir.path()).err().unwrap();
         assert!(err.to_string().contains("no vocab.txt"), "{err}");
     }
+
+    /// A small WordPiece vocabulary written once per test process.
+    fn small_tokenizer() -> &'static (SentenceTokenizer, i64) {
+        static TOKENIZER: std::sync::OnceLock<(SentenceTokenizer, i64)> = std::sync::OnceLock::new();
+        TOKENIZER.get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap().keep();
+            let vocab = [
+                "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "a", "##s", "hello", "world", "!", ",",
+                "\u{4e2d}", "##ing", "cafe",
+            ];
+            std::fs::write(dir.join("vocab.txt"), vocab.join("\n") + "\n").unwrap();
+            (SentenceTokenizer::from_dir(&dir).unwrap(), vocab.len() as i64)
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+        #[test]
+        fn never_panics_and_respects_max_length(
+            texts in proptest::collection::vec(proptest::prelude::any::<String>(), 1..6),
+            max_length in 2usize..40,
+        ) {
+            let (tokenizer, vocab_size) = small_tokenizer();
+            let ids = tokenizer.encode_batch(&texts, max_length);
+            proptest::prop_assert_eq!(ids.len(), texts.len());
+            for row in ids {
+                proptest::prop_assert!(row.len() >= 2 && row.len() <= max_length, "length {}", row.len());
+                proptest::prop_assert_eq!(row[0], 2);
+                proptest::prop_assert_eq!(*row.last().unwrap(), 3);
+                proptest::prop_assert!(row.iter().all(|&id| (0..*vocab_size).contains(&id)));
+            }
+        }
+    }
 }

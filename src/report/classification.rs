@@ -140,7 +140,7 @@ mod tests {
         assert!(text.contains("   neg     1.0000  0.5000    0.6667        2"), "{text}");
         assert!(text.contains("macro avg"), "{text}");
         assert!(
-            text.contains("true \\ predicted  neg  pos\nneg                1    1\npos                0    2"),
+            text.contains("true \\ predicted  neg  pos\nneg                 1    1\npos                 0    2"),
             "{text}"
         );
     }

@@ -1,7 +1,7 @@
 //! A task's data made ready for training: labels fixed from the training file, texts
 //! tokenised once, dev rows mapped to class ids.
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::checkpoint::TaskSpec;
 use crate::data::labelled::{LabelSet, LabelledData};
@@ -36,9 +36,18 @@ impl TaskData {
         let dev = match &source.dev {
             Some(path) => {
                 let data = LabelledData::read(path, &source.text_column, &source.label_column).with_context(context)?;
-                let (classes, _, _) = data
-                    .class_ids(&labels, false)
-                    .with_context(|| format!("task '{}': dev labels must appear in the training file", source.name))?;
+                let (classes, _, unknown) = data.class_ids(&labels, true)?;
+                if !unknown.is_empty() {
+                    bail!(
+                        "task '{}': {}: {} dev row(s) have labels that the training file {} does not have: {} (training labels: {})",
+                        source.name,
+                        path.display(),
+                        unknown.rows,
+                        source.train.display(),
+                        unknown.describe(),
+                        labels.names().join(", ")
+                    );
+                }
                 Some(DevSet { data, classes })
             }
             None => None,

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real binary on tiny models and small data, checked against
 //! Hugging Face's own implementations where numbers are involved.
 
+mod bad_input;
 mod common;
 mod encode;
 mod eval;

@@ -289,58 +289,6 @@ fn checkpoint_folder_is_self_contained() {
     assert_eq!(parse_jsonl_embeddings(&stdout(&out))[0].1.len(), 24);
 }
 
-// ---- bad settings and data: one clear line, exit code 1 ------------------------------------
-
-fn train_error(s: &Setup, extra: &[&str], expected: &str) {
-    let args = s.args(&format!("err-{}", rand_suffix()), extra);
-    assert_clean_error(&bin().args(&args).output().unwrap(), expected);
-}
-
-fn rand_suffix() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    N.fetch_add(1, Ordering::Relaxed)
-}
-
-#[test]
-fn bad_training_settings_are_named() {
-    let test = "bad_training_settings_are_named";
-    let Some(s) = setup(test) else { return };
-    train_error(&s, &["--freeze", "head:nope"], "--freeze head:nope: no task named 'nope'");
-    train_error(&s, &["--freeze", "layers:9"], "--freeze layers:9: the backbone has only 3 layers");
-    train_error(&s, &["--freeze", "heads"], "unknown --freeze 'heads'");
-    train_error(&s, &["--lr-heads", "0"], "--lr-heads must be a positive number");
-    train_error(&s, &["--lr-backbone", "NaN"], "--lr-backbone must be a positive number");
-    train_error(&s, &["--batch-size", "0"], "--batch-size must be at least 1");
-    train_error(&s, &["--sampling", "random"], "unknown --sampling 'random'");
-    train_error(&s, &["--device", "tpu"], "unknown --device 'tpu'");
-    train_error(&s, &["--precision", "bf16"], "--precision bf16 needs a CUDA device");
-    train_error(&s, &["--task-weight", "nope=2"], "--task-weight nope=2: no task named 'nope'");
-    let topic = format!("topic={}", s.data.topic_train.display());
-    train_error(&s, &["--task", &topic], "task 'topic' is given twice");
-}
-
-#[test]
-fn bad_training_data_is_named() {
-    let test = "bad_training_data_is_named";
-    let Some(s) = setup(test) else { return };
-    let dev = s.dir.path().join("bad_dev.csv");
-    std::fs::write(&dev, "text,label\nfine,sport\nodd one,music\n").unwrap();
-    let args = |task: String| -> Vec<String> {
-        let out = s.out(&format!("bad-{}", rand_suffix()));
-        ["train", "-m", &s.model, "--task", &task, "--out", &out, "--device", "cpu"]
-            .iter()
-            .map(|x| x.to_string())
-            .collect()
-    };
-    let out = bin().args(args(format!("topic={},{}", s.data.topic_train.display(), dev.display()))).output().unwrap();
-    assert_clean_error(&out, "'music' (1 row, first at line 3)");
-    let out = bin().args(args("topic=/no/such/train.csv".into())).output().unwrap();
-    assert_clean_error(&out, "/no/such/train.csv");
-    let out = bin().args(args("bad.name=x.csv".into())).output().unwrap();
-    assert_clean_error(&out, "task name 'bad.name'");
-}
-
 #[test]
 fn an_existing_run_directory_is_never_overwritten_silently() {
     let test = "an_existing_run_directory_is_never_overwritten_silently";

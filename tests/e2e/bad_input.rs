@@ -1,0 +1,529 @@
+//! The bad-input corpus: every input a user can get wrong, each expected to give one clear
+//! `error:` line (naming the file, line, field or flag), exit code 1, and no panic; plus
+//! the awkward inputs that must simply work (BOM, CRLF, a 1-row file, a 100k-character text).
+//!
+//! With SENTENCE_MTL_ERROR_TABLE=FILE the test also writes a markdown table of every case
+//! and the message a user sees: that is the README's "What happens when things go wrong"
+//! (scripts/error-table.sh regenerates it).
+
+use std::path::{Path, PathBuf};
+
+use crate::common::*;
+use crate::toy_data::write_toy_data;
+
+enum Expect {
+    /// One error line containing this text.
+    Error(String),
+    /// Success.
+    Works,
+}
+
+struct Case {
+    group: &'static str,
+    what: &'static str,
+    args: Vec<String>,
+    stdin: Option<&'static str>,
+    expect: Expect,
+}
+
+struct Corpus {
+    dir: tempfile::TempDir,
+    model: PathBuf,
+    distil: PathBuf,
+    checkpoint: PathBuf,
+    cases: Vec<Case>,
+}
+
+impl Corpus {
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).to_string_lossy().into_owned()
+    }
+
+    fn file(&self, name: &str, bytes: &[u8]) -> String {
+        std::fs::write(self.dir.path().join(name), bytes).unwrap();
+        self.path(name)
+    }
+
+    /// A copy of the tiny DistilBERT folder, damaged by `damage`.
+    fn damaged_model(&self, name: &str, damage: impl FnOnce(&Path)) -> String {
+        let target = self.dir.path().join(name);
+        copy_dir(&self.distil, &target);
+        damage(&target);
+        target.to_string_lossy().into_owned()
+    }
+
+    /// A copy of the trained checkpoint, damaged by `damage`.
+    fn damaged_checkpoint(&self, name: &str, damage: impl FnOnce(&Path)) -> String {
+        let target = self.dir.path().join(name);
+        copy_dir(&self.checkpoint, &target);
+        damage(&target);
+        target.to_string_lossy().into_owned()
+    }
+
+    fn add(&mut self, group: &'static str, what: &'static str, args: &[&str], expect: Expect) {
+        self.cases.push(Case { group, what, args: args.iter().map(|s| s.to_string()).collect(), stdin: None, expect });
+    }
+
+    /// `train` on the tiny model with one task from `train_csv` (and `dev_csv`).
+    fn train_args(&self, run: &str, task: &str, extra: &[&str]) -> Vec<String> {
+        let mut args = vec!["train", "-m", self.model.to_str().unwrap(), "--task", task, "--out"]
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>();
+        args.push(self.path(run));
+        args.extend(
+            ["--device", "cpu", "--threads", "1", "--max-steps", "2", "--batch-size", "4", "-q"].map(String::from),
+        );
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    }
+
+    fn add_train(&mut self, group: &'static str, what: &'static str, task: String, extra: &[&str], expect: Expect) {
+        let run = format!("run-{}", self.cases.len());
+        let args = self.train_args(&run, &task, extra);
+        self.cases.push(Case { group, what, args, stdin: None, expect });
+    }
+}
+
+fn error(text: impl Into<String>) -> Expect {
+    Expect::Error(text.into())
+}
+
+fn build_corpus(test: &str) -> Option<Corpus> {
+    let models = tiny_models(test)?;
+    let dir = tempfile::tempdir().unwrap();
+    let data = write_toy_data(dir.path());
+    let model = models.join("tiny-bert");
+    // A small trained checkpoint with tasks topic and mood.
+    let checkpoint_run = dir.path().join("trained");
+    let mut args: Vec<String> = vec!["train".into(), "-m".into(), model.to_string_lossy().into()];
+    args.extend(data.task_args());
+    args.extend(
+        ["--out", checkpoint_run.to_str().unwrap(), "--max-steps", "2", "--device", "cpu", "--threads", "1", "-q"]
+            .map(String::from),
+    );
+    assert_ok(&bin().args(&args).output().unwrap());
+    let mut c = Corpus {
+        dir,
+        model,
+        distil: models.join("tiny-distilbert"),
+        checkpoint: checkpoint_run.join("best"),
+        cases: Vec::new(),
+    };
+    let m = c.model.to_string_lossy().into_owned();
+    let ck = c.checkpoint.to_string_lossy().into_owned();
+    let topic_train = data.topic_train.to_string_lossy().into_owned();
+    let mood_dev = data.mood_dev.to_string_lossy().into_owned();
+
+    // ---- CSV files ---------------------------------------------------------------------
+    let f = c.file("no_header.csv", b"what is this?,DESC\nwho is she?,HUM\n");
+    c.add_train("CSV", "header row missing", format!("q={f}"), &[], error("no_header.csv:1: no column 'text' in the header (columns: what is this?, DESC); the first line must name the columns"));
+    let f = c.file("no_label.csv", b"text,category\nhi,a\n");
+    c.add_train(
+        "CSV",
+        "label column missing",
+        format!("q={f}"),
+        &[],
+        error("no_label.csv:1: no column 'label' in the header (columns: text, category)"),
+    );
+    let f = c.file("semicolons.csv", b"text;label\nhi;a\n");
+    c.add_train(
+        "CSV",
+        "wrong delimiter (;)",
+        format!("q={f}"),
+        &[],
+        error("the header looks ';'- or tab-separated; sentence-mtl reads comma-separated CSV"),
+    );
+    let f = c.file("quote.csv", b"text,label\nfine,a\n\"never closed,b\nnext,a\n");
+    c.add_train(
+        "CSV",
+        "unbalanced quote",
+        format!("q={f}"),
+        &[],
+        error("quote.csv:3: row has 1 field(s), the header has 2 (unquoted comma or unbalanced quote?)"),
+    );
+    let f = c.file("many.csv", b"text,label\nfine,a\ntoo,many,fields\n");
+    c.add_train(
+        "CSV",
+        "row with too many fields",
+        format!("q={f}"),
+        &[],
+        error("many.csv:3: row has 3 field(s), the header has 2"),
+    );
+    let f = c.file("few.csv", b"text,label\nfine,a\nlonely\n");
+    c.add_train(
+        "CSV",
+        "row with too few fields",
+        format!("q={f}"),
+        &[],
+        error("few.csv:3: row has 1 field(s), the header has 2"),
+    );
+    let f = c.file("empty_text.csv", b"text,label\nfine,a\n   ,b\n");
+    c.add_train("CSV", "empty text", format!("q={f}"), &[], error("empty_text.csv:3: empty text in column 'text'"));
+    let f = c.file("latin1.csv", b"text,label\nfine,a\ncaf\xe9 au lait,b\n");
+    c.add_train(
+        "CSV",
+        "non-UTF-8 bytes",
+        format!("q={f}"),
+        &[],
+        error("latin1.csv:3: column 'text' is not valid UTF-8"),
+    );
+    let f = c.file("empty.csv", b"");
+    c.add_train(
+        "CSV",
+        "empty file",
+        format!("q={f}"),
+        &[],
+        error("empty.csv: the file is empty (expected a header row with columns text, label)"),
+    );
+    let f = c.file("header_only.csv", b"text,label\n");
+    c.add_train(
+        "CSV",
+        "header but no rows",
+        format!("q={f}"),
+        &[],
+        error("header_only.csv: no data rows, only a header"),
+    );
+    c.add_train(
+        "CSV",
+        "file does not exist",
+        "q=/no/such/train.csv".into(),
+        &[],
+        error("cannot open /no/such/train.csv"),
+    );
+    let dev = c.file("dev_unknown.csv", b"text,label\nfootball,sport\ntrumpet,music\n");
+    c.add_train(
+        "CSV",
+        "dev label not in the training data",
+        format!("topic={topic_train},{dev}"),
+        &[],
+        error("1 dev row(s) have labels that the training file"),
+    );
+    c.add(
+        "CSV",
+        "eval label the model was not trained on",
+        &[
+            "eval",
+            "-m",
+            &ck,
+            "--device",
+            "cpu",
+            "--task",
+            &format!("mood={}", c.file("eval_unknown.csv", b"text,label\nhappy,positive\nhaha,amused\n")),
+        ],
+        error("labels the model was not trained on: 'amused' (1 row, first at line 3)"),
+    );
+    let topic_twice = format!("topic={topic_train}");
+    let mut twice = c.train_args("run-twice", &topic_twice, &[]);
+    twice.extend(["--task".to_string(), topic_twice.clone()]);
+    c.cases.push(Case {
+        group: "CSV",
+        what: "duplicate task names",
+        args: twice,
+        stdin: None,
+        expect: error("task 'topic' is given twice"),
+    });
+    let f = c.file("bom_crlf.csv", b"\xef\xbb\xbftext,label\r\nfine day,a\r\nbad day,b\r\n");
+    c.add_train("CSV", "UTF-8 byte-order mark and CRLF line ends", format!("q={f}"), &[], Expect::Works);
+    let f = c.file("one_row.csv", b"text,label\nthe only example,a\n");
+    c.add_train("CSV", "a 1-row file", format!("q={f}"), &[], Expect::Works);
+    let long = format!("text,label\n{},a\nshort,b\n", "word ".repeat(20_000));
+    let f = c.file("long.csv", long.as_bytes());
+    c.add_train("CSV", "a 100,000-character text (truncated to --max-length)", format!("q={f}"), &[], Expect::Works);
+    c.add(
+        "CSV",
+        "empty input to encode",
+        &["encode", "-m", &m, "-i", &c.file("blank.txt", b"\n\n")],
+        error("blank.txt is empty"),
+    );
+    c.add(
+        "CSV",
+        "input file does not exist",
+        &["encode", "-m", &m, "-i", "/no/such/file.txt"],
+        error("cannot open --input /no/such/file.txt"),
+    );
+    c.cases.push(Case {
+        group: "CSV",
+        what: "nothing on stdin",
+        args: vec!["encode".into(), "-m".into(), m.clone()],
+        stdin: Some(""),
+        expect: error("stdin is empty"),
+    });
+    c.add(
+        "CSV",
+        "eval task not in the checkpoint",
+        &["eval", "-m", &ck, "--task", &format!("nope={mood_dev}")],
+        error("unknown task 'nope' (this model has: topic, mood)"),
+    );
+    c.add(
+        "CSV",
+        "predict task not in the checkpoint",
+        &["predict", "-m", &ck, "--task", "nope", "hello"],
+        error("unknown task 'nope' (this model has: topic, mood)"),
+    );
+
+    // ---- models and checkpoints --------------------------------------------------------
+    c.add(
+        "model",
+        "model folder does not exist",
+        &["encode", "-m", "./no/such/model", "hi"],
+        error("model folder ./no/such/model does not exist"),
+    );
+    let f = c.damaged_model("no_weights", |d| std::fs::remove_file(d.join("model.safetensors")).unwrap());
+    c.add("model", "no weights file", &["encode", "-m", &f, "hi"], error("no model.safetensors or rust_model.ot in"));
+    let f = c.damaged_model("truncated", |d| {
+        let p = d.join("model.safetensors");
+        let bytes = std::fs::read(&p).unwrap();
+        std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
+    });
+    c.add("model", "truncated safetensors", &["encode", "-m", &f, "hi"], error("cannot read weights"));
+    let f = c.damaged_model("corrupt", |d| {
+        std::fs::write(d.join("model.safetensors"), b"\xff\xff\xff\xff garbage").unwrap()
+    });
+    c.add("model", "corrupt safetensors", &["encode", "-m", &f, "hi"], error("cannot read weights"));
+    let f = c.damaged_model("pickle", |d| {
+        std::fs::remove_file(d.join("model.safetensors")).unwrap();
+        std::fs::write(d.join("pytorch_model.bin"), b"PK pickle").unwrap();
+    });
+    c.add(
+        "model",
+        "only a pickled pytorch_model.bin",
+        &["encode", "-m", &f, "hi"],
+        error("a pickle file, which sentence-mtl does not load"),
+    );
+    let f = c.damaged_model("no_vocab", |d| std::fs::remove_file(d.join("vocab.txt")).unwrap());
+    c.add("model", "vocab.txt missing", &["encode", "-m", &f, "hi"], error("no vocab.txt in"));
+    let f = c.damaged_model("gpt2", |d| {
+        std::fs::write(d.join("config.json"), r#"{"model_type": "gpt2", "n_layer": 2}"#).unwrap()
+    });
+    c.add(
+        "model",
+        "unsupported model_type",
+        &["encode", "-m", &f, "hi"],
+        error("model_type 'gpt2' is not supported (supported: distilbert, bert)"),
+    );
+    let f = c.damaged_model("bad_types", |d| std::fs::write(d.join("config.json"), r#"{"model_type": "distilbert", "vocab_size": "many", "dim": 32, "n_layers": 2, "n_heads": 4, "hidden_dim": 64}"#).unwrap());
+    c.add(
+        "model",
+        "config.json with wrong types",
+        &["encode", "-m", &f, "hi"],
+        error("config.json: field \"vocab_size\": invalid type: string \"many\", expected i64"),
+    );
+    let bert_weights = c.model.join("model.safetensors");
+    let f = c.damaged_model("other_arch", |d| {
+        std::fs::copy(&bert_weights, d.join("model.safetensors")).unwrap();
+    });
+    c.add("model", "weights of another architecture", &["encode", "-m", &f, "hi"], error("lacks"));
+    let f = c.damaged_checkpoint("heads_vs_json", |d| {
+        let p = d.join("sentence_mtl.json");
+        let mut spec: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        spec["tasks"].as_array_mut().unwrap().pop();
+        std::fs::write(&p, spec.to_string()).unwrap();
+    });
+    c.add(
+        "model",
+        "checkpoint heads that its JSON does not list",
+        &["encode", "-m", &f, "hi"],
+        error("that sentence_mtl.json does not describe (checkpoint heads do not match its tasks)"),
+    );
+    let f = c.damaged_checkpoint("labels_vs_heads", |d| {
+        let p = d.join("sentence_mtl.json");
+        let mut spec: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        spec["tasks"][0]["labels"].as_array_mut().unwrap().push("extra".into());
+        std::fs::write(&p, spec.to_string()).unwrap();
+    });
+    c.add(
+        "model",
+        "checkpoint JSON with more labels than its head",
+        &["predict", "-m", &f, "--task", "topic", "hi"],
+        error("shape mismatches: heads.topic.bias: file [3], model [4]"),
+    );
+
+    // ---- settings ----------------------------------------------------------------------
+    let task = format!("topic={topic_train}");
+    c.add_train(
+        "settings",
+        "learning rate 0",
+        task.clone(),
+        &["--lr-heads", "0"],
+        error("--lr-heads must be a positive number, got 0"),
+    );
+    c.add_train(
+        "settings",
+        "learning rate NaN",
+        task.clone(),
+        &["--lr-backbone", "NaN"],
+        error("--lr-backbone must be a positive number, got NaN"),
+    );
+    c.add_train(
+        "settings",
+        "batch size 0",
+        task.clone(),
+        &["--batch-size", "0"],
+        error("--batch-size must be at least 1"),
+    );
+    c.add_train(
+        "settings",
+        "--freeze of an unknown head",
+        task.clone(),
+        &["--freeze", "head:nope"],
+        error("--freeze head:nope: no task named 'nope' (tasks: topic)"),
+    );
+    c.add_train(
+        "settings",
+        "--freeze layers:K with K > layers",
+        task.clone(),
+        &["--freeze", "layers:9"],
+        error("--freeze layers:9: the backbone has only 3 layers"),
+    );
+    c.add_train(
+        "settings",
+        "unknown --freeze rule",
+        task.clone(),
+        &["--freeze", "heads"],
+        error("unknown --freeze 'heads'"),
+    );
+    c.add_train(
+        "settings",
+        "unknown --sampling",
+        task.clone(),
+        &["--sampling", "random"],
+        error("unknown --sampling 'random'"),
+    );
+    c.add_train(
+        "settings",
+        "unknown device",
+        task.clone(),
+        &["--device", "tpu"],
+        error("unknown --device 'tpu' (expected auto, cpu, cuda or cuda:N)"),
+    );
+    c.add_train(
+        "settings",
+        "bf16 on a CPU",
+        task.clone(),
+        &["--precision", "bf16"],
+        error("--precision bf16 needs a CUDA device"),
+    );
+    c.add_train(
+        "settings",
+        "--task-weight for an unknown task",
+        task.clone(),
+        &["--task-weight", "nope=2"],
+        error("--task-weight nope=2: no task named 'nope'"),
+    );
+    c.add_train(
+        "settings",
+        "task name with a dot",
+        "bad.name=x.csv".into(),
+        &[],
+        error("task name 'bad.name' must be non-empty letters, digits, '_' or '-'"),
+    );
+    if !std::path::Path::new("/dev/nvidia0").exists() {
+        c.add(
+            "settings",
+            "CUDA asked for on a machine without GPU",
+            &["encode", "-m", &m, "--device", "cuda", "hi"],
+            error("--device cuda: no CUDA device is available on this machine"),
+        );
+    }
+    c.add(
+        "settings",
+        "--pooling unknown",
+        &["encode", "-m", &m, "--pooling", "sum", "hi"],
+        error("unknown pooling 'sum' (expected mean, cls or max)"),
+    );
+    c.add(
+        "settings",
+        "--format unknown",
+        &["encode", "-m", &m, "--format", "xml", "hi"],
+        error("unknown --format 'xml' (expected jsonl, csv or npy)"),
+    );
+    c.add(
+        "settings",
+        "--max-length beyond the model",
+        &["encode", "-m", &m, "--max-length", "100000", "hi"],
+        error("--max-length 100000 is out of range: this model takes 2 to 128 tokens"),
+    );
+    c.add(
+        "settings",
+        "--resume with a setting",
+        &["train", "--resume", &checkpoint_run.to_string_lossy(), "--lr-heads", "1"],
+        error("--resume continues a run with its own settings; --lr-heads cannot be given with it"),
+    );
+    c.add(
+        "settings",
+        "--resume of a folder that is no run",
+        &["train", "--resume", &c.path("nowhere")],
+        error("is not a sentence-mtl run directory (no settings.json)"),
+    );
+
+    // ---- training ----------------------------------------------------------------------
+    c.add_train(
+        "training",
+        "loss becomes NaN",
+        task,
+        &[
+            "--lr-backbone",
+            "1e12",
+            "--lr-projection",
+            "1e12",
+            "--lr-heads",
+            "1e12",
+            "--warmup-steps",
+            "0",
+            "--max-steps",
+            "50",
+            "--save-every",
+            "1",
+        ],
+        error("became NaN at step"),
+    );
+    Some(c)
+}
+
+#[test]
+fn every_bad_input_gets_one_clear_line_and_awkward_input_works() {
+    let test = "every_bad_input_gets_one_clear_line_and_awkward_input_works";
+    let Some(corpus) = build_corpus(test) else { return };
+    let mut table = String::from("| input | what the user sees |\n|---|---|\n");
+    let mut group = "";
+    for case in &corpus.cases {
+        let output = match case.stdin {
+            Some(stdin) => run_with_stdin(&case.args.iter().map(String::as_str).collect::<Vec<_>>(), stdin),
+            None => bin().args(&case.args).output().unwrap(),
+        };
+        let seen = match &case.expect {
+            Expect::Error(text) => {
+                let err = stderr(&output);
+                assert!(!output.status.success(), "{}: expected an error, got success", case.what);
+                assert_eq!(output.status.code(), Some(1), "{}: exit code; stderr:\n{err}", case.what);
+                assert!(
+                    !err.contains("panicked") && !err.contains("internal error") && !err.contains("RUST_BACKTRACE"),
+                    "{}: panic:\n{err}",
+                    case.what
+                );
+                let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+                assert_eq!(lines.len(), 1, "{}: expected one error line, got:\n{err}", case.what);
+                assert!(lines[0].contains(text.as_str()), "{}: error line lacks {text:?}:\n{err}", case.what);
+                format!("`{}`", lines[0].replace('|', "\\|"))
+            }
+            Expect::Works => {
+                assert!(output.status.success(), "{}: expected success:\n{}", case.what, stderr(&output));
+                "accepted: works normally".to_string()
+            }
+        };
+        if case.group != group {
+            group = case.group;
+            table.push_str(&format!("| **{group}** | |\n"));
+        }
+        table.push_str(&format!("| {} | {} |\n", case.what, seen));
+    }
+    // Paths of this test's temporary files are shown as placeholders.
+    let table = table
+        .replace(&corpus.dir.path().to_string_lossy().to_string(), "<dir>")
+        .replace(&corpus.model.parent().unwrap().to_string_lossy().to_string(), "<models>");
+    eprintln!("{} bad-input cases checked", corpus.cases.len());
+    if let Ok(path) = std::env::var("SENTENCE_MTL_ERROR_TABLE") {
+        std::fs::write(path, table).unwrap();
+    }
+}
