@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
 #include <ATen/ops/_fused_adamw.h>
+#include <torch/script.h>
 
 #include <cstdio>
 #include <vector>
@@ -73,6 +74,28 @@ void smtl_grad_set_to_none(at::Tensor* tensor) {
   try {
     tensor->mutable_grad().reset();
   } catch (...) {
+  }
+}
+
+// ---- TorchScript export ----
+
+// Wraps the traced module saved at `traced_path` (one output tensor) as submodule `traced`
+// of a new module whose methods are compiled from TorchScript `source` (e.g. a forward that
+// splits the output into a tuple, which tch's tracer cannot return), and saves it to
+// `out_path`. Returns 0, or 1 with a message.
+int smtl_wrap_traced_module(const char* traced_path, const char* source, const char* out_path, char* error,
+                            size_t error_len) {
+  try {
+    torch::jit::Module traced = torch::jit::load(traced_path);
+    torch::jit::Module wrapper("SentenceMtl");
+    wrapper.register_module("traced", traced);
+    wrapper.define(source);
+    wrapper.eval();
+    wrapper.save(out_path);
+    return 0;
+  } catch (const std::exception& e) {
+    std::snprintf(error, error_len, "%s", e.what());
+    return 1;
   }
 }
 

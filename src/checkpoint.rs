@@ -19,7 +19,7 @@ use crate::model::config::BackboneConfig;
 use crate::model::pooling::Pooling;
 use crate::model::source::resolve_model_dir;
 use crate::model::tokenizer::{SentenceTokenizer, TOKENIZER_FILES};
-use crate::model::weights::{find_weight_file, load_into, read_weight_file};
+use crate::model::weights::{find_weight_file, load_into, read_weight_file, write_safetensors};
 use crate::model::MultiTaskModel;
 
 pub const SPEC_FILE: &str = "sentence_mtl.json";
@@ -91,6 +91,20 @@ pub struct LoadedModel {
     pub spec: ModelSpec,
     /// The folder the files came from (for copying tokenizer files into new checkpoints).
     pub dir: PathBuf,
+    /// Backbone tensors sentence embeddings do not use but the HF format has (BERT's
+    /// pooler): carried unchanged into checkpoints and exports, so transformers loads an
+    /// export without reporting newly initialised weights.
+    pub passthrough: Vec<(String, tch::Tensor)>,
+}
+
+/// Splits a load's unused tensors into the backbone's pass-through ones and the rest.
+fn passthrough(
+    unused: Vec<(String, tch::Tensor)>,
+    config: &BackboneConfig,
+) -> (Vec<(String, tch::Tensor)>, Vec<String>) {
+    let pooler = format!("{}.pooler.", config.model_type());
+    let (keep, other): (Vec<_>, Vec<_>) = unused.into_iter().partition(|(name, _)| name.starts_with(&pooler));
+    (keep, other.into_iter().map(|(name, _)| name).collect())
 }
 
 /// Loads a checkpoint folder, a HF model folder, or a hub id, onto `device`.
@@ -131,8 +145,9 @@ pub fn load(model: &str, device: Device, overrides: &SpecOverrides) -> Result<Lo
             SPEC_FILE
         );
     }
+    let (passthrough, unused) = passthrough(report.unused, &model.config);
     let stray_heads: Vec<&String> =
-        report.unused.iter().filter(|n| n.starts_with("heads.") || n.starts_with("projection.")).collect();
+        unused.iter().filter(|n| n.starts_with("heads.") || n.starts_with("projection.")).collect();
     if !stray_heads.is_empty() {
         bail!(
             "{} has tensors {} that {} does not describe (checkpoint heads do not match its tasks)",
@@ -141,7 +156,7 @@ pub fn load(model: &str, device: Device, overrides: &SpecOverrides) -> Result<Lo
             SPEC_FILE
         );
     }
-    Ok(LoadedModel { model, tokenizer, spec, dir })
+    Ok(LoadedModel { model, tokenizer, spec, dir, passthrough })
 }
 
 /// How `train` wants the model built: the run's tasks and encoder settings.
@@ -211,7 +226,8 @@ pub fn load_for_training(model: &str, device: Device, wanted: TrainingSpec) -> R
             not_new.iter().take(5).map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
         );
     }
-    Ok((LoadedModel { model: model_built, tokenizer, spec, dir }, report.missing))
+    let (passthrough, _) = passthrough(report.unused, &model_built.config);
+    Ok((LoadedModel { model: model_built, tokenizer, spec, dir, passthrough }, report.missing))
 }
 
 pub fn check_max_length(max_length: usize, config: &BackboneConfig) -> Result<()> {
@@ -312,31 +328,30 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
     serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON for this field", path.display()))
 }
 
-/// Writes a complete checkpoint into `target`, replacing any previous one atomically.
-/// `source_dir` is where `config.json` and the tokenizer files are copied from.
-pub fn save(target: &Path, model: &MultiTaskModel, spec: &ModelSpec, source_dir: &Path) -> Result<()> {
-    save_with(target, model, spec, source_dir, |_| Ok(()))
+/// Writes a complete checkpoint of `loaded` (with `spec`) into `target`, replacing any
+/// previous one atomically. `source_dir` is where `config.json` and the tokenizer files are
+/// copied from.
+pub fn save(target: &Path, loaded: &LoadedModel, spec: &ModelSpec, source_dir: &Path) -> Result<()> {
+    save_with(target, loaded, spec, source_dir, |_| Ok(()))
 }
 
 /// [`save`], with `extra` writing more files (e.g. training state) into the same folder
 /// before it is switched in.
 pub fn save_with(
     target: &Path,
-    model: &MultiTaskModel,
+    loaded: &LoadedModel,
     spec: &ModelSpec,
     source_dir: &Path,
     extra: impl FnOnce(&Path) -> Result<()>,
 ) -> Result<()> {
     atomic_write::replace_dir(target, |staging| {
-        let mut variables: Vec<(String, tch::Tensor)> = model
-            .vs
-            .variables()
-            .into_iter()
-            .map(|(name, t)| (name, t.detach().to_device(Device::Cpu).contiguous()))
+        let variables = loaded.model.vs.variables();
+        let tensors: Vec<(&str, &tch::Tensor)> = variables
+            .iter()
+            .chain(loaded.passthrough.iter().map(|(n, t)| (n, t)))
+            .map(|(n, t)| (n.as_str(), t))
             .collect();
-        variables.sort_by(|a, b| a.0.cmp(&b.0));
-        tch::Tensor::write_safetensors(&variables, staging.join(WEIGHTS_FILE))
-            .map_err(|e| anyhow::anyhow!("cannot write weights: {e}"))?;
+        write_safetensors(&staging.join(WEIGHTS_FILE), &tensors)?;
         std::fs::copy(source_dir.join("config.json"), staging.join("config.json"))
             .with_context(|| format!("cannot copy config.json from {}", source_dir.display()))?;
         for file in TOKENIZER_FILES {

@@ -28,6 +28,8 @@ pub enum Command {
     Predict(PredictArgs),
     /// Accuracy, F1 and confusion matrices per task on labelled CSVs
     Eval(EvalArgs),
+    /// Write a checkpoint for sentence-transformers, transformers or TorchScript
+    Export(ExportArgs),
 }
 
 /// Where the model comes from and where it runs; shared by every command.
@@ -295,6 +297,11 @@ pub struct PredictArgs {
     /// [default: from --output's extension, else jsonl]
     #[arg(long, value_name = "FORMAT")]
     pub format: Option<String>,
+
+    /// Also give every class's probability and logit (JSONL fields `probabilities` and
+    /// `logits`; CSV columns `probability:<label>` and `logit:<label>`)
+    #[arg(long)]
+    pub all_scores: bool,
 }
 
 #[derive(Debug, Args)]
@@ -327,4 +334,28 @@ pub struct EvalArgs {
     /// rows out, counted in the report)
     #[arg(long, default_value = "error", value_name = "error|skip")]
     pub unknown_labels: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The checkpoint to export (a run's best/ or last/)
+    #[arg(short, long, value_name = "DIR")]
+    pub model: String,
+
+    /// sentence-transformers (a folder SentenceTransformer loads), hf (transformers backbone
+    /// + heads.safetensors + tasks.json) or torchscript (model.pt for torch.jit.load and tch)
+    #[arg(short, long, value_name = "FORMAT")]
+    pub format: String,
+
+    /// Folder to write; must not exist or be empty, unless --force
+    #[arg(short, long, value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// Replace a non-empty --out folder
+    #[arg(long)]
+    pub force: bool,
+
+    /// No informational messages on stderr
+    #[arg(short, long)]
+    pub quiet: bool,
 }

@@ -45,6 +45,18 @@ pub fn embed(loaded: &LoadedModel, texts: &[String], batch_size: usize, progress
     run_batches(loaded, texts, batch_size, progress, |ids, mask| loaded.model.encoder.embed(ids, mask))
 }
 
+/// Logits `[n, n_classes]` of one task's head.
+pub fn class_logits(
+    loaded: &LoadedModel,
+    task: &str,
+    texts: &[String],
+    batch_size: usize,
+    progress: &Progress,
+) -> Result<Tensor> {
+    loaded.spec.task(task)?;
+    run_batches(loaded, texts, batch_size, progress, |ids, mask| loaded.model.logits_t(task, ids, mask, false))
+}
+
 /// Class probabilities `[n, n_classes]` of one task.
 pub fn class_probabilities(
     loaded: &LoadedModel,
@@ -53,8 +65,5 @@ pub fn class_probabilities(
     batch_size: usize,
     progress: &Progress,
 ) -> Result<Tensor> {
-    loaded.spec.task(task)?;
-    run_batches(loaded, texts, batch_size, progress, |ids, mask| {
-        Ok(loaded.model.logits_t(task, ids, mask, false)?.softmax(-1, Kind::Float))
-    })
+    Ok(class_logits(loaded, task, texts, batch_size, progress)?.softmax(-1, Kind::Float))
 }

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod commands;
 pub mod data;
 pub mod device;
+pub mod export;
 pub mod inference;
 pub mod metrics;
 pub mod model;

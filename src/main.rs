@@ -14,6 +14,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(args) => commands::train::run(args),
         Command::Predict(args) => commands::predict::run(args),
         Command::Eval(args) => commands::eval::run(args),
+        Command::Export(args) => commands::export::run(args),
     }
 }
 

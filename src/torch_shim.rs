@@ -22,6 +22,13 @@ extern "C" {
         error_len: usize,
     ) -> i32;
     fn smtl_grad_set_to_none(tensor: *mut torch_sys::C_tensor);
+    fn smtl_wrap_traced_module(
+        traced_path: *const libc::c_char,
+        source: *const libc::c_char,
+        out_path: *const libc::c_char,
+        error: *mut libc::c_char,
+        error_len: usize,
+    ) -> i32;
 }
 
 /// Runs `f` with CUDA autocast enabled in bf16, restoring the previous state afterwards.
@@ -86,7 +93,7 @@ pub fn fused_adamw(tensors: AdamwTensors, step: &mut Tensor, hyper: &AdamwHyper)
     if rc != 0 {
         // SAFETY: the C++ side wrote a NUL-terminated message into the buffer.
         let message = unsafe { std::ffi::CStr::from_ptr(error.as_ptr()) }.to_string_lossy();
-        bail!("AdamW step failed: {}", message.lines().next().unwrap_or(""));
+        bail!("AdamW step failed: {}", message.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or(""));
     }
     Ok(())
 }
@@ -95,4 +102,28 @@ pub fn fused_adamw(tensors: AdamwTensors, step: &mut Tensor, hyper: &AdamwHyper)
 pub fn grad_set_to_none(tensor: &mut Tensor) {
     // SAFETY: a live tch tensor handle; the C++ side catches all exceptions.
     unsafe { smtl_grad_set_to_none(tensor.as_mut_ptr()) }
+}
+
+/// Saves to `out` a TorchScript module holding the traced module at `traced` as submodule
+/// `traced`, with methods compiled from TorchScript `source`.
+pub fn wrap_traced_module(traced: &std::path::Path, source: &str, out: &std::path::Path) -> Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let traced = CString::new(traced.as_os_str().as_bytes())?;
+    let out = CString::new(out.as_os_str().as_bytes())?;
+    let source = CString::new(source)?;
+    let mut error = vec![0 as libc::c_char; 2048];
+    // SAFETY: valid NUL-terminated strings and a writable buffer; exceptions are caught in C++.
+    let rc = unsafe {
+        smtl_wrap_traced_module(traced.as_ptr(), source.as_ptr(), out.as_ptr(), error.as_mut_ptr(), error.len())
+    };
+    if rc != 0 {
+        // SAFETY: the C++ side wrote a NUL-terminated message.
+        let message = unsafe { std::ffi::CStr::from_ptr(error.as_ptr()) }.to_string_lossy();
+        bail!(
+            "cannot build the TorchScript module: {}",
+            message.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("")
+        );
+    }
+    Ok(())
 }

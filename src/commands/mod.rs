@@ -2,5 +2,6 @@
 
 pub mod encode;
 pub mod eval;
+pub mod export;
 pub mod predict;
 pub mod train;

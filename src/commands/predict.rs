@@ -1,12 +1,13 @@
 //! `sentence-mtl predict`: label sentences with one task's head.
 
 use anyhow::Result;
+use tch::Kind;
 
 use crate::checkpoint::SpecOverrides;
 use crate::cli::PredictArgs;
 use crate::commands::encode::open_model;
 use crate::data::sentences::read_sentences;
-use crate::inference::class_probabilities;
+use crate::inference::class_logits;
 use crate::output::predictions::{write_predictions, Prediction, PredictionFormat};
 use crate::output::write_output;
 
@@ -16,14 +17,22 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     let overrides = SpecOverrides { max_length: args.model.max_length, ..Default::default() };
     let (loaded, progress) = open_model(&args.model, &overrides)?;
     let task = loaded.spec.task(&args.task)?.clone();
-    let probabilities = class_probabilities(&loaded, &task.name, &sentences, args.model.batch_size, &progress)?;
+    let logits = class_logits(&loaded, &task.name, &sentences, args.model.batch_size, &progress)?;
+    let probabilities = logits.softmax(-1, Kind::Float);
     let (best_probability, best_class) = probabilities.max_dim(-1, false);
     let best_probability = Vec::<f32>::try_from(best_probability)?;
     let best_class = Vec::<i64>::try_from(best_class)?;
+    let all: Option<(Vec<Vec<f32>>, Vec<Vec<f32>>)> =
+        if args.all_scores { Some((Vec::try_from(&probabilities)?, Vec::try_from(&logits)?)) } else { None };
     let rows: Vec<Prediction> = sentences
         .iter()
-        .zip(best_class.iter().zip(&best_probability))
-        .map(|(text, (&class, &probability))| Prediction { text, label: &task.labels[class as usize], probability })
+        .enumerate()
+        .map(|(i, text)| Prediction {
+            text,
+            label: &task.labels[best_class[i] as usize],
+            probability: best_probability[i],
+            scores: all.as_ref().map(|(p, z)| p[i].iter().copied().zip(z[i].iter().copied()).collect()),
+        })
         .collect();
-    write_output(args.output.as_deref(), false, |out| write_predictions(out, format, &rows))
+    write_output(args.output.as_deref(), false, |out| write_predictions(out, format, &task.labels, &rows))
 }

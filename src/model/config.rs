@@ -71,6 +71,13 @@ impl BackboneConfig {
         }
     }
 
+    pub fn vocab_size(&self) -> i64 {
+        match self {
+            Self::DistilBert(c) => c.vocab_size,
+            Self::Bert(c) => c.vocab_size,
+        }
+    }
+
     pub fn max_position_embeddings(&self) -> i64 {
         match self {
             Self::DistilBert(c) => c.max_position_embeddings,

@@ -46,6 +46,54 @@ pub fn read_weight_file(path: &Path) -> Result<BTreeMap<String, Tensor>> {
     Ok(tensors.into_iter().collect())
 }
 
+/// Writes tensors as safetensors with the `{"format": "pt"}` header that transformers and
+/// sentence-transformers require (tch's own writer leaves the header out). Tensors may be
+/// on any device; names are written in sorted order.
+pub fn write_safetensors<S: AsRef<str>>(path: &Path, tensors: &[(S, &Tensor)]) -> Result<()> {
+    struct Bytes {
+        dtype: safetensors::Dtype,
+        shape: Vec<usize>,
+        data: Vec<u8>,
+    }
+    impl safetensors::View for Bytes {
+        fn dtype(&self) -> safetensors::Dtype {
+            self.dtype
+        }
+        fn shape(&self) -> &[usize] {
+            &self.shape
+        }
+        fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+            std::borrow::Cow::Borrowed(&self.data)
+        }
+        fn data_len(&self) -> usize {
+            self.data.len()
+        }
+    }
+    let mut views = Vec::with_capacity(tensors.len());
+    for (name, tensor) in tensors {
+        let tensor = tensor.detach().to_device(tch::Device::Cpu).contiguous();
+        let dtype = match tensor.kind() {
+            tch::Kind::Float => safetensors::Dtype::F32,
+            tch::Kind::Double => safetensors::Dtype::F64,
+            tch::Kind::Half => safetensors::Dtype::F16,
+            tch::Kind::BFloat16 => safetensors::Dtype::BF16,
+            tch::Kind::Int64 => safetensors::Dtype::I64,
+            tch::Kind::Int => safetensors::Dtype::I32,
+            other => bail!("tensor {} has kind {other:?}, which is not saved", name.as_ref()),
+        };
+        let numel = tensor.numel();
+        let mut data = vec![0u8; numel * tensor.kind().elt_size_in_bytes()];
+        tensor
+            .f_copy_data_u8(&mut data, numel)
+            .map_err(|e| anyhow::anyhow!("cannot read tensor {}: {e}", name.as_ref()))?;
+        let shape = tensor.size().iter().map(|&d| d as usize).collect();
+        views.push((name.as_ref().to_string(), Bytes { dtype, shape, data }));
+    }
+    let metadata = Some(std::collections::HashMap::from([("format".to_string(), "pt".to_string())]));
+    safetensors::tensor::serialize_to_file(views, &metadata, path)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e:?}", path.display()))
+}
+
 /// Maps a HF tensor name onto the store's naming for a backbone whose prefix is `prefix`
 /// (`distilbert` or `bert`): bare `AutoModel` saves lack the prefix, and old BERT files
 /// name LayerNorm parameters `gamma`/`beta`.
@@ -64,7 +112,8 @@ pub fn canonical_name(name: &str, prefix: &str) -> String {
 pub struct LoadReport {
     pub loaded: usize,
     pub missing: Vec<String>,
-    pub unused: Vec<String>,
+    /// File tensors with no variable of their (canonical) name, e.g. BERT's pooler.
+    pub unused: Vec<(String, Tensor)>,
 }
 
 /// Copies the file's tensors into the store's variables of the same (canonical) name.
@@ -78,7 +127,7 @@ pub fn load_into(vs: &VarStore, file: &Path, tensors: BTreeMap<String, Tensor>, 
     for (name, source) in tensors {
         let canonical = canonical_name(&name, prefix);
         let Some(target) = variables.get_mut(&canonical) else {
-            report.unused.push(name);
+            report.unused.push((canonical, source));
             continue;
         };
         if target.size() != source.size() {
@@ -124,6 +173,21 @@ mod tests {
     }
 
     #[test]
+    fn written_files_carry_the_pt_format_header_and_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.safetensors");
+        let a = Tensor::from_slice(&[1.5f32, -2.0, 3.25, 0.0]).view([2, 2]);
+        let b = Tensor::from_slice(&[7i64]);
+        write_safetensors(&path, &[("a", &a), ("b", &b)]).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        let header = std::str::from_utf8(&bytes[8..8 + header_len]).unwrap();
+        assert!(header.contains(r#""__metadata__":{"format":"pt"}"#), "{header}");
+        let back = read_weight_file(&path).unwrap();
+        assert!(back["a"].equal(&a) && back["b"].equal(&b));
+    }
+
+    #[test]
     fn refuses_pickle() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("pytorch_model.bin"), b"not loaded").unwrap();
@@ -138,7 +202,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("model.safetensors");
         let t = Tensor::from_slice(&[1.0f32, 2.0, 3.0]);
-        Tensor::write_safetensors(&[("a", &t)], &path).unwrap();
+        write_safetensors(&path, &[("a", &t)]).unwrap();
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() - 4]).unwrap();
         let err = format!("{:#}", read_weight_file(&path).unwrap_err());
@@ -159,7 +223,8 @@ mod tests {
         let report = load_into(&vs, file, tensors, "bert").unwrap();
         assert_eq!(report.loaded, 1);
         assert_eq!(report.missing, vec!["heads.b".to_string()]);
-        assert_eq!(report.unused, vec!["pooler.dense.weight".to_string()]);
+        let unused: Vec<&str> = report.unused.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(unused, vec!["bert.pooler.dense.weight"]);
         assert_eq!(Vec::<f32>::try_from(&vs.variables()["bert.embeddings.w"]).unwrap(), vec![1.0, 2.0]);
 
         let wrong = BTreeMap::from([("embeddings.w".to_string(), Tensor::from_slice(&[1.0f32, 2.0, 3.0]))]);

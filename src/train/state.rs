@@ -6,9 +6,10 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use tch::{Device, Tensor};
+use tch::Tensor;
 
 use crate::data::sampler::TaskSampler;
+use crate::model::weights::write_safetensors;
 
 use super::evaluate::Evaluation;
 use super::optimizer::AdamW;
@@ -56,13 +57,9 @@ impl TrainerState {
     /// Writes the state files into a checkpoint folder being built.
     pub fn write(&self, folder: &Path, optimizer: &AdamW) -> Result<()> {
         std::fs::write(folder.join(STATE_FILE), serde_json::to_string(self)? + "\n")?;
-        let tensors: Vec<(String, Tensor)> = optimizer
-            .state_tensors()
-            .into_iter()
-            .map(|(name, t)| (name, t.to_device(Device::Cpu).contiguous()))
-            .collect();
-        Tensor::write_safetensors(&tensors, folder.join(OPTIMIZER_FILE))
-            .map_err(|e| anyhow::anyhow!("cannot write optimizer state: {e}"))
+        let tensors = optimizer.state_tensors();
+        let refs: Vec<(&str, &Tensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        write_safetensors(&folder.join(OPTIMIZER_FILE), &refs).context("cannot write optimizer state")
     }
 
     /// Reads the state of a resumable checkpoint and restores the optimizer from it.

@@ -252,8 +252,8 @@ fn run_loop(
             print_evaluation(e, &ProgressBar::hidden(), options.quiet);
         }
         let spec = spec_with(&loaded, settings, evaluation.as_ref());
-        checkpoint::save(&run.last(), &loaded.model, &spec, &loaded.dir)?;
-        checkpoint::save(&run.best(), &loaded.model, &spec, &loaded.dir)?;
+        checkpoint::save(&run.last(), &loaded, &spec, &loaded.dir)?;
+        checkpoint::save(&run.best(), &loaded, &spec, &loaded.dir)?;
         return Ok(TrainOutcome {
             model: loaded,
             run,
@@ -310,7 +310,7 @@ fn run_loop(
     };
     let save_last = |state: &TrainerState, optimizer: &AdamW, evaluation: Option<&Evaluation>| -> Result<()> {
         let spec = spec_with(&loaded, settings, evaluation);
-        checkpoint::save_with(&run.last(), &loaded.model, &spec, &source_dir, |folder| state.write(folder, optimizer))
+        checkpoint::save_with(&run.last(), &loaded, &spec, &source_dir, |folder| state.write(folder, optimizer))
     };
     let progress = Progress::new(options.quiet);
     let pad_id = loaded.tokenizer.pad_id();
@@ -415,7 +415,7 @@ fn run_loop(
             }
             if improved {
                 let spec = spec_with(&loaded, settings, evaluation.as_ref());
-                checkpoint::save(&run.best(), &loaded.model, &spec, &source_dir)?;
+                checkpoint::save(&run.best(), &loaded, &spec, &source_dir)?;
                 state.best = evaluation.clone();
                 state.evals_without_improvement = 0;
             } else if evaluation.is_some() {
@@ -461,7 +461,7 @@ fn run_loop(
     if state.best.is_none() {
         // No dev set: the final weights are the best we know.
         let spec = spec_with(&loaded, settings, None);
-        checkpoint::save(&run.best(), &loaded.model, &spec, &source_dir)?;
+        checkpoint::save(&run.best(), &loaded, &spec, &source_dir)?;
         say("no dev sets: best/ holds the final weights, as last/ does");
     }
     Ok(TrainOutcome {

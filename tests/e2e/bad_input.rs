@@ -40,7 +40,9 @@ impl Corpus {
     }
 
     fn file(&self, name: &str, bytes: &[u8]) -> String {
-        std::fs::write(self.dir.path().join(name), bytes).unwrap();
+        let path = self.dir.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, bytes).unwrap();
         self.path(name)
     }
 
@@ -455,6 +457,34 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         "--resume of a folder that is no run",
         &["train", "--resume", &c.path("nowhere")],
         error("is not a sentence-mtl run directory (no settings.json)"),
+    );
+
+    // ---- export ------------------------------------------------------------------------
+    c.add(
+        "export",
+        "unknown export format",
+        &["export", "-m", &ck, "--format", "onnx", "--out", &c.path("x")],
+        error("unknown --format 'onnx' (expected sentence-transformers, hf or torchscript)"),
+    );
+    c.add(
+        "export",
+        "a model folder that is not a checkpoint",
+        &["export", "-m", &m, "--format", "hf", "--out", &c.path("x")],
+        error("is not a sentence-mtl checkpoint (no sentence_mtl.json)"),
+    );
+    c.add(
+        "export",
+        "a run directory instead of its checkpoint",
+        &["export", "-m", &checkpoint_run.to_string_lossy(), "--format", "hf", "--out", &c.path("x")],
+        error("is a run directory; export one of its checkpoints, e.g. --model"),
+    );
+    let taken = c.file("taken/mine.txt", b"keep");
+    let taken = Path::new(&taken).parent().unwrap().to_string_lossy().into_owned();
+    c.add(
+        "export",
+        "--out folder exists and is not empty",
+        &["export", "-m", &ck, "--format", "hf", "--out", &taken],
+        error("exists and is not empty; pass --force to replace it"),
     );
 
     // ---- training ----------------------------------------------------------------------

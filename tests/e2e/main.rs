@@ -5,6 +5,7 @@ mod bad_input;
 mod common;
 mod encode;
 mod eval;
+mod export;
 mod hub;
 mod parity;
 mod resilience;

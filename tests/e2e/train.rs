@@ -154,6 +154,10 @@ fn same_seed_gives_identical_weights() {
 /// Which variables each --freeze mode must leave untouched, written independently of the
 /// implementation (tiny-bert has 3 blocks).
 fn frozen_by(mode: &str, name: &str) -> bool {
+    // BERT's pooler is carried through checkpoints unchanged; sentence features never use it.
+    if name.starts_with("bert.pooler.") {
+        return true;
+    }
     let block = |i: usize| name.starts_with(&format!("bert.encoder.layer.{i}."));
     match mode {
         "none" => false,

@@ -1,0 +1,31 @@
+//! `sentence-mtl export`: a checkpoint for sentence-transformers, transformers or TorchScript.
+
+use std::path::Path;
+
+use anyhow::{bail, Result};
+use tch::Device;
+
+use crate::checkpoint::{self, SpecOverrides, SPEC_FILE};
+use crate::cli::ExportArgs;
+use crate::export::{export, ExportFormat};
+
+pub fn run(args: &ExportArgs) -> Result<()> {
+    let format: ExportFormat = args.format.parse()?;
+    let dir = Path::new(&args.model);
+    if !dir.join(SPEC_FILE).is_file() {
+        if dir.join("best").join(SPEC_FILE).is_file() {
+            bail!(
+                "{} is a run directory; export one of its checkpoints, e.g. --model {}",
+                dir.display(),
+                dir.join("best").display()
+            );
+        }
+        bail!("{} is not a sentence-mtl checkpoint (no {SPEC_FILE}); export reads the best/ or last/ folder that `sentence-mtl train` writes", dir.display());
+    }
+    let loaded = checkpoint::load(&args.model, Device::Cpu, &SpecOverrides::default())?;
+    export(&loaded, format, &args.out, args.force)?;
+    if !args.quiet {
+        eprintln!("exported {} as {} into {} (see its README.md)", args.model, format.name(), args.out.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,134 @@
+//! `sentence-mtl export`: checkpoints in formats the Python ecosystem loads.
+//!
+//! - `sentence-transformers`: a folder `SentenceTransformer(DIR)` loads
+//! - `hf`: the backbone as a transformers model folder, plus heads and tasks.json
+//! - `torchscript`: a traced module for `torch.jit.load` and `tch::CModule`
+//!
+//! Every export gets a README.md model card; folders are written aside and swapped in.
+
+mod hf;
+mod model_card;
+mod sentence_transformers;
+mod torchscript;
+pub mod traced_forward;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::str::FromStr;
+
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+use tch::{Device, Tensor};
+
+use crate::atomic_write;
+use crate::checkpoint::LoadedModel;
+use crate::model::tokenizer::TOKENIZER_FILES;
+use crate::model::weights::write_safetensors;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    SentenceTransformers,
+    Hf,
+    TorchScript,
+}
+
+impl FromStr for ExportFormat {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "sentence-transformers" | "st" => Self::SentenceTransformers,
+            "hf" | "transformers" => Self::Hf,
+            "torchscript" => Self::TorchScript,
+            other => bail!("unknown --format '{other}' (expected sentence-transformers, hf or torchscript)"),
+        })
+    }
+}
+
+impl ExportFormat {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::SentenceTransformers => "sentence-transformers",
+            Self::Hf => "hf",
+            Self::TorchScript => "torchscript",
+        }
+    }
+}
+
+/// Writes `loaded` in `format` into `out`. A non-empty `out` is refused unless `force`;
+/// the new folder replaces the old one in one step.
+pub fn export(loaded: &LoadedModel, format: ExportFormat, out: &Path, force: bool) -> Result<()> {
+    if out.exists() {
+        if !out.is_dir() {
+            bail!("--out {} exists and is not a folder", out.display());
+        }
+        let non_empty = std::fs::read_dir(out)?.next().is_some();
+        if non_empty && !force {
+            bail!("--out {} exists and is not empty; pass --force to replace it", out.display());
+        }
+    }
+    atomic_write::replace_dir(out, |folder| {
+        match format {
+            ExportFormat::SentenceTransformers => sentence_transformers::write(loaded, folder)?,
+            ExportFormat::Hf => hf::write(loaded, folder)?,
+            ExportFormat::TorchScript => torchscript::write(loaded, folder)?,
+        }
+        let card = model_card::render(loaded, format);
+        std::fs::write(folder.join("README.md"), card)?;
+        Ok(())
+    })
+}
+
+/// All variables, on the CPU, by name.
+fn variables(loaded: &LoadedModel) -> HashMap<String, Tensor> {
+    loaded
+        .model
+        .vs
+        .variables()
+        .into_iter()
+        .map(|(name, t)| (name, t.detach().to_device(Device::Cpu).contiguous()))
+        .collect()
+}
+
+/// The backbone's tensors under the names of a bare transformers model (no `bert.` or
+/// `distilbert.` prefix), as `AutoModel.save_pretrained` writes them.
+fn write_backbone(loaded: &LoadedModel, folder: &Path) -> Result<()> {
+    let prefix = format!("{}.", loaded.model.config.model_type());
+    let mut tensors: Vec<(String, Tensor)> = variables(loaded)
+        .into_iter()
+        .chain(loaded.passthrough.iter().map(|(n, t)| (n.clone(), t.shallow_clone())))
+        .filter_map(|(name, t)| name.strip_prefix(&prefix).map(|bare| (bare.to_string(), t)))
+        .collect();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let refs: Vec<(&str, &Tensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    write_safetensors(&folder.join("model.safetensors"), &refs)?;
+    copy_model_files(loaded, folder)
+}
+
+/// `config.json` and the tokenizer files of the checkpoint.
+fn copy_model_files(loaded: &LoadedModel, folder: &Path) -> Result<()> {
+    for file in std::iter::once(&"config.json").chain(TOKENIZER_FILES) {
+        let from = loaded.dir.join(file);
+        if from.is_file() {
+            std::fs::copy(&from, folder.join(file)).with_context(|| format!("cannot copy {}", from.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// `tasks.json`: how to turn the backbone's hidden states into embeddings and task logits.
+fn tasks_json(loaded: &LoadedModel, outputs: Option<Vec<String>>) -> serde_json::Value {
+    let spec = &loaded.spec;
+    let mut value = json!({
+        "format": "sentence-mtl export 1",
+        "model_type": spec.model_type,
+        "pooling": spec.pooling,
+        "projection_dim": spec.projection_dim,
+        "normalize": spec.normalize,
+        "max_length": spec.max_length,
+        "tasks": spec.tasks.iter().map(|t| json!({"name": t.name, "labels": t.labels})).collect::<Vec<_>>(),
+    });
+    if let Some(outputs) = outputs {
+        value["outputs"] = json!(outputs);
+    }
+    value
+}

@@ -1,0 +1,145 @@
+//! The README.md model card of an export: what the model is, what it was trained on, how
+//! well it did, and how to load it.
+
+use crate::checkpoint::LoadedModel;
+use crate::model::pooling::Pooling;
+
+use super::ExportFormat;
+
+/// The Python that rebuilds the classifier of an `hf` export (tested as written).
+pub fn hf_python(loaded: &LoadedModel) -> String {
+    let pooling = match loaded.spec.pooling {
+        Pooling::Mean => "x = (h * m).sum(1) / m.sum(1).clamp(min=1e-9)  # mean pooling",
+        Pooling::Cls => "x = h[:, 0]  # [CLS] pooling",
+        Pooling::Max => "x = h.masked_fill(m == 0, -1e9).max(1).values  # max pooling",
+    };
+    let projection = if loaded.spec.projection_dim.is_some() {
+        "    x = x @ w[\"projection.weight\"].T + w[\"projection.bias\"]\n"
+    } else {
+        ""
+    };
+    format!(
+        r#"import json, torch
+from safetensors.torch import load_file
+from transformers import AutoModel, AutoTokenizer
+d = "."  # this folder
+spec, w = json.load(open(f"{{d}}/tasks.json")), load_file(f"{{d}}/heads.safetensors")
+tok, enc = AutoTokenizer.from_pretrained(d), AutoModel.from_pretrained(d).eval()
+@torch.no_grad()
+def logits(texts, task):
+    b = tok(texts, padding=True, truncation=True, max_length=spec["max_length"], return_tensors="pt")
+    h = enc(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).last_hidden_state
+    m = b["attention_mask"].unsqueeze(-1).to(h.dtype)
+    {pooling}
+{projection}    return x @ w[f"heads.{{task}}.weight"].T + w[f"heads.{{task}}.bias"]
+"#
+    )
+}
+
+/// BERT's pooler is not used for sentence features; without the base model's pooler weights
+/// transformers reports it as newly initialised.
+fn pooler_note(loaded: &LoadedModel) -> &'static str {
+    if loaded.model.config.model_type() == "bert" && loaded.passthrough.is_empty() {
+        " transformers will report `pooler.dense.*` as newly initialised: the base model had no pooler weights, and sentence features do not use the pooler, so the message can be ignored."
+    } else {
+        ""
+    }
+}
+
+fn usage(loaded: &LoadedModel, format: ExportFormat) -> String {
+    let first_task = loaded.spec.tasks.first().map(|t| t.name.as_str()).unwrap_or("TASK");
+    match format {
+        ExportFormat::SentenceTransformers => format!(
+            "```python\nfrom sentence_transformers import SentenceTransformer\nmodel = SentenceTransformer(\".\")  # this folder\nembeddings = model.encode([\"A first sentence.\", \"Another one.\"])\n```\n\nThe embeddings equal `sentence-mtl encode --model` on the checkpoint (pooling, projection as a Dense module, normalisation {}). Task heads are not part of a sentence-transformers model; use the `hf` or `torchscript` export for them.\n",
+            if loaded.spec.normalize { "on" } else { "off" }
+        ),
+        ExportFormat::Hf => format!(
+            "The backbone loads with transformers' `AutoModel`; these lines rebuild the classifier around it from `heads.safetensors` and `tasks.json`:\n\n```python\n{}```\n\nThen `logits([\"a sentence\"], \"{first_task}\").softmax(-1)` gives the class probabilities, in the order of the task's `labels` in `tasks.json`.{}\n",
+            hf_python(loaded),
+            pooler_note(loaded)
+        ),
+        ExportFormat::TorchScript => format!(
+            "`model.pt` maps `input_ids` and `attention_mask` (int64, `[batch, seq]`, any size) to the tuple listed under `outputs` in `tasks.json`: the sentence embedding, then each task's logits.\n\n```python\nimport torch\nfrom transformers import AutoTokenizer\ntok, model = AutoTokenizer.from_pretrained(\".\"), torch.jit.load(\"model.pt\")\nb = tok([\"A sentence.\"], padding=True, truncation=True, max_length={}, return_tensors=\"pt\")\nembedding, *logits = model(b[\"input_ids\"], b[\"attention_mask\"])\n```\n\nIn Rust: `tch::CModule::load(\"model.pt\")?.forward_is(&[IValue::Tensor(ids), IValue::Tensor(mask)])?` returns the same tuple.\n",
+            loaded.spec.max_length
+        ),
+    }
+}
+
+pub fn render(loaded: &LoadedModel, format: ExportFormat) -> String {
+    let spec = &loaded.spec;
+    let config = &loaded.model.config;
+    let mut card = format!(
+        "# sentence-mtl export ({})\n\nExported by sentence-mtl {} from `{}`.\n\n## Model\n\n- backbone: {} ({} layers, hidden size {}), from `{}`\n- pooling: {}; projection: {}; L2-normalised embeddings: {}; max length: {} tokens\n",
+        format.name(),
+        env!("CARGO_PKG_VERSION"),
+        loaded.dir.display(),
+        config.model_type(),
+        config.num_layers(),
+        config.hidden_size(),
+        spec.base_model,
+        spec.pooling,
+        spec.projection_dim.map(|d| format!("Linear({} -> {d})", config.hidden_size())).unwrap_or_else(|| "none".into()),
+        if spec.normalize { "yes" } else { "no" },
+        spec.max_length,
+    );
+    card.push_str("\n## Tasks\n\n| task | labels (class id order) |\n|---|---|\n");
+    for task in &spec.tasks {
+        card.push_str(&format!("| {} | {} |\n", task.name, task.labels.join(", ")));
+    }
+    if let Some(training) = &spec.training {
+        card.push_str("\n## Training\n\n");
+        if let Some(tasks) = training["tasks"].as_array() {
+            for task in tasks {
+                card.push_str(&format!(
+                    "- {}: trained on `{}`{}\n",
+                    task["name"].as_str().unwrap_or("?"),
+                    task["train"].as_str().unwrap_or("?"),
+                    task["dev"].as_str().map(|d| format!(", selected on `{d}`")).unwrap_or_default()
+                ));
+            }
+        }
+        let setting = |key: &str| training[key].to_string();
+        card.push_str(&format!(
+            "- learning rates: backbone {} (layer decay {}), projection {}, heads {}; batch {}; epochs {}; max steps {}; freeze {}; seed {}\n",
+            setting("lr_backbone"),
+            setting("layer_decay"),
+            setting("lr_projection"),
+            setting("lr_heads"),
+            setting("batch_size"),
+            setting("epochs"),
+            setting("max_steps"),
+            setting("freeze"),
+            setting("seed"),
+        ));
+        let settings_file = loaded.dir.parent().map(|run| run.join("settings.json"));
+        let command = settings_file
+            .and_then(|f| std::fs::read_to_string(f).ok())
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| {
+                v["command_line"].as_array().map(|a| a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(" "))
+            });
+        match command {
+            Some(command) if !command.is_empty() => card.push_str(&format!("- command: `{command}`\n")),
+            _ => card.push_str("- command: not recorded\n"),
+        }
+    }
+    if let Some(metrics) = &spec.metrics {
+        card.push_str(&format!(
+            "\n## Dev metrics (step {}, when this checkpoint was saved)\n\n| task | accuracy | macro-F1 | examples |\n|---|---:|---:|---:|\n",
+            metrics["step"]
+        ));
+        if let Some(tasks) = metrics["tasks"].as_object() {
+            for (name, score) in tasks {
+                card.push_str(&format!(
+                    "| {name} | {:.4} | {:.4} | {} |\n",
+                    score["accuracy"].as_f64().unwrap_or(f64::NAN),
+                    score["macro_f1"].as_f64().unwrap_or(f64::NAN),
+                    score["examples"]
+                ));
+            }
+        }
+    }
+    card.push_str("\n## Usage\n\n");
+    card.push_str(&usage(loaded, format));
+    card
+}

@@ -1,0 +1,68 @@
+//! A TorchScript module (`model.pt`) traced with tch's `CModule::create_by_tracing` over a
+//! shape-agnostic forward: `forward(input_ids, attention_mask)` returns
+//! `(embedding, logits of task 1, logits of task 2, ...)` for any batch size and length.
+//!
+//! tch's tracer saves only single-output methods, so the trace returns all outputs side by
+//! side in one `[batch, dim + classes...]` tensor, and a small compiled TorchScript forward
+//! around it splits that into the tuple.
+
+use std::path::Path;
+
+use anyhow::{anyhow, Result};
+use tch::{CModule, Device, Kind, Tensor};
+
+use super::traced_forward::TracedModel;
+use super::{copy_model_files, tasks_json, variables};
+use crate::checkpoint::LoadedModel;
+
+pub fn write(loaded: &LoadedModel, folder: &Path) -> Result<()> {
+    let weights = variables(loaded);
+    for t in weights.values() {
+        // Constants in the traced graph must not require gradients.
+        let _ = t.set_requires_grad(false);
+    }
+    let model = TracedModel { weights: &weights, config: &loaded.model.config, spec: &loaded.spec };
+    // An example batch; the trace generalises to other shapes (see traced_forward.rs).
+    let ids = Tensor::from_slice(&[101i64, 2023, 2003, 102, 0, 101, 7592, 2088, 2003, 102]).view([2, 5]);
+    let ids = ids.clamp_max(loaded.model.config.vocab_size() - 1);
+    let mask = Tensor::from_slice(&[1i64, 1, 1, 1, 0, 1, 1, 1, 1, 1]).view([2, 5]);
+    let mut failure = None;
+    let mut widths = Vec::new();
+    let mut forward = |inputs: &[Tensor]| match model.forward(&inputs[0], &inputs[1]) {
+        Ok(outputs) => {
+            widths = outputs.iter().map(|o| o.size()[1]).collect();
+            vec![Tensor::cat(&outputs, 1)]
+        }
+        Err(e) => {
+            failure = Some(e);
+            vec![Tensor::zeros([1], (Kind::Float, Device::Cpu))]
+        }
+    };
+    let module = tch::no_grad(|| CModule::create_by_tracing("TracedForward", "forward", &[ids, mask], &mut forward))
+        .map_err(|e| anyhow!("tracing failed: {e}"))?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let traced_path = folder.join("traced.pt.tmp");
+    module.save(&traced_path).map_err(|e| anyhow!("cannot save the traced module: {e}"))?;
+    let mut start = 0;
+    let mut slices = Vec::new();
+    for width in &widths {
+        slices.push(format!("out[:, {start}:{}]", start + width));
+        start += width;
+    }
+    let source = format!(
+        "def forward(self, input_ids, attention_mask):\n    out = self.traced.forward(input_ids, attention_mask)\n    return ({},)\n",
+        slices.join(", ")
+    );
+    crate::torch_shim::wrap_traced_module(&traced_path, &source, &folder.join("model.pt"))?;
+    std::fs::remove_file(&traced_path)?;
+    copy_model_files(loaded, folder)?;
+    let mut outputs = vec!["embedding".to_string()];
+    outputs.extend(loaded.spec.tasks.iter().map(|t| format!("logits:{}", t.name)));
+    std::fs::write(
+        folder.join("tasks.json"),
+        serde_json::to_string_pretty(&tasks_json(loaded, Some(outputs)))? + "\n",
+    )?;
+    Ok(())
+}

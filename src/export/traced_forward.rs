@@ -1,0 +1,165 @@
+//! A shape-agnostic forward pass for TorchScript tracing.
+//!
+//! tch's tracer records tensor operations but not Rust-side shape arithmetic, so a module
+//! traced through rust-bert bakes the example's batch size and sequence length into the graph
+//! (checked: traced at [2, 8], it fails at [3, 12]). This file computes the same function
+//! (embeddings, encoder blocks, pooling, projection, normalisation, task heads) with
+//! operations whose shapes follow the inputs: position ids from a cumulative sum, heads split
+//! with `unflatten`, merged with `flatten`. Tests check it against `encode` and `predict`.
+
+use std::collections::HashMap;
+
+use anyhow::{anyhow, Result};
+use rust_bert::Activation;
+use tch::{Kind, Tensor};
+
+use crate::checkpoint::ModelSpec;
+use crate::model::config::BackboneConfig;
+use crate::model::pooling::l2_normalize;
+
+/// The model's tensors by name, and what the forward needs to know about them.
+pub struct TracedModel<'a> {
+    pub weights: &'a HashMap<String, Tensor>,
+    pub config: &'a BackboneConfig,
+    pub spec: &'a ModelSpec,
+}
+
+impl TracedModel<'_> {
+    fn w(&self, name: &str) -> Result<&Tensor> {
+        self.weights.get(name).ok_or_else(|| anyhow!("checkpoint has no tensor {name}"))
+    }
+
+    fn linear(&self, x: &Tensor, prefix: &str) -> Result<Tensor> {
+        Ok(x.linear(self.w(&format!("{prefix}.weight"))?, Some(self.w(&format!("{prefix}.bias"))?)))
+    }
+
+    fn layer_norm(&self, x: &Tensor, prefix: &str, width: i64) -> Result<Tensor> {
+        Ok(x.layer_norm(
+            [width],
+            Some(self.w(&format!("{prefix}.weight"))?),
+            Some(self.w(&format!("{prefix}.bias"))?),
+            1e-12,
+            false,
+        ))
+    }
+
+    /// `input_ids`, `attention_mask`: `[batch, seq]` Int64 → `[embedding, logits of each task...]`.
+    pub fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor) -> Result<Vec<Tensor>> {
+        let hidden = match self.config {
+            BackboneConfig::Bert(c) => self.bert(
+                input_ids,
+                attention_mask,
+                c.hidden_size,
+                c.num_attention_heads,
+                c.num_hidden_layers,
+                c.hidden_act,
+            )?,
+            BackboneConfig::DistilBert(c) => {
+                self.distilbert(input_ids, attention_mask, c.dim, c.n_heads, c.n_layers, c.activation)?
+            }
+        };
+        let pooled = self.spec.pooling.forward(&hidden, attention_mask);
+        let features = match self.spec.projection_dim {
+            Some(_) => self.linear(&pooled, "projection")?,
+            None => pooled,
+        };
+        let embedding = if self.spec.normalize { l2_normalize(&features) } else { features.shallow_clone() };
+        let mut outputs = vec![embedding];
+        for task in &self.spec.tasks {
+            outputs.push(self.linear(&features, &format!("heads.{}", task.name))?);
+        }
+        Ok(outputs)
+    }
+
+    /// Multi-head attention over `[batch, seq, hidden]` with an additive `[batch, 1, 1, seq]` mask.
+    fn attention(&self, q: Tensor, k: Tensor, v: Tensor, additive_mask: &Tensor, heads: i64, hidden: i64) -> Tensor {
+        let head_dim = hidden / heads;
+        let split = |x: Tensor| x.unflatten(-1, [heads, head_dim]).transpose(1, 2);
+        let (q, k, v) = (split(q), split(k), split(v));
+        let scores = q.matmul(&k.transpose(-1, -2)) / (head_dim as f64).sqrt() + additive_mask;
+        scores.softmax(-1, Kind::Float).matmul(&v).transpose(1, 2).flatten(2, 3)
+    }
+
+    fn bert(
+        &self,
+        ids: &Tensor,
+        mask: &Tensor,
+        hidden: i64,
+        heads: i64,
+        layers: i64,
+        act: Activation,
+    ) -> Result<Tensor> {
+        let positions = ids.ones_like().cumsum(1, Kind::Int64) - 1;
+        let e = "bert.embeddings";
+        let x = Tensor::embedding(self.w(&format!("{e}.word_embeddings.weight"))?, ids, -1, false, false)
+            + Tensor::embedding(self.w(&format!("{e}.position_embeddings.weight"))?, &positions, -1, false, false)
+            + Tensor::embedding(
+                self.w(&format!("{e}.token_type_embeddings.weight"))?,
+                &ids.zeros_like(),
+                -1,
+                false,
+                false,
+            );
+        let mut x = self.layer_norm(&x, &format!("{e}.LayerNorm"), hidden)?;
+        // rust-bert's BERT (and HF's) add -10000 where the mask is 0.
+        let additive = (mask.ones_like() - mask).to_kind(Kind::Float).unsqueeze(1).unsqueeze(1) * -10000.0;
+        for i in 0..layers {
+            let l = format!("bert.encoder.layer.{i}");
+            let q = self.linear(&x, &format!("{l}.attention.self.query"))?;
+            let k = self.linear(&x, &format!("{l}.attention.self.key"))?;
+            let v = self.linear(&x, &format!("{l}.attention.self.value"))?;
+            let context = self.attention(q, k, v, &additive, heads, hidden);
+            let attended = self.linear(&context, &format!("{l}.attention.output.dense"))? + &x;
+            let attended = self.layer_norm(&attended, &format!("{l}.attention.output.LayerNorm"), hidden)?;
+            let inner = activate(&self.linear(&attended, &format!("{l}.intermediate.dense"))?, act);
+            let out = self.linear(&inner, &format!("{l}.output.dense"))? + &attended;
+            x = self.layer_norm(&out, &format!("{l}.output.LayerNorm"), hidden)?;
+        }
+        Ok(x)
+    }
+
+    fn distilbert(
+        &self,
+        ids: &Tensor,
+        mask: &Tensor,
+        dim: i64,
+        heads: i64,
+        layers: i64,
+        act: Activation,
+    ) -> Result<Tensor> {
+        let positions = ids.ones_like().cumsum(1, Kind::Int64) - 1;
+        let e = "distilbert.embeddings";
+        let x = Tensor::embedding(self.w(&format!("{e}.word_embeddings.weight"))?, ids, -1, false, false)
+            + Tensor::embedding(self.w(&format!("{e}.position_embeddings.weight"))?, &positions, -1, false, false);
+        let mut x = self.layer_norm(&x, &format!("{e}.LayerNorm"), dim)?;
+        // DistilBERT masks with -inf (a sentence always has [CLS] and [SEP] unmasked).
+        let additive = mask.eq(0).to_kind(Kind::Float).unsqueeze(1).unsqueeze(1) * f64::NEG_INFINITY;
+        let additive = additive.nan_to_num(0.0, None, None);
+        for i in 0..layers {
+            let l = format!("distilbert.transformer.layer.{i}");
+            let q = self.linear(&x, &format!("{l}.attention.q_lin"))?;
+            let k = self.linear(&x, &format!("{l}.attention.k_lin"))?;
+            let v = self.linear(&x, &format!("{l}.attention.v_lin"))?;
+            let context = self.attention(q, k, v, &additive, heads, dim);
+            let attended = self.linear(&context, &format!("{l}.attention.out_lin"))? + &x;
+            let attended = self.layer_norm(&attended, &format!("{l}.sa_layer_norm"), dim)?;
+            let inner = activate(&self.linear(&attended, &format!("{l}.ffn.lin1"))?, act);
+            let out = self.linear(&inner, &format!("{l}.ffn.lin2"))? + &attended;
+            x = self.layer_norm(&out, &format!("{l}.output_layer_norm"), dim)?;
+        }
+        Ok(x)
+    }
+}
+
+/// The activations `config.json` can name, as single libtorch ops.
+fn activate(x: &Tensor, act: Activation) -> Tensor {
+    match act {
+        Activation::gelu => x.gelu("none"),
+        Activation::gelu_new => x.gelu("tanh"),
+        Activation::relu => x.relu(),
+        Activation::swish => x.silu(),
+        Activation::mish => x.mish(),
+        Activation::tanh => x.tanh(),
+        Activation::identity => x.shallow_clone(),
+    }
+}

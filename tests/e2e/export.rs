@@ -1,0 +1,296 @@
+//! `sentence-mtl export`: each format loads in the tool users already have and gives the
+//! same numbers as `encode` and `predict` (sentence-transformers, transformers, TorchScript
+//! in Python, and TorchScript through tch in Rust).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{json, Value};
+use tch::{CModule, IValue, Tensor};
+
+use crate::common::*;
+use crate::toy_data::write_toy_data;
+
+/// A checkpoint of `model` trained for a few steps on the toy tasks (heads non-trivial).
+fn checkpoint(model: &Path, dir: &Path, extra: &[&str]) -> PathBuf {
+    let data = write_toy_data(dir);
+    let run = dir.join("run");
+    let mut args: Vec<String> = vec!["train".into(), "-m".into(), model.to_string_lossy().into()];
+    args.extend(data.task_args());
+    args.extend(
+        [
+            "--out",
+            run.to_str().unwrap(),
+            "--max-steps",
+            "4",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "-q",
+            "--lr-heads",
+            "1e-2",
+        ]
+        .map(String::from),
+    );
+    args.extend(extra.iter().map(|s| s.to_string()));
+    assert_ok(&bin().args(&args).output().unwrap());
+    run.join("best")
+}
+
+fn export(model: &Path, format: &str, out: &Path) {
+    assert_ok(&run(&[
+        "export",
+        "-m",
+        model.to_str().unwrap(),
+        "--format",
+        format,
+        "--out",
+        out.to_str().unwrap(),
+        "-q",
+    ]));
+    assert!(out.join("README.md").is_file(), "{format} export has no model card");
+}
+
+fn real_sentences(data: &Path, n: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    for file in ["sst2/dev.csv", "trec/dev_split.csv"] {
+        let mut reader = csv::Reader::from_path(data.join(file)).unwrap();
+        out.extend(reader.records().take(n / 2).map(|r| r.unwrap()[0].to_string()));
+    }
+    out
+}
+
+fn write_lines(dir: &Path, sentences: &[String]) -> PathBuf {
+    let path = dir.join("sentences.txt");
+    std::fs::write(&path, sentences.join("\n") + "\n").unwrap();
+    path
+}
+
+fn matrix(v: &Value) -> Vec<Vec<f64>> {
+    v.as_array().unwrap().iter().map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()).collect()
+}
+
+/// Runs Python code in `dir` with JSON on stdin; returns its JSON.
+fn python_in(python: &Path, dir: &Path, code: &str, input: &Value) -> Value {
+    let script = dir.join("_check.py");
+    std::fs::write(&script, code).unwrap();
+    let out = {
+        use std::io::Write;
+        let mut child = Command::new(python)
+            .arg(&script)
+            .current_dir(dir)
+            .env("HF_HUB_OFFLINE", "1")
+            .env("TRANSFORMERS_OFFLINE", "1")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input.to_string().as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    std::fs::remove_file(&script).unwrap();
+    assert!(out.status.success(), "python failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("newly initialized"), "transformers re-initialised weights:\n{stderr}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `predict --all-scores` logits for every sentence, in label order.
+fn predict_logits(model: &Path, task: &str, input: &Path) -> Vec<Vec<f64>> {
+    let out = run(&[
+        "predict",
+        "-m",
+        model.to_str().unwrap(),
+        "--task",
+        task,
+        "--all-scores",
+        "--device",
+        "cpu",
+        "-q",
+        "-i",
+        input.to_str().unwrap(),
+    ]);
+    assert_ok(&out);
+    stdout(&out)
+        .lines()
+        .map(|line| {
+            let v: Value = serde_json::from_str(line).unwrap();
+            v["logits"].as_object().unwrap().values().map(|x| x.as_f64().unwrap()).collect()
+        })
+        .collect()
+}
+
+fn encode_all(model: &Path, input: &Path) -> Vec<Vec<f64>> {
+    let out = run(&["encode", "-m", model.to_str().unwrap(), "--device", "cpu", "-q", "-i", input.to_str().unwrap()]);
+    assert_ok(&out);
+    parse_jsonl_embeddings(&stdout(&out)).into_iter().map(|(_, e)| e).collect()
+}
+
+fn max_abs_diff(a: &[Vec<f64>], b: &[Vec<f64>]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .flat_map(|(x, y)| {
+            assert_eq!(x.len(), y.len());
+            x.iter().zip(y).map(|(p, q)| (p - q).abs())
+        })
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn sentence_transformers_loads_the_export_with_identical_embeddings() {
+    let test = "sentence_transformers_loads_the_export_with_identical_embeddings";
+    let (Some(python), Some(minilm), Some(data)) = (python(test), minilm(test), shared_data(test)) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // A real MiniLM checkpoint with a projection (Dense) and normalisation.
+    let best = checkpoint(&minilm, dir.path(), &["--projection-dim", "96", "--max-steps", "2"]);
+    let out = dir.path().join("st");
+    export(&best, "sentence-transformers", &out);
+    let sentences = real_sentences(&data, 120);
+    let ours = encode_all(&best, &write_lines(dir.path(), &sentences));
+    let st = python_in(
+        &python,
+        &out,
+        r#"
+import json, sys
+from sentence_transformers import SentenceTransformer
+model = SentenceTransformer(".", device="cpu")
+print(json.dumps(model.encode(json.load(sys.stdin), batch_size=32).tolist()))
+"#,
+        &json!(sentences),
+    );
+    let st = matrix(&st);
+    let worst = ours.iter().zip(&st).map(|(a, b)| cosine(a, b)).fold(1.0, f64::min);
+    eprintln!("sentence-transformers export vs encode on {} sentences: worst cosine {worst:.7}", sentences.len());
+    assert!(worst >= 0.9999, "worst cosine {worst}");
+    assert_eq!(ours[0].len(), 96);
+}
+
+#[test]
+fn hf_export_readme_python_rebuilds_the_classifier() {
+    let test = "hf_export_readme_python_rebuilds_the_classifier";
+    let Some(python) = python(test) else { return };
+    let Some(models) = tiny_models(test) else { return };
+    for (backbone, pooling) in [("tiny-distilbert", "mean"), ("tiny-bert", "max")] {
+        let dir = tempfile::tempdir().unwrap();
+        let best = checkpoint(&models.join(backbone), dir.path(), &["--pooling", pooling]);
+        let out = dir.path().join("hf");
+        export(&best, "hf", &out);
+        let readme = std::fs::read_to_string(out.join("README.md")).unwrap();
+        let lines = readme.split("```python\n").nth(1).unwrap().split("```").next().unwrap();
+        assert!(lines.lines().count() <= 14, "the README's Python is meant to be short:\n{lines}");
+        let sentences: Vec<String> =
+            ["football again today", "i feel wonderful", "a much longer sentence about the storm and the rain", "x"]
+                .map(String::from)
+                .to_vec();
+        let driver = format!("{lines}\nimport sys\ntexts = json.load(sys.stdin)\nprint(json.dumps({{t['name']: logits(texts, t['name']).tolist() for t in spec['tasks']}}))\n");
+        let python_logits = python_in(&python, &out, &driver, &json!(sentences));
+        let input = write_lines(dir.path(), &sentences);
+        for task in ["topic", "mood"] {
+            let diff = max_abs_diff(&matrix(&python_logits[task]), &predict_logits(&best, task, &input));
+            eprintln!("{backbone} ({pooling} pooling) {task}: README Python vs predict, max |logit diff| {diff:.2e}");
+            assert!(diff <= 1e-4, "{task}: logits differ by {diff}");
+        }
+    }
+}
+
+#[test]
+fn torchscript_export_runs_in_python_and_rust_with_any_batch_shape() {
+    let test = "torchscript_export_runs_in_python_and_rust_with_any_batch_shape";
+    let Some(python) = python(test) else { return };
+    let Some(models) = tiny_models(test) else { return };
+    for backbone in ["tiny-bert", "tiny-distilbert"] {
+        let dir = tempfile::tempdir().unwrap();
+        let best = checkpoint(&models.join(backbone), dir.path(), &[]);
+        let out = dir.path().join("ts");
+        export(&best, "torchscript", &out);
+        // Three sentences of different lengths: neither the batch size nor the padded
+        // length of the example used for tracing.
+        let sentences: Vec<String> =
+            ["football again today", "i feel wonderful and happy about the lovely weather today", "x"]
+                .map(String::from)
+                .to_vec();
+        let input = write_lines(dir.path(), &sentences);
+        let embeddings = encode_all(&best, &input);
+        let topic = predict_logits(&best, "topic", &input);
+        let mood = predict_logits(&best, "mood", &input);
+
+        let py = python_in(
+            &python,
+            &out,
+            r#"
+import json, sys, torch
+from transformers import AutoTokenizer
+tok, model = AutoTokenizer.from_pretrained("."), torch.jit.load("model.pt")
+b = tok(json.load(sys.stdin), padding=True, truncation=True, max_length=128, return_tensors="pt")
+embedding, topic, mood = model(b["input_ids"], b["attention_mask"])
+print(json.dumps({"embedding": embedding.tolist(), "topic": topic.tolist(), "mood": mood.tolist(), "ids": b["input_ids"].tolist(), "mask": b["attention_mask"].tolist()}))
+"#,
+            &json!(sentences),
+        );
+        for (name, ours) in [("embedding", &embeddings), ("topic", &topic), ("mood", &mood)] {
+            let diff = max_abs_diff(&matrix(&py[name]), ours);
+            eprintln!("{backbone} torchscript in Python, {name}: max |diff| {diff:.2e}");
+            assert!(diff <= 1e-4, "{backbone} {name} differs by {diff}");
+        }
+
+        // The same module through tch in Rust.
+        let module = CModule::load(out.join("model.pt")).unwrap();
+        let as_tensor = |v: &Value| {
+            let rows: Vec<Vec<i64>> = v
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r.as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect())
+                .collect();
+            Tensor::from_slice(&rows.concat()).view([rows.len() as i64, rows[0].len() as i64])
+        };
+        let outputs = tch::no_grad(|| {
+            module.forward_is(&[IValue::Tensor(as_tensor(&py["ids"])), IValue::Tensor(as_tensor(&py["mask"]))])
+        })
+        .unwrap();
+        let IValue::Tuple(outputs) = outputs else { panic!("model.pt does not return a tuple") };
+        assert_eq!(outputs.len(), 3);
+        for (value, ours) in outputs.iter().zip([&embeddings, &topic, &mood]) {
+            let IValue::Tensor(t) = value else { panic!("not a tensor") };
+            let got: Vec<Vec<f64>> = Vec::<Vec<f32>>::try_from(t)
+                .unwrap()
+                .into_iter()
+                .map(|r| r.into_iter().map(f64::from).collect())
+                .collect();
+            let diff = max_abs_diff(&got, ours);
+            assert!(diff <= 1e-4, "{backbone} via tch differs by {diff}");
+        }
+        let tasks: Value = serde_json::from_str(&std::fs::read_to_string(out.join("tasks.json")).unwrap()).unwrap();
+        assert_eq!(tasks["outputs"], json!(["embedding", "logits:topic", "logits:mood"]));
+    }
+}
+
+#[test]
+fn export_refuses_to_overwrite_without_force() {
+    let test = "export_refuses_to_overwrite_without_force";
+    let Some(models) = tiny_models(test) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let best = checkpoint(&models.join("tiny-bert"), dir.path(), &[]);
+    let out = dir.path().join("taken");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("mine.txt"), "keep me").unwrap();
+    let refused = run(&["export", "-m", best.to_str().unwrap(), "--format", "hf", "--out", out.to_str().unwrap()]);
+    assert_clean_error(&refused, "exists and is not empty; pass --force to replace it");
+    assert_eq!(std::fs::read_to_string(out.join("mine.txt")).unwrap(), "keep me");
+    export(&best, "hf", &dir.path().join("fresh"));
+    assert_ok(&run(&[
+        "export",
+        "-m",
+        best.to_str().unwrap(),
+        "--format",
+        "hf",
+        "--out",
+        out.to_str().unwrap(),
+        "--force",
+        "-q",
+    ]));
+    assert!(out.join("tasks.json").is_file() && !out.join("mine.txt").exists());
+}
