@@ -1,23 +1,29 @@
 //! Running a loaded model over many sentences: tokenise once, batch by length, forward
 //! under `no_grad`, and return results in input order.
 
+use std::collections::HashMap;
+
 use anyhow::Result;
 use tch::{Device, Kind, Tensor};
 
 use crate::checkpoint::LoadedModel;
 use crate::data::batching::{length_sorted_batches, pad_batch};
+use crate::model::fused_forward::FusedForward;
 use crate::progress::Progress;
 
-/// Runs `forward(input_ids, attention_mask) -> [batch, width]` over all `texts` and
-/// returns `[n_texts, width]` (f32, CPU) in input order.
+/// Runs `head(model, features) -> [batch, width]` over all `texts` and returns
+/// `[n_texts, width]` (f32, CPU) in input order. The forward pass is the fused one
+/// (`model::fused_forward`) over the model's current weights.
 fn run_batches(
     loaded: &LoadedModel,
     texts: &[String],
     batch_size: usize,
     progress: &Progress,
-    forward: impl Fn(&Tensor, &Tensor) -> Result<Tensor>,
+    head: impl Fn(&FusedForward, &Tensor) -> Result<Tensor>,
 ) -> Result<Tensor> {
     let device = loaded.model.vs.device();
+    let weights: HashMap<String, Tensor> = loaded.model.vs.variables();
+    let model = FusedForward { weights: &weights, config: &loaded.model.config, spec: &loaded.spec };
     let token_ids = loaded.tokenizer.encode_batch(texts, loaded.spec.max_length);
     let lengths: Vec<usize> = token_ids.iter().map(Vec::len).collect();
     let bar = progress.bar(texts.len() as u64, "sentences");
@@ -26,7 +32,8 @@ fn run_batches(
         for batch in length_sorted_batches(&lengths, batch_size) {
             let sequences: Vec<&[i64]> = batch.iter().map(|&i| token_ids[i].as_slice()).collect();
             let (ids, mask) = pad_batch(&sequences, loaded.tokenizer.pad_id(), device);
-            let result = forward(&ids, &mask)?.to_kind(Kind::Float).to_device(Device::Cpu);
+            let features = model.features(&ids, &mask)?;
+            let result = head(&model, &features)?.to_kind(Kind::Float).to_device(Device::Cpu);
             let out = output.get_or_insert_with(|| {
                 Tensor::zeros([texts.len() as i64, result.size()[1]], (Kind::Float, Device::Cpu))
             });
@@ -42,7 +49,7 @@ fn run_batches(
 
 /// Sentence embeddings `[n, dim]` (normalised if the model says so).
 pub fn embed(loaded: &LoadedModel, texts: &[String], batch_size: usize, progress: &Progress) -> Result<Tensor> {
-    run_batches(loaded, texts, batch_size, progress, |ids, mask| loaded.model.encoder.embed(ids, mask))
+    run_batches(loaded, texts, batch_size, progress, |model, features| Ok(model.embedding(features)))
 }
 
 /// Logits `[n, n_classes]` of one task's head.
@@ -54,7 +61,7 @@ pub fn class_logits(
     progress: &Progress,
 ) -> Result<Tensor> {
     loaded.spec.task(task)?;
-    run_batches(loaded, texts, batch_size, progress, |ids, mask| loaded.model.logits_t(task, ids, mask, false))
+    run_batches(loaded, texts, batch_size, progress, |model, features| model.logits(features, task))
 }
 
 /// Class probabilities `[n, n_classes]` of one task.

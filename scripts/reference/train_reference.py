@@ -11,6 +11,10 @@ DataLoader with shuffle=True per task (what HF Trainer does by default), padded 
 
 usage: train_reference.py --model DIR --task NAME=TRAIN.csv[,DEV.csv] ... --max-steps N
            [--plan PLAN.jsonl | --shuffle] [--freeze-backbone] [--threads N] [--out RESULT.json]
+           [--init-heads CHECKPOINT/model.safetensors]
+--init-heads starts the projection and heads from the same values sentence-mtl starts from
+(its `--freeze all` checkpoint for the same seed), so the two runs differ only in dropout
+masks and arithmetic order.
 Prints one JSON object with throughput, peak memory and dev metrics.
 """
 import argparse
@@ -114,6 +118,7 @@ def main():
     ap.add_argument("--max-grad-norm", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--threads", type=int)
+    ap.add_argument("--init-heads")
     ap.add_argument("--out")
     args = ap.parse_args()
     if args.threads:
@@ -136,6 +141,12 @@ def main():
 
     tok = AutoTokenizer.from_pretrained(args.model)
     model = MultiTaskModel(args.model, args.projection_dim, {n: len(t["classes"]) for n, t in tasks.items()})
+    if args.init_heads:
+        from safetensors.torch import load_file
+
+        init = {k: v for k, v in load_file(args.init_heads).items() if k.startswith(("projection.", "heads."))}
+        missing, _ = model.load_state_dict(init, strict=False)
+        assert not [m for m in missing if m.startswith(("projection.", "heads."))], missing
     if args.freeze_backbone:
         for p in model.backbone.parameters():
             p.requires_grad_(False)

@@ -10,7 +10,6 @@ mod hf;
 mod model_card;
 mod sentence_transformers;
 mod torchscript;
-pub mod traced_forward;
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -11,9 +11,9 @@ use std::path::Path;
 use anyhow::{anyhow, Result};
 use tch::{CModule, Device, Kind, Tensor};
 
-use super::traced_forward::TracedModel;
 use super::{copy_model_files, tasks_json, variables};
 use crate::checkpoint::LoadedModel;
+use crate::model::fused_forward::FusedForward;
 
 pub fn write(loaded: &LoadedModel, folder: &Path) -> Result<()> {
     let weights = variables(loaded);
@@ -21,14 +21,14 @@ pub fn write(loaded: &LoadedModel, folder: &Path) -> Result<()> {
         // Constants in the traced graph must not require gradients.
         let _ = t.set_requires_grad(false);
     }
-    let model = TracedModel { weights: &weights, config: &loaded.model.config, spec: &loaded.spec };
-    // An example batch; the trace generalises to other shapes (see traced_forward.rs).
+    let model = FusedForward { weights: &weights, config: &loaded.model.config, spec: &loaded.spec };
+    // An example batch; the trace generalises to other shapes (see model/fused_forward.rs).
     let ids = Tensor::from_slice(&[101i64, 2023, 2003, 102, 0, 101, 7592, 2088, 2003, 102]).view([2, 5]);
     let ids = ids.clamp_max(loaded.model.config.vocab_size() - 1);
     let mask = Tensor::from_slice(&[1i64, 1, 1, 1, 0, 1, 1, 1, 1, 1]).view([2, 5]);
     let mut failure = None;
     let mut widths = Vec::new();
-    let mut forward = |inputs: &[Tensor]| match model.forward(&inputs[0], &inputs[1]) {
+    let mut forward = |inputs: &[Tensor]| match model.all_outputs(&inputs[0], &inputs[1]) {
         Ok(outputs) => {
             widths = outputs.iter().map(|o| o.size()[1]).collect();
             vec![Tensor::cat(&outputs, 1)]

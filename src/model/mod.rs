@@ -3,6 +3,7 @@
 pub mod backbone;
 pub mod config;
 pub mod encoder;
+pub mod fused_forward;
 pub mod heads;
 pub mod pooling;
 pub mod source;
@@ -32,7 +33,7 @@ impl MultiTaskModel {
     pub fn build(config: BackboneConfig, spec: &ModelSpec, device: Device) -> Self {
         let vs = VarStore::new(device);
         let root = vs.root();
-        let encoder = SentenceEncoder::new(&root, &config, spec.pooling, spec.projection_dim, spec.normalize);
+        let encoder = SentenceEncoder::new(&root, &config, spec.pooling, spec.projection_dim);
         let tasks: Vec<(String, i64)> = spec.tasks.iter().map(|t| (t.name.clone(), t.labels.len() as i64)).collect();
         let heads = TaskHeads::new(&root, encoder.output_dim(), &tasks);
         Self { vs, config, encoder, heads }

@@ -169,6 +169,17 @@ fn data_fingerprints(settings: &TrainSettings) -> Result<Vec<FileFingerprint>> {
     Ok(out)
 }
 
+/// Where a run's time went (training steps only, evaluations, checkpoint writes) and how
+/// many real and padded tokens the steps processed; logged as the run's `summary` record.
+#[derive(Default)]
+struct Timing {
+    train: f64,
+    eval: f64,
+    save: f64,
+    tokens: usize,
+    padded_tokens: usize,
+}
+
 /// Loss and throughput since the last log line.
 struct Window {
     loss_sum: Vec<f64>,
@@ -318,6 +329,7 @@ fn run_loop(
     let mut window = Window::new(tasks.len());
     let mut bar = ProgressBar::hidden();
     let mut run_examples = 0usize;
+    let mut timing = Timing::default();
     let signals = StopOnSignal::install();
 
     while state.step < total_steps {
@@ -328,6 +340,7 @@ fn run_loop(
             bar = progress.bar((epoch_end.min(total_steps) - step) as u64, "steps");
             bar.set_prefix(format!("epoch {}", step / steps_per_epoch + 1));
         }
+        let step_started = Instant::now();
         optimizer.set_lr_factor(linear_warmup_decay(step, warmup, total_steps));
         for _ in 0..settings.grad_accum {
             let (t, rows) = state.sampler.next_batch();
@@ -362,7 +375,10 @@ fn run_loop(
             window.loss_sum[t] += loss_value;
             window.batches[t] += 1;
             window.examples += rows.len();
-            window.tokens += sequences.iter().map(|s| s.len()).sum::<usize>();
+            let tokens = sequences.iter().map(|s| s.len()).sum::<usize>();
+            window.tokens += tokens;
+            timing.tokens += tokens;
+            timing.padded_tokens += sequences.len() * sequences.iter().map(|s| s.len()).max().unwrap_or(0);
             state.examples += rows.len();
             run_examples += rows.len();
         }
@@ -371,6 +387,7 @@ fn run_loop(
         optimizer.zero_grad();
         state.step += 1;
         let step = state.step;
+        timing.train += step_started.elapsed().as_secs_f64();
         bar.inc(1);
 
         if step % settings.log_every == 0 || step == total_steps {
@@ -400,7 +417,9 @@ fn run_loop(
         } || step == total_steps;
         let mut saved = false;
         if eval_now {
+            let eval_started = Instant::now();
             let evaluation = evaluate(&loaded, &tasks, settings.eval_batch_size, step)?;
+            timing.eval += eval_started.elapsed().as_secs_f64();
             let improved = match (&evaluation, &state.best) {
                 (Some(e), Some(b)) => e.mean_macro_f1 > b.mean_macro_f1,
                 (Some(_), None) => true,
@@ -413,6 +432,7 @@ fn run_loop(
                 }))?;
                 print_evaluation(e, &bar, options.quiet);
             }
+            let save_started = Instant::now();
             if improved {
                 let spec = spec_with(&loaded, settings, evaluation.as_ref());
                 checkpoint::save(&run.best(), &loaded, &spec, &source_dir)?;
@@ -422,6 +442,7 @@ fn run_loop(
                 state.evals_without_improvement += 1;
             }
             save_last(&state, &optimizer, evaluation.as_ref())?;
+            timing.save += save_started.elapsed().as_secs_f64();
             saved = true;
             if evaluation.is_some() && settings.patience.is_some_and(|p| state.evals_without_improvement >= p) {
                 bar.finish_and_clear();
@@ -454,6 +475,18 @@ fn run_loop(
         }
     }
     drop(signals);
+    log.write(&json!({
+        "type": "summary",
+        "step": state.step,
+        "examples": run_examples,
+        "tokens": timing.tokens,
+        "padded_tokens": timing.padded_tokens,
+        "train_seconds": timing.train,
+        "eval_seconds": timing.eval,
+        "save_seconds": timing.save,
+        "examples_per_sec": run_examples as f64 / timing.train.max(1e-9),
+        "tokens_per_sec": timing.tokens as f64 / timing.train.max(1e-9),
+    }))?;
     bar.finish_and_clear();
     if let Some(mut plan) = batch_plan {
         plan.flush()?;

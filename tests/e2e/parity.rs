@@ -2,6 +2,7 @@
 //! sentence-transformers' embeddings. Correctness is measured against them, not against us.
 
 use sentence_mtl::checkpoint::{self, SpecOverrides};
+use sentence_mtl::model::fused_forward::FusedForward;
 use sentence_mtl::model::tokenizer::SentenceTokenizer;
 use serde_json::{json, Value};
 use tch::{Device, Tensor};
@@ -49,13 +50,21 @@ fn hidden_state_parity(test: &str, model: &str) {
         assert_eq!(ours_row, &hf_real, "token ids differ for sentence {row}");
     }
     let to_tensor = |m: &Vec<Vec<i64>>| Tensor::from_slice(&m.concat()).view([m.len() as i64, m[0].len() as i64]);
-    let hidden =
-        tch::no_grad(|| loaded.model.encoder.backbone().forward_t(&to_tensor(&ids), &to_tensor(&mask), false).unwrap());
-    let got = Vec::<f32>::try_from(hidden.flatten(0, -1)).unwrap();
-    assert_eq!(got.len(), expected.len());
-    let max_diff = got.iter().zip(&expected).map(|(a, b)| (*a as f64 - b).abs()).fold(0.0, f64::max);
-    eprintln!("{model}: max |rust - transformers| over {} values = {max_diff:.2e}", got.len());
-    assert!(max_diff <= 1e-4, "{model}: hidden states differ from transformers by {max_diff}");
+    // Both forward passes: rust-bert's (training) and the fused one (inference, export).
+    let weights = loaded.model.vs.variables();
+    let fused = FusedForward { weights: &weights, config: &loaded.model.config, spec: &loaded.spec };
+    let (ids, mask) = (to_tensor(&ids), to_tensor(&mask));
+    let paths = [
+        ("rust-bert", tch::no_grad(|| loaded.model.encoder.backbone().forward_t(&ids, &mask, false).unwrap())),
+        ("fused", tch::no_grad(|| fused.hidden_states(&ids, &mask).unwrap())),
+    ];
+    for (path, hidden) in paths {
+        let got = Vec::<f32>::try_from(hidden.flatten(0, -1)).unwrap();
+        assert_eq!(got.len(), expected.len());
+        let max_diff = got.iter().zip(&expected).map(|(a, b)| (*a as f64 - b).abs()).fold(0.0, f64::max);
+        eprintln!("{model} ({path} forward): max |rust - transformers| over {} values = {max_diff:.2e}", got.len());
+        assert!(max_diff <= 1e-4, "{model} ({path}): hidden states differ from transformers by {max_diff}");
+    }
 }
 
 #[test]
