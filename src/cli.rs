@@ -62,12 +62,10 @@ pub struct ModelArgs {
     pub quiet: bool,
 }
 
+/// Where sentences come from and where results go; shared by `encode` and `predict`.
 #[derive(Debug, Args)]
-pub struct EncodeArgs {
-    #[command(flatten)]
-    pub model: ModelArgs,
-
-    /// Sentences to encode; without them, read --input or stdin (one per line)
+pub struct SentenceIoArgs {
+    /// Sentences; without them, read --input or stdin (one per line)
     #[arg(value_name = "SENTENCE")]
     pub sentences: Vec<String>,
 
@@ -79,14 +77,24 @@ pub struct EncodeArgs {
     #[arg(long, default_value = "text", value_name = "NAME")]
     pub text_column: String,
 
-    /// Write embeddings to FILE (atomically) instead of stdout
+    /// Write the results to FILE (atomically) instead of stdout
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
 
-    /// Output format: jsonl (one {"text", "embedding"} per line), csv or npy
-    /// [default: from --output's extension, else jsonl]
+    /// Output format. encode: jsonl (one {"text", "embedding"} per line), csv or npy;
+    /// predict: jsonl or csv (text, label, probability) [default: from --output's
+    /// extension, else jsonl]
     #[arg(long, value_name = "FORMAT")]
     pub format: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct EncodeArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+
+    #[command(flatten)]
+    pub io: SentenceIoArgs,
 
     /// Pooling of token states: mean, cls or max [default: the model's, else mean]
     #[arg(long, value_name = "MODE")]
@@ -197,7 +205,8 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 1e-3, value_name = "LR")]
     pub lr_heads: f64,
 
-    /// Layer-wise decay D: block i of L gets lr_backbone * D^(L-i), embeddings D^L
+    /// Layer-wise decay D: block i of L (counted from 1 at the bottom) gets
+    /// lr_backbone * D^(L-i); the embeddings get lr_backbone * D^L
     #[arg(long, default_value_t = 0.9, value_name = "D")]
     pub layer_decay: f64,
 
@@ -277,26 +286,8 @@ pub struct PredictArgs {
     #[arg(short, long, value_name = "NAME")]
     pub task: String,
 
-    /// Sentences to label; without them, read --input or stdin (one per line)
-    #[arg(value_name = "SENTENCE")]
-    pub sentences: Vec<String>,
-
-    /// Read sentences from a file: .csv (column --text-column) or text, one per line
-    #[arg(short, long, value_name = "FILE")]
-    pub input: Option<PathBuf>,
-
-    /// CSV column holding the sentences
-    #[arg(long, default_value = "text", value_name = "NAME")]
-    pub text_column: String,
-
-    /// Write predictions to FILE (atomically) instead of stdout
-    #[arg(short, long, value_name = "FILE")]
-    pub output: Option<PathBuf>,
-
-    /// Output format: jsonl or csv (columns text, label, probability)
-    /// [default: from --output's extension, else jsonl]
-    #[arg(long, value_name = "FORMAT")]
-    pub format: Option<String>,
+    #[command(flatten)]
+    pub io: SentenceIoArgs,
 
     /// Also give every class's probability and logit (JSONL fields `probabilities` and
     /// `logits`; CSV columns `probability:<label>` and `logit:<label>`)

@@ -18,7 +18,7 @@ use crate::report::table::{ellipsize, Table};
 
 pub fn run(args: &EncodeArgs) -> Result<()> {
     let started = Instant::now();
-    let format = EmbeddingFormat::choose(args.format.as_deref(), args.output.as_deref())?;
+    let format = EmbeddingFormat::choose(args.io.format.as_deref(), args.io.output.as_deref())?;
     let overrides = SpecOverrides {
         pooling: args.pooling.as_deref().map(str::parse).transpose()?,
         normalize: match (args.normalize, args.no_normalize) {
@@ -28,7 +28,7 @@ pub fn run(args: &EncodeArgs) -> Result<()> {
         },
         max_length: args.model.max_length,
     };
-    let sentences = read_sentences(&args.sentences, args.input.as_deref(), &args.text_column)?;
+    let sentences = read_sentences(&args.io.sentences, args.io.input.as_deref(), &args.io.text_column)?;
     let (loaded, progress) = open_model(&args.model, &overrides)?;
 
     let embeddings = inference::embed(&loaded, &sentences, args.model.batch_size, &progress)?;
@@ -45,12 +45,12 @@ pub fn run(args: &EncodeArgs) -> Result<()> {
 
     if args.similarity {
         print!("{}", similarity_table(&sentences, &embeddings));
-        if args.output.is_none() {
+        if args.io.output.is_none() {
             return Ok(());
         }
     }
     let values = Vec::<f32>::try_from(embeddings.flatten(0, -1))?;
-    write_output(args.output.as_deref(), format.is_binary(), |out| {
+    write_output(args.io.output.as_deref(), format.is_binary(), |out| {
         write_embeddings(out, format, &sentences, &values, dim)
     })
 }

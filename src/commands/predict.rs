@@ -12,8 +12,8 @@ use crate::output::predictions::{write_predictions, Prediction, PredictionFormat
 use crate::output::write_output;
 
 pub fn run(args: &PredictArgs) -> Result<()> {
-    let format = PredictionFormat::choose(args.format.as_deref(), args.output.as_deref())?;
-    let sentences = read_sentences(&args.sentences, args.input.as_deref(), &args.text_column)?;
+    let format = PredictionFormat::choose(args.io.format.as_deref(), args.io.output.as_deref())?;
+    let sentences = read_sentences(&args.io.sentences, args.io.input.as_deref(), &args.io.text_column)?;
     let overrides = SpecOverrides { max_length: args.model.max_length, ..Default::default() };
     let (loaded, progress) = open_model(&args.model, &overrides)?;
     let task = loaded.spec.task(&args.task)?.clone();
@@ -34,5 +34,5 @@ pub fn run(args: &PredictArgs) -> Result<()> {
             scores: all.as_ref().map(|(p, z)| p[i].iter().copied().zip(z[i].iter().copied()).collect()),
         })
         .collect();
-    write_output(args.output.as_deref(), false, |out| write_predictions(out, format, &task.labels, &rows))
+    write_output(args.io.output.as_deref(), false, |out| write_predictions(out, format, &task.labels, &rows))
 }

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::common::*;
-use crate::toy_data::write_toy_data;
+use crate::toy_data::train_toy_run;
 
 enum Expect {
     /// One error line containing this text.
@@ -94,17 +94,9 @@ fn error(text: impl Into<String>) -> Expect {
 fn build_corpus(test: &str) -> Option<Corpus> {
     let models = tiny_models(test)?;
     let dir = tempfile::tempdir().unwrap();
-    let data = write_toy_data(dir.path());
     let model = models.join("tiny-bert");
     // A small trained checkpoint with tasks topic and mood.
-    let checkpoint_run = dir.path().join("trained");
-    let mut args: Vec<String> = vec!["train".into(), "-m".into(), model.to_string_lossy().into()];
-    args.extend(data.task_args());
-    args.extend(
-        ["--out", checkpoint_run.to_str().unwrap(), "--max-steps", "2", "--device", "cpu", "--threads", "1", "-q"]
-            .map(String::from),
-    );
-    assert_ok(&bin().args(&args).output().unwrap());
+    let (data, checkpoint_run) = train_toy_run(&model, dir.path(), "trained", 2, &[]);
     let mut c = Corpus {
         dir,
         model,

@@ -5,36 +5,14 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::common::*;
-use crate::toy_data::write_toy_data;
+use crate::toy_data::train_toy_run;
 
 /// A barely trained toy checkpoint: predictions are a mix of right and wrong, so every
 /// metric is non-trivial.
 fn half_trained(test: &str) -> Option<(tempfile::TempDir, PathBuf, crate::toy_data::ToyData)> {
     let model = tiny_models(test)?.join("tiny-bert");
     let dir = tempfile::tempdir().unwrap();
-    let data = write_toy_data(dir.path());
-    let run = dir.path().join("run");
-    let mut args: Vec<String> = vec!["train".into(), "-m".into(), model.to_string_lossy().into()];
-    args.extend(data.task_args());
-    args.extend(
-        [
-            "--out",
-            run.to_str().unwrap(),
-            "--max-steps",
-            "6",
-            "--device",
-            "cpu",
-            "--threads",
-            "1",
-            "-q",
-            "--batch-size",
-            "8",
-            "--lr-heads",
-            "3e-3",
-        ]
-        .map(String::from),
-    );
-    assert_ok(&bin().args(&args).output().unwrap());
+    let (data, run) = train_toy_run(&model, dir.path(), "run", 6, &["--lr-heads", "3e-3"]);
     Some((dir, run, data))
 }
 

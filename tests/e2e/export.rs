@@ -9,33 +9,13 @@ use serde_json::{json, Value};
 use tch::{CModule, IValue, Tensor};
 
 use crate::common::*;
-use crate::toy_data::write_toy_data;
+use crate::toy_data::train_toy_run;
 
 /// A checkpoint of `model` trained for a few steps on the toy tasks (heads non-trivial).
 fn checkpoint(model: &Path, dir: &Path, extra: &[&str]) -> PathBuf {
-    let data = write_toy_data(dir);
-    let run = dir.join("run");
-    let mut args: Vec<String> = vec!["train".into(), "-m".into(), model.to_string_lossy().into()];
-    args.extend(data.task_args());
-    args.extend(
-        [
-            "--out",
-            run.to_str().unwrap(),
-            "--max-steps",
-            "4",
-            "--device",
-            "cpu",
-            "--threads",
-            "1",
-            "-q",
-            "--lr-heads",
-            "1e-2",
-        ]
-        .map(String::from),
-    );
-    args.extend(extra.iter().map(|s| s.to_string()));
-    assert_ok(&bin().args(&args).output().unwrap());
-    run.join("best")
+    let mut flags = vec!["--lr-heads", "1e-2"];
+    flags.extend_from_slice(extra);
+    train_toy_run(model, dir, "run", 4, &flags).1.join("best")
 }
 
 fn export(model: &Path, format: &str, out: &Path) {

@@ -68,3 +68,18 @@ pub fn write_toy_data(dir: &Path) -> ToyData {
     write(&data.mood_dev, MOODS, DEV_TEMPLATES);
     data
 }
+
+/// Trains `model` on the toy tasks written into `dir` for `steps` steps (one CPU thread,
+/// batch 8) into `dir/<run>`; `extra` adds or overrides flags. Returns the data and the run
+/// directory.
+pub fn train_toy_run(model: &Path, dir: &Path, run: &str, steps: usize, extra: &[&str]) -> (ToyData, PathBuf) {
+    let data = write_toy_data(dir);
+    let out = dir.join(run);
+    let mut args: Vec<String> = vec!["train".into(), "-m".into(), model.to_string_lossy().into()];
+    args.extend(data.task_args());
+    args.extend(["--out".into(), out.to_string_lossy().into(), "--max-steps".into(), steps.to_string()]);
+    args.extend(["--device", "cpu", "--threads", "1", "--batch-size", "8", "-q"].map(String::from));
+    args.extend(extra.iter().map(|s| s.to_string()));
+    crate::common::assert_ok(&crate::common::bin().args(&args).output().unwrap());
+    (data, out)
+}

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Training figures on the full TREC + SST-2 data (../shared/data), all-MiniLM-L6-v2, CPU:
+#   epoch   one epoch of multi-task training, and the same with --freeze backbone
+#   quality the default recipe (3 epochs) multi-task, TREC alone, SST-2 alone, and
+#           multi-task with --freeze backbone
+# Prints markdown tables (examples/s over training steps only, peak RSS, wall time, dev
+# accuracy and macro-F1 of the best checkpoint).
+#   scripts/measure-training.sh [epoch] [quality]     (default: both)
+# THREADS=N sets the thread count (default: all cores). Runs go to runs/measure/.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+scripts/setup.sh >&2
+parts=("$@"); [ ${#parts[@]} -eq 0 ] && parts=(epoch quality)
+threads="${THREADS:-$(nproc)}"
+data="$root/../shared/data"
+trec="trec=$data/trec/train_split.csv,$data/trec/dev_split.csv"
+sst2="sst2=$data/sst2/train.csv,$data/sst2/dev.csv"
+out=runs/measure
+mkdir -p "$out"
+train=(target/release/sentence-mtl train --model models/all-MiniLM-L6-v2 --device cpu --threads "$threads" --quiet --overwrite)
+
+run() { # NAME ARGS...: trains into $out/NAME, keeps wall time and peak RSS
+  local name="$1"; shift
+  echo "[measure] $name: ${*}" >&2
+  /usr/bin/time -f "%e %M" -o "$out/$name.time" "${train[@]}" --out "$out/$name" "$@" > "$out/$name.stdout"
+}
+
+report() { # TITLE NAME...
+  .venv/bin/python - "$out" "$threads" "$@" <<'PY'
+import json, sys
+out, threads, title, names = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+print(f"\n{title} ({threads} threads)\n")
+print("| run | steps | examples/s | peak RSS (MB) | wall time | TREC dev acc / macro-F1 | SST-2 dev acc / macro-F1 |")
+print("|---|---:|---:|---:|---:|---:|---:|")
+for name in names:
+    wall, rss = open(f"{out}/{name}.time").read().split()
+    records = [json.loads(l) for l in open(f"{out}/{name}/train_log.jsonl")]
+    summary = [r for r in records if r["type"] == "summary"][-1]
+    best = max((r for r in records if r["type"] == "eval"), key=lambda r: r["mean_macro_f1"])
+    cell = lambda t: f"{100*best['tasks'][t]['accuracy']:.1f} / {100*best['tasks'][t]['macro_f1']:.1f}" if t in best["tasks"] else "-"
+    minutes, seconds = divmod(float(wall), 60)
+    print(f"| {name} | {summary['step']} | {summary['examples_per_sec']:.1f} | {int(rss)/1024:.0f} | {int(minutes)}m{seconds:02.0f}s | {cell('trec')} | {cell('sst2')} |")
+PY
+}
+
+for part in "${parts[@]}"; do
+  case "$part" in
+    epoch)
+      run epoch-multitask --task "$trec" --task "$sst2" --epochs 1
+      run epoch-frozen --task "$trec" --task "$sst2" --epochs 1 --freeze backbone
+      report "One epoch of multi-task training, defaults otherwise" epoch-multitask epoch-frozen
+      ;;
+    quality)
+      run multitask --task "$trec" --task "$sst2"
+      run trec-only --task "$trec"
+      run sst2-only --task "$sst2"
+      run multitask-frozen --task "$trec" --task "$sst2" --freeze backbone
+      report "Default recipe (3 epochs, best checkpoint by dev mean macro-F1)" multitask trec-only sst2-only multitask-frozen
+      ;;
+    *) echo "measure-training.sh: unknown part $part (epoch, quality)" >&2; exit 2 ;;
+  esac
+done
