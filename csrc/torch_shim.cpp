@@ -40,10 +40,11 @@ void smtl_autocast_bf16_exit(int previous) {
 // ---- optimizer support ----
 
 // One fused AdamW update (PyTorch's _fused_adamw_, the kernel behind
-// torch.optim.AdamW(fused=True)) of n parameters sharing lr and weight decay. `step` is a
-// float tensor holding the step number after this update. Returns 0, or 1 with a message.
+// torch.optim.AdamW(fused=True)) of n parameters sharing lr and weight decay. `steps` are
+// float scalar tensors, one per parameter, holding that parameter's step number after this
+// update (PyTorch's state["step"]). Returns 0, or 1 with a message.
 int smtl_fused_adamw(at::Tensor** params, at::Tensor** grads, at::Tensor** exp_avgs, at::Tensor** exp_avg_sqs,
-                     at::Tensor* step, size_t n, double lr, double beta1, double beta2, double weight_decay,
+                     at::Tensor** steps, size_t n, double lr, double beta1, double beta2, double weight_decay,
                      double eps, char* error, size_t error_len) {
   try {
     std::vector<at::Tensor> p, g, m, v, s;
@@ -57,7 +58,7 @@ int smtl_fused_adamw(at::Tensor** params, at::Tensor** grads, at::Tensor** exp_a
       g.push_back(*grads[i]);
       m.push_back(*exp_avgs[i]);
       v.push_back(*exp_avg_sqs[i]);
-      s.push_back(*step);
+      s.push_back(*steps[i]);
     }
     at::NoGradGuard no_grad;
     at::_fused_adamw_(p, g, m, v, {}, s, lr, beta1, beta2, weight_decay, eps, false, false);

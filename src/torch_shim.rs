@@ -11,7 +11,7 @@ extern "C" {
         grads: *mut *mut torch_sys::C_tensor,
         exp_avgs: *mut *mut torch_sys::C_tensor,
         exp_avg_sqs: *mut *mut torch_sys::C_tensor,
-        step: *mut torch_sys::C_tensor,
+        steps: *mut *mut torch_sys::C_tensor,
         n: usize,
         lr: f64,
         beta1: f64,
@@ -46,6 +46,8 @@ pub struct AdamwTensors<'a> {
     pub grads: Vec<Tensor>,
     pub exp_avgs: Vec<&'a mut Tensor>,
     pub exp_avg_sqs: Vec<&'a mut Tensor>,
+    /// Per-parameter step numbers after this update (float scalars on the parameter's device).
+    pub steps: Vec<&'a mut Tensor>,
 }
 
 pub struct AdamwHyper {
@@ -58,11 +60,13 @@ pub struct AdamwHyper {
 
 /// One AdamW update with PyTorch's fused kernel (`torch.optim.AdamW(fused=True)`): the
 /// same formula as the for-loop implementation, in one pass over each parameter.
-/// `step` is the step number after this update.
-pub fn fused_adamw(tensors: AdamwTensors, step: &mut Tensor, hyper: &AdamwHyper) -> Result<()> {
-    let AdamwTensors { mut params, mut grads, mut exp_avgs, mut exp_avg_sqs } = tensors;
+pub fn fused_adamw(tensors: AdamwTensors, hyper: &AdamwHyper) -> Result<()> {
+    let AdamwTensors { mut params, mut grads, mut exp_avgs, mut exp_avg_sqs, mut steps } = tensors;
     let n = params.len();
-    assert!(grads.len() == n && exp_avgs.len() == n && exp_avg_sqs.len() == n, "one of each per parameter");
+    assert!(
+        grads.len() == n && exp_avgs.len() == n && exp_avg_sqs.len() == n && steps.len() == n,
+        "one of each per parameter"
+    );
     if n == 0 {
         return Ok(());
     }
@@ -70,6 +74,7 @@ pub fn fused_adamw(tensors: AdamwTensors, step: &mut Tensor, hyper: &AdamwHyper)
     let mut g: Vec<_> = grads.iter_mut().map(|t| t.as_mut_ptr()).collect();
     let mut m: Vec<_> = exp_avgs.iter_mut().map(|t| t.as_mut_ptr()).collect();
     let mut v: Vec<_> = exp_avg_sqs.iter_mut().map(|t| t.as_mut_ptr()).collect();
+    let mut s: Vec<_> = steps.iter_mut().map(|t| t.as_mut_ptr()).collect();
     let mut error = vec![0 as libc::c_char; 512];
     // SAFETY: every pointer is a live tch tensor handle (at::Tensor*) borrowed for the call;
     // the C++ side copies the handles and catches all exceptions.
@@ -79,7 +84,7 @@ pub fn fused_adamw(tensors: AdamwTensors, step: &mut Tensor, hyper: &AdamwHyper)
             g.as_mut_ptr(),
             m.as_mut_ptr(),
             v.as_mut_ptr(),
-            step.as_mut_ptr(),
+            s.as_mut_ptr(),
             n,
             hyper.lr,
             hyper.beta1,

@@ -15,7 +15,7 @@ pub struct AdamW {
     beta1: f64,
     beta2: f64,
     eps: f64,
-    /// Optimizer steps taken (PyTorch's `state["step"]`, shared by all parameters here).
+    /// Optimizer steps taken.
     step: u64,
 }
 
@@ -28,6 +28,11 @@ struct GroupState {
     /// First and second moment estimates, one per parameter, zeros until the first step.
     exp_avg: Vec<Tensor>,
     exp_avg_sq: Vec<Tensor>,
+    /// Updates each parameter has had (PyTorch's per-parameter `state["step"]`): a task's
+    /// head is only updated on its own batches, so with alternating tasks its count is about
+    /// half the optimizer's, and Adam's bias correction must use its own count.
+    /// Float scalars on the parameter's device, as the fused kernel reads them.
+    updates: Vec<Tensor>,
 }
 
 impl AdamW {
@@ -37,7 +42,9 @@ impl AdamW {
             .into_iter()
             .map(|g| {
                 let zeros = |params: &[(String, Tensor)]| params.iter().map(|(_, p)| p.zeros_like().detach()).collect();
+                let updates = g.params.iter().map(|(_, p)| Tensor::from(0f32).to_device(p.device())).collect();
                 GroupState {
+                    updates,
                     exp_avg: zeros(&g.params),
                     exp_avg_sq: zeros(&g.params),
                     name: g.name,
@@ -101,23 +108,28 @@ impl AdamW {
         self.step += 1;
         let (beta1, beta2, eps) = (self.beta1, self.beta2, self.eps);
         for g in &mut self.groups {
-            let mut tensors =
-                AdamwTensors { params: Vec::new(), grads: Vec::new(), exp_avgs: Vec::new(), exp_avg_sqs: Vec::new() };
-            for (((_, param), exp_avg), exp_avg_sq) in g.params.iter_mut().zip(&mut g.exp_avg).zip(&mut g.exp_avg_sq) {
+            let mut tensors = AdamwTensors {
+                params: Vec::new(),
+                grads: Vec::new(),
+                exp_avgs: Vec::new(),
+                exp_avg_sqs: Vec::new(),
+                steps: Vec::new(),
+            };
+            let state = g.params.iter_mut().zip(&mut g.exp_avg).zip(&mut g.exp_avg_sq).zip(&mut g.updates);
+            for ((((_, param), exp_avg), exp_avg_sq), updates) in state {
                 let grad = param.grad();
                 if !grad.defined() {
                     continue;
                 }
+                let _ = updates.g_add_scalar_(1.0);
                 tensors.grads.push(grad);
                 tensors.params.push(param);
                 tensors.exp_avgs.push(exp_avg);
                 tensors.exp_avg_sqs.push(exp_avg_sq);
+                tensors.steps.push(updates);
             }
-            let Some(first) = tensors.params.first() else { continue };
-            // The fused kernel reads the step count from a float tensor on the parameters' device.
-            let mut step = Tensor::from(self.step as f32).to_device(first.device());
             let hyper = AdamwHyper { lr: g.lr, beta1, beta2, weight_decay: g.weight_decay, eps };
-            fused_adamw(tensors, &mut step, &hyper).with_context(|| format!("parameter group {}", g.name))?;
+            fused_adamw(tensors, &hyper).with_context(|| format!("parameter group {}", g.name))?;
         }
         Ok(())
     }
@@ -131,13 +143,15 @@ impl AdamW {
         }
     }
 
-    /// The optimizer state as named tensors (`exp_avg/<param>`, `exp_avg_sq/<param>`, `step`).
+    /// The optimizer state as named tensors (`exp_avg/<param>`, `exp_avg_sq/<param>`,
+    /// `updates/<param>`, `step`).
     pub fn state_tensors(&self) -> Vec<(String, Tensor)> {
         let mut out = vec![("step".to_string(), Tensor::from_slice(&[self.step as i64]))];
         for g in &self.groups {
-            for (((name, _), m), v) in g.params.iter().zip(&g.exp_avg).zip(&g.exp_avg_sq) {
+            for ((((name, _), m), v), n) in g.params.iter().zip(&g.exp_avg).zip(&g.exp_avg_sq).zip(&g.updates) {
                 out.push((format!("exp_avg/{name}"), m.shallow_clone()));
                 out.push((format!("exp_avg_sq/{name}"), v.shallow_clone()));
+                out.push((format!("updates/{name}"), n.reshape([1])));
             }
         }
         out
@@ -149,11 +163,15 @@ impl AdamW {
         let Some(step) = step else { bail!("optimizer state has no step count") };
         tch::no_grad(|| -> Result<()> {
             for g in &mut self.groups {
-                for (((name, p), m), v) in g.params.iter().zip(&mut g.exp_avg).zip(&mut g.exp_avg_sq) {
-                    for (kind, target) in [("exp_avg", m), ("exp_avg_sq", v)] {
+                let state = g.params.iter().zip(&mut g.exp_avg).zip(&mut g.exp_avg_sq).zip(&mut g.updates);
+                for ((((name, p), m), v), n) in state {
+                    let mut n = n.reshape([1]);
+                    for (kind, target, shape) in
+                        [("exp_avg", m, p.size()), ("exp_avg_sq", v, p.size()), ("updates", &mut n, vec![1])]
+                    {
                         let key = format!("{kind}/{name}");
                         match tensors.get(&key) {
-                            Some(t) if t.size() == p.size() => target.copy_(t),
+                            Some(t) if t.size() == shape => target.copy_(t),
                             Some(_) => bail!("optimizer state {key} has the wrong shape"),
                             None => bail!("optimizer state lacks {key}"),
                         }
@@ -230,6 +248,27 @@ mod tests {
         opt.step().unwrap();
         assert_eq!(b.double_value(&[0]), b_after_first, "no momentum or decay without a gradient");
         assert_ne!(a.double_value(&[0]), 1.0);
+    }
+
+    /// PyTorch counts steps per parameter: a parameter first updated at the optimizer's
+    /// second step gets a first-step update (bias correction with t = 1), so it moves by
+    /// about lr, not lr * sqrt(1 - 0.999^2) / (1 - 0.9^2) = 0.235 lr.
+    #[test]
+    fn bias_correction_counts_each_parameters_own_updates() {
+        let a = Tensor::from_slice(&[0.0f32]).set_requires_grad(true);
+        let b = Tensor::from_slice(&[0.0f32]).set_requires_grad(true);
+        let mut opt = AdamW::new(vec![group("a", 0.1, 0.0, &a), group("b", 0.1, 0.0, &b)]);
+        (&a * 1.0).sum(Kind::Float).backward();
+        opt.step().unwrap();
+        opt.zero_grad();
+        (&b * 1.0).sum(Kind::Float).backward();
+        opt.step().unwrap();
+        assert!((b.double_value(&[0]) + 0.1).abs() < 1e-6, "b moved by {}", b.double_value(&[0]));
+        let updates = |name: &str| {
+            let key = format!("updates/{name}");
+            opt.state_tensors().into_iter().find(|(n, _)| *n == key).unwrap().1.double_value(&[0])
+        };
+        assert_eq!((updates("a"), updates("b"), opt.steps_taken()), (1.0, 1.0, 2));
     }
 
     #[test]
