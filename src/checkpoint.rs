@@ -8,6 +8,7 @@
 //! [`load`] also accepts a plain Hugging Face model folder (or hub id): then the spec comes
 //! from defaults and, for sentence-transformers folders, from `modules.json`.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -135,7 +136,7 @@ pub fn load(model: &str, device: Device, overrides: &SpecOverrides) -> Result<Lo
     let tokenizer = SentenceTokenizer::from_dir(&dir)?;
     let model = MultiTaskModel::build(config, &spec, device);
     let weights = find_weight_file(&dir)?;
-    let report = load_into(&model.vs, &weights, read_weight_file(&weights)?, model.config.model_type())?;
+    let report = load_into(&model.vs, &weights, read_model_tensors(&dir, &weights)?, model.config.model_type())?;
     if !report.missing.is_empty() {
         bail!(
             "{} lacks {} tensor(s) this model needs, e.g. {} (wrong file for this config.json / {}?)",
@@ -182,8 +183,9 @@ pub fn load_for_training(model: &str, device: Device, wanted: TrainingSpec) -> R
     let projection_dim = match wanted.projection_dim {
         Some(0) => None,
         Some(d) => Some(d),
+        // A checkpoint's projection, or a sentence-transformers Dense module, is kept.
         None if dir.join(SPEC_FILE).is_file() => base.projection_dim,
-        None => Some(DEFAULT_PROJECTION_DIM),
+        None => base.projection_dim.or(Some(DEFAULT_PROJECTION_DIM)),
     };
     let spec = ModelSpec {
         format_version: FORMAT_VERSION,
@@ -200,7 +202,7 @@ pub fn load_for_training(model: &str, device: Device, wanted: TrainingSpec) -> R
     let tokenizer = SentenceTokenizer::from_dir(&dir)?;
     let model_built = MultiTaskModel::build(config, &spec, device);
     let weights = find_weight_file(&dir)?;
-    let mut tensors = read_weight_file(&weights)?;
+    let mut tensors = read_model_tensors(&dir, &weights)?;
     // Keep only what fits the new model: a different projection width or label set means
     // that layer starts afresh.
     tensors.retain(|name, tensor| {
@@ -253,15 +255,15 @@ fn read_spec(dir: &Path) -> Result<ModelSpec> {
     Ok(spec)
 }
 
-/// A spec for a folder without `sentence_mtl.json`: no projection, no heads; pooling,
-/// normalisation and max length from a sentence-transformers config when present.
+/// A spec for a folder without `sentence_mtl.json`: no heads; pooling, normalisation, max
+/// length and a projection (a linear Dense module) from a sentence-transformers config when present.
 fn spec_for_plain_model(dir: &Path, model: &str, config: &BackboneConfig) -> Result<ModelSpec> {
     let st = SentenceTransformersConfig::read(dir)?;
     Ok(ModelSpec {
         format_version: FORMAT_VERSION,
         model_type: config.model_type().to_string(),
         pooling: st.pooling.unwrap_or_default(),
-        projection_dim: None,
+        projection_dim: st.dense.as_ref().map(|d| d.out_features),
         normalize: st.normalize,
         max_length: st.max_seq_length.unwrap_or(DEFAULT_MAX_LENGTH).min(config.max_position_embeddings() as usize),
         tasks: Vec::new(),
@@ -277,6 +279,17 @@ struct SentenceTransformersConfig {
     pooling: Option<Pooling>,
     normalize: bool,
     max_seq_length: Option<usize>,
+    /// A linear Dense module after the pooling: it becomes the projection.
+    dense: Option<DenseModule>,
+}
+
+/// A sentence-transformers `Dense` module with identity activation: the folder holding its
+/// `config.json` and `model.safetensors` (`linear.weight [out, in]`, `linear.bias [out]`).
+#[derive(Debug)]
+struct DenseModule {
+    dir: PathBuf,
+    out_features: i64,
+    bias: bool,
 }
 
 impl SentenceTransformersConfig {
@@ -308,6 +321,15 @@ impl SentenceTransformersConfig {
                     });
                 }
                 "Normalize" => out.normalize = true,
+                "Dense" => {
+                    if out.dense.is_some() {
+                        bail!(
+                            "{} lists more than one Dense module; sentence-mtl reads one, as its projection",
+                            modules_path.display()
+                        );
+                    }
+                    out.dense = Some(DenseModule::read(&dir.join(&module.path))?);
+                }
                 other => eprintln!(
                     "warning: {} lists a {other} module, which sentence-mtl does not apply",
                     modules_path.display()
@@ -321,6 +343,63 @@ impl SentenceTransformersConfig {
         }
         Ok(out)
     }
+}
+
+impl DenseModule {
+    fn read(dir: &Path) -> Result<Self> {
+        #[derive(Deserialize)]
+        struct Config {
+            out_features: i64,
+            #[serde(default = "yes")]
+            bias: bool,
+            // sentence-transformers' default activation is Tanh.
+            #[serde(default = "tanh")]
+            activation_function: String,
+        }
+        fn yes() -> bool {
+            true
+        }
+        fn tanh() -> String {
+            "torch.nn.modules.activation.Tanh".into()
+        }
+        let path = dir.join("config.json");
+        let config: Config = read_json(&path)?;
+        if !config.activation_function.ends_with(".Identity") {
+            bail!(
+                "{}: a Dense module with activation {} is not supported (sentence-mtl's projection is linear)",
+                path.display(),
+                config.activation_function
+            );
+        }
+        Ok(Self { dir: dir.to_path_buf(), out_features: config.out_features, bias: config.bias })
+    }
+
+    /// The module's weights under the projection's names.
+    fn projection_tensors(&self) -> Result<BTreeMap<String, tch::Tensor>> {
+        let mut tensors = read_weight_file(&find_weight_file(&self.dir)?)?;
+        let weight = tensors.remove("linear.weight");
+        let Some(weight) = weight.filter(|w| w.dim() == 2 && w.size()[0] == self.out_features) else {
+            bail!("{} has no linear.weight of {} rows", self.dir.display(), self.out_features);
+        };
+        let bias = match tensors.remove("linear.bias") {
+            Some(b) if self.bias => b,
+            _ if self.bias => bail!("{} has no linear.bias", self.dir.display()),
+            _ => weight.zeros_like().select(1, 0),
+        };
+        Ok(BTreeMap::from([("projection.weight".to_string(), weight), ("projection.bias".to_string(), bias)]))
+    }
+}
+
+/// The weights of a model folder, with a sentence-transformers Dense module's weights under
+/// the projection's names when the folder has one (and no `sentence_mtl.json`).
+fn read_model_tensors(dir: &Path, weights: &Path) -> Result<BTreeMap<String, tch::Tensor>> {
+    let mut tensors = read_weight_file(weights)?;
+    if !dir.join(SPEC_FILE).is_file() {
+        if let Some(dense) = SentenceTransformersConfig::read(dir)?.dense {
+            tensors.extend(dense.projection_tensors()?);
+        }
+    }
+    Ok(tensors)
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {

@@ -146,6 +146,30 @@ print(json.dumps(model.encode(json.load(sys.stdin), batch_size=32).tolist()))
     eprintln!("sentence-transformers export vs encode on {} sentences: worst cosine {worst:.7}", sentences.len());
     assert!(worst >= 0.9999, "worst cosine {worst}");
     assert_eq!(ours[0].len(), 96);
+
+    // And back: sentence-mtl reads the exported folder's Dense module as its projection.
+    let reread = encode_all(&out, &write_lines(dir.path(), &sentences));
+    let diff = max_abs_diff(&ours, &reread);
+    eprintln!("encode of the sentence-transformers export vs of the checkpoint: max difference {diff:.1e}");
+    assert!(diff < 1e-5, "max difference {diff}");
+}
+
+#[test]
+fn a_dense_module_with_a_nonlinear_activation_is_refused() {
+    let test = "a_dense_module_with_a_nonlinear_activation_is_refused";
+    let Some(minilm) = minilm(test) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let best = checkpoint(&minilm, dir.path(), &["--projection-dim", "8", "--max-steps", "1"]);
+    let out = dir.path().join("st");
+    export(&best, "sentence-transformers", &out);
+    let config = out.join("2_Dense/config.json");
+    let text = std::fs::read_to_string(&config).unwrap().replace("linear.Identity", "activation.Tanh");
+    std::fs::write(&config, text).unwrap();
+    let output = run(&["encode", "-m", out.to_str().unwrap(), "--device", "cpu", "-q", "a sentence"]);
+    assert_clean_error(
+        &output,
+        "2_Dense/config.json: a Dense module with activation torch.nn.modules.activation.Tanh is not supported",
+    );
 }
 
 #[test]
