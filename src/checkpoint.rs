@@ -8,7 +8,7 @@
 //! [`load`] also accepts a plain Hugging Face model folder (or hub id): then the spec comes
 //! from defaults and, for sentence-transformers folders, from `modules.json`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -17,10 +17,12 @@ use tch::Device;
 
 use crate::atomic_write;
 use crate::model::config::BackboneConfig;
+use crate::model::fused_forward::FusedForward;
+use crate::model::layout::tensor_shapes;
 use crate::model::pooling::Pooling;
 use crate::model::source::resolve_model_dir;
 use crate::model::tokenizer::{SentenceTokenizer, TOKENIZER_FILES};
-use crate::model::weights::{find_weight_file, load_into, read_weight_file, write_safetensors};
+use crate::model::weights::{find_weight_file, load_into, match_tensors, read_weight_file, write_safetensors};
 use crate::model::MultiTaskModel;
 
 pub const SPEC_FILE: &str = "sentence_mtl.json";
@@ -85,9 +87,14 @@ pub struct SpecOverrides {
     pub max_length: Option<usize>,
 }
 
-/// A model ready for inference or training, with its tokenizer and description.
+/// A model ready for inference, with its tokenizer and description.
 pub struct LoadedModel {
-    pub model: MultiTaskModel,
+    /// Every tensor of the model ([`crate::model::layout`]) by name, on the model's device.
+    /// For a model `train` builds, these share storage with its trainable variables, so
+    /// they always hold the current weights.
+    pub weights: HashMap<String, tch::Tensor>,
+    pub config: BackboneConfig,
+    pub device: Device,
     pub tokenizer: SentenceTokenizer,
     pub spec: ModelSpec,
     /// The folder the files came from (for copying tokenizer files into new checkpoints).
@@ -96,6 +103,13 @@ pub struct LoadedModel {
     /// pooler): carried unchanged into checkpoints and exports, so transformers loads an
     /// export without reporting newly initialised weights.
     pub passthrough: Vec<(String, tch::Tensor)>,
+}
+
+impl LoadedModel {
+    /// The inference forward pass over the current weights.
+    pub fn forward(&self) -> FusedForward<'_> {
+        FusedForward { weights: &self.weights, config: &self.config, spec: &self.spec }
+    }
 }
 
 /// Splits a load's unused tensors into the backbone's pass-through ones and the rest.
@@ -108,20 +122,55 @@ fn passthrough(
     (keep, other.into_iter().map(|(name, _)| name).collect())
 }
 
-/// Loads a checkpoint folder, a HF model folder, or a hub id, onto `device`.
-pub fn load(model: &str, device: Device, overrides: &SpecOverrides) -> Result<LoadedModel> {
-    let dir = resolve_model_dir(model)?;
-    let config = BackboneConfig::from_file(&dir.join("config.json"))?;
-    let mut spec =
-        if dir.join(SPEC_FILE).is_file() { read_spec(&dir)? } else { spec_for_plain_model(&dir, model, &config)? };
-    if spec.model_type != config.model_type() {
-        bail!(
-            "{} says model_type '{}' but config.json says '{}'",
-            dir.join(SPEC_FILE).display(),
-            spec.model_type,
-            config.model_type()
-        );
+/// The description and files of a model folder (checkpoint, HF folder or hub id).
+struct ModelFolder {
+    dir: PathBuf,
+    config: BackboneConfig,
+    /// From `sentence_mtl.json`, or defaults and `modules.json` for a plain HF folder.
+    spec: ModelSpec,
+    is_checkpoint: bool,
+    /// A plain sentence-transformers folder's pipeline (default for a checkpoint).
+    sentence_transformers: SentenceTransformersConfig,
+}
+
+impl ModelFolder {
+    fn open(model: &str) -> Result<Self> {
+        let dir = resolve_model_dir(model)?;
+        let config = BackboneConfig::from_file(&dir.join("config.json"))?;
+        let is_checkpoint = dir.join(SPEC_FILE).is_file();
+        let (spec, sentence_transformers) = if is_checkpoint {
+            (read_spec(&dir)?, SentenceTransformersConfig::default())
+        } else {
+            let st = SentenceTransformersConfig::read(&dir)?;
+            (spec_for_plain_model(&st, model, &config), st)
+        };
+        if spec.model_type != config.model_type() {
+            bail!(
+                "{} says model_type '{}' but config.json says '{}'",
+                dir.join(SPEC_FILE).display(),
+                spec.model_type,
+                config.model_type()
+            );
+        }
+        Ok(Self { dir, config, spec, is_checkpoint, sentence_transformers })
     }
+
+    /// The weight file's tensors, with a sentence-transformers Dense module's weights under
+    /// the projection's names when the folder has one.
+    fn read_tensors(&self) -> Result<(PathBuf, BTreeMap<String, tch::Tensor>)> {
+        let path = find_weight_file(&self.dir)?;
+        let mut tensors = read_weight_file(&path)?;
+        if let Some(dense) = &self.sentence_transformers.dense {
+            tensors.extend(dense.projection_tensors()?);
+        }
+        Ok((path, tensors))
+    }
+}
+
+/// Loads a checkpoint folder, a HF model folder, or a hub id, onto `device` for inference.
+pub fn load(model: &str, device: Device, overrides: &SpecOverrides) -> Result<LoadedModel> {
+    let folder = ModelFolder::open(model)?;
+    let mut spec = folder.spec.clone();
     if let Some(p) = overrides.pooling {
         spec.pooling = p;
     }
@@ -131,33 +180,42 @@ pub fn load(model: &str, device: Device, overrides: &SpecOverrides) -> Result<Lo
     if let Some(m) = overrides.max_length {
         spec.max_length = m;
     }
-    check_max_length(spec.max_length, &config)?;
+    check_max_length(spec.max_length, &folder.config)?;
 
-    let tokenizer = SentenceTokenizer::from_dir(&dir)?;
-    let model = MultiTaskModel::build(config, &spec, device);
-    let weights = find_weight_file(&dir)?;
-    let report = load_into(&model.vs, &weights, read_model_tensors(&dir, &weights)?, model.config.model_type())?;
-    if !report.missing.is_empty() {
+    let tokenizer = SentenceTokenizer::from_dir(&folder.dir)?;
+    let (path, tensors) = folder.read_tensors()?;
+    let expected = tensor_shapes(&folder.config, &spec);
+    let matched = match_tensors(&path, tensors, &expected, folder.config.model_type())?;
+    if !matched.missing.is_empty() {
         bail!(
             "{} lacks {} tensor(s) this model needs, e.g. {} (wrong file for this config.json / {}?)",
-            weights.display(),
-            report.missing.len(),
-            report.missing.iter().take(5).cloned().collect::<Vec<_>>().join(", "),
+            path.display(),
+            matched.missing.len(),
+            matched.missing.iter().take(5).cloned().collect::<Vec<_>>().join(", "),
             SPEC_FILE
         );
     }
-    let (passthrough, unused) = passthrough(report.unused, &model.config);
+    let (passthrough, unused) = passthrough(matched.unused, &folder.config);
     let stray_heads: Vec<&String> =
         unused.iter().filter(|n| n.starts_with("heads.") || n.starts_with("projection.")).collect();
     if !stray_heads.is_empty() {
         bail!(
             "{} has tensors {} that {} does not describe (checkpoint heads do not match its tasks)",
-            weights.display(),
+            path.display(),
             stray_heads.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
             SPEC_FILE
         );
     }
-    Ok(LoadedModel { model, tokenizer, spec, dir, passthrough })
+    // Training keeps fp32 weights; a half-precision file is widened as training would.
+    let weights = matched
+        .found
+        .into_iter()
+        .map(|(name, t)| {
+            let t = if t.is_floating_point() { t.to_kind(tch::Kind::Float) } else { t };
+            (name, t.to_device(device))
+        })
+        .collect();
+    Ok(LoadedModel { weights, config: folder.config, device, tokenizer, spec, dir: folder.dir, passthrough })
 }
 
 /// How `train` wants the model built: the run's tasks and encoder settings.
@@ -171,25 +229,31 @@ pub struct TrainingSpec {
 
 pub const DEFAULT_PROJECTION_DIM: i64 = 256;
 
+/// The model `train` starts from.
+pub struct TrainableModel {
+    /// The trainable modules; `loaded.weights` are their variables.
+    pub model: MultiTaskModel,
+    pub loaded: LoadedModel,
+    /// The freshly initialised tensors (new heads, a new projection).
+    pub new_tensors: Vec<String>,
+}
+
 /// The model `train` starts from: backbone (and projection, and heads of tasks with the same
 /// name and labels) from a HF folder, hub id or checkpoint; every other layer is new.
-/// Returns the model and the names of the freshly initialised tensors.
-pub fn load_for_training(model: &str, device: Device, wanted: TrainingSpec) -> Result<(LoadedModel, Vec<String>)> {
-    let dir = resolve_model_dir(model)?;
-    let config = BackboneConfig::from_file(&dir.join("config.json"))?;
-    let base =
-        if dir.join(SPEC_FILE).is_file() { read_spec(&dir)? } else { spec_for_plain_model(&dir, model, &config)? };
-    check_max_length(wanted.max_length, &config)?;
+pub fn load_for_training(model: &str, device: Device, wanted: TrainingSpec) -> Result<TrainableModel> {
+    let folder = ModelFolder::open(model)?;
+    let base = &folder.spec;
+    check_max_length(wanted.max_length, &folder.config)?;
     let projection_dim = match wanted.projection_dim {
         Some(0) => None,
         Some(d) => Some(d),
         // A checkpoint's projection, or a sentence-transformers Dense module, is kept.
-        None if dir.join(SPEC_FILE).is_file() => base.projection_dim,
+        None if folder.is_checkpoint => base.projection_dim,
         None => base.projection_dim.or(Some(DEFAULT_PROJECTION_DIM)),
     };
     let spec = ModelSpec {
         format_version: FORMAT_VERSION,
-        model_type: config.model_type().to_string(),
+        model_type: folder.config.model_type().to_string(),
         pooling: wanted.pooling.unwrap_or(base.pooling),
         projection_dim,
         normalize: base.normalize,
@@ -199,10 +263,9 @@ pub fn load_for_training(model: &str, device: Device, wanted: TrainingSpec) -> R
         training: None,
         metrics: None,
     };
-    let tokenizer = SentenceTokenizer::from_dir(&dir)?;
-    let model_built = MultiTaskModel::build(config, &spec, device);
-    let weights = find_weight_file(&dir)?;
-    let mut tensors = read_model_tensors(&dir, &weights)?;
+    let tokenizer = SentenceTokenizer::from_dir(&folder.dir)?;
+    let model = MultiTaskModel::build(folder.config.clone(), &spec, device);
+    let (path, mut tensors) = folder.read_tensors()?;
     // Keep only what fits the new model: a different projection width or label set means
     // that layer starts afresh.
     tensors.retain(|name, tensor| {
@@ -217,19 +280,28 @@ pub fn load_for_training(model: &str, device: Device, wanted: TrainingSpec) -> R
         }
         true
     });
-    let report = load_into(&model_built.vs, &weights, tensors, model_built.config.model_type())?;
+    let matched = load_into(&model.vs, &path, tensors, folder.config.model_type())?;
     let not_new: Vec<&String> =
-        report.missing.iter().filter(|n| !n.starts_with("projection.") && !n.starts_with("heads.")).collect();
+        matched.missing.iter().filter(|n| !n.starts_with("projection.") && !n.starts_with("heads.")).collect();
     if !not_new.is_empty() {
         bail!(
             "{} lacks {} backbone tensor(s), e.g. {} (wrong weights for this config.json?)",
-            weights.display(),
+            path.display(),
             not_new.len(),
             not_new.iter().take(5).map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
         );
     }
-    let (passthrough, _) = passthrough(report.unused, &model_built.config);
-    Ok((LoadedModel { model: model_built, tokenizer, spec, dir, passthrough }, report.missing))
+    let (passthrough, _) = passthrough(matched.unused, &folder.config);
+    let loaded = LoadedModel {
+        weights: model.vs.variables(),
+        config: folder.config,
+        device,
+        tokenizer,
+        spec,
+        dir: folder.dir,
+        passthrough,
+    };
+    Ok(TrainableModel { model, loaded, new_tensors: matched.missing })
 }
 
 pub fn check_max_length(max_length: usize, config: &BackboneConfig) -> Result<()> {
@@ -257,9 +329,8 @@ fn read_spec(dir: &Path) -> Result<ModelSpec> {
 
 /// A spec for a folder without `sentence_mtl.json`: no heads; pooling, normalisation, max
 /// length and a projection (a linear Dense module) from a sentence-transformers config when present.
-fn spec_for_plain_model(dir: &Path, model: &str, config: &BackboneConfig) -> Result<ModelSpec> {
-    let st = SentenceTransformersConfig::read(dir)?;
-    Ok(ModelSpec {
+fn spec_for_plain_model(st: &SentenceTransformersConfig, model: &str, config: &BackboneConfig) -> ModelSpec {
+    ModelSpec {
         format_version: FORMAT_VERSION,
         model_type: config.model_type().to_string(),
         pooling: st.pooling.unwrap_or_default(),
@@ -270,7 +341,7 @@ fn spec_for_plain_model(dir: &Path, model: &str, config: &BackboneConfig) -> Res
         base_model: model.to_string(),
         training: None,
         metrics: None,
-    })
+    }
 }
 
 /// What a sentence-transformers folder says about its pipeline.
@@ -390,18 +461,6 @@ impl DenseModule {
     }
 }
 
-/// The weights of a model folder, with a sentence-transformers Dense module's weights under
-/// the projection's names when the folder has one (and no `sentence_mtl.json`).
-fn read_model_tensors(dir: &Path, weights: &Path) -> Result<BTreeMap<String, tch::Tensor>> {
-    let mut tensors = read_weight_file(weights)?;
-    if !dir.join(SPEC_FILE).is_file() {
-        if let Some(dense) = SentenceTransformersConfig::read(dir)?.dense {
-            tensors.extend(dense.projection_tensors()?);
-        }
-    }
-    Ok(tensors)
-}
-
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON for this field", path.display()))
@@ -424,8 +483,8 @@ pub fn save_with(
     extra: impl FnOnce(&Path) -> Result<()>,
 ) -> Result<()> {
     atomic_write::replace_dir(target, |staging| {
-        let variables = loaded.model.vs.variables();
-        let tensors: Vec<(&str, &tch::Tensor)> = variables
+        let tensors: Vec<(&str, &tch::Tensor)> = loaded
+            .weights
             .iter()
             .chain(loaded.passthrough.iter().map(|(n, t)| (n, t)))
             .map(|(n, t)| (n.as_str(), t))

@@ -1,8 +1,6 @@
 //! Running a loaded model over many sentences: tokenise once, batch by length, forward
 //! under `no_grad`, and return results in input order.
 
-use std::collections::HashMap;
-
 use anyhow::Result;
 use tch::{Device, Kind, Tensor};
 
@@ -21,9 +19,8 @@ fn run_batches(
     progress: &Progress,
     head: impl Fn(&FusedForward, &Tensor) -> Result<Tensor>,
 ) -> Result<Tensor> {
-    let device = loaded.model.vs.device();
-    let weights: HashMap<String, Tensor> = loaded.model.vs.variables();
-    let model = FusedForward { weights: &weights, config: &loaded.model.config, spec: &loaded.spec };
+    let device = loaded.device;
+    let model = loaded.forward();
     let token_ids = loaded.tokenizer.encode_batch(texts, loaded.spec.max_length);
     let lengths: Vec<usize> = token_ids.iter().map(Vec::len).collect();
     let bar = progress.bar(texts.len() as u64, "sentences");

@@ -79,19 +79,13 @@ pub fn export(loaded: &LoadedModel, format: ExportFormat, out: &Path, force: boo
 
 /// All variables, on the CPU, by name.
 fn variables(loaded: &LoadedModel) -> HashMap<String, Tensor> {
-    loaded
-        .model
-        .vs
-        .variables()
-        .into_iter()
-        .map(|(name, t)| (name, t.detach().to_device(Device::Cpu).contiguous()))
-        .collect()
+    loaded.weights.iter().map(|(name, t)| (name.clone(), t.detach().to_device(Device::Cpu).contiguous())).collect()
 }
 
 /// The backbone's tensors under the names of a bare transformers model (no `bert.` or
 /// `distilbert.` prefix), as `AutoModel.save_pretrained` writes them.
 fn write_backbone(loaded: &LoadedModel, folder: &Path) -> Result<()> {
-    let prefix = format!("{}.", loaded.model.config.model_type());
+    let prefix = format!("{}.", loaded.config.model_type());
     let mut tensors: Vec<(String, Tensor)> = variables(loaded)
         .into_iter()
         .chain(loaded.passthrough.iter().map(|(n, t)| (n.clone(), t.shallow_clone())))

@@ -39,7 +39,7 @@ def logits(texts, task):
 /// BERT's pooler is not used for sentence features; without the base model's pooler weights
 /// transformers reports it as newly initialised.
 fn pooler_note(loaded: &LoadedModel) -> &'static str {
-    if loaded.model.config.model_type() == "bert" && loaded.passthrough.is_empty() {
+    if loaded.config.model_type() == "bert" && loaded.passthrough.is_empty() {
         " transformers will report `pooler.dense.*` as newly initialised: the base model had no pooler weights, and sentence features do not use the pooler, so the message can be ignored."
     } else {
         ""
@@ -67,7 +67,7 @@ fn usage(loaded: &LoadedModel, format: ExportFormat) -> String {
 
 pub fn render(loaded: &LoadedModel, format: ExportFormat) -> String {
     let spec = &loaded.spec;
-    let config = &loaded.model.config;
+    let config = &loaded.config;
     let mut card = format!(
         "# sentence-mtl export ({})\n\nExported by sentence-mtl {} from `{}`.\n\n## Model\n\n- backbone: {} ({} layers, hidden size {}), from `{}`\n- pooling: {}; projection: {}; L2-normalised embeddings: {}; max length: {} tokens\n",
         format.name(),

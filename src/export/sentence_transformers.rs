@@ -13,7 +13,7 @@ use crate::model::weights::write_safetensors;
 
 pub fn write(loaded: &LoadedModel, folder: &Path) -> Result<()> {
     let spec = &loaded.spec;
-    let hidden = loaded.model.config.hidden_size();
+    let hidden = loaded.config.hidden_size();
     write_backbone(loaded, folder)?;
     std::fs::write(
         folder.join("sentence_bert_config.json"),

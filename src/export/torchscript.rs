@@ -21,10 +21,10 @@ pub fn write(loaded: &LoadedModel, folder: &Path) -> Result<()> {
         // Constants in the traced graph must not require gradients.
         let _ = t.set_requires_grad(false);
     }
-    let model = FusedForward { weights: &weights, config: &loaded.model.config, spec: &loaded.spec };
+    let model = FusedForward { weights: &weights, config: &loaded.config, spec: &loaded.spec };
     // An example batch; the trace generalises to other shapes (see model/fused_forward.rs).
     let ids = Tensor::from_slice(&[101i64, 2023, 2003, 102, 0, 101, 7592, 2088, 2003, 102]).view([2, 5]);
-    let ids = ids.clamp_max(loaded.model.config.vocab_size() - 1);
+    let ids = ids.clamp_max(loaded.config.vocab_size() - 1);
     let mask = Tensor::from_slice(&[1i64, 1, 1, 1, 0, 1, 1, 1, 1, 1]).view([2, 5]);
     let mut failure = None;
     let mut widths = Vec::new();

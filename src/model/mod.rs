@@ -5,6 +5,7 @@ pub mod config;
 pub mod encoder;
 pub mod fused_forward;
 pub mod heads;
+pub mod layout;
 pub mod pooling;
 pub mod source;
 pub mod tokenizer;

@@ -5,7 +5,7 @@
 //! did not provide, so callers can check that exactly the new layers are missing: a file
 //! with the wrong prefix would otherwise "load" nothing and still succeed.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -34,16 +34,70 @@ pub fn find_weight_file(dir: &Path) -> Result<PathBuf> {
 pub fn read_weight_file(path: &Path) -> Result<BTreeMap<String, Tensor>> {
     let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     let tensors = match extension {
-        "safetensors" => Tensor::read_safetensors(path),
-        "ot" => Tensor::load_multi(path),
+        "safetensors" => read_safetensors(path),
+        "ot" => Tensor::load_multi(path).map_err(|e| anyhow::anyhow!("{e}")),
         "bin" | "pt" | "pth" | "pkl" => {
             bail!("{} is a pickle file, which sentence-mtl does not load (use safetensors)", path.display())
         }
         _ => bail!("{}: unknown weight format (expected .safetensors or .ot)", path.display()),
     }
-    .map_err(|e| anyhow::anyhow!("{e}"))
     .with_context(|| format!("cannot read weights {} (missing, truncated or corrupt?)", path.display()))?;
     Ok(tensors.into_iter().collect())
+}
+
+/// Reads a safetensors file with each tensor's bytes going from the file straight into its
+/// own storage. tch's reader reads the whole file into a buffer and copies every tensor out
+/// of it: for all-MiniLM-L6-v2 (91 MB) that was 0.25 s of a 1.1 s `encode` start.
+fn read_safetensors(path: &Path) -> Result<Vec<(String, Tensor)>> {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::open(path)?;
+    let file_len = file.metadata()?.len();
+    let mut length_bytes = [0u8; 8];
+    file.read_exact_at(&mut length_bytes, 0).context("shorter than a safetensors header")?;
+    let header_len = u64::from_le_bytes(length_bytes);
+    // safetensors' own limit on header size.
+    if header_len > 100_000_000 || 8 + header_len > file_len {
+        bail!("header length {header_len} does not fit a file of {file_len} bytes");
+    }
+    let mut header = vec![0u8; header_len as usize];
+    file.read_exact_at(&mut header, 8)?;
+    let metadata: safetensors::tensor::Metadata =
+        serde_json::from_slice(&header).map_err(|e| anyhow::anyhow!("invalid safetensors header: {e}"))?;
+    let data_start = 8 + header_len;
+    let mut infos: Vec<(String, &safetensors::tensor::TensorInfo)> = metadata.tensors().into_iter().collect();
+    infos.sort_by_key(|(_, info)| info.data_offsets.0); // read the file front to back
+    let mut tensors = Vec::with_capacity(infos.len());
+    for (name, info) in infos {
+        let kind = match info.dtype {
+            safetensors::Dtype::F32 => tch::Kind::Float,
+            safetensors::Dtype::F16 => tch::Kind::Half,
+            safetensors::Dtype::BF16 => tch::Kind::BFloat16,
+            safetensors::Dtype::F64 => tch::Kind::Double,
+            safetensors::Dtype::I64 => tch::Kind::Int64,
+            safetensors::Dtype::I32 => tch::Kind::Int,
+            safetensors::Dtype::I16 => tch::Kind::Int16,
+            safetensors::Dtype::I8 => tch::Kind::Int8,
+            safetensors::Dtype::U8 => tch::Kind::Uint8,
+            safetensors::Dtype::BOOL => tch::Kind::Bool,
+            other => bail!("tensor {name} has dtype {other:?}, which sentence-mtl does not read"),
+        };
+        let (start, end) = info.data_offsets;
+        let bytes = info.shape.iter().product::<usize>() * kind.elt_size_in_bytes();
+        if end < start || end - start != bytes || data_start + end as u64 > file_len {
+            bail!("tensor {name}: data offsets {start}..{end} do not fit its shape {:?} or the file", info.shape);
+        }
+        let shape: Vec<i64> = info.shape.iter().map(|&d| d as i64).collect();
+        let tensor = Tensor::empty(shape.as_slice(), (kind, tch::Device::Cpu));
+        if bytes > 0 {
+            // SAFETY: a new contiguous CPU tensor of this shape and kind owns exactly `bytes`
+            // bytes at `data_ptr`, and nothing else refers to it yet.
+            let storage = unsafe { std::slice::from_raw_parts_mut(tensor.data_ptr() as *mut u8, bytes) };
+            file.read_exact_at(storage, data_start + start as u64)
+                .with_context(|| format!("tensor {name}: file ends inside its data"))?;
+        }
+        tensors.push((name, tensor));
+    }
+    Ok(tensors)
 }
 
 /// Writes tensors as safetensors with the `{"format": "pt"}` header that transformers and
@@ -107,44 +161,64 @@ pub fn canonical_name(name: &str, prefix: &str) -> String {
     }
 }
 
-/// What a load did: store variables the file lacked, file tensors the store has no use for.
+/// How a weight file's tensors fit a model's list of tensors.
 #[derive(Debug, Default)]
-pub struct LoadReport {
-    pub loaded: usize,
+pub struct MatchedTensors {
+    /// File tensors under the model's names, with the model's shapes.
+    pub found: BTreeMap<String, Tensor>,
+    /// Model tensors the file lacks.
     pub missing: Vec<String>,
-    /// File tensors with no variable of their (canonical) name, e.g. BERT's pooler.
+    /// File tensors the model has no use for, e.g. BERT's pooler.
     pub unused: Vec<(String, Tensor)>,
 }
 
-/// Copies the file's tensors into the store's variables of the same (canonical) name.
-/// Shapes must match exactly; dtypes are converted to the store's (an fp16 file loads
-/// into fp32 variables). All shape mismatches are reported together.
-pub fn load_into(vs: &VarStore, file: &Path, tensors: BTreeMap<String, Tensor>, prefix: &str) -> Result<LoadReport> {
-    let mut variables = vs.variables();
-    let mut report = LoadReport::default();
+/// Matches a file's tensors against the model's `name → shape` list under their canonical
+/// names. Shapes must agree exactly; all mismatches are reported together.
+pub fn match_tensors(
+    file: &Path,
+    tensors: BTreeMap<String, Tensor>,
+    expected: &BTreeMap<String, Vec<i64>>,
+    prefix: &str,
+) -> Result<MatchedTensors> {
+    let mut matched = MatchedTensors::default();
     let mut mismatches = Vec::new();
-    let mut seen = BTreeSet::new();
-    for (name, source) in tensors {
+    for (name, tensor) in tensors {
         let canonical = canonical_name(&name, prefix);
-        let Some(target) = variables.get_mut(&canonical) else {
-            report.unused.push((canonical, source));
-            continue;
-        };
-        if target.size() != source.size() {
-            mismatches.push(format!("{canonical}: file {:?}, model {:?}", source.size(), target.size()));
-            continue;
+        match expected.get(&canonical) {
+            None => matched.unused.push((canonical, tensor)),
+            Some(shape) if *shape != tensor.size() => {
+                mismatches.push(format!("{canonical}: file {:?}, model {shape:?}", tensor.size()))
+            }
+            Some(_) => {
+                matched.found.insert(canonical, tensor);
+            }
         }
-        tch::no_grad(|| target.f_copy_(&source))
-            .with_context(|| format!("cannot copy tensor {canonical} from {}", file.display()))?;
-        seen.insert(canonical);
-        report.loaded += 1;
     }
     if !mismatches.is_empty() {
         bail!("{} does not fit the model's configuration; shape mismatches: {}", file.display(), mismatches.join("; "));
     }
-    report.missing = variables.keys().filter(|name| !seen.contains(*name)).cloned().collect();
-    report.missing.sort();
-    Ok(report)
+    matched.missing = expected.keys().filter(|name| !matched.found.contains_key(*name)).cloned().collect();
+    Ok(matched)
+}
+
+/// Copies the file's tensors into the store's variables of the same (canonical) name
+/// (see [`match_tensors`]); dtypes are converted to the store's (an fp16 file loads into fp32
+/// variables). Returns the store variables the file lacked and the file tensors left over.
+pub fn load_into(
+    vs: &VarStore,
+    file: &Path,
+    tensors: BTreeMap<String, Tensor>,
+    prefix: &str,
+) -> Result<MatchedTensors> {
+    let variables = vs.variables();
+    let expected = variables.iter().map(|(name, t)| (name.clone(), t.size())).collect();
+    let matched = match_tensors(file, tensors, &expected, prefix)?;
+    for (name, source) in &matched.found {
+        let mut target = variables[name].shallow_clone();
+        tch::no_grad(|| target.f_copy_(source))
+            .with_context(|| format!("cannot copy tensor {name} from {}", file.display()))?;
+    }
+    Ok(matched)
 }
 
 #[cfg(test)]
@@ -188,6 +262,42 @@ mod tests {
     }
 
     #[test]
+    fn reads_what_tchs_own_reader_reads_in_every_dtype() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.safetensors");
+        let base = Tensor::from_slice(&[1.5f32, -2.0, 3.25, 0.0, 7.0, -0.5]).view([2, 3]);
+        let tensors = [
+            ("f32", base.shallow_clone()),
+            ("f16", base.to_kind(tch::Kind::Half)),
+            ("bf16", base.to_kind(tch::Kind::BFloat16)),
+            ("i64", Tensor::from_slice(&[7i64, -1])),
+            ("empty", Tensor::zeros([0, 4], (tch::Kind::Float, tch::Device::Cpu))),
+        ];
+        let refs: Vec<(&str, &Tensor)> = tensors.iter().map(|(n, t)| (*n, t)).collect();
+        write_safetensors(&path, &refs).unwrap();
+        let ours = read_weight_file(&path).unwrap();
+        let theirs: BTreeMap<String, Tensor> = Tensor::read_safetensors(&path).unwrap().into_iter().collect();
+        assert_eq!(ours.keys().collect::<Vec<_>>(), theirs.keys().collect::<Vec<_>>());
+        for (name, t) in &ours {
+            assert_eq!(t.kind(), theirs[name].kind(), "{name}");
+            assert!(t.equal(&theirs[name]), "{name}: {t} vs {}", theirs[name]);
+        }
+    }
+
+    #[test]
+    fn offsets_beyond_the_file_are_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.safetensors");
+        let header = br#"{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#;
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header);
+        bytes.extend_from_slice(&[0u8; 8]); // half of the tensor's 16 bytes
+        std::fs::write(&path, bytes).unwrap();
+        let err = format!("{:#}", read_weight_file(&path).unwrap_err());
+        assert!(err.contains("cannot read weights") && err.contains("tensor a"), "{err}");
+    }
+
+    #[test]
     fn refuses_pickle() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("pytorch_model.bin"), b"not loaded").unwrap();
@@ -221,7 +331,7 @@ mod tests {
             ("pooler.dense.weight".to_string(), Tensor::from_slice(&[0.0f32])),
         ]);
         let report = load_into(&vs, file, tensors, "bert").unwrap();
-        assert_eq!(report.loaded, 1);
+        assert_eq!(report.found.len(), 1);
         assert_eq!(report.missing, vec!["heads.b".to_string()]);
         let unused: Vec<&str> = report.unused.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(unused, vec!["bert.pooler.dense.weight"]);

@@ -11,7 +11,7 @@ use indicatif::ProgressBar;
 use serde_json::json;
 use tch::{Kind, Tensor};
 
-use crate::checkpoint::{self, LoadedModel, TrainingSpec};
+use crate::checkpoint::{self, LoadedModel, TrainableModel, TrainingSpec};
 use crate::data::batching::pad_batch;
 use crate::data::sampler::{SamplingStrategy, TaskSampler};
 use crate::device;
@@ -231,17 +231,17 @@ fn run_loop(
         Some(last) => last.to_string_lossy().into_owned(),
         None => settings.model.clone(),
     };
-    let (loaded, new_tensors) = checkpoint::load_for_training(&start_from, device, wanted)?;
+    let TrainableModel { model, loaded, new_tensors } = checkpoint::load_for_training(&start_from, device, wanted)?;
     if resume_from.is_some() && !new_tensors.is_empty() {
         bail!("{} does not hold every tensor of the run's model (missing {})", start_from, new_tensors.join(", "));
     }
-    let num_layers = loaded.model.config.num_layers() as usize;
+    let num_layers = loaded.config.num_layers() as usize;
     for task in &mut tasks {
         task.tokenize(&loaded.tokenizer, settings.max_length);
     }
     let task_names: Vec<&str> = tasks.iter().map(|t| t.source.name.as_str()).collect();
     FreezeRule::validate(&settings.freeze, num_layers, &task_names)?;
-    FreezeRule::apply(&settings.freeze, &loaded.model.vs);
+    FreezeRule::apply(&settings.freeze, &model.vs);
 
     let lrs = LearningRates {
         backbone: settings.lr_backbone,
@@ -249,9 +249,9 @@ fn run_loop(
         heads: settings.lr_heads,
         layer_decay: settings.layer_decay,
     };
-    let (trainable, total) = parameter_counts(&loaded.model.vs);
+    let (trainable, total) = parameter_counts(&model.vs);
     if !options.quiet {
-        print_overview(settings, &loaded, &tasks, &new_tensors, num_layers, &lrs, device, trainable, total)?;
+        print_overview(settings, &loaded, &model.vs, &tasks, &new_tensors, num_layers, &lrs, device, trainable, total)?;
     }
     let mut log = RunLog::open(&run.log())?;
 
@@ -275,7 +275,7 @@ fn run_loop(
         });
     }
 
-    let groups = build_groups(&loaded.model.vs, num_layers, &lrs, settings.weight_decay)?;
+    let groups = build_groups(&model.vs, num_layers, &lrs, settings.weight_decay)?;
     let mut optimizer = AdamW::new(groups);
     let lengths = tasks.iter().map(|t| t.train_tokens.iter().map(Vec::len).collect()).collect();
     let fingerprints = data_fingerprints(settings)?;
@@ -355,9 +355,8 @@ fn run_loop(
             // Dropout masks depend only on (seed, batch number): a resumed run draws the same ones.
             tch::manual_seed(settings.seed as i64 + 1 + state.micro_batches as i64);
             state.micro_batches += 1;
-            let logits = precision::autocast(settings.precision, || {
-                loaded.model.logits_t(&task.source.name, &ids, &mask, true)
-            })?;
+            let logits =
+                precision::autocast(settings.precision, || model.logits_t(&task.source.name, &ids, &mask, true))?;
             let loss = logits.to_kind(Kind::Float).cross_entropy_for_logits(&targets);
             let loss_value = f64::try_from(&loss)?;
             if !loss_value.is_finite() {
@@ -511,6 +510,7 @@ fn run_loop(
 fn print_overview(
     settings: &TrainSettings,
     loaded: &LoadedModel,
+    vs: &tch::nn::VarStore,
     tasks: &[TaskData],
     new_tensors: &[String],
     num_layers: usize,
@@ -544,7 +544,7 @@ fn print_overview(
         ]);
     }
     eprint!("{}", task_table.render());
-    eprint!("{}", group_table(&loaded.model.vs, num_layers, lrs, settings.weight_decay)?);
+    eprint!("{}", group_table(vs, num_layers, lrs, settings.weight_decay)?);
     eprintln!(
         "trainable parameters: {} of {} ({:.1}%)",
         human_count(trainable),

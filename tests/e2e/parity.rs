@@ -1,8 +1,7 @@
 //! Numerical parity with Hugging Face: transformers' hidden states, tokenizer ids, and
 //! sentence-transformers' embeddings. Correctness is measured against them, not against us.
 
-use sentence_mtl::checkpoint::{self, SpecOverrides};
-use sentence_mtl::model::fused_forward::FusedForward;
+use sentence_mtl::checkpoint::{self, SpecOverrides, TrainingSpec};
 use sentence_mtl::model::tokenizer::SentenceTokenizer;
 use serde_json::{json, Value};
 use tch::{Device, Tensor};
@@ -43,6 +42,9 @@ fn hidden_state_parity(test: &str, model: &str) {
     flatten_f64(&hf["last_hidden_state"], &mut expected);
 
     let loaded = checkpoint::load(dir.to_str().unwrap(), Device::Cpu, &SpecOverrides::default()).unwrap();
+    // rust-bert's modules, as `train` builds them (no projection, no heads).
+    let wanted = TrainingSpec { pooling: None, projection_dim: Some(0), max_length: 128, tasks: Vec::new() };
+    let trainable = checkpoint::load_for_training(dir.to_str().unwrap(), Device::Cpu, wanted).unwrap();
     // Our tokenizer must give the ids HF gave, padding aside.
     let ours = loaded.tokenizer.encode_batch(PADDED_BATCH, 128);
     for (row, (ours_row, (hf_ids, hf_mask))) in ours.iter().zip(ids.iter().zip(&mask)).enumerate() {
@@ -51,12 +53,10 @@ fn hidden_state_parity(test: &str, model: &str) {
     }
     let to_tensor = |m: &Vec<Vec<i64>>| Tensor::from_slice(&m.concat()).view([m.len() as i64, m[0].len() as i64]);
     // Both forward passes: rust-bert's (training) and the fused one (inference, export).
-    let weights = loaded.model.vs.variables();
-    let fused = FusedForward { weights: &weights, config: &loaded.model.config, spec: &loaded.spec };
     let (ids, mask) = (to_tensor(&ids), to_tensor(&mask));
     let paths = [
-        ("rust-bert", tch::no_grad(|| loaded.model.encoder.backbone().forward_t(&ids, &mask, false).unwrap())),
-        ("fused", tch::no_grad(|| fused.hidden_states(&ids, &mask).unwrap())),
+        ("rust-bert", tch::no_grad(|| trainable.model.encoder.backbone().forward_t(&ids, &mask, false).unwrap())),
+        ("fused", tch::no_grad(|| loaded.forward().hidden_states(&ids, &mask).unwrap())),
     ];
     for (path, hidden) in paths {
         let got = Vec::<f32>::try_from(hidden.flatten(0, -1)).unwrap();
