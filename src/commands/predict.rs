@@ -22,8 +22,12 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     let (best_probability, best_class) = probabilities.max_dim(-1, false);
     let best_probability = Vec::<f32>::try_from(best_probability)?;
     let best_class = Vec::<i64>::try_from(best_class)?;
-    let all: Option<(Vec<Vec<f32>>, Vec<Vec<f32>>)> =
-        if args.all_scores { Some((Vec::try_from(&probabilities)?, Vec::try_from(&logits)?)) } else { None };
+    // `--all-scores`: every class's probability and logit, per row.
+    let all = if args.all_scores {
+        Some((Vec::<Vec<f32>>::try_from(&probabilities)?, Vec::<Vec<f32>>::try_from(&logits)?))
+    } else {
+        None
+    };
     let rows: Vec<Prediction> = sentences
         .iter()
         .enumerate()

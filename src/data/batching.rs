@@ -10,9 +10,9 @@ pub fn pad_batch(sequences: &[&[i64]], pad_id: i64, device: Device) -> (Tensor, 
     let mut mask = Vec::with_capacity(sequences.len() * width);
     for seq in sequences {
         ids.extend_from_slice(seq);
-        ids.extend(std::iter::repeat(pad_id).take(width - seq.len()));
-        mask.extend(std::iter::repeat(1i64).take(seq.len()));
-        mask.extend(std::iter::repeat(0i64).take(width - seq.len()));
+        ids.extend(std::iter::repeat_n(pad_id, width - seq.len()));
+        mask.extend(std::iter::repeat_n(1i64, seq.len()));
+        mask.extend(std::iter::repeat_n(0i64, width - seq.len()));
     }
     let shape = [sequences.len() as i64, width as i64];
     let ids = Tensor::from_slice(&ids).view(shape).to_device(device);

@@ -334,7 +334,7 @@ fn run_loop(
 
     while state.step < total_steps {
         let step = state.step;
-        if step % steps_per_epoch == 0 || bar.is_hidden() {
+        if step.is_multiple_of(steps_per_epoch) || bar.is_hidden() {
             bar.finish_and_clear();
             let epoch_end = (step / steps_per_epoch + 1) * steps_per_epoch;
             bar = progress.bar((epoch_end.min(total_steps) - step) as u64, "steps");
@@ -389,7 +389,7 @@ fn run_loop(
         timing.train += step_started.elapsed().as_secs_f64();
         bar.inc(1);
 
-        if step % settings.log_every == 0 || step == total_steps {
+        if step.is_multiple_of(settings.log_every) || step == total_steps {
             let seconds = window.started.elapsed().as_secs_f64().max(1e-9);
             let losses = window.mean_losses(&tasks);
             let lrs = optimizer.learning_rates();
@@ -411,8 +411,8 @@ fn run_loop(
         }
 
         let eval_now = match settings.eval_every {
-            Some(n) => step % n == 0,
-            None => step % steps_per_epoch == 0,
+            Some(n) => step.is_multiple_of(n),
+            None => step.is_multiple_of(steps_per_epoch),
         } || step == total_steps;
         let mut saved = false;
         if eval_now {
@@ -452,7 +452,7 @@ fn run_loop(
                 break;
             }
         }
-        if !saved && settings.save_every.is_some_and(|n| step % n == 0) {
+        if !saved && settings.save_every.is_some_and(|n| step.is_multiple_of(n)) {
             save_last(&state, &optimizer, None)?;
             saved = true;
         }

@@ -157,8 +157,8 @@ fn similarity_matrix_is_printed_as_a_table() {
             .collect()
     };
     let rows: Vec<Vec<f64>> = lines[1..].iter().map(|l| cells(l)).collect();
-    for i in 0..3 {
-        assert!((rows[i][i] - 1.0).abs() < 1e-3);
+    for (i, row) in rows.iter().enumerate().take(3) {
+        assert!((row[i] - 1.0).abs() < 1e-3);
     }
     assert!(rows[0][1] > rows[0][2] + 0.3, "guitar/instrument should be closer than guitar/stocks: {text}");
 }
