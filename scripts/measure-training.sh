@@ -3,15 +3,17 @@
 #   epoch   one epoch of multi-task training, and the same with --freeze backbone
 #   quality the default recipe (3 epochs) multi-task, TREC alone, SST-2 alone, and
 #           multi-task with --freeze backbone
+#   freeze  one epoch of multi-task training with --freeze embeddings and --freeze layers:3,
+#           reported beside the epoch part's rows (run that part first)
 # Prints markdown tables (examples/s over training steps only, peak RSS, wall time, dev
 # accuracy and macro-F1 of the best checkpoint).
-#   scripts/measure-training.sh [epoch] [quality]     (default: both)
+#   scripts/measure-training.sh [epoch] [quality] [freeze]     (default: all three)
 # THREADS=N sets the thread count (default: all cores). Runs go to runs/measure/.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 scripts/setup.sh >&2
-parts=("$@"); [ ${#parts[@]} -eq 0 ] && parts=(epoch quality)
+parts=("$@"); [ ${#parts[@]} -eq 0 ] && parts=(epoch quality freeze)
 threads="${THREADS:-$(nproc)}"
 data="$root/../shared/data"
 trec="trec=$data/trec/train_split.csv,$data/trec/dev_split.csv"
@@ -58,6 +60,12 @@ for part in "${parts[@]}"; do
       run multitask-frozen --task "$trec" --task "$sst2" --freeze backbone
       report "Default recipe (3 epochs, best checkpoint by dev mean macro-F1)" multitask trec-only sst2-only multitask-frozen
       ;;
-    *) echo "measure-training.sh: unknown part $part (epoch, quality)" >&2; exit 2 ;;
+    freeze)
+      [ -f "$out/epoch-multitask.time" ] || { echo "measure-training.sh: run the epoch part first" >&2; exit 2; }
+      run epoch-embeddings --task "$trec" --task "$sst2" --epochs 1 --freeze embeddings
+      run epoch-layers3 --task "$trec" --task "$sst2" --epochs 1 --freeze layers:3
+      report "One epoch of multi-task training by --freeze mode" epoch-multitask epoch-embeddings epoch-layers3 epoch-frozen
+      ;;
+    *) echo "measure-training.sh: unknown part $part (epoch, quality, freeze)" >&2; exit 2 ;;
   esac
 done
