@@ -83,8 +83,11 @@ fn read_safetensors(path: &Path) -> Result<Vec<(String, Tensor)>> {
         };
         let (start, end) = info.data_offsets;
         let bytes = info.shape.iter().product::<usize>() * kind.elt_size_in_bytes();
-        if end < start || end - start != bytes || data_start + end as u64 > file_len {
-            bail!("tensor {name}: data offsets {start}..{end} do not fit its shape {:?} or the file", info.shape);
+        if end < start || end - start != bytes {
+            bail!("tensor {name}: data offsets {start}..{end} do not match its shape {:?}", info.shape);
+        }
+        if data_start + end as u64 > file_len {
+            bail!("the file ends at byte {file_len}, inside tensor {name}");
         }
         let shape: Vec<i64> = info.shape.iter().map(|&d| d as i64).collect();
         let tensor = Tensor::empty(shape.as_slice(), (kind, tch::Device::Cpu));

@@ -285,6 +285,27 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         &["encode", "-m", &f, "hi"],
         error("a pickle file, which sentence-mtl does not load"),
     );
+    let f = c.damaged_model("tanh_dense", |d| {
+        std::fs::write(
+            d.join("modules.json"),
+            r#"[{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                {"idx": 1, "name": "1", "path": "1_Dense", "type": "sentence_transformers.models.Dense"}]"#,
+        )
+        .unwrap();
+        std::fs::create_dir_all(d.join("1_Dense")).unwrap();
+        std::fs::write(
+            d.join("1_Dense/config.json"),
+            r#"{"in_features": 32, "out_features": 8, "bias": true,
+                "activation_function": "torch.nn.modules.activation.Tanh"}"#,
+        )
+        .unwrap();
+    });
+    c.add(
+        "model",
+        "a sentence-transformers Dense module with a non-linear activation",
+        &["encode", "-m", &f, "hi"],
+        error("1_Dense/config.json: a Dense module with activation torch.nn.modules.activation.Tanh is not supported"),
+    );
     let f = c.damaged_model("no_vocab", |d| std::fs::remove_file(d.join("vocab.txt")).unwrap());
     c.add("model", "vocab.txt missing", &["encode", "-m", &f, "hi"], error("no vocab.txt in"));
     let f = c.damaged_model("gpt2", |d| {

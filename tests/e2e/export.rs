@@ -155,24 +155,6 @@ print(json.dumps(model.encode(json.load(sys.stdin), batch_size=32).tolist()))
 }
 
 #[test]
-fn a_dense_module_with_a_nonlinear_activation_is_refused() {
-    let test = "a_dense_module_with_a_nonlinear_activation_is_refused";
-    let Some(minilm) = minilm(test) else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let best = checkpoint(&minilm, dir.path(), &["--projection-dim", "8", "--max-steps", "1"]);
-    let out = dir.path().join("st");
-    export(&best, "sentence-transformers", &out);
-    let config = out.join("2_Dense/config.json");
-    let text = std::fs::read_to_string(&config).unwrap().replace("linear.Identity", "activation.Tanh");
-    std::fs::write(&config, text).unwrap();
-    let output = run(&["encode", "-m", out.to_str().unwrap(), "--device", "cpu", "-q", "a sentence"]);
-    assert_clean_error(
-        &output,
-        "2_Dense/config.json: a Dense module with activation torch.nn.modules.activation.Tanh is not supported",
-    );
-}
-
-#[test]
 fn hf_export_readme_python_rebuilds_the_classifier() {
     let test = "hf_export_readme_python_rebuilds_the_classifier";
     let Some(python) = python(test) else { return };
