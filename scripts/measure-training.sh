@@ -5,15 +5,18 @@
 #           multi-task with --freeze backbone
 #   freeze  one epoch of multi-task training with --freeze embeddings and --freeze layers:3,
 #           reported beside the epoch part's rows (run that part first)
+#   freeze-speed  examples/s of each --freeze mode relative to full fine-tuning, from short
+#           runs (40 steps, no dev set) alternated over 2 rounds, so that a machine whose
+#           speed drifts (a shared VM) affects every mode alike
 # Prints markdown tables (examples/s over training steps only, peak RSS, wall time, dev
 # accuracy and macro-F1 of the best checkpoint).
-#   scripts/measure-training.sh [epoch] [quality] [freeze]     (default: all three)
+#   scripts/measure-training.sh [epoch] [quality] [freeze] [freeze-speed]     (default: all)
 # THREADS=N sets the thread count (default: all cores). Runs go to runs/measure/.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 scripts/setup.sh >&2
-parts=("$@"); [ ${#parts[@]} -eq 0 ] && parts=(epoch quality freeze)
+parts=("$@"); [ ${#parts[@]} -eq 0 ] && parts=(epoch quality freeze freeze-speed)
 threads="${THREADS:-$(nproc)}"
 data="$root/../shared/data"
 trec="trec=$data/trec/train_split.csv,$data/trec/dev_split.csv"
@@ -66,6 +69,28 @@ for part in "${parts[@]}"; do
       run epoch-layers3 --task "$trec" --task "$sst2" --epochs 1 --freeze layers:3
       report "One epoch of multi-task training by --freeze mode" epoch-multitask epoch-embeddings epoch-layers3 epoch-frozen
       ;;
-    *) echo "measure-training.sh: unknown part $part (epoch, quality, freeze)" >&2; exit 2 ;;
+    freeze-speed)
+      modes=(none embeddings layers:3 backbone)
+      for round in 1 2; do
+        for mode in "${modes[@]}"; do
+          run "speed-${mode/:/}-$round" --task "trec=$data/trec/train_split.csv" --task "sst2=$data/sst2/train.csv" \
+            --max-steps 40 --freeze "$mode"
+        done
+      done
+      .venv/bin/python - "$out" "$threads" "${modes[@]}" <<'PY'
+import json, statistics, sys
+out, threads, modes = sys.argv[1], sys.argv[2], sys.argv[3:]
+def rate(mode, round):
+    records = [json.loads(l) for l in open(f"{out}/speed-{mode.replace(':', '')}-{round}/train_log.jsonl")]
+    return [r for r in records if r["type"] == "summary"][-1]["examples_per_sec"]
+rates = {m: [rate(m, r) for r in (1, 2)] for m in modes}
+base = statistics.mean(rates["none"])
+print(f"\nTraining speed by --freeze mode: 40 steps each, modes alternated over 2 rounds ({threads} threads)\n")
+print("| --freeze | examples/s (round 1, round 2) | relative to none |\n|---|---:|---:|")
+for m in modes:
+    print(f"| {m} | {rates[m][0]:.1f}, {rates[m][1]:.1f} | {statistics.mean(rates[m]) / base:.2f}x |")
+PY
+      ;;
+    *) echo "measure-training.sh: unknown part $part (epoch, quality, freeze, freeze-speed)" >&2; exit 2 ;;
   esac
 done
