@@ -52,18 +52,23 @@ impl SentenceTokenizer {
 
 /// (lower_case, strip_accents) with HF's precedence; see the module docs.
 fn normalisation_settings(dir: &Path) -> Result<(bool, bool)> {
-    let read_json = |name: &str| -> Result<Option<Value>> {
-        let path = dir.join(name);
+    fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
         if !path.is_file() {
             return Ok(None);
         }
-        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
         let value = serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;
         Ok(Some(value))
-    };
-    let config = read_json("tokenizer_config.json")?;
-    let normalizer = read_json("tokenizer.json")?
-        .and_then(|t| t.get("normalizer").cloned())
+    }
+    /// Only the normaliser of `tokenizer.json`: the rest (the whole vocabulary again) is
+    /// skipped while parsing instead of being built into a `Value` (20 ms of a start-up).
+    #[derive(serde::Deserialize)]
+    struct TokenizerJson {
+        normalizer: Option<Value>,
+    }
+    let config: Option<Value> = read_json(&dir.join("tokenizer_config.json"))?;
+    let normalizer = read_json::<TokenizerJson>(&dir.join("tokenizer.json"))?
+        .and_then(|t| t.normalizer)
         .filter(|n| n.get("type").and_then(Value::as_str) == Some("BertNormalizer"));
 
     let flag = |value: Option<&Value>, field: &str| value.and_then(|v| v.get(field)).and_then(Value::as_bool);
