@@ -13,74 +13,71 @@ use crate::model::config::BackboneConfig;
 
 /// Every tensor of the model described by `config` and `spec`, name → shape.
 pub fn tensor_shapes(config: &BackboneConfig, spec: &ModelSpec) -> BTreeMap<String, Vec<i64>> {
-    let mut shapes = BTreeMap::new();
-    let mut linear = |prefix: String, inputs: i64, outputs: i64| {
-        shapes.insert(format!("{prefix}.weight"), vec![outputs, inputs]);
-        shapes.insert(format!("{prefix}.bias"), vec![outputs]);
-    };
     let hidden = config.hidden_size();
+    let prefix = config.model_type();
+    let mut shapes = Shapes::default();
+    shapes.add(format!("{prefix}.embeddings.word_embeddings.weight"), [config.vocab_size(), hidden]);
+    shapes.add(format!("{prefix}.embeddings.position_embeddings.weight"), [config.max_position_embeddings(), hidden]);
+    shapes.layer_norm(format!("{prefix}.embeddings.LayerNorm"), hidden);
     match config {
         BackboneConfig::Bert(c) => {
+            shapes.add("bert.embeddings.token_type_embeddings.weight".into(), [c.type_vocab_size, hidden]);
             for i in 0..c.num_hidden_layers {
                 let l = format!("bert.encoder.layer.{i}");
                 for part in ["query", "key", "value"] {
-                    linear(format!("{l}.attention.self.{part}"), hidden, hidden);
+                    shapes.linear(format!("{l}.attention.self.{part}"), hidden, hidden);
                 }
-                linear(format!("{l}.attention.output.dense"), hidden, hidden);
-                linear(format!("{l}.intermediate.dense"), hidden, c.intermediate_size);
-                linear(format!("{l}.output.dense"), c.intermediate_size, hidden);
+                shapes.linear(format!("{l}.attention.output.dense"), hidden, hidden);
+                shapes.layer_norm(format!("{l}.attention.output.LayerNorm"), hidden);
+                shapes.linear(format!("{l}.intermediate.dense"), hidden, c.intermediate_size);
+                shapes.linear(format!("{l}.output.dense"), c.intermediate_size, hidden);
+                shapes.layer_norm(format!("{l}.output.LayerNorm"), hidden);
             }
         }
         BackboneConfig::DistilBert(c) => {
             for i in 0..c.n_layers {
                 let l = format!("distilbert.transformer.layer.{i}");
                 for part in ["q_lin", "k_lin", "v_lin", "out_lin"] {
-                    linear(format!("{l}.attention.{part}"), hidden, hidden);
+                    shapes.linear(format!("{l}.attention.{part}"), hidden, hidden);
                 }
-                linear(format!("{l}.ffn.lin1"), hidden, c.hidden_dim);
-                linear(format!("{l}.ffn.lin2"), c.hidden_dim, hidden);
+                shapes.layer_norm(format!("{l}.sa_layer_norm"), hidden);
+                shapes.linear(format!("{l}.ffn.lin1"), hidden, c.hidden_dim);
+                shapes.linear(format!("{l}.ffn.lin2"), c.hidden_dim, hidden);
+                shapes.layer_norm(format!("{l}.output_layer_norm"), hidden);
             }
         }
     }
     let pooled_width = match spec.projection_dim {
         Some(dim) => {
-            linear("projection".into(), hidden, dim);
+            shapes.linear("projection".into(), hidden, dim);
             dim
         }
         None => hidden,
     };
     for task in &spec.tasks {
-        linear(format!("heads.{}", task.name), pooled_width, task.labels.len() as i64);
+        shapes.linear(format!("heads.{}", task.name), pooled_width, task.labels.len() as i64);
+    }
+    shapes.0
+}
+
+#[derive(Default)]
+struct Shapes(BTreeMap<String, Vec<i64>>);
+
+impl Shapes {
+    fn add<const N: usize>(&mut self, name: String, shape: [i64; N]) {
+        self.0.insert(name, shape.to_vec());
     }
 
-    let prefix = config.model_type();
-    let mut embedding = |name: &str, rows: i64| {
-        shapes.insert(format!("{prefix}.embeddings.{name}.weight"), vec![rows, hidden]);
-    };
-    embedding("word_embeddings", config.vocab_size());
-    embedding("position_embeddings", config.max_position_embeddings());
-    if let BackboneConfig::Bert(c) = config {
-        embedding("token_type_embeddings", c.type_vocab_size);
+    /// `nn::Linear`: `weight [outputs, inputs]`, `bias [outputs]`.
+    fn linear(&mut self, prefix: String, inputs: i64, outputs: i64) {
+        self.add(format!("{prefix}.weight"), [outputs, inputs]);
+        self.add(format!("{prefix}.bias"), [outputs]);
     }
-    let mut layer_norm = |name: String| {
-        shapes.insert(format!("{name}.weight"), vec![hidden]);
-        shapes.insert(format!("{name}.bias"), vec![hidden]);
-    };
-    layer_norm(format!("{prefix}.embeddings.LayerNorm"));
-    for i in 0..config.num_layers() {
-        let norms: [String; 2] = match config {
-            BackboneConfig::Bert(_) => [
-                format!("bert.encoder.layer.{i}.attention.output.LayerNorm"),
-                format!("bert.encoder.layer.{i}.output.LayerNorm"),
-            ],
-            BackboneConfig::DistilBert(_) => [
-                format!("distilbert.transformer.layer.{i}.sa_layer_norm"),
-                format!("distilbert.transformer.layer.{i}.output_layer_norm"),
-            ],
-        };
-        norms.into_iter().for_each(&mut layer_norm);
+
+    fn layer_norm(&mut self, prefix: String, width: i64) {
+        self.add(format!("{prefix}.weight"), [width]);
+        self.add(format!("{prefix}.bias"), [width]);
     }
-    shapes
 }
 
 #[cfg(test)]
