@@ -44,16 +44,17 @@ fn exit_now(code: i32) -> ! {
     }
 }
 
+/// clap's `Error::exit`, ending through [`exit_now`].
+fn clap_exit(error: clap::Error) -> ! {
+    let _ = error.print();
+    exit_now(error.exit_code())
+}
+
 fn main() {
     tune_allocator();
-    let matches = Cli::command().try_get_matches().unwrap_or_else(|e| {
-        let _ = e.print(); // --help and --version also end here, with code 0
-        exit_now(e.exit_code())
-    });
-    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| {
-        let _ = e.print();
-        exit_now(e.exit_code())
-    });
+    // --help and --version also end in `clap_exit`, with code 0.
+    let matches = Cli::command().try_get_matches().unwrap_or_else(|e| clap_exit(e));
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| clap_exit(e));
     // `train --resume` must know which flags were typed, not just their values.
     if let (Command::Train(args), Some(("train", sub))) = (&mut cli.command, matches.subcommand()) {
         let definition = Cli::command();
