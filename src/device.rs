@@ -16,26 +16,51 @@ const TORCH_LIB_DIR: &str = env!("SENTENCE_MTL_TORCH_LIB_DIR");
 
 /// Whether libtorch can use a CUDA device, loading its CUDA backend on first call.
 pub fn cuda_is_usable() -> bool {
-    static USABLE: OnceLock<bool> = OnceLock::new();
-    *USABLE.get_or_init(|| {
+    matches!(cuda_backend(), Backend::Loaded) && tch::Cuda::is_available()
+}
+
+/// What loading libtorch's CUDA backend gave, found once per process.
+enum Backend {
+    /// No NVIDIA driver (`libcuda.so.1`): no GPU to use.
+    NoDriver,
+    /// A driver, but `libtorch_cuda.so` or one of its libraries would not load: why, from dlerror.
+    Failed(String),
+    Loaded,
+}
+
+fn cuda_backend() -> &'static Backend {
+    static BACKEND: OnceLock<Backend> = OnceLock::new();
+    BACKEND.get_or_init(|| {
         // Without the driver library there is no GPU to use: skip loading 900 MB.
-        if !dlopen("libcuda.so.1", libc::RTLD_LAZY) {
-            return false;
+        if dlopen("libcuda.so.1", libc::RTLD_LAZY).is_err() {
+            return Backend::NoDriver;
         }
         let backend = Path::new(TORCH_LIB_DIR).join("libtorch_cuda.so");
         // Already linked (LIBTORCH_USE_PYTORCH builds) or loadable now: either way its
         // static initialisers register the CUDA kernels with libtorch's dispatcher.
-        let _ = dlopen(&backend.to_string_lossy(), libc::RTLD_NOW | libc::RTLD_GLOBAL);
-        tch::Cuda::is_available()
+        match dlopen(&backend.to_string_lossy(), libc::RTLD_NOW | libc::RTLD_GLOBAL) {
+            Ok(()) => Backend::Loaded,
+            Err(why) => Backend::Failed(why),
+        }
     })
 }
 
-fn dlopen(library: &str, flags: libc::c_int) -> bool {
-    let Ok(name) = CString::new(library) else {
-        return false;
-    };
+/// Loads a shared library for the rest of the process; the error is dlerror's text.
+fn dlopen(library: &str, flags: libc::c_int) -> Result<(), String> {
+    let name = CString::new(library).map_err(|_| format!("{library}: NUL in the path"))?;
     // SAFETY: `name` is a valid NUL-terminated string; the handle is kept for the process.
-    !unsafe { libc::dlopen(name.as_ptr(), flags) }.is_null()
+    // dlerror's string is valid until the next dl* call on this thread, and copied at once.
+    unsafe {
+        if !libc::dlopen(name.as_ptr(), flags).is_null() {
+            return Ok(());
+        }
+        let why = libc::dlerror();
+        Err(if why.is_null() {
+            format!("{library}: could not be loaded")
+        } else {
+            std::ffi::CStr::from_ptr(why).to_string_lossy().into_owned()
+        })
+    }
 }
 
 /// Parses a device flag value and checks the device exists.
@@ -61,6 +86,9 @@ pub fn resolve_device(flag: &str) -> Result<Device> {
 
 fn cuda_device(index: usize, available: i64) -> Result<Device> {
     if available == 0 {
+        if let Backend::Failed(why) = cuda_backend() {
+            bail!("--device cuda: this machine has an NVIDIA driver, but libtorch's CUDA backend did not load: {why}");
+        }
         bail!("--device cuda: no CUDA device is available on this machine (use --device cpu or auto)");
     }
     if index as i64 >= available {
