@@ -11,10 +11,13 @@ DataLoader with shuffle=True per task (what HF Trainer does by default), padded 
 
 usage: train_reference.py --model DIR --task NAME=TRAIN.csv[,DEV.csv] ... --max-steps N
            [--plan PLAN.jsonl | --shuffle] [--freeze-backbone] [--threads N] [--out RESULT.json]
-           [--init-heads CHECKPOINT/model.safetensors]
+           [--init-heads CHECKPOINT/model.safetensors] [--device cpu|cuda] [--precision fp32|bf16]
 --init-heads starts the projection and heads from the same values sentence-mtl starts from
 (its `--freeze all` checkpoint for the same seed), so the two runs differ only in dropout
 masks and arithmetic order.
+--device cuda moves the model and each batch to the GPU; --precision bf16 runs the forward
+pass under torch.autocast(bfloat16) with fp32 weights, as `sentence-mtl train --precision bf16`
+does. Evaluation runs in fp32 in both.
 Prints one JSON object with throughput, peak memory and dev metrics.
 """
 import argparse
@@ -73,7 +76,7 @@ def param_groups(model, lr_backbone, lr_projection, lr_heads, layer_decay, weigh
     return [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
 
 
-def evaluate(model, tok, texts, labels, task, max_length, batch_size=64):
+def evaluate(model, tok, texts, labels, task, max_length, device, batch_size=64):
     model.eval()
     order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
     predicted = [0] * len(texts)
@@ -81,7 +84,7 @@ def evaluate(model, tok, texts, labels, task, max_length, batch_size=64):
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
             enc = tok([texts[i] for i in idx], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-            logits = model(task, enc["input_ids"], enc["attention_mask"])
+            logits = model(task, enc["input_ids"].to(device), enc["attention_mask"].to(device))
             for i, p in zip(idx, logits.argmax(-1).tolist()):
                 predicted[i] = p
     model.train()
@@ -119,8 +122,14 @@ def main():
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--threads", type=int)
     ap.add_argument("--init-heads")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     ap.add_argument("--out")
     args = ap.parse_args()
+    device = torch.device(args.device)
+    bf16 = args.precision == "bf16"
+    if bf16 and device.type != "cuda":
+        sys.exit("--precision bf16 needs --device cuda")
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -140,7 +149,8 @@ def main():
         tasks[name] = {"texts": texts, "labels": [index[l] for l in labels], "classes": classes, "dev": dev}
 
     tok = AutoTokenizer.from_pretrained(args.model)
-    model = MultiTaskModel(args.model, args.projection_dim, {n: len(t["classes"]) for n, t in tasks.items()})
+    # .float(): transformers 5 loads in the file's dtype by default, 4.x in fp32.
+    model = MultiTaskModel(args.model, args.projection_dim, {n: len(t["classes"]) for n, t in tasks.items()}).float()
     if args.init_heads:
         from safetensors.torch import load_file
 
@@ -150,6 +160,7 @@ def main():
     if args.freeze_backbone:
         for p in model.backbone.parameters():
             p.requires_grad_(False)
+    model.to(device)
     model.train()
     optimizer = torch.optim.AdamW(
         param_groups(model, args.lr_backbone, args.lr_projection, args.lr_heads, args.layer_decay, args.weight_decay)
@@ -166,7 +177,8 @@ def main():
         input_ids = torch.tensor([x + [tok.pad_token_id] * (width - len(x)) for x in ids])
         mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids])
         labels = torch.tensor([tasks[task]["labels"][r] for r in rows])
-        return input_ids, mask, labels
+        real_tokens = sum(len(x) for x in ids)
+        return input_ids.to(device), mask.to(device), labels.to(device), real_tokens
 
     if args.plan:
         with open(args.plan) as f:
@@ -185,9 +197,10 @@ def main():
     examples = tokens = padded = 0
     losses = {n: [] for n in tasks}
     for step, (task, rows) in zip(range(args.max_steps), batches):
-        input_ids, mask, labels = collate(task, rows)
-        logits = model(task, input_ids, mask)
-        loss = nn.functional.cross_entropy(logits, labels)
+        input_ids, mask, labels, real_tokens = collate(task, rows)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = model(task, input_ids, mask)
+        loss = nn.functional.cross_entropy(logits.float(), labels)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
         optimizer.step()
@@ -195,10 +208,13 @@ def main():
         optimizer.zero_grad()
         losses[task].append(loss.item())
         examples += len(rows)
-        tokens += int(mask.sum())
+        tokens += real_tokens
         padded += mask.numel()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
     loop_seconds = time.time() - loop_started
-    metrics = {n: evaluate(model, tok, t["dev"][0], t["dev"][1], n, args.max_length) for n, t in tasks.items() if t["dev"]}
+    metrics = {n: evaluate(model, tok, t["dev"][0], t["dev"][1], n, args.max_length, device)
+               for n, t in tasks.items() if t["dev"]}
     result = {
         "implementation": "pytorch-reference",
         "steps": args.max_steps,
@@ -208,6 +224,10 @@ def main():
         "tokens_per_sec": tokens / loop_seconds,
         "padding_ratio": padded / tokens,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "precision": args.precision,
+        "torch": torch.__version__,
         "dev": metrics,
         "final_loss": {n: (sum(l[-20:]) / len(l[-20:]) if l else None) for n, l in losses.items()},
         "total_seconds": time.time() - started,

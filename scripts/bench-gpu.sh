@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# sentence-mtl against the PyTorch reference (scripts/reference/train_reference.py) on a CUDA
+# GPU, in one run: multi-task training TREC + SST-2 with identical batches (same order, rows
+# and padding), fp32 and bf16 (autocast with fp32 weights in both), alternating the two
+# implementations for ROUNDS rounds. Prints a markdown table (scripts/reference/bench_table.py)
+# with the GPU's name and the fp32/bf16 matmul peak measured in the same run.
+#
+#   scripts/bench-gpu.sh [--steps N] [--rounds R] [--keep DIR]
+#     --steps N    training steps of batch 32 per run (default 1000)
+#     --rounds R   alternated rounds; speeds are medians over them (default 2)
+#     --keep DIR   keep the logs, results and checkpoints there (default: a temp dir, removed)
+# Environment: SMTL_BIN (default target/release/sentence-mtl), PYTHON (default .venv/bin/python;
+# needs torch with CUDA, transformers, safetensors), MODEL (default models/all-MiniLM-L6-v2),
+# DATA (default ../shared/data). Unlike bench.sh it does not run scripts/setup.sh: a GPU machine
+# brings its own torch, and sentence-mtl must be built against that torch's libtorch.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+steps=1000 rounds=2 keep=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --steps) steps="$2"; shift 2 ;;
+    --rounds) rounds="$2"; shift 2 ;;
+    --keep) keep="$2"; shift 2 ;;
+    *) echo "bench-gpu.sh: unknown flag $1 (known: --steps N, --rounds R, --keep DIR)" >&2; exit 2 ;;
+  esac
+done
+bin="${SMTL_BIN:-target/release/sentence-mtl}"
+python="${PYTHON:-.venv/bin/python}"
+model="${MODEL:-models/all-MiniLM-L6-v2}"
+data="${DATA:-$root/../shared/data}"
+export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+if [ -n "$keep" ]; then work="$keep"; mkdir -p "$work"; else work="$(mktemp -d)"; trap 'rm -rf "$work"' EXIT; fi
+say() { printf '[bench-gpu] %s\n' "$*" >&2; }
+"$python" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'bench-gpu.sh: $python sees no CUDA device')"
+tasks=(--task "trec=$data/trec/train_split.csv,$data/trec/dev_split.csv" --task "sst2=$data/sst2/train.csv,$data/sst2/dev.csv")
+ours=("$bin" train --model "$model" "${tasks[@]}" --device cuda --quiet --overwrite)
+ref=("$python" scripts/reference/train_reference.py --model "$model" "${tasks[@]}" --device cuda --max-steps "$steps")
+timed() { # NAME COMMAND...: runs it, keeps peak RSS (KB) in $work/NAME.rss and its output beside
+  # (through Python's getrusage: GPU images often lack GNU time)
+  local name="$1"; shift
+  say "$name"
+  "$python" -c 'import resource, subprocess, sys
+code = subprocess.call(sys.argv[2:])
+open(sys.argv[1], "w").write(f"{resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}\n")
+sys.exit(code)' "$work/$name.rss" "$@" > "$work/$name.out" 2> "$work/$name.err" || {
+    cat "$work/$name.err" >&2; say "$name failed"; exit 1; }
+}
+
+timed init "${ours[@]}" --freeze all --out "$work/init"
+init=(--init-heads "$work/init/last/model.safetensors")
+timed plan "${ours[@]}" --max-steps "$steps" --out "$work/plan_run" --save-batch-plan "$work/plan.jsonl"
+for i in $(seq 1 "$rounds"); do
+  for precision in fp32 bf16; do
+    timed "ours_${precision}_$i" "${ours[@]}" --max-steps "$steps" --precision "$precision" --out "$work/ours_${precision}_$i"
+    timed "ref_${precision}_$i" "${ref[@]}" --plan "$work/plan.jsonl" --precision "$precision" "${init[@]}" \
+      --out "$work/ref_${precision}_$i.json"
+  done
+done
+
+say "matmul peak of this GPU"
+"$python" - > "$work/peak.json" <<'PY'
+import json, torch
+torch.backends.cuda.matmul.allow_tf32 = False  # the default, stated: fp32 means fp32
+n, result = 8192, {"device": torch.cuda.get_device_name()}
+for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+    a, b = torch.randn(n, n, device="cuda", dtype=dtype), torch.randn(n, n, device="cuda", dtype=dtype)
+    for _ in range(3):
+        a @ b
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(10):
+        a @ b
+    end.record(); torch.cuda.synchronize()
+    result[name] = 10 * 2 * n**3 / (start.elapsed_time(end) / 1e3) / 1e12
+print(json.dumps(result))
+PY
+"$python" scripts/reference/bench_table.py gpu "$work" "$steps" "$model" "$rounds"

@@ -1,0 +1,125 @@
+"""The markdown tables of scripts/bench.sh (CPU) and scripts/bench-gpu.sh (CUDA).
+
+usage: bench_table.py cpu WORK STEPS THREADS MODEL_DIR
+       bench_table.py gpu WORK STEPS MODEL_DIR ROUNDS
+
+WORK holds what the benchmark left: for sentence-mtl runs a checkpoint folder NAME/ (its
+train_log.jsonl), for reference runs NAME.json, and NAME.rss (peak RSS in KB from
+/usr/bin/time) for both; `peak` (CPU: fp32 GFLOP/s) or `peak.json` (GPU: fp32 and bf16 TFLOP/s).
+Model FLOPs: 6 x non-embedding parameters x real tokens for training (2 x when the backbone is
+frozen: forward only).
+"""
+import json
+import math
+import statistics
+import sys
+from pathlib import Path
+
+from safetensors import safe_open
+
+
+def non_embedding_params(model_dir):
+    with safe_open(f"{model_dir}/model.safetensors", "pt") as f:
+        return sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys()
+                   if not k.startswith(("embeddings.", "pooler.")))
+
+
+def rss_mb(work, name):
+    return int((work / f"{name}.rss").read_text().split()[-1]) / 1024
+
+
+def ours(work, name):
+    records = [json.loads(line) for line in open(work / name / "train_log.jsonl")]
+    summary = [r for r in records if r["type"] == "summary"][-1]
+    last_eval = [r for r in records if r["type"] == "eval"][-1]
+    return {
+        "examples_per_sec": summary["examples_per_sec"], "tokens_per_sec": summary["tokens_per_sec"],
+        "padding_ratio": summary["padded_tokens"] / summary["tokens"], "peak_rss_mb": rss_mb(work, name),
+        "dev": {t: {"accuracy": s["accuracy"], "macro_f1": s["macro_f1"]} for t, s in last_eval["tasks"].items()},
+    }
+
+
+def ref(work, name):
+    r = json.loads((work / f"{name}.json").read_text())
+    r["peak_rss_mb"] = rss_mb(work, name)
+    return r
+
+
+def median_run(runs):
+    """One result whose speed is the median over rounds (dev metrics agree across rounds)."""
+    r = dict(runs[0])
+    for key in ("examples_per_sec", "tokens_per_sec", "peak_rss_mb"):
+        r[key] = statistics.median(x[key] for x in runs)
+    return r
+
+
+def row(label, impl, r, flops_per_token, peak_flops):
+    d = r["dev"]
+    return (f"| {label} | {impl} | {r['examples_per_sec']:.1f} | {r['tokens_per_sec']:.0f} | {r['padding_ratio']:.2f} | "
+            f"{r['peak_rss_mb']:.0f} | {100*d['trec']['accuracy']:.1f} / {100*d['trec']['macro_f1']:.1f} | "
+            f"{100*d['sst2']['accuracy']:.1f} / {100*d['sst2']['macro_f1']:.1f} | "
+            f"{100 * flops_per_token * r['tokens_per_sec'] / peak_flops:.1f}% |")
+
+
+def ratio(label, a, b):
+    return (f"| {label} | ratio sentence-mtl / PyTorch | {a['examples_per_sec']/b['examples_per_sec']:.2f}x | "
+            f"{a['tokens_per_sec']/b['tokens_per_sec']:.2f}x | | {a['peak_rss_mb']/b['peak_rss_mb']:.2f}x | "
+            f"{100*(a['dev']['trec']['accuracy']-b['dev']['trec']['accuracy']):+.1f} pt | "
+            f"{100*(a['dev']['sst2']['accuracy']-b['dev']['sst2']['accuracy']):+.1f} pt | |")
+
+
+HEADER = ("| run | implementation | examples/s | tokens/s | padded / real tokens | peak RSS (MB) | "
+          "TREC dev acc / F1 | SST-2 dev acc / F1 | of matmul peak |\n|---|---|---:|---:|---:|---:|---:|---:|---:|")
+
+
+def cpu_table(work, steps, threads, model_dir):
+    params = non_embedding_params(model_dir)
+    peak = float((work / "peak").read_text()) * 1e9
+    o, r, rs = ours(work, "ours"), ref(work, "ref"), ref(work, "ref_shuffled")
+    of, rf = ours(work, "ours_frozen"), ref(work, "ref_frozen")
+    print(f"training all-MiniLM-L6-v2 on TREC + SST-2, {steps} steps of batch 32, round-robin, CPU, {threads} threads;")
+    print(f"fp32 matmul peak measured in this run: {peak/1e9:.1f} GFLOP/s; "
+          f"model FLOPs = 6 x {params/1e6:.1f}M non-embedding parameters x tokens")
+    print("(frozen backbone: 2 x, the forward pass)\n")
+    print(HEADER)
+    for label, a, b, impl_a, impl_b, factor in [
+        ("identical batches", o, r, "sentence-mtl", "PyTorch", 6),
+        ("each at its defaults", o, rs, "sentence-mtl (length-grouped)", "PyTorch (shuffled)", 6),
+        ("frozen backbone", of, rf, "sentence-mtl", "PyTorch", 2),
+    ]:
+        print(row(label, impl_a, a, factor * params, peak))
+        print(row(label, impl_b, b, factor * params, peak))
+        print(ratio(label, a, b))
+
+
+def gpu_table(work, steps, model_dir, rounds):
+    params = non_embedding_params(model_dir)
+    peak = json.loads((work / "peak.json").read_text())
+    some_ref = ref(work, "ref_fp32_1")
+    print(f"training all-MiniLM-L6-v2 on TREC + SST-2, {steps} steps of batch 32, identical batches, "
+          f"{peak['device']}; reference: torch {some_ref['torch']}; speeds are medians of {rounds} alternated rounds")
+    print(f"matmul peak measured in this run (8192^3): fp32 {peak['fp32']:.1f} TFLOP/s (TF32 off, as in both "
+          f"implementations), bf16 {peak['bf16']:.1f} TFLOP/s; model FLOPs = 6 x {params/1e6:.1f}M non-embedding "
+          f"parameters x tokens\n")
+    print(HEADER)
+    for precision in ("fp32", "bf16"):
+        o = median_run([ours(work, f"ours_{precision}_{i}") for i in range(1, rounds + 1)])
+        r = median_run([ref(work, f"ref_{precision}_{i}") for i in range(1, rounds + 1)])
+        label = f"GPU {precision}"
+        print(row(label, "sentence-mtl", o, 6 * params, peak[precision] * 1e12))
+        print(row(label, "PyTorch", r, 6 * params, peak[precision] * 1e12))
+        print(ratio(label, o, r))
+
+
+def main():
+    mode, work = sys.argv[1], Path(sys.argv[2])
+    if mode == "cpu":
+        cpu_table(work, int(sys.argv[3]), sys.argv[4], sys.argv[5])
+    elif mode == "gpu":
+        gpu_table(work, int(sys.argv[3]), sys.argv[4], int(sys.argv[5]))
+    else:
+        sys.exit(f"bench_table.py: unknown mode {mode} (cpu or gpu)")
+
+
+if __name__ == "__main__":
+    main()
