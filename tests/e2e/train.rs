@@ -307,3 +307,55 @@ fn an_existing_run_directory_is_never_overwritten_silently() {
     assert_eq!(std::fs::read_to_string(Path::new(&out).join("notes.txt")).unwrap(), "my notes");
     assert!(Path::new(&out).join("best/model.safetensors").is_file());
 }
+
+/// CUDA training in fp32 and bf16, then `predict` from the checkpoint on the GPU and on the
+/// CPU. CI has no GPU, so there it skips, loudly; on a GPU machine
+/// `cargo test --release --test e2e cuda_` runs it.
+#[test]
+fn cuda_training_learns_in_fp32_and_bf16_and_its_checkpoint_predicts_alike_on_the_cpu() {
+    let test = "cuda_training_learns_in_fp32_and_bf16_and_its_checkpoint_predicts_alike_on_the_cpu";
+    if !sentence_mtl::device::cuda_is_usable() {
+        eprintln!("\n*** SKIPPED {test}: no usable CUDA device on this machine ***\n");
+        return;
+    }
+    let Some(s) = setup(test) else { return };
+    for precision in ["fp32", "bf16"] {
+        let run_dir = format!("cuda-{precision}");
+        let mut args = s.args(&run_dir, &["--epochs", "6", "--warmup-steps", "0", "--quiet", "--precision", precision]);
+        let device = args.iter().position(|a| a == "--device").unwrap();
+        args[device + 1] = "cuda".into();
+        assert_ok(&bin().args(&args).output().unwrap());
+
+        let last_eval = log_records(&s.out(&run_dir), "eval").pop().expect("no evaluation logged");
+        for task in ["topic", "mood"] {
+            let accuracy = last_eval["tasks"][task]["accuracy"].as_f64().unwrap();
+            eprintln!("{precision} {task}: dev accuracy {accuracy:.3}");
+            assert!(accuracy >= 0.9, "{precision}: {task} reached only {accuracy} dev accuracy on CUDA");
+        }
+
+        let last = Path::new(&s.out(&run_dir)).join("last");
+        let predict = |device: &str| {
+            let out = run(&[
+                "predict",
+                "-m",
+                last.to_str().unwrap(),
+                "--task",
+                "mood",
+                "--device",
+                device,
+                "-q",
+                "-i",
+                s.data.mood_dev.to_str().unwrap(),
+            ]);
+            assert_ok(&out);
+            stdout(&out).lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).collect::<Vec<_>>()
+        };
+        let (on_gpu, on_cpu) = (predict("cuda"), predict("cpu"));
+        assert_eq!(on_gpu.len(), on_cpu.len());
+        for (g, c) in on_gpu.iter().zip(&on_cpu) {
+            assert_eq!(g["label"], c["label"], "{precision}: GPU and CPU predict different labels for {}", g["text"]);
+            let (pg, pc) = (g["probability"].as_f64().unwrap(), c["probability"].as_f64().unwrap());
+            assert!((pg - pc).abs() < 1e-4, "{precision}: probability {pg} on the GPU, {pc} on the CPU");
+        }
+    }
+}
