@@ -16,7 +16,8 @@ const TORCH_LIB_DIR: &str = env!("SENTENCE_MTL_TORCH_LIB_DIR");
 
 /// Whether libtorch can use a CUDA device, loading its CUDA backend on first call.
 pub fn cuda_is_usable() -> bool {
-    matches!(cuda_backend(), Backend::Loaded) && tch::Cuda::is_available()
+    // After a failed load, still ask libtorch: a build linked against CUDA has it already.
+    !matches!(cuda_backend(), Backend::NoDriver) && tch::Cuda::is_available()
 }
 
 /// What loading libtorch's CUDA backend gave, found once per process.
