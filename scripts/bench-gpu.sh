@@ -22,6 +22,9 @@ cd "$root"
 steps=1000 rounds=2 keep=""
 while [ $# -gt 0 ]; do
   case "$1" in
+    --steps|--rounds|--keep) [ $# -ge 2 ] || { echo "bench-gpu.sh: $1 needs a value" >&2; exit 2; } ;;
+  esac
+  case "$1" in
     --steps) steps="$2"; shift 2 ;;
     --rounds) rounds="$2"; shift 2 ;;
     --keep) keep="$2"; shift 2 ;;
