@@ -59,6 +59,12 @@ impl Setup {
         self.dir.path().join(name).to_string_lossy().into_owned()
     }
 
+    /// `predict` of the mood task's dev sentences with a checkpoint, as JSON lines.
+    fn predict_mood_dev(&self, checkpoint: &Path, device: &str) -> std::process::Output {
+        let (checkpoint, input) = (checkpoint.to_str().unwrap(), self.data.mood_dev.to_str().unwrap());
+        run(&["predict", "-m", checkpoint, "--task", "mood", "--device", device, "-q", "-i", input])
+    }
+
     fn train(&self, out: &str, extra: &[&str]) -> std::process::Output {
         let args = self.args(out, extra);
         let output = bin().args(&args).output().unwrap();
@@ -108,18 +114,7 @@ fn both_heads_learn_and_the_checkpoint_predicts_like_the_model_in_memory() {
     let from_disk = class_probabilities(&reloaded, "mood", &dev_texts, 16, &Progress::hidden()).unwrap();
     assert_eq!(f64::try_from((&in_memory - &from_disk).abs().max()).unwrap(), 0.0);
 
-    let predict = run(&[
-        "predict",
-        "-m",
-        last.to_str().unwrap(),
-        "--task",
-        "mood",
-        "--device",
-        "cpu",
-        "-q",
-        "-i",
-        s.data.mood_dev.to_str().unwrap(),
-    ]);
+    let predict = s.predict_mood_dev(&last, "cpu");
     assert_ok(&predict);
     let labels = reloaded.spec.task("mood").unwrap().labels.clone();
     let probs = Vec::<Vec<f32>>::try_from(&in_memory).unwrap();
@@ -335,18 +330,7 @@ fn cuda_training_learns_in_fp32_and_bf16_and_its_checkpoint_predicts_alike_on_th
 
         let last = Path::new(&s.out(&run_dir)).join("last");
         let predict = |device: &str| {
-            let out = run(&[
-                "predict",
-                "-m",
-                last.to_str().unwrap(),
-                "--task",
-                "mood",
-                "--device",
-                device,
-                "-q",
-                "-i",
-                s.data.mood_dev.to_str().unwrap(),
-            ]);
+            let out = s.predict_mood_dev(&last, device);
             assert_ok(&out);
             stdout(&out).lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).collect::<Vec<_>>()
         };
