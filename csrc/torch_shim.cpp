@@ -41,8 +41,9 @@ void smtl_autocast_bf16_exit(int previous) {
 
 // One fused AdamW update (PyTorch's _fused_adamw_, the kernel behind
 // torch.optim.AdamW(fused=True)) of n parameters sharing lr and weight decay. `steps` are
-// float scalar tensors, one per parameter, holding that parameter's step number after this
-// update (PyTorch's state["step"]). Returns 0, or 1 with a message.
+// float scalar tensors, one per parameter, holding the number of updates that parameter has
+// had (PyTorch's state["step"]); they are incremented here first, with one foreach call as
+// torch.optim does, rather than one kernel per parameter. Returns 0, or 1 with a message.
 int smtl_fused_adamw(at::Tensor** params, at::Tensor** grads, at::Tensor** exp_avgs, at::Tensor** exp_avg_sqs,
                      at::Tensor** steps, size_t n, double lr, double beta1, double beta2, double weight_decay,
                      double eps, char* error, size_t error_len) {
@@ -61,7 +62,38 @@ int smtl_fused_adamw(at::Tensor** params, at::Tensor** grads, at::Tensor** exp_a
       s.push_back(*steps[i]);
     }
     at::NoGradGuard no_grad;
+    at::_foreach_add_(s, 1);
     at::_fused_adamw_(p, g, m, v, {}, s, lr, beta1, beta2, weight_decay, eps, false, false);
+    return 0;
+  } catch (const std::exception& e) {
+    std::snprintf(error, error_len, "%s", e.what());
+    return 1;
+  }
+}
+
+// Clips n gradients to a global L2 norm of at most max_norm (max_norm <= 0: only measures),
+// as torch.nn.utils.clip_grad_norm_ does: per-tensor norms with one foreach call, their norm,
+// and one foreach multiply, instead of a kernel per tensor for each (on a GPU, where a
+// training step is mostly kernel launches, that is two launches per parameter saved).
+// Writes the norm before clipping to *total_norm. Returns 0, or 1 with a message.
+int smtl_clip_grad_norm(at::Tensor** grads, size_t n, double max_norm, double* total_norm, char* error,
+                        size_t error_len) {
+  try {
+    std::vector<at::Tensor> g;
+    g.reserve(n);
+    for (size_t i = 0; i < n; i++) {
+      g.push_back(*grads[i]);
+    }
+    at::NoGradGuard no_grad;
+    std::vector<at::Tensor> norms = at::_foreach_norm(g, 2);
+    double total = at::linalg_vector_norm(at::stack(norms), 2).item<double>();
+    if (max_norm > 0) {
+      double coef = max_norm / (total + 1e-6);
+      if (coef < 1.0) {
+        at::_foreach_mul_(g, coef);
+      }
+    }
+    *total_norm = total;
     return 0;
   } catch (const std::exception& e) {
     std::snprintf(error, error_len, "%s", e.what());

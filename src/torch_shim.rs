@@ -21,6 +21,14 @@ extern "C" {
         error: *mut libc::c_char,
         error_len: usize,
     ) -> i32;
+    fn smtl_clip_grad_norm(
+        grads: *mut *mut torch_sys::C_tensor,
+        n: usize,
+        max_norm: f64,
+        total_norm: *mut f64,
+        error: *mut libc::c_char,
+        error_len: usize,
+    ) -> i32;
     fn smtl_grad_set_to_none(tensor: *mut torch_sys::C_tensor);
     fn smtl_wrap_traced_module(
         traced_path: *const libc::c_char,
@@ -46,7 +54,8 @@ pub struct AdamwTensors<'a> {
     pub grads: Vec<Tensor>,
     pub exp_avgs: Vec<&'a mut Tensor>,
     pub exp_avg_sqs: Vec<&'a mut Tensor>,
-    /// Per-parameter step numbers after this update (float scalars on the parameter's device).
+    /// Per-parameter update counts (float scalars on the parameter's device), which this
+    /// call increments before the update, as `torch.optim.AdamW` does.
     pub steps: Vec<&'a mut Tensor>,
 }
 
@@ -96,11 +105,38 @@ pub fn fused_adamw(tensors: AdamwTensors, hyper: &AdamwHyper) -> Result<()> {
         )
     };
     if rc != 0 {
-        // SAFETY: the C++ side wrote a NUL-terminated message into the buffer.
-        let message = unsafe { std::ffi::CStr::from_ptr(error.as_ptr()) }.to_string_lossy();
-        bail!("AdamW step failed: {}", message.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or(""));
+        bail!("AdamW step failed: {}", first_line(&error));
     }
     Ok(())
+}
+
+/// Scales `grads` in place so their global L2 norm is at most `max_norm` (`max_norm <= 0`:
+/// no clipping), as `torch.nn.utils.clip_grad_norm_`, with PyTorch's foreach kernels; returns
+/// the norm before clipping.
+pub fn clip_grad_norm(grads: &mut [Tensor], max_norm: f64) -> Result<f64> {
+    if grads.is_empty() {
+        return Ok(0.0);
+    }
+    let mut g: Vec<_> = grads.iter_mut().map(|t| t.as_mut_ptr()).collect();
+    let mut total = f64::NAN;
+    let mut error = vec![0 as libc::c_char; 512];
+    // SAFETY: live tch tensor handles borrowed for the call, a writable f64 and buffer; the
+    // C++ side catches all exceptions.
+    let rc =
+        unsafe { smtl_clip_grad_norm(g.as_mut_ptr(), g.len(), max_norm, &mut total, error.as_mut_ptr(), error.len()) };
+    if rc != 0 {
+        bail!("gradient clipping failed: {}", first_line(&error));
+    }
+    Ok(total)
+}
+
+/// The first non-empty line of a NUL-terminated message the C++ side wrote into `buffer`
+/// (libtorch's messages go on with a C++ backtrace).
+fn first_line(buffer: &[libc::c_char]) -> String {
+    // SAFETY: the buffer was zero-filled and the C++ side writes with snprintf, so it holds a
+    // NUL-terminated string.
+    let message = unsafe { std::ffi::CStr::from_ptr(buffer.as_ptr()) }.to_string_lossy();
+    message.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("").to_string()
 }
 
 /// Drops the tensor's gradient, as PyTorch's `zero_grad(set_to_none=True)`.
@@ -123,12 +159,7 @@ pub fn wrap_traced_module(traced: &std::path::Path, source: &str, out: &std::pat
         smtl_wrap_traced_module(traced.as_ptr(), source.as_ptr(), out.as_ptr(), error.as_mut_ptr(), error.len())
     };
     if rc != 0 {
-        // SAFETY: the C++ side wrote a NUL-terminated message.
-        let message = unsafe { std::ffi::CStr::from_ptr(error.as_ptr()) }.to_string_lossy();
-        bail!(
-            "cannot build the TorchScript module: {}",
-            message.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("")
-        );
+        bail!("cannot build the TorchScript module: {}", first_line(&error));
     }
     Ok(())
 }

@@ -5,10 +5,10 @@
 use std::collections::BTreeMap;
 
 use anyhow::{bail, Context, Result};
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 use super::param_groups::ParamGroup;
-use crate::torch_shim::{fused_adamw, grad_set_to_none, AdamwHyper, AdamwTensors};
+use crate::torch_shim::{clip_grad_norm, fused_adamw, grad_set_to_none, AdamwHyper, AdamwTensors};
 
 pub struct AdamW {
     groups: Vec<GroupState>,
@@ -76,25 +76,9 @@ impl AdamW {
 
     /// Scales all gradients so their global L2 norm is at most `max_norm` (as
     /// `torch.nn.utils.clip_grad_norm_`); returns the norm before clipping.
-    pub fn clip_grad_norm(&self, max_norm: f64) -> f64 {
-        tch::no_grad(|| {
-            let grads: Vec<Tensor> = self.grads().collect();
-            if grads.is_empty() {
-                return 0.0;
-            }
-            let norms: Vec<Tensor> = grads.iter().map(|g| g.norm().to_kind(Kind::Float)).collect();
-            let total = Tensor::stack(&norms, 0).norm();
-            let total_value = f64::try_from(&total).unwrap_or(f64::NAN);
-            if max_norm > 0.0 {
-                let coef = (max_norm / (total_value + 1e-6)).min(1.0);
-                if coef < 1.0 {
-                    for mut g in grads {
-                        let _ = g.g_mul_scalar_(coef);
-                    }
-                }
-            }
-            total_value
-        })
+    pub fn clip_grad_norm(&self, max_norm: f64) -> Result<f64> {
+        let mut grads: Vec<Tensor> = self.grads().collect();
+        clip_grad_norm(&mut grads, max_norm)
     }
 
     fn grads(&self) -> impl Iterator<Item = Tensor> + '_ {
@@ -121,7 +105,6 @@ impl AdamW {
                 if !grad.defined() {
                     continue;
                 }
-                let _ = updates.g_add_scalar_(1.0);
                 tensors.grads.push(grad);
                 tensors.params.push(param);
                 tensors.exp_avgs.push(exp_avg);
@@ -192,6 +175,7 @@ impl AdamW {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tch::Kind;
 
     fn group(name: &str, lr: f64, wd: f64, p: &Tensor) -> ParamGroup {
         ParamGroup { name: name.into(), base_lr: lr, weight_decay: wd, params: vec![(name.into(), p.shallow_clone())] }
@@ -272,14 +256,22 @@ mod tests {
     }
 
     #[test]
-    fn clipping_scales_to_max_norm() {
+    fn clipping_scales_to_max_norm_over_all_groups() {
+        // Gradients (3, 0) and (0, 4) in two groups: global norm 5, scaled by 1/5 together.
         let p = Tensor::from_slice(&[0.0f32, 0.0]).set_requires_grad(true);
-        let opt = AdamW::new(vec![group("p", 0.1, 0.0, &p)]);
-        (&p * Tensor::from_slice(&[3.0f32, 4.0])).sum(Kind::Float).backward();
-        let norm = opt.clip_grad_norm(1.0);
-        assert!((norm - 5.0).abs() < 1e-6);
-        let clipped = Vec::<f32>::try_from(p.grad()).unwrap();
-        assert!((clipped[0] - 0.6).abs() < 1e-5 && (clipped[1] - 0.8).abs() < 1e-5);
+        let q = Tensor::from_slice(&[0.0f32, 0.0]).set_requires_grad(true);
+        let opt = AdamW::new(vec![group("p", 0.1, 0.0, &p), group("q", 0.1, 0.0, &q)]);
+        ((&p * Tensor::from_slice(&[3.0f32, 0.0])).sum(Kind::Float)
+            + (&q * Tensor::from_slice(&[0.0f32, 4.0])).sum(Kind::Float))
+        .backward();
+        let norm = opt.clip_grad_norm(1.0).unwrap();
+        assert!((norm - 5.0).abs() < 1e-6, "{norm}");
+        let (p_grad, q_grad) = (Vec::<f32>::try_from(p.grad()).unwrap(), Vec::<f32>::try_from(q.grad()).unwrap());
+        assert!((p_grad[0] - 0.6).abs() < 1e-5 && p_grad[1] == 0.0, "{p_grad:?}");
+        assert!(q_grad[0] == 0.0 && (q_grad[1] - 0.8).abs() < 1e-5, "{q_grad:?}");
+        // Below the limit nothing changes; the norm is still reported.
+        assert!((opt.clip_grad_norm(10.0).unwrap() - 1.0).abs() < 1e-5);
+        assert_eq!(Vec::<f32>::try_from(p.grad()).unwrap(), p_grad);
     }
 
     #[test]

@@ -381,7 +381,7 @@ fn run_loop(
             state.examples += rows.len();
             run_examples += rows.len();
         }
-        let grad_norm = optimizer.clip_grad_norm(settings.max_grad_norm);
+        let grad_norm = optimizer.clip_grad_norm(settings.max_grad_norm)?;
         optimizer.step()?;
         optimizer.zero_grad();
         state.step += 1;
