@@ -9,6 +9,17 @@
 #include <cstdio>
 #include <vector>
 
+// The tensors behind n tch handles, as the list ATen's multi-tensor ops take (the copies
+// share storage with the handles' tensors).
+static std::vector<at::Tensor> tensor_list(at::Tensor** handles, size_t n) {
+  std::vector<at::Tensor> list;
+  list.reserve(n);
+  for (size_t i = 0; i < n; i++) {
+    list.push_back(*handles[i]);
+  }
+  return list;
+}
+
 extern "C" {
 
 // ---- bf16 autocast on CUDA (tch only enables autocast with the fp16 default) ----
@@ -48,19 +59,8 @@ int smtl_fused_adamw(at::Tensor** params, at::Tensor** grads, at::Tensor** exp_a
                      at::Tensor** steps, size_t n, double lr, double beta1, double beta2, double weight_decay,
                      double eps, char* error, size_t error_len) {
   try {
-    std::vector<at::Tensor> p, g, m, v, s;
-    p.reserve(n);
-    g.reserve(n);
-    m.reserve(n);
-    v.reserve(n);
-    s.reserve(n);
-    for (size_t i = 0; i < n; i++) {
-      p.push_back(*params[i]);
-      g.push_back(*grads[i]);
-      m.push_back(*exp_avgs[i]);
-      v.push_back(*exp_avg_sqs[i]);
-      s.push_back(*steps[i]);
-    }
+    std::vector<at::Tensor> p = tensor_list(params, n), g = tensor_list(grads, n), m = tensor_list(exp_avgs, n),
+                            v = tensor_list(exp_avg_sqs, n), s = tensor_list(steps, n);
     at::NoGradGuard no_grad;
     at::_foreach_add_(s, 1);
     at::_fused_adamw_(p, g, m, v, {}, s, lr, beta1, beta2, weight_decay, eps, false, false);
@@ -79,11 +79,7 @@ int smtl_fused_adamw(at::Tensor** params, at::Tensor** grads, at::Tensor** exp_a
 int smtl_clip_grad_norm(at::Tensor** grads, size_t n, double max_norm, double* total_norm, char* error,
                         size_t error_len) {
   try {
-    std::vector<at::Tensor> g;
-    g.reserve(n);
-    for (size_t i = 0; i < n; i++) {
-      g.push_back(*grads[i]);
-    }
+    std::vector<at::Tensor> g = tensor_list(grads, n);
     at::NoGradGuard no_grad;
     std::vector<at::Tensor> norms = at::_foreach_norm(g, 2);
     double total = at::linalg_vector_norm(at::stack(norms), 2).item<double>();
