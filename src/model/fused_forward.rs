@@ -1,10 +1,15 @@
-//! The inference forward pass: the same function as rust-bert's modules plus our pooling,
-//! projection and heads, computed directly from the weights with fused libtorch ops.
+//! The forward pass of training and inference: the same function as rust-bert's modules
+//! plus our pooling, projection and heads, computed directly from the weights with fused
+//! libtorch ops. Training runs it over the VarStore's variables (autograd records it like any
+//! other tensor code), inference over the tensors read from a checkpoint.
 //!
-//! Three reasons it exists beside rust-bert (which training uses, for its autograd modules):
-//! - speed: one `gelu` kernel where rust-bert chains five element-wise ops, no extra
-//!   copies around attention; encoding 1000 SST-2 sentences with all-MiniLM-L6-v2 took
-//!   9.4 s instead of 10.4 s (2 threads, measured 4 rounds, ratio 1.09-1.12).
+//! Why not rust-bert's modules' own forward (they still create and name training's variables):
+//! - speed: one `gelu` kernel where rust-bert chains five element-wise ops (and autograd
+//!   saves each one's input), no extra copies around attention. Encoding 1000 SST-2
+//!   sentences with all-MiniLM-L6-v2 took 9.4 s instead of 10.4 s (2 threads, 4 rounds,
+//!   ratio 1.09-1.12); a training step's forward and backward 5-8% less time (README).
+//! - one function: what training optimises is exactly what `encode`, `predict` and the
+//!   exports compute.
 //! - tracing: tch's tracer records tensor ops but not Rust-side shape arithmetic, so a
 //!   module traced through rust-bert bakes the example's batch size and length into the
 //!   graph (traced at [2, 8], it fails at [3, 12]). Here every shape follows the inputs:
@@ -12,8 +17,9 @@
 //! - start-up: it reads plain tensors, so loading for inference builds no modules (whose
 //!   random initialisation took 0.2 s of `encode`'s start; see `model::layout`).
 //!
-//! Tests check it against transformers (hidden states), sentence-transformers (embeddings)
-//! and rust-bert (the training path).
+//! Dropout sits where HF and rust-bert put it and draws its masks in the same order, so under
+//! one seed a training step here equals rust-bert's (tested below). Tests elsewhere check the
+//! function against transformers (hidden states) and sentence-transformers (embeddings).
 
 use std::collections::HashMap;
 
@@ -53,23 +59,51 @@ impl FusedForward<'_> {
 
     /// Token states `[batch, seq, hidden]` for ids and mask `[batch, seq]` (Int64).
     pub fn hidden_states(&self, input_ids: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
+        self.hidden_states_t(input_ids, attention_mask, false)
+    }
+
+    /// As `hidden_states`, with the config's dropout applied where HF applies it when `train`.
+    pub fn hidden_states_t(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor> {
         match self.config {
             BackboneConfig::Bert(c) => {
-                let (h, heads, layers) = (c.hidden_size, c.num_attention_heads, c.num_hidden_layers);
-                self.bert(input_ids, attention_mask, h, heads, layers, c.hidden_act)
+                let stack = Stack {
+                    hidden: c.hidden_size,
+                    heads: c.num_attention_heads,
+                    layers: c.num_hidden_layers,
+                    act: c.hidden_act,
+                    dropout: Dropout::new(train, c.hidden_dropout_prob, c.attention_probs_dropout_prob),
+                };
+                self.bert(input_ids, attention_mask, stack)
             }
             BackboneConfig::DistilBert(c) => {
-                self.distilbert(input_ids, attention_mask, c.dim, c.n_heads, c.n_layers, c.activation)
+                let stack = Stack {
+                    hidden: c.dim,
+                    heads: c.n_heads,
+                    layers: c.n_layers,
+                    act: c.activation,
+                    dropout: Dropout::new(train, c.dropout, c.attention_dropout),
+                };
+                self.distilbert(input_ids, attention_mask, stack)
             }
         }
     }
 
     /// Sentence features `[batch, dim]`: pooled (and projected), before normalisation.
     pub fn features(&self, input_ids: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
-        let pooled = self.spec.pooling.forward(&self.hidden_states(input_ids, attention_mask)?, attention_mask);
+        self.features_t(input_ids, attention_mask, false)
+    }
+
+    /// As `features`, with dropout in the backbone when `train` (training's forward).
+    pub fn features_t(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor> {
+        let hidden = self.hidden_states_t(input_ids, attention_mask, train)?;
+        self.project(&self.spec.pooling.forward(&hidden, attention_mask))
+    }
+
+    /// Pooled states `[batch, hidden]` through the projection, if the model has one.
+    pub fn project(&self, pooled: &Tensor) -> Result<Tensor> {
         match self.spec.projection_dim {
-            Some(_) => self.linear(&pooled, "projection"),
-            None => Ok(pooled),
+            Some(_) => self.linear(pooled, "projection"),
+            None => Ok(pooled.shallow_clone()),
         }
     }
 
@@ -99,23 +133,17 @@ impl FusedForward<'_> {
     }
 
     /// Multi-head attention over `[batch, seq, hidden]` with an additive `[batch, 1, 1, seq]` mask.
-    fn attention(&self, q: Tensor, k: Tensor, v: Tensor, additive_mask: &Tensor, heads: i64, hidden: i64) -> Tensor {
-        let head_dim = hidden / heads;
+    fn attention(&self, q: Tensor, k: Tensor, v: Tensor, additive_mask: &Tensor, stack: &Stack) -> Tensor {
+        let (heads, head_dim) = (stack.heads, stack.hidden / stack.heads);
         let split = |x: Tensor| x.unflatten(-1, [heads, head_dim]).transpose(1, 2);
         let (q, k, v) = (split(q), split(k), split(v));
         let scores = q.matmul(&k.transpose(-1, -2)) / (head_dim as f64).sqrt() + additive_mask;
-        scores.softmax(-1, Kind::Float).matmul(&v).transpose(1, 2).flatten(2, 3)
+        let probs = stack.dropout.attention(&scores.softmax(-1, Kind::Float));
+        probs.matmul(&v).transpose(1, 2).flatten(2, 3)
     }
 
-    fn bert(
-        &self,
-        ids: &Tensor,
-        mask: &Tensor,
-        hidden: i64,
-        heads: i64,
-        layers: i64,
-        act: Activation,
-    ) -> Result<Tensor> {
+    fn bert(&self, ids: &Tensor, mask: &Tensor, stack: Stack) -> Result<Tensor> {
+        let Stack { hidden, layers, act, dropout, .. } = stack;
         let positions = ids.ones_like().cumsum(1, Kind::Int64) - 1;
         let e = "bert.embeddings";
         let x = Tensor::embedding(self.w(&format!("{e}.word_embeddings.weight"))?, ids, -1, false, false)
@@ -127,7 +155,7 @@ impl FusedForward<'_> {
                 false,
                 false,
             );
-        let mut x = self.layer_norm(&x, &format!("{e}.LayerNorm"), hidden)?;
+        let mut x = dropout.hidden(&self.layer_norm(&x, &format!("{e}.LayerNorm"), hidden)?);
         // rust-bert's BERT (and HF's) add -10000 where the mask is 0.
         let additive = (mask.ones_like() - mask).to_kind(Kind::Float).unsqueeze(1).unsqueeze(1) * -10000.0;
         for i in 0..layers {
@@ -135,30 +163,23 @@ impl FusedForward<'_> {
             let q = self.linear(&x, &format!("{l}.attention.self.query"))?;
             let k = self.linear(&x, &format!("{l}.attention.self.key"))?;
             let v = self.linear(&x, &format!("{l}.attention.self.value"))?;
-            let context = self.attention(q, k, v, &additive, heads, hidden);
-            let attended = self.linear(&context, &format!("{l}.attention.output.dense"))? + &x;
+            let context = self.attention(q, k, v, &additive, &stack);
+            let attended = dropout.hidden(&self.linear(&context, &format!("{l}.attention.output.dense"))?) + &x;
             let attended = self.layer_norm(&attended, &format!("{l}.attention.output.LayerNorm"), hidden)?;
             let inner = activate(&self.linear(&attended, &format!("{l}.intermediate.dense"))?, act);
-            let out = self.linear(&inner, &format!("{l}.output.dense"))? + &attended;
+            let out = dropout.hidden(&self.linear(&inner, &format!("{l}.output.dense"))?) + &attended;
             x = self.layer_norm(&out, &format!("{l}.output.LayerNorm"), hidden)?;
         }
         Ok(x)
     }
 
-    fn distilbert(
-        &self,
-        ids: &Tensor,
-        mask: &Tensor,
-        dim: i64,
-        heads: i64,
-        layers: i64,
-        act: Activation,
-    ) -> Result<Tensor> {
+    fn distilbert(&self, ids: &Tensor, mask: &Tensor, stack: Stack) -> Result<Tensor> {
+        let Stack { hidden: dim, layers, act, dropout, .. } = stack;
         let positions = ids.ones_like().cumsum(1, Kind::Int64) - 1;
         let e = "distilbert.embeddings";
         let x = Tensor::embedding(self.w(&format!("{e}.word_embeddings.weight"))?, ids, -1, false, false)
             + Tensor::embedding(self.w(&format!("{e}.position_embeddings.weight"))?, &positions, -1, false, false);
-        let mut x = self.layer_norm(&x, &format!("{e}.LayerNorm"), dim)?;
+        let mut x = dropout.hidden(&self.layer_norm(&x, &format!("{e}.LayerNorm"), dim)?);
         // DistilBERT masks with -inf (a sentence always has [CLS] and [SEP] unmasked).
         let additive = mask.eq(0).to_kind(Kind::Float).unsqueeze(1).unsqueeze(1) * f64::NEG_INFINITY;
         let additive = additive.nan_to_num(0.0, None, None);
@@ -167,14 +188,60 @@ impl FusedForward<'_> {
             let q = self.linear(&x, &format!("{l}.attention.q_lin"))?;
             let k = self.linear(&x, &format!("{l}.attention.k_lin"))?;
             let v = self.linear(&x, &format!("{l}.attention.v_lin"))?;
-            let context = self.attention(q, k, v, &additive, heads, dim);
+            let context = self.attention(q, k, v, &additive, &stack);
             let attended = self.linear(&context, &format!("{l}.attention.out_lin"))? + &x;
             let attended = self.layer_norm(&attended, &format!("{l}.sa_layer_norm"), dim)?;
             let inner = activate(&self.linear(&attended, &format!("{l}.ffn.lin1"))?, act);
-            let out = self.linear(&inner, &format!("{l}.ffn.lin2"))? + &attended;
+            let out = dropout.hidden(&self.linear(&inner, &format!("{l}.ffn.lin2"))?) + &attended;
             x = self.layer_norm(&out, &format!("{l}.output_layer_norm"), dim)?;
         }
         Ok(x)
+    }
+}
+
+/// The transformer stack's sizes and activation from `config.json`, and this pass's dropout.
+#[derive(Clone, Copy)]
+struct Stack {
+    hidden: i64,
+    heads: i64,
+    layers: i64,
+    act: Activation,
+    dropout: Dropout,
+}
+
+/// Dropout probabilities for one forward pass: the config's in training, none otherwise.
+#[derive(Clone, Copy)]
+struct Dropout {
+    hidden: f64,
+    attention: f64,
+}
+
+impl Dropout {
+    fn new(train: bool, hidden: f64, attention: f64) -> Self {
+        if train {
+            Self { hidden, attention }
+        } else {
+            Self { hidden: 0.0, attention: 0.0 }
+        }
+    }
+
+    /// On hidden states: after the embeddings' LayerNorm and on each sublayer's output before
+    /// its residual add, as HF and rust-bert place it.
+    fn hidden(&self, x: &Tensor) -> Tensor {
+        if self.hidden > 0.0 {
+            x.dropout(self.hidden, true)
+        } else {
+            x.shallow_clone()
+        }
+    }
+
+    /// On attention probabilities.
+    fn attention(&self, x: &Tensor) -> Tensor {
+        if self.attention > 0.0 {
+            x.dropout(self.attention, true)
+        } else {
+            x.shallow_clone()
+        }
     }
 }
 
@@ -188,5 +255,99 @@ fn activate(x: &Tensor, act: Activation) -> Tensor {
         Activation::mish => x.mish(),
         Activation::tanh => x.tanh(),
         Activation::identity => x.shallow_clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::{TaskSpec, FORMAT_VERSION};
+    use crate::model::pooling::Pooling;
+    use crate::model::MultiTaskModel;
+
+    const BERT: &str = r#"{"model_type": "bert", "vocab_size": 30, "hidden_size": 8, "num_hidden_layers": 2,
+        "num_attention_heads": 2, "intermediate_size": 12, "max_position_embeddings": 16}"#;
+    const DISTILBERT: &str = r#"{"model_type": "distilbert", "vocab_size": 30, "dim": 8, "n_layers": 2,
+        "n_heads": 2, "hidden_dim": 12, "max_position_embeddings": 16}"#;
+
+    fn spec(config: &BackboneConfig, projection_dim: Option<i64>, tasks: &[(&str, usize)]) -> ModelSpec {
+        ModelSpec {
+            format_version: FORMAT_VERSION,
+            model_type: config.model_type().into(),
+            pooling: Pooling::Mean,
+            projection_dim,
+            normalize: false,
+            max_length: 16,
+            tasks: tasks
+                .iter()
+                .map(|(name, n)| TaskSpec {
+                    name: name.to_string(),
+                    labels: (0..*n).map(|i| i.to_string()).collect(),
+                    text_column: "text".into(),
+                    label_column: "label".into(),
+                })
+                .collect(),
+            base_model: "test".into(),
+            training: None,
+            metrics: None,
+        }
+    }
+
+    /// Two sentences `[2, 5]`, the second padded.
+    fn batch() -> (Tensor, Tensor) {
+        let ids = Tensor::from_slice(&[1i64, 5, 7, 9, 2, 1, 11, 2, 0, 0]).view([2, 5]);
+        let mask = Tensor::from_slice(&[1i64, 1, 1, 1, 1, 1, 1, 1, 0, 0]).view([2, 5]);
+        (ids, mask)
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+        f64::try_from((a - b).abs().max()).unwrap()
+    }
+
+    /// Dropout is on in training and off at inference. (That training draws the same masks
+    /// as rust-bert under one seed is tested in `tests/seeded_dropout.rs`, alone in its
+    /// process: libtorch's generator is global and unit tests run in parallel.)
+    #[test]
+    fn dropout_only_in_training() {
+        for config_json in [BERT, DISTILBERT] {
+            let config = BackboneConfig::from_json(config_json).unwrap();
+            let spec = spec(&config, None, &[]);
+            let model = MultiTaskModel::build(config.clone(), &spec, tch::Device::Cpu);
+            let weights = model.vs.variables();
+            let forward = FusedForward { weights: &weights, config: &config, spec: &spec };
+            let (ids, mask) = batch();
+            let eval = forward.hidden_states(&ids, &mask).unwrap();
+            let name = config.model_type();
+            assert_eq!(
+                max_diff(&eval, &forward.hidden_states(&ids, &mask).unwrap()),
+                0.0,
+                "{name}: random at inference"
+            );
+            let trained = forward.hidden_states_t(&ids, &mask, true).unwrap();
+            assert!(max_diff(&trained, &eval) > 1e-2, "{name}: dropout had no effect in training");
+        }
+    }
+
+    /// Backpropagating both tasks' logits reaches every variable training built: none of them
+    /// is left out of the forward pass (it would silently never train).
+    #[test]
+    fn every_variable_gets_a_gradient() {
+        for config_json in [BERT, DISTILBERT] {
+            let config = BackboneConfig::from_json(config_json).unwrap();
+            let spec = spec(&config, Some(4), &[("trec", 6), ("sst2", 2)]);
+            let model = MultiTaskModel::build(config.clone(), &spec, tch::Device::Cpu);
+            let weights = model.vs.variables();
+            let forward = FusedForward { weights: &weights, config: &config, spec: &spec };
+            let (ids, mask) = batch();
+            let features = forward.features_t(&ids, &mask, true).unwrap();
+            let loss = forward.logits(&features, "trec").unwrap().square().sum(Kind::Float)
+                + forward.logits(&features, "sst2").unwrap().square().sum(Kind::Float);
+            loss.backward();
+            for (name, variable) in &weights {
+                let grad = variable.grad();
+                assert!(grad.defined(), "{}: {name} got no gradient", config.model_type());
+                assert!(f64::try_from(grad.abs().sum(Kind::Double)).unwrap() > 0.0, "{name}: zero gradient");
+            }
+        }
     }
 }

@@ -355,8 +355,10 @@ fn run_loop(
             // Dropout masks depend only on (seed, batch number): a resumed run draws the same ones.
             tch::manual_seed(settings.seed as i64 + 1 + state.micro_batches as i64);
             state.micro_batches += 1;
-            let logits =
-                precision::autocast(settings.precision, || model.logits_t(&task.source.name, &ids, &mask, true))?;
+            let logits = precision::autocast(settings.precision, || {
+                let forward = loaded.forward();
+                forward.logits(&forward.features_t(&ids, &mask, true)?, &task.source.name)
+            })?;
             let loss = logits.to_kind(Kind::Float).cross_entropy_for_logits(&targets);
             let loss_value = f64::try_from(&loss)?;
             if !loss_value.is_finite() {

@@ -52,10 +52,11 @@ fn hidden_state_parity(test: &str, model: &str) {
         assert_eq!(ours_row, &hf_real, "token ids differ for sentence {row}");
     }
     let to_tensor = |m: &Vec<Vec<i64>>| Tensor::from_slice(&m.concat()).view([m.len() as i64, m[0].len() as i64]);
-    // Both forward passes: rust-bert's (training) and the fused one (inference, export).
+    // Both forward passes: rust-bert's (whose modules create training's variables) and ours
+    // (training, inference, export).
     let (ids, mask) = (to_tensor(&ids), to_tensor(&mask));
     let paths = [
-        ("rust-bert", tch::no_grad(|| trainable.model.encoder.backbone().forward_t(&ids, &mask, false).unwrap())),
+        ("rust-bert", tch::no_grad(|| trainable.model.backbone.forward_t(&ids, &mask, false).unwrap())),
         ("fused", tch::no_grad(|| loaded.forward().hidden_states(&ids, &mask).unwrap())),
     ];
     for (path, hidden) in paths {
