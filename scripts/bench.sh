@@ -37,20 +37,11 @@ timed() { # NAME COMMAND...: runs it, keeps peak RSS (KB) in $work/NAME.rss
   /usr/bin/time -f "%M" -o "$work/$name.rss" "$@" > "$work/$name.out" 2> "$work/$name.err" || { cat "$work/$name.err" >&2; exit 1; }
 }
 
-say "initial projection and head values (sentence-mtl --freeze all, same seed)"
-timed init "${ours[@]}" --freeze all --out "$work/init"
-say "1/3 identical batches: sentence-mtl ($steps steps, $threads threads), writing its batch plan"
-timed ours "${ours[@]}" --max-steps "$steps" --out "$work/ours" --save-batch-plan "$work/plan.jsonl"
-say "1/3 identical batches: PyTorch reference"
-timed ref "${ref[@]}" --plan "$work/plan.jsonl" --init-heads "$work/init/last/model.safetensors" --out "$work/ref.json"
-say "2/3 defaults: PyTorch reference with shuffled batches (sentence-mtl's defaults are run 1)"
-timed ref_shuffled "${ref[@]}" --shuffle --init-heads "$work/init/last/model.safetensors" --out "$work/ref_shuffled.json"
-say "3/3 frozen backbone: sentence-mtl"
-timed ours_frozen "${ours[@]}" --max-steps "$steps" --freeze backbone --out "$work/ours_frozen"
-say "3/3 frozen backbone: PyTorch reference"
-timed ref_frozen "${ref[@]}" --plan "$work/plan.jsonl" --freeze-backbone --init-heads "$work/init/last/model.safetensors" --out "$work/ref_frozen.json"
-say "fp32 matmul peak of this CPU ($threads threads)"
-.venv/bin/python - "$threads" > "$work/peak" <<'PY'
+# The matmul peak is sampled before, between and after the training runs and the best
+# sample kept: a shared VM's speed drifts (45 to 68 GFLOP/s within minutes), and one sample
+# taken in a slow minute once gave "169% of peak".
+peak_sample() {
+  .venv/bin/python - "$threads" >> "$work/peak_samples" <<'PY'
 import sys, time, torch
 torch.set_num_threads(int(sys.argv[1]))
 a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
@@ -61,7 +52,26 @@ for _ in range(5):
     t = time.perf_counter(); a @ b; best = max(best, 2 * 2048**3 / (time.perf_counter() - t))
 print(best / 1e9)
 PY
+}
 
+say "fp32 matmul peak of this CPU ($threads threads), first sample"
+peak_sample
+say "initial projection and head values (sentence-mtl --freeze all, same seed)"
+timed init "${ours[@]}" --freeze all --out "$work/init"
+say "1/3 identical batches: sentence-mtl ($steps steps, $threads threads), writing its batch plan"
+timed ours "${ours[@]}" --max-steps "$steps" --out "$work/ours" --save-batch-plan "$work/plan.jsonl"
+say "1/3 identical batches: PyTorch reference"
+timed ref "${ref[@]}" --plan "$work/plan.jsonl" --init-heads "$work/init/last/model.safetensors" --out "$work/ref.json"
+peak_sample
+say "2/3 defaults: PyTorch reference with shuffled batches (sentence-mtl's defaults are run 1)"
+timed ref_shuffled "${ref[@]}" --shuffle --init-heads "$work/init/last/model.safetensors" --out "$work/ref_shuffled.json"
+peak_sample
+say "3/3 frozen backbone: sentence-mtl"
+timed ours_frozen "${ours[@]}" --max-steps "$steps" --freeze backbone --out "$work/ours_frozen"
+say "3/3 frozen backbone: PyTorch reference"
+timed ref_frozen "${ref[@]}" --plan "$work/plan.jsonl" --freeze-backbone --init-heads "$work/init/last/model.safetensors" --out "$work/ref_frozen.json"
+say "fp32 matmul peak, last sample"
+peak_sample
 .venv/bin/python scripts/reference/bench_table.py cpu "$work" "$steps" "$threads" "$model"
 echo
 if [ "$quick" = 1 ]; then scripts/bench-encode.sh --quick --rounds 1; else scripts/bench-encode.sh --rounds 2; fi
