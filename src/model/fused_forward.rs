@@ -18,8 +18,9 @@
 //!   random initialisation took 0.2 s of `encode`'s start; see `model::layout`).
 //!
 //! Dropout sits where HF and rust-bert put it and draws its masks in the same order, so under
-//! one seed a training step here equals rust-bert's (tested below). Tests elsewhere check the
-//! function against transformers (hidden states) and sentence-transformers (embeddings).
+//! one seed a training step here equals rust-bert's (`tests/seeded_dropout.rs`). Other tests
+//! check the function against transformers (hidden states) and sentence-transformers
+//! (embeddings).
 
 use std::collections::HashMap;
 
