@@ -264,7 +264,7 @@ pub fn load_for_training(model: &str, device: Device, wanted: TrainingSpec) -> R
         metrics: None,
     };
     let tokenizer = SentenceTokenizer::from_dir(&folder.dir)?;
-    let model = MultiTaskModel::build(folder.config.clone(), &spec, device);
+    let model = MultiTaskModel::build(&folder.config, &spec, device);
     let (path, mut tensors) = folder.read_tensors()?;
     // Keep only what fits the new model: a different projection width or label set means
     // that layer starts afresh.

@@ -41,7 +41,7 @@ fn training_forward_draws_rust_berts_dropout_masks_under_one_seed() {
             training: None,
             metrics: None,
         };
-        let model = MultiTaskModel::build(config.clone(), &spec, tch::Device::Cpu);
+        let model = MultiTaskModel::build(&config, &spec, tch::Device::Cpu);
         let weights = model.vs.variables();
         let ours = FusedForward { weights: &weights, config: &config, spec: &spec };
         tch::manual_seed(7);

@@ -313,7 +313,7 @@ mod tests {
         for config_json in [BERT, DISTILBERT] {
             let config = BackboneConfig::from_json(config_json).unwrap();
             let spec = spec(&config, None, &[]);
-            let model = MultiTaskModel::build(config.clone(), &spec, tch::Device::Cpu);
+            let model = MultiTaskModel::build(&config, &spec, tch::Device::Cpu);
             let weights = model.vs.variables();
             let forward = FusedForward { weights: &weights, config: &config, spec: &spec };
             let (ids, mask) = batch();
@@ -336,7 +336,7 @@ mod tests {
         for config_json in [BERT, DISTILBERT] {
             let config = BackboneConfig::from_json(config_json).unwrap();
             let spec = spec(&config, Some(4), &[("trec", 6), ("sst2", 2)]);
-            let model = MultiTaskModel::build(config.clone(), &spec, tch::Device::Cpu);
+            let model = MultiTaskModel::build(&config, &spec, tch::Device::Cpu);
             let weights = model.vs.variables();
             let forward = FusedForward { weights: &weights, config: &config, spec: &spec };
             let (ids, mask) = batch();

@@ -113,7 +113,7 @@ mod tests {
         let config = BackboneConfig::from_json(config_json).unwrap();
         for projection in [None, Some(5)] {
             let spec = spec(config.model_type(), projection);
-            let built = MultiTaskModel::build(config.clone(), &spec, tch::Device::Cpu);
+            let built = MultiTaskModel::build(&config, &spec, tch::Device::Cpu);
             let from_modules: BTreeMap<String, Vec<i64>> =
                 built.vs.variables().into_iter().map(|(name, t)| (name, t.size())).collect();
             assert_eq!(

@@ -21,17 +21,16 @@ use config::BackboneConfig;
 /// one inference runs; `backbone` keeps rust-bert's own forward for parity checks.
 pub struct MultiTaskModel {
     pub vs: VarStore,
-    pub config: BackboneConfig,
     pub backbone: Backbone,
 }
 
 impl MultiTaskModel {
     /// Creates freshly initialised variables for the architecture and the spec's projection
     /// and tasks. Weights are loaded separately (see `checkpoint`).
-    pub fn build(config: BackboneConfig, spec: &ModelSpec, device: Device) -> Self {
+    pub fn build(config: &BackboneConfig, spec: &ModelSpec, device: Device) -> Self {
         let vs = VarStore::new(device);
         let root = vs.root();
-        let backbone = Backbone::new(&root, &config);
+        let backbone = Backbone::new(&root, config);
         let hidden = config.hidden_size();
         // `projection.weight [dim, hidden]`, `projection.bias [dim]`.
         if let Some(dim) = spec.projection_dim {
@@ -42,6 +41,6 @@ impl MultiTaskModel {
         for task in &spec.tasks {
             nn::linear(&root / "heads" / task.name.as_str(), features, task.labels.len() as i64, Default::default());
         }
-        Self { vs, config, backbone }
+        Self { vs, backbone }
     }
 }
