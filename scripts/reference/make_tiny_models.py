@@ -36,7 +36,9 @@ def main() -> None:
         with torch.no_grad():
             for p in model.parameters():
                 p.add_(torch.randn_like(p) * 0.05)
-        model.eval().save_pretrained(target, safe_serialization=True)
+        # safetensors: the default since transformers 4.35 and the only format in 5.x, which
+        # no longer accepts the safe_serialization argument
+        model.eval().save_pretrained(target)
         for f in TOKENIZER_FILES:
             if (tokenizer_dir / f).exists():
                 shutil.copy(tokenizer_dir / f, target / f)

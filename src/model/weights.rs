@@ -23,7 +23,7 @@ pub fn find_weight_file(dir: &Path) -> Result<PathBuf> {
     if dir.join("pytorch_model.bin").is_file() {
         bail!(
             "{} holds only pytorch_model.bin, a pickle file, which sentence-mtl does not load; \
-             convert it once with transformers: AutoModel.from_pretrained(DIR).save_pretrained(DIR, safe_serialization=True)",
+             convert it once with transformers: AutoModel.from_pretrained(DIR).save_pretrained(DIR) (transformers >= 4.35 writes safetensors)",
             dir.display()
         );
     }
