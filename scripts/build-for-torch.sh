@@ -2,9 +2,12 @@
 # Builds sentence-mtl against another libtorch than the pinned torch==2.4.0: typically a GPU
 # machine's own torch, where the 2.4.0 wheel's CUDA libraries (3.5 GB) cannot be brought.
 #
-#   scripts/build-for-torch.sh TORCH_DIR [TARGET_DIR]
+#   scripts/build-for-torch.sh [--tests] TORCH_DIR [TARGET_DIR]
 # TORCH_DIR   an installed or unpacked torch wheel's `torch` folder (with lib/ and include/)
 # TARGET_DIR  cargo's target folder for this build (default: target-torch-VERSION)
+# --tests     also build the test binaries (`cargo test --release --no-run`) against it and
+#             list them, e.g. to run the CUDA end-to-end test on a GPU machine: they find the
+#             binary and the project by the absolute paths they were built with
 # The binary is TARGET_DIR/release/sentence-mtl, its rpath TORCH_DIR/lib: run it where that
 # folder exists (or is a link to the machine's torch). The project's target/ and Cargo.lock
 # are left as they were.
@@ -18,7 +21,10 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-[ $# -ge 1 ] || { echo "usage: scripts/build-for-torch.sh TORCH_DIR [TARGET_DIR]" >&2; exit 2; }
+tests=0
+if [ "${1:-}" = "--tests" ]; then tests=1; shift; fi
+case "${1:-}" in -*) echo "build-for-torch.sh: unknown flag $1 (known: --tests)" >&2; exit 2 ;; esac
+[ $# -ge 1 ] || { echo "usage: scripts/build-for-torch.sh [--tests] TORCH_DIR [TARGET_DIR]" >&2; exit 2; }
 torch_dir="$(cd "$1" 2>/dev/null && pwd)" || { echo "build-for-torch.sh: $1: no such folder" >&2; exit 2; }
 [ -f "$torch_dir/lib/libtorch_cpu.so" ] && [ -d "$torch_dir/include" ] || {
   echo "build-for-torch.sh: $torch_dir has no lib/libtorch_cpu.so and include/ (a torch wheel's torch folder?)" >&2; exit 2; }
@@ -79,7 +85,14 @@ esac
 cp Cargo.lock "$target/Cargo.lock.saved"
 trap 'cp "$target/Cargo.lock.saved" Cargo.lock' EXIT
 say "cargo build --release --target-dir $target (torch-sys from $patched)"
-LIBTORCH="$view" LIBTORCH_CXX11_ABI="$abi" LIBTORCH_BYPASS_VERSION_CHECK=1 \
-  cargo build --release --target-dir "$target" --config "patch.crates-io.torch-sys.path=\"$patched\""
+export LIBTORCH="$view" LIBTORCH_CXX11_ABI="$abi" LIBTORCH_BYPASS_VERSION_CHECK=1
+patch_torch_sys=(--config "patch.crates-io.torch-sys.path=\"$patched\"")
+cargo build --release --target-dir "$target" "${patch_torch_sys[@]}"
 "$target/release/sentence-mtl" --version >/dev/null
 say "built $target/release/sentence-mtl (rpath $(readlink -f "$torch_dir/lib"))"
+if [ "$tests" = 1 ]; then
+  say "cargo test --release --no-run"
+  cargo test --release --no-run --target-dir "$target" "${patch_torch_sys[@]}" > "$target/test-build.log" 2>&1 ||
+    { cat "$target/test-build.log" >&2; exit 1; }
+  sed -n 's/^ *Executable \(.*\)$/[build-for-torch] test binary: \1/p' "$target/test-build.log" >&2
+fi
