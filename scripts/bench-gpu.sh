@@ -3,7 +3,8 @@
 # GPU, in one run: multi-task training TREC + SST-2 with identical batches (same order, rows
 # and padding), fp32 and bf16 (autocast with fp32 weights in both), alternating the two
 # implementations for ROUNDS rounds. Prints a markdown table (scripts/reference/bench_table.py)
-# with the GPU's name and the fp32/bf16 matmul peak measured in the same run.
+# with the GPU's name and the fp32/bf16 matmul peak measured in the same run, and the peak GPU
+# memory of each run as nvidia-smi sees it (the reference's own torch.cuda figure beside it).
 #
 #   scripts/bench-gpu.sh [--steps N] [--rounds R] [--keep DIR]
 #     --steps N    training steps of batch 32 per run (default 1000)
@@ -43,15 +44,29 @@ tasks=(--task "trec=$data/trec/train_split.csv,$data/trec/dev_split.csv" --task 
 ours=("$bin" train --model "$model" "${tasks[@]}" --device cuda --quiet --overwrite)
 ref=("$python" scripts/reference/train_reference.py --model "$model" "${tasks[@]}" --device cuda --max-steps "$steps")
 timed() { # NAME COMMAND...: runs it, keeps peak RSS (KB) in $work/NAME.rss and its output beside
-  # (through Python's getrusage: GPU images often lack GNU time)
-  local name="$1"; shift
+  # (through Python's getrusage: GPU images often lack GNU time). GPU memory: the device's use
+  # sampled every 100 ms during the run (NAME.gpu_used) and once before it (NAME.gpu_idle), so
+  # both implementations are measured alike, CUDA context and allocator caches included.
+  local name="$1" sampler=""; shift
   say "$name"
+  if [ "$gpu" != none ]; then
+    "${gpu_used[@]}" > "$work/$name.gpu_idle"
+    "${gpu_used[@]}" -lms 100 > "$work/$name.gpu_used" & sampler=$!
+  fi
+  local code=0
   "$python" -c 'import resource, subprocess, sys
 code = subprocess.call(sys.argv[2:])
 open(sys.argv[1], "w").write(f"{resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}\n")
-sys.exit(code)' "$work/$name.rss" "$@" > "$work/$name.out" 2> "$work/$name.err" || {
-    cat "$work/$name.err" >&2; say "$name failed"; exit 1; }
+sys.exit(code)' "$work/$name.rss" "$@" > "$work/$name.out" 2> "$work/$name.err" || code=$?
+  if [ -n "$sampler" ]; then kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null || true; fi
+  [ "$code" = 0 ] || { cat "$work/$name.err" >&2; say "$name failed"; exit 1; }
 }
+# The memory in use (MiB, all processes) of the first GPU CUDA sees (by index or UUID)
+gpu="${CUDA_VISIBLE_DEVICES:-0}"; gpu="${gpu%%,*}"
+gpu_used=(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -i "$gpu")
+if ! command -v nvidia-smi >/dev/null || ! "${gpu_used[@]}" >/dev/null 2>&1; then
+  say "nvidia-smi cannot read GPU $gpu's memory: the table will not report GPU memory"; gpu=none
+fi
 
 timed init "${ours[@]}" --freeze all --out "$work/init"
 init=(--init-heads "$work/init/last/model.safetensors")

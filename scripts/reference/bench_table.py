@@ -6,7 +6,8 @@ usage: bench_table.py cpu WORK STEPS THREADS MODEL_DIR
 WORK holds what the benchmark left: for sentence-mtl runs a checkpoint folder NAME/ (its
 train_log.jsonl), for reference runs NAME.json, and NAME.rss (peak RSS in KB from
 /usr/bin/time) for both; `peak_samples` (CPU: fp32 GFLOP/s, one sample per line, the best
-is the peak) or `peak.json` (GPU: fp32 and bf16 TFLOP/s).
+is the peak) or `peak.json` (GPU: fp32 and bf16 TFLOP/s); on the GPU also NAME.gpu_idle and
+NAME.gpu_used (nvidia-smi's memory.used in MiB, before and every 100 ms during the run).
 Model FLOPs: 6 x non-embedding parameters x real tokens for training (2 x when the backbone is
 frozen: forward only).
 """
@@ -27,6 +28,17 @@ def non_embedding_params(model_dir):
 
 def rss_mb(work, name):
     return int((work / f"{name}.rss").read_text().split()[-1]) / 1024
+
+
+def gpu_mb(work, name):
+    """Peak GPU memory the run added (MiB): the most in use during it minus the idle level
+    before it, or None where nvidia-smi could not be read."""
+    idle, used = work / f"{name}.gpu_idle", work / f"{name}.gpu_used"
+    if not (idle.exists() and used.exists()):
+        return None
+    samples = [int(x) for x in used.read_text().split() if x.isdigit()]
+    before = [int(x) for x in idle.read_text().split() if x.isdigit()]
+    return max(samples) - before[0] if samples and before else None
 
 
 def ours(work, name):
@@ -112,6 +124,22 @@ def gpu_table(work, steps, model_dir, rounds):
         print(row(label, "sentence-mtl", o, 6 * params, peak[precision] * 1e12))
         print(row(label, "PyTorch", r, 6 * params, peak[precision] * 1e12))
         print(ratio(label, o, r))
+    gpu_memory_table(work, rounds)
+
+
+def gpu_memory_table(work, rounds):
+    print("\npeak GPU memory per run (MiB): nvidia-smi's memory in use, sampled every 100 ms, minus its "
+          "level before the run (CUDA context, kernels, allocator caches: what the process holds); "
+          "the reference's torch.cuda.max_memory_allocated (its tensors alone) beside it\n")
+    print("| run | sentence-mtl | PyTorch | ratio | PyTorch tensors (max_memory_allocated) |\n|---|---:|---:|---:|---:|")
+    for precision in ("fp32", "bf16"):
+        for i in range(1, rounds + 1):
+            o, r = gpu_mb(work, f"ours_{precision}_{i}"), gpu_mb(work, f"ref_{precision}_{i}")
+            tensors = ref(work, f"ref_{precision}_{i}").get("peak_gpu_mb")
+            cells = [f"{x}" if x is not None else "n/a" for x in (o, r)]
+            cells.append(f"{o / r:.2f}x" if o and r else "n/a")
+            cells.append(f"{tensors:.0f}" if tensors is not None else "n/a")
+            print(f"| GPU {precision}, round {i} | " + " | ".join(cells) + " |")
 
 
 def main():
