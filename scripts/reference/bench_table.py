@@ -1,6 +1,6 @@
 """The markdown tables of scripts/bench.sh (CPU) and scripts/bench-gpu.sh (CUDA).
 
-usage: bench_table.py cpu WORK STEPS THREADS MODEL_DIR
+usage: bench_table.py cpu WORK STEPS THREADS MODEL_DIR ROUNDS
        bench_table.py gpu WORK STEPS MODEL_DIR ROUNDS
 
 WORK holds what the benchmark left: for sentence-mtl runs a checkpoint folder NAME/ (its
@@ -74,9 +74,13 @@ def row(label, impl, r, flops_per_token, peak_flops):
             f"{100 * flops_per_token * r['tokens_per_sec'] / peak_flops:.1f}% |")
 
 
-def ratio(label, a, b):
-    return (f"| {label} | ratio sentence-mtl / PyTorch | {a['examples_per_sec']/b['examples_per_sec']:.2f}x | "
-            f"{a['tokens_per_sec']/b['tokens_per_sec']:.2f}x | | {a['peak_rss_mb']/b['peak_rss_mb']:.2f}x | "
+def ratio(label, a, b, speed=None):
+    """The ratio row; `speed`, where given, is the speed ratio measured in pairs (the median of
+    per-round ratios), which replaces the ratio of the two medians."""
+    examples = speed or a['examples_per_sec'] / b['examples_per_sec']
+    tokens = speed or a['tokens_per_sec'] / b['tokens_per_sec']
+    return (f"| {label} | ratio sentence-mtl / PyTorch | {examples:.2f}x | "
+            f"{tokens:.2f}x | | {a['peak_rss_mb']/b['peak_rss_mb']:.2f}x | "
             f"{100*(a['dev']['trec']['accuracy']-b['dev']['trec']['accuracy']):+.1f} pt | "
             f"{100*(a['dev']['sst2']['accuracy']-b['dev']['sst2']['accuracy']):+.1f} pt | |")
 
@@ -85,26 +89,39 @@ HEADER = ("| run | implementation | examples/s | tokens/s | padded / real tokens
           "TREC dev acc / F1 | SST-2 dev acc / F1 | of matmul peak |\n|---|---|---:|---:|---:|---:|---:|---:|---:|")
 
 
-def cpu_table(work, steps, threads, model_dir):
+def cpu_table(work, steps, threads, model_dir, rounds):
     params = non_embedding_params(model_dir)
     samples = [float(line) for line in (work / "peak_samples").read_text().split()]
     peak = max(samples) * 1e9
-    o, r, rs = ours(work, "ours"), ref(work, "ref"), ref(work, "ref_shuffled")
-    of, rf = ours(work, "ours_frozen"), ref(work, "ref_frozen")
+    pairs = [(ours(work, f"ours_{i}"), ref(work, f"ref_{i}")) for i in range(1, rounds + 1)]
+    o, r = median_run([a for a, _ in pairs]), median_run([b for _, b in pairs])
+    # Same batches, so examples/s and tokens/s give the same ratio within a pair.
+    pair_ratios = [a["examples_per_sec"] / b["examples_per_sec"] for a, b in pairs]
+    rs, of, rf = ref(work, "ref_shuffled"), ours(work, "ours_frozen"), ref(work, "ref_frozen")
     print(f"training all-MiniLM-L6-v2 on TREC + SST-2, {steps} steps of batch 32, round-robin, CPU, {threads} threads;")
     print(f"fp32 matmul peak measured in this run: {peak/1e9:.1f} GFLOP/s (best of {len(samples)} samples between runs: "
           f"{', '.join(f'{x:.1f}' for x in samples)}); "
           f"model FLOPs = 6 x {params/1e6:.1f}M non-embedding parameters x tokens")
-    print("(frozen backbone: 2 x, the forward pass)\n")
+    print("(frozen backbone: 2 x, the forward pass)")
+    if rounds > 1:
+        print(f"identical batches: {rounds} rounds of (sentence-mtl, PyTorch) back to back; speeds are medians, "
+              "the ratio is the median of the per-round ratios (listed below the table)")
+    print()
     print(HEADER)
-    for label, a, b, impl_a, impl_b, factor in [
-        ("identical batches", o, r, "sentence-mtl", "PyTorch", 6),
-        ("each at its defaults", o, rs, "sentence-mtl (length-grouped)", "PyTorch (shuffled)", 6),
-        ("frozen backbone", of, rf, "sentence-mtl", "PyTorch", 2),
+    for label, a, b, impl_a, impl_b, factor, speed in [
+        ("identical batches", o, r, "sentence-mtl", "PyTorch", 6, statistics.median(pair_ratios)),
+        ("each at its defaults", o, rs, "sentence-mtl (length-grouped)", "PyTorch (shuffled)", 6, None),
+        ("frozen backbone", of, rf, "sentence-mtl", "PyTorch", 2, None),
     ]:
         print(row(label, impl_a, a, factor * params, peak))
         print(row(label, impl_b, b, factor * params, peak))
-        print(ratio(label, a, b))
+        print(ratio(label, a, b, speed))
+    if rounds > 1:
+        print("\n| identical batches, round | sentence-mtl examples/s | PyTorch examples/s | ratio |\n|---|---:|---:|---:|")
+        for i, ((a, b), x) in enumerate(zip(pairs, pair_ratios), 1):
+            print(f"| {i} | {a['examples_per_sec']:.1f} | {b['examples_per_sec']:.1f} | {x:.2f}x |")
+        print(f"\nmedian ratio {statistics.median(pair_ratios):.2f}x (min {min(pair_ratios):.2f}x, "
+              f"max {max(pair_ratios):.2f}x)")
 
 
 def gpu_table(work, steps, model_dir, rounds):
@@ -145,7 +162,7 @@ def gpu_memory_table(work, rounds):
 def main():
     mode, work = sys.argv[1], Path(sys.argv[2])
     if mode == "cpu":
-        cpu_table(work, int(sys.argv[3]), sys.argv[4], sys.argv[5])
+        cpu_table(work, int(sys.argv[3]), sys.argv[4], sys.argv[5], int(sys.argv[6]))
     elif mode == "gpu":
         gpu_table(work, int(sys.argv[3]), sys.argv[4], int(sys.argv[5]))
     else:
