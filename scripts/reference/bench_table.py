@@ -66,6 +66,27 @@ def median_run(runs):
     return r
 
 
+class Rounds:
+    """Alternated rounds of (sentence-mtl, reference) on the same batches: median speeds, and
+    the speed ratio as the median of the per-round ratios (each round's two runs are back to
+    back, so a machine's drift over minutes cancels within a round, not across rounds)."""
+
+    def __init__(self, work, ours_prefix, ref_prefix, rounds):
+        self.pairs = [(ours(work, f"{ours_prefix}_{i}"), ref(work, f"{ref_prefix}_{i}")) for i in range(1, rounds + 1)]
+        self.ours = median_run([a for a, _ in self.pairs])
+        self.ref = median_run([b for _, b in self.pairs])
+        # Same batches, so examples/s and tokens/s give the same ratio within a round.
+        self.ratios = [a["examples_per_sec"] / b["examples_per_sec"] for a, b in self.pairs]
+        self.ratio = statistics.median(self.ratios)
+
+    def table(self, label):
+        lines = [f"\n| {label}, round | sentence-mtl examples/s | PyTorch examples/s | ratio |\n|---|---:|---:|---:|"]
+        for i, ((a, b), x) in enumerate(zip(self.pairs, self.ratios), 1):
+            lines.append(f"| {i} | {a['examples_per_sec']:.1f} | {b['examples_per_sec']:.1f} | {x:.2f}x |")
+        lines.append(f"\nmedian ratio {self.ratio:.2f}x (min {min(self.ratios):.2f}x, max {max(self.ratios):.2f}x)")
+        return "\n".join(lines)
+
+
 def row(label, impl, r, flops_per_token, peak_flops):
     d = r["dev"]
     return (f"| {label} | {impl} | {r['examples_per_sec']:.1f} | {r['tokens_per_sec']:.0f} | {r['padding_ratio']:.2f} | "
@@ -93,10 +114,8 @@ def cpu_table(work, steps, threads, model_dir, rounds):
     params = non_embedding_params(model_dir)
     samples = [float(line) for line in (work / "peak_samples").read_text().split()]
     peak = max(samples) * 1e9
-    pairs = [(ours(work, f"ours_{i}"), ref(work, f"ref_{i}")) for i in range(1, rounds + 1)]
-    o, r = median_run([a for a, _ in pairs]), median_run([b for _, b in pairs])
-    # Same batches, so examples/s and tokens/s give the same ratio within a pair.
-    pair_ratios = [a["examples_per_sec"] / b["examples_per_sec"] for a, b in pairs]
+    identical = Rounds(work, "ours", "ref", rounds)
+    o = identical.ours
     rs, of, rf = ref(work, "ref_shuffled"), ours(work, "ours_frozen"), ref(work, "ref_frozen")
     print(f"training all-MiniLM-L6-v2 on TREC + SST-2, {steps} steps of batch 32, round-robin, CPU, {threads} threads;")
     print(f"fp32 matmul peak measured in this run: {peak/1e9:.1f} GFLOP/s (best of {len(samples)} samples between runs: "
@@ -109,7 +128,7 @@ def cpu_table(work, steps, threads, model_dir, rounds):
     print()
     print(HEADER)
     for label, a, b, impl_a, impl_b, factor, speed in [
-        ("identical batches", o, r, "sentence-mtl", "PyTorch", 6, statistics.median(pair_ratios)),
+        ("identical batches", o, identical.ref, "sentence-mtl", "PyTorch", 6, identical.ratio),
         ("each at its defaults", o, rs, "sentence-mtl (length-grouped)", "PyTorch (shuffled)", 6, None),
         ("frozen backbone", of, rf, "sentence-mtl", "PyTorch", 2, None),
     ]:
@@ -117,11 +136,7 @@ def cpu_table(work, steps, threads, model_dir, rounds):
         print(row(label, impl_b, b, factor * params, peak))
         print(ratio(label, a, b, speed))
     if rounds > 1:
-        print("\n| identical batches, round | sentence-mtl examples/s | PyTorch examples/s | ratio |\n|---|---:|---:|---:|")
-        for i, ((a, b), x) in enumerate(zip(pairs, pair_ratios), 1):
-            print(f"| {i} | {a['examples_per_sec']:.1f} | {b['examples_per_sec']:.1f} | {x:.2f}x |")
-        print(f"\nmedian ratio {statistics.median(pair_ratios):.2f}x (min {min(pair_ratios):.2f}x, "
-              f"max {max(pair_ratios):.2f}x)")
+        print(identical.table("identical batches"))
 
 
 def gpu_table(work, steps, model_dir, rounds):
@@ -129,18 +144,21 @@ def gpu_table(work, steps, model_dir, rounds):
     peak = json.loads((work / "peak.json").read_text())
     some_ref = ref(work, "ref_fp32_1")
     print(f"training all-MiniLM-L6-v2 on TREC + SST-2, {steps} steps of batch 32, identical batches, "
-          f"{peak['device']}; reference: torch {some_ref['torch']}; speeds are medians of {rounds} alternated rounds")
+          f"{peak['device']}; reference: torch {some_ref['torch']}; speeds are medians of {rounds} alternated rounds, "
+          "ratios the median of the per-round ratios")
     print(f"matmul peak measured in this run (8192^3): fp32 {peak['fp32']:.1f} TFLOP/s (TF32 off, as in both "
           f"implementations), bf16 {peak['bf16']:.1f} TFLOP/s; model FLOPs = 6 x {params/1e6:.1f}M non-embedding "
           f"parameters x tokens\n")
     print(HEADER)
-    for precision in ("fp32", "bf16"):
-        o = median_run([ours(work, f"ours_{precision}_{i}") for i in range(1, rounds + 1)])
-        r = median_run([ref(work, f"ref_{precision}_{i}") for i in range(1, rounds + 1)])
+    by_precision = {p: Rounds(work, f"ours_{p}", f"ref_{p}", rounds) for p in ("fp32", "bf16")}
+    for precision, measured in by_precision.items():
         label = f"GPU {precision}"
-        print(row(label, "sentence-mtl", o, 6 * params, peak[precision] * 1e12))
-        print(row(label, "PyTorch", r, 6 * params, peak[precision] * 1e12))
-        print(ratio(label, o, r))
+        print(row(label, "sentence-mtl", measured.ours, 6 * params, peak[precision] * 1e12))
+        print(row(label, "PyTorch", measured.ref, 6 * params, peak[precision] * 1e12))
+        print(ratio(label, measured.ours, measured.ref, measured.ratio))
+    if rounds > 1:
+        for precision, measured in by_precision.items():
+            print(measured.table(f"GPU {precision}"))
     gpu_memory_table(work, rounds)
 
 
