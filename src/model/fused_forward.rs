@@ -262,37 +262,13 @@ fn activate(x: &Tensor, act: Activation) -> Tensor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checkpoint::{TaskSpec, FORMAT_VERSION};
-    use crate::model::pooling::Pooling;
+    use crate::model::test_support::spec;
     use crate::model::MultiTaskModel;
 
     const BERT: &str = r#"{"model_type": "bert", "vocab_size": 30, "hidden_size": 8, "num_hidden_layers": 2,
         "num_attention_heads": 2, "intermediate_size": 12, "max_position_embeddings": 16}"#;
     const DISTILBERT: &str = r#"{"model_type": "distilbert", "vocab_size": 30, "dim": 8, "n_layers": 2,
         "n_heads": 2, "hidden_dim": 12, "max_position_embeddings": 16}"#;
-
-    fn spec(config: &BackboneConfig, projection_dim: Option<i64>, tasks: &[(&str, usize)]) -> ModelSpec {
-        ModelSpec {
-            format_version: FORMAT_VERSION,
-            model_type: config.model_type().into(),
-            pooling: Pooling::Mean,
-            projection_dim,
-            normalize: false,
-            max_length: 16,
-            tasks: tasks
-                .iter()
-                .map(|(name, n)| TaskSpec {
-                    name: name.to_string(),
-                    labels: (0..*n).map(|i| i.to_string()).collect(),
-                    text_column: "text".into(),
-                    label_column: "label".into(),
-                })
-                .collect(),
-            base_model: "test".into(),
-            training: None,
-            metrics: None,
-        }
-    }
 
     /// Two sentences `[2, 5]`, the second padded.
     fn batch() -> (Tensor, Tensor) {
@@ -312,7 +288,7 @@ mod tests {
     fn dropout_only_in_training() {
         for config_json in [BERT, DISTILBERT] {
             let config = BackboneConfig::from_json(config_json).unwrap();
-            let spec = spec(&config, None, &[]);
+            let spec = spec(config.model_type(), None, &[]);
             let model = MultiTaskModel::build(&config, &spec, tch::Device::Cpu);
             let weights = model.vs.variables();
             let forward = FusedForward { weights: &weights, config: &config, spec: &spec };
@@ -335,7 +311,7 @@ mod tests {
     fn every_variable_gets_a_gradient() {
         for config_json in [BERT, DISTILBERT] {
             let config = BackboneConfig::from_json(config_json).unwrap();
-            let spec = spec(&config, Some(4), &[("trec", 6), ("sst2", 2)]);
+            let spec = spec(config.model_type(), Some(4), &[("trec", 6), ("sst2", 2)]);
             let model = MultiTaskModel::build(&config, &spec, tch::Device::Cpu);
             let weights = model.vs.variables();
             let forward = FusedForward { weights: &weights, config: &config, spec: &spec };

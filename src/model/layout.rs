@@ -83,36 +83,14 @@ impl Shapes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checkpoint::{TaskSpec, FORMAT_VERSION};
-    use crate::model::pooling::Pooling;
+    use crate::model::test_support::spec;
     use crate::model::MultiTaskModel;
-
-    fn spec(model_type: &str, projection_dim: Option<i64>) -> ModelSpec {
-        let task = |name: &str, n: usize| TaskSpec {
-            name: name.into(),
-            labels: (0..n).map(|i| i.to_string()).collect(),
-            text_column: "text".into(),
-            label_column: "label".into(),
-        };
-        ModelSpec {
-            format_version: FORMAT_VERSION,
-            model_type: model_type.into(),
-            pooling: Pooling::Mean,
-            projection_dim,
-            normalize: false,
-            max_length: 16,
-            tasks: vec![task("trec", 6), task("sst2", 2)],
-            base_model: "test".into(),
-            training: None,
-            metrics: None,
-        }
-    }
 
     /// The list must name exactly the variables of the modules training builds, with their shapes.
     fn assert_matches_training_modules(config_json: &str) {
         let config = BackboneConfig::from_json(config_json).unwrap();
         for projection in [None, Some(5)] {
-            let spec = spec(config.model_type(), projection);
+            let spec = spec(config.model_type(), projection, &[("trec", 6), ("sst2", 2)]);
             let built = MultiTaskModel::build(&config, &spec, tch::Device::Cpu);
             let from_modules: BTreeMap<String, Vec<i64>> =
                 built.vs.variables().into_iter().map(|(name, t)| (name, t.size())).collect();

@@ -44,3 +44,34 @@ impl MultiTaskModel {
         Self { vs, backbone }
     }
 }
+
+/// Small specs for the model's unit tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use crate::checkpoint::{ModelSpec, TaskSpec, FORMAT_VERSION};
+    use crate::model::pooling::Pooling;
+
+    /// Mean pooling, max length 16, one head per `(name, classes)` with labels "0", "1", ...
+    pub fn spec(model_type: &str, projection_dim: Option<i64>, tasks: &[(&str, usize)]) -> ModelSpec {
+        ModelSpec {
+            format_version: FORMAT_VERSION,
+            model_type: model_type.into(),
+            pooling: Pooling::Mean,
+            projection_dim,
+            normalize: false,
+            max_length: 16,
+            tasks: tasks
+                .iter()
+                .map(|(name, n)| TaskSpec {
+                    name: name.to_string(),
+                    labels: (0..*n).map(|i| i.to_string()).collect(),
+                    text_column: "text".into(),
+                    label_column: "label".into(),
+                })
+                .collect(),
+            base_model: "test".into(),
+            training: None,
+            metrics: None,
+        }
+    }
+}
