@@ -159,18 +159,18 @@ def gpu_table(work, steps, model_dir, rounds):
     if rounds > 1:
         for precision, measured in by_precision.items():
             print(measured.table(f"GPU {precision}"))
-    gpu_memory_table(work, rounds)
+    gpu_memory_table(work, by_precision)
 
 
-def gpu_memory_table(work, rounds):
+def gpu_memory_table(work, by_precision):
     print("\npeak GPU memory per run (MiB): nvidia-smi's memory in use, sampled every 100 ms, minus its "
           "level before the run (CUDA context, kernels, allocator caches: what the process holds); "
           "the reference's torch.cuda.max_memory_allocated (its tensors alone) beside it\n")
     print("| run | sentence-mtl | PyTorch | ratio | PyTorch tensors (max_memory_allocated) |\n|---|---:|---:|---:|---:|")
-    for precision in ("fp32", "bf16"):
-        for i in range(1, rounds + 1):
+    for precision, measured in by_precision.items():
+        for i, (_, reference) in enumerate(measured.pairs, 1):
             o, r = gpu_mb(work, f"ours_{precision}_{i}"), gpu_mb(work, f"ref_{precision}_{i}")
-            tensors = ref(work, f"ref_{precision}_{i}").get("peak_gpu_mb")
+            tensors = reference.get("peak_gpu_mb")
             cells = [f"{x}" if x is not None else "n/a" for x in (o, r)]
             cells.append(f"{o / r:.2f}x" if o and r else "n/a")
             cells.append(f"{tensors:.0f}" if tensors is not None else "n/a")
