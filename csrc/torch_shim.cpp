@@ -7,6 +7,7 @@
 #include <torch/script.h>
 
 #include <cstdio>
+#include <memory>
 #include <vector>
 
 // The tensors behind n tch handles, as the list ATen's multi-tensor ops take (the copies
@@ -103,6 +104,32 @@ void smtl_grad_set_to_none(at::Tensor* tensor) {
   try {
     tensor->mutable_grad().reset();
   } catch (...) {
+  }
+}
+
+// ---- tensors over memory libtorch does not own ----
+
+// Calls release(context) when destroyed: the one owner of a borrowed buffer's reference.
+struct ExternalRelease {
+  void (*release)(void*);
+  void* context;
+  ~ExternalRelease() { release(context); }
+};
+
+// A tensor sharing `view`'s memory, shape, strides and dtype whose storage, when libtorch
+// frees it, calls release(context) (tch's from_blob tensors never tell their owner). The
+// caller hands over one reference with `context`: release is called exactly once, also
+// when this fails. Returns a new handle, or null with a message.
+at::Tensor* smtl_tensor_with_release(at::Tensor* view, void (*release)(void*), void* context, char* error,
+                                     size_t error_len) {
+  try {
+    std::shared_ptr<ExternalRelease> owner(new ExternalRelease{release, context});
+    at::Tensor tensor =
+        at::from_blob(view->data_ptr(), view->sizes(), view->strides(), [owner](void*) {}, view->options());
+    return new at::Tensor(std::move(tensor));
+  } catch (const std::exception& e) {
+    std::snprintf(error, error_len, "%s", e.what());
+    return nullptr;
   }
 }
 

@@ -292,6 +292,9 @@ pub fn load_for_training(model: &str, device: Device, wanted: TrainingSpec) -> R
         );
     }
     let (passthrough, _) = passthrough(matched.unused, &folder.config);
+    // Copies: the file's tensors are views of the mapped file (`model::mapped_file`), and one
+    // kept for the whole run would keep all of the file mapped and resident.
+    let passthrough = passthrough.into_iter().map(|(name, t)| (name, t.copy())).collect();
     let loaded = LoadedModel {
         weights: model.vs.variables(),
         config: folder.config,

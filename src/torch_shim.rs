@@ -30,6 +30,13 @@ extern "C" {
         error_len: usize,
     ) -> i32;
     fn smtl_grad_set_to_none(tensor: *mut torch_sys::C_tensor);
+    fn smtl_tensor_with_release(
+        view: *mut torch_sys::C_tensor,
+        release: extern "C" fn(*mut libc::c_void),
+        context: *mut libc::c_void,
+        error: *mut libc::c_char,
+        error_len: usize,
+    ) -> *mut torch_sys::C_tensor;
     fn smtl_wrap_traced_module(
         traced_path: *const libc::c_char,
         source: *const libc::c_char,
@@ -143,6 +150,28 @@ fn first_line(buffer: &[libc::c_char]) -> String {
 pub fn grad_set_to_none(tensor: &mut Tensor) {
     // SAFETY: a live tch tensor handle; the C++ side catches all exceptions.
     unsafe { smtl_grad_set_to_none(tensor.as_mut_ptr()) }
+}
+
+/// A tensor over `view`'s memory (same shape, strides, dtype) whose storage calls
+/// `release(context)` once libtorch frees it, so that the owner of memory libtorch did not
+/// allocate learns when the last tensor over it is gone.
+///
+/// # Safety
+/// `view`'s memory must stay valid until `release(context)` runs. Ownership of `context`
+/// passes to this call: `release(context)` runs exactly once, also when this returns an error.
+pub unsafe fn tensor_with_release(
+    view: &Tensor,
+    release: extern "C" fn(*mut libc::c_void),
+    context: *mut libc::c_void,
+) -> Result<Tensor> {
+    let mut error = vec![0 as libc::c_char; 512];
+    // SAFETY: a live tch handle and a writable buffer; the C++ side catches all exceptions and
+    // returns a new at::Tensor* (or null), which from_ptr takes over.
+    let handle = smtl_tensor_with_release(view.as_ptr() as *mut _, release, context, error.as_mut_ptr(), error.len());
+    if handle.is_null() {
+        bail!("cannot wrap memory as a tensor: {}", first_line(&error));
+    }
+    Ok(Tensor::from_ptr(handle))
 }
 
 /// Saves to `out` a TorchScript module holding the traced module at `traced` as submodule

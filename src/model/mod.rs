@@ -4,6 +4,7 @@ pub mod backbone;
 pub mod config;
 pub mod fused_forward;
 pub mod layout;
+pub mod mapped_file;
 pub mod pooling;
 pub mod source;
 pub mod tokenizer;
