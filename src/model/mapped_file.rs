@@ -73,8 +73,10 @@ impl MappedFile {
     /// view when the bytes sit at an address aligned for `kind` (every tensor of files that
     /// transformers writes), otherwise a copy.
     pub fn tensor(self: &Arc<Self>, offset: usize, shape: &[i64], kind: Kind) -> Result<Tensor> {
-        let numel: i64 = shape.iter().product();
-        let bytes = usize::try_from(numel).context("negative shape")? * kind.elt_size_in_bytes();
+        let bytes = shape
+            .iter()
+            .try_fold(kind.elt_size_in_bytes(), |size, &d| usize::try_from(d).ok().and_then(|d| size.checked_mul(d)))
+            .with_context(|| format!("shape {shape:?} is negative or too large"))?;
         let end = offset.checked_add(bytes).filter(|&end| end <= self.len);
         if end.is_none() {
             bail!("bytes {offset}..{offset}+{bytes} lie outside the file ({} bytes)", self.len);
@@ -180,5 +182,7 @@ mod tests {
         let err = mapped.tensor(1, &[3], Kind::Float).unwrap_err().to_string();
         assert!(err.contains("outside the file"), "{err}");
         assert_eq!(mapped.tensor(9, &[0, 4], Kind::Float).unwrap().size(), vec![0, 4]);
+        let err = mapped.tensor(0, &[1 << 62, 8], Kind::Float).unwrap_err().to_string();
+        assert!(err.contains("too large"), "{err}");
     }
 }

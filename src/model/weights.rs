@@ -84,8 +84,8 @@ fn read_safetensors(path: &Path) -> Result<Vec<(String, Tensor)>> {
             other => bail!("tensor {name} has dtype {other:?}, which sentence-mtl does not read"),
         };
         let (start, end) = info.data_offsets;
-        let bytes = info.shape.iter().product::<usize>() * kind.elt_size_in_bytes();
-        if end < start || end - start != bytes {
+        let bytes = info.shape.iter().try_fold(kind.elt_size_in_bytes(), |size, &d| size.checked_mul(d));
+        if end < start || Some(end - start) != bytes {
             bail!("tensor {name}: data offsets {start}..{end} do not match its shape {:?}", info.shape);
         }
         if (data_start + end) as u64 > file_len {
@@ -293,6 +293,19 @@ mod tests {
         std::fs::write(&path, bytes).unwrap();
         let err = format!("{:#}", read_weight_file(&path).unwrap_err());
         assert!(err.contains("cannot read weights") && err.contains("tensor a"), "{err}");
+    }
+
+    #[test]
+    fn a_shape_too_large_for_memory_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.safetensors");
+        let header = br#"{"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,16]}}"#;
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header);
+        bytes.extend_from_slice(&[0u8; 16]);
+        std::fs::write(&path, bytes).unwrap();
+        let err = format!("{:#}", read_weight_file(&path).unwrap_err());
+        assert!(err.contains("tensor a: data offsets 0..16 do not match its shape"), "{err}");
     }
 
     #[test]
