@@ -88,7 +88,7 @@ fn read_safetensors(path: &Path) -> Result<Vec<(String, Tensor)>> {
         if end < start || Some(end - start) != bytes {
             bail!("tensor {name}: data offsets {start}..{end} do not match its shape {:?}", info.shape);
         }
-        if (data_start + end) as u64 > file_len {
+        if data_start.checked_add(end).map_or(true, |end| end as u64 > file_len) {
             bail!("the file ends at byte {file_len}, inside tensor {name}");
         }
         let shape: Vec<i64> = info.shape.iter().map(|&d| d as i64).collect();
@@ -299,13 +299,18 @@ mod tests {
     fn a_shape_too_large_for_memory_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("model.safetensors");
-        let header = br#"{"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,16]}}"#;
-        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
-        bytes.extend_from_slice(header);
-        bytes.extend_from_slice(&[0u8; 16]);
-        std::fs::write(&path, bytes).unwrap();
-        let err = format!("{:#}", read_weight_file(&path).unwrap_err());
+        let write = |header: &[u8]| {
+            let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+            bytes.extend_from_slice(header);
+            bytes.extend_from_slice(&[0u8; 16]);
+            std::fs::write(&path, bytes).unwrap();
+            format!("{:#}", read_weight_file(&path).unwrap_err())
+        };
+        let err = write(br#"{"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,16]}}"#);
         assert!(err.contains("tensor a: data offsets 0..16 do not match its shape"), "{err}");
+        let far = br#"{"a":{"dtype":"U8","shape":[16],"data_offsets":[18446744073709551599,18446744073709551615]}}"#;
+        let err = write(far);
+        assert!(err.contains("the file ends at byte") && err.contains("inside tensor a"), "{err}");
     }
 
     #[test]
