@@ -10,8 +10,9 @@
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use sentence_mtl::checkpoint::{load_for_training, TaskSpec, TrainingSpec};
+use sentence_mtl::checkpoint::{load_for_training, TrainingSpec};
 use sentence_mtl::data::batching::pad_batch;
+use sentence_mtl::model::spec::TaskSpec;
 use tch::{Device, Kind, Tensor};
 
 const BATCH: usize = 32;

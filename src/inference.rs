@@ -4,9 +4,9 @@
 use anyhow::Result;
 use tch::{Device, Kind, Tensor};
 
-use crate::checkpoint::LoadedModel;
 use crate::data::batching::{length_sorted_batches, pad_batch};
 use crate::model::fused_forward::FusedForward;
+use crate::model::loaded::LoadedModel;
 use crate::progress::Progress;
 
 /// Runs `head(model, features) -> [batch, width]` over all `texts` and returns

@@ -4,10 +4,10 @@
 //! one test, because libtorch's random generator is global: any test drawing random numbers
 //! in parallel (weight initialisation, dropout) would shift the masks.
 
-use sentence_mtl::checkpoint::{ModelSpec, FORMAT_VERSION};
 use sentence_mtl::model::config::BackboneConfig;
 use sentence_mtl::model::fused_forward::FusedForward;
 use sentence_mtl::model::pooling::Pooling;
+use sentence_mtl::model::spec::{ModelSpec, FORMAT_VERSION};
 use sentence_mtl::model::MultiTaskModel;
 use tch::Tensor;
 

@@ -5,12 +5,14 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 use tch::{Kind, Tensor};
 
-use crate::checkpoint::{self, SpecOverrides};
+use crate::checkpoint;
 use crate::cli::{EncodeArgs, ModelArgs};
 use crate::data::sentences::read_sentences;
 use crate::device;
 use crate::inference;
+use crate::model::loaded::LoadedModel;
 use crate::model::pooling::l2_normalize;
+use crate::model::spec::SpecOverrides;
 use crate::output::embeddings::{write_embeddings, EmbeddingFormat};
 use crate::output::write_output;
 use crate::progress::Progress;
@@ -56,7 +58,7 @@ pub fn run(args: &EncodeArgs) -> Result<()> {
 }
 
 /// Validates the shared model flags, then loads the model onto the chosen device.
-pub fn open_model(args: &ModelArgs, overrides: &SpecOverrides) -> Result<(checkpoint::LoadedModel, Progress)> {
+pub fn open_model(args: &ModelArgs, overrides: &SpecOverrides) -> Result<(LoadedModel, Progress)> {
     if args.batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }

@@ -8,12 +8,12 @@ use anyhow::{bail, Context, Result};
 use serde_json::json;
 
 use crate::atomic_write;
-use crate::checkpoint::SpecOverrides;
 use crate::cli::EvalArgs;
 use crate::commands::encode::open_model;
 use crate::data::labelled::{LabelSet, LabelledData};
 use crate::inference::class_probabilities;
 use crate::metrics::ConfusionMatrix;
+use crate::model::spec::SpecOverrides;
 use crate::report::classification::TaskReport;
 use crate::report::plots::{confusion_heatmap, read_training_curves, training_curves};
 use crate::train::settings::check_task_name;

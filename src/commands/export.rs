@@ -5,9 +5,10 @@ use std::path::Path;
 use anyhow::{bail, Result};
 use tch::Device;
 
-use crate::checkpoint::{self, SpecOverrides, SPEC_FILE};
+use crate::checkpoint::{self, SPEC_FILE};
 use crate::cli::ExportArgs;
 use crate::export::{export, ExportFormat};
+use crate::model::spec::SpecOverrides;
 
 pub fn run(args: &ExportArgs) -> Result<()> {
     let format: ExportFormat = args.format.parse()?;

@@ -3,11 +3,11 @@
 use anyhow::Result;
 use tch::Kind;
 
-use crate::checkpoint::SpecOverrides;
 use crate::cli::PredictArgs;
 use crate::commands::encode::open_model;
 use crate::data::sentences::read_sentences;
 use crate::inference::class_logits;
+use crate::model::spec::SpecOverrides;
 use crate::output::predictions::{write_predictions, Prediction, PredictionFormat};
 use crate::output::write_output;
 

@@ -8,7 +8,7 @@ use anyhow::Result;
 use tch::Tensor;
 
 use super::{tasks_json, variables, write_backbone};
-use crate::checkpoint::LoadedModel;
+use crate::model::loaded::LoadedModel;
 use crate::model::weights::write_safetensors;
 
 pub fn write(loaded: &LoadedModel, folder: &Path) -> Result<()> {

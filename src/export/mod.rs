@@ -20,7 +20,7 @@ use serde_json::json;
 use tch::{Device, Tensor};
 
 use crate::atomic_write;
-use crate::checkpoint::LoadedModel;
+use crate::model::loaded::LoadedModel;
 use crate::model::tokenizer::TOKENIZER_FILES;
 use crate::model::weights::write_safetensors;
 

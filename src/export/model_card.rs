@@ -1,7 +1,7 @@
 //! The README.md model card of an export: what the model is, what it was trained on, how
 //! well it did, and how to load it.
 
-use crate::checkpoint::LoadedModel;
+use crate::model::loaded::LoadedModel;
 use crate::model::pooling::Pooling;
 
 use super::ExportFormat;

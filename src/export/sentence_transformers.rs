@@ -7,7 +7,7 @@ use anyhow::Result;
 use serde_json::json;
 
 use super::{variables, write_backbone};
-use crate::checkpoint::LoadedModel;
+use crate::model::loaded::LoadedModel;
 use crate::model::pooling::Pooling;
 use crate::model::weights::write_safetensors;
 

@@ -12,8 +12,8 @@ use anyhow::{anyhow, Result};
 use tch::{CModule, Device, Kind, Tensor};
 
 use super::{copy_model_files, tasks_json, variables};
-use crate::checkpoint::LoadedModel;
 use crate::model::fused_forward::FusedForward;
+use crate::model::loaded::LoadedModel;
 
 pub fn write(loaded: &LoadedModel, folder: &Path) -> Result<()> {
     let weights = variables(loaded);

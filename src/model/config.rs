@@ -71,6 +71,37 @@ impl BackboneConfig {
         }
     }
 
+    /// Width of each block's feed-forward layer.
+    pub fn intermediate_size(&self) -> i64 {
+        match self {
+            Self::DistilBert(c) => c.hidden_dim,
+            Self::Bert(c) => c.intermediate_size,
+        }
+    }
+
+    pub fn num_attention_heads(&self) -> i64 {
+        match self {
+            Self::DistilBert(c) => c.n_heads,
+            Self::Bert(c) => c.num_attention_heads,
+        }
+    }
+
+    /// The feed-forward activation.
+    pub fn activation(&self) -> Activation {
+        match self {
+            Self::DistilBert(c) => c.activation,
+            Self::Bert(c) => c.hidden_act,
+        }
+    }
+
+    /// (hidden-state dropout, attention-probability dropout) of training.
+    pub fn dropout(&self) -> (f64, f64) {
+        match self {
+            Self::DistilBert(c) => (c.dropout, c.attention_dropout),
+            Self::Bert(c) => (c.hidden_dropout_prob, c.attention_probs_dropout_prob),
+        }
+    }
+
     pub fn vocab_size(&self) -> i64 {
         match self {
             Self::DistilBert(c) => c.vocab_size,

@@ -4,18 +4,15 @@
 //! other tensor code), inference over the tensors read from a checkpoint.
 //!
 //! Why not rust-bert's modules' own forward (they still create and name training's variables):
-//! - speed: one `gelu` kernel where rust-bert chains five element-wise ops (and autograd
-//!   saves each one's input), no extra copies around attention. Encoding 1000 SST-2
-//!   sentences with all-MiniLM-L6-v2 took 9.4 s instead of 10.4 s (2 threads, 4 rounds,
-//!   ratio 1.09-1.12); a training step's forward and backward 5-8% less time (README).
+//! - speed: one `gelu` kernel where rust-bert chains five element-wise ops (and autograd saves
+//!   each one's input), and no extra copies around attention (measured in docs/benchmarks.md).
 //! - one function: what training optimises is exactly what `encode`, `predict` and the
 //!   exports compute.
 //! - tracing: tch's tracer records tensor ops but not Rust-side shape arithmetic, so a
 //!   module traced through rust-bert bakes the example's batch size and length into the
-//!   graph (traced at [2, 8], it fails at [3, 12]). Here every shape follows the inputs:
-//!   position ids from a cumulative sum, heads split with `unflatten`, merged with `flatten`.
-//! - start-up: it reads plain tensors, so loading for inference builds no modules (whose
-//!   random initialisation took 0.2 s of `encode`'s start; see `model::layout`).
+//!   graph. Here every shape follows the inputs: position ids from a cumulative sum, heads
+//!   split with `unflatten`, merged with `flatten`.
+//! - start-up: it reads plain tensors, so loading for inference builds no modules.
 //!
 //! Dropout sits where HF and rust-bert put it and draws its masks in the same order, so under
 //! one seed a training step here equals rust-bert's (`tests/seeded_dropout.rs`). Other tests
@@ -28,9 +25,10 @@ use anyhow::{anyhow, Result};
 use rust_bert::Activation;
 use tch::{Kind, Tensor};
 
-use crate::checkpoint::ModelSpec;
 use crate::model::config::BackboneConfig;
+use crate::model::names;
 use crate::model::pooling::l2_normalize;
+use crate::model::spec::ModelSpec;
 
 /// The model's tensors by name, and what the forward needs to know about them.
 pub struct FusedForward<'a> {
@@ -45,17 +43,17 @@ impl FusedForward<'_> {
     }
 
     fn linear(&self, x: &Tensor, prefix: &str) -> Result<Tensor> {
-        Ok(x.linear(self.w(&format!("{prefix}.weight"))?, Some(self.w(&format!("{prefix}.bias"))?)))
+        Ok(x.linear(self.w(&names::weight(prefix))?, Some(self.w(&names::bias(prefix))?)))
     }
 
-    fn layer_norm(&self, x: &Tensor, prefix: &str, width: i64) -> Result<Tensor> {
-        Ok(x.layer_norm(
-            [width],
-            Some(self.w(&format!("{prefix}.weight"))?),
-            Some(self.w(&format!("{prefix}.bias"))?),
-            1e-12,
-            false,
-        ))
+    fn layer_norm(&self, x: &Tensor, prefix: &str) -> Result<Tensor> {
+        let width = self.config.hidden_size();
+        let (weight, bias) = (self.w(&names::weight(prefix))?, self.w(&names::bias(prefix))?);
+        Ok(x.layer_norm([width], Some(weight), Some(bias), 1e-12, false))
+    }
+
+    fn lookup(&self, table: &str, ids: &Tensor) -> Result<Tensor> {
+        Ok(Tensor::embedding(self.w(&names::weight(table))?, ids, -1, false, false))
     }
 
     /// Token states `[batch, seq, hidden]` for ids and mask `[batch, seq]` (Int64).
@@ -64,29 +62,34 @@ impl FusedForward<'_> {
     }
 
     /// As `hidden_states`, with the config's dropout applied where HF applies it when `train`.
-    pub fn hidden_states_t(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor> {
-        match self.config {
-            BackboneConfig::Bert(c) => {
-                let stack = Stack {
-                    hidden: c.hidden_size,
-                    heads: c.num_attention_heads,
-                    layers: c.num_hidden_layers,
-                    act: c.hidden_act,
-                    dropout: Dropout::new(train, c.hidden_dropout_prob, c.attention_probs_dropout_prob),
-                };
-                self.bert(input_ids, attention_mask, stack)
-            }
-            BackboneConfig::DistilBert(c) => {
-                let stack = Stack {
-                    hidden: c.dim,
-                    heads: c.n_heads,
-                    layers: c.n_layers,
-                    act: c.activation,
-                    dropout: Dropout::new(train, c.dropout, c.attention_dropout),
-                };
-                self.distilbert(input_ids, attention_mask, stack)
-            }
+    pub fn hidden_states_t(&self, ids: &Tensor, mask: &Tensor, train: bool) -> Result<Tensor> {
+        let (hidden_p, attention_p) = self.config.dropout();
+        let dropout = Dropout::new(train, hidden_p, attention_p);
+        let e = names::embeddings(self.config);
+        let positions = ids.ones_like().cumsum(1, Kind::Int64) - 1;
+        let mut x = self.lookup(&e.word, ids)? + self.lookup(&e.position, &positions)?;
+        if let Some(token_type) = &e.token_type {
+            x = x + self.lookup(token_type, &ids.zeros_like())?;
         }
+        let mut x = dropout.hidden(&self.layer_norm(&x, &e.layer_norm)?);
+        let additive = additive_mask(self.config, mask);
+        // BERT's (HF's and rust-bert's) drops out the attention block's output; DistilBERT's does not.
+        let attention_output_dropout = matches!(self.config, BackboneConfig::Bert(_));
+        let act = self.config.activation();
+        for i in 0..self.config.num_layers() {
+            let b = names::block(self.config, i);
+            let q = self.linear(&x, &b.query)?;
+            let k = self.linear(&x, &b.key)?;
+            let v = self.linear(&x, &b.value)?;
+            let context = self.attention(q, k, v, &additive, &dropout);
+            let attended = self.linear(&context, &b.attention_output)?;
+            let attended = (if attention_output_dropout { dropout.hidden(&attended) } else { attended }) + &x;
+            let attended = self.layer_norm(&attended, &b.attention_norm)?;
+            let inner = activate(&self.linear(&attended, &b.ffn_in)?, act);
+            let out = dropout.hidden(&self.linear(&inner, &b.ffn_out)?) + &attended;
+            x = self.layer_norm(&out, &b.output_norm)?;
+        }
+        Ok(x)
     }
 
     /// Sentence features `[batch, dim]`: pooled (and projected), before normalisation.
@@ -103,7 +106,7 @@ impl FusedForward<'_> {
     /// Pooled states `[batch, hidden]` through the projection, if the model has one.
     pub fn project(&self, pooled: &Tensor) -> Result<Tensor> {
         match self.spec.projection_dim {
-            Some(_) => self.linear(pooled, "projection"),
+            Some(_) => self.linear(pooled, names::PROJECTION),
             None => Ok(pooled.shallow_clone()),
         }
     }
@@ -120,7 +123,7 @@ impl FusedForward<'_> {
     /// Logits `[batch, n_classes]` of one task's head.
     pub fn logits(&self, features: &Tensor, task: &str) -> Result<Tensor> {
         self.spec.task(task)?;
-        self.linear(features, &format!("heads.{task}"))
+        self.linear(features, &names::head(task))
     }
 
     /// `[embedding, logits of each task...]`, the outputs of the TorchScript export.
@@ -134,80 +137,29 @@ impl FusedForward<'_> {
     }
 
     /// Multi-head attention over `[batch, seq, hidden]` with an additive `[batch, 1, 1, seq]` mask.
-    fn attention(&self, q: Tensor, k: Tensor, v: Tensor, additive_mask: &Tensor, stack: &Stack) -> Tensor {
-        let (heads, head_dim) = (stack.heads, stack.hidden / stack.heads);
+    fn attention(&self, q: Tensor, k: Tensor, v: Tensor, additive_mask: &Tensor, dropout: &Dropout) -> Tensor {
+        let heads = self.config.num_attention_heads();
+        let head_dim = self.config.hidden_size() / heads;
         let split = |x: Tensor| x.unflatten(-1, [heads, head_dim]).transpose(1, 2);
         let (q, k, v) = (split(q), split(k), split(v));
         let scores = q.matmul(&k.transpose(-1, -2)) / (head_dim as f64).sqrt() + additive_mask;
-        let probs = stack.dropout.attention(&scores.softmax(-1, Kind::Float));
+        let probs = dropout.attention(&scores.softmax(-1, Kind::Float));
         probs.matmul(&v).transpose(1, 2).flatten(2, 3)
-    }
-
-    fn bert(&self, ids: &Tensor, mask: &Tensor, stack: Stack) -> Result<Tensor> {
-        let Stack { hidden, layers, act, dropout, .. } = stack;
-        let positions = ids.ones_like().cumsum(1, Kind::Int64) - 1;
-        let e = "bert.embeddings";
-        let x = Tensor::embedding(self.w(&format!("{e}.word_embeddings.weight"))?, ids, -1, false, false)
-            + Tensor::embedding(self.w(&format!("{e}.position_embeddings.weight"))?, &positions, -1, false, false)
-            + Tensor::embedding(
-                self.w(&format!("{e}.token_type_embeddings.weight"))?,
-                &ids.zeros_like(),
-                -1,
-                false,
-                false,
-            );
-        let mut x = dropout.hidden(&self.layer_norm(&x, &format!("{e}.LayerNorm"), hidden)?);
-        // rust-bert's BERT (and HF's) add -10000 where the mask is 0.
-        let additive = (mask.ones_like() - mask).to_kind(Kind::Float).unsqueeze(1).unsqueeze(1) * -10000.0;
-        for i in 0..layers {
-            let l = format!("bert.encoder.layer.{i}");
-            let q = self.linear(&x, &format!("{l}.attention.self.query"))?;
-            let k = self.linear(&x, &format!("{l}.attention.self.key"))?;
-            let v = self.linear(&x, &format!("{l}.attention.self.value"))?;
-            let context = self.attention(q, k, v, &additive, &stack);
-            let attended = dropout.hidden(&self.linear(&context, &format!("{l}.attention.output.dense"))?) + &x;
-            let attended = self.layer_norm(&attended, &format!("{l}.attention.output.LayerNorm"), hidden)?;
-            let inner = activate(&self.linear(&attended, &format!("{l}.intermediate.dense"))?, act);
-            let out = dropout.hidden(&self.linear(&inner, &format!("{l}.output.dense"))?) + &attended;
-            x = self.layer_norm(&out, &format!("{l}.output.LayerNorm"), hidden)?;
-        }
-        Ok(x)
-    }
-
-    fn distilbert(&self, ids: &Tensor, mask: &Tensor, stack: Stack) -> Result<Tensor> {
-        let Stack { hidden: dim, layers, act, dropout, .. } = stack;
-        let positions = ids.ones_like().cumsum(1, Kind::Int64) - 1;
-        let e = "distilbert.embeddings";
-        let x = Tensor::embedding(self.w(&format!("{e}.word_embeddings.weight"))?, ids, -1, false, false)
-            + Tensor::embedding(self.w(&format!("{e}.position_embeddings.weight"))?, &positions, -1, false, false);
-        let mut x = dropout.hidden(&self.layer_norm(&x, &format!("{e}.LayerNorm"), dim)?);
-        // DistilBERT masks with -inf (a sentence always has [CLS] and [SEP] unmasked).
-        let additive = mask.eq(0).to_kind(Kind::Float).unsqueeze(1).unsqueeze(1) * f64::NEG_INFINITY;
-        let additive = additive.nan_to_num(0.0, None, None);
-        for i in 0..layers {
-            let l = format!("distilbert.transformer.layer.{i}");
-            let q = self.linear(&x, &format!("{l}.attention.q_lin"))?;
-            let k = self.linear(&x, &format!("{l}.attention.k_lin"))?;
-            let v = self.linear(&x, &format!("{l}.attention.v_lin"))?;
-            let context = self.attention(q, k, v, &additive, &stack);
-            let attended = self.linear(&context, &format!("{l}.attention.out_lin"))? + &x;
-            let attended = self.layer_norm(&attended, &format!("{l}.sa_layer_norm"), dim)?;
-            let inner = activate(&self.linear(&attended, &format!("{l}.ffn.lin1"))?, act);
-            let out = dropout.hidden(&self.linear(&inner, &format!("{l}.ffn.lin2"))?) + &attended;
-            x = self.layer_norm(&out, &format!("{l}.output_layer_norm"), dim)?;
-        }
-        Ok(x)
     }
 }
 
-/// The transformer stack's sizes and activation from `config.json`, and this pass's dropout.
-#[derive(Clone, Copy)]
-struct Stack {
-    hidden: i64,
-    heads: i64,
-    layers: i64,
-    act: Activation,
-    dropout: Dropout,
+/// The mask `[batch, seq]` (1 = real token) as an additive `[batch, 1, 1, seq]` attention bias,
+/// as each architecture computes it.
+fn additive_mask(config: &BackboneConfig, mask: &Tensor) -> Tensor {
+    match config {
+        // rust-bert's BERT (and HF's) add -10000 where the mask is 0.
+        BackboneConfig::Bert(_) => (mask.ones_like() - mask).to_kind(Kind::Float).unsqueeze(1).unsqueeze(1) * -10000.0,
+        // DistilBERT masks with -inf (a sentence always has [CLS] and [SEP] unmasked).
+        BackboneConfig::DistilBert(_) => {
+            let additive = mask.eq(0).to_kind(Kind::Float).unsqueeze(1).unsqueeze(1) * f64::NEG_INFINITY;
+            additive.nan_to_num(0.0, None, None)
+        }
+    }
 }
 
 /// Dropout probabilities for one forward pass: the config's in training, none otherwise.

@@ -1,61 +1,41 @@
-//! The names and shapes of a model's tensors, as checkpoints store them: the backbone under
-//! HF names, `projection.*`, `heads.<task>.*`.
-//!
-//! Inference (`encode`, `predict`, `eval`, `export`) checks a weight file against this list
-//! and keeps the tensors as they are, without building rust-bert's modules: those initialise
-//! every variable randomly first, 0.2 s of a 1.1 s `encode` start with all-MiniLM-L6-v2.
-//! Training builds the modules; a test checks that they hold exactly these tensors.
+//! The names and shapes of a model's tensors, as checkpoints store them (names from
+//! `model::names`). Inference checks a weight file against this list and keeps the tensors as
+//! they are, without building rust-bert's modules; training builds the modules, and a test
+//! checks that they hold exactly these tensors.
 
 use std::collections::BTreeMap;
 
-use crate::checkpoint::ModelSpec;
 use crate::model::config::BackboneConfig;
+use crate::model::names;
+use crate::model::spec::ModelSpec;
 
 /// Every tensor of the model described by `config` and `spec`, name → shape.
 pub fn tensor_shapes(config: &BackboneConfig, spec: &ModelSpec) -> BTreeMap<String, Vec<i64>> {
     let hidden = config.hidden_size();
-    let prefix = config.model_type();
     let mut shapes = Shapes::default();
-    shapes.add(format!("{prefix}.embeddings.word_embeddings.weight"), [config.vocab_size(), hidden]);
-    shapes.add(format!("{prefix}.embeddings.position_embeddings.weight"), [config.max_position_embeddings(), hidden]);
-    shapes.layer_norm(format!("{prefix}.embeddings.LayerNorm"), hidden);
-    match config {
-        BackboneConfig::Bert(c) => {
-            shapes.add("bert.embeddings.token_type_embeddings.weight".into(), [c.type_vocab_size, hidden]);
-            for i in 0..c.num_hidden_layers {
-                let l = format!("bert.encoder.layer.{i}");
-                for part in ["query", "key", "value"] {
-                    shapes.linear(format!("{l}.attention.self.{part}"), hidden, hidden);
-                }
-                shapes.linear(format!("{l}.attention.output.dense"), hidden, hidden);
-                shapes.layer_norm(format!("{l}.attention.output.LayerNorm"), hidden);
-                shapes.linear(format!("{l}.intermediate.dense"), hidden, c.intermediate_size);
-                shapes.linear(format!("{l}.output.dense"), c.intermediate_size, hidden);
-                shapes.layer_norm(format!("{l}.output.LayerNorm"), hidden);
-            }
-        }
-        BackboneConfig::DistilBert(c) => {
-            for i in 0..c.n_layers {
-                let l = format!("distilbert.transformer.layer.{i}");
-                for part in ["q_lin", "k_lin", "v_lin", "out_lin"] {
-                    shapes.linear(format!("{l}.attention.{part}"), hidden, hidden);
-                }
-                shapes.layer_norm(format!("{l}.sa_layer_norm"), hidden);
-                shapes.linear(format!("{l}.ffn.lin1"), hidden, c.hidden_dim);
-                shapes.linear(format!("{l}.ffn.lin2"), c.hidden_dim, hidden);
-                shapes.layer_norm(format!("{l}.output_layer_norm"), hidden);
-            }
-        }
+    let e = names::embeddings(config);
+    shapes.add(names::weight(&e.word), [config.vocab_size(), hidden]);
+    shapes.add(names::weight(&e.position), [config.max_position_embeddings(), hidden]);
+    if let (Some(token_type), BackboneConfig::Bert(c)) = (&e.token_type, config) {
+        shapes.add(names::weight(token_type), [c.type_vocab_size, hidden]);
     }
-    let pooled_width = match spec.projection_dim {
-        Some(dim) => {
-            shapes.linear("projection".into(), hidden, dim);
-            dim
+    shapes.layer_norm(&e.layer_norm, hidden);
+    let intermediate = config.intermediate_size();
+    for i in 0..config.num_layers() {
+        let b = names::block(config, i);
+        for part in [&b.query, &b.key, &b.value, &b.attention_output] {
+            shapes.linear(part, hidden, hidden);
         }
-        None => hidden,
-    };
+        shapes.layer_norm(&b.attention_norm, hidden);
+        shapes.linear(&b.ffn_in, hidden, intermediate);
+        shapes.linear(&b.ffn_out, intermediate, hidden);
+        shapes.layer_norm(&b.output_norm, hidden);
+    }
+    if let Some(dim) = spec.projection_dim {
+        shapes.linear(names::PROJECTION, hidden, dim);
+    }
     for task in &spec.tasks {
-        shapes.linear(format!("heads.{}", task.name), pooled_width, task.labels.len() as i64);
+        shapes.linear(&names::head(&task.name), spec.feature_width(hidden), task.labels.len() as i64);
     }
     shapes.0
 }
@@ -69,14 +49,14 @@ impl Shapes {
     }
 
     /// `nn::Linear`: `weight [outputs, inputs]`, `bias [outputs]`.
-    fn linear(&mut self, prefix: String, inputs: i64, outputs: i64) {
-        self.add(format!("{prefix}.weight"), [outputs, inputs]);
-        self.add(format!("{prefix}.bias"), [outputs]);
+    fn linear(&mut self, prefix: &str, inputs: i64, outputs: i64) {
+        self.add(names::weight(prefix), [outputs, inputs]);
+        self.add(names::bias(prefix), [outputs]);
     }
 
-    fn layer_norm(&mut self, prefix: String, width: i64) {
-        self.add(format!("{prefix}.weight"), [width]);
-        self.add(format!("{prefix}.bias"), [width]);
+    fn layer_norm(&mut self, prefix: &str, width: i64) {
+        self.add(names::weight(prefix), [width]);
+        self.add(names::bias(prefix), [width]);
     }
 }
 

@@ -4,17 +4,20 @@ pub mod backbone;
 pub mod config;
 pub mod fused_forward;
 pub mod layout;
+pub mod loaded;
 pub mod mapped_file;
+pub mod names;
 pub mod pooling;
 pub mod source;
+pub mod spec;
 pub mod tokenizer;
 pub mod weights;
 
 use tch::{nn, nn::VarStore, Device};
 
-use crate::checkpoint::ModelSpec;
 use backbone::Backbone;
 use config::BackboneConfig;
+use spec::ModelSpec;
 
 /// Training's variables, all in one VarStore, named and shaped as HF names them:
 /// `<distilbert|bert>.*` (created by rust-bert's modules), `projection.*` (if the spec has a
@@ -35,12 +38,12 @@ impl MultiTaskModel {
         let hidden = config.hidden_size();
         // `projection.weight [dim, hidden]`, `projection.bias [dim]`.
         if let Some(dim) = spec.projection_dim {
-            nn::linear(&root / "projection", hidden, dim, Default::default());
+            nn::linear(&root / names::PROJECTION, hidden, dim, Default::default());
         }
         // `heads.<task>.weight [n_classes, features]`, `heads.<task>.bias [n_classes]`.
-        let features = spec.projection_dim.unwrap_or(hidden);
         for task in &spec.tasks {
-            nn::linear(&root / "heads" / task.name.as_str(), features, task.labels.len() as i64, Default::default());
+            let head = &root / names::HEADS / task.name.as_str();
+            nn::linear(head, spec.feature_width(hidden), task.labels.len() as i64, Default::default());
         }
         Self { vs, backbone }
     }
@@ -49,8 +52,8 @@ impl MultiTaskModel {
 /// Small specs for the model's unit tests.
 #[cfg(test)]
 pub(crate) mod test_support {
-    use crate::checkpoint::{ModelSpec, TaskSpec, FORMAT_VERSION};
     use crate::model::pooling::Pooling;
+    use crate::model::spec::{ModelSpec, TaskSpec, FORMAT_VERSION};
 
     /// Mean pooling, max length 16, one head per `(name, classes)` with labels "0", "1", ...
     pub fn spec(model_type: &str, projection_dim: Option<i64>, tasks: &[(&str, usize)]) -> ModelSpec {

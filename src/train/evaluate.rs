@@ -6,9 +6,9 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
-use crate::checkpoint::LoadedModel;
 use crate::inference::class_probabilities;
 use crate::metrics::ConfusionMatrix;
+use crate::model::loaded::LoadedModel;
 use crate::progress::Progress;
 
 use super::task_data::TaskData;

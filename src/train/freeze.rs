@@ -7,7 +7,7 @@ use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use tch::nn::VarStore;
 
-use crate::model::backbone::{Backbone, BackboneLayer};
+use crate::model::names::{self, BackboneLayer, TensorPart};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(into = "String", try_from = "String")]
@@ -75,13 +75,10 @@ impl FreezeRule {
         match self {
             Self::None => false,
             Self::All => true,
-            Self::Backbone => Backbone::layer_of(variable).is_some(),
-            Self::Embeddings => Backbone::layer_of(variable) == Some(BackboneLayer::Embeddings),
-            Self::Layers(k) => matches!(Backbone::layer_of(variable), Some(BackboneLayer::Block(i)) if i < *k),
-            Self::Head(name) => variable
-                .strip_prefix("heads.")
-                .and_then(|r| r.strip_prefix(name.as_str()))
-                .is_some_and(|r| r.starts_with('.')),
+            Self::Backbone => names::layer_of(variable).is_some(),
+            Self::Embeddings => names::layer_of(variable) == Some(BackboneLayer::Embeddings),
+            Self::Layers(k) => matches!(names::layer_of(variable), Some(BackboneLayer::Block(i)) if i < *k),
+            Self::Head(name) => names::part_of(variable) == TensorPart::Head(name),
         }
     }
 

@@ -9,7 +9,7 @@ use anyhow::{bail, Result};
 use tch::nn::VarStore;
 use tch::Tensor;
 
-use crate::model::backbone::{Backbone, BackboneLayer};
+use crate::model::names::{self, BackboneLayer, TensorPart};
 use crate::report::table::Table;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -39,12 +39,12 @@ enum Section {
 
 impl Section {
     fn of(name: &str) -> Result<Self> {
-        Ok(match Backbone::layer_of(name) {
-            Some(BackboneLayer::Embeddings) => Self::Embeddings,
-            Some(BackboneLayer::Block(i)) => Self::Block(i),
-            None if name.starts_with("projection.") => Self::Projection,
-            None if name.starts_with("heads.") => Self::Heads,
-            None => bail!("variable {name} belongs to no optimizer group"),
+        Ok(match names::part_of(name) {
+            TensorPart::Backbone(BackboneLayer::Embeddings) => Self::Embeddings,
+            TensorPart::Backbone(BackboneLayer::Block(i)) => Self::Block(i),
+            TensorPart::Projection => Self::Projection,
+            TensorPart::Head(_) => Self::Heads,
+            TensorPart::Pooler | TensorPart::Other => bail!("variable {name} belongs to no optimizer group"),
         })
     }
 

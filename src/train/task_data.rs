@@ -3,8 +3,8 @@
 
 use anyhow::{bail, Context, Result};
 
-use crate::checkpoint::TaskSpec;
 use crate::data::labelled::{LabelSet, LabelledData};
+use crate::model::spec::TaskSpec;
 use crate::model::tokenizer::SentenceTokenizer;
 
 use super::settings::TaskSource;

@@ -11,10 +11,12 @@ use indicatif::ProgressBar;
 use serde_json::json;
 use tch::{Kind, Tensor};
 
-use crate::checkpoint::{self, LoadedModel, TrainableModel, TrainingSpec};
+use crate::checkpoint::{self, TrainableModel, TrainingSpec};
 use crate::data::batching::pad_batch;
 use crate::data::sampler::{SamplingStrategy, TaskSampler};
 use crate::device;
+use crate::model::loaded::LoadedModel;
+use crate::model::spec::ModelSpec;
 use crate::progress::Progress;
 use crate::report::table::Table;
 
@@ -556,7 +558,7 @@ fn print_overview(
     Ok(())
 }
 
-fn spec_with(loaded: &LoadedModel, settings: &TrainSettings, evaluation: Option<&Evaluation>) -> checkpoint::ModelSpec {
+fn spec_with(loaded: &LoadedModel, settings: &TrainSettings, evaluation: Option<&Evaluation>) -> ModelSpec {
     let mut spec = loaded.spec.clone();
     spec.training = serde_json::to_value(settings).ok();
     spec.metrics = evaluation.and_then(|e| serde_json::to_value(e).ok());

@@ -1,7 +1,8 @@
 //! Numerical parity with Hugging Face: transformers' hidden states, tokenizer ids, and
 //! sentence-transformers' embeddings. Correctness is measured against them, not against us.
 
-use sentence_mtl::checkpoint::{self, SpecOverrides, TrainingSpec};
+use sentence_mtl::checkpoint::{self, TrainingSpec};
+use sentence_mtl::model::spec::SpecOverrides;
 use sentence_mtl::model::tokenizer::SentenceTokenizer;
 use serde_json::{json, Value};
 use tch::{Device, Tensor};

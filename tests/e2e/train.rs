@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use clap::Parser;
-use sentence_mtl::checkpoint::{self, SpecOverrides};
+use sentence_mtl::checkpoint;
 use sentence_mtl::cli::{Cli, Command};
 use sentence_mtl::inference::class_probabilities;
+use sentence_mtl::model::spec::SpecOverrides;
 use sentence_mtl::progress::Progress;
 use sentence_mtl::train::settings::TrainSettings;
 use sentence_mtl::train::trainer::{train, RunOptions};

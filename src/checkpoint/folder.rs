@@ -1,0 +1,108 @@
+//! What a model folder says about itself: a checkpoint's `sentence_mtl.json`, or for a plain
+//! Hugging Face folder a spec made from defaults and its sentence-transformers configuration.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use super::sentence_transformers::SentenceTransformersConfig;
+use super::SPEC_FILE;
+use crate::model::config::BackboneConfig;
+use crate::model::names::{self, TensorPart};
+use crate::model::source::resolve_model_dir;
+use crate::model::spec::{ModelSpec, DEFAULT_MAX_LENGTH, FORMAT_VERSION};
+use crate::model::weights::{find_weight_file, read_weight_file};
+
+/// The description and files of a model folder (checkpoint, HF folder or hub id).
+pub(super) struct ModelFolder {
+    pub dir: PathBuf,
+    pub config: BackboneConfig,
+    /// From `sentence_mtl.json`, or defaults and `modules.json` for a plain HF folder.
+    pub spec: ModelSpec,
+    pub is_checkpoint: bool,
+    /// A plain sentence-transformers folder's pipeline (default for a checkpoint).
+    sentence_transformers: SentenceTransformersConfig,
+}
+
+impl ModelFolder {
+    pub fn open(model: &str) -> Result<Self> {
+        let dir = resolve_model_dir(model)?;
+        let config = BackboneConfig::from_file(&dir.join("config.json"))?;
+        let is_checkpoint = super::is_checkpoint(&dir);
+        let (spec, sentence_transformers) = if is_checkpoint {
+            (read_spec(&dir)?, SentenceTransformersConfig::default())
+        } else {
+            let st = SentenceTransformersConfig::read(&dir)?;
+            (spec_for_plain_model(&st, model, &config), st)
+        };
+        if spec.model_type != config.model_type() {
+            bail!(
+                "{} says model_type '{}' but config.json says '{}'",
+                dir.join(SPEC_FILE).display(),
+                spec.model_type,
+                config.model_type()
+            );
+        }
+        Ok(Self { dir, config, spec, is_checkpoint, sentence_transformers })
+    }
+
+    /// The weight file's tensors, with a sentence-transformers Dense module's weights under
+    /// the projection's names when the folder has one.
+    pub fn read_tensors(&self) -> Result<(PathBuf, BTreeMap<String, tch::Tensor>)> {
+        let path = find_weight_file(&self.dir)?;
+        let mut tensors = read_weight_file(&path)?;
+        if let Some(dense) = &self.sentence_transformers.dense {
+            tensors.extend(dense.projection_tensors()?);
+        }
+        Ok((path, tensors))
+    }
+}
+
+pub fn check_max_length(max_length: usize, config: &BackboneConfig) -> Result<()> {
+    let limit = config.max_position_embeddings() as usize;
+    if max_length < 2 || max_length > limit {
+        bail!("--max-length {max_length} is out of range: this model takes 2 to {limit} tokens");
+    }
+    Ok(())
+}
+
+/// Splits a load's unused tensors into the backbone's pass-through ones (BERT's pooler) and
+/// the names of the rest.
+pub(super) fn split_passthrough(unused: Vec<(String, tch::Tensor)>) -> (Vec<(String, tch::Tensor)>, Vec<String>) {
+    let (keep, other): (Vec<_>, Vec<_>) =
+        unused.into_iter().partition(|(name, _)| names::part_of(name) == TensorPart::Pooler);
+    (keep, other.into_iter().map(|(name, _)| name).collect())
+}
+
+fn read_spec(dir: &Path) -> Result<ModelSpec> {
+    let path = dir.join(SPEC_FILE);
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let spec: ModelSpec = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a valid checkpoint description", path.display()))?;
+    if spec.format_version != FORMAT_VERSION {
+        bail!(
+            "{} has format_version {}, this sentence-mtl reads version {FORMAT_VERSION}",
+            path.display(),
+            spec.format_version
+        );
+    }
+    Ok(spec)
+}
+
+/// A spec for a folder without `sentence_mtl.json`: no heads; pooling, normalisation, max
+/// length and a projection (a linear Dense module) from a sentence-transformers config when present.
+fn spec_for_plain_model(st: &SentenceTransformersConfig, model: &str, config: &BackboneConfig) -> ModelSpec {
+    ModelSpec {
+        format_version: FORMAT_VERSION,
+        model_type: config.model_type().to_string(),
+        pooling: st.pooling.unwrap_or_default(),
+        projection_dim: st.dense.as_ref().map(|d| d.out_features),
+        normalize: st.normalize,
+        max_length: st.max_seq_length.unwrap_or(DEFAULT_MAX_LENGTH).min(config.max_position_embeddings() as usize),
+        tasks: Vec::new(),
+        base_model: model.to_string(),
+        training: None,
+        metrics: None,
+    }
+}

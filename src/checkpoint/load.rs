@@ -1,0 +1,54 @@
+//! Loading a model for inference (`encode`, `predict`, `eval`, `export`): the weight file's
+//! tensors are checked against the model's layout and kept as they are, no modules built.
+
+use anyhow::{bail, Result};
+use tch::Device;
+
+use super::folder::{check_max_length, split_passthrough, ModelFolder};
+use super::SPEC_FILE;
+use crate::model::layout::tensor_shapes;
+use crate::model::loaded::LoadedModel;
+use crate::model::names;
+use crate::model::spec::SpecOverrides;
+use crate::model::tokenizer::SentenceTokenizer;
+use crate::model::weights::match_tensors;
+
+/// Loads a checkpoint folder, a HF model folder, or a hub id, onto `device` for inference.
+pub fn load(model: &str, device: Device, overrides: &SpecOverrides) -> Result<LoadedModel> {
+    let folder = ModelFolder::open(model)?;
+    let mut spec = folder.spec.clone();
+    overrides.apply(&mut spec);
+    check_max_length(spec.max_length, &folder.config)?;
+
+    let tokenizer = SentenceTokenizer::from_dir(&folder.dir)?;
+    let (path, tensors) = folder.read_tensors()?;
+    let expected = tensor_shapes(&folder.config, &spec);
+    let matched = match_tensors(&path, tensors, &expected, folder.config.model_type())?;
+    if !matched.missing.is_empty() {
+        bail!(
+            "{} lacks {} tensor(s) this model needs, e.g. {} (wrong file for this config.json / {SPEC_FILE}?)",
+            path.display(),
+            matched.missing.len(),
+            matched.missing.iter().take(5).cloned().collect::<Vec<_>>().join(", "),
+        );
+    }
+    let (passthrough, unused) = split_passthrough(matched.unused);
+    let stray: Vec<&str> = unused.iter().filter(|n| names::is_added_layer(n)).map(String::as_str).collect();
+    if !stray.is_empty() {
+        bail!(
+            "{} has tensors {} that {SPEC_FILE} does not describe (checkpoint heads do not match its tasks)",
+            path.display(),
+            stray.join(", "),
+        );
+    }
+    // Training keeps fp32 weights; a half-precision file is widened as training would.
+    let weights = matched
+        .found
+        .into_iter()
+        .map(|(name, t)| {
+            let t = if t.is_floating_point() { t.to_kind(tch::Kind::Float) } else { t };
+            (name, t.to_device(device))
+        })
+        .collect();
+    Ok(LoadedModel { weights, config: folder.config, device, tokenizer, spec, dir: folder.dir, passthrough })
+}

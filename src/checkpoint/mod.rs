@@ -1,0 +1,33 @@
+//! The checkpoint folder: the one contract between `train`, `encode`, `eval`, `predict` and
+//! `export`. A checkpoint holds
+//!
+//! - `model.safetensors`: every tensor (backbone under HF names, `projection.*`, `heads.<task>.*`;
+//!   see `model::names`)
+//! - `config.json` and the tokenizer files of the backbone, copied from where it came from
+//! - `sentence_mtl.json`: a [`ModelSpec`](crate::model::spec::ModelSpec) (pooling, projection,
+//!   tasks and their labels, settings, dev metrics)
+//!
+//! A resumable `last/` also holds the trainer's state (`train::state`). Loading also accepts a
+//! plain Hugging Face model folder or hub id: then the spec comes from defaults and, for
+//! sentence-transformers folders, from `modules.json`.
+//!
+//! One job per module: [`folder`] reads what a folder says about itself, [`load`] makes a model
+//! for inference, [`training`] the model `train` starts from, [`save`] writes a checkpoint.
+
+mod folder;
+pub mod load;
+pub mod save;
+mod sentence_transformers;
+pub mod training;
+
+pub use load::load;
+pub use save::{save, save_with};
+pub use training::{load_for_training, TrainableModel, TrainingSpec};
+
+pub const SPEC_FILE: &str = "sentence_mtl.json";
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+
+/// Whether `dir` is a sentence-mtl checkpoint (has a `sentence_mtl.json`).
+pub fn is_checkpoint(dir: &std::path::Path) -> bool {
+    dir.join(SPEC_FILE).is_file()
+}

@@ -1,0 +1,104 @@
+//! The model `train` starts from: rust-bert's modules build the variables (the backbone under
+//! HF names, a projection, one head per task), and the folder's weights are copied in where
+//! they fit; every other layer starts freshly initialised.
+
+use anyhow::{bail, Result};
+use tch::Device;
+
+use super::folder::{check_max_length, split_passthrough, ModelFolder};
+use crate::model::loaded::LoadedModel;
+use crate::model::names::{self, TensorPart};
+use crate::model::pooling::Pooling;
+use crate::model::spec::{ModelSpec, TaskSpec, DEFAULT_PROJECTION_DIM, FORMAT_VERSION};
+use crate::model::tokenizer::SentenceTokenizer;
+use crate::model::weights::load_into;
+use crate::model::MultiTaskModel;
+
+/// How `train` wants the model built: the run's tasks and encoder settings.
+pub struct TrainingSpec {
+    pub pooling: Option<Pooling>,
+    /// `Some(0)`: no projection; `None`: the checkpoint's, or [`DEFAULT_PROJECTION_DIM`].
+    pub projection_dim: Option<i64>,
+    pub max_length: usize,
+    pub tasks: Vec<TaskSpec>,
+}
+
+/// The model `train` starts from.
+pub struct TrainableModel {
+    /// The trainable modules; `loaded.weights` are their variables.
+    pub model: MultiTaskModel,
+    pub loaded: LoadedModel,
+    /// The freshly initialised tensors (new heads, a new projection).
+    pub new_tensors: Vec<String>,
+}
+
+/// The model `train` starts from: backbone (and projection, and heads of tasks with the same
+/// name and labels) from a HF folder, hub id or checkpoint; every other layer is new.
+pub fn load_for_training(model: &str, device: Device, wanted: TrainingSpec) -> Result<TrainableModel> {
+    let folder = ModelFolder::open(model)?;
+    check_max_length(wanted.max_length, &folder.config)?;
+    let spec = training_spec(&folder, wanted);
+    let tokenizer = SentenceTokenizer::from_dir(&folder.dir)?;
+    let model = MultiTaskModel::build(&folder.config, &spec, device);
+    let (path, mut tensors) = folder.read_tensors()?;
+    // Keep only what fits the new model: a different projection width or label set means
+    // that layer starts afresh.
+    let base = &folder.spec;
+    tensors.retain(|name, tensor| match names::part_of(name) {
+        TensorPart::Projection => base.projection_dim.is_some() && base.projection_dim == spec.projection_dim,
+        TensorPart::Head(task) => {
+            let old = base.tasks.iter().find(|t| t.name == task);
+            let new = spec.tasks.iter().find(|t| t.name == task);
+            matches!((old, new), (Some(o), Some(n)) if o.labels == n.labels) && tensor.dim() > 0
+        }
+        _ => true,
+    });
+    let matched = load_into(&model.vs, &path, tensors, folder.config.model_type())?;
+    let not_new: Vec<&str> = matched.missing.iter().filter(|n| !names::is_added_layer(n)).map(String::as_str).collect();
+    if !not_new.is_empty() {
+        bail!(
+            "{} lacks {} backbone tensor(s), e.g. {} (wrong weights for this config.json?)",
+            path.display(),
+            not_new.len(),
+            not_new.iter().take(5).copied().collect::<Vec<_>>().join(", ")
+        );
+    }
+    let (passthrough, _) = split_passthrough(matched.unused);
+    // Copies: the file's tensors are views of the mapped file (`model::mapped_file`), and one
+    // kept for the whole run would keep all of the file mapped and resident.
+    let passthrough = passthrough.into_iter().map(|(name, t)| (name, t.copy())).collect();
+    let loaded = LoadedModel {
+        weights: model.vs.variables(),
+        config: folder.config,
+        device,
+        tokenizer,
+        spec,
+        dir: folder.dir,
+        passthrough,
+    };
+    Ok(TrainableModel { model, loaded, new_tensors: matched.missing })
+}
+
+/// The spec of the model to train: the run's tasks and settings over what the folder has.
+fn training_spec(folder: &ModelFolder, wanted: TrainingSpec) -> ModelSpec {
+    let base = &folder.spec;
+    let projection_dim = match wanted.projection_dim {
+        Some(0) => None,
+        Some(d) => Some(d),
+        // A checkpoint's projection, or a sentence-transformers Dense module, is kept.
+        None if folder.is_checkpoint => base.projection_dim,
+        None => base.projection_dim.or(Some(DEFAULT_PROJECTION_DIM)),
+    };
+    ModelSpec {
+        format_version: FORMAT_VERSION,
+        model_type: folder.config.model_type().to_string(),
+        pooling: wanted.pooling.unwrap_or(base.pooling),
+        projection_dim,
+        normalize: base.normalize,
+        max_length: wanted.max_length,
+        tasks: wanted.tasks,
+        base_model: base.base_model.clone(),
+        training: None,
+        metrics: None,
+    }
+}

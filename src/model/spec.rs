@@ -1,0 +1,89 @@
+//! What a model is besides its tensors: pooling, projection, normalisation, length limit and
+//! the tasks with their labels. A checkpoint stores it as `sentence_mtl.json`; for a plain
+//! Hugging Face folder it comes from defaults and the sentence-transformers configuration.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::pooling::Pooling;
+
+/// Version of the `sentence_mtl.json` layout this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+/// Used when neither the flags nor the model folder say otherwise.
+pub const DEFAULT_MAX_LENGTH: usize = 128;
+/// Width of a new projection when `train` is not told otherwise.
+pub const DEFAULT_PROJECTION_DIM: i64 = 256;
+
+/// Everything besides the tensors that is needed to rebuild a model.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ModelSpec {
+    pub format_version: u32,
+    /// `distilbert` or `bert`; must agree with `config.json`.
+    pub model_type: String,
+    pub pooling: Pooling,
+    /// Width of the `projection` layer, `None` when sentence features are the pooled states.
+    pub projection_dim: Option<i64>,
+    /// Whether `encode` L2-normalises embeddings (heads always read un-normalised features).
+    pub normalize: bool,
+    /// Token limit per sentence, `[CLS]` and `[SEP]` included.
+    pub max_length: usize,
+    pub tasks: Vec<TaskSpec>,
+    /// Where the backbone weights originally came from (a folder or hub id).
+    pub base_model: String,
+    /// The resolved training settings of the run that wrote this checkpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training: Option<serde_json::Value>,
+    /// Dev metrics at the time of saving.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TaskSpec {
+    pub name: String,
+    /// Class names; a class's index in this list is its id and its row in the head.
+    pub labels: Vec<String>,
+    pub text_column: String,
+    pub label_column: String,
+}
+
+impl ModelSpec {
+    pub fn task(&self, name: &str) -> anyhow::Result<&TaskSpec> {
+        self.tasks.iter().find(|t| t.name == name).ok_or_else(|| {
+            let known: Vec<&str> = self.tasks.iter().map(|t| t.name.as_str()).collect();
+            if known.is_empty() {
+                anyhow::anyhow!(
+                    "unknown task '{name}': this model has no task heads (train one with `sentence-mtl train`)"
+                )
+            } else {
+                anyhow::anyhow!("unknown task '{name}' (this model has: {})", known.join(", "))
+            }
+        })
+    }
+
+    /// Width of the sentence features the heads read: the projection's, else the backbone's.
+    pub fn feature_width(&self, hidden_size: i64) -> i64 {
+        self.projection_dim.unwrap_or(hidden_size)
+    }
+}
+
+/// Flags that override what the model folder says.
+#[derive(Debug, Clone, Default)]
+pub struct SpecOverrides {
+    pub pooling: Option<Pooling>,
+    pub normalize: Option<bool>,
+    pub max_length: Option<usize>,
+}
+
+impl SpecOverrides {
+    pub fn apply(&self, spec: &mut ModelSpec) {
+        if let Some(p) = self.pooling {
+            spec.pooling = p;
+        }
+        if let Some(n) = self.normalize {
+            spec.normalize = n;
+        }
+        if let Some(m) = self.max_length {
+            spec.max_length = m;
+        }
+    }
+}
