@@ -5,10 +5,13 @@
 //! for and the machine has an NVIDIA driver. CPU runs start faster and use 200 MB less memory.
 
 use std::ffi::CString;
+use std::fmt;
 use std::path::Path;
+use std::str::FromStr;
 use std::sync::OnceLock;
 
 use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
 use tch::Device;
 
 /// Where build.rs found the wheel's libtorch libraries.
@@ -64,24 +67,63 @@ fn dlopen(library: &str, flags: libc::c_int) -> Result<(), String> {
     }
 }
 
-/// Parses a device flag value and checks the device exists.
-/// `auto` is the first CUDA device when one is usable, else the CPU.
-pub fn resolve_device(flag: &str) -> Result<Device> {
-    let cuda_count = || {
-        if cuda_is_usable() {
-            tch::Cuda::device_count()
-        } else {
-            0
+/// `--device`: what the user asked for, before checking what the machine has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub enum DeviceChoice {
+    /// The first CUDA device when one is usable, else the CPU.
+    Auto,
+    Cpu,
+    Cuda(usize),
+}
+
+impl FromStr for DeviceChoice {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "auto" => Self::Auto,
+            "cpu" => Self::Cpu,
+            "cuda" | "gpu" => Self::Cuda(0),
+            other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
+                Some(Ok(index)) => Self::Cuda(index),
+                _ => bail!("unknown --device '{other}' (expected auto, cpu, cuda or cuda:N)"),
+            },
+        })
+    }
+}
+
+impl fmt::Display for DeviceChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Auto => f.write_str("auto"),
+            Self::Cpu => f.write_str("cpu"),
+            Self::Cuda(i) => write!(f, "cuda:{i}"),
         }
-    };
-    match flag {
-        "auto" => Ok(if cuda_is_usable() { Device::Cuda(0) } else { Device::Cpu }),
-        "cpu" => Ok(Device::Cpu),
-        "cuda" | "gpu" => cuda_device(0, cuda_count()),
-        other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
-            Some(Ok(index)) => cuda_device(index, cuda_count()),
-            _ => bail!("unknown --device '{other}' (expected auto, cpu, cuda or cuda:N)"),
-        },
+    }
+}
+
+impl From<DeviceChoice> for String {
+    fn from(choice: DeviceChoice) -> String {
+        choice.to_string()
+    }
+}
+
+impl TryFrom<String> for DeviceChoice {
+    type Error = anyhow::Error;
+    fn try_from(s: String) -> Result<Self> {
+        s.parse()
+    }
+}
+
+impl DeviceChoice {
+    /// The device this choice means on this machine; an error if it does not exist.
+    pub fn resolve(self) -> Result<Device> {
+        let cuda_count = || if cuda_is_usable() { tch::Cuda::device_count() } else { 0 };
+        match self {
+            Self::Auto => Ok(if cuda_is_usable() { Device::Cuda(0) } else { Device::Cpu }),
+            Self::Cpu => Ok(Device::Cpu),
+            Self::Cuda(index) => cuda_device(index, cuda_count()),
+        }
     }
 }
 
@@ -123,15 +165,17 @@ mod tests {
 
     #[test]
     fn parses_known_devices() {
-        assert_eq!(resolve_device("cpu").unwrap(), Device::Cpu);
-        assert!(resolve_device("auto").is_ok());
+        assert_eq!("cpu".parse::<DeviceChoice>().unwrap().resolve().unwrap(), Device::Cpu);
+        assert!("auto".parse::<DeviceChoice>().unwrap().resolve().is_ok());
+        assert_eq!("cuda:1".parse::<DeviceChoice>().unwrap(), DeviceChoice::Cuda(1));
+        assert_eq!("cuda".parse::<DeviceChoice>().unwrap().to_string(), "cuda:0");
     }
 
     #[test]
     fn rejects_unknown_device_by_name() {
-        let err = resolve_device("tpu").unwrap_err().to_string();
-        assert!(err.contains("unknown --device 'tpu'"), "{err}");
-        assert!(resolve_device("cuda:x").is_err());
+        let err = "tpu".parse::<DeviceChoice>().unwrap_err().to_string();
+        assert_eq!(err, "unknown --device 'tpu' (expected auto, cpu, cuda or cuda:N)");
+        assert!("cuda:x".parse::<DeviceChoice>().is_err());
     }
 
     #[test]
@@ -140,7 +184,7 @@ mod tests {
             eprintln!("SKIPPED cuda_without_gpu_is_an_error: this machine has a GPU");
             return;
         }
-        let err = resolve_device("cuda").unwrap_err().to_string();
+        let err = DeviceChoice::Cuda(0).resolve().unwrap_err().to_string();
         assert!(err.contains("no CUDA device"), "{err}");
     }
 }

@@ -16,6 +16,7 @@ pub mod inference;
 pub mod metrics;
 pub mod model;
 pub mod output;
+pub mod precision;
 pub mod progress;
 pub mod report;
 pub mod rng;

@@ -17,8 +17,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// Keeps freed tensor memory in the heap for reuse instead of returning it to the OS after
-/// every op: glibc otherwise mmaps and unmaps each large tensor, and the page faults cost
-/// 4-6% of a CPU training or encoding run (measured; see README "Performance notes").
+/// every op: glibc otherwise mmaps and unmaps each large tensor, and the page faults cost a
+/// few percent of a CPU training or encoding run (docs/benchmarks.md, "What we changed").
 fn tune_allocator() {
     // SAFETY: mallopt only changes allocator parameters; called before any thread starts.
     unsafe {
@@ -27,9 +27,9 @@ fn tune_allocator() {
     }
 }
 
-/// Ends the process without running C++ static destructors. libtorch's deregister every
-/// operator one by one, which took 0.2 s of every command here (strace: from the last write
-/// to `exit_group`), a fifth of a one-sentence `encode`. By the time this runs every file we
+/// Ends the process without running C++ static destructors: libtorch's deregister every
+/// operator one by one, a large share of a short command's time (docs/benchmarks.md). By the
+/// time this runs every file we
 /// write is complete and renamed into place; the standard streams and C stdio are flushed
 /// first. (Tools that write their results from exit handlers, such as coverage counters,
 /// would lose them.)
@@ -44,10 +44,29 @@ fn exit_now(code: i32) -> ! {
     }
 }
 
-/// clap's `Error::exit`, ending through [`exit_now`].
+/// clap's `Error::exit`, ending through [`exit_now`]. A flag value that its type refused
+/// (an unknown `--device`, `--sampling`, ...) is reported like every other bad input: one
+/// `error:` line with the type's own message, exit code 1.
 fn clap_exit(error: clap::Error) -> ! {
+    if error.kind() == clap::error::ErrorKind::ValueValidation {
+        if let Some(source) = std::error::Error::source(&error) {
+            eprintln!("error: {}", error_chain(source));
+            exit_now(1)
+        }
+    }
     let _ = error.print();
     exit_now(error.exit_code())
+}
+
+/// An error and its causes, joined with ": ".
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![error.to_string()];
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        parts.push(e.to_string());
+        cause = e.source();
+    }
+    parts.join(": ")
 }
 
 fn main() {

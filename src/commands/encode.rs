@@ -2,27 +2,24 @@
 
 use std::time::Instant;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use tch::{Kind, Tensor};
 
-use crate::checkpoint;
-use crate::cli::{EncodeArgs, ModelArgs};
+use super::runtime::open_model;
+use crate::cli::EncodeArgs;
 use crate::data::sentences::read_sentences;
-use crate::device;
 use crate::inference;
-use crate::model::loaded::LoadedModel;
 use crate::model::pooling::l2_normalize;
 use crate::model::spec::SpecOverrides;
 use crate::output::embeddings::{write_embeddings, EmbeddingFormat};
 use crate::output::write_output;
-use crate::progress::Progress;
 use crate::report::table::{ellipsize, Table};
 
 pub fn run(args: &EncodeArgs) -> Result<()> {
     let started = Instant::now();
-    let format = EmbeddingFormat::choose(args.io.format.as_deref(), args.io.output.as_deref())?;
+    let format = EmbeddingFormat::choose(args.format, args.io.output.as_deref());
     let overrides = SpecOverrides {
-        pooling: args.pooling.as_deref().map(str::parse).transpose()?,
+        pooling: args.pooling,
         normalize: match (args.normalize, args.no_normalize) {
             (true, _) => Some(true),
             (_, true) => Some(false),
@@ -55,17 +52,6 @@ pub fn run(args: &EncodeArgs) -> Result<()> {
     write_output(args.io.output.as_deref(), format.is_binary(), |out| {
         write_embeddings(out, format, &sentences, &values, dim)
     })
-}
-
-/// Validates the shared model flags, then loads the model onto the chosen device.
-pub fn open_model(args: &ModelArgs, overrides: &SpecOverrides) -> Result<(LoadedModel, Progress)> {
-    if args.batch_size == 0 {
-        bail!("--batch-size must be at least 1");
-    }
-    device::set_threads(args.threads)?;
-    let device = device::resolve_device(&args.device)?;
-    let loaded = checkpoint::load(&args.model, device, overrides)?;
-    Ok((loaded, Progress::new(args.quiet)))
 }
 
 /// Cosine similarities `[n, n]` rendered with sentence numbers and shortened texts.

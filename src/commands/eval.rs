@@ -7,59 +7,42 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 
+use super::runtime::open_model;
 use crate::atomic_write;
+use crate::cli::task_values::{PerTask, TaskArg};
 use crate::cli::EvalArgs;
-use crate::commands::encode::open_model;
 use crate::data::labelled::{LabelSet, LabelledData};
 use crate::inference::class_probabilities;
 use crate::metrics::ConfusionMatrix;
 use crate::model::spec::SpecOverrides;
 use crate::report::classification::TaskReport;
 use crate::report::plots::{confusion_heatmap, read_training_curves, training_curves};
-use crate::train::settings::check_task_name;
 
 struct EvalTask {
     name: String,
     path: PathBuf,
 }
 
-fn parse_tasks(values: &[String]) -> Result<Vec<EvalTask>> {
-    let mut tasks: Vec<EvalTask> = Vec::new();
-    for value in values {
-        let (name, path) = value.split_once('=').with_context(|| format!("--task {value}: expected NAME=FILE.csv"))?;
-        check_task_name(name).with_context(|| format!("--task {value}"))?;
-        if path.is_empty() {
-            bail!("--task {value}: no file");
-        }
-        if tasks.iter().any(|t| t.name == name) {
-            bail!("--task {value}: task '{name}' is given twice");
-        }
-        tasks.push(EvalTask { name: name.to_string(), path: PathBuf::from(path) });
-    }
-    Ok(tasks)
-}
-
-/// `[NAME=]COL` overrides for one task, else `default`.
-fn column_for(values: &[String], task: &str, default: &str) -> String {
-    let mut chosen = default.to_string();
-    for value in values {
-        match value.split_once('=') {
-            Some((name, column)) if name == task => return column.to_string(),
-            Some(_) => {}
-            None => chosen = value.clone(),
-        }
-    }
-    chosen
+/// `--task NAME=FILE.csv`, each name once, each with a file.
+fn eval_tasks(tasks: &[TaskArg]) -> Result<Vec<EvalTask>> {
+    TaskArg::check_unique(tasks)?;
+    tasks
+        .iter()
+        .map(|task| {
+            if task.value.is_empty() {
+                bail!("--task {}: no file", task.text);
+            }
+            Ok(EvalTask { name: task.name.clone(), path: PathBuf::from(&task.value) })
+        })
+        .collect()
 }
 
 pub fn run(args: &EvalArgs) -> Result<()> {
     let started = Instant::now();
-    let skip_unknown = match args.unknown_labels.as_str() {
-        "error" => false,
-        "skip" => true,
-        other => bail!("unknown --unknown-labels '{other}' (expected error or skip)"),
-    };
-    let tasks = parse_tasks(&args.tasks)?;
+    let tasks = eval_tasks(&args.tasks)?;
+    let names: Vec<&str> = tasks.iter().map(|t| t.name.as_str()).collect();
+    let text_columns = PerTask::resolve("--text-column", &args.text_columns, &names)?;
+    let label_columns = PerTask::resolve("--label-column", &args.label_columns, &names)?;
     let overrides = SpecOverrides { max_length: args.model.max_length, ..Default::default() };
     let (loaded, progress) = open_model(&args.model, &overrides)?;
     for task in &tasks {
@@ -70,11 +53,11 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let mut predictions = Vec::new();
     for task in &tasks {
         let spec = loaded.spec.task(&task.name)?;
-        let text_column = column_for(&args.text_columns, &task.name, &spec.text_column);
-        let label_column = column_for(&args.label_columns, &task.name, &spec.label_column);
-        let data = LabelledData::read(&task.path, &text_column, &label_column)?;
+        let text_column = text_columns.get(&task.name).unwrap_or(&spec.text_column);
+        let label_column = label_columns.get(&task.name).unwrap_or(&spec.label_column);
+        let data = LabelledData::read(&task.path, text_column, label_column)?;
         let labels = LabelSet::from_names(spec.labels.clone());
-        let (truth, kept, skipped) = data.class_ids(&labels, skip_unknown)?;
+        let (truth, kept, skipped) = data.class_ids(&labels, args.unknown_labels)?;
         if kept.is_empty() {
             bail!("{}: no rows left after skipping labels the model was not trained on", task.path.display());
         }
@@ -197,14 +180,6 @@ fn utc_timestamp() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn columns_default_then_all_then_per_task() {
-        assert_eq!(column_for(&[], "a", "text"), "text");
-        assert_eq!(column_for(&["sentence".into()], "a", "text"), "sentence");
-        assert_eq!(column_for(&["sentence".into(), "a=q".into()], "a", "text"), "q");
-        assert_eq!(column_for(&["b=q".into()], "a", "text"), "text");
-    }
 
     #[test]
     fn timestamp_shape() {

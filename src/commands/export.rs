@@ -7,14 +7,14 @@ use tch::Device;
 
 use crate::checkpoint::{self, SPEC_FILE};
 use crate::cli::ExportArgs;
-use crate::export::{export, ExportFormat};
+use crate::export::export;
 use crate::model::spec::SpecOverrides;
 
 pub fn run(args: &ExportArgs) -> Result<()> {
-    let format: ExportFormat = args.format.parse()?;
+    let format = args.format;
     let dir = Path::new(&args.model);
-    if !dir.join(SPEC_FILE).is_file() {
-        if dir.join("best").join(SPEC_FILE).is_file() {
+    if !checkpoint::is_checkpoint(dir) {
+        if checkpoint::is_checkpoint(&dir.join("best")) {
             bail!(
                 "{} is a run directory; export one of its checkpoints, e.g. --model {}",
                 dir.display(),

@@ -4,4 +4,5 @@ pub mod encode;
 pub mod eval;
 pub mod export;
 pub mod predict;
+pub mod runtime;
 pub mod train;

@@ -3,8 +3,8 @@
 use anyhow::Result;
 use tch::Kind;
 
+use super::runtime::open_model;
 use crate::cli::PredictArgs;
-use crate::commands::encode::open_model;
 use crate::data::sentences::read_sentences;
 use crate::inference::class_logits;
 use crate::model::spec::SpecOverrides;
@@ -12,7 +12,7 @@ use crate::output::predictions::{write_predictions, Prediction, PredictionFormat
 use crate::output::write_output;
 
 pub fn run(args: &PredictArgs) -> Result<()> {
-    let format = PredictionFormat::choose(args.io.format.as_deref(), args.io.output.as_deref())?;
+    let format = PredictionFormat::choose(args.format, args.io.output.as_deref());
     let sentences = read_sentences(&args.io.sentences, args.io.input.as_deref(), &args.io.text_column)?;
     let overrides = SpecOverrides { max_length: args.model.max_length, ..Default::default() };
     let (loaded, progress) = open_model(&args.model, &overrides)?;

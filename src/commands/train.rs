@@ -29,8 +29,8 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             resume(
                 run,
                 &options,
-                args.explicit.iter().any(|f| f == "device").then_some(args.device.as_str()),
-                args.threads,
+                args.explicit.iter().any(|f| f == "device").then_some(args.device.device),
+                args.device.threads,
             )?
         }
         None => train(&TrainSettings::from_args(args)?, &options)?,

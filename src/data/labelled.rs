@@ -49,10 +49,15 @@ impl LabelledData {
         self.texts.is_empty()
     }
 
-    /// Class ids of every row under `labels`. Labels the set does not know are an error
-    /// that lists them with their first line, unless `skip_unknown` is set: then those rows
-    /// are left out and reported in the returned [`UnknownLabels`].
-    pub fn class_ids(&self, labels: &LabelSet, skip_unknown: bool) -> Result<(Vec<usize>, Vec<usize>, UnknownLabels)> {
+    /// Class ids of every row under `labels`, with the rows they come from. Labels the set
+    /// does not know are an error that lists them with their first line, unless `unknown` is
+    /// [`UnknownLabelPolicy::Skip`]: then those rows are left out and reported in the
+    /// returned [`UnknownLabels`].
+    pub fn class_ids(
+        &self,
+        labels: &LabelSet,
+        unknown_labels: UnknownLabelPolicy,
+    ) -> Result<(Vec<usize>, Vec<usize>, UnknownLabels)> {
         let mut ids = Vec::with_capacity(self.len());
         let mut kept_rows = Vec::with_capacity(self.len());
         let mut unknown = UnknownLabels::default();
@@ -65,7 +70,7 @@ impl LabelledData {
                 None => unknown.add(label, self.lines[row]),
             }
         }
-        if !unknown.is_empty() && !skip_unknown {
+        if !unknown.is_empty() && unknown_labels == UnknownLabelPolicy::Error {
             bail!(
                 "{}: {} row(s) have labels the model was not trained on: {} (known: {}; --unknown-labels skip leaves such rows out)",
                 self.path.display(),
@@ -75,6 +80,26 @@ impl LabelledData {
             );
         }
         Ok((ids, kept_rows, unknown))
+    }
+}
+
+/// What to do with rows whose label the model does not know (`--unknown-labels`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnknownLabelPolicy {
+    /// List them and stop.
+    Error,
+    /// Leave the rows out and count them in the report.
+    Skip,
+}
+
+impl std::str::FromStr for UnknownLabelPolicy {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "error" => Self::Error,
+            "skip" => Self::Skip,
+            other => bail!("unknown --unknown-labels '{other}' (expected error or skip)"),
+        })
     }
 }
 
@@ -187,9 +212,9 @@ mod tests {
         let p = write(dir.path(), "d.csv", "text,label\na,pos\nb,meh\nc,neg\nd,meh\n");
         let data = LabelledData::read(&p, "text", "label").unwrap();
         let set = LabelSet::from_names(vec!["neg".into(), "pos".into()]);
-        let err = data.class_ids(&set, false).unwrap_err().to_string();
+        let err = data.class_ids(&set, UnknownLabelPolicy::Error).unwrap_err().to_string();
         assert!(err.contains("'meh' (2 rows, first at line 3)"), "{err}");
-        let (ids, rows, unknown) = data.class_ids(&set, true).unwrap();
+        let (ids, rows, unknown) = data.class_ids(&set, UnknownLabelPolicy::Skip).unwrap();
         assert_eq!(ids, vec![1, 0]);
         assert_eq!(rows, vec![0, 2]);
         assert_eq!(unknown.rows, 2);

@@ -28,20 +28,43 @@ pub enum SamplingStrategy {
     Temperature(f64),
 }
 
-impl SamplingStrategy {
-    /// Parses `--sampling` with `--temperature` (used only by `temperature`).
-    pub fn parse(name: &str, temperature: f64) -> anyhow::Result<Self> {
+/// `--temperature`'s default.
+pub const DEFAULT_TEMPERATURE: f64 = 2.0;
+
+impl std::str::FromStr for SamplingStrategy {
+    type Err = anyhow::Error;
+    /// `--sampling`; `temperature` gets [`DEFAULT_TEMPERATURE`] until
+    /// [`SamplingStrategy::with_temperature`] sets `--temperature`.
+    fn from_str(name: &str) -> anyhow::Result<Self> {
         Ok(match name {
             "round-robin" => Self::RoundRobin,
             "proportional" => Self::Proportional,
-            "temperature" => {
-                if !(temperature.is_finite() && temperature > 0.0) {
-                    bail!("--temperature must be a positive number, got {temperature}");
-                }
-                Self::Temperature(temperature)
-            }
+            "temperature" => Self::Temperature(DEFAULT_TEMPERATURE),
             other => bail!("unknown --sampling '{other}' (expected round-robin, proportional or temperature)"),
         })
+    }
+}
+
+impl std::fmt::Display for SamplingStrategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::RoundRobin => f.write_str("round-robin"),
+            Self::Proportional => f.write_str("proportional"),
+            Self::Temperature(t) => write!(f, "temperature T={t}"),
+        }
+    }
+}
+
+impl SamplingStrategy {
+    /// The strategy with `--temperature` applied (used only by `temperature`).
+    pub fn with_temperature(self, temperature: f64) -> anyhow::Result<Self> {
+        match self {
+            Self::Temperature(_) if !(temperature.is_finite() && temperature > 0.0) => {
+                bail!("--temperature must be a positive number, got {temperature}")
+            }
+            Self::Temperature(_) => Ok(Self::Temperature(temperature)),
+            other => Ok(other),
+        }
     }
 }
 
@@ -239,8 +262,10 @@ mod tests {
 
     #[test]
     fn strategy_parsing() {
-        assert_eq!(SamplingStrategy::parse("temperature", 3.0).unwrap(), SamplingStrategy::Temperature(3.0));
-        assert!(SamplingStrategy::parse("temperature", 0.0).is_err());
-        assert!(SamplingStrategy::parse("random", 1.0).unwrap_err().to_string().contains("unknown --sampling"));
+        let parse = |name: &str, t: f64| name.parse::<SamplingStrategy>().and_then(|s| s.with_temperature(t));
+        assert_eq!(parse("temperature", 3.0).unwrap(), SamplingStrategy::Temperature(3.0));
+        assert!(parse("temperature", 0.0).is_err());
+        assert_eq!(parse("proportional", 0.0).unwrap(), SamplingStrategy::Proportional);
+        assert!(parse("random", 1.0).unwrap_err().to_string().contains("unknown --sampling"));
     }
 }

@@ -29,15 +29,14 @@ impl FromStr for EmbeddingFormat {
 
 impl EmbeddingFormat {
     /// `--format` if given, else guessed from the `--output` extension, else JSONL.
-    pub fn choose(flag: Option<&str>, output: Option<&Path>) -> Result<Self> {
-        if let Some(flag) = flag {
-            return flag.parse();
-        }
-        let extension = output.and_then(|p| p.extension()).and_then(|e| e.to_str()).unwrap_or("");
-        Ok(match extension.to_ascii_lowercase().as_str() {
-            "csv" => Self::Csv,
-            "npy" => Self::Npy,
-            _ => Self::Jsonl,
+    pub fn choose(flag: Option<Self>, output: Option<&Path>) -> Self {
+        flag.unwrap_or_else(|| {
+            let extension = output.and_then(|p| p.extension()).and_then(|e| e.to_str()).unwrap_or("");
+            match extension.to_ascii_lowercase().as_str() {
+                "csv" => Self::Csv,
+                "npy" => Self::Npy,
+                _ => Self::Jsonl,
+            }
         })
     }
 
@@ -90,11 +89,11 @@ mod tests {
 
     #[test]
     fn format_from_extension() {
-        assert_eq!(EmbeddingFormat::choose(None, Some(Path::new("x.npy"))).unwrap(), EmbeddingFormat::Npy);
-        assert_eq!(EmbeddingFormat::choose(None, Some(Path::new("x.CSV"))).unwrap(), EmbeddingFormat::Csv);
-        assert_eq!(EmbeddingFormat::choose(None, None).unwrap(), EmbeddingFormat::Jsonl);
-        assert_eq!(EmbeddingFormat::choose(Some("csv"), Some(Path::new("x.npy"))).unwrap(), EmbeddingFormat::Csv);
-        assert!(EmbeddingFormat::choose(Some("xml"), None).is_err());
+        assert_eq!(EmbeddingFormat::choose(None, Some(Path::new("x.npy"))), EmbeddingFormat::Npy);
+        assert_eq!(EmbeddingFormat::choose(None, Some(Path::new("x.CSV"))), EmbeddingFormat::Csv);
+        assert_eq!(EmbeddingFormat::choose(None, None), EmbeddingFormat::Jsonl);
+        assert_eq!(EmbeddingFormat::choose(Some(EmbeddingFormat::Csv), Some(Path::new("x.npy"))), EmbeddingFormat::Csv);
+        assert!("xml".parse::<EmbeddingFormat>().is_err());
     }
 
     #[test]

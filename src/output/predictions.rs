@@ -13,18 +13,24 @@ pub enum PredictionFormat {
     Csv,
 }
 
+impl std::str::FromStr for PredictionFormat {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "jsonl" | "json" => Self::Jsonl,
+            "csv" => Self::Csv,
+            other => bail!("unknown --format '{other}' (expected jsonl or csv)"),
+        })
+    }
+}
+
 impl PredictionFormat {
     /// `--format` if given, else from the `--output` extension, else JSONL.
-    pub fn choose(flag: Option<&str>, output: Option<&Path>) -> Result<Self> {
-        match flag {
-            Some("jsonl") | Some("json") => Ok(Self::Jsonl),
-            Some("csv") => Ok(Self::Csv),
-            Some(other) => bail!("unknown --format '{other}' (expected jsonl or csv)"),
-            None => Ok(match output.and_then(|p| p.extension()).and_then(|e| e.to_str()) {
-                Some(e) if e.eq_ignore_ascii_case("csv") => Self::Csv,
-                _ => Self::Jsonl,
-            }),
-        }
+    pub fn choose(flag: Option<Self>, output: Option<&Path>) -> Self {
+        flag.unwrap_or_else(|| match output.and_then(|p| p.extension()).and_then(|e| e.to_str()) {
+            Some(e) if e.eq_ignore_ascii_case("csv") => Self::Csv,
+            _ => Self::Jsonl,
+        })
     }
 }
 

@@ -46,13 +46,13 @@ impl FreezeRule {
         })
     }
 
-    /// Parses every `--freeze`; `none` cannot be combined with other rules.
-    pub fn parse_all(values: &[String]) -> Result<Vec<Self>> {
-        let rules: Vec<Self> = values.iter().map(|v| Self::parse(v)).collect::<Result<_>>()?;
+    /// Checks every `--freeze` together (`none` cannot be combined with other rules) and
+    /// drops `none`.
+    pub fn combine(rules: &[Self]) -> Result<Vec<Self>> {
         if rules.len() > 1 && rules.contains(&Self::None) {
             bail!("--freeze none cannot be combined with other --freeze rules");
         }
-        Ok(rules.into_iter().filter(|r| *r != Self::None).collect())
+        Ok(rules.iter().filter(|r| **r != Self::None).cloned().collect())
     }
 
     /// Checks the rules against the model: layer counts and task names must exist.
@@ -111,6 +111,13 @@ impl fmt::Display for FreezeRule {
     }
 }
 
+impl std::str::FromStr for FreezeRule {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Self::parse(s)
+    }
+}
+
 impl From<FreezeRule> for String {
     fn from(rule: FreezeRule) -> String {
         rule.to_string()
@@ -135,8 +142,8 @@ mod tests {
         assert!(FreezeRule::parse("layers:x").is_err());
         assert!(FreezeRule::parse("layers:0").is_err());
         assert!(FreezeRule::parse("heads").unwrap_err().to_string().contains("unknown --freeze 'heads'"));
-        assert!(FreezeRule::parse_all(&["none".into(), "all".into()]).is_err());
-        assert!(FreezeRule::parse_all(&["none".into()]).unwrap().is_empty());
+        assert!(FreezeRule::combine(&[FreezeRule::None, FreezeRule::All]).is_err());
+        assert!(FreezeRule::combine(&[FreezeRule::None]).unwrap().is_empty());
     }
 
     #[test]

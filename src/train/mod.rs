@@ -6,7 +6,6 @@ pub mod freeze;
 pub mod interrupt;
 pub mod optimizer;
 pub mod param_groups;
-pub mod precision;
 pub mod run_log;
 pub mod schedule;
 pub mod settings;

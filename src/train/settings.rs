@@ -1,15 +1,17 @@
 //! `train`'s flags turned into validated, serialisable settings (saved as `settings.json`
 //! in the run directory and inside every checkpoint).
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::cli::task_values::{PerTask, TaskArg};
 use crate::cli::TrainArgs;
 use crate::data::sampler::SamplingStrategy;
+use crate::device::DeviceChoice;
 use crate::model::pooling::Pooling;
+use crate::precision::Precision;
 use crate::train::freeze::FreezeRule;
 
 /// One task of a run: where its data is and how much its loss counts.
@@ -21,13 +23,6 @@ pub struct TaskSource {
     pub text_column: String,
     pub label_column: String,
     pub weight: f64,
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum Precision {
-    Fp32,
-    Bf16,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -59,17 +54,9 @@ pub struct TrainSettings {
     #[serde(default)]
     pub save_every: Option<usize>,
     pub eval_batch_size: usize,
-    pub device: String,
+    pub device: DeviceChoice,
     pub precision: Precision,
     pub threads: Option<usize>,
-}
-
-/// A task name becomes part of variable names (`heads.<name>.weight`) and file names.
-pub fn check_task_name(name: &str) -> Result<()> {
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-        bail!("task name '{name}' must be non-empty letters, digits, '_' or '-'");
-    }
-    Ok(())
 }
 
 fn positive_finite(flag: &str, value: f64) -> Result<()> {
@@ -86,79 +73,9 @@ fn at_least_one(flag: &str, value: usize) -> Result<()> {
     Ok(())
 }
 
-/// `[NAME=]VALUE` flags: a value for all tasks, overridden per task.
-fn per_task_values(
-    flag: &str,
-    values: &[String],
-    task_names: &[&str],
-) -> Result<(Option<String>, BTreeMap<String, String>)> {
-    let mut all = None;
-    let mut per_task = BTreeMap::new();
-    for value in values {
-        match value.split_once('=') {
-            Some((name, v)) => {
-                if !task_names.contains(&name) {
-                    bail!("{flag} {value}: no task named '{name}' (tasks: {})", task_names.join(", "));
-                }
-                per_task.insert(name.to_string(), v.to_string());
-            }
-            None => all = Some(value.clone()),
-        }
-    }
-    Ok((all, per_task))
-}
-
 impl TrainSettings {
     pub fn from_args(args: &TrainArgs) -> Result<Self> {
-        let mut tasks = Vec::new();
-        for spec in &args.tasks {
-            let (name, files) =
-                spec.split_once('=').with_context(|| format!("--task {spec}: expected NAME=TRAIN.csv[,DEV.csv]"))?;
-            check_task_name(name).with_context(|| format!("--task {spec}"))?;
-            if tasks.iter().any(|t: &TaskSource| t.name == name) {
-                bail!("--task {spec}: task '{name}' is given twice");
-            }
-            let mut paths = files.split(',').map(str::trim);
-            let train =
-                paths.next().filter(|p| !p.is_empty()).with_context(|| format!("--task {spec}: no training file"))?;
-            let dev = paths.next().filter(|p| !p.is_empty()).map(PathBuf::from);
-            if paths.next().is_some() {
-                bail!("--task {spec}: expected at most two files (TRAIN.csv,DEV.csv)");
-            }
-            tasks.push(TaskSource {
-                name: name.to_string(),
-                train: PathBuf::from(train),
-                dev,
-                text_column: "text".into(),
-                label_column: "label".into(),
-                weight: 1.0,
-            });
-        }
-        let names: Vec<String> = tasks.iter().map(|t| t.name.clone()).collect();
-        let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        let (text_all, text_per) = per_task_values("--text-column", &args.text_columns, &names)?;
-        let (label_all, label_per) = per_task_values("--label-column", &args.label_columns, &names)?;
-        let (_, weights) = per_task_values("--task-weight", &args.task_weights, &names)?;
-        if let Some(bad) = args.task_weights.iter().find(|w| !w.contains('=')) {
-            bail!("--task-weight {bad}: expected NAME=W");
-        }
-        for task in &mut tasks {
-            if let Some(c) = text_per.get(&task.name).or(text_all.as_ref()) {
-                task.text_column = c.clone();
-            }
-            if let Some(c) = label_per.get(&task.name).or(label_all.as_ref()) {
-                task.label_column = c.clone();
-            }
-            if let Some(w) = weights.get(&task.name) {
-                let weight: f64 =
-                    w.parse().with_context(|| format!("--task-weight {}={w}: not a number", task.name))?;
-                if !(weight.is_finite() && weight >= 0.0) {
-                    bail!("--task-weight {}={w}: must be a finite number >= 0", task.name);
-                }
-                task.weight = weight;
-            }
-        }
-
+        let tasks = task_sources(args)?;
         positive_finite("--lr-backbone", args.lr_backbone)?;
         positive_finite("--lr-projection", args.lr_projection)?;
         positive_finite("--lr-heads", args.lr_heads)?;
@@ -201,20 +118,15 @@ impl TrainSettings {
             Some(0) => Some(0),
             other => other,
         };
-        let freeze = FreezeRule::parse_all(&args.freeze)?;
-        let precision = match args.precision.as_str() {
-            "fp32" => Precision::Fp32,
-            "bf16" => Precision::Bf16,
-            other => bail!("unknown --precision '{other}' (expected fp32 or bf16)"),
-        };
+        let freeze = FreezeRule::combine(&args.freeze)?;
         Ok(Self {
             model: args.model.clone().context("--model is required")?,
             tasks,
             out: args.out.clone().context("--out is required")?,
-            pooling: args.pooling.as_deref().map(str::parse).transpose()?,
+            pooling: args.pooling,
             projection_dim,
             max_length: args.max_length,
-            sampling: SamplingStrategy::parse(&args.sampling, args.temperature)?,
+            sampling: args.sampling.with_temperature(args.temperature)?,
             epochs: args.epochs,
             max_steps: args.max_steps,
             batch_size: args.batch_size,
@@ -234,9 +146,51 @@ impl TrainSettings {
             log_every: args.log_every,
             save_every: args.save_every,
             eval_batch_size: args.eval_batch_size,
-            device: args.device.clone(),
-            precision,
-            threads: args.threads,
+            device: args.device.device,
+            precision: args.precision,
+            threads: args.device.threads,
         })
     }
+}
+
+/// `--task NAME=TRAIN.csv[,DEV.csv]` with the per-task column and weight flags applied.
+fn task_sources(args: &TrainArgs) -> Result<Vec<TaskSource>> {
+    TaskArg::check_unique(&args.tasks)?;
+    let names: Vec<&str> = args.tasks.iter().map(|t| t.name.as_str()).collect();
+    let text_columns = PerTask::resolve("--text-column", &args.text_columns, &names)?;
+    let label_columns = PerTask::resolve("--label-column", &args.label_columns, &names)?;
+    let weights = PerTask::resolve_named("--task-weight", "NAME=W", &args.task_weights, &names)?;
+    args.tasks
+        .iter()
+        .map(|task| {
+            let mut paths = task.value.split(',').map(str::trim);
+            let train = paths
+                .next()
+                .filter(|p| !p.is_empty())
+                .with_context(|| format!("--task {}: no training file", task.text))?;
+            let dev = paths.next().filter(|p| !p.is_empty()).map(PathBuf::from);
+            if paths.next().is_some() {
+                bail!("--task {}: expected at most two files (TRAIN.csv,DEV.csv)", task.text);
+            }
+            let weight = match weights.get(&task.name) {
+                Some(w) => {
+                    let weight: f64 =
+                        w.parse().with_context(|| format!("--task-weight {}={w}: not a number", task.name))?;
+                    if !(weight.is_finite() && weight >= 0.0) {
+                        bail!("--task-weight {}={w}: must be a finite number >= 0", task.name);
+                    }
+                    weight
+                }
+                None => 1.0,
+            };
+            Ok(TaskSource {
+                name: task.name.clone(),
+                train: PathBuf::from(train),
+                dev,
+                text_column: text_columns.get(&task.name).unwrap_or("text").to_string(),
+                label_column: label_columns.get(&task.name).unwrap_or("label").to_string(),
+                weight,
+            })
+        })
+        .collect()
 }

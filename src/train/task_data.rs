@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Context, Result};
 
-use crate::data::labelled::{LabelSet, LabelledData};
+use crate::data::labelled::{LabelSet, LabelledData, UnknownLabelPolicy};
 use crate::model::spec::TaskSpec;
 use crate::model::tokenizer::SentenceTokenizer;
 
@@ -32,11 +32,11 @@ impl TaskData {
         let train =
             LabelledData::read(&source.train, &source.text_column, &source.label_column).with_context(context)?;
         let labels = LabelSet::from_labels(&train.labels);
-        let (train_classes, _, _) = train.class_ids(&labels, false)?;
+        let (train_classes, _, _) = train.class_ids(&labels, UnknownLabelPolicy::Error)?;
         let dev = match &source.dev {
             Some(path) => {
                 let data = LabelledData::read(path, &source.text_column, &source.label_column).with_context(context)?;
-                let (classes, _, unknown) = data.class_ids(&labels, true)?;
+                let (classes, _, unknown) = data.class_ids(&labels, UnknownLabelPolicy::Skip)?;
                 if !unknown.is_empty() {
                     bail!(
                         "task '{}': {}: {} dev row(s) have labels that the training file {} does not have: {} (training labels: {})",

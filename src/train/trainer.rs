@@ -14,9 +14,10 @@ use tch::{Kind, Tensor};
 use crate::checkpoint::{self, TrainableModel, TrainingSpec};
 use crate::data::batching::pad_batch;
 use crate::data::sampler::{SamplingStrategy, TaskSampler};
-use crate::device;
+use crate::device::{self, DeviceChoice};
 use crate::model::loaded::LoadedModel;
 use crate::model::spec::ModelSpec;
+use crate::precision;
 use crate::progress::Progress;
 use crate::report::table::Table;
 
@@ -25,7 +26,6 @@ use super::freeze::FreezeRule;
 use super::interrupt::{signal_name, Interrupted, StopOnSignal};
 use super::optimizer::AdamW;
 use super::param_groups::{build_groups, group_table, human_count, parameter_counts, LearningRates};
-use super::precision;
 use super::run_log::RunLog;
 use super::schedule::linear_warmup_decay;
 use super::settings::TrainSettings;
@@ -146,11 +146,16 @@ pub fn train(settings: &TrainSettings, options: &RunOptions) -> Result<TrainOutc
 
 /// Continues an interrupted run from its `last/` checkpoint with the run's own settings
 /// (optionally on another device or thread count).
-pub fn resume(root: &Path, options: &RunOptions, device: Option<&str>, threads: Option<usize>) -> Result<TrainOutcome> {
+pub fn resume(
+    root: &Path,
+    options: &RunOptions,
+    device: Option<DeviceChoice>,
+    threads: Option<usize>,
+) -> Result<TrainOutcome> {
     let run = RunDir::open(root)?;
     let mut settings = run.read_settings()?;
     if let Some(device) = device {
-        settings.device = device.to_string();
+        settings.device = device;
     }
     if threads.is_some() {
         settings.threads = threads;
@@ -219,7 +224,7 @@ fn run_loop(
         }
     };
     device::set_threads(settings.threads)?;
-    let device = device::resolve_device(&settings.device)?;
+    let device = settings.device.resolve()?;
     precision::check(settings.precision, device)?;
 
     tch::manual_seed(settings.seed as i64);

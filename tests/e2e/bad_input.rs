@@ -251,6 +251,12 @@ fn build_corpus(test: &str) -> Option<Corpus> {
     );
     c.add(
         "CSV",
+        "eval column flag for a task not evaluated",
+        &["eval", "-m", &ck, "--task", &format!("mood={mood_dev}"), "--text-column", "topic=sentence"],
+        error("--text-column topic=sentence: no task named 'topic' (tasks: mood)"),
+    );
+    c.add(
+        "CSV",
         "predict task not in the checkpoint",
         &["predict", "-m", &ck, "--task", "nope", "hello"],
         error("unknown task 'nope' (this model has: topic, mood)"),

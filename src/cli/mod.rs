@@ -1,8 +1,22 @@
-//! The command line: clap types only. Commands turn these into validated settings.
+//! The command line: clap types only. Flag values arrive typed (each type's `FromStr` gives
+//! the one-line message for a bad value); commands turn them into validated settings.
+
+pub mod task_values;
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+
+use crate::data::labelled::UnknownLabelPolicy;
+use crate::data::sampler::SamplingStrategy;
+use crate::device::DeviceChoice;
+use crate::export::ExportFormat;
+use crate::model::pooling::Pooling;
+use crate::output::embeddings::EmbeddingFormat;
+use crate::output::predictions::PredictionFormat;
+use crate::precision::Precision;
+use crate::train::freeze::FreezeRule;
+use task_values::{PerTaskValue, TaskArg};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -34,7 +48,19 @@ pub enum Command {
     Export(ExportArgs),
 }
 
-/// Where the model comes from and where it runs; shared by every command.
+/// Where a command runs; shared by every command that computes.
+#[derive(Debug, Args)]
+pub struct DeviceArgs {
+    /// Where to run: auto (CUDA when present), cpu, cuda or cuda:N
+    #[arg(long, default_value = "auto", value_name = "DEVICE")]
+    pub device: DeviceChoice,
+
+    /// CPU threads for libtorch [default: one per core]
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+}
+
+/// Where the model comes from and how it runs; shared by `encode`, `predict` and `eval`.
 #[derive(Debug, Args)]
 pub struct ModelArgs {
     /// Model: a sentence-mtl checkpoint folder (RUN/best), a Hugging Face model folder
@@ -42,13 +68,8 @@ pub struct ModelArgs {
     #[arg(short, long, value_name = "DIR|HUB_ID")]
     pub model: String,
 
-    /// Where to run: auto (CUDA when present), cpu, cuda or cuda:N
-    #[arg(long, default_value = "auto", value_name = "DEVICE")]
-    pub device: String,
-
-    /// CPU threads for libtorch [default: one per core]
-    #[arg(long, value_name = "N")]
-    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub device: DeviceArgs,
 
     /// Sentences per forward pass
     #[arg(long, default_value_t = 32, value_name = "N")]
@@ -82,12 +103,6 @@ pub struct SentenceIoArgs {
     /// Write the results to FILE (atomically) instead of stdout
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
-
-    /// Output format. encode: jsonl (one {"text", "embedding"} per line), csv or npy;
-    /// predict: jsonl or csv (text, label, probability) [default: from --output's
-    /// extension, else jsonl]
-    #[arg(long, value_name = "FORMAT")]
-    pub format: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -98,9 +113,14 @@ pub struct EncodeArgs {
     #[command(flatten)]
     pub io: SentenceIoArgs,
 
+    /// Output format: jsonl (one {"text", "embedding"} per line), csv or npy [default: from
+    /// --output's extension, else jsonl]
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<EmbeddingFormat>,
+
     /// Pooling of token states: mean, cls or max [default: the model's, else mean]
     #[arg(long, value_name = "MODE")]
-    pub pooling: Option<String>,
+    pub pooling: Option<Pooling>,
 
     /// L2-normalise embeddings [default: the model's setting]
     #[arg(long, conflicts_with = "no_normalize")]
@@ -125,7 +145,7 @@ pub struct TrainArgs {
 
     /// A task: its name, training CSV and optional dev CSV. Repeat for each task
     #[arg(long = "task", value_name = "NAME=TRAIN.csv[,DEV.csv]", required_unless_present = "resume")]
-    pub tasks: Vec<String>,
+    pub tasks: Vec<TaskArg>,
 
     /// Run directory: best/ and last/ checkpoints, train_log.jsonl, settings.json
     #[arg(short, long, value_name = "RUN_DIR", required_unless_present = "resume")]
@@ -147,19 +167,19 @@ pub struct TrainArgs {
 
     /// CSV column with the text, for all tasks (COL) or one (NAME=COL); repeatable
     #[arg(long = "text-column", value_name = "[NAME=]COL")]
-    pub text_columns: Vec<String>,
+    pub text_columns: Vec<PerTaskValue>,
 
     /// CSV column with the label, for all tasks (COL) or one (NAME=COL); repeatable
     #[arg(long = "label-column", value_name = "[NAME=]COL")]
-    pub label_columns: Vec<String>,
+    pub label_columns: Vec<PerTaskValue>,
 
     /// Loss weight of a task (default 1); repeatable
     #[arg(long = "task-weight", value_name = "NAME=W")]
-    pub task_weights: Vec<String>,
+    pub task_weights: Vec<PerTaskValue>,
 
     /// Pooling of token states: mean, cls or max [default: the model's, else mean]
     #[arg(long, value_name = "MODE")]
-    pub pooling: Option<String>,
+    pub pooling: Option<Pooling>,
 
     /// Width of the projection between pooling and the task heads; 0 for none
     /// [default: the checkpoint's when continuing one, else 256]
@@ -173,7 +193,7 @@ pub struct TrainArgs {
     /// Order of task batches: round-robin (A, B, A, B, ...), proportional (by task size)
     /// or temperature (by size^(1/T))
     #[arg(long, default_value = "round-robin", value_name = "STRATEGY")]
-    pub sampling: String,
+    pub sampling: SamplingStrategy,
 
     /// T for --sampling temperature
     #[arg(long, default_value_t = 2.0, value_name = "T")]
@@ -231,7 +251,7 @@ pub struct TrainArgs {
     /// What to freeze: none, all, backbone, embeddings, layers:K (bottom K blocks) or
     /// head:NAME; repeatable
     #[arg(long = "freeze", value_name = "WHAT")]
-    pub freeze: Vec<String>,
+    pub freeze: Vec<FreezeRule>,
 
     /// Seed for initialisation, data order, task sampling and dropout
     #[arg(long, default_value_t = 42)]
@@ -253,17 +273,12 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 64, value_name = "N")]
     pub eval_batch_size: usize,
 
-    /// Where to run: auto (CUDA when present), cpu, cuda or cuda:N
-    #[arg(long, default_value = "auto", value_name = "DEVICE")]
-    pub device: String,
+    #[command(flatten)]
+    pub device: DeviceArgs,
 
     /// Forward-pass precision: fp32, or bf16 (CUDA only: autocast with fp32 master weights)
     #[arg(long, default_value = "fp32", value_name = "PRECISION")]
-    pub precision: String,
-
-    /// CPU threads for libtorch [default: one per core]
-    #[arg(long, value_name = "N")]
-    pub threads: Option<usize>,
+    pub precision: Precision,
 
     /// Write the batch order (task and row numbers of every batch) as JSONL, for
     /// reproducing a run elsewhere (e.g. the PyTorch reference benchmark)
@@ -291,6 +306,11 @@ pub struct PredictArgs {
     #[command(flatten)]
     pub io: SentenceIoArgs,
 
+    /// Output format: jsonl or csv (text, label, probability) [default: from --output's
+    /// extension, else jsonl]
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<PredictionFormat>,
+
     /// Also give every class's probability and logit (JSONL fields `probabilities` and
     /// `logits`; CSV columns `probability:<label>` and `logit:<label>`)
     #[arg(long)]
@@ -304,15 +324,15 @@ pub struct EvalArgs {
 
     /// A task and its labelled CSV (columns as in training); repeat for each task
     #[arg(long = "task", value_name = "NAME=FILE.csv", required = true)]
-    pub tasks: Vec<String>,
+    pub tasks: Vec<TaskArg>,
 
     /// CSV column with the text, for all tasks (COL) or one (NAME=COL) [default: as trained]
     #[arg(long = "text-column", value_name = "[NAME=]COL")]
-    pub text_columns: Vec<String>,
+    pub text_columns: Vec<PerTaskValue>,
 
     /// CSV column with the label, for all tasks (COL) or one (NAME=COL) [default: as trained]
     #[arg(long = "label-column", value_name = "[NAME=]COL")]
-    pub label_columns: Vec<String>,
+    pub label_columns: Vec<PerTaskValue>,
 
     /// Write metrics.json, confusion_<task>.csv/.png, predictions_<task>.csv and (for a
     /// run's checkpoint) curves.png into DIR
@@ -326,7 +346,7 @@ pub struct EvalArgs {
     /// Labels the model was not trained on: error (list them and stop) or skip (leave the
     /// rows out, counted in the report)
     #[arg(long, default_value = "error", value_name = "error|skip")]
-    pub unknown_labels: String,
+    pub unknown_labels: UnknownLabelPolicy,
 }
 
 #[derive(Debug, Args)]
@@ -338,7 +358,7 @@ pub struct ExportArgs {
     /// sentence-transformers (a folder SentenceTransformer loads), hf (transformers backbone
     /// + heads.safetensors + tasks.json) or torchscript (model.pt for torch.jit.load and tch)
     #[arg(short, long, value_name = "FORMAT")]
-    pub format: String,
+    pub format: ExportFormat,
 
     /// Folder to write; must not exist or be empty, unless --force
     #[arg(short, long, value_name = "DIR")]
