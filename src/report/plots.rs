@@ -10,6 +10,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::atomic_write;
+use crate::train::log::{read_log, LogRecord};
 
 const FONT: &str = "sans-serif";
 
@@ -172,56 +173,33 @@ pub struct TaskCurves {
     pub accuracy: Vec<(f64, f64)>,
 }
 
-/// Reads every task's curves from a run's JSONL log (lines that fail to parse, such as a
-/// line cut short by a crash, are skipped).
+/// Every task's curves from a run's log (`train::log`), tasks in order of first appearance.
 pub fn read_training_curves(log: &Path) -> Result<Vec<TaskCurves>> {
-    let text = std::fs::read_to_string(log).map_err(|e| anyhow!("cannot read {}: {e}", log.display()))?;
     let mut curves: Vec<TaskCurves> = Vec::new();
-    let mut entry = |task: &str| -> usize {
+    fn entry<'c>(curves: &'c mut Vec<TaskCurves>, task: &str) -> &'c mut TaskCurves {
         match curves.iter().position(|c| c.task == task) {
-            Some(i) => i,
+            Some(i) => &mut curves[i],
             None => {
                 curves.push(TaskCurves { task: task.to_string(), ..Default::default() });
-                curves.len() - 1
+                curves.last_mut().expect("just pushed")
             }
-        }
-    };
-    let mut indices = Vec::new();
-    for line in text.lines() {
-        let Ok(record) = serde_json::from_str::<serde_json::Value>(line) else { continue };
-        let step = record["step"].as_f64().unwrap_or(0.0);
-        match record["type"].as_str() {
-            Some("step") => {
-                if let Some(losses) = record["loss"].as_object() {
-                    for (task, loss) in losses {
-                        if let Some(loss) = loss.as_f64() {
-                            indices.push((entry(task), 0, step, loss));
-                        }
-                    }
-                }
-            }
-            Some("eval") => {
-                if let Some(tasks) = record["tasks"].as_object() {
-                    for (task, score) in tasks {
-                        let i = entry(task);
-                        if let Some(f1) = score["macro_f1"].as_f64() {
-                            indices.push((i, 1, step, f1));
-                        }
-                        if let Some(acc) = score["accuracy"].as_f64() {
-                            indices.push((i, 2, step, acc));
-                        }
-                    }
-                }
-            }
-            _ => {}
         }
     }
-    for (i, series, step, value) in indices {
-        let c = &mut curves[i];
-        match series {
-            0 => c.loss.push((step, value)),
-            1 => c.macro_f1.push((step, value)),
-            _ => c.accuracy.push((step, value)),
+    for record in read_log(log)? {
+        match record {
+            LogRecord::Step(r) => {
+                for (task, loss) in &r.loss {
+                    entry(&mut curves, task).loss.push((r.step as f64, *loss));
+                }
+            }
+            LogRecord::Eval(r) => {
+                for (task, score) in &r.tasks {
+                    let c = entry(&mut curves, task);
+                    c.macro_f1.push((r.step as f64, score.macro_f1));
+                    c.accuracy.push((r.step as f64, score.accuracy));
+                }
+            }
+            LogRecord::Summary(_) => {}
         }
     }
     Ok(curves)
@@ -319,6 +297,8 @@ pub fn training_curves(path: &Path, title: &str, curves: &[TaskCurves]) -> Resul
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
+
     use super::*;
 
     fn png_size(path: &Path) -> (u32, u32) {
@@ -349,24 +329,46 @@ mod tests {
     }
 
     #[test]
-    fn curves_skip_a_cut_off_line() {
+    fn curves_follow_the_log_and_skip_a_cut_off_line() {
+        use crate::train::evaluate::TaskScore;
+        use crate::train::log::{EvalRecord, RunLog, StepRecord};
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("train_log.jsonl");
-        std::fs::write(
-            &log,
-            concat!(
-                r#"{"type":"step","step":10,"loss":{"a":1.0,"b":0.5}}"#,
-                "\n",
-                r#"{"type":"eval","step":10,"tasks":{"a":{"accuracy":0.5,"macro_f1":0.4}}}"#,
-                "\n",
-                r#"{"type":"step","step":20,"loss":{"a":0."#
-            ),
-        )
-        .unwrap();
+        let mut writer = RunLog::open(&log).unwrap();
+        writer
+            .write(&LogRecord::Step(StepRecord {
+                step: 10,
+                epoch: 0.1,
+                loss: [("a".to_string(), 1.0), ("b".to_string(), 0.5)].into_iter().collect(),
+                grad_norm: 1.0,
+                lr: Default::default(),
+                examples_per_sec: 1.0,
+                tokens_per_sec: 1.0,
+                elapsed_s: 1.0,
+            }))
+            .unwrap();
+        let score = TaskScore { accuracy: 0.5, macro_f1: 0.4, examples: 8 };
+        writer
+            .write(&LogRecord::Eval(EvalRecord {
+                step: 10,
+                epoch: 0.1,
+                tasks: [("a".to_string(), score)].into_iter().collect(),
+                mean_macro_f1: 0.4,
+                best: true,
+            }))
+            .unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&log)
+            .unwrap()
+            .write_all(br#"{"type":"step","step":20,"loss":{"a":0."#)
+            .unwrap();
         let curves = read_training_curves(&log).unwrap();
         assert_eq!(curves.len(), 2);
         assert_eq!(curves[0].loss, vec![(10.0, 1.0)]);
         assert_eq!(curves[0].macro_f1, vec![(10.0, 0.4)]);
+        assert_eq!(curves[0].accuracy, vec![(10.0, 0.5)]);
+        assert_eq!(curves[1].task, "b");
         training_curves(&dir.path().join("c.png"), "run", &curves).unwrap();
         assert_eq!(png_size(&dir.path().join("c.png")), (1200, 480));
     }

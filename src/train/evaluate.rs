@@ -13,14 +13,14 @@ use crate::progress::Progress;
 
 use super::task_data::TaskData;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskScore {
     pub accuracy: f64,
     pub macro_f1: f64,
     pub examples: usize,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Evaluation {
     pub step: usize,
     pub tasks: BTreeMap<String, TaskScore>,

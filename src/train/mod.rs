@@ -4,9 +4,11 @@
 pub mod evaluate;
 pub mod freeze;
 pub mod interrupt;
+pub mod log;
 pub mod optimizer;
+pub mod overview;
 pub mod param_groups;
-pub mod run_log;
+pub mod run_dir;
 pub mod schedule;
 pub mod settings;
 pub mod state;

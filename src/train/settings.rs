@@ -13,6 +13,7 @@ use crate::device::DeviceChoice;
 use crate::model::pooling::Pooling;
 use crate::precision::Precision;
 use crate::train::freeze::FreezeRule;
+use crate::train::param_groups::LearningRates;
 
 /// One task of a run: where its data is and how much its loss counts.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -74,6 +75,16 @@ fn at_least_one(flag: &str, value: usize) -> Result<()> {
 }
 
 impl TrainSettings {
+    /// The base rates of the optimizer groups.
+    pub fn learning_rates(&self) -> LearningRates {
+        LearningRates {
+            backbone: self.lr_backbone,
+            projection: self.lr_projection,
+            heads: self.lr_heads,
+            layer_decay: self.layer_decay,
+        }
+    }
+
     pub fn from_args(args: &TrainArgs) -> Result<Self> {
         let tasks = task_sources(args)?;
         positive_finite("--lr-backbone", args.lr_backbone)?;

@@ -1,6 +1,7 @@
-//! The training loop: alternating task batches, AdamW with per-group rates and a warm-up/
-//! decay schedule, clipping, accumulation, periodic dev evaluation, best/last checkpoints,
-//! resumable state, and a clean stop on Ctrl-C/SIGTERM.
+//! The training loop as a small type with named steps: [`Trainer::start`] sets the run up
+//! (model, freezing, optimizer, resumed state), then each optimizer [`Trainer::step`] runs the
+//! accumulated batches, and around it come the logging window, evaluate-and-save, the stop
+//! on a signal and [`Trainer::finish`].
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -8,112 +9,28 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use indicatif::ProgressBar;
-use serde_json::json;
-use tch::{Kind, Tensor};
-
-use crate::checkpoint::{self, TrainableModel, TrainingSpec};
-use crate::data::batching::pad_batch;
-use crate::data::sampler::{SamplingStrategy, TaskSampler};
-use crate::device::{self, DeviceChoice};
-use crate::model::loaded::LoadedModel;
-use crate::model::spec::ModelSpec;
-use crate::precision;
-use crate::progress::Progress;
-use crate::report::table::Table;
+use tch::Kind;
 
 use super::evaluate::{evaluate, Evaluation};
 use super::freeze::FreezeRule;
 use super::interrupt::{signal_name, Interrupted, StopOnSignal};
+use super::log::{EvalRecord, LogRecord, RunLog, RunSummary, StepRecord};
 use super::optimizer::AdamW;
-use super::param_groups::{build_groups, group_table, human_count, parameter_counts, LearningRates};
-use super::run_log::RunLog;
+use super::overview::{print_evaluation, Overview};
+use super::param_groups::{build_groups, parameter_counts};
+use super::run_dir::RunDir;
 use super::schedule::linear_warmup_decay;
 use super::settings::TrainSettings;
 use super::state::{FileFingerprint, TrainerState};
 use super::task_data::TaskData;
-
-/// The files of a run directory.
-pub struct RunDir {
-    pub root: PathBuf,
-}
-
-impl RunDir {
-    pub fn best(&self) -> PathBuf {
-        self.root.join("best")
-    }
-    pub fn last(&self) -> PathBuf {
-        self.root.join("last")
-    }
-    pub fn log(&self) -> PathBuf {
-        self.root.join("train_log.jsonl")
-    }
-    pub fn settings(&self) -> PathBuf {
-        self.root.join("settings.json")
-    }
-
-    /// Creates the run directory. An existing non-empty one is refused unless `overwrite`,
-    /// and then only the files a run writes are removed; anything else stays.
-    fn create(root: &Path, overwrite: bool) -> Result<Self> {
-        let run = Self { root: root.to_path_buf() };
-        let non_empty = root.read_dir().map(|mut d| d.next().is_some()).unwrap_or(false);
-        if non_empty {
-            if !overwrite {
-                bail!(
-                    "run directory {} already exists and is not empty; continue it with --resume {}, pass --overwrite to replace its run, or choose another --out",
-                    root.display(),
-                    root.display()
-                );
-            }
-            for dir in [run.best(), run.last()] {
-                if dir.exists() {
-                    std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
-                }
-            }
-            for file in [run.log(), run.settings()] {
-                if file.exists() {
-                    std::fs::remove_file(&file).with_context(|| format!("cannot remove {}", file.display()))?;
-                }
-            }
-        }
-        std::fs::create_dir_all(root).with_context(|| format!("cannot create run directory {}", root.display()))?;
-        run.remove_stale_staging();
-        Ok(run)
-    }
-
-    /// An existing run to resume: it needs its settings and a resumable `last/`.
-    fn open(root: &Path) -> Result<Self> {
-        let run = Self { root: root.to_path_buf() };
-        if !run.settings().is_file() {
-            bail!("{} is not a sentence-mtl run directory (no settings.json)", root.display());
-        }
-        if !run.last().join(super::state::STATE_FILE).is_file() {
-            bail!("{} has no resumable checkpoint (last/{} is missing)", root.display(), super::state::STATE_FILE);
-        }
-        run.remove_stale_staging();
-        Ok(run)
-    }
-
-    /// Staging folders left by a process killed while saving (`.last.new-<pid>`).
-    fn remove_stale_staging(&self) {
-        if let Ok(entries) = std::fs::read_dir(&self.root) {
-            for entry in entries.flatten() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if (name.starts_with(".best.") || name.starts_with(".last.")) && entry.path().is_dir() {
-                    let _ = std::fs::remove_dir_all(entry.path());
-                }
-            }
-        }
-    }
-
-    /// The settings a run was started with.
-    pub fn read_settings(&self) -> Result<TrainSettings> {
-        let text = std::fs::read_to_string(self.settings())
-            .with_context(|| format!("cannot read {}", self.settings().display()))?;
-        let value: serde_json::Value = serde_json::from_str(&text)?;
-        serde_json::from_value(value["settings"].clone())
-            .with_context(|| format!("{} is damaged", self.settings().display()))
-    }
-}
+use crate::checkpoint::{self, TrainableModel, TrainingSpec};
+use crate::data::sampler::TaskSampler;
+use crate::device::DeviceChoice;
+use crate::model::loaded::LoadedModel;
+use crate::model::spec::ModelSpec;
+use crate::model::MultiTaskModel;
+use crate::precision;
+use crate::progress::Progress;
 
 /// How a run ended.
 pub struct TrainOutcome {
@@ -138,10 +55,8 @@ pub struct RunOptions {
 pub fn train(settings: &TrainSettings, options: &RunOptions) -> Result<TrainOutcome> {
     let tasks: Vec<TaskData> = settings.tasks.iter().map(TaskData::read).collect::<Result<_>>()?;
     let run = RunDir::create(&settings.out, options.overwrite)?;
-    let settings_json =
-        json!({ "settings": settings, "command_line": options.command_line, "version": env!("CARGO_PKG_VERSION") });
-    crate::atomic_write::write_file(&run.settings(), serde_json::to_string_pretty(&settings_json)?.as_bytes())?;
-    run_loop(settings, options, run, tasks, None)
+    run.write_settings(settings, &options.command_line)?;
+    Trainer::start(settings, options, run, tasks, None)?.run()
 }
 
 /// Continues an interrupted run from its `last/` checkpoint with the run's own settings
@@ -162,22 +77,30 @@ pub fn resume(
     }
     let tasks: Vec<TaskData> = settings.tasks.iter().map(TaskData::read).collect::<Result<_>>()?;
     let last = run.last();
-    run_loop(&settings, options, run, tasks, Some(last))
+    Trainer::start(&settings, options, run, tasks, Some(last))?.run()
 }
 
-fn data_fingerprints(settings: &TrainSettings) -> Result<Vec<FileFingerprint>> {
-    let mut out = Vec::new();
-    for task in &settings.tasks {
-        out.push(FileFingerprint::of(&task.train)?);
-        if let Some(dev) = &task.dev {
-            out.push(FileFingerprint::of(dev)?);
-        }
+/// The run's length in optimizer steps.
+struct Schedule {
+    total_steps: usize,
+    steps_per_epoch: usize,
+    warmup: usize,
+}
+
+impl Schedule {
+    fn new(settings: &TrainSettings, sampler: &TaskSampler) -> Self {
+        let steps_per_epoch = sampler.batches_per_epoch().div_ceil(settings.grad_accum).max(1);
+        let total_steps = settings.max_steps.unwrap_or(settings.epochs * steps_per_epoch);
+        let warmup = settings.warmup_steps.unwrap_or((settings.warmup_ratio * total_steps as f64).ceil() as usize);
+        Self { total_steps, steps_per_epoch, warmup }
     }
-    Ok(out)
+
+    fn epoch(&self, step: usize) -> f64 {
+        step as f64 / self.steps_per_epoch as f64
+    }
 }
 
-/// Where a run's time went (training steps only, evaluations, checkpoint writes) and how
-/// many real and padded tokens the steps processed; logged as the run's `summary` record.
+/// Where a run's time went and how many real and padded tokens its steps processed.
 #[derive(Default)]
 struct Timing {
     train: f64,
@@ -193,40 +116,425 @@ struct Window {
     batches: Vec<usize>,
     examples: usize,
     tokens: usize,
+    grad_norm: f64,
     started: Instant,
 }
 
 impl Window {
     fn new(tasks: usize) -> Self {
-        Self { loss_sum: vec![0.0; tasks], batches: vec![0; tasks], examples: 0, tokens: 0, started: Instant::now() }
-    }
-    fn mean_losses(&self, tasks: &[TaskData]) -> serde_json::Map<String, serde_json::Value> {
-        tasks
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| self.batches[*i] > 0)
-            .map(|(i, t)| (t.source.name.clone(), json!(self.loss_sum[i] / self.batches[i] as f64)))
-            .collect()
+        Self {
+            loss_sum: vec![0.0; tasks],
+            batches: vec![0; tasks],
+            examples: 0,
+            tokens: 0,
+            grad_norm: 0.0,
+            started: Instant::now(),
+        }
     }
 }
 
-fn run_loop(
-    settings: &TrainSettings,
-    options: &RunOptions,
+/// What an evaluation at the end of a step decided.
+enum AfterEvaluation {
+    Continue,
+    EarlyStop,
+}
+
+pub struct Trainer<'a> {
+    settings: &'a TrainSettings,
+    options: &'a RunOptions,
     run: RunDir,
-    mut tasks: Vec<TaskData>,
-    resume_from: Option<PathBuf>,
-) -> Result<TrainOutcome> {
-    let started = Instant::now();
-    let say = |text: &str| {
+    tasks: Vec<TaskData>,
+    /// Keeps the variables alive; `loaded.weights` are views of them.
+    _model: MultiTaskModel,
+    loaded: LoadedModel,
+    trainable_parameters: i64,
+    optimizer: AdamW,
+    state: TrainerState,
+    schedule: Schedule,
+    /// Where new checkpoints copy `config.json` and the tokenizer files from.
+    source_dir: PathBuf,
+    log: RunLog,
+    window: Window,
+    timing: Timing,
+    progress: Progress,
+    bar: ProgressBar,
+    batch_plan: Option<std::io::BufWriter<std::fs::File>>,
+    last_saved_step: Option<usize>,
+    /// Examples trained on by this process (a resumed run counts from its resumption).
+    run_examples: usize,
+    started: Instant,
+}
+
+impl<'a> Trainer<'a> {
+    /// Sets a run up: device, seed, the model with its new layers, tokenised tasks, freezing,
+    /// the overview, the optimizer and, when resuming, the saved state.
+    pub fn start(
+        settings: &'a TrainSettings,
+        options: &'a RunOptions,
+        run: RunDir,
+        mut tasks: Vec<TaskData>,
+        resume_from: Option<PathBuf>,
+    ) -> Result<Self> {
+        let started = Instant::now();
+        crate::device::set_threads(settings.threads)?;
+        let device = settings.device.resolve()?;
+        precision::check(settings.precision, device)?;
+        let TrainableModel { model, loaded, new_tensors } =
+            load_model(settings, &tasks, device, resume_from.as_deref())?;
+        for task in &mut tasks {
+            task.tokenize(&loaded.tokenizer, settings.max_length);
+        }
+        let num_layers = loaded.config.num_layers() as usize;
+        let task_names: Vec<&str> = tasks.iter().map(|t| t.source.name.as_str()).collect();
+        FreezeRule::validate(&settings.freeze, num_layers, &task_names)?;
+        FreezeRule::apply(&settings.freeze, &model.vs);
+        let learning_rates = settings.learning_rates();
+        let parameters = parameter_counts(&model.vs);
         if !options.quiet {
+            let overview = Overview {
+                settings,
+                loaded: &loaded,
+                vs: &model.vs,
+                tasks: &tasks,
+                new_tensors: &new_tensors,
+                learning_rates: &learning_rates,
+                parameters,
+            };
+            overview.print()?;
+        }
+        let log = RunLog::open(&run.log())?;
+        let groups = build_groups(&model.vs, num_layers, &learning_rates, settings.weight_decay)?;
+        let mut optimizer = AdamW::new(groups);
+        let state = initial_state(settings, &tasks, &run, resume_from.as_deref(), &mut optimizer)?;
+        let source_dir = resume_from.clone().unwrap_or_else(|| loaded.dir.clone());
+        let schedule = Schedule::new(settings, &state.sampler);
+        let batch_plan = match &options.batch_plan {
+            Some(path) => Some(std::io::BufWriter::new(
+                std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+            )),
+            None => None,
+        };
+        let task_count = tasks.len();
+        let trainer = Self {
+            settings,
+            options,
+            run,
+            tasks,
+            _model: model,
+            loaded,
+            trainable_parameters: parameters.0,
+            optimizer,
+            last_saved_step: resume_from.as_ref().map(|_| state.step),
+            state,
+            schedule,
+            source_dir,
+            log,
+            window: Window::new(task_count),
+            timing: Timing::default(),
+            progress: Progress::new(options.quiet),
+            bar: ProgressBar::hidden(),
+            batch_plan,
+            run_examples: 0,
+            started,
+        };
+        if resume_from.is_some() {
+            trainer.say(&format!("resuming {} at step {}", trainer.run.root.display(), trainer.state.step));
+        }
+        Ok(trainer)
+    }
+
+    /// Trains to the end (or an early stop), then finishes; a signal stops it after saving.
+    pub fn run(mut self) -> Result<TrainOutcome> {
+        if self.trainable_parameters == 0 {
+            self.say("no trainable parameter (--freeze all): evaluating only, no training step");
+            self.evaluate_and_save()?;
+            return self.finish();
+        }
+        self.say(&self.plan_line());
+        let signals = StopOnSignal::install();
+        while self.state.step < self.schedule.total_steps {
+            self.start_epoch_bar_if_due();
+            self.step()?;
+            let step = self.state.step;
+            if step.is_multiple_of(self.settings.log_every) || step == self.schedule.total_steps {
+                self.log_window()?;
+            }
+            let mut saved = false;
+            if self.evaluation_due() {
+                let decision = self.evaluate_and_save()?;
+                saved = true;
+                if let AfterEvaluation::EarlyStop = decision {
+                    break;
+                }
+            } else if self.settings.save_every.is_some_and(|n| step.is_multiple_of(n)) {
+                self.save_last(None)?;
+                saved = true;
+            }
+            if let Some(signal) = signals.requested() {
+                return Err(self.stop_on_signal(signal, saved));
+            }
+        }
+        drop(signals);
+        self.finish()
+    }
+
+    fn say(&self, text: &str) {
+        if !self.options.quiet {
             eprintln!("{text}");
         }
-    };
-    device::set_threads(settings.threads)?;
-    let device = settings.device.resolve()?;
-    precision::check(settings.precision, device)?;
+    }
 
+    fn plan_line(&self) -> String {
+        let Schedule { total_steps, steps_per_epoch, warmup } = self.schedule;
+        format!(
+            "training: {total_steps} optimizer steps ({steps_per_epoch} per epoch, {} sampling, batch {} x {} accumulation), warm-up {warmup} steps",
+            self.settings.sampling, self.settings.batch_size, self.settings.grad_accum
+        )
+    }
+
+    /// A progress bar per epoch (and a first one for a resumed run's partial epoch).
+    fn start_epoch_bar_if_due(&mut self) {
+        let step = self.state.step;
+        let per_epoch = self.schedule.steps_per_epoch;
+        if step.is_multiple_of(per_epoch) || self.bar.is_hidden() {
+            self.bar.finish_and_clear();
+            let epoch_end = (step / per_epoch + 1) * per_epoch;
+            self.bar = self.progress.bar((epoch_end.min(self.schedule.total_steps) - step) as u64, "steps");
+            self.bar.set_prefix(format!("epoch {}", step / per_epoch + 1));
+        }
+    }
+
+    /// One optimizer step: `--grad-accum` batches forward and backward, clipping, AdamW.
+    fn step(&mut self) -> Result<()> {
+        let step_started = Instant::now();
+        self.optimizer.set_lr_factor(linear_warmup_decay(
+            self.state.step,
+            self.schedule.warmup,
+            self.schedule.total_steps,
+        ));
+        for _ in 0..self.settings.grad_accum {
+            self.micro_batch()?;
+        }
+        self.window.grad_norm = self.optimizer.clip_grad_norm(self.settings.max_grad_norm)?;
+        self.optimizer.step()?;
+        self.optimizer.zero_grad();
+        self.state.step += 1;
+        self.timing.train += step_started.elapsed().as_secs_f64();
+        self.bar.inc(1);
+        Ok(())
+    }
+
+    /// One batch of one task: forward, loss (checked for NaN), backward.
+    fn micro_batch(&mut self) -> Result<()> {
+        let settings = self.settings;
+        let (t, rows) = self.state.sampler.next_batch();
+        let task = &self.tasks[t];
+        if let Some(plan) = &mut self.batch_plan {
+            let line = serde_json::json!({"step": self.state.step, "task": task.source.name, "rows": rows});
+            writeln!(plan, "{line}")?;
+        }
+        let batch = task.batch(&rows, self.loaded.tokenizer.pad_id(), self.loaded.device);
+        // Dropout masks depend only on (seed, batch number): a resumed run draws the same ones.
+        tch::manual_seed(settings.seed as i64 + 1 + self.state.micro_batches as i64);
+        self.state.micro_batches += 1;
+        let outputs = precision::autocast(settings.precision, || task.outputs(&self.loaded.forward(), &batch))?;
+        let loss = task.loss(&outputs.to_kind(Kind::Float), &batch);
+        let loss_value = f64::try_from(&loss)?;
+        if !loss_value.is_finite() {
+            bail!(
+                "training stopped: the loss of task '{}' became {loss_value} at step {} (learning rate too high?); {}",
+                task.source.name,
+                self.state.step + 1,
+                match self.last_saved_step {
+                    Some(s) => format!("the last good checkpoint is {} (step {s})", self.run.last().display()),
+                    None => "no checkpoint had been saved yet".to_string(),
+                }
+            );
+        }
+        (loss * (task.source.weight / settings.grad_accum as f64)).backward();
+        self.window.loss_sum[t] += loss_value;
+        self.window.batches[t] += 1;
+        self.window.examples += batch.examples;
+        self.window.tokens += batch.tokens;
+        self.timing.tokens += batch.tokens;
+        self.timing.padded_tokens += batch.padded_tokens;
+        self.state.examples += batch.examples;
+        self.run_examples += batch.examples;
+        Ok(())
+    }
+
+    /// Logs the window's mean losses, rates and throughput, and shows them on the bar.
+    fn log_window(&mut self) -> Result<()> {
+        let seconds = self.window.started.elapsed().as_secs_f64().max(1e-9);
+        let window = &self.window;
+        let loss = self
+            .tasks
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| window.batches[*i] > 0)
+            .map(|(i, t)| (t.source.name.clone(), window.loss_sum[i] / window.batches[i] as f64))
+            .collect();
+        let rates = self.optimizer.learning_rates();
+        let record = StepRecord {
+            step: self.state.step,
+            epoch: self.schedule.epoch(self.state.step),
+            loss,
+            grad_norm: window.grad_norm,
+            // The "/no-decay" twins share their group's rate.
+            lr: rates.iter().filter(|(n, _)| !n.ends_with("/no-decay")).cloned().collect(),
+            examples_per_sec: window.examples as f64 / seconds,
+            tokens_per_sec: window.tokens as f64 / seconds,
+            elapsed_s: self.started.elapsed().as_secs_f64(),
+        };
+        let top_lr =
+            rates.iter().find(|(n, _)| n.starts_with("layer.")).or(rates.first()).map(|(_, lr)| *lr).unwrap_or(0.0);
+        let losses: Vec<String> = record.loss.iter().map(|(n, l)| format!("{n} {l:.3}")).collect();
+        self.bar.set_message(format!(
+            "loss {} | lr {top_lr:.1e} | {:.0} ex/s",
+            losses.join(" "),
+            record.examples_per_sec
+        ));
+        self.log.write(&LogRecord::Step(record))?;
+        self.window = Window::new(self.tasks.len());
+        Ok(())
+    }
+
+    fn evaluation_due(&self) -> bool {
+        let step = self.state.step;
+        let periodic = match self.settings.eval_every {
+            Some(n) => step.is_multiple_of(n),
+            None => step.is_multiple_of(self.schedule.steps_per_epoch),
+        };
+        periodic || step == self.schedule.total_steps
+    }
+
+    /// Scores the dev sets, keeps `best/` when the mean macro-F1 improved, always saves a
+    /// resumable `last/`, and decides on early stopping.
+    fn evaluate_and_save(&mut self) -> Result<AfterEvaluation> {
+        let step = self.state.step;
+        let eval_started = Instant::now();
+        let evaluation = evaluate(&self.loaded, &self.tasks, self.settings.eval_batch_size, step)?;
+        self.timing.eval += eval_started.elapsed().as_secs_f64();
+        let improved = match (&evaluation, &self.state.best) {
+            (Some(e), Some(b)) => e.mean_macro_f1 > b.mean_macro_f1,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if let Some(e) = &evaluation {
+            self.log.write(&LogRecord::Eval(EvalRecord {
+                step,
+                epoch: self.schedule.epoch(step),
+                tasks: e.tasks.clone(),
+                mean_macro_f1: e.mean_macro_f1,
+                best: improved,
+            }))?;
+            if !self.options.quiet {
+                print_evaluation(e, &self.bar);
+            }
+        }
+        let save_started = Instant::now();
+        if improved {
+            checkpoint::save(&self.run.best(), &self.loaded, &self.spec_with(evaluation.as_ref()), &self.source_dir)?;
+            self.state.best = evaluation.clone();
+            self.state.evals_without_improvement = 0;
+        } else if evaluation.is_some() {
+            self.state.evals_without_improvement += 1;
+        }
+        self.save_last(evaluation.as_ref())?;
+        self.timing.save += save_started.elapsed().as_secs_f64();
+        let patience_spent = self.settings.patience.is_some_and(|p| self.state.evals_without_improvement >= p);
+        if evaluation.is_some() && patience_spent {
+            self.bar.finish_and_clear();
+            self.say(&format!(
+                "early stopping at step {step}: no better mean macro-F1 in {} evaluations",
+                self.state.evals_without_improvement
+            ));
+            return Ok(AfterEvaluation::EarlyStop);
+        }
+        Ok(AfterEvaluation::Continue)
+    }
+
+    /// A resumable `last/`: the model, the trainer's state and the optimizer's moments.
+    fn save_last(&mut self, evaluation: Option<&Evaluation>) -> Result<()> {
+        let spec = self.spec_with(evaluation);
+        let (state, optimizer) = (&self.state, &self.optimizer);
+        checkpoint::save_with(&self.run.last(), &self.loaded, &spec, &self.source_dir, |folder| {
+            state.write(folder, optimizer)
+        })?;
+        self.last_saved_step = Some(self.state.step);
+        Ok(())
+    }
+
+    /// After Ctrl-C or SIGTERM: save `last/` (unless this step just did) and say how to resume.
+    fn stop_on_signal(mut self, signal: i32, saved: bool) -> anyhow::Error {
+        if !saved {
+            if let Err(e) = self.save_last(None) {
+                return e;
+            }
+        }
+        self.bar.finish_and_clear();
+        eprintln!(
+            "stopped by {} after step {} of {}; saved a resumable checkpoint in {}\ncontinue with: sentence-mtl train --resume {}",
+            signal_name(signal),
+            self.state.step,
+            self.schedule.total_steps,
+            self.run.last().display(),
+            self.run.root.display()
+        );
+        Interrupted { signal }.into()
+    }
+
+    /// Logs the summary and makes sure `best/` exists.
+    fn finish(mut self) -> Result<TrainOutcome> {
+        let timing = &self.timing;
+        let examples = self.run_examples;
+        self.log.write(&LogRecord::Summary(RunSummary {
+            step: self.state.step,
+            examples,
+            tokens: timing.tokens,
+            padded_tokens: timing.padded_tokens,
+            train_seconds: timing.train,
+            eval_seconds: timing.eval,
+            save_seconds: timing.save,
+            examples_per_sec: examples as f64 / timing.train.max(1e-9),
+            tokens_per_sec: timing.tokens as f64 / timing.train.max(1e-9),
+        }))?;
+        self.bar.finish_and_clear();
+        if let Some(mut plan) = self.batch_plan.take() {
+            plan.flush()?;
+        }
+        if self.state.best.is_none() {
+            // No dev set: the final weights are the best we know.
+            checkpoint::save(&self.run.best(), &self.loaded, &self.spec_with(None), &self.source_dir)?;
+            self.say("no dev sets: best/ holds the final weights, as last/ does");
+        }
+        Ok(TrainOutcome {
+            steps: self.state.step,
+            best: self.state.best,
+            seconds: self.started.elapsed().as_secs_f64(),
+            examples,
+            model: self.loaded,
+            run: self.run,
+        })
+    }
+
+    /// The checkpoint's spec: the model's, with the run's settings and these dev metrics.
+    fn spec_with(&self, evaluation: Option<&Evaluation>) -> ModelSpec {
+        let mut spec = self.loaded.spec.clone();
+        spec.training = serde_json::to_value(self.settings).ok();
+        spec.metrics = evaluation.and_then(|e| serde_json::to_value(e).ok());
+        spec
+    }
+}
+
+/// The model to train: from `--model`, or from the run's `last/` when resuming (which must
+/// hold every tensor). Seeds libtorch first, so new layers start the same for one seed.
+fn load_model(
+    settings: &TrainSettings,
+    tasks: &[TaskData],
+    device: tch::Device,
+    resume_from: Option<&Path>,
+) -> Result<TrainableModel> {
     tch::manual_seed(settings.seed as i64);
     let wanted = TrainingSpec {
         pooling: settings.pooling,
@@ -234,359 +542,57 @@ fn run_loop(
         max_length: settings.max_length,
         tasks: tasks.iter().map(TaskData::spec).collect(),
     };
-    let start_from = match &resume_from {
+    let start_from = match resume_from {
         Some(last) => last.to_string_lossy().into_owned(),
         None => settings.model.clone(),
     };
-    let TrainableModel { model, loaded, new_tensors } = checkpoint::load_for_training(&start_from, device, wanted)?;
-    if resume_from.is_some() && !new_tensors.is_empty() {
-        bail!("{} does not hold every tensor of the run's model (missing {})", start_from, new_tensors.join(", "));
+    let trainable = checkpoint::load_for_training(&start_from, device, wanted)?;
+    if resume_from.is_some() && !trainable.new_tensors.is_empty() {
+        bail!(
+            "{} does not hold every tensor of the run's model (missing {})",
+            start_from,
+            trainable.new_tensors.join(", ")
+        );
     }
-    let num_layers = loaded.config.num_layers() as usize;
-    for task in &mut tasks {
-        task.tokenize(&loaded.tokenizer, settings.max_length);
-    }
-    let task_names: Vec<&str> = tasks.iter().map(|t| t.source.name.as_str()).collect();
-    FreezeRule::validate(&settings.freeze, num_layers, &task_names)?;
-    FreezeRule::apply(&settings.freeze, &model.vs);
-
-    let lrs = LearningRates {
-        backbone: settings.lr_backbone,
-        projection: settings.lr_projection,
-        heads: settings.lr_heads,
-        layer_decay: settings.layer_decay,
-    };
-    let (trainable, total) = parameter_counts(&model.vs);
-    if !options.quiet {
-        print_overview(settings, &loaded, &model.vs, &tasks, &new_tensors, num_layers, &lrs, device, trainable, total)?;
-    }
-    let mut log = RunLog::open(&run.log())?;
-
-    if trainable == 0 {
-        say("no trainable parameter (--freeze all): evaluating only, no training step");
-        let evaluation = evaluate(&loaded, &tasks, settings.eval_batch_size, 0)?;
-        if let Some(e) = &evaluation {
-            log.write(&json!({"type": "eval", "step": 0, "epoch": 0.0, "tasks": e.tasks, "mean_macro_f1": e.mean_macro_f1, "best": true}))?;
-            print_evaluation(e, &ProgressBar::hidden(), options.quiet);
-        }
-        let spec = spec_with(&loaded, settings, evaluation.as_ref());
-        checkpoint::save(&run.last(), &loaded, &spec, &loaded.dir)?;
-        checkpoint::save(&run.best(), &loaded, &spec, &loaded.dir)?;
-        return Ok(TrainOutcome {
-            model: loaded,
-            run,
-            steps: 0,
-            best: evaluation,
-            seconds: started.elapsed().as_secs_f64(),
-            examples: 0,
-        });
-    }
-
-    let groups = build_groups(&model.vs, num_layers, &lrs, settings.weight_decay)?;
-    let mut optimizer = AdamW::new(groups);
-    let lengths = tasks.iter().map(|t| t.train_tokens.iter().map(Vec::len).collect()).collect();
-    let fingerprints = data_fingerprints(settings)?;
-    let mut state = TrainerState {
-        step: 0,
-        micro_batches: 0,
-        examples: 0,
-        sampler: TaskSampler::new(settings.sampling, settings.batch_size, lengths, settings.seed),
-        best: None,
-        evals_without_improvement: 0,
-        data: fingerprints.clone(),
-    };
-    // The original model folder provides config and tokenizer files for new checkpoints.
-    let mut source_dir = loaded.dir.clone();
-    if let Some(last) = &resume_from {
-        state = TrainerState::read(last, &mut optimizer)?;
-        if state.data != fingerprints {
-            bail!("the training or dev data changed since this run started (compare {} with the files now); resuming would not continue the same run", run.settings().display());
-        }
-        source_dir = last.clone();
-        say(&format!("resuming {} at step {}", run.root.display(), state.step));
-    }
-
-    let steps_per_epoch = state.sampler.batches_per_epoch().div_ceil(settings.grad_accum).max(1);
-    let total_steps = settings.max_steps.unwrap_or(settings.epochs * steps_per_epoch);
-    let warmup = settings.warmup_steps.unwrap_or((settings.warmup_ratio * total_steps as f64).ceil() as usize);
-    say(&format!(
-        "training: {total_steps} optimizer steps ({steps_per_epoch} per epoch, {} sampling, batch {} x {} accumulation), warm-up {warmup} steps",
-        match settings.sampling {
-            SamplingStrategy::RoundRobin => "round-robin".to_string(),
-            SamplingStrategy::Proportional => "proportional".to_string(),
-            SamplingStrategy::Temperature(t) => format!("temperature T={t}"),
-        },
-        settings.batch_size,
-        settings.grad_accum
-    ));
-
-    let mut batch_plan = match &options.batch_plan {
-        Some(path) => Some(std::io::BufWriter::new(
-            std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
-        )),
-        None => None,
-    };
-    let save_last = |state: &TrainerState, optimizer: &AdamW, evaluation: Option<&Evaluation>| -> Result<()> {
-        let spec = spec_with(&loaded, settings, evaluation);
-        checkpoint::save_with(&run.last(), &loaded, &spec, &source_dir, |folder| state.write(folder, optimizer))
-    };
-    let progress = Progress::new(options.quiet);
-    let pad_id = loaded.tokenizer.pad_id();
-    let mut last_saved_step: Option<usize> = resume_from.as_ref().map(|_| state.step);
-    let mut window = Window::new(tasks.len());
-    let mut bar = ProgressBar::hidden();
-    let mut run_examples = 0usize;
-    let mut timing = Timing::default();
-    let signals = StopOnSignal::install();
-
-    while state.step < total_steps {
-        let step = state.step;
-        if step.is_multiple_of(steps_per_epoch) || bar.is_hidden() {
-            bar.finish_and_clear();
-            let epoch_end = (step / steps_per_epoch + 1) * steps_per_epoch;
-            bar = progress.bar((epoch_end.min(total_steps) - step) as u64, "steps");
-            bar.set_prefix(format!("epoch {}", step / steps_per_epoch + 1));
-        }
-        let step_started = Instant::now();
-        optimizer.set_lr_factor(linear_warmup_decay(step, warmup, total_steps));
-        for _ in 0..settings.grad_accum {
-            let (t, rows) = state.sampler.next_batch();
-            let task = &tasks[t];
-            if let Some(plan) = &mut batch_plan {
-                writeln!(plan, "{}", json!({"step": step, "task": task.source.name, "rows": rows}))?;
-            }
-            let sequences: Vec<&[i64]> = rows.iter().map(|&r| task.train_tokens[r].as_slice()).collect();
-            let (ids, mask) = pad_batch(&sequences, pad_id, device);
-            let targets =
-                Tensor::from_slice(&rows.iter().map(|&r| task.train_classes[r]).collect::<Vec<_>>()).to_device(device);
-            // Dropout masks depend only on (seed, batch number): a resumed run draws the same ones.
-            tch::manual_seed(settings.seed as i64 + 1 + state.micro_batches as i64);
-            state.micro_batches += 1;
-            let logits = precision::autocast(settings.precision, || {
-                let forward = loaded.forward();
-                forward.logits(&forward.features_t(&ids, &mask, true)?, &task.source.name)
-            })?;
-            let loss = logits.to_kind(Kind::Float).cross_entropy_for_logits(&targets);
-            let loss_value = f64::try_from(&loss)?;
-            if !loss_value.is_finite() {
-                bail!(
-                    "training stopped: the loss of task '{}' became {loss_value} at step {} (learning rate too high?); {}",
-                    task.source.name,
-                    step + 1,
-                    match last_saved_step {
-                        Some(s) => format!("the last good checkpoint is {} (step {s})", run.last().display()),
-                        None => "no checkpoint had been saved yet".to_string(),
-                    }
-                );
-            }
-            (loss * (task.source.weight / settings.grad_accum as f64)).backward();
-            window.loss_sum[t] += loss_value;
-            window.batches[t] += 1;
-            window.examples += rows.len();
-            let tokens = sequences.iter().map(|s| s.len()).sum::<usize>();
-            window.tokens += tokens;
-            timing.tokens += tokens;
-            timing.padded_tokens += sequences.len() * sequences.iter().map(|s| s.len()).max().unwrap_or(0);
-            state.examples += rows.len();
-            run_examples += rows.len();
-        }
-        let grad_norm = optimizer.clip_grad_norm(settings.max_grad_norm)?;
-        optimizer.step()?;
-        optimizer.zero_grad();
-        state.step += 1;
-        let step = state.step;
-        timing.train += step_started.elapsed().as_secs_f64();
-        bar.inc(1);
-
-        if step.is_multiple_of(settings.log_every) || step == total_steps {
-            let seconds = window.started.elapsed().as_secs_f64().max(1e-9);
-            let losses = window.mean_losses(&tasks);
-            let lrs = optimizer.learning_rates();
-            let top_lr =
-                lrs.iter().find(|(n, _)| n.starts_with("layer.")).or(lrs.first()).map(|(_, lr)| *lr).unwrap_or(0.0);
-            let rate = window.examples as f64 / seconds;
-            log.write(&json!({
-                "type": "step", "step": step, "epoch": step as f64 / steps_per_epoch as f64,
-                "loss": losses, "grad_norm": grad_norm,
-                // The "/no-decay" twins share their group's rate.
-                "lr": lrs.iter().filter(|(n, _)| !n.ends_with("/no-decay")).map(|(n, lr)| (n.clone(), json!(lr))).collect::<serde_json::Map<_, _>>(),
-                "examples_per_sec": rate, "tokens_per_sec": window.tokens as f64 / seconds,
-                "elapsed_s": started.elapsed().as_secs_f64(),
-            }))?;
-            let loss_text: Vec<String> =
-                losses.iter().map(|(n, l)| format!("{n} {:.3}", l.as_f64().unwrap_or(f64::NAN))).collect();
-            bar.set_message(format!("loss {} | lr {top_lr:.1e} | {rate:.0} ex/s", loss_text.join(" ")));
-            window = Window::new(tasks.len());
-        }
-
-        let eval_now = match settings.eval_every {
-            Some(n) => step.is_multiple_of(n),
-            None => step.is_multiple_of(steps_per_epoch),
-        } || step == total_steps;
-        let mut saved = false;
-        if eval_now {
-            let eval_started = Instant::now();
-            let evaluation = evaluate(&loaded, &tasks, settings.eval_batch_size, step)?;
-            timing.eval += eval_started.elapsed().as_secs_f64();
-            let improved = match (&evaluation, &state.best) {
-                (Some(e), Some(b)) => e.mean_macro_f1 > b.mean_macro_f1,
-                (Some(_), None) => true,
-                (None, _) => false,
-            };
-            if let Some(e) = &evaluation {
-                log.write(&json!({
-                    "type": "eval", "step": step, "epoch": step as f64 / steps_per_epoch as f64,
-                    "tasks": e.tasks, "mean_macro_f1": e.mean_macro_f1, "best": improved,
-                }))?;
-                print_evaluation(e, &bar, options.quiet);
-            }
-            let save_started = Instant::now();
-            if improved {
-                let spec = spec_with(&loaded, settings, evaluation.as_ref());
-                checkpoint::save(&run.best(), &loaded, &spec, &source_dir)?;
-                state.best = evaluation.clone();
-                state.evals_without_improvement = 0;
-            } else if evaluation.is_some() {
-                state.evals_without_improvement += 1;
-            }
-            save_last(&state, &optimizer, evaluation.as_ref())?;
-            timing.save += save_started.elapsed().as_secs_f64();
-            saved = true;
-            if evaluation.is_some() && settings.patience.is_some_and(|p| state.evals_without_improvement >= p) {
-                bar.finish_and_clear();
-                say(&format!(
-                    "early stopping at step {step}: no better mean macro-F1 in {} evaluations",
-                    state.evals_without_improvement
-                ));
-                break;
-            }
-        }
-        if !saved && settings.save_every.is_some_and(|n| step.is_multiple_of(n)) {
-            save_last(&state, &optimizer, None)?;
-            saved = true;
-        }
-        if saved {
-            last_saved_step = Some(step);
-        }
-        if let Some(signal) = signals.requested() {
-            if !saved {
-                save_last(&state, &optimizer, None)?;
-            }
-            bar.finish_and_clear();
-            eprintln!(
-                "stopped by {} after step {step} of {total_steps}; saved a resumable checkpoint in {}\ncontinue with: sentence-mtl train --resume {}",
-                signal_name(signal),
-                run.last().display(),
-                run.root.display()
-            );
-            return Err(Interrupted { signal }.into());
-        }
-    }
-    drop(signals);
-    log.write(&json!({
-        "type": "summary",
-        "step": state.step,
-        "examples": run_examples,
-        "tokens": timing.tokens,
-        "padded_tokens": timing.padded_tokens,
-        "train_seconds": timing.train,
-        "eval_seconds": timing.eval,
-        "save_seconds": timing.save,
-        "examples_per_sec": run_examples as f64 / timing.train.max(1e-9),
-        "tokens_per_sec": timing.tokens as f64 / timing.train.max(1e-9),
-    }))?;
-    bar.finish_and_clear();
-    if let Some(mut plan) = batch_plan {
-        plan.flush()?;
-    }
-    if state.best.is_none() {
-        // No dev set: the final weights are the best we know.
-        let spec = spec_with(&loaded, settings, None);
-        checkpoint::save(&run.best(), &loaded, &spec, &source_dir)?;
-        say("no dev sets: best/ holds the final weights, as last/ does");
-    }
-    Ok(TrainOutcome {
-        model: loaded,
-        run,
-        steps: state.step,
-        best: state.best,
-        seconds: started.elapsed().as_secs_f64(),
-        examples: run_examples,
-    })
+    Ok(trainable)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn print_overview(
+/// A new run's state, or the one saved in `resume_from` (restoring the optimizer from it);
+/// a resumed run's data files must be the ones it started with.
+fn initial_state(
     settings: &TrainSettings,
-    loaded: &LoadedModel,
-    vs: &tch::nn::VarStore,
     tasks: &[TaskData],
-    new_tensors: &[String],
-    num_layers: usize,
-    lrs: &LearningRates,
-    device: tch::Device,
-    trainable: i64,
-    total: i64,
-) -> Result<()> {
-    eprintln!(
-        "model: {} ({} layers, {} pooling, projection {}), on {}",
-        loaded.spec.base_model,
-        num_layers,
-        loaded.spec.pooling,
-        loaded.spec.projection_dim.map(|d| d.to_string()).unwrap_or_else(|| "none".into()),
-        device::describe(device)
-    );
-    if !new_tensors.is_empty() {
-        let mut new_layers: Vec<String> =
-            new_tensors.iter().filter_map(|n| n.rsplit_once('.').map(|(layer, _)| layer.to_string())).collect();
-        new_layers.dedup();
-        eprintln!("new layers (randomly initialised): {}", new_layers.join(", "));
+    run: &RunDir,
+    resume_from: Option<&Path>,
+    optimizer: &mut AdamW,
+) -> Result<TrainerState> {
+    let fingerprints = data_fingerprints(settings)?;
+    let Some(last) = resume_from else {
+        let lengths = tasks.iter().map(|t| t.train_tokens.iter().map(Vec::len).collect()).collect();
+        return Ok(TrainerState {
+            step: 0,
+            micro_batches: 0,
+            examples: 0,
+            sampler: TaskSampler::new(settings.sampling, settings.batch_size, lengths, settings.seed),
+            best: None,
+            evals_without_improvement: 0,
+            data: fingerprints,
+        });
+    };
+    let state = TrainerState::read(last, optimizer)?;
+    if state.data != fingerprints {
+        bail!("the training or dev data changed since this run started (compare {} with the files now); resuming would not continue the same run", run.settings().display());
     }
-    let mut task_table = Table::new(["task", "train rows", "dev rows", "classes", "loss weight"]);
-    for t in tasks {
-        task_table.row([
-            t.source.name.clone(),
-            t.train.len().to_string(),
-            t.dev.as_ref().map(|d| d.data.len().to_string()).unwrap_or_else(|| "-".into()),
-            t.labels.len().to_string(),
-            t.source.weight.to_string(),
-        ]);
-    }
-    eprint!("{}", task_table.render());
-    eprint!("{}", group_table(vs, num_layers, lrs, settings.weight_decay)?);
-    eprintln!(
-        "trainable parameters: {} of {} ({:.1}%)",
-        human_count(trainable),
-        human_count(total),
-        100.0 * trainable as f64 / total.max(1) as f64
-    );
-    Ok(())
+    Ok(state)
 }
 
-fn spec_with(loaded: &LoadedModel, settings: &TrainSettings, evaluation: Option<&Evaluation>) -> ModelSpec {
-    let mut spec = loaded.spec.clone();
-    spec.training = serde_json::to_value(settings).ok();
-    spec.metrics = evaluation.and_then(|e| serde_json::to_value(e).ok());
-    spec
-}
-
-fn print_evaluation(evaluation: &Evaluation, bar: &ProgressBar, quiet: bool) {
-    if quiet {
-        return;
+fn data_fingerprints(settings: &TrainSettings) -> Result<Vec<FileFingerprint>> {
+    let mut out = Vec::new();
+    for task in &settings.tasks {
+        out.push(FileFingerprint::of(&task.train)?);
+        if let Some(dev) = &task.dev {
+            out.push(FileFingerprint::of(dev)?);
+        }
     }
-    let mut table = Table::new(["task", "dev accuracy", "dev macro-F1", "examples"]);
-    for (name, score) in &evaluation.tasks {
-        table.row([
-            name.clone(),
-            format!("{:.4}", score.accuracy),
-            format!("{:.4}", score.macro_f1),
-            score.examples.to_string(),
-        ]);
-    }
-    let text = format!("step {}: mean macro-F1 {:.4}\n{}", evaluation.step, evaluation.mean_macro_f1, table.render());
-    if bar.is_hidden() {
-        eprint!("{text}");
-    } else {
-        bar.suspend(|| eprint!("{text}"));
-    }
+    Ok(out)
 }

@@ -1,0 +1,132 @@
+//! `train_log.jsonl`, the run's record: one JSON object per logging window, per evaluation and
+//! a final summary, written as they happen (flushed, so a crash loses at most the line being
+//! written) and read back by `eval`'s training curves.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+
+use super::evaluate::TaskScore;
+
+/// One line of the log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum LogRecord {
+    Step(StepRecord),
+    Eval(EvalRecord),
+    Summary(RunSummary),
+}
+
+/// A logging window of `--log-every` optimizer steps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// Optimizer steps done at the end of the window.
+    pub step: usize,
+    pub epoch: f64,
+    /// Mean loss per task over the window's batches, in task order (tasks without a batch
+    /// in the window are left out).
+    pub loss: IndexMap<String, f64>,
+    /// Global gradient norm before clipping, at the window's last step.
+    pub grad_norm: f64,
+    /// Learning rate per optimizer group at the window's last step, in depth order.
+    pub lr: IndexMap<String, f64>,
+    pub examples_per_sec: f64,
+    pub tokens_per_sec: f64,
+    /// Seconds since the process started training (or resuming).
+    pub elapsed_s: f64,
+}
+
+/// A dev evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalRecord {
+    pub step: usize,
+    pub epoch: f64,
+    pub tasks: BTreeMap<String, TaskScore>,
+    pub mean_macro_f1: f64,
+    /// Whether this evaluation became `best/`.
+    pub best: bool,
+}
+
+/// Where the run's time went and how many tokens its steps processed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub step: usize,
+    pub examples: usize,
+    pub tokens: usize,
+    pub padded_tokens: usize,
+    /// Training steps only (not loading, evaluation or saving).
+    pub train_seconds: f64,
+    pub eval_seconds: f64,
+    pub save_seconds: f64,
+    pub examples_per_sec: f64,
+    pub tokens_per_sec: f64,
+}
+
+/// The log being written.
+pub struct RunLog {
+    file: File,
+}
+
+impl RunLog {
+    /// Opens the log for appending (a resumed run continues the same file).
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("cannot open training log {}", path.display()))?;
+        Ok(Self { file })
+    }
+
+    pub fn write(&mut self, record: &LogRecord) -> Result<()> {
+        let mut line = serde_json::to_vec(record)?;
+        line.push(b'\n');
+        self.file.write_all(&line).context("cannot write training log")?;
+        self.file.flush().context("cannot write training log")
+    }
+}
+
+/// Every complete record of a log; a line that is cut off or unknown is skipped (a run may
+/// have been killed while writing it).
+pub fn read_log(path: &Path) -> Result<Vec<LogRecord>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(text.lines().filter_map(|line| serde_json::from_str(line).ok()).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_with_their_type_first() {
+        let step = LogRecord::Step(StepRecord {
+            step: 10,
+            epoch: 0.5,
+            loss: IndexMap::from([("b".to_string(), 0.5), ("a".to_string(), 1.0)]),
+            grad_norm: 2.0,
+            lr: IndexMap::from([("layer.0".to_string(), 1e-5)]),
+            examples_per_sec: 3.0,
+            tokens_per_sec: 4.0,
+            elapsed_s: 5.0,
+        });
+        let line = serde_json::to_string(&step).unwrap();
+        assert!(line.starts_with(r#"{"type":"step","step":10,"epoch":0.5,"loss":{"b":0.5,"a":1.0}"#), "{line}");
+        assert_eq!(serde_json::from_str::<LogRecord>(&line).unwrap(), step);
+    }
+
+    #[test]
+    fn reading_skips_a_cut_off_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("train_log.jsonl");
+        let summary = LogRecord::Summary(RunSummary { step: 3, ..Default::default() });
+        let mut log = RunLog::open(&path).unwrap();
+        log.write(&summary).unwrap();
+        std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(br#"{"type":"step","st"#).unwrap();
+        assert_eq!(read_log(&path).unwrap(), vec![summary]);
+    }
+}

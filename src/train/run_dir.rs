@@ -1,0 +1,97 @@
+//! The run directory `train --out` makes: `best/` and `last/` checkpoints, `train_log.jsonl`
+//! and `settings.json` (the resolved settings and the command line).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use super::settings::TrainSettings;
+use super::state::STATE_FILE;
+
+pub struct RunDir {
+    pub root: PathBuf,
+}
+
+impl RunDir {
+    pub fn best(&self) -> PathBuf {
+        self.root.join("best")
+    }
+    pub fn last(&self) -> PathBuf {
+        self.root.join("last")
+    }
+    pub fn log(&self) -> PathBuf {
+        self.root.join("train_log.jsonl")
+    }
+    pub fn settings(&self) -> PathBuf {
+        self.root.join("settings.json")
+    }
+
+    /// Creates the run directory. An existing non-empty one is refused unless `overwrite`,
+    /// and then only the files a run writes are removed; anything else stays.
+    pub fn create(root: &Path, overwrite: bool) -> Result<Self> {
+        let run = Self { root: root.to_path_buf() };
+        let non_empty = root.read_dir().map(|mut d| d.next().is_some()).unwrap_or(false);
+        if non_empty {
+            if !overwrite {
+                bail!(
+                    "run directory {} already exists and is not empty; continue it with --resume {}, pass --overwrite to replace its run, or choose another --out",
+                    root.display(),
+                    root.display()
+                );
+            }
+            for dir in [run.best(), run.last()] {
+                if dir.exists() {
+                    std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+                }
+            }
+            for file in [run.log(), run.settings()] {
+                if file.exists() {
+                    std::fs::remove_file(&file).with_context(|| format!("cannot remove {}", file.display()))?;
+                }
+            }
+        }
+        std::fs::create_dir_all(root).with_context(|| format!("cannot create run directory {}", root.display()))?;
+        run.remove_stale_staging();
+        Ok(run)
+    }
+
+    /// An existing run to resume: it needs its settings and a resumable `last/`.
+    pub fn open(root: &Path) -> Result<Self> {
+        let run = Self { root: root.to_path_buf() };
+        if !run.settings().is_file() {
+            bail!("{} is not a sentence-mtl run directory (no settings.json)", root.display());
+        }
+        if !run.last().join(STATE_FILE).is_file() {
+            bail!("{} has no resumable checkpoint (last/{STATE_FILE} is missing)", root.display());
+        }
+        run.remove_stale_staging();
+        Ok(run)
+    }
+
+    /// Writes `settings.json`: the resolved settings, the command line and our version.
+    pub fn write_settings(&self, settings: &TrainSettings, command_line: &[String]) -> Result<()> {
+        let json = serde_json::json!({ "settings": settings, "command_line": command_line, "version": env!("CARGO_PKG_VERSION") });
+        crate::atomic_write::write_file(&self.settings(), serde_json::to_string_pretty(&json)?.as_bytes())
+    }
+
+    /// The settings a run was started with.
+    pub fn read_settings(&self) -> Result<TrainSettings> {
+        let text = std::fs::read_to_string(self.settings())
+            .with_context(|| format!("cannot read {}", self.settings().display()))?;
+        let value: serde_json::Value = serde_json::from_str(&text)?;
+        serde_json::from_value(value["settings"].clone())
+            .with_context(|| format!("{} is damaged", self.settings().display()))
+    }
+
+    /// Staging folders left by a process killed while saving (`.last.new-<pid>`).
+    fn remove_stale_staging(&self) {
+        if let Ok(entries) = std::fs::read_dir(&self.root) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if (name.starts_with(".best.") || name.starts_with(".last.")) && entry.path().is_dir() {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+    }
+}
