@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
-# The whole test suite on a fresh machine: setup (venv, model, release build), then every
-# unit and end-to-end test. Tests that need the venv, the real model or ../shared/data fail
-# here rather than skip (SENTENCE_MTL_REQUIRE_ALL=1).
+# The whole test suite on a fresh machine: setup with the Python reference stack (venv,
+# model, release build), formatting and lint checks, then every unit and end-to-end test.
+# Tests that need the venv, the real model or ../shared/data fail here rather than skip
+# (SENTENCE_MTL_REQUIRE_ALL=1). Arguments, if any, go to `cargo test` instead.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-scripts/setup.sh
-echo "[test] cargo test --release (unit tests, then end-to-end tests of the binary)" >&2
+scripts/setup.sh --reference
 if [ $# -gt 0 ]; then
   exec env SENTENCE_MTL_REQUIRE_ALL=1 cargo test --release --locked "$@"
 fi
+echo "[test] cargo fmt --check" >&2
+cargo fmt --check
+echo "[test] cargo clippy --all-targets -- -D warnings" >&2
+cargo clippy --release --all-targets --locked -- -D warnings
+echo "[test] cargo test --release (unit tests, then end-to-end tests of the binary)" >&2
 # The CUDA test passes without running on a machine without a GPU; run it on its own with its
 # output shown, so that such a run says SKIPPED where everyone can see it.
 SENTENCE_MTL_REQUIRE_ALL=1 cargo test --release --locked -- --skip train::cuda_training

@@ -1,8 +1,9 @@
 //! `--device auto|cpu|cuda[:N]` and `--threads`, resolved against what this machine has.
 //!
 //! The binary is linked against libtorch's CPU library only; libtorch's CUDA backend
-//! (`libtorch_cuda.so`, 900 MB) is loaded from the torch wheel when a CUDA device is asked
-//! for and the machine has an NVIDIA driver. CPU runs start faster and use 200 MB less memory.
+//! (`libtorch_cuda.so`, most of the wheel) is loaded from the torch wheel when a CUDA device is
+//! asked for and the machine has an NVIDIA driver, so CPU runs start faster and use less
+//! memory (docs/building.md).
 
 use std::ffi::CString;
 use std::fmt;
@@ -35,7 +36,7 @@ enum Backend {
 fn cuda_backend() -> &'static Backend {
     static BACKEND: OnceLock<Backend> = OnceLock::new();
     BACKEND.get_or_init(|| {
-        // Without the driver library there is no GPU to use: skip loading 900 MB.
+        // Without the driver library there is no GPU to use: skip loading the CUDA backend.
         if dlopen("libcuda.so.1", libc::RTLD_LAZY).is_err() {
             return Backend::NoDriver;
         }

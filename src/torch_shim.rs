@@ -51,6 +51,7 @@ pub fn with_bf16_autocast<T>(f: impl FnOnce() -> T) -> T {
     // SAFETY: plain C functions that catch every C++ exception.
     let previous = unsafe { smtl_autocast_bf16_enter() };
     let result = f();
+    // SAFETY: as above.
     unsafe { smtl_autocast_bf16_exit(previous.max(0)) };
     result
 }
@@ -167,11 +168,13 @@ pub unsafe fn tensor_with_release(
     let mut error = vec![0 as libc::c_char; 512];
     // SAFETY: a live tch handle and a writable buffer; the C++ side catches all exceptions and
     // returns a new at::Tensor* (or null), which from_ptr takes over.
-    let handle = smtl_tensor_with_release(view.as_ptr() as *mut _, release, context, error.as_mut_ptr(), error.len());
+    let handle =
+        unsafe { smtl_tensor_with_release(view.as_ptr() as *mut _, release, context, error.as_mut_ptr(), error.len()) };
     if handle.is_null() {
         bail!("cannot wrap memory as a tensor: {}", first_line(&error));
     }
-    Ok(Tensor::from_ptr(handle))
+    // SAFETY: a non-null handle is a new at::Tensor* that nothing else owns.
+    Ok(unsafe { Tensor::from_ptr(handle) })
 }
 
 /// Saves to `out` a TorchScript module holding the traced module at `traced` as submodule

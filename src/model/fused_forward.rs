@@ -67,10 +67,11 @@ impl FusedForward<'_> {
         let dropout = Dropout::new(train, hidden_p, attention_p);
         let e = names::embeddings(self.config);
         let positions = ids.ones_like().cumsum(1, Kind::Int64) - 1;
-        let mut x = self.lookup(&e.word, ids)? + self.lookup(&e.position, &positions)?;
-        if let Some(token_type) = &e.token_type {
-            x = x + self.lookup(token_type, &ids.zeros_like())?;
-        }
+        let x = self.lookup(&e.word, ids)? + self.lookup(&e.position, &positions)?;
+        let x = match &e.token_type {
+            Some(token_type) => x + self.lookup(token_type, &ids.zeros_like())?,
+            None => x,
+        };
         let mut x = dropout.hidden(&self.layer_norm(&x, &e.layer_norm)?);
         let additive = additive_mask(self.config, mask);
         // BERT's (HF's and rust-bert's) drops out the attention block's output; DistilBERT's does not.

@@ -1,9 +1,8 @@
 //! A file mapped into memory, and CPU tensors that are views of its bytes.
 //!
-//! Loading a model used to read every weight into freshly allocated tensors: 60 ms of a
-//! one-sentence `encode` of all-MiniLM-L6-v2 (91 MB), all of it resident although one
-//! sentence touches a few rows of the 47 MB word-embedding table. A mapped tensor costs
-//! nothing until its pages are touched, and those come straight from the page cache.
+//! Why map instead of read: a command that encodes a few sentences touches a few rows of the
+//! word-embedding table, and a mapped tensor costs nothing until its pages are touched, which
+//! then come straight from the page cache (measured in docs/benchmarks.md).
 //!
 //! The mapping is private and writable: a tensor changed in place changes memory, never the
 //! file. Every tensor's storage holds a reference to the mapping, which is unmapped when the
@@ -28,6 +27,7 @@ pub struct MappedFile {
 
 // SAFETY: the mapping is plain memory owned by this value; it is only unmapped on drop.
 unsafe impl Send for MappedFile {}
+// SAFETY: as for Send; shared access only reads the address and length.
 unsafe impl Sync for MappedFile {}
 
 impl MappedFile {
@@ -86,7 +86,7 @@ impl MappedFile {
         }
         // SAFETY: in bounds, checked above.
         let data = unsafe { self.address.as_ptr().add(offset) };
-        if (data as usize) % kind.elt_size_in_bytes() != 0 {
+        if !(data as usize).is_multiple_of(kind.elt_size_in_bytes()) {
             let tensor = Tensor::empty(shape, (kind, Device::Cpu));
             // SAFETY: a new contiguous tensor owns exactly `bytes` bytes at `data_ptr`; the
             // source range is in bounds and cannot overlap fresh memory.

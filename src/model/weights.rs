@@ -88,7 +88,7 @@ fn read_safetensors(path: &Path) -> Result<Vec<(String, Tensor)>> {
         if end < start || Some(end - start) != bytes {
             bail!("tensor {name}: data offsets {start}..{end} do not match its shape {:?}", info.shape);
         }
-        if data_start.checked_add(end).map_or(true, |end| end as u64 > file_len) {
+        if data_start.checked_add(end).is_none_or(|end| end as u64 > file_len) {
             bail!("the file ends at byte {file_len}, inside tensor {name}");
         }
         let shape: Vec<i64> = info.shape.iter().map(|&d| d as i64).collect();

@@ -23,7 +23,7 @@ fn average_json(a: Average) -> Value {
 }
 
 impl TaskReport {
-    /// Every number of the report (see the README's metrics.json layout).
+    /// Every number of the report (docs/usage.md lists the metrics.json fields).
     pub fn to_json(&self) -> Value {
         let per_class: serde_json::Map<String, Value> = self
             .labels

@@ -8,7 +8,8 @@ static RECEIVED: AtomicI32 = AtomicI32::new(0);
 
 extern "C" fn on_signal(signal: libc::c_int) {
     if RECEIVED.swap(signal, Ordering::SeqCst) != 0 {
-        // Second signal: give up on a clean stop. signal() and raise() are async-signal-safe.
+        // Second signal: give up on a clean stop.
+        // SAFETY: signal() and raise() are async-signal-safe.
         unsafe {
             libc::signal(signal, libc::SIG_DFL);
             libc::raise(signal);

@@ -439,7 +439,7 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         &[],
         error("task name 'bad.name' must be non-empty letters, digits, '_' or '-'"),
     );
-    if !std::path::Path::new("/dev/nvidia0").exists() {
+    if !Path::new("/dev/nvidia0").exists() {
         c.add(
             "settings",
             "CUDA asked for on a machine without GPU",

@@ -67,9 +67,9 @@ pub fn assert_clean_error(o: &Output, expected: &str) {
 /// otherwise the test is skipped, loudly.
 pub fn missing(test: &str, what: &str) {
     if std::env::var("SENTENCE_MTL_REQUIRE_ALL").is_ok_and(|v| v == "1") {
-        panic!("{test}: {what} is missing (run scripts/setup.sh)");
+        panic!("{test}: {what} is missing (run scripts/setup.sh --reference)");
     }
-    eprintln!("\n*** SKIPPED {test}: {what} is missing (run scripts/setup.sh) ***\n");
+    eprintln!("\n*** SKIPPED {test}: {what} is missing (run scripts/setup.sh --reference) ***\n");
 }
 
 pub fn python(test: &str) -> Option<PathBuf> {
