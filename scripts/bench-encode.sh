@@ -24,7 +24,7 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-scripts/setup.sh >&2
+scripts/setup.sh --reference >&2
 threads="${THREADS:-$(nproc)}"
 export OMP_NUM_THREADS="$threads" MKL_NUM_THREADS="$threads" TOKENIZERS_PARALLELISM=true HF_HUB_OFFLINE=1
 model=models/all-MiniLM-L6-v2

@@ -33,7 +33,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 if [ "$quick" = 1 ]; then : "${rounds:=1}" "${steps:=30}"; else : "${rounds:=3}" "${steps:=300}"; fi
-scripts/setup.sh >&2
+scripts/setup.sh --reference >&2
 threads="${THREADS:-$(nproc)}"
 export OMP_NUM_THREADS="$threads" MKL_NUM_THREADS="$threads" HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 data="$root/../shared/data"

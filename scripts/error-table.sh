@@ -5,7 +5,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-scripts/setup.sh >&2
+scripts/setup.sh --reference >&2
 out="$(mktemp)"; trap 'rm -f "$out"' EXIT
 SENTENCE_MTL_REQUIRE_ALL=1 SENTENCE_MTL_ERROR_TABLE="$out" \
   cargo test --release --locked --test e2e bad_input >&2

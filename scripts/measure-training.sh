@@ -15,7 +15,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-scripts/setup.sh >&2
+scripts/setup.sh --reference >&2
 parts=("$@"); [ ${#parts[@]} -eq 0 ] && parts=(epoch quality freeze freeze-speed)
 threads="${THREADS:-$(nproc)}"
 data="$root/../shared/data"

