@@ -1,12 +1,38 @@
 #!/usr/bin/env bash
-# Regenerates the README's "What happens when things go wrong" table from the bad-input
-# corpus test (tests/e2e/bad_input.rs): every case with the error line a user sees.
-#   scripts/error-table.sh > table.md
+# Regenerates docs/errors.md from the bad-input corpus test (tests/e2e/bad_input.rs): every
+# case with the error line a user sees.
+#   scripts/error-table.sh            rewrites docs/errors.md
+#   scripts/error-table.sh -          prints the table instead
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 scripts/setup.sh --reference >&2
-out="$(mktemp)"; trap 'rm -f "$out"' EXIT
-SENTENCE_MTL_REQUIRE_ALL=1 SENTENCE_MTL_ERROR_TABLE="$out" \
+table="$(mktemp)"; page="$(mktemp)"; trap 'rm -f "$table" "$page"' EXIT
+SENTENCE_MTL_REQUIRE_ALL=1 SENTENCE_MTL_ERROR_TABLE="$table" \
   cargo test --release --locked --test e2e bad_input >&2
-cat "$out"
+if [ "${1:-}" = - ]; then
+  cat "$table"
+  exit 0
+fi
+{
+  cat <<'HEAD'
+# What happens when things go wrong
+
+Every case below is a test (`tests/e2e/bad_input.rs`); the message is what the test saw, with
+its temporary folder shown as `<dir>`. Each gives one `error:` line, exit code 1, and no panic
+or backtrace. `scripts/error-table.sh` regenerates this page.
+
+HEAD
+  cat "$table"
+  cat <<'TAIL'
+
+Beyond single messages: a run interrupted by Ctrl-C or SIGTERM saves and exits with 130/143
+and the resume command; `kill -9` at any moment (tested mid-write) leaves the previous checkpoint
+loadable; a loss that becomes NaN or infinite stops the run naming the task and step and points
+at the last good checkpoint. A property test feeds arbitrary bytes to the CSV reader and
+arbitrary Unicode to the tokeniser: no panic, ids within the vocabulary, lengths within
+`--max-length`.
+TAIL
+} > "$page"
+mv "$page" docs/errors.md
+echo "wrote docs/errors.md" >&2
