@@ -27,12 +27,7 @@ fn main() -> Result<()> {
     let threads: i32 = rest.get(1).map_or(Ok(2), |s| s.parse()).context("THREADS must be a number")?;
     tch::set_num_threads(threads);
 
-    let task = TaskSpec {
-        name: "task".into(),
-        labels: (0..6).map(|i| i.to_string()).collect(),
-        text_column: "text".into(),
-        label_column: "label".into(),
-    };
+    let task = TaskSpec::classification("task", (0..6).map(|i| i.to_string()).collect(), "text", "label");
     let spec = TrainingSpec { pooling: None, projection_dim: None, max_length: 128, tasks: vec![task] };
     let trainable = load_for_training(model, Device::Cpu, spec)?;
     let mut reader = csv::Reader::from_path(csv_path).with_context(|| format!("cannot read {csv_path}"))?;

@@ -57,7 +57,7 @@ pub fn class_logits(
     batch_size: usize,
     progress: &Progress,
 ) -> Result<Tensor> {
-    loaded.spec.task(task)?;
+    loaded.spec.head_task(task)?;
     run_batches(loaded, texts, batch_size, progress, |model, features| model.logits(features, task))
 }
 

@@ -38,11 +38,11 @@ pub struct Cli {
 pub enum Command {
     /// Turn sentences into fixed-length embeddings (and show their cosine similarities)
     Encode(EncodeArgs),
-    /// Fine-tune a shared encoder with one classification head per task
+    /// Fine-tune a shared encoder on several tasks at once (classification, similarity, pairs)
     Train(TrainArgs),
     /// Label sentences with a trained task head
     Predict(PredictArgs),
-    /// Accuracy, F1 and confusion matrices per task on labelled CSVs
+    /// Score a model per task: classification reports, similarity correlations, retrieval
     Eval(EvalArgs),
     /// Write a checkpoint for sentence-transformers, transformers or TorchScript
     Export(ExportArgs),
@@ -143,9 +143,25 @@ pub struct TrainArgs {
     #[arg(short, long, value_name = "DIR|HUB_ID", required_unless_present = "resume")]
     pub model: Option<String>,
 
-    /// A task: its name, training CSV and optional dev CSV. Repeat for each task
+    /// A task: its name, training CSV and optional dev CSV. Repeat for each task. The kind
+    /// comes from the header: text,label (classification), sentence1,sentence2,score
+    /// (similarity) or anchor,positive[,negative] (pairs)
     #[arg(long = "task", value_name = "NAME=TRAIN.csv[,DEV.csv]", required_unless_present = "resume")]
     pub tasks: Vec<TaskArg>,
+
+    /// A task's kind when its header does not say: classification, similarity or pairs;
+    /// repeatable
+    #[arg(long = "task-kind", value_name = "NAME=KIND")]
+    pub task_kinds: Vec<PerTaskValue>,
+
+    /// Loss of similarity tasks: cosent (CoSENT) or cosine-mse (the score mapped onto [0, 1]
+    /// by the training range), for all (LOSS) or one (NAME=LOSS) [default: cosent]
+    #[arg(long = "similarity-loss", value_name = "[NAME=]LOSS")]
+    pub similarity_losses: Vec<PerTaskValue>,
+
+    /// Scale of the cosine similarities in pairs tasks' in-batch-negatives loss
+    #[arg(long, default_value_t = 20.0, value_name = "S")]
+    pub pairs_scale: f64,
 
     /// Run directory: best/ and last/ checkpoints, train_log.jsonl, settings.json
     #[arg(short, long, value_name = "RUN_DIR", required_unless_present = "resume")]
@@ -207,7 +223,7 @@ pub struct TrainArgs {
     #[arg(long, value_name = "N")]
     pub max_steps: Option<usize>,
 
-    /// Sentences per batch (one task per batch)
+    /// Rows per batch (one task per batch): sentences, or pairs for similarity and pairs tasks
     #[arg(long, default_value_t = 32, value_name = "N")]
     pub batch_size: usize,
 
@@ -261,7 +277,8 @@ pub struct TrainArgs {
     #[arg(long, value_name = "N")]
     pub eval_every: Option<usize>,
 
-    /// Stop after N evaluations without a better mean macro-F1
+    /// Stop after N evaluations without a better mean of the tasks' main dev metrics
+    /// (macro-F1, Spearman, MRR@10)
     #[arg(long, value_name = "N")]
     pub patience: Option<usize>,
 
@@ -322,7 +339,9 @@ pub struct EvalArgs {
     #[command(flatten)]
     pub model: ModelArgs,
 
-    /// A task and its labelled CSV (columns as in training); repeat for each task
+    /// A task and its CSV; repeat for each task. A task the model was trained on is scored as
+    /// its kind; a similarity (sentence1,sentence2,score) or pairs (anchor,positive) file also
+    /// works for a name the model does not have, scoring the embeddings themselves
     #[arg(long = "task", value_name = "NAME=FILE.csv", required = true)]
     pub tasks: Vec<TaskArg>,
 
@@ -334,8 +353,9 @@ pub struct EvalArgs {
     #[arg(long = "label-column", value_name = "[NAME=]COL")]
     pub label_columns: Vec<PerTaskValue>,
 
-    /// Write metrics.json, confusion_<task>.csv/.png, predictions_<task>.csv and (for a
-    /// run's checkpoint) curves.png into DIR
+    /// Write metrics.json, predictions_<task>.csv, confusion_<task>.csv/.png
+    /// (classification), similarity_<task>.png (similarity) and, for a run's checkpoint,
+    /// curves.png into DIR
     #[arg(short, long, value_name = "DIR")]
     pub out: Option<PathBuf>,
 

@@ -102,6 +102,11 @@ impl<'a> PerTask<'a> {
         Self::resolve(flag, values, task_names)
     }
 
+    /// Whether `task` was named (`NAME=VALUE`), rather than covered by a value for all.
+    pub fn is_own(&self, task: &str) -> bool {
+        self.own.iter().any(|(name, _)| *name == task)
+    }
+
     /// The value for `task`, if any was given.
     pub fn get(&self, task: &str) -> Option<&'a str> {
         self.own.iter().rev().find(|(name, _)| *name == task).map(|(_, v)| *v).or(self.all)

@@ -1,5 +1,7 @@
-//! `sentence-mtl eval`: accuracy, F1 and confusion matrices per task on labelled CSVs, as
-//! tables, JSON and pictures.
+//! `sentence-mtl eval`: scores per task as tables, JSON and pictures. A task the model was
+//! trained on is scored as its kind; a similarity or pairs file also works for a task the
+//! model does not have (the embeddings themselves are scored), so a pre-trained model can be
+//! compared with its fine-tuned self.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -11,12 +13,12 @@ use super::runtime::open_model;
 use crate::atomic_write;
 use crate::cli::task_values::{PerTask, TaskArg};
 use crate::cli::EvalArgs;
-use crate::data::labelled::{LabelSet, LabelledData};
-use crate::inference::class_probabilities;
-use crate::metrics::ConfusionMatrix;
-use crate::model::spec::SpecOverrides;
-use crate::report::classification::TaskReport;
-use crate::report::plots::{confusion_heatmap, read_training_curves, training_curves};
+use crate::model::loaded::LoadedModel;
+use crate::model::spec::{SpecOverrides, TaskKind};
+use crate::progress::Progress;
+use crate::report::plots::{read_training_curves, training_curves};
+use crate::report::TaskReport;
+use crate::tasks::{self, kind_of_file, LabelColumns};
 
 struct EvalTask {
     name: String,
@@ -45,113 +47,103 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let label_columns = PerTask::resolve("--label-column", &args.label_columns, &names)?;
     let overrides = SpecOverrides { max_length: args.model.max_length, ..Default::default() };
     let (loaded, progress) = open_model(&args.model, &overrides)?;
-    for task in &tasks {
-        loaded.spec.task(&task.name)?;
-    }
 
-    let mut reports = Vec::new();
-    let mut predictions = Vec::new();
+    let mut reports: Vec<(String, Box<dyn TaskReport>)> = Vec::new();
     for task in &tasks {
-        let spec = loaded.spec.task(&task.name)?;
-        let text_column = text_columns.get(&task.name).unwrap_or(&spec.text_column);
-        let label_column = label_columns.get(&task.name).unwrap_or(&spec.label_column);
-        let data = LabelledData::read(&task.path, text_column, label_column)?;
-        let labels = LabelSet::from_names(spec.labels.clone());
-        let (truth, kept, skipped) = data.class_ids(&labels, args.unknown_labels)?;
-        if kept.is_empty() {
-            bail!("{}: no rows left after skipping labels the model was not trained on", task.path.display());
-        }
-        let texts: Vec<String> = kept.iter().map(|&r| data.texts[r].clone()).collect();
-        let probabilities = class_probabilities(&loaded, &task.name, &texts, args.model.batch_size, &progress)?;
-        let (best_p, best_class) = probabilities.max_dim(-1, false);
-        let best_p = Vec::<f32>::try_from(best_p)?;
-        let predicted: Vec<usize> = Vec::<i64>::try_from(best_class)?.into_iter().map(|c| c as usize).collect();
-        let matrix = ConfusionMatrix::from_predictions(labels.len(), &truth, &predicted);
-        let rows: Vec<[String; 4]> = texts
-            .iter()
-            .zip(&truth)
-            .zip(predicted.iter().zip(&best_p))
-            .map(|((text, &t), (&p, &prob))| {
-                [text.clone(), spec.labels[t].clone(), spec.labels[p].clone(), prob.to_string()]
-            })
-            .collect();
-        predictions.push(rows);
-        reports.push(TaskReport {
-            task: task.name.clone(),
-            data: task.path.clone(),
-            labels: spec.labels.clone(),
-            matrix,
-            skipped,
-        });
+        let columns = |spec_column: Option<&str>, flag: Option<&str>, default: &'static str| -> String {
+            flag.or(spec_column).unwrap_or(default).to_string()
+        };
+        let known = loaded.spec.tasks.iter().find(|t| t.name == task.name);
+        let text = columns(known.and_then(|t| t.text_column.as_deref()), text_columns.get(&task.name), "text");
+        let label = columns(known.and_then(|t| t.label_column.as_deref()), label_columns.get(&task.name), "label");
+        let report = task_report(&loaded, task, LabelColumns { text: &text, label: &label }, args, &progress)?;
+        reports.push((task.name.clone(), report));
     }
 
     let metrics = json!({
         "model": args.model.model,
         "evaluated_at": utc_timestamp(),
         "seconds": started.elapsed().as_secs_f64(),
-        "tasks": reports.iter().map(|r| (r.task.clone(), r.to_json())).collect::<serde_json::Map<_, _>>(),
+        "tasks": reports.iter().map(|(name, r)| (name.clone(), r.to_json())).collect::<serde_json::Map<_, _>>(),
     });
-    let mut written = Vec::new();
-    if let Some(out) = &args.out {
-        std::fs::create_dir_all(out).with_context(|| format!("cannot create --out {}", out.display()))?;
-        let file = |name: &str| out.join(name);
-        atomic_write::write_file(&file("metrics.json"), (serde_json::to_string_pretty(&metrics)? + "\n").as_bytes())?;
-        written.push(file("metrics.json"));
-        for (report, rows) in reports.iter().zip(&predictions) {
-            let csv_path = file(&format!("confusion_{}.csv", report.task));
-            atomic_write::write_file(&csv_path, &report.confusion_csv()?)?;
-            let png_path = file(&format!("confusion_{}.png", report.task));
-            let title = format!(
-                "{}: confusion matrix ({} rows, accuracy {:.3})",
-                report.task,
-                report.matrix.total(),
-                report.matrix.accuracy()
-            );
-            confusion_heatmap(&png_path, &title, &report.labels, &report.matrix.rows())?;
-            let predictions_path = file(&format!("predictions_{}.csv", report.task));
-            write_predictions_csv(&predictions_path, rows)?;
-            written.extend([csv_path, png_path, predictions_path]);
-        }
-        if let Some(log) = training_log_of(&loaded.dir) {
-            let curves = read_training_curves(&log)?;
-            if !curves.is_empty() {
-                let run = log.parent().unwrap_or(Path::new("."));
-                training_curves(&file("curves.png"), &format!("training run {}", run.display()), &curves)?;
-                written.push(file("curves.png"));
-            }
-        }
-    }
-
+    let written = match &args.out {
+        Some(out) => write_reports(out, &metrics, &reports, &loaded)?,
+        None => Vec::new(),
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&metrics)?);
-    } else {
-        for (i, report) in reports.iter().enumerate() {
-            if i > 0 {
-                println!();
-            }
-            print!("{}", report.render_text());
+        return Ok(());
+    }
+    for (i, (_, report)) in reports.iter().enumerate() {
+        if i > 0 {
+            println!();
         }
-        if !args.model.quiet && !written.is_empty() {
-            eprintln!();
-            for path in written {
-                eprintln!("wrote {}", path.display());
-            }
+        print!("{}", report.render_text());
+    }
+    if !args.model.quiet && !written.is_empty() {
+        eprintln!();
+        for path in written {
+            eprintln!("wrote {}", path.display());
         }
     }
     Ok(())
 }
 
-/// `predictions_<task>.csv`: text, label (true), predicted, probability; input order.
-fn write_predictions_csv(path: &Path, rows: &[[String; 4]]) -> Result<()> {
-    atomic_write::write_file_with(path, |file| {
-        let mut csv = csv::Writer::from_writer(file);
-        csv.write_record(["text", "label", "predicted", "probability"])?;
-        for row in rows {
-            csv.write_record(row)?;
+/// One task's report, as the kind the model knows it by, else as its file's header says.
+fn task_report(
+    loaded: &LoadedModel,
+    task: &EvalTask,
+    columns: LabelColumns<'_>,
+    args: &EvalArgs,
+    progress: &Progress,
+) -> Result<Box<dyn TaskReport>> {
+    let known = loaded.spec.tasks.iter().find(|t| t.name == task.name);
+    let kind =
+        kind_of_file(&task.path, known.map(|t| t.kind), columns).with_context(|| format!("task '{}'", task.name))?;
+    let batch_size = args.model.batch_size;
+    Ok(match (kind, known) {
+        (TaskKind::Classification, Some(spec)) => Box::new(tasks::classification::report(
+            loaded,
+            spec,
+            &task.path,
+            columns,
+            args.unknown_labels,
+            batch_size,
+            progress,
+        )?),
+        // A classification file needs the head of a task the model was trained on.
+        (TaskKind::Classification, None) => return Err(loaded.spec.unknown_task(&task.name)),
+        (TaskKind::Similarity, _) => {
+            Box::new(tasks::similarity::report(loaded, &task.name, &task.path, batch_size, progress)?)
         }
-        csv.flush()?;
-        Ok(())
+        (TaskKind::Pairs, _) => Box::new(tasks::pairs::report(loaded, &task.name, &task.path, batch_size, progress)?),
     })
+}
+
+/// `metrics.json`, every report's files and, for a run's checkpoint, `curves.png`.
+fn write_reports(
+    out: &Path,
+    metrics: &serde_json::Value,
+    reports: &[(String, Box<dyn TaskReport>)],
+    loaded: &LoadedModel,
+) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create --out {}", out.display()))?;
+    let metrics_path = out.join("metrics.json");
+    atomic_write::write_file(&metrics_path, (serde_json::to_string_pretty(metrics)? + "\n").as_bytes())?;
+    let mut written = vec![metrics_path];
+    for (_, report) in reports {
+        written.extend(report.write_files(out)?);
+    }
+    if let Some(log) = training_log_of(&loaded.dir) {
+        let curves = read_training_curves(&log)?;
+        if !curves.is_empty() {
+            let run = log.parent().unwrap_or(Path::new("."));
+            let path = out.join("curves.png");
+            training_curves(&path, &format!("training run {}", run.display()), &curves)?;
+            written.push(path);
+        }
+    }
+    Ok(written)
 }
 
 /// The run's `train_log.jsonl` when the model is a run's `best/` or `last/` checkpoint.

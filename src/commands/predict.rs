@@ -16,7 +16,7 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     let sentences = read_sentences(&args.io.sentences, args.io.input.as_deref(), &args.io.text_column)?;
     let overrides = SpecOverrides { max_length: args.model.max_length, ..Default::default() };
     let (loaded, progress) = open_model(&args.model, &overrides)?;
-    let task = loaded.spec.task(&args.task)?.clone();
+    let task = loaded.spec.head_task(&args.task)?.clone();
     let logits = class_logits(&loaded, &task.name, &sentences, args.model.batch_size, &progress)?;
     let probabilities = logits.softmax(-1, Kind::Float);
     let (best_probability, best_class) = probabilities.max_dim(-1, false);

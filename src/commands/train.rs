@@ -4,7 +4,7 @@
 use anyhow::{bail, Result};
 
 use crate::cli::TrainArgs;
-use crate::report::table::Table;
+use crate::train::overview::score_table;
 use crate::train::settings::TrainSettings;
 use crate::train::trainer::{resume, train, RunOptions};
 
@@ -44,17 +44,13 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         outcome.run.root.display()
     );
     if let Some(best) = &outcome.best {
-        let mut table = Table::new(["task", "dev accuracy", "dev macro-F1"]);
-        for (name, score) in &best.tasks {
-            table.row([name.clone(), format!("{:.4}", score.accuracy), format!("{:.4}", score.macro_f1)]);
-        }
         println!(
-            "best checkpoint {} (step {}, mean macro-F1 {:.4}):",
+            "best checkpoint {} (step {}, mean of the main dev metrics {:.4}):",
             outcome.run.best().display(),
             best.step,
-            best.mean_macro_f1
+            best.mean_main_metric
         );
-        print!("{}", table.render());
+        print!("{}", score_table(&best.tasks));
     }
     Ok(())
 }

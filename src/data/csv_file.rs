@@ -21,23 +21,12 @@ pub fn read_columns(path: &Path, columns: &[&str]) -> Result<Vec<CsvRow>> {
 
 pub fn read_columns_from<R: std::io::Read>(reader: R, name: &str, columns: &[&str]) -> Result<Vec<CsvRow>> {
     let mut csv = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(reader);
-    let header = match csv.byte_headers() {
-        Ok(h) => h.clone(),
-        Err(e) => bail!("{name}: cannot read the header row: {}", describe_csv_error(&e)),
-    };
-    if header.is_empty() || (header.len() == 1 && header[0].is_empty()) {
-        bail!("{name}: the file is empty (expected a header row with columns {})", columns.join(", "));
-    }
-    let header: Vec<String> = header
-        .iter()
-        .enumerate()
-        .map(|(i, h)| {
-            let h = String::from_utf8_lossy(h);
-            // The csv crate keeps a UTF-8 byte-order mark on the first header; drop it.
-            let h = if i == 0 { h.trim_start_matches('\u{feff}').to_string() } else { h.into_owned() };
-            h.trim().to_string()
-        })
-        .collect();
+    let header = header_of(&mut csv, name).map_err(|e| match e {
+        HeaderError::Empty => {
+            anyhow::anyhow!("{name}: the file is empty (expected a header row with columns {})", columns.join(", "))
+        }
+        HeaderError::Unreadable(message) => anyhow::anyhow!(message),
+    })?;
     let mut indices = Vec::with_capacity(columns.len());
     for column in columns {
         match header.iter().position(|h| h == column) {
@@ -72,6 +61,48 @@ pub fn read_columns_from<R: std::io::Read>(reader: R, name: &str, columns: &[&st
         rows.push(CsvRow { line, fields });
     }
     Ok(rows)
+}
+
+/// The column names of a CSV file's header row (a UTF-8 byte-order mark and surrounding
+/// spaces removed), for telling what kind of data a file holds.
+pub fn read_header(path: &Path) -> Result<Vec<String>> {
+    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let name = path.display().to_string();
+    let mut csv = csv::ReaderBuilder::new().has_headers(true).from_reader(file);
+    header_of(&mut csv, &name).map_err(|e| match e {
+        HeaderError::Empty => anyhow::anyhow!("{name}: the file is empty (expected a header row naming the columns)"),
+        HeaderError::Unreadable(message) => anyhow::anyhow!(message),
+    })
+}
+
+enum HeaderError {
+    Empty,
+    Unreadable(String),
+}
+
+fn header_of<R: std::io::Read>(csv: &mut csv::Reader<R>, name: &str) -> Result<Vec<String>, HeaderError> {
+    let header = match csv.byte_headers() {
+        Ok(h) => h.clone(),
+        Err(e) => {
+            return Err(HeaderError::Unreadable(format!(
+                "{name}: cannot read the header row: {}",
+                describe_csv_error(&e)
+            )))
+        }
+    };
+    if header.is_empty() || (header.len() == 1 && header[0].is_empty()) {
+        return Err(HeaderError::Empty);
+    }
+    Ok(header
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let h = String::from_utf8_lossy(h);
+            // The csv crate keeps a UTF-8 byte-order mark on the first header; drop it.
+            let h = if i == 0 { h.trim_start_matches('\u{feff}').to_string() } else { h.into_owned() };
+            h.trim().to_string()
+        })
+        .collect())
 }
 
 fn error_line(e: &csv::Error) -> u64 {

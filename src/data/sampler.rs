@@ -4,7 +4,9 @@
 //! shuffled, cut into mega-chunks of 50 batches, each chunk sorted by length and cut into
 //! batches, and the batch order shuffled again (as HF's `group_by_length`), so a batch pads
 //! to nearly its own length while the order stays random. A task whose batches run out
-//! starts a fresh shuffled pass ("recycled").
+//! starts a fresh shuffled pass ("recycled"). Rows that must not share a batch (pairs whose
+//! texts would be false negatives of each other) are moved on to the next batch that can
+//! take them.
 
 use std::collections::VecDeque;
 
@@ -68,23 +70,71 @@ impl SamplingStrategy {
     }
 }
 
+/// What the sampler knows of one task's training rows.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TaskRows {
+    /// Token count of each row.
+    pub lengths: Vec<usize>,
+    /// Per row, keys of texts that no other row in its batch may share; `None`: no constraint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclusive: Option<Vec<Vec<u64>>>,
+}
+
+impl TaskRows {
+    pub fn of_lengths(lengths: Vec<usize>) -> Self {
+        Self { lengths, exclusive: None }
+    }
+
+    fn len(&self) -> usize {
+        self.lengths.len()
+    }
+}
+
 /// Length-grouped batches of row indices for one pass over a task's rows.
-pub fn length_grouped_batches(lengths: &[usize], batch_size: usize, rng: &mut Rng) -> Vec<Vec<usize>> {
+pub fn length_grouped_batches(rows: &TaskRows, batch_size: usize, rng: &mut Rng) -> Vec<Vec<usize>> {
+    let lengths = &rows.lengths;
     let mut order: Vec<usize> = (0..lengths.len()).collect();
     rng.shuffle(&mut order);
     let mut batches = Vec::with_capacity(lengths.len().div_ceil(batch_size));
     for chunk in order.chunks_mut(batch_size * MEGA_CHUNK_BATCHES) {
         chunk.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
-        batches.extend(chunk.chunks(batch_size).map(<[usize]>::to_vec));
+        match &rows.exclusive {
+            None => batches.extend(chunk.chunks(batch_size).map(<[usize]>::to_vec)),
+            Some(keys) => batches.extend(batches_without_shared_texts(chunk, keys, batch_size)),
+        }
     }
     rng.shuffle(&mut batches);
+    batches
+}
+
+/// Cuts `rows` (in order) into batches of at most `batch_size` in which no two rows share a
+/// key: a row that would is moved on to the next batch that can take it.
+fn batches_without_shared_texts(rows: &[usize], keys: &[Vec<u64>], batch_size: usize) -> Vec<Vec<usize>> {
+    let mut pending: Vec<usize> = rows.to_vec();
+    let mut batches = Vec::new();
+    while !pending.is_empty() {
+        let mut batch = Vec::with_capacity(batch_size);
+        let mut taken = std::collections::HashSet::new();
+        let mut deferred = Vec::new();
+        for row in pending {
+            if batch.len() < batch_size && keys[row].iter().all(|k| !taken.contains(k)) {
+                taken.extend(keys[row].iter().copied());
+                batch.push(row);
+            } else {
+                deferred.push(row);
+            }
+        }
+        batches.push(batch);
+        pending = deferred;
+    }
     batches
 }
 
 /// One task's stream of batches, reshuffled each time it runs out.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct TaskStream {
-    lengths: Vec<usize>,
+    #[serde(flatten)]
+    rows: TaskRows,
     queue: VecDeque<Vec<usize>>,
     /// Completed passes over the task's rows.
     passes: usize,
@@ -92,12 +142,12 @@ struct TaskStream {
 
 impl TaskStream {
     fn batches_per_pass(&self, batch_size: usize) -> usize {
-        self.lengths.len().div_ceil(batch_size)
+        self.rows.len().div_ceil(batch_size)
     }
 
     fn next(&mut self, batch_size: usize, rng: &mut Rng) -> Vec<usize> {
         if self.queue.is_empty() {
-            self.queue = length_grouped_batches(&self.lengths, batch_size, rng).into();
+            self.queue = length_grouped_batches(&self.rows, batch_size, rng).into();
         }
         let batch = self.queue.pop_front().expect("a task has at least one row");
         if self.queue.is_empty() {
@@ -120,11 +170,10 @@ pub struct TaskSampler {
 }
 
 impl TaskSampler {
-    /// `lengths[t][i]` is the token count of row `i` of task `t` (every task non-empty).
-    pub fn new(strategy: SamplingStrategy, batch_size: usize, lengths: Vec<Vec<usize>>, seed: u64) -> Self {
-        assert!(batch_size > 0 && lengths.iter().all(|l| !l.is_empty()));
-        let streams =
-            lengths.into_iter().map(|lengths| TaskStream { lengths, queue: VecDeque::new(), passes: 0 }).collect();
+    /// `tasks[t]` describes the rows of task `t` (every task non-empty).
+    pub fn new(strategy: SamplingStrategy, batch_size: usize, tasks: Vec<TaskRows>, seed: u64) -> Self {
+        assert!(batch_size > 0 && tasks.iter().all(|t| t.len() > 0));
+        let streams = tasks.into_iter().map(|rows| TaskStream { rows, queue: VecDeque::new(), passes: 0 }).collect();
         Self { strategy, batch_size, streams, rng: Rng::new(seed), drawn: 0 }
     }
 
@@ -141,7 +190,7 @@ impl TaskSampler {
 
     /// Probability of each task per batch (round-robin: equal shares).
     pub fn task_shares(&self) -> Vec<f64> {
-        let sizes = self.streams.iter().map(|s| s.lengths.len() as f64);
+        let sizes = self.streams.iter().map(|s| s.rows.len() as f64);
         let weights: Vec<f64> = match self.strategy {
             SamplingStrategy::RoundRobin => sizes.map(|_| 1.0).collect(),
             SamplingStrategy::Proportional => sizes.collect(),
@@ -182,8 +231,8 @@ impl TaskSampler {
 mod tests {
     use super::*;
 
-    fn lengths(sizes: &[usize]) -> Vec<Vec<usize>> {
-        sizes.iter().map(|&n| (0..n).map(|i| 3 + i % 17).collect()).collect()
+    fn lengths(sizes: &[usize]) -> Vec<TaskRows> {
+        sizes.iter().map(|&n| TaskRows::of_lengths((0..n).map(|i| 3 + i % 17).collect())).collect()
     }
 
     #[test]
@@ -200,7 +249,7 @@ mod tests {
     #[test]
     fn each_pass_covers_every_row_once() {
         let mut rng = Rng::new(5);
-        let lens: Vec<usize> = (0..103).map(|i| i % 11).collect();
+        let lens = TaskRows::of_lengths((0..103).map(|i| i % 11).collect());
         let batches = length_grouped_batches(&lens, 8, &mut rng);
         let mut rows: Vec<usize> = batches.concat();
         rows.sort();
@@ -213,7 +262,7 @@ mod tests {
         let mut rng = Rng::new(9);
         let mut lens_rng = Rng::new(10);
         let lens: Vec<usize> = (0..5000).map(|_| 5 + lens_rng.below(60)).collect();
-        let batches = length_grouped_batches(&lens, 32, &mut rng);
+        let batches = length_grouped_batches(&TaskRows::of_lengths(lens.clone()), 32, &mut rng);
         let real: usize = lens.iter().sum();
         let padded: usize = batches.iter().map(|b| b.len() * b.iter().map(|&i| lens[i]).max().unwrap()).sum();
         let ratio = padded as f64 / real as f64;
@@ -258,6 +307,28 @@ mod tests {
         let mut resumed: TaskSampler = serde_json::from_str(&saved).unwrap();
         let got: Vec<(usize, Vec<usize>)> = (0..20).map(|_| resumed.next_batch()).collect();
         assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn rows_sharing_a_text_never_share_a_batch_and_every_row_comes_once() {
+        // 60 rows over 10 texts: row i has texts i % 10 and 100 + i % 7.
+        let keys: Vec<Vec<u64>> = (0..60u64).map(|i| vec![i % 10, 100 + i % 7]).collect();
+        let rows = TaskRows { lengths: (0..60).map(|i| 5 + i % 3).collect(), exclusive: Some(keys.clone()) };
+        let batches = length_grouped_batches(&rows, 8, &mut Rng::new(4));
+        let mut seen: Vec<usize> = batches.concat();
+        seen.sort();
+        assert_eq!(seen, (0..60).collect::<Vec<_>>());
+        for batch in &batches {
+            assert!(batch.len() <= 8);
+            let mut texts: Vec<u64> = batch.iter().flat_map(|&r| keys[r].clone()).collect();
+            let before = texts.len();
+            texts.sort();
+            texts.dedup();
+            assert_eq!(texts.len(), before, "a text repeats in {batch:?}");
+        }
+        // Without the constraint the same rows fill full batches, so the constraint did work.
+        let free = length_grouped_batches(&TaskRows::of_lengths(rows.lengths.clone()), 8, &mut Rng::new(4));
+        assert!(batches.len() > free.len());
     }
 
     #[test]

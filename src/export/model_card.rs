@@ -3,6 +3,7 @@
 
 use crate::model::loaded::LoadedModel;
 use crate::model::pooling::Pooling;
+use crate::train::evaluate::Evaluation;
 
 use super::ExportFormat;
 
@@ -47,7 +48,7 @@ fn pooler_note(loaded: &LoadedModel) -> &'static str {
 }
 
 fn usage(loaded: &LoadedModel, format: ExportFormat) -> String {
-    let first_task = loaded.spec.tasks.first().map(|t| t.name.as_str()).unwrap_or("TASK");
+    let first_task = loaded.spec.head_tasks().next().map(|t| t.name.as_str()).unwrap_or("TASK");
     match format {
         ExportFormat::SentenceTransformers => format!(
             "```python\nfrom sentence_transformers import SentenceTransformer\nmodel = SentenceTransformer(\".\")  # this folder\nembeddings = model.encode([\"A first sentence.\", \"Another one.\"])\n```\n\nThe embeddings equal `sentence-mtl encode --model` on the checkpoint (pooling, projection as a Dense module, normalisation {}). Task heads are not part of a sentence-transformers model; use the `hf` or `torchscript` export for them.\n",
@@ -82,9 +83,14 @@ pub fn render(loaded: &LoadedModel, format: ExportFormat) -> String {
         if spec.normalize { "yes" } else { "no" },
         spec.max_length,
     );
-    card.push_str("\n## Tasks\n\n| task | labels (class id order) |\n|---|---|\n");
+    card.push_str("\n## Tasks\n\n| task | kind | loss | labels (class id order) or scores |\n|---|---|---|---|\n");
     for task in &spec.tasks {
-        card.push_str(&format!("| {} | {} |\n", task.name, task.labels.join(", ")));
+        let values = match task.score_range {
+            Some([low, high]) => format!("scores {low} to {high}"),
+            None => task.labels.join(", "),
+        };
+        let loss = task.loss.as_deref().unwrap_or("cross-entropy");
+        card.push_str(&format!("| {} | {} | {loss} | {values} |\n", task.name, task.kind));
     }
     if let Some(training) = &spec.training {
         card.push_str("\n## Training\n\n");
@@ -123,20 +129,21 @@ pub fn render(loaded: &LoadedModel, format: ExportFormat) -> String {
             _ => card.push_str("- command: not recorded\n"),
         }
     }
-    if let Some(metrics) = &spec.metrics {
+    let evaluation = spec.metrics.clone().and_then(|m| serde_json::from_value::<Evaluation>(m).ok());
+    if let Some(evaluation) = evaluation {
         card.push_str(&format!(
-            "\n## Dev metrics (step {}, when this checkpoint was saved)\n\n| task | accuracy | macro-F1 | examples |\n|---|---:|---:|---:|\n",
-            metrics["step"]
+            "\n## Dev metrics (step {}, when this checkpoint was saved)\n\n| task | kind | main metric | value | also | examples |\n|---|---|---|---:|---|---:|\n",
+            evaluation.step
         ));
-        if let Some(tasks) = metrics["tasks"].as_object() {
-            for (name, score) in tasks {
-                card.push_str(&format!(
-                    "| {name} | {:.4} | {:.4} | {} |\n",
-                    score["accuracy"].as_f64().unwrap_or(f64::NAN),
-                    score["macro_f1"].as_f64().unwrap_or(f64::NAN),
-                    score["examples"]
-                ));
-            }
+        for (name, score) in &evaluation.tasks {
+            let (second, value) = score.secondary();
+            card.push_str(&format!(
+                "| {name} | {} | {} | {:.4} | {second} {value:.4} | {} |\n",
+                score.kind(),
+                score.kind().main_metric(),
+                score.main(),
+                score.examples()
+            ));
         }
     }
     card.push_str("\n## Usage\n\n");

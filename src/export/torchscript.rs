@@ -59,7 +59,7 @@ pub fn write(loaded: &LoadedModel, folder: &Path) -> Result<()> {
     std::fs::remove_file(&traced_path)?;
     copy_model_files(loaded, folder)?;
     let mut outputs = vec!["embedding".to_string()];
-    outputs.extend(loaded.spec.tasks.iter().map(|t| format!("logits:{}", t.name)));
+    outputs.extend(loaded.spec.head_tasks().map(|t| format!("logits:{}", t.name)));
     std::fs::write(
         folder.join("tasks.json"),
         serde_json::to_string_pretty(&tasks_json(loaded, Some(outputs)))? + "\n",

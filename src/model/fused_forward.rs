@@ -123,15 +123,15 @@ impl FusedForward<'_> {
 
     /// Logits `[batch, n_classes]` of one task's head.
     pub fn logits(&self, features: &Tensor, task: &str) -> Result<Tensor> {
-        self.spec.task(task)?;
+        self.spec.head_task(task)?;
         self.linear(features, &names::head(task))
     }
 
-    /// `[embedding, logits of each task...]`, the outputs of the TorchScript export.
+    /// `[embedding, logits of each task with a head...]`, the outputs of the TorchScript export.
     pub fn all_outputs(&self, input_ids: &Tensor, attention_mask: &Tensor) -> Result<Vec<Tensor>> {
         let features = self.features(input_ids, attention_mask)?;
         let mut outputs = vec![self.embedding(&features)];
-        for task in &self.spec.tasks {
+        for task in self.spec.head_tasks() {
             outputs.push(self.logits(&features, &task.name)?);
         }
         Ok(outputs)

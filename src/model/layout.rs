@@ -34,7 +34,7 @@ pub fn tensor_shapes(config: &BackboneConfig, spec: &ModelSpec) -> BTreeMap<Stri
     if let Some(dim) = spec.projection_dim {
         shapes.linear(names::PROJECTION, hidden, dim);
     }
-    for task in &spec.tasks {
+    for task in spec.head_tasks() {
         shapes.linear(&names::head(&task.name), spec.feature_width(hidden), task.labels.len() as i64);
     }
     shapes.0

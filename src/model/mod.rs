@@ -21,7 +21,7 @@ use spec::ModelSpec;
 
 /// Training's variables, all in one VarStore, named and shaped as HF names them:
 /// `<distilbert|bert>.*` (created by rust-bert's modules), `projection.*` (if the spec has a
-/// projection) and `heads.<task>.*`. The forward pass over them is `fused_forward`'s, the
+/// projection) and `heads.<task>.*` (tasks with a head). The forward pass over them is `fused_forward`'s, the
 /// one inference runs; `backbone` keeps rust-bert's own forward for parity checks.
 pub struct MultiTaskModel {
     pub vs: VarStore,
@@ -41,7 +41,7 @@ impl MultiTaskModel {
             nn::linear(&root / names::PROJECTION, hidden, dim, Default::default());
         }
         // `heads.<task>.weight [n_classes, features]`, `heads.<task>.bias [n_classes]`.
-        for task in &spec.tasks {
+        for task in spec.head_tasks() {
             let head = &root / names::HEADS / task.name.as_str();
             nn::linear(head, spec.feature_width(hidden), task.labels.len() as i64, Default::default());
         }
@@ -66,11 +66,8 @@ pub(crate) mod test_support {
             max_length: 16,
             tasks: tasks
                 .iter()
-                .map(|(name, n)| TaskSpec {
-                    name: name.to_string(),
-                    labels: (0..*n).map(|i| i.to_string()).collect(),
-                    text_column: "text".into(),
-                    label_column: "label".into(),
+                .map(|(name, n)| {
+                    TaskSpec::classification(name, (0..*n).map(|i| i.to_string()).collect(), "text", "label")
                 })
                 .collect(),
             base_model: "test".into(),

@@ -2,6 +2,10 @@
 //! the tasks with their labels. A checkpoint stores it as `sentence_mtl.json`; for a plain
 //! Hugging Face folder it comes from defaults and the sentence-transformers configuration.
 
+use std::fmt;
+use std::str::FromStr;
+
+use anyhow::bail;
 use serde::{Deserialize, Serialize};
 
 use crate::model::pooling::Pooling;
@@ -40,24 +44,120 @@ pub struct ModelSpec {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TaskSpec {
     pub name: String,
-    /// Class names; a class's index in this list is its id and its row in the head.
+    /// Checkpoints from before task kinds have no `kind`: their tasks are classification.
+    #[serde(default)]
+    pub kind: TaskKind,
+    /// Class names (classification); a class's index in this list is its id and its row in
+    /// the head.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub labels: Vec<String>,
-    pub text_column: String,
-    pub label_column: String,
+    /// The columns a classification task reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_column: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_column: Option<String>,
+    /// The lowest and highest training score (similarity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score_range: Option<[f64; 2]>,
+    /// The training loss: cross-entropy, cosent, cosine-mse or multiple-negatives-ranking.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss: Option<String>,
+}
+
+impl TaskSpec {
+    /// A classification task with these labels, read from these columns.
+    pub fn classification(name: &str, labels: Vec<String>, text_column: &str, label_column: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            kind: TaskKind::Classification,
+            labels,
+            text_column: Some(text_column.to_string()),
+            label_column: Some(label_column.to_string()),
+            score_range: None,
+            loss: Some("cross-entropy".into()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskKind {
+    #[default]
+    Classification,
+    Similarity,
+    Pairs,
+}
+
+pub const KINDS: [TaskKind; 3] = [TaskKind::Classification, TaskKind::Similarity, TaskKind::Pairs];
+
+impl FromStr for TaskKind {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        Ok(match s {
+            "classification" => Self::Classification,
+            "similarity" => Self::Similarity,
+            "pairs" => Self::Pairs,
+            other => bail!("unknown task kind '{other}' (expected classification, similarity or pairs)"),
+        })
+    }
+}
+
+impl fmt::Display for TaskKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Classification => "classification",
+            Self::Similarity => "similarity",
+            Self::Pairs => "pairs",
+        })
+    }
+}
+
+impl TaskKind {
+    /// Only classification tasks have a head; the others train the embeddings themselves.
+    pub fn has_head(self) -> bool {
+        self == Self::Classification
+    }
+
+    /// The name of the dev metric `best/` is chosen by.
+    pub fn main_metric(self) -> &'static str {
+        match self {
+            Self::Classification => "macro-F1",
+            Self::Similarity => "Spearman",
+            Self::Pairs => "MRR@10",
+        }
+    }
 }
 
 impl ModelSpec {
+    /// The tasks with a head (classification), in order.
+    pub fn head_tasks(&self) -> impl Iterator<Item = &TaskSpec> {
+        self.tasks.iter().filter(|t| t.kind.has_head())
+    }
+
+    /// A task with a head, for `predict` and the heads' logits.
+    pub fn head_task(&self, name: &str) -> anyhow::Result<&TaskSpec> {
+        let task = self.task(name)?;
+        if !task.kind.has_head() {
+            anyhow::bail!(
+                "task '{name}' is a {} task: it has no head to predict with (its embeddings are what `encode` returns)",
+                task.kind
+            );
+        }
+        Ok(task)
+    }
+
     pub fn task(&self, name: &str) -> anyhow::Result<&TaskSpec> {
-        self.tasks.iter().find(|t| t.name == name).ok_or_else(|| {
-            let known: Vec<&str> = self.tasks.iter().map(|t| t.name.as_str()).collect();
-            if known.is_empty() {
-                anyhow::anyhow!(
-                    "unknown task '{name}': this model has no task heads (train one with `sentence-mtl train`)"
-                )
-            } else {
-                anyhow::anyhow!("unknown task '{name}' (this model has: {})", known.join(", "))
-            }
-        })
+        self.tasks.iter().find(|t| t.name == name).ok_or_else(|| self.unknown_task(name))
+    }
+
+    /// The error for a task name this model does not have.
+    pub fn unknown_task(&self, name: &str) -> anyhow::Error {
+        let known: Vec<&str> = self.tasks.iter().map(|t| t.name.as_str()).collect();
+        if known.is_empty() {
+            anyhow::anyhow!("unknown task '{name}': this model has no task heads (train one with `sentence-mtl train`)")
+        } else {
+            anyhow::anyhow!("unknown task '{name}' (this model has: {})", known.join(", "))
+        }
     }
 
     /// Width of the sentence features the heads read: the projection's, else the backbone's.

@@ -1,30 +1,36 @@
-//! One task's evaluation report: scikit-learn-style classification report and confusion
-//! matrix as terminal tables, as JSON, and as CSV.
+//! A classification task's evaluation report: scikit-learn-style classification report and
+//! confusion matrix as terminal tables, as JSON, as CSV and as a heatmap, with each row's
+//! prediction.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use anyhow::Result;
 use serde_json::{json, Value};
 
+use super::plots::confusion_heatmap;
 use super::table::{Align, Table};
+use super::{write_csv, TaskReport};
 use crate::data::labelled::UnknownLabels;
-use crate::metrics::{Average, ConfusionMatrix};
+use crate::metrics::classification::{Average, ConfusionMatrix};
 
-pub struct TaskReport {
+pub struct ClassificationReport {
     pub task: String,
     pub data: PathBuf,
     pub labels: Vec<String>,
     pub matrix: ConfusionMatrix,
     /// Rows left out with `--unknown-labels skip`.
     pub skipped: UnknownLabels,
+    /// Per row, in input order: text, true label, predicted label, its probability.
+    pub predictions: Vec<[String; 4]>,
 }
 
 fn average_json(a: Average) -> Value {
     json!({ "precision": a.precision, "recall": a.recall, "f1": a.f1 })
 }
 
-impl TaskReport {
+impl TaskReport for ClassificationReport {
     /// Every number of the report (docs/usage.md lists the metrics.json fields).
-    pub fn to_json(&self) -> Value {
+    fn to_json(&self) -> Value {
         let per_class: serde_json::Map<String, Value> = self
             .labels
             .iter()
@@ -39,6 +45,7 @@ impl TaskReport {
         let macro_avg = self.matrix.macro_average();
         let weighted = self.matrix.weighted_average();
         json!({
+            "kind": "classification",
             "data": self.data,
             "rows": self.matrix.total(),
             "skipped_unknown_labels": {
@@ -57,7 +64,7 @@ impl TaskReport {
 
     /// The classification report (as scikit-learn prints it, 4 digits) and the confusion
     /// matrix, for the terminal.
-    pub fn render_text(&self) -> String {
+    fn render_text(&self) -> String {
         let mut out = format!(
             "task {}: {} rows from {}, accuracy {:.4}, macro-F1 {:.4}\n",
             self.task,
@@ -100,8 +107,28 @@ impl TaskReport {
         out
     }
 
+    /// `confusion_<task>.csv` and `.png`, and `predictions_<task>.csv` (`text`, `label`,
+    /// `predicted`, `probability`, input order).
+    fn write_files(&self, out: &Path) -> Result<Vec<PathBuf>> {
+        let csv_path = out.join(format!("confusion_{}.csv", self.task));
+        crate::atomic_write::write_file(&csv_path, &self.confusion_csv()?)?;
+        let png_path = out.join(format!("confusion_{}.png", self.task));
+        let title = format!(
+            "{}: confusion matrix ({} rows, accuracy {:.3})",
+            self.task,
+            self.matrix.total(),
+            self.matrix.accuracy()
+        );
+        confusion_heatmap(&png_path, &title, &self.labels, &self.matrix.rows())?;
+        let predictions_path = out.join(format!("predictions_{}.csv", self.task));
+        write_csv(&predictions_path, ["text", "label", "predicted", "probability"], &self.predictions)?;
+        Ok(vec![csv_path, png_path, predictions_path])
+    }
+}
+
+impl ClassificationReport {
     /// `confusion_<task>.csv`: header `true\predicted,<labels...>`, one row per true class.
-    pub fn confusion_csv(&self) -> anyhow::Result<Vec<u8>> {
+    pub fn confusion_csv(&self) -> Result<Vec<u8>> {
         let mut csv = csv::Writer::from_writer(Vec::new());
         let mut header = vec!["true\\predicted".to_string()];
         header.extend(self.labels.iter().cloned());
@@ -123,13 +150,14 @@ fn f4(x: f64) -> String {
 mod tests {
     use super::*;
 
-    fn report() -> TaskReport {
-        TaskReport {
+    fn report() -> ClassificationReport {
+        ClassificationReport {
             task: "t".into(),
             data: "d.csv".into(),
             labels: vec!["neg".into(), "pos".into()],
             matrix: ConfusionMatrix::from_predictions(2, &[0, 0, 1, 1], &[0, 1, 1, 1]),
             skipped: UnknownLabels::default(),
+            predictions: Vec::new(),
         }
     }
 

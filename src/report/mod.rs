@@ -1,6 +1,35 @@
-//! Human-facing reports: terminal tables, classification reports (text, JSON, CSV) and
-//! pictures.
+//! Human-facing reports: terminal tables, one report per task kind (text, JSON and files for
+//! `eval --out`), and pictures.
 
 pub mod classification;
 pub mod plots;
+pub mod retrieval;
+pub mod similarity;
 pub mod table;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+
+/// One task's evaluation, as `eval` prints and writes it.
+pub trait TaskReport {
+    /// The task's entry in `metrics.json`; its first field is the task's `kind`.
+    fn to_json(&self) -> serde_json::Value;
+    /// The report for the terminal.
+    fn render_text(&self) -> String;
+    /// Writes the report's files (predictions, tables, pictures) into `out`; returns their paths.
+    fn write_files(&self, out: &Path) -> Result<Vec<PathBuf>>;
+}
+
+/// Writes `rows` under `header` as a CSV file, atomically.
+pub fn write_csv<const N: usize>(path: &Path, header: [&str; N], rows: &[[String; N]]) -> Result<()> {
+    crate::atomic_write::write_file_with(path, |file| {
+        let mut csv = csv::Writer::from_writer(file);
+        csv.write_record(header)?;
+        for row in rows {
+            csv.write_record(row)?;
+        }
+        csv.flush()?;
+        Ok(())
+    })
+}

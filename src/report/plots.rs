@@ -73,10 +73,7 @@ pub fn confusion_heatmap(path: &Path, title: &str, labels: &[String], matrix: &[
     let count_size = (cell as f64 * 0.36).clamp(7.0, 18.0);
     // Measure labels with the real font to size the margins.
     register_font()?;
-    let measure = |text: &str, size: f64| -> u32 {
-        let font: FontDesc = (FONT, size).into_font();
-        font.box_size(text).map(|(w, _)| w).unwrap_or((text.len() as f64 * size * 0.6) as u32)
-    };
+    let measure = text_width;
     let widest = labels.iter().map(|l| measure(l, label_size)).max().unwrap_or(0);
     let rotate_x = widest + 6 > cell;
     let left = widest + 50;
@@ -167,10 +164,12 @@ pub struct TaskCurves {
     pub task: String,
     /// (step, mean loss over the logging window)
     pub loss: Vec<(f64, f64)>,
-    /// (step, dev macro-F1)
-    pub macro_f1: Vec<(f64, f64)>,
-    /// (step, dev accuracy)
-    pub accuracy: Vec<(f64, f64)>,
+    /// (step, the dev main metric: macro-F1, Spearman or MRR@10)
+    pub main: Vec<(f64, f64)>,
+    /// (step, the second dev metric: accuracy, Pearson or recall@1)
+    pub secondary: Vec<(f64, f64)>,
+    /// "macro-F1 / accuracy", ... (empty before the first evaluation)
+    pub metric_names: String,
 }
 
 /// Every task's curves from a run's log (`train::log`), tasks in order of first appearance.
@@ -195,8 +194,10 @@ pub fn read_training_curves(log: &Path) -> Result<Vec<TaskCurves>> {
             LogRecord::Eval(r) => {
                 for (task, score) in &r.tasks {
                     let c = entry(&mut curves, task);
-                    c.macro_f1.push((r.step as f64, score.macro_f1));
-                    c.accuracy.push((r.step as f64, score.accuracy));
+                    let (second_name, second) = score.secondary();
+                    c.main.push((r.step as f64, score.main()));
+                    c.secondary.push((r.step as f64, second));
+                    c.metric_names = format!("{} / {second_name}", score.kind().main_metric());
                 }
             }
             LogRecord::Summary(_) => {}
@@ -205,7 +206,7 @@ pub fn read_training_curves(log: &Path) -> Result<Vec<TaskCurves>> {
     Ok(curves)
 }
 
-/// Loss per task (left) and dev macro-F1 (solid) and accuracy (dashed) per task (right).
+/// Loss per task (left) and each task's main dev metric (solid) and second one (dashed, right).
 pub fn training_curves(path: &Path, title: &str, curves: &[TaskCurves]) -> Result<()> {
     let colors = [
         RGBColor(31, 119, 180),
@@ -215,7 +216,9 @@ pub fn training_curves(path: &Path, title: &str, curves: &[TaskCurves]) -> Resul
         RGBColor(255, 127, 14),
         RGBColor(140, 86, 75),
     ];
-    let max_step = curves.iter().flat_map(|c| c.loss.iter().chain(&c.macro_f1)).map(|p| p.0).fold(1.0f64, f64::max);
+    let max_step = curves.iter().flat_map(|c| c.loss.iter().chain(&c.main)).map(|p| p.0).fold(1.0f64, f64::max);
+    // Correlations can be negative; everything else lies in [0, 1].
+    let min_score = curves.iter().flat_map(|c| c.main.iter().chain(&c.secondary)).map(|p| p.1).fold(0.0f64, f64::min);
     let max_loss = curves.iter().flat_map(|c| &c.loss).map(|p| p.1).fold(0.1f64, f64::max) * 1.05;
     render_png(path, (1200, 480), |root| {
         let root = root.titled(title, (FONT, 20.0)).map_err(plot_error)?;
@@ -230,7 +233,7 @@ pub fn training_curves(path: &Path, title: &str, curves: &[TaskCurves]) -> Resul
         loss_chart
             .configure_mesh()
             .x_desc("optimizer step")
-            .y_desc("cross-entropy")
+            .y_desc("loss")
             .x_label_formatter(&|x| format!("{x:.0}"))
             .light_line_style(RGBColor(245, 245, 245))
             .label_style((FONT, 12.0))
@@ -253,11 +256,11 @@ pub fn training_curves(path: &Path, title: &str, curves: &[TaskCurves]) -> Resul
             .map_err(plot_error)?;
 
         let mut dev_chart = ChartBuilder::on(&right)
-            .caption("dev macro-F1 (solid) and accuracy (dashed)", (FONT, 15.0))
+            .caption("dev: main metric (solid) and second metric (dashed)", (FONT, 15.0))
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(55)
-            .build_cartesian_2d(0f64..max_step, 0f64..1.0f64)
+            .build_cartesian_2d(0f64..max_step, min_score..1.0f64)
             .map_err(plot_error)?;
         dev_chart
             .configure_mesh()
@@ -270,17 +273,17 @@ pub fn training_curves(path: &Path, title: &str, curves: &[TaskCurves]) -> Resul
             .map_err(plot_error)?;
         for (i, c) in curves.iter().enumerate() {
             let color = colors[i % colors.len()];
-            if c.macro_f1.is_empty() {
+            if c.main.is_empty() {
                 continue;
             }
             dev_chart
-                .draw_series(LineSeries::new(c.macro_f1.iter().copied(), color.stroke_width(2)))
+                .draw_series(LineSeries::new(c.main.iter().copied(), color.stroke_width(2)))
                 .map_err(plot_error)?
-                .label(c.task.clone())
+                .label(format!("{} ({})", c.task, c.metric_names))
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-            dev_chart.draw_series(c.macro_f1.iter().map(|&p| Circle::new(p, 3, color.filled()))).map_err(plot_error)?;
+            dev_chart.draw_series(c.main.iter().map(|&p| Circle::new(p, 3, color.filled()))).map_err(plot_error)?;
             dev_chart
-                .draw_series(DashedLineSeries::new(c.accuracy.iter().copied(), 6, 4, color.stroke_width(1)))
+                .draw_series(DashedLineSeries::new(c.secondary.iter().copied(), 6, 4, color.stroke_width(1)))
                 .map_err(plot_error)?;
         }
         dev_chart
@@ -293,6 +296,45 @@ pub fn training_curves(path: &Path, title: &str, curves: &[TaskCurves]) -> Resul
             .map_err(plot_error)?;
         Ok(())
     })
+}
+
+/// Predicted cosine similarity (y) against gold score (x), one dot per pair, with the
+/// correlation in the title: where a person sees at a glance how well the order is kept.
+pub fn similarity_scatter(path: &Path, title: &str, gold: &[f64], predicted: &[f64]) -> Result<()> {
+    let (low, high) = gold.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &g| (lo.min(g), hi.max(g)));
+    let (low, high) = if low < high { (low, high) } else { (low - 1.0, high + 1.0) };
+    let pad = (high - low) * 0.03;
+    let y_low = predicted.iter().copied().fold(0.0f64, f64::min).max(-1.0);
+    let dot = RGBColor(31, 119, 180).mix(0.35).filled();
+    register_font()?;
+    let width = (text_width(title, 17.0) + 60).max(760);
+    render_png(path, (width, 600), |root| {
+        let root = root.titled(title, (FONT, 17.0)).map_err(plot_error)?;
+        let mut chart = ChartBuilder::on(&root)
+            .margin(18)
+            .x_label_area_size(45)
+            .y_label_area_size(60)
+            .build_cartesian_2d((low - pad)..(high + pad), y_low..1.0f64)
+            .map_err(plot_error)?;
+        chart
+            .configure_mesh()
+            .x_desc("gold score")
+            .y_desc("cosine similarity of the embeddings")
+            .light_line_style(RGBColor(245, 245, 245))
+            .label_style((FONT, 13.0))
+            .draw()
+            .map_err(plot_error)?;
+        chart
+            .draw_series(gold.iter().zip(predicted).map(|(&g, &p)| Circle::new((g, p), 3, dot)))
+            .map_err(plot_error)?;
+        Ok(())
+    })
+}
+
+/// Width in pixels of `text` in the embedded font at `size` (registered by `register_font`).
+fn text_width(text: &str, size: f64) -> u32 {
+    let font: FontDesc = (FONT, size).into_font();
+    font.box_size(text).map(|(w, _)| w).unwrap_or((text.len() as f64 * size * 0.6) as u32)
 }
 
 #[cfg(test)]
@@ -330,7 +372,7 @@ mod tests {
 
     #[test]
     fn curves_follow_the_log_and_skip_a_cut_off_line() {
-        use crate::train::evaluate::TaskScore;
+        use crate::tasks::TaskScore;
         use crate::train::log::{EvalRecord, RunLog, StepRecord};
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("train_log.jsonl");
@@ -347,13 +389,13 @@ mod tests {
                 elapsed_s: 1.0,
             }))
             .unwrap();
-        let score = TaskScore { accuracy: 0.5, macro_f1: 0.4, examples: 8 };
+        let score = TaskScore::Classification { accuracy: 0.5, macro_f1: 0.4, examples: 8 };
         writer
             .write(&LogRecord::Eval(EvalRecord {
                 step: 10,
                 epoch: 0.1,
                 tasks: [("a".to_string(), score)].into_iter().collect(),
-                mean_macro_f1: 0.4,
+                mean_main_metric: 0.4,
                 best: true,
             }))
             .unwrap();
@@ -366,10 +408,23 @@ mod tests {
         let curves = read_training_curves(&log).unwrap();
         assert_eq!(curves.len(), 2);
         assert_eq!(curves[0].loss, vec![(10.0, 1.0)]);
-        assert_eq!(curves[0].macro_f1, vec![(10.0, 0.4)]);
-        assert_eq!(curves[0].accuracy, vec![(10.0, 0.5)]);
+        assert_eq!(curves[0].main, vec![(10.0, 0.4)]);
+        assert_eq!(curves[0].secondary, vec![(10.0, 0.5)]);
+        assert_eq!(curves[0].metric_names, "macro-F1 / accuracy");
         assert_eq!(curves[1].task, "b");
         training_curves(&dir.path().join("c.png"), "run", &curves).unwrap();
         assert_eq!(png_size(&dir.path().join("c.png")), (1200, 480));
+    }
+
+    #[test]
+    fn a_scatter_of_cosine_against_score() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.png");
+        let gold: Vec<f64> = (0..50).map(|i| i as f64 / 10.0).collect();
+        let predicted: Vec<f64> = gold.iter().map(|g| g / 5.0 - 0.1).collect();
+        similarity_scatter(&path, "t: cosine against score", &gold, &predicted).unwrap();
+        assert_eq!(png_size(&path), (760, 600));
+        // All-equal gold scores still draw (a degenerate axis is widened).
+        similarity_scatter(&path, "t", &[2.0, 2.0], &[0.1, 0.2]).unwrap();
     }
 }

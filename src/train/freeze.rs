@@ -3,11 +3,12 @@
 
 use std::fmt;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use tch::nn::VarStore;
 
 use crate::model::names::{self, BackboneLayer, TensorPart};
+use crate::model::spec::ModelSpec;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(into = "String", try_from = "String")]
@@ -55,8 +56,9 @@ impl FreezeRule {
         Ok(rules.iter().filter(|r| **r != Self::None).cloned().collect())
     }
 
-    /// Checks the rules against the model: layer counts and task names must exist.
-    pub fn validate(rules: &[Self], num_layers: usize, task_names: &[&str]) -> Result<()> {
+    /// Checks the rules against the model: layer counts must exist, and `head:NAME` must name
+    /// a task with a head.
+    pub fn validate(rules: &[Self], num_layers: usize, task_names: &[&str], spec: &ModelSpec) -> Result<()> {
         for rule in rules {
             match rule {
                 Self::Layers(k) if *k > num_layers => {
@@ -64,6 +66,9 @@ impl FreezeRule {
                 }
                 Self::Head(name) if !task_names.contains(&name.as_str()) => {
                     bail!("--freeze head:{name}: no task named '{name}' (tasks: {})", task_names.join(", "))
+                }
+                Self::Head(name) => {
+                    spec.head_task(name).with_context(|| format!("--freeze head:{name}"))?;
                 }
                 _ => {}
             }
@@ -148,9 +153,10 @@ mod tests {
 
     #[test]
     fn validation_names_the_problem() {
-        let err = FreezeRule::validate(&[FreezeRule::Layers(7)], 6, &["a"]).unwrap_err().to_string();
+        let spec = crate::model::test_support::spec("bert", None, &[("a", 2)]);
+        let err = FreezeRule::validate(&[FreezeRule::Layers(7)], 6, &["a"], &spec).unwrap_err().to_string();
         assert!(err.contains("only 6 layers"), "{err}");
-        let err = FreezeRule::validate(&[FreezeRule::Head("b".into())], 6, &["a"]).unwrap_err().to_string();
+        let err = FreezeRule::validate(&[FreezeRule::Head("b".into())], 6, &["a"], &spec).unwrap_err().to_string();
         assert!(err.contains("no task named 'b'"), "{err}");
     }
 

@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
-use super::evaluate::TaskScore;
+use crate::tasks::TaskScore;
 
 /// One line of the log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,7 +47,9 @@ pub struct EvalRecord {
     pub step: usize,
     pub epoch: f64,
     pub tasks: BTreeMap<String, TaskScore>,
-    pub mean_macro_f1: f64,
+    /// The mean of the tasks' main metrics (`mean_macro_f1` in runs from before task kinds).
+    #[serde(alias = "mean_macro_f1")]
+    pub mean_main_metric: f64,
     /// Whether this evaluation became `best/`.
     pub best: bool,
 }

@@ -1,5 +1,5 @@
 //! Multi-task training: settings, freezing, parameter groups, AdamW, schedule, the loop,
-//! resumable state and interruption.
+//! resumable state and interruption. What each task kind computes lives in `tasks/`.
 
 pub mod evaluate;
 pub mod freeze;
@@ -12,5 +12,4 @@ pub mod run_dir;
 pub mod schedule;
 pub mod settings;
 pub mod state;
-pub mod task_data;
 pub mod trainer;

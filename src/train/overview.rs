@@ -7,17 +7,17 @@ use indicatif::ProgressBar;
 use super::evaluate::Evaluation;
 use super::param_groups::{group_table, human_count, LearningRates};
 use super::settings::TrainSettings;
-use super::task_data::TaskData;
 use crate::device;
 use crate::model::loaded::LoadedModel;
 use crate::report::table::Table;
+use crate::tasks::TrainingTask;
 
 /// The model, its new layers, the tasks and the optimizer groups, on stderr.
 pub struct Overview<'a> {
     pub settings: &'a TrainSettings,
     pub loaded: &'a LoadedModel,
     pub vs: &'a tch::nn::VarStore,
-    pub tasks: &'a [TaskData],
+    pub tasks: &'a [Box<dyn TrainingTask>],
     pub new_tensors: &'a [String],
     pub learning_rates: &'a LearningRates,
     /// (trainable, total) parameters.
@@ -45,14 +45,15 @@ impl Overview<'_> {
             new_layers.dedup();
             eprintln!("new layers (randomly initialised): {}", new_layers.join(", "));
         }
-        let mut task_table = Table::new(["task", "train rows", "dev rows", "classes", "loss weight"]);
+        let mut task_table = Table::new(["task", "kind", "train rows", "dev rows", "loss weight", "details"]);
         for t in self.tasks {
             task_table.row([
-                t.source.name.clone(),
-                t.train.len().to_string(),
-                t.dev.as_ref().map(|d| d.data.len().to_string()).unwrap_or_else(|| "-".into()),
-                t.labels.len().to_string(),
-                t.source.weight.to_string(),
+                t.source().name.clone(),
+                t.kind().to_string(),
+                t.train_rows().to_string(),
+                t.dev_rows().map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
+                t.source().weight.to_string(),
+                t.summary(),
             ]);
         }
         eprint!("{}", task_table.render());
@@ -70,19 +71,32 @@ impl Overview<'_> {
 
 /// One evaluation's table, printed around the progress bar.
 pub fn print_evaluation(evaluation: &Evaluation, bar: &ProgressBar) {
-    let mut table = Table::new(["task", "dev accuracy", "dev macro-F1", "examples"]);
-    for (name, score) in &evaluation.tasks {
-        table.row([
-            name.clone(),
-            format!("{:.4}", score.accuracy),
-            format!("{:.4}", score.macro_f1),
-            score.examples.to_string(),
-        ]);
-    }
-    let text = format!("step {}: mean macro-F1 {:.4}\n{}", evaluation.step, evaluation.mean_macro_f1, table.render());
+    let text = format!(
+        "step {}: mean of the main dev metrics {:.4}\n{}",
+        evaluation.step,
+        evaluation.mean_main_metric,
+        score_table(&evaluation.tasks)
+    );
     if bar.is_hidden() {
         eprint!("{text}");
     } else {
         bar.suspend(|| eprint!("{text}"));
     }
+}
+
+/// Dev scores as a table: each task's main metric, a second one, and the rows scored.
+pub fn score_table(scores: &std::collections::BTreeMap<String, crate::tasks::TaskScore>) -> String {
+    let mut table = Table::new(["task", "kind", "main metric", "", "also", "examples"]);
+    for (name, score) in scores {
+        let (second, value) = score.secondary();
+        table.row([
+            name.clone(),
+            score.kind().to_string(),
+            score.kind().main_metric().to_string(),
+            format!("{:.4}", score.main()),
+            format!("{second} {value:.4}"),
+            score.examples().to_string(),
+        ]);
+    }
+    table.render()
 }

@@ -1,7 +1,7 @@
 //! `train`'s flags turned into validated, serialisable settings (saved as `settings.json`
 //! in the run directory and inside every checkpoint).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -11,7 +11,10 @@ use crate::cli::TrainArgs;
 use crate::data::sampler::SamplingStrategy;
 use crate::device::DeviceChoice;
 use crate::model::pooling::Pooling;
+use crate::model::spec::TaskKind;
 use crate::precision::Precision;
+use crate::tasks::similarity::SimilarityLoss;
+use crate::tasks::{kind_of_file, LabelColumns};
 use crate::train::freeze::FreezeRule;
 use crate::train::param_groups::LearningRates;
 
@@ -24,6 +27,13 @@ pub struct TaskSource {
     pub text_column: String,
     pub label_column: String,
     pub weight: f64,
+    /// `--task-kind`, else the training file's header's kind (resolved when the run starts;
+    /// `None` only in settings of runs from before task kinds, which were classification).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<TaskKind>,
+    /// `--similarity-loss` (similarity tasks; CoSENT when not given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub similarity_loss: Option<SimilarityLoss>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -58,6 +68,13 @@ pub struct TrainSettings {
     pub device: DeviceChoice,
     pub precision: Precision,
     pub threads: Option<usize>,
+    /// Scale of pairs tasks' cosine similarities in their loss.
+    #[serde(default = "default_pairs_scale")]
+    pub pairs_scale: f64,
+}
+
+fn default_pairs_scale() -> f64 {
+    crate::tasks::losses::DEFAULT_SCALE
 }
 
 fn positive_finite(flag: &str, value: f64) -> Result<()> {
@@ -88,6 +105,7 @@ impl TrainSettings {
     pub fn from_args(args: &TrainArgs) -> Result<Self> {
         let tasks = task_sources(args)?;
         positive_finite("--lr-backbone", args.lr_backbone)?;
+        positive_finite("--pairs-scale", args.pairs_scale)?;
         positive_finite("--lr-projection", args.lr_projection)?;
         positive_finite("--lr-heads", args.lr_heads)?;
         if !(args.layer_decay.is_finite() && args.layer_decay > 0.0 && args.layer_decay <= 1.0) {
@@ -160,17 +178,40 @@ impl TrainSettings {
             device: args.device.device,
             precision: args.precision,
             threads: args.device.threads,
+            pairs_scale: args.pairs_scale,
         })
     }
 }
 
-/// `--task NAME=TRAIN.csv[,DEV.csv]` with the per-task column and weight flags applied.
+/// The kind of a task's files: `given` (`--task-kind`) or the training file's header's; the dev
+/// file must be of the same kind.
+fn task_kind(
+    name: &str,
+    train: &Path,
+    dev: Option<&Path>,
+    given: Option<TaskKind>,
+    text: &str,
+    label: &str,
+) -> Result<TaskKind> {
+    let columns = LabelColumns { text, label };
+    let context = || format!("task '{name}'");
+    let kind = kind_of_file(train, given, columns).with_context(context)?;
+    if let Some(dev) = dev {
+        kind_of_file(dev, Some(kind), columns).with_context(context)?;
+    }
+    Ok(kind)
+}
+
+/// `--task NAME=TRAIN.csv[,DEV.csv]` with the per-task kind, column, loss and weight flags
+/// applied.
 fn task_sources(args: &TrainArgs) -> Result<Vec<TaskSource>> {
     TaskArg::check_unique(&args.tasks)?;
     let names: Vec<&str> = args.tasks.iter().map(|t| t.name.as_str()).collect();
     let text_columns = PerTask::resolve("--text-column", &args.text_columns, &names)?;
     let label_columns = PerTask::resolve("--label-column", &args.label_columns, &names)?;
     let weights = PerTask::resolve_named("--task-weight", "NAME=W", &args.task_weights, &names)?;
+    let kinds = PerTask::resolve_named("--task-kind", "NAME=KIND", &args.task_kinds, &names)?;
+    let losses = PerTask::resolve("--similarity-loss", &args.similarity_losses, &names)?;
     args.tasks
         .iter()
         .map(|task| {
@@ -194,13 +235,33 @@ fn task_sources(args: &TrainArgs) -> Result<Vec<TaskSource>> {
                 }
                 None => 1.0,
             };
+            let text_column = text_columns.get(&task.name).unwrap_or("text");
+            let label_column = label_columns.get(&task.name).unwrap_or("label");
+            let given = kinds.get(&task.name).map(|k| k.parse::<TaskKind>()).transpose()?;
+            let kind = task_kind(&task.name, Path::new(train), dev.as_deref(), given, text_column, label_column)?;
+            let similarity_loss = match (losses.get(&task.name), kind) {
+                (Some(loss), TaskKind::Similarity) => Some(loss.parse()?),
+                (Some(loss), _) if losses.is_own(&task.name) => {
+                    bail!("--similarity-loss {}={loss}: task '{}' is a {kind} task, not a similarity task", task.name, task.name)
+                }
+                _ => None,
+            };
+            if kind == TaskKind::Pairs && args.batch_size < 2 {
+                bail!(
+                    "--batch-size {}: task '{}' is a pairs task, whose in-batch negatives need at least 2 rows per batch",
+                    args.batch_size,
+                    task.name
+                );
+            }
             Ok(TaskSource {
                 name: task.name.clone(),
                 train: PathBuf::from(train),
                 dev,
-                text_column: text_columns.get(&task.name).unwrap_or("text").to_string(),
-                label_column: label_columns.get(&task.name).unwrap_or("label").to_string(),
+                text_column: text_column.to_string(),
+                label_column: label_column.to_string(),
                 weight,
+                kind: Some(kind),
+                similarity_loss,
             })
         })
         .collect()

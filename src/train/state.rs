@@ -29,11 +29,7 @@ pub struct FileFingerprint {
 impl FileFingerprint {
     pub fn of(path: &Path) -> Result<Self> {
         let data = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for byte in &data {
-            hash ^= u64::from(*byte);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
+        let hash = crate::hash::fnv1a(&data);
         Ok(Self { path: path.display().to_string(), bytes: data.len() as u64, fnv1a: format!("{hash:016x}") })
     }
 }

@@ -22,15 +22,15 @@ use super::run_dir::RunDir;
 use super::schedule::linear_warmup_decay;
 use super::settings::TrainSettings;
 use super::state::{FileFingerprint, TrainerState};
-use super::task_data::TaskData;
 use crate::checkpoint::{self, TrainableModel, TrainingSpec};
-use crate::data::sampler::TaskSampler;
+use crate::data::sampler::{TaskRows, TaskSampler};
 use crate::device::DeviceChoice;
 use crate::model::loaded::LoadedModel;
 use crate::model::spec::ModelSpec;
 use crate::model::MultiTaskModel;
 use crate::precision;
 use crate::progress::Progress;
+use crate::tasks::{self, TrainingTask};
 
 /// How a run ended.
 pub struct TrainOutcome {
@@ -53,7 +53,7 @@ pub struct RunOptions {
 
 /// Starts a new run.
 pub fn train(settings: &TrainSettings, options: &RunOptions) -> Result<TrainOutcome> {
-    let tasks: Vec<TaskData> = settings.tasks.iter().map(TaskData::read).collect::<Result<_>>()?;
+    let tasks = read_tasks(settings)?;
     let run = RunDir::create(&settings.out, options.overwrite)?;
     run.write_settings(settings, &options.command_line)?;
     Trainer::start(settings, options, run, tasks, None)?.run()
@@ -75,7 +75,7 @@ pub fn resume(
     if threads.is_some() {
         settings.threads = threads;
     }
-    let tasks: Vec<TaskData> = settings.tasks.iter().map(TaskData::read).collect::<Result<_>>()?;
+    let tasks = read_tasks(&settings)?;
     let last = run.last();
     Trainer::start(&settings, options, run, tasks, Some(last))?.run()
 }
@@ -143,7 +143,7 @@ pub struct Trainer<'a> {
     settings: &'a TrainSettings,
     options: &'a RunOptions,
     run: RunDir,
-    tasks: Vec<TaskData>,
+    tasks: Vec<Box<dyn TrainingTask>>,
     /// Keeps the variables alive; `loaded.weights` are views of them.
     _model: MultiTaskModel,
     loaded: LoadedModel,
@@ -172,7 +172,7 @@ impl<'a> Trainer<'a> {
         settings: &'a TrainSettings,
         options: &'a RunOptions,
         run: RunDir,
-        mut tasks: Vec<TaskData>,
+        mut tasks: Vec<Box<dyn TrainingTask>>,
         resume_from: Option<PathBuf>,
     ) -> Result<Self> {
         let started = Instant::now();
@@ -185,8 +185,8 @@ impl<'a> Trainer<'a> {
             task.tokenize(&loaded.tokenizer, settings.max_length);
         }
         let num_layers = loaded.config.num_layers() as usize;
-        let task_names: Vec<&str> = tasks.iter().map(|t| t.source.name.as_str()).collect();
-        FreezeRule::validate(&settings.freeze, num_layers, &task_names)?;
+        let task_names: Vec<&str> = tasks.iter().map(|t| t.source().name.as_str()).collect();
+        FreezeRule::validate(&settings.freeze, num_layers, &task_names, &loaded.spec)?;
         FreezeRule::apply(&settings.freeze, &model.vs);
         let learning_rates = settings.learning_rates();
         let parameters = parameter_counts(&model.vs);
@@ -330,7 +330,7 @@ impl<'a> Trainer<'a> {
         let (t, rows) = self.state.sampler.next_batch();
         let task = &self.tasks[t];
         if let Some(plan) = &mut self.batch_plan {
-            let line = serde_json::json!({"step": self.state.step, "task": task.source.name, "rows": rows});
+            let line = serde_json::json!({"step": self.state.step, "task": task.source().name, "rows": rows});
             writeln!(plan, "{line}")?;
         }
         let batch = task.batch(&rows, self.loaded.tokenizer.pad_id(), self.loaded.device);
@@ -343,7 +343,7 @@ impl<'a> Trainer<'a> {
         if !loss_value.is_finite() {
             bail!(
                 "training stopped: the loss of task '{}' became {loss_value} at step {} (learning rate too high?); {}",
-                task.source.name,
+                task.source().name,
                 self.state.step + 1,
                 match self.last_saved_step {
                     Some(s) => format!("the last good checkpoint is {} (step {s})", self.run.last().display()),
@@ -351,15 +351,15 @@ impl<'a> Trainer<'a> {
                 }
             );
         }
-        (loss * (task.source.weight / settings.grad_accum as f64)).backward();
+        (loss * (task.source().weight / settings.grad_accum as f64)).backward();
         self.window.loss_sum[t] += loss_value;
         self.window.batches[t] += 1;
-        self.window.examples += batch.examples;
+        self.window.examples += batch.rows;
         self.window.tokens += batch.tokens;
         self.timing.tokens += batch.tokens;
         self.timing.padded_tokens += batch.padded_tokens;
-        self.state.examples += batch.examples;
-        self.run_examples += batch.examples;
+        self.state.examples += batch.rows;
+        self.run_examples += batch.rows;
         Ok(())
     }
 
@@ -372,7 +372,7 @@ impl<'a> Trainer<'a> {
             .iter()
             .enumerate()
             .filter(|(i, _)| window.batches[*i] > 0)
-            .map(|(i, t)| (t.source.name.clone(), window.loss_sum[i] / window.batches[i] as f64))
+            .map(|(i, t)| (t.source().name.clone(), window.loss_sum[i] / window.batches[i] as f64))
             .collect();
         let rates = self.optimizer.learning_rates();
         let record = StepRecord {
@@ -408,7 +408,7 @@ impl<'a> Trainer<'a> {
         periodic || step == self.schedule.total_steps
     }
 
-    /// Scores the dev sets, keeps `best/` when the mean macro-F1 improved, always saves a
+    /// Scores the dev sets, keeps `best/` when the mean main metric improved, always saves a
     /// resumable `last/`, and decides on early stopping.
     fn evaluate_and_save(&mut self) -> Result<AfterEvaluation> {
         let step = self.state.step;
@@ -416,7 +416,7 @@ impl<'a> Trainer<'a> {
         let evaluation = evaluate(&self.loaded, &self.tasks, self.settings.eval_batch_size, step)?;
         self.timing.eval += eval_started.elapsed().as_secs_f64();
         let improved = match (&evaluation, &self.state.best) {
-            (Some(e), Some(b)) => e.mean_macro_f1 > b.mean_macro_f1,
+            (Some(e), Some(b)) => e.mean_main_metric > b.mean_main_metric,
             (Some(_), None) => true,
             (None, _) => false,
         };
@@ -425,7 +425,7 @@ impl<'a> Trainer<'a> {
                 step,
                 epoch: self.schedule.epoch(step),
                 tasks: e.tasks.clone(),
-                mean_macro_f1: e.mean_macro_f1,
+                mean_main_metric: e.mean_main_metric,
                 best: improved,
             }))?;
             if !self.options.quiet {
@@ -446,7 +446,7 @@ impl<'a> Trainer<'a> {
         if evaluation.is_some() && patience_spent {
             self.bar.finish_and_clear();
             self.say(&format!(
-                "early stopping at step {step}: no better mean macro-F1 in {} evaluations",
+                "early stopping at step {step}: no better mean of the main dev metrics in {} evaluations",
                 self.state.evals_without_improvement
             ));
             return Ok(AfterEvaluation::EarlyStop);
@@ -531,7 +531,7 @@ impl<'a> Trainer<'a> {
 /// hold every tensor). Seeds libtorch first, so new layers start the same for one seed.
 fn load_model(
     settings: &TrainSettings,
-    tasks: &[TaskData],
+    tasks: &[Box<dyn TrainingTask>],
     device: tch::Device,
     resume_from: Option<&Path>,
 ) -> Result<TrainableModel> {
@@ -540,7 +540,7 @@ fn load_model(
         pooling: settings.pooling,
         projection_dim: settings.projection_dim,
         max_length: settings.max_length,
-        tasks: tasks.iter().map(TaskData::spec).collect(),
+        tasks: tasks.iter().map(|t| t.spec()).collect(),
     };
     let start_from = match resume_from {
         Some(last) => last.to_string_lossy().into_owned(),
@@ -561,19 +561,20 @@ fn load_model(
 /// a resumed run's data files must be the ones it started with.
 fn initial_state(
     settings: &TrainSettings,
-    tasks: &[TaskData],
+    tasks: &[Box<dyn TrainingTask>],
     run: &RunDir,
     resume_from: Option<&Path>,
     optimizer: &mut AdamW,
 ) -> Result<TrainerState> {
     let fingerprints = data_fingerprints(settings)?;
     let Some(last) = resume_from else {
-        let lengths = tasks.iter().map(|t| t.train_tokens.iter().map(Vec::len).collect()).collect();
+        let rows =
+            tasks.iter().map(|t| TaskRows { lengths: t.row_lengths(), exclusive: t.exclusive_texts() }).collect();
         return Ok(TrainerState {
             step: 0,
             micro_batches: 0,
             examples: 0,
-            sampler: TaskSampler::new(settings.sampling, settings.batch_size, lengths, settings.seed),
+            sampler: TaskSampler::new(settings.sampling, settings.batch_size, rows, settings.seed),
             best: None,
             evals_without_improvement: 0,
             data: fingerprints,
@@ -584,6 +585,10 @@ fn initial_state(
         bail!("the training or dev data changed since this run started (compare {} with the files now); resuming would not continue the same run", run.settings().display());
     }
     Ok(state)
+}
+
+fn read_tasks(settings: &TrainSettings) -> Result<Vec<Box<dyn TrainingTask>>> {
+    settings.tasks.iter().map(|source| tasks::read(source, settings)).collect()
 }
 
 fn data_fingerprints(settings: &TrainSettings) -> Result<Vec<FileFingerprint>> {

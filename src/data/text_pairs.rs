@@ -1,0 +1,104 @@
+//! Retrieval-style pairs (`anchor,positive` or `anchor,positive,negative`): a text and one that
+//! should be found for it, optionally with a hard negative.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Result};
+
+use super::csv_file::{read_columns, read_header};
+
+pub const ANCHOR: &str = "anchor";
+pub const POSITIVE: &str = "positive";
+pub const NEGATIVE: &str = "negative";
+
+#[derive(Debug, Clone)]
+pub struct TextPairs {
+    pub path: PathBuf,
+    pub anchors: Vec<String>,
+    pub positives: Vec<String>,
+    /// The hard negatives, when the file has a `negative` column.
+    pub negatives: Option<Vec<String>>,
+    /// 1-based line of each row in the file, for error messages.
+    pub lines: Vec<u64>,
+}
+
+impl TextPairs {
+    /// Reads `anchor`, `positive` and, when the header has it, `negative`; no text may be empty.
+    pub fn read(path: &Path) -> Result<Self> {
+        let with_negative = read_header(path)?.iter().any(|h| h == NEGATIVE);
+        let columns: &[&str] = if with_negative { &[ANCHOR, POSITIVE, NEGATIVE] } else { &[ANCHOR, POSITIVE] };
+        let rows = read_columns(path, columns)?;
+        if rows.is_empty() {
+            bail!("{}: no data rows, only a header", path.display());
+        }
+        let mut pairs = Self {
+            path: path.to_path_buf(),
+            anchors: Vec::new(),
+            positives: Vec::new(),
+            negatives: with_negative.then(Vec::new),
+            lines: Vec::new(),
+        };
+        for row in rows {
+            for (text, column) in row.fields.iter().zip(columns) {
+                if text.trim().is_empty() {
+                    bail!("{}:{}: empty text in column '{column}'", path.display(), row.line);
+                }
+            }
+            let mut fields = row.fields.into_iter();
+            pairs.anchors.push(fields.next().expect("asked for"));
+            pairs.positives.push(fields.next().expect("asked for"));
+            if let Some(negatives) = &mut pairs.negatives {
+                negatives.push(fields.next().expect("asked for"));
+            }
+            pairs.lines.push(row.line);
+        }
+        Ok(pairs)
+    }
+
+    pub fn len(&self) -> usize {
+        self.anchors.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.anchors.is_empty()
+    }
+
+    /// Every text of row `i`: anchor, positive and negative if any.
+    pub fn texts_of(&self, i: usize) -> impl Iterator<Item = &str> {
+        [
+            Some(self.anchors[i].as_str()),
+            Some(self.positives[i].as_str()),
+            self.negatives.as_ref().map(|n| n[i].as_str()),
+        ]
+        .into_iter()
+        .flatten()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(text: &str) -> Result<TextPairs> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.csv");
+        std::fs::write(&path, text).unwrap();
+        TextPairs::read(&path)
+    }
+
+    #[test]
+    fn reads_with_and_without_negatives() {
+        let p = read("anchor,positive\nq,a\n").unwrap();
+        assert!(p.negatives.is_none());
+        let p = read("positive,negative,anchor\na,n,q\n").unwrap();
+        assert_eq!(p.texts_of(0).collect::<Vec<_>>(), vec!["q", "a", "n"]);
+    }
+
+    #[test]
+    fn empty_texts_name_line_and_column() {
+        let err = read("anchor,positive\nq,a\n  ,b\n").unwrap_err().to_string();
+        assert!(err.ends_with("p.csv:3: empty text in column 'anchor'"), "{err}");
+        let err = read("anchor,positive\nq,\n").unwrap_err().to_string();
+        assert!(err.ends_with("p.csv:2: empty text in column 'positive'"), "{err}");
+    }
+}

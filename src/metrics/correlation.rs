@@ -1,0 +1,83 @@
+//! Correlation of predicted similarities with gold scores: Pearson's r and Spearman's rho
+//! (Pearson's r of the ranks, ties sharing their average rank), as `scipy.stats.pearsonr` and
+//! `spearmanr` compute them and sentence-transformers' `EmbeddingSimilarityEvaluator` and
+//! MTEB report them. Computed in f64.
+//!
+//! A correlation is undefined when one side is constant; this module returns 0 then (scipy
+//! returns NaN with a warning), so that reports never show NaN. Gold scores that are all equal
+//! are refused when a file is read (`data::scored_pairs`).
+
+/// Pearson's correlation coefficient of `x` and `y` (same length, at least 2).
+pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
+    assert_eq!(x.len(), y.len(), "one prediction per gold score");
+    let n = x.len() as f64;
+    if x.len() < 2 {
+        return 0.0;
+    }
+    let (mean_x, mean_y) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
+    let (mut cov, mut var_x, mut var_y) = (0.0, 0.0, 0.0);
+    for (a, b) in x.iter().zip(y) {
+        let (dx, dy) = (a - mean_x, b - mean_y);
+        cov += dx * dy;
+        var_x += dx * dx;
+        var_y += dy * dy;
+    }
+    if var_x == 0.0 || var_y == 0.0 {
+        return 0.0;
+    }
+    (cov / (var_x.sqrt() * var_y.sqrt())).clamp(-1.0, 1.0)
+}
+
+/// Spearman's rank correlation of `x` and `y`.
+pub fn spearman(x: &[f64], y: &[f64]) -> f64 {
+    pearson(&ranks(x), &ranks(y))
+}
+
+/// 1-based ranks, ties getting the average of the ranks they span (scipy's `rankdata`).
+pub fn ranks(values: &[f64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
+    let mut out = vec![0.0; values.len()];
+    let mut start = 0;
+    while start < order.len() {
+        let mut end = start + 1;
+        while end < order.len() && values[order[end]] == values[order[start]] {
+            end += 1;
+        }
+        // Ranks start+1 ..= end share their mean.
+        let rank = (start + 1 + end) as f64 / 2.0;
+        for &i in &order[start..end] {
+            out[i] = rank;
+        }
+        start = end;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranks_average_their_ties() {
+        assert_eq!(ranks(&[10.0, 20.0, 10.0, 30.0]), vec![1.5, 3.0, 1.5, 4.0]);
+    }
+
+    #[test]
+    fn hand_computed_coefficients() {
+        // x = 1, 2, 3; y = 1, 3, 2: deviations (-1, 0, 1), (-1, 1, 0); r = 1 / sqrt(2 * 2) = 1/2.
+        assert!((pearson(&[1.0, 2.0, 3.0], &[1.0, 3.0, 2.0]) - 0.5).abs() < 1e-15);
+        // A monotone but non-linear relation: Spearman 1, Pearson below 1.
+        let x = [1.0, 2.0, 3.0, 4.0];
+        let y = [1.0, 4.0, 9.0, 100.0];
+        assert!((spearman(&x, &y) - 1.0).abs() < 1e-15);
+        assert!(pearson(&x, &y) < 0.9);
+        assert!((spearman(&x, &[4.0, 3.0, 2.0, 1.0]) + 1.0).abs() < 1e-15);
+    }
+
+    #[test]
+    fn a_constant_side_gives_zero_not_nan() {
+        assert_eq!(pearson(&[1.0, 2.0, 3.0], &[5.0, 5.0, 5.0]), 0.0);
+        assert_eq!(spearman(&[1.0, 1.0], &[1.0, 2.0]), 0.0);
+    }
+}

@@ -1,0 +1,76 @@
+//! A similarity task's evaluation report: Spearman and Pearson correlation of the predicted
+//! cosine with the gold scores, each pair's prediction, and a scatter of cosine against score.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use serde_json::{json, Value};
+
+use super::plots::similarity_scatter;
+use super::{write_csv, TaskReport};
+use crate::metrics::correlation::{pearson, spearman};
+
+pub struct SimilarityReport {
+    pub task: String,
+    pub data: PathBuf,
+    pub first: Vec<String>,
+    pub second: Vec<String>,
+    pub gold: Vec<f64>,
+    /// The model's cosine similarity of each pair.
+    pub predicted: Vec<f64>,
+}
+
+impl SimilarityReport {
+    pub fn spearman(&self) -> f64 {
+        spearman(&self.predicted, &self.gold)
+    }
+
+    pub fn pearson(&self) -> f64 {
+        pearson(&self.predicted, &self.gold)
+    }
+}
+
+impl TaskReport for SimilarityReport {
+    fn to_json(&self) -> Value {
+        json!({
+            "kind": "similarity",
+            "data": self.data,
+            "pairs": self.gold.len(),
+            "spearman": self.spearman(),
+            "pearson": self.pearson(),
+        })
+    }
+
+    fn render_text(&self) -> String {
+        format!(
+            "task {}: {} pairs from {}, Spearman {:.4}, Pearson {:.4} (cosine similarity against the gold scores)\n",
+            self.task,
+            self.gold.len(),
+            self.data.display(),
+            self.spearman(),
+            self.pearson()
+        )
+    }
+
+    /// `predictions_<task>.csv` (`sentence1`, `sentence2`, `score`, `cosine`, input order) and
+    /// `similarity_<task>.png`.
+    fn write_files(&self, out: &Path) -> Result<Vec<PathBuf>> {
+        let rows: Vec<[String; 4]> = (0..self.gold.len())
+            .map(|i| {
+                [self.first[i].clone(), self.second[i].clone(), self.gold[i].to_string(), self.predicted[i].to_string()]
+            })
+            .collect();
+        let csv_path = out.join(format!("predictions_{}.csv", self.task));
+        write_csv(&csv_path, ["sentence1", "sentence2", "score", "cosine"], &rows)?;
+        let png_path = out.join(format!("similarity_{}.png", self.task));
+        let title = format!(
+            "{}: cosine similarity against gold score ({} pairs, Spearman {:.3}, Pearson {:.3})",
+            self.task,
+            self.gold.len(),
+            self.spearman(),
+            self.pearson()
+        );
+        similarity_scatter(&png_path, &title, &self.gold, &self.predicted)?;
+        Ok(vec![csv_path, png_path])
+    }
+}

@@ -1,0 +1,195 @@
+//! Classification (`text,label`): a head per task over the sentence features, cross-entropy,
+//! scored by accuracy and macro-F1. Labels are fixed by the training file (sorted, so class
+//! ids are stable); dev labels it does not have are an error.
+
+use anyhow::{bail, Context, Result};
+use tch::{Device, Tensor};
+
+use super::{TaskScore, TrainBatch, TrainingTask};
+use crate::data::labelled::{LabelSet, LabelledData, UnknownLabelPolicy};
+use crate::inference::class_probabilities;
+use crate::metrics::classification::ConfusionMatrix;
+use crate::model::fused_forward::FusedForward;
+use crate::model::loaded::LoadedModel;
+use crate::model::spec::{TaskKind, TaskSpec};
+use crate::model::tokenizer::SentenceTokenizer;
+use crate::progress::Progress;
+use crate::report::classification::ClassificationReport;
+use crate::train::settings::TaskSource;
+
+pub struct ClassificationTask {
+    source: TaskSource,
+    labels: LabelSet,
+    train: LabelledData,
+    /// Class id of every training row.
+    train_classes: Vec<i64>,
+    /// Token ids of every training row (filled by `tokenize`).
+    train_tokens: Vec<Vec<i64>>,
+    dev: Option<DevSet>,
+}
+
+struct DevSet {
+    data: LabelledData,
+    classes: Vec<usize>,
+}
+
+impl ClassificationTask {
+    /// Reads the task's CSVs. Dev labels unknown to the training data are an error.
+    pub fn read(source: &TaskSource) -> Result<Self> {
+        let context = || format!("task '{}'", source.name);
+        let train =
+            LabelledData::read(&source.train, &source.text_column, &source.label_column).with_context(context)?;
+        let labels = LabelSet::from_labels(&train.labels);
+        let (train_classes, _, _) = train.class_ids(&labels, UnknownLabelPolicy::Error)?;
+        let dev = match &source.dev {
+            Some(path) => {
+                let data = LabelledData::read(path, &source.text_column, &source.label_column).with_context(context)?;
+                let (classes, _, unknown) = data.class_ids(&labels, UnknownLabelPolicy::Skip)?;
+                if !unknown.is_empty() {
+                    bail!(
+                        "task '{}': {}: {} dev row(s) have labels that the training file {} does not have: {} (training labels: {})",
+                        source.name,
+                        path.display(),
+                        unknown.rows,
+                        source.train.display(),
+                        unknown.describe(),
+                        labels.names().join(", ")
+                    );
+                }
+                Some(DevSet { data, classes })
+            }
+            None => None,
+        };
+        Ok(Self {
+            source: source.clone(),
+            labels,
+            train,
+            train_classes: train_classes.into_iter().map(|c| c as i64).collect(),
+            train_tokens: Vec::new(),
+            dev,
+        })
+    }
+}
+
+/// Accuracy and macro-F1 of `model`'s head `task` on labelled texts.
+pub fn score(
+    model: &LoadedModel,
+    task: &str,
+    texts: &[String],
+    truth: &[usize],
+    classes: usize,
+    batch_size: usize,
+) -> Result<TaskScore> {
+    let probabilities = class_probabilities(model, task, texts, batch_size, &Progress::hidden())?;
+    let predicted = argmax_rows(&probabilities);
+    let matrix = ConfusionMatrix::from_predictions(classes, truth, &predicted);
+    Ok(TaskScore::Classification {
+        accuracy: matrix.accuracy(),
+        macro_f1: matrix.macro_average().f1,
+        examples: truth.len(),
+    })
+}
+
+/// Predicted class (argmax) of every row of `[n, classes]` probabilities.
+pub fn argmax_rows(probabilities: &Tensor) -> Vec<usize> {
+    Vec::<i64>::try_from(probabilities.argmax(-1, false)).unwrap_or_default().into_iter().map(|c| c as usize).collect()
+}
+
+impl TrainingTask for ClassificationTask {
+    fn source(&self) -> &TaskSource {
+        &self.source
+    }
+
+    fn kind(&self) -> TaskKind {
+        TaskKind::Classification
+    }
+
+    fn spec(&self) -> TaskSpec {
+        TaskSpec::classification(
+            &self.source.name,
+            self.labels.names().to_vec(),
+            &self.source.text_column,
+            &self.source.label_column,
+        )
+    }
+
+    fn tokenize(&mut self, tokenizer: &SentenceTokenizer, max_length: usize) {
+        self.train_tokens = tokenizer.encode_batch(&self.train.texts, max_length);
+    }
+
+    fn row_lengths(&self) -> Vec<usize> {
+        self.train_tokens.iter().map(Vec::len).collect()
+    }
+
+    fn train_rows(&self) -> usize {
+        self.train.len()
+    }
+
+    fn dev_rows(&self) -> Option<usize> {
+        self.dev.as_ref().map(|d| d.data.len())
+    }
+
+    fn summary(&self) -> String {
+        format!("{} classes, cross-entropy", self.labels.len())
+    }
+
+    fn batch(&self, rows: &[usize], pad_id: i64, device: Device) -> TrainBatch {
+        let texts: Vec<&[i64]> = rows.iter().map(|&r| self.train_tokens[r].as_slice()).collect();
+        let classes: Vec<i64> = rows.iter().map(|&r| self.train_classes[r]).collect();
+        TrainBatch::of_columns(&[texts], Some(Tensor::from_slice(&classes).to_device(device)), pad_id, device)
+    }
+
+    /// The head's logits `[batch, classes]`.
+    fn outputs(&self, forward: &FusedForward, batch: &TrainBatch) -> Result<Tensor> {
+        forward.logits(&forward.features_t(&batch.ids, &batch.mask, true)?, &self.source.name)
+    }
+
+    fn loss(&self, outputs: &Tensor, batch: &TrainBatch) -> Tensor {
+        outputs.cross_entropy_for_logits(batch.targets.as_ref().expect("classification batches have targets"))
+    }
+
+    fn evaluate(&self, model: &LoadedModel, batch_size: usize) -> Result<Option<TaskScore>> {
+        let Some(dev) = &self.dev else { return Ok(None) };
+        score(model, &self.source.name, &dev.data.texts, &dev.classes, self.labels.len(), batch_size).map(Some)
+    }
+}
+
+/// The evaluation report of `model`'s head `task` on a labelled file.
+pub fn report(
+    model: &LoadedModel,
+    spec: &TaskSpec,
+    path: &std::path::Path,
+    columns: super::LabelColumns<'_>,
+    unknown_labels: UnknownLabelPolicy,
+    batch_size: usize,
+    progress: &Progress,
+) -> Result<ClassificationReport> {
+    let data = LabelledData::read(path, columns.text, columns.label)?;
+    let labels = LabelSet::from_names(spec.labels.clone());
+    let (truth, kept, skipped) = data.class_ids(&labels, unknown_labels)?;
+    if kept.is_empty() {
+        bail!("{}: no rows left after skipping labels the model was not trained on", path.display());
+    }
+    let texts: Vec<String> = kept.iter().map(|&r| data.texts[r].clone()).collect();
+    let probabilities = class_probabilities(model, &spec.name, &texts, batch_size, progress)?;
+    let (best_p, best_class) = probabilities.max_dim(-1, false);
+    let best_p = Vec::<f32>::try_from(best_p)?;
+    let predicted: Vec<usize> = Vec::<i64>::try_from(best_class)?.into_iter().map(|c| c as usize).collect();
+    let matrix = ConfusionMatrix::from_predictions(labels.len(), &truth, &predicted);
+    let predictions = texts
+        .iter()
+        .zip(&truth)
+        .zip(predicted.iter().zip(&best_p))
+        .map(|((text, &t), (&p, &prob))| {
+            [text.clone(), spec.labels[t].clone(), spec.labels[p].clone(), prob.to_string()]
+        })
+        .collect();
+    Ok(ClassificationReport {
+        task: spec.name.clone(),
+        data: path.to_path_buf(),
+        labels: spec.labels.clone(),
+        matrix,
+        skipped,
+        predictions,
+    })
+}

@@ -1,0 +1,90 @@
+//! The losses of the embedding tasks, as sentence-transformers defines them. Inputs are fp32
+//! embeddings; every loss compares them by cosine similarity.
+
+use tch::{Kind, Tensor};
+
+use crate::model::pooling::l2_normalize;
+
+/// sentence-transformers' default scale for CoSENT and MultipleNegativesRankingLoss.
+pub const DEFAULT_SCALE: f64 = 20.0;
+
+/// Cosine similarity of matching rows: `[n, d]`, `[n, d]` → `[n]`.
+pub fn pairwise_cosine(a: &Tensor, b: &Tensor) -> Tensor {
+    (l2_normalize(a) * l2_normalize(b)).sum_dim_intlist(-1, false, Kind::Float)
+}
+
+/// CoSENT (Su, 2022; sentence-transformers' `CoSENTLoss`): for every two pairs whose gold scores
+/// are ordered `score_i < score_j`, penalise `cos_i > cos_j`:
+/// `log(1 + Σ exp(scale (cos_i − cos_j)))`. Only the order of the scores matters, so any score
+/// range works. `cosines`, `scores`: `[n]`.
+pub fn cosent(cosines: &Tensor, scores: &Tensor, scale: f64) -> Tensor {
+    let s = cosines * scale;
+    // differences[i][j] = s_i - s_j, kept where score_i < score_j.
+    let differences = s.unsqueeze(1) - s.unsqueeze(0);
+    let ordered = scores.unsqueeze(1).lt_tensor(&scores.unsqueeze(0)).to_kind(Kind::Float);
+    let masked = differences - (ordered.ones_like() - ordered) * 1e12;
+    // The leading 0 is the "1 +" inside the log.
+    let zero = Tensor::zeros([1], (masked.kind(), masked.device()));
+    Tensor::cat(&[zero, masked.flatten(0, -1)], 0).logsumexp([0], false)
+}
+
+/// Cosine-MSE (sentence-transformers' `CosineSimilarityLoss`): mean squared error between the
+/// cosine and the score mapped onto [0, 1] by the training range `low..high`.
+pub fn cosine_mse(cosines: &Tensor, scores: &Tensor, (low, high): (f64, f64)) -> Tensor {
+    let targets = (scores - low) / (high - low);
+    (cosines - targets).square().mean(Kind::Float)
+}
+
+/// MultipleNegativesRankingLoss: each anchor `[n, d]` must pick its own positive among all
+/// `candidates` `[m, d]` (the `n` positives first, then any hard negatives): cross-entropy over
+/// `scale * cos(anchor_i, candidate_j)`, target `j = i`.
+pub fn multiple_negatives_ranking(anchors: &Tensor, candidates: &Tensor, scale: f64) -> Tensor {
+    let scores = l2_normalize(anchors).matmul(&l2_normalize(candidates).tr()) * scale;
+    let n = anchors.size()[0];
+    let targets = Tensor::arange(n, (Kind::Int64, anchors.device()));
+    scores.cross_entropy_for_logits(&targets)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(t: &Tensor) -> f64 {
+        t.double_value(&[])
+    }
+
+    #[test]
+    fn cosent_by_hand() {
+        // cos = (0.9, 0.1), scores (1, 3): pair 0 is less similar but scored higher cosine, so
+        // the loss is log(1 + exp(20 (0.9 - 0.1))) = log(1 + e^16).
+        let cos = Tensor::from_slice(&[0.9f32, 0.1]);
+        let loss = cosent(&cos, &Tensor::from_slice(&[1.0f32, 3.0]), 20.0);
+        assert!((value(&loss) - (1.0 + 16f64.exp()).ln()).abs() < 1e-4, "{}", value(&loss));
+        // The right order gives log(1 + e^-16), and equal scores contribute nothing: log 1.
+        let loss = cosent(&cos, &Tensor::from_slice(&[3.0f32, 1.0]), 20.0);
+        assert!((value(&loss) - (1.0 + (-16f64).exp()).ln()).abs() < 1e-6);
+        let loss = cosent(&cos, &Tensor::from_slice(&[2.0f32, 2.0]), 20.0);
+        assert!(value(&loss).abs() < 1e-6);
+    }
+
+    #[test]
+    fn cosine_mse_maps_scores_onto_the_unit_range() {
+        // Range 0..5: scores 5 and 0 become 1 and 0; cos 0.5 and 0.5 → ((0.5)^2 + (0.5)^2) / 2.
+        let loss = cosine_mse(&Tensor::from_slice(&[0.5f32, 0.5]), &Tensor::from_slice(&[5.0f32, 0.0]), (0.0, 5.0));
+        assert!((value(&loss) - 0.25).abs() < 1e-7);
+    }
+
+    #[test]
+    fn ranking_loss_by_hand() {
+        // Two anchors equal to their positives and orthogonal to each other: logits
+        // [[20, 0], [0, 20]], loss = log(1 + e^-20) per row.
+        let a = Tensor::from_slice(&[1.0f32, 0.0, 0.0, 1.0]).view([2, 2]);
+        let loss = multiple_negatives_ranking(&a, &a, 20.0);
+        assert!((value(&loss) - (1.0 + (-20f64).exp()).ln()).abs() < 1e-7);
+        // A hard negative equal to anchor 0 makes row 0 a tie: log(2 + e^-20).
+        let candidates = Tensor::cat(&[&a, &a.narrow(0, 0, 1)], 0);
+        let loss = multiple_negatives_ranking(&a, &candidates, 20.0);
+        let expected = ((2.0 + (-20f64).exp()).ln() + (1.0 + 2.0 * (-20f64).exp()).ln()) / 2.0;
+        assert!((value(&loss) - expected).abs() < 1e-6, "{} vs {expected}", value(&loss));
+    }
+}

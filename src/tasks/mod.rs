@@ -1,0 +1,290 @@
+//! Task kinds. A kind knows its columns, what the model computes for a batch, its loss and its
+//! dev metric; the trainer and `eval` see a task only through [`TrainingTask`] and
+//! [`TaskScore`].
+//!
+//! - `classification` (`text,label`): a head per task, cross-entropy, accuracy and macro-F1.
+//! - `similarity` (`sentence1,sentence2,score`): the cosine of the two embeddings, CoSENT or
+//!   cosine-MSE, Spearman and Pearson correlation with the scores.
+//! - `pairs` (`anchor,positive[,negative]`): in-batch negatives (MultipleNegativesRankingLoss),
+//!   MRR@10 and recall@1/@10 of every dev anchor searched among all dev positives.
+//!
+//! The embeddings a similarity or pairs loss sees are exactly `encode`'s (pooling, projection,
+//! normalisation as the model says), so what is trained is what is served.
+
+pub mod classification;
+pub mod losses;
+pub mod pairs;
+pub mod similarity;
+
+use std::path::Path;
+
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+use tch::{Device, Tensor};
+
+use crate::data::batching::pad_batch;
+use crate::data::csv_file::read_header;
+use crate::model::fused_forward::FusedForward;
+use crate::model::loaded::LoadedModel;
+use crate::model::spec::{TaskKind, TaskSpec, KINDS};
+use crate::model::tokenizer::SentenceTokenizer;
+use crate::train::settings::{TaskSource, TrainSettings};
+
+/// The columns a classification file is read from (`--text-column`, `--label-column`).
+#[derive(Debug, Clone, Copy)]
+pub struct LabelColumns<'a> {
+    pub text: &'a str,
+    pub label: &'a str,
+}
+
+/// The columns a file of `kind` must have.
+fn required_columns(kind: TaskKind, columns: LabelColumns<'_>) -> Vec<&str> {
+    match kind {
+        TaskKind::Classification => vec![columns.text, columns.label],
+        TaskKind::Similarity => crate::data::scored_pairs::COLUMNS.to_vec(),
+        TaskKind::Pairs => vec![crate::data::text_pairs::ANCHOR, crate::data::text_pairs::POSITIVE],
+    }
+}
+
+/// `pairs needs anchor, positive (and optionally negative)`; with the header seen, the columns
+/// it lacks when it has some of them.
+fn describe_columns(kind: TaskKind, columns: LabelColumns<'_>, header: &[String]) -> String {
+    let required = required_columns(kind, columns);
+    let mut text = format!("{kind} needs {}", required.join(", "));
+    if kind == TaskKind::Pairs {
+        text.push_str(" (and optionally negative)");
+    }
+    let missing: Vec<&str> = required.iter().copied().filter(|c| !header.iter().any(|h| h == c)).collect();
+    if !missing.is_empty() && missing.len() < required.len() {
+        text.push_str(&format!(" (no {})", missing.iter().map(|c| format!("'{c}'")).collect::<Vec<_>>().join(", ")));
+    }
+    text
+}
+
+/// The kind of a data file: `given` (from `--task-kind`, or the model's task) when its header
+/// has that kind's columns, else the one kind whose columns the header has.
+pub fn kind_of_file(path: &Path, given: Option<TaskKind>, columns: LabelColumns<'_>) -> Result<TaskKind> {
+    let header = read_header(path)?;
+    let fits = |kind: TaskKind| required_columns(kind, columns).iter().all(|c| header.iter().any(|h| h == c));
+    let columns_seen = header.join(", ");
+    if let Some(kind) = given {
+        if !fits(kind) {
+            bail!(
+                "{}:1: the header ({columns_seen}) is not a {kind} file: {}",
+                path.display(),
+                describe_columns(kind, columns, &header)
+            );
+        }
+        return Ok(kind);
+    }
+    let fitting: Vec<TaskKind> = KINDS.into_iter().filter(|k| fits(*k)).collect();
+    match fitting.as_slice() {
+        [kind] => Ok(*kind),
+        [] => {
+            let expected: Vec<String> = KINDS.iter().map(|k| describe_columns(*k, columns, &header)).collect();
+            let hint = if header.len() == 1 && (header[0].contains(';') || header[0].contains('\t')) {
+                "; the header looks ';'- or tab-separated; sentence-mtl reads comma-separated CSV"
+            } else {
+                "; the first line must name the columns"
+            };
+            bail!("{}:1: the header ({columns_seen}) fits no task kind: {}{hint}", path.display(), expected.join("; "))
+        }
+        several => {
+            let names: Vec<String> = several.iter().map(|k| k.to_string()).collect();
+            bail!(
+                "{}:1: the header ({columns_seen}) fits several task kinds ({}); choose one with --task-kind NAME=KIND",
+                path.display(),
+                names.join(", ")
+            )
+        }
+    }
+}
+
+/// A task's dev score, by kind. The main metric (macro-F1, Spearman, MRR@10) chooses `best/`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TaskScore {
+    Classification { accuracy: f64, macro_f1: f64, examples: usize },
+    Similarity { spearman: f64, pearson: f64, pairs: usize },
+    Pairs { mrr_at_10: f64, recall_at_1: f64, recall_at_10: f64, queries: usize },
+}
+
+impl TaskScore {
+    pub fn kind(&self) -> TaskKind {
+        match self {
+            Self::Classification { .. } => TaskKind::Classification,
+            Self::Similarity { .. } => TaskKind::Similarity,
+            Self::Pairs { .. } => TaskKind::Pairs,
+        }
+    }
+
+    /// The kind's main metric.
+    pub fn main(&self) -> f64 {
+        match self {
+            Self::Classification { macro_f1, .. } => *macro_f1,
+            Self::Similarity { spearman, .. } => *spearman,
+            Self::Pairs { mrr_at_10, .. } => *mrr_at_10,
+        }
+    }
+
+    /// A second metric shown beside the main one (accuracy, Pearson, recall@1).
+    pub fn secondary(&self) -> (&'static str, f64) {
+        match self {
+            Self::Classification { accuracy, .. } => ("accuracy", *accuracy),
+            Self::Similarity { pearson, .. } => ("Pearson", *pearson),
+            Self::Pairs { recall_at_1, .. } => ("recall@1", *recall_at_1),
+        }
+    }
+
+    /// Dev rows (pairs, queries) the score is over.
+    pub fn examples(&self) -> usize {
+        match self {
+            Self::Classification { examples, .. } => *examples,
+            Self::Similarity { pairs, .. } => *pairs,
+            Self::Pairs { queries, .. } => *queries,
+        }
+    }
+
+    /// The metrics as `name value` pairs, for tables.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Classification { accuracy, macro_f1, .. } => {
+                format!("accuracy {accuracy:.4}, macro-F1 {macro_f1:.4}")
+            }
+            Self::Similarity { spearman, pearson, .. } => format!("Spearman {spearman:.4}, Pearson {pearson:.4}"),
+            Self::Pairs { mrr_at_10, recall_at_1, recall_at_10, .. } => {
+                format!("MRR@10 {mrr_at_10:.4}, recall@1 {recall_at_1:.4}, recall@10 {recall_at_10:.4}")
+            }
+        }
+    }
+}
+
+/// One training batch of a task, on the model's device.
+pub struct TrainBatch {
+    /// `[texts, seq]` token ids and attention mask (Int64). For pair kinds the texts are the
+    /// batch's first column, then its second (then its third), each `rows` long.
+    pub ids: Tensor,
+    pub mask: Tensor,
+    /// What the loss compares the outputs with: class ids `[rows]` (Int64) or scores `[rows]`
+    /// (Float); none for pairs, whose targets are the diagonal.
+    pub targets: Option<Tensor>,
+    /// Rows (examples) in the batch.
+    pub rows: usize,
+    /// Real tokens, and tokens after padding.
+    pub tokens: usize,
+    pub padded_tokens: usize,
+}
+
+impl TrainBatch {
+    /// Pads the texts of `columns` (each holding one token list per row, already in batch
+    /// order) into one batch.
+    fn of_columns(columns: &[Vec<&[i64]>], targets: Option<Tensor>, pad_id: i64, device: Device) -> Self {
+        let sequences: Vec<&[i64]> = columns.iter().flatten().copied().collect();
+        let (ids, mask) = pad_batch(&sequences, pad_id, device);
+        let longest = sequences.iter().map(|s| s.len()).max().unwrap_or(0);
+        Self {
+            ids,
+            mask,
+            targets,
+            rows: columns.first().map(Vec::len).unwrap_or(0),
+            tokens: sequences.iter().map(|s| s.len()).sum(),
+            padded_tokens: sequences.len() * longest,
+        }
+    }
+}
+
+/// A task as the trainer sees it.
+pub trait TrainingTask {
+    fn source(&self) -> &TaskSource;
+    fn kind(&self) -> TaskKind;
+    /// What the checkpoint records about the task.
+    fn spec(&self) -> TaskSpec;
+    /// Tokenises the training texts, once per run.
+    fn tokenize(&mut self, tokenizer: &SentenceTokenizer, max_length: usize);
+    /// Tokens of each training row (its longest text), for length-grouped batches.
+    fn row_lengths(&self) -> Vec<usize>;
+    /// For each training row, keys of its texts that no other row of its batch may share;
+    /// `None` when any rows may share a batch.
+    fn exclusive_texts(&self) -> Option<Vec<Vec<u64>>> {
+        None
+    }
+    fn train_rows(&self) -> usize;
+    fn dev_rows(&self) -> Option<usize>;
+    /// One line for the run's overview: classes, score range, loss.
+    fn summary(&self) -> String;
+    /// The training rows `rows` as a padded batch on `device`.
+    fn batch(&self, rows: &[usize], pad_id: i64, device: Device) -> TrainBatch;
+    /// What the loss reads, computed with dropout (training's forward) under the run's autocast.
+    fn outputs(&self, forward: &FusedForward, batch: &TrainBatch) -> Result<Tensor>;
+    /// The loss of fp32 `outputs` on `batch` (a scalar).
+    fn loss(&self, outputs: &Tensor, batch: &TrainBatch) -> Tensor;
+    /// The dev score, `None` without a dev set.
+    fn evaluate(&self, model: &LoadedModel, batch_size: usize) -> Result<Option<TaskScore>>;
+}
+
+/// Reads a task's files as the kind its settings say.
+pub fn read(source: &TaskSource, settings: &TrainSettings) -> Result<Box<dyn TrainingTask>> {
+    Ok(match source.kind.unwrap_or_default() {
+        TaskKind::Classification => Box::new(classification::ClassificationTask::read(source)?),
+        TaskKind::Similarity => Box::new(similarity::SimilarityTask::read(source)?),
+        TaskKind::Pairs => Box::new(pairs::PairsTask::read(source, settings)?),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.csv");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    const DEFAULT: LabelColumns<'static> = LabelColumns { text: "text", label: "label" };
+
+    #[test]
+    fn kinds_come_from_the_header() {
+        for (text, kind) in [
+            ("text,label\n", TaskKind::Classification),
+            ("sentence1,sentence2,score\n", TaskKind::Similarity),
+            ("anchor,positive,negative\n", TaskKind::Pairs),
+            ("\u{feff}label,text\n", TaskKind::Classification),
+        ] {
+            let (_dir, path) = header(text);
+            assert_eq!(kind_of_file(&path, None, DEFAULT).unwrap(), kind, "{text}");
+        }
+        let (_dir, path) = header("sentence,category\n");
+        let columns = LabelColumns { text: "sentence", label: "category" };
+        assert_eq!(kind_of_file(&path, None, columns).unwrap(), TaskKind::Classification);
+    }
+
+    #[test]
+    fn headers_that_fit_no_kind_or_contradict_the_flag_are_errors() {
+        let (_dir, path) = header("question,answer\n");
+        let err = kind_of_file(&path, None, DEFAULT).unwrap_err().to_string();
+        assert!(err.contains("fits no task kind: classification needs text, label; similarity needs sentence1, sentence2, score; pairs needs anchor, positive (and optionally negative)"), "{err}");
+        let (_dir, path) = header("text,label\n");
+        let err = kind_of_file(&path, Some(TaskKind::Similarity), DEFAULT).unwrap_err().to_string();
+        assert!(err.ends_with("f.csv:1: the header (text, label) is not a similarity file: similarity needs sentence1, sentence2, score"), "{err}");
+        let (_dir, path) = header("text,category\n");
+        let err = kind_of_file(&path, None, DEFAULT).unwrap_err().to_string();
+        assert!(err.contains("classification needs text, label (no 'label'); similarity"), "{err}");
+        let (_dir, path) = header("text,label,anchor,positive\n");
+        let err = kind_of_file(&path, None, DEFAULT).unwrap_err().to_string();
+        assert!(err.contains("fits several task kinds (classification, pairs)"), "{err}");
+        assert_eq!(kind_of_file(&path, Some(TaskKind::Pairs), DEFAULT).unwrap(), TaskKind::Pairs);
+    }
+
+    #[test]
+    fn scores_deserialise_by_their_fields() {
+        let old: TaskScore = serde_json::from_str(r#"{"accuracy":0.5,"macro_f1":0.4,"examples":3}"#).unwrap();
+        assert_eq!(old.kind(), TaskKind::Classification);
+        let s: TaskScore = serde_json::from_str(r#"{"spearman":0.8,"pearson":0.7,"pairs":9}"#).unwrap();
+        assert_eq!((s.kind(), s.main()), (TaskKind::Similarity, 0.8));
+        let p = TaskScore::Pairs { mrr_at_10: 0.5, recall_at_1: 0.4, recall_at_10: 0.9, queries: 2 };
+        let back: TaskScore = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+        assert_eq!(back, p);
+    }
+}

@@ -1,0 +1,194 @@
+//! Pairs (`anchor,positive[,negative]`): retrieval-style pairs trained with in-batch negatives
+//! (MultipleNegativesRankingLoss): each anchor must pick its own positive among the batch's
+//! positives and hard negatives. A batch never holds two rows that share a text, which would
+//! be a false negative. Scored by searching every dev anchor among all dev positives: MRR@10,
+//! recall@1 and recall@10.
+
+use std::collections::HashMap;
+
+use anyhow::{Context, Result};
+use tch::{Device, Kind, Tensor};
+
+use super::losses::multiple_negatives_ranking;
+use super::{TaskScore, TrainBatch, TrainingTask};
+use crate::data::text_pairs::TextPairs;
+use crate::hash::fnv1a;
+use crate::inference::embed;
+use crate::metrics::retrieval::RetrievalRanks;
+use crate::model::fused_forward::FusedForward;
+use crate::model::loaded::LoadedModel;
+use crate::model::pooling::l2_normalize;
+use crate::model::spec::{TaskKind, TaskSpec};
+use crate::model::tokenizer::SentenceTokenizer;
+use crate::progress::Progress;
+use crate::report::retrieval::RetrievalReport;
+use crate::train::settings::{TaskSource, TrainSettings};
+
+pub struct PairsTask {
+    source: TaskSource,
+    /// Multiplier of the cosine similarities before the softmax (`--pairs-scale`).
+    scale: f64,
+    train: TextPairs,
+    /// Token ids per column (anchors, positives, negatives if any), per row.
+    tokens: Vec<Vec<Vec<i64>>>,
+    dev: Option<TextPairs>,
+}
+
+impl PairsTask {
+    pub fn read(source: &TaskSource, settings: &TrainSettings) -> Result<Self> {
+        let context = || format!("task '{}'", source.name);
+        let train = TextPairs::read(&source.train).with_context(context)?;
+        let dev = source.dev.as_deref().map(TextPairs::read).transpose().with_context(context)?;
+        Ok(Self { source: source.clone(), scale: settings.pairs_scale, train, tokens: Vec::new(), dev })
+    }
+}
+
+/// A dev set as a search: its distinct anchors are the queries, its distinct positives the
+/// candidates, and a query's relevant candidates are the positives of its rows.
+pub struct Search<'a> {
+    pub queries: Vec<&'a str>,
+    pub candidates: Vec<&'a str>,
+    pub relevant: Vec<Vec<usize>>,
+}
+
+impl<'a> Search<'a> {
+    pub fn of(pairs: &'a TextPairs) -> Self {
+        let mut search = Self { queries: Vec::new(), candidates: Vec::new(), relevant: Vec::new() };
+        let (mut query_ids, mut candidate_ids) = (HashMap::new(), HashMap::new());
+        for (anchor, positive) in pairs.anchors.iter().zip(&pairs.positives) {
+            let q = *query_ids.entry(anchor.as_str()).or_insert_with(|| {
+                search.queries.push(anchor.as_str());
+                search.relevant.push(Vec::new());
+                search.queries.len() - 1
+            });
+            let c = *candidate_ids.entry(positive.as_str()).or_insert_with(|| {
+                search.candidates.push(positive.as_str());
+                search.candidates.len() - 1
+            });
+            if !search.relevant[q].contains(&c) {
+                search.relevant[q].push(c);
+            }
+        }
+        search
+    }
+
+    /// Where each query's relevant candidates rank under `model`'s cosine similarity.
+    pub fn ranks(&self, model: &LoadedModel, batch_size: usize, progress: &Progress) -> Result<RetrievalRanks> {
+        let owned = |texts: &[&str]| texts.iter().map(|t| t.to_string()).collect::<Vec<_>>();
+        let queries = l2_normalize(&embed(model, &owned(&self.queries), batch_size, progress)?);
+        let candidates = l2_normalize(&embed(model, &owned(&self.candidates), batch_size, progress)?);
+        let mut ranks = RetrievalRanks::from_scores(&[], self.candidates.len(), &[]);
+        // A chunk of queries at a time keeps the score matrix small for large dev sets.
+        const CHUNK: usize = 256;
+        for (i, relevant) in self.relevant.chunks(CHUNK).enumerate() {
+            let chunk = queries.narrow(0, (i * CHUNK) as i64, relevant.len() as i64);
+            let scores = Vec::<f32>::try_from(chunk.matmul(&candidates.tr()).flatten(0, -1).to_kind(Kind::Float))?;
+            ranks.extend(&scores, self.candidates.len(), relevant);
+        }
+        Ok(ranks)
+    }
+}
+
+/// MRR@10 and recall@1/@10 of `model` on a dev set.
+pub fn score(model: &LoadedModel, pairs: &TextPairs, batch_size: usize) -> Result<TaskScore> {
+    let search = Search::of(pairs);
+    let scores = search.ranks(model, batch_size, &Progress::hidden())?.scores();
+    Ok(TaskScore::Pairs {
+        mrr_at_10: scores.mrr_at_10,
+        recall_at_1: scores.recall_at_1,
+        recall_at_10: scores.recall_at_10,
+        queries: search.queries.len(),
+    })
+}
+
+impl TrainingTask for PairsTask {
+    fn source(&self) -> &TaskSource {
+        &self.source
+    }
+
+    fn kind(&self) -> TaskKind {
+        TaskKind::Pairs
+    }
+
+    fn spec(&self) -> TaskSpec {
+        TaskSpec {
+            name: self.source.name.clone(),
+            kind: TaskKind::Pairs,
+            labels: Vec::new(),
+            text_column: None,
+            label_column: None,
+            score_range: None,
+            loss: Some(format!("multiple-negatives-ranking (scale {})", self.scale)),
+        }
+    }
+
+    fn tokenize(&mut self, tokenizer: &SentenceTokenizer, max_length: usize) {
+        let mut columns = vec![&self.train.anchors, &self.train.positives];
+        columns.extend(self.train.negatives.as_ref());
+        self.tokens = columns.into_iter().map(|texts| tokenizer.encode_batch(texts, max_length)).collect();
+    }
+
+    fn row_lengths(&self) -> Vec<usize> {
+        (0..self.train.len()).map(|r| self.tokens.iter().map(|c| c[r].len()).max().unwrap_or(0)).collect()
+    }
+
+    fn exclusive_texts(&self) -> Option<Vec<Vec<u64>>> {
+        Some((0..self.train.len()).map(|r| self.train.texts_of(r).map(|t| fnv1a(t.as_bytes())).collect()).collect())
+    }
+
+    fn train_rows(&self) -> usize {
+        self.train.len()
+    }
+
+    fn dev_rows(&self) -> Option<usize> {
+        self.dev.as_ref().map(TextPairs::len)
+    }
+
+    fn summary(&self) -> String {
+        let negatives = if self.train.negatives.is_some() { ", hard negatives" } else { "" };
+        format!("in-batch negatives{negatives}, scale {}", self.scale)
+    }
+
+    fn batch(&self, rows: &[usize], pad_id: i64, device: Device) -> TrainBatch {
+        let columns: Vec<Vec<&[i64]>> =
+            self.tokens.iter().map(|column| rows.iter().map(|&r| column[r].as_slice()).collect()).collect();
+        TrainBatch::of_columns(&columns, None, pad_id, device)
+    }
+
+    /// The embeddings `[columns * rows, dim]`: anchors, positives, then negatives if any.
+    fn outputs(&self, forward: &FusedForward, batch: &TrainBatch) -> Result<Tensor> {
+        Ok(forward.embedding(&forward.features_t(&batch.ids, &batch.mask, true)?))
+    }
+
+    fn loss(&self, outputs: &Tensor, batch: &TrainBatch) -> Tensor {
+        let rows = batch.rows as i64;
+        let anchors = outputs.narrow(0, 0, rows);
+        let candidates = outputs.narrow(0, rows, outputs.size()[0] - rows);
+        multiple_negatives_ranking(&anchors, &candidates, self.scale)
+    }
+
+    fn evaluate(&self, model: &LoadedModel, batch_size: usize) -> Result<Option<TaskScore>> {
+        self.dev.as_ref().map(|dev| score(model, dev, batch_size)).transpose()
+    }
+}
+
+/// The evaluation report of `model`'s embeddings on a pairs file.
+pub fn report(
+    model: &LoadedModel,
+    task: &str,
+    path: &std::path::Path,
+    batch_size: usize,
+    progress: &Progress,
+) -> Result<RetrievalReport> {
+    let pairs = TextPairs::read(path)?;
+    let search = Search::of(&pairs);
+    let ranks = search.ranks(model, batch_size, progress)?;
+    Ok(RetrievalReport {
+        task: task.to_string(),
+        data: path.to_path_buf(),
+        queries: search.queries.iter().map(|q| q.to_string()).collect(),
+        candidates: search.candidates.len(),
+        first_relevant: search.relevant.iter().map(|r| search.candidates[r[0]].to_string()).collect(),
+        ranks,
+    })
+}

@@ -1,0 +1,194 @@
+//! Similarity (`sentence1,sentence2,score`): graded pairs. The loss reads the cosine of the two
+//! embeddings: CoSENT (the default; only the order of scores matters) or cosine-MSE (the score
+//! mapped onto [0, 1] by the training range, which the checkpoint records). Scored by the
+//! Spearman and Pearson correlation of cosine and gold score.
+
+use std::fmt;
+use std::str::FromStr;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind, Tensor};
+
+use super::losses::{cosent, cosine_mse, pairwise_cosine, DEFAULT_SCALE};
+use super::{TaskScore, TrainBatch, TrainingTask};
+use crate::data::scored_pairs::ScoredPairs;
+use crate::inference::embed;
+use crate::metrics::correlation::{pearson, spearman};
+use crate::model::fused_forward::FusedForward;
+use crate::model::loaded::LoadedModel;
+use crate::model::spec::{TaskKind, TaskSpec};
+use crate::model::tokenizer::SentenceTokenizer;
+use crate::progress::Progress;
+use crate::report::similarity::SimilarityReport;
+use crate::train::settings::TaskSource;
+
+/// `--similarity-loss`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SimilarityLoss {
+    #[default]
+    Cosent,
+    CosineMse,
+}
+
+impl FromStr for SimilarityLoss {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "cosent" => Self::Cosent,
+            "cosine-mse" => Self::CosineMse,
+            other => bail!("unknown --similarity-loss '{other}' (expected cosent or cosine-mse)"),
+        })
+    }
+}
+
+impl fmt::Display for SimilarityLoss {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Cosent => "cosent",
+            Self::CosineMse => "cosine-mse",
+        })
+    }
+}
+
+pub struct SimilarityTask {
+    source: TaskSource,
+    loss: SimilarityLoss,
+    train: ScoredPairs,
+    /// The training scores' (lowest, highest).
+    range: (f64, f64),
+    /// Token ids of each row's first and second sentence (filled by `tokenize`).
+    tokens: [Vec<Vec<i64>>; 2],
+    dev: Option<ScoredPairs>,
+}
+
+impl SimilarityTask {
+    pub fn read(source: &TaskSource) -> Result<Self> {
+        let context = || format!("task '{}'", source.name);
+        let train = ScoredPairs::read(&source.train).with_context(context)?;
+        let dev = source.dev.as_deref().map(ScoredPairs::read).transpose().with_context(context)?;
+        Ok(Self {
+            source: source.clone(),
+            loss: source.similarity_loss.unwrap_or_default(),
+            range: train.score_range(),
+            train,
+            tokens: [Vec::new(), Vec::new()],
+            dev,
+        })
+    }
+}
+
+/// The cosine similarity `model` gives each pair, as `encode`'s embeddings would.
+pub fn cosines(
+    model: &LoadedModel,
+    first: &[String],
+    second: &[String],
+    batch_size: usize,
+    progress: &Progress,
+) -> Result<Vec<f64>> {
+    let a = embed(model, first, batch_size, progress)?;
+    let b = embed(model, second, batch_size, progress)?;
+    Ok(Vec::<f64>::try_from(pairwise_cosine(&a, &b).to_kind(Kind::Double))?)
+}
+
+/// Spearman and Pearson correlation of `model`'s cosines with the pairs' scores.
+pub fn score(model: &LoadedModel, pairs: &ScoredPairs, batch_size: usize) -> Result<TaskScore> {
+    let predicted = cosines(model, &pairs.first, &pairs.second, batch_size, &Progress::hidden())?;
+    Ok(TaskScore::Similarity {
+        spearman: spearman(&predicted, &pairs.scores),
+        pearson: pearson(&predicted, &pairs.scores),
+        pairs: pairs.len(),
+    })
+}
+
+impl TrainingTask for SimilarityTask {
+    fn source(&self) -> &TaskSource {
+        &self.source
+    }
+
+    fn kind(&self) -> TaskKind {
+        TaskKind::Similarity
+    }
+
+    fn spec(&self) -> TaskSpec {
+        TaskSpec {
+            name: self.source.name.clone(),
+            kind: TaskKind::Similarity,
+            labels: Vec::new(),
+            text_column: None,
+            label_column: None,
+            score_range: Some([self.range.0, self.range.1]),
+            loss: Some(self.loss.to_string()),
+        }
+    }
+
+    fn tokenize(&mut self, tokenizer: &SentenceTokenizer, max_length: usize) {
+        self.tokens = [
+            tokenizer.encode_batch(&self.train.first, max_length),
+            tokenizer.encode_batch(&self.train.second, max_length),
+        ];
+    }
+
+    fn row_lengths(&self) -> Vec<usize> {
+        self.tokens[0].iter().zip(&self.tokens[1]).map(|(a, b)| a.len().max(b.len())).collect()
+    }
+
+    fn train_rows(&self) -> usize {
+        self.train.len()
+    }
+
+    fn dev_rows(&self) -> Option<usize> {
+        self.dev.as_ref().map(ScoredPairs::len)
+    }
+
+    fn summary(&self) -> String {
+        format!("scores {} to {}, {}", self.range.0, self.range.1, self.loss)
+    }
+
+    fn batch(&self, rows: &[usize], pad_id: i64, device: Device) -> TrainBatch {
+        let columns: Vec<Vec<&[i64]>> =
+            self.tokens.iter().map(|column| rows.iter().map(|&r| column[r].as_slice()).collect()).collect();
+        let scores: Vec<f32> = rows.iter().map(|&r| self.train.scores[r] as f32).collect();
+        TrainBatch::of_columns(&columns, Some(Tensor::from_slice(&scores).to_device(device)), pad_id, device)
+    }
+
+    /// The embeddings `[2 * rows, dim]`: first sentences, then second ones.
+    fn outputs(&self, forward: &FusedForward, batch: &TrainBatch) -> Result<Tensor> {
+        Ok(forward.embedding(&forward.features_t(&batch.ids, &batch.mask, true)?))
+    }
+
+    fn loss(&self, outputs: &Tensor, batch: &TrainBatch) -> Tensor {
+        let rows = batch.rows as i64;
+        let cos = pairwise_cosine(&outputs.narrow(0, 0, rows), &outputs.narrow(0, rows, rows));
+        let scores = batch.targets.as_ref().expect("similarity batches have scores");
+        match self.loss {
+            SimilarityLoss::Cosent => cosent(&cos, scores, DEFAULT_SCALE),
+            SimilarityLoss::CosineMse => cosine_mse(&cos, scores, self.range),
+        }
+    }
+
+    fn evaluate(&self, model: &LoadedModel, batch_size: usize) -> Result<Option<TaskScore>> {
+        self.dev.as_ref().map(|dev| score(model, dev, batch_size)).transpose()
+    }
+}
+
+/// The evaluation report of `model`'s embeddings on a similarity file.
+pub fn report(
+    model: &LoadedModel,
+    task: &str,
+    path: &std::path::Path,
+    batch_size: usize,
+    progress: &Progress,
+) -> Result<SimilarityReport> {
+    let pairs = ScoredPairs::read(path)?;
+    let predicted = cosines(model, &pairs.first, &pairs.second, batch_size, progress)?;
+    Ok(SimilarityReport {
+        task: task.to_string(),
+        data: path.to_path_buf(),
+        first: pairs.first,
+        second: pairs.second,
+        gold: pairs.scores,
+        predicted,
+    })
+}
