@@ -55,7 +55,7 @@ import importlib.metadata as md, sys
 need = {
     "torch": ["nvidia-cuda-runtime-cu12", "nvidia-cuda-cupti-cu12"],
     "cuda": ["nvidia-cublas-cu12", "nvidia-cudnn-cu12", "nvidia-nccl-cu12"],
-    "reference": ["transformers", "sentence-transformers", "scikit-learn", "scipy", "sympy"],
+    "reference": ["transformers", "sentence-transformers", "scikit-learn", "scipy", "sympy", "accelerate", "datasets", "setfit"],
 }[sys.argv[1]]
 assert md.version("torch").split("+")[0] == "2.4.0"
 for pkg in need:

@@ -111,14 +111,14 @@ fn build_corpus(test: &str) -> Option<Corpus> {
 
     // ---- CSV files ---------------------------------------------------------------------
     let f = c.file("no_header.csv", b"what is this?,DESC\nwho is she?,HUM\n");
-    c.add_train("CSV", "header row missing", format!("q={f}"), &[], error("no_header.csv:1: no column 'text' in the header (columns: what is this?, DESC); the first line must name the columns"));
+    c.add_train("CSV", "header row missing", format!("q={f}"), &[], error("no_header.csv:1: the header (what is this?, DESC) fits no task kind: classification needs text, label; similarity needs sentence1, sentence2, score; pairs needs anchor, positive (and optionally negative); the first line must name the columns"));
     let f = c.file("no_label.csv", b"text,category\nhi,a\n");
     c.add_train(
         "CSV",
         "label column missing",
         format!("q={f}"),
         &[],
-        error("no_label.csv:1: no column 'label' in the header (columns: text, category)"),
+        error("no_label.csv:1: the header (text, category) fits no task kind: classification needs text, label (no 'label')"),
     );
     let f = c.file("semicolons.csv", b"text;label\nhi;a\n");
     c.add_train(
@@ -168,7 +168,7 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         "empty file",
         format!("q={f}"),
         &[],
-        error("empty.csv: the file is empty (expected a header row with columns text, label)"),
+        error("empty.csv: the file is empty (expected a header row naming the columns)"),
     );
     let f = c.file("header_only.csv", b"text,label\n");
     c.add_train(
@@ -260,6 +260,130 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         "predict task not in the checkpoint",
         &["predict", "-m", &ck, "--task", "nope", "hello"],
         error("unknown task 'nope' (this model has: topic, mood)"),
+    );
+
+    // ---- similarity and pairs tasks ----------------------------------------------------
+    let sim =
+        |c: &mut Corpus, name: &str, rows: &str| c.file(name, format!("sentence1,sentence2,score\n{rows}").as_bytes());
+    let f = sim(&mut c, "sim_word.csv", "a cat sits,a cat sat,4.5\na dog runs,the sky is blue,high\n");
+    c.add_train(
+        "similarity and pairs",
+        "similarity score not a number",
+        format!("s={f}"),
+        &[],
+        error("sim_word.csv:3: score 'high' in column 'score' is not a finite number"),
+    );
+    let f = sim(&mut c, "sim_missing.csv", "a cat sits,a cat sat,4.5\na dog runs,the sky is blue,\n");
+    c.add_train(
+        "similarity and pairs",
+        "similarity score missing",
+        format!("s={f}"),
+        &[],
+        error("sim_missing.csv:3: empty score in column 'score'"),
+    );
+    let f = sim(&mut c, "sim_equal.csv", "a cat sits,a cat sat,3\na dog runs,the sky is blue,3\n");
+    c.add_train(
+        "similarity and pairs",
+        "similarity scores all equal",
+        format!("s={f}"),
+        &[],
+        error("sim_equal.csv: every score is 3; similarity needs scores that differ"),
+    );
+    let f = sim(&mut c, "sim_empty.csv", "a cat sits, ,4\na dog runs,the sky is blue,0\n");
+    c.add_train(
+        "similarity and pairs",
+        "similarity sentence empty",
+        format!("s={f}"),
+        &[],
+        error("sim_empty.csv:2: empty text in column 'sentence2'"),
+    );
+    let good_sim = sim(
+        &mut c,
+        "sim_good.csv",
+        "a cat sits,a cat sat,4.5\na dog runs,the sky is blue,0.2\nhe reads,he is reading,4\n",
+    );
+    c.add_train(
+        "similarity and pairs",
+        "--similarity-loss for a classification task",
+        format!("topic={topic_train}"),
+        &["--similarity-loss", "topic=cosent"],
+        error("--similarity-loss topic=cosent: task 'topic' is a classification task, not a similarity task"),
+    );
+    c.add_train(
+        "similarity and pairs",
+        "--similarity-loss unknown",
+        format!("s={good_sim}"),
+        &["--similarity-loss", "mse"],
+        error("unknown --similarity-loss 'mse' (expected cosent or cosine-mse)"),
+    );
+    c.add_train("similarity and pairs", "--task-kind contradicting the header", format!("s={good_sim}"), &["--task-kind", "s=pairs"], error("sim_good.csv:1: the header (sentence1, sentence2, score) is not a pairs file: pairs needs anchor, positive (and optionally negative)"));
+    c.add_train(
+        "similarity and pairs",
+        "--task-kind unknown",
+        format!("s={good_sim}"),
+        &["--task-kind", "s=regression"],
+        error("unknown task kind 'regression' (expected classification, similarity or pairs)"),
+    );
+    let f = c.file("pairs_empty.csv", b"anchor,positive\nwhat is a cat,a cat is an animal\n  ,an empty anchor\n");
+    c.add_train(
+        "similarity and pairs",
+        "pairs anchor empty",
+        format!("p={f}"),
+        &[],
+        error("pairs_empty.csv:3: empty text in column 'anchor'"),
+    );
+    let f = c.file("pairs_noneg.csv", b"anchor,positive,negative\nwhat is a cat,a cat is an animal,\n");
+    c.add_train(
+        "similarity and pairs",
+        "pairs negative empty",
+        format!("p={f}"),
+        &[],
+        error("pairs_noneg.csv:2: empty text in column 'negative'"),
+    );
+    let good_pairs = c
+        .file("pairs_good.csv", b"anchor,positive\nwhat is a cat,a cat is an animal\nwhere is Rome,Rome is in Italy\n");
+    c.add_train(
+        "similarity and pairs",
+        "pairs task with batch size 1",
+        format!("p={good_pairs}"),
+        &["--batch-size", "1"],
+        error("--batch-size 1: task 'p' is a pairs task, whose in-batch negatives need at least 2 rows per batch"),
+    );
+    c.add(
+        "similarity and pairs",
+        "a dev file of another kind",
+        &c.train_args("run-devkind", &format!("s={good_sim},{good_pairs}"), &[])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        error("pairs_good.csv:1: the header (anchor, positive) is not a similarity file"),
+    );
+    let sim_run = c.path("sim-run");
+    assert_ok(&bin().args(c.train_args("sim-run", &format!("s={good_sim}"), &[])).output().unwrap());
+    c.add(
+        "similarity and pairs",
+        "predict with a similarity task",
+        &["predict", "-m", &format!("{sim_run}/best"), "--task", "s", "hi"],
+        error("task 's' is a similarity task: it has no head to predict with"),
+    );
+    c.add_train(
+        "similarity and pairs",
+        "--freeze head: of a similarity task",
+        format!("s={good_sim}"),
+        &["--freeze", "head:s"],
+        error("--freeze head:s: task 's' is a similarity task: it has no head"),
+    );
+    c.add(
+        "similarity and pairs",
+        "eval of a similarity file on a model without that task",
+        &["eval", "-m", &m, "--task", &format!("sts={good_sim}")],
+        Expect::Works,
+    );
+    c.add(
+        "similarity and pairs",
+        "eval of a pairs file on a model without that task",
+        &["eval", "-m", &m, "--task", &format!("qa={good_pairs}")],
+        Expect::Works,
     );
 
     // ---- models and checkpoints --------------------------------------------------------

@@ -184,3 +184,88 @@ fn unknown_labels_are_listed_or_skipped_and_counted() {
     assert_eq!(metrics["tasks"]["mood"]["skipped_unknown_labels"]["rows"], 2);
     assert_eq!(metrics["tasks"]["mood"]["skipped_unknown_labels"]["labels"]["amused"], 2);
 }
+
+/// `eval` of a similarity and a pairs file on a plain model (no such tasks: the embeddings are
+/// scored): Spearman and Pearson equal scipy's on the written predictions file, and MRR@10 and
+/// recall@1/@10 equal a plain Python computation from `encode`'s embeddings.
+#[test]
+fn similarity_and_retrieval_metrics_equal_scipy_and_plain_python() {
+    let test = "similarity_and_retrieval_metrics_equal_scipy_and_plain_python";
+    let Some(python) = python(test) else { return };
+    let Some(models) = tiny_models(test) else { return };
+    let model = models.join("tiny-bert");
+    let dir = tempfile::tempdir().unwrap();
+    let data = crate::toy_data::write_toy_data(dir.path());
+    let out = dir.path().join("report");
+    let eval = run_args(&[
+        "eval",
+        "-m",
+        model.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "-q",
+        "--task",
+        &format!("similar={}", data.similar_dev.display()),
+        "--task",
+        &format!("match={}", data.match_dev.display()),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_ok(&eval);
+    let metrics = read_json(&out.join("metrics.json"));
+    let close = |ours: &Value, theirs: &Value, what: &str| {
+        let (a, b) = (ours.as_f64().unwrap(), theirs.as_f64().unwrap());
+        assert!((a - b).abs() <= 1e-9, "{what}: ours {a}, reference {b}");
+    };
+
+    let predictions = out.join("predictions_similar.csv");
+    let scipy =
+        python_json(&python, &[&reference_script("scipy_correlation.py"), predictions.to_str().unwrap()], &Value::Null);
+    let similar = &metrics["tasks"]["similar"];
+    close(&similar["spearman"], &scipy["spearman"], "Spearman");
+    close(&similar["pearson"], &scipy["pearson"], "Pearson");
+    assert!(out.join("similarity_similar.png").is_file());
+
+    // Every text of the pairs file, encoded once, for the Python computation.
+    let pairs: Vec<[String; 2]> = csv::Reader::from_path(&data.match_dev)
+        .unwrap()
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            [r[0].to_string(), r[1].to_string()]
+        })
+        .collect();
+    let mut texts: Vec<&str> = pairs.iter().flatten().map(String::as_str).collect();
+    texts.sort();
+    texts.dedup();
+    let texts_file = dir.path().join("texts.txt");
+    std::fs::write(&texts_file, texts.join("\n") + "\n").unwrap();
+    let embeddings = dir.path().join("embeddings.jsonl");
+    let encode = run_args(&[
+        "encode",
+        "-m",
+        model.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "-q",
+        "--input",
+        texts_file.to_str().unwrap(),
+        "--output",
+        embeddings.to_str().unwrap(),
+    ]);
+    assert_ok(&encode);
+    let plain = python_json(
+        &python,
+        &[&reference_script("retrieval_metrics.py"), data.match_dev.to_str().unwrap(), embeddings.to_str().unwrap()],
+        &Value::Null,
+    );
+    let matched = &metrics["tasks"]["match"];
+    for name in ["mrr_at_10", "recall_at_1", "recall_at_10"] {
+        close(&matched[name], &plain[name], name);
+    }
+    assert_eq!((&matched["queries"], &matched["candidates"]), (&plain["queries"], &plain["candidates"]));
+    eprintln!(
+        "Spearman {} Pearson {} MRR@10 {} recall@1 {}: equal to the references",
+        similar["spearman"], similar["pearson"], matched["mrr_at_10"], matched["recall_at_1"]
+    );
+}

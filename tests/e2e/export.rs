@@ -280,3 +280,89 @@ fn export_refuses_to_overwrite_without_force() {
     ]));
     assert!(out.join("tasks.json").is_file() && !out.join("mine.txt").exists());
 }
+
+/// A MiniLM checkpoint trained on a similarity and a pairs task (STS-B and pairs derived from
+/// it) beside a classification head: its sentence-transformers export reproduces `encode` on
+/// 100 real sentence pairs, and the model card lists every task with its kind, loss and dev
+/// metric.
+#[test]
+fn sentence_transformers_export_of_embedding_tasks_reproduces_encode() {
+    let test = "sentence_transformers_export_of_embedding_tasks_reproduces_encode";
+    let (Some(python), Some(minilm), Some(data)) = (python(test), minilm(test), shared_data(test)) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let stsb: Vec<csv::StringRecord> =
+        csv::Reader::from_path(data.join("stsb/train.csv")).unwrap().records().map(|r| r.unwrap()).collect();
+    let similar = dir.path().join("similar.csv");
+    let mut text = String::from("sentence1,sentence2,score\n");
+    let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    for r in stsb.iter().take(64) {
+        text.push_str(&format!("{},{},{}\n", quote(&r[0]), quote(&r[1]), &r[2]));
+    }
+    std::fs::write(&similar, &text).unwrap();
+    let pairs = dir.path().join("pairs.csv");
+    let mut text = String::from("anchor,positive\n");
+    for r in stsb.iter().filter(|r| r[2].parse::<f64>().unwrap() >= 4.0).take(64) {
+        text.push_str(&format!("{},{}\n", quote(&r[0]), quote(&r[1])));
+    }
+    std::fs::write(&pairs, &text).unwrap();
+    let dev = data.join("stsb/dev.csv");
+    let toy = crate::toy_data::write_toy_data(dir.path());
+    let run_dir = dir.path().join("run");
+    assert_ok(&run(&[
+        "train",
+        "-m",
+        minilm.to_str().unwrap(),
+        "--task",
+        &format!("stsb={},{}", similar.display(), dev.display()),
+        "--task",
+        &format!("pairs={}", pairs.display()),
+        "--task",
+        &format!("topic={}", toy.topic_train.display()),
+        "--out",
+        run_dir.to_str().unwrap(),
+        "--max-steps",
+        "3",
+        "--batch-size",
+        "8",
+        "--device",
+        "cpu",
+        "-q",
+    ]));
+    let best = run_dir.join("best");
+    let out = dir.path().join("st");
+    export(&best, "sentence-transformers", &out);
+    let sentences: Vec<String> = csv::Reader::from_path(&dev)
+        .unwrap()
+        .records()
+        .take(100)
+        .flat_map(|r| {
+            let r = r.unwrap();
+            [r[0].to_string(), r[1].to_string()]
+        })
+        .collect();
+    let ours = encode_all(&best, &write_lines(dir.path(), &sentences));
+    let st = matrix(&python_in(
+        &python,
+        &out,
+        r#"
+import json, sys
+from sentence_transformers import SentenceTransformer
+model = SentenceTransformer(".", device="cpu")
+print(json.dumps(model.encode(json.load(sys.stdin), batch_size=32).tolist()))
+"#,
+        &json!(sentences),
+    ));
+    let worst = ours.iter().zip(&st).map(|(a, b)| cosine(a, b)).fold(1.0, f64::min);
+    eprintln!("sentence-transformers export vs encode on 100 STS-B dev pairs: worst cosine {worst:.7}");
+    assert!(worst >= 0.9999, "worst cosine {worst}");
+
+    let card = std::fs::read_to_string(out.join("README.md")).unwrap();
+    for line in [
+        "| stsb | similarity | cosent | scores ",
+        "| pairs | pairs | multiple-negatives-ranking (scale 20) |",
+        "| topic | classification | cross-entropy | food, sport, weather |",
+        "| stsb | similarity | Spearman | ",
+    ] {
+        assert!(card.contains(line), "the model card lacks {line:?}:\n{card}");
+    }
+}

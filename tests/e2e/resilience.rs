@@ -17,11 +17,19 @@ struct Fixture {
 }
 
 fn fixture(test: &str, steps: usize, extra: &[&str]) -> Option<Fixture> {
+    fixture_of_tasks(test, steps, extra, false)
+}
+
+/// The toy classification tasks, and with `embedding_tasks` the similarity and pairs ones too.
+fn fixture_of_tasks(test: &str, steps: usize, extra: &[&str], embedding_tasks: bool) -> Option<Fixture> {
     let model = tiny_models(test)?.join("tiny-bert");
     let dir = tempfile::tempdir().unwrap();
     let data = write_toy_data(dir.path());
     let mut args: Vec<String> = vec!["train".into(), "-m".into(), model.to_string_lossy().into()];
     args.extend(data.task_args());
+    if embedding_tasks {
+        args.extend(data.embedding_task_args());
+    }
     args.extend(
         [
             "--device",
@@ -104,7 +112,11 @@ fn resume(run: &str) {
 }
 
 fn interrupt_and_resume(test: &str, signal: i32, expected_code: i32) {
-    let Some(f) = fixture(test, 150, &[]) else { return };
+    interrupt_and_resume_tasks(test, signal, expected_code, false)
+}
+
+fn interrupt_and_resume_tasks(test: &str, signal: i32, expected_code: i32, embedding_tasks: bool) {
+    let Some(f) = fixture_of_tasks(test, 150, &[], embedding_tasks) else { return };
     f.run_to_end("straight");
     let mut child = f.spawn("interrupted");
     wait_for_steps(&f.out("interrupted"), 30, &mut child);
@@ -135,6 +147,18 @@ fn interrupt_and_resume(test: &str, signal: i32, expected_code: i32) {
 #[test]
 fn ctrl_c_saves_and_resume_reaches_bit_identical_weights() {
     interrupt_and_resume("ctrl_c_saves_and_resume_reaches_bit_identical_weights", libc::SIGINT, 130);
+}
+
+/// Similarity and pairs tasks resume exactly too: the pairs task's no-duplicate batches come
+/// from the saved sampler state.
+#[test]
+fn resume_with_similarity_and_pairs_tasks_reaches_bit_identical_weights() {
+    interrupt_and_resume_tasks(
+        "resume_with_similarity_and_pairs_tasks_reaches_bit_identical_weights",
+        libc::SIGINT,
+        130,
+        true,
+    );
 }
 
 #[test]

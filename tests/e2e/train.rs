@@ -100,7 +100,8 @@ fn both_heads_learn_and_the_checkpoint_predicts_like_the_model_in_memory() {
 
     let best = outcome.best.as_ref().expect("dev sets were given");
     for task in ["topic", "mood"] {
-        let accuracy = best.tasks[task].accuracy;
+        let (name, accuracy) = best.tasks[task].secondary();
+        assert_eq!(name, "accuracy");
         eprintln!("{task}: best dev accuracy {accuracy:.3}");
         assert!(accuracy >= 0.9, "{task} reached only {accuracy} dev accuracy");
     }
@@ -343,4 +344,89 @@ fn cuda_training_learns_in_fp32_and_bf16_and_its_checkpoint_predicts_alike_on_th
             assert!((pg - pc).abs() < 1e-4, "{precision}: probability {pg} on the GPU, {pc} on the CPU");
         }
     }
+}
+
+/// Similarity and pairs tasks train the embeddings beside a classification head: their dev
+/// metrics rise from the random model's, the pairs task never repeats a text within a batch,
+/// only the classification task gets a head, and `eval` of the checkpoint reproduces the
+/// training's last dev scores.
+#[test]
+fn similarity_and_pairs_tasks_train_the_embeddings_beside_a_head() {
+    let test = "similarity_and_pairs_tasks_train_the_embeddings_beside_a_head";
+    let Some(s) = setup(test) else { return };
+    let plan = s.dir.path().join("plan.jsonl");
+    let out = s.out("mixed");
+    let mut args = vec!["train".to_string(), "-m".into(), s.model.clone(), "--out".into(), out.clone()];
+    args.extend(["--task".into(), format!("topic={},{}", s.data.topic_train.display(), s.data.topic_dev.display())]);
+    args.extend(s.data.embedding_task_args());
+    args.extend(FAST.iter().map(|a| a.to_string()));
+    let plan_arg = plan.to_string_lossy().into_owned();
+    args.extend(["--epochs", "4", "--warmup-steps", "0", "--save-batch-plan", &plan_arg, "-q"].map(String::from));
+    assert_ok(&bin().args(&args).output().unwrap());
+
+    let (similar_dev, match_dev) = (s.data.similar_dev.to_str().unwrap(), s.data.match_dev.to_str().unwrap());
+    let eval_of = |model: &str| {
+        let similar = format!("similar={similar_dev}");
+        let matched = format!("match={match_dev}");
+        let eval = run(&["eval", "-m", model, "--device", "cpu", "--json", "--task", &similar, "--task", &matched]);
+        assert_ok(&eval);
+        serde_json::from_str::<serde_json::Value>(&stdout(&eval)).unwrap()["tasks"].clone()
+    };
+    let before = eval_of(&s.model);
+    let evals = log_records(&out, "eval");
+    let last = &evals[evals.len() - 1]["tasks"];
+    eprintln!("the random model: {before}\nafter training: {last}");
+    let metric = |scores: &serde_json::Value, task: &str, name: &str| scores[task][name].as_f64().unwrap();
+    for (task, name, floor) in
+        [("similar", "spearman", 0.7), ("match", "mrr_at_10", 0.9), ("match", "recall_at_10", 0.9)]
+    {
+        let (was, now) = (metric(&before, task, name), metric(last, task, name));
+        assert!(now > floor && now > was + 0.1, "{task} {name}: {was} before, {now} after training");
+    }
+    assert!(metric(last, "topic", "accuracy") >= 0.9, "the head did not learn: {last}");
+
+    // No batch of the pairs task holds a text twice (its positives are other rows' anchors).
+    let pairs: Vec<Vec<String>> = csv::Reader::from_path(&s.data.match_train)
+        .unwrap()
+        .records()
+        .map(|r| r.unwrap().iter().map(String::from).collect())
+        .collect();
+    let batches: Vec<serde_json::Value> =
+        std::fs::read_to_string(&plan).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let mut checked = 0;
+    for batch in batches.iter().filter(|b| b["task"] == "match") {
+        let mut texts: Vec<&str> = batch["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| pairs[r.as_u64().unwrap() as usize].iter().map(String::as_str))
+            .collect();
+        let before = texts.len();
+        texts.sort();
+        texts.dedup();
+        assert_eq!(texts.len(), before, "a pairs batch repeats a text: {batch}");
+        checked += 1;
+    }
+    assert!(checked > 10, "only {checked} pairs batches");
+
+    let last_dir = Path::new(&out).join("last");
+    let tensors = weights(&last_dir);
+    assert!(tensors.contains_key("heads.topic.weight"));
+    assert!(!tensors.keys().any(|n| n.starts_with("heads.similar") || n.starts_with("heads.match")));
+    let spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(last_dir.join("sentence_mtl.json")).unwrap()).unwrap();
+    let kinds: Vec<&str> = spec["tasks"].as_array().unwrap().iter().map(|t| t["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["classification", "similarity", "pairs"]);
+    assert_eq!(spec["tasks"][1]["score_range"], serde_json::json!([0.0, 5.0]));
+    assert_eq!(spec["tasks"][1]["loss"], "cosent");
+
+    // `eval` of last/ scores the dev sets as the final evaluation did.
+    let evaluated = eval_of(last_dir.to_str().unwrap());
+    for (task, name) in
+        [("similar", "spearman"), ("similar", "pearson"), ("match", "mrr_at_10"), ("match", "recall_at_1")]
+    {
+        let (trained, scored) = (metric(last, task, name), metric(&evaluated, task, name));
+        assert!((trained - scored).abs() < 1e-6, "{task} {name}: training {trained}, eval {scored}");
+    }
+    assert_eq!(evaluated["similar"]["kind"], "similarity");
 }
