@@ -3,6 +3,9 @@
 
 pub mod task_values;
 
+/// `train --feature-cache-budget`'s default, in MB.
+pub const DEFAULT_FEATURE_CACHE_BUDGET_MB: u64 = 4096;
+
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -272,6 +275,22 @@ pub struct TrainArgs {
     /// Seed for initialisation, data order, task sampling and dropout
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+
+    /// Dropout probability of the backbone in training (hidden states and attention), instead
+    /// of its config.json's; 0 turns dropout off
+    #[arg(long, value_name = "P")]
+    pub dropout: Option<f64>,
+
+    /// Run a frozen backbone every step instead of once: by default, when the backbone (or the
+    /// embeddings and the bottom K blocks) is frozen, its output is computed once per sentence,
+    /// without dropout, and every step trains only the rest from it
+    #[arg(long)]
+    pub no_feature_cache: bool,
+
+    /// Largest feature cache, in MB, before the run refuses to start (pooled states take
+    /// hidden x 4 bytes per sentence; states after block K that per token)
+    #[arg(long, default_value_t = DEFAULT_FEATURE_CACHE_BUDGET_MB, value_name = "MB")]
+    pub feature_cache_budget: u64,
 
     /// Evaluate the dev sets every N optimizer steps [default: at the end of each epoch]
     #[arg(long, value_name = "N")]

@@ -102,6 +102,14 @@ impl BackboneConfig {
         }
     }
 
+    /// Sets both dropout probabilities (`train --dropout`).
+    pub fn set_dropout(&mut self, p: f64) {
+        match self {
+            Self::DistilBert(c) => (c.dropout, c.attention_dropout) = (p, p),
+            Self::Bert(c) => (c.hidden_dropout_prob, c.attention_probs_dropout_prob) = (p, p),
+        }
+    }
+
     pub fn vocab_size(&self) -> i64 {
         match self {
             Self::DistilBert(c) => c.vocab_size,

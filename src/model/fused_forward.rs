@@ -63,8 +63,17 @@ impl FusedForward<'_> {
 
     /// As `hidden_states`, with the config's dropout applied where HF applies it when `train`.
     pub fn hidden_states_t(&self, ids: &Tensor, mask: &Tensor, train: bool) -> Result<Tensor> {
-        let (hidden_p, attention_p) = self.config.dropout();
-        let dropout = Dropout::new(train, hidden_p, attention_p);
+        let x = self.embeddings_t(ids, train)?;
+        self.blocks_t(x, mask, 0..self.config.num_layers(), train)
+    }
+
+    fn dropout(&self, train: bool) -> Dropout {
+        let (hidden, attention) = self.config.dropout();
+        Dropout::new(train, hidden, attention)
+    }
+
+    /// The embedding layer's output `[batch, seq, hidden]` for ids `[batch, seq]`.
+    pub fn embeddings_t(&self, ids: &Tensor, train: bool) -> Result<Tensor> {
         let e = names::embeddings(self.config);
         let positions = ids.ones_like().cumsum(1, Kind::Int64) - 1;
         let x = self.lookup(&e.word, ids)? + self.lookup(&e.position, &positions)?;
@@ -72,12 +81,18 @@ impl FusedForward<'_> {
             Some(token_type) => x + self.lookup(token_type, &ids.zeros_like())?,
             None => x,
         };
-        let mut x = dropout.hidden(&self.layer_norm(&x, &e.layer_norm)?);
+        Ok(self.dropout(train).hidden(&self.layer_norm(&x, &e.layer_norm)?))
+    }
+
+    /// Transformer `blocks` (a range of block indices) over states `x [batch, seq, hidden]`,
+    /// the input of the range's first block, with the mask `[batch, seq]`.
+    pub fn blocks_t(&self, mut x: Tensor, mask: &Tensor, blocks: std::ops::Range<i64>, train: bool) -> Result<Tensor> {
+        let dropout = self.dropout(train);
         let additive = additive_mask(self.config, mask);
         // BERT's (HF's and rust-bert's) drops out the attention block's output; DistilBERT's does not.
         let attention_output_dropout = matches!(self.config, BackboneConfig::Bert(_));
         let act = self.config.activation();
-        for i in 0..self.config.num_layers() {
+        for i in blocks {
             let b = names::block(self.config, i);
             let q = self.linear(&x, &b.query)?;
             let k = self.linear(&x, &b.key)?;
@@ -91,6 +106,20 @@ impl FusedForward<'_> {
             x = self.layer_norm(&out, &b.output_norm)?;
         }
         Ok(x)
+    }
+
+    /// States after blocks `..to` (the embedding layer's when `to` is 0), without dropout: what
+    /// a training run whose embeddings and bottom `to` blocks are frozen can compute once.
+    pub fn states_below(&self, ids: &Tensor, mask: &Tensor, to: i64) -> Result<Tensor> {
+        let x = self.embeddings_t(ids, false)?;
+        self.blocks_t(x, mask, 0..to, false)
+    }
+
+    /// Sentence features `[batch, dim]` from the states after block `from` (`[batch, seq,
+    /// hidden]`, as `states_below` gives them): the remaining blocks, pooling and projection.
+    pub fn features_from_states(&self, states: Tensor, mask: &Tensor, from: i64, train: bool) -> Result<Tensor> {
+        let hidden = self.blocks_t(states, mask, from..self.config.num_layers(), train)?;
+        self.project(&self.spec.pooling.forward(&hidden, mask))
     }
 
     /// Sentence features `[batch, dim]`: pooled (and projected), before normalisation.

@@ -7,7 +7,7 @@ use tch::{Device, Tensor};
 
 use super::{TaskScore, TrainBatch, TrainingTask};
 use crate::data::labelled::{LabelSet, LabelledData, UnknownLabelPolicy};
-use crate::inference::class_probabilities;
+use crate::inference::{class_probabilities, Encoder};
 use crate::metrics::classification::ConfusionMatrix;
 use crate::model::fused_forward::FusedForward;
 use crate::model::loaded::LoadedModel;
@@ -71,16 +71,16 @@ impl ClassificationTask {
     }
 }
 
-/// Accuracy and macro-F1 of `model`'s head `task` on labelled texts.
+/// Accuracy and macro-F1 of the encoder's head `task` on labelled texts.
 pub fn score(
-    model: &LoadedModel,
+    encoder: &Encoder,
     task: &str,
     texts: &[String],
     truth: &[usize],
     classes: usize,
     batch_size: usize,
 ) -> Result<TaskScore> {
-    let probabilities = class_probabilities(model, task, texts, batch_size, &Progress::hidden())?;
+    let probabilities = encoder.class_probabilities(task, texts, batch_size, &Progress::hidden())?;
     let predicted = argmax_rows(&probabilities);
     let matrix = ConfusionMatrix::from_predictions(classes, truth, &predicted);
     Ok(TaskScore::Classification {
@@ -117,6 +117,14 @@ impl TrainingTask for ClassificationTask {
         self.train_tokens = tokenizer.encode_batch(&self.train.texts, max_length);
     }
 
+    fn train_texts(&self) -> Vec<&[i64]> {
+        self.train_tokens.iter().map(Vec::as_slice).collect()
+    }
+
+    fn dev_texts(&self) -> Vec<&str> {
+        self.dev.iter().flat_map(|d| d.data.texts.iter().map(String::as_str)).collect()
+    }
+
     fn row_lengths(&self) -> Vec<usize> {
         self.train_tokens.iter().map(Vec::len).collect()
     }
@@ -133,24 +141,24 @@ impl TrainingTask for ClassificationTask {
         format!("{} classes, cross-entropy", self.labels.len())
     }
 
-    fn batch(&self, rows: &[usize], pad_id: i64, device: Device) -> TrainBatch {
+    fn batch(&self, rows: &[usize], device: Device) -> TrainBatch<'_> {
         let texts: Vec<&[i64]> = rows.iter().map(|&r| self.train_tokens[r].as_slice()).collect();
         let classes: Vec<i64> = rows.iter().map(|&r| self.train_classes[r]).collect();
-        TrainBatch::of_columns(&[texts], Some(Tensor::from_slice(&classes).to_device(device)), pad_id, device)
+        TrainBatch::of_columns(vec![texts], Some(Tensor::from_slice(&classes).to_device(device)))
     }
 
     /// The head's logits `[batch, classes]`.
-    fn outputs(&self, forward: &FusedForward, batch: &TrainBatch) -> Result<Tensor> {
-        forward.logits(&forward.features_t(&batch.ids, &batch.mask, true)?, &self.source.name)
+    fn outputs(&self, forward: &FusedForward, features: &Tensor) -> Result<Tensor> {
+        forward.logits(features, &self.source.name)
     }
 
     fn loss(&self, outputs: &Tensor, batch: &TrainBatch) -> Tensor {
         outputs.cross_entropy_for_logits(batch.targets.as_ref().expect("classification batches have targets"))
     }
 
-    fn evaluate(&self, model: &LoadedModel, batch_size: usize) -> Result<Option<TaskScore>> {
+    fn evaluate(&self, encoder: &Encoder, batch_size: usize) -> Result<Option<TaskScore>> {
         let Some(dev) = &self.dev else { return Ok(None) };
-        score(model, &self.source.name, &dev.data.texts, &dev.classes, self.labels.len(), batch_size).map(Some)
+        score(encoder, &self.source.name, &dev.data.texts, &dev.classes, self.labels.len(), batch_size).map(Some)
     }
 }
 

@@ -22,10 +22,9 @@ use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
-use crate::data::batching::pad_batch;
 use crate::data::csv_file::read_header;
+use crate::inference::Encoder;
 use crate::model::fused_forward::FusedForward;
-use crate::model::loaded::LoadedModel;
 use crate::model::spec::{TaskKind, TaskSpec, KINDS};
 use crate::model::tokenizer::SentenceTokenizer;
 use crate::train::settings::{TaskSource, TrainSettings};
@@ -159,37 +158,33 @@ impl TaskScore {
     }
 }
 
-/// One training batch of a task, on the model's device.
-pub struct TrainBatch {
-    /// `[texts, seq]` token ids and attention mask (Int64). For pair kinds the texts are the
-    /// batch's first column, then its second (then its third), each `rows` long.
-    pub ids: Tensor,
-    pub mask: Tensor,
+/// One training batch of a task: its texts' token ids and what the loss needs besides.
+pub struct TrainBatch<'a> {
+    /// The batch's texts; for pair kinds the first column's rows, then the second's (then the
+    /// third's), each `rows` long.
+    pub texts: Vec<&'a [i64]>,
     /// What the loss compares the outputs with: class ids `[rows]` (Int64) or scores `[rows]`
     /// (Float); none for pairs, whose targets are the diagonal.
     pub targets: Option<Tensor>,
     /// Rows (examples) in the batch.
     pub rows: usize,
-    /// Real tokens, and tokens after padding.
-    pub tokens: usize,
-    pub padded_tokens: usize,
 }
 
-impl TrainBatch {
-    /// Pads the texts of `columns` (each holding one token list per row, already in batch
-    /// order) into one batch.
-    fn of_columns(columns: &[Vec<&[i64]>], targets: Option<Tensor>, pad_id: i64, device: Device) -> Self {
-        let sequences: Vec<&[i64]> = columns.iter().flatten().copied().collect();
-        let (ids, mask) = pad_batch(&sequences, pad_id, device);
-        let longest = sequences.iter().map(|s| s.len()).max().unwrap_or(0);
-        Self {
-            ids,
-            mask,
-            targets,
-            rows: columns.first().map(Vec::len).unwrap_or(0),
-            tokens: sequences.iter().map(|s| s.len()).sum(),
-            padded_tokens: sequences.len() * longest,
-        }
+impl<'a> TrainBatch<'a> {
+    /// The texts of `columns` (each one token list per row, in batch order), column by column.
+    fn of_columns(columns: Vec<Vec<&'a [i64]>>, targets: Option<Tensor>) -> Self {
+        let rows = columns.first().map(Vec::len).unwrap_or(0);
+        Self { texts: columns.into_iter().flatten().collect(), targets, rows }
+    }
+
+    /// Real tokens in the batch.
+    pub fn tokens(&self) -> usize {
+        self.texts.iter().map(|t| t.len()).sum()
+    }
+
+    /// Tokens once padded to the longest text.
+    pub fn padded_tokens(&self) -> usize {
+        self.texts.len() * self.texts.iter().map(|t| t.len()).max().unwrap_or(0)
     }
 }
 
@@ -201,6 +196,10 @@ pub trait TrainingTask {
     fn spec(&self) -> TaskSpec;
     /// Tokenises the training texts, once per run.
     fn tokenize(&mut self, tokenizer: &SentenceTokenizer, max_length: usize);
+    /// Every training text's token ids (after `tokenize`), for the feature cache.
+    fn train_texts(&self) -> Vec<&[i64]>;
+    /// Every dev text, for the feature cache.
+    fn dev_texts(&self) -> Vec<&str>;
     /// Tokens of each training row (its longest text), for length-grouped batches.
     fn row_lengths(&self) -> Vec<usize>;
     /// For each training row, keys of its texts that no other row of its batch may share;
@@ -212,14 +211,15 @@ pub trait TrainingTask {
     fn dev_rows(&self) -> Option<usize>;
     /// One line for the run's overview: classes, score range, loss.
     fn summary(&self) -> String;
-    /// The training rows `rows` as a padded batch on `device`.
-    fn batch(&self, rows: &[usize], pad_id: i64, device: Device) -> TrainBatch;
-    /// What the loss reads, computed with dropout (training's forward) under the run's autocast.
-    fn outputs(&self, forward: &FusedForward, batch: &TrainBatch) -> Result<Tensor>;
+    /// The training rows `rows` as a batch (targets on `device`).
+    fn batch(&self, rows: &[usize], device: Device) -> TrainBatch<'_>;
+    /// What the loss reads, from the batch texts' sentence features `[texts, dim]` (training's
+    /// forward, under the run's autocast): a head's logits, or `encode`'s embeddings.
+    fn outputs(&self, forward: &FusedForward, features: &Tensor) -> Result<Tensor>;
     /// The loss of fp32 `outputs` on `batch` (a scalar).
     fn loss(&self, outputs: &Tensor, batch: &TrainBatch) -> Tensor;
     /// The dev score, `None` without a dev set.
-    fn evaluate(&self, model: &LoadedModel, batch_size: usize) -> Result<Option<TaskScore>>;
+    fn evaluate(&self, encoder: &Encoder, batch_size: usize) -> Result<Option<TaskScore>>;
 }
 
 /// Reads a task's files as the kind its settings say.

@@ -13,7 +13,7 @@ use super::losses::multiple_negatives_ranking;
 use super::{TaskScore, TrainBatch, TrainingTask};
 use crate::data::text_pairs::TextPairs;
 use crate::hash::fnv1a;
-use crate::inference::embed;
+use crate::inference::Encoder;
 use crate::metrics::retrieval::RetrievalRanks;
 use crate::model::fused_forward::FusedForward;
 use crate::model::loaded::LoadedModel;
@@ -72,11 +72,11 @@ impl<'a> Search<'a> {
         search
     }
 
-    /// Where each query's relevant candidates rank under `model`'s cosine similarity.
-    pub fn ranks(&self, model: &LoadedModel, batch_size: usize, progress: &Progress) -> Result<RetrievalRanks> {
+    /// Where each query's relevant candidates rank under the encoder's cosine similarity.
+    pub fn ranks(&self, encoder: &Encoder, batch_size: usize, progress: &Progress) -> Result<RetrievalRanks> {
         let owned = |texts: &[&str]| texts.iter().map(|t| t.to_string()).collect::<Vec<_>>();
-        let queries = l2_normalize(&embed(model, &owned(&self.queries), batch_size, progress)?);
-        let candidates = l2_normalize(&embed(model, &owned(&self.candidates), batch_size, progress)?);
+        let queries = l2_normalize(&encoder.embed(&owned(&self.queries), batch_size, progress)?);
+        let candidates = l2_normalize(&encoder.embed(&owned(&self.candidates), batch_size, progress)?);
         let mut ranks = RetrievalRanks::from_scores(&[], self.candidates.len(), &[]);
         // A chunk of queries at a time keeps the score matrix small for large dev sets.
         const CHUNK: usize = 256;
@@ -89,10 +89,10 @@ impl<'a> Search<'a> {
     }
 }
 
-/// MRR@10 and recall@1/@10 of `model` on a dev set.
-pub fn score(model: &LoadedModel, pairs: &TextPairs, batch_size: usize) -> Result<TaskScore> {
+/// MRR@10 and recall@1/@10 of the encoder on a dev set.
+pub fn score(encoder: &Encoder, pairs: &TextPairs, batch_size: usize) -> Result<TaskScore> {
     let search = Search::of(pairs);
-    let scores = search.ranks(model, batch_size, &Progress::hidden())?.scores();
+    let scores = search.ranks(encoder, batch_size, &Progress::hidden())?.scores();
     Ok(TaskScore::Pairs {
         mrr_at_10: scores.mrr_at_10,
         recall_at_1: scores.recall_at_1,
@@ -128,6 +128,14 @@ impl TrainingTask for PairsTask {
         self.tokens = columns.into_iter().map(|texts| tokenizer.encode_batch(texts, max_length)).collect();
     }
 
+    fn train_texts(&self) -> Vec<&[i64]> {
+        self.tokens.iter().flatten().map(Vec::as_slice).collect()
+    }
+
+    fn dev_texts(&self) -> Vec<&str> {
+        self.dev.iter().flat_map(|d| d.anchors.iter().chain(&d.positives).map(String::as_str)).collect()
+    }
+
     fn row_lengths(&self) -> Vec<usize> {
         (0..self.train.len()).map(|r| self.tokens.iter().map(|c| c[r].len()).max().unwrap_or(0)).collect()
     }
@@ -149,15 +157,14 @@ impl TrainingTask for PairsTask {
         format!("in-batch negatives{negatives}, scale {}", self.scale)
     }
 
-    fn batch(&self, rows: &[usize], pad_id: i64, device: Device) -> TrainBatch {
-        let columns: Vec<Vec<&[i64]>> =
-            self.tokens.iter().map(|column| rows.iter().map(|&r| column[r].as_slice()).collect()).collect();
-        TrainBatch::of_columns(&columns, None, pad_id, device)
+    fn batch(&self, rows: &[usize], _device: Device) -> TrainBatch<'_> {
+        let columns = self.tokens.iter().map(|column| rows.iter().map(|&r| column[r].as_slice()).collect()).collect();
+        TrainBatch::of_columns(columns, None)
     }
 
     /// The embeddings `[columns * rows, dim]`: anchors, positives, then negatives if any.
-    fn outputs(&self, forward: &FusedForward, batch: &TrainBatch) -> Result<Tensor> {
-        Ok(forward.embedding(&forward.features_t(&batch.ids, &batch.mask, true)?))
+    fn outputs(&self, forward: &FusedForward, features: &Tensor) -> Result<Tensor> {
+        Ok(forward.embedding(features))
     }
 
     fn loss(&self, outputs: &Tensor, batch: &TrainBatch) -> Tensor {
@@ -167,8 +174,8 @@ impl TrainingTask for PairsTask {
         multiple_negatives_ranking(&anchors, &candidates, self.scale)
     }
 
-    fn evaluate(&self, model: &LoadedModel, batch_size: usize) -> Result<Option<TaskScore>> {
-        self.dev.as_ref().map(|dev| score(model, dev, batch_size)).transpose()
+    fn evaluate(&self, encoder: &Encoder, batch_size: usize) -> Result<Option<TaskScore>> {
+        self.dev.as_ref().map(|dev| score(encoder, dev, batch_size)).transpose()
     }
 }
 
@@ -182,7 +189,7 @@ pub fn report(
 ) -> Result<RetrievalReport> {
     let pairs = TextPairs::read(path)?;
     let search = Search::of(&pairs);
-    let ranks = search.ranks(model, batch_size, progress)?;
+    let ranks = search.ranks(&Encoder::new(model), batch_size, progress)?;
     Ok(RetrievalReport {
         task: task.to_string(),
         data: path.to_path_buf(),

@@ -13,7 +13,7 @@ use tch::{Device, Kind, Tensor};
 use super::losses::{cosent, cosine_mse, pairwise_cosine, DEFAULT_SCALE};
 use super::{TaskScore, TrainBatch, TrainingTask};
 use crate::data::scored_pairs::ScoredPairs;
-use crate::inference::embed;
+use crate::inference::Encoder;
 use crate::metrics::correlation::{pearson, spearman};
 use crate::model::fused_forward::FusedForward;
 use crate::model::loaded::LoadedModel;
@@ -79,22 +79,22 @@ impl SimilarityTask {
     }
 }
 
-/// The cosine similarity `model` gives each pair, as `encode`'s embeddings would.
+/// The cosine similarity the encoder's embeddings give each pair, as `encode`'s would.
 pub fn cosines(
-    model: &LoadedModel,
+    encoder: &Encoder,
     first: &[String],
     second: &[String],
     batch_size: usize,
     progress: &Progress,
 ) -> Result<Vec<f64>> {
-    let a = embed(model, first, batch_size, progress)?;
-    let b = embed(model, second, batch_size, progress)?;
+    let a = encoder.embed(first, batch_size, progress)?;
+    let b = encoder.embed(second, batch_size, progress)?;
     Ok(Vec::<f64>::try_from(pairwise_cosine(&a, &b).to_kind(Kind::Double))?)
 }
 
-/// Spearman and Pearson correlation of `model`'s cosines with the pairs' scores.
-pub fn score(model: &LoadedModel, pairs: &ScoredPairs, batch_size: usize) -> Result<TaskScore> {
-    let predicted = cosines(model, &pairs.first, &pairs.second, batch_size, &Progress::hidden())?;
+/// Spearman and Pearson correlation of the encoder's cosines with the pairs' scores.
+pub fn score(encoder: &Encoder, pairs: &ScoredPairs, batch_size: usize) -> Result<TaskScore> {
+    let predicted = cosines(encoder, &pairs.first, &pairs.second, batch_size, &Progress::hidden())?;
     Ok(TaskScore::Similarity {
         spearman: spearman(&predicted, &pairs.scores),
         pearson: pearson(&predicted, &pairs.scores),
@@ -130,6 +130,14 @@ impl TrainingTask for SimilarityTask {
         ];
     }
 
+    fn train_texts(&self) -> Vec<&[i64]> {
+        self.tokens.iter().flatten().map(Vec::as_slice).collect()
+    }
+
+    fn dev_texts(&self) -> Vec<&str> {
+        self.dev.iter().flat_map(|d| d.first.iter().chain(&d.second).map(String::as_str)).collect()
+    }
+
     fn row_lengths(&self) -> Vec<usize> {
         self.tokens[0].iter().zip(&self.tokens[1]).map(|(a, b)| a.len().max(b.len())).collect()
     }
@@ -146,16 +154,15 @@ impl TrainingTask for SimilarityTask {
         format!("scores {} to {}, {}", self.range.0, self.range.1, self.loss)
     }
 
-    fn batch(&self, rows: &[usize], pad_id: i64, device: Device) -> TrainBatch {
-        let columns: Vec<Vec<&[i64]>> =
-            self.tokens.iter().map(|column| rows.iter().map(|&r| column[r].as_slice()).collect()).collect();
+    fn batch(&self, rows: &[usize], device: Device) -> TrainBatch<'_> {
+        let columns = self.tokens.iter().map(|column| rows.iter().map(|&r| column[r].as_slice()).collect()).collect();
         let scores: Vec<f32> = rows.iter().map(|&r| self.train.scores[r] as f32).collect();
-        TrainBatch::of_columns(&columns, Some(Tensor::from_slice(&scores).to_device(device)), pad_id, device)
+        TrainBatch::of_columns(columns, Some(Tensor::from_slice(&scores).to_device(device)))
     }
 
     /// The embeddings `[2 * rows, dim]`: first sentences, then second ones.
-    fn outputs(&self, forward: &FusedForward, batch: &TrainBatch) -> Result<Tensor> {
-        Ok(forward.embedding(&forward.features_t(&batch.ids, &batch.mask, true)?))
+    fn outputs(&self, forward: &FusedForward, features: &Tensor) -> Result<Tensor> {
+        Ok(forward.embedding(features))
     }
 
     fn loss(&self, outputs: &Tensor, batch: &TrainBatch) -> Tensor {
@@ -168,8 +175,8 @@ impl TrainingTask for SimilarityTask {
         }
     }
 
-    fn evaluate(&self, model: &LoadedModel, batch_size: usize) -> Result<Option<TaskScore>> {
-        self.dev.as_ref().map(|dev| score(model, dev, batch_size)).transpose()
+    fn evaluate(&self, encoder: &Encoder, batch_size: usize) -> Result<Option<TaskScore>> {
+        self.dev.as_ref().map(|dev| score(encoder, dev, batch_size)).transpose()
     }
 }
 
@@ -182,7 +189,7 @@ pub fn report(
     progress: &Progress,
 ) -> Result<SimilarityReport> {
     let pairs = ScoredPairs::read(path)?;
-    let predicted = cosines(model, &pairs.first, &pairs.second, batch_size, progress)?;
+    let predicted = cosines(&Encoder::new(model), &pairs.first, &pairs.second, batch_size, progress)?;
     Ok(SimilarityReport {
         task: task.to_string(),
         data: path.to_path_buf(),

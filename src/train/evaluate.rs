@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-use crate::model::loaded::LoadedModel;
+use crate::inference::Encoder;
 use crate::tasks::{TaskScore, TrainingTask};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -21,14 +21,14 @@ pub struct Evaluation {
 
 /// Scores every task that has a dev set; `None` when no task has one.
 pub fn evaluate(
-    loaded: &LoadedModel,
+    encoder: &Encoder,
     tasks: &[Box<dyn TrainingTask>],
     batch_size: usize,
     step: usize,
 ) -> Result<Option<Evaluation>> {
     let mut scores = BTreeMap::new();
     for task in tasks {
-        if let Some(score) = task.evaluate(loaded, batch_size)? {
+        if let Some(score) = task.evaluate(encoder, batch_size)? {
             scores.insert(task.source().name.clone(), score);
         }
     }

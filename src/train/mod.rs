@@ -2,6 +2,7 @@
 //! resumable state and interruption. What each task kind computes lives in `tasks/`.
 
 pub mod evaluate;
+pub mod feature_cache;
 pub mod freeze;
 pub mod interrupt;
 pub mod log;

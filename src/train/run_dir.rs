@@ -68,6 +68,15 @@ impl RunDir {
         Ok(run)
     }
 
+    /// Removes what a run that failed before its first step wrote (settings and log), and its
+    /// folder when nothing else is in it.
+    pub fn discard_unstarted(root: &Path) {
+        let run = Self { root: root.to_path_buf() };
+        let _ = std::fs::remove_file(run.settings());
+        let _ = std::fs::remove_file(run.log());
+        let _ = std::fs::remove_dir(root);
+    }
+
     /// Writes `settings.json`: the resolved settings, the command line and our version.
     pub fn write_settings(&self, settings: &TrainSettings, command_line: &[String]) -> Result<()> {
         let json = serde_json::json!({ "settings": settings, "command_line": command_line, "version": env!("CARGO_PKG_VERSION") });

@@ -71,6 +71,23 @@ pub struct TrainSettings {
     /// Scale of pairs tasks' cosine similarities in their loss.
     #[serde(default = "default_pairs_scale")]
     pub pairs_scale: f64,
+    /// `--dropout`: the backbone's dropout probabilities in training, instead of config.json's.
+    #[serde(default)]
+    pub dropout: Option<f64>,
+    /// Whether a frozen prefix of the backbone is computed once (`--no-feature-cache` turns it off).
+    #[serde(default = "yes")]
+    pub feature_cache: bool,
+    /// `--feature-cache-budget`, in MB.
+    #[serde(default = "default_feature_cache_budget")]
+    pub feature_cache_budget_mb: u64,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_feature_cache_budget() -> u64 {
+    crate::cli::DEFAULT_FEATURE_CACHE_BUDGET_MB
 }
 
 fn default_pairs_scale() -> f64 {
@@ -106,6 +123,11 @@ impl TrainSettings {
         let tasks = task_sources(args)?;
         positive_finite("--lr-backbone", args.lr_backbone)?;
         positive_finite("--pairs-scale", args.pairs_scale)?;
+        if let Some(p) = args.dropout {
+            if !(p.is_finite() && (0.0..1.0).contains(&p)) {
+                bail!("--dropout must be in [0, 1), got {p}");
+            }
+        }
         positive_finite("--lr-projection", args.lr_projection)?;
         positive_finite("--lr-heads", args.lr_heads)?;
         if !(args.layer_decay.is_finite() && args.layer_decay > 0.0 && args.layer_decay <= 1.0) {
@@ -179,6 +201,9 @@ impl TrainSettings {
             precision: args.precision,
             threads: args.device.threads,
             pairs_scale: args.pairs_scale,
+            dropout: args.dropout,
+            feature_cache: !args.no_feature_cache,
+            feature_cache_budget_mb: args.feature_cache_budget,
         })
     }
 }

@@ -9,9 +9,10 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use indicatif::ProgressBar;
-use tch::Kind;
+use tch::{Kind, Tensor};
 
 use super::evaluate::{evaluate, Evaluation};
+use super::feature_cache::{CacheDepth, FeatureCache};
 use super::freeze::FreezeRule;
 use super::interrupt::{signal_name, Interrupted, StopOnSignal};
 use super::log::{EvalRecord, LogRecord, RunLog, RunSummary, StepRecord};
@@ -23,8 +24,11 @@ use super::schedule::linear_warmup_decay;
 use super::settings::TrainSettings;
 use super::state::{FileFingerprint, TrainerState};
 use crate::checkpoint::{self, TrainableModel, TrainingSpec};
+use crate::data::batching::pad_batch;
 use crate::data::sampler::{TaskRows, TaskSampler};
 use crate::device::DeviceChoice;
+use crate::inference::Encoder;
+use crate::model::fused_forward::FusedForward;
 use crate::model::loaded::LoadedModel;
 use crate::model::spec::ModelSpec;
 use crate::model::MultiTaskModel;
@@ -56,7 +60,15 @@ pub fn train(settings: &TrainSettings, options: &RunOptions) -> Result<TrainOutc
     let tasks = read_tasks(settings)?;
     let run = RunDir::create(&settings.out, options.overwrite)?;
     run.write_settings(settings, &options.command_line)?;
-    Trainer::start(settings, options, run, tasks, None)?.run()
+    let root = run.root.clone();
+    match Trainer::start(settings, options, run, tasks, None) {
+        Ok(trainer) => trainer.run(),
+        Err(e) => {
+            // Nothing trained: leave no run behind that a new attempt would have to --overwrite.
+            RunDir::discard_unstarted(&root);
+            Err(e)
+        }
+    }
 }
 
 /// Continues an interrupted run from its `last/` checkpoint with the run's own settings
@@ -147,6 +159,8 @@ pub struct Trainer<'a> {
     /// Keeps the variables alive; `loaded.weights` are views of them.
     _model: MultiTaskModel,
     loaded: LoadedModel,
+    /// The frozen part's output per sentence, when the run caches it.
+    cache: Option<FeatureCache>,
     trainable_parameters: i64,
     optimizer: AdamW,
     state: TrainerState,
@@ -179,8 +193,11 @@ impl<'a> Trainer<'a> {
         crate::device::set_threads(settings.threads)?;
         let device = settings.device.resolve()?;
         precision::check(settings.precision, device)?;
-        let TrainableModel { model, loaded, new_tensors } =
+        let TrainableModel { model, mut loaded, new_tensors } =
             load_model(settings, &tasks, device, resume_from.as_deref())?;
+        if let Some(p) = settings.dropout {
+            loaded.config.set_dropout(p);
+        }
         for task in &mut tasks {
             task.tokenize(&loaded.tokenizer, settings.max_length);
         }
@@ -202,6 +219,7 @@ impl<'a> Trainer<'a> {
             };
             overview.print()?;
         }
+        let cache = build_feature_cache(settings, &loaded, &tasks, options)?;
         let log = RunLog::open(&run.log())?;
         let groups = build_groups(&model.vs, num_layers, &learning_rates, settings.weight_decay)?;
         let mut optimizer = AdamW::new(groups);
@@ -222,6 +240,7 @@ impl<'a> Trainer<'a> {
             tasks,
             _model: model,
             loaded,
+            cache,
             trainable_parameters: parameters.0,
             optimizer,
             last_saved_step: resume_from.as_ref().map(|_| state.step),
@@ -333,11 +352,14 @@ impl<'a> Trainer<'a> {
             let line = serde_json::json!({"step": self.state.step, "task": task.source().name, "rows": rows});
             writeln!(plan, "{line}")?;
         }
-        let batch = task.batch(&rows, self.loaded.tokenizer.pad_id(), self.loaded.device);
+        let batch = task.batch(&rows, self.loaded.device);
         // Dropout masks depend only on (seed, batch number): a resumed run draws the same ones.
         tch::manual_seed(settings.seed as i64 + 1 + self.state.micro_batches as i64);
         self.state.micro_batches += 1;
-        let outputs = precision::autocast(settings.precision, || task.outputs(&self.loaded.forward(), &batch))?;
+        let outputs = precision::autocast(settings.precision, || {
+            let forward = self.loaded.forward();
+            task.outputs(&forward, &self.sentence_features(&forward, &batch.texts)?)
+        })?;
         let loss = task.loss(&outputs.to_kind(Kind::Float), &batch);
         let loss_value = f64::try_from(&loss)?;
         if !loss_value.is_finite() {
@@ -355,12 +377,22 @@ impl<'a> Trainer<'a> {
         self.window.loss_sum[t] += loss_value;
         self.window.batches[t] += 1;
         self.window.examples += batch.rows;
-        self.window.tokens += batch.tokens;
-        self.timing.tokens += batch.tokens;
-        self.timing.padded_tokens += batch.padded_tokens;
+        self.window.tokens += batch.tokens();
+        self.timing.tokens += batch.tokens();
+        self.timing.padded_tokens += batch.padded_tokens();
         self.state.examples += batch.rows;
         self.run_examples += batch.rows;
         Ok(())
+    }
+
+    /// Training's sentence features `[texts, dim]` of a batch's texts, with dropout: from the
+    /// feature cache when the run has one, else through the whole model.
+    fn sentence_features(&self, forward: &FusedForward, texts: &[&[i64]]) -> Result<Tensor> {
+        if let Some(cache) = &self.cache {
+            return cache.features(forward, texts, true)?.context("a training text is missing from the feature cache");
+        }
+        let (ids, mask) = pad_batch(texts, self.loaded.tokenizer.pad_id(), self.loaded.device);
+        forward.features_t(&ids, &mask, true)
     }
 
     /// Logs the window's mean losses, rates and throughput, and shows them on the bar.
@@ -413,7 +445,8 @@ impl<'a> Trainer<'a> {
     fn evaluate_and_save(&mut self) -> Result<AfterEvaluation> {
         let step = self.state.step;
         let eval_started = Instant::now();
-        let evaluation = evaluate(&self.loaded, &self.tasks, self.settings.eval_batch_size, step)?;
+        let encoder = Encoder { model: &self.loaded, cache: self.cache.as_ref() };
+        let evaluation = evaluate(&encoder, &self.tasks, self.settings.eval_batch_size, step)?;
         self.timing.eval += eval_started.elapsed().as_secs_f64();
         let improved = match (&evaluation, &self.state.best) {
             (Some(e), Some(b)) => e.mean_main_metric > b.mean_main_metric,
@@ -525,6 +558,47 @@ impl<'a> Trainer<'a> {
         spec.metrics = evaluation.and_then(|e| serde_json::to_value(e).ok());
         spec
     }
+}
+
+/// The frozen part of the backbone computed once per training and dev sentence, when the
+/// run freezes a prefix of it (and neither `--no-feature-cache` nor `--freeze all` says
+/// otherwise). Refused when it would not fit `--feature-cache-budget`.
+fn build_feature_cache(
+    settings: &TrainSettings,
+    loaded: &LoadedModel,
+    tasks: &[Box<dyn TrainingTask>],
+    options: &RunOptions,
+) -> Result<Option<FeatureCache>> {
+    let Some(depth) = CacheDepth::of(loaded) else { return Ok(None) };
+    if !settings.feature_cache || loaded.weights.values().all(|t| !t.requires_grad()) {
+        return Ok(None);
+    }
+    let dev_texts: Vec<&str> = tasks.iter().flat_map(|t| t.dev_texts()).collect();
+    let dev_tokens = loaded.tokenizer.encode_batch(&dev_texts, loaded.spec.max_length);
+    let mut texts: Vec<&[i64]> = tasks.iter().flat_map(|t| t.train_texts()).collect();
+    texts.extend(dev_tokens.iter().map(Vec::as_slice));
+    let bytes = FeatureCache::estimate_bytes(depth, &texts, loaded.config.hidden_size());
+    let budget = settings.feature_cache_budget_mb * 1024 * 1024;
+    if bytes > budget {
+        bail!(
+            "the feature cache ({}) would take about {} MB, more than --feature-cache-budget {} MB; raise the budget, or pass --no-feature-cache to run the frozen layers every step",
+            depth.describe(),
+            bytes.div_ceil(1024 * 1024),
+            settings.feature_cache_budget_mb
+        );
+    }
+    let started = Instant::now();
+    let cache = FeatureCache::build(loaded, depth, &texts, settings.eval_batch_size, &Progress::new(options.quiet))?;
+    if !options.quiet {
+        eprintln!(
+            "feature cache: {} of {} distinct sentences ({:.1} MB) in {:.1}s; the frozen layers run once, without dropout (--no-feature-cache runs them every step)",
+            depth.describe(),
+            cache.len(),
+            cache.bytes() as f64 / 1e6,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(Some(cache))
 }
 
 /// The model to train: from `--model`, or from the run's `last/` when resuming (which must

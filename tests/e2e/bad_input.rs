@@ -386,6 +386,22 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         Expect::Works,
     );
 
+    // ---- frozen backbone ----------------------------------------------------------------
+    c.add_train(
+        "frozen backbone",
+        "--dropout out of range",
+        format!("topic={topic_train}"),
+        &["--dropout", "1.5"],
+        error("--dropout must be in [0, 1), got 1.5"),
+    );
+    c.add_train(
+        "frozen backbone",
+        "feature cache over its budget",
+        format!("topic={topic_train}"),
+        &["--freeze", "backbone", "--feature-cache-budget", "0"],
+        error("more than --feature-cache-budget 0 MB; raise the budget, or pass --no-feature-cache"),
+    );
+
     // ---- models and checkpoints --------------------------------------------------------
     c.add(
         "model",

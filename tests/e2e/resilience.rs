@@ -116,7 +116,20 @@ fn interrupt_and_resume(test: &str, signal: i32, expected_code: i32) {
 }
 
 fn interrupt_and_resume_tasks(test: &str, signal: i32, expected_code: i32, embedding_tasks: bool) {
-    let Some(f) = fixture_of_tasks(test, 150, &[], embedding_tasks) else { return };
+    interrupt_and_resume_run(test, signal, expected_code, embedding_tasks, 150, &[])
+}
+
+/// Trains `steps` steps straight, and again stopped by `signal` after step 30 and resumed:
+/// both end with the same weights.
+fn interrupt_and_resume_run(
+    test: &str,
+    signal: i32,
+    expected_code: i32,
+    embedding_tasks: bool,
+    steps: usize,
+    extra: &[&str],
+) {
+    let Some(f) = fixture_of_tasks(test, steps, extra, embedding_tasks) else { return };
     f.run_to_end("straight");
     let mut child = f.spawn("interrupted");
     wait_for_steps(&f.out("interrupted"), 30, &mut child);
@@ -137,7 +150,7 @@ fn interrupt_and_resume_tasks(test: &str, signal: i32, expected_code: i32, embed
     )
     .unwrap();
     let stopped_at = state["step"].as_u64().unwrap();
-    assert!((30..150).contains(&stopped_at), "stopped at step {stopped_at}");
+    assert!((30..steps as u64).contains(&stopped_at), "stopped at step {stopped_at}");
     resume(&f.out("interrupted"));
     assert_same_weights(&format!("{}/last", f.out("straight")), &format!("{}/last", f.out("interrupted")));
     assert_same_weights(&format!("{}/best", f.out("straight")), &format!("{}/best", f.out("interrupted")));
@@ -159,6 +172,15 @@ fn resume_with_similarity_and_pairs_tasks_reaches_bit_identical_weights() {
         130,
         true,
     );
+}
+
+/// A run with a frozen backbone trains from its feature cache, which a resumed run builds
+/// again; it still ends bit-identical to the uninterrupted run.
+#[test]
+fn resume_of_a_feature_cached_run_reaches_bit_identical_weights() {
+    let test = "resume_of_a_feature_cached_run_reaches_bit_identical_weights";
+    // Cached steps take a millisecond or two: enough of them that the signal lands mid-run.
+    interrupt_and_resume_run(test, libc::SIGINT, 130, false, 3000, &["--freeze", "backbone", "--eval-every", "500"]);
 }
 
 #[test]

@@ -161,6 +161,7 @@ fn frozen_by(mode: &str, name: &str) -> bool {
         "all" => true,
         "backbone" => name.starts_with("bert."),
         "embeddings" => name.starts_with("bert.embeddings."),
+        "layers:1" => block(0),
         "layers:2" => block(0) || block(1),
         "head:topic" => name.starts_with("heads.topic."),
         _ => unreachable!(),
@@ -429,4 +430,73 @@ fn similarity_and_pairs_tasks_train_the_embeddings_beside_a_head() {
         assert!((trained - scored).abs() < 1e-6, "{task} {name}: training {trained}, eval {scored}");
     }
     assert_eq!(evaluated["similar"]["kind"], "similarity");
+}
+
+/// With the backbone (or the embeddings and the bottom block) frozen, the feature cache
+/// computes the frozen part once; with dropout off that is the same function as running it
+/// every step, so both runs train the same weights (to float rounding), the frozen tensors
+/// stay as the base model has them, and the cached run's checkpoint scores its dev sets as
+/// its last evaluation did.
+#[test]
+fn the_feature_cache_trains_what_running_the_frozen_layers_every_step_trains() {
+    let test = "the_feature_cache_trains_what_running_the_frozen_layers_every_step_trains";
+    let Some(s) = setup(test) else { return };
+    let base = weights(Path::new(&s.model));
+    for (name, freeze) in
+        [("backbone", &["--freeze", "backbone"][..]), ("layers", &["--freeze", "embeddings", "--freeze", "layers:1"])]
+    {
+        let mut extra = vec!["--epochs", "3", "--dropout", "0", "--warmup-steps", "0"];
+        extra.extend_from_slice(freeze);
+        let cached_run = format!("cached-{name}");
+        let output = s.train(&cached_run, &extra);
+        assert!(stderr(&output).contains("feature cache:"), "{name}: no cache was built:\n{}", stderr(&output));
+        extra.push("--no-feature-cache");
+        let plain_run = format!("plain-{name}");
+        let output = s.train(&plain_run, &extra);
+        assert!(!stderr(&output).contains("feature cache:"), "{name}: --no-feature-cache built a cache");
+
+        let cached = weights(&Path::new(&s.out(&cached_run)).join("last"));
+        let plain = weights(&Path::new(&s.out(&plain_run)).join("last"));
+        let (mut moved, mut largest) = (0, 0.0f64);
+        for (tensor, value) in &cached {
+            let diff = f64::try_from((value - &plain[tensor]).abs().max()).unwrap();
+            // An attention key's bias shifts every score of a query alike, which softmax
+            // ignores: its gradient is zero up to rounding, and Adam turns that noise into
+            // lr-sized steps, so it is the one tensor the two runs need not share.
+            if tensor.ends_with("attention.self.key.bias") {
+                continue;
+            }
+            largest = largest.max(diff);
+            assert!(diff < 1e-5, "{name}: {tensor} differs by {diff}");
+            let bare = tensor.strip_prefix("bert.").unwrap_or(tensor);
+            match base.get(bare) {
+                Some(initial) if frozen_by(freeze[1], tensor) || (freeze.len() > 2 && frozen_by(freeze[3], tensor)) => {
+                    assert!(value.equal(initial), "{name}: frozen {tensor} changed")
+                }
+                Some(initial) => moved += usize::from(!value.equal(initial)),
+                None => {}
+            }
+        }
+        assert!(name == "backbone" || moved > 0, "{name}: no trainable backbone tensor moved");
+        eprintln!("{name}: cached and uncached runs agree to {largest:.1e} in every trained tensor");
+
+        let last_eval = log_records(&s.out(&cached_run), "eval").pop().unwrap();
+        let eval = run(&[
+            "eval",
+            "-m",
+            &format!("{}/last", s.out(&cached_run)),
+            "--device",
+            "cpu",
+            "--json",
+            "--task",
+            &format!("topic={}", s.data.topic_dev.display()),
+            "--task",
+            &format!("mood={}", s.data.mood_dev.display()),
+        ]);
+        assert_ok(&eval);
+        let metrics: serde_json::Value = serde_json::from_str(&stdout(&eval)).unwrap();
+        for task in ["topic", "mood"] {
+            assert_eq!(metrics["tasks"][task]["accuracy"], last_eval["tasks"][task]["accuracy"], "{name} {task}");
+        }
+    }
 }

@@ -1,0 +1,194 @@
+//! The frozen part of the backbone, computed once per sentence: when training freezes the
+//! whole backbone, each sentence's pooled states; when it freezes the embeddings and the
+//! bottom K blocks, each sentence's states after block K. Every step and every dev evaluation
+//! then runs only the trainable rest (the top blocks, pooling, projection, heads) from them.
+//!
+//! The cached part runs in inference mode, so a frozen backbone's dropout is off (the
+//! features are those `encode` computes). Entries are keyed by token ids, so a sentence that
+//! appears in several tasks or rows is computed once, and one that is not cached (a text
+//! `eval` brings later) is simply run through the whole model. The cache lives in memory for
+//! one process: it never goes into a checkpoint, and a resumed run builds it again (the frozen
+//! weights and inference batches are the same, so it is the same).
+
+use std::collections::HashMap;
+
+use anyhow::Result;
+use tch::Tensor;
+
+use crate::data::batching::{length_sorted_batches, pad_batch};
+use crate::model::fused_forward::FusedForward;
+use crate::model::loaded::LoadedModel;
+use crate::model::names::{self, BackboneLayer};
+use crate::progress::Progress;
+
+/// What the cache holds per sentence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheDepth {
+    /// Pooled states `[hidden]` (the whole backbone is frozen).
+    Pooled,
+    /// States after the bottom `k` blocks `[tokens, hidden]` (embeddings and those blocks frozen).
+    BelowBlock(i64),
+}
+
+impl CacheDepth {
+    /// The frozen prefix of the backbone, from its variables' `requires_grad`: `None` when the
+    /// embeddings train (then no block's output is fixed) or no block is frozen.
+    pub fn of(model: &LoadedModel) -> Option<Self> {
+        let layers = model.config.num_layers();
+        let frozen = |wanted: BackboneLayer| {
+            model
+                .weights
+                .iter()
+                .filter(|(name, _)| names::layer_of(name) == Some(wanted))
+                .all(|(_, t)| !t.requires_grad())
+        };
+        if !frozen(BackboneLayer::Embeddings) {
+            return None;
+        }
+        let k = (0..layers).take_while(|&i| frozen(BackboneLayer::Block(i as usize))).count() as i64;
+        match k {
+            0 => None,
+            k if k == layers => Some(Self::Pooled),
+            k => Some(Self::BelowBlock(k)),
+        }
+    }
+
+    pub fn describe(self) -> String {
+        match self {
+            Self::Pooled => "pooled states of the frozen backbone".into(),
+            Self::BelowBlock(k) => format!("states after the {k} frozen bottom blocks"),
+        }
+    }
+}
+
+pub struct FeatureCache {
+    depth: CacheDepth,
+    /// Token ids → entry.
+    index: HashMap<Vec<i64>, usize>,
+    /// Pooled: `[entries, hidden]`. BelowBlock: `[tokens of all entries, hidden]`, entry `e`'s
+    /// rows at `spans[e]`.
+    values: Tensor,
+    spans: Vec<(i64, i64)>,
+}
+
+impl FeatureCache {
+    /// Bytes the cache would take for these sentences (f32 states).
+    pub fn estimate_bytes(depth: CacheDepth, sequences: &[&[i64]], hidden: i64) -> u64 {
+        let rows: u64 = match depth {
+            CacheDepth::Pooled => sequences.len() as u64,
+            CacheDepth::BelowBlock(_) => sequences.iter().map(|s| s.len() as u64).sum(),
+        };
+        rows * hidden as u64 * 4
+    }
+
+    /// Runs the frozen part over every distinct sentence, in length-sorted batches of
+    /// `batch_size` as inference does.
+    pub fn build(
+        model: &LoadedModel,
+        depth: CacheDepth,
+        sequences: &[&[i64]],
+        batch_size: usize,
+        progress: &Progress,
+    ) -> Result<Self> {
+        let mut index = HashMap::new();
+        let mut distinct: Vec<&[i64]> = Vec::new();
+        for s in sequences {
+            index.entry(s.to_vec()).or_insert_with(|| {
+                distinct.push(s);
+                distinct.len() - 1
+            });
+        }
+        let forward = model.forward();
+        let lengths: Vec<usize> = distinct.iter().map(|s| s.len()).collect();
+        let bar = progress.bar(distinct.len() as u64, "sentences cached");
+        let mut parts: Vec<(Vec<usize>, Tensor)> = Vec::new();
+        tch::no_grad(|| -> Result<()> {
+            for batch in length_sorted_batches(&lengths, batch_size) {
+                let texts: Vec<&[i64]> = batch.iter().map(|&i| distinct[i]).collect();
+                let (ids, mask) = pad_batch(&texts, model.tokenizer.pad_id(), model.device);
+                let states = match depth {
+                    CacheDepth::Pooled => model.spec.pooling.forward(&forward.hidden_states(&ids, &mask)?, &mask),
+                    CacheDepth::BelowBlock(k) => forward.states_below(&ids, &mask, k)?,
+                };
+                parts.push((batch.clone(), states));
+                bar.inc(batch.len() as u64);
+            }
+            Ok(())
+        })?;
+        bar.finish_and_clear();
+        let (values, spans) = Self::assemble(depth, parts, &lengths);
+        Ok(Self { depth, index, values, spans })
+    }
+
+    /// One tensor of every entry's states, in entry order.
+    fn assemble(depth: CacheDepth, parts: Vec<(Vec<usize>, Tensor)>, lengths: &[usize]) -> (Tensor, Vec<(i64, i64)>) {
+        let mut rows: Vec<Option<Tensor>> = (0..lengths.len()).map(|_| None).collect();
+        for (batch, states) in parts {
+            for (row, &entry) in batch.iter().enumerate() {
+                let one = states.get(row as i64);
+                rows[entry] = Some(match depth {
+                    CacheDepth::Pooled => one,
+                    CacheDepth::BelowBlock(_) => one.narrow(0, 0, lengths[entry] as i64),
+                });
+            }
+        }
+        let rows: Vec<Tensor> = rows.into_iter().map(|r| r.expect("every entry was computed")).collect();
+        let mut spans = Vec::with_capacity(rows.len());
+        let mut start = 0;
+        for &len in lengths {
+            spans.push((start, len as i64));
+            start += len as i64;
+        }
+        let values = match depth {
+            CacheDepth::Pooled => Tensor::stack(&rows, 0),
+            CacheDepth::BelowBlock(_) => Tensor::cat(&rows, 0),
+        };
+        (values, spans)
+    }
+
+    pub fn depth(&self) -> CacheDepth {
+        self.depth
+    }
+
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    pub fn bytes(&self) -> u64 {
+        (self.values.numel() * 4) as u64
+    }
+
+    /// Sentence features `[batch, dim]` (before normalisation) of `sequences`, from their
+    /// cached states through the trainable rest of the model (with dropout when `train`);
+    /// `None` when a sequence is not cached.
+    pub fn features(&self, forward: &FusedForward, sequences: &[&[i64]], train: bool) -> Result<Option<Tensor>> {
+        let Some(entries) = sequences.iter().map(|s| self.index.get(*s).copied()).collect::<Option<Vec<usize>>>()
+        else {
+            return Ok(None);
+        };
+        let features = match self.depth {
+            CacheDepth::Pooled => {
+                let rows = Tensor::from_slice(&entries.iter().map(|&e| e as i64).collect::<Vec<_>>());
+                forward.project(&self.values.index_select(0, &rows.to_device(self.values.device())))?
+            }
+            CacheDepth::BelowBlock(k) => {
+                let states: Vec<Tensor> =
+                    entries.iter().map(|&e| self.values.narrow(0, self.spans[e].0, self.spans[e].1)).collect();
+                let padded = Tensor::pad_sequence(&states, true, 0.0);
+                let mask = mask_of(&entries.iter().map(|&e| self.spans[e].1).collect::<Vec<_>>(), padded.size()[1]);
+                forward.features_from_states(padded, &mask.to_device(self.values.device()), k, train)?
+            }
+        };
+        Ok(Some(features))
+    }
+}
+
+/// The attention mask `[batch, width]` (Int64, 1 = real token) of sequences of `lengths`.
+fn mask_of(lengths: &[i64], width: i64) -> Tensor {
+    let mask: Vec<i64> = lengths.iter().flat_map(|&len| (0..width).map(move |i| i64::from(i < len))).collect();
+    Tensor::from_slice(&mask).view([lengths.len() as i64, width])
+}
