@@ -8,15 +8,19 @@
 #   freeze-speed  examples/s of each --freeze mode relative to full fine-tuning, from short
 #           runs (40 steps, no dev set) alternated over 2 rounds, so that a machine whose
 #           speed drifts (a shared VM) affects every mode alike
+#   cache   the default recipe (3 epochs) with --freeze backbone and with --freeze embeddings
+#           --freeze layers:3, each with the feature cache (the default) and with
+#           --no-feature-cache, and the PyTorch reference with a frozen backbone on the cached
+#           run's batches; wall time includes building the cache
 # Prints markdown tables (examples/s over training steps only, peak RSS, wall time, dev
 # accuracy and macro-F1 of the best checkpoint).
-#   scripts/measure-training.sh [epoch] [quality] [freeze] [freeze-speed]     (default: all)
+#   scripts/measure-training.sh [epoch] [quality] [freeze] [freeze-speed] [cache]   (default: all)
 # THREADS=N sets the thread count (default: all cores). Runs go to runs/measure/.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 scripts/setup.sh --reference >&2
-parts=("$@"); [ ${#parts[@]} -eq 0 ] && parts=(epoch quality freeze freeze-speed)
+parts=("$@"); [ ${#parts[@]} -eq 0 ] && parts=(epoch quality freeze freeze-speed cache)
 threads="${THREADS:-$(nproc)}"
 data="$root/../shared/data"
 trec="trec=$data/trec/train_split.csv,$data/trec/dev_split.csv"
@@ -42,7 +46,7 @@ for name in names:
     wall, rss = open(f"{out}/{name}.time").read().split()
     records = [json.loads(l) for l in open(f"{out}/{name}/train_log.jsonl")]
     summary = [r for r in records if r["type"] == "summary"][-1]
-    best = max((r for r in records if r["type"] == "eval"), key=lambda r: r["mean_macro_f1"])
+    best = max((r for r in records if r["type"] == "eval"), key=lambda r: r.get("mean_main_metric", r.get("mean_macro_f1")))
     cell = lambda t: f"{100*best['tasks'][t]['accuracy']:.1f} / {100*best['tasks'][t]['macro_f1']:.1f}" if t in best["tasks"] else "-"
     minutes, seconds = divmod(float(wall), 60)
     print(f"| {name} | {summary['step']} | {summary['examples_per_sec']:.1f} | {int(rss)/1024:.0f} | {int(minutes)}m{seconds:02.0f}s | {cell('trec')} | {cell('sst2')} |")
@@ -91,6 +95,33 @@ for m in modes:
     print(f"| {m} | {rates[m][0]:.1f}, {rates[m][1]:.1f} | {statistics.mean(rates[m]) / base:.2f}x |")
 PY
       ;;
-    *) echo "measure-training.sh: unknown part $part (epoch, quality, freeze, freeze-speed)" >&2; exit 2 ;;
+    cache)
+      run cache-frozen --task "$trec" --task "$sst2" --freeze backbone --save-batch-plan "$out/cache-frozen.plan"
+      run nocache-frozen --task "$trec" --task "$sst2" --freeze backbone --no-feature-cache
+      run cache-layers3 --task "$trec" --task "$sst2" --freeze embeddings --freeze layers:3
+      run nocache-layers3 --task "$trec" --task "$sst2" --freeze embeddings --freeze layers:3 --no-feature-cache
+      steps="$(wc -l < "$out/cache-frozen.plan")"
+      echo "[measure] reference-frozen: train_reference.py --freeze-backbone, $steps steps of the cached run's batches" >&2
+      /usr/bin/time -f "%e %M" -o "$out/reference-frozen.time" .venv/bin/python scripts/reference/train_reference.py \
+        --model models/all-MiniLM-L6-v2 --task "$trec" --task "$sst2" --freeze-backbone --plan "$out/cache-frozen.plan" \
+        --max-steps "$steps" --threads "$threads" --out "$out/reference-frozen.json" > /dev/null
+      report "Frozen layers computed once (feature cache) or every step, default recipe (3 epochs)" cache-frozen nocache-frozen cache-layers3 nocache-layers3
+      .venv/bin/python - "$out" <<'PY'
+import json, sys
+out = sys.argv[1]
+wall = lambda n: float(open(f"{out}/{n}.time").read().split()[0])
+rss = lambda n: int(open(f"{out}/{n}.time").read().split()[1]) / 1024
+ref = json.load(open(f"{out}/reference-frozen.json"))
+d = ref["dev"]
+print(f"| reference-frozen (PyTorch, same batches) | {ref['steps']} | {ref['examples_per_sec']:.1f} | {rss('reference-frozen'):.0f} | "
+      f"{int(wall('reference-frozen') // 60)}m{wall('reference-frozen') % 60:02.0f}s | {100*d['trec']['accuracy']:.1f} / {100*d['trec']['macro_f1']:.1f} | "
+      f"{100*d['sst2']['accuracy']:.1f} / {100*d['sst2']['macro_f1']:.1f} |")
+print()
+for cached, plain, what in [("cache-frozen", "nocache-frozen", "--freeze backbone"), ("cache-layers3", "nocache-layers3", "--freeze embeddings --freeze layers:3")]:
+    print(f"{what}: wall time {wall(plain) / wall(cached):.2f}x faster with the cache (including its build), peak RSS {rss(cached):.0f} vs {rss(plain):.0f} MB")
+print(f"--freeze backbone with the cache against the PyTorch reference: wall time {wall('reference-frozen') / wall('cache-frozen'):.2f}x")
+PY
+      ;;
+    *) echo "measure-training.sh: unknown part $part (epoch, quality, freeze, freeze-speed, cache)" >&2; exit 2 ;;
   esac
 done
