@@ -23,14 +23,18 @@ static std::vector<at::Tensor> tensor_list(at::Tensor** handles, size_t n) {
 
 extern "C" {
 
-// ---- bf16 autocast on CUDA (tch only enables autocast with the fp16 default) ----
+// ---- bf16 autocast (tch only enables CUDA autocast, with the fp16 default) ----
 
-// Enables CUDA autocast in bf16. Returns the previous enabled state (0/1), or -1 on error.
-int smtl_autocast_bf16_enter() {
+static at::DeviceType autocast_device(int cuda) { return cuda ? at::kCUDA : at::kCPU; }
+
+// Enables autocast in bf16 on the CPU (cuda = 0) or CUDA (cuda = 1). Returns the previous
+// enabled state (0/1), or -1 on error.
+int smtl_autocast_bf16_enter(int cuda) {
   try {
-    bool previous = at::autocast::is_autocast_enabled(at::kCUDA);
-    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
-    at::autocast::set_autocast_enabled(at::kCUDA, true);
+    at::DeviceType device = autocast_device(cuda);
+    bool previous = at::autocast::is_autocast_enabled(device);
+    at::autocast::set_autocast_dtype(device, at::kBFloat16);
+    at::autocast::set_autocast_enabled(device, true);
     at::autocast::increment_nesting();
     return previous ? 1 : 0;
   } catch (...) {
@@ -39,12 +43,12 @@ int smtl_autocast_bf16_enter() {
 }
 
 // Leaves the region opened by smtl_autocast_bf16_enter, restoring the previous state.
-void smtl_autocast_bf16_exit(int previous) {
+void smtl_autocast_bf16_exit(int cuda, int previous) {
   try {
     if (at::autocast::decrement_nesting() == 0) {
       at::autocast::clear_cache();
     }
-    at::autocast::set_autocast_enabled(at::kCUDA, previous == 1);
+    at::autocast::set_autocast_enabled(autocast_device(cuda), previous == 1);
   } catch (...) {
   }
 }

@@ -8,19 +8,23 @@ use tch::{Device, Kind, Tensor};
 use crate::data::batching::{length_sorted_batches, pad_batch};
 use crate::model::fused_forward::FusedForward;
 use crate::model::loaded::LoadedModel;
+use crate::precision::{autocast, Precision};
 use crate::progress::Progress;
 use crate::train::feature_cache::FeatureCache;
 
-/// Sentence features from a model, or from a cache of its frozen part where it has them.
+/// Sentence features from a model, or from a cache of its frozen part where it has them, in
+/// fp32 or under bf16 autocast.
 #[derive(Clone, Copy)]
 pub struct Encoder<'a> {
     pub model: &'a LoadedModel,
     pub cache: Option<&'a FeatureCache>,
+    /// A resolved precision (`Precision::resolve`).
+    pub precision: Precision,
 }
 
 impl<'a> Encoder<'a> {
     pub fn new(model: &'a LoadedModel) -> Self {
-        Self { model, cache: None }
+        Self { model, cache: None, precision: Precision::Fp32 }
     }
 
     /// Runs `head(model, features) -> [batch, width]` over all `texts` and returns
@@ -46,14 +50,17 @@ impl<'a> Encoder<'a> {
                     Some(cache) => cache.features(&model, &sequences, false)?,
                     None => None,
                 };
-                let features = match cached {
-                    Some(features) => features,
-                    None => {
-                        let (ids, mask) = pad_batch(&sequences, loaded.tokenizer.pad_id(), loaded.device);
-                        model.features(&ids, &mask)?
-                    }
-                };
-                let result = head(&model, &features)?.to_kind(Kind::Float).to_device(Device::Cpu);
+                let result = autocast(self.precision, loaded.device, || -> Result<Tensor> {
+                    let features = match cached {
+                        Some(features) => features,
+                        None => {
+                            let (ids, mask) = pad_batch(&sequences, loaded.tokenizer.pad_id(), loaded.device);
+                            model.features(&ids, &mask)?
+                        }
+                    };
+                    head(&model, &features)
+                })?;
+                let result = result.to_kind(Kind::Float).to_device(Device::Cpu);
                 let out = output.get_or_insert_with(|| {
                     Tensor::zeros([texts.len() as i64, result.size()[1]], (Kind::Float, Device::Cpu))
                 });

@@ -1,5 +1,6 @@
 //! `--precision`: the forward pass in fp32, or in bf16 under autocast with fp32 master
-//! weights (CUDA only), as `torch.autocast` does.
+//! weights, as `torch.autocast` does: on CUDA, and on CPUs with bf16 instructions (AVX-512
+//! BF16 or AMX), where oneDNN runs bf16 matmuls. `auto` picks per device.
 
 use std::fmt;
 use std::str::FromStr;
@@ -13,6 +14,8 @@ use tch::Device;
 pub enum Precision {
     Fp32,
     Bf16,
+    /// The faster of the two that the device runs well: see [`Precision::resolve`].
+    Auto,
 }
 
 impl FromStr for Precision {
@@ -21,7 +24,8 @@ impl FromStr for Precision {
         Ok(match s {
             "fp32" => Self::Fp32,
             "bf16" => Self::Bf16,
-            other => bail!("unknown --precision '{other}' (expected fp32 or bf16)"),
+            "auto" => Self::Auto,
+            other => bail!("unknown --precision '{other}' (expected fp32, bf16 or auto)"),
         })
     }
 }
@@ -31,23 +35,52 @@ impl fmt::Display for Precision {
         f.write_str(match self {
             Self::Fp32 => "fp32",
             Self::Bf16 => "bf16",
+            Self::Auto => "auto",
         })
     }
 }
 
-/// Checks the precision can run on the device.
-pub fn check(precision: Precision, device: Device) -> Result<()> {
-    if precision == Precision::Bf16 && !device.is_cuda() {
-        bail!("--precision bf16 needs a CUDA device (this run is on the CPU); use --precision fp32");
+impl Precision {
+    /// The precision to run on `device`: `bf16` needs CUDA or a CPU with bf16 instructions
+    /// (an error names what is missing); `auto` is bf16 on such a CPU, fp32 elsewhere (on the
+    /// GPU, bf16 was slower than fp32 at the default batch: docs/gpu.md).
+    pub fn resolve(self, device: Device) -> Result<Precision> {
+        match (self, device) {
+            (Self::Fp32, _) => Ok(Self::Fp32),
+            (Self::Bf16, Device::Cuda(_)) => Ok(Self::Bf16),
+            (Self::Bf16, _) => match cpu_bf16_support() {
+                Ok(()) => Ok(Self::Bf16),
+                Err(missing) => bail!("--precision bf16 on the CPU needs {missing}; use --precision fp32 (or auto)"),
+            },
+            (Self::Auto, Device::Cpu) if cpu_bf16_support().is_ok() => Ok(Self::Bf16),
+            (Self::Auto, _) => Ok(Self::Fp32),
+        }
     }
-    Ok(())
 }
 
-/// Runs `forward` with CUDA autocast in bf16 when asked: matmuls and most ops run in bf16,
-/// weights and their gradients stay fp32. Backward runs outside, as with torch.autocast.
-pub fn autocast<T>(precision: Precision, forward: impl FnOnce() -> T) -> T {
+/// Whether this CPU has bf16 instructions: `/proc/cpuinfo` lists `avx512_bf16` or `amx_bf16`.
+/// The error says what is missing.
+pub fn cpu_bf16_support() -> std::result::Result<(), String> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let flags: Vec<&str> = info
+        .lines()
+        .find(|l| l.starts_with("flags"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, f)| f.split_whitespace().collect())
+        .unwrap_or_default();
+    if flags.iter().any(|f| *f == "avx512_bf16" || *f == "amx_bf16") {
+        Ok(())
+    } else {
+        Err("AVX-512 BF16 or AMX (this CPU's flags in /proc/cpuinfo have neither avx512_bf16 nor amx_bf16)".into())
+    }
+}
+
+/// Runs `forward` under bf16 autocast on `device` when `precision` is bf16: matmuls and most
+/// ops run in bf16, weights and their gradients stay fp32. Backward runs outside, as with
+/// torch.autocast. `precision` is a resolved one (not `auto`).
+pub fn autocast<T>(precision: Precision, device: Device, forward: impl FnOnce() -> T) -> T {
     match precision {
-        Precision::Fp32 => forward(),
-        Precision::Bf16 => crate::torch_shim::with_bf16_autocast(forward),
+        Precision::Bf16 => crate::torch_shim::with_bf16_autocast(device, forward),
+        Precision::Fp32 | Precision::Auto => forward(),
     }
 }

@@ -4,8 +4,8 @@ use anyhow::{bail, Result};
 use tch::Tensor;
 
 extern "C" {
-    fn smtl_autocast_bf16_enter() -> i32;
-    fn smtl_autocast_bf16_exit(previous: i32);
+    fn smtl_autocast_bf16_enter(cuda: i32) -> i32;
+    fn smtl_autocast_bf16_exit(cuda: i32, previous: i32);
     fn smtl_fused_adamw(
         params: *mut *mut torch_sys::C_tensor,
         grads: *mut *mut torch_sys::C_tensor,
@@ -46,13 +46,15 @@ extern "C" {
     ) -> i32;
 }
 
-/// Runs `f` with CUDA autocast enabled in bf16, restoring the previous state afterwards.
-pub fn with_bf16_autocast<T>(f: impl FnOnce() -> T) -> T {
+/// Runs `f` with autocast enabled in bf16 for `device`'s type (CPU or CUDA), restoring the
+/// previous state afterwards.
+pub fn with_bf16_autocast<T>(device: tch::Device, f: impl FnOnce() -> T) -> T {
+    let cuda = i32::from(device.is_cuda());
     // SAFETY: plain C functions that catch every C++ exception.
-    let previous = unsafe { smtl_autocast_bf16_enter() };
+    let previous = unsafe { smtl_autocast_bf16_enter(cuda) };
     let result = f();
     // SAFETY: as above.
-    unsafe { smtl_autocast_bf16_exit(previous.max(0)) };
+    unsafe { smtl_autocast_bf16_exit(cuda, previous.max(0)) };
     result
 }
 

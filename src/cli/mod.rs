@@ -83,6 +83,11 @@ pub struct ModelArgs {
     #[arg(long, value_name = "TOKENS")]
     pub max_length: Option<usize>,
 
+    /// Forward-pass precision: fp32; bf16 (autocast, on CUDA or on a CPU with AVX-512 BF16
+    /// or AMX); or auto (bf16 on such a CPU, fp32 elsewhere). Outputs are fp32 either way
+    #[arg(long, default_value = "fp32", value_name = "PRECISION")]
+    pub precision: Precision,
+
     /// No progress bar or informational messages on stderr
     #[arg(short, long)]
     pub quiet: bool,
@@ -200,8 +205,9 @@ pub struct TrainArgs {
     #[arg(long, value_name = "MODE")]
     pub pooling: Option<Pooling>,
 
-    /// Width of the projection between pooling and the task heads; 0 for none
-    /// [default: the checkpoint's when continuing one, else 256]
+    /// Width of the projection between pooling and the task heads; 0 for none [default: the
+    /// model's: a checkpoint's or a sentence-transformers Dense module's, none for another
+    /// sentence-transformers model (its embeddings are kept as they are), else 256]
     #[arg(long, value_name = "DIM")]
     pub projection_dim: Option<i64>,
 
@@ -312,7 +318,9 @@ pub struct TrainArgs {
     #[command(flatten)]
     pub device: DeviceArgs,
 
-    /// Forward-pass precision: fp32, or bf16 (CUDA only: autocast with fp32 master weights)
+    /// Forward-pass precision: fp32; bf16 (autocast with fp32 master weights, on CUDA or on a
+    /// CPU with AVX-512 BF16 or AMX); or auto (bf16 on such a CPU, fp32 elsewhere). Dev sets
+    /// are scored in fp32
     #[arg(long, default_value = "fp32", value_name = "PRECISION")]
     pub precision: Precision,
 

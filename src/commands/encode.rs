@@ -5,10 +5,9 @@ use std::time::Instant;
 use anyhow::Result;
 use tch::{Kind, Tensor};
 
-use super::runtime::open_model;
+use super::runtime::{encoder, open_model};
 use crate::cli::EncodeArgs;
 use crate::data::sentences::read_sentences;
-use crate::inference;
 use crate::model::pooling::l2_normalize;
 use crate::model::spec::SpecOverrides;
 use crate::output::embeddings::{write_embeddings, EmbeddingFormat};
@@ -29,8 +28,7 @@ pub fn run(args: &EncodeArgs) -> Result<()> {
     };
     let sentences = read_sentences(&args.io.sentences, args.io.input.as_deref(), &args.io.text_column)?;
     let (loaded, progress) = open_model(&args.model, &overrides)?;
-
-    let embeddings = inference::embed(&loaded, &sentences, args.model.batch_size, &progress)?;
+    let embeddings = encoder(&args.model, &loaded)?.embed(&sentences, args.model.batch_size, &progress)?;
     let dim = embeddings.size()[1] as usize;
     if !args.model.quiet {
         eprintln!(

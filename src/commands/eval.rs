@@ -9,10 +9,11 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 
-use super::runtime::open_model;
+use super::runtime::{encoder, open_model};
 use crate::atomic_write;
 use crate::cli::task_values::{PerTask, TaskArg};
 use crate::cli::EvalArgs;
+use crate::inference::Encoder;
 use crate::model::loaded::LoadedModel;
 use crate::model::spec::{SpecOverrides, TaskKind};
 use crate::progress::Progress;
@@ -56,7 +57,8 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         let known = loaded.spec.tasks.iter().find(|t| t.name == task.name);
         let text = columns(known.and_then(|t| t.text_column.as_deref()), text_columns.get(&task.name), "text");
         let label = columns(known.and_then(|t| t.label_column.as_deref()), label_columns.get(&task.name), "label");
-        let report = task_report(&loaded, task, LabelColumns { text: &text, label: &label }, args, &progress)?;
+        let columns = LabelColumns { text: &text, label: &label };
+        let report = task_report(&encoder(&args.model, &loaded)?, task, columns, args, &progress)?;
         reports.push((task.name.clone(), report));
     }
 
@@ -91,19 +93,20 @@ pub fn run(args: &EvalArgs) -> Result<()> {
 
 /// One task's report, as the kind the model knows it by, else as its file's header says.
 fn task_report(
-    loaded: &LoadedModel,
+    encoder: &Encoder,
     task: &EvalTask,
     columns: LabelColumns<'_>,
     args: &EvalArgs,
     progress: &Progress,
 ) -> Result<Box<dyn TaskReport>> {
+    let loaded = encoder.model;
     let known = loaded.spec.tasks.iter().find(|t| t.name == task.name);
     let kind =
         kind_of_file(&task.path, known.map(|t| t.kind), columns).with_context(|| format!("task '{}'", task.name))?;
     let batch_size = args.model.batch_size;
     Ok(match (kind, known) {
         (TaskKind::Classification, Some(spec)) => Box::new(tasks::classification::report(
-            loaded,
+            encoder,
             spec,
             &task.path,
             columns,
@@ -114,9 +117,9 @@ fn task_report(
         // A classification file needs the head of a task the model was trained on.
         (TaskKind::Classification, None) => return Err(loaded.spec.unknown_task(&task.name)),
         (TaskKind::Similarity, _) => {
-            Box::new(tasks::similarity::report(loaded, &task.name, &task.path, batch_size, progress)?)
+            Box::new(tasks::similarity::report(encoder, &task.name, &task.path, batch_size, progress)?)
         }
-        (TaskKind::Pairs, _) => Box::new(tasks::pairs::report(loaded, &task.name, &task.path, batch_size, progress)?),
+        (TaskKind::Pairs, _) => Box::new(tasks::pairs::report(encoder, &task.name, &task.path, batch_size, progress)?),
     })
 }
 

@@ -3,10 +3,9 @@
 use anyhow::Result;
 use tch::Kind;
 
-use super::runtime::open_model;
+use super::runtime::{encoder, open_model};
 use crate::cli::PredictArgs;
 use crate::data::sentences::read_sentences;
-use crate::inference::class_logits;
 use crate::model::spec::SpecOverrides;
 use crate::output::predictions::{write_predictions, Prediction, PredictionFormat};
 use crate::output::write_output;
@@ -17,7 +16,8 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     let overrides = SpecOverrides { max_length: args.model.max_length, ..Default::default() };
     let (loaded, progress) = open_model(&args.model, &overrides)?;
     let task = loaded.spec.head_task(&args.task)?.clone();
-    let logits = class_logits(&loaded, &task.name, &sentences, args.model.batch_size, &progress)?;
+    let logits =
+        encoder(&args.model, &loaded)?.class_logits(&task.name, &sentences, args.model.batch_size, &progress)?;
     let probabilities = logits.softmax(-1, Kind::Float);
     let (best_probability, best_class) = probabilities.max_dim(-1, false);
     let best_probability = Vec::<f32>::try_from(best_probability)?;

@@ -7,6 +7,7 @@ use tch::Device;
 use crate::checkpoint;
 use crate::cli::{DeviceArgs, ModelArgs};
 use crate::device;
+use crate::inference::Encoder;
 use crate::model::loaded::LoadedModel;
 use crate::model::spec::SpecOverrides;
 use crate::progress::Progress;
@@ -15,6 +16,11 @@ use crate::progress::Progress;
 pub fn prepare_device(args: &DeviceArgs) -> Result<Device> {
     device::set_threads(args.threads)?;
     args.device.resolve()
+}
+
+/// The encoder `encode`, `predict` and `eval` run: the model at `--precision`.
+pub fn encoder<'a>(args: &ModelArgs, loaded: &'a LoadedModel) -> Result<Encoder<'a>> {
+    Ok(Encoder { model: loaded, cache: None, precision: args.precision.resolve(loaded.device)? })
 }
 
 /// Validates the shared model flags, then loads the model onto the chosen device.

@@ -7,10 +7,9 @@ use tch::{Device, Tensor};
 
 use super::{TaskScore, TrainBatch, TrainingTask};
 use crate::data::labelled::{LabelSet, LabelledData, UnknownLabelPolicy};
-use crate::inference::{class_probabilities, Encoder};
+use crate::inference::Encoder;
 use crate::metrics::classification::ConfusionMatrix;
 use crate::model::fused_forward::FusedForward;
-use crate::model::loaded::LoadedModel;
 use crate::model::spec::{TaskKind, TaskSpec};
 use crate::model::tokenizer::SentenceTokenizer;
 use crate::progress::Progress;
@@ -162,9 +161,9 @@ impl TrainingTask for ClassificationTask {
     }
 }
 
-/// The evaluation report of `model`'s head `task` on a labelled file.
+/// The evaluation report of the encoder's head `spec` on a labelled file.
 pub fn report(
-    model: &LoadedModel,
+    encoder: &Encoder,
     spec: &TaskSpec,
     path: &std::path::Path,
     columns: super::LabelColumns<'_>,
@@ -179,7 +178,7 @@ pub fn report(
         bail!("{}: no rows left after skipping labels the model was not trained on", path.display());
     }
     let texts: Vec<String> = kept.iter().map(|&r| data.texts[r].clone()).collect();
-    let probabilities = class_probabilities(model, &spec.name, &texts, batch_size, progress)?;
+    let probabilities = encoder.class_probabilities(&spec.name, &texts, batch_size, progress)?;
     let (best_p, best_class) = probabilities.max_dim(-1, false);
     let best_p = Vec::<f32>::try_from(best_p)?;
     let predicted: Vec<usize> = Vec::<i64>::try_from(best_class)?.into_iter().map(|c| c as usize).collect();

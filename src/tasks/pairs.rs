@@ -16,7 +16,6 @@ use crate::hash::fnv1a;
 use crate::inference::Encoder;
 use crate::metrics::retrieval::RetrievalRanks;
 use crate::model::fused_forward::FusedForward;
-use crate::model::loaded::LoadedModel;
 use crate::model::pooling::l2_normalize;
 use crate::model::spec::{TaskKind, TaskSpec};
 use crate::model::tokenizer::SentenceTokenizer;
@@ -179,9 +178,9 @@ impl TrainingTask for PairsTask {
     }
 }
 
-/// The evaluation report of `model`'s embeddings on a pairs file.
+/// The evaluation report of the encoder's embeddings on a pairs file.
 pub fn report(
-    model: &LoadedModel,
+    encoder: &Encoder,
     task: &str,
     path: &std::path::Path,
     batch_size: usize,
@@ -189,7 +188,7 @@ pub fn report(
 ) -> Result<RetrievalReport> {
     let pairs = TextPairs::read(path)?;
     let search = Search::of(&pairs);
-    let ranks = search.ranks(&Encoder::new(model), batch_size, progress)?;
+    let ranks = search.ranks(encoder, batch_size, progress)?;
     Ok(RetrievalReport {
         task: task.to_string(),
         data: path.to_path_buf(),

@@ -16,7 +16,6 @@ use crate::data::scored_pairs::ScoredPairs;
 use crate::inference::Encoder;
 use crate::metrics::correlation::{pearson, spearman};
 use crate::model::fused_forward::FusedForward;
-use crate::model::loaded::LoadedModel;
 use crate::model::spec::{TaskKind, TaskSpec};
 use crate::model::tokenizer::SentenceTokenizer;
 use crate::progress::Progress;
@@ -180,16 +179,16 @@ impl TrainingTask for SimilarityTask {
     }
 }
 
-/// The evaluation report of `model`'s embeddings on a similarity file.
+/// The evaluation report of the encoder's embeddings on a similarity file.
 pub fn report(
-    model: &LoadedModel,
+    encoder: &Encoder,
     task: &str,
     path: &std::path::Path,
     batch_size: usize,
     progress: &Progress,
 ) -> Result<SimilarityReport> {
     let pairs = ScoredPairs::read(path)?;
-    let predicted = cosines(&Encoder::new(model), &pairs.first, &pairs.second, batch_size, progress)?;
+    let predicted = cosines(encoder, &pairs.first, &pairs.second, batch_size, progress)?;
     Ok(SimilarityReport {
         task: task.to_string(),
         data: path.to_path_buf(),

@@ -32,7 +32,7 @@ use crate::model::fused_forward::FusedForward;
 use crate::model::loaded::LoadedModel;
 use crate::model::spec::ModelSpec;
 use crate::model::MultiTaskModel;
-use crate::precision;
+use crate::precision::{self, Precision};
 use crate::progress::Progress;
 use crate::tasks::{self, TrainingTask};
 
@@ -161,6 +161,8 @@ pub struct Trainer<'a> {
     loaded: LoadedModel,
     /// The frozen part's output per sentence, when the run caches it.
     cache: Option<FeatureCache>,
+    /// The training forward's precision, resolved for the device.
+    precision: Precision,
     trainable_parameters: i64,
     optimizer: AdamW,
     state: TrainerState,
@@ -192,7 +194,7 @@ impl<'a> Trainer<'a> {
         let started = Instant::now();
         crate::device::set_threads(settings.threads)?;
         let device = settings.device.resolve()?;
-        precision::check(settings.precision, device)?;
+        let precision = settings.precision.resolve(device)?;
         let TrainableModel { model, mut loaded, new_tensors } =
             load_model(settings, &tasks, device, resume_from.as_deref())?;
         if let Some(p) = settings.dropout {
@@ -241,6 +243,7 @@ impl<'a> Trainer<'a> {
             _model: model,
             loaded,
             cache,
+            precision,
             trainable_parameters: parameters.0,
             optimizer,
             last_saved_step: resume_from.as_ref().map(|_| state.step),
@@ -356,7 +359,7 @@ impl<'a> Trainer<'a> {
         // Dropout masks depend only on (seed, batch number): a resumed run draws the same ones.
         tch::manual_seed(settings.seed as i64 + 1 + self.state.micro_batches as i64);
         self.state.micro_batches += 1;
-        let outputs = precision::autocast(settings.precision, || {
+        let outputs = precision::autocast(self.precision, self.loaded.device, || {
             let forward = self.loaded.forward();
             task.outputs(&forward, &self.sentence_features(&forward, &batch.texts)?)
         })?;
@@ -445,7 +448,8 @@ impl<'a> Trainer<'a> {
     fn evaluate_and_save(&mut self) -> Result<AfterEvaluation> {
         let step = self.state.step;
         let eval_started = Instant::now();
-        let encoder = Encoder { model: &self.loaded, cache: self.cache.as_ref() };
+        // Dev sets are scored in fp32, whatever the training precision.
+        let encoder = Encoder { model: &self.loaded, cache: self.cache.as_ref(), precision: Precision::Fp32 };
         let evaluation = evaluate(&encoder, &self.tasks, self.settings.eval_batch_size, step)?;
         self.timing.eval += eval_started.elapsed().as_secs_f64();
         let improved = match (&evaluation, &self.state.best) {
