@@ -41,7 +41,8 @@ if [ -n "$keep" ]; then work="$keep"; mkdir -p "$work"; else work="$(mktemp -d)"
 say() { printf '[bench-gpu] %s\n' "$*" >&2; }
 "$python" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'bench-gpu.sh: $python sees no CUDA device')"
 tasks=(--task "trec=$data/trec/train_split.csv,$data/trec/dev_split.csv" --task "sst2=$data/sst2/train.csv,$data/sst2/dev.csv")
-ours=("$bin" train --model "$model" "${tasks[@]}" --device cuda --quiet --overwrite)
+ours=("$bin" train --model "$model" "${tasks[@]}" --device cuda --quiet --overwrite
+  --projection-dim 256)
 ref=("$python" scripts/reference/train_reference.py --model "$model" "${tasks[@]}" --device cuda --max-steps "$steps")
 timed() { # NAME COMMAND...: runs it, keeps peak RSS (KB) in $work/NAME.rss and its output beside
   # (through Python's getrusage: GPU images often lack GNU time). GPU memory: the device's use

@@ -9,7 +9,8 @@
 #      the reference: shuffled batches, as HF Trainer does)
 #   3. the same with the backbone frozen (identical batches)
 #   4. encode throughput and first-embedding latency (scripts/bench-encode.sh)
-# Both start from all-MiniLM-L6-v2 and the same projection/head initial values.
+# Both start from all-MiniLM-L6-v2 and the same projection/head initial values (the reference's
+# architecture: a 256-d projection, which sentence-mtl adds to MiniLM only when asked).
 #
 #   scripts/bench.sh           full: 300 training steps per run, 3 rounds, 6920 sentences to encode
 #   scripts/bench.sh --quick   CI-sized: 30 steps, 1 round, 1000 sentences (a few minutes)
@@ -40,7 +41,8 @@ data="$root/../shared/data"
 work="$(mktemp -d)"; trap 'rm -rf "$work"' EXIT
 model=models/all-MiniLM-L6-v2
 tasks=(--task "trec=$data/trec/train_split.csv,$data/trec/dev_split.csv" --task "sst2=$data/sst2/train.csv,$data/sst2/dev.csv")
-ours=(target/release/sentence-mtl train --model "$model" "${tasks[@]}" --device cpu --threads "$threads" --quiet --overwrite)
+ours=(target/release/sentence-mtl train --model "$model" "${tasks[@]}" --device cpu --threads "$threads" --quiet --overwrite
+  --projection-dim 256)
 ref=(.venv/bin/python scripts/reference/train_reference.py --model "$model" "${tasks[@]}" --threads "$threads" --max-steps "$steps")
 say() { printf '[bench] %s\n' "$*" >&2; }
 timed() { # NAME COMMAND...: runs it, keeps peak RSS (KB) in $work/NAME.rss

@@ -22,7 +22,7 @@ pub(super) struct ModelFolder {
     pub spec: ModelSpec,
     pub is_checkpoint: bool,
     /// A plain sentence-transformers folder's pipeline (default for a checkpoint).
-    sentence_transformers: SentenceTransformersConfig,
+    pub sentence_transformers: SentenceTransformersConfig,
 }
 
 impl ModelFolder {

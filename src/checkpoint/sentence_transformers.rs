@@ -19,6 +19,9 @@ pub(super) struct SentenceTransformersConfig {
     pub max_seq_length: Option<usize>,
     /// A linear Dense module after the pooling: it becomes the projection.
     pub dense: Option<DenseModule>,
+    /// Whether the folder is a sentence-transformers model (has `modules.json`): its pooled
+    /// states are already trained sentence embeddings.
+    pub is_sentence_encoder: bool,
 }
 
 /// A sentence-transformers `Dense` module with identity activation: the folder holding its
@@ -37,6 +40,7 @@ impl SentenceTransformersConfig {
         if !modules_path.is_file() {
             return Ok(out);
         }
+        out.is_sentence_encoder = true;
         #[derive(Deserialize)]
         struct Module {
             path: String,
