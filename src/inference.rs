@@ -5,7 +5,7 @@
 use anyhow::Result;
 use tch::{Device, Kind, Tensor};
 
-use crate::data::batching::{length_sorted_batches, pad_batch};
+use crate::data::batching::{length_sorted_batches, pad_batch, BatchLimit};
 use crate::model::fused_forward::FusedForward;
 use crate::model::loaded::LoadedModel;
 use crate::precision::{autocast, Precision};
@@ -20,11 +20,18 @@ pub struct Encoder<'a> {
     pub cache: Option<&'a FeatureCache>,
     /// A resolved precision (`Precision::resolve`).
     pub precision: Precision,
+    /// How many sentences go through the model at once.
+    pub batch: BatchLimit,
 }
 
 impl<'a> Encoder<'a> {
+    /// The model in fp32, 32 sentences at a time.
     pub fn new(model: &'a LoadedModel) -> Self {
-        Self { model, cache: None, precision: Precision::Fp32 }
+        Self { model, cache: None, precision: Precision::Fp32, batch: BatchLimit::Rows(32) }
+    }
+
+    pub fn with_batch(self, batch: BatchLimit) -> Self {
+        Self { batch, ..self }
     }
 
     /// Runs `head(model, features) -> [batch, width]` over all `texts` and returns
@@ -33,7 +40,6 @@ impl<'a> Encoder<'a> {
     fn run_batches(
         &self,
         texts: &[String],
-        batch_size: usize,
         progress: &Progress,
         head: impl Fn(&FusedForward, &Tensor) -> Result<Tensor>,
     ) -> Result<Tensor> {
@@ -44,7 +50,7 @@ impl<'a> Encoder<'a> {
         let bar = progress.bar(texts.len() as u64, "sentences");
         let mut output: Option<Tensor> = None;
         tch::no_grad(|| -> Result<()> {
-            for batch in length_sorted_batches(&lengths, batch_size) {
+            for batch in length_sorted_batches(&lengths, self.batch) {
                 let sequences: Vec<&[i64]> = batch.iter().map(|&i| token_ids[i].as_slice()).collect();
                 let cached = match self.cache {
                     Some(cache) => cache.features(&model, &sequences, false)?,
@@ -75,31 +81,25 @@ impl<'a> Encoder<'a> {
     }
 
     /// Sentence embeddings `[n, dim]` (normalised if the model says so).
-    pub fn embed(&self, texts: &[String], batch_size: usize, progress: &Progress) -> Result<Tensor> {
-        self.run_batches(texts, batch_size, progress, |model, features| Ok(model.embedding(features)))
+    pub fn embed(&self, texts: &[String], progress: &Progress) -> Result<Tensor> {
+        self.run_batches(texts, progress, |model, features| Ok(model.embedding(features)))
     }
 
     /// Logits `[n, n_classes]` of one task's head.
-    pub fn class_logits(&self, task: &str, texts: &[String], batch_size: usize, progress: &Progress) -> Result<Tensor> {
+    pub fn class_logits(&self, task: &str, texts: &[String], progress: &Progress) -> Result<Tensor> {
         self.model.spec.head_task(task)?;
-        self.run_batches(texts, batch_size, progress, |model, features| model.logits(features, task))
+        self.run_batches(texts, progress, |model, features| model.logits(features, task))
     }
 
     /// Class probabilities `[n, n_classes]` of one task.
-    pub fn class_probabilities(
-        &self,
-        task: &str,
-        texts: &[String],
-        batch_size: usize,
-        progress: &Progress,
-    ) -> Result<Tensor> {
-        Ok(self.class_logits(task, texts, batch_size, progress)?.softmax(-1, Kind::Float))
+    pub fn class_probabilities(&self, task: &str, texts: &[String], progress: &Progress) -> Result<Tensor> {
+        Ok(self.class_logits(task, texts, progress)?.softmax(-1, Kind::Float))
     }
 }
 
 /// Sentence embeddings `[n, dim]` (normalised if the model says so).
 pub fn embed(loaded: &LoadedModel, texts: &[String], batch_size: usize, progress: &Progress) -> Result<Tensor> {
-    Encoder::new(loaded).embed(texts, batch_size, progress)
+    Encoder::new(loaded).with_batch(BatchLimit::Rows(batch_size)).embed(texts, progress)
 }
 
 /// Logits `[n, n_classes]` of one task's head.
@@ -110,7 +110,7 @@ pub fn class_logits(
     batch_size: usize,
     progress: &Progress,
 ) -> Result<Tensor> {
-    Encoder::new(loaded).class_logits(task, texts, batch_size, progress)
+    Encoder::new(loaded).with_batch(BatchLimit::Rows(batch_size)).class_logits(task, texts, progress)
 }
 
 /// Class probabilities `[n, n_classes]` of one task.
@@ -121,5 +121,5 @@ pub fn class_probabilities(
     batch_size: usize,
     progress: &Progress,
 ) -> Result<Tensor> {
-    Encoder::new(loaded).class_probabilities(task, texts, batch_size, progress)
+    Encoder::new(loaded).with_batch(BatchLimit::Rows(batch_size)).class_probabilities(task, texts, progress)
 }

@@ -78,6 +78,10 @@ pub struct ModelArgs {
     #[arg(long, default_value_t = 32, value_name = "N")]
     pub batch_size: usize,
 
+    /// Batches by padded tokens instead: sentences x the longest one's tokens stays within N
+    #[arg(long, value_name = "N", conflicts_with = "batch_size")]
+    pub batch_tokens: Option<usize>,
+
     /// Token limit per sentence, [CLS] and [SEP] included; longer ones are truncated
     /// [default: the model's (sentence-transformers config or checkpoint), else 128]
     #[arg(long, value_name = "TOKENS")]
@@ -235,6 +239,12 @@ pub struct TrainArgs {
     /// Rows per batch (one task per batch): sentences, or pairs for similarity and pairs tasks
     #[arg(long, default_value_t = 32, value_name = "N")]
     pub batch_size: usize,
+
+    /// Batches by padded tokens instead of rows: rows x texts per row x the longest text's
+    /// tokens stays within N (length-grouped as with --batch-size; an epoch's step count is
+    /// then an estimate). Bigger batches usually want a larger learning rate (docs/usage.md)
+    #[arg(long, value_name = "N", conflicts_with = "batch_size")]
+    pub batch_tokens: Option<usize>,
 
     /// Batches whose gradients are summed before each optimizer step
     #[arg(long, default_value_t = 1, value_name = "N")]

@@ -28,7 +28,7 @@ pub fn run(args: &EncodeArgs) -> Result<()> {
     };
     let sentences = read_sentences(&args.io.sentences, args.io.input.as_deref(), &args.io.text_column)?;
     let (loaded, progress) = open_model(&args.model, &overrides)?;
-    let embeddings = encoder(&args.model, &loaded)?.embed(&sentences, args.model.batch_size, &progress)?;
+    let embeddings = encoder(&args.model, &loaded)?.embed(&sentences, &progress)?;
     let dim = embeddings.size()[1] as usize;
     if !args.model.quiet {
         eprintln!(

@@ -103,23 +103,14 @@ fn task_report(
     let known = loaded.spec.tasks.iter().find(|t| t.name == task.name);
     let kind =
         kind_of_file(&task.path, known.map(|t| t.kind), columns).with_context(|| format!("task '{}'", task.name))?;
-    let batch_size = args.model.batch_size;
     Ok(match (kind, known) {
-        (TaskKind::Classification, Some(spec)) => Box::new(tasks::classification::report(
-            encoder,
-            spec,
-            &task.path,
-            columns,
-            args.unknown_labels,
-            batch_size,
-            progress,
-        )?),
+        (TaskKind::Classification, Some(spec)) => {
+            Box::new(tasks::classification::report(encoder, spec, &task.path, columns, args.unknown_labels, progress)?)
+        }
         // A classification file needs the head of a task the model was trained on.
         (TaskKind::Classification, None) => return Err(loaded.spec.unknown_task(&task.name)),
-        (TaskKind::Similarity, _) => {
-            Box::new(tasks::similarity::report(encoder, &task.name, &task.path, batch_size, progress)?)
-        }
-        (TaskKind::Pairs, _) => Box::new(tasks::pairs::report(encoder, &task.name, &task.path, batch_size, progress)?),
+        (TaskKind::Similarity, _) => Box::new(tasks::similarity::report(encoder, &task.name, &task.path, progress)?),
+        (TaskKind::Pairs, _) => Box::new(tasks::pairs::report(encoder, &task.name, &task.path, progress)?),
     })
 }
 

@@ -16,8 +16,7 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     let overrides = SpecOverrides { max_length: args.model.max_length, ..Default::default() };
     let (loaded, progress) = open_model(&args.model, &overrides)?;
     let task = loaded.spec.head_task(&args.task)?.clone();
-    let logits =
-        encoder(&args.model, &loaded)?.class_logits(&task.name, &sentences, args.model.batch_size, &progress)?;
+    let logits = encoder(&args.model, &loaded)?.class_logits(&task.name, &sentences, &progress)?;
     let probabilities = logits.softmax(-1, Kind::Float);
     let (best_probability, best_class) = probabilities.max_dim(-1, false);
     let best_probability = Vec::<f32>::try_from(best_probability)?;

@@ -1,5 +1,6 @@
 //! Token id lists to padded tensors, and the grouping of sentences into batches.
 
+use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
 /// Pads `sequences` to the longest one: `input_ids [batch, seq]` (pad id in the tail) and
@@ -20,13 +21,62 @@ pub fn pad_batch(sequences: &[&[i64]], pad_id: i64, device: Device) -> (Tensor, 
     (ids, mask)
 }
 
-/// Indices grouped into batches of at most `batch_size`, longest sentences first, so that
-/// each batch pads to nearly its own length (inference order does not matter: outputs are
-/// put back in input order).
-pub fn length_sorted_batches(lengths: &[usize], batch_size: usize) -> Vec<Vec<usize>> {
+/// How large a batch may be: a number of rows (`--batch-size`) or of padded tokens
+/// (`--batch-tokens`: rows x texts per row x the longest text's tokens), as
+/// text-embeddings-inference batches by tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BatchLimit {
+    Rows(usize),
+    Tokens(usize),
+}
+
+impl BatchLimit {
+    /// Whether `rows` rows of `texts_per_row` texts each, the longest of `longest` tokens, fit.
+    /// One row always fits, however long.
+    pub fn fits(self, rows: usize, longest: usize, texts_per_row: usize) -> bool {
+        match self {
+            Self::Rows(n) => rows <= n,
+            Self::Tokens(n) => rows <= 1 || rows * texts_per_row * longest <= n,
+        }
+    }
+
+    /// Rows a batch of texts of `typical` tokens holds (for sizing chunks and estimates).
+    pub fn typical_rows(self, typical: usize, texts_per_row: usize) -> usize {
+        match self {
+            Self::Rows(n) => n,
+            Self::Tokens(n) => (n / (typical.max(1) * texts_per_row.max(1))).max(1),
+        }
+    }
+}
+
+/// Cuts `order` (longest first) into consecutive batches that fit `limit`.
+pub fn cut_sorted(order: &[usize], lengths: &[usize], limit: BatchLimit, texts_per_row: usize) -> Vec<Vec<usize>> {
+    if let BatchLimit::Rows(n) = limit {
+        return order.chunks(n.max(1)).map(<[usize]>::to_vec).collect();
+    }
+    let mut batches: Vec<Vec<usize>> = Vec::new();
+    let mut current: Vec<usize> = Vec::new();
+    for &i in order {
+        let longest = current.iter().map(|&j| lengths[j]).chain([lengths[i]]).max().unwrap_or(0);
+        if !current.is_empty() && !limit.fits(current.len() + 1, longest, texts_per_row) {
+            batches.push(std::mem::take(&mut current));
+        }
+        current.push(i);
+    }
+    if !current.is_empty() {
+        batches.push(current);
+    }
+    batches
+}
+
+/// Indices grouped into batches that fit `limit`, longest sentences first, so that each
+/// batch pads to nearly its own length (inference order does not matter: outputs are put
+/// back in input order).
+pub fn length_sorted_batches(lengths: &[usize], limit: BatchLimit) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..lengths.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
-    order.chunks(batch_size.max(1)).map(<[usize]>::to_vec).collect()
+    cut_sorted(&order, lengths, limit, 1)
 }
 
 #[cfg(test)]
@@ -42,7 +92,19 @@ mod tests {
 
     #[test]
     fn batches_cover_every_index_longest_first() {
-        let batches = length_sorted_batches(&[3, 9, 1, 7, 5], 2);
+        let batches = length_sorted_batches(&[3, 9, 1, 7, 5], BatchLimit::Rows(2));
         assert_eq!(batches, vec![vec![1, 3], vec![4, 0], vec![2]]);
+    }
+
+    #[test]
+    fn token_budgets_count_padded_tokens() {
+        // Lengths 9, 7, 5, 3, 1 under 16 padded tokens: [9] (9 + 9 > 16), [7, 5] (2 x 7 = 14),
+        // [3, 1] (2 x 3), then nothing is left.
+        let batches = length_sorted_batches(&[3, 9, 1, 7, 5], BatchLimit::Tokens(16));
+        assert_eq!(batches, vec![vec![1], vec![3, 4], vec![0, 2]]);
+        // A text longer than the budget still gets a batch of its own.
+        assert_eq!(length_sorted_batches(&[40], BatchLimit::Tokens(16)), vec![vec![0]]);
+        // Two texts per row count twice.
+        assert!(!BatchLimit::Tokens(16).fits(2, 5, 2) && BatchLimit::Tokens(20).fits(2, 5, 2));
     }
 }

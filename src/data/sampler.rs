@@ -13,6 +13,7 @@ use std::collections::VecDeque;
 use anyhow::bail;
 use serde::{Deserialize, Serialize};
 
+use crate::data::batching::{cut_sorted, BatchLimit};
 use crate::rng::Rng;
 
 /// Batches per mega-chunk when grouping by length.
@@ -73,53 +74,75 @@ impl SamplingStrategy {
 /// What the sampler knows of one task's training rows.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct TaskRows {
-    /// Token count of each row.
+    /// Token count of each row (its longest text).
     pub lengths: Vec<usize>,
+    /// Texts per row that go through the encoder (1; 2 or 3 for pair kinds), for token budgets.
+    #[serde(default = "one")]
+    pub texts_per_row: usize,
     /// Per row, keys of texts that no other row in its batch may share; `None`: no constraint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exclusive: Option<Vec<Vec<u64>>>,
 }
 
+fn one() -> usize {
+    1
+}
+
 impl TaskRows {
     pub fn of_lengths(lengths: Vec<usize>) -> Self {
-        Self { lengths, exclusive: None }
+        Self { lengths, texts_per_row: 1, exclusive: None }
     }
 
     fn len(&self) -> usize {
         self.lengths.len()
     }
+
+    /// The mean row length, rounded up.
+    fn typical_length(&self) -> usize {
+        self.lengths.iter().sum::<usize>().div_ceil(self.len().max(1))
+    }
 }
 
 /// Length-grouped batches of row indices for one pass over a task's rows.
-pub fn length_grouped_batches(rows: &TaskRows, batch_size: usize, rng: &mut Rng) -> Vec<Vec<usize>> {
+pub fn length_grouped_batches(rows: &TaskRows, limit: BatchLimit, rng: &mut Rng) -> Vec<Vec<usize>> {
     let lengths = &rows.lengths;
     let mut order: Vec<usize> = (0..lengths.len()).collect();
     rng.shuffle(&mut order);
-    let mut batches = Vec::with_capacity(lengths.len().div_ceil(batch_size));
-    for chunk in order.chunks_mut(batch_size * MEGA_CHUNK_BATCHES) {
+    let per_batch = limit.typical_rows(rows.typical_length(), rows.texts_per_row);
+    let mut batches = Vec::with_capacity(lengths.len().div_ceil(per_batch));
+    for chunk in order.chunks_mut(per_batch * MEGA_CHUNK_BATCHES) {
         chunk.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
         match &rows.exclusive {
-            None => batches.extend(chunk.chunks(batch_size).map(<[usize]>::to_vec)),
-            Some(keys) => batches.extend(batches_without_shared_texts(chunk, keys, batch_size)),
+            None => batches.extend(cut_sorted(chunk, lengths, limit, rows.texts_per_row)),
+            Some(keys) => batches.extend(batches_without_shared_texts(chunk, rows, keys, limit)),
         }
     }
     rng.shuffle(&mut batches);
     batches
 }
 
-/// Cuts `rows` (in order) into batches of at most `batch_size` in which no two rows share a
+/// Cuts `order` (longest first) into batches that fit `limit` in which no two rows share a
 /// key: a row that would is moved on to the next batch that can take it.
-fn batches_without_shared_texts(rows: &[usize], keys: &[Vec<u64>], batch_size: usize) -> Vec<Vec<usize>> {
-    let mut pending: Vec<usize> = rows.to_vec();
+fn batches_without_shared_texts(
+    order: &[usize],
+    rows: &TaskRows,
+    keys: &[Vec<u64>],
+    limit: BatchLimit,
+) -> Vec<Vec<usize>> {
+    let mut pending: Vec<usize> = order.to_vec();
     let mut batches = Vec::new();
     while !pending.is_empty() {
-        let mut batch = Vec::with_capacity(batch_size);
+        let mut batch: Vec<usize> = Vec::new();
+        let mut longest = 0;
         let mut taken = std::collections::HashSet::new();
         let mut deferred = Vec::new();
         for row in pending {
-            if batch.len() < batch_size && keys[row].iter().all(|k| !taken.contains(k)) {
+            let longer = longest.max(rows.lengths[row]);
+            let fits = batch.is_empty() || limit.fits(batch.len() + 1, longer, rows.texts_per_row);
+            if fits && keys[row].iter().all(|k| !taken.contains(k)) {
                 taken.extend(keys[row].iter().copied());
                 batch.push(row);
+                longest = longer;
             } else {
                 deferred.push(row);
             }
@@ -141,13 +164,21 @@ struct TaskStream {
 }
 
 impl TaskStream {
-    fn batches_per_pass(&self, batch_size: usize) -> usize {
-        self.rows.len().div_ceil(batch_size)
+    /// Batches in one pass over the task: exact for a number of rows; for a token budget an
+    /// estimate from the real tokens (length grouping pads by a few percent).
+    fn batches_per_pass(&self, limit: BatchLimit) -> usize {
+        match limit {
+            BatchLimit::Rows(n) => self.rows.len().div_ceil(n),
+            BatchLimit::Tokens(n) => {
+                let tokens: usize = self.rows.lengths.iter().sum::<usize>() * self.rows.texts_per_row;
+                ((tokens as f64 * 1.05 / n as f64).ceil() as usize).max(1)
+            }
+        }
     }
 
-    fn next(&mut self, batch_size: usize, rng: &mut Rng) -> Vec<usize> {
+    fn next(&mut self, limit: BatchLimit, rng: &mut Rng) -> Vec<usize> {
         if self.queue.is_empty() {
-            self.queue = length_grouped_batches(&self.rows, batch_size, rng).into();
+            self.queue = length_grouped_batches(&self.rows, limit, rng).into();
         }
         let batch = self.queue.pop_front().expect("a task has at least one row");
         if self.queue.is_empty() {
@@ -163,6 +194,9 @@ impl TaskStream {
 pub struct TaskSampler {
     strategy: SamplingStrategy,
     batch_size: usize,
+    /// `--batch-tokens`: when set, batches are limited by padded tokens instead of rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    batch_tokens: Option<usize>,
     streams: Vec<TaskStream>,
     rng: Rng,
     /// Batches handed out so far.
@@ -171,17 +205,28 @@ pub struct TaskSampler {
 
 impl TaskSampler {
     /// `tasks[t]` describes the rows of task `t` (every task non-empty).
-    pub fn new(strategy: SamplingStrategy, batch_size: usize, tasks: Vec<TaskRows>, seed: u64) -> Self {
-        assert!(batch_size > 0 && tasks.iter().all(|t| t.len() > 0));
+    pub fn new(strategy: SamplingStrategy, limit: BatchLimit, tasks: Vec<TaskRows>, seed: u64) -> Self {
+        let (batch_size, batch_tokens) = match limit {
+            BatchLimit::Rows(n) => (n, None),
+            BatchLimit::Tokens(n) => (0, Some(n)),
+        };
+        assert!((batch_size > 0 || batch_tokens.is_some_and(|n| n > 0)) && tasks.iter().all(|t| t.len() > 0));
         let streams = tasks.into_iter().map(|rows| TaskStream { rows, queue: VecDeque::new(), passes: 0 }).collect();
-        Self { strategy, batch_size, streams, rng: Rng::new(seed), drawn: 0 }
+        Self { strategy, batch_size, batch_tokens, streams, rng: Rng::new(seed), drawn: 0 }
+    }
+
+    fn limit(&self) -> BatchLimit {
+        match self.batch_tokens {
+            Some(n) => BatchLimit::Tokens(n),
+            None => BatchLimit::Rows(self.batch_size),
+        }
     }
 
     /// Batches in one epoch: round-robin gives every task as many batches as the largest
     /// task needs for one pass; the random strategies draw as many batches as all tasks
     /// have together.
     pub fn batches_per_epoch(&self) -> usize {
-        let per_task: Vec<usize> = self.streams.iter().map(|s| s.batches_per_pass(self.batch_size)).collect();
+        let per_task: Vec<usize> = self.streams.iter().map(|s| s.batches_per_pass(self.limit())).collect();
         match self.strategy {
             SamplingStrategy::RoundRobin => per_task.iter().max().copied().unwrap_or(0) * per_task.len(),
             _ => per_task.iter().sum(),
@@ -218,7 +263,8 @@ impl TaskSampler {
             }
         };
         self.drawn += 1;
-        let rows = self.streams[task].next(self.batch_size, &mut self.rng);
+        let limit = self.limit();
+        let rows = self.streams[task].next(limit, &mut self.rng);
         (task, rows)
     }
 
@@ -237,7 +283,7 @@ mod tests {
 
     #[test]
     fn round_robin_alternates_and_recycles_the_smaller_task() {
-        let mut s = TaskSampler::new(SamplingStrategy::RoundRobin, 4, lengths(&[8, 20]), 1);
+        let mut s = TaskSampler::new(SamplingStrategy::RoundRobin, BatchLimit::Rows(4), lengths(&[8, 20]), 1);
         assert_eq!(s.batches_per_epoch(), 10); // 5 batches of the larger task, times 2 tasks
         let tasks: Vec<usize> = (0..10).map(|_| s.next_batch().0).collect();
         assert_eq!(tasks, vec![0, 1, 0, 1, 0, 1, 0, 1, 0, 1]);
@@ -250,7 +296,7 @@ mod tests {
     fn each_pass_covers_every_row_once() {
         let mut rng = Rng::new(5);
         let lens = TaskRows::of_lengths((0..103).map(|i| i % 11).collect());
-        let batches = length_grouped_batches(&lens, 8, &mut rng);
+        let batches = length_grouped_batches(&lens, BatchLimit::Rows(8), &mut rng);
         let mut rows: Vec<usize> = batches.concat();
         rows.sort();
         assert_eq!(rows, (0..103).collect::<Vec<_>>());
@@ -262,7 +308,7 @@ mod tests {
         let mut rng = Rng::new(9);
         let mut lens_rng = Rng::new(10);
         let lens: Vec<usize> = (0..5000).map(|_| 5 + lens_rng.below(60)).collect();
-        let batches = length_grouped_batches(&TaskRows::of_lengths(lens.clone()), 32, &mut rng);
+        let batches = length_grouped_batches(&TaskRows::of_lengths(lens.clone()), BatchLimit::Rows(32), &mut rng);
         let real: usize = lens.iter().sum();
         let padded: usize = batches.iter().map(|b| b.len() * b.iter().map(|&i| lens[i]).max().unwrap()).sum();
         let ratio = padded as f64 / real as f64;
@@ -270,7 +316,7 @@ mod tests {
     }
 
     fn counts(strategy: SamplingStrategy, sizes: &[usize], draws: usize) -> Vec<usize> {
-        let mut s = TaskSampler::new(strategy, 8, lengths(sizes), 42);
+        let mut s = TaskSampler::new(strategy, BatchLimit::Rows(8), lengths(sizes), 42);
         let mut counts = vec![0; sizes.len()];
         for _ in 0..draws {
             counts[s.next_batch().0] += 1;
@@ -292,13 +338,14 @@ mod tests {
         // T = 2: weights sqrt(1000) : sqrt(9000) = 1 : 3 -> 2500 : 7500.
         let c = counts(SamplingStrategy::Temperature(2.0), &[1000, 9000], 10_000);
         assert!((c[0] as i64 - 2500).abs() < 150, "{c:?}");
-        let shares = TaskSampler::new(SamplingStrategy::Temperature(1e9), 8, lengths(&[10, 1000]), 1).task_shares();
+        let shares = TaskSampler::new(SamplingStrategy::Temperature(1e9), BatchLimit::Rows(8), lengths(&[10, 1000]), 1)
+            .task_shares();
         assert!((shares[0] - 0.5).abs() < 1e-6);
     }
 
     #[test]
     fn saved_state_resumes_the_same_sequence() {
-        let mut s = TaskSampler::new(SamplingStrategy::Proportional, 4, lengths(&[30, 50]), 3);
+        let mut s = TaskSampler::new(SamplingStrategy::Proportional, BatchLimit::Rows(4), lengths(&[30, 50]), 3);
         for _ in 0..7 {
             s.next_batch();
         }
@@ -313,8 +360,9 @@ mod tests {
     fn rows_sharing_a_text_never_share_a_batch_and_every_row_comes_once() {
         // 60 rows over 10 texts: row i has texts i % 10 and 100 + i % 7.
         let keys: Vec<Vec<u64>> = (0..60u64).map(|i| vec![i % 10, 100 + i % 7]).collect();
-        let rows = TaskRows { lengths: (0..60).map(|i| 5 + i % 3).collect(), exclusive: Some(keys.clone()) };
-        let batches = length_grouped_batches(&rows, 8, &mut Rng::new(4));
+        let rows =
+            TaskRows { lengths: (0..60).map(|i| 5 + i % 3).collect(), texts_per_row: 2, exclusive: Some(keys.clone()) };
+        let batches = length_grouped_batches(&rows, BatchLimit::Rows(8), &mut Rng::new(4));
         let mut seen: Vec<usize> = batches.concat();
         seen.sort();
         assert_eq!(seen, (0..60).collect::<Vec<_>>());
@@ -327,8 +375,26 @@ mod tests {
             assert_eq!(texts.len(), before, "a text repeats in {batch:?}");
         }
         // Without the constraint the same rows fill full batches, so the constraint did work.
-        let free = length_grouped_batches(&TaskRows::of_lengths(rows.lengths.clone()), 8, &mut Rng::new(4));
+        let free =
+            length_grouped_batches(&TaskRows::of_lengths(rows.lengths.clone()), BatchLimit::Rows(8), &mut Rng::new(4));
         assert!(batches.len() > free.len());
+    }
+
+    #[test]
+    fn token_budgets_bound_every_batch_and_cover_every_row() {
+        let mut lens_rng = Rng::new(3);
+        let rows = TaskRows::of_lengths((0..2000).map(|_| 3 + lens_rng.below(40)).collect());
+        let batches = length_grouped_batches(&rows, BatchLimit::Tokens(256), &mut Rng::new(1));
+        let mut seen: Vec<usize> = batches.concat();
+        seen.sort();
+        assert_eq!(seen, (0..2000).collect::<Vec<_>>());
+        for b in &batches {
+            let padded = b.len() * b.iter().map(|&i| rows.lengths[i]).max().unwrap();
+            assert!(padded <= 256 || b.len() == 1, "{padded} padded tokens");
+        }
+        // Short rows share big batches, long ones small ones.
+        let sizes: Vec<usize> = batches.iter().map(Vec::len).collect();
+        assert!(sizes.iter().max().unwrap() > &(sizes.iter().min().unwrap() * 3), "{sizes:?}");
     }
 
     #[test]

@@ -71,15 +71,8 @@ impl ClassificationTask {
 }
 
 /// Accuracy and macro-F1 of the encoder's head `task` on labelled texts.
-pub fn score(
-    encoder: &Encoder,
-    task: &str,
-    texts: &[String],
-    truth: &[usize],
-    classes: usize,
-    batch_size: usize,
-) -> Result<TaskScore> {
-    let probabilities = encoder.class_probabilities(task, texts, batch_size, &Progress::hidden())?;
+pub fn score(encoder: &Encoder, task: &str, texts: &[String], truth: &[usize], classes: usize) -> Result<TaskScore> {
+    let probabilities = encoder.class_probabilities(task, texts, &Progress::hidden())?;
     let predicted = argmax_rows(&probabilities);
     let matrix = ConfusionMatrix::from_predictions(classes, truth, &predicted);
     Ok(TaskScore::Classification {
@@ -155,9 +148,9 @@ impl TrainingTask for ClassificationTask {
         outputs.cross_entropy_for_logits(batch.targets.as_ref().expect("classification batches have targets"))
     }
 
-    fn evaluate(&self, encoder: &Encoder, batch_size: usize) -> Result<Option<TaskScore>> {
+    fn evaluate(&self, encoder: &Encoder) -> Result<Option<TaskScore>> {
         let Some(dev) = &self.dev else { return Ok(None) };
-        score(encoder, &self.source.name, &dev.data.texts, &dev.classes, self.labels.len(), batch_size).map(Some)
+        score(encoder, &self.source.name, &dev.data.texts, &dev.classes, self.labels.len()).map(Some)
     }
 }
 
@@ -168,7 +161,6 @@ pub fn report(
     path: &std::path::Path,
     columns: super::LabelColumns<'_>,
     unknown_labels: UnknownLabelPolicy,
-    batch_size: usize,
     progress: &Progress,
 ) -> Result<ClassificationReport> {
     let data = LabelledData::read(path, columns.text, columns.label)?;
@@ -178,7 +170,7 @@ pub fn report(
         bail!("{}: no rows left after skipping labels the model was not trained on", path.display());
     }
     let texts: Vec<String> = kept.iter().map(|&r| data.texts[r].clone()).collect();
-    let probabilities = encoder.class_probabilities(&spec.name, &texts, batch_size, progress)?;
+    let probabilities = encoder.class_probabilities(&spec.name, &texts, progress)?;
     let (best_p, best_class) = probabilities.max_dim(-1, false);
     let best_p = Vec::<f32>::try_from(best_p)?;
     let predicted: Vec<usize> = Vec::<i64>::try_from(best_class)?.into_iter().map(|c| c as usize).collect();

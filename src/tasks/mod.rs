@@ -202,6 +202,10 @@ pub trait TrainingTask {
     fn dev_texts(&self) -> Vec<&str>;
     /// Tokens of each training row (its longest text), for length-grouped batches.
     fn row_lengths(&self) -> Vec<usize>;
+    /// Texts per training row that go through the encoder (for token budgets).
+    fn texts_per_row(&self) -> usize {
+        1
+    }
     /// For each training row, keys of its texts that no other row of its batch may share;
     /// `None` when any rows may share a batch.
     fn exclusive_texts(&self) -> Option<Vec<Vec<u64>>> {
@@ -219,7 +223,7 @@ pub trait TrainingTask {
     /// The loss of fp32 `outputs` on `batch` (a scalar).
     fn loss(&self, outputs: &Tensor, batch: &TrainBatch) -> Tensor;
     /// The dev score, `None` without a dev set.
-    fn evaluate(&self, encoder: &Encoder, batch_size: usize) -> Result<Option<TaskScore>>;
+    fn evaluate(&self, encoder: &Encoder) -> Result<Option<TaskScore>>;
 }
 
 /// Reads a task's files as the kind its settings say.

@@ -72,10 +72,10 @@ impl<'a> Search<'a> {
     }
 
     /// Where each query's relevant candidates rank under the encoder's cosine similarity.
-    pub fn ranks(&self, encoder: &Encoder, batch_size: usize, progress: &Progress) -> Result<RetrievalRanks> {
+    pub fn ranks(&self, encoder: &Encoder, progress: &Progress) -> Result<RetrievalRanks> {
         let owned = |texts: &[&str]| texts.iter().map(|t| t.to_string()).collect::<Vec<_>>();
-        let queries = l2_normalize(&encoder.embed(&owned(&self.queries), batch_size, progress)?);
-        let candidates = l2_normalize(&encoder.embed(&owned(&self.candidates), batch_size, progress)?);
+        let queries = l2_normalize(&encoder.embed(&owned(&self.queries), progress)?);
+        let candidates = l2_normalize(&encoder.embed(&owned(&self.candidates), progress)?);
         let mut ranks = RetrievalRanks::from_scores(&[], self.candidates.len(), &[]);
         // A chunk of queries at a time keeps the score matrix small for large dev sets.
         const CHUNK: usize = 256;
@@ -89,9 +89,9 @@ impl<'a> Search<'a> {
 }
 
 /// MRR@10 and recall@1/@10 of the encoder on a dev set.
-pub fn score(encoder: &Encoder, pairs: &TextPairs, batch_size: usize) -> Result<TaskScore> {
+pub fn score(encoder: &Encoder, pairs: &TextPairs) -> Result<TaskScore> {
     let search = Search::of(pairs);
-    let scores = search.ranks(encoder, batch_size, &Progress::hidden())?.scores();
+    let scores = search.ranks(encoder, &Progress::hidden())?.scores();
     Ok(TaskScore::Pairs {
         mrr_at_10: scores.mrr_at_10,
         recall_at_1: scores.recall_at_1,
@@ -139,6 +139,10 @@ impl TrainingTask for PairsTask {
         (0..self.train.len()).map(|r| self.tokens.iter().map(|c| c[r].len()).max().unwrap_or(0)).collect()
     }
 
+    fn texts_per_row(&self) -> usize {
+        self.tokens.len()
+    }
+
     fn exclusive_texts(&self) -> Option<Vec<Vec<u64>>> {
         Some((0..self.train.len()).map(|r| self.train.texts_of(r).map(|t| fnv1a(t.as_bytes())).collect()).collect())
     }
@@ -173,22 +177,16 @@ impl TrainingTask for PairsTask {
         multiple_negatives_ranking(&anchors, &candidates, self.scale)
     }
 
-    fn evaluate(&self, encoder: &Encoder, batch_size: usize) -> Result<Option<TaskScore>> {
-        self.dev.as_ref().map(|dev| score(encoder, dev, batch_size)).transpose()
+    fn evaluate(&self, encoder: &Encoder) -> Result<Option<TaskScore>> {
+        self.dev.as_ref().map(|dev| score(encoder, dev)).transpose()
     }
 }
 
 /// The evaluation report of the encoder's embeddings on a pairs file.
-pub fn report(
-    encoder: &Encoder,
-    task: &str,
-    path: &std::path::Path,
-    batch_size: usize,
-    progress: &Progress,
-) -> Result<RetrievalReport> {
+pub fn report(encoder: &Encoder, task: &str, path: &std::path::Path, progress: &Progress) -> Result<RetrievalReport> {
     let pairs = TextPairs::read(path)?;
     let search = Search::of(&pairs);
-    let ranks = search.ranks(encoder, batch_size, progress)?;
+    let ranks = search.ranks(encoder, progress)?;
     Ok(RetrievalReport {
         task: task.to_string(),
         data: path.to_path_buf(),

@@ -79,21 +79,15 @@ impl SimilarityTask {
 }
 
 /// The cosine similarity the encoder's embeddings give each pair, as `encode`'s would.
-pub fn cosines(
-    encoder: &Encoder,
-    first: &[String],
-    second: &[String],
-    batch_size: usize,
-    progress: &Progress,
-) -> Result<Vec<f64>> {
-    let a = encoder.embed(first, batch_size, progress)?;
-    let b = encoder.embed(second, batch_size, progress)?;
+pub fn cosines(encoder: &Encoder, first: &[String], second: &[String], progress: &Progress) -> Result<Vec<f64>> {
+    let a = encoder.embed(first, progress)?;
+    let b = encoder.embed(second, progress)?;
     Ok(Vec::<f64>::try_from(pairwise_cosine(&a, &b).to_kind(Kind::Double))?)
 }
 
 /// Spearman and Pearson correlation of the encoder's cosines with the pairs' scores.
-pub fn score(encoder: &Encoder, pairs: &ScoredPairs, batch_size: usize) -> Result<TaskScore> {
-    let predicted = cosines(encoder, &pairs.first, &pairs.second, batch_size, &Progress::hidden())?;
+pub fn score(encoder: &Encoder, pairs: &ScoredPairs) -> Result<TaskScore> {
+    let predicted = cosines(encoder, &pairs.first, &pairs.second, &Progress::hidden())?;
     Ok(TaskScore::Similarity {
         spearman: spearman(&predicted, &pairs.scores),
         pearson: pearson(&predicted, &pairs.scores),
@@ -141,6 +135,10 @@ impl TrainingTask for SimilarityTask {
         self.tokens[0].iter().zip(&self.tokens[1]).map(|(a, b)| a.len().max(b.len())).collect()
     }
 
+    fn texts_per_row(&self) -> usize {
+        2
+    }
+
     fn train_rows(&self) -> usize {
         self.train.len()
     }
@@ -174,21 +172,15 @@ impl TrainingTask for SimilarityTask {
         }
     }
 
-    fn evaluate(&self, encoder: &Encoder, batch_size: usize) -> Result<Option<TaskScore>> {
-        self.dev.as_ref().map(|dev| score(encoder, dev, batch_size)).transpose()
+    fn evaluate(&self, encoder: &Encoder) -> Result<Option<TaskScore>> {
+        self.dev.as_ref().map(|dev| score(encoder, dev)).transpose()
     }
 }
 
 /// The evaluation report of the encoder's embeddings on a similarity file.
-pub fn report(
-    encoder: &Encoder,
-    task: &str,
-    path: &std::path::Path,
-    batch_size: usize,
-    progress: &Progress,
-) -> Result<SimilarityReport> {
+pub fn report(encoder: &Encoder, task: &str, path: &std::path::Path, progress: &Progress) -> Result<SimilarityReport> {
     let pairs = ScoredPairs::read(path)?;
-    let predicted = cosines(encoder, &pairs.first, &pairs.second, batch_size, progress)?;
+    let predicted = cosines(encoder, &pairs.first, &pairs.second, progress)?;
     Ok(SimilarityReport {
         task: task.to_string(),
         data: path.to_path_buf(),

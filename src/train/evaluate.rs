@@ -20,15 +20,10 @@ pub struct Evaluation {
 }
 
 /// Scores every task that has a dev set; `None` when no task has one.
-pub fn evaluate(
-    encoder: &Encoder,
-    tasks: &[Box<dyn TrainingTask>],
-    batch_size: usize,
-    step: usize,
-) -> Result<Option<Evaluation>> {
+pub fn evaluate(encoder: &Encoder, tasks: &[Box<dyn TrainingTask>], step: usize) -> Result<Option<Evaluation>> {
     let mut scores = BTreeMap::new();
     for task in tasks {
-        if let Some(score) = task.evaluate(encoder, batch_size)? {
+        if let Some(score) = task.evaluate(encoder)? {
             scores.insert(task.source().name.clone(), score);
         }
     }

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use anyhow::Result;
 use tch::Tensor;
 
-use crate::data::batching::{length_sorted_batches, pad_batch};
+use crate::data::batching::{length_sorted_batches, pad_batch, BatchLimit};
 use crate::model::fused_forward::FusedForward;
 use crate::model::loaded::LoadedModel;
 use crate::model::names::{self, BackboneLayer};
@@ -81,13 +81,13 @@ impl FeatureCache {
         rows * hidden as u64 * 4
     }
 
-    /// Runs the frozen part over every distinct sentence, in length-sorted batches of
-    /// `batch_size` as inference does.
+    /// Runs the frozen part over every distinct sentence, in length-sorted batches as
+    /// inference makes them.
     pub fn build(
         model: &LoadedModel,
         depth: CacheDepth,
         sequences: &[&[i64]],
-        batch_size: usize,
+        batch: BatchLimit,
         progress: &Progress,
     ) -> Result<Self> {
         let mut index = HashMap::new();
@@ -103,7 +103,7 @@ impl FeatureCache {
         let bar = progress.bar(distinct.len() as u64, "sentences cached");
         let mut parts: Vec<(Vec<usize>, Tensor)> = Vec::new();
         tch::no_grad(|| -> Result<()> {
-            for batch in length_sorted_batches(&lengths, batch_size) {
+            for batch in length_sorted_batches(&lengths, batch) {
                 let texts: Vec<&[i64]> = batch.iter().map(|&i| distinct[i]).collect();
                 let (ids, mask) = pad_batch(&texts, model.tokenizer.pad_id(), model.device);
                 let states = match depth {

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cli::task_values::{PerTask, TaskArg};
 use crate::cli::TrainArgs;
+use crate::data::batching::BatchLimit;
 use crate::data::sampler::SamplingStrategy;
 use crate::device::DeviceChoice;
 use crate::model::pooling::Pooling;
@@ -48,6 +49,9 @@ pub struct TrainSettings {
     pub epochs: usize,
     pub max_steps: Option<usize>,
     pub batch_size: usize,
+    /// `--batch-tokens`: batches limited by padded tokens instead of `batch_size` rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_tokens: Option<usize>,
     pub grad_accum: usize,
     pub lr_backbone: f64,
     pub lr_projection: f64,
@@ -109,6 +113,14 @@ fn at_least_one(flag: &str, value: usize) -> Result<()> {
 }
 
 impl TrainSettings {
+    /// How big a training batch may be.
+    pub fn batch_limit(&self) -> BatchLimit {
+        match self.batch_tokens {
+            Some(n) => BatchLimit::Tokens(n),
+            None => BatchLimit::Rows(self.batch_size),
+        }
+    }
+
     /// The base rates of the optimizer groups.
     pub fn learning_rates(&self) -> LearningRates {
         LearningRates {
@@ -143,6 +155,9 @@ impl TrainSettings {
             bail!("--max-grad-norm must be a number >= 0, got {}", args.max_grad_norm);
         }
         at_least_one("--batch-size", args.batch_size)?;
+        if let Some(n) = args.batch_tokens {
+            at_least_one("--batch-tokens", n)?;
+        }
         at_least_one("--eval-batch-size", args.eval_batch_size)?;
         at_least_one("--grad-accum", args.grad_accum)?;
         at_least_one("--log-every", args.log_every)?;
@@ -181,6 +196,7 @@ impl TrainSettings {
             epochs: args.epochs,
             max_steps: args.max_steps,
             batch_size: args.batch_size,
+            batch_tokens: args.batch_tokens,
             grad_accum: args.grad_accum,
             lr_backbone: args.lr_backbone,
             lr_projection: args.lr_projection,
@@ -271,7 +287,7 @@ fn task_sources(args: &TrainArgs) -> Result<Vec<TaskSource>> {
                 }
                 _ => None,
             };
-            if kind == TaskKind::Pairs && args.batch_size < 2 {
+            if kind == TaskKind::Pairs && args.batch_tokens.is_none() && args.batch_size < 2 {
                 bail!(
                     "--batch-size {}: task '{}' is a pairs task, whose in-batch negatives need at least 2 rows per batch",
                     args.batch_size,

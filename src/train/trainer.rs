@@ -24,7 +24,7 @@ use super::schedule::linear_warmup_decay;
 use super::settings::TrainSettings;
 use super::state::{FileFingerprint, TrainerState};
 use crate::checkpoint::{self, TrainableModel, TrainingSpec};
-use crate::data::batching::pad_batch;
+use crate::data::batching::{pad_batch, BatchLimit};
 use crate::data::sampler::{TaskRows, TaskSampler};
 use crate::device::DeviceChoice;
 use crate::inference::Encoder;
@@ -308,9 +308,14 @@ impl<'a> Trainer<'a> {
 
     fn plan_line(&self) -> String {
         let Schedule { total_steps, steps_per_epoch, warmup } = self.schedule;
+        let batch = match self.settings.batch_limit() {
+            BatchLimit::Rows(n) => format!("batch {n}"),
+            BatchLimit::Tokens(n) => format!("batches of up to {n} padded tokens"),
+        };
+        let about = if self.settings.batch_tokens.is_some() { "about " } else { "" };
         format!(
-            "training: {total_steps} optimizer steps ({steps_per_epoch} per epoch, {} sampling, batch {} x {} accumulation), warm-up {warmup} steps",
-            self.settings.sampling, self.settings.batch_size, self.settings.grad_accum
+            "training: {total_steps} optimizer steps ({about}{steps_per_epoch} per epoch, {} sampling, {batch} x {} accumulation), warm-up {warmup} steps",
+            self.settings.sampling, self.settings.grad_accum
         )
     }
 
@@ -449,8 +454,13 @@ impl<'a> Trainer<'a> {
         let step = self.state.step;
         let eval_started = Instant::now();
         // Dev sets are scored in fp32, whatever the training precision.
-        let encoder = Encoder { model: &self.loaded, cache: self.cache.as_ref(), precision: Precision::Fp32 };
-        let evaluation = evaluate(&encoder, &self.tasks, self.settings.eval_batch_size, step)?;
+        let encoder = Encoder {
+            model: &self.loaded,
+            cache: self.cache.as_ref(),
+            precision: Precision::Fp32,
+            batch: BatchLimit::Rows(self.settings.eval_batch_size),
+        };
+        let evaluation = evaluate(&encoder, &self.tasks, step)?;
         self.timing.eval += eval_started.elapsed().as_secs_f64();
         let improved = match (&evaluation, &self.state.best) {
             (Some(e), Some(b)) => e.mean_main_metric > b.mean_main_metric,
@@ -592,7 +602,8 @@ fn build_feature_cache(
         );
     }
     let started = Instant::now();
-    let cache = FeatureCache::build(loaded, depth, &texts, settings.eval_batch_size, &Progress::new(options.quiet))?;
+    let batch = BatchLimit::Rows(settings.eval_batch_size);
+    let cache = FeatureCache::build(loaded, depth, &texts, batch, &Progress::new(options.quiet))?;
     if !options.quiet {
         eprintln!(
             "feature cache: {} of {} distinct sentences ({:.1} MB) in {:.1}s; the frozen layers run once, without dropout (--no-feature-cache runs them every step)",
@@ -646,13 +657,19 @@ fn initial_state(
 ) -> Result<TrainerState> {
     let fingerprints = data_fingerprints(settings)?;
     let Some(last) = resume_from else {
-        let rows =
-            tasks.iter().map(|t| TaskRows { lengths: t.row_lengths(), exclusive: t.exclusive_texts() }).collect();
+        let rows = tasks
+            .iter()
+            .map(|t| TaskRows {
+                lengths: t.row_lengths(),
+                texts_per_row: t.texts_per_row(),
+                exclusive: t.exclusive_texts(),
+            })
+            .collect();
         return Ok(TrainerState {
             step: 0,
             micro_batches: 0,
             examples: 0,
-            sampler: TaskSampler::new(settings.sampling, settings.batch_size, rows, settings.seed),
+            sampler: TaskSampler::new(settings.sampling, settings.batch_limit(), rows, settings.seed),
             best: None,
             evals_without_improvement: 0,
             data: fingerprints,

@@ -576,6 +576,19 @@ fn build_corpus(test: &str) -> Option<Corpus> {
             error("--precision bf16 on the CPU needs AVX-512 BF16 or AMX"),
         );
     }
+    let run = c.path("run-tokens");
+    c.add(
+        "settings",
+        "--batch-tokens 0",
+        &["train", "-m", &m, "--task", &task, "--out", &run, "--batch-tokens", "0", "-q"],
+        error("--batch-tokens must be at least 1"),
+    );
+    c.add(
+        "settings",
+        "--batch-tokens 0 for encode",
+        &["encode", "-m", &m, "--batch-tokens", "0", "hi"],
+        error("--batch-tokens must be at least 1"),
+    );
     c.add(
         "settings",
         "unknown --precision",
