@@ -69,8 +69,20 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     parts.join(": ")
 }
 
+/// Restores the default SIGPIPE action (Rust ignores it): `sentence-mtl eval --json | head`
+/// then ends quietly when `head` stops reading, as `cat` would, instead of failing a write
+/// and reporting it as an internal error. Files are written atomically, so none is left half
+/// written.
+fn die_quietly_on_closed_pipe() {
+    // SAFETY: sets a signal disposition before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() {
     tune_allocator();
+    die_quietly_on_closed_pipe();
     // --help and --version also end in `clap_exit`, with code 0.
     let matches = Cli::command().try_get_matches().unwrap_or_else(|e| clap_exit(e));
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| clap_exit(e));

@@ -205,3 +205,21 @@ fn bf16_embeddings_agree_with_fp32_on_a_cpu_that_has_bf16() {
     assert!(worst >= 0.999, "worst cosine {worst}");
     assert_eq!(auto, bf16, "--precision auto is not bf16 on this CPU");
 }
+
+#[test]
+fn a_reader_that_stops_early_ends_encode_quietly() {
+    // `encode ... | head -n 1`: the closed pipe ends the process without an error message.
+    let test = "a_reader_that_stops_early_ends_encode_quietly";
+    let Some(model) = tiny_bert(test) else { return };
+    let sentences: Vec<String> = (0..2000).map(|i| format!("sentence number {i}")).collect();
+    let mut args = vec!["encode", "-m", &model, "--device", "cpu", "-q"];
+    args.extend(sentences.iter().map(String::as_str));
+    let mut child =
+        bin().args(&args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut first = [0u8; 16];
+    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.is_empty(), "stderr after the reader closed the pipe: {err}");
+}
