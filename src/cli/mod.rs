@@ -18,7 +18,11 @@ use crate::model::pooling::Pooling;
 use crate::output::embeddings::EmbeddingFormat;
 use crate::output::predictions::PredictionFormat;
 use crate::precision::Precision;
+use crate::tasks::classification::ClassWeights;
 use crate::train::freeze::FreezeRule;
+use crate::train::recipe::Recipe;
+use crate::train::schedule::LrSchedule;
+use crate::train::small_data::SmallData;
 use task_values::{PerTaskValue, TaskArg};
 
 #[derive(Debug, Parser)]
@@ -250,30 +254,59 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub grad_accum: usize,
 
-    /// Learning rate of the backbone's top layer
-    #[arg(long, default_value_t = 1e-5, value_name = "LR")]
-    pub lr_backbone: f64,
+    /// The optimisation defaults: default (chosen from the recipe study, docs/recipes.md) or
+    /// seed (the seed's rates: backbone 1e-5, projection 1e-4, heads 1e-3, layer decay 0.9,
+    /// 10% warm-up, linear decay). Each flag below overrides its part
+    #[arg(long, default_value = "default", value_name = "NAME")]
+    pub recipe: Recipe,
 
-    /// Learning rate of the projection
-    #[arg(long, default_value_t = 1e-4, value_name = "LR")]
-    pub lr_projection: f64,
+    /// Learning rate of the backbone's top layer [default: from --recipe]
+    #[arg(long, value_name = "LR")]
+    pub lr_backbone: Option<f64>,
 
-    /// Learning rate of the task heads
-    #[arg(long, default_value_t = 1e-3, value_name = "LR")]
-    pub lr_heads: f64,
+    /// Learning rate of the projection [default: from --recipe]
+    #[arg(long, value_name = "LR")]
+    pub lr_projection: Option<f64>,
+
+    /// Learning rate of the task heads [default: from --recipe]
+    #[arg(long, value_name = "LR")]
+    pub lr_heads: Option<f64>,
 
     /// Layer-wise decay D: block i of L (counted from 1 at the bottom) gets
-    /// lr_backbone * D^(L-i); the embeddings get lr_backbone * D^L
-    #[arg(long, default_value_t = 0.9, value_name = "D")]
-    pub layer_decay: f64,
+    /// lr_backbone * D^(L-i); the embeddings get lr_backbone * D^L [default: from --recipe]
+    #[arg(long, value_name = "D")]
+    pub layer_decay: Option<f64>,
+
+    /// Learning-rate schedule after the warm-up: linear (decay to 0), cosine (half a cosine
+    /// to 0) or constant [default: from --recipe]
+    #[arg(long, value_name = "SCHEDULE")]
+    pub lr_schedule: Option<LrSchedule>,
+
+    /// Label smoothing of classification tasks' cross-entropy, in [0, 1) [default: from
+    /// --recipe]
+    #[arg(long, value_name = "E")]
+    pub label_smoothing: Option<f64>,
+
+    /// Class weights of classification tasks' cross-entropy: none, or balanced (each class
+    /// weighted by rows / (classes x its rows), as scikit-learn's class_weight="balanced")
+    #[arg(long, default_value = "none", value_name = "none|balanced")]
+    pub class_weights: ClassWeights,
+
+    /// Small-data mode for classification tasks with few labelled rows: SetFit's label-pair
+    /// cosine loss on the embeddings beside cross-entropy, and at least 200 optimizer steps.
+    /// auto turns it on for a task with at most 128 training rows per class (and says so), on
+    /// for every classification task, off never
+    #[arg(long, default_value = "auto", value_name = "auto|on|off")]
+    pub small_data: SmallData,
 
     /// AdamW's decoupled weight decay (never on biases and LayerNorm)
     #[arg(long, default_value_t = 0.01, value_name = "W")]
     pub weight_decay: f64,
 
-    /// Fraction of the steps spent warming the learning rate up from 0
-    #[arg(long, default_value_t = 0.1, value_name = "R")]
-    pub warmup_ratio: f64,
+    /// Fraction of the steps spent warming the learning rate up from 0 [default: from
+    /// --recipe]
+    #[arg(long, value_name = "R")]
+    pub warmup_ratio: Option<f64>,
 
     /// Warm-up steps (overrides --warmup-ratio)
     #[arg(long, value_name = "N")]

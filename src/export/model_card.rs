@@ -106,11 +106,17 @@ pub fn render(loaded: &LoadedModel, format: ExportFormat) -> String {
         }
         let setting = |key: &str| training[key].to_string();
         card.push_str(&format!(
-            "- learning rates: backbone {} (layer decay {}), projection {}, heads {}; batch {}; epochs {}; max steps {}; freeze {}; seed {}\n",
+            "- recipe {}: learning rates backbone {} (layer decay {}), projection {}, heads {}; schedule {} with warm-up ratio {}; label smoothing {}; class weights {}; small-data mode {}; batch {}; epochs {}; max steps {}; freeze {}; seed {}\n",
+            setting("recipe"),
             setting("lr_backbone"),
             setting("layer_decay"),
             setting("lr_projection"),
             setting("lr_heads"),
+            setting("lr_schedule"),
+            setting("warmup_ratio"),
+            setting("label_smoothing"),
+            setting("class_weights"),
+            setting("small_data"),
             setting("batch_size"),
             setting("epochs"),
             setting("max_steps"),

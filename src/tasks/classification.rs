@@ -3,8 +3,10 @@
 //! ids are stable); dev labels it does not have are an error.
 
 use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
+use super::losses::label_pair_cosine;
 use super::{TaskScore, TrainBatch, TrainingTask};
 use crate::data::labelled::{LabelSet, LabelledData, UnknownLabelPolicy};
 use crate::inference::Encoder;
@@ -14,11 +16,57 @@ use crate::model::spec::{TaskKind, TaskSpec};
 use crate::model::tokenizer::SentenceTokenizer;
 use crate::progress::Progress;
 use crate::report::classification::ClassificationReport;
-use crate::train::settings::TaskSource;
+use crate::train::settings::{TaskSource, TrainSettings};
+
+/// `--class-weights`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClassWeights {
+    #[default]
+    None,
+    /// rows / (classes x the class's rows), as scikit-learn's `class_weight="balanced"`.
+    Balanced,
+}
+
+impl std::str::FromStr for ClassWeights {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "none" => Self::None,
+            "balanced" => Self::Balanced,
+            other => bail!("unknown --class-weights '{other}' (expected none or balanced)"),
+        })
+    }
+}
+
+impl std::fmt::Display for ClassWeights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::None => "none",
+            Self::Balanced => "balanced",
+        })
+    }
+}
+
+/// Balanced class weights of class ids `classes` (each `< n`): rows / (n x count); a class
+/// without rows gets weight 0 (it never appears as a target).
+pub fn balanced_weights(classes: &[i64], n: usize) -> Vec<f32> {
+    let mut counts = vec![0usize; n];
+    for &c in classes {
+        counts[c as usize] += 1;
+    }
+    counts.iter().map(|&k| if k == 0 { 0.0 } else { classes.len() as f32 / (n * k) as f32 }).collect()
+}
 
 pub struct ClassificationTask {
     source: TaskSource,
     labels: LabelSet,
+    /// Cross-entropy's label smoothing (`--label-smoothing`).
+    label_smoothing: f64,
+    /// Cross-entropy's class weights `[classes]` (`--class-weights balanced`).
+    class_weights: Option<Tensor>,
+    /// Small-data mode (`--small-data`): SetFit's label-pair loss on the embeddings too.
+    small_data: bool,
     train: LabelledData,
     /// Class id of every training row.
     train_classes: Vec<i64>,
@@ -34,7 +82,7 @@ struct DevSet {
 
 impl ClassificationTask {
     /// Reads the task's CSVs. Dev labels unknown to the training data are an error.
-    pub fn read(source: &TaskSource) -> Result<Self> {
+    pub fn read(source: &TaskSource, settings: &TrainSettings) -> Result<Self> {
         let context = || format!("task '{}'", source.name);
         let train =
             LabelledData::read(&source.train, &source.text_column, &source.label_column).with_context(context)?;
@@ -59,11 +107,20 @@ impl ClassificationTask {
             }
             None => None,
         };
+        let train_classes: Vec<i64> = train_classes.into_iter().map(|c| c as i64).collect();
+        let class_weights = match settings.class_weights {
+            ClassWeights::None => None,
+            ClassWeights::Balanced => Some(Tensor::from_slice(&balanced_weights(&train_classes, labels.len()))),
+        };
+        let small_data = settings.small_data.applies(train.len(), labels.len());
         Ok(Self {
             source: source.clone(),
             labels,
+            label_smoothing: settings.label_smoothing,
+            class_weights,
+            small_data,
             train,
-            train_classes: train_classes.into_iter().map(|c| c as i64).collect(),
+            train_classes,
             train_tokens: Vec::new(),
             dev,
         })
@@ -130,7 +187,17 @@ impl TrainingTask for ClassificationTask {
     }
 
     fn summary(&self) -> String {
-        format!("{} classes, cross-entropy", self.labels.len())
+        let mut extras = String::new();
+        if self.label_smoothing > 0.0 {
+            extras.push_str(&format!(", label smoothing {}", self.label_smoothing));
+        }
+        if self.class_weights.is_some() {
+            extras.push_str(", balanced class weights");
+        }
+        if self.small_data {
+            extras.push_str(", small-data mode: label-pair cosine loss on the embeddings");
+        }
+        format!("{} classes, cross-entropy{extras}", self.labels.len())
     }
 
     fn batch(&self, rows: &[usize], device: Device) -> TrainBatch<'_> {
@@ -139,13 +206,37 @@ impl TrainingTask for ClassificationTask {
         TrainBatch::of_columns(vec![texts], Some(Tensor::from_slice(&classes).to_device(device)))
     }
 
-    /// The head's logits `[batch, classes]`.
+    fn small_data(&self) -> bool {
+        self.small_data
+    }
+
+    /// The head's logits `[batch, classes]`; in small-data mode followed by the embeddings,
+    /// `[batch, classes + dim]`.
     fn outputs(&self, forward: &FusedForward, features: &Tensor) -> Result<Tensor> {
-        forward.logits(features, &self.source.name)
+        if !self.small_data {
+            return forward.logits(features, &self.source.name);
+        }
+        // As SetFit: the body learns from the label pairs alone, the head from cross-entropy
+        // on the embeddings as they are.
+        let logits = forward.logits(&features.detach(), &self.source.name)?;
+        Ok(Tensor::cat(&[logits, forward.embedding(features)], 1))
     }
 
     fn loss(&self, outputs: &Tensor, batch: &TrainBatch) -> Tensor {
-        outputs.cross_entropy_for_logits(batch.targets.as_ref().expect("classification batches have targets"))
+        let targets = batch.targets.as_ref().expect("classification batches have targets");
+        let classes = self.labels.len() as i64;
+        let logits = outputs.narrow(1, 0, classes);
+        let cross_entropy = if self.label_smoothing == 0.0 && self.class_weights.is_none() {
+            logits.cross_entropy_for_logits(targets)
+        } else {
+            let weights = self.class_weights.as_ref().map(|w| w.to_device(outputs.device()));
+            logits.cross_entropy_loss(targets, weights.as_ref(), tch::Reduction::Mean, -100, self.label_smoothing)
+        };
+        if !self.small_data {
+            return cross_entropy;
+        }
+        let embeddings = outputs.narrow(1, classes, outputs.size()[1] - classes);
+        cross_entropy + label_pair_cosine(&embeddings, targets)
     }
 
     fn evaluate(&self, encoder: &Encoder) -> Result<Option<TaskScore>> {
@@ -191,4 +282,18 @@ pub fn report(
         skipped,
         predictions,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn balanced_weights_as_scikit_learn() {
+        // 6 rows, 3 classes with 3, 2 and 1 rows: 6 / (3 x count) = 2/3, 1, 2.
+        let w = balanced_weights(&[0, 0, 0, 1, 1, 2], 3);
+        assert_eq!(w, vec![2.0 / 3.0, 1.0, 2.0]);
+        // A class without rows (not possible for labels read from the training file) gets 0.
+        assert_eq!(balanced_weights(&[0, 0], 2), vec![0.5, 0.0]);
+    }
 }

@@ -45,6 +45,29 @@ pub fn multiple_negatives_ranking(anchors: &Tensor, candidates: &Tensor, scale: 
     scores.cross_entropy_for_logits(&targets)
 }
 
+/// SetFit's objective over the pairs of a batch (small-data mode): cosine-MSE of every two
+/// rows of `embeddings` `[n, d]` against 1 when their `classes` `[n]` match and 0 when they do
+/// not, the mean over same-class pairs and the mean over different-class pairs weighted equally
+/// (as SetFit's oversampling balances them); a kind of pair the batch lacks is left out.
+pub fn label_pair_cosine(embeddings: &Tensor, classes: &Tensor) -> Tensor {
+    let e = l2_normalize(embeddings);
+    let cosines = e.matmul(&e.tr());
+    let n = embeddings.size()[0];
+    let upper = Tensor::ones([n, n], (Kind::Float, embeddings.device())).triu(1);
+    let same = classes.unsqueeze(1).eq_tensor(&classes.unsqueeze(0)).to_kind(Kind::Float) * &upper;
+    let different = &upper - &same;
+    // Without reading anything back to the host: a kind of pair the batch lacks has error 0
+    // over max(0, 1) pairs and does not count among the kinds present.
+    let mean_error = |mask: &Tensor, target: f64| {
+        let pairs = mask.sum(Kind::Float);
+        let mean = ((&cosines - target).square() * mask).sum(Kind::Float) / pairs.clamp_min(1.0);
+        (mean, pairs.clamp_max(1.0))
+    };
+    let (same_error, has_same) = mean_error(&same, 1.0);
+    let (different_error, has_different) = mean_error(&different, 0.0);
+    (same_error + different_error) / (has_same + has_different).clamp_min(1.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,6 +95,21 @@ mod tests {
         // Range 0..5: scores 5 and 0 become 1 and 0; cos 0.5 and 0.5 → ((0.5)^2 + (0.5)^2) / 2.
         let loss = cosine_mse(&Tensor::from_slice(&[0.5f32, 0.5]), &Tensor::from_slice(&[5.0f32, 0.0]), (0.0, 5.0));
         assert!((value(&loss) - 0.25).abs() < 1e-7);
+    }
+
+    #[test]
+    fn label_pairs_by_hand() {
+        // Rows 0 and 1 share a class and are orthogonal (cos 0, target 1: error 1); row 2 equals
+        // row 0 (cos 1 with it, target 0: error 1) and is orthogonal to row 1 (error 0):
+        // same-class mean 1, different-class mean 1/2, loss (1 + 1/2) / 2.
+        let e = Tensor::from_slice(&[1.0f32, 0.0, 0.0, 1.0, 2.0, 0.0]).view([3, 2]);
+        let loss = label_pair_cosine(&e, &Tensor::from_slice(&[0i64, 0, 1]));
+        assert!((value(&loss) - 0.75).abs() < 1e-6, "{}", value(&loss));
+        // One class only: the same-class part alone.
+        let loss = label_pair_cosine(&e, &Tensor::from_slice(&[4i64, 4, 4]));
+        assert!((value(&loss) - 2.0 / 3.0).abs() < 1e-6, "{}", value(&loss));
+        let single = label_pair_cosine(&e.narrow(0, 0, 1), &Tensor::from_slice(&[0i64]));
+        assert_eq!(value(&single), 0.0);
     }
 
     #[test]

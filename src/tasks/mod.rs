@@ -212,6 +212,10 @@ pub trait TrainingTask {
         None
     }
     fn train_rows(&self) -> usize;
+    /// Whether the task trains in small-data mode (`train::small_data`).
+    fn small_data(&self) -> bool {
+        false
+    }
     fn dev_rows(&self) -> Option<usize>;
     /// One line for the run's overview: classes, score range, loss.
     fn summary(&self) -> String;
@@ -229,7 +233,7 @@ pub trait TrainingTask {
 /// Reads a task's files as the kind its settings say.
 pub fn read(source: &TaskSource, settings: &TrainSettings) -> Result<Box<dyn TrainingTask>> {
     Ok(match source.kind.unwrap_or_default() {
-        TaskKind::Classification => Box::new(classification::ClassificationTask::read(source)?),
+        TaskKind::Classification => Box::new(classification::ClassificationTask::read(source, settings)?),
         TaskKind::Similarity => Box::new(similarity::SimilarityTask::read(source)?),
         TaskKind::Pairs => Box::new(pairs::PairsTask::read(source, settings)?),
     })

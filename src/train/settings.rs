@@ -14,10 +14,14 @@ use crate::device::DeviceChoice;
 use crate::model::pooling::Pooling;
 use crate::model::spec::TaskKind;
 use crate::precision::Precision;
+use crate::tasks::classification::ClassWeights;
 use crate::tasks::similarity::SimilarityLoss;
 use crate::tasks::{kind_of_file, LabelColumns};
 use crate::train::freeze::FreezeRule;
 use crate::train::param_groups::LearningRates;
+use crate::train::recipe::Recipe;
+use crate::train::schedule::LrSchedule;
+use crate::train::small_data::SmallData;
 
 /// One task of a run: where its data is and how much its loss counts.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -53,10 +57,22 @@ pub struct TrainSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch_tokens: Option<usize>,
     pub grad_accum: usize,
+    /// `--recipe`: where the optimisation values below came from unless a flag set them.
+    #[serde(default = "seed_recipe")]
+    pub recipe: Recipe,
     pub lr_backbone: f64,
     pub lr_projection: f64,
     pub lr_heads: f64,
     pub layer_decay: f64,
+    #[serde(default)]
+    pub lr_schedule: LrSchedule,
+    #[serde(default)]
+    pub label_smoothing: f64,
+    #[serde(default)]
+    pub class_weights: ClassWeights,
+    /// `--small-data`; runs from before the mode had none.
+    #[serde(default = "small_data_off")]
+    pub small_data: SmallData,
     pub weight_decay: f64,
     pub warmup_ratio: f64,
     pub warmup_steps: Option<usize>,
@@ -92,6 +108,15 @@ fn yes() -> bool {
 
 fn default_feature_cache_budget() -> u64 {
     crate::cli::DEFAULT_FEATURE_CACHE_BUDGET_MB
+}
+
+fn small_data_off() -> SmallData {
+    SmallData::Off
+}
+
+/// Runs from before recipes used the seed's values.
+fn seed_recipe() -> Recipe {
+    Recipe::Seed
 }
 
 fn default_pairs_scale() -> f64 {
@@ -133,23 +158,33 @@ impl TrainSettings {
 
     pub fn from_args(args: &TrainArgs) -> Result<Self> {
         let tasks = task_sources(args)?;
-        positive_finite("--lr-backbone", args.lr_backbone)?;
+        let recipe = args.recipe.values();
+        let lr_backbone = args.lr_backbone.unwrap_or(recipe.lr_backbone);
+        let lr_projection = args.lr_projection.unwrap_or(recipe.lr_projection);
+        let lr_heads = args.lr_heads.unwrap_or(recipe.lr_heads);
+        let layer_decay = args.layer_decay.unwrap_or(recipe.layer_decay);
+        let warmup_ratio = args.warmup_ratio.unwrap_or(recipe.warmup_ratio);
+        let label_smoothing = args.label_smoothing.unwrap_or(recipe.label_smoothing);
+        if !(label_smoothing.is_finite() && (0.0..1.0).contains(&label_smoothing)) {
+            bail!("--label-smoothing must be in [0, 1), got {label_smoothing}");
+        }
+        positive_finite("--lr-backbone", lr_backbone)?;
         positive_finite("--pairs-scale", args.pairs_scale)?;
         if let Some(p) = args.dropout {
             if !(p.is_finite() && (0.0..1.0).contains(&p)) {
                 bail!("--dropout must be in [0, 1), got {p}");
             }
         }
-        positive_finite("--lr-projection", args.lr_projection)?;
-        positive_finite("--lr-heads", args.lr_heads)?;
-        if !(args.layer_decay.is_finite() && args.layer_decay > 0.0 && args.layer_decay <= 1.0) {
-            bail!("--layer-decay must be in (0, 1], got {}", args.layer_decay);
+        positive_finite("--lr-projection", lr_projection)?;
+        positive_finite("--lr-heads", lr_heads)?;
+        if !(layer_decay.is_finite() && layer_decay > 0.0 && layer_decay <= 1.0) {
+            bail!("--layer-decay must be in (0, 1], got {layer_decay}");
         }
         if !(args.weight_decay.is_finite() && args.weight_decay >= 0.0) {
             bail!("--weight-decay must be a number >= 0, got {}", args.weight_decay);
         }
-        if !(args.warmup_ratio.is_finite() && (0.0..=1.0).contains(&args.warmup_ratio)) {
-            bail!("--warmup-ratio must be in [0, 1], got {}", args.warmup_ratio);
+        if !(warmup_ratio.is_finite() && (0.0..=1.0).contains(&warmup_ratio)) {
+            bail!("--warmup-ratio must be in [0, 1], got {warmup_ratio}");
         }
         if !(args.max_grad_norm.is_finite() && args.max_grad_norm >= 0.0) {
             bail!("--max-grad-norm must be a number >= 0, got {}", args.max_grad_norm);
@@ -198,12 +233,17 @@ impl TrainSettings {
             batch_size: args.batch_size,
             batch_tokens: args.batch_tokens,
             grad_accum: args.grad_accum,
-            lr_backbone: args.lr_backbone,
-            lr_projection: args.lr_projection,
-            lr_heads: args.lr_heads,
-            layer_decay: args.layer_decay,
+            recipe: args.recipe,
+            lr_backbone,
+            lr_projection,
+            lr_heads,
+            layer_decay,
+            lr_schedule: args.lr_schedule.unwrap_or(recipe.lr_schedule),
+            label_smoothing,
+            class_weights: args.class_weights,
+            small_data: args.small_data,
             weight_decay: args.weight_decay,
-            warmup_ratio: args.warmup_ratio,
+            warmup_ratio,
             warmup_steps: args.warmup_steps,
             max_grad_norm: args.max_grad_norm,
             freeze,

@@ -20,8 +20,8 @@ use super::optimizer::AdamW;
 use super::overview::{print_evaluation, Overview};
 use super::param_groups::{build_groups, parameter_counts};
 use super::run_dir::RunDir;
-use super::schedule::linear_warmup_decay;
 use super::settings::TrainSettings;
+use super::small_data;
 use super::state::{FileFingerprint, TrainerState};
 use crate::checkpoint::{self, TrainableModel, TrainingSpec};
 use crate::data::batching::{pad_batch, BatchLimit};
@@ -100,9 +100,11 @@ struct Schedule {
 }
 
 impl Schedule {
-    fn new(settings: &TrainSettings, sampler: &TaskSampler) -> Self {
+    fn new(settings: &TrainSettings, sampler: &TaskSampler, small_data: bool) -> Self {
         let steps_per_epoch = sampler.batches_per_epoch().div_ceil(settings.grad_accum).max(1);
-        let total_steps = settings.max_steps.unwrap_or(settings.epochs * steps_per_epoch);
+        let total_steps = settings
+            .max_steps
+            .unwrap_or_else(|| small_data::total_steps(settings.epochs * steps_per_epoch, small_data));
         let warmup = settings.warmup_steps.unwrap_or((settings.warmup_ratio * total_steps as f64).ceil() as usize);
         Self { total_steps, steps_per_epoch, warmup }
     }
@@ -227,7 +229,8 @@ impl<'a> Trainer<'a> {
         let mut optimizer = AdamW::new(groups);
         let state = initial_state(settings, &tasks, &run, resume_from.as_deref(), &mut optimizer)?;
         let source_dir = resume_from.clone().unwrap_or_else(|| loaded.dir.clone());
-        let schedule = Schedule::new(settings, &state.sampler);
+        let small_data = tasks.iter().any(|t| t.small_data());
+        let schedule = Schedule::new(settings, &state.sampler, small_data);
         let batch_plan = match &options.batch_plan {
             Some(path) => Some(std::io::BufWriter::new(
                 std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
@@ -261,6 +264,16 @@ impl<'a> Trainer<'a> {
         };
         if resume_from.is_some() {
             trainer.say(&format!("resuming {} at step {}", trainer.run.root.display(), trainer.state.step));
+        }
+        if small_data {
+            let small: Vec<(&str, usize)> = trainer
+                .tasks
+                .iter()
+                .filter(|t| t.small_data())
+                .map(|t| (t.source().name.as_str(), t.train_rows()))
+                .collect();
+            let planned = settings.max_steps.unwrap_or(settings.epochs * trainer.schedule.steps_per_epoch);
+            trainer.say(&small_data::announcement(&small, planned, trainer.schedule.total_steps));
         }
         Ok(trainer)
     }
@@ -334,11 +347,8 @@ impl<'a> Trainer<'a> {
     /// One optimizer step: `--grad-accum` batches forward and backward, clipping, AdamW.
     fn step(&mut self) -> Result<()> {
         let step_started = Instant::now();
-        self.optimizer.set_lr_factor(linear_warmup_decay(
-            self.state.step,
-            self.schedule.warmup,
-            self.schedule.total_steps,
-        ));
+        let factor = self.settings.lr_schedule.factor(self.state.step, self.schedule.warmup, self.schedule.total_steps);
+        self.optimizer.set_lr_factor(factor);
         for _ in 0..self.settings.grad_accum {
             self.micro_batch()?;
         }

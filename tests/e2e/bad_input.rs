@@ -402,6 +402,29 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         error("more than --feature-cache-budget 0 MB; raise the budget, or pass --no-feature-cache"),
     );
 
+    // ---- recipes ------------------------------------------------------------------------
+    for (case, flags, message) in [
+        ("unknown --recipe", ["--recipe", "fast"], "unknown --recipe 'fast' (expected default or seed)"),
+        (
+            "unknown --lr-schedule",
+            ["--lr-schedule", "step"],
+            "unknown --lr-schedule 'step' (expected linear, cosine or constant)",
+        ),
+        (
+            "--label-smoothing out of range",
+            ["--label-smoothing", "1.5"],
+            "--label-smoothing must be in [0, 1), got 1.5",
+        ),
+        (
+            "unknown --class-weights",
+            ["--class-weights", "auto"],
+            "unknown --class-weights 'auto' (expected none or balanced)",
+        ),
+        ("unknown --small-data", ["--small-data", "yes"], "unknown --small-data 'yes' (expected auto, on or off)"),
+    ] {
+        c.add_train("recipes", case, format!("topic={topic_train}"), &flags, error(message));
+    }
+
     // ---- models and checkpoints --------------------------------------------------------
     c.add(
         "model",

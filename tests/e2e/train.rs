@@ -17,8 +17,12 @@ use tch::{Device, Tensor};
 use crate::common::*;
 use crate::toy_data::{write_toy_data, ToyData};
 
-/// Settings that make the tiny random model learn the toy tasks in a few seconds.
+/// Settings that make the tiny random model learn the toy tasks in a few seconds. The toy tasks
+/// have 48 rows per class, which `--small-data auto` would train in small-data mode; these
+/// tests pin the plain path, and small-data mode has its own test.
 const FAST: &[&str] = &[
+    "--small-data",
+    "off",
     "--device",
     "cpu",
     "--threads",
@@ -85,6 +89,35 @@ fn log_records(run: &str, kind: &str) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
         .filter(|r| r["type"] == kind)
         .collect()
+}
+
+#[test]
+fn small_data_mode_turns_itself_on_says_so_learns_and_can_be_turned_off() {
+    let test = "small_data_mode_turns_itself_on_says_so_learns_and_can_be_turned_off";
+    let Some(s) = setup(test) else { return };
+    let topic = format!("topic={},{}", s.data.topic_train.display(), s.data.topic_dev.display());
+    let train = |out: &str, small_data: &str| {
+        let mut args = vec!["train", "-m", &s.model, "--task", &topic, "--device", "cpu", "--threads", "1"];
+        let out = s.out(out);
+        args.extend(["--batch-size", "8", "--epochs", "1", "--small-data", small_data, "--out", &out]);
+        args.extend(["--lr-backbone", "3e-3", "--lr-projection", "3e-3", "--lr-heads", "3e-3"]);
+        let output = run(&args);
+        assert_ok(&output);
+        (stderr(&output), out)
+    };
+    // 144 rows in 3 classes: 18 steps an epoch, raised to 200.
+    let (said, out) = train("auto", "auto");
+    assert!(said.contains("small-data mode for 'topic' (144 rows): label-pair cosine loss"), "{said}");
+    assert!(said.contains("200 optimizer steps instead of 18; --small-data off turns it off"), "{said}");
+    assert_eq!(log_records(&out, "step").last().unwrap()["step"], 200);
+    let accuracy = log_records(&out, "eval").last().unwrap()["tasks"]["topic"]["accuracy"].as_f64().unwrap();
+    assert!(accuracy >= 0.9, "small-data mode reached only {accuracy} dev accuracy");
+    let settings: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(Path::new(&out).join("settings.json")).unwrap()).unwrap();
+    assert_eq!(settings["small_data"], "auto");
+    let (said, out) = train("off", "off");
+    assert!(!said.contains("small-data mode"), "{said}");
+    assert_eq!(log_records(&out, "step").last().unwrap()["step"], 18);
 }
 
 #[test]
