@@ -11,6 +11,9 @@ DataLoader with shuffle=True per task (what HF Trainer does by default), padded 
 
 usage: train_reference.py --model DIR --task NAME=TRAIN.csv[,DEV.csv] ... --max-steps N
            [--plan PLAN.jsonl | --shuffle] [--freeze-backbone] [--threads N] [--out RESULT.json]
+           [--lr-backbone LR --lr-projection LR --lr-heads LR --layer-decay D --warmup-ratio R
+            --schedule linear|constant]  (the plain loop of the recipe study: 2e-5 / 1e-4 / 1e-3,
+           decay 1, no warm-up, constant)
            [--init-heads CHECKPOINT/model.safetensors] [--device cpu|cuda] [--precision fp32|bf16]
 --init-heads starts the projection and heads from the same values sentence-mtl starts from
 (its `--freeze all` checkpoint for the same seed), so the two runs differ only in dropout
@@ -31,7 +34,7 @@ import time
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from transformers import AutoModel, AutoTokenizer, get_linear_schedule_with_warmup
+from transformers import AutoModel, AutoTokenizer, get_constant_schedule_with_warmup, get_linear_schedule_with_warmup
 
 
 def read_csv(path):
@@ -119,6 +122,7 @@ def main():
     ap.add_argument("--weight-decay", type=float, default=0.01)
     ap.add_argument("--warmup-ratio", type=float, default=0.1)
     ap.add_argument("--max-grad-norm", type=float, default=1.0)
+    ap.add_argument("--schedule", choices=["linear", "constant"], default="linear")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--threads", type=int)
     ap.add_argument("--init-heads")
@@ -164,7 +168,10 @@ def main():
         param_groups(model, args.lr_backbone, args.lr_projection, args.lr_heads, args.layer_decay, args.weight_decay)
     )
     warmup = math.ceil(args.warmup_ratio * args.max_steps)
-    scheduler = get_linear_schedule_with_warmup(optimizer, warmup, args.max_steps)
+    if args.schedule == "constant":
+        scheduler = get_constant_schedule_with_warmup(optimizer, warmup)
+    else:
+        scheduler = get_linear_schedule_with_warmup(optimizer, warmup, args.max_steps)
     # Tokenise once, as sentence-mtl does.
     for t in tasks.values():
         t["ids"] = tok(t["texts"], truncation=True, max_length=args.max_length)["input_ids"]

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# The recipe study behind `train --recipe default` (docs/recipes.md), all-MiniLM-L6-v2, CPU,
+# dev sets only (the official test splits are not in ../shared/data):
+#   grid        the sequential grid of scripts/reference/recipe_study.py at 1 epoch on TREC +
+#               SST-2 (multi-task), SST-5 and TweetEval (its val.csv split 80/20, label-
+#               stratified, seed 20261201, by scripts/reference/split_csv.py), in --precision
+#               auto (bf16 on a CPU that has it: dev accuracy within 0.1 point of fp32 there,
+#               docs/benchmarks.md; fp32 elsewhere), to fit a 2-core machine
+#   confirm     the default recipe at 3 epochs in fp32 on every task set and on TREC and SST-2
+#               each alone; the seed's recipe on TREC + SST-2
+#   references  the plain PyTorch loop (backbone 2e-5, projection 1e-4, heads 1e-3, constant,
+#               no warm-up, shuffled round-robin batches) and HF Trainer at its defaults (one
+#               task at a time) at 3 epochs, on the same data
+# Prints markdown tables; runs go to runs/recipes/.
+#   scripts/recipe-study.sh [grid] [confirm] [references]     (default: all)
+# THREADS=N sets the thread count (default: all cores).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+parts=("$@"); [ ${#parts[@]} -eq 0 ] && parts=(grid confirm references)
+for part in "${parts[@]}"; do
+  case "$part" in grid|confirm|references) ;; *) echo "recipe-study.sh: unknown part $part (grid, confirm, references)" >&2; exit 2 ;; esac
+done
+scripts/setup.sh --reference >&2
+threads="${THREADS:-$(nproc)}"
+export OMP_NUM_THREADS="$threads" MKL_NUM_THREADS="$threads" HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+data="$root/../shared/data"
+out=runs/recipes
+model=models/all-MiniLM-L6-v2
+bin=target/release/sentence-mtl
+mkdir -p "$out/data"
+.venv/bin/python scripts/reference/split_csv.py "$data/tweeteval_sentiment/val.csv" \
+  "$out/data/tweeteval_train.csv" "$out/data/tweeteval_dev.csv" 0.2 20261201
+trec="trec=$data/trec/train_split.csv,$data/trec/dev_split.csv"
+sst2="sst2=$data/sst2/train.csv,$data/sst2/dev.csv"
+sst5="sst5=$data/sst5/train.csv,$data/sst5/dev.csv"
+tweeteval="tweeteval=$out/data/tweeteval_train.csv,$out/data/tweeteval_dev.csv"
+say() { printf '[recipes] %s\n' "$*" >&2; }
+timed() { # NAME COMMAND...: wall time in $out/NAME.time
+  local name="$1"; shift
+  say "$name"
+  mkdir -p "$(dirname "$out/$name")"
+  /usr/bin/time -f "%e" -o "$out/$name.time" "$@" > "$out/$name.stdout"
+}
+train=("$bin" train --model "$model" --device cpu --threads "$threads" --quiet --overwrite --epochs 3)
+
+for part in "${parts[@]}"; do
+  case "$part" in
+    grid)
+      .venv/bin/python scripts/reference/recipe_study.py "$bin" "$model" "$data" "$out/data" "$out/grid" "$threads" auto 1 \
+        | tee "$out/grid.md"
+      ;;
+    confirm)
+      # The seed's recipe on TREC + SST-2 only: its accuracy and wall time are the baseline.
+      timed "confirm/seed-trec+sst2" "${train[@]}" --recipe seed --task "$trec" --task "$sst2" --out "$out/confirm/seed-trec+sst2"
+      timed "confirm/default-trec+sst2" "${train[@]}" --task "$trec" --task "$sst2" --out "$out/confirm/default-trec+sst2"
+      # The grid ran 1 epoch; at 3 epochs, does a decaying schedule do better than a constant one?
+      timed "confirm/linear-trec+sst2" "${train[@]}" --lr-schedule linear --task "$trec" --task "$sst2" --out "$out/confirm/linear-trec+sst2"
+      timed "confirm/default-trec" "${train[@]}" --task "$trec" --out "$out/confirm/default-trec"
+      timed "confirm/default-sst2" "${train[@]}" --task "$sst2" --out "$out/confirm/default-sst2"
+      timed "confirm/default-sst5" "${train[@]}" --task "$sst5" --out "$out/confirm/default-sst5"
+      timed "confirm/default-tweeteval" "${train[@]}" --task "$tweeteval" --out "$out/confirm/default-tweeteval"
+      ;;
+    references)
+      plain=(.venv/bin/python scripts/reference/train_reference.py --model "$model" --threads "$threads" --shuffle
+        --lr-backbone 2e-5 --lr-projection 1e-4 --lr-heads 1e-3 --layer-decay 1 --warmup-ratio 0 --schedule constant)
+      # 3 epochs of round-robin batches: as many steps as sentence-mtl's 3 epochs take.
+      timed plain/trec+sst2 "${plain[@]}" --task "$trec" --task "$sst2" --max-steps 1302 --out "$out/plain/trec+sst2.json"
+      timed plain/sst5 "${plain[@]}" --task "$sst5" --max-steps 801 --out "$out/plain/sst5.json"
+      timed plain/tweeteval "${plain[@]}" --task "$tweeteval" --max-steps 150 --out "$out/plain/tweeteval.json"
+      for task in "$trec" "$sst2" "$sst5" "$tweeteval"; do
+        name="${task%%=*}"; files="${task#*=}"
+        timed "hf/$name" .venv/bin/python scripts/reference/hf_trainer_reference.py --model "$model" \
+          --train "${files%,*}" --dev "${files#*,}" --epochs 3 --threads "$threads" --out "$out/hf/$name.json"
+      done
+      ;;
+  esac
+done
+.venv/bin/python - "$out" <<'PY'
+import json, os, sys
+out = sys.argv[1]
+def ours(run):
+    log = f"{out}/confirm/{run}/train_log.jsonl"
+    if not os.path.exists(log):
+        return None
+    records = [json.loads(l) for l in open(log)]
+    last = [r for r in records if r["type"] == "eval"][-1]
+    return {t: (s["accuracy"], s["macro_f1"]) for t, s in last["tasks"].items()}, float(open(f"{out}/confirm/{run}.time").read())
+def ref(kind, name):
+    path = f"{out}/{kind}/{name}.json"
+    if not os.path.exists(path):
+        return None
+    r = json.load(open(path))
+    dev = r["dev"]
+    scores = {name: (dev["accuracy"], dev["macro_f1"])} if kind == "hf" else {t: (s["accuracy"], s["macro_f1"]) for t, s in dev.items()}
+    return scores, float(open(f"{out}/{kind}/{name}.time").read())
+rows = []
+rows.append(("sentence-mtl --recipe seed", "trec+sst2", ours("seed-trec+sst2")))
+rows.append(("sentence-mtl --lr-schedule linear", "trec+sst2", ours("linear-trec+sst2")))
+for run in ("trec+sst2", "trec", "sst2", "sst5", "tweeteval"):
+    rows.append(("sentence-mtl (defaults)", run, ours(f"default-{run}")))
+for run in ("trec+sst2", "sst5", "tweeteval"):
+    rows.append(("plain PyTorch loop", run, ref("plain", run)))
+for run in ("trec", "sst2", "sst5", "tweeteval"):
+    rows.append(("HF Trainer (defaults)", run, ref("hf", run)))
+print("\n3 epochs, batch 32, fp32, the final dev evaluation of each run (no selection across epochs); dev accuracy / macro-F1\n")
+print("| implementation | task set | dev accuracy / macro-F1 | wall time |\n|---|---|---|---:|")
+for impl, run, result in rows:
+    if result is None:
+        continue
+    scores, seconds = result
+    cells = ", ".join(f"{t} {100 * a:.1f} / {100 * f:.1f}" for t, (a, f) in scores.items())
+    print(f"| {impl} | {run} | {cells} | {int(seconds // 60)}m{round(seconds % 60):02d}s |")
+PY
