@@ -10,6 +10,7 @@ import argparse
 import csv
 import json
 import os
+import tempfile
 import time
 
 
@@ -39,7 +40,10 @@ def main() -> None:
     model = SetFitModel.from_pretrained(args.model, device="cpu")
     # num_iterations=20 (pairs = 2 x 20 x rows): the setting of SetFit's paper and examples; its
     # default (every unique pair, oversampled) needs 122880 pairs for 64 TREC examples per class.
-    trainer = Trainer(model=model, args=TrainingArguments(num_iterations=20, report_to="none"),
+    # No checkpoints: SetFit would otherwise save them into ./checkpoints.
+    settings = TrainingArguments(num_iterations=20, report_to="none", save_strategy="no",
+                                 output_dir=tempfile.mkdtemp(prefix="setfit-"))
+    trainer = Trainer(model=model, args=settings,
                       train_dataset=Dataset.from_dict({"text": texts, "label": labels}))
     trainer.train()
     train_s = time.time() - started
