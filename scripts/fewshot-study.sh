@@ -5,7 +5,8 @@
 # data mode turns itself on) and with SetFit (scripts/reference/setfit_reference.py), both with no
 # dev set, then scored once on the full dev sets. Each draw is copied into its run folder.
 # Prints a markdown table; runs go to runs/fewshot/.
-#   scripts/fewshot-study.sh          THREADS=N sets the thread count (default: all cores)
+#   scripts/fewshot-study.sh [sentence-mtl] [setfit]     (default: both)
+# THREADS=N sets the thread count (default: all cores).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -16,7 +17,23 @@ data="$root/../shared/data"
 out=runs/fewshot
 model=models/all-MiniLM-L6-v2
 bin=target/release/sentence-mtl
+parts=" $* "; [ $# -eq 0 ] && parts=" sentence-mtl setfit "
 mkdir -p "$out/draws" "$out/setfit"
+ours() { # NAME TASK DRAW DEV
+  local name="$1" task="$2" draw="$3" dev="$4"
+  echo "[fewshot] sentence-mtl $name" >&2
+  /usr/bin/time -f %e -o "$out/ours-$name.train_s" "$bin" train --model "$model" --device cpu \
+    --threads "$threads" --overwrite --task "$task=$draw" --out "$out/ours/$name" \
+    2> "$out/ours-$name.stderr" > /dev/null
+  /usr/bin/time -f %e -o "$out/ours-$name.predict_s" "$bin" eval --model "$out/ours/$name/last" \
+    --device cpu --threads "$threads" --task "$task=$dev" --json > "$out/ours-$name.json"
+  cp "$draw" "$out/ours/$name/train_draw.csv"
+}
+setfit() { # NAME DRAW DEV
+  echo "[fewshot] SetFit $1" >&2
+  .venv/bin/python scripts/reference/setfit_reference.py --model "$model" --train "$2" --dev "$3" \
+    --threads "$threads" --out "$out/setfit/$1.json" > /dev/null 2> "$out/setfit-$1.stderr"
+}
 for set in sst2 trec; do
   case "$set" in
     sst2) train="$data/sst2/train.csv"; dev="$data/sst2/dev.csv" ;;
@@ -25,16 +42,8 @@ for set in sst2 trec; do
   for k in 8 64; do
     name="$set-$k"; draw="$out/draws/$name.csv"
     .venv/bin/python scripts/reference/draw_per_class.py "$train" "$draw" "$k" 20261202
-    echo "[fewshot] sentence-mtl $name" >&2
-    /usr/bin/time -f %e -o "$out/ours-$name.train_s" "$bin" train --model "$model" --device cpu \
-      --threads "$threads" --overwrite --task "$set=$draw" --out "$out/ours/$name" \
-      2> "$out/ours-$name.stderr" > /dev/null
-    /usr/bin/time -f %e -o "$out/ours-$name.predict_s" "$bin" eval --model "$out/ours/$name/last" \
-      --device cpu --threads "$threads" --task "$set=$dev" --json > "$out/ours-$name.json"
-    cp "$draw" "$out/ours/$name/train_draw.csv"
-    echo "[fewshot] SetFit $name" >&2
-    .venv/bin/python scripts/reference/setfit_reference.py --model "$model" --train "$draw" --dev "$dev" \
-      --threads "$threads" --out "$out/setfit/$name.json" > /dev/null 2> "$out/setfit-$name.stderr"
+    [[ "$parts" == *" sentence-mtl "* ]] && ours "$name" "$set" "$draw" "$dev"
+    [[ "$parts" == *" setfit "* ]] && setfit "$name" "$draw" "$dev"
   done
 done
 .venv/bin/python - "$out" <<'PY'

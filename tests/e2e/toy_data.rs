@@ -141,7 +141,9 @@ pub fn train_toy_run(model: &Path, dir: &Path, run: &str, steps: usize, extra: &
     args.extend(data.task_args());
     args.extend(["--out".into(), out.to_string_lossy().into(), "--max-steps".into(), steps.to_string()]);
     // The plain path, not small-data mode (48 rows per class would turn it on).
-    args.extend(["--device", "cpu", "--threads", "1", "--batch-size", "8", "--small-data", "off", "-q"].map(String::from));
+    args.extend(
+        ["--device", "cpu", "--threads", "1", "--batch-size", "8", "--small-data", "off", "-q"].map(String::from),
+    );
     args.extend(extra.iter().map(|s| s.to_string()));
     crate::common::assert_ok(&crate::common::bin().args(&args).output().unwrap());
     (data, out)
