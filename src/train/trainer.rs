@@ -97,6 +97,10 @@ struct Schedule {
     total_steps: usize,
     steps_per_epoch: usize,
     warmup: usize,
+    /// Steps between evaluations and saves of `last/` (`--eval-every`, else an epoch; a run
+    /// that small-data mode lengthened keeps `--epochs` evaluations instead of one per tiny
+    /// epoch, each of which would save the model and the optimizer's moments).
+    eval_interval: usize,
 }
 
 impl Schedule {
@@ -106,7 +110,13 @@ impl Schedule {
             .max_steps
             .unwrap_or_else(|| small_data::total_steps(settings.epochs * steps_per_epoch, small_data));
         let warmup = settings.warmup_steps.unwrap_or((settings.warmup_ratio * total_steps as f64).ceil() as usize);
-        Self { total_steps, steps_per_epoch, warmup }
+        let lengthened = settings.max_steps.is_none() && total_steps > settings.epochs * steps_per_epoch;
+        let eval_interval = settings.eval_every.unwrap_or(if lengthened {
+            total_steps.div_ceil(settings.epochs.max(1))
+        } else {
+            steps_per_epoch
+        });
+        Self { total_steps, steps_per_epoch, warmup, eval_interval }
     }
 
     fn epoch(&self, step: usize) -> f64 {
@@ -320,7 +330,7 @@ impl<'a> Trainer<'a> {
     }
 
     fn plan_line(&self) -> String {
-        let Schedule { total_steps, steps_per_epoch, warmup } = self.schedule;
+        let Schedule { total_steps, steps_per_epoch, warmup, .. } = self.schedule;
         let batch = match self.settings.batch_limit() {
             BatchLimit::Rows(n) => format!("batch {n}"),
             BatchLimit::Tokens(n) => format!("batches of up to {n} padded tokens"),
@@ -451,11 +461,7 @@ impl<'a> Trainer<'a> {
 
     fn evaluation_due(&self) -> bool {
         let step = self.state.step;
-        let periodic = match self.settings.eval_every {
-            Some(n) => step.is_multiple_of(n),
-            None => step.is_multiple_of(self.schedule.steps_per_epoch),
-        };
-        periodic || step == self.schedule.total_steps
+        step.is_multiple_of(self.schedule.eval_interval) || step == self.schedule.total_steps
     }
 
     /// Scores the dev sets, keeps `best/` when the mean main metric improved, always saves a

@@ -110,11 +110,13 @@ fn small_data_mode_turns_itself_on_says_so_learns_and_can_be_turned_off() {
     assert!(said.contains("small-data mode for 'topic' (144 rows): label-pair cosine loss"), "{said}");
     assert!(said.contains("200 optimizer steps instead of 18; --small-data off turns it off"), "{said}");
     assert_eq!(log_records(&out, "step").last().unwrap()["step"], 200);
+    // --epochs 1: one evaluation (and save), not one per 18-row epoch.
+    assert_eq!(log_records(&out, "eval").len(), 1);
     let accuracy = log_records(&out, "eval").last().unwrap()["tasks"]["topic"]["accuracy"].as_f64().unwrap();
     assert!(accuracy >= 0.9, "small-data mode reached only {accuracy} dev accuracy");
     let settings: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(Path::new(&out).join("settings.json")).unwrap()).unwrap();
-    assert_eq!(settings["small_data"], "auto");
+    assert_eq!(settings["settings"]["small_data"], "auto");
     let (said, out) = train("off", "off");
     assert!(!said.contains("small-data mode"), "{said}");
     assert_eq!(log_records(&out, "step").last().unwrap()["step"], 18);
