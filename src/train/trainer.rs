@@ -95,6 +95,8 @@ pub fn resume(
 /// The run's length in optimizer steps.
 struct Schedule {
     total_steps: usize,
+    /// The steps `--max-steps` or `--epochs` ask for, before small-data mode's minimum.
+    planned_steps: usize,
     steps_per_epoch: usize,
     warmup: usize,
     /// Steps between evaluations and saves of `last/` (`--eval-every`, else an epoch; a run
@@ -106,17 +108,18 @@ struct Schedule {
 impl Schedule {
     fn new(settings: &TrainSettings, sampler: &TaskSampler, small_data: bool) -> Self {
         let steps_per_epoch = sampler.batches_per_epoch().div_ceil(settings.grad_accum).max(1);
-        let total_steps = settings
-            .max_steps
-            .unwrap_or_else(|| small_data::total_steps(settings.epochs * steps_per_epoch, small_data));
+        let planned_steps = settings.max_steps.unwrap_or(settings.epochs * steps_per_epoch);
+        let total_steps = match settings.max_steps {
+            Some(steps) => steps,
+            None => small_data::total_steps(planned_steps, small_data),
+        };
         let warmup = settings.warmup_steps.unwrap_or((settings.warmup_ratio * total_steps as f64).ceil() as usize);
-        let lengthened = settings.max_steps.is_none() && total_steps > settings.epochs * steps_per_epoch;
-        let eval_interval = settings.eval_every.unwrap_or(if lengthened {
+        let eval_interval = settings.eval_every.unwrap_or(if total_steps > planned_steps {
             total_steps.div_ceil(settings.epochs.max(1))
         } else {
             steps_per_epoch
         });
-        Self { total_steps, steps_per_epoch, warmup, eval_interval }
+        Self { total_steps, planned_steps, steps_per_epoch, warmup, eval_interval }
     }
 
     fn epoch(&self, step: usize) -> f64 {
@@ -282,8 +285,8 @@ impl<'a> Trainer<'a> {
                 .filter(|t| t.small_data())
                 .map(|t| (t.source().name.as_str(), t.train_rows()))
                 .collect();
-            let planned = settings.max_steps.unwrap_or(settings.epochs * trainer.schedule.steps_per_epoch);
-            trainer.say(&small_data::announcement(&small, planned, trainer.schedule.total_steps));
+            let Schedule { planned_steps, total_steps, .. } = trainer.schedule;
+            trainer.say(&small_data::announcement(&small, planned_steps, total_steps));
         }
         Ok(trainer)
     }
