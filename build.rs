@@ -7,7 +7,7 @@
 //! the rpath points at the wheel's real `torch/lib`, where `libtorch_cuda.so` also lives, and
 //! `SENTENCE_MTL_TORCH_LIB_DIR` tells the program where to dlopen it from.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 fn main() {
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
@@ -22,22 +22,45 @@ fn main() {
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", real_dir.display());
     println!("cargo:rustc-env=SENTENCE_MTL_TORCH_LIB_DIR={}", real_dir.display());
     compile_torch_shim(&real_dir);
+    compile_c10d_shim(&real_dir);
 }
 
 /// `csrc/torch_shim.cpp`: libtorch features tch does not expose (bf16 autocast, fused AdamW).
-fn compile_torch_shim(torch_lib_dir: &std::path::Path) {
+fn compile_torch_shim(torch_lib_dir: &Path) {
     println!("cargo:rerun-if-changed=csrc/torch_shim.cpp");
+    shim_build(torch_lib_dir, "csrc/torch_shim.cpp").compile("smtl_torch_shim");
+}
+
+/// `csrc/c10d_shim.cpp`: libtorch's distributed layer (TCPStore, ProcessGroupGloo). Its
+/// header includes Gloo's headers, which the torch wheel does not ship: Debian's libgloo-dev
+/// has them (scripts/setup.sh installs it; docs/distributed.md says why they are sound here).
+fn compile_c10d_shim(torch_lib_dir: &Path) {
+    println!("cargo:rerun-if-changed=csrc/c10d_shim.cpp");
+    println!("cargo:rerun-if-env-changed=GLOO_INCLUDE_DIR");
+    let gloo_include = std::env::var_os("GLOO_INCLUDE_DIR").map(PathBuf::from).unwrap_or_else(|| "/usr/include".into());
+    if !gloo_include.join("gloo/algorithm.h").exists() {
+        panic!(
+            "cannot build without Gloo's headers (no {}): install Debian's libgloo-dev (scripts/setup.sh does), or set GLOO_INCLUDE_DIR",
+            gloo_include.join("gloo/algorithm.h").display()
+        );
+    }
+    shim_build(torch_lib_dir, "csrc/c10d_shim.cpp").include(gloo_include).compile("smtl_c10d_shim");
+}
+
+/// A C++17 build of one shim file against the wheel's headers.
+fn shim_build(torch_lib_dir: &Path, file: &str) -> cc::Build {
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
     let include = torch_lib_dir.parent().map(|torch| torch.join("include")).unwrap_or_default();
-    // The PyPI wheel uses the pre-C++11 string ABI; the shim's signatures do not depend on it.
+    // The PyPI wheel uses the pre-C++11 string ABI; the shims' signatures do not depend on it.
     let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "0".into());
-    cc::Build::new()
+    let mut build = cc::Build::new();
+    build
         .cpp(true)
-        .file("csrc/torch_shim.cpp")
+        .file(file)
         .include(include)
         .flag("-std=c++17")
         .define("_GLIBCXX_USE_CXX11_ABI", abi.as_str())
         .warnings(false)
-        .opt_level(2)
-        .compile("smtl_torch_shim");
+        .opt_level(2);
+    build
 }

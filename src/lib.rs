@@ -11,6 +11,7 @@ pub mod cli;
 pub mod commands;
 pub mod data;
 pub mod device;
+pub mod distributed;
 pub mod export;
 pub mod hash;
 pub mod inference;

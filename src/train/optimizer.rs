@@ -81,6 +81,11 @@ impl AdamW {
         clip_grad_norm(&mut grads, max_norm)
     }
 
+    /// Every parameter the optimizer updates, in group order (the same on every rank).
+    pub fn parameters(&self) -> impl Iterator<Item = &Tensor> + '_ {
+        self.groups.iter().flat_map(|g| g.params.iter()).map(|(_, p)| p)
+    }
+
     fn grads(&self) -> impl Iterator<Item = Tensor> + '_ {
         self.groups.iter().flat_map(|g| g.params.iter()).map(|(_, p)| p.grad()).filter(Tensor::defined)
     }

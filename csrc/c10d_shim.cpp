@@ -1,0 +1,156 @@
+// C entry points for libtorch's distributed layer (c10d), which tch 0.17 does not expose: the
+// TCPStore rendezvous, a Gloo process group, and the few collectives data-parallel training
+// needs. Built by build.rs against the wheel's c10d headers and Debian's libgloo-dev headers
+// (docs/distributed.md says why those are sound for torch 2.4.0's Gloo: this file calls no
+// Gloo code and depends on no Gloo type's layout; ProcessGroupGloo's members are pointers).
+// No C++ exception crosses this boundary: errors come back as a return code and a message.
+#define USE_C10D_GLOO 1
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <c10/util/Logging.h>
+
+#include <chrono>
+#include <cstdio>
+#include <thread>
+#include <vector>
+
+namespace {
+
+struct Group {
+  c10::intrusive_ptr<c10d::Store> store;
+  c10::intrusive_ptr<c10d::Backend> backend;
+  int rank;
+  int size;
+  std::chrono::milliseconds timeout;
+};
+
+int fail(const std::exception& e, char* error, size_t error_len) {
+  std::snprintf(error, error_len, "%s", e.what());
+  return 1;
+}
+
+c10d::ReduceOp reduce_op(int op) { return op == 1 ? c10d::ReduceOp::MAX : c10d::ReduceOp::SUM; }
+
+const char* kRollCallPrefix = "smtl/alive/";
+
+}  // namespace
+
+extern "C" {
+
+// Joins the process group: rank 0 runs the TCPStore server on host:port, every rank connects
+// to it (retrying until `timeout_ms`), then Gloo connects every pair of ranks through it.
+// Gloo binds to the address `host` resolves to on this machine's side when `bind_host` is
+// non-empty, else to the default device (this machine's hostname, or loopback). Returns a
+// handle, or null with a message.
+void* smtl_group_join(const char* host, int port, int rank, int size, int64_t timeout_ms, const char* bind_host,
+                      char* error, size_t error_len) {
+  try {
+    // c10d and Gloo log retries and peer errors on stderr themselves; the caller reports each
+    // failure once, in one line, so only their fatal messages stay on.
+    FLAGS_caffe2_log_level = 3;
+    auto group = std::make_unique<Group>();
+    group->rank = rank;
+    group->size = size;
+    group->timeout = std::chrono::milliseconds(timeout_ms);
+    c10d::TCPStoreOptions options;
+    options.port = static_cast<std::uint16_t>(port);
+    options.isServer = rank == 0;
+    options.numWorkers = size;
+    options.waitWorkers = false;
+    options.timeout = group->timeout;
+    group->store = c10::make_intrusive<c10d::TCPStore>(std::string(host), options);
+    auto gloo = c10d::ProcessGroupGloo::Options::create(group->timeout);
+    std::string bind(bind_host);
+    gloo->devices.push_back(bind.empty() ? c10d::ProcessGroupGloo::createDefaultDevice()
+                                         : c10d::ProcessGroupGloo::createDeviceForHostname(bind));
+    gloo->threads = 2;
+    group->backend = c10::make_intrusive<c10d::ProcessGroupGloo>(group->store, rank, size, gloo);
+    return group.release();
+  } catch (const std::exception& e) {
+    fail(e, error, error_len);
+    return nullptr;
+  }
+}
+
+void smtl_group_free(void* handle) {
+  try {
+    delete static_cast<Group*>(handle);
+  } catch (...) {
+  }
+}
+
+// All-reduces one tensor in place (op 0: sum, 1: max) and waits for it. Returns 0, or 1 with
+// a message.
+int smtl_group_all_reduce(void* handle, at::Tensor* tensor, int op, char* error, size_t error_len) {
+  try {
+    auto* group = static_cast<Group*>(handle);
+    std::vector<at::Tensor> tensors{*tensor};
+    c10d::AllreduceOptions options;
+    options.reduceOp = reduce_op(op);
+    options.timeout = group->timeout;
+    group->backend->allreduce(tensors, options)->wait(group->timeout);
+    return 0;
+  } catch (const std::exception& e) {
+    return fail(e, error, error_len);
+  }
+}
+
+// Broadcasts one tensor in place from `root`. Returns 0, or 1 with a message.
+int smtl_group_broadcast(void* handle, at::Tensor* tensor, int root, char* error, size_t error_len) {
+  try {
+    auto* group = static_cast<Group*>(handle);
+    std::vector<at::Tensor> tensors{*tensor};
+    c10d::BroadcastOptions options;
+    options.rootRank = root;
+    options.timeout = group->timeout;
+    group->backend->broadcast(tensors, options)->wait(group->timeout);
+    return 0;
+  } catch (const std::exception& e) {
+    return fail(e, error, error_len);
+  }
+}
+
+// Gathers `input` (same shape on every rank) into outputs[0..size), on every rank. Returns 0,
+// or 1 with a message.
+int smtl_group_all_gather(void* handle, at::Tensor* input, at::Tensor** outputs, char* error, size_t error_len) {
+  try {
+    auto* group = static_cast<Group*>(handle);
+    std::vector<std::vector<at::Tensor>> out(1);
+    for (int r = 0; r < group->size; r++) {
+      out[0].push_back(*outputs[r]);
+    }
+    std::vector<at::Tensor> in{*input};
+    c10d::AllgatherOptions options;
+    options.timeout = group->timeout;
+    group->backend->allgather(out, in, options)->wait(group->timeout);
+    return 0;
+  } catch (const std::exception& e) {
+    return fail(e, error, error_len);
+  }
+}
+
+// After a failed collective: says "alive" in the store, waits up to `wait_ms` for the other
+// ranks to say it too, and marks in missing[0..size) the ranks that did not. Returns 0, or 1
+// with a message when the store itself is gone (it lives in rank 0's process).
+int smtl_group_roll_call(void* handle, int64_t wait_ms, int* missing, char* error, size_t error_len) {
+  try {
+    auto* group = static_cast<Group*>(handle);
+    group->store->set(kRollCallPrefix + std::to_string(group->rank), std::vector<uint8_t>{1});
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
+    while (true) {
+      int absent = 0;
+      for (int r = 0; r < group->size; r++) {
+        missing[r] = group->store->check({kRollCallPrefix + std::to_string(r)}) ? 0 : 1;
+        absent += missing[r];
+      }
+      if (absent == 0 || std::chrono::steady_clock::now() >= deadline) {
+        return 0;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  } catch (const std::exception& e) {
+    return fail(e, error, error_len);
+  }
+}
+
+}  // extern "C"

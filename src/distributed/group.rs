@@ -1,0 +1,219 @@
+//! A c10d process group (`csrc/c10d_shim.cpp`): the TCPStore rendezvous at
+//! `MASTER_ADDR:MASTER_PORT` (served by rank 0), Gloo between every pair of ranks, and the
+//! collectives data-parallel training and sharded inference use. A collective that fails
+//! names the rank that stopped, found by a roll call in the store.
+
+use std::ffi::{c_void, CString};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Result};
+use tch::Tensor;
+
+use super::launch::Launch;
+
+extern "C" {
+    fn smtl_group_join(
+        host: *const libc::c_char,
+        port: i32,
+        rank: i32,
+        size: i32,
+        timeout_ms: i64,
+        bind_host: *const libc::c_char,
+        error: *mut libc::c_char,
+        error_len: usize,
+    ) -> *mut c_void;
+    fn smtl_group_free(handle: *mut c_void);
+    fn smtl_group_all_reduce(
+        handle: *mut c_void,
+        tensor: *mut torch_sys::C_tensor,
+        op: i32,
+        error: *mut libc::c_char,
+        error_len: usize,
+    ) -> i32;
+    fn smtl_group_broadcast(
+        handle: *mut c_void,
+        tensor: *mut torch_sys::C_tensor,
+        root: i32,
+        error: *mut libc::c_char,
+        error_len: usize,
+    ) -> i32;
+    fn smtl_group_all_gather(
+        handle: *mut c_void,
+        input: *mut torch_sys::C_tensor,
+        outputs: *mut *mut torch_sys::C_tensor,
+        error: *mut libc::c_char,
+        error_len: usize,
+    ) -> i32;
+    fn smtl_group_roll_call(
+        handle: *mut c_void,
+        wait_ms: i64,
+        missing: *mut i32,
+        error: *mut libc::c_char,
+        error_len: usize,
+    ) -> i32;
+}
+
+/// How an all-reduce combines the ranks' tensors.
+#[derive(Debug, Clone, Copy)]
+pub enum Reduce {
+    Sum,
+    Max,
+}
+
+/// This process's membership of the launch's process group.
+pub struct ProcessGroup {
+    handle: *mut c_void,
+    pub launch: Launch,
+    timeout: Duration,
+}
+
+/// A message buffer for the C++ side, and its first line once written.
+struct ErrorBuffer(Vec<libc::c_char>);
+
+impl ErrorBuffer {
+    fn new() -> Self {
+        Self(vec![0; 2048])
+    }
+
+    fn message(&self) -> String {
+        // SAFETY: zero-filled and written with snprintf, so NUL-terminated.
+        let text = unsafe { std::ffi::CStr::from_ptr(self.0.as_ptr()) }.to_string_lossy();
+        text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("").to_string()
+    }
+}
+
+impl ProcessGroup {
+    /// Joins the launch's process group; every rank must call this, and it returns once all
+    /// have (or fails after `timeout`). Gloo binds to the address the rendezvous host reaches
+    /// this machine by when that is loopback, else to this machine's hostname.
+    pub fn join(launch: &Launch, timeout: Duration) -> Result<Self> {
+        let host = CString::new(launch.master_addr.as_str())?;
+        let loopback = matches!(launch.master_addr.as_str(), "127.0.0.1" | "localhost" | "::1");
+        let bind = CString::new(if loopback { launch.master_addr.as_str() } else { "" })?;
+        let mut error = ErrorBuffer::new();
+        // SAFETY: NUL-terminated strings and a writable buffer; the C++ side catches every
+        // exception and returns a new handle or null.
+        let handle = unsafe {
+            smtl_group_join(
+                host.as_ptr(),
+                launch.master_port as i32,
+                launch.rank as i32,
+                launch.world as i32,
+                timeout.as_millis() as i64,
+                bind.as_ptr(),
+                error.0.as_mut_ptr(),
+                error.0.len(),
+            )
+        };
+        if handle.is_null() {
+            bail!(
+                "rank {}: cannot join the process group of {} at {}:{} within {}s (MASTER_ADDR, MASTER_PORT; --dist-timeout): {}",
+                launch.rank,
+                launch.world,
+                launch.master_addr,
+                launch.master_port,
+                timeout.as_secs(),
+                error.message()
+            );
+        }
+        Ok(Self { handle, launch: launch.clone(), timeout })
+    }
+
+    pub fn rank(&self) -> usize {
+        self.launch.rank
+    }
+
+    pub fn world(&self) -> usize {
+        self.launch.world
+    }
+
+    /// Combines `tensor` (contiguous, same shape on every rank) across ranks, in place.
+    pub fn all_reduce_(&self, tensor: &mut Tensor, op: Reduce, what: &str) -> Result<()> {
+        let op = match op {
+            Reduce::Sum => 0,
+            Reduce::Max => 1,
+        };
+        let mut error = ErrorBuffer::new();
+        // SAFETY: a live tch handle and a writable buffer; exceptions are caught in C++.
+        let rc =
+            unsafe { smtl_group_all_reduce(self.handle, tensor.as_mut_ptr(), op, error.0.as_mut_ptr(), error.0.len()) };
+        self.check(rc, &error, what)
+    }
+
+    /// Replaces `tensor` on every rank by rank `root`'s.
+    pub fn broadcast_(&self, tensor: &mut Tensor, root: usize, what: &str) -> Result<()> {
+        let mut error = ErrorBuffer::new();
+        // SAFETY: as in all_reduce_.
+        let rc = unsafe {
+            smtl_group_broadcast(self.handle, tensor.as_mut_ptr(), root as i32, error.0.as_mut_ptr(), error.0.len())
+        };
+        self.check(rc, &error, what)
+    }
+
+    /// Every rank's `tensor` (same shape and kind on every rank), in rank order.
+    pub fn all_gather(&self, tensor: &Tensor, what: &str) -> Result<Vec<Tensor>> {
+        let input = tensor.contiguous();
+        let mut outputs: Vec<Tensor> = (0..self.world()).map(|_| input.empty_like()).collect();
+        let mut pointers: Vec<_> = outputs.iter_mut().map(|t| t.as_mut_ptr()).collect();
+        let mut error = ErrorBuffer::new();
+        // SAFETY: live tch handles (one per rank) and a writable buffer; exceptions are caught.
+        let rc = unsafe {
+            smtl_group_all_gather(
+                self.handle,
+                input.as_ptr() as *mut _,
+                pointers.as_mut_ptr(),
+                error.0.as_mut_ptr(),
+                error.0.len(),
+            )
+        };
+        self.check(rc, &error, what)?;
+        Ok(outputs)
+    }
+
+    fn check(&self, rc: i32, error: &ErrorBuffer, what: &str) -> Result<()> {
+        if rc == 0 {
+            return Ok(());
+        }
+        Err(self.failure(what, &error.message()))
+    }
+
+    /// The error for a failed collective: which ranks stopped, from a roll call in the store
+    /// (rank 0 holds the store, so when it is gone rank 0 is the one that stopped).
+    fn failure(&self, what: &str, message: &str) -> anyhow::Error {
+        let me = self.rank();
+        let wait = self.timeout.min(Duration::from_secs(10));
+        let mut missing = vec![0i32; self.world()];
+        let mut error = ErrorBuffer::new();
+        // SAFETY: a writable array of `world` ints and a buffer; exceptions are caught in C++.
+        let rc = unsafe {
+            smtl_group_roll_call(
+                self.handle,
+                wait.as_millis() as i64,
+                missing.as_mut_ptr(),
+                error.0.as_mut_ptr(),
+                error.0.len(),
+            )
+        };
+        let stopped: Vec<String> =
+            missing.iter().enumerate().filter(|(r, m)| **m != 0 && *r != me).map(|(r, _)| r.to_string()).collect();
+        let who = if rc != 0 {
+            format!(
+                "rank 0 stopped (the rendezvous store at {}:{} is gone)",
+                self.launch.master_addr, self.launch.master_port
+            )
+        } else if stopped.is_empty() {
+            format!("no rank stopped, but it did not complete within --dist-timeout {}s", self.timeout.as_secs())
+        } else {
+            let plural = if stopped.len() > 1 { "s" } else { "" };
+            format!("rank{plural} {} stopped or cannot be reached", stopped.join(", "))
+        };
+        anyhow!("rank {me}: {what} failed: {who} ({message})")
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from smtl_group_join and is freed once.
+        unsafe { smtl_group_free(self.handle) }
+    }
+}

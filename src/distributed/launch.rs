@@ -1,0 +1,102 @@
+//! How a data-parallel launch describes this process: the variables `torchrun` sets
+//! (`WORLD_SIZE`, `RANK`, `LOCAL_RANK`, `MASTER_ADDR`, `MASTER_PORT`), or a shell loop that
+//! sets them the same way.
+
+use anyhow::{bail, Context, Result};
+
+/// This process's place in a launch of `world` processes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Launch {
+    pub rank: usize,
+    pub world: usize,
+    /// Which of its machine's GPUs this process uses (`cuda:LOCAL_RANK`).
+    pub local_rank: usize,
+    pub master_addr: String,
+    pub master_port: u16,
+}
+
+impl Launch {
+    /// The launch this process belongs to; `None` when `WORLD_SIZE` is unset or 1 (one
+    /// process, no process group).
+    pub fn from_env() -> Result<Option<Self>> {
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// As [`Launch::from_env`], reading variables through `var`.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Option<Self>> {
+        let number = |name: &str| -> Result<Option<usize>> {
+            match var(name) {
+                None => Ok(None),
+                Some(text) => text
+                    .trim()
+                    .parse::<usize>()
+                    .map(Some)
+                    .with_context(|| format!("environment variable {name}={text:?} is not a whole number")),
+            }
+        };
+        let world = match number("WORLD_SIZE")? {
+            None | Some(1) => return Ok(None),
+            Some(0) => bail!("environment variable WORLD_SIZE=0: a launch needs at least one process"),
+            Some(n) => n,
+        };
+        let Some(rank) = number("RANK")? else {
+            bail!("environment variable WORLD_SIZE={world} is set but RANK is not (torchrun sets both)")
+        };
+        if rank >= world {
+            bail!("environment variable RANK={rank} is out of range for WORLD_SIZE={world} (0 to {})", world - 1);
+        }
+        let local_rank = number("LOCAL_RANK")?.unwrap_or(rank);
+        let master_addr = var("MASTER_ADDR").unwrap_or_else(|| "127.0.0.1".into());
+        if master_addr.trim().is_empty() {
+            bail!("environment variable MASTER_ADDR is empty");
+        }
+        let master_port = match var("MASTER_PORT") {
+            None => 29500,
+            Some(text) => match text.trim().parse::<u16>() {
+                Ok(port) if port > 0 => port,
+                _ => bail!("environment variable MASTER_PORT={text:?} is not a port number (1 to 65535)"),
+            },
+        };
+        Ok(Some(Self { rank, world, local_rank, master_addr, master_port }))
+    }
+
+    pub fn is_main(&self) -> bool {
+        self.rank == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn launch(vars: &[(&str, &str)]) -> Result<Option<Launch>> {
+        Launch::from_vars(|name| vars.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string()))
+    }
+
+    #[test]
+    fn reads_torchrun_variables_and_defaults_the_rest() {
+        assert_eq!(launch(&[]).unwrap(), None);
+        assert_eq!(launch(&[("WORLD_SIZE", "1"), ("RANK", "0")]).unwrap(), None);
+        let got = launch(&[
+            ("WORLD_SIZE", "4"),
+            ("RANK", "3"),
+            ("LOCAL_RANK", "1"),
+            ("MASTER_ADDR", "node1"),
+            ("MASTER_PORT", "1234"),
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(got, Launch { rank: 3, world: 4, local_rank: 1, master_addr: "node1".into(), master_port: 1234 });
+        let got = launch(&[("WORLD_SIZE", "2"), ("RANK", "1")]).unwrap().unwrap();
+        assert_eq!((got.local_rank, got.master_addr.as_str(), got.master_port), (1, "127.0.0.1", 29500));
+    }
+
+    #[test]
+    fn bad_variables_are_named() {
+        let err = |vars: &[(&str, &str)]| launch(vars).unwrap_err().to_string();
+        assert!(err(&[("WORLD_SIZE", "two")]).contains("WORLD_SIZE=\"two\" is not a whole number"));
+        assert!(err(&[("WORLD_SIZE", "2")]).contains("RANK is not"));
+        assert!(err(&[("WORLD_SIZE", "2"), ("RANK", "2")]).contains("RANK=2 is out of range for WORLD_SIZE=2"));
+        assert!(err(&[("WORLD_SIZE", "2"), ("RANK", "0"), ("MASTER_PORT", "70000")]).contains("MASTER_PORT=\"70000\""));
+    }
+}

@@ -1,0 +1,10 @@
+//! Data-parallel runs on libtorch's own distributed layer (c10d), launched as `torchrun`
+//! launches PyTorch: `launch` reads the launch's variables, `group` is the process group
+//! and its collectives, `data_parallel` what a training step and a run's start need of it.
+
+pub mod data_parallel;
+pub mod group;
+pub mod launch;
+
+pub use group::{ProcessGroup, Reduce};
+pub use launch::Launch;
