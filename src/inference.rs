@@ -1,11 +1,13 @@
 //! Running a loaded model over many sentences: tokenise once, batch by length, forward
 //! under `no_grad`, and return results in input order. Sentences a frozen-backbone training
-//! run has cached (`train::feature_cache`) start from their cached states.
+//! run has cached (`train::feature_cache`) start from their cached states. In a data-parallel
+//! launch the ranks share the batches and every rank gets the whole result.
 
 use anyhow::Result;
 use tch::{Device, Kind, Tensor};
 
 use crate::data::batching::{length_sorted_batches, pad_batch, BatchLimit};
+use crate::distributed::{ProcessGroup, Reduce};
 use crate::model::fused_forward::FusedForward;
 use crate::model::loaded::LoadedModel;
 use crate::precision::{autocast, Precision};
@@ -22,12 +24,16 @@ pub struct Encoder<'a> {
     pub precision: Precision,
     /// How many sentences go through the model at once.
     pub batch: BatchLimit,
+    /// With a process group, rank r runs batches r, r + world, ... (the same batches one
+    /// process would run, so each row is computed exactly as there) and the results are
+    /// summed across ranks, each row coming from the one rank that computed it.
+    pub group: Option<&'a ProcessGroup>,
 }
 
 impl<'a> Encoder<'a> {
     /// The model in fp32, 32 sentences at a time.
     pub fn new(model: &'a LoadedModel) -> Self {
-        Self { model, cache: None, precision: Precision::Fp32, batch: BatchLimit::Rows(32) }
+        Self { model, cache: None, precision: Precision::Fp32, batch: BatchLimit::Rows(32), group: None }
     }
 
     pub fn with_batch(self, batch: BatchLimit) -> Self {
@@ -50,7 +56,11 @@ impl<'a> Encoder<'a> {
         let bar = progress.bar(texts.len() as u64, "sentences");
         let mut output: Option<Tensor> = None;
         tch::no_grad(|| -> Result<()> {
-            for batch in length_sorted_batches(&lengths, self.batch) {
+            let (rank, world) = self.group.map_or((0, 1), |g| (g.rank(), g.world()));
+            for (number, batch) in length_sorted_batches(&lengths, self.batch).into_iter().enumerate() {
+                if number % world != rank {
+                    continue;
+                }
                 let sequences: Vec<&[i64]> = batch.iter().map(|&i| token_ids[i].as_slice()).collect();
                 let cached = match self.cache {
                     Some(cache) => cache.features(&model, &sequences, false)?,
@@ -77,7 +87,10 @@ impl<'a> Encoder<'a> {
             Ok(())
         })?;
         bar.finish_and_clear();
-        Ok(output.unwrap_or_else(|| Tensor::zeros([0, 0], (Kind::Float, Device::Cpu))))
+        match self.group {
+            Some(group) => gather_rows(group, output, texts.len()),
+            None => Ok(output.unwrap_or_else(|| Tensor::zeros([0, 0], (Kind::Float, Device::Cpu)))),
+        }
     }
 
     /// Sentence embeddings `[n, dim]` (normalised if the model says so).
@@ -95,6 +108,17 @@ impl<'a> Encoder<'a> {
     pub fn class_probabilities(&self, task: &str, texts: &[String], progress: &Progress) -> Result<Tensor> {
         Ok(self.class_logits(task, texts, progress)?.softmax(-1, Kind::Float))
     }
+}
+
+/// Every rank's rows of `[n, width]` on every rank: each rank holds the rows it computed
+/// (zeros elsewhere, or nothing when it ran no batch), and the sum across ranks is the result.
+fn gather_rows(group: &ProcessGroup, output: Option<Tensor>, n: usize) -> Result<Tensor> {
+    let mut width = Tensor::from_slice(&[output.as_ref().map_or(0, |o| o.size()[1])]);
+    group.all_reduce_(&mut width, Reduce::Max, "the sharded inference")?;
+    let width = i64::try_from(&width)?;
+    let mut all = output.unwrap_or_else(|| Tensor::zeros([n as i64, width], (Kind::Float, Device::Cpu)));
+    group.all_reduce_(&mut all, Reduce::Sum, "the sharded inference")?;
+    Ok(all)
 }
 
 /// Sentence embeddings `[n, dim]` (normalised if the model says so).

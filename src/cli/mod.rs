@@ -65,6 +65,12 @@ pub struct DeviceArgs {
     /// CPU threads for libtorch [default: one per core]
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+
+    /// In a data-parallel launch (WORLD_SIZE > 1, as torchrun sets it): seconds a rank waits
+    /// for the others, to join or in a collective, before it stops with an error naming the
+    /// rank that did not answer
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    pub dist_timeout: u64,
 }
 
 /// Where the model comes from and how it runs; shared by `encode`, `predict` and `eval`.
@@ -240,13 +246,16 @@ pub struct TrainArgs {
     #[arg(long, value_name = "N")]
     pub max_steps: Option<usize>,
 
-    /// Rows per batch (one task per batch): sentences, or pairs for similarity and pairs tasks
+    /// Rows per batch (one task per batch): sentences, or pairs for similarity and pairs
+    /// tasks. In a data-parallel launch (WORLD_SIZE > 1) this is the global batch, split
+    /// across the ranks
     #[arg(long, default_value_t = 32, value_name = "N")]
     pub batch_size: usize,
 
     /// Batches by padded tokens instead of rows: rows x texts per row x the longest text's
     /// tokens stays within N (length-grouped as with --batch-size; an epoch's step count is
-    /// then an estimate). Bigger batches usually want a larger learning rate (docs/usage.md)
+    /// then an estimate; global in a data-parallel launch). Bigger batches usually want a
+    /// larger learning rate (docs/usage.md)
     #[arg(long, value_name = "N", conflicts_with = "batch_size")]
     pub batch_tokens: Option<usize>,
 

@@ -5,7 +5,7 @@ use std::time::Instant;
 use anyhow::Result;
 use tch::{Kind, Tensor};
 
-use super::runtime::{encoder, open_model};
+use super::runtime::{encoder, is_main, join_launch, open_model};
 use crate::cli::EncodeArgs;
 use crate::data::sentences::read_sentences;
 use crate::model::pooling::l2_normalize;
@@ -26,9 +26,13 @@ pub fn run(args: &EncodeArgs) -> Result<()> {
         },
         max_length: args.model.max_length,
     };
+    let group = join_launch(&args.model.device)?;
     let sentences = read_sentences(&args.io.sentences, args.io.input.as_deref(), &args.io.text_column)?;
-    let (loaded, progress) = open_model(&args.model, &overrides)?;
-    let embeddings = encoder(&args.model, &loaded)?.embed(&sentences, &progress)?;
+    let (loaded, progress) = open_model(&args.model, &overrides, group.as_ref())?;
+    let embeddings = encoder(&args.model, &loaded, group.as_ref())?.embed(&sentences, &progress)?;
+    if !is_main(group.as_ref()) {
+        return Ok(());
+    }
     let dim = embeddings.size()[1] as usize;
     if !args.model.quiet {
         eprintln!(

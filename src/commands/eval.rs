@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 
-use super::runtime::{encoder, open_model};
+use super::runtime::{encoder, is_main, join_launch, open_model};
 use crate::atomic_write;
 use crate::cli::task_values::{PerTask, TaskArg};
 use crate::cli::EvalArgs;
@@ -47,7 +47,8 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let text_columns = PerTask::resolve("--text-column", &args.text_columns, &names)?;
     let label_columns = PerTask::resolve("--label-column", &args.label_columns, &names)?;
     let overrides = SpecOverrides { max_length: args.model.max_length, ..Default::default() };
-    let (loaded, progress) = open_model(&args.model, &overrides)?;
+    let group = join_launch(&args.model.device)?;
+    let (loaded, progress) = open_model(&args.model, &overrides, group.as_ref())?;
 
     let mut reports: Vec<(String, Box<dyn TaskReport>)> = Vec::new();
     for task in &tasks {
@@ -58,8 +59,11 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         let text = columns(known.and_then(|t| t.text_column.as_deref()), text_columns.get(&task.name), "text");
         let label = columns(known.and_then(|t| t.label_column.as_deref()), label_columns.get(&task.name), "label");
         let columns = LabelColumns { text: &text, label: &label };
-        let report = task_report(&encoder(&args.model, &loaded)?, task, columns, args, &progress)?;
+        let report = task_report(&encoder(&args.model, &loaded, group.as_ref())?, task, columns, args, &progress)?;
         reports.push((task.name.clone(), report));
+    }
+    if !is_main(group.as_ref()) {
+        return Ok(());
     }
 
     let metrics = json!({

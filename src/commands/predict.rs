@@ -3,7 +3,7 @@
 use anyhow::Result;
 use tch::Kind;
 
-use super::runtime::{encoder, open_model};
+use super::runtime::{encoder, is_main, join_launch, open_model};
 use crate::cli::PredictArgs;
 use crate::data::sentences::read_sentences;
 use crate::model::spec::SpecOverrides;
@@ -12,11 +12,15 @@ use crate::output::write_output;
 
 pub fn run(args: &PredictArgs) -> Result<()> {
     let format = PredictionFormat::choose(args.format, args.io.output.as_deref());
+    let group = join_launch(&args.model.device)?;
     let sentences = read_sentences(&args.io.sentences, args.io.input.as_deref(), &args.io.text_column)?;
     let overrides = SpecOverrides { max_length: args.model.max_length, ..Default::default() };
-    let (loaded, progress) = open_model(&args.model, &overrides)?;
+    let (loaded, progress) = open_model(&args.model, &overrides, group.as_ref())?;
     let task = loaded.spec.head_task(&args.task)?.clone();
-    let logits = encoder(&args.model, &loaded)?.class_logits(&task.name, &sentences, &progress)?;
+    let logits = encoder(&args.model, &loaded, group.as_ref())?.class_logits(&task.name, &sentences, &progress)?;
+    if !is_main(group.as_ref()) {
+        return Ok(());
+    }
     let probabilities = logits.softmax(-1, Kind::Float);
     let (best_probability, best_class) = probabilities.max_dim(-1, false);
     let best_probability = Vec::<f32>::try_from(best_probability)?;

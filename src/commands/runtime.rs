@@ -1,6 +1,8 @@
 //! What every command does before its own work: libtorch's thread count, the device, and
 //! (for `encode`, `predict`, `eval`) the model with the progress display.
 
+use std::time::Duration;
+
 use anyhow::{bail, Result};
 use tch::Device;
 
@@ -8,35 +10,61 @@ use crate::checkpoint;
 use crate::cli::{DeviceArgs, ModelArgs};
 use crate::data::batching::BatchLimit;
 use crate::device;
+use crate::distributed::{Launch, ProcessGroup};
 use crate::inference::Encoder;
 use crate::model::loaded::LoadedModel;
 use crate::model::spec::SpecOverrides;
 use crate::progress::Progress;
 
-/// Sets the thread count and resolves `--device` against this machine.
-pub fn prepare_device(args: &DeviceArgs) -> Result<Device> {
-    device::set_threads(args.threads)?;
-    args.device.resolve()
+/// The process group of a data-parallel launch (`WORLD_SIZE` > 1), joined before anything
+/// else, so a rank that cannot reach `MASTER_ADDR` fails before reading any data.
+pub fn join_launch(args: &DeviceArgs) -> Result<Option<ProcessGroup>> {
+    if args.dist_timeout == 0 {
+        bail!("--dist-timeout must be at least 1 second");
+    }
+    let Some(launch) = Launch::from_env()? else { return Ok(None) };
+    Ok(Some(ProcessGroup::join(&launch, Duration::from_secs(args.dist_timeout))?))
 }
 
-/// The encoder `encode`, `predict` and `eval` run: the model at `--precision`.
-pub fn encoder<'a>(args: &ModelArgs, loaded: &'a LoadedModel) -> Result<Encoder<'a>> {
+/// Whether this process writes results: the only one, or rank 0 of a launch.
+pub fn is_main(group: Option<&ProcessGroup>) -> bool {
+    group.is_none_or(|g| g.launch.is_main())
+}
+
+/// Sets the thread count and resolves `--device` against this machine (in a launch, CUDA
+/// means this rank's `cuda:LOCAL_RANK`).
+pub fn prepare_device(args: &DeviceArgs, group: Option<&ProcessGroup>) -> Result<Device> {
+    device::set_threads(args.threads)?;
+    Ok(match (args.device.resolve()?, group) {
+        (Device::Cuda(_), Some(group)) => Device::Cuda(group.launch.local_rank),
+        (device, _) => device,
+    })
+}
+
+/// The encoder `encode`, `predict` and `eval` run: the model at `--precision`, its batches
+/// shared by the launch's ranks when there is one.
+pub fn encoder<'a>(args: &ModelArgs, loaded: &'a LoadedModel, group: Option<&'a ProcessGroup>) -> Result<Encoder<'a>> {
     let batch = match args.batch_tokens {
         Some(n) => BatchLimit::Tokens(n),
         None => BatchLimit::Rows(args.batch_size),
     };
-    Ok(Encoder { model: loaded, cache: None, precision: args.precision.resolve(loaded.device)?, batch })
+    Ok(Encoder { model: loaded, cache: None, precision: args.precision.resolve(loaded.device)?, batch, group })
 }
 
-/// Validates the shared model flags, then loads the model onto the chosen device.
-pub fn open_model(args: &ModelArgs, overrides: &SpecOverrides) -> Result<(LoadedModel, Progress)> {
+/// Validates the shared model flags, then loads the model onto the chosen device. Ranks
+/// other than 0 show no progress.
+pub fn open_model(
+    args: &ModelArgs,
+    overrides: &SpecOverrides,
+    group: Option<&ProcessGroup>,
+) -> Result<(LoadedModel, Progress)> {
     if args.batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
     if args.batch_tokens == Some(0) {
         bail!("--batch-tokens must be at least 1");
     }
-    let device = prepare_device(&args.device)?;
+    let device = prepare_device(&args.device, group)?;
     let loaded = checkpoint::load(&args.model, device, overrides)?;
-    Ok((loaded, Progress::new(args.quiet)))
+    Ok((loaded, Progress::new(args.quiet || !is_main(group))))
 }

@@ -3,17 +3,21 @@
 
 use anyhow::{bail, Result};
 
+use super::runtime::join_launch;
 use crate::cli::TrainArgs;
 use crate::train::overview::score_table;
 use crate::train::settings::TrainSettings;
 use crate::train::trainer::{resume, train, RunOptions};
 
 /// Flags that may accompany `--resume` (they do not change what is computed).
-const ALLOWED_WITH_RESUME: &[&str] = &["resume", "device", "threads", "quiet"];
+const ALLOWED_WITH_RESUME: &[&str] = &["resume", "device", "threads", "quiet", "dist_timeout"];
 
 pub fn run(args: &TrainArgs) -> Result<()> {
+    let group = join_launch(&args.device)?;
+    let main = group.as_ref().is_none_or(|g| g.launch.is_main());
     let options = RunOptions {
-        quiet: args.quiet,
+        // Only rank 0 of a data-parallel launch shows progress and tables.
+        quiet: args.quiet || !main,
         overwrite: args.overwrite,
         batch_plan: args.save_batch_plan.clone(),
         command_line: std::env::args().collect(),
@@ -31,10 +35,14 @@ pub fn run(args: &TrainArgs) -> Result<()> {
                 &options,
                 args.explicit.iter().any(|f| f == "device").then_some(args.device.device),
                 args.device.threads,
+                group.as_ref(),
             )?
         }
-        None => train(&TrainSettings::from_args(args)?, &options)?,
+        None => train(&TrainSettings::from_args(args)?, &options, group.as_ref())?,
     };
+    if !main {
+        return Ok(());
+    }
     let rate = outcome.examples as f64 / outcome.seconds.max(1e-9);
     println!(
         "trained to step {} in {:.1}s ({:.1} examples/s, evaluation and saving included); run directory {}",

@@ -71,7 +71,8 @@ pub struct RunSummary {
 
 /// The log being written.
 pub struct RunLog {
-    file: File,
+    /// `None` for a rank of a data-parallel launch other than 0, which writes no log.
+    file: Option<File>,
 }
 
 impl RunLog {
@@ -82,14 +83,20 @@ impl RunLog {
             .append(true)
             .open(path)
             .with_context(|| format!("cannot open training log {}", path.display()))?;
-        Ok(Self { file })
+        Ok(Self { file: Some(file) })
+    }
+
+    /// A log that writes nothing.
+    pub fn discard() -> Self {
+        Self { file: None }
     }
 
     pub fn write(&mut self, record: &LogRecord) -> Result<()> {
+        let Some(file) = &mut self.file else { return Ok(()) };
         let mut line = serde_json::to_vec(record)?;
         line.push(b'\n');
-        self.file.write_all(&line).context("cannot write training log")?;
-        self.file.flush().context("cannot write training log")
+        file.write_all(&line).context("cannot write training log")?;
+        file.flush().context("cannot write training log")
     }
 }
 

@@ -47,6 +47,13 @@ pub struct TrainerState {
     pub best: Option<Evaluation>,
     pub evals_without_improvement: usize,
     pub data: Vec<FileFingerprint>,
+    /// Processes of the data-parallel launch that trained it (1 for older runs).
+    #[serde(default = "one")]
+    pub world_size: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl TrainerState {

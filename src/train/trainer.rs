@@ -27,6 +27,8 @@ use crate::checkpoint::{self, TrainableModel, TrainingSpec};
 use crate::data::batching::{pad_batch, BatchLimit};
 use crate::data::sampler::{TaskRows, TaskSampler};
 use crate::device::DeviceChoice;
+use crate::distributed::data_parallel::{self, all_reduce_step, broadcast_weights};
+use crate::distributed::{ProcessGroup, Reduce};
 use crate::inference::Encoder;
 use crate::model::fused_forward::FusedForward;
 use crate::model::loaded::LoadedModel;
@@ -56,16 +58,25 @@ pub struct RunOptions {
 }
 
 /// Starts a new run.
-pub fn train(settings: &TrainSettings, options: &RunOptions) -> Result<TrainOutcome> {
+/// Starts a new run (in a data-parallel launch, rank 0 alone writes the run directory).
+pub fn train(settings: &TrainSettings, options: &RunOptions, group: Option<&ProcessGroup>) -> Result<TrainOutcome> {
     let tasks = read_tasks(settings)?;
-    let run = RunDir::create(&settings.out, options.overwrite)?;
-    run.write_settings(settings, &options.command_line)?;
+    let main = group.is_none_or(|g| g.launch.is_main());
+    let run = if main {
+        let run = RunDir::create(&settings.out, options.overwrite)?;
+        run.write_settings(settings, &options.command_line)?;
+        run
+    } else {
+        RunDir { root: settings.out.clone() }
+    };
     let root = run.root.clone();
-    match Trainer::start(settings, options, run, tasks, None) {
+    match Trainer::start(settings, options, run, tasks, None, group) {
         Ok(trainer) => trainer.run(),
         Err(e) => {
             // Nothing trained: leave no run behind that a new attempt would have to --overwrite.
-            RunDir::discard_unstarted(&root);
+            if main {
+                RunDir::discard_unstarted(&root);
+            }
             Err(e)
         }
     }
@@ -78,6 +89,7 @@ pub fn resume(
     options: &RunOptions,
     device: Option<DeviceChoice>,
     threads: Option<usize>,
+    group: Option<&ProcessGroup>,
 ) -> Result<TrainOutcome> {
     let run = RunDir::open(root)?;
     let mut settings = run.read_settings()?;
@@ -89,7 +101,7 @@ pub fn resume(
     }
     let tasks = read_tasks(&settings)?;
     let last = run.last();
-    Trainer::start(&settings, options, run, tasks, Some(last))?.run()
+    Trainer::start(&settings, options, run, tasks, Some(last), group)?.run()
 }
 
 /// The run's length in optimizer steps.
@@ -160,6 +172,16 @@ impl Window {
     }
 }
 
+/// One drawn batch, as the step's accounting sees it: this rank's weighted loss and tokens
+/// (summed across ranks before they are read), and the whole batch's rows.
+struct MicroBatch {
+    task: usize,
+    rows: usize,
+    loss: f64,
+    tokens: usize,
+    padded_tokens: usize,
+}
+
 /// What an evaluation at the end of a step decided.
 enum AfterEvaluation {
     Continue,
@@ -194,6 +216,8 @@ pub struct Trainer<'a> {
     /// Examples trained on by this process (a resumed run counts from its resumption).
     run_examples: usize,
     started: Instant,
+    /// The data-parallel launch's process group; `None` in a one-process run.
+    group: Option<&'a ProcessGroup>,
 }
 
 impl<'a> Trainer<'a> {
@@ -205,10 +229,14 @@ impl<'a> Trainer<'a> {
         run: RunDir,
         mut tasks: Vec<Box<dyn TrainingTask>>,
         resume_from: Option<PathBuf>,
+        group: Option<&'a ProcessGroup>,
     ) -> Result<Self> {
         let started = Instant::now();
         crate::device::set_threads(settings.threads)?;
-        let device = settings.device.resolve()?;
+        let device = match (settings.device.resolve()?, group) {
+            (tch::Device::Cuda(_), Some(group)) => tch::Device::Cuda(group.launch.local_rank),
+            (device, _) => device,
+        };
         let precision = settings.precision.resolve(device)?;
         let TrainableModel { model, mut loaded, new_tensors } =
             load_model(settings, &tasks, device, resume_from.as_deref())?;
@@ -237,14 +265,20 @@ impl<'a> Trainer<'a> {
             overview.print()?;
         }
         let cache = build_feature_cache(settings, &loaded, &tasks, options)?;
-        let log = RunLog::open(&run.log())?;
+        let main = group.is_none_or(|g| g.launch.is_main());
+        let log = if main { RunLog::open(&run.log())? } else { RunLog::discard() };
         let groups = build_groups(&model.vs, num_layers, &learning_rates, settings.weight_decay)?;
         let mut optimizer = AdamW::new(groups);
-        let state = initial_state(settings, &tasks, &run, resume_from.as_deref(), &mut optimizer)?;
+        let world = group.map_or(1, ProcessGroup::world);
+        let state = initial_state(settings, &tasks, &run, resume_from.as_deref(), &mut optimizer, world)?;
+        if let Some(group) = group {
+            data_parallel::agree_on_settings(group, &agreed_fields(settings, &state)?)?;
+            broadcast_weights(group, &model.vs)?;
+        }
         let source_dir = resume_from.clone().unwrap_or_else(|| loaded.dir.clone());
         let small_data = tasks.iter().any(|t| t.small_data());
         let schedule = Schedule::new(settings, &state.sampler, small_data);
-        let batch_plan = match &options.batch_plan {
+        let batch_plan = match options.batch_plan.as_ref().filter(|_| main) {
             Some(path) => Some(std::io::BufWriter::new(
                 std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
             )),
@@ -274,6 +308,7 @@ impl<'a> Trainer<'a> {
             batch_plan,
             run_examples: 0,
             started,
+            group,
         };
         if resume_from.is_some() {
             trainer.say(&format!("resuming {} at step {}", trainer.run.root.display(), trainer.state.step));
@@ -318,12 +353,26 @@ impl<'a> Trainer<'a> {
                 self.save_last(None)?;
                 saved = true;
             }
-            if let Some(signal) = signals.requested() {
+            if let Some(signal) = self.agreed_signal(signals.requested())? {
                 return Err(self.stop_on_signal(signal, saved));
             }
         }
         drop(signals);
         self.finish()
+    }
+
+    /// Whether this process writes the run's files (rank 0, or the only process).
+    fn is_main(&self) -> bool {
+        self.group.is_none_or(|g| g.launch.is_main())
+    }
+
+    /// The stop signal any rank received this step, so every rank stops after the same step.
+    fn agreed_signal(&self, signal: Option<i32>) -> Result<Option<i32>> {
+        let Some(group) = self.group else { return Ok(signal) };
+        let mut flag = Tensor::from_slice(&[signal.unwrap_or(0) as i64]);
+        group.all_reduce_(&mut flag, Reduce::Max, "the stop-signal check")?;
+        let agreed = i64::try_from(&flag)? as i32;
+        Ok((agreed != 0).then_some(agreed))
     }
 
     fn say(&self, text: &str) {
@@ -362,9 +411,11 @@ impl<'a> Trainer<'a> {
         let step_started = Instant::now();
         let factor = self.settings.lr_schedule.factor(self.state.step, self.schedule.warmup, self.schedule.total_steps);
         self.optimizer.set_lr_factor(factor);
+        let mut drawn = Vec::with_capacity(self.settings.grad_accum);
         for _ in 0..self.settings.grad_accum {
-            self.micro_batch()?;
+            drawn.push(self.micro_batch()?);
         }
+        self.account(&drawn)?;
         self.window.grad_norm = self.optimizer.clip_grad_norm(self.settings.max_grad_norm)?;
         self.optimizer.step()?;
         self.optimizer.zero_grad();
@@ -374,8 +425,10 @@ impl<'a> Trainer<'a> {
         Ok(())
     }
 
-    /// One batch of one task: forward, loss (checked for NaN), backward.
-    fn micro_batch(&mut self) -> Result<()> {
+    /// One batch of one task (in a data-parallel launch, this rank's share of it): forward,
+    /// loss, backward. The loss is weighted by the share's fraction of the batch's rows, so
+    /// the ranks' gradients sum to the whole batch's.
+    fn micro_batch(&mut self) -> Result<MicroBatch> {
         let settings = self.settings;
         let (t, rows) = self.state.sampler.next_batch();
         let task = &self.tasks[t];
@@ -383,36 +436,62 @@ impl<'a> Trainer<'a> {
             let line = serde_json::json!({"step": self.state.step, "task": task.source().name, "rows": rows});
             writeln!(plan, "{line}")?;
         }
-        let batch = task.batch(&rows, self.loaded.device);
-        // Dropout masks depend only on (seed, batch number): a resumed run draws the same ones.
-        tch::manual_seed(settings.seed as i64 + 1 + self.state.micro_batches as i64);
+        let (rank, world) = self.group.map_or((0, 1), |g| (g.rank(), g.world()));
+        // Dropout masks depend only on (seed, batch number, rank): a resumed run draws the same ones.
+        tch::manual_seed(settings.seed as i64 + 1 + (self.state.micro_batches as i64) * world as i64 + rank as i64);
         self.state.micro_batches += 1;
+        let mine = data_parallel::share(&rows, rank, world);
+        let mut drawn = MicroBatch { task: t, rows: rows.len(), loss: 0.0, tokens: 0, padded_tokens: 0 };
+        if mine.is_empty() {
+            return Ok(drawn);
+        }
+        let batch = task.batch(mine, self.loaded.device);
         let outputs = precision::autocast(self.precision, self.loaded.device, || {
             let forward = self.loaded.forward();
             task.outputs(&forward, &self.sentence_features(&forward, &batch.texts)?)
         })?;
-        let loss = task.loss(&outputs.to_kind(Kind::Float), &batch);
-        let loss_value = f64::try_from(&loss)?;
-        if !loss_value.is_finite() {
-            bail!(
-                "training stopped: the loss of task '{}' became {loss_value} at step {} (learning rate too high?); {}",
-                task.source().name,
-                self.state.step + 1,
-                match self.last_saved_step {
-                    Some(s) => format!("the last good checkpoint is {} (step {s})", self.run.last().display()),
-                    None => "no checkpoint had been saved yet".to_string(),
-                }
-            );
-        }
+        let share = mine.len() as f64 / rows.len() as f64;
+        let loss = task.loss(&outputs.to_kind(Kind::Float), &batch) * share;
+        drawn.loss = f64::try_from(&loss)?;
         (loss * (task.source().weight / settings.grad_accum as f64)).backward();
-        self.window.loss_sum[t] += loss_value;
-        self.window.batches[t] += 1;
-        self.window.examples += batch.rows;
-        self.window.tokens += batch.tokens();
-        self.timing.tokens += batch.tokens();
-        self.timing.padded_tokens += batch.padded_tokens();
-        self.state.examples += batch.rows;
-        self.run_examples += batch.rows;
+        (drawn.tokens, drawn.padded_tokens) = (batch.tokens(), batch.padded_tokens());
+        Ok(drawn)
+    }
+
+    /// After a step's batches: in a data-parallel launch, sums gradients, losses and token
+    /// counts across ranks; then stops on a loss that is not finite (naming the task and the
+    /// step, before the optimizer uses it) and adds the step to the logging window.
+    fn account(&mut self, drawn: &[MicroBatch]) -> Result<()> {
+        let mut scalars: Vec<f64> = drawn.iter().map(|d| d.loss).collect();
+        scalars.extend(drawn.iter().flat_map(|d| [d.tokens as f64, d.padded_tokens as f64]));
+        if let Some(group) = self.group {
+            let parameters: Vec<Tensor> = self.optimizer.parameters().map(Tensor::shallow_clone).collect();
+            scalars = all_reduce_step(group, &parameters, &scalars)?;
+        }
+        let (losses, tokens) = scalars.split_at(drawn.len());
+        for (i, d) in drawn.iter().enumerate() {
+            let loss = losses[i];
+            if !loss.is_finite() {
+                bail!(
+                    "training stopped: the loss of task '{}' became {loss} at step {} (learning rate too high?); {}",
+                    self.tasks[d.task].source().name,
+                    self.state.step + 1,
+                    match self.last_saved_step {
+                        Some(s) => format!("the last good checkpoint is {} (step {s})", self.run.last().display()),
+                        None => "no checkpoint had been saved yet".to_string(),
+                    }
+                );
+            }
+            let (real, padded) = (tokens[2 * i] as usize, tokens[2 * i + 1] as usize);
+            self.window.loss_sum[d.task] += loss;
+            self.window.batches[d.task] += 1;
+            self.window.examples += d.rows;
+            self.window.tokens += real;
+            self.timing.tokens += real;
+            self.timing.padded_tokens += padded;
+            self.state.examples += d.rows;
+            self.run_examples += d.rows;
+        }
         Ok(())
     }
 
@@ -478,6 +557,7 @@ impl<'a> Trainer<'a> {
             cache: self.cache.as_ref(),
             precision: Precision::Fp32,
             batch: BatchLimit::Rows(self.settings.eval_batch_size),
+            group: self.group,
         };
         let evaluation = evaluate(&encoder, &self.tasks, step)?;
         self.timing.eval += eval_started.elapsed().as_secs_f64();
@@ -500,7 +580,14 @@ impl<'a> Trainer<'a> {
         }
         let save_started = Instant::now();
         if improved {
-            checkpoint::save(&self.run.best(), &self.loaded, &self.spec_with(evaluation.as_ref()), &self.source_dir)?;
+            if self.is_main() {
+                checkpoint::save(
+                    &self.run.best(),
+                    &self.loaded,
+                    &self.spec_with(evaluation.as_ref()),
+                    &self.source_dir,
+                )?;
+            }
             self.state.best = evaluation.clone();
             self.state.evals_without_improvement = 0;
         } else if evaluation.is_some() {
@@ -522,6 +609,10 @@ impl<'a> Trainer<'a> {
 
     /// A resumable `last/`: the model, the trainer's state and the optimizer's moments.
     fn save_last(&mut self, evaluation: Option<&Evaluation>) -> Result<()> {
+        if !self.is_main() {
+            self.last_saved_step = Some(self.state.step);
+            return Ok(());
+        }
         let spec = self.spec_with(evaluation);
         let (state, optimizer) = (&self.state, &self.optimizer);
         checkpoint::save_with(&self.run.last(), &self.loaded, &spec, &self.source_dir, |folder| {
@@ -539,6 +630,9 @@ impl<'a> Trainer<'a> {
             }
         }
         self.bar.finish_and_clear();
+        if !self.is_main() {
+            return Interrupted { signal }.into();
+        }
         eprintln!(
             "stopped by {} after step {} of {}; saved a resumable checkpoint in {}\ncontinue with: sentence-mtl train --resume {}",
             signal_name(signal),
@@ -569,7 +663,7 @@ impl<'a> Trainer<'a> {
         if let Some(mut plan) = self.batch_plan.take() {
             plan.flush()?;
         }
-        if self.state.best.is_none() {
+        if self.state.best.is_none() && self.is_main() {
             // No dev set: the final weights are the best we know.
             checkpoint::save(&self.run.best(), &self.loaded, &self.spec_with(None), &self.source_dir)?;
             self.say("no dev sets: best/ holds the final weights, as last/ does");
@@ -673,6 +767,7 @@ fn initial_state(
     run: &RunDir,
     resume_from: Option<&Path>,
     optimizer: &mut AdamW,
+    world: usize,
 ) -> Result<TrainerState> {
     let fingerprints = data_fingerprints(settings)?;
     let Some(last) = resume_from else {
@@ -692,9 +787,19 @@ fn initial_state(
             best: None,
             evals_without_improvement: 0,
             data: fingerprints,
+            world_size: world,
         });
     };
     let state = TrainerState::read(last, optimizer)?;
+    if state.world_size != world {
+        bail!(
+            "{} was trained by {} process{}; resume it with the same number (WORLD_SIZE={}), not {world}: each rank's share of every batch, and so the run, depends on it",
+            run.root.display(),
+            state.world_size,
+            if state.world_size == 1 { "" } else { "es" },
+            state.world_size
+        );
+    }
     if state.data != fingerprints {
         bail!("the training or dev data changed since this run started (compare {} with the files now); resuming would not continue the same run", run.settings().display());
     }
@@ -713,5 +818,23 @@ fn data_fingerprints(settings: &TrainSettings) -> Result<Vec<FileFingerprint>> {
             out.push(FileFingerprint::of(dev)?);
         }
     }
+    Ok(out)
+}
+
+/// What every rank of a data-parallel launch must agree on: each setting (as `--flag`), the
+/// data files' contents and the run's position, and the program's version.
+fn agreed_fields(settings: &TrainSettings, state: &TrainerState) -> Result<Vec<(String, String)>> {
+    let serde_json::Value::Object(fields) = serde_json::to_value(settings)? else {
+        bail!("settings are not a JSON object")
+    };
+    let mut out: Vec<(String, String)> = fields
+        .into_iter()
+        // A rank's thread count and device index are its own.
+        .filter(|(name, _)| name != "threads")
+        .map(|(name, value)| (format!("--{}", name.replace('_', "-")), value.to_string()))
+        .collect();
+    out.push(("data files".into(), serde_json::to_string(&state.data)?));
+    out.push(("resumed step".into(), state.step.to_string()));
+    out.push(("sentence-mtl version".into(), env!("CARGO_PKG_VERSION").into()));
     Ok(out)
 }

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod common;
+mod distributed;
 mod encode;
 mod eval;
 mod export;

@@ -131,7 +131,7 @@ fn both_heads_learn_and_the_checkpoint_predicts_like_the_model_in_memory() {
     let Command::Train(train_args) = cli.command else { unreachable!() };
     let settings = TrainSettings::from_args(&train_args).unwrap();
     let options = RunOptions { quiet: true, overwrite: false, batch_plan: None, command_line: vec![] };
-    let outcome = train(&settings, &options).unwrap();
+    let outcome = train(&settings, &options, None).unwrap();
 
     let best = outcome.best.as_ref().expect("dev sets were given");
     for task in ["topic", "mood"] {
