@@ -23,6 +23,8 @@ struct Case {
     what: &'static str,
     args: Vec<String>,
     stdin: Option<&'static str>,
+    /// Environment variables of the run (a data-parallel launch's).
+    env: Vec<(&'static str, &'static str)>,
     expect: Expect,
 }
 
@@ -63,7 +65,14 @@ impl Corpus {
     }
 
     fn add(&mut self, group: &'static str, what: &'static str, args: &[&str], expect: Expect) {
-        self.cases.push(Case { group, what, args: args.iter().map(|s| s.to_string()).collect(), stdin: None, expect });
+        self.cases.push(Case {
+            group,
+            what,
+            args: args.iter().map(|s| s.to_string()).collect(),
+            stdin: None,
+            env: Vec::new(),
+            expect,
+        });
     }
 
     /// `train` on the tiny model with one task from `train_csv` (and `dev_csv`).
@@ -80,10 +89,23 @@ impl Corpus {
         args
     }
 
+    /// `train` as rank of a data-parallel launch described by `env`.
+    fn add_launch(
+        &mut self,
+        what: &'static str,
+        task: String,
+        env: &[(&'static str, &'static str)],
+        extra: &[&str],
+        expect: Expect,
+    ) {
+        self.add_train("data-parallel launches", what, task, extra, expect);
+        self.cases.last_mut().unwrap().env = env.to_vec();
+    }
+
     fn add_train(&mut self, group: &'static str, what: &'static str, task: String, extra: &[&str], expect: Expect) {
         let run = format!("run-{}", self.cases.len());
         let args = self.train_args(&run, &task, extra);
-        self.cases.push(Case { group, what, args, stdin: None, expect });
+        self.cases.push(Case { group, what, args, stdin: None, env: Vec::new(), expect });
     }
 }
 
@@ -215,6 +237,7 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         what: "duplicate task names",
         args: twice,
         stdin: None,
+        env: Vec::new(),
         expect: error("task 'topic' is given twice"),
     });
     let f = c.file("bom_crlf.csv", b"\xef\xbb\xbftext,label\r\nfine day,a\r\nbad day,b\r\n");
@@ -241,6 +264,7 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         what: "nothing on stdin",
         args: vec!["encode".into(), "-m".into(), m.clone()],
         stdin: Some(""),
+        env: Vec::new(),
         expect: error("stdin is empty"),
     });
     c.add(
@@ -424,6 +448,51 @@ fn build_corpus(test: &str) -> Option<Corpus> {
     ] {
         c.add_train("recipes", case, format!("topic={topic_train}"), &flags, error(message));
     }
+
+    // ---- data-parallel launches ----------------------------------------------------------
+    let t = || format!("topic={topic_train}");
+    c.add_launch(
+        "WORLD_SIZE not a number",
+        t(),
+        &[("WORLD_SIZE", "two")],
+        &[],
+        error("environment variable WORLD_SIZE=\"two\" is not a whole number"),
+    );
+    c.add_launch(
+        "WORLD_SIZE without RANK",
+        t(),
+        &[("WORLD_SIZE", "2")],
+        &[],
+        error("WORLD_SIZE=2 is set but RANK is not"),
+    );
+    c.add_launch(
+        "RANK out of range",
+        t(),
+        &[("WORLD_SIZE", "2"), ("RANK", "2")],
+        &[],
+        error("RANK=2 is out of range for WORLD_SIZE=2 (0 to 1)"),
+    );
+    c.add_launch(
+        "MASTER_PORT not a port",
+        t(),
+        &[("WORLD_SIZE", "2"), ("RANK", "0"), ("MASTER_PORT", "70000")],
+        &[],
+        error("MASTER_PORT=\"70000\" is not a port number"),
+    );
+    c.add_launch(
+        "rendezvous host not reachable",
+        t(),
+        &[("WORLD_SIZE", "2"), ("RANK", "1"), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "1")],
+        &["--dist-timeout", "2"],
+        error("rank 1: cannot join the process group of 2 at 127.0.0.1:1 within 2s"),
+    );
+    c.add_launch(
+        "--dist-timeout 0",
+        t(),
+        &[("WORLD_SIZE", "2"), ("RANK", "0")],
+        &["--dist-timeout", "0"],
+        error("--dist-timeout must be at least 1 second"),
+    );
 
     // ---- models and checkpoints --------------------------------------------------------
     c.add(
@@ -732,7 +801,7 @@ fn every_bad_input_gets_one_clear_line_and_awkward_input_works() {
     for case in &corpus.cases {
         let output = match case.stdin {
             Some(stdin) => run_with_stdin(&case.args.iter().map(String::as_str).collect::<Vec<_>>(), stdin),
-            None => bin().args(&case.args).output().unwrap(),
+            None => bin().args(&case.args).envs(case.env.iter().copied()).output().unwrap(),
         };
         let seen = match &case.expect {
             Expect::Error(text) => {
