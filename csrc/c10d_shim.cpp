@@ -6,6 +6,7 @@
 // No C++ exception crosses this boundary: errors come back as a return code and a message.
 #define USE_C10D_GLOO 1
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <c10/util/Logging.h>
 
@@ -37,13 +38,15 @@ const char* kRollCallPrefix = "smtl/alive/";
 
 extern "C" {
 
-// Joins the process group: rank 0 runs the TCPStore server on host:port, every rank connects
-// to it (retrying until `timeout_ms`), then Gloo connects every pair of ranks through it.
+// Joins the process group: rank 0 runs the TCPStore server on host:port (unless `prefix` is
+// non-empty: then torchrun's agent already serves it, and every key goes under the prefix, as
+// PyTorch's workers do), every rank connects to it (retrying until `timeout_ms`), then Gloo
+// connects every pair of ranks through it.
 // Gloo binds to the address `host` resolves to on this machine's side when `bind_host` is
 // non-empty, else to the default device (this machine's hostname, or loopback). Returns a
 // handle, or null with a message.
-void* smtl_group_join(const char* host, int port, int rank, int size, int64_t timeout_ms, const char* bind_host,
-                      char* error, size_t error_len) {
+void* smtl_group_join(const char* host, int port, int rank, int size, int64_t timeout_ms, const char* prefix,
+                      const char* bind_host, char* error, size_t error_len) {
   try {
     // c10d and Gloo log retries and peer errors on stderr themselves; the caller reports each
     // failure once, in one line, so only their fatal messages stay on.
@@ -54,11 +57,16 @@ void* smtl_group_join(const char* host, int port, int rank, int size, int64_t ti
     group->timeout = std::chrono::milliseconds(timeout_ms);
     c10d::TCPStoreOptions options;
     options.port = static_cast<std::uint16_t>(port);
-    options.isServer = rank == 0;
+    std::string agent_prefix(prefix);
+    options.isServer = rank == 0 && agent_prefix.empty();
     options.numWorkers = size;
     options.waitWorkers = false;
     options.timeout = group->timeout;
-    group->store = c10::make_intrusive<c10d::TCPStore>(std::string(host), options);
+    c10::intrusive_ptr<c10d::Store> tcp = c10::make_intrusive<c10d::TCPStore>(std::string(host), options);
+    group->store = tcp;
+    if (!agent_prefix.empty()) {
+      group->store = c10::make_intrusive<c10d::PrefixStore>(agent_prefix, tcp);
+    }
     auto gloo = c10d::ProcessGroupGloo::Options::create(group->timeout);
     std::string bind(bind_host);
     gloo->devices.push_back(bind.empty() ? c10d::ProcessGroupGloo::createDefaultDevice()

@@ -18,6 +18,7 @@ extern "C" {
         rank: i32,
         size: i32,
         timeout_ms: i64,
+        prefix: *const libc::c_char,
         bind_host: *const libc::c_char,
         error: *mut libc::c_char,
         error_len: usize,
@@ -90,6 +91,7 @@ impl ProcessGroup {
         let host = CString::new(launch.master_addr.as_str())?;
         let loopback = matches!(launch.master_addr.as_str(), "127.0.0.1" | "localhost" | "::1");
         let bind = CString::new(if loopback { launch.master_addr.as_str() } else { "" })?;
+        let prefix = CString::new(launch.agent_store_prefix.as_deref().unwrap_or(""))?;
         let mut error = ErrorBuffer::new();
         // SAFETY: NUL-terminated strings and a writable buffer; the C++ side catches every
         // exception and returns a new handle or null.
@@ -100,6 +102,7 @@ impl ProcessGroup {
                 launch.rank as i32,
                 launch.world as i32,
                 timeout.as_millis() as i64,
+                prefix.as_ptr(),
                 bind.as_ptr(),
                 error.0.as_mut_ptr(),
                 error.0.len(),

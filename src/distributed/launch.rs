@@ -13,6 +13,10 @@ pub struct Launch {
     pub local_rank: usize,
     pub master_addr: String,
     pub master_port: u16,
+    /// Under torchrun, whose agent serves the store at `MASTER_ADDR:MASTER_PORT` itself
+    /// (`TORCHELASTIC_USE_AGENT_STORE`): the key prefix of this attempt, as PyTorch's workers
+    /// use (`/worker/attempt_<TORCHELASTIC_RESTART_COUNT>`). `None`: rank 0 serves the store.
+    pub agent_store_prefix: Option<String>,
 }
 
 impl Launch {
@@ -57,7 +61,13 @@ impl Launch {
                 _ => bail!("environment variable MASTER_PORT={text:?} is not a port number (1 to 65535)"),
             },
         };
-        Ok(Some(Self { rank, world, local_rank, master_addr, master_port }))
+        let agent_store_prefix = match var("TORCHELASTIC_USE_AGENT_STORE").as_deref().map(str::trim) {
+            Some("True" | "true" | "1") => {
+                Some(format!("/worker/attempt_{}", number("TORCHELASTIC_RESTART_COUNT")?.unwrap_or(0)))
+            }
+            _ => None,
+        };
+        Ok(Some(Self { rank, world, local_rank, master_addr, master_port, agent_store_prefix }))
     }
 
     pub fn is_main(&self) -> bool {
@@ -86,9 +96,25 @@ mod tests {
         ])
         .unwrap()
         .unwrap();
-        assert_eq!(got, Launch { rank: 3, world: 4, local_rank: 1, master_addr: "node1".into(), master_port: 1234 });
+        let expected = Launch {
+            rank: 3,
+            world: 4,
+            local_rank: 1,
+            master_addr: "node1".into(),
+            master_port: 1234,
+            agent_store_prefix: None,
+        };
+        assert_eq!(got, expected);
         let got = launch(&[("WORLD_SIZE", "2"), ("RANK", "1")]).unwrap().unwrap();
         assert_eq!((got.local_rank, got.master_addr.as_str(), got.master_port), (1, "127.0.0.1", 29500));
+        let vars = [
+            ("WORLD_SIZE", "2"),
+            ("RANK", "0"),
+            ("TORCHELASTIC_USE_AGENT_STORE", "True"),
+            ("TORCHELASTIC_RESTART_COUNT", "3"),
+        ];
+        let got = launch(&vars).unwrap().unwrap();
+        assert_eq!(got.agent_store_prefix.as_deref(), Some("/worker/attempt_3"));
     }
 
     #[test]

@@ -388,8 +388,12 @@ impl<'a> Trainer<'a> {
             BatchLimit::Tokens(n) => format!("batches of up to {n} padded tokens"),
         };
         let about = if self.settings.batch_tokens.is_some() { "about " } else { "" };
+        let across = match self.group {
+            Some(g) => format!(", each batch shared by {} data-parallel processes (Gloo)", g.world()),
+            None => String::new(),
+        };
         format!(
-            "training: {total_steps} optimizer steps ({about}{steps_per_epoch} per epoch, {} sampling, {batch} x {} accumulation), warm-up {warmup} steps",
+            "training: {total_steps} optimizer steps ({about}{steps_per_epoch} per epoch, {} sampling, {batch} x {} accumulation{across}), warm-up {warmup} steps",
             self.settings.sampling, self.settings.grad_accum
         )
     }

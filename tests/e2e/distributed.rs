@@ -292,3 +292,28 @@ fn a_resumed_two_rank_run_ends_where_an_uninterrupted_one_does() {
     let difference = max_difference(&weights(&whole.join("last")), &weights(&parts.join("last")));
     assert_eq!(difference, 0.0, "resumed 2-rank run differs from the uninterrupted one");
 }
+
+/// `torchrun --no-python` launches it as PyTorch users launch their scripts: torchrun's agent
+/// serves the rendezvous store, and the workers find it from the variables torchrun sets.
+#[test]
+fn torchrun_launches_it() {
+    let test = "torchrun_launches_it";
+    let Some(s) = setup(test) else { return };
+    let Some(python) = python(test) else { return };
+    let run = s.dir.path().join("run");
+    let mut args = vec![
+        "--no-python".to_string(),
+        "--nproc-per-node".into(),
+        "2".into(),
+        "--master-port".into(),
+        free_port().to_string(),
+        env!("CARGO_BIN_EXE_sentence-mtl").into(),
+    ];
+    args.extend(train_args(&s.model, &s.data, &run, 6, &[]));
+    let out = Command::new(python.with_file_name("torchrun")).args(&args).env("OMP_NUM_THREADS", "1").output().unwrap();
+    assert!(out.status.success(), "torchrun failed:\n{}", stderr(&out));
+    assert!(stdout(&out).contains("trained to step 6"), "{}", stdout(&out));
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("last/trainer_state.json")).unwrap()).unwrap();
+    assert_eq!(state["world_size"], 2);
+}
