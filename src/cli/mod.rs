@@ -185,6 +185,13 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 20.0, value_name = "S")]
     pub pairs_scale: f64,
 
+    /// In a data-parallel launch, give pairs tasks' in-batch-negatives loss every rank's
+    /// positives and negatives, with gradients back to the rank that computed each (as
+    /// sentence-transformers' gather_across_devices): the one-process loss of the global batch.
+    /// Off by default, as there: each rank then contrasts its own share only, as PyTorch DDP does
+    #[arg(long)]
+    pub gather_across_ranks: bool,
+
     /// Run directory: best/ and last/ checkpoints, train_log.jsonl, settings.json
     #[arg(short, long, value_name = "RUN_DIR", required_unless_present = "resume")]
     pub out: Option<PathBuf>,

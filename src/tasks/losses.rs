@@ -39,9 +39,15 @@ pub fn cosine_mse(cosines: &Tensor, scores: &Tensor, (low, high): (f64, f64)) ->
 /// `candidates` `[m, d]` (the `n` positives first, then any hard negatives): cross-entropy over
 /// `scale * cos(anchor_i, candidate_j)`, target `j = i`.
 pub fn multiple_negatives_ranking(anchors: &Tensor, candidates: &Tensor, scale: f64) -> Tensor {
+    multiple_negatives_ranking_from(anchors, candidates, scale, 0)
+}
+
+/// As [`multiple_negatives_ranking`], with anchor `i`'s own positive at candidate
+/// `first + i` (a rank's anchors among every rank's candidates).
+pub fn multiple_negatives_ranking_from(anchors: &Tensor, candidates: &Tensor, scale: f64, first: i64) -> Tensor {
     let scores = l2_normalize(anchors).matmul(&l2_normalize(candidates).tr()) * scale;
     let n = anchors.size()[0];
-    let targets = Tensor::arange(n, (Kind::Int64, anchors.device()));
+    let targets = Tensor::arange_start(first, first + n, (Kind::Int64, anchors.device()));
     scores.cross_entropy_for_logits(&targets)
 }
 

@@ -226,6 +226,12 @@ pub trait TrainingTask {
     fn outputs(&self, forward: &FusedForward, features: &Tensor) -> Result<Tensor>;
     /// The loss of fp32 `outputs` on `batch` (a scalar).
     fn loss(&self, outputs: &Tensor, batch: &TrainBatch) -> Tensor;
+    /// For an in-batch-negatives loss: its scale; a data-parallel run with
+    /// `--gather-across-ranks` then computes it over every rank's candidates
+    /// (`distributed::gathered_negatives`). `None`: the loss is the task's own.
+    fn in_batch_negatives_scale(&self) -> Option<f64> {
+        None
+    }
     /// The dev score, `None` without a dev set.
     fn evaluate(&self, encoder: &Encoder) -> Result<Option<TaskScore>>;
 }

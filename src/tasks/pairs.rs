@@ -177,6 +177,10 @@ impl TrainingTask for PairsTask {
         multiple_negatives_ranking(&anchors, &candidates, self.scale)
     }
 
+    fn in_batch_negatives_scale(&self) -> Option<f64> {
+        Some(self.scale)
+    }
+
     fn evaluate(&self, encoder: &Encoder) -> Result<Option<TaskScore>> {
         self.dev.as_ref().map(|dev| score(encoder, dev)).transpose()
     }

@@ -91,6 +91,10 @@ pub struct TrainSettings {
     /// Scale of pairs tasks' cosine similarities in their loss.
     #[serde(default = "default_pairs_scale")]
     pub pairs_scale: f64,
+    /// `--gather-across-ranks`: in a data-parallel run, pairs tasks' in-batch negatives come
+    /// from every rank's share of the batch, not only this rank's.
+    #[serde(default)]
+    pub gather_across_ranks: bool,
     /// `--dropout`: the backbone's dropout probabilities in training, instead of config.json's.
     #[serde(default)]
     pub dropout: Option<f64>,
@@ -257,6 +261,7 @@ impl TrainSettings {
             precision: args.precision,
             threads: args.device.threads,
             pairs_scale: args.pairs_scale,
+            gather_across_ranks: args.gather_across_ranks,
             dropout: args.dropout,
             feature_cache: !args.no_feature_cache,
             feature_cache_budget_mb: args.feature_cache_budget,

@@ -28,6 +28,7 @@ use crate::data::batching::{pad_batch, BatchLimit};
 use crate::data::sampler::{TaskRows, TaskSampler};
 use crate::device::DeviceChoice;
 use crate::distributed::data_parallel::{self, all_reduce_step, broadcast_weights};
+use crate::distributed::gathered_negatives::RankShares;
 use crate::distributed::{ProcessGroup, Reduce};
 use crate::inference::Encoder;
 use crate::model::fused_forward::FusedForward;
@@ -446,20 +447,45 @@ impl<'a> Trainer<'a> {
         self.state.micro_batches += 1;
         let mine = data_parallel::share(&rows, rank, world);
         let mut drawn = MicroBatch { task: t, rows: rows.len(), loss: 0.0, tokens: 0, padded_tokens: 0 };
-        if mine.is_empty() {
+        let gathered = match (self.group, settings.gather_across_ranks, task.in_batch_negatives_scale()) {
+            (Some(group), true, Some(scale)) => Some((RankShares::new(group, rows.len()), scale)),
+            _ => None,
+        };
+        if mine.is_empty() && gathered.is_none() {
             return Ok(drawn);
         }
         let batch = task.batch(mine, self.loaded.device);
-        let outputs = precision::autocast(self.precision, self.loaded.device, || {
-            let forward = self.loaded.forward();
-            task.outputs(&forward, &self.sentence_features(&forward, &batch.texts)?)
-        })?;
-        let share = mine.len() as f64 / rows.len() as f64;
-        let loss = task.loss(&outputs.to_kind(Kind::Float), &batch) * share;
-        drawn.loss = f64::try_from(&loss)?;
-        (loss * (task.source().weight / settings.grad_accum as f64)).backward();
+        let outputs = match mine.is_empty() {
+            true => Tensor::zeros([0, self.embedding_dim()], (Kind::Float, self.loaded.device)),
+            false => precision::autocast(self.precision, self.loaded.device, || {
+                let forward = self.loaded.forward();
+                task.outputs(&forward, &self.sentence_features(&forward, &batch.texts)?)
+            })?,
+        };
+        let outputs = outputs.to_kind(Kind::Float);
+        let weight = task.source().weight / settings.grad_accum as f64;
+        match gathered {
+            Some((shares, scale)) => {
+                let objective =
+                    shares.objective(&outputs, task.texts_per_row(), self.embedding_dim(), scale, weight)?;
+                drawn.loss = objective.weighted_loss;
+                if let Some(surrogate) = objective.backward {
+                    surrogate.backward();
+                }
+            }
+            None => {
+                let loss = task.loss(&outputs, &batch) * (mine.len() as f64 / rows.len() as f64);
+                drawn.loss = f64::try_from(&loss)?;
+                (loss * weight).backward();
+            }
+        }
         (drawn.tokens, drawn.padded_tokens) = (batch.tokens(), batch.padded_tokens());
         Ok(drawn)
+    }
+
+    /// Width of the sentence features and embeddings: the projection's, else the hidden size.
+    fn embedding_dim(&self) -> i64 {
+        self.loaded.spec.projection_dim.unwrap_or(self.loaded.config.hidden_size())
     }
 
     /// After a step's batches: in a data-parallel launch, sums gradients, losses and token
