@@ -80,25 +80,24 @@ int smtl_fused_adamw(at::Tensor** params, at::Tensor** grads, at::Tensor** exp_a
 // as torch.nn.utils.clip_grad_norm_ does: per-tensor norms with one foreach call, their norm,
 // and one foreach multiply, instead of a kernel per tensor for each (on a GPU, where a
 // training step is mostly kernel launches, that is two launches per parameter saved).
-// Writes the norm before clipping to *total_norm. Returns 0, or 1 with a message.
-int smtl_clip_grad_norm(at::Tensor** grads, size_t n, double max_norm, double* total_norm, char* error,
-                        size_t error_len) {
+// The clipping factor stays on the device (min(1, max_norm / (norm + 1e-6)), multiplied in
+// whatever it is, as torch.nn.utils.clip_grad_norm_ does): reading the norm back would make
+// the host wait for the GPU every step. Returns the norm before clipping as a new 0-dim
+// tensor on the gradients' device, or null with a message.
+at::Tensor* smtl_clip_grad_norm(at::Tensor** grads, size_t n, double max_norm, char* error, size_t error_len) {
   try {
     std::vector<at::Tensor> g = tensor_list(grads, n);
     at::NoGradGuard no_grad;
     std::vector<at::Tensor> norms = at::_foreach_norm(g, 2);
-    double total = at::linalg_vector_norm(at::stack(norms), 2).item<double>();
+    at::Tensor total = at::linalg_vector_norm(at::stack(norms), 2);
     if (max_norm > 0) {
-      double coef = max_norm / (total + 1e-6);
-      if (coef < 1.0) {
-        at::_foreach_mul_(g, coef);
-      }
+      at::Tensor coef = (max_norm / (total + 1e-6)).clamp_max(1.0);
+      at::_foreach_mul_(g, coef);
     }
-    *total_norm = total;
-    return 0;
+    return new at::Tensor(std::move(total));
   } catch (const std::exception& e) {
     std::snprintf(error, error_len, "%s", e.what());
-    return 1;
+    return nullptr;
   }
 }
 

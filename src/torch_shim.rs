@@ -25,10 +25,9 @@ extern "C" {
         grads: *mut *mut torch_sys::C_tensor,
         n: usize,
         max_norm: f64,
-        total_norm: *mut f64,
         error: *mut libc::c_char,
         error_len: usize,
-    ) -> i32;
+    ) -> *mut torch_sys::C_tensor;
     fn smtl_grad_set_to_none(tensor: *mut torch_sys::C_tensor);
     fn smtl_set_grad(tensor: *mut torch_sys::C_tensor, grad: *mut torch_sys::C_tensor);
     fn smtl_tensor_with_release(
@@ -123,22 +122,21 @@ pub fn fused_adamw(tensors: AdamwTensors, hyper: &AdamwHyper) -> Result<()> {
 
 /// Scales `grads` in place so their global L2 norm is at most `max_norm` (`max_norm <= 0`:
 /// no clipping), as `torch.nn.utils.clip_grad_norm_`, with PyTorch's foreach kernels; returns
-/// the norm before clipping.
-pub fn clip_grad_norm(grads: &mut [Tensor], max_norm: f64) -> Result<f64> {
+/// the norm before clipping, a 0-dim tensor on the gradients' device (nothing is read back).
+pub fn clip_grad_norm(grads: &mut [Tensor], max_norm: f64) -> Result<Tensor> {
     if grads.is_empty() {
-        return Ok(0.0);
+        return Ok(Tensor::from(0f32));
     }
     let mut g: Vec<_> = grads.iter_mut().map(|t| t.as_mut_ptr()).collect();
-    let mut total = f64::NAN;
     let mut error = vec![0 as libc::c_char; 512];
-    // SAFETY: live tch tensor handles borrowed for the call, a writable f64 and buffer; the
-    // C++ side catches all exceptions.
-    let rc =
-        unsafe { smtl_clip_grad_norm(g.as_mut_ptr(), g.len(), max_norm, &mut total, error.as_mut_ptr(), error.len()) };
-    if rc != 0 {
+    // SAFETY: live tch tensor handles borrowed for the call and a writable buffer; the C++
+    // side catches all exceptions and returns a new at::Tensor* or null.
+    let total = unsafe { smtl_clip_grad_norm(g.as_mut_ptr(), g.len(), max_norm, error.as_mut_ptr(), error.len()) };
+    if total.is_null() {
         bail!("gradient clipping failed: {}", first_line(&error));
     }
-    Ok(total)
+    // SAFETY: a non-null handle is a new at::Tensor* that nothing else owns.
+    Ok(unsafe { Tensor::from_ptr(total) })
 }
 
 /// The first non-empty line of a NUL-terminated message the C++ side wrote into `buffer`

@@ -1,5 +1,5 @@
 //! Multi-task training: settings, freezing, parameter groups, AdamW, schedule, the loop,
-//! resumable state and interruption. What each task kind computes lives in `tasks/`.
+//! resumable state, interruption and the logging window. What each task kind computes lives in `tasks/`.
 
 pub mod evaluate;
 pub mod feature_cache;
@@ -16,3 +16,4 @@ pub mod settings;
 pub mod small_data;
 pub mod state;
 pub mod trainer;
+pub mod window;

@@ -75,8 +75,9 @@ impl AdamW {
     }
 
     /// Scales all gradients so their global L2 norm is at most `max_norm` (as
-    /// `torch.nn.utils.clip_grad_norm_`); returns the norm before clipping.
-    pub fn clip_grad_norm(&self, max_norm: f64) -> Result<f64> {
+    /// `torch.nn.utils.clip_grad_norm_`); returns the norm before clipping (0-dim, on the
+    /// device, not read back).
+    pub fn clip_grad_norm(&self, max_norm: f64) -> Result<Tensor> {
         let mut grads: Vec<Tensor> = self.grads().collect();
         clip_grad_norm(&mut grads, max_norm)
     }
@@ -269,13 +270,13 @@ mod tests {
         ((&p * Tensor::from_slice(&[3.0f32, 0.0])).sum(Kind::Float)
             + (&q * Tensor::from_slice(&[0.0f32, 4.0])).sum(Kind::Float))
         .backward();
-        let norm = opt.clip_grad_norm(1.0).unwrap();
+        let norm = f64::try_from(opt.clip_grad_norm(1.0).unwrap()).unwrap();
         assert!((norm - 5.0).abs() < 1e-6, "{norm}");
         let (p_grad, q_grad) = (Vec::<f32>::try_from(p.grad()).unwrap(), Vec::<f32>::try_from(q.grad()).unwrap());
         assert!((p_grad[0] - 0.6).abs() < 1e-5 && p_grad[1] == 0.0, "{p_grad:?}");
         assert!(q_grad[0] == 0.0 && (q_grad[1] - 0.8).abs() < 1e-5, "{q_grad:?}");
         // Below the limit nothing changes; the norm is still reported.
-        assert!((opt.clip_grad_norm(10.0).unwrap() - 1.0).abs() < 1e-5);
+        assert!((f64::try_from(opt.clip_grad_norm(10.0).unwrap()).unwrap() - 1.0).abs() < 1e-5);
         assert_eq!(Vec::<f32>::try_from(p.grad()).unwrap(), p_grad);
     }
 

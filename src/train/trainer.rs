@@ -23,6 +23,7 @@ use super::run_dir::RunDir;
 use super::settings::TrainSettings;
 use super::small_data;
 use super::state::{FileFingerprint, TrainerState};
+use super::window::{NonFiniteLoss, Window};
 use crate::checkpoint::{self, TrainableModel, TrainingSpec};
 use crate::data::batching::{pad_batch, BatchLimit};
 use crate::data::sampler::{TaskRows, TaskSampler};
@@ -150,35 +151,12 @@ struct Timing {
     padded_tokens: usize,
 }
 
-/// Loss and throughput since the last log line.
-struct Window {
-    loss_sum: Vec<f64>,
-    batches: Vec<usize>,
-    examples: usize,
-    tokens: usize,
-    grad_norm: f64,
-    started: Instant,
-}
-
-impl Window {
-    fn new(tasks: usize) -> Self {
-        Self {
-            loss_sum: vec![0.0; tasks],
-            batches: vec![0; tasks],
-            examples: 0,
-            tokens: 0,
-            grad_norm: 0.0,
-            started: Instant::now(),
-        }
-    }
-}
-
-/// One drawn batch, as the step's accounting sees it: this rank's weighted loss and tokens
-/// (summed across ranks before they are read), and the whole batch's rows.
+/// One drawn batch, as the step's accounting sees it: this rank's weighted loss (0-dim, on
+/// the device) and tokens (summed across ranks before they are read), and the whole batch's rows.
 struct MicroBatch {
     task: usize,
     rows: usize,
-    loss: f64,
+    loss: Tensor,
     tokens: usize,
     padded_tokens: usize,
 }
@@ -421,7 +399,8 @@ impl<'a> Trainer<'a> {
             drawn.push(self.micro_batch()?);
         }
         self.account(&drawn)?;
-        self.window.grad_norm = self.optimizer.clip_grad_norm(self.settings.max_grad_norm)?;
+        let norm = self.optimizer.clip_grad_norm(self.settings.max_grad_norm)?;
+        self.window.set_grad_norm(norm);
         self.optimizer.step()?;
         self.optimizer.zero_grad();
         self.state.step += 1;
@@ -446,7 +425,7 @@ impl<'a> Trainer<'a> {
         tch::manual_seed(settings.seed as i64 + 1 + (self.state.micro_batches as i64) * world as i64 + rank as i64);
         self.state.micro_batches += 1;
         let mine = data_parallel::share(&rows, rank, world);
-        let mut drawn = MicroBatch { task: t, rows: rows.len(), loss: 0.0, tokens: 0, padded_tokens: 0 };
+        let mut drawn = MicroBatch { task: t, rows: rows.len(), loss: Tensor::from(0f32), tokens: 0, padded_tokens: 0 };
         let gathered = match (self.group, settings.gather_across_ranks, task.in_batch_negatives_scale()) {
             (Some(group), true, Some(scale)) => Some((RankShares::new(group, rows.len()), scale)),
             _ => None,
@@ -468,15 +447,15 @@ impl<'a> Trainer<'a> {
             Some((shares, scale)) => {
                 let objective =
                     shares.objective(&outputs, task.texts_per_row(), self.embedding_dim(), scale, weight)?;
-                drawn.loss = objective.weighted_loss;
+                drawn.loss = Tensor::from(objective.weighted_loss);
                 if let Some(surrogate) = objective.backward {
                     surrogate.backward();
                 }
             }
             None => {
                 let loss = task.loss(&outputs, &batch) * (mine.len() as f64 / rows.len() as f64);
-                drawn.loss = f64::try_from(&loss)?;
-                (loss * weight).backward();
+                (&loss * weight).backward();
+                drawn.loss = loss.detach();
             }
         }
         (drawn.tokens, drawn.padded_tokens) = (batch.tokens(), batch.padded_tokens());
@@ -489,32 +468,25 @@ impl<'a> Trainer<'a> {
     }
 
     /// After a step's batches: in a data-parallel launch, sums gradients, losses and token
-    /// counts across ranks; then stops on a loss that is not finite (naming the task and the
-    /// step, before the optimizer uses it) and adds the step to the logging window.
+    /// counts across ranks (reading the losses back, as the collective needs them on the
+    /// host); then adds the step to the logging window, its losses left on the device.
     fn account(&mut self, drawn: &[MicroBatch]) -> Result<()> {
-        let mut scalars: Vec<f64> = drawn.iter().map(|d| d.loss).collect();
-        scalars.extend(drawn.iter().flat_map(|d| [d.tokens as f64, d.padded_tokens as f64]));
+        let mut tokens: Vec<f64> = drawn.iter().flat_map(|d| [d.tokens as f64, d.padded_tokens as f64]).collect();
+        let mut losses: Vec<Tensor> = drawn.iter().map(|d| d.loss.shallow_clone()).collect();
         if let Some(group) = self.group {
-            let parameters: Vec<Tensor> = self.optimizer.parameters().map(Tensor::shallow_clone).collect();
-            scalars = all_reduce_step(group, &parameters, &scalars)?;
-        }
-        let (losses, tokens) = scalars.split_at(drawn.len());
-        for (i, d) in drawn.iter().enumerate() {
-            let loss = losses[i];
-            if !loss.is_finite() {
-                bail!(
-                    "training stopped: the loss of task '{}' became {loss} at step {} (learning rate too high?); {}",
-                    self.tasks[d.task].source().name,
-                    self.state.step + 1,
-                    match self.last_saved_step {
-                        Some(s) => format!("the last good checkpoint is {} (step {s})", self.run.last().display()),
-                        None => "no checkpoint had been saved yet".to_string(),
-                    }
-                );
+            let mut scalars = Vec::with_capacity(drawn.len() + tokens.len());
+            for loss in &losses {
+                scalars.push(f64::try_from(loss)?);
             }
+            scalars.extend_from_slice(&tokens);
+            let parameters: Vec<Tensor> = self.optimizer.parameters().map(Tensor::shallow_clone).collect();
+            let summed = all_reduce_step(group, &parameters, &scalars)?;
+            losses = summed[..drawn.len()].iter().map(|&l| Tensor::from(l)).collect();
+            tokens = summed[drawn.len()..].to_vec();
+        }
+        for ((i, d), loss) in drawn.iter().enumerate().zip(losses) {
             let (real, padded) = (tokens[2 * i] as usize, tokens[2 * i + 1] as usize);
-            self.window.loss_sum[d.task] += loss;
-            self.window.batches[d.task] += 1;
+            self.window.add_loss(self.state.step + 1, d.task, loss);
             self.window.examples += d.rows;
             self.window.tokens += real;
             self.timing.tokens += real;
@@ -523,6 +495,20 @@ impl<'a> Trainer<'a> {
             self.run_examples += d.rows;
         }
         Ok(())
+    }
+
+    /// Reads the window's pending losses; a loss that is not finite stops the run, naming the
+    /// task and the step, before anything is saved from its weights.
+    fn settle_losses(&mut self) -> Result<()> {
+        let Err(NonFiniteLoss { step, task, value }) = self.window.settle() else { return Ok(()) };
+        bail!(
+            "training stopped: the loss of task '{}' became {value} at step {step} (learning rate too high?); {}",
+            self.tasks[task].source().name,
+            match self.last_saved_step {
+                Some(s) => format!("the last good checkpoint is {} (step {s})", self.run.last().display()),
+                None => "no checkpoint had been saved yet".to_string(),
+            }
+        )
     }
 
     /// Training's sentence features `[texts, dim]` of a batch's texts, with dropout: from the
@@ -537,21 +523,17 @@ impl<'a> Trainer<'a> {
 
     /// Logs the window's mean losses, rates and throughput, and shows them on the bar.
     fn log_window(&mut self) -> Result<()> {
+        self.settle_losses()?;
         let seconds = self.window.started.elapsed().as_secs_f64().max(1e-9);
         let window = &self.window;
-        let loss = self
-            .tasks
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| window.batches[*i] > 0)
-            .map(|(i, t)| (t.source().name.clone(), window.loss_sum[i] / window.batches[i] as f64))
-            .collect();
+        let loss =
+            window.mean_losses().into_iter().map(|(t, mean)| (self.tasks[t].source().name.clone(), mean)).collect();
         let rates = self.optimizer.learning_rates();
         let record = StepRecord {
             step: self.state.step,
             epoch: self.schedule.epoch(self.state.step),
             loss,
-            grad_norm: window.grad_norm,
+            grad_norm: window.grad_norm()?,
             // The "/no-decay" twins share their group's rate.
             lr: rates.iter().filter(|(n, _)| !n.ends_with("/no-decay")).cloned().collect(),
             examples_per_sec: window.examples as f64 / seconds,
@@ -579,6 +561,7 @@ impl<'a> Trainer<'a> {
     /// Scores the dev sets, keeps `best/` when the mean main metric improved, always saves a
     /// resumable `last/`, and decides on early stopping.
     fn evaluate_and_save(&mut self) -> Result<AfterEvaluation> {
+        self.settle_losses()?;
         let step = self.state.step;
         let eval_started = Instant::now();
         // Dev sets are scored in fp32, whatever the training precision.
@@ -639,6 +622,7 @@ impl<'a> Trainer<'a> {
 
     /// A resumable `last/`: the model, the trainer's state and the optimizer's moments.
     fn save_last(&mut self, evaluation: Option<&Evaluation>) -> Result<()> {
+        self.settle_losses()?;
         if !self.is_main() {
             self.last_saved_step = Some(self.state.step);
             return Ok(());
@@ -676,6 +660,7 @@ impl<'a> Trainer<'a> {
 
     /// Logs the summary and makes sure `best/` exists.
     fn finish(mut self) -> Result<TrainOutcome> {
+        self.settle_losses()?;
         let timing = &self.timing;
         let examples = self.run_examples;
         self.log.write(&LogRecord::Summary(RunSummary {

@@ -254,3 +254,25 @@ fn diverging_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint() {
     let last = format!("{}/last", f.out("nan"));
     assert_ok(&bin().args(["encode", "-m", &last, "--device", "cpu", "-q", "fine"]).output().unwrap());
 }
+
+/// Losses are read back once per logging window, not every step: a loss that diverges inside
+/// a window of 25 steps is still found at its own step, the one a window of 1 step reports.
+#[test]
+fn a_loss_that_diverges_inside_a_logging_window_is_found_at_its_step() {
+    let test = "a_loss_that_diverges_inside_a_logging_window_is_found_at_its_step";
+    let rates = ["--lr-backbone", "1e12", "--lr-projection", "1e12", "--lr-heads", "1e12", "--warmup-steps", "0"];
+    let Some(f) = fixture(test, 50, &rates) else { return };
+    let step_named = |log_every: &str, run: &str| {
+        let mut args = f.args.clone();
+        args.extend(["--log-every", log_every, "--out", &f.out(run)].map(String::from));
+        let out = bin().args(&args).output().unwrap();
+        assert_clean_error(&out, "became NaN at step");
+        let err = stderr(&out);
+        let at = err.split("at step ").nth(1).unwrap().split(' ').next().unwrap().to_string();
+        assert!(err.contains("no checkpoint had been saved yet"), "{err}");
+        at
+    };
+    let every_step = step_named("1", "each");
+    assert_eq!(step_named("25", "window"), every_step);
+    assert!(every_step.parse::<usize>().unwrap() < 25, "the loss diverged at step {every_step}, not inside the window");
+}
