@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
-use tch::Device;
+use tch::{Device, Tensor};
 
 /// Where build.rs found the wheel's libtorch libraries.
 const TORCH_LIB_DIR: &str = env!("SENTENCE_MTL_TORCH_LIB_DIR");
@@ -157,6 +157,17 @@ pub fn describe(device: Device) -> String {
         Device::Cpu => format!("cpu ({} threads)", tch::get_num_threads()),
         Device::Cuda(i) => format!("cuda:{i}"),
         other => format!("{other:?}"),
+    }
+}
+
+/// A host tensor made for `device`: on a GPU copied from pinned memory without waiting, as
+/// PyTorch's `pin_memory=True` loaders with `non_blocking=True` copies do (a plain copy from
+/// pageable memory makes the host wait for the GPU's queue to drain, every batch); elsewhere
+/// the tensor itself.
+pub fn upload(host: Tensor, device: Device) -> Tensor {
+    match device {
+        Device::Cuda(_) => host.pin_memory(device).to_device_(device, host.kind(), true, false),
+        _ => host.to_device(device),
     }
 }
 

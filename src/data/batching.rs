@@ -3,6 +3,8 @@
 use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
+use crate::device::upload;
+
 /// Pads `sequences` to the longest one: `input_ids [batch, seq]` (pad id in the tail) and
 /// `attention_mask [batch, seq]` (1 = real token), both Int64 on `device`.
 pub fn pad_batch(sequences: &[&[i64]], pad_id: i64, device: Device) -> (Tensor, Tensor) {
@@ -16,8 +18,8 @@ pub fn pad_batch(sequences: &[&[i64]], pad_id: i64, device: Device) -> (Tensor, 
         mask.extend(std::iter::repeat_n(0i64, width - seq.len()));
     }
     let shape = [sequences.len() as i64, width as i64];
-    let ids = Tensor::from_slice(&ids).view(shape).to_device(device);
-    let mask = Tensor::from_slice(&mask).view(shape).to_device(device);
+    let ids = upload(Tensor::from_slice(&ids).view(shape), device);
+    let mask = upload(Tensor::from_slice(&mask).view(shape), device);
     (ids, mask)
 }
 

@@ -9,6 +9,7 @@ use tch::{Device, Tensor};
 use super::losses::label_pair_cosine;
 use super::{TaskScore, TrainBatch, TrainingTask};
 use crate::data::labelled::{LabelSet, LabelledData, UnknownLabelPolicy};
+use crate::device::upload;
 use crate::inference::Encoder;
 use crate::metrics::classification::ConfusionMatrix;
 use crate::model::fused_forward::FusedForward;
@@ -203,7 +204,7 @@ impl TrainingTask for ClassificationTask {
     fn batch(&self, rows: &[usize], device: Device) -> TrainBatch<'_> {
         let texts: Vec<&[i64]> = rows.iter().map(|&r| self.train_tokens[r].as_slice()).collect();
         let classes: Vec<i64> = rows.iter().map(|&r| self.train_classes[r]).collect();
-        TrainBatch::of_columns(vec![texts], Some(Tensor::from_slice(&classes).to_device(device)))
+        TrainBatch::of_columns(vec![texts], Some(upload(Tensor::from_slice(&classes), device)))
     }
 
     fn small_data(&self) -> bool {

@@ -13,6 +13,7 @@ use tch::{Device, Kind, Tensor};
 use super::losses::{cosent, cosine_mse, pairwise_cosine, DEFAULT_SCALE};
 use super::{TaskScore, TrainBatch, TrainingTask};
 use crate::data::scored_pairs::ScoredPairs;
+use crate::device::upload;
 use crate::inference::Encoder;
 use crate::metrics::correlation::{pearson, spearman};
 use crate::model::fused_forward::FusedForward;
@@ -154,7 +155,7 @@ impl TrainingTask for SimilarityTask {
     fn batch(&self, rows: &[usize], device: Device) -> TrainBatch<'_> {
         let columns = self.tokens.iter().map(|column| rows.iter().map(|&r| column[r].as_slice()).collect()).collect();
         let scores: Vec<f32> = rows.iter().map(|&r| self.train.scores[r] as f32).collect();
-        TrainBatch::of_columns(columns, Some(Tensor::from_slice(&scores).to_device(device)))
+        TrainBatch::of_columns(columns, Some(upload(Tensor::from_slice(&scores), device)))
     }
 
     /// The embeddings `[2 * rows, dim]`: first sentences, then second ones.
