@@ -2,9 +2,6 @@
 //! weights, as `torch.autocast` does: on CUDA, and on CPUs with bf16 instructions (AVX-512
 //! BF16 or AMX), where oneDNN runs bf16 matmuls. `auto` picks per device.
 
-use std::fmt;
-use std::str::FromStr;
-
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use tch::Device;
@@ -18,27 +15,7 @@ pub enum Precision {
     Auto,
 }
 
-impl FromStr for Precision {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> Result<Self> {
-        Ok(match s {
-            "fp32" => Self::Fp32,
-            "bf16" => Self::Bf16,
-            "auto" => Self::Auto,
-            other => bail!("unknown --precision '{other}' (expected fp32, bf16 or auto)"),
-        })
-    }
-}
-
-impl fmt::Display for Precision {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Fp32 => "fp32",
-            Self::Bf16 => "bf16",
-            Self::Auto => "auto",
-        })
-    }
-}
+crate::value_names!(Precision, "--precision", [Fp32 => "fp32", Bf16 => "bf16", Auto => "auto"]);
 
 impl Precision {
     /// The precision to run on `device`: `bf16` needs CUDA or a CPU with bf16 instructions

@@ -2,6 +2,7 @@
 //! the one-line message for a bad value); commands turn them into validated settings.
 
 pub mod task_values;
+pub mod value_names;
 
 /// `train --feature-cache-budget`'s default, in MB.
 pub const DEFAULT_FEATURE_CACHE_BUDGET_MB: u64 = 4096;

@@ -1,9 +1,5 @@
 //! Pooling: token hidden states to one vector per sentence, ignoring padding.
 
-use std::fmt;
-use std::str::FromStr;
-
-use anyhow::bail;
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
@@ -41,27 +37,7 @@ impl Pooling {
     }
 }
 
-impl FromStr for Pooling {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> anyhow::Result<Self> {
-        Ok(match s {
-            "mean" => Pooling::Mean,
-            "cls" => Pooling::Cls,
-            "max" => Pooling::Max,
-            other => bail!("unknown pooling '{other}' (expected mean, cls or max)"),
-        })
-    }
-}
-
-impl fmt::Display for Pooling {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Pooling::Mean => "mean",
-            Pooling::Cls => "cls",
-            Pooling::Max => "max",
-        })
-    }
-}
+crate::value_names!(Pooling, "pooling", [Mean => "mean", Cls => "cls", Max => "max"]);
 
 /// Scales each row `[batch, dim]` to unit L2 norm (rows of zeros stay zero).
 pub fn l2_normalize(x: &Tensor) -> Tensor {

@@ -2,10 +2,6 @@
 //! the tasks with their labels. A checkpoint stores it as `sentence_mtl.json`; for a plain
 //! Hugging Face folder it comes from defaults and the sentence-transformers configuration.
 
-use std::fmt;
-use std::str::FromStr;
-
-use anyhow::bail;
 use serde::{Deserialize, Serialize};
 
 use crate::model::pooling::Pooling;
@@ -90,27 +86,7 @@ pub enum TaskKind {
 
 pub const KINDS: [TaskKind; 3] = [TaskKind::Classification, TaskKind::Similarity, TaskKind::Pairs];
 
-impl FromStr for TaskKind {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> anyhow::Result<Self> {
-        Ok(match s {
-            "classification" => Self::Classification,
-            "similarity" => Self::Similarity,
-            "pairs" => Self::Pairs,
-            other => bail!("unknown task kind '{other}' (expected classification, similarity or pairs)"),
-        })
-    }
-}
-
-impl fmt::Display for TaskKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Classification => "classification",
-            Self::Similarity => "similarity",
-            Self::Pairs => "pairs",
-        })
-    }
-}
+crate::value_names!(TaskKind, "task kind", [Classification => "classification", Similarity => "similarity", Pairs => "pairs"]);
 
 impl TaskKind {
     /// Only classification tasks have a head; the others train the embeddings themselves.

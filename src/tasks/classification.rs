@@ -29,25 +29,7 @@ pub enum ClassWeights {
     Balanced,
 }
 
-impl std::str::FromStr for ClassWeights {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> Result<Self> {
-        Ok(match s {
-            "none" => Self::None,
-            "balanced" => Self::Balanced,
-            other => bail!("unknown --class-weights '{other}' (expected none or balanced)"),
-        })
-    }
-}
-
-impl std::fmt::Display for ClassWeights {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::None => "none",
-            Self::Balanced => "balanced",
-        })
-    }
-}
+crate::value_names!(ClassWeights, "--class-weights", [None => "none", Balanced => "balanced"]);
 
 /// Balanced class weights of class ids `classes` (each `< n`): rows / (n x count); a class
 /// without rows gets weight 0 (it never appears as a target).

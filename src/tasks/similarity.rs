@@ -3,10 +3,7 @@
 //! mapped onto [0, 1] by the training range, which the checkpoint records). Scored by the
 //! Spearman and Pearson correlation of cosine and gold score.
 
-use std::fmt;
-use std::str::FromStr;
-
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
@@ -32,25 +29,7 @@ pub enum SimilarityLoss {
     CosineMse,
 }
 
-impl FromStr for SimilarityLoss {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> Result<Self> {
-        Ok(match s {
-            "cosent" => Self::Cosent,
-            "cosine-mse" => Self::CosineMse,
-            other => bail!("unknown --similarity-loss '{other}' (expected cosent or cosine-mse)"),
-        })
-    }
-}
-
-impl fmt::Display for SimilarityLoss {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Cosent => "cosent",
-            Self::CosineMse => "cosine-mse",
-        })
-    }
-}
+crate::value_names!(SimilarityLoss, "--similarity-loss", [Cosent => "cosent", CosineMse => "cosine-mse"]);
 
 pub struct SimilarityTask {
     source: TaskSource,

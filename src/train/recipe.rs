@@ -2,10 +2,6 @@
 //! warm-up, schedule, label smoothing), each overridden by its own flag. `seed` keeps the
 //! seed's illustrative rates; `default` is chosen from the recipe study (docs/recipes.md).
 
-use std::fmt;
-use std::str::FromStr;
-
-use anyhow::bail;
 use serde::{Deserialize, Serialize};
 
 use super::schedule::LrSchedule;
@@ -59,22 +55,4 @@ impl Recipe {
     }
 }
 
-impl FromStr for Recipe {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> anyhow::Result<Self> {
-        Ok(match s {
-            "default" => Self::Default,
-            "seed" => Self::Seed,
-            other => bail!("unknown --recipe '{other}' (expected default or seed)"),
-        })
-    }
-}
-
-impl fmt::Display for Recipe {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Default => "default",
-            Self::Seed => "seed",
-        })
-    }
-}
+crate::value_names!(Recipe, "--recipe", [Default => "default", Seed => "seed"]);

@@ -2,10 +2,6 @@
 //! `get_linear_schedule_with_warmup`), half a cosine down to 0 (`get_cosine_schedule_with_warmup`)
 //! or a constant rate (`get_constant_schedule_with_warmup`).
 
-use std::fmt;
-use std::str::FromStr;
-
-use anyhow::bail;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -17,27 +13,7 @@ pub enum LrSchedule {
     Constant,
 }
 
-impl FromStr for LrSchedule {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> anyhow::Result<Self> {
-        Ok(match s {
-            "linear" => Self::Linear,
-            "cosine" => Self::Cosine,
-            "constant" => Self::Constant,
-            other => bail!("unknown --lr-schedule '{other}' (expected linear, cosine or constant)"),
-        })
-    }
-}
-
-impl fmt::Display for LrSchedule {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Linear => "linear",
-            Self::Cosine => "cosine",
-            Self::Constant => "constant",
-        })
-    }
-}
+crate::value_names!(LrSchedule, "--lr-schedule", [Linear => "linear", Cosine => "cosine", Constant => "constant"]);
 
 impl LrSchedule {
     /// Multiplier of every group's base learning rate at optimizer step `step` (0-based):

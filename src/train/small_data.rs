@@ -7,10 +7,6 @@
 //! classification task with at most [`ROWS_PER_CLASS`] training rows per class on average
 //! (docs/recipes.md has the few-shot measurements behind both numbers).
 
-use std::fmt;
-use std::str::FromStr;
-
-use anyhow::bail;
 use serde::{Deserialize, Serialize};
 
 /// `auto` turns the mode on for a classification task with at most this many rows per class.
@@ -64,27 +60,7 @@ pub fn announcement(tasks: &[(&str, usize)], planned: usize, total: usize) -> St
     )
 }
 
-impl FromStr for SmallData {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> anyhow::Result<Self> {
-        Ok(match s {
-            "auto" => Self::Auto,
-            "on" => Self::On,
-            "off" => Self::Off,
-            other => bail!("unknown --small-data '{other}' (expected auto, on or off)"),
-        })
-    }
-}
-
-impl fmt::Display for SmallData {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Auto => "auto",
-            Self::On => "on",
-            Self::Off => "off",
-        })
-    }
-}
+crate::value_names!(SmallData, "--small-data", [Auto => "auto", On => "on", Off => "off"]);
 
 #[cfg(test)]
 mod tests {
