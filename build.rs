@@ -57,7 +57,9 @@ fn shim_build(torch_lib_dir: &Path, file: &str) -> cc::Build {
     build
         .cpp(true)
         .file(file)
-        .include(include)
+        .include(&include)
+        // libtorch's C++ API headers (newer c10d headers include them).
+        .include(include.join("torch/csrc/api/include"))
         .flag("-std=c++17")
         .define("_GLIBCXX_USE_CXX11_ABI", abi.as_str())
         .warnings(false)

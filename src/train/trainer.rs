@@ -38,7 +38,7 @@ use crate::model::spec::ModelSpec;
 use crate::model::MultiTaskModel;
 use crate::precision::{self, Precision};
 use crate::progress::Progress;
-use crate::tasks::{self, TrainingTask};
+use crate::tasks::{self, TrainBatch, TrainingTask};
 
 /// How a run ended.
 pub struct TrainOutcome {
@@ -413,20 +413,12 @@ impl<'a> Trainer<'a> {
     /// loss, backward. The loss is weighted by the share's fraction of the batch's rows, so
     /// the ranks' gradients sum to the whole batch's.
     fn micro_batch(&mut self) -> Result<MicroBatch> {
-        let settings = self.settings;
-        let (t, rows) = self.state.sampler.next_batch();
+        let (t, rows) = self.draw()?;
         let task = &self.tasks[t];
-        if let Some(plan) = &mut self.batch_plan {
-            let line = serde_json::json!({"step": self.state.step, "task": task.source().name, "rows": rows});
-            writeln!(plan, "{line}")?;
-        }
         let (rank, world) = self.group.map_or((0, 1), |g| (g.rank(), g.world()));
-        // Dropout masks depend only on (seed, batch number, rank): a resumed run draws the same ones.
-        tch::manual_seed(settings.seed as i64 + 1 + (self.state.micro_batches as i64) * world as i64 + rank as i64);
-        self.state.micro_batches += 1;
         let mine = data_parallel::share(&rows, rank, world);
         let mut drawn = MicroBatch { task: t, rows: rows.len(), loss: Tensor::from(0f32), tokens: 0, padded_tokens: 0 };
-        let gathered = match (self.group, settings.gather_across_ranks, task.in_batch_negatives_scale()) {
+        let gathered = match (self.group, self.settings.gather_across_ranks, task.in_batch_negatives_scale()) {
             (Some(group), true, Some(scale)) => Some((RankShares::new(group, rows.len()), scale)),
             _ => None,
         };
@@ -434,15 +426,8 @@ impl<'a> Trainer<'a> {
             return Ok(drawn);
         }
         let batch = task.batch(mine, self.loaded.device);
-        let outputs = match mine.is_empty() {
-            true => Tensor::zeros([0, self.embedding_dim()], (Kind::Float, self.loaded.device)),
-            false => precision::autocast(self.precision, self.loaded.device, || {
-                let forward = self.loaded.forward();
-                task.outputs(&forward, &self.sentence_features(&forward, &batch.texts)?)
-            })?,
-        };
-        let outputs = outputs.to_kind(Kind::Float);
-        let weight = task.source().weight / settings.grad_accum as f64;
+        let outputs = self.outputs(task.as_ref(), &batch)?;
+        let weight = task.source().weight / self.settings.grad_accum as f64;
         match gathered {
             Some((shares, scale)) => {
                 let objective =
@@ -460,6 +445,33 @@ impl<'a> Trainer<'a> {
         }
         (drawn.tokens, drawn.padded_tokens) = (batch.tokens(), batch.padded_tokens());
         Ok(drawn)
+    }
+
+    /// The next batch's task and rows (recorded in `--save-batch-plan`), with dropout seeded
+    /// for it: masks depend only on (seed, batch number, rank), so a resumed run draws the same.
+    fn draw(&mut self) -> Result<(usize, Vec<usize>)> {
+        let (t, rows) = self.state.sampler.next_batch();
+        if let Some(plan) = &mut self.batch_plan {
+            let line = serde_json::json!({"step": self.state.step, "task": self.tasks[t].source().name, "rows": rows});
+            writeln!(plan, "{line}")?;
+        }
+        let (rank, world) = self.group.map_or((0, 1), |g| (g.rank(), g.world()));
+        let batch_number = self.state.micro_batches as i64 * world as i64 + rank as i64;
+        tch::manual_seed(self.settings.seed as i64 + 1 + batch_number);
+        self.state.micro_batches += 1;
+        Ok((t, rows))
+    }
+
+    /// What `task`'s loss reads for this rank's `batch`, in fp32 (`[0, dim]` for an empty share).
+    fn outputs(&self, task: &dyn TrainingTask, batch: &TrainBatch) -> Result<Tensor> {
+        if batch.rows == 0 {
+            return Ok(Tensor::zeros([0, self.embedding_dim()], (Kind::Float, self.loaded.device)));
+        }
+        let outputs = precision::autocast(self.precision, self.loaded.device, || {
+            let forward = self.loaded.forward();
+            task.outputs(&forward, &self.sentence_features(&forward, &batch.texts)?)
+        })?;
+        Ok(outputs.to_kind(Kind::Float))
     }
 
     /// Width of the sentence features and embeddings: the projection's, else the hidden size.
