@@ -141,7 +141,7 @@ pub fn clip_grad_norm(grads: &mut [Tensor], max_norm: f64) -> Result<Tensor> {
 
 /// The first non-empty line of a NUL-terminated message the C++ side wrote into `buffer`
 /// (libtorch's messages go on with a C++ backtrace).
-fn first_line(buffer: &[libc::c_char]) -> String {
+pub(crate) fn first_line(buffer: &[libc::c_char]) -> String {
     // SAFETY: the buffer was zero-filled and the C++ side writes with snprintf, so it holds a
     // NUL-terminated string.
     let message = unsafe { std::ffi::CStr::from_ptr(buffer.as_ptr()) }.to_string_lossy();

@@ -10,6 +10,7 @@ use anyhow::{anyhow, bail, Result};
 use tch::Tensor;
 
 use super::launch::Launch;
+use crate::torch_shim::first_line;
 
 extern "C" {
     fn smtl_group_join(
@@ -77,9 +78,7 @@ impl ErrorBuffer {
     }
 
     fn message(&self) -> String {
-        // SAFETY: zero-filled and written with snprintf, so NUL-terminated.
-        let text = unsafe { std::ffi::CStr::from_ptr(self.0.as_ptr()) }.to_string_lossy();
-        text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("").to_string()
+        first_line(&self.0)
     }
 }
 
