@@ -476,7 +476,7 @@ impl<'a> Trainer<'a> {
 
     /// Width of the sentence features and embeddings: the projection's, else the hidden size.
     fn embedding_dim(&self) -> i64 {
-        self.loaded.spec.projection_dim.unwrap_or(self.loaded.config.hidden_size())
+        self.loaded.spec.feature_width(self.loaded.config.hidden_size())
     }
 
     /// After a step's batches: in a data-parallel launch, sums gradients, losses and token
