@@ -56,7 +56,7 @@ impl<'a> Encoder<'a> {
         let bar = progress.bar(texts.len() as u64, "sentences");
         let mut output: Option<Tensor> = None;
         tch::no_grad(|| -> Result<()> {
-            let (rank, world) = self.group.map_or((0, 1), |g| (g.rank(), g.world()));
+            let (rank, world) = crate::distributed::rank_and_world(self.group);
             for (number, batch) in length_sorted_batches(&lengths, self.batch).into_iter().enumerate() {
                 if number % world != rank {
                     continue;

@@ -5,9 +5,10 @@ use std::time::Instant;
 use anyhow::Result;
 use tch::{Kind, Tensor};
 
-use super::runtime::{encoder, is_main, join_launch, open_model};
+use super::runtime::{encoder, join_launch, open_model};
 use crate::cli::EncodeArgs;
 use crate::data::sentences::read_sentences;
+use crate::distributed::is_main;
 use crate::model::pooling::l2_normalize;
 use crate::model::spec::SpecOverrides;
 use crate::output::embeddings::{write_embeddings, EmbeddingFormat};

@@ -9,10 +9,11 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 
-use super::runtime::{encoder, is_main, join_launch, open_model};
+use super::runtime::{encoder, join_launch, open_model};
 use crate::atomic_write;
 use crate::cli::task_values::{PerTask, TaskArg};
 use crate::cli::EvalArgs;
+use crate::distributed::is_main;
 use crate::inference::Encoder;
 use crate::model::loaded::LoadedModel;
 use crate::model::spec::{SpecOverrides, TaskKind};

@@ -3,9 +3,10 @@
 use anyhow::Result;
 use tch::Kind;
 
-use super::runtime::{encoder, is_main, join_launch, open_model};
+use super::runtime::{encoder, join_launch, open_model};
 use crate::cli::PredictArgs;
 use crate::data::sentences::read_sentences;
+use crate::distributed::is_main;
 use crate::model::spec::SpecOverrides;
 use crate::output::predictions::{write_predictions, Prediction, PredictionFormat};
 use crate::output::write_output;

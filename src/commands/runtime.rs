@@ -10,7 +10,7 @@ use crate::checkpoint;
 use crate::cli::{DeviceArgs, ModelArgs};
 use crate::data::batching::BatchLimit;
 use crate::device;
-use crate::distributed::{Launch, ProcessGroup};
+use crate::distributed::{device_for, is_main, Launch, ProcessGroup};
 use crate::inference::Encoder;
 use crate::model::loaded::LoadedModel;
 use crate::model::spec::SpecOverrides;
@@ -26,19 +26,11 @@ pub fn join_launch(args: &DeviceArgs) -> Result<Option<ProcessGroup>> {
     Ok(Some(ProcessGroup::join(&launch, Duration::from_secs(args.dist_timeout))?))
 }
 
-/// Whether this process writes results: the only one, or rank 0 of a launch.
-pub fn is_main(group: Option<&ProcessGroup>) -> bool {
-    group.is_none_or(|g| g.launch.is_main())
-}
-
 /// Sets the thread count and resolves `--device` against this machine (in a launch, CUDA
 /// means this rank's `cuda:LOCAL_RANK`).
 pub fn prepare_device(args: &DeviceArgs, group: Option<&ProcessGroup>) -> Result<Device> {
     device::set_threads(args.threads)?;
-    Ok(match (args.device.resolve()?, group) {
-        (Device::Cuda(_), Some(group)) => Device::Cuda(group.launch.local_rank),
-        (device, _) => device,
-    })
+    Ok(device_for(args.device.resolve()?, group))
 }
 
 /// The encoder `encode`, `predict` and `eval` run: the model at `--precision`, its batches

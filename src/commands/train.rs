@@ -5,6 +5,7 @@ use anyhow::{bail, Result};
 
 use super::runtime::join_launch;
 use crate::cli::TrainArgs;
+use crate::distributed::is_main;
 use crate::train::overview::score_table;
 use crate::train::settings::TrainSettings;
 use crate::train::trainer::{resume, train, RunOptions};
@@ -14,7 +15,7 @@ const ALLOWED_WITH_RESUME: &[&str] = &["resume", "device", "threads", "quiet", "
 
 pub fn run(args: &TrainArgs) -> Result<()> {
     let group = join_launch(&args.device)?;
-    let main = group.as_ref().is_none_or(|g| g.launch.is_main());
+    let main = is_main(group.as_ref());
     let options = RunOptions {
         // Only rank 0 of a data-parallel launch shows progress and tables.
         quiet: args.quiet || !main,

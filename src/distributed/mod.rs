@@ -10,3 +10,23 @@ pub mod launch;
 
 pub use group::{ProcessGroup, Reduce};
 pub use launch::Launch;
+
+use tch::Device;
+
+/// This process's (rank, world size): (0, 1) outside a launch.
+pub fn rank_and_world(group: Option<&ProcessGroup>) -> (usize, usize) {
+    group.map_or((0, 1), |g| (g.rank(), g.world()))
+}
+
+/// Whether this process writes results and prints: the only one, or rank 0 of a launch.
+pub fn is_main(group: Option<&ProcessGroup>) -> bool {
+    group.is_none_or(|g| g.launch.is_main())
+}
+
+/// The device this process runs on: in a launch, CUDA means this rank's `cuda:LOCAL_RANK`.
+pub fn device_for(device: Device, group: Option<&ProcessGroup>) -> Device {
+    match (device, group) {
+        (Device::Cuda(_), Some(group)) => Device::Cuda(group.launch.local_rank),
+        (device, _) => device,
+    }
+}

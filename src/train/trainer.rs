@@ -30,7 +30,7 @@ use crate::data::sampler::{TaskRows, TaskSampler};
 use crate::device::DeviceChoice;
 use crate::distributed::data_parallel::{self, all_reduce_step, broadcast_weights};
 use crate::distributed::gathered_negatives::RankShares;
-use crate::distributed::{ProcessGroup, Reduce};
+use crate::distributed::{self, ProcessGroup, Reduce};
 use crate::inference::Encoder;
 use crate::model::fused_forward::FusedForward;
 use crate::model::loaded::LoadedModel;
@@ -63,7 +63,7 @@ pub struct RunOptions {
 /// Starts a new run (in a data-parallel launch, rank 0 alone writes the run directory).
 pub fn train(settings: &TrainSettings, options: &RunOptions, group: Option<&ProcessGroup>) -> Result<TrainOutcome> {
     let tasks = read_tasks(settings)?;
-    let main = group.is_none_or(|g| g.launch.is_main());
+    let main = distributed::is_main(group);
     let run = if main {
         let run = RunDir::create(&settings.out, options.overwrite)?;
         run.write_settings(settings, &options.command_line)?;
@@ -212,10 +212,7 @@ impl<'a> Trainer<'a> {
     ) -> Result<Self> {
         let started = Instant::now();
         crate::device::set_threads(settings.threads)?;
-        let device = match (settings.device.resolve()?, group) {
-            (tch::Device::Cuda(_), Some(group)) => tch::Device::Cuda(group.launch.local_rank),
-            (device, _) => device,
-        };
+        let device = distributed::device_for(settings.device.resolve()?, group);
         let precision = settings.precision.resolve(device)?;
         let TrainableModel { model, mut loaded, new_tensors } =
             load_model(settings, &tasks, device, resume_from.as_deref())?;
@@ -244,7 +241,7 @@ impl<'a> Trainer<'a> {
             overview.print()?;
         }
         let cache = build_feature_cache(settings, &loaded, &tasks, options)?;
-        let main = group.is_none_or(|g| g.launch.is_main());
+        let main = distributed::is_main(group);
         let log = if main { RunLog::open(&run.log())? } else { RunLog::discard() };
         let groups = build_groups(&model.vs, num_layers, &learning_rates, settings.weight_decay)?;
         let mut optimizer = AdamW::new(groups);
@@ -342,7 +339,7 @@ impl<'a> Trainer<'a> {
 
     /// Whether this process writes the run's files (rank 0, or the only process).
     fn is_main(&self) -> bool {
-        self.group.is_none_or(|g| g.launch.is_main())
+        distributed::is_main(self.group)
     }
 
     /// The stop signal any rank received this step, so every rank stops after the same step.
@@ -415,7 +412,7 @@ impl<'a> Trainer<'a> {
     fn micro_batch(&mut self) -> Result<MicroBatch> {
         let (t, rows) = self.draw()?;
         let task = &self.tasks[t];
-        let (rank, world) = self.group.map_or((0, 1), |g| (g.rank(), g.world()));
+        let (rank, world) = distributed::rank_and_world(self.group);
         let mine = data_parallel::share(&rows, rank, world);
         let mut drawn = MicroBatch { task: t, rows: rows.len(), loss: Tensor::from(0f32), tokens: 0, padded_tokens: 0 };
         let gathered = match (self.group, self.settings.gather_across_ranks, task.in_batch_negatives_scale()) {
@@ -455,7 +452,7 @@ impl<'a> Trainer<'a> {
             let line = serde_json::json!({"step": self.state.step, "task": self.tasks[t].source().name, "rows": rows});
             writeln!(plan, "{line}")?;
         }
-        let (rank, world) = self.group.map_or((0, 1), |g| (g.rank(), g.world()));
+        let (rank, world) = distributed::rank_and_world(self.group);
         let batch_number = self.state.micro_batches as i64 * world as i64 + rank as i64;
         tch::manual_seed(self.settings.seed as i64 + 1 + batch_number);
         self.state.micro_batches += 1;
