@@ -21,8 +21,23 @@ fn main() {
         .unwrap_or(lib_dir);
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", real_dir.display());
     println!("cargo:rustc-env=SENTENCE_MTL_TORCH_LIB_DIR={}", real_dir.display());
+    println!("cargo:rustc-env=SENTENCE_MTL_LIBTORCH_VERSION={}", libtorch_version(&real_dir));
     compile_torch_shim(&real_dir);
     compile_c10d_shim(&real_dir);
+}
+
+/// The torch wheel's version (`torch/version.py`), shown by `--version`: which build this is
+/// matters on GPUs (CUDA 12.1 in 2.4.0) and under torchrun (its torch must be the same).
+fn libtorch_version(torch_lib_dir: &Path) -> String {
+    let version_file = torch_lib_dir.parent().map(|torch| torch.join("version.py")).unwrap_or_default();
+    println!("cargo:rerun-if-changed={}", version_file.display());
+    std::fs::read_to_string(&version_file)
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|line| Some(line.strip_prefix("__version__ = ")?.trim_matches(['\'', '"']).to_string()))
+        })
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// `csrc/torch_shim.cpp`: libtorch features tch does not expose (bf16 autocast, fused AdamW).
@@ -47,12 +62,15 @@ fn compile_c10d_shim(torch_lib_dir: &Path) {
     shim_build(torch_lib_dir, "csrc/c10d_shim.cpp").include(gloo_include).compile("smtl_c10d_shim");
 }
 
-/// A C++17 build of one shim file against the wheel's headers.
+/// A C++17 (C++20 for newer libtorch) build of one shim file against the wheel's headers.
 fn shim_build(torch_lib_dir: &Path, file: &str) -> cc::Build {
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
     let include = torch_lib_dir.parent().map(|torch| torch.join("include")).unwrap_or_default();
     // The PyPI wheel uses the pre-C++11 string ABI; the shims' signatures do not depend on it.
     let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "0".into());
+    // Newer libtorch headers (2.15's; 2.11's did not yet) refuse anything older than C++20.
+    let aten = std::fs::read_to_string(include.join("ATen/ATen.h")).unwrap_or_default();
+    let standard = if aten.contains("C++20 or later") { "-std=c++20" } else { "-std=c++17" };
     let mut build = cc::Build::new();
     build
         .cpp(true)
@@ -60,7 +78,7 @@ fn shim_build(torch_lib_dir: &Path, file: &str) -> cc::Build {
         .include(&include)
         // libtorch's C++ API headers (newer c10d headers include them).
         .include(include.join("torch/csrc/api/include"))
-        .flag("-std=c++17")
+        .flag(standard)
         .define("_GLIBCXX_USE_CXX11_ABI", abi.as_str())
         .warnings(false)
         .opt_level(2);

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: setup with the Python reference stack (venv,
-# model, release build), formatting and lint checks, then every unit and end-to-end test.
+# model, release build), formatting and lint checks, then every unit and end-to-end test;
+# then the same tests against the current-libtorch build (torch 2.15.0, CUDA 13.2, for GPUs
+# the default 2.4.0 cannot drive), installed with its CUDA libraries so that its torchrun
+# can launch that build (scripts/build-for-torch.sh; docs/gpu.md).
 # Tests that need the venv, the real model or ../shared/data fail here rather than skip
 # (SENTENCE_MTL_REQUIRE_ALL=1). Arguments, if any, go to `cargo test` instead.
 set -euo pipefail
@@ -20,3 +23,5 @@ echo "[test] cargo test --release (unit tests, then end-to-end tests of the bina
 SENTENCE_MTL_REQUIRE_ALL=1 cargo test --release --locked -- --skip train::cuda_training
 echo "[test] the CUDA test, output shown (on a machine without a GPU it says SKIPPED)" >&2
 cargo test --release --locked --test e2e train::cuda_training -- --nocapture
+echo "[test] the same tests against the current libtorch (scripts/build-for-torch.sh --run-tests --cuda current)" >&2
+scripts/build-for-torch.sh --run-tests --cuda current

@@ -108,14 +108,25 @@ impl ProcessGroup {
             )
         };
         if handle.is_null() {
+            // c10d's store protocol changes between torch versions: a worker built on one
+            // cannot talk to the agent of another, and only sees the connection closed.
+            let agent_hint = if launch.agent_store_prefix.is_some() {
+                format!(
+                    "; under torchrun, its torch must be the version this binary is built on (libtorch {})",
+                    env!("SENTENCE_MTL_LIBTORCH_VERSION")
+                )
+            } else {
+                String::new()
+            };
             bail!(
-                "rank {}: cannot join the process group of {} at {}:{} within {}s (MASTER_ADDR, MASTER_PORT; --dist-timeout): {}",
+                "rank {}: cannot join the process group of {} at {}:{} within {}s (MASTER_ADDR, MASTER_PORT; --dist-timeout): {}{}",
                 launch.rank,
                 launch.world,
                 launch.master_addr,
                 launch.master_port,
                 timeout.as_secs(),
-                error.message()
+                error.message(),
+                agent_hint
             );
         }
         Ok(Self { handle, launch: launch.clone(), timeout })

@@ -296,16 +296,54 @@ fn a_resumed_two_rank_run_ends_where_an_uninterrupted_one_does() {
     assert_eq!(difference, 0.0, "resumed 2-rank run differs from the uninterrupted one");
 }
 
+/// The binary's libtorch release ("2.15.0" of "sentence-mtl 0.1.0 (libtorch 2.15.0+cu132)").
+fn libtorch_release() -> String {
+    let version = stdout(&bin().arg("--version").output().unwrap());
+    let inner = version.split("(libtorch ").nth(1).unwrap_or_default();
+    inner.split(['+', ')']).next().unwrap_or_default().to_string()
+}
+
+/// A Python whose torch is `release`, with the PYTHONPATH that selects it: the venv's own, or
+/// the one `scripts/build-for-torch.sh --cuda VERSION` installs beside it (importable only
+/// with its CUDA libraries, hence --cuda).
+fn python_with_torch(python: &Path, release: &str) -> Option<(PathBuf, Option<PathBuf>)> {
+    let torch_version = |pythonpath: Option<&Path>| {
+        let mut cmd = Command::new(python);
+        cmd.args(["-c", "import importlib.metadata as m; print(m.version('torch'))"]);
+        if let Some(path) = pythonpath {
+            cmd.env("PYTHONPATH", path);
+        }
+        cmd.output().ok().map(|out| stdout(&out).trim().split('+').next().unwrap_or_default().to_string())
+    };
+    if torch_version(None).as_deref() == Some(release) {
+        return Some((python.to_path_buf(), None));
+    }
+    let beside = root().join(format!(".venv/torch-{release}"));
+    (beside.join(".with-cuda").is_file() && torch_version(Some(&beside)).as_deref() == Some(release))
+        .then(|| (python.to_path_buf(), Some(beside)))
+}
+
 /// `torchrun --no-python` launches it as PyTorch users launch their scripts: torchrun's agent
 /// serves the rendezvous store, and the workers find it from the variables torchrun sets.
+/// c10d's store protocol differs between torch versions (a 2.15 worker cannot join a 2.4
+/// agent), so torchrun must come from the torch this binary is built on.
 #[test]
 fn torchrun_launches_it() {
     let test = "torchrun_launches_it";
     let Some(s) = setup(test) else { return };
     let Some(python) = python(test) else { return };
+    let release = libtorch_release();
+    let Some((python, pythonpath)) = python_with_torch(&python, &release) else {
+        eprintln!(
+            "\n*** SKIPPED {test}: no torch {release} for torchrun (this binary's libtorch; `scripts/build-for-torch.sh --cuda {release}` installs one) ***\n"
+        );
+        return;
+    };
     let run = s.dir.path().join("run");
     let mut args = vec![
-        "--no-python".to_string(),
+        "-m".to_string(),
+        "torch.distributed.run".into(),
+        "--no-python".into(),
         "--nproc-per-node".into(),
         "2".into(),
         "--master-port".into(),
@@ -313,7 +351,11 @@ fn torchrun_launches_it() {
         env!("CARGO_BIN_EXE_sentence-mtl").into(),
     ];
     args.extend(train_args(&s.model, &s.data, &run, 6, &[]));
-    let out = Command::new(python.with_file_name("torchrun")).args(&args).env("OMP_NUM_THREADS", "1").output().unwrap();
+    let mut torchrun = Command::new(python);
+    if let Some(path) = pythonpath {
+        torchrun.env("PYTHONPATH", path);
+    }
+    let out = torchrun.args(&args).env("OMP_NUM_THREADS", "1").output().unwrap();
     assert!(out.status.success(), "torchrun failed:\n{}", stderr(&out));
     assert!(stdout(&out).contains("trained to step 6"), "{}", stdout(&out));
     let state: serde_json::Value =
