@@ -56,7 +56,8 @@ if [[ "$torch_arg" =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]]; then
     rm -rf "$install" "$install.tmp"
     if [ "$cuda" = 1 ]; then
       say "installing torch $torch_arg with its CUDA libraries into .venv/torch-$torch_arg (several GB)"
-      pip install --target "$install.tmp" "torch==$torch_arg"
+      # --no-warn-conflicts: pip would compare these with the .venv's packages, which they do not join.
+      pip install --no-warn-conflicts --target "$install.tmp" "torch==$torch_arg"
       touch "$install.tmp/.with-cuda"
     else
       say "installing the torch $torch_arg wheel with CUDA's runtime and CUPTI into .venv/torch-$torch_arg"

@@ -11,6 +11,9 @@
 #   references  the plain PyTorch loop (backbone 2e-5, projection 1e-4, heads 1e-3, constant,
 #               no warm-up, shuffled round-robin batches) and HF Trainer at its defaults (one
 #               task at a time) at 3 epochs, on the same data
+#   seeds       TweetEval (400 dev rows: one seed is a coarse comparison) with seeds 1, 2, 3:
+#               the default recipe, the default with backbone 4e-5 and 2e-5, and both
+#               references; mean and spread per configuration
 # Prints markdown tables; runs go to runs/recipes/.
 #   scripts/recipe-study.sh [grid] [confirm] [references]     (default: all)
 # THREADS=N sets the thread count (default: all cores). A run whose wall time is recorded is
@@ -18,9 +21,9 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-parts=("$@"); [ ${#parts[@]} -eq 0 ] && parts=(grid confirm references)
+parts=("$@"); [ ${#parts[@]} -eq 0 ] && parts=(grid confirm references seeds)
 for part in "${parts[@]}"; do
-  case "$part" in grid|confirm|references) ;; *) echo "recipe-study.sh: unknown part $part (grid, confirm, references)" >&2; exit 2 ;; esac
+  case "$part" in grid|confirm|references|seeds) ;; *) echo "recipe-study.sh: unknown part $part (grid, confirm, references, seeds)" >&2; exit 2 ;; esac
 done
 scripts/setup.sh --reference >&2
 threads="${THREADS:-$(nproc)}"
@@ -75,6 +78,19 @@ for part in "${parts[@]}"; do
         timed "hf/$name" .venv/bin/python scripts/reference/hf_trainer_reference.py --model "$model" \
           --train "${files%,*}" --dev "${files#*,}" --epochs 3 --threads "$threads" --out "$out/hf/$name.json"
       done
+      ;;
+    seeds)
+      for seed in 1 2 3; do
+        for lr in 8e-5 4e-5 2e-5; do
+          timed "seeds/ours-lr$lr-seed$seed" "${train[@]}" --seed "$seed" --lr-backbone "$lr" --task "$tweeteval" --out "$out/seeds/ours-lr$lr-seed$seed"
+        done
+        timed "seeds/hf-seed$seed" .venv/bin/python scripts/reference/hf_trainer_reference.py --model "$model" --seed "$seed" \
+          --train "$out/data/tweeteval_train.csv" --dev "$out/data/tweeteval_dev.csv" --epochs 3 --threads "$threads" --out "$out/seeds/hf-seed$seed.json"
+        timed "seeds/plain-seed$seed" .venv/bin/python scripts/reference/train_reference.py --model "$model" --threads "$threads" --shuffle \
+          --lr-backbone 2e-5 --lr-projection 1e-4 --lr-heads 1e-3 --layer-decay 1 --warmup-ratio 0 --schedule constant \
+          --seed "$seed" --task "$tweeteval" --max-steps 150 --out "$out/seeds/plain-seed$seed.json"
+      done
+      .venv/bin/python scripts/reference/seed_summary.py "$out/seeds" | tee "$out/seeds.md"
       ;;
   esac
 done
