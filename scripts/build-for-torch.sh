@@ -54,6 +54,7 @@ if [[ "$torch_arg" =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]]; then
   pip() { "$python_bin" -m pip --disable-pip-version-check --no-cache-dir --quiet "$@"; }
   if [ ! -f "$install/torch/lib/libtorch_cpu.so" ] || { [ "$cuda" = 1 ] && [ ! -f "$install/.with-cuda" ]; }; then
     rm -rf "$install" "$install.tmp"
+    trap 'rm -rf "$install.tmp"' EXIT
     if [ "$cuda" = 1 ]; then
       say "installing torch $torch_arg with its CUDA libraries into .venv/torch-$torch_arg (several GB)"
       # --no-warn-conflicts: pip would compare these with the .venv's packages, which they do not join.
@@ -93,6 +94,7 @@ PY
       rm -rf "$install.tmp/wheels"
     fi
     mv "$install.tmp" "$install"
+    trap - EXIT
   fi
   torch_arg="$install/torch"
 fi
