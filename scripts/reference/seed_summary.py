@@ -1,41 +1,53 @@
-"""The seeds part of the recipe study (scripts/recipe-study.sh seeds): TweetEval dev accuracy
-and macro-F1 per configuration and seed, with the mean and the range over seeds; runs not made
-are left out.
+"""The seed parts of the recipe study (scripts/recipe-study.sh seeds | multitask-seeds): dev
+accuracy and macro-F1 per configuration, task and seed, with the mean and the range over
+seeds; runs not finished are left out.
 
-usage: seed_summary.py DIR   (DIR: runs/recipes/seeds)
+usage: seed_summary.py DIR TITLE [TASK]   (TASK names the one task of HF Trainer's results; DIR: runs/recipes/seeds or runs/recipes/multitask-seeds;
+                                    runs are named CONFIG-seedN, sentence-mtl's as folders,
+                                    the references' as CONFIG-seedN.json)
 """
 import glob, json, os, re, statistics, sys
 
-folder = sys.argv[1]
+folder, title = sys.argv[1], sys.argv[2]
+single_task = sys.argv[3] if len(sys.argv) > 3 else "the task"
 
 
 def ours(run):
     records = [json.loads(line) for line in open(f"{run}/train_log.jsonl")]
-    last = [r for r in records if r["type"] == "eval"][-1]["tasks"]["tweeteval"]
-    return last["accuracy"], last["macro_f1"]
+    last = [r for r in records if r["type"] == "eval"][-1]["tasks"]
+    return {task: (s["accuracy"], s["macro_f1"]) for task, s in last.items()}
 
 
 def reference(path):
     dev = json.load(open(path))["dev"]
-    dev = dev.get("tweeteval", dev)
-    return dev["accuracy"], dev["macro_f1"]
+    return {t: (s["accuracy"], s["macro_f1"]) for t, s in dev.items()} if "accuracy" not in dev else {single_task: (dev["accuracy"], dev["macro_f1"])}
 
 
-results = {}
+def label(config):
+    fixed = {"hf": "HF Trainer (defaults: 5e-5, linear)", "plain": "plain PyTorch loop (2e-5, constant)"}
+    if config in fixed:
+        return fixed[config]
+    if config.startswith("ours-lr"):
+        rate = config.removeprefix("ours-lr")
+        return "sentence-mtl, default (backbone 8e-5)" if rate == "8e-5" else f"sentence-mtl, backbone {rate}"
+    return "sentence-mtl, default: " + config.replace("-", " ")
+
+
+results = {}  # (config, task) -> {seed: (accuracy, macro_f1)}
 for path in sorted(glob.glob(f"{folder}/*")):
-    name = os.path.basename(path)
-    if name.endswith((".time", ".stdout")) or not os.path.exists(f"{path}.time" if os.path.isdir(path) else path[:-5] + ".time"):
+    name = os.path.basename(path).removesuffix(".json")
+    if path.endswith((".time", ".stdout")) or not os.path.exists(f"{folder}/{name}.time"):
         continue
-    config, seed = re.match(r"(.*)-seed(\d+)", name.removesuffix(".json")).groups()
-    results.setdefault(config, {})[int(seed)] = ours(path) if os.path.isdir(path) else reference(path)
+    config, seed = re.match(r"(.*)-seed(\d+)$", name).groups()
+    for task, scores in (ours(path) if os.path.isdir(path) else reference(path)).items():
+        results.setdefault((config, task), {})[int(seed)] = scores
 
-labels = {"hf": "HF Trainer (defaults: 5e-5, linear)", "plain": "plain PyTorch loop (2e-5, constant)"}
-print("\nTweetEval, 3 epochs, batch 32, fp32, final dev evaluation (400 rows); accuracy / macro-F1 per seed\n")
-print("| configuration | seed 1 | seed 2 | seed 3 | mean accuracy (min-max) | mean macro-F1 (min-max) |")
-print("|---|---:|---:|---:|---:|---:|")
-for config, by_seed in results.items():
-    label = labels.get(config) or "sentence-mtl, backbone " + config.removeprefix("ours-lr")
-    cells = [f"{100 * by_seed[s][0]:.1f} / {100 * by_seed[s][1]:.1f}" if s in by_seed else "" for s in (1, 2, 3)]
+seeds = sorted({seed for by_seed in results.values() for seed in by_seed})
+print(f"\n{title}; dev accuracy / macro-F1 per seed\n")
+print("| configuration | task | " + " | ".join(f"seed {s}" for s in seeds) + " | mean accuracy (min-max) | mean macro-F1 (min-max) |")
+print("|---|---|" + "---:|" * (len(seeds) + 2))
+for (config, task), by_seed in results.items():
+    cells = [f"{100 * by_seed[s][0]:.1f} / {100 * by_seed[s][1]:.1f}" if s in by_seed else "" for s in seeds]
     acc = [100 * a for a, _ in by_seed.values()]
     f1 = [100 * f for _, f in by_seed.values()]
-    print(f"| {label} | {' | '.join(cells)} | {statistics.mean(acc):.1f} ({min(acc):.1f}-{max(acc):.1f}) | {statistics.mean(f1):.1f} ({min(f1):.1f}-{max(f1):.1f}) |")
+    print(f"| {label(config)} | {task} | {' | '.join(cells)} | {statistics.mean(acc):.1f} ({min(acc):.1f}-{max(acc):.1f}) | {statistics.mean(f1):.1f} ({min(f1):.1f}-{max(f1):.1f}) |")
