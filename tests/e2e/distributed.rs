@@ -296,31 +296,33 @@ fn a_resumed_two_rank_run_ends_where_an_uninterrupted_one_does() {
     assert_eq!(difference, 0.0, "resumed 2-rank run differs from the uninterrupted one");
 }
 
-/// The binary's libtorch release ("2.15.0" of "sentence-mtl 0.1.0 (libtorch 2.15.0+cu132)").
-fn libtorch_release() -> String {
-    let version = stdout(&bin().arg("--version").output().unwrap());
-    let inner = version.split("(libtorch ").nth(1).unwrap_or_default();
-    inner.split(['+', ')']).next().unwrap_or_default().to_string()
-}
-
-/// A Python whose torch is `release`, with the PYTHONPATH that selects it: the venv's own, or
-/// the one `scripts/build-for-torch.sh --cuda VERSION` installs beside it (importable only
-/// with its CUDA libraries, hence --cuda).
-fn python_with_torch(python: &Path, release: &str) -> Option<(PathBuf, Option<PathBuf>)> {
-    let torch_version = |pythonpath: Option<&Path>| {
+/// torchrun (`python -m torch.distributed.run`) of a torch whose version is `release`: the
+/// venv's own, or the one `scripts/build-for-torch.sh --cuda VERSION` installs beside it
+/// (importable only with its CUDA libraries, hence --cuda).
+fn torchrun_of(python: &Path, release: &str) -> Option<Command> {
+    let python_with = |pythonpath: Option<&Path>| {
         let mut cmd = Command::new(python);
-        cmd.args(["-c", "import importlib.metadata as m; print(m.version('torch'))"]);
         if let Some(path) = pythonpath {
             cmd.env("PYTHONPATH", path);
         }
-        cmd.output().ok().map(|out| stdout(&out).trim().split('+').next().unwrap_or_default().to_string())
+        cmd
     };
-    if torch_version(None).as_deref() == Some(release) {
-        return Some((python.to_path_buf(), None));
-    }
+    let torch_release = |pythonpath: Option<&Path>| {
+        let out =
+            python_with(pythonpath).args(["-c", "import importlib.metadata as m; print(m.version('torch'))"]).output();
+        out.ok().map(|out| stdout(&out).trim().split('+').next().unwrap_or_default().to_string())
+    };
     let beside = root().join(format!(".venv/torch-{release}"));
-    (beside.join(".with-cuda").is_file() && torch_version(Some(&beside)).as_deref() == Some(release))
-        .then(|| (python.to_path_buf(), Some(beside)))
+    let pythonpath = if torch_release(None).as_deref() == Some(release) {
+        None
+    } else if beside.join(".with-cuda").is_file() && torch_release(Some(&beside)).as_deref() == Some(release) {
+        Some(beside.as_path())
+    } else {
+        return None;
+    };
+    let mut torchrun = python_with(pythonpath);
+    torchrun.args(["-m", "torch.distributed.run"]);
+    Some(torchrun)
 }
 
 /// `torchrun --no-python` launches it as PyTorch users launch their scripts: torchrun's agent
@@ -332,8 +334,9 @@ fn torchrun_launches_it() {
     let test = "torchrun_launches_it";
     let Some(s) = setup(test) else { return };
     let Some(python) = python(test) else { return };
-    let release = libtorch_release();
-    let Some((python, pythonpath)) = python_with_torch(&python, &release) else {
+    // The libtorch this binary (and this test) is built on: "2.15.0" of "2.15.0+cu132".
+    let release = env!("SENTENCE_MTL_LIBTORCH_VERSION").split('+').next().unwrap_or_default();
+    let Some(mut torchrun) = torchrun_of(&python, release) else {
         eprintln!(
             "\n*** SKIPPED {test}: no torch {release} for torchrun (this binary's libtorch; `scripts/build-for-torch.sh --cuda {release}` installs one) ***\n"
         );
@@ -341,9 +344,7 @@ fn torchrun_launches_it() {
     };
     let run = s.dir.path().join("run");
     let mut args = vec![
-        "-m".to_string(),
-        "torch.distributed.run".into(),
-        "--no-python".into(),
+        "--no-python".to_string(),
         "--nproc-per-node".into(),
         "2".into(),
         "--master-port".into(),
@@ -351,10 +352,6 @@ fn torchrun_launches_it() {
         env!("CARGO_BIN_EXE_sentence-mtl").into(),
     ];
     args.extend(train_args(&s.model, &s.data, &run, 6, &[]));
-    let mut torchrun = Command::new(python);
-    if let Some(path) = pythonpath {
-        torchrun.env("PYTHONPATH", path);
-    }
     let out = torchrun.args(&args).env("OMP_NUM_THREADS", "1").output().unwrap();
     assert!(out.status.success(), "torchrun failed:\n{}", stderr(&out));
     assert!(stdout(&out).contains("trained to step 6"), "{}", stdout(&out));
