@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Few labelled examples (docs/recipes.md, "Few examples"): 8 and 64 training rows per class,
-# drawn with seed 20261202 from SST-2's and TREC's training files by
-# scripts/reference/draw_per_class.py, trained with `sentence-mtl train` at its defaults (small-
+# drawn from SST-2's and TREC's training files by scripts/reference/draw_per_class.py, once per
+# draw seed (DRAWS, default 20261202; with 16 rows the draw moves a score by points), trained with `sentence-mtl train` at its defaults (small-
 # data mode turns itself on) and with SetFit (scripts/reference/setfit_reference.py), both with no
 # dev set, then scored once on the full dev sets. Each draw is copied into its run folder.
-# Prints a markdown table; runs go to runs/fewshot/.
+# Prints a markdown table (with several draws, also their mean and range); runs go to
+# runs/fewshot/, and a run already scored is kept (KEEP=0 reruns it).
 #   scripts/fewshot-study.sh [sentence-mtl] [setfit]     (default: both)
-# THREADS=N sets the thread count (default: all cores).
+# THREADS=N sets the thread count (default: all cores); SETS="sst2 trec", SIZES="8 64" and
+# DRAWS="20261202 20261203 ..." choose the runs.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -21,6 +23,7 @@ parts=" $* "; [ $# -eq 0 ] && parts=" sentence-mtl setfit "
 mkdir -p "$out/draws" "$out/setfit"
 ours() { # NAME TASK DRAW DEV
   local name="$1" task="$2" draw="$3" dev="$4"
+  [ "${KEEP:-1}" = 1 ] && [ -s "$out/ours-$name.json" ] && return
   echo "[fewshot] sentence-mtl $name" >&2
   /usr/bin/time -f %e -o "$out/ours-$name.train_s" "$bin" train --model "$model" --device cpu \
     --threads "$threads" --overwrite --task "$task=$draw" --out "$out/ours/$name" \
@@ -30,34 +33,23 @@ ours() { # NAME TASK DRAW DEV
   cp "$draw" "$out/ours/$name/train_draw.csv"
 }
 setfit() { # NAME DRAW DEV
+  [ "${KEEP:-1}" = 1 ] && [ -s "$out/setfit/$1.json" ] && return
   echo "[fewshot] SetFit $1" >&2
   .venv/bin/python scripts/reference/setfit_reference.py --model "$model" --train "$2" --dev "$3" \
     --threads "$threads" --out "$out/setfit/$1.json" > /dev/null 2> "$out/setfit-$1.stderr"
 }
-for set in sst2 trec; do
+for set in ${SETS:-sst2 trec}; do
   case "$set" in
     sst2) train="$data/sst2/train.csv"; dev="$data/sst2/dev.csv" ;;
     trec) train="$data/trec/train_split.csv"; dev="$data/trec/dev_split.csv" ;;
   esac
-  for k in 8 64; do
-    name="$set-$k"; draw="$out/draws/$name.csv"
-    .venv/bin/python scripts/reference/draw_per_class.py "$train" "$draw" "$k" 20261202
-    [[ "$parts" == *" sentence-mtl "* ]] && ours "$name" "$set" "$draw" "$dev"
-    [[ "$parts" == *" setfit "* ]] && setfit "$name" "$draw" "$dev"
+  for k in ${SIZES:-8 64}; do
+    for draw_seed in ${DRAWS:-20261202}; do
+      name="$set-$k-draw$draw_seed"; draw="$out/draws/$name.csv"
+      .venv/bin/python scripts/reference/draw_per_class.py "$train" "$draw" "$k" "$draw_seed"
+      if [[ "$parts" == *" sentence-mtl "* ]]; then ours "$name" "$set" "$draw" "$dev"; fi
+      if [[ "$parts" == *" setfit "* ]]; then setfit "$name" "$draw" "$dev"; fi
+    done
   done
 done
-.venv/bin/python - "$out" <<'PY'
-import json, sys
-out = sys.argv[1]
-print("| task | rows per class | sentence-mtl accuracy / macro-F1 | SetFit accuracy / macro-F1 | sentence-mtl train + score s | SetFit train + score s |")
-print("|---|---:|---:|---:|---:|---:|")
-for task in ("sst2", "trec"):
-    for k in (8, 64):
-        name = f"{task}-{k}"
-        ours = json.load(open(f"{out}/ours-{name}.json"))["tasks"][task]
-        t = {part: float(open(f"{out}/ours-{name}.{part}").read().split()[-1]) for part in ("train_s", "predict_s")}
-        s = json.load(open(f"{out}/setfit/{name}.json"))
-        print(f"| {task} | {k} | {100 * ours['accuracy']:.1f} / {100 * ours['macro_f1']:.1f} | "
-              f"{100 * s['accuracy']:.1f} / {100 * s['macro_f1']:.1f} | {t['train_s']:.0f} + {t['predict_s']:.0f} | "
-              f"{s['train_s']:.0f} + {s['predict_s']:.0f} |")
-PY
+.venv/bin/python scripts/reference/fewshot_summary.py "$out"

@@ -7,19 +7,23 @@
 #              one epoch, batch 32, learning rate 2e-5 for every layer (no layer decay, no
 #              projection), warm-up 10%, weight decay 0.01. Pairs/s over training steps only,
 #              peak RSS of the whole process, dev Spearman (STS-B) or MRR@10 (pairs).
-#   drift      STS-B dev Spearman of the pre-trained model; after multi-task TREC + SST-2 at
-#              sentence-mtl's defaults (one epoch of the two tasks, 434 steps); after TREC +
+#   drift      STS-B dev Spearman of the pre-trained model; after one epoch of STS-B alone at
+#              sentence-mtl's defaults; after multi-task TREC + SST-2 at the defaults (one
+#              epoch of the two tasks, 434 steps); after TREC +
 #              SST-2 + STS-B at the same number of steps, and at as many TREC and SST-2
-#              batches (1.5x the steps); with TREC and SST-2 dev accuracy beside it.
+#              batches (1.5x the steps), and TREC + SST-2 alone at those 651 steps; with TREC
+#              and SST-2 dev accuracy beside it. Seed 42.
+#   drift-seeds  TREC + SST-2 against TREC + SST-2 + STS-B, 651 steps each, with seeds 1, 2, 3
+#              (SEEDS="..." to choose): the difference per seed and its mean.
 # Prints markdown tables.
-#   scripts/measure-embeddings.sh [reference] [drift]     (default: both)
+#   scripts/measure-embeddings.sh [reference] [drift] [drift-seeds]     (default: all)
 # THREADS=N sets the thread count (default: all cores). Runs go to runs/measure-embeddings/.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-parts=("$@"); [ ${#parts[@]} -eq 0 ] && parts=(reference drift)
+parts=("$@"); [ ${#parts[@]} -eq 0 ] && parts=(reference drift drift-seeds)
 for part in "${parts[@]}"; do
-  case "$part" in reference|drift) ;; *) echo "measure-embeddings.sh: unknown part $part (reference, drift)" >&2; exit 2 ;; esac
+  case "$part" in reference|drift|drift-seeds) ;; *) echo "measure-embeddings.sh: unknown part $part (reference, drift, drift-seeds)" >&2; exit 2 ;; esac
 done
 scripts/setup.sh --reference >&2
 threads="${THREADS:-$(nproc)}"
@@ -30,8 +34,9 @@ mkdir -p "$out"
 model=models/all-MiniLM-L6-v2
 bin=target/release/sentence-mtl
 say() { printf '[measure] %s\n' "$*" >&2; }
-timed() { # NAME COMMAND...: runs it, keeping wall time and peak RSS in $out/NAME.time
-  local name="$1"; shift
+timed() { # NAME COMMAND...: runs it, keeping wall time and peak RSS in $out/NAME.time; a run
+  local name="$1"; shift # that has one is kept, so an interrupted part continues (KEEP=0 reruns)
+  if [ "${KEEP:-1}" = 1 ] && [ -s "$out/$name.time" ]; then say "$name: kept from an earlier run"; return; fi
   say "$name: $*"
   /usr/bin/time -f "%e %M" -o "$out/$name.time" "$@" > "$out/$name.stdout"
 }
@@ -42,6 +47,12 @@ pairs="pairs=$out/pairs_train.csv,$out/pairs_dev.csv"
 trec="trec=$data/trec/train_split.csv,$data/trec/dev_split.csv"
 sst2="sst2=$data/sst2/train.csv,$data/sst2/dev.csv"
 train=("$bin" train --model "$model" --device cpu --threads "$threads" --quiet --overwrite)
+evaluate() { # RUN: STS-B (and TREC and SST-2 where RUN trained them) dev metrics of RUN/last
+  local run="$1" tasks=(--task "stsb=$data/stsb/dev.csv")
+  [ "$run" = stsb-alone ] || tasks+=(--task "trec=$data/trec/dev_split.csv" --task "sst2=$data/sst2/dev.csv")
+  timed "eval-$run" "$bin" eval --model "$out/$run/last" --device cpu --threads "$threads" --json -q "${tasks[@]}"
+  cp "$out/eval-$run.stdout" "$out/eval-$run.json"
+}
 recipe=(--epochs 1 --batch-size 32 --lr-backbone 2e-5 --layer-decay 1 --projection-dim 0 --warmup-ratio 0.1 --weight-decay 0.01 --seed 42)
 
 for part in "${parts[@]}"; do
@@ -81,30 +92,28 @@ PY
       timed pretrained "$bin" eval --model "$model" --device cpu --threads "$threads" --json -q \
         --task "stsb=$data/stsb/dev.csv" --task "pairs=$out/pairs_dev.csv"
       cp "$out/pretrained.stdout" "$out/pretrained.json"
+      timed stsb-alone "${train[@]}" --task "$stsb" --epochs 1 --out "$out/stsb-alone"
       timed mtl-classification "${train[@]}" --task "$trec" --task "$sst2" --max-steps 434 --out "$out/mtl-classification"
+      timed mtl-classification-longer "${train[@]}" --task "$trec" --task "$sst2" --max-steps 651 --out "$out/mtl-classification-longer"
       timed mtl-with-stsb "${train[@]}" --task "$trec" --task "$sst2" --task "$stsb" --max-steps 434 --out "$out/mtl-with-stsb"
       timed mtl-with-stsb-longer "${train[@]}" --task "$trec" --task "$sst2" --task "$stsb" --max-steps 651 --out "$out/mtl-with-stsb-longer"
-      for run in mtl-classification mtl-with-stsb mtl-with-stsb-longer; do
-        timed "eval-$run" "$bin" eval --model "$out/$run/last" --device cpu --threads "$threads" --json -q \
-          --task "stsb=$data/stsb/dev.csv" --task "trec=$data/trec/dev_split.csv" --task "sst2=$data/sst2/dev.csv"
-        cp "$out/eval-$run.stdout" "$out/eval-$run.json"
+      for run in stsb-alone mtl-classification mtl-classification-longer mtl-with-stsb mtl-with-stsb-longer; do
+        evaluate "$run"
       done
-      .venv/bin/python - "$out" "$threads" <<'PY'
-import json, sys
-out, threads = sys.argv[1], sys.argv[2]
-pre = json.load(open(f"{out}/pretrained.json"))["tasks"]
-print(f"\nSTS-B dev Spearman before and after multi-task training, all-MiniLM-L6-v2, sentence-mtl defaults ({threads} threads; metrics of last/)\n")
-print("| model | steps (TREC / SST-2 / STS-B batches) | STS-B dev Spearman | TREC dev acc | SST-2 dev acc |")
-print("|---|---:|---:|---:|---:|")
-print(f"| pre-trained | - | {100 * pre['stsb']['spearman']:.2f} | - | - |")
-for run, label in [("mtl-classification", "TREC + SST-2"), ("mtl-with-stsb", "TREC + SST-2 + STS-B"), ("mtl-with-stsb-longer", "TREC + SST-2 + STS-B")]:
-    tasks = json.load(open(f"{out}/eval-{run}.json"))["tasks"]
-    plan = [json.loads(l) for l in open(f"{out}/{run}/train_log.jsonl") if '"summary"' in l][-1]
-    steps = plan["step"]
-    n = 3 if "stsb" in run else 2
-    per = " / ".join(str((steps - i + n - 1) // n) for i in range(n))
-    print(f"| {label} | {steps} ({per}) | {100 * tasks['stsb']['spearman']:.2f} | {100 * tasks['trec']['accuracy']:.2f} | {100 * tasks['sst2']['accuracy']:.2f} |")
-PY
+      .venv/bin/python scripts/reference/drift_summary.py "$out" "$threads"
+      ;;
+    drift-seeds)
+      for seed in ${SEEDS:-1 2 3}; do
+        for config in classification with-stsb; do
+          tasks=(--task "$trec" --task "$sst2")
+          [ "$config" = with-stsb ] && tasks+=(--task "$stsb")
+          run="drift-seeds/$config-seed$seed"
+          mkdir -p "$out/drift-seeds" "$out/eval-drift-seeds"
+          timed "$run" "${train[@]}" "${tasks[@]}" --max-steps 651 --seed "$seed" --out "$out/$run"
+          evaluate "$run"
+        done
+      done
+      .venv/bin/python scripts/reference/drift_summary.py "$out" "$threads"
       ;;
   esac
 done
