@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Few labelled examples (docs/recipes.md, "Few examples"): 8 and 64 training rows per class,
 # drawn from SST-2's and TREC's training files by scripts/reference/draw_per_class.py, once per
-# draw seed (DRAWS, default 20261202; with 16 rows the draw moves a score by points), trained with `sentence-mtl train` at its defaults (small-
-# data mode turns itself on) and with SetFit (scripts/reference/setfit_reference.py), both with no
-# dev set, then scored once on the full dev sets. Each draw is copied into its run folder.
+# draw seed (DRAWS, default 20261202; with 16 rows the draw moves a score by points), trained
+# with `sentence-mtl train` at its defaults (small-data mode turns itself on) and with SetFit
+# (scripts/reference/setfit_reference.py), both with no dev set, then scored once on the full
+# dev sets. Each draw is copied into its run folder.
 # Prints a markdown table (with several draws, also their mean and range); runs go to
 # runs/fewshot/, and a run already scored is kept (KEEP=0 reruns it).
 #   scripts/fewshot-study.sh [sentence-mtl] [setfit]     (default: both)

@@ -9,10 +9,10 @@
 #              peak RSS of the whole process, dev Spearman (STS-B) or MRR@10 (pairs).
 #   drift      STS-B dev Spearman of the pre-trained model; after one epoch of STS-B alone at
 #              sentence-mtl's defaults; after multi-task TREC + SST-2 at the defaults (one
-#              epoch of the two tasks, 434 steps); after TREC +
-#              SST-2 + STS-B at the same number of steps, and at as many TREC and SST-2
-#              batches (1.5x the steps), and TREC + SST-2 alone at those 651 steps; with TREC
-#              and SST-2 dev accuracy beside it. Seed 42.
+#              epoch of the two tasks, 434 steps); after TREC + SST-2 + STS-B at the same
+#              number of steps, and at as many TREC and SST-2 batches (1.5x the steps), and
+#              TREC + SST-2 alone at those 651 steps; with TREC and SST-2 dev accuracy beside
+#              it. Seed 42.
 #   drift-seeds  TREC + SST-2 against TREC + SST-2 + STS-B, 651 steps each, with seeds 1, 2, 3
 #              (SEEDS="..." to choose): the difference per seed and its mean.
 # Prints markdown tables.
@@ -103,12 +103,12 @@ PY
       .venv/bin/python scripts/reference/drift_summary.py "$out" "$threads"
       ;;
     drift-seeds)
+      mkdir -p "$out/drift-seeds" "$out/eval-drift-seeds"
       for seed in ${SEEDS:-1 2 3}; do
         for config in classification with-stsb; do
           tasks=(--task "$trec" --task "$sst2")
           [ "$config" = with-stsb ] && tasks+=(--task "$stsb")
           run="drift-seeds/$config-seed$seed"
-          mkdir -p "$out/drift-seeds" "$out/eval-drift-seeds"
           timed "$run" "${train[@]}" "${tasks[@]}" --max-steps 651 --seed "$seed" --out "$out/$run"
           evaluate "$run"
         done
