@@ -3,7 +3,9 @@
 #   reference  sentence-mtl against sentence-transformers' own trainer on the same batches
 #              (replayed from sentence-mtl's batch plan), steps, learning rate and seed:
 #              STS-B with CoSENT, and retrieval pairs derived from STS-B (pairs scored >= 4,
-#              scripts/stsb_pairs.py) with MultipleNegativesRankingLoss. The recipe both run:
+#              scripts/stsb_pairs.py) with MultipleNegativesRankingLoss, and the same loss on
+#              asymmetric pairs from STS-B (five-word queries against two-sentence passages,
+#              scripts/stsb_pairs.py --queries), where each column is padded apart. The recipe both run:
 #              one epoch, batch 32, learning rate 2e-5 for every layer (no layer decay, no
 #              projection), warm-up 10%, weight decay 0.01. Pairs/s over training steps only,
 #              peak RSS of the whole process, dev Spearman (STS-B) or MRR@10 (pairs).
@@ -42,8 +44,9 @@ timed() { # NAME COMMAND...: runs it, keeping wall time and peak RSS in $out/NAM
 }
 python3 scripts/stsb_pairs.py "$data/stsb/train.csv" "$out/pairs_train.csv"
 python3 scripts/stsb_pairs.py "$data/stsb/dev.csv" "$out/pairs_dev.csv"
+python3 scripts/stsb_pairs.py --queries "$data/stsb/train.csv" "$out/queries_train.csv"
+python3 scripts/stsb_pairs.py --queries "$data/stsb/dev.csv" "$out/queries_dev.csv"
 stsb="stsb=$data/stsb/train.csv,$data/stsb/dev.csv"
-pairs="pairs=$out/pairs_train.csv,$out/pairs_dev.csv"
 trec="trec=$data/trec/train_split.csv,$data/trec/dev_split.csv"
 sst2="sst2=$data/sst2/train.csv,$data/sst2/dev.csv"
 train=("$bin" train --model "$model" --device cpu --threads "$threads" --quiet --overwrite)
@@ -58,9 +61,11 @@ recipe=(--epochs 1 --batch-size 32 --lr-backbone 2e-5 --layer-decay 1 --projecti
 for part in "${parts[@]}"; do
   case "$part" in
     reference)
-      for kind in stsb pairs; do
+      for kind in stsb pairs queries; do
         task="$stsb"; train_csv="$data/stsb/train.csv"; dev_csv="$data/stsb/dev.csv"; loss=cosent
-        if [ "$kind" = pairs ]; then task="$pairs"; train_csv="$out/pairs_train.csv"; dev_csv="$out/pairs_dev.csv"; loss=mnrl; fi
+        if [ "$kind" != stsb ]; then
+          train_csv="$out/${kind}_train.csv"; dev_csv="$out/${kind}_dev.csv"; task="$kind=$train_csv,$dev_csv"; loss=mnrl
+        fi
         timed "ours-$kind" "${train[@]}" --task "$task" "${recipe[@]}" --out "$out/ours-$kind" --save-batch-plan "$out/plan-$kind.jsonl"
         timed "st-$kind" .venv/bin/python scripts/reference/st_train_reference.py --model "$model" --train "$train_csv" \
           --dev "$dev_csv" --plan "$out/plan-$kind.jsonl" --task "$kind" --loss "$loss" --lr 2e-5 --warmup-ratio 0.1 \
@@ -79,7 +84,8 @@ def rss(name):
 print(f"\nsentence-mtl against sentence-transformers' trainer, same batches, one epoch ({threads} threads)\n")
 print("| task | loss | steps | pairs/s sentence-mtl / ST | ratio | peak RSS (MB) sentence-mtl / ST | ratio | dev metric sentence-mtl / ST |")
 print("|---|---|---:|---:|---:|---:|---:|---:|")
-for kind, loss, metric in [("stsb", "CoSENT", "spearman"), ("pairs", "MultipleNegativesRanking", "mrr_at_10")]:
+for kind, loss, metric in [("stsb", "CoSENT", "spearman"), ("pairs", "MultipleNegativesRanking", "mrr_at_10"),
+                           ("queries", "MultipleNegativesRanking", "mrr_at_10")]:
     rate, steps, dev = ours(kind)
     st = json.load(open(f"{out}/st-{kind}.json"))
     name = "Spearman" if metric == "spearman" else "MRR@10"

@@ -1,21 +1,39 @@
 #!/usr/bin/env python3
-"""Derives retrieval pairs from the STS Benchmark: every pair scored >= MIN (default 4.0) of
-a split becomes an (anchor, positive) row, sentence1 as the anchor. Python's standard library
-only.
+"""Derives retrieval pairs from the STS Benchmark. Python's standard library only.
 
-    scripts/stsb_pairs.py ../shared/data/stsb/train.csv runs/stsb_pairs_train.csv [MIN]
+    scripts/stsb_pairs.py SPLIT.csv OUT.csv [MIN]            (pairs)
+    scripts/stsb_pairs.py --queries SPLIT.csv OUT.csv [MIN]  (queries)
+
+pairs: every pair scored >= MIN (default 4.0) of a split becomes an (anchor, positive) row,
+sentence1 as the anchor; both columns have sentences of similar lengths.
+queries: asymmetric pairs, short queries against longer passages, as in retrieval: every pair
+scored >= MIN (default 3.0) becomes (the first five words of sentence1, sentence1 followed by
+sentence2); a query already taken by an earlier row is skipped, so no two rows share one.
 """
 import csv
 import sys
 
-if len(sys.argv) not in (3, 4):
+args = sys.argv[1:]
+queries = bool(args) and args[0] == "--queries"
+if queries:
+    args = args[1:]
+if len(args) not in (2, 3):
     sys.exit(__doc__.strip())
-source, target = sys.argv[1], sys.argv[2]
-minimum = float(sys.argv[3]) if len(sys.argv) == 4 else 4.0
+source, target = args[0], args[1]
+minimum = float(args[2]) if len(args) == 3 else (3.0 if queries else 4.0)
 with open(source, newline="", encoding="utf-8") as f:
     rows = [(r["sentence1"], r["sentence2"]) for r in csv.DictReader(f) if float(r["score"]) >= minimum]
+if queries:
+    taken, passages = set(), []
+    for first, second in rows:
+        query = " ".join(first.split()[:5])
+        if query not in taken:
+            taken.add(query)
+            passages.append((query, f"{first} {second}"))
+    rows = passages
 with open(target, "w", newline="", encoding="utf-8") as f:
     out = csv.writer(f, lineterminator="\n")
     out.writerow(["anchor", "positive"])
     out.writerows(rows)
-print(f"{target}: {len(rows)} pairs scored >= {minimum} from {source}", file=sys.stderr)
+what = "queries and passages" if queries else "pairs"
+print(f"{target}: {len(rows)} {what} from pairs scored >= {minimum} in {source}", file=sys.stderr)

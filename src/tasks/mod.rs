@@ -182,10 +182,29 @@ impl<'a> TrainBatch<'a> {
         self.texts.iter().map(|t| t.len()).sum()
     }
 
-    /// Tokens once padded to the longest text.
-    pub fn padded_tokens(&self) -> usize {
-        self.texts.len() * self.texts.iter().map(|t| t.len()).max().unwrap_or(0)
+    /// The texts as the encoder takes them, each group padded to its own longest text: all
+    /// at once, or column by column when that saves at least a quarter of the padding (an
+    /// asymmetric pairs task: short queries, long passages). A second forward costs about as
+    /// much as 100 tokens on a 2-core CPU, and far more on a launch-bound GPU, so columns of
+    /// similar lengths, as in STS-B, stay together (column by column was 6 % slower there).
+    pub fn forward_groups(&self) -> Vec<&[&'a [i64]]> {
+        let columns: Vec<_> = self.texts.chunks(self.rows.max(1)).collect();
+        if columns.len() > 1 && 4 * padded(&columns) <= 3 * padded(&[&self.texts]) {
+            columns
+        } else {
+            vec![&self.texts[..]]
+        }
     }
+
+    /// Tokens once padded as the encoder takes them.
+    pub fn padded_tokens(&self) -> usize {
+        padded(&self.forward_groups())
+    }
+}
+
+/// Tokens of `groups` once each is padded to its own longest text.
+fn padded(groups: &[&[&[i64]]]) -> usize {
+    groups.iter().map(|group| group.len() * group.iter().map(|t| t.len()).max().unwrap_or(0)).sum()
 }
 
 /// A task as the trainer sees it.
@@ -257,6 +276,19 @@ mod tests {
     }
 
     const DEFAULT: LabelColumns<'static> = LabelColumns { text: "text", label: "label" };
+
+    #[test]
+    fn columns_go_through_the_encoder_apart_only_when_that_saves_a_quarter_of_the_padding() {
+        let (short, long): (&[i64], &[i64]) = (&[1, 2], &[1, 2, 3, 4, 5, 6, 7, 8]);
+        let asymmetric = TrainBatch::of_columns(vec![vec![short, short], vec![long, short]], None);
+        assert_eq!(asymmetric.forward_groups(), [[short, short], [long, short]]);
+        assert_eq!((asymmetric.padded_tokens(), asymmetric.tokens()), (2 * 2 + 2 * 8, 3 * 2 + 8));
+        let similar = TrainBatch::of_columns(vec![vec![long, short], vec![long, short]], None);
+        assert_eq!(similar.forward_groups(), [[long, short, long, short]]);
+        assert_eq!(similar.padded_tokens(), 4 * 8);
+        let single = TrainBatch::of_columns(vec![vec![short, long, short]], None);
+        assert_eq!((single.forward_groups().len(), single.padded_tokens()), (1, 3 * 8));
+    }
 
     #[test]
     fn kinds_come_from_the_header() {

@@ -466,7 +466,7 @@ impl<'a> Trainer<'a> {
         }
         let outputs = precision::autocast(self.precision, self.loaded.device, || {
             let forward = self.loaded.forward();
-            task.outputs(&forward, &self.sentence_features(&forward, &batch.texts)?)
+            task.outputs(&forward, &self.sentence_features(&forward, batch)?)
         })?;
         Ok(outputs.to_kind(Kind::Float))
     }
@@ -521,13 +521,19 @@ impl<'a> Trainer<'a> {
     }
 
     /// Training's sentence features `[texts, dim]` of a batch's texts, with dropout: from the
-    /// feature cache when the run has one, else through the whole model.
-    fn sentence_features(&self, forward: &FusedForward, texts: &[&[i64]]) -> Result<Tensor> {
+    /// feature cache when the run has one, else through the whole model, in the batch's
+    /// forward groups (all texts, or column by column where that saves padding).
+    fn sentence_features(&self, forward: &FusedForward, batch: &TrainBatch) -> Result<Tensor> {
         if let Some(cache) = &self.cache {
-            return cache.features(forward, texts, true)?.context("a training text is missing from the feature cache");
+            return cache
+                .features(forward, &batch.texts, true)?
+                .context("a training text is missing from the feature cache");
         }
-        let (ids, mask) = pad_batch(texts, self.loaded.tokenizer.pad_id(), self.loaded.device);
-        forward.features_t(&ids, &mask, true)
+        let groups = batch.forward_groups().into_iter().map(|texts| {
+            let (ids, mask) = pad_batch(texts, self.loaded.tokenizer.pad_id(), self.loaded.device);
+            forward.features_t(&ids, &mask, true)
+        });
+        Ok(Tensor::cat(&groups.collect::<Result<Vec<_>>>()?, 0))
     }
 
     /// Logs the window's mean losses, rates and throughput, and shows them on the bar.
