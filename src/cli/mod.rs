@@ -223,6 +223,14 @@ pub struct TrainArgs {
     #[arg(long = "task-weight", value_name = "NAME=W")]
     pub task_weights: Vec<PerTaskValue>,
 
+    /// Share of the batches a task gets, relative to the others (default 1); repeatable. Under
+    /// round-robin, tasks take turns in proportion (a task at 2 gets two batches for each of a
+    /// task at 1); under proportional and temperature sampling it multiplies the task's
+    /// probability. Unlike --task-weight it changes how often a task trains, which gradient
+    /// clipping cannot even out
+    #[arg(long = "task-share", value_name = "NAME=S")]
+    pub task_shares: Vec<PerTaskValue>,
+
     /// Pooling of token states: mean, cls or max [default: the model's, else mean]
     #[arg(long, value_name = "MODE")]
     pub pooling: Option<Pooling>,

@@ -22,7 +22,8 @@ const MEGA_CHUNK_BATCHES: usize = 50;
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SamplingStrategy {
-    /// A, B, A, B, ...: each task gets as many batches per epoch as the largest has.
+    /// A, B, A, B, ...: each task gets as many batches per epoch as the largest has (with
+    /// `--task-share`, turns in proportion to the shares).
     RoundRobin,
     /// Each batch's task drawn with probability proportional to its number of rows.
     Proportional,
@@ -161,6 +162,13 @@ struct TaskStream {
     queue: VecDeque<Vec<usize>>,
     /// Completed passes over the task's rows.
     passes: usize,
+    /// `--task-share`: the task's share of batches relative to the others.
+    #[serde(default = "one_share")]
+    share: f64,
+}
+
+fn one_share() -> f64 {
+    1.0
 }
 
 impl TaskStream {
@@ -201,6 +209,10 @@ pub struct TaskSampler {
     rng: Rng,
     /// Batches handed out so far.
     drawn: usize,
+    /// Round-robin with unequal shares: each task's credit of turns (smooth weighted
+    /// round-robin); empty until the first such draw.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    credit: Vec<f64>,
 }
 
 impl TaskSampler {
@@ -211,8 +223,23 @@ impl TaskSampler {
             BatchLimit::Tokens(n) => (0, Some(n)),
         };
         assert!((batch_size > 0 || batch_tokens.is_some_and(|n| n > 0)) && tasks.iter().all(|t| t.len() > 0));
-        let streams = tasks.into_iter().map(|rows| TaskStream { rows, queue: VecDeque::new(), passes: 0 }).collect();
-        Self { strategy, batch_size, batch_tokens, streams, rng: Rng::new(seed), drawn: 0 }
+        let streams =
+            tasks.into_iter().map(|rows| TaskStream { rows, queue: VecDeque::new(), passes: 0, share: 1.0 }).collect();
+        Self { strategy, batch_size, batch_tokens, streams, rng: Rng::new(seed), drawn: 0, credit: Vec::new() }
+    }
+
+    /// The sampler with each task's `--task-share` (positive; 1 for every task is the plain
+    /// strategy).
+    pub fn with_shares(mut self, shares: &[f64]) -> Self {
+        assert!(shares.len() == self.streams.len() && shares.iter().all(|s| s.is_finite() && *s > 0.0));
+        for (stream, &share) in self.streams.iter_mut().zip(shares) {
+            stream.share = share;
+        }
+        self
+    }
+
+    fn shares_are_equal(&self) -> bool {
+        self.streams.windows(2).all(|w| w[0].share == w[1].share)
     }
 
     fn limit(&self) -> BatchLimit {
@@ -222,33 +249,65 @@ impl TaskSampler {
         }
     }
 
-    /// Batches in one epoch: round-robin gives every task as many batches as the largest
-    /// task needs for one pass; the random strategies draw as many batches as all tasks
-    /// have together.
+    /// Batches in one epoch: round-robin runs until every task has had one pass (with
+    /// equal shares, every task gets as many batches as the largest needs); the random
+    /// strategies draw as many batches as all tasks have together.
     pub fn batches_per_epoch(&self) -> usize {
-        let per_task: Vec<usize> = self.streams.iter().map(|s| s.batches_per_pass(self.limit())).collect();
+        let limit = self.limit();
         match self.strategy {
-            SamplingStrategy::RoundRobin => per_task.iter().max().copied().unwrap_or(0) * per_task.len(),
-            _ => per_task.iter().sum(),
+            SamplingStrategy::RoundRobin => {
+                let total_share: f64 = self.streams.iter().map(|s| s.share).sum();
+                let slowest =
+                    self.streams.iter().map(|s| s.batches_per_pass(limit) as f64 / s.share).fold(0.0, f64::max);
+                (slowest * total_share - 1e-9).ceil() as usize
+            }
+            _ => self.streams.iter().map(|s| s.batches_per_pass(limit)).sum(),
         }
     }
 
-    /// Probability of each task per batch (round-robin: equal shares).
+    /// Fraction of the batches each task gets: the strategy's weight (round-robin 1,
+    /// proportional its rows, temperature rows^(1/T)) times its share, normalised.
     pub fn task_shares(&self) -> Vec<f64> {
-        let sizes = self.streams.iter().map(|s| s.rows.len() as f64);
-        let weights: Vec<f64> = match self.strategy {
-            SamplingStrategy::RoundRobin => sizes.map(|_| 1.0).collect(),
-            SamplingStrategy::Proportional => sizes.collect(),
-            SamplingStrategy::Temperature(t) => sizes.map(|n| n.powf(1.0 / t)).collect(),
-        };
+        let weights: Vec<f64> = self
+            .streams
+            .iter()
+            .map(|s| {
+                let rows = s.rows.len() as f64;
+                s.share
+                    * match self.strategy {
+                        SamplingStrategy::RoundRobin => 1.0,
+                        SamplingStrategy::Proportional => rows,
+                        SamplingStrategy::Temperature(t) => rows.powf(1.0 / t),
+                    }
+            })
+            .collect();
         let total: f64 = weights.iter().sum();
         weights.iter().map(|w| w / total).collect()
+    }
+
+    /// Round-robin with unequal shares, as nginx's smooth weighted round-robin: every task
+    /// earns its share each turn, the richest takes the turn and pays the total, so turns
+    /// come in proportion and spread evenly (shares 2 : 1 give A, B, A, A, B, A, ...).
+    fn weighted_turn(&mut self) -> usize {
+        if self.credit.len() != self.streams.len() {
+            self.credit = vec![0.0; self.streams.len()];
+        }
+        let mut best = 0;
+        for (t, stream) in self.streams.iter().enumerate() {
+            self.credit[t] += stream.share;
+            if self.credit[t] > self.credit[best] {
+                best = t;
+            }
+        }
+        self.credit[best] -= self.streams.iter().map(|s| s.share).sum::<f64>();
+        best
     }
 
     /// The next batch: its task index and row indices.
     pub fn next_batch(&mut self) -> (usize, Vec<usize>) {
         let task = match self.strategy {
-            SamplingStrategy::RoundRobin => self.drawn % self.streams.len(),
+            SamplingStrategy::RoundRobin if self.shares_are_equal() => self.drawn % self.streams.len(),
+            SamplingStrategy::RoundRobin => self.weighted_turn(),
             _ => {
                 let shares = self.task_shares();
                 let x = self.rng.next_f64();
@@ -341,6 +400,60 @@ mod tests {
         let shares = TaskSampler::new(SamplingStrategy::Temperature(1e9), BatchLimit::Rows(8), lengths(&[10, 1000]), 1)
             .task_shares();
         assert!((shares[0] - 0.5).abs() < 1e-6);
+    }
+
+    #[test]
+    fn round_robin_takes_turns_in_proportion_to_the_shares() {
+        let s = TaskSampler::new(SamplingStrategy::RoundRobin, BatchLimit::Rows(4), lengths(&[8, 20, 20]), 1);
+        let mut s = s.with_shares(&[2.0, 1.0, 1.0]);
+        let tasks: Vec<usize> = (0..8).map(|_| s.next_batch().0).collect();
+        assert_eq!(tasks, vec![0, 1, 2, 0, 0, 1, 2, 0]);
+        // Tasks 1 and 2 need 5 batches per pass and get a quarter of the turns each.
+        assert_eq!(s.batches_per_epoch(), 20);
+        let shares = s.task_shares();
+        assert!((shares[0] - 0.5).abs() < 1e-12 && (shares[1] - 0.25).abs() < 1e-12, "{shares:?}");
+    }
+
+    #[test]
+    fn equal_shares_leave_the_plain_strategies_unchanged() {
+        let draw = |shares: Option<&[f64]>| {
+            let mut s = TaskSampler::new(SamplingStrategy::Proportional, BatchLimit::Rows(4), lengths(&[30, 50]), 3);
+            if let Some(shares) = shares {
+                s = s.with_shares(shares);
+            }
+            (0..30).map(|_| s.next_batch()).collect::<Vec<_>>()
+        };
+        assert_eq!(draw(None), draw(Some(&[3.0, 3.0])));
+        let mut rr = TaskSampler::new(SamplingStrategy::RoundRobin, BatchLimit::Rows(4), lengths(&[8, 20]), 1)
+            .with_shares(&[0.5, 0.5]);
+        assert_eq!(rr.batches_per_epoch(), 10);
+        assert_eq!((0..4).map(|_| rr.next_batch().0).collect::<Vec<_>>(), vec![0, 1, 0, 1]);
+    }
+
+    #[test]
+    fn shares_scale_the_random_strategies() {
+        let mut s = TaskSampler::new(SamplingStrategy::Proportional, BatchLimit::Rows(8), lengths(&[1000, 3000]), 42)
+            .with_shares(&[3.0, 1.0]);
+        let mut counts = [0; 2];
+        for _ in 0..10_000 {
+            counts[s.next_batch().0] += 1;
+        }
+        // Weights 1000 x 3 : 3000 x 1 -> half each.
+        assert!((counts[0] as i64 - 5000).abs() < 200, "{counts:?}");
+    }
+
+    #[test]
+    fn weighted_round_robin_resumes_the_same_sequence() {
+        let mut s = TaskSampler::new(SamplingStrategy::RoundRobin, BatchLimit::Rows(4), lengths(&[30, 50, 12]), 3)
+            .with_shares(&[1.0, 0.3, 2.5]);
+        for _ in 0..7 {
+            s.next_batch();
+        }
+        let saved = serde_json::to_string(&s).unwrap();
+        let expected: Vec<(usize, Vec<usize>)> = (0..20).map(|_| s.next_batch()).collect();
+        let mut resumed: TaskSampler = serde_json::from_str(&saved).unwrap();
+        let got: Vec<(usize, Vec<usize>)> = (0..20).map(|_| resumed.next_batch()).collect();
+        assert_eq!(got, expected);
     }
 
     #[test]

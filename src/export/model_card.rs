@@ -96,11 +96,17 @@ pub fn render(loaded: &LoadedModel, format: ExportFormat) -> String {
         card.push_str("\n## Training\n\n");
         if let Some(tasks) = training["tasks"].as_array() {
             for task in tasks {
+                let unless_one = |key: &str, label: &str| match task[key].as_f64() {
+                    Some(v) if v != 1.0 => format!(", {label} {v}"),
+                    _ => String::new(),
+                };
                 card.push_str(&format!(
-                    "- {}: trained on `{}`{}\n",
+                    "- {}: trained on `{}`{}{}{}\n",
                     task["name"].as_str().unwrap_or("?"),
                     task["train"].as_str().unwrap_or("?"),
-                    task["dev"].as_str().map(|d| format!(", selected on `{d}`")).unwrap_or_default()
+                    task["dev"].as_str().map(|d| format!(", selected on `{d}`")).unwrap_or_default(),
+                    unless_one("weight", "loss weight"),
+                    unless_one("share", "batch share"),
                 ));
             }
         }

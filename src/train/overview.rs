@@ -45,7 +45,8 @@ impl Overview<'_> {
             new_layers.dedup();
             eprintln!("new layers (randomly initialised): {}", new_layers.join(", "));
         }
-        let mut task_table = Table::new(["task", "kind", "train rows", "dev rows", "loss weight", "details"]);
+        let mut task_table =
+            Table::new(["task", "kind", "train rows", "dev rows", "loss weight", "batch share", "details"]);
         for t in self.tasks {
             task_table.row([
                 t.source().name.clone(),
@@ -53,6 +54,7 @@ impl Overview<'_> {
                 t.train_rows().to_string(),
                 t.dev_rows().map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
                 t.source().weight.to_string(),
+                t.source().share.to_string(),
                 t.summary(),
             ]);
         }

@@ -32,6 +32,9 @@ pub struct TaskSource {
     pub text_column: String,
     pub label_column: String,
     pub weight: f64,
+    /// `--task-share`: the task's share of the batches relative to the other tasks'.
+    #[serde(default = "one")]
+    pub share: f64,
     /// `--task-kind`, else the training file's header's kind (resolved when the run starts;
     /// `None` only in settings of runs from before task kinds, which were classification).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -104,6 +107,10 @@ pub struct TrainSettings {
     /// `--feature-cache-budget`, in MB.
     #[serde(default = "default_feature_cache_budget")]
     pub feature_cache_budget_mb: u64,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 fn yes() -> bool {
@@ -288,6 +295,17 @@ fn task_kind(
     Ok(kind)
 }
 
+/// A task's `--task-weight` or `--task-share`: 1 when not given, else a finite number
+/// that passes `allowed` (described by `rule`).
+fn task_number(flag: &str, task: &str, given: Option<&str>, allowed: fn(f64) -> bool, rule: &str) -> Result<f64> {
+    let Some(text) = given else { return Ok(1.0) };
+    let value: f64 = text.parse().with_context(|| format!("{flag} {task}={text}: not a number"))?;
+    if !(value.is_finite() && allowed(value)) {
+        bail!("{flag} {task}={text}: must be a finite number {rule}");
+    }
+    Ok(value)
+}
+
 /// `--task NAME=TRAIN.csv[,DEV.csv]` with the per-task kind, column, loss and weight flags
 /// applied.
 fn task_sources(args: &TrainArgs) -> Result<Vec<TaskSource>> {
@@ -296,6 +314,7 @@ fn task_sources(args: &TrainArgs) -> Result<Vec<TaskSource>> {
     let text_columns = PerTask::resolve("--text-column", &args.text_columns, &names)?;
     let label_columns = PerTask::resolve("--label-column", &args.label_columns, &names)?;
     let weights = PerTask::resolve_named("--task-weight", "NAME=W", &args.task_weights, &names)?;
+    let shares = PerTask::resolve_named("--task-share", "NAME=S", &args.task_shares, &names)?;
     let kinds = PerTask::resolve_named("--task-kind", "NAME=KIND", &args.task_kinds, &names)?;
     let losses = PerTask::resolve("--similarity-loss", &args.similarity_losses, &names)?;
     args.tasks
@@ -310,17 +329,8 @@ fn task_sources(args: &TrainArgs) -> Result<Vec<TaskSource>> {
             if paths.next().is_some() {
                 bail!("--task {}: expected at most two files (TRAIN.csv,DEV.csv)", task.text);
             }
-            let weight = match weights.get(&task.name) {
-                Some(w) => {
-                    let weight: f64 =
-                        w.parse().with_context(|| format!("--task-weight {}={w}: not a number", task.name))?;
-                    if !(weight.is_finite() && weight >= 0.0) {
-                        bail!("--task-weight {}={w}: must be a finite number >= 0", task.name);
-                    }
-                    weight
-                }
-                None => 1.0,
-            };
+            let weight = task_number("--task-weight", &task.name, weights.get(&task.name), |w| w >= 0.0, ">= 0")?;
+            let share = task_number("--task-share", &task.name, shares.get(&task.name), |s| s > 0.0, "> 0")?;
             let text_column = text_columns.get(&task.name).unwrap_or("text");
             let label_column = label_columns.get(&task.name).unwrap_or("label");
             let given = kinds.get(&task.name).map(|k| k.parse::<TaskKind>()).transpose()?;
@@ -346,6 +356,7 @@ fn task_sources(args: &TrainArgs) -> Result<Vec<TaskSource>> {
                 text_column: text_column.to_string(),
                 label_column: label_column.to_string(),
                 weight,
+                share,
                 kind: Some(kind),
                 similarity_loss,
             })

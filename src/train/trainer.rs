@@ -813,7 +813,8 @@ fn initial_state(
             step: 0,
             micro_batches: 0,
             examples: 0,
-            sampler: TaskSampler::new(settings.sampling, settings.batch_limit(), rows, settings.seed),
+            sampler: TaskSampler::new(settings.sampling, settings.batch_limit(), rows, settings.seed)
+                .with_shares(&tasks.iter().map(|t| t.source().share).collect::<Vec<_>>()),
             best: None,
             evals_without_improvement: 0,
             data: fingerprints,

@@ -696,6 +696,20 @@ fn build_corpus(test: &str) -> Option<Corpus> {
     );
     c.add_train(
         "settings",
+        "--task-share of zero",
+        task.clone(),
+        &["--task-share", "topic=0"],
+        error("--task-share topic=0: must be a finite number > 0"),
+    );
+    c.add_train(
+        "settings",
+        "--task-share not a number",
+        task.clone(),
+        &["--task-share", "topic=half"],
+        error("--task-share topic=half: not a number"),
+    );
+    c.add_train(
+        "settings",
         "task name with a dot",
         "bad.name=x.csv".into(),
         &[],

@@ -303,6 +303,33 @@ fn batch_plan_alternates_tasks_and_covers_every_row() {
 }
 
 #[test]
+fn task_shares_give_a_task_its_turns_and_are_saved_with_the_run() {
+    let test = "task_shares_give_a_task_its_turns_and_are_saved_with_the_run";
+    let Some(s) = setup(test) else { return };
+    let plan = s.dir.path().join("plan.jsonl");
+    s.train(
+        "shares",
+        &["--epochs", "1", "--task-share", "mood=0.5", "--save-batch-plan", plan.to_str().unwrap(), "-q"],
+    );
+    let tasks: Vec<String> = std::fs::read_to_string(&plan)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["task"].as_str().unwrap().to_string())
+        .collect();
+    // mood (12 batches a pass) gets one turn in three, so its pass ends the epoch at 36 batches.
+    assert_eq!(tasks.len(), 36);
+    for (i, task) in tasks.iter().enumerate() {
+        assert_eq!(task, if i % 3 == 1 { "mood" } else { "topic" }, "batch {i}");
+    }
+    let read = |file: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(Path::new(&s.out("shares")).join(file)).unwrap()).unwrap()
+    };
+    assert_eq!(read("settings.json")["settings"]["tasks"][1]["share"], 0.5);
+    // The checkpoint carries it too, for the model card.
+    assert_eq!(read("last/sentence_mtl.json")["training"]["tasks"][1]["share"], 0.5);
+}
+
+#[test]
 fn checkpoint_folder_is_self_contained() {
     let test = "checkpoint_folder_is_self_contained";
     let Some(s) = setup(test) else { return };
