@@ -11,14 +11,16 @@
 #      has no token budget); sentences/s end to end, and the cosine of each bf16 embedding
 #      with its fp32 one.
 # Runs alternate within each part. Refuses to run on a CPU without bf16 instructions.
-#   scripts/bench-bf16.sh [--steps N] [--batch-tokens N]
+# Both train at sentence-mtl's default recipe (train_reference.py's defaults are the same).
+#   scripts/bench-bf16.sh [--steps N] [--batch-tokens N] [--only train|encode]
 # (defaults: 434 steps, one epoch of the two tasks at batch 32; a budget of 2048 padded tokens,
-# about 100 short sentences). THREADS=N sets the thread count (default: all cores).
+# about 100 short sentences; both parts). THREADS=N sets the thread count (default: all cores).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 steps=434
 batch_tokens=2048
+only=
 while [ $# -gt 0 ]; do
   case "$1" in
     --steps)
@@ -27,7 +29,10 @@ while [ $# -gt 0 ]; do
     --batch-tokens)
       [[ "${2:-}" =~ ^[1-9][0-9]*$ ]] || { echo "bench-bf16.sh: --batch-tokens needs a positive whole number" >&2; exit 2; }
       batch_tokens="$2"; shift 2 ;;
-    *) echo "bench-bf16.sh: unknown flag $1 (known: --steps N, --batch-tokens N)" >&2; exit 2 ;;
+    --only)
+      [[ "${2:-}" =~ ^(train|encode)$ ]] || { echo "bench-bf16.sh: --only needs train or encode" >&2; exit 2; }
+      only="$2"; shift 2 ;;
+    *) echo "bench-bf16.sh: unknown flag $1 (known: --steps N, --batch-tokens N, --only train|encode)" >&2; exit 2 ;;
   esac
 done
 grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo || { echo "bench-bf16.sh: this CPU has neither avx512_bf16 nor amx_bf16" >&2; exit 1; }
@@ -37,7 +42,7 @@ export OMP_NUM_THREADS="$threads" MKL_NUM_THREADS="$threads" HF_HUB_OFFLINE=1 TO
 data="$root/../shared/data"
 model=models/all-MiniLM-L6-v2
 work=runs/bench-bf16
-rm -rf "$work"; mkdir -p "$work"
+mkdir -p "$work"
 tasks=(--task "trec=$data/trec/train_split.csv,$data/trec/dev_split.csv" --task "sst2=$data/sst2/train.csv,$data/sst2/dev.csv")
 ours=(target/release/sentence-mtl train --model "$model" "${tasks[@]}" --device cpu --threads "$threads" --quiet --overwrite --projection-dim 256)
 ref=(.venv/bin/python scripts/reference/train_reference.py --model "$model" "${tasks[@]}" --threads "$threads")
@@ -47,32 +52,37 @@ timed() { # NAME COMMAND...
   say "$name"
   /usr/bin/time -f "%e %M" -o "$work/$name.time" "$@" > "$work/$name.out" 2> "$work/$name.err" || { cat "$work/$name.err" >&2; exit 1; }
 }
-timed init "${ours[@]}" --freeze all --out "$work/init"
-train_four() { # LABEL SENTENCE-MTL-BATCH-FLAGS...: both implementations, both precisions, the same batches
-  local label="$1"; shift
-  timed "ours_fp32_$label" "${ours[@]}" "$@" --precision fp32 --out "$work/ours_fp32_$label" --save-batch-plan "$work/plan_$label.jsonl"
-  local replay=(--plan "$work/plan_$label.jsonl" --max-steps "$(wc -l < "$work/plan_$label.jsonl")" --init-heads "$work/init/last/model.safetensors")
-  timed "ref_fp32_$label" "${ref[@]}" "${replay[@]}" --out "$work/ref_fp32_$label.json"
-  timed "ours_bf16_$label" "${ours[@]}" "$@" --precision bf16 --out "$work/ours_bf16_$label"
-  timed "ref_bf16_$label" "${ref[@]}" "${replay[@]}" --precision bf16 --out "$work/ref_bf16_$label.json"
-}
-train_four rows --max-steps "$steps" --batch-size 32
-train_four tokens --epochs 1 --batch-tokens "$batch_tokens"
-
-input="$data/sst2/train.csv"
-enc=(target/release/sentence-mtl encode --model "$model" --device cpu --threads "$threads" --normalize --quiet --input "$input")
-st=(.venv/bin/python scripts/reference/st_encode.py "$model" "$input" 32)
-for round in 1 2; do
-  for p in fp32 bf16; do
-    timed "enc_ours_${p}_rows_$round" "${enc[@]}" --batch-size 32 --precision "$p" --output "$work/ours_${p}_rows.npy"
-    timed "enc_ours_${p}_tokens_$round" "${enc[@]}" --batch-tokens "$batch_tokens" --precision "$p" --output "$work/ours_${p}_tokens.npy"
-    timed "enc_st_${p}_rows_$round" "${st[@]}" "$work/st_${p}_rows.npy" "$p"
+if [ "$only" != encode ]; then
+  rm -rf "$work"/init "$work"/ours_* "$work"/ref_* "$work"/plan_*
+  timed init "${ours[@]}" --freeze all --out "$work/init"
+  train_four() { # LABEL SENTENCE-MTL-BATCH-FLAGS...: both implementations, both precisions, the same batches
+    local label="$1"; shift
+    timed "ours_fp32_$label" "${ours[@]}" "$@" --precision fp32 --out "$work/ours_fp32_$label" --save-batch-plan "$work/plan_$label.jsonl"
+    local replay=(--plan "$work/plan_$label.jsonl" --max-steps "$(wc -l < "$work/plan_$label.jsonl")" --init-heads "$work/init/last/model.safetensors")
+    timed "ref_fp32_$label" "${ref[@]}" "${replay[@]}" --out "$work/ref_fp32_$label.json"
+    timed "ours_bf16_$label" "${ours[@]}" "$@" --precision bf16 --out "$work/ours_bf16_$label"
+    timed "ref_bf16_$label" "${ref[@]}" "${replay[@]}" --precision bf16 --out "$work/ref_bf16_$label.json"
+  }
+  train_four rows --max-steps "$steps" --batch-size 32
+  train_four tokens --epochs 1 --batch-tokens "$batch_tokens"
+fi
+if [ "$only" != train ]; then
+  rm -f "$work"/enc_* "$work"/*.npy
+  input="$data/sst2/train.csv"
+  enc=(target/release/sentence-mtl encode --model "$model" --device cpu --threads "$threads" --normalize --quiet --input "$input")
+  st=(.venv/bin/python scripts/reference/st_encode.py "$model" "$input" 32)
+  for round in 1 2; do
+    for p in fp32 bf16; do
+      timed "enc_ours_${p}_rows_$round" "${enc[@]}" --batch-size 32 --precision "$p" --output "$work/ours_${p}_rows.npy"
+      timed "enc_ours_${p}_tokens_$round" "${enc[@]}" --batch-tokens "$batch_tokens" --precision "$p" --output "$work/ours_${p}_tokens.npy"
+      timed "enc_st_${p}_rows_$round" "${st[@]}" "$work/st_${p}_rows.npy" "$p"
+    done
   done
-done
-.venv/bin/python - "$work" "$steps" "$threads" "$batch_tokens" <<'PY'
+fi
+.venv/bin/python - "$work" "$steps" "$threads" "$batch_tokens" "$only" <<'PY'
 import json, sys
 import numpy as np
-work, steps, threads, budget = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+work, steps, threads, budget, only = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 batchings = {"rows": "batch 32", "tokens": f"--batch-tokens {budget}"}
 def wall(name): return float(open(f"{work}/{name}.time").read().split()[0])
@@ -85,39 +95,45 @@ def ours(p, b):
 def ref(p, b):
     r = json.load(open(f"{work}/ref_{p}_{b}.json"))
     return r["examples_per_sec"], r["dev"]["trec"]["accuracy"], r["dev"]["sst2"]["accuracy"], rss(f"ref_{p}_{b}")
-print(f"\ntraining all-MiniLM-L6-v2 (256-d projection) on TREC + SST-2, identical batches, {cpu}, {threads} threads\n")
-print("| batches | steps | implementation | precision | examples/s | peak RSS (MB) | TREC dev acc | SST-2 dev acc |\n|---|---:|---|---|---:|---:|---:|---:|")
-rows = {}
-for b, label in batchings.items():
-    n_steps = sum(1 for _ in open(f"{work}/plan_{b}.jsonl"))
-    for i, f in (("sentence-mtl", ours), ("PyTorch", ref)):
-        for p in ("fp32", "bf16"):
-            rate, trec, sst2, mem = rows[(b, i, p)] = f(p, b)
-            print(f"| {label} | {n_steps} | {i} | {p} | {rate:.1f} | {mem:.0f} | {100 * trec:.1f} | {100 * sst2:.1f} |")
-print()
-for b, label in batchings.items():
-    o32, o16, r32, r16 = (rows[(b, i, p)] for i in ("sentence-mtl", "PyTorch") for p in ("fp32", "bf16"))
-    print(f"{label}: sentence-mtl bf16 / fp32 {o16[0] / o32[0]:.2f}x examples/s, dev accuracy {100 * (o16[1] - o32[1]):+.1f} / {100 * (o16[2] - o32[2]):+.1f} pt (TREC / SST-2); "
-          f"sentence-mtl / PyTorch {o32[0] / r32[0]:.2f}x in fp32, {o16[0] / r16[0]:.2f}x in bf16")
-n = 6920
-print(f"\nencode all-MiniLM-L6-v2, {n} sentences (sst2/train.csv), {threads} threads, best of 2 alternated rounds, end to end\n")
-print("| implementation | batches | precision | sentences/s | peak RSS (MB) |\n|---|---|---|---:|---:|")
-best = {}
-for impl, name, kinds in (("ours", "sentence-mtl", ("rows", "tokens")), ("st", "sentence-transformers", ("rows",))):
-    for b in kinds:
-        for p in ("fp32", "bf16"):
-            runs = [f"enc_{impl}_{p}_{b}_{r}" for r in (1, 2)]
-            best[(impl, b, p)] = n / min(wall(r) for r in runs)
-            print(f"| {name} | {batchings[b]} | {p} | {best[(impl, b, p)]:.1f} | {min(rss(r) for r in runs):.0f} |")
-def agreement(a, b):
-    a, b = np.load(f"{work}/{a}.npy"), np.load(f"{work}/{b}.npy")
-    c = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
-    return c.min(), c.mean()
-print()
-for b, label in batchings.items():
-    o16 = best[("ours", b, "bf16")]
-    print(f"{label}: sentence-mtl bf16 / fp32 {o16 / best[('ours', b, 'fp32')]:.2f}x; / sentence-transformers bf16 at batch 32 {o16 / best[('st', 'rows', 'bf16')]:.2f}x; / sentence-transformers fp32 {o16 / best[('st', 'rows', 'fp32')]:.2f}x")
-for a, b in (("ours_bf16_rows", "ours_fp32_rows"), ("ours_bf16_tokens", "ours_fp32_tokens"), ("ours_bf16_tokens", "ours_fp32_rows"), ("st_bf16_rows", "st_fp32_rows")):
-    lo, mean = agreement(a, b)
-    print(f"cosine({a}, {b}): min {lo:.6f}, mean {mean:.6f}")
+def training():
+    print(f"\ntraining all-MiniLM-L6-v2 (256-d projection) on TREC + SST-2, identical batches, {cpu}, {threads} threads\n")
+    print("| batches | steps | implementation | precision | examples/s | peak RSS (MB) | TREC dev acc | SST-2 dev acc |\n|---|---:|---|---|---:|---:|---:|---:|")
+    rows = {}
+    for b, label in batchings.items():
+        n_steps = sum(1 for _ in open(f"{work}/plan_{b}.jsonl"))
+        for i, f in (("sentence-mtl", ours), ("PyTorch", ref)):
+            for p in ("fp32", "bf16"):
+                rate, trec, sst2, mem = rows[(b, i, p)] = f(p, b)
+                print(f"| {label} | {n_steps} | {i} | {p} | {rate:.1f} | {mem:.0f} | {100 * trec:.1f} | {100 * sst2:.1f} |")
+    print()
+    for b, label in batchings.items():
+        o32, o16, r32, r16 = (rows[(b, i, p)] for i in ("sentence-mtl", "PyTorch") for p in ("fp32", "bf16"))
+        print(f"{label}: sentence-mtl bf16 / fp32 {o16[0] / o32[0]:.2f}x examples/s, dev accuracy {100 * (o16[1] - o32[1]):+.1f} / {100 * (o16[2] - o32[2]):+.1f} pt (TREC / SST-2); "
+              f"sentence-mtl / PyTorch {o32[0] / r32[0]:.2f}x in fp32, {o16[0] / r16[0]:.2f}x in bf16")
+def encoding():
+    n = 6920
+    print(f"\nencode all-MiniLM-L6-v2, {n} sentences (sst2/train.csv), {threads} threads, best of 2 alternated rounds, end to end\n")
+    print("| implementation | batches | precision | sentences/s | peak RSS (MB) |\n|---|---|---|---:|---:|")
+    best = {}
+    for impl, name, kinds in (("ours", "sentence-mtl", ("rows", "tokens")), ("st", "sentence-transformers", ("rows",))):
+        for b in kinds:
+            for p in ("fp32", "bf16"):
+                runs = [f"enc_{impl}_{p}_{b}_{r}" for r in (1, 2)]
+                best[(impl, b, p)] = n / min(wall(r) for r in runs)
+                print(f"| {name} | {batchings[b]} | {p} | {best[(impl, b, p)]:.1f} | {min(rss(r) for r in runs):.0f} |")
+    def agreement(a, b):
+        a, b = np.load(f"{work}/{a}.npy"), np.load(f"{work}/{b}.npy")
+        c = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+        return c.min(), c.mean()
+    print()
+    for b, label in batchings.items():
+        o16 = best[("ours", b, "bf16")]
+        print(f"{label}: sentence-mtl bf16 / fp32 {o16 / best[('ours', b, 'fp32')]:.2f}x; / sentence-transformers bf16 at batch 32 {o16 / best[('st', 'rows', 'bf16')]:.2f}x; / sentence-transformers fp32 {o16 / best[('st', 'rows', 'fp32')]:.2f}x")
+    for a, b in (("ours_bf16_rows", "ours_fp32_rows"), ("ours_bf16_tokens", "ours_fp32_tokens"), ("ours_bf16_tokens", "ours_fp32_rows"), ("st_bf16_rows", "st_fp32_rows")):
+        lo, mean = agreement(a, b)
+        print(f"cosine({a}, {b}): min {lo:.6f}, mean {mean:.6f}")
+if only != "encode":
+    training()
+if only != "train":
+    encoding()
 PY

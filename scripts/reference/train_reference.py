@@ -12,8 +12,9 @@ DataLoader with shuffle=True per task (what HF Trainer does by default), padded 
 usage: train_reference.py --model DIR --task NAME=TRAIN.csv[,DEV.csv] ... --max-steps N
            [--plan PLAN.jsonl | --shuffle] [--freeze-backbone] [--threads N] [--out RESULT.json]
            [--lr-backbone LR --lr-projection LR --lr-heads LR --layer-decay D --warmup-ratio R
-            --schedule linear|constant]  (the plain loop of the recipe study: 2e-5 / 1e-4 / 1e-3,
-           decay 1, no warm-up, constant)
+            --schedule linear|constant]  (defaults: sentence-mtl's default recipe, 8e-5 / 1e-4 /
+           1e-3, decay 1, no warm-up, linear; the plain loop of the recipe study: 2e-5 / 1e-4 /
+           1e-3, decay 1, no warm-up, constant)
            [--init-heads CHECKPOINT/model.safetensors] [--device cpu|cuda] [--precision fp32|bf16]
 --init-heads starts the projection and heads from the same values sentence-mtl starts from
 (its `--freeze all` checkpoint for the same seed), so the two runs differ only in dropout
@@ -115,12 +116,14 @@ def main():
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument("--projection-dim", type=int, default=256)
-    ap.add_argument("--lr-backbone", type=float, default=1e-5)
+    # Defaults: sentence-mtl's default recipe (src/train/recipe.rs), so that a replay of its
+    # batch plan compares like with like.
+    ap.add_argument("--lr-backbone", type=float, default=8e-5)
     ap.add_argument("--lr-projection", type=float, default=1e-4)
     ap.add_argument("--lr-heads", type=float, default=1e-3)
-    ap.add_argument("--layer-decay", type=float, default=0.9)
+    ap.add_argument("--layer-decay", type=float, default=1.0)
     ap.add_argument("--weight-decay", type=float, default=0.01)
-    ap.add_argument("--warmup-ratio", type=float, default=0.1)
+    ap.add_argument("--warmup-ratio", type=float, default=0.0)
     ap.add_argument("--max-grad-norm", type=float, default=1.0)
     ap.add_argument("--schedule", choices=["linear", "constant"], default="linear")
     ap.add_argument("--seed", type=int, default=42)
