@@ -16,7 +16,9 @@
 #              TREC + SST-2 alone at those 651 steps; with TREC and SST-2 dev accuracy beside
 #              it. Seed 42.
 #   drift-seeds  TREC + SST-2 against TREC + SST-2 + STS-B, 651 steps each, with seeds 1, 2, 3
-#              (SEEDS="..." to choose): the difference per seed and its mean.
+#              (SEEDS="..." to choose): the difference per seed and its mean; also with STS-B at
+#              half the batches of each classifier (--task-share stsb=0.5). CONFIGS="..." picks
+#              among classification, with-stsb and stsb-share-S (any share S).
 # Prints markdown tables.
 #   scripts/measure-embeddings.sh [reference] [drift] [drift-seeds]     (default: all)
 # THREADS=N sets the thread count (default: all cores). Runs go to runs/measure-embeddings/.
@@ -111,9 +113,14 @@ PY
     drift-seeds)
       mkdir -p "$out/drift-seeds" "$out/eval-drift-seeds"
       for seed in ${SEEDS:-1 2 3}; do
-        for config in classification with-stsb; do
+        for config in ${CONFIGS:-classification with-stsb stsb-share-0.5}; do
           tasks=(--task "$trec" --task "$sst2")
-          [ "$config" = with-stsb ] && tasks+=(--task "$stsb")
+          case "$config" in
+            classification) ;;
+            with-stsb) tasks+=(--task "$stsb") ;;
+            stsb-share-*) tasks+=(--task "$stsb" --task-share "stsb=${config#stsb-share-}") ;;
+            *) echo "measure-embeddings.sh: unknown config $config (classification, with-stsb, stsb-share-S)" >&2; exit 2 ;;
+          esac
           run="drift-seeds/$config-seed$seed"
           timed "$run" "${train[@]}" "${tasks[@]}" --max-steps 651 --seed "$seed" --out "$out/$run"
           evaluate "$run"
