@@ -5,7 +5,7 @@
 #              STS-B with CoSENT, and retrieval pairs derived from STS-B (pairs scored >= 4,
 #              scripts/stsb_pairs.py) with MultipleNegativesRankingLoss, and the same loss on
 #              asymmetric pairs from STS-B (five-word queries against two-sentence passages,
-#              scripts/stsb_pairs.py --queries), where each column is padded apart. The recipe both run:
+#              scripts/stsb_pairs.py --queries), whose queries and passages are forwarded apart. The recipe both run:
 #              one epoch, batch 32, learning rate 2e-5 for every layer (no layer decay, no
 #              projection), warm-up 10%, weight decay 0.01. Pairs/s over training steps only,
 #              peak RSS of the whole process, dev Spearman (STS-B) or MRR@10 (pairs).

@@ -11,6 +11,7 @@
 //! The embeddings a similarity or pairs loss sees are exactly `encode`'s (pooling, projection,
 //! normalisation as the model says), so what is trained is what is served.
 
+pub mod batch;
 pub mod classification;
 pub mod losses;
 pub mod pairs;
@@ -28,6 +29,8 @@ use crate::model::fused_forward::FusedForward;
 use crate::model::spec::{TaskKind, TaskSpec, KINDS};
 use crate::model::tokenizer::SentenceTokenizer;
 use crate::train::settings::{TaskSource, TrainSettings};
+
+pub use batch::TrainBatch;
 
 /// The columns a classification file is read from (`--text-column`, `--label-column`).
 #[derive(Debug, Clone, Copy)]
@@ -158,55 +161,6 @@ impl TaskScore {
     }
 }
 
-/// One training batch of a task: its texts' token ids and what the loss needs besides.
-pub struct TrainBatch<'a> {
-    /// The batch's texts; for pair kinds the first column's rows, then the second's (then the
-    /// third's), each `rows` long.
-    pub texts: Vec<&'a [i64]>,
-    /// What the loss compares the outputs with: class ids `[rows]` (Int64) or scores `[rows]`
-    /// (Float); none for pairs, whose targets are the diagonal.
-    pub targets: Option<Tensor>,
-    /// Rows (examples) in the batch.
-    pub rows: usize,
-}
-
-impl<'a> TrainBatch<'a> {
-    /// The texts of `columns` (each one token list per row, in batch order), column by column.
-    fn of_columns(columns: Vec<Vec<&'a [i64]>>, targets: Option<Tensor>) -> Self {
-        let rows = columns.first().map(Vec::len).unwrap_or(0);
-        Self { texts: columns.into_iter().flatten().collect(), targets, rows }
-    }
-
-    /// Real tokens in the batch.
-    pub fn tokens(&self) -> usize {
-        self.texts.iter().map(|t| t.len()).sum()
-    }
-
-    /// The texts as the encoder takes them, each group padded to its own longest text: all
-    /// at once, or column by column when that saves at least a quarter of the padding (an
-    /// asymmetric pairs task: short queries, long passages). A second forward costs about as
-    /// much as 100 tokens on a 2-core CPU, and far more on a launch-bound GPU, so columns of
-    /// similar lengths, as in STS-B, stay together (column by column was 6 % slower there).
-    pub fn forward_groups(&self) -> Vec<&[&'a [i64]]> {
-        let columns: Vec<_> = self.texts.chunks(self.rows.max(1)).collect();
-        if columns.len() > 1 && 4 * padded(&columns) <= 3 * padded(&[&self.texts]) {
-            columns
-        } else {
-            vec![&self.texts[..]]
-        }
-    }
-
-    /// Tokens once padded as the encoder takes them.
-    pub fn padded_tokens(&self) -> usize {
-        padded(&self.forward_groups())
-    }
-}
-
-/// Tokens of `groups` once each is padded to its own longest text.
-fn padded(groups: &[&[&[i64]]]) -> usize {
-    groups.iter().map(|group| group.len() * group.iter().map(|t| t.len()).max().unwrap_or(0)).sum()
-}
-
 /// A task as the trainer sees it.
 pub trait TrainingTask {
     fn source(&self) -> &TaskSource;
@@ -276,19 +230,6 @@ mod tests {
     }
 
     const DEFAULT: LabelColumns<'static> = LabelColumns { text: "text", label: "label" };
-
-    #[test]
-    fn columns_go_through_the_encoder_apart_only_when_that_saves_a_quarter_of_the_padding() {
-        let (short, long): (&[i64], &[i64]) = (&[1, 2], &[1, 2, 3, 4, 5, 6, 7, 8]);
-        let asymmetric = TrainBatch::of_columns(vec![vec![short, short], vec![long, short]], None);
-        assert_eq!(asymmetric.forward_groups(), [[short, short], [long, short]]);
-        assert_eq!((asymmetric.padded_tokens(), asymmetric.tokens()), (2 * 2 + 2 * 8, 3 * 2 + 8));
-        let similar = TrainBatch::of_columns(vec![vec![long, short], vec![long, short]], None);
-        assert_eq!(similar.forward_groups(), [[long, short, long, short]]);
-        assert_eq!(similar.padded_tokens(), 4 * 8);
-        let single = TrainBatch::of_columns(vec![vec![short, long, short]], None);
-        assert_eq!((single.forward_groups().len(), single.padded_tokens()), (1, 3 * 8));
-    }
 
     #[test]
     fn kinds_come_from_the_header() {

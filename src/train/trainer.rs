@@ -522,18 +522,23 @@ impl<'a> Trainer<'a> {
 
     /// Training's sentence features `[texts, dim]` of a batch's texts, with dropout: from the
     /// feature cache when the run has one, else through the whole model, in the batch's
-    /// forward groups (all texts, or column by column where that saves padding).
+    /// forward groups (texts of similar length together; `tasks::batch`).
     fn sentence_features(&self, forward: &FusedForward, batch: &TrainBatch) -> Result<Tensor> {
         if let Some(cache) = &self.cache {
             return cache
                 .features(forward, &batch.texts, true)?
                 .context("a training text is missing from the feature cache");
         }
-        let groups = batch.forward_groups().into_iter().map(|texts| {
+        let plan = batch.forward_groups();
+        let groups = plan.groups.iter().map(|texts| {
             let (ids, mask) = pad_batch(texts, self.loaded.tokenizer.pad_id(), self.loaded.device);
             forward.features_t(&ids, &mask, true)
         });
-        Ok(Tensor::cat(&groups.collect::<Result<Vec<_>>>()?, 0))
+        let features = Tensor::cat(&groups.collect::<Result<Vec<_>>>()?, 0);
+        Ok(match &plan.order {
+            Some(order) => features.index_select(0, &Tensor::from_slice(order).to_device(self.loaded.device)),
+            None => features,
+        })
     }
 
     /// Logs the window's mean losses, rates and throughput, and shows them on the bar.

@@ -109,6 +109,22 @@ fn write_pairs(path: &Path, question: &str, templates: &[&str]) {
     std::fs::write(path, text).unwrap();
 }
 
+/// A retrieval-shaped pairs file (`anchor,positive`): each keyword alone as the query, and as
+/// its passage one to all of the training templates about it in a row, so a batch mixes
+/// queries of a few tokens with passages of up to fifty.
+pub fn write_passages(path: &Path) {
+    let mut text = String::from("anchor,positive\n");
+    for (_, words) in TOPICS.iter().chain(MOODS) {
+        for (i, word) in words.iter().enumerate() {
+            for sentences in [1 + i % 3, 4 + i % 5, TRAIN_TEMPLATES.len()] {
+                let passage: Vec<String> = TRAIN_TEMPLATES[..sentences].iter().map(|t| t.replace("{}", word)).collect();
+                text.push_str(&format!("{word},{}\n", passage.join(" and ")));
+            }
+        }
+    }
+    std::fs::write(path, text).unwrap();
+}
+
 pub fn write_toy_data(dir: &Path) -> ToyData {
     let data = ToyData {
         topic_train: dir.join("topic_train.csv"),

@@ -15,7 +15,7 @@ use sentence_mtl::train::trainer::{train, RunOptions};
 use tch::{Device, Tensor};
 
 use crate::common::*;
-use crate::toy_data::{write_toy_data, ToyData};
+use crate::toy_data::{write_passages, write_toy_data, ToyData};
 
 /// Settings that make the tiny random model learn the toy tasks in a few seconds. The toy tasks
 /// have 48 rows per class, which `--small-data auto` would train in small-data mode; these
@@ -492,6 +492,34 @@ fn similarity_and_pairs_tasks_train_the_embeddings_beside_a_head() {
         assert!((trained - scored).abs() < 1e-6, "{task} {name}: training {trained}, eval {scored}");
     }
     assert_eq!(evaluated["similar"]["kind"], "similarity");
+}
+
+/// A batch of queries of a few tokens and passages of up to fifty goes through the encoder in
+/// groups of similar length (`tasks::batch`), and every output comes back to its row: with
+/// dropout off, each step's loss equals that of a run that forwards every batch in one padded
+/// piece (the feature cache's path, above the frozen bottom block it computes once).
+#[test]
+fn a_batch_forwarded_in_groups_of_similar_length_trains_as_one_forward() {
+    let test = "a_batch_forwarded_in_groups_of_similar_length_trains_as_one_forward";
+    let Some(s) = setup(test) else { return };
+    let passages = s.dir.path().join("passages.csv");
+    write_passages(&passages);
+    let task = format!("passages={}", passages.display());
+    let losses = |run: &str, extra: &[&str]| -> Vec<f64> {
+        let out = s.out(run);
+        let mut args = vec!["train", "-m", &s.model, "--task", &task, "--out", &out];
+        args.extend(FAST);
+        args.extend(["--max-steps", "8", "--log-every", "1", "--dropout", "0", "--warmup-steps", "0", "-q"]);
+        args.extend(["--freeze", "embeddings", "--freeze", "layers:1"]);
+        args.extend(extra);
+        assert_ok(&bin().args(&args).output().unwrap());
+        log_records(&out, "step").iter().map(|r| r["loss"]["passages"].as_f64().unwrap()).collect()
+    };
+    let (grouped, one_piece) = (losses("grouped", &["--no-feature-cache"]), losses("one-piece", &[]));
+    assert_eq!((grouped.len(), one_piece.len()), (8, 8));
+    for (step, (g, o)) in grouped.iter().zip(&one_piece).enumerate() {
+        assert!((g - o).abs() < 1e-5, "step {}: loss {g} forwarded in groups, {o} in one piece", step + 1);
+    }
 }
 
 /// With the backbone (or the embeddings and the bottom block) frozen, the feature cache
