@@ -41,7 +41,7 @@ pub struct ForwardGroups<'a> {
 impl ForwardGroups<'_> {
     /// Tokens once each group is padded to its own longest text.
     pub fn padded_tokens(&self) -> usize {
-        self.groups.iter().map(|g| padded(g.iter().map(|t| t.len()))).sum()
+        self.groups.iter().map(|g| g.len() * g.iter().map(|t| t.len()).max().unwrap_or(0)).sum()
     }
 }
 
@@ -96,11 +96,6 @@ impl<'a> TrainBatch<'a> {
     pub fn padded_tokens(&self) -> usize {
         self.forward_groups().padded_tokens()
     }
-}
-
-/// Tokens of texts of `lengths` padded to the longest.
-fn padded(lengths: impl Iterator<Item = usize> + Clone) -> usize {
-    lengths.clone().count() * lengths.max().unwrap_or(0)
 }
 
 /// For lengths sorted longest first: the cut (index of the first text after it) that saves

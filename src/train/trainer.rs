@@ -27,7 +27,7 @@ use super::window::{NonFiniteLoss, Window};
 use crate::checkpoint::{self, TrainableModel, TrainingSpec};
 use crate::data::batching::{pad_batch, BatchLimit};
 use crate::data::sampler::{TaskRows, TaskSampler};
-use crate::device::DeviceChoice;
+use crate::device::{upload, DeviceChoice};
 use crate::distributed::data_parallel::{self, all_reduce_step, broadcast_weights};
 use crate::distributed::gathered_negatives::RankShares;
 use crate::distributed::{self, ProcessGroup, Reduce};
@@ -536,7 +536,7 @@ impl<'a> Trainer<'a> {
         });
         let features = Tensor::cat(&groups.collect::<Result<Vec<_>>>()?, 0);
         Ok(match &plan.order {
-            Some(order) => features.index_select(0, &Tensor::from_slice(order).to_device(self.loaded.device)),
+            Some(order) => features.index_select(0, &upload(Tensor::from_slice(order), self.loaded.device)),
             None => features,
         })
     }
