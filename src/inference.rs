@@ -98,6 +98,11 @@ impl<'a> Encoder<'a> {
         self.run_batches(texts, progress, |model, features| Ok(model.embedding(features)))
     }
 
+    /// What one task's head reads, `[n, dim]` (`FusedForward::head_input`).
+    pub fn head_inputs(&self, task: &str, texts: &[String], progress: &Progress) -> Result<Tensor> {
+        self.run_batches(texts, progress, |model, features| model.head_input(features, task))
+    }
+
     /// Logits `[n, n_classes]` of one task's head.
     pub fn class_logits(&self, task: &str, texts: &[String], progress: &Progress) -> Result<Tensor> {
         self.model.spec.head_task(task)?;

@@ -21,10 +21,10 @@ DATA = os.path.join("..", "shared", "data")
 DEV = {"sst2": f"{DATA}/sst2/dev.csv", "trec": f"{DATA}/trec/dev_split.csv"}
 
 
-def embed(model, path, scratch):
+def embed(model, path, scratch, normalise=True):
     out = os.path.join(scratch, "embeddings.npy")
     subprocess.run(["target/release/sentence-mtl", "encode", "--model", model, "--device", "cpu", "-q",
-                    "--input", path, "--output", out], check=True)
+                    "--input", path, "--output", out] + ([] if normalise else ["--no-normalize"]), check=True)
     return np.load(out)
 
 
@@ -33,8 +33,8 @@ def labels(path):
         return np.array([row["label"] for row in csv.DictReader(f)])
 
 
-print("| run | joint head | LR C=0.1 | LR C=1 | LR C=10 | LR C=100 | class centroid |")
-print("|---|---:|---:|---:|---:|---:|---:|")
+print("| run | joint head | LR C=0.1 | LR C=1 | LR C=10 | LR C=100 | class centroid | LR C=1 on the unnormalised features |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|")
 with tempfile.TemporaryDirectory() as scratch:
     for name in sys.argv[1:]:
         task = name.split("-")[0]
@@ -47,5 +47,8 @@ with tempfile.TemporaryDirectory() as scratch:
         classes = sorted(set(y_train))
         centroids = np.stack([x_train[y_train == c].mean(0) for c in classes])
         nearest = np.array(classes)[np.argmax(x_dev @ centroids.T, 1)]
+        f_train, f_dev = embed(model, draw, scratch, False), embed(model, dev, scratch, False)
+        on_features = LogisticRegression(C=1, max_iter=1000).fit(f_train, y_train).predict(f_dev)
         cells = [100 * joint] + [100 * np.mean(p == y_dev) for p in refits] + [100 * np.mean(nearest == y_dev)]
+        cells.append(100 * np.mean(on_features == y_dev))
         print(f"| {name} | " + " | ".join(f"{c:.1f}" for c in cells) + " |", flush=True)

@@ -118,7 +118,7 @@ fn tasks_json(loaded: &LoadedModel, outputs: Option<Vec<String>>) -> serde_json:
         "projection_dim": spec.projection_dim,
         "normalize": spec.normalize,
         "max_length": spec.max_length,
-        "tasks": spec.head_tasks().map(|t| json!({"name": t.name, "labels": t.labels})).collect::<Vec<_>>(),
+        "tasks": spec.head_tasks().map(|t| json!({"name": t.name, "labels": t.labels, "head_input": t.head_input})).collect::<Vec<_>>(),
     });
     if let Some(outputs) = outputs {
         value["outputs"] = json!(outputs);

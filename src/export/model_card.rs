@@ -3,6 +3,7 @@
 
 use crate::model::loaded::LoadedModel;
 use crate::model::pooling::Pooling;
+use crate::model::spec::HeadInput;
 use crate::train::evaluate::Evaluation;
 
 use super::ExportFormat;
@@ -19,6 +20,16 @@ pub fn hf_python(loaded: &LoadedModel) -> String {
     } else {
         ""
     };
+    let reading_embeddings: Vec<&str> =
+        loaded.spec.head_tasks().filter(|t| t.head_input == HeadInput::Embedding).map(|t| t.name.as_str()).collect();
+    let normalise = if loaded.spec.normalize && !reading_embeddings.is_empty() {
+        let names = serde_json::to_string(&reading_embeddings).unwrap_or_default();
+        format!(
+            "    if task in {names}: x = torch.nn.functional.normalize(x, dim=-1)  # these heads read the embeddings\n"
+        )
+    } else {
+        String::new()
+    };
     format!(
         r#"import json, torch
 from safetensors.torch import load_file
@@ -32,7 +43,7 @@ def logits(texts, task):
     h = enc(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).last_hidden_state
     m = b["attention_mask"].unsqueeze(-1).to(h.dtype)
     {pooling}
-{projection}    return x @ w[f"heads.{{task}}.weight"].T + w[f"heads.{{task}}.bias"]
+{projection}{normalise}    return x @ w[f"heads.{{task}}.weight"].T + w[f"heads.{{task}}.bias"]
 "#
     )
 }

@@ -28,7 +28,7 @@ use tch::{Kind, Tensor};
 use crate::model::config::BackboneConfig;
 use crate::model::names;
 use crate::model::pooling::l2_normalize;
-use crate::model::spec::ModelSpec;
+use crate::model::spec::{HeadInput, ModelSpec};
 
 /// The model's tensors by name, and what the forward needs to know about them.
 pub struct FusedForward<'a> {
@@ -150,10 +150,18 @@ impl FusedForward<'_> {
         }
     }
 
+    /// What one task's head reads, `[batch, dim]`: the features or the embeddings
+    /// (`spec::HeadInput`).
+    pub fn head_input(&self, features: &Tensor, task: &str) -> Result<Tensor> {
+        Ok(match self.spec.head_task(task)?.head_input {
+            HeadInput::Features => features.shallow_clone(),
+            HeadInput::Embedding => self.embedding(features),
+        })
+    }
+
     /// Logits `[batch, n_classes]` of one task's head.
     pub fn logits(&self, features: &Tensor, task: &str) -> Result<Tensor> {
-        self.spec.head_task(task)?;
-        self.linear(features, &names::head(task))
+        self.linear(&self.head_input(features, task)?, &names::head(task))
     }
 
     /// `[embedding, logits of each task with a head...]`, the outputs of the TorchScript export.

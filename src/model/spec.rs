@@ -22,7 +22,8 @@ pub struct ModelSpec {
     pub pooling: Pooling,
     /// Width of the `projection` layer, `None` when sentence features are the pooled states.
     pub projection_dim: Option<i64>,
-    /// Whether `encode` L2-normalises embeddings (heads always read un-normalised features).
+    /// Whether `encode` L2-normalises embeddings (heads read the un-normalised features unless
+    /// their task's `head_input` says otherwise).
     pub normalize: bool,
     /// Token limit per sentence, `[CLS]` and `[SEP]` included.
     pub max_length: usize,
@@ -58,6 +59,25 @@ pub struct TaskSpec {
     /// The training loss: cross-entropy, cosent, cosine-mse or multiple-negatives-ranking.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loss: Option<String>,
+    /// What the task's head reads (classification).
+    #[serde(default, skip_serializing_if = "HeadInput::is_features")]
+    pub head_input: HeadInput,
+}
+
+/// What a classification head reads: the sentence features, or the embeddings `encode`
+/// returns (the features normalised, when the model normalises), as SetFit's head does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HeadInput {
+    #[default]
+    Features,
+    Embedding,
+}
+
+impl HeadInput {
+    fn is_features(&self) -> bool {
+        *self == Self::Features
+    }
 }
 
 impl TaskSpec {
@@ -71,6 +91,7 @@ impl TaskSpec {
             label_column: Some(label_column.to_string()),
             score_range: None,
             loss: Some("cross-entropy".into()),
+            head_input: HeadInput::Features,
         }
     }
 }

@@ -13,10 +13,11 @@ use crate::device::upload;
 use crate::inference::Encoder;
 use crate::metrics::classification::ConfusionMatrix;
 use crate::model::fused_forward::FusedForward;
-use crate::model::spec::{TaskKind, TaskSpec};
+use crate::model::spec::{HeadInput, TaskKind, TaskSpec};
 use crate::model::tokenizer::SentenceTokenizer;
 use crate::progress::Progress;
 use crate::report::classification::ClassificationReport;
+use crate::train::logistic_regression::{self, LinearHead};
 use crate::train::settings::{TaskSource, TrainSettings};
 
 /// `--class-weights`.
@@ -48,7 +49,8 @@ pub struct ClassificationTask {
     label_smoothing: f64,
     /// Cross-entropy's class weights `[classes]` (`--class-weights balanced`).
     class_weights: Option<Tensor>,
-    /// Small-data mode (`--small-data`): SetFit's label-pair loss on the embeddings too.
+    /// Small-data mode (`--small-data`): SetFit's label-pair loss on the embeddings too, a head
+    /// that reads the embeddings, refitted after the last step.
     small_data: bool,
     train: LabelledData,
     /// Class id of every training row.
@@ -137,12 +139,18 @@ impl TrainingTask for ClassificationTask {
     }
 
     fn spec(&self) -> TaskSpec {
-        TaskSpec::classification(
+        let mut spec = TaskSpec::classification(
             &self.source.name,
             self.labels.names().to_vec(),
             &self.source.text_column,
             &self.source.label_column,
-        )
+        );
+        if self.small_data {
+            // As SetFit's head, which reads the normalised embeddings its body was trained on.
+            spec.head_input = HeadInput::Embedding;
+            spec.loss = Some("label-pair cosine and cross-entropy, head refitted by logistic regression".into());
+        }
+        spec
     }
 
     fn tokenize(&mut self, tokenizer: &SentenceTokenizer, max_length: usize) {
@@ -178,7 +186,9 @@ impl TrainingTask for ClassificationTask {
             extras.push_str(", balanced class weights");
         }
         if self.small_data {
-            extras.push_str(", small-data mode: label-pair cosine loss on the embeddings");
+            extras.push_str(
+                ", small-data mode: label-pair cosine loss on the embeddings, head refitted after the last step",
+            );
         }
         format!("{} classes, cross-entropy{extras}", self.labels.len())
     }
@@ -220,6 +230,14 @@ impl TrainingTask for ClassificationTask {
         }
         let embeddings = outputs.narrow(1, classes, outputs.size()[1] - classes);
         cross_entropy + label_pair_cosine(&embeddings, targets)
+    }
+
+    fn refit_head(&self, encoder: &Encoder) -> Result<Option<LinearHead>> {
+        if !self.small_data {
+            return Ok(None);
+        }
+        let inputs = encoder.head_inputs(&self.source.name, &self.train.texts, &Progress::hidden())?;
+        Ok(Some(logistic_regression::fit(&inputs, &self.train_classes, self.labels.len() as i64)))
     }
 
     fn evaluate(&self, encoder: &Encoder) -> Result<Option<TaskScore>> {

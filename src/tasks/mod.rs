@@ -28,6 +28,7 @@ use crate::inference::Encoder;
 use crate::model::fused_forward::FusedForward;
 use crate::model::spec::{TaskKind, TaskSpec, KINDS};
 use crate::model::tokenizer::SentenceTokenizer;
+use crate::train::logistic_regression::LinearHead;
 use crate::train::settings::{TaskSource, TrainSettings};
 
 pub use batch::TrainBatch;
@@ -204,6 +205,11 @@ pub trait TrainingTask {
     /// (`distributed::gathered_negatives`). `None`: the loss is the task's own.
     fn in_batch_negatives_scale(&self) -> Option<f64> {
         None
+    }
+    /// Small-data mode's last stage (`train::small_data`): the task's head fitted anew on the
+    /// final body's inputs of its training rows; `None` for a task that keeps its head.
+    fn refit_head(&self, _encoder: &Encoder) -> Result<Option<LinearHead>> {
+        Ok(None)
     }
     /// The dev score, `None` without a dev set.
     fn evaluate(&self, encoder: &Encoder) -> Result<Option<TaskScore>>;

@@ -17,7 +17,7 @@ use crate::inference::Encoder;
 use crate::metrics::retrieval::RetrievalRanks;
 use crate::model::fused_forward::FusedForward;
 use crate::model::pooling::l2_normalize;
-use crate::model::spec::{TaskKind, TaskSpec};
+use crate::model::spec::{HeadInput, TaskKind, TaskSpec};
 use crate::model::tokenizer::SentenceTokenizer;
 use crate::progress::Progress;
 use crate::report::retrieval::RetrievalReport;
@@ -118,6 +118,7 @@ impl TrainingTask for PairsTask {
             label_column: None,
             score_range: None,
             loss: Some(format!("multiple-negatives-ranking (scale {})", self.scale)),
+            head_input: HeadInput::Features,
         }
     }
 

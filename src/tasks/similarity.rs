@@ -14,7 +14,7 @@ use crate::device::upload;
 use crate::inference::Encoder;
 use crate::metrics::correlation::{pearson, spearman};
 use crate::model::fused_forward::FusedForward;
-use crate::model::spec::{TaskKind, TaskSpec};
+use crate::model::spec::{HeadInput, TaskKind, TaskSpec};
 use crate::model::tokenizer::SentenceTokenizer;
 use crate::progress::Progress;
 use crate::report::similarity::SimilarityReport;
@@ -93,6 +93,7 @@ impl TrainingTask for SimilarityTask {
             label_column: None,
             score_range: Some([self.range.0, self.range.1]),
             loss: Some(self.loss.to_string()),
+            head_input: HeadInput::Features,
         }
     }
 

@@ -6,6 +6,7 @@ pub mod feature_cache;
 pub mod freeze;
 pub mod interrupt;
 pub mod log;
+pub mod logistic_regression;
 pub mod optimizer;
 pub mod overview;
 pub mod param_groups;

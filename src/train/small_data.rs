@@ -3,11 +3,18 @@
 //! embeddings. As SetFit does, the mode trains the embeddings on pairs built from the labels
 //! (same class: cosine 1, different classes: cosine 0, the two kinds weighted equally, as
 //! SetFit's oversampling does), here over the pairs of every batch and beside the head's
-//! cross-entropy, and it runs at least [`MIN_STEPS`] optimizer steps. `auto` turns it on for a
-//! classification task with at most [`ROWS_PER_CLASS`] training rows per class on average
-//! (docs/recipes.md has the few-shot measurements behind both numbers).
+//! cross-entropy, and it runs at least [`MIN_STEPS`] optimizer steps. The head reads the
+//! embeddings (normalised, as SetFit's), and after the last step it is fitted anew on the
+//! final body ([`refit_heads`]), as SetFit fits its head once its body is trained. `auto` turns
+//! the mode on for a classification task with at most [`ROWS_PER_CLASS`] training rows per
+//! class on average (docs/recipes.md has the few-shot measurements behind these choices).
 
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
+
+use crate::inference::Encoder;
+use crate::model::names;
+use crate::tasks::TrainingTask;
 
 /// `auto` turns the mode on for a classification task with at most this many rows per class.
 pub const ROWS_PER_CLASS: usize = 128;
@@ -55,9 +62,46 @@ pub fn announcement(tasks: &[(&str, usize)], planned: usize, total: usize) -> St
         format!("{total} optimizer steps")
     };
     format!(
-        "small-data mode for {}: label-pair cosine loss on the embeddings beside cross-entropy (as SetFit), {steps}; --small-data off turns it off",
+        "small-data mode for {}: label-pair cosine loss on the embeddings beside cross-entropy, and the head fitted anew on them after the last step (as SetFit), {steps}; --small-data off turns it off",
         tasks.join(", ")
     )
+}
+
+/// After the last step: each head a task refits (`TrainingTask::refit_head`) replaces the
+/// trained one in the model `encoder` runs, unless `--freeze` keeps that head. Every rank fits
+/// from the same gathered inputs, and then takes rank 0's head, so the ranks cannot drift
+/// apart by a rounding. Returns a line to show per head.
+pub fn refit_heads(tasks: &[Box<dyn TrainingTask>], encoder: &Encoder) -> Result<Vec<String>> {
+    let mut said = Vec::new();
+    for task in tasks {
+        let name = &task.source().name;
+        let head = names::head(name);
+        let weights = &encoder.model.weights;
+        let (Some(weight), Some(bias)) = (weights.get(&names::weight(&head)), weights.get(&names::bias(&head))) else {
+            continue;
+        };
+        if !weight.requires_grad() {
+            continue;
+        }
+        let Some(fitted) = task.refit_head(encoder)? else { continue };
+        tch::no_grad(|| -> Result<()> {
+            // `weights` are views of the trained variables: write through them.
+            for (variable, value) in [(weight, &fitted.weight), (bias, &fitted.bias)] {
+                let mut variable = variable.shallow_clone();
+                variable.copy_(value);
+                if let Some(group) = encoder.group {
+                    group.broadcast_(&mut variable, 0, "the broadcast of the refitted head")?;
+                }
+            }
+            Ok(())
+        })?;
+        said.push(format!(
+            "small-data mode: the head of '{name}' fitted anew on the final embeddings of its {} training rows (logistic regression, C = {}, as SetFit)",
+            task.train_rows(),
+            super::logistic_regression::C
+        ));
+    }
+    Ok(said)
 }
 
 crate::value_names!(SmallData, "--small-data", [Auto => "auto", On => "on", Off => "off"]);

@@ -315,6 +315,11 @@ impl<'a> Trainer<'a> {
             self.start_epoch_bar_if_due();
             self.step()?;
             let step = self.state.step;
+            if step == self.schedule.total_steps {
+                for line in small_data::refit_heads(&self.tasks, &self.fp32_encoder())? {
+                    self.say(&line);
+                }
+            }
             if step.is_multiple_of(self.settings.log_every) || step == self.schedule.total_steps {
                 self.log_window()?;
             }
@@ -584,15 +589,7 @@ impl<'a> Trainer<'a> {
         self.settle_losses()?;
         let step = self.state.step;
         let eval_started = Instant::now();
-        // Dev sets are scored in fp32, whatever the training precision.
-        let encoder = Encoder {
-            model: &self.loaded,
-            cache: self.cache.as_ref(),
-            precision: Precision::Fp32,
-            batch: BatchLimit::Rows(self.settings.eval_batch_size),
-            group: self.group,
-        };
-        let evaluation = evaluate(&encoder, &self.tasks, step)?;
+        let evaluation = evaluate(&self.fp32_encoder(), &self.tasks, step)?;
         self.timing.eval += eval_started.elapsed().as_secs_f64();
         let improved = match (&evaluation, &self.state.best) {
             (Some(e), Some(b)) => e.mean_main_metric > b.mean_main_metric,
@@ -638,6 +635,18 @@ impl<'a> Trainer<'a> {
             return Ok(AfterEvaluation::EarlyStop);
         }
         Ok(AfterEvaluation::Continue)
+    }
+
+    /// The model as it is now, in fp32 whatever the training precision (how dev sets are
+    /// scored), over the run's feature cache and process group.
+    fn fp32_encoder(&self) -> Encoder<'_> {
+        Encoder {
+            model: &self.loaded,
+            cache: self.cache.as_ref(),
+            precision: Precision::Fp32,
+            batch: BatchLimit::Rows(self.settings.eval_batch_size),
+            group: self.group,
+        }
     }
 
     /// A resumable `last/`: the model, the trainer's state and the optimizer's moments.

@@ -178,3 +178,40 @@ pub fn parse_jsonl_embeddings(text: &str) -> Vec<(String, Vec<f64>)> {
         })
         .collect()
 }
+
+/// The checkpoint's head of `task` is small-data mode's refit on its final body: the minimum
+/// of scikit-learn's objective at C = 1 (mean cross-entropy + |W|² / 2n, bias unpenalised) over
+/// the checkpoint's own `encode` output for `train_csv` (`text,label`), which is what such a
+/// head reads. At the minimum autograd's gradient vanishes; a head trained by steps is not there.
+pub fn assert_head_is_the_refit(checkpoint: &Path, task: &str, train_csv: &Path) {
+    use tch::{Kind, Tensor};
+    let dir = tempfile::tempdir().unwrap();
+    let npy = dir.path().join("embeddings.npy");
+    let (model, input, output) = (checkpoint.to_str().unwrap(), train_csv.to_str().unwrap(), npy.to_str().unwrap());
+    assert_ok(&run(&["encode", "-m", model, "--input", input, "--output", output, "--device", "cpu", "-q"]));
+    let x = Tensor::read_npy(&npy).unwrap().to_kind(Kind::Double);
+    let spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(checkpoint.join("sentence_mtl.json")).unwrap()).unwrap();
+    let labels: Vec<String> = spec["tasks"].as_array().unwrap().iter().find(|t| t["name"] == task).unwrap()["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap().to_string())
+        .collect();
+    let classes: Vec<i64> = std::fs::read_to_string(train_csv)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|line| labels.iter().position(|l| l == line.rsplit_once(',').unwrap().1).unwrap() as i64)
+        .collect();
+    let tensors = Tensor::read_safetensors(checkpoint.join("model.safetensors")).unwrap();
+    let find = |name: String| tensors.iter().find(|(n, _)| *n == name).unwrap().1.to_kind(Kind::Double);
+    let weight = find(format!("heads.{task}.weight")).set_requires_grad(true);
+    let bias = find(format!("heads.{task}.bias")).set_requires_grad(true);
+    let n = classes.len() as f64;
+    let loss = (x.matmul(&weight.tr()) + &bias).cross_entropy_for_logits(&Tensor::from_slice(&classes))
+        + weight.square().sum(Kind::Double) / (2.0 * n);
+    loss.backward();
+    let worst = f64::try_from(weight.grad().abs().max().maximum(&bias.grad().abs().max())).unwrap();
+    assert!(worst < 1e-4, "{task}'s head is not the refit: gradient entry {worst:e} at it");
+}

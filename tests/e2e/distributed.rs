@@ -386,3 +386,14 @@ fn gathered_negatives_make_two_ranks_train_what_one_process_trains() {
     eprintln!("max |difference| from 1 process: gathered {with_gather:e}, each rank's own {without:e}");
     assert!(without > 1e-4, "each rank's own negatives should train differently: {without:e}");
 }
+
+/// Small-data mode's refit in a data-parallel run: every rank fits from the gathered
+/// embeddings and takes rank 0's head (a rank that did not would hang the broadcast), and
+/// the saved head is the refit on the final body.
+#[test]
+fn two_ranks_refit_the_small_data_heads() {
+    let Some(s) = setup("two_ranks_refit_the_small_data_heads") else { return };
+    let out = s.dir.path().join("two");
+    assert_all_ok(&launch(&train_args(&s.model, &s.data, &out, 8, &["--small-data", "on"]), 2));
+    assert_head_is_the_refit(&out.join("last"), "topic", &s.data.topic_train);
+}

@@ -154,19 +154,49 @@ print(json.dumps(model.encode(json.load(sys.stdin), batch_size=32).tolist()))
     assert!(diff < 1e-5, "max difference {diff}");
 }
 
+/// `model` as a sentence-transformers folder whose pipeline ends in Normalize.
+fn normalising_copy(model: &Path, into: &Path) -> PathBuf {
+    for entry in std::fs::read_dir(model).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), into.join(entry.file_name())).unwrap();
+        }
+    }
+    std::fs::create_dir_all(into.join("1_Pooling")).unwrap();
+    std::fs::write(into.join("1_Pooling/config.json"), r#"{"pooling_mode_mean_tokens": true}"#).unwrap();
+    let modules = json!([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+    ]);
+    std::fs::write(into.join("modules.json"), modules.to_string()).unwrap();
+    into.to_path_buf()
+}
+
 #[test]
 fn hf_export_readme_python_rebuilds_the_classifier() {
     let test = "hf_export_readme_python_rebuilds_the_classifier";
     let Some(python) = python(test) else { return };
     let Some(models) = tiny_models(test) else { return };
-    for (backbone, pooling) in [("tiny-distilbert", "mean"), ("tiny-bert", "max")] {
+    // The third: a model that normalises, trained in small-data mode, whose heads read the
+    // normalised embeddings (spec::HeadInput).
+    let normalising = tempfile::tempdir().unwrap();
+    let normalising = normalising_copy(&models.join("tiny-distilbert"), normalising.path());
+    for (backbone, folder, pooling, small_data) in [
+        ("tiny-distilbert", models.join("tiny-distilbert"), "mean", "off"),
+        ("tiny-bert", models.join("tiny-bert"), "max", "off"),
+        ("tiny-distilbert normalising", normalising, "mean", "on"),
+    ] {
         let dir = tempfile::tempdir().unwrap();
-        let best = checkpoint(&models.join(backbone), dir.path(), &["--pooling", pooling]);
+        let best = checkpoint(&folder, dir.path(), &["--pooling", pooling, "--small-data", small_data]);
         let out = dir.path().join("hf");
         export(&best, "hf", &out);
+        let tasks: Value = serde_json::from_str(&std::fs::read_to_string(out.join("tasks.json")).unwrap()).unwrap();
+        let head_input = if small_data == "on" { "embedding" } else { "features" };
+        assert_eq!(tasks["tasks"][0]["head_input"], head_input, "{backbone}: {tasks}");
         let readme = std::fs::read_to_string(out.join("README.md")).unwrap();
         let lines = readme.split("```python\n").nth(1).unwrap().split("```").next().unwrap();
-        assert!(lines.lines().count() <= 14, "the README's Python is meant to be short:\n{lines}");
+        assert!(lines.lines().count() <= 15, "the README's Python is meant to be short:\n{lines}");
         let sentences: Vec<String> =
             ["football again today", "i feel wonderful", "a much longer sentence about the storm and the rain", "x"]
                 .map(String::from)

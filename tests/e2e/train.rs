@@ -109,6 +109,13 @@ fn small_data_mode_turns_itself_on_says_so_learns_and_can_be_turned_off() {
     let (said, out) = train("auto", "auto");
     assert!(said.contains("small-data mode for 'topic' (144 rows): label-pair cosine loss"), "{said}");
     assert!(said.contains("200 optimizer steps instead of 18; --small-data off turns it off"), "{said}");
+    let refit = "small-data mode: the head of 'topic' fitted anew on the final embeddings of its 144 training rows";
+    assert!(said.contains(refit), "{said}");
+    let spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(Path::new(&out).join("last/sentence_mtl.json")).unwrap())
+            .unwrap();
+    assert_eq!(spec["tasks"][0]["head_input"], "embedding");
+    assert_head_is_the_refit(&Path::new(&out).join("last"), "topic", &s.data.topic_train);
     assert_eq!(log_records(&out, "step").last().unwrap()["step"], 200);
     // --epochs 1: one evaluation (and save), not one per 18-row epoch.
     assert_eq!(log_records(&out, "eval").len(), 1);
@@ -119,6 +126,8 @@ fn small_data_mode_turns_itself_on_says_so_learns_and_can_be_turned_off() {
     assert_eq!(settings["settings"]["small_data"], "auto");
     let (said, out) = train("off", "off");
     assert!(!said.contains("small-data mode"), "{said}");
+    let spec = std::fs::read_to_string(Path::new(&out).join("last/sentence_mtl.json")).unwrap();
+    assert!(!spec.contains("head_input"), "{spec}");
     assert_eq!(log_records(&out, "step").last().unwrap()["step"], 18);
 }
 
