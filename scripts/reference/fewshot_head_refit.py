@@ -2,8 +2,9 @@
 (runs/fewshot/ours/NAME/last), encodes its training draw and the full dev set with
 `sentence-mtl encode`, fits scikit-learn's LogisticRegression on the draw's embeddings (as
 SetFit fits its head on a fixed body) at C = 0.1, 1, 10, 100, and prints its dev accuracy
-beside the jointly trained head's (runs/fewshot/ours-NAME.json) and a nearest-class-centroid
-classifier's.
+beside the jointly trained head's (runs/fewshot/ours-NAME.json), a nearest-class-centroid
+classifier's, and logistic regression's at C = 1 on the un-normalised features (`encode
+--no-normalize`, what heads read unless their task says otherwise).
 
 usage: fewshot_head_refit.py NAME...   (NAME: sst2-64-draw20261202, ...; run from the project root)
 """
