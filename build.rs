@@ -24,6 +24,7 @@ fn main() {
     println!("cargo:rustc-env=SENTENCE_MTL_LIBTORCH_VERSION={}", libtorch_version(&real_dir));
     compile_torch_shim(&real_dir);
     compile_c10d_shim(&real_dir);
+    compile_nccl_shim(&real_dir);
 }
 
 /// The torch wheel's version (`torch/version.py`), shown by `--version`: which build this is
@@ -60,6 +61,61 @@ fn compile_c10d_shim(torch_lib_dir: &Path) {
         );
     }
     shim_build(torch_lib_dir, "csrc/c10d_shim.cpp").include(gloo_include).compile("smtl_c10d_shim");
+}
+
+/// `csrc/nccl_shim.cpp`: libtorch's NCCL process group, for CUDA tensors in data-parallel runs.
+/// It lives in `libtorch_cuda.so`, which the binary does not link, so the shim is a shared
+/// object of its own, embedded in the binary and loaded after the CUDA backend
+/// (src/distributed/nccl.rs). Its headers (CUDA's runtime, cuBLAS, cuSPARSE, cuSOLVER, NCCL, and
+/// CUDA's `crt/` and `nv/` headers) come from the nvidia-* wheels beside the torch wheel, which
+/// scripts/setup.sh installs on machines with an NVIDIA driver; without them the build has no
+/// NCCL and data-parallel CUDA runs use Gloo (`--version` says which).
+fn compile_nccl_shim(torch_lib_dir: &Path) {
+    println!("cargo::rustc-check-cfg=cfg(nccl_shim)");
+    println!("cargo:rerun-if-changed=csrc/nccl_shim.cpp");
+    // The wheels' headers sit beside torch/ in site-packages (or in a `pip --target` folder).
+    // scripts/setup.sh rebuilds this package when it installs them.
+    let nvidia = torch_lib_dir.join("../../nvidia");
+    if nvidia.is_dir() {
+        println!("cargo:rerun-if-changed={}", nvidia.display());
+    }
+    let includes: Vec<PathBuf> = std::fs::read_dir(&nvidia)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path().join("include"))
+        .filter(|dir| dir.is_dir())
+        .collect();
+    let needed =
+        ["nccl.h", "cuda_runtime_api.h", "cublas_v2.h", "cusparse.h", "cusolverDn.h", "crt/host_config.h", "nv/target"];
+    if !needed.iter().all(|file| includes.iter().any(|dir| dir.join(file).exists())) {
+        println!("cargo:rustc-env=SENTENCE_MTL_NCCL=without NCCL");
+        return;
+    }
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let mut build = shim_build(torch_lib_dir, "csrc/nccl_shim.cpp");
+    build.pic(true).define("USE_C10D_NCCL", "1");
+    for dir in &includes {
+        build.include(dir);
+    }
+    let objects = build.compile_intermediates();
+    let library = out.join("libsmtl_nccl.so");
+    let status = build
+        .get_compiler()
+        .to_command()
+        .arg("-shared")
+        .args(&objects)
+        .arg("-o")
+        .arg(&library)
+        .arg(format!("-L{}", torch_lib_dir.display()))
+        .args(["-ltorch_cuda", "-lc10_cuda", "-ltorch_cpu", "-lc10", "-Wl,--no-undefined"])
+        .arg(format!("-Wl,-rpath,{}", torch_lib_dir.display()))
+        .status()
+        .expect("cannot run the C++ compiler to link csrc/nccl_shim.cpp");
+    assert!(status.success(), "linking csrc/nccl_shim.cpp into {} failed", library.display());
+    println!("cargo:rustc-cfg=nccl_shim");
+    println!("cargo:rustc-env=SENTENCE_MTL_NCCL_SHIM={}", library.display());
+    println!("cargo:rustc-env=SENTENCE_MTL_NCCL=with NCCL");
 }
 
 /// A C++17 (C++20 for newer libtorch) build of one shim file against the wheel's headers.

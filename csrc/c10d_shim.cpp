@@ -3,6 +3,8 @@
 // needs. Built by build.rs against the wheel's c10d headers and Debian's libgloo-dev headers
 // (docs/distributed.md says why those are sound for torch 2.4.0's Gloo: this file calls no
 // Gloo code and depends on no Gloo type's layout; ProcessGroupGloo's members are pointers).
+// CUDA tensors go through NCCL instead once a NCCL backend is attached (csrc/nccl_shim.cpp, a
+// library of its own), as PyTorch's default "cpu:gloo,cuda:nccl" process group does.
 // No C++ exception crosses this boundary: errors come back as a return code and a message.
 #define USE_C10D_GLOO 1
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
@@ -20,10 +22,32 @@ namespace {
 struct Group {
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::Backend> backend;
+  // NCCL, for CUDA tensors, once attached; null: Gloo takes them too.
+  c10::intrusive_ptr<c10d::Backend> cuda_backend;
+  // Ends it cleanly before it is destroyed (else it warns that it was not).
+  void (*shutdown_cuda_backend)(c10d::Backend*) = nullptr;
   int rank;
   int size;
   std::chrono::milliseconds timeout;
+
+  // Runs one collective on the backend for `tensor`'s device and waits for it. A Gloo wait
+  // blocks until the result is there (or the timeout). A NCCL wait only orders the current
+  // CUDA stream after the collective, as DDP's does, so the host does not wait for the GPU;
+  // NCCL's own watchdog enforces the timeout given when it was made.
+  template <typename Launch>
+  void run(const at::Tensor& tensor, Launch launch) {
+    bool nccl = tensor.is_cuda() && cuda_backend;
+    auto work = launch(nccl ? *cuda_backend : *backend);
+    if (nccl) {
+      work->wait();
+    } else {
+      work->wait(timeout);
+    }
+  }
 };
+
+// Makes a NCCL backend: csrc/nccl_shim.cpp's smtl_nccl_backend.
+using BackendFactory = void* (*)(c10d::Store*, int, int, int64_t, char*, size_t);
 
 int fail(const std::exception& e, char* error, size_t error_len) {
   std::snprintf(error, error_len, "%s", e.what());
@@ -80,9 +104,31 @@ void* smtl_group_join(const char* host, int port, int rank, int size, int64_t ti
   }
 }
 
+// Sends CUDA tensors' collectives through the backend `factory` makes (NCCL), with its keys
+// in this group's store; `shutdown` ends it before the group is freed. Every rank must attach one, or none. Returns 0, or 1 with a message.
+int smtl_group_attach_cuda_backend(void* handle, void* factory, void* shutdown, char* error, size_t error_len) {
+  try {
+    auto* group = static_cast<Group*>(handle);
+    group->shutdown_cuda_backend = reinterpret_cast<void (*)(c10d::Backend*)>(shutdown);
+    auto make = reinterpret_cast<BackendFactory>(factory);
+    void* backend = make(group->store.get(), group->rank, group->size, group->timeout.count(), error, error_len);
+    if (backend == nullptr) {
+      return 1;
+    }
+    group->cuda_backend = c10::intrusive_ptr<c10d::Backend>::reclaim(static_cast<c10d::Backend*>(backend));
+    return 0;
+  } catch (const std::exception& e) {
+    return fail(e, error, error_len);
+  }
+}
+
 void smtl_group_free(void* handle) {
   try {
-    delete static_cast<Group*>(handle);
+    auto* group = static_cast<Group*>(handle);
+    if (group->cuda_backend && group->shutdown_cuda_backend != nullptr) {
+      group->shutdown_cuda_backend(group->cuda_backend.get());
+    }
+    delete group;
   } catch (...) {
   }
 }
@@ -96,7 +142,7 @@ int smtl_group_all_reduce(void* handle, at::Tensor* tensor, int op, char* error,
     c10d::AllreduceOptions options;
     options.reduceOp = reduce_op(op);
     options.timeout = group->timeout;
-    group->backend->allreduce(tensors, options)->wait(group->timeout);
+    group->run(*tensor, [&](c10d::Backend& b) { return b.allreduce(tensors, options); });
     return 0;
   } catch (const std::exception& e) {
     return fail(e, error, error_len);
@@ -111,7 +157,7 @@ int smtl_group_broadcast(void* handle, at::Tensor* tensor, int root, char* error
     c10d::BroadcastOptions options;
     options.rootRank = root;
     options.timeout = group->timeout;
-    group->backend->broadcast(tensors, options)->wait(group->timeout);
+    group->run(*tensor, [&](c10d::Backend& b) { return b.broadcast(tensors, options); });
     return 0;
   } catch (const std::exception& e) {
     return fail(e, error, error_len);
@@ -130,7 +176,7 @@ int smtl_group_all_gather(void* handle, at::Tensor* input, at::Tensor** outputs,
     std::vector<at::Tensor> in{*input};
     c10d::AllgatherOptions options;
     options.timeout = group->timeout;
-    group->backend->allgather(out, in, options)->wait(group->timeout);
+    group->run(*input, [&](c10d::Backend& b) { return b.allgather(out, in, options); });
     return 0;
   } catch (const std::exception& e) {
     return fail(e, error, error_len);

@@ -6,12 +6,14 @@
 # with the GPU's name and the fp32/bf16 matmul peak measured in the same run, and the peak GPU
 # memory of each run as nvidia-smi sees it (the reference's own torch.cuda figure beside it).
 #
-#   scripts/bench-gpu.sh [--steps N] [--rounds R] [--keep DIR]
-#     --steps N    training steps of batch 32 per run (default 1000)
+#   scripts/bench-gpu.sh [--steps N] [--rounds R] [--batch-tokens T] [--keep DIR]
+#     --steps N    training steps per run (default 1000)
 #     --rounds R   alternated rounds; speeds are medians over them (default 2)
 #   Sizing: on an H200, 2000 steps' training loop took 36-42 s for sentence-mtl and 40 s (fp32)
 #   and 70-73 s (bf16) for the reference, plus each process's start-up; --steps 2000
 #   --rounds 2 did not finish in 8 minutes. The defaults do half the steps.
+#     --batch-tokens T  batches of up to T padded tokens (sentence-mtl's length-grouped batches,
+#                  replayed by the reference) instead of 32 sentences
 #     --keep DIR   keep the logs, results and checkpoints there (default: a temp dir, removed)
 # Environment: SMTL_BIN (default target/release/sentence-mtl), PYTHON (default .venv/bin/python;
 # needs torch with CUDA, transformers, safetensors), MODEL (default models/all-MiniLM-L6-v2),
@@ -20,16 +22,17 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-steps=1000 rounds=2 keep=""
+steps=1000 rounds=2 keep="" batch=(--batch-size 32) batch_words="batch 32"
 while [ $# -gt 0 ]; do
   case "$1" in
-    --steps|--rounds|--keep) [ $# -ge 2 ] || { echo "bench-gpu.sh: $1 needs a value" >&2; exit 2; } ;;
+    --steps|--rounds|--keep|--batch-tokens) [ $# -ge 2 ] || { echo "bench-gpu.sh: $1 needs a value" >&2; exit 2; } ;;
   esac
   case "$1" in
     --steps) steps="$2"; shift 2 ;;
     --rounds) rounds="$2"; shift 2 ;;
     --keep) keep="$2"; shift 2 ;;
-    *) echo "bench-gpu.sh: unknown flag $1 (known: --steps N, --rounds R, --keep DIR)" >&2; exit 2 ;;
+    --batch-tokens) batch=(--batch-tokens "$2"); batch_words="batches of up to $2 padded tokens"; shift 2 ;;
+    *) echo "bench-gpu.sh: unknown flag $1 (known: --steps N, --rounds R, --batch-tokens T, --keep DIR)" >&2; exit 2 ;;
   esac
 done
 bin="${SMTL_BIN:-target/release/sentence-mtl}"
@@ -71,10 +74,10 @@ fi
 
 timed init "${ours[@]}" --freeze all --out "$work/init"
 init=(--init-heads "$work/init/last/model.safetensors")
-timed plan "${ours[@]}" --max-steps "$steps" --out "$work/plan_run" --save-batch-plan "$work/plan.jsonl"
+timed plan "${ours[@]}" "${batch[@]}" --max-steps "$steps" --out "$work/plan_run" --save-batch-plan "$work/plan.jsonl"
 for i in $(seq 1 "$rounds"); do
   for precision in fp32 bf16; do
-    timed "ours_${precision}_$i" "${ours[@]}" --max-steps "$steps" --precision "$precision" --out "$work/ours_${precision}_$i"
+    timed "ours_${precision}_$i" "${ours[@]}" "${batch[@]}" --max-steps "$steps" --precision "$precision" --out "$work/ours_${precision}_$i"
     timed "ref_${precision}_$i" "${ref[@]}" --plan "$work/plan.jsonl" --precision "$precision" "${init[@]}" \
       --out "$work/ref_${precision}_$i.json"
   done
@@ -97,4 +100,4 @@ for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
     result[name] = 10 * 2 * n**3 / (start.elapsed_time(end) / 1e3) / 1e12
 print(json.dumps(result))
 PY
-"$python" scripts/reference/bench_table.py gpu "$work" "$steps" "$model" "$rounds"
+"$python" scripts/reference/bench_table.py gpu "$work" "$steps" "$model" "$rounds" "$batch_words"

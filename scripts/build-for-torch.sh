@@ -13,8 +13,8 @@
 # --run-tests also run the unit and end-to-end tests against it (what scripts/test.sh does
 #             with `current`; needs scripts/setup.sh --reference first)
 # --cuda      with a version: install the wheel's CUDA libraries too (a few GB), so that
-#             `--device cuda` works; without it only CUDA's runtime and CUPTI come, which
-#             libtorch_cpu.so links
+#             `--device cuda` works and the build has NCCL; without it only CUDA's runtime
+#             and CUPTI come, which libtorch_cpu.so links
 # The binary is TARGET_DIR/release/sentence-mtl, its rpath TORCH's lib/: run it where that
 # folder exists (or is a link to the machine's torch). The project's target/ and Cargo.lock
 # are left as they were.
@@ -59,6 +59,9 @@ if [[ "$torch_arg" =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]]; then
       say "installing torch $torch_arg with its CUDA libraries into .venv/torch-$torch_arg (several GB)"
       # --no-warn-conflicts: pip would compare these with the .venv's packages, which they do not join.
       pip install --no-warn-conflicts --target "$install.tmp" "torch==$torch_arg"
+      # CUDA's crt/ and nv/ headers, which the NCCL shim's headers include and no library
+      # wheel ships (csrc/nccl_shim.cpp; build.rs builds it only when they are there).
+      "$python_bin" scripts/cuda_headers.py "$(echo "$install.tmp"/torch-*.dist-info/METADATA)" "$install.tmp" crt cccl
       touch "$install.tmp/.with-cuda"
     else
       say "installing the torch $torch_arg wheel with CUDA's runtime and CUPTI into .venv/torch-$torch_arg"
@@ -98,11 +101,11 @@ PY
   fi
   torch_arg="$install/torch"
 fi
-torch_dir="$(cd "$torch_arg" 2>/dev/null && pwd)" || { echo "build-for-torch.sh: $torch_arg: no such folder (and not a version such as $current_torch)" >&2; exit 2; }
+torch_dir="$(cd "$torch_arg" 2>/dev/null && pwd -P)" || { echo "build-for-torch.sh: $torch_arg: no such folder (and not a version such as $current_torch)" >&2; exit 2; }
 version="$(sed -n "s/^__version__ = '\(.*\)'/\1/p" "$torch_dir/version.py")"
 [ -n "$version" ] || { echo "build-for-torch.sh: cannot read the version from $torch_dir/version.py" >&2; exit 2; }
 target="${2:-target-torch-${version%%+*}}"
-target="$(mkdir -p "$target" && cd "$target" && pwd)"
+target="$(mkdir -p "$target" && cd "$target" && pwd -P)"
 
 # The std::string ABI libtorch was built with: the 2.4.0 wheel the old one, newer wheels cxx11.
 # (grep -c, not -q: -q stops reading early and pipefail would count nm's SIGPIPE as failure)

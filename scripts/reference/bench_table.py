@@ -1,7 +1,7 @@
 """The markdown tables of scripts/bench.sh (CPU) and scripts/bench-gpu.sh (CUDA).
 
 usage: bench_table.py cpu WORK STEPS THREADS MODEL_DIR ROUNDS
-       bench_table.py gpu WORK STEPS MODEL_DIR ROUNDS
+       bench_table.py gpu WORK STEPS MODEL_DIR ROUNDS [BATCH]  (BATCH in words; default "batch 32")
 
 WORK holds what the benchmark left: for sentence-mtl runs a checkpoint folder NAME/ (its
 train_log.jsonl), for reference runs NAME.json, and NAME.rss (peak RSS in KB from
@@ -139,11 +139,11 @@ def cpu_table(work, steps, threads, model_dir, rounds):
         print(identical.table("identical batches"))
 
 
-def gpu_table(work, steps, model_dir, rounds):
+def gpu_table(work, steps, model_dir, rounds, batch="batch 32"):
     params = non_embedding_params(model_dir)
     peak = json.loads((work / "peak.json").read_text())
     some_ref = ref(work, "ref_fp32_1")
-    print(f"training all-MiniLM-L6-v2 on TREC + SST-2, {steps} steps of batch 32, identical batches, "
+    print(f"training all-MiniLM-L6-v2 on TREC + SST-2, {steps} steps of {batch}, identical batches, "
           f"{peak['device']}; reference: torch {some_ref['torch']}; speeds are medians of {rounds} alternated rounds, "
           "ratios the median of the per-round ratios")
     print(f"matmul peak measured in this run (8192^3): fp32 {peak['fp32']:.1f} TFLOP/s (TF32 off, as in both "
@@ -182,7 +182,7 @@ def main():
     if mode == "cpu":
         cpu_table(work, int(sys.argv[3]), sys.argv[4], sys.argv[5], int(sys.argv[6]))
     elif mode == "gpu":
-        gpu_table(work, int(sys.argv[3]), sys.argv[4], int(sys.argv[5]))
+        gpu_table(work, int(sys.argv[3]), sys.argv[4], int(sys.argv[5]), *sys.argv[6:7])
     else:
         sys.exit(f"bench_table.py: unknown mode {mode} (cpu or gpu)")
 

@@ -1,15 +1,18 @@
 //! A c10d process group (`csrc/c10d_shim.cpp`): the TCPStore rendezvous at
-//! `MASTER_ADDR:MASTER_PORT` (served by rank 0), Gloo between every pair of ranks, and the
-//! collectives data-parallel training and sharded inference use. A collective that fails
+//! `MASTER_ADDR:MASTER_PORT` (served by rank 0), Gloo between every pair of ranks, NCCL for
+//! CUDA tensors where the build has it (as PyTorch's default "cpu:gloo,cuda:nccl" group), and
+//! the collectives data-parallel training and sharded inference use. A collective that fails
 //! names the rank that stopped, found by a roll call in the store.
 
 use std::ffi::{c_void, CString};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
 use tch::Tensor;
 
 use super::launch::Launch;
+use super::nccl;
 use crate::torch_shim::first_line;
 
 extern "C" {
@@ -24,6 +27,13 @@ extern "C" {
         error: *mut libc::c_char,
         error_len: usize,
     ) -> *mut c_void;
+    fn smtl_group_attach_cuda_backend(
+        handle: *mut c_void,
+        factory: *mut c_void,
+        shutdown: *mut c_void,
+        error: *mut libc::c_char,
+        error_len: usize,
+    ) -> i32;
     fn smtl_group_free(handle: *mut c_void);
     fn smtl_group_all_reduce(
         handle: *mut c_void,
@@ -67,6 +77,16 @@ pub struct ProcessGroup {
     handle: *mut c_void,
     pub launch: Launch,
     timeout: Duration,
+    /// Which backend CUDA tensors use, decided at the first CUDA collective.
+    cuda_backend: OnceLock<Result<CudaBackend, String>>,
+}
+
+/// The backend of a group's CUDA tensors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CudaBackend {
+    Nccl,
+    /// A build without NCCL: Gloo copies CUDA tensors through the host.
+    Gloo,
 }
 
 /// A message buffer for the C++ side, and its first line once written.
@@ -129,7 +149,7 @@ impl ProcessGroup {
                 agent_hint
             );
         }
-        Ok(Self { handle, launch: launch.clone(), timeout })
+        Ok(Self { handle, launch: launch.clone(), timeout, cuda_backend: OnceLock::new() })
     }
 
     pub fn rank(&self) -> usize {
@@ -140,8 +160,47 @@ impl ProcessGroup {
         self.launch.world
     }
 
+    /// The backend for `tensor`'s collectives is ready: for the first CUDA tensor, NCCL is
+    /// loaded and attached (every rank reaches the same collectives with tensors on the same
+    /// kind of device, so all attach it together; making it does not communicate).
+    fn prepare_for(&self, tensor: &Tensor) -> Result<()> {
+        if !tensor.device().is_cuda() {
+            return Ok(());
+        }
+        let chosen = self.cuda_backend.get_or_init(|| {
+            let Some(entry) = nccl::entry_points()? else { return Ok(CudaBackend::Gloo) };
+            let mut error = ErrorBuffer::new();
+            // SAFETY: the shim's two entry points, with the signatures csrc/c10d_shim.cpp
+            // expects; exceptions are caught on the C++ side.
+            let rc = unsafe {
+                smtl_group_attach_cuda_backend(
+                    self.handle,
+                    entry.make_backend,
+                    entry.shutdown,
+                    error.0.as_mut_ptr(),
+                    error.0.len(),
+                )
+            };
+            if rc == 0 {
+                Ok(CudaBackend::Nccl)
+            } else {
+                Err(error.message())
+            }
+        });
+        match chosen {
+            Ok(_) => Ok(()),
+            Err(why) => bail!("rank {}: cannot start NCCL for the CUDA tensors of this run: {why}", self.rank()),
+        }
+    }
+
+    /// The backend CUDA tensors went through; `None` before the first CUDA collective.
+    pub fn cuda_backend(&self) -> Option<CudaBackend> {
+        self.cuda_backend.get().and_then(|chosen| chosen.as_ref().ok().copied())
+    }
+
     /// Combines `tensor` (contiguous, same shape on every rank) across ranks, in place.
     pub fn all_reduce_(&self, tensor: &mut Tensor, op: Reduce, what: &str) -> Result<()> {
+        self.prepare_for(tensor)?;
         let op = match op {
             Reduce::Sum => 0,
             Reduce::Max => 1,
@@ -155,6 +214,7 @@ impl ProcessGroup {
 
     /// Replaces `tensor` on every rank by rank `root`'s.
     pub fn broadcast_(&self, tensor: &mut Tensor, root: usize, what: &str) -> Result<()> {
+        self.prepare_for(tensor)?;
         let mut error = ErrorBuffer::new();
         // SAFETY: as in all_reduce_.
         let rc = unsafe {
@@ -165,6 +225,7 @@ impl ProcessGroup {
 
     /// Every rank's `tensor` (same shape and kind on every rank), in rank order.
     pub fn all_gather(&self, tensor: &Tensor, what: &str) -> Result<Vec<Tensor>> {
+        self.prepare_for(tensor)?;
         let input = tensor.contiguous();
         let mut outputs: Vec<Tensor> = (0..self.world()).map(|_| input.empty_like()).collect();
         let mut pointers: Vec<_> = outputs.iter_mut().map(|t| t.as_mut_ptr()).collect();

@@ -20,8 +20,10 @@ pub struct Launch {
 }
 
 impl Launch {
-    /// The launch this process belongs to; `None` when `WORLD_SIZE` is unset or 1 (one
-    /// process, no process group).
+    /// The launch this process belongs to; `None` when `WORLD_SIZE` is unset, or 1 without
+    /// `MASTER_PORT` (one process, no process group). `WORLD_SIZE=1` with `MASTER_PORT`, as
+    /// `torchrun --nproc-per-node 1` sets them, is a launch of one: a process group as
+    /// PyTorch forms one, with its collectives (which is how their overhead is measured).
     pub fn from_env() -> Result<Option<Self>> {
         Self::from_vars(|name| std::env::var(name).ok())
     }
@@ -39,7 +41,8 @@ impl Launch {
             }
         };
         let world = match number("WORLD_SIZE")? {
-            None | Some(1) => return Ok(None),
+            None => return Ok(None),
+            Some(1) if var("MASTER_PORT").is_none() => return Ok(None),
             Some(0) => bail!("environment variable WORLD_SIZE=0: a launch needs at least one process"),
             Some(n) => n,
         };
@@ -87,6 +90,8 @@ mod tests {
     fn reads_torchrun_variables_and_defaults_the_rest() {
         assert_eq!(launch(&[]).unwrap(), None);
         assert_eq!(launch(&[("WORLD_SIZE", "1"), ("RANK", "0")]).unwrap(), None);
+        let alone = launch(&[("WORLD_SIZE", "1"), ("RANK", "0"), ("MASTER_PORT", "29400")]).unwrap().unwrap();
+        assert_eq!((alone.world, alone.rank, alone.master_port), (1, 0, 29400));
         let got = launch(&[
             ("WORLD_SIZE", "4"),
             ("RANK", "3"),

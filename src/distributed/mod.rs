@@ -1,14 +1,16 @@
 //! Data-parallel runs on libtorch's own distributed layer (c10d), launched as `torchrun`
 //! launches PyTorch: `launch` reads the launch's variables, `group` is the process group
-//! and its collectives, `data_parallel` what a training step and a run's start need of it,
-//! `gathered_negatives` pairs tasks' in-batch negatives from every rank.
+//! and its collectives, `nccl` the NCCL backend of its CUDA tensors, `data_parallel` what a
+//! training step and a run's start need of it, `gathered_negatives` pairs tasks' in-batch
+//! negatives from every rank.
 
 pub mod data_parallel;
 pub mod gathered_negatives;
 pub mod group;
 pub mod launch;
+pub mod nccl;
 
-pub use group::{ProcessGroup, Reduce};
+pub use group::{CudaBackend, ProcessGroup, Reduce};
 pub use launch::Launch;
 
 use tch::Device;
@@ -28,5 +30,14 @@ pub fn device_for(device: Device, group: Option<&ProcessGroup>) -> Device {
     match (device, group) {
         (Device::Cuda(_), Some(group)) => Device::Cuda(group.launch.local_rank),
         (device, _) => device,
+    }
+}
+
+/// Which c10d backend carries a run's collectives on `device`, in words.
+pub fn backend_name(device: Device) -> &'static str {
+    match (device, nccl::BUILT_IN) {
+        (Device::Cuda(_), true) => "NCCL",
+        (Device::Cuda(_), false) => "Gloo: this build has no NCCL",
+        _ => "Gloo",
     }
 }

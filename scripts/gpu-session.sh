@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# One session on a lent GPU machine, prepared here and run there in one command. Such a machine
+# (docs/gpu.md, "How it was run") has its own torch and no network, and takes at most 64 MB
+# from here, so sentence-mtl is built here against the same torch version's headers and
+# libraries and linked there to the machine's own torch.
+#
+#   scripts/gpu-session.sh pack TORCH_VERSION    (here) builds into .gpu/, which the device
+#       call carries: the binary (xz), all-MiniLM-L6-v2 rounded to fp16 (the same weights for
+#       both implementations there), and the TREC and SST-2 files from ../shared/data.
+#       Fetches from PyPI: torch==TORCH_VERSION and the header-only parts of the CUDA and NCCL
+#       wheels it pins (for csrc/nccl_shim.cpp), into .venv/device-torch-VERSION/.
+#   scripts/gpu-session.sh run PART...   (there, from the project's root) unpacks .gpu/, links
+#       the build's torch path to the machine's torch, then runs each PART, writing logs and
+#       tables to $OUT (or gpu-session-out/):
+#         nccl      the same training on one GPU without a launch, and as a launch of one
+#                   process over NCCL (WORLD_SIZE=1): examples/s, per-step overhead, weights
+#         bench32   scripts/bench-gpu.sh at batch 32, fp32 and bf16, against PyTorch
+#         tokens    scripts/bench-gpu.sh at --batch-tokens 16384, the same
+#         accuracy  3 epochs at batch 32 against --batch-tokens 16384 at several learning rates
+# The lent machine's python3 must have torch==TORCH_VERSION, transformers and safetensors.
+# For a dry run elsewhere: DEVICE (default cuda), NCCL_STEPS (500), ACCURACY_LENGTH ("--epochs 3").
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+say() { printf '[gpu-session] %s\n' "$*" >&2; }
+[ $# -ge 1 ] || { echo "usage: scripts/gpu-session.sh pack TORCH_VERSION | run PART..." >&2; exit 2; }
+mode="$1"; shift
+
+pack() {
+  local version="$1" site="$root/.venv/device-torch-$1"
+  local python_bin="$root/.venv/bin/python"
+  [ -x "$python_bin" ] || { echo "gpu-session.sh: no .venv/bin/python: run scripts/setup.sh first" >&2; exit 1; }
+  if [ ! -f "$site/torch/lib/libtorch_cuda.so" ]; then
+    say "fetching torch $version and the headers of the CUDA and NCCL wheels it pins into $site"
+    rm -rf "$site.tmp"; mkdir -p "$site.tmp/wheels"
+    "$python_bin" -m pip download --quiet --no-deps --dest "$site.tmp/wheels" "torch==$version"
+    "$python_bin" scripts/cuda_headers.py "$site.tmp"/wheels/torch-*.whl "$site.tmp" cudart cupti cublas cusparse cusolver crt cccl nccl
+    (cd "$site.tmp" && unzip -q wheels/torch-*.whl 'torch/*')
+    rm -rf "$site.tmp/wheels" "$site"; mv "$site.tmp" "$site"
+  fi
+  scripts/build-for-torch.sh "$site/torch" "$root/target-torch-$version"
+  local bin="$root/target-torch-$version/release/sentence-mtl"
+  "$bin" --version | grep -q "with NCCL" || { echo "gpu-session.sh: the build has no NCCL" >&2; exit 1; }
+  rm -rf .gpu; mkdir -p .gpu/model .gpu/data/trec .gpu/data/sst2
+  strip -o .gpu/sentence-mtl "$bin"; xz -9 .gpu/sentence-mtl
+  readlink -f "$site/torch" > .gpu/torch-path; echo "$version" > .gpu/torch-version
+  local model="models/all-MiniLM-L6-v2"
+  (cd "$model" && cp -r config.json tokenizer.json tokenizer_config.json special_tokens_map.json vocab.txt \
+    modules.json sentence_bert_config.json config_sentence_transformers.json 1_Pooling "$root/.gpu/model/")
+  "$python_bin" -c 'import sys, torch; from safetensors.torch import load_file, save_file
+save_file({k: v.half() for k, v in load_file(sys.argv[1]).items()}, sys.argv[2], {"format": "pt"})' \
+    "$model/model.safetensors" .gpu/model/model.fp16.safetensors
+  local data="$root/../shared/data"
+  cp "$data/trec/train_split.csv" "$data/trec/dev_split.csv" .gpu/data/trec/
+  cp "$data/sst2/train.csv" "$data/sst2/dev.csv" .gpu/data/sst2/
+  du -sh .gpu
+  say "carry .gpu (and nothing else ignored) to the device; there: scripts/gpu-session.sh run PART..."
+}
+
+# ---- there ---------------------------------------------------------------------------------
+prepare() {
+  local torch_dir version
+  torch_dir="$(python3 -c 'import os, torch; print(os.path.dirname(torch.__file__))')"
+  version="$(python3 -c 'import torch; print(torch.__version__.split("+")[0])')"
+  [ "$version" = "$(cat .gpu/torch-version)" ] ||
+    { echo "gpu-session.sh: this machine has torch $version, the build is for $(cat .gpu/torch-version)" >&2; exit 1; }
+  mkdir -p "$(dirname "$(cat .gpu/torch-path)")"
+  ln -sfn "$torch_dir" "$(cat .gpu/torch-path)"
+  mkdir -p "$work/bin" "$work/model"
+  python3 -c 'import lzma, sys; open(sys.argv[2], "wb").write(lzma.open(sys.argv[1]).read())' \
+    .gpu/sentence-mtl.xz "$work/bin/sentence-mtl"
+  chmod +x "$work/bin/sentence-mtl"
+  cp -r .gpu/model/. "$work/model/"
+  python3 -c 'import sys; from safetensors.torch import load_file, save_file
+save_file({k: v.float() for k, v in load_file(sys.argv[1]).items()}, sys.argv[2], {"format": "pt"})' \
+    "$work/model/model.fp16.safetensors" "$work/model/model.safetensors"
+  rm "$work/model/model.fp16.safetensors"
+  "$work/bin/sentence-mtl" --version | tee -a "$out/summary.md"
+  { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || echo "no nvidia-smi"; } | tee -a "$out/summary.md"
+}
+
+# The training every part runs: all-MiniLM-L6-v2 (256-d projection), TREC + SST-2 on cuda.
+smtl_train() {
+  local data="$root/.gpu/data"
+  "$work/bin/sentence-mtl" train --model "$work/model" --device "${DEVICE:-cuda}" --quiet --overwrite --projection-dim 256 \
+    --task "trec=$data/trec/train_split.csv,$data/trec/dev_split.csv" --task "sst2=$data/sst2/train.csv,$data/sst2/dev.csv" "$@"
+}
+
+# Examples/s of a run's training steps and its last dev accuracies, as one table row.
+run_row() {
+  python3 - "$@" <<'PY'
+import json, sys
+name, folder = sys.argv[1], sys.argv[2]
+records = [json.loads(l) for l in open(f"{folder}/train_log.jsonl")]
+s = [r for r in records if r["type"] == "summary"][-1]
+e = [r for r in records if r["type"] == "eval"][-1]["tasks"]
+print(f"| {name} | {s['step']} | {s['examples_per_sec']:.1f} | {100*e['trec']['accuracy']:.1f} | {100*e['sst2']['accuracy']:.1f} |")
+PY
+}
+
+part_nccl() {
+  local steps="${NCCL_STEPS:-500}" i
+  {
+    echo; echo "## nccl: one GPU, no launch against a launch of one process (WORLD_SIZE=1, NCCL), $steps steps of batch 32, fp32, alternating"
+    echo; echo "| run | steps | examples/s | TREC dev acc | SST-2 dev acc |"; echo "|---|---:|---:|---:|---:|"
+  } >> "$out/summary.md"
+  for i in 1 2; do
+    smtl_train --max-steps "$steps" --out "$work/nccl/plain_$i" > "$work/nccl_plain_$i.log" 2>&1
+    run_row "plain, round $i" "$work/nccl/plain_$i" >> "$out/summary.md"
+    NCCL_DEBUG=VERSION WORLD_SIZE=1 RANK=0 LOCAL_RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=29531 \
+      smtl_train --max-steps "$steps" --out "$work/nccl/launch_$i" > "$work/nccl_launch_$i.log" 2>&1
+    run_row "launch of one (NCCL), round $i" "$work/nccl/launch_$i" >> "$out/summary.md"
+  done
+  grep -h "NCCL version\|data-parallel" "$work"/nccl_launch_1.log >> "$out/summary.md" || true
+  python3 - "$work/nccl/plain_1/last/model.safetensors" "$work/nccl/launch_1/last/model.safetensors" >> "$out/summary.md" <<'PY'
+import sys
+from safetensors.torch import load_file
+a, b = load_file(sys.argv[1]), load_file(sys.argv[2])
+worst = max((a[k] - b[k]).abs().max().item() for k in a)
+print(f"\nlargest weight difference, plain against the launch of one after the same steps: {worst:.3g}")
+PY
+}
+
+part_bench() {
+  local name="$1"; shift
+  echo; echo "## $name: scripts/bench-gpu.sh $*" >> "$out/summary.md"
+  SMTL_BIN="$work/bin/sentence-mtl" PYTHON=python3 MODEL="$work/model" DATA="$root/.gpu/data" \
+    scripts/bench-gpu.sh --keep "$work/$name" "$@" >> "$out/summary.md" 2> "$work/$name.log"
+}
+
+part_accuracy() {
+  {
+    echo; echo "## accuracy: 3 epochs, batch 32 against --batch-tokens 16384 (rates: backbone / projection / heads)"
+    echo; echo "| run | steps | examples/s | TREC dev acc | SST-2 dev acc |"; echo "|---|---:|---:|---:|---:|"
+  } >> "$out/summary.md"
+  local length=(${ACCURACY_LENGTH:---epochs 3})
+  smtl_train "${length[@]}" --out "$work/acc/b32" > "$work/acc_b32.log" 2>&1
+  run_row "batch 32, fp32, default rates" "$work/acc/b32" >> "$out/summary.md"
+  local rates
+  for precision in fp32 bf16; do
+    for rates in "8e-5 1e-4 1e-3" "2e-4 4e-4 4e-3" "4e-4 4e-4 4e-3"; do
+      set -- $rates
+      local name="t16384_${precision}_$1"
+      smtl_train "${length[@]}" --batch-tokens 16384 --precision "$precision" --warmup-ratio 0.1 \
+        --lr-backbone "$1" --lr-projection "$2" --lr-heads "$3" --out "$work/acc/$name" > "$work/acc_$name.log" 2>&1
+      run_row "--batch-tokens 16384, $precision, $1 / $2 / $3, warm-up 10%" "$work/acc/$name" >> "$out/summary.md"
+    done
+  done
+}
+
+if [ "$mode" = pack ]; then
+  [ $# -eq 1 ] || { echo "usage: scripts/gpu-session.sh pack TORCH_VERSION" >&2; exit 2; }
+  pack "$1"
+  exit 0
+fi
+[ "$mode" = run ] || { echo "gpu-session.sh: unknown mode $mode (pack or run)" >&2; exit 2; }
+out="${OUT:-$root/gpu-session-out}"; mkdir -p "$out"
+work="$(mktemp -d)"
+export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+prepare
+# Each part's logs go back with the results even when a later part fails or the call times out.
+for part in "$@"; do
+  say "part $part"
+  started=$SECONDS
+  case "$part" in
+    nccl) part_nccl || echo "nccl: failed (logs in logs.tar.xz)" >> "$out/summary.md" ;;
+    bench32) part_bench bench32 --steps 500 --rounds 1 || echo "bench32: failed" >> "$out/summary.md" ;;
+    tokens) part_bench tokens --steps 100 --rounds 1 --batch-tokens 16384 || echo "tokens: failed" >> "$out/summary.md" ;;
+    accuracy) part_accuracy || echo "accuracy: failed" >> "$out/summary.md" ;;
+    *) echo "gpu-session.sh: unknown part $part (nccl, bench32, tokens, accuracy)" >&2; exit 2 ;;
+  esac
+  echo "($part took $((SECONDS - started)) s)" >> "$out/summary.md"
+  (cd "$work" && find . -name '*.log' -o -name '*.json' -o -name '*.err' -o -name 'train_log.jsonl' -o -name '*.gpu_*' |
+    tar -cJf "$out/logs.tar.xz" -T -) || true
+done
+cat "$out/summary.md"
