@@ -473,6 +473,13 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         error("RANK=2 is out of range for WORLD_SIZE=2 (0 to 1)"),
     );
     c.add_launch(
+        "launch of one process, RANK out of range",
+        t(),
+        &[("WORLD_SIZE", "1"), ("RANK", "1"), ("MASTER_PORT", "29500")],
+        &[],
+        error("RANK=1 is out of range for WORLD_SIZE=1 (0 to 0)"),
+    );
+    c.add_launch(
         "MASTER_PORT not a port",
         t(),
         &[("WORLD_SIZE", "2"), ("RANK", "0"), ("MASTER_PORT", "70000")],
