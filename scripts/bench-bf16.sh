@@ -7,9 +7,9 @@
 #      from the same initial head and projection values. Examples/s over the steps, dev
 #      accuracy after them.
 #   2. encode, SST-2 train (6920 sentences): sentence-mtl fp32 and bf16 at batch 32 and at the
-#      token budget, sentence-transformers fp32 and under torch.autocast bf16 at batch 32 (it
-#      has no token budget); sentences/s end to end, and the cosine of each bf16 embedding
-#      with its fp32 one.
+#      token budget, sentence-transformers at batch 32 (it has no token budget) in fp32, under
+#      torch.autocast bf16, and with its weights converted to bf16 (model.bfloat16());
+#      sentences/s end to end, and the cosine of each bf16 embedding with its fp32 one.
 # Runs alternate within each part. Refuses to run on a CPU without bf16 instructions.
 # Both train at sentence-mtl's default recipe (train_reference.py's defaults are the same).
 #   scripts/bench-bf16.sh [--steps N] [--batch-tokens N] [--only train|encode]
@@ -77,6 +77,7 @@ if [ "$only" != train ]; then
       timed "enc_ours_${p}_tokens_$round" "${enc[@]}" --batch-tokens "$batch_tokens" --precision "$p" --output "$work/ours_${p}_tokens.npy"
       timed "enc_st_${p}_rows_$round" "${st[@]}" "$work/st_${p}_rows.npy" "$p"
     done
+    timed "enc_st_bf16-weights_rows_$round" "${st[@]}" "$work/st_bf16-weights_rows.npy" bf16-weights
   done
 fi
 .venv/bin/python - "$work" "$steps" "$threads" "$batch_tokens" "$only" <<'PY'
@@ -115,9 +116,10 @@ def encoding():
     print(f"\nencode all-MiniLM-L6-v2, {n} sentences (sst2/train.csv), {threads} threads, best of 2 alternated rounds, end to end\n")
     print("| implementation | batches | precision | sentences/s | peak RSS (MB) |\n|---|---|---|---:|---:|")
     best = {}
-    for impl, name, kinds in (("ours", "sentence-mtl", ("rows", "tokens")), ("st", "sentence-transformers", ("rows",))):
+    for impl, name, kinds, precisions in (("ours", "sentence-mtl", ("rows", "tokens"), ("fp32", "bf16")),
+                                          ("st", "sentence-transformers", ("rows",), ("fp32", "bf16", "bf16-weights"))):
         for b in kinds:
-            for p in ("fp32", "bf16"):
+            for p in precisions:
                 runs = [f"enc_{impl}_{p}_{b}_{r}" for r in (1, 2)]
                 best[(impl, b, p)] = n / min(wall(r) for r in runs)
                 print(f"| {name} | {batchings[b]} | {p} | {best[(impl, b, p)]:.1f} | {min(rss(r) for r in runs):.0f} |")
@@ -128,8 +130,11 @@ def encoding():
     print()
     for b, label in batchings.items():
         o16 = best[("ours", b, "bf16")]
-        print(f"{label}: sentence-mtl bf16 / fp32 {o16 / best[('ours', b, 'fp32')]:.2f}x; / sentence-transformers bf16 at batch 32 {o16 / best[('st', 'rows', 'bf16')]:.2f}x; / sentence-transformers fp32 {o16 / best[('st', 'rows', 'fp32')]:.2f}x")
-    for a, b in (("ours_bf16_rows", "ours_fp32_rows"), ("ours_bf16_tokens", "ours_fp32_tokens"), ("ours_bf16_tokens", "ours_fp32_rows"), ("st_bf16_rows", "st_fp32_rows")):
+        print(f"{label}: sentence-mtl bf16 / fp32 {o16 / best[('ours', b, 'fp32')]:.2f}x; / sentence-transformers at batch 32: "
+              f"bf16 autocast {o16 / best[('st', 'rows', 'bf16')]:.2f}x, bf16 weights {o16 / best[('st', 'rows', 'bf16-weights')]:.2f}x, "
+              f"fp32 {o16 / best[('st', 'rows', 'fp32')]:.2f}x")
+    for a, b in (("ours_bf16_rows", "ours_fp32_rows"), ("ours_bf16_tokens", "ours_fp32_tokens"), ("ours_bf16_tokens", "ours_fp32_rows"),
+                 ("st_bf16_rows", "st_fp32_rows"), ("st_bf16-weights_rows", "st_fp32_rows")):
         lo, mean = agreement(a, b)
         print(f"cosine({a}, {b}): min {lo:.6f}, mean {mean:.6f}")
 if only != "encode":

@@ -50,7 +50,11 @@ impl<'a> Encoder<'a> {
         head: impl Fn(&FusedForward, &Tensor) -> Result<Tensor>,
     ) -> Result<Tensor> {
         let loaded = self.model;
-        let model = loaded.forward();
+        let bf16_weights = (self.precision == Precision::Bf16).then(|| loaded.weights_with_bf16_linear_layers());
+        let model = match &bf16_weights {
+            Some(weights) => FusedForward { weights, ..loaded.forward() },
+            None => loaded.forward(),
+        };
         let token_ids = loaded.tokenizer.encode_batch(texts, loaded.spec.max_length);
         let lengths: Vec<usize> = token_ids.iter().map(Vec::len).collect();
         let bar = progress.bar(texts.len() as u64, "sentences");

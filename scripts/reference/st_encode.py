@@ -1,8 +1,11 @@
 """sentence-transformers' encode, the reference for scripts/bench-encode.sh.
 
-usage: st_encode.py MODEL_DIR INPUT.csv|--sentence TEXT BATCH_SIZE OUT.npy [fp32|bf16]
+usage: st_encode.py MODEL_DIR INPUT.csv|--sentence TEXT BATCH_SIZE OUT.npy [fp32|bf16|bf16-weights]
 Reads the `text` column, encodes with normalize_embeddings=True, saves float32 .npy. bf16 runs
-the encoding under torch.autocast("cpu", torch.bfloat16), PyTorch's own bf16 path.
+the encoding under torch.autocast("cpu", torch.bfloat16), PyTorch's own bf16 path (fp32
+weights, as sentence-mtl's bf16); bf16-weights converts the model to bf16 first
+(`model.bfloat16()`, sentence-transformers' documented way to encode in bf16: every weight and
+LayerNorm in bf16, nothing cast per batch).
 """
 import csv
 import sys
@@ -21,8 +24,11 @@ def main() -> None:
     else:
         with open(source, newline="", encoding="utf-8") as f:
             sentences = [row["text"] for row in csv.DictReader(f)]
-    bf16 = len(sys.argv) > 5 and sys.argv[5] == "bf16"
+    precision = sys.argv[5] if len(sys.argv) > 5 else "fp32"
+    bf16 = precision == "bf16"
     model = SentenceTransformer(model_dir, device="cpu")
+    if precision == "bf16-weights":
+        model = model.bfloat16()
     context = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     with context:
         emb = model.encode(sentences, batch_size=batch_size, normalize_embeddings=True, convert_to_tensor=True)
