@@ -83,7 +83,7 @@ pub struct ProcessGroup {
 
 /// The backend of a group's CUDA tensors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CudaBackend {
+enum CudaBackend {
     Nccl,
     /// A build without NCCL: Gloo copies CUDA tensors through the host.
     Gloo,
@@ -193,9 +193,13 @@ impl ProcessGroup {
         }
     }
 
-    /// The backend CUDA tensors went through; `None` before the first CUDA collective.
-    pub fn cuda_backend(&self) -> Option<CudaBackend> {
-        self.cuda_backend.get().and_then(|chosen| chosen.as_ref().ok().copied())
+    /// Which c10d backend carried the collectives so far, in words.
+    pub fn backend_name(&self) -> &'static str {
+        match self.cuda_backend.get() {
+            Some(Ok(CudaBackend::Nccl)) => "NCCL",
+            Some(Ok(CudaBackend::Gloo)) => "Gloo: this build has no NCCL",
+            _ => "Gloo",
+        }
     }
 
     /// Combines `tensor` (contiguous, same shape on every rank) across ranks, in place.

@@ -10,7 +10,7 @@ pub mod group;
 pub mod launch;
 pub mod nccl;
 
-pub use group::{CudaBackend, ProcessGroup, Reduce};
+pub use group::{ProcessGroup, Reduce};
 pub use launch::Launch;
 
 use tch::Device;
@@ -30,14 +30,5 @@ pub fn device_for(device: Device, group: Option<&ProcessGroup>) -> Device {
     match (device, group) {
         (Device::Cuda(_), Some(group)) => Device::Cuda(group.launch.local_rank),
         (device, _) => device,
-    }
-}
-
-/// Which c10d backend carries a run's collectives on `device`, in words.
-pub fn backend_name(device: Device) -> &'static str {
-    match (device, nccl::BUILT_IN) {
-        (Device::Cuda(_), true) => "NCCL",
-        (Device::Cuda(_), false) => "Gloo: this build has no NCCL",
-        _ => "Gloo",
     }
 }

@@ -76,9 +76,6 @@ fn load() -> Result<NcclEntryPoints, String> {
     }
 }
 
-/// Whether this build carries the NCCL shim.
-pub const BUILT_IN: bool = cfg!(nccl_shim);
-
 #[cfg(all(test, nccl_shim))]
 mod tests {
     use super::*;

@@ -48,7 +48,7 @@ impl LoadedModel {
             .map(|table| names::weight(&table))
             .collect();
         let linear = |name: &str| -> bool {
-            let weight = name.strip_suffix(".bias").map_or(name.to_string(), |prefix| names::weight(prefix));
+            let weight = name.strip_suffix(".bias").map_or(name.to_string(), names::weight);
             !tables.contains(&weight) && self.weights.get(&weight).is_some_and(|w| w.dim() == 2)
         };
         self.weights

@@ -370,11 +370,7 @@ impl<'a> Trainer<'a> {
         };
         let about = if self.settings.batch_tokens.is_some() { "about " } else { "" };
         let across = match self.group {
-            Some(g) => format!(
-                ", each batch shared by {} data-parallel processes ({})",
-                g.world(),
-                distributed::backend_name(self.loaded.device)
-            ),
+            Some(g) => format!(", each batch shared by {} data-parallel processes ({})", g.world(), g.backend_name()),
             None => String::new(),
         };
         format!(
