@@ -18,7 +18,11 @@
 #   drift-seeds  TREC + SST-2 against TREC + SST-2 + STS-B, 651 steps each, with seeds 1, 2, 3
 #              (SEEDS="..." to choose): the difference per seed and its mean; also with STS-B at
 #              half the batches of each classifier (--task-share stsb=0.5). CONFIGS="..." picks
-#              among classification, with-stsb and stsb-share-S (any share S).
+#              among classification, with-stsb and stsb-share-S (any share S), and the pair
+#              classification-accum2 (a TREC and an SST-2 batch per optimizer step, --grad-accum
+#              2) against stsb-accum3-wW (the same two and an STS-B batch weighted W per step,
+#              --grad-accum 3 --task-weight stsb=W): the same steps and classification batches,
+#              with STS-B's gradient added to each step. PRECISION=bf16 trains in bf16.
 # Prints markdown tables.
 #   scripts/measure-embeddings.sh [reference] [drift] [drift-seeds]     (default: all)
 # THREADS=N sets the thread count (default: all cores). Runs go to runs/measure-embeddings/.
@@ -51,7 +55,7 @@ python3 scripts/stsb_pairs.py --queries "$data/stsb/dev.csv" "$out/queries_dev.c
 stsb="stsb=$data/stsb/train.csv,$data/stsb/dev.csv"
 trec="trec=$data/trec/train_split.csv,$data/trec/dev_split.csv"
 sst2="sst2=$data/sst2/train.csv,$data/sst2/dev.csv"
-train=("$bin" train --model "$model" --device cpu --threads "$threads" --quiet --overwrite)
+train=("$bin" train --model "$model" --device cpu --threads "$threads" --quiet --overwrite --precision "${PRECISION:-fp32}")
 evaluate() { # RUN: STS-B (and TREC and SST-2 where RUN trained them) dev metrics of RUN/last
   local run="$1" tasks=(--task "stsb=$data/stsb/dev.csv")
   [ "$run" = stsb-alone ] || tasks+=(--task "trec=$data/trec/dev_split.csv" --task "sst2=$data/sst2/dev.csv")
@@ -119,7 +123,9 @@ PY
             classification) ;;
             with-stsb) tasks+=(--task "$stsb") ;;
             stsb-share-*) tasks+=(--task "$stsb" --task-share "stsb=${config#stsb-share-}") ;;
-            *) echo "measure-embeddings.sh: unknown config $config (classification, with-stsb, stsb-share-S)" >&2; exit 2 ;;
+            classification-accum2) tasks+=(--grad-accum 2) ;;
+            stsb-accum3-w*) tasks+=(--task "$stsb" --grad-accum 3 --task-weight "stsb=${config#stsb-accum3-w}") ;;
+            *) echo "measure-embeddings.sh: unknown config $config (classification, with-stsb, stsb-share-S, classification-accum2, stsb-accum3-wW)" >&2; exit 2 ;;
           esac
           run="drift-seeds/$config-seed$seed"
           timed "$run" "${train[@]}" "${tasks[@]}" --max-steps 651 --seed "$seed" --out "$out/$run"

@@ -1,8 +1,9 @@
 """The drift tables of scripts/measure-embeddings.sh: STS-B dev Spearman of the pre-trained
 model and after each run of the `drift` part (metrics of last/), then, from the `drift-seeds`
 part, TREC + SST-2 against TREC + SST-2 + STS-B at the same number of steps over several seeds,
-with the difference per seed (and with STS-B at a smaller --task-share). Runs that have not
-finished are left out.
+with the difference per seed (and with STS-B at a smaller --task-share; and one batch of each
+task per step, --grad-accum 3, against TREC + SST-2 at --grad-accum 2 and plain). Runs that
+have not finished are left out.
 
 usage: drift_summary.py DIR THREADS   (DIR: runs/measure-embeddings)
 """
@@ -58,32 +59,45 @@ by_seed = {}  # config -> {seed: (steps, metric)}
 for path in sorted(glob.glob(f"{out}/eval-drift-seeds/*.json")):
     config, seed = re.match(r"(.*)-seed(\d+)\.json$", os.path.basename(path)).groups()
     by_seed.setdefault(config, {})[int(seed)] = scores(f"drift-seeds/{config}-seed{seed}")
-if "classification" not in by_seed or len(by_seed) < 2:
-    sys.exit(0)
-others = sorted(c for c in by_seed if c != "classification")
-seeds = sorted(set.intersection(*(set(by_seed[c]) for c in by_seed)))
-steps = by_seed["classification"][seeds[0]][0]
 
 
 def config_label(config):
-    if config == "classification":
-        return "TREC + SST-2"
+    if config.startswith("classification"):
+        return "TREC + SST-2" + (" (--grad-accum 2)" if config.endswith("accum2") else "")
+    if config.startswith("stsb-accum3-w"):
+        return f"TREC + SST-2 + STS-B (--grad-accum 3, STS-B weight {config.removeprefix('stsb-accum3-w')})"
     share = config.removeprefix("stsb-share-")
     return "TREC + SST-2 + STS-B" + ("" if config == "with-stsb" else f" (share {share})")
 
 
-print(f"\nTREC + SST-2 against TREC + SST-2 + STS-B, {steps} steps each, seeds {', '.join(map(str, seeds))} ({threads} threads; metrics of last/)\n")
-print("| model | task | " + " | ".join(f"seed {s}" for s in seeds) + " | mean |")
-print("|---|---|" + "---:|" * (len(seeds) + 1))
-for task in ("stsb", "trec", "sst2"):
-    rows = [("classification", None)] + [(c, None) for c in others] + [(c, "difference") for c in others]
-    for config, kind in rows:
-        if kind == "difference":
-            values = [by_seed[config][s][1][task] - by_seed["classification"][s][1][task] for s in seeds]
-            cells = [f"{v:+.2f}" for v in values] + [f"**{statistics.mean(values):+.2f}**"]
-            name = f"{config_label(config)} - TREC + SST-2"
-        else:
+def table(baselines, others):
+    """Each of `others` against each of `baselines` (runs of the same steps), seed by seed,
+    over the seeds every one of them has."""
+    seeds = sorted(set.intersection(*(set(by_seed[c]) for c in [*baselines, *others])))
+    steps = by_seed[baselines[0]][seeds[0]][0]
+    print(f"\n{' and '.join(map(config_label, baselines))} against {', '.join(map(config_label, others))}, "
+          f"{steps} steps each, seeds {', '.join(map(str, seeds))} ({threads} threads; metrics of last/)\n")
+    print("| model | task | " + " | ".join(f"seed {s}" for s in seeds) + " | mean |")
+    print("|---|---|" + "---:|" * (len(seeds) + 1))
+    for task in ("stsb", "trec", "sst2"):
+        for config in [*baselines, *others]:
             values = [by_seed[config][s][1][task] for s in seeds]
             cells = [f"{v:.2f}" for v in values] + [f"{statistics.mean(values):.2f}"]
-            name = config_label(config)
-        print(f"| {name} | {task} | " + " | ".join(cells) + " |")
+            print(f"| {config_label(config)} | {task} | " + " | ".join(cells) + " |")
+        for config in others:
+            for baseline in baselines:
+                values = [by_seed[config][s][1][task] - by_seed[baseline][s][1][task] for s in seeds]
+                cells = [f"{v:+.2f}" for v in values] + [f"**{statistics.mean(values):+.2f}**"]
+                print(f"| {config_label(config)} - {config_label(baseline)} | {task} | " + " | ".join(cells) + " |")
+
+
+# Shares compare with plain classification; runs that accumulate one batch of each task per
+# step (--grad-accum 3) with classification at --grad-accum 2 (the same steps and the same
+# classification batches) and with plain classification (the same steps).
+shares = sorted(c for c in by_seed if c != "classification" and "accum" not in c)
+if "classification" in by_seed and shares:
+    table(["classification"], shares)
+for accumulated in sorted(c for c in by_seed if "accum3" in c):
+    baselines = [b for b in ("classification-accum2", "classification") if b in by_seed]
+    if baselines:
+        table(baselines, [accumulated])

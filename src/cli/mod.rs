@@ -275,7 +275,9 @@ pub struct TrainArgs {
     #[arg(long, value_name = "N", conflicts_with = "batch_size")]
     pub batch_tokens: Option<usize>,
 
-    /// Batches whose gradients are summed before each optimizer step
+    /// Batches whose gradients are summed before each optimizer step. Under round-robin, the
+    /// number of tasks gives every step one batch of each (how a similarity or pairs task
+    /// keeps the embeddings without taking steps from classification tasks)
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub grad_accum: usize,
 
