@@ -26,7 +26,7 @@ use super::state::{FileFingerprint, TrainerState};
 use super::window::{NonFiniteLoss, Window};
 use crate::checkpoint::{self, TrainableModel, TrainingSpec};
 use crate::data::batching::{pad_batch, BatchLimit};
-use crate::data::sampler::{TaskRows, TaskSampler};
+use crate::data::sampler::{SamplingStrategy, TaskRows, TaskSampler};
 use crate::device::{upload, DeviceChoice};
 use crate::distributed::data_parallel::{self, all_reduce_step, broadcast_weights};
 use crate::distributed::gathered_negatives::RankShares;
@@ -373,8 +373,14 @@ impl<'a> Trainer<'a> {
             Some(g) => format!(", each batch shared by {} data-parallel processes ({})", g.world(), g.backend_name()),
             None => String::new(),
         };
+        let tasks = &self.settings.tasks;
+        let one_of_each = tasks.len() > 1
+            && self.settings.grad_accum == tasks.len()
+            && self.settings.sampling == SamplingStrategy::RoundRobin
+            && tasks.iter().all(|t| t.share == tasks[0].share);
+        let each = if one_of_each { ": one batch of every task per step" } else { "" };
         format!(
-            "training: {total_steps} optimizer steps ({about}{steps_per_epoch} per epoch, {} sampling, {batch} x {} accumulation{across}), warm-up {warmup} steps",
+            "training: {total_steps} optimizer steps ({about}{steps_per_epoch} per epoch, {} sampling, {batch} x {} accumulation{each}{across}), warm-up {warmup} steps",
             self.settings.sampling, self.settings.grad_accum
         )
     }
