@@ -15,6 +15,10 @@
 #               the default recipe, the default with backbone 4e-5 and 2e-5, and both
 #               references; mean and spread per configuration
 #   multitask-seeds  TREC + SST-2 multi-task and each alone at the default, seeds 1, 2, 3
+#   batch-tokens  TREC + SST-2 at --batch-tokens 2048 (112 sentences a batch on average over
+#               3 epochs, 3.5x the default 32) against batch 32, seeds 1, 2, 3 (SEEDS=...):
+#               the default rates, and every rate times 1.56 and 2.44 (either side of the
+#               square-root rule's 1.87); --precision auto, as the grid
 # Prints markdown tables; runs go to runs/recipes/.
 #   scripts/recipe-study.sh [grid] [confirm] [references]     (default: all)
 # THREADS=N sets the thread count (default: all cores). A run whose wall time is recorded is
@@ -22,9 +26,9 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-parts=("$@"); [ ${#parts[@]} -eq 0 ] && parts=(grid confirm references seeds multitask-seeds)
+parts=("$@"); [ ${#parts[@]} -eq 0 ] && parts=(grid confirm references seeds multitask-seeds batch-tokens)
 for part in "${parts[@]}"; do
-  case "$part" in grid|confirm|references|seeds|multitask-seeds) ;; *) echo "recipe-study.sh: unknown part $part (grid, confirm, references, seeds, multitask-seeds)" >&2; exit 2 ;; esac
+  case "$part" in grid|confirm|references|seeds|multitask-seeds|batch-tokens) ;; *) echo "recipe-study.sh: unknown part $part (grid, confirm, references, seeds, multitask-seeds, batch-tokens)" >&2; exit 2 ;; esac
 done
 scripts/setup.sh --reference >&2
 threads="${THREADS:-$(nproc)}"
@@ -104,6 +108,18 @@ for part in "${parts[@]}"; do
       done
       .venv/bin/python scripts/reference/seed_summary.py "$out/multitask-seeds" \
         "TREC + SST-2 multi-task and each task alone, default recipe, 3 epochs, batch 32, fp32, final dev evaluation" | tee "$out/multitask-seeds.md"
+      ;;
+    batch-tokens)
+      for seed in ${SEEDS:-1 2 3}; do
+        run() { local name="$1"; shift; timed "batch-tokens/$name-seed$seed" "${train[@]}" --precision auto --seed "$seed" \
+          --task "$trec" --task "$sst2" --out "$out/batch-tokens/$name-seed$seed" "$@"; }
+        run batch32
+        run tokens2048 --batch-tokens 2048
+        run tokens2048-sqrt --batch-tokens 2048 --lr-backbone 1.25e-4 --lr-projection 1.56e-4 --lr-heads 1.56e-3
+        run tokens2048-linear --batch-tokens 2048 --lr-backbone 1.95e-4 --lr-projection 2.44e-4 --lr-heads 2.44e-3
+      done
+      .venv/bin/python scripts/reference/seed_summary.py "$out/batch-tokens" \
+        "TREC + SST-2, 3 epochs, --precision auto, final dev evaluation: batch 32 against --batch-tokens 2048 at three rate scales" | tee "$out/batch-tokens.md"
       ;;
   esac
 done

@@ -24,7 +24,11 @@ def reference(path):
 
 
 def label(config):
-    fixed = {"hf": "HF Trainer (defaults: 5e-5, linear)", "plain": "plain PyTorch loop (2e-5, constant)"}
+    fixed = {"hf": "HF Trainer (defaults: 5e-5, linear)", "plain": "plain PyTorch loop (2e-5, constant)",
+             "batch32": "batch 32, default rates (backbone 8e-5)",
+             "tokens2048": "--batch-tokens 2048, default rates",
+             "tokens2048-sqrt": "--batch-tokens 2048, rates x1.56",
+             "tokens2048-linear": "--batch-tokens 2048, rates x2.44"}
     if config in fixed:
         return fixed[config]
     if config.startswith("ours-lr"):
