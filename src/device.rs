@@ -44,27 +44,44 @@ fn cuda_backend() -> &'static Backend {
         // Already linked (LIBTORCH_USE_PYTORCH builds) or loadable now: either way its
         // static initialisers register the CUDA kernels with libtorch's dispatcher.
         match dlopen(&backend.to_string_lossy(), libc::RTLD_NOW | libc::RTLD_GLOBAL) {
-            Ok(()) => Backend::Loaded,
+            Ok(_) => Backend::Loaded,
             Err(why) => Backend::Failed(why),
         }
     })
 }
 
+/// A shared library loaded for the rest of the process (its handle is never closed).
+pub struct Library(*mut libc::c_void);
+
 /// Loads a shared library for the rest of the process; the error is dlerror's text.
-fn dlopen(library: &str, flags: libc::c_int) -> Result<(), String> {
+pub fn dlopen(library: &str, flags: libc::c_int) -> Result<Library, String> {
     let name = CString::new(library).map_err(|_| format!("{library}: NUL in the path"))?;
     // SAFETY: `name` is a valid NUL-terminated string; the handle is kept for the process.
-    // dlerror's string is valid until the next dl* call on this thread, and copied at once.
-    unsafe {
-        if !libc::dlopen(name.as_ptr(), flags).is_null() {
-            return Ok(());
+    let handle = unsafe { libc::dlopen(name.as_ptr(), flags) };
+    if handle.is_null() {
+        return Err(dlerror().unwrap_or_else(|| format!("{library}: could not be loaded")));
+    }
+    Ok(Library(handle))
+}
+
+impl Library {
+    /// The address of `symbol`, valid for the process; the error is dlerror's text.
+    pub fn symbol(&self, symbol: &std::ffi::CStr) -> Result<*mut libc::c_void, String> {
+        // SAFETY: a handle from dlopen, never closed, and a NUL-terminated name.
+        let address = unsafe { libc::dlsym(self.0, symbol.as_ptr()) };
+        if address.is_null() {
+            return Err(dlerror().unwrap_or_else(|| format!("no symbol {}", symbol.to_string_lossy())));
         }
+        Ok(address)
+    }
+}
+
+/// The last dl* error on this thread, copied (its string is valid only until the next dl* call).
+fn dlerror() -> Option<String> {
+    // SAFETY: dlerror returns null or a NUL-terminated string, copied at once.
+    unsafe {
         let why = libc::dlerror();
-        Err(if why.is_null() {
-            format!("{library}: could not be loaded")
-        } else {
-            std::ffi::CStr::from_ptr(why).to_string_lossy().into_owned()
-        })
+        (!why.is_null()).then(|| std::ffi::CStr::from_ptr(why).to_string_lossy().into_owned())
     }
 }
 

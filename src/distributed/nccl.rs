@@ -36,7 +36,6 @@ pub fn entry_points() -> Result<Option<NcclEntryPoints>, String> {
 /// binary stays one file and nothing is left on disk.
 #[cfg(nccl_shim)]
 fn load() -> Result<NcclEntryPoints, String> {
-    use std::ffi::{CStr, CString};
     use std::io::Write;
     use std::os::fd::FromRawFd;
 
@@ -50,30 +49,12 @@ fn load() -> Result<NcclEntryPoints, String> {
     // SAFETY: `fd` is a new descriptor that nothing else owns.
     let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
     file.write_all(SHIM).map_err(|e| format!("writing the NCCL shim to memory: {e}"))?;
-    let path = CString::new(format!("/proc/self/fd/{fd}")).expect("no NUL in a path of digits");
-    // SAFETY: valid NUL-terminated strings; the library stays loaded for the process (the
-    // handle is never closed), so the addresses taken from it stay valid. dlerror's text is
-    // copied at once.
-    unsafe {
-        let handle = libc::dlopen(path.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
-        let why = || {
-            let text = libc::dlerror();
-            if text.is_null() {
-                "unknown error".to_string()
-            } else {
-                CStr::from_ptr(text).to_string_lossy().into_owned()
-            }
-        };
-        if handle.is_null() {
-            return Err(why());
-        }
-        let make_backend = libc::dlsym(handle, c"smtl_nccl_backend".as_ptr());
-        let shutdown = libc::dlsym(handle, c"smtl_nccl_shutdown".as_ptr());
-        if make_backend.is_null() || shutdown.is_null() {
-            return Err(why());
-        }
-        Ok(NcclEntryPoints { make_backend, shutdown })
-    }
+    // The library stays loaded for the process, so the addresses taken from it stay valid.
+    let library = crate::device::dlopen(&format!("/proc/self/fd/{fd}"), libc::RTLD_NOW | libc::RTLD_LOCAL)?;
+    Ok(NcclEntryPoints {
+        make_backend: library.symbol(c"smtl_nccl_backend")?,
+        shutdown: library.symbol(c"smtl_nccl_shutdown")?,
+    })
 }
 
 #[cfg(all(test, nccl_shim))]
@@ -85,10 +66,8 @@ mod tests {
     /// is needed to load the libraries.
     #[test]
     fn the_embedded_nccl_shim_loads_beside_libtorch_cuda() {
-        let cuda = format!("{}/libtorch_cuda.so\0", env!("SENTENCE_MTL_TORCH_LIB_DIR"));
-        // SAFETY: a NUL-terminated path; the library stays loaded for the test process.
-        let handle = unsafe { libc::dlopen(cuda.as_ptr().cast(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
-        assert!(!handle.is_null(), "libtorch_cuda.so did not load from {cuda}");
+        let cuda = format!("{}/libtorch_cuda.so", env!("SENTENCE_MTL_TORCH_LIB_DIR"));
+        crate::device::dlopen(&cuda, libc::RTLD_NOW | libc::RTLD_GLOBAL).expect("libtorch_cuda.so loads");
         let entry = entry_points().expect("the NCCL shim loads").expect("this build has NCCL");
         assert!(!entry.make_backend.is_null() && !entry.shutdown.is_null());
     }
