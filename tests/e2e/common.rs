@@ -72,6 +72,18 @@ pub fn missing(test: &str, what: &str) {
     eprintln!("\n*** SKIPPED {test}: {what} is missing (run scripts/setup.sh --reference) ***\n");
 }
 
+/// Whether this CPU has bf16 instructions (AVX-512 BF16 or AMX); if not, the test says,
+/// loudly, that it is skipped.
+pub fn cpu_has_bf16(test: &str) -> bool {
+    match sentence_mtl::precision::cpu_bf16_support() {
+        Ok(()) => true,
+        Err(missing) => {
+            eprintln!("\n*** SKIPPED {test}: this CPU lacks {missing} ***\n");
+            false
+        }
+    }
+}
+
 pub fn python(test: &str) -> Option<PathBuf> {
     let python = root().join(".venv/bin/python");
     if python.is_file() {
