@@ -105,7 +105,8 @@ void* smtl_group_join(const char* host, int port, int rank, int size, int64_t ti
 }
 
 // Sends CUDA tensors' collectives through the backend `factory` makes (NCCL), with its keys
-// in this group's store; `shutdown` ends it before the group is freed. Every rank must attach one, or none. Returns 0, or 1 with a message.
+// in this group's store; `shutdown` ends it before the group is freed. Every rank must attach
+// one, or none. Returns 0, or 1 with a message.
 int smtl_group_attach_cuda_backend(void* handle, void* factory, void* shutdown, char* error, size_t error_len) {
   try {
     auto* group = static_cast<Group*>(handle);

@@ -68,29 +68,7 @@ if [[ "$torch_arg" =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]]; then
       pip download --no-deps --dest "$install.tmp/wheels" "torch==$torch_arg"
       # The two CUDA libraries libtorch_cpu.so links, as the wheel pins them (directly as
       # nvidia-*-cu12, or through the cuda-toolkit meta package's extras).
-      mapfile -t cuda_libs < <("$python_bin" - "$install.tmp/wheels" <<'PY'
-import pathlib, subprocess, sys, zipfile
-from pip._vendor.packaging.requirements import Requirement
-
-def requirements(wheel, extras=("",)):
-    with zipfile.ZipFile(wheel) as z:
-        meta = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
-        lines = z.read(meta).decode().splitlines()
-    reqs = [Requirement(l.split(":", 1)[1].strip()) for l in lines if l.startswith("Requires-Dist:")]
-    return [r for r in reqs if r.marker is None or any(r.marker.evaluate({"extra": e}) for e in extras)]
-
-wheels = pathlib.Path(sys.argv[1])
-for req in requirements(next(wheels.glob("torch-*.whl"))):
-    if req.name == "cuda-toolkit":
-        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--dest",
-                        str(wheels / "toolkit"), f"{req.name}{req.specifier}"], check=True)
-        for sub in requirements(next((wheels / "toolkit").glob("*.whl")), ("cudart", "cupti")):
-            if sub.marker is not None:
-                print(f"{sub.name}{sub.specifier}")
-    elif "cuda-runtime" in req.name or "cuda-cupti" in req.name:
-        print(f"{req.name}{req.specifier}")
-PY
-      )
+      mapfile -t cuda_libs < <("$python_bin" scripts/cuda_headers.py --specs "$install.tmp"/wheels/torch-*.whl cudart cupti)
       [ ${#cuda_libs[@]} -ge 1 ] || { echo "build-for-torch.sh: torch $torch_arg names no CUDA runtime to install" >&2; exit 1; }
       # One pip call, so that the packages sharing the nvidia/ folder all land in it.
       pip install --no-deps --target "$install.tmp" "$install.tmp"/wheels/torch-*.whl "${cuda_libs[@]}"

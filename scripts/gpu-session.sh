@@ -111,7 +111,8 @@ part_nccl() {
       smtl_train --max-steps "$steps" --out "$work/nccl/launch_$i" > "$work/nccl_launch_$i.log" 2>&1
     run_row "launch of one (NCCL), round $i" "$work/nccl/launch_$i" >> "$out/summary.md"
   done
-  grep -h "NCCL version\|data-parallel" "$work"/nccl_launch_1.log >> "$out/summary.md" || true
+  # NCCL_DEBUG=VERSION: NCCL prints its version when the launch's first communicator is made.
+  grep -h "NCCL version" "$work"/nccl_launch_1.log >> "$out/summary.md" || true
   python3 - "$work/nccl/plain_1/last/model.safetensors" "$work/nccl/launch_1/last/model.safetensors" >> "$out/summary.md" <<'PY'
 import sys
 from safetensors.torch import load_file
