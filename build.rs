@@ -47,11 +47,14 @@ fn compile_torch_shim(torch_lib_dir: &Path) {
     shim_build(torch_lib_dir, "csrc/torch_shim.cpp").compile("smtl_torch_shim");
 }
 
-/// `csrc/c10d_shim.cpp`: libtorch's distributed layer (TCPStore, ProcessGroupGloo). Its
+/// `csrc/c10d_shim.cpp`: libtorch's distributed layer (TCPStore, ProcessGroupGloo), and
+/// `csrc/gradient_sync.cpp`: DDP's gradient all-reduce during backward. c10d's Gloo
 /// header includes Gloo's headers, which the torch wheel does not ship: Debian's libgloo-dev
 /// has them (scripts/setup.sh installs it; docs/distributed.md says why they are sound here).
 fn compile_c10d_shim(torch_lib_dir: &Path) {
-    println!("cargo:rerun-if-changed=csrc/c10d_shim.cpp");
+    for file in ["csrc/c10d_shim.cpp", "csrc/c10d_group.hpp", "csrc/gradient_sync.cpp"] {
+        println!("cargo:rerun-if-changed={file}");
+    }
     println!("cargo:rerun-if-env-changed=GLOO_INCLUDE_DIR");
     let gloo_include = std::env::var_os("GLOO_INCLUDE_DIR").map(PathBuf::from).unwrap_or_else(|| "/usr/include".into());
     if !gloo_include.join("gloo/algorithm.h").exists() {
@@ -60,7 +63,10 @@ fn compile_c10d_shim(torch_lib_dir: &Path) {
             gloo_include.join("gloo/algorithm.h").display()
         );
     }
-    shim_build(torch_lib_dir, "csrc/c10d_shim.cpp").include(gloo_include).compile("smtl_c10d_shim");
+    shim_build(torch_lib_dir, "csrc/c10d_shim.cpp")
+        .file("csrc/gradient_sync.cpp")
+        .include(gloo_include)
+        .compile("smtl_c10d_shim");
 }
 
 /// `csrc/nccl_shim.cpp`: libtorch's NCCL process group, for CUDA tensors in data-parallel runs.

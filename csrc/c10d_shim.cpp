@@ -6,7 +6,8 @@
 // CUDA tensors go through NCCL instead once a NCCL backend is attached (csrc/nccl_shim.cpp, a
 // library of its own), as PyTorch's default "cpu:gloo,cuda:nccl" process group does.
 // No C++ exception crosses this boundary: errors come back as a return code and a message.
-#define USE_C10D_GLOO 1
+#include "c10d_group.hpp"
+
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
@@ -19,32 +20,7 @@
 
 namespace {
 
-struct Group {
-  c10::intrusive_ptr<c10d::Store> store;
-  c10::intrusive_ptr<c10d::Backend> backend;
-  // NCCL, for CUDA tensors, once attached; null: Gloo takes them too.
-  c10::intrusive_ptr<c10d::Backend> cuda_backend;
-  // Ends it cleanly before it is destroyed (else it warns that it was not).
-  void (*shutdown_cuda_backend)(c10d::Backend*) = nullptr;
-  int rank;
-  int size;
-  std::chrono::milliseconds timeout;
-
-  // Runs one collective on the backend for `tensor`'s device and waits for it. A Gloo wait
-  // blocks until the result is there (or the timeout). A NCCL wait only orders the current
-  // CUDA stream after the collective, as DDP's does, so the host does not wait for the GPU;
-  // NCCL's own watchdog enforces the timeout given when it was made.
-  template <typename Launch>
-  void run(const at::Tensor& tensor, Launch launch) {
-    bool nccl = tensor.is_cuda() && cuda_backend;
-    auto work = launch(nccl ? *cuda_backend : *backend);
-    if (nccl) {
-      work->wait();
-    } else {
-      work->wait(timeout);
-    }
-  }
-};
+using smtl::Group;
 
 // Makes a NCCL backend: csrc/nccl_shim.cpp's smtl_nccl_backend.
 using BackendFactory = void* (*)(c10d::Store*, int, int, int64_t, char*, size_t);

@@ -1,16 +1,12 @@
 //! What data-parallel training needs of the process group, with PyTorch DDP's semantics:
-//! rank 0's weights everywhere at the start, each rank's share of every global batch,
-//! gradients summed across ranks in buckets before the (identical) optimizer step, and a
-//! check at the start that every rank was given the same settings.
+//! rank 0's weights everywhere at the start, each rank's share of every global batch, and a
+//! check at the start that every rank was given the same settings (the gradients' sum across
+//! ranks is `gradient_sync`'s).
 
 use anyhow::{bail, Result};
-use tch::{nn::VarStore, Kind, Tensor};
+use tch::{nn::VarStore, Tensor};
 
-use super::group::{ProcessGroup, Reduce};
-use crate::torch_shim::set_grad;
-
-/// Gradient bytes per all-reduce (PyTorch DDP's default `bucket_cap_mb` is 25).
-pub const BUCKET_BYTES: i64 = 25 << 20;
+use super::group::ProcessGroup;
 
 /// Rank `rank`'s contiguous share of a global batch's `rows`; the first `len % world` ranks
 /// take one row more, so shares differ by at most one row and cover the batch in order.
@@ -29,75 +25,6 @@ pub fn broadcast_weights(group: &ProcessGroup, vs: &VarStore) -> Result<()> {
     tch::no_grad(|| {
         for (_, tensor) in &mut variables {
             group.broadcast_(tensor, 0, "the broadcast of rank 0's weights")?;
-        }
-        Ok(())
-    })
-}
-
-/// Sums, across ranks, the gradients of `parameters` and the step's `scalars` (losses,
-/// counts): afterwards every rank holds the same gradients, that of the whole global batch
-/// when each rank's loss was weighted by its share of the rows. A parameter that has a
-/// gradient on some rank gets the sum on all of them; one that has none anywhere keeps none
-/// (the optimizer skips it, as in one process). Returns the summed scalars.
-pub fn all_reduce_step(group: &ProcessGroup, parameters: &[Tensor], scalars: &[f64]) -> Result<Vec<f64>> {
-    let mut header: Vec<f64> = parameters.iter().map(|p| f64::from(u8::from(p.grad().defined()))).collect();
-    header.extend_from_slice(scalars);
-    let mut header_tensor = Tensor::from_slice(&header);
-    group.all_reduce_(&mut header_tensor, Reduce::Sum, "the all-reduce of the step's losses")?;
-    let header = Vec::<f64>::try_from(&header_tensor)?;
-    let (flags, sums) = header.split_at(parameters.len());
-    let with_gradient: Vec<&Tensor> = parameters.iter().zip(flags).filter(|(_, f)| **f > 0.0).map(|(p, _)| p).collect();
-    for bucket in buckets(&with_gradient) {
-        all_reduce_bucket(group, bucket)?;
-    }
-    Ok(sums.to_vec())
-}
-
-/// Consecutive runs of parameters of one device whose gradients fit in [`BUCKET_BYTES`].
-fn buckets<'a>(parameters: &'a [&'a Tensor]) -> Vec<&'a [&'a Tensor]> {
-    let mut out = Vec::new();
-    let (mut start, mut bytes) = (0, 0);
-    for (i, p) in parameters.iter().enumerate() {
-        let size = p.numel() as i64 * 4;
-        let other_device = i > start && p.device() != parameters[start].device();
-        if i > start && (bytes + size > BUCKET_BYTES || other_device) {
-            out.push(&parameters[start..i]);
-            (start, bytes) = (i, 0);
-        }
-        bytes += size;
-    }
-    if start < parameters.len() {
-        out.push(&parameters[start..]);
-    }
-    out
-}
-
-fn all_reduce_bucket(group: &ProcessGroup, bucket: &[&Tensor]) -> Result<()> {
-    tch::no_grad(|| {
-        let parts: Vec<Tensor> = bucket
-            .iter()
-            .map(|p| {
-                let grad = p.grad();
-                if grad.defined() {
-                    grad.to_kind(Kind::Float).reshape([-1])
-                } else {
-                    Tensor::zeros([p.numel() as i64], (Kind::Float, p.device()))
-                }
-            })
-            .collect();
-        let mut flat = Tensor::cat(&parts, 0);
-        group.all_reduce_(&mut flat, Reduce::Sum, "the gradient all-reduce")?;
-        let mut offset = 0;
-        for p in bucket {
-            let n = p.numel() as i64;
-            let summed = flat.narrow(0, offset, n).view(p.size().as_slice());
-            offset += n;
-            let mut grad = p.grad();
-            if grad.defined() {
-                grad.copy_(&summed);
-            } else {
-                set_grad(&mut p.shallow_clone(), &summed.copy());
-            }
         }
         Ok(())
     })
@@ -141,14 +68,5 @@ mod tests {
         assert_eq!(shares, vec![&[0, 1, 2][..], &[3, 4][..], &[5, 6][..]]);
         assert_eq!(share(&rows[..1], 1, 2), &[] as &[usize]);
         assert_eq!(share(&rows[..4], 1, 2), &[2, 3]);
-    }
-
-    #[test]
-    fn buckets_split_by_size_and_keep_order() {
-        let big = Tensor::zeros([BUCKET_BYTES / 4 - 10], (Kind::Float, tch::Device::Cpu));
-        let small = Tensor::zeros([20], (Kind::Float, tch::Device::Cpu));
-        let params = [&small, &big, &small, &small];
-        let sizes: Vec<usize> = buckets(&params).iter().map(|b| b.len()).collect();
-        assert_eq!(sizes, vec![1, 1, 2]);
     }
 }

@@ -90,14 +90,14 @@ enum CudaBackend {
 }
 
 /// A message buffer for the C++ side, and its first line once written.
-struct ErrorBuffer(Vec<libc::c_char>);
+pub(super) struct ErrorBuffer(pub(super) Vec<libc::c_char>);
 
 impl ErrorBuffer {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self(vec![0; 2048])
     }
 
-    fn message(&self) -> String {
+    pub(super) fn message(&self) -> String {
         first_line(&self.0)
     }
 }
@@ -248,7 +248,13 @@ impl ProcessGroup {
         Ok(outputs)
     }
 
-    fn check(&self, rc: i32, error: &ErrorBuffer, what: &str) -> Result<()> {
+    /// The C++ handle, for `gradient_sync`.
+    pub(super) fn handle(&self) -> *mut c_void {
+        self.handle
+    }
+
+    /// `Ok` for a return code of 0, else the error of a failed collective (see `failure`).
+    pub(super) fn check(&self, rc: i32, error: &ErrorBuffer, what: &str) -> Result<()> {
         if rc == 0 {
             return Ok(());
         }

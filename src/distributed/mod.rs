@@ -1,11 +1,12 @@
 //! Data-parallel runs on libtorch's own distributed layer (c10d), launched as `torchrun`
 //! launches PyTorch: `launch` reads the launch's variables, `group` is the process group
 //! and its collectives, `nccl` the NCCL backend of its CUDA tensors, `data_parallel` what a
-//! training step and a run's start need of it, `gathered_negatives` pairs tasks' in-batch
-//! negatives from every rank.
+//! training step and a run's start need of it, `gradient_sync` the gradients' all-reduce
+//! during backward, `gathered_negatives` pairs tasks' in-batch negatives from every rank.
 
 pub mod data_parallel;
 pub mod gathered_negatives;
+pub mod gradient_sync;
 pub mod group;
 pub mod launch;
 pub mod nccl;

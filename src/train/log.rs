@@ -67,6 +67,12 @@ pub struct RunSummary {
     pub save_seconds: f64,
     pub examples_per_sec: f64,
     pub tokens_per_sec: f64,
+    /// A data-parallel run's gradient buckets all-reduced, and how many of those started
+    /// during the backward pass (DDP's overlap); absent in a one-process run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub all_reduce_buckets: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buckets_during_backward: Option<usize>,
 }
 
 /// The log being written.

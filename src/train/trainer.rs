@@ -28,8 +28,9 @@ use crate::checkpoint::{self, TrainableModel, TrainingSpec};
 use crate::data::batching::{pad_batch, BatchLimit};
 use crate::data::sampler::{SamplingStrategy, TaskRows, TaskSampler};
 use crate::device::{upload, DeviceChoice};
-use crate::distributed::data_parallel::{self, all_reduce_step, broadcast_weights};
+use crate::distributed::data_parallel::{self, broadcast_weights};
 use crate::distributed::gathered_negatives::RankShares;
+use crate::distributed::gradient_sync::GradientSync;
 use crate::distributed::{self, ProcessGroup, Reduce};
 use crate::inference::Encoder;
 use crate::model::fused_forward::FusedForward;
@@ -59,7 +60,6 @@ pub struct RunOptions {
     pub command_line: Vec<String>,
 }
 
-/// Starts a new run.
 /// Starts a new run (in a data-parallel launch, rank 0 alone writes the run directory).
 pub fn train(settings: &TrainSettings, options: &RunOptions, group: Option<&ProcessGroup>) -> Result<TrainOutcome> {
     let tasks = read_tasks(settings)?;
@@ -103,7 +103,8 @@ pub fn resume(
     }
     let tasks = read_tasks(&settings)?;
     let last = run.last();
-    Trainer::start(&settings, options, run, tasks, Some(last), group)?.run()
+    let trainer = Trainer::start(&settings, options, run, tasks, Some(last), group)?;
+    trainer.run()
 }
 
 /// The run's length in optimizer steps.
@@ -149,6 +150,9 @@ struct Timing {
     save: f64,
     tokens: usize,
     padded_tokens: usize,
+    /// A data-parallel run's gradient buckets, and those whose all-reduce overlapped backward.
+    buckets: usize,
+    overlapped_buckets: usize,
 }
 
 /// One drawn batch, as the step's accounting sees it: this rank's weighted loss (0-dim, on
@@ -197,6 +201,8 @@ pub struct Trainer<'a> {
     started: Instant,
     /// The data-parallel launch's process group; `None` in a one-process run.
     group: Option<&'a ProcessGroup>,
+    /// The gradients' all-reduce during backward, in a data-parallel launch.
+    gradient_sync: Option<GradientSync<'a>>,
 }
 
 impl<'a> Trainer<'a> {
@@ -247,10 +253,14 @@ impl<'a> Trainer<'a> {
         let mut optimizer = AdamW::new(groups);
         let world = group.map_or(1, ProcessGroup::world);
         let state = initial_state(settings, &tasks, &run, resume_from.as_deref(), &mut optimizer, world)?;
-        if let Some(group) = group {
-            data_parallel::agree_on_settings(group, &agreed_fields(settings, &state)?)?;
-            broadcast_weights(group, &model.vs)?;
-        }
+        let gradient_sync = match group {
+            Some(group) => {
+                data_parallel::agree_on_settings(group, &agreed_fields(settings, &state)?)?;
+                broadcast_weights(group, &model.vs)?;
+                Some(GradientSync::new(group, optimizer.parameters().map(Tensor::shallow_clone).collect())?)
+            }
+            None => None,
+        };
         let source_dir = resume_from.clone().unwrap_or_else(|| loaded.dir.clone());
         let small_data = tasks.iter().any(|t| t.small_data());
         let schedule = Schedule::new(settings, &state.sampler, small_data);
@@ -285,6 +295,7 @@ impl<'a> Trainer<'a> {
             run_examples: 0,
             started,
             group,
+            gradient_sync,
         };
         if resume_from.is_some() {
             trainer.say(&format!("resuming {} at step {}", trainer.run.root.display(), trainer.state.step));
@@ -402,11 +413,19 @@ impl<'a> Trainer<'a> {
         let step_started = Instant::now();
         let factor = self.settings.lr_schedule.factor(self.state.step, self.schedule.warmup, self.schedule.total_steps);
         self.optimizer.set_lr_factor(factor);
-        let mut drawn = Vec::with_capacity(self.settings.grad_accum);
-        for _ in 0..self.settings.grad_accum {
-            drawn.push(self.micro_batch()?);
+        let accum = self.settings.grad_accum;
+        let mut drawn = Vec::with_capacity(accum);
+        let mut last_root = None;
+        for i in 0..accum {
+            let (batch, root) = self.micro_batch()?;
+            drawn.push(batch);
+            match root {
+                Some(root) if i + 1 < accum => root.f_backward()?,
+                root => last_root = root,
+            }
         }
-        self.account(&drawn)?;
+        let summed = self.last_backward(&drawn, last_root)?;
+        self.account(&drawn, summed);
         let norm = self.optimizer.clip_grad_norm(self.settings.max_grad_norm)?;
         self.window.set_grad_norm(norm);
         self.optimizer.step()?;
@@ -417,10 +436,11 @@ impl<'a> Trainer<'a> {
         Ok(())
     }
 
-    /// One batch of one task (in a data-parallel launch, this rank's share of it): forward,
-    /// loss, backward. The loss is weighted by the share's fraction of the batch's rows, so
-    /// the ranks' gradients sum to the whole batch's.
-    fn micro_batch(&mut self) -> Result<MicroBatch> {
+    /// One batch of one task (in a data-parallel launch, this rank's share of it): forward
+    /// and loss, and the tensor to run backward from (`None` for an empty share). The loss
+    /// is weighted by the share's fraction of the batch's rows, so the ranks' gradients sum
+    /// to the whole batch's.
+    fn micro_batch(&mut self) -> Result<(MicroBatch, Option<Tensor>)> {
         let (t, rows) = self.draw()?;
         let task = &self.tasks[t];
         let (rank, world) = distributed::rank_and_world(self.group);
@@ -431,28 +451,26 @@ impl<'a> Trainer<'a> {
             _ => None,
         };
         if mine.is_empty() && gathered.is_none() {
-            return Ok(drawn);
+            return Ok((drawn, None));
         }
         let batch = task.batch(mine, self.loaded.device);
         let outputs = self.outputs(task.as_ref(), &batch)?;
         let weight = task.source().weight / self.settings.grad_accum as f64;
-        match gathered {
+        let root = match gathered {
             Some((shares, scale)) => {
                 let objective =
                     shares.objective(&outputs, task.texts_per_row(), self.embedding_dim(), scale, weight)?;
                 drawn.loss = Tensor::from(objective.weighted_loss);
-                if let Some(surrogate) = objective.backward {
-                    surrogate.backward();
-                }
+                objective.backward
             }
             None => {
                 let loss = task.loss(&outputs, &batch) * (mine.len() as f64 / rows.len() as f64);
-                (&loss * weight).backward();
                 drawn.loss = loss.detach();
+                Some(loss * weight)
             }
-        }
+        };
         (drawn.tokens, drawn.padded_tokens) = (batch.tokens(), batch.padded_tokens());
-        Ok(drawn)
+        Ok((drawn, root))
     }
 
     /// The next batch's task and rows (recorded in `--save-batch-plan`), with dropout seeded
@@ -487,23 +505,40 @@ impl<'a> Trainer<'a> {
         self.loaded.spec.feature_width(self.loaded.config.hidden_size())
     }
 
-    /// After a step's batches: in a data-parallel launch, sums gradients, losses and token
-    /// counts across ranks (reading the losses back, as the collective needs them on the
-    /// host); then adds the step to the logging window, its losses left on the device.
-    fn account(&mut self, drawn: &[MicroBatch]) -> Result<()> {
-        let mut tokens: Vec<f64> = drawn.iter().flat_map(|d| [d.tokens as f64, d.padded_tokens as f64]).collect();
-        let mut losses: Vec<Tensor> = drawn.iter().map(|d| d.loss.shallow_clone()).collect();
-        if let Some(group) = self.group {
-            let mut scalars = Vec::with_capacity(drawn.len() + tokens.len());
-            for loss in &losses {
-                scalars.push(f64::try_from(loss)?);
+    /// The step's last backward (from `root`). In a data-parallel launch the gradients are
+    /// summed across ranks as it runs, and the step's losses and token counts with them
+    /// (read back, as the collective needs them on the host): returns those sums.
+    fn last_backward(&mut self, drawn: &[MicroBatch], root: Option<Tensor>) -> Result<Option<Vec<f64>>> {
+        let Some(sync) = &self.gradient_sync else {
+            if let Some(root) = root {
+                root.f_backward()?;
             }
-            scalars.extend_from_slice(&tokens);
-            let parameters: Vec<Tensor> = self.optimizer.parameters().map(Tensor::shallow_clone).collect();
-            let summed = all_reduce_step(group, &parameters, &scalars)?;
-            losses = summed[..drawn.len()].iter().map(|&l| Tensor::from(l)).collect();
-            tokens = summed[drawn.len()..].to_vec();
+            return Ok(None);
+        };
+        let mut scalars = Vec::with_capacity(3 * drawn.len());
+        for d in drawn {
+            scalars.push(f64::try_from(&d.loss)?);
         }
+        scalars.extend(drawn.iter().flat_map(|d| [d.tokens as f64, d.padded_tokens as f64]));
+        let synced = sync.backward(root.as_ref(), &scalars)?;
+        self.timing.buckets += synced.buckets;
+        self.timing.overlapped_buckets += synced.overlapped_buckets;
+        Ok(Some(synced.scalars))
+    }
+
+    /// Adds the step to the logging window, its losses left on the device unless `summed`
+    /// across ranks (losses, then real and padded tokens per batch).
+    fn account(&mut self, drawn: &[MicroBatch], summed: Option<Vec<f64>>) {
+        let (losses, tokens): (Vec<Tensor>, Vec<f64>) = match summed {
+            Some(summed) => {
+                let (losses, tokens) = summed.split_at(drawn.len());
+                (losses.iter().map(|&l| Tensor::from(l)).collect(), tokens.to_vec())
+            }
+            None => (
+                drawn.iter().map(|d| d.loss.shallow_clone()).collect(),
+                drawn.iter().flat_map(|d| [d.tokens as f64, d.padded_tokens as f64]).collect(),
+            ),
+        };
         for ((i, d), loss) in drawn.iter().enumerate().zip(losses) {
             let (real, padded) = (tokens[2 * i] as usize, tokens[2 * i + 1] as usize);
             self.window.add_loss(self.state.step + 1, d.task, loss);
@@ -514,7 +549,6 @@ impl<'a> Trainer<'a> {
             self.state.examples += d.rows;
             self.run_examples += d.rows;
         }
-        Ok(())
     }
 
     /// Reads the window's pending losses; a loss that is not finite stops the run, naming the
@@ -708,6 +742,8 @@ impl<'a> Trainer<'a> {
             save_seconds: timing.save,
             examples_per_sec: examples as f64 / timing.train.max(1e-9),
             tokens_per_sec: timing.tokens as f64 / timing.train.max(1e-9),
+            all_reduce_buckets: self.gradient_sync.as_ref().map(|_| timing.buckets),
+            buckets_during_backward: self.gradient_sync.as_ref().map(|_| timing.overlapped_buckets),
         }))?;
         self.bar.finish_and_clear();
         if let Some(mut plan) = self.batch_plan.take() {

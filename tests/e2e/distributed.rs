@@ -157,6 +157,21 @@ fn two_ranks_reproduce_one_process_and_predict_the_same() {
     assert_eq!(label_column(&labels_one), label_column(&labels_two));
 }
 
+/// With accumulation, the first batch of a step (one task) only accumulates locally and the
+/// last (the other task) carries the all-reduce: the first task's head is summed without a
+/// gradient from that backward.
+#[test]
+fn two_ranks_reproduce_one_process_with_accumulated_batches_of_both_tasks() {
+    let Some(s) = setup("two_ranks_reproduce_one_process_with_accumulated_batches_of_both_tasks") else { return };
+    let (one, two) = (s.dir.path().join("one"), s.dir.path().join("two"));
+    let accumulate = ["--grad-accum", "2"];
+    assert_ok(&bin().args(train_args(&s.model, &s.data, &one, 10, &accumulate)).output().unwrap());
+    let outputs = launch(&train_args(&s.model, &s.data, &two, 10, &accumulate), 2);
+    assert_all_ok(&outputs);
+    let difference = max_difference(&weights(&one.join("last")), &weights(&two.join("last")));
+    assert!(difference < 1e-5, "2 ranks vs 1 process, --grad-accum 2, after 10 steps: max |difference| {difference:e}");
+}
+
 #[test]
 fn sharded_inference_equals_one_process_exactly() {
     let Some(s) = setup("sharded_inference_equals_one_process_exactly") else { return };
