@@ -20,6 +20,7 @@
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -39,8 +40,9 @@ struct Sync {
   smtl::Group* group;
   std::vector<at::Tensor> params;
   std::unordered_map<const c10::TensorImpl*, size_t> index;
-  // Kept alive, so that every backward accumulates through the nodes the hooks are on.
-  std::vector<std::shared_ptr<Node>> accumulators;
+  // Kept alive, so that every backward accumulates through the nodes the hooks are on
+  // (a shared_ptr up to torch 2.11, an intrusive_ptr in newer ones).
+  std::vector<decltype(torch::autograd::impl::grad_accumulator(std::declval<at::Tensor>()))> accumulators;
 
   // Hooks run on autograd's threads (one per CUDA device), hence the lock.
   std::mutex mutex;

@@ -32,7 +32,8 @@ def label(config):
     if config in fixed:
         return fixed[config]
     if config.startswith("ours-lr"):
-        rate = config.removeprefix("ours-lr")
+        # ours-lrRATE, or ours-lrRATE-TASKSET where one folder holds several task sets
+        rate = re.match(r"ours-lr([0-9.]+e-\d+)", config).group(1)
         return "sentence-mtl, default (backbone 8e-5)" if rate == "8e-5" else f"sentence-mtl, backbone {rate}"
     return "sentence-mtl, default: " + config.replace("-", " ")
 
