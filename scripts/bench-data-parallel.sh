@@ -44,7 +44,9 @@ two_ranks() { # BIN OUT: a launch of two on the next port
 }
 header=(round "1 process x 2 threads ex/s" "2 ranks x 1 thread ex/s" "ratio")
 [ -n "$baseline" ] && header+=("2 ranks, --baseline ex/s" "2 ranks / --baseline")
-(IFS='|'; echo "| ${header[*]} |")
+table_row() { printf '|'; printf ' %s |' "$@"; echo; }
+table_row "${header[@]}"
+table_row "${header[@]/*/---}"
 port=$((29700 + RANDOM % 200))
 for round in $(seq 1 "$rounds"); do
   "$bin" "${args[@]}" --threads 2 --out "$work/one" >/dev/null
@@ -57,7 +59,7 @@ for round in $(seq 1 "$rounds"); do
     old="$(rate "$work/baseline")"
     row+=("$old" "$(ratio "$two" "$old")")
   fi
-  (IFS='|'; echo "| ${row[*]} |")
+  table_row "${row[@]}"
 done
 echo "gradient buckets all-reduced: $(summary "$work/two" all_reduce_buckets), of which started during backward: $(summary "$work/two" buckets_during_backward)"
 echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores; $steps steps of batch 32 each"
