@@ -9,7 +9,9 @@
 # runs/fewshot/, and a run already scored is kept (KEEP=0 reruns it).
 #   scripts/fewshot-study.sh [sentence-mtl] [setfit]     (default: both)
 # THREADS=N sets the thread count (default: all cores); SETS="sst2 trec", SIZES="8 64" and
-# DRAWS="20261202 20261203 ..." choose the runs.
+# DRAWS="20261202 20261203 ..." choose the runs; TRAIN_FLAGS="..." adds flags to sentence-mtl's
+# runs, OUT=DIR puts them elsewhere (SetFit's runs, which do not depend on them, stay in
+# runs/fewshot/setfit and are shared).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -17,27 +19,28 @@ scripts/setup.sh --reference >&2
 threads="${THREADS:-$(nproc)}"
 export OMP_NUM_THREADS="$threads" MKL_NUM_THREADS="$threads" HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 data="$root/../shared/data"
-out=runs/fewshot
+out="${OUT:-runs/fewshot}"
+setfit_out=runs/fewshot/setfit
 model=models/all-MiniLM-L6-v2
-bin=target/release/sentence-mtl
+bin="${BIN:-target/release/sentence-mtl}"
 parts=" $* "; [ $# -eq 0 ] && parts=" sentence-mtl setfit "
-mkdir -p "$out/draws" "$out/setfit"
+mkdir -p "$out/draws" "$setfit_out"
 ours() { # NAME TASK DRAW DEV
   local name="$1" task="$2" draw="$3" dev="$4"
   [ "${KEEP:-1}" = 1 ] && [ -s "$out/ours-$name.json" ] && return
   echo "[fewshot] sentence-mtl $name" >&2
   /usr/bin/time -f %e -o "$out/ours-$name.train_s" "$bin" train --model "$model" --device cpu \
-    --threads "$threads" --overwrite --task "$task=$draw" --out "$out/ours/$name" \
+    --threads "$threads" --overwrite --task "$task=$draw" --out "$out/ours/$name" ${TRAIN_FLAGS:-} \
     2> "$out/ours-$name.stderr" > /dev/null
   /usr/bin/time -f %e -o "$out/ours-$name.predict_s" "$bin" eval --model "$out/ours/$name/last" \
     --device cpu --threads "$threads" --task "$task=$dev" --json > "$out/ours-$name.json"
   cp "$draw" "$out/ours/$name/train_draw.csv"
 }
 setfit() { # NAME DRAW DEV
-  [ "${KEEP:-1}" = 1 ] && [ -s "$out/setfit/$1.json" ] && return
+  [ "${KEEP:-1}" = 1 ] && [ -s "$setfit_out/$1.json" ] && return
   echo "[fewshot] SetFit $1" >&2
   .venv/bin/python scripts/reference/setfit_reference.py --model "$model" --train "$2" --dev "$3" \
-    --threads "$threads" --out "$out/setfit/$1.json" > /dev/null 2> "$out/setfit-$1.stderr"
+    --threads "$threads" --out "$setfit_out/$1.json" > /dev/null 2> "$setfit_out/$1.stderr"
 }
 for set in ${SETS:-sst2 trec}; do
   case "$set" in
@@ -53,4 +56,4 @@ for set in ${SETS:-sst2 trec}; do
     done
   done
 done
-.venv/bin/python scripts/reference/fewshot_summary.py "$out"
+.venv/bin/python scripts/reference/fewshot_summary.py "$out" "$setfit_out"

@@ -3,7 +3,7 @@ sentence-mtl's and SetFit's dev accuracy / macro-F1 and seconds; then, where a s
 draws, the mean and range over draws and how often sentence-mtl was at least SetFit's accuracy.
 Runs that have not finished on both sides are left out.
 
-usage: fewshot_summary.py DIR   (DIR: runs/fewshot)
+usage: fewshot_summary.py DIR [SETFIT_DIR]   (DIR: runs/fewshot; SETFIT_DIR: DIR/setfit)
 """
 import glob
 import json
@@ -13,6 +13,7 @@ import statistics
 import sys
 
 out = sys.argv[1]
+setfit_dir = sys.argv[2] if len(sys.argv) > 2 else f"{out}/setfit"
 
 
 def seconds(path):
@@ -23,7 +24,7 @@ runs = {}  # (task, k) -> {draw: (ours, setfit)}
 for path in sorted(glob.glob(f"{out}/ours-*.json")):
     name = os.path.basename(path).removeprefix("ours-").removesuffix(".json")
     task, k, draw = re.match(r"(\w+)-(\d+)-draw(\d+)$", name).groups()
-    setfit_path = f"{out}/setfit/{name}.json"
+    setfit_path = f"{setfit_dir}/{name}.json"
     if not os.path.exists(setfit_path):
         continue
     ours = json.load(open(path))["tasks"][task]

@@ -41,7 +41,7 @@ def label(config):
 results = {}  # (config, task) -> {seed: (accuracy, macro_f1)}
 for path in sorted(glob.glob(f"{folder}/*")):
     name = os.path.basename(path).removesuffix(".json")
-    if path.endswith((".time", ".stdout")) or not os.path.exists(f"{folder}/{name}.time"):
+    if path.endswith((".time", ".stdout")) or not os.path.exists(f"{folder}/{name}.time") or os.path.getsize(f"{folder}/{name}.time") == 0:
         continue
     config, seed = re.match(r"(.*)-seed(\d+)$", name).groups()
     for task, scores in (ours(path) if os.path.isdir(path) else reference(path)).items():
