@@ -19,7 +19,7 @@ use crate::tasks::similarity::SimilarityLoss;
 use crate::tasks::{kind_of_file, LabelColumns};
 use crate::train::freeze::FreezeRule;
 use crate::train::param_groups::LearningRates;
-use crate::train::recipe::Recipe;
+use crate::train::recipe::{Recipe, SMALL_RUN_ROWS};
 use crate::train::schedule::LrSchedule;
 use crate::train::small_data::SmallData;
 
@@ -64,6 +64,10 @@ pub struct TrainSettings {
     #[serde(default = "seed_recipe")]
     pub recipe: Recipe,
     pub lr_backbone: f64,
+    /// Whether `lr_backbone` is the recipe's for the run's size (no `--lr-backbone`): set by
+    /// [`TrainSettings::fit_backbone_rate`] once the training rows are counted.
+    #[serde(default)]
+    pub lr_backbone_by_size: bool,
     pub lr_projection: f64,
     pub lr_heads: f64,
     pub layer_decay: f64,
@@ -157,6 +161,22 @@ impl TrainSettings {
         }
     }
 
+    /// Sets the recipe's backbone rate for a run of `training_rows` (unless `--lr-backbone`
+    /// gave one); returns the line that says so when it is the small-run rate.
+    pub fn fit_backbone_rate(&mut self, training_rows: usize) -> Option<String> {
+        if !self.lr_backbone_by_size {
+            return None;
+        }
+        let recipe = self.recipe.values();
+        self.lr_backbone = recipe.backbone_rate(training_rows);
+        (training_rows < SMALL_RUN_ROWS && recipe.lr_backbone_small_run != recipe.lr_backbone).then(|| {
+            format!(
+                "backbone learning rate {:e}: the {} recipe's rate for runs of fewer than {SMALL_RUN_ROWS} training rows (this one has {training_rows}; {:e} from {SMALL_RUN_ROWS}); --lr-backbone sets another",
+                self.lr_backbone, self.recipe, recipe.lr_backbone
+            )
+        })
+    }
+
     /// The base rates of the optimizer groups.
     pub fn learning_rates(&self) -> LearningRates {
         LearningRates {
@@ -246,6 +266,7 @@ impl TrainSettings {
             grad_accum: args.grad_accum,
             recipe: args.recipe,
             lr_backbone,
+            lr_backbone_by_size: args.lr_backbone.is_none(),
             lr_projection,
             lr_heads,
             layer_decay,

@@ -63,6 +63,13 @@ pub struct RunOptions {
 /// Starts a new run (in a data-parallel launch, rank 0 alone writes the run directory).
 pub fn train(settings: &TrainSettings, options: &RunOptions, group: Option<&ProcessGroup>) -> Result<TrainOutcome> {
     let tasks = read_tasks(settings)?;
+    let mut settings = settings.clone();
+    if let Some(line) = settings.fit_backbone_rate(tasks.iter().map(|t| t.train_rows()).sum()) {
+        if !options.quiet {
+            eprintln!("{line}");
+        }
+    }
+    let settings = &settings;
     let main = distributed::is_main(group);
     let run = if main {
         let run = RunDir::create(&settings.out, options.overwrite)?;
@@ -72,7 +79,8 @@ pub fn train(settings: &TrainSettings, options: &RunOptions, group: Option<&Proc
         RunDir { root: settings.out.clone() }
     };
     let root = run.root.clone();
-    match Trainer::start(settings, options, run, tasks, None, group) {
+    let started = Trainer::start(settings, options, run, tasks, None, group);
+    match started {
         Ok(trainer) => trainer.run(),
         Err(e) => {
             // Nothing trained: leave no run behind that a new attempt would have to --overwrite.

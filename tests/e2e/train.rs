@@ -132,6 +132,36 @@ fn small_data_mode_turns_itself_on_says_so_learns_and_can_be_turned_off() {
 }
 
 #[test]
+fn the_default_backbone_rate_follows_the_run_size_and_says_so_unless_a_flag_sets_it() {
+    let test = "the_default_backbone_rate_follows_the_run_size_and_says_so_unless_a_flag_sets_it";
+    let Some(s) = setup(test) else { return };
+    let topic = format!("topic={},{}", s.data.topic_train.display(), s.data.topic_dev.display());
+    let train = |out: &str, extra: &[&str]| {
+        let out = s.out(out);
+        let mut args = vec!["train", "-m", &s.model, "--task", &topic, "--device", "cpu", "--threads", "1"];
+        args.extend(["--max-steps", "1", "--small-data", "off", "--out", &out]);
+        args.extend(extra);
+        let output = run(&args);
+        assert_ok(&output);
+        let settings: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(Path::new(&out).join("settings.json")).unwrap()).unwrap();
+        (stderr(&output), settings["settings"]["lr_backbone"].as_f64().unwrap())
+    };
+    let (said, rate) = train("default", &[]);
+    assert!(
+        said.contains("backbone learning rate 4e-5: the default recipe's rate for runs of fewer than 3000 training rows (this one has 144; 8e-5 from 3000)"),
+        "{said}"
+    );
+    assert_eq!(rate, 4e-5);
+    let (said, rate) = train("given", &["--lr-backbone", "1e-4"]);
+    assert!(!said.contains("backbone learning rate"), "{said}");
+    assert_eq!(rate, 1e-4);
+    let (said, rate) = train("seed", &["--recipe", "seed"]);
+    assert!(!said.contains("backbone learning rate"), "{said}");
+    assert_eq!(rate, 1e-5);
+}
+
+#[test]
 fn both_heads_learn_and_the_checkpoint_predicts_like_the_model_in_memory() {
     let test = "both_heads_learn_and_the_checkpoint_predicts_like_the_model_in_memory";
     let Some(s) = setup(test) else { return };
