@@ -11,7 +11,7 @@
 #   references  the plain PyTorch loop (backbone 2e-5, projection 1e-4, heads 1e-3, constant,
 #               no warm-up, shuffled round-robin batches) and HF Trainer at its defaults (one
 #               task at a time) at 3 epochs, on the same data
-#   seeds       TweetEval (400 dev rows: one seed is a coarse comparison) with seeds 1, 2, 3:
+#   seeds       TweetEval (400 dev rows: one seed is a coarse comparison) with seeds 1, 2, 3 (SEEDS=...):
 #               the default recipe, the default with backbone 4e-5 and 2e-5, and both
 #               references; mean and spread per configuration
 #   multitask-seeds  TREC + SST-2 multi-task and each alone at the default, seeds 1, 2, 3
@@ -89,7 +89,7 @@ for part in "${parts[@]}"; do
       done
       ;;
     seeds)
-      for seed in 1 2 3; do
+      for seed in ${SEEDS:-1 2 3}; do
         for lr in 8e-5 4e-5 2e-5; do
           timed "seeds/ours-lr$lr-seed$seed" "${train[@]}" --seed "$seed" --lr-backbone "$lr" --task "$tweeteval" --out "$out/seeds/ours-lr$lr-seed$seed"
         done

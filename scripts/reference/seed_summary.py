@@ -34,7 +34,7 @@ def label(config):
     if config.startswith("ours-lr"):
         # ours-lrRATE, or ours-lrRATE-TASKSET where one folder holds several task sets
         rate = re.match(r"ours-lr([0-9.]+e-\d+)", config).group(1)
-        return "sentence-mtl, default (backbone 8e-5)" if rate == "8e-5" else f"sentence-mtl, backbone {rate}"
+        return f"sentence-mtl, backbone {rate}"
     return "sentence-mtl, default: " + config.replace("-", " ")
 
 
