@@ -110,16 +110,6 @@ void smtl_grad_set_to_none(at::Tensor* tensor) {
   }
 }
 
-// Sets a tensor's gradient to `grad` (a tensor of its shape), as `param.grad = grad` in
-// Python: data-parallel training gives a parameter the gradient other ranks computed when
-// this rank's share of the batch did not reach it.
-void smtl_set_grad(at::Tensor* tensor, at::Tensor* grad) {
-  try {
-    tensor->mutable_grad() = *grad;
-  } catch (...) {
-  }
-}
-
 // ---- tensors over memory libtorch does not own ----
 
 // Calls release(context) when destroyed: the one owner of a borrowed buffer's reference.

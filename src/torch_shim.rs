@@ -29,7 +29,6 @@ extern "C" {
         error_len: usize,
     ) -> *mut torch_sys::C_tensor;
     fn smtl_grad_set_to_none(tensor: *mut torch_sys::C_tensor);
-    fn smtl_set_grad(tensor: *mut torch_sys::C_tensor, grad: *mut torch_sys::C_tensor);
     fn smtl_tensor_with_release(
         view: *mut torch_sys::C_tensor,
         release: extern "C" fn(*mut libc::c_void),
@@ -152,12 +151,6 @@ pub(crate) fn first_line(buffer: &[libc::c_char]) -> String {
 pub fn grad_set_to_none(tensor: &mut Tensor) {
     // SAFETY: a live tch tensor handle; the C++ side catches all exceptions.
     unsafe { smtl_grad_set_to_none(tensor.as_mut_ptr()) }
-}
-
-/// Sets the tensor's gradient to `grad` (same shape), as `param.grad = grad` in PyTorch.
-pub fn set_grad(tensor: &mut Tensor, grad: &Tensor) {
-    // SAFETY: live tch tensor handles; the C++ side copies the handle and catches exceptions.
-    unsafe { smtl_set_grad(tensor.as_mut_ptr(), grad.as_ptr() as *mut _) }
 }
 
 /// A tensor over `view`'s memory (same shape, strides, dtype) whose storage calls
