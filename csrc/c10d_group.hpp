@@ -1,4 +1,5 @@
-// The process group behind csrc/c10d_shim.cpp's handles, shared with csrc/gradient_sync.cpp.
+// The process group behind csrc/c10d_shim.cpp's handles, and the shims' error return, shared
+// with csrc/gradient_sync.cpp.
 #pragma once
 
 #define USE_C10D_GLOO 1
@@ -6,6 +7,8 @@
 #include <torch/csrc/distributed/c10d/Store.hpp>
 
 #include <chrono>
+#include <cstdio>
+#include <exception>
 
 namespace smtl {
 
@@ -45,5 +48,11 @@ struct Group {
     wait(*work, nccl);
   }
 };
+
+// The shims' error return: the exception's message into `error`, and 1.
+inline int fail(const std::exception& e, char* error, size_t error_len) {
+  std::snprintf(error, error_len, "%s", e.what());
+  return 1;
+}
 
 }  // namespace smtl

@@ -20,15 +20,11 @@
 
 namespace {
 
+using smtl::fail;
 using smtl::Group;
 
 // Makes a NCCL backend: csrc/nccl_shim.cpp's smtl_nccl_backend.
 using BackendFactory = void* (*)(c10d::Store*, int, int, int64_t, char*, size_t);
-
-int fail(const std::exception& e, char* error, size_t error_len) {
-  std::snprintf(error, error_len, "%s", e.what());
-  return 1;
-}
 
 c10d::ReduceOp reduce_op(int op) { return op == 1 ? c10d::ReduceOp::MAX : c10d::ReduceOp::SUM; }
 

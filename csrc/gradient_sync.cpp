@@ -25,6 +25,7 @@
 
 namespace {
 
+using smtl::fail;
 using torch::autograd::Node;
 using torch::autograd::variable_list;
 
@@ -107,11 +108,6 @@ struct AfterAccumulation : torch::autograd::FunctionPostHook {
     return outputs;
   }
 };
-
-int fail(const std::exception& e, char* error, size_t error_len) {
-  std::snprintf(error, error_len, "%s", e.what());
-  return 1;
-}
 
 // DDP's bucket sizes: a small first bucket so the first all-reduce starts soon, then 25 MB.
 constexpr int64_t kFirstBucketBytes = 1 << 20;
