@@ -174,24 +174,40 @@ impl FusedForward<'_> {
         Ok(outputs)
     }
 
-    /// Multi-head attention over `[batch, seq, hidden]` with an additive `[batch, 1, 1, seq]` mask.
-    /// In fp32 without attention dropout (inference, or training with `--dropout 0`) through
-    /// libtorch's fused `scaled_dot_product_attention`: on a 2-core CPU 1.3x (24 tokens) to
-    /// 4x (128 tokens) faster than the explicit product (docs/benchmarks.md). With dropout the
-    /// explicit path keeps the masks rust-bert draws (`tests/seeded_dropout.rs`), and in bf16 it
-    /// is the faster one at short lengths.
+    /// Multi-head attention over `[batch, seq, hidden]` with an additive `[batch, 1, 1, seq]` mask,
+    /// through libtorch's fused `scaled_dot_product_attention` or op by op, as
+    /// [`fused_attention_fits`] decides.
     fn attention(&self, q: Tensor, k: Tensor, v: Tensor, additive_mask: &Tensor, dropout: &Dropout) -> Tensor {
         let heads = self.config.num_attention_heads();
         let head_dim = self.config.hidden_size() / heads;
         let split = |x: Tensor| x.unflatten(-1, [heads, head_dim]).transpose(1, 2);
         let (q, k, v) = (split(q), split(k), split(v));
-        let context = if dropout.attention == 0.0 && q.kind() == Kind::Float {
-            fused_attention(&q, &k, &v, additive_mask)
+        let context = if fused_attention_fits(&q, dropout.attention) {
+            fused_attention(&q, &k, &v, additive_mask, dropout.attention)
         } else {
             explicit_attention(&q, &k, &v, additive_mask, dropout)
         };
         context.transpose(1, 2).flatten(2, 3)
     }
+}
+
+/// Below this many tokens per sentence, bf16 attention on the CPU is faster op by op than
+/// through the fused kernel (`encode --precision bf16`, Intel Xeon with AMX: 7% slower fused
+/// at about 50 tokens, even at 75, 12% faster at 100 and 1.4x at 128; docs/benchmarks.md).
+const FUSED_BF16_CPU_MIN_TOKENS: i64 = 64;
+
+/// Whether attention over `q [batch, heads, seq, head_dim]` runs through the fused kernel:
+/// - on CUDA, always: its flash / memory-efficient kernels are one launch instead of six, and
+///   draw the attention dropout themselves (as HF's "sdpa" attention does in training);
+/// - on the CPU, only without attention dropout (inference, evaluation, `--dropout 0`), whose
+///   masks then match rust-bert's under one seed (`tests/seeded_dropout.rs`): in fp32 1.3x
+///   (24 tokens) to 4x (128) faster than the explicit product, in bf16 from
+///   [`FUSED_BF16_CPU_MIN_TOKENS`].
+fn fused_attention_fits(q: &Tensor, attention_dropout: f64) -> bool {
+    if q.device().is_cuda() {
+        return true;
+    }
+    attention_dropout == 0.0 && (q.kind() == Kind::Float || q.size()[2] >= FUSED_BF16_CPU_MIN_TOKENS)
 }
 
 /// softmax(q kᵀ / √d + mask) v over `[batch, heads, seq, head_dim]`, op by op.
@@ -201,9 +217,10 @@ fn explicit_attention(q: &Tensor, k: &Tensor, v: &Tensor, additive_mask: &Tensor
     dropout.attention(&scores.softmax(-1, Kind::Float)).matmul(v)
 }
 
-/// The same product through libtorch's fused kernel (no dropout).
-fn fused_attention(q: &Tensor, k: &Tensor, v: &Tensor, additive_mask: &Tensor) -> Tensor {
-    Tensor::scaled_dot_product_attention(q, k, v, Some(additive_mask), 0.0, false, None)
+/// The same product through libtorch's fused kernel, which draws the dropout (`p`) itself. The
+/// mask takes the product's precision, as the kernel requires.
+fn fused_attention(q: &Tensor, k: &Tensor, v: &Tensor, additive_mask: &Tensor, p: f64) -> Tensor {
+    Tensor::scaled_dot_product_attention(q, k, v, Some(additive_mask.to_kind(q.kind())), p, false, None)
 }
 
 /// The mask `[batch, seq]` (1 = real token) as an additive `[batch, 1, 1, seq]` attention bias,
@@ -303,7 +320,7 @@ mod tests {
             let additive = additive_mask(&BackboneConfig::from_json(config_json).unwrap(), &mask.to_kind(Kind::Int64));
             let make = || Tensor::randn([3, 2, 7, 4], (Kind::Float, tch::Device::Cpu)).set_requires_grad(true);
             let (q, k, v) = (make(), make(), make());
-            let fused = fused_attention(&q, &k, &v, &additive);
+            let fused = fused_attention(&q, &k, &v, &additive, 0.0);
             let explicit = explicit_attention(&q, &k, &v, &additive, &none);
             assert!(max_diff(&fused, &explicit) < 1e-6, "forward: {}", max_diff(&fused, &explicit));
             let upstream = Tensor::randn([3, 2, 7, 4], (Kind::Float, tch::Device::Cpu));
@@ -313,6 +330,49 @@ mod tests {
                 assert!(max_diff(a, b) < 1e-5, "backward: {}", max_diff(a, b));
             }
         }
+    }
+
+    /// In bf16 the fused kernel agrees with the explicit product to bf16's precision, and the
+    /// CPU takes it only without dropout and from `FUSED_BF16_CPU_MIN_TOKENS` tokens on.
+    #[test]
+    fn bf16_attention_takes_the_fused_kernel_for_long_inputs_only() {
+        tch::manual_seed(5);
+        let none = Dropout::new(false, 0.0, 0.0);
+        let config = BackboneConfig::from_json(BERT).unwrap();
+        for seq in [8, FUSED_BF16_CPU_MIN_TOKENS] {
+            let mask = Tensor::ones([2, seq], (Kind::Int64, tch::Device::Cpu));
+            let _ = mask.get(1).narrow(0, seq / 2, seq / 2).fill_(0);
+            let additive = additive_mask(&config, &mask);
+            let make = || Tensor::randn([2, 2, seq, 4], (Kind::Float, tch::Device::Cpu)).to_kind(Kind::BFloat16);
+            let (q, k, v) = (make(), make(), make());
+            // As inference runs it: under autocast, which brings the fp32 probabilities to bf16.
+            let (fused, explicit) = crate::torch_shim::with_bf16_autocast(tch::Device::Cpu, || {
+                (fused_attention(&q, &k, &v, &additive, 0.0), explicit_attention(&q, &k, &v, &additive, &none))
+            });
+            assert!(max_diff(&fused.to_kind(Kind::Float), &explicit.to_kind(Kind::Float)) < 2e-2);
+            assert_eq!(fused_attention_fits(&q, 0.0), seq >= FUSED_BF16_CPU_MIN_TOKENS, "{seq} tokens");
+            assert!(!fused_attention_fits(&q, 0.1), "the CPU took the fused kernel with dropout");
+            assert!(fused_attention_fits(&q.to_kind(Kind::Float), 0.0));
+        }
+    }
+
+    /// The fused kernel's own dropout (CUDA training takes it): with uniform attention over
+    /// values of one, the output keeps its mean of one and varies as dropout makes it.
+    #[test]
+    fn fused_attention_draws_its_own_dropout() {
+        tch::manual_seed(6);
+        let (q, k) = (
+            Tensor::zeros([4, 2, 16, 8], (Kind::Float, tch::Device::Cpu)),
+            Tensor::zeros([4, 2, 16, 8], (Kind::Float, tch::Device::Cpu)),
+        );
+        let v = Tensor::ones([4, 2, 16, 8], (Kind::Float, tch::Device::Cpu));
+        let mask = Tensor::zeros([4, 1, 1, 16], (Kind::Float, tch::Device::Cpu));
+        let plain = fused_attention(&q, &k, &v, &mask, 0.0);
+        assert!(max_diff(&plain, &v) < 1e-6);
+        let dropped = fused_attention(&q, &k, &v, &mask, 0.5);
+        let mean = f64::try_from(dropped.mean(Kind::Float)).unwrap();
+        assert!((mean - 1.0).abs() < 0.1, "mean {mean}");
+        assert!(max_diff(&dropped, &v) > 0.2, "no dropout drawn");
     }
 
     /// Dropout is on in training and off at inference. (That training draws the same masks
