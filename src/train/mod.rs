@@ -1,4 +1,4 @@
-//! Multi-task training: settings, freezing, parameter groups, AdamW, schedule, the loop,
+//! Multi-task training: settings, freezing, parameter groups, AdamW, schedule, a run's set-up, the loop,
 //! resumable state, interruption and the logging window. What each task kind computes lives in `tasks/`.
 
 pub mod evaluate;
@@ -14,6 +14,7 @@ pub mod recipe;
 pub mod run_dir;
 pub mod schedule;
 pub mod settings;
+pub mod setup;
 pub mod small_data;
 pub mod state;
 pub mod trainer;

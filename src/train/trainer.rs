@@ -1,5 +1,6 @@
 //! The training loop as a small type with named steps: [`Trainer::start`] sets the run up
-//! (model, freezing, optimizer, resumed state), then each optimizer [`Trainer::step`] runs the
+//! (model, freezing, optimizer, resumed state: the pieces come from `setup.rs`), then each
+//! optimizer [`Trainer::step`] runs the
 //! accumulated batches, and around it come the logging window, evaluate-and-save, the stop
 //! on a signal and [`Trainer::finish`].
 
@@ -12,7 +13,7 @@ use indicatif::ProgressBar;
 use tch::{Kind, Tensor};
 
 use super::evaluate::{evaluate, Evaluation};
-use super::feature_cache::{CacheDepth, FeatureCache};
+use super::feature_cache::FeatureCache;
 use super::freeze::FreezeRule;
 use super::interrupt::{signal_name, Interrupted, StopOnSignal};
 use super::log::{EvalRecord, LogRecord, RunLog, RunSummary, StepRecord};
@@ -21,14 +22,15 @@ use super::overview::{print_evaluation, Overview};
 use super::param_groups::{build_groups, parameter_counts};
 use super::run_dir::RunDir;
 use super::settings::TrainSettings;
+use super::setup;
 use super::small_data;
-use super::state::{FileFingerprint, TrainerState};
+use super::state::TrainerState;
 use super::window::{NonFiniteLoss, Window};
-use crate::checkpoint::{self, TrainableModel, TrainingSpec};
+use crate::checkpoint::{self, TrainableModel};
 use crate::data::batching::{pad_batch, BatchLimit};
-use crate::data::sampler::{SamplingStrategy, TaskRows, TaskSampler};
+use crate::data::sampler::{SamplingStrategy, TaskSampler};
 use crate::device::{upload, DeviceChoice};
-use crate::distributed::data_parallel::{self, broadcast_weights};
+use crate::distributed::data_parallel;
 use crate::distributed::gathered_negatives::RankShares;
 use crate::distributed::gradient_sync::GradientSync;
 use crate::distributed::{self, ProcessGroup, Reduce};
@@ -39,7 +41,7 @@ use crate::model::spec::ModelSpec;
 use crate::model::MultiTaskModel;
 use crate::precision::{self, Precision};
 use crate::progress::Progress;
-use crate::tasks::{self, TrainBatch, TrainingTask};
+use crate::tasks::{TrainBatch, TrainingTask};
 
 /// How a run ended.
 pub struct TrainOutcome {
@@ -62,7 +64,7 @@ pub struct RunOptions {
 
 /// Starts a new run (in a data-parallel launch, rank 0 alone writes the run directory).
 pub fn train(settings: &TrainSettings, options: &RunOptions, group: Option<&ProcessGroup>) -> Result<TrainOutcome> {
-    let tasks = read_tasks(settings)?;
+    let tasks = setup::read_tasks(settings)?;
     let mut settings = settings.clone();
     if let Some(line) = settings.fit_backbone_rate(tasks.iter().map(|t| t.train_rows()).sum()) {
         if !options.quiet {
@@ -109,7 +111,7 @@ pub fn resume(
     if threads.is_some() {
         settings.threads = threads;
     }
-    let tasks = read_tasks(&settings)?;
+    let tasks = setup::read_tasks(&settings)?;
     let last = run.last();
     let trainer = Trainer::start(&settings, options, run, tasks, Some(last), group)?;
     trainer.run()
@@ -229,7 +231,7 @@ impl<'a> Trainer<'a> {
         let device = distributed::device_for(settings.device.resolve()?, group);
         let precision = settings.precision.resolve(device)?;
         let TrainableModel { model, mut loaded, new_tensors } =
-            load_model(settings, &tasks, device, resume_from.as_deref())?;
+            setup::load_model(settings, &tasks, device, resume_from.as_deref())?;
         if let Some(p) = settings.dropout {
             loaded.config.set_dropout(p);
         }
@@ -254,30 +256,21 @@ impl<'a> Trainer<'a> {
             };
             overview.print()?;
         }
-        let cache = build_feature_cache(settings, &loaded, &tasks, options)?;
+        let cache = setup::build_feature_cache(settings, &loaded, &tasks, options)?;
         let main = distributed::is_main(group);
         let log = if main { RunLog::open(&run.log())? } else { RunLog::discard() };
         let groups = build_groups(&model.vs, num_layers, &learning_rates, settings.weight_decay)?;
         let mut optimizer = AdamW::new(groups);
         let world = group.map_or(1, ProcessGroup::world);
-        let state = initial_state(settings, &tasks, &run, resume_from.as_deref(), &mut optimizer, world)?;
+        let state = setup::initial_state(settings, &tasks, &run, resume_from.as_deref(), &mut optimizer, world)?;
         let gradient_sync = match group {
-            Some(group) => {
-                data_parallel::agree_on_settings(group, &agreed_fields(settings, &state)?)?;
-                broadcast_weights(group, &model.vs)?;
-                Some(GradientSync::new(group, optimizer.parameters().map(Tensor::shallow_clone).collect())?)
-            }
+            Some(group) => Some(setup::join_data_parallel(group, settings, &state, &model.vs, &optimizer)?),
             None => None,
         };
         let source_dir = resume_from.clone().unwrap_or_else(|| loaded.dir.clone());
         let small_data = tasks.iter().any(|t| t.small_data());
         let schedule = Schedule::new(settings, &state.sampler, small_data);
-        let batch_plan = match options.batch_plan.as_ref().filter(|_| main) {
-            Some(path) => Some(std::io::BufWriter::new(
-                std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
-            )),
-            None => None,
-        };
+        let batch_plan = setup::open_batch_plan(options.batch_plan.as_deref().filter(|_| main))?;
         let task_count = tasks.len();
         let trainer = Self {
             settings,
@@ -305,20 +298,25 @@ impl<'a> Trainer<'a> {
             group,
             gradient_sync,
         };
-        if resume_from.is_some() {
-            trainer.say(&format!("resuming {} at step {}", trainer.run.root.display(), trainer.state.step));
+        trainer.announce(resume_from.is_some(), small_data);
+        Ok(trainer)
+    }
+
+    /// Says that the run resumes, and that small-data mode lengthened it, when they do.
+    fn announce(&self, resumed: bool, small_data: bool) {
+        if resumed {
+            self.say(&format!("resuming {} at step {}", self.run.root.display(), self.state.step));
         }
         if small_data {
-            let small: Vec<(&str, usize)> = trainer
+            let small: Vec<(&str, usize)> = self
                 .tasks
                 .iter()
                 .filter(|t| t.small_data())
                 .map(|t| (t.source().name.as_str(), t.train_rows()))
                 .collect();
-            let Schedule { planned_steps, total_steps, .. } = trainer.schedule;
-            trainer.say(&small_data::announcement(&small, planned_steps, total_steps));
+            let Schedule { planned_steps, total_steps, .. } = self.schedule;
+            self.say(&small_data::announcement(&small, planned_steps, total_steps));
         }
-        Ok(trainer)
     }
 
     /// Trains to the end (or an early stop), then finishes; a signal stops it after saving.
@@ -779,157 +777,4 @@ impl<'a> Trainer<'a> {
         spec.metrics = evaluation.and_then(|e| serde_json::to_value(e).ok());
         spec
     }
-}
-
-/// The frozen part of the backbone computed once per training and dev sentence, when the
-/// run freezes a prefix of it (and neither `--no-feature-cache` nor `--freeze all` says
-/// otherwise). Refused when it would not fit `--feature-cache-budget`.
-fn build_feature_cache(
-    settings: &TrainSettings,
-    loaded: &LoadedModel,
-    tasks: &[Box<dyn TrainingTask>],
-    options: &RunOptions,
-) -> Result<Option<FeatureCache>> {
-    let Some(depth) = CacheDepth::of(loaded) else { return Ok(None) };
-    if !settings.feature_cache || loaded.weights.values().all(|t| !t.requires_grad()) {
-        return Ok(None);
-    }
-    let dev_texts: Vec<&str> = tasks.iter().flat_map(|t| t.dev_texts()).collect();
-    let dev_tokens = loaded.tokenizer.encode_batch(&dev_texts, loaded.spec.max_length);
-    let mut texts: Vec<&[i64]> = tasks.iter().flat_map(|t| t.train_texts()).collect();
-    texts.extend(dev_tokens.iter().map(Vec::as_slice));
-    let bytes = FeatureCache::estimate_bytes(depth, &texts, loaded.config.hidden_size());
-    let budget = settings.feature_cache_budget_mb * 1024 * 1024;
-    if bytes > budget {
-        bail!(
-            "the feature cache ({}) would take about {} MB, more than --feature-cache-budget {} MB; raise the budget, or pass --no-feature-cache to run the frozen layers every step",
-            depth.describe(),
-            bytes.div_ceil(1024 * 1024),
-            settings.feature_cache_budget_mb
-        );
-    }
-    let started = Instant::now();
-    let batch = BatchLimit::Rows(settings.eval_batch_size);
-    let cache = FeatureCache::build(loaded, depth, &texts, batch, &Progress::new(options.quiet))?;
-    if !options.quiet {
-        eprintln!(
-            "feature cache: {} of {} distinct sentences ({:.1} MB) in {:.1}s; the frozen layers run once, without dropout (--no-feature-cache runs them every step)",
-            depth.describe(),
-            cache.len(),
-            cache.bytes() as f64 / 1e6,
-            started.elapsed().as_secs_f64()
-        );
-    }
-    Ok(Some(cache))
-}
-
-/// The model to train: from `--model`, or from the run's `last/` when resuming (which must
-/// hold every tensor). Seeds libtorch first, so new layers start the same for one seed.
-fn load_model(
-    settings: &TrainSettings,
-    tasks: &[Box<dyn TrainingTask>],
-    device: tch::Device,
-    resume_from: Option<&Path>,
-) -> Result<TrainableModel> {
-    tch::manual_seed(settings.seed as i64);
-    let wanted = TrainingSpec {
-        pooling: settings.pooling,
-        projection_dim: settings.projection_dim,
-        max_length: settings.max_length,
-        tasks: tasks.iter().map(|t| t.spec()).collect(),
-    };
-    let start_from = match resume_from {
-        Some(last) => last.to_string_lossy().into_owned(),
-        None => settings.model.clone(),
-    };
-    let trainable = checkpoint::load_for_training(&start_from, device, wanted)?;
-    if resume_from.is_some() && !trainable.new_tensors.is_empty() {
-        bail!(
-            "{} does not hold every tensor of the run's model (missing {})",
-            start_from,
-            trainable.new_tensors.join(", ")
-        );
-    }
-    Ok(trainable)
-}
-
-/// A new run's state, or the one saved in `resume_from` (restoring the optimizer from it);
-/// a resumed run's data files must be the ones it started with.
-fn initial_state(
-    settings: &TrainSettings,
-    tasks: &[Box<dyn TrainingTask>],
-    run: &RunDir,
-    resume_from: Option<&Path>,
-    optimizer: &mut AdamW,
-    world: usize,
-) -> Result<TrainerState> {
-    let fingerprints = data_fingerprints(settings)?;
-    let Some(last) = resume_from else {
-        let rows = tasks
-            .iter()
-            .map(|t| TaskRows {
-                lengths: t.row_lengths(),
-                texts_per_row: t.texts_per_row(),
-                exclusive: t.exclusive_texts(),
-            })
-            .collect();
-        return Ok(TrainerState {
-            step: 0,
-            micro_batches: 0,
-            examples: 0,
-            sampler: TaskSampler::new(settings.sampling, settings.batch_limit(), rows, settings.seed)
-                .with_shares(&tasks.iter().map(|t| t.source().share).collect::<Vec<_>>()),
-            best: None,
-            evals_without_improvement: 0,
-            data: fingerprints,
-            world_size: world,
-        });
-    };
-    let state = TrainerState::read(last, optimizer)?;
-    if state.world_size != world {
-        bail!(
-            "{} was trained by {} process{}; resume it with the same number (WORLD_SIZE={}), not {world}: each rank's share of every batch, and so the run, depends on it",
-            run.root.display(),
-            state.world_size,
-            if state.world_size == 1 { "" } else { "es" },
-            state.world_size
-        );
-    }
-    if state.data != fingerprints {
-        bail!("the training or dev data changed since this run started (compare {} with the files now); resuming would not continue the same run", run.settings().display());
-    }
-    Ok(state)
-}
-
-fn read_tasks(settings: &TrainSettings) -> Result<Vec<Box<dyn TrainingTask>>> {
-    settings.tasks.iter().map(|source| tasks::read(source, settings)).collect()
-}
-
-fn data_fingerprints(settings: &TrainSettings) -> Result<Vec<FileFingerprint>> {
-    let mut out = Vec::new();
-    for task in &settings.tasks {
-        out.push(FileFingerprint::of(&task.train)?);
-        if let Some(dev) = &task.dev {
-            out.push(FileFingerprint::of(dev)?);
-        }
-    }
-    Ok(out)
-}
-
-/// What every rank of a data-parallel launch must agree on: each setting (as `--flag`), the
-/// data files' contents and the run's position, and the program's version.
-fn agreed_fields(settings: &TrainSettings, state: &TrainerState) -> Result<Vec<(String, String)>> {
-    let serde_json::Value::Object(fields) = serde_json::to_value(settings)? else {
-        bail!("settings are not a JSON object")
-    };
-    let mut out: Vec<(String, String)> = fields
-        .into_iter()
-        // A rank's thread count and device index are its own.
-        .filter(|(name, _)| name != "threads")
-        .map(|(name, value)| (format!("--{}", name.replace('_', "-")), value.to_string()))
-        .collect();
-    out.push(("data files".into(), serde_json::to_string(&state.data)?));
-    out.push(("resumed step".into(), state.step.to_string()));
-    out.push(("sentence-mtl version".into(), env!("CARGO_PKG_VERSION").into()));
-    Ok(out)
 }

@@ -1,0 +1,202 @@
+//! What a run needs before its first step: its tasks, the model (new, or the run's `last/`),
+//! the feature cache of its frozen layers, the trainer's state (new or resumed), the batch-plan
+//! file, and in a data-parallel launch the settings every rank must share. The loop that
+//! follows is `trainer.rs`.
+
+use std::io::BufWriter;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use tch::nn::VarStore;
+use tch::Tensor;
+
+use super::feature_cache::{CacheDepth, FeatureCache};
+use super::optimizer::AdamW;
+use super::run_dir::RunDir;
+use super::settings::TrainSettings;
+use super::state::{FileFingerprint, TrainerState};
+use super::trainer::RunOptions;
+use crate::checkpoint::{self, TrainableModel, TrainingSpec};
+use crate::data::batching::BatchLimit;
+use crate::data::sampler::{TaskRows, TaskSampler};
+use crate::distributed::data_parallel::{self, broadcast_weights};
+use crate::distributed::gradient_sync::GradientSync;
+use crate::distributed::ProcessGroup;
+use crate::model::loaded::LoadedModel;
+use crate::progress::Progress;
+use crate::tasks::{self, TrainingTask};
+
+/// The frozen part of the backbone computed once per training and dev sentence, when the
+/// run freezes a prefix of it (and neither `--no-feature-cache` nor `--freeze all` says
+/// otherwise). Refused when it would not fit `--feature-cache-budget`.
+pub(super) fn build_feature_cache(
+    settings: &TrainSettings,
+    loaded: &LoadedModel,
+    tasks: &[Box<dyn TrainingTask>],
+    options: &RunOptions,
+) -> Result<Option<FeatureCache>> {
+    let Some(depth) = CacheDepth::of(loaded) else { return Ok(None) };
+    if !settings.feature_cache || loaded.weights.values().all(|t| !t.requires_grad()) {
+        return Ok(None);
+    }
+    let dev_texts: Vec<&str> = tasks.iter().flat_map(|t| t.dev_texts()).collect();
+    let dev_tokens = loaded.tokenizer.encode_batch(&dev_texts, loaded.spec.max_length);
+    let mut texts: Vec<&[i64]> = tasks.iter().flat_map(|t| t.train_texts()).collect();
+    texts.extend(dev_tokens.iter().map(Vec::as_slice));
+    let bytes = FeatureCache::estimate_bytes(depth, &texts, loaded.config.hidden_size());
+    let budget = settings.feature_cache_budget_mb * 1024 * 1024;
+    if bytes > budget {
+        bail!(
+            "the feature cache ({}) would take about {} MB, more than --feature-cache-budget {} MB; raise the budget, or pass --no-feature-cache to run the frozen layers every step",
+            depth.describe(),
+            bytes.div_ceil(1024 * 1024),
+            settings.feature_cache_budget_mb
+        );
+    }
+    let started = Instant::now();
+    let batch = BatchLimit::Rows(settings.eval_batch_size);
+    let cache = FeatureCache::build(loaded, depth, &texts, batch, &Progress::new(options.quiet))?;
+    if !options.quiet {
+        eprintln!(
+            "feature cache: {} of {} distinct sentences ({:.1} MB) in {:.1}s; the frozen layers run once, without dropout (--no-feature-cache runs them every step)",
+            depth.describe(),
+            cache.len(),
+            cache.bytes() as f64 / 1e6,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(Some(cache))
+}
+
+/// The model to train: from `--model`, or from the run's `last/` when resuming (which must
+/// hold every tensor). Seeds libtorch first, so new layers start the same for one seed.
+pub(super) fn load_model(
+    settings: &TrainSettings,
+    tasks: &[Box<dyn TrainingTask>],
+    device: tch::Device,
+    resume_from: Option<&Path>,
+) -> Result<TrainableModel> {
+    tch::manual_seed(settings.seed as i64);
+    let wanted = TrainingSpec {
+        pooling: settings.pooling,
+        projection_dim: settings.projection_dim,
+        max_length: settings.max_length,
+        tasks: tasks.iter().map(|t| t.spec()).collect(),
+    };
+    let start_from = match resume_from {
+        Some(last) => last.to_string_lossy().into_owned(),
+        None => settings.model.clone(),
+    };
+    let trainable = checkpoint::load_for_training(&start_from, device, wanted)?;
+    if resume_from.is_some() && !trainable.new_tensors.is_empty() {
+        bail!(
+            "{} does not hold every tensor of the run's model (missing {})",
+            start_from,
+            trainable.new_tensors.join(", ")
+        );
+    }
+    Ok(trainable)
+}
+
+/// A new run's state, or the one saved in `resume_from` (restoring the optimizer from it);
+/// a resumed run's data files must be the ones it started with.
+pub(super) fn initial_state(
+    settings: &TrainSettings,
+    tasks: &[Box<dyn TrainingTask>],
+    run: &RunDir,
+    resume_from: Option<&Path>,
+    optimizer: &mut AdamW,
+    world: usize,
+) -> Result<TrainerState> {
+    let fingerprints = data_fingerprints(settings)?;
+    let Some(last) = resume_from else {
+        let rows = tasks
+            .iter()
+            .map(|t| TaskRows {
+                lengths: t.row_lengths(),
+                texts_per_row: t.texts_per_row(),
+                exclusive: t.exclusive_texts(),
+            })
+            .collect();
+        return Ok(TrainerState {
+            step: 0,
+            micro_batches: 0,
+            examples: 0,
+            sampler: TaskSampler::new(settings.sampling, settings.batch_limit(), rows, settings.seed)
+                .with_shares(&tasks.iter().map(|t| t.source().share).collect::<Vec<_>>()),
+            best: None,
+            evals_without_improvement: 0,
+            data: fingerprints,
+            world_size: world,
+        });
+    };
+    let state = TrainerState::read(last, optimizer)?;
+    if state.world_size != world {
+        bail!(
+            "{} was trained by {} process{}; resume it with the same number (WORLD_SIZE={}), not {world}: each rank's share of every batch, and so the run, depends on it",
+            run.root.display(),
+            state.world_size,
+            if state.world_size == 1 { "" } else { "es" },
+            state.world_size
+        );
+    }
+    if state.data != fingerprints {
+        bail!("the training or dev data changed since this run started (compare {} with the files now); resuming would not continue the same run", run.settings().display());
+    }
+    Ok(state)
+}
+
+pub(super) fn read_tasks(settings: &TrainSettings) -> Result<Vec<Box<dyn TrainingTask>>> {
+    settings.tasks.iter().map(|source| tasks::read(source, settings)).collect()
+}
+
+fn data_fingerprints(settings: &TrainSettings) -> Result<Vec<FileFingerprint>> {
+    let mut out = Vec::new();
+    for task in &settings.tasks {
+        out.push(FileFingerprint::of(&task.train)?);
+        if let Some(dev) = &task.dev {
+            out.push(FileFingerprint::of(dev)?);
+        }
+    }
+    Ok(out)
+}
+
+/// What every rank of a data-parallel launch must agree on: each setting (as `--flag`), the
+/// data files' contents and the run's position, and the program's version.
+fn agreed_fields(settings: &TrainSettings, state: &TrainerState) -> Result<Vec<(String, String)>> {
+    let serde_json::Value::Object(fields) = serde_json::to_value(settings)? else {
+        bail!("settings are not a JSON object")
+    };
+    let mut out: Vec<(String, String)> = fields
+        .into_iter()
+        // A rank's thread count and device index are its own.
+        .filter(|(name, _)| name != "threads")
+        .map(|(name, value)| (format!("--{}", name.replace('_', "-")), value.to_string()))
+        .collect();
+    out.push(("data files".into(), serde_json::to_string(&state.data)?));
+    out.push(("resumed step".into(), state.step.to_string()));
+    out.push(("sentence-mtl version".into(), env!("CARGO_PKG_VERSION").into()));
+    Ok(out)
+}
+
+/// The `--save-batch-plan` file, created for writing (rank 0 alone passes a path).
+pub(super) fn open_batch_plan(path: Option<&Path>) -> Result<Option<BufWriter<std::fs::File>>> {
+    let Some(path) = path else { return Ok(None) };
+    let file = std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    Ok(Some(BufWriter::new(file)))
+}
+
+/// Joins a data-parallel launch's training: refuses ranks whose settings, data or position
+/// differ, gives every rank rank 0's weights, and sets up the gradients' all-reduce.
+pub(super) fn join_data_parallel<'a>(
+    group: &'a ProcessGroup,
+    settings: &TrainSettings,
+    state: &TrainerState,
+    vs: &VarStore,
+    optimizer: &AdamW,
+) -> Result<GradientSync<'a>> {
+    data_parallel::agree_on_settings(group, &agreed_fields(settings, state)?)?;
+    broadcast_weights(group, vs)?;
+    GradientSync::new(group, optimizer.parameters().map(Tensor::shallow_clone).collect())
+}
