@@ -88,8 +88,12 @@ impl RunDir {
         let text = std::fs::read_to_string(self.settings())
             .with_context(|| format!("cannot read {}", self.settings().display()))?;
         let value: serde_json::Value = serde_json::from_str(&text)?;
-        serde_json::from_value(value["settings"].clone())
-            .with_context(|| format!("{} is damaged", self.settings().display()))
+        let settings: TrainSettings = serde_json::from_value(value["settings"].clone())
+            .with_context(|| format!("{} is damaged", self.settings().display()))?;
+        settings
+            .check_ranges()
+            .with_context(|| format!("{} holds a setting out of range", self.settings().display()))?;
+        Ok(settings)
     }
 
     /// Staging folders left by a process killed while saving (`.last.new-<pid>`).

@@ -190,73 +190,13 @@ impl TrainSettings {
     pub fn from_args(args: &TrainArgs) -> Result<Self> {
         let tasks = task_sources(args)?;
         let recipe = args.recipe.values();
-        let lr_backbone = args.lr_backbone.unwrap_or(recipe.lr_backbone);
-        let lr_projection = args.lr_projection.unwrap_or(recipe.lr_projection);
-        let lr_heads = args.lr_heads.unwrap_or(recipe.lr_heads);
-        let layer_decay = args.layer_decay.unwrap_or(recipe.layer_decay);
-        let warmup_ratio = args.warmup_ratio.unwrap_or(recipe.warmup_ratio);
-        let label_smoothing = args.label_smoothing.unwrap_or(recipe.label_smoothing);
-        if !(label_smoothing.is_finite() && (0.0..1.0).contains(&label_smoothing)) {
-            bail!("--label-smoothing must be in [0, 1), got {label_smoothing}");
-        }
-        positive_finite("--lr-backbone", lr_backbone)?;
-        positive_finite("--pairs-scale", args.pairs_scale)?;
-        if let Some(p) = args.dropout {
-            if !(p.is_finite() && (0.0..1.0).contains(&p)) {
-                bail!("--dropout must be in [0, 1), got {p}");
-            }
-        }
-        positive_finite("--lr-projection", lr_projection)?;
-        positive_finite("--lr-heads", lr_heads)?;
-        if !(layer_decay.is_finite() && layer_decay > 0.0 && layer_decay <= 1.0) {
-            bail!("--layer-decay must be in (0, 1], got {layer_decay}");
-        }
-        if !(args.weight_decay.is_finite() && args.weight_decay >= 0.0) {
-            bail!("--weight-decay must be a number >= 0, got {}", args.weight_decay);
-        }
-        if !(warmup_ratio.is_finite() && (0.0..=1.0).contains(&warmup_ratio)) {
-            bail!("--warmup-ratio must be in [0, 1], got {warmup_ratio}");
-        }
-        if !(args.max_grad_norm.is_finite() && args.max_grad_norm >= 0.0) {
-            bail!("--max-grad-norm must be a number >= 0, got {}", args.max_grad_norm);
-        }
-        at_least_one("--batch-size", args.batch_size)?;
-        if let Some(n) = args.batch_tokens {
-            at_least_one("--batch-tokens", n)?;
-        }
-        at_least_one("--eval-batch-size", args.eval_batch_size)?;
-        at_least_one("--grad-accum", args.grad_accum)?;
-        at_least_one("--log-every", args.log_every)?;
-        if args.epochs == 0 && args.max_steps.is_none() {
-            bail!("--epochs must be at least 1 (or give --max-steps)");
-        }
-        if let Some(n) = args.max_steps {
-            at_least_one("--max-steps", n)?;
-        }
-        if let Some(n) = args.eval_every {
-            at_least_one("--eval-every", n)?;
-        }
-        if let Some(n) = args.patience {
-            at_least_one("--patience", n)?;
-        }
-        if let Some(n) = args.save_every {
-            at_least_one("--save-every", n)?;
-        }
-        if args.max_length < 2 {
-            bail!("--max-length must be at least 2 ([CLS] and [SEP])");
-        }
-        let projection_dim = match args.projection_dim {
-            Some(d) if d < 0 => bail!("--projection-dim must be >= 0, got {d}"),
-            Some(0) => Some(0),
-            other => other,
-        };
         let freeze = FreezeRule::combine(&args.freeze)?;
-        Ok(Self {
+        let settings = Self {
             model: args.model.clone().context("--model is required")?,
             tasks,
             out: args.out.clone().context("--out is required")?,
             pooling: args.pooling,
-            projection_dim,
+            projection_dim: args.projection_dim,
             max_length: args.max_length,
             sampling: args.sampling.with_temperature(args.temperature)?,
             epochs: args.epochs,
@@ -265,17 +205,17 @@ impl TrainSettings {
             batch_tokens: args.batch_tokens,
             grad_accum: args.grad_accum,
             recipe: args.recipe,
-            lr_backbone,
+            lr_backbone: args.lr_backbone.unwrap_or(recipe.lr_backbone),
             lr_backbone_by_size: args.lr_backbone.is_none(),
-            lr_projection,
-            lr_heads,
-            layer_decay,
+            lr_projection: args.lr_projection.unwrap_or(recipe.lr_projection),
+            lr_heads: args.lr_heads.unwrap_or(recipe.lr_heads),
+            layer_decay: args.layer_decay.unwrap_or(recipe.layer_decay),
             lr_schedule: args.lr_schedule.unwrap_or(recipe.lr_schedule),
-            label_smoothing,
+            label_smoothing: args.label_smoothing.unwrap_or(recipe.label_smoothing),
             class_weights: args.class_weights,
             small_data: args.small_data,
             weight_decay: args.weight_decay,
-            warmup_ratio,
+            warmup_ratio: args.warmup_ratio.unwrap_or(recipe.warmup_ratio),
             warmup_steps: args.warmup_steps,
             max_grad_norm: args.max_grad_norm,
             freeze,
@@ -293,7 +233,67 @@ impl TrainSettings {
             dropout: args.dropout,
             feature_cache: !args.no_feature_cache,
             feature_cache_budget_mb: args.feature_cache_budget,
-        })
+        };
+        settings.check_ranges()?;
+        Ok(settings)
+    }
+
+    /// Refuses numbers outside what each flag means, naming the flag (for the command line,
+    /// and for a run's `settings.json` when it resumes).
+    pub fn check_ranges(&self) -> Result<()> {
+        if let Some(d) = self.projection_dim.filter(|&d| d < 0) {
+            bail!("--projection-dim must be >= 0, got {d}");
+        }
+        if !(self.label_smoothing.is_finite() && (0.0..1.0).contains(&self.label_smoothing)) {
+            bail!("--label-smoothing must be in [0, 1), got {}", self.label_smoothing);
+        }
+        positive_finite("--lr-backbone", self.lr_backbone)?;
+        positive_finite("--pairs-scale", self.pairs_scale)?;
+        if let Some(p) = self.dropout {
+            if !(p.is_finite() && (0.0..1.0).contains(&p)) {
+                bail!("--dropout must be in [0, 1), got {p}");
+            }
+        }
+        positive_finite("--lr-projection", self.lr_projection)?;
+        positive_finite("--lr-heads", self.lr_heads)?;
+        if !(self.layer_decay.is_finite() && self.layer_decay > 0.0 && self.layer_decay <= 1.0) {
+            bail!("--layer-decay must be in (0, 1], got {}", self.layer_decay);
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            bail!("--weight-decay must be a number >= 0, got {}", self.weight_decay);
+        }
+        if !(self.warmup_ratio.is_finite() && (0.0..=1.0).contains(&self.warmup_ratio)) {
+            bail!("--warmup-ratio must be in [0, 1], got {}", self.warmup_ratio);
+        }
+        if !(self.max_grad_norm.is_finite() && self.max_grad_norm >= 0.0) {
+            bail!("--max-grad-norm must be a number >= 0, got {}", self.max_grad_norm);
+        }
+        at_least_one("--batch-size", self.batch_size)?;
+        if let Some(n) = self.batch_tokens {
+            at_least_one("--batch-tokens", n)?;
+        }
+        at_least_one("--eval-batch-size", self.eval_batch_size)?;
+        at_least_one("--grad-accum", self.grad_accum)?;
+        at_least_one("--log-every", self.log_every)?;
+        if self.epochs == 0 && self.max_steps.is_none() {
+            bail!("--epochs must be at least 1 (or give --max-steps)");
+        }
+        if let Some(n) = self.max_steps {
+            at_least_one("--max-steps", n)?;
+        }
+        if let Some(n) = self.eval_every {
+            at_least_one("--eval-every", n)?;
+        }
+        if let Some(n) = self.patience {
+            at_least_one("--patience", n)?;
+        }
+        if let Some(n) = self.save_every {
+            at_least_one("--save-every", n)?;
+        }
+        if self.max_length < 2 {
+            bail!("--max-length must be at least 2 ([CLS] and [SEP])");
+        }
+        Ok(())
     }
 }
 

@@ -760,6 +760,18 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         &["train", "--resume", &c.path("nowhere")],
         error("is not a sentence-mtl run directory (no settings.json)"),
     );
+    let edited_run = c.dir.path().join("edited-run");
+    copy_dir(&checkpoint_run, &edited_run);
+    let settings_file = edited_run.join("settings.json");
+    let edited = std::fs::read_to_string(&settings_file).unwrap().replace("\"batch_size\": 8,", "\"batch_size\": 0,");
+    assert!(edited.contains("\"batch_size\": 0,"), "the toy run's settings.json has no batch size of 8 to edit");
+    std::fs::write(&settings_file, edited).unwrap();
+    c.add(
+        "settings",
+        "--resume of a run whose settings.json was edited out of range",
+        &["train", "--resume", &edited_run.to_string_lossy()],
+        error("settings.json holds a setting out of range: --batch-size must be at least 1"),
+    );
 
     // ---- export ------------------------------------------------------------------------
     c.add(
