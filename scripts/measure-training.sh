@@ -12,15 +12,19 @@
 #           --freeze layers:3, each with the feature cache (the default) and with
 #           --no-feature-cache, and the PyTorch reference with a frozen backbone on the cached
 #           run's batches; wall time includes building the cache
+#   cache-epochs  --freeze backbone with and without the feature cache at 3 and at 5 epochs
+#           (CACHE_EPOCHS="3 5"): the cached run's cost hardly grows with epochs, the
+#           uncached one's grows with each, so the ratio says when the cache pays what
 # Prints markdown tables (examples/s over training steps only, peak RSS, wall time, dev
 # accuracy and macro-F1 of the best checkpoint).
-#   scripts/measure-training.sh [epoch] [quality] [freeze] [freeze-speed] [cache]   (default: all)
+#   scripts/measure-training.sh [epoch] [quality] [freeze] [freeze-speed] [cache] [cache-epochs]
+#   (default: all)
 # THREADS=N sets the thread count (default: all cores). Runs go to runs/measure/.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 scripts/setup.sh --reference >&2
-parts=("$@"); [ ${#parts[@]} -eq 0 ] && parts=(epoch quality freeze freeze-speed cache)
+parts=("$@"); [ ${#parts[@]} -eq 0 ] && parts=(epoch quality freeze freeze-speed cache cache-epochs)
 threads="${THREADS:-$(nproc)}"
 data="$root/../shared/data"
 trec="trec=$data/trec/train_split.csv,$data/trec/dev_split.csv"
@@ -122,6 +126,23 @@ for cached, plain, what in [("cache-frozen", "nocache-frozen", "--freeze backbon
 print(f"--freeze backbone with the cache against the PyTorch reference: wall time {wall('reference-frozen') / wall('cache-frozen'):.2f}x")
 PY
       ;;
-    *) echo "measure-training.sh: unknown part $part (epoch, quality, freeze, freeze-speed, cache)" >&2; exit 2 ;;
+    cache-epochs)
+      names=()
+      for epochs in ${CACHE_EPOCHS:-3 5}; do
+        run "cache-frozen-${epochs}ep" --task "$trec" --task "$sst2" --freeze backbone --epochs "$epochs"
+        run "nocache-frozen-${epochs}ep" --task "$trec" --task "$sst2" --freeze backbone --epochs "$epochs" --no-feature-cache
+        names+=("cache-frozen-${epochs}ep" "nocache-frozen-${epochs}ep")
+      done
+      report "--freeze backbone with the feature cache and without, by epochs" "${names[@]}"
+      .venv/bin/python - "$out" ${CACHE_EPOCHS:-3 5} <<'PY'
+import sys
+out, epochs = sys.argv[1], sys.argv[2:]
+wall = lambda n: float(open(f"{out}/{n}.time").read().split()[0])
+print()
+for e in epochs:
+    print(f"{e} epochs: wall time {wall(f'nocache-frozen-{e}ep') / wall(f'cache-frozen-{e}ep'):.2f}x faster with the cache (including its build)")
+PY
+      ;;
+    *) echo "measure-training.sh: unknown part $part (epoch, quality, freeze, freeze-speed, cache, cache-epochs)" >&2; exit 2 ;;
   esac
 done
