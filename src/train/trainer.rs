@@ -1,8 +1,7 @@
 //! The training loop as a small type with named steps: [`Trainer::start`] sets the run up
 //! (model, freezing, optimizer, resumed state: the pieces come from `setup.rs`), then each
-//! optimizer [`Trainer::step`] runs the
-//! accumulated batches, and around it come the logging window, evaluate-and-save, the stop
-//! on a signal and [`Trainer::finish`].
+//! optimizer [`Trainer::step`] runs the accumulated batches, and around it come the logging
+//! window, evaluate-and-save, the stop on a signal and [`Trainer::finish`].
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
