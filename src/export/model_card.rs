@@ -1,9 +1,11 @@
 //! The README.md model card of an export: what the model is, what it was trained on, how
 //! well it did, and how to load it.
 
+use std::path::Path;
+
 use crate::model::loaded::LoadedModel;
 use crate::model::pooling::Pooling;
-use crate::model::spec::HeadInput;
+use crate::model::spec::{HeadInput, ModelSpec};
 use crate::train::evaluate::Evaluation;
 
 use super::ExportFormat;
@@ -79,8 +81,22 @@ fn usage(loaded: &LoadedModel, format: ExportFormat) -> String {
 
 pub fn render(loaded: &LoadedModel, format: ExportFormat) -> String {
     let spec = &loaded.spec;
+    let mut card = model_section(loaded, format);
+    card.push_str(&tasks_section(spec));
+    if let Some(training) = &spec.training {
+        card.push_str(&training_section(training, &loaded.dir));
+    }
+    card.push_str(&metrics_section(spec));
+    card.push_str("\n## Usage\n\n");
+    card.push_str(&usage(loaded, format));
+    card
+}
+
+/// The title and the model's architecture.
+fn model_section(loaded: &LoadedModel, format: ExportFormat) -> String {
+    let spec = &loaded.spec;
     let config = &loaded.config;
-    let mut card = format!(
+    format!(
         "# sentence-mtl export ({})\n\nExported by sentence-mtl {} from `{}`.\n\n## Model\n\n- backbone: {} ({} layers, hidden size {}), from `{}`\n- pooling: {}; projection: {}; L2-normalised embeddings: {}; max length: {} tokens\n",
         format.name(),
         env!("CARGO_PKG_VERSION"),
@@ -93,8 +109,13 @@ pub fn render(loaded: &LoadedModel, format: ExportFormat) -> String {
         spec.projection_dim.map(|d| format!("Linear({} -> {d})", config.hidden_size())).unwrap_or_else(|| "none".into()),
         if spec.normalize { "yes" } else { "no" },
         spec.max_length,
-    );
-    card.push_str("\n## Tasks\n\n| task | kind | loss | labels (class id order) or scores |\n|---|---|---|---|\n");
+    )
+}
+
+/// One row per task: its kind, loss and labels or score range.
+fn tasks_section(spec: &ModelSpec) -> String {
+    let mut card =
+        String::from("\n## Tasks\n\n| task | kind | loss | labels (class id order) or scores |\n|---|---|---|---|\n");
     for task in &spec.tasks {
         let values = match task.score_range {
             Some([low, high]) => format!("scores {low} to {high}"),
@@ -103,73 +124,108 @@ pub fn render(loaded: &LoadedModel, format: ExportFormat) -> String {
         let loss = task.loss.as_deref().unwrap_or("cross-entropy");
         card.push_str(&format!("| {} | {} | {loss} | {values} |\n", task.name, task.kind));
     }
-    if let Some(training) = &spec.training {
-        card.push_str("\n## Training\n\n");
-        if let Some(tasks) = training["tasks"].as_array() {
-            for task in tasks {
-                let unless_one = |key: &str, label: &str| match task[key].as_f64() {
-                    Some(v) if v != 1.0 => format!(", {label} {v}"),
-                    _ => String::new(),
-                };
-                card.push_str(&format!(
-                    "- {}: trained on `{}`{}{}{}\n",
-                    task["name"].as_str().unwrap_or("?"),
-                    task["train"].as_str().unwrap_or("?"),
-                    task["dev"].as_str().map(|d| format!(", selected on `{d}`")).unwrap_or_default(),
-                    unless_one("weight", "loss weight"),
-                    unless_one("share", "batch share"),
-                ));
-            }
-        }
-        let setting = |key: &str| training[key].to_string();
-        card.push_str(&format!(
-            "- recipe {}: learning rates backbone {} (layer decay {}), projection {}, heads {}; schedule {} with warm-up ratio {}; label smoothing {}; class weights {}; small-data mode {}; batch {}; epochs {}; max steps {}; freeze {}; seed {}\n",
-            setting("recipe"),
-            setting("lr_backbone"),
-            setting("layer_decay"),
-            setting("lr_projection"),
-            setting("lr_heads"),
-            setting("lr_schedule"),
-            setting("warmup_ratio"),
-            setting("label_smoothing"),
-            setting("class_weights"),
-            setting("small_data"),
-            setting("batch_size"),
-            setting("epochs"),
-            setting("max_steps"),
-            setting("freeze"),
-            setting("seed"),
-        ));
-        let settings_file = loaded.dir.parent().map(|run| run.join("settings.json"));
-        let command = settings_file
-            .and_then(|f| std::fs::read_to_string(f).ok())
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .and_then(|v| {
-                v["command_line"].as_array().map(|a| a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(" "))
-            });
-        match command {
-            Some(command) if !command.is_empty() => card.push_str(&format!("- command: `{command}`\n")),
-            _ => card.push_str("- command: not recorded\n"),
-        }
-    }
-    let evaluation = spec.metrics.clone().and_then(|m| serde_json::from_value::<Evaluation>(m).ok());
-    if let Some(evaluation) = evaluation {
-        card.push_str(&format!(
-            "\n## Dev metrics (step {}, when this checkpoint was saved)\n\n| task | kind | main metric | value | also | examples |\n|---|---|---|---:|---|---:|\n",
-            evaluation.step
-        ));
-        for (name, score) in &evaluation.tasks {
-            let (second, value) = score.secondary();
+    card
+}
+
+/// Where each task was trained and selected, the recipe, and the command line (from the run's
+/// `settings.json` beside the checkpoint, when it is there).
+fn training_section(training: &serde_json::Value, checkpoint_dir: &Path) -> String {
+    let mut card = String::from("\n## Training\n\n");
+    if let Some(tasks) = training["tasks"].as_array() {
+        for task in tasks {
+            let unless_one = |key: &str, label: &str| match task[key].as_f64() {
+                Some(v) if v != 1.0 => format!(", {label} {v}"),
+                _ => String::new(),
+            };
             card.push_str(&format!(
-                "| {name} | {} | {} | {:.4} | {second} {value:.4} | {} |\n",
-                score.kind(),
-                score.kind().main_metric(),
-                score.main(),
-                score.examples()
+                "- {}: trained on `{}`{}{}{}\n",
+                task["name"].as_str().unwrap_or("?"),
+                task["train"].as_str().unwrap_or("?"),
+                task["dev"].as_str().map(|d| format!(", selected on `{d}`")).unwrap_or_default(),
+                unless_one("weight", "loss weight"),
+                unless_one("share", "batch share"),
             ));
         }
     }
-    card.push_str("\n## Usage\n\n");
-    card.push_str(&usage(loaded, format));
+    let setting = |key: &str| plain(&training[key]);
+    card.push_str(&format!(
+        "- recipe {}: learning rates backbone {} (layer decay {}), projection {}, heads {}; schedule {} with warm-up ratio {}; label smoothing {}; class weights {}; small-data mode {}; batch {}; epochs {}; max steps {}; freeze {}; seed {}\n",
+        setting("recipe"),
+        setting("lr_backbone"),
+        setting("layer_decay"),
+        setting("lr_projection"),
+        setting("lr_heads"),
+        setting("lr_schedule"),
+        setting("warmup_ratio"),
+        setting("label_smoothing"),
+        setting("class_weights"),
+        setting("small_data"),
+        match training["batch_tokens"].as_u64() {
+            Some(tokens) => format!("up to {tokens} padded tokens"),
+            None => setting("batch_size"),
+        },
+        setting("epochs"),
+        setting("max_steps"),
+        setting("freeze"),
+        setting("seed"),
+    ));
+    let settings_file = checkpoint_dir.parent().map(|run| run.join("settings.json"));
+    let command = settings_file
+        .and_then(|f| std::fs::read_to_string(f).ok())
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| {
+            v["command_line"].as_array().map(|a| a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(" "))
+        });
+    match command {
+        Some(command) if !command.is_empty() => card.push_str(&format!("- command: `{command}`\n")),
+        _ => card.push_str("- command: not recorded\n"),
+    }
     card
+}
+
+/// The dev metrics the checkpoint was saved with, if any.
+fn metrics_section(spec: &ModelSpec) -> String {
+    let Some(evaluation) = spec.metrics.clone().and_then(|m| serde_json::from_value::<Evaluation>(m).ok()) else {
+        return String::new();
+    };
+    let mut card = format!(
+        "\n## Dev metrics (step {}, when this checkpoint was saved)\n\n| task | kind | main metric | value | also | examples |\n|---|---|---|---:|---|---:|\n",
+        evaluation.step
+    );
+    for (name, score) in &evaluation.tasks {
+        let (second, value) = score.secondary();
+        card.push_str(&format!(
+            "| {name} | {} | {} | {:.4} | {second} {value:.4} | {} |\n",
+            score.kind(),
+            score.kind().main_metric(),
+            score.main(),
+            score.examples()
+        ));
+    }
+    card
+}
+
+/// A setting as a reader writes it: strings without quotes, lists comma-separated, `none` for
+/// an unset one.
+fn plain(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Null => "none".into(),
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Array(items) if items.is_empty() => "none".into(),
+        serde_json::Value::Array(items) => items.iter().map(plain).collect::<Vec<_>>().join(", "),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_read_as_a_person_writes_them() {
+        let settings = serde_json::json!({"recipe": "default", "max_steps": null, "freeze": ["backbone", "layers:3"], "none": [], "lr": 8e-5, "epochs": 3});
+        let read: Vec<String> =
+            ["recipe", "max_steps", "freeze", "none", "lr", "epochs"].iter().map(|k| plain(&settings[*k])).collect();
+        assert_eq!(read, ["default", "none", "backbone, layers:3", "none", "0.00008", "3"]);
+    }
 }
