@@ -32,11 +32,7 @@ fn plot_error<E: std::fmt::Debug>(e: E) -> anyhow::Error {
 }
 
 /// Renders `draw` on a white RGB canvas and writes it to `path` as PNG, atomically.
-fn render_png(
-    path: &Path,
-    (width, height): (u32, u32),
-    draw: impl FnOnce(&DrawingArea<BitMapBackend, plotters::coord::Shift>) -> Result<()>,
-) -> Result<()> {
+fn render_png(path: &Path, (width, height): (u32, u32), draw: impl FnOnce(&Canvas) -> Result<()>) -> Result<()> {
     register_font()?;
     let mut pixels = vec![255u8; (width * height * 3) as usize];
     {
@@ -63,99 +59,137 @@ fn heat_color(share: f64) -> RGBColor {
     RGBColor(lerp(247.0, 8.0), lerp(251.0, 48.0), lerp(255.0, 107.0))
 }
 
+type Canvas<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
+
 /// A heatmap of `matrix` (rows: true class, columns: predicted), coloured by each row's
 /// share (recall per cell) and labelled with counts. Sizes, fonts and label rotation
 /// adapt to the number of classes (readable from 2 to 50).
 pub fn confusion_heatmap(path: &Path, title: &str, labels: &[String], matrix: &[Vec<u64>]) -> Result<()> {
-    let n = labels.len().max(1) as u32;
-    let cell = (560 / n).clamp(14, 72);
-    let label_size = (cell as f64 * 0.5).clamp(10.0, 16.0);
-    let count_size = (cell as f64 * 0.36).clamp(7.0, 18.0);
-    // Measure labels with the real font to size the margins.
-    register_font()?;
-    let measure = text_width;
-    let widest = labels.iter().map(|l| measure(l, label_size)).max().unwrap_or(0);
-    let rotate_x = widest + 6 > cell;
-    let left = widest + 50;
-    let top = 70;
-    let bottom = if rotate_x { widest + 50 } else { label_size as u32 + 50 };
-    let grid = cell * n;
-    let width = (left + grid + 30).max(measure(title, 18.0) + 40).max(360);
-    let height = top + grid + bottom;
+    let layout = HeatmapLayout::new(title, labels)?;
+    render_png(path, (layout.width, layout.height), |root| {
+        layout.draw_titles(root, title)?;
+        layout.draw_cells(root, matrix)?;
+        layout.draw_class_labels(root, labels)?;
+        layout.draw_axis_names(root)
+    })
+}
 
-    render_png(path, (width, height), |root| {
+/// Where a confusion heatmap's parts go, in pixels.
+struct HeatmapLayout {
+    /// A cell's side.
+    cell: u32,
+    label_size: f64,
+    count_size: f64,
+    /// Predicted-class labels are turned upright when the widest does not fit a cell.
+    rotate_x: bool,
+    /// The grid's left and top edges, and its side.
+    left: u32,
+    top: u32,
+    grid: u32,
+    width: u32,
+    height: u32,
+}
+
+impl HeatmapLayout {
+    /// Sizes for `labels`, measuring them with the real font to size the margins.
+    fn new(title: &str, labels: &[String]) -> Result<Self> {
+        let n = labels.len().max(1) as u32;
+        let cell = (560 / n).clamp(14, 72);
+        let label_size = (cell as f64 * 0.5).clamp(10.0, 16.0);
+        register_font()?;
+        let widest = labels.iter().map(|l| text_width(l, label_size)).max().unwrap_or(0);
+        let rotate_x = widest + 6 > cell;
+        let (left, top, grid) = (widest + 50, 70, cell * n);
+        let bottom = if rotate_x { widest + 50 } else { label_size as u32 + 50 };
+        Ok(Self {
+            cell,
+            label_size,
+            count_size: (cell as f64 * 0.36).clamp(7.0, 18.0),
+            rotate_x,
+            left,
+            top,
+            grid,
+            width: (left + grid + 30).max(text_width(title, 18.0) + 40).max(360),
+            height: top + grid + bottom,
+        })
+    }
+
+    fn draw_titles(&self, root: &Canvas, title: &str) -> Result<()> {
+        let centre = self.width as i32 / 2;
         let title_style =
             TextStyle::from((FONT, 18.0).into_font()).color(&BLACK).pos(Pos::new(HPos::Center, VPos::Top));
-        root.draw(&Text::new(title.to_string(), (width as i32 / 2, 10), title_style)).map_err(plot_error)?;
+        root.draw(&Text::new(title.to_string(), (centre, 10), title_style)).map_err(plot_error)?;
         let subtitle = TextStyle::from((FONT, 12.0).into_font())
             .color(&RGBColor(90, 90, 90))
             .pos(Pos::new(HPos::Center, VPos::Top));
         root.draw(&Text::new(
             "rows: true class, columns: predicted; colour: share of the true class".to_string(),
-            (width as i32 / 2, 36),
+            (centre, 36),
             subtitle,
         ))
-        .map_err(plot_error)?;
+        .map_err(plot_error)
+    }
+
+    /// Each cell filled by its share of the row, outlined, with its count when non-zero.
+    fn draw_cells(&self, root: &Canvas, matrix: &[Vec<u64>]) -> Result<()> {
+        let cell = self.cell as i32;
         for (r, row) in matrix.iter().enumerate() {
             let total: u64 = row.iter().sum();
             for (c, &count) in row.iter().enumerate() {
                 let share = if total == 0 { 0.0 } else { count as f64 / total as f64 };
-                let x0 = (left + c as u32 * cell) as i32;
-                let y0 = (top + r as u32 * cell) as i32;
-                root.draw(&Rectangle::new(
-                    [(x0, y0), (x0 + cell as i32, y0 + cell as i32)],
-                    heat_color(share).filled(),
-                ))
-                .map_err(plot_error)?;
-                root.draw(&Rectangle::new(
-                    [(x0, y0), (x0 + cell as i32, y0 + cell as i32)],
-                    RGBColor(220, 220, 220).stroke_width(1),
-                ))
-                .map_err(plot_error)?;
+                let x0 = (self.left + c as u32 * self.cell) as i32;
+                let y0 = (self.top + r as u32 * self.cell) as i32;
+                let corners = [(x0, y0), (x0 + cell, y0 + cell)];
+                root.draw(&Rectangle::new(corners, heat_color(share).filled())).map_err(plot_error)?;
+                root.draw(&Rectangle::new(corners, RGBColor(220, 220, 220).stroke_width(1))).map_err(plot_error)?;
                 if count > 0 {
                     let color = if share > 0.5 { WHITE } else { BLACK };
-                    let style = TextStyle::from((FONT, count_size).into_font())
+                    let style = TextStyle::from((FONT, self.count_size).into_font())
                         .color(&color)
                         .pos(Pos::new(HPos::Center, VPos::Center));
-                    let center = (x0 + cell as i32 / 2, y0 + cell as i32 / 2);
-                    root.draw(&Text::new(count.to_string(), center, style)).map_err(plot_error)?;
+                    let centre = (x0 + cell / 2, y0 + cell / 2);
+                    root.draw(&Text::new(count.to_string(), centre, style)).map_err(plot_error)?;
                 }
             }
         }
-        let label_style = TextStyle::from((FONT, label_size).into_font()).color(&BLACK);
+        Ok(())
+    }
+
+    /// True classes down the left side, predicted classes along the bottom.
+    fn draw_class_labels(&self, root: &Canvas, labels: &[String]) -> Result<()> {
+        let (left, top, size) = (self.left as i32, self.top as i32, self.label_size);
+        let label_style = TextStyle::from((FONT, size).into_font()).color(&BLACK);
+        let below = (self.top + self.grid + 6) as i32;
         for (i, label) in labels.iter().enumerate() {
-            let middle = (i as u32 * cell + cell / 2) as i32;
-            // True classes down the left side.
+            let middle = (i as u32 * self.cell + self.cell / 2) as i32;
             root.draw(&Text::new(
                 label.clone(),
-                (left as i32 - 8, top as i32 + middle),
+                (left - 8, top + middle),
                 label_style.pos(Pos::new(HPos::Right, VPos::Center)),
             ))
             .map_err(plot_error)?;
-            // Predicted classes along the bottom, rotated when they do not fit a cell.
-            let below = (top + grid + 6) as i32;
-            if rotate_x {
+            if self.rotate_x {
                 let rotated =
-                    TextStyle::from((FONT, label_size).into_font().transform(FontTransform::Rotate270)).color(&BLACK);
-                let y = below + measure(label, label_size) as i32;
-                root.draw(&Text::new(label.clone(), (left as i32 + middle - label_size as i32 / 2, y), rotated))
+                    TextStyle::from((FONT, size).into_font().transform(FontTransform::Rotate270)).color(&BLACK);
+                let y = below + text_width(label, size) as i32;
+                root.draw(&Text::new(label.clone(), (left + middle - size as i32 / 2, y), rotated))
                     .map_err(plot_error)?;
             } else {
-                root.draw(&Text::new(
-                    label.clone(),
-                    (left as i32 + middle, below),
-                    label_style.pos(Pos::new(HPos::Center, VPos::Top)),
-                ))
-                .map_err(plot_error)?;
+                let style = label_style.pos(Pos::new(HPos::Center, VPos::Top));
+                root.draw(&Text::new(label.clone(), (left + middle, below), style)).map_err(plot_error)?;
             }
         }
+        Ok(())
+    }
+
+    fn draw_axis_names(&self, root: &Canvas) -> Result<()> {
+        let middle = self.grid / 2;
         let axis = TextStyle::from((FONT, 14.0).into_font()).color(&BLACK).pos(Pos::new(HPos::Center, VPos::Bottom));
-        root.draw(&Text::new("predicted".to_string(), ((left + grid / 2) as i32, height as i32 - 8), axis))
+        root.draw(&Text::new("predicted".to_string(), ((self.left + middle) as i32, self.height as i32 - 8), axis))
             .map_err(plot_error)?;
         let axis_y = TextStyle::from((FONT, 14.0).into_font().transform(FontTransform::Rotate270)).color(&BLACK);
-        root.draw(&Text::new("true".to_string(), (8, (top + grid / 2 + 14) as i32), axis_y)).map_err(plot_error)?;
-        Ok(())
-    })
+        root.draw(&Text::new("true".to_string(), (8, (self.top + middle + 14) as i32), axis_y)).map_err(plot_error)
+    }
 }
 
 /// One task's training curves, read from `train_log.jsonl`.
@@ -208,94 +242,110 @@ pub fn read_training_curves(log: &Path) -> Result<Vec<TaskCurves>> {
 
 /// Loss per task (left) and each task's main dev metric (solid) and second one (dashed, right).
 pub fn training_curves(path: &Path, title: &str, curves: &[TaskCurves]) -> Result<()> {
-    let colors = [
-        RGBColor(31, 119, 180),
-        RGBColor(214, 39, 40),
-        RGBColor(44, 160, 44),
-        RGBColor(148, 103, 189),
-        RGBColor(255, 127, 14),
-        RGBColor(140, 86, 75),
-    ];
     let max_step = curves.iter().flat_map(|c| c.loss.iter().chain(&c.main)).map(|p| p.0).fold(1.0f64, f64::max);
-    // Correlations can be negative; everything else lies in [0, 1].
-    let min_score = curves.iter().flat_map(|c| c.main.iter().chain(&c.secondary)).map(|p| p.1).fold(0.0f64, f64::min);
-    let max_loss = curves.iter().flat_map(|c| &c.loss).map(|p| p.1).fold(0.1f64, f64::max) * 1.05;
     render_png(path, (1200, 480), |root| {
         let root = root.titled(title, (FONT, 20.0)).map_err(plot_error)?;
         let (left, right) = root.split_horizontally(600);
-        let mut loss_chart = ChartBuilder::on(&left)
-            .caption("training loss (mean over each logging window)", (FONT, 15.0))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(55)
-            .build_cartesian_2d(0f64..max_step, 0f64..max_loss)
-            .map_err(plot_error)?;
-        loss_chart
-            .configure_mesh()
-            .x_desc("optimizer step")
-            .y_desc("loss")
-            .x_label_formatter(&|x| format!("{x:.0}"))
-            .light_line_style(RGBColor(245, 245, 245))
-            .label_style((FONT, 12.0))
-            .draw()
-            .map_err(plot_error)?;
-        for (i, c) in curves.iter().enumerate() {
-            let color = colors[i % colors.len()];
-            loss_chart
-                .draw_series(LineSeries::new(c.loss.iter().copied(), color.stroke_width(2)))
-                .map_err(plot_error)?
-                .label(c.task.clone())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-        }
-        loss_chart
-            .configure_series_labels()
-            .label_font((FONT, 13.0))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(plot_error)?;
-
-        let mut dev_chart = ChartBuilder::on(&right)
-            .caption("dev: main metric (solid) and second metric (dashed)", (FONT, 15.0))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(55)
-            .build_cartesian_2d(0f64..max_step, min_score..1.0f64)
-            .map_err(plot_error)?;
-        dev_chart
-            .configure_mesh()
-            .x_desc("optimizer step")
-            .y_desc("score")
-            .x_label_formatter(&|x| format!("{x:.0}"))
-            .light_line_style(RGBColor(245, 245, 245))
-            .label_style((FONT, 12.0))
-            .draw()
-            .map_err(plot_error)?;
-        for (i, c) in curves.iter().enumerate() {
-            let color = colors[i % colors.len()];
-            if c.main.is_empty() {
-                continue;
-            }
-            dev_chart
-                .draw_series(LineSeries::new(c.main.iter().copied(), color.stroke_width(2)))
-                .map_err(plot_error)?
-                .label(format!("{} ({})", c.task, c.metric_names))
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-            dev_chart.draw_series(c.main.iter().map(|&p| Circle::new(p, 3, color.filled()))).map_err(plot_error)?;
-            dev_chart
-                .draw_series(DashedLineSeries::new(c.secondary.iter().copied(), 6, 4, color.stroke_width(1)))
-                .map_err(plot_error)?;
-        }
-        dev_chart
-            .configure_series_labels()
-            .label_font((FONT, 13.0))
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(plot_error)?;
-        Ok(())
+        loss_panel(&left, curves, max_step)?;
+        dev_panel(&right, curves, max_step)
     })
+}
+
+/// One colour per task, in order (matplotlib's first six).
+const TASK_COLORS: [RGBColor; 6] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+    RGBColor(255, 127, 14),
+    RGBColor(140, 86, 75),
+];
+
+/// A chart of `caption` over optimizer steps `0..max_step` (x) and `y` on `area`, its grid
+/// drawn.
+fn step_chart<'a, 'b>(
+    area: &'a Canvas<'b>,
+    caption: &str,
+    max_step: f64,
+    y: std::ops::Range<f64>,
+    y_desc: &str,
+) -> Result<
+    ChartContext<
+        'a,
+        BitMapBackend<'b>,
+        Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+    >,
+> {
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, (FONT, 15.0))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(55)
+        .build_cartesian_2d(0f64..max_step, y)
+        .map_err(plot_error)?;
+    chart
+        .configure_mesh()
+        .x_desc("optimizer step")
+        .y_desc(y_desc)
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .light_line_style(RGBColor(245, 245, 245))
+        .label_style((FONT, 12.0))
+        .draw()
+        .map_err(plot_error)?;
+    Ok(chart)
+}
+
+/// Each task's training loss (mean over each logging window).
+fn loss_panel(area: &Canvas, curves: &[TaskCurves], max_step: f64) -> Result<()> {
+    let max_loss = curves.iter().flat_map(|c| &c.loss).map(|p| p.1).fold(0.1f64, f64::max) * 1.05;
+    let caption = "training loss (mean over each logging window)";
+    let mut chart = step_chart(area, caption, max_step, 0f64..max_loss, "loss")?;
+    for (i, c) in curves.iter().enumerate() {
+        let color = TASK_COLORS[i % TASK_COLORS.len()];
+        chart
+            .draw_series(LineSeries::new(c.loss.iter().copied(), color.stroke_width(2)))
+            .map_err(plot_error)?
+            .label(c.task.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .label_font((FONT, 13.0))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(plot_error)
+}
+
+/// Each task's dev metrics: the main one solid with a dot per evaluation, the second dashed.
+fn dev_panel(area: &Canvas, curves: &[TaskCurves], max_step: f64) -> Result<()> {
+    // Correlations can be negative; everything else lies in [0, 1].
+    let min_score = curves.iter().flat_map(|c| c.main.iter().chain(&c.secondary)).map(|p| p.1).fold(0.0f64, f64::min);
+    let caption = "dev: main metric (solid) and second metric (dashed)";
+    let mut chart = step_chart(area, caption, max_step, min_score..1.0f64, "score")?;
+    for (i, c) in curves.iter().enumerate() {
+        let color = TASK_COLORS[i % TASK_COLORS.len()];
+        if c.main.is_empty() {
+            continue;
+        }
+        chart
+            .draw_series(LineSeries::new(c.main.iter().copied(), color.stroke_width(2)))
+            .map_err(plot_error)?
+            .label(format!("{} ({})", c.task, c.metric_names))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+        chart.draw_series(c.main.iter().map(|&p| Circle::new(p, 3, color.filled()))).map_err(plot_error)?;
+        chart
+            .draw_series(DashedLineSeries::new(c.secondary.iter().copied(), 6, 4, color.stroke_width(1)))
+            .map_err(plot_error)?;
+    }
+    chart
+        .configure_series_labels()
+        .label_font((FONT, 13.0))
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(plot_error)
 }
 
 /// Predicted cosine similarity (y) against gold score (x), one dot per pair, with the
