@@ -10,9 +10,11 @@
 #      token budget, sentence-transformers at batch 32 (it has no token budget) in fp32, under
 #      torch.autocast bf16, and with its weights converted to bf16 (model.bfloat16());
 #      sentences/s end to end, and the cosine of each bf16 embedding with its fp32 one.
+#      --join J encodes texts of J consecutive sentences instead (6: 1153 texts of about 128
+#      tokens, the length of a retrieval passage).
 # Runs alternate within each part. Refuses to run on a CPU without bf16 instructions.
 # Both train at sentence-mtl's default recipe (train_reference.py's defaults are the same).
-#   scripts/bench-bf16.sh [--steps N] [--batch-tokens N] [--only train|encode]
+#   scripts/bench-bf16.sh [--steps N] [--batch-tokens N] [--only train|encode] [--join J]
 # (defaults: 434 steps, one epoch of the two tasks at batch 32; a budget of 2048 padded tokens,
 # about 100 short sentences; both parts). THREADS=N sets the thread count (default: all cores).
 set -euo pipefail
@@ -21,6 +23,7 @@ cd "$root"
 steps=434
 batch_tokens=2048
 only=
+join=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --steps)
@@ -29,10 +32,13 @@ while [ $# -gt 0 ]; do
     --batch-tokens)
       [[ "${2:-}" =~ ^[1-9][0-9]*$ ]] || { echo "bench-bf16.sh: --batch-tokens needs a positive whole number" >&2; exit 2; }
       batch_tokens="$2"; shift 2 ;;
+    --join)
+      [[ "${2:-}" =~ ^[1-9][0-9]*$ ]] || { echo "bench-bf16.sh: --join needs a positive whole number" >&2; exit 2; }
+      join="$2"; shift 2 ;;
     --only)
       [[ "${2:-}" =~ ^(train|encode)$ ]] || { echo "bench-bf16.sh: --only needs train or encode" >&2; exit 2; }
       only="$2"; shift 2 ;;
-    *) echo "bench-bf16.sh: unknown flag $1 (known: --steps N, --batch-tokens N, --only train|encode)" >&2; exit 2 ;;
+    *) echo "bench-bf16.sh: unknown flag $1 (known: --steps N, --batch-tokens N, --only train|encode, --join J)" >&2; exit 2 ;;
   esac
 done
 grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo || { echo "bench-bf16.sh: this CPU has neither avx512_bf16 nor amx_bf16" >&2; exit 1; }
@@ -69,6 +75,19 @@ fi
 if [ "$only" != train ]; then
   rm -f "$work"/enc_* "$work"/*.npy
   input="$data/sst2/train.csv"
+  if [ "$join" -gt 1 ]; then
+    .venv/bin/python - "$input" "$join" "$work/joined.csv" <<'PY'
+import csv, sys
+rows = [r["text"] for r in csv.DictReader(open(sys.argv[1], newline="", encoding="utf-8"))]
+j = int(sys.argv[2])
+with open(sys.argv[3], "w", newline="", encoding="utf-8") as f:
+    w = csv.writer(f)
+    w.writerow(["text"])
+    for i in range(0, len(rows) - j + 1, j):
+        w.writerow([" ".join(rows[i : i + j])])
+PY
+    input="$work/joined.csv"
+  fi
   enc=(target/release/sentence-mtl encode --model "$model" --device cpu --threads "$threads" --normalize --quiet --input "$input")
   st=(.venv/bin/python scripts/reference/st_encode.py "$model" "$input" 32)
   for round in 1 2; do
@@ -80,10 +99,10 @@ if [ "$only" != train ]; then
     timed "enc_st_bf16-weights_rows_$round" "${st[@]}" "$work/st_bf16-weights_rows.npy" bf16-weights
   done
 fi
-.venv/bin/python - "$work" "$steps" "$threads" "$batch_tokens" "$only" <<'PY'
+.venv/bin/python - "$work" "$steps" "$threads" "$batch_tokens" "$only" "$join" <<'PY'
 import json, sys
 import numpy as np
-work, steps, threads, budget, only = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+work, steps, threads, budget, only, join = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6])
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 batchings = {"rows": "batch 32", "tokens": f"--batch-tokens {budget}"}
 def wall(name): return float(open(f"{work}/{name}.time").read().split()[0])
@@ -112,9 +131,11 @@ def training():
         print(f"{label}: sentence-mtl bf16 / fp32 {o16[0] / o32[0]:.2f}x examples/s, dev accuracy {100 * (o16[1] - o32[1]):+.1f} / {100 * (o16[2] - o32[2]):+.1f} pt (TREC / SST-2); "
               f"sentence-mtl / PyTorch {o32[0] / r32[0]:.2f}x in fp32, {o16[0] / r16[0]:.2f}x in bf16")
 def encoding():
-    n = 6920
-    print(f"\nencode all-MiniLM-L6-v2, {n} sentences (sst2/train.csv), {threads} threads, best of 2 alternated rounds, end to end\n")
-    print("| implementation | batches | precision | sentences/s | peak RSS (MB) |\n|---|---|---|---:|---:|")
+    n = 6920 // join
+    what = "sentences (sst2/train.csv)" if join == 1 else f"texts of {join} consecutive sst2/train.csv sentences"
+    print(f"\nencode all-MiniLM-L6-v2, {n} {what}, {threads} threads, best of 2 alternated rounds, end to end\n")
+    unit = "sentences/s" if join == 1 else "texts/s"
+    print(f"| implementation | batches | precision | {unit} | peak RSS (MB) |\n|---|---|---|---:|---:|")
     best = {}
     for impl, name, kinds, precisions in (("ours", "sentence-mtl", ("rows", "tokens"), ("fp32", "bf16")),
                                           ("st", "sentence-transformers", ("rows",), ("fp32", "bf16", "bf16-weights"))):
