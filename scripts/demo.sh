@@ -17,10 +17,10 @@ step "1/4 train: a shared MiniLM encoder, a head per classification task, and th
 # The sample sets are tiny (48 + 36 sentences), so the learning rates are set higher
 # than the defaults, which are meant for thousands of examples. On sets this small,
 # small-data mode would switch itself on and pull each label's sentences together in the
-# shared embedding space (SetFit's contrastive pairs); this run also trains the embeddings
-# for similarity and shows them, so it keeps plain cross-entropy (--small-data off). Same dev
-# macro-F1 and Spearman either way, a higher Pearson without it, and the heads' probabilities
-# are those of the trained head rather than of a regularised refit (docs/usage.md).
+# shared embedding space (SetFit's contrastive pairs), which the demo's 36 similarity pairs
+# cannot hold against, and would refit flatter heads; this run shows the embeddings and the
+# heads' probabilities, so it keeps plain cross-entropy (--small-data off). Same dev macro-F1
+# and Spearman either way, a higher Pearson without it (docs/usage.md, docs/recipes.md).
 $bin train --model models/all-MiniLM-L6-v2 \
   --task questions=data/sample/questions_train.csv,data/sample/questions_dev.csv \
   --task sentiment=data/sample/sentiment_train.csv,data/sample/sentiment_dev.csv \

@@ -23,6 +23,10 @@
 #               4e-5 against the plain loop, TREC + SST-2 at 4e-5 (its 8e-5 runs are
 #               batch-tokens' batch32), seeds 1, 2, 3 (SEEDS=...), --precision auto on both
 #               sides (the plain loop with --precision bf16 where the CPU has bf16)
+#   small-data-beside-embeddings  whether small-data mode (on by itself for a few-shot task)
+#               costs a task that trains the embeddings: SST-2 with 8 rows per class (3 draws,
+#               DRAWS=..., scripts/reference/draw_per_class.py) beside STS-B, 200 steps with
+#               --small-data auto and off; the last checkpoint scored on both dev sets
 # Prints markdown tables; runs go to runs/recipes/.
 #   scripts/recipe-study.sh [grid] [confirm] [references]     (default: all)
 # THREADS=N sets the thread count (default: all cores); BIN=PATH another sentence-mtl binary. A run whose wall time is recorded is
@@ -30,9 +34,9 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-parts=("$@"); [ ${#parts[@]} -eq 0 ] && parts=(grid confirm references seeds multitask-seeds batch-tokens rate-by-size)
+parts=("$@"); [ ${#parts[@]} -eq 0 ] && parts=(grid confirm references seeds multitask-seeds batch-tokens rate-by-size small-data-beside-embeddings)
 for part in "${parts[@]}"; do
-  case "$part" in grid|confirm|references|seeds|multitask-seeds|batch-tokens|rate-by-size) ;; *) echo "recipe-study.sh: unknown part $part (grid, confirm, references, seeds, multitask-seeds, batch-tokens, rate-by-size)" >&2; exit 2 ;; esac
+  case "$part" in grid|confirm|references|seeds|multitask-seeds|batch-tokens|rate-by-size|small-data-beside-embeddings) ;; *) echo "recipe-study.sh: unknown part $part (grid, confirm, references, seeds, multitask-seeds, batch-tokens, rate-by-size, small-data-beside-embeddings)" >&2; exit 2 ;; esac
 done
 scripts/setup.sh --reference >&2
 threads="${THREADS:-$(nproc)}"
@@ -143,6 +147,39 @@ for part in "${parts[@]}"; do
       done
       .venv/bin/python scripts/reference/seed_summary.py "$out/rate-by-size" \
         "SST-5 and TREC + SST-2, 3 epochs, batch 32, --precision auto (plain loop: $plain_precision), final dev evaluation: the backbone rate" sst5 | tee "$out/rate-by-size.md"
+      ;;
+    small-data-beside-embeddings)
+      # The demo showed small-data mode's label pairs regrouping a shared space by label; this
+      # measures what that costs a real embedding task, and what turning it off costs the
+      # few-shot one.
+      dir="$out/small-data-beside-embeddings"
+      mkdir -p "$dir"
+      for draw in ${DRAWS:-20261202 20261203 20261204}; do
+        few="$out/data/sst2-8-draw$draw.csv"
+        .venv/bin/python scripts/reference/draw_per_class.py "$data/sst2/train.csv" "$few" 8 "$draw" >&2
+        for mode in auto off; do
+          name="small-data-beside-embeddings/$mode-draw$draw"
+          timed "$name" "${train[@]}" --max-steps 200 --small-data "$mode" --seed 1 \
+            --task "sst2=$few" --task "stsb=$data/stsb/train.csv,$data/stsb/dev.csv" --out "$out/$name"
+          [ -s "$out/$name.json" ] || "$bin" eval --model "$out/$name/last" --device cpu --threads "$threads" --quiet \
+            --task "sst2=$data/sst2/dev.csv" --task "stsb=$data/stsb/dev.csv" --json > "$out/$name.json"
+        done
+      done
+      .venv/bin/python - "$dir" <<'PY' | tee "$dir.md"
+import glob, json, statistics, sys
+runs = {}
+for f in sorted(glob.glob(f"{sys.argv[1]}/*.json")):
+    mode, draw = f.rsplit("/", 1)[1][:-5].split("-draw")
+    t = json.load(open(f))["tasks"]
+    runs.setdefault(mode, {})[draw] = (100 * t["sst2"]["accuracy"], 100 * t["stsb"]["spearman"])
+print("\nSST-2 with 8 rows per class beside STS-B, 200 steps, last checkpoint: SST-2 dev accuracy / STS-B dev Spearman\n")
+draws = sorted(runs["auto"])
+print("| --small-data | " + " | ".join(f"draw {d}" for d in draws) + " | mean |\n|---|" + "---:|" * (len(draws) + 1))
+for mode in ("auto", "off"):
+    cells = [runs[mode][d] for d in draws]
+    mean = (statistics.mean(c[0] for c in cells), statistics.mean(c[1] for c in cells))
+    print(f"| {mode} | " + " | ".join(f"{a:.1f} / {s:.2f}" for a, s in cells) + f" | {mean[0]:.1f} / {mean[1]:.2f} |")
+PY
       ;;
   esac
 done
