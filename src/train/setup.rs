@@ -16,7 +16,6 @@ use super::optimizer::AdamW;
 use super::run_dir::RunDir;
 use super::settings::TrainSettings;
 use super::state::{FileFingerprint, TrainerState};
-use super::trainer::RunOptions;
 use crate::checkpoint::{self, TrainableModel, TrainingSpec};
 use crate::data::batching::BatchLimit;
 use crate::data::sampler::{TaskRows, TaskSampler};
@@ -34,7 +33,7 @@ pub(super) fn build_feature_cache(
     settings: &TrainSettings,
     loaded: &LoadedModel,
     tasks: &[Box<dyn TrainingTask>],
-    options: &RunOptions,
+    quiet: bool,
 ) -> Result<Option<FeatureCache>> {
     let Some(depth) = CacheDepth::of(loaded) else { return Ok(None) };
     if !settings.feature_cache || loaded.weights.values().all(|t| !t.requires_grad()) {
@@ -56,8 +55,8 @@ pub(super) fn build_feature_cache(
     }
     let started = Instant::now();
     let batch = BatchLimit::Rows(settings.eval_batch_size);
-    let cache = FeatureCache::build(loaded, depth, &texts, batch, &Progress::new(options.quiet))?;
-    if !options.quiet {
+    let cache = FeatureCache::build(loaded, depth, &texts, batch, &Progress::new(quiet))?;
+    if !quiet {
         eprintln!(
             "feature cache: {} of {} distinct sentences ({:.1} MB) in {:.1}s; the frozen layers run once, without dropout (--no-feature-cache runs them every step)",
             depth.describe(),

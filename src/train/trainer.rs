@@ -255,7 +255,7 @@ impl<'a> Trainer<'a> {
             };
             overview.print()?;
         }
-        let cache = setup::build_feature_cache(settings, &loaded, &tasks, options)?;
+        let cache = setup::build_feature_cache(settings, &loaded, &tasks, options.quiet)?;
         let main = distributed::is_main(group);
         let log = if main { RunLog::open(&run.log())? } else { RunLog::discard() };
         let groups = build_groups(&model.vs, num_layers, &learning_rates, settings.weight_decay)?;
