@@ -99,10 +99,10 @@ PY
     timed "enc_st_bf16-weights_rows_$round" "${st[@]}" "$work/st_bf16-weights_rows.npy" bf16-weights
   done
 fi
-.venv/bin/python - "$work" "$steps" "$threads" "$batch_tokens" "$only" "$join" <<'PY'
-import json, sys
+.venv/bin/python - "$work" "$steps" "$threads" "$batch_tokens" "$only" "$join" "${input:-}" <<'PY'
+import csv, json, sys
 import numpy as np
-work, steps, threads, budget, only, join = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6])
+work, steps, threads, budget, only, join, encoded = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6]), sys.argv[7]
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 batchings = {"rows": "batch 32", "tokens": f"--batch-tokens {budget}"}
 def wall(name): return float(open(f"{work}/{name}.time").read().split()[0])
@@ -131,7 +131,7 @@ def training():
         print(f"{label}: sentence-mtl bf16 / fp32 {o16[0] / o32[0]:.2f}x examples/s, dev accuracy {100 * (o16[1] - o32[1]):+.1f} / {100 * (o16[2] - o32[2]):+.1f} pt (TREC / SST-2); "
               f"sentence-mtl / PyTorch {o32[0] / r32[0]:.2f}x in fp32, {o16[0] / r16[0]:.2f}x in bf16")
 def encoding():
-    n = 6920 // join
+    n = sum(1 for _ in csv.DictReader(open(encoded, newline="", encoding="utf-8")))
     what = "sentences (sst2/train.csv)" if join == 1 else f"texts of {join} consecutive sst2/train.csv sentences"
     print(f"\nencode all-MiniLM-L6-v2, {n} {what}, {threads} threads, best of 2 alternated rounds, end to end\n")
     unit = "sentences/s" if join == 1 else "texts/s"
