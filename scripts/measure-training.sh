@@ -15,16 +15,20 @@
 #   cache-epochs  --freeze backbone with and without the feature cache at 3 and at 5 epochs
 #           (CACHE_EPOCHS="3 5"): the cached run's cost hardly grows with epochs, the
 #           uncached one's grows with each, so the ratio says when the cache pays what
+#   cache-bound  what the cache build could cost at best on this CPU: the linear layers' FLOPs
+#           over the distinct sentences' real tokens at libtorch's measured fp32 matmul rate,
+#           beside the build's measured time (from the 3-epoch runs of cache-epochs, run first),
+#           and the wall-time ratio a build that fast would give
 # Prints markdown tables (examples/s over training steps only, peak RSS, wall time, dev
 # accuracy and macro-F1 of the best checkpoint).
-#   scripts/measure-training.sh [epoch] [quality] [freeze] [freeze-speed] [cache] [cache-epochs]
+#   scripts/measure-training.sh [epoch] [quality] [freeze] [freeze-speed] [cache] [cache-epochs] [cache-bound]
 #   (default: all)
 # THREADS=N sets the thread count (default: all cores). Runs go to runs/measure/.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 scripts/setup.sh --reference >&2
-parts=("$@"); [ ${#parts[@]} -eq 0 ] && parts=(epoch quality freeze freeze-speed cache cache-epochs)
+parts=("$@"); [ ${#parts[@]} -eq 0 ] && parts=(epoch quality freeze freeze-speed cache cache-epochs cache-bound)
 threads="${THREADS:-$(nproc)}"
 data="$root/../shared/data"
 trec="trec=$data/trec/train_split.csv,$data/trec/dev_split.csv"
@@ -143,6 +147,48 @@ for e in epochs:
     print(f"{e} epochs: wall time {wall(f'nocache-frozen-{e}ep') / wall(f'cache-frozen-{e}ep'):.2f}x faster with the cache (including its build)")
 PY
       ;;
-    *) echo "measure-training.sh: unknown part $part (epoch, quality, freeze, freeze-speed, cache, cache-epochs)" >&2; exit 2 ;;
+    cache-bound)
+      [ -f "$out/cache-frozen-3ep.time" ] && [ -f "$out/nocache-frozen-3ep.time" ] ||
+        { echo "measure-training.sh: run the cache-epochs part (with 3 epochs) first" >&2; exit 2; }
+      .venv/bin/python - "$out" "$threads" "$data" models/all-MiniLM-L6-v2 <<'PY'
+import csv, json, sys, time
+import torch
+from transformers import AutoTokenizer
+out, threads, data, model = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+torch.set_num_threads(threads)
+files = ["trec/train_split.csv", "trec/dev_split.csv", "sst2/train.csv", "sst2/dev.csv"]
+texts = {row["text"] for f in files for row in csv.DictReader(open(f"{data}/{f}"))}
+tokenizer = AutoTokenizer.from_pretrained(model, clean_up_tokenization_spaces=True)
+tokens = sum(len(ids) for ids in tokenizer(sorted(texts), truncation=True, max_length=256)["input_ids"])
+config = json.load(open(f"{model}/config.json"))
+h, i, layers = config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"]
+rows = 64 * round(tokens / len(texts))  # one inference batch of 64 sentences of average length
+def seconds_per_row(k, n, repeats=30):
+    a, b = torch.randn(rows, k), torch.randn(k, n)
+    for _ in range(3):
+        a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return (time.perf_counter() - start) / repeats / rows
+# Per token and block: Q, K, V and the attention output (h x h each), then h x i and i x h.
+per_token = layers * (4 * seconds_per_row(h, h) + seconds_per_row(h, i) + seconds_per_row(i, h))
+flops = 2 * tokens * layers * (4 * h * h + 2 * h * i)
+floor = per_token * tokens
+wall = lambda n: float(open(f"{out}/{n}.time").read().split()[0])
+first_step = json.loads(open(f"{out}/cache-frozen-3ep/train_log.jsonl").readline())["elapsed_s"]
+cached, plain = wall("cache-frozen-3ep"), wall("nocache-frozen-3ep")
+best = cached - first_step + floor
+print(f"\nThe feature cache's build against the matmul floor ({threads} threads)\n")
+print(f"- {len(texts)} distinct training and dev sentences, {tokens} real tokens ({tokens / len(texts):.1f} each)")
+print(f"- the linear layers over them: {flops / 1e12:.2f} TFLOP; libtorch's fp32 matmul at these shapes "
+      f"({rows} rows): {flops / floor / 1e9:.0f} GFLOP/s, so {floor:.1f} s at the least")
+print(f"- the cached run's first step came {first_step:.1f} s after its start (loading and the cache build); "
+      f"its wall time {cached:.1f} s, the uncached run's {plain:.1f} s: {plain / cached:.2f}x")
+print(f"- a build at the floor, with nothing else in it (no attention, LayerNorm, GELU, padding or "
+      f"loading), would give {plain / best:.2f}x")
+PY
+      ;;
+    *) echo "measure-training.sh: unknown part $part (epoch, quality, freeze, freeze-speed, cache, cache-epochs, cache-bound)" >&2; exit 2 ;;
   esac
 done
