@@ -4,7 +4,9 @@
 //! then runs only the trainable rest (the top blocks, pooling, projection, heads) from them.
 //!
 //! The cached part runs in inference mode, so a frozen backbone's dropout is off (the
-//! features are those `encode` computes). Entries are keyed by token ids, so a sentence that
+//! features are those `encode` computes), and at the precision of what reads it: training
+//! sentences at the training forward's, dev sentences in fp32 as dev sets are scored (one
+//! cache for both in an fp32 run; `RunCaches`). Entries are keyed by token ids, so a sentence that
 //! appears in several tasks or rows is computed once, and one that is not cached (a text
 //! `eval` brings later) is simply run through the whole model. The cache lives in memory for
 //! one process: it never goes into a checkpoint, and a resumed run builds it again (the frozen
@@ -13,12 +15,13 @@
 use std::collections::HashMap;
 
 use anyhow::Result;
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 use crate::data::batching::{length_sorted_batches, pad_batch, BatchLimit};
 use crate::model::fused_forward::FusedForward;
 use crate::model::loaded::LoadedModel;
 use crate::model::names::{self, BackboneLayer};
+use crate::precision::{autocast, Precision};
 use crate::progress::Progress;
 
 /// What the cache holds per sentence.
@@ -82,12 +85,13 @@ impl FeatureCache {
     }
 
     /// Runs the frozen part over every distinct sentence, in length-sorted batches as
-    /// inference makes them.
+    /// inference makes them, at `precision` (a resolved one); the states are kept in fp32.
     pub fn build(
         model: &LoadedModel,
         depth: CacheDepth,
         sequences: &[&[i64]],
         batch: BatchLimit,
+        precision: Precision,
         progress: &Progress,
     ) -> Result<Self> {
         let mut index = HashMap::new();
@@ -106,11 +110,13 @@ impl FeatureCache {
             for batch in length_sorted_batches(&lengths, batch) {
                 let texts: Vec<&[i64]> = batch.iter().map(|&i| distinct[i]).collect();
                 let (ids, mask) = pad_batch(&texts, model.tokenizer.pad_id(), model.device);
-                let states = match depth {
-                    CacheDepth::Pooled => model.spec.pooling.forward(&forward.hidden_states(&ids, &mask)?, &mask),
-                    CacheDepth::BelowBlock(k) => forward.states_below(&ids, &mask, k)?,
-                };
-                parts.push((batch.clone(), states));
+                let states = autocast(precision, model.device, || -> Result<Tensor> {
+                    Ok(match depth {
+                        CacheDepth::Pooled => model.spec.pooling.forward(&forward.hidden_states(&ids, &mask)?, &mask),
+                        CacheDepth::BelowBlock(k) => forward.states_below(&ids, &mask, k)?,
+                    })
+                })?;
+                parts.push((batch.clone(), states.to_kind(Kind::Float)));
                 bar.inc(batch.len() as u64);
             }
             Ok(())
@@ -184,6 +190,30 @@ impl FeatureCache {
             }
         };
         Ok(Some(features))
+    }
+}
+
+/// A run's cached features: its training sentences' at the training precision, and its dev
+/// sentences' in fp32 (how dev sets are scored), which is one cache when training is in fp32.
+pub struct RunCaches {
+    pub training: FeatureCache,
+    /// `None` when `training` serves dev evaluation too.
+    pub dev: Option<FeatureCache>,
+}
+
+impl RunCaches {
+    /// What dev evaluation (in fp32) reads.
+    pub fn fp32(&self) -> &FeatureCache {
+        self.dev.as_ref().unwrap_or(&self.training)
+    }
+
+    /// Sentences computed, over both caches.
+    pub fn entries(&self) -> usize {
+        self.training.len() + self.dev.as_ref().map_or(0, FeatureCache::len)
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.training.bytes() + self.dev.as_ref().map_or(0, FeatureCache::bytes)
     }
 }
 

@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use tch::nn::VarStore;
 use tch::Tensor;
 
-use super::feature_cache::{CacheDepth, FeatureCache};
+use super::feature_cache::{CacheDepth, FeatureCache, RunCaches};
 use super::optimizer::AdamW;
 use super::run_dir::RunDir;
 use super::settings::TrainSettings;
@@ -23,27 +23,37 @@ use crate::distributed::data_parallel::{self, broadcast_weights};
 use crate::distributed::gradient_sync::GradientSync;
 use crate::distributed::ProcessGroup;
 use crate::model::loaded::LoadedModel;
+use crate::precision::Precision;
 use crate::progress::Progress;
 use crate::tasks::{self, TrainingTask};
 
 /// The frozen part of the backbone computed once per training and dev sentence, when the
 /// run freezes a prefix of it (and neither `--no-feature-cache` nor `--freeze all` says
-/// otherwise). Refused when it would not fit `--feature-cache-budget`.
+/// otherwise): training sentences at the training `precision` (resolved), dev sentences in
+/// fp32. Refused when it would not fit `--feature-cache-budget`.
 pub(super) fn build_feature_cache(
     settings: &TrainSettings,
     loaded: &LoadedModel,
     tasks: &[Box<dyn TrainingTask>],
+    precision: Precision,
     quiet: bool,
-) -> Result<Option<FeatureCache>> {
+) -> Result<Option<RunCaches>> {
     let Some(depth) = CacheDepth::of(loaded) else { return Ok(None) };
     if !settings.feature_cache || loaded.weights.values().all(|t| !t.requires_grad()) {
         return Ok(None);
     }
     let dev_texts: Vec<&str> = tasks.iter().flat_map(|t| t.dev_texts()).collect();
     let dev_tokens = loaded.tokenizer.encode_batch(&dev_texts, loaded.spec.max_length);
-    let mut texts: Vec<&[i64]> = tasks.iter().flat_map(|t| t.train_texts()).collect();
-    texts.extend(dev_tokens.iter().map(Vec::as_slice));
-    let bytes = FeatureCache::estimate_bytes(depth, &texts, loaded.config.hidden_size());
+    let dev: Vec<&[i64]> = dev_tokens.iter().map(Vec::as_slice).collect();
+    let training: Vec<&[i64]> = tasks.iter().flat_map(|t| t.train_texts()).collect();
+    let apart = precision != Precision::Fp32;
+    let hidden = loaded.config.hidden_size();
+    let together = [&training[..], &dev[..]].concat();
+    let bytes = if apart {
+        FeatureCache::estimate_bytes(depth, &training, hidden) + FeatureCache::estimate_bytes(depth, &dev, hidden)
+    } else {
+        FeatureCache::estimate_bytes(depth, &together, hidden)
+    };
     let budget = settings.feature_cache_budget_mb * 1024 * 1024;
     if bytes > budget {
         bail!(
@@ -54,18 +64,26 @@ pub(super) fn build_feature_cache(
         );
     }
     let started = Instant::now();
-    let batch = BatchLimit::Rows(settings.eval_batch_size);
-    let cache = FeatureCache::build(loaded, depth, &texts, batch, &Progress::new(quiet))?;
+    let build = |sequences: &[&[i64]], precision| {
+        let batch = BatchLimit::Rows(settings.eval_batch_size);
+        FeatureCache::build(loaded, depth, sequences, batch, precision, &Progress::new(quiet))
+    };
+    let caches = if apart {
+        RunCaches { training: build(&training, precision)?, dev: Some(build(&dev, Precision::Fp32)?) }
+    } else {
+        RunCaches { training: build(&together, Precision::Fp32)?, dev: None }
+    };
     if !quiet {
         eprintln!(
-            "feature cache: {} of {} distinct sentences ({:.1} MB) in {:.1}s; the frozen layers run once, without dropout (--no-feature-cache runs them every step)",
+            "feature cache: {} of {} distinct sentences ({:.1} MB{}) in {:.1}s; the frozen layers run once, without dropout (--no-feature-cache runs them every step)",
             depth.describe(),
-            cache.len(),
-            cache.bytes() as f64 / 1e6,
+            caches.entries(),
+            caches.bytes() as f64 / 1e6,
+            if apart { format!("; training sentences in {precision}, dev sentences in fp32") } else { String::new() },
             started.elapsed().as_secs_f64()
         );
     }
-    Ok(Some(cache))
+    Ok(Some(caches))
 }
 
 /// The model to train: from `--model`, or from the run's `last/` when resuming (which must

@@ -12,7 +12,7 @@ use indicatif::ProgressBar;
 use tch::{Kind, Tensor};
 
 use super::evaluate::{evaluate, Evaluation};
-use super::feature_cache::FeatureCache;
+use super::feature_cache::RunCaches;
 use super::freeze::FreezeRule;
 use super::interrupt::{signal_name, Interrupted, StopOnSignal};
 use super::log::{EvalRecord, LogRecord, RunLog, RunSummary, StepRecord};
@@ -189,7 +189,7 @@ pub struct Trainer<'a> {
     _model: MultiTaskModel,
     loaded: LoadedModel,
     /// The frozen part's output per sentence, when the run caches it.
-    cache: Option<FeatureCache>,
+    cache: Option<RunCaches>,
     /// The training forward's precision, resolved for the device.
     precision: Precision,
     trainable_parameters: i64,
@@ -255,7 +255,7 @@ impl<'a> Trainer<'a> {
             };
             overview.print()?;
         }
-        let cache = setup::build_feature_cache(settings, &loaded, &tasks, options.quiet)?;
+        let cache = setup::build_feature_cache(settings, &loaded, &tasks, precision, options.quiet)?;
         let main = distributed::is_main(group);
         let log = if main { RunLog::open(&run.log())? } else { RunLog::discard() };
         let groups = build_groups(&model.vs, num_layers, &learning_rates, settings.weight_decay)?;
@@ -576,6 +576,7 @@ impl<'a> Trainer<'a> {
     fn sentence_features(&self, forward: &FusedForward, batch: &TrainBatch) -> Result<Tensor> {
         if let Some(cache) = &self.cache {
             return cache
+                .training
                 .features(forward, &batch.texts, true)?
                 .context("a training text is missing from the feature cache");
         }
@@ -687,7 +688,7 @@ impl<'a> Trainer<'a> {
     fn fp32_encoder(&self) -> Encoder<'_> {
         Encoder {
             model: &self.loaded,
-            cache: self.cache.as_ref(),
+            cache: self.cache.as_ref().map(RunCaches::fp32),
             precision: Precision::Fp32,
             batch: BatchLimit::Rows(self.settings.eval_batch_size),
             group: self.group,

@@ -561,6 +561,44 @@ fn a_batch_forwarded_in_groups_of_similar_length_trains_as_one_forward() {
     }
 }
 
+/// Under `--precision bf16` the cache computes the training sentences' frozen states in bf16,
+/// as the uncached training forward does (and dev sentences in fp32, as dev evaluation does),
+/// so with dropout off the cached run still trains what the uncached one trains. Skipped,
+/// loudly, on CPUs without bf16 instructions.
+#[test]
+fn in_bf16_the_feature_cache_trains_what_the_bf16_frozen_layers_train() {
+    let test = "in_bf16_the_feature_cache_trains_what_the_bf16_frozen_layers_train";
+    let Some(s) = setup(test) else { return };
+    if !cpu_has_bf16(test) {
+        return;
+    }
+    for (name, freeze) in
+        [("backbone", &["--freeze", "backbone"][..]), ("layers", &["--freeze", "embeddings", "--freeze", "layers:1"])]
+    {
+        let mut extra = vec!["--epochs", "3", "--dropout", "0", "--warmup-steps", "0", "--precision", "bf16"];
+        extra.extend_from_slice(freeze);
+        let cached_run = format!("cached-{name}");
+        let output = s.train(&cached_run, &extra);
+        assert!(
+            stderr(&output).contains("training sentences in bf16, dev sentences in fp32"),
+            "{name}: the cache does not say it holds bf16 training states:\n{}",
+            stderr(&output)
+        );
+        extra.push("--no-feature-cache");
+        let plain_run = format!("plain-{name}");
+        s.train(&plain_run, &extra);
+        let cached = weights(&Path::new(&s.out(&cached_run)).join("last"));
+        let plain = weights(&Path::new(&s.out(&plain_run)).join("last"));
+        let largest = cached
+            .iter()
+            .filter(|(tensor, _)| !tensor.ends_with("attention.self.key.bias"))
+            .map(|(tensor, value)| f64::try_from((value - &plain[tensor]).abs().max()).unwrap())
+            .fold(0.0, f64::max);
+        eprintln!("{name}: cached and uncached bf16 runs agree to {largest:.1e} in every trained tensor");
+        assert!(largest < 1e-5, "{name}: the cached and uncached bf16 runs differ by {largest}");
+    }
+}
+
 /// With the backbone (or the embeddings and the bottom block) frozen, the feature cache
 /// computes the frozen part once; with dropout off that is the same function as running it
 /// every step, so both runs train the same weights (to float rounding), the frozen tensors
