@@ -15,15 +15,18 @@
 #   cache-epochs  --freeze backbone with and without the feature cache at 3 and at 5 epochs
 #           (CACHE_EPOCHS="3 5"): the cached run's cost hardly grows with epochs, the
 #           uncached one's grows with each, so the ratio says when the cache pays what
+#   cache-bf16  the same as cache-epochs at 3 epochs under --precision bf16 (a CPU with
+#           AVX-512 BF16 or AMX): the cache computes the training sentences in bf16 there
 #   cache-bound  what the cache build could cost at best on this CPU: the linear layers' FLOPs
 #           over the distinct sentences' real tokens at libtorch's measured fp32 matmul rate,
 #           beside the build's measured time (from the 3-epoch runs of cache-epochs, run first),
 #           and the wall-time ratio a build that fast would give
 # Prints markdown tables (examples/s over training steps only, peak RSS, wall time, dev
 # accuracy and macro-F1 of the best checkpoint).
-#   scripts/measure-training.sh [epoch] [quality] [freeze] [freeze-speed] [cache] [cache-epochs] [cache-bound]
+#   scripts/measure-training.sh [epoch] [quality] [freeze] [freeze-speed] [cache] [cache-epochs] [cache-bf16] [cache-bound]
 #   (default: all)
-# THREADS=N sets the thread count (default: all cores). Runs go to runs/measure/.
+# THREADS=N sets the thread count (default: all cores), BIN the binary (default: this build's).
+# Runs go to runs/measure/.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -35,7 +38,7 @@ trec="trec=$data/trec/train_split.csv,$data/trec/dev_split.csv"
 sst2="sst2=$data/sst2/train.csv,$data/sst2/dev.csv"
 out=runs/measure
 mkdir -p "$out"
-train=(target/release/sentence-mtl train --model models/all-MiniLM-L6-v2 --device cpu --threads "$threads" --quiet --overwrite)
+train=("${BIN:-target/release/sentence-mtl}" train --model models/all-MiniLM-L6-v2 --device cpu --threads "$threads" --quiet --overwrite)
 
 run() { # NAME ARGS...: trains into $out/NAME, keeps wall time and peak RSS
   local name="$1"; shift
@@ -147,6 +150,17 @@ for e in epochs:
     print(f"{e} epochs: wall time {wall(f'nocache-frozen-{e}ep') / wall(f'cache-frozen-{e}ep'):.2f}x faster with the cache (including its build)")
 PY
       ;;
+    cache-bf16)
+      run cache-bf16-3ep --task "$trec" --task "$sst2" --freeze backbone --epochs 3 --precision bf16
+      run nocache-bf16-3ep --task "$trec" --task "$sst2" --freeze backbone --epochs 3 --precision bf16 --no-feature-cache
+      report "--freeze backbone in bf16 with the feature cache and without, 3 epochs" cache-bf16-3ep nocache-bf16-3ep
+      .venv/bin/python - "$out" <<'PY'
+import sys
+out = sys.argv[1]
+wall = lambda n: float(open(f"{out}/{n}.time").read().split()[0])
+print(f"\nbf16, 3 epochs: wall time {wall('nocache-bf16-3ep') / wall('cache-bf16-3ep'):.2f}x faster with the cache (including its build)")
+PY
+      ;;
     cache-bound)
       [ -f "$out/cache-frozen-3ep.time" ] && [ -f "$out/nocache-frozen-3ep.time" ] ||
         { echo "measure-training.sh: run the cache-epochs part (with 3 epochs) first" >&2; exit 2; }
@@ -189,6 +203,6 @@ print(f"- a build at the floor, with nothing else in it (no attention, LayerNorm
       f"loading), would give {plain / best:.2f}x")
 PY
       ;;
-    *) echo "measure-training.sh: unknown part $part (epoch, quality, freeze, freeze-speed, cache, cache-epochs, cache-bound)" >&2; exit 2 ;;
+    *) echo "measure-training.sh: unknown part $part (epoch, quality, freeze, freeze-speed, cache, cache-epochs, cache-bf16, cache-bound)" >&2; exit 2 ;;
   esac
 done
