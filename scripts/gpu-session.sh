@@ -17,8 +17,11 @@
 #         bench32   scripts/bench-gpu.sh at batch 32, fp32 and bf16, against PyTorch
 #         tokens    scripts/bench-gpu.sh at --batch-tokens 16384, the same
 #         accuracy  3 epochs at batch 32 against --batch-tokens 16384 at several learning rates
+#         cache     3 epochs with --freeze backbone and with --freeze embeddings --freeze
+#                   layers:3, each with the feature cache and with --no-feature-cache
 # The lent machine's python3 must have torch==TORCH_VERSION, transformers and safetensors.
-# For a dry run elsewhere: DEVICE (default cuda), NCCL_STEPS (500), ACCURACY_LENGTH ("--epochs 3").
+# For a dry run elsewhere: DEVICE (default cuda), NCCL_STEPS (500), ACCURACY_LENGTH and CACHE_LENGTH
+# ("--epochs 3").
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -149,6 +152,33 @@ part_accuracy() {
   done
 }
 
+part_cache() {
+  local name start walls="$work/cache_walls" length=(${CACHE_LENGTH:---epochs 3})
+  : > "$walls"
+  for name in cache-backbone nocache-backbone cache-layers3 nocache-layers3; do
+    local args=("${length[@]}" --out "$work/cache/$name")
+    case "$name" in *backbone) args+=(--freeze backbone) ;; *) args+=(--freeze embeddings --freeze layers:3) ;; esac
+    case "$name" in nocache*) args+=(--no-feature-cache) ;; esac
+    start=$EPOCHREALTIME
+    smtl_train "${args[@]}" > "$work/cache_$name.log" 2>&1
+    echo "$name $start $EPOCHREALTIME" >> "$walls"
+  done
+  python3 - "$walls" "$work/cache" "${length[*]}" >> "$out/summary.md" <<'PY'
+import json, sys
+walls = {name: float(end) - float(start) for name, start, end in (line.split() for line in open(sys.argv[1]))}
+print(f"\n## cache: {sys.argv[3]}, batch 32, fp32, frozen layers computed once (feature cache) or every step\n")
+print("| run | steps | wall time (s) | TREC dev acc | SST-2 dev acc |\n|---|---:|---:|---:|---:|")
+for name, wall in walls.items():
+    records = [json.loads(l) for l in open(f"{sys.argv[2]}/{name}/train_log.jsonl")]
+    steps = [r for r in records if r["type"] == "summary"][-1]["step"]
+    dev = [r for r in records if r["type"] == "eval"][-1]["tasks"]
+    print(f"| {name} | {steps} | {wall:.1f} | {100*dev['trec']['accuracy']:.1f} | {100*dev['sst2']['accuracy']:.1f} |")
+print(f"\nwith the cache (wall time, loading and the build included): --freeze backbone "
+      f"{walls['nocache-backbone'] / walls['cache-backbone']:.2f}x faster, --freeze embeddings --freeze layers:3 "
+      f"{walls['nocache-layers3'] / walls['cache-layers3']:.2f}x")
+PY
+}
+
 if [ "$mode" = pack ]; then
   [ $# -eq 1 ] || { echo "usage: scripts/gpu-session.sh pack TORCH_VERSION" >&2; exit 2; }
   pack "$1"
@@ -168,7 +198,8 @@ for part in "$@"; do
     bench32) part_bench bench32 --steps 500 --rounds 1 || echo "bench32: failed" >> "$out/summary.md" ;;
     tokens) part_bench tokens --steps 100 --rounds 1 --batch-tokens 16384 || echo "tokens: failed" >> "$out/summary.md" ;;
     accuracy) part_accuracy || echo "accuracy: failed" >> "$out/summary.md" ;;
-    *) echo "gpu-session.sh: unknown part $part (nccl, bench32, tokens, accuracy)" >&2; exit 2 ;;
+    cache) part_cache || echo "cache: failed" >> "$out/summary.md" ;;
+    *) echo "gpu-session.sh: unknown part $part (nccl, bench32, tokens, accuracy, cache)" >&2; exit 2 ;;
   esac
   echo "($part took $((SECONDS - started)) s)" >> "$out/summary.md"
   (cd "$work" && find . -name '*.log' -o -name '*.json' -o -name '*.err' -o -name 'train_log.jsonl' -o -name '*.gpu_*' |
