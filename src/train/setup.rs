@@ -49,11 +49,7 @@ pub(super) fn build_feature_cache(
     let apart = precision != Precision::Fp32;
     let hidden = loaded.config.hidden_size();
     let together = [&training[..], &dev[..]].concat();
-    let bytes = if apart {
-        FeatureCache::estimate_bytes(depth, &training, hidden) + FeatureCache::estimate_bytes(depth, &dev, hidden)
-    } else {
-        FeatureCache::estimate_bytes(depth, &together, hidden)
-    };
+    let bytes = FeatureCache::estimate_bytes(depth, &together, hidden);
     let budget = settings.feature_cache_budget_mb * 1024 * 1024;
     if bytes > budget {
         bail!(
