@@ -24,7 +24,7 @@
 # Prints markdown tables (examples/s over training steps only, peak RSS, wall time, dev
 # accuracy and macro-F1 of the best checkpoint).
 #   scripts/measure-training.sh [epoch] [quality] [freeze] [freeze-speed] [cache] [cache-epochs] [cache-bf16] [cache-bound]
-#   (default: all)
+#   (default: all but cache-bf16, which needs a CPU with bf16 instructions)
 # THREADS=N sets the thread count (default: all cores), BIN the binary (default: this build's).
 # Runs go to runs/measure/.
 set -euo pipefail
