@@ -59,6 +59,9 @@ if [[ "$torch_arg" =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]]; then
       say "installing torch $torch_arg with its CUDA libraries into .venv/torch-$torch_arg (several GB)"
       # --no-warn-conflicts: pip would compare these with the .venv's packages, which they do not join.
       pip install --no-warn-conflicts --target "$install.tmp" "torch==$torch_arg"
+      # Triton (1 GB) compiles kernels for Python's torch.compile; neither the binary nor
+      # torchrun loads it.
+      rm -rf "$install.tmp"/triton "$install.tmp"/triton-*.dist-info
       # CUDA's crt/ and nv/ headers, which the NCCL shim's headers include and no library
       # wheel ships (csrc/nccl_shim.cpp; build.rs builds it only when they are there).
       "$python_bin" scripts/cuda_headers.py "$(echo "$install.tmp"/torch-*.dist-info/METADATA)" "$install.tmp" crt cccl

@@ -86,6 +86,12 @@ if [ "$reference" = 1 ]; then
     pip install --quiet -r scripts/requirements-reference.txt
     has reference || { say "error: .venv still lacks the reference packages after pip install"; exit 1; }
   fi
+  # Triton compiles GPU kernels for torch.compile, which no reference check uses; without a
+  # GPU it is 550 MB of disk for nothing (a GPU machine keeps it, for Python users).
+  if [ "$cuda" = no ] && "$venv/bin/python" -m pip show --quiet triton 2>/dev/null; then
+    say "venv: removing triton (GPU kernel compiler; no GPU here)"
+    pip uninstall --yes --quiet triton
+  fi
 fi
 # With CUDA's libraries (a driver, or the reference stack) come the headers the NCCL shim
 # compiles against (csrc/nccl_shim.cpp), but not CUDA's crt/ and nv/ ones, which they include:
