@@ -76,6 +76,34 @@ impl FreezeRule {
         Ok(())
     }
 
+    /// Refuses rules that freeze the whole encoder (backbone and projection) while a task
+    /// without a head trains: similarity and pairs tasks learn through the encoder alone, so
+    /// their loss would have no gradient (libtorch fails at the first backward pass).
+    /// `--freeze all` is exempt: it asks for an evaluation-only run.
+    pub fn check_headless_tasks(rules: &[Self], variables: &[String], headless_tasks: &[&str]) -> Result<()> {
+        let Some(task) = headless_tasks.first() else { return Ok(()) };
+        if rules.contains(&Self::All) {
+            return Ok(());
+        }
+        let mut encoder = variables
+            .iter()
+            .filter(|name| matches!(names::part_of(name), TensorPart::Backbone(_) | TensorPart::Projection));
+        if encoder.any(|name| !rules.iter().any(|r| r.matches(name))) {
+            return Ok(());
+        }
+        let has_projection = variables.iter().any(|name| names::part_of(name) == TensorPart::Projection);
+        let fix = if has_projection {
+            "freeze less of the encoder (for example --freeze layers:K)"
+        } else {
+            "add --projection-dim N to train a projection on the frozen backbone, or freeze less (for example --freeze layers:K)"
+        };
+        let rules: Vec<String> = rules.iter().map(Self::to_string).collect();
+        bail!(
+            "--freeze {} leaves task '{task}' nothing to train: it has no head and learns through the encoder alone; {fix}",
+            rules.join(" --freeze ")
+        )
+    }
+
     fn matches(&self, variable: &str) -> bool {
         match self {
             Self::None => false,
@@ -158,6 +186,20 @@ mod tests {
         assert!(err.contains("only 6 layers"), "{err}");
         let err = FreezeRule::validate(&[FreezeRule::Head("b".into())], 6, &["a"], &spec).unwrap_err().to_string();
         assert!(err.contains("no task named 'b'"), "{err}");
+    }
+
+    #[test]
+    fn a_frozen_encoder_is_refused_only_when_a_headless_task_trains() {
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let no_projection = names(&["bert.encoder.layer.0.output.dense.weight", "heads.trec.weight"]);
+        let backbone = [FreezeRule::Backbone];
+        let err = FreezeRule::check_headless_tasks(&backbone, &no_projection, &["sts"]).unwrap_err().to_string();
+        assert!(err.contains("task 'sts' nothing to train") && err.contains("--projection-dim"), "{err}");
+        assert!(FreezeRule::check_headless_tasks(&backbone, &no_projection, &[]).is_ok());
+        assert!(FreezeRule::check_headless_tasks(&[FreezeRule::All], &no_projection, &["sts"]).is_ok());
+        assert!(FreezeRule::check_headless_tasks(&[FreezeRule::Layers(1)], &no_projection, &["sts"]).is_err());
+        let with_projection = names(&["bert.encoder.layer.0.output.dense.weight", "projection.weight"]);
+        assert!(FreezeRule::check_headless_tasks(&backbone, &with_projection, &["sts"]).is_ok());
     }
 
     #[test]

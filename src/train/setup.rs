@@ -12,6 +12,7 @@ use tch::nn::VarStore;
 use tch::Tensor;
 
 use super::feature_cache::{CacheDepth, FeatureCache, RunCaches};
+use super::freeze::FreezeRule;
 use super::optimizer::AdamW;
 use super::run_dir::RunDir;
 use super::settings::TrainSettings;
@@ -23,6 +24,7 @@ use crate::distributed::data_parallel::{self, broadcast_weights};
 use crate::distributed::gradient_sync::GradientSync;
 use crate::distributed::ProcessGroup;
 use crate::model::loaded::LoadedModel;
+use crate::model::spec::{ModelSpec, TaskKind};
 use crate::precision::Precision;
 use crate::progress::Progress;
 use crate::tasks::{self, TrainingTask};
@@ -110,6 +112,25 @@ pub(super) fn load_model(
         );
     }
     Ok(trainable)
+}
+
+/// Applies `--freeze` to the model's variables, after checking the rules against the model
+/// and the tasks.
+pub(super) fn freeze(
+    rules: &[FreezeRule],
+    vs: &VarStore,
+    tasks: &[Box<dyn TrainingTask>],
+    num_layers: usize,
+    spec: &ModelSpec,
+) -> Result<()> {
+    let task_names: Vec<&str> = tasks.iter().map(|t| t.source().name.as_str()).collect();
+    FreezeRule::validate(rules, num_layers, &task_names, spec)?;
+    let headless: Vec<&str> =
+        tasks.iter().filter(|t| t.kind() != TaskKind::Classification).map(|t| t.source().name.as_str()).collect();
+    let variables: Vec<String> = vs.variables().into_keys().collect();
+    FreezeRule::check_headless_tasks(rules, &variables, &headless)?;
+    FreezeRule::apply(rules, vs);
+    Ok(())
 }
 
 /// A new run's state, or the one saved in `resume_from` (restoring the optimizer from it);

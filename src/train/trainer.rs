@@ -13,7 +13,6 @@ use tch::{Kind, Tensor};
 
 use super::evaluate::{evaluate, Evaluation};
 use super::feature_cache::RunCaches;
-use super::freeze::FreezeRule;
 use super::interrupt::{signal_name, Interrupted, StopOnSignal};
 use super::log::{EvalRecord, LogRecord, RunLog, RunSummary, StepRecord};
 use super::optimizer::AdamW;
@@ -238,9 +237,7 @@ impl<'a> Trainer<'a> {
             task.tokenize(&loaded.tokenizer, settings.max_length);
         }
         let num_layers = loaded.config.num_layers() as usize;
-        let task_names: Vec<&str> = tasks.iter().map(|t| t.source().name.as_str()).collect();
-        FreezeRule::validate(&settings.freeze, num_layers, &task_names, &loaded.spec)?;
-        FreezeRule::apply(&settings.freeze, &model.vs);
+        setup::freeze(&settings.freeze, &model.vs, &tasks, num_layers, &loaded.spec)?;
         let learning_rates = settings.learning_rates();
         let parameters = parameter_counts(&model.vs);
         if !options.quiet {

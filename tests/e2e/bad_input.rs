@@ -397,6 +397,20 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         &["--freeze", "head:s"],
         error("--freeze head:s: task 's' is a similarity task: it has no head"),
     );
+    c.add_train(
+        "similarity and pairs",
+        "--freeze backbone with a similarity task and no projection",
+        format!("s={good_sim}"),
+        &["--freeze", "backbone"],
+        error("--freeze backbone leaves task 's' nothing to train: it has no head and learns through the encoder alone; add --projection-dim N"),
+    );
+    c.add_train(
+        "similarity and pairs",
+        "--freeze backbone with a similarity task and a projection",
+        format!("s={good_sim}"),
+        &["--freeze", "backbone", "--projection-dim", "8"],
+        Expect::Works,
+    );
     c.add(
         "similarity and pairs",
         "eval of a similarity file on a model without that task",
