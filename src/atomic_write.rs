@@ -6,7 +6,7 @@ use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 /// A sibling path for temporary content: same folder, so the final rename stays on one
 /// filesystem and is atomic.
@@ -21,7 +21,19 @@ pub fn write_file(path: &Path, contents: &[u8]) -> Result<()> {
 }
 
 /// Like [`write_file`], with the content produced by a writer callback.
+///
+/// A symlink is followed, so its target gets the new content and the link stays. A path
+/// that is neither a file nor a folder (`/dev/stdout`, `/dev/null`, a named pipe) is written
+/// in place: such a stream cannot be replaced, only written to.
 pub fn write_file_with(path: &Path, fill: impl FnOnce(&mut std::fs::File) -> Result<()>) -> Result<()> {
+    let resolved = match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => bail!("cannot write {}: it is a folder", path.display()),
+        Ok(meta) if !meta.is_file() => return write_in_place(path, fill),
+        Ok(_) => std::fs::canonicalize(path).with_context(|| format!("cannot write {}", path.display()))?,
+        // Not there yet, or a symlink to a file not there yet.
+        Err(_) => follow_symlinks(path),
+    };
+    let path = resolved.as_path();
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).with_context(|| format!("cannot create folder {}", parent.display()))?;
     }
@@ -36,6 +48,28 @@ pub fn write_file_with(path: &Path, fill: impl FnOnce(&mut std::fs::File) -> Res
     if result.is_err() {
         let _ = std::fs::remove_file(&temp);
     }
+    result.with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The end of `path`'s symlink chain (a path not there yet), else `path` itself.
+fn follow_symlinks(path: &Path) -> PathBuf {
+    let mut current = path.to_path_buf();
+    // Bounded, as the kernel bounds it, so that a symlink loop ends (and then fails to open).
+    for _ in 0..40 {
+        match std::fs::read_link(&current) {
+            Ok(target) => current = current.parent().map_or(target.clone(), |parent| parent.join(&target)),
+            Err(_) => break,
+        }
+    }
+    current
+}
+
+fn write_in_place(path: &Path, fill: impl FnOnce(&mut std::fs::File) -> Result<()>) -> Result<()> {
+    let result = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(anyhow::Error::from)
+        .and_then(|mut file| fill(&mut file));
     result.with_context(|| format!("cannot write {}", path.display()))
 }
 
@@ -101,6 +135,8 @@ fn sync_dir(dir: &Path) {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::FileTypeExt;
+
     use super::*;
 
     #[test]
@@ -111,6 +147,36 @@ mod tests {
         write_file(&path, b"two").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"two");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn write_file_writes_through_symlinks_and_streams() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real.txt");
+        std::fs::write(&real, "old").unwrap();
+        let link = dir.path().join("link.txt");
+        std::os::unix::fs::symlink("real.txt", &link).unwrap();
+        write_file(&link, b"new").unwrap();
+        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "the link stays a link");
+        assert_eq!(std::fs::read(&real).unwrap(), b"new");
+        let dangling = dir.path().join("dangling.txt");
+        std::os::unix::fs::symlink("made.txt", &dangling).unwrap();
+        write_file(&dangling, b"made").unwrap();
+        assert_eq!(std::fs::read(dir.path().join("made.txt")).unwrap(), b"made");
+        // A named pipe stands for /dev/stdout: written to, never replaced.
+        let pipe = dir.path().join("pipe");
+        let c_pipe = CString::new(pipe.as_os_str().as_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c_pipe.as_ptr(), 0o600) }, 0);
+        let reader = std::thread::spawn({
+            let pipe = pipe.clone();
+            move || std::fs::read(pipe).unwrap()
+        });
+        write_file(&pipe, b"streamed").unwrap();
+        assert!(std::fs::metadata(&pipe).unwrap().file_type().is_fifo(), "the pipe stays a pipe");
+        assert_eq!(reader.join().unwrap(), b"streamed");
+        let err = write_file(dir.path(), b"x").unwrap_err().to_string();
+        assert!(err.contains("it is a folder"), "{err}");
     }
 
     #[test]
