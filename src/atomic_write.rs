@@ -94,7 +94,10 @@ pub fn replace_dir(target: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Res
             std::fs::remove_dir_all(&staging).ok();
         } else {
             let old = sibling_temp(target, "old");
-            std::fs::rename(target, &old).with_context(|| format!("cannot move aside {}", target.display()))?;
+            if let Err(e) = std::fs::rename(target, &old) {
+                let _ = std::fs::remove_dir_all(&staging);
+                return Err(e).with_context(|| format!("cannot move aside {}", target.display()));
+            }
             std::fs::rename(&staging, target).with_context(|| format!("cannot install {}", target.display()))?;
             std::fs::remove_dir_all(&old).ok();
         }

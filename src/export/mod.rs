@@ -56,16 +56,19 @@ impl ExportFormat {
 /// Writes `loaded` in `format` into `out`. A non-empty `out` is refused unless `force`;
 /// the new folder replaces the old one in one step.
 pub fn export(loaded: &LoadedModel, format: ExportFormat, out: &Path, force: bool) -> Result<()> {
+    let mut target = out.to_path_buf();
     if out.exists() {
         if !out.is_dir() {
             bail!("--out {} exists and is not a folder", out.display());
         }
+        target = out.canonicalize().with_context(|| format!("cannot read --out {}", out.display()))?;
+        refuse_replacing_what_is_in_use(out, &target, loaded)?;
         let non_empty = std::fs::read_dir(out)?.next().is_some();
         if non_empty && !force {
             bail!("--out {} exists and is not empty; pass --force to replace it", out.display());
         }
     }
-    atomic_write::replace_dir(out, |folder| {
+    atomic_write::replace_dir(&target, |folder| {
         match format {
             ExportFormat::SentenceTransformers => sentence_transformers::write(loaded, folder)?,
             ExportFormat::Hf => hf::write(loaded, folder)?,
@@ -75,6 +78,22 @@ pub fn export(loaded: &LoadedModel, format: ExportFormat, out: &Path, force: boo
         std::fs::write(folder.join("README.md"), card)?;
         Ok(())
     })
+}
+
+/// Replacing `out` (canonical: `target`) must not delete the checkpoint being exported, nor
+/// the folder the user works in.
+fn refuse_replacing_what_is_in_use(out: &Path, target: &Path, loaded: &LoadedModel) -> Result<()> {
+    if loaded.dir.canonicalize().is_ok_and(|model| model.starts_with(target)) {
+        bail!(
+            "--out {} holds the model being exported ({}); export into another folder",
+            out.display(),
+            loaded.dir.display()
+        );
+    }
+    if std::env::current_dir().is_ok_and(|cwd| cwd.starts_with(target)) {
+        bail!("--out {} is the current folder or holds it; export into a folder of its own", out.display());
+    }
+    Ok(())
 }
 
 /// All variables, on the CPU, by name.

@@ -814,6 +814,13 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         &["export", "-m", &ck, "--format", "hf", "--out", &taken],
         error("exists and is not empty; pass --force to replace it"),
     );
+    let held = c.damaged_checkpoint("holder/best", |_| {});
+    c.add(
+        "export",
+        "--out --force on the folder holding the model",
+        &["export", "-m", &held, "--format", "hf", "--out", &c.path("holder"), "--force"],
+        error("holds the model being exported"),
+    );
 
     // ---- training ----------------------------------------------------------------------
     c.add_train(
