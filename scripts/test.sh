@@ -9,6 +9,15 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+# A fresh run fills about 14 GB at its peak (README, "First run"): say so at once rather than
+# fail in pip with "No space left on device" minutes in. Later runs reuse what is installed.
+if [ ! -d .venv/torch-2.15.0 ]; then
+  free_gb="$(df -Pk "$root" | awk 'NR == 2 { print int($4 / 1048576) }')"
+  if [ "$free_gb" -lt 14 ]; then
+    echo "[test] error: $root has $free_gb GB free; a first run of the tests needs about 14 GB (the reference stack, torch 2.15.0 with CUDA's libraries, two builds)" >&2
+    exit 1
+  fi
+fi
 scripts/setup.sh --reference
 if [ $# -gt 0 ]; then
   exec env SENTENCE_MTL_REQUIRE_ALL=1 cargo test --release --locked "$@"
