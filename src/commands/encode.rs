@@ -28,7 +28,8 @@ pub fn run(args: &EncodeArgs) -> Result<()> {
         max_length: args.model.max_length,
     };
     let group = join_launch(&args.model.device)?;
-    let sentences = read_sentences(&args.io.sentences, args.io.input.as_deref(), &args.io.text_column)?;
+    let quiet = args.model.quiet || !is_main(group.as_ref());
+    let sentences = read_sentences(&args.io.sentences, args.io.input.as_deref(), &args.io.text_column, quiet)?;
     let (loaded, progress) = open_model(&args.model, &overrides, group.as_ref())?;
     let embeddings = encoder(&args.model, &loaded, group.as_ref())?.embed(&sentences, &progress)?;
     if !is_main(group.as_ref()) {

@@ -8,7 +8,15 @@ use anyhow::{bail, Context, Result};
 
 use super::csv_file::read_columns;
 
-pub fn read_sentences(arguments: &[String], input: Option<&Path>, text_column: &str) -> Result<Vec<String>> {
+/// The sentences to encode or label, one output row each. A blank line or cell is an empty
+/// sentence, so that output rows stay aligned with input rows; unless `quiet`, a note says
+/// where the first one is.
+pub fn read_sentences(
+    arguments: &[String],
+    input: Option<&Path>,
+    text_column: &str,
+    quiet: bool,
+) -> Result<Vec<String>> {
     let sentences = match (arguments.is_empty(), input) {
         (false, Some(_)) => bail!("give sentences either as arguments or with --input, not both"),
         (false, None) => arguments.to_vec(),
@@ -27,14 +35,23 @@ pub fn read_sentences(arguments: &[String], input: Option<&Path>, text_column: &
             read_lines(stdin.lock(), "stdin")?
         }
     };
-    if sentences.is_empty() {
-        let from = input.map(|p| p.display().to_string()).unwrap_or_else(|| "stdin".into());
+    let from = input.map(|p| p.display().to_string()).unwrap_or_else(|| "stdin".into());
+    if sentences.iter().all(|s| s.trim().is_empty()) {
         bail!("no sentences to process: {from} is empty");
+    }
+    let blank: Vec<usize> = (0..sentences.len()).filter(|&i| sentences[i].trim().is_empty()).collect();
+    if let (Some(first), false) = (blank.first(), quiet || !arguments.is_empty()) {
+        eprintln!(
+            "note: {from} has {} blank sentence(s), the first is sentence {}; each is encoded as an empty one, so that output rows match input rows",
+            blank.len(),
+            first + 1
+        );
     }
     Ok(sentences)
 }
 
-/// One sentence per non-blank line; trailing `\r` is dropped.
+/// One sentence per line, blank lines included (a file's final newline ends the last line);
+/// trailing `\r` is dropped.
 fn read_lines<R: BufRead>(reader: R, name: &str) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for (i, line) in reader.split(b'\n').enumerate() {
@@ -42,9 +59,7 @@ fn read_lines<R: BufRead>(reader: R, name: &str) -> Result<Vec<String>> {
         let text = String::from_utf8(bytes).map_err(|_| anyhow::anyhow!("{name}:{}: not valid UTF-8", i + 1))?;
         let text = text.trim_end_matches('\r');
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        if !text.trim().is_empty() {
-            out.push(text.to_string());
-        }
+        out.push(text.to_string());
     }
     Ok(out)
 }
@@ -54,9 +69,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lines_skip_blanks_and_crlf() {
+    fn lines_keep_blanks_and_drop_crlf() {
         let lines = read_lines(&b"one\r\n\ntwo\n"[..], "x").unwrap();
-        assert_eq!(lines, vec!["one", "two"]);
+        assert_eq!(lines, vec!["one", "", "two"]);
     }
 
     #[test]
@@ -67,7 +82,7 @@ mod tests {
 
     #[test]
     fn arguments_and_input_are_exclusive() {
-        let err = read_sentences(&["a".into()], Some(Path::new("x.txt")), "text").unwrap_err();
+        let err = read_sentences(&["a".into()], Some(Path::new("x.txt")), "text", true).unwrap_err();
         assert!(err.to_string().contains("not both"));
     }
 }

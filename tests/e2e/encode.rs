@@ -63,20 +63,20 @@ fn stdin_csv_txt_and_output_formats_agree() {
     let from_stdin = parse_jsonl_embeddings(&stdout(&from_stdin));
     assert_eq!(from_stdin.len(), 2);
 
+    // The blank line keeps its row, so that rows match input lines.
     let out_txt = dir.path().join("a.jsonl");
-    assert_ok(&run(&[
-        "encode",
-        "-m",
-        &model,
-        "--device",
-        "cpu",
-        "-q",
-        "-i",
-        txt.to_str().unwrap(),
-        "-o",
-        out_txt.to_str().unwrap(),
-    ]));
-    assert_eq!(parse_jsonl_embeddings(&std::fs::read_to_string(&out_txt).unwrap()), from_stdin);
+    let with_blank =
+        run(&["encode", "-m", &model, "--device", "cpu", "-i", txt.to_str().unwrap(), "-o", out_txt.to_str().unwrap()]);
+    assert_ok(&with_blank);
+    assert!(
+        stderr(&with_blank).contains("has 1 blank sentence(s), the first is sentence 2"),
+        "{}",
+        stderr(&with_blank)
+    );
+    let rows = parse_jsonl_embeddings(&std::fs::read_to_string(&out_txt).unwrap());
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[1].0, "");
+    assert_eq!([rows[0].clone(), rows[2].clone()], [from_stdin[0].clone(), from_stdin[1].clone()]);
 
     let out_csv = dir.path().join("b.csv");
     assert_ok(&run(&[
@@ -120,7 +120,7 @@ fn stdin_csv_txt_and_output_formats_agree() {
     let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
     let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
     let dim = from_stdin[0].1.len();
-    assert!(header.contains(&format!("'shape': (2, {dim})")), "{header}");
+    assert!(header.contains(&format!("'shape': (3, {dim})")), "{header}");
     let first = f32::from_le_bytes(bytes[10 + header_len..14 + header_len].try_into().unwrap());
     assert!((first as f64 - from_stdin[0].1[0]).abs() < 1e-6);
 }
