@@ -2,7 +2,7 @@
 
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches};
-use sentence_mtl::cli::{Cli, Command};
+use sentence_mtl::cli::{usage_error, Cli, Command};
 use sentence_mtl::commands;
 use sentence_mtl::train::interrupt::Interrupted;
 
@@ -44,29 +44,15 @@ fn exit_now(code: i32) -> ! {
     }
 }
 
-/// clap's `Error::exit`, ending through [`exit_now`]. A flag value that its type refused
-/// (an unknown `--device`, `--sampling`, ...) is reported like every other bad input: one
-/// `error:` line with the type's own message, exit code 1.
+/// clap's `Error::exit`, ending through [`exit_now`]. Errors are reported like every other
+/// bad input: one `error:` line naming the flag, exit code 1 (`cli::usage_error`).
 fn clap_exit(error: clap::Error) -> ! {
-    if error.kind() == clap::error::ErrorKind::ValueValidation {
-        if let Some(source) = std::error::Error::source(&error) {
-            eprintln!("error: {}", error_chain(source));
-            exit_now(1)
-        }
+    if let Some(line) = usage_error::one_line(&error) {
+        eprintln!("error: {line}");
+        exit_now(1)
     }
     let _ = error.print();
     exit_now(error.exit_code())
-}
-
-/// An error and its causes, joined with ": ".
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![error.to_string()];
-    let mut cause = error.source();
-    while let Some(e) = cause {
-        parts.push(e.to_string());
-        cause = e.source();
-    }
-    parts.join(": ")
 }
 
 /// Restores the default SIGPIPE action (Rust ignores it): `sentence-mtl eval --json | head`

@@ -2,6 +2,7 @@
 //! the one-line message for a bad value); commands turn them into validated settings.
 
 pub mod task_values;
+pub mod usage_error;
 pub mod value_names;
 
 /// `train --feature-cache-budget`'s default, in MB.
@@ -43,16 +44,22 @@ pub struct Cli {
 // Parsed once per process: the size of the largest variant does not matter.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
+// allow_negative_numbers: `--lr-heads -1` is a refused value, not an unknown flag `-1`.
 pub enum Command {
     /// Turn sentences into fixed-length embeddings (and show their cosine similarities)
+    #[command(allow_negative_numbers = true)]
     Encode(EncodeArgs),
     /// Fine-tune a shared encoder on several tasks at once (classification, similarity, pairs)
+    #[command(allow_negative_numbers = true)]
     Train(TrainArgs),
     /// Label sentences with a trained task head
+    #[command(allow_negative_numbers = true)]
     Predict(PredictArgs),
     /// Score a model per task: classification reports, similarity correlations, retrieval
+    #[command(allow_negative_numbers = true)]
     Eval(EvalArgs),
     /// Write a checkpoint for sentence-transformers, transformers or TorchScript
+    #[command(allow_negative_numbers = true)]
     Export(ExportArgs),
 }
 

@@ -1,0 +1,116 @@
+//! clap's errors as one `error:` line and exit code 1, like every other bad input: a missing
+//! flag, an unknown one, or a value its type refused, each naming the flag.
+
+use std::num::{ParseFloatError, ParseIntError};
+
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+
+/// The line to print after `error: `, or `None` for what is not an error (`--help`,
+/// `--version`, the help a bare command shows), which clap prints itself.
+pub fn one_line(error: &clap::Error) -> Option<String> {
+    match error.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            None
+        }
+        ErrorKind::ValueValidation => Some(match std::error::Error::source(error) {
+            Some(source) => refused_value(error, source),
+            None => rendered(error),
+        }),
+        _ => Some(rendered(error)),
+    }
+}
+
+/// A value the flag's type refused: the type's own message, or for plain numbers what the
+/// number had to be, with the flag named either way.
+fn refused_value(error: &clap::Error, source: &(dyn std::error::Error + 'static)) -> String {
+    let flag =
+        context(error, ContextKind::InvalidArg).map(|arg| arg.split_whitespace().next().unwrap_or("").to_string());
+    let value = context(error, ContextKind::InvalidValue).unwrap_or_default();
+    let number = if source.is::<ParseIntError>() {
+        Some(if value.starts_with('-') { "must not be negative" } else { "is not a whole number" })
+    } else if source.is::<ParseFloatError>() {
+        Some("is not a number")
+    } else {
+        None
+    };
+    let message = chain(source);
+    match (flag, number) {
+        (Some(flag), Some(number)) => format!("{flag} '{value}' {number}"),
+        (Some(flag), None) if !message.contains(&flag) && message.contains(&format!("'{value}'")) => {
+            format!("{flag}: {message}")
+        }
+        (Some(flag), None) if !message.contains(&flag) => format!("{flag} '{value}': {message}"),
+        _ => message,
+    }
+}
+
+fn context(error: &clap::Error, kind: ContextKind) -> Option<String> {
+    match error.get(kind) {
+        Some(ContextValue::String(s)) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![error.to_string()];
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        parts.push(e.to_string());
+        cause = e.source();
+    }
+    parts.join(": ")
+}
+
+/// clap's own text on one line: its message, the flags it lists and its tip, without the
+/// usage block (the `--help` it points to shows that).
+fn rendered(error: &clap::Error) -> String {
+    let text = error.render().to_string();
+    let mut line = String::new();
+    for part in text.lines().map(str::trim).take_while(|l| !l.starts_with("Usage:")).filter(|l| !l.is_empty()) {
+        let part = part.strip_prefix("error: ").unwrap_or(part);
+        if !line.is_empty() {
+            line.push_str(if line.ends_with(':') { " " } else { "; " });
+        }
+        line.push_str(part);
+    }
+    format!("{line} (see --help)")
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+    use crate::cli::Cli;
+
+    fn line(args: &[&str]) -> Option<String> {
+        let error = Cli::command().try_get_matches_from(args).unwrap_err();
+        one_line(&error)
+    }
+
+    #[test]
+    fn numbers_name_their_flag() {
+        let bad = line(&["sentence-mtl", "encode", "--batch-size", "ten", "hi"]).unwrap();
+        assert_eq!(bad, "--batch-size 'ten' is not a whole number");
+        let negative = line(&["sentence-mtl", "encode", "--batch-size", "-1", "hi"]).unwrap();
+        assert_eq!(negative, "--batch-size '-1' must not be negative");
+        let float = line(&["sentence-mtl", "train", "--lr-heads", "fast"]).unwrap();
+        assert_eq!(float, "--lr-heads 'fast' is not a number");
+    }
+
+    #[test]
+    fn own_messages_are_kept_and_usage_errors_fit_one_line() {
+        let device = line(&["sentence-mtl", "encode", "--device", "tpu", "hi"]).unwrap();
+        assert!(device.starts_with("unknown --device 'tpu'"), "{device}");
+        let pooling = line(&["sentence-mtl", "encode", "--pooling", "sum", "hi"]).unwrap();
+        assert!(pooling.starts_with("--pooling: unknown pooling 'sum'"), "{pooling}");
+        let missing = line(&["sentence-mtl", "export", "--format", "hf"]).unwrap();
+        assert!(
+            missing.contains("--model <DIR>") && missing.contains("--out <DIR>") && !missing.contains('\n'),
+            "{missing}"
+        );
+        let unknown = line(&["sentence-mtl", "encode", "--forse"]).unwrap();
+        assert!(unknown.contains("'--forse'") && !unknown.contains('\n'), "{unknown}");
+        assert_eq!(line(&["sentence-mtl", "--help"]), None);
+    }
+}
