@@ -29,6 +29,10 @@ pub fn resolve_model_dir(model: &str) -> Result<PathBuf> {
         if !path.is_dir() {
             bail!("--model {model} is a file; pass the model folder (with config.json) instead");
         }
+        let best = path.join("best");
+        if !path.join("config.json").exists() && best.join("config.json").exists() {
+            bail!("--model {model} is a run directory; pass one of its checkpoints, e.g. --model {}", best.display());
+        }
         return Ok(path.to_path_buf());
     }
     if !looks_like_hub_id(model) {
