@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+use super::log::{read_log, LogRecord};
 use super::settings::TrainSettings;
 use super::state::STATE_FILE;
 
@@ -66,6 +67,23 @@ impl RunDir {
         }
         run.remove_stale_staging();
         Ok(run)
+    }
+
+    /// Refuses to resume a run that finished: its log ends with the summary a run writes when
+    /// it reaches its last step or stops early (an interrupted run's log does not).
+    pub fn refuse_finished(&self) -> Result<()> {
+        if !self.log().is_file() {
+            return Ok(());
+        }
+        if let Some(LogRecord::Summary(summary)) = read_log(&self.log())?.last() {
+            bail!(
+                "{} finished at step {}; --resume continues an interrupted run (its best checkpoint is {})",
+                self.root.display(),
+                summary.step,
+                self.best().display()
+            );
+        }
+        Ok(())
     }
 
     /// Removes what a run that failed before its first step wrote (settings and log), and its

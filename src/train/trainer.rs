@@ -103,6 +103,7 @@ pub fn resume(
 ) -> Result<TrainOutcome> {
     let run = RunDir::open(root)?;
     let mut settings = run.read_settings()?;
+    run.refuse_finished()?;
     if let Some(device) = device {
         settings.device = device;
     }
