@@ -72,6 +72,14 @@ impl ClassificationTask {
         let train =
             LabelledData::read(&source.train, &source.text_column, &source.label_column).with_context(context)?;
         let labels = LabelSet::from_labels(&train.labels);
+        if let [only] = labels.names() {
+            bail!(
+                "task '{}': {}: every row has label '{only}' (column '{}'); a classification task needs at least 2 classes",
+                source.name,
+                source.train.display(),
+                source.label_column
+            );
+        }
         let (train_classes, _, _) = train.class_ids(&labels, UnknownLabelPolicy::Error)?;
         let dev = match &source.dev {
             Some(path) => {
