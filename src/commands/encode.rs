@@ -17,7 +17,7 @@ use crate::report::table::{ellipsize, Table};
 
 pub fn run(args: &EncodeArgs) -> Result<()> {
     let started = Instant::now();
-    let format = EmbeddingFormat::choose(args.format, args.io.output.as_deref());
+    let format = EmbeddingFormat::choose(args.format, args.io.output.as_deref())?;
     let overrides = SpecOverrides {
         pooling: args.pooling,
         normalize: match (args.normalize, args.no_normalize) {

@@ -12,7 +12,7 @@ use crate::output::predictions::{write_predictions, Prediction, PredictionFormat
 use crate::output::write_output;
 
 pub fn run(args: &PredictArgs) -> Result<()> {
-    let format = PredictionFormat::choose(args.format, args.io.output.as_deref());
+    let format = PredictionFormat::choose(args.format, args.io.output.as_deref())?;
     let group = join_launch(&args.model.device)?;
     let quiet = args.model.quiet || !is_main(group.as_ref());
     let sentences = read_sentences(&args.io.sentences, args.io.input.as_deref(), &args.io.text_column, quiet)?;

@@ -28,16 +28,9 @@ impl FromStr for EmbeddingFormat {
 }
 
 impl EmbeddingFormat {
-    /// `--format` if given, else guessed from the `--output` extension, else JSONL.
-    pub fn choose(flag: Option<Self>, output: Option<&Path>) -> Self {
-        flag.unwrap_or_else(|| {
-            let extension = output.and_then(|p| p.extension()).and_then(|e| e.to_str()).unwrap_or("");
-            match extension.to_ascii_lowercase().as_str() {
-                "csv" => Self::Csv,
-                "npy" => Self::Npy,
-                _ => Self::Jsonl,
-            }
-        })
+    /// `--format` if given, else the `--output` extension's format, else JSONL.
+    pub fn choose(flag: Option<Self>, output: Option<&Path>) -> Result<Self> {
+        super::format_for(flag, output, Self::Jsonl, "jsonl, csv or npy")
     }
 
     pub fn is_binary(self) -> bool {
@@ -89,10 +82,14 @@ mod tests {
 
     #[test]
     fn format_from_extension() {
-        assert_eq!(EmbeddingFormat::choose(None, Some(Path::new("x.npy"))), EmbeddingFormat::Npy);
-        assert_eq!(EmbeddingFormat::choose(None, Some(Path::new("x.CSV"))), EmbeddingFormat::Csv);
-        assert_eq!(EmbeddingFormat::choose(None, None), EmbeddingFormat::Jsonl);
-        assert_eq!(EmbeddingFormat::choose(Some(EmbeddingFormat::Csv), Some(Path::new("x.npy"))), EmbeddingFormat::Csv);
+        let choose = |flag, output: Option<&str>| EmbeddingFormat::choose(flag, output.map(Path::new));
+        assert_eq!(choose(None, Some("x.npy")).unwrap(), EmbeddingFormat::Npy);
+        assert_eq!(choose(None, Some("x.CSV")).unwrap(), EmbeddingFormat::Csv);
+        assert_eq!(choose(None, Some("/dev/stdout")).unwrap(), EmbeddingFormat::Jsonl);
+        assert_eq!(choose(None, None).unwrap(), EmbeddingFormat::Jsonl);
+        assert_eq!(choose(Some(EmbeddingFormat::Csv), Some("x.npy")).unwrap(), EmbeddingFormat::Csv);
+        let err = choose(None, Some("x.tsv")).unwrap_err().to_string();
+        assert!(err.contains(".tsv is not an output format (expected jsonl, csv or npy)"), "{err}");
         assert!("xml".parse::<EmbeddingFormat>().is_err());
     }
 

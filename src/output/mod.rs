@@ -6,10 +6,29 @@ pub mod predictions;
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
+use std::str::FromStr;
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
 
 use crate::atomic_write;
+
+/// `--format` if given, else the format the `--output` file's extension names (`expected`
+/// lists them), else JSONL. An extension that names no format is refused, not written as
+/// JSONL under a name that says otherwise.
+fn format_for<F: FromStr>(flag: Option<F>, output: Option<&Path>, jsonl: F, expected: &str) -> Result<F> {
+    if let Some(flag) = flag {
+        return Ok(flag);
+    }
+    let Some((path, extension)) = output.and_then(|path| Some((path, path.extension()?.to_string_lossy()))) else {
+        return Ok(jsonl);
+    };
+    extension.to_ascii_lowercase().parse().map_err(|_| {
+        anyhow!(
+            "--output {}: .{extension} is not an output format (expected {expected}); end the name with one, or pass --format",
+            path.display()
+        )
+    })
+}
 
 /// Sends bytes produced by `fill` to `path` (atomically) or to stdout when `path` is None.
 /// Binary output is refused on a terminal.

@@ -25,12 +25,9 @@ impl std::str::FromStr for PredictionFormat {
 }
 
 impl PredictionFormat {
-    /// `--format` if given, else from the `--output` extension, else JSONL.
-    pub fn choose(flag: Option<Self>, output: Option<&Path>) -> Self {
-        flag.unwrap_or_else(|| match output.and_then(|p| p.extension()).and_then(|e| e.to_str()) {
-            Some(e) if e.eq_ignore_ascii_case("csv") => Self::Csv,
-            _ => Self::Jsonl,
-        })
+    /// `--format` if given, else the `--output` extension's format, else JSONL.
+    pub fn choose(flag: Option<Self>, output: Option<&Path>) -> Result<Self> {
+        super::format_for(flag, output, Self::Jsonl, "jsonl or csv")
     }
 }
 
