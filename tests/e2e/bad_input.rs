@@ -1,6 +1,6 @@
 //! The bad-input corpus: every input a user can get wrong, each expected to give one clear
 //! `error:` line (naming the file, line, field or flag), exit code 1, and no panic; plus
-//! the awkward inputs that must simply work (BOM, CRLF, a 1-row file, a 100k-character text).
+//! the awkward inputs that must simply work (BOM, CRLF, one row per class, a 100k-character text).
 //!
 //! With SENTENCE_MTL_ERROR_TABLE=FILE the test also writes a markdown table of every case
 //! and the message a user sees: that is the README's "What happens when things go wrong"
@@ -142,6 +142,14 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         &[],
         error("no_label.csv:1: the header (text, category) fits no task kind: classification needs text, label (no 'label')"),
     );
+    let f = c.file("one_class.csv", b"text,label\nhi,greeting\nhello,greeting\n");
+    c.add_train(
+        "CSV",
+        "every row with the same label",
+        format!("q={f}"),
+        &[],
+        error("one_class.csv: every row has label 'greeting' (column 'label'); a classification task needs at least 2 classes"),
+    );
     let f = c.file("semicolons.csv", b"text;label\nhi;a\n");
     c.add_train(
         "CSV",
@@ -242,8 +250,8 @@ fn build_corpus(test: &str) -> Option<Corpus> {
     });
     let f = c.file("bom_crlf.csv", b"\xef\xbb\xbftext,label\r\nfine day,a\r\nbad day,b\r\n");
     c.add_train("CSV", "UTF-8 byte-order mark and CRLF line ends", format!("q={f}"), &[], Expect::Works);
-    let f = c.file("one_row.csv", b"text,label\nthe only example,a\n");
-    c.add_train("CSV", "a 1-row file", format!("q={f}"), &[], Expect::Works);
+    let f = c.file("one_row_per_class.csv", b"text,label\nthe first example,a\nthe second example,b\n");
+    c.add_train("CSV", "one row per class", format!("q={f}"), &[], Expect::Works);
     let long = format!("text,label\n{},a\nshort,b\n", "word ".repeat(20_000));
     let f = c.file("long.csv", long.as_bytes());
     c.add_train("CSV", "a 100,000-character text (truncated to --max-length)", format!("q={f}"), &[], Expect::Works);
@@ -401,7 +409,7 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         "similarity and pairs",
         "--freeze backbone with a similarity task and no projection",
         format!("s={good_sim}"),
-        &["--freeze", "backbone"],
+        &["--freeze", "backbone", "--projection-dim", "0"],
         error("--freeze backbone leaves task 's' nothing to train: it has no head and learns through the encoder alone; add --projection-dim N"),
     );
     c.add_train(
@@ -522,6 +530,12 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         &["encode", "-m", "./no/such/model", "hi"],
         error("model folder ./no/such/model does not exist"),
     );
+    c.add(
+        "model",
+        "a run directory instead of its checkpoint",
+        &["encode", "-m", &checkpoint_run.to_string_lossy(), "hi"],
+        error("is a run directory; pass one of its checkpoints, e.g. --model"),
+    );
     let f = c.damaged_model("no_weights", |d| std::fs::remove_file(d.join("model.safetensors")).unwrap());
     c.add("model", "no weights file", &["encode", "-m", &f, "hi"], error("no model.safetensors or rust_model.ot in"));
     let f = c.damaged_model("truncated", |d| {
@@ -635,6 +649,46 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         task.clone(),
         &["--batch-size", "0"],
         error("--batch-size must be at least 1"),
+    );
+    c.add_train(
+        "settings",
+        "batch size not a number",
+        task.clone(),
+        &["--batch-size", "ten"],
+        error("--batch-size 'ten' is not a whole number"),
+    );
+    c.add_train(
+        "settings",
+        "batch size negative",
+        task.clone(),
+        &["--batch-size", "-4"],
+        error("--batch-size '-4' must not be negative"),
+    );
+    c.add_train(
+        "settings",
+        "learning rate not a number",
+        task.clone(),
+        &["--lr-heads", "fast"],
+        error("--lr-heads 'fast' is not a number"),
+    );
+    c.add_train(
+        "settings",
+        "learning rate negative",
+        task.clone(),
+        &["--lr-heads", "-0.001"],
+        error("--lr-heads must be a positive number, got -0.001"),
+    );
+    c.add(
+        "settings",
+        "a required flag missing",
+        &["export", "-m", &m, "--format", "hf"],
+        error("the following required arguments were not provided: --out <DIR> (see --help)"),
+    );
+    c.add(
+        "settings",
+        "an unknown flag",
+        &["encode", "-m", &m, "--fast", "hi"],
+        error("unexpected argument '--fast' found"),
     );
     c.add_train(
         "settings",
@@ -758,6 +812,18 @@ fn build_corpus(test: &str) -> Option<Corpus> {
     );
     c.add(
         "settings",
+        "--output with an extension that names no format",
+        &["encode", "-m", &m, "-o", &c.path("out.tsv"), "hi"],
+        error("out.tsv: .tsv is not an output format (expected jsonl, csv or npy); end the name with one, or pass --format"),
+    );
+    c.add(
+        "settings",
+        "predict --output .npy",
+        &["predict", "-m", &ck, "--task", "topic", "-o", &c.path("labels.npy"), "hi"],
+        error("labels.npy: .npy is not an output format (expected jsonl or csv)"),
+    );
+    c.add(
+        "settings",
         "--max-length beyond the model",
         &["encode", "-m", &m, "--max-length", "100000", "hi"],
         error("--max-length 100000 is out of range: this model takes 2 to 128 tokens"),
@@ -785,6 +851,12 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         "--resume of a run whose settings.json was edited out of range",
         &["train", "--resume", &edited_run.to_string_lossy()],
         error("settings.json holds a setting out of range: --batch-size must be at least 1"),
+    );
+    c.add(
+        "settings",
+        "--resume of a run that finished",
+        &["train", "--resume", &checkpoint_run.to_string_lossy()],
+        error("trained finished at step"),
     );
 
     // ---- export ------------------------------------------------------------------------
