@@ -88,9 +88,25 @@ pub fn ellipsize(text: &str, max: usize) -> String {
     short
 }
 
+/// `n` and `noun`, plural unless `n` is 1: "1 optimizer step", "4 optimizer steps".
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_are_singular_only_for_one() {
+        assert_eq!(count(1, "optimizer step"), "1 optimizer step");
+        assert_eq!(count(0, "step"), "0 steps");
+        assert_eq!(count(3, "task"), "3 tasks");
+    }
 
     #[test]
     fn aligns_columns() {

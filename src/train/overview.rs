@@ -9,7 +9,7 @@ use super::param_groups::{group_table, human_count, LearningRates};
 use super::settings::TrainSettings;
 use crate::device;
 use crate::model::loaded::LoadedModel;
-use crate::report::table::Table;
+use crate::report::table::{Align, Table};
 use crate::tasks::TrainingTask;
 
 /// The model, its new layers, the tasks and the optimizer groups, on stderr.
@@ -46,7 +46,8 @@ impl Overview<'_> {
             eprintln!("new layers (randomly initialised): {}", new_layers.join(", "));
         }
         let mut task_table =
-            Table::new(["task", "kind", "train rows", "dev rows", "loss weight", "batch share", "details"]);
+            Table::new(["task", "kind", "train rows", "dev rows", "loss weight", "batch share", "details"])
+                .align(6, Align::Left);
         for t in self.tasks {
             task_table.row([
                 t.source().name.clone(),

@@ -169,7 +169,9 @@ impl TrainSettings {
         }
         let recipe = self.recipe.values();
         self.lr_backbone = recipe.backbone_rate(training_rows);
-        (training_rows < SMALL_RUN_ROWS && recipe.lr_backbone_small_run != recipe.lr_backbone).then(|| {
+        // A frozen backbone takes no rate: saying which one it got would only confuse.
+        let backbone_frozen = self.freeze.iter().any(|r| matches!(r, FreezeRule::Backbone | FreezeRule::All));
+        (!backbone_frozen && training_rows < SMALL_RUN_ROWS && recipe.lr_backbone_small_run != recipe.lr_backbone).then(|| {
             format!(
                 "backbone learning rate {:e}: the {} recipe's rate for runs of fewer than {SMALL_RUN_ROWS} training rows (this one has {training_rows}; {:e} from {SMALL_RUN_ROWS}); --lr-backbone sets another",
                 self.lr_backbone, self.recipe, recipe.lr_backbone

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::inference::Encoder;
 use crate::model::names;
+use crate::report::table::count;
 use crate::tasks::TrainingTask;
 
 /// `auto` turns the mode on for a classification task with at most this many rows per class.
@@ -57,9 +58,9 @@ pub fn total_steps(planned: usize, small_data: bool) -> usize {
 pub fn announcement(tasks: &[(&str, usize)], planned: usize, total: usize) -> String {
     let tasks: Vec<String> = tasks.iter().map(|(name, rows)| format!("'{name}' ({rows} rows)")).collect();
     let steps = if total > planned {
-        format!("{total} optimizer steps instead of {planned}")
+        format!("{} instead of {planned}", count(total, "optimizer step"))
     } else {
-        format!("{total} optimizer steps")
+        count(total, "optimizer step")
     };
     format!(
         "small-data mode for {}: label-pair cosine loss on the embeddings beside cross-entropy, and the head fitted anew on them after the last step (as SetFit), {steps}; --small-data off turns it off",

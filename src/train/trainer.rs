@@ -39,6 +39,7 @@ use crate::model::spec::ModelSpec;
 use crate::model::MultiTaskModel;
 use crate::precision::{self, Precision};
 use crate::progress::Progress;
+use crate::report::table::count;
 use crate::tasks::{TrainBatch, TrainingTask};
 
 /// How a run ended.
@@ -394,8 +395,11 @@ impl<'a> Trainer<'a> {
             && tasks.iter().all(|t| t.share == tasks[0].share);
         let each = if one_of_each { ": one batch of every task per step" } else { "" };
         format!(
-            "training: {total_steps} optimizer steps ({about}{steps_per_epoch} per epoch, {} sampling, {batch} x {} accumulation{each}{across}), warm-up {warmup} steps",
-            self.settings.sampling, self.settings.grad_accum
+            "training: {} ({about}{steps_per_epoch} per epoch, {} sampling, {batch} x {} accumulation{each}{across}), warm-up {}",
+            count(total_steps, "optimizer step"),
+            self.settings.sampling,
+            self.settings.grad_accum,
+            count(warmup, "step")
         )
     }
 
