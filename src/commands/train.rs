@@ -5,7 +5,9 @@ use anyhow::{bail, Result};
 
 use super::runtime::join_launch;
 use crate::cli::TrainArgs;
+use crate::data::sampler::SamplingStrategy;
 use crate::distributed::is_main;
+use crate::model::spec::TaskKind;
 use crate::train::overview::score_table;
 use crate::train::settings::TrainSettings;
 use crate::train::trainer::{resume, train, RunOptions};
@@ -39,7 +41,15 @@ pub fn run(args: &TrainArgs) -> Result<()> {
                 group.as_ref(),
             )?
         }
-        None => train(&TrainSettings::from_args(args)?, &options, group.as_ref())?,
+        None => {
+            let settings = TrainSettings::from_args(args)?;
+            if !options.quiet {
+                for note in flags_without_effect(args, &settings) {
+                    eprintln!("note: {note}");
+                }
+            }
+            train(&settings, &options, group.as_ref())?
+        }
     };
     if !main {
         return Ok(());
@@ -62,4 +72,31 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         print!("{}", score_table(&best.tasks));
     }
     Ok(())
+}
+
+/// Flags typed on the command line that this run's other settings make inert: worth a note,
+/// not an error (scripts often pass one set of flags to several runs).
+fn flags_without_effect(args: &TrainArgs, settings: &TrainSettings) -> Vec<String> {
+    let typed = |flag: &str| args.explicit.iter().any(|f| f == flag);
+    let has_kind = |kind: TaskKind| settings.tasks.iter().any(|t| t.kind == Some(kind));
+    let mut notes = Vec::new();
+    if typed("patience") && settings.tasks.iter().all(|t| t.dev.is_none()) {
+        notes.push("--patience has no effect: no task has a dev set (--task NAME=TRAIN.csv,DEV.csv)".to_string());
+    }
+    if typed("temperature") && !matches!(settings.sampling, SamplingStrategy::Temperature(_)) {
+        notes.push(format!(
+            "--temperature has no effect: it applies to --sampling temperature, and this run samples {}",
+            settings.sampling
+        ));
+    }
+    if typed("pairs_scale") && !has_kind(TaskKind::Pairs) {
+        notes.push("--pairs-scale has no effect: no task is a pairs task".to_string());
+    }
+    if (typed("label_columns") || typed("text_columns")) && !has_kind(TaskKind::Classification) {
+        notes.push(
+            "--text-column and --label-column name a classification file's columns; similarity and pairs files have fixed ones"
+                .to_string(),
+        );
+    }
+    notes
 }

@@ -61,6 +61,16 @@ fn describe_columns(kind: TaskKind, columns: LabelColumns<'_>, header: &[String]
     if !missing.is_empty() && missing.len() < required.len() {
         text.push_str(&format!(" (no {})", missing.iter().map(|c| format!("'{c}'")).collect::<Vec<_>>().join(", ")));
     }
+    // Names are case-sensitive: point at `Text` standing for `text`, and at the flags that
+    // rename a classification file's columns.
+    let other_case: Vec<String> = missing
+        .iter()
+        .filter_map(|c| header.iter().find(|h| h.eq_ignore_ascii_case(c)).map(|h| format!("'{h}' for '{c}'")))
+        .collect();
+    if !other_case.is_empty() {
+        let rename = if kind == TaskKind::Classification { ", or pass --text-column/--label-column" } else { "" };
+        text.push_str(&format!(" (column names are case-sensitive: {}; rename them{rename})", other_case.join(", ")));
+    }
     text
 }
 

@@ -33,6 +33,12 @@ impl RunDir {
         let run = Self { root: root.to_path_buf() };
         let non_empty = root.read_dir().map(|mut d| d.next().is_some()).unwrap_or(false);
         if non_empty {
+            if !overwrite && !run.settings().is_file() {
+                bail!(
+                    "--out {} already holds files and is not a run directory; choose another --out (--overwrite would write a run among them)",
+                    root.display()
+                );
+            }
             if !overwrite {
                 bail!(
                     "run directory {} already exists and is not empty; continue it with --resume {}, pass --overwrite to replace its run, or choose another --out",

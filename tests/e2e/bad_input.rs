@@ -134,6 +134,14 @@ fn build_corpus(test: &str) -> Option<Corpus> {
     // ---- CSV files ---------------------------------------------------------------------
     let f = c.file("no_header.csv", b"what is this?,DESC\nwho is she?,HUM\n");
     c.add_train("CSV", "header row missing", format!("q={f}"), &[], error("no_header.csv:1: the header (what is this?, DESC) fits no task kind: classification needs text, label; similarity needs sentence1, sentence2, score; pairs needs anchor, positive (and optionally negative); the first line must name the columns"));
+    let f = c.file("capitals.csv", b"Text,Label\nhi,a\nbye,b\n");
+    c.add_train(
+        "CSV",
+        "column names in other letter case",
+        format!("q={f}"),
+        &[],
+        error("classification needs text, label (column names are case-sensitive: 'Text' for 'text', 'Label' for 'label'; rename them, or pass --text-column/--label-column)"),
+    );
     let f = c.file("no_label.csv", b"text,category\nhi,a\n");
     c.add_train(
         "CSV",

@@ -159,6 +159,26 @@ fn the_default_backbone_rate_follows_the_run_size_and_says_so_unless_a_flag_sets
     let (said, rate) = train("seed", &["--recipe", "seed"]);
     assert!(!said.contains("backbone learning rate"), "{said}");
     assert_eq!(rate, 1e-5);
+    let (said, _) = train("frozen", &["--freeze", "backbone"]);
+    assert!(!said.contains("backbone learning rate"), "a frozen backbone takes no rate: {said}");
+}
+
+#[test]
+fn flags_this_run_ignores_get_a_note() {
+    let test = "flags_this_run_ignores_get_a_note";
+    let Some(s) = setup(test) else { return };
+    let topic = format!("topic={}", s.data.topic_train.display());
+    let out = s.out("run");
+    let mut args = vec!["train", "-m", &s.model, "--task", &topic, "--device", "cpu", "--threads", "1"];
+    args.extend(["--max-steps", "1", "--out", &out, "--patience", "2", "--temperature", "3"]);
+    let output = run(&args);
+    assert_ok(&output);
+    let said = stderr(&output);
+    assert!(said.contains("note: --patience has no effect: no task has a dev set"), "{said}");
+    assert!(said.contains("note: --temperature has no effect: it applies to --sampling temperature"), "{said}");
+    args.extend(["--sampling", "temperature", "--overwrite"]);
+    let said = stderr(&run(&args));
+    assert!(!said.contains("--temperature has no effect"), "{said}");
 }
 
 #[test]
@@ -400,11 +420,16 @@ fn an_existing_run_directory_is_never_overwritten_silently() {
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(Path::new(&out).join("notes.txt"), "my notes").unwrap();
     let args = s.args("mine", &["--max-steps", "1"]);
-    assert_clean_error(&bin().args(&args).output().unwrap(), "already exists and is not empty");
+    assert_clean_error(&bin().args(&args).output().unwrap(), "already holds files and is not a run directory");
     // --overwrite replaces the run's own files and keeps anything else.
     s.train("mine", &["--max-steps", "1", "--overwrite", "-q"]);
     assert_eq!(std::fs::read_to_string(Path::new(&out).join("notes.txt")).unwrap(), "my notes");
     assert!(Path::new(&out).join("best/model.safetensors").is_file());
+    // Now a run: a new one there is refused, pointing at --resume and --overwrite.
+    assert_clean_error(
+        &bin().args(&args).output().unwrap(),
+        "already exists and is not empty; continue it with --resume",
+    );
 }
 
 /// CUDA training in fp32 and bf16, then `predict` from the checkpoint on the GPU and on the
