@@ -248,7 +248,8 @@ pub struct TrainArgs {
     #[arg(long, value_name = "DIM")]
     pub projection_dim: Option<i64>,
 
-    /// Token limit per sentence, [CLS] and [SEP] included
+    /// Token limit per sentence, [CLS] and [SEP] included; the checkpoint keeps it, so
+    /// `encode` cuts there too
     #[arg(long, default_value_t = 128, value_name = "TOKENS")]
     pub max_length: usize,
 

@@ -29,11 +29,12 @@ impl Overview<'_> {
         let spec = &self.loaded.spec;
         let num_layers = self.loaded.config.num_layers() as usize;
         eprintln!(
-            "model: {} ({} layers, {} pooling, projection {}), on {}",
+            "model: {} ({} layers, {} pooling, projection {}, sentences cut at {} tokens: --max-length), on {}",
             spec.base_model,
             num_layers,
             spec.pooling,
             spec.projection_dim.map(|d| d.to_string()).unwrap_or_else(|| "none".into()),
+            spec.max_length,
             device::describe(self.loaded.device)
         );
         if !self.new_tensors.is_empty() {
