@@ -50,7 +50,10 @@ pub enum Command {
     #[command(allow_negative_numbers = true)]
     Encode(EncodeArgs),
     /// Fine-tune a shared encoder on several tasks at once (classification, similarity, pairs)
-    #[command(allow_negative_numbers = true)]
+    #[command(
+        allow_negative_numbers = true,
+        override_usage = "sentence-mtl train --model <DIR|HUB_ID> --task <NAME=TRAIN.csv[,DEV.csv]>... --out <RUN_DIR> [OPTIONS]\n       sentence-mtl train --resume <RUN_DIR> [--device <DEVICE>] [--threads <N>] [--quiet]"
+    )]
     Train(TrainArgs),
     /// Label sentences with a trained task head
     #[command(allow_negative_numbers = true)]
@@ -168,12 +171,13 @@ pub struct EncodeArgs {
 
 #[derive(Debug, Args)]
 pub struct TrainArgs {
-    /// Starting point: a Hugging Face model folder or hub id (DistilBERT or BERT), or a
-    /// sentence-mtl checkpoint to fine-tune further
+    /// Required (unless --resume). Starting point: a Hugging Face model folder or hub id
+    /// (DistilBERT or BERT), or a sentence-mtl checkpoint to fine-tune further
     #[arg(short, long, value_name = "DIR|HUB_ID", required_unless_present = "resume")]
     pub model: Option<String>,
 
-    /// A task: its name, training CSV and optional dev CSV. Repeat for each task. The kind
+    /// Required (unless --resume). A task: its name, training CSV and optional dev CSV.
+    /// Repeat for each task. The kind
     /// comes from the header: text,label (classification), sentence1,sentence2,score
     /// (similarity) or anchor,positive[,negative] (pairs)
     #[arg(long = "task", value_name = "NAME=TRAIN.csv[,DEV.csv]", required_unless_present = "resume")]
@@ -200,7 +204,8 @@ pub struct TrainArgs {
     #[arg(long)]
     pub gather_across_ranks: bool,
 
-    /// Run directory: best/ and last/ checkpoints, train_log.jsonl, settings.json
+    /// Required (unless --resume). Run directory: best/ and last/ checkpoints,
+    /// train_log.jsonl, settings.json
     #[arg(short, long, value_name = "RUN_DIR", required_unless_present = "resume")]
     pub out: Option<PathBuf>,
 
