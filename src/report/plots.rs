@@ -287,7 +287,9 @@ fn step_chart<'a, 'b>(
         .configure_mesh()
         .x_desc("optimizer step")
         .y_desc(y_desc)
-        .x_label_formatter(&|x| format!("{x:.0}"))
+        // Steps are whole numbers: a short run gets one tick per step, never "0 0 1 2 2".
+        .x_labels((max_step as usize).clamp(1, 10) + 1)
+        .x_label_formatter(&|x| if x.fract().abs() < 1e-9 { format!("{x:.0}") } else { String::new() })
         .light_line_style(RGBColor(245, 245, 245))
         .label_style((FONT, 12.0))
         .draw()
@@ -323,6 +325,16 @@ fn dev_panel(area: &Canvas, curves: &[TaskCurves], max_step: f64) -> Result<()> 
     let min_score = curves.iter().flat_map(|c| c.main.iter().chain(&c.secondary)).map(|p| p.1).fold(0.0f64, f64::min);
     let caption = "dev: main metric (solid) and second metric (dashed)";
     let mut chart = step_chart(area, caption, max_step, min_score..1.0f64, "score")?;
+    if curves.iter().all(|c| c.main.is_empty()) {
+        let style = TextStyle::from((FONT, 14.0).into_font())
+            .color(&RGBColor(90, 90, 90))
+            .pos(Pos::new(HPos::Center, VPos::Center));
+        let note = "no dev evaluation: no task has a dev set";
+        return chart
+            .draw_series(std::iter::once(Text::new(note, (max_step / 2.0, 0.5), style)))
+            .map(|_| ())
+            .map_err(plot_error);
+    }
     for (i, c) in curves.iter().enumerate() {
         let color = TASK_COLORS[i % TASK_COLORS.len()];
         if c.main.is_empty() {
@@ -355,6 +367,8 @@ pub fn similarity_scatter(path: &Path, title: &str, gold: &[f64], predicted: &[f
     let (low, high) = if low < high { (low, high) } else { (low - 1.0, high + 1.0) };
     let pad = (high - low) * 0.03;
     let y_low = predicted.iter().copied().fold(0.0f64, f64::min).max(-1.0);
+    // Padding on every side, so that no dot sits on the frame.
+    let y_pad = (1.0 - y_low) * 0.03;
     let dot = RGBColor(31, 119, 180).mix(0.35).filled();
     register_font()?;
     let width = (text_width(title, 17.0) + 60).max(760);
@@ -364,7 +378,7 @@ pub fn similarity_scatter(path: &Path, title: &str, gold: &[f64], predicted: &[f
             .margin(18)
             .x_label_area_size(45)
             .y_label_area_size(60)
-            .build_cartesian_2d((low - pad)..(high + pad), y_low..1.0f64)
+            .build_cartesian_2d((low - pad)..(high + pad), (y_low - y_pad)..(1.0 + y_pad))
             .map_err(plot_error)?;
         chart
             .configure_mesh()
