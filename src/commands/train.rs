@@ -69,7 +69,8 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             best.step,
             best.mean_main_metric
         );
-        print!("{}", score_table(&best.tasks));
+        let order: Vec<&str> = outcome.model.spec.tasks.iter().map(|t| t.name.as_str()).collect();
+        print!("{}", score_table(&best.tasks, &order));
     }
     Ok(())
 }

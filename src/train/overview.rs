@@ -74,12 +74,12 @@ impl Overview<'_> {
 }
 
 /// One evaluation's table, printed around the progress bar.
-pub fn print_evaluation(evaluation: &Evaluation, bar: &ProgressBar) {
+pub fn print_evaluation(evaluation: &Evaluation, order: &[&str], bar: &ProgressBar) {
     let text = format!(
         "step {}: mean of the main dev metrics {:.4}\n{}",
         evaluation.step,
         evaluation.mean_main_metric,
-        score_table(&evaluation.tasks)
+        score_table(&evaluation.tasks, order)
     );
     if bar.is_hidden() {
         eprint!("{text}");
@@ -88,10 +88,13 @@ pub fn print_evaluation(evaluation: &Evaluation, bar: &ProgressBar) {
     }
 }
 
-/// Dev scores as a table: each task's main metric, a second one, and the rows scored.
-pub fn score_table(scores: &std::collections::BTreeMap<String, crate::tasks::TaskScore>) -> String {
+/// Dev scores as a table: each task's main metric, a second one, and the rows scored, in
+/// `order` (the command line's).
+pub fn score_table(scores: &std::collections::BTreeMap<String, crate::tasks::TaskScore>, order: &[&str]) -> String {
     let mut table = Table::new(["task", "kind", "main metric", "", "also", "examples"]);
-    for (name, score) in scores {
+    let mut rows: Vec<(&String, &crate::tasks::TaskScore)> = scores.iter().collect();
+    rows.sort_by_key(|(name, _)| order.iter().position(|o| o == name).unwrap_or(usize::MAX));
+    for (name, score) in rows {
         let (second, value) = score.secondary();
         table.row([
             name.clone(),

@@ -653,7 +653,8 @@ impl<'a> Trainer<'a> {
                 best: improved,
             }))?;
             if !self.options.quiet {
-                print_evaluation(e, &self.bar);
+                let order: Vec<&str> = self.tasks.iter().map(|t| t.source().name.as_str()).collect();
+                print_evaluation(e, &order, &self.bar);
             }
         }
         let save_started = Instant::now();
