@@ -35,12 +35,15 @@ pub fn read_sentences(
             read_lines(stdin.lock(), "stdin")?
         }
     };
+    if !arguments.is_empty() {
+        return Ok(sentences);
+    }
     let from = input.map(|p| p.display().to_string()).unwrap_or_else(|| "stdin".into());
     if sentences.iter().all(|s| s.trim().is_empty()) {
         bail!("no sentences to process: {from} is empty");
     }
     let blank: Vec<usize> = (0..sentences.len()).filter(|&i| sentences[i].trim().is_empty()).collect();
-    if let (Some(first), false) = (blank.first(), quiet || !arguments.is_empty()) {
+    if let (Some(first), false) = (blank.first(), quiet) {
         eprintln!(
             "note: {from} has {} blank sentence(s), the first is sentence {}; each is encoded as an empty one, so that output rows match input rows",
             blank.len(),
@@ -78,6 +81,11 @@ mod tests {
     fn bad_utf8_names_the_line() {
         let err = read_lines(&b"ok\n\xff\n"[..], "in.txt").unwrap_err().to_string();
         assert_eq!(err, "in.txt:2: not valid UTF-8");
+    }
+
+    #[test]
+    fn an_empty_argument_is_a_sentence() {
+        assert_eq!(read_sentences(&["".into()], None, "text", true).unwrap(), vec![""]);
     }
 
     #[test]
