@@ -27,6 +27,12 @@ pub use training::{load_for_training, TrainableModel, TrainingSpec};
 pub const SPEC_FILE: &str = "sentence_mtl.json";
 pub const WEIGHTS_FILE: &str = "model.safetensors";
 
+/// Checks that `model` (a folder or hub id) opens as a model, without reading its weights:
+/// what `train` does before `--overwrite` empties a run directory.
+pub fn check_opens(model: &str) -> anyhow::Result<()> {
+    folder::ModelFolder::open(model).map(|_| ())
+}
+
 /// Whether `dir` is a sentence-mtl checkpoint (has a `sentence_mtl.json`).
 pub fn is_checkpoint(dir: &std::path::Path) -> bool {
     dir.join(SPEC_FILE).is_file()

@@ -114,6 +114,23 @@ pub(super) fn load_model(
     Ok(trainable)
 }
 
+/// Checks `--model` before anything is written or removed: that it opens, and, when
+/// `--overwrite` will replace the run directory's checkpoints, that it is not one of them.
+pub(super) fn check_model_before_overwrite(settings: &TrainSettings, overwrite: bool) -> Result<()> {
+    checkpoint::check_opens(&settings.model)?;
+    let (Ok(model), Ok(out)) = (Path::new(&settings.model).canonicalize(), settings.out.canonicalize()) else {
+        return Ok(());
+    };
+    if overwrite && (model.starts_with(out.join("best")) || model.starts_with(out.join("last"))) {
+        bail!(
+            "--model {} is a checkpoint of --out {}, which --overwrite would delete; copy it elsewhere first, or choose another --out",
+            settings.model,
+            settings.out.display()
+        );
+    }
+    Ok(())
+}
+
 /// Applies `--freeze` to the model's variables, after checking the rules against the model
 /// and the tasks.
 pub(super) fn freeze(

@@ -73,6 +73,7 @@ pub fn train(settings: &TrainSettings, options: &RunOptions, group: Option<&Proc
     let settings = &settings;
     let main = distributed::is_main(group);
     let run = if main {
+        setup::check_model_before_overwrite(settings, options.overwrite)?;
         let run = RunDir::create(&settings.out, options.overwrite)?;
         run.write_settings(settings, &options.command_line)?;
         run

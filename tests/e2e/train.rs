@@ -430,6 +430,19 @@ fn an_existing_run_directory_is_never_overwritten_silently() {
         &bin().args(&args).output().unwrap(),
         "already exists and is not empty; continue it with --resume",
     );
+    // --overwrite deletes nothing when the new run cannot start from its --model: a typo, or
+    // the run's own checkpoint, which it would delete.
+    let before = std::fs::read(Path::new(&out).join("best/model.safetensors")).unwrap();
+    let own_best = format!("{out}/best");
+    for (model, expected) in [
+        ("/no/such/model", "model folder /no/such/model does not exist"),
+        (own_best.as_str(), "is a checkpoint of --out"),
+    ] {
+        let mut args = s.args("mine", &["--max-steps", "1", "--overwrite"]);
+        args[2] = model.to_string();
+        assert_clean_error(&bin().args(&args).output().unwrap(), expected);
+        assert_eq!(std::fs::read(Path::new(&out).join("best/model.safetensors")).unwrap(), before);
+    }
 }
 
 /// CUDA training in fp32 and bf16, then `predict` from the checkpoint on the GPU and on the
