@@ -33,6 +33,9 @@ pub fn resolve_model_dir(model: &str) -> Result<PathBuf> {
         if !path.join("config.json").exists() && best.join("config.json").exists() {
             bail!("--model {model} is a run directory; pass one of its checkpoints, e.g. --model {}", best.display());
         }
+        if !path.join("config.json").exists() && path.join("settings.json").exists() {
+            bail!("--model {model} is a run directory that has saved no checkpoint yet (no best/ or last/)");
+        }
         return Ok(path.to_path_buf());
     }
     if !looks_like_hub_id(model) {

@@ -39,6 +39,12 @@ impl RunDir {
                     root.display()
                 );
             }
+            if !overwrite && !run.last().join(STATE_FILE).is_file() {
+                bail!(
+                    "run directory {} already holds a run that saved no checkpoint to resume; pass --overwrite to start it again, or choose another --out",
+                    root.display()
+                );
+            }
             if !overwrite {
                 bail!(
                     "run directory {} already exists and is not empty; continue it with --resume {}, pass --overwrite to replace its run, or choose another --out",
@@ -65,7 +71,18 @@ impl RunDir {
     /// An existing run to resume: it needs its settings and a resumable `last/`.
     pub fn open(root: &Path) -> Result<Self> {
         let run = Self { root: root.to_path_buf() };
+        if !root.is_dir() {
+            bail!("--resume {}: no such run directory", root.display());
+        }
         if !run.settings().is_file() {
+            let parent = root.parent().filter(|p| p.join("settings.json").is_file());
+            if let Some(parent) = parent {
+                bail!(
+                    "{} is a checkpoint; --resume takes its run directory, --resume {}",
+                    root.display(),
+                    parent.display()
+                );
+            }
             bail!("{} is not a sentence-mtl run directory (no settings.json)", root.display());
         }
         if !run.last().join(STATE_FILE).is_file() {

@@ -132,22 +132,36 @@ pub(super) fn check_model_before_overwrite(settings: &TrainSettings, overwrite: 
 }
 
 /// Applies `--freeze` to the model's variables, after checking the rules against the model
-/// and the tasks.
+/// and the tasks. Returns a note when it freezes a new, randomly initialised layer (among
+/// `new_tensors`), which then stays random.
 pub(super) fn freeze(
     rules: &[FreezeRule],
     vs: &VarStore,
     tasks: &[Box<dyn TrainingTask>],
     num_layers: usize,
     spec: &ModelSpec,
-) -> Result<()> {
+    new_tensors: &[String],
+) -> Result<Option<String>> {
     let task_names: Vec<&str> = tasks.iter().map(|t| t.source().name.as_str()).collect();
     FreezeRule::validate(rules, num_layers, &task_names, spec)?;
     let headless: Vec<&str> =
         tasks.iter().filter(|t| t.kind() != TaskKind::Classification).map(|t| t.source().name.as_str()).collect();
     let variables: Vec<String> = vs.variables().into_keys().collect();
     FreezeRule::check_headless_tasks(rules, &variables, &headless)?;
-    FreezeRule::apply(rules, vs);
-    Ok(())
+    let frozen = FreezeRule::apply(rules, vs);
+    let mut random: Vec<&str> = new_tensors
+        .iter()
+        .filter(|n| frozen.contains(n))
+        .filter_map(|n| n.rsplit_once('.').map(|(layer, _)| layer))
+        .collect();
+    random.dedup();
+    Ok((!random.is_empty()).then(|| {
+        format!(
+            "note: {} {} new (randomly initialised) and frozen, so it stays random: what it outputs means nothing",
+            random.join(", "),
+            if random.len() == 1 { "is" } else { "are" }
+        )
+    }))
 }
 
 /// A new run's state, or the one saved in `resume_from` (restoring the optimizer from it);

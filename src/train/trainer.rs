@@ -240,7 +240,7 @@ impl<'a> Trainer<'a> {
             task.tokenize(&loaded.tokenizer, settings.max_length);
         }
         let num_layers = loaded.config.num_layers() as usize;
-        setup::freeze(&settings.freeze, &model.vs, &tasks, num_layers, &loaded.spec)?;
+        let frozen_new = setup::freeze(&settings.freeze, &model.vs, &tasks, num_layers, &loaded.spec, &new_tensors)?;
         let learning_rates = settings.learning_rates();
         let parameters = parameter_counts(&model.vs);
         if !options.quiet {
@@ -254,6 +254,9 @@ impl<'a> Trainer<'a> {
                 parameters,
             };
             overview.print()?;
+            if let Some(note) = frozen_new {
+                eprintln!("{note}");
+            }
         }
         let cache = setup::build_feature_cache(settings, &loaded, &tasks, precision, options.quiet)?;
         let main = distributed::is_main(group);
@@ -306,7 +309,7 @@ impl<'a> Trainer<'a> {
         if resumed {
             self.say(&format!("resuming {} at step {}", self.run.root.display(), self.state.step));
         }
-        if small_data {
+        if small_data && self.trainable_parameters > 0 {
             let small: Vec<(&str, usize)> = self
                 .tasks
                 .iter()
@@ -321,7 +324,7 @@ impl<'a> Trainer<'a> {
     /// Trains to the end (or an early stop), then finishes; a signal stops it after saving.
     pub fn run(mut self) -> Result<TrainOutcome> {
         if self.trainable_parameters == 0 {
-            self.say("no trainable parameter (--freeze all): evaluating only, no training step");
+            self.say("no trainable parameter: --freeze leaves nothing to train; evaluating only, no training step");
             self.evaluate_and_save()?;
             return self.finish();
         }

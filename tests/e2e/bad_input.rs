@@ -844,9 +844,40 @@ fn build_corpus(test: &str) -> Option<Corpus> {
     );
     c.add(
         "settings",
-        "--resume of a folder that is no run",
+        "--resume of a folder that does not exist",
         &["train", "--resume", &c.path("nowhere")],
-        error("is not a sentence-mtl run directory (no settings.json)"),
+        error("nowhere: no such run directory"),
+    );
+    let plain = c.file("plain/notes.txt", b"mine");
+    let plain = Path::new(&plain).parent().unwrap().to_string_lossy().into_owned();
+    c.add(
+        "settings",
+        "--resume of a folder that is no run",
+        &["train", "--resume", &plain],
+        error("plain is not a sentence-mtl run directory (no settings.json)"),
+    );
+    c.add(
+        "settings",
+        "--resume of a checkpoint instead of its run",
+        &["train", "--resume", &ck],
+        error("best is a checkpoint; --resume takes its run directory, --resume"),
+    );
+    let unsaved = c.file("unsaved-run/settings.json", b"{}");
+    let unsaved = Path::new(&unsaved).parent().unwrap().to_string_lossy().into_owned();
+    c.add(
+        "settings",
+        "--model of a run that saved no checkpoint yet",
+        &["encode", "-m", &unsaved, "hi"],
+        error("unsaved-run is a run directory that has saved no checkpoint yet"),
+    );
+    c.add(
+        "settings",
+        "a new run into a run that saved no checkpoint",
+        &c.train_args("unsaved-run", &format!("topic={topic_train}"), &[])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        error("already holds a run that saved no checkpoint to resume; pass --overwrite to start it again"),
     );
     let edited_run = c.dir.path().join("edited-run");
     copy_dir(&checkpoint_run, &edited_run);

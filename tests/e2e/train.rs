@@ -269,6 +269,7 @@ fn frozen_tensors_stay_bit_identical_and_trainable_ones_move() {
     // --freeze all trains nothing, so its checkpoint holds the initial weights for this seed.
     let out = s.train("initial", &["--freeze", "all", "--seed", "3"]);
     assert!(stderr(&out).contains("no trainable parameter"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("are new (randomly initialised) and frozen, so it stays random"), "{}", stderr(&out));
     let initial = weights(&Path::new(&s.out("initial")).join("last"));
     assert!(initial.keys().any(|n| n.starts_with("bert.encoder.layer.2.")));
     for mode in ["none", "backbone", "embeddings", "layers:2", "head:topic"] {
