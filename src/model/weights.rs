@@ -69,7 +69,10 @@ fn read_safetensors(path: &Path) -> Result<Vec<(String, Tensor)>> {
     let metadata: safetensors::tensor::Metadata = serde_json::from_slice(&bytes[8..data_start])
         .map_err(|e| anyhow::anyhow!("invalid safetensors header: {e}"))?;
     let mut tensors = Vec::new();
-    for (name, info) in metadata.tensors() {
+    // In file order, so that a truncated file names the tensor it ends inside.
+    let mut infos: Vec<_> = metadata.tensors().into_iter().collect();
+    infos.sort_by_key(|(_, info)| info.data_offsets.0);
+    for (name, info) in infos {
         let kind = match info.dtype {
             safetensors::Dtype::F32 => tch::Kind::Float,
             safetensors::Dtype::F16 => tch::Kind::Half,
@@ -328,11 +331,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("model.safetensors");
         let t = Tensor::from_slice(&[1.0f32, 2.0, 3.0]);
-        write_safetensors(&path, &[("a", &t)]).unwrap();
+        // Names out of file order, so that hash-map order would pick another tensor.
+        let tensors: Vec<(String, &Tensor)> = (0..8).map(|i| (format!("t{}", (i * 5) % 8), &t)).collect();
+        let refs: Vec<(&str, &Tensor)> = tensors.iter().map(|(n, t)| (n.as_str(), *t)).collect();
+        write_safetensors(&path, &refs).unwrap();
         let bytes = std::fs::read(&path).unwrap();
-        std::fs::write(&path, &bytes[..bytes.len() - 4]).unwrap();
-        let err = format!("{:#}", read_weight_file(&path).unwrap_err());
-        assert!(err.contains("cannot read weights"), "{err}");
+        // Cut inside the third tensor's data: 2 whole tensors of 12 bytes, then 4 bytes of it.
+        let data_start = bytes.len() - 8 * 12;
+        std::fs::write(&path, &bytes[..data_start + 2 * 12 + 4]).unwrap();
+        let third = {
+            let header: serde_json::Value = serde_json::from_slice(&bytes[8..data_start]).unwrap();
+            let object = header.as_object().unwrap();
+            object.iter().find(|(_, v)| v["data_offsets"][0] == 24).map(|(k, _)| k.clone()).unwrap()
+        };
+        for _ in 0..3 {
+            let err = format!("{:#}", read_weight_file(&path).unwrap_err());
+            assert!(err.contains("cannot read weights") && err.contains(&format!("inside tensor {third}")), "{err}");
+        }
     }
 
     #[test]
