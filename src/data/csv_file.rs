@@ -29,6 +29,9 @@ pub fn read_columns_from<R: std::io::Read>(reader: R, name: &str, columns: &[&st
     })?;
     let mut indices = Vec::with_capacity(columns.len());
     for column in columns {
+        if header.iter().filter(|h| h == column).count() > 1 {
+            bail!("{name}:1: the header names column '{column}' more than once (columns: {})", header.join(", "));
+        }
         match header.iter().position(|h| h == column) {
             Some(i) => indices.push(i),
             None => {
@@ -131,6 +134,13 @@ mod tests {
 
     fn read(text: &[u8], columns: &[&str]) -> Result<Vec<CsvRow>> {
         read_columns_from(text, "t.csv", columns)
+    }
+
+    #[test]
+    fn a_column_named_twice_is_refused() {
+        let err = read(b"text,label,text\na,b,c\n", &["text", "label"]).unwrap_err().to_string();
+        assert_eq!(err, "t.csv:1: the header names column 'text' more than once (columns: text, label, text)");
+        assert!(read(b"text,label,note,note\na,b,c,d\n", &["text", "label"]).is_ok(), "other columns may repeat");
     }
 
     #[test]

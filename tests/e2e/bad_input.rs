@@ -158,6 +158,14 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         &[],
         error("one_class.csv: every row has label 'greeting' (column 'label'); a classification task needs at least 2 classes"),
     );
+    let f = c.file("twice.csv", b"text,label,text\nhi,a,hello\nbye,b,goodbye\n");
+    c.add_train(
+        "CSV",
+        "a column named twice",
+        format!("q={f}"),
+        &[],
+        error("twice.csv:1: the header names column 'text' more than once (columns: text, label, text)"),
+    );
     let f = c.file("semicolons.csv", b"text;label\nhi;a\n");
     c.add_train(
         "CSV",
