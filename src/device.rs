@@ -147,10 +147,13 @@ impl DeviceChoice {
 
 fn cuda_device(index: usize, available: i64) -> Result<Device> {
     if available == 0 {
+        let asked = if index == 0 { "cuda".to_string() } else { format!("cuda:{index}") };
         if let Backend::Failed(why) = cuda_backend() {
-            bail!("--device cuda: this machine has an NVIDIA driver, but libtorch's CUDA backend did not load: {why}");
+            bail!(
+                "--device {asked}: this machine has an NVIDIA driver, but libtorch's CUDA backend did not load: {why}"
+            );
         }
-        bail!("--device cuda: no CUDA device is available on this machine (use --device cpu or auto)");
+        bail!("--device {asked}: no CUDA device is available on this machine (use --device cpu or auto)");
     }
     if index as i64 >= available {
         bail!("--device cuda:{index}: this machine has {available} CUDA device(s), numbered from 0");
@@ -171,7 +174,7 @@ pub fn set_threads(threads: Option<usize>) -> Result<()> {
 /// A short human description, e.g. `cpu (2 threads)` or `cuda:0`.
 pub fn describe(device: Device) -> String {
     match device {
-        Device::Cpu => format!("cpu ({} threads)", tch::get_num_threads()),
+        Device::Cpu => format!("cpu ({})", crate::report::table::count(tch::get_num_threads() as usize, "thread")),
         Device::Cuda(i) => format!("cuda:{i}"),
         other => format!("{other:?}"),
     }

@@ -66,7 +66,8 @@ fn chain(error: &(dyn std::error::Error + 'static)) -> String {
 fn rendered(error: &clap::Error) -> String {
     let text = error.render().to_string();
     let mut line = String::new();
-    for part in text.lines().map(str::trim).take_while(|l| !l.starts_with("Usage:")).filter(|l| !l.is_empty()) {
+    let lines = text.lines().map(str::trim).take_while(|l| !l.starts_with("Usage:"));
+    for part in lines.filter(|l| !l.is_empty() && !l.starts_with("For more information")) {
         let part = part.strip_prefix("error: ").unwrap_or(part);
         if !line.is_empty() {
             line.push_str(if line.ends_with(':') { " " } else { "; " });

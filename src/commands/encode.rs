@@ -12,12 +12,13 @@ use crate::distributed::is_main;
 use crate::model::pooling::l2_normalize;
 use crate::model::spec::SpecOverrides;
 use crate::output::embeddings::{write_embeddings, EmbeddingFormat};
-use crate::output::write_output;
+use crate::output::{check_output_path, write_output};
 use crate::report::table::{ellipsize, Table};
 
 pub fn run(args: &EncodeArgs) -> Result<()> {
     let started = Instant::now();
     let format = EmbeddingFormat::choose(args.format, args.io.output.as_deref())?;
+    check_output_path(args.io.output.as_deref())?;
     let overrides = SpecOverrides {
         pooling: args.pooling,
         normalize: match (args.normalize, args.no_normalize) {

@@ -9,10 +9,11 @@ use crate::data::sentences::read_sentences;
 use crate::distributed::is_main;
 use crate::model::spec::SpecOverrides;
 use crate::output::predictions::{write_predictions, Prediction, PredictionFormat};
-use crate::output::write_output;
+use crate::output::{check_output_path, write_output};
 
 pub fn run(args: &PredictArgs) -> Result<()> {
     let format = PredictionFormat::choose(args.format, args.io.output.as_deref())?;
+    check_output_path(args.io.output.as_deref())?;
     let group = join_launch(&args.model.device)?;
     let quiet = args.model.quiet || !is_main(group.as_ref());
     let sentences = read_sentences(&args.io.sentences, args.io.input.as_deref(), &args.io.text_column, quiet)?;

@@ -30,6 +30,14 @@ fn format_for<F: FromStr>(flag: Option<F>, output: Option<&Path>, jsonl: F, expe
     })
 }
 
+/// Refuses an `--output` that cannot be written as a file before any work is done: a folder.
+pub fn check_output_path(path: Option<&Path>) -> Result<()> {
+    if let Some(path) = path.filter(|p| p.is_dir()) {
+        bail!("--output {} is a folder; name a file", path.display());
+    }
+    Ok(())
+}
+
 /// Sends bytes produced by `fill` to `path` (atomically) or to stdout when `path` is None.
 /// Binary output is refused on a terminal.
 pub fn write_output(path: Option<&Path>, binary: bool, fill: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {

@@ -65,11 +65,7 @@ pub struct RunOptions {
 pub fn train(settings: &TrainSettings, options: &RunOptions, group: Option<&ProcessGroup>) -> Result<TrainOutcome> {
     let tasks = setup::read_tasks(settings)?;
     let mut settings = settings.clone();
-    if let Some(line) = settings.fit_backbone_rate(tasks.iter().map(|t| t.train_rows()).sum()) {
-        if !options.quiet {
-            eprintln!("{line}");
-        }
-    }
+    let rate_note = settings.fit_backbone_rate(tasks.iter().map(|t| t.train_rows()).sum());
     let settings = &settings;
     let main = distributed::is_main(group);
     let run = if main {
@@ -80,6 +76,10 @@ pub fn train(settings: &TrainSettings, options: &RunOptions, group: Option<&Proc
     } else {
         RunDir { root: settings.out.clone() }
     };
+    // After the checks above, so that a refused run prints its one error line alone.
+    if let (Some(line), false) = (rate_note, options.quiet) {
+        eprintln!("{line}");
+    }
     let root = run.root.clone();
     let started = Trainer::start(settings, options, run, tasks, None, group);
     match started {
