@@ -64,7 +64,8 @@ fn usage(loaded: &LoadedModel, format: ExportFormat) -> String {
     let first_task = loaded.spec.head_tasks().next().map(|t| t.name.as_str()).unwrap_or("TASK");
     match format {
         ExportFormat::SentenceTransformers => format!(
-            "```python\nfrom sentence_transformers import SentenceTransformer\nmodel = SentenceTransformer(\".\")  # this folder\nembeddings = model.encode([\"A first sentence.\", \"Another one.\"])\n```\n\nThe embeddings equal `sentence-mtl encode --model` on the checkpoint (pooling, projection as a Dense module, normalisation {}). Task heads are not part of a sentence-transformers model; use the `hf` or `torchscript` export for them.\n",
+            "```python\nfrom sentence_transformers import SentenceTransformer\nmodel = SentenceTransformer(\".\")  # this folder\nembeddings = model.encode([\"A first sentence.\", \"Another one.\"])\n```\n\nThe embeddings equal `sentence-mtl encode --model` on the checkpoint (pooling, {}normalisation {}). Task heads are not part of a sentence-transformers model; use the `hf` or `torchscript` export for them.\n",
+            if loaded.spec.projection_dim.is_some() { "projection as a Dense module, " } else { "" },
             if loaded.spec.normalize { "on" } else { "off" }
         ),
         ExportFormat::Hf => format!(

@@ -281,7 +281,8 @@ fn step_chart<'a, 'b>(
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(55)
-        .build_cartesian_2d(0f64..max_step, y)
+        // 2% past the last step, so that its dots are not cut by the frame.
+        .build_cartesian_2d(0f64..max_step * 1.02, y)
         .map_err(plot_error)?;
     chart
         .configure_mesh()
@@ -309,6 +310,10 @@ fn loss_panel(area: &Canvas, curves: &[TaskCurves], max_step: f64) -> Result<()>
             .map_err(plot_error)?
             .label(c.task.clone())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+        // A short run logs a point or two: a line alone would not show a single one.
+        if c.loss.len() < 3 {
+            chart.draw_series(c.loss.iter().map(|&p| Circle::new(p, 3, color.filled()))).map_err(plot_error)?;
+        }
     }
     chart
         .configure_series_labels()
