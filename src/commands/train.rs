@@ -93,11 +93,26 @@ fn flags_without_effect(args: &TrainArgs, settings: &TrainSettings) -> Vec<Strin
     if typed("pairs_scale") && !has_kind(TaskKind::Pairs) {
         notes.push("--pairs-scale has no effect: no task is a pairs task".to_string());
     }
-    if (typed("label_columns") || typed("text_columns")) && !has_kind(TaskKind::Classification) {
-        notes.push(
-            "--text-column and --label-column name a classification file's columns; similarity and pairs files have fixed ones"
-                .to_string(),
-        );
+    if !has_kind(TaskKind::Classification) {
+        let classification_flags = [
+            ("label_smoothing", "--label-smoothing"),
+            ("class_weights", "--class-weights"),
+            ("lr_heads", "--lr-heads"),
+            ("text_columns", "--text-column"),
+            ("label_columns", "--label-column"),
+        ];
+        let flags: Vec<&str> = classification_flags.iter().filter(|(id, _)| typed(id)).map(|(_, flag)| *flag).collect();
+        if !flags.is_empty() {
+            notes.push(format!("{} no effect: no task is a classification task", count_flags(&flags)));
+        }
+    }
+    if typed("similarity_losses") && !has_kind(TaskKind::Similarity) {
+        notes.push("--similarity-loss has no effect: no task is a similarity task".to_string());
     }
     notes
+}
+
+/// `--a has` or `--a, --b have`.
+fn count_flags(flags: &[&str]) -> String {
+    format!("{} {}", flags.join(", "), if flags.len() == 1 { "has" } else { "have" })
 }
