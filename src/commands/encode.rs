@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use tch::{Kind, Tensor};
 
 use super::runtime::{encoder, join_launch, open_model};
@@ -19,6 +19,9 @@ pub fn run(args: &EncodeArgs) -> Result<()> {
     let started = Instant::now();
     let format = EmbeddingFormat::choose(args.format, args.io.output.as_deref())?;
     check_output_path(args.io.output.as_deref())?;
+    if args.similarity && args.format.is_some() && args.io.output.is_none() {
+        bail!("--format sets how embeddings are written, and with --similarity they are written only to --output FILE");
+    }
     let overrides = SpecOverrides {
         pooling: args.pooling,
         normalize: match (args.normalize, args.no_normalize) {

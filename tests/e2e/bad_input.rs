@@ -834,6 +834,18 @@ fn build_corpus(test: &str) -> Option<Corpus> {
     );
     c.add(
         "settings",
+        "encode --similarity --format without --output",
+        &["encode", "-m", &m, "--similarity", "--format", "npy", "hi", "there"],
+        error("--format sets how embeddings are written, and with --similarity they are written only to --output FILE"),
+    );
+    c.add(
+        "settings",
+        "--output a folder",
+        &["encode", "-m", &m, "-o", &c.dir.path().to_string_lossy(), "hi"],
+        error("is a folder; name a file"),
+    );
+    c.add(
+        "settings",
         "predict --output .npy",
         &["predict", "-m", &ck, "--task", "topic", "-o", &c.path("labels.npy"), "hi"],
         error("labels.npy: .npy is not an output format (expected jsonl or csv)"),
