@@ -838,10 +838,11 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         &["encode", "-m", &m, "--similarity", "--format", "npy", "hi", "there"],
         error("--format sets how embeddings are written, and with --similarity they are written only to --output FILE"),
     );
+    let folder = c.dir.path().to_string_lossy().into_owned();
     c.add(
         "settings",
         "--output a folder",
-        &["encode", "-m", &m, "-o", &c.dir.path().to_string_lossy(), "hi"],
+        &["encode", "-m", &m, "-o", &folder, "hi"],
         error("is a folder; name a file"),
     );
     c.add(
