@@ -106,16 +106,21 @@ fn task_report(
 ) -> Result<Box<dyn TaskReport>> {
     let loaded = encoder.model;
     let known = loaded.spec.tasks.iter().find(|t| t.name == task.name);
-    let kind =
-        kind_of_file(&task.path, known.map(|t| t.kind), columns).with_context(|| format!("task '{}'", task.name))?;
+    let in_task = || format!("task '{}'", task.name);
+    let kind = kind_of_file(&task.path, known.map(|t| t.kind), columns).with_context(in_task)?;
     Ok(match (kind, known) {
-        (TaskKind::Classification, Some(spec)) => {
-            Box::new(tasks::classification::report(encoder, spec, &task.path, columns, args.unknown_labels, progress)?)
-        }
+        (TaskKind::Classification, Some(spec)) => Box::new(
+            tasks::classification::report(encoder, spec, &task.path, columns, args.unknown_labels, progress)
+                .with_context(in_task)?,
+        ),
         // A classification file needs the head of a task the model was trained on.
         (TaskKind::Classification, None) => return Err(loaded.spec.unknown_task(&task.name)),
-        (TaskKind::Similarity, _) => Box::new(tasks::similarity::report(encoder, &task.name, &task.path, progress)?),
-        (TaskKind::Pairs, _) => Box::new(tasks::pairs::report(encoder, &task.name, &task.path, progress)?),
+        (TaskKind::Similarity, _) => {
+            Box::new(tasks::similarity::report(encoder, &task.name, &task.path, progress).with_context(in_task)?)
+        }
+        (TaskKind::Pairs, _) => {
+            Box::new(tasks::pairs::report(encoder, &task.name, &task.path, progress).with_context(in_task)?)
+        }
     })
 }
 

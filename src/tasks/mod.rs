@@ -80,10 +80,15 @@ pub fn kind_of_file(path: &Path, given: Option<TaskKind>, columns: LabelColumns<
     let header = read_header(path)?;
     let fits = |kind: TaskKind| required_columns(kind, columns).iter().all(|c| header.iter().any(|h| h == c));
     let columns_seen = header.join(", ");
+    let delimiter_hint = if header.len() == 1 && (header[0].contains(';') || header[0].contains('\t')) {
+        "; the header looks ';'- or tab-separated; sentence-mtl reads comma-separated CSV"
+    } else {
+        ""
+    };
     if let Some(kind) = given {
         if !fits(kind) {
             bail!(
-                "{}:1: the header ({columns_seen}) is not a {kind} file: {}",
+                "{}:1: the header ({columns_seen}) is not a {kind} file: {}{delimiter_hint}",
                 path.display(),
                 describe_columns(kind, columns, &header)
             );
@@ -95,11 +100,8 @@ pub fn kind_of_file(path: &Path, given: Option<TaskKind>, columns: LabelColumns<
         [kind] => Ok(*kind),
         [] => {
             let expected: Vec<String> = KINDS.iter().map(|k| describe_columns(*k, columns, &header)).collect();
-            let hint = if header.len() == 1 && (header[0].contains(';') || header[0].contains('\t')) {
-                "; the header looks ';'- or tab-separated; sentence-mtl reads comma-separated CSV"
-            } else {
-                "; the first line must name the columns"
-            };
+            let hint =
+                if delimiter_hint.is_empty() { "; the first line must name the columns" } else { delimiter_hint };
             bail!("{}:1: the header ({columns_seen}) fits no task kind: {}{hint}", path.display(), expected.join("; "))
         }
         several => {
