@@ -388,6 +388,14 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         &[],
         error("pairs_noneg.csv:2: empty text in column 'negative'"),
     );
+    let f = c.file("pairs_same.csv", b"anchor,positive\na,b\na,b\nc,b\n");
+    c.add_train(
+        "similarity and pairs",
+        "pairs whose rows all share one positive",
+        format!("p={f}"),
+        &[],
+        error("pairs_same.csv: every row has the same positive; in-batch negatives need rows with different positives"),
+    );
     let good_pairs = c
         .file("pairs_good.csv", b"anchor,positive\nwhat is a cat,a cat is an animal\nwhere is Rome,Rome is in Italy\n");
     c.add_train(
