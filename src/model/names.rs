@@ -27,6 +27,18 @@ pub fn bias(prefix: &str) -> String {
     format!("{prefix}.bias")
 }
 
+/// The layers (`heads.topic`, `projection`) that tensors (`heads.topic.weight`, `.bias`) belong
+/// to, each once, in the order they first appear.
+pub fn layers_of<'a>(tensors: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut layers: Vec<&str> = Vec::new();
+    for layer in tensors.into_iter().filter_map(|n| n.rsplit_once('.').map(|(layer, _)| layer)) {
+        if !layers.contains(&layer) {
+            layers.push(layer);
+        }
+    }
+    layers
+}
+
 /// Where a backbone tensor sits in the stack, for layer-wise learning rates and freezing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum BackboneLayer {
@@ -170,5 +182,11 @@ mod tests {
         assert_eq!(layer_of("heads.trec.weight"), None);
         assert!(is_added_layer(&weight(&head("sst2"))) && is_added_layer(&bias(PROJECTION)));
         assert!(!is_added_layer("bert.pooler.dense.bias"));
+    }
+
+    #[test]
+    fn layers_of_tensors_once_each_in_first_order() {
+        let tensors = ["heads.b.weight", "projection.weight", "heads.b.bias", "projection.bias", "loose"];
+        assert_eq!(layers_of(tensors), ["heads.b", "projection"]);
     }
 }

@@ -9,6 +9,7 @@ use super::param_groups::{group_table, human_count, LearningRates};
 use super::settings::TrainSettings;
 use crate::device;
 use crate::model::loaded::LoadedModel;
+use crate::model::names;
 use crate::report::table::{Align, Table};
 use crate::tasks::TrainingTask;
 
@@ -38,12 +39,7 @@ impl Overview<'_> {
             device::describe(self.loaded.device)
         );
         if !self.new_tensors.is_empty() {
-            let mut new_layers: Vec<String> = self
-                .new_tensors
-                .iter()
-                .filter_map(|n| n.rsplit_once('.').map(|(layer, _)| layer.to_string()))
-                .collect();
-            new_layers.dedup();
+            let new_layers = names::layers_of(self.new_tensors.iter().map(String::as_str));
             eprintln!("new layers (randomly initialised): {}", new_layers.join(", "));
         }
         let mut task_table =

@@ -24,6 +24,7 @@ use crate::distributed::data_parallel::{self, broadcast_weights};
 use crate::distributed::gradient_sync::GradientSync;
 use crate::distributed::ProcessGroup;
 use crate::model::loaded::LoadedModel;
+use crate::model::names;
 use crate::model::spec::{ModelSpec, TaskKind};
 use crate::precision::Precision;
 use crate::progress::Progress;
@@ -149,12 +150,7 @@ pub(super) fn freeze(
     let variables: Vec<String> = vs.variables().into_keys().collect();
     FreezeRule::check_headless_tasks(rules, &variables, &headless)?;
     let frozen = FreezeRule::apply(rules, vs);
-    let mut random: Vec<&str> = new_tensors
-        .iter()
-        .filter(|n| frozen.contains(n))
-        .filter_map(|n| n.rsplit_once('.').map(|(layer, _)| layer))
-        .collect();
-    random.dedup();
+    let random = names::layers_of(new_tensors.iter().filter(|n| frozen.contains(n)).map(String::as_str));
     Ok((!random.is_empty()).then(|| {
         format!(
             "note: {} {} new (randomly initialised) and frozen, so it stays random: what it outputs means nothing",
