@@ -162,13 +162,31 @@ fn cuda_device(index: usize, available: i64) -> Result<Device> {
 }
 
 /// Sets libtorch's intra-op thread count when asked; libtorch's default is one per core.
-pub fn set_threads(threads: Option<usize>) -> Result<()> {
+/// More threads than cores is allowed, with a note unless `quiet`.
+pub fn set_threads(threads: Option<usize>, quiet: bool) -> Result<()> {
     match threads {
         Some(0) => bail!("--threads must be at least 1"),
-        Some(n) => tch::set_num_threads(n as i32),
+        Some(n) => {
+            tch::set_num_threads(n as i32);
+            let cores = std::thread::available_parallelism().map_or(n, |c| c.get());
+            match oversubscription_note(n, cores) {
+                Some(note) if !quiet => eprintln!("{note}"),
+                _ => {}
+            }
+        }
         None => {}
     }
     Ok(())
+}
+
+/// Threads beyond the cores take turns on them, and libtorch's matmuls wait for the slowest.
+fn oversubscription_note(threads: usize, cores: usize) -> Option<String> {
+    (threads > cores).then(|| {
+        format!(
+            "note: --threads {threads} is more than the {} this process may use; the extra threads slow libtorch down rather than speed it up",
+            crate::report::table::count(cores, "core")
+        )
+    })
 }
 
 /// A short human description, e.g. `cpu (2 threads)` or `cuda:0`.
@@ -194,6 +212,13 @@ pub fn upload(host: Tensor, device: Device) -> Tensor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn notes_more_threads_than_cores() {
+        assert_eq!(oversubscription_note(2, 2), None);
+        let note = oversubscription_note(8, 2).unwrap();
+        assert!(note.contains("--threads 8 is more than the 2 cores"), "{note}");
+    }
 
     #[test]
     fn parses_known_devices() {

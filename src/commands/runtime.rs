@@ -28,8 +28,8 @@ pub fn join_launch(args: &DeviceArgs) -> Result<Option<ProcessGroup>> {
 
 /// Sets the thread count and resolves `--device` against this machine (in a launch, CUDA
 /// means this rank's `cuda:LOCAL_RANK`).
-pub fn prepare_device(args: &DeviceArgs, group: Option<&ProcessGroup>) -> Result<Device> {
-    device::set_threads(args.threads)?;
+pub fn prepare_device(args: &DeviceArgs, group: Option<&ProcessGroup>, quiet: bool) -> Result<Device> {
+    device::set_threads(args.threads, quiet || !is_main(group))?;
     Ok(device_for(args.device.resolve()?, group))
 }
 
@@ -56,7 +56,7 @@ pub fn open_model(
     if args.batch_tokens == Some(0) {
         bail!("--batch-tokens must be at least 1");
     }
-    let device = prepare_device(&args.device, group)?;
+    let device = prepare_device(&args.device, group, args.quiet)?;
     let loaded = checkpoint::load(&args.model, device, overrides)?;
     Ok((loaded, Progress::new(args.quiet || !is_main(group))))
 }

@@ -228,7 +228,7 @@ impl<'a> Trainer<'a> {
         group: Option<&'a ProcessGroup>,
     ) -> Result<Self> {
         let started = Instant::now();
-        crate::device::set_threads(settings.threads)?;
+        crate::device::set_threads(settings.threads, options.quiet || !distributed::is_main(group))?;
         let device = distributed::device_for(settings.device.resolve()?, group);
         let precision = settings.precision.resolve(device)?;
         let TrainableModel { model, mut loaded, new_tensors } =
