@@ -129,9 +129,9 @@ pub struct SentenceIoArgs {
     #[arg(short, long, value_name = "FILE")]
     pub input: Option<PathBuf>,
 
-    /// CSV column holding the sentences
-    #[arg(long, default_value = "text", value_name = "NAME")]
-    pub text_column: String,
+    /// Column holding the sentences, for a `.csv` --input [default: text]
+    #[arg(long, value_name = "NAME")]
+    pub text_column: Option<String>,
 
     /// Write the results to FILE (atomically) instead of stdout
     #[arg(short, long, value_name = "FILE")]

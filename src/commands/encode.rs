@@ -13,7 +13,7 @@ use crate::model::pooling::l2_normalize;
 use crate::model::spec::SpecOverrides;
 use crate::output::embeddings::{write_embeddings, EmbeddingFormat};
 use crate::output::{check_output_path, write_output};
-use crate::report::table::{ellipsize, Table};
+use crate::report::table::{count, ellipsize, Table};
 
 pub fn run(args: &EncodeArgs) -> Result<()> {
     let started = Instant::now();
@@ -33,7 +33,8 @@ pub fn run(args: &EncodeArgs) -> Result<()> {
     };
     let group = join_launch(&args.model.device)?;
     let quiet = args.model.quiet || !is_main(group.as_ref());
-    let sentences = read_sentences(&args.io.sentences, args.io.input.as_deref(), &args.io.text_column, quiet)?;
+    let sentences =
+        read_sentences(&args.io.sentences, args.io.input.as_deref(), args.io.text_column.as_deref(), quiet)?;
     let (loaded, progress) = open_model(&args.model, &overrides, group.as_ref())?;
     let embeddings = encoder(&args.model, &loaded, group.as_ref())?.embed(&sentences, &progress)?;
     if !is_main(group.as_ref()) {
@@ -42,8 +43,8 @@ pub fn run(args: &EncodeArgs) -> Result<()> {
     let dim = embeddings.size()[1] as usize;
     if !args.model.quiet {
         eprintln!(
-            "encoded {} sentence(s) into {dim}-dim embeddings ({} pooling{}) in {:.2}s",
-            sentences.len(),
+            "encoded {} into {dim}-dim embeddings ({} pooling{}) in {:.2}s",
+            count(sentences.len(), "sentence"),
             loaded.spec.pooling,
             if loaded.spec.normalize { ", normalised" } else { "" },
             started.elapsed().as_secs_f64()

@@ -16,7 +16,8 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     check_output_path(args.io.output.as_deref())?;
     let group = join_launch(&args.model.device)?;
     let quiet = args.model.quiet || !is_main(group.as_ref());
-    let sentences = read_sentences(&args.io.sentences, args.io.input.as_deref(), &args.io.text_column, quiet)?;
+    let sentences =
+        read_sentences(&args.io.sentences, args.io.input.as_deref(), args.io.text_column.as_deref(), quiet)?;
     let overrides = SpecOverrides { max_length: args.model.max_length, ..Default::default() };
     let (loaded, progress) = open_model(&args.model, &overrides, group.as_ref())?;
     let task = loaded.spec.head_task(&args.task)?.clone();

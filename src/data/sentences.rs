@@ -7,6 +7,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 
 use super::csv_file::read_columns;
+use crate::report::table::count;
 
 /// The sentences to encode or label, one output row each. A blank line or cell is an empty
 /// sentence, so that output rows stay aligned with input rows; unless `quiet`, a note says
@@ -14,15 +15,27 @@ use super::csv_file::read_columns;
 pub fn read_sentences(
     arguments: &[String],
     input: Option<&Path>,
-    text_column: &str,
+    text_column: Option<&str>,
     quiet: bool,
 ) -> Result<Vec<String>> {
+    let is_csv = input.is_some_and(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")));
+    if let (Some(column), false) = (text_column, is_csv) {
+        let read_as = match input {
+            Some(path) => format!(
+                "--input {} is read one sentence per line (a CSV file needs the .csv extension)",
+                path.display()
+            ),
+            None => "sentences from arguments or stdin have no columns".into(),
+        };
+        bail!("--text-column {column} names a column of a .csv --input; {read_as}");
+    }
     let sentences = match (arguments.is_empty(), input) {
         (false, Some(_)) => bail!("give sentences either as arguments or with --input, not both"),
         (false, None) => arguments.to_vec(),
-        (true, Some(path)) if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) => {
-            read_columns(path, &[text_column])?.into_iter().map(|mut row| row.fields.remove(0)).collect()
-        }
+        (true, Some(path)) if is_csv => read_columns(path, &[text_column.unwrap_or("text")])?
+            .into_iter()
+            .map(|mut row| row.fields.remove(0))
+            .collect(),
         (true, Some(path)) => {
             let file = std::fs::File::open(path).with_context(|| format!("cannot open --input {}", path.display()))?;
             read_lines(std::io::BufReader::new(file), &path.display().to_string())?
@@ -45,8 +58,8 @@ pub fn read_sentences(
     let blank: Vec<usize> = (0..sentences.len()).filter(|&i| sentences[i].trim().is_empty()).collect();
     if let (Some(first), false) = (blank.first(), quiet) {
         eprintln!(
-            "note: {from} has {} blank sentence(s), the first is sentence {}; each is encoded as an empty one, so that output rows match input rows",
-            blank.len(),
+            "note: {from} has {}, the first is sentence {}; each is encoded as an empty one, so that output rows match input rows",
+            count(blank.len(), "blank sentence"),
             first + 1
         );
     }
@@ -85,12 +98,12 @@ mod tests {
 
     #[test]
     fn an_empty_argument_is_a_sentence() {
-        assert_eq!(read_sentences(&["".into()], None, "text", true).unwrap(), vec![""]);
+        assert_eq!(read_sentences(&["".into()], None, None, true).unwrap(), vec![""]);
     }
 
     #[test]
     fn arguments_and_input_are_exclusive() {
-        let err = read_sentences(&["a".into()], Some(Path::new("x.txt")), "text", true).unwrap_err();
+        let err = read_sentences(&["a".into()], Some(Path::new("x.txt")), None, true).unwrap_err();
         assert!(err.to_string().contains("not both"));
     }
 }
