@@ -37,3 +37,18 @@ pub fn check_opens(model: &str) -> anyhow::Result<()> {
 pub fn is_checkpoint(dir: &std::path::Path) -> bool {
     dir.join(SPEC_FILE).is_file()
 }
+
+/// Refuses an output folder `out` (given with `flag`) that is a checkpoint or lies inside
+/// one: training replaces a checkpoint folder whole when it saves, which would delete what
+/// was written there.
+pub fn refuse_output_inside(out: &std::path::Path, flag: &str) -> anyhow::Result<()> {
+    let absolute = std::path::absolute(out).unwrap_or_else(|_| out.to_path_buf());
+    match absolute.ancestors().find(|dir| is_checkpoint(dir)) {
+        Some(checkpoint) => anyhow::bail!(
+            "{flag} {} is inside the checkpoint {}, which training replaces whole when it saves; write to a folder outside it",
+            out.display(),
+            checkpoint.display()
+        ),
+        None => Ok(()),
+    }
+}

@@ -47,6 +47,9 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let names: Vec<&str> = tasks.iter().map(|t| t.name.as_str()).collect();
     let text_columns = PerTask::resolve("--text-column", &args.text_columns, &names)?;
     let label_columns = PerTask::resolve("--label-column", &args.label_columns, &names)?;
+    if let Some(out) = &args.out {
+        check_report_folder(out)?;
+    }
     let overrides = SpecOverrides { max_length: args.model.max_length, ..Default::default() };
     let group = join_launch(&args.model.device)?;
     let (loaded, progress) = open_model(&args.model, &overrides, group.as_ref())?;
@@ -122,6 +125,14 @@ fn task_report(
             Box::new(tasks::pairs::report(encoder, &task.name, &task.path, progress).with_context(in_task)?)
         }
     })
+}
+
+/// Refuses, before any work, an `--out` that is a file or lies inside a checkpoint.
+fn check_report_folder(out: &Path) -> Result<()> {
+    if out.exists() && !out.is_dir() {
+        bail!("--out {} exists and is not a folder", out.display());
+    }
+    crate::checkpoint::refuse_output_inside(out, "--out")
 }
 
 /// `metrics.json`, every report's files and, for a run's checkpoint, `curves.png`.

@@ -56,6 +56,7 @@ impl ExportFormat {
 /// Writes `loaded` in `format` into `out`. A non-empty `out` is refused unless `force`;
 /// the new folder replaces the old one in one step.
 pub fn export(loaded: &LoadedModel, format: ExportFormat, out: &Path, force: bool) -> Result<()> {
+    crate::checkpoint::refuse_output_inside(out, "--out")?;
     let mut target = out.to_path_buf();
     if out.exists() {
         if !out.is_dir() {

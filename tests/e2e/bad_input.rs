@@ -283,6 +283,12 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         &["encode", "-m", &m, "-i", "/no/such/file.txt"],
         error("cannot open --input /no/such/file.txt"),
     );
+    c.add(
+        "CSV",
+        "--text-column with an input that is not .csv",
+        &["encode", "-m", &m, "-i", &c.file("rows.tsv", b"text\tlabel\nhi\ta\n"), "--text-column", "text"],
+        error("--text-column text names a column of a .csv --input; --input "),
+    );
     c.cases.push(Case {
         group: "CSV",
         what: "nothing on stdin",
@@ -855,6 +861,18 @@ fn build_corpus(test: &str) -> Option<Corpus> {
     );
     c.add(
         "settings",
+        "eval --out inside a checkpoint",
+        &["eval", "-m", &ck, "--task", &format!("mood={mood_dev}"), "--out", &format!("{ck}/eval")],
+        error("which training replaces whole when it saves"),
+    );
+    c.add(
+        "settings",
+        "eval --out is a file",
+        &["eval", "-m", &ck, "--task", &format!("mood={mood_dev}"), "--out", &mood_dev],
+        error("exists and is not a folder"),
+    );
+    c.add(
+        "settings",
         "predict --output .npy",
         &["predict", "-m", &ck, "--task", "topic", "-o", &c.path("labels.npy"), "hi"],
         error("labels.npy: .npy is not an output format (expected jsonl or csv)"),
@@ -960,6 +978,12 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         "--out --force on the folder holding the model",
         &["export", "-m", &held, "--format", "hf", "--out", &c.path("holder"), "--force"],
         error("holds the model being exported"),
+    );
+    c.add(
+        "export",
+        "--out inside a checkpoint",
+        &["export", "-m", &ck, "--format", "hf", "--out", &format!("{ck}/exported")],
+        error("is inside the checkpoint"),
     );
 
     // ---- training ----------------------------------------------------------------------
