@@ -7,7 +7,9 @@ use anyhow::Result;
 use tch::{Device, Kind, Tensor};
 
 use crate::data::batching::{length_sorted_batches, pad_batch, BatchLimit};
+use crate::distributed::data_parallel::agree_on_settings;
 use crate::distributed::{ProcessGroup, Reduce};
+use crate::hash::fnv1a;
 use crate::model::fused_forward::FusedForward;
 use crate::model::loaded::LoadedModel;
 use crate::precision::{autocast, Precision};
@@ -55,6 +57,9 @@ impl<'a> Encoder<'a> {
             Some(weights) => FusedForward { weights, ..loaded.forward() },
             None => loaded.forward(),
         };
+        if let Some(group) = self.group {
+            self.agree_with_ranks(group, texts)?;
+        }
         let token_ids = loaded.tokenizer.encode_batch(texts, loaded.spec.max_length);
         let lengths: Vec<usize> = token_ids.iter().map(Vec::len).collect();
         let bar = progress.bar(texts.len() as u64, "sentences");
@@ -95,6 +100,25 @@ impl<'a> Encoder<'a> {
             Some(group) => gather_rows(group, output, texts.len()),
             None => Ok(output.unwrap_or_else(|| Tensor::zeros([0, 0], (Kind::Float, Device::Cpu)))),
         }
+    }
+
+    /// Refuses to run when the launch's ranks were given different sentences or batching:
+    /// each rank plans the batches itself, and ranks that plan different ones would sum rows
+    /// that do not belong together.
+    fn agree_with_ranks(&self, group: &ProcessGroup, texts: &[String]) -> Result<()> {
+        let mut input = Vec::with_capacity(texts.iter().map(|t| t.len() + 1).sum());
+        for text in texts {
+            input.extend_from_slice(text.as_bytes());
+            input.push(0);
+        }
+        let fields = [
+            ("input", format!("{} sentences, hash {:x}", texts.len(), fnv1a(&input))),
+            ("--batch-size or --batch-tokens", format!("{:?}", self.batch)),
+            ("--max-length", self.model.spec.max_length.to_string()),
+            ("--precision", format!("{:?}", self.precision)),
+            ("sentence-mtl version", env!("CARGO_PKG_VERSION").to_string()),
+        ];
+        agree_on_settings(group, &fields.map(|(name, value)| (name.to_string(), value)))
     }
 
     /// Sentence embeddings `[n, dim]` (normalised if the model says so).

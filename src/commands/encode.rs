@@ -5,9 +5,8 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 use tch::{Kind, Tensor};
 
-use super::runtime::{encoder, join_launch, open_model};
+use super::runtime::{encoder, join_launch, open_model, read_input};
 use crate::cli::EncodeArgs;
-use crate::data::sentences::read_sentences;
 use crate::distributed::is_main;
 use crate::model::pooling::l2_normalize;
 use crate::model::spec::SpecOverrides;
@@ -33,8 +32,7 @@ pub fn run(args: &EncodeArgs) -> Result<()> {
     };
     let group = join_launch(&args.model.device)?;
     let quiet = args.model.quiet || !is_main(group.as_ref());
-    let sentences =
-        read_sentences(&args.io.sentences, args.io.input.as_deref(), args.io.text_column.as_deref(), quiet)?;
+    let sentences = read_input(&args.io, quiet, group.as_ref())?;
     let (loaded, progress) = open_model(&args.model, &overrides, group.as_ref())?;
     let embeddings = encoder(&args.model, &loaded, group.as_ref())?.embed(&sentences, &progress)?;
     if !is_main(group.as_ref()) {

@@ -3,9 +3,8 @@
 use anyhow::Result;
 use tch::Kind;
 
-use super::runtime::{encoder, join_launch, open_model};
+use super::runtime::{encoder, join_launch, open_model, read_input};
 use crate::cli::PredictArgs;
-use crate::data::sentences::read_sentences;
 use crate::distributed::is_main;
 use crate::model::spec::SpecOverrides;
 use crate::output::predictions::{write_predictions, Prediction, PredictionFormat};
@@ -16,8 +15,7 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     check_output_path(args.io.output.as_deref())?;
     let group = join_launch(&args.model.device)?;
     let quiet = args.model.quiet || !is_main(group.as_ref());
-    let sentences =
-        read_sentences(&args.io.sentences, args.io.input.as_deref(), args.io.text_column.as_deref(), quiet)?;
+    let sentences = read_input(&args.io, quiet, group.as_ref())?;
     let overrides = SpecOverrides { max_length: args.model.max_length, ..Default::default() };
     let (loaded, progress) = open_model(&args.model, &overrides, group.as_ref())?;
     let task = loaded.spec.head_task(&args.task)?.clone();

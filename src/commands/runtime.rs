@@ -7,10 +7,11 @@ use anyhow::{bail, Result};
 use tch::Device;
 
 use crate::checkpoint;
-use crate::cli::{DeviceArgs, ModelArgs};
+use crate::cli::{DeviceArgs, ModelArgs, SentenceIoArgs};
 use crate::data::batching::BatchLimit;
+use crate::data::sentences::read_sentences;
 use crate::device;
-use crate::distributed::{device_for, is_main, Launch, ProcessGroup};
+use crate::distributed::{data_parallel, device_for, is_main, Launch, ProcessGroup};
 use crate::inference::Encoder;
 use crate::model::loaded::LoadedModel;
 use crate::model::spec::SpecOverrides;
@@ -24,6 +25,24 @@ pub fn join_launch(args: &DeviceArgs) -> Result<Option<ProcessGroup>> {
     }
     let Some(launch) = Launch::from_env()? else { return Ok(None) };
     Ok(Some(ProcessGroup::join(&launch, Duration::from_secs(args.dist_timeout))?))
+}
+
+/// The sentences of `encode` and `predict`. In a launch, stdin is read by rank 0 alone and
+/// sent to the others: the ranks share one stdin, and each would read a different part of it.
+pub fn read_input(io: &SentenceIoArgs, quiet: bool, group: Option<&ProcessGroup>) -> Result<Vec<String>> {
+    let read = || read_sentences(&io.sentences, io.input.as_deref(), io.text_column.as_deref(), quiet);
+    let Some(group) = group.filter(|_| io.sentences.is_empty() && io.input.is_none()) else { return read() };
+    let what = "sending stdin's sentences to every rank";
+    if group.rank() == 0 {
+        let sentences = read();
+        let bytes = sentences.as_ref().ok().map(serde_json::to_vec).transpose()?;
+        data_parallel::broadcast_from_rank0(group, bytes, what)?;
+        return sentences;
+    }
+    match data_parallel::broadcast_from_rank0(group, None, what)? {
+        Some(bytes) => Ok(serde_json::from_slice(&bytes)?),
+        None => bail!("rank {}: rank 0 could not read the sentences on stdin", group.rank()),
+    }
 }
 
 /// Sets the thread count and resolves `--device` against this machine (in a launch, CUDA

@@ -1,10 +1,10 @@
 //! What data-parallel training needs of the process group, with PyTorch DDP's semantics:
 //! rank 0's weights everywhere at the start, each rank's share of every global batch, and a
 //! check at the start that every rank was given the same settings (the gradients' sum across
-//! ranks is `gradient_sync`'s).
+//! ranks is `gradient_sync`'s); and rank 0's input sent to the others.
 
 use anyhow::{bail, Result};
-use tch::{nn::VarStore, Tensor};
+use tch::{nn::VarStore, Device, Kind, Tensor};
 
 use super::group::ProcessGroup;
 
@@ -28,6 +28,23 @@ pub fn broadcast_weights(group: &ProcessGroup, vs: &VarStore) -> Result<()> {
         }
         Ok(())
     })
+}
+
+/// Rank 0's `bytes` on every rank (the others' own are ignored); `None` everywhere when rank
+/// 0 has none to send (it failed, and says why itself).
+pub fn broadcast_from_rank0(group: &ProcessGroup, bytes: Option<Vec<u8>>, what: &str) -> Result<Option<Vec<u8>>> {
+    let mut len = Tensor::from_slice(&[bytes.as_ref().map_or(-1, |b| b.len() as i64)]);
+    group.broadcast_(&mut len, 0, what)?;
+    let len = i64::try_from(&len)?;
+    if len < 0 {
+        return Ok(None);
+    }
+    let mut data = match bytes {
+        Some(bytes) if group.rank() == 0 => Tensor::from_slice(&bytes),
+        _ => Tensor::zeros([len], (Kind::Uint8, Device::Cpu)),
+    };
+    group.broadcast_(&mut data, 0, what)?;
+    Ok(Some(Vec::<u8>::try_from(&data)?))
 }
 
 /// Refuses to start when the ranks were given different settings: each rank's `fields`

@@ -1,7 +1,8 @@
 //! Data-parallel launches on Gloo over 127.0.0.1: two real processes with the variables
 //! torchrun sets, against one process on the same data. Two ranks reproduce the one-process
-//! run, sharded inference equals one process's exactly, a killed rank stops the other with
-//! its number and the run resumes, and ranks started differently are refused.
+//! run, sharded inference equals one process's exactly (stdin read by rank 0 alone), a
+//! killed rank stops the other with its number and the run resumes, and ranks started
+//! differently are refused, for training and for inference.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -204,6 +205,69 @@ fn sharded_inference_equals_one_process_exactly() {
         } else {
             assert_eq!(stdout(&one), stdout(&ranks[0]), "{}: 2 ranks differ from 1 process", args[0]);
         }
+    }
+}
+
+/// The ranks of a launch share one stdin (one file offset, as a pipe would be): rank 0 alone
+/// reads it, and ranks given different batching for inference are refused, as `train` refuses
+/// different settings (they used to sum rows of different batch plans, silently).
+#[test]
+fn stdin_goes_through_rank_0_and_ranks_with_other_batches_are_refused() {
+    let Some(s) = setup("stdin_goes_through_rank_0_and_ranks_with_other_batches_are_refused") else { return };
+    let lines: String = (0..200).map(|i| format!("sentence number {i} about football\n")).collect();
+    let text = s.dir.path().join("lines.txt");
+    std::fs::write(&text, lines).unwrap();
+    let encode = |batch: usize| {
+        strings(&[
+            "encode",
+            "-m",
+            s.model.to_str().unwrap(),
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--dist-timeout",
+            "20",
+        ])
+        .into_iter()
+        .chain(["--batch-size".to_string(), batch.to_string()])
+        .collect::<Vec<_>>()
+    };
+    let one = bin().args(encode(5)).arg("--input").arg(&text).output().unwrap();
+    assert_ok(&one);
+    let shared_stdin = std::fs::File::open(&text).unwrap();
+    let port = free_port();
+    let ranks: Vec<Output> = (0..2)
+        .map(|rank| {
+            rank_command(&encode(5), rank, 2, port)
+                .stdin(shared_stdin.try_clone().unwrap())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect::<Vec<Child>>()
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    assert_all_ok(&ranks);
+    assert_eq!(stdout(&one), stdout(&ranks[0]), "2 ranks reading stdin differ from 1 process reading the file");
+
+    let port = free_port();
+    let refused: Vec<Child> = [5, 7]
+        .iter()
+        .enumerate()
+        .map(|(rank, &batch)| {
+            let mut args = encode(batch);
+            args.extend(["--input".to_string(), text.to_string_lossy().into_owned()]);
+            rank_command(&args, rank, 2, port).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+        })
+        .collect();
+    for (rank, child) in refused.into_iter().enumerate() {
+        assert_clean_error(
+            &child.wait_with_output().unwrap(),
+            &format!("rank {rank}: the ranks were started with different settings: rank 1's --batch-size or --batch-tokens differs from rank 0's"),
+        );
     }
 }
 
