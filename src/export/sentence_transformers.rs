@@ -59,5 +59,17 @@ pub fn write(loaded: &LoadedModel, folder: &Path) -> Result<()> {
         modules.push(json!({"idx": modules.len(), "name": modules.len().to_string(), "path": name, "type": "sentence_transformers.models.Normalize"}));
     }
     std::fs::write(folder.join("modules.json"), serde_json::to_string_pretty(&modules)?)?;
+    // Without this file sentence-transformers 3 asks the hub for it when the folder is named
+    // without `./` (retrying for about 20 s offline); an old version, so that no installed
+    // version warns that the model is newer than it.
+    std::fs::write(
+        folder.join("config_sentence_transformers.json"),
+        serde_json::to_string_pretty(&json!({
+            "__version__": {"sentence_transformers": "2.2.0"},
+            "prompts": {},
+            "default_prompt_name": null,
+            "similarity_fn_name": "cosine",
+        }))?,
+    )?;
     Ok(())
 }

@@ -146,6 +146,10 @@ print(json.dumps(model.encode(json.load(sys.stdin), batch_size=32).tolist()))
     eprintln!("sentence-transformers export vs encode on {} sentences: worst cosine {worst:.7}", sentences.len());
     assert!(worst >= 0.9999, "worst cosine {worst}");
     assert_eq!(ours[0].len(), 96);
+    // Its absence sends sentence-transformers 3 to the hub when the folder is named bare.
+    let config: Value =
+        serde_json::from_slice(&std::fs::read(out.join("config_sentence_transformers.json")).unwrap()).unwrap();
+    assert_eq!(config["similarity_fn_name"], "cosine");
 
     // And back: sentence-mtl reads the exported folder's Dense module as its projection.
     let reread = encode_all(&out, &write_lines(dir.path(), &sentences));
