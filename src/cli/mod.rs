@@ -52,14 +52,20 @@ pub enum Command {
     /// Fine-tune a shared encoder on several tasks at once (classification, similarity, pairs)
     #[command(
         allow_negative_numbers = true,
-        override_usage = "sentence-mtl train --model <DIR|HUB_ID> --task <NAME=TRAIN.csv[,DEV.csv]>... --out <RUN_DIR> [OPTIONS]\n       sentence-mtl train --resume <RUN_DIR> [--device <DEVICE>] [--threads <N>] [--quiet]"
+        override_usage = "sentence-mtl train --model <DIR|HUB_ID> --task <NAME=TRAIN.csv[,DEV.csv]>... --out <RUN_DIR> [OPTIONS]\n       sentence-mtl train --resume <RUN_DIR> [--device <DEVICE>] [--threads <N>] [--dist-timeout <SECONDS>] [--quiet]"
     )]
     Train(TrainArgs),
     /// Label sentences with a trained task head
-    #[command(allow_negative_numbers = true)]
+    #[command(
+        allow_negative_numbers = true,
+        mut_arg("model", |a| a.help("Model: a sentence-mtl checkpoint with task heads (RUN/best)").value_name("DIR"))
+    )]
     Predict(PredictArgs),
     /// Score a model per task: classification reports, similarity correlations, retrieval
-    #[command(allow_negative_numbers = true)]
+    #[command(
+        allow_negative_numbers = true,
+        override_usage = "sentence-mtl eval --model <DIR|HUB_ID> --task <NAME=FILE.csv>... [OPTIONS]"
+    )]
     Eval(EvalArgs),
     /// Write a checkpoint for sentence-transformers, transformers or TorchScript
     #[command(allow_negative_numbers = true)]
@@ -95,7 +101,8 @@ pub struct ModelArgs {
     #[command(flatten)]
     pub device: DeviceArgs,
 
-    /// Sentences per forward pass
+    /// Sentences per forward pass (in a data-parallel launch, each rank runs whole batches
+    /// in turn)
     #[arg(long, default_value_t = 32, value_name = "N")]
     pub batch_size: usize,
 
@@ -210,7 +217,7 @@ pub struct TrainArgs {
     pub out: Option<PathBuf>,
 
     /// Continue an interrupted run from RUN_DIR/last with the run's own settings (only
-    /// --device, --threads and --quiet may be given with it)
+    /// --device, --threads, --dist-timeout and --quiet may be given with it)
     #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["model", "tasks", "out"])]
     pub resume: Option<PathBuf>,
 
@@ -334,7 +341,8 @@ pub struct TrainArgs {
     pub class_weights: ClassWeights,
 
     /// Small-data mode for classification tasks with few labelled rows: SetFit's label-pair
-    /// cosine loss on the embeddings beside cross-entropy, and at least 200 optimizer steps.
+    /// cosine loss on the embeddings beside cross-entropy, and at least 200 optimizer steps
+    /// (unless --max-steps sets fewer).
     /// auto turns it on for a task with at most 128 training rows per class (and says so), on
     /// for every classification task, off never
     #[arg(long, default_value = "auto", value_name = "auto|on|off")]

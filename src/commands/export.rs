@@ -7,7 +7,7 @@ use tch::Device;
 
 use crate::checkpoint::{self, SPEC_FILE};
 use crate::cli::ExportArgs;
-use crate::export::export;
+use crate::export::{export, ExportFormat};
 use crate::model::spec::SpecOverrides;
 
 pub fn run(args: &ExportArgs) -> Result<()> {
@@ -27,6 +27,14 @@ pub fn run(args: &ExportArgs) -> Result<()> {
     export(&loaded, format, &args.out, args.force)?;
     if !args.quiet {
         eprintln!("exported {} as {} into {} (see its README.md)", args.model, format.name(), args.out.display());
+        let heads: Vec<&str> = loaded.spec.head_tasks().map(|t| t.name.as_str()).collect();
+        if format == ExportFormat::SentenceTransformers && !heads.is_empty() {
+            let noun = if heads.len() == 1 { "head" } else { "heads" };
+            eprintln!(
+                "note: sentence-transformers models have no task heads, so this export leaves out {noun} {}; the hf and torchscript exports keep them",
+                heads.join(", ")
+            );
+        }
     }
     Ok(())
 }
