@@ -243,6 +243,17 @@ impl<'a> Trainer<'a> {
         let frozen_new = setup::freeze(&settings.freeze, &model.vs, &tasks, num_layers, &loaded.spec, &new_tensors)?;
         let learning_rates = settings.learning_rates();
         let parameters = parameter_counts(&model.vs);
+        let main = distributed::is_main(group);
+        let log = if main { RunLog::open(&run.log())? } else { RunLog::discard() };
+        let groups = build_groups(&model.vs, num_layers, &learning_rates, settings.weight_decay)?;
+        let mut optimizer = AdamW::new(groups);
+        let world = group.map_or(1, ProcessGroup::world);
+        let state = setup::initial_state(settings, &tasks, &run, resume_from.as_deref(), &mut optimizer, world)?;
+        // Ranks that disagree are refused before the overview, which would read as a start.
+        let gradient_sync = match group {
+            Some(group) => Some(setup::join_data_parallel(group, settings, &state, &model.vs, &optimizer)?),
+            None => None,
+        };
         if !options.quiet {
             let overview = Overview {
                 settings,
@@ -259,16 +270,6 @@ impl<'a> Trainer<'a> {
             }
         }
         let cache = setup::build_feature_cache(settings, &loaded, &tasks, precision, options.quiet)?;
-        let main = distributed::is_main(group);
-        let log = if main { RunLog::open(&run.log())? } else { RunLog::discard() };
-        let groups = build_groups(&model.vs, num_layers, &learning_rates, settings.weight_decay)?;
-        let mut optimizer = AdamW::new(groups);
-        let world = group.map_or(1, ProcessGroup::world);
-        let state = setup::initial_state(settings, &tasks, &run, resume_from.as_deref(), &mut optimizer, world)?;
-        let gradient_sync = match group {
-            Some(group) => Some(setup::join_data_parallel(group, settings, &state, &model.vs, &optimizer)?),
-            None => None,
-        };
         let source_dir = resume_from.clone().unwrap_or_else(|| loaded.dir.clone());
         let small_data = tasks.iter().any(|t| t.small_data());
         let schedule = Schedule::new(settings, &state.sampler, small_data);
