@@ -9,7 +9,7 @@ use tch::{Device, Kind, Tensor};
 use crate::data::batching::{length_sorted_batches, pad_batch, BatchLimit};
 use crate::distributed::data_parallel::agree_on_settings;
 use crate::distributed::{ProcessGroup, Reduce};
-use crate::hash::fnv1a;
+use crate::hash::{fnv1a_continue, FNV1A_START};
 use crate::model::fused_forward::FusedForward;
 use crate::model::loaded::LoadedModel;
 use crate::precision::{autocast, Precision};
@@ -106,13 +106,10 @@ impl<'a> Encoder<'a> {
     /// each rank plans the batches itself, and ranks that plan different ones would sum rows
     /// that do not belong together.
     fn agree_with_ranks(&self, group: &ProcessGroup, texts: &[String]) -> Result<()> {
-        let mut input = Vec::with_capacity(texts.iter().map(|t| t.len() + 1).sum());
-        for text in texts {
-            input.extend_from_slice(text.as_bytes());
-            input.push(0);
-        }
+        let input =
+            texts.iter().fold(FNV1A_START, |hash, text| fnv1a_continue(fnv1a_continue(hash, text.as_bytes()), &[0]));
         let fields = [
-            ("input", format!("{} sentences, hash {:x}", texts.len(), fnv1a(&input))),
+            ("input", format!("{} sentences, hash {input:x}", texts.len())),
             ("--batch-size or --batch-tokens", format!("{:?}", self.batch)),
             ("--max-length", self.model.spec.max_length.to_string()),
             ("--precision", format!("{:?}", self.precision)),
