@@ -14,6 +14,8 @@
 #include <c10/util/Logging.h>
 
 #include <chrono>
+#include <stdexcept>
+#include <string>
 #include <cstdio>
 #include <thread>
 #include <vector>
@@ -29,6 +31,7 @@ using BackendFactory = void* (*)(c10d::Store*, int, int, int64_t, char*, size_t)
 c10d::ReduceOp reduce_op(int op) { return op == 1 ? c10d::ReduceOp::MAX : c10d::ReduceOp::SUM; }
 
 const char* kRollCallPrefix = "smtl/alive/";
+const char* kJoinedKey = "smtl/joined";
 
 }  // namespace
 
@@ -36,13 +39,16 @@ extern "C" {
 
 // Joins the process group: rank 0 runs the TCPStore server on host:port (unless `prefix` is
 // non-empty: then torchrun's agent already serves it, and every key goes under the prefix, as
-// PyTorch's workers do), every rank connects to it (retrying until `timeout_ms`), then Gloo
-// connects every pair of ranks through it.
+// PyTorch's workers do), every rank connects to it (retrying until `timeout_ms`) and counts
+// itself in, then Gloo connects every pair of ranks through it. A rank that counts more than
+// `size` ranks has reached another launch's store on the same port: it sets `*crowded` and
+// stops before Gloo, whose keys would mix with that launch's.
 // Gloo binds to the address `host` resolves to on this machine's side when `bind_host` is
 // non-empty, else to the default device (this machine's hostname, or loopback). Returns a
 // handle, or null with a message.
 void* smtl_group_join(const char* host, int port, int rank, int size, int64_t timeout_ms, const char* prefix,
-                      const char* bind_host, char* error, size_t error_len) {
+                      const char* bind_host, int* crowded, char* error, size_t error_len) {
+  *crowded = 0;
   try {
     // c10d and Gloo log retries and peer errors on stderr themselves; the caller reports each
     // failure once, in one line, so only their fatal messages stay on.
@@ -62,6 +68,11 @@ void* smtl_group_join(const char* host, int port, int rank, int size, int64_t ti
     group->store = tcp;
     if (!agent_prefix.empty()) {
       group->store = c10::make_intrusive<c10d::PrefixStore>(agent_prefix, tcp);
+    }
+    const auto joined = group->store->add(kJoinedKey, 1);
+    if (joined > size) {
+      *crowded = 1;
+      throw std::runtime_error(std::to_string(joined) + " processes have joined its store");
     }
     auto gloo = c10d::ProcessGroupGloo::Options::create(group->timeout);
     std::string bind(bind_host);

@@ -207,7 +207,7 @@ pub struct TrainArgs {
     /// In a data-parallel launch, give pairs tasks' in-batch-negatives loss every rank's
     /// positives and negatives, with gradients back to the rank that computed each (as
     /// sentence-transformers' gather_across_devices): the one-process loss of the global batch.
-    /// Off by default, as there: each rank then contrasts its own share only, as PyTorch DDP does
+    /// Off by default, as there: each rank then contrasts its own share only, as PyTorch DDP does.
     #[arg(long)]
     pub gather_across_ranks: bool,
 

@@ -6,7 +6,7 @@ use anyhow::{bail, Result};
 use super::runtime::join_launch;
 use crate::cli::TrainArgs;
 use crate::data::sampler::SamplingStrategy;
-use crate::distributed::is_main;
+use crate::distributed::{is_main, ProcessGroup};
 use crate::model::spec::TaskKind;
 use crate::train::overview::score_table;
 use crate::train::settings::TrainSettings;
@@ -43,8 +43,10 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         }
         None => {
             let settings = TrainSettings::from_args(args)?;
+            let world = group.as_ref().map_or(1, ProcessGroup::world);
+            settings.check_rows_per_rank(world)?;
             if !options.quiet {
-                for note in flags_without_effect(args, &settings) {
+                for note in flags_without_effect(args, &settings, world) {
                     eprintln!("note: {note}");
                 }
             }
@@ -77,7 +79,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
 
 /// Flags typed on the command line that this run's other settings make inert: worth a note,
 /// not an error (scripts often pass one set of flags to several runs).
-fn flags_without_effect(args: &TrainArgs, settings: &TrainSettings) -> Vec<String> {
+fn flags_without_effect(args: &TrainArgs, settings: &TrainSettings, world: usize) -> Vec<String> {
     let typed = |flag: &str| args.explicit.iter().any(|f| f == flag);
     let has_kind = |kind: TaskKind| settings.tasks.iter().any(|t| t.kind == Some(kind));
     let mut notes = Vec::new();
@@ -105,6 +107,14 @@ fn flags_without_effect(args: &TrainArgs, settings: &TrainSettings) -> Vec<Strin
         if !flags.is_empty() {
             notes.push(format!("{} no effect: no task is a classification task", count_flags(&flags)));
         }
+    }
+    if typed("gather_across_ranks") && !has_kind(TaskKind::Pairs) {
+        notes.push("--gather-across-ranks has no effect: no task is a pairs task".to_string());
+    } else if typed("gather_across_ranks") && world == 1 {
+        notes.push(
+            "--gather-across-ranks has no effect: this is one process, not a data-parallel launch (WORLD_SIZE > 1)"
+                .to_string(),
+        );
     }
     if typed("similarity_losses") && !has_kind(TaskKind::Similarity) {
         notes.push("--similarity-loss has no effect: no task is a similarity task".to_string());

@@ -24,6 +24,7 @@ extern "C" {
         timeout_ms: i64,
         prefix: *const libc::c_char,
         bind_host: *const libc::c_char,
+        crowded: *mut i32,
         error: *mut libc::c_char,
         error_len: usize,
     ) -> *mut c_void;
@@ -112,8 +113,9 @@ impl ProcessGroup {
         let bind = CString::new(if loopback { launch.master_addr.as_str() } else { "" })?;
         let prefix = CString::new(launch.agent_store_prefix.as_deref().unwrap_or(""))?;
         let mut error = ErrorBuffer::new();
-        // SAFETY: NUL-terminated strings and a writable buffer; the C++ side catches every
-        // exception and returns a new handle or null.
+        let mut crowded = 0;
+        // SAFETY: NUL-terminated strings, a writable int and buffer; the C++ side catches
+        // every exception and returns a new handle or null.
         let handle = unsafe {
             smtl_group_join(
                 host.as_ptr(),
@@ -123,11 +125,21 @@ impl ProcessGroup {
                 timeout.as_millis() as i64,
                 prefix.as_ptr(),
                 bind.as_ptr(),
+                &mut crowded,
                 error.0.as_mut_ptr(),
                 error.0.len(),
             )
         };
         if handle.is_null() {
+            let message = error.message();
+            let (rank, world, address) =
+                (launch.rank, launch.world, format!("{}:{}", launch.master_addr, launch.master_port));
+            if crowded != 0 {
+                bail!("rank {rank}: another launch is using MASTER_PORT {} ({message}, more than WORLD_SIZE={world}); give each launch its own MASTER_PORT", launch.master_port);
+            }
+            if message.contains("EADDRINUSE") {
+                bail!("rank {rank}: MASTER_PORT {} is in use on {} (by another launch or program); give this launch a free MASTER_PORT", launch.master_port, launch.master_addr);
+            }
             // c10d's store protocol changes between torch versions: a worker built on one
             // cannot talk to the agent of another, and only sees the connection closed.
             let agent_hint = if launch.agent_store_prefix.is_some() {
@@ -139,14 +151,8 @@ impl ProcessGroup {
                 String::new()
             };
             bail!(
-                "rank {}: cannot join the process group of {} at {}:{} within {}s (MASTER_ADDR, MASTER_PORT; --dist-timeout): {}{}",
-                launch.rank,
-                launch.world,
-                launch.master_addr,
-                launch.master_port,
-                timeout.as_secs(),
-                error.message(),
-                agent_hint
+                "rank {rank}: cannot join the process group of {world} at {address} within {}s (MASTER_ADDR, MASTER_PORT; --dist-timeout): {message}{agent_hint}",
+                timeout.as_secs()
             );
         }
         Ok(Self { handle, launch: launch.clone(), timeout, cuda_backend: OnceLock::new() })

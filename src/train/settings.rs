@@ -240,6 +240,24 @@ impl TrainSettings {
         Ok(settings)
     }
 
+    /// Refuses a launch of `world` ranks in which a pairs task's batch leaves a rank fewer
+    /// than 2 rows: without `--gather-across-ranks` each rank contrasts its own rows only,
+    /// and one row has no in-batch negative (loss 0, nothing trained).
+    pub fn check_rows_per_rank(&self, world: usize) -> Result<()> {
+        if world < 2 || self.gather_across_ranks || self.batch_tokens.is_some() || self.batch_size / world >= 2 {
+            return Ok(());
+        }
+        let Some(pairs) = self.tasks.iter().find(|t| t.kind == Some(TaskKind::Pairs)) else { return Ok(()) };
+        bail!(
+            "--batch-size {} over {world} ranks leaves a rank {} row{} of task '{}', a pairs task whose in-batch negatives need at least 2 on each rank; give --batch-size {} or more, or --gather-across-ranks",
+            self.batch_size,
+            self.batch_size / world,
+            if self.batch_size / world == 1 { "" } else { "s" },
+            pairs.name,
+            2 * world
+        )
+    }
+
     /// Refuses numbers outside what each flag means, naming the flag (for the command line,
     /// and for a run's `settings.json` when it resumes).
     pub fn check_ranges(&self) -> Result<()> {

@@ -33,6 +33,8 @@ struct Corpus {
     model: PathBuf,
     distil: PathBuf,
     checkpoint: PathBuf,
+    /// A port something listens on, for a launch whose MASTER_PORT is taken.
+    busy: std::net::TcpListener,
     cases: Vec<Case>,
 }
 
@@ -124,6 +126,7 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         model,
         distil: models.join("tiny-distilbert"),
         checkpoint: checkpoint_run.join("best"),
+        busy: std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
         cases: Vec::new(),
     };
     let m = c.model.to_string_lossy().into_owned();
@@ -544,6 +547,14 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         &[("WORLD_SIZE", "2"), ("RANK", "1"), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "1")],
         &["--dist-timeout", "2"],
         error("rank 1: cannot join the process group of 2 at 127.0.0.1:1 within 2s"),
+    );
+    let busy_port: &'static str = String::leak(c.busy.local_addr().unwrap().port().to_string());
+    c.add_launch(
+        "MASTER_PORT taken by another program",
+        t(),
+        &[("WORLD_SIZE", "2"), ("RANK", "0"), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", busy_port)],
+        &["--dist-timeout", "2"],
+        error(format!("rank 0: MASTER_PORT {busy_port} is in use on 127.0.0.1 (by another launch or program)")),
     );
     c.add_launch(
         "--dist-timeout 0",
@@ -1050,7 +1061,8 @@ fn every_bad_input_gets_one_clear_line_and_awkward_input_works() {
     // Paths of this test's temporary files are shown as placeholders.
     let table = table
         .replace(&corpus.dir.path().to_string_lossy().to_string(), "<dir>")
-        .replace(&corpus.model.parent().unwrap().to_string_lossy().to_string(), "<models>");
+        .replace(&corpus.model.parent().unwrap().to_string_lossy().to_string(), "<models>")
+        .replace(&format!("MASTER_PORT {}", corpus.busy.local_addr().unwrap().port()), "MASTER_PORT <busy port>");
     eprintln!("{} bad-input cases checked", corpus.cases.len());
     if let Ok(path) = std::env::var("SENTENCE_MTL_ERROR_TABLE") {
         std::fs::write(path, table).unwrap();

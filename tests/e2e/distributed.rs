@@ -271,6 +271,81 @@ fn stdin_goes_through_rank_0_and_ranks_with_other_batches_are_refused() {
     }
 }
 
+/// Client connections to `port` on this machine (ESTABLISHED rows of /proc/net/tcp{,6} whose
+/// remote port it is; the store listens on IPv6): a launch's ranks connected to its store.
+fn store_clients(port: u16) -> usize {
+    let table = ["/proc/net/tcp", "/proc/net/tcp6"].map(|f| std::fs::read_to_string(f).unwrap_or_default()).concat();
+    let remote_port = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|row| {
+            let fields: Vec<&str> = row.split_whitespace().collect();
+            fields.len() > 3 && fields[2].ends_with(&remote_port) && fields[3] == "01"
+        })
+        .count()
+}
+
+/// Two launches given one MASTER_PORT: the second one's rank 0 cannot listen there and its
+/// rank 1, which reaches the first launch's store, is refused before it joins that group;
+/// the first launch (held waiting for rank 0's stdin meanwhile) still finishes.
+#[test]
+fn a_second_launch_on_a_busy_port_is_refused_and_the_first_finishes() {
+    let Some(s) = setup("a_second_launch_on_a_busy_port_is_refused_and_the_first_finishes") else { return };
+    let text = s.dir.path().join("lines.txt");
+    std::fs::write(&text, "the first sentence\nthe second sentence\nthe third\n").unwrap();
+    let encode = strings(&[
+        "encode",
+        "-m",
+        s.model.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--dist-timeout",
+        "60",
+    ]);
+    let port = free_port();
+    let mut first: Vec<Child> = (0..2)
+        .map(|rank| {
+            let stdin = if rank == 0 { Stdio::piped() } else { Stdio::null() };
+            rank_command(&encode, rank, 2, port)
+                .stdin(stdin)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while store_clients(port) < 2 {
+        assert!(Instant::now() < deadline, "the first launch's ranks did not connect to port {port}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(1)); // the second rank counts itself in just after connecting
+
+    let mut second_args = encode.clone();
+    second_args.extend(["--input".to_string(), text.to_string_lossy().into_owned()]);
+    let second: Vec<Child> = (0..2)
+        .map(|rank| {
+            rank_command(&second_args, rank, 2, port).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+        })
+        .collect();
+    let expected = [
+        format!("rank 0: MASTER_PORT {port} is in use on 127.0.0.1"),
+        format!("rank 1: another launch is using MASTER_PORT {port} (3 processes have joined its store, more than WORLD_SIZE=2)"),
+    ];
+    for (child, expected) in second.into_iter().zip(&expected) {
+        assert_clean_error(&child.wait_with_output().unwrap(), expected);
+    }
+
+    use std::io::Write;
+    first[0].stdin.take().unwrap().write_all(std::fs::read(&text).unwrap().as_slice()).unwrap();
+    let first: Vec<Output> = first.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+    assert_all_ok(&first);
+    assert!(stdout(&first[0]).contains("the third"), "rank 0 of the first launch:\n{}", stdout(&first[0]));
+}
+
 #[test]
 fn a_killed_rank_stops_the_other_naming_it_and_the_run_resumes() {
     let Some(s) = setup("a_killed_rank_stops_the_other_naming_it_and_the_run_resumes") else { return };
@@ -467,6 +542,26 @@ fn gathered_negatives_make_two_ranks_train_what_one_process_trains() {
     let without = max_difference(&reference, &weights(&local.join("last")));
     eprintln!("max |difference| from 1 process: gathered {with_gather:e}, each rank's own {without:e}");
     assert!(without > 1e-4, "each rank's own negatives should train differently: {without:e}");
+}
+
+/// A pairs batch that leaves a rank one row trains nothing there (no in-batch negative):
+/// refused on every rank, unless --gather-across-ranks gives each rank the whole batch.
+#[test]
+fn a_pairs_batch_of_one_row_per_rank_is_refused_without_gathering() {
+    let Some(s) = setup("a_pairs_batch_of_one_row_per_rank_is_refused_without_gathering") else { return };
+    let pairs_task = format!("match={}", s.data.match_train.display());
+    let args = |out: &Path, extra: &[&str]| {
+        let mut args = train_args(&s.model, &s.data, out, 2, &["--batch-size", "3"]);
+        args.extend(["--task".to_string(), pairs_task.clone()]);
+        args.extend(strings(extra));
+        args
+    };
+    let refused = s.dir.path().join("refused");
+    for out in &launch(&args(&refused, &[]), 2) {
+        assert_clean_error(out, "--batch-size 3 over 2 ranks leaves a rank 1 row of task 'match'");
+    }
+    assert!(!refused.exists(), "a refused launch left its run directory behind");
+    assert_all_ok(&launch(&args(&s.dir.path().join("gathered"), &["--gather-across-ranks"]), 2));
 }
 
 /// Small-data mode's refit in a data-parallel run: every rank fits from the gathered
