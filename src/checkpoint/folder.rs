@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+use super::hf_export::HfExport;
 use super::sentence_transformers::SentenceTransformersConfig;
 use super::SPEC_FILE;
 use crate::model::config::BackboneConfig;
@@ -18,11 +19,14 @@ use crate::model::weights::{find_weight_file, read_weight_file};
 pub(super) struct ModelFolder {
     pub dir: PathBuf,
     pub config: BackboneConfig,
-    /// From `sentence_mtl.json`, or defaults and `modules.json` for a plain HF folder.
+    /// From `sentence_mtl.json`, an hf export's `tasks.json`, or defaults and `modules.json`
+    /// for a plain HF folder.
     pub spec: ModelSpec,
-    pub is_checkpoint: bool,
-    /// A plain sentence-transformers folder's pipeline (default for a checkpoint).
+    /// A checkpoint, or an hf export of one: the spec (projection included) is the model's own.
+    pub has_own_spec: bool,
+    /// A plain sentence-transformers folder's pipeline (default otherwise).
     pub sentence_transformers: SentenceTransformersConfig,
+    hf_export: Option<HfExport>,
 }
 
 impl ModelFolder {
@@ -30,8 +34,12 @@ impl ModelFolder {
         let dir = resolve_model_dir(model)?;
         let config = BackboneConfig::from_file(&dir.join("config.json"))?;
         let is_checkpoint = super::is_checkpoint(&dir);
+        let hf_export = if is_checkpoint { None } else { HfExport::read(&dir, model, &config)? };
+        let has_own_spec = is_checkpoint || hf_export.is_some();
         let (spec, sentence_transformers) = if is_checkpoint {
             (read_spec(&dir)?, SentenceTransformersConfig::default())
+        } else if let Some(export) = &hf_export {
+            (export.spec.clone(), SentenceTransformersConfig::default())
         } else {
             let st = SentenceTransformersConfig::read(&dir)?;
             (spec_for_plain_model(&st, model, &config), st)
@@ -44,18 +52,41 @@ impl ModelFolder {
                 config.model_type()
             );
         }
-        Ok(Self { dir, config, spec, is_checkpoint, sentence_transformers })
+        Ok(Self { dir, config, spec, has_own_spec, sentence_transformers, hf_export })
     }
 
     /// The weight file's tensors, with a sentence-transformers Dense module's weights under
-    /// the projection's names when the folder has one.
+    /// the projection's names when the folder has one, and an hf export's projection and heads.
     pub fn read_tensors(&self) -> Result<(PathBuf, BTreeMap<String, tch::Tensor>)> {
         let path = find_weight_file(&self.dir)?;
         let mut tensors = read_weight_file(&path)?;
         if let Some(dense) = &self.sentence_transformers.dense {
             tensors.extend(dense.projection_tensors()?);
         }
+        if let Some(export) = &self.hf_export {
+            tensors.extend(export.tensors()?);
+        }
         Ok((path, tensors))
+    }
+}
+
+impl ModelFolder {
+    /// For messages: the file the spec comes from (none for a plain folder, whose spec is
+    /// made from defaults; `sentence_mtl.json` is what it would need).
+    pub fn spec_file(&self) -> &'static str {
+        if self.hf_export.is_some() {
+            super::hf_export::TASKS_FILE
+        } else {
+            SPEC_FILE
+        }
+    }
+
+    /// For messages: the weight file `path`, with an hf export's heads file beside it.
+    pub fn weights_label(&self, path: &Path) -> String {
+        match self.hf_export {
+            Some(_) => format!("{} (with {})", path.display(), super::hf_export::HEADS_FILE),
+            None => path.display().to_string(),
+        }
     }
 }
 

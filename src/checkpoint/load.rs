@@ -5,7 +5,6 @@ use anyhow::{bail, Result};
 use tch::Device;
 
 use super::folder::{check_max_length, split_passthrough, ModelFolder};
-use super::SPEC_FILE;
 use crate::model::layout::tensor_shapes;
 use crate::model::loaded::LoadedModel;
 use crate::model::names;
@@ -26,19 +25,21 @@ pub fn load(model: &str, device: Device, overrides: &SpecOverrides) -> Result<Lo
     let matched = match_tensors(&path, tensors, &expected, folder.config.model_type())?;
     if !matched.missing.is_empty() {
         bail!(
-            "{} lacks {} tensor(s) this model needs, e.g. {} (wrong file for this config.json / {SPEC_FILE}?)",
-            path.display(),
+            "{} lacks {} tensor(s) this model needs, e.g. {} (wrong file for this config.json / {}?)",
+            folder.weights_label(&path),
             matched.missing.len(),
             matched.missing.iter().take(5).cloned().collect::<Vec<_>>().join(", "),
+            folder.spec_file(),
         );
     }
     let (passthrough, unused) = split_passthrough(matched.unused);
     let stray: Vec<&str> = unused.iter().filter(|n| names::is_added_layer(n)).map(String::as_str).collect();
     if !stray.is_empty() {
         bail!(
-            "{} has tensors {} that {SPEC_FILE} does not describe (checkpoint heads do not match its tasks)",
-            path.display(),
+            "{} has tensors {} that {} does not describe (checkpoint heads do not match its tasks)",
+            folder.weights_label(&path),
             stray.join(", "),
+            folder.spec_file(),
         );
     }
     // Training keeps fp32 weights; a half-precision file is widened as training would.

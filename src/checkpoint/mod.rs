@@ -9,17 +9,20 @@
 //!
 //! A resumable `last/` also holds the trainer's state (`train::state`). Loading also accepts a
 //! plain Hugging Face model folder or hub id: then the spec comes from defaults and, for
-//! sentence-transformers folders, from `modules.json`.
+//! sentence-transformers folders, from `modules.json`; for an `export --format hf` folder,
+//! from its `tasks.json` (with its `heads.safetensors`).
 //!
 //! One job per module: [`folder`] reads what a folder says about itself, [`load`] makes a model
 //! for inference, [`training`] the model `train` starts from, [`save`] writes a checkpoint.
 
 mod folder;
+mod hf_export;
 pub mod load;
 pub mod save;
 mod sentence_transformers;
 pub mod training;
 
+pub use hf_export::FORMAT as HF_EXPORT_FORMAT;
 pub use load::load;
 pub use save::{save, save_with};
 pub use training::{load_for_training, TrainableModel, TrainingSpec};

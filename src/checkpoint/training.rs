@@ -85,10 +85,10 @@ fn training_spec(folder: &ModelFolder, wanted: TrainingSpec) -> ModelSpec {
     let projection_dim = match wanted.projection_dim {
         Some(0) => None,
         Some(d) => Some(d),
-        // A checkpoint's projection, or a sentence-transformers Dense module, is kept. A
+        // A checkpoint's (or its export's) projection, or a sentence-transformers Dense module, is kept. A
         // sentence-transformers model's pooled states are trained embeddings already, which a
         // new random projection would blur (docs/design.md), so none is added to one.
-        None if folder.is_checkpoint || folder.sentence_transformers.is_sentence_encoder => base.projection_dim,
+        None if folder.has_own_spec || folder.sentence_transformers.is_sentence_encoder => base.projection_dim,
         None => base.projection_dim.or(Some(DEFAULT_PROJECTION_DIM)),
     };
     ModelSpec {

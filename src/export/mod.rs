@@ -132,7 +132,7 @@ fn copy_model_files(loaded: &LoadedModel, folder: &Path) -> Result<()> {
 fn tasks_json(loaded: &LoadedModel, outputs: Option<Vec<String>>) -> serde_json::Value {
     let spec = &loaded.spec;
     let mut value = json!({
-        "format": "sentence-mtl export 1",
+        "format": crate::checkpoint::HF_EXPORT_FORMAT,
         "model_type": spec.model_type,
         "pooling": spec.pooling,
         "projection_dim": spec.projection_dim,

@@ -69,7 +69,7 @@ fn usage(loaded: &LoadedModel, format: ExportFormat) -> String {
             if loaded.spec.normalize { "on" } else { "off" }
         ),
         ExportFormat::Hf => format!(
-            "The backbone loads with transformers' `AutoModel`; these lines rebuild the classifier around it from `heads.safetensors` and `tasks.json`:\n\n```python\n{}```\n\nThen `logits([\"a sentence\"], \"{first_task}\").softmax(-1)` gives the class probabilities, in the order of the task's `labels` in `tasks.json`.{}\n",
+            "The backbone loads with transformers' `AutoModel`; these lines rebuild the classifier around it from `heads.safetensors` and `tasks.json`:\n\n```python\n{}```\n\nThen `logits([\"a sentence\"], \"{first_task}\").softmax(-1)` gives the class probabilities, in the order of the task's `labels` in `tasks.json`.{}\n\n`sentence-mtl encode`, `predict` and `eval` read this folder whole (`-m` this folder), projection, normalisation and heads included.\n",
             hf_python(loaded),
             pooler_note(loaded)
         ),

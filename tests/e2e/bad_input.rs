@@ -58,6 +58,20 @@ impl Corpus {
         target.to_string_lossy().into_owned()
     }
 
+    /// An `export --format hf` of the trained checkpoint, damaged by `damage`.
+    fn damaged_hf_export(&self, name: &str, damage: impl FnOnce(&Path)) -> String {
+        let target = self.dir.path().join(name);
+        let checkpoint = self.checkpoint.to_str().unwrap();
+        assert_ok(
+            &bin()
+                .args(["export", "-m", checkpoint, "--format", "hf", "-q", "--out", &self.path(name)])
+                .output()
+                .unwrap(),
+        );
+        damage(&target);
+        target.to_string_lossy().into_owned()
+    }
+
     /// A copy of the trained checkpoint, damaged by `damage`.
     fn damaged_checkpoint(&self, name: &str, damage: impl FnOnce(&Path)) -> String {
         let target = self.dir.path().join(name);
@@ -666,6 +680,36 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         "checkpoint JSON with more labels than its head",
         &["predict", "-m", &f, "--task", "topic", "hi"],
         error("shape mismatches: heads.topic.bias: file [3], model [4]"),
+    );
+    let f = c.damaged_hf_export("export_without_heads", |d| std::fs::remove_file(d.join("heads.safetensors")).unwrap());
+    c.add(
+        "model",
+        "hf export without heads.safetensors",
+        &["encode", "-m", &f, "hi"],
+        error("tasks.json describes an export whose projection and heads are in heads.safetensors, which is missing"),
+    );
+    let f = c.damaged_hf_export("export_bad_pooling", |d| {
+        let p = d.join("tasks.json");
+        let text = std::fs::read_to_string(&p).unwrap().replace("\"pooling\": \"mean\"", "\"pooling\": \"median\"");
+        std::fs::write(&p, text).unwrap();
+    });
+    c.add(
+        "model",
+        "hf export whose tasks.json has an unknown pooling",
+        &["encode", "-m", &f, "hi"],
+        error("tasks.json is not a valid sentence-mtl export description: unknown variant `median`"),
+    );
+    let f = c.damaged_hf_export("export_extra_task", |d| {
+        let p = d.join("tasks.json");
+        let mut spec: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        spec["tasks"].as_array_mut().unwrap().push(serde_json::json!({"name": "extra", "labels": ["a", "b"]}));
+        std::fs::write(&p, spec.to_string()).unwrap();
+    });
+    c.add(
+        "model",
+        "hf export whose tasks.json lists a task without a head",
+        &["predict", "-m", &f, "--task", "extra", "hi"],
+        error("model.safetensors (with heads.safetensors) lacks 2 tensor(s) this model needs, e.g. heads.extra.bias, heads.extra.weight (wrong file for this config.json / tasks.json?)"),
     );
 
     // ---- settings ----------------------------------------------------------------------

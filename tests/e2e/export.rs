@@ -178,8 +178,8 @@ fn normalising_copy(model: &Path, into: &Path) -> PathBuf {
 }
 
 #[test]
-fn hf_export_readme_python_rebuilds_the_classifier() {
-    let test = "hf_export_readme_python_rebuilds_the_classifier";
+fn hf_export_readme_python_rebuilds_the_classifier_and_sentence_mtl_reads_it_back() {
+    let test = "hf_export_readme_python_rebuilds_the_classifier_and_sentence_mtl_reads_it_back";
     let Some(python) = python(test) else { return };
     let Some(models) = tiny_models(test) else { return };
     // The third: a model that normalises, trained in small-data mode, whose heads read the
@@ -212,7 +212,12 @@ fn hf_export_readme_python_rebuilds_the_classifier() {
             let diff = max_abs_diff(&matrix(&python_logits[task]), &predict_logits(&best, task, &input));
             eprintln!("{backbone} ({pooling} pooling) {task}: README Python vs predict, max |logit diff| {diff:.2e}");
             assert!(diff <= 1e-4, "{task}: logits differ by {diff}");
+            // sentence-mtl reads the export back whole: projection, normalisation and heads.
+            let diff = max_abs_diff(&predict_logits(&out, task, &input), &predict_logits(&best, task, &input));
+            assert!(diff <= 1e-6, "{backbone} {task}: predict of the export and of the checkpoint differ by {diff}");
         }
+        let diff = max_abs_diff(&encode_all(&out, &input), &encode_all(&best, &input));
+        assert!(diff <= 1e-6, "{backbone}: encode of the export and of the checkpoint differ by {diff}");
     }
 }
 
