@@ -110,9 +110,9 @@ impl<'a> Encoder<'a> {
             texts.iter().fold(FNV1A_START, |hash, text| fnv1a_continue(fnv1a_continue(hash, text.as_bytes()), &[0]));
         let fields = [
             ("input", format!("{} sentences, hash {input:x}", texts.len())),
-            ("--batch-size or --batch-tokens", format!("{:?}", self.batch)),
+            ("--batch-size or --batch-tokens", self.batch.to_string()),
             ("--max-length", self.model.spec.max_length.to_string()),
-            ("--precision", format!("{:?}", self.precision)),
+            ("--precision", format!("{:?}", self.precision).to_lowercase()),
             ("sentence-mtl version", env!("CARGO_PKG_VERSION").to_string()),
         ];
         agree_on_settings(group, &fields.map(|(name, value)| (name.to_string(), value)))
@@ -144,10 +144,10 @@ impl<'a> Encoder<'a> {
 /// (zeros elsewhere, or nothing when it ran no batch), and the sum across ranks is the result.
 fn gather_rows(group: &ProcessGroup, output: Option<Tensor>, n: usize) -> Result<Tensor> {
     let mut width = Tensor::from_slice(&[output.as_ref().map_or(0, |o| o.size()[1])]);
-    group.all_reduce_(&mut width, Reduce::Max, "the sharded inference")?;
+    group.all_reduce_(&mut width, Reduce::Max, "gathering the ranks' rows of the output")?;
     let width = i64::try_from(&width)?;
     let mut all = output.unwrap_or_else(|| Tensor::zeros([n as i64, width], (Kind::Float, Device::Cpu)));
-    group.all_reduce_(&mut all, Reduce::Sum, "the sharded inference")?;
+    group.all_reduce_(&mut all, Reduce::Sum, "gathering the ranks' rows of the output")?;
     Ok(all)
 }
 

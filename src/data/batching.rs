@@ -33,6 +33,16 @@ pub enum BatchLimit {
     Tokens(usize),
 }
 
+/// As the flag that sets it: `--batch-size 32`, `--batch-tokens 4096`.
+impl std::fmt::Display for BatchLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Rows(n) => write!(f, "--batch-size {n}"),
+            Self::Tokens(n) => write!(f, "--batch-tokens {n}"),
+        }
+    }
+}
+
 impl BatchLimit {
     /// Whether `rows` rows of `texts_per_row` texts each, the longest of `longest` tokens, fit.
     /// One row always fits, however long.

@@ -33,45 +33,80 @@ pub fn broadcast_weights(group: &ProcessGroup, vs: &VarStore) -> Result<()> {
 /// Rank 0's `bytes` on every rank (the others' own are ignored); `None` everywhere when rank
 /// 0 has none to send (it failed, and says why itself).
 pub fn broadcast_from_rank0(group: &ProcessGroup, bytes: Option<Vec<u8>>, what: &str) -> Result<Option<Vec<u8>>> {
+    broadcast_bytes(group, 0, bytes, what)
+}
+
+/// Rank `root`'s `bytes` on every rank (the others' own are ignored); `None` everywhere when
+/// `root` has none to send.
+fn broadcast_bytes(group: &ProcessGroup, root: usize, bytes: Option<Vec<u8>>, what: &str) -> Result<Option<Vec<u8>>> {
     let mut len = Tensor::from_slice(&[bytes.as_ref().map_or(-1, |b| b.len() as i64)]);
-    group.broadcast_(&mut len, 0, what)?;
+    group.broadcast_(&mut len, root, what)?;
     let len = i64::try_from(&len)?;
     if len < 0 {
         return Ok(None);
     }
     let mut data = match bytes {
-        Some(bytes) if group.rank() == 0 => Tensor::from_slice(&bytes),
+        Some(bytes) if group.rank() == root => Tensor::from_slice(&bytes),
         _ => Tensor::zeros([len], (Kind::Uint8, Device::Cpu)),
     };
-    group.broadcast_(&mut data, 0, what)?;
+    group.broadcast_(&mut data, root, what)?;
     Ok(Some(Vec::<u8>::try_from(&data)?))
 }
 
 /// Refuses to start when the ranks were given different settings: each rank's `fields`
-/// (name, canonical value) are hashed and gathered, and a field whose hash differs from
-/// rank 0's is named, on every rank.
+/// (name, canonical value) are hashed and gathered, and the fields of the first rank whose
+/// hashes differ from rank 0's are named on every rank, with both values when they are short.
 pub fn agree_on_settings(group: &ProcessGroup, fields: &[(String, String)]) -> Result<()> {
     let hashes: Vec<i64> = fields.iter().map(|(_, value)| crate::hash::fnv1a(value.as_bytes()) as i64).collect();
     let gathered = group.all_gather(&Tensor::from_slice(&hashes), "the settings check")?;
     let rank0 = Vec::<i64>::try_from(&gathered[0])?;
     for (rank, tensor) in gathered.iter().enumerate().skip(1) {
         let theirs = Vec::<i64>::try_from(tensor)?;
-        let differing: Vec<&str> = fields
-            .iter()
-            .zip(rank0.iter().zip(&theirs))
-            .filter(|(_, (a, b))| a != b)
-            .map(|((n, _), _)| n.as_str())
-            .collect();
-        if !differing.is_empty() {
-            let verb = if differing.len() == 1 { "differs" } else { "differ" };
-            bail!(
-                "rank {}: the ranks were started with different settings: rank {rank}'s {} {verb} from rank 0's; every rank must get the same flags and data files",
-                group.rank(),
-                differing.join(", ")
-            );
+        let differing: Vec<&(String, String)> =
+            fields.iter().zip(rank0.iter().zip(&theirs)).filter(|(_, (a, b))| a != b).map(|(f, _)| f).collect();
+        if differing.is_empty() {
+            continue;
         }
+        let values: Vec<&str> = differing.iter().map(|(_, v)| v.as_str()).collect();
+        let what = "sending the differing settings";
+        let bytes = || Some(serde_json::to_vec(&values).unwrap_or_default());
+        let of_rank0: Vec<String> =
+            serde_json::from_slice(&broadcast_bytes(group, 0, bytes(), what)?.unwrap_or_default())?;
+        let of_rank: Vec<String> =
+            serde_json::from_slice(&broadcast_bytes(group, rank, bytes(), what)?.unwrap_or_default())?;
+        let names: Vec<&str> = differing.iter().map(|(n, _)| n.as_str()).collect();
+        let verb = if names.len() == 1 { "differs" } else { "differ" };
+        bail!(
+            "rank {}: the ranks were started with different settings: rank {rank}'s {} {verb} from rank 0's{}; every rank must get the same flags and data files",
+            group.rank(),
+            names.join(", "),
+            both_values(&names, &of_rank, &of_rank0)
+        );
     }
     Ok(())
+}
+
+/// ` (7 against 5)`, or ` (--a 7 against 5, --b x against y)`, for values short enough to
+/// read (a data file's fingerprint is not).
+fn both_values(names: &[&str], theirs: &[String], rank0: &[String]) -> String {
+    let shown: Vec<String> = names
+        .iter()
+        .zip(theirs.iter().zip(rank0))
+        .filter(|(_, (a, b))| a.len() <= 60 && b.len() <= 60)
+        .map(|(name, (a, b))| {
+            let (a, b) = (a.trim_matches('"'), b.trim_matches('"'));
+            if names.len() == 1 {
+                format!("{a} against {b}")
+            } else {
+                format!("{name} {a} against {b}")
+            }
+        })
+        .collect();
+    if shown.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", shown.join(", "))
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::ffi::{c_void, CString};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{bail, Result};
 use tch::Tensor;
 
 use super::launch::Launch;
@@ -297,7 +297,32 @@ impl ProcessGroup {
             let plural = if stopped.len() > 1 { "s" } else { "" };
             format!("rank{plural} {} stopped or cannot be reached", stopped.join(", "))
         };
-        anyhow!("rank {me}: {what} failed: {who} ({message})")
+        CollectiveFailed(format!("rank {me}: {what} failed: {who} ({})", without_source_location(message))).into()
+    }
+}
+
+/// A collective that did not complete: a rank stopped, cannot be reached, or was too slow.
+#[derive(Debug)]
+pub struct CollectiveFailed(String);
+
+impl std::fmt::Display for CollectiveFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CollectiveFailed {}
+
+/// Gloo's and c10d's message without the `[file.cc:123] ` of the C++ source that raised it.
+fn without_source_location(message: &str) -> &str {
+    let trimmed = message.trim_start();
+    match trimmed.strip_prefix('[').and_then(|rest| rest.split_once("] ")) {
+        Some((location, rest))
+            if location.contains(".cc:") || location.contains(".cpp:") || location.contains(".h:") =>
+        {
+            rest.trim_start()
+        }
+        _ => trimmed,
     }
 }
 
@@ -305,5 +330,18 @@ impl Drop for ProcessGroup {
     fn drop(&mut self) {
         // SAFETY: the handle came from smtl_group_join and is freed once.
         unsafe { smtl_group_free(self.handle) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_source_location;
+
+    #[test]
+    fn gloo_messages_lose_their_source_location_only() {
+        let gloo = "[../third_party/gloo/gloo/transport/tcp/pair.cc:534] Connection closed by peer [127.0.0.1]:4242";
+        assert_eq!(without_source_location(gloo), "Connection closed by peer [127.0.0.1]:4242");
+        assert_eq!(without_source_location("[127.0.0.1]:4242 refused"), "[127.0.0.1]:4242 refused");
+        assert_eq!(without_source_location("Timed out"), "Timed out");
     }
 }

@@ -11,7 +11,7 @@ pub mod group;
 pub mod launch;
 pub mod nccl;
 
-pub use group::{ProcessGroup, Reduce};
+pub use group::{CollectiveFailed, ProcessGroup, Reduce};
 pub use launch::Launch;
 
 use tch::Device;

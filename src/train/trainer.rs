@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use indicatif::ProgressBar;
 use tch::{Kind, Tensor};
 
@@ -31,7 +31,7 @@ use crate::device::{upload, DeviceChoice};
 use crate::distributed::data_parallel;
 use crate::distributed::gathered_negatives::RankShares;
 use crate::distributed::gradient_sync::GradientSync;
-use crate::distributed::{self, ProcessGroup, Reduce};
+use crate::distributed::{self, CollectiveFailed, ProcessGroup, Reduce};
 use crate::inference::Encoder;
 use crate::model::fused_forward::FusedForward;
 use crate::model::loaded::LoadedModel;
@@ -331,6 +331,20 @@ impl<'a> Trainer<'a> {
         }
         self.say(&self.plan_line());
         let signals = StopOnSignal::install();
+        match self.steps(&signals) {
+            Ok(None) => {
+                drop(signals);
+                self.finish()
+            }
+            Ok(Some((signal, saved))) => Err(self.stop_on_signal(signal, saved)),
+            Err(e) if e.is::<CollectiveFailed>() => Err(self.with_resume_hint(e)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The steps to the end or an early stop (`None`), or to the step after which a signal
+    /// stops the run (the signal, and whether that step saved `last/`).
+    fn steps(&mut self, signals: &StopOnSignal) -> Result<Option<(i32, bool)>> {
         while self.state.step < self.schedule.total_steps {
             self.start_epoch_bar_if_due();
             self.step()?;
@@ -355,11 +369,24 @@ impl<'a> Trainer<'a> {
                 saved = true;
             }
             if let Some(signal) = self.agreed_signal(signals.requested())? {
-                return Err(self.stop_on_signal(signal, saved));
+                return Ok(Some((signal, saved)));
             }
         }
-        drop(signals);
-        self.finish()
+        Ok(None)
+    }
+
+    /// A rank's failure in a launch, with where the run can go on from: `last/` as the last
+    /// save left it, resumed by the same launch.
+    fn with_resume_hint(&self, failure: anyhow::Error) -> anyhow::Error {
+        let world = distributed::rank_and_world(self.group).1;
+        let resume = format!("sentence-mtl train --resume {}", self.run.root.display());
+        match self.last_saved_step {
+            Some(step) if self.run.last().is_dir() || !self.is_main() => anyhow!(
+                "{failure}; the run's last complete checkpoint is {} (step {step}): continue with the same launch of {world} processes, each running: {resume}",
+                self.run.last().display()
+            ),
+            _ => anyhow!("{failure}; no checkpoint was saved yet: start the launch again"),
+        }
     }
 
     /// Whether this process writes the run's files (rank 0, or the only process).
@@ -730,13 +757,19 @@ impl<'a> Trainer<'a> {
         if !self.is_main() {
             return Interrupted { signal }.into();
         }
+        let resume = format!("sentence-mtl train --resume {}", self.run.root.display());
+        let how = match self.group.map(ProcessGroup::world) {
+            Some(world) => format!(
+                "continue with the same launch of {world} processes, each running: {resume}\n  e.g. torchrun --no-python --nproc-per-node {world} {resume}"
+            ),
+            None => format!("continue with: {resume}"),
+        };
         eprintln!(
-            "stopped by {} after step {} of {}; saved a resumable checkpoint in {}\ncontinue with: sentence-mtl train --resume {}",
+            "stopped by {} after step {} of {}; saved a resumable checkpoint in {}\n{how}",
             signal_name(signal),
             self.state.step,
             self.schedule.total_steps,
             self.run.last().display(),
-            self.run.root.display()
         );
         Interrupted { signal }.into()
     }

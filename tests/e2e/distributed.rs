@@ -266,7 +266,7 @@ fn stdin_goes_through_rank_0_and_ranks_with_other_batches_are_refused() {
     for (rank, child) in refused.into_iter().enumerate() {
         assert_clean_error(
             &child.wait_with_output().unwrap(),
-            &format!("rank {rank}: the ranks were started with different settings: rank 1's --batch-size or --batch-tokens differs from rank 0's"),
+            &format!("rank {rank}: the ranks were started with different settings: rank 1's --batch-size or --batch-tokens differs from rank 0's (--batch-size 7 against --batch-size 5)"),
         );
     }
 }
@@ -366,6 +366,9 @@ fn a_killed_rank_stops_the_other_naming_it_and_the_run_resumes() {
     let _ = ranks[0].wait();
     assert_clean_error(&survivor, "rank 0: ");
     assert!(stderr(&survivor).contains("rank 1 stopped or cannot be reached"), "{}", stderr(&survivor));
+    let hint = format!("the run's last complete checkpoint is {}", dir.join("last").display());
+    assert!(stderr(&survivor).contains(&hint), "{}", stderr(&survivor));
+    assert!(!stderr(&survivor).contains(".cc:"), "C++ source location in the message: {}", stderr(&survivor));
     assert!(took < Duration::from_secs(20 + 15), "rank 0 took {took:?} to stop");
 
     // The last complete checkpoint loads.
@@ -414,7 +417,7 @@ fn ranks_started_with_different_settings_are_refused() {
         let out = child.wait_with_output().unwrap();
         assert_clean_error(
             &out,
-            &format!("rank {rank}: the ranks were started with different settings: rank 1's --batch-size differs from rank 0's"),
+            &format!("rank {rank}: the ranks were started with different settings: rank 1's --batch-size differs from rank 0's (32 against 16)"),
         );
         // Refused before rank 0's overview, which would read as a run that started.
         assert!(!stderr(&out).contains("trainable parameters"), "rank {rank}:\n{}", stderr(&out));
@@ -446,7 +449,8 @@ fn a_resumed_two_rank_run_ends_where_an_uninterrupted_one_does() {
     for (rank, out) in stopped.iter().enumerate() {
         assert_eq!(out.status.code(), Some(143), "rank {rank} did not stop on SIGTERM:\n{}", stderr(out));
     }
-    assert!(stderr(&stopped[0]).contains("continue with: sentence-mtl train --resume"), "{}", stderr(&stopped[0]));
+    let hint = "continue with the same launch of 2 processes, each running: sentence-mtl train --resume";
+    assert!(stderr(&stopped[0]).contains(hint), "{}", stderr(&stopped[0]));
     assert!(stderr(&stopped[1]).is_empty(), "rank 1 printed: {}", stderr(&stopped[1]));
     assert_all_ok(&launch(&strings(&["train", "--resume", parts.to_str().unwrap(), "-q"]), 2));
     let difference = max_difference(&weights(&whole.join("last")), &weights(&parts.join("last")));
