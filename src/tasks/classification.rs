@@ -52,6 +52,8 @@ pub struct ClassificationTask {
     /// Small-data mode (`--small-data`): SetFit's label-pair loss on the embeddings too, a head
     /// that reads the embeddings, refitted after the last step.
     small_data: bool,
+    /// Small-data mode's label-pair loss is on: off when the encoder is frozen.
+    label_pairs: bool,
     train: LabelledData,
     /// Class id of every training row.
     train_classes: Vec<i64>,
@@ -112,6 +114,7 @@ impl ClassificationTask {
             label_smoothing: settings.label_smoothing,
             class_weights,
             small_data,
+            label_pairs: small_data,
             train,
             train_classes,
             train_tokens: Vec::new(),
@@ -193,9 +196,13 @@ impl TrainingTask for ClassificationTask {
         if self.class_weights.is_some() {
             extras.push_str(", balanced class weights");
         }
-        if self.small_data {
+        if self.label_pairs {
             extras.push_str(
                 ", small-data mode: label-pair cosine loss on the embeddings, head refitted after the last step",
+            );
+        } else if self.small_data {
+            extras.push_str(
+                ", small-data mode: head refitted after the last step (the encoder is frozen: no label-pair loss)",
             );
         }
         format!("{} classes, cross-entropy{extras}", self.labels.len())
@@ -209,6 +216,10 @@ impl TrainingTask for ClassificationTask {
 
     fn small_data(&self) -> bool {
         self.small_data
+    }
+
+    fn encoder_is_frozen(&mut self) {
+        self.label_pairs = false;
     }
 
     /// The head's logits `[batch, classes]`; in small-data mode followed by the embeddings,
@@ -233,7 +244,7 @@ impl TrainingTask for ClassificationTask {
             let weights = self.class_weights.as_ref().map(|w| w.to_device(outputs.device()));
             logits.cross_entropy_loss(targets, weights.as_ref(), tch::Reduction::Mean, -100, self.label_smoothing)
         };
-        if !self.small_data {
+        if !self.label_pairs {
             return cross_entropy;
         }
         let embeddings = outputs.narrow(1, classes, outputs.size()[1] - classes);

@@ -202,6 +202,10 @@ pub trait TrainingTask {
     fn small_data(&self) -> bool {
         false
     }
+    /// Told before the first step when nothing that feeds the embeddings trains (a frozen
+    /// backbone without a trainable projection): a loss on the embeddings alone would be a
+    /// constant.
+    fn encoder_is_frozen(&mut self) {}
     fn dev_rows(&self) -> Option<usize>;
     /// One line for the run's overview: classes, score range, loss.
     fn summary(&self) -> String;

@@ -115,6 +115,14 @@ impl FreezeRule {
         }
     }
 
+    /// Whether nothing that feeds the embeddings trains: every backbone and projection
+    /// variable is frozen.
+    pub fn encoder_frozen(vs: &VarStore) -> bool {
+        vs.variables().iter().all(|(name, tensor)| {
+            !tensor.requires_grad() || !matches!(names::part_of(name), TensorPart::Backbone(_) | TensorPart::Projection)
+        })
+    }
+
     /// Sets requires_grad on every variable: false where a rule matches, true elsewhere.
     /// Returns the names of the frozen variables.
     pub fn apply(rules: &[Self], vs: &VarStore) -> Vec<String> {

@@ -55,15 +55,19 @@ pub fn total_steps(planned: usize, small_data: bool) -> usize {
 
 /// The line a run in small-data mode starts with: which tasks (`name`, training rows), and the
 /// steps it runs against the `planned` ones.
-pub fn announcement(tasks: &[(&str, usize)], planned: usize, total: usize) -> String {
+pub fn announcement(tasks: &[(&str, usize)], planned: usize, total: usize, encoder_frozen: bool) -> String {
     let tasks: Vec<String> = tasks.iter().map(|(name, rows)| format!("'{name}' ({rows} rows)")).collect();
     let steps = if total > planned {
         format!("{} instead of {planned}", count(total, "optimizer step"))
     } else {
         count(total, "optimizer step")
     };
+    let losses = match encoder_frozen {
+        false => "label-pair cosine loss on the embeddings beside cross-entropy",
+        true => "cross-entropy (no label-pair loss: nothing that feeds the embeddings trains)",
+    };
     format!(
-        "small-data mode for {}: label-pair cosine loss on the embeddings beside cross-entropy, and the head fitted anew on them after the last step (as SetFit), {steps}; --small-data off turns it off",
+        "small-data mode for {}: {losses}, and the head fitted anew on the embeddings after the last step (as SetFit), {steps}; --small-data off turns it off",
         tasks.join(", ")
     )
 }
@@ -121,7 +125,7 @@ mod tests {
         assert_eq!(total_steps(3, true), MIN_STEPS);
         assert_eq!(total_steps(3, false), 3);
         assert_eq!(total_steps(MIN_STEPS + 5, true), MIN_STEPS + 5);
-        let line = announcement(&[("trec", 48)], 6, MIN_STEPS);
+        let line = announcement(&[("trec", 48)], 6, MIN_STEPS, false);
         assert!(line.starts_with("small-data mode for 'trec' (48 rows): "), "{line}");
         assert!(line.contains("200 optimizer steps instead of 6; --small-data off"), "{line}");
     }

@@ -13,6 +13,7 @@ use tch::{Kind, Tensor};
 
 use super::evaluate::{evaluate, Evaluation};
 use super::feature_cache::RunCaches;
+use super::freeze::FreezeRule;
 use super::interrupt::{signal_name, Interrupted, StopOnSignal};
 use super::log::{EvalRecord, LogRecord, RunLog, RunSummary, StepRecord};
 use super::optimizer::AdamW;
@@ -241,6 +242,10 @@ impl<'a> Trainer<'a> {
         }
         let num_layers = loaded.config.num_layers() as usize;
         let frozen_new = setup::freeze(&settings.freeze, &model.vs, &tasks, num_layers, &loaded.spec, &new_tensors)?;
+        let encoder_frozen = FreezeRule::encoder_frozen(&model.vs);
+        if encoder_frozen {
+            tasks.iter_mut().for_each(|t| t.encoder_is_frozen());
+        }
         let learning_rates = settings.learning_rates();
         let parameters = parameter_counts(&model.vs);
         let main = distributed::is_main(group);
@@ -301,12 +306,12 @@ impl<'a> Trainer<'a> {
             group,
             gradient_sync,
         };
-        trainer.announce(resume_from.is_some(), small_data);
+        trainer.announce(resume_from.is_some(), small_data, encoder_frozen);
         Ok(trainer)
     }
 
     /// Says that the run resumes, and that small-data mode lengthened it, when they do.
-    fn announce(&self, resumed: bool, small_data: bool) {
+    fn announce(&self, resumed: bool, small_data: bool, encoder_frozen: bool) {
         if resumed {
             self.say(&format!("resuming {} at step {}", self.run.root.display(), self.state.step));
         }
@@ -318,7 +323,7 @@ impl<'a> Trainer<'a> {
                 .map(|t| (t.source().name.as_str(), t.train_rows()))
                 .collect();
             let Schedule { planned_steps, total_steps, .. } = self.schedule;
-            self.say(&small_data::announcement(&small, planned_steps, total_steps));
+            self.say(&small_data::announcement(&small, planned_steps, total_steps, encoder_frozen));
         }
     }
 

@@ -96,15 +96,17 @@ fn small_data_mode_turns_itself_on_says_so_learns_and_can_be_turned_off() {
     let test = "small_data_mode_turns_itself_on_says_so_learns_and_can_be_turned_off";
     let Some(s) = setup(test) else { return };
     let topic = format!("topic={},{}", s.data.topic_train.display(), s.data.topic_dev.display());
-    let train = |out: &str, small_data: &str| {
+    let train_with = |out: &str, small_data: &str, extra: &[&str]| {
         let mut args = vec!["train", "-m", &s.model, "--task", &topic, "--device", "cpu", "--threads", "1"];
         let out = s.out(out);
         args.extend(["--batch-size", "8", "--epochs", "1", "--small-data", small_data, "--out", &out]);
         args.extend(["--lr-backbone", "3e-3", "--lr-projection", "3e-3", "--lr-heads", "3e-3"]);
+        args.extend(extra);
         let output = run(&args);
         assert_ok(&output);
         (stderr(&output), out)
     };
+    let train = |out: &str, small_data: &str| train_with(out, small_data, &[]);
     // 144 rows in 3 classes: 18 steps an epoch, raised to 200.
     let (said, out) = train("auto", "auto");
     assert!(said.contains("small-data mode for 'topic' (144 rows): label-pair cosine loss"), "{said}");
@@ -129,6 +131,13 @@ fn small_data_mode_turns_itself_on_says_so_learns_and_can_be_turned_off() {
     let spec = std::fs::read_to_string(Path::new(&out).join("last/sentence_mtl.json")).unwrap();
     assert!(!spec.contains("head_input"), "{spec}");
     assert_eq!(log_records(&out, "step").last().unwrap()["step"], 18);
+    // A frozen backbone without a projection: nothing feeds the embeddings, so no label-pair
+    // loss (a constant), but the head is still fitted anew on them.
+    let (said, _) =
+        train_with("frozen", "auto", &["--freeze", "backbone", "--projection-dim", "0", "--max-steps", "4"]);
+    assert!(said.contains("cross-entropy (no label-pair loss: nothing that feeds the embeddings trains)"), "{said}");
+    assert!(said.contains("small-data mode: head refitted after the last step (the encoder is frozen"), "{said}");
+    assert!(said.contains(refit), "{said}");
 }
 
 #[test]
