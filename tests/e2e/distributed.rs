@@ -44,6 +44,13 @@ fn launch(args: &[String], world: usize) -> Vec<Output> {
     spawn_ranks(args, world).into_iter().map(|c| c.wait_with_output().unwrap()).collect()
 }
 
+/// `encode` with `model` on one CPU thread, waiting `dist_timeout` s for the other ranks.
+fn encode_args(model: &Path, dist_timeout: u64) -> Vec<String> {
+    let mut args = strings(&["encode", "-m", model.to_str().unwrap(), "--device", "cpu", "--threads", "1"]);
+    args.extend(["--dist-timeout".to_string(), dist_timeout.to_string()]);
+    args
+}
+
 fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| s.to_string()).collect()
 }
@@ -218,20 +225,7 @@ fn stdin_goes_through_rank_0_and_ranks_with_other_batches_are_refused() {
     let text = s.dir.path().join("lines.txt");
     std::fs::write(&text, lines).unwrap();
     let encode = |batch: usize| {
-        strings(&[
-            "encode",
-            "-m",
-            s.model.to_str().unwrap(),
-            "--device",
-            "cpu",
-            "--threads",
-            "1",
-            "--dist-timeout",
-            "20",
-        ])
-        .into_iter()
-        .chain(["--batch-size".to_string(), batch.to_string()])
-        .collect::<Vec<_>>()
+        encode_args(&s.model, 20).into_iter().chain(["--batch-size".to_string(), batch.to_string()]).collect::<Vec<_>>()
     };
     let one = bin().args(encode(5)).arg("--input").arg(&text).output().unwrap();
     assert_ok(&one);
@@ -294,17 +288,7 @@ fn a_second_launch_on_a_busy_port_is_refused_and_the_first_finishes() {
     let Some(s) = setup("a_second_launch_on_a_busy_port_is_refused_and_the_first_finishes") else { return };
     let text = s.dir.path().join("lines.txt");
     std::fs::write(&text, "the first sentence\nthe second sentence\nthe third\n").unwrap();
-    let encode = strings(&[
-        "encode",
-        "-m",
-        s.model.to_str().unwrap(),
-        "--device",
-        "cpu",
-        "--threads",
-        "1",
-        "--dist-timeout",
-        "60",
-    ]);
+    let encode = encode_args(&s.model, 60);
     let port = free_port();
     let mut first: Vec<Child> = (0..2)
         .map(|rank| {
