@@ -383,12 +383,11 @@ impl<'a> Trainer<'a> {
     /// A rank's failure in a launch, with where the run can go on from: `last/` as the last
     /// save left it, resumed by the same launch.
     fn with_resume_hint(&self, failure: anyhow::Error) -> anyhow::Error {
-        let world = distributed::rank_and_world(self.group).1;
-        let resume = format!("sentence-mtl train --resume {}", self.run.root.display());
         match self.last_saved_step {
             Some(step) if self.run.last().is_dir() || !self.is_main() => anyhow!(
-                "{failure}; the run's last complete checkpoint is {} (step {step}): continue with the same launch of {world} processes, each running: {resume}",
-                self.run.last().display()
+                "{failure}; the run's last complete checkpoint is {} (step {step}): {}",
+                self.run.last().display(),
+                self.how_to_resume()
             ),
             _ => anyhow!("{failure}; no checkpoint was saved yet: start the launch again"),
         }
@@ -762,21 +761,31 @@ impl<'a> Trainer<'a> {
         if !self.is_main() {
             return Interrupted { signal }.into();
         }
-        let resume = format!("sentence-mtl train --resume {}", self.run.root.display());
-        let how = match self.group.map(ProcessGroup::world) {
+        let torchrun = match self.group.map(ProcessGroup::world) {
             Some(world) => format!(
-                "continue with the same launch of {world} processes, each running: {resume}\n  e.g. torchrun --no-python --nproc-per-node {world} {resume}"
+                "\n  e.g. torchrun --no-python --nproc-per-node {world} sentence-mtl train --resume {}",
+                self.run.root.display()
             ),
-            None => format!("continue with: {resume}"),
+            None => String::new(),
         };
         eprintln!(
-            "stopped by {} after step {} of {}; saved a resumable checkpoint in {}\n{how}",
+            "stopped by {} after step {} of {}; saved a resumable checkpoint in {}\n{}{torchrun}",
             signal_name(signal),
             self.state.step,
             self.schedule.total_steps,
             self.run.last().display(),
+            self.how_to_resume()
         );
         Interrupted { signal }.into()
+    }
+
+    /// `continue with: sentence-mtl train --resume RUN`, in a launch as the same launch.
+    fn how_to_resume(&self) -> String {
+        let resume = format!("sentence-mtl train --resume {}", self.run.root.display());
+        match self.group.map(ProcessGroup::world) {
+            Some(world) => format!("continue with the same launch of {world} processes, each running: {resume}"),
+            None => format!("continue with: {resume}"),
+        }
     }
 
     /// Logs the summary and makes sure `best/` exists.
