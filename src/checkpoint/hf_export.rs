@@ -18,6 +18,8 @@ use crate::model::weights::read_weight_file;
 pub const FORMAT: &str = "sentence-mtl export 1";
 pub(super) const TASKS_FILE: &str = "tasks.json";
 pub(super) const HEADS_FILE: &str = "heads.safetensors";
+/// What `export --format torchscript` writes beside its `tasks.json`.
+const TORCHSCRIPT_FILE: &str = "model.pt";
 
 #[derive(Deserialize)]
 struct TasksJson {
@@ -58,6 +60,12 @@ impl HfExport {
         };
         if value.get("format").and_then(|f| f.as_str()) != Some(FORMAT) {
             return Ok(None);
+        }
+        if !heads.is_file() && dir.join(TORCHSCRIPT_FILE).is_file() {
+            bail!(
+                "{} is a TorchScript export ({TORCHSCRIPT_FILE}), which sentence-mtl does not read back; use the checkpoint it was exported from, or an hf or sentence-transformers export",
+                dir.display()
+            );
         }
         if !heads.is_file() {
             bail!(

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
 use super::losses::label_pair_cosine;
-use super::{TaskScore, TrainBatch, TrainingTask};
+use super::{Frozen, TaskScore, TrainBatch, TrainingTask};
 use crate::data::labelled::{LabelSet, LabelledData, UnknownLabelPolicy};
 use crate::device::upload;
 use crate::inference::Encoder;
@@ -54,6 +54,8 @@ pub struct ClassificationTask {
     small_data: bool,
     /// Small-data mode's label-pair loss is on: off when the encoder is frozen.
     label_pairs: bool,
+    /// Small-data mode refits the head after the last step: not when it is frozen.
+    refit: bool,
     train: LabelledData,
     /// Class id of every training row.
     train_classes: Vec<i64>,
@@ -115,6 +117,7 @@ impl ClassificationTask {
             class_weights,
             small_data,
             label_pairs: small_data,
+            refit: small_data,
             train,
             train_classes,
             train_tokens: Vec::new(),
@@ -196,14 +199,16 @@ impl TrainingTask for ClassificationTask {
         if self.class_weights.is_some() {
             extras.push_str(", balanced class weights");
         }
-        if self.label_pairs {
-            extras.push_str(
-                ", small-data mode: label-pair cosine loss on the embeddings, head refitted after the last step",
-            );
-        } else if self.small_data {
-            extras.push_str(
-                ", small-data mode: head refitted after the last step (the encoder is frozen: no label-pair loss)",
-            );
+        if self.small_data {
+            let loss = match self.label_pairs {
+                true => "label-pair cosine loss on the embeddings",
+                false => "no label-pair loss (the encoder is frozen)",
+            };
+            let head = match self.refit {
+                true => "head refitted after the last step",
+                false => "head frozen, not refitted",
+            };
+            extras.push_str(&format!(", small-data mode: {loss}, {head}"));
         }
         format!("{} classes, cross-entropy{extras}", self.labels.len())
     }
@@ -218,8 +223,9 @@ impl TrainingTask for ClassificationTask {
         self.small_data
     }
 
-    fn encoder_is_frozen(&mut self) {
-        self.label_pairs = false;
+    fn note_frozen(&mut self, frozen: Frozen) {
+        self.label_pairs &= !frozen.encoder;
+        self.refit &= !frozen.head;
     }
 
     /// The head's logits `[batch, classes]`; in small-data mode followed by the embeddings,
@@ -252,7 +258,7 @@ impl TrainingTask for ClassificationTask {
     }
 
     fn refit_head(&self, encoder: &Encoder) -> Result<Option<LinearHead>> {
-        if !self.small_data {
+        if !self.refit {
             return Ok(None);
         }
         let inputs = encoder.head_inputs(&self.source.name, &self.train.texts, &Progress::hidden())?;

@@ -202,10 +202,9 @@ pub trait TrainingTask {
     fn small_data(&self) -> bool {
         false
     }
-    /// Told before the first step when nothing that feeds the embeddings trains (a frozen
-    /// backbone without a trainable projection): a loss on the embeddings alone would be a
-    /// constant.
-    fn encoder_is_frozen(&mut self) {}
+    /// Told before the first step what `--freeze` keeps: a loss on the embeddings alone is a
+    /// constant when nothing that feeds them trains, and a frozen head is not refitted.
+    fn note_frozen(&mut self, _frozen: Frozen) {}
     fn dev_rows(&self) -> Option<usize>;
     /// One line for the run's overview: classes, score range, loss.
     fn summary(&self) -> String;
@@ -229,6 +228,15 @@ pub trait TrainingTask {
     }
     /// The dev score, `None` without a dev set.
     fn evaluate(&self, encoder: &Encoder) -> Result<Option<TaskScore>>;
+}
+
+/// What `--freeze` keeps of the parts a task trains.
+#[derive(Debug, Clone, Copy)]
+pub struct Frozen {
+    /// Nothing that feeds the embeddings trains (backbone frozen, no trainable projection).
+    pub encoder: bool,
+    /// The task's own head (`--freeze head:NAME`).
+    pub head: bool,
 }
 
 /// Reads a task's files as the kind its settings say.

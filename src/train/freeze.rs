@@ -123,6 +123,12 @@ impl FreezeRule {
         })
     }
 
+    /// Whether `task`'s head is frozen (`--freeze head:NAME`, or `all`); false without a head.
+    pub fn head_frozen(vs: &VarStore, task: &str) -> bool {
+        let weight = names::weight(&names::head(task));
+        vs.variables().get(&weight).is_some_and(|t| !t.requires_grad())
+    }
+
     /// Sets requires_grad on every variable: false where a rule matches, true elsewhere.
     /// Returns the names of the frozen variables.
     pub fn apply(rules: &[Self], vs: &VarStore) -> Vec<String> {

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::inference::Encoder;
 use crate::model::names;
 use crate::report::table::count;
-use crate::tasks::TrainingTask;
+use crate::tasks::{Frozen, TrainingTask};
 
 /// `auto` turns the mode on for a classification task with at most this many rows per class.
 pub const ROWS_PER_CLASS: usize = 128;
@@ -55,19 +55,23 @@ pub fn total_steps(planned: usize, small_data: bool) -> usize {
 
 /// The line a run in small-data mode starts with: which tasks (`name`, training rows), and the
 /// steps it runs against the `planned` ones.
-pub fn announcement(tasks: &[(&str, usize)], planned: usize, total: usize, encoder_frozen: bool) -> String {
+pub fn announcement(tasks: &[(&str, usize)], planned: usize, total: usize, frozen: Frozen) -> String {
     let tasks: Vec<String> = tasks.iter().map(|(name, rows)| format!("'{name}' ({rows} rows)")).collect();
     let steps = if total > planned {
         format!("{} instead of {planned}", count(total, "optimizer step"))
     } else {
         count(total, "optimizer step")
     };
-    let losses = match encoder_frozen {
+    let losses = match frozen.encoder {
         false => "label-pair cosine loss on the embeddings beside cross-entropy",
         true => "cross-entropy (no label-pair loss: nothing that feeds the embeddings trains)",
     };
+    let heads = match frozen.head {
+        false => "the head",
+        true => "each head that is not frozen",
+    };
     format!(
-        "small-data mode for {}: {losses}, and the head fitted anew on the embeddings after the last step (as SetFit), {steps}; --small-data off turns it off",
+        "small-data mode for {}: {losses}, and {heads} fitted anew on the embeddings after the last step (as SetFit), {steps}; --small-data off turns it off",
         tasks.join(", ")
     )
 }
@@ -125,7 +129,7 @@ mod tests {
         assert_eq!(total_steps(3, true), MIN_STEPS);
         assert_eq!(total_steps(3, false), 3);
         assert_eq!(total_steps(MIN_STEPS + 5, true), MIN_STEPS + 5);
-        let line = announcement(&[("trec", 48)], 6, MIN_STEPS, false);
+        let line = announcement(&[("trec", 48)], 6, MIN_STEPS, Frozen { encoder: false, head: false });
         assert!(line.starts_with("small-data mode for 'trec' (48 rows): "), "{line}");
         assert!(line.contains("200 optimizer steps instead of 6; --small-data off"), "{line}");
     }

@@ -41,7 +41,7 @@ use crate::model::MultiTaskModel;
 use crate::precision::{self, Precision};
 use crate::progress::Progress;
 use crate::report::table::count;
-use crate::tasks::{TrainBatch, TrainingTask};
+use crate::tasks::{Frozen, TrainBatch, TrainingTask};
 
 /// How a run ended.
 pub struct TrainOutcome {
@@ -243,8 +243,13 @@ impl<'a> Trainer<'a> {
         let num_layers = loaded.config.num_layers() as usize;
         let frozen_new = setup::freeze(&settings.freeze, &model.vs, &tasks, num_layers, &loaded.spec, &new_tensors)?;
         let encoder_frozen = FreezeRule::encoder_frozen(&model.vs);
-        if encoder_frozen {
-            tasks.iter_mut().for_each(|t| t.encoder_is_frozen());
+        let mut frozen_heads = Vec::new();
+        for task in &mut tasks {
+            let head = FreezeRule::head_frozen(&model.vs, &task.source().name);
+            if head {
+                frozen_heads.push(task.source().name.clone());
+            }
+            task.note_frozen(Frozen { encoder: encoder_frozen, head });
         }
         let learning_rates = settings.learning_rates();
         let parameters = parameter_counts(&model.vs);
@@ -306,12 +311,16 @@ impl<'a> Trainer<'a> {
             group,
             gradient_sync,
         };
-        trainer.announce(resume_from.is_some(), small_data, encoder_frozen);
+        trainer.announce(
+            resume_from.is_some(),
+            small_data,
+            Frozen { encoder: encoder_frozen, head: !frozen_heads.is_empty() },
+        );
         Ok(trainer)
     }
 
     /// Says that the run resumes, and that small-data mode lengthened it, when they do.
-    fn announce(&self, resumed: bool, small_data: bool, encoder_frozen: bool) {
+    fn announce(&self, resumed: bool, small_data: bool, frozen: Frozen) {
         if resumed {
             self.say(&format!("resuming {} at step {}", self.run.root.display(), self.state.step));
         }
@@ -323,7 +332,7 @@ impl<'a> Trainer<'a> {
                 .map(|t| (t.source().name.as_str(), t.train_rows()))
                 .collect();
             let Schedule { planned_steps, total_steps, .. } = self.schedule;
-            self.say(&small_data::announcement(&small, planned_steps, total_steps, encoder_frozen));
+            self.say(&small_data::announcement(&small, planned_steps, total_steps, frozen));
         }
     }
 

@@ -58,16 +58,12 @@ impl Corpus {
         target.to_string_lossy().into_owned()
     }
 
-    /// An `export --format hf` of the trained checkpoint, damaged by `damage`.
-    fn damaged_hf_export(&self, name: &str, damage: impl FnOnce(&Path)) -> String {
+    /// An `export --format FORMAT` of the trained checkpoint, damaged by `damage`.
+    fn damaged_export(&self, format: &str, name: &str, damage: impl FnOnce(&Path)) -> String {
         let target = self.dir.path().join(name);
         let checkpoint = self.checkpoint.to_str().unwrap();
-        assert_ok(
-            &bin()
-                .args(["export", "-m", checkpoint, "--format", "hf", "-q", "--out", &self.path(name)])
-                .output()
-                .unwrap(),
-        );
+        let args = ["export", "-m", checkpoint, "--format", format, "-q", "--out", &self.path(name)];
+        assert_ok(&bin().args(args).output().unwrap());
         damage(&target);
         target.to_string_lossy().into_owned()
     }
@@ -681,14 +677,15 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         &["predict", "-m", &f, "--task", "topic", "hi"],
         error("shape mismatches: heads.topic.bias: file [3], model [4]"),
     );
-    let f = c.damaged_hf_export("export_without_heads", |d| std::fs::remove_file(d.join("heads.safetensors")).unwrap());
+    let f =
+        c.damaged_export("hf", "export_without_heads", |d| std::fs::remove_file(d.join("heads.safetensors")).unwrap());
     c.add(
         "model",
         "hf export without heads.safetensors",
         &["encode", "-m", &f, "hi"],
         error("tasks.json describes an export whose projection and heads are in heads.safetensors, which is missing"),
     );
-    let f = c.damaged_hf_export("export_bad_pooling", |d| {
+    let f = c.damaged_export("hf", "export_bad_pooling", |d| {
         let p = d.join("tasks.json");
         let text = std::fs::read_to_string(&p).unwrap().replace("\"pooling\": \"mean\"", "\"pooling\": \"median\"");
         std::fs::write(&p, text).unwrap();
@@ -699,7 +696,7 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         &["encode", "-m", &f, "hi"],
         error("tasks.json is not a valid sentence-mtl export description: unknown variant `median`"),
     );
-    let f = c.damaged_hf_export("export_extra_task", |d| {
+    let f = c.damaged_export("hf", "export_extra_task", |d| {
         let p = d.join("tasks.json");
         let mut spec: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
         spec["tasks"].as_array_mut().unwrap().push(serde_json::json!({"name": "extra", "labels": ["a", "b"]}));
@@ -710,6 +707,14 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         "hf export whose tasks.json lists a task without a head",
         &["predict", "-m", &f, "--task", "extra", "hi"],
         error("model.safetensors (with heads.safetensors) lacks 2 tensor(s) this model needs, e.g. heads.extra.bias, heads.extra.weight (wrong file for this config.json / tasks.json?)"),
+    );
+
+    let f = c.damaged_export("torchscript", "torchscript_export", |_| {});
+    c.add(
+        "model",
+        "a TorchScript export as the model",
+        &["encode", "-m", &f, "hi"],
+        error("torchscript_export is a TorchScript export (model.pt), which sentence-mtl does not read back"),
     );
 
     // ---- settings ----------------------------------------------------------------------

@@ -136,8 +136,16 @@ fn small_data_mode_turns_itself_on_says_so_learns_and_can_be_turned_off() {
     let (said, _) =
         train_with("frozen", "auto", &["--freeze", "backbone", "--projection-dim", "0", "--max-steps", "4"]);
     assert!(said.contains("cross-entropy (no label-pair loss: nothing that feeds the embeddings trains)"), "{said}");
-    assert!(said.contains("small-data mode: head refitted after the last step (the encoder is frozen"), "{said}");
+    assert!(said.contains("small-data mode: no label-pair loss (the encoder is frozen), head refitted"), "{said}");
     assert!(said.contains(refit), "{said}");
+    // A frozen head is kept as it is, and the run says so.
+    let (said, _) = train_with("frozen_head", "auto", &["--freeze", "head:topic", "--max-steps", "4"]);
+    assert!(
+        said.contains("small-data mode: label-pair cosine loss on the embeddings, head frozen, not refitted"),
+        "{said}"
+    );
+    assert!(said.contains("and each head that is not frozen fitted anew"), "{said}");
+    assert!(!said.contains(refit), "{said}");
 }
 
 #[test]
