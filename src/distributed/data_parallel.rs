@@ -76,10 +76,13 @@ pub fn agree_on_settings(group: &ProcessGroup, fields: &[(String, String)]) -> R
             serde_json::from_slice(&broadcast_bytes(group, rank, bytes(), what)?.unwrap_or_default())?;
         let names: Vec<&str> = differing.iter().map(|(n, _)| n.as_str()).collect();
         let verb = if names.len() == 1 { "differs" } else { "differ" };
+        let listed = match names.split_last() {
+            Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+            _ => names.join(""),
+        };
         bail!(
-            "rank {}: the ranks were started with different settings: rank {rank}'s {} {verb} from rank 0's{}; every rank must get the same flags and data files",
+            "rank {}: the ranks were started with different settings: rank {rank}'s {listed} {verb} from rank 0's{}; every rank must get the same flags and data files",
             group.rank(),
-            names.join(", "),
             both_values(&names, &of_rank, &of_rank0)
         );
     }

@@ -249,10 +249,9 @@ impl TrainSettings {
         }
         let Some(pairs) = self.tasks.iter().find(|t| t.kind == Some(TaskKind::Pairs)) else { return Ok(()) };
         bail!(
-            "--batch-size {} over {world} ranks leaves a rank {} row{} of task '{}', a pairs task whose in-batch negatives need at least 2 on each rank; give --batch-size {} or more, or --gather-across-ranks",
+            "--batch-size {} over {world} ranks gives some ranks {} of each batch of task '{}', a pairs task whose in-batch negatives need at least 2 rows on each rank; give --batch-size {} or more, or --gather-across-ranks",
             self.batch_size,
-            self.batch_size / world,
-            if self.batch_size / world == 1 { "" } else { "s" },
+            match self.batch_size / world { 0 => "no row".to_string(), 1 => "only 1 row".to_string(), n => format!("{n} rows") },
             pairs.name,
             2 * world
         )

@@ -172,6 +172,7 @@ pub(super) fn initial_state(
 ) -> Result<TrainerState> {
     let fingerprints = data_fingerprints(settings)?;
     let Some(last) = resume_from else {
+        check_token_budget(settings, tasks, world)?;
         let rows = tasks
             .iter()
             .map(|t| TaskRows {
@@ -208,6 +209,27 @@ pub(super) fn initial_state(
     Ok(state)
 }
 
+/// Refuses a `--batch-tokens` budget that cannot hold 2 of an in-batch-negatives task's
+/// longest rows (per rank, without `--gather-across-ranks`): a row alone in its batch, or in
+/// its rank's share, has no negative (loss 0, nothing trained), as `--batch-size 1` would.
+fn check_token_budget(settings: &TrainSettings, tasks: &[Box<dyn TrainingTask>], world: usize) -> Result<()> {
+    let (Some(budget), limit) = (settings.batch_tokens, settings.batch_limit()) else { return Ok(()) };
+    let per_batch = if settings.gather_across_ranks { 2 } else { 2 * world };
+    for task in tasks.iter().filter(|t| t.in_batch_negatives_scale().is_some()) {
+        let longest = task.row_lengths().into_iter().max().unwrap_or(0);
+        let texts = task.texts_per_row();
+        if !limit.fits(per_batch, longest, texts) {
+            let ranks = if per_batch > 2 { format!(" ({world} ranks x 2)") } else { String::new() };
+            bail!(
+                "--batch-tokens {budget}: task '{}' is a pairs task whose longest rows ({texts} texts of {longest} tokens) must fit {per_batch} to a batch{ranks} for in-batch negatives; give --batch-tokens {} or more",
+                task.source().name,
+                per_batch * texts * longest
+            );
+        }
+    }
+    Ok(())
+}
+
 pub(super) fn read_tasks(settings: &TrainSettings) -> Result<Vec<Box<dyn TrainingTask>>> {
     settings.tasks.iter().map(|source| tasks::read(source, settings)).collect()
 }
@@ -233,12 +255,20 @@ fn agreed_fields(settings: &TrainSettings, state: &TrainerState) -> Result<Vec<(
         .into_iter()
         // A rank's thread count and device index are its own.
         .filter(|(name, _)| name != "threads")
-        .map(|(name, value)| (format!("--{}", name.replace('_', "-")), value.to_string()))
+        .map(|(name, value)| (flag_of(&name), value.to_string()))
         .collect();
-    out.push(("data files".into(), serde_json::to_string(&state.data)?));
+    out.push(("data files' contents".into(), serde_json::to_string(&state.data)?));
     out.push(("resumed step".into(), state.step.to_string()));
     out.push(("sentence-mtl version".into(), env!("CARGO_PKG_VERSION").into()));
     Ok(out)
+}
+
+/// The flag that sets a `TrainSettings` field (`tasks` is the repeated `--task`).
+fn flag_of(field: &str) -> String {
+    match field {
+        "tasks" => "--task".to_string(),
+        _ => format!("--{}", field.replace('_', "-")),
+    }
 }
 
 /// The `--save-batch-plan` file, created for writing (rank 0 alone passes a path).

@@ -424,6 +424,15 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         &["--batch-size", "1"],
         error("--batch-size 1: task 'p' is a pairs task, whose in-batch negatives need at least 2 rows per batch"),
     );
+    let mut args = c.train_args("run-tokens", &format!("p={good_pairs}"), &["--batch-tokens", "10"]);
+    let batch_size = args.iter().position(|a| a == "--batch-size").unwrap();
+    args.drain(batch_size..batch_size + 2);
+    c.add(
+        "similarity and pairs",
+        "pairs task with a token budget of one row",
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        error("--batch-tokens 10: task 'p' is a pairs task whose longest rows (2 texts of 7 tokens) must fit 2 to a batch for in-batch negatives; give --batch-tokens 28 or more"),
+    );
     c.add(
         "similarity and pairs",
         "a dev file of another kind",

@@ -546,7 +546,10 @@ fn a_pairs_batch_of_one_row_per_rank_is_refused_without_gathering() {
     };
     let refused = s.dir.path().join("refused");
     for out in &launch(&args(&refused, &[]), 2) {
-        assert_clean_error(out, "--batch-size 3 over 2 ranks leaves a rank 1 row of task 'match'");
+        assert_clean_error(
+            out,
+            "--batch-size 3 over 2 ranks gives some ranks only 1 row of each batch of task 'match'",
+        );
     }
     assert!(!refused.exists(), "a refused launch left its run directory behind");
     assert_all_ok(&launch(&args(&s.dir.path().join("gathered"), &["--gather-across-ranks"]), 2));
