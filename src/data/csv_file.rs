@@ -19,8 +19,11 @@ pub fn read_columns(path: &Path, columns: &[&str]) -> Result<Vec<CsvRow>> {
     read_columns_from(file, &path.display().to_string(), columns)
 }
 
-pub fn read_columns_from<R: std::io::Read>(reader: R, name: &str, columns: &[&str]) -> Result<Vec<CsvRow>> {
-    let mut csv = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(reader);
+pub fn read_columns_from<R: std::io::Read>(mut reader: R, name: &str, columns: &[&str]) -> Result<Vec<CsvRow>> {
+    let mut bytes = Vec::new();
+    reader.read_to_end(&mut bytes).with_context(|| format!("cannot read {name}"))?;
+    let mut lines = LineCounter::new(&bytes);
+    let mut csv = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(&bytes[..]);
     let header = header_of(&mut csv, name).map_err(|e| match e {
         HeaderError::Empty => {
             anyhow::anyhow!("{name}: the file is empty (expected a header row with columns {})", columns.join(", "))
@@ -50,9 +53,11 @@ pub fn read_columns_from<R: std::io::Read>(reader: R, name: &str, columns: &[&st
         match csv.read_byte_record(&mut record) {
             Ok(false) => break,
             Ok(true) => {}
-            Err(e) => bail!("{name}:{}: {}", error_line(&e), describe_csv_error(&e)),
+            Err(e) => {
+                bail!("{name}:{}: {}", error_position(&e).map_or(0, |p| lines.line_of(p)), describe_csv_error(&e))
+            }
         }
-        let line = record.position().map(|p| p.line()).unwrap_or(0);
+        let line = record.position().map_or(0, |p| lines.line_of(p));
         let mut fields = Vec::with_capacity(indices.len());
         for (&i, column) in indices.iter().zip(columns) {
             let bytes = record.get(i).unwrap_or_default();
@@ -108,12 +113,41 @@ fn header_of<R: std::io::Read>(csv: &mut csv::Reader<R>, name: &str) -> Result<V
         .collect())
 }
 
-fn error_line(e: &csv::Error) -> u64 {
+fn error_position(e: &csv::Error) -> Option<&csv::Position> {
     match e.kind() {
-        csv::ErrorKind::UnequalLengths { pos: Some(pos), .. } => pos.line(),
-        csv::ErrorKind::Utf8 { pos: Some(pos), .. } => pos.line(),
-        csv::ErrorKind::Deserialize { pos: Some(pos), .. } => pos.line(),
-        _ => e.position().map(|p| p.line()).unwrap_or(0),
+        csv::ErrorKind::UnequalLengths { pos: Some(pos), .. } => Some(pos),
+        csv::ErrorKind::Utf8 { pos: Some(pos), .. } => Some(pos),
+        csv::ErrorKind::Deserialize { pos: Some(pos), .. } => Some(pos),
+        _ => e.position(),
+    }
+}
+
+/// The 1-based line on which a record starts, from its byte offset. The csv crate's own line
+/// count is one short after a CRLF line end: a record's position is taken at the `\n` of the
+/// `\r\n` before it, which it has not counted yet.
+struct LineCounter<'a> {
+    bytes: &'a [u8],
+    /// Line feeds in `bytes[..offset]`; records come in order, so the count only moves on.
+    offset: usize,
+    line_feeds: u64,
+}
+
+impl<'a> LineCounter<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Self { bytes, offset: 0, line_feeds: 0 }
+    }
+
+    fn line_of(&mut self, position: &csv::Position) -> u64 {
+        let mut at = (position.byte() as usize).min(self.bytes.len());
+        if self.bytes.get(at) == Some(&b'\n') {
+            at += 1;
+        }
+        if at < self.offset {
+            (self.offset, self.line_feeds) = (0, 0);
+        }
+        self.line_feeds += self.bytes[self.offset..at].iter().filter(|&&b| b == b'\n').count() as u64;
+        self.offset = at;
+        self.line_feeds + 1
     }
 }
 
@@ -148,6 +182,19 @@ mod tests {
         let rows = read(b"label,text\npos,\"good, fine\"\nneg,bad\n", &["text", "label"]).unwrap();
         assert_eq!(rows[0].fields, vec!["good, fine", "pos"]);
         assert_eq!(rows[1].line, 3);
+    }
+
+    #[test]
+    fn crlf_files_get_the_line_numbers_of_lf_files() {
+        let lf = "text,label\n\"two\nlines\",a\nb,c\nd,e,f\n";
+        let crlf = lf.replace('\n', "\r\n");
+        let lines = |text: &str| read(text.as_bytes(), &["text", "label"]);
+        let rows = lines(&crlf[..crlf.rfind("d,e").unwrap()]).unwrap();
+        assert_eq!(rows.iter().map(|r| r.line).collect::<Vec<_>>(), vec![2, 4]);
+        assert_eq!(rows[0].fields[0], "two\r\nlines");
+        for text in [lf.to_string(), crlf] {
+            assert!(lines(&text).unwrap_err().to_string().starts_with("t.csv:5: row has 3 field(s)"), "{text:?}");
+        }
     }
 
     #[test]
