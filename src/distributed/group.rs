@@ -114,6 +114,7 @@ impl ProcessGroup {
         let prefix = CString::new(launch.agent_store_prefix.as_deref().unwrap_or(""))?;
         let mut error = ErrorBuffer::new();
         let mut crowded = 0;
+        let watchdog = JoinWatchdog::start(launch, timeout);
         // SAFETY: NUL-terminated strings, a writable int and buffer; the C++ side catches
         // every exception and returns a new handle or null.
         let handle = unsafe {
@@ -130,6 +131,7 @@ impl ProcessGroup {
                 error.0.len(),
             )
         };
+        watchdog.stop();
         if handle.is_null() {
             let message = error.message();
             let (rank, world, address) =
@@ -298,6 +300,43 @@ impl ProcessGroup {
             format!("rank{plural} {} stopped or cannot be reached", stopped.join(", "))
         };
         CollectiveFailed(format!("rank {me}: {what} failed: {who} ({})", without_source_location(message))).into()
+    }
+}
+
+/// Ends the process when joining takes longer than the store's connection and Gloo's
+/// handshake may (each waits up to `--dist-timeout`): c10d's client waits without a limit for
+/// the first answer of a program that accepts connections on `MASTER_PORT` but is no store.
+struct JoinWatchdog {
+    done: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl JoinWatchdog {
+    fn start(launch: &Launch, timeout: Duration) -> Self {
+        let limit = timeout * 2 + Duration::from_secs(5);
+        let message = format!(
+            "error: rank {}: cannot join the process group of {} at {}:{} within {}s (twice --dist-timeout, and 5 s): no c10d store answers there; is another program listening on MASTER_PORT?",
+            launch.rank,
+            launch.world,
+            launch.master_addr,
+            launch.master_port,
+            limit.as_secs()
+        );
+        let (done, waiting) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = waiting.recv_timeout(limit) {
+                eprintln!("{message}");
+                // SAFETY: _exit(2) ends the process at once; the join it cuts short holds
+                // nothing that must be written out.
+                unsafe { libc::_exit(1) }
+            }
+        });
+        Self { done, thread }
+    }
+
+    fn stop(self) {
+        let _ = self.done.send(());
+        let _ = self.thread.join();
     }
 }
 

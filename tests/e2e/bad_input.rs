@@ -576,6 +576,13 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         error(format!("rank 0: MASTER_PORT {busy_port} is in use on 127.0.0.1 (by another launch or program)")),
     );
     c.add_launch(
+        "MASTER_PORT taken by a program that is no store, seen by rank 1",
+        t(),
+        &[("WORLD_SIZE", "2"), ("RANK", "1"), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", busy_port)],
+        &["--dist-timeout", "1"],
+        error(format!("rank 1: cannot join the process group of 2 at 127.0.0.1:{busy_port} within 7s (twice --dist-timeout, and 5 s): no c10d store answers there")),
+    );
+    c.add_launch(
         "--dist-timeout 0",
         t(),
         &[("WORLD_SIZE", "2"), ("RANK", "0")],
@@ -1120,7 +1127,8 @@ fn every_bad_input_gets_one_clear_line_and_awkward_input_works() {
     let table = table
         .replace(&corpus.dir.path().to_string_lossy().to_string(), "<dir>")
         .replace(&corpus.model.parent().unwrap().to_string_lossy().to_string(), "<models>")
-        .replace(&format!("MASTER_PORT {}", corpus.busy.local_addr().unwrap().port()), "MASTER_PORT <busy port>");
+        .replace(&format!("MASTER_PORT {}", corpus.busy.local_addr().unwrap().port()), "MASTER_PORT <busy port>")
+        .replace(&format!("127.0.0.1:{}", corpus.busy.local_addr().unwrap().port()), "127.0.0.1:<busy port>");
     eprintln!("{} bad-input cases checked", corpus.cases.len());
     if let Ok(path) = std::env::var("SENTENCE_MTL_ERROR_TABLE") {
         std::fs::write(path, table).unwrap();
