@@ -32,6 +32,8 @@ c10d::ReduceOp reduce_op(int op) { return op == 1 ? c10d::ReduceOp::MAX : c10d::
 
 const char* kRollCallPrefix = "smtl/alive/";
 const char* kJoinedKey = "smtl/joined";
+const char* kWorldKey = "smtl/world_size";
+const char* kRefusedKey = "smtl/refused";
 
 }  // namespace
 
@@ -41,14 +43,15 @@ extern "C" {
 // non-empty: then torchrun's agent already serves it, and every key goes under the prefix, as
 // PyTorch's workers do), every rank connects to it (retrying until `timeout_ms`) and counts
 // itself in, then Gloo connects every pair of ranks through it. A rank that counts more than
-// `size` ranks has reached another launch's store on the same port: it sets `*crowded` and
-// stops before Gloo, whose keys would mix with that launch's.
+// `size` ranks has reached another launch's store on the same port: it sets `*cause` to 1
+// and stops before Gloo, whose keys would mix with that launch's; one whose `size` is not
+// rank 0's sets it to 2.
 // Gloo binds to the address `host` resolves to on this machine's side when `bind_host` is
 // non-empty, else to the default device (this machine's hostname, or loopback). Returns a
 // handle, or null with a message.
 void* smtl_group_join(const char* host, int port, int rank, int size, int64_t timeout_ms, const char* prefix,
-                      const char* bind_host, int* crowded, char* error, size_t error_len) {
-  *crowded = 0;
+                      const char* bind_host, int* cause, char* error, size_t error_len) {
+  *cause = 0;
   try {
     // c10d and Gloo log retries and peer errors on stderr themselves; the caller reports each
     // failure once, in one line, so only their fatal messages stay on.
@@ -71,15 +74,41 @@ void* smtl_group_join(const char* host, int port, int rank, int size, int64_t ti
     }
     const auto joined = group->store->add(kJoinedKey, 1);
     if (joined > size) {
-      *crowded = 1;
+      *cause = 1;
       throw std::runtime_error(std::to_string(joined) + " processes have joined its store");
+    }
+    // Rank 0's WORLD_SIZE, which every other rank must share: a rank that counts another
+    // number would wait in Gloo's handshake for ranks that never come.
+    if (rank == 0) {
+      const auto text = std::to_string(size);
+      group->store->set(kWorldKey, std::vector<uint8_t>(text.begin(), text.end()));
+    } else {
+      const auto value = group->store->get(kWorldKey);
+      const std::string rank0_size(value.begin(), value.end());
+      if (rank0_size != std::to_string(size)) {
+        *cause = 2;
+        const auto message = "rank " + std::to_string(rank) + " was started with WORLD_SIZE=" +
+                             std::to_string(size) + ", rank 0 with WORLD_SIZE=" + rank0_size;
+        // For the ranks left waiting in Gloo's handshake, to say why once it fails.
+        group->store->set(kRefusedKey, std::vector<uint8_t>(message.begin(), message.end()));
+        throw std::runtime_error(message);
+      }
     }
     auto gloo = c10d::ProcessGroupGloo::Options::create(group->timeout);
     std::string bind(bind_host);
     gloo->devices.push_back(bind.empty() ? c10d::ProcessGroupGloo::createDefaultDevice()
                                          : c10d::ProcessGroupGloo::createDeviceForHostname(bind));
     gloo->threads = 2;
-    group->backend = c10::make_intrusive<c10d::ProcessGroupGloo>(group->store, rank, size, gloo);
+    try {
+      group->backend = c10::make_intrusive<c10d::ProcessGroupGloo>(group->store, rank, size, gloo);
+    } catch (const std::exception&) {
+      if (!group->store->check({kRefusedKey})) {
+        throw;
+      }
+      const auto why = group->store->get(kRefusedKey);
+      *cause = 2;
+      throw std::runtime_error(std::string(why.begin(), why.end()));
+    }
     return group.release();
   } catch (const std::exception& e) {
     fail(e, error, error_len);

@@ -24,7 +24,7 @@ extern "C" {
         timeout_ms: i64,
         prefix: *const libc::c_char,
         bind_host: *const libc::c_char,
-        crowded: *mut i32,
+        cause: *mut i32,
         error: *mut libc::c_char,
         error_len: usize,
     ) -> *mut c_void;
@@ -113,7 +113,7 @@ impl ProcessGroup {
         let bind = CString::new(if loopback { launch.master_addr.as_str() } else { "" })?;
         let prefix = CString::new(launch.agent_store_prefix.as_deref().unwrap_or(""))?;
         let mut error = ErrorBuffer::new();
-        let mut crowded = 0;
+        let mut cause = 0;
         let watchdog = JoinWatchdog::start(launch, timeout);
         // SAFETY: NUL-terminated strings, a writable int and buffer; the C++ side catches
         // every exception and returns a new handle or null.
@@ -126,7 +126,7 @@ impl ProcessGroup {
                 timeout.as_millis() as i64,
                 prefix.as_ptr(),
                 bind.as_ptr(),
-                &mut crowded,
+                &mut cause,
                 error.0.as_mut_ptr(),
                 error.0.len(),
             )
@@ -136,7 +136,10 @@ impl ProcessGroup {
             let message = error.message();
             let (rank, world, address) =
                 (launch.rank, launch.world, format!("{}:{}", launch.master_addr, launch.master_port));
-            if crowded != 0 {
+            if cause == 2 {
+                bail!("rank {rank}: the ranks were started with different WORLD_SIZE: {message}; every rank must get the same");
+            }
+            if cause == 1 {
                 bail!("rank {rank}: another launch is using MASTER_PORT {} ({message}, more than WORLD_SIZE={world}); give each launch its own MASTER_PORT", launch.master_port);
             }
             if message.contains("EADDRINUSE") {

@@ -409,6 +409,29 @@ fn ranks_started_with_different_settings_are_refused() {
     assert!(!run.exists(), "a refused launch left its run directory behind");
 }
 
+/// Ranks given different WORLD_SIZE values: each says so, the waiting rank 0 too (rank 1
+/// leaves the reason in the store), instead of a handshake timeout.
+#[test]
+fn ranks_started_with_different_world_sizes_are_refused() {
+    let Some(s) = setup("ranks_started_with_different_world_sizes_are_refused") else { return };
+    let mut args = encode_args(&s.model, 5);
+    args.push("hello".into());
+    let port = free_port();
+    let ranks: Vec<Child> = [2, 3]
+        .iter()
+        .enumerate()
+        .map(|(rank, &world)| {
+            rank_command(&args, rank, world, port).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+        })
+        .collect();
+    for (rank, child) in ranks.into_iter().enumerate() {
+        assert_clean_error(
+            &child.wait_with_output().unwrap(),
+            &format!("rank {rank}: the ranks were started with different WORLD_SIZE: rank 1 was started with WORLD_SIZE=3, rank 0 with WORLD_SIZE=2"),
+        );
+    }
+}
+
 /// Resuming a data-parallel run continues it exactly: 2 ranks stopped by SIGTERM after their
 /// first save and resumed end with the weights of 2 ranks that ran without a stop.
 #[test]
