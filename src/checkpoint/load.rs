@@ -22,7 +22,7 @@ pub fn load(model: &str, device: Device, overrides: &SpecOverrides) -> Result<Lo
     let tokenizer = SentenceTokenizer::from_dir(&folder.dir)?;
     let (path, tensors) = folder.read_tensors()?;
     let expected = tensor_shapes(&folder.config, &spec);
-    let matched = match_tensors(&path, tensors, &expected, folder.config.model_type())?;
+    let matched = match_tensors(&folder.weights_label(&path), tensors, &expected, folder.config.model_type())?;
     if !matched.missing.is_empty() {
         bail!(
             "{} lacks {} tensor(s) this model needs, e.g. {} (wrong file for this config.json / {}?)",

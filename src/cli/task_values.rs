@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 /// A task name becomes part of tensor names (`heads.<name>.weight`) and file names.
 pub fn check_task_name(name: &str) -> Result<()> {
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-        bail!("task name '{name}' must be non-empty letters, digits, '_' or '-'");
+        bail!("task name '{name}' must be non-empty ASCII letters, digits, '_' or '-'");
     }
     Ok(())
 }
@@ -146,7 +146,7 @@ mod tests {
         let err = "bad.name=x.csv".parse::<TaskArg>().unwrap_err();
         assert_eq!(
             format!("{err:#}"),
-            "--task bad.name=x.csv: task name 'bad.name' must be non-empty letters, digits, '_' or '-'"
+            "--task bad.name=x.csv: task name 'bad.name' must be non-empty ASCII letters, digits, '_' or '-'"
         );
         assert!("x.csv".parse::<TaskArg>().unwrap_err().to_string().contains("expected NAME=FILE.csv"));
         let tasks: Vec<TaskArg> = ["a=1.csv", "a=2.csv"].iter().map(|t| t.parse().unwrap()).collect();

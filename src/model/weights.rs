@@ -174,9 +174,10 @@ pub struct MatchedTensors {
 }
 
 /// Matches a file's tensors against the model's `name → shape` list under their canonical
-/// names. Shapes must agree exactly; all mismatches are reported together.
+/// names. Shapes must agree exactly; all mismatches are reported together, naming `file`
+/// (the weight file, as messages show it).
 pub fn match_tensors(
-    file: &Path,
+    file: &str,
     tensors: BTreeMap<String, Tensor>,
     expected: &BTreeMap<String, Vec<i64>>,
     prefix: &str,
@@ -196,7 +197,7 @@ pub fn match_tensors(
         }
     }
     if !mismatches.is_empty() {
-        bail!("{} does not fit the model's configuration; shape mismatches: {}", file.display(), mismatches.join("; "));
+        bail!("{file} does not fit the model's configuration; shape mismatches: {}", mismatches.join("; "));
     }
     matched.missing = expected.keys().filter(|name| !matched.found.contains_key(*name)).cloned().collect();
     Ok(matched)
@@ -213,7 +214,7 @@ pub fn load_into(
 ) -> Result<MatchedTensors> {
     let variables = vs.variables();
     let expected = variables.iter().map(|(name, t)| (name.clone(), t.size())).collect();
-    let matched = match_tensors(file, tensors, &expected, prefix)?;
+    let matched = match_tensors(&file.display().to_string(), tensors, &expected, prefix)?;
     for (name, source) in &matched.found {
         let mut target = variables[name].shallow_clone();
         tch::no_grad(|| target.f_copy_(source))

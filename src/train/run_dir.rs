@@ -45,6 +45,13 @@ impl RunDir {
                     root.display()
                 );
             }
+            if let (false, Some(step)) = (overwrite, run.finished_at()?) {
+                bail!(
+                    "run directory {} holds a run that finished at step {step} (best checkpoint {}); pass --overwrite to replace it, or choose another --out",
+                    root.display(),
+                    run.best().display()
+                );
+            }
             if !overwrite {
                 bail!(
                     "run directory {} already exists and is not empty; continue it with --resume {}, pass --overwrite to replace its run, or choose another --out",
@@ -95,18 +102,25 @@ impl RunDir {
     /// Refuses to resume a run that finished: its log ends with the summary a run writes when
     /// it reaches its last step or stops early (an interrupted run's log does not).
     pub fn refuse_finished(&self) -> Result<()> {
-        if !self.log().is_file() {
-            return Ok(());
-        }
-        if let Some(LogRecord::Summary(summary)) = read_log(&self.log())?.last() {
+        if let Some(step) = self.finished_at()? {
             bail!(
-                "{} finished at step {}; --resume continues an interrupted run (its best checkpoint is {})",
+                "{} finished at step {step}; --resume continues an interrupted run (its best checkpoint is {})",
                 self.root.display(),
-                summary.step,
                 self.best().display()
             );
         }
         Ok(())
+    }
+
+    /// The last step of a run that finished (its log ends with a summary), else `None`.
+    fn finished_at(&self) -> Result<Option<usize>> {
+        if !self.log().is_file() {
+            return Ok(None);
+        }
+        match read_log(&self.log())?.last() {
+            Some(LogRecord::Summary(summary)) => Ok(Some(summary.step)),
+            _ => Ok(None),
+        }
     }
 
     /// Removes what a run that failed before its first step wrote (settings and log), and its

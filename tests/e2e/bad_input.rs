@@ -894,7 +894,7 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         "task name with a dot",
         "bad.name=x.csv".into(),
         &[],
-        error("task name 'bad.name' must be non-empty letters, digits, '_' or '-'"),
+        error("task name 'bad.name' must be non-empty ASCII letters, digits, '_' or '-'"),
     );
     if !Path::new("/dev/nvidia0").exists() {
         c.add(

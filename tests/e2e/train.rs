@@ -443,11 +443,9 @@ fn an_existing_run_directory_is_never_overwritten_silently() {
     s.train("mine", &["--max-steps", "1", "--overwrite", "-q"]);
     assert_eq!(std::fs::read_to_string(Path::new(&out).join("notes.txt")).unwrap(), "my notes");
     assert!(Path::new(&out).join("best/model.safetensors").is_file());
-    // Now a run: a new one there is refused, pointing at --resume and --overwrite.
-    assert_clean_error(
-        &bin().args(&args).output().unwrap(),
-        "already exists and is not empty; continue it with --resume",
-    );
+    // Now a finished run: a new one there is refused, pointing at --overwrite (not at
+    // --resume, which refuses a finished run).
+    assert_clean_error(&bin().args(&args).output().unwrap(), "holds a run that finished at step 1 (best checkpoint");
     // --overwrite deletes nothing when the new run cannot start from its --model: a typo, or
     // the run's own checkpoint, which it would delete.
     let before = std::fs::read(Path::new(&out).join("best/model.safetensors")).unwrap();
