@@ -243,14 +243,65 @@ pub fn read_training_curves(log: &Path) -> Result<Vec<TaskCurves>> {
 }
 
 /// Loss per task (left) and each task's main dev metric (solid) and second one (dashed, right).
+/// Each panel's legend sits in a strip below it, where it hides no line.
 pub fn training_curves(path: &Path, title: &str, curves: &[TaskCurves]) -> Result<()> {
     let max_step = curves.iter().flat_map(|c| c.loss.iter().chain(&c.main)).map(|p| p.0).fold(1.0f64, f64::max);
-    render_png(path, (1200, 480), |root| {
+    register_font()?;
+    let loss_labels: Vec<String> = curves.iter().map(|c| c.task.clone()).collect();
+    let dev_labels: Vec<String> = curves
+        .iter()
+        .map(|c| if c.main.is_empty() { String::new() } else { format!("{} ({})", c.task, c.metric_names) })
+        .collect();
+    let (loss_legend, dev_legend) = (legend_layout(&loss_labels, 600), legend_layout(&dev_labels, 600));
+    let rows = loss_legend.iter().chain(&dev_legend).map(|e| e.row + 1).max().unwrap_or(0);
+    let strip = LEGEND_ROW * rows as u32 + 8;
+    render_png(path, (1200, 480 + strip), |root| {
         let root = root.titled(title, (FONT, 20.0)).map_err(plot_error)?;
-        let (left, right) = root.split_horizontally(600);
+        let (charts, legends) = root.split_vertically(root.dim_in_pixel().1 - strip);
+        let (left, right) = charts.split_horizontally(600);
         loss_panel(&left, curves, max_step)?;
-        dev_panel(&right, curves, max_step)
+        dev_panel(&right, curves, max_step)?;
+        let (left, right) = legends.split_horizontally(600);
+        draw_legend(&left, &loss_legend)?;
+        draw_legend(&right, &dev_legend)
     })
+}
+
+const LEGEND_ROW: u32 = 22;
+
+/// One legend entry: the task's colour (by `task`), its label, and where it goes.
+struct LegendEntry {
+    task: usize,
+    label: String,
+    row: usize,
+    x: i32,
+}
+
+/// Entries side by side, wrapped at `width` pixels; empty labels are left out.
+fn legend_layout(labels: &[String], width: i32) -> Vec<LegendEntry> {
+    let (mut row, mut x) = (0, 55);
+    let mut entries = Vec::new();
+    for (task, label) in labels.iter().enumerate().filter(|(_, l)| !l.is_empty()) {
+        let entry_width = 28 + text_width(label, 13.0) as i32 + 18;
+        if x > 55 && x + entry_width > width {
+            (row, x) = (row + 1, 55);
+        }
+        entries.push(LegendEntry { task, label: label.clone(), row, x });
+        x += entry_width;
+    }
+    entries
+}
+
+fn draw_legend(area: &Canvas, entries: &[LegendEntry]) -> Result<()> {
+    let style = TextStyle::from((FONT, 13.0).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
+    for entry in entries {
+        let color = TASK_COLORS[entry.task % TASK_COLORS.len()];
+        let y = (entry.row as u32 * LEGEND_ROW + LEGEND_ROW / 2) as i32;
+        area.draw(&PathElement::new(vec![(entry.x, y), (entry.x + 22, y)], color.stroke_width(2)))
+            .map_err(plot_error)?;
+        area.draw(&Text::new(entry.label.clone(), (entry.x + 28, y), style.clone())).map_err(plot_error)?;
+    }
+    Ok(())
 }
 
 /// One colour per task, in order (matplotlib's first six).
@@ -307,23 +358,13 @@ fn loss_panel(area: &Canvas, curves: &[TaskCurves], max_step: f64) -> Result<()>
     let mut chart = step_chart(area, caption, max_step, 0f64..max_loss, "loss")?;
     for (i, c) in curves.iter().enumerate() {
         let color = TASK_COLORS[i % TASK_COLORS.len()];
-        chart
-            .draw_series(LineSeries::new(c.loss.iter().copied(), color.stroke_width(2)))
-            .map_err(plot_error)?
-            .label(c.task.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+        chart.draw_series(LineSeries::new(c.loss.iter().copied(), color.stroke_width(2))).map_err(plot_error)?;
         // A short run logs a point or two: a line alone would not show a single one.
         if c.loss.len() < 3 {
             chart.draw_series(c.loss.iter().map(|&p| Circle::new(p, 3, color.filled()))).map_err(plot_error)?;
         }
     }
-    chart
-        .configure_series_labels()
-        .label_font((FONT, 13.0))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(plot_error)
+    Ok(())
 }
 
 /// Each task's dev metrics: the main one solid with a dot per evaluation, the second dashed
@@ -348,11 +389,7 @@ fn dev_panel(area: &Canvas, curves: &[TaskCurves], max_step: f64) -> Result<()> 
         if c.main.is_empty() {
             continue;
         }
-        chart
-            .draw_series(LineSeries::new(c.main.iter().copied(), color.stroke_width(2)))
-            .map_err(plot_error)?
-            .label(format!("{} ({})", c.task, c.metric_names))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+        chart.draw_series(LineSeries::new(c.main.iter().copied(), color.stroke_width(2))).map_err(plot_error)?;
         chart.draw_series(c.main.iter().map(|&p| Circle::new(p, 3, color.filled()))).map_err(plot_error)?;
         chart
             .draw_series(DashedLineSeries::new(c.secondary.iter().copied(), 6, 4, color.stroke_width(1)))
@@ -360,14 +397,7 @@ fn dev_panel(area: &Canvas, curves: &[TaskCurves], max_step: f64) -> Result<()> 
         // Hollow dots: a single evaluation's second metric has no line to dash.
         chart.draw_series(c.secondary.iter().map(|&p| Circle::new(p, 3, color.stroke_width(1)))).map_err(plot_error)?;
     }
-    chart
-        .configure_series_labels()
-        .label_font((FONT, 13.0))
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(plot_error)
+    Ok(())
 }
 
 /// Predicted cosine similarity (y) against gold score (x), one dot per pair, with the
@@ -487,7 +517,20 @@ mod tests {
         assert_eq!(curves[0].metric_names, "macro-F1 / accuracy");
         assert_eq!(curves[1].task, "b");
         training_curves(&dir.path().join("c.png"), "run", &curves).unwrap();
-        assert_eq!(png_size(&dir.path().join("c.png")), (1200, 480));
+        // The charts, and one row of legends below them.
+        assert_eq!(png_size(&dir.path().join("c.png")), (1200, 480 + LEGEND_ROW + 8));
+    }
+
+    #[test]
+    fn legends_wrap_to_the_panel_and_skip_tasks_without_a_label() {
+        register_font().unwrap();
+        let labels: Vec<String> =
+            ["a task with a rather long name (macro-F1 / accuracy)", "", "b", "c"].map(String::from).to_vec();
+        let entries = legend_layout(&labels, 600);
+        assert_eq!(entries.iter().map(|e| e.task).collect::<Vec<_>>(), vec![0, 2, 3]);
+        assert!(entries.iter().all(|e| e.x + 28 + text_width(&e.label, 13.0) as i32 <= 600));
+        let wide = legend_layout(&vec!["a label of some width".to_string(); 6], 600);
+        assert!(wide.last().unwrap().row >= 1, "six wide labels fit one 600-pixel row");
     }
 
     #[test]

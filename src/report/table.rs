@@ -1,5 +1,7 @@
 //! Aligned plain-text tables for the terminal (and for pasting into markdown-less READMEs).
 
+use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Align {
     Left,
@@ -40,7 +42,7 @@ impl Table {
 
     pub fn render(&self) -> String {
         let columns = self.header.len();
-        let width = |s: &str| s.chars().count();
+        let width = |s: &str| s.width();
         let mut widths: Vec<usize> = self.header.iter().map(|h| width(h)).collect();
         for row in &self.rows {
             for (i, cell) in row.iter().enumerate().take(columns) {
@@ -78,12 +80,20 @@ impl Table {
     }
 }
 
-/// Shortens `text` to at most `max` characters, marking the cut with `…`.
+/// Shortens `text` to at most `max` terminal columns, marking the cut with `…`.
 pub fn ellipsize(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
+    if text.width() <= max {
         return text.to_string();
     }
-    let mut short: String = text.chars().take(max.saturating_sub(1)).collect();
+    let mut short = String::new();
+    let mut columns = 0;
+    for c in text.chars() {
+        columns += c.width().unwrap_or(0);
+        if columns > max.saturating_sub(1) {
+            break;
+        }
+        short.push(c);
+    }
     short.push('…');
     short
 }
@@ -117,8 +127,17 @@ mod tests {
     }
 
     #[test]
+    fn wide_characters_take_two_columns() {
+        let mut t = Table::new(["text", "n"]);
+        t.row(["日本", "1"]);
+        t.row(["abcd", "2"]);
+        assert_eq!(t.render(), "text  n\n日本  1\nabcd  2\n");
+    }
+
+    #[test]
     fn ellipsize_marks_cuts() {
         assert_eq!(ellipsize("abcdef", 4), "abc…");
         assert_eq!(ellipsize("abc", 4), "abc");
+        assert_eq!(ellipsize("日本語です", 6), "日本…");
     }
 }
