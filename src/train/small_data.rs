@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::inference::Encoder;
 use crate::model::names;
 use crate::report::table::count;
-use crate::tasks::{Frozen, TrainingTask};
+use crate::tasks::TrainingTask;
 
 /// `auto` turns the mode on for a classification task with at most this many rows per class.
 pub const ROWS_PER_CLASS: usize = 128;
@@ -53,27 +53,37 @@ pub fn total_steps(planned: usize, small_data: bool) -> usize {
     }
 }
 
-/// The line a run in small-data mode starts with: which tasks (`name`, training rows), and the
-/// steps it runs against the `planned` ones.
-pub fn announcement(tasks: &[(&str, usize)], planned: usize, total: usize, frozen: Frozen) -> String {
-    let tasks: Vec<String> = tasks.iter().map(|(name, rows)| format!("'{name}' ({rows} rows)")).collect();
+/// A task that trains in small-data mode, as the run's first line about it names it.
+pub struct SmallTask<'a> {
+    pub name: &'a str,
+    pub rows: usize,
+    /// `--freeze head:NAME` keeps its head: it is not fitted anew.
+    pub head_frozen: bool,
+}
+
+/// The line a run in small-data mode starts with: which tasks, what trains them, which heads
+/// are fitted anew, and the steps it runs against the `planned` ones.
+pub fn announcement(tasks: &[SmallTask], planned: usize, total: usize, encoder_frozen: bool) -> String {
+    let frozen: Vec<String> = tasks.iter().filter(|t| t.head_frozen).map(|t| format!("'{}'", t.name)).collect();
+    let heads = match frozen.len() {
+        0 => "the head fitted anew on the embeddings after the last step (as SetFit)".to_string(),
+        n if n == tasks.len() => format!("the frozen head of {} kept as it is", frozen.join(", ")),
+        _ => format!(
+            "each head but the frozen one of {} fitted anew on the embeddings after the last step (as SetFit)",
+            frozen.join(", ")
+        ),
+    };
+    let tasks: Vec<String> = tasks.iter().map(|t| format!("'{}' ({} rows)", t.name, t.rows)).collect();
     let steps = if total > planned {
         format!("{} instead of {planned}", count(total, "optimizer step"))
     } else {
         count(total, "optimizer step")
     };
-    let losses = match frozen.encoder {
+    let losses = match encoder_frozen {
         false => "label-pair cosine loss on the embeddings beside cross-entropy",
         true => "cross-entropy (no label-pair loss: nothing that feeds the embeddings trains)",
     };
-    let heads = match frozen.head {
-        false => "the head",
-        true => "each head that is not frozen",
-    };
-    format!(
-        "small-data mode for {}: {losses}, and {heads} fitted anew on the embeddings after the last step (as SetFit), {steps}; --small-data off turns it off",
-        tasks.join(", ")
-    )
+    format!("small-data mode for {}: {losses}, and {heads}, {steps}; --small-data off turns it off", tasks.join(", "))
 }
 
 /// After the last step: each head a task refits (`TrainingTask::refit_head`) replaces the
@@ -129,7 +139,7 @@ mod tests {
         assert_eq!(total_steps(3, true), MIN_STEPS);
         assert_eq!(total_steps(3, false), 3);
         assert_eq!(total_steps(MIN_STEPS + 5, true), MIN_STEPS + 5);
-        let line = announcement(&[("trec", 48)], 6, MIN_STEPS, Frozen { encoder: false, head: false });
+        let line = announcement(&[SmallTask { name: "trec", rows: 48, head_frozen: false }], 6, MIN_STEPS, false);
         assert!(line.starts_with("small-data mode for 'trec' (48 rows): "), "{line}");
         assert!(line.contains("200 optimizer steps instead of 6; --small-data off"), "{line}");
     }

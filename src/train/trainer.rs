@@ -22,7 +22,7 @@ use super::param_groups::{build_groups, parameter_counts};
 use super::run_dir::RunDir;
 use super::settings::TrainSettings;
 use super::setup;
-use super::small_data;
+use super::small_data::{self, SmallTask};
 use super::state::TrainerState;
 use super::window::{NonFiniteLoss, Window};
 use crate::checkpoint::{self, TrainableModel};
@@ -311,28 +311,28 @@ impl<'a> Trainer<'a> {
             group,
             gradient_sync,
         };
-        trainer.announce(
-            resume_from.is_some(),
-            small_data,
-            Frozen { encoder: encoder_frozen, head: !frozen_heads.is_empty() },
-        );
+        trainer.announce(resume_from.is_some(), small_data, encoder_frozen, &frozen_heads);
         Ok(trainer)
     }
 
     /// Says that the run resumes, and that small-data mode lengthened it, when they do.
-    fn announce(&self, resumed: bool, small_data: bool, frozen: Frozen) {
+    fn announce(&self, resumed: bool, small_data: bool, encoder_frozen: bool, frozen_heads: &[String]) {
         if resumed {
             self.say(&format!("resuming {} at step {}", self.run.root.display(), self.state.step));
         }
         if small_data && self.trainable_parameters > 0 {
-            let small: Vec<(&str, usize)> = self
+            let small: Vec<SmallTask> = self
                 .tasks
                 .iter()
                 .filter(|t| t.small_data())
-                .map(|t| (t.source().name.as_str(), t.train_rows()))
+                .map(|t| SmallTask {
+                    name: &t.source().name,
+                    rows: t.train_rows(),
+                    head_frozen: frozen_heads.contains(&t.source().name),
+                })
                 .collect();
             let Schedule { planned_steps, total_steps, .. } = self.schedule;
-            self.say(&small_data::announcement(&small, planned_steps, total_steps, frozen));
+            self.say(&small_data::announcement(&small, planned_steps, total_steps, encoder_frozen));
         }
     }
 
