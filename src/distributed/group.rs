@@ -8,7 +8,7 @@ use std::ffi::{c_void, CString};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
 use tch::Tensor;
 
 use super::launch::Launch;
@@ -133,32 +133,7 @@ impl ProcessGroup {
         };
         watchdog.stop();
         if handle.is_null() {
-            let message = error.message();
-            let (rank, world, address) =
-                (launch.rank, launch.world, format!("{}:{}", launch.master_addr, launch.master_port));
-            if cause == 2 {
-                bail!("rank {rank}: the ranks were started with different WORLD_SIZE: {message}; every rank must get the same");
-            }
-            if cause == 1 {
-                bail!("rank {rank}: another launch is using MASTER_PORT {} ({message}, more than WORLD_SIZE={world}); give each launch its own MASTER_PORT", launch.master_port);
-            }
-            if message.contains("EADDRINUSE") {
-                bail!("rank {rank}: MASTER_PORT {} is in use on {} (by another launch or program); give this launch a free MASTER_PORT", launch.master_port, launch.master_addr);
-            }
-            // c10d's store protocol changes between torch versions: a worker built on one
-            // cannot talk to the agent of another, and only sees the connection closed.
-            let agent_hint = if launch.agent_store_prefix.is_some() {
-                format!(
-                    "; under torchrun, its torch must be the version this binary is built on (libtorch {})",
-                    env!("SENTENCE_MTL_LIBTORCH_VERSION")
-                )
-            } else {
-                String::new()
-            };
-            bail!(
-                "rank {rank}: cannot join the process group of {world} at {address} within {}s (MASTER_ADDR, MASTER_PORT; --dist-timeout): {message}{agent_hint}",
-                timeout.as_secs()
-            );
+            return Err(join_failure(launch, timeout, cause, &error.message()));
         }
         Ok(Self { handle, launch: launch.clone(), timeout, cuda_backend: OnceLock::new() })
     }
@@ -304,6 +279,37 @@ impl ProcessGroup {
         };
         CollectiveFailed(format!("rank {me}: {what} failed: {who} ({})", without_source_location(message))).into()
     }
+}
+
+/// Why joining failed, from the shim's `cause` (1: another launch's store, 2: another
+/// WORLD_SIZE) and message.
+fn join_failure(launch: &Launch, timeout: Duration, cause: i32, message: &str) -> anyhow::Error {
+    let (rank, world, address) = (launch.rank, launch.world, format!("{}:{}", launch.master_addr, launch.master_port));
+    if cause == 2 {
+        return anyhow!(
+            "rank {rank}: the ranks were started with different WORLD_SIZE: {message}; every rank must get the same"
+        );
+    }
+    if cause == 1 {
+        return anyhow!("rank {rank}: another launch is using MASTER_PORT {} ({message}, more than WORLD_SIZE={world}); give each launch its own MASTER_PORT", launch.master_port);
+    }
+    if message.contains("EADDRINUSE") {
+        return anyhow!("rank {rank}: MASTER_PORT {} is in use on {} (by another launch or program); give this launch a free MASTER_PORT", launch.master_port, launch.master_addr);
+    }
+    // c10d's store protocol changes between torch versions: a worker built on one
+    // cannot talk to the agent of another, and only sees the connection closed.
+    let agent_hint = if launch.agent_store_prefix.is_some() {
+        format!(
+            "; under torchrun, its torch must be the version this binary is built on (libtorch {})",
+            env!("SENTENCE_MTL_LIBTORCH_VERSION")
+        )
+    } else {
+        String::new()
+    };
+    anyhow!(
+        "rank {rank}: cannot join the process group of {world} at {address} within {}s (MASTER_ADDR, MASTER_PORT; --dist-timeout): {message}{agent_hint}",
+        timeout.as_secs()
+    )
 }
 
 /// Ends the process when joining takes longer than the store's connection and Gloo's
