@@ -68,9 +68,7 @@ impl ModelFolder {
         }
         Ok((path, tensors))
     }
-}
 
-impl ModelFolder {
     /// For messages: the file the spec comes from (none for a plain folder, whose spec is
     /// made from defaults; `sentence_mtl.json` is what it would need).
     pub fn spec_file(&self) -> &'static str {

@@ -61,13 +61,13 @@ impl HfExport {
         if value.get("format").and_then(|f| f.as_str()) != Some(FORMAT) {
             return Ok(None);
         }
-        if !heads.is_file() && dir.join(TORCHSCRIPT_FILE).is_file() {
-            bail!(
-                "{} is a TorchScript export ({TORCHSCRIPT_FILE}), which sentence-mtl does not read back; use the checkpoint it was exported from, or an hf or sentence-transformers export",
-                dir.display()
-            );
-        }
         if !heads.is_file() {
+            if dir.join(TORCHSCRIPT_FILE).is_file() {
+                bail!(
+                    "{} is a TorchScript export ({TORCHSCRIPT_FILE}), which sentence-mtl does not read back; use the checkpoint it was exported from, or an hf or sentence-transformers export",
+                    dir.display()
+                );
+            }
             bail!(
                 "{} describes an export whose projection and heads are in {HEADS_FILE}, which is missing",
                 path.display()

@@ -22,11 +22,12 @@ pub fn load(model: &str, device: Device, overrides: &SpecOverrides) -> Result<Lo
     let tokenizer = SentenceTokenizer::from_dir(&folder.dir)?;
     let (path, tensors) = folder.read_tensors()?;
     let expected = tensor_shapes(&folder.config, &spec);
-    let matched = match_tensors(&folder.weights_label(&path), tensors, &expected, folder.config.model_type())?;
+    let weights_file = folder.weights_label(&path);
+    let matched = match_tensors(&weights_file, tensors, &expected, folder.config.model_type())?;
     if !matched.missing.is_empty() {
         bail!(
             "{} lacks {} tensor(s) this model needs, e.g. {} (wrong file for this config.json / {}?)",
-            folder.weights_label(&path),
+            weights_file,
             matched.missing.len(),
             matched.missing.iter().take(5).cloned().collect::<Vec<_>>().join(", "),
             folder.spec_file(),
@@ -37,7 +38,7 @@ pub fn load(model: &str, device: Device, overrides: &SpecOverrides) -> Result<Lo
     if !stray.is_empty() {
         bail!(
             "{} has tensors {} that {} does not describe (checkpoint heads do not match its tasks)",
-            folder.weights_label(&path),
+            weights_file,
             stray.join(", "),
             folder.spec_file(),
         );

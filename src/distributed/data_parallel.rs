@@ -69,11 +69,11 @@ pub fn agree_on_settings(group: &ProcessGroup, fields: &[(String, String)]) -> R
         }
         let values: Vec<&str> = differing.iter().map(|(_, v)| v.as_str()).collect();
         let what = "sending the differing settings";
-        let bytes = || Some(serde_json::to_vec(&values).unwrap_or_default());
+        let mine = serde_json::to_vec(&values)?;
         let of_rank0: Vec<String> =
-            serde_json::from_slice(&broadcast_bytes(group, 0, bytes(), what)?.unwrap_or_default())?;
+            serde_json::from_slice(&broadcast_bytes(group, 0, Some(mine.clone()), what)?.unwrap_or_default())?;
         let of_rank: Vec<String> =
-            serde_json::from_slice(&broadcast_bytes(group, rank, bytes(), what)?.unwrap_or_default())?;
+            serde_json::from_slice(&broadcast_bytes(group, rank, Some(mine), what)?.unwrap_or_default())?;
         let names: Vec<&str> = differing.iter().map(|(n, _)| n.as_str()).collect();
         let verb = if names.len() == 1 { "differs" } else { "differ" };
         let listed = match names.split_last() {

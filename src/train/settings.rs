@@ -251,7 +251,7 @@ impl TrainSettings {
         bail!(
             "--batch-size {} over {world} ranks gives some ranks {} of each batch of task '{}', a pairs task whose in-batch negatives need at least 2 rows on each rank; give --batch-size {} or more, or --gather-across-ranks",
             self.batch_size,
-            match self.batch_size / world { 0 => "no row".to_string(), 1 => "only 1 row".to_string(), n => format!("{n} rows") },
+            if self.batch_size < world { "no row" } else { "only 1 row" },
             pairs.name,
             2 * world
         )
