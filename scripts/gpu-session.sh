@@ -12,6 +12,7 @@
 #   scripts/gpu-session.sh run PART...   (there, from the project's root) unpacks .gpu/, links
 #       the build's torch path to the machine's torch, then runs each PART, writing logs and
 #       tables to $OUT (or gpu-session-out/):
+#         parity    encode of the SST-2 dev sentences on cuda (fp32, bf16) against the CPU: cosines
 #         nccl      the same training on one GPU without a launch, and as a launch of one
 #                   process over NCCL (WORLD_SIZE=1): examples/s, per-step overhead, weights
 #         bench32   scripts/bench-gpu.sh at batch 32, fp32 and bf16, against PyTorch
@@ -98,6 +99,26 @@ records = [json.loads(l) for l in open(f"{folder}/train_log.jsonl")]
 s = [r for r in records if r["type"] == "summary"][-1]
 e = [r for r in records if r["type"] == "eval"][-1]["tasks"]
 print(f"| {name} | {s['step']} | {s['examples_per_sec']:.1f} | {100*e['trec']['accuracy']:.1f} | {100*e['sst2']['accuracy']:.1f} |")
+PY
+}
+
+part_parity() {
+  local input="$root/.gpu/data/sst2/dev.csv" run
+  for run in "cpu fp32" "${DEVICE:-cuda} fp32" "${DEVICE:-cuda} bf16"; do
+    set -- $run
+    "$work/bin/sentence-mtl" encode --model "$work/model" --quiet --device "$1" --precision "$2" \
+      --input "$input" --output "$work/parity_$1_$2.npy" 2> "$work/parity_$1_$2.log"
+  done
+  python3 - "$work" "${DEVICE:-cuda}" >> "$out/summary.md" <<'PY'
+import sys, numpy as np
+work = sys.argv[1]
+cpu = np.load(f"{work}/parity_cpu_fp32.npy")
+print(f"\n## parity: encode of the {len(cpu)} SST-2 dev sentences on the GPU against the CPU (fp32), cosine per sentence\n")
+print("| run | min cosine | mean cosine |\n|---|---:|---:|")
+for run in (f"{sys.argv[2]}_fp32", f"{sys.argv[2]}_bf16"):
+    gpu = np.load(f"{work}/parity_{run}.npy")
+    cos = (cpu * gpu).sum(1) / np.linalg.norm(cpu, axis=1) / np.linalg.norm(gpu, axis=1)
+    print(f"| {run.replace('_', ' ')} | {cos.min():.6f} | {cos.mean():.6f} |")
 PY
 }
 
@@ -194,12 +215,13 @@ for part in "$@"; do
   say "part $part"
   started=$SECONDS
   case "$part" in
+    parity) part_parity || echo "parity: failed" >> "$out/summary.md" ;;
     nccl) part_nccl || echo "nccl: failed (logs in logs.tar.xz)" >> "$out/summary.md" ;;
     bench32) part_bench bench32 --steps 500 --rounds 1 || echo "bench32: failed" >> "$out/summary.md" ;;
     tokens) part_bench tokens --steps 100 --rounds 1 --batch-tokens 16384 || echo "tokens: failed" >> "$out/summary.md" ;;
     accuracy) part_accuracy || echo "accuracy: failed" >> "$out/summary.md" ;;
     cache) part_cache || echo "cache: failed" >> "$out/summary.md" ;;
-    *) echo "gpu-session.sh: unknown part $part (nccl, bench32, tokens, accuracy, cache)" >&2; exit 2 ;;
+    *) echo "gpu-session.sh: unknown part $part (parity, nccl, bench32, tokens, accuracy, cache)" >&2; exit 2 ;;
   esac
   echo "($part took $((SECONDS - started)) s)" >> "$out/summary.md"
   (cd "$work" && find . -name '*.log' -o -name '*.json' -o -name '*.err' -o -name 'train_log.jsonl' -o -name '*.gpu_*' |
