@@ -240,14 +240,23 @@ impl TrainSettings {
         Ok(settings)
     }
 
-    /// Refuses a launch of `world` ranks in which a pairs task's batch leaves a rank fewer
-    /// than 2 rows: without `--gather-across-ranks` each rank contrasts its own rows only,
-    /// and one row has no in-batch negative (loss 0, nothing trained).
-    pub fn check_rows_per_rank(&self, world: usize) -> Result<()> {
-        if world < 2 || self.gather_across_ranks || self.batch_tokens.is_some() || self.batch_size / world >= 2 {
+    /// Refuses a `--batch-size` that leaves a pairs task fewer than 2 rows per batch, or, in
+    /// a launch of `world` ranks, on a rank: without `--gather-across-ranks` each rank
+    /// contrasts its own rows only, and one row has no in-batch negative (loss 0, nothing
+    /// trained). `--batch-tokens` budgets are checked once rows are tokenized.
+    pub fn check_pairs_rows(&self, world: usize) -> Result<()> {
+        let per_rank = if world > 1 && !self.gather_across_ranks { world } else { 1 };
+        if self.batch_tokens.is_some() || self.batch_size / per_rank >= 2 {
             return Ok(());
         }
         let Some(pairs) = self.tasks.iter().find(|t| t.kind == Some(TaskKind::Pairs)) else { return Ok(()) };
+        if per_rank == 1 {
+            bail!(
+                "--batch-size {}: task '{}' is a pairs task, whose in-batch negatives need at least 2 rows per batch",
+                self.batch_size,
+                pairs.name
+            );
+        }
         bail!(
             "--batch-size {} over {world} ranks gives some ranks {} of each batch of task '{}', a pairs task whose in-batch negatives need at least 2 rows on each rank; give --batch-size {} or more, or --gather-across-ranks",
             self.batch_size,
@@ -378,17 +387,14 @@ fn task_sources(args: &TrainArgs) -> Result<Vec<TaskSource>> {
             let similarity_loss = match (losses.get(&task.name), kind) {
                 (Some(loss), TaskKind::Similarity) => Some(loss.parse()?),
                 (Some(loss), _) if losses.is_own(&task.name) => {
-                    bail!("--similarity-loss {}={loss}: task '{}' is a {kind} task, not a similarity task", task.name, task.name)
+                    bail!(
+                        "--similarity-loss {}={loss}: task '{}' is a {kind} task, not a similarity task",
+                        task.name,
+                        task.name
+                    )
                 }
                 _ => None,
             };
-            if kind == TaskKind::Pairs && args.batch_tokens.is_none() && args.batch_size < 2 {
-                bail!(
-                    "--batch-size {}: task '{}' is a pairs task, whose in-batch negatives need at least 2 rows per batch",
-                    args.batch_size,
-                    task.name
-                );
-            }
             Ok(TaskSource {
                 name: task.name.clone(),
                 train: PathBuf::from(train),
