@@ -87,9 +87,10 @@ pub fn announcement(tasks: &[SmallTask], planned: usize, total: usize, encoder_f
 }
 
 /// After the last step: each head a task refits (`TrainingTask::refit_head`) replaces the
-/// trained one in the model `encoder` runs, unless `--freeze` keeps that head. Every rank fits
-/// from the same gathered inputs, and then takes rank 0's head, so the ranks cannot drift
-/// apart by a rounding. Returns a line to show per head.
+/// trained one in the model `encoder` runs (a head kept by `--freeze` is not refitted:
+/// `ClassificationTask::note_frozen`). Every rank fits from the same gathered inputs, and then
+/// takes rank 0's head, so the ranks cannot drift apart by a rounding. Returns a line to show
+/// per head.
 pub fn refit_heads(tasks: &[Box<dyn TrainingTask>], encoder: &Encoder) -> Result<Vec<String>> {
     let mut said = Vec::new();
     for task in tasks {
@@ -99,9 +100,6 @@ pub fn refit_heads(tasks: &[Box<dyn TrainingTask>], encoder: &Encoder) -> Result
         let (Some(weight), Some(bias)) = (weights.get(&names::weight(&head)), weights.get(&names::bias(&head))) else {
             continue;
         };
-        if !weight.requires_grad() {
-            continue;
-        }
         let Some(fitted) = task.refit_head(encoder)? else { continue };
         tch::no_grad(|| -> Result<()> {
             // `weights` are views of the trained variables: write through them.
