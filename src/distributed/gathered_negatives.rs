@@ -81,9 +81,11 @@ impl<'a> RankShares<'a> {
         let candidates = Tensor::cat(&gathered, 0).set_requires_grad(true);
         let share = mine as f64 / total as f64;
         let (weighted_loss, mut grad) = if mine > 0 {
-            let loss = multiple_negatives_ranking_from(&column(0), &candidates, scale, offset) * (share * weight);
+            // Reported before the task weight, which may be 0.
+            let unweighted = multiple_negatives_ranking_from(&column(0), &candidates, scale, offset) * share;
+            let loss = &unweighted * weight;
             let grad = Tensor::run_backward(&[&loss], &[&candidates], true, false).remove(0);
-            (f64::try_from(&loss)? / weight, Some((loss, grad)))
+            (f64::try_from(&unweighted)?, Some((loss, grad)))
         } else {
             (0.0, None)
         };
