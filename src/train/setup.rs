@@ -248,15 +248,19 @@ fn data_fingerprints(settings: &TrainSettings) -> Result<Vec<FileFingerprint>> {
 /// What every rank of a data-parallel launch must agree on: each setting (as `--flag`), the
 /// data files' contents and the run's position, and the program's version.
 fn agreed_fields(settings: &TrainSettings, state: &TrainerState) -> Result<Vec<(String, String)>> {
-    let serde_json::Value::Object(fields) = serde_json::to_value(settings)? else {
+    let serde_json::Value::Object(mut fields) = serde_json::to_value(settings)? else {
         bail!("settings are not a JSON object")
     };
+    // The ranks compare their lists position by position, so a field serde leaves out when
+    // unset is listed anyway, and the list is in name order.
+    fields.entry("batch_tokens").or_insert(serde_json::Value::Null);
     let mut out: Vec<(String, String)> = fields
         .into_iter()
-        // A rank's thread count and device index are its own.
+        // A rank's thread count is its own.
         .filter(|(name, _)| name != "threads")
-        .map(|(name, value)| (flag_of(&name), value.to_string()))
+        .map(|(name, value)| (flag_of(&name), if value.is_null() { "not given".into() } else { value.to_string() }))
         .collect();
+    out.sort();
     out.push(("data files' contents".into(), serde_json::to_string(&state.data)?));
     out.push(("resumed step".into(), state.step.to_string()));
     out.push(("sentence-mtl version".into(), env!("CARGO_PKG_VERSION").into()));

@@ -387,26 +387,38 @@ fn a_killed_rank_stops_the_other_naming_it_and_the_run_resumes() {
 fn ranks_started_with_different_settings_are_refused() {
     let Some(s) = setup("ranks_started_with_different_settings_are_refused") else { return };
     let run = s.dir.path().join("run");
-    let port = free_port();
-    let ranks: Vec<Child> = [16, 32]
-        .iter()
-        .enumerate()
-        .map(|(rank, batch)| {
-            let mut args = train_args(&s.model, &s.data, &run, 5, &["--batch-size", &batch.to_string()]);
-            args.retain(|a| a != "-q"); // rank 0's overview must not show
-            rank_command(&args, rank, 2, port).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
-        })
-        .collect();
-    for (rank, child) in ranks.into_iter().enumerate() {
-        let out = child.wait_with_output().unwrap();
-        assert_clean_error(
-            &out,
-            &format!("rank {rank}: the ranks were started with different settings: rank 1's --batch-size differs from rank 0's (32 against 16)"),
-        );
-        // Refused before rank 0's overview, which would read as a run that started.
-        assert!(!stderr(&out).contains("trainable parameters"), "rank {rank}:\n{}", stderr(&out));
-    }
-    assert!(!run.exists(), "a refused launch left its run directory behind");
+    let refused = |flags: [&[&str]; 2], expected: &str| {
+        let port = free_port();
+        let ranks: Vec<Child> = flags
+            .iter()
+            .enumerate()
+            .map(|(rank, flags)| {
+                let mut args = train_args(&s.model, &s.data, &run, 5, flags);
+                args.retain(|a| a != "-q"); // rank 0's overview must not show
+                if flags.contains(&"--batch-tokens") {
+                    let at = args.iter().position(|a| a == "--batch-size").unwrap();
+                    args.drain(at..at + 2);
+                }
+                rank_command(&args, rank, 2, port).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+            })
+            .collect();
+        for (rank, child) in ranks.into_iter().enumerate() {
+            let out = child.wait_with_output().unwrap();
+            assert_clean_error(
+                &out,
+                &format!("rank {rank}: the ranks were started with different settings: {expected}"),
+            );
+            // Refused before rank 0's overview, which would read as a run that started.
+            assert!(!stderr(&out).contains("trainable parameters"), "rank {rank}:\n{}", stderr(&out));
+        }
+        assert!(!run.exists(), "a refused launch left its run directory behind");
+    };
+    refused(
+        [&["--batch-size", "16"], &["--batch-size", "32"]],
+        "rank 1's --batch-size differs from rank 0's (32 against 16)",
+    );
+    // A flag given to one rank only (its setting absent from the other's list).
+    refused([&[], &["--batch-tokens", "512"]], "rank 1's --batch-tokens differs from rank 0's (512 against not given)");
 }
 
 /// Ranks given different WORLD_SIZE values: each says so, the waiting rank 0 too (rank 1
@@ -553,6 +565,12 @@ fn gathered_negatives_make_two_ranks_train_what_one_process_trains() {
     let without = max_difference(&reference, &weights(&local.join("last")));
     eprintln!("max |difference| from 1 process: gathered {with_gather:e}, each rank's own {without:e}");
     assert!(without > 1e-4, "each rank's own negatives should train differently: {without:e}");
+
+    // A task weight of 0 leaves the pairs task's loss reported as it is, not as 0 / 0.
+    let unweighted = s.dir.path().join("unweighted");
+    assert_all_ok(&launch(&args(&unweighted, &["--gather-across-ranks", "--task-weight", "match=0"]), 2));
+    let log = std::fs::read_to_string(unweighted.join("train_log.jsonl")).unwrap();
+    assert!(!log.contains("NaN") && !log.contains("null"), "{log}");
 }
 
 /// A pairs batch that leaves a rank one row trains nothing there (no in-batch negative):
