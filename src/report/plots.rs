@@ -480,7 +480,7 @@ mod tests {
         use crate::train::log::{EvalRecord, RunLog, StepRecord};
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("train_log.jsonl");
-        let mut writer = RunLog::open(&log).unwrap();
+        let mut writer = RunLog::open(&log, None).unwrap();
         writer
             .write(&LogRecord::Step(StepRecord {
                 step: 10,

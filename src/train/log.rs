@@ -82,8 +82,14 @@ pub struct RunLog {
 }
 
 impl RunLog {
-    /// Opens the log for appending (a resumed run continues the same file).
-    pub fn open(path: &Path) -> Result<Self> {
+    /// Opens the log for appending. A resumed run continues the same file, from which the
+    /// records past `resumed_at` (the step of the checkpoint it continues) are dropped first:
+    /// the interrupted process wrote them after its last save, and they are about to be
+    /// written again.
+    pub fn open(path: &Path, resumed_at: Option<usize>) -> Result<Self> {
+        if let Some(step) = resumed_at {
+            drop_records_after(path, step)?;
+        }
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -103,6 +109,35 @@ impl RunLog {
         line.push(b'\n');
         file.write_all(&line).context("cannot write training log")?;
         file.flush().context("cannot write training log")
+    }
+}
+
+/// Rewrites the log (atomically) without its records past `step`, and without a line cut off
+/// mid-write.
+fn drop_records_after(path: &Path, step: usize) -> Result<()> {
+    let text = match std::fs::read_to_string(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        read => read.with_context(|| format!("cannot read training log {}", path.display()))?,
+    };
+    let kept: String = text
+        .lines()
+        .filter(|line| serde_json::from_str::<LogRecord>(line).is_ok_and(|record| record.step() <= step))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    if kept.len() == text.len() {
+        return Ok(());
+    }
+    crate::atomic_write::write_file(path, kept.as_bytes())
+}
+
+impl LogRecord {
+    /// Optimizer steps done when the record was written.
+    pub fn step(&self) -> usize {
+        match self {
+            Self::Step(r) => r.step,
+            Self::Eval(r) => r.step,
+            Self::Summary(r) => r.step,
+        }
     }
 }
 
@@ -139,9 +174,25 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("train_log.jsonl");
         let summary = LogRecord::Summary(RunSummary { step: 3, ..Default::default() });
-        let mut log = RunLog::open(&path).unwrap();
+        let mut log = RunLog::open(&path, None).unwrap();
         log.write(&summary).unwrap();
         std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(br#"{"type":"step","st"#).unwrap();
         assert_eq!(read_log(&path).unwrap(), vec![summary]);
+    }
+
+    #[test]
+    fn a_resumed_log_drops_what_came_after_the_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("train_log.jsonl");
+        let summary = |step| LogRecord::Summary(RunSummary { step, ..Default::default() });
+        let mut log = RunLog::open(&path, None).unwrap();
+        for step in [2, 4, 6] {
+            log.write(&summary(step)).unwrap();
+        }
+        std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(br#"{"type":"step","st"#).unwrap();
+        let mut log = RunLog::open(&path, Some(4)).unwrap();
+        log.write(&summary(5)).unwrap();
+        assert_eq!(read_log(&path).unwrap(), vec![summary(2), summary(4), summary(5)]);
+        assert!(std::fs::read_to_string(&path).unwrap().ends_with("}\n"));
     }
 }

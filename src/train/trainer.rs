@@ -254,11 +254,14 @@ impl<'a> Trainer<'a> {
         let learning_rates = settings.learning_rates();
         let parameters = parameter_counts(&model.vs);
         let main = distributed::is_main(group);
-        let log = if main { RunLog::open(&run.log())? } else { RunLog::discard() };
         let groups = build_groups(&model.vs, num_layers, &learning_rates, settings.weight_decay)?;
         let mut optimizer = AdamW::new(groups);
         let world = group.map_or(1, ProcessGroup::world);
         let state = setup::initial_state(settings, &tasks, &run, resume_from.as_deref(), &mut optimizer, world)?;
+        let log = match main {
+            true => RunLog::open(&run.log(), resume_from.as_ref().map(|_| state.step))?,
+            false => RunLog::discard(),
+        };
         // Ranks that disagree are refused before the overview, which would read as a start.
         let gradient_sync = match group {
             Some(group) => Some(setup::join_data_parallel(group, settings, &state, &model.vs, &optimizer)?),

@@ -223,6 +223,13 @@ fn kill_9_at_any_moment_leaves_a_loadable_checkpoint() {
         .collect();
     assert!(leftovers.is_empty(), "staging folders left behind: {leftovers:?}");
     assert_same_weights(&format!("{}/last", f.out("straight")), &format!("{run}/last"));
+    // The log tells the run once: what a killed process logged past its last save is replaced.
+    let logged_steps = |run: &str| -> Vec<u64> {
+        let log = std::fs::read_to_string(Path::new(run).join("train_log.jsonl")).unwrap();
+        let records = log.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok());
+        records.filter(|r| r["type"] == "step").map(|r| r["step"].as_u64().unwrap()).collect()
+    };
+    assert_eq!(logged_steps(&f.out("straight")), logged_steps(&run));
 }
 
 #[test]
