@@ -2,6 +2,11 @@
 //! `LogisticRegression(C=1)` fits SetFit's head: full batch, in f64 on the CPU, by L-BFGS
 //! from zero. Minimises the mean cross-entropy plus `|W|² / (2 C n)` (scikit-learn's
 //! `C Σ cross-entropy + |W|² / 2`, divided by `C n`; the bias is not penalised).
+//!
+//! Two classes are one binary problem in scikit-learn: a single weight row `d` penalised by
+//! `|d|² / 2`. Our two rows `w0`, `w1` predict through `d = w1 - w0` alone, and at the
+//! minimum `w0 = -w1`, where `|W|² = |d|² / 2`: the penalty is doubled for two classes so
+//! that `d` is scikit-learn's.
 
 use std::collections::VecDeque;
 
@@ -39,7 +44,7 @@ struct Problem {
     /// 1 for weights, 0 for the bias `[1, dim + 1]`: what the penalty covers.
     penalised: Tensor,
     n_classes: i64,
-    /// `1 / (C n)`.
+    /// `1 / (C n)`, twice that for two classes (module doc).
     penalty: f64,
 }
 
@@ -57,7 +62,7 @@ impl Problem {
             y,
             penalised: Tensor::from_slice(&penalised).unsqueeze(0),
             n_classes,
-            penalty: 1.0 / (C * n as f64),
+            penalty: if n_classes == 2 { 2.0 } else { 1.0 } / (C * n as f64),
         }
     }
 
@@ -170,9 +175,17 @@ mod tests {
         (x, classes)
     }
 
-    /// The objective written out with autograd, independent of `Problem::evaluate`.
+    /// scikit-learn's objective written out with autograd, independent of `Problem::evaluate`:
+    /// for two classes its binary one, over the difference of the rows.
     fn objective(x: &Tensor, classes: &[i64], weight: &Tensor, bias: &Tensor) -> Tensor {
         let n = x.size()[0] as f64;
+        if weight.size()[0] == 2 {
+            let (d, b) = (weight.get(1) - weight.get(0), bias.get(1) - bias.get(0));
+            let y = Tensor::from_slice(classes).to_kind(Kind::Double);
+            let logit = x.matmul(&d) + b;
+            return logit.binary_cross_entropy_with_logits::<Tensor>(&y, None, None, tch::Reduction::Mean)
+                + d.square().sum(Kind::Double) / (2.0 * C * n);
+        }
         let logits = x.matmul(&weight.tr()) + bias;
         logits.cross_entropy_for_logits(&Tensor::from_slice(classes))
             + weight.square().sum(Kind::Double) / (2.0 * C * n)
