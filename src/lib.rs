@@ -18,6 +18,7 @@ pub mod inference;
 pub mod metrics;
 pub mod model;
 pub mod output;
+pub mod panic_report;
 pub mod precision;
 pub mod progress;
 pub mod report;

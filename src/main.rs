@@ -4,6 +4,7 @@ use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches};
 use sentence_mtl::cli::{usage_error, Cli, Command};
 use sentence_mtl::commands;
+use sentence_mtl::panic_report;
 use sentence_mtl::train::interrupt::Interrupted;
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -85,17 +86,11 @@ fn main() {
             .filter(|id| flags.contains(id) && sub.value_source(id) == Some(ValueSource::CommandLine))
             .collect();
     }
-    // A panic is a bug, but the user still gets one line rather than a backtrace dump.
+    // One line rather than a backtrace dump.
     std::panic::set_hook(Box::new(|info| {
-        let message = info
-            .payload()
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| info.payload().downcast_ref::<&str>().copied())
-            .unwrap_or("unknown panic");
-        let first_line = message.lines().next().unwrap_or(message);
+        let message = panic_report::message(info.payload());
         let place = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
-        eprintln!("error: internal error{place}: {first_line} (please report this)");
+        eprintln!("error: {}", panic_report::one_line(message, &place));
     }));
     let code = match std::panic::catch_unwind(|| run(cli)) {
         Ok(Ok(())) => 0,
@@ -108,7 +103,7 @@ fn main() {
             eprintln!("error: {}", chain.join(": "));
             1
         }
-        Err(_) => 101,
+        Err(payload) => panic_report::exit_code(panic_report::message(payload.as_ref())),
     };
     exit_now(code)
 }

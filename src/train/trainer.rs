@@ -82,16 +82,17 @@ pub fn train(settings: &TrainSettings, options: &RunOptions, group: Option<&Proc
         eprintln!("{line}");
     }
     let root = run.root.clone();
-    let started = Trainer::start(settings, options, run, tasks, None, group);
+    // A panic counts as a failed start too (libtorch out of memory in a panicking operator).
+    let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        Trainer::start(settings, options, run, tasks, None, group)
+    }));
+    if main && !matches!(started, Ok(Ok(_))) {
+        // Nothing trained: leave no run behind that a new attempt would have to --overwrite.
+        RunDir::discard_unstarted(&root);
+    }
     match started {
-        Ok(trainer) => trainer.run(),
-        Err(e) => {
-            // Nothing trained: leave no run behind that a new attempt would have to --overwrite.
-            if main {
-                RunDir::discard_unstarted(&root);
-            }
-            Err(e)
-        }
+        Ok(started) => started?.run(),
+        Err(panic) => std::panic::resume_unwind(panic),
     }
 }
 

@@ -1066,7 +1066,7 @@ fn build_corpus(test: &str) -> Option<Corpus> {
     c.add_train(
         "training",
         "loss becomes NaN",
-        task,
+        task.clone(),
         &[
             "--lr-backbone",
             "1e12",
@@ -1082,6 +1082,13 @@ fn build_corpus(test: &str) -> Option<Corpus> {
             "1",
         ],
         error("became NaN at step"),
+    );
+    c.add_train(
+        "training",
+        "a model larger than memory",
+        task,
+        &["--projection-dim", "100000000000"],
+        error("(Cannot allocate memory); lower --batch-size, --batch-tokens, --max-length or --projection-dim, or free the device"),
     );
     Some(c)
 }
