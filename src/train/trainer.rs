@@ -615,7 +615,10 @@ impl<'a> Trainer<'a> {
             "training stopped: the loss of task '{}' became {value} at step {step} (learning rate too high?); {}",
             self.tasks[task].source().name,
             match self.last_saved_step {
-                Some(s) => format!("the last good checkpoint is {} (step {s})", self.run.last().display()),
+                Some(s) => format!(
+                    "the last good checkpoint is {last} (step {s}); to go on, start a new run from it with lower rates (--model {last} --out NEW_DIR --lr-backbone ...): --resume would repeat the same steps",
+                    last = self.run.last().display()
+                ),
                 None => "no checkpoint had been saved yet".to_string(),
             }
         )
