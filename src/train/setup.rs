@@ -53,7 +53,7 @@ pub(super) fn build_feature_cache(
     let hidden = loaded.config.hidden_size();
     let together = [&training[..], &dev[..]].concat();
     let bytes = FeatureCache::estimate_bytes(depth, &together, hidden);
-    let budget = settings.feature_cache_budget_mb * 1024 * 1024;
+    let budget = settings.feature_cache_budget_mb.saturating_mul(1024 * 1024);
     if bytes > budget {
         bail!(
             "the feature cache ({}) would take about {} MB, more than --feature-cache-budget {} MB; raise the budget, or pass --no-feature-cache to run the frozen layers every step",

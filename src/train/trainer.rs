@@ -136,7 +136,7 @@ struct Schedule {
 impl Schedule {
     fn new(settings: &TrainSettings, sampler: &TaskSampler, small_data: bool) -> Self {
         let steps_per_epoch = sampler.batches_per_epoch().div_ceil(settings.grad_accum).max(1);
-        let planned_steps = settings.max_steps.unwrap_or(settings.epochs * steps_per_epoch);
+        let planned_steps = settings.max_steps.unwrap_or(settings.epochs.saturating_mul(steps_per_epoch));
         let total_steps = match settings.max_steps {
             Some(steps) => steps,
             None => small_data::total_steps(planned_steps, small_data),
@@ -539,7 +539,7 @@ impl<'a> Trainer<'a> {
         }
         let (rank, world) = distributed::rank_and_world(self.group);
         let batch_number = self.state.micro_batches as i64 * world as i64 + rank as i64;
-        tch::manual_seed(self.settings.seed as i64 + 1 + batch_number);
+        tch::manual_seed((self.settings.seed as i64).wrapping_add(1).wrapping_add(batch_number));
         self.state.micro_batches += 1;
         Ok((t, rows))
     }
