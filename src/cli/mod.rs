@@ -390,7 +390,8 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = DEFAULT_FEATURE_CACHE_BUDGET_MB, value_name = "MB")]
     pub feature_cache_budget: u64,
 
-    /// Evaluate the dev sets every N optimizer steps [default: at the end of each epoch]
+    /// Evaluate the dev sets every N optimizer steps [default: at the end of each epoch; in
+    /// small-data mode, which lengthens the run, the run's steps / --epochs]
     #[arg(long, value_name = "N")]
     pub eval_every: Option<usize>,
 
