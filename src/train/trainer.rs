@@ -380,6 +380,7 @@ impl<'a> Trainer<'a> {
                 let decision = self.evaluate_and_save()?;
                 saved = true;
                 if let AfterEvaluation::EarlyStop = decision {
+                    self.log_unlogged_steps()?;
                     break;
                 }
             } else if self.settings.save_every.is_some_and(|n| step.is_multiple_of(n)) {
@@ -387,6 +388,7 @@ impl<'a> Trainer<'a> {
                 saved = true;
             }
             if let Some(signal) = self.agreed_signal(signals.requested())? {
+                self.log_unlogged_steps()?;
                 return Ok(Some((signal, saved)));
             }
         }
@@ -647,6 +649,14 @@ impl<'a> Trainer<'a> {
     }
 
     /// Logs the window's mean losses, rates and throughput, and shows them on the bar.
+    /// Logs the steps since the last window, when the run stops before the window's end.
+    fn log_unlogged_steps(&mut self) -> Result<()> {
+        match self.window.examples {
+            0 => Ok(()),
+            _ => self.log_window(),
+        }
+    }
+
     fn log_window(&mut self) -> Result<()> {
         self.settle_losses()?;
         let seconds = self.window.started.elapsed().as_secs_f64().max(1e-9);
