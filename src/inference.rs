@@ -151,22 +151,6 @@ fn gather_rows(group: &ProcessGroup, output: Option<Tensor>, n: usize) -> Result
     Ok(all)
 }
 
-/// Sentence embeddings `[n, dim]` (normalised if the model says so).
-pub fn embed(loaded: &LoadedModel, texts: &[String], batch_size: usize, progress: &Progress) -> Result<Tensor> {
-    Encoder::new(loaded).with_batch(BatchLimit::Rows(batch_size)).embed(texts, progress)
-}
-
-/// Logits `[n, n_classes]` of one task's head.
-pub fn class_logits(
-    loaded: &LoadedModel,
-    task: &str,
-    texts: &[String],
-    batch_size: usize,
-    progress: &Progress,
-) -> Result<Tensor> {
-    Encoder::new(loaded).with_batch(BatchLimit::Rows(batch_size)).class_logits(task, texts, progress)
-}
-
 /// Class probabilities `[n, n_classes]` of one task.
 pub fn class_probabilities(
     loaded: &LoadedModel,

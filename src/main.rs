@@ -30,10 +30,9 @@ fn tune_allocator() {
 
 /// Ends the process without running C++ static destructors: libtorch's deregister every
 /// operator one by one, a large share of a short command's time (docs/benchmarks.md). By the
-/// time this runs every file we
-/// write is complete and renamed into place; the standard streams and C stdio are flushed
-/// first. (Tools that write their results from exit handlers, such as coverage counters,
-/// would lose them.)
+/// time this runs every file we write is complete and renamed into place; the standard
+/// streams and C stdio are flushed first. (Tools that write their results from exit
+/// handlers, such as coverage counters, would lose them.)
 fn exit_now(code: i32) -> ! {
     use std::io::Write;
     let _ = std::io::stdout().flush();

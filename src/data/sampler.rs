@@ -326,10 +326,6 @@ impl TaskSampler {
         let rows = self.streams[task].next(limit, &mut self.rng);
         (task, rows)
     }
-
-    pub fn batches_drawn(&self) -> usize {
-        self.drawn
-    }
 }
 
 #[cfg(test)]

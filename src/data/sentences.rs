@@ -67,14 +67,14 @@ pub fn read_sentences(
 }
 
 /// One sentence per line, blank lines included (a file's final newline ends the last line);
-/// trailing `\r` is dropped.
+/// trailing `\r` is dropped, and a byte-order mark at the file's start.
 fn read_lines<R: BufRead>(reader: R, name: &str) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for (i, line) in reader.split(b'\n').enumerate() {
         let bytes = line.with_context(|| format!("cannot read {name}"))?;
         let text = String::from_utf8(bytes).map_err(|_| anyhow::anyhow!("{name}:{}: not valid UTF-8", i + 1))?;
         let text = text.trim_end_matches('\r');
-        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let text = if i == 0 { text.strip_prefix('\u{feff}').unwrap_or(text) } else { text };
         out.push(text.to_string());
     }
     Ok(out)

@@ -229,7 +229,9 @@ fn additive_mask(config: &BackboneConfig, mask: &Tensor) -> Tensor {
     match config {
         // rust-bert's BERT (and HF's) add -10000 where the mask is 0.
         BackboneConfig::Bert(_) => (mask.ones_like() - mask).to_kind(Kind::Float).unsqueeze(1).unsqueeze(1) * -10000.0,
-        // DistilBERT masks with -inf (a sentence always has [CLS] and [SEP] unmasked).
+        // DistilBERT masks with -inf (a sentence always has [CLS] and [SEP] unmasked); here
+        // `nan_to_num` turns real tokens' 0 x -inf into 0 and the -inf into the lowest finite
+        // float, which softmax weighs as 0 all the same.
         BackboneConfig::DistilBert(_) => {
             let additive = mask.eq(0).to_kind(Kind::Float).unsqueeze(1).unsqueeze(1) * f64::NEG_INFINITY;
             additive.nan_to_num(0.0, None, None)

@@ -129,7 +129,7 @@ impl ClassificationTask {
 /// Accuracy and macro-F1 of the encoder's head `task` on labelled texts.
 pub fn score(encoder: &Encoder, task: &str, texts: &[String], truth: &[usize], classes: usize) -> Result<TaskScore> {
     let probabilities = encoder.class_probabilities(task, texts, &Progress::hidden())?;
-    let predicted = argmax_rows(&probabilities);
+    let predicted = argmax_rows(&probabilities)?;
     let matrix = ConfusionMatrix::from_predictions(classes, truth, &predicted);
     Ok(TaskScore::Classification {
         accuracy: matrix.accuracy(),
@@ -139,8 +139,8 @@ pub fn score(encoder: &Encoder, task: &str, texts: &[String], truth: &[usize], c
 }
 
 /// Predicted class (argmax) of every row of `[n, classes]` probabilities.
-pub fn argmax_rows(probabilities: &Tensor) -> Vec<usize> {
-    Vec::<i64>::try_from(probabilities.argmax(-1, false)).unwrap_or_default().into_iter().map(|c| c as usize).collect()
+pub fn argmax_rows(probabilities: &Tensor) -> Result<Vec<usize>> {
+    Ok(Vec::<i64>::try_from(probabilities.argmax(-1, false))?.into_iter().map(|c| c as usize).collect())
 }
 
 impl TrainingTask for ClassificationTask {

@@ -172,10 +172,6 @@ impl AdamW {
         self.step = step as u64;
         Ok(())
     }
-
-    pub fn group_names(&self) -> impl Iterator<Item = &str> {
-        self.groups.iter().map(|g| g.name.as_str())
-    }
 }
 
 #[cfg(test)]
