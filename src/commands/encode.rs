@@ -14,10 +14,13 @@ use crate::output::embeddings::{write_embeddings, EmbeddingFormat};
 use crate::output::{check_output_path, write_output};
 use crate::report::table::{count, ellipsize, Table};
 
+/// The most sentences `--similarity` tabulates: a row and a column each.
+const SIMILARITY_TABLE_MAX: usize = 1000;
+
 pub fn run(args: &EncodeArgs) -> Result<()> {
     let started = Instant::now();
     let format = EmbeddingFormat::choose(args.format, args.io.output.as_deref())?;
-    check_output_path(args.io.output.as_deref())?;
+    check_output_path(args.io.output.as_deref(), args.io.input.as_deref())?;
     if args.similarity && args.format.is_some() && args.io.output.is_none() {
         bail!("--format sets how embeddings are written, and with --similarity they are written only to --output FILE");
     }
@@ -33,6 +36,13 @@ pub fn run(args: &EncodeArgs) -> Result<()> {
     let group = join_launch(&args.model.device)?;
     let quiet = args.model.quiet || !is_main(group.as_ref());
     let sentences = read_input(&args.io, quiet, group.as_ref())?;
+    if args.similarity && sentences.len() > SIMILARITY_TABLE_MAX {
+        bail!(
+            "--similarity prints a table of every pair, and {} make {} cells; give at most {SIMILARITY_TABLE_MAX} sentences, or write the embeddings with --output and compare them there",
+            count(sentences.len(), "sentence"),
+            sentences.len() * sentences.len()
+        );
+    }
     let (loaded, progress) = open_model(&args.model, &overrides, group.as_ref())?;
     let embeddings = encoder(&args.model, &loaded, group.as_ref())?.embed(&sentences, &progress)?;
     if !is_main(group.as_ref()) {
@@ -50,7 +60,7 @@ pub fn run(args: &EncodeArgs) -> Result<()> {
     }
 
     if args.similarity {
-        print!("{}", similarity_table(&sentences, &embeddings));
+        print!("{}", similarity_table(&sentences, &embeddings)?);
         if args.io.output.is_none() {
             return Ok(());
         }
@@ -62,9 +72,9 @@ pub fn run(args: &EncodeArgs) -> Result<()> {
 }
 
 /// Cosine similarities `[n, n]` rendered with sentence numbers and shortened texts.
-fn similarity_table(sentences: &[String], embeddings: &Tensor) -> String {
+fn similarity_table(sentences: &[String], embeddings: &Tensor) -> Result<String> {
     let unit = l2_normalize(&embeddings.to_kind(Kind::Float));
-    let sims = Vec::<Vec<f32>>::try_from(unit.matmul(&unit.tr())).unwrap_or_default();
+    let sims = Vec::<Vec<f32>>::try_from(unit.matmul(&unit.tr()))?;
     let mut header = vec!["sentence".to_string()];
     header.extend((1..=sentences.len()).map(|i| format!("[{i}]")));
     let mut table = Table::new(header);
@@ -73,5 +83,5 @@ fn similarity_table(sentences: &[String], embeddings: &Tensor) -> String {
         cells.extend(row.iter().map(|s| format!("{s:.3}")));
         table.row(cells);
     }
-    table.render()
+    Ok(table.render())
 }

@@ -12,7 +12,7 @@ use crate::output::{check_output_path, write_output};
 
 pub fn run(args: &PredictArgs) -> Result<()> {
     let format = PredictionFormat::choose(args.format, args.io.output.as_deref())?;
-    check_output_path(args.io.output.as_deref())?;
+    check_output_path(args.io.output.as_deref(), args.io.input.as_deref())?;
     let group = join_launch(&args.model.device)?;
     let quiet = args.model.quiet || !is_main(group.as_ref());
     let sentences = read_input(&args.io, quiet, group.as_ref())?;

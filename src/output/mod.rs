@@ -30,10 +30,16 @@ fn format_for<F: FromStr>(flag: Option<F>, output: Option<&Path>, jsonl: F, expe
     })
 }
 
-/// Refuses an `--output` that cannot be written as a file before any work is done: a folder.
-pub fn check_output_path(path: Option<&Path>) -> Result<()> {
-    if let Some(path) = path.filter(|p| p.is_dir()) {
+/// Refuses an `--output` that cannot be written as a file before any work is done (a folder),
+/// or whose writing would replace the `--input` it reads.
+pub fn check_output_path(path: Option<&Path>, input: Option<&Path>) -> Result<()> {
+    let Some(path) = path else { return Ok(()) };
+    if path.is_dir() {
         bail!("--output {} is a folder; name a file", path.display());
+    }
+    let same = |a: &Path, b: &Path| matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b);
+    if input.is_some_and(|input| same(path, input)) {
+        bail!("--output {} is the --input file, which writing would replace; name another file", path.display());
     }
     Ok(())
 }
