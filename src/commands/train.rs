@@ -44,7 +44,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         None => {
             let settings = TrainSettings::from_args(args)?;
             let world = group.as_ref().map_or(1, ProcessGroup::world);
-            settings.check_pairs_rows(world)?;
+            settings.check_rows_per_batch(world)?;
             if !options.quiet {
                 for note in flags_without_effect(args, &settings, world) {
                     eprintln!("note: {note}");

@@ -240,30 +240,50 @@ impl TrainSettings {
         Ok(settings)
     }
 
-    /// Refuses a `--batch-size` that leaves a pairs task fewer than 2 rows per batch, or, in
-    /// a launch of `world` ranks, on a rank: without `--gather-across-ranks` each rank
-    /// contrasts its own rows only, and one row has no in-batch negative (loss 0, nothing
-    /// trained). `--batch-tokens` budgets are checked once rows are tokenized.
-    pub fn check_pairs_rows(&self, world: usize) -> Result<()> {
-        let per_rank = if world > 1 && !self.gather_across_ranks { world } else { 1 };
-        if self.batch_tokens.is_some() || self.batch_size / per_rank >= 2 {
+    /// Refuses a `--batch-size` that leaves a task whose loss compares the rows of a batch
+    /// with each other fewer than 2 rows per batch, or, in a launch of `world` ranks, on a
+    /// rank: a pairs task's in-batch negatives (each rank contrasts its own rows unless
+    /// `--gather-across-ranks`) and a similarity task's CoSENT loss (each rank ranks its own
+    /// rows' pairs). One row gives loss 0: nothing trained. `--batch-tokens` budgets are
+    /// checked once rows are tokenized.
+    pub fn check_rows_per_batch(&self, world: usize) -> Result<()> {
+        if self.batch_tokens.is_some() {
             return Ok(());
         }
-        let Some(pairs) = self.tasks.iter().find(|t| t.kind == Some(TaskKind::Pairs)) else { return Ok(()) };
-        if per_rank == 1 {
+        for task in &self.tasks {
+            let Some((kind, loss, per_rank)) = self.compared_rows(task, world) else { continue };
+            if self.batch_size / per_rank >= 2 {
+                continue;
+            }
+            if per_rank == 1 {
+                bail!(
+                    "--batch-size {}: task '{}' is a {kind} task, whose loss ({loss}) needs at least 2 rows per batch",
+                    self.batch_size,
+                    task.name
+                );
+            }
             bail!(
-                "--batch-size {}: task '{}' is a pairs task, whose in-batch negatives need at least 2 rows per batch",
+                "--batch-size {} over {world} ranks gives some ranks {} of each batch of task '{}', a {kind} task whose loss ({loss}) needs at least 2 rows on each rank; give --batch-size {} or more{}",
                 self.batch_size,
-                pairs.name
+                if self.batch_size < world { "no row" } else { "only 1 row" },
+                task.name,
+                2 * world,
+                if kind == TaskKind::Pairs { ", or --gather-across-ranks" } else { "" }
             );
         }
-        bail!(
-            "--batch-size {} over {world} ranks gives some ranks {} of each batch of task '{}', a pairs task whose in-batch negatives need at least 2 rows on each rank; give --batch-size {} or more, or --gather-across-ranks",
-            self.batch_size,
-            if self.batch_size < world { "no row" } else { "only 1 row" },
-            pairs.name,
-            2 * world
-        )
+        Ok(())
+    }
+
+    /// For a task whose loss compares a batch's rows with each other: its kind, the loss, and
+    /// over how many ranks each batch's rows are compared apart.
+    pub fn compared_rows(&self, task: &TaskSource, world: usize) -> Option<(TaskKind, &'static str, usize)> {
+        match (task.kind?, task.similarity_loss.unwrap_or_default()) {
+            (TaskKind::Pairs, _) => {
+                Some((TaskKind::Pairs, "in-batch negatives", if self.gather_across_ranks { 1 } else { world }))
+            }
+            (TaskKind::Similarity, SimilarityLoss::Cosent) => Some((TaskKind::Similarity, "CoSENT", world)),
+            _ => None,
+        }
     }
 
     /// Refuses numbers outside what each flag means, naming the flag (for the command line,

@@ -209,19 +209,21 @@ pub(super) fn initial_state(
     Ok(state)
 }
 
-/// Refuses a `--batch-tokens` budget that cannot hold 2 of an in-batch-negatives task's
-/// longest rows (per rank, without `--gather-across-ranks`): a row alone in its batch, or in
-/// its rank's share, has no negative (loss 0, nothing trained), as `--batch-size 1` would.
+/// Refuses a `--batch-tokens` budget that cannot hold 2 of the longest rows of a task whose
+/// loss compares a batch's rows (per rank where each rank compares its own,
+/// `TrainSettings::compared_rows`): a row alone in its batch, or in its rank's share, gives
+/// loss 0 and trains nothing, as `--batch-size 1` would.
 fn check_token_budget(settings: &TrainSettings, tasks: &[Box<dyn TrainingTask>], world: usize) -> Result<()> {
     let (Some(budget), limit) = (settings.batch_tokens, settings.batch_limit()) else { return Ok(()) };
-    let per_batch = if settings.gather_across_ranks { 2 } else { 2 * world };
-    for task in tasks.iter().filter(|t| t.in_batch_negatives_scale().is_some()) {
+    for task in tasks {
+        let Some((kind, loss, per_rank)) = settings.compared_rows(task.source(), world) else { continue };
+        let per_batch = 2 * per_rank;
         let longest = task.row_lengths().into_iter().max().unwrap_or(0);
         let texts = task.texts_per_row();
         if !limit.fits(per_batch, longest, texts) {
-            let ranks = if per_batch > 2 { format!(" ({world} ranks x 2)") } else { String::new() };
+            let ranks = if per_rank > 1 { format!(" ({world} ranks x 2)") } else { String::new() };
             bail!(
-                "--batch-tokens {budget}: task '{}' is a pairs task whose longest rows ({texts} texts of {longest} tokens) must fit {per_batch} to a batch{ranks} for in-batch negatives; give --batch-tokens {} or more",
+                "--batch-tokens {budget}: task '{}' is a {kind} task whose longest rows ({texts} texts of {longest} tokens) must fit {per_batch} to a batch{ranks} for its loss ({loss}); give --batch-tokens {} or more",
                 task.source().name,
                 per_batch * texts * longest
             );

@@ -422,7 +422,9 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         "pairs task with batch size 1",
         format!("p={good_pairs}"),
         &["--batch-size", "1"],
-        error("--batch-size 1: task 'p' is a pairs task, whose in-batch negatives need at least 2 rows per batch"),
+        error(
+            "--batch-size 1: task 'p' is a pairs task, whose loss (in-batch negatives) needs at least 2 rows per batch",
+        ),
     );
     let mut args = c.train_args("run-tokens", &format!("p={good_pairs}"), &["--batch-tokens", "10"]);
     let batch_size = args.iter().position(|a| a == "--batch-size").unwrap();
@@ -431,7 +433,30 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         "similarity and pairs",
         "pairs task with a token budget of one row",
         &args.iter().map(String::as_str).collect::<Vec<_>>(),
-        error("--batch-tokens 10: task 'p' is a pairs task whose longest rows (2 texts of 7 tokens) must fit 2 to a batch for in-batch negatives; give --batch-tokens 28 or more"),
+        error("--batch-tokens 10: task 'p' is a pairs task whose longest rows (2 texts of 7 tokens) must fit 2 to a batch for its loss (in-batch negatives); give --batch-tokens 28 or more"),
+    );
+    c.add_train(
+        "similarity and pairs",
+        "similarity task (CoSENT) with batch size 1",
+        format!("s={good_sim}"),
+        &["--batch-size", "1"],
+        error("--batch-size 1: task 's' is a similarity task, whose loss (CoSENT) needs at least 2 rows per batch"),
+    );
+    c.add_train(
+        "similarity and pairs",
+        "similarity task (cosine-mse) with batch size 1",
+        format!("s={good_sim}"),
+        &["--batch-size", "1", "--similarity-loss", "cosine-mse"],
+        Expect::Works,
+    );
+    let mut args = c.train_args("run-sim-tokens", &format!("s={good_sim}"), &["--batch-tokens", "10"]);
+    let batch_size = args.iter().position(|a| a == "--batch-size").unwrap();
+    args.drain(batch_size..batch_size + 2);
+    c.add(
+        "similarity and pairs",
+        "similarity task (CoSENT) with a token budget of one row",
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        error("task 's' is a similarity task whose longest rows"),
     );
     c.add(
         "similarity and pairs",
@@ -927,6 +952,21 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         "encode --similarity --format without --output",
         &["encode", "-m", &m, "--similarity", "--format", "npy", "hi", "there"],
         error("--format sets how embeddings are written, and with --similarity they are written only to --output FILE"),
+    );
+    let input = c.file("input.csv", b"text\none\ntwo\n");
+    c.add(
+        "settings",
+        "encode --output the --input file",
+        &["encode", "-m", &m, "--input", &input, "--output", &input],
+        error("input.csv is the --input file, which writing would replace; name another file"),
+    );
+    let many: String = (0..1001).map(|i| format!("sentence {i}\n")).collect();
+    let many = c.file("many.txt", many.as_bytes());
+    c.add(
+        "settings",
+        "encode --similarity of more sentences than a table can show",
+        &["encode", "-m", &m, "--similarity", "--input", &many],
+        error("--similarity prints a table of every pair, and 1001 sentences make 1002001 cells; give at most 1000 sentences, or write the embeddings with --output and compare them there"),
     );
     let folder = c.dir.path().to_string_lossy().into_owned();
     c.add(
