@@ -132,19 +132,30 @@ impl RunDir {
         let _ = std::fs::remove_dir(root);
     }
 
-    /// Writes `settings.json`: the resolved settings, the command line and our version.
+    /// Writes `settings.json`: the resolved settings, the command line, the folder it ran in
+    /// (which relative data paths are relative to) and our version.
     pub fn write_settings(&self, settings: &TrainSettings, command_line: &[String]) -> Result<()> {
-        let json = serde_json::json!({ "settings": settings, "command_line": command_line, "version": env!("CARGO_PKG_VERSION") });
+        let started_in = std::env::current_dir().context("cannot read the current directory")?;
+        let json = serde_json::json!({
+            "settings": settings,
+            "command_line": command_line,
+            "started_in": started_in.to_string_lossy(),
+            "version": env!("CARGO_PKG_VERSION"),
+        });
         crate::atomic_write::write_file(&self.settings(), serde_json::to_string_pretty(&json)?.as_bytes())
     }
 
-    /// The settings a run was started with.
+    /// The settings a run was started with, its data paths relative to the folder it started
+    /// in, so that it resumes from any other.
     pub fn read_settings(&self) -> Result<TrainSettings> {
         let text = std::fs::read_to_string(self.settings())
             .with_context(|| format!("cannot read {}", self.settings().display()))?;
         let value: serde_json::Value = serde_json::from_str(&text)?;
-        let settings: TrainSettings = serde_json::from_value(value["settings"].clone())
+        let mut settings: TrainSettings = serde_json::from_value(value["settings"].clone())
             .with_context(|| format!("{} is damaged", self.settings().display()))?;
+        if let Some(started_in) = value["started_in"].as_str() {
+            settings.resolve_data_paths(Path::new(started_in));
+        }
         settings
             .check_ranges()
             .with_context(|| format!("{} holds a setting out of range", self.settings().display()))?;

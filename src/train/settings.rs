@@ -240,6 +240,14 @@ impl TrainSettings {
         Ok(settings)
     }
 
+    /// Makes the data files' relative paths relative to `dir` instead of the current folder.
+    pub fn resolve_data_paths(&mut self, dir: &Path) {
+        for task in &mut self.tasks {
+            task.train = dir.join(&task.train);
+            task.dev = task.dev.as_ref().map(|dev| dir.join(dev));
+        }
+    }
+
     /// Refuses a `--batch-size` that leaves a task whose loss compares the rows of a batch
     /// with each other fewer than 2 rows per batch, or, in a launch of `world` ranks, on a
     /// rank: a pairs task's in-batch negatives (each rank contrasts its own rows unless

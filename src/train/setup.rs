@@ -203,7 +203,9 @@ pub(super) fn initial_state(
             state.world_size
         );
     }
-    if state.data != fingerprints {
+    // By content: a run resumed from another folder names its files by other paths.
+    let contents = |files: &[FileFingerprint]| files.iter().map(|f| (f.bytes, f.fnv1a.clone())).collect::<Vec<_>>();
+    if contents(&state.data) != contents(&fingerprints) {
         bail!("the training or dev data changed since this run started (compare {} with the files now); resuming would not continue the same run", run.settings().display());
     }
     Ok(state)

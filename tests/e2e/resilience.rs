@@ -188,6 +188,28 @@ fn sigterm_saves_and_resume_reaches_bit_identical_weights() {
     interrupt_and_resume("sigterm_saves_and_resume_reaches_bit_identical_weights", libc::SIGTERM, 143);
 }
 
+/// A run started with relative data paths resumes from any folder: settings.json records the
+/// folder it started in.
+#[test]
+fn a_run_started_with_relative_paths_resumes_from_another_folder() {
+    let test = "a_run_started_with_relative_paths_resumes_from_another_folder";
+    let Some(f) = fixture(test, 150, &[]) else { return };
+    let prefix = format!("{}/", f.dir.path().display());
+    let mut args: Vec<String> = f.args.iter().map(|a| a.replace(&prefix, "")).collect();
+    assert!(args.iter().any(|a| a.starts_with("topic=topic")), "{args:?}");
+    args.extend(["--out".to_string(), "run".to_string()]);
+    let mut child =
+        bin().args(&args).current_dir(f.dir.path()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    wait_for_steps(&f.out("run"), 30, &mut child);
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    let elsewhere = tempfile::tempdir().unwrap();
+    let resumed =
+        bin().args(["train", "--resume", &f.out("run"), "-q"]).current_dir(elsewhere.path()).output().unwrap();
+    assert_ok(&resumed);
+}
+
 #[test]
 fn kill_9_at_any_moment_leaves_a_loadable_checkpoint() {
     let test = "kill_9_at_any_moment_leaves_a_loadable_checkpoint";
