@@ -68,6 +68,12 @@ fn usage(loaded: &LoadedModel, format: ExportFormat) -> String {
             if loaded.spec.projection_dim.is_some() { "projection as a Dense module, " } else { "" },
             if loaded.spec.normalize { "on" } else { "off" }
         ),
+        ExportFormat::Hf if loaded.spec.head_tasks().next().is_none() => format!(
+            "This model has no classification heads: its tasks trained the embeddings. The backbone loads with transformers' `AutoModel`; a sentence's embedding is the {} pooling of its last hidden states{}{}, as the `sentence-transformers` export of the same checkpoint computes it.\n\n`sentence-mtl encode` and `eval` read this folder whole (`-m` this folder).\n",
+            loaded.spec.pooling,
+            if loaded.spec.projection_dim.is_some() { ", then the `projection` in `heads.safetensors`" } else { "" },
+            if loaded.spec.normalize { ", L2-normalised" } else { "" }
+        ),
         ExportFormat::Hf => format!(
             "The backbone loads with transformers' `AutoModel`; these lines rebuild the classifier around it from `heads.safetensors` and `tasks.json`:\n\n```python\n{}```\n\nThen `logits([\"a sentence\"], \"{first_task}\").softmax(-1)` gives the class probabilities, in the order of the task's `labels` in `tasks.json`.{}\n\n`sentence-mtl encode`, `predict` and `eval` read this folder whole (`-m` this folder), projection, normalisation and heads included.\n",
             hf_python(loaded),

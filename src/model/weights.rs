@@ -144,9 +144,23 @@ pub fn write_safetensors<S: AsRef<str>>(path: &Path, tensors: &[(S, &Tensor)]) -
         let shape = tensor.size().iter().map(|&d| d as usize).collect();
         views.push((name.as_ref().to_string(), Bytes { dtype, shape, data }));
     }
+    if views.is_empty() {
+        // safetensors 0.3's writer makes an unreadable header without tensors.
+        return write_empty_safetensors(path);
+    }
     let metadata = Some(std::collections::HashMap::from([("format".to_string(), "pt".to_string())]));
     safetensors::tensor::serialize_to_file(views, &metadata, path)
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e:?}", path.display()))
+}
+
+/// A safetensors file of no tensors: its 8-byte header length, then the header, padded with
+/// spaces to a multiple of 8 bytes as the format's own writers pad it.
+fn write_empty_safetensors(path: &Path) -> Result<()> {
+    let mut header = br#"{"__metadata__":{"format":"pt"}}"#.to_vec();
+    header.resize(header.len().next_multiple_of(8), b' ');
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend(header);
+    std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Maps a HF tensor name onto the store's naming for a backbone whose prefix is `prefix`
@@ -226,6 +240,19 @@ pub fn load_into(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A file of no tensors (an hf export without heads or projection) reads back empty.
+    #[test]
+    fn a_file_of_no_tensors_is_valid_safetensors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("heads.safetensors");
+        write_safetensors::<&str>(&path, &[]).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(bytes.len() % 8, 0);
+        let parsed = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        assert!(parsed.tensors().is_empty());
+        assert!(read_safetensors(&path).unwrap().is_empty());
+    }
 
     #[test]
     fn canonical_names_add_prefix_and_fix_layer_norm() {

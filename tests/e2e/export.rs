@@ -177,6 +177,44 @@ fn normalising_copy(model: &Path, into: &Path) -> PathBuf {
     into.to_path_buf()
 }
 
+/// A checkpoint without heads or projection (a similarity task alone) exports an empty but
+/// valid `heads.safetensors`, which Python's safetensors and sentence-mtl both read.
+#[test]
+fn hf_export_of_a_model_without_heads_reads_back() {
+    let test = "hf_export_of_a_model_without_heads_reads_back";
+    let Some(python) = python(test) else { return };
+    let Some(models) = tiny_models(test) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let data = crate::toy_data::write_toy_data(dir.path());
+    let run_dir = dir.path().join("run");
+    let task = format!("similar={}", data.similar_train.display());
+    let model = models.join("tiny-bert");
+    let (model, run_dir) = (model.to_str().unwrap(), run_dir.to_str().unwrap());
+    assert_ok(&run(&[
+        "train",
+        "-m",
+        model,
+        "--task",
+        &task,
+        "--projection-dim",
+        "0",
+        "--max-steps",
+        "2",
+        "--out",
+        run_dir,
+        "-q",
+    ]));
+    let last = Path::new(run_dir).join("last");
+    let out = dir.path().join("hf");
+    export(&last, "hf", &out);
+    let loaded = python_in(&python, &out, "from safetensors.torch import load_file\nimport json\nprint(json.dumps(len(load_file('heads.safetensors'))))\n", &json!(null));
+    assert_eq!(loaded, json!(0));
+    let readme = std::fs::read_to_string(out.join("README.md")).unwrap();
+    assert!(readme.contains("This model has no classification heads"), "{readme}");
+    let encode = |m: &Path| stdout(&run(&["encode", "-m", m.to_str().unwrap(), "-q", "a sentence"]));
+    assert_eq!(encode(&out), encode(&last));
+}
+
 #[test]
 fn hf_export_readme_python_rebuilds_the_classifier_and_sentence_mtl_reads_it_back() {
     let test = "hf_export_readme_python_rebuilds_the_classifier_and_sentence_mtl_reads_it_back";
