@@ -30,7 +30,9 @@ impl RunDir {
     /// Creates the run directory. An existing non-empty one is refused unless `overwrite`,
     /// and then only the files a run writes are removed; anything else stays.
     pub fn create(root: &Path, overwrite: bool) -> Result<Self> {
+        crate::checkpoint::refuse_output_inside(root, "--out")?;
         let run = Self { root: root.to_path_buf() };
+        run.refuse_in_use()?;
         let non_empty = root.read_dir().map(|mut d| d.next().is_some()).unwrap_or(false);
         if non_empty {
             if !overwrite && !run.settings().is_file() {
@@ -95,6 +97,7 @@ impl RunDir {
         if !run.last().join(STATE_FILE).is_file() {
             bail!("{} has no resumable checkpoint (last/{STATE_FILE} is missing)", root.display());
         }
+        run.refuse_in_use()?;
         run.remove_stale_staging();
         Ok(run)
     }
@@ -162,6 +165,35 @@ impl RunDir {
         Ok(settings)
     }
 
+    /// Holds an exclusive lock on the run's `settings.json` until the process ends, so that
+    /// no second process trains the same run at once (two resumes, or `--overwrite` over a
+    /// run in progress), which would interleave their logs and remove each other's saves.
+    pub fn lock(&self) -> Result<()> {
+        static HELD: std::sync::Mutex<Vec<std::fs::File>> = std::sync::Mutex::new(Vec::new());
+        let file = std::fs::File::open(self.settings())
+            .with_context(|| format!("cannot open {}", self.settings().display()))?;
+        if !try_lock(&file) {
+            bail!(
+                "run directory {} is in use: another sentence-mtl process is training it (wait for it to end, or stop it)",
+                self.root.display()
+            );
+        }
+        HELD.lock().map_err(|_| anyhow::anyhow!("run lock poisoned"))?.push(file);
+        Ok(())
+    }
+
+    /// Refuses a run directory whose run another process is training.
+    fn refuse_in_use(&self) -> Result<()> {
+        let Ok(file) = std::fs::File::open(self.settings()) else { return Ok(()) };
+        if !try_lock(&file) {
+            bail!(
+                "run directory {} is in use: another sentence-mtl process is training it (wait for it to end, or stop it)",
+                self.root.display()
+            );
+        }
+        Ok(()) // the lock ends with `file`
+    }
+
     /// Staging folders left by a process killed while saving (`.last.new-<pid>`).
     fn remove_stale_staging(&self) {
         if let Ok(entries) = std::fs::read_dir(&self.root) {
@@ -173,4 +205,11 @@ impl RunDir {
             }
         }
     }
+}
+
+/// An exclusive advisory lock on `file`, without waiting: false when another process holds it.
+fn try_lock(file: &std::fs::File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a file descriptor we own; it only sets an advisory lock.
+    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
 }

@@ -73,6 +73,7 @@ pub fn train(settings: &TrainSettings, options: &RunOptions, group: Option<&Proc
         setup::check_model_before_overwrite(settings, options.overwrite)?;
         let run = RunDir::create(&settings.out, options.overwrite)?;
         run.write_settings(settings, &options.command_line)?;
+        run.lock()?;
         run
     } else {
         RunDir { root: settings.out.clone() }
@@ -106,6 +107,9 @@ pub fn resume(
     group: Option<&ProcessGroup>,
 ) -> Result<TrainOutcome> {
     let run = RunDir::open(root)?;
+    if distributed::is_main(group) {
+        run.lock()?;
+    }
     let mut settings = run.read_settings()?;
     run.refuse_finished()?;
     if let Some(device) = device {

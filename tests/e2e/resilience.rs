@@ -210,6 +210,24 @@ fn a_run_started_with_relative_paths_resumes_from_another_folder() {
     assert_ok(&resumed);
 }
 
+/// A run that a process is training is refused to a second one: a resume, and a new run
+/// with --overwrite over it (their logs and saves would interleave).
+#[test]
+fn a_run_in_progress_is_refused_to_a_second_process() {
+    let test = "a_run_in_progress_is_refused_to_a_second_process";
+    let Some(f) = fixture(test, 100_000, &[]) else { return };
+    let mut child = f.spawn("busy");
+    wait_for_steps(&f.out("busy"), 3, &mut child);
+    let in_use = format!("run directory {} is in use: another sentence-mtl process is training it", f.out("busy"));
+    assert_clean_error(&bin().args(["train", "--resume", &f.out("busy"), "-q"]).output().unwrap(), &in_use);
+    let mut again = f.args.clone();
+    again.extend(["--out".to_string(), f.out("busy"), "--overwrite".to_string()]);
+    assert_clean_error(&bin().args(&again).output().unwrap(), &in_use);
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+}
+
 #[test]
 fn kill_9_at_any_moment_leaves_a_loadable_checkpoint() {
     let test = "kill_9_at_any_moment_leaves_a_loadable_checkpoint";
