@@ -163,9 +163,16 @@ fn cuda_device(index: usize, available: i64) -> Result<Device> {
 
 /// Sets libtorch's intra-op thread count when asked; libtorch's default is one per core.
 /// More threads than cores is allowed, with a note unless `quiet`.
+/// The most `--threads` accepted.
+const MAX_THREADS: usize = 1024;
+
 pub fn set_threads(threads: Option<usize>, quiet: bool) -> Result<()> {
     match threads {
         Some(0) => bail!("--threads must be at least 1"),
+        // libtorch starts every thread it is given, each with its own stack.
+        Some(n) if n > MAX_THREADS => {
+            bail!("--threads {n} is more threads than any machine runs usefully; give at most {MAX_THREADS}")
+        }
         Some(n) => {
             tch::set_num_threads(n as i32);
             let cores = std::thread::available_parallelism().map_or(n, |c| c.get());
