@@ -149,8 +149,11 @@ pub fn write_safetensors<S: AsRef<str>>(path: &Path, tensors: &[(S, &Tensor)]) -
         return write_empty_safetensors(path);
     }
     let metadata = Some(std::collections::HashMap::from([("format".to_string(), "pt".to_string())]));
-    safetensors::tensor::serialize_to_file(views, &metadata, path)
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {e:?}", path.display()))
+    safetensors::tensor::serialize_to_file(views, &metadata, path).map_err(|e| match e {
+        // The crate's Display is its Debug: say the I/O error (a full disk) as the OS does.
+        safetensors::SafeTensorError::IoError(io) => anyhow::anyhow!("cannot write {}: {io}", path.display()),
+        other => anyhow::anyhow!("cannot write {}: {other:?}", path.display()),
+    })
 }
 
 /// A safetensors file of no tensors: its 8-byte header length, then the header, padded with
