@@ -64,6 +64,12 @@ impl ScoredPairs {
                 path.display()
             );
         }
+        if !(high - low).is_finite() {
+            bail!(
+                "{}: scores from {low:e} to {high:e} span more than a number can hold; rescale them (STS-B's are 0 to 5)",
+                path.display()
+            );
+        }
         Ok(pairs)
     }
 
