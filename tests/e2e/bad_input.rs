@@ -356,6 +356,14 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         &[],
         error("sim_equal.csv: every score is 3; similarity needs scores that differ"),
     );
+    let f = sim(&mut c, "sim_huge.csv", "a cat sits,a cat sat,1.7e308\na dog runs,the sky is blue,-1.7e308\n");
+    c.add_train(
+        "similarity and pairs",
+        "similarity scores spanning more than a number holds",
+        format!("s={f}"),
+        &[],
+        error("sim_huge.csv: scores from -1.7e308 to 1.7e308 span more than a number can hold; rescale them (STS-B's are 0 to 5)"),
+    );
     let f = sim(&mut c, "sim_empty.csv", "a cat sits, ,4\na dog runs,the sky is blue,0\n");
     c.add_train(
         "similarity and pairs",
@@ -952,6 +960,18 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         "encode --similarity --format without --output",
         &["encode", "-m", &m, "--similarity", "--format", "npy", "hi", "there"],
         error("--format sets how embeddings are written, and with --similarity they are written only to --output FILE"),
+    );
+    c.add(
+        "settings",
+        "--threads 0",
+        &["encode", "-m", &m, "--threads", "0", "hi"],
+        error("--threads must be at least 1"),
+    );
+    c.add(
+        "settings",
+        "--threads absurdly many",
+        &["encode", "-m", &m, "--threads", "100000", "hi"],
+        error("--threads 100000 is more threads than any machine runs usefully; give at most 1024"),
     );
     let input = c.file("input.csv", b"text\none\ntwo\n");
     c.add(
