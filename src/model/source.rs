@@ -29,19 +29,41 @@ pub fn resolve_model_dir(model: &str) -> Result<PathBuf> {
         if !path.is_dir() {
             bail!("--model {model} is a file; pass the model folder (with config.json) instead");
         }
-        let best = path.join("best");
-        if !path.join("config.json").exists() && best.join("config.json").exists() {
-            bail!("--model {model} is a run directory; pass one of its checkpoints, e.g. --model {}", best.display());
-        }
         if !path.join("config.json").exists() && path.join("settings.json").exists() {
-            bail!("--model {model} is a run directory that has saved no checkpoint yet (no best/ or last/)");
+            let saved = ["best", "last"].map(|c| path.join(c)).into_iter().find(|c| c.join("config.json").exists());
+            match saved {
+                Some(checkpoint) => bail!(
+                    "--model {model} is a run directory; pass one of its checkpoints, e.g. --model {}",
+                    checkpoint.display()
+                ),
+                None => {
+                    bail!("--model {model} is a run directory that has saved no checkpoint yet (no best/ or last/)")
+                }
+            }
         }
         return Ok(path.to_path_buf());
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty() && p.is_dir()) {
+        // `run/bset`: a local folder's missing child, not a hub id.
+        bail!("model folder {model} does not exist ({} holds: {})", parent.display(), listing(parent));
     }
     if !looks_like_hub_id(model) {
         bail!("model folder {model} does not exist");
     }
     fetch_from_hub(model)
+}
+
+/// The names in `dir`, sorted, the first few of them.
+fn listing(dir: &Path) -> String {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    names.sort();
+    match names.len() {
+        0 => "nothing".to_string(),
+        n if n > 8 => format!("{}, and {} more", names[..8].join(", "), n - 8),
+        _ => names.join(", "),
+    }
 }
 
 fn looks_like_hub_id(s: &str) -> bool {

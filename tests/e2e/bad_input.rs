@@ -636,6 +636,13 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         &["encode", "-m", &checkpoint_run.to_string_lossy(), "hi"],
         error("is a run directory; pass one of its checkpoints, e.g. --model"),
     );
+    let typo = format!("{}/bset", checkpoint_run.display());
+    c.add(
+        "model",
+        "a mistyped checkpoint of a local run (not a hub id)",
+        &["encode", "-m", &typo, "hi"],
+        error("bset does not exist ("),
+    );
     let f = c.damaged_model("no_weights", |d| std::fs::remove_file(d.join("model.safetensors")).unwrap());
     c.add("model", "no weights file", &["encode", "-m", &f, "hi"], error("no model.safetensors or rust_model.ot in"));
     let f = c.damaged_model("truncated", |d| {
