@@ -10,6 +10,7 @@ use super::settings::TrainSettings;
 use crate::device;
 use crate::model::loaded::LoadedModel;
 use crate::model::names;
+use crate::precision::Precision;
 use crate::report::table::{Align, Table};
 use crate::tasks::TrainingTask;
 
@@ -23,20 +24,28 @@ pub struct Overview<'a> {
     pub learning_rates: &'a LearningRates,
     /// (trainable, total) parameters.
     pub parameters: (i64, i64),
+    /// `--precision` as resolved for the device.
+    pub precision: Precision,
 }
 
 impl Overview<'_> {
     pub fn print(&self) -> Result<()> {
         let spec = &self.loaded.spec;
         let num_layers = self.loaded.config.num_layers() as usize;
+        // A checkpoint fine-tuned further names itself and the model it came from.
+        let model = match crate::checkpoint::is_checkpoint(std::path::Path::new(&self.settings.model)) {
+            true => format!("{} (a checkpoint of {})", self.settings.model, spec.base_model),
+            false => spec.base_model.clone(),
+        };
         eprintln!(
-            "model: {} ({} layers, {} pooling, projection {}, sentences cut at {} tokens: --max-length), on {}",
-            spec.base_model,
+            "model: {model} ({} layers, {} pooling, projection {}, sentences cut at {} tokens: --max-length), on {}, {}{}",
             num_layers,
             spec.pooling,
             spec.projection_dim.map(|d| d.to_string()).unwrap_or_else(|| "none".into()),
             spec.max_length,
-            device::describe(self.loaded.device)
+            device::describe(self.loaded.device),
+            self.precision,
+            if self.settings.precision == Precision::Auto { " (--precision auto)" } else { "" }
         );
         if !self.new_tensors.is_empty() {
             let new_layers = names::layers_of(self.new_tensors.iter().map(String::as_str));

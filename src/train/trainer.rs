@@ -281,6 +281,7 @@ impl<'a> Trainer<'a> {
                 new_tensors: &new_tensors,
                 learning_rates: &learning_rates,
                 parameters,
+                precision,
             };
             overview.print()?;
             if let Some(note) = frozen_new {
