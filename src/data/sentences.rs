@@ -52,6 +52,9 @@ pub fn read_sentences(
         return Ok(sentences);
     }
     let from = input.map(|p| p.display().to_string()).unwrap_or_else(|| "stdin".into());
+    if sentences.is_empty() && is_csv {
+        bail!("no sentences to process: {from} has a header but no rows");
+    }
     if sentences.iter().all(|s| s.trim().is_empty()) {
         bail!("no sentences to process: {from} is empty");
     }

@@ -290,6 +290,13 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         &["encode", "-m", &m, "-i", &c.file("blank.txt", b"\n\n")],
         error("blank.txt is empty"),
     );
+    let f = c.file("sentences_header_only.csv", b"text\n");
+    c.add(
+        "CSV",
+        "--input CSV with a header and no rows",
+        &["encode", "-m", &m, "--input", &f],
+        error("sentences_header_only.csv has a header but no rows"),
+    );
     c.add(
         "CSV",
         "input file does not exist",
