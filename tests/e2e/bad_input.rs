@@ -1129,17 +1129,6 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         &["export", "-m", &held, "--format", "hf", "--out", &c.path("holder"), "--force"],
         error("holds the model being exported"),
     );
-    let mut args = c.train_args("unused", &format!("topic={}", c.path("unused.csv")), &["--overwrite"]);
-    let out = args.iter().position(|a| a == "--out").unwrap();
-    args[out + 1] = format!("{ck}/nested");
-    let task_at = args.iter().position(|a| a == "--task").unwrap();
-    args[task_at + 1] = task.clone();
-    c.add(
-        "training",
-        "train --out inside a checkpoint",
-        &args.iter().map(String::as_str).collect::<Vec<_>>(),
-        error("nested is inside the checkpoint"),
-    );
     c.add(
         "export",
         "--out inside a checkpoint",
@@ -1167,6 +1156,17 @@ fn build_corpus(test: &str) -> Option<Corpus> {
             "1",
         ],
         error("became NaN at step"),
+    );
+    let mut args = c.train_args("unused", &format!("topic={}", c.path("unused.csv")), &["--overwrite"]);
+    let out = args.iter().position(|a| a == "--out").unwrap();
+    args[out + 1] = format!("{ck}/nested");
+    let task_at = args.iter().position(|a| a == "--task").unwrap();
+    args[task_at + 1] = task.clone();
+    c.add(
+        "training",
+        "train --out inside a checkpoint",
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        error("nested is inside the checkpoint"),
     );
     c.add_train(
         "training",
