@@ -173,23 +173,24 @@ impl RunDir {
         let file = std::fs::File::open(self.settings())
             .with_context(|| format!("cannot open {}", self.settings().display()))?;
         if !try_lock(&file) {
-            bail!(
-                "run directory {} is in use: another sentence-mtl process is training it (wait for it to end, or stop it)",
-                self.root.display()
-            );
+            return Err(self.in_use());
         }
         HELD.lock().map_err(|_| anyhow::anyhow!("run lock poisoned"))?.push(file);
         Ok(())
+    }
+
+    fn in_use(&self) -> anyhow::Error {
+        anyhow::anyhow!(
+            "run directory {} is in use: another sentence-mtl process is training it (wait for it to end, or stop it)",
+            self.root.display()
+        )
     }
 
     /// Refuses a run directory whose run another process is training.
     fn refuse_in_use(&self) -> Result<()> {
         let Ok(file) = std::fs::File::open(self.settings()) else { return Ok(()) };
         if !try_lock(&file) {
-            bail!(
-                "run directory {} is in use: another sentence-mtl process is training it (wait for it to end, or stop it)",
-                self.root.display()
-            );
+            return Err(self.in_use());
         }
         Ok(()) // the lock ends with `file`
     }
