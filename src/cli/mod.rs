@@ -132,7 +132,8 @@ pub struct SentenceIoArgs {
     #[arg(value_name = "SENTENCE")]
     pub sentences: Vec<String>,
 
-    /// Read sentences from a file: .csv (column --text-column) or text, one per line
+    /// Read sentences from a file: .csv (column --text-column) or text, one per line (`-`:
+    /// stdin)
     #[arg(short, long, value_name = "FILE")]
     pub input: Option<PathBuf>,
 
@@ -140,9 +141,21 @@ pub struct SentenceIoArgs {
     #[arg(long, value_name = "NAME")]
     pub text_column: Option<String>,
 
-    /// Write the results to FILE (atomically) instead of stdout
+    /// Write the results to FILE (atomically) instead of stdout (`-`: stdout)
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+}
+
+impl SentenceIoArgs {
+    /// `--input`, where `-` means stdin as it does for most tools.
+    pub fn input(&self) -> Option<&std::path::Path> {
+        self.input.as_deref().filter(|p| p.as_os_str() != "-")
+    }
+
+    /// `--output`, where `-` means stdout.
+    pub fn output(&self) -> Option<&std::path::Path> {
+        self.output.as_deref().filter(|p| p.as_os_str() != "-")
+    }
 }
 
 #[derive(Debug, Args)]

@@ -19,9 +19,9 @@ const SIMILARITY_TABLE_MAX: usize = 1000;
 
 pub fn run(args: &EncodeArgs) -> Result<()> {
     let started = Instant::now();
-    let format = EmbeddingFormat::choose(args.format, args.io.output.as_deref())?;
-    check_output_path(args.io.output.as_deref(), args.io.input.as_deref())?;
-    if args.similarity && args.format.is_some() && args.io.output.is_none() {
+    let format = EmbeddingFormat::choose(args.format, args.io.output())?;
+    check_output_path(args.io.output(), args.io.input())?;
+    if args.similarity && args.format.is_some() && args.io.output().is_none() {
         bail!("--format sets how embeddings are written, and with --similarity they are written only to --output FILE");
     }
     let overrides = SpecOverrides {
@@ -61,14 +61,12 @@ pub fn run(args: &EncodeArgs) -> Result<()> {
 
     if args.similarity {
         print!("{}", similarity_table(&sentences, &embeddings)?);
-        if args.io.output.is_none() {
+        if args.io.output().is_none() {
             return Ok(());
         }
     }
     let values = Vec::<f32>::try_from(embeddings.flatten(0, -1))?;
-    write_output(args.io.output.as_deref(), format.is_binary(), |out| {
-        write_embeddings(out, format, &sentences, &values, dim)
-    })
+    write_output(args.io.output(), format.is_binary(), |out| write_embeddings(out, format, &sentences, &values, dim))
 }
 
 /// Cosine similarities `[n, n]` rendered with sentence numbers and shortened texts.

@@ -11,8 +11,8 @@ use crate::output::predictions::{write_predictions, Prediction, PredictionFormat
 use crate::output::{check_output_path, write_output};
 
 pub fn run(args: &PredictArgs) -> Result<()> {
-    let format = PredictionFormat::choose(args.format, args.io.output.as_deref())?;
-    check_output_path(args.io.output.as_deref(), args.io.input.as_deref())?;
+    let format = PredictionFormat::choose(args.format, args.io.output())?;
+    check_output_path(args.io.output(), args.io.input())?;
     let group = join_launch(&args.model.device)?;
     let quiet = args.model.quiet || !is_main(group.as_ref());
     let sentences = read_input(&args.io, quiet, group.as_ref())?;
@@ -43,5 +43,5 @@ pub fn run(args: &PredictArgs) -> Result<()> {
             scores: all.as_ref().map(|(p, z)| p[i].iter().copied().zip(z[i].iter().copied()).collect()),
         })
         .collect();
-    write_output(args.io.output.as_deref(), false, |out| write_predictions(out, format, &task.labels, &rows))
+    write_output(args.io.output(), false, |out| write_predictions(out, format, &task.labels, &rows))
 }

@@ -30,8 +30,8 @@ pub fn join_launch(args: &DeviceArgs) -> Result<Option<ProcessGroup>> {
 /// The sentences of `encode` and `predict`. In a launch, stdin is read by rank 0 alone and
 /// sent to the others: the ranks share one stdin, and each would read a different part of it.
 pub fn read_input(io: &SentenceIoArgs, quiet: bool, group: Option<&ProcessGroup>) -> Result<Vec<String>> {
-    let read = || read_sentences(&io.sentences, io.input.as_deref(), io.text_column.as_deref(), quiet);
-    let Some(group) = group.filter(|_| io.sentences.is_empty() && io.input.is_none()) else { return read() };
+    let read = || read_sentences(&io.sentences, io.input(), io.text_column.as_deref(), quiet);
+    let Some(group) = group.filter(|_| io.sentences.is_empty() && io.input().is_none()) else { return read() };
     let what = "sending stdin's sentences to every rank";
     if group.rank() == 0 {
         let sentences = read();

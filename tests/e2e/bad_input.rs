@@ -317,6 +317,14 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         env: Vec::new(),
         expect: error("stdin is empty"),
     });
+    c.cases.push(Case {
+        group: "CSV",
+        what: "`-i -` and `-o -` (stdin and stdout)",
+        args: ["encode", "-m", &m, "-i", "-", "-o", "-", "-q"].map(String::from).to_vec(),
+        stdin: Some("a sentence\nanother\n"),
+        env: Vec::new(),
+        expect: Expect::Works,
+    });
     c.add(
         "CSV",
         "eval task not in the checkpoint",
