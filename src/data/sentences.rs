@@ -18,7 +18,15 @@ pub fn read_sentences(
     text_column: Option<&str>,
     quiet: bool,
 ) -> Result<Vec<String>> {
-    let is_csv = input.is_some_and(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")));
+    let extension = input.and_then(|p| p.extension()).map(|e| e.to_string_lossy().to_ascii_lowercase());
+    let is_csv = extension.as_deref() == Some("csv");
+    if let (Some(path), Some(ext)) = (input, extension.as_deref().filter(|e| STRUCTURED.contains(e))) {
+        // Read line by line, their syntax would become sentences.
+        bail!(
+            "--input {}: .{ext} files are not read; give a .csv (column --text-column) or a text file of one sentence per line",
+            path.display()
+        );
+    }
     if let (Some(column), false) = (text_column, is_csv) {
         let read_as = match input {
             Some(path) => format!(
@@ -68,6 +76,9 @@ pub fn read_sentences(
     }
     Ok(sentences)
 }
+
+/// Extensions of structured files that are neither CSV nor text.
+const STRUCTURED: &[&str] = &["json", "jsonl", "tsv", "parquet", "npy", "xlsx"];
 
 /// One sentence per line, blank lines included (a file's final newline ends the last line);
 /// trailing `\r` is dropped, and a byte-order mark at the file's start.

@@ -306,8 +306,14 @@ fn build_corpus(test: &str) -> Option<Corpus> {
     c.add(
         "CSV",
         "--text-column with an input that is not .csv",
-        &["encode", "-m", &m, "-i", &c.file("rows.tsv", b"text\tlabel\nhi\ta\n"), "--text-column", "text"],
+        &["encode", "-m", &m, "-i", &c.file("rows.txt", b"text\tlabel\nhi\ta\n"), "--text-column", "text"],
         error("--text-column text names a column of a .csv --input; --input "),
+    );
+    c.add(
+        "CSV",
+        "a JSONL --input",
+        &["encode", "-m", &m, "-i", &c.file("rows.jsonl", b"{\"text\": \"hi\"}\n")],
+        error("rows.jsonl: .jsonl files are not read; give a .csv (column --text-column) or a text file of one sentence per line"),
     );
     c.cases.push(Case {
         group: "CSV",
