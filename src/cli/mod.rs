@@ -488,7 +488,7 @@ pub struct EvalArgs {
 
     /// Write metrics.json, predictions_<task>.csv, confusion_<task>.csv/.png
     /// (classification), similarity_<task>.png (similarity) and, for a run's checkpoint,
-    /// curves.png into DIR
+    /// curves.png into DIR: a new or empty folder, or an earlier report's (replaced)
     #[arg(short, long, value_name = "DIR")]
     pub out: Option<PathBuf>,
 

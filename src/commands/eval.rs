@@ -127,12 +127,44 @@ fn task_report(
     })
 }
 
-/// Refuses, before any work, an `--out` that is a file or lies inside a checkpoint.
+/// Refuses, before any work, an `--out` that is a file, lies inside a checkpoint, or holds
+/// files that are not an earlier report (which a new report replaces whole).
 fn check_report_folder(out: &Path) -> Result<()> {
     if out.exists() && !out.is_dir() {
         bail!("--out {} exists and is not a folder", out.display());
     }
-    crate::checkpoint::refuse_output_inside(out, "--out")
+    crate::checkpoint::refuse_output_inside(out, "--out")?;
+    let non_empty = out.read_dir().map(|mut d| d.next().is_some()).unwrap_or(false);
+    if non_empty && !is_report_folder(out) {
+        bail!(
+            "--out {} already holds files that are not an eval report; choose an empty or new folder, or one an earlier eval wrote",
+            out.display()
+        );
+    }
+    Ok(())
+}
+
+/// Whether `dir` holds a report an earlier `eval --out` wrote (its `metrics.json`).
+fn is_report_folder(dir: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(dir.join("metrics.json")) else { return false };
+    serde_json::from_str::<serde_json::Value>(&text)
+        .is_ok_and(|m| m.get("evaluated_at").is_some() && m.get("tasks").is_some())
+}
+
+/// Removes an earlier report's files, so that none of a task no longer evaluated stays
+/// beside the new `metrics.json`.
+fn remove_earlier_report(out: &Path) -> Result<()> {
+    let Ok(entries) = out.read_dir() else { return Ok(()) };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let report_file = name == "metrics.json"
+            || name == "curves.png"
+            || ["predictions_", "confusion_", "similarity_"].iter().any(|p| name.starts_with(p));
+        if report_file && entry.path().is_file() {
+            std::fs::remove_file(entry.path()).with_context(|| format!("cannot remove {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// `metrics.json`, every report's files and, for a run's checkpoint, `curves.png`.
@@ -143,6 +175,7 @@ fn write_reports(
     loaded: &LoadedModel,
 ) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create --out {}", out.display()))?;
+    remove_earlier_report(out)?;
     let metrics_path = out.join("metrics.json");
     atomic_write::write_file(&metrics_path, (serde_json::to_string_pretty(metrics)? + "\n").as_bytes())?;
     let mut written = vec![metrics_path];

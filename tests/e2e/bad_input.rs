@@ -331,6 +331,24 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         env: Vec::new(),
         expect: Expect::Works,
     });
+    let users = c.dir.path().join("users_folder");
+    std::fs::create_dir_all(&users).unwrap();
+    std::fs::write(users.join("metrics.json"), "mine\n").unwrap();
+    c.add(
+        "CSV",
+        "eval --out a folder of the user's files",
+        &["eval", "-m", &ck, "--task", &format!("mood={mood_dev}"), "--out", &users.to_string_lossy()],
+        error("users_folder already holds files that are not an eval report; choose an empty or new folder, or one an earlier eval wrote"),
+    );
+    let report = c.path("report");
+    for what in ["eval --out a new folder", "eval --out the same folder again (replaces its report)"] {
+        c.add(
+            "CSV",
+            what,
+            &["eval", "-m", &ck, "--task", &format!("mood={mood_dev}"), "--out", &report],
+            Expect::Works,
+        );
+    }
     c.add(
         "CSV",
         "eval task not in the checkpoint",
