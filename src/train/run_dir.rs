@@ -97,9 +97,15 @@ impl RunDir {
         if !run.last().join(STATE_FILE).is_file() {
             bail!("{} has no resumable checkpoint (last/{STATE_FILE} is missing)", root.display());
         }
-        run.refuse_in_use()?;
-        run.remove_stale_staging();
         Ok(run)
+    }
+
+    /// Takes the run for this process to resume: its lock (`lock`), then the staging folders a
+    /// killed process left. A data-parallel launch's rank 0 alone takes it.
+    pub fn take_for_resume(&self) -> Result<()> {
+        self.lock()?;
+        self.remove_stale_staging();
+        Ok(())
     }
 
     /// Refuses to resume a run that finished: its log ends with the summary a run writes when

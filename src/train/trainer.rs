@@ -108,7 +108,7 @@ pub fn resume(
 ) -> Result<TrainOutcome> {
     let run = RunDir::open(root)?;
     if distributed::is_main(group) {
-        run.lock()?;
+        run.take_for_resume()?;
     }
     let mut settings = run.read_settings()?;
     run.refuse_finished()?;
