@@ -161,11 +161,11 @@ fn cuda_device(index: usize, available: i64) -> Result<Device> {
     Ok(Device::Cuda(index))
 }
 
-/// Sets libtorch's intra-op thread count when asked; libtorch's default is one per core.
-/// More threads than cores is allowed, with a note unless `quiet`.
 /// The most `--threads` accepted.
 const MAX_THREADS: usize = 1024;
 
+/// Sets libtorch's intra-op thread count when asked; libtorch's default is one per core.
+/// More threads than cores is allowed, with a note unless `quiet`.
 pub fn set_threads(threads: Option<usize>, quiet: bool) -> Result<()> {
     match threads {
         Some(0) => bail!("--threads must be at least 1"),
