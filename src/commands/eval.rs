@@ -19,7 +19,7 @@ use crate::model::loaded::LoadedModel;
 use crate::model::spec::{SpecOverrides, TaskKind};
 use crate::progress::Progress;
 use crate::report::plots::{read_training_curves, training_curves};
-use crate::report::TaskReport;
+use crate::report::{TaskFile, TaskReport};
 use crate::tasks::{self, kind_of_file, LabelColumns};
 
 struct EvalTask {
@@ -157,9 +157,7 @@ fn remove_earlier_report(out: &Path) -> Result<()> {
     let Ok(entries) = out.read_dir() else { return Ok(()) };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let report_file = name == "metrics.json"
-            || name == "curves.png"
-            || ["predictions_", "confusion_", "similarity_"].iter().any(|p| name.starts_with(p));
+        let report_file = name == "metrics.json" || name == "curves.png" || TaskFile::is_one(&name);
         if report_file && entry.path().is_file() {
             std::fs::remove_file(entry.path()).with_context(|| format!("cannot remove {}", entry.path().display()))?;
         }

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::plots::confusion_heatmap;
 use super::table::{Align, Table};
-use super::{write_csv, TaskReport};
+use super::{write_csv, TaskFile, TaskReport};
 use crate::data::labelled::UnknownLabels;
 use crate::metrics::classification::{Average, ConfusionMatrix};
 
@@ -110,9 +110,9 @@ impl TaskReport for ClassificationReport {
     /// `confusion_<task>.csv` and `.png`, and `predictions_<task>.csv` (`text`, `label`,
     /// `predicted`, `probability`, input order).
     fn write_files(&self, out: &Path) -> Result<Vec<PathBuf>> {
-        let csv_path = out.join(format!("confusion_{}.csv", self.task));
+        let csv_path = TaskFile::Confusion.path(out, &self.task, "csv");
         crate::atomic_write::write_file(&csv_path, &self.confusion_csv()?)?;
-        let png_path = out.join(format!("confusion_{}.png", self.task));
+        let png_path = TaskFile::Confusion.path(out, &self.task, "png");
         let title = format!(
             "{}: confusion matrix ({} rows, accuracy {:.3})",
             self.task,
@@ -120,7 +120,7 @@ impl TaskReport for ClassificationReport {
             self.matrix.accuracy()
         );
         confusion_heatmap(&png_path, &title, &self.labels, &self.matrix.rows())?;
-        let predictions_path = out.join(format!("predictions_{}.csv", self.task));
+        let predictions_path = TaskFile::Predictions.path(out, &self.task, "csv");
         write_csv(&predictions_path, ["text", "label", "predicted", "probability"], &self.predictions)?;
         Ok(vec![csv_path, png_path, predictions_path])
     }

@@ -22,6 +22,36 @@ pub trait TaskReport {
     fn write_files(&self, out: &Path) -> Result<Vec<PathBuf>>;
 }
 
+/// The per-task files reports write into `eval --out`, named `<prefix><task>.<ext>`.
+#[derive(Clone, Copy)]
+pub enum TaskFile {
+    Predictions,
+    Confusion,
+    Similarity,
+}
+
+impl TaskFile {
+    const ALL: [TaskFile; 3] = [Self::Predictions, Self::Confusion, Self::Similarity];
+
+    fn prefix(self) -> &'static str {
+        match self {
+            Self::Predictions => "predictions_",
+            Self::Confusion => "confusion_",
+            Self::Similarity => "similarity_",
+        }
+    }
+
+    /// `out/<prefix><task>.<ext>`.
+    pub fn path(self, out: &Path, task: &str, ext: &str) -> PathBuf {
+        out.join(format!("{}{task}.{ext}", self.prefix()))
+    }
+
+    /// Whether a file `name` is one of them, of any task.
+    pub fn is_one(name: &str) -> bool {
+        Self::ALL.iter().any(|file| name.starts_with(file.prefix()))
+    }
+}
+
 /// Writes `rows` under `header` as a CSV file, atomically.
 pub fn write_csv<const N: usize>(path: &Path, header: [&str; N], rows: &[[String; N]]) -> Result<()> {
     crate::atomic_write::write_file_with(path, |file| {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use serde_json::{json, Value};
 
-use super::{write_csv, TaskReport};
+use super::{write_csv, TaskFile, TaskReport};
 use crate::metrics::retrieval::RetrievalRanks;
 
 pub struct RetrievalReport {
@@ -58,7 +58,7 @@ impl TaskReport for RetrievalReport {
             .zip(&self.ranks.ranks)
             .map(|((q, p), r)| [q.clone(), p.clone(), r.first().map(|r| r.to_string()).unwrap_or_default()])
             .collect();
-        let path = out.join(format!("predictions_{}.csv", self.task));
+        let path = TaskFile::Predictions.path(out, &self.task, "csv");
         write_csv(&path, ["anchor", "positive", "rank"], &rows)?;
         Ok(vec![path])
     }

@@ -7,7 +7,7 @@ use anyhow::Result;
 use serde_json::{json, Value};
 
 use super::plots::similarity_scatter;
-use super::{write_csv, TaskReport};
+use super::{write_csv, TaskFile, TaskReport};
 use crate::metrics::correlation::{pearson, spearman};
 
 pub struct SimilarityReport {
@@ -60,9 +60,9 @@ impl TaskReport for SimilarityReport {
                 [self.first[i].clone(), self.second[i].clone(), self.gold[i].to_string(), self.predicted[i].to_string()]
             })
             .collect();
-        let csv_path = out.join(format!("predictions_{}.csv", self.task));
+        let csv_path = TaskFile::Predictions.path(out, &self.task, "csv");
         write_csv(&csv_path, ["sentence1", "sentence2", "score", "cosine"], &rows)?;
-        let png_path = out.join(format!("similarity_{}.png", self.task));
+        let png_path = TaskFile::Similarity.path(out, &self.task, "png");
         let title = format!(
             "{}: cosine similarity against gold score ({} pairs, Spearman {:.3}, Pearson {:.3})",
             self.task,
