@@ -3,6 +3,7 @@
 
 pub mod batching;
 pub mod csv_file;
+pub mod distinct_texts;
 pub mod labelled;
 pub mod sampler;
 pub mod scored_pairs;

@@ -5,8 +5,7 @@
 //! batches, and the batch order shuffled again (as HF's `group_by_length`), so a batch pads
 //! to nearly its own length while the order stays random. A task whose batches run out
 //! starts a fresh shuffled pass ("recycled"). Rows that must not share a batch (pairs whose
-//! texts would be false negatives of each other) are moved on to the next batch that can
-//! take them.
+//! texts would be false negatives of each other) are batched by [`crate::data::distinct_texts`].
 
 use std::collections::VecDeque;
 
@@ -14,6 +13,7 @@ use anyhow::bail;
 use serde::{Deserialize, Serialize};
 
 use crate::data::batching::{cut_sorted, BatchLimit};
+use crate::data::distinct_texts::{batches_with_distinct_texts, DistinctTextRows};
 use crate::rng::Rng;
 
 /// Batches per mega-chunk when grouping by length.
@@ -110,47 +110,21 @@ pub fn length_grouped_batches(rows: &TaskRows, limit: BatchLimit, rng: &mut Rng)
     let mut order: Vec<usize> = (0..lengths.len()).collect();
     rng.shuffle(&mut order);
     let per_batch = limit.typical_rows(rows.typical_length(), rows.texts_per_row);
-    let mut batches = Vec::with_capacity(lengths.len().div_ceil(per_batch));
-    for chunk in order.chunks_mut(per_batch * MEGA_CHUNK_BATCHES) {
-        chunk.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
-        match &rows.exclusive {
-            None => batches.extend(cut_sorted(chunk, lengths, limit, rows.texts_per_row)),
-            Some(keys) => batches.extend(batches_without_shared_texts(chunk, rows, keys, limit)),
+    let chunks: Vec<Vec<usize>> = order
+        .chunks_mut(per_batch * MEGA_CHUNK_BATCHES)
+        .map(|chunk| {
+            chunk.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
+            chunk.to_vec()
+        })
+        .collect();
+    let mut batches: Vec<Vec<usize>> = match &rows.exclusive {
+        None => chunks.iter().flat_map(|chunk| cut_sorted(chunk, lengths, limit, rows.texts_per_row)).collect(),
+        Some(keys) => {
+            let distinct = DistinctTextRows { lengths, texts_per_row: rows.texts_per_row, keys };
+            batches_with_distinct_texts(chunks, &distinct, limit, per_batch)
         }
-    }
+    };
     rng.shuffle(&mut batches);
-    batches
-}
-
-/// Cuts `order` (longest first) into batches that fit `limit` in which no two rows share a
-/// key: a row that would is moved on to the next batch that can take it.
-fn batches_without_shared_texts(
-    order: &[usize],
-    rows: &TaskRows,
-    keys: &[Vec<u64>],
-    limit: BatchLimit,
-) -> Vec<Vec<usize>> {
-    let mut pending: Vec<usize> = order.to_vec();
-    let mut batches = Vec::new();
-    while !pending.is_empty() {
-        let mut batch: Vec<usize> = Vec::new();
-        let mut longest = 0;
-        let mut taken = std::collections::HashSet::new();
-        let mut deferred = Vec::new();
-        for row in pending {
-            let longer = longest.max(rows.lengths[row]);
-            let fits = batch.is_empty() || limit.fits(batch.len() + 1, longer, rows.texts_per_row);
-            if fits && keys[row].iter().all(|k| !taken.contains(k)) {
-                taken.extend(keys[row].iter().copied());
-                batch.push(row);
-                longest = longer;
-            } else {
-                deferred.push(row);
-            }
-        }
-        batches.push(batch);
-        pending = deferred;
-    }
     batches
 }
 
