@@ -137,7 +137,8 @@ pub struct SentenceIoArgs {
     #[arg(short, long, value_name = "FILE")]
     pub input: Option<PathBuf>,
 
-    /// Column holding the sentences, for a `.csv` --input [default: text]
+    /// Column holding the sentences, for a `.csv` --input [default: text; predict: the
+    /// task's training column if the file has it]
     #[arg(long, value_name = "NAME")]
     pub text_column: Option<String>,
 

@@ -35,7 +35,7 @@ pub fn run(args: &EncodeArgs) -> Result<()> {
     };
     let group = join_launch(&args.model.device)?;
     let quiet = args.model.quiet || !is_main(group.as_ref());
-    let sentences = read_input(&args.io, quiet, group.as_ref())?;
+    let sentences = read_input(&args.io, &["text"], quiet, group.as_ref())?;
     if args.similarity && sentences.len() > SIMILARITY_TABLE_MAX {
         bail!(
             "--similarity prints a table of every pair, and {} make {} cells; give at most {SIMILARITY_TABLE_MAX} sentences, or write the embeddings with --output and compare them there",

@@ -15,10 +15,13 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     check_output_path(args.io.output(), args.io.input())?;
     let group = join_launch(&args.model.device)?;
     let quiet = args.model.quiet || !is_main(group.as_ref());
-    let sentences = read_input(&args.io, quiet, group.as_ref())?;
     let overrides = SpecOverrides { max_length: args.model.max_length, ..Default::default() };
     let (loaded, progress) = open_model(&args.model, &overrides, group.as_ref())?;
     let task = loaded.spec.head_task(&args.task)?.clone();
+    // A CSV's sentences are where the task's training file had them, else in `text`.
+    let mut columns: Vec<&str> = task.text_column.as_deref().into_iter().chain(["text"]).collect();
+    columns.dedup();
+    let sentences = read_input(&args.io, &columns, quiet, group.as_ref())?;
     let logits = encoder(&args.model, &loaded, group.as_ref())?.class_logits(&task.name, &sentences, &progress)?;
     if !is_main(group.as_ref()) {
         return Ok(());

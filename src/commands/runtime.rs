@@ -27,10 +27,16 @@ pub fn join_launch(args: &DeviceArgs) -> Result<Option<ProcessGroup>> {
     Ok(Some(ProcessGroup::join(&launch, Duration::from_secs(args.dist_timeout))?))
 }
 
-/// The sentences of `encode` and `predict`. In a launch, stdin is read by rank 0 alone and
-/// sent to the others: the ranks share one stdin, and each would read a different part of it.
-pub fn read_input(io: &SentenceIoArgs, quiet: bool, group: Option<&ProcessGroup>) -> Result<Vec<String>> {
-    let read = || read_sentences(&io.sentences, io.input(), io.text_column.as_deref(), quiet);
+/// The sentences of `encode` and `predict`, a CSV's from `--text-column` or else the first
+/// of `default_columns` it has. In a launch, stdin is read by rank 0 alone and sent to the
+/// others: the ranks share one stdin, and each would read a different part of it.
+pub fn read_input(
+    io: &SentenceIoArgs,
+    default_columns: &[&str],
+    quiet: bool,
+    group: Option<&ProcessGroup>,
+) -> Result<Vec<String>> {
+    let read = || read_sentences(&io.sentences, io.input(), io.text_column.as_deref(), default_columns, quiet);
     let Some(group) = group.filter(|_| io.sentences.is_empty() && io.input().is_none()) else { return read() };
     let what = "sending stdin's sentences to every rank";
     if group.rank() == 0 {

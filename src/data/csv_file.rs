@@ -37,14 +37,11 @@ pub fn read_columns_from<R: std::io::Read>(mut reader: R, name: &str, columns: &
         }
         match header.iter().position(|h| h == column) {
             Some(i) => indices.push(i),
-            None => {
-                let hint = if header.len() == 1 && (header[0].contains(';') || header[0].contains('\t')) {
-                    "; the header looks ';'- or tab-separated; sentence-mtl reads comma-separated CSV"
-                } else {
-                    "; the first line must name the columns"
-                };
-                bail!("{name}:1: no column '{column}' in the header (columns: {}){hint}", header.join(", "));
-            }
+            None => bail!(
+                "{name}:1: no column '{column}' in the header (columns: {}); {}",
+                header.join(", "),
+                missing_column_hint(&header)
+            ),
         }
     }
     let mut rows = Vec::new();
@@ -73,6 +70,15 @@ pub fn read_columns_from<R: std::io::Read>(mut reader: R, name: &str, columns: &
 
 /// The column names of a CSV file's header row (a UTF-8 byte-order mark and surrounding
 /// spaces removed), for telling what kind of data a file holds.
+/// Why a header may lack the column asked for.
+pub fn missing_column_hint(header: &[String]) -> &'static str {
+    if header.len() == 1 && (header[0].contains(';') || header[0].contains('\t')) {
+        "the header looks ';'- or tab-separated; sentence-mtl reads comma-separated CSV"
+    } else {
+        "the first line must name the columns"
+    }
+}
+
 pub fn read_header(path: &Path) -> Result<Vec<String>> {
     let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let name = path.display().to_string();

@@ -6,16 +6,18 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use super::csv_file::read_columns;
+use super::csv_file::{missing_column_hint, read_columns, read_header};
 use crate::report::table::count;
 
 /// The sentences to encode or label, one output row each. A blank line or cell is an empty
 /// sentence, so that output rows stay aligned with input rows; unless `quiet`, a note says
-/// where the first one is.
+/// where the first one is. A CSV's sentences are in `text_column`, or else in the first of
+/// `default_columns` its header has.
 pub fn read_sentences(
     arguments: &[String],
     input: Option<&Path>,
     text_column: Option<&str>,
+    default_columns: &[&str],
     quiet: bool,
 ) -> Result<Vec<String>> {
     let extension = input.and_then(|p| p.extension()).map(|e| e.to_string_lossy().to_ascii_lowercase());
@@ -40,7 +42,7 @@ pub fn read_sentences(
     let sentences = match (arguments.is_empty(), input) {
         (false, Some(_)) => bail!("give sentences either as arguments or with --input, not both"),
         (false, None) => arguments.to_vec(),
-        (true, Some(path)) if is_csv => read_columns(path, &[text_column.unwrap_or("text")])?
+        (true, Some(path)) if is_csv => read_columns(path, &[csv_text_column(path, text_column, default_columns)?])?
             .into_iter()
             .map(|mut row| row.fields.remove(0))
             .collect(),
@@ -75,6 +77,24 @@ pub fn read_sentences(
         );
     }
     Ok(sentences)
+}
+
+/// `--text-column`, else the first of `defaults` in `path`'s header.
+fn csv_text_column<'a>(path: &Path, given: Option<&'a str>, defaults: &[&'a str]) -> Result<&'a str> {
+    if let Some(column) = given {
+        return Ok(column);
+    }
+    let header = read_header(path)?;
+    match defaults.iter().find(|d| header.iter().any(|h| h == *d)) {
+        Some(column) => Ok(column),
+        None => bail!(
+            "{}:1: no column {} in the header (columns: {}); {}, or name the sentences' column with --text-column",
+            path.display(),
+            defaults.iter().map(|d| format!("'{d}'")).collect::<Vec<_>>().join(" or "),
+            header.join(", "),
+            missing_column_hint(&header)
+        ),
+    }
 }
 
 /// Extensions of structured files that are neither CSV nor text.
@@ -112,12 +132,12 @@ mod tests {
 
     #[test]
     fn an_empty_argument_is_a_sentence() {
-        assert_eq!(read_sentences(&["".into()], None, None, true).unwrap(), vec![""]);
+        assert_eq!(read_sentences(&["".into()], None, None, &["text"], true).unwrap(), vec![""]);
     }
 
     #[test]
     fn arguments_and_input_are_exclusive() {
-        let err = read_sentences(&["a".into()], Some(Path::new("x.txt")), None, true).unwrap_err();
+        let err = read_sentences(&["a".into()], Some(Path::new("x.txt")), None, &["text"], true).unwrap_err();
         assert!(err.to_string().contains("not both"));
     }
 }

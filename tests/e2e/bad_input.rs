@@ -311,6 +311,18 @@ fn build_corpus(test: &str) -> Option<Corpus> {
     );
     c.add(
         "CSV",
+        "--input CSV without a text column",
+        &["encode", "-m", &m, "-i", &c.file("no_text_column.csv", b"id,sentence\n1,hi\n")],
+        error("no_text_column.csv:1: no column 'text' in the header (columns: id, sentence); the first line must name the columns, or name the sentences' column with --text-column"),
+    );
+    c.add(
+        "CSV",
+        "--input CSV to predict without the task's column",
+        &["predict", "-m", &ck, "--task", "mood", "-i", &c.file("no_text_column.csv", b"id,sentence\n1,hi\n")],
+        error("no_text_column.csv:1: no column 'text' in the header (columns: id, sentence); the first line must name the columns, or name the sentences' column with --text-column"),
+    );
+    c.add(
+        "CSV",
         "a JSONL --input",
         &["encode", "-m", &m, "-i", &c.file("rows.jsonl", b"{\"text\": \"hi\"}\n")],
         error("rows.jsonl: .jsonl files are not read; give a .csv (column --text-column) or a text file of one sentence per line"),

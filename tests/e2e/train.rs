@@ -721,3 +721,46 @@ fn the_feature_cache_trains_what_running_the_frozen_layers_every_step_trains() {
         }
     }
 }
+
+#[test]
+fn predict_reads_a_csv_from_the_column_its_task_was_trained_on() {
+    let test = "predict_reads_a_csv_from_the_column_its_task_was_trained_on";
+    let Some(s) = setup(test) else { return };
+    let mut rows = csv::Reader::from_path(&s.data.mood_train).unwrap();
+    let rows: Vec<(String, String)> = rows.records().map(|r| r.unwrap()).map(|r| (r[0].into(), r[1].into())).collect();
+    let train_csv = s.dir.path().join("reviews.csv");
+    let mut w = csv::Writer::from_path(&train_csv).unwrap();
+    w.write_record(["id", "review", "sentiment"]).unwrap();
+    for (i, (text, label)) in rows.iter().enumerate() {
+        w.write_record([&i.to_string(), text, label]).unwrap();
+    }
+    w.flush().unwrap();
+    let out = s.out("run");
+    let task = format!("mood={}", train_csv.display());
+    let mut args = vec!["train", "-m", &s.model, "--task", &task, "--out", &out, "--max-steps", "2", "-q"];
+    args.extend(["--text-column", "review", "--label-column", "sentiment"]);
+    args.extend(FAST);
+    assert_ok(&run(&args));
+
+    // A file with the training column and a decoy `text` column: the training column wins.
+    let input = s.dir.path().join("to_label.csv");
+    let mut w = csv::Writer::from_path(&input).unwrap();
+    w.write_record(["text", "review"]).unwrap();
+    for (text, _) in &rows[..6] {
+        w.write_record(["not this one", text]).unwrap();
+    }
+    w.flush().unwrap();
+    let last = format!("{out}/last");
+    let from_csv = run(&["predict", "-m", &last, "--task", "mood", "-q", "-i", input.to_str().unwrap()]);
+    assert_ok(&from_csv);
+    let mut by_argument = vec!["predict", "-m", &last, "--task", "mood", "-q"];
+    by_argument.extend(rows[..6].iter().map(|(text, _)| text.as_str()));
+    let by_argument = run(&by_argument);
+    assert_ok(&by_argument);
+    assert_eq!(stdout(&from_csv), stdout(&by_argument));
+    // `--text-column` still chooses.
+    let decoy =
+        run(&["predict", "-m", &last, "--task", "mood", "-q", "-i", input.to_str().unwrap(), "--text-column", "text"]);
+    assert_ok(&decoy);
+    assert!(stdout(&decoy).lines().all(|l| l.contains("\"text\":\"not this one\"")), "{}", stdout(&decoy));
+}
