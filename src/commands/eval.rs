@@ -20,7 +20,7 @@ use crate::model::spec::{SpecOverrides, TaskKind};
 use crate::progress::Progress;
 use crate::report::plots::{read_training_curves, training_curves};
 use crate::report::{TaskFile, TaskReport};
-use crate::tasks::{self, kind_of_file, LabelColumns};
+use crate::tasks::{self, column_flag_notes, kind_of_file, LabelColumns};
 
 struct EvalTask {
     name: String,
@@ -55,6 +55,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let (loaded, progress) = open_model(&args.model, &overrides, group.as_ref())?;
 
     let mut reports: Vec<(String, Box<dyn TaskReport>)> = Vec::new();
+    let mut kinds: Vec<(&str, TaskKind)> = Vec::new();
     for task in &tasks {
         let columns = |spec_column: Option<&str>, flag: Option<&str>, default: &'static str| -> String {
             flag.or(spec_column).unwrap_or(default).to_string()
@@ -63,11 +64,19 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         let text = columns(known.and_then(|t| t.text_column.as_deref()), text_columns.get(&task.name), "text");
         let label = columns(known.and_then(|t| t.label_column.as_deref()), label_columns.get(&task.name), "label");
         let columns = LabelColumns { text: &text, label: &label };
-        let report = task_report(&encoder(&args.model, &loaded, group.as_ref())?, task, columns, args, &progress)?;
+        let (kind, report) =
+            task_report(&encoder(&args.model, &loaded, group.as_ref())?, task, columns, args, &progress)?;
+        kinds.push((&task.name, kind));
         reports.push((task.name.clone(), report));
     }
     if !is_main(group.as_ref()) {
         return Ok(());
+    }
+    if !args.model.quiet {
+        let notes = column_flag_notes("--text-column", &args.text_columns, &kinds).into_iter();
+        for note in notes.chain(column_flag_notes("--label-column", &args.label_columns, &kinds)) {
+            eprintln!("note: {note}");
+        }
     }
 
     let metrics = json!({
@@ -99,19 +108,19 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     Ok(())
 }
 
-/// One task's report, as the kind the model knows it by, else as its file's header says.
+/// One task's kind and report: the kind the model knows it by, else its file's header's.
 fn task_report(
     encoder: &Encoder,
     task: &EvalTask,
     columns: LabelColumns<'_>,
     args: &EvalArgs,
     progress: &Progress,
-) -> Result<Box<dyn TaskReport>> {
+) -> Result<(TaskKind, Box<dyn TaskReport>)> {
     let loaded = encoder.model;
     let known = loaded.spec.tasks.iter().find(|t| t.name == task.name);
     let in_task = || format!("task '{}'", task.name);
     let kind = kind_of_file(&task.path, known.map(|t| t.kind), columns).with_context(in_task)?;
-    Ok(match (kind, known) {
+    let report: Box<dyn TaskReport> = match (kind, known) {
         (TaskKind::Classification, Some(spec)) => Box::new(
             tasks::classification::report(encoder, spec, &task.path, columns, args.unknown_labels, progress)
                 .with_context(in_task)?,
@@ -124,7 +133,8 @@ fn task_report(
         (TaskKind::Pairs, _) => {
             Box::new(tasks::pairs::report(encoder, &task.name, &task.path, progress).with_context(in_task)?)
         }
-    })
+    };
+    Ok((kind, report))
 }
 
 /// Refuses, before any work, an `--out` that is a file, lies inside a checkpoint, or holds

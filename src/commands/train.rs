@@ -8,6 +8,7 @@ use crate::cli::TrainArgs;
 use crate::data::sampler::SamplingStrategy;
 use crate::distributed::{is_main, ProcessGroup};
 use crate::model::spec::TaskKind;
+use crate::tasks::column_flag_notes;
 use crate::train::overview::score_table;
 use crate::train::settings::TrainSettings;
 use crate::train::trainer::{resume, train, RunOptions};
@@ -100,8 +101,6 @@ fn flags_without_effect(args: &TrainArgs, settings: &TrainSettings, world: usize
             ("label_smoothing", "--label-smoothing"),
             ("class_weights", "--class-weights"),
             ("lr_heads", "--lr-heads"),
-            ("text_columns", "--text-column"),
-            ("label_columns", "--label-column"),
         ];
         let flags: Vec<&str> = classification_flags.iter().filter(|(id, _)| typed(id)).map(|(_, flag)| *flag).collect();
         if !flags.is_empty() {
@@ -119,6 +118,10 @@ fn flags_without_effect(args: &TrainArgs, settings: &TrainSettings, world: usize
     if typed("similarity_losses") && !has_kind(TaskKind::Similarity) {
         notes.push("--similarity-loss has no effect: no task is a similarity task".to_string());
     }
+    let kinds: Vec<(&str, TaskKind)> =
+        settings.tasks.iter().map(|t| (t.name.as_str(), t.kind.unwrap_or_default())).collect();
+    notes.extend(column_flag_notes("--text-column", &args.text_columns, &kinds));
+    notes.extend(column_flag_notes("--label-column", &args.label_columns, &kinds));
     notes
 }
 

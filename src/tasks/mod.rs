@@ -23,6 +23,7 @@ use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
+use crate::cli::task_values::PerTaskValue;
 use crate::data::csv_file::read_header;
 use crate::inference::Encoder;
 use crate::model::fused_forward::FusedForward;
@@ -72,6 +73,36 @@ fn describe_columns(kind: TaskKind, columns: LabelColumns<'_>, header: &[String]
         text.push_str(&format!(" (column names are case-sensitive: {}; rename them{rename})", other_case.join(", ")));
     }
     text
+}
+
+/// Notes for values of a classification column flag (`--text-column`, `--label-column`)
+/// that apply to no classification task: `NAME=COL` naming a task of another kind, or a
+/// value for all tasks when none is a classification task. `kinds`: each task's name and kind.
+pub fn column_flag_notes(flag: &str, values: &[PerTaskValue], kinds: &[(&str, TaskKind)]) -> Vec<String> {
+    let kind_of = |name: &str| kinds.iter().find(|(n, _)| *n == name).map(|(_, k)| *k);
+    let any_classification = kinds.iter().any(|(_, k)| *k == TaskKind::Classification);
+    values
+        .iter()
+        .filter_map(|value| match value.task.as_deref().map(|name| (name, kind_of(name))) {
+            Some((name, Some(kind))) if kind != TaskKind::Classification => Some(format!(
+                "{flag} {value} has no effect: task '{name}' is a {kind} task, whose columns are named {}",
+                column_names(kind)
+            )),
+            None if !any_classification => {
+                Some(format!("{flag} {value} has no effect: no task is a classification task"))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The fixed column names of a similarity or pairs file.
+fn column_names(kind: TaskKind) -> String {
+    let columns = required_columns(kind, LabelColumns { text: "text", label: "label" }).join(", ");
+    match kind {
+        TaskKind::Pairs => format!("{columns} (and optionally {})", crate::data::text_pairs::NEGATIVE),
+        _ => columns,
+    }
 }
 
 /// The kind of a data file: `given` (from `--task-kind`, or the model's task) when its header
@@ -251,6 +282,23 @@ pub fn read(source: &TaskSource, settings: &TrainSettings) -> Result<Box<dyn Tra
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn column_flags_for_tasks_without_such_columns_get_a_note() {
+        let values: Vec<PerTaskValue> =
+            ["sts=foo", "review", "q=question"].iter().map(|v| v.parse().unwrap()).collect();
+        let kinds = [("sts", TaskKind::Similarity), ("q", TaskKind::Classification), ("p", TaskKind::Pairs)];
+        let notes = column_flag_notes("--text-column", &values, &kinds);
+        assert_eq!(
+            notes,
+            ["--text-column sts=foo has no effect: task 'sts' is a similarity task, whose columns are named sentence1, sentence2, score"]
+        );
+        let notes = column_flag_notes("--label-column", &values[1..2], &kinds[..1]);
+        assert_eq!(notes, ["--label-column review has no effect: no task is a classification task"]);
+        let pairs: Vec<PerTaskValue> = vec!["p=x".parse().unwrap()];
+        let notes = column_flag_notes("--text-column", &pairs, &kinds);
+        assert!(notes[0].ends_with("a pairs task, whose columns are named anchor, positive (and optionally negative)"));
+    }
 
     fn header(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
         let dir = tempfile::tempdir().unwrap();
