@@ -19,6 +19,7 @@ use crate::model::loaded::LoadedModel;
 use crate::model::spec::{SpecOverrides, TaskKind};
 use crate::progress::Progress;
 use crate::report::plots::{read_training_curves, training_curves};
+use crate::report::text_backend::undrawable_chars;
 use crate::report::{TaskFile, TaskReport};
 use crate::tasks::{self, column_flag_notes, kind_of_file, LabelColumns};
 
@@ -103,6 +104,9 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         eprintln!();
         for path in written {
             eprintln!("wrote {}", path.display());
+        }
+        if let Some(note) = undrawable_note(&tasks, &loaded) {
+            eprintln!("note: {note}");
         }
     }
     Ok(())
@@ -200,6 +204,23 @@ fn write_reports(
         }
     }
     Ok(written)
+}
+
+/// Which characters of the labels the pictures cannot draw (task names are ASCII): the
+/// embedded font covers Latin, Greek, Cyrillic and more, not CJK, and embedding a CJK font
+/// would add megabytes.
+fn undrawable_note(tasks: &[EvalTask], loaded: &LoadedModel) -> Option<String> {
+    let labels = loaded.spec.tasks.iter().filter(|t| tasks.iter().any(|e| e.name == t.name)).flat_map(|t| &t.labels);
+    let missing = undrawable_chars(labels.map(String::as_str));
+    (!missing.is_empty()).then(|| {
+        let shown: String = missing.iter().take(5).collect();
+        format!(
+            "the pictures' font has no glyphs for {} character{} of the labels ({shown}{}), which they show as boxes; the CSV and JSON files have them",
+            missing.len(),
+            if missing.len() == 1 { "" } else { "s" },
+            if missing.len() > 5 { "..." } else { "" }
+        )
+    })
 }
 
 /// The run's `train_log.jsonl` when the model is a run's `best/` or `last/` checkpoint.

@@ -6,7 +6,7 @@ pub mod plots;
 pub mod retrieval;
 pub mod similarity;
 pub mod table;
-mod text_backend;
+pub mod text_backend;
 
 use std::path::{Path, PathBuf};
 

@@ -18,6 +18,17 @@ fn font() -> &'static FontRef<'static> {
     FONT.get_or_init(|| FontRef::try_from_slice(FONT_BYTES).expect("the embedded font parses"))
 }
 
+/// The characters of `texts` the embedded font has no glyph for (drawn as boxes), each once.
+pub fn undrawable_chars<'a>(texts: impl IntoIterator<Item = &'a str>) -> Vec<char> {
+    let mut missing: Vec<char> = Vec::new();
+    for c in texts.into_iter().flat_map(str::chars) {
+        if !c.is_whitespace() && font().glyph_id(c).0 == 0 && !missing.contains(&c) {
+            missing.push(c);
+        }
+    }
+    missing
+}
+
 /// Coverage (0 to 1) of every pixel of `text` at `size` px, at positions relative to the
 /// text's top left, in plotters' vertical layout (baseline at half the size).
 fn rasterize(text: &str, size: f32, mut put: impl FnMut(i32, i32, f32)) {
@@ -149,6 +160,12 @@ impl<'a> DrawingBackend for TextBackend<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cjk_is_not_drawable_and_latin_greek_cyrillic_are() {
+        assert_eq!(undrawable_chars(["positive", "négatif", "Ωμέγα", "русский", "a b"]), Vec::<char>::new());
+        assert_eq!(undrawable_chars(["正面", "负面", "正"]), vec!['正', '面', '负']);
+    }
 
     /// Where plotters drew a glyph's ink from the pen position, it starts a side bearing to
     /// its right; and a second glyph starts one advance (and kerning) after the first.
