@@ -60,6 +60,12 @@ pub fn batches_with_distinct_texts(
     batches
 }
 
+/// The most rows any one text is in: a pass needs at least this many batches, since a batch
+/// holds each text once.
+pub fn most_rows_with_one_text(keys: &[Vec<u64>]) -> usize {
+    KeyCounts::of(keys.iter()).highest()
+}
+
 /// One batch from `pending` (in order, after the rows with an urgent key): its rows, and
 /// whether `limit` closed it (false: `pending` ran out first).
 fn fill_batch(

@@ -13,7 +13,7 @@ use anyhow::bail;
 use serde::{Deserialize, Serialize};
 
 use crate::data::batching::{cut_sorted, BatchLimit};
-use crate::data::distinct_texts::{batches_with_distinct_texts, DistinctTextRows};
+use crate::data::distinct_texts::{batches_with_distinct_texts, most_rows_with_one_text, DistinctTextRows};
 use crate::rng::Rng;
 
 /// Batches per mega-chunk when grouping by length.
@@ -147,15 +147,17 @@ fn one_share() -> f64 {
 
 impl TaskStream {
     /// Batches in one pass over the task: exact for a number of rows; for a token budget an
-    /// estimate from the real tokens (length grouping pads by a few percent).
+    /// estimate from the real tokens (length grouping pads by a few percent). Rows that must
+    /// not share a text need at least as many batches as the most rows one text is in.
     fn batches_per_pass(&self, limit: BatchLimit) -> usize {
-        match limit {
+        let filled = match limit {
             BatchLimit::Rows(n) => self.rows.len().div_ceil(n),
             BatchLimit::Tokens(n) => {
                 let tokens: usize = self.rows.lengths.iter().sum::<usize>() * self.rows.texts_per_row;
                 ((tokens as f64 * 1.05 / n as f64).ceil() as usize).max(1)
             }
-        }
+        };
+        filled.max(self.rows.exclusive.as_deref().map_or(0, most_rows_with_one_text))
     }
 
     fn next(&mut self, limit: BatchLimit, rng: &mut Rng) -> Vec<usize> {
@@ -461,6 +463,19 @@ mod tests {
         let free =
             length_grouped_batches(&TaskRows::of_lengths(rows.lengths.clone()), BatchLimit::Rows(8), &mut Rng::new(4));
         assert!(batches.len() > free.len());
+    }
+
+    #[test]
+    fn an_epoch_of_anchors_with_several_positives_covers_every_row() {
+        // 20 anchors x 3 positives at batch 32: a batch holds each anchor once, so a pass
+        // takes 3 batches of 20, not the 2 that 60 rows / 32 would give.
+        let keys: Vec<Vec<u64>> = (0..60u64).map(|r| vec![r / 3, 100 + r]).collect();
+        let rows = TaskRows { lengths: vec![7; 60], texts_per_row: 2, exclusive: Some(keys) };
+        let mut s = TaskSampler::new(SamplingStrategy::RoundRobin, BatchLimit::Rows(32), vec![rows], 1);
+        assert_eq!(s.batches_per_epoch(), 3);
+        let mut seen: Vec<usize> = (0..3).flat_map(|_| s.next_batch().1).collect();
+        seen.sort();
+        assert_eq!(seen, (0..60).collect::<Vec<_>>());
     }
 
     #[test]

@@ -63,6 +63,13 @@ impl TextPairs {
         self.anchors.is_empty()
     }
 
+    /// Each column's name and texts: anchors, positives, and negatives when there are any.
+    pub fn columns(&self) -> impl Iterator<Item = (&'static str, &[String])> {
+        [(ANCHOR, Some(&self.anchors)), (POSITIVE, Some(&self.positives)), (NEGATIVE, self.negatives.as_ref())]
+            .into_iter()
+            .filter_map(|(name, texts)| texts.map(|t| (name, t.as_slice())))
+    }
+
     /// Every text of row `i`: anchor, positive and negative if any.
     pub fn texts_of(&self, i: usize) -> impl Iterator<Item = &str> {
         [

@@ -37,15 +37,17 @@ impl PairsTask {
     pub fn read(source: &TaskSource, settings: &TrainSettings) -> Result<Self> {
         let context = || format!("task '{}'", source.name);
         let train = TextPairs::read(&source.train).with_context(context)?;
-        // Rows that share a text never meet in a batch, so one distinct positive means batches
-        // of one row, whose in-batch-negatives loss is 0: nothing would be learned.
-        let distinct: std::collections::HashSet<&str> = train.positives.iter().map(String::as_str).collect();
-        if distinct.len() < 2 {
-            bail!(
-                "task '{}': {}: every row has the same positive; in-batch negatives need rows with different positives",
-                source.name,
-                source.train.display()
-            );
+        // Rows that share a text never meet in a batch, so a column with one distinct text
+        // means batches of one row, whose in-batch-negatives loss is 0: nothing would be learned.
+        for (column, texts) in train.columns() {
+            let distinct: std::collections::HashSet<&str> = texts.iter().map(String::as_str).collect();
+            if distinct.len() < 2 {
+                bail!(
+                    "task '{}': {}: every row has the same {column}; no batch holds a text twice, so every batch would hold one row, and in-batch negatives need several",
+                    source.name,
+                    source.train.display()
+                );
+            }
         }
         let dev = source.dev.as_deref().map(TextPairs::read).transpose().with_context(context)?;
         Ok(Self { source: source.clone(), scale: settings.pairs_scale, train, tokens: Vec::new(), dev })

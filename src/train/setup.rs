@@ -19,7 +19,8 @@ use super::settings::TrainSettings;
 use super::state::{FileFingerprint, TrainerState};
 use crate::checkpoint::{self, TrainableModel, TrainingSpec};
 use crate::data::batching::BatchLimit;
-use crate::data::sampler::{TaskRows, TaskSampler};
+use crate::data::distinct_texts::most_rows_with_one_text;
+use crate::data::sampler::{length_grouped_batches, TaskRows, TaskSampler};
 use crate::distributed::data_parallel::{self, broadcast_weights};
 use crate::distributed::gradient_sync::GradientSync;
 use crate::distributed::ProcessGroup;
@@ -28,6 +29,7 @@ use crate::model::names;
 use crate::model::spec::{ModelSpec, TaskKind};
 use crate::precision::Precision;
 use crate::progress::Progress;
+use crate::rng::Rng;
 use crate::tasks::{self, TrainingTask};
 
 /// The frozen part of the backbone computed once per training and dev sentence, when the
@@ -232,6 +234,38 @@ fn check_token_budget(settings: &TrainSettings, tasks: &[Box<dyn TrainingTask>],
         }
     }
     Ok(())
+}
+
+/// Plans one pass of each task whose rows must not share a text (pairs) and refuses one
+/// whose rows can never share a batch (every two rows share some text: in-batch negatives
+/// would learn nothing); notes one whose pass leaves rows alone in a batch, where they train
+/// nothing (a text in more rows than a pass has batches).
+pub(super) fn check_distinct_text_batches(
+    settings: &TrainSettings,
+    tasks: &[Box<dyn TrainingTask>],
+) -> Result<Vec<String>> {
+    let mut notes = Vec::new();
+    for task in tasks {
+        let Some(keys) = task.exclusive_texts() else { continue };
+        let most = most_rows_with_one_text(&keys);
+        let rows = TaskRows { lengths: task.row_lengths(), texts_per_row: task.texts_per_row(), exclusive: Some(keys) };
+        let pass = length_grouped_batches(&rows, settings.batch_limit(), &mut Rng::new(settings.seed));
+        let alone = pass.iter().filter(|batch| batch.len() == 1).count();
+        let (name, total) = (&task.source().name, rows.lengths.len());
+        if alone == total {
+            bail!(
+                "task '{name}': {}: every two rows share a text, and no batch holds a text twice, so every batch would hold one row; in-batch negatives need rows with different texts",
+                task.source().train.display()
+            );
+        }
+        if alone > 0 {
+            notes.push(format!(
+                "note: task '{name}': one text is in {most} of its {total} rows, and no batch holds a text twice, so a pass takes {} batches, {alone} of them a lone row whose loss is 0",
+                pass.len()
+            ));
+        }
+    }
+    Ok(notes)
 }
 
 pub(super) fn read_tasks(settings: &TrainSettings) -> Result<Vec<Box<dyn TrainingTask>>> {

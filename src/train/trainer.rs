@@ -263,6 +263,10 @@ impl<'a> Trainer<'a> {
         let mut optimizer = AdamW::new(groups);
         let world = group.map_or(1, ProcessGroup::world);
         let state = setup::initial_state(settings, &tasks, &run, resume_from.as_deref(), &mut optimizer, world)?;
+        let sampling_notes = match resume_from {
+            None => setup::check_distinct_text_batches(settings, &tasks)?,
+            Some(_) => Vec::new(),
+        };
         let log = match main {
             true => RunLog::open(&run.log(), resume_from.as_ref().map(|_| state.step))?,
             false => RunLog::discard(),
@@ -284,7 +288,7 @@ impl<'a> Trainer<'a> {
                 precision,
             };
             overview.print()?;
-            if let Some(note) = frozen_new {
+            for note in frozen_new.iter().chain(&sampling_notes) {
                 eprintln!("{note}");
             }
         }

@@ -472,7 +472,37 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         "pairs whose rows all share one positive",
         format!("p={f}"),
         &[],
-        error("pairs_same.csv: every row has the same positive; in-batch negatives need rows with different positives"),
+        error("pairs_same.csv: every row has the same positive; no batch holds a text twice, so every batch would hold one row, and in-batch negatives need several"),
+    );
+    let f = c.file(
+        "pairs_one_anchor.csv",
+        b"anchor,positive
+a,b
+a,c
+a,d
+",
+    );
+    c.add_train(
+        "similarity and pairs",
+        "pairs whose rows all share one anchor",
+        format!("p={f}"),
+        &[],
+        error("pairs_one_anchor.csv: every row has the same anchor; no batch holds a text twice"),
+    );
+    let f = c.file(
+        "pairs_cycle.csv",
+        b"anchor,positive
+a,b
+b,c
+c,a
+",
+    );
+    c.add_train(
+        "similarity and pairs",
+        "pairs of which every two rows share a text",
+        format!("p={f}"),
+        &[],
+        error("pairs_cycle.csv: every two rows share a text, and no batch holds a text twice, so every batch would hold one row; in-batch negatives need rows with different texts"),
     );
     let good_pairs = c
         .file("pairs_good.csv", b"anchor,positive\nwhat is a cat,a cat is an animal\nwhere is Rome,Rome is in Italy\n");

@@ -764,3 +764,52 @@ fn predict_reads_a_csv_from_the_column_its_task_was_trained_on() {
     assert_ok(&decoy);
     assert!(stdout(&decoy).lines().all(|l| l.contains("\"text\":\"not this one\"")), "{}", stdout(&decoy));
 }
+
+#[test]
+fn pairs_whose_anchor_recurs_train_every_row_each_epoch_and_say_what_cannot_be_batched() {
+    let test = "pairs_whose_anchor_recurs_train_every_row_each_epoch_and_say_what_cannot_be_batched";
+    let Some(s) = setup(test) else { return };
+    // 20 anchors x 3 positives, batch 32: a batch holds each anchor once, so an epoch is 3
+    // batches of 20 (60 rows / 32 would give 2, leaving a third of the rows to the next).
+    let pairs = s.dir.path().join("pairs.csv");
+    let mut text = String::from("anchor,positive\n");
+    for a in 0..20 {
+        for p in 0..3 {
+            text.push_str(&format!("question {a} about things,answer {p} to question {a}\n"));
+        }
+    }
+    std::fs::write(&pairs, text).unwrap();
+    let (out, plan) = (s.out("run"), s.out("plan.jsonl"));
+    let task = format!("p={}", pairs.display());
+    let mut args = vec!["train", "-m", &s.model, "--task", &task, "--out", &out, "--epochs", "1"];
+    args.extend(["--save-batch-plan", &plan, "--device", "cpu", "--threads", "1", "--batch-size", "32"]);
+    let output = run(&args);
+    assert_ok(&output);
+    let plan = std::fs::read_to_string(&plan).unwrap();
+    let mut rows: Vec<u64> = plan
+        .lines()
+        .flat_map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["rows"].as_array().unwrap().clone())
+        .map(|r| r.as_u64().unwrap())
+        .collect();
+    assert_eq!(plan.lines().count(), 3, "{plan}");
+    rows.sort();
+    assert_eq!(rows, (0..60).collect::<Vec<_>>());
+    assert!(!stderr(&output).contains("a lone row"), "{}", stderr(&output));
+
+    // One anchor in 12 of 30 rows: 12 batches, some of them one row, and the run says so.
+    let hub = s.dir.path().join("hub.csv");
+    let mut text = String::from("anchor,positive\n");
+    for i in 0..30 {
+        let anchor = if i < 12 { "the hub question".to_string() } else { format!("question {i}") };
+        text.push_str(&format!("{anchor},answer {i}\n"));
+    }
+    std::fs::write(&hub, text).unwrap();
+    let task = format!("p={}", hub.display());
+    let out = s.out("hub");
+    let args = ["train", "-m", &s.model, "--task", &task, "--out", &out, "--epochs", "1", "--batch-size", "8"];
+    let output = run(&[&args[..], &["--device", "cpu", "--threads", "1"]].concat());
+    assert_ok(&output);
+    let said = stderr(&output);
+    assert!(said.contains("note: task 'p': one text is in 12 of its 30 rows"), "{said}");
+    assert!(said.contains("12 optimizer steps (12 per epoch"), "{said}");
+}
