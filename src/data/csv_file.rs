@@ -23,6 +23,10 @@ pub fn read_columns_from<R: std::io::Read>(mut reader: R, name: &str, columns: &
     let mut bytes = Vec::new();
     reader.read_to_end(&mut bytes).with_context(|| format!("cannot read {name}"))?;
     let mut lines = LineCounter::new(&bytes);
+    if let Some(opened) = unclosed_quote(&bytes) {
+        let line = bytes[..opened].iter().filter(|&&b| b == b'\n').count() + 1;
+        bail!("{name}:{line}: a quoted field opens here and is never closed, so it would run to the end of the file (unbalanced quote?)");
+    }
     let mut csv = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(&bytes[..]);
     let header = header_of(&mut csv, name).map_err(|e| match e {
         HeaderError::Empty => {
@@ -68,8 +72,6 @@ pub fn read_columns_from<R: std::io::Read>(mut reader: R, name: &str, columns: &
     Ok(rows)
 }
 
-/// The column names of a CSV file's header row (a UTF-8 byte-order mark and surrounding
-/// spaces removed), for telling what kind of data a file holds.
 /// Why a header may lack the column asked for.
 pub fn missing_column_hint(header: &[String]) -> &'static str {
     if header.len() == 1 && (header[0].contains(';') || header[0].contains('\t')) {
@@ -79,6 +81,8 @@ pub fn missing_column_hint(header: &[String]) -> &'static str {
     }
 }
 
+/// The column names of a CSV file's header row (a UTF-8 byte-order mark and surrounding
+/// spaces removed), for telling what kind of data a file holds.
 pub fn read_header(path: &Path) -> Result<Vec<String>> {
     let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let name = path.display().to_string();
@@ -117,6 +121,29 @@ fn header_of<R: std::io::Read>(csv: &mut csv::Reader<R>, name: &str) -> Result<V
             h.trim().to_string()
         })
         .collect())
+}
+
+/// The offset of the quote that opens a field still open at the end of `bytes`, as the csv
+/// crate reads them: a quote opens a field only at its start, `""` inside is a quote, and
+/// any other quote closes it. The crate ends such a field at the end of the file without an
+/// error, which would swallow every row after a stray quote into one text.
+fn unclosed_quote(bytes: &[u8]) -> Option<usize> {
+    let mut open: Option<usize> = None;
+    let mut at_field_start = true;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match open {
+            Some(_) if b == b'"' && bytes.get(i + 1) == Some(&b'"') => i += 1,
+            Some(_) if b == b'"' => open = None,
+            Some(_) => {}
+            None if b == b'"' && at_field_start => open = Some(i),
+            None => {}
+        }
+        at_field_start = open.is_none() && matches!(b, b',' | b'\n' | b'\r');
+        i += 1;
+    }
+    open
 }
 
 fn error_position(e: &csv::Error) -> Option<&csv::Position> {
@@ -174,6 +201,22 @@ mod tests {
 
     fn read(text: &[u8], columns: &[&str]) -> Result<Vec<CsvRow>> {
         read_columns_from(text, "t.csv", columns)
+    }
+
+    #[test]
+    fn a_quote_never_closed_is_refused_at_its_line() {
+        let err = read(b"label,text\na,first\nb,\"second has a stray quote\na,third\n", &["text"]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "t.csv:3: a quoted field opens here and is never closed, so it would run to the end of the file (unbalanced quote?)"
+        );
+        // Closed quotes, doubled quotes, quotes inside unquoted fields and quoted newlines are fine.
+        let fine = b"text,label\n\"a \"\"quoted\"\" word\",x\nsay \"hi\",y\n\"two\nlines\",z\n\"\",w\n";
+        let rows = read(fine, &["text"]).unwrap();
+        assert_eq!(
+            rows.iter().map(|r| r.fields[0].as_str()).collect::<Vec<_>>(),
+            ["a \"quoted\" word", "say \"hi\"", "two\nlines", ""]
+        );
     }
 
     #[test]

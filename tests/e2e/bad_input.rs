@@ -193,7 +193,21 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         "unbalanced quote",
         format!("q={f}"),
         &[],
-        error("quote.csv:3: row has 1 field(s), the header has 2 (unquoted comma or unbalanced quote?)"),
+        error("quote.csv:3: a quoted field opens here and is never closed, so it would run to the end of the file (unbalanced quote?)"),
+    );
+    let f = c.file("quote_last.csv", b"label,text\na,first\nb,\"a stray quote\na,third\nb,fourth\n");
+    c.add_train(
+        "CSV",
+        "unbalanced quote in the last column (the rows after it would become one text)",
+        format!("q={f}"),
+        &[],
+        error("quote_last.csv:3: a quoted field opens here and is never closed"),
+    );
+    c.add(
+        "CSV",
+        "--input CSV with an unbalanced quote",
+        &["encode", "-m", &m, "-i", &c.file("sentences_quote.csv", b"text\nfirst\n\"second\nthird\n")],
+        error("sentences_quote.csv:3: a quoted field opens here and is never closed"),
     );
     let f = c.file("many.csv", b"text,label\nfine,a\ntoo,many,fields\n");
     c.add_train(
