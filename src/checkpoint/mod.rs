@@ -47,6 +47,10 @@ pub fn is_checkpoint(dir: &std::path::Path) -> bool {
 pub fn refuse_output_inside(out: &std::path::Path, flag: &str) -> anyhow::Result<()> {
     let absolute = std::path::absolute(out).unwrap_or_else(|_| out.to_path_buf());
     match absolute.ancestors().find(|dir| is_checkpoint(dir)) {
+        Some(checkpoint) if checkpoint == absolute => anyhow::bail!(
+            "{flag} {} is a checkpoint, which this would replace; write to a folder of its own",
+            out.display()
+        ),
         Some(checkpoint) => anyhow::bail!(
             "{flag} {} is inside the checkpoint {}, which training replaces whole when it saves; write to a folder outside it",
             out.display(),

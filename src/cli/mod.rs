@@ -518,7 +518,7 @@ pub struct ExportArgs {
     #[arg(short, long, value_name = "DIR")]
     pub out: PathBuf,
 
-    /// Replace a non-empty --out folder
+    /// Replace an earlier export in --out (a folder of other files is never replaced)
     #[arg(long)]
     pub force: bool,
 

@@ -53,8 +53,9 @@ impl ExportFormat {
     }
 }
 
-/// Writes `loaded` in `format` into `out`. A non-empty `out` is refused unless `force`;
-/// the new folder replaces the old one in one step.
+/// Writes `loaded` in `format` into `out`. A non-empty `out` is refused unless `force`, and
+/// even then unless it is an earlier export (not a run or the user's files); the new folder
+/// replaces the old one in one step.
 pub fn export(loaded: &LoadedModel, format: ExportFormat, out: &Path, force: bool) -> Result<()> {
     crate::checkpoint::refuse_output_inside(out, "--out")?;
     let mut target = out.to_path_buf();
@@ -67,6 +68,12 @@ pub fn export(loaded: &LoadedModel, format: ExportFormat, out: &Path, force: boo
         let non_empty = std::fs::read_dir(out)?.next().is_some();
         if non_empty && !force {
             bail!("--out {} exists and is not empty; pass --force to replace it", out.display());
+        }
+        if non_empty && !model_card::is_export(out) {
+            bail!(
+                "--out {} holds files that are not a sentence-mtl export; --force replaces only an earlier export, so choose an empty or new folder",
+                out.display()
+            );
         }
     }
     atomic_write::replace_dir(&target, |folder| {

@@ -86,6 +86,14 @@ fn usage(loaded: &LoadedModel, format: ExportFormat) -> String {
     }
 }
 
+/// The first words of every export's `README.md`.
+const TITLE: &str = "# sentence-mtl export (";
+
+/// Whether `folder` is an earlier export: its `README.md` is the card [`render`] writes.
+pub fn is_export(folder: &Path) -> bool {
+    std::fs::read_to_string(folder.join("README.md")).is_ok_and(|card| card.starts_with(TITLE))
+}
+
 pub fn render(loaded: &LoadedModel, format: ExportFormat) -> String {
     let spec = &loaded.spec;
     let mut card = model_section(loaded, format);
@@ -104,7 +112,7 @@ fn model_section(loaded: &LoadedModel, format: ExportFormat) -> String {
     let spec = &loaded.spec;
     let config = &loaded.config;
     format!(
-        "# sentence-mtl export ({})\n\nExported by sentence-mtl {} from `{}`.\n\n## Model\n\n- backbone: {} ({} layers, hidden size {}), from `{}`\n- pooling: {}; projection: {}; L2-normalised embeddings: {}; max length: {} tokens\n",
+        "{TITLE}{})\n\nExported by sentence-mtl {} from `{}`.\n\n## Model\n\n- backbone: {} ({} layers, hidden size {}), from `{}`\n- pooling: {}; projection: {}; L2-normalised embeddings: {}; max length: {} tokens\n",
         format.name(),
         env!("CARGO_PKG_VERSION"),
         loaded.dir.display(),

@@ -1223,6 +1223,19 @@ c,a
         &["export", "-m", &ck, "--format", "hf", "--out", &format!("{ck}/exported")],
         error("is inside the checkpoint"),
     );
+    let other_run = Path::new(&ck).parent().unwrap().to_string_lossy().into_owned();
+    c.add(
+        "export",
+        "--out --force on a training run",
+        &["export", "-m", &held, "--format", "hf", "--out", &other_run, "--force"],
+        error("holds files that are not a sentence-mtl export; --force replaces only an earlier export, so choose an empty or new folder"),
+    );
+    c.add(
+        "export",
+        "--out --force on the user's own files",
+        &["export", "-m", &ck, "--format", "hf", "--out", &taken, "--force"],
+        error("taken holds files that are not a sentence-mtl export"),
+    );
 
     // ---- training ----------------------------------------------------------------------
     c.add_train(

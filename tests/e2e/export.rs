@@ -332,8 +332,8 @@ print(json.dumps({"embedding": embedding.tolist(), "topic": topic.tolist(), "moo
 }
 
 #[test]
-fn export_refuses_to_overwrite_without_force() {
-    let test = "export_refuses_to_overwrite_without_force";
+fn export_replaces_only_an_earlier_export_and_only_with_force() {
+    let test = "export_replaces_only_an_earlier_export_and_only_with_force";
     let Some(models) = tiny_models(test) else { return };
     let dir = tempfile::tempdir().unwrap();
     let best = checkpoint(&models.join("tiny-bert"), dir.path(), &[]);
@@ -343,19 +343,34 @@ fn export_refuses_to_overwrite_without_force() {
     let refused = run(&["export", "-m", best.to_str().unwrap(), "--format", "hf", "--out", out.to_str().unwrap()]);
     assert_clean_error(&refused, "exists and is not empty; pass --force to replace it");
     assert_eq!(std::fs::read_to_string(out.join("mine.txt")).unwrap(), "keep me");
-    export(&best, "hf", &dir.path().join("fresh"));
-    assert_ok(&run(&[
-        "export",
-        "-m",
-        best.to_str().unwrap(),
-        "--format",
-        "hf",
-        "--out",
-        out.to_str().unwrap(),
-        "--force",
-        "-q",
-    ]));
-    assert!(out.join("tasks.json").is_file() && !out.join("mine.txt").exists());
+    let force = |out: &Path, format: &str| {
+        run(&[
+            "export",
+            "-m",
+            best.to_str().unwrap(),
+            "--format",
+            format,
+            "--out",
+            out.to_str().unwrap(),
+            "--force",
+            "-q",
+        ])
+    };
+    // --force replaces an earlier export, not a folder of the user's files nor a training run
+    // (another run's: tests/e2e/bad_input.rs).
+    let refused = force(&out, "hf");
+    assert_clean_error(
+        &refused,
+        "holds files that are not a sentence-mtl export; --force replaces only an earlier export",
+    );
+    assert_eq!(std::fs::read_to_string(out.join("mine.txt")).unwrap(), "keep me");
+    let run_dir = best.parent().unwrap();
+    assert_clean_error(&force(run_dir, "hf"), "holds the model being exported");
+    assert!(run_dir.join("settings.json").is_file() && best.is_dir());
+    let earlier = dir.path().join("earlier");
+    export(&best, "hf", &earlier);
+    assert_ok(&force(&earlier, "torchscript"));
+    assert!(earlier.join("model.pt").is_file() && !earlier.join("heads.safetensors").exists());
 }
 
 /// A MiniLM checkpoint trained on a similarity and a pairs task (STS-B and pairs derived from
