@@ -95,6 +95,8 @@ impl RunDir {
             bail!("{} is not a sentence-mtl run directory (no settings.json)", root.display());
         }
         if !run.last().join(STATE_FILE).is_file() {
+            // A run in progress has no last/ until its first save: say that it is in use.
+            run.refuse_in_use()?;
             bail!("{} has no resumable checkpoint (last/{STATE_FILE} is missing)", root.display());
         }
         Ok(run)

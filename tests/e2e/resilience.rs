@@ -217,10 +217,14 @@ fn a_run_in_progress_is_refused_to_a_second_process() {
     let test = "a_run_in_progress_is_refused_to_a_second_process";
     let Some(f) = fixture(test, 100_000, &[]) else { return };
     let mut child = f.spawn("busy");
-    // Past its first save (every 25 steps), so that a resume would otherwise be possible.
+    let in_use = format!("run directory {} is in use: another sentence-mtl process is training it", f.out("busy"));
+    // Before its first save (every 25 steps) the run is in use, not unresumable.
+    wait_for_steps(&f.out("busy"), 2, &mut child);
+    assert!(!Path::new(&f.out("busy")).join("last").exists());
+    assert_clean_error(&bin().args(["train", "--resume", &f.out("busy"), "-q"]).output().unwrap(), &in_use);
+    // Past its first save, so that a resume would otherwise be possible.
     wait_for_steps(&f.out("busy"), 30, &mut child);
     assert!(Path::new(&f.out("busy")).join("last/trainer_state.json").is_file());
-    let in_use = format!("run directory {} is in use: another sentence-mtl process is training it", f.out("busy"));
     assert_clean_error(&bin().args(["train", "--resume", &f.out("busy"), "-q"]).output().unwrap(), &in_use);
     let mut again = f.args.clone();
     again.extend(["--out".to_string(), f.out("busy"), "--overwrite".to_string()]);
