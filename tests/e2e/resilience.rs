@@ -329,3 +329,22 @@ fn a_loss_that_diverges_inside_a_logging_window_is_found_at_its_step() {
     assert_eq!(step_named("25", "window"), every_step);
     assert!(every_step.parse::<usize>().unwrap() < 25, "the loss diverged at step {every_step}, not inside the window");
 }
+
+/// A resume whose data file changed since the run started names the file.
+#[test]
+fn a_resume_names_the_data_file_that_changed() {
+    let test = "a_resume_names_the_data_file_that_changed";
+    let Some(f) = fixture(test, 100_000, &[]) else { return };
+    let mut child = f.spawn("run");
+    wait_for_steps(&f.out("run"), 30, &mut child);
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    let mood = f.dir.path().join("mood_train.csv");
+    let mut text = std::fs::read_to_string(&mood).unwrap();
+    text.push_str("one more row,positive\n");
+    std::fs::write(&mood, text).unwrap();
+    let resumed = bin().args(["train", "--resume", &f.out("run"), "-q"]).output().unwrap();
+    let expected = format!("{} changed since this run started (its size or content differs)", mood.display());
+    assert_clean_error(&resumed, &expected);
+}
