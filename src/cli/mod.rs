@@ -518,6 +518,11 @@ pub struct ExportArgs {
     #[arg(short, long, value_name = "DIR")]
     pub out: PathBuf,
 
+    /// CPU threads for libtorch, which loads the model and (torchscript) traces it [default:
+    /// one per core]
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+
     /// Replace an earlier export in --out (a folder of other files is never replaced)
     #[arg(long)]
     pub force: bool,

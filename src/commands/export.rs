@@ -23,6 +23,7 @@ pub fn run(args: &ExportArgs) -> Result<()> {
         }
         bail!("{} is not a sentence-mtl checkpoint (no {SPEC_FILE}); export reads the best/ or last/ folder that `sentence-mtl train` writes", dir.display());
     }
+    crate::device::set_threads(args.threads, args.quiet)?;
     let loaded = checkpoint::load(&args.model, Device::Cpu, &SpecOverrides::default())?;
     export(&loaded, format, &args.out, args.force)?;
     if !args.quiet {

@@ -1232,6 +1232,12 @@ c,a
     );
     c.add(
         "export",
+        "--threads 0",
+        &["export", "-m", &ck, "--format", "hf", "--out", &c.path("threads0"), "--threads", "0"],
+        error("--threads must be at least 1"),
+    );
+    c.add(
+        "export",
         "--out --force on the user's own files",
         &["export", "-m", &ck, "--format", "hf", "--out", &taken, "--force"],
         error("taken holds files that are not a sentence-mtl export"),
