@@ -41,6 +41,9 @@ pub fn resolve_model_dir(model: &str) -> Result<PathBuf> {
                 }
             }
         }
+        if !path.join("config.json").exists() {
+            bail!("--model {model} is not a model folder: no config.json (it holds: {})", listing(path));
+        }
         return Ok(path.to_path_buf());
     }
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty() && p.is_dir()) {

@@ -781,6 +781,13 @@ c,a
         &["encode", "-m", &f, "hi"],
         error("1_Dense/config.json: a Dense module with activation torch.nn.modules.activation.Tanh is not supported"),
     );
+    let f = c.damaged_model("no_config", |d| std::fs::remove_file(d.join("config.json")).unwrap());
+    c.add(
+        "model",
+        "config.json missing",
+        &["encode", "-m", &f, "hi"],
+        error("no_config is not a model folder: no config.json (it holds: "),
+    );
     let f = c.damaged_model("no_vocab", |d| std::fs::remove_file(d.join("vocab.txt")).unwrap());
     c.add("model", "vocab.txt missing", &["encode", "-m", &f, "hi"], error("no vocab.txt in"));
     let f = c.damaged_model("gpt2", |d| {
