@@ -15,11 +15,21 @@ use crate::atomic_write;
 /// `--format` if given, else the format the `--output` file's extension names (`expected`
 /// lists them), else JSONL. An extension that names no format is refused, not written as
 /// JSONL under a name that says otherwise.
-fn format_for<F: FromStr>(flag: Option<F>, output: Option<&Path>, jsonl: F, expected: &str) -> Result<F> {
+fn format_for<F: FromStr + PartialEq>(flag: Option<F>, output: Option<&Path>, jsonl: F, expected: &str) -> Result<F> {
+    let extension = output.and_then(|path| Some((path, path.extension()?.to_string_lossy())));
     if let Some(flag) = flag {
+        // `--format csv -o x.npy` would write CSV text into a file every reader takes for .npy.
+        if let Some((path, extension)) =
+            extension.filter(|(_, e)| e.to_ascii_lowercase().parse::<F>().is_ok_and(|f| f != flag))
+        {
+            bail!(
+                "--format names another format than --output {}'s .{extension}; give one of them, or make them agree",
+                path.display()
+            );
+        }
         return Ok(flag);
     }
-    let Some((path, extension)) = output.and_then(|path| Some((path, path.extension()?.to_string_lossy()))) else {
+    let Some((path, extension)) = extension else {
         return Ok(jsonl);
     };
     extension.to_ascii_lowercase().parse().map_err(|_| {

@@ -1118,6 +1118,12 @@ c,a
     );
     c.add(
         "settings",
+        "encode --format that the --output extension contradicts",
+        &["encode", "-m", &m, "-o", &c.path("embeddings.npy"), "--format", "csv", "hi"],
+        error("embeddings.npy's .npy; give one of them, or make them agree"),
+    );
+    c.add(
+        "settings",
         "predict --output .npy",
         &["predict", "-m", &ck, "--task", "topic", "-o", &c.path("labels.npy"), "hi"],
         error("labels.npy: .npy is not an output format (expected jsonl or csv)"),
