@@ -30,6 +30,8 @@ pub struct TrainableModel {
     pub loaded: LoadedModel,
     /// The freshly initialised tensors (new heads, a new projection).
     pub new_tensors: Vec<String>,
+    /// Notes on layers the starting model had that start afresh here, and why.
+    pub replaced: Vec<String>,
 }
 
 /// The model `train` starts from: backbone (and projection, and heads of tasks with the same
@@ -38,6 +40,7 @@ pub fn load_for_training(model: &str, device: Device, wanted: TrainingSpec) -> R
     let folder = ModelFolder::open(model)?;
     check_max_length(wanted.max_length, &folder.config)?;
     let spec = training_spec(&folder, wanted);
+    let replaced = replaced_layers(&folder.spec, &spec, model);
     let tokenizer = SentenceTokenizer::from_dir(&folder.dir)?;
     let model = MultiTaskModel::build(&folder.config, &spec, device);
     let (path, mut tensors) = folder.read_tensors()?;
@@ -76,7 +79,41 @@ pub fn load_for_training(model: &str, device: Device, wanted: TrainingSpec) -> R
         dir: folder.dir,
         passthrough,
     };
-    Ok(TrainableModel { model, loaded, new_tensors: matched.missing })
+    Ok(TrainableModel { model, loaded, new_tensors: matched.missing, replaced })
+}
+
+/// Notes on the layers of `base` that `spec` replaces with new ones: a projection of another
+/// width, and the head of a task of the same name whose labels differ.
+fn replaced_layers(base: &ModelSpec, spec: &ModelSpec, model: &str) -> Vec<String> {
+    let mut notes = Vec::new();
+    if let (Some(old), Some(new)) = (base.projection_dim, spec.projection_dim) {
+        if old != new {
+            notes.push(format!("note: the projection starts new: {model}'s is {old} wide, this run's {new}"));
+        }
+    }
+    for new in &spec.tasks {
+        let Some(old) = base.tasks.iter().find(|t| t.name == new.name) else { continue };
+        if old.labels != new.labels && !new.labels.is_empty() {
+            notes.push(format!(
+                "note: heads.{} starts new: task '{}' of {model} has {} label(s) ({}), this data {} ({}); the old head is not kept",
+                new.name,
+                new.name,
+                old.labels.len(),
+                preview(&old.labels),
+                new.labels.len(),
+                preview(&new.labels)
+            ));
+        }
+    }
+    notes
+}
+
+/// The first few labels, for a message.
+fn preview(labels: &[String]) -> String {
+    match labels.len() {
+        n if n > 4 => format!("{}, ...", labels[..4].join(", ")),
+        _ => labels.join(", "),
+    }
 }
 
 /// The spec of the model to train: the run's tasks and settings over what the folder has.

@@ -237,7 +237,7 @@ impl<'a> Trainer<'a> {
         crate::device::set_threads(settings.threads, options.quiet || !distributed::is_main(group))?;
         let device = distributed::device_for(settings.device.resolve()?, group);
         let precision = settings.precision.resolve(device)?;
-        let TrainableModel { model, mut loaded, new_tensors } =
+        let TrainableModel { model, mut loaded, new_tensors, replaced } =
             setup::load_model(settings, &tasks, device, resume_from.as_deref())?;
         if let Some(p) = settings.dropout {
             loaded.config.set_dropout(p);
@@ -288,7 +288,7 @@ impl<'a> Trainer<'a> {
                 precision,
             };
             overview.print()?;
-            for note in frozen_new.iter().chain(&sampling_notes) {
+            for note in replaced.iter().chain(&frozen_new).chain(&sampling_notes) {
                 eprintln!("{note}");
             }
         }

@@ -813,3 +813,25 @@ fn pairs_whose_anchor_recurs_train_every_row_each_epoch_and_say_what_cannot_be_b
     assert!(said.contains("note: task 'p': one text is in 12 of its 30 rows"), "{said}");
     assert!(said.contains("12 optimizer steps (12 per epoch"), "{said}");
 }
+
+#[test]
+fn a_head_whose_labels_changed_starts_new_and_the_run_says_why() {
+    let test = "a_head_whose_labels_changed_starts_new_and_the_run_says_why";
+    let Some(s) = setup(test) else { return };
+    s.train("first", &["--max-steps", "2", "-q"]);
+    // Fine-tune it on data named `mood` whose labels are the topic task's.
+    let last = format!("{}/last", s.out("first"));
+    let task = format!("mood={}", s.data.topic_train.display());
+    let out = s.out("second");
+    let args = ["train", "-m", &last, "--task", &task, "--out", &out, "--max-steps", "1"];
+    let output = run(&[&args[..], FAST].concat());
+    assert_ok(&output);
+    let said = stderr(&output);
+    assert!(said.contains(&format!("note: heads.mood starts new: task 'mood' of {last} has 2 label(s)")), "{said}");
+    // The same labels keep the head, without a note.
+    let task = format!("mood={}", s.data.mood_train.display());
+    let out = s.out("third");
+    let args = ["train", "-m", &last, "--task", &task, "--out", &out, "--max-steps", "1"];
+    let said = stderr(&run(&[&args[..], FAST].concat()));
+    assert!(!said.contains("starts new"), "{said}");
+}
