@@ -87,7 +87,10 @@ mod tests {
         assert_eq!(choose(None, Some("x.CSV")).unwrap(), EmbeddingFormat::Csv);
         assert_eq!(choose(None, Some("/dev/stdout")).unwrap(), EmbeddingFormat::Jsonl);
         assert_eq!(choose(None, None).unwrap(), EmbeddingFormat::Jsonl);
-        assert_eq!(choose(Some(EmbeddingFormat::Csv), Some("x.npy")).unwrap(), EmbeddingFormat::Csv);
+        assert_eq!(choose(Some(EmbeddingFormat::Csv), Some("x.txt")).unwrap(), EmbeddingFormat::Csv);
+        assert_eq!(choose(Some(EmbeddingFormat::Npy), Some("x.NPY")).unwrap(), EmbeddingFormat::Npy);
+        let err = choose(Some(EmbeddingFormat::Csv), Some("x.npy")).unwrap_err().to_string();
+        assert!(err.contains("--format names another format than --output x.npy's .npy"), "{err}");
         let err = choose(None, Some("x.tsv")).unwrap_err().to_string();
         assert!(err.contains(".tsv is not an output format (expected jsonl, csv or npy)"), "{err}");
         assert!("xml".parse::<EmbeddingFormat>().is_err());
