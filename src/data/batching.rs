@@ -82,6 +82,39 @@ pub fn cut_sorted(order: &[usize], lengths: &[usize], limit: BatchLimit, texts_p
     batches
 }
 
+/// Moves rows into batches smaller than `min_rows` from batches that can spare them (keeping
+/// `min_rows` each), so that a loss comparing a batch's rows with each other (in-batch
+/// negatives, CoSENT) never meets a lone row, whose loss is 0: a pass's last batch of one
+/// row, say. A row moves only where the batch still fits `limit` and, with `keys`, shares no
+/// text with it. A batch no row can join stays short.
+pub fn top_up_short_batches(
+    batches: &mut [Vec<usize>],
+    lengths: &[usize],
+    texts_per_row: usize,
+    keys: Option<&[Vec<u64>]>,
+    limit: BatchLimit,
+    min_rows: usize,
+) {
+    let shares_a_text = |row: usize, batch: &[usize]| {
+        keys.is_some_and(|keys| batch.iter().any(|&other| keys[row].iter().any(|k| keys[other].contains(k))))
+    };
+    for short in 0..batches.len() {
+        while batches[short].len() < min_rows {
+            let longest = batches[short].iter().map(|&r| lengths[r]).max().unwrap_or(0);
+            let size = batches[short].len();
+            let joins = |row: usize| {
+                limit.fits(size + 1, longest.max(lengths[row]), texts_per_row) && !shares_a_text(row, &batches[short])
+            };
+            let donor = (0..batches.len())
+                .filter(|&d| d != short && batches[d].len() > min_rows)
+                .find_map(|d| batches[d].iter().rposition(|&row| joins(row)).map(|at| (d, at)));
+            let Some((d, at)) = donor else { break };
+            let row = batches[d].remove(at);
+            batches[short].push(row);
+        }
+    }
+}
+
 /// Indices grouped into batches that fit `limit`, longest sentences first, so that each
 /// batch pads to nearly its own length (inference order does not matter: outputs are put
 /// back in input order).
@@ -94,6 +127,42 @@ pub fn length_sorted_batches(lengths: &[usize], limit: BatchLimit) -> Vec<Vec<us
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lone_last_row_is_joined_by_one_from_a_full_batch() {
+        // 40 rows at batch 13: 13, 13, 13, 1 -> the last batch takes a row from another.
+        let lengths = vec![5; 40];
+        let order: Vec<usize> = (0..40).collect();
+        let mut batches = cut_sorted(&order, &lengths, BatchLimit::Rows(13), 1);
+        assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>(), [13, 13, 13, 1]);
+        top_up_short_batches(&mut batches, &lengths, 1, None, BatchLimit::Rows(13), 2);
+        assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>(), [12, 13, 13, 2]);
+        let mut rows: Vec<usize> = batches.concat();
+        rows.sort();
+        assert_eq!(rows, order);
+        // Per rank: 2 ranks need 4 rows a batch.
+        top_up_short_batches(&mut batches, &lengths, 1, None, BatchLimit::Rows(13), 4);
+        assert!(batches.iter().all(|b| b.len() >= 4), "{batches:?}");
+    }
+
+    #[test]
+    fn a_row_that_shares_a_text_or_breaks_the_budget_does_not_move() {
+        // Rows 0-2 share text 9 with row 4, so row 3 is the one that joins it; without row
+        // 3, nothing can.
+        let keys: Vec<Vec<u64>> = vec![vec![1, 9], vec![2, 9], vec![3, 9], vec![4, 7], vec![5, 9]];
+        let lengths = vec![3; 5];
+        let mut batches = vec![vec![0, 1, 2, 3], vec![4]];
+        top_up_short_batches(&mut batches, &lengths, 2, Some(&keys), BatchLimit::Rows(8), 2);
+        assert_eq!(batches, vec![vec![0, 1, 2], vec![4, 3]]);
+        let mut batches = vec![vec![0, 1, 2], vec![4]];
+        top_up_short_batches(&mut batches, &lengths, 2, Some(&keys), BatchLimit::Rows(8), 2);
+        assert_eq!(batches, vec![vec![0, 1, 2], vec![4]], "every spare row shares text 9 with row 4");
+        // A token budget that holds one long row alone keeps it alone.
+        let lengths = vec![3, 3, 3, 50];
+        let mut batches = vec![vec![0, 1, 2], vec![3]];
+        top_up_short_batches(&mut batches, &lengths, 1, None, BatchLimit::Tokens(60), 2);
+        assert_eq!(batches, vec![vec![0, 1, 2], vec![3]]);
+    }
 
     #[test]
     fn pads_and_masks() {

@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use anyhow::bail;
 use serde::{Deserialize, Serialize};
 
-use crate::data::batching::{cut_sorted, BatchLimit};
+use crate::data::batching::{cut_sorted, top_up_short_batches, BatchLimit};
 use crate::data::distinct_texts::{batches_with_distinct_texts, most_rows_with_one_text, DistinctTextRows};
 use crate::rng::Rng;
 
@@ -83,6 +83,10 @@ pub struct TaskRows {
     /// Per row, keys of texts that no other row in its batch may share; `None`: no constraint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exclusive: Option<Vec<Vec<u64>>>,
+    /// The fewest rows a batch trains with (2 per rank for a loss that compares a batch's
+    /// rows); shorter batches are topped up from others where they can be.
+    #[serde(default = "one")]
+    pub min_rows: usize,
 }
 
 fn one() -> usize {
@@ -91,7 +95,7 @@ fn one() -> usize {
 
 impl TaskRows {
     pub fn of_lengths(lengths: Vec<usize>) -> Self {
-        Self { lengths, texts_per_row: 1, exclusive: None }
+        Self { lengths, texts_per_row: 1, exclusive: None, min_rows: 1 }
     }
 
     fn len(&self) -> usize {
@@ -124,6 +128,10 @@ pub fn length_grouped_batches(rows: &TaskRows, limit: BatchLimit, rng: &mut Rng)
             batches_with_distinct_texts(chunks, &distinct, limit, per_batch)
         }
     };
+    if rows.min_rows > 1 {
+        let keys = rows.exclusive.as_deref();
+        top_up_short_batches(&mut batches, lengths, rows.texts_per_row, keys, limit, rows.min_rows);
+    }
     rng.shuffle(&mut batches);
     batches
 }
@@ -445,8 +453,12 @@ mod tests {
     fn rows_sharing_a_text_never_share_a_batch_and_every_row_comes_once() {
         // 60 rows over 10 texts: row i has texts i % 10 and 100 + i % 7.
         let keys: Vec<Vec<u64>> = (0..60u64).map(|i| vec![i % 10, 100 + i % 7]).collect();
-        let rows =
-            TaskRows { lengths: (0..60).map(|i| 5 + i % 3).collect(), texts_per_row: 2, exclusive: Some(keys.clone()) };
+        let rows = TaskRows {
+            lengths: (0..60).map(|i| 5 + i % 3).collect(),
+            texts_per_row: 2,
+            exclusive: Some(keys.clone()),
+            min_rows: 1,
+        };
         let batches = length_grouped_batches(&rows, BatchLimit::Rows(8), &mut Rng::new(4));
         let mut seen: Vec<usize> = batches.concat();
         seen.sort();
@@ -470,7 +482,7 @@ mod tests {
         // 20 anchors x 3 positives at batch 32: a batch holds each anchor once, so a pass
         // takes 3 batches of 20, not the 2 that 60 rows / 32 would give.
         let keys: Vec<Vec<u64>> = (0..60u64).map(|r| vec![r / 3, 100 + r]).collect();
-        let rows = TaskRows { lengths: vec![7; 60], texts_per_row: 2, exclusive: Some(keys) };
+        let rows = TaskRows { lengths: vec![7; 60], texts_per_row: 2, exclusive: Some(keys), min_rows: 1 };
         let mut s = TaskSampler::new(SamplingStrategy::RoundRobin, BatchLimit::Rows(32), vec![rows], 1);
         assert_eq!(s.batches_per_epoch(), 3);
         let mut seen: Vec<usize> = (0..3).flat_map(|_| s.next_batch().1).collect();

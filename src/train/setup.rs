@@ -175,14 +175,7 @@ pub(super) fn initial_state(
     let fingerprints = data_fingerprints(settings)?;
     let Some(last) = resume_from else {
         check_token_budget(settings, tasks, world)?;
-        let rows = tasks
-            .iter()
-            .map(|t| TaskRows {
-                lengths: t.row_lengths(),
-                texts_per_row: t.texts_per_row(),
-                exclusive: t.exclusive_texts(),
-            })
-            .collect();
+        let rows = tasks.iter().map(|t| task_rows(settings, t.as_ref(), world)).collect();
         return Ok(TrainerState {
             step: 0,
             micro_batches: 0,
@@ -242,34 +235,59 @@ fn check_token_budget(settings: &TrainSettings, tasks: &[Box<dyn TrainingTask>],
     Ok(())
 }
 
-/// Plans one pass of each task whose rows must not share a text (pairs) and refuses one
-/// whose rows can never share a batch (every two rows share some text: in-batch negatives
-/// would learn nothing); notes one whose pass leaves rows alone in a batch, where they train
-/// nothing (a text in more rows than a pass has batches).
-pub(super) fn check_distinct_text_batches(
+/// What the sampler knows of `task`'s rows: lengths, texts per row, the texts no two rows
+/// of a batch may share, and the fewest rows its loss trains with (2 per rank where the
+/// loss compares a batch's rows, `TrainSettings::compared_rows`).
+fn task_rows(settings: &TrainSettings, task: &dyn TrainingTask, world: usize) -> TaskRows {
+    let min_rows = settings.compared_rows(task.source(), world).map_or(1, |(_, _, per_rank)| 2 * per_rank);
+    TaskRows {
+        lengths: task.row_lengths(),
+        texts_per_row: task.texts_per_row(),
+        exclusive: task.exclusive_texts(),
+        min_rows,
+    }
+}
+
+/// Plans one pass of each task whose loss compares a batch's rows (pairs, CoSENT) and
+/// refuses one whose rows can never share a batch (every two rows share some text); notes
+/// one whose pass keeps batches too short for the loss (a text in more rows than a pass has
+/// batches, or too few rows to go round), where rows train nothing.
+pub(super) fn check_compared_batches(
     settings: &TrainSettings,
     tasks: &[Box<dyn TrainingTask>],
+    world: usize,
 ) -> Result<Vec<String>> {
     let mut notes = Vec::new();
     for task in tasks {
-        let Some(keys) = task.exclusive_texts() else { continue };
-        let most = most_rows_with_one_text(&keys);
-        let rows = TaskRows { lengths: task.row_lengths(), texts_per_row: task.texts_per_row(), exclusive: Some(keys) };
+        let rows = task_rows(settings, task.as_ref(), world);
+        if rows.min_rows < 2 {
+            continue;
+        }
         let pass = length_grouped_batches(&rows, settings.batch_limit(), &mut Rng::new(settings.seed));
-        let alone = pass.iter().filter(|batch| batch.len() == 1).count();
         let (name, total) = (&task.source().name, rows.lengths.len());
-        if alone == total {
+        if pass.iter().all(|batch| batch.len() == 1) && rows.exclusive.is_some() {
             bail!(
                 "task '{name}': {}: every two rows share a text, and no batch holds a text twice, so every batch would hold one row; in-batch negatives need rows with different texts",
                 task.source().train.display()
             );
         }
-        if alone > 0 {
-            notes.push(format!(
-                "note: task '{name}': one text is in {most} of its {total} rows, and no batch holds a text twice, so a pass takes {} batches, {alone} of them a lone row whose loss is 0",
-                pass.len()
-            ));
+        let short = pass.iter().filter(|batch| batch.len() < rows.min_rows).count();
+        if short == 0 {
+            continue;
         }
+        let most = rows.exclusive.as_deref().map_or(1, most_rows_with_one_text);
+        let cause = match most {
+            1 => format!("its {total} rows do not go round"),
+            _ => format!("one text is in {most} of its {total} rows, and no batch holds a text twice"),
+        };
+        let too_short = match rows.min_rows {
+            2 => "a lone row, whose loss is 0".to_string(),
+            n => format!("under {n} rows, which leaves some rank a lone row, whose loss is 0"),
+        };
+        notes.push(format!(
+            "note: task '{name}': {cause}, so a pass takes {} batches, {short} of them {too_short}",
+            pass.len()
+        ));
     }
     Ok(notes)
 }

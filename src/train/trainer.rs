@@ -264,7 +264,7 @@ impl<'a> Trainer<'a> {
         let world = group.map_or(1, ProcessGroup::world);
         let state = setup::initial_state(settings, &tasks, &run, resume_from.as_deref(), &mut optimizer, world)?;
         let sampling_notes = match resume_from {
-            None => setup::check_distinct_text_batches(settings, &tasks)?,
+            None => setup::check_compared_batches(settings, &tasks, world)?,
             Some(_) => Vec::new(),
         };
         let log = match main {
