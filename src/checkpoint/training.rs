@@ -93,7 +93,7 @@ fn replaced_layers(base: &ModelSpec, spec: &ModelSpec, model: &str) -> Vec<Strin
     }
     for new in &spec.tasks {
         let Some(old) = base.tasks.iter().find(|t| t.name == new.name) else { continue };
-        if old.labels != new.labels && !new.labels.is_empty() {
+        if old.labels != new.labels && !new.labels.is_empty() && !old.labels.is_empty() {
             notes.push(format!(
                 "note: heads.{} starts new: task '{}' of {model} has {} label(s) ({}), this data {} ({}); the old head is not kept",
                 new.name,

@@ -118,6 +118,35 @@ fn flags_without_effect(args: &TrainArgs, settings: &TrainSettings, world: usize
     if typed("similarity_losses") && !has_kind(TaskKind::Similarity) {
         notes.push("--similarity-loss has no effect: no task is a similarity task".to_string());
     }
+    if typed("epochs") && typed("max_steps") {
+        notes.push("--epochs has no effect: --max-steps sets the run's length".to_string());
+    }
+    if typed("eval_every") && settings.tasks.iter().all(|t| t.dev.is_none()) {
+        notes.push("--eval-every has no effect: no task has a dev set (--task NAME=TRAIN.csv,DEV.csv)".to_string());
+    }
+    if settings.freeze.is_empty() {
+        let cache_flags: Vec<&str> =
+            [("no_feature_cache", "--no-feature-cache"), ("feature_cache_budget", "--feature-cache-budget")]
+                .iter()
+                .filter(|(id, _)| typed(id))
+                .map(|(_, flag)| *flag)
+                .collect();
+        if !cache_flags.is_empty() {
+            notes.push(format!(
+                "{} no effect: nothing is frozen (--freeze), so no feature cache is built",
+                count_flags(&cache_flags)
+            ));
+        }
+    }
+    if typed("small_data") && !has_kind(TaskKind::Classification) {
+        notes.push("--small-data has no effect: no task is a classification task".to_string());
+    }
+    for task in settings.tasks.iter().filter(|t| t.weight == 0.0) {
+        notes.push(format!(
+            "task '{}' has --task-weight 0: it trains nothing, but still takes its turns of the batches (--task-share sets how many)",
+            task.name
+        ));
+    }
     let kinds: Vec<(&str, TaskKind)> =
         settings.tasks.iter().map(|t| (t.name.as_str(), t.kind.unwrap_or_default())).collect();
     notes.extend(column_flag_notes("--text-column", &args.text_columns, &kinds));

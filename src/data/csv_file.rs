@@ -130,7 +130,8 @@ fn header_of<R: std::io::Read>(csv: &mut csv::Reader<R>, name: &str) -> Result<V
 fn unclosed_quote(bytes: &[u8]) -> Option<usize> {
     let mut open: Option<usize> = None;
     let mut at_field_start = true;
-    let mut i = 0;
+    // The crate skips a UTF-8 byte-order mark, after which a quote opens the first field.
+    let mut i = if bytes.starts_with(b"\xEF\xBB\xBF") { 3 } else { 0 };
     while i < bytes.len() {
         let b = bytes[i];
         match open {
@@ -210,6 +211,11 @@ mod tests {
             err.to_string(),
             "t.csv:3: a quoted field opens here and is never closed, so it would run to the end of the file (unbalanced quote?)"
         );
+        let err = read(b"\xEF\xBB\xBFtext\r\nfirst\r\n\"second\r\nthird\r\n", &["text"]).unwrap_err();
+        assert!(err.to_string().starts_with("t.csv:3: a quoted field opens here"), "{err}");
+        // After a byte-order mark, a quote opens the first field as anywhere else.
+        let rows = read(b"\xEF\xBB\xBF\"a,\"\"\",text\n1,hello\n", &["text"]).unwrap();
+        assert_eq!(rows[0].fields[0], "hello");
         // Closed quotes, doubled quotes, quotes inside unquoted fields and quoted newlines are fine.
         let fine = b"text,label\n\"a \"\"quoted\"\" word\",x\nsay \"hi\",y\n\"two\nlines\",z\n\"\",w\n";
         let rows = read(fine, &["text"]).unwrap();

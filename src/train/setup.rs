@@ -199,15 +199,15 @@ pub(super) fn initial_state(
         );
     }
     // By content: a run resumed from another folder names its files by other paths.
+    if fingerprints.len() != state.data.len() {
+        bail!("the run's data files are not the ones it started with (compare {} with the files now); resuming would not continue the same run", run.settings().display());
+    }
     let same = |a: &FileFingerprint, b: &FileFingerprint| (a.bytes, &a.fnv1a) == (b.bytes, &b.fnv1a);
     if let Some(now) = fingerprints.iter().zip(&state.data).find(|(now, then)| !same(now, then)).map(|(now, _)| now) {
         bail!(
             "{} changed since this run started (its size or content differs); resuming would not continue the same run",
             now.path
         );
-    }
-    if fingerprints.len() != state.data.len() {
-        bail!("the run's data files are not the ones it started with (compare {} with the files now); resuming would not continue the same run", run.settings().display());
     }
     Ok(state)
 }

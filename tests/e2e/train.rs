@@ -188,10 +188,15 @@ fn flags_this_run_ignores_get_a_note() {
     let out = s.out("run");
     let mut args = vec!["train", "-m", &s.model, "--task", &topic, "--device", "cpu", "--threads", "1"];
     args.extend(["--max-steps", "1", "--out", &out, "--patience", "2", "--temperature", "3"]);
+    args.extend(["--epochs", "2", "--eval-every", "5", "--no-feature-cache", "--task-weight", "topic=0"]);
     let output = run(&args);
     assert_ok(&output);
     let said = stderr(&output);
     assert!(said.contains("note: --patience has no effect: no task has a dev set"), "{said}");
+    assert!(said.contains("note: --epochs has no effect: --max-steps sets the run's length"), "{said}");
+    assert!(said.contains("note: --eval-every has no effect: no task has a dev set"), "{said}");
+    assert!(said.contains("note: --no-feature-cache has no effect: nothing is frozen"), "{said}");
+    assert!(said.contains("note: task 'topic' has --task-weight 0: it trains nothing"), "{said}");
     assert!(said.contains("note: --temperature has no effect: it applies to --sampling temperature"), "{said}");
     args.extend(["--sampling", "temperature", "--overwrite"]);
     let said = stderr(&run(&args));
@@ -867,6 +872,7 @@ fn a_head_whose_labels_changed_starts_new_and_the_run_says_why() {
     let task = format!("mood={}", s.data.mood_train.display());
     let out = s.out("third");
     let args = ["train", "-m", &last, "--task", &task, "--out", &out, "--max-steps", "1"];
-    let said = stderr(&run(&[&args[..], FAST].concat()));
-    assert!(!said.contains("starts new"), "{said}");
+    let output = run(&[&args[..], FAST].concat());
+    assert_ok(&output);
+    assert!(!stderr(&output).contains("starts new"), "{}", stderr(&output));
 }
