@@ -36,6 +36,10 @@ pub fn batches_with_distinct_texts(
     let mut counts = KeyCounts::of(chunks.iter().flatten().map(|&row| &rows.keys[row]));
     let mut rows_left: usize = chunks.iter().map(Vec::len).sum();
     let last_chunk = chunks.len().saturating_sub(1);
+    // Waiting rows are carried into the next chunk up to a chunk's worth: beyond that,
+    // batches that cannot fill (fewer distinct texts than the limit) are cut as they are,
+    // or every batch would rescan the whole pass.
+    let carry_limit = chunks.first().map_or(0, Vec::len);
     let mut pending: Vec<usize> = Vec::new();
     let mut batches = Vec::new();
     for (c, chunk) in chunks.into_iter().enumerate() {
@@ -45,7 +49,7 @@ pub fn batches_with_distinct_texts(
             let any_urgent = counts.highest() >= batches_left;
             let urgent = |key: &u64| any_urgent && counts.rows_of(*key) >= batches_left;
             let (batch, full) = fill_batch(&pending, rows, limit, any_urgent, urgent);
-            if !full && c != last_chunk {
+            if !full && c != last_chunk && pending.len() <= carry_limit {
                 break; // the next chunk completes it
             }
             let taken: HashSet<usize> = batch.iter().copied().collect();
@@ -75,14 +79,15 @@ fn fill_batch(
     any_urgent: bool,
     urgent: impl Fn(&u64) -> bool,
 ) -> (Vec<usize>, bool) {
-    let mut batch = BatchBuilder { rows, limit, members: Vec::new(), texts: HashSet::new(), longest: 0 };
+    let mut batch =
+        BatchBuilder { rows, limit, members: Vec::new(), taken: HashSet::new(), texts: HashSet::new(), longest: 0 };
     for &row in pending.iter().filter(|_| any_urgent) {
         if rows.keys[row].iter().any(&urgent) {
             batch.try_add(row);
         }
     }
     for &row in pending {
-        if !batch.members.contains(&row) && batch.try_add(row) == Added::Full {
+        if !batch.taken.contains(&row) && batch.try_add(row) == Added::Full {
             return (batch.members, true);
         }
     }
@@ -100,6 +105,7 @@ struct BatchBuilder<'a> {
     rows: &'a DistinctTextRows<'a>,
     limit: BatchLimit,
     members: Vec<usize>,
+    taken: HashSet<usize>,
     texts: HashSet<u64>,
     longest: usize,
 }
@@ -115,6 +121,7 @@ impl BatchBuilder<'_> {
         }
         self.texts.extend(self.rows.keys[row].iter().copied());
         self.members.push(row);
+        self.taken.insert(row);
         self.longest = longest;
         Added::Yes
     }
@@ -260,6 +267,18 @@ mod tests {
         let batches = batches_with_distinct_texts(chunks, &rows, BatchLimit::Rows(8), 8);
         let expected: Vec<Vec<usize>> = (0..8).map(|b| (b * 8..b * 8 + 8).collect()).collect();
         assert_eq!(batches, expected);
+    }
+
+    #[test]
+    fn few_distinct_anchors_give_batches_of_one_row_per_anchor() {
+        // Labels as anchors: 4 anchors over 40,000 rows at batch 32, so no batch can fill.
+        // (Waiting rows once piled up over the whole pass, and each batch rescanned them:
+        // this took minutes; it now takes about a second.)
+        let keys: Vec<Vec<u64>> = (0..40_000u64).map(|r| vec![r % 4, 100 + r]).collect();
+        let lengths = vec![6; keys.len()];
+        let batches = cut(&keys, &lengths, BatchLimit::Rows(32), 1600, 2);
+        assert_every_row_once_and_distinct(&batches, &keys);
+        assert!(batches.iter().all(|b| b.len() == 4));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use anyhow::bail;
 use serde::{Deserialize, Serialize};
 
 use crate::data::batching::{cut_sorted, top_up_short_batches, BatchLimit};
-use crate::data::distinct_texts::{batches_with_distinct_texts, most_rows_with_one_text, DistinctTextRows};
+use crate::data::distinct_texts::{batches_with_distinct_texts, DistinctTextRows};
 use crate::rng::Rng;
 
 /// Batches per mega-chunk when grouping by length.
@@ -156,16 +156,19 @@ fn one_share() -> f64 {
 impl TaskStream {
     /// Batches in one pass over the task: exact for a number of rows; for a token budget an
     /// estimate from the real tokens (length grouping pads by a few percent). Rows that must
-    /// not share a text need at least as many batches as the most rows one text is in.
+    /// not share a text take as many as a pass planned with a fixed seed (the same whenever
+    /// it is asked, resumes included): texts shared by rows can take many more batches.
     fn batches_per_pass(&self, limit: BatchLimit) -> usize {
-        let filled = match limit {
+        if self.rows.exclusive.is_some() {
+            return length_grouped_batches(&self.rows, limit, &mut Rng::new(0)).len();
+        }
+        match limit {
             BatchLimit::Rows(n) => self.rows.len().div_ceil(n),
             BatchLimit::Tokens(n) => {
                 let tokens: usize = self.rows.lengths.iter().sum::<usize>() * self.rows.texts_per_row;
                 ((tokens as f64 * 1.05 / n as f64).ceil() as usize).max(1)
             }
-        };
-        filled.max(self.rows.exclusive.as_deref().map_or(0, most_rows_with_one_text))
+        }
     }
 
     fn next(&mut self, limit: BatchLimit, rng: &mut Rng) -> Vec<usize> {
@@ -486,6 +489,21 @@ mod tests {
         let mut s = TaskSampler::new(SamplingStrategy::RoundRobin, BatchLimit::Rows(32), vec![rows], 1);
         assert_eq!(s.batches_per_epoch(), 3);
         let mut seen: Vec<usize> = (0..3).flat_map(|_| s.next_batch().1).collect();
+        seen.sort();
+        assert_eq!(seen, (0..60).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn an_epoch_of_paraphrase_clusters_covers_every_row() {
+        // 10 clusters of 3 paraphrases with all 6 ordered pairs each: every two rows of a
+        // cluster share a text, so a pass takes 6 batches, more than any one text's 4 rows.
+        let keys: Vec<Vec<u64>> = (0..10u64)
+            .flat_map(|c| [(0, 1), (1, 0), (0, 2), (2, 0), (1, 2), (2, 1)].map(|(a, b)| vec![c * 3 + a, c * 3 + b]))
+            .collect();
+        let rows = TaskRows { lengths: vec![7; 60], texts_per_row: 2, exclusive: Some(keys), min_rows: 1 };
+        let mut s = TaskSampler::new(SamplingStrategy::RoundRobin, BatchLimit::Rows(32), vec![rows], 1);
+        let per_epoch = s.batches_per_epoch();
+        let mut seen: Vec<usize> = (0..per_epoch).flat_map(|_| s.next_batch().1).collect();
         seen.sort();
         assert_eq!(seen, (0..60).collect::<Vec<_>>());
     }

@@ -271,6 +271,14 @@ pub(super) fn check_compared_batches(
                 task.source().train.display()
             );
         }
+        if pass.iter().all(|batch| batch.len() < rows.min_rows) {
+            let largest = pass.iter().map(Vec::len).max().unwrap_or(0);
+            bail!(
+                "task '{name}': {}: no batch holds a text twice, so its batches hold at most {largest} rows, fewer than 2 for each of the {world} ranks: every rank's share would be a lone row, whose loss is 0; run fewer ranks{}",
+                task.source().train.display(),
+                if task.source().kind == Some(TaskKind::Pairs) { ", or pass --gather-across-ranks" } else { "" }
+            );
+        }
         let short = pass.iter().filter(|batch| batch.len() < rows.min_rows).count();
         if short == 0 {
             continue;

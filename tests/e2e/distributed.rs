@@ -596,6 +596,26 @@ fn a_pairs_batch_of_one_row_per_rank_is_refused_without_gathering() {
     assert_all_ok(&launch(&args(&s.dir.path().join("gathered"), &["--gather-across-ranks"]), 2));
 }
 
+/// Pairs whose anchors are few (labels as anchors) make batches of as many rows as anchors:
+/// with 2 anchors over 2 ranks, every rank's share is a lone row, which is refused on every
+/// rank before training.
+#[test]
+fn pairs_whose_batches_cannot_give_each_rank_two_rows_are_refused() {
+    let Some(s) = setup("pairs_whose_batches_cannot_give_each_rank_two_rows_are_refused") else { return };
+    let file = s.dir.path().join("two_anchors.csv");
+    let rows: Vec<String> = (0..40).map(|i| format!("label {},text number {i}", i % 2)).collect();
+    std::fs::write(&file, format!("anchor,positive\n{}\n", rows.join("\n"))).unwrap();
+    let out = s.dir.path().join("refused");
+    let mut args = strings(&["train", "-m", s.model.to_str().unwrap(), "--task"]);
+    args.push(format!("p={}", file.display()));
+    args.extend(strings(&["--out", out.to_str().unwrap(), "--max-steps", "2", "--batch-size", "8", "--threads", "1"]));
+    args.extend(strings(&["--device", "cpu", "--dist-timeout", "60", "-q"]));
+    for output in &launch(&args, 2) {
+        assert_clean_error(output, "two_anchors.csv: no batch holds a text twice, so its batches hold at most 2 rows, fewer than 2 for each of the 2 ranks");
+    }
+    assert!(!out.exists(), "a refused launch left its run directory behind");
+}
+
 /// Small-data mode's refit in a data-parallel run: every rank fits from the gathered
 /// embeddings and takes rank 0's head (a rank that did not would hang the broadcast), and
 /// the saved head is the refit on the final body.
