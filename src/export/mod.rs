@@ -75,6 +75,14 @@ pub fn export(loaded: &LoadedModel, format: ExportFormat, out: &Path, force: boo
                 out.display()
             );
         }
+        let foreign = model_card::foreign_entries(out);
+        if non_empty && !foreign.is_empty() {
+            bail!(
+                "--out {} is an earlier export with other files added ({}), which replacing it would delete; move them, or choose another folder",
+                out.display(),
+                foreign.join(", ")
+            );
+        }
     }
     atomic_write::replace_dir(&target, |folder| {
         match format {

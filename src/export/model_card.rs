@@ -94,6 +94,40 @@ pub fn is_export(folder: &Path) -> bool {
     std::fs::read_to_string(folder.join("README.md")).is_ok_and(|card| card.starts_with(TITLE))
 }
 
+/// What an export writes besides its card: the model, tokenizer and module files of the
+/// three formats.
+const EXPORTED_NAMES: &[&str] = &[
+    "config.json",
+    "model.safetensors",
+    "heads.safetensors",
+    "tasks.json",
+    "model.pt",
+    "modules.json",
+    "sentence_bert_config.json",
+    "config_sentence_transformers.json",
+    "vocab.txt",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+];
+
+/// The entries of `folder` no export writes (a `.git`, the user's own files), which
+/// replacing the folder would delete.
+pub fn foreign_entries(folder: &Path) -> Vec<String> {
+    let module = |name: &str| {
+        name.split_once('_').is_some_and(|(index, kind)| {
+            index.parse::<usize>().is_ok() && ["Pooling", "Dense", "Normalize"].contains(&kind)
+        })
+    };
+    let mut names: Vec<String> = std::fs::read_dir(folder)
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    names.retain(|name| name != "README.md" && !EXPORTED_NAMES.contains(&name.as_str()) && !module(name));
+    names.sort();
+    names
+}
+
 pub fn render(loaded: &LoadedModel, format: ExportFormat) -> String {
     let spec = &loaded.spec;
     let mut card = model_section(loaded, format);

@@ -12,6 +12,9 @@ use anyhow::{anyhow, bail, Result};
 
 use crate::atomic_write;
 
+/// Extensions that name an output format of some command.
+const OUTPUT_EXTENSIONS: &[&str] = &["jsonl", "csv", "npy"];
+
 /// `--format` if given, else the format the `--output` file's extension names (`expected`
 /// lists them), else JSONL. An extension that names no format is refused, not written as
 /// JSONL under a name that says otherwise.
@@ -19,9 +22,11 @@ fn format_for<F: FromStr + PartialEq>(flag: Option<F>, output: Option<&Path>, js
     let extension = output.and_then(|path| Some((path, path.extension()?.to_string_lossy())));
     if let Some(flag) = flag {
         // `--format csv -o x.npy` would write CSV text into a file every reader takes for .npy.
-        if let Some((path, extension)) =
-            extension.filter(|(_, e)| e.to_ascii_lowercase().parse::<F>().is_ok_and(|f| f != flag))
-        {
+        let claims_another = |e: &str| {
+            let e = e.to_ascii_lowercase();
+            OUTPUT_EXTENSIONS.contains(&e.as_str()) && !e.parse::<F>().is_ok_and(|f| f == flag)
+        };
+        if let Some((path, extension)) = extension.filter(|(_, e)| claims_another(e)) {
             bail!(
                 "--format names another format than --output {}'s .{extension}; give one of them, or make them agree",
                 path.display()

@@ -369,6 +369,10 @@ fn export_replaces_only_an_earlier_export_and_only_with_force() {
     assert!(run_dir.join("settings.json").is_file() && best.is_dir());
     let earlier = dir.path().join("earlier");
     export(&best, "hf", &earlier);
+    std::fs::create_dir(earlier.join(".git")).unwrap();
+    assert_clean_error(&force(&earlier, "torchscript"), "is an earlier export with other files added (.git)");
+    std::fs::remove_dir(earlier.join(".git")).unwrap();
+    assert_ok(&force(&earlier, "sentence-transformers"));
     assert_ok(&force(&earlier, "torchscript"));
     assert!(earlier.join("model.pt").is_file() && !earlier.join("heads.safetensors").exists());
 }
