@@ -2,18 +2,36 @@
 //! the current step and save a resumable checkpoint; a second one ends the process at once
 //! (atomic checkpoint writes keep the previous one intact either way).
 
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 static RECEIVED: AtomicI32 = AtomicI32::new(0);
+/// Whether the handler says what it does (not under `--quiet`, nor on ranks other than 0).
+static ANNOUNCE: AtomicBool = AtomicBool::new(false);
+
+const STOPPING: &[u8] =
+    b"\nstopping after this step to save a resumable last/ (Ctrl-C again to quit at once, without saving)\n";
+const QUITTING: &[u8] = b"\nquitting without saving; --resume starts from the last save in last/, if there is one\n";
+
+/// Writes `message` to stderr with write(2), which a signal handler may call (unlike
+/// anything that locks or allocates).
+fn announce(message: &[u8]) {
+    if ANNOUNCE.load(Ordering::SeqCst) {
+        // SAFETY: write() is async-signal-safe; the buffer is a static byte string.
+        unsafe { libc::write(libc::STDERR_FILENO, message.as_ptr().cast(), message.len()) };
+    }
+}
 
 extern "C" fn on_signal(signal: libc::c_int) {
-    if RECEIVED.swap(signal, Ordering::SeqCst) != 0 {
-        // Second signal: give up on a clean stop.
-        // SAFETY: signal() and raise() are async-signal-safe.
-        unsafe {
-            libc::signal(signal, libc::SIG_DFL);
-            libc::raise(signal);
-        }
+    if RECEIVED.swap(signal, Ordering::SeqCst) == 0 {
+        announce(STOPPING);
+        return;
+    }
+    // Second signal: give up on a clean stop.
+    announce(QUITTING);
+    // SAFETY: signal() and raise() are async-signal-safe.
+    unsafe {
+        libc::signal(signal, libc::SIG_DFL);
+        libc::raise(signal);
     }
 }
 
@@ -23,8 +41,10 @@ pub struct StopOnSignal {
 }
 
 impl StopOnSignal {
-    pub fn install() -> Self {
+    /// `announce`: say on stderr what each signal does, when it comes.
+    pub fn install(announce: bool) -> Self {
         RECEIVED.store(0, Ordering::SeqCst);
+        ANNOUNCE.store(announce, Ordering::SeqCst);
         // SAFETY: installs a handler that only touches an atomic (and re-raises).
         unsafe {
             libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);

@@ -357,7 +357,7 @@ impl<'a> Trainer<'a> {
             return self.finish();
         }
         self.say(&self.plan_line());
-        let signals = StopOnSignal::install();
+        let signals = StopOnSignal::install(!self.options.quiet);
         match self.steps(&signals) {
             Ok(None) => {
                 drop(signals);

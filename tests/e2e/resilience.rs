@@ -348,3 +348,22 @@ fn a_resume_names_the_data_file_that_changed() {
     let expected = format!("{} changed since this run started (its size or content differs)", mood.display());
     assert_clean_error(&resumed, &expected);
 }
+
+/// The first Ctrl-C says at once what it does, before the step ends; `--quiet` silences it.
+#[test]
+fn ctrl_c_says_what_it_does() {
+    let test = "ctrl_c_says_what_it_does";
+    let Some(f) = fixture(test, 100_000, &[]) else { return };
+    let mut args: Vec<String> = f.args.iter().filter(|a| *a != "-q").cloned().collect();
+    args.extend(["--out".to_string(), f.out("run")]);
+    let mut child = bin().args(&args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    wait_for_steps(&f.out("run"), 30, &mut child);
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130));
+    let said = String::from_utf8_lossy(&output.stderr);
+    let announced = said.find("stopping after this step to save a resumable last/ (Ctrl-C again to quit at once");
+    let stopped = said.find("stopped by SIGINT (Ctrl-C) after step");
+    assert!(announced.is_some() && announced < stopped, "{said}");
+}
