@@ -296,6 +296,15 @@ fn join_failure(launch: &Launch, timeout: Duration, cause: i32, message: &str) -
     if message.contains("EADDRINUSE") {
         return anyhow!("rank {rank}: MASTER_PORT {} is in use on {} (by another launch or program); give this launch a free MASTER_PORT", launch.master_port, launch.master_addr);
     }
+    if rank == 0 && launch.agent_store_prefix.is_none() {
+        // Rank 0 hosts the store itself, so what it waited for is the other ranks.
+        return anyhow!(
+            "rank 0: not every rank of {world} joined the process group at {address} within {}s (--dist-timeout): start rank{} {} with the same MASTER_ADDR, MASTER_PORT and WORLD_SIZE ({message})",
+            timeout.as_secs(),
+            if world > 2 { "s" } else { "" },
+            if world > 2 { format!("1 to {}", world - 1) } else { "1".to_string() }
+        );
+    }
     // c10d's store protocol changes between torch versions: a worker built on one
     // cannot talk to the agent of another, and only sees the connection closed.
     let agent_hint = if launch.agent_store_prefix.is_some() {

@@ -695,6 +695,15 @@ c,a
         &["--dist-timeout", "2"],
         error("rank 1: cannot join the process group of 2 at 127.0.0.1:1 within 2s"),
     );
+    let free_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let free_port: &'static str = String::leak(free_port.to_string());
+    c.add_launch(
+        "rank 0 started without the others",
+        t(),
+        &[("WORLD_SIZE", "2"), ("RANK", "0"), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", free_port)],
+        &["--dist-timeout", "2"],
+        error("rank 0: not every rank of 2 joined the process group at 127.0.0.1:"),
+    );
     let busy_port: &'static str = String::leak(c.busy.local_addr().unwrap().port().to_string());
     c.add_launch(
         "MASTER_PORT taken by another program",
