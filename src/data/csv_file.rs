@@ -74,11 +74,13 @@ pub fn read_columns_from<R: std::io::Read>(mut reader: R, name: &str, columns: &
 
 /// Why a header may lack the column asked for.
 pub fn missing_column_hint(header: &[String]) -> &'static str {
-    if header.len() == 1 && (header[0].contains(';') || header[0].contains('\t')) {
-        "the header looks ';'- or tab-separated; sentence-mtl reads comma-separated CSV"
-    } else {
-        "the first line must name the columns"
-    }
+    delimiter_hint(header).unwrap_or("the first line must name the columns")
+}
+
+/// What a header of one column holding `;` or a tab says: the file has another delimiter.
+pub fn delimiter_hint(header: &[String]) -> Option<&'static str> {
+    (header.len() == 1 && (header[0].contains(';') || header[0].contains('\t')))
+        .then_some("the header looks ';'- or tab-separated; sentence-mtl reads comma-separated CSV")
 }
 
 /// The column names of a CSV file's header row (a UTF-8 byte-order mark and surrounding

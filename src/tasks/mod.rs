@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
 use crate::cli::task_values::PerTaskValue;
-use crate::data::csv_file::read_header;
+use crate::data::csv_file::{delimiter_hint, missing_column_hint, read_header};
 use crate::inference::Encoder;
 use crate::model::fused_forward::FusedForward;
 use crate::model::spec::{TaskKind, TaskSpec, KINDS};
@@ -111,11 +111,7 @@ pub fn kind_of_file(path: &Path, given: Option<TaskKind>, columns: LabelColumns<
     let header = read_header(path)?;
     let fits = |kind: TaskKind| required_columns(kind, columns).iter().all(|c| header.iter().any(|h| h == c));
     let columns_seen = header.join(", ");
-    let delimiter_hint = if header.len() == 1 && (header[0].contains(';') || header[0].contains('\t')) {
-        "; the header looks ';'- or tab-separated; sentence-mtl reads comma-separated CSV"
-    } else {
-        ""
-    };
+    let delimiter_hint = delimiter_hint(&header).map(|hint| format!("; {hint}")).unwrap_or_default();
     if let Some(kind) = given {
         if !fits(kind) {
             bail!(
@@ -131,9 +127,12 @@ pub fn kind_of_file(path: &Path, given: Option<TaskKind>, columns: LabelColumns<
         [kind] => Ok(*kind),
         [] => {
             let expected: Vec<String> = KINDS.iter().map(|k| describe_columns(*k, columns, &header)).collect();
-            let hint =
-                if delimiter_hint.is_empty() { "; the first line must name the columns" } else { delimiter_hint };
-            bail!("{}:1: the header ({columns_seen}) fits no task kind: {}{hint}", path.display(), expected.join("; "))
+            let hint = missing_column_hint(&header);
+            bail!(
+                "{}:1: the header ({columns_seen}) fits no task kind: {}; {hint}",
+                path.display(),
+                expected.join("; ")
+            )
         }
         several => {
             let names: Vec<String> = several.iter().map(|k| k.to_string()).collect();
