@@ -102,6 +102,13 @@ impl TaskRows {
         self.lengths.len()
     }
 
+    /// One pass planned with a fixed seed, the same whenever it is asked (resumes included):
+    /// the epoch length of a task whose rows must not share a text, and the pass `train`
+    /// describes when its batches come out short.
+    pub fn planned_pass(&self, limit: BatchLimit) -> Vec<Vec<usize>> {
+        length_grouped_batches(self, limit, &mut Rng::new(0))
+    }
+
     /// The mean row length, rounded up.
     fn typical_length(&self) -> usize {
         self.lengths.iter().sum::<usize>().div_ceil(self.len().max(1))
@@ -156,11 +163,11 @@ fn one_share() -> f64 {
 impl TaskStream {
     /// Batches in one pass over the task: exact for a number of rows; for a token budget an
     /// estimate from the real tokens (length grouping pads by a few percent). Rows that must
-    /// not share a text take as many as a pass planned with a fixed seed (the same whenever
-    /// it is asked, resumes included): texts shared by rows can take many more batches.
+    /// not share a text take as many as [`TaskRows::planned_pass`]: texts shared by rows can
+    /// take many more batches.
     fn batches_per_pass(&self, limit: BatchLimit) -> usize {
         if self.rows.exclusive.is_some() {
-            return length_grouped_batches(&self.rows, limit, &mut Rng::new(0)).len();
+            return self.rows.planned_pass(limit).len();
         }
         match limit {
             BatchLimit::Rows(n) => self.rows.len().div_ceil(n),

@@ -20,7 +20,7 @@ use super::state::{FileFingerprint, TrainerState};
 use crate::checkpoint::{self, TrainableModel, TrainingSpec};
 use crate::data::batching::BatchLimit;
 use crate::data::distinct_texts::most_rows_with_one_text;
-use crate::data::sampler::{length_grouped_batches, TaskRows, TaskSampler};
+use crate::data::sampler::{TaskRows, TaskSampler};
 use crate::distributed::data_parallel::{self, broadcast_weights};
 use crate::distributed::gradient_sync::GradientSync;
 use crate::distributed::ProcessGroup;
@@ -29,7 +29,6 @@ use crate::model::names;
 use crate::model::spec::{ModelSpec, TaskKind};
 use crate::precision::Precision;
 use crate::progress::Progress;
-use crate::rng::Rng;
 use crate::tasks::{self, TrainingTask};
 
 /// The frozen part of the backbone computed once per training and dev sentence, when the
@@ -263,7 +262,7 @@ pub(super) fn check_compared_batches(
         if rows.min_rows < 2 {
             continue;
         }
-        let pass = length_grouped_batches(&rows, settings.batch_limit(), &mut Rng::new(settings.seed));
+        let pass = rows.planned_pass(settings.batch_limit());
         let (name, total) = (&task.source().name, rows.lengths.len());
         if pass.iter().all(|batch| batch.len() == 1) && rows.exclusive.is_some() {
             bail!(
