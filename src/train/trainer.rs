@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use indicatif::ProgressBar;
 use tch::{Kind, Tensor};
 
@@ -24,7 +24,7 @@ use super::settings::TrainSettings;
 use super::setup;
 use super::small_data::{self, SmallTask};
 use super::state::TrainerState;
-use super::window::{NonFiniteLoss, Window};
+use super::window::{NonFinite, Window};
 use crate::checkpoint::{self, TrainableModel};
 use crate::data::batching::{pad_batch, BatchLimit};
 use crate::data::sampler::{SamplingStrategy, TaskSampler};
@@ -42,6 +42,9 @@ use crate::precision::{self, Precision};
 use crate::progress::Progress;
 use crate::report::table::count;
 use crate::tasks::{Frozen, TrainBatch, TrainingTask};
+
+/// Training rows per task whose outputs are checked before a save (`check_before_save`).
+const PROBE_ROWS: usize = 8;
 
 /// How a run ended.
 pub struct TrainOutcome {
@@ -494,7 +497,7 @@ impl<'a> Trainer<'a> {
         let summed = self.last_backward(&drawn, last_root)?;
         self.account(&drawn, summed);
         let norm = self.optimizer.clip_grad_norm(self.settings.max_grad_norm)?;
-        self.window.set_grad_norm(norm);
+        self.window.add_grad_norm(self.state.step + 1, drawn.iter().map(|d| d.task).collect(), norm);
         self.optimizer.step()?;
         self.optimizer.zero_grad();
         self.state.step += 1;
@@ -618,13 +621,59 @@ impl<'a> Trainer<'a> {
         }
     }
 
-    /// Reads the window's pending losses; a loss that is not finite stops the run, naming the
-    /// task and the step, before anything is saved from its weights.
+    /// Reads the window's pending losses and gradient norms; one that is not finite stops
+    /// the run, naming the task and the step.
     fn settle_losses(&mut self) -> Result<()> {
-        let Err(NonFiniteLoss { step, task, value }) = self.window.settle() else { return Ok(()) };
-        bail!(
-            "training stopped: the loss of task '{}' became {value} at step {step} (learning rate too high?); {}",
-            self.tasks[task].source().name,
+        let Err(bad) = self.window.settle() else { return Ok(()) };
+        let name = |t: usize| format!("'{}'", self.tasks[t].source().name);
+        let what = match bad {
+            NonFinite::Loss { step, task, value } => {
+                format!("the loss of task {} became {value} at step {step} (learning rate too high?)", name(task))
+            }
+            NonFinite::GradNorm { step, mut tasks, value } => {
+                tasks.sort_unstable();
+                tasks.dedup();
+                let batches = match tasks.len() {
+                    1 => "a batch of task",
+                    _ => "batches of tasks",
+                };
+                let tasks: Vec<String> = tasks.into_iter().map(name).collect();
+                format!(
+                    "the gradient norm became {value} at step {step}, on {batches} {} (a --task-weight or learning rate too high?)",
+                    tasks.join(" and ")
+                )
+            }
+        };
+        Err(self.stopped(&what))
+    }
+
+    /// Before anything is saved from the weights: the window's losses and gradient norms are
+    /// finite, and so are the outputs the weights give now for a few training rows of every
+    /// task. A step can end with finite losses and gradients yet leave weights that overflow
+    /// (a learning rate far too high); only the next forward shows it, and a checkpoint of
+    /// such weights is not a good one to go back to.
+    fn check_before_save(&mut self) -> Result<()> {
+        self.settle_losses()?;
+        let _no_grad = tch::no_grad_guard();
+        for task in &self.tasks {
+            let rows: Vec<usize> = (0..task.train_rows().min(PROBE_ROWS)).collect();
+            let outputs = self.outputs(task.as_ref(), &task.batch(&rows, self.loaded.device))?;
+            if !bool::try_from(outputs.isfinite().all())? {
+                return Err(self.stopped(&format!(
+                    "the weights after step {} give outputs that are not finite for task '{}', though every loss so far was finite (learning rate too high?)",
+                    self.state.step,
+                    task.source().name
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The error that stops a run whose numbers went wrong: `what` happened, and what is left
+    /// to go on from. Nothing is saved after it.
+    fn stopped(&self, what: &str) -> anyhow::Error {
+        anyhow!(
+            "training stopped: {what}; {}",
             match self.last_saved_step {
                 Some(s) => format!(
                     "the last good checkpoint is {last} (step {s}); to go on, start a new run from it with lower rates (--model {last} --out NEW_DIR --lr-backbone ...): --resume would repeat the same steps",
@@ -677,7 +726,7 @@ impl<'a> Trainer<'a> {
             step: self.state.step,
             epoch: self.schedule.epoch(self.state.step),
             loss,
-            grad_norm: window.grad_norm()?,
+            grad_norm: window.grad_norm(),
             // The "/no-decay" twins share their group's rate.
             lr: rates.iter().filter(|(n, _)| !n.ends_with("/no-decay")).cloned().collect(),
             examples_per_sec: window.examples as f64 / seconds,
@@ -705,7 +754,7 @@ impl<'a> Trainer<'a> {
     /// Scores the dev sets, keeps `best/` when the mean main metric improved, always saves a
     /// resumable `last/`, and decides on early stopping.
     fn evaluate_and_save(&mut self) -> Result<AfterEvaluation> {
-        self.settle_losses()?;
+        self.check_before_save()?;
         let step = self.state.step;
         let eval_started = Instant::now();
         let evaluation = evaluate(&self.fp32_encoder(), &self.tasks, step)?;
@@ -771,7 +820,7 @@ impl<'a> Trainer<'a> {
 
     /// A resumable `last/`: the model, the trainer's state and the optimizer's moments.
     fn save_last(&mut self, evaluation: Option<&Evaluation>) -> Result<()> {
-        self.settle_losses()?;
+        self.check_before_save()?;
         if !self.is_main() {
             self.last_saved_step = Some(self.state.step);
             return Ok(());
@@ -825,7 +874,7 @@ impl<'a> Trainer<'a> {
 
     /// Logs the summary and makes sure `best/` exists.
     fn finish(mut self) -> Result<TrainOutcome> {
-        self.settle_losses()?;
+        self.check_before_save()?;
         let timing = &self.timing;
         let examples = self.run_examples;
         self.log.write(&LogRecord::Summary(RunSummary {

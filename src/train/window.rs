@@ -1,7 +1,8 @@
-//! The logging window: what the steps since the last log line trained, and their losses,
-//! which stay on the device until the window is read. Reading a loss back makes the host wait
-//! for the GPU; here that happens once per window (and before every save), in one transfer,
-//! and the first loss that is not finite is still found with its step and task.
+//! The logging window: what the steps since the last log line trained, their losses and
+//! gradient norms, which stay on the device until the window is read. Reading a value back
+//! makes the host wait for the GPU; here that happens once per window (and before every
+//! save), in one transfer, and the first loss or gradient norm that is not finite is still
+//! found with its step and task.
 
 use std::time::Instant;
 
@@ -15,20 +16,29 @@ struct PendingLoss {
     loss: Tensor,
 }
 
-/// The first loss of a window that was NaN or infinite.
-pub struct NonFiniteLoss {
-    pub step: usize,
-    pub task: usize,
-    pub value: f64,
+/// A step's global gradient norm before clipping (0-dim, maybe on the GPU) not read yet.
+struct PendingNorm {
+    step: usize,
+    tasks: Vec<usize>,
+    norm: Tensor,
+}
+
+/// The first value of a window that was NaN or infinite: a batch's loss, or else a step's
+/// gradient norm (finite losses can still give gradients that overflow, as a huge task
+/// weight does; clipping then scales the step to nothing, or to NaN weights).
+pub enum NonFinite {
+    Loss { step: usize, task: usize, value: f64 },
+    GradNorm { step: usize, tasks: Vec<usize>, value: f64 },
 }
 
 pub struct Window {
     pending: Vec<PendingLoss>,
+    pending_norms: Vec<PendingNorm>,
     loss_sum: Vec<f64>,
     batches: Vec<usize>,
     pub examples: usize,
     pub tokens: usize,
-    grad_norm: Option<Tensor>,
+    grad_norm: f64,
     pub started: Instant,
 }
 
@@ -36,11 +46,12 @@ impl Window {
     pub fn new(tasks: usize) -> Self {
         Self {
             pending: Vec::new(),
+            pending_norms: Vec::new(),
             loss_sum: vec![0.0; tasks],
             batches: vec![0; tasks],
             examples: 0,
             tokens: 0,
-            grad_norm: None,
+            grad_norm: 0.0,
             started: Instant::now(),
         }
     }
@@ -50,26 +61,42 @@ impl Window {
         self.pending.push(PendingLoss { step, task, loss: loss.detach() });
     }
 
-    /// The gradient norm of the window's last step (before clipping).
-    pub fn set_grad_norm(&mut self, norm: Tensor) {
-        self.grad_norm = Some(norm);
+    /// Keeps the gradient norm (before clipping) of step `step`, whose batches were of `tasks`.
+    pub fn add_grad_norm(&mut self, step: usize, tasks: Vec<usize>, norm: Tensor) {
+        self.pending_norms.push(PendingNorm { step, tasks, norm: norm.detach() });
     }
 
-    /// Reads the pending losses back at once and adds them to the window's sums; the first
-    /// that is not finite comes back as the error, and the window keeps nothing of them.
-    pub fn settle(&mut self) -> Result<(), NonFiniteLoss> {
-        if self.pending.is_empty() {
+    /// Reads the pending losses and gradient norms back at once and adds them to the window;
+    /// the first value that is not finite comes back as the error (by step, a step's losses
+    /// before its norm), and the window keeps nothing of them.
+    pub fn settle(&mut self) -> Result<(), NonFinite> {
+        if self.pending.is_empty() && self.pending_norms.is_empty() {
             return Ok(());
         }
         let pending = std::mem::take(&mut self.pending);
-        let losses: Vec<Tensor> = pending.iter().map(|p| p.loss.to_kind(Kind::Double).to_device(Device::Cpu)).collect();
-        let values = Vec::<f64>::try_from(Tensor::stack(&losses, 0)).unwrap_or_else(|_| vec![f64::NAN; pending.len()]);
-        if let Some((p, &value)) = pending.iter().zip(&values).find(|(_, v)| !v.is_finite()) {
-            return Err(NonFiniteLoss { step: p.step, task: p.task, value });
+        let norms = std::mem::take(&mut self.pending_norms);
+        let on_host = |t: &Tensor| t.to_kind(Kind::Double).to_device(Device::Cpu).reshape([1]);
+        let all: Vec<Tensor> =
+            pending.iter().map(|p| on_host(&p.loss)).chain(norms.iter().map(|n| on_host(&n.norm))).collect();
+        let count = all.len();
+        let values = Vec::<f64>::try_from(Tensor::cat(&all, 0)).unwrap_or_else(|_| vec![f64::NAN; count]);
+        let (losses, norm_values) = values.split_at(pending.len());
+        let bad_loss = pending.iter().zip(losses).find(|(_, v)| !v.is_finite());
+        let bad_norm = norms.iter().zip(norm_values).find(|(_, v)| !v.is_finite());
+        match (bad_loss, bad_norm) {
+            (Some((p, &value)), None) => return Err(NonFinite::Loss { step: p.step, task: p.task, value }),
+            (Some((p, &value)), Some((n, _))) if p.step <= n.step => {
+                return Err(NonFinite::Loss { step: p.step, task: p.task, value })
+            }
+            (_, Some((n, &value))) => return Err(NonFinite::GradNorm { step: n.step, tasks: n.tasks.clone(), value }),
+            (None, None) => {}
         }
-        for (p, value) in pending.iter().zip(values) {
+        for (p, value) in pending.iter().zip(losses) {
             self.loss_sum[p.task] += value;
             self.batches[p.task] += 1;
+        }
+        if let Some(&last) = norm_values.last() {
+            self.grad_norm = last;
         }
         Ok(())
     }
@@ -82,11 +109,9 @@ impl Window {
             .collect()
     }
 
-    pub fn grad_norm(&self) -> Result<f64> {
-        Ok(match &self.grad_norm {
-            Some(norm) => f64::try_from(norm.to_kind(Kind::Double))?,
-            None => 0.0,
-        })
+    /// The gradient norm of the window's last step (after [`Window::settle`]; 0 before any).
+    pub fn grad_norm(&self) -> f64 {
+        self.grad_norm
     }
 }
 
@@ -104,9 +129,32 @@ mod tests {
         assert_eq!(window.mean_losses(), vec![(0, 1.5), (1, 3.0)]);
         window.add_loss(3, 1, Tensor::from(4.0f32));
         window.add_loss(4, 0, Tensor::from(f32::INFINITY));
+        window.add_grad_norm(4, vec![0], Tensor::from(f32::NAN));
         window.add_loss(5, 1, Tensor::from(f32::NAN));
-        let bad = window.settle().err().unwrap();
-        assert_eq!((bad.step, bad.task, bad.value), (4, 0, f64::INFINITY));
+        window.add_grad_norm(5, vec![1], Tensor::from(f32::NAN));
+        let Some(NonFinite::Loss { step, task, value }) = window.settle().err() else { panic!("a bad loss is found") };
+        assert_eq!((step, task, value), (4, 0, f64::INFINITY), "a bad loss is named before a bad norm");
         assert_eq!(window.mean_losses(), vec![(0, 1.5), (1, 3.0)], "a bad window adds nothing");
+    }
+
+    #[test]
+    fn a_gradient_norm_that_is_not_finite_is_found_after_finite_losses() {
+        let mut window = Window::new(2);
+        window.add_loss(1, 0, Tensor::from(1.0f32));
+        window.add_grad_norm(1, vec![0], Tensor::from(2.5f32));
+        assert!(window.settle().is_ok());
+        assert_eq!(window.grad_norm(), 2.5);
+        window.add_loss(2, 1, Tensor::from(1.0f32));
+        window.add_grad_norm(2, vec![1], Tensor::from(3.0f32));
+        window.add_loss(3, 0, Tensor::from(1.0f32));
+        window.add_loss(3, 1, Tensor::from(1.0f32));
+        window.add_grad_norm(3, vec![0, 1], Tensor::from(f32::NAN));
+        window.add_loss(4, 0, Tensor::from(f32::INFINITY));
+        let Some(NonFinite::GradNorm { step, tasks, value }) = window.settle().err() else {
+            panic!("a bad gradient norm is found")
+        };
+        assert_eq!((step, tasks), (3, vec![0, 1]));
+        assert!(value.is_nan());
+        assert_eq!(window.grad_norm(), 2.5, "a bad window keeps the last good norm");
     }
 }

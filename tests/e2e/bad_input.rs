@@ -1281,10 +1281,35 @@ c,a
             "0",
             "--max-steps",
             "50",
+        ],
+        error("became NaN at step"),
+    );
+    c.add_train(
+        "training",
+        "weights overflow before a save",
+        task.clone(),
+        &[
+            "--lr-backbone",
+            "1e12",
+            "--lr-projection",
+            "1e12",
+            "--lr-heads",
+            "1e12",
+            "--warmup-steps",
+            "0",
+            "--max-steps",
+            "50",
             "--save-every",
             "1",
         ],
-        error("became NaN at step"),
+        error("give outputs that are not finite for task 'topic'"),
+    );
+    c.add_train(
+        "training",
+        "gradients overflow",
+        task.clone(),
+        &["--task-weight", "topic=1e30"],
+        error("training stopped: the gradient norm became inf at step 1, on a batch of task 'topic'"),
     );
     let mut args = c.train_args("unused", &format!("topic={}", c.path("unused.csv")), &["--overwrite"]);
     let out = args.iter().position(|a| a == "--out").unwrap();

@@ -278,34 +278,36 @@ fn kill_9_at_any_moment_leaves_a_loadable_checkpoint() {
     assert_eq!(logged_steps(&f.out("straight")), logged_steps(&run));
 }
 
+/// With rates far too high the weights overflow within a few steps. The run stops at the
+/// first sign (a loss, a gradient norm, or outputs of the weights about to be saved) and the
+/// checkpoint it names gives finite embeddings.
 #[test]
-fn diverging_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint() {
-    let test = "diverging_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint";
-    let Some(f) = fixture(
-        test,
-        50,
-        &[
-            "--save-every",
-            "1",
-            "--lr-backbone",
-            "1e12",
-            "--lr-projection",
-            "1e12",
-            "--lr-heads",
-            "1e12",
-            "--warmup-steps",
-            "0",
-        ],
-    ) else {
-        return;
-    };
+fn diverging_training_stops_and_keeps_the_last_good_checkpoint() {
+    let test = "diverging_training_stops_and_keeps_the_last_good_checkpoint";
+    let rates = ["--lr-backbone", "1e4", "--lr-projection", "1e4", "--lr-heads", "1e4", "--warmup-steps", "0"];
+    let Some(f) = fixture(test, 50, &[&["--save-every", "1"][..], &rates].concat()) else { return };
     let mut args = f.args.clone();
     args.extend(["--out".to_string(), f.out("nan")]);
     let out = bin().args(&args).output().unwrap();
-    assert_clean_error(&out, "became NaN at step");
+    assert_clean_error(&out, "training stopped: ");
     assert!(stderr(&out).contains("the last good checkpoint is"), "{}", stderr(&out));
     let last = format!("{}/last", f.out("nan"));
-    assert_ok(&bin().args(["encode", "-m", &last, "--device", "cpu", "-q", "fine"]).output().unwrap());
+    let encoded = bin().args(["encode", "-m", &last, "--device", "cpu", "-q", "fine"]).output().unwrap();
+    assert_ok(&encoded);
+    assert!(!stdout(&encoded).contains("null"), "the kept checkpoint gives finite embeddings: {}", stdout(&encoded));
+}
+
+/// Gradients can overflow while every loss stays finite (a huge task weight): clipping then
+/// scales the step to nothing, so the run stops as for a loss, naming the step and the task.
+#[test]
+fn a_gradient_norm_that_is_not_finite_stops_the_run() {
+    let test = "a_gradient_norm_that_is_not_finite_stops_the_run";
+    let Some(f) = fixture(test, 50, &["--task-weight", "topic=1e30"]) else { return };
+    let mut args = f.args.clone();
+    args.extend(["--out".to_string(), f.out("overflow")]);
+    let out = bin().args(&args).output().unwrap();
+    assert_clean_error(&out, "training stopped: the gradient norm became inf at step ");
+    assert!(stderr(&out).contains(", on a batch of task 'topic' (a --task-weight"), "{}", stderr(&out));
 }
 
 /// Losses are read back once per logging window, not every step: a loss that diverges inside
