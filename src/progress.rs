@@ -2,7 +2,7 @@
 
 use std::io::IsTerminal;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Progress {
@@ -28,8 +28,29 @@ impl Progress {
             return ProgressBar::hidden();
         }
         let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
-        let template = format!("{{bar:30}} {{pos}}/{{len}} {unit} {{per_sec}} eta {{eta}} {{msg}}");
-        bar.set_style(ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar()));
+        let template = format!("{{bar:30}} {{pos}}/{{len}} {unit} {{rate}} eta {{eta}} {{msg}}");
+        let style = ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar());
+        bar.set_style(style.with_key("rate", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = write!(w, "{}", rate(state.per_sec()));
+        }));
         bar
+    }
+}
+
+/// A rate with three significant digits at most (indicatif's `{per_sec}` shows four decimals).
+fn rate(per_sec: f64) -> String {
+    match per_sec {
+        r if r >= 100.0 => format!("{r:.0}/s"),
+        r if r >= 10.0 => format!("{r:.1}/s"),
+        r => format!("{r:.2}/s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rates_keep_three_significant_digits_at_most() {
+        let shown: Vec<String> = [1234.5678, 56.789, 3.14159, 0.0].into_iter().map(super::rate).collect();
+        assert_eq!(shown, ["1235/s", "56.8/s", "3.14/s", "0.00/s"]);
     }
 }
