@@ -4,7 +4,7 @@
 //! follows is `trainer.rs`.
 
 use std::io::BufWriter;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -314,10 +314,16 @@ fn data_fingerprints(settings: &TrainSettings) -> Result<Vec<FileFingerprint>> {
     Ok(out)
 }
 
-/// What every rank of a data-parallel launch must agree on: each setting (as `--flag`), the
-/// data files' contents and the run's position, and the program's version.
+/// What every rank of a data-parallel launch must agree on: each setting (as `--flag`), each
+/// data file's contents, the run's position and the program's version. A data file's path
+/// is its rank's own (nodes may hold copies in different places); its bytes must agree.
 fn agreed_fields(settings: &TrainSettings, state: &TrainerState) -> Result<Vec<(String, String)>> {
-    let serde_json::Value::Object(mut fields) = serde_json::to_value(settings)? else {
+    let mut without_paths = settings.clone();
+    for task in &mut without_paths.tasks {
+        task.train = PathBuf::new();
+        task.dev = task.dev.as_ref().map(|_| PathBuf::new());
+    }
+    let serde_json::Value::Object(mut fields) = serde_json::to_value(&without_paths)? else {
         bail!("settings are not a JSON object")
     };
     // The ranks compare their lists position by position, so a field serde leaves out when
@@ -330,10 +336,25 @@ fn agreed_fields(settings: &TrainSettings, state: &TrainerState) -> Result<Vec<(
         .map(|(name, value)| (flag_of(&name), if value.is_null() { "not given".into() } else { value.to_string() }))
         .collect();
     out.sort();
-    out.push(("data files' contents".into(), serde_json::to_string(&state.data)?));
+    out.extend(data_file_fields(settings, &state.data));
     out.push(("resumed step".into(), state.step.to_string()));
     out.push(("sentence-mtl version".into(), env!("CARGO_PKG_VERSION").into()));
     Ok(out)
+}
+
+/// `("task 'q' training file", "5120 bytes, fnv1a 0123456789abcdef")` for each data file, in
+/// the order of `data_fingerprints`.
+fn data_file_fields(settings: &TrainSettings, data: &[FileFingerprint]) -> Vec<(String, String)> {
+    let files = settings.tasks.iter().flat_map(|task| {
+        let dev = task.dev.as_ref().map(|_| (task.name.as_str(), "dev"));
+        std::iter::once((task.name.as_str(), "training")).chain(dev)
+    });
+    files
+        .zip(data)
+        .map(|((name, which), f)| {
+            (format!("task '{name}' {which} file"), format!("{} bytes, fnv1a {}", f.bytes, f.fnv1a))
+        })
+        .collect()
 }
 
 /// The flag that sets a `TrainSettings` field (`tasks` is the repeated `--task`).

@@ -387,13 +387,14 @@ fn a_killed_rank_stops_the_other_naming_it_and_the_run_resumes() {
 fn ranks_started_with_different_settings_are_refused() {
     let Some(s) = setup("ranks_started_with_different_settings_are_refused") else { return };
     let run = s.dir.path().join("run");
-    let refused = |flags: [&[&str]; 2], expected: &str| {
+    // Each rank's own data files and flags.
+    let refused = |ranks: [(&ToyData, &[&str]); 2], expected: &str| {
         let port = free_port();
-        let ranks: Vec<Child> = flags
+        let ranks: Vec<Child> = ranks
             .iter()
             .enumerate()
-            .map(|(rank, flags)| {
-                let mut args = train_args(&s.model, &s.data, &run, 5, flags);
+            .map(|(rank, (data, flags))| {
+                let mut args = train_args(&s.model, data, &run, 5, flags);
                 args.retain(|a| a != "-q"); // rank 0's overview must not show
                 if flags.contains(&"--batch-tokens") {
                     let at = args.iter().position(|a| a == "--batch-size").unwrap();
@@ -413,12 +414,39 @@ fn ranks_started_with_different_settings_are_refused() {
         }
         assert!(!run.exists(), "a refused launch left its run directory behind");
     };
+    let data = &s.data;
     refused(
-        [&["--batch-size", "16"], &["--batch-size", "32"]],
+        [(data, &["--batch-size", "16"]), (data, &["--batch-size", "32"])],
         "rank 1's --batch-size differs from rank 0's (32 against 16)",
     );
     // A flag given to one rank only (its setting absent from the other's list).
-    refused([&[], &["--batch-tokens", "512"]], "rank 1's --batch-tokens differs from rank 0's (512 against not given)");
+    refused(
+        [(data, &[]), (data, &["--batch-tokens", "512"])],
+        "rank 1's --batch-tokens differs from rank 0's (512 against not given)",
+    );
+    // A data file is compared by its bytes: another path to the same bytes is the same file
+    // (nodes may hold copies in different places), one more row is not.
+    let copied = s.dir.path().join("copy.csv");
+    std::fs::copy(&data.topic_train, &copied).unwrap();
+    let elsewhere = ToyData { topic_train: copied.clone(), ..data.clone() };
+    let bytes = std::fs::metadata(&copied).unwrap().len();
+    std::fs::write(s.dir.path().join("longer.csv"), std::fs::read_to_string(&copied).unwrap() + "one more row,sport\n")
+        .unwrap();
+    let longer = ToyData { topic_train: s.dir.path().join("longer.csv"), ..data.clone() };
+    refused(
+        [(data, &[]), (&longer, &[])],
+        &format!("rank 1's task 'topic' training file differs from rank 0's ({} bytes, fnv1a ", bytes + 19),
+    );
+    let port = free_port();
+    let ranks: Vec<Child> = [data, &elsewhere]
+        .iter()
+        .enumerate()
+        .map(|(rank, d)| {
+            let args = train_args(&s.model, d, &run, 2, &[]);
+            rank_command(&args, rank, 2, port).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+        })
+        .collect();
+    assert_all_ok(&ranks.into_iter().map(|c| c.wait_with_output().unwrap()).collect::<Vec<_>>());
 }
 
 /// Ranks given different WORLD_SIZE values: each says so, the waiting rank 0 too (rank 1

@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
+#[derive(Clone)]
 pub struct ToyData {
     pub topic_train: PathBuf,
     pub topic_dev: PathBuf,
