@@ -1,8 +1,12 @@
 //! Ctrl-C (SIGINT) and SIGTERM during training: the first one asks the loop to stop after
 //! the current step and save a resumable checkpoint; a second one ends the process at once
-//! (atomic checkpoint writes keep the previous one intact either way).
+//! (atomic checkpoint writes keep the previous one intact either way). Before the first step
+//! (loading, the feature cache) there is nothing to save: a signal ends the process at once,
+//! and a new run's files go with it, so that starting it again needs no `--overwrite`.
 
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, Ordering};
 
 static RECEIVED: AtomicI32 = AtomicI32::new(0);
 /// Whether the handler says what it does (not under `--quiet`, nor on ranks other than 0).
@@ -64,6 +68,71 @@ impl StopOnSignal {
 
 impl Drop for StopOnSignal {
     fn drop(&mut self) {
+        // SAFETY: restores the default dispositions.
+        unsafe {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            libc::signal(libc::SIGTERM, libc::SIG_DFL);
+        }
+    }
+}
+
+/// What a signal during start-up removes: files first, then their folder (when empty).
+struct Unstarted {
+    files: Vec<CString>,
+    folder: CString,
+}
+
+static UNSTARTED: AtomicPtr<Unstarted> = AtomicPtr::new(std::ptr::null_mut());
+
+const NOT_STARTED: &[u8] =
+    b"\ninterrupted before training started: nothing was trained, and the new run's files are removed\n";
+
+extern "C" fn on_start_up_signal(signal: libc::c_int) {
+    let unstarted = UNSTARTED.swap(std::ptr::null_mut(), Ordering::SeqCst);
+    // SAFETY: a non-null pointer is a leaked `Unstarted` that nothing frees; unlink(),
+    // rmdir(), write(), signal() and raise() are async-signal-safe.
+    unsafe {
+        if let Some(unstarted) = unstarted.as_ref() {
+            for file in &unstarted.files {
+                libc::unlink(file.as_ptr());
+            }
+            libc::rmdir(unstarted.folder.as_ptr());
+        }
+        announce(NOT_STARTED);
+        libc::signal(signal, libc::SIG_DFL);
+        libc::raise(signal);
+    }
+}
+
+/// While alive (a new run's start-up), SIGINT and SIGTERM remove `files` and then `folder`
+/// if it is empty, and end the process as the signal would.
+pub struct QuitDuringStartUp {
+    _private: (),
+}
+
+impl QuitDuringStartUp {
+    /// `announce`: say on stderr what happened, when a signal comes.
+    pub fn install(files: &[PathBuf], folder: &Path, announce: bool) -> Self {
+        let c_path = |p: &Path| CString::new(p.as_os_str().as_encoded_bytes()).ok();
+        let unstarted = Unstarted {
+            files: files.iter().filter_map(|f| c_path(f)).collect(),
+            folder: c_path(folder).unwrap_or_default(),
+        };
+        // Leaked on purpose: a handler may read it until the process ends (a few paths per run).
+        UNSTARTED.store(Box::into_raw(Box::new(unstarted)), Ordering::SeqCst);
+        ANNOUNCE.store(announce, Ordering::SeqCst);
+        // SAFETY: installs a handler that only makes async-signal-safe calls.
+        unsafe {
+            libc::signal(libc::SIGINT, on_start_up_signal as *const () as libc::sighandler_t);
+            libc::signal(libc::SIGTERM, on_start_up_signal as *const () as libc::sighandler_t);
+        }
+        Self { _private: () }
+    }
+}
+
+impl Drop for QuitDuringStartUp {
+    fn drop(&mut self) {
+        UNSTARTED.store(std::ptr::null_mut(), Ordering::SeqCst);
         // SAFETY: restores the default dispositions.
         unsafe {
             libc::signal(libc::SIGINT, libc::SIG_DFL);

@@ -14,7 +14,7 @@ use tch::{Kind, Tensor};
 use super::evaluate::{evaluate, Evaluation};
 use super::feature_cache::RunCaches;
 use super::freeze::FreezeRule;
-use super::interrupt::{signal_name, Interrupted, StopOnSignal};
+use super::interrupt::{signal_name, Interrupted, QuitDuringStartUp, StopOnSignal};
 use super::log::{EvalRecord, LogRecord, RunLog, RunSummary, StepRecord};
 use super::optimizer::AdamW;
 use super::overview::{print_evaluation, Overview};
@@ -86,10 +86,12 @@ pub fn train(settings: &TrainSettings, options: &RunOptions, group: Option<&Proc
         eprintln!("{line}");
     }
     let root = run.root.clone();
+    let signals = main.then(|| QuitDuringStartUp::install(&[run.settings(), run.log()], &root, !options.quiet));
     // A panic counts as a failed start too (libtorch out of memory in a panicking operator).
     let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         Trainer::start(settings, options, run, tasks, None, group)
     }));
+    drop(signals);
     if main && !matches!(started, Ok(Ok(_))) {
         // Nothing trained: leave no run behind that a new attempt would have to --overwrite.
         RunDir::discard_unstarted(&root);

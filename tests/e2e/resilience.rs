@@ -297,6 +297,44 @@ fn diverging_training_stops_and_keeps_the_last_good_checkpoint() {
     assert!(!stdout(&encoded).contains("null"), "the kept checkpoint gives finite embeddings: {}", stdout(&encoded));
 }
 
+/// A signal before the first step (here while 200,000 rows are tokenized and their features
+/// cached) ends the process at once and removes what the new run wrote, so that the same
+/// command starts again without `--overwrite`.
+#[test]
+fn a_signal_during_start_up_leaves_no_run_behind() {
+    use std::os::unix::process::ExitStatusExt;
+    let test = "a_signal_during_start_up_leaves_no_run_behind";
+    let Some(models) = tiny_models(test) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("big.csv");
+    let rows: String =
+        (0..200_000).map(|i| format!("sentence {i} about the weather,{}\n", ["sun", "rain"][i % 2])).collect();
+    std::fs::write(&data, format!("text,label\n{rows}")).unwrap();
+    let out = dir.path().join("run");
+    let model = models.join("tiny-bert");
+    let task = format!("big={}", data.display());
+    let args = ["train", "-m", model.to_str().unwrap(), "--task", &task, "--freeze", "backbone", "--device", "cpu"];
+    let mut child = bin()
+        .args(args)
+        .args(["--threads", "1", "--max-steps", "5", "--out", out.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !out.join("settings.json").is_file() {
+        assert!(child.try_wait().unwrap().is_none(), "training ended before it wrote its settings");
+        assert!(started.elapsed() < Duration::from_secs(60), "no settings.json in {}", out.display());
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.signal(), Some(libc::SIGINT), "{}", stderr(&output));
+    assert!(stderr(&output).contains("interrupted before training started"), "{}", stderr(&output));
+    assert!(!out.exists(), "the unstarted run left {:?}", std::fs::read_dir(&out).map(|d| d.count()));
+}
+
 /// Gradients can overflow while every loss stays finite (a huge task weight): clipping then
 /// scales the step to nothing, so the run stops as for a loss, naming the step and the task.
 #[test]
