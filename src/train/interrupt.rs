@@ -76,27 +76,41 @@ impl Drop for StopOnSignal {
     }
 }
 
-/// What a signal during start-up removes: files first, then their folder (when empty).
-struct Unstarted {
-    files: Vec<CString>,
-    folder: CString,
+/// What a signal during a new run's start-up undoes (`NewRun::undo_on_signal`), in order:
+/// files removed, entries moved back, folders removed when empty.
+pub struct UndoOnSignal {
+    pub remove_files: Vec<PathBuf>,
+    pub move_back: Vec<(PathBuf, PathBuf)>,
+    pub remove_folders: Vec<PathBuf>,
 }
 
-static UNSTARTED: AtomicPtr<Unstarted> = AtomicPtr::new(std::ptr::null_mut());
+/// [`UndoOnSignal`] as C strings, made before the handler may need them.
+struct PreparedUndo {
+    remove_files: Vec<CString>,
+    move_back: Vec<(CString, CString)>,
+    remove_folders: Vec<CString>,
+}
+
+static UNDO: AtomicPtr<PreparedUndo> = AtomicPtr::new(std::ptr::null_mut());
 
 const NOT_STARTED: &[u8] =
     b"\ninterrupted before training started: nothing was trained, and the new run's files are removed\n";
 
 extern "C" fn on_start_up_signal(signal: libc::c_int) {
-    let unstarted = UNSTARTED.swap(std::ptr::null_mut(), Ordering::SeqCst);
-    // SAFETY: a non-null pointer is a leaked `Unstarted` that nothing frees; unlink(),
-    // rmdir(), write(), signal() and raise() are async-signal-safe.
+    let undo = UNDO.swap(std::ptr::null_mut(), Ordering::SeqCst);
+    // SAFETY: a non-null pointer is a leaked `PreparedUndo` that nothing frees; unlink(),
+    // rename(), rmdir(), write(), signal() and raise() are async-signal-safe.
     unsafe {
-        if let Some(unstarted) = unstarted.as_ref() {
-            for file in &unstarted.files {
+        if let Some(undo) = undo.as_ref() {
+            for file in &undo.remove_files {
                 libc::unlink(file.as_ptr());
             }
-            libc::rmdir(unstarted.folder.as_ptr());
+            for (from, to) in &undo.move_back {
+                libc::rename(from.as_ptr(), to.as_ptr());
+            }
+            for folder in &undo.remove_folders {
+                libc::rmdir(folder.as_ptr());
+            }
         }
         announce(NOT_STARTED);
         libc::signal(signal, libc::SIG_DFL);
@@ -104,22 +118,23 @@ extern "C" fn on_start_up_signal(signal: libc::c_int) {
     }
 }
 
-/// While alive (a new run's start-up), SIGINT and SIGTERM remove `files` and then `folder`
-/// if it is empty, and end the process as the signal would.
+/// While alive (a new run's start-up), SIGINT and SIGTERM undo what the run did to its
+/// folder and end the process as the signal would.
 pub struct QuitDuringStartUp {
     _private: (),
 }
 
 impl QuitDuringStartUp {
     /// `announce`: say on stderr what happened, when a signal comes.
-    pub fn install(files: &[PathBuf], folder: &Path, announce: bool) -> Self {
-        let c_path = |p: &Path| CString::new(p.as_os_str().as_encoded_bytes()).ok();
-        let unstarted = Unstarted {
-            files: files.iter().filter_map(|f| c_path(f)).collect(),
-            folder: c_path(folder).unwrap_or_default(),
+    pub fn install(undo: UndoOnSignal, announce: bool) -> Self {
+        let c = |p: &Path| CString::new(p.as_os_str().as_encoded_bytes()).unwrap_or_default();
+        let prepared = PreparedUndo {
+            remove_files: undo.remove_files.iter().map(|p| c(p)).collect(),
+            move_back: undo.move_back.iter().map(|(a, b)| (c(a), c(b))).collect(),
+            remove_folders: undo.remove_folders.iter().map(|p| c(p)).collect(),
         };
         // Leaked on purpose: a handler may read it until the process ends (a few paths per run).
-        UNSTARTED.store(Box::into_raw(Box::new(unstarted)), Ordering::SeqCst);
+        UNDO.store(Box::into_raw(Box::new(prepared)), Ordering::SeqCst);
         ANNOUNCE.store(announce, Ordering::SeqCst);
         // SAFETY: installs a handler that only makes async-signal-safe calls.
         unsafe {
@@ -132,7 +147,7 @@ impl QuitDuringStartUp {
 
 impl Drop for QuitDuringStartUp {
     fn drop(&mut self) {
-        UNSTARTED.store(std::ptr::null_mut(), Ordering::SeqCst);
+        UNDO.store(std::ptr::null_mut(), Ordering::SeqCst);
         // SAFETY: restores the default dispositions.
         unsafe {
             libc::signal(libc::SIGINT, libc::SIG_DFL);

@@ -7,6 +7,7 @@ pub mod freeze;
 pub mod interrupt;
 pub mod log;
 pub mod logistic_regression;
+pub mod new_run;
 pub mod optimizer;
 pub mod overview;
 pub mod param_groups;

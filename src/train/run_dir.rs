@@ -27,54 +27,41 @@ impl RunDir {
         self.root.join("settings.json")
     }
 
-    /// Creates the run directory. An existing non-empty one is refused unless `overwrite`,
-    /// and then only the files a run writes are removed; anything else stays.
-    pub fn create(root: &Path, overwrite: bool) -> Result<Self> {
+    /// Refuses a `--out` that holds anything unless `overwrite` (saying what it holds: a run
+    /// to resume, a finished one, other files), and a run that another process is training.
+    /// `NewRun::create` then takes it.
+    pub(super) fn refuse_taken(&self, overwrite: bool) -> Result<()> {
+        let root = &self.root;
         crate::checkpoint::refuse_output_inside(root, "--out")?;
-        let run = Self { root: root.to_path_buf() };
-        run.refuse_in_use()?;
+        self.refuse_in_use()?;
         let non_empty = root.read_dir().map(|mut d| d.next().is_some()).unwrap_or(false);
-        if non_empty {
-            if !overwrite && !run.settings().is_file() {
-                bail!(
-                    "--out {} already holds files and is not a run directory; choose another --out (--overwrite would write a run among them)",
-                    root.display()
-                );
-            }
-            if !overwrite && !run.last().join(STATE_FILE).is_file() {
-                bail!(
-                    "run directory {} already holds a run that saved no checkpoint to resume; pass --overwrite to start it again, or choose another --out",
-                    root.display()
-                );
-            }
-            if let (false, Some(step)) = (overwrite, run.finished_at()?) {
-                bail!(
-                    "run directory {} holds a run that finished at step {step} (best checkpoint {}); pass --overwrite to replace it, or choose another --out",
-                    root.display(),
-                    run.best().display()
-                );
-            }
-            if !overwrite {
-                bail!(
-                    "run directory {} already exists and is not empty; continue it with --resume {}, pass --overwrite to replace its run, or choose another --out",
-                    root.display(),
-                    root.display()
-                );
-            }
-            for dir in [run.best(), run.last()] {
-                if dir.exists() {
-                    std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
-                }
-            }
-            for file in [run.log(), run.settings()] {
-                if file.exists() {
-                    std::fs::remove_file(&file).with_context(|| format!("cannot remove {}", file.display()))?;
-                }
-            }
+        if !non_empty || overwrite {
+            return Ok(());
         }
-        std::fs::create_dir_all(root).with_context(|| format!("cannot create run directory {}", root.display()))?;
-        run.remove_stale_staging();
-        Ok(run)
+        if !self.settings().is_file() {
+            bail!(
+                "--out {} already holds files and is not a run directory; choose another --out (--overwrite would write a run among them)",
+                root.display()
+            );
+        }
+        if !self.last().join(STATE_FILE).is_file() {
+            bail!(
+                "run directory {} already holds a run that saved no checkpoint to resume; pass --overwrite to start it again, or choose another --out",
+                root.display()
+            );
+        }
+        if let Some(step) = self.finished_at()? {
+            bail!(
+                "run directory {} holds a run that finished at step {step} (best checkpoint {}); pass --overwrite to replace it, or choose another --out",
+                root.display(),
+                self.best().display()
+            );
+        }
+        bail!(
+            "run directory {} already exists and is not empty; continue it with --resume {}, pass --overwrite to replace its run, or choose another --out",
+            root.display(),
+            root.display()
+        )
     }
 
     /// An existing run to resume: it needs its settings and a resumable `last/`.
@@ -132,15 +119,6 @@ impl RunDir {
             Some(LogRecord::Summary(summary)) => Ok(Some(summary.step)),
             _ => Ok(None),
         }
-    }
-
-    /// Removes what a run that failed before its first step wrote (settings and log), and its
-    /// folder when nothing else is in it.
-    pub fn discard_unstarted(root: &Path) {
-        let run = Self { root: root.to_path_buf() };
-        let _ = std::fs::remove_file(run.settings());
-        let _ = std::fs::remove_file(run.log());
-        let _ = std::fs::remove_dir(root);
     }
 
     /// Writes `settings.json`: the resolved settings, the command line, the folder it ran in
@@ -204,7 +182,7 @@ impl RunDir {
     }
 
     /// Staging folders left by a process killed while saving (`.last.new-<pid>`).
-    fn remove_stale_staging(&self) {
+    pub(super) fn remove_stale_staging(&self) {
         if let Ok(entries) = std::fs::read_dir(&self.root) {
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();

@@ -16,6 +16,7 @@ use super::feature_cache::RunCaches;
 use super::freeze::FreezeRule;
 use super::interrupt::{signal_name, Interrupted, QuitDuringStartUp, StopOnSignal};
 use super::log::{EvalRecord, LogRecord, RunLog, RunSummary, StepRecord};
+use super::new_run::NewRun;
 use super::optimizer::AdamW;
 use super::overview::{print_evaluation, Overview};
 use super::param_groups::{build_groups, parameter_counts};
@@ -72,29 +73,34 @@ pub fn train(settings: &TrainSettings, options: &RunOptions, group: Option<&Proc
     let rate_note = settings.fit_backbone_rate(tasks.iter().map(|t| t.train_rows()).sum());
     let settings = &settings;
     let main = distributed::is_main(group);
-    let run = if main {
+    let (run, new_run) = if main {
         setup::check_model_before_overwrite(settings, options.overwrite)?;
-        let run = RunDir::create(&settings.out, options.overwrite)?;
-        run.write_settings(settings, &options.command_line)?;
-        run.lock()?;
-        run
+        let (run, new_run) = NewRun::create(&settings.out, options.overwrite)?;
+        if let Err(e) = run.write_settings(settings, &options.command_line).and_then(|()| run.lock()) {
+            new_run.undo();
+            return Err(e);
+        }
+        (run, Some(new_run))
     } else {
-        RunDir { root: settings.out.clone() }
+        (RunDir { root: settings.out.clone() }, None)
     };
     // After the checks above, so that a refused run prints its one error line alone.
     if let (Some(line), false) = (rate_note, options.quiet) {
         eprintln!("{line}");
     }
-    let root = run.root.clone();
-    let signals = main.then(|| QuitDuringStartUp::install(&[run.settings(), run.log()], &root, !options.quiet));
+    let signals = new_run.as_ref().map(|n| QuitDuringStartUp::install(n.undo_on_signal(), !options.quiet));
     // A panic counts as a failed start too (libtorch out of memory in a panicking operator).
     let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         Trainer::start(settings, options, run, tasks, None, group)
     }));
     drop(signals);
-    if main && !matches!(started, Ok(Ok(_))) {
-        // Nothing trained: leave no run behind that a new attempt would have to --overwrite.
-        RunDir::discard_unstarted(&root);
+    if let Some(new_run) = new_run {
+        match started {
+            Ok(Ok(_)) => new_run.keep(),
+            // Nothing trained: leave no run behind that a new attempt would have to
+            // --overwrite, and give back the run it was to replace.
+            _ => new_run.undo(),
+        }
     }
     match started {
         Ok(started) => started?.run(),

@@ -297,9 +297,47 @@ fn diverging_training_stops_and_keeps_the_last_good_checkpoint() {
     assert!(!stdout(&encoded).contains("null"), "the kept checkpoint gives finite embeddings: {}", stdout(&encoded));
 }
 
+/// `--overwrite` sets the replaced run aside until the new one starts: a start that fails
+/// (here a --max-length the model cannot take) gives it back whole, and an empty folder the
+/// user made stays.
+#[test]
+fn a_start_that_fails_gives_back_the_run_it_was_to_overwrite() {
+    let test = "a_start_that_fails_gives_back_the_run_it_was_to_overwrite";
+    let Some(f) = fixture(test, 3, &[]) else { return };
+    f.run_to_end("run");
+    let before = weights(&format!("{}/best", f.out("run")));
+    let log = std::fs::read_to_string(Path::new(&f.out("run")).join("train_log.jsonl")).unwrap();
+    for out in [f.out("run"), f.out("empty")] {
+        std::fs::create_dir_all(&out).unwrap();
+        let mut args = f.args.clone();
+        args.extend(["--out", &out, "--overwrite", "--max-length", "100000"].map(String::from));
+        assert_clean_error(&bin().args(&args).output().unwrap(), "--max-length");
+    }
+    let after = weights(&format!("{}/best", f.out("run")));
+    assert!(after.len() == before.len() && after.iter().zip(&before).all(|((_, a), (_, b))| a.equal(b)));
+    assert_eq!(std::fs::read_to_string(Path::new(&f.out("run")).join("train_log.jsonl")).unwrap(), log);
+    assert!(Path::new(&f.out("run")).join("last/trainer_state.json").is_file(), "last/ is back, resumable");
+    let left: Vec<String> = std::fs::read_dir(f.out("run"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!left.iter().any(|n| n.starts_with(".replaced")), "{left:?}");
+    assert!(Path::new(&f.out("empty")).is_dir(), "the user's empty folder stays");
+    // A start that goes through replaces it.
+    let mut args = f.args.clone();
+    args.extend(["--out", &f.out("run"), "--overwrite", "--max-steps", "1"].map(String::from));
+    assert_ok(&bin().args(&args).output().unwrap());
+    let left: Vec<String> = std::fs::read_dir(f.out("run"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!left.iter().any(|n| n.starts_with(".replaced")), "{left:?}");
+}
+
 /// A signal before the first step (here while 200,000 rows are tokenized and their features
-/// cached) ends the process at once and removes what the new run wrote, so that the same
-/// command starts again without `--overwrite`.
+/// cached) ends the process at once and undoes what the new run did: its files go, so that
+/// the same command starts again without `--overwrite`, and a run it was to overwrite comes
+/// back.
 #[test]
 fn a_signal_during_start_up_leaves_no_run_behind() {
     use std::os::unix::process::ExitStatusExt;
@@ -310,29 +348,43 @@ fn a_signal_during_start_up_leaves_no_run_behind() {
     let rows: String =
         (0..200_000).map(|i| format!("sentence {i} about the weather,{}\n", ["sun", "rain"][i % 2])).collect();
     std::fs::write(&data, format!("text,label\n{rows}")).unwrap();
-    let out = dir.path().join("run");
     let model = models.join("tiny-bert");
     let task = format!("big={}", data.display());
-    let args = ["train", "-m", model.to_str().unwrap(), "--task", &task, "--freeze", "backbone", "--device", "cpu"];
-    let mut child = bin()
-        .args(args)
-        .args(["--threads", "1", "--max-steps", "5", "--out", out.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while !out.join("settings.json").is_file() {
-        assert!(child.try_wait().unwrap().is_none(), "training ended before it wrote its settings");
-        assert!(started.elapsed() < Duration::from_secs(60), "no settings.json in {}", out.display());
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    // SAFETY: sending a signal to our own child process.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let output = child.wait_with_output().unwrap();
-    assert_eq!(output.status.signal(), Some(libc::SIGINT), "{}", stderr(&output));
-    assert!(stderr(&output).contains("interrupted before training started"), "{}", stderr(&output));
+    let interrupt_start = |out: &Path, extra: &[&str]| {
+        let args = ["train", "-m", model.to_str().unwrap(), "--task", &task, "--freeze", "backbone", "--device", "cpu"];
+        let mut child = bin()
+            .args(args)
+            .args(["--threads", "1", "--max-steps", "5", "--out", out.to_str().unwrap()])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        let written = || std::fs::read_to_string(out.join("settings.json")).is_ok_and(|t| t.contains("command_line"));
+        while !written() {
+            assert!(child.try_wait().unwrap().is_none(), "training ended before it wrote its settings");
+            assert!(started.elapsed() < Duration::from_secs(60), "no settings.json in {}", out.display());
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        let output = child.wait_with_output().unwrap();
+        assert_eq!(output.status.signal(), Some(libc::SIGINT), "{}", stderr(&output));
+        assert!(stderr(&output).contains("interrupted before training started"), "{}", stderr(&output));
+    };
+    let out = dir.path().join("run");
+    interrupt_start(&out, &[]);
     assert!(!out.exists(), "the unstarted run left {:?}", std::fs::read_dir(&out).map(|d| d.count()));
+
+    let old = dir.path().join("old");
+    std::fs::create_dir_all(old.join("best")).unwrap();
+    std::fs::write(old.join("best/model.safetensors"), "old weights").unwrap();
+    std::fs::write(old.join("settings.json"), "old settings").unwrap();
+    interrupt_start(&old, &["--overwrite"]);
+    assert_eq!(std::fs::read_to_string(old.join("best/model.safetensors")).unwrap(), "old weights");
+    assert_eq!(std::fs::read_to_string(old.join("settings.json")).unwrap(), "old settings");
+    assert_eq!(std::fs::read_dir(&old).unwrap().count(), 2, "only the old run is left");
 }
 
 /// Gradients can overflow while every loss stays finite (a huge task weight): clipping then
