@@ -5,12 +5,14 @@
 //! SetFit's oversampling does), here over the pairs of every batch and beside the head's
 //! cross-entropy, and it runs at least [`MIN_STEPS`] optimizer steps. The head reads the
 //! embeddings (normalised, as SetFit's), and after the last step it is fitted anew on the
-//! final body ([`refit_heads`]), as SetFit fits its head once its body is trained. `auto` turns
+//! final body ([`refit_heads`]), as SetFit fits its head once its body is trained; each dev
+//! evaluation before scores a head fitted the same way on the body of its step. `auto` turns
 //! the mode on for a classification task with at most [`ROWS_PER_CLASS`] training rows per
 //! class on average (docs/recipes.md has the few-shot measurements behind these choices).
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
+use tch::Tensor;
 
 use crate::inference::Encoder;
 use crate::model::names;
@@ -66,10 +68,10 @@ pub struct SmallTask<'a> {
 pub fn announcement(tasks: &[SmallTask], planned: usize, total: usize, encoder_frozen: bool) -> String {
     let frozen: Vec<String> = tasks.iter().filter(|t| t.head_frozen).map(|t| format!("'{}'", t.name)).collect();
     let heads = match frozen.len() {
-        0 => "the head fitted anew on the embeddings after the last step (as SetFit)".to_string(),
+        0 => "the head fitted anew on the embeddings after the last step (as SetFit; dev evaluations score such a head too)".to_string(),
         n if n == tasks.len() => format!("the frozen head of {} kept as it is", frozen.join(", ")),
         _ => format!(
-            "each head but the frozen one of {} fitted anew on the embeddings after the last step (as SetFit)",
+            "each head but the frozen one of {} fitted anew on the embeddings after the last step (as SetFit; dev evaluations score such heads too)",
             frozen.join(", ")
         ),
     };
@@ -86,13 +88,37 @@ pub fn announcement(tasks: &[SmallTask], planned: usize, total: usize, encoder_f
     format!("small-data mode for {}: {losses}, and {heads}, {steps}; --small-data off turns it off", tasks.join(", "))
 }
 
-/// After the last step: each head a task refits (`TrainingTask::refit_head`) replaces the
-/// trained one in the model `encoder` runs (a head kept by `--freeze` is not refitted:
-/// `ClassificationTask::note_frozen`). Every rank fits from the same gathered inputs, and then
-/// takes rank 0's head, so the ranks cannot drift apart by a rounding. Returns a line to show
-/// per head.
-pub fn refit_heads(tasks: &[Box<dyn TrainingTask>], encoder: &Encoder) -> Result<Vec<String>> {
-    let mut said = Vec::new();
+/// The heads [`refit_heads`] replaced, as they were trained, to put back when training goes
+/// on; and a line to show per refitted head.
+pub struct TrainedHeads {
+    /// (the head's variable, a copy of its trained value)
+    trained: Vec<(Tensor, Tensor)>,
+    pub lines: Vec<String>,
+}
+
+impl TrainedHeads {
+    pub fn none() -> Self {
+        Self { trained: Vec::new(), lines: Vec::new() }
+    }
+
+    /// Puts the trained heads back, bit for bit (training goes on from them).
+    pub fn restore(self) {
+        tch::no_grad(|| {
+            for (mut variable, value) in self.trained {
+                variable.copy_(&value);
+            }
+        });
+    }
+}
+
+/// Each head a task refits (`TrainingTask::refit_head`) replaces the trained one in the model
+/// `encoder` runs (a head kept by `--freeze` is not refitted: `ClassificationTask::note_frozen`).
+/// Done at every evaluation, so that dev scores, `best/` and an early stop's checkpoints are of
+/// the refitted heads, as the final model's are; the trained heads come back in between. Every
+/// rank fits from the same gathered inputs, and then takes rank 0's head, so the ranks cannot
+/// drift apart by a rounding.
+pub fn refit_heads(tasks: &[Box<dyn TrainingTask>], encoder: &Encoder) -> Result<TrainedHeads> {
+    let mut heads = TrainedHeads::none();
     for task in tasks {
         let name = &task.source().name;
         let head = names::head(name);
@@ -105,6 +131,7 @@ pub fn refit_heads(tasks: &[Box<dyn TrainingTask>], encoder: &Encoder) -> Result
             // `weights` are views of the trained variables: write through them.
             for (variable, value) in [(weight, &fitted.weight), (bias, &fitted.bias)] {
                 let mut variable = variable.shallow_clone();
+                heads.trained.push((variable.shallow_clone(), variable.copy()));
                 variable.copy_(value);
                 if let Some(group) = encoder.group {
                     group.broadcast_(&mut variable, 0, "the broadcast of the refitted head")?;
@@ -112,13 +139,13 @@ pub fn refit_heads(tasks: &[Box<dyn TrainingTask>], encoder: &Encoder) -> Result
             }
             Ok(())
         })?;
-        said.push(format!(
+        heads.lines.push(format!(
             "small-data mode: the head of '{name}' fitted anew on the final embeddings of its {} training rows (logistic regression, C = {}, as SetFit)",
             task.train_rows(),
             super::logistic_regression::C
         ));
     }
-    Ok(said)
+    Ok(heads)
 }
 
 crate::value_names!(SmallData, "--small-data", [Auto => "auto", On => "on", Off => "off"]);

@@ -23,7 +23,7 @@ use super::param_groups::{build_groups, parameter_counts};
 use super::run_dir::RunDir;
 use super::settings::TrainSettings;
 use super::setup;
-use super::small_data::{self, SmallTask};
+use super::small_data::{self, SmallTask, TrainedHeads};
 use super::state::TrainerState;
 use super::window::{NonFinite, Window};
 use crate::checkpoint::{self, TrainableModel};
@@ -387,11 +387,6 @@ impl<'a> Trainer<'a> {
             self.start_epoch_bar_if_due();
             self.step()?;
             let step = self.state.step;
-            if step == self.schedule.total_steps {
-                for line in small_data::refit_heads(&self.tasks, &self.fp32_encoder())? {
-                    self.say(&line);
-                }
-            }
             if step.is_multiple_of(self.settings.log_every) || step == self.schedule.total_steps {
                 self.log_window()?;
             }
@@ -765,6 +760,15 @@ impl<'a> Trainer<'a> {
         self.check_before_save()?;
         let step = self.state.step;
         let eval_started = Instant::now();
+        // Dev scores and best/ are of the heads the run would end with (small-data mode).
+        let has_dev = self.tasks.iter().any(|t| t.dev_rows().is_some());
+        let trained_heads = match has_dev || step == self.schedule.total_steps {
+            true => small_data::refit_heads(&self.tasks, &self.fp32_encoder())?,
+            false => TrainedHeads::none(),
+        };
+        if step == self.schedule.total_steps {
+            trained_heads.lines.iter().for_each(|line| self.say(line));
+        }
         let evaluation = evaluate(&self.fp32_encoder(), &self.tasks, step)?;
         self.timing.eval += eval_started.elapsed().as_secs_f64();
         let improved = match (&evaluation, &self.state.best) {
@@ -800,10 +804,17 @@ impl<'a> Trainer<'a> {
         } else if evaluation.is_some() {
             self.state.evals_without_improvement += 1;
         }
+        let patience_spent = self.settings.patience.is_some_and(|p| self.state.evals_without_improvement >= p);
+        let early_stop = evaluation.is_some() && patience_spent;
+        if early_stop && step < self.schedule.total_steps {
+            trained_heads.lines.iter().for_each(|line| self.say(line));
+        } else if step < self.schedule.total_steps {
+            // Training goes on from the heads it trained (and `last/` resumes from them).
+            trained_heads.restore();
+        }
         self.save_last(evaluation.as_ref())?;
         self.timing.save += save_started.elapsed().as_secs_f64();
-        let patience_spent = self.settings.patience.is_some_and(|p| self.state.evals_without_improvement >= p);
-        if evaluation.is_some() && patience_spent {
+        if early_stop {
             self.bar.finish_and_clear();
             self.say(&format!(
                 "early stopping at step {step}: no better mean of the main dev metrics in {} evaluations",

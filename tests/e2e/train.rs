@@ -148,6 +148,29 @@ fn small_data_mode_turns_itself_on_says_so_learns_and_can_be_turned_off() {
     assert!(!said.contains(refit), "{said}");
 }
 
+/// Dev evaluations in small-data mode score the head the run would end with, fitted on that
+/// step's embeddings: `best/` from an earlier evaluation and an early stop's checkpoints hold
+/// such heads, not the jointly trained one.
+#[test]
+fn small_data_checkpoints_hold_refitted_heads_at_every_evaluation() {
+    let test = "small_data_checkpoints_hold_refitted_heads_at_every_evaluation";
+    let Some(s) = setup(test) else { return };
+    let topic = format!("topic={},{}", s.data.topic_train.display(), s.data.topic_dev.display());
+    let out = s.out("run");
+    let mut args = vec!["train", "-m", &s.model, "--task", &topic, "--device", "cpu", "--threads", "1"];
+    args.extend(["--batch-size", "8", "--eval-every", "20", "--patience", "1", "--out", &out]);
+    // Rates too small to change the dev score, so the second evaluation stops the run.
+    args.extend(["--lr-backbone", "1e-12", "--lr-projection", "1e-12", "--lr-heads", "1e-12"]);
+    let output = run(&args);
+    assert_ok(&output);
+    let said = stderr(&output);
+    assert!(said.contains("early stopping at step 40"), "{said}");
+    assert!(said.contains("small-data mode: the head of 'topic' fitted anew"), "{said}");
+    for checkpoint in ["best", "last"] {
+        assert_head_is_the_refit(&Path::new(&out).join(checkpoint), "topic", &s.data.topic_train);
+    }
+}
+
 #[test]
 fn the_default_backbone_rate_follows_the_run_size_and_says_so_unless_a_flag_sets_it() {
     let test = "the_default_backbone_rate_follows_the_run_size_and_says_so_unless_a_flag_sets_it";
