@@ -9,7 +9,7 @@ use super::folder::{check_max_length, split_passthrough, ModelFolder};
 use crate::model::loaded::LoadedModel;
 use crate::model::names::{self, TensorPart};
 use crate::model::pooling::Pooling;
-use crate::model::spec::{ModelSpec, TaskSpec, DEFAULT_PROJECTION_DIM, FORMAT_VERSION};
+use crate::model::spec::{HeadInput, ModelSpec, TaskSpec, DEFAULT_PROJECTION_DIM, FORMAT_VERSION};
 use crate::model::tokenizer::SentenceTokenizer;
 use crate::model::weights::load_into;
 use crate::model::MultiTaskModel;
@@ -40,7 +40,9 @@ pub fn load_for_training(model: &str, device: Device, wanted: TrainingSpec) -> R
     let folder = ModelFolder::open(model)?;
     check_max_length(wanted.max_length, &folder.config)?;
     let spec = training_spec(&folder, wanted);
-    let replaced = replaced_layers(&folder.spec, &spec, model);
+    let hidden = folder.config.hidden_size();
+    let replaced = replaced_layers(&folder.spec, &spec, hidden, model);
+    let from = model;
     let tokenizer = SentenceTokenizer::from_dir(&folder.dir)?;
     let model = MultiTaskModel::build(&folder.config, &spec, device);
     let (path, mut tensors) = folder.read_tensors()?;
@@ -52,7 +54,8 @@ pub fn load_for_training(model: &str, device: Device, wanted: TrainingSpec) -> R
         TensorPart::Head(task) => {
             let old = base.tasks.iter().find(|t| t.name == task);
             let new = spec.tasks.iter().find(|t| t.name == task);
-            matches!((old, new), (Some(o), Some(n)) if o.labels == n.labels) && tensor.dim() > 0
+            matches!((old, new), (Some(o), Some(n)) if head_change(base, o, &spec, n, hidden, from).is_none())
+                && tensor.dim() > 0
         }
         _ => true,
     });
@@ -82,9 +85,10 @@ pub fn load_for_training(model: &str, device: Device, wanted: TrainingSpec) -> R
     Ok(TrainableModel { model, loaded, new_tensors: matched.missing, replaced })
 }
 
-/// Notes on the layers of `base` that `spec` replaces with new ones: a projection of another
-/// width, and the head of a task of the same name whose labels differ.
-fn replaced_layers(base: &ModelSpec, spec: &ModelSpec, model: &str) -> Vec<String> {
+/// Notes on the layers of `base` that `spec` replaces with new ones or leaves out: a
+/// projection of another width, the head of a task of the same name that cannot go on (see
+/// [`head_change`]), and the heads of tasks this run does not have.
+fn replaced_layers(base: &ModelSpec, spec: &ModelSpec, hidden: i64, model: &str) -> Vec<String> {
     let mut notes = Vec::new();
     if let (Some(old), Some(new)) = (base.projection_dim, spec.projection_dim) {
         if old != new {
@@ -93,19 +97,58 @@ fn replaced_layers(base: &ModelSpec, spec: &ModelSpec, model: &str) -> Vec<Strin
     }
     for new in &spec.tasks {
         let Some(old) = base.tasks.iter().find(|t| t.name == new.name) else { continue };
-        if old.labels != new.labels && !new.labels.is_empty() && !old.labels.is_empty() {
-            notes.push(format!(
-                "note: heads.{} starts new: task '{}' of {model} has {} label(s) ({}), this data {} ({}); the old head is not kept",
-                new.name,
-                new.name,
-                old.labels.len(),
-                preview(&old.labels),
-                new.labels.len(),
-                preview(&new.labels)
-            ));
+        if let Some(why) = head_change(base, old, spec, new, hidden, model) {
+            notes.push(format!("note: heads.{} starts new: {why}; the old head is not kept", new.name));
         }
     }
+    let left_out: Vec<String> = base
+        .head_tasks()
+        .filter(|old| !spec.tasks.iter().any(|t| t.name == old.name))
+        .map(|old| format!("'{}'", old.name))
+        .collect();
+    if !left_out.is_empty() {
+        notes.push(format!(
+            "note: {model}'s head(s) of {} are not kept: this run has no such task (give it a --task of that name to train it on)",
+            left_out.join(", ")
+        ));
+    }
     notes
+}
+
+/// Why the head of task `old` (in `base`) cannot go on as the head of task `new` (in `spec`)
+/// of the same name: other labels, another input width, or another input (a small-data head
+/// reads the normalised embeddings, others the features). `None` when it can.
+fn head_change(
+    base: &ModelSpec,
+    old: &TaskSpec,
+    spec: &ModelSpec,
+    new: &TaskSpec,
+    hidden: i64,
+    model: &str,
+) -> Option<String> {
+    let name = &new.name;
+    if old.labels != new.labels && !new.labels.is_empty() && !old.labels.is_empty() {
+        return Some(format!(
+            "task '{name}' of {model} has {} label(s) ({}), this data {} ({})",
+            old.labels.len(),
+            preview(&old.labels),
+            new.labels.len(),
+            preview(&new.labels)
+        ));
+    }
+    let (was, is) = (base.feature_width(hidden), spec.feature_width(hidden));
+    if was != is {
+        return Some(format!("in {model} it reads {was}-wide features, in this run {is}-wide ones (--projection-dim)"));
+    }
+    match (old.head_input, new.head_input) {
+        (HeadInput::Embedding, HeadInput::Features) => Some(
+            format!("in {model} it reads the normalised embeddings (small-data mode), in this run the features (small-data mode is off for it)"),
+        ),
+        (HeadInput::Features, HeadInput::Embedding) => Some(
+            format!("in {model} it reads the features, in this run the normalised embeddings (small-data mode)"),
+        ),
+        _ => None,
+    }
 }
 
 /// The first few labels, for a message.

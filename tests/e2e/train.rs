@@ -891,6 +891,8 @@ fn a_head_whose_labels_changed_starts_new_and_the_run_says_why() {
     assert_ok(&output);
     let said = stderr(&output);
     assert!(said.contains(&format!("note: heads.mood starts new: task 'mood' of {last} has 2 label(s)")), "{said}");
+    let dropped = format!("note: {last}'s head(s) of 'topic' are not kept: this run has no such task");
+    assert!(said.contains(&dropped), "{said}");
     // The same labels keep the head, without a note.
     let task = format!("mood={}", s.data.mood_train.display());
     let out = s.out("third");
@@ -898,4 +900,27 @@ fn a_head_whose_labels_changed_starts_new_and_the_run_says_why() {
     let output = run(&[&args[..], FAST].concat());
     assert_ok(&output);
     assert!(!stderr(&output).contains("starts new"), "{}", stderr(&output));
+    // Another projection width: the head's input changes width, so it starts new (it used to
+    // fail to load, blaming the checkpoint).
+    let out = s.out("wider");
+    let output = run(&[&args[..5], &["--out", &out, "--max-steps", "1", "--projection-dim", "16"], FAST].concat());
+    assert_ok(&output);
+    let said = stderr(&output);
+    assert!(said.contains(&format!("note: heads.mood starts new: in {last} it reads 256-wide features, in this run 16-wide ones (--projection-dim)")), "{said}");
+    // A small-data head reads the normalised embeddings; a run without small-data mode would
+    // feed it the features, so it starts new too.
+    let small = s.out("small");
+    let small_args = ["train", "-m", &s.model, "--task", &task, "--out", &small, "--max-steps", "2"];
+    assert_ok(&run(&[&small_args[..], &["--small-data", "on", "--device", "cpu", "--threads", "1", "-q"]].concat()));
+    let small_last = format!("{small}/last");
+    let out = s.out("after_small");
+    let output =
+        run(&[&["train", "-m", &small_last, "--task", &task, "--out", &out, "--max-steps", "1"][..], FAST].concat());
+    assert_ok(&output);
+    let said = stderr(&output);
+    assert!(
+        said.contains("note: heads.mood starts new: in ")
+            && said.contains("it reads the normalised embeddings (small-data mode), in this run the features"),
+        "{said}"
+    );
 }
