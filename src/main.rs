@@ -47,12 +47,27 @@ fn exit_now(code: i32) -> ! {
 /// clap's `Error::exit`, ending through [`exit_now`]. Errors are reported like every other
 /// bad input: one `error:` line naming the flag, exit code 1 (`cli::usage_error`).
 fn clap_exit(error: clap::Error) -> ! {
+    use clap::error::ErrorKind;
     if let Some(line) = usage_error::one_line(&error) {
         eprintln!("error: {line}");
         exit_now(1)
     }
-    let _ = error.print();
-    exit_now(error.exit_code())
+    match error.kind() {
+        // clap names a subcommand's version after it (`sentence-mtl-encode 0.1.0`).
+        ErrorKind::DisplayVersion => {
+            println!("sentence-mtl {}", Cli::command().get_version().unwrap_or_default());
+            exit_now(0)
+        }
+        // A bare `sentence-mtl` shows the help, and fails as any command without one would.
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = error.print();
+            exit_now(1)
+        }
+        _ => {
+            let _ = error.print();
+            exit_now(error.exit_code())
+        }
+    }
 }
 
 /// Restores the default SIGPIPE action (Rust ignores it): `sentence-mtl eval --json | head`

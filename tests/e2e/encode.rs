@@ -245,3 +245,21 @@ fn a_reader_that_stops_early_ends_encode_quietly() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.is_empty(), "stderr after the reader closed the pipe: {err}");
 }
+
+/// `--version` names the program, after any subcommand too; a bare `sentence-mtl` shows the
+/// help and fails (exit 1, as bad input does).
+#[test]
+fn version_and_a_bare_command_behave_as_documented() {
+    for args in [&["--version"][..], &["encode", "--version"], &["train", "--version"]] {
+        let out = run(args);
+        assert_ok(&out);
+        assert!(
+            stdout(&out).starts_with(&format!("sentence-mtl {} (libtorch ", env!("CARGO_PKG_VERSION"))),
+            "{args:?}: {}",
+            stdout(&out)
+        );
+    }
+    let bare = run(&[]);
+    assert_eq!(bare.status.code(), Some(1));
+    assert!(stderr(&bare).contains("Usage: sentence-mtl <COMMAND>"), "{}", stderr(&bare));
+}
