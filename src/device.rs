@@ -101,7 +101,7 @@ impl FromStr for DeviceChoice {
         Ok(match s {
             "auto" => Self::Auto,
             "cpu" => Self::Cpu,
-            "cuda" | "gpu" => Self::Cuda(0),
+            "cuda" => Self::Cuda(0),
             other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
                 Some(Ok(index)) => Self::Cuda(index),
                 _ => bail!("unknown --device '{other}' (expected auto, cpu, cuda or cuda:N)"),

@@ -12,6 +12,7 @@ use crate::model::pooling::l2_normalize;
 use crate::model::spec::SpecOverrides;
 use crate::output::embeddings::{write_embeddings, EmbeddingFormat};
 use crate::output::{check_output_path, write_output};
+use crate::precision::Precision;
 use crate::report::table::{count, ellipsize, Table};
 
 /// The most sentences `--similarity` tabulates: a row and a column each.
@@ -44,17 +45,19 @@ pub fn run(args: &EncodeArgs) -> Result<()> {
         );
     }
     let (loaded, progress) = open_model(&args.model, &overrides, group.as_ref())?;
-    let embeddings = encoder(&args.model, &loaded, group.as_ref())?.embed(&sentences, &progress)?;
+    let encoder = encoder(&args.model, &loaded, group.as_ref())?;
+    let embeddings = encoder.embed(&sentences, &progress)?;
     if !is_main(group.as_ref()) {
         return Ok(());
     }
     let dim = embeddings.size()[1] as usize;
     if !args.model.quiet {
         eprintln!(
-            "encoded {} into {dim}-dim embeddings ({} pooling{}) in {:.2}s",
+            "encoded {} into {dim}-dim embeddings ({} pooling{}{}) in {:.2}s",
             count(sentences.len(), "sentence"),
             loaded.spec.pooling,
             if loaded.spec.normalize { ", normalised" } else { "" },
+            if encoder.precision == Precision::Bf16 { ", bf16 forward" } else { "" },
             started.elapsed().as_secs_f64()
         );
     }

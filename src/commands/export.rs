@@ -13,6 +13,9 @@ use crate::model::spec::SpecOverrides;
 pub fn run(args: &ExportArgs) -> Result<()> {
     let format = args.format;
     let dir = Path::new(&args.model);
+    if !dir.exists() {
+        bail!("--model {}: no such checkpoint folder", dir.display());
+    }
     if !checkpoint::is_checkpoint(dir) {
         if checkpoint::is_checkpoint(&dir.join("best")) {
             bail!(

@@ -1,5 +1,7 @@
 //! `sentence-mtl predict`: label sentences with one task's head.
 
+use std::time::Instant;
+
 use anyhow::Result;
 use tch::Kind;
 
@@ -9,8 +11,10 @@ use crate::distributed::is_main;
 use crate::model::spec::SpecOverrides;
 use crate::output::predictions::{write_predictions, Prediction, PredictionFormat};
 use crate::output::{check_output_path, write_output};
+use crate::report::table::count;
 
 pub fn run(args: &PredictArgs) -> Result<()> {
+    let started = Instant::now();
     let format = PredictionFormat::choose(args.format, args.io.output())?;
     check_output_path(args.io.output(), args.io.input())?;
     let group = join_launch(&args.model.device)?;
@@ -46,5 +50,15 @@ pub fn run(args: &PredictArgs) -> Result<()> {
             scores: all.as_ref().map(|(p, z)| p[i].iter().copied().zip(z[i].iter().copied()).collect()),
         })
         .collect();
-    write_output(args.io.output(), false, |out| write_predictions(out, format, &task.labels, &rows))
+    write_output(args.io.output(), false, |out| write_predictions(out, format, &task.labels, &rows))?;
+    if !quiet {
+        eprintln!(
+            "labelled {} with task '{}' ({}) in {:.2}s",
+            count(rows.len(), "sentence"),
+            task.name,
+            count(task.labels.len(), "label"),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
 }

@@ -58,13 +58,21 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         return Ok(());
     }
     let rate = outcome.examples as f64 / outcome.seconds.max(1e-9);
-    println!(
-        "trained to step {} in {:.1}s ({:.1} examples/s, evaluation and saving included); run directory {}",
-        outcome.steps,
-        outcome.seconds,
-        rate,
-        outcome.run.root.display()
-    );
+    match outcome.examples {
+        // --freeze all: an evaluation and saves, no step.
+        0 => println!(
+            "evaluated and saved without a training step in {:.1}s; run directory {}",
+            outcome.seconds,
+            outcome.run.root.display()
+        ),
+        _ => println!(
+            "trained to step {} in {:.1}s ({:.1} examples/s, evaluation and saving included); run directory {}",
+            outcome.steps,
+            outcome.seconds,
+            rate,
+            outcome.run.root.display()
+        ),
+    }
     if let Some(best) = &outcome.best {
         println!(
             "best checkpoint {} (step {}, mean of the main dev metrics {:.4}):",

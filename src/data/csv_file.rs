@@ -79,8 +79,11 @@ pub fn missing_column_hint(header: &[String]) -> &'static str {
 
 /// What a header of one column holding `;` or a tab says: the file has another delimiter.
 pub fn delimiter_hint(header: &[String]) -> Option<&'static str> {
-    (header.len() == 1 && (header[0].contains(';') || header[0].contains('\t')))
-        .then_some("the header looks ';'- or tab-separated; sentence-mtl reads comma-separated CSV")
+    match header {
+        [only] if only.contains('\t') => Some("the header looks tab-separated; sentence-mtl reads comma-separated CSV"),
+        [only] if only.contains(';') => Some("the header looks ';'-separated; sentence-mtl reads comma-separated CSV"),
+        _ => None,
+    }
 }
 
 /// The column names of a CSV file's header row (a UTF-8 byte-order mark and surrounding
@@ -272,7 +275,7 @@ mod tests {
     #[test]
     fn semicolons_get_a_delimiter_hint() {
         let err = read(b"text;label\nx;y\n", &["text"]).unwrap_err().to_string();
-        assert!(err.contains("';'- or tab-separated"), "{err}");
+        assert!(err.contains("the header looks ';'-separated"), "{err}");
     }
 
     #[test]

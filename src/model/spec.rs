@@ -136,7 +136,7 @@ impl ModelSpec {
         let task = self.task(name)?;
         if !task.kind.has_head() {
             anyhow::bail!(
-                "task '{name}' is a {} task: it has no head to predict with (its embeddings are what `encode` returns)",
+                "task '{name}' is a {} task: it has no head (what it trains is the embeddings `encode` returns)",
                 task.kind
             );
         }

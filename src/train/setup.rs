@@ -78,7 +78,8 @@ pub(super) fn build_feature_cache(
             "feature cache: {} of {} distinct sentences ({:.1} MB{}) in {:.1}s; the frozen layers run once, without dropout (--no-feature-cache runs them every step)",
             depth.describe(),
             caches.entries(),
-            caches.bytes() as f64 / 1e6,
+            // MB as the budget counts them (2^20 bytes).
+            caches.bytes() as f64 / (1024.0 * 1024.0),
             if apart { format!("; training sentences in {precision}, dev sentences in fp32") } else { String::new() },
             started.elapsed().as_secs_f64()
         );

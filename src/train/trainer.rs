@@ -817,8 +817,8 @@ impl<'a> Trainer<'a> {
         if early_stop {
             self.bar.finish_and_clear();
             self.say(&format!(
-                "early stopping at step {step}: no better mean of the main dev metrics in {} evaluations",
-                self.state.evals_without_improvement
+                "early stopping at step {step}: no better mean of the main dev metrics in {}",
+                count(self.state.evals_without_improvement, "evaluation")
             ));
             return Ok(AfterEvaluation::EarlyStop);
         }

@@ -185,7 +185,15 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         "wrong delimiter (;)",
         format!("q={f}"),
         &[],
-        error("the header looks ';'- or tab-separated; sentence-mtl reads comma-separated CSV"),
+        error("the header looks ';'-separated; sentence-mtl reads comma-separated CSV"),
+    );
+    let f = c.file("tabs.csv", b"text\tlabel\nhi\ta\n");
+    c.add_train(
+        "CSV",
+        "wrong delimiter (tab)",
+        format!("q={f}"),
+        &[],
+        error("the header looks tab-separated; sentence-mtl reads comma-separated CSV"),
     );
     let f = c.file("quote.csv", b"text,label\nfine,a\n\"never closed,b\nnext,a\n");
     c.add_train(
@@ -576,7 +584,7 @@ c,a
         "similarity and pairs",
         "predict with a similarity task",
         &["predict", "-m", &format!("{sim_run}/best"), "--task", "s", "hi"],
-        error("task 's' is a similarity task: it has no head to predict with"),
+        error("task 's' is a similarity task: it has no head (what it trains is the embeddings"),
     );
     c.add_train(
         "similarity and pairs",
@@ -1217,6 +1225,12 @@ c,a
         "a model folder that is not a checkpoint",
         &["export", "-m", &m, "--format", "hf", "--out", &c.path("x")],
         error("is not a sentence-mtl checkpoint (no sentence_mtl.json)"),
+    );
+    c.add(
+        "export",
+        "a checkpoint folder that does not exist",
+        &["export", "-m", &c.path("nowhere/best"), "--format", "hf", "--out", &c.path("x")],
+        error("nowhere/best: no such checkpoint folder"),
     );
     c.add(
         "export",
