@@ -13,6 +13,7 @@ use super::runtime::{encoder, join_launch, open_model};
 use crate::atomic_write;
 use crate::cli::task_values::{PerTask, TaskArg};
 use crate::cli::EvalArgs;
+use crate::data::csv_file::read_header;
 use crate::distributed::is_main;
 use crate::inference::Encoder;
 use crate::model::loaded::LoadedModel;
@@ -42,6 +43,18 @@ fn eval_tasks(tasks: &[TaskArg]) -> Result<Vec<EvalTask>> {
         .collect()
 }
 
+/// The column to read: the flag's; else the one the task was trained on, unless the file
+/// lacks it and has the default (`text`, `label`), as `predict` falls back; else the default.
+fn column_to_read(header: &[String], flag: Option<&str>, trained: Option<&str>, default: &str) -> String {
+    let has = |name: &str| header.iter().any(|h| h == name);
+    match (flag, trained) {
+        (Some(flag), _) => flag,
+        (None, Some(trained)) if has(trained) || !has(default) => trained,
+        _ => default,
+    }
+    .to_string()
+}
+
 pub fn run(args: &EvalArgs) -> Result<()> {
     let started = Instant::now();
     let tasks = eval_tasks(&args.tasks)?;
@@ -58,12 +71,13 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let mut reports: Vec<(String, Box<dyn TaskReport>)> = Vec::new();
     let mut kinds: Vec<(&str, TaskKind)> = Vec::new();
     for task in &tasks {
-        let columns = |spec_column: Option<&str>, flag: Option<&str>, default: &'static str| -> String {
-            flag.or(spec_column).unwrap_or(default).to_string()
-        };
         let known = loaded.spec.tasks.iter().find(|t| t.name == task.name);
-        let text = columns(known.and_then(|t| t.text_column.as_deref()), text_columns.get(&task.name), "text");
-        let label = columns(known.and_then(|t| t.label_column.as_deref()), label_columns.get(&task.name), "label");
+        // Unreadable files are reported where they are read, with their line.
+        let header = read_header(&task.path).unwrap_or_default();
+        let column =
+            |flag: Option<&str>, trained: Option<&str>, default: &str| column_to_read(&header, flag, trained, default);
+        let text = column(text_columns.get(&task.name), known.and_then(|t| t.text_column.as_deref()), "text");
+        let label = column(label_columns.get(&task.name), known.and_then(|t| t.label_column.as_deref()), "label");
         let columns = LabelColumns { text: &text, label: &label };
         let (kind, report) =
             task_report(&encoder(&args.model, &loaded, group.as_ref())?, task, columns, args, &progress)?;

@@ -751,8 +751,8 @@ fn the_feature_cache_trains_what_running_the_frozen_layers_every_step_trains() {
 }
 
 #[test]
-fn predict_reads_a_csv_from_the_column_its_task_was_trained_on() {
-    let test = "predict_reads_a_csv_from_the_column_its_task_was_trained_on";
+fn predict_and_eval_read_a_csv_from_the_columns_its_task_was_trained_on() {
+    let test = "predict_and_eval_read_a_csv_from_the_columns_its_task_was_trained_on";
     let Some(s) = setup(test) else { return };
     let mut rows = csv::Reader::from_path(&s.data.mood_train).unwrap();
     let rows: Vec<(String, String)> = rows.records().map(|r| r.unwrap()).map(|r| (r[0].into(), r[1].into())).collect();
@@ -791,6 +791,24 @@ fn predict_reads_a_csv_from_the_column_its_task_was_trained_on() {
         run(&["predict", "-m", &last, "--task", "mood", "-q", "-i", input.to_str().unwrap(), "--text-column", "text"]);
     assert_ok(&decoy);
     assert!(stdout(&decoy).lines().all(|l| l.contains("\"text\":\"not this one\"")), "{}", stdout(&decoy));
+    // `eval` reads the training columns, and a file in text,label form as predict does.
+    let plain = s.dir.path().join("plain.csv");
+    std::fs::copy(&s.data.mood_dev, &plain).unwrap();
+    let reviews = s.dir.path().join("reviews_dev.csv");
+    std::fs::write(&reviews, std::fs::read_to_string(&plain).unwrap().replacen("text,label", "review,sentiment", 1))
+        .unwrap();
+    let scores: Vec<serde_json::Value> = [&plain, &reviews]
+        .iter()
+        .map(|file| {
+            let out = run(&["eval", "-m", &last, "--task", &format!("mood={}", file.display()), "--json", "-q"]);
+            assert_ok(&out);
+            let mut report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+            report["tasks"]["mood"]["data"] = serde_json::Value::Null;
+            report["tasks"]["mood"].clone()
+        })
+        .collect();
+    assert_eq!(scores[0]["rows"], 24);
+    assert_eq!(scores[0], scores[1]);
 }
 
 #[test]
