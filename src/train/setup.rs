@@ -31,29 +31,34 @@ use crate::precision::Precision;
 use crate::progress::Progress;
 use crate::tasks::{self, TrainingTask};
 
-/// The frozen part of the backbone computed once per training and dev sentence, when the
+/// What the feature cache will hold, checked against `--feature-cache-budget` before the run
+/// shows its start (a refused run prints its one error line alone).
+pub(super) struct CachePlan<'t> {
+    depth: CacheDepth,
+    training: Vec<&'t [i64]>,
+    dev: Vec<Vec<i64>>,
+    precision: Precision,
+}
+
+/// The frozen part of the backbone is computed once per training and dev sentence when the
 /// run freezes a prefix of it (and neither `--no-feature-cache` nor `--freeze all` says
 /// otherwise): training sentences at the training `precision` (resolved), dev sentences in
 /// fp32. Refused when it would not fit `--feature-cache-budget`.
-pub(super) fn build_feature_cache(
+pub(super) fn plan_feature_cache<'t>(
     settings: &TrainSettings,
     loaded: &LoadedModel,
-    tasks: &[Box<dyn TrainingTask>],
+    tasks: &'t [Box<dyn TrainingTask>],
     precision: Precision,
-    quiet: bool,
-) -> Result<Option<RunCaches>> {
+) -> Result<Option<CachePlan<'t>>> {
     let Some(depth) = CacheDepth::of(loaded) else { return Ok(None) };
     if !settings.feature_cache || loaded.weights.values().all(|t| !t.requires_grad()) {
         return Ok(None);
     }
     let dev_texts: Vec<&str> = tasks.iter().flat_map(|t| t.dev_texts()).collect();
-    let dev_tokens = loaded.tokenizer.encode_batch(&dev_texts, loaded.spec.max_length);
-    let dev: Vec<&[i64]> = dev_tokens.iter().map(Vec::as_slice).collect();
+    let dev = loaded.tokenizer.encode_batch(&dev_texts, loaded.spec.max_length);
     let training: Vec<&[i64]> = tasks.iter().flat_map(|t| t.train_texts()).collect();
-    let apart = precision != Precision::Fp32;
-    let hidden = loaded.config.hidden_size();
-    let together = [&training[..], &dev[..]].concat();
-    let bytes = FeatureCache::estimate_bytes(depth, &together, hidden);
+    let together: Vec<&[i64]> = training.iter().copied().chain(dev.iter().map(Vec::as_slice)).collect();
+    let bytes = FeatureCache::estimate_bytes(depth, &together, loaded.config.hidden_size());
     let budget = settings.feature_cache_budget_mb.saturating_mul(1024 * 1024);
     if bytes > budget {
         bail!(
@@ -63,6 +68,19 @@ pub(super) fn build_feature_cache(
             settings.feature_cache_budget_mb
         );
     }
+    Ok(Some(CachePlan { depth, training, dev, precision }))
+}
+
+/// Builds the cache `plan` describes, with a progress bar and a line saying what it holds.
+pub(super) fn build_feature_cache(
+    settings: &TrainSettings,
+    loaded: &LoadedModel,
+    plan: CachePlan,
+    quiet: bool,
+) -> Result<RunCaches> {
+    let CachePlan { depth, training, dev, precision } = plan;
+    let dev: Vec<&[i64]> = dev.iter().map(Vec::as_slice).collect();
+    let apart = precision != Precision::Fp32;
     let started = Instant::now();
     let build = |sequences: &[&[i64]], precision| {
         let batch = BatchLimit::Rows(settings.eval_batch_size);
@@ -71,7 +89,7 @@ pub(super) fn build_feature_cache(
     let caches = if apart {
         RunCaches { training: build(&training, precision)?, dev: Some(build(&dev, Precision::Fp32)?) }
     } else {
-        RunCaches { training: build(&together, Precision::Fp32)?, dev: None }
+        RunCaches { training: build(&[&training[..], &dev[..]].concat(), Precision::Fp32)?, dev: None }
     };
     if !quiet {
         eprintln!(
@@ -84,7 +102,7 @@ pub(super) fn build_feature_cache(
             started.elapsed().as_secs_f64()
         );
     }
-    Ok(Some(caches))
+    Ok(caches)
 }
 
 /// The model to train: from `--model`, or from the run's `last/` when resuming (which must

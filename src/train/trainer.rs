@@ -282,7 +282,10 @@ impl<'a> Trainer<'a> {
             true => RunLog::open(&run.log(), resume_from.as_ref().map(|_| state.step))?,
             false => RunLog::discard(),
         };
-        // Ranks that disagree are refused before the overview, which would read as a start.
+        // Refusals come before the overview, which would read as a start.
+        let cache_plan = setup::plan_feature_cache(settings, &loaded, &tasks, precision)?;
+        let batch_plan = setup::open_batch_plan(options.batch_plan.as_deref().filter(|_| main))?;
+        // Ranks that disagree are refused before the overview too.
         let gradient_sync = match group {
             Some(group) => Some(setup::join_data_parallel(group, settings, &state, &model.vs, &optimizer)?),
             None => None,
@@ -303,11 +306,13 @@ impl<'a> Trainer<'a> {
                 eprintln!("{note}");
             }
         }
-        let cache = setup::build_feature_cache(settings, &loaded, &tasks, precision, options.quiet)?;
+        let cache = match cache_plan {
+            Some(plan) => Some(setup::build_feature_cache(settings, &loaded, plan, options.quiet)?),
+            None => None,
+        };
         let source_dir = resume_from.clone().unwrap_or_else(|| loaded.dir.clone());
         let small_data = tasks.iter().any(|t| t.small_data());
         let schedule = Schedule::new(settings, &state.sampler, small_data);
-        let batch_plan = setup::open_batch_plan(options.batch_plan.as_deref().filter(|_| main))?;
         let task_count = tasks.len();
         let trainer = Self {
             settings,
