@@ -37,7 +37,8 @@ impl Progress {
     }
 }
 
-/// A rate with three significant digits at most (indicatif's `{per_sec}` shows four decimals).
+/// A rate rounded for reading: whole numbers from 100, three digits below (indicatif's
+/// `{per_sec}` shows four decimals).
 fn rate(per_sec: f64) -> String {
     match per_sec {
         r if r >= 100.0 => format!("{r:.0}/s"),
@@ -49,7 +50,7 @@ fn rate(per_sec: f64) -> String {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn rates_keep_three_significant_digits_at_most() {
+    fn rates_are_whole_from_100_and_keep_three_digits_below() {
         let shown: Vec<String> = [1234.5678, 56.789, 3.14159, 0.0].into_iter().map(super::rate).collect();
         assert_eq!(shown, ["1235/s", "56.8/s", "3.14/s", "0.00/s"]);
     }

@@ -140,6 +140,13 @@ fn head_change(
     if was != is {
         return Some(format!("in {model} it reads {was}-wide features, in this run {is}-wide ones (--projection-dim)"));
     }
+    if base.projection_dim != spec.projection_dim {
+        let (was, is) = match spec.projection_dim {
+            Some(_) => ("the pooled states", "a projection that starts new"),
+            None => ("its projection", "the pooled states"),
+        };
+        return Some(format!("in {model} it reads {was}, in this run {is} (--projection-dim)"));
+    }
     match (old.head_input, new.head_input) {
         (HeadInput::Embedding, HeadInput::Features) => Some(
             format!("in {model} it reads the normalised embeddings (small-data mode), in this run the features (small-data mode is off for it)"),

@@ -240,7 +240,7 @@ pub struct TrainArgs {
     #[arg(long, value_name = "N")]
     pub save_every: Option<usize>,
 
-    /// Replace an existing run directory instead of refusing to touch it (its run is set aside until the new one starts, and comes back if the start fails; other files stay)
+    /// Replace an existing run directory instead of refusing to touch it (its run is set aside until the new one first saves, and comes back if it fails before; other files stay)
     #[arg(long)]
     pub overwrite: bool,
 

@@ -58,7 +58,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         return Ok(());
     }
     let rate = outcome.examples as f64 / outcome.seconds.max(1e-9);
-    match outcome.examples {
+    match outcome.steps {
         // --freeze all: an evaluation and saves, no step.
         0 => println!(
             "evaluated and saved without a training step in {:.1}s; run directory {}",

@@ -17,6 +17,7 @@ pub mod schedule;
 pub mod settings;
 pub mod setup;
 pub mod small_data;
+pub mod start_up_signals;
 pub mod state;
 pub mod trainer;
 pub mod window;

@@ -1,85 +1,91 @@
-//! Starting a new run in its `--out` folder so that a start that fails undoes itself: nothing
-//! trained yet, so nothing of the new run stays, and a run that `--overwrite` replaces comes
-//! back as it was. A start can fail long after the folder was taken (a flag the model
-//! refuses, the feature cache budget, Ctrl-C while loading), and the replaced run must not be
-//! lost to it; so it is set aside, not removed, until training starts.
+//! Starting a new run in its `--out` folder so that a run that saves nothing undoes itself:
+//! its files go, and a run that `--overwrite` replaces comes back as it was. A run can fail
+//! long after it took the folder (a flag the model refuses, the feature cache budget, a NaN at
+//! the first step, Ctrl-C while loading), and the replaced run must not be lost to it; so it
+//! is set aside in `.replaced-<pid>/`, not removed, until the new run's first save.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use super::interrupt::UndoOnSignal;
 use super::run_dir::RunDir;
+use super::start_up_signals::{self, StartUpSignals, UndoPlan};
 
-/// A new run until its first step: what it made, and what it set aside.
+/// The prefix of the folder a replaced run waits in.
+pub const SHELF_PREFIX: &str = ".replaced-";
+
+/// A new run until its first save: what it made, and what it set aside. Dropped before
+/// [`NewRun::keep`], it undoes both.
 pub struct NewRun {
     run: RunDir,
     /// `--out` did not exist: undoing removes it (when empty).
     made_folder: bool,
-    /// The replaced run's entries moved into `.replaced-<pid>/` (name in the run folder).
+    /// The replaced run's entries moved (or being moved) into the shelf, by name.
     set_aside: Vec<String>,
+    /// Every entry is aside: `settings.json` and the log in the folder are the new run's.
+    files_are_new: bool,
+    kept: bool,
 }
 
 impl NewRun {
     /// Takes `--out` for a new run (`RunDir::refuse_taken` decides whether it may), setting an
-    /// earlier run's files aside when `overwrite`.
-    pub fn create(root: &Path, overwrite: bool) -> Result<(RunDir, Self)> {
+    /// earlier run aside when `overwrite`. `signals`, when given, undo each step a signal cuts.
+    pub fn create(root: &Path, overwrite: bool, signals: Option<&StartUpSignals>) -> Result<(RunDir, Self)> {
         let run = RunDir { root: root.to_path_buf() };
         run.refuse_taken(overwrite)?;
-        let made_folder = !root.exists();
+        let mut new = Self {
+            run: RunDir { root: root.to_path_buf() },
+            made_folder: !root.exists(),
+            set_aside: Vec::new(),
+            files_are_new: false,
+            kept: false,
+        };
+        let follow = |new: &Self| {
+            if let Some(signals) = signals {
+                signals.set_plan(&new.undo_plan());
+            }
+        };
+        follow(&new);
         std::fs::create_dir_all(root).with_context(|| format!("cannot create run directory {}", root.display()))?;
-        let mut new = Self { run: RunDir { root: root.to_path_buf() }, made_folder, set_aside: Vec::new() };
-        let entries = [run.best(), run.last(), run.log(), run.settings()];
+        let entries = [run.settings(), run.log(), run.best(), run.last()];
         let present: Vec<&PathBuf> = entries.iter().filter(|p| p.exists()).collect();
         if !present.is_empty() {
             let shelf = new.shelf();
             std::fs::create_dir(&shelf).with_context(|| format!("cannot create {}", shelf.display()))?;
             for path in present {
-                let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
-                if let Err(e) = std::fs::rename(path, shelf.join(&name)) {
-                    new.undo();
-                    return Err(e).with_context(|| format!("cannot move {} aside", path.display()));
-                }
-                new.set_aside.push(name);
+                // In the plan before it moves: moving back what has not moved does nothing.
+                new.set_aside.push(path.file_name().unwrap_or_default().to_string_lossy().into_owned());
+                follow(&new);
+                std::fs::rename(path, shelf.join(new.set_aside.last().unwrap()))
+                    .with_context(|| format!("cannot move {} aside", path.display()))?;
             }
         }
+        new.files_are_new = true;
+        follow(&new);
         run.remove_stale_staging();
         Ok((run, new))
     }
 
-    /// Where the replaced run waits for the new one's first step.
+    /// Where the replaced run waits for the new one's first save.
     fn shelf(&self) -> PathBuf {
-        self.run.root.join(format!(".replaced-{}", std::process::id()))
+        self.run.root.join(format!("{SHELF_PREFIX}{}", std::process::id()))
     }
 
-    /// The start went through: the replaced run goes for good.
-    pub fn keep(self) {
+    /// The new run saved: the replaced run goes for good.
+    pub fn keep(mut self) {
+        self.kept = true;
         if !self.set_aside.is_empty() {
             let _ = std::fs::remove_dir_all(self.shelf());
         }
     }
 
-    /// The start failed: the new run's files go, the replaced run's come back, and a folder
-    /// this run made goes when empty.
-    pub fn undo(self) {
-        let _ = std::fs::remove_file(self.run.settings());
-        let _ = std::fs::remove_file(self.run.log());
-        for name in &self.set_aside {
-            let _ = std::fs::rename(self.shelf().join(name), self.run.root.join(name));
-        }
-        if !self.set_aside.is_empty() {
-            let _ = std::fs::remove_dir(self.shelf());
-        }
-        if self.made_folder {
-            let _ = std::fs::remove_dir(&self.run.root);
-        }
-    }
-
-    /// The same undoing, for a signal handler to run with async-signal-safe calls.
-    pub fn undo_on_signal(&self) -> UndoOnSignal {
+    /// The new run's files go (once every old entry is aside, so they are the new run's),
+    /// the replaced run's come back, and a folder this run made goes when empty.
+    fn undo_plan(&self) -> UndoPlan {
         let shelf = self.shelf();
-        UndoOnSignal {
-            remove_files: vec![self.run.settings(), self.run.log()],
+        let files = [self.run.settings(), self.run.log()];
+        UndoPlan {
+            remove_files: if self.files_are_new { files.to_vec() } else { Vec::new() },
             move_back: self.set_aside.iter().map(|n| (shelf.join(n), self.run.root.join(n))).collect(),
             remove_folders: [
                 (!self.set_aside.is_empty()).then_some(shelf),
@@ -88,6 +94,25 @@ impl NewRun {
             .into_iter()
             .flatten()
             .collect(),
+        }
+    }
+}
+
+impl Drop for NewRun {
+    fn drop(&mut self) {
+        if self.kept {
+            return;
+        }
+        start_up_signals::disarm();
+        let plan = self.undo_plan();
+        for file in &plan.remove_files {
+            let _ = std::fs::remove_file(file);
+        }
+        for (from, to) in &plan.move_back {
+            let _ = std::fs::rename(from, to);
+        }
+        for folder in &plan.remove_folders {
+            let _ = std::fs::remove_dir(folder);
         }
     }
 }
@@ -104,51 +129,75 @@ mod tests {
         std::fs::write(root.join("train_log.jsonl"), marker).unwrap();
     }
 
-    #[test]
-    fn a_failed_start_brings_back_the_run_it_replaced() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("run");
-        write_run(&root, "old");
-        std::fs::write(root.join("notes.txt"), "mine").unwrap();
-        let (run, new) = NewRun::create(&root, true).unwrap();
-        assert!(!run.best().exists() && !run.settings().exists(), "the old run is out of the way");
-        std::fs::write(run.settings(), "new").unwrap();
-        new.undo();
-        assert_eq!(std::fs::read_to_string(root.join("best/model.safetensors")).unwrap(), "old");
-        assert_eq!(std::fs::read_to_string(root.join("settings.json")).unwrap(), "old");
-        assert_eq!(std::fs::read_to_string(root.join("notes.txt")).unwrap(), "mine");
+    fn names(root: &Path) -> Vec<String> {
         let mut names: Vec<String> =
-            std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+            std::fs::read_dir(root).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
         names.sort();
-        assert_eq!(names, ["best", "last", "notes.txt", "settings.json", "train_log.jsonl"]);
+        names
     }
 
     #[test]
-    fn a_start_that_goes_through_drops_the_replaced_run_and_keeps_the_rest() {
+    fn a_run_that_saved_nothing_brings_back_the_run_it_replaced() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("run");
         write_run(&root, "old");
         std::fs::write(root.join("notes.txt"), "mine").unwrap();
-        let (run, new) = NewRun::create(&root, true).unwrap();
+        let (run, new) = NewRun::create(&root, true, None).unwrap();
+        assert!(!run.best().exists() && !run.settings().exists(), "the old run is out of the way");
+        std::fs::write(run.settings(), "new").unwrap();
+        drop(new);
+        assert_eq!(std::fs::read_to_string(root.join("best/model.safetensors")).unwrap(), "old");
+        assert_eq!(std::fs::read_to_string(root.join("settings.json")).unwrap(), "old");
+        assert_eq!(std::fs::read_to_string(root.join("notes.txt")).unwrap(), "mine");
+        assert_eq!(names(&root), ["best", "last", "notes.txt", "settings.json", "train_log.jsonl"]);
+    }
+
+    #[test]
+    fn a_run_that_saved_drops_the_replaced_run_and_keeps_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("run");
+        write_run(&root, "old");
+        std::fs::write(root.join("notes.txt"), "mine").unwrap();
+        let (run, new) = NewRun::create(&root, true, None).unwrap();
         std::fs::write(run.settings(), "new").unwrap();
         new.keep();
-        let mut names: Vec<String> =
-            std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-        names.sort();
-        assert_eq!(names, ["notes.txt", "settings.json"]);
+        assert_eq!(names(&root), ["notes.txt", "settings.json"]);
     }
 
     #[test]
     fn undoing_removes_the_folder_only_when_the_run_made_it() {
         let dir = tempfile::tempdir().unwrap();
         let made = dir.path().join("made");
-        let (_, new) = NewRun::create(&made, false).unwrap();
-        new.undo();
+        let (_, new) = NewRun::create(&made, false, None).unwrap();
+        drop(new);
         assert!(!made.exists());
         let given = dir.path().join("given");
         std::fs::create_dir(&given).unwrap();
-        let (_, new) = NewRun::create(&given, false).unwrap();
-        new.undo();
+        let (_, new) = NewRun::create(&given, false, None).unwrap();
+        drop(new);
         assert!(given.is_dir(), "an empty folder the user made stays");
+    }
+
+    /// A move aside cut halfway (its next rename failed) puts back what moved and removes
+    /// nothing: the settings and log in the folder are still the old run's.
+    #[test]
+    fn a_move_aside_cut_halfway_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("run");
+        write_run(&root, "old");
+        let halfway = NewRun {
+            run: RunDir { root: root.clone() },
+            made_folder: false,
+            set_aside: vec!["settings.json".into(), "train_log.jsonl".into()],
+            files_are_new: false,
+            kept: false,
+        };
+        std::fs::create_dir(halfway.shelf()).unwrap();
+        std::fs::rename(root.join("settings.json"), halfway.shelf().join("settings.json")).unwrap();
+        drop(halfway);
+        for file in ["settings.json", "train_log.jsonl", "best/model.safetensors"] {
+            assert_eq!(std::fs::read_to_string(root.join(file)).unwrap(), "old", "{file}");
+        }
+        assert_eq!(names(&root), ["best", "last", "settings.json", "train_log.jsonl"]);
     }
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use super::log::{read_log, LogRecord};
+use super::new_run::SHELF_PREFIX;
 use super::settings::TrainSettings;
 use super::state::STATE_FILE;
 
@@ -34,6 +35,7 @@ impl RunDir {
         let root = &self.root;
         crate::checkpoint::refuse_output_inside(root, "--out")?;
         self.refuse_in_use()?;
+        self.refuse_set_aside_run()?;
         let non_empty = root.read_dir().map(|mut d| d.next().is_some()).unwrap_or(false);
         if !non_empty || overwrite {
             return Ok(());
@@ -179,6 +181,27 @@ impl RunDir {
             return Err(self.in_use());
         }
         Ok(()) // the lock ends with `file`
+    }
+
+    /// Refuses a folder holding a run that an `--overwrite` set aside (`NewRun`) and did not
+    /// put back or drop: its process is still starting, or was killed before it could.
+    fn refuse_set_aside_run(&self) -> Result<()> {
+        let Ok(entries) = std::fs::read_dir(&self.root) else { return Ok(()) };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name.strip_prefix(SHELF_PREFIX).and_then(|p| p.parse::<u32>().ok()) else { continue };
+            let shelf = entry.path();
+            if pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists() {
+                bail!("run directory {} is in use: process {pid} is starting a run there", self.root.display());
+            }
+            bail!(
+                "{} holds a run that an --overwrite set aside and did not finish replacing (its process ended first); move the contents of {} back into {}, or remove that folder, then run again",
+                self.root.display(),
+                shelf.display(),
+                self.root.display()
+            );
+        }
+        Ok(())
     }
 
     /// Staging folders left by a process killed while saving (`.last.new-<pid>`).

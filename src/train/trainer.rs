@@ -14,7 +14,7 @@ use tch::{Kind, Tensor};
 use super::evaluate::{evaluate, Evaluation};
 use super::feature_cache::RunCaches;
 use super::freeze::FreezeRule;
-use super::interrupt::{signal_name, Interrupted, QuitDuringStartUp, StopOnSignal};
+use super::interrupt::{signal_name, Interrupted, StopOnSignal};
 use super::log::{EvalRecord, LogRecord, RunLog, RunSummary, StepRecord};
 use super::new_run::NewRun;
 use super::optimizer::AdamW;
@@ -24,6 +24,7 @@ use super::run_dir::RunDir;
 use super::settings::TrainSettings;
 use super::setup;
 use super::small_data::{self, SmallTask, TrainedHeads};
+use super::start_up_signals::StartUpSignals;
 use super::state::TrainerState;
 use super::window::{NonFinite, Window};
 use crate::checkpoint::{self, TrainableModel};
@@ -73,13 +74,13 @@ pub fn train(settings: &TrainSettings, options: &RunOptions, group: Option<&Proc
     let rate_note = settings.fit_backbone_rate(tasks.iter().map(|t| t.train_rows()).sum());
     let settings = &settings;
     let main = distributed::is_main(group);
+    // Before the folder is touched, so that a signal at any point finds a plan to undo it.
+    let signals = main.then(|| StartUpSignals::install(!options.quiet));
     let (run, new_run) = if main {
         setup::check_model_before_overwrite(settings, options.overwrite)?;
-        let (run, new_run) = NewRun::create(&settings.out, options.overwrite)?;
-        if let Err(e) = run.write_settings(settings, &options.command_line).and_then(|()| run.lock()) {
-            new_run.undo();
-            return Err(e);
-        }
+        let (run, new_run) = NewRun::create(&settings.out, options.overwrite, signals.as_ref())?;
+        run.write_settings(settings, &options.command_line)?;
+        run.lock()?;
         (run, Some(new_run))
     } else {
         (RunDir { root: settings.out.clone() }, None)
@@ -88,20 +89,12 @@ pub fn train(settings: &TrainSettings, options: &RunOptions, group: Option<&Proc
     if let (Some(line), false) = (rate_note, options.quiet) {
         eprintln!("{line}");
     }
-    let signals = new_run.as_ref().map(|n| QuitDuringStartUp::install(n.undo_on_signal(), !options.quiet));
-    // A panic counts as a failed start too (libtorch out of memory in a panicking operator).
+    // A panic counts as a failed start too (libtorch out of memory in a panicking operator);
+    // either way `new_run` is dropped and undoes itself.
     let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        Trainer::start(settings, options, run, tasks, None, group)
+        Trainer::start(settings, options, run, new_run, tasks, None, group)
     }));
     drop(signals);
-    if let Some(new_run) = new_run {
-        match started {
-            Ok(Ok(_)) => new_run.keep(),
-            // Nothing trained: leave no run behind that a new attempt would have to
-            // --overwrite, and give back the run it was to replace.
-            _ => new_run.undo(),
-        }
-    }
     match started {
         Ok(started) => started?.run(),
         Err(panic) => std::panic::resume_unwind(panic),
@@ -131,7 +124,7 @@ pub fn resume(
     }
     let tasks = setup::read_tasks(&settings)?;
     let last = run.last();
-    let trainer = Trainer::start(&settings, options, run, tasks, Some(last), group)?;
+    let trainer = Trainer::start(&settings, options, run, None, tasks, Some(last), group)?;
     trainer.run()
 }
 
@@ -203,6 +196,8 @@ pub struct Trainer<'a> {
     settings: &'a TrainSettings,
     options: &'a RunOptions,
     run: RunDir,
+    /// A new run until its first save (rank 0): dropped unsaved, it undoes itself.
+    new_run: Option<NewRun>,
     tasks: Vec<Box<dyn TrainingTask>>,
     /// Keeps the variables alive; `loaded.weights` are views of them.
     _model: MultiTaskModel,
@@ -224,6 +219,8 @@ pub struct Trainer<'a> {
     bar: ProgressBar,
     batch_plan: Option<std::io::BufWriter<std::fs::File>>,
     last_saved_step: Option<usize>,
+    /// The step whose weights `check_before_save` last found to give finite outputs.
+    checked_step: Option<usize>,
     /// Examples trained on by this process (a resumed run counts from its resumption).
     run_examples: usize,
     started: Instant,
@@ -240,6 +237,7 @@ impl<'a> Trainer<'a> {
         settings: &'a TrainSettings,
         options: &'a RunOptions,
         run: RunDir,
+        new_run: Option<NewRun>,
         mut tasks: Vec<Box<dyn TrainingTask>>,
         resume_from: Option<PathBuf>,
         group: Option<&'a ProcessGroup>,
@@ -318,6 +316,7 @@ impl<'a> Trainer<'a> {
             settings,
             options,
             run,
+            new_run,
             tasks,
             _model: model,
             loaded,
@@ -326,6 +325,7 @@ impl<'a> Trainer<'a> {
             trainable_parameters: parameters.0,
             optimizer,
             last_saved_step: resume_from.as_ref().map(|_| state.step),
+            checked_step: None,
             state,
             schedule,
             source_dir,
@@ -532,7 +532,7 @@ impl<'a> Trainer<'a> {
             return Ok((drawn, None));
         }
         let batch = task.batch(mine, self.loaded.device);
-        let outputs = self.outputs(task.as_ref(), &batch)?;
+        let outputs = self.outputs(task.as_ref(), &batch, true)?;
         let weight = task.source().weight / self.settings.grad_accum as f64;
         let root = match gathered {
             Some((shares, scale)) => {
@@ -566,14 +566,15 @@ impl<'a> Trainer<'a> {
         Ok((t, rows))
     }
 
-    /// What `task`'s loss reads for this rank's `batch`, in fp32 (`[0, dim]` for an empty share).
-    fn outputs(&self, task: &dyn TrainingTask, batch: &TrainBatch) -> Result<Tensor> {
+    /// What `task`'s loss reads for this rank's `batch`, in fp32 (`[0, dim]` for an empty
+    /// share), with dropout when `train`.
+    fn outputs(&self, task: &dyn TrainingTask, batch: &TrainBatch, train: bool) -> Result<Tensor> {
         if batch.rows == 0 {
             return Ok(Tensor::zeros([0, self.embedding_dim()], (Kind::Float, self.loaded.device)));
         }
         let outputs = precision::autocast(self.precision, self.loaded.device, || {
             let forward = self.loaded.forward();
-            task.outputs(&forward, &self.sentence_features(&forward, batch)?)
+            task.outputs(&forward, &self.sentence_features(&forward, batch, train)?)
         })?;
         Ok(outputs.to_kind(Kind::Float))
     }
@@ -662,10 +663,13 @@ impl<'a> Trainer<'a> {
     /// such weights is not a good one to go back to.
     fn check_before_save(&mut self) -> Result<()> {
         self.settle_losses()?;
+        if self.checked_step == Some(self.state.step) {
+            return Ok(());
+        }
         let _no_grad = tch::no_grad_guard();
         for task in &self.tasks {
             let rows: Vec<usize> = (0..task.train_rows().min(PROBE_ROWS)).collect();
-            let outputs = self.outputs(task.as_ref(), &task.batch(&rows, self.loaded.device))?;
+            let outputs = self.outputs(task.as_ref(), &task.batch(&rows, self.loaded.device), false)?;
             if !bool::try_from(outputs.isfinite().all())? {
                 return Err(self.stopped(&format!(
                     "the weights after step {} give outputs that are not finite for task '{}', though every loss so far was finite (learning rate too high?)",
@@ -674,6 +678,7 @@ impl<'a> Trainer<'a> {
                 )));
             }
         }
+        self.checked_step = Some(self.state.step);
         Ok(())
     }
 
@@ -692,20 +697,20 @@ impl<'a> Trainer<'a> {
         )
     }
 
-    /// Training's sentence features `[texts, dim]` of a batch's texts, with dropout: from the
-    /// feature cache when the run has one, else through the whole model, in the batch's
-    /// forward groups (texts of similar length together; `tasks::batch`).
-    fn sentence_features(&self, forward: &FusedForward, batch: &TrainBatch) -> Result<Tensor> {
+    /// Training's sentence features `[texts, dim]` of a batch's texts, with dropout when
+    /// `train`: from the feature cache when the run has one, else through the whole model, in
+    /// the batch's forward groups (texts of similar length together; `tasks::batch`).
+    fn sentence_features(&self, forward: &FusedForward, batch: &TrainBatch, train: bool) -> Result<Tensor> {
         if let Some(cache) = &self.cache {
             return cache
                 .training
-                .features(forward, &batch.texts, true)?
+                .features(forward, &batch.texts, train)?
                 .context("a training text is missing from the feature cache");
         }
         let plan = batch.forward_groups();
         let groups = plan.groups.iter().map(|texts| {
             let (ids, mask) = pad_batch(texts, self.loaded.tokenizer.pad_id(), self.loaded.device);
-            forward.features_t(&ids, &mask, true)
+            forward.features_t(&ids, &mask, train)
         });
         let features = Tensor::cat(&groups.collect::<Result<Vec<_>>>()?, 0);
         Ok(match &plan.order {
@@ -855,6 +860,9 @@ impl<'a> Trainer<'a> {
             state.write(folder, optimizer)
         })?;
         self.last_saved_step = Some(self.state.step);
+        if let Some(new_run) = self.new_run.take() {
+            new_run.keep();
+        }
         Ok(())
     }
 

@@ -1318,6 +1318,15 @@ c,a
         ],
         error("give outputs that are not finite for task 'topic'"),
     );
+    let n = c.cases.len();
+    c.file(&format!("run-{n}/.replaced-4194305/settings.json"), b"{}");
+    c.add_train(
+        "training",
+        "--out holds a run an --overwrite set aside and never put back",
+        task.clone(),
+        &["--overwrite"],
+        error("holds a run that an --overwrite set aside and did not finish replacing (its process ended first)"),
+    );
     c.add_train(
         "training",
         "gradients overflow",

@@ -297,21 +297,26 @@ fn diverging_training_stops_and_keeps_the_last_good_checkpoint() {
     assert!(!stdout(&encoded).contains("null"), "the kept checkpoint gives finite embeddings: {}", stdout(&encoded));
 }
 
-/// `--overwrite` sets the replaced run aside until the new one starts: a start that fails
-/// (here a --max-length the model cannot take) gives it back whole, and an empty folder the
-/// user made stays.
+/// `--overwrite` sets the replaced run aside until the new one first saves: a run that fails
+/// before (a --max-length the model cannot take at start, gradients that overflow at the
+/// first step) gives it back whole, and an empty folder the user made stays.
 #[test]
-fn a_start_that_fails_gives_back_the_run_it_was_to_overwrite() {
-    let test = "a_start_that_fails_gives_back_the_run_it_was_to_overwrite";
+fn a_run_that_fails_before_saving_gives_back_the_run_it_was_to_overwrite() {
+    let test = "a_run_that_fails_before_saving_gives_back_the_run_it_was_to_overwrite";
     let Some(f) = fixture(test, 3, &[]) else { return };
     f.run_to_end("run");
     let before = weights(&format!("{}/best", f.out("run")));
     let log = std::fs::read_to_string(Path::new(&f.out("run")).join("train_log.jsonl")).unwrap();
-    for out in [f.out("run"), f.out("empty")] {
-        std::fs::create_dir_all(&out).unwrap();
-        let mut args = f.args.clone();
-        args.extend(["--out", &out, "--overwrite", "--max-length", "100000"].map(String::from));
-        assert_clean_error(&bin().args(&args).output().unwrap(), "--max-length");
+    let failures =
+        [(&["--max-length", "100000"][..], "--max-length"), (&["--task-weight", "topic=1e30"], "gradient norm")];
+    for (flags, error) in failures {
+        for out in [f.out("run"), f.out("empty")] {
+            std::fs::create_dir_all(&out).unwrap();
+            let mut args = f.args.clone();
+            args.extend(["--out", &out, "--overwrite"].map(String::from));
+            args.extend(flags.iter().map(|s| s.to_string()));
+            assert_clean_error(&bin().args(&args).output().unwrap(), error);
+        }
     }
     let after = weights(&format!("{}/best", f.out("run")));
     assert!(after.len() == before.len() && after.iter().zip(&before).all(|((_, a), (_, b))| a.equal(b)));

@@ -1,0 +1,123 @@
+//! Ctrl-C (SIGINT), SIGTERM and SIGHUP while a new run starts (its folder taken, the model
+//! loading, the feature cache building): there is nothing to save yet, so the process ends at
+//! once, and first undoes what the run did to its folder (`NewRun` keeps the plan up to date
+//! as it moves things). The handler makes only async-signal-safe calls on paths prepared in
+//! advance, and every step of the plan is harmless to repeat or to find done.
+
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+
+/// What to undo, in order: files removed, entries moved back, folders removed when empty.
+#[derive(Debug, Default, Clone)]
+pub struct UndoPlan {
+    pub remove_files: Vec<PathBuf>,
+    pub move_back: Vec<(PathBuf, PathBuf)>,
+    pub remove_folders: Vec<PathBuf>,
+}
+
+/// [`UndoPlan`] as C strings, made before the handler may need them.
+struct PreparedUndo {
+    remove_files: Vec<CString>,
+    move_back: Vec<(CString, CString)>,
+    remove_folders: Vec<CString>,
+}
+
+/// The plan a signal carries out; null when there is none (or it is being carried out).
+static PLAN: AtomicPtr<PreparedUndo> = AtomicPtr::new(std::ptr::null_mut());
+static ANNOUNCE: AtomicBool = AtomicBool::new(false);
+
+const SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+const NOT_STARTED: &[u8] =
+    b"\ninterrupted before training started: nothing was trained; the run's folder is as it was before\n";
+
+/// Carries out `plan` with unlink(), rename() and rmdir() only (async-signal-safe).
+fn carry_out(plan: &PreparedUndo) {
+    // SAFETY: NUL-terminated paths owned by `plan`, alive for the calls.
+    unsafe {
+        for file in &plan.remove_files {
+            libc::unlink(file.as_ptr());
+        }
+        for (from, to) in &plan.move_back {
+            libc::rename(from.as_ptr(), to.as_ptr());
+        }
+        for folder in &plan.remove_folders {
+            libc::rmdir(folder.as_ptr());
+        }
+    }
+}
+
+extern "C" fn on_signal(signal: libc::c_int) {
+    let plan = PLAN.swap(std::ptr::null_mut(), Ordering::SeqCst);
+    // SAFETY: a non-null pointer is a leaked `PreparedUndo` that nothing frees; unlink(),
+    // rename(), rmdir(), write(), signal() and raise() are async-signal-safe.
+    unsafe {
+        if let Some(plan) = plan.as_ref() {
+            carry_out(plan);
+        }
+        if ANNOUNCE.load(Ordering::SeqCst) {
+            libc::write(libc::STDERR_FILENO, NOT_STARTED.as_ptr().cast(), NOT_STARTED.len());
+        }
+        libc::signal(signal, libc::SIG_DFL);
+        libc::raise(signal);
+    }
+}
+
+/// While alive, SIGINT, SIGTERM and SIGHUP carry out the current [`UndoPlan`] and end the
+/// process as the signal would. Each blocks the others while it runs, so one undo is not cut
+/// short by a second signal.
+pub struct StartUpSignals {
+    _private: (),
+}
+
+impl StartUpSignals {
+    /// `announce`: say on stderr what happened, when a signal comes.
+    pub fn install(announce: bool) -> Self {
+        PLAN.store(std::ptr::null_mut(), Ordering::SeqCst);
+        ANNOUNCE.store(announce, Ordering::SeqCst);
+        // SAFETY: a zeroed sigaction is valid; the handler only makes async-signal-safe calls.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_signal as *const () as libc::sighandler_t;
+            libc::sigemptyset(&mut action.sa_mask);
+            for signal in SIGNALS {
+                libc::sigaddset(&mut action.sa_mask, signal);
+            }
+            for signal in SIGNALS {
+                libc::sigaction(signal, &action, std::ptr::null_mut());
+            }
+        }
+        Self { _private: () }
+    }
+
+    /// What a signal from now on undoes.
+    pub fn set_plan(&self, plan: &UndoPlan) {
+        let c = |p: &Path| CString::new(p.as_os_str().as_encoded_bytes()).unwrap_or_default();
+        let prepared = PreparedUndo {
+            remove_files: plan.remove_files.iter().map(|p| c(p)).collect(),
+            move_back: plan.move_back.iter().map(|(a, b)| (c(a), c(b))).collect(),
+            remove_folders: plan.remove_folders.iter().map(|p| c(p)).collect(),
+        };
+        // Leaked on purpose: a handler may hold the previous one (a few paths per update).
+        PLAN.store(Box::into_raw(Box::new(prepared)), Ordering::SeqCst);
+    }
+}
+
+/// Takes the plan away from a signal that comes now: the caller undoes it itself, and two
+/// undoings at once could remove a file the other had just moved back.
+pub fn disarm() {
+    PLAN.store(std::ptr::null_mut(), Ordering::SeqCst);
+}
+
+impl Drop for StartUpSignals {
+    fn drop(&mut self) {
+        disarm();
+        // SAFETY: restores the default dispositions.
+        unsafe {
+            for signal in SIGNALS {
+                libc::signal(signal, libc::SIG_DFL);
+            }
+        }
+    }
+}
