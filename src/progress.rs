@@ -51,7 +51,7 @@ fn rate(per_sec: f64) -> String {
 mod tests {
     #[test]
     fn rates_are_whole_from_100_and_keep_three_digits_below() {
-        let shown: Vec<String> = [1234.5678, 56.789, 3.14159, 0.0].into_iter().map(super::rate).collect();
-        assert_eq!(shown, ["1235/s", "56.8/s", "3.14/s", "0.00/s"]);
+        let shown: Vec<String> = [1234.5678, 56.789, 3.25159, 0.0].into_iter().map(super::rate).collect();
+        assert_eq!(shown, ["1235/s", "56.8/s", "3.25/s", "0.00/s"]);
     }
 }
