@@ -14,6 +14,7 @@ use crate::atomic_write;
 use crate::cli::task_values::{PerTask, TaskArg};
 use crate::cli::EvalArgs;
 use crate::data::csv_file::read_header;
+use crate::data::labelled::UnknownLabelPolicy;
 use crate::distributed::is_main;
 use crate::inference::Encoder;
 use crate::model::loaded::LoadedModel;
@@ -95,8 +96,15 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     }
 
     let metrics = json!({
-        "model": args.model.model,
+        "model": std::fs::canonicalize(&args.model.model).map_or(args.model.model.clone(), |p| p.display().to_string()),
         "evaluated_at": utc_timestamp(),
+        // What changes the numbers besides the model and the data.
+        "max_length": loaded.spec.max_length,
+        "precision": args.model.precision.resolve(loaded.device)?.to_string(),
+        "unknown_labels": match args.unknown_labels {
+            UnknownLabelPolicy::Error => "error",
+            UnknownLabelPolicy::Skip => "skip",
+        },
         "seconds": started.elapsed().as_secs_f64(),
         "tasks": reports.iter().map(|(name, r)| (name.clone(), r.to_json())).collect::<serde_json::Map<_, _>>(),
     });
@@ -106,13 +114,13 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&metrics)?);
-        return Ok(());
-    }
-    for (i, (_, report)) in reports.iter().enumerate() {
-        if i > 0 {
-            println!();
+    } else {
+        for (i, (_, report)) in reports.iter().enumerate() {
+            if i > 0 {
+                println!();
+            }
+            print!("{}", report.render_text());
         }
-        print!("{}", report.render_text());
     }
     if !args.model.quiet && !written.is_empty() {
         eprintln!();

@@ -8,7 +8,7 @@ use anyhow::Result;
 use serde_json::{json, Value};
 
 use super::plots::confusion_heatmap;
-use super::table::{Align, Table};
+use super::table::{count, Align, Table};
 use super::{write_csv, TaskFile, TaskReport};
 use crate::data::labelled::UnknownLabels;
 use crate::metrics::classification::{Average, ConfusionMatrix};
@@ -66,9 +66,9 @@ impl TaskReport for ClassificationReport {
     /// matrix, for the terminal.
     fn render_text(&self) -> String {
         let mut out = format!(
-            "task {}: {} rows from {}, accuracy {:.4}, macro-F1 {:.4}\n",
+            "task {}: {} from {}, accuracy {:.4}, macro-F1 {:.4}\n",
             self.task,
-            self.matrix.total(),
+            count(self.matrix.total() as usize, "row"),
             self.data.display(),
             self.matrix.accuracy(),
             self.matrix.macro_average().f1
@@ -94,16 +94,7 @@ impl TaskReport for ClassificationReport {
             report.row([name.into(), f4(avg.precision), f4(avg.recall), f4(avg.f1), total.clone()]);
         }
         out.push_str(&report.render());
-        out.push_str("\nconfusion matrix (rows: true, columns: predicted)\n");
-        let mut header = vec!["true \\ predicted".to_string()];
-        header.extend(self.labels.iter().cloned());
-        let mut confusion = Table::new(header);
-        for (label, row) in self.labels.iter().zip(self.matrix.rows()) {
-            let mut cells = vec![label.clone()];
-            cells.extend(row.iter().map(u64::to_string));
-            confusion.row(cells);
-        }
-        out.push_str(&confusion.render());
+        out.push_str(&self.confusion_text());
         out
     }
 
@@ -126,7 +117,33 @@ impl TaskReport for ClassificationReport {
     }
 }
 
+/// The widest confusion matrix printed on the terminal, in characters.
+const CONFUSION_MAX_WIDTH: usize = 160;
+
 impl ClassificationReport {
+    /// The confusion matrix as a table, or where it is too wide to read on a terminal (many
+    /// or long labels), a line saying where to find it.
+    fn confusion_text(&self) -> String {
+        let mut header = vec!["true \\ predicted".to_string()];
+        header.extend(self.labels.iter().cloned());
+        let mut confusion = Table::new(header);
+        for (label, row) in self.labels.iter().zip(self.matrix.rows()) {
+            let mut cells = vec![label.clone()];
+            cells.extend(row.iter().map(u64::to_string));
+            confusion.row(cells);
+        }
+        let table = confusion.render();
+        let width = table.lines().map(|line| line.chars().count()).max().unwrap_or(0);
+        if width > CONFUSION_MAX_WIDTH {
+            let n = self.labels.len();
+            return format!(
+                "\nconfusion matrix ({n} x {n} classes, {width} characters wide): too wide to show here; eval --out DIR writes it as confusion_{}.csv and .png, and --json prints it\n",
+                self.task
+            );
+        }
+        format!("\nconfusion matrix (rows: true, columns: predicted)\n{table}")
+    }
+
     /// `confusion_<task>.csv`: header `true\predicted,<labels...>`, one row per true class.
     pub fn confusion_csv(&self) -> Result<Vec<u8>> {
         let mut csv = csv::Writer::from_writer(Vec::new());
@@ -171,6 +188,21 @@ mod tests {
             text.contains("true \\ predicted  neg  pos\nneg                 1    1\npos                 0    2"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_confusion_matrix_too_wide_for_a_terminal_says_where_it_is() {
+        let classes = 47;
+        let truth: Vec<usize> = (0..classes).collect();
+        let wide = ClassificationReport {
+            labels: (0..classes).map(|c| format!("LABEL:{c}")).collect(),
+            matrix: ConfusionMatrix::from_predictions(classes, &truth, &truth),
+            ..report()
+        };
+        let text = wide.render_text();
+        assert!(text.contains("confusion matrix (47 x 47 classes, "), "{text}");
+        assert!(text.contains("too wide to show here; eval --out DIR writes it as confusion_t.csv and .png"), "{text}");
+        assert!(text.lines().all(|line| line.chars().count() <= CONFUSION_MAX_WIDTH), "{text}");
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use serde_json::{json, Value};
 
+use super::table::count;
 use super::{write_csv, TaskFile, TaskReport};
 use crate::metrics::retrieval::RetrievalRanks;
 
@@ -37,10 +38,13 @@ impl TaskReport for RetrievalReport {
     fn render_text(&self) -> String {
         let scores = self.ranks.scores();
         format!(
-            "task {}: {} queries searched among {} candidates from {}, MRR@10 {:.4}, recall@1 {:.4}, recall@10 {:.4}\n",
+            "task {}: {} searched among {} from {}, MRR@10 {:.4}, recall@1 {:.4}, recall@10 {:.4}\n",
             self.task,
-            self.queries.len(),
-            self.candidates,
+            match self.queries.len() {
+                1 => "1 query".to_string(),
+                n => format!("{n} queries"),
+            },
+            count(self.candidates, "candidate"),
             self.data.display(),
             scores.mrr_at_10,
             scores.recall_at_1,

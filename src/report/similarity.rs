@@ -7,6 +7,7 @@ use anyhow::Result;
 use serde_json::{json, Value};
 
 use super::plots::similarity_scatter;
+use super::table::count;
 use super::{write_csv, TaskFile, TaskReport};
 use crate::metrics::correlation::{pearson, spearman};
 
@@ -43,9 +44,9 @@ impl TaskReport for SimilarityReport {
 
     fn render_text(&self) -> String {
         format!(
-            "task {}: {} pairs from {}, Spearman {:.4}, Pearson {:.4} (cosine similarity against the gold scores)\n",
+            "task {}: {} from {}, Spearman {:.4}, Pearson {:.4} (cosine similarity against the gold scores)\n",
             self.task,
-            self.gold.len(),
+            count(self.gold.len(), "pair"),
             self.data.display(),
             self.spearman(),
             self.pearson()
