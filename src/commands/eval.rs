@@ -56,6 +56,17 @@ fn column_to_read(header: &[String], flag: Option<&str>, trained: Option<&str>, 
     .to_string()
 }
 
+/// Report files are named after their task: two names that differ only in case would be one
+/// file on the case-insensitive file systems of macOS and Windows.
+fn refuse_names_equal_but_for_case(names: &[&str]) -> Result<()> {
+    for (i, a) in names.iter().enumerate() {
+        if let Some(b) = names[i + 1..].iter().find(|b| b.eq_ignore_ascii_case(a)) {
+            bail!("tasks '{a}' and '{b}' differ only in case: their report files in --out would be one file on macOS and Windows; rename one");
+        }
+    }
+    Ok(())
+}
+
 pub fn run(args: &EvalArgs) -> Result<()> {
     let started = Instant::now();
     let tasks = eval_tasks(&args.tasks)?;
@@ -64,6 +75,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let label_columns = PerTask::resolve("--label-column", &args.label_columns, &names)?;
     if let Some(out) = &args.out {
         check_report_folder(out)?;
+        refuse_names_equal_but_for_case(&names)?;
     }
     let overrides = SpecOverrides { max_length: args.model.max_length, ..Default::default() };
     let group = join_launch(&args.model.device)?;

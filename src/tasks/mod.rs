@@ -114,8 +114,14 @@ pub fn kind_of_file(path: &Path, given: Option<TaskKind>, columns: LabelColumns<
     let delimiter_hint = delimiter_hint(&header).map(|hint| format!("; {hint}")).unwrap_or_default();
     if let Some(kind) = given {
         if !fits(kind) {
+            let flags = match (kind, delimiter_hint.is_empty()) {
+                (TaskKind::Classification, true) => {
+                    "; --text-column and --label-column [NAME=]COL name the columns to read"
+                }
+                _ => "",
+            };
             bail!(
-                "{}:1: the header ({columns_seen}) is not a {kind} file: {}{delimiter_hint}",
+                "{}:1: the header ({columns_seen}) is not a {kind} file: {}{delimiter_hint}{flags}",
                 path.display(),
                 describe_columns(kind, columns, &header)
             );

@@ -385,6 +385,12 @@ fn build_corpus(test: &str) -> Option<Corpus> {
     }
     c.add(
         "CSV",
+        "eval --out with task names that differ only in case",
+        &["eval", "-m", &ck, "--task", &format!("mood={mood_dev}"), "--task", &format!("Mood={mood_dev}"), "--out", &c.path("cased")],
+        error("tasks 'mood' and 'Mood' differ only in case: their report files in --out would be one file on macOS and Windows"),
+    );
+    c.add(
+        "CSV",
         "eval task not in the checkpoint",
         &["eval", "-m", &ck, "--task", &format!("nope={mood_dev}")],
         error("unknown task 'nope' (this model has: topic, mood)"),
