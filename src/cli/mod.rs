@@ -197,8 +197,8 @@ pub struct TrainArgs {
     #[arg(short, long, value_name = "DIR|HUB_ID", required_unless_present = "resume")]
     pub model: Option<String>,
 
-    /// Required (unless --resume). A task: its name, training CSV and optional dev CSV.
-    /// Repeat for each task. The kind
+    /// Required (unless --resume). A task: its name (ASCII letters, digits, '_' or '-'),
+    /// training CSV and optional dev CSV. Repeat for each task. The kind
     /// comes from the header: text,label (classification), sentence1,sentence2,score
     /// (similarity) or anchor,positive[,negative] (pairs)
     #[arg(long = "task", value_name = "NAME=TRAIN.csv[,DEV.csv]", required_unless_present = "resume")]

@@ -233,7 +233,14 @@ fn write_reports(
         if !curves.is_empty() {
             let run = log.parent().unwrap_or(Path::new("."));
             let path = out.join("curves.png");
-            training_curves(&path, &format!("training run {}", run.display()), &curves)?;
+            // Which point of the run the evaluated checkpoint is (best/ is often not the end).
+            let step = loaded.spec.metrics.as_ref().and_then(|m| m["step"].as_u64());
+            let folder = loaded.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let title = match step {
+                Some(step) => format!("training run {} ({folder}/ evaluated here: step {step})", run.display()),
+                None => format!("training run {}", run.display()),
+            };
+            training_curves(&path, &title, &curves)?;
             written.push(path);
         }
     }
