@@ -104,16 +104,7 @@ impl Drop for NewRun {
             return;
         }
         start_up_signals::disarm();
-        let plan = self.undo_plan();
-        for file in &plan.remove_files {
-            let _ = std::fs::remove_file(file);
-        }
-        for (from, to) in &plan.move_back {
-            let _ = std::fs::rename(from, to);
-        }
-        for folder in &plan.remove_folders {
-            let _ = std::fs::remove_dir(folder);
-        }
+        self.undo_plan().carry_out();
     }
 }
 

@@ -16,11 +16,29 @@ pub struct UndoPlan {
     pub remove_folders: Vec<PathBuf>,
 }
 
+impl UndoPlan {
+    /// Carries the plan out now, as a signal would (a run dropped before its first save).
+    pub fn carry_out(&self) {
+        carry_out(&PreparedUndo::of(self));
+    }
+}
+
 /// [`UndoPlan`] as C strings, made before the handler may need them.
 struct PreparedUndo {
     remove_files: Vec<CString>,
     move_back: Vec<(CString, CString)>,
     remove_folders: Vec<CString>,
+}
+
+impl PreparedUndo {
+    fn of(plan: &UndoPlan) -> Self {
+        let c = |p: &Path| CString::new(p.as_os_str().as_encoded_bytes()).unwrap_or_default();
+        Self {
+            remove_files: plan.remove_files.iter().map(|p| c(p)).collect(),
+            move_back: plan.move_back.iter().map(|(a, b)| (c(a), c(b))).collect(),
+            remove_folders: plan.remove_folders.iter().map(|p| c(p)).collect(),
+        }
+    }
 }
 
 /// The plan a signal carries out; null when there is none (or it is being carried out).
@@ -93,14 +111,8 @@ impl StartUpSignals {
 
     /// What a signal from now on undoes.
     pub fn set_plan(&self, plan: &UndoPlan) {
-        let c = |p: &Path| CString::new(p.as_os_str().as_encoded_bytes()).unwrap_or_default();
-        let prepared = PreparedUndo {
-            remove_files: plan.remove_files.iter().map(|p| c(p)).collect(),
-            move_back: plan.move_back.iter().map(|(a, b)| (c(a), c(b))).collect(),
-            remove_folders: plan.remove_folders.iter().map(|p| c(p)).collect(),
-        };
         // Leaked on purpose: a handler may hold the previous one (a few paths per update).
-        PLAN.store(Box::into_raw(Box::new(prepared)), Ordering::SeqCst);
+        PLAN.store(Box::into_raw(Box::new(PreparedUndo::of(plan))), Ordering::SeqCst);
     }
 }
 
