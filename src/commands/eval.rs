@@ -13,8 +13,7 @@ use super::runtime::{encoder, join_launch, open_model};
 use crate::atomic_write;
 use crate::cli::task_values::{PerTask, TaskArg};
 use crate::cli::EvalArgs;
-use crate::data::csv_file::read_header;
-use crate::data::labelled::UnknownLabelPolicy;
+use crate::data::csv_file::{first_column_present, read_header};
 use crate::distributed::is_main;
 use crate::inference::Encoder;
 use crate::model::loaded::LoadedModel;
@@ -47,13 +46,9 @@ fn eval_tasks(tasks: &[TaskArg]) -> Result<Vec<EvalTask>> {
 /// The column to read: the flag's; else the one the task was trained on, unless the file
 /// lacks it and has the default (`text`, `label`), as `predict` falls back; else the default.
 fn column_to_read(header: &[String], flag: Option<&str>, trained: Option<&str>, default: &str) -> String {
-    let has = |name: &str| header.iter().any(|h| h == name);
-    match (flag, trained) {
-        (Some(flag), _) => flag,
-        (None, Some(trained)) if has(trained) || !has(default) => trained,
-        _ => default,
-    }
-    .to_string()
+    let candidates: Vec<&str> = trained.into_iter().chain([default]).collect();
+    // Neither in the file: the trained column, which the error then names.
+    flag.or_else(|| first_column_present(header, &candidates)).unwrap_or(candidates[0]).to_string()
 }
 
 /// Report files are named after their task: two names that differ only in case would be one
@@ -113,10 +108,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         // What changes the numbers besides the model and the data.
         "max_length": loaded.spec.max_length,
         "precision": args.model.precision.resolve(loaded.device)?.to_string(),
-        "unknown_labels": match args.unknown_labels {
-            UnknownLabelPolicy::Error => "error",
-            UnknownLabelPolicy::Skip => "skip",
-        },
+        "unknown_labels": args.unknown_labels.to_string(),
         "seconds": started.elapsed().as_secs_f64(),
         "tasks": reports.iter().map(|(name, r)| (name.clone(), r.to_json())).collect::<serde_json::Map<_, _>>(),
     });

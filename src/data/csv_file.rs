@@ -72,6 +72,11 @@ pub fn read_columns_from<R: std::io::Read>(mut reader: R, name: &str, columns: &
     Ok(rows)
 }
 
+/// The first of `candidates` that `header` names (a task's trained column, then the default).
+pub fn first_column_present<'a>(header: &[String], candidates: &[&'a str]) -> Option<&'a str> {
+    candidates.iter().copied().find(|c| header.iter().any(|h| h == c))
+}
+
 /// Why a header may lack the column asked for.
 pub fn missing_column_hint(header: &[String]) -> &'static str {
     delimiter_hint(header).unwrap_or("the first line must name the columns")

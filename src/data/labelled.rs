@@ -92,16 +92,7 @@ pub enum UnknownLabelPolicy {
     Skip,
 }
 
-impl std::str::FromStr for UnknownLabelPolicy {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> Result<Self> {
-        Ok(match s {
-            "error" => Self::Error,
-            "skip" => Self::Skip,
-            other => bail!("unknown --unknown-labels '{other}' (expected error or skip)"),
-        })
-    }
-}
+crate::value_names!(UnknownLabelPolicy, "--unknown-labels", [Error => "error", Skip => "skip"]);
 
 /// Labels found in data that the model does not know, with counts.
 #[derive(Debug, Clone, Default)]

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use super::csv_file::{missing_column_hint, read_columns, read_header};
+use super::csv_file::{first_column_present, missing_column_hint, read_columns, read_header};
 use crate::report::table::count;
 
 /// The sentences to encode or label, one output row each. A blank line or cell is an empty
@@ -85,7 +85,7 @@ fn csv_text_column<'a>(path: &Path, given: Option<&'a str>, defaults: &[&'a str]
         return Ok(column);
     }
     let header = read_header(path)?;
-    match defaults.iter().find(|d| header.iter().any(|h| h == *d)) {
+    match first_column_present(&header, defaults) {
         Some(column) => Ok(column),
         None => bail!(
             "{}:1: no column {} in the header (columns: {}); {}, or name the sentences' column with --text-column",
