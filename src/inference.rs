@@ -12,12 +12,12 @@ use crate::distributed::{ProcessGroup, Reduce};
 use crate::hash::{fnv1a_continue, FNV1A_START};
 use crate::model::fused_forward::FusedForward;
 use crate::model::loaded::LoadedModel;
-use crate::precision::{autocast, Precision};
+use crate::precision::Precision;
 use crate::progress::Progress;
 use crate::train::feature_cache::FeatureCache;
 
 /// Sentence features from a model, or from a cache of its frozen part where it has them, in
-/// fp32 or under bf16 autocast.
+/// fp32 or with the transformer blocks in bf16 (`model::loaded::blocks_in_bf16`).
 #[derive(Clone, Copy)]
 pub struct Encoder<'a> {
     pub model: &'a LoadedModel,
@@ -52,7 +52,7 @@ impl<'a> Encoder<'a> {
         head: impl Fn(&FusedForward, &Tensor) -> Result<Tensor>,
     ) -> Result<Tensor> {
         let loaded = self.model;
-        let bf16_weights = (self.precision == Precision::Bf16).then(|| loaded.weights_with_bf16_linear_layers());
+        let bf16_weights = (self.precision == Precision::Bf16).then(|| loaded.weights_for_bf16_inference());
         let model = match &bf16_weights {
             Some(weights) => FusedForward { weights, ..loaded.forward() },
             None => loaded.forward(),
@@ -75,16 +75,14 @@ impl<'a> Encoder<'a> {
                     Some(cache) => cache.features(&model, &sequences, false)?,
                     None => None,
                 };
-                let result = autocast(self.precision, loaded.device, || -> Result<Tensor> {
-                    let features = match cached {
-                        Some(features) => features,
-                        None => {
-                            let (ids, mask) = pad_batch(&sequences, loaded.tokenizer.pad_id(), loaded.device);
-                            model.features(&ids, &mask)?
-                        }
-                    };
-                    head(&model, &features)
-                })?;
+                let features = match cached {
+                    Some(features) => features,
+                    None => {
+                        let (ids, mask) = pad_batch(&sequences, loaded.tokenizer.pad_id(), loaded.device);
+                        model.features(&ids, &mask)?
+                    }
+                };
+                let result = head(&model, &features)?;
                 let result = result.to_kind(Kind::Float).to_device(Device::Cpu);
                 let out = output.get_or_insert_with(|| {
                     Tensor::zeros([texts.len() as i64, result.size()[1]], (Kind::Float, Device::Cpu))

@@ -1,6 +1,8 @@
-//! `--precision`: the forward pass in fp32, or in bf16 under autocast with fp32 master
-//! weights, as `torch.autocast` does: on CUDA, and on CPUs with bf16 instructions (AVX-512
-//! BF16 or AMX), where oneDNN runs bf16 matmuls. `auto` picks per device.
+//! `--precision`: the forward pass in fp32, or in bf16 on CUDA and on CPUs with bf16
+//! instructions (AVX-512 BF16 or AMX), where oneDNN runs bf16 matmuls: training under
+//! autocast with fp32 master weights, as `torch.autocast` does; inference with the
+//! transformer blocks' weights in bf16 (`model::loaded::blocks_in_bf16`). `auto` picks per
+//! device.
 
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};

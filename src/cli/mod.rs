@@ -115,8 +115,9 @@ pub struct ModelArgs {
     #[arg(long, value_name = "TOKENS")]
     pub max_length: Option<usize>,
 
-    /// Forward-pass precision: fp32; bf16 (autocast, on CUDA or on a CPU with AVX-512 BF16
-    /// or AMX); or auto (bf16 on such a CPU, fp32 elsewhere). Outputs are fp32 either way
+    /// Forward-pass precision: fp32; bf16 (the transformer blocks in bf16, on CUDA or on a CPU
+    /// with AVX-512 BF16 or AMX); or auto (bf16 on such a CPU, fp32 elsewhere). Pooling and
+    /// outputs are fp32 either way
     #[arg(long, default_value = "fp32", value_name = "PRECISION")]
     pub precision: Precision,
 

@@ -85,8 +85,15 @@ impl FusedForward<'_> {
     }
 
     /// Transformer `blocks` (a range of block indices) over states `x [batch, seq, hidden]`,
-    /// the input of the range's first block, with the mask `[batch, seq]`.
-    pub fn blocks_t(&self, mut x: Tensor, mask: &Tensor, blocks: std::ops::Range<i64>, train: bool) -> Result<Tensor> {
+    /// the input of the range's first block, with the mask `[batch, seq]`. The blocks run in
+    /// their weights' precision (bf16 for inference's `LoadedModel::weights_for_bf16_inference`),
+    /// so `x` is brought to it.
+    pub fn blocks_t(&self, x: Tensor, mask: &Tensor, blocks: std::ops::Range<i64>, train: bool) -> Result<Tensor> {
+        if blocks.is_empty() {
+            return Ok(x);
+        }
+        let kind = self.w(&names::weight(&names::block(self.config, blocks.start).query))?.kind();
+        let mut x = x.to_kind(kind);
         let dropout = self.dropout(train);
         let additive = additive_mask(self.config, mask);
         // BERT's (HF's and rust-bert's) drops out the attention block's output; DistilBERT's does not.
@@ -119,7 +126,7 @@ impl FusedForward<'_> {
     /// hidden]`, as `states_below` gives them): the remaining blocks, pooling and projection.
     pub fn features_from_states(&self, states: Tensor, mask: &Tensor, from: i64, train: bool) -> Result<Tensor> {
         let hidden = self.blocks_t(states, mask, from..self.config.num_layers(), train)?;
-        self.project(&self.spec.pooling.forward(&hidden, mask))
+        self.pool_and_project(&hidden, mask)
     }
 
     /// Sentence features `[batch, dim]`: pooled (and projected), before normalisation.
@@ -130,7 +137,13 @@ impl FusedForward<'_> {
     /// As `features`, with dropout in the backbone when `train` (training's forward).
     pub fn features_t(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor> {
         let hidden = self.hidden_states_t(input_ids, attention_mask, train)?;
-        self.project(&self.spec.pooling.forward(&hidden, attention_mask))
+        self.pool_and_project(&hidden, attention_mask)
+    }
+
+    /// Token states `[batch, seq, hidden]` pooled in fp32 (whatever the blocks ran in) and
+    /// projected: `[batch, dim]`.
+    fn pool_and_project(&self, hidden: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        self.project(&self.spec.pooling.forward(&hidden.to_kind(Kind::Float), mask))
     }
 
     /// Pooled states `[batch, hidden]` through the projection, if the model has one.
@@ -214,7 +227,7 @@ fn fused_attention_fits(q: &Tensor, attention_dropout: f64) -> bool {
 fn explicit_attention(q: &Tensor, k: &Tensor, v: &Tensor, additive_mask: &Tensor, dropout: &Dropout) -> Tensor {
     let head_dim = q.size()[3];
     let scores = q.matmul(&k.transpose(-1, -2)) / (head_dim as f64).sqrt() + additive_mask;
-    dropout.attention(&scores.softmax(-1, Kind::Float)).matmul(v)
+    dropout.attention(&scores.softmax(-1, Kind::Float)).to_kind(v.kind()).matmul(v)
 }
 
 /// The same product through libtorch's fused kernel, which draws the dropout (`p`) itself. The
@@ -347,10 +360,11 @@ mod tests {
             let additive = additive_mask(&config, &mask);
             let make = || Tensor::randn([2, 2, seq, 4], (Kind::Float, tch::Device::Cpu)).to_kind(Kind::BFloat16);
             let (q, k, v) = (make(), make(), make());
-            // As inference runs it: under autocast, which brings the fp32 probabilities to bf16.
-            let (fused, explicit) = crate::torch_shim::with_bf16_autocast(tch::Device::Cpu, || {
-                (fused_attention(&q, &k, &v, &additive, 0.0), explicit_attention(&q, &k, &v, &additive, &none))
-            });
+            // As inference runs it: in bf16 without autocast (the explicit product brings its
+            // fp32 probabilities to bf16 itself).
+            let fused = fused_attention(&q, &k, &v, &additive, 0.0);
+            let explicit = explicit_attention(&q, &k, &v, &additive, &none);
+            assert_eq!(explicit.kind(), Kind::BFloat16);
             assert!(max_diff(&fused.to_kind(Kind::Float), &explicit.to_kind(Kind::Float)) < 2e-2);
             assert_eq!(fused_attention_fits(&q, 0.0), seq >= FUSED_BF16_CPU_MIN_TOKENS, "{seq} tokens");
             assert!(!fused_attention_fits(&q, 0.1), "the CPU took the fused kernel with dropout");
@@ -398,6 +412,33 @@ mod tests {
             );
             let trained = forward.hidden_states_t(&ids, &mask, true).unwrap();
             assert!(max_diff(&trained, &eval) > 1e-2, "{name}: dropout had no effect in training");
+        }
+    }
+
+    /// With its blocks in bf16 (`encode --precision bf16`) the model runs them in bf16 from
+    /// the fp32 embedding layer, pools in fp32, and stays close to its fp32 function.
+    #[test]
+    fn bf16_blocks_run_between_an_fp32_embedding_layer_and_fp32_pooling() {
+        for config_json in [BERT, DISTILBERT] {
+            let config = BackboneConfig::from_json(config_json).unwrap();
+            let spec = spec(config.model_type(), Some(4), &[("trec", 6)]);
+            let model = MultiTaskModel::build(&config, &spec, tch::Device::Cpu);
+            let weights = model.vs.variables();
+            let bf16 = crate::model::loaded::blocks_in_bf16(&weights);
+            for (name, tensor) in &bf16 {
+                let in_block = matches!(names::layer_of(name), Some(names::BackboneLayer::Block(_)));
+                let expected = if in_block { Kind::BFloat16 } else { Kind::Float };
+                assert_eq!(tensor.kind(), expected, "{name}");
+            }
+            let (ids, mask) = batch();
+            let fp32 = FusedForward { weights: &weights, config: &config, spec: &spec };
+            let fp32_logits = fp32.logits(&fp32.features(&ids, &mask).unwrap(), "trec").unwrap();
+            let forward = FusedForward { weights: &bf16, config: &config, spec: &spec };
+            let features = tch::no_grad(|| forward.features(&ids, &mask).unwrap());
+            assert_eq!(features.kind(), Kind::Float, "{}", config.model_type());
+            let logits = forward.logits(&features, "trec").unwrap();
+            let scale = f64::try_from(fp32_logits.abs().max()).unwrap();
+            assert!(max_diff(&logits, &fp32_logits) < 0.05 * scale, "{}", max_diff(&logits, &fp32_logits));
         }
     }
 

@@ -201,33 +201,6 @@ fn bf16_embeddings_agree_with_fp32_on_a_cpu_that_has_bf16() {
     assert_eq!(auto, bf16, "--precision auto is not bf16 on this CPU");
 }
 
-/// bf16 inference casts the linear layers to bf16 once per run instead of autocast casting
-/// them at every batch: the same numbers, bit for bit, on a CPU with bf16 instructions.
-#[test]
-fn bf16_inference_with_linear_layers_cast_once_computes_what_autocast_computes() {
-    use sentence_mtl::data::batching::pad_batch;
-    use sentence_mtl::model::fused_forward::FusedForward;
-    use sentence_mtl::precision::{autocast, Precision};
-    let test = "bf16_inference_with_linear_layers_cast_once_computes_what_autocast_computes";
-    if !cpu_has_bf16(test) {
-        return;
-    }
-    let Some(minilm) = minilm(test) else { return };
-    let cpu = tch::Device::Cpu;
-    let loaded = sentence_mtl::checkpoint::load(minilm.to_str().unwrap(), cpu, &Default::default()).unwrap();
-    let texts = ["A man plays the guitar.", "Stock markets fell sharply on Monday after the report.", "ok"];
-    let ids = loaded.tokenizer.encode_batch(&texts, 128);
-    let sequences: Vec<&[i64]> = ids.iter().map(Vec::as_slice).collect();
-    let (ids, mask) = pad_batch(&sequences, loaded.tokenizer.pad_id(), cpu);
-    let cast_once = loaded.weights_with_bf16_linear_layers();
-    let features = |model: FusedForward| {
-        tch::no_grad(|| autocast(Precision::Bf16, cpu, || model.embedding(&model.features(&ids, &mask).unwrap())))
-    };
-    let per_batch = features(loaded.forward());
-    let once = features(FusedForward { weights: &cast_once, ..loaded.forward() });
-    assert!(once.equal(&per_batch), "largest difference {}", (&once - &per_batch).abs().max().double_value(&[]));
-}
-
 #[test]
 fn a_reader_that_stops_early_ends_encode_quietly() {
     // `encode ... | head -n 1`: the closed pipe ends the process without an error message.
