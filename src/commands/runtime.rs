@@ -59,12 +59,18 @@ pub fn prepare_device(args: &DeviceArgs, group: Option<&ProcessGroup>, quiet: bo
 }
 
 /// The encoder `encode`, `predict` and `eval` run: the model at `--precision`, its batches
-/// shared by the launch's ranks when there is one.
+/// shared by the launch's ranks when there is one. The ranks' models must be the same, by
+/// content: each rank loads its own (its path may differ, on a node-local disk), and rows
+/// from different models would be mixed in one output.
 pub fn encoder<'a>(args: &ModelArgs, loaded: &'a LoadedModel, group: Option<&'a ProcessGroup>) -> Result<Encoder<'a>> {
     let batch = match args.batch_tokens {
         Some(n) => BatchLimit::Tokens(n),
         None => BatchLimit::Rows(args.batch_size),
     };
+    if let Some(group) = group {
+        let model = format!("config, vocabulary and weights fnv1a {}", loaded.fingerprint(true)?);
+        data_parallel::agree_on_settings(group, &[("--model".to_string(), model)])?;
+    }
     Ok(Encoder { model: loaded, cache: None, precision: args.precision.resolve(loaded.device)?, batch, group })
 }
 

@@ -4,7 +4,10 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+use anyhow::{Context, Result};
 use tch::{Device, Kind, Tensor};
+
+use crate::hash::{fnv1a_continue, FNV1A_START};
 
 use crate::model::config::BackboneConfig;
 use crate::model::fused_forward::FusedForward;
@@ -33,6 +36,35 @@ impl LoadedModel {
     /// The forward pass over the current weights.
     pub fn forward(&self) -> FusedForward<'_> {
         FusedForward { weights: &self.weights, config: &self.config, spec: &self.spec }
+    }
+
+    /// FNV-1a over what makes two copies of this model the same function, wherever each copy
+    /// lives: `config.json`, the vocabulary, the spec (pooling, projection, heads, maximum
+    /// length) and every tensor's name and shape, with `values` their bytes too. The ranks of
+    /// a data-parallel launch compare it (training gives every rank rank 0's values anyway).
+    pub fn fingerprint(&self, values: bool) -> Result<String> {
+        let mut hash = FNV1A_START;
+        for file in ["config.json", "vocab.txt"] {
+            let path = self.dir.join(file);
+            let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            hash = fnv1a_continue(hash, &bytes);
+        }
+        // Where it came from and how it was trained are not part of the function.
+        let spec = ModelSpec { base_model: String::new(), training: None, metrics: None, ..self.spec.clone() };
+        hash = fnv1a_continue(hash, serde_json::to_string(&spec)?.as_bytes());
+        let mut names: Vec<&String> = self.weights.keys().collect();
+        names.sort();
+        for name in names {
+            let tensor = &self.weights[name];
+            hash = fnv1a_continue(hash, format!("{name} {:?} {:?}", tensor.size(), tensor.kind()).as_bytes());
+            if values {
+                let tensor = tensor.to_device(Device::Cpu).contiguous();
+                let mut bytes = vec![0u8; tensor.numel() * tensor.kind().elt_size_in_bytes()];
+                tensor.f_copy_data_u8(&mut bytes, tensor.numel())?;
+                hash = fnv1a_continue(hash, &bytes);
+            }
+        }
+        Ok(format!("{hash:016x}"))
     }
 
     /// The weights for bf16 inference ([`blocks_in_bf16`]).

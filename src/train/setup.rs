@@ -336,8 +336,11 @@ fn data_fingerprints(settings: &TrainSettings) -> Result<Vec<FileFingerprint>> {
 /// What every rank of a data-parallel launch must agree on: each setting (as `--flag`), each
 /// data file's contents, the run's position and the program's version. A data file's path
 /// is its rank's own (nodes may hold copies in different places); its bytes must agree.
-fn agreed_fields(settings: &TrainSettings, state: &TrainerState) -> Result<Vec<(String, String)>> {
+fn agreed_fields(settings: &TrainSettings, state: &TrainerState, loaded: &LoadedModel) -> Result<Vec<(String, String)>> {
     let mut without_paths = settings.clone();
+    // Ranks may read copies of the model and data at paths of their own (node-local disks):
+    // what is compared is their content.
+    without_paths.model = String::new();
     for task in &mut without_paths.tasks {
         task.train = PathBuf::new();
         task.dev = task.dev.as_ref().map(|_| PathBuf::new());
@@ -355,6 +358,7 @@ fn agreed_fields(settings: &TrainSettings, state: &TrainerState) -> Result<Vec<(
         .map(|(name, value)| (flag_of(&name), if value.is_null() { "not given".into() } else { value.to_string() }))
         .collect();
     out.sort();
+    out.push(("--model".into(), format!("config, vocabulary and tensor shapes fnv1a {}", loaded.fingerprint(false)?)));
     out.extend(data_file_fields(settings, &state.data));
     out.push(("resumed step".into(), state.step.to_string()));
     out.push(("sentence-mtl version".into(), env!("CARGO_PKG_VERSION").into()));
@@ -397,10 +401,11 @@ pub(super) fn join_data_parallel<'a>(
     group: &'a ProcessGroup,
     settings: &TrainSettings,
     state: &TrainerState,
+    loaded: &LoadedModel,
     vs: &VarStore,
     optimizer: &AdamW,
 ) -> Result<GradientSync<'a>> {
-    data_parallel::agree_on_settings(group, &agreed_fields(settings, state)?)?;
+    data_parallel::agree_on_settings(group, &agreed_fields(settings, state, loaded)?)?;
     broadcast_weights(group, vs)?;
     GradientSync::new(group, optimizer.parameters().map(Tensor::shallow_clone).collect())
 }

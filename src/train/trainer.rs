@@ -285,7 +285,7 @@ impl<'a> Trainer<'a> {
         let batch_plan = setup::open_batch_plan(options.batch_plan.as_deref().filter(|_| main))?;
         // Ranks that disagree are refused before the overview too.
         let gradient_sync = match group {
-            Some(group) => Some(setup::join_data_parallel(group, settings, &state, &model.vs, &optimizer)?),
+            Some(group) => Some(setup::join_data_parallel(group, settings, &state, &loaded, &model.vs, &optimizer)?),
             None => None,
         };
         if !options.quiet {

@@ -449,6 +449,56 @@ fn ranks_started_with_different_settings_are_refused() {
     assert_all_ok(&ranks.into_iter().map(|c| c.wait_with_output().unwrap()).collect::<Vec<_>>());
 }
 
+/// Each rank of a launch, as each `args`, through one port; their outputs in rank order.
+fn launch_each(args: &[Vec<String>]) -> Vec<Output> {
+    let port = free_port();
+    let ranks: Vec<Child> = args
+        .iter()
+        .enumerate()
+        .map(|(rank, a)| {
+            rank_command(a, rank, args.len(), port).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+        })
+        .collect();
+    ranks.into_iter().map(|c| c.wait_with_output().unwrap()).collect()
+}
+
+/// Each rank loads its own copy of the model, which may lie elsewhere (a node-local disk):
+/// copies are compared by content. Inference refuses a copy whose weights differ (its rows
+/// would be mixed into the output); training accepts it, as it gives every rank rank 0's.
+#[test]
+fn ranks_compare_their_models_by_content_not_by_path() {
+    let Some(s) = setup("ranks_compare_their_models_by_content_not_by_path") else { return };
+    let copy = s.dir.path().join("elsewhere").join("model");
+    copy_dir(&s.model, &copy);
+    let lines: String = (0..40).map(|i| format!("sentence number {i} about football\n")).collect();
+    let text = s.dir.path().join("lines.txt");
+    std::fs::write(&text, lines).unwrap();
+    let encode = |model: &Path| {
+        let mut args = encode_args(model, 20);
+        args.extend(["--input".to_string(), text.to_string_lossy().into_owned()]);
+        args
+    };
+    let one = bin().args(encode(&s.model)).output().unwrap();
+    assert_ok(&one);
+    let ranks = launch_each(&[encode(&s.model), encode(&copy)]);
+    assert_all_ok(&ranks);
+    assert_eq!(stdout(&one), stdout(&ranks[0]), "a copy at another path changed the output");
+
+    let weights = copy.join("model.safetensors");
+    let mut tensors = Tensor::read_safetensors(&weights).unwrap();
+    let _ = tensors[0].1.g_add_scalar_(1e-3);
+    Tensor::write_safetensors(&tensors, &weights).unwrap();
+    for (rank, out) in launch_each(&[encode(&s.model), encode(&copy)]).iter().enumerate() {
+        assert_clean_error(
+            out,
+            &format!("rank {rank}: the ranks were started with different settings: rank 1's --model differs from rank 0's (config, vocabulary and weights fnv1a "),
+        );
+    }
+    let run = s.dir.path().join("run");
+    let train = |model: &Path| train_args(model, &s.data, &run, 2, &[]);
+    assert_all_ok(&launch_each(&[train(&s.model), train(&copy)]));
+}
+
 /// Ranks given different WORLD_SIZE values: each says so, the waiting rank 0 too (rank 1
 /// leaves the reason in the store), instead of a handshake timeout.
 #[test]
