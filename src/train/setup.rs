@@ -333,10 +333,14 @@ fn data_fingerprints(settings: &TrainSettings) -> Result<Vec<FileFingerprint>> {
     Ok(out)
 }
 
-/// What every rank of a data-parallel launch must agree on: each setting (as `--flag`), each
-/// data file's contents, the run's position and the program's version. A data file's path
-/// is its rank's own (nodes may hold copies in different places); its bytes must agree.
-fn agreed_fields(settings: &TrainSettings, state: &TrainerState, loaded: &LoadedModel) -> Result<Vec<(String, String)>> {
+/// What every rank of a data-parallel launch must agree on: each setting (as `--flag`), the
+/// model's and each data file's contents, the run's position and the program's version.
+/// Paths are each rank's own (nodes may hold copies in different places).
+fn agreed_fields(
+    settings: &TrainSettings,
+    state: &TrainerState,
+    loaded: &LoadedModel,
+) -> Result<Vec<(String, String)>> {
     let mut without_paths = settings.clone();
     // Ranks may read copies of the model and data at paths of their own (node-local disks):
     // what is compared is their content.
