@@ -14,6 +14,7 @@ use crate::model::fused_forward::FusedForward;
 use crate::model::loaded::LoadedModel;
 use crate::precision::Precision;
 use crate::progress::Progress;
+use crate::report::table::count;
 use crate::train::feature_cache::FeatureCache;
 
 /// Sentence features from a model, or from a cache of its frozen part where it has them, in
@@ -60,7 +61,14 @@ impl<'a> Encoder<'a> {
         if let Some(group) = self.group {
             self.agree_with_ranks(group, texts)?;
         }
-        let token_ids = loaded.tokenizer.encode_batch(texts, loaded.spec.max_length);
+        let max_length = loaded.spec.max_length;
+        let (token_ids, truncated) = loaded.tokenizer.encode_batch_counting_truncated(texts, max_length);
+        if truncated > 0 {
+            progress.note(&format!(
+                "{truncated} of {} are longer than the model's {max_length}-token limit and were truncated to it (--max-length)",
+                count(texts.len(), "text")
+            ));
+        }
         let lengths: Vec<usize> = token_ids.iter().map(Vec::len).collect();
         let bar = progress.bar(texts.len() as u64, "sentences");
         let mut output: Option<Tensor> = None;

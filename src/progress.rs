@@ -1,4 +1,5 @@
-//! Progress bars on stderr: shown on a terminal, hidden with `--quiet` or when piped.
+//! Progress bars on stderr: shown on a terminal, hidden with `--quiet` or when piped; and the
+//! notes that come with a piece of work (printed unless `--quiet`).
 
 use std::io::IsTerminal;
 
@@ -7,19 +8,28 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 #[derive(Debug, Clone, Copy)]
 pub struct Progress {
     visible: bool,
+    notes: bool,
 }
 
 impl Progress {
     pub fn new(quiet: bool) -> Self {
-        Self { visible: !quiet && std::io::stderr().is_terminal() }
+        Self { visible: !quiet && std::io::stderr().is_terminal(), notes: !quiet }
     }
 
+    /// No bars and no notes: for work inside a larger one that reports for itself.
     pub fn hidden() -> Self {
-        Self { visible: false }
+        Self { visible: false, notes: false }
     }
 
     pub fn is_visible(&self) -> bool {
         self.visible
+    }
+
+    /// `note: {text}` on stderr, unless quiet or hidden.
+    pub fn note(&self, text: &str) {
+        if self.notes {
+            eprintln!("note: {text}");
+        }
     }
 
     /// A bar counting `unit`s up to `len`, with rate and time left.

@@ -39,10 +39,20 @@ impl SentenceTokenizer {
 
     /// Token ids with `[CLS]`/`[SEP]`, at most `max_length` each; tokenised in parallel.
     pub fn encode_batch<S: AsRef<str> + Sync>(&self, texts: &[S], max_length: usize) -> Vec<Vec<i64>> {
-        MultiThreadedTokenizer::encode_list(&self.inner, texts, max_length, &TruncationStrategy::LongestFirst, 0)
-            .into_iter()
-            .map(|encoded| encoded.token_ids)
-            .collect()
+        self.encode_batch_counting_truncated(texts, max_length).0
+    }
+
+    /// As `encode_batch`, with how many of the texts were longer than `max_length` tokens and
+    /// lost their end.
+    pub fn encode_batch_counting_truncated<S: AsRef<str> + Sync>(
+        &self,
+        texts: &[S],
+        max_length: usize,
+    ) -> (Vec<Vec<i64>>, usize) {
+        let encoded =
+            MultiThreadedTokenizer::encode_list(&self.inner, texts, max_length, &TruncationStrategy::LongestFirst, 0);
+        let truncated = encoded.iter().filter(|e| e.num_truncated_tokens > 0).count();
+        (encoded.into_iter().map(|e| e.token_ids).collect(), truncated)
     }
 
     pub fn pad_id(&self) -> i64 {

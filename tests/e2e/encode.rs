@@ -201,6 +201,29 @@ fn bf16_embeddings_agree_with_fp32_on_a_cpu_that_has_bf16() {
     assert_eq!(auto, bf16, "--precision auto is not bf16 on this CPU");
 }
 
+/// Texts longer than the model's limit are truncated, as sentence-transformers truncates them,
+/// and `encode` says how many (not with `--quiet`).
+#[test]
+fn truncated_texts_are_counted_in_a_note() {
+    let test = "truncated_texts_are_counted_in_a_note";
+    let Some(model) = tiny_bert(test) else { return };
+    let long = "a sentence with rather more words than eight tokens can hold";
+    let args = ["encode", "-m", &model, "--device", "cpu", "--max-length", "8", long, "short", long];
+    let out = run(&args);
+    assert_ok(&out);
+    assert!(
+        stderr(&out).contains(
+            "note: 2 of 3 texts are longer than the model's 8-token limit and were truncated to it (--max-length)"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    let quiet = run(&[&args[..], &["-q"]].concat());
+    assert_ok(&quiet);
+    assert_eq!(stderr(&quiet), "");
+    assert_eq!(stdout(&quiet), stdout(&out));
+}
+
 #[test]
 fn a_reader_that_stops_early_ends_encode_quietly() {
     // `encode ... | head -n 1`: the closed pipe ends the process without an error message.
