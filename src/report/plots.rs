@@ -64,17 +64,21 @@ fn heat_color(share: f64) -> RGBColor {
 type Canvas<'a> = DrawingArea<TextBackend<'a>, plotters::coord::Shift>;
 
 /// A heatmap of `matrix` (rows: true class, columns: predicted), coloured by each row's
-/// share (recall per cell) and labelled with counts. Sizes, fonts and label rotation
-/// adapt to the number of classes (readable from 2 to 50).
+/// share (recall per cell, with a colour key) and labelled with counts. Sizes, fonts and
+/// label rotation adapt to the number of classes (readable from 2 to 50).
 pub fn confusion_heatmap(path: &Path, title: &str, labels: &[String], matrix: &[Vec<u64>]) -> Result<()> {
     let layout = HeatmapLayout::new(title, labels)?;
     render_png(path, (layout.width, layout.height), |root| {
         layout.draw_titles(root, title)?;
         layout.draw_cells(root, matrix)?;
+        layout.draw_colour_key(root)?;
         layout.draw_class_labels(root, labels)?;
         layout.draw_axis_names(root)
     })
 }
+
+/// Room right of a heatmap's grid for its colour key.
+const KEY_MARGIN: u32 = 90;
 
 /// Where a confusion heatmap's parts go, in pixels.
 struct HeatmapLayout {
@@ -96,7 +100,8 @@ impl HeatmapLayout {
     /// Sizes for `labels`, measuring them with the real font to size the margins.
     fn new(title: &str, labels: &[String]) -> Result<Self> {
         let n = labels.len().max(1) as u32;
-        let cell = (560 / n).clamp(14, 72);
+        // From about 25 classes the grid grows past 560 px, so that counts stay legible.
+        let cell = (560 / n).clamp(22, 72);
         let label_size = (cell as f64 * 0.5).clamp(10.0, 16.0);
         register_font()?;
         let widest = labels.iter().map(|l| text_width(l, label_size)).max().unwrap_or(0);
@@ -106,12 +111,12 @@ impl HeatmapLayout {
         Ok(Self {
             cell,
             label_size,
-            count_size: (cell as f64 * 0.36).clamp(7.0, 18.0),
+            count_size: (cell as f64 * 0.4).clamp(9.0, 18.0),
             rotate_x,
             left,
             top,
             grid,
-            width: (left + grid + 30).max(text_width(title, 18.0) + 40).max(360),
+            width: (left + grid + KEY_MARGIN).max(text_width(title, 18.0) + 40).max(360),
             height: top + grid + bottom,
         })
     }
@@ -153,6 +158,25 @@ impl HeatmapLayout {
                     root.draw(&Text::new(count.to_string(), centre, style)).map_err(plot_error)?;
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// A vertical bar right of the grid from white (0% of the true class) to the darkest
+    /// blue (100%), with its ends and middle labelled.
+    fn draw_colour_key(&self, root: &Canvas) -> Result<()> {
+        let (x0, top) = ((self.left + self.grid + 20) as i32, self.top as i32);
+        let height = self.grid.min(200) as i32;
+        for y in 0..height {
+            let share = 1.0 - y as f64 / (height - 1).max(1) as f64;
+            root.draw(&Rectangle::new([(x0, top + y), (x0 + 14, top + y + 1)], heat_color(share).filled()))
+                .map_err(plot_error)?;
+        }
+        root.draw(&Rectangle::new([(x0, top), (x0 + 14, top + height)], RGBColor(160, 160, 160).stroke_width(1)))
+            .map_err(plot_error)?;
+        let style = TextStyle::from((FONT, 11.0).into_font()).color(&BLACK).pos(Pos::new(HPos::Left, VPos::Center));
+        for (share, y) in [("100%", top), ("50%", top + height / 2), ("0%", top + height)] {
+            root.draw(&Text::new(share.to_string(), (x0 + 20, y), style.clone())).map_err(plot_error)?;
         }
         Ok(())
     }
@@ -463,13 +487,13 @@ mod tests {
     #[test]
     fn heatmaps_for_2_and_50_classes_fit_their_labels() {
         let dir = tempfile::tempdir().unwrap();
-        for n in [2, 50] {
+        for n in [2, 6, 50] {
             let (labels, rows) = matrix(n);
             let path = dir.path().join(format!("h{n}.png"));
             confusion_heatmap(&path, "t", &labels, &rows).unwrap();
             let (w, h) = png_size(&path);
-            // Every cell at least 14 px, plus room for the labels on both axes.
-            assert!(w as usize >= 14 * n + 100 && h as usize >= 14 * n + 100, "{n} classes: {w}x{h}");
+            // Every cell at least 22 px, plus room for the labels on both axes and the key.
+            assert!(w as usize >= 22 * n + 190 && h as usize >= 22 * n + 100, "{n} classes: {w}x{h}");
             assert!(w < 2000 && h < 2000, "{n} classes: {w}x{h}");
         }
     }
