@@ -6,10 +6,14 @@
 use serde::{Deserialize, Serialize};
 
 /// Where each query's relevant candidates ranked: `ranks[q]` holds the 1-based ranks of query
-/// `q`'s relevant candidates among all candidates.
+/// `q`'s relevant candidates among all candidates, best first.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetrievalRanks {
     pub ranks: Vec<Vec<usize>>,
+    /// Per query, the index of its best-ranked relevant candidate.
+    pub best_relevant: Vec<usize>,
+    /// Per query, the index of the candidate ranked first (relevant or not).
+    pub top: Vec<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -23,7 +27,7 @@ impl RetrievalRanks {
     /// Ranks from a `[queries][candidates]` score matrix (row-major) and each query's relevant
     /// candidate indices. Candidates with equal scores rank in index order.
     pub fn from_scores(scores: &[f32], candidates: usize, relevant: &[Vec<usize>]) -> Self {
-        let mut ranks = Self { ranks: Vec::with_capacity(relevant.len()) };
+        let mut ranks = Self { ranks: Vec::new(), best_relevant: Vec::new(), top: Vec::new() };
         ranks.extend(scores, candidates, relevant);
         ranks
     }
@@ -36,9 +40,13 @@ impl RetrievalRanks {
             // earlier).
             let rank_of =
                 |r: usize| 1 + row.iter().enumerate().filter(|&(c, &s)| s > row[r] || (s == row[r] && c < r)).count();
-            let mut ranks: Vec<usize> = wanted.iter().map(|&r| rank_of(r)).collect();
-            ranks.sort_unstable();
-            self.ranks.push(ranks);
+            let mut ranked: Vec<(usize, usize)> = wanted.iter().map(|&c| (rank_of(c), c)).collect();
+            ranked.sort_unstable();
+            self.best_relevant.push(ranked.first().map_or(0, |&(_, c)| c));
+            self.ranks.push(ranked.into_iter().map(|(rank, _)| rank).collect());
+            // The first of the highest scores (`max_by` would keep the last).
+            let top = row.iter().enumerate().fold(0, |best, (c, &s)| if s > row[best] { c } else { best });
+            self.top.push(top);
         }
     }
 
@@ -73,6 +81,8 @@ mod tests {
         let scores = [0.1, 0.2, 0.9, 0.1, 0.8, 0.5];
         let ranks = RetrievalRanks::from_scores(&scores, 3, &[vec![2], vec![0, 2]]);
         assert_eq!(ranks.ranks, vec![vec![1], vec![2, 3]]);
+        assert_eq!(ranks.best_relevant, vec![2, 2]);
+        assert_eq!(ranks.top, vec![2, 1]);
         // MRR@10 = (1/1 + 1/2) / 2 = 3/4; recall@1 = (1 + 0) / 2 = 1/2; recall@10 = 1.
         assert_eq!(ranks.mrr_at(10), 0.75);
         assert_eq!(ranks.recall_at(1), 0.5);
@@ -85,5 +95,6 @@ mod tests {
     fn ties_keep_index_order() {
         let ranks = RetrievalRanks::from_scores(&[0.5, 0.5], 2, &[vec![1]]);
         assert_eq!(ranks.ranks, vec![vec![2]]);
+        assert_eq!(ranks.top, vec![0]);
     }
 }

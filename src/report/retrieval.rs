@@ -1,5 +1,6 @@
 //! A pairs task's evaluation report: every distinct anchor searched among all distinct
-//! positives, with MRR@10, recall@1 and recall@10, and each query's best rank.
+//! positives and negatives, with MRR@10, recall@1 and recall@10, and per query its best
+//! relevant candidate's rank and what was found first.
 
 use std::path::{Path, PathBuf};
 
@@ -17,8 +18,10 @@ pub struct RetrievalReport {
     pub candidates: usize,
     /// The relevant candidates' ranks, per query.
     pub ranks: RetrievalRanks,
-    /// Per query, its first relevant candidate's text.
-    pub first_relevant: Vec<String>,
+    /// Per query, its best-ranked relevant candidate's text.
+    pub best_relevant: Vec<String>,
+    /// Per query, the text of the candidate ranked first.
+    pub top: Vec<String>,
 }
 
 impl TaskReport for RetrievalReport {
@@ -52,18 +55,18 @@ impl TaskReport for RetrievalReport {
         )
     }
 
-    /// `predictions_<task>.csv`: per query (`anchor`), a relevant candidate (`positive`) and the
-    /// best rank of its relevant candidates (`rank`, 1 = found first).
+    /// `predictions_<task>.csv`: per query (`anchor`), its best-ranked relevant candidate
+    /// (`positive`), that candidate's rank (`rank`, 1 = found first) and the candidate found
+    /// first (`top`: the positive itself when `rank` is 1).
     fn write_files(&self, out: &Path) -> Result<Vec<PathBuf>> {
-        let rows: Vec<[String; 3]> = self
-            .queries
-            .iter()
-            .zip(&self.first_relevant)
-            .zip(&self.ranks.ranks)
-            .map(|((q, p), r)| [q.clone(), p.clone(), r.first().map(|r| r.to_string()).unwrap_or_default()])
+        let rows: Vec<[String; 4]> = (0..self.queries.len())
+            .map(|q| {
+                let rank = self.ranks.ranks[q].first().map(|r| r.to_string()).unwrap_or_default();
+                [self.queries[q].clone(), self.best_relevant[q].clone(), rank, self.top[q].clone()]
+            })
             .collect();
         let path = TaskFile::Predictions.path(out, &self.task, "csv");
-        write_csv(&path, ["anchor", "positive", "rank"], &rows)?;
+        write_csv(&path, ["anchor", "positive", "rank", "top"], &rows)?;
         Ok(vec![path])
     }
 }

@@ -54,8 +54,10 @@ impl PairsTask {
     }
 }
 
-/// A dev set as a search: its distinct anchors are the queries, its distinct positives the
-/// candidates, and a query's relevant candidates are the positives of its rows.
+/// A dev set as a search: its distinct anchors are the queries, its distinct positives and
+/// negatives the candidates (in order of first appearance, each row's positive before its
+/// negative), and a query's relevant candidates are the positives of its rows. Negatives are
+/// distractors: relevant to no query unless they are also some row's positive.
 pub struct Search<'a> {
     pub queries: Vec<&'a str>,
     pub candidates: Vec<&'a str>,
@@ -66,18 +68,24 @@ impl<'a> Search<'a> {
     pub fn of(pairs: &'a TextPairs) -> Self {
         let mut search = Self { queries: Vec::new(), candidates: Vec::new(), relevant: Vec::new() };
         let (mut query_ids, mut candidate_ids) = (HashMap::new(), HashMap::new());
-        for (anchor, positive) in pairs.anchors.iter().zip(&pairs.positives) {
+        let mut candidate = |text: &'a str, candidates: &mut Vec<&'a str>| -> usize {
+            *candidate_ids.entry(text).or_insert_with(|| {
+                candidates.push(text);
+                candidates.len() - 1
+            })
+        };
+        for (row, (anchor, positive)) in pairs.anchors.iter().zip(&pairs.positives).enumerate() {
             let q = *query_ids.entry(anchor.as_str()).or_insert_with(|| {
                 search.queries.push(anchor.as_str());
                 search.relevant.push(Vec::new());
                 search.queries.len() - 1
             });
-            let c = *candidate_ids.entry(positive.as_str()).or_insert_with(|| {
-                search.candidates.push(positive.as_str());
-                search.candidates.len() - 1
-            });
+            let c = candidate(positive, &mut search.candidates);
             if !search.relevant[q].contains(&c) {
                 search.relevant[q].push(c);
+            }
+            if let Some(negatives) = &pairs.negatives {
+                candidate(&negatives[row], &mut search.candidates);
             }
         }
         search
@@ -209,7 +217,8 @@ pub fn report(encoder: &Encoder, task: &str, path: &std::path::Path, progress: &
         data: path.to_path_buf(),
         queries: search.queries.iter().map(|q| q.to_string()).collect(),
         candidates: search.candidates.len(),
-        first_relevant: search.relevant.iter().map(|r| search.candidates[r[0]].to_string()).collect(),
+        best_relevant: ranks.best_relevant.iter().map(|&c| search.candidates[c].to_string()).collect(),
+        top: ranks.top.iter().map(|&c| search.candidates[c].to_string()).collect(),
         ranks,
     })
 }

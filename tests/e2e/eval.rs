@@ -196,6 +196,27 @@ fn similarity_and_retrieval_metrics_equal_scipy_and_plain_python() {
     let model = models.join("tiny-bert");
     let dir = tempfile::tempdir().unwrap();
     let data = crate::toy_data::write_toy_data(dir.path());
+    // The pairs again with hard negatives, which join the candidates as distractors: new texts
+    // (some repeated) and other rows' positives.
+    let rows: Vec<[String; 2]> = csv::Reader::from_path(&data.match_dev)
+        .unwrap()
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            [r[0].to_string(), r[1].to_string()]
+        })
+        .collect();
+    let mut with_negatives = String::from("anchor,positive,negative\n");
+    for (i, [anchor, positive]) in rows.iter().enumerate() {
+        let negative = if i % 2 == 0 {
+            format!("an unrelated note number {}", i % 5)
+        } else {
+            rows[(i + 7) % rows.len()][1].clone()
+        };
+        with_negatives.push_str(&format!("{anchor},{positive},{negative}\n"));
+    }
+    let negatives_file = dir.path().join("match_negatives.csv");
+    std::fs::write(&negatives_file, with_negatives).unwrap();
     let out = dir.path().join("report");
     let eval = run_args(&[
         "eval",
@@ -208,6 +229,8 @@ fn similarity_and_retrieval_metrics_equal_scipy_and_plain_python() {
         &format!("similar={}", data.similar_dev.display()),
         "--task",
         &format!("match={}", data.match_dev.display()),
+        "--task",
+        &format!("hard={}", negatives_file.display()),
         "--out",
         out.to_str().unwrap(),
     ]);
@@ -226,16 +249,9 @@ fn similarity_and_retrieval_metrics_equal_scipy_and_plain_python() {
     close(&similar["pearson"], &scipy["pearson"], "Pearson");
     assert!(out.join("similarity_similar.png").is_file());
 
-    // Every text of the pairs file, encoded once, for the Python computation.
-    let pairs: Vec<[String; 2]> = csv::Reader::from_path(&data.match_dev)
-        .unwrap()
-        .records()
-        .map(|r| {
-            let r = r.unwrap();
-            [r[0].to_string(), r[1].to_string()]
-        })
-        .collect();
-    let mut texts: Vec<&str> = pairs.iter().flatten().map(String::as_str).collect();
+    // Every text of the pairs files, encoded once, for the Python computation.
+    let negatives = std::fs::read_to_string(&negatives_file).unwrap();
+    let mut texts: Vec<&str> = negatives.lines().skip(1).flat_map(|l| l.split(',')).collect();
     texts.sort();
     texts.dedup();
     let texts_file = dir.path().join("texts.txt");
@@ -254,16 +270,27 @@ fn similarity_and_retrieval_metrics_equal_scipy_and_plain_python() {
         embeddings.to_str().unwrap(),
     ]);
     assert_ok(&encode);
-    let plain = python_json(
-        &python,
-        &[&reference_script("retrieval_metrics.py"), data.match_dev.to_str().unwrap(), embeddings.to_str().unwrap()],
-        &Value::Null,
-    );
-    let matched = &metrics["tasks"]["match"];
-    for name in ["mrr_at_10", "recall_at_1", "recall_at_10"] {
-        close(&matched[name], &plain[name], name);
+    for (task, file) in [("match", &data.match_dev), ("hard", &negatives_file)] {
+        let plain = python_json(
+            &python,
+            &[&reference_script("retrieval_metrics.py"), file.to_str().unwrap(), embeddings.to_str().unwrap()],
+            &Value::Null,
+        );
+        let matched = &metrics["tasks"][task];
+        for name in ["mrr_at_10", "recall_at_1", "recall_at_10"] {
+            close(&matched[name], &plain[name], &format!("{task} {name}"));
+        }
+        assert_eq!((&matched["queries"], &matched["candidates"]), (&plain["queries"], &plain["candidates"]));
+        let written: Vec<Vec<String>> = csv::Reader::from_path(out.join(format!("predictions_{task}.csv")))
+            .unwrap()
+            .records()
+            .map(|r| r.unwrap().iter().map(str::to_string).collect())
+            .collect();
+        let expected: Vec<Vec<String>> = serde_json::from_value(plain["predictions"].clone()).unwrap();
+        assert_eq!(written, expected, "{task}: predictions file");
     }
-    assert_eq!((&matched["queries"], &matched["candidates"]), (&plain["queries"], &plain["candidates"]));
+    let (matched, hard) = (&metrics["tasks"]["match"], &metrics["tasks"]["hard"]);
+    assert!(hard["candidates"].as_u64() > matched["candidates"].as_u64(), "the negatives added no candidates");
     eprintln!(
         "Spearman {} Pearson {} MRR@10 {} recall@1 {}: equal to the references",
         similar["spearman"], similar["pearson"], matched["mrr_at_10"], matched["recall_at_1"]
