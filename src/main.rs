@@ -1,7 +1,7 @@
 //! Entry point: parse flags, run the command, print the error chain once, exit non-zero.
 
 use clap::parser::ValueSource;
-use clap::{CommandFactory, FromArgMatches};
+use clap::FromArgMatches;
 use sentence_mtl::cli::{usage_error, Cli, Command};
 use sentence_mtl::commands;
 use sentence_mtl::panic_report;
@@ -55,7 +55,7 @@ fn clap_exit(error: clap::Error) -> ! {
     match error.kind() {
         // clap names a subcommand's version after it (`sentence-mtl-encode 0.1.0`).
         ErrorKind::DisplayVersion => {
-            println!("sentence-mtl {}", Cli::command().get_version().unwrap_or_default());
+            println!("sentence-mtl {}", Cli::definition().get_version().unwrap_or_default());
             exit_now(0)
         }
         // A bare `sentence-mtl` shows the help, and fails as any command without one would.
@@ -85,11 +85,11 @@ fn main() {
     tune_allocator();
     die_quietly_on_closed_pipe();
     // --help and --version also end in `clap_exit`, with code 0.
-    let matches = Cli::command().try_get_matches().unwrap_or_else(|e| clap_exit(e));
+    let matches = Cli::definition().try_get_matches().unwrap_or_else(|e| clap_exit(e));
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| clap_exit(e));
     // `train --resume` must know which flags were typed, not just their values.
     if let (Command::Train(args), Some(("train", sub))) = (&mut cli.command, matches.subcommand()) {
-        let definition = Cli::command();
+        let definition = Cli::definition();
         let flags: Vec<String> = definition
             .find_subcommand("train")
             .map(|c| c.get_arguments().map(|a| a.get_id().to_string()).collect())

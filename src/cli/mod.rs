@@ -41,6 +41,24 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// The command-line definition, with the help of flags that `encode` and `predict` share
+    /// (`SentenceIoArgs`) told apart where their defaults differ.
+    pub fn definition() -> clap::Command {
+        use clap::CommandFactory;
+        let text_column = |default: &'static str| {
+            move |arg: clap::Arg| {
+                arg.help(format!("Column holding the sentences, for a `.csv` --input [default: {default}]"))
+            }
+        };
+        Self::command()
+            .mut_subcommand("encode", |c| c.mut_arg("text_column", text_column("text")))
+            .mut_subcommand("predict", |c| {
+                c.mut_arg("text_column", text_column("the task's training column if the file has it, else text"))
+            })
+    }
+}
+
 // Parsed once per process: the size of the largest variant does not matter.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
@@ -138,8 +156,8 @@ pub struct SentenceIoArgs {
     #[arg(short, long, value_name = "FILE")]
     pub input: Option<PathBuf>,
 
-    /// Column holding the sentences, for a `.csv` --input [default: text; predict: the
-    /// task's training column if the file has it]
+    /// Column holding the sentences, for a `.csv` --input (help and default per command:
+    /// `Cli::definition`)
     #[arg(long, value_name = "NAME")]
     pub text_column: Option<String>,
 

@@ -79,13 +79,11 @@ fn rendered(error: &clap::Error) -> String {
 
 #[cfg(test)]
 mod tests {
-    use clap::CommandFactory;
-
     use super::*;
     use crate::cli::Cli;
 
     fn line(args: &[&str]) -> Option<String> {
-        let error = Cli::command().try_get_matches_from(args).unwrap_err();
+        let error = Cli::definition().try_get_matches_from(args).unwrap_err();
         one_line(&error)
     }
 
