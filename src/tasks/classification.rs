@@ -167,8 +167,10 @@ impl TrainingTask for ClassificationTask {
         spec
     }
 
-    fn tokenize(&mut self, tokenizer: &SentenceTokenizer, max_length: usize) {
-        self.train_tokens = tokenizer.encode_batch(&self.train.texts, max_length);
+    fn tokenize(&mut self, tokenizer: &SentenceTokenizer, max_length: usize) -> usize {
+        let truncated;
+        (self.train_tokens, truncated) = tokenizer.encode_batch_counting_truncated(&self.train.texts, max_length);
+        truncated
     }
 
     fn train_texts(&self) -> Vec<&[i64]> {

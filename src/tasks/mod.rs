@@ -216,8 +216,9 @@ pub trait TrainingTask {
     fn kind(&self) -> TaskKind;
     /// What the checkpoint records about the task.
     fn spec(&self) -> TaskSpec;
-    /// Tokenises the training texts, once per run.
-    fn tokenize(&mut self, tokenizer: &SentenceTokenizer, max_length: usize);
+    /// Tokenises the training texts, once per run; returns how many were longer than
+    /// `max_length` tokens and were truncated.
+    fn tokenize(&mut self, tokenizer: &SentenceTokenizer, max_length: usize) -> usize;
     /// Every training text's token ids (after `tokenize`), for the feature cache.
     fn train_texts(&self) -> Vec<&[i64]>;
     /// Every dev text, for the feature cache.

@@ -142,10 +142,13 @@ impl TrainingTask for PairsTask {
         }
     }
 
-    fn tokenize(&mut self, tokenizer: &SentenceTokenizer, max_length: usize) {
+    fn tokenize(&mut self, tokenizer: &SentenceTokenizer, max_length: usize) -> usize {
         let mut columns = vec![&self.train.anchors, &self.train.positives];
         columns.extend(self.train.negatives.as_ref());
-        self.tokens = columns.into_iter().map(|texts| tokenizer.encode_batch(texts, max_length)).collect();
+        let (tokens, truncated): (Vec<_>, Vec<usize>) =
+            columns.into_iter().map(|texts| tokenizer.encode_batch_counting_truncated(texts, max_length)).unzip();
+        self.tokens = tokens;
+        truncated.into_iter().sum()
     }
 
     fn train_texts(&self) -> Vec<&[i64]> {

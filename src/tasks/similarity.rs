@@ -97,11 +97,11 @@ impl TrainingTask for SimilarityTask {
         }
     }
 
-    fn tokenize(&mut self, tokenizer: &SentenceTokenizer, max_length: usize) {
-        self.tokens = [
-            tokenizer.encode_batch(&self.train.first, max_length),
-            tokenizer.encode_batch(&self.train.second, max_length),
-        ];
+    fn tokenize(&mut self, tokenizer: &SentenceTokenizer, max_length: usize) -> usize {
+        let (first, truncated_first) = tokenizer.encode_batch_counting_truncated(&self.train.first, max_length);
+        let (second, truncated_second) = tokenizer.encode_batch_counting_truncated(&self.train.second, max_length);
+        self.tokens = [first, second];
+        truncated_first + truncated_second
     }
 
     fn train_texts(&self) -> Vec<&[i64]> {

@@ -251,8 +251,18 @@ impl<'a> Trainer<'a> {
         if let Some(p) = settings.dropout {
             loaded.config.set_dropout(p);
         }
+        let mut truncation_notes = Vec::new();
         for task in &mut tasks {
-            task.tokenize(&loaded.tokenizer, settings.max_length);
+            let truncated = task.tokenize(&loaded.tokenizer, settings.max_length);
+            if truncated > 0 {
+                truncation_notes.push(format!(
+                    "note: task '{}': {} {} longer than {} tokens and cut to them (--max-length)",
+                    task.source().name,
+                    count(truncated, "training text"),
+                    if truncated == 1 { "is" } else { "are" },
+                    settings.max_length,
+                ));
+            }
         }
         let num_layers = loaded.config.num_layers() as usize;
         let frozen_new = setup::freeze(&settings.freeze, &model.vs, &tasks, num_layers, &loaded.spec, &new_tensors)?;
@@ -300,7 +310,7 @@ impl<'a> Trainer<'a> {
                 precision,
             };
             overview.print()?;
-            for note in replaced.iter().chain(&frozen_new).chain(&sampling_notes) {
+            for note in replaced.iter().chain(&frozen_new).chain(&sampling_notes).chain(&truncation_notes) {
                 eprintln!("{note}");
             }
         }

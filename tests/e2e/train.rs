@@ -221,9 +221,16 @@ fn flags_this_run_ignores_get_a_note() {
     assert!(said.contains("note: --no-feature-cache has no effect: nothing is frozen"), "{said}");
     assert!(said.contains("note: task 'topic' has --task-weight 0: it trains nothing"), "{said}");
     assert!(said.contains("note: --temperature has no effect: it applies to --sampling temperature"), "{said}");
-    args.extend(["--sampling", "temperature", "--overwrite"]);
+    assert!(!said.contains("cut to them"), "{said}");
+    // Training texts longer than --max-length are counted in a note too.
+    args.extend(["--sampling", "temperature", "--overwrite", "--max-length", "6"]);
     let said = stderr(&run(&args));
     assert!(!said.contains("--temperature has no effect"), "{said}");
+    assert!(
+        said.contains("training texts are longer than 6 tokens and cut to them (--max-length)")
+            && said.contains("note: task 'topic': "),
+        "{said}"
+    );
 }
 
 #[test]
