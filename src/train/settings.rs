@@ -162,16 +162,20 @@ impl TrainSettings {
     }
 
     /// Sets the recipe's backbone rate for a run of `training_rows` (unless `--lr-backbone`
-    /// gave one); returns the line that says so when it is the small-run rate.
-    pub fn fit_backbone_rate(&mut self, training_rows: usize) -> Option<String> {
-        if !self.lr_backbone_by_size {
-            return None;
+    /// gave one).
+    pub fn fit_backbone_rate(&mut self, training_rows: usize) {
+        if self.lr_backbone_by_size {
+            self.lr_backbone = self.recipe.values().backbone_rate(training_rows);
         }
+    }
+
+    /// The line that says the backbone got the recipe's small-run rate, when it did.
+    pub fn backbone_rate_note(&self, training_rows: usize) -> Option<String> {
         let recipe = self.recipe.values();
-        self.lr_backbone = recipe.backbone_rate(training_rows);
         // A frozen backbone takes no rate: saying which one it got would only confuse.
         let backbone_frozen = self.freeze.iter().any(|r| matches!(r, FreezeRule::Backbone | FreezeRule::All));
-        (!backbone_frozen && training_rows < SMALL_RUN_ROWS && recipe.lr_backbone_small_run != recipe.lr_backbone).then(|| {
+        let small_rate = training_rows < SMALL_RUN_ROWS && recipe.lr_backbone_small_run != recipe.lr_backbone;
+        (self.lr_backbone_by_size && !backbone_frozen && small_rate).then(|| {
             format!(
                 "backbone learning rate {:e}: the {} recipe's rate for runs of fewer than {SMALL_RUN_ROWS} training rows (this one has {training_rows}; {:e} from {SMALL_RUN_ROWS}); --lr-backbone sets another",
                 self.lr_backbone, self.recipe, recipe.lr_backbone

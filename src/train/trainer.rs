@@ -71,7 +71,7 @@ pub struct RunOptions {
 pub fn train(settings: &TrainSettings, options: &RunOptions, group: Option<&ProcessGroup>) -> Result<TrainOutcome> {
     let tasks = setup::read_tasks(settings)?;
     let mut settings = settings.clone();
-    let rate_note = settings.fit_backbone_rate(tasks.iter().map(|t| t.train_rows()).sum());
+    settings.fit_backbone_rate(tasks.iter().map(|t| t.train_rows()).sum());
     let settings = &settings;
     let main = distributed::is_main(group);
     // Before the folder is touched, so that a signal at any point finds a plan to undo it.
@@ -85,10 +85,6 @@ pub fn train(settings: &TrainSettings, options: &RunOptions, group: Option<&Proc
     } else {
         (RunDir { root: settings.out.clone() }, None)
     };
-    // After the checks above, so that a refused run prints its one error line alone.
-    if let (Some(line), false) = (rate_note, options.quiet) {
-        eprintln!("{line}");
-    }
     // A panic counts as a failed start too (libtorch out of memory in a panicking operator);
     // either way `new_run` is dropped and undoes itself.
     let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -312,6 +308,10 @@ impl<'a> Trainer<'a> {
             overview.print()?;
             for note in replaced.iter().chain(&frozen_new).chain(&sampling_notes).chain(&truncation_notes) {
                 eprintln!("{note}");
+            }
+            let training_rows = tasks.iter().map(|t| t.train_rows()).sum();
+            if let Some(line) = settings.backbone_rate_note(training_rows).filter(|_| resume_from.is_none()) {
+                eprintln!("{line}");
             }
         }
         let cache = match cache_plan {
