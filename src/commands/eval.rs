@@ -75,6 +75,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let overrides = SpecOverrides { max_length: args.model.max_length, ..Default::default() };
     let group = join_launch(&args.model.device)?;
     let (loaded, progress) = open_model(&args.model, &overrides, group.as_ref())?;
+    let encoder = encoder(&args.model, &loaded, group.as_ref())?;
 
     let mut reports: Vec<(String, Box<dyn TaskReport>)> = Vec::new();
     let mut kinds: Vec<(&str, TaskKind)> = Vec::new();
@@ -87,8 +88,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         let text = column(text_columns.get(&task.name), known.and_then(|t| t.text_column.as_deref()), "text");
         let label = column(label_columns.get(&task.name), known.and_then(|t| t.label_column.as_deref()), "label");
         let columns = LabelColumns { text: &text, label: &label };
-        let (kind, report) =
-            task_report(&encoder(&args.model, &loaded, group.as_ref())?, task, columns, args, &progress)?;
+        let (kind, report) = task_report(&encoder, task, columns, args, &progress)?;
         kinds.push((&task.name, kind));
         reports.push((task.name.clone(), report));
     }
@@ -107,7 +107,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         "evaluated_at": utc_timestamp(),
         // What changes the numbers besides the model and the data.
         "max_length": loaded.spec.max_length,
-        "precision": args.model.precision.resolve(loaded.device)?.to_string(),
+        "precision": encoder.precision.to_string(),
         "unknown_labels": args.unknown_labels.to_string(),
         "seconds": started.elapsed().as_secs_f64(),
         "tasks": reports.iter().map(|(name, r)| (name.clone(), r.to_json())).collect::<serde_json::Map<_, _>>(),
