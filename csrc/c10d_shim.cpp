@@ -17,6 +17,7 @@
 #include <stdexcept>
 #include <string>
 #include <cstdio>
+#include <sstream>
 #include <thread>
 #include <vector>
 
@@ -33,6 +34,8 @@ c10d::ReduceOp reduce_op(int op) { return op == 1 ? c10d::ReduceOp::MAX : c10d::
 const char* kRollCallPrefix = "smtl/alive/";
 const char* kJoinedKey = "smtl/joined";
 const char* kWorldKey = "smtl/world_size";
+// More processes than any launch has: a larger join count is not one.
+const int64_t kMostRanks = int64_t(1) << 20;
 const char* kRefusedKey = "smtl/refused";
 
 }  // namespace
@@ -46,11 +49,12 @@ extern "C" {
 // `size` ranks has reached another launch's store on the same port: it sets `*cause` to 1
 // and stops before Gloo, whose keys would mix with that launch's; one whose `size` is not
 // rank 0's sets it to 2.
-// Gloo binds to the address `host` resolves to on this machine's side when `bind_host` is
-// non-empty, else to the default device (this machine's hostname, or loopback). Returns a
-// handle, or null with a message.
+// Gloo binds to the network interfaces `interfaces` names (comma-separated, as PyTorch reads
+// GLOO_SOCKET_IFNAME) when it is non-empty, else to the address `bind_host` resolves to when
+// that is non-empty, else to the default device (this machine's hostname, or loopback).
+// Returns a handle, or null with a message.
 void* smtl_group_join(const char* host, int port, int rank, int size, int64_t timeout_ms, const char* prefix,
-                      const char* bind_host, int* cause, char* error, size_t error_len) {
+                      const char* interfaces, const char* bind_host, int* cause, char* error, size_t error_len) {
   *cause = 0;
   try {
     // c10d and Gloo log retries and peer errors on stderr themselves; the caller reports each
@@ -73,6 +77,12 @@ void* smtl_group_join(const char* host, int port, int rank, int size, int64_t ti
       group->store = c10::make_intrusive<c10d::PrefixStore>(agent_prefix, tcp);
     }
     const auto joined = group->store->add(kJoinedKey, 1);
+    // A count no launch reaches is another program's reply read as one (an HTTP server's
+    // "HTTP/1.1" is 3.5e18).
+    if (joined < 1 || joined > kMostRanks) {
+      *cause = 3;
+      throw std::runtime_error("the reply to joining was " + std::to_string(joined) + ", not a count of processes");
+    }
     if (joined > size) {
       *cause = 1;
       throw std::runtime_error(std::to_string(joined) + " processes have joined its store");
@@ -96,8 +106,16 @@ void* smtl_group_join(const char* host, int port, int rank, int size, int64_t ti
     }
     auto gloo = c10d::ProcessGroupGloo::Options::create(group->timeout);
     std::string bind(bind_host);
-    gloo->devices.push_back(bind.empty() ? c10d::ProcessGroupGloo::createDefaultDevice()
-                                         : c10d::ProcessGroupGloo::createDeviceForHostname(bind));
+    std::stringstream names(interfaces);
+    for (std::string name; std::getline(names, name, ',');) {
+      if (!name.empty()) {
+        gloo->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(name));
+      }
+    }
+    if (gloo->devices.empty()) {
+      gloo->devices.push_back(bind.empty() ? c10d::ProcessGroupGloo::createDefaultDevice()
+                                           : c10d::ProcessGroupGloo::createDeviceForHostname(bind));
+    }
     gloo->threads = 2;
     try {
       group->backend = c10::make_intrusive<c10d::ProcessGroupGloo>(group->store, rank, size, gloo);

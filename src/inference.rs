@@ -12,9 +12,9 @@ use crate::distributed::{ProcessGroup, Reduce};
 use crate::hash::{fnv1a_continue, FNV1A_START};
 use crate::model::fused_forward::FusedForward;
 use crate::model::loaded::LoadedModel;
+use crate::model::tokenizer::truncation_note;
 use crate::precision::Precision;
 use crate::progress::Progress;
-use crate::report::table::count;
 use crate::train::feature_cache::FeatureCache;
 
 /// Sentence features from a model, or from a cache of its frozen part where it has them, in
@@ -61,14 +61,7 @@ impl<'a> Encoder<'a> {
         if let Some(group) = self.group {
             self.agree_with_ranks(group, texts)?;
         }
-        let max_length = loaded.spec.max_length;
-        let (token_ids, truncated) = loaded.tokenizer.encode_batch_counting_truncated(texts, max_length);
-        if truncated > 0 {
-            progress.note(&format!(
-                "{truncated} of {} are longer than the model's {max_length}-token limit and were truncated to it (--max-length)",
-                count(texts.len(), "text")
-            ));
-        }
+        let token_ids = self.tokenize(texts, progress);
         let lengths: Vec<usize> = token_ids.iter().map(Vec::len).collect();
         let bar = progress.bar(texts.len() as u64, "sentences");
         let mut output: Option<Tensor> = None;
@@ -106,6 +99,16 @@ impl<'a> Encoder<'a> {
             Some(group) => gather_rows(group, output, texts.len()),
             None => Ok(output.unwrap_or_else(|| Tensor::zeros([0, 0], (Kind::Float, Device::Cpu)))),
         }
+    }
+
+    /// Token ids of `texts`, with a note when the model's limit cuts some.
+    fn tokenize(&self, texts: &[String], progress: &Progress) -> Vec<Vec<i64>> {
+        let max_length = self.model.spec.max_length;
+        let (token_ids, truncated) = self.model.tokenizer.encode_batch_counting_truncated(texts, max_length);
+        if truncated > 0 {
+            progress.note(&truncation_note(truncated, texts.len(), "text", max_length));
+        }
+        token_ids
     }
 
     /// Refuses to run when the launch's ranks were given different sentences or batching:

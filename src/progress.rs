@@ -25,6 +25,12 @@ impl Progress {
         self.visible
     }
 
+    /// The same bars, without notes: for work made of parts whose notes could not say which
+    /// part they belong to (`eval`'s tasks).
+    pub fn without_notes(self) -> Self {
+        Self { notes: false, ..self }
+    }
+
     /// `note: {text}` on stderr, unless quiet or hidden.
     pub fn note(&self, text: &str) {
         if self.notes {

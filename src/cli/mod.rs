@@ -550,3 +550,22 @@ pub struct ExportArgs {
     #[arg(short, long)]
     pub quiet: bool,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn help(command: &str) -> String {
+        let mut definition = Cli::definition();
+        let sub = definition.find_subcommand_mut(command).unwrap();
+        sub.render_long_help().to_string().split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+
+    /// `encode` and `predict` share `--text-column`, whose default differs between them.
+    #[test]
+    fn each_command_says_its_own_text_column_default() {
+        assert!(help("encode").contains("Column holding the sentences, for a `.csv` --input [default: text]"));
+        assert!(help("predict").contains("[default: the task's training column if the file has it, else text]"));
+        assert!(!help("encode").contains("training column"));
+    }
+}

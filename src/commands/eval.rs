@@ -75,6 +75,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let overrides = SpecOverrides { max_length: args.model.max_length, ..Default::default() };
     let group = join_launch(&args.model.device)?;
     let (loaded, progress) = open_model(&args.model, &overrides, group.as_ref())?;
+    let progress = progress.without_notes();
     let encoder = encoder(&args.model, &loaded, group.as_ref())?;
 
     let mut reports: Vec<(String, Box<dyn TaskReport>)> = Vec::new();

@@ -68,10 +68,20 @@ pub fn encoder<'a>(args: &ModelArgs, loaded: &'a LoadedModel, group: Option<&'a 
         None => BatchLimit::Rows(args.batch_size),
     };
     if let Some(group) = group {
-        let model = format!("config, vocabulary and weights fnv1a {}", loaded.fingerprint(true)?);
-        data_parallel::agree_on_settings(group, &[("--model".to_string(), model)])?;
+        agree_on_model(group, loaded)?;
     }
     Ok(Encoder { model: loaded, cache: None, precision: args.precision.resolve(loaded.device)?, batch, group })
+}
+
+/// Refuses ranks whose models differ by content (their paths may differ), or whose pooling
+/// or normalisation do (from a flag or from the model folder).
+fn agree_on_model(group: &ProcessGroup, loaded: &LoadedModel) -> Result<()> {
+    let fields = [
+        ("--model", format!("content fnv1a {}", loaded.fingerprint(true))),
+        ("--pooling", loaded.spec.pooling.to_string()),
+        ("--normalize or --no-normalize", if loaded.spec.normalize { "normalised" } else { "not normalised" }.into()),
+    ];
+    data_parallel::agree_on_settings(group, &fields.map(|(name, value)| (name.to_string(), value)))
 }
 
 /// Validates the shared model flags, then loads the model onto the chosen device. Ranks

@@ -171,6 +171,7 @@ mod tests {
             master_addr: "127.0.0.1".into(),
             master_port: port,
             agent_store_prefix: None,
+            gloo_interfaces: None,
         };
         ProcessGroup::join(&launch, Duration::from_secs(30)).unwrap()
     }

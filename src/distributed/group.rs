@@ -23,6 +23,7 @@ extern "C" {
         size: i32,
         timeout_ms: i64,
         prefix: *const libc::c_char,
+        interfaces: *const libc::c_char,
         bind_host: *const libc::c_char,
         cause: *mut i32,
         error: *mut libc::c_char,
@@ -111,6 +112,10 @@ impl ProcessGroup {
         let host = CString::new(launch.master_addr.as_str())?;
         let loopback = matches!(launch.master_addr.as_str(), "127.0.0.1" | "localhost" | "::1");
         let bind = CString::new(if loopback { launch.master_addr.as_str() } else { "" })?;
+        let interfaces = CString::new(launch.gloo_interfaces.as_deref().unwrap_or(""))?;
+        if let Some(names) = &launch.gloo_interfaces {
+            refuse_unknown_interfaces(names)?;
+        }
         let prefix = CString::new(launch.agent_store_prefix.as_deref().unwrap_or(""))?;
         let mut error = ErrorBuffer::new();
         let mut cause = 0;
@@ -125,6 +130,7 @@ impl ProcessGroup {
                 launch.world as i32,
                 timeout.as_millis() as i64,
                 prefix.as_ptr(),
+                interfaces.as_ptr(),
                 bind.as_ptr(),
                 &mut cause,
                 error.0.as_mut_ptr(),
@@ -283,12 +289,64 @@ impl ProcessGroup {
 
 /// Why joining failed, from the shim's `cause` (1: another launch's store, 2: another
 /// WORLD_SIZE) and message.
+/// Refuses a `GLOO_SOCKET_IFNAME` that names an interface this machine does not have (Gloo
+/// would fail in its handshake with a less direct message).
+fn refuse_unknown_interfaces(names: &str) -> Result<()> {
+    let present: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .map(|entries| entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    if present.is_empty() {
+        return Ok(()); // no way to tell here; Gloo will say
+    }
+    if let Some(missing) = names.split(',').filter(|n| !n.is_empty()).find(|n| !present.iter().any(|p| p == n)) {
+        let mut present = present;
+        present.sort();
+        bail!(
+            "environment variable GLOO_SOCKET_IFNAME={names}: this machine has no network interface {missing} (it has {})",
+            present.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// When Gloo would listen on a loopback address although the rendezvous host is another
+/// machine's address: this machine's hostname resolves to loopback (as Debian's
+/// `/etc/hosts` makes it) and `GLOO_SOCKET_IFNAME` is unset. Ranks on other machines cannot
+/// reach it there.
+fn loopback_hint(launch: &Launch) -> String {
+    use std::net::ToSocketAddrs;
+    let master_is_loopback = (launch.master_addr.as_str(), 0)
+        .to_socket_addrs()
+        .map(|mut addrs| addrs.all(|a| a.ip().is_loopback()))
+        .unwrap_or(false);
+    if launch.gloo_interfaces.is_some() || master_is_loopback {
+        return String::new();
+    }
+    let mut name = [0u8; 256];
+    // SAFETY: a writable buffer of the given length; gethostname NUL-terminates within it.
+    if unsafe { libc::gethostname(name.as_mut_ptr().cast(), name.len()) } != 0 {
+        return String::new();
+    }
+    let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+    let host = String::from_utf8_lossy(&name[..end]).into_owned();
+    match (host.as_str(), 0).to_socket_addrs().ok().and_then(|mut addrs| addrs.next()) {
+        Some(addr) if addr.ip().is_loopback() => format!(
+            "; this machine's hostname {host} resolves to {}, a loopback address, so Gloo listens where other machines cannot reach it: set GLOO_SOCKET_IFNAME to the network interface that reaches MASTER_ADDR (e.g. GLOO_SOCKET_IFNAME=eth0), as for PyTorch",
+            addr.ip()
+        ),
+        _ => String::new(),
+    }
+}
+
 fn join_failure(launch: &Launch, timeout: Duration, cause: i32, message: &str) -> anyhow::Error {
     let (rank, world, address) = (launch.rank, launch.world, format!("{}:{}", launch.master_addr, launch.master_port));
     if cause == 2 {
         return anyhow!(
             "rank {rank}: the ranks were started with different WORLD_SIZE: {message}; every rank must get the same"
         );
+    }
+    if cause == 3 {
+        return anyhow!("rank {rank}: cannot join the process group at {address}: no c10d store answers there ({message}); is another program listening on MASTER_PORT?");
     }
     if cause == 1 {
         return anyhow!("rank {rank}: another launch is using MASTER_PORT {} ({message}, more than WORLD_SIZE={world}); give each launch its own MASTER_PORT", launch.master_port);
@@ -299,10 +357,11 @@ fn join_failure(launch: &Launch, timeout: Duration, cause: i32, message: &str) -
     if rank == 0 && launch.agent_store_prefix.is_none() {
         // Rank 0 hosts the store itself, so what it waited for is the other ranks.
         return anyhow!(
-            "rank 0: not every rank of {world} joined the process group at {address} within {}s (--dist-timeout): start rank{} {} with the same MASTER_ADDR, MASTER_PORT and WORLD_SIZE ({message})",
+            "rank 0: not every rank of {world} joined the process group at {address} within {}s (--dist-timeout): start rank{} {} with the same MASTER_ADDR, MASTER_PORT and WORLD_SIZE ({message}){}",
             timeout.as_secs(),
             if world > 2 { "s" } else { "" },
-            if world > 2 { format!("1 to {}", world - 1) } else { "1".to_string() }
+            if world > 2 { format!("1 to {}", world - 1) } else { "1".to_string() },
+            loopback_hint(launch)
         );
     }
     // c10d's store protocol changes between torch versions: a worker built on one
@@ -316,8 +375,9 @@ fn join_failure(launch: &Launch, timeout: Duration, cause: i32, message: &str) -
         String::new()
     };
     anyhow!(
-        "rank {rank}: cannot join the process group of {world} at {address} within {}s (MASTER_ADDR, MASTER_PORT; --dist-timeout): {message}{agent_hint}",
-        timeout.as_secs()
+        "rank {rank}: cannot join the process group of {world} at {address} within {}s (MASTER_ADDR, MASTER_PORT; --dist-timeout): {message}{agent_hint}{}",
+        timeout.as_secs(),
+        loopback_hint(launch)
     )
 }
 

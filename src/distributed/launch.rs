@@ -17,6 +17,9 @@ pub struct Launch {
     /// (`TORCHELASTIC_USE_AGENT_STORE`): the key prefix of this attempt, as PyTorch's workers
     /// use (`/worker/attempt_<TORCHELASTIC_RESTART_COUNT>`). `None`: rank 0 serves the store.
     pub agent_store_prefix: Option<String>,
+    /// `GLOO_SOCKET_IFNAME`: the network interfaces Gloo binds to (comma-separated), as
+    /// PyTorch reads it; `None`: the address this machine's hostname resolves to.
+    pub gloo_interfaces: Option<String>,
 }
 
 impl Launch {
@@ -41,7 +44,14 @@ impl Launch {
             }
         };
         let world = match number("WORLD_SIZE")? {
-            None => return Ok(None),
+            // A rank other than 0 alone would run as a one-process job and write its own
+            // outputs over rank 0's.
+            None => match number("RANK")? {
+                Some(rank) if rank > 0 => {
+                    bail!("environment variable RANK={rank} is set but WORLD_SIZE is not (torchrun sets both)")
+                }
+                _ => return Ok(None),
+            },
             Some(1) if var("MASTER_PORT").is_none() => return Ok(None),
             Some(0) => bail!("environment variable WORLD_SIZE=0: a launch needs at least one process"),
             Some(n) => n,
@@ -70,7 +80,8 @@ impl Launch {
             }
             _ => None,
         };
-        Ok(Some(Self { rank, world, local_rank, master_addr, master_port, agent_store_prefix }))
+        let gloo_interfaces = var("GLOO_SOCKET_IFNAME").map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        Ok(Some(Self { rank, world, local_rank, master_addr, master_port, agent_store_prefix, gloo_interfaces }))
     }
 
     pub fn is_main(&self) -> bool {
@@ -108,6 +119,7 @@ mod tests {
             master_addr: "node1".into(),
             master_port: 1234,
             agent_store_prefix: None,
+            gloo_interfaces: None,
         };
         assert_eq!(got, expected);
         let got = launch(&[("WORLD_SIZE", "2"), ("RANK", "1")]).unwrap().unwrap();
@@ -127,6 +139,8 @@ mod tests {
         let err = |vars: &[(&str, &str)]| launch(vars).unwrap_err().to_string();
         assert!(err(&[("WORLD_SIZE", "two")]).contains("WORLD_SIZE=\"two\" is not a whole number"));
         assert!(err(&[("WORLD_SIZE", "2")]).contains("RANK is not"));
+        assert!(err(&[("RANK", "1")]).contains("RANK=1 is set but WORLD_SIZE is not"));
+        assert_eq!(launch(&[("RANK", "0")]).unwrap(), None);
         assert!(err(&[("WORLD_SIZE", "2"), ("RANK", "2")]).contains("RANK=2 is out of range for WORLD_SIZE=2"));
         assert!(err(&[("WORLD_SIZE", "2"), ("RANK", "0"), ("MASTER_PORT", "70000")]).contains("MASTER_PORT=\"70000\""));
     }

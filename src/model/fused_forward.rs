@@ -360,12 +360,16 @@ mod tests {
             let additive = additive_mask(&config, &mask);
             let make = || Tensor::randn([2, 2, seq, 4], (Kind::Float, tch::Device::Cpu)).to_kind(Kind::BFloat16);
             let (q, k, v) = (make(), make(), make());
-            // As inference runs it: in bf16 without autocast (the explicit product brings its
-            // fp32 probabilities to bf16 itself).
-            let fused = fused_attention(&q, &k, &v, &additive, 0.0);
-            let explicit = explicit_attention(&q, &k, &v, &additive, &none);
-            assert_eq!(explicit.kind(), Kind::BFloat16);
-            assert!(max_diff(&fused.to_kind(Kind::Float), &explicit.to_kind(Kind::Float)) < 2e-2);
+            let both =
+                || (fused_attention(&q, &k, &v, &additive, 0.0), explicit_attention(&q, &k, &v, &additive, &none));
+            // As inference runs it, in bf16 without autocast (the explicit product brings its
+            // fp32 probabilities to bf16 itself), and as bf16 training runs it, under autocast.
+            let plain = both();
+            let autocast = crate::torch_shim::with_bf16_autocast(tch::Device::Cpu, both);
+            for (fused, explicit) in [plain, autocast] {
+                assert_eq!(explicit.kind(), Kind::BFloat16);
+                assert!(max_diff(&fused.to_kind(Kind::Float), &explicit.to_kind(Kind::Float)) < 2e-2);
+            }
             assert_eq!(fused_attention_fits(&q, 0.0), seq >= FUSED_BF16_CPU_MIN_TOKENS, "{seq} tokens");
             assert!(!fused_attention_fits(&q, 0.1), "the CPU took the fused kernel with dropout");
             assert!(fused_attention_fits(&q.to_kind(Kind::Float), 0.0));

@@ -60,6 +60,17 @@ impl SentenceTokenizer {
     }
 }
 
+/// `2 of 3 texts are longer than 8 tokens and cut to them (--max-length)`, of `truncated` of
+/// `total` texts (`noun` in the singular).
+pub fn truncation_note(truncated: usize, total: usize, noun: &str, max_length: usize) -> String {
+    let which = if total == 1 {
+        format!("the {noun} is")
+    } else {
+        format!("{truncated} of {total} {noun}s {}", if truncated == 1 { "is" } else { "are" })
+    };
+    format!("{which} longer than {max_length} tokens and cut to them (--max-length)")
+}
+
 /// (lower_case, strip_accents) with HF's precedence; see the module docs.
 fn normalisation_settings(dir: &Path) -> Result<(bool, bool)> {
     fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
@@ -131,6 +142,19 @@ mod tests {
             std::fs::write(dir.join("vocab.txt"), vocab.join("\n") + "\n").unwrap();
             (SentenceTokenizer::from_dir(&dir).unwrap(), vocab.len() as i64)
         })
+    }
+
+    #[test]
+    fn truncation_notes_count_in_words() {
+        assert_eq!(
+            truncation_note(2, 3, "text", 8),
+            "2 of 3 texts are longer than 8 tokens and cut to them (--max-length)"
+        );
+        assert_eq!(
+            truncation_note(1, 3, "text", 8),
+            "1 of 3 texts is longer than 8 tokens and cut to them (--max-length)"
+        );
+        assert_eq!(truncation_note(1, 1, "text", 8), "the text is longer than 8 tokens and cut to them (--max-length)");
     }
 
     proptest::proptest! {

@@ -498,6 +498,36 @@ mod tests {
         }
     }
 
+    /// The pixel at (x, y) of an RGB or RGBA PNG.
+    fn pixel(path: &Path, x: u32, y: u32) -> [u8; 3] {
+        let mut reader = png::Decoder::new(std::fs::File::open(path).unwrap()).read_info().unwrap();
+        let mut buffer = vec![0; reader.output_buffer_size()];
+        let frame = reader.next_frame(&mut buffer).unwrap();
+        let channels = frame.line_size / frame.width as usize;
+        let at = y as usize * frame.line_size + x as usize * channels;
+        [buffer[at], buffer[at + 1], buffer[at + 2]]
+    }
+
+    /// Right of the grid a key runs from the darkest blue (100% of the true class) at the
+    /// top to white (0%) at the bottom.
+    #[test]
+    fn heatmaps_have_a_colour_key() {
+        let dir = tempfile::tempdir().unwrap();
+        for n in [2, 50] {
+            let (labels, rows) = matrix(n);
+            let path = dir.path().join(format!("h{n}.png"));
+            confusion_heatmap(&path, "t", &labels, &rows).unwrap();
+            let layout = HeatmapLayout::new("t", &labels).unwrap();
+            let x = layout.left + layout.grid + 27;
+            let bottom = layout.top + layout.grid.min(200) - 2;
+            let top = pixel(&path, x, layout.top + 1);
+            let dark = [8u8, 48, 107];
+            assert!(top.iter().zip(dark).all(|(&c, d)| c.abs_diff(d) <= 4), "{n} classes: the key's top is {top:?}");
+            let white = pixel(&path, x, bottom);
+            assert!(white.iter().all(|&c| c > 240), "{n} classes: the key's bottom is {white:?}");
+        }
+    }
+
     #[test]
     fn curves_follow_the_log_and_skip_a_cut_off_line() {
         use crate::tasks::TaskScore;

@@ -6,7 +6,8 @@
 //! - `similarity` (`sentence1,sentence2,score`): the cosine of the two embeddings, CoSENT or
 //!   cosine-MSE, Spearman and Pearson correlation with the scores.
 //! - `pairs` (`anchor,positive[,negative]`): in-batch negatives (MultipleNegativesRankingLoss),
-//!   MRR@10 and recall@1/@10 of every dev anchor searched among all dev positives.
+//!   MRR@10 and recall@1/@10 of every dev anchor searched among all dev positives (and
+//!   negatives).
 //!
 //! The embeddings a similarity or pairs loss sees are exactly `encode`'s (pooling, projection,
 //! normalisation as the model says), so what is trained is what is served.

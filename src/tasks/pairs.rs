@@ -1,8 +1,8 @@
 //! Pairs (`anchor,positive[,negative]`): retrieval-style pairs trained with in-batch negatives
 //! (MultipleNegativesRankingLoss): each anchor must pick its own positive among the batch's
 //! positives and hard negatives. A batch never holds two rows that share a text, which would
-//! be a false negative. Scored by searching every dev anchor among all dev positives: MRR@10,
-//! recall@1 and recall@10.
+//! be a false negative. Scored by searching every dev anchor among all dev positives and
+//! negatives: MRR@10, recall@1 and recall@10.
 
 use std::collections::HashMap;
 
@@ -156,7 +156,8 @@ impl TrainingTask for PairsTask {
     }
 
     fn dev_texts(&self) -> Vec<&str> {
-        self.dev.iter().flat_map(|d| d.anchors.iter().chain(&d.positives).map(String::as_str)).collect()
+        let Some(dev) = &self.dev else { return Vec::new() };
+        dev.columns().flat_map(|(_, texts)| texts.iter().map(String::as_str)).collect()
     }
 
     fn row_lengths(&self) -> Vec<usize> {

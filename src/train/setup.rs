@@ -362,7 +362,7 @@ fn agreed_fields(
         .map(|(name, value)| (flag_of(&name), if value.is_null() { "not given".into() } else { value.to_string() }))
         .collect();
     out.sort();
-    out.push(("--model".into(), format!("config, vocabulary and tensor shapes fnv1a {}", loaded.fingerprint(false)?)));
+    out.push(("--model".into(), format!("config, vocabulary and shapes fnv1a {}", loaded.fingerprint(false))));
     out.extend(data_file_fields(settings, &state.data));
     out.push(("resumed step".into(), state.step.to_string()));
     out.push(("sentence-mtl version".into(), env!("CARGO_PKG_VERSION").into()));

@@ -39,6 +39,7 @@ use crate::inference::Encoder;
 use crate::model::fused_forward::FusedForward;
 use crate::model::loaded::LoadedModel;
 use crate::model::spec::ModelSpec;
+use crate::model::tokenizer::{truncation_note, SentenceTokenizer};
 use crate::model::MultiTaskModel;
 use crate::precision::{self, Precision};
 use crate::progress::Progress;
@@ -95,6 +96,24 @@ pub fn train(settings: &TrainSettings, options: &RunOptions, group: Option<&Proc
         Ok(started) => started?.run(),
         Err(panic) => std::panic::resume_unwind(panic),
     }
+}
+
+/// Tokenises every task's training texts; a note per task whose texts `max_length` cuts.
+fn tokenize_tasks(
+    tasks: &mut [Box<dyn TrainingTask>],
+    tokenizer: &SentenceTokenizer,
+    max_length: usize,
+) -> Vec<String> {
+    let mut notes = Vec::new();
+    for task in tasks {
+        let truncated = task.tokenize(tokenizer, max_length);
+        if truncated > 0 {
+            let total = task.train_texts().len();
+            let note = truncation_note(truncated, total, "training text", max_length);
+            notes.push(format!("note: task '{}': {note}", task.source().name));
+        }
+    }
+    notes
 }
 
 /// Continues an interrupted run from its `last/` checkpoint with the run's own settings
@@ -247,19 +266,7 @@ impl<'a> Trainer<'a> {
         if let Some(p) = settings.dropout {
             loaded.config.set_dropout(p);
         }
-        let mut truncation_notes = Vec::new();
-        for task in &mut tasks {
-            let truncated = task.tokenize(&loaded.tokenizer, settings.max_length);
-            if truncated > 0 {
-                truncation_notes.push(format!(
-                    "note: task '{}': {} {} longer than {} tokens and cut to them (--max-length)",
-                    task.source().name,
-                    count(truncated, "training text"),
-                    if truncated == 1 { "is" } else { "are" },
-                    settings.max_length,
-                ));
-            }
-        }
+        let truncation_notes = tokenize_tasks(&mut tasks, &loaded.tokenizer, settings.max_length);
         let num_layers = loaded.config.num_layers() as usize;
         let frozen_new = setup::freeze(&settings.freeze, &model.vs, &tasks, num_layers, &loaded.spec, &new_tensors)?;
         let encoder_frozen = FreezeRule::encoder_frozen(&model.vs);

@@ -682,6 +682,20 @@ c,a
         error("WORLD_SIZE=2 is set but RANK is not"),
     );
     c.add_launch(
+        "RANK other than 0 without WORLD_SIZE",
+        t(),
+        &[("RANK", "1")],
+        &[],
+        error("environment variable RANK=1 is set but WORLD_SIZE is not (torchrun sets both)"),
+    );
+    c.add_launch(
+        "GLOO_SOCKET_IFNAME naming no interface of this machine",
+        t(),
+        &[("WORLD_SIZE", "2"), ("RANK", "0"), ("GLOO_SOCKET_IFNAME", "nosuch9")],
+        &[],
+        error("environment variable GLOO_SOCKET_IFNAME=nosuch9: this machine has no network interface nosuch9"),
+    );
+    c.add_launch(
         "RANK out of range",
         t(),
         &[("WORLD_SIZE", "2"), ("RANK", "2")],

@@ -330,6 +330,57 @@ fn a_second_launch_on_a_busy_port_is_refused_and_the_first_finishes() {
     assert!(stdout(&first[0]).contains("the third"), "rank 0 of the first launch:\n{}", stdout(&first[0]));
 }
 
+/// A program on MASTER_PORT that answers anything with an HTTP error is named as not a store
+/// (its reply, read as a count of processes, once passed for "another launch").
+#[test]
+fn a_port_that_answers_but_is_no_store_is_named() {
+    let Some(s) = setup("a_port_that_answers_but_is_no_store_is_named") else { return };
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for mut client in server.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut buffer = [0u8; 4096];
+                while matches!(client.read(&mut buffer), Ok(n) if n > 0) {
+                    let _ = client.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n");
+                }
+            });
+        }
+    });
+    let out = rank_command(&encode_args(&s.model, 5), 1, 2, port).arg("hi").output().unwrap();
+    assert_clean_error(
+        &out,
+        &format!("rank 1: cannot join the process group at 127.0.0.1:{port}: no c10d store answers there"),
+    );
+}
+
+/// GLOO_SOCKET_IFNAME picks Gloo's network interface, as for PyTorch (here loopback, the
+/// one interface every machine has); one this machine lacks is named before joining.
+#[test]
+fn gloo_socket_ifname_is_honoured_and_checked() {
+    let Some(s) = setup("gloo_socket_ifname_is_honoured_and_checked") else { return };
+    let mut encode = encode_args(&s.model, 20);
+    encode.extend(strings(&["first sentence", "second sentence", "third"]));
+    let port = free_port();
+    let ranks: Vec<Output> = (0..2)
+        .map(|rank| {
+            let mut command = rank_command(&encode, rank, 2, port);
+            command.env("GLOO_SOCKET_IFNAME", "lo").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+        })
+        .collect::<Vec<Child>>()
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    assert_all_ok(&ranks);
+    assert_eq!(stdout(&ranks[0]), stdout(&bin().args(&encode).output().unwrap()));
+    let out = rank_command(&encode, 0, 2, free_port()).env("GLOO_SOCKET_IFNAME", "lo,nosuch9").output().unwrap();
+    assert_clean_error(
+        &out,
+        "environment variable GLOO_SOCKET_IFNAME=lo,nosuch9: this machine has no network interface nosuch9 (it has ",
+    );
+}
+
 #[test]
 fn a_killed_rank_stops_the_other_naming_it_and_the_run_resumes() {
     let Some(s) = setup("a_killed_rank_stops_the_other_naming_it_and_the_run_resumes") else { return };
@@ -483,6 +534,14 @@ fn ranks_compare_their_models_by_content_not_by_path() {
     let ranks = launch_each(&[encode(&s.model), encode(&copy)]);
     assert_all_ok(&ranks);
     assert_eq!(stdout(&one), stdout(&ranks[0]), "a copy at another path changed the output");
+    // A flag that changes the model's spec is named as that flag, not as another model.
+    let shorter: Vec<String> = encode(&copy).into_iter().chain(strings(&["--max-length", "16"])).collect();
+    for (rank, out) in launch_each(&[encode(&s.model), shorter]).iter().enumerate() {
+        assert_clean_error(
+            out,
+            &format!("rank {rank}: the ranks were started with different settings: rank 1's --max-length differs from rank 0's (16 against "),
+        );
+    }
 
     let weights = copy.join("model.safetensors");
     let mut tensors = Tensor::read_safetensors(&weights).unwrap();
@@ -491,7 +550,7 @@ fn ranks_compare_their_models_by_content_not_by_path() {
     for (rank, out) in launch_each(&[encode(&s.model), encode(&copy)]).iter().enumerate() {
         assert_clean_error(
             out,
-            &format!("rank {rank}: the ranks were started with different settings: rank 1's --model differs from rank 0's (config, vocabulary and weights fnv1a "),
+            &format!("rank {rank}: the ranks were started with different settings: rank 1's --model differs from rank 0's (content fnv1a "),
         );
     }
     let run = s.dir.path().join("run");

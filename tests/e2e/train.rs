@@ -949,3 +949,33 @@ fn a_head_whose_labels_changed_starts_new_and_the_run_says_why() {
         "{said}"
     );
 }
+
+/// A frozen run caches every text its dev evaluations encode, a pairs dev file's negatives
+/// included (they are candidates of the search): one more distinct negative, one more entry.
+#[test]
+fn the_feature_cache_holds_the_dev_negatives_too() {
+    let test = "the_feature_cache_holds_the_dev_negatives_too";
+    let Some(s) = setup(test) else { return };
+    let pairs = std::fs::read_to_string(&s.data.match_dev).unwrap();
+    let mut with_negatives = String::from("anchor,positive,negative\n");
+    for (i, row) in pairs.lines().skip(1).enumerate() {
+        with_negatives.push_str(&format!("{row},an unrelated remark number {i}\n"));
+    }
+    let negatives = s.dir.path().join("match_dev_negatives.csv");
+    std::fs::write(&negatives, with_negatives).unwrap();
+    let entries = |dev: &Path, out: &str| -> usize {
+        let task = format!("match={},{}", s.data.match_train.display(), dev.display());
+        let mut args = vec!["train", "-m", &s.model, "--task", &task, "--device", "cpu", "--threads", "1"];
+        let out = s.out(out);
+        args.extend(["--freeze", "backbone", "--max-steps", "1", "--out", &out]);
+        let output = run(&args);
+        assert_ok(&output);
+        let said = stderr(&output);
+        let line = said.lines().find(|l| l.starts_with("feature cache: ")).unwrap_or_else(|| panic!("{said}"));
+        let count = line.split(" distinct sentences").next().and_then(|head| head.split_whitespace().last()).unwrap();
+        count.parse().unwrap_or_else(|_| panic!("{line}"))
+    };
+    let without = entries(&s.data.match_dev, "without");
+    let with = entries(&negatives, "with");
+    assert_eq!(with, without + pairs.lines().count() - 1, "the dev negatives are not all cached");
+}
