@@ -153,10 +153,10 @@ impl<'a> Encoder<'a> {
 /// (zeros elsewhere, or nothing when it ran no batch), and the sum across ranks is the result.
 fn gather_rows(group: &ProcessGroup, output: Option<Tensor>, n: usize) -> Result<Tensor> {
     let mut width = Tensor::from_slice(&[output.as_ref().map_or(0, |o| o.size()[1])]);
-    group.all_reduce_(&mut width, Reduce::Max, "gathering the ranks' rows of the output")?;
+    group.all_reduce_(&mut width, Reduce::Max, "gathering the sentences each rank encoded")?;
     let width = i64::try_from(&width)?;
     let mut all = output.unwrap_or_else(|| Tensor::zeros([n as i64, width], (Kind::Float, Device::Cpu)));
-    group.all_reduce_(&mut all, Reduce::Sum, "gathering the ranks' rows of the output")?;
+    group.all_reduce_(&mut all, Reduce::Sum, "gathering the sentences each rank encoded")?;
     Ok(all)
 }
 

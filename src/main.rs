@@ -81,6 +81,15 @@ fn die_quietly_on_closed_pipe() {
     }
 }
 
+/// In a data-parallel launch, `message` starting with the rank that failed, as the errors of
+/// collectives already do: launchers interleave the ranks' output.
+fn with_rank(message: String) -> String {
+    match sentence_mtl::distributed::Launch::from_env() {
+        Ok(Some(launch)) if !message.starts_with("rank ") => format!("rank {}: {message}", launch.rank),
+        _ => message,
+    }
+}
+
 fn main() {
     tune_allocator();
     die_quietly_on_closed_pipe();
@@ -114,7 +123,7 @@ fn main() {
         }
         Ok(Err(error)) => {
             let chain: Vec<String> = error.chain().map(|e| e.to_string()).collect();
-            eprintln!("error: {}", chain.join(": "));
+            eprintln!("error: {}", with_rank(chain.join(": ")));
             1
         }
         Err(payload) => panic_report::exit_code(panic_report::message(payload.as_ref())),

@@ -45,7 +45,7 @@ pub fn run(args: &EncodeArgs) -> Result<()> {
         );
     }
     let (loaded, progress) = open_model(&args.model, &overrides, group.as_ref())?;
-    let encoder = encoder(&args.model, &loaded, group.as_ref())?;
+    let encoder = encoder(&args.model, &loaded, group.as_ref(), ("--output", args.io.output()))?;
     let embeddings = encoder.embed(&sentences, &progress)?;
     if !is_main(group.as_ref()) {
         return Ok(());

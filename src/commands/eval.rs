@@ -76,7 +76,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let group = join_launch(&args.model.device)?;
     let (loaded, progress) = open_model(&args.model, &overrides, group.as_ref())?;
     let progress = progress.without_notes();
-    let encoder = encoder(&args.model, &loaded, group.as_ref())?;
+    let encoder = encoder(&args.model, &loaded, group.as_ref(), ("--out", args.out.as_deref()))?;
 
     let mut reports: Vec<(String, Box<dyn TaskReport>)> = Vec::new();
     let mut kinds: Vec<(&str, TaskKind)> = Vec::new();

@@ -26,7 +26,8 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     let mut columns: Vec<&str> = task.text_column.as_deref().into_iter().chain(["text"]).collect();
     columns.dedup();
     let sentences = read_input(&args.io, &columns, quiet, group.as_ref())?;
-    let logits = encoder(&args.model, &loaded, group.as_ref())?.class_logits(&task.name, &sentences, &progress)?;
+    let encoder = encoder(&args.model, &loaded, group.as_ref(), ("--output", args.io.output()))?;
+    let logits = encoder.class_logits(&task.name, &sentences, &progress)?;
     if !is_main(group.as_ref()) {
         return Ok(());
     }

@@ -61,22 +61,34 @@ pub fn prepare_device(args: &DeviceArgs, group: Option<&ProcessGroup>, quiet: bo
 /// The encoder `encode`, `predict` and `eval` run: the model at `--precision`, its batches
 /// shared by the launch's ranks when there is one. The ranks' models must be the same, by
 /// content: each rank loads its own (its path may differ, on a node-local disk), and rows
-/// from different models would be mixed in one output.
-pub fn encoder<'a>(args: &ModelArgs, loaded: &'a LoadedModel, group: Option<&'a ProcessGroup>) -> Result<Encoder<'a>> {
+/// from different models would be mixed in one output. So must `output` (`flag`, and the
+/// path or `None` for stdout): rank 0 writes the one output for all.
+pub fn encoder<'a>(
+    args: &ModelArgs,
+    loaded: &'a LoadedModel,
+    group: Option<&'a ProcessGroup>,
+    output: (&str, Option<&std::path::Path>),
+) -> Result<Encoder<'a>> {
     let batch = match args.batch_tokens {
         Some(n) => BatchLimit::Tokens(n),
         None => BatchLimit::Rows(args.batch_size),
     };
     if let Some(group) = group {
-        agree_on_model(group, loaded)?;
+        agree_on_model(group, loaded, output)?;
     }
     Ok(Encoder { model: loaded, cache: None, precision: args.precision.resolve(loaded.device)?, batch, group })
 }
 
-/// Refuses ranks whose models differ by content (their paths may differ), or whose pooling
-/// or normalisation do (from a flag or from the model folder).
-fn agree_on_model(group: &ProcessGroup, loaded: &LoadedModel) -> Result<()> {
+/// Refuses ranks whose models differ by content (their paths may differ), whose pooling or
+/// normalisation do (from a flag or from the model folder), or whose outputs do.
+fn agree_on_model(
+    group: &ProcessGroup,
+    loaded: &LoadedModel,
+    (flag, path): (&str, Option<&std::path::Path>),
+) -> Result<()> {
+    let output = path.map_or("not given".to_string(), |p| p.display().to_string());
     let fields = [
+        (flag, output),
         ("--model", format!("content fnv1a {}", loaded.fingerprint(true))),
         ("--pooling", loaded.spec.pooling.to_string()),
         ("--normalize or --no-normalize", if loaded.spec.normalize { "normalised" } else { "not normalised" }.into()),

@@ -441,6 +441,12 @@ impl<'a> Trainer<'a> {
                 self.run.last().display(),
                 self.how_to_resume()
             ),
+            // Rank 0, killed while its --overwrite had the old run set aside, could not put
+            // it back; the next start names the folder and refuses until it is dealt with.
+            _ if self.options.overwrite && !self.is_main() => anyhow!(
+                "{failure}; no checkpoint was saved yet: start the launch again (if rank 0 was killed, the run its --overwrite set aside may be left in {}/.replaced-<pid>/, and that start says what to do with it)",
+                self.run.root.display()
+            ),
             _ => anyhow!("{failure}; no checkpoint was saved yet: start the launch again"),
         }
     }
@@ -454,7 +460,7 @@ impl<'a> Trainer<'a> {
     fn agreed_signal(&self, signal: Option<i32>) -> Result<Option<i32>> {
         let Some(group) = self.group else { return Ok(signal) };
         let mut flag = Tensor::from_slice(&[signal.unwrap_or(0) as i64]);
-        group.all_reduce_(&mut flag, Reduce::Max, "the stop-signal check")?;
+        group.all_reduce_(&mut flag, Reduce::Max, "the end-of-step check for Ctrl-C or SIGTERM on any rank")?;
         let agreed = i64::try_from(&flag)? as i32;
         Ok((agreed != 0).then_some(agreed))
     }
@@ -896,7 +902,8 @@ impl<'a> Trainer<'a> {
         }
         let torchrun = match self.group.map(ProcessGroup::world) {
             Some(world) => format!(
-                "\n  e.g. torchrun --no-python --nproc-per-node {world} sentence-mtl train --resume {}",
+                "\n  e.g. on one machine: torchrun --no-python --nproc-per-node {world} {} train --resume {}",
+                self.program(),
                 self.run.root.display()
             ),
             None => String::new(),
@@ -912,9 +919,14 @@ impl<'a> Trainer<'a> {
         Interrupted { signal }.into()
     }
 
+    /// The program as this run was started (`sentence-mtl`, or the path it was run by).
+    fn program(&self) -> &str {
+        self.options.command_line.first().map_or("sentence-mtl", String::as_str)
+    }
+
     /// `continue with: sentence-mtl train --resume RUN`, in a launch as the same launch.
     fn how_to_resume(&self) -> String {
-        let resume = format!("sentence-mtl train --resume {}", self.run.root.display());
+        let resume = format!("{} train --resume {}", self.program(), self.run.root.display());
         match self.group.map(ProcessGroup::world) {
             Some(world) => format!("continue with the same launch of {world} processes, each running: {resume}"),
             None => format!("continue with: {resume}"),

@@ -534,6 +534,18 @@ fn ranks_compare_their_models_by_content_not_by_path() {
     let ranks = launch_each(&[encode(&s.model), encode(&copy)]);
     assert_all_ok(&ranks);
     assert_eq!(stdout(&one), stdout(&ranks[0]), "a copy at another path changed the output");
+    // Rank 0 writes the one output: another --output per rank (as for job-array shards) is
+    // refused rather than silently not written.
+    let to = |model: &Path, file: &str| -> Vec<String> {
+        let file = s.dir.path().join(file).to_string_lossy().into_owned();
+        encode(model).into_iter().chain(["--output".to_string(), file]).collect()
+    };
+    for (rank, out) in launch_each(&[to(&s.model, "out0.npy"), to(&copy, "out1.npy")]).iter().enumerate() {
+        assert_clean_error(
+            out,
+            &format!("rank {rank}: the ranks were started with different settings: rank 1's --output differs from rank 0's ("),
+        );
+    }
     // A flag that changes the model's spec is named as that flag, not as another model.
     let shorter: Vec<String> = encode(&copy).into_iter().chain(strings(&["--max-length", "16"])).collect();
     for (rank, out) in launch_each(&[encode(&s.model), shorter]).iter().enumerate() {
@@ -605,8 +617,10 @@ fn a_resumed_two_rank_run_ends_where_an_uninterrupted_one_does() {
     for (rank, out) in stopped.iter().enumerate() {
         assert_eq!(out.status.code(), Some(143), "rank {rank} did not stop on SIGTERM:\n{}", stderr(out));
     }
-    let hint = "continue with the same launch of 2 processes, each running: sentence-mtl train --resume";
-    assert!(stderr(&stopped[0]).contains(hint), "{}", stderr(&stopped[0]));
+    // The program as it was run (here the test binary's path).
+    let program = env!("CARGO_BIN_EXE_sentence-mtl");
+    let hint = format!("continue with the same launch of 2 processes, each running: {program} train --resume");
+    assert!(stderr(&stopped[0]).contains(&hint), "{}", stderr(&stopped[0]));
     assert!(stderr(&stopped[1]).is_empty(), "rank 1 printed: {}", stderr(&stopped[1]));
     assert_all_ok(&launch(&strings(&["train", "--resume", parts.to_str().unwrap(), "-q"]), 2));
     let difference = max_difference(&weights(&whole.join("last")), &weights(&parts.join("last")));
