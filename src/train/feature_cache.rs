@@ -146,6 +146,9 @@ impl FeatureCache {
             start += len as i64;
         }
         let values = match depth {
+            // No sentences (a bf16 run's fp32 dev cache when no task has a dev set): nothing
+            // is ever looked up in it.
+            _ if rows.is_empty() => Tensor::zeros([0], (Kind::Float, tch::Device::Cpu)),
             CacheDepth::Pooled => Tensor::stack(&rows, 0),
             CacheDepth::BelowBlock(_) => Tensor::cat(&rows, 0),
         };

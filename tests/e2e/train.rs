@@ -979,3 +979,24 @@ fn the_feature_cache_holds_the_dev_negatives_too() {
     let with = entries(&negatives, "with");
     assert_eq!(with, without + pairs.lines().count() - 1, "the dev negatives are not all cached");
 }
+
+/// A bf16 run keeps its dev sentences' cache apart, in fp32: with no dev set at all that
+/// cache is empty, and the run trains (it stopped with an internal error).
+#[test]
+fn a_bf16_run_with_a_feature_cache_and_no_dev_set_trains() {
+    let test = "a_bf16_run_with_a_feature_cache_and_no_dev_set_trains";
+    let Some(s) = setup(test) else { return };
+    if !cpu_has_bf16(test) {
+        return;
+    }
+    let topic = format!("topic={}", s.data.topic_train.display());
+    for freeze in [&["--freeze", "backbone"][..], &["--freeze", "embeddings", "--freeze", "layers:1"]] {
+        let out = s.out(&format!("run-{}", freeze.len()));
+        let mut args = vec!["train", "-m", &s.model, "--task", &topic, "--device", "cpu", "--threads", "1"];
+        args.extend(["--precision", "bf16", "--max-steps", "2", "--out", &out]);
+        args.extend_from_slice(freeze);
+        let output = run(&args);
+        assert_ok(&output);
+        assert!(stderr(&output).contains("training sentences in bf16"), "{}", stderr(&output));
+    }
+}
