@@ -345,7 +345,9 @@ fn join_failure(launch: &Launch, timeout: Duration, cause: i32, message: &str) -
             "rank {rank}: the ranks were started with different WORLD_SIZE: {message}; every rank must get the same"
         );
     }
-    if cause == 3 {
+    // Newer c10d clients ping the store when they connect, and say so when the answer is
+    // not a store's.
+    if cause == 3 || message.contains("Ping failed") {
         return anyhow!("rank {rank}: cannot join the process group at {address}: no c10d store answers there ({message}); is another program listening on MASTER_PORT?");
     }
     if cause == 1 {
