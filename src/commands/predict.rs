@@ -11,6 +11,7 @@ use crate::distributed::is_main;
 use crate::model::spec::SpecOverrides;
 use crate::output::predictions::{write_predictions, Prediction, PredictionFormat};
 use crate::output::{check_output_path, write_output};
+use crate::precision::Precision;
 use crate::report::table::count;
 
 pub fn run(args: &PredictArgs) -> Result<()> {
@@ -54,10 +55,11 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     write_output(args.io.output(), false, |out| write_predictions(out, format, &task.labels, &rows))?;
     if !quiet {
         eprintln!(
-            "labelled {} with task '{}' ({}) in {:.2}s",
+            "labelled {} with task '{}' ({}{}) in {:.2}s",
             count(rows.len(), "sentence"),
             task.name,
             count(task.labels.len(), "label"),
+            if encoder.precision == Precision::Bf16 { ", bf16 forward" } else { "" },
             started.elapsed().as_secs_f64()
         );
     }

@@ -198,7 +198,7 @@ fn training_section(training: &serde_json::Value, checkpoint_dir: &Path) -> Stri
     }
     let setting = |key: &str| plain(&training[key]);
     card.push_str(&format!(
-        "- recipe {}: learning rates backbone {} (layer decay {}), projection {}, heads {}; schedule {} with warm-up ratio {}; label smoothing {}; class weights {}; small-data mode {}; batch {}; epochs {}; max steps {}; freeze {}; seed {}\n",
+        "- recipe {}: learning rates backbone {} (layer decay {}), projection {}, heads {}; schedule {} with warm-up ratio {}; label smoothing {}; class weights {}; small-data mode {}; batch {}; epochs {}; max steps {}; freeze {}; seed {}; precision {}\n",
         setting("recipe"),
         setting("lr_backbone"),
         setting("layer_decay"),
@@ -217,6 +217,8 @@ fn training_section(training: &serde_json::Value, checkpoint_dir: &Path) -> Stri
         setting("max_steps"),
         setting("freeze"),
         setting("seed"),
+        // Checkpoints from before `precision_used` give the flag's value.
+        if training["precision_used"].is_string() { setting("precision_used") } else { setting("precision") },
     ));
     let settings_file = checkpoint_dir.parent().map(|run| run.join("settings.json"));
     let command = settings_file

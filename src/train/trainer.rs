@@ -974,6 +974,10 @@ impl<'a> Trainer<'a> {
     fn spec_with(&self, evaluation: Option<&Evaluation>) -> ModelSpec {
         let mut spec = self.loaded.spec.clone();
         spec.training = serde_json::to_value(self.settings).ok();
+        // `--precision auto` as it resolved on the machine that trained.
+        if let Some(serde_json::Value::Object(training)) = &mut spec.training {
+            training.insert("precision_used".into(), serde_json::Value::String(self.precision.to_string()));
+        }
         spec.metrics = evaluation.and_then(|e| serde_json::to_value(e).ok());
         spec
     }

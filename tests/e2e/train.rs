@@ -456,6 +456,7 @@ fn checkpoint_folder_is_self_contained() {
     assert_eq!(spec["tasks"][0]["labels"], serde_json::json!(["food", "sport", "weather"]));
     assert_eq!(spec["projection_dim"], 24);
     assert!(spec["training"]["lr_heads"].is_number());
+    assert_eq!(spec["training"]["precision_used"], "fp32");
     let settings: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(Path::new(&s.out("ck")).join("settings.json")).unwrap()).unwrap();
     assert_eq!(settings["settings"]["max_steps"], 2);
