@@ -8,6 +8,7 @@ pub mod data_parallel;
 pub mod gathered_negatives;
 pub mod gradient_sync;
 pub mod group;
+mod joining;
 pub mod launch;
 pub mod nccl;
 
