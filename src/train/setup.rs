@@ -318,6 +318,27 @@ pub(super) fn check_compared_batches(
     Ok(notes)
 }
 
+/// A note for each task with rows longer than `--batch-tokens` holds: each of those trains in
+/// a batch of its own, bigger than the budget (`BatchLimit::fits` lets one row always fit).
+pub(super) fn oversized_row_notes(settings: &TrainSettings, tasks: &[Box<dyn TrainingTask>]) -> Vec<String> {
+    let Some(budget) = settings.batch_tokens else { return Vec::new() };
+    let mut notes = Vec::new();
+    for task in tasks {
+        let texts = task.texts_per_row();
+        let lengths = task.row_lengths();
+        let over = lengths.iter().filter(|&&len| len * texts > budget).count();
+        if over > 0 {
+            let longest = lengths.iter().max().copied().unwrap_or(0) * texts;
+            notes.push(format!(
+                "note: task '{}': {over} of its {} rows take more than --batch-tokens {budget} ({longest} padded tokens at the most); each trains in a batch of its own",
+                task.source().name,
+                lengths.len()
+            ));
+        }
+    }
+    notes
+}
+
 pub(super) fn read_tasks(settings: &TrainSettings) -> Result<Vec<Box<dyn TrainingTask>>> {
     settings.tasks.iter().map(|source| tasks::read(source, settings)).collect()
 }

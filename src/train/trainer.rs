@@ -286,7 +286,11 @@ impl<'a> Trainer<'a> {
         let world = group.map_or(1, ProcessGroup::world);
         let state = setup::initial_state(settings, &tasks, &run, resume_from.as_deref(), &mut optimizer, world)?;
         let sampling_notes = match resume_from {
-            None => setup::check_compared_batches(settings, &tasks, world)?,
+            None => {
+                let mut notes = setup::check_compared_batches(settings, &tasks, world)?;
+                notes.extend(setup::oversized_row_notes(settings, &tasks));
+                notes
+            }
             Some(_) => Vec::new(),
         };
         let log = match main {

@@ -223,7 +223,7 @@ fn flags_this_run_ignores_get_a_note() {
     assert!(said.contains("note: --temperature has no effect: it applies to --sampling temperature"), "{said}");
     assert!(!said.contains("cut to them"), "{said}");
     // Training texts longer than --max-length are counted in a note too.
-    args.extend(["--sampling", "temperature", "--overwrite", "--max-length", "6"]);
+    args.extend(["--sampling", "temperature", "--overwrite", "--max-length", "6", "--batch-tokens", "4"]);
     let said = stderr(&run(&args));
     assert!(!said.contains("--temperature has no effect"), "{said}");
     assert!(
@@ -231,6 +231,8 @@ fn flags_this_run_ignores_get_a_note() {
             && said.contains("note: task 'topic': "),
         "{said}"
     );
+    // Rows the token budget cannot hold train alone, and a note says how many.
+    assert!(said.contains("rows take more than --batch-tokens 4 (6 padded tokens at the most)"), "{said}");
 }
 
 #[test]
