@@ -557,7 +557,12 @@ fn ranks_compare_their_models_by_content_not_by_path() {
 
     let weights = copy.join("model.safetensors");
     let mut tensors = Tensor::read_safetensors(&weights).unwrap();
-    let _ = tensors[0].1.g_add_scalar_(1e-3);
+    // A weight the forward uses (not the pooler, nor an integer buffer such as position ids).
+    let (_, used) = tensors
+        .iter_mut()
+        .find(|(name, t)| name.contains("layer.0.") && name.ends_with(".weight") && t.kind() == tch::Kind::Float)
+        .expect("a first block's weight");
+    let _ = used.g_add_scalar_(1e-3);
     Tensor::write_safetensors(&tensors, &weights).unwrap();
     for (rank, out) in launch_each(&[encode(&s.model), encode(&copy)]).iter().enumerate() {
         assert_clean_error(
