@@ -9,6 +9,7 @@ use crate::data::sampler::SamplingStrategy;
 use crate::distributed::{is_main, ProcessGroup};
 use crate::model::spec::TaskKind;
 use crate::tasks::column_flag_notes;
+use crate::train::freeze::FreezeRule;
 use crate::train::overview::score_table;
 use crate::train::settings::TrainSettings;
 use crate::train::trainer::{resume, train, RunOptions};
@@ -145,6 +146,17 @@ fn flags_without_effect(args: &TrainArgs, settings: &TrainSettings, world: usize
                 count_flags(&cache_flags)
             ));
         }
+    }
+    let frozen = |rule: fn(&FreezeRule) -> bool| settings.freeze.iter().any(rule);
+    if !settings.freeze.is_empty() && typed("no_feature_cache") && typed("feature_cache_budget") {
+        notes.push("--feature-cache-budget has no effect: --no-feature-cache builds no cache".to_string());
+    }
+    let blocks = settings.freeze.iter().find_map(|r| if let FreezeRule::Layers(k) = r { Some(*k) } else { None });
+    let embeddings_frozen = frozen(|r| matches!(r, FreezeRule::Embeddings | FreezeRule::Backbone | FreezeRule::All));
+    if let (Some(k), false, true) = (blocks, embeddings_frozen, settings.feature_cache) {
+        notes.push(format!(
+            "no feature cache: --freeze layers:{k} leaves the embeddings training, so the frozen blocks run at every step; add --freeze embeddings to compute them once"
+        ));
     }
     if typed("small_data") && !has_kind(TaskKind::Classification) {
         notes.push("--small-data has no effect: no task is a classification task".to_string());

@@ -231,6 +231,13 @@ fn flags_this_run_ignores_get_a_note() {
             && said.contains("note: task 'topic': "),
         "{said}"
     );
+    let mut blocks: Vec<&str> = args.iter().copied().filter(|a| *a != "--no-feature-cache").collect();
+    blocks.extend(["--freeze", "layers:1"]);
+    let said_blocks = stderr(&run(&blocks));
+    assert!(
+        said_blocks.contains("note: no feature cache: --freeze layers:1 leaves the embeddings training"),
+        "{said_blocks}"
+    );
     // Rows the token budget cannot hold train alone, and a note says how many.
     assert!(said.contains("rows take more than --batch-tokens 4 (6 padded tokens at the most)"), "{said}");
 }
