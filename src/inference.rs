@@ -11,7 +11,7 @@ use crate::distributed::data_parallel::agree_on_settings;
 use crate::distributed::{ProcessGroup, Reduce};
 use crate::hash::{fnv1a_continue, FNV1A_START};
 use crate::model::fused_forward::FusedForward;
-use crate::model::loaded::LoadedModel;
+use crate::model::loaded::{blocks_in_bf16, LoadedModel};
 use crate::model::tokenizer::truncation_note;
 use crate::precision::Precision;
 use crate::progress::Progress;
@@ -53,7 +53,7 @@ impl<'a> Encoder<'a> {
         head: impl Fn(&FusedForward, &Tensor) -> Result<Tensor>,
     ) -> Result<Tensor> {
         let loaded = self.model;
-        let bf16_weights = (self.precision == Precision::Bf16).then(|| loaded.weights_for_bf16_inference());
+        let bf16_weights = (self.precision == Precision::Bf16).then(|| blocks_in_bf16(&loaded.weights));
         let model = match &bf16_weights {
             Some(weights) => FusedForward { weights, ..loaded.forward() },
             None => loaded.forward(),

@@ -86,7 +86,7 @@ impl FusedForward<'_> {
 
     /// Transformer `blocks` (a range of block indices) over states `x [batch, seq, hidden]`,
     /// the input of the range's first block, with the mask `[batch, seq]`. The blocks run in
-    /// their weights' precision (bf16 for inference's `LoadedModel::weights_for_bf16_inference`),
+    /// their weights' precision (bf16 for inference's `model::loaded::blocks_in_bf16`),
     /// so `x` is brought to it.
     pub fn blocks_t(&self, x: Tensor, mask: &Tensor, blocks: std::ops::Range<i64>, train: bool) -> Result<Tensor> {
         if blocks.is_empty() {

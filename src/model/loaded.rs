@@ -75,11 +75,6 @@ impl LoadedModel {
         }
         Ok(format!("{hash:016x}"))
     }
-
-    /// The weights for bf16 inference ([`blocks_in_bf16`]).
-    pub fn weights_for_bf16_inference(&self) -> HashMap<String, Tensor> {
-        blocks_in_bf16(&self.weights)
-    }
 }
 
 /// `weights` with every transformer block's tensors in bf16, so that the blocks run in bf16
