@@ -67,7 +67,11 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             outcome.run.root.display()
         ),
         _ => println!(
-            "trained to step {} in {:.1}s ({:.1} examples/s, evaluation and saving included); run directory {}",
+            "{} to step {} in {:.1}s ({:.1} examples/s, evaluation and saving included); run directory {}",
+            match outcome.resumed_from {
+                Some(step) => format!("resumed at step {step} and trained"),
+                None => "trained".to_string(),
+            },
             outcome.steps,
             outcome.seconds,
             rate,

@@ -54,10 +54,14 @@ pub struct EvalRecord {
     pub best: bool,
 }
 
-/// Where the run's time went and how many tokens its steps processed.
+/// Where the process's time went and how many tokens its steps processed: a resumed run's
+/// summary covers the steps after `resumed_from`, the ones this process trained.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunSummary {
     pub step: usize,
+    /// The step of the checkpoint this process resumed from; absent in a run trained at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed_from: Option<usize>,
     pub examples: usize,
     pub tokens: usize,
     pub padded_tokens: usize,

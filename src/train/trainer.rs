@@ -55,6 +55,8 @@ pub struct TrainOutcome {
     pub model: LoadedModel,
     pub run: RunDir,
     pub steps: usize,
+    /// The step this process resumed from, when it did; `seconds` and `examples` count from it.
+    pub resumed_from: Option<usize>,
     pub best: Option<Evaluation>,
     pub seconds: f64,
     pub examples: usize,
@@ -236,6 +238,8 @@ pub struct Trainer<'a> {
     last_saved_step: Option<usize>,
     /// The step whose weights `check_before_save` last found to give finite outputs.
     checked_step: Option<usize>,
+    /// The step of the checkpoint this process resumed from.
+    resumed_from: Option<usize>,
     /// Examples trained on by this process (a resumed run counts from its resumption).
     run_examples: usize,
     started: Instant,
@@ -346,6 +350,7 @@ impl<'a> Trainer<'a> {
             trainable_parameters: parameters.0,
             optimizer,
             last_saved_step: resume_from.as_ref().map(|_| state.step),
+            resumed_from: resume_from.as_ref().map(|_| state.step),
             checked_step: None,
             state,
             schedule,
@@ -944,6 +949,7 @@ impl<'a> Trainer<'a> {
         let examples = self.run_examples;
         self.log.write(&LogRecord::Summary(RunSummary {
             step: self.state.step,
+            resumed_from: self.resumed_from,
             examples,
             tokens: timing.tokens,
             padded_tokens: timing.padded_tokens,
@@ -966,6 +972,7 @@ impl<'a> Trainer<'a> {
         }
         Ok(TrainOutcome {
             steps: self.state.step,
+            resumed_from: self.resumed_from,
             best: self.state.best,
             seconds: self.started.elapsed().as_secs_f64(),
             examples,

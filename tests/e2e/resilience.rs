@@ -151,7 +151,13 @@ fn interrupt_and_resume_run(
     .unwrap();
     let stopped_at = state["step"].as_u64().unwrap();
     assert!((30..steps as u64).contains(&stopped_at), "stopped at step {stopped_at}");
-    resume(&f.out("interrupted"));
+    let resumed = bin().args(["train", "--resume", &f.out("interrupted")]).output().unwrap();
+    assert_ok(&resumed);
+    let said = String::from_utf8_lossy(&resumed.stdout);
+    assert!(said.contains(&format!("resumed at step {stopped_at} and trained to step {steps} in")), "{said}");
+    let log = std::fs::read_to_string(Path::new(&f.out("interrupted")).join("train_log.jsonl")).unwrap();
+    let summary: serde_json::Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
+    assert_eq!((summary["type"].as_str(), summary["resumed_from"].as_u64()), (Some("summary"), Some(stopped_at)));
     assert_same_weights(&format!("{}/last", f.out("straight")), &format!("{}/last", f.out("interrupted")));
     assert_same_weights(&format!("{}/best", f.out("straight")), &format!("{}/best", f.out("interrupted")));
     eprintln!("stopped at step {stopped_at}, resumed: final weights bit-identical to the uninterrupted run");
