@@ -3,6 +3,8 @@
 //! run has cached (`train::feature_cache`) start from their cached states. In a data-parallel
 //! launch the ranks share the batches and every rank gets the whole result.
 
+use std::cell::Cell;
+
 use anyhow::Result;
 use tch::{Device, Kind, Tensor};
 
@@ -31,12 +33,41 @@ pub struct Encoder<'a> {
     /// process would run, so each row is computed exactly as there) and the results are
     /// summed across ranks, each row coming from the one rank that computed it.
     pub group: Option<&'a ProcessGroup>,
+    /// Where to count the texts `--max-length` cuts, for work made of parts that report them
+    /// each (`eval`'s tasks); without it, a cut is a note on the progress.
+    pub truncated: Option<&'a TruncationTally>,
+}
+
+/// Texts an [`Encoder`] tokenised, and how many of them `--max-length` cut.
+#[derive(Debug, Default)]
+pub struct TruncationTally {
+    cut: Cell<usize>,
+    total: Cell<usize>,
+}
+
+impl TruncationTally {
+    /// (cut, total) since the last call.
+    pub fn take(&self) -> (usize, usize) {
+        (self.cut.take(), self.total.take())
+    }
+
+    fn add(&self, cut: usize, total: usize) {
+        self.cut.set(self.cut.get() + cut);
+        self.total.set(self.total.get() + total);
+    }
 }
 
 impl<'a> Encoder<'a> {
     /// The model in fp32, 32 sentences at a time.
     pub fn new(model: &'a LoadedModel) -> Self {
-        Self { model, cache: None, precision: Precision::Fp32, batch: BatchLimit::Rows(32), group: None }
+        Self {
+            model,
+            cache: None,
+            precision: Precision::Fp32,
+            batch: BatchLimit::Rows(32),
+            group: None,
+            truncated: None,
+        }
     }
 
     pub fn with_batch(self, batch: BatchLimit) -> Self {
@@ -101,12 +132,14 @@ impl<'a> Encoder<'a> {
         }
     }
 
-    /// Token ids of `texts`, with a note when the model's limit cuts some.
+    /// Token ids of `texts`, with a note (or a count) when the model's limit cuts some.
     fn tokenize(&self, texts: &[String], progress: &Progress) -> Vec<Vec<i64>> {
         let max_length = self.model.spec.max_length;
         let (token_ids, truncated) = self.model.tokenizer.encode_batch_counting_truncated(texts, max_length);
-        if truncated > 0 {
-            progress.note(&truncation_note(truncated, texts.len(), "text", max_length));
+        match self.truncated {
+            Some(tally) => tally.add(truncated, texts.len()),
+            None if truncated > 0 => progress.note(&truncation_note(truncated, texts.len(), "text", max_length)),
+            None => {}
         }
         token_ids
     }

@@ -15,9 +15,10 @@ use crate::cli::task_values::{PerTask, TaskArg};
 use crate::cli::EvalArgs;
 use crate::data::csv_file::{first_column_present, read_header};
 use crate::distributed::is_main;
-use crate::inference::Encoder;
+use crate::inference::{Encoder, TruncationTally};
 use crate::model::loaded::LoadedModel;
 use crate::model::spec::{SpecOverrides, TaskKind};
+use crate::model::tokenizer::truncation_note;
 use crate::progress::Progress;
 use crate::report::plots::{read_training_curves, training_curves};
 use crate::report::text_backend::undrawable_chars;
@@ -75,57 +76,44 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let overrides = SpecOverrides { max_length: args.model.max_length, ..Default::default() };
     let group = join_launch(&args.model.device)?;
     let (loaded, progress) = open_model(&args.model, &overrides, group.as_ref())?;
-    let progress = progress.without_notes();
+    let tally = TruncationTally::default();
     let encoder = encoder(&args.model, &loaded, group.as_ref(), ("--out", args.out.as_deref()))?;
-
-    let mut reports: Vec<(String, Box<dyn TaskReport>)> = Vec::new();
-    let mut kinds: Vec<(&str, TaskKind)> = Vec::new();
+    let encoder = Encoder { truncated: Some(&tally), ..encoder };
+    let mut evaluated = Vec::new();
     for task in &tasks {
-        let known = loaded.spec.tasks.iter().find(|t| t.name == task.name);
-        // Unreadable files are reported where they are read, with their line.
-        let header = read_header(&task.path).unwrap_or_default();
-        let column =
-            |flag: Option<&str>, trained: Option<&str>, default: &str| column_to_read(&header, flag, trained, default);
-        let text = column(text_columns.get(&task.name), known.and_then(|t| t.text_column.as_deref()), "text");
-        let label = column(label_columns.get(&task.name), known.and_then(|t| t.label_column.as_deref()), "label");
-        let columns = LabelColumns { text: &text, label: &label };
-        let (kind, report) = task_report(&encoder, task, columns, args, &progress)?;
-        kinds.push((&task.name, kind));
-        reports.push((task.name.clone(), report));
+        let columns = [&text_columns, &label_columns];
+        let (kind, report) = task_report(&encoder, task, columns, args, &progress.without_notes())?;
+        evaluated.push(Evaluated { name: task.name.clone(), kind, report, truncated: tally.take() });
     }
     if !is_main(group.as_ref()) {
         return Ok(());
     }
     if !args.model.quiet {
-        let notes = column_flag_notes("--text-column", &args.text_columns, &kinds).into_iter();
-        for note in notes.chain(column_flag_notes("--label-column", &args.label_columns, &kinds)) {
+        for note in notes(args, &evaluated, loaded.spec.max_length) {
             eprintln!("note: {note}");
         }
     }
-
     let metrics = json!({
         "model": std::fs::canonicalize(&args.model.model).map_or(args.model.model.clone(), |p| p.display().to_string()),
         "evaluated_at": utc_timestamp(),
         // What changes the numbers besides the model and the data.
         "max_length": loaded.spec.max_length,
+        // Per task, the texts longer than `max_length` tokens, which were cut to it.
+        "truncated_texts": evaluated.iter().map(|e| (e.name.clone(), e.truncated.0.into())).collect::<serde_json::Map<_, _>>(),
         "precision": encoder.precision.to_string(),
         "unknown_labels": args.unknown_labels.to_string(),
         "seconds": started.elapsed().as_secs_f64(),
-        "tasks": reports.iter().map(|(name, r)| (name.clone(), r.to_json())).collect::<serde_json::Map<_, _>>(),
+        "tasks": evaluated.iter().map(|e| (e.name.clone(), e.report.to_json())).collect::<serde_json::Map<_, _>>(),
     });
     let written = match &args.out {
-        Some(out) => write_reports(out, &metrics, &reports, &loaded)?,
+        Some(out) => write_reports(out, &metrics, &evaluated, &loaded)?,
         None => Vec::new(),
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&metrics)?);
     } else {
-        for (i, (_, report)) in reports.iter().enumerate() {
-            if i > 0 {
-                println!();
-            }
-            print!("{}", report.render_text());
-        }
+        let texts: Vec<String> = evaluated.iter().map(|e| e.report.render_text()).collect();
+        print!("{}", texts.join("\n"));
     }
     if !args.model.quiet && !written.is_empty() {
         eprintln!();
@@ -139,16 +127,44 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     Ok(())
 }
 
+/// A task's report, with its kind and (cut, total) of the texts `--max-length` cut.
+struct Evaluated {
+    name: String,
+    kind: TaskKind,
+    report: Box<dyn TaskReport>,
+    truncated: (usize, usize),
+}
+
+/// Column flags that did nothing, and the texts `--max-length` cut, per task.
+fn notes(args: &EvalArgs, evaluated: &[Evaluated], max_length: usize) -> Vec<String> {
+    let kinds: Vec<(&str, TaskKind)> = evaluated.iter().map(|e| (e.name.as_str(), e.kind)).collect();
+    let mut notes = column_flag_notes("--text-column", &args.text_columns, &kinds);
+    notes.extend(column_flag_notes("--label-column", &args.label_columns, &kinds));
+    for Evaluated { name, truncated: (cut, total), .. } in evaluated {
+        if *cut > 0 {
+            notes.push(format!("task '{name}': {}", truncation_note(*cut, *total, "text", max_length)));
+        }
+    }
+    notes
+}
+
 /// One task's kind and report: the kind the model knows it by, else its file's header's.
 fn task_report(
     encoder: &Encoder,
     task: &EvalTask,
-    columns: LabelColumns<'_>,
+    [text_columns, label_columns]: [&PerTask; 2],
     args: &EvalArgs,
     progress: &Progress,
 ) -> Result<(TaskKind, Box<dyn TaskReport>)> {
     let loaded = encoder.model;
     let known = loaded.spec.tasks.iter().find(|t| t.name == task.name);
+    // Unreadable files are reported where they are read, with their line.
+    let header = read_header(&task.path).unwrap_or_default();
+    let column =
+        |flag: Option<&str>, trained: Option<&str>, default: &str| column_to_read(&header, flag, trained, default);
+    let text = column(text_columns.get(&task.name), known.and_then(|t| t.text_column.as_deref()), "text");
+    let label = column(label_columns.get(&task.name), known.and_then(|t| t.label_column.as_deref()), "label");
+    let columns = LabelColumns { text: &text, label: &label };
     let in_task = || format!("task '{}'", task.name);
     let kind = kind_of_file(&task.path, known.map(|t| t.kind), columns).with_context(in_task)?;
     let report: Box<dyn TaskReport> = match (kind, known) {
@@ -210,7 +226,7 @@ fn remove_earlier_report(out: &Path) -> Result<()> {
 fn write_reports(
     out: &Path,
     metrics: &serde_json::Value,
-    reports: &[(String, Box<dyn TaskReport>)],
+    evaluated: &[Evaluated],
     loaded: &LoadedModel,
 ) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create --out {}", out.display()))?;
@@ -218,7 +234,7 @@ fn write_reports(
     let metrics_path = out.join("metrics.json");
     atomic_write::write_file(&metrics_path, (serde_json::to_string_pretty(metrics)? + "\n").as_bytes())?;
     let mut written = vec![metrics_path];
-    for (_, report) in reports {
+    for Evaluated { report, .. } in evaluated {
         written.extend(report.write_files(out)?);
     }
     if let Some(log) = training_log_of(&loaded.dir) {

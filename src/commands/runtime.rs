@@ -76,7 +76,8 @@ pub fn encoder<'a>(
     if let Some(group) = group {
         agree_on_model(group, loaded, output)?;
     }
-    Ok(Encoder { model: loaded, cache: None, precision: args.precision.resolve(loaded.device)?, batch, group })
+    let precision = args.precision.resolve(loaded.device)?;
+    Ok(Encoder { model: loaded, cache: None, precision, batch, group, truncated: None })
 }
 
 /// Refuses ranks whose models differ by content (their paths may differ), whose pooling or

@@ -876,6 +876,7 @@ impl<'a> Trainer<'a> {
             precision: Precision::Fp32,
             batch: BatchLimit::Rows(self.settings.eval_batch_size),
             group: self.group,
+            truncated: None,
         }
     }
 

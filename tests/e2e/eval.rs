@@ -296,3 +296,49 @@ fn similarity_and_retrieval_metrics_equal_scipy_and_plain_python() {
         similar["spearman"], similar["pearson"], matched["mrr_at_10"], matched["recall_at_1"]
     );
 }
+
+/// Texts longer than `--max-length` are cut, as in `encode`; `eval` says so per task, in a
+/// note and in `metrics.json` (not with `--quiet`, where only the file says it).
+#[test]
+fn truncated_texts_are_counted_per_task() {
+    let test = "truncated_texts_are_counted_per_task";
+    let Some(models) = tiny_models(test) else { return };
+    let model = models.join("tiny-bert");
+    let dir = tempfile::tempdir().unwrap();
+    let long = |n: usize| format!("sentence {n} with rather more words than six tokens can hold");
+    let similar = dir.path().join("similar.csv");
+    let rows = format!("sentence1,sentence2,score\n{},short one,1.0\nshort two,{},4.0\n", long(1), long(2));
+    std::fs::write(&similar, rows).unwrap();
+    let pairs = dir.path().join("pairs.csv");
+    std::fs::write(&pairs, format!("anchor,positive\nfirst,{}\nsecond,answer\nthird,reply\n", long(3))).unwrap();
+    let (similar, pairs) = (format!("similar={}", similar.display()), format!("match={}", pairs.display()));
+    let out = dir.path().join("report");
+    let args = [
+        "eval",
+        "-m",
+        model.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--max-length",
+        "6",
+        "--task",
+        &similar,
+        "--task",
+        &pairs,
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let eval = run_args(&args);
+    assert_ok(&eval);
+    let said = stderr(&eval);
+    let note = |task: &str, cut: &str| {
+        format!("note: task '{task}': {cut} longer than 6 tokens and cut to them (--max-length)")
+    };
+    assert!(said.contains(&note("similar", "2 of 4 texts are")), "{said}");
+    assert!(said.contains(&note("match", "1 of 6 texts is")), "{said}");
+    let metrics = read_json(&out.join("metrics.json"));
+    assert_eq!(metrics["truncated_texts"], serde_json::json!({"similar": 2, "match": 1}));
+    let quiet = run_args(&[&args[..], &["-q"]].concat());
+    assert_ok(&quiet);
+    assert_eq!(stderr(&quiet), "");
+}

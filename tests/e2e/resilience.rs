@@ -107,10 +107,6 @@ fn assert_same_weights(a: &str, b: &str) {
     }
 }
 
-fn resume(run: &str) {
-    assert_ok(&bin().args(["train", "--resume", run, "-q"]).output().unwrap());
-}
-
 fn interrupt_and_resume(test: &str, signal: i32, expected_code: i32) {
     interrupt_and_resume_tasks(test, signal, expected_code, false)
 }
