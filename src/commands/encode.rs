@@ -5,7 +5,7 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 use tch::{Kind, Tensor};
 
-use super::runtime::{encoder, join_launch, open_model, read_input};
+use super::runtime::{encoder, join_launch, open_model, output_setting, read_input};
 use crate::cli::EncodeArgs;
 use crate::distributed::is_main;
 use crate::model::pooling::l2_normalize;
@@ -45,7 +45,7 @@ pub fn run(args: &EncodeArgs) -> Result<()> {
         );
     }
     let (loaded, progress) = open_model(&args.model, &overrides, group.as_ref())?;
-    let encoder = encoder(&args.model, &loaded, group.as_ref(), ("--output", args.io.output()))?;
+    let encoder = encoder(&args.model, &loaded, group.as_ref(), &[output_setting("--output", args.io.output())])?;
     let embeddings = encoder.embed(&sentences, &progress)?;
     if !is_main(group.as_ref()) {
         return Ok(());

@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 
-use super::runtime::{encoder, join_launch, open_model};
+use super::runtime::{encoder, join_launch, open_model, output_setting};
 use crate::atomic_write;
 use crate::cli::task_values::{PerTask, TaskArg};
 use crate::cli::EvalArgs;
@@ -77,7 +77,8 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let group = join_launch(&args.model.device)?;
     let (loaded, progress) = open_model(&args.model, &overrides, group.as_ref())?;
     let tally = TruncationTally::default();
-    let encoder = encoder(&args.model, &loaded, group.as_ref(), ("--out", args.out.as_deref()))?;
+    let job = [output_setting("--out", args.out.as_deref()), ("--task", names.join(", "))];
+    let encoder = encoder(&args.model, &loaded, group.as_ref(), &job)?;
     let encoder = Encoder { truncated: Some(&tally), ..encoder };
     let mut evaluated = Vec::new();
     for task in &tasks {

@@ -5,7 +5,7 @@ use std::time::Instant;
 use anyhow::Result;
 use tch::Kind;
 
-use super::runtime::{encoder, join_launch, open_model, read_input};
+use super::runtime::{encoder, join_launch, open_model, output_setting, read_input};
 use crate::cli::PredictArgs;
 use crate::distributed::is_main;
 use crate::model::spec::SpecOverrides;
@@ -27,7 +27,8 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     let mut columns: Vec<&str> = task.text_column.as_deref().into_iter().chain(["text"]).collect();
     columns.dedup();
     let sentences = read_input(&args.io, &columns, quiet, group.as_ref())?;
-    let encoder = encoder(&args.model, &loaded, group.as_ref(), ("--output", args.io.output()))?;
+    let job = [output_setting("--output", args.io.output()), ("--task", task.name.clone())];
+    let encoder = encoder(&args.model, &loaded, group.as_ref(), &job)?;
     let logits = encoder.class_logits(&task.name, &sentences, &progress)?;
     if !is_main(group.as_ref()) {
         return Ok(());

@@ -61,40 +61,41 @@ pub fn prepare_device(args: &DeviceArgs, group: Option<&ProcessGroup>, quiet: bo
 /// The encoder `encode`, `predict` and `eval` run: the model at `--precision`, its batches
 /// shared by the launch's ranks when there is one. The ranks' models must be the same, by
 /// content: each rank loads its own (its path may differ, on a node-local disk), and rows
-/// from different models would be mixed in one output. So must `output` (`flag`, and the
-/// path or `None` for stdout): rank 0 writes the one output for all.
+/// from different models would be mixed in one output. So must the `job`'s settings (flag,
+/// value): the output, which rank 0 writes for all, and the heads that turn rows into labels.
 pub fn encoder<'a>(
     args: &ModelArgs,
     loaded: &'a LoadedModel,
     group: Option<&'a ProcessGroup>,
-    output: (&str, Option<&std::path::Path>),
+    job: &[(&str, String)],
 ) -> Result<Encoder<'a>> {
     let batch = match args.batch_tokens {
         Some(n) => BatchLimit::Tokens(n),
         None => BatchLimit::Rows(args.batch_size),
     };
     if let Some(group) = group {
-        agree_on_model(group, loaded, output)?;
+        agree_on_model(group, loaded, job)?;
     }
     let precision = args.precision.resolve(loaded.device)?;
     Ok(Encoder { model: loaded, cache: None, precision, batch, group, truncated: None })
 }
 
+/// An output flag's setting for [`encoder`]'s `job`: the path, or that it was not given.
+pub fn output_setting<'a>(flag: &'a str, path: Option<&std::path::Path>) -> (&'a str, String) {
+    (flag, path.map_or("not given".to_string(), |p| p.display().to_string()))
+}
+
 /// Refuses ranks whose models differ by content (their paths may differ), whose pooling or
-/// normalisation do (from a flag or from the model folder), or whose outputs do.
-fn agree_on_model(
-    group: &ProcessGroup,
-    loaded: &LoadedModel,
-    (flag, path): (&str, Option<&std::path::Path>),
-) -> Result<()> {
-    let output = path.map_or("not given".to_string(), |p| p.display().to_string());
-    let fields = [
-        (flag, output),
+/// normalisation do (from a flag or from the model folder), or whose job settings do.
+fn agree_on_model(group: &ProcessGroup, loaded: &LoadedModel, job: &[(&str, String)]) -> Result<()> {
+    let model = [
         ("--model", format!("content fnv1a {}", loaded.fingerprint(true))),
         ("--pooling", loaded.spec.pooling.to_string()),
         ("--normalize or --no-normalize", if loaded.spec.normalize { "normalised" } else { "not normalised" }.into()),
     ];
-    data_parallel::agree_on_settings(group, &fields.map(|(name, value)| (name.to_string(), value)))
+    let fields: Vec<(String, String)> =
+        job.iter().cloned().chain(model).map(|(name, value)| (name.to_string(), value)).collect();
+    data_parallel::agree_on_settings(group, &fields)
 }
 
 /// Validates the shared model flags, then loads the model onto the chosen device. Ranks

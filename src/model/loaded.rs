@@ -42,9 +42,9 @@ impl LoadedModel {
     /// lives: `config.json`, the vocabulary and its normalisation, the projection and heads,
     /// and every tensor's name and shape, with `values` their bytes too. Pooling,
     /// normalisation and the token limit are left out: flags can set them, and the ranks
-    /// compare those as flags. The ranks of a data-parallel launch compare it (training gives
-    /// every rank rank 0's values anyway); a copy that cannot be read gives the reason, which
-    /// then differs from rank 0's fingerprint and is shown.
+    /// compare their resolved values beside it. The ranks of a data-parallel launch compare it
+    /// (training gives every rank rank 0's values anyway); a copy whose files cannot be read
+    /// again gives `unreadable: ` and the reason, which differs from a readable copy's.
     pub fn fingerprint(&self, values: bool) -> String {
         self.try_fingerprint(values).unwrap_or_else(|e| format!("unreadable: {e:#}"))
     }

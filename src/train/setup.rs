@@ -384,6 +384,10 @@ fn agreed_fields(
         .collect();
     out.sort();
     out.push(("--model".into(), format!("config, vocabulary and shapes fnv1a {}", loaded.fingerprint(false))));
+    // Without --pooling, each rank's model folder says how to pool, and whether to normalise.
+    out.push(("--pooling or the model folder's pooling".into(), loaded.spec.pooling.to_string()));
+    let normalised = if loaded.spec.normalize { "normalised" } else { "not normalised" };
+    out.push(("the model folder's normalisation".into(), normalised.into()));
     out.extend(data_file_fields(settings, &state.data));
     out.push(("resumed step".into(), state.step.to_string()));
     out.push(("sentence-mtl version".into(), env!("CARGO_PKG_VERSION").into()));

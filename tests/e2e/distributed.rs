@@ -213,6 +213,14 @@ fn sharded_inference_equals_one_process_exactly() {
             assert_eq!(stdout(&one), stdout(&ranks[0]), "{}: 2 ranks differ from 1 process", args[0]);
         }
     }
+    // The ranks must name the same tasks: each runs its own heads, and their rows are summed.
+    let renamed: Vec<String> = eval.iter().map(|a| a.replace("similar=", "alike=")).collect();
+    for (rank, out) in launch_each(&[eval.clone(), renamed]).iter().enumerate() {
+        assert_clean_error(
+            out,
+            &format!("rank {rank}: the ranks were started with different settings: rank 1's --task differs from rank 0's (topic, alike, match against topic, similar, match)"),
+        );
+    }
 }
 
 /// The ranks of a launch share one stdin (one file offset, as a pipe would be): rank 0 alone
@@ -570,9 +578,41 @@ fn ranks_compare_their_models_by_content_not_by_path() {
             &format!("rank {rank}: the ranks were started with different settings: rank 1's --model differs from rank 0's (content fnv1a "),
         );
     }
-    let run = s.dir.path().join("run");
-    let train = |model: &Path| train_args(model, &s.data, &run, 2, &[]);
-    assert_all_ok(&launch_each(&[train(&s.model), train(&copy)]));
+    let train = |model: &Path, run: &str| train_args(model, &s.data, &s.dir.path().join(run), 2, &[]);
+    assert_all_ok(&launch_each(&[train(&s.model, "run"), train(&copy, "run")]));
+
+    // Training refuses a copy that tokenises differently, and copies whose folders pool
+    // differently (without --pooling each rank's folder says how): they are other functions.
+    let other_vocabulary = s.dir.path().join("other-vocabulary");
+    copy_dir(&s.model, &other_vocabulary);
+    let mut vocabulary = std::fs::read_to_string(other_vocabulary.join("vocab.txt")).unwrap();
+    vocabulary.push_str("zzzextra\n");
+    std::fs::write(other_vocabulary.join("vocab.txt"), vocabulary).unwrap();
+    let pooled_by = |mode: &str| {
+        let dir = s.dir.path().join(format!("pooled-by-{mode}"));
+        copy_dir(&s.model, &dir);
+        let modules = r#"[{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]"#;
+        std::fs::write(dir.join("modules.json"), modules).unwrap();
+        std::fs::create_dir(dir.join("1_Pooling")).unwrap();
+        std::fs::write(dir.join("1_Pooling/config.json"), format!(r#"{{"pooling_mode_{mode}": true}}"#)).unwrap();
+        dir
+    };
+    let refusals = [
+        (s.model.clone(), other_vocabulary, "--model differs from rank 0's (config, vocabulary and shapes fnv1a "),
+        (
+            pooled_by("mean_tokens"),
+            pooled_by("cls_token"),
+            "--pooling or the model folder's pooling differs from rank 0's (cls against mean)",
+        ),
+    ];
+    for (i, (first, second, expected)) in refusals.iter().enumerate() {
+        let run = format!("refused-{i}");
+        for (rank, out) in launch_each(&[train(first, &run), train(second, &run)]).iter().enumerate() {
+            let said = format!("rank {rank}: the ranks were started with different settings: rank 1's {expected}");
+            assert_clean_error(out, &said);
+        }
+    }
 }
 
 /// Ranks given different WORLD_SIZE values: each says so, the waiting rank 0 too (rank 1
