@@ -121,7 +121,8 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         for path in written {
             eprintln!("wrote {}", path.display());
         }
-        if let Some(note) = undrawable_note(&tasks, &loaded) {
+        let left_out = evaluated.iter().flat_map(|e| e.report.file_notes());
+        for note in undrawable_note(&tasks, &loaded).into_iter().chain(left_out) {
             eprintln!("note: {note}");
         }
     }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use serde_json::{json, Value};
 
-use super::plots::confusion_heatmap;
+use super::plots::{confusion_heatmap, HEATMAP_MAX_CLASSES};
 use super::table::{count, Align, Table};
 use super::{write_csv, TaskFile, TaskReport};
 use crate::data::labelled::UnknownLabels;
@@ -98,22 +98,39 @@ impl TaskReport for ClassificationReport {
         out
     }
 
-    /// `confusion_<task>.csv` and `.png`, and `predictions_<task>.csv` (`text`, `label`,
-    /// `predicted`, `probability`, input order).
+    /// `confusion_<task>.csv` and `.png` (up to [`HEATMAP_MAX_CLASSES`]), and
+    /// `predictions_<task>.csv` (`text`, `label`, `predicted`, `probability`, input order).
     fn write_files(&self, out: &Path) -> Result<Vec<PathBuf>> {
         let csv_path = TaskFile::Confusion.path(out, &self.task, "csv");
         crate::atomic_write::write_file(&csv_path, &self.confusion_csv()?)?;
-        let png_path = TaskFile::Confusion.path(out, &self.task, "png");
-        let title = format!(
-            "{}: confusion matrix ({} rows, accuracy {:.3})",
-            self.task,
-            self.matrix.total(),
-            self.matrix.accuracy()
-        );
-        confusion_heatmap(&png_path, &title, &self.labels, &self.matrix.rows())?;
+        let mut written = vec![csv_path];
+        if self.labels.len() <= HEATMAP_MAX_CLASSES {
+            let png_path = TaskFile::Confusion.path(out, &self.task, "png");
+            let title = format!(
+                "{}: confusion matrix ({} rows, accuracy {:.3})",
+                self.task,
+                self.matrix.total(),
+                self.matrix.accuracy()
+            );
+            confusion_heatmap(&png_path, &title, &self.labels, &self.matrix.rows())?;
+            written.push(png_path);
+        }
         let predictions_path = TaskFile::Predictions.path(out, &self.task, "csv");
         write_csv(&predictions_path, ["text", "label", "predicted", "probability"], &self.predictions)?;
-        Ok(vec![csv_path, png_path, predictions_path])
+        written.push(predictions_path);
+        Ok(written)
+    }
+
+    fn file_notes(&self) -> Vec<String> {
+        let classes = self.labels.len();
+        if classes <= HEATMAP_MAX_CLASSES {
+            return Vec::new();
+        }
+        vec![format!(
+            "task '{}' has {classes} classes, more than the {HEATMAP_MAX_CLASSES} a confusion heatmap is drawn for: its matrix is in {}, not in a picture",
+            self.task,
+            TaskFile::Confusion.path(Path::new(""), &self.task, "csv").display()
+        )]
     }
 }
 
@@ -136,8 +153,9 @@ impl ClassificationReport {
         let width = table.lines().map(|line| line.chars().count()).max().unwrap_or(0);
         if width > CONFUSION_MAX_WIDTH {
             let n = self.labels.len();
+            let picture = if n <= HEATMAP_MAX_CLASSES { " and .png" } else { "" };
             return format!(
-                "\nconfusion matrix ({n} x {n} classes, {width} characters wide): too wide to show here; eval --out DIR writes it as confusion_{}.csv and .png, and --json prints it\n",
+                "\nconfusion matrix ({n} x {n} classes, {width} characters wide): too wide to show here; eval --out DIR writes it as confusion_{}.csv{picture}, and --json prints it\n",
                 self.task
             );
         }
@@ -203,6 +221,35 @@ mod tests {
         assert!(text.contains("confusion matrix (47 x 47 classes, "), "{text}");
         assert!(text.contains("too wide to show here; eval --out DIR writes it as confusion_t.csv and .png"), "{text}");
         assert!(text.lines().all(|line| line.chars().count() <= CONFUSION_MAX_WIDTH), "{text}");
+    }
+
+    /// Past `HEATMAP_MAX_CLASSES` the matrix is written as CSV only (a picture of 1000 classes
+    /// took 1.5 GB of pixels), and a note says where it is.
+    #[test]
+    fn a_heatmap_is_drawn_up_to_its_most_classes() {
+        let out = tempfile::tempdir().unwrap();
+        for classes in [HEATMAP_MAX_CLASSES, HEATMAP_MAX_CLASSES + 1] {
+            let truth: Vec<usize> = (0..classes).collect();
+            let task = format!("t{classes}");
+            let many = ClassificationReport {
+                task: task.clone(),
+                labels: (0..classes).map(|c| format!("c{c}")).collect(),
+                matrix: ConfusionMatrix::from_predictions(classes, &truth, &truth),
+                ..report()
+            };
+            let written = many.write_files(out.path()).unwrap();
+            let png = out.path().join(format!("confusion_{task}.png"));
+            let drawn = classes <= HEATMAP_MAX_CLASSES;
+            assert_eq!((png.is_file(), written.contains(&png)), (drawn, drawn), "{classes} classes");
+            assert!(out.path().join(format!("confusion_{task}.csv")).is_file());
+            let notes = many.file_notes();
+            match drawn {
+                true => assert!(notes.is_empty(), "{notes:?}"),
+                false => assert_eq!(notes, [format!("task '{task}' has 101 classes, more than the 100 a confusion heatmap is drawn for: its matrix is in confusion_{task}.csv, not in a picture")]),
+            }
+            let picture = if drawn { " and .png" } else { "" };
+            assert!(many.render_text().contains(&format!("writes it as confusion_{task}.csv{picture}, and")));
+        }
     }
 
     #[test]

@@ -32,7 +32,7 @@ fn plot_error<E: std::fmt::Debug>(e: E) -> anyhow::Error {
 /// Renders `draw` on a white RGB canvas and writes it to `path` as PNG, atomically.
 fn render_png(path: &Path, (width, height): (u32, u32), draw: impl FnOnce(&Canvas) -> Result<()>) -> Result<()> {
     register_font()?;
-    let mut pixels = vec![255u8; (width * height * 3) as usize];
+    let mut pixels = vec![255u8; width as usize * height as usize * 3];
     {
         let root = TextBackend(BitMapBackend::with_buffer(&mut pixels, (width, height))).into_drawing_area();
         root.fill(&WHITE).map_err(plot_error)?;
@@ -63,9 +63,14 @@ fn heat_color(share: f64) -> RGBColor {
 
 type Canvas<'a> = DrawingArea<TextBackend<'a>, plotters::coord::Shift>;
 
+/// The most classes a confusion heatmap is drawn for: 100 make a picture about 2,500 px wide,
+/// past which cells too small for their counts would be all it shows.
+pub const HEATMAP_MAX_CLASSES: usize = 100;
+
 /// A heatmap of `matrix` (rows: true class, columns: predicted), coloured by each row's
 /// share (recall per cell, with a colour key) and labelled with counts. Sizes, fonts and
-/// label rotation adapt to the number of classes (readable from 2 to 50).
+/// label rotation adapt to the number of classes (readable from 2 to 50; the callers draw
+/// none past [`HEATMAP_MAX_CLASSES`]).
 pub fn confusion_heatmap(path: &Path, title: &str, labels: &[String], matrix: &[Vec<u64>]) -> Result<()> {
     let layout = HeatmapLayout::new(title, labels)?;
     render_png(path, (layout.width, layout.height), |root| {
