@@ -536,28 +536,34 @@ mod tests {
         assert!(parse("random", 1.0).unwrap_err().to_string().contains("unknown --sampling"));
     }
 
-    /// With a token budget, an epoch is as many batches as a pass over the rows takes, so
-    /// one epoch trains every row. (It was an estimate from the real tokens, which batches
-    /// that are rarely full outrun: 358 of 400 SST-2 rows at 1024 tokens.)
+    /// With a token budget, an epoch is as many batches as a planned pass over the rows
+    /// takes. (It was an estimate from the real tokens, which batches that are rarely full
+    /// outrun: 358 of 400 SST-2 rows at 1024 tokens.) Rows that fit one length group (up to
+    /// 50 batches' worth) are cut the same way whatever the shuffle, so one epoch trains
+    /// every row; more rows form several groups, whose cuts vary with the shuffle by a few
+    /// batches in a thousand, which a pass drawn another way may need beyond the epoch.
     #[test]
-    fn an_epoch_by_tokens_covers_every_row() {
-        let mut lens_rng = Rng::new(4);
-        // Mostly short sentences, a few long ones: batches end well short of the budget.
-        let lens: Vec<usize> = (0..400)
-            .map(|_| if lens_rng.below(10) == 0 { 40 + lens_rng.below(24) } else { 6 + lens_rng.below(20) })
-            .collect();
-        for budget in [256, 1024, 4096] {
-            let mut s = TaskSampler::new(
-                SamplingStrategy::RoundRobin,
-                BatchLimit::Tokens(budget),
-                vec![TaskRows::of_lengths(lens.clone())],
-                3,
-            );
-            let mut seen = std::collections::HashSet::new();
-            for _ in 0..s.batches_per_epoch() {
-                seen.extend(s.next_batch().1);
+    fn an_epoch_by_tokens_covers_every_row_or_nearly() {
+        for (rows, least_share) in [(400, 1.0), (5000, 0.995)] {
+            let mut lens_rng = Rng::new(4);
+            // Mostly short sentences, a few long ones: batches end well short of the budget.
+            let lens: Vec<usize> = (0..rows)
+                .map(|_| if lens_rng.below(10) == 0 { 40 + lens_rng.below(24) } else { 6 + lens_rng.below(20) })
+                .collect();
+            for budget in [256, 1024, 4096] {
+                let mut s = TaskSampler::new(
+                    SamplingStrategy::RoundRobin,
+                    BatchLimit::Tokens(budget),
+                    vec![TaskRows::of_lengths(lens.clone())],
+                    3,
+                );
+                let mut seen = std::collections::HashSet::new();
+                for _ in 0..s.batches_per_epoch() {
+                    seen.extend(s.next_batch().1);
+                }
+                let share = seen.len() as f64 / rows as f64;
+                assert!(share >= least_share, "budget {budget}: one epoch trained {} of {rows} rows", seen.len());
             }
-            assert_eq!(seen.len(), 400, "budget {budget}: one epoch trained {} of 400 rows", seen.len());
         }
     }
 }
