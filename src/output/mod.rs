@@ -46,8 +46,10 @@ fn format_for<F: FromStr + PartialEq>(flag: Option<F>, output: Option<&Path>, js
 }
 
 /// Refuses an `--output` that cannot be written as a file before any work is done (a folder),
-/// or whose writing would replace the `--input` it reads.
-pub fn check_output_path(path: Option<&Path>, input: Option<&Path>) -> Result<()> {
+/// or whose writing would replace the `--input` it reads, or could replace a file of the
+/// `--model` it reads or of any checkpoint (`-o RUN/best/model.safetensors` after a
+/// tab-completion), which training also replaces whole when it saves.
+pub fn check_output_path(path: Option<&Path>, input: Option<&Path>, model: &str) -> Result<()> {
     let Some(path) = path else { return Ok(()) };
     if path.is_dir() {
         bail!("--output {} is a folder; name a file", path.display());
@@ -56,7 +58,36 @@ pub fn check_output_path(path: Option<&Path>, input: Option<&Path>) -> Result<()
     if input.is_some_and(|input| same(path, input)) {
         bail!("--output {} is the --input file, which writing would replace; name another file", path.display());
     }
+    let written = resolved(path);
+    let model = Path::new(model);
+    if model.is_dir() && written.starts_with(resolved(model)) {
+        bail!(
+            "--output {} is inside the --model folder {}, whose files it could replace; write outside it",
+            path.display(),
+            model.display()
+        );
+    }
+    if let Some(checkpoint) = written.ancestors().skip(1).find(|dir| crate::checkpoint::is_checkpoint(dir)) {
+        bail!(
+            "--output {} is inside the checkpoint {}, whose files it could replace (and training replaces it whole when it saves); write outside it",
+            path.display(),
+            checkpoint.display()
+        );
+    }
     Ok(())
+}
+
+/// `path` made absolute with symbolic links resolved, as far as it exists (the rest, such as
+/// the folders `--output` creates, appended as given).
+fn resolved(path: &Path) -> std::path::PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    for existing in absolute.ancestors() {
+        if let Ok(real) = existing.canonicalize() {
+            let rest = absolute.strip_prefix(existing).unwrap_or(Path::new(""));
+            return real.join(rest);
+        }
+    }
+    absolute
 }
 
 /// Sends bytes produced by `fill` to `path` (atomically) or to stdout when `path` is None.

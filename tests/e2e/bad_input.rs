@@ -1159,6 +1159,20 @@ c,a
         &["encode", "-m", &m, "-o", &c.path("embeddings.npy"), "--format", "csv", "hi"],
         error("embeddings.npy's .npy; give one of them, or make them agree"),
     );
+    let into_model = format!("{ck}/config.json");
+    c.add(
+        "settings",
+        "predict --output a file of the --model folder",
+        &["predict", "-m", &ck, "--task", "topic", "--format", "csv", "-o", &into_model, "hi"],
+        error("config.json is inside the --model folder "),
+    );
+    let into_checkpoint = format!("{ck}/new/embeddings.jsonl");
+    c.add(
+        "settings",
+        "encode --output inside a checkpoint",
+        &["encode", "-m", &m, "-o", &into_checkpoint, "hi"],
+        error("embeddings.jsonl is inside the checkpoint "),
+    );
     c.add(
         "settings",
         "predict --output .npy",
