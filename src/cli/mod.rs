@@ -76,7 +76,7 @@ pub enum Command {
     /// Label sentences with a trained task head
     #[command(
         allow_negative_numbers = true,
-        mut_arg("model", |a| a.help("Model: a sentence-mtl checkpoint with task heads (RUN/best)").value_name("DIR"))
+        mut_arg("model", |a| a.help("Model: a sentence-mtl checkpoint with task heads (RUN/best), or its hf export").value_name("DIR"))
     )]
     Predict(PredictArgs),
     /// Score a model per task: classification reports, similarity correlations, retrieval
@@ -322,9 +322,9 @@ pub struct TrainArgs {
     pub batch_size: usize,
 
     /// Batches by padded tokens instead of rows: rows x texts per row x the longest text's
-    /// tokens stays within N (length-grouped as with --batch-size; an epoch's step count is
-    /// then an estimate; global in a data-parallel launch). Bigger batches usually want a
-    /// larger learning rate (docs/usage.md)
+    /// tokens stays within N (length-grouped as with --batch-size; an epoch is the batches of
+    /// one pass cut that way; global in a data-parallel launch). Raising the learning rates
+    /// with it measured worse here: keep them for a moderately larger batch (docs/usage.md)
     #[arg(long, value_name = "N", conflicts_with = "batch_size")]
     pub batch_tokens: Option<usize>,
 
