@@ -132,11 +132,26 @@ fn write_backbone(loaded: &LoadedModel, folder: &Path) -> Result<()> {
     copy_model_files(loaded, folder)
 }
 
-/// `config.json` and the tokenizer files of the checkpoint.
+/// `config.json` and the tokenizer files of the checkpoint, the tokenizer's limit set to
+/// the checkpoint's (transformers cuts at `model_max_length` where `truncation=True` names
+/// no length; the base model's is often 512, where `encode` cuts at 128).
 fn copy_model_files(loaded: &LoadedModel, folder: &Path) -> Result<()> {
     for file in std::iter::once(&"config.json").chain(TOKENIZER_FILES) {
         let from = loaded.dir.join(file);
-        if from.is_file() {
+        if !from.is_file() {
+            continue;
+        }
+        if *file == "tokenizer_config.json" {
+            let text = std::fs::read_to_string(&from).with_context(|| format!("cannot read {}", from.display()))?;
+            let mut config: serde_json::Value =
+                serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", from.display()))?;
+            if let Some(fields) = config.as_object_mut() {
+                fields.insert("model_max_length".into(), loaded.spec.max_length.into());
+                // Decoding only; set as transformers' current default, which it warns will change.
+                fields.entry("clean_up_tokenization_spaces").or_insert(true.into());
+            }
+            std::fs::write(folder.join(file), serde_json::to_string_pretty(&config)? + "\n")?;
+        } else {
             std::fs::copy(&from, folder.join(file)).with_context(|| format!("cannot copy {}", from.display()))?;
         }
     }

@@ -200,6 +200,8 @@ fn hf_export_of_a_model_without_heads_reads_back() {
         "0",
         "--max-steps",
         "2",
+        "--max-length",
+        "12",
         "--out",
         run_dir,
         "-q",
@@ -207,8 +209,14 @@ fn hf_export_of_a_model_without_heads_reads_back() {
     let last = Path::new(run_dir).join("last");
     let out = dir.path().join("hf");
     export(&last, "hf", &out);
-    let loaded = python_in(&python, &out, "from safetensors.torch import load_file\nimport json\nprint(json.dumps(len(load_file('heads.safetensors'))))\n", &json!(null));
-    assert_eq!(loaded, json!(0));
+    // The tokenizer cuts where the checkpoint does (transformers' `truncation=True` without a
+    // length cuts at `model_max_length`), not at the base model's limit.
+    let script = "from safetensors.torch import load_file\nfrom transformers import AutoTokenizer\nimport json\n\
+        tok = AutoTokenizer.from_pretrained('.')\n\
+        ids = tok('a sentence with many more words than twelve tokens can hold at all', truncation=True)['input_ids']\n\
+        print(json.dumps([len(load_file('heads.safetensors')), tok.model_max_length, len(ids)]))\n";
+    let loaded = python_in(&python, &out, script, &json!(null));
+    assert_eq!(loaded, json!([0, 12, 12]));
     let readme = std::fs::read_to_string(out.join("README.md")).unwrap();
     assert!(readme.contains("This model has no classification heads"), "{readme}");
     let encode = |m: &Path| stdout(&run(&["encode", "-m", m.to_str().unwrap(), "-q", "a sentence"]));
