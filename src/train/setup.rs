@@ -204,6 +204,7 @@ pub(super) fn initial_state(
             evals_without_improvement: 0,
             data: fingerprints,
             world_size: world,
+            window: None,
         });
     };
     let state = TrainerState::read(last, optimizer)?;

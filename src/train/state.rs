@@ -13,6 +13,7 @@ use crate::model::weights::write_safetensors;
 
 use super::evaluate::Evaluation;
 use super::optimizer::AdamW;
+use super::window::WindowTotals;
 
 pub const STATE_FILE: &str = "trainer_state.json";
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
@@ -50,6 +51,9 @@ pub struct TrainerState {
     /// Processes of the data-parallel launch that trained it (1 for older runs).
     #[serde(default = "one")]
     pub world_size: usize,
+    /// The logging window the save fell in, so far (none in older runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<WindowTotals>,
 }
 
 fn one() -> usize {

@@ -288,7 +288,8 @@ impl<'a> Trainer<'a> {
         let groups = build_groups(&model.vs, num_layers, &learning_rates, settings.weight_decay)?;
         let mut optimizer = AdamW::new(groups);
         let world = group.map_or(1, ProcessGroup::world);
-        let state = setup::initial_state(settings, &tasks, &run, resume_from.as_deref(), &mut optimizer, world)?;
+        let mut state = setup::initial_state(settings, &tasks, &run, resume_from.as_deref(), &mut optimizer, world)?;
+        let resumed_window = state.window.take();
         let sampling_notes = match resume_from {
             None => {
                 let mut notes = setup::check_compared_batches(settings, &tasks, world)?;
@@ -356,7 +357,7 @@ impl<'a> Trainer<'a> {
             schedule,
             source_dir,
             log,
-            window: Window::new(task_count),
+            window: Window::resumed(task_count, resumed_window),
             timing: Timing::default(),
             progress: Progress::new(options.quiet),
             bar: ProgressBar::hidden(),
@@ -434,7 +435,8 @@ impl<'a> Trainer<'a> {
                 saved = true;
             }
             if let Some(signal) = self.agreed_signal(signals.requested())? {
-                self.log_unlogged_steps()?;
+                // The window's steps are not logged here: `last/` keeps their losses, and the
+                // resumed run logs the window whole, as the uninterrupted run does.
                 return Ok(Some((signal, saved)));
             }
         }
@@ -888,6 +890,7 @@ impl<'a> Trainer<'a> {
             return Ok(());
         }
         let spec = self.spec_with(evaluation);
+        self.state.window = Some(self.window.totals());
         let (state, optimizer) = (&self.state, &self.optimizer);
         checkpoint::save_with(&self.run.last(), &self.loaded, &spec, &self.source_dir, |folder| {
             state.write(folder, optimizer)

@@ -7,6 +7,7 @@
 use std::time::Instant;
 
 use anyhow::Result;
+use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
 /// A batch's loss (a 0-dim tensor, maybe on the GPU) not read yet.
@@ -42,6 +43,16 @@ pub struct Window {
     pub started: Instant,
 }
 
+/// The losses a window has read back so far, saved with a resumable checkpoint: the first
+/// log line of a run resumed mid-window then has the same mean losses as the uninterrupted
+/// run's (its examples and tokens per second cover the steps since the resumption).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowTotals {
+    loss_sum: Vec<f64>,
+    batches: Vec<usize>,
+    grad_norm: f64,
+}
+
 impl Window {
     pub fn new(tasks: usize) -> Self {
         Self {
@@ -54,6 +65,21 @@ impl Window {
             grad_norm: 0.0,
             started: Instant::now(),
         }
+    }
+
+    /// A window of `tasks` tasks that goes on from `totals` (when they are of as many tasks).
+    pub fn resumed(tasks: usize, totals: Option<WindowTotals>) -> Self {
+        match totals {
+            Some(t) if t.loss_sum.len() == tasks && t.batches.len() == tasks => {
+                Self { loss_sum: t.loss_sum, batches: t.batches, grad_norm: t.grad_norm, ..Self::new(tasks) }
+            }
+            _ => Self::new(tasks),
+        }
+    }
+
+    /// The losses read back so far (all of the window's, after [`Window::settle`]).
+    pub fn totals(&self) -> WindowTotals {
+        WindowTotals { loss_sum: self.loss_sum.clone(), batches: self.batches.clone(), grad_norm: self.grad_norm }
     }
 
     /// Keeps a batch's loss of task `task` at optimizer step `step` (counted from 1).
@@ -135,6 +161,23 @@ mod tests {
         let Some(NonFinite::Loss { step, task, value }) = window.settle().err() else { panic!("a bad loss is found") };
         assert_eq!((step, task, value), (4, 0, f64::INFINITY), "a bad loss is named before a bad norm");
         assert_eq!(window.mean_losses(), vec![(0, 1.5), (1, 3.0)], "a bad window adds nothing");
+    }
+
+    #[test]
+    fn a_resumed_window_goes_on_from_its_saved_totals() {
+        let mut window = Window::new(2);
+        window.add_loss(1, 0, Tensor::from(1.0f32));
+        window.add_grad_norm(1, vec![0], Tensor::from(2.0f32));
+        window.examples += 4;
+        assert!(window.settle().is_ok());
+        let saved = serde_json::to_string(&window.totals()).unwrap();
+        let mut resumed = Window::resumed(2, Some(serde_json::from_str(&saved).unwrap()));
+        resumed.add_loss(2, 0, Tensor::from(3.0f32));
+        assert!(resumed.settle().is_ok());
+        assert_eq!((resumed.mean_losses(), resumed.grad_norm()), (vec![(0, 2.0)], 2.0));
+        assert_eq!(resumed.examples, 0, "rates count the steps since the resumption");
+        let other_tasks = Window::resumed(3, Some(window.totals()));
+        assert_eq!(other_tasks.mean_losses(), vec![], "totals of another task count are dropped");
     }
 
     #[test]

@@ -76,17 +76,17 @@ impl Fixture {
     }
 }
 
-/// Waits until the run has logged at least `steps` optimizer steps.
-fn wait_for_steps(run: &str, steps: usize, child: &mut Child) {
+/// Waits until the run has logged at least `windows` logging windows.
+fn wait_for_windows(run: &str, windows: usize, child: &mut Child) {
     let log = Path::new(run).join("train_log.jsonl");
     let started = Instant::now();
     loop {
         let logged = std::fs::read_to_string(&log).map(|t| t.matches("\"type\":\"step\"").count()).unwrap_or(0);
-        if logged >= steps {
+        if logged >= windows {
             return;
         }
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("training ended ({status}) before step {steps}");
+            panic!("training ended ({status}) before {windows} logging windows");
         }
         assert!(started.elapsed() < Duration::from_secs(60), "no progress in {run}");
         std::thread::sleep(Duration::from_millis(5));
@@ -115,8 +115,8 @@ fn interrupt_and_resume_tasks(test: &str, signal: i32, expected_code: i32, embed
     interrupt_and_resume_run(test, signal, expected_code, embedding_tasks, 150, &[])
 }
 
-/// Trains `steps` steps straight, and again stopped by `signal` after step 30 and resumed:
-/// both end with the same weights.
+/// Trains `steps` steps straight, and again stopped by `signal` after step 32 and resumed:
+/// both end with the same weights, and the same log of losses.
 fn interrupt_and_resume_run(
     test: &str,
     signal: i32,
@@ -125,10 +125,13 @@ fn interrupt_and_resume_run(
     steps: usize,
     extra: &[&str],
 ) {
-    let Some(f) = fixture_of_tasks(test, steps, extra, embedding_tasks) else { return };
+    let Some(mut f) = fixture_of_tasks(test, steps, extra, embedding_tasks) else { return };
+    // Logging windows of 4 steps, so that the stop falls inside one.
+    let log_every = f.args.iter().position(|a| a == "--log-every").unwrap() + 1;
+    f.args[log_every] = "4".into();
     f.run_to_end("straight");
     let mut child = f.spawn("interrupted");
-    wait_for_steps(&f.out("interrupted"), 30, &mut child);
+    wait_for_windows(&f.out("interrupted"), 32 / 4, &mut child);
     // SAFETY: sending a signal to our own child process.
     unsafe { libc::kill(child.id() as i32, signal) };
     let mut stderr = String::new();
@@ -154,6 +157,17 @@ fn interrupt_and_resume_run(
     let log = std::fs::read_to_string(Path::new(&f.out("interrupted")).join("train_log.jsonl")).unwrap();
     let summary: serde_json::Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
     assert_eq!((summary["type"].as_str(), summary["resumed_from"].as_u64()), (Some("summary"), Some(stopped_at)));
+    // The log's windows, read back, are the uninterrupted run's: the same steps, losses and
+    // gradient norms (a window cut by the stop goes on in the resumed run).
+    let windows = |run: &str| -> Vec<serde_json::Value> {
+        let log = std::fs::read_to_string(Path::new(run).join("train_log.jsonl")).unwrap();
+        log.lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|r| r["type"] == "step")
+            .map(|r| serde_json::json!([r["step"], r["loss"], r["grad_norm"]]))
+            .collect()
+    };
+    assert_eq!(windows(&f.out("interrupted")), windows(&f.out("straight")), "the resumed run's log differs");
     assert_same_weights(&format!("{}/last", f.out("straight")), &format!("{}/last", f.out("interrupted")));
     assert_same_weights(&format!("{}/best", f.out("straight")), &format!("{}/best", f.out("interrupted")));
     eprintln!("stopped at step {stopped_at}, resumed: final weights bit-identical to the uninterrupted run");
@@ -202,7 +216,7 @@ fn a_run_started_with_relative_paths_resumes_from_another_folder() {
     args.extend(["--out".to_string(), "run".to_string()]);
     let mut child =
         bin().args(&args).current_dir(f.dir.path()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    wait_for_steps(&f.out("run"), 30, &mut child);
+    wait_for_windows(&f.out("run"), 30, &mut child);
     // SAFETY: sending a signal to our own child process.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     assert_eq!(child.wait().unwrap().code(), Some(130));
@@ -221,11 +235,11 @@ fn a_run_in_progress_is_refused_to_a_second_process() {
     let mut child = f.spawn("busy");
     let in_use = format!("run directory {} is in use: another sentence-mtl process is training it", f.out("busy"));
     // Before its first save (every 25 steps) the run is in use, not unresumable.
-    wait_for_steps(&f.out("busy"), 2, &mut child);
+    wait_for_windows(&f.out("busy"), 2, &mut child);
     assert!(!Path::new(&f.out("busy")).join("last").exists());
     assert_clean_error(&bin().args(["train", "--resume", &f.out("busy"), "-q"]).output().unwrap(), &in_use);
     // Past its first save, so that a resume would otherwise be possible.
-    wait_for_steps(&f.out("busy"), 30, &mut child);
+    wait_for_windows(&f.out("busy"), 30, &mut child);
     assert!(Path::new(&f.out("busy")).join("last/trainer_state.json").is_file());
     assert_clean_error(&bin().args(["train", "--resume", &f.out("busy"), "-q"]).output().unwrap(), &in_use);
     let mut again = f.args.clone();
@@ -246,7 +260,7 @@ fn kill_9_at_any_moment_leaves_a_loadable_checkpoint() {
     // Kill it several times at different points, mostly in the middle of a save (one per
     // step), resuming in between.
     for (round, after_steps) in [5usize, 23, 41, 77].into_iter().enumerate() {
-        wait_for_steps(&run, after_steps, &mut child);
+        wait_for_windows(&run, after_steps, &mut child);
         std::thread::sleep(Duration::from_millis(3 * round as u64));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
@@ -435,7 +449,7 @@ fn a_resume_names_the_data_file_that_changed() {
     let test = "a_resume_names_the_data_file_that_changed";
     let Some(f) = fixture(test, 100_000, &[]) else { return };
     let mut child = f.spawn("run");
-    wait_for_steps(&f.out("run"), 30, &mut child);
+    wait_for_windows(&f.out("run"), 30, &mut child);
     // SAFETY: sending a signal to our own child process.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     assert_eq!(child.wait().unwrap().code(), Some(130));
@@ -456,7 +470,7 @@ fn ctrl_c_says_what_it_does() {
     let mut args: Vec<String> = f.args.iter().filter(|a| *a != "-q").cloned().collect();
     args.extend(["--out".to_string(), f.out("run")]);
     let mut child = bin().args(&args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
-    wait_for_steps(&f.out("run"), 30, &mut child);
+    wait_for_windows(&f.out("run"), 30, &mut child);
     // SAFETY: sending a signal to our own child process.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let output = child.wait_with_output().unwrap();
