@@ -58,20 +58,21 @@ pub fn read_sentences(
             read_lines(stdin.lock(), "stdin")?
         }
     };
-    if !arguments.is_empty() {
-        return Ok(sentences);
-    }
     let from = input.map(|p| p.display().to_string()).unwrap_or_else(|| "stdin".into());
-    if sentences.is_empty() && is_csv {
+    if arguments.is_empty() && sentences.is_empty() && is_csv {
         bail!("no sentences to process: {from} has a header but no rows");
     }
-    if sentences.iter().all(|s| s.trim().is_empty()) {
+    if arguments.is_empty() && sentences.iter().all(|s| s.trim().is_empty()) {
         bail!("no sentences to process: {from} is empty");
     }
     let blank: Vec<usize> = (0..sentences.len()).filter(|&i| sentences[i].trim().is_empty()).collect();
     if let (Some(first), false) = (blank.first(), quiet) {
+        let (from, which) = match arguments.is_empty() {
+            true => (format!("{from} has"), "sentence"),
+            false => ("the arguments have".to_string(), "argument"),
+        };
         eprintln!(
-            "note: {from} has {}, the first is sentence {}; each is encoded as an empty one, so that output rows match input rows",
+            "note: {from} {}, the first is {which} {}; each is encoded as an empty one, so that output rows match input rows",
             count(blank.len(), "blank sentence"),
             first + 1
         );

@@ -73,6 +73,11 @@ fn stdin_csv_txt_and_output_formats_agree() {
     assert_eq!(rows.len(), 3);
     assert_eq!(rows[1].0, "");
     assert_eq!([rows[0].clone(), rows[2].clone()], [from_stdin[0].clone(), from_stdin[1].clone()]);
+    // Blank arguments are noted the same way.
+    let blank_arguments = run(&["encode", "-m", &model, "--device", "cpu", "first line", " ", ""]);
+    assert_ok(&blank_arguments);
+    let said = stderr(&blank_arguments);
+    assert!(said.contains("note: the arguments have 2 blank sentences, the first is argument 2"), "{said}");
 
     let out_csv = dir.path().join("b.csv");
     assert_ok(&run(&[
