@@ -134,10 +134,25 @@ pub struct LabelSet {
 }
 
 impl LabelSet {
-    /// The sorted distinct labels of the training data.
+    /// The sorted distinct labels of the training data: as numbers when every label is one
+    /// (`2` before `10`, as scikit-learn's classes of a numeric column), else as text.
     pub fn from_labels<S: AsRef<str>>(labels: &[S]) -> Self {
-        let names: BTreeSet<&str> = labels.iter().map(AsRef::as_ref).collect();
+        let distinct: BTreeSet<&str> = labels.iter().map(AsRef::as_ref).collect();
+        let mut names: Vec<&str> = distinct.into_iter().collect();
+        if let Some(values) = numbers(&names) {
+            let mut by_value: Vec<(f64, &str)> = values.into_iter().zip(names).collect();
+            by_value.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(b.1)));
+            names = by_value.into_iter().map(|(_, name)| name).collect();
+        }
         Self { names: names.into_iter().map(str::to_string).collect() }
+    }
+
+    /// A label with a fraction (`3.8`) when every label is a number: scores, which a
+    /// classification task would learn as one class per distinct value.
+    pub fn fractional_number(&self) -> Option<&str> {
+        let names: Vec<&str> = self.names.iter().map(String::as_str).collect();
+        let values = numbers(&names)?;
+        names.into_iter().zip(values).find(|(_, v)| v.fract() != 0.0).map(|(name, _)| name)
     }
 
     /// Labels as saved in a checkpoint (already in id order).
@@ -165,6 +180,11 @@ impl LabelSet {
     }
 }
 
+/// The labels' values when every one is a finite number.
+fn numbers(names: &[&str]) -> Option<Vec<f64>> {
+    names.iter().map(|n| n.parse::<f64>().ok().filter(|v| v.is_finite())).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,6 +201,13 @@ mod tests {
         assert_eq!(set.names(), &["neg", "neutral", "pos"]);
         assert_eq!(set.id("pos"), Some(2));
         assert_eq!(set.id("other"), None);
+        let numbers = LabelSet::from_labels(&["10", "2", "1", "2", "-3"]);
+        assert_eq!(numbers.names(), &["-3", "1", "2", "10"], "numbers sort as numbers");
+        assert_eq!((numbers.id("10"), numbers.fractional_number()), (Some(3), None));
+        let mixed = LabelSet::from_labels(&["10", "2", "two"]);
+        assert_eq!(mixed.names(), &["10", "2", "two"], "else as text");
+        assert_eq!(LabelSet::from_labels(&["0", "3.8", "4"]).fractional_number(), Some("3.8"));
+        assert_eq!(LabelSet::from_labels(&["nan", "1.5"]).fractional_number(), None);
     }
 
     #[test]

@@ -189,6 +189,14 @@ impl TrainingTask for ClassificationTask {
         self.train.len()
     }
 
+    fn data_notes(&self) -> Vec<String> {
+        let Some(example) = self.labels.fractional_number() else { return Vec::new() };
+        vec![format!(
+            "its {} labels are numbers such as {example}, each trained as a class of its own; to learn scores of sentence pairs, give the columns sentence1,sentence2,score (a similarity task)",
+            self.labels.len()
+        )]
+    }
+
     fn dev_rows(&self) -> Option<usize> {
         self.dev.as_ref().map(|d| d.data.len())
     }

@@ -244,6 +244,10 @@ pub trait TrainingTask {
     /// constant when nothing that feeds them trains, and a frozen head is not refitted.
     fn note_frozen(&mut self, _frozen: Frozen) {}
     fn dev_rows(&self) -> Option<usize>;
+    /// What a new run says about the task's data before it trains (each a sentence).
+    fn data_notes(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// One line for the run's overview: classes, score range, loss.
     fn summary(&self) -> String;
     /// The training rows `rows` as a batch (targets on `device`).

@@ -271,7 +271,7 @@ fn task_rows(settings: &TrainSettings, task: &dyn TrainingTask, world: usize) ->
 /// refuses one whose rows can never share a batch (every two rows share some text); notes
 /// one whose pass keeps batches too short for the loss (a text in more rows than a pass has
 /// batches, or too few rows to go round), where rows train nothing.
-pub(super) fn check_compared_batches(
+fn check_compared_batches(
     settings: &TrainSettings,
     tasks: &[Box<dyn TrainingTask>],
     world: usize,
@@ -321,7 +321,22 @@ pub(super) fn check_compared_batches(
 
 /// A note for each task with rows longer than `--batch-tokens` holds: each of those trains in
 /// a batch of its own, bigger than the budget (`BatchLimit::fits` lets one row always fit).
-pub(super) fn oversized_row_notes(settings: &TrainSettings, tasks: &[Box<dyn TrainingTask>]) -> Vec<String> {
+/// What a new run says before it trains: the batches' checks (which may refuse the run),
+/// rows over the token budget and each task's data notes. A resumed run said it at its start.
+pub(super) fn start_up_notes(
+    settings: &TrainSettings,
+    tasks: &[Box<dyn TrainingTask>],
+    world: usize,
+) -> Result<Vec<String>> {
+    let mut notes = check_compared_batches(settings, tasks, world)?;
+    notes.extend(oversized_row_notes(settings, tasks));
+    for task in tasks {
+        notes.extend(task.data_notes().into_iter().map(|note| format!("note: task '{}': {note}", task.source().name)));
+    }
+    Ok(notes)
+}
+
+fn oversized_row_notes(settings: &TrainSettings, tasks: &[Box<dyn TrainingTask>]) -> Vec<String> {
     let Some(budget) = settings.batch_tokens else { return Vec::new() };
     let mut notes = Vec::new();
     for task in tasks {

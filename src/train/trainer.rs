@@ -291,11 +291,7 @@ impl<'a> Trainer<'a> {
         let mut state = setup::initial_state(settings, &tasks, &run, resume_from.as_deref(), &mut optimizer, world)?;
         let resumed_window = state.window.take();
         let sampling_notes = match resume_from {
-            None => {
-                let mut notes = setup::check_compared_batches(settings, &tasks, world)?;
-                notes.extend(setup::oversized_row_notes(settings, &tasks));
-                notes
-            }
+            None => setup::start_up_notes(settings, &tasks, world)?,
             Some(_) => Vec::new(),
         };
         let log = match main {

@@ -242,6 +242,36 @@ fn flags_this_run_ignores_get_a_note() {
     assert!(said.contains("rows take more than --batch-tokens 4 (6 padded tokens at the most)"), "{said}");
 }
 
+/// Numeric labels sort as numbers (`2` before `10`), and labels that are scores with
+/// fractions get a note pointing at similarity tasks.
+#[test]
+fn numeric_labels_sort_as_numbers_and_scores_get_a_note() {
+    let test = "numeric_labels_sort_as_numbers_and_scores_get_a_note";
+    let Some(s) = setup(test) else { return };
+    let write = |name: &str, labels: &[&str]| {
+        let rows: String = (0..12).map(|i| format!("sentence number {i},{}\n", labels[i % labels.len()])).collect();
+        let path = std::path::Path::new(&s.out(name)).with_extension("csv");
+        std::fs::write(&path, format!("text,label\n{rows}")).unwrap();
+        format!("{name}={}", path.display())
+    };
+    let train = |task: &str, folder: &str| {
+        let out = s.out(folder);
+        let args = ["train", "-m", &s.model, "--task", task, "--device", "cpu", "--threads", "1", "--max-steps", "1"];
+        let output = run(&[&args[..], &["--out", &out]].concat());
+        assert_ok(&output);
+        let spec: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(format!("{out}/last/sentence_mtl.json")).unwrap()).unwrap();
+        (stderr(&output), spec["tasks"][0]["labels"].clone())
+    };
+    let (said, labels) = train(&write("counts", &["10", "2", "1"]), "counts-run");
+    assert_eq!(labels, serde_json::json!(["1", "2", "10"]));
+    assert!(!said.contains("labels are numbers"), "{said}");
+    let (said, labels) = train(&write("scores", &["3.8", "0.5", "4"]), "scores-run");
+    assert_eq!(labels, serde_json::json!(["0.5", "3.8", "4"]));
+    let note = "note: task 'scores': its 3 labels are numbers such as 0.5, each trained as a class of its own; to learn scores of sentence pairs, give the columns sentence1,sentence2,score (a similarity task)";
+    assert!(said.contains(note), "{said}");
+}
+
 #[test]
 fn both_heads_learn_and_the_checkpoint_predicts_like_the_model_in_memory() {
     let test = "both_heads_learn_and_the_checkpoint_predicts_like_the_model_in_memory";
