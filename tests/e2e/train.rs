@@ -250,7 +250,7 @@ fn numeric_labels_sort_as_numbers_and_scores_get_a_note() {
     let Some(s) = setup(test) else { return };
     let write = |name: &str, labels: &[&str]| {
         let rows: String = (0..12).map(|i| format!("sentence number {i},{}\n", labels[i % labels.len()])).collect();
-        let path = std::path::Path::new(&s.out(name)).with_extension("csv");
+        let path = Path::new(&s.out(name)).with_extension("csv");
         std::fs::write(&path, format!("text,label\n{rows}")).unwrap();
         format!("{name}={}", path.display())
     };
