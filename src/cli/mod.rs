@@ -398,8 +398,8 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 1.0, value_name = "NORM")]
     pub max_grad_norm: f64,
 
-    /// What to freeze: none, all, backbone, embeddings, layers:K (bottom K blocks) or
-    /// head:NAME; repeatable
+    /// What to freeze: none, all, backbone, embeddings, layers:K (bottom K blocks; the
+    /// embeddings still train unless also frozen) or head:NAME; repeatable
     #[arg(long = "freeze", value_name = "WHAT")]
     pub freeze: Vec<FreezeRule>,
 

@@ -11,7 +11,7 @@ use crate::distributed::is_main;
 use crate::model::pooling::l2_normalize;
 use crate::model::spec::SpecOverrides;
 use crate::output::embeddings::{write_embeddings, EmbeddingFormat};
-use crate::output::{check_output_path, write_output};
+use crate::output::{check_output_path, print_stdout, write_output};
 use crate::precision::Precision;
 use crate::report::table::{count, ellipsize, Table};
 
@@ -63,7 +63,7 @@ pub fn run(args: &EncodeArgs) -> Result<()> {
     }
 
     if args.similarity {
-        print!("{}", similarity_table(&sentences, &embeddings)?);
+        print_stdout(&similarity_table(&sentences, &embeddings)?)?;
         if args.io.output().is_none() {
             return Ok(());
         }

@@ -19,6 +19,7 @@ use crate::inference::{Encoder, TruncationTally};
 use crate::model::loaded::LoadedModel;
 use crate::model::spec::{SpecOverrides, TaskKind};
 use crate::model::tokenizer::truncation_note;
+use crate::output::print_stdout;
 use crate::progress::Progress;
 use crate::report::plots::{read_training_curves, training_curves};
 use crate::report::text_backend::undrawable_chars;
@@ -111,10 +112,10 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         None => Vec::new(),
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&metrics)?);
+        print_stdout(&(serde_json::to_string_pretty(&metrics)? + "\n"))?;
     } else {
         let texts: Vec<String> = evaluated.iter().map(|e| e.report.render_text()).collect();
-        print!("{}", texts.join("\n"));
+        print_stdout(&texts.join("\n"))?;
     }
     if !args.model.quiet && !written.is_empty() {
         eprintln!();

@@ -8,11 +8,12 @@ use crate::cli::TrainArgs;
 use crate::data::sampler::SamplingStrategy;
 use crate::distributed::{is_main, ProcessGroup};
 use crate::model::spec::TaskKind;
+use crate::output::print_stdout;
 use crate::tasks::column_flag_notes;
 use crate::train::freeze::FreezeRule;
 use crate::train::overview::score_table;
 use crate::train::settings::TrainSettings;
-use crate::train::trainer::{resume, train, RunOptions};
+use crate::train::trainer::{resume, train, RunOptions, TrainOutcome};
 
 /// Flags that may accompany `--resume` (they do not change what is computed).
 const ALLOWED_WITH_RESUME: &[&str] = &["resume", "device", "threads", "quiet", "dist_timeout"];
@@ -58,37 +59,33 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     if !main {
         return Ok(());
     }
+    print_stdout(&outcome_text(&outcome))
+}
+
+/// What a finished run prints: where it went, and the best checkpoint's scores.
+fn outcome_text(outcome: &TrainOutcome) -> String {
     let rate = outcome.examples as f64 / outcome.seconds.max(1e-9);
-    match outcome.steps {
+    let run = outcome.run.root.display();
+    let mut text = match (outcome.steps, outcome.resumed_from) {
         // --freeze all: an evaluation and saves, no step.
-        0 => println!(
-            "evaluated and saved without a training step in {:.1}s; run directory {}",
+        (0, _) => format!("evaluated and saved without a training step in {:.1}s; run directory {run}\n", outcome.seconds),
+        (steps, resumed) => format!(
+            "{} to step {steps} in {:.1}s ({rate:.1} examples/s, evaluation and saving included); run directory {run}\n",
+            resumed.map_or("trained".to_string(), |step| format!("resumed at step {step} and trained")),
             outcome.seconds,
-            outcome.run.root.display()
         ),
-        _ => println!(
-            "{} to step {} in {:.1}s ({:.1} examples/s, evaluation and saving included); run directory {}",
-            match outcome.resumed_from {
-                Some(step) => format!("resumed at step {step} and trained"),
-                None => "trained".to_string(),
-            },
-            outcome.steps,
-            outcome.seconds,
-            rate,
-            outcome.run.root.display()
-        ),
-    }
+    };
     if let Some(best) = &outcome.best {
-        println!(
-            "best checkpoint {} (step {}, mean of the main dev metrics {:.4}):",
+        text += &format!(
+            "best checkpoint {} (step {}, mean of the main dev metrics {:.4}):\n",
             outcome.run.best().display(),
             best.step,
             best.mean_main_metric
         );
         let order: Vec<&str> = outcome.model.spec.tasks.iter().map(|t| t.name.as_str()).collect();
-        print!("{}", score_table(&best.tasks, &order));
+        text += &score_table(&best.tasks, &order);
     }
-    Ok(())
+    text
 }
 
 /// Flags typed on the command line that this run's other settings make inert: worth a note,

@@ -4,11 +4,11 @@ pub mod embeddings;
 pub mod npy;
 pub mod predictions;
 
-use std::io::{IsTerminal, Write};
+use std::io::{ErrorKind, IsTerminal, Write};
 use std::path::Path;
 use std::str::FromStr;
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 
 use crate::atomic_write;
 
@@ -90,6 +90,12 @@ fn resolved(path: &Path) -> std::path::PathBuf {
     absolute
 }
 
+/// Prints `text` on stdout: a failed write (a full disk) is an error naming stdout, not a
+/// panic as `print!` makes it.
+pub fn print_stdout(text: &str) -> Result<()> {
+    write_output(None, false, |out| Ok(out.write_all(text.as_bytes())?))
+}
+
 /// Sends bytes produced by `fill` to `path` (atomically) or to stdout when `path` is None.
 /// Binary output is refused on a terminal.
 pub fn write_output(path: Option<&Path>, binary: bool, fill: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
@@ -106,11 +112,13 @@ pub fn write_output(path: Option<&Path>, binary: bool, fill: impl FnOnce(&mut dy
                 bail!("refusing to write binary output to a terminal; use --output FILE or redirect stdout");
             }
             let mut lock = std::io::BufWriter::new(stdout.lock());
-            fill(&mut lock)?;
-            match lock.flush() {
+            let written = fill(&mut lock).and_then(|()| Ok(lock.flush()?));
+            match written {
                 // A closed pipe (`| head`) is the reader's choice, not an error.
-                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-                other => other.map_err(Into::into),
+                Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == ErrorKind::BrokenPipe) => {
+                    Ok(())
+                }
+                other => other.context("cannot write to stdout"),
             }
         }
     }

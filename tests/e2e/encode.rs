@@ -262,3 +262,27 @@ fn version_and_a_bare_command_behave_as_documented() {
     assert_eq!(bare.status.code(), Some(1));
     assert!(stderr(&bare).contains("Usage: sentence-mtl <COMMAND>"), "{}", stderr(&bare));
 }
+
+/// A full disk under stdout is an error naming stdout, not a panic (`print!` panics on a
+/// failed write): for embeddings, for the similarity table and for `eval`'s report.
+#[test]
+fn a_failed_write_to_stdout_is_a_clean_error() {
+    let test = "a_failed_write_to_stdout_is_a_clean_error";
+    let Some(model) = tiny_bert(test) else { return };
+    let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") else {
+        eprintln!("\n*** SKIPPED {test}: this machine has no /dev/full ***\n");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = dir.path().join("pairs.csv");
+    std::fs::write(&pairs, "sentence1,sentence2,score\na cat,a dog,1\na car,a bus,3\nred,blue,2\n").unwrap();
+    let task = format!("pairs={}", pairs.display());
+    for args in [
+        vec!["encode", "-m", &model, "--device", "cpu", "-q", "a sentence"],
+        vec!["encode", "-m", &model, "--device", "cpu", "-q", "--similarity", "one", "two"],
+        vec!["eval", "-m", &model, "--device", "cpu", "-q", "--task", &task],
+    ] {
+        let out = bin().args(&args).stdout(full.try_clone().unwrap()).output().unwrap();
+        assert_clean_error(&out, "cannot write to stdout: No space left on device");
+    }
+}
