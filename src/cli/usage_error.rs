@@ -1,7 +1,7 @@
 //! clap's errors as one `error:` line and exit code 1, like every other bad input: a missing
 //! flag, an unknown one, or a value its type refused, each naming the flag.
 
-use std::num::{ParseFloatError, ParseIntError};
+use std::num::{IntErrorKind, ParseFloatError, ParseIntError};
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 
@@ -26,8 +26,12 @@ fn refused_value(error: &clap::Error, source: &(dyn std::error::Error + 'static)
     let flag =
         context(error, ContextKind::InvalidArg).map(|arg| arg.split_whitespace().next().unwrap_or("").to_string());
     let value = context(error, ContextKind::InvalidValue).unwrap_or_default();
-    let number = if source.is::<ParseIntError>() {
-        Some(if value.starts_with('-') { "must not be negative" } else { "is not a whole number" })
+    let number = if let Some(e) = source.downcast_ref::<ParseIntError>() {
+        Some(match e.kind() {
+            IntErrorKind::PosOverflow => "is too large",
+            _ if value.starts_with('-') => "must not be negative",
+            _ => "is not a whole number",
+        })
     } else if source.is::<ParseFloatError>() {
         Some("is not a number")
     } else {
@@ -91,6 +95,8 @@ mod tests {
     fn numbers_name_their_flag() {
         let bad = line(&["sentence-mtl", "encode", "--batch-size", "ten", "hi"]).unwrap();
         assert_eq!(bad, "--batch-size 'ten' is not a whole number");
+        let huge = line(&["sentence-mtl", "encode", "--batch-size", "99999999999999999999999", "hi"]).unwrap();
+        assert_eq!(huge, "--batch-size '99999999999999999999999' is too large");
         let negative = line(&["sentence-mtl", "encode", "--batch-size", "-1", "hi"]).unwrap();
         assert_eq!(negative, "--batch-size '-1' must not be negative");
         let float = line(&["sentence-mtl", "train", "--lr-heads", "fast"]).unwrap();

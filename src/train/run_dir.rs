@@ -86,7 +86,10 @@ impl RunDir {
         if !run.last().join(STATE_FILE).is_file() {
             // A run in progress has no last/ until its first save: say that it is in use.
             run.refuse_in_use()?;
-            bail!("{} has no resumable checkpoint (last/{STATE_FILE} is missing)", root.display());
+            bail!(
+                "{} has no resumable checkpoint (last/{STATE_FILE} is missing: the run stopped before its first save); start it again with --overwrite",
+                root.display()
+            );
         }
         Ok(run)
     }

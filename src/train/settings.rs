@@ -406,7 +406,13 @@ fn task_sources(args: &TrainArgs) -> Result<Vec<TaskSource>> {
                 .next()
                 .filter(|p| !p.is_empty())
                 .with_context(|| format!("--task {}: no training file", task.text))?;
-            let dev = paths.next().filter(|p| !p.is_empty()).map(PathBuf::from);
+            let dev = match paths.next() {
+                Some("") => bail!(
+                    "--task {}: nothing after the comma; give TRAIN.csv,DEV.csv, or TRAIN.csv alone for no dev set",
+                    task.text
+                ),
+                other => other.map(PathBuf::from),
+            };
             if paths.next().is_some() {
                 bail!("--task {}: expected at most two files (TRAIN.csv,DEV.csv)", task.text);
             }

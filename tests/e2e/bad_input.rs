@@ -147,6 +147,13 @@ fn build_corpus(test: &str) -> Option<Corpus> {
     // ---- CSV files ---------------------------------------------------------------------
     let f = c.file("no_header.csv", b"what is this?,DESC\nwho is she?,HUM\n");
     c.add_train("CSV", "header row missing", format!("q={f}"), &[], error("no_header.csv:1: the header (what is this?, DESC) fits no task kind: classification needs text, label; similarity needs sentence1, sentence2, score; pairs needs anchor, positive (and optionally negative); the first line must name the columns"));
+    c.add_train(
+        "CSV",
+        "--task with a comma and no dev file",
+        format!("q={topic_train},"),
+        &[],
+        error("nothing after the comma; give TRAIN.csv,DEV.csv, or TRAIN.csv alone for no dev set"),
+    );
     let f = c.file("capitals.csv", b"Text,Label\nhi,a\nbye,b\n");
     c.add_train(
         "CSV",
@@ -1109,6 +1116,12 @@ c,a
     );
     c.add(
         "settings",
+        "--batch-size too large for any number",
+        &["encode", "-m", &m, "--batch-size", "99999999999999999999999", "hi"],
+        error("--batch-size '99999999999999999999999' is too large"),
+    );
+    c.add(
+        "settings",
         "--threads 0",
         &["encode", "-m", &m, "--threads", "0", "hi"],
         error("--threads must be at least 1"),
@@ -1213,6 +1226,12 @@ c,a
     );
     let unsaved = c.file("unsaved-run/settings.json", b"{}");
     let unsaved = Path::new(&unsaved).parent().unwrap().to_string_lossy().into_owned();
+    c.add(
+        "settings",
+        "--resume of a run that saved no checkpoint",
+        &["train", "--resume", &unsaved],
+        error("the run stopped before its first save); start it again with --overwrite"),
+    );
     c.add(
         "settings",
         "--model of a run that saved no checkpoint yet",
