@@ -58,6 +58,9 @@ impl ScoredPairs {
             pairs.lines.push(row.line);
         }
         let (low, high) = pairs.score_range();
+        if pairs.scores.len() == 1 {
+            bail!("{} has only 1 row; similarity needs several, with scores that differ", path.display());
+        }
         if low == high {
             bail!(
                 "{}: every score is {low}; similarity needs scores that differ (a correlation cannot be computed otherwise)",

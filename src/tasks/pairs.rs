@@ -37,6 +37,13 @@ impl PairsTask {
     pub fn read(source: &TaskSource, settings: &TrainSettings) -> Result<Self> {
         let context = || format!("task '{}'", source.name);
         let train = TextPairs::read(&source.train).with_context(context)?;
+        if train.len() < 2 {
+            bail!(
+                "task '{}': {} has only 1 row; in-batch negatives need several rows (each row's positive is the others' negative)",
+                source.name,
+                source.train.display()
+            );
+        }
         // Rows that share a text never meet in a batch, so a column with one distinct text
         // means batches of one row, whose in-batch-negatives loss is 0: nothing would be learned.
         for (column, texts) in train.columns() {

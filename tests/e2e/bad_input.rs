@@ -501,6 +501,22 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         &[],
         error("pairs_noneg.csv:2: empty text in column 'negative'"),
     );
+    let f = c.file("pairs_one_row.csv", b"anchor,positive\na,b\n");
+    c.add_train(
+        "similarity and pairs",
+        "pairs file of one row",
+        format!("p={f}"),
+        &[],
+        error("pairs_one_row.csv has only 1 row; in-batch negatives need several rows"),
+    );
+    let f = sim(&mut c, "sim_one_row.csv", "a cat sits,a cat sat,3\n");
+    c.add_train(
+        "similarity and pairs",
+        "similarity file of one row",
+        format!("s={f}"),
+        &[],
+        error("sim_one_row.csv has only 1 row; similarity needs several, with scores that differ"),
+    );
     let f = c.file("pairs_same.csv", b"anchor,positive\na,b\na,b\nc,b\n");
     c.add_train(
         "similarity and pairs",
