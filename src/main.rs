@@ -82,10 +82,14 @@ fn die_quietly_on_closed_pipe() {
 }
 
 /// In a data-parallel launch, `message` starting with the rank that failed, as the errors of
-/// collectives already do: launchers interleave the ranks' output.
+/// collectives already do: launchers interleave the ranks' output. A rank named inside the
+/// message (under context such as `task 'x': `) moves to the front.
 fn with_rank(message: String) -> String {
     match sentence_mtl::distributed::Launch::from_env() {
-        Ok(Some(launch)) if !message.starts_with("rank ") => format!("rank {}: {message}", launch.rank),
+        Ok(Some(launch)) if !message.starts_with("rank ") => {
+            let own = format!("rank {}: ", launch.rank);
+            format!("{own}{}", message.replacen(&format!(": {own}"), ": ", 1))
+        }
         _ => message,
     }
 }
