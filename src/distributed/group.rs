@@ -107,8 +107,9 @@ impl ErrorBuffer {
 
 impl ProcessGroup {
     /// Joins the launch's process group; every rank must call this, and it returns once all
-    /// have (or fails after `timeout`). Gloo binds to the address the rendezvous host reaches
-    /// this machine by when that is loopback, else to this machine's hostname.
+    /// have (or fails after `timeout`). Gloo listens on the interfaces `GLOO_SOCKET_IFNAME`
+    /// names, else on loopback when the rendezvous host is loopback, else on the address this
+    /// machine's hostname resolves to (as in PyTorch).
     pub fn join(launch: &Launch, timeout: Duration) -> Result<Self> {
         let host = CString::new(launch.master_addr.as_str())?;
         let loopback = matches!(launch.master_addr.as_str(), "127.0.0.1" | "localhost" | "::1");

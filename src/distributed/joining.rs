@@ -97,10 +97,12 @@ pub(super) fn join_failure(launch: &Launch, timeout: Duration, cause: i32, messa
     } else {
         String::new()
     };
+    // c10d's socket says "The client socket has ..." when the store itself is out of reach,
+    // where Gloo listens plays no part.
+    let hint = if message.contains("client socket") { String::new() } else { loopback_hint(launch) };
     anyhow!(
-        "rank {rank}: cannot join the process group of {world} at {address} within {}s (MASTER_ADDR, MASTER_PORT; --dist-timeout): {message}{agent_hint}{}",
+        "rank {rank}: cannot join the process group of {world} at {address} within {}s (MASTER_ADDR, MASTER_PORT; --dist-timeout): {message}{agent_hint}{hint}",
         timeout.as_secs(),
-        loopback_hint(launch)
     )
 }
 
@@ -138,5 +140,40 @@ impl JoinWatchdog {
     pub(super) fn stop(self) {
         let _ = self.done.send(());
         let _ = self.thread.join();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn launch(rank: usize) -> Launch {
+        Launch {
+            rank,
+            world: 2,
+            local_rank: rank,
+            master_addr: "192.0.2.1".into(),
+            master_port: 29500,
+            agent_store_prefix: None,
+            gloo_interfaces: None,
+        }
+    }
+
+    /// The loopback hint comes with failures Gloo's listening address can cause, not with a
+    /// store that cannot be reached, whatever this machine's hostname resolves to.
+    #[test]
+    fn only_a_reached_store_gets_the_loopback_hint() {
+        let timeout = Duration::from_secs(2);
+        let store = "The client socket has timed out after 2s while trying to connect to (192.0.2.1, 29500).";
+        let unreached = join_failure(&launch(1), timeout, 0, store).to_string();
+        assert!(!unreached.contains("GLOO_SOCKET_IFNAME"), "{unreached}");
+        let hint = loopback_hint(&launch(1));
+        if hint.is_empty() {
+            eprintln!("\n*** SKIPPED the hint's presence: this machine's hostname does not resolve to loopback ***\n");
+            return;
+        }
+        let gloo = "Gloo connectFullMesh failed: Connection refused";
+        assert!(join_failure(&launch(1), timeout, 0, gloo).to_string().ends_with(&hint));
+        assert!(join_failure(&launch(0), timeout, 0, store).to_string().ends_with(&hint), "rank 0 waits for others");
     }
 }
