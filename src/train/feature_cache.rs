@@ -225,3 +225,27 @@ fn mask_of(lengths: &[i64], width: i64) -> Tensor {
     let mask: Vec<i64> = lengths.iter().flat_map(|&len| (0..width).map(move |i| i64::from(i < len))).collect();
     Tensor::from_slice(&mask).view([lengths.len() as i64, width])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Entries come out in entry order whatever the batches' order, each cut to its length,
+    /// and no entries at all (a bf16 run's dev cache without dev sets) make an empty cache.
+    #[test]
+    fn assembles_entries_in_order_and_nothing_from_nothing() {
+        let lengths = [2, 1, 3];
+        // Two batches, length-sorted as built: entries 2 then 0 (padded to 3), then 1.
+        let states = Tensor::arange(2 * 3 * 2, (Kind::Float, tch::Device::Cpu)).view([2, 3, 2]);
+        let parts =
+            vec![(vec![2, 0], states), (vec![1], Tensor::full([1, 1, 2], -1.0, (Kind::Float, tch::Device::Cpu)))];
+        let (values, spans) = FeatureCache::assemble(CacheDepth::BelowBlock(1), parts, &lengths);
+        assert_eq!(spans, vec![(0, 2), (2, 1), (3, 3)]);
+        let rows = Vec::<Vec<f32>>::try_from(values).unwrap();
+        assert_eq!(rows, [[6., 7.], [8., 9.], [-1., -1.], [0., 1.], [2., 3.], [4., 5.]]);
+        for depth in [CacheDepth::Pooled, CacheDepth::BelowBlock(2)] {
+            let (values, spans) = FeatureCache::assemble(depth, Vec::new(), &[]);
+            assert_eq!((values.numel(), spans.len()), (0, 0));
+        }
+    }
+}

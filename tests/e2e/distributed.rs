@@ -226,8 +226,10 @@ fn sharded_inference_equals_one_process_exactly() {
     let rows = std::fs::read_to_string(&s.data.similar_dev).unwrap();
     let (header, body) = rows.split_once('\n').unwrap();
     std::fs::write(&other, format!("{header}\nchanged {body}")).unwrap();
-    let elsewhere: Vec<String> =
-        eval.iter().map(|a| a.replace(&s.data.similar_dev.display().to_string(), &other.display().to_string())).collect();
+    let elsewhere: Vec<String> = eval
+        .iter()
+        .map(|a| a.replace(&s.data.similar_dev.display().to_string(), &other.display().to_string()))
+        .collect();
     for (rank, out) in launch_each(&[eval.clone(), elsewhere]).iter().enumerate() {
         let said = format!("error: rank {rank}: task 'similar': the ranks were started with different settings: rank 1's input differs from rank 0's");
         assert!(stderr(out).lines().any(|l| l.starts_with(&said)), "{}", stderr(out));

@@ -470,4 +470,9 @@ print(json.dumps(model.encode(json.load(sys.stdin), batch_size=32).tolist()))
     ] {
         assert!(card.contains(line), "the model card lacks {line:?}:\n{card}");
     }
+    // The precision the run used (`--precision auto` as it resolved), not the flag's value.
+    let spec: Value = serde_json::from_str(&std::fs::read_to_string(best.join("sentence_mtl.json")).unwrap()).unwrap();
+    let used = spec["training"]["precision_used"].as_str().expect("the checkpoint records its precision");
+    assert!(["fp32", "bf16"].contains(&used), "{used}");
+    assert!(card.contains(&format!("; precision {used}\n")), "the model card lacks the precision {used}:\n{card}");
 }

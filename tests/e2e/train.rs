@@ -240,6 +240,10 @@ fn flags_this_run_ignores_get_a_note() {
     );
     // Rows the token budget cannot hold train alone, and a note says how many.
     assert!(said.contains("rows take more than --batch-tokens 4 (6 padded tokens at the most)"), "{said}");
+    let mut inert = args.clone();
+    inert.extend(["--freeze", "backbone", "--feature-cache-budget", "64"]);
+    let said = stderr(&run(&inert));
+    assert!(said.contains("note: --feature-cache-budget has no effect: --no-feature-cache builds no cache"), "{said}");
 }
 
 /// Numeric labels sort as numbers (`2` before `10`), and labels that are scores with
