@@ -1,5 +1,5 @@
 //! What `train` prints for people: the run's overview at the start (model, tasks, optimizer
-//! groups, trainable parameters) and each dev evaluation as a table.
+//! groups, trainable parameters, notes) and each dev evaluation as a table.
 
 use anyhow::Result;
 use indicatif::ProgressBar;
@@ -26,6 +26,8 @@ pub struct Overview<'a> {
     pub parameters: (i64, i64),
     /// `--precision` as resolved for the device.
     pub precision: Precision,
+    /// Lines printed after it (`note: ...`).
+    pub notes: &'a [String],
 }
 
 impl Overview<'_> {
@@ -74,6 +76,9 @@ impl Overview<'_> {
             human_count(total),
             100.0 * trainable as f64 / total.max(1) as f64
         );
+        for note in self.notes {
+            eprintln!("{note}");
+        }
         Ok(())
     }
 }

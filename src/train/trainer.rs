@@ -100,6 +100,21 @@ pub fn train(settings: &TrainSettings, options: &RunOptions, group: Option<&Proc
     }
 }
 
+/// Tells each task whether its encoder and head are frozen; whether the encoder is, and the
+/// tasks whose heads are.
+fn note_frozen_parts(vs: &tch::nn::VarStore, tasks: &mut [Box<dyn TrainingTask>]) -> (bool, Vec<String>) {
+    let encoder = FreezeRule::encoder_frozen(vs);
+    let mut frozen_heads = Vec::new();
+    for task in tasks {
+        let head = FreezeRule::head_frozen(vs, &task.source().name);
+        if head {
+            frozen_heads.push(task.source().name.clone());
+        }
+        task.note_frozen(Frozen { encoder, head });
+    }
+    (encoder, frozen_heads)
+}
+
 /// Tokenises every task's training texts; a note per task whose texts `max_length` cuts.
 fn tokenize_tasks(
     tasks: &mut [Box<dyn TrainingTask>],
@@ -273,15 +288,7 @@ impl<'a> Trainer<'a> {
         let truncation_notes = tokenize_tasks(&mut tasks, &loaded.tokenizer, settings.max_length);
         let num_layers = loaded.config.num_layers() as usize;
         let frozen_new = setup::freeze(&settings.freeze, &model.vs, &tasks, num_layers, &loaded.spec, &new_tensors)?;
-        let encoder_frozen = FreezeRule::encoder_frozen(&model.vs);
-        let mut frozen_heads = Vec::new();
-        for task in &mut tasks {
-            let head = FreezeRule::head_frozen(&model.vs, &task.source().name);
-            if head {
-                frozen_heads.push(task.source().name.clone());
-            }
-            task.note_frozen(Frozen { encoder: encoder_frozen, head });
-        }
+        let (encoder_frozen, frozen_heads) = note_frozen_parts(&model.vs, &mut tasks);
         let learning_rates = settings.learning_rates();
         let parameters = parameter_counts(&model.vs);
         let main = distributed::is_main(group);
@@ -289,13 +296,16 @@ impl<'a> Trainer<'a> {
         let mut optimizer = AdamW::new(groups);
         let world = group.map_or(1, ProcessGroup::world);
         let mut state = setup::initial_state(settings, &tasks, &run, resume_from.as_deref(), &mut optimizer, world)?;
+        let resumed_from = resume_from.as_ref().map(|_| state.step);
         let resumed_window = state.window.take();
-        let sampling_notes = match resume_from {
-            None => setup::start_up_notes(settings, &tasks, world)?,
-            Some(_) => Vec::new(),
-        };
+        let mut notes = replaced;
+        notes.extend(frozen_new);
+        if resumed_from.is_none() {
+            notes.extend(setup::start_up_notes(settings, &tasks, world)?);
+        }
+        notes.extend(truncation_notes);
         let log = match main {
-            true => RunLog::open(&run.log(), resume_from.as_ref().map(|_| state.step))?,
+            true => RunLog::open(&run.log(), resumed_from)?,
             false => RunLog::discard(),
         };
         // Refusals come before the overview, which would read as a start.
@@ -306,25 +316,23 @@ impl<'a> Trainer<'a> {
             Some(group) => Some(setup::join_data_parallel(group, settings, &state, &loaded, &model.vs, &optimizer)?),
             None => None,
         };
+        if resumed_from.is_none() {
+            notes.extend(settings.backbone_rate_note(tasks.iter().map(|t| t.train_rows()).sum()));
+        }
         if !options.quiet {
-            let overview = Overview {
+            let (vs, tasks, new_tensors, notes) = (&model.vs, &tasks, &new_tensors, &notes);
+            Overview {
                 settings,
                 loaded: &loaded,
-                vs: &model.vs,
-                tasks: &tasks,
-                new_tensors: &new_tensors,
+                vs,
+                tasks,
+                new_tensors,
                 learning_rates: &learning_rates,
                 parameters,
                 precision,
-            };
-            overview.print()?;
-            for note in replaced.iter().chain(&frozen_new).chain(&sampling_notes).chain(&truncation_notes) {
-                eprintln!("{note}");
+                notes,
             }
-            let training_rows = tasks.iter().map(|t| t.train_rows()).sum();
-            if let Some(line) = settings.backbone_rate_note(training_rows).filter(|_| resume_from.is_none()) {
-                eprintln!("{line}");
-            }
+            .print()?;
         }
         let cache = match cache_plan {
             Some(plan) => Some(setup::build_feature_cache(settings, &loaded, plan, options.quiet)?),
@@ -346,8 +354,8 @@ impl<'a> Trainer<'a> {
             precision,
             trainable_parameters: parameters.0,
             optimizer,
-            last_saved_step: resume_from.as_ref().map(|_| state.step),
-            resumed_from: resume_from.as_ref().map(|_| state.step),
+            last_saved_step: resumed_from,
+            resumed_from,
             checked_step: None,
             state,
             schedule,
@@ -363,7 +371,7 @@ impl<'a> Trainer<'a> {
             group,
             gradient_sync,
         };
-        trainer.announce(resume_from.is_some(), small_data, encoder_frozen, &frozen_heads);
+        trainer.announce(resumed_from.is_some(), small_data, encoder_frozen, &frozen_heads);
         Ok(trainer)
     }
 
