@@ -92,9 +92,27 @@ fn outcome_text(outcome: &TrainOutcome) -> String {
 /// not an error (scripts often pass one set of flags to several runs).
 fn flags_without_effect(args: &TrainArgs, settings: &TrainSettings, world: usize) -> Vec<String> {
     let typed = |flag: &str| args.explicit.iter().any(|f| f == flag);
-    let has_kind = |kind: TaskKind| settings.tasks.iter().any(|t| t.kind == Some(kind));
+    let mut notes = schedule_notes(&typed, settings);
+    notes.extend(task_kind_notes(&typed, settings, world));
+    notes.extend(feature_cache_notes(&typed, settings));
+    for task in settings.tasks.iter().filter(|t| t.weight == 0.0) {
+        notes.push(format!(
+            "task '{}' has --task-weight 0: it trains nothing, but still takes its turns of the batches (--task-share sets how many)",
+            task.name
+        ));
+    }
+    let kinds: Vec<(&str, TaskKind)> =
+        settings.tasks.iter().map(|t| (t.name.as_str(), t.kind.unwrap_or_default())).collect();
+    notes.extend(column_flag_notes("--text-column", &args.text_columns, &kinds));
+    notes.extend(column_flag_notes("--label-column", &args.label_columns, &kinds));
+    notes
+}
+
+/// Flags of the run's length, evaluation and sampling that other settings make inert.
+fn schedule_notes(typed: &dyn Fn(&str) -> bool, settings: &TrainSettings) -> Vec<String> {
+    let no_dev = settings.tasks.iter().all(|t| t.dev.is_none());
     let mut notes = Vec::new();
-    if typed("patience") && settings.tasks.iter().all(|t| t.dev.is_none()) {
+    if typed("patience") && no_dev {
         notes.push("--patience has no effect: no task has a dev set (--task NAME=TRAIN.csv,DEV.csv)".to_string());
     }
     if typed("temperature") && !matches!(settings.sampling, SamplingStrategy::Temperature(_)) {
@@ -103,6 +121,19 @@ fn flags_without_effect(args: &TrainArgs, settings: &TrainSettings, world: usize
             settings.sampling
         ));
     }
+    if typed("epochs") && typed("max_steps") {
+        notes.push("--epochs has no effect: --max-steps sets the run's length".to_string());
+    }
+    if typed("eval_every") && no_dev {
+        notes.push("--eval-every has no effect: no task has a dev set (--task NAME=TRAIN.csv,DEV.csv)".to_string());
+    }
+    notes
+}
+
+/// Flags of a task kind (or of a launch) that no task of the run is.
+fn task_kind_notes(typed: &dyn Fn(&str) -> bool, settings: &TrainSettings, world: usize) -> Vec<String> {
+    let has_kind = |kind: TaskKind| settings.tasks.iter().any(|t| t.kind == Some(kind));
+    let mut notes = Vec::new();
     if typed("pairs_scale") && !has_kind(TaskKind::Pairs) {
         notes.push("--pairs-scale has no effect: no task is a pairs task".to_string());
     }
@@ -111,6 +142,7 @@ fn flags_without_effect(args: &TrainArgs, settings: &TrainSettings, world: usize
             ("label_smoothing", "--label-smoothing"),
             ("class_weights", "--class-weights"),
             ("lr_heads", "--lr-heads"),
+            ("small_data", "--small-data"),
         ];
         let flags: Vec<&str> = classification_flags.iter().filter(|(id, _)| typed(id)).map(|(_, flag)| *flag).collect();
         if !flags.is_empty() {
@@ -128,12 +160,12 @@ fn flags_without_effect(args: &TrainArgs, settings: &TrainSettings, world: usize
     if typed("similarity_losses") && !has_kind(TaskKind::Similarity) {
         notes.push("--similarity-loss has no effect: no task is a similarity task".to_string());
     }
-    if typed("epochs") && typed("max_steps") {
-        notes.push("--epochs has no effect: --max-steps sets the run's length".to_string());
-    }
-    if typed("eval_every") && settings.tasks.iter().all(|t| t.dev.is_none()) {
-        notes.push("--eval-every has no effect: no task has a dev set (--task NAME=TRAIN.csv,DEV.csv)".to_string());
-    }
+    notes
+}
+
+/// The feature cache's flags where it is not built, and a cache `--freeze layers:K` misses.
+fn feature_cache_notes(typed: &dyn Fn(&str) -> bool, settings: &TrainSettings) -> Vec<String> {
+    let mut notes = Vec::new();
     if settings.freeze.is_empty() {
         let cache_flags: Vec<&str> =
             [("no_feature_cache", "--no-feature-cache"), ("feature_cache_budget", "--feature-cache-budget")]
@@ -147,35 +179,38 @@ fn flags_without_effect(args: &TrainArgs, settings: &TrainSettings, world: usize
                 count_flags(&cache_flags)
             ));
         }
+        return notes;
     }
-    let frozen = |rule: fn(&FreezeRule) -> bool| settings.freeze.iter().any(rule);
-    if !settings.freeze.is_empty() && typed("no_feature_cache") && typed("feature_cache_budget") {
+    if typed("no_feature_cache") && typed("feature_cache_budget") {
         notes.push("--feature-cache-budget has no effect: --no-feature-cache builds no cache".to_string());
     }
     let blocks = settings.freeze.iter().find_map(|r| if let FreezeRule::Layers(k) = r { Some(*k) } else { None });
-    let embeddings_frozen = frozen(|r| matches!(r, FreezeRule::Embeddings | FreezeRule::Backbone | FreezeRule::All));
+    let embeddings_frozen =
+        settings.freeze.iter().any(|r| matches!(r, FreezeRule::Embeddings | FreezeRule::Backbone | FreezeRule::All));
     if let (Some(k), false, true) = (blocks, embeddings_frozen, settings.feature_cache) {
         notes.push(format!(
             "no feature cache: --freeze layers:{k} leaves the embeddings training, so the frozen blocks run at every step; add --freeze embeddings to compute them once"
         ));
     }
-    if typed("small_data") && !has_kind(TaskKind::Classification) {
-        notes.push("--small-data has no effect: no task is a classification task".to_string());
-    }
-    for task in settings.tasks.iter().filter(|t| t.weight == 0.0) {
-        notes.push(format!(
-            "task '{}' has --task-weight 0: it trains nothing, but still takes its turns of the batches (--task-share sets how many)",
-            task.name
-        ));
-    }
-    let kinds: Vec<(&str, TaskKind)> =
-        settings.tasks.iter().map(|t| (t.name.as_str(), t.kind.unwrap_or_default())).collect();
-    notes.extend(column_flag_notes("--text-column", &args.text_columns, &kinds));
-    notes.extend(column_flag_notes("--label-column", &args.label_columns, &kinds));
     notes
 }
 
-/// `--a has` or `--a, --b have`.
+/// `--a has`, or `--a, --b and --c have`.
 fn count_flags(flags: &[&str]) -> String {
-    format!("{} {}", flags.join(", "), if flags.len() == 1 { "has" } else { "have" })
+    match flags.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last} have", rest.join(", ")),
+        _ => format!("{} has", flags.join("")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inert_flags_are_listed_as_a_sentence() {
+        assert_eq!(count_flags(&["--a"]), "--a has");
+        assert_eq!(count_flags(&["--a", "--b"]), "--a and --b have");
+        assert_eq!(count_flags(&["--a", "--b", "--c"]), "--a, --b and --c have");
+    }
 }
