@@ -180,6 +180,24 @@ mod tests {
         assert_eq!(other_tasks.mean_losses(), vec![], "totals of another task count are dropped");
     }
 
+    /// Saved totals come back exactly (serde_json's default parser misses about one f64 in
+    /// ten by one ulp; the `float_roundtrip` feature reads them exactly).
+    #[test]
+    fn saved_totals_read_back_bit_for_bit() {
+        let mut value = 0.1f64;
+        let loss_sum: Vec<f64> = (0..1000)
+            .map(|i| {
+                value = (value * 3.7 + i as f64 * 0.013).fract() * 40.0;
+                value
+            })
+            .collect();
+        let totals = WindowTotals { batches: vec![1; loss_sum.len()], loss_sum, grad_norm: 1.0 / 3.0 };
+        let back: WindowTotals = serde_json::from_str(&serde_json::to_string(&totals).unwrap()).unwrap();
+        let bits = |t: &WindowTotals| t.loss_sum.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&back), bits(&totals));
+        assert_eq!(back.grad_norm.to_bits(), totals.grad_norm.to_bits());
+    }
+
     #[test]
     fn a_gradient_norm_that_is_not_finite_is_found_after_finite_losses() {
         let mut window = Window::new(2);
