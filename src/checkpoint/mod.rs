@@ -36,6 +36,12 @@ pub fn check_opens(model: &str) -> anyhow::Result<()> {
     folder::ModelFolder::open(model).map(|_| ())
 }
 
+/// The tasks `model` (a folder or hub id) has heads or settings for; none for a model that
+/// is no checkpoint.
+pub fn saved_tasks(model: &str) -> anyhow::Result<Vec<crate::model::spec::TaskSpec>> {
+    Ok(folder::ModelFolder::open(model)?.spec.tasks)
+}
+
 /// Whether `dir` is a sentence-mtl checkpoint (has a `sentence_mtl.json`).
 pub fn is_checkpoint(dir: &std::path::Path) -> bool {
     dir.join(SPEC_FILE).is_file()

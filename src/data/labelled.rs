@@ -1,6 +1,6 @@
 //! Labelled CSV files (a text column and a label column) and the label set of a task.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
@@ -131,6 +131,8 @@ impl UnknownLabels {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LabelSet {
     names: Vec<String>,
+    /// Each name's id.
+    ids: HashMap<String, usize>,
 }
 
 impl LabelSet {
@@ -144,7 +146,7 @@ impl LabelSet {
             by_value.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(b.1)));
             names = by_value.into_iter().map(|(_, name)| name).collect();
         }
-        Self { names: names.into_iter().map(str::to_string).collect() }
+        Self::from_names(names.into_iter().map(str::to_string).collect())
     }
 
     /// A label with a fraction (`3.8`) when every label is a number: scores, which a
@@ -157,14 +159,12 @@ impl LabelSet {
 
     /// Labels as saved in a checkpoint (already in id order).
     pub fn from_names(names: Vec<String>) -> Self {
-        Self { names }
+        let ids = names.iter().enumerate().map(|(id, name)| (name.clone(), id)).collect();
+        Self { names, ids }
     }
 
     pub fn id(&self, label: &str) -> Option<usize> {
-        self.names
-            .binary_search_by(|n| n.as_str().cmp(label))
-            .ok()
-            .or_else(|| self.names.iter().position(|n| n == label))
+        self.ids.get(label).copied()
     }
 
     pub fn names(&self) -> &[String] {

@@ -197,6 +197,25 @@ impl TrainingTask for ClassificationTask {
         )]
     }
 
+    fn keep_label_order(&mut self, saved: &[String]) {
+        let same_labels = saved.len() == self.labels.len() && saved.iter().all(|l| self.labels.id(l).is_some());
+        if !same_labels || saved == self.labels.names() {
+            return;
+        }
+        let order = LabelSet::from_names(saved.to_vec());
+        let new_id: Vec<usize> = self.labels.names().iter().filter_map(|l| order.id(l)).collect();
+        for class in &mut self.train_classes {
+            *class = new_id[*class as usize] as i64;
+        }
+        if let Some(dev) = &mut self.dev {
+            dev.classes.iter_mut().for_each(|class| *class = new_id[*class]);
+        }
+        if self.class_weights.is_some() {
+            self.class_weights = Some(Tensor::from_slice(&balanced_weights(&self.train_classes, order.len())));
+        }
+        self.labels = order;
+    }
+
     fn dev_rows(&self) -> Option<usize> {
         self.dev.as_ref().map(|d| d.data.len())
     }

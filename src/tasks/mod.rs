@@ -243,6 +243,10 @@ pub trait TrainingTask {
     /// Told before the first step what `--freeze` keeps: a loss on the embeddings alone is a
     /// constant when nothing that feeds them trains, and a frozen head is not refitted.
     fn note_frozen(&mut self, _frozen: Frozen) {}
+    /// Told the labels in the order the starting checkpoint's head of this task has them: a
+    /// task with the same labels takes that order, so the head goes on (a run resumed, or
+    /// trained further, from before labels that are numbers sorted as numbers).
+    fn keep_label_order(&mut self, _saved: &[String]) {}
     fn dev_rows(&self) -> Option<usize>;
     /// What a new run says about the task's data before it trains (each a sentence).
     fn data_notes(&self) -> Vec<String> {

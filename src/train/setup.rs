@@ -109,20 +109,25 @@ pub(super) fn build_feature_cache(
 /// hold every tensor). Seeds libtorch first, so new layers start the same for one seed.
 pub(super) fn load_model(
     settings: &TrainSettings,
-    tasks: &[Box<dyn TrainingTask>],
+    tasks: &mut [Box<dyn TrainingTask>],
     device: tch::Device,
     resume_from: Option<&Path>,
 ) -> Result<TrainableModel> {
     tch::manual_seed(settings.seed as i64);
+    let start_from = match resume_from {
+        Some(last) => last.to_string_lossy().into_owned(),
+        None => settings.model.clone(),
+    };
+    for saved in checkpoint::saved_tasks(&start_from)? {
+        if let Some(task) = tasks.iter_mut().find(|t| t.source().name == saved.name) {
+            task.keep_label_order(&saved.labels);
+        }
+    }
     let wanted = TrainingSpec {
         pooling: settings.pooling,
         projection_dim: settings.projection_dim,
         max_length: settings.max_length,
         tasks: tasks.iter().map(|t| t.spec()).collect(),
-    };
-    let start_from = match resume_from {
-        Some(last) => last.to_string_lossy().into_owned(),
-        None => settings.model.clone(),
     };
     let trainable = checkpoint::load_for_training(&start_from, device, wanted)?;
     if resume_from.is_some() && !trainable.new_tensors.is_empty() {

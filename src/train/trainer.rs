@@ -281,7 +281,7 @@ impl<'a> Trainer<'a> {
         let device = distributed::device_for(settings.device.resolve()?, group);
         let precision = settings.precision.resolve(device)?;
         let TrainableModel { model, mut loaded, new_tensors, replaced } =
-            setup::load_model(settings, &tasks, device, resume_from.as_deref())?;
+            setup::load_model(settings, &mut tasks, device, resume_from.as_deref())?;
         if let Some(p) = settings.dropout {
             loaded.config.set_dropout(p);
         }

@@ -267,9 +267,39 @@ fn numeric_labels_sort_as_numbers_and_scores_get_a_note() {
             serde_json::from_str(&std::fs::read_to_string(format!("{out}/last/sentence_mtl.json")).unwrap()).unwrap();
         (stderr(&output), spec["tasks"][0]["labels"].clone())
     };
-    let (said, labels) = train(&write("counts", &["10", "2", "1"]), "counts-run");
+    let counts = write("counts", &["10", "2", "1"]);
+    let (said, labels) = train(&counts, "counts-run");
     assert_eq!(labels, serde_json::json!(["1", "2", "10"]));
     assert!(!said.contains("labels are numbers"), "{said}");
+
+    // A checkpoint from before numbers sorted as numbers has them as text; a run resumed from
+    // it, or trained further from it, keeps that order and the head.
+    let run_dir = std::path::PathBuf::from(s.out("counts-run"));
+    let edit_json = |path: &Path, edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut value: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        edit(&mut value);
+        std::fs::write(path, serde_json::to_string(&value).unwrap()).unwrap();
+    };
+    let as_text = serde_json::json!(["1", "10", "2"]);
+    edit_json(&run_dir.join("last/sentence_mtl.json"), &|spec| spec["tasks"][0]["labels"] = as_text.clone());
+    // The run made unfinished: a longer run, and no summary yet.
+    edit_json(&run_dir.join("settings.json"), &|settings| settings["settings"]["max_steps"] = 2.into());
+    let log = std::fs::read_to_string(run_dir.join("train_log.jsonl")).unwrap();
+    let unfinished: Vec<&str> = log.lines().filter(|l| !l.contains("\"type\":\"summary\"")).collect();
+    std::fs::write(run_dir.join("train_log.jsonl"), unfinished.join("\n") + "\n").unwrap();
+    let further = s.out("further");
+    let args = ["train", "-m", &format!("{}/last", run_dir.display()), "--task", &counts, "--device", "cpu"];
+    let output = run(&[&args[..], &["--threads", "1", "--max-steps", "1", "--out", &further]].concat());
+    assert_ok(&output);
+    assert!(!stderr(&output).contains("starts new"), "{}", stderr(&output));
+    let resumed = run(&["train", "--resume", run_dir.to_str().unwrap(), "--threads", "1"]);
+    assert_ok(&resumed);
+    assert!(stdout(&resumed).contains("resumed at step 1 and trained to step 2"), "{}", stdout(&resumed));
+    for checkpoint in [run_dir.join("last"), Path::new(&further).join("last")] {
+        let spec: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(checkpoint.join("sentence_mtl.json")).unwrap()).unwrap();
+        assert_eq!(spec["tasks"][0]["labels"], as_text, "{}", checkpoint.display());
+    }
     let (said, labels) = train(&write("scores", &["3.8", "0.5", "4"]), "scores-run");
     assert_eq!(labels, serde_json::json!(["0.5", "3.8", "4"]));
     let note = "note: task 'scores': its 3 labels are numbers such as 0.5, each trained as a class of its own; to learn scores of sentence pairs, give the columns sentence1,sentence2,score (a similarity task)";
