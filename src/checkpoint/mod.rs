@@ -51,9 +51,9 @@ pub fn is_checkpoint(dir: &std::path::Path) -> bool {
 /// one: training replaces a checkpoint folder whole when it saves, which would delete what
 /// was written there.
 pub fn refuse_output_inside(out: &std::path::Path, flag: &str) -> anyhow::Result<()> {
-    let absolute = std::path::absolute(out).unwrap_or_else(|_| out.to_path_buf());
-    match absolute.ancestors().find(|dir| is_checkpoint(dir)) {
-        Some(checkpoint) if checkpoint == absolute => anyhow::bail!(
+    let resolved = resolved(out);
+    match resolved.ancestors().find(|dir| is_checkpoint(dir)) {
+        Some(checkpoint) if checkpoint == resolved => anyhow::bail!(
             "{flag} {} is a checkpoint, which this would replace; write to a folder of its own",
             out.display()
         ),
@@ -63,5 +63,50 @@ pub fn refuse_output_inside(out: &std::path::Path, flag: &str) -> anyhow::Result
             checkpoint.display()
         ),
         None => Ok(()),
+    }
+}
+
+/// `path` made absolute with symbolic links resolved as far as it exists; the rest (folders
+/// an output creates) is appended with its `..` applied, so that `RUN/best/../eval` is
+/// `RUN/eval` and `new/../RUN/best` is `RUN/best`.
+pub fn resolved(path: &std::path::Path) -> std::path::PathBuf {
+    use std::path::{Component, PathBuf};
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut out = PathBuf::new();
+    for component in absolute.components() {
+        match component {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => {
+                out.push(other);
+                // Links are resolved where the path exists, before a later `..` applies.
+                if let Ok(real) = out.canonicalize() {
+                    out = real;
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `..` applies to what it follows, in folders that exist or not, and a folder beside a
+    /// checkpoint is not inside it.
+    #[test]
+    fn outputs_beside_a_checkpoint_are_not_inside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        std::fs::create_dir_all(root.join("run/best")).unwrap();
+        std::fs::write(root.join("run/best").join(SPEC_FILE), "{}").unwrap();
+        assert_eq!(resolved(&root.join("run/best/../eval")), root.join("run/eval"));
+        assert_eq!(resolved(&root.join("new/../run/best/x")), root.join("run/best/x"));
+        assert!(refuse_output_inside(&root.join("run/best/../eval"), "--out").is_ok());
+        let inside = refuse_output_inside(&root.join("new/../run/best/eval"), "--out").unwrap_err().to_string();
+        assert!(inside.contains("is inside the checkpoint"), "{inside}");
     }
 }

@@ -46,9 +46,9 @@ fn format_for<F: FromStr + PartialEq>(flag: Option<F>, output: Option<&Path>, js
 }
 
 /// Refuses an `--output` that cannot be written as a file before any work is done (a folder),
-/// or whose writing would replace the `--input` it reads, or could replace a file of the
-/// `--model` it reads or of any checkpoint (`-o RUN/best/model.safetensors` after a
-/// tab-completion), which training also replaces whole when it saves.
+/// or whose writing would replace the `--input` it reads, a file of the `--model` folder it
+/// reads (`--format npy -o MODEL/model.safetensors` after a tab-completion), or anything in a
+/// checkpoint, which training also replaces whole when it saves.
 pub fn check_output_path(path: Option<&Path>, input: Option<&Path>, model: &str) -> Result<()> {
     let Some(path) = path else { return Ok(()) };
     if path.is_dir() {
@@ -58,15 +58,7 @@ pub fn check_output_path(path: Option<&Path>, input: Option<&Path>, model: &str)
     if input.is_some_and(|input| same(path, input)) {
         bail!("--output {} is the --input file, which writing would replace; name another file", path.display());
     }
-    let written = resolved(path);
-    let model = Path::new(model);
-    if model.is_dir() && written.starts_with(resolved(model)) {
-        bail!(
-            "--output {} is inside the --model folder {}, whose files it could replace; write outside it",
-            path.display(),
-            model.display()
-        );
-    }
+    let written = crate::checkpoint::resolved(path);
     if let Some(checkpoint) = written.ancestors().skip(1).find(|dir| crate::checkpoint::is_checkpoint(dir)) {
         bail!(
             "--output {} is inside the checkpoint {}, whose files it could replace (and training replaces it whole when it saves); write outside it",
@@ -74,20 +66,19 @@ pub fn check_output_path(path: Option<&Path>, input: Option<&Path>, model: &str)
             checkpoint.display()
         );
     }
-    Ok(())
-}
-
-/// `path` made absolute with symbolic links resolved, as far as it exists (the rest, such as
-/// the folders `--output` creates, appended as given).
-fn resolved(path: &Path) -> std::path::PathBuf {
-    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    for existing in absolute.ancestors() {
-        if let Ok(real) = existing.canonicalize() {
-            let rest = absolute.strip_prefix(existing).unwrap_or(Path::new(""));
-            return real.join(rest);
-        }
+    // An earlier output there is the user's to replace; a file of another kind is the model's.
+    let an_output = |p: &Path| {
+        p.extension().is_some_and(|e| OUTPUT_EXTENSIONS.contains(&e.to_string_lossy().to_ascii_lowercase().as_str()))
+    };
+    let model = Path::new(model);
+    if path.is_file() && !an_output(path) && model.is_dir() && written.starts_with(crate::checkpoint::resolved(model)) {
+        bail!(
+            "--output {} would replace a file of the --model folder {}; write it elsewhere",
+            path.display(),
+            model.display()
+        );
     }
-    absolute
+    Ok(())
 }
 
 /// Prints `text` on stdout: a failed write (a full disk) is an error naming stdout, not a

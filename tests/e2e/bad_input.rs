@@ -1188,12 +1188,20 @@ c,a
         &["encode", "-m", &m, "-o", &c.path("embeddings.npy"), "--format", "csv", "hi"],
         error("embeddings.npy's .npy; give one of them, or make them agree"),
     );
-    let into_model = format!("{ck}/config.json");
+    let model_copy = c.damaged_model("model-copy", |_| {});
+    let into_model = format!("{model_copy}/model.safetensors");
     c.add(
         "settings",
-        "predict --output a file of the --model folder",
-        &["predict", "-m", &ck, "--task", "topic", "--format", "csv", "-o", &into_model, "hi"],
-        error("config.json is inside the --model folder "),
+        "encode --output over a file of the --model folder",
+        &["encode", "-m", &model_copy, "--format", "npy", "-o", &into_model, "hi"],
+        error("model.safetensors would replace a file of the --model folder "),
+    );
+    let into_checkpoint_file = format!("{ck}/config.json");
+    c.add(
+        "settings",
+        "predict --output over a file of the checkpoint it reads",
+        &["predict", "-m", &ck, "--task", "topic", "--format", "csv", "-o", &into_checkpoint_file, "hi"],
+        error("config.json is inside the checkpoint "),
     );
     let into_checkpoint = format!("{ck}/new/embeddings.jsonl");
     c.add(
