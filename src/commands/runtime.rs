@@ -88,13 +88,10 @@ pub fn output_setting<'a>(flag: &'a str, path: Option<&std::path::Path>) -> (&'a
 /// Refuses ranks whose models differ by content (their paths may differ), whose pooling or
 /// normalisation do (from a flag or from the model folder), or whose job settings do.
 fn agree_on_model(group: &ProcessGroup, loaded: &LoadedModel, job: &[(&str, String)]) -> Result<()> {
-    let model = [
-        ("--model", format!("content fnv1a {}", loaded.fingerprint(true))),
-        ("--pooling", loaded.spec.pooling.to_string()),
-        ("--normalize or --no-normalize", if loaded.spec.normalize { "normalised" } else { "not normalised" }.into()),
-    ];
+    let model = std::iter::once(("--model", format!("content fnv1a {}", loaded.fingerprint(true))));
+    let pipeline = loaded.spec.pipeline_settings();
     let fields: Vec<(String, String)> =
-        job.iter().cloned().chain(model).map(|(name, value)| (name.to_string(), value)).collect();
+        job.iter().cloned().chain(model).chain(pipeline).map(|(name, value)| (name.to_string(), value)).collect();
     data_parallel::agree_on_settings(group, &fields)
 }
 

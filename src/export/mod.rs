@@ -150,7 +150,9 @@ fn copy_model_files(loaded: &LoadedModel, folder: &Path) -> Result<()> {
                 // Decoding only; set as transformers' current default, which it warns will change.
                 fields.entry("clean_up_tokenization_spaces").or_insert(true.into());
             }
-            std::fs::write(folder.join(file), serde_json::to_string_pretty(&config)? + "\n")?;
+            let to = folder.join(file);
+            std::fs::write(&to, serde_json::to_string_pretty(&config)? + "\n")
+                .with_context(|| format!("cannot write {}", to.display()))?;
         } else {
             std::fs::copy(&from, folder.join(file)).with_context(|| format!("cannot copy {}", from.display()))?;
         }

@@ -126,6 +126,16 @@ impl TaskKind {
 }
 
 impl ModelSpec {
+    /// How the model makes embeddings of hidden states, named as the ranks of a launch
+    /// compare it: each rank takes it from its flags, else from its own model folder.
+    pub fn pipeline_settings(&self) -> [(&'static str, String); 2] {
+        let normalised = if self.normalize { "normalised" } else { "not normalised" };
+        [
+            ("pooling (--pooling, else the model folder's)", self.pooling.to_string()),
+            ("normalisation (--normalize, else the model folder's)", normalised.to_string()),
+        ]
+    }
+
     /// The tasks with a head (classification), in order.
     pub fn head_tasks(&self) -> impl Iterator<Item = &TaskSpec> {
         self.tasks.iter().filter(|t| t.kind.has_head())

@@ -324,8 +324,6 @@ fn check_compared_batches(
     Ok(notes)
 }
 
-/// A note for each task with rows longer than `--batch-tokens` holds: each of those trains in
-/// a batch of its own, bigger than the budget (`BatchLimit::fits` lets one row always fit).
 /// What a new run says before it trains: the batches' checks (which may refuse the run),
 /// rows over the token budget and each task's data notes. A resumed run said it at its start.
 pub(super) fn start_up_notes(
@@ -341,6 +339,8 @@ pub(super) fn start_up_notes(
     Ok(notes)
 }
 
+/// A note for each task with rows longer than `--batch-tokens` holds: each of those trains in
+/// a batch of its own, bigger than the budget (`BatchLimit::fits` lets one row always fit).
 fn oversized_row_notes(settings: &TrainSettings, tasks: &[Box<dyn TrainingTask>]) -> Vec<String> {
     let Some(budget) = settings.batch_tokens else { return Vec::new() };
     let mut notes = Vec::new();
@@ -405,10 +405,7 @@ fn agreed_fields(
         .collect();
     out.sort();
     out.push(("--model".into(), format!("config, vocabulary and shapes fnv1a {}", loaded.fingerprint(false))));
-    // Without --pooling, each rank's model folder says how to pool, and whether to normalise.
-    out.push(("--pooling or the model folder's pooling".into(), loaded.spec.pooling.to_string()));
-    let normalised = if loaded.spec.normalize { "normalised" } else { "not normalised" };
-    out.push(("the model folder's normalisation".into(), normalised.into()));
+    out.extend(loaded.spec.pipeline_settings().map(|(name, value)| (name.to_string(), value)));
     out.extend(data_file_fields(settings, &state.data));
     out.push(("resumed step".into(), state.step.to_string()));
     out.push(("sentence-mtl version".into(), env!("CARGO_PKG_VERSION").into()));

@@ -617,7 +617,7 @@ fn ranks_compare_their_models_by_content_not_by_path() {
         (
             pooled_by("mean_tokens"),
             pooled_by("cls_token"),
-            "--pooling or the model folder's pooling differs from rank 0's (cls against mean)",
+            "pooling (--pooling, else the model folder's) differs from rank 0's (cls against mean)",
         ),
     ];
     for (i, (first, second, expected)) in refusals.iter().enumerate() {
