@@ -27,9 +27,11 @@ use crate::distributed::ProcessGroup;
 use crate::model::loaded::LoadedModel;
 use crate::model::names;
 use crate::model::spec::{ModelSpec, TaskKind};
+use crate::model::tokenizer::{truncation_note, SentenceTokenizer};
+use crate::model::MultiTaskModel;
 use crate::precision::Precision;
 use crate::progress::Progress;
-use crate::tasks::{self, TrainingTask};
+use crate::tasks::{self, Frozen, TrainingTask};
 
 /// What the feature cache will hold, checked against `--feature-cache-budget` before the run
 /// shows its start (a refused run prints its one error line alone).
@@ -105,9 +107,69 @@ pub(super) fn build_feature_cache(
     Ok(caches)
 }
 
+/// The model a run trains, with its tasks tokenised and told what is frozen.
+pub(super) struct PreparedModel {
+    pub model: MultiTaskModel,
+    pub loaded: LoadedModel,
+    /// The freshly initialised tensors (new heads, a new projection).
+    pub new_tensors: Vec<String>,
+    /// Notes on layers that start afresh, new layers left frozen and texts cut to the limit.
+    pub notes: Vec<String>,
+    pub encoder_frozen: bool,
+    /// The tasks whose heads are frozen.
+    pub frozen_heads: Vec<String>,
+}
+
+/// Loads the model (`load_model`), sets `--dropout`, tokenises the tasks, applies `--freeze`
+/// and tells each task what it froze.
+pub(super) fn prepare_model(
+    settings: &TrainSettings,
+    tasks: &mut [Box<dyn TrainingTask>],
+    device: tch::Device,
+    resume_from: Option<&Path>,
+) -> Result<PreparedModel> {
+    let TrainableModel { model, mut loaded, new_tensors, replaced } = load_model(settings, tasks, device, resume_from)?;
+    if let Some(p) = settings.dropout {
+        loaded.config.set_dropout(p);
+    }
+    let mut notes = replaced;
+    let truncation_notes = tokenize_tasks(tasks, &loaded.tokenizer, settings.max_length);
+    let num_layers = loaded.config.num_layers() as usize;
+    notes.extend(freeze(&settings.freeze, &model.vs, tasks, num_layers, &loaded.spec, &new_tensors)?);
+    notes.extend(truncation_notes);
+    let encoder_frozen = FreezeRule::encoder_frozen(&model.vs);
+    let mut frozen_heads = Vec::new();
+    for task in tasks.iter_mut() {
+        let head = FreezeRule::head_frozen(&model.vs, &task.source().name);
+        if head {
+            frozen_heads.push(task.source().name.clone());
+        }
+        task.note_frozen(Frozen { encoder: encoder_frozen, head });
+    }
+    Ok(PreparedModel { model, loaded, new_tensors, notes, encoder_frozen, frozen_heads })
+}
+
+/// Tokenises every task's training texts; a note per task whose texts `max_length` cuts.
+fn tokenize_tasks(
+    tasks: &mut [Box<dyn TrainingTask>],
+    tokenizer: &SentenceTokenizer,
+    max_length: usize,
+) -> Vec<String> {
+    let mut notes = Vec::new();
+    for task in tasks {
+        let truncated = task.tokenize(tokenizer, max_length);
+        if truncated > 0 {
+            let total = task.train_texts().len();
+            let note = truncation_note(truncated, total, "training text", max_length);
+            notes.push(format!("note: task '{}': {note}", task.source().name));
+        }
+    }
+    notes
+}
+
 /// The model to train: from `--model`, or from the run's `last/` when resuming (which must
 /// hold every tensor). Seeds libtorch first, so new layers start the same for one seed.
-pub(super) fn load_model(
+fn load_model(
     settings: &TrainSettings,
     tasks: &mut [Box<dyn TrainingTask>],
     device: tch::Device,
@@ -160,7 +222,7 @@ pub(super) fn check_model_before_overwrite(settings: &TrainSettings, overwrite: 
 /// Applies `--freeze` to the model's variables, after checking the rules against the model
 /// and the tasks. Returns a note when it freezes a new, randomly initialised layer (among
 /// `new_tensors`), which then stays random.
-pub(super) fn freeze(
+fn freeze(
     rules: &[FreezeRule],
     vs: &VarStore,
     tasks: &[Box<dyn TrainingTask>],

@@ -13,7 +13,6 @@ use tch::{Kind, Tensor};
 
 use super::evaluate::{evaluate, Evaluation};
 use super::feature_cache::RunCaches;
-use super::freeze::FreezeRule;
 use super::interrupt::{signal_name, Interrupted, StopOnSignal};
 use super::log::{EvalRecord, LogRecord, RunLog, RunSummary, StepRecord};
 use super::new_run::NewRun;
@@ -27,7 +26,7 @@ use super::small_data::{self, SmallTask, TrainedHeads};
 use super::start_up_signals::StartUpSignals;
 use super::state::TrainerState;
 use super::window::{NonFinite, Window};
-use crate::checkpoint::{self, TrainableModel};
+use crate::checkpoint;
 use crate::data::batching::{pad_batch, BatchLimit};
 use crate::data::sampler::{SamplingStrategy, TaskSampler};
 use crate::device::{upload, DeviceChoice};
@@ -39,12 +38,11 @@ use crate::inference::Encoder;
 use crate::model::fused_forward::FusedForward;
 use crate::model::loaded::LoadedModel;
 use crate::model::spec::ModelSpec;
-use crate::model::tokenizer::{truncation_note, SentenceTokenizer};
 use crate::model::MultiTaskModel;
 use crate::precision::{self, Precision};
 use crate::progress::Progress;
 use crate::report::table::count;
-use crate::tasks::{Frozen, TrainBatch, TrainingTask};
+use crate::tasks::{TrainBatch, TrainingTask};
 
 /// Training rows per task whose outputs are checked before a save (`check_before_save`).
 const PROBE_ROWS: usize = 8;
@@ -98,39 +96,6 @@ pub fn train(settings: &TrainSettings, options: &RunOptions, group: Option<&Proc
         Ok(started) => started?.run(),
         Err(panic) => std::panic::resume_unwind(panic),
     }
-}
-
-/// Tells each task whether its encoder and head are frozen; whether the encoder is, and the
-/// tasks whose heads are.
-fn note_frozen_parts(vs: &tch::nn::VarStore, tasks: &mut [Box<dyn TrainingTask>]) -> (bool, Vec<String>) {
-    let encoder = FreezeRule::encoder_frozen(vs);
-    let mut frozen_heads = Vec::new();
-    for task in tasks {
-        let head = FreezeRule::head_frozen(vs, &task.source().name);
-        if head {
-            frozen_heads.push(task.source().name.clone());
-        }
-        task.note_frozen(Frozen { encoder, head });
-    }
-    (encoder, frozen_heads)
-}
-
-/// Tokenises every task's training texts; a note per task whose texts `max_length` cuts.
-fn tokenize_tasks(
-    tasks: &mut [Box<dyn TrainingTask>],
-    tokenizer: &SentenceTokenizer,
-    max_length: usize,
-) -> Vec<String> {
-    let mut notes = Vec::new();
-    for task in tasks {
-        let truncated = task.tokenize(tokenizer, max_length);
-        if truncated > 0 {
-            let total = task.train_texts().len();
-            let note = truncation_note(truncated, total, "training text", max_length);
-            notes.push(format!("note: task '{}': {note}", task.source().name));
-        }
-    }
-    notes
 }
 
 /// Continues an interrupted run from its `last/` checkpoint with the run's own settings
@@ -280,15 +245,9 @@ impl<'a> Trainer<'a> {
         crate::device::set_threads(settings.threads, options.quiet || !distributed::is_main(group))?;
         let device = distributed::device_for(settings.device.resolve()?, group);
         let precision = settings.precision.resolve(device)?;
-        let TrainableModel { model, mut loaded, new_tensors, replaced } =
-            setup::load_model(settings, &mut tasks, device, resume_from.as_deref())?;
-        if let Some(p) = settings.dropout {
-            loaded.config.set_dropout(p);
-        }
-        let truncation_notes = tokenize_tasks(&mut tasks, &loaded.tokenizer, settings.max_length);
+        let setup::PreparedModel { model, loaded, new_tensors, mut notes, encoder_frozen, frozen_heads } =
+            setup::prepare_model(settings, &mut tasks, device, resume_from.as_deref())?;
         let num_layers = loaded.config.num_layers() as usize;
-        let frozen_new = setup::freeze(&settings.freeze, &model.vs, &tasks, num_layers, &loaded.spec, &new_tensors)?;
-        let (encoder_frozen, frozen_heads) = note_frozen_parts(&model.vs, &mut tasks);
         let learning_rates = settings.learning_rates();
         let parameters = parameter_counts(&model.vs);
         let main = distributed::is_main(group);
@@ -298,12 +257,9 @@ impl<'a> Trainer<'a> {
         let mut state = setup::initial_state(settings, &tasks, &run, resume_from.as_deref(), &mut optimizer, world)?;
         let resumed_from = resume_from.as_ref().map(|_| state.step);
         let resumed_window = state.window.take();
-        let mut notes = replaced;
-        notes.extend(frozen_new);
         if resumed_from.is_none() {
             notes.extend(setup::start_up_notes(settings, &tasks, world)?);
         }
-        notes.extend(truncation_notes);
         let log = match main {
             true => RunLog::open(&run.log(), resumed_from)?,
             false => RunLog::discard(),
