@@ -26,7 +26,7 @@ $bin train --model models/all-MiniLM-L6-v2 \
   --task sentiment=data/sample/sentiment_train.csv,data/sample/sentiment_dev.csv \
   --task similarity=data/sample/similarity_train.csv,data/sample/similarity_dev.csv \
   --out "$run" --overwrite --epochs 10 --batch-size 8 --small-data off \
-  --lr-backbone 5e-5 --lr-projection 5e-4 --lr-heads 2e-3
+  --lr-backbone 5e-5 --lr-heads 2e-3
 
 step "2/4 eval: the best checkpoint on the dev sets (tables; JSON, CSV and PNG in $run/eval)"
 $bin eval --model "$run/best" --out "$run/eval" \

@@ -11,6 +11,7 @@ scored >= MIN (default 3.0) becomes (the first five words of sentence1, sentence
 sentence2); a query already taken by an earlier row is skipped, so no two rows share one.
 """
 import csv
+import os
 import sys
 
 args = sys.argv[1:]
@@ -31,6 +32,7 @@ if queries:
             taken.add(query)
             passages.append((query, f"{first} {second}"))
     rows = passages
+os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
 with open(target, "w", newline="", encoding="utf-8") as f:
     out = csv.writer(f, lineterminator="\n")
     out.writerow(["anchor", "positive"])
