@@ -25,7 +25,7 @@ pub mod training;
 pub use hf_export::FORMAT as HF_EXPORT_FORMAT;
 pub use load::load;
 pub use save::{save, save_with};
-pub use training::{load_for_training, TrainableModel, TrainingSpec};
+pub use training::{load_for_training, TrainableModel, TrainingSpec, TrainingStart};
 
 pub const SPEC_FILE: &str = "sentence_mtl.json";
 pub const WEIGHTS_FILE: &str = "model.safetensors";
@@ -34,12 +34,6 @@ pub const WEIGHTS_FILE: &str = "model.safetensors";
 /// what `train` does before `--overwrite` empties a run directory.
 pub fn check_opens(model: &str) -> anyhow::Result<()> {
     folder::ModelFolder::open(model).map(|_| ())
-}
-
-/// The tasks `model` (a folder or hub id) has heads or settings for; none for a model that
-/// is no checkpoint.
-pub fn saved_tasks(model: &str) -> anyhow::Result<Vec<crate::model::spec::TaskSpec>> {
-    Ok(folder::ModelFolder::open(model)?.spec.tasks)
 }
 
 /// Whether `dir` is a sentence-mtl checkpoint (has a `sentence_mtl.json`).

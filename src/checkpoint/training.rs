@@ -37,7 +37,34 @@ pub struct TrainableModel {
 /// The model `train` starts from: backbone (and projection, and heads of tasks with the same
 /// name and labels) from a HF folder, hub id or checkpoint; every other layer is new.
 pub fn load_for_training(model: &str, device: Device, wanted: TrainingSpec) -> Result<TrainableModel> {
-    let folder = ModelFolder::open(model)?;
+    TrainingStart::open(model)?.load(device, wanted)
+}
+
+/// The folder `train` starts from, opened once: its saved tasks can settle the run's
+/// tasks (their label order) before [`TrainingStart::load`] builds the model for them.
+pub struct TrainingStart {
+    /// `--model` as given (a path or hub id), for messages.
+    model: String,
+    folder: ModelFolder,
+}
+
+impl TrainingStart {
+    pub fn open(model: &str) -> Result<Self> {
+        Ok(Self { model: model.to_string(), folder: ModelFolder::open(model)? })
+    }
+
+    /// The tasks the folder has heads or settings for (none for a model that is no checkpoint).
+    pub fn saved_tasks(&self) -> &[TaskSpec] {
+        &self.folder.spec.tasks
+    }
+
+    /// Builds the model `wanted` describes, with the folder's weights where they fit.
+    pub fn load(self, device: Device, wanted: TrainingSpec) -> Result<TrainableModel> {
+        build_from(self.folder, &self.model, device, wanted)
+    }
+}
+
+fn build_from(folder: ModelFolder, model: &str, device: Device, wanted: TrainingSpec) -> Result<TrainableModel> {
     check_max_length(wanted.max_length, &folder.config)?;
     let spec = training_spec(&folder, wanted);
     let hidden = folder.config.hidden_size();

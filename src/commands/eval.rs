@@ -81,10 +81,12 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let job = [output_setting("--out", args.out.as_deref()), ("--task", names.join(", "))];
     let encoder = encoder(&args.model, &loaded, group.as_ref(), &job)?;
     let encoder = Encoder { truncated: Some(&tally), ..encoder };
+    // Notes could not say which task they belong to; each task's are gathered instead.
+    let progress = progress.without_notes();
     let mut evaluated = Vec::new();
     for task in &tasks {
         let columns = [&text_columns, &label_columns];
-        let (kind, report) = task_report(&encoder, task, columns, args, &progress.without_notes())?;
+        let (kind, report) = task_report(&encoder, task, columns, args, &progress)?;
         evaluated.push(Evaluated { name: task.name.clone(), kind, report, truncated: tally.take() });
     }
     if !is_main(group.as_ref()) {

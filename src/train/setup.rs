@@ -180,7 +180,8 @@ fn load_model(
         Some(last) => last.to_string_lossy().into_owned(),
         None => settings.model.clone(),
     };
-    for saved in checkpoint::saved_tasks(&start_from)? {
+    let start = checkpoint::TrainingStart::open(&start_from)?;
+    for saved in start.saved_tasks() {
         if let Some(task) = tasks.iter_mut().find(|t| t.source().name == saved.name) {
             task.keep_label_order(&saved.labels);
         }
@@ -191,7 +192,7 @@ fn load_model(
         max_length: settings.max_length,
         tasks: tasks.iter().map(|t| t.spec()).collect(),
     };
-    let trainable = checkpoint::load_for_training(&start_from, device, wanted)?;
+    let trainable = start.load(device, wanted)?;
     if resume_from.is_some() && !trainable.new_tensors.is_empty() {
         bail!(
             "{} does not hold every tensor of the run's model (missing {})",
@@ -387,7 +388,8 @@ fn check_compared_batches(
 }
 
 /// What a new run says before it trains: the batches' checks (which may refuse the run),
-/// rows over the token budget and each task's data notes. A resumed run said it at its start.
+/// rows over the token budget, each task's data notes and the backbone rate the run's size
+/// chose. A resumed run said it at its start.
 pub(super) fn start_up_notes(
     settings: &TrainSettings,
     tasks: &[Box<dyn TrainingTask>],
@@ -398,6 +400,7 @@ pub(super) fn start_up_notes(
     for task in tasks {
         notes.extend(task.data_notes().into_iter().map(|note| format!("note: task '{}': {note}", task.source().name)));
     }
+    notes.extend(settings.backbone_rate_note(tasks.iter().map(|t| t.train_rows()).sum()));
     Ok(notes)
 }
 

@@ -272,21 +272,17 @@ impl<'a> Trainer<'a> {
             Some(group) => Some(setup::join_data_parallel(group, settings, &state, &loaded, &model.vs, &optimizer)?),
             None => None,
         };
-        if resumed_from.is_none() {
-            notes.extend(settings.backbone_rate_note(tasks.iter().map(|t| t.train_rows()).sum()));
-        }
         if !options.quiet {
-            let (vs, tasks, new_tensors, notes) = (&model.vs, &tasks, &new_tensors, &notes);
             Overview {
                 settings,
                 loaded: &loaded,
-                vs,
-                tasks,
-                new_tensors,
+                vs: &model.vs,
+                tasks: &tasks,
+                new_tensors: &new_tensors,
                 learning_rates: &learning_rates,
                 parameters,
                 precision,
-                notes,
+                notes: &notes,
             }
             .print()?;
         }
