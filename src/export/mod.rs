@@ -132,32 +132,38 @@ fn write_backbone(loaded: &LoadedModel, folder: &Path) -> Result<()> {
     copy_model_files(loaded, folder)
 }
 
-/// `config.json` and the tokenizer files of the checkpoint, the tokenizer's limit set to
-/// the checkpoint's (transformers cuts at `model_max_length` where `truncation=True` names
-/// no length; the base model's is often 512, where `encode` cuts at 128).
+/// `config.json` and the tokenizer files of the checkpoint, with a `tokenizer_config.json`
+/// whose limit is the checkpoint's (transformers cuts at `model_max_length` where
+/// `truncation=True` names no length; the base model's is often 512, where `encode` cuts at 128).
 fn copy_model_files(loaded: &LoadedModel, folder: &Path) -> Result<()> {
     for file in std::iter::once(&"config.json").chain(TOKENIZER_FILES) {
         let from = loaded.dir.join(file);
-        if !from.is_file() {
-            continue;
-        }
-        if *file == "tokenizer_config.json" {
-            let text = std::fs::read_to_string(&from).with_context(|| format!("cannot read {}", from.display()))?;
-            let mut config: serde_json::Value =
-                serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", from.display()))?;
-            if let Some(fields) = config.as_object_mut() {
-                fields.insert("model_max_length".into(), loaded.spec.max_length.into());
-                // Decoding only; set as transformers' current default, which it warns will change.
-                fields.entry("clean_up_tokenization_spaces").or_insert(true.into());
-            }
-            let to = folder.join(file);
-            std::fs::write(&to, serde_json::to_string_pretty(&config)? + "\n")
-                .with_context(|| format!("cannot write {}", to.display()))?;
-        } else {
+        if from.is_file() && *file != "tokenizer_config.json" {
             std::fs::copy(&from, folder.join(file)).with_context(|| format!("cannot copy {}", from.display()))?;
         }
     }
-    Ok(())
+    let to = folder.join("tokenizer_config.json");
+    std::fs::write(&to, serde_json::to_string_pretty(&tokenizer_config(loaded)?)? + "\n")
+        .with_context(|| format!("cannot write {}", to.display()))
+}
+
+/// The checkpoint's `tokenizer_config.json` with its limit set; for a model folder without
+/// one, the settings its tokenizer was read with, so that transformers reads the same.
+fn tokenizer_config(loaded: &LoadedModel) -> Result<serde_json::Value> {
+    let from = loaded.dir.join("tokenizer_config.json");
+    let mut config = if from.is_file() {
+        let text = std::fs::read_to_string(&from).with_context(|| format!("cannot read {}", from.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", from.display()))?
+    } else {
+        let tokenizer = &loaded.tokenizer;
+        json!({"do_lower_case": tokenizer.lower_case, "strip_accents": tokenizer.strip_accents})
+    };
+    if let Some(fields) = config.as_object_mut() {
+        fields.insert("model_max_length".into(), loaded.spec.max_length.into());
+        // Decoding only; set as transformers' current default, which it warns will change.
+        fields.entry("clean_up_tokenization_spaces").or_insert(true.into());
+    }
+    Ok(config)
 }
 
 /// `tasks.json`: how to turn the backbone's hidden states into embeddings and task logits.

@@ -223,6 +223,37 @@ fn hf_export_of_a_model_without_heads_reads_back() {
     assert_eq!(encode(&out), encode(&last));
 }
 
+/// A model folder without `tokenizer_config.json` whose `tokenizer.json` keeps case: the
+/// export writes the settings `encode` used (transformers would otherwise lowercase) and the
+/// checkpoint's length limit.
+#[test]
+fn export_of_a_model_without_tokenizer_config_tokenizes_as_encode_does() {
+    let test = "export_of_a_model_without_tokenizer_config_tokenizes_as_encode_does";
+    let Some(python) = python(test) else { return };
+    let Some(models) = tiny_models(test) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let cased = dir.path().join("cased");
+    copy_dir(&models.join("tiny-bert"), &cased);
+    std::fs::remove_file(cased.join("tokenizer_config.json")).unwrap();
+    let tokenizer_json = cased.join("tokenizer.json");
+    let mut tokenizer: Value = serde_json::from_str(&std::fs::read_to_string(&tokenizer_json).unwrap()).unwrap();
+    tokenizer["normalizer"]["lowercase"] = json!(false);
+    tokenizer["normalizer"]["strip_accents"] = json!(false);
+    std::fs::write(&tokenizer_json, tokenizer.to_string()).unwrap();
+    let best = checkpoint(&cased, dir.path(), &["--max-length", "12"]);
+    let out = dir.path().join("st");
+    export(&best, "sentence-transformers", &out);
+    let script = "from transformers import AutoTokenizer\nimport json\n\
+        tok = AutoTokenizer.from_pretrained('.')\n\
+        words = 'Paris Is A City In France And many more words than twelve tokens hold'\n\
+        print(json.dumps([tok.model_max_length, len(tok(words, truncation=True)['input_ids']), tok.tokenize('Paris')]))\n";
+    let read = python_in(&python, &out, script, &json!(null));
+    assert_eq!(read[0], json!(12), "{read}");
+    assert_eq!(read[1], json!(12), "{read}");
+    let cased_tokens = read[2].as_array().unwrap();
+    assert!(cased_tokens.iter().all(|t| t.as_str().unwrap() != "paris"), "the export lowercases: {read}");
+}
+
 #[test]
 fn hf_export_readme_python_rebuilds_the_classifier_and_sentence_mtl_reads_it_back() {
     let test = "hf_export_readme_python_rebuilds_the_classifier_and_sentence_mtl_reads_it_back";
