@@ -27,6 +27,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         overwrite: args.overwrite,
         batch_plan: args.save_batch_plan.clone(),
         command_line: std::env::args().collect(),
+        typed_flags: args.explicit.clone(),
     };
     let outcome = match &args.resume {
         Some(run) => {

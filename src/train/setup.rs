@@ -404,6 +404,19 @@ pub(super) fn start_up_notes(
     Ok(notes)
 }
 
+/// Flags the loaded model makes inert: `--lr-projection` where it has no projection (the
+/// model folder decides when `--projection-dim` is not given).
+pub(super) fn model_flag_notes(typed_flags: &[String], spec: &ModelSpec) -> Vec<String> {
+    let typed = |flag: &str| typed_flags.iter().any(|f| f == flag);
+    let mut notes = Vec::new();
+    if typed("lr_projection") && spec.projection_dim.is_none() {
+        notes.push(
+            "note: --lr-projection has no effect: the model has no projection (--projection-dim N adds one)".to_string(),
+        );
+    }
+    notes
+}
+
 /// A note for each task with rows longer than `--batch-tokens` holds: each of those trains in
 /// a batch of its own, bigger than the budget (`BatchLimit::fits` lets one row always fit).
 fn oversized_row_notes(settings: &TrainSettings, tasks: &[Box<dyn TrainingTask>]) -> Vec<String> {

@@ -66,6 +66,9 @@ pub struct RunOptions {
     pub overwrite: bool,
     pub batch_plan: Option<PathBuf>,
     pub command_line: Vec<String>,
+    /// The flags given on the command line (clap ids), for notes on those the loaded model
+    /// makes inert.
+    pub typed_flags: Vec<String>,
 }
 
 /// Starts a new run (in a data-parallel launch, rank 0 alone writes the run directory).
@@ -259,6 +262,7 @@ impl<'a> Trainer<'a> {
         let resumed_window = state.window.take();
         if resumed_from.is_none() {
             notes.extend(setup::start_up_notes(settings, &tasks, world)?);
+            notes.extend(setup::model_flag_notes(&options.typed_flags, &loaded.spec));
         }
         let log = match main {
             true => RunLog::open(&run.log(), resumed_from)?,
