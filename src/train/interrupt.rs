@@ -1,9 +1,11 @@
-//! Ctrl-C (SIGINT) and SIGTERM during training: the first one asks the loop to stop after
+//! Ctrl-C (SIGINT), SIGTERM and SIGHUP during training: the first one asks the loop to stop after
 //! the current step and save a resumable checkpoint; a second one ends the process at once
 //! (atomic checkpoint writes keep the previous one intact either way). Before the first step
 //! there is nothing to save: `start_up_signals` handles them then.
 
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+
+use super::signal_handlers::{signal_name, Handlers};
 
 static RECEIVED: AtomicI32 = AtomicI32::new(0);
 /// Whether the handler says what it does (not under `--quiet`, nor on ranks other than 0).
@@ -36,9 +38,10 @@ extern "C" fn on_signal(signal: libc::c_int) {
     }
 }
 
-/// While alive, SIGINT and SIGTERM request a stop instead of killing the process.
+/// While alive, SIGINT, SIGTERM and SIGHUP (unless ignored, as under `nohup`) request a stop
+/// instead of killing the process.
 pub struct StopOnSignal {
-    _private: (),
+    _handlers: Handlers,
 }
 
 impl StopOnSignal {
@@ -46,12 +49,8 @@ impl StopOnSignal {
     pub fn install(announce: bool) -> Self {
         RECEIVED.store(0, Ordering::SeqCst);
         ANNOUNCE.store(announce, Ordering::SeqCst);
-        // SAFETY: installs a handler that only touches an atomic (and re-raises).
-        unsafe {
-            libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
-            libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
-        }
-        Self { _private: () }
+        // The handler only touches atomics, writes and re-raises.
+        Self { _handlers: Handlers::install(on_signal) }
     }
 
     /// The signal received so far, if any.
@@ -63,23 +62,6 @@ impl StopOnSignal {
     }
 }
 
-impl Drop for StopOnSignal {
-    fn drop(&mut self) {
-        // SAFETY: restores the default dispositions.
-        unsafe {
-            libc::signal(libc::SIGINT, libc::SIG_DFL);
-            libc::signal(libc::SIGTERM, libc::SIG_DFL);
-        }
-    }
-}
-
-pub fn signal_name(signal: i32) -> &'static str {
-    match signal {
-        libc::SIGINT => "SIGINT (Ctrl-C)",
-        libc::SIGTERM => "SIGTERM",
-        _ => "a signal",
-    }
-}
 
 /// The run stopped on a signal after saving; `main` exits with 128 + signal, as shells do.
 #[derive(Debug)]

@@ -16,6 +16,7 @@ pub mod run_dir;
 pub mod schedule;
 pub mod settings;
 pub mod setup;
+pub mod signal_handlers;
 pub mod small_data;
 pub mod start_up_signals;
 pub mod state;

@@ -8,6 +8,8 @@ use std::ffi::CString;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
+use super::signal_handlers::Handlers;
+
 /// What to undo, in order: files removed, entries moved back, folders removed when empty.
 #[derive(Debug, Default, Clone)]
 pub struct UndoPlan {
@@ -45,7 +47,6 @@ impl PreparedUndo {
 static PLAN: AtomicPtr<PreparedUndo> = AtomicPtr::new(std::ptr::null_mut());
 static ANNOUNCE: AtomicBool = AtomicBool::new(false);
 
-const SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
 
 const NOT_STARTED: &[u8] =
     b"\ninterrupted before training started: nothing was trained; the run's folder is as it was before\n";
@@ -82,11 +83,12 @@ extern "C" fn on_signal(signal: libc::c_int) {
     }
 }
 
-/// While alive, SIGINT, SIGTERM and SIGHUP carry out the current [`UndoPlan`] and end the
-/// process as the signal would. Each blocks the others while it runs, so one undo is not cut
-/// short by a second signal.
+/// While alive, SIGINT, SIGTERM and SIGHUP (unless ignored, as under `nohup`) carry out the
+/// current [`UndoPlan`] and end the process as the signal would. Each blocks the others while
+/// it runs, so one undo is not cut short by a second signal.
 pub struct StartUpSignals {
-    _private: (),
+    /// Dropped after `drop` disarms: the previous dispositions come back once no signal can find a plan.
+    _handlers: Handlers,
 }
 
 impl StartUpSignals {
@@ -94,19 +96,8 @@ impl StartUpSignals {
     pub fn install(announce: bool) -> Self {
         PLAN.store(std::ptr::null_mut(), Ordering::SeqCst);
         ANNOUNCE.store(announce, Ordering::SeqCst);
-        // SAFETY: a zeroed sigaction is valid; the handler only makes async-signal-safe calls.
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_signal as *const () as libc::sighandler_t;
-            libc::sigemptyset(&mut action.sa_mask);
-            for signal in SIGNALS {
-                libc::sigaddset(&mut action.sa_mask, signal);
-            }
-            for signal in SIGNALS {
-                libc::sigaction(signal, &action, std::ptr::null_mut());
-            }
-        }
-        Self { _private: () }
+        // The handler only makes async-signal-safe calls.
+        Self { _handlers: Handlers::install(on_signal) }
     }
 
     /// What a signal from now on undoes.
@@ -125,11 +116,5 @@ pub fn disarm() {
 impl Drop for StartUpSignals {
     fn drop(&mut self) {
         disarm();
-        // SAFETY: restores the default dispositions.
-        unsafe {
-            for signal in SIGNALS {
-                libc::signal(signal, libc::SIG_DFL);
-            }
-        }
     }
 }

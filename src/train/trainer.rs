@@ -13,7 +13,8 @@ use tch::{Kind, Tensor};
 
 use super::evaluate::{evaluate, Evaluation};
 use super::feature_cache::RunCaches;
-use super::interrupt::{signal_name, Interrupted, StopOnSignal};
+use super::interrupt::{Interrupted, StopOnSignal};
+use super::signal_handlers::signal_name;
 use super::log::{EvalRecord, LogRecord, RunLog, RunSummary, StepRecord};
 use super::new_run::NewRun;
 use super::optimizer::AdamW;
@@ -354,13 +355,15 @@ impl<'a> Trainer<'a> {
 
     /// Trains to the end (or an early stop), then finishes; a signal stops it after saving.
     pub fn run(mut self) -> Result<TrainOutcome> {
+        // Installed before the evaluation-only path too: a signal then lets its save finish.
+        let signals = StopOnSignal::install(!self.options.quiet);
         if self.trainable_parameters == 0 {
             self.say("no trainable parameter: --freeze leaves nothing to train; evaluating only, no training step");
             self.evaluate_and_save()?;
+            drop(signals);
             return self.finish();
         }
         self.say(&self.plan_line());
-        let signals = StopOnSignal::install(!self.options.quiet);
         match self.steps(&signals) {
             Ok(None) => {
                 drop(signals);

@@ -462,6 +462,44 @@ fn a_resume_names_the_data_file_that_changed() {
     assert_clean_error(&resumed, &expected);
 }
 
+/// A closed terminal (SIGHUP) stops after a save as Ctrl-C does; under `nohup`, which
+/// ignores it, the run goes on.
+#[test]
+fn a_hang_up_saves_unless_the_run_ignores_it() {
+    use std::os::unix::process::CommandExt;
+    let test = "a_hang_up_saves_unless_the_run_ignores_it";
+    let Some(f) = fixture(test, 100_000, &[]) else { return };
+    let mut child = f.spawn("hung-up");
+    wait_for_windows(&f.out("hung-up"), 5, &mut child);
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+    let output = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(128 + libc::SIGHUP), "{said}");
+    assert!(said.contains("stopped by SIGHUP (its terminal closed) after step"), "{said}");
+    assert!(Path::new(&f.out("hung-up")).join("last/trainer_state.json").is_file(), "{said}");
+
+    let mut args = f.args.clone();
+    args.extend(["--out".to_string(), f.out("nohup")]);
+    let mut command = bin();
+    command.args(&args).stdout(Stdio::null()).stderr(Stdio::piped());
+    // SAFETY: only signal(), which is async-signal-safe, between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            libc::signal(libc::SIGHUP, libc::SIG_IGN);
+            Ok(())
+        })
+    };
+    let mut child = command.spawn().unwrap();
+    wait_for_windows(&f.out("nohup"), 5, &mut child);
+    // SAFETY: as above.
+    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+    wait_for_windows(&f.out("nohup"), 15, &mut child);
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
 /// The first Ctrl-C says at once what it does, before the step ends; `--quiet` silences it.
 #[test]
 fn ctrl_c_says_what_it_does() {
