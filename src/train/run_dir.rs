@@ -37,14 +37,14 @@ impl RunDir {
         self.refuse_in_use()?;
         self.refuse_set_aside_run()?;
         let non_empty = root.read_dir().map(|mut d| d.next().is_some()).unwrap_or(false);
-        if !non_empty || overwrite {
+        if !non_empty {
             return Ok(());
         }
-        if !self.settings().is_file() {
-            bail!(
-                "--out {} already holds files and is not a run directory; choose another --out (--overwrite would write a run among them)",
-                root.display()
-            );
+        if !self.holds_a_run() {
+            return self.refuse_other_files(overwrite);
+        }
+        if overwrite {
+            return Ok(());
         }
         if !self.last().join(STATE_FILE).is_file() {
             bail!(
@@ -64,6 +64,35 @@ impl RunDir {
             root.display(),
             root.display()
         )
+    }
+
+    /// Whether `settings.json` is one a run wrote (`write_settings`): a file of that name
+    /// is common in other folders, and `--overwrite` must not take it for a run's.
+    fn holds_a_run(&self) -> bool {
+        let Ok(text) = std::fs::read_to_string(self.settings()) else { return false };
+        serde_json::from_str::<serde_json::Value>(&text)
+            .is_ok_and(|v| v.get("settings").is_some_and(|s| s.is_object()) && v.get("version").is_some())
+    }
+
+    /// A folder of files that are no run's: `--overwrite` may write a run among them, unless
+    /// one of them has the name of a run's file, which the run would set aside and delete.
+    fn refuse_other_files(&self, overwrite: bool) -> Result<()> {
+        let root = self.root.display();
+        let taken: Vec<String> = [self.settings(), self.log(), self.best(), self.last()]
+            .iter()
+            .filter(|p| p.exists())
+            .map(|p| p.file_name().unwrap_or_default().to_string_lossy().into_owned())
+            .collect();
+        match (taken.is_empty(), overwrite) {
+            (true, true) => Ok(()),
+            (true, false) => bail!(
+                "--out {root} already holds files and is not a run directory; choose another --out (--overwrite would write a run among them)"
+            ),
+            (false, _) => bail!(
+                "--out {root} already holds files and is not a run directory, and its {} would be replaced by the run's; choose another --out",
+                taken.join(", ")
+            ),
+        }
     }
 
     /// An existing run to resume: it needs its settings and a resumable `last/`.

@@ -1248,7 +1248,7 @@ c,a
         &["train", "--resume", &ck],
         error("best is a checkpoint; --resume takes its run directory, --resume"),
     );
-    let unsaved = c.file("unsaved-run/settings.json", b"{}");
+    let unsaved = c.file("unsaved-run/settings.json", br#"{"settings": {}, "version": "0.1.0"}"#);
     let unsaved = Path::new(&unsaved).parent().unwrap().to_string_lossy().into_owned();
     c.add(
         "settings",
@@ -1375,6 +1375,15 @@ c,a
         task.clone(),
         &["--overwrite"],
         error("holds a run that an --overwrite set aside and did not finish replacing (its process ended first)"),
+    );
+    let n = c.cases.len();
+    c.file(&format!("run-{n}/settings.json"), b"{\"editor.tabSize\": 4}");
+    c.add_train(
+        "training",
+        "--out --overwrite a folder with a settings.json that is not a run's",
+        task.clone(),
+        &["--overwrite"],
+        error("is not a run directory, and its settings.json would be replaced by the run's; choose another --out"),
     );
     c.add_train(
         "training",

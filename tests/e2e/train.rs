@@ -557,6 +557,14 @@ fn an_existing_run_directory_is_never_overwritten_silently() {
     s.train("mine", &["--max-steps", "1", "--overwrite", "-q"]);
     assert_eq!(std::fs::read_to_string(Path::new(&out).join("notes.txt")).unwrap(), "my notes");
     assert!(Path::new(&out).join("best/model.safetensors").is_file());
+    // A folder with a settings.json and a best/ of its own is no run: --overwrite, which
+    // would set them aside and delete them at the first save, is refused.
+    let project = s.out("project");
+    std::fs::create_dir_all(Path::new(&project).join("best")).unwrap();
+    std::fs::write(Path::new(&project).join("settings.json"), "{\"editor.tabSize\": 4}").unwrap();
+    let output = bin().args(s.args("project", &["--max-steps", "1", "--overwrite"])).output().unwrap();
+    assert_clean_error(&output, "is not a run directory, and its settings.json, best would be replaced by the run's");
+    assert_eq!(std::fs::read_to_string(Path::new(&project).join("settings.json")).unwrap(), "{\"editor.tabSize\": 4}");
     // Now a finished run: a new one there is refused, pointing at --overwrite (not at
     // --resume, which refuses a finished run).
     assert_clean_error(&bin().args(&args).output().unwrap(), "holds a run that finished at step 1 (best checkpoint");
