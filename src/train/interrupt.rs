@@ -14,6 +14,8 @@ static ANNOUNCE: AtomicBool = AtomicBool::new(false);
 const STOPPING: &[u8] =
     b"\nstopping after this step to save a resumable last/ (Ctrl-C again to quit at once, without saving)\n";
 const QUITTING: &[u8] = b"\nquitting without saving; --resume starts from the last save in last/, if there is one\n";
+const QUITTING_UNDONE: &[u8] =
+    b"\nquitting before this run's first save: its files are removed, and a run --overwrite set aside is back\n";
 
 /// Writes `message` to stderr with write(2), which a signal handler may call (unlike
 /// anything that locks or allocates).
@@ -29,8 +31,8 @@ extern "C" fn on_signal(signal: libc::c_int) {
         announce(STOPPING);
         return;
     }
-    // Second signal: give up on a clean stop.
-    announce(QUITTING);
+    // Second signal: give up on a clean stop; a new run that has not saved yet undoes itself.
+    announce(if super::start_up_signals::undo_armed_plan() { QUITTING_UNDONE } else { QUITTING });
     // SAFETY: signal() and raise() are async-signal-safe.
     unsafe {
         libc::signal(signal, libc::SIG_DFL);

@@ -71,8 +71,14 @@ impl NewRun {
         self.run.root.join(format!("{SHELF_PREFIX}{}", std::process::id()))
     }
 
+    /// Whether `--overwrite` set an earlier run aside, which comes back if this one is dropped.
+    pub fn replaces_a_run(&self) -> bool {
+        !self.set_aside.is_empty()
+    }
+
     /// The new run saved: the replaced run goes for good.
     pub fn keep(mut self) {
+        start_up_signals::disarm();
         self.kept = true;
         if !self.set_aside.is_empty() {
             let _ = std::fs::remove_dir_all(self.shelf());
@@ -112,11 +118,16 @@ impl Drop for NewRun {
 mod tests {
     use super::*;
 
+    /// A run's settings.json, as `RunDir::write_settings` shapes it.
+    fn settings(marker: &str) -> String {
+        format!(r#"{{"settings": {{"marker": "{marker}"}}, "version": "0.1.0"}}"#)
+    }
+
     fn write_run(root: &Path, marker: &str) {
         std::fs::create_dir_all(root.join("best")).unwrap();
         std::fs::create_dir_all(root.join("last")).unwrap();
         std::fs::write(root.join("best/model.safetensors"), marker).unwrap();
-        std::fs::write(root.join("settings.json"), marker).unwrap();
+        std::fs::write(root.join("settings.json"), settings(marker)).unwrap();
         std::fs::write(root.join("train_log.jsonl"), marker).unwrap();
     }
 
@@ -138,7 +149,7 @@ mod tests {
         std::fs::write(run.settings(), "new").unwrap();
         drop(new);
         assert_eq!(std::fs::read_to_string(root.join("best/model.safetensors")).unwrap(), "old");
-        assert_eq!(std::fs::read_to_string(root.join("settings.json")).unwrap(), "old");
+        assert_eq!(std::fs::read_to_string(root.join("settings.json")).unwrap(), settings("old"));
         assert_eq!(std::fs::read_to_string(root.join("notes.txt")).unwrap(), "mine");
         assert_eq!(names(&root), ["best", "last", "notes.txt", "settings.json", "train_log.jsonl"]);
     }
@@ -186,7 +197,8 @@ mod tests {
         std::fs::create_dir(halfway.shelf()).unwrap();
         std::fs::rename(root.join("settings.json"), halfway.shelf().join("settings.json")).unwrap();
         drop(halfway);
-        for file in ["settings.json", "train_log.jsonl", "best/model.safetensors"] {
+        assert_eq!(std::fs::read_to_string(root.join("settings.json")).unwrap(), settings("old"));
+        for file in ["train_log.jsonl", "best/model.safetensors"] {
             assert_eq!(std::fs::read_to_string(root.join(file)).unwrap(), "old", "{file}");
         }
         assert_eq!(names(&root), ["best", "last", "settings.json", "train_log.jsonl"]);

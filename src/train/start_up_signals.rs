@@ -67,14 +67,24 @@ fn carry_out(plan: &PreparedUndo) {
     }
 }
 
-extern "C" fn on_signal(signal: libc::c_int) {
+/// Carries out the armed plan, if there is one, and disarms it: async-signal-safe, for the
+/// training loop's handler too, whose second signal quits before the new run's first save.
+pub fn undo_armed_plan() -> bool {
     let plan = PLAN.swap(std::ptr::null_mut(), Ordering::SeqCst);
-    // SAFETY: a non-null pointer is a leaked `PreparedUndo` that nothing frees; unlink(),
-    // rename(), rmdir(), write(), signal() and raise() are async-signal-safe.
-    unsafe {
-        if let Some(plan) = plan.as_ref() {
+    // SAFETY: a non-null pointer is a leaked `PreparedUndo` that nothing frees.
+    match unsafe { plan.as_ref() } {
+        Some(plan) => {
             carry_out(plan);
+            true
         }
+        None => false,
+    }
+}
+
+extern "C" fn on_signal(signal: libc::c_int) {
+    undo_armed_plan();
+    // SAFETY: write(), signal() and raise() are async-signal-safe.
+    unsafe {
         if ANNOUNCE.load(Ordering::SeqCst) {
             libc::write(libc::STDERR_FILENO, NOT_STARTED.as_ptr().cast(), NOT_STARTED.len());
         }
@@ -85,7 +95,8 @@ extern "C" fn on_signal(signal: libc::c_int) {
 
 /// While alive, SIGINT, SIGTERM and SIGHUP (unless ignored, as under `nohup`) carry out the
 /// current [`UndoPlan`] and end the process as the signal would. Each blocks the others while
-/// it runs, so one undo is not cut short by a second signal.
+/// it runs, so one undo is not cut short by a second signal. The plan stays armed after it
+/// (`NewRun` disarms it at the first save), for the training loop's quit-at-once.
 pub struct StartUpSignals {
     /// Dropped after `drop` disarms: the previous dispositions come back once no signal can find a plan.
     _handlers: Handlers,
@@ -113,8 +124,3 @@ pub fn disarm() {
     PLAN.store(std::ptr::null_mut(), Ordering::SeqCst);
 }
 
-impl Drop for StartUpSignals {
-    fn drop(&mut self) {
-        disarm();
-    }
-}

@@ -398,6 +398,11 @@ impl<'a> Trainer<'a> {
                 saved = true;
             }
             if let Some(signal) = self.agreed_signal(signals.requested())? {
+                if step == self.schedule.total_steps {
+                    // Nothing would be left to resume: the run finishes as usual.
+                    self.say(&format!("{} came at the last step: the run finishes", signal_name(signal)));
+                    break;
+                }
                 // The window's steps are not logged here: `last/` keeps their losses, and the
                 // resumed run logs the window whole, as the uninterrupted run does.
                 return Ok(Some((signal, saved)));
@@ -689,6 +694,9 @@ impl<'a> Trainer<'a> {
                     "the last good checkpoint is {last} (step {s}); to go on, start a new run from it with lower rates (--model {last} --out NEW_DIR --lr-backbone ...): --resume would repeat the same steps",
                     last = self.run.last().display()
                 ),
+                None if self.new_run.as_ref().is_some_and(NewRun::replaces_a_run) => {
+                    "no checkpoint had been saved yet, and the run --overwrite replaced is back".to_string()
+                }
                 None => "no checkpoint had been saved yet".to_string(),
             }
         )
@@ -866,7 +874,12 @@ impl<'a> Trainer<'a> {
     }
 
     /// After Ctrl-C or SIGTERM: save `last/` (unless this step just did) and say how to resume.
+    /// A run that `--overwrite` set aside and no save replaced yet comes back instead: the
+    /// first save would delete it, and the docs promise it back until then.
     fn stop_on_signal(mut self, signal: i32, saved: bool) -> anyhow::Error {
+        if !saved && self.new_run.as_ref().is_some_and(NewRun::replaces_a_run) {
+            return self.give_back_replaced_run(signal);
+        }
         if !saved {
             if let Err(e) = self.save_last(None) {
                 return e;
@@ -891,6 +904,20 @@ impl<'a> Trainer<'a> {
             self.schedule.total_steps,
             self.run.last().display(),
             self.how_to_resume()
+        );
+        Interrupted { signal }.into()
+    }
+
+    /// Stops before the first save, dropping the new run: the run it replaced comes back.
+    fn give_back_replaced_run(mut self, signal: i32) -> anyhow::Error {
+        self.bar.finish_and_clear();
+        drop(self.new_run.take());
+        eprintln!(
+            "stopped by {} after step {} of {}, before this run's first save: nothing was saved, and the run --overwrite replaced is back in {} (--save-every N saves sooner)",
+            signal_name(signal),
+            self.state.step,
+            self.schedule.total_steps,
+            self.run.root.display()
         );
         Interrupted { signal }.into()
     }

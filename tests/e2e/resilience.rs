@@ -401,10 +401,11 @@ fn a_signal_during_start_up_leaves_no_run_behind() {
     let old = dir.path().join("old");
     std::fs::create_dir_all(old.join("best")).unwrap();
     std::fs::write(old.join("best/model.safetensors"), "old weights").unwrap();
-    std::fs::write(old.join("settings.json"), "old settings").unwrap();
+    let old_settings = r#"{"settings": {"old": true}, "version": "0.1.0"}"#;
+    std::fs::write(old.join("settings.json"), old_settings).unwrap();
     interrupt_start(&old, &["--overwrite"]);
     assert_eq!(std::fs::read_to_string(old.join("best/model.safetensors")).unwrap(), "old weights");
-    assert_eq!(std::fs::read_to_string(old.join("settings.json")).unwrap(), "old settings");
+    assert_eq!(std::fs::read_to_string(old.join("settings.json")).unwrap(), old_settings);
     assert_eq!(std::fs::read_dir(&old).unwrap().count(), 2, "only the old run is left");
 }
 
@@ -460,6 +461,93 @@ fn a_resume_names_the_data_file_that_changed() {
     let resumed = bin().args(["train", "--resume", &f.out("run"), "-q"]).output().unwrap();
     let expected = format!("{} changed since this run started (its size or content differs)", mood.display());
     assert_clean_error(&resumed, &expected);
+}
+
+/// Ctrl-C before an `--overwrite` run's first save gives the replaced run back, whether the
+/// run stops after its step (one signal) or quits at once (two).
+#[test]
+fn a_stop_before_the_first_save_gives_back_the_run_overwrite_replaced() {
+    let test = "a_stop_before_the_first_save_gives_back_the_run_overwrite_replaced";
+    let Some(f) = fixture(test, 6, &[]) else { return };
+    f.run_to_end("run");
+    let best = Path::new(&f.out("run")).join("best/model.safetensors");
+    let before = std::fs::read(&best).unwrap();
+    let settings_before = std::fs::read(Path::new(&f.out("run")).join("settings.json")).unwrap();
+    for signals in [1, 2] {
+        let mut args: Vec<String> = f.args.iter().filter(|a| *a != "-q").cloned().collect();
+        let steps = args.iter().position(|a| a == "--max-steps").unwrap() + 1;
+        args[steps] = "100000".into();
+        args.extend(["--eval-every".into(), "100000".into(), "--overwrite".into(), "--out".into(), f.out("run")]);
+        let mut child = bin().args(&args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut said = String::new();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        // The plan line comes as the steps start; no save comes before step 100000.
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            said += &line;
+            if line.starts_with("training: 100000 optimizer steps") {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        for _ in 0..signals {
+            // SAFETY: sending a signal to our own child process.
+            unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        }
+        for line in lines {
+            said += &line.unwrap();
+        }
+        let status = child.wait().unwrap();
+        if signals == 1 {
+            assert_eq!(status.code(), Some(130), "{said}");
+            assert!(said.contains("before this run's first save: nothing was saved, and the run --overwrite replaced is back in"), "{said}");
+        }
+        assert_eq!(std::fs::read(&best).unwrap(), before, "{signals} signal(s): the replaced run's best/ is not back: {said}");
+        assert_eq!(std::fs::read(Path::new(&f.out("run")).join("settings.json")).unwrap(), settings_before);
+        let names: Vec<String> = std::fs::read_dir(f.out("run"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with('.'))
+            .collect();
+        assert!(names.is_empty(), "{signals} signal(s) left {names:?}: {said}");
+    }
+}
+
+/// A signal during the last step's evaluation finds nothing left to resume: the run finishes.
+#[test]
+fn a_signal_at_the_last_step_lets_the_run_finish() {
+    let test = "a_signal_at_the_last_step_lets_the_run_finish";
+    let Some(f) = fixture(test, 1, &[]) else { return };
+    // A dev set long enough that the signal lands during its evaluation.
+    let dev = f.dir.path().join("long_dev.csv");
+    let rows: String = (0..40_000).map(|i| format!("a rather long sentence number {i} about sport,sport\n")).collect();
+    std::fs::write(&dev, format!("text,label\n{rows}")).unwrap();
+    let mut args: Vec<String> = f.args.iter().filter(|a| *a != "-q").cloned().collect();
+    let topic = args.iter().position(|a| a.starts_with("topic=")).unwrap();
+    args[topic] = format!("{},{}", args[topic].split(',').next().unwrap(), dev.display());
+    args.extend(["--out".into(), f.out("run")]);
+    let mut child = bin().args(&args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut said = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        said += &line;
+        said.push('\n');
+        if line.starts_with("training: 1 optimizer step") {
+            break;
+        }
+    }
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    for line in lines {
+        said += &line.unwrap();
+        said.push('\n');
+    }
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{said}");
+    assert!(said.contains("SIGINT (Ctrl-C) came at the last step: the run finishes"), "{said}");
+    let log = std::fs::read_to_string(Path::new(&f.out("run")).join("train_log.jsonl")).unwrap();
+    assert!(log.lines().last().unwrap().contains("\"type\":\"summary\""), "{log}");
 }
 
 /// A closed terminal (SIGHUP) stops after a save as Ctrl-C does; under `nohup`, which
