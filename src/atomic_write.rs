@@ -87,7 +87,7 @@ pub fn replace_dir(target: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Res
         let _ = std::fs::remove_dir_all(&staging);
         return Err(e);
     }
-    sync_dir(&staging);
+    sync_staged(&staging);
     if target.exists() {
         if exchange(&staging, target).is_ok() {
             // `staging` now holds the previous version.
@@ -105,7 +105,7 @@ pub fn replace_dir(target: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Res
         std::fs::rename(&staging, target).with_context(|| format!("cannot install {}", target.display()))?;
     }
     if let Some(parent) = target.parent() {
-        sync_dir(parent);
+        sync_folder(parent);
     }
     Ok(())
 }
@@ -122,15 +122,23 @@ fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Flushes a folder's entries (and the files in it) to disk; best effort.
-fn sync_dir(dir: &Path) {
-    if let Ok(entries) = std::fs::read_dir(dir) {
+/// Flushes the files a staging folder holds, and its entries, to disk; best effort.
+fn sync_staged(staging: &Path) {
+    if let Ok(entries) = std::fs::read_dir(staging) {
         for entry in entries.flatten() {
-            if let Ok(file) = std::fs::File::open(entry.path()) {
-                let _ = file.sync_all();
+            if entry.file_type().is_ok_and(|t| t.is_file()) {
+                if let Ok(file) = std::fs::File::open(entry.path()) {
+                    let _ = file.sync_all();
+                }
             }
         }
     }
+    sync_folder(staging);
+}
+
+/// Flushes a folder's entries (not its files: in a user's folder they are not ours, and a
+/// named pipe among them would block the open) to disk; best effort.
+fn sync_folder(dir: &Path) {
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
     }

@@ -15,8 +15,24 @@ pub struct CsvRow {
 /// Reads `columns` from a CSV with a header row (RFC 4180 quoting, `,` delimiter; a UTF-8
 /// BOM and CRLF line ends are accepted).
 pub fn read_columns(path: &Path, columns: &[&str]) -> Result<Vec<CsvRow>> {
-    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    read_columns_from(file, &path.display().to_string(), columns)
+    read_columns_from(open(path)?, &path.display().to_string(), columns)
+}
+
+/// Opens a CSV file, refusing what is not one: a folder, and a pipe or device, whose rows
+/// could be read only once where a data file is read several times (its header to tell its
+/// kind, its rows, its fingerprint for `--resume`).
+fn open(path: &Path) -> Result<std::fs::File> {
+    let metadata = std::fs::metadata(path).with_context(|| format!("cannot open {}", path.display()))?;
+    if metadata.is_dir() {
+        bail!("{} is a folder, not a CSV file", path.display());
+    }
+    if !metadata.is_file() {
+        bail!(
+            "{} is a pipe or device, not a file: a data file is read more than once, so write its rows to a file first (e.g. head -200 big.csv > small.csv)",
+            path.display()
+        );
+    }
+    std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))
 }
 
 pub fn read_columns_from<R: std::io::Read>(mut reader: R, name: &str, columns: &[&str]) -> Result<Vec<CsvRow>> {
@@ -94,7 +110,7 @@ pub fn delimiter_hint(header: &[String]) -> Option<&'static str> {
 /// The column names of a CSV file's header row (a UTF-8 byte-order mark and surrounding
 /// spaces removed), for telling what kind of data a file holds.
 pub fn read_header(path: &Path) -> Result<Vec<String>> {
-    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let file = open(path)?;
     let name = path.display().to_string();
     let mut csv = csv::ReaderBuilder::new().has_headers(true).from_reader(file);
     header_of(&mut csv, &name).map_err(|e| match e {

@@ -154,6 +154,20 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         &[],
         error("nothing after the comma; give TRAIN.csv,DEV.csv, or TRAIN.csv alone for no dev set"),
     );
+    let folder = c.path("a_folder.csv");
+    std::fs::create_dir_all(&folder).unwrap();
+    c.add_train("CSV", "a folder given as a CSV file", format!("q={folder}"), &[], error("a_folder.csv is a folder, not a CSV file"));
+    let fifo = c.path("a_pipe.csv");
+    let fifo_c = std::ffi::CString::new(fifo.clone()).unwrap();
+    // SAFETY: mkfifo on a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo_c.as_ptr(), 0o600) }, 0);
+    c.add_train(
+        "CSV",
+        "a named pipe given as a CSV file (as <(head f.csv) gives)",
+        format!("q={topic_train},{fifo}"),
+        &[],
+        error("a_pipe.csv is a pipe or device, not a file: a data file is read more than once, so write its rows to a file first"),
+    );
     let f = c.file("capitals.csv", b"Text,Label\nhi,a\nbye,b\n");
     c.add_train(
         "CSV",
