@@ -49,6 +49,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             let settings = TrainSettings::from_args(args)?;
             let world = group.as_ref().map_or(1, ProcessGroup::world);
             settings.check_rows_per_batch(world)?;
+            check_batch_plan_path(args.save_batch_plan.as_deref(), &settings)?;
             if !options.quiet {
                 for note in flags_without_effect(args, &settings, world) {
                     eprintln!("note: {note}");
@@ -61,6 +62,27 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         return Ok(());
     }
     print_stdout(&outcome_text(&outcome))
+}
+
+/// Refuses a `--save-batch-plan` path whose writing would destroy something: a task's data
+/// file, a file in a checkpoint, or any existing file but an earlier plan (`.jsonl`).
+fn check_batch_plan_path(path: Option<&std::path::Path>, settings: &TrainSettings) -> Result<()> {
+    let Some(path) = path else { return Ok(()) };
+    let shown = path.display();
+    if path.is_dir() {
+        bail!("--save-batch-plan {shown} is a folder; name a file");
+    }
+    let same = |a: &std::path::Path, b: &std::path::Path| matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b);
+    for task in &settings.tasks {
+        if std::iter::once(&task.train).chain(&task.dev).any(|data| same(path, data)) {
+            bail!("--save-batch-plan {shown} is a data file of task '{}', which writing would replace; name another file", task.name);
+        }
+    }
+    crate::checkpoint::refuse_output_inside(path, "--save-batch-plan")?;
+    if path.exists() && path.extension().is_none_or(|e| e != "jsonl") {
+        bail!("--save-batch-plan {shown} exists and is not an earlier batch plan (.jsonl); name another file");
+    }
+    Ok(())
 }
 
 /// What a finished run prints: where it went, and the best checkpoint's scores.

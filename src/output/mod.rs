@@ -58,14 +58,8 @@ pub fn check_output_path(path: Option<&Path>, input: Option<&Path>, model: &str)
     if input.is_some_and(|input| same(path, input)) {
         bail!("--output {} is the --input file, which writing would replace; name another file", path.display());
     }
+    crate::checkpoint::refuse_output_inside(path, "--output")?;
     let written = crate::checkpoint::resolved(path);
-    if let Some(checkpoint) = written.ancestors().skip(1).find(|dir| crate::checkpoint::is_checkpoint(dir)) {
-        bail!(
-            "--output {} is inside the checkpoint {}, whose files it could replace (and training replaces it whole when it saves); write outside it",
-            path.display(),
-            checkpoint.display()
-        );
-    }
     // An earlier output there is the user's to replace; a file of another kind is the model's.
     let an_output = |p: &Path| {
         p.extension().is_some_and(|e| OUTPUT_EXTENSIONS.contains(&e.to_string_lossy().to_ascii_lowercase().as_str()))

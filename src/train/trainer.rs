@@ -271,12 +271,13 @@ impl<'a> Trainer<'a> {
         };
         // Refusals come before the overview, which would read as a start.
         let cache_plan = setup::plan_feature_cache(settings, &loaded, &tasks, precision)?;
-        let batch_plan = setup::open_batch_plan(options.batch_plan.as_deref().filter(|_| main))?;
         // Ranks that disagree are refused before the overview too.
         let gradient_sync = match group {
             Some(group) => Some(setup::join_data_parallel(group, settings, &state, &loaded, &model.vs, &optimizer)?),
             None => None,
         };
+        // Opened (emptied) once nothing can refuse the start.
+        let batch_plan = setup::open_batch_plan(options.batch_plan.as_deref().filter(|_| main))?;
         if !options.quiet {
             Overview {
                 settings,

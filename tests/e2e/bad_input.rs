@@ -1401,6 +1401,21 @@ c,a
     );
     c.add_train(
         "training",
+        "--save-batch-plan naming the training file",
+        task.clone(),
+        &["--save-batch-plan", &topic_train],
+        error("is a data file of task 'topic', which writing would replace; name another file"),
+    );
+    let notes = c.file("notes.txt", b"my notes\n");
+    c.add_train(
+        "training",
+        "--save-batch-plan naming an existing file that is no batch plan",
+        task.clone(),
+        &["--save-batch-plan", &notes],
+        error("notes.txt exists and is not an earlier batch plan (.jsonl); name another file"),
+    );
+    c.add_train(
+        "training",
         "gradients overflow",
         task.clone(),
         &["--task-weight", "topic=1e30"],
