@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::runtime::{encoder, join_launch, open_model, output_setting};
 use crate::atomic_write;
-use crate::cli::task_values::{PerTask, TaskArg};
+use crate::cli::task_values::{names_equal_but_for_case, PerTask, TaskArg};
 use crate::cli::EvalArgs;
 use crate::data::csv_file::{first_column_present, read_header};
 use crate::distributed::is_main;
@@ -53,13 +53,10 @@ fn column_to_read(header: &[String], flag: Option<&str>, trained: Option<&str>, 
     flag.or_else(|| first_column_present(header, &candidates)).unwrap_or(candidates[0]).to_string()
 }
 
-/// Report files are named after their task: two names that differ only in case would be one
-/// file on the case-insensitive file systems of macOS and Windows.
+/// Report files are named after their task ([`names_equal_but_for_case`]).
 fn refuse_names_equal_but_for_case(names: &[&str]) -> Result<()> {
-    for (i, a) in names.iter().enumerate() {
-        if let Some(b) = names[i + 1..].iter().find(|b| b.eq_ignore_ascii_case(a)) {
-            bail!("tasks '{a}' and '{b}' differ only in case: their report files in --out would be one file on macOS and Windows; rename one");
-        }
+    if let Some((a, b)) = names_equal_but_for_case(names) {
+        bail!("tasks '{a}' and '{b}' differ only in case: their report files in --out would be one file on macOS and Windows; rename one");
     }
     Ok(())
 }

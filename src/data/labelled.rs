@@ -157,6 +157,15 @@ impl LabelSet {
         names.into_iter().zip(values).find(|(_, v)| v.fract() != 0.0).map(|(name, _)| name)
     }
 
+    /// Two labels that are one number written two ways (`2` and `2.0`), when every label is
+    /// a number: pandas and scikit-learn read them as one class, this task would see two.
+    pub fn one_number_twice(&self) -> Option<(&str, &str)> {
+        let names: Vec<&str> = self.names.iter().map(String::as_str).collect();
+        let values = numbers(&names)?;
+        // Sorted by value, so equal values are neighbours.
+        (1..names.len()).find(|&i| values[i] == values[i - 1]).map(|i| (names[i - 1], names[i]))
+    }
+
     /// Labels as saved in a checkpoint (already in id order).
     pub fn from_names(names: Vec<String>) -> Self {
         let ids = names.iter().enumerate().map(|(id, name)| (name.clone(), id)).collect();
@@ -207,6 +216,9 @@ mod tests {
         let mixed = LabelSet::from_labels(&["10", "2", "two"]);
         assert_eq!(mixed.names(), &["10", "2", "two"], "else as text");
         assert_eq!(LabelSet::from_labels(&["0", "3.8", "4"]).fractional_number(), Some("3.8"));
+        assert_eq!(LabelSet::from_labels(&["1", "2.0", "10", "2"]).one_number_twice(), Some(("2", "2.0")));
+        assert_eq!(LabelSet::from_labels(&["1", "2", "two", "2.0"]).one_number_twice(), None);
+        assert_eq!(numbers.one_number_twice(), None);
         assert_eq!(LabelSet::from_labels(&["nan", "1.5"]).fractional_number(), None);
     }
 

@@ -84,6 +84,14 @@ impl ClassificationTask {
                 source.label_column
             );
         }
+        if let Some((a, b)) = labels.one_number_twice() {
+            bail!(
+                "task '{}': {}: labels '{a}' and '{b}' are one number written two ways, which would make two classes (column '{}'); write each label one way",
+                source.name,
+                source.train.display(),
+                source.label_column
+            );
+        }
         let (train_classes, _, _) = train.class_ids(&labels, UnknownLabelPolicy::Error)?;
         let dev = match &source.dev {
             Some(path) => {

@@ -56,7 +56,7 @@ impl PairsTask {
                 );
             }
         }
-        let dev = source.dev.as_deref().map(TextPairs::read).transpose().with_context(context)?;
+        let dev = source.dev.as_deref().map(read_search_set).transpose().with_context(context)?;
         Ok(Self { source: source.clone(), scale: settings.pairs_scale, train, tokens: Vec::new(), dev })
     }
 }
@@ -218,9 +218,22 @@ impl TrainingTask for PairsTask {
     }
 }
 
+/// Reads a pairs file to search (a dev set, or `eval`'s), refusing one with a single
+/// candidate text: every query would find it first, whatever the embeddings.
+fn read_search_set(path: &std::path::Path) -> Result<TextPairs> {
+    let pairs = TextPairs::read(path)?;
+    if Search::of(&pairs).candidates.len() < 2 {
+        bail!(
+            "{}: one candidate text (positives and negatives) to search, which every query finds first whatever the model, so its retrieval metrics would always be 1; give several rows with different positives",
+            path.display()
+        );
+    }
+    Ok(pairs)
+}
+
 /// The evaluation report of the encoder's embeddings on a pairs file.
 pub fn report(encoder: &Encoder, task: &str, path: &std::path::Path, progress: &Progress) -> Result<RetrievalReport> {
-    let pairs = TextPairs::read(path)?;
+    let pairs = read_search_set(path)?;
     let search = Search::of(&pairs);
     let ranks = search.ranks(encoder, progress)?;
     Ok(RetrievalReport {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::cli::task_values::{PerTask, TaskArg};
+use crate::cli::task_values::{names_equal_but_for_case, PerTask, TaskArg};
 use crate::cli::TrainArgs;
 use crate::data::batching::BatchLimit;
 use crate::data::sampler::SamplingStrategy;
@@ -392,6 +392,9 @@ fn task_number(flag: &str, task: &str, given: Option<&str>, allowed: fn(f64) -> 
 fn task_sources(args: &TrainArgs) -> Result<Vec<TaskSource>> {
     TaskArg::check_unique(&args.tasks)?;
     let names: Vec<&str> = args.tasks.iter().map(|t| t.name.as_str()).collect();
+    if let Some((a, b)) = names_equal_but_for_case(&names) {
+        bail!("tasks '{a}' and '{b}' differ only in case: `eval --out` could not report them both (its files per task would be one on macOS and Windows); rename one");
+    }
     let text_columns = PerTask::resolve("--text-column", &args.text_columns, &names)?;
     let label_columns = PerTask::resolve("--label-column", &args.label_columns, &names)?;
     let weights = PerTask::resolve_named("--task-weight", "NAME=W", &args.task_weights, &names)?;

@@ -168,6 +168,21 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         &[],
         error("a_pipe.csv is a pipe or device, not a file: a data file is read more than once, so write its rows to a file first"),
     );
+    let f = c.file("two_ways.csv", b"text,label\nhello,1\nbye,2\nhi,2.0\nyo,10\n");
+    c.add_train(
+        "CSV",
+        "numeric labels with one number written two ways",
+        format!("q={f}"),
+        &[],
+        error("two_ways.csv: labels '2' and '2.0' are one number written two ways, which would make two classes (column 'label'); write each label one way"),
+    );
+    c.add_train(
+        "CSV",
+        "task names that differ only in case",
+        format!("q={topic_train}"),
+        &["--task", &format!("Q={topic_train}")],
+        error("tasks 'q' and 'Q' differ only in case"),
+    );
     let f = c.file("capitals.csv", b"Text,Label\nhi,a\nbye,b\n");
     c.add_train(
         "CSV",
@@ -522,6 +537,21 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         format!("p={f}"),
         &[],
         error("pairs_one_row.csv has only 1 row; in-batch negatives need several rows"),
+    );
+    let pairs_train = c.file("pairs_ok.csv", b"anchor,positive\nwhat is a cat,a cat is an animal\nwho wrote it,she wrote it\n");
+    let one_candidate = c.file("pairs_one_candidate.csv", b"anchor,positive\nwhat is a cat,a cat is an animal\n");
+    c.add_train(
+        "similarity and pairs",
+        "pairs dev file with one candidate text",
+        format!("p={pairs_train},{one_candidate}"),
+        &[],
+        error("pairs_one_candidate.csv: one candidate text (positives and negatives) to search, which every query finds first whatever the model"),
+    );
+    c.add(
+        "similarity and pairs",
+        "eval of a pairs file with one candidate text",
+        &["eval", "-m", &m, "--task", &format!("p={one_candidate}"), "-q"],
+        error("so its retrieval metrics would always be 1; give several rows with different positives"),
     );
     let f = sim(&mut c, "sim_one_row.csv", "a cat sits,a cat sat,3\n");
     c.add_train(
