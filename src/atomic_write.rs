@@ -82,7 +82,8 @@ pub fn replace_dir(target: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Res
     if staging.exists() {
         std::fs::remove_dir_all(&staging).ok();
     }
-    std::fs::create_dir_all(&staging).with_context(|| format!("cannot create {}", staging.display()))?;
+    // Named by the folder asked for: the staging sibling is an implementation detail.
+    std::fs::create_dir_all(&staging).with_context(|| format!("cannot create {}", target.display()))?;
     if let Err(e) = fill(&staging) {
         let _ = std::fs::remove_dir_all(&staging);
         return Err(e);

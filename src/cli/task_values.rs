@@ -48,7 +48,10 @@ impl TaskArg {
 /// Two task names that differ only in case: files named after tasks (`eval`'s reports) would
 /// be one file on the case-insensitive file systems of macOS and Windows.
 pub fn names_equal_but_for_case<'a>(names: &[&'a str]) -> Option<(&'a str, &'a str)> {
-    names.iter().enumerate().find_map(|(i, a)| names[i + 1..].iter().find(|b| b.eq_ignore_ascii_case(a)).map(|b| (*a, *b)))
+    names
+        .iter()
+        .enumerate()
+        .find_map(|(i, a)| names[i + 1..].iter().find(|b| b.eq_ignore_ascii_case(a)).map(|b| (*a, *b)))
 }
 
 /// One `[NAME=]VALUE`: a value for one task, or (without `NAME=`) for every task.

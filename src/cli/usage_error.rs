@@ -16,8 +16,41 @@ pub fn one_line(error: &clap::Error) -> Option<String> {
             Some(source) => refused_value(error, source),
             None => rendered(error),
         }),
+        ErrorKind::UnknownArgument => {
+            Some(match context(error, ContextKind::InvalidArg).as_deref().and_then(familiar_flag) {
+                Some(tip) => format!(
+                    "unexpected argument '{}' found; tip: {tip} (see --help)",
+                    context(error, ContextKind::InvalidArg).unwrap_or_default()
+                ),
+                None => rendered(error),
+            })
+        }
         _ => Some(rendered(error)),
     }
+}
+
+/// This tool's flag for one users bring from Hugging Face's Trainer and sentence-transformers
+/// scripts, where clap's nearest spelling would mislead (`--lr` is closest to `--lr-heads`).
+fn familiar_flag(flag: &str) -> Option<&'static str> {
+    let name = flag.split('=').next().unwrap_or(flag).trim_start_matches('-').replace('_', "-");
+    Some(match name.as_str() {
+        "lr" | "learning-rate" => {
+            "learning rates are per group: --lr-backbone is the encoder's (HF Trainer's --learning_rate), --lr-projection and --lr-heads the new layers'"
+        }
+        "fp16" | "bf16" | "half" | "amp" => "--precision bf16 (or auto: bf16 where the device runs it fast); fp16 is not offered",
+        "num-train-epochs" | "num-epochs" => "--epochs",
+        "per-device-train-batch-size" | "train-batch-size" => "--batch-size (the global batch, all processes together)",
+        "output-dir" | "output-path" => "--out",
+        "model-name-or-path" | "model-name" => "--model",
+        "gradient-accumulation-steps" => "--grad-accum",
+        "max-seq-length" | "max-seq-len" => "--max-length",
+        "save-steps" => "--save-every",
+        "eval-steps" => "--eval-every",
+        "logging-steps" => "--log-every",
+        "resume-from-checkpoint" => "--resume RUN_DIR",
+        "early-stopping-patience" => "--patience",
+        _ => return None,
+    })
 }
 
 /// A value the flag's type refused: the type's own message, or for plain numbers what the
@@ -114,6 +147,15 @@ mod tests {
             missing.contains("--model <DIR>") && missing.contains("--out <DIR>") && !missing.contains('\n'),
             "{missing}"
         );
+        let lr = line(&["sentence-mtl", "train", "--learning_rate", "1e-4"]).unwrap();
+        assert!(
+            lr.starts_with(
+                "unexpected argument '--learning_rate' found; tip: learning rates are per group: --lr-backbone"
+            ),
+            "{lr}"
+        );
+        let fp16 = line(&["sentence-mtl", "encode", "--fp16", "hi"]).unwrap();
+        assert!(fp16.contains("tip: --precision bf16"), "{fp16}");
         let unknown = line(&["sentence-mtl", "encode", "--forse"]).unwrap();
         assert!(unknown.contains("'--forse'") && !unknown.contains('\n'), "{unknown}");
         assert_eq!(line(&["sentence-mtl", "--help"]), None);

@@ -75,7 +75,10 @@ fn check_batch_plan_path(path: Option<&std::path::Path>, settings: &TrainSetting
     let same = |a: &std::path::Path, b: &std::path::Path| matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b);
     for task in &settings.tasks {
         if std::iter::once(&task.train).chain(&task.dev).any(|data| same(path, data)) {
-            bail!("--save-batch-plan {shown} is a data file of task '{}', which writing would replace; name another file", task.name);
+            bail!(
+                "--save-batch-plan {shown} is a data file of task '{}', which writing would replace; name another file",
+                task.name
+            );
         }
     }
     crate::checkpoint::refuse_output_inside(path, "--save-batch-plan")?;
@@ -143,6 +146,9 @@ fn schedule_notes(typed: &dyn Fn(&str) -> bool, settings: &TrainSettings) -> Vec
             "--temperature has no effect: it applies to --sampling temperature, and this run samples {}",
             settings.sampling
         ));
+    }
+    if typed("warmup_ratio") && typed("warmup_steps") {
+        notes.push("--warmup-ratio has no effect: --warmup-steps sets the warm-up".to_string());
     }
     if typed("epochs") && typed("max_steps") {
         notes.push("--epochs has no effect: --max-steps sets the run's length".to_string());

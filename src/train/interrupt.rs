@@ -64,7 +64,6 @@ impl StopOnSignal {
     }
 }
 
-
 /// The run stopped on a signal after saving; `main` exits with 128 + signal, as shells do.
 #[derive(Debug)]
 pub struct Interrupted {

@@ -34,6 +34,9 @@ impl RunDir {
     pub(super) fn refuse_taken(&self, overwrite: bool) -> Result<()> {
         let root = &self.root;
         crate::checkpoint::refuse_output_inside(root, "--out")?;
+        if root.exists() && !root.is_dir() {
+            bail!("--out {} exists and is not a folder", root.display());
+        }
         self.refuse_in_use()?;
         self.refuse_set_aside_run()?;
         let non_empty = root.read_dir().map(|mut d| d.next().is_some()).unwrap_or(false);

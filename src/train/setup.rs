@@ -411,7 +411,8 @@ pub(super) fn model_flag_notes(typed_flags: &[String], spec: &ModelSpec) -> Vec<
     let mut notes = Vec::new();
     if typed("lr_projection") && spec.projection_dim.is_none() {
         notes.push(
-            "note: --lr-projection has no effect: the model has no projection (--projection-dim N adds one)".to_string(),
+            "note: --lr-projection has no effect: the model has no projection (--projection-dim N adds one)"
+                .to_string(),
         );
     }
     notes

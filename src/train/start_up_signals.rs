@@ -47,7 +47,6 @@ impl PreparedUndo {
 static PLAN: AtomicPtr<PreparedUndo> = AtomicPtr::new(std::ptr::null_mut());
 static ANNOUNCE: AtomicBool = AtomicBool::new(false);
 
-
 const NOT_STARTED: &[u8] =
     b"\ninterrupted before training started: nothing was trained; the run's folder is as it was before\n";
 
@@ -123,4 +122,3 @@ impl StartUpSignals {
 pub fn disarm() {
     PLAN.store(std::ptr::null_mut(), Ordering::SeqCst);
 }
-

@@ -156,7 +156,13 @@ fn build_corpus(test: &str) -> Option<Corpus> {
     );
     let folder = c.path("a_folder.csv");
     std::fs::create_dir_all(&folder).unwrap();
-    c.add_train("CSV", "a folder given as a CSV file", format!("q={folder}"), &[], error("a_folder.csv is a folder, not a CSV file"));
+    c.add_train(
+        "CSV",
+        "a folder given as a CSV file",
+        format!("q={folder}"),
+        &[],
+        error("a_folder.csv is a folder, not a CSV file"),
+    );
     let fifo = c.path("a_pipe.csv");
     let fifo_c = std::ffi::CString::new(fifo.clone()).unwrap();
     // SAFETY: mkfifo on a NUL-terminated path.
@@ -538,7 +544,8 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         &[],
         error("pairs_one_row.csv has only 1 row; in-batch negatives need several rows"),
     );
-    let pairs_train = c.file("pairs_ok.csv", b"anchor,positive\nwhat is a cat,a cat is an animal\nwho wrote it,she wrote it\n");
+    let pairs_train =
+        c.file("pairs_ok.csv", b"anchor,positive\nwhat is a cat,a cat is an animal\nwho wrote it,she wrote it\n");
     let one_candidate = c.file("pairs_one_candidate.csv", b"anchor,positive\nwhat is a cat,a cat is an animal\n");
     c.add_train(
         "similarity and pairs",
@@ -1367,6 +1374,12 @@ c,a
         &["export", "-m", &ck, "--format", "hf", "--out", &taken],
         error("exists and is not empty; pass --force to replace it"),
     );
+    c.add(
+        "export",
+        "--out where no folder can be made",
+        &["export", "-m", &ck, "--format", "hf", "--out", "/proc/no-such-export"],
+        error("cannot create /proc/no-such-export: "),
+    );
     let held = c.damaged_checkpoint("holder/best", |_| {});
     c.add(
         "export",
@@ -1428,6 +1441,16 @@ c,a
         task.clone(),
         &["--overwrite"],
         error("is not a run directory, and its settings.json would be replaced by the run's; choose another --out"),
+    );
+    let a_file = c.file("a_file.txt", b"mine\n");
+    let mut args = c.train_args("unused", &task, &[]);
+    let out = args.iter().position(|a| a == "--out").unwrap();
+    args[out + 1] = a_file;
+    c.add(
+        "training",
+        "train --out naming a file",
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        error("a_file.txt exists and is not a folder"),
     );
     c.add_train(
         "training",

@@ -500,9 +500,18 @@ fn a_stop_before_the_first_save_gives_back_the_run_overwrite_replaced() {
         let status = child.wait().unwrap();
         if signals == 1 {
             assert_eq!(status.code(), Some(130), "{said}");
-            assert!(said.contains("before this run's first save: nothing was saved, and the run --overwrite replaced is back in"), "{said}");
+            assert!(
+                said.contains(
+                    "before this run's first save: nothing was saved, and the run --overwrite replaced is back in"
+                ),
+                "{said}"
+            );
         }
-        assert_eq!(std::fs::read(&best).unwrap(), before, "{signals} signal(s): the replaced run's best/ is not back: {said}");
+        assert_eq!(
+            std::fs::read(&best).unwrap(),
+            before,
+            "{signals} signal(s): the replaced run's best/ is not back: {said}"
+        );
         assert_eq!(std::fs::read(Path::new(&f.out("run")).join("settings.json")).unwrap(), settings_before);
         let names: Vec<String> = std::fs::read_dir(f.out("run"))
             .unwrap()

@@ -212,13 +212,14 @@ fn flags_this_run_ignores_get_a_note() {
     let mut args = vec!["train", "-m", &s.model, "--task", &topic, "--device", "cpu", "--threads", "1"];
     args.extend(["--max-steps", "1", "--out", &out, "--patience", "2", "--temperature", "3"]);
     args.extend(["--epochs", "2", "--eval-every", "5", "--no-feature-cache", "--task-weight", "topic=0"]);
-    args.extend(["--lr-projection", "1e-3"]);
+    args.extend(["--lr-projection", "1e-3", "--warmup-ratio", "0.2", "--warmup-steps", "1"]);
     let mut without_projection = args.clone();
     without_projection.extend(["--projection-dim", "0"]);
     let output = run(&without_projection);
     assert_ok(&output);
     let said = stderr(&output);
     assert!(said.contains("note: --lr-projection has no effect: the model has no projection"), "{said}");
+    assert!(said.contains("note: --warmup-ratio has no effect: --warmup-steps sets the warm-up"), "{said}");
     assert!(said.contains("note: --patience has no effect: no task has a dev set"), "{said}");
     assert!(said.contains("note: --epochs has no effect: --max-steps sets the run's length"), "{said}");
     assert!(said.contains("note: --eval-every has no effect: no task has a dev set"), "{said}");
@@ -319,7 +320,8 @@ fn both_heads_learn_and_the_checkpoint_predicts_like_the_model_in_memory() {
     let cli = Cli::parse_from(std::iter::once("sentence-mtl".to_string()).chain(args));
     let Command::Train(train_args) = cli.command else { unreachable!() };
     let settings = TrainSettings::from_args(&train_args).unwrap();
-    let options = RunOptions { quiet: true, overwrite: false, batch_plan: None, command_line: vec![], typed_flags: vec![] };
+    let options =
+        RunOptions { quiet: true, overwrite: false, batch_plan: None, command_line: vec![], typed_flags: vec![] };
     let outcome = train(&settings, &options, None).unwrap();
 
     let best = outcome.best.as_ref().expect("dev sets were given");
