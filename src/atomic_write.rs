@@ -38,8 +38,13 @@ pub fn write_file_with(path: &Path, fill: impl FnOnce(&mut std::fs::File) -> Res
         std::fs::create_dir_all(parent).with_context(|| format!("cannot create folder {}", parent.display()))?;
     }
     let temp = sibling_temp(path, "tmp");
+    // A file replaced keeps its permissions (one the user made private stays private).
+    let permissions = std::fs::metadata(path).ok().map(|m| m.permissions());
     let result = (|| {
         let mut file = std::fs::File::create(&temp)?;
+        if let Some(permissions) = permissions {
+            file.set_permissions(permissions)?;
+        }
         fill(&mut file)?;
         file.sync_all()?;
         std::fs::rename(&temp, path)?;
@@ -159,6 +164,11 @@ mod tests {
         write_file(&path, b"two").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"two");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        // A replaced file keeps its permissions.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        write_file(&path, b"three").unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
     }
 
     #[test]

@@ -20,8 +20,8 @@ const SIMILARITY_TABLE_MAX: usize = 1000;
 
 pub fn run(args: &EncodeArgs) -> Result<()> {
     let started = Instant::now();
-    let format = EmbeddingFormat::choose(args.format, args.io.output())?;
     check_output_path(args.io.output(), args.io.input(), &args.model.model)?;
+    let format = EmbeddingFormat::choose(args.format, args.io.output())?;
     if args.similarity && args.format.is_some() && args.io.output().is_none() {
         bail!("--format sets how embeddings are written, and with --similarity they are written only to --output FILE");
     }

@@ -16,8 +16,8 @@ use crate::report::table::count;
 
 pub fn run(args: &PredictArgs) -> Result<()> {
     let started = Instant::now();
-    let format = PredictionFormat::choose(args.format, args.io.output())?;
     check_output_path(args.io.output(), args.io.input(), &args.model.model)?;
+    let format = PredictionFormat::choose(args.format, args.io.output())?;
     let group = join_launch(&args.model.device)?;
     let quiet = args.model.quiet || !is_main(group.as_ref());
     let overrides = SpecOverrides { max_length: args.model.max_length, ..Default::default() };

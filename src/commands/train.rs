@@ -93,8 +93,12 @@ fn outcome_text(outcome: &TrainOutcome) -> String {
     let rate = outcome.examples as f64 / outcome.seconds.max(1e-9);
     let run = outcome.run.root.display();
     let mut text = match (outcome.steps, outcome.resumed_from) {
-        // --freeze all: an evaluation and saves, no step.
-        (0, _) => format!("evaluated and saved without a training step in {:.1}s; run directory {run}\n", outcome.seconds),
+        // --freeze all: an evaluation (given a dev set) and saves, no step.
+        (0, _) => format!(
+            "{} without a training step in {:.1}s; run directory {run}\n",
+            if outcome.best.is_some() { "evaluated and saved" } else { "saved (no dev set to evaluate)" },
+            outcome.seconds
+        ),
         (steps, resumed) => format!(
             "{} to step {steps} in {:.1}s ({rate:.1} examples/s, evaluation and saving included); run directory {run}\n",
             resumed.map_or("trained".to_string(), |step| format!("resumed at step {step} and trained")),

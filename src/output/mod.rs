@@ -12,8 +12,8 @@ use anyhow::{anyhow, bail, Context, Result};
 
 use crate::atomic_write;
 
-/// Extensions that name an output format of some command.
-const OUTPUT_EXTENSIONS: &[&str] = &["jsonl", "csv", "npy"];
+/// Extensions that name an output format of some command (`.json` is read as JSONL).
+const OUTPUT_EXTENSIONS: &[&str] = &["jsonl", "json", "csv", "npy"];
 
 /// `--format` if given, else the format the `--output` file's extension names (`expected`
 /// lists them), else JSONL. An extension that names no format is refused, not written as

@@ -338,6 +338,12 @@ impl<'a> Trainer<'a> {
         if resumed {
             self.say(&format!("resuming {} at step {}", self.run.root.display(), self.state.step));
         }
+        if self.new_run.as_ref().is_some_and(NewRun::replaces_a_run) {
+            self.say(&format!(
+                "replacing the run in {} (--overwrite); it comes back if this run stops before its first save",
+                self.run.root.display()
+            ));
+        }
         if small_data && self.trainable_parameters > 0 {
             let small: Vec<SmallTask> = self
                 .tasks
@@ -359,7 +365,11 @@ impl<'a> Trainer<'a> {
         // Installed before the evaluation-only path too: a signal then lets its save finish.
         let signals = StopOnSignal::install(!self.options.quiet);
         if self.trainable_parameters == 0 {
-            self.say("no trainable parameter: --freeze leaves nothing to train; evaluating only, no training step");
+            let evaluating = self.settings.tasks.iter().any(|t| t.dev.is_some());
+            self.say(&format!(
+                "no trainable parameter: --freeze leaves nothing to train; {}no training step",
+                if evaluating { "evaluating only, " } else { "" }
+            ));
             self.evaluate_and_save()?;
             drop(signals);
             return self.finish();

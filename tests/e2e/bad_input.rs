@@ -1177,6 +1177,12 @@ c,a
     );
     c.add(
         "settings",
+        "--format npy with an --output named .json",
+        &["encode", "-m", &m, "--format", "npy", "-o", &c.path("out.json"), "hi"],
+        error("--format names another format than --output"),
+    );
+    c.add(
+        "settings",
         "encode --similarity --format without --output",
         &["encode", "-m", &m, "--similarity", "--format", "npy", "hi", "there"],
         error("--format sets how embeddings are written, and with --similarity they are written only to --output FILE"),

@@ -570,6 +570,9 @@ fn an_existing_run_directory_is_never_overwritten_silently() {
     // Now a finished run: a new one there is refused, pointing at --overwrite (not at
     // --resume, which refuses a finished run).
     assert_clean_error(&bin().args(&args).output().unwrap(), "holds a run that finished at step 1 (best checkpoint");
+    let replacing = bin().args(s.args("mine", &["--max-steps", "1", "--overwrite"])).output().unwrap();
+    assert_ok(&replacing);
+    assert!(stderr(&replacing).contains(&format!("replacing the run in {out} (--overwrite)")), "{}", stderr(&replacing));
     // --overwrite deletes nothing when the new run cannot start from its --model: a typo, or
     // the run's own checkpoint, which it would delete.
     let before = std::fs::read(Path::new(&out).join("best/model.safetensors")).unwrap();
