@@ -522,7 +522,9 @@ impl<'a> Trainer<'a> {
         self.optimizer.step()?;
         self.optimizer.zero_grad();
         self.state.step += 1;
-        self.timing.train += step_started.elapsed().as_secs_f64();
+        let seconds = step_started.elapsed().as_secs_f64();
+        self.timing.train += seconds;
+        self.window.seconds += seconds;
         self.bar.inc(1);
         Ok(())
     }
@@ -735,7 +737,6 @@ impl<'a> Trainer<'a> {
         })
     }
 
-    /// Logs the window's mean losses, rates and throughput, and shows them on the bar.
     /// Logs the steps since the last window, when the run stops before the window's end.
     fn log_unlogged_steps(&mut self) -> Result<()> {
         match self.window.examples {
@@ -744,9 +745,13 @@ impl<'a> Trainer<'a> {
         }
     }
 
+    /// Logs the window's mean losses, rates and throughput, and shows them on the bar.
     fn log_window(&mut self) -> Result<()> {
+        // Reading the losses back waits for the device's queued work: the steps' time too.
+        let settle_started = Instant::now();
         self.settle_losses()?;
-        let seconds = self.window.started.elapsed().as_secs_f64().max(1e-9);
+        self.window.seconds += settle_started.elapsed().as_secs_f64();
+        let seconds = self.window.seconds.max(1e-9);
         let window = &self.window;
         let loss =
             window.mean_losses().into_iter().map(|(t, mean)| (self.tasks[t].source().name.clone(), mean)).collect();

@@ -4,7 +4,6 @@
 //! save), in one transfer, and the first loss or gradient norm that is not finite is still
 //! found with its step and task.
 
-use std::time::Instant;
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
@@ -40,7 +39,9 @@ pub struct Window {
     pub examples: usize,
     pub tokens: usize,
     grad_norm: f64,
-    pub started: Instant,
+    /// Seconds spent in the window's steps (and reading their losses back): not the
+    /// evaluations and saves between them, which would make throughput dip after each.
+    pub seconds: f64,
 }
 
 /// The losses a window has read back so far, saved with a resumable checkpoint: the first
@@ -63,7 +64,7 @@ impl Window {
             examples: 0,
             tokens: 0,
             grad_norm: 0.0,
-            started: Instant::now(),
+            seconds: 0.0,
         }
     }
 

@@ -203,6 +203,28 @@ fn the_default_backbone_rate_follows_the_run_size_and_says_so_unless_a_flag_sets
     assert!(!said.contains("backbone learning rate"), "a frozen backbone takes no rate: {said}");
 }
 
+/// The logged throughput covers the steps, not the evaluations and saves between them: the
+/// windows' time, summed, is the summary's training time, though evaluation took longer.
+#[test]
+fn logged_throughput_leaves_evaluations_out() {
+    let test = "logged_throughput_leaves_evaluations_out";
+    let Some(s) = setup(test) else { return };
+    let dev = s.dir.path().join("long_dev.csv");
+    let rows: String = (0..3000).map(|i| format!("a sentence number {i} about sport,sport\n")).collect();
+    std::fs::write(&dev, format!("text,label\n{rows}")).unwrap();
+    let task = format!("topic={},{}", s.data.topic_train.display(), dev.display());
+    let out = s.out("run");
+    let mut args = vec!["train", "-m", &s.model, "--task", &task, "--out", &out];
+    args.extend(FAST);
+    args.extend(["--max-steps", "6", "--log-every", "2", "--eval-every", "2", "-q"]);
+    assert_ok(&bin().args(&args).output().unwrap());
+    let windows: f64 = log_records(&out, "step").iter().map(|r| 16.0 / r["examples_per_sec"].as_f64().unwrap()).sum();
+    let summary = &log_records(&out, "summary")[0];
+    let (train, eval) = (summary["train_seconds"].as_f64().unwrap(), summary["eval_seconds"].as_f64().unwrap());
+    assert!(eval > 2.0 * train, "the test needs evaluations longer than the steps: {summary}");
+    assert!(windows < train + 0.25 * eval, "windows took {windows:.3}s; steps {train:.3}s, evaluations {eval:.3}s");
+}
+
 #[test]
 fn flags_this_run_ignores_get_a_note() {
     let test = "flags_this_run_ignores_get_a_note";
