@@ -128,14 +128,15 @@ fn replaced_layers(base: &ModelSpec, spec: &ModelSpec, hidden: i64, model: &str)
             notes.push(format!("note: heads.{} starts new: {why}; the old head is not kept", new.name));
         }
     }
+    // A task of the same name of another kind (similarity, pairs) has no head to keep it in.
     let left_out: Vec<String> = base
         .head_tasks()
-        .filter(|old| !spec.tasks.iter().any(|t| t.name == old.name))
+        .filter(|old| !spec.tasks.iter().any(|t| t.name == old.name && t.kind.has_head()))
         .map(|old| format!("'{}'", old.name))
         .collect();
     if !left_out.is_empty() {
         notes.push(format!(
-            "note: {model}'s head(s) of {} are not kept: this run has no such task (give it a --task of that name to train it on)",
+            "note: {model}'s head(s) of {} are not kept: this run has no classification task of that name (give it a --task of that name to train it on)",
             left_out.join(", ")
         ));
     }

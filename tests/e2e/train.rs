@@ -1030,8 +1030,14 @@ fn a_head_whose_labels_changed_starts_new_and_the_run_says_why() {
     assert_ok(&output);
     let said = stderr(&output);
     assert!(said.contains(&format!("note: heads.mood starts new: task 'mood' of {last} has 2 label(s)")), "{said}");
-    let dropped = format!("note: {last}'s head(s) of 'topic' are not kept: this run has no such task");
+    let dropped = format!("note: {last}'s head(s) of 'topic' are not kept: this run has no classification task of that name");
     assert!(said.contains(&dropped), "{said}");
+    // A similarity task of the head's name has no head to keep it in: a note says so too.
+    let task = format!("mood={}", s.data.similar_train.display());
+    let out = s.out("similar");
+    let args = ["train", "-m", &last, "--task", &task, "--out", &out, "--max-steps", "1"];
+    let said = stderr(&run(&[&args[..], FAST].concat()));
+    assert!(said.contains(&format!("note: {last}'s head(s) of 'topic', 'mood' are not kept")), "{said}");
     // The same labels keep the head, without a note.
     let task = format!("mood={}", s.data.mood_train.display());
     let out = s.out("third");
