@@ -75,11 +75,13 @@ pub struct FeatureCache {
 }
 
 impl FeatureCache {
-    /// Bytes the cache would take for these sentences (f32 states).
+    /// Bytes the cache would take for these sentences (f32 states), each distinct one once,
+    /// as [`FeatureCache::build`] keeps them.
     pub fn estimate_bytes(depth: CacheDepth, sequences: &[&[i64]], hidden: i64) -> u64 {
+        let distinct: std::collections::HashSet<&[i64]> = sequences.iter().copied().collect();
         let rows: u64 = match depth {
-            CacheDepth::Pooled => sequences.len() as u64,
-            CacheDepth::BelowBlock(_) => sequences.iter().map(|s| s.len() as u64).sum(),
+            CacheDepth::Pooled => distinct.len() as u64,
+            CacheDepth::BelowBlock(_) => distinct.iter().map(|s| s.len() as u64).sum(),
         };
         rows * hidden as u64 * 4
     }
@@ -229,6 +231,15 @@ fn mask_of(lengths: &[i64], width: i64) -> Tensor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A sentence given twice (an anchor with several positives, a text two tasks share) is
+    /// counted once, as the cache holds it.
+    #[test]
+    fn the_estimate_counts_each_distinct_sentence_once() {
+        let (a, b): (&[i64], &[i64]) = (&[101, 7, 102], &[101, 8, 9, 102]);
+        assert_eq!(FeatureCache::estimate_bytes(CacheDepth::Pooled, &[a, b, a, a], 4), 2 * 4 * 4);
+        assert_eq!(FeatureCache::estimate_bytes(CacheDepth::BelowBlock(2), &[a, b, b], 4), 7 * 4 * 4);
+    }
 
     /// Entries come out in entry order whatever the batches' order, each cut to its length,
     /// and no entries at all (a bf16 run's dev cache without dev sets) make an empty cache.

@@ -59,8 +59,13 @@ pub(super) fn plan_feature_cache<'t>(
     let dev_texts: Vec<&str> = tasks.iter().flat_map(|t| t.dev_texts()).collect();
     let dev = loaded.tokenizer.encode_batch(&dev_texts, loaded.spec.max_length);
     let training: Vec<&[i64]> = tasks.iter().flat_map(|t| t.train_texts()).collect();
-    let together: Vec<&[i64]> = training.iter().copied().chain(dev.iter().map(Vec::as_slice)).collect();
-    let bytes = FeatureCache::estimate_bytes(depth, &together, loaded.config.hidden_size());
+    let dev_slices: Vec<&[i64]> = dev.iter().map(Vec::as_slice).collect();
+    let hidden = loaded.config.hidden_size();
+    // One cache in fp32; apart, two (a sentence in both is in each), as the build makes them.
+    let bytes = match precision {
+        Precision::Fp32 => FeatureCache::estimate_bytes(depth, &[&training[..], &dev_slices[..]].concat(), hidden),
+        _ => FeatureCache::estimate_bytes(depth, &training, hidden) + FeatureCache::estimate_bytes(depth, &dev_slices, hidden),
+    };
     let budget = settings.feature_cache_budget_mb.saturating_mul(1024 * 1024);
     if bytes > budget {
         bail!(
