@@ -15,6 +15,20 @@ fn sibling_temp(path: &Path, tag: &str) -> PathBuf {
     path.with_file_name(format!(".{name}.{tag}-{}", std::process::id()))
 }
 
+/// Checks, before the work that produces it, that a file can be written at `path`: a file
+/// is made and removed where its temporary file will go (in the nearest folder that exists;
+/// the write makes the rest). Streams (`/dev/stdout`) and existing files' folders included.
+pub fn check_writable(path: &Path) -> std::io::Result<()> {
+    if std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
+        return Ok(());
+    }
+    let resolved = follow_symlinks(path);
+    let folder = resolved.ancestors().skip(1).find(|dir| dir.is_dir()).unwrap_or(Path::new("."));
+    let probe = folder.join(format!(".sentence-mtl-probe-{}", std::process::id()));
+    std::fs::OpenOptions::new().write(true).create_new(true).open(&probe)?;
+    std::fs::remove_file(&probe)
+}
+
 /// Writes a whole file atomically: temp file in the same folder, fsync, rename.
 pub fn write_file(path: &Path, contents: &[u8]) -> Result<()> {
     write_file_with(path, |file| file.write_all(contents).map_err(Into::into))

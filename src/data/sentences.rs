@@ -65,6 +65,13 @@ pub fn read_sentences(
     if arguments.is_empty() && sentences.iter().all(|s| s.trim().is_empty()) {
         bail!("no sentences to process: {from} is empty");
     }
+    if let (Some(first), true, false) = (sentences.first(), arguments.is_empty() && !is_csv, quiet) {
+        if looks_like_a_header(first, default_columns) {
+            eprintln!(
+                "note: {from}'s first line ('{first}') looks like a CSV header, but it is read as one sentence per line, commas and all; a file named .csv is read as CSV"
+            );
+        }
+    }
     let blank: Vec<usize> = (0..sentences.len()).filter(|&i| sentences[i].trim().is_empty()).collect();
     if let (Some(first), false) = (blank.first(), quiet) {
         let (from, which) = match arguments.is_empty() {
@@ -98,6 +105,12 @@ fn csv_text_column<'a>(path: &Path, given: Option<&'a str>, defaults: &[&'a str]
     }
 }
 
+/// A line of comma-separated names, one of them a column the sentences would be read from.
+fn looks_like_a_header(line: &str, columns: &[&str]) -> bool {
+    let fields: Vec<&str> = line.split(',').map(|f| f.trim().trim_matches('"')).collect();
+    fields.len() > 1 && fields.iter().any(|f| columns.contains(f))
+}
+
 /// Extensions of structured files that are neither CSV nor text.
 const STRUCTURED: &[&str] = &["json", "jsonl", "tsv", "parquet", "npy", "xlsx"];
 
@@ -118,6 +131,14 @@ fn read_lines<R: BufRead>(reader: R, name: &str) -> Result<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_csv_header_read_as_a_sentence_is_recognised() {
+        assert!(looks_like_a_header("text,label", &["text"]));
+        assert!(looks_like_a_header("\"question\", label", &["question", "text"]));
+        assert!(!looks_like_a_header("text", &["text"]), "one word is a sentence");
+        assert!(!looks_like_a_header("I read the text, then slept", &["text"]));
+    }
 
     #[test]
     fn lines_keep_blanks_and_drop_crlf() {

@@ -59,6 +59,8 @@ pub fn check_output_path(path: Option<&Path>, input: Option<&Path>, model: &str)
         bail!("--output {} is the --input file, which writing would replace; name another file", path.display());
     }
     crate::checkpoint::refuse_output_inside(path, "--output")?;
+    // Found now, not after encoding a large input.
+    atomic_write::check_writable(path).map_err(|e| anyhow!("--output {} cannot be written: {e}", path.display()))?;
     let written = crate::checkpoint::resolved(path);
     // An earlier output there is the user's to replace; a file of another kind is the model's.
     let an_output = |p: &Path| {

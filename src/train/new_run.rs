@@ -110,6 +110,12 @@ impl Drop for NewRun {
             return;
         }
         start_up_signals::disarm();
+        // A failure between its first saves (best/ written, last/ not) leaves new checkpoints
+        // where the replaced run's go back; a signal's plan cannot remove them (rmdir only).
+        if self.files_are_new {
+            let _ = std::fs::remove_dir_all(self.run.best());
+            let _ = std::fs::remove_dir_all(self.run.last());
+        }
         self.undo_plan().carry_out();
     }
 }
@@ -152,6 +158,21 @@ mod tests {
         assert_eq!(std::fs::read_to_string(root.join("settings.json")).unwrap(), settings("old"));
         assert_eq!(std::fs::read_to_string(root.join("notes.txt")).unwrap(), "mine");
         assert_eq!(names(&root), ["best", "last", "notes.txt", "settings.json", "train_log.jsonl"]);
+    }
+
+    /// A run that fails after saving best/ but before last/ (which made it keep the run)
+    /// leaves the replaced run whole, not mixed with its own best/.
+    #[test]
+    fn a_run_that_failed_between_its_first_saves_brings_back_the_run_it_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("run");
+        write_run(&root, "old");
+        let (run, new) = NewRun::create(&root, true, None).unwrap();
+        std::fs::create_dir(run.best()).unwrap();
+        std::fs::write(run.best().join("model.safetensors"), "new").unwrap();
+        drop(new);
+        assert_eq!(std::fs::read_to_string(root.join("best/model.safetensors")).unwrap(), "old");
+        assert_eq!(names(&root), ["best", "last", "settings.json", "train_log.jsonl"]);
     }
 
     #[test]

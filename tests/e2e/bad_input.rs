@@ -1177,6 +1177,12 @@ c,a
     );
     c.add(
         "settings",
+        "--output where no file can be made (found before encoding)",
+        &["encode", "-m", &m, "-o", "/proc/no-such-output.jsonl", "hi"],
+        error("--output /proc/no-such-output.jsonl cannot be written: "),
+    );
+    c.add(
+        "settings",
         "--format npy with an --output named .json",
         &["encode", "-m", &m, "--format", "npy", "-o", &c.path("out.json"), "hi"],
         error("--format names another format than --output"),
