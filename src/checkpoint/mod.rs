@@ -60,6 +60,14 @@ pub fn refuse_output_inside(out: &std::path::Path, flag: &str) -> anyhow::Result
     }
 }
 
+/// The token limit a checkpoint (or an hf export of one) was trained with, which a run that
+/// starts from it keeps unless `--max-length` says otherwise; `None` for other folders, and
+/// for one that does not open (loading it reports why).
+pub fn trained_max_length(model: &str) -> Option<usize> {
+    let folder = folder::ModelFolder::open(model).ok()?;
+    folder.has_own_spec.then_some(folder.spec.max_length)
+}
+
 /// `path` made absolute with symbolic links resolved as far as it exists; the rest (folders
 /// an output creates) is appended with its `..` applied, so that `RUN/best/../eval` is
 /// `RUN/eval` and `new/../RUN/best` is `RUN/best`.

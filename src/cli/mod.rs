@@ -294,9 +294,9 @@ pub struct TrainArgs {
     pub projection_dim: Option<i64>,
 
     /// Token limit per sentence, [CLS] and [SEP] included; the checkpoint keeps it, so
-    /// `encode` cuts there too
-    #[arg(long, default_value_t = 128, value_name = "TOKENS")]
-    pub max_length: usize,
+    /// `encode` cuts there too [default: a checkpoint's (or its hf export's) own, else 128]
+    #[arg(long, value_name = "TOKENS")]
+    pub max_length: Option<usize>,
 
     /// Order of task batches: round-robin (A, B, A, B, ...), proportional (by task size)
     /// or temperature (by size^(1/T))

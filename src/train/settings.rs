@@ -12,7 +12,8 @@ use crate::data::batching::BatchLimit;
 use crate::data::sampler::SamplingStrategy;
 use crate::device::DeviceChoice;
 use crate::model::pooling::Pooling;
-use crate::model::spec::TaskKind;
+use crate::checkpoint::trained_max_length;
+use crate::model::spec::{TaskKind, DEFAULT_MAX_LENGTH};
 use crate::precision::Precision;
 use crate::tasks::classification::ClassWeights;
 use crate::tasks::similarity::SimilarityLoss;
@@ -197,13 +198,14 @@ impl TrainSettings {
         let tasks = task_sources(args)?;
         let recipe = args.recipe.values();
         let freeze = FreezeRule::combine(&args.freeze)?;
+        let model = args.model.clone().context("--model is required")?;
         let settings = Self {
-            model: args.model.clone().context("--model is required")?,
             tasks,
             out: args.out.clone().context("--out is required")?,
             pooling: args.pooling,
             projection_dim: args.projection_dim,
-            max_length: args.max_length,
+            max_length: args.max_length.unwrap_or_else(|| trained_max_length(&model).unwrap_or(DEFAULT_MAX_LENGTH)),
+            model,
             sampling: args.sampling.with_temperature(args.temperature)?,
             epochs: args.epochs,
             max_steps: args.max_steps,

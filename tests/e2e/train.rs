@@ -1016,6 +1016,26 @@ fn a_loss_that_compares_rows_never_gets_a_lone_row_that_another_batch_can_spare(
     }
 }
 
+/// Training on from a checkpoint keeps its token limit, as it keeps its pooling and
+/// projection, unless --max-length says otherwise.
+#[test]
+fn training_on_from_a_checkpoint_keeps_its_token_limit() {
+    let test = "training_on_from_a_checkpoint_keeps_its_token_limit";
+    let Some(s) = setup(test) else { return };
+    s.train("first", &["--max-steps", "1", "--max-length", "12", "-q"]);
+    let last = format!("{}/last", s.out("first"));
+    let max_length = |run: &str| -> u64 {
+        let spec = std::fs::read_to_string(Path::new(&s.out(run)).join("last/sentence_mtl.json")).unwrap();
+        serde_json::from_str::<serde_json::Value>(&spec).unwrap()["max_length"].as_u64().unwrap()
+    };
+    for (run, extra) in [("kept", vec![]), ("given", vec!["--max-length", "20"])] {
+        let mut args = s.args(run, &[&["--max-steps", "1", "-q"], &extra[..]].concat());
+        args[2] = last.clone();
+        assert_ok(&bin().args(&args).output().unwrap());
+    }
+    assert_eq!((max_length("first"), max_length("kept"), max_length("given")), (12, 12, 20));
+}
+
 #[test]
 fn a_head_whose_labels_changed_starts_new_and_the_run_says_why() {
     let test = "a_head_whose_labels_changed_starts_new_and_the_run_says_why";
