@@ -181,6 +181,11 @@ impl RunDir {
             .with_context(|| format!("{} is damaged", self.settings().display()))?;
         if let Some(started_in) = value["started_in"].as_str() {
             settings.resolve_data_paths(Path::new(started_in));
+            // A model folder given as a relative path, for the overview's label: a hub id stays.
+            let model = Path::new(started_in).join(&settings.model);
+            if Path::new(&settings.model).is_relative() && model.exists() {
+                settings.model = model.to_string_lossy().into_owned();
+            }
         }
         settings
             .check_ranges()
