@@ -6,13 +6,13 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::checkpoint::trained_max_length;
 use crate::cli::task_values::{names_equal_but_for_case, PerTask, TaskArg};
 use crate::cli::TrainArgs;
 use crate::data::batching::BatchLimit;
 use crate::data::sampler::SamplingStrategy;
 use crate::device::DeviceChoice;
 use crate::model::pooling::Pooling;
-use crate::checkpoint::trained_max_length;
 use crate::model::spec::{TaskKind, DEFAULT_MAX_LENGTH};
 use crate::precision::Precision;
 use crate::tasks::classification::ClassWeights;

@@ -64,7 +64,10 @@ pub(super) fn plan_feature_cache<'t>(
     // One cache in fp32; apart, two (a sentence in both is in each), as the build makes them.
     let bytes = match precision {
         Precision::Fp32 => FeatureCache::estimate_bytes(depth, &[&training[..], &dev_slices[..]].concat(), hidden),
-        _ => FeatureCache::estimate_bytes(depth, &training, hidden) + FeatureCache::estimate_bytes(depth, &dev_slices, hidden),
+        _ => {
+            FeatureCache::estimate_bytes(depth, &training, hidden)
+                + FeatureCache::estimate_bytes(depth, &dev_slices, hidden)
+        }
     };
     let budget = settings.feature_cache_budget_mb.saturating_mul(1024 * 1024);
     if bytes > budget {

@@ -788,53 +788,10 @@ impl<'a> Trainer<'a> {
     /// Scores the dev sets, keeps `best/` when the mean main metric improved, always saves a
     /// resumable `last/`, and decides on early stopping.
     fn evaluate_and_save(&mut self) -> Result<AfterEvaluation> {
-        self.check_before_save()?;
         let step = self.state.step;
-        let eval_started = Instant::now();
-        // Dev scores and best/ are of the heads the run would end with (small-data mode).
-        let has_dev = self.tasks.iter().any(|t| t.dev_rows().is_some());
-        let trained_heads = match has_dev || step == self.schedule.total_steps {
-            true => small_data::refit_heads(&self.tasks, &self.fp32_encoder())?,
-            false => TrainedHeads::none(),
-        };
-        if step == self.schedule.total_steps {
-            trained_heads.lines.iter().for_each(|line| self.say(line));
-        }
-        let evaluation = evaluate(&self.fp32_encoder(), &self.tasks, step)?;
-        self.timing.eval += eval_started.elapsed().as_secs_f64();
-        let improved = match (&evaluation, &self.state.best) {
-            (Some(e), Some(b)) => e.mean_main_metric > b.mean_main_metric,
-            (Some(_), None) => true,
-            (None, _) => false,
-        };
-        if let Some(e) = &evaluation {
-            self.log.write(&LogRecord::Eval(EvalRecord {
-                step,
-                epoch: self.schedule.epoch(step),
-                tasks: e.tasks.clone(),
-                mean_main_metric: e.mean_main_metric,
-                best: improved,
-            }))?;
-            if !self.options.quiet {
-                let order: Vec<&str> = self.tasks.iter().map(|t| t.source().name.as_str()).collect();
-                print_evaluation(e, &order, &self.bar);
-            }
-        }
+        let (evaluation, trained_heads) = self.score_dev()?;
         let save_started = Instant::now();
-        if improved {
-            if self.is_main() {
-                checkpoint::save(
-                    &self.run.best(),
-                    &self.loaded,
-                    &self.spec_with(evaluation.as_ref()),
-                    &self.source_dir,
-                )?;
-            }
-            self.state.best = evaluation.clone();
-            self.state.evals_without_improvement = 0;
-        } else if evaluation.is_some() {
-            self.state.evals_without_improvement += 1;
-        }
+        self.keep_if_best(evaluation.as_ref())?;
         let patience_spent = self.settings.patience.is_some_and(|p| self.state.evals_without_improvement >= p);
         let early_stop = evaluation.is_some() && patience_spent;
         if early_stop && step < self.schedule.total_steps {
@@ -854,6 +811,54 @@ impl<'a> Trainer<'a> {
             return Ok(AfterEvaluation::EarlyStop);
         }
         Ok(AfterEvaluation::Continue)
+    }
+
+    /// The dev sets' scores (none without dev sets), of the heads the run would end with
+    /// (small-data mode refits them; the returned heads put the trained ones back).
+    fn score_dev(&mut self) -> Result<(Option<Evaluation>, TrainedHeads)> {
+        self.check_before_save()?;
+        let step = self.state.step;
+        let eval_started = Instant::now();
+        let has_dev = self.tasks.iter().any(|t| t.dev_rows().is_some());
+        let trained_heads = match has_dev || step == self.schedule.total_steps {
+            true => small_data::refit_heads(&self.tasks, &self.fp32_encoder())?,
+            false => TrainedHeads::none(),
+        };
+        if step == self.schedule.total_steps {
+            trained_heads.lines.iter().for_each(|line| self.say(line));
+        }
+        let evaluation = evaluate(&self.fp32_encoder(), &self.tasks, step)?;
+        self.timing.eval += eval_started.elapsed().as_secs_f64();
+        Ok((evaluation, trained_heads))
+    }
+
+    /// Logs and shows an evaluation, saves `best/` when it beats the best so far, and counts
+    /// the evaluations without improvement (patience).
+    fn keep_if_best(&mut self, evaluation: Option<&Evaluation>) -> Result<()> {
+        let Some(e) = evaluation else { return Ok(()) };
+        let improved = self.state.best.as_ref().is_none_or(|b| e.mean_main_metric > b.mean_main_metric);
+        let step = self.state.step;
+        self.log.write(&LogRecord::Eval(EvalRecord {
+            step,
+            epoch: self.schedule.epoch(step),
+            tasks: e.tasks.clone(),
+            mean_main_metric: e.mean_main_metric,
+            best: improved,
+        }))?;
+        if !self.options.quiet {
+            let order: Vec<&str> = self.tasks.iter().map(|t| t.source().name.as_str()).collect();
+            print_evaluation(e, &order, &self.bar);
+        }
+        if !improved {
+            self.state.evals_without_improvement += 1;
+            return Ok(());
+        }
+        if self.is_main() {
+            checkpoint::save(&self.run.best(), &self.loaded, &self.spec_with(Some(e)), &self.source_dir)?;
+        }
+        self.state.best = Some(e.clone());
+        self.state.evals_without_improvement = 0;
+        Ok(())
     }
 
     /// The model as it is now, in fp32 whatever the training precision (how dev sets are

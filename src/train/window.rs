@@ -4,7 +4,6 @@
 //! save), in one transfer, and the first loss or gradient norm that is not finite is still
 //! found with its step and task.
 
-
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};

@@ -592,6 +592,7 @@ fn a_hang_up_saves_unless_the_run_ignores_it() {
     // SAFETY: as above.
     unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
     wait_for_windows(&f.out("nohup"), 15, &mut child);
+    // SAFETY: as above.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(130), "{}", String::from_utf8_lossy(&output.stderr));

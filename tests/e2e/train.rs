@@ -594,7 +594,11 @@ fn an_existing_run_directory_is_never_overwritten_silently() {
     assert_clean_error(&bin().args(&args).output().unwrap(), "holds a run that finished at step 1 (best checkpoint");
     let replacing = bin().args(s.args("mine", &["--max-steps", "1", "--overwrite"])).output().unwrap();
     assert_ok(&replacing);
-    assert!(stderr(&replacing).contains(&format!("replacing the run in {out} (--overwrite)")), "{}", stderr(&replacing));
+    assert!(
+        stderr(&replacing).contains(&format!("replacing the run in {out} (--overwrite)")),
+        "{}",
+        stderr(&replacing)
+    );
     // --overwrite deletes nothing when the new run cannot start from its --model: a typo, or
     // the run's own checkpoint, which it would delete.
     let before = std::fs::read(Path::new(&out).join("best/model.safetensors")).unwrap();
@@ -1050,7 +1054,8 @@ fn a_head_whose_labels_changed_starts_new_and_the_run_says_why() {
     assert_ok(&output);
     let said = stderr(&output);
     assert!(said.contains(&format!("note: heads.mood starts new: task 'mood' of {last} has 2 label(s)")), "{said}");
-    let dropped = format!("note: {last}'s head(s) of 'topic' are not kept: this run has no classification task of that name");
+    let dropped =
+        format!("note: {last}'s head(s) of 'topic' are not kept: this run has no classification task of that name");
     assert!(said.contains(&dropped), "{said}");
     // A similarity task of the head's name has no head to keep it in: a note says so too.
     let task = format!("mood={}", s.data.similar_train.display());
