@@ -91,7 +91,25 @@ const TITLE: &str = "# sentence-mtl export (";
 
 /// Whether `folder` is an earlier export: its `README.md` is the card [`render`] writes.
 pub fn is_export(folder: &Path) -> bool {
-    std::fs::read_to_string(folder.join("README.md")).is_ok_and(|card| card.starts_with(TITLE))
+    std::fs::read_to_string(folder.join("README.md")).is_ok_and(|card| after_front_matter(&card).starts_with(TITLE))
+}
+
+/// A card without its YAML front matter (`---` lines around it), which exports before it lacked.
+fn after_front_matter(card: &str) -> &str {
+    card.strip_prefix("---\n").and_then(|rest| rest.split_once("\n---\n")).map_or(card, |(_, body)| body)
+}
+
+/// The Hugging Face Hub's metadata, so that a pushed export shows as what it is: the library
+/// that loads it, the task it serves, and the base model when that is a hub id.
+fn front_matter(loaded: &LoadedModel, format: ExportFormat) -> String {
+    let (library, pipeline) = match format {
+        ExportFormat::SentenceTransformers => ("sentence-transformers", "sentence-similarity"),
+        ExportFormat::Hf | ExportFormat::TorchScript => ("transformers", "feature-extraction"),
+    };
+    let base = &loaded.spec.base_model;
+    let hub_id = base.split('/').count() == 2 && !Path::new(base).exists() && !base.starts_with('.');
+    let base_model = if hub_id { format!("base_model: {base}\n") } else { String::new() };
+    format!("---\nlibrary_name: {library}\npipeline_tag: {pipeline}\n{base_model}tags:\n- sentence-mtl\n- {library}\n---\n")
 }
 
 /// What an export writes besides its card: the model, tokenizer and module files of the
@@ -130,7 +148,8 @@ pub fn foreign_entries(folder: &Path) -> Vec<String> {
 
 pub fn render(loaded: &LoadedModel, format: ExportFormat) -> String {
     let spec = &loaded.spec;
-    let mut card = model_section(loaded, format);
+    let mut card = front_matter(loaded, format);
+    card.push_str(&model_section(loaded, format));
     card.push_str(&tasks_section(spec));
     if let Some(training) = &spec.training {
         card.push_str(&training_section(training, &loaded.dir));
@@ -271,6 +290,18 @@ fn plain(value: &serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_card_is_known_with_or_without_front_matter() {
+        let dir = tempfile::tempdir().unwrap();
+        let card = dir.path().join("README.md");
+        std::fs::write(&card, format!("---\nlibrary_name: transformers\n---\n{TITLE}hf)\n")).unwrap();
+        assert!(is_export(dir.path()));
+        std::fs::write(&card, format!("{TITLE}hf)\n")).unwrap();
+        assert!(is_export(dir.path()), "exports from before the front matter");
+        std::fs::write(&card, "---\ntitle: mine\n---\n# My model\n").unwrap();
+        assert!(!is_export(dir.path()));
+    }
 
     #[test]
     fn settings_read_as_a_person_writes_them() {

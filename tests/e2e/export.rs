@@ -29,7 +29,9 @@ fn export(model: &Path, format: &str, out: &Path) {
         out.to_str().unwrap(),
         "-q",
     ]));
-    assert!(out.join("README.md").is_file(), "{format} export has no model card");
+    let card = std::fs::read_to_string(out.join("README.md")).expect("the export has no model card");
+    let library = if format == "sentence-transformers" { "sentence-transformers" } else { "transformers" };
+    assert!(card.starts_with(&format!("---\nlibrary_name: {library}\n")), "{format}: the card has no Hub metadata: {card}");
 }
 
 fn real_sentences(data: &Path, n: usize) -> Vec<String> {
