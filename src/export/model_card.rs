@@ -109,7 +109,9 @@ fn front_matter(loaded: &LoadedModel, format: ExportFormat) -> String {
     let base = &loaded.spec.base_model;
     let hub_id = base.split('/').count() == 2 && !Path::new(base).exists() && !base.starts_with('.');
     let base_model = if hub_id { format!("base_model: {base}\n") } else { String::new() };
-    format!("---\nlibrary_name: {library}\npipeline_tag: {pipeline}\n{base_model}tags:\n- sentence-mtl\n- {library}\n---\n")
+    format!(
+        "---\nlibrary_name: {library}\npipeline_tag: {pipeline}\n{base_model}tags:\n- sentence-mtl\n- {library}\n---\n"
+    )
 }
 
 /// What an export writes besides its card: the model, tokenizer and module files of the

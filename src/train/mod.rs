@@ -1,4 +1,4 @@
-//! Multi-task training: settings, freezing, parameter groups, AdamW, schedule, a run's set-up, the loop,
+//! Multi-task training: settings, freezing, parameter groups, AdamW, the learning-rate schedule and the run's length, a run's set-up, the loop,
 //! resumable state, interruption and the logging window. What each task kind computes lives in `tasks/`.
 
 pub mod evaluate;
@@ -13,6 +13,7 @@ pub mod overview;
 pub mod param_groups;
 pub mod recipe;
 pub mod run_dir;
+mod run_length;
 pub mod schedule;
 pub mod settings;
 pub mod setup;

@@ -20,6 +20,7 @@ use super::optimizer::AdamW;
 use super::overview::{print_evaluation, Overview};
 use super::param_groups::{build_groups, parameter_counts};
 use super::run_dir::RunDir;
+use super::run_length::RunLength;
 use super::settings::TrainSettings;
 use super::setup;
 use super::signal_handlers::signal_name;
@@ -29,7 +30,7 @@ use super::state::TrainerState;
 use super::window::{NonFinite, Window};
 use crate::checkpoint;
 use crate::data::batching::{pad_batch, BatchLimit};
-use crate::data::sampler::{SamplingStrategy, TaskSampler};
+use crate::data::sampler::SamplingStrategy;
 use crate::device::{upload, DeviceChoice};
 use crate::distributed::data_parallel;
 use crate::distributed::gathered_negatives::RankShares;
@@ -129,41 +130,6 @@ pub fn resume(
     trainer.run()
 }
 
-/// The run's length in optimizer steps.
-struct Schedule {
-    total_steps: usize,
-    /// The steps `--max-steps` or `--epochs` ask for, before small-data mode's minimum.
-    planned_steps: usize,
-    steps_per_epoch: usize,
-    warmup: usize,
-    /// Steps between evaluations and saves of `last/` (`--eval-every`, else an epoch; a run
-    /// that small-data mode lengthened keeps `--epochs` evaluations instead of one per tiny
-    /// epoch, each of which would save the model and the optimizer's moments).
-    eval_interval: usize,
-}
-
-impl Schedule {
-    fn new(settings: &TrainSettings, sampler: &TaskSampler, small_data: bool) -> Self {
-        let steps_per_epoch = sampler.batches_per_epoch().div_ceil(settings.grad_accum).max(1);
-        let planned_steps = settings.max_steps.unwrap_or(settings.epochs.saturating_mul(steps_per_epoch));
-        let total_steps = match settings.max_steps {
-            Some(steps) => steps,
-            None => small_data::total_steps(planned_steps, small_data),
-        };
-        let warmup = settings.warmup_steps.unwrap_or((settings.warmup_ratio * total_steps as f64).ceil() as usize);
-        let eval_interval = settings.eval_every.unwrap_or(if total_steps > planned_steps {
-            total_steps.div_ceil(settings.epochs.max(1))
-        } else {
-            steps_per_epoch
-        });
-        Self { total_steps, planned_steps, steps_per_epoch, warmup, eval_interval }
-    }
-
-    fn epoch(&self, step: usize) -> f64 {
-        step as f64 / self.steps_per_epoch as f64
-    }
-}
-
 /// Where a run's time went and how many real and padded tokens its steps processed.
 #[derive(Default)]
 struct Timing {
@@ -210,7 +176,7 @@ pub struct Trainer<'a> {
     trainable_parameters: i64,
     optimizer: AdamW,
     state: TrainerState,
-    schedule: Schedule,
+    length: RunLength,
     /// Where new checkpoints copy `config.json` and the tokenizer files from.
     source_dir: PathBuf,
     log: RunLog,
@@ -298,7 +264,7 @@ impl<'a> Trainer<'a> {
         };
         let source_dir = resume_from.clone().unwrap_or_else(|| loaded.dir.clone());
         let small_data = tasks.iter().any(|t| t.small_data());
-        let schedule = Schedule::new(settings, &state.sampler, small_data);
+        let length = RunLength::new(settings, state.sampler.batches_per_epoch(), small_data);
         let task_count = tasks.len();
         let trainer = Self {
             settings,
@@ -316,7 +282,7 @@ impl<'a> Trainer<'a> {
             resumed_from,
             checked_step: None,
             state,
-            schedule,
+            length,
             source_dir,
             log,
             window: Window::resumed(task_count, resumed_window),
@@ -355,7 +321,7 @@ impl<'a> Trainer<'a> {
                     head_frozen: frozen_heads.contains(&t.source().name),
                 })
                 .collect();
-            let Schedule { planned_steps, total_steps, .. } = self.schedule;
+            let RunLength { planned_steps, total_steps, .. } = self.length;
             self.say(&small_data::announcement(&small, planned_steps, total_steps, encoder_frozen));
         }
     }
@@ -389,11 +355,11 @@ impl<'a> Trainer<'a> {
     /// The steps to the end or an early stop (`None`), or to the step after which a signal
     /// stops the run (the signal, and whether that step saved `last/`).
     fn steps(&mut self, signals: &StopOnSignal) -> Result<Option<(i32, bool)>> {
-        while self.state.step < self.schedule.total_steps {
+        while self.state.step < self.length.total_steps {
             self.start_epoch_bar_if_due();
             self.step()?;
             let step = self.state.step;
-            if step.is_multiple_of(self.settings.log_every) || step == self.schedule.total_steps {
+            if step.is_multiple_of(self.settings.log_every) || step == self.length.total_steps {
                 self.log_window()?;
             }
             let mut saved = false;
@@ -409,7 +375,7 @@ impl<'a> Trainer<'a> {
                 saved = true;
             }
             if let Some(signal) = self.agreed_signal(signals.requested())? {
-                if step == self.schedule.total_steps {
+                if step == self.length.total_steps {
                     // Nothing would be left to resume: the run finishes as usual.
                     self.say(&format!("{} came at the last step: the run finishes", signal_name(signal)));
                     break;
@@ -462,7 +428,7 @@ impl<'a> Trainer<'a> {
     }
 
     fn plan_line(&self) -> String {
-        let Schedule { total_steps, steps_per_epoch, warmup, .. } = self.schedule;
+        let RunLength { total_steps, steps_per_epoch, warmup, .. } = self.length;
         let batch = match self.settings.batch_limit() {
             BatchLimit::Rows(n) => format!("batch {n}"),
             BatchLimit::Tokens(n) => format!("batches of up to {n} padded tokens"),
@@ -490,11 +456,11 @@ impl<'a> Trainer<'a> {
     /// A progress bar per epoch (and a first one for a resumed run's partial epoch).
     fn start_epoch_bar_if_due(&mut self) {
         let step = self.state.step;
-        let per_epoch = self.schedule.steps_per_epoch;
+        let per_epoch = self.length.steps_per_epoch;
         if step.is_multiple_of(per_epoch) || self.bar.is_hidden() {
             self.bar.finish_and_clear();
             let epoch_end = (step / per_epoch + 1) * per_epoch;
-            self.bar = self.progress.bar((epoch_end.min(self.schedule.total_steps) - step) as u64, "steps");
+            self.bar = self.progress.bar((epoch_end.min(self.length.total_steps) - step) as u64, "steps");
             self.bar.set_prefix(format!("epoch {}", step / per_epoch + 1));
         }
     }
@@ -502,7 +468,7 @@ impl<'a> Trainer<'a> {
     /// One optimizer step: `--grad-accum` batches forward and backward, clipping, AdamW.
     fn step(&mut self) -> Result<()> {
         let step_started = Instant::now();
-        let factor = self.settings.lr_schedule.factor(self.state.step, self.schedule.warmup, self.schedule.total_steps);
+        let factor = self.settings.lr_schedule.factor(self.state.step, self.length.warmup, self.length.total_steps);
         self.optimizer.set_lr_factor(factor);
         let accum = self.settings.grad_accum;
         let mut drawn = Vec::with_capacity(accum);
@@ -758,7 +724,7 @@ impl<'a> Trainer<'a> {
         let rates = self.optimizer.learning_rates();
         let record = StepRecord {
             step: self.state.step,
-            epoch: self.schedule.epoch(self.state.step),
+            epoch: self.length.epoch(self.state.step),
             loss,
             grad_norm: window.grad_norm(),
             // The "/no-decay" twins share their group's rate.
@@ -782,7 +748,7 @@ impl<'a> Trainer<'a> {
 
     fn evaluation_due(&self) -> bool {
         let step = self.state.step;
-        step.is_multiple_of(self.schedule.eval_interval) || step == self.schedule.total_steps
+        step.is_multiple_of(self.length.eval_interval) || step == self.length.total_steps
     }
 
     /// Scores the dev sets, keeps `best/` when the mean main metric improved, always saves a
@@ -794,9 +760,9 @@ impl<'a> Trainer<'a> {
         self.keep_if_best(evaluation.as_ref())?;
         let patience_spent = self.settings.patience.is_some_and(|p| self.state.evals_without_improvement >= p);
         let early_stop = evaluation.is_some() && patience_spent;
-        if early_stop && step < self.schedule.total_steps {
+        if early_stop && step < self.length.total_steps {
             trained_heads.lines.iter().for_each(|line| self.say(line));
-        } else if step < self.schedule.total_steps {
+        } else if step < self.length.total_steps {
             // Training goes on from the heads it trained (and `last/` resumes from them).
             trained_heads.restore();
         }
@@ -820,11 +786,11 @@ impl<'a> Trainer<'a> {
         let step = self.state.step;
         let eval_started = Instant::now();
         let has_dev = self.tasks.iter().any(|t| t.dev_rows().is_some());
-        let trained_heads = match has_dev || step == self.schedule.total_steps {
+        let trained_heads = match has_dev || step == self.length.total_steps {
             true => small_data::refit_heads(&self.tasks, &self.fp32_encoder())?,
             false => TrainedHeads::none(),
         };
-        if step == self.schedule.total_steps {
+        if step == self.length.total_steps {
             trained_heads.lines.iter().for_each(|line| self.say(line));
         }
         let evaluation = evaluate(&self.fp32_encoder(), &self.tasks, step)?;
@@ -840,7 +806,7 @@ impl<'a> Trainer<'a> {
         let step = self.state.step;
         self.log.write(&LogRecord::Eval(EvalRecord {
             step,
-            epoch: self.schedule.epoch(step),
+            epoch: self.length.epoch(step),
             tasks: e.tasks.clone(),
             mean_main_metric: e.mean_main_metric,
             best: improved,
@@ -922,7 +888,7 @@ impl<'a> Trainer<'a> {
             "stopped by {} after step {} of {}; saved a resumable checkpoint in {}\n{}{torchrun}",
             signal_name(signal),
             self.state.step,
-            self.schedule.total_steps,
+            self.length.total_steps,
             self.run.last().display(),
             self.how_to_resume()
         );
@@ -937,7 +903,7 @@ impl<'a> Trainer<'a> {
             "stopped by {} after step {} of {}, before this run's first save: nothing was saved, and the run --overwrite replaced is back in {} (--save-every N saves sooner)",
             signal_name(signal),
             self.state.step,
-            self.schedule.total_steps,
+            self.length.total_steps,
             self.run.root.display()
         );
         Interrupted { signal }.into()

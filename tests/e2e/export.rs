@@ -31,7 +31,10 @@ fn export(model: &Path, format: &str, out: &Path) {
     ]));
     let card = std::fs::read_to_string(out.join("README.md")).expect("the export has no model card");
     let library = if format == "sentence-transformers" { "sentence-transformers" } else { "transformers" };
-    assert!(card.starts_with(&format!("---\nlibrary_name: {library}\n")), "{format}: the card has no Hub metadata: {card}");
+    assert!(
+        card.starts_with(&format!("---\nlibrary_name: {library}\n")),
+        "{format}: the card has no Hub metadata: {card}"
+    );
 }
 
 fn real_sentences(data: &Path, n: usize) -> Vec<String> {

@@ -1,0 +1,98 @@
+//! How long a run is in optimizer steps: in all, per epoch, warming up, and between
+//! evaluations. (The learning rate's shape over those steps is `schedule`'s.)
+
+use super::settings::TrainSettings;
+use super::small_data;
+
+/// The run's length in optimizer steps.
+pub(super) struct RunLength {
+    pub total_steps: usize,
+    /// The steps `--max-steps` or `--epochs` ask for, before small-data mode's minimum.
+    pub planned_steps: usize,
+    pub steps_per_epoch: usize,
+    pub warmup: usize,
+    /// Steps between evaluations and saves of `last/` (`--eval-every`, else an epoch; a run
+    /// that small-data mode lengthened keeps `--epochs` evaluations instead of one per tiny
+    /// epoch, each of which would save the model and the optimizer's moments).
+    pub eval_interval: usize,
+}
+
+/// The flags a run's length comes from.
+struct Asked {
+    max_steps: Option<usize>,
+    epochs: usize,
+    grad_accum: usize,
+    warmup_steps: Option<usize>,
+    warmup_ratio: f64,
+    eval_every: Option<usize>,
+}
+
+impl RunLength {
+    /// The length of a run whose sampler draws `batches_per_epoch` batches an epoch.
+    pub fn new(settings: &TrainSettings, batches_per_epoch: usize, small_data: bool) -> Self {
+        let asked = Asked {
+            max_steps: settings.max_steps,
+            epochs: settings.epochs,
+            grad_accum: settings.grad_accum,
+            warmup_steps: settings.warmup_steps,
+            warmup_ratio: settings.warmup_ratio,
+            eval_every: settings.eval_every,
+        };
+        Self::of(&asked, batches_per_epoch, small_data)
+    }
+
+    fn of(asked: &Asked, batches_per_epoch: usize, small_data: bool) -> Self {
+        let steps_per_epoch = batches_per_epoch.div_ceil(asked.grad_accum).max(1);
+        let planned_steps = asked.max_steps.unwrap_or(asked.epochs.saturating_mul(steps_per_epoch));
+        let total_steps = match asked.max_steps {
+            Some(steps) => steps,
+            None => small_data::total_steps(planned_steps, small_data),
+        };
+        let warmup = asked.warmup_steps.unwrap_or((asked.warmup_ratio * total_steps as f64).ceil() as usize);
+        let eval_interval = asked.eval_every.unwrap_or(if total_steps > planned_steps {
+            total_steps.div_ceil(asked.epochs.max(1))
+        } else {
+            steps_per_epoch
+        });
+        Self { total_steps, planned_steps, steps_per_epoch, warmup, eval_interval }
+    }
+
+    /// The epochs `step` steps make, with a fraction.
+    pub fn epoch(&self, step: usize) -> f64 {
+        step as f64 / self.steps_per_epoch as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn asked() -> Asked {
+        Asked { max_steps: None, epochs: 3, grad_accum: 1, warmup_steps: None, warmup_ratio: 0.1, eval_every: None }
+    }
+
+    #[test]
+    fn epochs_make_the_length_and_an_epoch_is_the_evaluation_interval() {
+        let length = RunLength::of(&Asked { grad_accum: 2, ..asked() }, 41, false);
+        assert_eq!((length.steps_per_epoch, length.total_steps, length.eval_interval), (21, 63, 21));
+        assert_eq!(length.warmup, 7, "10% of 63 steps, rounded up");
+        assert_eq!(length.epoch(42), 2.0);
+    }
+
+    #[test]
+    fn flags_set_the_length_warm_up_and_interval() {
+        let asked = Asked { max_steps: Some(50), warmup_steps: Some(4), eval_every: Some(10), ..asked() };
+        let length = RunLength::of(&asked, 1000, true);
+        assert_eq!((length.total_steps, length.planned_steps, length.warmup, length.eval_interval), (50, 50, 4, 10));
+    }
+
+    /// Small-data mode lengthens a run of tiny epochs to its minimum, and keeps `--epochs`
+    /// evaluations rather than one per tiny epoch.
+    #[test]
+    fn a_run_small_data_mode_lengthened_evaluates_epochs_times() {
+        let length = RunLength::of(&asked(), 2, true);
+        assert_eq!((length.planned_steps, length.total_steps), (6, small_data::MIN_STEPS));
+        assert_eq!(length.eval_interval, small_data::MIN_STEPS.div_ceil(3));
+        assert_eq!(RunLength::of(&asked(), 2, false).total_steps, 6);
+    }
+}
