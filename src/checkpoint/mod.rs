@@ -64,6 +64,10 @@ pub fn refuse_output_inside(out: &std::path::Path, flag: &str) -> anyhow::Result
 /// starts from it keeps unless `--max-length` says otherwise; `None` for other folders, and
 /// for one that does not open (loading it reports why).
 pub fn trained_max_length(model: &str) -> Option<usize> {
+    // A local folder only: a hub id would be fetched before the checks that come first.
+    if !std::path::Path::new(model).is_dir() {
+        return None;
+    }
     let folder = folder::ModelFolder::open(model).ok()?;
     folder.has_own_spec.then_some(folder.spec.max_length)
 }

@@ -82,10 +82,25 @@ fn check_batch_plan_path(path: Option<&std::path::Path>, settings: &TrainSetting
         }
     }
     crate::checkpoint::refuse_output_inside(path, "--save-batch-plan")?;
-    if path.exists() && path.extension().is_none_or(|e| e != "jsonl") {
+    let an_earlier_plan = path.extension().is_some_and(|e| e == "jsonl") && starts_like_a_batch_plan(path);
+    if path.exists() && !an_earlier_plan {
         bail!("--save-batch-plan {shown} exists and is not an earlier batch plan (.jsonl); name another file");
     }
     Ok(())
+}
+
+/// Whether an existing `.jsonl` file is empty or starts with a batch plan's line (a run's
+/// log, also `.jsonl`, does not).
+fn starts_like_a_batch_plan(path: &std::path::Path) -> bool {
+    use std::io::BufRead;
+    let Ok(file) = std::fs::File::open(path) else { return false };
+    let mut line = String::new();
+    if std::io::BufReader::new(file).read_line(&mut line).is_err() {
+        return false;
+    }
+    line.trim().is_empty()
+        || serde_json::from_str::<serde_json::Value>(&line)
+            .is_ok_and(|v| ["step", "task", "rows"].iter().all(|key| v.get(key).is_some()))
 }
 
 /// What a finished run prints: where it went, and the best checkpoint's scores.

@@ -100,18 +100,14 @@ fn after_front_matter(card: &str) -> &str {
 }
 
 /// The Hugging Face Hub's metadata, so that a pushed export shows as what it is: the library
-/// that loads it, the task it serves, and the base model when that is a hub id.
-fn front_matter(loaded: &LoadedModel, format: ExportFormat) -> String {
+/// that loads it and the task it serves. No `base_model` (a local folder's name can look like
+/// a hub id) and no license (the base model's to state).
+fn front_matter(format: ExportFormat) -> String {
     let (library, pipeline) = match format {
         ExportFormat::SentenceTransformers => ("sentence-transformers", "sentence-similarity"),
         ExportFormat::Hf | ExportFormat::TorchScript => ("transformers", "feature-extraction"),
     };
-    let base = &loaded.spec.base_model;
-    let hub_id = base.split('/').count() == 2 && !Path::new(base).exists() && !base.starts_with('.');
-    let base_model = if hub_id { format!("base_model: {base}\n") } else { String::new() };
-    format!(
-        "---\nlibrary_name: {library}\npipeline_tag: {pipeline}\n{base_model}tags:\n- sentence-mtl\n- {library}\n---\n"
-    )
+    format!("---\nlibrary_name: {library}\npipeline_tag: {pipeline}\ntags:\n- sentence-mtl\n- {library}\n---\n")
 }
 
 /// What an export writes besides its card: the model, tokenizer and module files of the
@@ -150,7 +146,7 @@ pub fn foreign_entries(folder: &Path) -> Vec<String> {
 
 pub fn render(loaded: &LoadedModel, format: ExportFormat) -> String {
     let spec = &loaded.spec;
-    let mut card = front_matter(loaded, format);
+    let mut card = front_matter(format);
     card.push_str(&model_section(loaded, format));
     card.push_str(&tasks_section(spec));
     if let Some(training) = &spec.training {

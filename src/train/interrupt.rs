@@ -1,5 +1,6 @@
 //! Ctrl-C (SIGINT), SIGTERM and SIGHUP during training: the first one asks the loop to stop after
-//! the current step and save a resumable checkpoint; a second one ends the process at once
+//! the current step and save a resumable checkpoint (unless the run would thereby delete the run
+//! `--overwrite` set aside: it gives that back instead); a second one ends the process at once
 //! (atomic checkpoint writes keep the previous one intact either way). Before the first step
 //! there is nothing to save: `start_up_signals` handles them then.
 
@@ -10,12 +11,22 @@ use super::signal_handlers::{signal_name, Handlers};
 static RECEIVED: AtomicI32 = AtomicI32::new(0);
 /// Whether the handler says what it does (not under `--quiet`, nor on ranks other than 0).
 static ANNOUNCE: AtomicBool = AtomicBool::new(false);
+/// A run `--overwrite` set aside waits for this run's first save, and a stop gives it back.
+static REPLACED_RUN_WAITING: AtomicBool = AtomicBool::new(false);
+
+/// Whether a stop now gives back the run `--overwrite` set aside (`NewRun` says).
+pub fn set_replaced_run_waiting(waiting: bool) {
+    REPLACED_RUN_WAITING.store(waiting, Ordering::SeqCst);
+}
 
 const STOPPING: &[u8] =
     b"\nstopping after this step to save a resumable last/ (Ctrl-C again to quit at once, without saving)\n";
 const QUITTING: &[u8] = b"\nquitting without saving; --resume starts from the last save in last/, if there is one\n";
-const QUITTING_UNDONE: &[u8] =
-    b"\nquitting before this run's first save: its files are removed, and a run --overwrite set aside is back\n";
+const STOPPING_TO_GIVE_BACK: &[u8] =
+    b"\nstopping after this step: this run has not saved yet, so the run --overwrite replaced comes back (Ctrl-C again to quit at once)\n";
+const QUITTING_UNDONE: &[u8] = b"\nquitting before this run's first save: its files are removed\n";
+const QUITTING_GIVEN_BACK: &[u8] =
+    b"\nquitting before this run's first save: its files are removed and the run --overwrite replaced is back\n";
 
 /// Writes `message` to stderr with write(2), which a signal handler may call (unlike
 /// anything that locks or allocates).
@@ -26,13 +37,44 @@ fn announce(message: &[u8]) {
     }
 }
 
+/// After a hang-up, the terminal is gone and writing to it fails, which `eprintln!` turns into
+/// a panic: the streams that were the terminal go to /dev/null, so the stop can still save.
+fn detach_from_closed_terminal() {
+    // SAFETY: open(), isatty() (an ioctl), dup2() and close() are async-signal-safe; the path
+    // is a static NUL-terminated string.
+    unsafe {
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY);
+        if null < 0 {
+            return;
+        }
+        for fd in [libc::STDOUT_FILENO, libc::STDERR_FILENO] {
+            if libc::isatty(fd) == 1 {
+                libc::dup2(null, fd);
+            }
+        }
+        libc::close(null);
+    }
+}
+
 extern "C" fn on_signal(signal: libc::c_int) {
+    if signal == libc::SIGHUP {
+        detach_from_closed_terminal();
+    }
+    // The main thread is undoing a run that never saved: it ends the process when done.
+    if super::start_up_signals::undoing() {
+        return;
+    }
+    let giving_back = REPLACED_RUN_WAITING.load(Ordering::SeqCst);
     if RECEIVED.swap(signal, Ordering::SeqCst) == 0 {
-        announce(STOPPING);
+        announce(if giving_back { STOPPING_TO_GIVE_BACK } else { STOPPING });
         return;
     }
     // Second signal: give up on a clean stop; a new run that has not saved yet undoes itself.
-    announce(if super::start_up_signals::undo_armed_plan() { QUITTING_UNDONE } else { QUITTING });
+    announce(match (super::start_up_signals::undo_armed_plan(), giving_back) {
+        (true, true) => QUITTING_GIVEN_BACK,
+        (true, false) => QUITTING_UNDONE,
+        (false, _) => QUITTING,
+    });
     // SAFETY: signal() and raise() are async-signal-safe.
     unsafe {
         libc::signal(signal, libc::SIG_DFL);

@@ -1,5 +1,6 @@
-//! Multi-task training: settings, freezing, parameter groups, AdamW, the learning-rate schedule and the run's length, a run's set-up, the loop,
-//! resumable state, interruption and the logging window. What each task kind computes lives in `tasks/`.
+//! Multi-task training: settings, freezing, parameter groups, AdamW, the learning-rate
+//! schedule and the run's length, a run's set-up, the loop, resumable state, interruption
+//! and the logging window. What each task kind computes lives in `tasks/`.
 
 pub mod evaluate;
 pub mod feature_cache;

@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use super::interrupt;
 use super::run_dir::RunDir;
-use super::start_up_signals::{self, StartUpSignals, UndoPlan};
+use super::start_up_signals::{self, StartUpSignals, UndoPlan, Undoing};
 
 /// The prefix of the folder a replaced run waits in.
 pub const SHELF_PREFIX: &str = ".replaced-";
@@ -24,6 +25,8 @@ pub struct NewRun {
     set_aside: Vec<String>,
     /// Every entry is aside: `settings.json` and the log in the folder are the new run's.
     files_are_new: bool,
+    /// A signal's handler holds the undo plan (until [`NewRun::before_first_save`]).
+    armed: bool,
     kept: bool,
 }
 
@@ -38,6 +41,7 @@ impl NewRun {
             made_folder: !root.exists(),
             set_aside: Vec::new(),
             files_are_new: false,
+            armed: signals.is_some(),
             kept: false,
         };
         let follow = |new: &Self| {
@@ -62,8 +66,18 @@ impl NewRun {
         }
         new.files_are_new = true;
         follow(&new);
+        interrupt::set_replaced_run_waiting(new.replaces_a_run());
         run.remove_stale_staging();
         Ok((run, new))
+    }
+
+    /// Before the first checkpoint is written: a signal no longer undoes the run, whose
+    /// half-written save (a new `best/` where the old one would go back) its plan cannot
+    /// clear away. A failure from here on is undone by `Drop`, in full.
+    pub fn before_first_save(&mut self) {
+        start_up_signals::disarm();
+        self.armed = false;
+        interrupt::set_replaced_run_waiting(false);
     }
 
     /// Where the replaced run waits for the new one's first save.
@@ -78,7 +92,7 @@ impl NewRun {
 
     /// The new run saved: the replaced run goes for good.
     pub fn keep(mut self) {
-        start_up_signals::disarm();
+        self.before_first_save();
         self.kept = true;
         if !self.set_aside.is_empty() {
             let _ = std::fs::remove_dir_all(self.shelf());
@@ -109,7 +123,11 @@ impl Drop for NewRun {
         if self.kept {
             return;
         }
-        start_up_signals::disarm();
+        let _undoing = Undoing::start();
+        interrupt::set_replaced_run_waiting(false);
+        if !start_up_signals::disarm() && self.armed {
+            return; // A signal's handler is undoing the run, and then ends the process.
+        }
         // A failure between its first saves (best/ written, last/ not) leaves new checkpoints
         // where the replaced run's go back; a signal's plan cannot remove them (rmdir only).
         if self.files_are_new {
@@ -213,6 +231,7 @@ mod tests {
             made_folder: false,
             set_aside: vec!["settings.json".into(), "train_log.jsonl".into()],
             files_are_new: false,
+            armed: false,
             kept: false,
         };
         std::fs::create_dir(halfway.shelf()).unwrap();

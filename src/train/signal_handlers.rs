@@ -18,6 +18,8 @@ impl Handlers {
         unsafe {
             let mut action: libc::sigaction = std::mem::zeroed();
             action.sa_sigaction = handler as *const () as libc::sighandler_t;
+            // As signal() installs them: a read or write the signal lands in goes on.
+            action.sa_flags = libc::SA_RESTART;
             libc::sigemptyset(&mut action.sa_mask);
             for signal in STOP_SIGNALS {
                 libc::sigaddset(&mut action.sa_mask, signal);

@@ -66,6 +66,31 @@ fn carry_out(plan: &PreparedUndo) {
     }
 }
 
+/// Set while the main thread undoes a new run itself ([`Undoing`]): a signal then leaves it
+/// to finish (and the process to end as it would) instead of cutting it short.
+static UNDOING: AtomicBool = AtomicBool::new(false);
+
+/// Whether the main thread is undoing a new run, which a signal must not interrupt.
+pub fn undoing() -> bool {
+    UNDOING.load(Ordering::SeqCst)
+}
+
+/// While alive, signals leave the main thread's undo alone ([`undoing`]).
+pub struct Undoing;
+
+impl Undoing {
+    pub fn start() -> Self {
+        UNDOING.store(true, Ordering::SeqCst);
+        Self
+    }
+}
+
+impl Drop for Undoing {
+    fn drop(&mut self) {
+        UNDOING.store(false, Ordering::SeqCst);
+    }
+}
+
 /// Carries out the armed plan, if there is one, and disarms it: async-signal-safe, for the
 /// training loop's handler too, whose second signal quits before the new run's first save.
 pub fn undo_armed_plan() -> bool {
@@ -81,6 +106,9 @@ pub fn undo_armed_plan() -> bool {
 }
 
 extern "C" fn on_signal(signal: libc::c_int) {
+    if undoing() {
+        return;
+    }
     undo_armed_plan();
     // SAFETY: write(), signal() and raise() are async-signal-safe.
     unsafe {
@@ -95,9 +123,8 @@ extern "C" fn on_signal(signal: libc::c_int) {
 /// While alive, SIGINT, SIGTERM and SIGHUP (unless ignored, as under `nohup`) carry out the
 /// current [`UndoPlan`] and end the process as the signal would. Each blocks the others while
 /// it runs, so one undo is not cut short by a second signal. The plan stays armed after it
-/// (`NewRun` disarms it at the first save), for the training loop's quit-at-once.
+/// (`NewRun` disarms it before the first save), for the training loop's quit-at-once.
 pub struct StartUpSignals {
-    /// Dropped after `drop` disarms: the previous dispositions come back once no signal can find a plan.
     _handlers: Handlers,
 }
 
@@ -118,7 +145,8 @@ impl StartUpSignals {
 }
 
 /// Takes the plan away from a signal that comes now: the caller undoes it itself, and two
-/// undoings at once could remove a file the other had just moved back.
-pub fn disarm() {
-    PLAN.store(std::ptr::null_mut(), Ordering::SeqCst);
+/// undoings at once could remove a file the other had just moved back. False when there was
+/// none: never armed, or a signal's handler took it (and is undoing it, then ends the process).
+pub fn disarm() -> bool {
+    !PLAN.swap(std::ptr::null_mut(), Ordering::SeqCst).is_null()
 }

@@ -337,6 +337,9 @@ impl<'a> Trainer<'a> {
                 if evaluating { "evaluating only, " } else { "" }
             ));
             self.evaluate_and_save()?;
+            if let Some(signal) = signals.requested() {
+                self.say(&format!("{} came at the last step: the run finishes", signal_name(signal)));
+            }
             drop(signals);
             return self.finish();
         }
@@ -416,7 +419,7 @@ impl<'a> Trainer<'a> {
     fn agreed_signal(&self, signal: Option<i32>) -> Result<Option<i32>> {
         let Some(group) = self.group else { return Ok(signal) };
         let mut flag = Tensor::from_slice(&[signal.unwrap_or(0) as i64]);
-        group.all_reduce_(&mut flag, Reduce::Max, "the end-of-step check for Ctrl-C or SIGTERM on any rank")?;
+        group.all_reduce_(&mut flag, Reduce::Max, "the end-of-step check for a stop signal on any rank")?;
         let agreed = i64::try_from(&flag)? as i32;
         Ok((agreed != 0).then_some(agreed))
     }
@@ -820,6 +823,9 @@ impl<'a> Trainer<'a> {
             return Ok(());
         }
         if self.is_main() {
+            if let Some(new_run) = self.new_run.as_mut() {
+                new_run.before_first_save();
+            }
             checkpoint::save(&self.run.best(), &self.loaded, &self.spec_with(Some(e)), &self.source_dir)?;
         }
         self.state.best = Some(e.clone());
@@ -848,6 +854,9 @@ impl<'a> Trainer<'a> {
             return Ok(());
         }
         let spec = self.spec_with(evaluation);
+        if let Some(new_run) = self.new_run.as_mut() {
+            new_run.before_first_save();
+        }
         self.state.window = Some(self.window.totals());
         let (state, optimizer) = (&self.state, &self.optimizer);
         checkpoint::save_with(&self.run.last(), &self.loaded, &spec, &self.source_dir, |folder| {
@@ -860,7 +869,8 @@ impl<'a> Trainer<'a> {
         Ok(())
     }
 
-    /// After Ctrl-C or SIGTERM: save `last/` (unless this step just did) and say how to resume.
+    /// After a stop signal (Ctrl-C, SIGTERM, SIGHUP): save `last/` (unless this step just did)
+    /// and say how to resume.
     /// A run that `--overwrite` set aside and no save replaced yet comes back instead: the
     /// first save would delete it, and the docs promise it back until then.
     fn stop_on_signal(mut self, signal: i32, saved: bool) -> anyhow::Error {

@@ -1471,6 +1471,14 @@ c,a
         &["--save-batch-plan", &topic_train],
         error("is a data file of task 'topic', which writing would replace; name another file"),
     );
+    let log = c.file("a_log.jsonl", b"{\"type\":\"step\",\"step\":1,\"loss\":{}}\n");
+    c.add_train(
+        "training",
+        "--save-batch-plan naming a run's log (.jsonl, not a plan)",
+        task.clone(),
+        &["--save-batch-plan", &log],
+        error("a_log.jsonl exists and is not an earlier batch plan (.jsonl); name another file"),
+    );
     let notes = c.file("notes.txt", b"my notes\n");
     c.add_train(
         "training",

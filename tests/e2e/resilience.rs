@@ -490,9 +490,10 @@ fn a_stop_before_the_first_save_gives_back_the_run_overwrite_replaced() {
             }
         }
         std::thread::sleep(Duration::from_millis(300));
-        for _ in 0..signals {
+        // Two different signals, which the kernel cannot merge into one.
+        for signal in [libc::SIGINT, libc::SIGTERM].into_iter().take(signals) {
             // SAFETY: sending a signal to our own child process.
-            unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+            unsafe { libc::kill(child.id() as i32, signal) };
         }
         for line in lines {
             said += &line.unwrap();
