@@ -42,6 +42,19 @@ pub(super) struct CachePlan<'t> {
     precision: Precision,
 }
 
+impl CachePlan<'_> {
+    /// The sentences of each cache to build: in an fp32 run one, training and dev sentences
+    /// together; in another precision the training sentences in it and the dev ones apart,
+    /// in fp32 (a sentence in both is in each).
+    fn caches(&self) -> (Vec<&[i64]>, Option<Vec<&[i64]>>) {
+        let dev = self.dev.iter().map(Vec::as_slice);
+        match self.precision {
+            Precision::Fp32 => (self.training.iter().copied().chain(dev).collect(), None),
+            _ => (self.training.clone(), Some(dev.collect())),
+        }
+    }
+}
+
 /// The frozen part of the backbone is computed once per training and dev sentence when the
 /// run freezes a prefix of it (and neither `--no-feature-cache` nor `--freeze all` says
 /// otherwise): training sentences at the training `precision` (resolved), dev sentences in
@@ -59,16 +72,11 @@ pub(super) fn plan_feature_cache<'t>(
     let dev_texts: Vec<&str> = tasks.iter().flat_map(|t| t.dev_texts()).collect();
     let dev = loaded.tokenizer.encode_batch(&dev_texts, loaded.spec.max_length);
     let training: Vec<&[i64]> = tasks.iter().flat_map(|t| t.train_texts()).collect();
-    let dev_slices: Vec<&[i64]> = dev.iter().map(Vec::as_slice).collect();
+    let plan = CachePlan { depth, training, dev, precision };
     let hidden = loaded.config.hidden_size();
-    // One cache in fp32; apart, two (a sentence in both is in each), as the build makes them.
-    let bytes = match precision {
-        Precision::Fp32 => FeatureCache::estimate_bytes(depth, &[&training[..], &dev_slices[..]].concat(), hidden),
-        _ => {
-            FeatureCache::estimate_bytes(depth, &training, hidden)
-                + FeatureCache::estimate_bytes(depth, &dev_slices, hidden)
-        }
-    };
+    let (training, dev) = plan.caches();
+    let bytes = FeatureCache::estimate_bytes(depth, &training, hidden)
+        + dev.map_or(0, |dev| FeatureCache::estimate_bytes(depth, &dev, hidden));
     let budget = settings.feature_cache_budget_mb.saturating_mul(1024 * 1024);
     if bytes > budget {
         bail!(
@@ -78,7 +86,7 @@ pub(super) fn plan_feature_cache<'t>(
             settings.feature_cache_budget_mb
         );
     }
-    Ok(Some(CachePlan { depth, training, dev, precision }))
+    Ok(Some(plan))
 }
 
 /// Builds the cache `plan` describes, with a progress bar and a line saying what it holds.
@@ -88,18 +96,17 @@ pub(super) fn build_feature_cache(
     plan: CachePlan,
     quiet: bool,
 ) -> Result<RunCaches> {
-    let CachePlan { depth, training, dev, precision } = plan;
-    let dev: Vec<&[i64]> = dev.iter().map(Vec::as_slice).collect();
-    let apart = precision != Precision::Fp32;
+    let (depth, precision) = (plan.depth, plan.precision);
+    let (training, dev) = plan.caches();
+    let apart = dev.is_some();
     let started = Instant::now();
     let build = |sequences: &[&[i64]], precision| {
         let batch = BatchLimit::Rows(settings.eval_batch_size);
         FeatureCache::build(loaded, depth, sequences, batch, precision, &Progress::new(quiet))
     };
-    let caches = if apart {
-        RunCaches { training: build(&training, precision)?, dev: Some(build(&dev, Precision::Fp32)?) }
-    } else {
-        RunCaches { training: build(&[&training[..], &dev[..]].concat(), Precision::Fp32)?, dev: None }
+    let caches = RunCaches {
+        training: build(&training, precision)?,
+        dev: dev.map(|dev| build(&dev, Precision::Fp32)).transpose()?,
     };
     if !quiet {
         eprintln!(
