@@ -335,8 +335,8 @@ pub struct TrainArgs {
     pub grad_accum: usize,
 
     /// The optimisation defaults: default (chosen from the recipe study, docs/recipes.md) or
-    /// seed (the original example recipe's rates: backbone 1e-5, projection 1e-4, heads 1e-3, layer decay 0.9,
-    /// 10% warm-up, linear decay). Each flag below overrides its part
+    /// seed (the original example recipe's rates: backbone 1e-5, projection 1e-4, heads
+    /// 1e-3, layer decay 0.9, 10% warm-up, linear decay). Each flag below overrides its part
     #[arg(long, default_value = "default", value_name = "NAME")]
     pub recipe: Recipe,
 

@@ -8,7 +8,7 @@ use crate::cli::TrainArgs;
 use crate::data::sampler::SamplingStrategy;
 use crate::distributed::{is_main, ProcessGroup};
 use crate::model::spec::TaskKind;
-use crate::output::print_stdout;
+use crate::output::{print_stdout, same_file};
 use crate::tasks::column_flag_notes;
 use crate::train::freeze::FreezeRule;
 use crate::train::overview::score_table;
@@ -72,9 +72,8 @@ fn check_batch_plan_path(path: Option<&std::path::Path>, settings: &TrainSetting
     if path.is_dir() {
         bail!("--save-batch-plan {shown} is a folder; name a file");
     }
-    let same = |a: &std::path::Path, b: &std::path::Path| matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b);
     for task in &settings.tasks {
-        if std::iter::once(&task.train).chain(&task.dev).any(|data| same(path, data)) {
+        if std::iter::once(&task.train).chain(&task.dev).any(|data| same_file(path, data)) {
             bail!(
                 "--save-batch-plan {shown} is a data file of task '{}', which writing would replace; name another file",
                 task.name

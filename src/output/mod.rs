@@ -54,8 +54,7 @@ pub fn check_output_path(path: Option<&Path>, input: Option<&Path>, model: &str)
     if path.is_dir() {
         bail!("--output {} is a folder; name a file", path.display());
     }
-    let same = |a: &Path, b: &Path| matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b);
-    if input.is_some_and(|input| same(path, input)) {
+    if input.is_some_and(|input| same_file(path, input)) {
         bail!("--output {} is the --input file, which writing would replace; name another file", path.display());
     }
     crate::checkpoint::refuse_output_inside(path, "--output")?;
@@ -75,6 +74,11 @@ pub fn check_output_path(path: Option<&Path>, input: Option<&Path>, model: &str)
         );
     }
     Ok(())
+}
+
+/// Whether two paths name one existing file (through links and `..`).
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b)
 }
 
 /// Prints `text` on stdout: a failed write (a full disk) is an error naming stdout, not a

@@ -218,23 +218,30 @@ impl TrainingTask for PairsTask {
     }
 }
 
-/// Reads a pairs file to search (a dev set, or `eval`'s), refusing one with a single
-/// candidate text: every query would find it first, whatever the embeddings.
+/// Reads a pairs dev set, refused as [`refuse_one_candidate`] says.
 fn read_search_set(path: &std::path::Path) -> Result<TextPairs> {
     let pairs = TextPairs::read(path)?;
-    if Search::of(&pairs).candidates.len() < 2 {
+    refuse_one_candidate(&Search::of(&pairs), path)?;
+    Ok(pairs)
+}
+
+/// A search of a single candidate text (a dev set, or `eval`'s file) is refused: every query
+/// would find it first, whatever the embeddings.
+fn refuse_one_candidate(search: &Search, path: &std::path::Path) -> Result<()> {
+    if search.candidates.len() < 2 {
         bail!(
             "{}: one candidate text (positives and negatives) to search, which every query finds first whatever the model, so its retrieval metrics would always be 1; give several rows with different positives",
             path.display()
         );
     }
-    Ok(pairs)
+    Ok(())
 }
 
 /// The evaluation report of the encoder's embeddings on a pairs file.
 pub fn report(encoder: &Encoder, task: &str, path: &std::path::Path, progress: &Progress) -> Result<RetrievalReport> {
-    let pairs = read_search_set(path)?;
+    let pairs = TextPairs::read(path)?;
     let search = Search::of(&pairs);
+    refuse_one_candidate(&search, path)?;
     let ranks = search.ranks(encoder, progress)?;
     Ok(RetrievalReport {
         task: task.to_string(),

@@ -51,7 +51,7 @@ impl NewRun {
         };
         follow(&new);
         std::fs::create_dir_all(root).with_context(|| format!("cannot create run directory {}", root.display()))?;
-        let entries = [run.settings(), run.log(), run.best(), run.last()];
+        let entries = run.own_entries();
         let present: Vec<&PathBuf> = entries.iter().filter(|p| p.exists()).collect();
         if !present.is_empty() {
             let shelf = new.shelf();

@@ -27,6 +27,10 @@ impl RunDir {
     pub fn settings(&self) -> PathBuf {
         self.root.join("settings.json")
     }
+    /// The entries a run writes in its folder (and `--overwrite` sets aside).
+    pub fn own_entries(&self) -> [PathBuf; 4] {
+        [self.settings(), self.log(), self.best(), self.last()]
+    }
 
     /// Refuses a `--out` that holds anything unless `overwrite` (saying what it holds: a run
     /// to resume, a finished one, other files), and a run that another process is training.
@@ -81,7 +85,8 @@ impl RunDir {
     /// one of them has the name of a run's file, which the run would set aside and delete.
     fn refuse_other_files(&self, overwrite: bool) -> Result<()> {
         let root = self.root.display();
-        let taken: Vec<String> = [self.settings(), self.log(), self.best(), self.last()]
+        let taken: Vec<String> = self
+            .own_entries()
             .iter()
             .filter(|p| p.exists())
             .map(|p| p.file_name().unwrap_or_default().to_string_lossy().into_owned())
