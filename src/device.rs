@@ -177,7 +177,7 @@ pub fn set_threads(threads: Option<usize>, quiet: bool) -> Result<()> {
             tch::set_num_threads(n as i32);
             let cores = std::thread::available_parallelism().map_or(n, |c| c.get());
             match oversubscription_note(n, cores) {
-                Some(note) if !quiet => eprintln!("{note}"),
+                Some(note) if !quiet => crate::stderrln!("{note}"),
                 _ => {}
             }
         }
@@ -245,7 +245,7 @@ mod tests {
     #[test]
     fn cuda_without_gpu_is_an_error() {
         if cuda_is_usable() {
-            eprintln!("SKIPPED cuda_without_gpu_is_an_error: this machine has a GPU");
+            crate::stderrln!("SKIPPED cuda_without_gpu_is_an_error: this machine has a GPU");
             return;
         }
         let err = DeviceChoice::Cuda(0).resolve().unwrap_err().to_string();

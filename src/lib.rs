@@ -9,6 +9,7 @@ pub mod atomic_write;
 pub mod checkpoint;
 pub mod cli;
 pub mod commands;
+pub mod console;
 pub mod data;
 pub mod device;
 pub mod distributed;

@@ -49,7 +49,7 @@ fn exit_now(code: i32) -> ! {
 fn clap_exit(error: clap::Error) -> ! {
     use clap::error::ErrorKind;
     if let Some(line) = usage_error::one_line(&error) {
-        eprintln!("error: {line}");
+        sentence_mtl::stderrln!("error: {line}");
         exit_now(1)
     }
     match error.kind() {
@@ -100,6 +100,10 @@ fn main() {
     // --help and --version also end in `clap_exit`, with code 0.
     let matches = Cli::definition().try_get_matches().unwrap_or_else(|e| clap_exit(e));
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| clap_exit(e));
+    if matches!(cli.command, Command::Train(_)) {
+        // A run's files matter more than its messages: it goes on when their reader is gone.
+        sentence_mtl::console::keep_running_on_closed_pipe();
+    }
     // `train --resume` must know which flags were typed, not just their values.
     if let (Command::Train(args), Some(("train", sub))) = (&mut cli.command, matches.subcommand()) {
         let definition = Cli::definition();
@@ -117,7 +121,7 @@ fn main() {
     std::panic::set_hook(Box::new(|info| {
         let message = panic_report::message(info.payload());
         let place = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
-        eprintln!("error: {}", panic_report::one_line(message, &place));
+        sentence_mtl::stderrln!("error: {}", panic_report::one_line(message, &place));
     }));
     let code = match std::panic::catch_unwind(|| run(cli)) {
         Ok(Ok(())) => 0,
@@ -127,7 +131,7 @@ fn main() {
         }
         Ok(Err(error)) => {
             let chain: Vec<String> = error.chain().map(|e| e.to_string()).collect();
-            eprintln!("error: {}", with_rank(chain.join(": ")));
+            sentence_mtl::stderrln!("error: {}", with_rank(chain.join(": ")));
             1
         }
         Err(payload) => panic_report::exit_code(panic_report::message(payload.as_ref())),

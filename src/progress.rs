@@ -34,7 +34,7 @@ impl Progress {
     /// `note: {text}` on stderr, unless quiet or hidden.
     pub fn note(&self, text: &str) {
         if self.notes {
-            eprintln!("note: {text}");
+            crate::stderrln!("note: {text}");
         }
     }
 

@@ -72,7 +72,7 @@ impl SentenceTransformersConfig {
                     }
                     out.dense = Some(DenseModule::read(&dir.join(&module.path))?);
                 }
-                other => eprintln!(
+                other => crate::stderrln!(
                     "warning: {} lists a {other} module, which sentence-mtl does not apply",
                     modules_path.display()
                 ),

@@ -52,7 +52,7 @@ pub fn run(args: &EncodeArgs) -> Result<()> {
     }
     let dim = embeddings.size()[1] as usize;
     if !args.model.quiet {
-        eprintln!(
+        crate::stderrln!(
             "encoded {} into {dim}-dim embeddings ({} pooling{}{}) in {:.2}s",
             count(sentences.len(), "sentence"),
             loaded.spec.pooling,

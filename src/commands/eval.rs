@@ -91,7 +91,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     }
     if !args.model.quiet {
         for note in notes(args, &evaluated, loaded.spec.max_length) {
-            eprintln!("note: {note}");
+            crate::stderrln!("note: {note}");
         }
     }
     let metrics = json!({
@@ -117,13 +117,13 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         print_stdout(&texts.join("\n"))?;
     }
     if !args.model.quiet && !written.is_empty() {
-        eprintln!();
+        crate::stderrln!();
         for path in written {
-            eprintln!("wrote {}", path.display());
+            crate::stderrln!("wrote {}", path.display());
         }
         let left_out = evaluated.iter().flat_map(|e| e.report.file_notes());
         for note in undrawable_note(&tasks, &loaded).into_iter().chain(left_out) {
-            eprintln!("note: {note}");
+            crate::stderrln!("note: {note}");
         }
     }
     Ok(())

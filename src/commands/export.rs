@@ -30,11 +30,16 @@ pub fn run(args: &ExportArgs) -> Result<()> {
     let loaded = checkpoint::load(&args.model, Device::Cpu, &SpecOverrides::default())?;
     export(&loaded, format, &args.out, args.force)?;
     if !args.quiet {
-        eprintln!("exported {} as {} into {} (see its README.md)", args.model, format.name(), args.out.display());
+        crate::stderrln!(
+            "exported {} as {} into {} (see its README.md)",
+            args.model,
+            format.name(),
+            args.out.display()
+        );
         let heads: Vec<&str> = loaded.spec.head_tasks().map(|t| t.name.as_str()).collect();
         if format == ExportFormat::SentenceTransformers && !heads.is_empty() {
             let noun = if heads.len() == 1 { "head" } else { "heads" };
-            eprintln!(
+            crate::stderrln!(
                 "note: sentence-transformers models have no task heads, so this export leaves out {noun} {}; the hf and torchscript exports keep them",
                 heads.join(", ")
             );

@@ -55,7 +55,7 @@ pub fn run(args: &PredictArgs) -> Result<()> {
         .collect();
     write_output(args.io.output(), false, |out| write_predictions(out, format, &task.labels, &rows))?;
     if !quiet {
-        eprintln!(
+        crate::stderrln!(
             "labelled {} with task '{}' ({}{}) in {:.2}s",
             count(rows.len(), "sentence"),
             task.name,

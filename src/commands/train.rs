@@ -52,7 +52,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             check_batch_plan_path(args.save_batch_plan.as_deref(), &settings)?;
             if !options.quiet {
                 for note in flags_without_effect(args, &settings, world) {
-                    eprintln!("note: {note}");
+                    crate::stderrln!("note: {note}");
                 }
             }
             train(&settings, &options, group.as_ref())?

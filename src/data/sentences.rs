@@ -67,7 +67,7 @@ pub fn read_sentences(
     }
     if let (Some(first), true, false) = (sentences.first(), arguments.is_empty() && !is_csv, quiet) {
         if looks_like_a_header(first, default_columns) {
-            eprintln!(
+            crate::stderrln!(
                 "note: {from}'s first line ('{first}') looks like a CSV header, but it is read as one sentence per line, commas and all; a file named .csv is read as CSV"
             );
         }
@@ -78,7 +78,7 @@ pub fn read_sentences(
             true => (format!("{from} has"), "sentence"),
             false => ("the arguments have".to_string(), "argument"),
         };
-        eprintln!(
+        crate::stderrln!(
             "note: {from} {}, the first is {which} {}; each is encoded as an empty one, so that output rows match input rows",
             count(blank.len(), "blank sentence"),
             first + 1

@@ -128,7 +128,7 @@ impl JoinWatchdog {
         let (done, waiting) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
             if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = waiting.recv_timeout(limit) {
-                eprintln!("{message}");
+                crate::stderrln!("{message}");
                 // SAFETY: _exit(2) ends the process at once; the join it cuts short holds
                 // nothing that must be written out.
                 unsafe { libc::_exit(1) }
@@ -169,7 +169,9 @@ mod tests {
         assert!(!unreached.contains("GLOO_SOCKET_IFNAME"), "{unreached}");
         let hint = loopback_hint(&launch(1));
         if hint.is_empty() {
-            eprintln!("\n*** SKIPPED the hint's presence: this machine's hostname does not resolve to loopback ***\n");
+            crate::stderrln!(
+                "\n*** SKIPPED the hint's presence: this machine's hostname does not resolve to loopback ***\n"
+            );
             return;
         }
         let gloo = "Gloo connectFullMesh failed: Connection refused";

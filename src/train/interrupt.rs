@@ -37,8 +37,8 @@ fn announce(message: &[u8]) {
     }
 }
 
-/// After a hang-up, the terminal is gone and writing to it fails, which `eprintln!` turns into
-/// a panic: the streams that were the terminal go to /dev/null, so the stop can still save.
+/// After a hang-up, the terminal is gone: the streams that were the terminal go to /dev/null,
+/// so nothing (libtorch's own warnings included) writes to it while the stop saves.
 fn detach_from_closed_terminal() {
     // SAFETY: open(), isatty() (an ioctl), dup2() and close() are async-signal-safe; the path
     // is a static NUL-terminated string.

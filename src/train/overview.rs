@@ -39,7 +39,7 @@ impl Overview<'_> {
             true => format!("{} (a checkpoint of {})", self.settings.model, spec.base_model),
             false => spec.base_model.clone(),
         };
-        eprintln!(
+        crate::stderrln!(
             "model: {model} ({} layers, {} pooling, projection {}, sentences cut at {} tokens: --max-length), on {}, {}{}",
             num_layers,
             spec.pooling,
@@ -51,7 +51,7 @@ impl Overview<'_> {
         );
         if !self.new_tensors.is_empty() {
             let new_layers = names::layers_of(self.new_tensors.iter().map(String::as_str));
-            eprintln!("new layers (randomly initialised): {}", new_layers.join(", "));
+            crate::stderrln!("new layers (randomly initialised): {}", new_layers.join(", "));
         }
         let mut task_table =
             Table::new(["task", "kind", "train rows", "dev rows", "loss weight", "batch share", "details"])
@@ -67,17 +67,17 @@ impl Overview<'_> {
                 t.summary(),
             ]);
         }
-        eprint!("{}", task_table.render());
-        eprint!("{}", group_table(self.vs, num_layers, self.learning_rates, self.settings.weight_decay)?);
+        crate::stderr!("{}", task_table.render());
+        crate::stderr!("{}", group_table(self.vs, num_layers, self.learning_rates, self.settings.weight_decay)?);
         let (trainable, total) = self.parameters;
-        eprintln!(
+        crate::stderrln!(
             "trainable parameters: {} of {} ({:.1}%)",
             human_count(trainable),
             human_count(total),
             100.0 * trainable as f64 / total.max(1) as f64
         );
         for note in self.notes {
-            eprintln!("{note}");
+            crate::stderrln!("{note}");
         }
         Ok(())
     }
@@ -92,9 +92,9 @@ pub fn print_evaluation(evaluation: &Evaluation, order: &[&str], bar: &ProgressB
         score_table(&evaluation.tasks, order)
     );
     if bar.is_hidden() {
-        eprint!("{text}");
+        crate::stderr!("{text}");
     } else {
-        bar.suspend(|| eprint!("{text}"));
+        bar.suspend(|| crate::stderr!("{text}"));
     }
 }
 

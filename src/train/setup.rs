@@ -109,7 +109,7 @@ pub(super) fn build_feature_cache(
         dev: dev.map(|dev| build(&dev, Precision::Fp32)).transpose()?,
     };
     if !quiet {
-        eprintln!(
+        crate::stderrln!(
             "feature cache: {} of {} distinct sentences ({:.1} MB{}) in {:.1}s; the frozen layers run once, without dropout (--no-feature-cache runs them every step)",
             depth.describe(),
             caches.entries(),

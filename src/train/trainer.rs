@@ -426,7 +426,7 @@ impl<'a> Trainer<'a> {
 
     fn say(&self, text: &str) {
         if !self.options.quiet {
-            eprintln!("{text}");
+            crate::stderrln!("{text}");
         }
     }
 
@@ -894,7 +894,7 @@ impl<'a> Trainer<'a> {
             ),
             None => String::new(),
         };
-        eprintln!(
+        crate::stderrln!(
             "stopped by {} after step {} of {}; saved a resumable checkpoint in {}\n{}{torchrun}",
             signal_name(signal),
             self.state.step,
@@ -909,7 +909,7 @@ impl<'a> Trainer<'a> {
     fn give_back_replaced_run(mut self, signal: i32) -> anyhow::Error {
         self.bar.finish_and_clear();
         drop(self.new_run.take());
-        eprintln!(
+        crate::stderrln!(
             "stopped by {} after step {} of {}, before this run's first save: nothing was saved, and the run --overwrite replaced is back in {} (--save-every N saves sooner)",
             signal_name(signal),
             self.state.step,

@@ -617,3 +617,24 @@ fn ctrl_c_says_what_it_does() {
     let stopped = said.find("stopped by SIGINT (Ctrl-C) after step");
     assert!(announced.is_some() && announced < stopped, "{said}");
 }
+
+/// `train 2>&1 | tee log` and Ctrl-C: the terminal's Ctrl-C ends `tee` too, so every message
+/// after it goes to a closed pipe. The run must still stop after a save, not die of SIGPIPE
+/// on its first message (nor before, when whatever read its messages goes away mid-run).
+#[test]
+fn a_closed_pipe_for_messages_does_not_stop_training() {
+    let test = "a_closed_pipe_for_messages_does_not_stop_training";
+    let Some(f) = fixture(test, 100_000, &[]) else { return };
+    let mut args: Vec<String> = f.args.iter().filter(|a| *a != "-q").cloned().collect();
+    args.extend(["--out".to_string(), f.out("run")]);
+    let mut child = bin().args(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    wait_for_windows(&f.out("run"), 30, &mut child);
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{status}");
+    let state = std::fs::read_to_string(Path::new(&f.out("run")).join("last/trainer_state.json")).unwrap();
+    assert!(state.starts_with("{\"step\":"), "{state}");
+}
