@@ -5,35 +5,30 @@ use anyhow::Result;
 use indicatif::ProgressBar;
 
 use super::evaluate::Evaluation;
-use super::param_groups::{group_table, human_count, LearningRates};
+use super::param_groups::{group_table, human_count, parameter_counts};
 use super::settings::TrainSettings;
+use super::setup::PreparedModel;
 use crate::device;
-use crate::model::loaded::LoadedModel;
 use crate::model::names;
 use crate::precision::Precision;
 use crate::report::table::{Align, Table};
 use crate::tasks::TrainingTask;
 
 /// The model, its new layers, the tasks and the optimizer groups, on stderr.
-pub struct Overview<'a> {
+pub(super) struct Overview<'a> {
     pub settings: &'a TrainSettings,
-    pub loaded: &'a LoadedModel,
-    pub vs: &'a tch::nn::VarStore,
+    /// The model as the run trains it, with its notes (printed last, `note: ...`).
+    pub prepared: &'a PreparedModel,
     pub tasks: &'a [Box<dyn TrainingTask>],
-    pub new_tensors: &'a [String],
-    pub learning_rates: &'a LearningRates,
-    /// (trainable, total) parameters.
-    pub parameters: (i64, i64),
     /// `--precision` as resolved for the device.
     pub precision: Precision,
-    /// Lines printed after it (`note: ...`).
-    pub notes: &'a [String],
 }
 
 impl Overview<'_> {
     pub fn print(&self) -> Result<()> {
-        let spec = &self.loaded.spec;
-        let num_layers = self.loaded.config.num_layers() as usize;
+        let PreparedModel { model: trained, loaded, new_tensors, notes, .. } = self.prepared;
+        let spec = &loaded.spec;
+        let num_layers = loaded.config.num_layers() as usize;
         // A checkpoint fine-tuned further names itself and the model it came from.
         let model = match crate::checkpoint::is_checkpoint(std::path::Path::new(&self.settings.model)) {
             true => format!("{} (a checkpoint of {})", self.settings.model, spec.base_model),
@@ -45,12 +40,12 @@ impl Overview<'_> {
             spec.pooling,
             spec.projection_dim.map(|d| d.to_string()).unwrap_or_else(|| "none".into()),
             spec.max_length,
-            device::describe(self.loaded.device),
+            device::describe(loaded.device),
             self.precision,
             if self.settings.precision == Precision::Auto { " (--precision auto)" } else { "" }
         );
-        if !self.new_tensors.is_empty() {
-            let new_layers = names::layers_of(self.new_tensors.iter().map(String::as_str));
+        if !new_tensors.is_empty() {
+            let new_layers = names::layers_of(new_tensors.iter().map(String::as_str));
             crate::stderrln!("new layers (randomly initialised): {}", new_layers.join(", "));
         }
         let mut task_table =
@@ -68,15 +63,16 @@ impl Overview<'_> {
             ]);
         }
         crate::stderr!("{}", task_table.render());
-        crate::stderr!("{}", group_table(self.vs, num_layers, self.learning_rates, self.settings.weight_decay)?);
-        let (trainable, total) = self.parameters;
+        let learning_rates = self.settings.learning_rates();
+        crate::stderr!("{}", group_table(&trained.vs, num_layers, &learning_rates, self.settings.weight_decay)?);
+        let (trainable, total) = parameter_counts(&trained.vs);
         crate::stderrln!(
             "trainable parameters: {} of {} ({:.1}%)",
             human_count(trainable),
             human_count(total),
             100.0 * trainable as f64 / total.max(1) as f64
         );
-        for note in self.notes {
+        for note in notes {
             crate::stderrln!("{note}");
         }
         Ok(())

@@ -542,11 +542,10 @@ pub(super) fn join_data_parallel<'a>(
     group: &'a ProcessGroup,
     settings: &TrainSettings,
     state: &TrainerState,
-    loaded: &LoadedModel,
-    vs: &VarStore,
+    prepared: &PreparedModel,
     optimizer: &AdamW,
 ) -> Result<GradientSync<'a>> {
-    data_parallel::agree_on_settings(group, &agreed_fields(settings, state, loaded)?)?;
-    broadcast_weights(group, vs)?;
+    data_parallel::agree_on_settings(group, &agreed_fields(settings, state, &prepared.loaded)?)?;
+    broadcast_weights(group, &prepared.model.vs)?;
     GradientSync::new(group, optimizer.parameters().map(Tensor::shallow_clone).collect())
 }

@@ -212,57 +212,44 @@ impl<'a> Trainer<'a> {
         group: Option<&'a ProcessGroup>,
     ) -> Result<Self> {
         let started = Instant::now();
-        crate::device::set_threads(settings.threads, options.quiet || !distributed::is_main(group))?;
+        let main = distributed::is_main(group);
+        crate::device::set_threads(settings.threads, options.quiet || !main)?;
         let device = distributed::device_for(settings.device.resolve()?, group);
         let precision = settings.precision.resolve(device)?;
-        let setup::PreparedModel { model, loaded, new_tensors, mut notes, encoder_frozen, frozen_heads } =
-            setup::prepare_model(settings, &mut tasks, device, resume_from.as_deref())?;
-        let num_layers = loaded.config.num_layers() as usize;
-        let learning_rates = settings.learning_rates();
-        let parameters = parameter_counts(&model.vs);
-        let main = distributed::is_main(group);
-        let groups = build_groups(&model.vs, num_layers, &learning_rates, settings.weight_decay)?;
+        let mut prepared = setup::prepare_model(settings, &mut tasks, device, resume_from.as_deref())?;
+        let num_layers = prepared.loaded.config.num_layers() as usize;
+        let groups = build_groups(&prepared.model.vs, num_layers, &settings.learning_rates(), settings.weight_decay)?;
         let mut optimizer = AdamW::new(groups);
         let world = group.map_or(1, ProcessGroup::world);
         let mut state = setup::initial_state(settings, &tasks, &run, resume_from.as_deref(), &mut optimizer, world)?;
         let resumed_from = resume_from.as_ref().map(|_| state.step);
         let resumed_window = state.window.take();
         if resumed_from.is_none() {
-            notes.extend(setup::start_up_notes(settings, &tasks, world)?);
-            notes.extend(setup::model_flag_notes(&options.typed_flags, &loaded.spec));
+            prepared.notes.extend(setup::start_up_notes(settings, &tasks, world)?);
+            prepared.notes.extend(setup::model_flag_notes(&options.typed_flags, &prepared.loaded.spec));
         }
         let log = match main {
             true => RunLog::open(&run.log(), resumed_from)?,
             false => RunLog::discard(),
         };
         // Refusals come before the overview, which would read as a start.
-        let cache_plan = setup::plan_feature_cache(settings, &loaded, &tasks, precision)?;
+        let cache_plan = setup::plan_feature_cache(settings, &prepared.loaded, &tasks, precision)?;
         // Ranks that disagree are refused before the overview too.
         let gradient_sync = match group {
-            Some(group) => Some(setup::join_data_parallel(group, settings, &state, &loaded, &model.vs, &optimizer)?),
+            Some(group) => Some(setup::join_data_parallel(group, settings, &state, &prepared, &optimizer)?),
             None => None,
         };
         // Opened (emptied) once nothing can refuse the start.
         let batch_plan = setup::open_batch_plan(options.batch_plan.as_deref().filter(|_| main))?;
         if !options.quiet {
-            Overview {
-                settings,
-                loaded: &loaded,
-                vs: &model.vs,
-                tasks: &tasks,
-                new_tensors: &new_tensors,
-                learning_rates: &learning_rates,
-                parameters,
-                precision,
-                notes: &notes,
-            }
-            .print()?;
+            Overview { settings, prepared: &prepared, tasks: &tasks, precision }.print()?;
         }
+        let setup::PreparedModel { model, loaded, encoder_frozen, frozen_heads, .. } = prepared;
         let cache = match cache_plan {
             Some(plan) => Some(setup::build_feature_cache(settings, &loaded, plan, options.quiet)?),
             None => None,
         };
-        let source_dir = resume_from.clone().unwrap_or_else(|| loaded.dir.clone());
+        let source_dir = resume_from.unwrap_or_else(|| loaded.dir.clone());
         let small_data = tasks.iter().any(|t| t.small_data());
         let length = RunLength::new(settings, state.sampler.batches_per_epoch(), small_data);
         let task_count = tasks.len();
@@ -272,11 +259,11 @@ impl<'a> Trainer<'a> {
             run,
             new_run,
             tasks,
+            trainable_parameters: parameter_counts(&model.vs).0,
             _model: model,
             loaded,
             cache,
             precision,
-            trainable_parameters: parameters.0,
             optimizer,
             last_saved_step: resumed_from,
             resumed_from,
