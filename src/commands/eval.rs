@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::runtime::{encoder, join_launch, open_model, output_setting};
 use crate::atomic_write;
-use crate::cli::task_values::{names_equal_but_for_case, PerTask, TaskArg};
+use crate::cli::task_values::{check_task_name, names_equal_but_for_case, PerTask, TaskArg};
 use crate::cli::EvalArgs;
 use crate::data::csv_file::{first_column_present, read_header};
 use crate::distributed::is_main;
@@ -210,21 +210,21 @@ fn is_report_folder(dir: &Path) -> bool {
         .is_ok_and(|m| m.get("evaluated_at").is_some() && m.get("tasks").is_some())
 }
 
-/// Removes an earlier report's files, so that none of a task no longer evaluated stays
-/// beside the new `metrics.json`.
-fn remove_earlier_report(out: &Path) -> Result<()> {
-    let Ok(entries) = out.read_dir() else { return Ok(()) };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let report_file = name == "metrics.json" || name == "curves.png" || TaskFile::is_one(&name);
-        if report_file && entry.path().is_file() {
-            std::fs::remove_file(entry.path()).with_context(|| format!("cannot remove {}", entry.path().display()))?;
-        }
-    }
-    Ok(())
+/// The files an earlier report in `out` wrote: its `metrics.json`, `curves.png` and its tasks'
+/// files (by the names its `metrics.json` lists, never by a pattern that a file of the user's
+/// own could match).
+fn earlier_report_files(out: &Path) -> Vec<PathBuf> {
+    let Ok(text) = std::fs::read_to_string(out.join("metrics.json")) else { return Vec::new() };
+    let Ok(metrics) = serde_json::from_str::<serde_json::Value>(&text) else { return Vec::new() };
+    let tasks = metrics["tasks"].as_object().into_iter().flat_map(|tasks| tasks.keys());
+    let task_files = tasks.filter(|t| check_task_name(t).is_ok()).flat_map(|task| TaskFile::all_of(out, task));
+    let files = [out.join("metrics.json"), out.join("curves.png")].into_iter().chain(task_files);
+    files.filter(|path| path.is_file()).collect()
 }
 
-/// `metrics.json`, every report's files and, for a run's checkpoint, `curves.png`.
+/// Every report's files, `curves.png` for a run's checkpoint, and `metrics.json` last (it
+/// marks the folder as a report); then the earlier report's files the new one did not
+/// replace. A failure on the way leaves the earlier report's `metrics.json` in place.
 fn write_reports(
     out: &Path,
     metrics: &serde_json::Value,
@@ -232,30 +232,40 @@ fn write_reports(
     loaded: &LoadedModel,
 ) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create --out {}", out.display()))?;
-    remove_earlier_report(out)?;
-    let metrics_path = out.join("metrics.json");
-    atomic_write::write_file(&metrics_path, (serde_json::to_string_pretty(metrics)? + "\n").as_bytes())?;
-    let mut written = vec![metrics_path];
+    let earlier = earlier_report_files(out);
+    let mut written = Vec::new();
     for Evaluated { report, .. } in evaluated {
         written.extend(report.write_files(out)?);
     }
     if let Some(log) = training_log_of(&loaded.dir) {
-        let curves = read_training_curves(&log)?;
-        if !curves.is_empty() {
-            let run = log.parent().unwrap_or(Path::new("."));
-            let path = out.join("curves.png");
-            // Which point of the run the evaluated checkpoint is (best/ is often not the end).
-            let step = loaded.spec.metrics.as_ref().and_then(|m| m["step"].as_u64());
-            let folder = loaded.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let title = match step {
-                Some(step) => format!("training run {} ({folder}/ evaluated here: step {step})", run.display()),
-                None => format!("training run {}", run.display()),
-            };
-            training_curves(&path, &title, &curves)?;
-            written.push(path);
-        }
+        written.extend(write_curves(out, &log, loaded)?);
+    }
+    let metrics_path = out.join("metrics.json");
+    atomic_write::write_file(&metrics_path, (serde_json::to_string_pretty(metrics)? + "\n").as_bytes())?;
+    written.insert(0, metrics_path);
+    for stale in earlier.iter().filter(|path| !written.contains(path)) {
+        std::fs::remove_file(stale).with_context(|| format!("cannot remove {}", stale.display()))?;
     }
     Ok(written)
+}
+
+/// `out/curves.png` from a run's training log, when it has curves.
+fn write_curves(out: &Path, log: &Path, loaded: &LoadedModel) -> Result<Option<PathBuf>> {
+    let curves = read_training_curves(log)?;
+    if curves.is_empty() {
+        return Ok(None);
+    }
+    let run = log.parent().unwrap_or(Path::new("."));
+    let path = out.join("curves.png");
+    // Which point of the run the evaluated checkpoint is (best/ is often not the end).
+    let step = loaded.spec.metrics.as_ref().and_then(|m| m["step"].as_u64());
+    let folder = loaded.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let title = match step {
+        Some(step) => format!("training run {} ({folder}/ evaluated here: step {step})", run.display()),
+        None => format!("training run {}", run.display()),
+    };
+    training_curves(&path, &title, &curves)?;
+    Ok(Some(path))
 }
 
 /// Which characters of the labels the pictures cannot draw (task names are ASCII): the

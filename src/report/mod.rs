@@ -50,9 +50,9 @@ impl TaskFile {
         out.join(format!("{}{task}.{ext}", self.prefix()))
     }
 
-    /// Whether a file `name` is one of them, of any task.
-    pub fn is_one(name: &str) -> bool {
-        Self::ALL.iter().any(|file| name.starts_with(file.prefix()))
+    /// Every file of `task` a report can write in `out`.
+    pub fn all_of(out: &Path, task: &str) -> Vec<PathBuf> {
+        Self::ALL.iter().flat_map(|file| ["csv", "png"].map(|ext| file.path(out, task, ext))).collect()
     }
 }
 

@@ -342,3 +342,40 @@ fn truncated_texts_are_counted_per_task() {
     assert_ok(&quiet);
     assert_eq!(stderr(&quiet), "");
 }
+
+/// A new report replaces the files an earlier one wrote, its tasks' files included when
+/// they are no longer evaluated, and nothing else: files of the user's own whose names merely
+/// start like a report's stay.
+#[test]
+fn a_new_report_replaces_the_earlier_one_and_keeps_the_users_files() {
+    let test = "a_new_report_replaces_the_earlier_one_and_keeps_the_users_files";
+    let Some((dir, run, data)) = half_trained(test) else { return };
+    let out = dir.path().join("report");
+    let eval = |tasks: &[String]| {
+        let model = run.join("best");
+        let mut args = vec!["eval", "-m", model.to_str().unwrap(), "--device", "cpu", "-q"];
+        for task in tasks {
+            args.extend(["--task", task]);
+        }
+        args.extend(["--out", out.to_str().unwrap()]);
+        assert_ok(&run_args(&args));
+    };
+    let topic = format!("topic={}", data.topic_dev.display());
+    let mood = format!("mood={}", data.mood_dev.display());
+    eval(&[topic.clone(), mood.clone()]);
+    assert!(out.join("confusion_topic.png").is_file());
+    let own = ["similarity_notes.txt", "confusion_matrix_from_sklearn.xlsx", "predictions_mood.csv.bak"];
+    for name in own {
+        std::fs::write(out.join(name), "mine").unwrap();
+    }
+    eval(&[mood]);
+    for name in own {
+        assert_eq!(std::fs::read_to_string(out.join(name)).unwrap(), "mine", "{name} was touched");
+    }
+    for gone in ["confusion_topic.png", "confusion_topic.csv", "predictions_topic.csv"] {
+        assert!(!out.join(gone).exists(), "{gone} of the earlier report stayed");
+    }
+    let metrics = read_json(&out.join("metrics.json"));
+    assert_eq!(metrics["tasks"].as_object().unwrap().keys().collect::<Vec<_>>(), ["mood"]);
+    assert!(out.join("predictions_mood.csv").is_file() && out.join("curves.png").is_file());
+}
