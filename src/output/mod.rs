@@ -61,12 +61,13 @@ pub fn check_output_path(path: Option<&Path>, input: Option<&Path>, model: &str)
     // Found now, not after encoding a large input.
     atomic_write::check_writable(path).map_err(|e| anyhow!("--output {} cannot be written: {e}", path.display()))?;
     let written = crate::checkpoint::resolved(path);
-    // An earlier output there is the user's to replace; a file of another kind is the model's.
-    let an_output = |p: &Path| {
-        p.extension().is_some_and(|e| OUTPUT_EXTENSIONS.contains(&e.to_string_lossy().to_ascii_lowercase().as_str()))
-    };
+    // An earlier output there is the user's to replace; any other file is the model's.
     let model = Path::new(model);
-    if path.is_file() && !an_output(path) && model.is_dir() && written.starts_with(crate::checkpoint::resolved(model)) {
+    if path.is_file()
+        && !holds_an_earlier_output(path)
+        && model.is_dir()
+        && written.starts_with(crate::checkpoint::resolved(model))
+    {
         bail!(
             "--output {} would replace a file of the --model folder {}; write it elsewhere",
             path.display(),
@@ -74,6 +75,23 @@ pub fn check_output_path(path: Option<&Path>, input: Option<&Path>, model: &str)
         );
     }
     Ok(())
+}
+
+/// Whether the file at `path` is empty or starts as `encode` and `predict` write their
+/// outputs (a model's `config.json` is JSON too, so the extension alone cannot tell).
+fn holds_an_earlier_output(path: &Path) -> bool {
+    let mut start = [0u8; 16];
+    let Ok(mut file) = std::fs::File::open(path) else { return false };
+    let Ok(read) = std::io::Read::read(&mut file, &mut start) else { return false };
+    let start = &start[..read];
+    let extension = path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+    start.is_empty()
+        || match extension.as_str() {
+            "npy" => start.starts_with(b"\x93NUMPY"),
+            "csv" => start.starts_with(b"text,"),
+            "jsonl" | "json" => start.starts_with(b"{\"text\":"),
+            _ => false,
+        }
 }
 
 /// Whether two paths name one existing file (through links and `..`).
@@ -111,6 +129,31 @@ pub fn write_output(path: Option<&Path>, binary: bool, fill: impl FnOnce(&mut dy
                 }
                 other => other.context("cannot write to stdout"),
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_files_that_start_as_an_output_count_as_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases: [(&str, &[u8], bool); 8] = [
+            ("config.json", b"{\"architectures\": [\"BertModel\"]}", false),
+            ("tokenizer.json", b"{\"version\":\"1.0\"}", false),
+            ("earlier.json", b"{\"text\":\"hi\",\"embedding\":[0.1]}\n", true),
+            ("earlier.jsonl", b"{\"text\":\"hi\",\"label\":\"a\"}\n", true),
+            ("earlier.csv", b"text,dim_0\nhi,0.1\n", true),
+            ("labels.csv", b"label,text\na,hi\n", false),
+            ("earlier.npy", b"\x93NUMPY\x01\x00v\x00", true),
+            ("empty.json", b"", true),
+        ];
+        for (name, content, expected) in cases {
+            let path = dir.path().join(name);
+            std::fs::write(&path, content).unwrap();
+            assert_eq!(holds_an_earlier_output(&path), expected, "{name}");
         }
     }
 }

@@ -1259,6 +1259,13 @@ c,a
         &["encode", "-m", &model_copy, "--format", "npy", "-o", &into_model, "hi"],
         error("model.safetensors would replace a file of the --model folder "),
     );
+    let model_config = format!("{model_copy}/config.json");
+    c.add(
+        "settings",
+        "encode --output over the --model folder's config.json",
+        &["encode", "-m", &model_copy, "-o", &model_config, "hi"],
+        error("config.json would replace a file of the --model folder "),
+    );
     let into_checkpoint_file = format!("{ck}/config.json");
     c.add(
         "settings",
