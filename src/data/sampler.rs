@@ -122,7 +122,7 @@ pub fn length_grouped_batches(rows: &TaskRows, limit: BatchLimit, rng: &mut Rng)
     rng.shuffle(&mut order);
     let per_batch = limit.typical_rows(rows.typical_length(), rows.texts_per_row);
     let chunks: Vec<Vec<usize>> = order
-        .chunks_mut(per_batch * MEGA_CHUNK_BATCHES)
+        .chunks_mut(per_batch.saturating_mul(MEGA_CHUNK_BATCHES))
         .map(|chunk| {
             chunk.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
             chunk.to_vec()
@@ -323,6 +323,15 @@ mod tests {
 
     fn lengths(sizes: &[usize]) -> Vec<TaskRows> {
         sizes.iter().map(|&n| TaskRows::of_lengths((0..n).map(|i| 3 + i % 17).collect())).collect()
+    }
+
+    #[test]
+    fn a_batch_larger_than_any_number_of_rows_is_one_batch() {
+        let rows = TaskRows::of_lengths(vec![5, 9, 7]);
+        for limit in [BatchLimit::Rows(usize::MAX), BatchLimit::Rows(1 << 63), BatchLimit::Tokens(usize::MAX)] {
+            let batches = length_grouped_batches(&rows, limit, &mut Rng::new(1));
+            assert_eq!(batches, vec![vec![1, 2, 0]]);
+        }
     }
 
     #[test]

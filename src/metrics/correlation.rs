@@ -4,16 +4,22 @@
 //! MTEB report them. Computed in f64.
 //!
 //! A correlation is undefined when one side is constant; this module returns 0 then (scipy
-//! returns NaN with a warning), so that reports never show NaN. Gold scores that are all equal
-//! are refused when a file is read (`data::scored_pairs`).
+//! returns NaN with a warning), so that reports never show NaN for a model that is merely
+//! useless. Gold scores that are all equal are refused when a file is read
+//! (`data::scored_pairs`). A NaN among the predictions (a model whose weights overflowed)
+//! gives NaN, as scipy does, rather than a plausible number.
 
-/// Pearson's correlation coefficient of `x` and `y` (same length, at least 2).
+/// Pearson's correlation coefficient of `x` and `y` (same length, at least 2); NaN when
+/// either holds a NaN.
 pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
     assert_eq!(x.len(), y.len(), "one prediction per gold score");
-    let n = x.len() as f64;
     if x.len() < 2 {
         return 0.0;
     }
+    // r does not change with the scale, and sums of squares of scores near 1e200 (or 1e-200)
+    // would overflow (or vanish) unscaled.
+    let (x, y) = (&scaled(x), &scaled(y));
+    let n = x.len() as f64;
     let (mean_x, mean_y) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
     let (mut cov, mut var_x, mut var_y) = (0.0, 0.0, 0.0);
     for (a, b) in x.iter().zip(y) {
@@ -28,8 +34,21 @@ pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
     (cov / (var_x.sqrt() * var_y.sqrt())).clamp(-1.0, 1.0)
 }
 
-/// Spearman's rank correlation of `x` and `y`.
+/// `values` divided by their largest magnitude, when that is finite and not 0.
+fn scaled(values: &[f64]) -> Vec<f64> {
+    let largest = values.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    match largest.is_normal() {
+        true => values.iter().map(|v| v / largest).collect(),
+        false => values.to_vec(),
+    }
+}
+
+/// Spearman's rank correlation of `x` and `y`; NaN when either holds a NaN (which ranks would
+/// otherwise place as the largest value).
 pub fn spearman(x: &[f64], y: &[f64]) -> f64 {
+    if x.iter().chain(y).any(|v| v.is_nan()) {
+        return f64::NAN;
+    }
     pearson(&ranks(x), &ranks(y))
 }
 
@@ -73,6 +92,24 @@ mod tests {
         assert!((spearman(&x, &y) - 1.0).abs() < 1e-15);
         assert!(pearson(&x, &y) < 0.9);
         assert!((spearman(&x, &[4.0, 3.0, 2.0, 1.0]) + 1.0).abs() < 1e-15);
+    }
+
+    #[test]
+    fn the_scale_of_the_scores_does_not_matter() {
+        let x = [0.1, 0.5, 0.2, 0.9];
+        let y = [1.0, 3.0, 2.0, 5.0];
+        let r = pearson(&x, &y);
+        for scale in [1e200, 1e-200, 1e300] {
+            let y: Vec<f64> = y.iter().map(|v| v * scale).collect();
+            assert!((pearson(&x, &y) - r).abs() < 1e-12, "scale {scale}: {} vs {r}", pearson(&x, &y));
+        }
+    }
+
+    #[test]
+    fn a_nan_prediction_gives_nan_as_scipy_does() {
+        let (x, y) = ([f64::NAN, 0.5, 0.2], [1.0, 2.0, 3.0]);
+        assert!(pearson(&x, &y).is_nan());
+        assert!(spearman(&x, &y).is_nan());
     }
 
     #[test]
