@@ -70,6 +70,14 @@ impl LabelledData {
                 None => unknown.add(label, self.lines[row]),
             }
         }
+        if kept_rows.is_empty() && unknown.labels.len() > LABELS_NAMED {
+            bail!(
+                "{}: none of its {} distinct labels is a known one ({}): is its label column the right one? (--label-column names another)",
+                self.path.display(),
+                unknown.labels.len(),
+                labels.names().join(", ")
+            );
+        }
         if !unknown.is_empty() && unknown_labels == UnknownLabelPolicy::Error {
             bail!(
                 "{}: {} row(s) have labels the model was not trained on: {} (known: {}; --unknown-labels skip leaves such rows out)",
@@ -100,14 +108,23 @@ pub struct UnknownLabels {
     /// (label, first line, count), in order of first appearance.
     pub labels: Vec<(String, u64, usize)>,
     pub rows: usize,
+    /// Each label's place in `labels`.
+    index: HashMap<String, usize>,
 }
+
+/// How many unknown labels a message names: a wrong `--label-column` makes every row's text
+/// one, and a message of thousands would bury the line that says so.
+const LABELS_NAMED: usize = 10;
 
 impl UnknownLabels {
     fn add(&mut self, label: &str, line: u64) {
         self.rows += 1;
-        match self.labels.iter_mut().find(|(l, _, _)| l == label) {
-            Some(entry) => entry.2 += 1,
-            None => self.labels.push((label.to_string(), line, 1)),
+        match self.index.get(label) {
+            Some(&at) => self.labels[at].2 += 1,
+            None => {
+                self.index.insert(label.to_string(), self.labels.len());
+                self.labels.push((label.to_string(), line, 1));
+            }
         }
     }
 
@@ -115,15 +132,23 @@ impl UnknownLabels {
         self.rows == 0
     }
 
-    /// `'x' (3 rows, first at line 7), 'y' (1 row, first at line 9)`
+    /// `'x' (3 rows, first at line 7), 'y' (1 row, first at line 9)`, the first
+    /// [`LABELS_NAMED`] of them and how many more.
     pub fn describe(&self) -> String {
-        self.labels
+        let named = self
+            .labels
             .iter()
+            .take(LABELS_NAMED)
             .map(|(label, line, count)| {
                 format!("'{label}' ({count} row{}, first at line {line})", if *count == 1 { "" } else { "s" })
             })
             .collect::<Vec<_>>()
-            .join(", ")
+            .join(", ");
+        match self.labels.len().saturating_sub(LABELS_NAMED) {
+            0 => named,
+            1 => format!("{named} and 1 more label"),
+            more => format!("{named} and {more} more labels"),
+        }
     }
 }
 
@@ -143,7 +168,8 @@ impl LabelSet {
         let mut names: Vec<&str> = distinct.into_iter().collect();
         if let Some(values) = numbers(&names) {
             let mut by_value: Vec<(f64, &str)> = values.into_iter().zip(names).collect();
-            by_value.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(b.1)));
+            // Integers beyond 2^53 (ids) can share an f64: their exact values decide.
+            by_value.sort_by(|a, b| a.0.total_cmp(&b.0).then(exact_order(a.1, b.1)).then(a.1.cmp(b.1)));
             names = by_value.into_iter().map(|(_, name)| name).collect();
         }
         Self::from_names(names.into_iter().map(str::to_string).collect())
@@ -162,8 +188,12 @@ impl LabelSet {
     pub fn one_number_twice(&self) -> Option<(&str, &str)> {
         let names: Vec<&str> = self.names.iter().map(String::as_str).collect();
         let values = numbers(&names)?;
-        // Sorted by value, so equal values are neighbours.
-        (1..names.len()).find(|&i| values[i] == values[i - 1]).map(|i| (names[i - 1], names[i]))
+        // Sorted by value, so equal values are neighbours; distinct integers are two numbers
+        // even where f64 cannot tell them apart (pandas reads them as int64).
+        let distinct_integers = |a: &str, b: &str| matches!((integer(a), integer(b)), (Some(x), Some(y)) if x != y);
+        (1..names.len())
+            .find(|&i| values[i] == values[i - 1] && !distinct_integers(names[i - 1], names[i]))
+            .map(|i| (names[i - 1], names[i]))
     }
 
     /// Labels as saved in a checkpoint (already in id order).
@@ -186,6 +216,19 @@ impl LabelSet {
 
     pub fn is_empty(&self) -> bool {
         self.names.is_empty()
+    }
+}
+
+/// A label's value when it is written as an integer.
+fn integer(name: &str) -> Option<i128> {
+    name.parse().ok()
+}
+
+/// The order of two labels' exact values when both are integers (else `Equal`).
+fn exact_order(a: &str, b: &str) -> std::cmp::Ordering {
+    match (integer(a), integer(b)) {
+        (Some(x), Some(y)) => x.cmp(&y),
+        _ => std::cmp::Ordering::Equal,
     }
 }
 
@@ -220,6 +263,9 @@ mod tests {
         assert_eq!(LabelSet::from_labels(&["1", "2", "two", "2.0"]).one_number_twice(), None);
         assert_eq!(numbers.one_number_twice(), None);
         assert_eq!(LabelSet::from_labels(&["nan", "1.5"]).fractional_number(), None);
+        let ids = LabelSet::from_labels(&["9007199254740993", "9007199254740992", "7"]);
+        assert_eq!(ids.names(), &["7", "9007199254740992", "9007199254740993"]);
+        assert_eq!(ids.one_number_twice(), None, "integers beyond 2^53 that f64 cannot tell apart");
     }
 
     #[test]
@@ -248,5 +294,27 @@ mod tests {
         assert_eq!(ids, vec![1, 0]);
         assert_eq!(rows, vec![0, 2]);
         assert_eq!(unknown.rows, 2);
+    }
+
+    #[test]
+    fn a_label_column_of_texts_is_named_in_a_short_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let rows: String = (0..500).map(|i| format!("sentence {i},pos\n")).collect();
+        let p = write(dir.path(), "e.csv", &format!("label,text\n{rows}"));
+        let data = LabelledData::read(&p, "text", "label").unwrap();
+        let set = LabelSet::from_names(vec!["neg".into(), "pos".into()]);
+        let err = data.class_ids(&set, UnknownLabelPolicy::Skip).unwrap_err().to_string();
+        assert!(
+            err.contains("none of its 500 distinct labels is a known one (neg, pos): is its label column"),
+            "{err}"
+        );
+        let mut unknown = UnknownLabels::default();
+        (0..12).for_each(|i| unknown.add(&format!("l{i}"), i + 2));
+        let described = unknown.describe();
+        assert!(
+            described.starts_with("'l0' (1 row, first at line 2), ")
+                && described.ends_with("'l9' (1 row, first at line 11) and 2 more labels"),
+            "{described}"
+        );
     }
 }

@@ -330,6 +330,21 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         ],
         error("labels the model was not trained on: 'amused' (1 row, first at line 3)"),
     );
+    let swapped: String = (0..20).map(|i| format!("positive,sentence number {i}\n")).collect();
+    c.add(
+        "CSV",
+        "eval file whose label column holds the texts",
+        &[
+            "eval",
+            "-m",
+            &ck,
+            "--device",
+            "cpu",
+            "--task",
+            &format!("mood={}", c.file("eval_swapped.csv", format!("text,label\n{swapped}").as_bytes())),
+        ],
+        error("none of its 20 distinct labels is a known one (negative, positive): is its label column the right one?"),
+    );
     let topic_twice = format!("topic={topic_train}");
     let mut twice = c.train_args("run-twice", &topic_twice, &[]);
     twice.extend(["--task".to_string(), topic_twice.clone()]);
