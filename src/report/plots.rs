@@ -9,6 +9,7 @@ use anyhow::{anyhow, Result};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
+use super::table::ellipsize;
 use super::text_backend::{TextBackend, FONT_BYTES};
 use crate::atomic_write;
 use crate::train::log::{read_log, LogRecord};
@@ -72,6 +73,10 @@ pub const HEATMAP_MAX_CLASSES: usize = 100;
 /// label rotation adapt to the number of classes (readable from 2 to 50; the callers draw
 /// none past [`HEATMAP_MAX_CLASSES`]).
 pub fn confusion_heatmap(path: &Path, title: &str, labels: &[String], matrix: &[Vec<u64>]) -> Result<()> {
+    // The margins grow with the widest label, and the picture with their square: long ones
+    // are cut (the CSV and JSON have them whole).
+    let labels: Vec<String> = labels.iter().map(|label| ellipsize(label, HEATMAP_LABEL_COLUMNS)).collect();
+    let labels = labels.as_slice();
     let layout = HeatmapLayout::new(title, labels)?;
     render_png(path, (layout.width, layout.height), |root| {
         layout.draw_titles(root, title)?;
@@ -81,6 +86,9 @@ pub fn confusion_heatmap(path: &Path, title: &str, labels: &[String], matrix: &[
         layout.draw_axis_names(root)
     })
 }
+
+/// The most characters of a class label a heatmap shows.
+const HEATMAP_LABEL_COLUMNS: usize = 40;
 
 /// Room right of a heatmap's grid for its colour key.
 const KEY_MARGIN: u32 = 90;
@@ -501,6 +509,16 @@ mod tests {
             assert!(w as usize >= 22 * n + 190 && h as usize >= 22 * n + 100, "{n} classes: {w}x{h}");
             assert!(w < 2000 && h < 2000, "{n} classes: {w}x{h}");
         }
+    }
+
+    #[test]
+    fn long_labels_are_cut_not_drawn_into_a_huge_picture() {
+        let dir = tempfile::tempdir().unwrap();
+        let labels: Vec<String> = (0..2).map(|i| format!("{i} {}", "a very long label ".repeat(30))).collect();
+        let path = dir.path().join("long.png");
+        confusion_heatmap(&path, "t", &labels, &[vec![3, 1], vec![0, 4]]).unwrap();
+        let (w, h) = png_size(&path);
+        assert!(w < 900 && h < 900, "{w}x{h}");
     }
 
     /// The pixel at (x, y) of an RGB or RGBA PNG.
