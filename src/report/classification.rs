@@ -21,7 +21,7 @@ pub struct ClassificationReport {
     /// Rows left out with `--unknown-labels skip`.
     pub skipped: UnknownLabels,
     /// Per row, in input order: text, true label, predicted label, its probability.
-    pub predictions: Vec<[String; 4]>,
+    pub predictions: Vec<[String; 5]>,
 }
 
 fn average_json(a: Average) -> Value {
@@ -99,7 +99,7 @@ impl TaskReport for ClassificationReport {
     }
 
     /// `confusion_<task>.csv` and `.png` (up to [`HEATMAP_MAX_CLASSES`]), and
-    /// `predictions_<task>.csv` (`text`, `label`, `predicted`, `probability`, input order).
+    /// `predictions_<task>.csv` (`text`, `label`, `predicted`, `probability`, `line`, input order).
     fn write_files(&self, out: &Path) -> Result<Vec<PathBuf>> {
         let csv_path = TaskFile::Confusion.path(out, &self.task, "csv");
         crate::atomic_write::write_file(&csv_path, &self.confusion_csv()?)?;
@@ -116,7 +116,7 @@ impl TaskReport for ClassificationReport {
             written.push(png_path);
         }
         let predictions_path = TaskFile::Predictions.path(out, &self.task, "csv");
-        write_csv(&predictions_path, ["text", "label", "predicted", "probability"], &self.predictions)?;
+        write_csv(&predictions_path, ["text", "label", "predicted", "probability", "line"], &self.predictions)?;
         written.push(predictions_path);
         Ok(written)
     }

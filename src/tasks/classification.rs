@@ -329,12 +329,14 @@ pub fn report(
     let best_p = Vec::<f32>::try_from(best_p)?;
     let predicted: Vec<usize> = Vec::<i64>::try_from(best_class)?.into_iter().map(|c| c as usize).collect();
     let matrix = ConfusionMatrix::from_predictions(labels.len(), &truth, &predicted);
-    let predictions = texts
+    let predictions = kept
         .iter()
+        .zip(texts)
         .zip(&truth)
         .zip(predicted.iter().zip(&best_p))
-        .map(|((text, &t), (&p, &prob))| {
-            [text.clone(), spec.labels[t].clone(), spec.labels[p].clone(), prob.to_string()]
+        .map(|(((&row, text), &t), (&p, &prob))| {
+            let line = data.lines[row].to_string();
+            [text, spec.labels[t].clone(), spec.labels[p].clone(), prob.to_string(), line]
         })
         .collect();
     Ok(ClassificationReport {

@@ -130,7 +130,7 @@ fn eval_writes_every_file_and_prints_sklearn_style_tables() {
     }
     let predictions = std::fs::read_to_string(out.join("predictions_mood.csv")).unwrap();
     let dev = std::fs::read_to_string(&data.mood_dev).unwrap();
-    assert!(predictions.starts_with("text,label,predicted,probability\n"));
+    assert!(predictions.starts_with("text,label,predicted,probability,line\n"));
     let first_dev_text = dev.lines().nth(1).unwrap().split(',').next().unwrap();
     assert!(predictions.lines().nth(1).unwrap().starts_with(first_dev_text), "predictions not in input order");
 
@@ -183,6 +183,10 @@ fn unknown_labels_are_listed_or_skipped_and_counted() {
     assert_eq!(metrics["tasks"]["mood"]["rows"], 2);
     assert_eq!(metrics["tasks"]["mood"]["skipped_unknown_labels"]["rows"], 2);
     assert_eq!(metrics["tasks"]["mood"]["skipped_unknown_labels"]["labels"]["amused"], 2);
+    // The predictions name their lines in the file, so they join back to it.
+    let predictions = std::fs::read_to_string(out.join("predictions_mood.csv")).unwrap();
+    let lines: Vec<&str> = predictions.lines().skip(1).map(|row| row.rsplit(',').next().unwrap()).collect();
+    assert_eq!(lines, ["2", "4"], "{predictions}");
 }
 
 /// `eval` of a similarity and a pairs file on a plain model (no such tasks: the embeddings are
