@@ -98,6 +98,41 @@ impl<'a> Search<'a> {
         search
     }
 
+    /// The same search with the candidates the encoder sees as one input (an uncased
+    /// tokenizer's `Paris` and `paris`, texts that differ only past `max_length`) merged into
+    /// the first of them: apart, they tie, and the tie rule (equal scores rank in candidate
+    /// order) would put a query's positive behind its earlier copy.
+    pub fn merging_equal_inputs(self, encoder: &Encoder) -> Self {
+        let model = encoder.model;
+        let token_ids = model.tokenizer.encode_batch(&self.candidates, model.spec.max_length);
+        let mut first_of: HashMap<&[i64], usize> = HashMap::new();
+        let mut candidates = Vec::new();
+        let merged: Vec<usize> = token_ids
+            .iter()
+            .zip(&self.candidates)
+            .map(|(ids, &text)| {
+                *first_of.entry(ids.as_slice()).or_insert_with(|| {
+                    candidates.push(text);
+                    candidates.len() - 1
+                })
+            })
+            .collect();
+        let relevant = self
+            .relevant
+            .iter()
+            .map(|wanted| {
+                let mut kept: Vec<usize> = Vec::new();
+                for c in wanted.iter().map(|&c| merged[c]) {
+                    if !kept.contains(&c) {
+                        kept.push(c);
+                    }
+                }
+                kept
+            })
+            .collect();
+        Self { queries: self.queries, candidates, relevant }
+    }
+
     /// Where each query's relevant candidates rank under the encoder's cosine similarity.
     pub fn ranks(&self, encoder: &Encoder, progress: &Progress) -> Result<RetrievalRanks> {
         let owned = |texts: &[&str]| texts.iter().map(|t| t.to_string()).collect::<Vec<_>>();
@@ -117,7 +152,7 @@ impl<'a> Search<'a> {
 
 /// MRR@10 and recall@1/@10 of the encoder on a dev set.
 pub fn score(encoder: &Encoder, pairs: &TextPairs) -> Result<TaskScore> {
-    let search = Search::of(pairs);
+    let search = Search::of(pairs).merging_equal_inputs(encoder);
     let scores = search.ranks(encoder, &Progress::hidden())?.scores();
     Ok(TaskScore::Pairs {
         mrr_at_10: scores.mrr_at_10,
@@ -240,7 +275,7 @@ fn refuse_one_candidate(search: &Search, path: &std::path::Path) -> Result<()> {
 /// The evaluation report of the encoder's embeddings on a pairs file.
 pub fn report(encoder: &Encoder, task: &str, path: &std::path::Path, progress: &Progress) -> Result<RetrievalReport> {
     let pairs = TextPairs::read(path)?;
-    let search = Search::of(&pairs);
+    let search = Search::of(&pairs).merging_equal_inputs(encoder);
     refuse_one_candidate(&search, path)?;
     let ranks = search.ranks(encoder, progress)?;
     Ok(RetrievalReport {

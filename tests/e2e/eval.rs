@@ -383,3 +383,39 @@ fn a_new_report_replaces_the_earlier_one_and_keeps_the_users_files() {
     assert_eq!(metrics["tasks"].as_object().unwrap().keys().collect::<Vec<_>>(), ["mood"]);
     assert!(out.join("predictions_mood.csv").is_file() && out.join("curves.png").is_file());
 }
+
+/// Candidates the model sees as one input (here texts that differ by a space the tokenizer
+/// drops) are one candidate: apart, they would tie, and the tie rule would rank the second
+/// query's positive behind the first query's copy of it.
+#[test]
+fn candidates_that_are_one_input_to_the_model_are_one_candidate() {
+    let test = "candidates_that_are_one_input_to_the_model_are_one_candidate";
+    let Some(models) = tiny_models(test) else { return };
+    let model = models.join("tiny-bert");
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = dir.path().join("pairs.csv");
+    let rows = "anchor,positive\nwhere is the tower,Paris\n\"where is the tower \",\"Paris \"\nwhere is the colosseum,Rome\nwhich ocean is largest,Pacific\n";
+    std::fs::write(&pairs, rows).unwrap();
+    let out = dir.path().join("report");
+    let task = format!("p={}", pairs.display());
+    let args = [
+        "eval",
+        "-m",
+        model.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "-q",
+        "--task",
+        &task,
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    assert_ok(&run_args(&args));
+    assert_eq!(read_json(&out.join("metrics.json"))["tasks"]["p"]["candidates"], 3);
+    let ranks: Vec<String> = csv::Reader::from_path(out.join("predictions_p.csv"))
+        .unwrap()
+        .records()
+        .map(|r| r.unwrap()[2].to_string())
+        .collect();
+    assert_eq!(ranks[0], ranks[1], "the same query and positive, but for a space: {ranks:?}");
+}
