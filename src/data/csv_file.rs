@@ -43,7 +43,9 @@ pub fn read_columns_from<R: std::io::Read>(mut reader: R, name: &str, columns: &
         let line = bytes[..opened].iter().filter(|&&b| b == b'\n').count() + 1;
         bail!("{name}:{line}: a quoted field opens here and is never closed, so it would run to the end of the file (unbalanced quote?)");
     }
-    let mut csv = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(&bytes[..]);
+    // Flexible, so that a line of spaces (an editor's trailing line) is skipped as a blank one
+    // is, not refused as a row of one field; other rows of the wrong length are refused below.
+    let mut csv = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(&bytes[..]);
     let header = header_of(&mut csv, name).map_err(|e| match e {
         HeaderError::Empty => {
             anyhow::anyhow!("{name}: the file is empty (expected a header row with columns {})", columns.join(", "))
@@ -70,11 +72,22 @@ pub fn read_columns_from<R: std::io::Read>(mut reader: R, name: &str, columns: &
         match csv.read_byte_record(&mut record) {
             Ok(false) => break,
             Ok(true) => {}
-            Err(e) => {
-                bail!("{name}:{}: {}", error_position(&e).map_or(0, |p| lines.line_of(p)), describe_csv_error(&e))
-            }
+            Err(e) => match error_position(&e) {
+                Some(position) => bail!("{name}:{}: {}", lines.line_of(position), describe_csv_error(&e)),
+                None => bail!("{name}: {}", describe_csv_error(&e)),
+            },
         }
         let line = record.position().map_or(0, |p| lines.line_of(p));
+        if record.len() != header.len() {
+            if record.len() == 1 && record[0].iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            bail!(
+                "{name}:{line}: row has {} field(s), the header has {} (unquoted comma or unbalanced quote?)",
+                record.len(),
+                header.len()
+            );
+        }
         let mut fields = Vec::with_capacity(indices.len());
         for (&i, column) in indices.iter().zip(columns) {
             let bytes = record.get(i).unwrap_or_default();
@@ -183,8 +196,8 @@ fn error_position(e: &csv::Error) -> Option<&csv::Position> {
 }
 
 /// The 1-based line on which a record starts, from its byte offset. The csv crate's own line
-/// count is one short after a CRLF line end: a record's position is taken at the `\n` of the
-/// `\r\n` before it, which it has not counted yet.
+/// count is one short after a CRLF line end, and a record's position is taken where the line
+/// end before it starts (at the `\n` of a `\r\n`, or before the blank lines in between).
 struct LineCounter<'a> {
     bytes: &'a [u8],
     /// Line feeds in `bytes[..offset]`; records come in order, so the count only moves on.
@@ -199,7 +212,9 @@ impl<'a> LineCounter<'a> {
 
     fn line_of(&mut self, position: &csv::Position) -> u64 {
         let mut at = (position.byte() as usize).min(self.bytes.len());
-        if self.bytes.get(at) == Some(&b'\n') {
+        // No record starts with a line end: those before it are blank lines, which the
+        // position counts as part of the record.
+        while matches!(self.bytes.get(at), Some(b'\n' | b'\r')) {
             at += 1;
         }
         if at < self.offset {
@@ -228,6 +243,30 @@ mod tests {
 
     fn read(text: &[u8], columns: &[&str]) -> Result<Vec<CsvRow>> {
         read_columns_from(text, "t.csv", columns)
+    }
+
+    #[test]
+    fn blank_crlf_lines_keep_the_count() {
+        let rows = read(b"label,text\r\na,first\r\n\r\n\r\nb,second\r\n", &["text"]).unwrap();
+        assert_eq!(rows.iter().map(|r| r.line).collect::<Vec<_>>(), [2, 5]);
+        let rows = read(b"label,text\na,first\n\n\nb,second\n", &["text"]).unwrap();
+        assert_eq!(rows.iter().map(|r| r.line).collect::<Vec<_>>(), [2, 5]);
+    }
+
+    #[test]
+    fn a_line_of_spaces_is_skipped_as_a_blank_one_is() {
+        let rows = read(b"label,text\r\na,first\r\n \r\n\r\nb,second\r\n  \r\n", &["text"]).unwrap();
+        assert_eq!(
+            rows.iter().map(|r| (r.line, r.fields[0].as_str())).collect::<Vec<_>>(),
+            [(2, "first"), (5, "second")]
+        );
+        let err = read(b"label,text\na,first\nb\n", &["text"]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "t.csv:3: row has 1 field(s), the header has 2 (unquoted comma or unbalanced quote?)"
+        );
+        let err = read(b"label,text\na,first,extra\n", &["text"]).unwrap_err();
+        assert!(err.to_string().starts_with("t.csv:2: row has 3 field(s), the header has 2"), "{err}");
     }
 
     #[test]
