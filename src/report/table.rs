@@ -31,8 +31,10 @@ impl Table {
         self
     }
 
+    /// A row; a line break or tab inside a cell (a quoted CSV field's) shows as a space, so
+    /// the row stays one line.
     pub fn row<S: Into<String>>(&mut self, cells: impl IntoIterator<Item = S>) {
-        self.rows.push(cells.into_iter().map(Into::into).collect());
+        self.rows.push(cells.into_iter().map(|cell| one_line(cell.into())).collect());
     }
 
     /// An empty line between row groups (e.g. before the averages of a report).
@@ -80,6 +82,14 @@ impl Table {
     }
 }
 
+/// `text` with its control characters (line breaks, tabs) as spaces.
+fn one_line(text: String) -> String {
+    match text.contains(char::is_control) {
+        true => text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect(),
+        false => text,
+    }
+}
+
 /// Shortens `text` to at most `max` terminal columns, marking the cut with `…`.
 pub fn ellipsize(text: &str, max: usize) -> String {
     if text.width() <= max {
@@ -124,6 +134,13 @@ mod tests {
         t.row(["a", "0.50"]);
         t.row(["longer", "1.00"]);
         assert_eq!(t.render(), "label     f1\na       0.50\nlonger  1.00\n");
+    }
+
+    #[test]
+    fn a_line_break_in_a_cell_keeps_the_row_on_one_line() {
+        let mut t = Table::new(["text", "n"]);
+        t.row(["two\nlines\tand a tab", "1"]);
+        assert_eq!(t.render(), format!("text{}n\ntwo lines and a tab  1\n", " ".repeat(17)));
     }
 
     #[test]
