@@ -20,25 +20,7 @@ pub fn read_sentences(
     default_columns: &[&str],
     quiet: bool,
 ) -> Result<Vec<String>> {
-    let extension = input.and_then(|p| p.extension()).map(|e| e.to_string_lossy().to_ascii_lowercase());
-    let is_csv = extension.as_deref() == Some("csv");
-    if let (Some(path), Some(ext)) = (input, extension.as_deref().filter(|e| STRUCTURED.contains(e))) {
-        // Read line by line, their syntax would become sentences.
-        bail!(
-            "--input {}: .{ext} files are not read; give a .csv (column --text-column) or a text file of one sentence per line",
-            path.display()
-        );
-    }
-    if let (Some(column), false) = (text_column, is_csv) {
-        let read_as = match input {
-            Some(path) => format!(
-                "--input {} is read one sentence per line (a CSV file needs the .csv extension)",
-                path.display()
-            ),
-            None => "sentences from arguments or stdin have no columns".into(),
-        };
-        bail!("--text-column {column} names a column of a .csv --input; {read_as}");
-    }
+    let is_csv = check_input_flags(input, text_column)?;
     let sentences = match (arguments.is_empty(), input) {
         (false, Some(_)) => bail!("give sentences either as arguments or with --input, not both"),
         (false, None) => arguments.to_vec(),
@@ -65,7 +47,48 @@ pub fn read_sentences(
     if arguments.is_empty() && sentences.iter().all(|s| s.trim().is_empty()) {
         bail!("no sentences to process: {from} is empty");
     }
-    if let (Some(first), true, false) = (sentences.first(), arguments.is_empty() && !is_csv, quiet) {
+    if !quiet {
+        let read_as_lines = arguments.is_empty() && !is_csv;
+        note_what_may_surprise(&sentences, &from, arguments.is_empty(), read_as_lines, default_columns);
+    }
+    Ok(sentences)
+}
+
+/// Refuses `--input` files of a structured kind read line by line, and `--text-column` where
+/// there are no columns; says whether `--input` is a CSV file.
+fn check_input_flags(input: Option<&Path>, text_column: Option<&str>) -> Result<bool> {
+    let extension = input.and_then(|p| p.extension()).map(|e| e.to_string_lossy().to_ascii_lowercase());
+    let is_csv = extension.as_deref() == Some("csv");
+    if let (Some(path), Some(ext)) = (input, extension.as_deref().filter(|e| STRUCTURED.contains(e))) {
+        // Read line by line, their syntax would become sentences.
+        bail!(
+            "--input {}: .{ext} files are not read; give a .csv (column --text-column) or a text file of one sentence per line",
+            path.display()
+        );
+    }
+    if let (Some(column), false) = (text_column, is_csv) {
+        let read_as = match input {
+            Some(path) => format!(
+                "--input {} is read one sentence per line (a CSV file needs the .csv extension)",
+                path.display()
+            ),
+            None => "sentences from arguments or stdin have no columns".into(),
+        };
+        bail!("--text-column {column} names a column of a .csv --input; {read_as}");
+    }
+    Ok(is_csv)
+}
+
+/// Notes on a first line that looks like a CSV header (when read as lines) and on blank
+/// sentences, which are encoded as empty ones.
+fn note_what_may_surprise(
+    sentences: &[String],
+    from: &str,
+    from_input: bool,
+    read_as_lines: bool,
+    default_columns: &[&str],
+) {
+    if let (Some(first), true) = (sentences.first(), read_as_lines) {
         if looks_like_a_header(first, default_columns) {
             crate::stderrln!(
                 "note: {from}'s first line ('{first}') looks like a CSV header, but it is read as one sentence per line, commas and all; a file named .csv is read as CSV"
@@ -73,8 +96,8 @@ pub fn read_sentences(
         }
     }
     let blank: Vec<usize> = (0..sentences.len()).filter(|&i| sentences[i].trim().is_empty()).collect();
-    if let (Some(first), false) = (blank.first(), quiet) {
-        let (from, which) = match arguments.is_empty() {
+    if let Some(first) = blank.first() {
+        let (from, which) = match from_input {
             true => (format!("{from} has"), "sentence"),
             false => ("the arguments have".to_string(), "argument"),
         };
@@ -84,7 +107,6 @@ pub fn read_sentences(
             first + 1
         );
     }
-    Ok(sentences)
 }
 
 /// `--text-column`, else the first of `defaults` in `path`'s header.
