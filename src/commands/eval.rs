@@ -20,6 +20,7 @@ use crate::model::loaded::LoadedModel;
 use crate::model::spec::{SpecOverrides, TaskKind};
 use crate::model::tokenizer::truncation_note;
 use crate::output::print_stdout;
+use crate::precision::Precision;
 use crate::progress::Progress;
 use crate::report::plots::{read_training_curves, training_curves};
 use crate::report::text_backend::undrawable_chars;
@@ -94,18 +95,8 @@ pub fn run(args: &EvalArgs) -> Result<()> {
             crate::stderrln!("note: {note}");
         }
     }
-    let metrics = json!({
-        "model": std::fs::canonicalize(&args.model.model).map_or(args.model.model.clone(), |p| p.display().to_string()),
-        "evaluated_at": utc_timestamp(),
-        // What changes the numbers besides the model and the data.
-        "max_length": loaded.spec.max_length,
-        // Per task, the texts longer than `max_length` tokens, which were cut to it.
-        "truncated_texts": evaluated.iter().map(|e| (e.name.clone(), e.truncated.0.into())).collect::<serde_json::Map<_, _>>(),
-        "precision": encoder.precision.to_string(),
-        "unknown_labels": args.unknown_labels.to_string(),
-        "seconds": started.elapsed().as_secs_f64(),
-        "tasks": evaluated.iter().map(|e| (e.name.clone(), e.report.to_json())).collect::<serde_json::Map<_, _>>(),
-    });
+    let seconds = started.elapsed().as_secs_f64();
+    let metrics = metrics_json(args, &loaded, encoder.precision, &evaluated, seconds);
     let written = match &args.out {
         Some(out) => write_reports(out, &metrics, &evaluated, &loaded)?,
         None => Vec::new(),
@@ -127,6 +118,28 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// What `metrics.json` and `--json` hold: the run's settings and every task's numbers.
+fn metrics_json(
+    args: &EvalArgs,
+    loaded: &LoadedModel,
+    precision: Precision,
+    evaluated: &[Evaluated],
+    seconds: f64,
+) -> serde_json::Value {
+    json!({
+        "model": std::fs::canonicalize(&args.model.model).map_or(args.model.model.clone(), |p| p.display().to_string()),
+        "evaluated_at": utc_timestamp(),
+        // What changes the numbers besides the model and the data.
+        "max_length": loaded.spec.max_length,
+        // Per task, the texts longer than `max_length` tokens, which were cut to it.
+        "truncated_texts": evaluated.iter().map(|e| (e.name.clone(), e.truncated.0.into())).collect::<serde_json::Map<_, _>>(),
+        "precision": precision.to_string(),
+        "unknown_labels": args.unknown_labels.to_string(),
+        "seconds": seconds,
+        "tasks": evaluated.iter().map(|e| (e.name.clone(), e.report.to_json())).collect::<serde_json::Map<_, _>>(),
+    })
 }
 
 /// A task's report, with its kind and (cut, total) of the texts `--max-length` cut.
