@@ -7,6 +7,7 @@
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use super::signal_handlers::{signal_name, Handlers};
+use super::start_up_signals::StartUpSignals;
 
 static RECEIVED: AtomicI32 = AtomicI32::new(0);
 /// Whether the handler says what it does (not under `--quiet`, nor on ranks other than 0).
@@ -89,12 +90,17 @@ pub struct StopOnSignal {
 }
 
 impl StopOnSignal {
-    /// `announce`: say on stderr what each signal does, when it comes.
-    pub fn install(announce: bool) -> Self {
+    /// `announce`: say on stderr what each signal does, when it comes. Takes the signals over
+    /// from `start_up`'s handlers, if given, with no moment unhandled in between.
+    pub fn take_over(start_up: Option<StartUpSignals>, announce: bool) -> Self {
         RECEIVED.store(0, Ordering::SeqCst);
         ANNOUNCE.store(announce, Ordering::SeqCst);
         // The handler only touches atomics, writes and re-raises.
-        Self { _handlers: Handlers::install(on_signal) }
+        let handlers = match start_up {
+            Some(start_up) => start_up.into_handlers().hand_over(on_signal),
+            None => Handlers::install(on_signal),
+        };
+        Self { _handlers: handlers }
     }
 
     /// The signal received so far, if any.

@@ -125,7 +125,7 @@ extern "C" fn on_signal(signal: libc::c_int) {
 /// it runs, so one undo is not cut short by a second signal. The plan stays armed after it
 /// (`NewRun` disarms it before the first save), for the training loop's quit-at-once.
 pub struct StartUpSignals {
-    _handlers: Handlers,
+    handlers: Handlers,
 }
 
 impl StartUpSignals {
@@ -134,7 +134,12 @@ impl StartUpSignals {
         PLAN.store(std::ptr::null_mut(), Ordering::SeqCst);
         ANNOUNCE.store(announce, Ordering::SeqCst);
         // The handler only makes async-signal-safe calls.
-        Self { _handlers: Handlers::install(on_signal) }
+        Self { handlers: Handlers::install(on_signal) }
+    }
+
+    /// The handlers, for the training loop's to take over (`StopOnSignal::take_over`).
+    pub fn into_handlers(self) -> Handlers {
+        self.handlers
     }
 
     /// What a signal from now on undoes.

@@ -96,9 +96,8 @@ pub fn train(settings: &TrainSettings, options: &RunOptions, group: Option<&Proc
     let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         Trainer::start(settings, options, run, new_run, tasks, None, group)
     }));
-    drop(signals);
     match started {
-        Ok(started) => started?.run(),
+        Ok(started) => started?.run(signals),
         Err(panic) => std::panic::resume_unwind(panic),
     }
 }
@@ -127,7 +126,7 @@ pub fn resume(
     let tasks = setup::read_tasks(&settings)?;
     let last = run.last();
     let trainer = Trainer::start(&settings, options, run, None, tasks, Some(last), group)?;
-    trainer.run()
+    trainer.run(None)
 }
 
 /// Where a run's time went and how many real and padded tokens its steps processed.
@@ -314,9 +313,10 @@ impl<'a> Trainer<'a> {
     }
 
     /// Trains to the end (or an early stop), then finishes; a signal stops it after saving.
-    pub fn run(mut self) -> Result<TrainOutcome> {
+    /// The training loop's signal handling takes over from `start_up`'s, if given.
+    pub fn run(mut self, start_up: Option<StartUpSignals>) -> Result<TrainOutcome> {
         // Installed before the evaluation-only path too: a signal then lets its save finish.
-        let signals = StopOnSignal::install(!self.options.quiet);
+        let signals = StopOnSignal::take_over(start_up, !self.options.quiet);
         if self.trainable_parameters == 0 {
             let evaluating = self.settings.tasks.iter().any(|t| t.dev.is_some());
             self.say(&format!(
