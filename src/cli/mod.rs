@@ -506,6 +506,11 @@ pub struct EvalArgs {
     #[arg(long = "label-column", value_name = "[NAME=]COL")]
     pub label_columns: Vec<PerTaskValue>,
 
+    /// A task's kind when its file's header does not say (it fits several): similarity or
+    /// pairs for a name the model does not have; repeatable
+    #[arg(long = "task-kind", value_name = "NAME=KIND")]
+    pub task_kinds: Vec<PerTaskValue>,
+
     /// Write metrics.json, predictions_<task>.csv, confusion_<task>.csv/.png
     /// (classification), similarity_<task>.png (similarity) and, for a run's checkpoint,
     /// curves.png into DIR: a new or empty folder, or an earlier report's (replaced)

@@ -22,6 +22,9 @@ pub fn run(args: &EncodeArgs) -> Result<()> {
     let started = Instant::now();
     check_output_path(args.io.output(), args.io.input(), &args.model.model)?;
     let format = EmbeddingFormat::choose(args.format, args.io.output())?;
+    if args.similarity && args.io.output.as_deref().is_some_and(|o| o.as_os_str() == "-") {
+        bail!("--output - (stdout) with --similarity: the similarity table goes to stdout; give --output a file for the embeddings");
+    }
     if args.similarity && args.format.is_some() && args.io.output().is_none() {
         bail!("--format sets how embeddings are written, and with --similarity they are written only to --output FILE");
     }

@@ -41,6 +41,14 @@ fn eval_tasks(tasks: &[TaskArg]) -> Result<Vec<EvalTask>> {
             if task.value.is_empty() {
                 bail!("--task {}: no file", task.text);
             }
+            if task.value.contains(',') && !Path::new(&task.value).exists() {
+                bail!(
+                    "--task {}: eval reads one file per task (train's NAME=TRAIN,DEV names two); give the file to evaluate, e.g. --task {}={}",
+                    task.text,
+                    task.name,
+                    task.value.rsplit(',').next().unwrap_or_default()
+                );
+            }
             Ok(EvalTask { name: task.name.clone(), path: PathBuf::from(&task.value) })
         })
         .collect()
@@ -68,6 +76,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let names: Vec<&str> = tasks.iter().map(|t| t.name.as_str()).collect();
     let text_columns = PerTask::resolve("--text-column", &args.text_columns, &names)?;
     let label_columns = PerTask::resolve("--label-column", &args.label_columns, &names)?;
+    let kinds = PerTask::resolve_named("--task-kind", "NAME=KIND", &args.task_kinds, &names)?;
     if let Some(out) = &args.out {
         check_report_folder(out)?;
         refuse_names_equal_but_for_case(&names)?;
@@ -83,8 +92,8 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let progress = progress.without_notes();
     let mut evaluated = Vec::new();
     for task in &tasks {
-        let columns = [&text_columns, &label_columns];
-        let (kind, report) = task_report(&encoder, task, columns, args, &progress)?;
+        let per_task = [&text_columns, &label_columns, &kinds];
+        let (kind, report) = task_report(&encoder, task, per_task, args, &progress)?;
         evaluated.push(Evaluated { name: task.name.clone(), kind, report, truncated: tally.take() });
     }
     if !is_main(group.as_ref()) {
@@ -167,12 +176,21 @@ fn notes(args: &EvalArgs, evaluated: &[Evaluated], max_length: usize) -> Vec<Str
 fn task_report(
     encoder: &Encoder,
     task: &EvalTask,
-    [text_columns, label_columns]: [&PerTask; 2],
+    [text_columns, label_columns, kinds]: [&PerTask; 3],
     args: &EvalArgs,
     progress: &Progress,
 ) -> Result<(TaskKind, Box<dyn TaskReport>)> {
     let loaded = encoder.model;
     let known = loaded.spec.tasks.iter().find(|t| t.name == task.name);
+    let given = kinds.get(&task.name).map(|k| k.parse::<TaskKind>()).transpose()?;
+    if let (Some(given), Some(known)) = (given, known.filter(|t| Some(t.kind) != given)) {
+        bail!(
+            "--task-kind {}={given}: the model trained task '{}' as a {} task, which is how eval scores it",
+            task.name,
+            task.name,
+            known.kind
+        );
+    }
     // Unreadable files are reported where they are read, with their line.
     let header = read_header(&task.path).unwrap_or_default();
     let column =
@@ -181,7 +199,7 @@ fn task_report(
     let label = column(label_columns.get(&task.name), known.and_then(|t| t.label_column.as_deref()), "label");
     let columns = LabelColumns { text: &text, label: &label };
     let in_task = || format!("task '{}'", task.name);
-    let kind = kind_of_file(&task.path, known.map(|t| t.kind), columns).with_context(in_task)?;
+    let kind = kind_of_file(&task.path, given.or(known.map(|t| t.kind)), columns).with_context(in_task)?;
     let report: Box<dyn TaskReport> = match (kind, known) {
         (TaskKind::Classification, Some(spec)) => Box::new(
             tasks::classification::report(encoder, spec, &task.path, columns, args.unknown_labels, progress)

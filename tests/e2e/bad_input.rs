@@ -1256,6 +1256,24 @@ c,a
     );
     c.add(
         "settings",
+        "eval --task-kind other than the kind the model trained the task as",
+        &["eval", "-m", &ck, "--task", &format!("mood={mood_dev}"), "--task-kind", "mood=pairs"],
+        error("--task-kind mood=pairs: the model trained task 'mood' as a classification task, which is how eval scores it"),
+    );
+    c.add(
+        "settings",
+        "eval --task NAME=TRAIN,DEV as train takes it",
+        &["eval", "-m", &ck, "--task", &format!("mood={mood_dev},{mood_dev}")],
+        error("eval reads one file per task (train's NAME=TRAIN,DEV names two); give the file to evaluate, e.g. --task mood="),
+    );
+    c.add(
+        "settings",
+        "encode --similarity --output - (stdout holds the table)",
+        &["encode", "-m", &m, "--similarity", "-o", "-", "hi", "there"],
+        error("--output - (stdout) with --similarity: the similarity table goes to stdout; give --output a file for the embeddings"),
+    );
+    c.add(
+        "settings",
         "eval --out is a file",
         &["eval", "-m", &ck, "--task", &format!("mood={mood_dev}"), "--out", &mood_dev],
         error("exists and is not a folder"),

@@ -419,3 +419,31 @@ fn candidates_that_are_one_input_to_the_model_are_one_candidate() {
         .collect();
     assert_eq!(ranks[0], ranks[1], "the same query and positive, but for a space: {ranks:?}");
 }
+
+/// A file whose header fits two kinds is scored as `--task-kind` says, as train reads it.
+#[test]
+fn task_kind_chooses_for_a_header_that_fits_two_kinds() {
+    let test = "task_kind_chooses_for_a_header_that_fits_two_kinds";
+    let Some(models) = tiny_models(test) else { return };
+    let model = models.join("tiny-bert");
+    let dir = tempfile::tempdir().unwrap();
+    let both = dir.path().join("both.csv");
+    let rows = "sentence1,sentence2,score,anchor,positive\na cat sat,a cat sits,4.5,a cat sat,a cat sits\na dog ran,the sky is blue,0.5,a dog ran,a dog runs\nrain falls,it rains,4,rain falls,it rains\n";
+    std::fs::write(&both, rows).unwrap();
+    let task = format!("b={}", both.display());
+    let eval = |extra: &[&str]| {
+        let mut args = vec!["eval", "-m", model.to_str().unwrap(), "--device", "cpu", "-q", "--json", "--task", &task];
+        args.extend(extra);
+        run_args(&args)
+    };
+    assert_clean_error(
+        &eval(&[]),
+        "fits several task kinds (similarity, pairs); choose one with --task-kind NAME=KIND",
+    );
+    for kind in ["similarity", "pairs"] {
+        let scored = eval(&["--task-kind", &format!("b={kind}")]);
+        assert_ok(&scored);
+        let metrics: Value = serde_json::from_str(&stdout(&scored)).unwrap();
+        assert_eq!(metrics["tasks"]["b"]["kind"], kind);
+    }
+}
