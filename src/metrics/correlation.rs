@@ -5,7 +5,9 @@
 //!
 //! A correlation is undefined when one side is constant; this module returns 0 then (scipy
 //! returns NaN with a warning), so that reports never show NaN for a model that is merely
-//! useless. Gold scores that are all equal are refused when a file is read
+//! useless. Constant means equal up to float32 rounding: the cosines of identical sentence
+//! pairs come out as 1 and 1.0000001, and a correlation of that noise would be a number
+//! that means nothing. Gold scores that are all equal are refused when a file is read
 //! (`data::scored_pairs`). A NaN among the predictions (a model whose weights overflowed)
 //! gives NaN, as scipy does, rather than a plausible number.
 
@@ -13,7 +15,7 @@
 /// either holds a NaN.
 pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
     assert_eq!(x.len(), y.len(), "one prediction per gold score");
-    if x.len() < 2 {
+    if x.len() < 2 || constant(x) || constant(y) {
         return 0.0;
     }
     // r does not change with the scale, and sums of squares of scores near 1e200 (or 1e-200)
@@ -34,6 +36,12 @@ pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
     (cov / (var_x.sqrt() * var_y.sqrt())).clamp(-1.0, 1.0)
 }
 
+/// Whether `values` span no more than a few float32 roundings of their magnitude.
+fn constant(values: &[f64]) -> bool {
+    let (low, high) = values.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
+    high - low <= 8.0 * f32::EPSILON as f64 * low.abs().max(high.abs())
+}
+
 /// `values` divided by their largest magnitude, when that is finite and not 0.
 fn scaled(values: &[f64]) -> Vec<f64> {
     let largest = values.iter().fold(0.0f64, |m, v| m.max(v.abs()));
@@ -48,6 +56,9 @@ fn scaled(values: &[f64]) -> Vec<f64> {
 pub fn spearman(x: &[f64], y: &[f64]) -> f64 {
     if x.iter().chain(y).any(|v| v.is_nan()) {
         return f64::NAN;
+    }
+    if constant(x) || constant(y) {
+        return 0.0;
     }
     pearson(&ranks(x), &ranks(y))
 }
@@ -110,6 +121,16 @@ mod tests {
         let (x, y) = ([f64::NAN, 0.5, 0.2], [1.0, 2.0, 3.0]);
         assert!(pearson(&x, &y).is_nan());
         assert!(spearman(&x, &y).is_nan());
+    }
+
+    #[test]
+    fn cosines_equal_but_for_float32_rounding_are_constant() {
+        let one_ulp = 1.0 + f32::EPSILON as f64;
+        let x = [1.0, one_ulp, 1.0, one_ulp, 1.0];
+        let y = [1.0, 4.0, 2.0, 5.0, 3.0];
+        assert_eq!((spearman(&x, &y), pearson(&x, &y)), (0.0, 0.0));
+        let x = [0.5, 0.50001, 0.5, 0.50001, 0.5];
+        assert!(spearman(&x, &y) > 0.5, "differences far above rounding count");
     }
 
     #[test]
