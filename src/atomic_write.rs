@@ -70,6 +70,13 @@ pub fn write_file_with(path: &Path, fill: impl FnOnce(&mut std::fs::File) -> Res
     result.with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// The folder a file written at `path` (through its symlinks) would go into, when that is not
+/// an existing folder: writing would create it.
+pub fn missing_folder(path: &Path) -> Option<PathBuf> {
+    let folder = follow_symlinks(path).parent()?.to_path_buf();
+    (!folder.as_os_str().is_empty() && !folder.is_dir()).then_some(folder)
+}
+
 /// The end of `path`'s symlink chain (a path not there yet), else `path` itself.
 fn follow_symlinks(path: &Path) -> PathBuf {
     let mut current = path.to_path_buf();

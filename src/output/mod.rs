@@ -58,6 +58,11 @@ pub fn check_output_path(path: Option<&Path>, input: Option<&Path>, model: &str)
         bail!("--output {} is the --input file, which writing would replace; name another file", path.display());
     }
     crate::checkpoint::refuse_output_inside(path, "--output")?;
+    // As a shell redirection or numpy.save: a mistyped folder is an error, not a new folder.
+    if let Some(folder) = atomic_write::missing_folder(path) {
+        let what = if folder.exists() { "is not a folder" } else { "does not exist" };
+        bail!("--output {}: {} {what}; name a file in an existing folder", path.display(), folder.display());
+    }
     // Found now, not after encoding a large input.
     atomic_write::check_writable(path).map_err(|e| anyhow!("--output {} cannot be written: {e}", path.display()))?;
     let written = crate::checkpoint::resolved(path);

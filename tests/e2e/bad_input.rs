@@ -1196,6 +1196,20 @@ c,a
         &["encode", "-m", &m, "-o", "/proc/no-such-output.jsonl", "hi"],
         error("--output /proc/no-such-output.jsonl cannot be written: "),
     );
+    let mistyped = c.path("no-such-folder/embeddings.npy");
+    c.add(
+        "settings",
+        "--output in a folder that does not exist",
+        &["encode", "-m", &m, "-o", &mistyped, "hi"],
+        error("no-such-folder does not exist; name a file in an existing folder"),
+    );
+    let under_a_file = format!("{}/embeddings.npy", c.file("notes.txt", b"mine"));
+    c.add(
+        "settings",
+        "--output under a file, as if it were a folder",
+        &["predict", "-m", &ck, "--task", "topic", "-o", &under_a_file, "hi"],
+        error("notes.txt is not a folder; name a file in an existing folder"),
+    );
     c.add(
         "settings",
         "--format npy with an --output named .json",
