@@ -58,6 +58,7 @@ pub fn check_output_path(path: Option<&Path>, input: Option<&Path>, model: &str)
         bail!("--output {} is the --input file, which writing would replace; name another file", path.display());
     }
     crate::checkpoint::refuse_output_inside(path, "--output")?;
+    crate::train::run_dir::RunDir::refuse_output_over_own_file(path, "--output")?;
     // As a shell redirection or numpy.save: a mistyped folder is an error, not a new folder.
     if let Some(folder) = atomic_write::missing_folder(path) {
         let what = if folder.exists() { "is not a folder" } else { "does not exist" };

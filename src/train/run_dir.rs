@@ -73,6 +73,21 @@ impl RunDir {
         )
     }
 
+    /// Refuses an output file (`flag`'s) that would replace a run's `settings.json` or
+    /// `train_log.jsonl`, which `--resume` and `eval`'s curves read.
+    pub fn refuse_output_over_own_file(path: &Path, flag: &str) -> Result<()> {
+        let resolved = crate::checkpoint::resolved(path);
+        let Some(run) = resolved.parent().map(|root| RunDir { root: root.to_path_buf() }) else { return Ok(()) };
+        if run.holds_a_run() && [run.settings(), run.log()].contains(&resolved) {
+            bail!(
+                "{flag} {} would replace a file of the training run in {}; write it elsewhere",
+                path.display(),
+                run.root.display()
+            );
+        }
+        Ok(())
+    }
+
     /// Whether `settings.json` is one a run wrote (`write_settings`): a file of that name
     /// is common in other folders, and `--overwrite` must not take it for a run's.
     fn holds_a_run(&self) -> bool {

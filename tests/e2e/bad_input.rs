@@ -1320,6 +1320,13 @@ c,a
         &["predict", "-m", &ck, "--task", "topic", "--format", "csv", "-o", &into_checkpoint_file, "hi"],
         error("config.json is inside the checkpoint "),
     );
+    let run_settings = c.checkpoint.parent().unwrap().join("settings.json").to_string_lossy().into_owned();
+    c.add(
+        "settings",
+        "encode --output over a training run's settings.json",
+        &["encode", "-m", &m, "-o", &run_settings, "hi"],
+        error("settings.json would replace a file of the training run in "),
+    );
     let into_checkpoint = format!("{ck}/new/embeddings.jsonl");
     c.add(
         "settings",
