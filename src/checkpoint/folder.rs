@@ -12,7 +12,7 @@ use super::SPEC_FILE;
 use crate::model::config::BackboneConfig;
 use crate::model::names::{self, TensorPart};
 use crate::model::source::resolve_model_dir;
-use crate::model::spec::{ModelSpec, DEFAULT_MAX_LENGTH, FORMAT_VERSION};
+use crate::model::spec::{ModelSpec, TaskKind, DEFAULT_MAX_LENGTH, FORMAT_VERSION};
 use crate::model::weights::{find_weight_file, read_weight_file};
 
 /// The description and files of a model folder (checkpoint, HF folder or hub id).
@@ -52,7 +52,35 @@ impl ModelFolder {
                 config.model_type()
             );
         }
-        Ok(Self { dir, config, spec, has_own_spec, sentence_transformers, hf_export })
+        let folder = Self { dir, config, spec, has_own_spec, sentence_transformers, hf_export };
+        folder.check_tasks()?;
+        Ok(folder)
+    }
+
+    /// Refuses a description (edited by hand, or damaged) whose tasks cannot be served: two
+    /// of one name, each with a head of its own, or a classification task whose labels are
+    /// missing or repeated, so that a class id would name no label or two.
+    fn check_tasks(&self) -> Result<()> {
+        let file = self.dir.join(self.spec_file());
+        let mut names = std::collections::HashSet::new();
+        for task in &self.spec.tasks {
+            if !names.insert(task.name.as_str()) {
+                bail!("{}: task '{}' is described twice", file.display(), task.name);
+            }
+            if task.kind != TaskKind::Classification {
+                continue;
+            }
+            let labels: std::collections::HashSet<&String> = task.labels.iter().collect();
+            if task.labels.is_empty() || labels.len() != task.labels.len() {
+                bail!(
+                    "{}: classification task '{}' has {} labels, one per class of its head",
+                    file.display(),
+                    task.name,
+                    if task.labels.is_empty() { "no" } else { "repeated" }
+                );
+            }
+        }
+        Ok(())
     }
 
     /// The weight file's tensors, with a sentence-transformers Dense module's weights under
@@ -71,6 +99,15 @@ impl ModelFolder {
 
     /// For messages: the file the spec comes from (none for a plain folder, whose spec is
     /// made from defaults; `sentence_mtl.json` is what it would need).
+    /// Where the folder's maximum length comes from, for messages.
+    pub fn max_length_source(&self) -> String {
+        match (self.has_own_spec, self.sentence_transformers.max_seq_length) {
+            (true, _) => format!("{}'s max_length", self.spec_file()),
+            (false, Some(_)) => "sentence_bert_config.json's max_seq_length".into(),
+            (false, None) => "the default --max-length".into(),
+        }
+    }
+
     pub fn spec_file(&self) -> &'static str {
         if self.hf_export.is_some() {
             super::hf_export::TASKS_FILE
@@ -88,10 +125,12 @@ impl ModelFolder {
     }
 }
 
-pub fn check_max_length(max_length: usize, config: &BackboneConfig) -> Result<()> {
+/// Refuses a maximum length the model cannot take; `source` says where it came from (the
+/// flag, or the file that set it).
+pub fn check_max_length(max_length: usize, config: &BackboneConfig, source: &str) -> Result<()> {
     let limit = config.max_position_embeddings() as usize;
     if max_length < 2 || max_length > limit {
-        bail!("--max-length {max_length} is out of range: this model takes 2 to {limit} tokens");
+        bail!("{source} {max_length} is out of range: this model takes 2 to {limit} tokens");
     }
     Ok(())
 }

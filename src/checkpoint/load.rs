@@ -17,9 +17,14 @@ pub fn load(model: &str, device: Device, overrides: &SpecOverrides) -> Result<Lo
     let folder = ModelFolder::open(model)?;
     let mut spec = folder.spec.clone();
     overrides.apply(&mut spec);
-    check_max_length(spec.max_length, &folder.config)?;
+    let source = match overrides.max_length {
+        Some(_) => "--max-length".to_string(),
+        None => folder.max_length_source(),
+    };
+    check_max_length(spec.max_length, &folder.config, &source)?;
 
     let tokenizer = SentenceTokenizer::from_dir(&folder.dir)?;
+    tokenizer.check_fits(folder.config.vocab_size())?;
     let (path, tensors) = folder.read_tensors()?;
     let expected = tensor_shapes(&folder.config, &spec);
     let weights_file = folder.weights_label(&path);

@@ -33,6 +33,9 @@ pub(super) struct DenseModule {
     bias: bool,
 }
 
+/// The modules sentence-mtl runs, in the order it runs them (`model::fused_forward`).
+const PIPELINE: [&str; 4] = ["Transformer", "Pooling", "Dense", "Normalize"];
+
 impl SentenceTransformersConfig {
     pub fn read(dir: &Path) -> Result<Self> {
         let mut out = Self::default();
@@ -48,43 +51,97 @@ impl SentenceTransformersConfig {
             kind: String,
         }
         let modules: Vec<Module> = read_json(&modules_path)?;
-        for module in modules {
-            match module.kind.rsplit('.').next().unwrap_or("") {
+        let kinds: Vec<&str> = modules.iter().map(|m| m.kind.rsplit('.').next().unwrap_or("")).collect();
+        refuse_another_order(&kinds, &modules_path)?;
+        for (module, kind) in modules.iter().zip(&kinds) {
+            match *kind {
                 "Transformer" => {}
-                "Pooling" => {
-                    let pooling: serde_json::Value = read_json(&dir.join(&module.path).join("config.json"))?;
-                    let on = |key: &str| pooling.get(key).and_then(|v| v.as_bool()).unwrap_or(false);
-                    out.pooling = Some(if on("pooling_mode_cls_token") {
-                        Pooling::Cls
-                    } else if on("pooling_mode_max_tokens") {
-                        Pooling::Max
-                    } else {
-                        Pooling::Mean
-                    });
-                }
+                "Pooling" => out.pooling = Some(read_pooling(&dir.join(&module.path).join("config.json"))?),
                 "Normalize" => out.normalize = true,
-                "Dense" => {
-                    if out.dense.is_some() {
-                        bail!(
-                            "{} lists more than one Dense module; sentence-mtl reads one, as its projection",
-                            modules_path.display()
-                        );
-                    }
-                    out.dense = Some(DenseModule::read(&dir.join(&module.path))?);
-                }
+                "Dense" => out.dense = Some(DenseModule::read(&dir.join(&module.path))?),
                 other => crate::stderrln!(
                     "warning: {} lists a {other} module, which sentence-mtl does not apply",
                     modules_path.display()
                 ),
             }
         }
-        let st_config = dir.join("sentence_bert_config.json");
-        if st_config.is_file() {
-            let value: serde_json::Value = read_json(&st_config)?;
-            out.max_seq_length = value.get("max_seq_length").and_then(|v| v.as_u64()).map(|v| v as usize);
-        }
+        out.max_seq_length = read_transformer_settings(dir)?;
+        refuse_default_prompt(dir)?;
         Ok(out)
     }
+}
+
+/// Refuses a pipeline whose known modules come in another order than sentence-mtl runs them
+/// (a Normalize before a Dense), or twice: its embeddings would be other ones.
+fn refuse_another_order(kinds: &[&str], modules_path: &Path) -> Result<()> {
+    let places: Vec<usize> = kinds.iter().filter_map(|k| PIPELINE.iter().position(|p| p == k)).collect();
+    if places.windows(2).any(|w| w[0] >= w[1]) {
+        bail!(
+            "{} runs {}; sentence-mtl runs {} in that order, each at most once, so it would compute other embeddings",
+            modules_path.display(),
+            kinds.join(", "),
+            PIPELINE.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// A Pooling module's mode: one of cls, mean and max (sentence-transformers concatenates
+/// several, and has others).
+fn read_pooling(path: &Path) -> Result<Pooling> {
+    let config: serde_json::Map<String, serde_json::Value> = read_json(path)?;
+    let modes: Vec<&str> = config
+        .iter()
+        .filter(|(key, on)| key.starts_with("pooling_mode_") && on.as_bool() == Some(true))
+        .map(|(key, _)| key.as_str())
+        .collect();
+    Ok(match modes.as_slice() {
+        ["pooling_mode_cls_token"] => Pooling::Cls,
+        ["pooling_mode_mean_tokens"] => Pooling::Mean,
+        ["pooling_mode_max_tokens"] => Pooling::Max,
+        [] => bail!("{}: no pooling_mode_* is true", path.display()),
+        modes => bail!(
+            "{}: pooling by {} is not supported (sentence-mtl pools by one of cls_token, mean_tokens and max_tokens)",
+            path.display(),
+            modes.iter().map(|m| m.trim_start_matches("pooling_mode_")).collect::<Vec<_>>().join(" and ")
+        ),
+    })
+}
+
+/// `sentence_bert_config.json`'s `max_seq_length`; its `do_lower_case` (the Transformer
+/// module lower-cases the text itself) is refused when the tokenizer does not lower-case.
+fn read_transformer_settings(dir: &Path) -> Result<Option<usize>> {
+    let path = dir.join("sentence_bert_config.json");
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let value: serde_json::Value = read_json(&path)?;
+    let lower_cases_text = value.get("do_lower_case").and_then(|v| v.as_bool()) == Some(true);
+    if lower_cases_text && !crate::model::tokenizer::lower_cases(dir)? {
+        bail!(
+            "{}: do_lower_case true (the text lower-cased before a tokenizer that keeps case) is not supported; sentence-mtl tokenizes as tokenizer_config.json says",
+            path.display()
+        );
+    }
+    Ok(value.get("max_seq_length").and_then(|v| v.as_u64()).map(|v| v as usize))
+}
+
+/// Refuses a folder that sets `default_prompt_name`: sentence-transformers puts that prompt
+/// before every text, which sentence-mtl does not.
+fn refuse_default_prompt(dir: &Path) -> Result<()> {
+    let path = dir.join("config_sentence_transformers.json");
+    if !path.is_file() {
+        return Ok(());
+    }
+    let value: serde_json::Value = read_json(&path)?;
+    if let Some(name) = value.get("default_prompt_name").and_then(|v| v.as_str()) {
+        let prompt = value["prompts"][name].as_str().unwrap_or_default();
+        bail!(
+            "{}: default_prompt_name '{name}' puts '{prompt}' before every text, which sentence-mtl does not do; remove default_prompt_name and write the prompt into your texts",
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 impl DenseModule {

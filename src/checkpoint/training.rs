@@ -65,12 +65,13 @@ impl TrainingStart {
 }
 
 fn build_from(folder: ModelFolder, model: &str, device: Device, wanted: TrainingSpec) -> Result<TrainableModel> {
-    check_max_length(wanted.max_length, &folder.config)?;
+    check_max_length(wanted.max_length, &folder.config, "--max-length")?;
     let spec = training_spec(&folder, wanted);
     let hidden = folder.config.hidden_size();
     let replaced = replaced_layers(&folder.spec, &spec, hidden, model);
     let from = model;
     let tokenizer = SentenceTokenizer::from_dir(&folder.dir)?;
+    tokenizer.check_fits(folder.config.vocab_size())?;
     let model = MultiTaskModel::build(&folder.config, &spec, device);
     let (path, mut tensors) = folder.read_tensors()?;
     // Keep only what fits the new model: a different projection width or label set means

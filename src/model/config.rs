@@ -128,16 +128,23 @@ impl BackboneConfig {
 /// Deserialises, naming the JSON field a type error is about (serde_json reports only a
 /// line and column).
 fn parse<T: for<'de> Deserialize<'de>>(text: &str) -> Result<T> {
+    // Editors on Windows may save one; it says nothing about the contents.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     serde_json::from_str(text).map_err(|e| match field_before(text, e.line(), e.column()) {
         Some(field) if e.is_data() => anyhow::anyhow!("field \"{field}\": {e}"),
         _ => anyhow::anyhow!("{e}"),
     })
 }
 
-/// The last `"key":` before a 1-based line/column position.
+/// The last `"key":` before a 1-based line/column position (lines end at `\n`; a column
+/// counts bytes, which may stop inside a character: the text is cut at the character's start).
 fn field_before(text: &str, line: usize, column: usize) -> Option<String> {
-    let offset: usize = text.lines().take(line.saturating_sub(1)).map(|l| l.len() + 1).sum::<usize>() + column;
-    let before = &text[..offset.min(text.len())];
+    let line_start: usize = text.split_inclusive('\n').take(line.saturating_sub(1)).map(str::len).sum();
+    let mut offset = (line_start + column).min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
     let colon = before.rfind(':')?;
     let key_end = before[..colon].trim_end().strip_suffix('"')?;
     let key_start = key_end.rfind('"')?;
@@ -351,6 +358,13 @@ mod tests {
             "num_attention_heads":2,"intermediate_size":16}"#;
         let err = BackboneConfig::from_json(bad).unwrap_err().to_string();
         assert!(err.starts_with("field \"vocab_size\": invalid type: string \"ten\""), "{err}");
+        // CRLF line ends and non-ASCII text before the bad value, and a byte-order mark.
+        let crlf = "{\r\n\"model_type\":\"bert\",\r\n\"name\":\"ééé\",\r\n\"vocab_size\":\"éééééééé\"}";
+        let err = BackboneConfig::from_json(crlf).unwrap_err().to_string();
+        assert!(err.contains("invalid type: string"), "{err}");
+        let good = r#"{"model_type":"bert","vocab_size":10,"hidden_size":8,"num_hidden_layers":2,
+            "num_attention_heads":2,"intermediate_size":16}"#;
+        assert!(BackboneConfig::from_json(&format!("\u{feff}{good}")).is_ok());
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! WordPiece tokenisation as Hugging Face's BERT tokenizers do it, from a model folder.
 //!
-//! The vocabulary is `vocab.txt`; lower-casing and accent stripping follow HF's precedence:
-//! `tokenizer_config.json` (`do_lower_case`, `strip_accents`), then the `BertNormalizer` in
-//! `tokenizer.json`, then HF's defaults (lower-case, and strip accents iff lower-casing).
+//! The vocabulary is `vocab.txt`; lower-casing and accent stripping are what transformers'
+//! BERT tokenizers use: `tokenizer_config.json`'s `do_lower_case` and `strip_accents`, else
+//! their defaults (lower-case, and strip accents iff lower-casing). The `BertNormalizer` in
+//! `tokenizer.json` does not count: transformers rebuilds it from those settings whenever it
+//! differs (checked with transformers 4.44).
 
 use std::path::Path;
 
@@ -18,6 +20,10 @@ pub const TOKENIZER_FILES: &[&str] =
 pub struct SentenceTokenizer {
     inner: BertTokenizer,
     pad_id: i64,
+    /// One past the largest token id (the vocabulary's size).
+    id_limit: i64,
+    /// Where the vocabulary came from, for messages.
+    vocab_path: std::path::PathBuf,
     pub lower_case: bool,
     pub strip_accents: bool,
 }
@@ -33,8 +39,22 @@ impl SentenceTokenizer {
         let vocab = BertVocab::from_file(&vocab_path)
             .map_err(|e| anyhow::anyhow!("cannot read vocabulary {}: {e}", vocab_path.display()))?;
         let pad_id = vocab.token_to_id(vocab.get_pad_value());
+        let id_limit = vocab.values().values().max().map_or(0, |&id| id + 1);
         let inner = BertTokenizer::from_existing_vocab(vocab, lower_case, strip_accents);
-        Ok(Self { inner, pad_id, lower_case, strip_accents })
+        Ok(Self { inner, pad_id, id_limit, vocab_path, lower_case, strip_accents })
+    }
+
+    /// Refuses a vocabulary with ids past the model's embedding table (`vocab_size` rows):
+    /// the first sentence with such a token would fail in the middle of a job.
+    pub fn check_fits(&self, vocab_size: i64) -> Result<()> {
+        if self.id_limit > vocab_size {
+            anyhow::bail!(
+                "{} has {} tokens, but config.json's vocab_size is {vocab_size}: the vocabulary is not this model's (or its embeddings were not resized)",
+                self.vocab_path.display(),
+                self.id_limit
+            );
+        }
+        Ok(())
     }
 
     /// Token ids with `[CLS]`/`[SEP]`, at most `max_length` each; tokenised in parallel.
@@ -49,14 +69,26 @@ impl SentenceTokenizer {
         texts: &[S],
         max_length: usize,
     ) -> (Vec<Vec<i64>>, usize) {
+        let texts: Vec<std::borrow::Cow<str>> = texts.iter().map(|t| with_hf_whitespace(t.as_ref())).collect();
         let encoded =
-            MultiThreadedTokenizer::encode_list(&self.inner, texts, max_length, &TruncationStrategy::LongestFirst, 0);
+            MultiThreadedTokenizer::encode_list(&self.inner, &texts, max_length, &TruncationStrategy::LongestFirst, 0);
         let truncated = encoded.iter().filter(|e| e.num_truncated_tokens > 0).count();
         (encoded.into_iter().map(|e| e.token_ids).collect(), truncated)
     }
 
     pub fn pad_id(&self) -> i64 {
         self.pad_id
+    }
+}
+
+/// Whitespace that HF's pre-tokenizer splits on and rust_tokenizers does not (the line and
+/// paragraph separators of text from web pages and JSON), as spaces: unsplit, the word they
+/// join becomes one `[UNK]`.
+fn with_hf_whitespace(text: &str) -> std::borrow::Cow<'_, str> {
+    const OTHER_WHITESPACE: [char; 2] = ['\u{2028}', '\u{2029}'];
+    match text.contains(OTHER_WHITESPACE) {
+        true => std::borrow::Cow::Owned(text.replace(OTHER_WHITESPACE, " ")),
+        false => std::borrow::Cow::Borrowed(text),
     }
 }
 
@@ -71,34 +103,30 @@ pub fn truncation_note(truncated: usize, total: usize, noun: &str, max_length: u
     format!("{which} longer than {max_length} tokens and cut to them (--max-length)")
 }
 
-/// (lower_case, strip_accents) with HF's precedence; see the module docs.
-fn normalisation_settings(dir: &Path) -> Result<(bool, bool)> {
-    fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
-        if !path.is_file() {
-            return Ok(None);
-        }
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let value = serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;
-        Ok(Some(value))
-    }
-    /// Only the normaliser of `tokenizer.json`: the rest (the whole vocabulary again) is
-    /// skipped while parsing instead of being built into a `Value` (20 ms of a start-up).
-    #[derive(serde::Deserialize)]
-    struct TokenizerJson {
-        normalizer: Option<Value>,
-    }
-    let config: Option<Value> = read_json(&dir.join("tokenizer_config.json"))?;
-    let normalizer = read_json::<TokenizerJson>(&dir.join("tokenizer.json"))?
-        .and_then(|t| t.normalizer)
-        .filter(|n| n.get("type").and_then(Value::as_str) == Some("BertNormalizer"));
+/// Whether the tokenizer of the model folder `dir` lower-cases its text.
+pub fn lower_cases(dir: &Path) -> Result<bool> {
+    Ok(normalisation_settings(dir)?.0)
+}
 
-    let flag = |value: Option<&Value>, field: &str| value.and_then(|v| v.get(field)).and_then(Value::as_bool);
-    let lower_case =
-        flag(config.as_ref(), "do_lower_case").or_else(|| flag(normalizer.as_ref(), "lowercase")).unwrap_or(true);
-    let strip_accents = flag(config.as_ref(), "strip_accents")
-        .or_else(|| flag(normalizer.as_ref(), "strip_accents"))
-        .unwrap_or(lower_case);
-    Ok((lower_case, strip_accents))
+/// (lower_case, strip_accents) as the module docs say.
+fn normalisation_settings(dir: &Path) -> Result<(bool, bool)> {
+    let path = dir.join("tokenizer_config.json");
+    let config: Value = match path.is_file() {
+        true => {
+            let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?
+        }
+        false => Value::Null,
+    };
+    let flag = |field: &str| config.get(field).and_then(Value::as_bool);
+    if flag("tokenize_chinese_chars") == Some(false) {
+        anyhow::bail!(
+            "{}: tokenize_chinese_chars false is not supported (sentence-mtl's tokenizer always splits Chinese characters apart)",
+            path.display()
+        );
+    }
+    let lower_case = flag("do_lower_case").unwrap_or(true);
+    Ok((lower_case, flag("strip_accents").unwrap_or(lower_case)))
 }
 
 #[cfg(test)]
@@ -110,17 +138,23 @@ mod tests {
     }
 
     #[test]
-    fn settings_follow_hf_precedence() {
+    fn settings_are_transformers_own() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(normalisation_settings(dir.path()).unwrap(), (true, true));
+        // transformers rebuilds a normaliser that disagrees with its settings.
         write(
             dir.path(),
             "tokenizer.json",
             r#"{"normalizer":{"type":"BertNormalizer","lowercase":false,"strip_accents":null}}"#,
         );
-        assert_eq!(normalisation_settings(dir.path()).unwrap(), (false, false));
+        assert_eq!(normalisation_settings(dir.path()).unwrap(), (true, true));
         write(dir.path(), "tokenizer_config.json", r#"{"do_lower_case":true,"strip_accents":false}"#);
         assert_eq!(normalisation_settings(dir.path()).unwrap(), (true, false));
+        write(dir.path(), "tokenizer_config.json", r#"{"do_lower_case":false}"#);
+        assert_eq!(normalisation_settings(dir.path()).unwrap(), (false, false));
+        write(dir.path(), "tokenizer_config.json", r#"{"tokenize_chinese_chars":false}"#);
+        let err = normalisation_settings(dir.path()).unwrap_err().to_string();
+        assert!(err.ends_with("tokenize_chinese_chars false is not supported (sentence-mtl's tokenizer always splits Chinese characters apart)"), "{err}");
     }
 
     #[test]
@@ -128,6 +162,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let err = SentenceTokenizer::from_dir(dir.path()).err().unwrap();
         assert!(err.to_string().contains("no vocab.txt"), "{err}");
+    }
+
+    #[test]
+    fn line_and_paragraph_separators_split_words_as_spaces_do() {
+        let (tokenizer, _) = small_tokenizer();
+        let spaced = tokenizer.encode_batch(&["hello world"], 16);
+        for separator in ['\u{2028}', '\u{2029}'] {
+            assert_eq!(tokenizer.encode_batch(&[format!("hello{separator}world")], 16), spaced);
+        }
+    }
+
+    #[test]
+    fn a_vocabulary_larger_than_the_embedding_table_is_refused() {
+        let (tokenizer, size) = small_tokenizer();
+        assert!(tokenizer.check_fits(*size).is_ok());
+        let err = tokenizer.check_fits(size - 1).unwrap_err().to_string();
+        assert!(err.ends_with(&format!("has {size} tokens, but config.json's vocab_size is {}: the vocabulary is not this model's (or its embeddings were not resized)", size - 1)), "{err}");
     }
 
     /// A small WordPiece vocabulary written once per test process.

@@ -208,13 +208,17 @@ pub fn match_tensors(
             Some(shape) if *shape != tensor.size() => {
                 mismatches.push(format!("{canonical}: file {:?}, model {shape:?}", tensor.size()))
             }
+            // Every weight the model computes with is floating point.
+            Some(_) if !tensor.is_floating_point() => {
+                mismatches.push(format!("{canonical}: file {:?} numbers, model floating point", tensor.kind()))
+            }
             Some(_) => {
                 matched.found.insert(canonical, tensor);
             }
         }
     }
     if !mismatches.is_empty() {
-        bail!("{file} does not fit the model's configuration; shape mismatches: {}", mismatches.join("; "));
+        bail!("{file} does not fit the model's configuration; mismatches: {}", mismatches.join("; "));
     }
     matched.missing = expected.keys().filter(|name| !matched.found.contains_key(*name)).cloned().collect();
     Ok(matched)
@@ -401,6 +405,9 @@ mod tests {
 
         let wrong = BTreeMap::from([("embeddings.w".to_string(), Tensor::from_slice(&[1.0f32, 2.0, 3.0]))]);
         let err = load_into(&vs, file, wrong, "bert").unwrap_err().to_string();
-        assert!(err.contains("shape mismatches") && err.contains("bert.embeddings.w"), "{err}");
+        assert!(err.contains("mismatches: ") && err.contains("bert.embeddings.w"), "{err}");
+        let integers = BTreeMap::from([("embeddings.w".to_string(), Tensor::from_slice(&[1i64, 2]))]);
+        let err = load_into(&vs, file, integers, "bert").unwrap_err().to_string();
+        assert!(err.contains("bert.embeddings.w: file Int64 numbers, model floating point"), "{err}");
     }
 }

@@ -8,6 +8,8 @@
 
 use std::path::{Path, PathBuf};
 
+use tch::Tensor;
+
 use crate::common::*;
 use crate::toy_data::train_toy_run;
 
@@ -914,6 +916,122 @@ c,a
         &["encode", "-m", &f, "hi"],
         error("no_config is not a model folder: no config.json (it holds: "),
     );
+    let f = c.damaged_model("big_vocab", |d| {
+        let mut vocab = std::fs::read_to_string(d.join("vocab.txt")).unwrap();
+        vocab.push_str("zzqqxx\n");
+        std::fs::write(d.join("vocab.txt"), vocab).unwrap();
+    });
+    c.add(
+        "model",
+        "vocab.txt with more tokens than the embedding table",
+        &["encode", "-m", &f, "hello zzqqxx"],
+        error("tokens, but config.json's vocab_size is "),
+    );
+    let f = c.damaged_model("integer_weight", |d| {
+        let p = d.join("model.safetensors");
+        let mut tensors = Tensor::read_safetensors(&p).unwrap();
+        let (_, first) = tensors.iter_mut().find(|(n, _)| n.ends_with("LayerNorm.weight")).unwrap();
+        *first = first.to_kind(tch::Kind::Int64);
+        Tensor::write_safetensors(&tensors, &p).unwrap();
+    });
+    c.add(
+        "model",
+        "a weight stored as integers",
+        &["encode", "-m", &f, "hi"],
+        error("LayerNorm.weight: file Int64 numbers, model floating point"),
+    );
+    // A sentence-transformers pipeline of these modules (`N_Kind` folders), with `files` beside.
+    let pipeline = |d: &Path, kinds: &[&str], files: &[(&str, &str)]| {
+        let modules: Vec<serde_json::Value> = kinds
+            .iter()
+            .enumerate()
+            .map(|(i, kind)| {
+                let path = if *kind == "Transformer" { String::new() } else { format!("{i}_{kind}") };
+                serde_json::json!({"idx": i, "name": i.to_string(), "path": path, "type": format!("sentence_transformers.models.{kind}")})
+            })
+            .collect();
+        std::fs::write(d.join("modules.json"), serde_json::Value::from(modules).to_string()).unwrap();
+        for (name, text) in files {
+            std::fs::create_dir_all(d.join(name).parent().unwrap()).unwrap();
+            std::fs::write(d.join(name), text).unwrap();
+        }
+    };
+    let mean = r#"{"word_embedding_dimension": 32, "pooling_mode_mean_tokens": true}"#;
+    let identity =
+        r#"{"in_features": 32, "out_features": 8, "activation_function": "torch.nn.modules.linear.Identity"}"#;
+    let f = c.damaged_model("normalize_before_dense", |d| {
+        pipeline(
+            d,
+            &["Transformer", "Pooling", "Normalize", "Dense"],
+            &[("1_Pooling/config.json", mean), ("3_Dense/config.json", identity)],
+        )
+    });
+    c.add(
+        "model",
+        "a sentence-transformers pipeline that normalises before its Dense module",
+        &["encode", "-m", &f, "hi"],
+        error("modules.json runs Transformer, Pooling, Normalize, Dense; sentence-mtl runs Transformer, Pooling, Dense, Normalize in that order, each at most once"),
+    );
+    let f = c.damaged_model("lasttoken", |d| {
+        pipeline(
+            d,
+            &["Transformer", "Pooling"],
+            &[("1_Pooling/config.json", r#"{"pooling_mode_mean_tokens": false, "pooling_mode_lasttoken": true}"#)],
+        )
+    });
+    c.add(
+        "model",
+        "a sentence-transformers Pooling module of another mode",
+        &["encode", "-m", &f, "hi"],
+        error("1_Pooling/config.json: pooling by lasttoken is not supported (sentence-mtl pools by one of cls_token, mean_tokens and max_tokens)"),
+    );
+    let f = c.damaged_model("default_prompt", |d| {
+        let prompts = r#"{"prompts": {"query": "query: "}, "default_prompt_name": "query"}"#;
+        pipeline(
+            d,
+            &["Transformer", "Pooling"],
+            &[("1_Pooling/config.json", mean), ("config_sentence_transformers.json", prompts)],
+        )
+    });
+    c.add(
+        "model",
+        "a sentence-transformers folder with a default prompt",
+        &["encode", "-m", &f, "hi"],
+        error("config_sentence_transformers.json: default_prompt_name 'query' puts 'query: ' before every text, which sentence-mtl does not do"),
+    );
+    let f = c.damaged_model("lower_cased_text", |d| {
+        let lower = r#"{"max_seq_length": 64, "do_lower_case": true}"#;
+        let cased = r#"{"do_lower_case": false}"#;
+        pipeline(
+            d,
+            &["Transformer", "Pooling"],
+            &[("1_Pooling/config.json", mean), ("sentence_bert_config.json", lower), ("tokenizer_config.json", cased)],
+        )
+    });
+    c.add(
+        "model",
+        "sentence_bert_config.json lower-cases text for a cased tokenizer",
+        &["encode", "-m", &f, "hi"],
+        error("sentence_bert_config.json: do_lower_case true (the text lower-cased before a tokenizer that keeps case) is not supported"),
+    );
+    let f = c.damaged_model("no_chinese_split", |d| {
+        std::fs::write(d.join("tokenizer_config.json"), r#"{"tokenize_chinese_chars": false}"#).unwrap()
+    });
+    c.add(
+        "model",
+        "a tokenizer that keeps Chinese characters together",
+        &["encode", "-m", &f, "hi"],
+        error("tokenizer_config.json: tokenize_chinese_chars false is not supported"),
+    );
+    let f = c.damaged_model("max_seq_length_1", |d| {
+        pipeline(d, &["Transformer"], &[("sentence_bert_config.json", r#"{"max_seq_length": 1}"#)])
+    });
+    c.add(
+        "model",
+        "sentence_bert_config.json's max_seq_length below 2",
+        &["encode", "-m", &f, "hi"],
+        error("sentence_bert_config.json's max_seq_length 1 is out of range: this model takes 2 to"),
+    );
     let f = c.damaged_model("no_vocab", |d| std::fs::remove_file(d.join("vocab.txt")).unwrap());
     c.add("model", "vocab.txt missing", &["encode", "-m", &f, "hi"], error("no vocab.txt in"));
     let f = c.damaged_model("gpt2", |d| {
@@ -949,6 +1067,32 @@ c,a
         &["encode", "-m", &f, "hi"],
         error("that sentence_mtl.json does not describe (checkpoint heads do not match its tasks)"),
     );
+    let f = c.damaged_checkpoint("task_twice", |d| {
+        let p = d.join("sentence_mtl.json");
+        let mut spec: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        let first = spec["tasks"][0].clone();
+        spec["tasks"].as_array_mut().unwrap().insert(0, first);
+        std::fs::write(&p, spec.to_string()).unwrap();
+    });
+    c.add(
+        "model",
+        "checkpoint JSON that describes a task twice",
+        &["predict", "-m", &f, "--task", "topic", "hi"],
+        error("sentence_mtl.json: task 'topic' is described twice"),
+    );
+    let f = c.damaged_checkpoint("label_twice", |d| {
+        let p = d.join("sentence_mtl.json");
+        let mut spec: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        let labels = spec["tasks"][0]["labels"].as_array_mut().unwrap();
+        labels[1] = labels[0].clone();
+        std::fs::write(&p, spec.to_string()).unwrap();
+    });
+    c.add(
+        "model",
+        "checkpoint JSON whose task lists a label twice",
+        &["predict", "-m", &f, "--task", "topic", "hi"],
+        error("sentence_mtl.json: classification task 'topic' has repeated labels, one per class of its head"),
+    );
     let f = c.damaged_checkpoint("labels_vs_heads", |d| {
         let p = d.join("sentence_mtl.json");
         let mut spec: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
@@ -959,7 +1103,7 @@ c,a
         "model",
         "checkpoint JSON with more labels than its head",
         &["predict", "-m", &f, "--task", "topic", "hi"],
-        error("shape mismatches: heads.topic.bias: file [3], model [4]"),
+        error("configuration; mismatches: heads.topic.bias: file [3], model [4]"),
     );
     let f =
         c.damaged_export("hf", "export_without_heads", |d| std::fs::remove_file(d.join("heads.safetensors")).unwrap());
