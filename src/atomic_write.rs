@@ -149,14 +149,20 @@ fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Flushes the files a staging folder holds, and its entries, to disk; best effort.
+/// Flushes the files a staging folder holds, its subfolders' (a sentence-transformers
+/// export's `1_Pooling/`), and their entries, to disk; best effort. The staging folder is
+/// ours, so every file in it is one we wrote.
 fn sync_staged(staging: &Path) {
     if let Ok(entries) = std::fs::read_dir(staging) {
         for entry in entries.flatten() {
-            if entry.file_type().is_ok_and(|t| t.is_file()) {
-                if let Ok(file) = std::fs::File::open(entry.path()) {
-                    let _ = file.sync_all();
+            match entry.file_type() {
+                Ok(kind) if kind.is_file() => {
+                    if let Ok(file) = std::fs::File::open(entry.path()) {
+                        let _ = file.sync_all();
+                    }
                 }
+                Ok(kind) if kind.is_dir() => sync_staged(&entry.path()),
+                _ => {}
             }
         }
     }
