@@ -38,6 +38,7 @@ impl SentenceTokenizer {
         let (lower_case, strip_accents) = normalisation_settings(dir)?;
         let vocab = BertVocab::from_file(&vocab_path)
             .map_err(|e| anyhow::anyhow!("cannot read vocabulary {}: {e}", vocab_path.display()))?;
+        refuse_added_tokens(dir, &vocab)?;
         let pad_id = vocab.token_to_id(vocab.get_pad_value());
         let id_limit = vocab.values().values().max().map_or(0, |&id| id + 1);
         let inner = BertTokenizer::from_existing_vocab(vocab, lower_case, strip_accents);
@@ -101,6 +102,49 @@ pub fn truncation_note(truncated: usize, total: usize, noun: &str, max_length: u
         format!("{truncated} of {total} {noun}s {}", if truncated == 1 { "is" } else { "are" })
     };
     format!("{which} longer than {max_length} tokens and cut to them (--max-length)")
+}
+
+/// Refuses tokens added to the tokenizer (`tokenizer.add_tokens`, in `tokenizer.json`'s
+/// `added_tokens` or `added_tokens.json`) that `vocab.txt` lacks, or that are not special:
+/// transformers matches them whole before WordPiece, which this tokenizer does not.
+fn refuse_added_tokens(dir: &Path, vocab: &BertVocab) -> Result<()> {
+    #[derive(serde::Deserialize)]
+    struct AddedToken {
+        content: String,
+        #[serde(default)]
+        special: bool,
+    }
+    /// Only `added_tokens`: the rest (the vocabulary again) is skipped, not built.
+    #[derive(serde::Deserialize)]
+    struct TokenizerJson {
+        #[serde(default)]
+        added_tokens: Vec<AddedToken>,
+    }
+    let mut added: Vec<String> = Vec::new();
+    let tokenizer_json = dir.join("tokenizer.json");
+    if tokenizer_json.is_file() {
+        let text = std::fs::read_to_string(&tokenizer_json)
+            .with_context(|| format!("cannot read {}", tokenizer_json.display()))?;
+        let parsed: TokenizerJson = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a valid tokenizer file", tokenizer_json.display()))?;
+        let whole = |t: &AddedToken| !t.special || !vocab.values().contains_key(&t.content);
+        added.extend(parsed.added_tokens.into_iter().filter(whole).map(|t| t.content));
+    }
+    let added_json = dir.join("added_tokens.json");
+    if let Ok(text) = std::fs::read_to_string(&added_json) {
+        let tokens: std::collections::BTreeMap<String, Value> = serde_json::from_str(&text).unwrap_or_default();
+        added.extend(tokens.into_keys().filter(|t| !vocab.values().contains_key(t)));
+    }
+    added.sort();
+    added.dedup();
+    if !added.is_empty() {
+        anyhow::bail!(
+            "{} has tokens added to its tokenizer ({}), which transformers keeps whole and sentence-mtl's WordPiece tokenizer would split",
+            dir.display(),
+            added.iter().take(5).map(|t| format!("'{t}'")).collect::<Vec<_>>().join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// Whether the tokenizer of the model folder `dir` lower-cases its text.
@@ -171,6 +215,26 @@ mod tests {
         for separator in ['\u{2028}', '\u{2029}'] {
             assert_eq!(tokenizer.encode_batch(&[format!("hello{separator}world")], 16), spaced);
         }
+    }
+
+    #[test]
+    fn added_tokens_are_refused_but_the_special_ones_of_the_vocabulary() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "vocab.txt", "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nhello\n");
+        let special = r#"{"content": "[PAD]", "special": true}, {"content": "[CLS]", "special": true}"#;
+        write(dir.path(), "tokenizer.json", &format!(r#"{{"added_tokens": [{special}], "model": {{}}}}"#));
+        assert!(SentenceTokenizer::from_dir(dir.path()).is_ok());
+        let added = r#"{"content": "guitarzz", "special": false}"#;
+        write(dir.path(), "tokenizer.json", &format!(r#"{{"added_tokens": [{special}, {added}]}}"#));
+        let err = SentenceTokenizer::from_dir(dir.path()).err().unwrap().to_string();
+        assert!(
+            err.contains("has tokens added to its tokenizer ('guitarzz'), which transformers keeps whole"),
+            "{err}"
+        );
+        std::fs::remove_file(dir.path().join("tokenizer.json")).unwrap();
+        write(dir.path(), "added_tokens.json", r#"{"<ent>": 6}"#);
+        let err = SentenceTokenizer::from_dir(dir.path()).err().unwrap().to_string();
+        assert!(err.contains("('<ent>')"), "{err}");
     }
 
     #[test]

@@ -927,6 +927,15 @@ c,a
         &["encode", "-m", &f, "hello zzqqxx"],
         error("tokens, but config.json's vocab_size is "),
     );
+    let f = c.damaged_model("added_tokens", |d| {
+        std::fs::write(d.join("added_tokens.json"), r#"{"guitarzz": 99999}"#).unwrap()
+    });
+    c.add(
+        "model",
+        "tokens added to the tokenizer",
+        &["encode", "-m", &f, "hi"],
+        error("has tokens added to its tokenizer ('guitarzz'), which transformers keeps whole and sentence-mtl's WordPiece tokenizer would split"),
+    );
     let f = c.damaged_model("integer_weight", |d| {
         let p = d.join("model.safetensors");
         let mut tensors = Tensor::read_safetensors(&p).unwrap();
