@@ -469,9 +469,9 @@ pub struct PredictArgs {
     #[command(flatten)]
     pub model: ModelArgs,
 
-    /// Task whose head labels the sentences
+    /// Task whose head labels the sentences [default: the model's only one]
     #[arg(short, long, value_name = "NAME")]
-    pub task: String,
+    pub task: Option<String>,
 
     #[command(flatten)]
     pub io: SentenceIoArgs,

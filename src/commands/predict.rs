@@ -22,7 +22,7 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     let quiet = args.model.quiet || !is_main(group.as_ref());
     let overrides = SpecOverrides { max_length: args.model.max_length, ..Default::default() };
     let (loaded, progress) = open_model(&args.model, &overrides, group.as_ref())?;
-    let task = loaded.spec.head_task(&args.task)?.clone();
+    let task = loaded.spec.chosen_head_task(args.task.as_deref())?.clone();
     // A CSV's sentences are where the task's training file had them, else in `text`.
     let mut columns: Vec<&str> = task.text_column.as_deref().into_iter().chain(["text"]).collect();
     columns.dedup();

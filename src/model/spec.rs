@@ -141,6 +141,24 @@ impl ModelSpec {
         self.tasks.iter().filter(|t| t.kind.has_head())
     }
 
+    /// The task `predict --task` names, else the model's only task with a head.
+    pub fn chosen_head_task(&self, name: Option<&str>) -> anyhow::Result<&TaskSpec> {
+        if let Some(name) = name {
+            return self.head_task(name);
+        }
+        let heads: Vec<&TaskSpec> = self.head_tasks().collect();
+        match heads.as_slice() {
+            [only] => Ok(only),
+            [] => anyhow::bail!(
+                "this model has no classification head to label sentences with; `encode` gives its embeddings"
+            ),
+            several => anyhow::bail!(
+                "this model has several classification heads; choose one with --task ({})",
+                several.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        }
+    }
+
     /// A task with a head, for `predict` and the heads' logits.
     pub fn head_task(&self, name: &str) -> anyhow::Result<&TaskSpec> {
         let task = self.task(name)?;
@@ -192,5 +210,35 @@ impl SpecOverrides {
         if let Some(m) = self.max_length {
             spec.max_length = m;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(tasks: serde_json::Value) -> ModelSpec {
+        serde_json::from_value(serde_json::json!({
+            "format_version": FORMAT_VERSION, "model_type": "bert", "pooling": "mean", "projection_dim": null,
+            "normalize": false, "max_length": 8, "base_model": "m", "tasks": tasks,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn predict_without_a_task_uses_the_only_head() {
+        let similar = serde_json::json!({"name": "s", "kind": "similarity"});
+        let one = spec(serde_json::json!([similar, {"name": "a", "labels": ["x", "y"]}]));
+        assert_eq!(one.chosen_head_task(None).unwrap().name, "a");
+        let two = spec(serde_json::json!([{"name": "a", "labels": ["x"]}, {"name": "b", "labels": ["y"]}]));
+        let err = two.chosen_head_task(None).unwrap_err().to_string();
+        assert_eq!(err, "this model has several classification heads; choose one with --task (a, b)");
+        assert_eq!(two.chosen_head_task(Some("b")).unwrap().name, "b");
+        let none = spec(serde_json::json!([similar]));
+        assert!(none
+            .chosen_head_task(None)
+            .unwrap_err()
+            .to_string()
+            .starts_with("this model has no classification head"));
     }
 }

@@ -1466,6 +1466,18 @@ c,a
         &["encode", "-m", &model_copy, "-o", &model_config, "hi"],
         error("config.json would replace a file of the --model folder "),
     );
+    c.add(
+        "settings",
+        "predict without --task on a model of several heads",
+        &["predict", "-m", &ck, "hi"],
+        error("this model has several classification heads; choose one with --task (topic, mood)"),
+    );
+    c.add(
+        "settings",
+        "predict on a model without a classification head",
+        &["predict", "-m", &m, "hi"],
+        error("this model has no classification head to label sentences with; `encode` gives its embeddings"),
+    );
     let into_checkpoint_file = format!("{ck}/config.json");
     c.add(
         "settings",
