@@ -14,7 +14,15 @@ pub fn run(args: &ExportArgs) -> Result<()> {
     let format = args.format;
     let dir = Path::new(&args.model);
     if !dir.exists() {
-        bail!("--model {}: no such checkpoint folder", dir.display());
+        match dir.parent().filter(|p| !p.as_os_str().is_empty() && p.is_dir()) {
+            Some(parent) => bail!(
+                "--model {}: no such checkpoint folder ({} holds: {})",
+                dir.display(),
+                parent.display(),
+                crate::model::source::listing(parent)
+            ),
+            None => bail!("--model {}: no such checkpoint folder", dir.display()),
+        }
     }
     if !checkpoint::is_checkpoint(dir) {
         if checkpoint::is_checkpoint(&dir.join("best")) {

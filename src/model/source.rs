@@ -57,7 +57,7 @@ pub fn resolve_model_dir(model: &str) -> Result<PathBuf> {
 }
 
 /// The names in `dir`, sorted, the first few of them.
-fn listing(dir: &Path) -> String {
+pub fn listing(dir: &Path) -> String {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
         .unwrap_or_default();

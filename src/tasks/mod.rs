@@ -134,7 +134,7 @@ pub fn kind_of_file(path: &Path, given: Option<TaskKind>, columns: LabelColumns<
         [kind] => Ok(*kind),
         [] => {
             let expected: Vec<String> = KINDS.iter().map(|k| describe_columns(*k, columns, &header)).collect();
-            let hint = missing_column_hint(&header);
+            let hint = score_named_label(&header).unwrap_or_else(|| missing_column_hint(&header));
             bail!(
                 "{}:1: the header ({columns_seen}) fits no task kind: {}; {hint}",
                 path.display(),
@@ -150,6 +150,13 @@ pub fn kind_of_file(path: &Path, given: Option<TaskKind>, columns: LabelColumns<
             )
         }
     }
+}
+
+/// The hint for GLUE's STS-B layout, whose similarity score is in a column named `label`.
+fn score_named_label(header: &[String]) -> Option<&'static str> {
+    let has = |name: &str| header.iter().any(|h| h == name);
+    (has("sentence1") && has("sentence2") && has("label") && !has("score"))
+        .then_some("a similarity file names its score column 'score' (GLUE's STS-B calls it 'label'): rename it")
 }
 
 /// A task's dev score, by kind. The main metric (macro-F1, Spearman, MRR@10) chooses `best/`.
@@ -345,6 +352,14 @@ mod tests {
         let (_dir, path) = header("question,answer\n");
         let err = kind_of_file(&path, None, DEFAULT).unwrap_err().to_string();
         assert!(err.contains("fits no task kind: classification needs text, label; similarity needs sentence1, sentence2, score; pairs needs anchor, positive (and optionally negative)"), "{err}");
+        let (_dir, path) = header("sentence1,sentence2,label\n");
+        let err = kind_of_file(&path, None, DEFAULT).unwrap_err().to_string();
+        assert!(
+            err.ends_with(
+                "a similarity file names its score column 'score' (GLUE's STS-B calls it 'label'): rename it"
+            ),
+            "{err}"
+        );
         let (_dir, path) = header("text,label\n");
         let err = kind_of_file(&path, Some(TaskKind::Similarity), DEFAULT).unwrap_err().to_string();
         assert!(err.ends_with("f.csv:1: the header (text, label) is not a similarity file: similarity needs sentence1, sentence2, score"), "{err}");

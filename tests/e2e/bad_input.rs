@@ -1598,6 +1598,13 @@ c,a
         &["export", "-m", &c.path("nowhere/best"), "--format", "hf", "--out", &c.path("x")],
         error("nowhere/best: no such checkpoint folder"),
     );
+    let mistyped = format!("{}/bset", c.checkpoint.parent().unwrap().display());
+    c.add(
+        "export",
+        "a mistyped checkpoint of a run",
+        &["export", "-m", &mistyped, "--format", "hf", "--out", &c.path("x")],
+        error("bset: no such checkpoint folder ("),
+    );
     c.add(
         "export",
         "a run directory instead of its checkpoint",
