@@ -97,8 +97,6 @@ impl ModelFolder {
         Ok((path, tensors))
     }
 
-    /// For messages: the file the spec comes from (none for a plain folder, whose spec is
-    /// made from defaults; `sentence_mtl.json` is what it would need).
     /// Where the folder's maximum length comes from, for messages.
     pub fn max_length_source(&self) -> String {
         match (self.has_own_spec, self.sentence_transformers.max_seq_length) {
@@ -108,6 +106,8 @@ impl ModelFolder {
         }
     }
 
+    /// For messages: the file the spec comes from (none for a plain folder, whose spec is
+    /// made from defaults; `sentence_mtl.json` is what it would need).
     pub fn spec_file(&self) -> &'static str {
         if self.hf_export.is_some() {
             super::hf_export::TASKS_FILE

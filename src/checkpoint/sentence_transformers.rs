@@ -134,8 +134,9 @@ fn refuse_default_prompt(dir: &Path) -> Result<()> {
         return Ok(());
     }
     let value: serde_json::Value = read_json(&path)?;
-    if let Some(name) = value.get("default_prompt_name").and_then(|v| v.as_str()) {
-        let prompt = value["prompts"][name].as_str().unwrap_or_default();
+    let name = value.get("default_prompt_name").and_then(|v| v.as_str());
+    let prompt = name.and_then(|name| value["prompts"][name].as_str()).unwrap_or_default();
+    if let (Some(name), false) = (name, prompt.is_empty()) {
         bail!(
             "{}: default_prompt_name '{name}' puts '{prompt}' before every text, which sentence-mtl does not do; remove default_prompt_name and write the prompt into your texts",
             path.display()

@@ -30,6 +30,8 @@ use crate::tasks::{self, column_flag_notes, kind_of_file, LabelColumns};
 struct EvalTask {
     name: String,
     path: PathBuf,
+    /// `--task-kind`'s, if given.
+    kind: Option<TaskKind>,
 }
 
 /// `--task NAME=FILE.csv`, each name once, each with a file.
@@ -46,10 +48,10 @@ fn eval_tasks(tasks: &[TaskArg]) -> Result<Vec<EvalTask>> {
                     "--task {}: eval reads one file per task (train's NAME=TRAIN,DEV names two); give the file to evaluate, e.g. --task {}={}",
                     task.text,
                     task.name,
-                    task.value.rsplit(',').next().unwrap_or_default()
+                    task.value.split(',').map(str::trim).rfind(|p| !p.is_empty()).unwrap_or_default()
                 );
             }
-            Ok(EvalTask { name: task.name.clone(), path: PathBuf::from(&task.value) })
+            Ok(EvalTask { name: task.name.clone(), path: PathBuf::from(&task.value), kind: None })
         })
         .collect()
 }
@@ -62,6 +64,23 @@ fn column_to_read(header: &[String], flag: Option<&str>, trained: Option<&str>, 
     flag.or_else(|| first_column_present(header, &candidates)).unwrap_or(candidates[0]).to_string()
 }
 
+/// Refuses, before any task is scored, a `--task-kind` other than the kind the model trained
+/// the task as (which is how its files are scored).
+fn refuse_kinds_unlike_the_models(tasks: &[EvalTask], loaded: &LoadedModel) -> Result<()> {
+    for task in tasks {
+        let known = loaded.spec.tasks.iter().find(|t| t.name == task.name);
+        if let (Some(given), Some(known)) = (task.kind, known.filter(|t| Some(t.kind) != task.kind)) {
+            bail!(
+                "--task-kind {}={given}: the model trained task '{}' as a {} task, which is how eval scores it",
+                task.name,
+                task.name,
+                known.kind
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Report files are named after their task ([`names_equal_but_for_case`]).
 fn refuse_names_equal_but_for_case(names: &[&str]) -> Result<()> {
     if let Some((a, b)) = names_equal_but_for_case(names) {
@@ -72,11 +91,15 @@ fn refuse_names_equal_but_for_case(names: &[&str]) -> Result<()> {
 
 pub fn run(args: &EvalArgs) -> Result<()> {
     let started = Instant::now();
-    let tasks = eval_tasks(&args.tasks)?;
-    let names: Vec<&str> = tasks.iter().map(|t| t.name.as_str()).collect();
+    let mut tasks = eval_tasks(&args.tasks)?;
+    let names: Vec<String> = tasks.iter().map(|t| t.name.clone()).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let text_columns = PerTask::resolve("--text-column", &args.text_columns, &names)?;
     let label_columns = PerTask::resolve("--label-column", &args.label_columns, &names)?;
     let kinds = PerTask::resolve_named("--task-kind", "NAME=KIND", &args.task_kinds, &names)?;
+    for task in &mut tasks {
+        task.kind = kinds.get(&task.name).map(|kind| kind.parse::<TaskKind>()).transpose().context("--task-kind")?;
+    }
     if let Some(out) = &args.out {
         check_report_folder(out)?;
         refuse_names_equal_but_for_case(&names)?;
@@ -84,6 +107,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let overrides = SpecOverrides { max_length: args.model.max_length, ..Default::default() };
     let group = join_launch(&args.model.device)?;
     let (loaded, progress) = open_model(&args.model, &overrides, group.as_ref())?;
+    refuse_kinds_unlike_the_models(&tasks, &loaded)?;
     let tally = TruncationTally::default();
     let job = [output_setting("--out", args.out.as_deref()), ("--task", names.join(", "))];
     let encoder = encoder(&args.model, &loaded, group.as_ref(), &job)?;
@@ -92,8 +116,8 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let progress = progress.without_notes();
     let mut evaluated = Vec::new();
     for task in &tasks {
-        let per_task = [&text_columns, &label_columns, &kinds];
-        let (kind, report) = task_report(&encoder, task, per_task, args, &progress)?;
+        let columns = [&text_columns, &label_columns];
+        let (kind, report) = task_report(&encoder, task, columns, args, &progress)?;
         evaluated.push(Evaluated { name: task.name.clone(), kind, report, truncated: tally.take() });
     }
     if !is_main(group.as_ref()) {
@@ -176,21 +200,12 @@ fn notes(args: &EvalArgs, evaluated: &[Evaluated], max_length: usize) -> Vec<Str
 fn task_report(
     encoder: &Encoder,
     task: &EvalTask,
-    [text_columns, label_columns, kinds]: [&PerTask; 3],
+    [text_columns, label_columns]: [&PerTask; 2],
     args: &EvalArgs,
     progress: &Progress,
 ) -> Result<(TaskKind, Box<dyn TaskReport>)> {
     let loaded = encoder.model;
     let known = loaded.spec.tasks.iter().find(|t| t.name == task.name);
-    let given = kinds.get(&task.name).map(|k| k.parse::<TaskKind>()).transpose()?;
-    if let (Some(given), Some(known)) = (given, known.filter(|t| Some(t.kind) != given)) {
-        bail!(
-            "--task-kind {}={given}: the model trained task '{}' as a {} task, which is how eval scores it",
-            task.name,
-            task.name,
-            known.kind
-        );
-    }
     // Unreadable files are reported where they are read, with their line.
     let header = read_header(&task.path).unwrap_or_default();
     let column =
@@ -199,7 +214,7 @@ fn task_report(
     let label = column(label_columns.get(&task.name), known.and_then(|t| t.label_column.as_deref()), "label");
     let columns = LabelColumns { text: &text, label: &label };
     let in_task = || format!("task '{}'", task.name);
-    let kind = kind_of_file(&task.path, given.or(known.map(|t| t.kind)), columns).with_context(in_task)?;
+    let kind = kind_of_file(&task.path, task.kind.or(known.map(|t| t.kind)), columns).with_context(in_task)?;
     let report: Box<dyn TaskReport> = match (kind, known) {
         (TaskKind::Classification, Some(spec)) => Box::new(
             tasks::classification::report(encoder, spec, &task.path, columns, args.unknown_labels, progress)
@@ -253,9 +268,10 @@ fn earlier_report_files(out: &Path) -> Vec<PathBuf> {
     files.filter(|path| path.is_file()).collect()
 }
 
-/// Every report's files, `curves.png` for a run's checkpoint, and `metrics.json` last (it
-/// marks the folder as a report); then the earlier report's files the new one did not
-/// replace. A failure on the way leaves the earlier report's `metrics.json` in place.
+/// Every report's files, `curves.png` for a run's checkpoint, and `metrics.json`, which marks
+/// the folder as a report: first in a new folder, last over an earlier report (whose own
+/// stays in place until then); then the earlier report's files the new one did not replace.
+/// A failure on the way leaves a folder that a new `eval --out` takes.
 fn write_reports(
     out: &Path,
     metrics: &serde_json::Value,
@@ -264,6 +280,11 @@ fn write_reports(
 ) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create --out {}", out.display()))?;
     let earlier = earlier_report_files(out);
+    let metrics_path = out.join("metrics.json");
+    let metrics_text = serde_json::to_string_pretty(metrics)? + "\n";
+    if earlier.is_empty() {
+        atomic_write::write_file(&metrics_path, metrics_text.as_bytes())?;
+    }
     let mut written = Vec::new();
     for Evaluated { report, .. } in evaluated {
         written.extend(report.write_files(out)?);
@@ -271,8 +292,7 @@ fn write_reports(
     if let Some(log) = training_log_of(&loaded.dir) {
         written.extend(write_curves(out, &log, loaded)?);
     }
-    let metrics_path = out.join("metrics.json");
-    atomic_write::write_file(&metrics_path, (serde_json::to_string_pretty(metrics)? + "\n").as_bytes())?;
+    atomic_write::write_file(&metrics_path, metrics_text.as_bytes())?;
     written.insert(0, metrics_path);
     for stale in earlier.iter().filter(|path| !written.contains(path)) {
         std::fs::remove_file(stale).with_context(|| format!("cannot remove {}", stale.display()))?;

@@ -78,10 +78,10 @@ pub fn read_columns_from<R: std::io::Read>(mut reader: R, name: &str, columns: &
             },
         }
         let line = record.position().map_or(0, |p| lines.line_of(p));
+        if record.len() == 1 && record[0].iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
         if record.len() != header.len() {
-            if record.len() == 1 && record[0].iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
             bail!(
                 "{name}:{line}: row has {} field(s), the header has {} (unquoted comma or unbalanced quote?)",
                 record.len(),
@@ -260,6 +260,8 @@ mod tests {
             rows.iter().map(|r| (r.line, r.fields[0].as_str())).collect::<Vec<_>>(),
             [(2, "first"), (5, "second")]
         );
+        let one_column = read(b"text\nfirst\n   \nsecond\n", &["text"]).unwrap();
+        assert_eq!(one_column.iter().map(|r| r.line).collect::<Vec<_>>(), [2, 4]);
         let err = read(b"label,text\na,first\nb\n", &["text"]).unwrap_err();
         assert_eq!(
             err.to_string(),

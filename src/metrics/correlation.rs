@@ -15,6 +15,9 @@
 /// either holds a NaN.
 pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
     assert_eq!(x.len(), y.len(), "one prediction per gold score");
+    if has_nan(x) || has_nan(y) {
+        return f64::NAN;
+    }
     if x.len() < 2 || constant(x) || constant(y) {
         return 0.0;
     }
@@ -36,6 +39,10 @@ pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
     (cov / (var_x.sqrt() * var_y.sqrt())).clamp(-1.0, 1.0)
 }
 
+fn has_nan(values: &[f64]) -> bool {
+    values.iter().any(|v| v.is_nan())
+}
+
 /// Whether `values` span no more than a few float32 roundings of their magnitude.
 fn constant(values: &[f64]) -> bool {
     let (low, high) = values.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
@@ -54,7 +61,7 @@ fn scaled(values: &[f64]) -> Vec<f64> {
 /// Spearman's rank correlation of `x` and `y`; NaN when either holds a NaN (which ranks would
 /// otherwise place as the largest value).
 pub fn spearman(x: &[f64], y: &[f64]) -> f64 {
-    if x.iter().chain(y).any(|v| v.is_nan()) {
+    if has_nan(x) || has_nan(y) {
         return f64::NAN;
     }
     if constant(x) || constant(y) {
@@ -121,6 +128,8 @@ mod tests {
         let (x, y) = ([f64::NAN, 0.5, 0.2], [1.0, 2.0, 3.0]);
         assert!(pearson(&x, &y).is_nan());
         assert!(spearman(&x, &y).is_nan());
+        let all_nan = [f64::NAN; 3];
+        assert!(pearson(&all_nan, &y).is_nan() && spearman(&all_nan, &y).is_nan());
     }
 
     #[test]

@@ -105,8 +105,9 @@ pub fn truncation_note(truncated: usize, total: usize, noun: &str, max_length: u
 }
 
 /// Refuses tokens added to the tokenizer (`tokenizer.add_tokens`, in `tokenizer.json`'s
-/// `added_tokens` or `added_tokens.json`) that `vocab.txt` lacks, or that are not special:
-/// transformers matches them whole before WordPiece, which this tokenizer does not.
+/// `added_tokens`, `tokenizer_config.json`'s `added_tokens_decoder` or `added_tokens.json`)
+/// that `vocab.txt` lacks, or that are not special: transformers matches them whole before
+/// WordPiece, which this tokenizer does not.
 fn refuse_added_tokens(dir: &Path, vocab: &BertVocab) -> Result<()> {
     #[derive(serde::Deserialize)]
     struct AddedToken {
@@ -120,6 +121,7 @@ fn refuse_added_tokens(dir: &Path, vocab: &BertVocab) -> Result<()> {
         #[serde(default)]
         added_tokens: Vec<AddedToken>,
     }
+    let whole = |t: &AddedToken| !t.special || !vocab.values().contains_key(&t.content);
     let mut added: Vec<String> = Vec::new();
     let tokenizer_json = dir.join("tokenizer.json");
     if tokenizer_json.is_file() {
@@ -127,12 +129,23 @@ fn refuse_added_tokens(dir: &Path, vocab: &BertVocab) -> Result<()> {
             .with_context(|| format!("cannot read {}", tokenizer_json.display()))?;
         let parsed: TokenizerJson = serde_json::from_str(&text)
             .with_context(|| format!("{} is not a valid tokenizer file", tokenizer_json.display()))?;
-        let whole = |t: &AddedToken| !t.special || !vocab.values().contains_key(&t.content);
-        added.extend(parsed.added_tokens.into_iter().filter(whole).map(|t| t.content));
+        added.extend(parsed.added_tokens.iter().filter(|t| whole(t)).map(|t| t.content.clone()));
+    }
+    #[derive(serde::Deserialize)]
+    struct TokenizerConfig {
+        #[serde(default)]
+        added_tokens_decoder: std::collections::BTreeMap<String, AddedToken>,
+    }
+    let config_path = dir.join("tokenizer_config.json");
+    if let Ok(text) = std::fs::read_to_string(&config_path) {
+        let config: TokenizerConfig = serde_json::from_str(&text)
+            .with_context(|| format!("{}: added_tokens_decoder is not readable", config_path.display()))?;
+        added.extend(config.added_tokens_decoder.values().filter(|t| whole(t)).map(|t| t.content.clone()));
     }
     let added_json = dir.join("added_tokens.json");
     if let Ok(text) = std::fs::read_to_string(&added_json) {
-        let tokens: std::collections::BTreeMap<String, Value> = serde_json::from_str(&text).unwrap_or_default();
+        let tokens: std::collections::BTreeMap<String, Value> = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a JSON object of tokens", added_json.display()))?;
         added.extend(tokens.into_keys().filter(|t| !vocab.values().contains_key(t)));
     }
     added.sort();
@@ -232,6 +245,11 @@ mod tests {
             "{err}"
         );
         std::fs::remove_file(dir.path().join("tokenizer.json")).unwrap();
+        let decoder = r#"{"0": {"content": "[PAD]", "special": true}, "6": {"content": "<e1>", "special": true}}"#;
+        write(dir.path(), "tokenizer_config.json", &format!(r#"{{"added_tokens_decoder": {decoder}}}"#));
+        let err = SentenceTokenizer::from_dir(dir.path()).err().unwrap().to_string();
+        assert!(err.contains("('<e1>')"), "{err}");
+        std::fs::remove_file(dir.path().join("tokenizer_config.json")).unwrap();
         write(dir.path(), "added_tokens.json", r#"{"<ent>": 6}"#);
         let err = SentenceTokenizer::from_dir(dir.path()).err().unwrap().to_string();
         assert!(err.contains("('<ent>')"), "{err}");

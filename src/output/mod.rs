@@ -86,7 +86,7 @@ pub fn check_output_path(path: Option<&Path>, input: Option<&Path>, model: &str)
 /// Whether the file at `path` is empty or starts as `encode` and `predict` write their
 /// outputs (a model's `config.json` is JSON too, so the extension alone cannot tell).
 fn holds_an_earlier_output(path: &Path) -> bool {
-    let mut start = [0u8; 16];
+    let mut start = [0u8; 24];
     let Ok(mut file) = std::fs::File::open(path) else { return false };
     let Ok(read) = std::io::Read::read(&mut file, &mut start) else { return false };
     let start = &start[..read];
@@ -94,7 +94,8 @@ fn holds_an_earlier_output(path: &Path) -> bool {
     start.is_empty()
         || match extension.as_str() {
             "npy" => start.starts_with(b"\x93NUMPY"),
-            "csv" => start.starts_with(b"text,"),
+            // encode's header, and predict's (a data file may begin `text,label` too).
+            "csv" => start.starts_with(b"text,dim_0") || start.starts_with(b"text,label,probability"),
             "jsonl" | "json" => start.starts_with(b"{\"text\":"),
             _ => false,
         }
@@ -146,12 +147,13 @@ mod tests {
     #[test]
     fn only_files_that_start_as_an_output_count_as_one() {
         let dir = tempfile::tempdir().unwrap();
-        let cases: [(&str, &[u8], bool); 8] = [
+        let cases: [(&str, &[u8], bool); 9] = [
             ("config.json", b"{\"architectures\": [\"BertModel\"]}", false),
             ("tokenizer.json", b"{\"version\":\"1.0\"}", false),
             ("earlier.json", b"{\"text\":\"hi\",\"embedding\":[0.1]}\n", true),
             ("earlier.jsonl", b"{\"text\":\"hi\",\"label\":\"a\"}\n", true),
             ("earlier.csv", b"text,dim_0\nhi,0.1\n", true),
+            ("train.csv", b"text,label\nhi,a\n", false),
             ("labels.csv", b"label,text\na,hi\n", false),
             ("earlier.npy", b"\x93NUMPY\x01\x00v\x00", true),
             ("empty.json", b"", true),

@@ -20,7 +20,8 @@ pub struct ClassificationReport {
     pub matrix: ConfusionMatrix,
     /// Rows left out with `--unknown-labels skip`.
     pub skipped: UnknownLabels,
-    /// Per row, in input order: text, true label, predicted label, its probability.
+    /// Per row, in input order: text, true label, predicted label, its probability, the row's
+    /// line in the file.
     pub predictions: Vec<[String; 5]>,
 }
 

@@ -50,9 +50,18 @@ impl TaskFile {
         out.join(format!("{}{task}.{ext}", self.prefix()))
     }
 
+    /// The extensions a report writes the file in.
+    fn extensions(self) -> &'static [&'static str] {
+        match self {
+            Self::Predictions => &["csv"],
+            Self::Confusion => &["csv", "png"],
+            Self::Similarity => &["png"],
+        }
+    }
+
     /// Every file of `task` a report can write in `out`.
     pub fn all_of(out: &Path, task: &str) -> Vec<PathBuf> {
-        Self::ALL.iter().flat_map(|file| ["csv", "png"].map(|ext| file.path(out, task, ext))).collect()
+        Self::ALL.iter().flat_map(|file| file.extensions().iter().map(|ext| file.path(out, task, ext))).collect()
     }
 }
 

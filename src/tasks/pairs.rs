@@ -265,7 +265,7 @@ fn read_search_set(path: &std::path::Path) -> Result<TextPairs> {
 fn refuse_one_candidate(search: &Search, path: &std::path::Path) -> Result<()> {
     if search.candidates.len() < 2 {
         bail!(
-            "{}: one candidate text (positives and negatives) to search, which every query finds first whatever the model, so its retrieval metrics would always be 1; give several rows with different positives",
+            "{}: one candidate text (positives and negatives, as the model reads them) to search, which every query finds first whatever the model, so its retrieval metrics would always be 1; give several rows with different positives",
             path.display()
         );
     }

@@ -792,7 +792,10 @@ impl<'a> Trainer<'a> {
     /// the evaluations without improvement (patience).
     fn keep_if_best(&mut self, evaluation: Option<&Evaluation>) -> Result<()> {
         let Some(e) = evaluation else { return Ok(()) };
-        let improved = self.state.best.as_ref().is_none_or(|b| e.mean_main_metric > b.mean_main_metric);
+        // A NaN score (a correlation of NaN cosines) is beaten by any number.
+        let improved = self.state.best.as_ref().is_none_or(|b| {
+            e.mean_main_metric > b.mean_main_metric || (b.mean_main_metric.is_nan() && !e.mean_main_metric.is_nan())
+        });
         let step = self.state.step;
         self.log.write(&LogRecord::Eval(EvalRecord {
             step,

@@ -569,7 +569,7 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         "pairs dev file with one candidate text",
         format!("p={pairs_train},{one_candidate}"),
         &[],
-        error("pairs_one_candidate.csv: one candidate text (positives and negatives) to search, which every query finds first whatever the model"),
+        error("pairs_one_candidate.csv: one candidate text (positives and negatives, as the model reads them) to search, which every query finds first whatever the model"),
     );
     c.add(
         "similarity and pairs",

@@ -368,7 +368,12 @@ fn a_new_report_replaces_the_earlier_one_and_keeps_the_users_files() {
     let mood = format!("mood={}", data.mood_dev.display());
     eval(&[topic.clone(), mood.clone()]);
     assert!(out.join("confusion_topic.png").is_file());
-    let own = ["similarity_notes.txt", "confusion_matrix_from_sklearn.xlsx", "predictions_mood.csv.bak"];
+    let own = [
+        "similarity_notes.txt",
+        "confusion_matrix_from_sklearn.xlsx",
+        "predictions_mood.csv.bak",
+        "similarity_topic.csv",
+    ];
     for name in own {
         std::fs::write(out.join(name), "mine").unwrap();
     }
