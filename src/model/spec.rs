@@ -150,7 +150,7 @@ impl ModelSpec {
         match heads.as_slice() {
             [only] => Ok(only),
             [] => anyhow::bail!(
-                "this model has no classification head to label sentences with; `encode` gives its embeddings"
+                "this model has no classification head to label sentences with; encode gives its embeddings"
             ),
             several => anyhow::bail!(
                 "this model has several classification heads; choose one with --task ({})",

@@ -1476,7 +1476,7 @@ c,a
         "settings",
         "predict on a model without a classification head",
         &["predict", "-m", &m, "hi"],
-        error("this model has no classification head to label sentences with; `encode` gives its embeddings"),
+        error("this model has no classification head to label sentences with; encode gives its embeddings"),
     );
     let into_checkpoint_file = format!("{ck}/config.json");
     c.add(
