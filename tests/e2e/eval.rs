@@ -16,6 +16,15 @@ fn half_trained(test: &str) -> Option<(tempfile::TempDir, PathBuf, crate::toy_da
     Some((dir, run, data))
 }
 
+/// The tiny BERT, and a temporary folder holding `text` as the file `name`.
+fn tiny_bert_and_file(test: &str, name: &str, text: &str) -> Option<(tempfile::TempDir, PathBuf, PathBuf)> {
+    let model = tiny_models(test)?.join("tiny-bert");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(name);
+    std::fs::write(&file, text).unwrap();
+    Some((dir, model, file))
+}
+
 fn read_json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
@@ -395,12 +404,8 @@ fn a_new_report_replaces_the_earlier_one_and_keeps_the_users_files() {
 #[test]
 fn candidates_that_are_one_input_to_the_model_are_one_candidate() {
     let test = "candidates_that_are_one_input_to_the_model_are_one_candidate";
-    let Some(models) = tiny_models(test) else { return };
-    let model = models.join("tiny-bert");
-    let dir = tempfile::tempdir().unwrap();
-    let pairs = dir.path().join("pairs.csv");
     let rows = "anchor,positive\nwhere is the tower,Paris\n\"where is the tower \",\"Paris \"\nwhere is the colosseum,Rome\nwhich ocean is largest,Pacific\n";
-    std::fs::write(&pairs, rows).unwrap();
+    let Some((dir, model, pairs)) = tiny_bert_and_file(test, "pairs.csv", rows) else { return };
     let out = dir.path().join("report");
     let task = format!("p={}", pairs.display());
     let args = [
@@ -429,12 +434,8 @@ fn candidates_that_are_one_input_to_the_model_are_one_candidate() {
 #[test]
 fn task_kind_chooses_for_a_header_that_fits_two_kinds() {
     let test = "task_kind_chooses_for_a_header_that_fits_two_kinds";
-    let Some(models) = tiny_models(test) else { return };
-    let model = models.join("tiny-bert");
-    let dir = tempfile::tempdir().unwrap();
-    let both = dir.path().join("both.csv");
     let rows = "sentence1,sentence2,score,anchor,positive\na cat sat,a cat sits,4.5,a cat sat,a cat sits\na dog ran,the sky is blue,0.5,a dog ran,a dog runs\nrain falls,it rains,4,rain falls,it rains\n";
-    std::fs::write(&both, rows).unwrap();
+    let Some((_dir, model, both)) = tiny_bert_and_file(test, "both.csv", rows) else { return };
     let task = format!("b={}", both.display());
     let eval = |extra: &[&str]| {
         let mut args = vec!["eval", "-m", model.to_str().unwrap(), "--device", "cpu", "-q", "--json", "--task", &task];
