@@ -9,8 +9,8 @@ use crate::model::layout::tensor_shapes;
 use crate::model::loaded::LoadedModel;
 use crate::model::names;
 use crate::model::spec::SpecOverrides;
+use crate::model::tensor_matching::match_tensors;
 use crate::model::tokenizer::SentenceTokenizer;
-use crate::model::weights::match_tensors;
 
 /// Loads a checkpoint folder, a HF model folder, or a hub id, onto `device` for inference.
 pub fn load(model: &str, device: Device, overrides: &SpecOverrides) -> Result<LoadedModel> {

@@ -8,9 +8,9 @@ use anyhow::{Context, Result};
 use super::{SPEC_FILE, WEIGHTS_FILE};
 use crate::atomic_write;
 use crate::model::loaded::LoadedModel;
+use crate::model::safetensors_io::write_safetensors;
 use crate::model::spec::ModelSpec;
 use crate::model::tokenizer::TOKENIZER_FILES;
-use crate::model::weights::write_safetensors;
 
 /// Writes a complete checkpoint of `loaded` (with `spec`) into `target`, replacing any
 /// previous one atomically. `source_dir` is where `config.json` and the tokenizer files are

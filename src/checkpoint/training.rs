@@ -10,8 +10,8 @@ use crate::model::loaded::LoadedModel;
 use crate::model::names::{self, TensorPart};
 use crate::model::pooling::Pooling;
 use crate::model::spec::{HeadInput, ModelSpec, TaskSpec, DEFAULT_PROJECTION_DIM, FORMAT_VERSION};
+use crate::model::tensor_matching::load_into;
 use crate::model::tokenizer::SentenceTokenizer;
-use crate::model::weights::load_into;
 use crate::model::MultiTaskModel;
 
 /// How `train` wants the model built: the run's tasks and encoder settings.

@@ -9,7 +9,7 @@ use tch::Tensor;
 
 use super::{tasks_json, variables, write_backbone};
 use crate::model::loaded::LoadedModel;
-use crate::model::weights::write_safetensors;
+use crate::model::safetensors_io::write_safetensors;
 
 pub fn write(loaded: &LoadedModel, folder: &Path) -> Result<()> {
     write_backbone(loaded, folder)?;

@@ -21,8 +21,8 @@ use tch::{Device, Tensor};
 
 use crate::atomic_write;
 use crate::model::loaded::LoadedModel;
+use crate::model::safetensors_io::write_safetensors;
 use crate::model::tokenizer::TOKENIZER_FILES;
-use crate::model::weights::write_safetensors;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExportFormat {

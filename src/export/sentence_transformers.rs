@@ -9,7 +9,7 @@ use serde_json::json;
 use super::{variables, write_backbone};
 use crate::model::loaded::LoadedModel;
 use crate::model::pooling::Pooling;
-use crate::model::weights::write_safetensors;
+use crate::model::safetensors_io::write_safetensors;
 
 pub fn write(loaded: &LoadedModel, folder: &Path) -> Result<()> {
     let spec = &loaded.spec;

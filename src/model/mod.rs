@@ -8,8 +8,10 @@ pub mod loaded;
 pub mod mapped_file;
 pub mod names;
 pub mod pooling;
+pub mod safetensors_io;
 pub mod source;
 pub mod spec;
+pub mod tensor_matching;
 pub mod tokenizer;
 pub mod weights;
 

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
 use crate::data::sampler::TaskSampler;
-use crate::model::weights::write_safetensors;
+use crate::model::safetensors_io::write_safetensors;
 
 use super::evaluate::Evaluation;
 use super::optimizer::AdamW;
