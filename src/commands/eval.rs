@@ -14,6 +14,7 @@ use crate::atomic_write;
 use crate::cli::task_values::{check_task_name, names_equal_but_for_case, PerTask, TaskArg};
 use crate::cli::EvalArgs;
 use crate::data::csv_file::{first_column_present, read_header};
+use crate::data::labelled::UnknownLabelPolicy;
 use crate::distributed::is_main;
 use crate::inference::{Encoder, TruncationTally};
 use crate::model::loaded::LoadedModel;
@@ -188,6 +189,10 @@ fn notes(args: &EvalArgs, evaluated: &[Evaluated], max_length: usize) -> Vec<Str
     let kinds: Vec<(&str, TaskKind)> = evaluated.iter().map(|e| (e.name.as_str(), e.kind)).collect();
     let mut notes = column_flag_notes("--text-column", &args.text_columns, &kinds);
     notes.extend(column_flag_notes("--label-column", &args.label_columns, &kinds));
+    let classifies = kinds.iter().any(|(_, kind)| *kind == TaskKind::Classification);
+    if args.unknown_labels == UnknownLabelPolicy::Skip && !classifies {
+        notes.push("--unknown-labels skip has no effect: no task here is a classification task".into());
+    }
     for Evaluated { name, truncated: (cut, total), .. } in evaluated {
         if *cut > 0 {
             notes.push(format!("task '{name}': {}", truncation_note(*cut, *total, "text", max_length)));

@@ -453,3 +453,20 @@ fn task_kind_chooses_for_a_header_that_fits_two_kinds() {
         assert_eq!(metrics["tasks"]["b"]["kind"], kind);
     }
 }
+
+/// A flag that changes nothing for the tasks given says so, as train's inert flags do.
+#[test]
+fn unknown_labels_skip_without_a_classification_task_says_it_does_nothing() {
+    let test = "unknown_labels_skip_without_a_classification_task_says_it_does_nothing";
+    let rows = "anchor,positive\na cat sat,a cat sits\na dog ran,a dog runs\n";
+    let Some((_dir, model, pairs)) = tiny_bert_and_file(test, "pairs.csv", rows) else { return };
+    let task = format!("p={}", pairs.display());
+    let args = ["eval", "-m", model.to_str().unwrap(), "--device", "cpu", "--task", &task, "--unknown-labels", "skip"];
+    let scored = run_args(&args);
+    assert_ok(&scored);
+    let said = stderr(&scored);
+    assert!(
+        said.contains("note: --unknown-labels skip has no effect: no task here is a classification task"),
+        "{said}"
+    );
+}
