@@ -87,18 +87,37 @@ fn place_locally_hint(id: &str) -> String {
 fn fetch_from_hub(id: &str) -> Result<PathBuf> {
     let cache = Cache::from_env();
     let cached = cache.model(id.to_string());
-    if let Some(config) = cached.get("config.json") {
-        if REQUIRED.iter().all(|f| cached.get(f).is_some()) {
-            return Ok(config.parent().expect("cached file has a folder").to_path_buf());
-        }
-    }
-    if std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true")) {
-        bail!("'{id}' is not in the Hugging Face cache and HF_HUB_OFFLINE is set; {}", place_locally_hint(id));
-    }
+    let offline = std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
     let endpoint = std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".into());
-    check_reachable(&endpoint)
-        .with_context(|| format!("cannot download '{id}' from {endpoint}; {}", place_locally_hint(id)))?;
+    let cached_folder = cached
+        .get("config.json")
+        .filter(|_| REQUIRED.iter().all(|f| cached.get(f).is_some()))
+        .and_then(|config| config.parent().map(Path::to_path_buf));
+    if let Some(folder) = cached_folder {
+        if offline || cached.get("modules.json").is_some() || known_absent(&folder, "modules.json") {
+            return Ok(folder);
+        }
+        // A cache that transformers filled (or a first download cut short) lacks the
+        // sentence-transformers files, which change the embeddings: ask the hub for them.
+        if check_reachable(&endpoint).is_err() {
+            crate::stderrln!(
+                "note: the cached '{id}' has no modules.json, and {endpoint} cannot be reached to ask for one; without it, its pooling and normalisation are the defaults (HF_HUB_OFFLINE=1 skips this check)"
+            );
+            return Ok(folder);
+        }
+    } else if offline {
+        bail!("'{id}' is not in the Hugging Face cache and HF_HUB_OFFLINE is set; {}", place_locally_hint(id));
+    } else {
+        check_reachable(&endpoint)
+            .with_context(|| format!("cannot download '{id}' from {endpoint}; {}", place_locally_hint(id)))?;
+    }
+    download(id, &endpoint)
+}
 
+/// Downloads (or finds in the cache) a model's files: the required ones, the optional ones
+/// it has (recording those it has not, as huggingface_hub's `.no_exist/` does), and the
+/// files of the modules its `modules.json` lists.
+fn download(id: &str, endpoint: &str) -> Result<PathBuf> {
     let api = ApiBuilder::from_env()
         .with_progress(console_is_interactive())
         .build()
@@ -116,11 +135,52 @@ fn fetch_from_hub(id: &str) -> Result<PathBuf> {
         })?;
         folder.get_or_insert_with(|| local.parent().expect("downloaded file has a folder").to_path_buf());
     }
+    let folder = folder.expect("REQUIRED is not empty");
     for file in OPTIONAL {
         // Absent optional files are normal (a 404); the model works without them.
-        let _ = repo.get(file);
+        if let Err(e) = repo.get(file) {
+            if e.to_string().contains("status code 404") {
+                record_absent(&folder, file);
+            }
+        }
     }
-    Ok(folder.expect("REQUIRED is not empty"))
+    for module in module_paths(&folder) {
+        for file in ["config.json", "model.safetensors"] {
+            let _ = repo.get(&format!("{module}/{file}"));
+        }
+    }
+    Ok(folder)
+}
+
+/// Where the hub's answer that `snapshot` has no `file` is kept: huggingface_hub's layout,
+/// `<repo>/.no_exist/<commit>/<file>`, beside `<repo>/snapshots/<commit>/`.
+fn absence_record(snapshot: &Path, file: &str) -> Option<PathBuf> {
+    let commit = snapshot.file_name()?;
+    Some(snapshot.parent()?.parent()?.join(".no_exist").join(commit).join(file))
+}
+
+fn known_absent(snapshot: &Path, file: &str) -> bool {
+    absence_record(snapshot, file).is_some_and(|record| record.is_file())
+}
+
+/// Best effort: without the record, a later run asks the hub again.
+fn record_absent(snapshot: &Path, file: &str) {
+    if let Some(record) = absence_record(snapshot, file) {
+        let _ = record.parent().map(std::fs::create_dir_all);
+        let _ = std::fs::write(record, b"");
+    }
+}
+
+/// The folders of the modules a sentence-transformers `modules.json` lists (`1_Pooling`,
+/// `2_Dense`), none when there is none.
+fn module_paths(folder: &Path) -> Vec<String> {
+    #[derive(serde::Deserialize)]
+    struct Module {
+        path: String,
+    }
+    let Ok(text) = std::fs::read_to_string(folder.join("modules.json")) else { return Vec::new() };
+    let modules: Vec<Module> = serde_json::from_str(&text).unwrap_or_default();
+    modules.into_iter().map(|m| m.path).filter(|p| !p.is_empty() && !p.contains("..")).collect()
 }
 
 /// Fails within seconds when the endpoint's host cannot be resolved or reached, instead of

@@ -112,3 +112,51 @@ fn hub_id_without_network_fails_fast_with_advice() {
         .unwrap();
     assert_clean_error(&offline, "HF_HUB_OFFLINE");
 }
+
+/// A cache that transformers filled (config, vocabulary and weights, no `modules.json`) is
+/// not taken for the whole model: the sentence-transformers files are fetched, so the
+/// embeddings are the model's (here cls pooling and normalised, not mean pooling). A file
+/// the hub does not have is recorded as absent (as huggingface_hub's `.no_exist/` does), so
+/// later runs need no network.
+#[test]
+fn a_cache_without_the_sentence_transformers_files_fetches_them() {
+    let test = "a_cache_without_the_sentence_transformers_files_fetches_them";
+    let Some(models) = tiny_models(test) else { return };
+    let served = tempfile::tempdir().unwrap();
+    copy_dir(&models.join("tiny-bert"), served.path());
+    let modules = r#"[{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]"#;
+    std::fs::write(served.path().join("modules.json"), modules).unwrap();
+    std::fs::create_dir(served.path().join("1_Pooling")).unwrap();
+    std::fs::write(served.path().join("1_Pooling/config.json"), r#"{"pooling_mode_cls_token": true}"#).unwrap();
+    let hf_home = tempfile::tempdir().unwrap();
+    let repo = hf_home.path().join("hub/models--test-org--st");
+    let snapshot = repo.join("snapshots").join(COMMIT);
+    std::fs::create_dir_all(&snapshot).unwrap();
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), COMMIT).unwrap();
+    for file in ["config.json", "vocab.txt", "model.safetensors"] {
+        std::fs::copy(served.path().join(file), snapshot.join(file)).unwrap();
+    }
+    let encode = |model: &str, endpoint: &str| {
+        let args = ["encode", "-m", model, "--device", "cpu", "-q", "hello"];
+        bin().args(args).env("HF_ENDPOINT", endpoint).env("HF_HOME", hf_home.path()).output().unwrap()
+    };
+    let endpoint = serve_model_folder(served.path().to_path_buf());
+    let from_hub = encode("test-org/st", &endpoint);
+    assert_ok(&from_hub);
+    let local = encode(served.path().to_str().unwrap(), &endpoint);
+    assert_eq!(stdout(&from_hub), stdout(&local), "the cached model without its pooling and normalisation");
+
+    // A plain model: modules.json is absent on the hub, which a later run knows offline.
+    let plain = tempfile::tempdir().unwrap();
+    copy_dir(&models.join("tiny-bert"), plain.path());
+    let endpoint = serve_model_folder(plain.path().to_path_buf());
+    assert_ok(&encode("test-org/plain", &endpoint));
+    let absent = hf_home.path().join("hub/models--test-org--plain/.no_exist").join(COMMIT).join("modules.json");
+    assert!(absent.is_file(), "no record of modules.json's absence");
+    let unreachable = encode("test-org/plain", "http://127.0.0.1:9");
+    assert_ok(&unreachable);
+    assert_eq!(stderr(&unreachable), "", "a known absence needs no note");
+}
