@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use hf_hub::api::sync::ApiBuilder;
-use hf_hub::{Cache, Repo};
+use hf_hub::{Cache, Repo, RepoType};
 
 /// Files a model folder needs.
 const REQUIRED: &[&str] = &["config.json", "vocab.txt", "model.safetensors"];
@@ -18,7 +18,8 @@ const OPTIONAL: &[&str] = &[
     "special_tokens_map.json",
     "modules.json",
     "sentence_bert_config.json",
-    "1_Pooling/config.json",
+    "config_sentence_transformers.json",
+    "added_tokens.json",
 ];
 
 /// Resolves `--model`: a path that exists is used as it is; otherwise a value that looks
@@ -94,35 +95,45 @@ fn fetch_from_hub(id: &str) -> Result<PathBuf> {
         .filter(|_| REQUIRED.iter().all(|f| cached.get(f).is_some()))
         .and_then(|config| config.parent().map(Path::to_path_buf));
     if let Some(folder) = cached_folder {
-        if offline || cached.get("modules.json").is_some() || known_absent(&folder, "modules.json") {
+        if offline || is_complete(&folder) {
             return Ok(folder);
         }
-        // A cache that transformers filled (or a first download cut short) lacks the
-        // sentence-transformers files, which change the embeddings: ask the hub for them.
+        // A cache that transformers filled (or a download cut short) lacks sentence-
+        // transformers files, which change the embeddings: ask the hub for them, at the
+        // cached commit (main may have moved since; the files must be the cached weights').
         if check_reachable(&endpoint).is_err() {
             crate::stderrln!(
-                "note: the cached '{id}' has no modules.json, and {endpoint} cannot be reached to ask for one; without it, its pooling and normalisation are the defaults (HF_HUB_OFFLINE=1 skips this check)"
+                "note: the cached '{id}' lacks its sentence-transformers files (modules.json and its modules'), and {endpoint} cannot be reached to fetch them; without them, its pooling and normalisation are the defaults (HF_HUB_OFFLINE=1 skips this check)"
             );
             return Ok(folder);
         }
-    } else if offline {
-        bail!("'{id}' is not in the Hugging Face cache and HF_HUB_OFFLINE is set; {}", place_locally_hint(id));
-    } else {
-        check_reachable(&endpoint)
-            .with_context(|| format!("cannot download '{id}' from {endpoint}; {}", place_locally_hint(id)))?;
+        let commit = folder.file_name().map(|c| c.to_string_lossy().into_owned()).unwrap_or_else(|| "main".into());
+        return download(id, &endpoint, Repo::with_revision(id.to_string(), RepoType::Model, commit));
     }
-    download(id, &endpoint)
+    if offline {
+        bail!("'{id}' is not in the Hugging Face cache and HF_HUB_OFFLINE is set; {}", place_locally_hint(id));
+    }
+    check_reachable(&endpoint)
+        .with_context(|| format!("cannot download '{id}' from {endpoint}; {}", place_locally_hint(id)))?;
+    download(id, &endpoint, Repo::model(id.to_string()))
 }
 
-/// Downloads (or finds in the cache) a model's files: the required ones, the optional ones
-/// it has (recording those it has not, as huggingface_hub's `.no_exist/` does), and the
-/// files of the modules its `modules.json` lists.
-fn download(id: &str, endpoint: &str) -> Result<PathBuf> {
+/// Whether a cached snapshot has every file the model reads: `modules.json` (or the hub's
+/// word that there is none) and the files of the modules it lists.
+fn is_complete(snapshot: &Path) -> bool {
+    let modules_known = snapshot.join("modules.json").is_file() || known_absent(snapshot, "modules.json");
+    modules_known && module_files(snapshot).iter().all(|file| snapshot.join(file).is_file())
+}
+
+/// Downloads (or finds in the cache) `repo`'s files: the required ones, the optional ones it
+/// has (recording those it has not, as huggingface_hub's `.no_exist/` does), and the files
+/// of the modules its `modules.json` lists.
+fn download(id: &str, endpoint: &str, repo: Repo) -> Result<PathBuf> {
     let api = ApiBuilder::from_env()
         .with_progress(console_is_interactive())
         .build()
         .context("cannot set up the Hugging Face hub client")?;
-    let repo = api.repo(Repo::model(id.to_string()));
+    let repo = api.repo(repo);
     let mut folder = None;
     for file in REQUIRED {
         let local = repo.get(file).map_err(|e| {
@@ -137,16 +148,18 @@ fn download(id: &str, endpoint: &str) -> Result<PathBuf> {
     }
     let folder = folder.expect("REQUIRED is not empty");
     for file in OPTIONAL {
-        // Absent optional files are normal (a 404); the model works without them.
-        if let Err(e) = repo.get(file) {
-            if e.to_string().contains("status code 404") {
-                record_absent(&folder, file);
-            }
+        match repo.get(file) {
+            // The model works without them; the answer is kept so that later runs need not ask.
+            Err(e) if e.to_string().contains("status code 404") => record_absent(&folder, file),
+            Err(e) if *file == "modules.json" => crate::stderrln!(
+                "note: cannot download modules.json of '{id}' from {endpoint} ({e}); without it, its pooling and normalisation are the defaults"
+            ),
+            _ => {}
         }
     }
-    for module in module_paths(&folder) {
-        for file in ["config.json", "model.safetensors"] {
-            let _ = repo.get(&format!("{module}/{file}"));
+    for file in module_files(&folder) {
+        if let Err(e) = repo.get(&file) {
+            bail!("cannot download {file} of '{id}' from {endpoint}, which its modules.json lists: {e}");
         }
     }
     Ok(folder)
@@ -171,16 +184,31 @@ fn record_absent(snapshot: &Path, file: &str) {
     }
 }
 
-/// The folders of the modules a sentence-transformers `modules.json` lists (`1_Pooling`,
-/// `2_Dense`), none when there is none.
-fn module_paths(folder: &Path) -> Vec<String> {
+/// The files of the Pooling and Dense modules a sentence-transformers `modules.json` in
+/// `folder` lists (`1_Pooling/config.json`, `2_Dense/model.safetensors`), none when there
+/// is none; paths that leave the folder are skipped.
+fn module_files(folder: &Path) -> Vec<String> {
     #[derive(serde::Deserialize)]
     struct Module {
         path: String,
+        #[serde(rename = "type")]
+        kind: String,
     }
     let Ok(text) = std::fs::read_to_string(folder.join("modules.json")) else { return Vec::new() };
     let modules: Vec<Module> = serde_json::from_str(&text).unwrap_or_default();
-    modules.into_iter().map(|m| m.path).filter(|p| !p.is_empty() && !p.contains("..")).collect()
+    let inside = |p: &str| !p.is_empty() && !p.starts_with('/') && !p.split('/').any(|part| part == "..");
+    let files = |kind: &str| -> &'static [&'static str] {
+        match kind.rsplit('.').next() {
+            Some("Pooling") => &["config.json"],
+            Some("Dense") => &["config.json", "model.safetensors"],
+            _ => &[],
+        }
+    };
+    modules
+        .iter()
+        .filter(|m| inside(&m.path))
+        .flat_map(|m| files(&m.kind).iter().map(move |file| format!("{}/{file}", m.path)))
+        .collect()
 }
 
 /// Fails within seconds when the endpoint's host cannot be resolved or reached, instead of

@@ -10,7 +10,7 @@ use crate::common::*;
 
 const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 
-/// Serves `<root>/<file>` for `GET /<org>/<name>/resolve/main/<file>` with the headers hf-hub
+/// Serves `<root>/<file>` for `GET /<org>/<name>/resolve/<revision>/<file>` with the headers hf-hub
 /// reads (etag, x-repo-commit, content-range); 404 for anything else. Returns the base URL.
 fn serve_model_folder(root: PathBuf) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -36,18 +36,21 @@ fn serve_model_folder(root: PathBuf) -> String {
                     range_end = b.parse().ok();
                 }
             }
+            // `/<org>/<name>/resolve/<revision>/<file>`: every revision is the served folder.
             let path = request.split_whitespace().nth(1).unwrap_or("/").to_string();
-            let file = path.splitn(5, '/').nth(4).unwrap_or("").to_string();
-            let file = file.strip_prefix("main/").unwrap_or(&file).to_string();
+            let file = path.splitn(6, '/').nth(5).unwrap_or("").to_string();
+            // A pinned revision (a commit hash) answers as that commit, as the hub does.
+            let revision = path.split('/').nth(4).unwrap_or("");
+            let commit = if revision.len() == 40 { revision } else { COMMIT };
             let local = root.join(&file);
-            let response = match (path.contains("/resolve/main/"), std::fs::read(&local)) {
+            let response = match (path.contains("/resolve/"), std::fs::read(&local)) {
                 (true, Ok(bytes)) => {
                     let size = bytes.len() as u64;
                     let start = range_start.unwrap_or(0).min(size);
                     let end = range_end.unwrap_or(size.saturating_sub(1)).min(size.saturating_sub(1));
                     let body = if size == 0 { Vec::new() } else { bytes[start as usize..=end as usize].to_vec() };
                     let mut head = format!(
-                        "HTTP/1.1 206 Partial Content\r\netag: \"{:x}-{}\"\r\nx-repo-commit: {COMMIT}\r\ncontent-range: bytes {start}-{end}/{size}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                        "HTTP/1.1 206 Partial Content\r\netag: \"{:x}-{}\"\r\nx-repo-commit: {commit}\r\ncontent-range: bytes {start}-{end}/{size}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
                         size, file.replace('/', "_"), body.len()
                     )
                     .into_bytes();
@@ -114,10 +117,10 @@ fn hub_id_without_network_fails_fast_with_advice() {
 }
 
 /// A cache that transformers filled (config, vocabulary and weights, no `modules.json`) is
-/// not taken for the whole model: the sentence-transformers files are fetched, so the
-/// embeddings are the model's (here cls pooling and normalised, not mean pooling). A file
-/// the hub does not have is recorded as absent (as huggingface_hub's `.no_exist/` does), so
-/// later runs need no network.
+/// not taken for the whole model: the sentence-transformers files are fetched at the cached
+/// commit, so the embeddings are the model's (here cls pooling and normalised, not mean
+/// pooling) and the cache's `refs/main` stays. A file the hub does not have is recorded as
+/// absent (as huggingface_hub's `.no_exist/` does), so later runs need no network.
 #[test]
 fn a_cache_without_the_sentence_transformers_files_fetches_them() {
     let test = "a_cache_without_the_sentence_transformers_files_fetches_them";
@@ -131,11 +134,13 @@ fn a_cache_without_the_sentence_transformers_files_fetches_them() {
     std::fs::create_dir(served.path().join("1_Pooling")).unwrap();
     std::fs::write(served.path().join("1_Pooling/config.json"), r#"{"pooling_mode_cls_token": true}"#).unwrap();
     let hf_home = tempfile::tempdir().unwrap();
+    // Cached at an older commit than the hub's main.
+    let older = "a".repeat(40);
     let repo = hf_home.path().join("hub/models--test-org--st");
-    let snapshot = repo.join("snapshots").join(COMMIT);
+    let snapshot = repo.join("snapshots").join(&older);
     std::fs::create_dir_all(&snapshot).unwrap();
     std::fs::create_dir_all(repo.join("refs")).unwrap();
-    std::fs::write(repo.join("refs/main"), COMMIT).unwrap();
+    std::fs::write(repo.join("refs/main"), &older).unwrap();
     for file in ["config.json", "vocab.txt", "model.safetensors"] {
         std::fs::copy(served.path().join(file), snapshot.join(file)).unwrap();
     }
@@ -148,6 +153,8 @@ fn a_cache_without_the_sentence_transformers_files_fetches_them() {
     assert_ok(&from_hub);
     let local = encode(served.path().to_str().unwrap(), &endpoint);
     assert_eq!(stdout(&from_hub), stdout(&local), "the cached model without its pooling and normalisation");
+    assert!(snapshot.join("1_Pooling/config.json").exists() && !repo.join("snapshots").join(COMMIT).exists());
+    assert_eq!(std::fs::read_to_string(repo.join("refs/main")).unwrap(), older);
 
     // A plain model: modules.json is absent on the hub, which a later run knows offline.
     let plain = tempfile::tempdir().unwrap();
