@@ -35,10 +35,11 @@ impl SentenceTokenizer {
         if !vocab_path.is_file() {
             anyhow::bail!("no vocab.txt in {} (a WordPiece vocabulary is required)", dir.display());
         }
-        let (lower_case, strip_accents) = normalisation_settings(dir)?;
+        let config = read_tokenizer_config(dir)?;
+        let (lower_case, strip_accents) = settings_of(dir, &config)?;
         let vocab = BertVocab::from_file(&vocab_path)
             .map_err(|e| anyhow::anyhow!("cannot read vocabulary {}: {e}", vocab_path.display()))?;
-        refuse_added_tokens(dir, &vocab)?;
+        refuse_added_tokens(dir, &config, &vocab)?;
         let pad_id = vocab.token_to_id(vocab.get_pad_value());
         let id_limit = vocab.values().values().max().map_or(0, |&id| id + 1);
         let inner = BertTokenizer::from_existing_vocab(vocab, lower_case, strip_accents);
@@ -108,7 +109,7 @@ pub fn truncation_note(truncated: usize, total: usize, noun: &str, max_length: u
 /// `added_tokens`, `tokenizer_config.json`'s `added_tokens_decoder` or `added_tokens.json`)
 /// that `vocab.txt` lacks, or that are not special: transformers matches them whole before
 /// WordPiece, which this tokenizer does not.
-fn refuse_added_tokens(dir: &Path, vocab: &BertVocab) -> Result<()> {
+fn refuse_added_tokens(dir: &Path, config: &Value, vocab: &BertVocab) -> Result<()> {
     #[derive(serde::Deserialize)]
     struct AddedToken {
         content: String,
@@ -131,16 +132,12 @@ fn refuse_added_tokens(dir: &Path, vocab: &BertVocab) -> Result<()> {
             .with_context(|| format!("{} is not a valid tokenizer file", tokenizer_json.display()))?;
         added.extend(parsed.added_tokens.iter().filter(|t| whole(t)).map(|t| t.content.clone()));
     }
-    #[derive(serde::Deserialize)]
-    struct TokenizerConfig {
-        #[serde(default)]
-        added_tokens_decoder: std::collections::BTreeMap<String, AddedToken>,
-    }
-    let config_path = dir.join("tokenizer_config.json");
-    if let Ok(text) = std::fs::read_to_string(&config_path) {
-        let config: TokenizerConfig = serde_json::from_str(&text)
-            .with_context(|| format!("{}: added_tokens_decoder is not readable", config_path.display()))?;
-        added.extend(config.added_tokens_decoder.values().filter(|t| whole(t)).map(|t| t.content.clone()));
+    if let Some(decoder) = config.get("added_tokens_decoder") {
+        let decoder: std::collections::BTreeMap<String, AddedToken> = serde_json::from_value(decoder.clone())
+            .with_context(|| {
+                format!("{}: added_tokens_decoder is not readable", dir.join(TOKENIZER_CONFIG).display())
+            })?;
+        added.extend(decoder.values().filter(|t| whole(t)).map(|t| t.content.clone()));
     }
     let added_json = dir.join("added_tokens.json");
     if let Ok(text) = std::fs::read_to_string(&added_json) {
@@ -165,21 +162,30 @@ pub fn lower_cases(dir: &Path) -> Result<bool> {
     Ok(normalisation_settings(dir)?.0)
 }
 
-/// (lower_case, strip_accents) as the module docs say.
+const TOKENIZER_CONFIG: &str = "tokenizer_config.json";
+
+/// `dir`'s `tokenizer_config.json`, `Null` when it has none.
+fn read_tokenizer_config(dir: &Path) -> Result<Value> {
+    let path = dir.join(TOKENIZER_CONFIG);
+    if !path.is_file() {
+        return Ok(Value::Null);
+    }
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))
+}
+
+/// (lower_case, strip_accents) of the model folder `dir`, as the module docs say.
 fn normalisation_settings(dir: &Path) -> Result<(bool, bool)> {
-    let path = dir.join("tokenizer_config.json");
-    let config: Value = match path.is_file() {
-        true => {
-            let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-            serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?
-        }
-        false => Value::Null,
-    };
+    settings_of(dir, &read_tokenizer_config(dir)?)
+}
+
+/// (lower_case, strip_accents) from `dir`'s tokenizer configuration `config`.
+fn settings_of(dir: &Path, config: &Value) -> Result<(bool, bool)> {
     let flag = |field: &str| config.get(field).and_then(Value::as_bool);
     if flag("tokenize_chinese_chars") == Some(false) {
         anyhow::bail!(
             "{}: tokenize_chinese_chars false is not supported (sentence-mtl's tokenizer always splits Chinese characters apart)",
-            path.display()
+            dir.join(TOKENIZER_CONFIG).display()
         );
     }
     let lower_case = flag("do_lower_case").unwrap_or(true);
