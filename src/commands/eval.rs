@@ -245,7 +245,7 @@ fn check_report_folder(out: &Path) -> Result<()> {
     }
     crate::checkpoint::refuse_output_inside(out, "--out")?;
     let non_empty = out.read_dir().map(|mut d| d.next().is_some()).unwrap_or(false);
-    if non_empty && !is_report_folder(out) {
+    if non_empty && earlier_report(out).is_none() {
         bail!(
             "--out {} already holds files that are not an eval report; choose an empty or new folder, or one an earlier eval wrote",
             out.display()
@@ -254,19 +254,18 @@ fn check_report_folder(out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Whether `dir` holds a report an earlier `eval --out` wrote (its `metrics.json`).
-fn is_report_folder(dir: &Path) -> bool {
-    let Ok(text) = std::fs::read_to_string(dir.join("metrics.json")) else { return false };
-    serde_json::from_str::<serde_json::Value>(&text)
-        .is_ok_and(|m| m.get("evaluated_at").is_some() && m.get("tasks").is_some())
+/// The `metrics.json` of a report an earlier `eval --out` wrote in `dir`, if it holds one.
+fn earlier_report(dir: &Path) -> Option<serde_json::Value> {
+    let text = std::fs::read_to_string(dir.join("metrics.json")).ok()?;
+    let metrics: serde_json::Value = serde_json::from_str(&text).ok()?;
+    (metrics.get("evaluated_at").is_some() && metrics.get("tasks").is_some()).then_some(metrics)
 }
 
 /// The files an earlier report in `out` wrote: its `metrics.json`, `curves.png` and its tasks'
 /// files (by the names its `metrics.json` lists, never by a pattern that a file of the user's
 /// own could match).
 fn earlier_report_files(out: &Path) -> Vec<PathBuf> {
-    let Ok(text) = std::fs::read_to_string(out.join("metrics.json")) else { return Vec::new() };
-    let Ok(metrics) = serde_json::from_str::<serde_json::Value>(&text) else { return Vec::new() };
+    let Some(metrics) = earlier_report(out) else { return Vec::new() };
     let tasks = metrics["tasks"].as_object().into_iter().flat_map(|tasks| tasks.keys());
     let task_files = tasks.filter(|t| check_task_name(t).is_ok()).flat_map(|task| TaskFile::all_of(out, task));
     let files = [out.join("metrics.json"), out.join("curves.png")].into_iter().chain(task_files);
