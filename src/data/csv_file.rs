@@ -188,7 +188,6 @@ fn unclosed_quote(bytes: &[u8]) -> Option<usize> {
 
 fn error_position(e: &csv::Error) -> Option<&csv::Position> {
     match e.kind() {
-        csv::ErrorKind::UnequalLengths { pos: Some(pos), .. } => Some(pos),
         csv::ErrorKind::Utf8 { pos: Some(pos), .. } => Some(pos),
         csv::ErrorKind::Deserialize { pos: Some(pos), .. } => Some(pos),
         _ => e.position(),
@@ -226,11 +225,10 @@ impl<'a> LineCounter<'a> {
     }
 }
 
+/// The csv crate's error in words. Rows of the wrong length are not among them: records are
+/// read flexibly, and `read_columns_from` says which row and why.
 fn describe_csv_error(e: &csv::Error) -> String {
     match e.kind() {
-        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
-            format!("row has {len} field(s), the header has {expected_len} (unquoted comma or unbalanced quote?)")
-        }
         csv::ErrorKind::Io(io) => format!("read error: {io}"),
         csv::ErrorKind::Utf8 { err, .. } => format!("invalid UTF-8: {err}"),
         _ => e.to_string(),
