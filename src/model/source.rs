@@ -1,5 +1,6 @@
 //! `--model` to a local folder: an existing path, or a Hugging Face hub id fetched into the
-//! usual HF cache (`HF_HOME`, `HF_ENDPOINT` and `HF_HUB_OFFLINE` are honoured).
+//! usual HF cache (`HF_HOME`, `HF_ENDPOINT`, `HF_HUB_OFFLINE` and the proxy variables are
+//! honoured as huggingface_hub honours them).
 
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
@@ -88,7 +89,7 @@ fn place_locally_hint(id: &str) -> String {
 fn fetch_from_hub(id: &str) -> Result<PathBuf> {
     let cache = Cache::from_env();
     let cached = cache.model(id.to_string());
-    let offline = std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
+    let offline = is_offline(env("HF_HUB_OFFLINE"), env("TRANSFORMERS_OFFLINE"));
     let endpoint = std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".into());
     let cached_folder = cached
         .get("config.json")
@@ -111,7 +112,7 @@ fn fetch_from_hub(id: &str) -> Result<PathBuf> {
         return download(id, &endpoint, Repo::with_revision(id.to_string(), RepoType::Model, commit));
     }
     if offline {
-        bail!("'{id}' is not in the Hugging Face cache and HF_HUB_OFFLINE is set; {}", place_locally_hint(id));
+        bail!("'{id}' is not in the Hugging Face cache and offline mode is on (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE); {}", place_locally_hint(id));
     }
     check_reachable(&endpoint)
         .with_context(|| format!("cannot download '{id}' from {endpoint}; {}", place_locally_hint(id)))?;
@@ -211,17 +212,55 @@ fn module_files(folder: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Fails within seconds when the endpoint's host cannot be resolved or reached, instead of
-/// waiting for the OS's TCP timeout inside the HTTP client.
-fn check_reachable(endpoint: &str) -> Result<()> {
-    let (scheme, rest) = endpoint.split_once("://").unwrap_or(("https", endpoint));
-    let host_port = rest.split('/').next().unwrap_or(rest);
-    let default_port = if scheme == "http" { 80 } else { 443 };
+/// A set, non-empty environment variable.
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// huggingface_hub's reading: `HF_HUB_OFFLINE` (or, when it is unset, `TRANSFORMERS_OFFLINE`)
+/// is one of 1, ON, YES, TRUE in any case.
+fn is_offline(hf_hub_offline: Option<String>, transformers_offline: Option<String>) -> bool {
+    hf_hub_offline
+        .or(transformers_offline)
+        .is_some_and(|v| ["1", "ON", "YES", "TRUE"].contains(&v.to_ascii_uppercase().as_str()))
+}
+
+/// The variables the hub client (ureq) takes its proxy from, first set first.
+const PROXY_VARIABLES: &[&str] = &["ALL_PROXY", "all_proxy", "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"];
+
+/// What the hub client connects to first: the endpoint's host and port, or the proxy's when
+/// one is set (`[scheme://][user:password@]host[:port]`, port 80, or 1080 for SOCKS), with
+/// the words that name it in a message.
+fn first_hop(endpoint: &str, proxy: Option<(&str, String)>) -> (String, String) {
+    let (scheme, rest, default_port) = match &proxy {
+        Some((_, url)) => {
+            let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
+            (scheme, rest, if scheme.starts_with("socks") { 1080 } else { 80 })
+        }
+        None => {
+            let (scheme, rest) = endpoint.split_once("://").unwrap_or(("https", endpoint));
+            (scheme, rest, if scheme == "http" { 80 } else { 443 })
+        }
+    };
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
     let address = if host_port.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
         host_port.to_string()
     } else {
         format!("{host_port}:{default_port}")
     };
+    let named = match proxy {
+        Some((variable, _)) => format!("the proxy {host_port} ({variable}, {scheme})"),
+        None => host_port.to_string(),
+    };
+    (address, named)
+}
+
+/// Fails within seconds when the endpoint's host (or the proxy in between) cannot be
+/// resolved or reached, instead of waiting for the OS's TCP timeout inside the HTTP client.
+fn check_reachable(endpoint: &str) -> Result<()> {
+    let proxy = PROXY_VARIABLES.iter().find_map(|name| env(name).map(|url| (*name, url)));
+    let (address, host_port) = first_hop(endpoint, proxy);
     let addrs: Vec<_> =
         address.to_socket_addrs().with_context(|| format!("cannot resolve {host_port} (no network?)"))?.collect();
     let mut last_error = None;
@@ -259,6 +298,31 @@ mod tests {
     fn missing_local_path_is_named() {
         let err = resolve_model_dir("./no/such/folder").unwrap_err().to_string();
         assert!(err.contains("does not exist"), "{err}");
+    }
+
+    #[test]
+    fn offline_as_huggingface_hub_reads_it() {
+        let some = |v: &str| Some(v.to_string());
+        assert!(is_offline(some("1"), None));
+        assert!(is_offline(some("yes"), None));
+        assert!(is_offline(some("On"), None));
+        assert!(!is_offline(some("0"), some("1")), "HF_HUB_OFFLINE decides when set");
+        assert!(is_offline(None, some("TRUE")));
+        assert!(!is_offline(None, None));
+        assert!(!is_offline(some("offline"), None));
+    }
+
+    #[test]
+    fn the_first_hop_is_the_proxy_when_one_is_set() {
+        let hub = "https://huggingface.co";
+        assert_eq!(first_hop(hub, None).0, "huggingface.co:443");
+        assert_eq!(first_hop("http://127.0.0.1:8000/x", None).0, "127.0.0.1:8000");
+        let proxy = |url: &str| Some(("HTTPS_PROXY", url.to_string()));
+        assert_eq!(first_hop(hub, proxy("http://user:pw@proxy.corp:3128/")).0, "proxy.corp:3128");
+        assert_eq!(first_hop(hub, proxy("proxy.corp")).0, "proxy.corp:80");
+        let (address, named) = first_hop(hub, proxy("socks5://proxy.corp"));
+        assert_eq!(address, "proxy.corp:1080");
+        assert_eq!(named, "the proxy proxy.corp (HTTPS_PROXY, socks5)");
     }
 
     #[test]

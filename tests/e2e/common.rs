@@ -14,6 +14,11 @@ pub fn bin() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sentence-mtl"));
     // Tests run in parallel on small machines: keep each process to one libtorch thread.
     cmd.env("OMP_NUM_THREADS", "1");
+    // The hub tests serve on 127.0.0.1, which a proxy from the caller's environment would miss.
+    for proxy in ["ALL_PROXY", "all_proxy", "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"] {
+        cmd.env_remove(proxy);
+    }
+    cmd.env_remove("TRANSFORMERS_OFFLINE").env_remove("HF_HUB_OFFLINE");
     cmd
 }
 

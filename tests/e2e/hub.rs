@@ -114,6 +114,17 @@ fn hub_id_without_network_fails_fast_with_advice() {
         .output()
         .unwrap();
     assert_clean_error(&offline, "HF_HUB_OFFLINE");
+
+    // The hub client goes through a proxy when one is set: that is the host to reach first.
+    let proxied = bin()
+        .args(["encode", "-m", "distilbert-base-uncased", "hi"])
+        .env("HF_HOME", hf_home.path())
+        .env("HF_ENDPOINT", "http://127.0.0.1:9")
+        .env("HTTPS_PROXY", "http://user:secret@127.0.0.1:9")
+        .output()
+        .unwrap();
+    assert_clean_error(&proxied, "cannot connect to the proxy 127.0.0.1:9 (HTTPS_PROXY, http)");
+    assert!(!String::from_utf8_lossy(&proxied.stderr).contains("secret"), "the proxy's password is printed");
 }
 
 /// A cache that transformers filled (config, vocabulary and weights, no `modules.json`) is
