@@ -37,6 +37,8 @@ struct Corpus {
     checkpoint: PathBuf,
     /// A port something listens on, for a launch whose MASTER_PORT is taken.
     busy: std::net::TcpListener,
+    /// A port nothing listened on when the corpus was made, for a rank 0 left alone.
+    free_port: u16,
     cases: Vec<Case>,
 }
 
@@ -139,6 +141,7 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         distil: models.join("tiny-distilbert"),
         checkpoint: checkpoint_run.join("best"),
         busy: std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+        free_port: std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port(),
         cases: Vec::new(),
     };
     let m = c.model.to_string_lossy().into_owned();
@@ -814,8 +817,7 @@ c,a
         &["--dist-timeout", "2"],
         error("rank 1: cannot join the process group of 2 at 127.0.0.1:1 within 2s"),
     );
-    let free_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let free_port: &'static str = String::leak(free_port.to_string());
+    let free_port: &'static str = String::leak(c.free_port.to_string());
     c.add_launch(
         "rank 0 started without the others",
         t(),
@@ -1790,7 +1792,8 @@ fn every_bad_input_gets_one_clear_line_and_awkward_input_works() {
         .replace(&corpus.dir.path().to_string_lossy().to_string(), "<dir>")
         .replace(&corpus.model.parent().unwrap().to_string_lossy().to_string(), "<models>")
         .replace(&format!("MASTER_PORT {}", corpus.busy.local_addr().unwrap().port()), "MASTER_PORT <busy port>")
-        .replace(&format!("127.0.0.1:{}", corpus.busy.local_addr().unwrap().port()), "127.0.0.1:<busy port>");
+        .replace(&format!("127.0.0.1:{}", corpus.busy.local_addr().unwrap().port()), "127.0.0.1:<busy port>")
+        .replace(&format!("127.0.0.1:{} ", corpus.free_port), "127.0.0.1:<free port> ");
     eprintln!("{} bad-input cases checked", corpus.cases.len());
     if let Ok(path) = std::env::var("SENTENCE_MTL_ERROR_TABLE") {
         std::fs::write(path, table).unwrap();
