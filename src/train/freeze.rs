@@ -77,11 +77,13 @@ impl FreezeRule {
     }
 
     /// Refuses rules that freeze the whole encoder (backbone and projection) while a task
-    /// without a head trains: similarity and pairs tasks learn through the encoder alone, so
-    /// their loss would have no gradient (libtorch fails at the first backward pass).
-    /// `--freeze all` is exempt: it asks for an evaluation-only run.
-    pub fn check_headless_tasks(rules: &[Self], variables: &[String], headless_tasks: &[&str]) -> Result<()> {
-        let Some(task) = headless_tasks.first() else { return Ok(()) };
+    /// learns through the encoder alone: similarity and pairs tasks (no head), and
+    /// classification tasks whose head `head:NAME` freezes. Their loss would have no gradient
+    /// (libtorch fails at the first backward pass). `--freeze all` is exempt: it asks for an
+    /// evaluation-only run. `tasks` are (name, has a head).
+    pub fn check_encoder_only_tasks(rules: &[Self], variables: &[String], tasks: &[(&str, bool)]) -> Result<()> {
+        let encoder_only = |(name, has_head): &&(&str, bool)| !has_head || rules.contains(&Self::Head(name.to_string()));
+        let Some(&(task, has_head)) = tasks.iter().find(encoder_only) else { return Ok(()) };
         if rules.contains(&Self::All) {
             return Ok(());
         }
@@ -92,14 +94,15 @@ impl FreezeRule {
             return Ok(());
         }
         let has_projection = variables.iter().any(|name| names::part_of(name) == TensorPart::Projection);
-        let fix = if has_projection {
-            "freeze less of the encoder (for example --freeze layers:K)"
-        } else {
-            "add --projection-dim N to train a projection on the frozen backbone, or freeze less (for example --freeze layers:K)"
+        let fix = match (has_head, has_projection) {
+            (true, _) => format!("let its head train (drop --freeze head:{task}) or freeze less of the encoder"),
+            (false, true) => "freeze less of the encoder (for example --freeze layers:K)".to_string(),
+            (false, false) => "add --projection-dim N to train a projection on the frozen backbone, or freeze less (for example --freeze layers:K)".to_string(),
         };
+        let why = if has_head { "its head is frozen" } else { "it has no head" };
         let rules: Vec<String> = rules.iter().map(Self::to_string).collect();
         bail!(
-            "--freeze {} leaves task '{task}' nothing to train: it has no head and learns through the encoder alone; {fix}",
+            "--freeze {} leaves task '{task}' nothing to train: {why} and it learns through the encoder alone; {fix}",
             rules.join(" --freeze ")
         )
     }
@@ -203,17 +206,25 @@ mod tests {
     }
 
     #[test]
-    fn a_frozen_encoder_is_refused_only_when_a_headless_task_trains() {
+    fn a_frozen_encoder_is_refused_only_when_a_task_learns_through_it_alone() {
         let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let no_projection = names(&["bert.encoder.layer.0.output.dense.weight", "heads.trec.weight"]);
         let backbone = [FreezeRule::Backbone];
-        let err = FreezeRule::check_headless_tasks(&backbone, &no_projection, &["sts"]).unwrap_err().to_string();
+        let sts = [("trec", true), ("sts", false)];
+        let err = FreezeRule::check_encoder_only_tasks(&backbone, &no_projection, &sts).unwrap_err().to_string();
         assert!(err.contains("task 'sts' nothing to train") && err.contains("--projection-dim"), "{err}");
-        assert!(FreezeRule::check_headless_tasks(&backbone, &no_projection, &[]).is_ok());
-        assert!(FreezeRule::check_headless_tasks(&[FreezeRule::All], &no_projection, &["sts"]).is_ok());
-        assert!(FreezeRule::check_headless_tasks(&[FreezeRule::Layers(1)], &no_projection, &["sts"]).is_err());
+        assert!(FreezeRule::check_encoder_only_tasks(&backbone, &no_projection, &[("trec", true)]).is_ok());
+        assert!(FreezeRule::check_encoder_only_tasks(&[FreezeRule::All], &no_projection, &sts).is_ok());
+        assert!(FreezeRule::check_encoder_only_tasks(&[FreezeRule::Layers(1)], &no_projection, &sts).is_err());
         let with_projection = names(&["bert.encoder.layer.0.output.dense.weight", "projection.weight"]);
-        assert!(FreezeRule::check_headless_tasks(&backbone, &with_projection, &["sts"]).is_ok());
+        assert!(FreezeRule::check_encoder_only_tasks(&backbone, &with_projection, &sts).is_ok());
+        // A frozen head is no head: with the encoder frozen too, the task has nothing to train.
+        let frozen_head = [FreezeRule::Backbone, FreezeRule::Head("trec".into())];
+        let tasks = [("trec", true), ("sst", true)];
+        let err = FreezeRule::check_encoder_only_tasks(&frozen_head, &no_projection, &tasks).unwrap_err().to_string();
+        assert!(err.contains("task 'trec' nothing to train: its head is frozen"), "{err}");
+        assert!(FreezeRule::check_encoder_only_tasks(&frozen_head, &with_projection, &tasks).is_ok());
+        assert!(FreezeRule::check_encoder_only_tasks(&[FreezeRule::Head("trec".into())], &no_projection, &tasks).is_ok());
     }
 
     #[test]

@@ -248,10 +248,10 @@ fn freeze(
 ) -> Result<Option<String>> {
     let task_names: Vec<&str> = tasks.iter().map(|t| t.source().name.as_str()).collect();
     FreezeRule::validate(rules, num_layers, &task_names, spec)?;
-    let headless: Vec<&str> =
-        tasks.iter().filter(|t| t.kind() != TaskKind::Classification).map(|t| t.source().name.as_str()).collect();
+    let with_heads: Vec<(&str, bool)> =
+        tasks.iter().map(|t| (t.source().name.as_str(), t.kind() == TaskKind::Classification)).collect();
     let variables: Vec<String> = vs.variables().into_keys().collect();
-    FreezeRule::check_headless_tasks(rules, &variables, &headless)?;
+    FreezeRule::check_encoder_only_tasks(rules, &variables, &with_heads)?;
     let frozen = FreezeRule::apply(rules, vs);
     let random = names::layers_of(new_tensors.iter().filter(|n| frozen.contains(n)).map(String::as_str));
     Ok((!random.is_empty()).then(|| {
