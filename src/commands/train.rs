@@ -12,6 +12,7 @@ use crate::output::{print_stdout, same_file};
 use crate::tasks::column_flag_notes;
 use crate::train::freeze::FreezeRule;
 use crate::train::overview::score_table;
+use crate::train::run_dir::RunDir;
 use crate::train::settings::TrainSettings;
 use crate::train::trainer::{resume, train, RunOptions, TrainOutcome};
 
@@ -65,7 +66,8 @@ pub fn run(args: &TrainArgs) -> Result<()> {
 }
 
 /// Refuses a `--save-batch-plan` path whose writing would destroy something: a task's data
-/// file, a file in a checkpoint, or any existing file but an earlier plan (`.jsonl`).
+/// file, a file the run writes in `--out`, a file in a checkpoint, or any existing file but
+/// an earlier plan (`.jsonl`).
 fn check_batch_plan_path(path: Option<&std::path::Path>, settings: &TrainSettings) -> Result<()> {
     let Some(path) = path else { return Ok(()) };
     let shown = path.display();
@@ -79,6 +81,11 @@ fn check_batch_plan_path(path: Option<&std::path::Path>, settings: &TrainSetting
                 task.name
             );
         }
+    }
+    let run = RunDir { root: crate::checkpoint::resolved(&settings.out) };
+    let resolved = crate::checkpoint::resolved(path);
+    if run.own_entries().iter().any(|entry| resolved.starts_with(entry)) {
+        bail!("--save-batch-plan {shown} is where the run writes its own files in --out; name another file");
     }
     crate::checkpoint::refuse_output_inside(path, "--save-batch-plan")?;
     let an_earlier_plan = path.extension().is_some_and(|e| e == "jsonl") && starts_like_a_batch_plan(path);
@@ -141,7 +148,7 @@ fn flags_without_effect(args: &TrainArgs, settings: &TrainSettings, world: usize
     notes.extend(feature_cache_notes(&typed, settings));
     for task in settings.tasks.iter().filter(|t| t.weight == 0.0) {
         notes.push(format!(
-            "task '{}' has --task-weight 0: it trains nothing, but still takes its turns of the batches (--task-share sets how many)",
+            "task '{}' has --task-weight 0: its loss adds no gradient, but it still takes its turns of the batches (--task-share sets how many), and the optimizer steps of those turns still move the weights by momentum and weight decay",
             task.name
         ));
     }
@@ -172,7 +179,10 @@ fn schedule_notes(typed: &dyn Fn(&str) -> bool, settings: &TrainSettings) -> Vec
         notes.push("--epochs has no effect: --max-steps sets the run's length".to_string());
     }
     if typed("eval_every") && no_dev {
-        notes.push("--eval-every has no effect: no task has a dev set (--task NAME=TRAIN.csv,DEV.csv)".to_string());
+        notes.push(
+            "--eval-every only sets how often last/ is saved: no task has a dev set to evaluate (--task NAME=TRAIN.csv,DEV.csv)"
+                .to_string(),
+        );
     }
     notes
 }
