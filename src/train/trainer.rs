@@ -749,8 +749,9 @@ impl<'a> Trainer<'a> {
         let save_started = Instant::now();
         self.keep_if_best(evaluation.as_ref())?;
         let patience_spent = self.settings.patience.is_some_and(|p| self.state.evals_without_improvement >= p);
-        let early_stop = evaluation.is_some() && patience_spent;
-        if early_stop && step < self.length.total_steps {
+        // Patience spent at the last step is no early stop: the run ends there anyway.
+        let early_stop = evaluation.is_some() && patience_spent && step < self.length.total_steps;
+        if early_stop {
             trained_heads.lines.iter().for_each(|line| self.say(line));
         } else if step < self.length.total_steps {
             // Training goes on from the heads it trained (and `last/` resumes from them).
@@ -923,9 +924,19 @@ impl<'a> Trainer<'a> {
         }
     }
 
-    /// Logs the summary and makes sure `best/` exists.
+    /// Makes sure `best/` exists, then logs the summary: a log that ends in a summary is a
+    /// finished run, which `--resume` refuses, so nothing may be left to write after it.
     fn finish(mut self) -> Result<TrainOutcome> {
         self.check_before_save()?;
+        self.bar.finish_and_clear();
+        if let Some(mut plan) = self.batch_plan.take() {
+            plan.flush()?;
+        }
+        if self.state.best.is_none() && self.is_main() {
+            // No dev set: the final weights are the best we know.
+            checkpoint::save(&self.run.best(), &self.loaded, &self.spec_with(None), &self.source_dir)?;
+            self.say("no dev sets: best/ holds the final weights, as last/ does");
+        }
         let timing = &self.timing;
         let examples = self.run_examples;
         self.log.write(&LogRecord::Summary(RunSummary {
@@ -942,15 +953,6 @@ impl<'a> Trainer<'a> {
             all_reduce_buckets: self.gradient_sync.as_ref().map(|_| timing.buckets),
             buckets_during_backward: self.gradient_sync.as_ref().map(|_| timing.overlapped_buckets),
         }))?;
-        self.bar.finish_and_clear();
-        if let Some(mut plan) = self.batch_plan.take() {
-            plan.flush()?;
-        }
-        if self.state.best.is_none() && self.is_main() {
-            // No dev set: the final weights are the best we know.
-            checkpoint::save(&self.run.best(), &self.loaded, &self.spec_with(None), &self.source_dir)?;
-            self.say("no dev sets: best/ holds the final weights, as last/ does");
-        }
         Ok(TrainOutcome {
             steps: self.state.step,
             resumed_from: self.resumed_from,
