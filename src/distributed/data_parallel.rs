@@ -57,6 +57,7 @@ fn broadcast_bytes(group: &ProcessGroup, root: usize, bytes: Option<Vec<u8>>, wh
 /// (name, canonical value) are hashed and gathered, and the fields of the first rank whose
 /// hashes differ from rank 0's are named on every rank, with both values when they are short.
 pub fn agree_on_settings(group: &ProcessGroup, fields: &[(String, String)]) -> Result<()> {
+    agree_on_field_names(group, fields)?;
     let hashes: Vec<i64> = fields.iter().map(|(_, value)| crate::hash::fnv1a(value.as_bytes()) as i64).collect();
     let gathered = group.all_gather(&Tensor::from_slice(&hashes), "the settings check")?;
     let rank0 = Vec::<i64>::try_from(&gathered[0])?;
@@ -91,6 +92,47 @@ pub fn agree_on_settings(group: &ProcessGroup, fields: &[(String, String)]) -> R
 
 /// ` (7 against 5)`, or ` (--a 7 against 5, --b x against y)`, for values short enough to
 /// read (a data file's fingerprint is not).
+/// Refuses ranks whose lists of settings name different things (another `--task`, a dev
+/// file more), before the values are gathered position by position: an all-gather of
+/// unequal sizes aborts the process inside Gloo, where no error can be caught.
+fn agree_on_field_names(group: &ProcessGroup, fields: &[(String, String)]) -> Result<()> {
+    let names: Vec<&str> = fields.iter().map(|(name, _)| name.as_str()).collect();
+    // In name order: the same names in another order are as many values, which the
+    // position-by-position comparison then names.
+    let mut sorted = names.clone();
+    sorted.sort_unstable();
+    let digest = crate::hash::fnv1a(sorted.join("\n").as_bytes()) as i64;
+    let gathered = group.all_gather(&Tensor::from_slice(&[digest]), "the settings check")?;
+    let digests = gathered.iter().map(i64::try_from).collect::<Result<Vec<i64>, _>>()?;
+    let Some(rank) = digests.iter().position(|d| *d != digests[0]) else { return Ok(()) };
+    let what = "sending the settings' names";
+    let mine = serde_json::to_vec(&names)?;
+    let of_rank0: Vec<String> =
+        serde_json::from_slice(&broadcast_bytes(group, 0, Some(mine.clone()), what)?.unwrap_or_default())?;
+    let of_rank: Vec<String> =
+        serde_json::from_slice(&broadcast_bytes(group, rank, Some(mine), what)?.unwrap_or_default())?;
+    bail!(
+        "rank {}: the ranks were started with different settings: {}; every rank must get the same flags and data files",
+        group.rank(),
+        names_only_one_has(rank, &of_rank, &of_rank0)
+    )
+}
+
+/// "rank 1 has task 'q' dev file, which rank 0 has not" (either way round, or both).
+fn names_only_one_has(rank: usize, theirs: &[String], rank0: &[String]) -> String {
+    let only = |a: &[String], b: &[String]| a.iter().filter(|n| !b.contains(n)).cloned().collect::<Vec<_>>().join(", ");
+    let mut said = Vec::new();
+    for (has, has_not, names) in [(rank, 0, only(theirs, rank0)), (0, rank, only(rank0, theirs))] {
+        if !names.is_empty() {
+            said.push(format!("rank {has} has {names}, which rank {has_not} has not"));
+        }
+    }
+    match said.is_empty() {
+        true => format!("rank {rank} gives some settings more times than rank 0"),
+        false => said.join("; "),
+    }
+}
+
 fn both_values(names: &[&str], theirs: &[String], rank0: &[String]) -> String {
     let shown: Vec<String> = names
         .iter()

@@ -497,6 +497,13 @@ fn ranks_started_with_different_settings_are_refused() {
         [(data, &[]), (data, &["--batch-tokens", "512"])],
         "rank 1's --batch-tokens differs from rank 0's (512 against not given)",
     );
+    // A task more: the ranks' lists of settings differ in length, which an all-gather of
+    // their values position by position would not survive (Gloo aborted the process).
+    let more = format!("more={}", data.topic_train.display());
+    refused(
+        [(data, &[]), (data, &["--task", &more])],
+        "rank 1 has task 'more' training file, which rank 0 has not",
+    );
     // A data file is compared by its bytes: another path to the same bytes is the same file
     // (nodes may hold copies in different places), one more row is not.
     let copied = s.dir.path().join("copy.csv");
