@@ -1233,6 +1233,14 @@ c,a
         &["--freeze", "layers:9"],
         error("--freeze layers:9: the backbone has only 3 layers"),
     );
+    let second_task = format!("other={mood_dev}");
+    c.add_train(
+        "settings",
+        "--freeze head:NAME on a frozen backbone without a projection, beside another task",
+        task.clone(),
+        &["--task", &second_task, "--freeze", "backbone", "--freeze", "head:topic", "--projection-dim", "0"],
+        error("--freeze backbone --freeze head:topic leaves task 'topic' nothing to train: its head is frozen and it learns through the encoder alone; let its head train (drop --freeze head:topic)"),
+    );
     c.add_train(
         "settings",
         "unknown --freeze rule",
@@ -1721,6 +1729,15 @@ c,a
         task.clone(),
         &["--save-batch-plan", &notes],
         error("notes.txt exists and is not an earlier batch plan (.jsonl); name another file"),
+    );
+    // add_train names this case's --out `run-N`, N the case's index.
+    let own_file = c.path(&format!("run-{}/settings.json", c.cases.len()));
+    c.add_train(
+        "training",
+        "--save-batch-plan naming a file the new run writes in --out",
+        task.clone(),
+        &["--save-batch-plan", &own_file],
+        error("settings.json is where the run writes its own files in --out; name another file"),
     );
     c.add_train(
         "training",

@@ -169,6 +169,14 @@ fn small_data_checkpoints_hold_refitted_heads_at_every_evaluation() {
     for checkpoint in ["best", "last"] {
         assert_head_is_the_refit(&Path::new(&out).join(checkpoint), "topic", &s.data.topic_train);
     }
+    // Patience spent at the run's last step stops nothing: the run just ends.
+    let out = s.out("ends");
+    let last = args.iter().position(|a| *a == "--out").unwrap();
+    args[last + 1] = &out;
+    args.extend(["--max-steps", "40"]);
+    let output = run(&args);
+    assert_ok(&output);
+    assert!(!stderr(&output).contains("early stopping"), "{}", stderr(&output));
 }
 
 #[test]
@@ -244,7 +252,7 @@ fn flags_this_run_ignores_get_a_note() {
     assert!(said.contains("note: --warmup-ratio has no effect: --warmup-steps sets the warm-up"), "{said}");
     assert!(said.contains("note: --patience has no effect: no task has a dev set"), "{said}");
     assert!(said.contains("note: --epochs has no effect: --max-steps sets the run's length"), "{said}");
-    assert!(said.contains("note: --eval-every has no effect: no task has a dev set"), "{said}");
+    assert!(said.contains("note: --eval-every only sets how often last/ is saved: no task has a dev set"), "{said}");
     assert!(said.contains("note: --no-feature-cache has no effect: nothing is frozen"), "{said}");
     assert!(said.contains("note: task 'topic' has --task-weight 0: it trains nothing"), "{said}");
     assert!(said.contains("note: --temperature has no effect: it applies to --sampling temperature"), "{said}");
