@@ -99,10 +99,13 @@ impl FreezeRule {
             (false, true) => "freeze less of the encoder (for example --freeze layers:K)".to_string(),
             (false, false) => "add --projection-dim N to train a projection on the frozen backbone, or freeze less (for example --freeze layers:K)".to_string(),
         };
-        let why = if has_head { "its head is frozen" } else { "it has no head" };
+        let why = match has_head {
+            true => "its head is frozen, so it learns through the encoder alone",
+            false => "it has no head and learns through the encoder alone",
+        };
         let rules: Vec<String> = rules.iter().map(Self::to_string).collect();
         bail!(
-            "--freeze {} leaves task '{task}' nothing to train: {why} and it learns through the encoder alone; {fix}",
+            "--freeze {} leaves task '{task}' nothing to train: {why}; {fix}",
             rules.join(" --freeze ")
         )
     }

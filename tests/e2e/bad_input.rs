@@ -1239,7 +1239,7 @@ c,a
         "--freeze head:NAME on a frozen backbone without a projection, beside another task",
         task.clone(),
         &["--task", &second_task, "--freeze", "backbone", "--freeze", "head:topic", "--projection-dim", "0"],
-        error("--freeze backbone --freeze head:topic leaves task 'topic' nothing to train: its head is frozen and it learns through the encoder alone; let its head train (drop --freeze head:topic)"),
+        error("--freeze backbone --freeze head:topic leaves task 'topic' nothing to train: its head is frozen, so it learns through the encoder alone; let its head train (drop --freeze head:topic)"),
     );
     c.add_train(
         "settings",
