@@ -10,6 +10,10 @@ pub(super) struct RunLength {
     /// The steps `--max-steps` or `--epochs` ask for, before small-data mode's minimum.
     pub planned_steps: usize,
     pub steps_per_epoch: usize,
+    /// The sampler's batches in an epoch, and `--grad-accum`: an epoch's last step takes
+    /// what is left of them.
+    batches_per_epoch: usize,
+    grad_accum: usize,
     pub warmup: usize,
     /// Steps between evaluations and saves of `last/` (`--eval-every`, else an epoch; a run
     /// that small-data mode lengthened keeps `--epochs` evaluations instead of one per tiny
@@ -54,7 +58,20 @@ impl RunLength {
         } else {
             steps_per_epoch
         });
-        Self { total_steps, planned_steps, steps_per_epoch, warmup, eval_interval }
+        let (batches_per_epoch, grad_accum) = (batches_per_epoch.max(1), asked.grad_accum);
+        Self { total_steps, planned_steps, steps_per_epoch, batches_per_epoch, grad_accum, warmup, eval_interval }
+    }
+
+    /// The batches step `step` (from 0) accumulates: `--grad-accum`, but what is left of the
+    /// epoch at its last step, so that an epoch is one pass of the sampler and the next
+    /// starts afresh (as HF Trainer's short last step of an epoch).
+    pub fn batches_in_step(&self, step: usize) -> usize {
+        let in_epoch = step % self.steps_per_epoch;
+        if in_epoch + 1 < self.steps_per_epoch {
+            self.grad_accum
+        } else {
+            self.batches_per_epoch - in_epoch * self.grad_accum
+        }
     }
 
     /// The epochs `step` steps make, with a fraction.
@@ -77,6 +94,14 @@ mod tests {
         assert_eq!((length.steps_per_epoch, length.total_steps, length.eval_interval), (21, 63, 21));
         assert_eq!(length.warmup, 7, "10% of 63 steps, rounded up");
         assert_eq!(length.epoch(42), 2.0);
+        // 41 batches an epoch: 20 steps of 2, then one of the last batch; every epoch alike.
+        let per_step: Vec<usize> = (0..63).map(|s| length.batches_in_step(s)).collect();
+        assert_eq!(per_step[..21].iter().sum::<usize>(), 41);
+        assert_eq!((per_step[19], per_step[20], per_step[21], per_step[62]), (2, 1, 2, 1));
+        let even = RunLength::of(&Asked { grad_accum: 4, ..asked() }, 8, false);
+        assert!((0..6).all(|s| even.batches_in_step(s) == 4));
+        let one_step = RunLength::of(&Asked { grad_accum: 8, ..asked() }, 3, false);
+        assert_eq!((one_step.steps_per_epoch, one_step.batches_in_step(1)), (1, 3));
     }
 
     #[test]

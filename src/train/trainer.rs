@@ -434,13 +434,17 @@ impl<'a> Trainer<'a> {
             && self.settings.sampling == SamplingStrategy::RoundRobin
             && tasks.iter().all(|t| t.share == tasks[0].share);
         let each = if one_of_each { ": one batch of every task per step" } else { "" };
-        format!(
+        let mut line = format!(
             "training: {} ({about}{steps_per_epoch} per epoch, {} sampling, {batch} x {} accumulation{each}{across}), warm-up {}",
             count(total_steps, "optimizer step"),
             self.settings.sampling,
             self.settings.grad_accum,
             count(warmup, "step")
-        )
+        );
+        if warmup > total_steps {
+            line += "\nnote: --warmup-steps is longer than the run: the learning rates never reach their set values";
+        }
+        line
     }
 
     /// A progress bar per epoch (and a first one for a resumed run's partial epoch).
@@ -455,16 +459,17 @@ impl<'a> Trainer<'a> {
         }
     }
 
-    /// One optimizer step: `--grad-accum` batches forward and backward, clipping, AdamW.
+    /// One optimizer step: `--grad-accum` batches (an epoch's last step: what is left of it)
+    /// forward and backward, clipping, AdamW.
     fn step(&mut self) -> Result<()> {
         let step_started = Instant::now();
         let factor = self.settings.lr_schedule.factor(self.state.step, self.length.warmup, self.length.total_steps);
         self.optimizer.set_lr_factor(factor);
-        let accum = self.settings.grad_accum;
+        let accum = self.length.batches_in_step(self.state.step);
         let mut drawn = Vec::with_capacity(accum);
         let mut last_root = None;
         for i in 0..accum {
-            let (batch, root) = self.micro_batch()?;
+            let (batch, root) = self.micro_batch(accum)?;
             drawn.push(batch);
             match root {
                 Some(root) if i + 1 < accum => root.f_backward()?,
@@ -488,8 +493,8 @@ impl<'a> Trainer<'a> {
     /// One batch of one task (in a data-parallel launch, this rank's share of it): forward
     /// and loss, and the tensor to run backward from (`None` for an empty share). The loss
     /// is weighted by the share's fraction of the batch's rows, so the ranks' gradients sum
-    /// to the whole batch's.
-    fn micro_batch(&mut self) -> Result<(MicroBatch, Option<Tensor>)> {
+    /// to the whole batch's, and by 1 / `accum`, the batches of this step, which it averages.
+    fn micro_batch(&mut self, accum: usize) -> Result<(MicroBatch, Option<Tensor>)> {
         let (t, rows) = self.draw()?;
         let task = &self.tasks[t];
         let (rank, world) = distributed::rank_and_world(self.group);
@@ -504,7 +509,7 @@ impl<'a> Trainer<'a> {
         }
         let batch = task.batch(mine, self.loaded.device);
         let outputs = self.outputs(task.as_ref(), &batch, true)?;
-        let weight = task.source().weight / self.settings.grad_accum as f64;
+        let weight = task.source().weight / accum as f64;
         let root = match gathered {
             Some((shares, scale)) => {
                 let objective =

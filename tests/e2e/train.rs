@@ -242,7 +242,7 @@ fn flags_this_run_ignores_get_a_note() {
     let mut args = vec!["train", "-m", &s.model, "--task", &topic, "--device", "cpu", "--threads", "1"];
     args.extend(["--max-steps", "1", "--out", &out, "--patience", "2", "--temperature", "3"]);
     args.extend(["--epochs", "2", "--eval-every", "5", "--no-feature-cache", "--task-weight", "topic=0"]);
-    args.extend(["--lr-projection", "1e-3", "--warmup-ratio", "0.2", "--warmup-steps", "1"]);
+    args.extend(["--lr-projection", "1e-3", "--warmup-ratio", "0.2", "--warmup-steps", "2"]);
     let mut without_projection = args.clone();
     without_projection.extend(["--projection-dim", "0"]);
     let output = run(&without_projection);
@@ -254,8 +254,9 @@ fn flags_this_run_ignores_get_a_note() {
     assert!(said.contains("note: --epochs has no effect: --max-steps sets the run's length"), "{said}");
     assert!(said.contains("note: --eval-every only sets how often last/ is saved: no task has a dev set"), "{said}");
     assert!(said.contains("note: --no-feature-cache has no effect: nothing is frozen"), "{said}");
-    assert!(said.contains("note: task 'topic' has --task-weight 0: it trains nothing"), "{said}");
+    assert!(said.contains("note: task 'topic' has --task-weight 0: its loss adds no gradient"), "{said}");
     assert!(said.contains("note: --temperature has no effect: it applies to --sampling temperature"), "{said}");
+    assert!(said.contains("note: --warmup-steps is longer than the run: the learning rates never reach"), "{said}");
     assert!(!said.contains("cut to them"), "{said}");
     // Training texts longer than --max-length are counted in a note too.
     args.extend(["--sampling", "temperature", "--overwrite", "--max-length", "6", "--batch-tokens", "4"]);
@@ -522,6 +523,30 @@ fn batch_plan_alternates_tasks_and_covers_every_row() {
     }
     topic_rows.sort();
     assert_eq!(topic_rows, (0..144).collect::<Vec<_>>(), "the largest task is seen exactly once per epoch");
+}
+
+/// With `--grad-accum` that does not divide an epoch's batches, the epoch's last step takes
+/// what is left, so every epoch is one pass (they used to run into the next pass).
+#[test]
+fn an_epoch_is_one_pass_whatever_the_accumulation() {
+    let test = "an_epoch_is_one_pass_whatever_the_accumulation";
+    let Some(s) = setup(test) else { return };
+    let plan = s.dir.path().join("plan.jsonl");
+    s.train("accum", &["--epochs", "2", "--grad-accum", "5", "--save-batch-plan", plan.to_str().unwrap(), "-q"]);
+    let batches: Vec<serde_json::Value> =
+        std::fs::read_to_string(&plan).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    // 36 batches an epoch (round-robin over 18 + 12): 7 steps of 5, then one of 1.
+    assert_eq!(batches.len(), 72);
+    let steps: Vec<u64> = batches.iter().map(|b| b["step"].as_u64().unwrap()).collect();
+    assert_eq!((steps[34], steps[35], steps[36], steps[71]), (6, 7, 8, 15));
+    assert_eq!(steps.iter().filter(|&&s| s == 7).count(), 1);
+    let mut second_epoch_topic: Vec<u64> = batches[36..]
+        .iter()
+        .filter(|b| b["task"] == "topic")
+        .flat_map(|b| b["rows"].as_array().unwrap().iter().map(|r| r.as_u64().unwrap()).collect::<Vec<_>>())
+        .collect();
+    second_epoch_topic.sort();
+    assert_eq!(second_epoch_topic, (0..144).collect::<Vec<_>>(), "the second epoch is not one pass of topic");
 }
 
 #[test]
