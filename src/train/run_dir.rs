@@ -135,6 +135,10 @@ impl RunDir {
             }
             bail!("{} is not a sentence-mtl run directory (no settings.json)", root.display());
         }
+        // A save that a kill cut short may have moved a checkpoint aside: put it back first.
+        for checkpoint in [run.best(), run.last()] {
+            crate::atomic_write::clear_interrupted(&checkpoint);
+        }
         if !run.last().join(STATE_FILE).is_file() {
             // A run in progress has no last/ until its first save: say that it is in use.
             run.refuse_in_use()?;
@@ -264,7 +268,10 @@ impl RunDir {
         Ok(())
     }
 
-    /// Staging folders left by a process killed while saving (`.last.new-<pid>`).
+    /// Staging folders left by a process killed while saving (`.last.new-<pid>`), and old
+    /// versions it moved aside: stale whatever their pid, as the run is this process's
+    /// (`lock`). A resume puts a moved-aside checkpoint back first (`RunDir::open`); a new
+    /// run, whose earlier one is set aside, deletes them with the rest.
     pub(super) fn remove_stale_staging(&self) {
         if let Ok(entries) = std::fs::read_dir(&self.root) {
             for entry in entries.flatten() {

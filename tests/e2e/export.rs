@@ -420,8 +420,16 @@ fn export_replaces_only_an_earlier_export_and_only_with_force() {
     assert_clean_error(&force(&earlier, "torchscript"), "is an earlier export with other files added (.git)");
     std::fs::remove_dir(earlier.join(".git")).unwrap();
     assert_ok(&force(&earlier, "sentence-transformers"));
+    // What an export killed mid-write left beside its folder (its pid gone: above Linux's
+    // largest) goes with the next export there.
+    let left = [".earlier.new-99999999", ".earlier.old-99999999"].map(|name| dir.path().join(name));
+    for folder in &left {
+        std::fs::create_dir(folder).unwrap();
+        std::fs::write(folder.join("model.pt"), "half").unwrap();
+    }
     assert_ok(&force(&earlier, "torchscript"));
     assert!(earlier.join("model.pt").is_file() && !earlier.join("heads.safetensors").exists());
+    assert!(left.iter().all(|folder| !folder.exists()), "an interrupted export's folders were left");
 }
 
 /// A MiniLM checkpoint trained on a similarity and a pairs task (STS-B and pairs derived from
