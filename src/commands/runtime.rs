@@ -17,11 +17,15 @@ use crate::model::loaded::LoadedModel;
 use crate::model::spec::SpecOverrides;
 use crate::progress::Progress;
 
+/// The longest `--dist-timeout`: a week is longer than any wait worth having, and the
+/// waits built from it stay far from overflowing.
+const MAX_DIST_TIMEOUT: u64 = 7 * 24 * 3600;
+
 /// The process group of a data-parallel launch (`WORLD_SIZE` > 1), joined before anything
 /// else, so a rank that cannot reach `MASTER_ADDR` fails before reading any data.
 pub fn join_launch(args: &DeviceArgs) -> Result<Option<ProcessGroup>> {
-    if args.dist_timeout == 0 {
-        bail!("--dist-timeout must be at least 1 second");
+    if !(1..=MAX_DIST_TIMEOUT).contains(&args.dist_timeout) {
+        bail!("--dist-timeout must be 1 to {MAX_DIST_TIMEOUT} seconds (a week), got {}", args.dist_timeout);
     }
     let Some(launch) = Launch::from_env()? else { return Ok(None) };
     Ok(Some(ProcessGroup::join(&launch, Duration::from_secs(args.dist_timeout))?))
@@ -55,7 +59,7 @@ pub fn read_input(
 /// means this rank's `cuda:LOCAL_RANK`).
 pub fn prepare_device(args: &DeviceArgs, group: Option<&ProcessGroup>, quiet: bool) -> Result<Device> {
     device::set_threads(args.threads, quiet || !is_main(group))?;
-    Ok(device_for(args.device.resolve()?, group))
+    device_for(args.device.resolve()?, group)
 }
 
 /// The encoder `encode`, `predict` and `eval` run: the model at `--precision`, its batches

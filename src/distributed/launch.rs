@@ -52,7 +52,12 @@ impl Launch {
                 }
                 _ => return Ok(None),
             },
-            Some(1) if var("MASTER_PORT").is_none() => return Ok(None),
+            Some(1) if var("MASTER_PORT").is_none() => match number("RANK")? {
+                Some(rank) if rank > 0 => {
+                    bail!("environment variable RANK={rank} is out of range for WORLD_SIZE=1 (0 to 0)")
+                }
+                _ => return Ok(None),
+            },
             Some(0) => bail!("environment variable WORLD_SIZE=0: a launch needs at least one process"),
             Some(n) => n,
         };
@@ -101,6 +106,8 @@ mod tests {
     fn reads_torchrun_variables_and_defaults_the_rest() {
         assert_eq!(launch(&[]).unwrap(), None);
         assert_eq!(launch(&[("WORLD_SIZE", "1"), ("RANK", "0")]).unwrap(), None);
+        let err = launch(&[("WORLD_SIZE", "1"), ("RANK", "1")]).unwrap_err().to_string();
+        assert!(err.contains("RANK=1 is out of range for WORLD_SIZE=1"), "{err}");
         let alone = launch(&[("WORLD_SIZE", "1"), ("RANK", "0"), ("MASTER_PORT", "29400")]).unwrap().unwrap();
         assert_eq!((alone.world, alone.rank, alone.master_port), (1, 0, 29400));
         let got = launch(&[

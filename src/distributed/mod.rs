@@ -15,6 +15,7 @@ pub mod nccl;
 pub use group::{CollectiveFailed, ProcessGroup, Reduce};
 pub use launch::Launch;
 
+use anyhow::{bail, Result};
 use tch::Device;
 
 /// This process's (rank, world size): (0, 1) outside a launch.
@@ -27,10 +28,40 @@ pub fn is_main(group: Option<&ProcessGroup>) -> bool {
     group.is_none_or(|g| g.launch.is_main())
 }
 
-/// The device this process runs on: in a launch, CUDA means this rank's `cuda:LOCAL_RANK`.
-pub fn device_for(device: Device, group: Option<&ProcessGroup>) -> Device {
+/// The device this process runs on: in a launch, CUDA means this rank's `cuda:LOCAL_RANK`,
+/// which must be one this process sees.
+pub fn device_for(device: Device, group: Option<&ProcessGroup>) -> Result<Device> {
     match (device, group) {
-        (Device::Cuda(_), Some(group)) => Device::Cuda(group.launch.local_rank),
-        (device, _) => device,
+        (Device::Cuda(_), Some(group)) => {
+            cuda_of_local_rank(group.launch.local_rank, group.rank(), tch::Cuda::device_count() as usize)
+        }
+        (device, _) => Ok(device),
+    }
+}
+
+/// `cuda:LOCAL_RANK`, refused when this process sees fewer devices: a launcher that gives
+/// each process its own GPU (Slurm's `--gpus-per-task`, CUDA_VISIBLE_DEVICES per rank) leaves
+/// it one, `cuda:0`, whatever its LOCAL_RANK.
+fn cuda_of_local_rank(local_rank: usize, rank: usize, visible: usize) -> Result<Device> {
+    if local_rank >= visible {
+        let shown = std::env::var("CUDA_VISIBLE_DEVICES").map_or(String::new(), |v| format!(", CUDA_VISIBLE_DEVICES={v}"));
+        bail!(
+            "rank {rank}: LOCAL_RANK={local_rank} names cuda:{local_rank}, but this process sees {visible} CUDA device{}{shown}; where the launcher gives each process its own GPU, set LOCAL_RANK=0",
+            if visible == 1 { "" } else { "s" }
+        );
+    }
+    Ok(Device::Cuda(local_rank))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_rank_must_name_a_visible_device() {
+        assert_eq!(cuda_of_local_rank(3, 11, 8).unwrap(), Device::Cuda(3));
+        let err = cuda_of_local_rank(3, 11, 1).unwrap_err().to_string();
+        assert!(err.starts_with("rank 11: LOCAL_RANK=3 names cuda:3, but this process sees 1 CUDA device"), "{err}");
+        assert!(err.ends_with("set LOCAL_RANK=0"), "{err}");
     }
 }
