@@ -102,10 +102,16 @@ fn after_front_matter(card: &str) -> &str {
 /// The Hugging Face Hub's metadata, so that a pushed export shows as what it is: the library
 /// that loads it and the task it serves. No `base_model` (a local folder's name can look like
 /// a hub id) and no license (the base model's to state).
+///
+/// A TorchScript folder names no library: no library on the Hub loads `model.pt`, and
+/// `transformers` (which its config.json would suggest) finds no weights in it.
 fn front_matter(format: ExportFormat) -> String {
     let (library, pipeline) = match format {
         ExportFormat::SentenceTransformers => ("sentence-transformers", "sentence-similarity"),
-        ExportFormat::Hf | ExportFormat::TorchScript => ("transformers", "feature-extraction"),
+        ExportFormat::Hf => ("transformers", "feature-extraction"),
+        ExportFormat::TorchScript => {
+            return "---\npipeline_tag: feature-extraction\ntags:\n- sentence-mtl\n- torchscript\n---\n".into()
+        }
     };
     format!("---\nlibrary_name: {library}\npipeline_tag: {pipeline}\ntags:\n- sentence-mtl\n- {library}\n---\n")
 }

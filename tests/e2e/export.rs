@@ -30,11 +30,13 @@ fn export(model: &Path, format: &str, out: &Path) {
         "-q",
     ]));
     let card = std::fs::read_to_string(out.join("README.md")).expect("the export has no model card");
-    let library = if format == "sentence-transformers" { "sentence-transformers" } else { "transformers" };
-    assert!(
-        card.starts_with(&format!("---\nlibrary_name: {library}\n")),
-        "{format}: the card has no Hub metadata: {card}"
-    );
+    // TorchScript's model.pt is no library's on the Hub (transformers would find no weights).
+    let front = match format {
+        "sentence-transformers" => "---\nlibrary_name: sentence-transformers\n",
+        "hf" => "---\nlibrary_name: transformers\n",
+        _ => "---\npipeline_tag: feature-extraction\ntags:\n- sentence-mtl\n- torchscript\n---\n",
+    };
+    assert!(card.starts_with(front), "{format}: the card has no Hub metadata: {card}");
 }
 
 fn real_sentences(data: &Path, n: usize) -> Vec<String> {
