@@ -776,6 +776,13 @@ c,a
         error("WORLD_SIZE=2 is set but RANK is not"),
     );
     c.add_launch(
+        "RANK other than 0 with WORLD_SIZE=1 and no MASTER_PORT",
+        t(),
+        &[("WORLD_SIZE", "1"), ("RANK", "1")],
+        &[],
+        error("environment variable RANK=1 is out of range for WORLD_SIZE=1 (0 to 0)"),
+    );
+    c.add_launch(
         "RANK other than 0 without WORLD_SIZE",
         t(),
         &[("RANK", "1")],
@@ -845,7 +852,14 @@ c,a
         t(),
         &[("WORLD_SIZE", "2"), ("RANK", "0")],
         &["--dist-timeout", "0"],
-        error("--dist-timeout must be at least 1 second"),
+        error("--dist-timeout must be 1 to 604800 seconds (a week), got 0"),
+    );
+    c.add_launch(
+        "--dist-timeout beyond a week",
+        t(),
+        &[("WORLD_SIZE", "2"), ("RANK", "1")],
+        &["--dist-timeout", "18446744073709551615"],
+        error("--dist-timeout must be 1 to 604800 seconds (a week), got 18446744073709551615"),
     );
 
     // ---- models and checkpoints --------------------------------------------------------
