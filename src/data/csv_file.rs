@@ -35,9 +35,29 @@ fn open(path: &Path) -> Result<std::fs::File> {
     std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))
 }
 
+/// Refuses text in UTF-16 (what spreadsheets save as "Unicode text") and files of NUL
+/// bytes, which would read as one column of garbled names. `head`: the file's first bytes.
+pub fn refuse_utf16_or_binary(head: &[u8], name: &str) -> Result<()> {
+    let head = &head[..head.len().min(512)];
+    let bom = head.starts_with(&[0xFF, 0xFE]) || head.starts_with(&[0xFE, 0xFF]);
+    // ASCII in UTF-16 without a byte-order mark: every other byte is NUL.
+    let halves = |skip: usize| head.iter().skip(skip).step_by(2).all(|&b| b == 0);
+    if bom || (head.len() >= 4 && (halves(0) || halves(1))) {
+        bail!("{name}: the file is UTF-16 text (a spreadsheet's \"Unicode text\"); save it as UTF-8 (\"CSV UTF-8\"), or convert it: iconv -f UTF-16 -t UTF-8 FILE > NEW");
+    }
+    if head.contains(&0) {
+        bail!("{name}: the file holds NUL bytes, so it is not a text file (sentence-mtl reads UTF-8 text)");
+    }
+    Ok(())
+}
+
+/// What to do with a file in another encoding than UTF-8.
+pub const CONVERT_HINT: &str = "save the file as UTF-8; from Latin-1: iconv -f latin1 -t utf-8 FILE > NEW";
+
 pub fn read_columns_from<R: std::io::Read>(mut reader: R, name: &str, columns: &[&str]) -> Result<Vec<CsvRow>> {
     let mut bytes = Vec::new();
     reader.read_to_end(&mut bytes).with_context(|| format!("cannot read {name}"))?;
+    refuse_utf16_or_binary(&bytes, name)?;
     let mut lines = LineCounter::new(&bytes);
     if let Some(opened) = unclosed_quote(&bytes) {
         let line = bytes[..opened].iter().filter(|&&b| b == b'\n').count() + 1;
@@ -93,7 +113,7 @@ pub fn read_columns_from<R: std::io::Read>(mut reader: R, name: &str, columns: &
             let bytes = record.get(i).unwrap_or_default();
             match std::str::from_utf8(bytes) {
                 Ok(s) => fields.push(s.to_string()),
-                Err(_) => bail!("{name}:{line}: column '{column}' is not valid UTF-8"),
+                Err(_) => bail!("{name}:{line}: column '{column}' is not valid UTF-8 ({CONVERT_HINT})"),
             }
         }
         rows.push(CsvRow { line, fields });
@@ -123,8 +143,13 @@ pub fn delimiter_hint(header: &[String]) -> Option<&'static str> {
 /// The column names of a CSV file's header row (a UTF-8 byte-order mark and surrounding
 /// spaces removed), for telling what kind of data a file holds.
 pub fn read_header(path: &Path) -> Result<Vec<String>> {
-    let file = open(path)?;
+    use std::io::{Read, Seek};
+    let mut file = open(path)?;
     let name = path.display().to_string();
+    let mut head = Vec::with_capacity(512);
+    (&mut file).take(512).read_to_end(&mut head).with_context(|| format!("cannot read {name}"))?;
+    refuse_utf16_or_binary(&head, &name)?;
+    file.rewind().with_context(|| format!("cannot read {name}"))?;
     let mut csv = csv::ReaderBuilder::new().has_headers(true).from_reader(file);
     header_of(&mut csv, &name).map_err(|e| match e {
         HeaderError::Empty => anyhow::anyhow!("{name}: the file is empty (expected a header row naming the columns)"),
@@ -347,7 +372,22 @@ mod tests {
     #[test]
     fn non_utf8_names_line_and_column() {
         let err = read(b"text,label\nok,a\nbad\xff,b\n", &["text"]).unwrap_err().to_string();
-        assert_eq!(err, "t.csv:3: column 'text' is not valid UTF-8");
+        assert!(err.starts_with("t.csv:3: column 'text' is not valid UTF-8 (save the file as UTF-8"), "{err}");
+    }
+
+    #[test]
+    fn utf16_and_binary_files_are_named_as_such() {
+        let utf16 = |bom: &[u8]| -> Vec<u8> {
+            bom.iter().copied().chain("text,label\nhi,a\n".encode_utf16().flat_map(u16::to_le_bytes)).collect()
+        };
+        for bytes in [utf16(&[0xFF, 0xFE]), utf16(&[])] {
+            let err = read_columns_from(&bytes[..], "u.csv", &["text"]).unwrap_err().to_string();
+            assert!(err.starts_with("u.csv: the file is UTF-16 text"), "{err}");
+        }
+        let err = read_columns_from(&b"PK\x03\x04\x00\x00ab"[..], "z.csv", &["text"]).unwrap_err().to_string();
+        assert!(err.contains("holds NUL bytes"), "{err}");
+        assert!(refuse_utf16_or_binary(b"text,label\n", "t.csv").is_ok());
+        assert!(refuse_utf16_or_binary(b"", "t.csv").is_ok());
     }
 
     #[test]

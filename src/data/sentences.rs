@@ -142,7 +142,12 @@ fn read_lines<R: BufRead>(reader: R, name: &str) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for (i, line) in reader.split(b'\n').enumerate() {
         let bytes = line.with_context(|| format!("cannot read {name}"))?;
-        let text = String::from_utf8(bytes).map_err(|_| anyhow::anyhow!("{name}:{}: not valid UTF-8", i + 1))?;
+        if i == 0 {
+            crate::data::csv_file::refuse_utf16_or_binary(&bytes, name)?;
+        }
+        let text = String::from_utf8(bytes).map_err(|_| {
+            anyhow::anyhow!("{name}:{}: not valid UTF-8 ({})", i + 1, crate::data::csv_file::CONVERT_HINT)
+        })?;
         let text = text.trim_end_matches('\r');
         let text = if i == 0 { text.strip_prefix('\u{feff}').unwrap_or(text) } else { text };
         out.push(text.to_string());
@@ -171,7 +176,7 @@ mod tests {
     #[test]
     fn bad_utf8_names_the_line() {
         let err = read_lines(&b"ok\n\xff\n"[..], "in.txt").unwrap_err().to_string();
-        assert_eq!(err, "in.txt:2: not valid UTF-8");
+        assert!(err.starts_with("in.txt:2: not valid UTF-8 (save the file as UTF-8"), "{err}");
     }
 
     #[test]

@@ -134,7 +134,15 @@ pub fn kind_of_file(path: &Path, given: Option<TaskKind>, columns: LabelColumns<
         [kind] => Ok(*kind),
         [] => {
             let expected: Vec<String> = KINDS.iter().map(|k| describe_columns(*k, columns, &header)).collect();
-            let hint = score_named_label(&header).unwrap_or_else(|| missing_column_hint(&header));
+            let hint = score_named_label(&header).map(str::to_string).unwrap_or_else(|| {
+                match crate::data::csv_file::delimiter_hint(&header) {
+                    Some(hint) => hint.to_string(),
+                    None => format!(
+                        "{}; --text-column and --label-column [NAME=]COL name a classification file's columns (similarity and pairs columns must have the names above)",
+                        missing_column_hint(&header)
+                    ),
+                }
+            });
             bail!(
                 "{}:1: the header ({columns_seen}) fits no task kind: {}; {hint}",
                 path.display(),

@@ -151,7 +151,7 @@ fn build_corpus(test: &str) -> Option<Corpus> {
 
     // ---- CSV files ---------------------------------------------------------------------
     let f = c.file("no_header.csv", b"what is this?,DESC\nwho is she?,HUM\n");
-    c.add_train("CSV", "header row missing", format!("q={f}"), &[], error("no_header.csv:1: the header (what is this?, DESC) fits no task kind: classification needs text, label; similarity needs sentence1, sentence2, score; pairs needs anchor, positive (and optionally negative); the first line must name the columns"));
+    c.add_train("CSV", "header row missing", format!("q={f}"), &[], error("no_header.csv:1: the header (what is this?, DESC) fits no task kind: classification needs text, label; similarity needs sentence1, sentence2, score; pairs needs anchor, positive (and optionally negative); the first line must name the columns; --text-column and --label-column [NAME=]COL name a classification file's columns"));
     c.add_train(
         "CSV",
         "--task with a comma and no dev file",
@@ -288,8 +288,27 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         "non-UTF-8 bytes",
         format!("q={f}"),
         &[],
-        error("latin1.csv:3: column 'text' is not valid UTF-8"),
+        error("latin1.csv:3: column 'text' is not valid UTF-8 (save the file as UTF-8; from Latin-1: iconv -f latin1 -t utf-8 FILE > NEW)"),
     );
+    // What a spreadsheet's "Unicode text" saves: UTF-16 with a byte-order mark.
+    let utf16: Vec<u8> = [0xFF, 0xFE].into_iter().chain("text,label\nhi,a\n".encode_utf16().flat_map(u16::to_le_bytes)).collect();
+    let f = c.file("utf16.csv", &utf16);
+    c.add_train(
+        "CSV",
+        "UTF-16 file",
+        format!("q={f}"),
+        &[],
+        error("utf16.csv: the file is UTF-16 text (a spreadsheet's \"Unicode text\"); save it as UTF-8"),
+    );
+    let f = c.file("utf16.txt", &utf16);
+    c.add(
+        "CSV",
+        "UTF-16 text file of sentences",
+        &["encode", "-m", &m, "-i", &f],
+        error("utf16.txt: the file is UTF-16 text"),
+    );
+    let f = c.file("zipped.csv", b"PK\x03\x04\x14\x00\x00\x00\x08\x00text,label");
+    c.add_train("CSV", "a binary file named .csv", format!("q={f}"), &[], error("zipped.csv: the file holds NUL bytes, so it is not a text file"));
     let f = c.file("empty.csv", b"");
     c.add_train(
         "CSV",
