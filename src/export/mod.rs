@@ -162,6 +162,11 @@ fn tokenizer_config(loaded: &LoadedModel) -> Result<serde_json::Value> {
         fields.insert("model_max_length".into(), loaded.spec.max_length.into());
         // Decoding only; set as transformers' current default, which it warns will change.
         fields.entry("clean_up_tokenization_spaces").or_insert(true.into());
+        // DistilBERT takes no token types; a config naming BertTokenizer would have the
+        // tokenizer make them, and sentence-transformers pass them to DistilBertModel.
+        if loaded.spec.model_type == "distilbert" {
+            fields.insert("model_input_names".into(), json!(["input_ids", "attention_mask"]));
+        }
     }
     Ok(config)
 }

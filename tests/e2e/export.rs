@@ -165,6 +165,26 @@ print(json.dumps(model.encode(json.load(sys.stdin), batch_size=32).tolist()))
     assert!(diff < 1e-5, "max difference {diff}");
 }
 
+/// A DistilBERT checkpoint whose tokenizer config names BertTokenizer (as the tiny model's
+/// does, and some fine-tuned models' do): its export tells transformers' tokenizer to make no
+/// token types, which sentence-transformers would pass to DistilBertModel, which takes none.
+#[test]
+fn sentence_transformers_loads_a_distilbert_export() {
+    let test = "sentence_transformers_loads_a_distilbert_export";
+    let (Some(python), Some(models)) = (python(test), tiny_models(test)) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let best = checkpoint(&models.join("tiny-distilbert"), dir.path(), &[]);
+    let out = dir.path().join("st");
+    export(&best, "sentence-transformers", &out);
+    let sentences: Vec<String> = ["a first sentence", "and another, longer one"].map(String::from).to_vec();
+    let ours = encode_all(&best, &write_lines(dir.path(), &sentences));
+    let code = "import json, sys, torch\ntorch.set_num_threads(1)\nfrom sentence_transformers import SentenceTransformer\n\
+        print(json.dumps(SentenceTransformer('.', device='cpu').encode(json.load(sys.stdin)).tolist()))\n";
+    let st = matrix(&python_in(&python, &out, code, &json!(sentences)));
+    let diff = max_abs_diff(&ours, &st);
+    assert!(diff < 1e-5, "max difference {diff}");
+}
+
 /// `model` as a sentence-transformers folder whose pipeline ends in Normalize.
 fn normalising_copy(model: &Path, into: &Path) -> PathBuf {
     for entry in std::fs::read_dir(model).unwrap() {
