@@ -82,7 +82,8 @@ impl FreezeRule {
     /// (libtorch fails at the first backward pass). `--freeze all` is exempt: it asks for an
     /// evaluation-only run. `tasks` are (name, has a head).
     pub fn check_encoder_only_tasks(rules: &[Self], variables: &[String], tasks: &[(&str, bool)]) -> Result<()> {
-        let encoder_only = |(name, has_head): &&(&str, bool)| !has_head || rules.contains(&Self::Head(name.to_string()));
+        let encoder_only =
+            |(name, has_head): &&(&str, bool)| !has_head || rules.contains(&Self::Head(name.to_string()));
         let Some(&(task, has_head)) = tasks.iter().find(encoder_only) else { return Ok(()) };
         if rules.contains(&Self::All) {
             return Ok(());
@@ -104,10 +105,7 @@ impl FreezeRule {
             false => "it has no head and learns through the encoder alone",
         };
         let rules: Vec<String> = rules.iter().map(Self::to_string).collect();
-        bail!(
-            "--freeze {} leaves task '{task}' nothing to train: {why}; {fix}",
-            rules.join(" --freeze ")
-        )
+        bail!("--freeze {} leaves task '{task}' nothing to train: {why}; {fix}", rules.join(" --freeze "))
     }
 
     fn matches(&self, variable: &str) -> bool {
@@ -227,7 +225,9 @@ mod tests {
         let err = FreezeRule::check_encoder_only_tasks(&frozen_head, &no_projection, &tasks).unwrap_err().to_string();
         assert!(err.contains("task 'trec' nothing to train: its head is frozen"), "{err}");
         assert!(FreezeRule::check_encoder_only_tasks(&frozen_head, &with_projection, &tasks).is_ok());
-        assert!(FreezeRule::check_encoder_only_tasks(&[FreezeRule::Head("trec".into())], &no_projection, &tasks).is_ok());
+        assert!(
+            FreezeRule::check_encoder_only_tasks(&[FreezeRule::Head("trec".into())], &no_projection, &tasks).is_ok()
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod new_run;
 pub mod optimizer;
 pub mod overview;
 pub mod param_groups;
+mod plain_progress;
 pub mod recipe;
 pub mod run_dir;
 mod run_length;

@@ -19,6 +19,7 @@ use super::new_run::NewRun;
 use super::optimizer::AdamW;
 use super::overview::{print_evaluation, Overview};
 use super::param_groups::{build_groups, parameter_counts};
+use super::plain_progress::PlainProgress;
 use super::run_dir::RunDir;
 use super::run_length::RunLength;
 use super::settings::TrainSettings;
@@ -183,6 +184,8 @@ pub struct Trainer<'a> {
     timing: Timing,
     progress: Progress,
     bar: ProgressBar,
+    /// Lines instead of the bar, when stderr is no terminal (and the run is not quiet).
+    plain_progress: Option<PlainProgress>,
     batch_plan: Option<std::io::BufWriter<std::fs::File>>,
     last_saved_step: Option<usize>,
     /// The step whose weights `check_before_save` last found to give finite outputs.
@@ -275,6 +278,7 @@ impl<'a> Trainer<'a> {
             timing: Timing::default(),
             progress: Progress::new(options.quiet),
             bar: ProgressBar::hidden(),
+            plain_progress: (!options.quiet && !Progress::new(false).is_visible()).then(PlainProgress::new),
             batch_plan,
             run_examples: 0,
             started,
@@ -736,6 +740,10 @@ impl<'a> Trainer<'a> {
             losses.join(" "),
             record.examples_per_sec
         ));
+        if let Some(line) = self.plain_progress.as_mut().and_then(|p| p.line(&record, self.length.total_steps, top_lr))
+        {
+            crate::stderrln!("{line}");
+        }
         self.log.write(&LogRecord::Step(record))?;
         self.window = Window::new(self.tasks.len());
         Ok(())

@@ -257,6 +257,8 @@ fn flags_this_run_ignores_get_a_note() {
     assert!(said.contains("note: task 'topic' has --task-weight 0: its loss adds no gradient"), "{said}");
     assert!(said.contains("note: --temperature has no effect: it applies to --sampling temperature"), "{said}");
     assert!(said.contains("note: --warmup-steps is longer than the run: the learning rates never reach"), "{said}");
+    // Piped, stderr gets a line of progress where a terminal would show the bar.
+    assert!(said.contains("step 1/1 (epoch 0.20): loss topic "), "{said}");
     assert!(!said.contains("cut to them"), "{said}");
     // Training texts longer than --max-length are counted in a note too.
     args.extend(["--sampling", "temperature", "--overwrite", "--max-length", "6", "--batch-tokens", "4"]);

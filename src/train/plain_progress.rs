@@ -1,0 +1,64 @@
+//! Progress for a stderr that is no terminal (a log file, `tee`, a Slurm job's output): where
+//! a terminal shows the bar, a line per logging window, at most one every 30 seconds, and
+//! the run's last.
+
+use std::time::{Duration, Instant};
+
+use super::log::StepRecord;
+
+/// The least time between two lines, so that a long run's log stays readable.
+const EVERY: Duration = Duration::from_secs(30);
+
+pub(super) struct PlainProgress {
+    last: Option<Instant>,
+}
+
+impl PlainProgress {
+    pub fn new() -> Self {
+        Self { last: None }
+    }
+
+    /// The line for a logging window, when one is due: the first window's, then one 30
+    /// seconds or more after the last, and the last step's.
+    pub fn line(&mut self, record: &StepRecord, total_steps: usize, top_lr: f64) -> Option<String> {
+        let now = Instant::now();
+        if self.last.is_some_and(|at| now.duration_since(at) < EVERY) && record.step < total_steps {
+            return None;
+        }
+        self.last = Some(now);
+        let losses: Vec<String> = record.loss.iter().map(|(task, loss)| format!("{task} {loss:.3}")).collect();
+        Some(format!(
+            "step {}/{total_steps} (epoch {:.2}): loss {} | lr {top_lr:.1e} | {:.0} examples/s",
+            record.step,
+            record.epoch,
+            losses.join(", "),
+            record.examples_per_sec
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_window_and_the_last_step_get_a_line_and_others_wait() {
+        let record = |step: usize| StepRecord {
+            step,
+            epoch: step as f64 / 10.0,
+            loss: [("trec".to_string(), 0.5), ("sst".to_string(), 0.25)].into_iter().collect(),
+            grad_norm: 1.0,
+            lr: Default::default(),
+            examples_per_sec: 123.4,
+            tokens_per_sec: 0.0,
+            elapsed_s: 0.0,
+        };
+        let mut plain = PlainProgress::new();
+        assert_eq!(
+            plain.line(&record(10), 30, 5e-5).unwrap(),
+            "step 10/30 (epoch 1.00): loss trec 0.500, sst 0.250 | lr 5.0e-5 | 123 examples/s"
+        );
+        assert!(plain.line(&record(20), 30, 5e-5).is_none(), "within 30 s of the last line");
+        assert!(plain.line(&record(30), 30, 5e-5).is_some(), "the last step");
+    }
+}
