@@ -44,7 +44,8 @@ pub fn device_for(device: Device, group: Option<&ProcessGroup>) -> Result<Device
 /// it one, `cuda:0`, whatever its LOCAL_RANK.
 fn cuda_of_local_rank(local_rank: usize, rank: usize, visible: usize) -> Result<Device> {
     if local_rank >= visible {
-        let shown = std::env::var("CUDA_VISIBLE_DEVICES").map_or(String::new(), |v| format!(", CUDA_VISIBLE_DEVICES={v}"));
+        let shown =
+            std::env::var("CUDA_VISIBLE_DEVICES").map_or(String::new(), |v| format!(", CUDA_VISIBLE_DEVICES={v}"));
         bail!(
             "rank {rank}: LOCAL_RANK={local_rank} names cuda:{local_rank}, but this process sees {visible} CUDA device{}{shown}; where the launcher gives each process its own GPU, set LOCAL_RANK=0",
             if visible == 1 { "" } else { "s" }

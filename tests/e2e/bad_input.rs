@@ -291,7 +291,8 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         error("latin1.csv:3: column 'text' is not valid UTF-8 (save the file as UTF-8; from Latin-1: iconv -f latin1 -t utf-8 FILE > NEW)"),
     );
     // What a spreadsheet's "Unicode text" saves: UTF-16 with a byte-order mark.
-    let utf16: Vec<u8> = [0xFF, 0xFE].into_iter().chain("text,label\nhi,a\n".encode_utf16().flat_map(u16::to_le_bytes)).collect();
+    let utf16: Vec<u8> =
+        [0xFF, 0xFE].into_iter().chain("text,label\nhi,a\n".encode_utf16().flat_map(u16::to_le_bytes)).collect();
     let f = c.file("utf16.csv", &utf16);
     c.add_train(
         "CSV",
@@ -308,7 +309,13 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         error("utf16.txt: the file is UTF-16 text"),
     );
     let f = c.file("zipped.csv", b"PK\x03\x04\x14\x00\x00\x00\x08\x00text,label");
-    c.add_train("CSV", "a binary file named .csv", format!("q={f}"), &[], error("zipped.csv: the file holds NUL bytes, so it is not a text file"));
+    c.add_train(
+        "CSV",
+        "a binary file named .csv",
+        format!("q={f}"),
+        &[],
+        error("zipped.csv: the file holds NUL bytes, so it is not a text file"),
+    );
     let f = c.file("empty.csv", b"");
     c.add_train(
         "CSV",

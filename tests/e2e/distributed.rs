@@ -500,10 +500,7 @@ fn ranks_started_with_different_settings_are_refused() {
     // A task more: the ranks' lists of settings differ in length, which an all-gather of
     // their values position by position would not survive (Gloo aborted the process).
     let more = format!("more={}", data.topic_train.display());
-    refused(
-        [(data, &[]), (data, &["--task", &more])],
-        "rank 1 has task 'more' training file, which rank 0 has not",
-    );
+    refused([(data, &[]), (data, &["--task", &more])], "rank 1 has task 'more' training file, which rank 0 has not");
     // A data file is compared by its bytes: another path to the same bytes is the same file
     // (nodes may hold copies in different places), one more row is not.
     let copied = s.dir.path().join("copy.csv");
