@@ -266,7 +266,9 @@ fn metrics_section(spec: &ModelSpec) -> String {
         "\n## Dev metrics (step {}, when this checkpoint was saved)\n\n| task | kind | main metric | value | also | examples |\n|---|---|---|---:|---|---:|\n",
         evaluation.step
     );
-    for (name, score) in &evaluation.tasks {
+    // In the order of the tasks table above.
+    let ordered = spec.tasks.iter().filter_map(|task| evaluation.tasks.get_key_value(&task.name));
+    for (name, score) in ordered {
         let (second, value) = score.secondary();
         card.push_str(&format!(
             "| {name} | {} | {} | {:.4} | {second} {value:.4} | {} |\n",
@@ -305,6 +307,17 @@ mod tests {
         assert!(is_export(dir.path()), "exports from before the front matter");
         std::fs::write(&card, "---\ntitle: mine\n---\n# My model\n").unwrap();
         assert!(!is_export(dir.path()));
+    }
+
+    #[test]
+    fn dev_metrics_come_in_the_order_of_the_tasks() {
+        let mut spec = crate::model::test_support::spec("bert", None, &[("trec", 6), ("sst", 2)]);
+        let score = |accuracy: f64| serde_json::json!({"accuracy": accuracy, "macro_f1": accuracy, "examples": 10});
+        let tasks = serde_json::json!({"sst": score(0.8), "trec": score(0.9)});
+        spec.metrics = Some(serde_json::json!({"step": 5, "tasks": tasks, "mean_main_metric": 0.85}));
+        let section = metrics_section(&spec);
+        let (trec, sst) = (section.find("| trec |").unwrap(), section.find("| sst |").unwrap());
+        assert!(trec < sst, "{section}");
     }
 
     #[test]

@@ -178,7 +178,8 @@ fn sentence_transformers_loads_a_distilbert_export() {
     export(&best, "sentence-transformers", &out);
     let sentences: Vec<String> = ["a first sentence", "and another, longer one"].map(String::from).to_vec();
     let ours = encode_all(&best, &write_lines(dir.path(), &sentences));
-    let code = "import json, sys, torch\ntorch.set_num_threads(1)\nfrom sentence_transformers import SentenceTransformer\n\
+    let code =
+        "import json, sys, torch\ntorch.set_num_threads(1)\nfrom sentence_transformers import SentenceTransformer\n\
         print(json.dumps(SentenceTransformer('.', device='cpu').encode(json.load(sys.stdin)).tolist()))\n";
     let st = matrix(&python_in(&python, &out, code, &json!(sentences)));
     let diff = max_abs_diff(&ours, &st);
@@ -539,6 +540,15 @@ print(json.dumps(model.encode(json.load(sys.stdin), batch_size=32).tolist()))
     ] {
         assert!(card.contains(line), "the model card lacks {line:?}:\n{card}");
     }
+    // The dev metrics come in the tasks table's order.
+    let first_cells = |section: &str| -> Vec<String> {
+        let body = card.split(section).nth(1).unwrap_or_default().split("\n## ").next().unwrap_or_default();
+        let rows = body.lines().filter(|l| l.starts_with("| ") && !l.starts_with("| task |"));
+        rows.map(|l| l.split('|').nth(1).unwrap().trim().to_string()).collect()
+    };
+    let (tasks, metrics) = (first_cells("## Tasks"), first_cells("## Dev metrics"));
+    assert!(!metrics.is_empty(), "{card}");
+    assert_eq!(tasks.iter().filter(|t| metrics.contains(t)).collect::<Vec<_>>(), metrics.iter().collect::<Vec<_>>());
     // The precision the run used (`--precision auto` as it resolved), not the flag's value.
     let spec: Value = serde_json::from_str(&std::fs::read_to_string(best.join("sentence_mtl.json")).unwrap()).unwrap();
     let used = spec["training"]["precision_used"].as_str().expect("the checkpoint records its precision");
