@@ -21,10 +21,10 @@ pub fn set_replaced_run_waiting(waiting: bool) {
 }
 
 const STOPPING: &[u8] =
-    b"\nstopping after this step to save a resumable last/ (Ctrl-C again to quit at once, without saving)\n";
+    b"\nstopping after this step to save a resumable last/ (a second Ctrl-C or signal quits at once, without saving)\n";
 const QUITTING: &[u8] = b"\nquitting without saving; --resume starts from the last save in last/, if there is one\n";
 const STOPPING_TO_GIVE_BACK: &[u8] =
-    b"\nstopping after this step: this run has not saved yet, so the run --overwrite replaced comes back (Ctrl-C again to quit at once)\n";
+    b"\nstopping after this step: this run has not saved yet, so the run --overwrite replaced comes back (a second Ctrl-C or signal quits at once)\n";
 const QUITTING_UNDONE: &[u8] = b"\nquitting before this run's first save: its files are removed\n";
 const QUITTING_GIVEN_BACK: &[u8] =
     b"\nquitting before this run's first save: its files are removed and the run --overwrite replaced is back\n";
