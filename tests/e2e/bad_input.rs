@@ -1283,6 +1283,13 @@ c,a
     );
     c.add_train(
         "settings",
+        "--task-share values more than 1000 apart",
+        task.clone(),
+        &["--task", &second_task, "--task-share", "other=1e-300"],
+        error("--task-share other=1e-300 and topic=1 are more than 1000 apart: a round-robin epoch lasts until task 'other' has had a pass"),
+    );
+    c.add_train(
+        "settings",
         "unknown --freeze rule",
         task.clone(),
         &["--freeze", "heads"],
