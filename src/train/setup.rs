@@ -433,6 +433,15 @@ pub(super) fn model_flag_notes(typed_flags: &[String], spec: &ModelSpec) -> Vec<
     notes
 }
 
+/// On a resume: a note when the precision differs from the one the saved steps trained in
+/// (`--precision auto` resolves per machine: bf16 on a CPU with AMX, fp32 on one without).
+pub(super) fn precision_change_note(saved: &ModelSpec, asked: Precision, resolved: Precision) -> Option<String> {
+    let before = saved.training.as_ref()?.get("precision_used")?.as_str()?;
+    (before != resolved.to_string()).then(|| {
+        format!("note: the steps before this resume trained in {before}; --precision {asked} resolves to {resolved} on this machine, so the rest trains in {resolved}")
+    })
+}
+
 /// A note for each task with rows longer than `--batch-tokens` holds: each of those trains in
 /// a batch of its own, bigger than the budget (`BatchLimit::fits` lets one row always fit).
 fn oversized_row_notes(settings: &TrainSettings, tasks: &[Box<dyn TrainingTask>]) -> Vec<String> {
@@ -548,4 +557,20 @@ pub(super) fn join_data_parallel<'a>(
     data_parallel::agree_on_settings(group, &agreed_fields(settings, state, &prepared.loaded)?)?;
     broadcast_weights(group, &prepared.model.vs)?;
     GradientSync::new(group, optimizer.parameters().map(Tensor::shallow_clone).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resume_in_another_precision_says_so() {
+        let mut spec = crate::model::test_support::spec("bert", None, &[("a", 2)]);
+        spec.training = Some(serde_json::json!({"precision": "auto", "precision_used": "bf16"}));
+        let note = precision_change_note(&spec, Precision::Auto, Precision::Fp32).unwrap();
+        assert!(note.contains("trained in bf16; --precision auto resolves to fp32"), "{note}");
+        assert_eq!(precision_change_note(&spec, Precision::Auto, Precision::Bf16), None);
+        spec.training = None;
+        assert_eq!(precision_change_note(&spec, Precision::Auto, Precision::Fp32), None, "an older checkpoint");
+    }
 }

@@ -229,6 +229,8 @@ impl<'a> Trainer<'a> {
         if resumed_from.is_none() {
             prepared.notes.extend(setup::start_up_notes(settings, &tasks, world)?);
             prepared.notes.extend(setup::model_flag_notes(&options.typed_flags, &prepared.loaded.spec));
+        } else {
+            prepared.notes.extend(setup::precision_change_note(&prepared.loaded.spec, settings.precision, precision));
         }
         let log = match main {
             true => RunLog::open(&run.log(), resumed_from)?,
