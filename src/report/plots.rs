@@ -407,10 +407,9 @@ fn loss_panel(area: &Canvas, curves: &[TaskCurves], max_step: f64) -> Result<()>
 /// Each task's dev metrics: the main one solid with a dot per evaluation, the second dashed
 /// with a hollow dot per evaluation.
 fn dev_panel(area: &Canvas, curves: &[TaskCurves], max_step: f64) -> Result<()> {
-    // Correlations can be negative; everything else lies in [0, 1].
-    let min_score = curves.iter().flat_map(|c| c.main.iter().chain(&c.secondary)).map(|p| p.1).fold(0.0f64, f64::min);
+    let scores = curves.iter().flat_map(|c| c.main.iter().chain(&c.secondary)).map(|p| p.1);
     let caption = "dev: main metric (solid) and second metric (dashed, hollow dots)";
-    let mut chart = step_chart(area, caption, max_step, min_score..1.0f64, "score")?;
+    let mut chart = step_chart(area, caption, max_step, score_axis(scores), "score")?;
     if curves.iter().all(|c| c.main.is_empty()) {
         let style = TextStyle::from((FONT, 14.0).into_font())
             .color(&RGBColor(90, 90, 90))
@@ -437,6 +436,24 @@ fn dev_panel(area: &Canvas, curves: &[TaskCurves], max_step: f64) -> Result<()> 
     Ok(())
 }
 
+/// The dev panel's scores axis: [0, 1] and, for a negative correlation, down to the tenth
+/// below it, with room at both ends so that no dot sits on the frame.
+fn score_axis(scores: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
+    let lowest = scores.filter(|s| s.is_finite()).fold(0.0f64, f64::min);
+    let low = if lowest < 0.0 { ((lowest - 0.02) * 10.0).floor() / 10.0 } else { 0.0 };
+    low.max(-1.0) - 0.02..1.02
+}
+
+/// A tick label without the `.0` of a whole number (`-10000`, not `-10000.0`), and without
+/// float noise otherwise.
+fn tick_label(x: &f64) -> String {
+    if (x - x.round()).abs() < 1e-9 * x.abs().max(1.0) {
+        format!("{:.0}", x.round())
+    } else {
+        format!("{x:.3}").trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
 /// Predicted cosine similarity (y) against gold score (x), one dot per pair, with the
 /// correlation in the title: where a person sees at a glance how well the order is kept.
 pub fn similarity_scatter(path: &Path, title: &str, gold: &[f64], predicted: &[f64]) -> Result<()> {
@@ -461,6 +478,7 @@ pub fn similarity_scatter(path: &Path, title: &str, gold: &[f64], predicted: &[f
             .configure_mesh()
             .x_desc("gold score")
             .y_desc("cosine similarity of the embeddings")
+            .x_label_formatter(&tick_label)
             .light_line_style(RGBColor(245, 245, 245))
             .label_style((FONT, 13.0))
             .draw()
@@ -608,6 +626,16 @@ mod tests {
         assert!(entries.iter().all(|e| e.x + 28 + text_width(&e.label, 13.0) as i32 <= 600));
         let wide = legend_layout(&vec!["a label of some width".to_string(); 6], 600);
         assert!(wide.last().unwrap().row >= 1, "six wide labels fit one 600-pixel row");
+    }
+
+    #[test]
+    fn axes_leave_room_and_label_ticks_plainly() {
+        assert_eq!(score_axis([0.5, 1.0].into_iter()), -0.02..1.02);
+        let negative = score_axis([-0.17, 0.4].into_iter());
+        assert!((negative.start - -0.22).abs() < 1e-12, "{negative:?}");
+        assert_eq!(score_axis([-1.0, f64::NAN].into_iter()).start, -1.02);
+        let labels: Vec<String> = [-10000.0, 0.0, 2.5, 0.30000000000000004, 1e6].iter().map(tick_label).collect();
+        assert_eq!(labels, ["-10000", "0", "2.5", "0.3", "1000000"]);
     }
 
     #[test]
