@@ -283,7 +283,13 @@ impl ProcessGroup {
             format!("no rank stopped, but it did not complete within --dist-timeout {}s", self.timeout.as_secs())
         } else {
             let plural = if stopped.len() > 1 { "s" } else { "" };
-            format!("rank{plural} {} stopped or cannot be reached", stopped.join(", "))
+            // A live rank busy past the roll call's wait (saving a large checkpoint to a slow
+            // disk) cannot answer either: the roll call cannot tell it from a dead one.
+            let is = if stopped.len() > 1 { "are" } else { "is" };
+            format!(
+                "rank{plural} {} stopped, cannot be reached, or {is} still busy (no answer to a roll call)",
+                stopped.join(", ")
+            )
         };
         CollectiveFailed(format!("rank {me}: {what} failed: {who} ({})", without_source_location(message))).into()
     }

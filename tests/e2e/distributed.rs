@@ -422,7 +422,7 @@ fn a_killed_rank_stops_the_other_naming_it_and_the_run_resumes() {
     let took = killed_at.elapsed();
     let _ = ranks[0].wait();
     assert_clean_error(&survivor, "rank 0: ");
-    assert!(stderr(&survivor).contains("rank 1 stopped or cannot be reached"), "{}", stderr(&survivor));
+    assert!(stderr(&survivor).contains("rank 1 stopped, cannot be reached, or is still busy"), "{}", stderr(&survivor));
     let hint = format!("the run's last complete checkpoint is {}", dir.join("last").display());
     assert!(stderr(&survivor).contains(&hint), "{}", stderr(&survivor));
     assert!(!stderr(&survivor).contains(".cc:"), "C++ source location in the message: {}", stderr(&survivor));
