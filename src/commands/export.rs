@@ -32,6 +32,12 @@ pub fn run(args: &ExportArgs) -> Result<()> {
                 dir.join("best").display()
             );
         }
+        if crate::export::is_export(dir) {
+            bail!(
+                "{} is an export, not a checkpoint; export from the checkpoint it came from (its README.md names it)",
+                dir.display()
+            );
+        }
         bail!("{} is not a sentence-mtl checkpoint (no {SPEC_FILE}); export reads the best/ or last/ folder that `sentence-mtl train` writes", dir.display());
     }
     crate::device::set_threads(args.threads, args.quiet)?;

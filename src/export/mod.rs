@@ -11,6 +11,8 @@ mod model_card;
 mod sentence_transformers;
 mod torchscript;
 
+pub use model_card::is_export;
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
@@ -69,7 +71,7 @@ pub fn export(loaded: &LoadedModel, format: ExportFormat, out: &Path, force: boo
         if non_empty && !force {
             bail!("--out {} exists and is not empty; pass --force to replace it", out.display());
         }
-        if non_empty && !model_card::is_export(out) {
+        if non_empty && !is_export(out) {
             bail!(
                 "--out {} holds files that are not a sentence-mtl export; --force replaces only an earlier export, so choose an empty or new folder",
                 out.display()

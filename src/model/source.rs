@@ -49,8 +49,9 @@ pub fn resolve_model_dir(model: &str) -> Result<PathBuf> {
         return Ok(path.to_path_buf());
     }
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty() && p.is_dir()) {
-        // `run/bset`: a local folder's missing child, not a hub id.
-        bail!("model folder {model} does not exist ({} holds: {})", parent.display(), listing(parent));
+        // `run/bset`: a local folder's missing child, not a hub id. Its folders are what
+        // `--model` may have meant.
+        bail!("model folder {model} does not exist ({} holds the folders: {})", parent.display(), folders_in(parent));
     }
     if !looks_like_hub_id(model) {
         bail!("model folder {model} does not exist");
@@ -60,8 +61,17 @@ pub fn resolve_model_dir(model: &str) -> Result<PathBuf> {
 
 /// The names in `dir`, sorted, the first few of them.
 pub fn listing(dir: &Path) -> String {
+    names_in(dir, |_| true)
+}
+
+/// The folders in `dir` (hidden ones left out), sorted, the first few of them.
+fn folders_in(dir: &Path) -> String {
+    names_in(dir, |entry| entry.path().is_dir() && !entry.file_name().to_string_lossy().starts_with('.'))
+}
+
+fn names_in(dir: &Path, keep: impl Fn(&std::fs::DirEntry) -> bool) -> String {
     let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|d| d.flatten().filter(|e| keep(e)).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
         .unwrap_or_default();
     names.sort();
     match names.len() {

@@ -109,7 +109,7 @@ impl RunDir {
         match (taken.is_empty(), overwrite) {
             (true, true) => Ok(()),
             (true, false) => bail!(
-                "--out {root} already holds files and is not a run directory; choose another --out (--overwrite would write a run among them)"
+                "--out {root} already holds files and is not a run directory; choose another --out, or pass --overwrite to write the run among them"
             ),
             (false, _) => bail!(
                 "--out {root} already holds files and is not a run directory, and its {} would be replaced by the run's; choose another --out",

@@ -906,7 +906,7 @@ c,a
         "model",
         "a mistyped checkpoint of a local run (not a hub id)",
         &["encode", "-m", &typo, "hi"],
-        error("bset does not exist ("),
+        error("holds the folders: best, last)"),
     );
     let f = c.damaged_model("no_weights", |d| std::fs::remove_file(d.join("model.safetensors")).unwrap());
     c.add("model", "no weights file", &["encode", "-m", &f, "hi"], error("no model.safetensors or rust_model.ot in"));
@@ -1648,6 +1648,13 @@ c,a
         "a model folder that is not a checkpoint",
         &["export", "-m", &m, "--format", "hf", "--out", &c.path("x")],
         error("is not a sentence-mtl checkpoint (no sentence_mtl.json)"),
+    );
+    c.file("an_export/README.md", b"---\nlibrary_name: transformers\n---\n# sentence-mtl export (hf)\n");
+    c.add(
+        "export",
+        "an export given as the checkpoint to export",
+        &["export", "-m", &c.path("an_export"), "--format", "torchscript", "--out", &c.path("x")],
+        error("an_export is an export, not a checkpoint; export from the checkpoint it came from"),
     );
     c.add(
         "export",

@@ -613,7 +613,8 @@ fn ctrl_c_says_what_it_does() {
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(130));
     let said = String::from_utf8_lossy(&output.stderr);
-    let announced = said.find("stopping after this step to save a resumable last/ (a second Ctrl-C or signal quits at once");
+    let announced =
+        said.find("stopping after this step to save a resumable last/ (a second Ctrl-C or signal quits at once");
     let stopped = said.find("stopped by SIGINT (Ctrl-C) after step");
     assert!(announced.is_some() && announced < stopped, "{said}");
 }
