@@ -23,7 +23,18 @@ if len(args) not in (2, 3):
 source, target = args[0], args[1]
 minimum = float(args[2]) if len(args) == 3 else (3.0 if queries else 4.0)
 with open(source, newline="", encoding="utf-8") as f:
-    rows = [(r["sentence1"], r["sentence2"]) for r in csv.DictReader(f) if float(r["score"]) >= minimum]
+    reader = csv.DictReader(f)
+    lacking = [c for c in ("sentence1", "sentence2", "score") if c not in (reader.fieldnames or [])]
+    if lacking:
+        sys.exit(f"{source}: no column {', '.join(lacking)}: an STS Benchmark split has sentence1, sentence2, score")
+    rows = []
+    for line, r in enumerate(reader, start=2):
+        try:
+            score = float(r["score"])
+        except (TypeError, ValueError):
+            sys.exit(f"{source}:{line}: score {r['score']!r} is not a number")
+        if score >= minimum:
+            rows.append((r["sentence1"], r["sentence2"]))
 if queries:
     taken, passages = set(), []
     for first, second in rows:
