@@ -47,7 +47,7 @@ impl TaskReport for ClassificationReport {
         let weighted = self.matrix.weighted_average();
         json!({
             "kind": "classification",
-            "data": self.data,
+            "data": super::recorded_path(&self.data),
             "rows": self.matrix.total(),
             "skipped_unknown_labels": {
                 "rows": self.skipped.rows,

@@ -65,6 +65,12 @@ impl TaskFile {
     }
 }
 
+/// A data file's path as `metrics.json` records it: absolute (as its `model` is), so that the
+/// report can be followed from another folder.
+pub fn recorded_path(data: &Path) -> PathBuf {
+    crate::checkpoint::resolved(data)
+}
+
 /// Writes `rows` under `header` as a CSV file, atomically.
 pub fn write_csv<const N: usize>(path: &Path, header: [&str; N], rows: &[[String; N]]) -> Result<()> {
     crate::atomic_write::write_file_with(path, |file| {
@@ -76,4 +82,16 @@ pub fn write_csv<const N: usize>(path: &Path, header: [&str; N], rows: &[[String
         csv.flush()?;
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_paths_are_recorded_absolute() {
+        let recorded = recorded_path(Path::new("no_such_folder/../dev.csv"));
+        assert!(recorded.is_absolute(), "{recorded:?}");
+        assert_eq!(recorded, std::env::current_dir().unwrap().canonicalize().unwrap().join("dev.csv"));
+    }
 }

@@ -29,7 +29,7 @@ impl TaskReport for RetrievalReport {
         let scores = self.ranks.scores();
         json!({
             "kind": "pairs",
-            "data": self.data,
+            "data": super::recorded_path(&self.data),
             "queries": self.queries.len(),
             "candidates": self.candidates,
             "mrr_at_10": scores.mrr_at_10,

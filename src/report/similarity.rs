@@ -35,7 +35,7 @@ impl TaskReport for SimilarityReport {
     fn to_json(&self) -> Value {
         json!({
             "kind": "similarity",
-            "data": self.data,
+            "data": super::recorded_path(&self.data),
             "pairs": self.gold.len(),
             "spearman": self.spearman(),
             "pearson": self.pearson(),
