@@ -104,7 +104,7 @@ fn write_in_place(path: &Path, fill: impl FnOnce(&mut std::fs::File) -> Result<(
 /// supports it, so `target` is never missing; elsewhere the old folder is moved aside
 /// first and only deleted once the new one is in place.
 pub fn replace_dir(target: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    clear_interrupted(target);
+    clear_dead_staging(target);
     let staging = sibling_temp(target, "new");
     if staging.exists() {
         std::fs::remove_dir_all(&staging).ok();
@@ -138,37 +138,38 @@ pub fn replace_dir(target: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Res
     Ok(())
 }
 
-/// Cleans up after `replace_dir`s of `target` that a kill interrupted (their process gone):
-/// a folder moved aside is put back where `target` is missing (a kill between the
-/// fallback's two renames), and the rest, staging folders and old versions, are deleted.
-pub fn clear_interrupted(target: &Path) {
+/// Deletes the staging folders of `replace_dir`s of `target` that a kill interrupted: exactly
+/// the `.NAME.new-PID` it makes, of a PID no process has now. Folders moved aside
+/// (`.NAME.old-PID`) are left alone: one may be all there is of `target`.
+pub fn clear_dead_staging(target: &Path) {
     let Some(name) = target.file_name().map(|n| n.to_string_lossy().into_owned()) else { return };
     let parent = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let Ok(entries) = std::fs::read_dir(parent) else { return };
-    let prefix = format!(".{name}.");
-    let mut left: Vec<(String, PathBuf)> = entries
-        .flatten()
-        .filter_map(|entry| {
-            let file = entry.file_name().to_string_lossy().into_owned();
-            let (tag, pid) = file.strip_prefix(&prefix)?.split_once('-')?;
-            let gone = pid.parse::<i32>().is_ok_and(|pid| !process_is_alive(pid));
-            (gone && ["new", "old"].contains(&tag) && entry.path().is_dir()).then(|| (tag.to_string(), entry.path()))
-        })
-        .collect();
-    // The old versions first: one of them may be all there is of `target`.
-    left.sort_by_key(|(tag, _)| tag != "old");
-    for (tag, folder) in left {
-        if tag == "old" && !target.exists() && std::fs::rename(&folder, target).is_ok() {
-            continue;
+    let prefix = format!(".{name}.new-");
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = file.strip_prefix(&prefix).and_then(staging_pid) else { continue };
+        if !process_is_alive(pid) && entry.path().is_dir() {
+            let _ = std::fs::remove_dir_all(entry.path());
         }
-        let _ = std::fs::remove_dir_all(&folder);
     }
+}
+
+/// The PID in a staging folder's name, when it is written as `std::process::id` writes one
+/// and lies in the range Linux gives PIDs (so `.out.new-20240101`, a dated copy, is no PID).
+fn staging_pid(text: &str) -> Option<i32> {
+    let pid = text.parse::<i32>().ok().filter(|pid| *pid > 0 && pid.to_string() == text)?;
+    let pid_max = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .ok()
+        .and_then(|max| max.trim().parse::<i32>().ok())
+        .unwrap_or(1 << 22);
+    (pid <= pid_max).then_some(pid)
 }
 
 fn process_is_alive(pid: i32) -> bool {
     // SAFETY: signal 0 sends nothing; it only asks whether the process exists.
-    pid > 0
-        && (unsafe { libc::kill(pid, 0) } == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM))
+    let answered = unsafe { libc::kill(pid, 0) } == 0;
+    answered || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
@@ -217,31 +218,34 @@ mod tests {
 
     use super::*;
 
-    /// A pid above Linux's largest (2^22), so no process has it.
-    const GONE: u32 = 99_999_999;
+    /// The pid of a process that has ended.
+    fn a_dead_pid() -> u32 {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        child.wait().unwrap();
+        child.id()
+    }
 
     #[test]
-    fn an_interrupted_replacement_is_cleared_and_a_moved_aside_folder_put_back() {
+    fn only_the_staging_folders_of_ended_processes_are_cleared() {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("out");
-        let made = |name: &str| {
+        let dead = a_dead_pid();
+        let names = [
+            format!(".out.new-{dead}"),
+            format!(".out.new-{}", std::process::id()),
+            format!(".out.old-{dead}"),
+            format!(".outer.new-{dead}"),
+            ".out.new-20240101".to_string(),
+            format!(".out.new-0{dead}"),
+            ".out.new-0".to_string(),
+        ];
+        for name in &names {
             std::fs::create_dir(dir.path().join(name)).unwrap();
-            std::fs::write(dir.path().join(name).join("file"), name).unwrap();
-        };
-        made(&format!(".out.old-{GONE}"));
-        made(&format!(".out.new-{GONE}"));
-        made(&format!(".out.new-{}", std::process::id()));
-        made(&format!(".outer.new-{GONE}"));
-        clear_interrupted(&target);
-        assert_eq!(std::fs::read_to_string(target.join("file")).unwrap(), format!(".out.old-{GONE}"));
-        assert!(!dir.path().join(format!(".out.new-{GONE}")).exists());
-        assert!(dir.path().join(format!(".out.new-{}", std::process::id())).exists(), "a live process's");
-        assert!(dir.path().join(format!(".outer.new-{GONE}")).exists(), "another target's");
-        // With the target there, an old version is only a leftover.
-        made(&format!(".out.old-{GONE}"));
-        clear_interrupted(&target);
-        assert!(!dir.path().join(format!(".out.old-{GONE}")).exists());
-        assert_eq!(std::fs::read_to_string(target.join("file")).unwrap(), format!(".out.old-{GONE}"));
+        }
+        clear_dead_staging(&target);
+        let left: Vec<bool> = names.iter().map(|name| dir.path().join(name).exists()).collect();
+        assert_eq!(left, [false, true, true, true, true, true, true], "{names:?}");
+        assert!(!target.exists());
     }
 
     #[test]

@@ -135,11 +135,8 @@ impl RunDir {
             }
             bail!("{} is not a sentence-mtl run directory (no settings.json)", root.display());
         }
-        // A save that a kill cut short may have moved a checkpoint aside: put it back first.
-        for checkpoint in [run.best(), run.last()] {
-            crate::atomic_write::clear_interrupted(&checkpoint);
-        }
         if !run.last().join(STATE_FILE).is_file() {
+            run.refuse_moved_aside_last()?;
             // A run in progress has no last/ until its first save: say that it is in use.
             run.refuse_in_use()?;
             bail!(
@@ -268,10 +265,30 @@ impl RunDir {
         Ok(())
     }
 
+    /// A `last/` that a save killed between its two renames left moved aside (where the
+    /// filesystem cannot swap folders in one step): said, with the command that puts it back,
+    /// rather than taken for a run that never saved.
+    fn refuse_moved_aside_last(&self) -> Result<()> {
+        let Ok(entries) = std::fs::read_dir(&self.root) else { return Ok(()) };
+        let aside = entries.flatten().map(|entry| entry.path()).find(|path| {
+            path.file_name().is_some_and(|n| n.to_string_lossy().starts_with(".last.old-"))
+                && path.join(STATE_FILE).is_file()
+        });
+        match aside {
+            Some(aside) => bail!(
+                "{} has no last/: a save that was killed moved it aside to {}; put it back (mv {} {}) and resume",
+                self.root.display(),
+                aside.display(),
+                aside.display(),
+                self.last().display()
+            ),
+            None => Ok(()),
+        }
+    }
+
     /// Staging folders left by a process killed while saving (`.last.new-<pid>`), and old
     /// versions it moved aside: stale whatever their pid, as the run is this process's
-    /// (`lock`). A resume puts a moved-aside checkpoint back first (`RunDir::open`); a new
-    /// run, whose earlier one is set aside, deletes them with the rest.
+    /// (`lock`), and `last/` is there (`RunDir::open` checked).
     pub(super) fn remove_stale_staging(&self) {
         if let Ok(entries) = std::fs::read_dir(&self.root) {
             for entry in entries.flatten() {
@@ -289,4 +306,22 @@ fn try_lock(file: &std::fs::File) -> bool {
     use std::os::fd::AsRawFd;
     // SAFETY: flock on a file descriptor we own; it only sets an advisory lock.
     unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_last_moved_aside_by_a_killed_save_is_pointed_at() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("settings.json"), "{}").unwrap();
+        let aside = dir.path().join(".last.old-4242");
+        std::fs::create_dir(&aside).unwrap();
+        std::fs::write(aside.join(STATE_FILE), "{}").unwrap();
+        let err = RunDir::open(dir.path()).err().unwrap().to_string();
+        assert!(err.contains("has no last/: a save that was killed moved it aside to"), "{err}");
+        assert!(err.contains(&format!("mv {} ", aside.display())), "{err}");
+        assert!(aside.join(STATE_FILE).is_file(), "the moved-aside checkpoint was touched");
+    }
 }

@@ -443,16 +443,20 @@ fn export_replaces_only_an_earlier_export_and_only_with_force() {
     assert_clean_error(&force(&earlier, "torchscript"), "is an earlier export with other files added (.git)");
     std::fs::remove_dir(earlier.join(".git")).unwrap();
     assert_ok(&force(&earlier, "sentence-transformers"));
-    // What an export killed mid-write left beside its folder (its pid gone: above Linux's
-    // largest) goes with the next export there.
-    let left = [".earlier.new-99999999", ".earlier.old-99999999"].map(|name| dir.path().join(name));
-    for folder in &left {
+    // What an export killed mid-write left beside its folder (a process that has ended)
+    // goes with the next export there; a dated copy of the user's stays.
+    let mut ended = std::process::Command::new("true").spawn().unwrap();
+    ended.wait().unwrap();
+    let left = dir.path().join(format!(".earlier.new-{}", ended.id()));
+    let dated = dir.path().join(".earlier.new-20240101");
+    for folder in [&left, &dated] {
         std::fs::create_dir(folder).unwrap();
         std::fs::write(folder.join("model.pt"), "half").unwrap();
     }
     assert_ok(&force(&earlier, "torchscript"));
     assert!(earlier.join("model.pt").is_file() && !earlier.join("heads.safetensors").exists());
-    assert!(left.iter().all(|folder| !folder.exists()), "an interrupted export's folders were left");
+    assert!(!left.exists(), "an interrupted export's staging folder was left");
+    assert!(dated.join("model.pt").is_file(), "a folder of the user's was taken for a staging folder");
 }
 
 /// A MiniLM checkpoint trained on a similarity and a pairs task (STS-B and pairs derived from
