@@ -143,6 +143,9 @@ pub fn length_grouped_batches(rows: &TaskRows, limit: BatchLimit, rng: &mut Rng)
     batches
 }
 
+/// The most batches a round-robin epoch may take (a billion: days of steps on any machine).
+const MAX_EPOCH_BATCHES: f64 = 1e9;
+
 /// One task's stream of batches, reshuffled each time it runs out.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct TaskStream {
@@ -252,6 +255,30 @@ impl TaskSampler {
             }
             _ => self.streams.iter().map(|s| s.batches_per_pass(limit)).sum(),
         }
+    }
+
+    /// Refuses a round-robin epoch of more than [`MAX_EPOCH_BATCHES`], which waits for the
+    /// pass of the task with the smallest share per batch of its pass (a `--task-share` of
+    /// 1e-300 made an epoch of 2^64 batches, never evaluated). `names`: the tasks' names.
+    pub fn check_epoch_length(&self, names: &[&str]) -> anyhow::Result<()> {
+        if self.strategy != SamplingStrategy::RoundRobin {
+            return Ok(());
+        }
+        let limit = self.limit();
+        let total_share: f64 = self.streams.iter().map(|s| s.share).sum();
+        let per_share = |s: &TaskStream| s.batches_per_pass(limit) as f64 / s.share;
+        let slowest = self.streams.iter().enumerate().max_by(|a, b| per_share(a.1).total_cmp(&per_share(b.1)));
+        let Some((t, stream)) = slowest else { return Ok(()) };
+        let batches = per_share(stream) * total_share;
+        if batches > MAX_EPOCH_BATCHES {
+            anyhow::bail!(
+                "--task-share {}={:e}: a round-robin epoch lasts until every task has had its pass, which would take {batches:.1e} batches here; give '{}' a larger share",
+                names.get(t).copied().unwrap_or("?"),
+                stream.share,
+                names.get(t).copied().unwrap_or("?")
+            );
+        }
+        Ok(())
     }
 
     /// Fraction of the batches each task gets: the strategy's weight (round-robin 1,
@@ -534,6 +561,20 @@ mod tests {
         // Short rows share big batches, long ones small ones.
         let sizes: Vec<usize> = batches.iter().map(Vec::len).collect();
         assert!(sizes.iter().max().unwrap() > &(sizes.iter().min().unwrap() * 3), "{sizes:?}");
+    }
+
+    #[test]
+    fn an_epoch_that_waits_for_a_tiny_share_is_refused() {
+        let tiny = |share: f64| {
+            TaskSampler::new(SamplingStrategy::RoundRobin, BatchLimit::Rows(4), lengths(&[40, 4]), 1)
+                .with_shares(&[1.0, share])
+        };
+        assert!(tiny(0.0005).check_epoch_length(&["a", "b"]).is_ok(), "2001 batches is a long epoch, not a broken one");
+        let err = tiny(1e-300).check_epoch_length(&["a", "b"]).unwrap_err().to_string();
+        assert!(
+            err.starts_with("--task-share b=1e-300: a round-robin epoch lasts until every task has had its pass"),
+            "{err}"
+        );
     }
 
     #[test]

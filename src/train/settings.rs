@@ -260,28 +260,6 @@ impl TrainSettings {
     /// `--gather-across-ranks`) and a similarity task's CoSENT loss (each rank ranks its own
     /// rows' pairs). One row gives loss 0: nothing trained. `--batch-tokens` budgets are
     /// checked once rows are tokenized.
-    /// Refuses `--task-share`s more than 1000 apart under round-robin, whose epoch lasts until
-    /// the task of the smallest share has had its pass: 1e-300 made an epoch of 2^64 steps.
-    fn check_share_ratio(&self) -> Result<()> {
-        let shares = self.tasks.iter().map(|t| (t.share, t.name.as_str()));
-        let (Some(smallest), Some(largest)) =
-            (shares.clone().min_by(|a, b| a.0.total_cmp(&b.0)), shares.max_by(|a, b| a.0.total_cmp(&b.0)))
-        else {
-            return Ok(());
-        };
-        if self.sampling == SamplingStrategy::RoundRobin && largest.0 > 1000.0 * smallest.0 {
-            bail!(
-                "--task-share {}={} and {}={} are more than 1000 apart: a round-robin epoch lasts until task '{}' has had a pass, over 1000 times the batches of that pass; bring the shares closer",
-                smallest.1,
-                readable(smallest.0),
-                largest.1,
-                readable(largest.0),
-                smallest.1
-            );
-        }
-        Ok(())
-    }
-
     pub fn check_rows_per_batch(&self, world: usize) -> Result<()> {
         if self.batch_tokens.is_some() {
             return Ok(());
@@ -359,7 +337,6 @@ impl TrainSettings {
         at_least_one("--eval-batch-size", self.eval_batch_size)?;
         at_least_one("--grad-accum", self.grad_accum)?;
         at_least_one("--log-every", self.log_every)?;
-        self.check_share_ratio()?;
         if self.epochs == 0 && self.max_steps.is_none() {
             bail!("--epochs must be at least 1 (or give --max-steps)");
         }
@@ -474,13 +451,4 @@ fn task_sources(args: &TrainArgs) -> Result<Vec<TaskSource>> {
             })
         })
         .collect()
-}
-
-/// A number as typed: plainly, or in exponent notation when far from 1 (not 300 zeros).
-fn readable(x: f64) -> String {
-    if x == 0.0 || (1e-4..1e6).contains(&x.abs()) {
-        x.to_string()
-    } else {
-        format!("{x:e}")
-    }
 }
