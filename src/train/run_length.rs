@@ -74,6 +74,17 @@ impl RunLength {
         }
     }
 
+    /// A note when `--grad-accum` is more than an epoch's batches: every step is then one
+    /// epoch, of fewer batches than asked.
+    pub fn accumulation_note(&self) -> Option<String> {
+        (self.grad_accum > self.batches_per_epoch).then(|| {
+            format!(
+                "note: --grad-accum {} is more than an epoch's {} batches: each step accumulates the epoch's {}",
+                self.grad_accum, self.batches_per_epoch, self.batches_per_epoch
+            )
+        })
+    }
+
     /// The epochs `step` steps make, with a fraction.
     pub fn epoch(&self, step: usize) -> f64 {
         step as f64 / self.steps_per_epoch as f64
@@ -102,6 +113,9 @@ mod tests {
         assert!((0..6).all(|s| even.batches_in_step(s) == 4));
         let one_step = RunLength::of(&Asked { grad_accum: 8, ..asked() }, 3, false);
         assert_eq!((one_step.steps_per_epoch, one_step.batches_in_step(1)), (1, 3));
+        let note = one_step.accumulation_note().unwrap();
+        assert!(note.ends_with("--grad-accum 8 is more than an epoch's 3 batches: each step accumulates the epoch's 3"));
+        assert_eq!(length.accumulation_note(), None);
     }
 
     #[test]

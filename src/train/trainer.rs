@@ -224,6 +224,8 @@ impl<'a> Trainer<'a> {
         let mut optimizer = AdamW::new(groups);
         let world = group.map_or(1, ProcessGroup::world);
         let mut state = setup::initial_state(settings, &tasks, &run, resume_from.as_deref(), &mut optimizer, world)?;
+        let names: Vec<&str> = tasks.iter().map(|t| t.source().name.as_str()).collect();
+        state.sampler.check_epoch_length(&names)?;
         let resumed_from = resume_from.as_ref().map(|_| state.step);
         let resumed_window = state.window.take();
         if resumed_from.is_none() {
@@ -449,6 +451,9 @@ impl<'a> Trainer<'a> {
         );
         if warmup > total_steps {
             line += "\nnote: --warmup-steps is longer than the run: the learning rates never reach their set values";
+        }
+        if let Some(note) = self.length.accumulation_note() {
+            line += &format!("\n{note}");
         }
         line
     }
