@@ -1,6 +1,6 @@
 //! `--model` to a local folder: an existing path, or a Hugging Face hub id fetched into the
-//! usual HF cache (`HF_HOME`, `HF_ENDPOINT`, `HF_HUB_OFFLINE` and the proxy variables are
-//! honoured as huggingface_hub honours them).
+//! usual HF cache (`HF_HOME`, `HF_ENDPOINT` and `HF_HUB_OFFLINE` read as huggingface_hub
+//! reads them; a proxy from the variables the hub client, ureq, reads, without `NO_PROXY`).
 
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
@@ -51,7 +51,11 @@ pub fn resolve_model_dir(model: &str) -> Result<PathBuf> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty() && p.is_dir()) {
         // `run/bset`: a local folder's missing child, not a hub id. Its folders are what
         // `--model` may have meant.
-        bail!("model folder {model} does not exist ({} holds the folders: {})", parent.display(), folders_in(parent));
+        let folders = match folders_in(parent) {
+            none if none == "nothing" => "no folders".to_string(),
+            some => format!("the folders: {some}"),
+        };
+        bail!("model folder {model} does not exist ({} holds {folders})", parent.display());
     }
     if !looks_like_hub_id(model) {
         bail!("model folder {model} does not exist");
@@ -235,6 +239,9 @@ fn is_offline(hf_hub_offline: Option<String>, transformers_offline: Option<Strin
         .is_some_and(|v| ["1", "ON", "YES", "TRUE"].contains(&v.to_ascii_uppercase().as_str()))
 }
 
+/// The schemes of the proxy URLs the hub client (ureq) parses; it skips others.
+const PROXY_SCHEMES: &[&str] = &["http", "socks4", "socks4a", "socks", "socks5"];
+
 /// The variables the hub client (ureq) takes its proxy from, first set first.
 const PROXY_VARIABLES: &[&str] = &["ALL_PROXY", "all_proxy", "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"];
 
@@ -269,7 +276,14 @@ fn first_hop(endpoint: &str, proxy: Option<(&str, String)>) -> (String, String) 
 /// Fails within seconds when the endpoint's host (or the proxy in between) cannot be
 /// resolved or reached, instead of waiting for the OS's TCP timeout inside the HTTP client.
 fn check_reachable(endpoint: &str) -> Result<()> {
-    let proxy = PROXY_VARIABLES.iter().find_map(|name| env(name).map(|url| (*name, url)));
+    // As ureq: the first variable set (empty too) in a form it parses (no `https://`).
+    let parsed = |url: &String| url.split_once("://").is_none_or(|(scheme, _)| PROXY_SCHEMES.contains(&scheme));
+    let proxy = PROXY_VARIABLES.iter().find_map(|name| std::env::var(name).ok().filter(parsed).map(|url| (*name, url)));
+    if let Some((name, url)) = &proxy {
+        if url.trim().is_empty() {
+            bail!("the proxy variable {name} is set but empty, and the hub client would connect through it; unset it or give it the proxy's address");
+        }
+    }
     let (address, host_port) = first_hop(endpoint, proxy);
     let addrs: Vec<_> =
         address.to_socket_addrs().with_context(|| format!("cannot resolve {host_port} (no network?)"))?.collect();

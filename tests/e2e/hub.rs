@@ -125,6 +125,18 @@ fn hub_id_without_network_fails_fast_with_advice() {
         .unwrap();
     assert_clean_error(&proxied, "cannot connect to the proxy 127.0.0.1:9 (HTTPS_PROXY, http)");
     assert!(!String::from_utf8_lossy(&proxied.stderr).contains("secret"), "the proxy's password is printed");
+    // As the hub client (ureq): a set but empty variable is taken, an https:// one skipped.
+    let proxied = |variable: &str, value: &str| {
+        bin()
+            .args(["encode", "-m", "distilbert-base-uncased", "hi"])
+            .env("HF_HOME", hf_home.path())
+            .env("HF_ENDPOINT", "http://127.0.0.1:9")
+            .env(variable, value)
+            .output()
+            .unwrap()
+    };
+    assert_clean_error(&proxied("http_proxy", ""), "the proxy variable http_proxy is set but empty");
+    assert_clean_error(&proxied("HTTPS_PROXY", "https://127.0.0.1:8"), "cannot connect to 127.0.0.1:9");
 }
 
 /// A cache that transformers filled (config, vocabulary and weights, no `modules.json`) is
