@@ -90,8 +90,6 @@ pub fn agree_on_settings(group: &ProcessGroup, fields: &[(String, String)]) -> R
     Ok(())
 }
 
-/// ` (7 against 5)`, or ` (--a 7 against 5, --b x against y)`, for values short enough to
-/// read (a data file's fingerprint is not).
 /// Refuses ranks whose lists of settings name different things (another `--task`, a dev
 /// file more), before the values are gathered position by position: an all-gather of
 /// unequal sizes aborts the process inside Gloo, where no error can be caught.
@@ -133,6 +131,8 @@ fn names_only_one_has(rank: usize, theirs: &[String], rank0: &[String]) -> Strin
     }
 }
 
+/// ` (7 against 5)`, or ` (--a 7 against 5, --b x against y)`, for values short enough to
+/// read (a data file's fingerprint is not).
 fn both_values(names: &[&str], theirs: &[String], rank0: &[String]) -> String {
     let shown: Vec<String> = names
         .iter()

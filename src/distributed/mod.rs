@@ -47,7 +47,7 @@ fn cuda_of_local_rank(local_rank: usize, rank: usize, visible: usize) -> Result<
         let shown =
             std::env::var("CUDA_VISIBLE_DEVICES").map_or(String::new(), |v| format!(", CUDA_VISIBLE_DEVICES={v}"));
         bail!(
-            "rank {rank}: LOCAL_RANK={local_rank} names cuda:{local_rank}, but this process sees {visible} CUDA device{}{shown}; where the launcher gives each process its own GPU, set LOCAL_RANK=0",
+            "rank {rank}: its GPU would be cuda:{local_rank} (LOCAL_RANK, or RANK where LOCAL_RANK is unset), but this process sees {visible} CUDA device{}{shown}; set LOCAL_RANK to the process's GPU on its machine (0 where the launcher gives each process its own GPU)",
             if visible == 1 { "" } else { "s" }
         );
     }
@@ -62,7 +62,7 @@ mod tests {
     fn local_rank_must_name_a_visible_device() {
         assert_eq!(cuda_of_local_rank(3, 11, 8).unwrap(), Device::Cuda(3));
         let err = cuda_of_local_rank(3, 11, 1).unwrap_err().to_string();
-        assert!(err.starts_with("rank 11: LOCAL_RANK=3 names cuda:3, but this process sees 1 CUDA device"), "{err}");
-        assert!(err.ends_with("set LOCAL_RANK=0"), "{err}");
+        assert!(err.starts_with("rank 11: its GPU would be cuda:3 (LOCAL_RANK, or RANK where"), "{err}");
+        assert!(err.contains("this process sees 1 CUDA device"), "{err}");
     }
 }

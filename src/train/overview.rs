@@ -31,7 +31,7 @@ impl Overview<'_> {
         let num_layers = loaded.config.num_layers() as usize;
         // A checkpoint fine-tuned further names itself and the model it came from.
         let model = match crate::checkpoint::is_checkpoint(std::path::Path::new(&self.settings.model)) {
-            true => format!("{}, a checkpoint of {},", self.settings.model, spec.base_model),
+            true => format!("{}, fine-tuned from {}", self.settings.model, spec.base_model),
             false => spec.base_model.clone(),
         };
         crate::stderrln!(
