@@ -69,12 +69,7 @@ pub fn agree_on_settings(group: &ProcessGroup, fields: &[(String, String)]) -> R
             continue;
         }
         let values: Vec<&str> = differing.iter().map(|(_, v)| v.as_str()).collect();
-        let what = "sending the differing settings";
-        let mine = serde_json::to_vec(&values)?;
-        let of_rank0: Vec<String> =
-            serde_json::from_slice(&broadcast_bytes(group, 0, Some(mine.clone()), what)?.unwrap_or_default())?;
-        let of_rank: Vec<String> =
-            serde_json::from_slice(&broadcast_bytes(group, rank, Some(mine), what)?.unwrap_or_default())?;
+        let (of_rank0, of_rank) = exchange_lists(group, rank, &values, "sending the differing settings")?;
         let names: Vec<&str> = differing.iter().map(|(n, _)| n.as_str()).collect();
         let verb = if names.len() == 1 { "differs" } else { "differ" };
         let listed = match names.split_last() {
@@ -103,17 +98,20 @@ fn agree_on_field_names(group: &ProcessGroup, fields: &[(String, String)]) -> Re
     let gathered = group.all_gather(&Tensor::from_slice(&[digest]), "the settings check")?;
     let digests = gathered.iter().map(i64::try_from).collect::<Result<Vec<i64>, _>>()?;
     let Some(rank) = digests.iter().position(|d| *d != digests[0]) else { return Ok(()) };
-    let what = "sending the settings' names";
-    let mine = serde_json::to_vec(&names)?;
-    let of_rank0: Vec<String> =
-        serde_json::from_slice(&broadcast_bytes(group, 0, Some(mine.clone()), what)?.unwrap_or_default())?;
-    let of_rank: Vec<String> =
-        serde_json::from_slice(&broadcast_bytes(group, rank, Some(mine), what)?.unwrap_or_default())?;
+    let (of_rank0, of_rank) = exchange_lists(group, rank, &names, "sending the settings' names")?;
     bail!(
         "rank {}: the ranks were started with different settings: {}; every rank must get the same flags and data files",
         group.rank(),
         names_only_one_has(rank, &of_rank, &of_rank0)
     )
+}
+
+/// Rank 0's `mine` and rank `rank`'s, on every rank (each rank joins both broadcasts).
+fn exchange_lists(group: &ProcessGroup, rank: usize, mine: &[&str], what: &str) -> Result<(Vec<String>, Vec<String>)> {
+    let bytes = serde_json::to_vec(mine)?;
+    let of_rank0 = serde_json::from_slice(&broadcast_bytes(group, 0, Some(bytes.clone()), what)?.unwrap_or_default())?;
+    let of_rank = serde_json::from_slice(&broadcast_bytes(group, rank, Some(bytes), what)?.unwrap_or_default())?;
+    Ok((of_rank0, of_rank))
 }
 
 /// "rank 1 has task 'q' dev file, which rank 0 has not" (either way round, or both).
