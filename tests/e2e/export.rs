@@ -445,7 +445,7 @@ fn export_replaces_only_an_earlier_export_and_only_with_force() {
     assert_ok(&force(&earlier, "sentence-transformers"));
     // What an export killed mid-write left beside its folder (a process that has ended)
     // goes with the next export there; a dated copy of the user's stays.
-    let mut ended = std::process::Command::new("true").spawn().unwrap();
+    let mut ended = Command::new("true").spawn().unwrap();
     ended.wait().unwrap();
     let left = dir.path().join(format!(".earlier.new-{}", ended.id()));
     let dated = dir.path().join(".earlier.new-20240101");
