@@ -277,12 +277,14 @@ pub(super) fn initial_state(
     let Some(last) = resume_from else {
         check_token_budget(settings, tasks, world)?;
         let rows = tasks.iter().map(|t| task_rows(settings, t.as_ref(), world)).collect();
+        let sampler = TaskSampler::new(settings.sampling, settings.batch_limit(), rows, settings.seed)
+            .with_shares(&tasks.iter().map(|t| t.source().share).collect::<Vec<_>>());
+        sampler.check_epoch_length(&tasks.iter().map(|t| t.source().name.as_str()).collect::<Vec<_>>())?;
         return Ok(TrainerState {
             step: 0,
             micro_batches: 0,
             examples: 0,
-            sampler: TaskSampler::new(settings.sampling, settings.batch_limit(), rows, settings.seed)
-                .with_shares(&tasks.iter().map(|t| t.source().share).collect::<Vec<_>>()),
+            sampler,
             best: None,
             evals_without_improvement: 0,
             data: fingerprints,
@@ -403,14 +405,17 @@ fn check_compared_batches(
 }
 
 /// What a new run says before it trains: the batches' checks (which may refuse the run),
-/// rows over the token budget, each task's data notes and the backbone rate the run's size
-/// chose. A resumed run said it at its start.
+/// rows over the token budget, each task's data notes, the backbone rate the run's size
+/// chose and flags the model makes inert. A resumed run said it at its start.
 pub(super) fn start_up_notes(
     settings: &TrainSettings,
     tasks: &[Box<dyn TrainingTask>],
     world: usize,
+    typed_flags: &[String],
+    spec: &ModelSpec,
 ) -> Result<Vec<String>> {
     let mut notes = check_compared_batches(settings, tasks, world)?;
+    notes.extend(model_flag_notes(typed_flags, spec));
     notes.extend(oversized_row_notes(settings, tasks));
     for task in tasks {
         notes.extend(task.data_notes().into_iter().map(|note| format!("note: task '{}': {note}", task.source().name)));
@@ -421,7 +426,7 @@ pub(super) fn start_up_notes(
 
 /// Flags the loaded model makes inert: `--lr-projection` where it has no projection (the
 /// model folder decides when `--projection-dim` is not given).
-pub(super) fn model_flag_notes(typed_flags: &[String], spec: &ModelSpec) -> Vec<String> {
+fn model_flag_notes(typed_flags: &[String], spec: &ModelSpec) -> Vec<String> {
     let typed = |flag: &str| typed_flags.iter().any(|f| f == flag);
     let mut notes = Vec::new();
     if typed("lr_projection") && spec.projection_dim.is_none() {

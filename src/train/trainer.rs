@@ -224,16 +224,13 @@ impl<'a> Trainer<'a> {
         let mut optimizer = AdamW::new(groups);
         let world = group.map_or(1, ProcessGroup::world);
         let mut state = setup::initial_state(settings, &tasks, &run, resume_from.as_deref(), &mut optimizer, world)?;
-        let names: Vec<&str> = tasks.iter().map(|t| t.source().name.as_str()).collect();
-        state.sampler.check_epoch_length(&names)?;
         let resumed_from = resume_from.as_ref().map(|_| state.step);
         let resumed_window = state.window.take();
-        if resumed_from.is_none() {
-            prepared.notes.extend(setup::start_up_notes(settings, &tasks, world)?);
-            prepared.notes.extend(setup::model_flag_notes(&options.typed_flags, &prepared.loaded.spec));
-        } else {
-            prepared.notes.extend(setup::precision_change_note(&prepared.loaded.spec, settings.precision, precision));
-        }
+        let spec = &prepared.loaded.spec;
+        prepared.notes.extend(match resumed_from {
+            None => setup::start_up_notes(settings, &tasks, world, &options.typed_flags, spec)?,
+            Some(_) => setup::precision_change_note(spec, settings.precision, precision).into_iter().collect(),
+        });
         let log = match main {
             true => RunLog::open(&run.log(), resumed_from)?,
             false => RunLog::discard(),
