@@ -146,6 +146,11 @@ pub fn length_grouped_batches(rows: &TaskRows, limit: BatchLimit, rng: &mut Rng)
 /// The most batches a round-robin epoch may take (a billion: days of steps on any machine).
 const MAX_EPOCH_BATCHES: f64 = 1e9;
 
+/// An epoch's batches, from the shares' arithmetic (less its rounding error).
+fn whole_batches(batches: f64) -> usize {
+    (batches - 1e-9).ceil() as usize
+}
+
 /// One task's stream of batches, reshuffled each time it runs out.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct TaskStream {
@@ -245,40 +250,39 @@ impl TaskSampler {
     /// equal shares, every task gets as many batches as the largest needs); the random
     /// strategies draw as many batches as all tasks have together.
     pub fn batches_per_epoch(&self) -> usize {
-        let limit = self.limit();
         match self.strategy {
-            SamplingStrategy::RoundRobin => {
-                let total_share: f64 = self.streams.iter().map(|s| s.share).sum();
-                let slowest =
-                    self.streams.iter().map(|s| s.batches_per_pass(limit) as f64 / s.share).fold(0.0, f64::max);
-                (slowest * total_share - 1e-9).ceil() as usize
-            }
-            _ => self.streams.iter().map(|s| s.batches_per_pass(limit)).sum(),
+            SamplingStrategy::RoundRobin => whole_batches(self.round_robin_epoch().0),
+            _ => self.streams.iter().map(|s| s.batches_per_pass(self.limit())).sum(),
         }
     }
 
-    /// Refuses a round-robin epoch of more than [`MAX_EPOCH_BATCHES`], which waits for the
-    /// pass of the task with the smallest share per batch of its pass (a `--task-share` of
-    /// 1e-300 made an epoch of 2^64 batches, never evaluated). `names`: the tasks' names.
-    pub fn check_epoch_length(&self, names: &[&str]) -> anyhow::Result<()> {
+    /// [`TaskSampler::batches_per_epoch`], refusing a round-robin epoch of more than
+    /// [`MAX_EPOCH_BATCHES`]: it waits for the pass of the task with the smallest share per
+    /// batch of its pass (a `--task-share` of 1e-300 made an epoch of 2^64 batches, never
+    /// evaluated). `names`: the tasks' names.
+    pub fn checked_batches_per_epoch(&self, names: &[&str]) -> anyhow::Result<usize> {
         if self.strategy != SamplingStrategy::RoundRobin {
-            return Ok(());
+            return Ok(self.batches_per_epoch());
         }
-        let limit = self.limit();
-        let total_share: f64 = self.streams.iter().map(|s| s.share).sum();
-        let per_share = |s: &TaskStream| s.batches_per_pass(limit) as f64 / s.share;
-        let slowest = self.streams.iter().enumerate().max_by(|a, b| per_share(a.1).total_cmp(&per_share(b.1)));
-        let Some((t, stream)) = slowest else { return Ok(()) };
-        let batches = per_share(stream) * total_share;
+        let (batches, slowest) = self.round_robin_epoch();
         if batches > MAX_EPOCH_BATCHES {
+            let name = names.get(slowest).copied().unwrap_or("?");
             anyhow::bail!(
-                "--task-share {}={:e}: a round-robin epoch lasts until every task has had its pass, which would take {batches:.1e} batches here; give '{}' a larger share",
-                names.get(t).copied().unwrap_or("?"),
-                stream.share,
-                names.get(t).copied().unwrap_or("?")
+                "--task-share {name}={:e}: a round-robin epoch lasts until every task has had its pass, which would take {batches:.1e} batches here; give '{name}' a larger share",
+                self.streams[slowest].share
             );
         }
-        Ok(())
+        Ok(whole_batches(batches))
+    }
+
+    /// A round-robin epoch's batches, unrounded, and the task that sets it: the one whose
+    /// pass takes the most turns at its share (each pass planned once).
+    fn round_robin_epoch(&self) -> (f64, usize) {
+        let limit = self.limit();
+        let turns: Vec<f64> = self.streams.iter().map(|s| s.batches_per_pass(limit) as f64 / s.share).collect();
+        let slowest = (0..turns.len()).max_by(|&a, &b| turns[a].total_cmp(&turns[b])).unwrap_or(0);
+        let total_share: f64 = self.streams.iter().map(|s| s.share).sum();
+        (turns.get(slowest).copied().unwrap_or(0.0) * total_share, slowest)
     }
 
     /// Fraction of the batches each task gets: the strategy's weight (round-robin 1,
@@ -569,8 +573,12 @@ mod tests {
             TaskSampler::new(SamplingStrategy::RoundRobin, BatchLimit::Rows(4), lengths(&[40, 4]), 1)
                 .with_shares(&[1.0, share])
         };
-        assert!(tiny(0.0005).check_epoch_length(&["a", "b"]).is_ok(), "2001 batches is a long epoch, not a broken one");
-        let err = tiny(1e-300).check_epoch_length(&["a", "b"]).unwrap_err().to_string();
+        assert_eq!(
+            tiny(0.0005).checked_batches_per_epoch(&["a", "b"]).unwrap(),
+            2001,
+            "a long epoch, not a broken one"
+        );
+        let err = tiny(1e-300).checked_batches_per_epoch(&["a", "b"]).unwrap_err().to_string();
         assert!(
             err.starts_with("--task-share b=1e-300: a round-robin epoch lasts until every task has had its pass"),
             "{err}"

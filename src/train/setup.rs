@@ -277,14 +277,12 @@ pub(super) fn initial_state(
     let Some(last) = resume_from else {
         check_token_budget(settings, tasks, world)?;
         let rows = tasks.iter().map(|t| task_rows(settings, t.as_ref(), world)).collect();
-        let sampler = TaskSampler::new(settings.sampling, settings.batch_limit(), rows, settings.seed)
-            .with_shares(&tasks.iter().map(|t| t.source().share).collect::<Vec<_>>());
-        sampler.check_epoch_length(&tasks.iter().map(|t| t.source().name.as_str()).collect::<Vec<_>>())?;
         return Ok(TrainerState {
             step: 0,
             micro_batches: 0,
             examples: 0,
-            sampler,
+            sampler: TaskSampler::new(settings.sampling, settings.batch_limit(), rows, settings.seed)
+                .with_shares(&tasks.iter().map(|t| t.source().share).collect::<Vec<_>>()),
             best: None,
             evals_without_improvement: 0,
             data: fingerprints,

@@ -224,6 +224,9 @@ impl<'a> Trainer<'a> {
         let mut optimizer = AdamW::new(groups);
         let world = group.map_or(1, ProcessGroup::world);
         let mut state = setup::initial_state(settings, &tasks, &run, resume_from.as_deref(), &mut optimizer, world)?;
+        let names: Vec<&str> = tasks.iter().map(|t| t.source().name.as_str()).collect();
+        let small_data = tasks.iter().any(|t| t.small_data());
+        let length = RunLength::new(settings, state.sampler.checked_batches_per_epoch(&names)?, small_data);
         let resumed_from = resume_from.as_ref().map(|_| state.step);
         let resumed_window = state.window.take();
         let spec = &prepared.loaded.spec;
@@ -253,8 +256,7 @@ impl<'a> Trainer<'a> {
             None => None,
         };
         let source_dir = resume_from.unwrap_or_else(|| loaded.dir.clone());
-        let small_data = tasks.iter().any(|t| t.small_data());
-        let length = RunLength::new(settings, state.sampler.batches_per_epoch(), small_data);
+        let progress = Progress::new(options.quiet);
         let task_count = tasks.len();
         let trainer = Self {
             settings,
@@ -277,9 +279,9 @@ impl<'a> Trainer<'a> {
             log,
             window: Window::resumed(task_count, resumed_window),
             timing: Timing::default(),
-            progress: Progress::new(options.quiet),
+            progress,
             bar: ProgressBar::hidden(),
-            plain_progress: (!options.quiet && !Progress::new(false).is_visible()).then(PlainProgress::new),
+            plain_progress: (!options.quiet && !progress.is_visible()).then(PlainProgress::new),
             batch_plan,
             run_examples: 0,
             started,
