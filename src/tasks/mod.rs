@@ -112,9 +112,10 @@ pub fn kind_of_file(path: &Path, given: Option<TaskKind>, columns: LabelColumns<
     let header = read_header(path)?;
     let fits = |kind: TaskKind| required_columns(kind, columns).iter().all(|c| header.iter().any(|h| h == c));
     let columns_seen = header.join(", ");
-    let delimiter_hint = delimiter_hint(&header).map(|hint| format!("; {hint}")).unwrap_or_default();
+    let delimiter = delimiter_hint(&header);
     if let Some(kind) = given {
         if !fits(kind) {
+            let delimiter_hint = delimiter.map(|hint| format!("; {hint}")).unwrap_or_default();
             let flags = match (kind, delimiter_hint.is_empty()) {
                 (TaskKind::Classification, true) => {
                     "; --text-column and --label-column [NAME=]COL name the columns to read"
@@ -134,14 +135,11 @@ pub fn kind_of_file(path: &Path, given: Option<TaskKind>, columns: LabelColumns<
         [kind] => Ok(*kind),
         [] => {
             let expected: Vec<String> = KINDS.iter().map(|k| describe_columns(*k, columns, &header)).collect();
-            let hint = score_named_label(&header).map(str::to_string).unwrap_or_else(|| {
-                match crate::data::csv_file::delimiter_hint(&header) {
-                    Some(hint) => hint.to_string(),
-                    None => format!(
-                        "{}; --text-column and --label-column [NAME=]COL name a classification file's columns (similarity and pairs columns must have the names above)",
-                        missing_column_hint(&header)
-                    ),
-                }
+            let hint = score_named_label(&header).or(delimiter).map(str::to_string).unwrap_or_else(|| {
+                format!(
+                    "{}; --text-column and --label-column [NAME=]COL name a classification file's columns (similarity and pairs columns must have the names above)",
+                    missing_column_hint(&header)
+                )
             });
             bail!(
                 "{}:1: the header ({columns_seen}) fits no task kind: {}; {hint}",
