@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::Result;
 use tch::Tensor;
 
-use super::{tasks_json, variables, write_backbone};
+use super::model_files::{tasks_json, variables, write_backbone};
 use crate::model::loaded::LoadedModel;
 use crate::model::safetensors_io::write_safetensors;
 

@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::Result;
 use serde_json::json;
 
-use super::{variables, write_backbone};
+use super::model_files::{variables, write_backbone};
 use crate::model::loaded::LoadedModel;
 use crate::model::pooling::Pooling;
 use crate::model::safetensors_io::write_safetensors;

@@ -11,7 +11,7 @@ use std::path::Path;
 use anyhow::{anyhow, Result};
 use tch::{CModule, Device, Kind, Tensor};
 
-use super::{copy_model_files, tasks_json, variables};
+use super::model_files::{copy_model_files, tasks_json, variables};
 use crate::model::fused_forward::FusedForward;
 use crate::model::loaded::LoadedModel;
 

@@ -1,0 +1,62 @@
+//! Where an export may be written: a new or empty folder, or with `--force` an earlier export
+//! holding nothing else; never the checkpoint being exported, nor the folder the user works in.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use super::model_card::{self, is_export};
+use crate::model::loaded::LoadedModel;
+
+/// The folder to write for `--out`, canonical where it exists so that replacing it swaps that
+/// folder. A non-empty `out` is refused unless `force`, and even then unless it is an earlier
+/// export (not a run or the user's files).
+pub(super) fn checked(out: &Path, loaded: &LoadedModel, force: bool) -> Result<PathBuf> {
+    crate::checkpoint::refuse_output_inside(out, "--out")?;
+    if !out.exists() {
+        return Ok(out.to_path_buf());
+    }
+    if !out.is_dir() {
+        bail!("--out {} exists and is not a folder", out.display());
+    }
+    let target = out.canonicalize().with_context(|| format!("cannot read --out {}", out.display()))?;
+    refuse_replacing_what_is_in_use(out, &target, loaded)?;
+    let non_empty = std::fs::read_dir(out)?.next().is_some();
+    if !non_empty {
+        return Ok(target);
+    }
+    if !force {
+        bail!("--out {} exists and is not empty; pass --force to replace it", out.display());
+    }
+    if !is_export(out) {
+        bail!(
+            "--out {} holds files that are not a sentence-mtl export; --force replaces only an earlier export, so choose an empty or new folder",
+            out.display()
+        );
+    }
+    let foreign = model_card::foreign_entries(out);
+    if !foreign.is_empty() {
+        bail!(
+            "--out {} is an earlier export with other files added ({}), which replacing it would delete; move them, or choose another folder",
+            out.display(),
+            foreign.join(", ")
+        );
+    }
+    Ok(target)
+}
+
+/// Replacing `out` (canonical: `target`) must not delete the checkpoint being exported, nor
+/// the folder the user works in.
+fn refuse_replacing_what_is_in_use(out: &Path, target: &Path, loaded: &LoadedModel) -> Result<()> {
+    if loaded.dir.canonicalize().is_ok_and(|model| model.starts_with(target)) {
+        bail!(
+            "--out {} holds the model being exported ({}); export into another folder",
+            out.display(),
+            loaded.dir.display()
+        );
+    }
+    if std::env::current_dir().is_ok_and(|cwd| cwd.starts_with(target)) {
+        bail!("--out {} is the current folder or holds it; export into a folder of its own", out.display());
+    }
+    Ok(())
+}
