@@ -34,9 +34,19 @@ c10d::ReduceOp reduce_op(int op) { return op == 1 ? c10d::ReduceOp::MAX : c10d::
 const char* kRollCallPrefix = "smtl/alive/";
 const char* kJoinedKey = "smtl/joined";
 const char* kWorldKey = "smtl/world_size";
+const char* kBuildKey = "smtl/build";
 // More processes than any launch has: a larger join count is not one.
 const int64_t kMostRanks = int64_t(1) << 20;
 const char* kRefusedKey = "smtl/refused";
+
+void set_text(c10d::Store& store, const std::string& key, const std::string& text) {
+  store.set(key, std::vector<uint8_t>(text.begin(), text.end()));
+}
+
+std::string get_text(c10d::Store& store, const std::string& key) {
+  const auto value = store.get(key);
+  return std::string(value.begin(), value.end());
+}
 
 }  // namespace
 
@@ -48,12 +58,14 @@ extern "C" {
 // itself in, then Gloo connects every pair of ranks through it. A rank that counts more than
 // `size` ranks has reached another launch's store on the same port: it sets `*cause` to 1
 // and stops before Gloo, whose keys would mix with that launch's; one whose `size` is not
-// rank 0's sets it to 2.
+// rank 0's sets it to 2, and one whose `build` (the binary's version) is not rank 0's sets it
+// to 4: ranks of other versions may call different collectives, which Gloo ends by aborting.
 // Gloo binds to the network interfaces `interfaces` names (comma-separated, as PyTorch reads
 // GLOO_SOCKET_IFNAME) when it is non-empty, else to the address `bind_host` resolves to when
 // that is non-empty, else to the default device (this machine's hostname, or loopback).
 // Returns a handle, or null with a message.
-void* smtl_group_join(const char* host, int port, int rank, int size, int64_t timeout_ms, const char* prefix,
+void* smtl_group_join(const char* host, int port, int rank, int size, const char* build, int64_t timeout_ms,
+                      const char* prefix,
                       const char* interfaces, const char* bind_host, int* cause, char* error, size_t error_len) {
   *cause = 0;
   try {
@@ -87,21 +99,27 @@ void* smtl_group_join(const char* host, int port, int rank, int size, int64_t ti
       *cause = 1;
       throw std::runtime_error(std::to_string(joined) + " processes have joined its store");
     }
-    // Rank 0's WORLD_SIZE, which every other rank must share: a rank that counts another
-    // number would wait in Gloo's handshake for ranks that never come.
+    // Rank 0's WORLD_SIZE and build, which every other rank must share: a rank that counts
+    // another number would wait in Gloo's handshake for ranks that never come.
     if (rank == 0) {
-      const auto text = std::to_string(size);
-      group->store->set(kWorldKey, std::vector<uint8_t>(text.begin(), text.end()));
+      set_text(*group->store, kWorldKey, std::to_string(size));
+      set_text(*group->store, kBuildKey, build);
     } else {
-      const auto value = group->store->get(kWorldKey);
-      const std::string rank0_size(value.begin(), value.end());
-      if (rank0_size != std::to_string(size)) {
-        *cause = 2;
-        const auto message = "rank " + std::to_string(rank) + " was started with WORLD_SIZE=" +
-                             std::to_string(size) + ", rank 0 with WORLD_SIZE=" + rank0_size;
-        // For the ranks left waiting in Gloo's handshake, to say why once it fails.
-        group->store->set(kRefusedKey, std::vector<uint8_t>(message.begin(), message.end()));
+      const auto refuse = [&](int why, const std::string& message) {
+        *cause = why;
+        // For the ranks left waiting in Gloo's handshake, to say why once it fails: the
+        // cause's digit, then the message.
+        set_text(*group->store, kRefusedKey, std::to_string(why) + message);
         throw std::runtime_error(message);
+      };
+      const auto rank0_size = get_text(*group->store, kWorldKey);
+      if (rank0_size != std::to_string(size)) {
+        refuse(2, "rank " + std::to_string(rank) + " was started with WORLD_SIZE=" + std::to_string(size) +
+                      ", rank 0 with WORLD_SIZE=" + rank0_size);
+      }
+      const auto rank0_build = get_text(*group->store, kBuildKey);
+      if (rank0_build != build) {
+        refuse(4, "rank " + std::to_string(rank) + " runs " + build + ", rank 0 runs " + rank0_build);
       }
     }
     auto gloo = c10d::ProcessGroupGloo::Options::create(group->timeout);
@@ -123,9 +141,9 @@ void* smtl_group_join(const char* host, int port, int rank, int size, int64_t ti
       if (!group->store->check({kRefusedKey})) {
         throw;
       }
-      const auto why = group->store->get(kRefusedKey);
-      *cause = 2;
-      throw std::runtime_error(std::string(why.begin(), why.end()));
+      const auto why = get_text(*group->store, kRefusedKey);
+      *cause = why.at(0) - '0';
+      throw std::runtime_error(why.substr(1));
     }
     return group.release();
   } catch (const std::exception& e) {

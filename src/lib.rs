@@ -27,3 +27,14 @@ pub mod rng;
 pub mod tasks;
 pub mod torch_shim;
 pub mod train;
+
+/// What `--version` prints: this version and the libtorch it is built on. Ranks of one launch
+/// must all show the same.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (libtorch ",
+    env!("SENTENCE_MTL_LIBTORCH_VERSION"),
+    ", ",
+    env!("SENTENCE_MTL_NCCL"),
+    ")"
+);

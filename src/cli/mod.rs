@@ -30,7 +30,7 @@ use task_values::{PerTaskValue, TaskArg};
 #[derive(Debug, Parser)]
 #[command(
     name = "sentence-mtl",
-    version = concat!(env!("CARGO_PKG_VERSION"), " (libtorch ", env!("SENTENCE_MTL_LIBTORCH_VERSION"), ", ", env!("SENTENCE_MTL_NCCL"), ")"),
+    version = crate::VERSION,
     about = "Sentence embeddings and multi-task fine-tuning of transformer encoders (DistilBERT, BERT) on libtorch",
     propagate_version = true,
     // A flag given twice takes its last value, so scripts can append overrides.

@@ -22,6 +22,7 @@ extern "C" {
         port: i32,
         rank: i32,
         size: i32,
+        build: *const libc::c_char,
         timeout_ms: i64,
         prefix: *const libc::c_char,
         interfaces: *const libc::c_char,
@@ -119,6 +120,7 @@ impl ProcessGroup {
             refuse_unknown_interfaces(names)?;
         }
         let prefix = CString::new(launch.agent_store_prefix.as_deref().unwrap_or(""))?;
+        let build = CString::new(format!("sentence-mtl {}", crate::VERSION))?;
         let mut error = ErrorBuffer::new();
         let mut cause = 0;
         let watchdog = JoinWatchdog::start(launch, timeout);
@@ -130,6 +132,7 @@ impl ProcessGroup {
                 launch.master_port as i32,
                 launch.rank as i32,
                 launch.world as i32,
+                build.as_ptr(),
                 timeout.as_millis() as i64,
                 prefix.as_ptr(),
                 interfaces.as_ptr(),

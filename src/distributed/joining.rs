@@ -58,12 +58,17 @@ fn loopback_hint(launch: &Launch) -> String {
 }
 
 /// Why joining failed, from the shim's `cause` (1: another launch's store, 2: another
-/// WORLD_SIZE, 3: a reply that is no store's) and message.
+/// WORLD_SIZE, 3: a reply that is no store's, 4: another build than rank 0's) and message.
 pub(super) fn join_failure(launch: &Launch, timeout: Duration, cause: i32, message: &str) -> anyhow::Error {
     let (rank, world, address) = (launch.rank, launch.world, format!("{}:{}", launch.master_addr, launch.master_port));
     if cause == 2 {
         return anyhow!(
             "rank {rank}: the ranks were started with different WORLD_SIZE: {message}; every rank must get the same"
+        );
+    }
+    if cause == 4 {
+        return anyhow!(
+            "rank {rank}: the ranks run different builds of sentence-mtl: {message}; install the same one on every machine"
         );
     }
     // Newer c10d clients ping the store when they connect, and say so when the answer is

@@ -658,6 +658,47 @@ fn ranks_started_with_different_world_sizes_are_refused() {
     }
 }
 
+/// A rank 0 of another build (imitated by torch's own TCPStore, holding what that rank 0 would
+/// write) refuses rank 1 before Gloo's handshake, where ranks of other versions abort, and
+/// leaves the reason in the store for rank 0.
+#[test]
+fn a_rank_of_another_build_is_refused() {
+    let test = "a_rank_of_another_build_is_refused";
+    let (Some(s), Some(python)) = (setup(test), python(test)) else { return };
+    let port = free_port();
+    let other_build = "sentence-mtl 0.0.1 (libtorch 2.4.0, without NCCL)";
+    let rank0 = format!(
+        "import datetime, torch.distributed as d\n\
+         s = d.TCPStore('127.0.0.1', {port}, 2, True, timeout=datetime.timedelta(seconds=60), wait_for_workers=False)\n\
+         s.add('smtl/joined', 1)\n\
+         s.set('smtl/world_size', '2')\n\
+         s.set('smtl/build', '{other_build}')\n\
+         s.wait(['smtl/refused'])\n\
+         print(s.get('smtl/refused').decode())\n"
+    );
+    let imitation =
+        Command::new(&python).args(["-c", &rank0]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut args = encode_args(&s.model, 20);
+    args.push("hello".into());
+    let rank1 = rank_command(&args, 1, 2, port).output().unwrap();
+    let refusal = format!("rank 1 runs sentence-mtl {}, rank 0 runs {other_build}", version_of_binary());
+    assert_clean_error(
+        &rank1,
+        &format!(
+            "rank 1: the ranks run different builds of sentence-mtl: {refusal}; install the same one on every machine"
+        ),
+    );
+    let imitation = imitation.wait_with_output().unwrap();
+    assert!(imitation.status.success(), "{}", String::from_utf8_lossy(&imitation.stderr));
+    assert_eq!(String::from_utf8_lossy(&imitation.stdout).trim(), format!("4{refusal}"));
+}
+
+/// What `--version` prints after the name.
+fn version_of_binary() -> String {
+    let out = bin().arg("--version").output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().strip_prefix("sentence-mtl ").unwrap().to_string()
+}
+
 /// Resuming a data-parallel run continues it exactly: 2 ranks stopped by SIGTERM after their
 /// first save and resumed end with the weights of 2 ranks that ran without a stop.
 #[test]
