@@ -40,9 +40,15 @@ fn open(path: &Path) -> Result<std::fs::File> {
 pub fn refuse_utf16_or_binary(head: &[u8], name: &str) -> Result<()> {
     let head = &head[..head.len().min(512)];
     let bom = head.starts_with(&[0xFF, 0xFE]) || head.starts_with(&[0xFE, 0xFF]);
-    // ASCII in UTF-16 without a byte-order mark: every other byte is NUL.
-    let halves = |skip: usize| head.iter().skip(skip).step_by(2).all(|&b| b == 0);
-    if bom || (head.len() >= 4 && (halves(0) || halves(1))) {
+    // UTF-16 without a byte-order mark: the high byte of every Latin-1 character is NUL, so
+    // mostly NULs at one parity and hardly any at the other (a binary file has them anywhere).
+    let nul_share = |skip: usize| {
+        let bytes = head.iter().skip(skip).step_by(2);
+        let (nuls, all) = bytes.fold((0, 0), |(nuls, all), &b| (nuls + usize::from(b == 0), all + 1));
+        nuls as f64 / all.max(1) as f64
+    };
+    let one_parity_nul = |high: usize| nul_share(high) >= 0.75 && nul_share(1 - high) <= 0.25;
+    if bom || (head.len() >= 4 && (one_parity_nul(0) || one_parity_nul(1))) {
         bail!("{name}: the file is UTF-16 text (a spreadsheet's \"Unicode text\"); save it as UTF-8 (\"CSV UTF-8\"), or convert it: iconv -f UTF-16 -t UTF-8 FILE > NEW");
     }
     if head.contains(&0) {
@@ -380,7 +386,9 @@ mod tests {
         let utf16 = |bom: &[u8]| -> Vec<u8> {
             bom.iter().copied().chain("text,label\nhi,a\n".encode_utf16().flat_map(u16::to_le_bytes)).collect()
         };
-        for bytes in [utf16(&[0xFF, 0xFE]), utf16(&[])] {
+        // Without a mark, and with characters beyond Latin-1 (curly quotes) among the ASCII.
+        let curly: Vec<u8> = "text,label\n\u{201c}hi\u{201d},a\n".encode_utf16().flat_map(u16::to_be_bytes).collect();
+        for bytes in [utf16(&[0xFF, 0xFE]), utf16(&[]), curly] {
             let err = read_columns_from(&bytes[..], "u.csv", &["text"]).unwrap_err().to_string();
             assert!(err.starts_with("u.csv: the file is UTF-16 text"), "{err}");
         }
