@@ -104,7 +104,7 @@ pub fn read_columns_from<R: std::io::Read>(mut reader: R, name: &str, columns: &
             },
         }
         let line = record.position().map_or(0, |p| lines.line_of(p));
-        if record.len() == 1 && record[0].iter().all(u8::is_ascii_whitespace) {
+        if record.len() == 1 && record[0].iter().all(u8::is_ascii_whitespace) && !starts_quoted(&bytes, &record) {
             continue;
         }
         if record.len() != header.len() {
@@ -125,6 +125,13 @@ pub fn read_columns_from<R: std::io::Read>(mut reader: R, name: &str, columns: &
         rows.push(CsvRow { line, fields });
     }
     Ok(rows)
+}
+
+/// Whether `record`'s line starts with a quote: `""` is an empty field (as Python's csv and
+/// pandas write an empty string in a one-column file), not a blank line to skip.
+fn starts_quoted(bytes: &[u8], record: &csv::ByteRecord) -> bool {
+    let start = record.position().map_or(0, |p| p.byte() as usize);
+    bytes.get(start..).unwrap_or_default().iter().find(|&&b| b != b'\n' && b != b'\r') == Some(&b'"')
 }
 
 /// The first of `candidates` that `header` names (a task's trained column, then the default).
@@ -291,6 +298,14 @@ mod tests {
         );
         let one_column = read(b"text\nfirst\n   \nsecond\n", &["text"]).unwrap();
         assert_eq!(one_column.iter().map(|r| r.line).collect::<Vec<_>>(), [2, 4]);
+        // A quoted empty or blank field is a row: pandas writes an empty string so.
+        let quoted = read(b"text\nfirst\n\"\"\n\n\" \"\nsecond\n", &["text"]).unwrap();
+        assert_eq!(
+            quoted.iter().map(|r| (r.line, r.fields[0].as_str())).collect::<Vec<_>>(),
+            [(2, "first"), (3, ""), (5, " "), (6, "second")]
+        );
+        let err = read(b"label,text\na,first\n\"\"\n", &["text"]).unwrap_err();
+        assert!(err.to_string().starts_with("t.csv:3: row has 1 field(s), the header has 2"), "{err}");
         let err = read(b"label,text\na,first\nb\n", &["text"]).unwrap_err();
         assert_eq!(
             err.to_string(),
