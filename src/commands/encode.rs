@@ -39,6 +39,8 @@ pub fn run(args: &EncodeArgs) -> Result<()> {
     };
     let group = join_launch(&args.model.device)?;
     let quiet = args.model.quiet || !is_main(group.as_ref());
+    // The model's flags are checked, and the model found, before a long stdin is read.
+    let (loaded, progress) = open_model(&args.model, &overrides, group.as_ref())?;
     let sentences = read_input(&args.io, &["text"], quiet, group.as_ref())?;
     if args.similarity && sentences.len() > SIMILARITY_TABLE_MAX {
         bail!(
@@ -47,7 +49,6 @@ pub fn run(args: &EncodeArgs) -> Result<()> {
             sentences.len() * sentences.len()
         );
     }
-    let (loaded, progress) = open_model(&args.model, &overrides, group.as_ref())?;
     let encoder = encoder(&args.model, &loaded, group.as_ref(), &[output_setting("--output", args.io.output())])?;
     let embeddings = encoder.embed(&sentences, &progress)?;
     if !is_main(group.as_ref()) {

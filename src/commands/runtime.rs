@@ -40,6 +40,10 @@ pub fn read_input(
     quiet: bool,
     group: Option<&ProcessGroup>,
 ) -> Result<Vec<String>> {
+    // `--input -` reads stdin, which read_sentences takes from having no --input.
+    if io.input.is_some() && !io.sentences.is_empty() {
+        bail!("give sentences either as arguments or with --input, not both");
+    }
     let read = || read_sentences(&io.sentences, io.input(), io.text_column.as_deref(), default_columns, quiet);
     let Some(group) = group.filter(|_| io.sentences.is_empty() && io.input().is_none()) else { return read() };
     let what = "sending stdin's sentences to every rank";

@@ -453,6 +453,20 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         env: Vec::new(),
         expect: Expect::Works,
     });
+    c.cases.push(Case {
+        group: "CSV",
+        what: "sentences as arguments and `-i -` (stdin)",
+        args: ["encode", "-m", &m, "-i", "-", "hello"].map(String::from).to_vec(),
+        stdin: Some("a sentence\n"),
+        env: Vec::new(),
+        expect: error("give sentences either as arguments or with --input, not both"),
+    });
+    c.add(
+        "CSV",
+        "a one-column --input CSV with a quoted empty cell (an empty sentence)",
+        &["encode", "-m", &m, "-q", "-i", &c.file("quoted_empty.csv", b"text\nfirst\n\"\"\nthird\n")],
+        Expect::Works,
+    );
     let users = c.dir.path().join("users_folder");
     std::fs::create_dir_all(&users).unwrap();
     std::fs::write(users.join("metrics.json"), "mine\n").unwrap();
