@@ -226,7 +226,15 @@ fn task_report(
                 .with_context(in_task)?,
         ),
         // A classification file needs the head of a task the model was trained on.
-        (TaskKind::Classification, None) => return Err(loaded.spec.unknown_task(&task.name)),
+        (TaskKind::Classification, None) => {
+            return Err(loaded.spec.unknown_task(&task.name)).with_context(|| {
+                format!(
+                    "task '{}': {} is a classification file (text and label columns), scored by the model's head of that name; similarity and pairs files need none",
+                    task.name,
+                    task.path.display()
+                )
+            })
+        }
         (TaskKind::Similarity, _) => {
             Box::new(tasks::similarity::report(encoder, &task.name, &task.path, progress).with_context(in_task)?)
         }

@@ -44,7 +44,9 @@ pub fn read_sentences(
     if arguments.is_empty() && sentences.is_empty() && is_csv {
         bail!("no sentences to process: {from} has a header but no rows");
     }
-    if arguments.is_empty() && sentences.iter().all(|s| s.trim().is_empty()) {
+    // Blank lines and cells are sentences (one output row per input row), even where they are
+    // all there is, as in a chunk of a longer file.
+    if arguments.is_empty() && sentences.is_empty() {
         bail!("no sentences to process: {from} is empty");
     }
     if !quiet {

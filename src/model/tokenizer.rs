@@ -140,7 +140,9 @@ fn refuse_added_tokens(dir: &Path, config: &Value, vocab: &BertVocab) -> Result<
         added.extend(decoder.values().filter(|t| whole(t)).map(|t| t.content.clone()));
     }
     let added_json = dir.join("added_tokens.json");
-    if let Ok(text) = std::fs::read_to_string(&added_json) {
+    if added_json.exists() {
+        let text = std::fs::read_to_string(&added_json)
+            .with_context(|| format!("cannot read {} as UTF-8 text", added_json.display()))?;
         let tokens: std::collections::BTreeMap<String, Value> = serde_json::from_str(&text)
             .with_context(|| format!("{} is not a JSON object of tokens", added_json.display()))?;
         added.extend(tokens.into_keys().filter(|t| !vocab.values().contains_key(t)));
