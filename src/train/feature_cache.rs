@@ -88,73 +88,62 @@ impl FeatureCache {
 
     /// Runs the frozen part over every distinct sentence, in length-sorted batches as
     /// inference makes them, at `precision` (a resolved one); the states are kept in fp32.
+    /// Each of `passes` is batched on its own (its sentences not in an earlier pass), so that
+    /// the training sentences' numbers do not depend on the dev set beside them. The states
+    /// go into one tensor allocated up front, so the build holds the cache and one batch.
     pub fn build(
         model: &LoadedModel,
         depth: CacheDepth,
-        sequences: &[&[i64]],
+        passes: &[Vec<&[i64]>],
         batch: BatchLimit,
         precision: Precision,
         progress: &Progress,
     ) -> Result<Self> {
         let mut index = HashMap::new();
         let mut distinct: Vec<&[i64]> = Vec::new();
-        for s in sequences {
-            index.entry(s.to_vec()).or_insert_with(|| {
-                distinct.push(s);
-                distinct.len() - 1
-            });
+        let mut pass_ends = Vec::with_capacity(passes.len());
+        for pass in passes {
+            for s in pass {
+                index.entry(s.to_vec()).or_insert_with(|| {
+                    distinct.push(s);
+                    distinct.len() - 1
+                });
+            }
+            pass_ends.push(distinct.len());
         }
-        let forward = model.forward();
         let lengths: Vec<usize> = distinct.iter().map(|s| s.len()).collect();
+        let spans = spans_of(&lengths);
+        let rows = match depth {
+            CacheDepth::Pooled => distinct.len() as i64,
+            CacheDepth::BelowBlock(_) => spans.last().map_or(0, |&(start, len)| start + len),
+        };
+        let mut values = Tensor::zeros([rows, model.config.hidden_size()], (Kind::Float, model.device));
+        let forward = model.forward();
         let bar = progress.bar(distinct.len() as u64, "sentences cached");
-        let mut parts: Vec<(Vec<usize>, Tensor)> = Vec::new();
         tch::no_grad(|| -> Result<()> {
-            for batch in length_sorted_batches(&lengths, batch) {
-                let texts: Vec<&[i64]> = batch.iter().map(|&i| distinct[i]).collect();
-                let (ids, mask) = pad_batch(&texts, model.tokenizer.pad_id(), model.device);
-                let states = autocast(precision, model.device, || -> Result<Tensor> {
-                    Ok(match depth {
-                        CacheDepth::Pooled => model.spec.pooling.forward(&forward.hidden_states(&ids, &mask)?, &mask),
-                        CacheDepth::BelowBlock(k) => forward.states_below(&ids, &mask, k)?,
-                    })
-                })?;
-                parts.push((batch.clone(), states.to_kind(Kind::Float)));
-                bar.inc(batch.len() as u64);
+            let mut first = 0;
+            for end in pass_ends {
+                for batch in length_sorted_batches(&lengths[first..end], batch) {
+                    let entries: Vec<usize> = batch.iter().map(|&i| first + i).collect();
+                    let texts: Vec<&[i64]> = entries.iter().map(|&e| distinct[e]).collect();
+                    let (ids, mask) = pad_batch(&texts, model.tokenizer.pad_id(), model.device);
+                    let states = autocast(precision, model.device, || -> Result<Tensor> {
+                        Ok(match depth {
+                            CacheDepth::Pooled => {
+                                model.spec.pooling.forward(&forward.hidden_states(&ids, &mask)?, &mask)
+                            }
+                            CacheDepth::BelowBlock(k) => forward.states_below(&ids, &mask, k)?,
+                        })
+                    })?;
+                    store(&mut values, depth, &entries, &states.to_kind(Kind::Float), &spans);
+                    bar.inc(entries.len() as u64);
+                }
+                first = end;
             }
             Ok(())
         })?;
         bar.finish_and_clear();
-        let (values, spans) = Self::assemble(depth, parts, &lengths);
         Ok(Self { depth, index, values, spans })
-    }
-
-    /// One tensor of every entry's states, in entry order.
-    fn assemble(depth: CacheDepth, parts: Vec<(Vec<usize>, Tensor)>, lengths: &[usize]) -> (Tensor, Vec<(i64, i64)>) {
-        let mut rows: Vec<Option<Tensor>> = (0..lengths.len()).map(|_| None).collect();
-        for (batch, states) in parts {
-            for (row, &entry) in batch.iter().enumerate() {
-                let one = states.get(row as i64);
-                rows[entry] = Some(match depth {
-                    CacheDepth::Pooled => one,
-                    CacheDepth::BelowBlock(_) => one.narrow(0, 0, lengths[entry] as i64),
-                });
-            }
-        }
-        let rows: Vec<Tensor> = rows.into_iter().map(|r| r.expect("every entry was computed")).collect();
-        let mut spans = Vec::with_capacity(rows.len());
-        let mut start = 0;
-        for &len in lengths {
-            spans.push((start, len as i64));
-            start += len as i64;
-        }
-        let values = match depth {
-            // No sentences (a bf16 run's fp32 dev cache when no task has a dev set): nothing
-            // is ever looked up in it.
-            _ if rows.is_empty() => Tensor::zeros([0], (Kind::Float, tch::Device::Cpu)),
-            CacheDepth::Pooled => Tensor::stack(&rows, 0),
-            CacheDepth::BelowBlock(_) => Tensor::cat(&rows, 0),
-        };
-        (values, spans)
     }
 
     pub fn depth(&self) -> CacheDepth {
@@ -212,13 +201,39 @@ impl RunCaches {
         self.dev.as_ref().unwrap_or(&self.training)
     }
 
-    /// Sentences computed, over both caches.
-    pub fn entries(&self) -> usize {
-        self.training.len() + self.dev.as_ref().map_or(0, FeatureCache::len)
-    }
-
     pub fn bytes(&self) -> u64 {
         self.training.bytes() + self.dev.as_ref().map_or(0, FeatureCache::bytes)
+    }
+}
+
+/// Where each entry's rows start in a cache of `[tokens of all entries, hidden]`, and how
+/// many they are.
+fn spans_of(lengths: &[usize]) -> Vec<(i64, i64)> {
+    let mut start = 0;
+    lengths
+        .iter()
+        .map(|&len| {
+            let span = (start, len as i64);
+            start += len as i64;
+            span
+        })
+        .collect()
+}
+
+/// Copies one batch's states into the cache: pooled `[batch, hidden]` into the entries' rows,
+/// or `[batch, width, hidden]`, each row cut to its entry's length, into its span.
+fn store(values: &mut Tensor, depth: CacheDepth, entries: &[usize], states: &Tensor, spans: &[(i64, i64)]) {
+    match depth {
+        CacheDepth::Pooled => {
+            let rows = Tensor::from_slice(&entries.iter().map(|&e| e as i64).collect::<Vec<_>>());
+            let _ = values.index_copy_(0, &rows.to_device(values.device()), states);
+        }
+        CacheDepth::BelowBlock(_) => {
+            for (row, &entry) in entries.iter().enumerate() {
+                let (start, len) = spans[entry];
+                values.narrow(0, start, len).copy_(&states.get(row as i64).narrow(0, 0, len));
+            }
+        }
     }
 }
 
@@ -241,22 +256,23 @@ mod tests {
         assert_eq!(FeatureCache::estimate_bytes(CacheDepth::BelowBlock(2), &[a, b, b], 4), 7 * 4 * 4);
     }
 
-    /// Entries come out in entry order whatever the batches' order, each cut to its length,
-    /// and no entries at all (a bf16 run's dev cache without dev sets) make an empty cache.
+    /// Each batch's rows land at their entries whatever the batches' order, each cut to its
+    /// entry's length.
     #[test]
-    fn assembles_entries_in_order_and_nothing_from_nothing() {
-        let lengths = [2, 1, 3];
+    fn stores_batches_at_their_entries() {
+        let spans = spans_of(&[2, 1, 3]);
+        assert_eq!(spans, vec![(0, 2), (2, 1), (3, 3)]);
+        let mut values = Tensor::zeros([6, 2], (Kind::Float, tch::Device::Cpu));
         // Two batches, length-sorted as built: entries 2 then 0 (padded to 3), then 1.
         let states = Tensor::arange(2 * 3 * 2, (Kind::Float, tch::Device::Cpu)).view([2, 3, 2]);
-        let parts =
-            vec![(vec![2, 0], states), (vec![1], Tensor::full([1, 1, 2], -1.0, (Kind::Float, tch::Device::Cpu)))];
-        let (values, spans) = FeatureCache::assemble(CacheDepth::BelowBlock(1), parts, &lengths);
-        assert_eq!(spans, vec![(0, 2), (2, 1), (3, 3)]);
+        store(&mut values, CacheDepth::BelowBlock(1), &[2, 0], &states, &spans);
+        let lone = Tensor::full([1, 1, 2], -1.0, (Kind::Float, tch::Device::Cpu));
+        store(&mut values, CacheDepth::BelowBlock(1), &[1], &lone, &spans);
         let rows = Vec::<Vec<f32>>::try_from(values).unwrap();
         assert_eq!(rows, [[6., 7.], [8., 9.], [-1., -1.], [0., 1.], [2., 3.], [4., 5.]]);
-        for depth in [CacheDepth::Pooled, CacheDepth::BelowBlock(2)] {
-            let (values, spans) = FeatureCache::assemble(depth, Vec::new(), &[]);
-            assert_eq!((values.numel(), spans.len()), (0, 0));
-        }
+        let mut pooled = Tensor::zeros([3, 2], (Kind::Float, tch::Device::Cpu));
+        let states = Tensor::arange(4, (Kind::Float, tch::Device::Cpu)).view([2, 2]);
+        store(&mut pooled, CacheDepth::Pooled, &[2, 0], &states, &spans);
+        assert_eq!(Vec::<Vec<f32>>::try_from(pooled).unwrap(), [[2., 3.], [0., 0.], [0., 1.]]);
     }
 }
