@@ -43,14 +43,14 @@ pub(super) struct CachePlan<'t> {
 }
 
 impl CachePlan<'_> {
-    /// The sentences of each cache to build: in an fp32 run one, training and dev sentences
-    /// together; in another precision the training sentences in it and the dev ones apart,
-    /// in fp32 (a sentence in both is in each).
-    fn caches(&self) -> (Vec<&[i64]>, Option<Vec<&[i64]>>) {
-        let dev = self.dev.iter().map(Vec::as_slice);
+    /// The sentences of each cache to build, as passes batched apart: in an fp32 run one
+    /// cache, the training sentences then the dev ones; in another precision the training
+    /// sentences in it and the dev ones apart, in fp32 (a sentence in both is in each).
+    fn caches(&self) -> (Vec<Vec<&[i64]>>, Option<Vec<Vec<&[i64]>>>) {
+        let dev: Vec<&[i64]> = self.dev.iter().map(Vec::as_slice).collect();
         match self.precision {
-            Precision::Fp32 => (self.training.iter().copied().chain(dev).collect(), None),
-            _ => (self.training.clone(), Some(dev.collect())),
+            Precision::Fp32 => (vec![self.training.clone(), dev], None),
+            _ => (vec![self.training.clone()], Some(vec![dev])),
         }
     }
 }
@@ -58,12 +58,14 @@ impl CachePlan<'_> {
 /// The frozen part of the backbone is computed once per training and dev sentence when the
 /// run freezes a prefix of it (and neither `--no-feature-cache` nor `--freeze all` says
 /// otherwise): training sentences at the training `precision` (resolved), dev sentences in
-/// fp32. Refused when it would not fit `--feature-cache-budget`.
+/// fp32. Refused when it would not fit `--feature-cache-budget` (for a resumed run,
+/// `resumed_run`, with what can change on resume).
 pub(super) fn plan_feature_cache<'t>(
     settings: &TrainSettings,
     loaded: &LoadedModel,
     tasks: &'t [Box<dyn TrainingTask>],
     precision: Precision,
+    resumed_run: Option<&Path>,
 ) -> Result<Option<CachePlan<'t>>> {
     let Some(depth) = CacheDepth::of(loaded) else { return Ok(None) };
     if !settings.feature_cache || loaded.weights.values().all(|t| !t.requires_grad()) {
@@ -75,12 +77,21 @@ pub(super) fn plan_feature_cache<'t>(
     let plan = CachePlan { depth, training, dev, precision };
     let hidden = loaded.config.hidden_size();
     let (training, dev) = plan.caches();
-    let bytes = FeatureCache::estimate_bytes(depth, &training, hidden)
-        + dev.map_or(0, |dev| FeatureCache::estimate_bytes(depth, &dev, hidden));
+    let estimate = |passes: Vec<Vec<&[i64]>>| FeatureCache::estimate_bytes(depth, &passes.concat(), hidden);
+    let bytes = estimate(training) + dev.map_or(0, estimate);
     let budget = settings.feature_cache_budget_mb.saturating_mul(1024 * 1024);
     if bytes > budget {
+        // A resumed run keeps its settings; its cache grows where --precision auto now
+        // resolves to bf16, which keeps the dev sentences in a cache of their own.
+        let remedy = match resumed_run {
+            None => "raise the budget, or pass --no-feature-cache to run the frozen layers every step".to_string(),
+            Some(run) => format!(
+                "resume where the run started (--device, and --precision auto picks {precision} here), or raise feature_cache_budget_mb in {}",
+                run.join("settings.json").display()
+            ),
+        };
         bail!(
-            "the feature cache ({}) would take about {} MB, more than --feature-cache-budget {} MB; raise the budget, or pass --no-feature-cache to run the frozen layers every step",
+            "the feature cache ({}) would take about {} MB, more than --feature-cache-budget {} MB; {remedy}",
             depth.describe(),
             bytes.div_ceil(1024 * 1024),
             settings.feature_cache_budget_mb
@@ -98,24 +109,29 @@ pub(super) fn build_feature_cache(
 ) -> Result<RunCaches> {
     let (depth, precision) = (plan.depth, plan.precision);
     let (training, dev) = plan.caches();
-    let apart = dev.is_some();
     let started = Instant::now();
-    let build = |sequences: &[&[i64]], precision| {
+    let build = |passes: &[Vec<&[i64]>], precision| {
         let batch = BatchLimit::Rows(settings.eval_batch_size);
-        FeatureCache::build(loaded, depth, sequences, batch, precision, &Progress::new(quiet))
+        FeatureCache::build(loaded, depth, passes, batch, precision, &Progress::new(quiet))
     };
     let caches = RunCaches {
         training: build(&training, precision)?,
         dev: dev.map(|dev| build(&dev, Precision::Fp32)).transpose()?,
     };
     if !quiet {
+        let sentences = match &caches.dev {
+            Some(dev) => format!(
+                "{} training sentences in {precision} and {} dev sentences in fp32",
+                caches.training.len(),
+                dev.len()
+            ),
+            None => format!("{} distinct sentences", caches.training.len()),
+        };
         crate::stderrln!(
-            "feature cache: {} of {} distinct sentences ({:.1} MB{}) in {:.1}s; the frozen layers run once, without dropout (--no-feature-cache runs them every step)",
+            "feature cache: {} of {sentences} ({:.1} MB) in {:.1}s; the frozen layers run once, without dropout (--no-feature-cache runs them every step)",
             depth.describe(),
-            caches.entries(),
             // MB as the budget counts them (2^20 bytes).
             caches.bytes() as f64 / (1024.0 * 1024.0),
-            if apart { format!("; training sentences in {precision}, dev sentences in fp32") } else { String::new() },
             started.elapsed().as_secs_f64()
         );
     }
@@ -375,10 +391,18 @@ fn check_compared_batches(
         }
         if pass.iter().all(|batch| batch.len() < rows.min_rows) {
             let largest = pass.iter().map(Vec::len).max().unwrap_or(0);
+            // Without texts kept apart, only the number of rows limits a batch.
+            let cause = match rows.exclusive {
+                Some(_) => "no batch holds a text twice, so its batches hold",
+                None => "its rows make batches of",
+            };
             bail!(
-                "task '{name}': {}: no batch holds a text twice, so its batches hold at most {largest} rows, fewer than 2 for each of the {world} ranks: every rank's share would be a lone row, whose loss is 0; run fewer ranks{}",
+                "task '{name}': {}: {cause} at most {largest} rows, fewer than 2 for each of the {world} ranks: some rank's share would be a lone row, whose loss is 0; run fewer ranks{}",
                 task.source().train.display(),
-                if task.source().kind == Some(TaskKind::Pairs) { ", or pass --gather-across-ranks" } else { "" }
+                match task.source().kind {
+                    Some(TaskKind::Pairs) => ", or pass --gather-across-ranks",
+                    _ => ", or give it more rows",
+                }
             );
         }
         let short = pass.iter().filter(|batch| batch.len() < rows.min_rows).count();

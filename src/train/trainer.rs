@@ -239,7 +239,8 @@ impl<'a> Trainer<'a> {
             false => RunLog::discard(),
         };
         // Refusals come before the overview, which would read as a start.
-        let cache_plan = setup::plan_feature_cache(settings, &prepared.loaded, &tasks, precision)?;
+        let resumed_run = resumed_from.map(|_| run.root.as_path());
+        let cache_plan = setup::plan_feature_cache(settings, &prepared.loaded, &tasks, precision, resumed_run)?;
         // Ranks that disagree are refused before the overview too.
         let gradient_sync = match group {
             Some(group) => Some(setup::join_data_parallel(group, settings, &state, &prepared, &optimizer)?),

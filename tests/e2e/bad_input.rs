@@ -397,8 +397,20 @@ fn build_corpus(test: &str) -> Option<Corpus> {
     c.add(
         "CSV",
         "empty input to encode",
+        &["encode", "-m", &m, "-i", &c.file("empty.txt", b"")],
+        error("empty.txt is empty"),
+    );
+    c.add(
+        "CSV",
+        "input of blank lines only (each an empty sentence)",
         &["encode", "-m", &m, "-i", &c.file("blank.txt", b"\n\n")],
-        error("blank.txt is empty"),
+        Expect::Works,
+    );
+    c.add(
+        "CSV",
+        "--input CSV whose sentences are all blank (each an empty sentence)",
+        &["encode", "-m", &m, "-i", &c.file("blank_texts.csv", b"text,label\n,a\n ,b\n")],
+        Expect::Works,
     );
     let f = c.file("sentences_header_only.csv", b"text\n");
     c.add(
@@ -991,6 +1003,15 @@ c,a
         "tokens added to the tokenizer",
         &["encode", "-m", &f, "hi"],
         error("has tokens added to its tokenizer ('guitarzz'), which transformers keeps whole and sentence-mtl's WordPiece tokenizer would split"),
+    );
+    let f = c.damaged_model("added_tokens_latin1", |d| {
+        std::fs::write(d.join("added_tokens.json"), b"{\"caf\xe9\": 99999}").unwrap()
+    });
+    c.add(
+        "model",
+        "added_tokens.json not UTF-8",
+        &["encode", "-m", &f, "hi"],
+        error("added_tokens.json as UTF-8 text"),
     );
     let f = c.damaged_model("integer_weight", |d| {
         let p = d.join("model.safetensors");
@@ -1644,6 +1665,27 @@ c,a
         "--resume of a run whose settings.json was edited out of range",
         &["train", "--resume", &edited_run.to_string_lossy()],
         error("settings.json holds a setting out of range: --batch-size must be at least 1"),
+    );
+    // An interrupted frozen run (its summary cut from the log, two more steps to go) whose
+    // cache outgrows the budget in its settings: on resume the flags cannot change, the file can.
+    let (_, frozen_run) = train_toy_run(&c.model, c.dir.path(), "frozen-run", 2, &["--freeze", "backbone"]);
+    let log = frozen_run.join("train_log.jsonl");
+    let lines: Vec<String> = std::fs::read_to_string(&log).unwrap().lines().map(String::from).collect();
+    assert!(lines.last().unwrap().contains("\"summary\""), "the frozen run's log ends without its summary");
+    std::fs::write(&log, lines[..lines.len() - 1].join("\n") + "\n").unwrap();
+    let settings_file = frozen_run.join("settings.json");
+    let mut settings: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&settings_file).unwrap()).unwrap();
+    for (field, value) in [("max_steps", 4), ("feature_cache_budget_mb", 0)] {
+        assert!(settings["settings"].get(field).is_some(), "settings.json has no {field}");
+        settings["settings"][field] = value.into();
+    }
+    std::fs::write(&settings_file, serde_json::to_string_pretty(&settings).unwrap()).unwrap();
+    c.add(
+        "settings",
+        "--resume of a run whose feature cache outgrew its budget",
+        &["train", "--resume", &frozen_run.to_string_lossy()],
+        error("more than --feature-cache-budget 0 MB; resume where the run started (--device, and --precision auto picks "),
     );
     c.add(
         "settings",

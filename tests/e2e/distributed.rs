@@ -854,8 +854,8 @@ fn a_pairs_batch_of_one_row_per_rank_is_refused_without_gathering() {
 }
 
 /// Pairs whose anchors are few (labels as anchors) make batches of as many rows as anchors:
-/// with 2 anchors over 2 ranks, every rank's share is a lone row, which is refused on every
-/// rank before training.
+/// with 2 anchors over 2 ranks, some rank's share is a lone row, which is refused on every
+/// rank before training; so is a similarity task of too few rows.
 #[test]
 fn pairs_whose_batches_cannot_give_each_rank_two_rows_are_refused() {
     let Some(s) = setup("pairs_whose_batches_cannot_give_each_rank_two_rows_are_refused") else { return };
@@ -871,6 +871,11 @@ fn pairs_whose_batches_cannot_give_each_rank_two_rows_are_refused() {
         assert_clean_error(output, "two_anchors.csv: no batch holds a text twice, so its batches hold at most 2 rows, fewer than 2 for each of the 2 ranks");
     }
     assert!(!out.exists(), "a refused launch left its run directory behind");
+    // A CoSENT similarity task keeps no texts apart: its 3 rows are what is too few.
+    std::fs::write(&file, "sentence1,sentence2,score\na cat,a dog,1\na car,a bus,3\nrain,snow,2\n").unwrap();
+    for output in &launch(&args, 2) {
+        assert_clean_error(output, "two_anchors.csv: its rows make batches of at most 3 rows, fewer than 2 for each of the 2 ranks: some rank's share would be a lone row, whose loss is 0; run fewer ranks, or give it more rows");
+    }
 }
 
 /// Small-data mode's refit in a data-parallel run: every rank fits from the gathered
