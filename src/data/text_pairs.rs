@@ -69,17 +69,6 @@ impl TextPairs {
             .into_iter()
             .filter_map(|(name, texts)| texts.map(|t| (name, t.as_slice())))
     }
-
-    /// Every text of row `i`: anchor, positive and negative if any.
-    pub fn texts_of(&self, i: usize) -> impl Iterator<Item = &str> {
-        [
-            Some(self.anchors[i].as_str()),
-            Some(self.positives[i].as_str()),
-            self.negatives.as_ref().map(|n| n[i].as_str()),
-        ]
-        .into_iter()
-        .flatten()
-    }
 }
 
 #[cfg(test)]
@@ -98,7 +87,7 @@ mod tests {
         let p = read("anchor,positive\nq,a\n").unwrap();
         assert!(p.negatives.is_none());
         let p = read("positive,negative,anchor\na,n,q\n").unwrap();
-        assert_eq!(p.texts_of(0).collect::<Vec<_>>(), vec!["q", "a", "n"]);
+        assert_eq!([&p.anchors[0], &p.positives[0], &p.negatives.as_ref().unwrap()[0]], ["q", "a", "n"]);
     }
 
     #[test]

@@ -210,8 +210,12 @@ impl TrainingTask for PairsTask {
         self.tokens.len()
     }
 
+    /// Keyed by token ids, as the model reads the texts: "Paris" and "paris " are one text to
+    /// a lower-casing tokenizer, and would be each other's false negative.
     fn exclusive_texts(&self) -> Option<Vec<Vec<u64>>> {
-        Some((0..self.train.len()).map(|r| self.train.texts_of(r).map(|t| fnv1a(t.as_bytes())).collect()).collect())
+        debug_assert!(!self.tokens.is_empty(), "pairs rows are keyed after tokenising");
+        let key = |ids: &[i64]| fnv1a(&ids.iter().flat_map(|id| id.to_le_bytes()).collect::<Vec<u8>>());
+        Some((0..self.train.len()).map(|r| self.tokens.iter().map(|column| key(&column[r])).collect()).collect())
     }
 
     fn train_rows(&self) -> usize {

@@ -678,6 +678,17 @@ c,a
         &[],
         error("pairs_cycle.csv: every two rows share a text, and no batch holds a text twice, so every batch would hold one row; in-batch negatives need rows with different texts"),
     );
+    let f = c.file(
+        "pairs_cased.csv",
+        b"anchor,positive\nthe capital of France,Paris\nthe largest French city,paris\na city on the Seine,PARIS \n",
+    );
+    c.add_train(
+        "similarity and pairs",
+        "pairs whose positives differ only in case and spaces (one text to a lower-casing model)",
+        format!("p={f}"),
+        &[],
+        error("pairs_cased.csv: every two rows share a text, and no batch holds a text twice"),
+    );
     let good_pairs = c
         .file("pairs_good.csv", b"anchor,positive\nwhat is a cat,a cat is an animal\nwhere is Rome,Rome is in Italy\n");
     c.add_train(
