@@ -11,7 +11,7 @@ use crate::distributed::is_main;
 use crate::model::pooling::l2_normalize;
 use crate::model::spec::SpecOverrides;
 use crate::output::embeddings::{write_embeddings, EmbeddingFormat};
-use crate::output::{check_output_path, print_stdout, write_output};
+use crate::output::{check_output_path, print_stdout, refuse_binary_on_terminal, write_output};
 use crate::precision::Precision;
 use crate::report::table::{count, ellipsize, Table};
 
@@ -22,6 +22,7 @@ pub fn run(args: &EncodeArgs) -> Result<()> {
     let started = Instant::now();
     check_output_path(args.io.output(), args.io.input(), &args.model.model)?;
     let format = EmbeddingFormat::choose(args.format, args.io.output())?;
+    refuse_binary_on_terminal(args.io.output(), format.is_binary())?;
     if args.similarity && args.io.output.as_deref().is_some_and(|o| o.as_os_str() == "-") {
         bail!("--output - (stdout) with --similarity: the similarity table goes to stdout; give --output a file for the embeddings");
     }

@@ -184,7 +184,8 @@ struct Evaluated {
     truncated: (usize, usize),
 }
 
-/// Column flags that did nothing, and the texts `--max-length` cut, per task.
+/// Column flags that did nothing, and per task what may surprise in its numbers and the
+/// texts `--max-length` cut.
 fn notes(args: &EvalArgs, evaluated: &[Evaluated], max_length: usize) -> Vec<String> {
     let kinds: Vec<(&str, TaskKind)> = evaluated.iter().map(|e| (e.name.as_str(), e.kind)).collect();
     let mut notes = column_flag_notes("--text-column", &args.text_columns, &kinds);
@@ -193,7 +194,8 @@ fn notes(args: &EvalArgs, evaluated: &[Evaluated], max_length: usize) -> Vec<Str
     if args.unknown_labels == UnknownLabelPolicy::Skip && !classifies {
         notes.push("--unknown-labels skip has no effect: no task here is a classification task".into());
     }
-    for Evaluated { name, truncated: (cut, total), .. } in evaluated {
+    for Evaluated { name, truncated: (cut, total), report, .. } in evaluated {
+        notes.extend(report.metric_notes());
         if *cut > 0 {
             notes.push(format!("task '{name}': {}", truncation_note(*cut, *total, "text", max_length)));
         }

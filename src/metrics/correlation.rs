@@ -18,7 +18,7 @@ pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
     if has_nan(x) || has_nan(y) {
         return f64::NAN;
     }
-    if x.len() < 2 || constant(x) || constant(y) {
+    if x.len() < 2 || is_constant(x) || is_constant(y) {
         return 0.0;
     }
     // r does not change with the scale, and sums of squares of scores near 1e200 (or 1e-200)
@@ -44,7 +44,7 @@ fn has_nan(values: &[f64]) -> bool {
 }
 
 /// Whether `values` span no more than a few float32 roundings of their magnitude.
-fn constant(values: &[f64]) -> bool {
+pub fn is_constant(values: &[f64]) -> bool {
     let (low, high) = values.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
     high - low <= 8.0 * f32::EPSILON as f64 * low.abs().max(high.abs())
 }
@@ -64,7 +64,7 @@ pub fn spearman(x: &[f64], y: &[f64]) -> f64 {
     if has_nan(x) || has_nan(y) {
         return f64::NAN;
     }
-    if constant(x) || constant(y) {
+    if is_constant(x) || is_constant(y) {
         return 0.0;
     }
     pearson(&ranks(x), &ranks(y))

@@ -112,6 +112,15 @@ pub fn print_stdout(text: &str) -> Result<()> {
     write_output(None, false, |out| Ok(out.write_all(text.as_bytes())?))
 }
 
+/// Refuses binary output to stdout (`path` None) when it is a terminal; commands call it
+/// before their work too, so that the refusal does not come after it.
+pub fn refuse_binary_on_terminal(path: Option<&Path>, binary: bool) -> Result<()> {
+    if path.is_none() && binary && std::io::stdout().is_terminal() {
+        bail!("refusing to write binary output to a terminal; use --output FILE or redirect stdout");
+    }
+    Ok(())
+}
+
 /// Sends bytes produced by `fill` to `path` (atomically) or to stdout when `path` is None.
 /// Binary output is refused on a terminal.
 pub fn write_output(path: Option<&Path>, binary: bool, fill: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
@@ -123,10 +132,8 @@ pub fn write_output(path: Option<&Path>, binary: bool, fill: impl FnOnce(&mut dy
             Ok(())
         }),
         None => {
+            refuse_binary_on_terminal(path, binary)?;
             let stdout = std::io::stdout();
-            if binary && stdout.is_terminal() {
-                bail!("refusing to write binary output to a terminal; use --output FILE or redirect stdout");
-            }
             let mut lock = std::io::BufWriter::new(stdout.lock());
             let written = fill(&mut lock).and_then(|()| Ok(lock.flush()?));
             match written {

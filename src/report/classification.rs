@@ -25,6 +25,9 @@ pub struct ClassificationReport {
     pub predictions: Vec<[String; 5]>,
 }
 
+/// The most class names a note lists.
+const LABELS_NAMED: usize = 5;
+
 fn average_json(a: Average) -> Value {
     json!({ "precision": a.precision, "recall": a.recall, "f1": a.f1 })
 }
@@ -99,6 +102,30 @@ impl TaskReport for ClassificationReport {
         out
     }
 
+    /// Classes with no rows that were never predicted: their F1 is 0 by scikit-learn's
+    /// convention, and they pull the macro averages down.
+    fn metric_notes(&self) -> Vec<String> {
+        let absent: Vec<&str> = (0..self.labels.len())
+            .filter(|&c| {
+                (0..self.labels.len()).all(|other| self.matrix.count(c, other) + self.matrix.count(other, c) == 0)
+            })
+            .map(|c| self.labels[c].as_str())
+            .collect();
+        if absent.is_empty() {
+            return Vec::new();
+        }
+        let named = absent.iter().take(LABELS_NAMED).map(|l| format!("'{l}'")).collect::<Vec<_>>().join(", ");
+        let more = absent.len().saturating_sub(LABELS_NAMED);
+        vec![format!(
+            "task '{}': {} of the model's {} classes ({named}{}) have no rows in {} and were never predicted; they count 0 in the macro averages, as in scikit-learn's classification_report given every class (labels=)",
+            self.task,
+            absent.len(),
+            self.labels.len(),
+            if more > 0 { format!(" and {more} more") } else { String::new() },
+            self.data.display()
+        )]
+    }
+
     /// `confusion_<task>.csv` and `.png` (up to [`HEATMAP_MAX_CLASSES`]), and
     /// `predictions_<task>.csv` (`text`, `label`, `predicted`, `probability`, `line`, input order).
     fn write_files(&self, out: &Path) -> Result<Vec<PathBuf>> {
@@ -108,7 +135,7 @@ impl TaskReport for ClassificationReport {
         if self.labels.len() <= HEATMAP_MAX_CLASSES {
             let png_path = TaskFile::Confusion.path(out, &self.task, "png");
             let title = format!(
-                "{}: confusion matrix ({} rows, accuracy {:.3})",
+                "{}: confusion matrix ({} rows, accuracy {:.4})",
                 self.task,
                 self.matrix.total(),
                 self.matrix.accuracy()

@@ -20,6 +20,10 @@ pub trait TaskReport {
     fn render_text(&self) -> String;
     /// Writes the report's files (predictions, tables, pictures) into `out`; returns their paths.
     fn write_files(&self, out: &Path) -> Result<Vec<PathBuf>>;
+    /// What may surprise in the numbers themselves, for notes before the report.
+    fn metric_notes(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// What the files leave out, for notes after they are written.
     fn file_notes(&self) -> Vec<String> {
         Vec::new()

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use super::plots::similarity_scatter;
 use super::table::count;
 use super::{write_csv, TaskFile, TaskReport};
-use crate::metrics::correlation::{pearson, spearman};
+use crate::metrics::correlation::{is_constant, pearson, spearman};
 
 pub struct SimilarityReport {
     pub task: String,
@@ -53,6 +53,17 @@ impl TaskReport for SimilarityReport {
         )
     }
 
+    /// A correlation with a constant is undefined (scipy gives NaN); it is reported as 0.
+    fn metric_notes(&self) -> Vec<String> {
+        if !is_constant(&self.predicted) || self.predicted.len() < 2 {
+            return Vec::new();
+        }
+        vec![format!(
+            "task '{}': every pair's cosine similarity is {:.4}, so the correlations are undefined (scipy gives NaN); they are reported as 0",
+            self.task, self.predicted[0]
+        )]
+    }
+
     /// `predictions_<task>.csv` (`sentence1`, `sentence2`, `score`, `cosine`, input order) and
     /// `similarity_<task>.png`.
     fn write_files(&self, out: &Path) -> Result<Vec<PathBuf>> {
@@ -65,7 +76,7 @@ impl TaskReport for SimilarityReport {
         write_csv(&csv_path, ["sentence1", "sentence2", "score", "cosine"], &rows)?;
         let png_path = TaskFile::Similarity.path(out, &self.task, "png");
         let title = format!(
-            "{}: cosine similarity against gold score ({} pairs, Spearman {:.3}, Pearson {:.3})",
+            "{}: cosine similarity against gold score ({} pairs, Spearman {:.4}, Pearson {:.4})",
             self.task,
             self.gold.len(),
             self.spearman(),

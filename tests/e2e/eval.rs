@@ -470,3 +470,32 @@ fn unknown_labels_skip_without_a_classification_task_says_it_does_nothing() {
         "{said}"
     );
 }
+
+/// Numbers that read as a bug without their convention get a note: classes absent from the
+/// file count 0 in macro averages (scikit-learn's with every class given), and a correlation
+/// with a constant is undefined (scipy's NaN) and reported as 0.
+#[test]
+fn absent_classes_and_undefined_correlations_are_explained() {
+    let test = "absent_classes_and_undefined_correlations_are_explained";
+    let Some((dir, run, _)) = half_trained(test) else { return };
+    // One row: of the three topics, at least one has no row and is not predicted.
+    let one_row = dir.path().join("one_row.csv");
+    std::fs::write(&one_row, "text,label\nthe match went to extra time,sport\n").unwrap();
+    let same = dir.path().join("same.csv");
+    std::fs::write(&same, "sentence1,sentence2,score\na cat,a cat,1\na dog,a dog,2\nthe sun,the sun,3.5\n").unwrap();
+    let checkpoint = run.join("best");
+    let (topic, similar) = (format!("topic={}", one_row.display()), format!("same={}", same.display()));
+    let args = ["eval", "-m", checkpoint.to_str().unwrap(), "--device", "cpu", "--task", &topic, "--task", &similar];
+    let output = run_args(&args);
+    assert_ok(&output);
+    let said = stderr(&output);
+    assert!(said.contains("of the model's 3 classes ("), "{said}");
+    assert!(
+        said.contains("count 0 in the macro averages, as in scikit-learn's classification_report given every class"),
+        "{said}"
+    );
+    assert!(
+        said.contains("note: task 'same': every pair's cosine similarity is 1.0000, so the correlations are undefined"),
+        "{said}"
+    );
+}
