@@ -72,6 +72,16 @@ pub fn trained_max_length(model: &str) -> Option<usize> {
     folder.has_own_spec.then_some(folder.spec.max_length)
 }
 
+/// The token limit a local model folder that is not a checkpoint reads with (its
+/// sentence-transformers `max_seq_length`, else the default), which `train` does not take.
+pub fn base_max_length(model: &str) -> Option<usize> {
+    if !std::path::Path::new(model).is_dir() {
+        return None;
+    }
+    let folder = folder::ModelFolder::open(model).ok()?;
+    (!folder.has_own_spec).then_some(folder.spec.max_length)
+}
+
 /// `path` made absolute with symbolic links resolved as far as it exists; the rest (folders
 /// an output creates) is appended with its `..` applied, so that `RUN/best/../eval` is
 /// `RUN/eval` and `new/../RUN/best` is `RUN/best`.

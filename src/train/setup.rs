@@ -437,7 +437,7 @@ pub(super) fn start_up_notes(
     spec: &ModelSpec,
 ) -> Result<Vec<String>> {
     let mut notes = check_compared_batches(settings, tasks, world)?;
-    notes.extend(model_flag_notes(typed_flags, spec));
+    notes.extend(model_flag_notes(settings, typed_flags, spec));
     notes.extend(oversized_row_notes(settings, tasks));
     for task in tasks {
         notes.extend(task.data_notes().into_iter().map(|note| format!("note: task '{}': {note}", task.source().name)));
@@ -447,10 +447,18 @@ pub(super) fn start_up_notes(
 }
 
 /// Flags the loaded model makes inert: `--lr-projection` where it has no projection (the
-/// model folder decides when `--projection-dim` is not given).
-fn model_flag_notes(typed_flags: &[String], spec: &ModelSpec) -> Vec<String> {
+/// model folder decides when `--projection-dim` is not given); and the default
+/// `--max-length` where it is shorter than the base model's own limit.
+fn model_flag_notes(settings: &TrainSettings, typed_flags: &[String], spec: &ModelSpec) -> Vec<String> {
     let typed = |flag: &str| typed_flags.iter().any(|f| f == flag);
     let mut notes = Vec::new();
+    let own_limit = (!typed("max_length")).then(|| checkpoint::base_max_length(&settings.model)).flatten();
+    if let Some(own) = own_limit.filter(|&own| own > settings.max_length) {
+        notes.push(format!(
+            "note: texts are cut at {0} tokens (--max-length's default for training), where the model reads up to {own}; the checkpoint keeps {0} for encode (--max-length {own} keeps the model's)",
+            settings.max_length
+        ));
+    }
     if typed("lr_projection") && spec.projection_dim.is_none() {
         notes.push(
             "note: --lr-projection has no effect: the model has no projection (--projection-dim N adds one)"

@@ -1213,3 +1213,28 @@ fn a_bf16_run_with_a_feature_cache_and_no_dev_set_trains() {
         assert!(stderr(&output).contains("training sentences in bf16"), "{}", stderr(&output));
     }
 }
+
+/// all-MiniLM-L6-v2 reads 256 tokens and training's default cuts at 128: a note says so, and
+/// names the flag that keeps the model's limit; typing the flag silences it.
+#[test]
+fn a_default_max_length_below_the_models_own_is_said() {
+    let test = "a_default_max_length_below_the_models_own_is_said";
+    let Some(model) = minilm(test) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let data = write_toy_data(dir.path());
+    let task = format!("topic={}", data.topic_train.display());
+    let said = |out: &str, extra: &[&str]| {
+        let out = dir.path().join(out);
+        let mut args = vec!["train", "-m", model.to_str().unwrap(), "--task", &task, "--out", out.to_str().unwrap()];
+        args.extend(["--max-steps", "1", "--device", "cpu", "--threads", "1", "--small-data", "off"]);
+        args.extend(extra);
+        let output = run(&args);
+        assert_ok(&output);
+        stderr(&output)
+    };
+    let note = "note: texts are cut at 128 tokens (--max-length's default for training), where the model reads up to 256; the checkpoint keeps 128 for encode (--max-length 256 keeps the model's)";
+    let default = said("default", &[]);
+    assert!(default.contains(note), "{default}");
+    let typed = said("typed", &["--max-length", "128"]);
+    assert!(!typed.contains("--max-length's default"), "{typed}");
+}
