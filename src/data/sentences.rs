@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use super::csv_file::{first_column_present, missing_column_hint, read_columns, read_header};
+use super::csv_file::{delimiter_hint, first_column_present, missing_column_hint, read_columns, read_header};
 use crate::report::table::count;
 
 /// The sentences to encode or label, one output row each. A blank line or cell is an empty
@@ -61,6 +61,9 @@ pub fn read_sentences(
 fn check_input_flags(input: Option<&Path>, text_column: Option<&str>) -> Result<bool> {
     let extension = input.and_then(|p| p.extension()).map(|e| e.to_string_lossy().to_ascii_lowercase());
     let is_csv = extension.as_deref() == Some("csv");
+    if let Some(path) = input.filter(|p| p.is_dir()) {
+        bail!("--input {} is a folder; give a file of sentences", path.display());
+    }
     if let (Some(path), Some(ext)) = (input, extension.as_deref().filter(|e| STRUCTURED.contains(e))) {
         // Read line by line, their syntax would become sentences.
         bail!(
@@ -99,14 +102,14 @@ fn note_what_may_surprise(
     }
     let blank: Vec<usize> = (0..sentences.len()).filter(|&i| sentences[i].trim().is_empty()).collect();
     if let Some(first) = blank.first() {
-        let (from, which) = match from_input {
-            true => (format!("{from} has"), "sentence"),
-            false => ("the arguments have".to_string(), "argument"),
+        let (from, which) = match (from_input, read_as_lines) {
+            (true, true) => (format!("{from} has"), format!("line {}", first + 1)),
+            (true, false) => (format!("{from} has"), format!("row {} after the header", first + 1)),
+            (false, _) => ("the arguments have".to_string(), format!("argument {}", first + 1)),
         };
         crate::stderrln!(
-            "note: {from} {}, the first is {which} {}; each is encoded as an empty one, so that output rows match input rows",
+            "note: {from} {}, the first is {which}; each is encoded as an empty one, so that output rows match input rows",
             count(blank.len(), "blank sentence"),
-            first + 1
         );
     }
 }
@@ -120,11 +123,15 @@ fn csv_text_column<'a>(path: &Path, given: Option<&'a str>, defaults: &[&'a str]
     match first_column_present(&header, defaults) {
         Some(column) => Ok(column),
         None => bail!(
-            "{}:1: no column {} in the header (columns: {}); {}, or name the sentences' column with --text-column",
+            "{}:1: no column {} in the header (columns: {}); {}",
             path.display(),
             defaults.iter().map(|d| format!("'{d}'")).collect::<Vec<_>>().join(" or "),
             header.join(", "),
-            missing_column_hint(&header)
+            // Another delimiter is the cause, which no column name fixes.
+            delimiter_hint(&header).map_or_else(
+                || format!("{}, or name the sentences' column with --text-column", missing_column_hint(&header)),
+                str::to_string
+            )
         ),
     }
 }

@@ -94,7 +94,7 @@ fn with_hf_whitespace(text: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// `2 of 3 texts are longer than 8 tokens and cut to them (--max-length)`, of `truncated` of
+/// `2 of 3 texts are longer than 8 tokens and truncated to that length (--max-length)`, of `truncated` of
 /// `total` texts (`noun` in the singular).
 pub fn truncation_note(truncated: usize, total: usize, noun: &str, max_length: usize) -> String {
     let which = if total == 1 {
@@ -102,7 +102,7 @@ pub fn truncation_note(truncated: usize, total: usize, noun: &str, max_length: u
     } else {
         format!("{truncated} of {total} {noun}s {}", if truncated == 1 { "is" } else { "are" })
     };
-    format!("{which} longer than {max_length} tokens and cut to them (--max-length)")
+    format!("{which} longer than {max_length} tokens and truncated to that length (--max-length)")
 }
 
 /// Refuses tokens added to the tokenizer (`tokenizer.add_tokens`, in `tokenizer.json`'s
@@ -289,13 +289,16 @@ mod tests {
     fn truncation_notes_count_in_words() {
         assert_eq!(
             truncation_note(2, 3, "text", 8),
-            "2 of 3 texts are longer than 8 tokens and cut to them (--max-length)"
+            "2 of 3 texts are longer than 8 tokens and truncated to that length (--max-length)"
         );
         assert_eq!(
             truncation_note(1, 3, "text", 8),
-            "1 of 3 texts is longer than 8 tokens and cut to them (--max-length)"
+            "1 of 3 texts is longer than 8 tokens and truncated to that length (--max-length)"
         );
-        assert_eq!(truncation_note(1, 1, "text", 8), "the text is longer than 8 tokens and cut to them (--max-length)");
+        assert_eq!(
+            truncation_note(1, 1, "text", 8),
+            "the text is longer than 8 tokens and truncated to that length (--max-length)"
+        );
     }
 
     proptest::proptest! {

@@ -421,6 +421,18 @@ fn build_corpus(test: &str) -> Option<Corpus> {
     );
     c.add(
         "CSV",
+        "a tab-separated --input named .csv",
+        &["encode", "-m", &m, "-i", &c.file("tabs.csv", b"text\tlabel\nhi\ta\n")],
+        error("tabs.csv:1: no column 'text' in the header (columns: text\tlabel); the header looks tab-separated; sentence-mtl reads comma-separated CSV"),
+    );
+    c.add(
+        "CSV",
+        "--input a folder",
+        &["encode", "-m", &m, "-i", &c.path("")],
+        error(" is a folder; give a file of sentences"),
+    );
+    c.add(
+        "CSV",
         "input file does not exist",
         &["encode", "-m", &m, "-i", "/no/such/file.txt"],
         error("cannot open --input /no/such/file.txt"),

@@ -68,7 +68,16 @@ fn stdin_csv_txt_and_output_formats_agree() {
     let with_blank =
         run(&["encode", "-m", &model, "--device", "cpu", "-i", txt.to_str().unwrap(), "-o", out_txt.to_str().unwrap()]);
     assert_ok(&with_blank);
-    assert!(stderr(&with_blank).contains("has 1 blank sentence, the first is sentence 2"), "{}", stderr(&with_blank));
+    assert!(stderr(&with_blank).contains("has 1 blank sentence, the first is line 2"), "{}", stderr(&with_blank));
+    let blank_row = dir.path().join("blank_row.csv");
+    std::fs::write(&blank_row, "text\nfirst\n\"\"\n").unwrap();
+    let from_csv = run(&["encode", "-m", &model, "--device", "cpu", "-i", blank_row.to_str().unwrap()]);
+    assert_ok(&from_csv);
+    assert!(
+        stderr(&from_csv).contains("has 1 blank sentence, the first is row 2 after the header"),
+        "{}",
+        stderr(&from_csv)
+    );
     let rows = parse_jsonl_embeddings(&std::fs::read_to_string(&out_txt).unwrap());
     assert_eq!(rows.len(), 3);
     assert_eq!(rows[1].0, "");
@@ -217,7 +226,8 @@ fn truncated_texts_are_counted_in_a_note() {
     let out = run(&args);
     assert_ok(&out);
     assert!(
-        stderr(&out).contains("note: 2 of 3 texts are longer than 8 tokens and cut to them (--max-length)"),
+        stderr(&out)
+            .contains("note: 2 of 3 texts are longer than 8 tokens and truncated to that length (--max-length)"),
         "{}",
         stderr(&out)
     );

@@ -345,7 +345,7 @@ fn truncated_texts_are_counted_per_task() {
     assert_ok(&eval);
     let said = stderr(&eval);
     let note = |task: &str, cut: &str| {
-        format!("note: task '{task}': {cut} longer than 6 tokens and cut to them (--max-length)")
+        format!("note: task '{task}': {cut} longer than 6 tokens and truncated to that length (--max-length)")
     };
     assert!(said.contains(&note("similar", "2 of 4 texts are")), "{said}");
     assert!(said.contains(&note("match", "1 of 6 texts is")), "{said}");

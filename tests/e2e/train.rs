@@ -259,14 +259,14 @@ fn flags_this_run_ignores_get_a_note() {
     assert!(said.contains("note: --warmup-steps is longer than the run: the learning rates never reach"), "{said}");
     // Piped, stderr gets a line of progress where a terminal would show the bar.
     assert!(said.contains("step 1/1 (epoch 0.20): loss topic "), "{said}");
-    assert!(!said.contains("cut to them"), "{said}");
+    assert!(!said.contains("truncated to that length"), "{said}");
     // Training texts longer than --max-length are counted in a note too.
     args.extend(["--sampling", "temperature", "--overwrite", "--max-length", "6", "--batch-tokens", "4"]);
     let said = stderr(&run(&args));
     assert!(!said.contains("--temperature has no effect"), "{said}");
     assert!(!said.contains("--lr-projection has no effect"), "a new projection takes the rate: {said}");
     assert!(
-        said.contains("training texts are longer than 6 tokens and cut to them (--max-length)")
+        said.contains("training texts are longer than 6 tokens and truncated to that length (--max-length)")
             && said.contains("note: task 'topic': "),
         "{said}"
     );
