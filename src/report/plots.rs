@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use anyhow::{anyhow, Result};
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
@@ -351,21 +352,22 @@ const TASK_COLORS: [RGBColor; 6] = [
     RGBColor(140, 86, 75),
 ];
 
+/// A chart over optimizer steps (x) and a `Y` axis, linear or logarithmic.
+type StepChart<'a, 'b, Y> = ChartContext<'a, TextBackend<'b>, Cartesian2d<plotters::coord::types::RangedCoordf64, Y>>;
+
 /// A chart of `caption` over optimizer steps `0..max_step` (x) and `y` on `area`, its grid
 /// drawn.
-fn step_chart<'a, 'b>(
+fn step_chart<'a, 'b, Y>(
     area: &'a Canvas<'b>,
     caption: &str,
     max_step: f64,
-    y: std::ops::Range<f64>,
+    y: Y,
     y_desc: &str,
-) -> Result<
-    ChartContext<
-        'a,
-        TextBackend<'b>,
-        Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
-    >,
-> {
+) -> Result<StepChart<'a, 'b, Y::CoordDescType>>
+where
+    Y: AsRangedCoord<Value = f64>,
+    Y::CoordDescType: ValueFormatter<f64>,
+{
     let mut chart = ChartBuilder::on(area)
         .caption(caption, (FONT, 15.0))
         .margin(12)
@@ -381,6 +383,7 @@ fn step_chart<'a, 'b>(
         // Steps are whole numbers: a short run gets one tick per step, never "0 0 1 2 2".
         .x_labels((max_step as usize).clamp(1, 10) + 1)
         .x_label_formatter(&|x| if x.fract().abs() < 1e-9 { format!("{x:.0}") } else { String::new() })
+        .y_label_formatter(&tick_label)
         .light_line_style(RGBColor(245, 245, 245))
         .label_style((FONT, 12.0))
         .draw()
@@ -388,17 +391,57 @@ fn step_chart<'a, 'b>(
     Ok(chart)
 }
 
-/// Each task's training loss (mean over each logging window).
+/// Each task's training loss (mean over each logging window): from 0 on a linear axis, or on
+/// a logarithmic one where the tasks' losses differ so much (a pairs loss of 0.003 beside a
+/// CoSENT loss of 5) that the smaller would lie on the axis.
 fn loss_panel(area: &Canvas, curves: &[TaskCurves], max_step: f64) -> Result<()> {
-    let max_loss = curves.iter().flat_map(|c| &c.loss).map(|p| p.1).fold(0.1f64, f64::max) * 1.05;
     let caption = "training loss (mean over each logging window)";
-    let mut chart = step_chart(area, caption, max_step, 0f64..max_loss, "loss")?;
+    match log_loss_axis(curves) {
+        Some(range) => {
+            let caption = format!("{caption}, log scale");
+            let chart = step_chart(area, &caption, max_step, range.clone().log_scale(), "loss (log scale)")?;
+            // A loss of 0 has no place on a log axis: it is drawn at the axis' foot.
+            draw_losses(chart, curves, |loss| loss.max(range.start))
+        }
+        None => {
+            let max_loss = curves.iter().flat_map(|c| &c.loss).map(|p| p.1).fold(0.1f64, f64::max) * 1.05;
+            draw_losses(step_chart(area, caption, max_step, 0f64..max_loss, "loss")?, curves, |loss| loss)
+        }
+    }
+}
+
+/// The loss axis' range when the tasks' typical losses (their medians) differ by more than
+/// 20x, with a little room at both ends; `None` for a linear axis.
+fn log_loss_axis(curves: &[TaskCurves]) -> Option<std::ops::Range<f64>> {
+    let medians: Vec<f64> = curves
+        .iter()
+        .filter_map(|c| {
+            let mut losses: Vec<f64> = c.loss.iter().map(|p| p.1).filter(|l| l.is_finite() && *l > 0.0).collect();
+            losses.sort_by(f64::total_cmp);
+            losses.get(losses.len() / 2).copied()
+        })
+        .collect();
+    let (low, high) = medians.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &m| (lo.min(m), hi.max(m)));
+    if medians.len() < 2 || high <= 20.0 * low {
+        return None;
+    }
+    let positive = curves.iter().flat_map(|c| &c.loss).map(|p| p.1).filter(|l| l.is_finite() && *l > 0.0);
+    let (least, most) = positive.fold((f64::INFINITY, 0.0f64), |(lo, hi), l| (lo.min(l), hi.max(l)));
+    Some(least / 1.5..most * 1.5)
+}
+
+fn draw_losses<Y: Ranged<ValueType = f64>>(
+    mut chart: StepChart<'_, '_, Y>,
+    curves: &[TaskCurves],
+    placed: impl Fn(f64) -> f64,
+) -> Result<()> {
     for (i, c) in curves.iter().enumerate() {
         let color = TASK_COLORS[i % TASK_COLORS.len()];
-        chart.draw_series(LineSeries::new(c.loss.iter().copied(), color.stroke_width(2))).map_err(plot_error)?;
+        let points: Vec<(f64, f64)> = c.loss.iter().map(|&(step, loss)| (step, placed(loss))).collect();
+        chart.draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(2))).map_err(plot_error)?;
         // A short run logs a point or two: a line alone would not show a single one.
-        if c.loss.len() < 3 {
-            chart.draw_series(c.loss.iter().map(|&p| Circle::new(p, 3, color.filled()))).map_err(plot_error)?;
+        if points.len() < 3 {
+            chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled()))).map_err(plot_error)?;
         }
     }
     Ok(())
@@ -614,6 +657,25 @@ mod tests {
         training_curves(&dir.path().join("c.png"), "run", &curves).unwrap();
         // The charts, and one row of legends below them.
         assert_eq!(png_size(&dir.path().join("c.png")), (1200, 480 + LEGEND_ROW + 8));
+    }
+
+    /// A pairs loss of 0.003 beside a CoSENT loss of 5 gets a log axis that holds both; losses
+    /// of one order of magnitude keep the linear axis from 0.
+    #[test]
+    fn losses_far_apart_get_a_log_axis() {
+        let task = |name: &str, losses: &[f64]| TaskCurves {
+            task: name.into(),
+            loss: losses.iter().enumerate().map(|(i, &l)| ((i + 1) as f64 * 10.0, l)).collect(),
+            ..Default::default()
+        };
+        let far = [task("stsb", &[5.8, 5.5, 5.4]), task("pairs", &[0.02, 0.003, 0.0]), task("trec", &[1.5, 0.9, 0.6])];
+        let range = log_loss_axis(&far).unwrap();
+        assert!(range.start < 0.003 && range.start > 0.0 && range.end > 5.8, "{range:?}");
+        let near = [task("stsb", &[5.8, 5.5]), task("trec", &[1.5, 0.9])];
+        assert_eq!(log_loss_axis(&near), None);
+        assert_eq!(log_loss_axis(&far[..1]), None);
+        let dir = tempfile::tempdir().unwrap();
+        training_curves(&dir.path().join("log.png"), "run", &far).unwrap();
     }
 
     #[test]
