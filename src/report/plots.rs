@@ -114,8 +114,9 @@ impl HeatmapLayout {
     /// Sizes for `labels`, measuring them with the real font to size the margins.
     fn new(title: &str, labels: &[String]) -> Result<Self> {
         let n = labels.len().max(1) as u32;
-        // From about 25 classes the grid grows past 560 px, so that counts stay legible.
-        let cell = (560 / n).clamp(22, 72);
+        // From about 25 classes the grid grows past 560 px, so that counts stay legible; a
+        // few classes get cells large enough to read at a glance.
+        let cell = (560 / n).clamp(22, 110);
         let label_size = (cell as f64 * 0.5).clamp(10.0, 16.0);
         register_font()?;
         let widest = labels.iter().map(|l| text_width(l, label_size)).max().unwrap_or(0);
