@@ -75,7 +75,7 @@ impl LabelledData {
                 "{}: none of its {} distinct labels is a known one ({}): is its label column the right one? (--label-column names another)",
                 self.path.display(),
                 unknown.labels.len(),
-                labels.names().join(", ")
+                known_labels(labels.names())
             );
         }
         if !unknown.is_empty() && unknown_labels == UnknownLabelPolicy::Error {
@@ -84,10 +84,20 @@ impl LabelledData {
                 self.path.display(),
                 unknown.rows,
                 unknown.describe(),
-                labels.names().join(", ")
+                known_labels(labels.names())
             );
         }
         Ok((ids, kept_rows, unknown))
+    }
+}
+
+/// The model's labels for a message, the first [`LABELS_NAMED`] of them and how many more
+/// (an intent model knows hundreds).
+fn known_labels(names: &[String]) -> String {
+    let shown = names[..names.len().min(LABELS_NAMED)].join(", ");
+    match names.len().saturating_sub(LABELS_NAMED) {
+        0 => shown,
+        more => format!("{shown} and {more} more"),
     }
 }
 
@@ -308,6 +318,11 @@ mod tests {
             err.contains("none of its 500 distinct labels is a known one (neg, pos): is its label column"),
             "{err}"
         );
+        // A model of many classes names ten of them.
+        let many = LabelSet::from_names((0..150).map(|i| format!("intent{i}")).collect());
+        let err = data.class_ids(&many, UnknownLabelPolicy::Error).unwrap_err().to_string();
+        assert!(err.contains("known one (intent0, intent1, "), "{err}");
+        assert!(err.contains("intent9 and 140 more): is its label column"), "{err}");
         let mut unknown = UnknownLabels::default();
         (0..12).for_each(|i| unknown.add(&format!("l{i}"), i + 2));
         let described = unknown.describe();
