@@ -223,27 +223,35 @@ fn task_kind_notes(typed: &dyn Fn(&str) -> bool, settings: &TrainSettings, world
 /// The feature cache's flags where it is not built, and a cache `--freeze layers:K` misses.
 fn feature_cache_notes(typed: &dyn Fn(&str) -> bool, settings: &TrainSettings) -> Vec<String> {
     let mut notes = Vec::new();
-    if settings.freeze.is_empty() {
-        let cache_flags: Vec<&str> =
-            [("no_feature_cache", "--no-feature-cache"), ("feature_cache_budget", "--feature-cache-budget")]
-                .iter()
-                .filter(|(id, _)| typed(id))
-                .map(|(_, flag)| *flag)
-                .collect();
+    let has = |rule: fn(&FreezeRule) -> bool| settings.freeze.iter().any(rule);
+    let blocks = settings.freeze.iter().find_map(|r| if let FreezeRule::Layers(k) = r { Some(*k) } else { None });
+    let embeddings_frozen = has(|r| matches!(r, FreezeRule::Embeddings | FreezeRule::Backbone | FreezeRule::All));
+    // What the cache computes once: a frozen backbone, or frozen embeddings and bottom blocks.
+    let frozen_prefix = has(|r| matches!(r, FreezeRule::Backbone)) || (embeddings_frozen && blocks.is_some());
+    let why_none = if settings.freeze.is_empty() {
+        Some("nothing is frozen (--freeze), so no feature cache is built")
+    } else if has(|r| matches!(r, FreezeRule::All)) {
+        Some("--freeze all trains nothing, so no feature cache is built")
+    } else if !frozen_prefix && blocks.is_none() {
+        Some("no feature cache is built without a frozen backbone (--freeze backbone, or embeddings and layers:K)")
+    } else {
+        None
+    };
+    let cache_flags: Vec<&str> =
+        [("no_feature_cache", "--no-feature-cache"), ("feature_cache_budget", "--feature-cache-budget")]
+            .iter()
+            .filter(|(id, _)| typed(id))
+            .map(|(_, flag)| *flag)
+            .collect();
+    if let Some(why) = why_none {
         if !cache_flags.is_empty() {
-            notes.push(format!(
-                "{} no effect: nothing is frozen (--freeze), so no feature cache is built",
-                count_flags(&cache_flags)
-            ));
+            notes.push(format!("{} no effect: {why}", count_flags(&cache_flags)));
         }
         return notes;
     }
     if typed("no_feature_cache") && typed("feature_cache_budget") {
         notes.push("--feature-cache-budget has no effect: --no-feature-cache builds no cache".to_string());
     }
-    let blocks = settings.freeze.iter().find_map(|r| if let FreezeRule::Layers(k) = r { Some(*k) } else { None });
-    let embeddings_frozen =
-        settings.freeze.iter().any(|r| matches!(r, FreezeRule::Embeddings | FreezeRule::Backbone | FreezeRule::All));
     if let (Some(k), false, true) = (blocks, embeddings_frozen, settings.feature_cache) {
         notes.push(format!(
             "no feature cache: --freeze layers:{k} leaves the embeddings training, so the frozen blocks run at every step; add --freeze embeddings to compute them once"

@@ -283,6 +283,16 @@ fn flags_this_run_ignores_get_a_note() {
     inert.extend(["--freeze", "backbone", "--feature-cache-budget", "64"]);
     let said = stderr(&run(&inert));
     assert!(said.contains("note: --feature-cache-budget has no effect: --no-feature-cache builds no cache"), "{said}");
+    // Frozen embeddings alone leave no frozen output to compute once.
+    let mut embeddings: Vec<&str> = args.iter().copied().filter(|a| *a != "--no-feature-cache").collect();
+    embeddings.extend(["--freeze", "embeddings", "--feature-cache-budget", "64"]);
+    let said = stderr(&run(&embeddings));
+    assert!(
+        said.contains(
+            "note: --feature-cache-budget has no effect: no feature cache is built without a frozen backbone"
+        ),
+        "{said}"
+    );
 }
 
 /// Numeric labels sort as numbers (`2` before `10`), and labels that are scores with
