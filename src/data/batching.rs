@@ -69,11 +69,15 @@ pub fn cut_sorted(order: &[usize], lengths: &[usize], limit: BatchLimit, texts_p
     }
     let mut batches: Vec<Vec<usize>> = Vec::new();
     let mut current: Vec<usize> = Vec::new();
+    // The longest row of `current`, kept as rows join: a budget of a million tokens holds
+    // hundreds of thousands of short rows, which rescanning for each would make quadratic.
+    let mut longest = 0;
     for &i in order {
-        let longest = current.iter().map(|&j| lengths[j]).chain([lengths[i]]).max().unwrap_or(0);
-        if !current.is_empty() && !limit.fits(current.len() + 1, longest, texts_per_row) {
+        if !current.is_empty() && !limit.fits(current.len() + 1, longest.max(lengths[i]), texts_per_row) {
             batches.push(std::mem::take(&mut current));
+            longest = 0;
         }
+        longest = longest.max(lengths[i]);
         current.push(i);
     }
     if !current.is_empty() {
