@@ -12,7 +12,8 @@
 # compare against (transformers, sentence-transformers, scikit-learn, scipy, and torch's own
 # Python dependencies): scripts/requirements-reference.txt.
 # Idempotent: each step is skipped when its result is already there.
-# Flags: --no-build (steps 1-2 only), --reference, --cuda.
+# Flags: --no-build (steps 1-2 only), --reference, --cuda. PYTHON names the interpreter the
+# venv is made with (default: python3, else python3.12 ... python3.9, whichever is 3.9-3.12).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -32,13 +33,29 @@ done
 
 say() { printf '[setup] %s\n' "$*" >&2; }
 
-python_bin="${PYTHON:-python3}"
-command -v "$python_bin" >/dev/null || { say "error: $python_bin not found; install Python 3.9+"; exit 1; }
+# torch 2.4.0 has wheels for Python 3.9 to 3.12 only: PYTHON, else the first of python3 and
+# python3.12 ... python3.9 in that range.
+in_range() { "$1" -c 'import sys; sys.exit(not (3, 9) <= sys.version_info[:2] <= (3, 12))' 2>/dev/null; }
+version_of() { "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || echo "?"; }
+if [ -n "${PYTHON:-}" ]; then
+  python_bin="$PYTHON"
+  command -v "$python_bin" >/dev/null || { say "error: PYTHON=$python_bin not found"; exit 1; }
+else
+  python_bin=""
+  for candidate in python3 python3.12 python3.11 python3.10 python3.9; do
+    if command -v "$candidate" >/dev/null && in_range "$candidate"; then python_bin="$candidate"; break; fi
+  done
+  [ -n "$python_bin" ] || python_bin=python3
+  command -v "$python_bin" >/dev/null || { say "error: python3 not found; install Python 3.11 or 3.12"; exit 1; }
+fi
+python_hint="install Python 3.11 or 3.12 (3.9 to 3.12 serve the default build; the tests' current-libtorch build needs 3.11 or later) and run PYTHON=python3.12 scripts/setup.sh"
+in_range "$python_bin" || { say "error: $python_bin is Python $(version_of "$python_bin"), and torch 2.4.0 has wheels for 3.9 to 3.12 only: $python_hint"; exit 1; }
 command -v cargo >/dev/null || { say "error: cargo not found; install Rust with rustup"; exit 1; }
 [ "$(uname -s)" = Linux ] || { say "error: sentence-mtl runs on Linux (x86-64, glibc); this is $(uname -s)"; exit 1; }
 
 if [ "$cuda" = auto ]; then
-  if [ -e /proc/driver/nvidia/version ] || ldconfig -p 2>/dev/null | grep -q 'libcuda\.so\.1'; then
+  # grep -c, not -q: -q stops reading early, and pipefail would count ldconfig's SIGPIPE.
+  if [ -e /proc/driver/nvidia/version ] || [ "$(ldconfig -p 2>/dev/null | grep -c 'libcuda\.so\.1')" -gt 0 ]; then
     cuda=yes
   else
     cuda=no
@@ -64,7 +81,17 @@ for pkg in need:
     md.version(pkg)
 PY
 }
-[ -x "$venv/bin/python" ] || "$python_bin" -m venv "$venv"
+if [ -x "$venv/bin/python" ] && ! in_range "$venv/bin/python"; then
+  say "error: .venv was made with Python $(version_of "$venv/bin/python"), and torch 2.4.0 has wheels for 3.9 to 3.12 only: remove it (rm -rf .venv), then $python_hint"
+  exit 1
+fi
+# A venv whose pip is missing (made where python3-venv was not installed) is made again.
+if [ -x "$venv/bin/python" ] && ! "$venv/bin/python" -m pip --version >/dev/null 2>&1; then
+  say "venv: .venv has no pip (made without python3-venv?): making it again"
+  "$python_bin" -m venv --clear "$venv"
+fi
+[ -x "$venv/bin/python" ] || "$python_bin" -m venv "$venv" ||
+  { say "error: $python_bin cannot make a venv (on Debian and Ubuntu: apt-get install python3-venv)"; exit 1; }
 if has torch; then
   say "venv: .venv has the torch 2.4.0 wheel"
 else
