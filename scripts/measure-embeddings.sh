@@ -44,9 +44,13 @@ bin=target/release/sentence-mtl
 say() { printf '[measure] %s\n' "$*" >&2; }
 timed() { # NAME COMMAND...: runs it, keeping wall time and peak RSS in $out/NAME.time; a run
   local name="$1"; shift # that has one is kept, so an interrupted part continues (KEEP=0 reruns)
-  if [ "${KEEP:-1}" = 1 ] && [ -s "$out/$name.time" ]; then say "$name: kept from an earlier run"; return; fi
+  # (An older study's file of a failed run starts "Command exited" or "Command terminated".)
+  if [ "${KEEP:-1}" = 1 ] && [ -s "$out/$name.time" ] && ! grep -q '^Command' "$out/$name.time"; then say "$name: kept from an earlier run"; return; fi
   say "$name: $*"
-  /usr/bin/time -f "%e %M" -o "$out/$name.time" "$@" > "$out/$name.stdout"
+  # GNU time writes its file when the command fails or is interrupted too: only a run that
+  # succeeded gets one, so that a failed one is run again rather than kept.
+  /usr/bin/time -f "%e %M" -o "$out/$name.time.new" "$@" > "$out/$name.stdout"
+  mv "$out/$name.time.new" "$out/$name.time"
 }
 python3 scripts/stsb_pairs.py "$data/stsb/train.csv" "$out/pairs_train.csv"
 python3 scripts/stsb_pairs.py "$data/stsb/dev.csv" "$out/pairs_dev.csv"

@@ -55,10 +55,14 @@ tweeteval="tweeteval=$out/data/tweeteval_train.csv,$out/data/tweeteval_dev.csv"
 say() { printf '[recipes] %s\n' "$*" >&2; }
 timed() { # NAME COMMAND...: wall time in $out/NAME.time; a run that has one is kept (KEEP=0 reruns it)
   local name="$1"; shift
-  if [ "${KEEP:-1}" = 1 ] && [ -s "$out/$name.time" ]; then say "$name: kept from an earlier run"; return; fi
+  # (An older study's file of a failed run starts "Command exited" or "Command terminated".)
+  if [ "${KEEP:-1}" = 1 ] && [ -s "$out/$name.time" ] && ! grep -q '^Command' "$out/$name.time"; then say "$name: kept from an earlier run"; return; fi
   say "$name"
   mkdir -p "$(dirname "$out/$name")"
-  /usr/bin/time -f "%e" -o "$out/$name.time" "$@" > "$out/$name.stdout"
+  # GNU time writes its file when the command fails or is interrupted too: only a run that
+  # succeeded gets one, so that a failed one is run again rather than kept.
+  /usr/bin/time -f "%e" -o "$out/$name.time.new" "$@" > "$out/$name.stdout"
+  mv "$out/$name.time.new" "$out/$name.time"
 }
 train=("$bin" train --model "$model" --device cpu --threads "$threads" --quiet --overwrite --epochs 3)
 
@@ -161,7 +165,8 @@ for part in "${parts[@]}"; do
           name="small-data-beside-embeddings/$mode-draw$draw"
           timed "$name" "${train[@]}" --max-steps 200 --small-data "$mode" --seed 1 \
             --task "sst2=$few" --task "stsb=$data/stsb/train.csv,$data/stsb/dev.csv" --out "$out/$name"
-          [ -s "$out/$name.json" ] || "$bin" eval --model "$out/$name/last" --device cpu --threads "$threads" --quiet \
+          # Scored again when the run was (KEEP=0 reruns it).
+          { [ -s "$out/$name.json" ] && [ "$out/$name.json" -nt "$out/$name.time" ]; } || "$bin" eval --model "$out/$name/last" --device cpu --threads "$threads" --quiet \
             --task "sst2=$data/sst2/dev.csv" --task "stsb=$data/stsb/dev.csv" --json > "$out/$name.json"
         done
       done
