@@ -30,17 +30,21 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 current_torch=2.15.0
 tests=0 run_tests=0 cuda=0
-while [ $# -gt 0 ]; do
-  case "$1" in
+usage="usage: scripts/build-for-torch.sh [--tests | --run-tests] [--cuda] TORCH [TARGET_DIR]"
+# Flags anywhere (after TORCH too), before anything is downloaded.
+positional=()
+for arg in "$@"; do
+  case "$arg" in
     --tests) tests=1 ;;
     --run-tests) run_tests=1 ;;
     --cuda) cuda=1 ;;
-    -*) echo "build-for-torch.sh: unknown flag $1 (known: --tests, --run-tests, --cuda)" >&2; exit 2 ;;
-    *) break ;;
+    -h|--help) echo "$usage"; exit 0 ;;
+    -*) echo "build-for-torch.sh: unknown flag $arg (known: --tests, --run-tests, --cuda)" >&2; exit 2 ;;
+    *) positional+=("$arg") ;;
   esac
-  shift
 done
-[ $# -ge 1 ] || { echo "usage: scripts/build-for-torch.sh [--tests | --run-tests] [--cuda] TORCH [TARGET_DIR]" >&2; exit 2; }
+[ ${#positional[@]} -ge 1 ] && [ ${#positional[@]} -le 2 ] || { echo "$usage" >&2; exit 2; }
+set -- "${positional[@]}"
 say() { printf '[build-for-torch] %s\n' "$*" >&2; }
 
 # A version: the wheel from PyPI, installed with `pip --target` so that libtorch's own rpath
@@ -105,7 +109,8 @@ ln -s "$torch_dir/lib/libc10.so" "$view/lib/libc10.so"
 
 cargo fetch --quiet
 registry="${CARGO_HOME:-$HOME/.cargo}/registry/src"
-original="$(ls -d "$registry"/*/torch-sys-0.17.0 | head -1)"
+original="$(ls -d "$registry"/*/torch-sys-0.17.0 2>/dev/null | head -1)"
+[ -n "$original" ] || { echo "build-for-torch.sh: torch-sys 0.17.0's source is not in $registry (cargo fetch puts it there)" >&2; exit 1; }
 patched="$target/torch-sys-0.17.0"
 rm -rf "$patched"; cp -r "$original" "$patched"
 case "$version" in
