@@ -206,25 +206,43 @@ if [ "$mode" = pack ]; then
   exit 0
 fi
 [ "$mode" = run ] || { echo "gpu-session.sh: unknown mode $mode (pack or run)" >&2; exit 2; }
+# Every part named is checked before any runs: lent GPU minutes are not spent on the parts
+# before a typo.
+for part in "$@"; do
+  case "$part" in
+    parity|nccl|bench32|tokens|accuracy|cache) ;;
+    *) echo "gpu-session.sh: unknown part $part (parity, nccl, bench32, tokens, accuracy, cache)" >&2; exit 2 ;;
+  esac
+done
+[ -f .gpu/torch-version ] || { echo "gpu-session.sh: no .gpu/torch-version: run 'scripts/gpu-session.sh pack VERSION' here and carry .gpu" >&2; exit 2; }
 out="${OUT:-$root/gpu-session-out}"; mkdir -p "$out"
+: > "$out/summary.md"
 work="$(mktemp -d)"
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 prepare
+failed=0
 # Each part's logs go back with the results even when a later part fails or the call times out.
+# A part runs as a background job and is waited for: called left of `||`, its commands would
+# run without set -e, and a failed run inside it would go unnoticed.
 for part in "$@"; do
   say "part $part"
   started=$SECONDS
   case "$part" in
-    parity) part_parity || echo "parity: failed" >> "$out/summary.md" ;;
-    nccl) part_nccl || echo "nccl: failed (logs in logs.tar.xz)" >> "$out/summary.md" ;;
-    bench32) part_bench bench32 --steps 500 --rounds 1 || echo "bench32: failed" >> "$out/summary.md" ;;
-    tokens) part_bench tokens --steps 100 --rounds 1 --batch-tokens 16384 || echo "tokens: failed" >> "$out/summary.md" ;;
-    accuracy) part_accuracy || echo "accuracy: failed" >> "$out/summary.md" ;;
-    cache) part_cache || echo "cache: failed" >> "$out/summary.md" ;;
-    *) echo "gpu-session.sh: unknown part $part (parity, nccl, bench32, tokens, accuracy, cache)" >&2; exit 2 ;;
+    parity) part_parity & ;;
+    nccl) part_nccl & ;;
+    bench32) part_bench bench32 --steps 500 --rounds 1 & ;;
+    tokens) part_bench tokens --steps 100 --rounds 1 --batch-tokens 16384 & ;;
+    accuracy) part_accuracy & ;;
+    cache) part_cache & ;;
   esac
+  if ! wait $!; then
+    echo "$part: failed (logs in logs.tar.xz)" >> "$out/summary.md"
+    failed=1
+  fi
   echo "($part took $((SECONDS - started)) s)" >> "$out/summary.md"
   (cd "$work" && find . -name '*.log' -o -name '*.json' -o -name '*.err' -o -name 'train_log.jsonl' -o -name '*.gpu_*' |
     tar -cJf "$out/logs.tar.xz" -T -) || true
 done
+rm -rf "$work"
 cat "$out/summary.md"
+exit "$failed"
