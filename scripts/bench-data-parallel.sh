@@ -16,6 +16,8 @@ extra=""
 baseline=""
 while [ $# -gt 0 ]; do
   case "$1" in
+    --steps|--rounds|--train-flags|--baseline) [ $# -ge 2 ] || { echo "bench-data-parallel.sh: $1 needs a value" >&2; exit 2; } ;;&
+    --steps|--rounds) [[ "$2" =~ ^[1-9][0-9]*$ ]] || { echo "bench-data-parallel.sh: $1 must be a positive whole number, got '$2'" >&2; exit 2; } ;;&
     --steps) steps="$2"; shift 2 ;;
     --rounds) rounds="$2"; shift 2 ;;
     --train-flags) extra="$2"; shift 2 ;;
@@ -36,11 +38,13 @@ args+=($extra)
 summary() { python3 -c 'import json,sys; r=[json.loads(l) for l in open(sys.argv[1])]; print([x for x in r if x.get("type")=="summary"][-1].get(sys.argv[2], "-"))' "$1/train_log.jsonl" "$2"; }
 rate() { printf '%.1f' "$(summary "$1" examples_per_sec)"; }
 ratio() { python3 -c "print('%.2f' % ($1 / $2))"; }
-two_ranks() { # BIN OUT: a launch of two on the next port
+two_ranks() { # BIN OUT: a launch of two on the next port; fails when either rank does
   port=$((port + 1))
   WORLD_SIZE=2 RANK=1 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port "$1" "${args[@]}" --threads 1 --out "$2" >/dev/null &
-  WORLD_SIZE=2 RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port "$1" "${args[@]}" --threads 1 --out "$2" >/dev/null
-  wait
+  local rank1=$!
+  WORLD_SIZE=2 RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port "$1" "${args[@]}" --threads 1 --out "$2" >/dev/null ||
+    { kill "$rank1" 2>/dev/null; wait "$rank1" 2>/dev/null; echo "bench-data-parallel.sh: rank 0 failed" >&2; exit 1; }
+  wait "$rank1" || { echo "bench-data-parallel.sh: rank 1 failed" >&2; exit 1; }
 }
 header=(round "1 process x 2 threads ex/s" "2 ranks x 1 thread ex/s" "ratio")
 [ -n "$baseline" ] && header+=("2 ranks, --baseline ex/s" "2 ranks / --baseline")

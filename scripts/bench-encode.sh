@@ -15,11 +15,14 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+[ -x /usr/bin/time ] || { echo "bench-encode.sh: needs GNU time at /usr/bin/time (on Debian and Ubuntu: apt-get install time)" >&2; exit 1; }
 quick=0; rounds=2
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
-    --rounds) rounds="$2"; shift ;;
+    --rounds)
+      [ $# -ge 2 ] && [[ "$2" =~ ^[1-9][0-9]*$ ]] || { echo "bench-encode.sh: --rounds needs a positive whole number" >&2; exit 2; }
+      rounds="$2"; shift ;;
     *) echo "bench-encode.sh: unknown flag $1" >&2; exit 2 ;;
   esac
   shift

@@ -62,7 +62,7 @@ timed() { # NAME COMMAND...: runs it, keeps peak RSS (KB) in $work/NAME.rss and 
 code = subprocess.call(sys.argv[2:])
 open(sys.argv[1], "w").write(f"{resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}\n")
 sys.exit(code)' "$work/$name.rss" "$@" > "$work/$name.out" 2> "$work/$name.err" || code=$?
-  if [ -n "$sampler" ]; then kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null || true; fi
+  if [ -n "$sampler" ]; then kill "$sampler" 2>/dev/null || true; wait "$sampler" 2>/dev/null || true; fi
   [ "$code" = 0 ] || { cat "$work/$name.err" >&2; say "$name failed"; exit 1; }
 }
 # The memory in use (MiB, all processes) of the first GPU CUDA sees (by index or UUID)

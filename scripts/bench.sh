@@ -21,6 +21,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+[ -x /usr/bin/time ] || { echo "bench.sh: needs GNU time at /usr/bin/time (on Debian and Ubuntu: apt-get install time)" >&2; exit 1; }
 quick=0 rounds="" steps=""
 while [ $# -gt 0 ]; do
   case "$1" in

@@ -6,10 +6,17 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+case "${1:-}" in
+  ""|-) ;;
+  -h|--help) sed -n '2,5p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  *) echo "error-table.sh: unknown argument $1 (none rewrites docs/errors.md, - prints the table)" >&2; exit 2 ;;
+esac
 scripts/setup.sh --reference >&2
 table="$(mktemp)"; page="$(mktemp)"; trap 'rm -f "$table" "$page"' EXIT
 SENTENCE_MTL_REQUIRE_ALL=1 SENTENCE_MTL_ERROR_TABLE="$table" \
   cargo test --release --locked --test e2e bad_input >&2
+# A filter that matched no test leaves the table empty, which would leave a page of no cases.
+[ -s "$table" ] || { echo "error-table.sh: the bad-input test wrote no table" >&2; exit 1; }
 if [ "${1:-}" = - ]; then
   cat "$table"
   exit 0
@@ -34,5 +41,7 @@ arbitrary Unicode to the tokeniser: no panic, ids within the vocabulary, lengths
 `--max-length`.
 TAIL
 } > "$page"
+# mktemp's file is private (0600); the page keeps the usual mode of a repository file.
+chmod 644 "$page"
 mv "$page" docs/errors.md
 echo "wrote docs/errors.md" >&2

@@ -15,6 +15,14 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+[ -x /usr/bin/time ] || { echo "fewshot-study.sh: needs GNU time at /usr/bin/time (on Debian and Ubuntu: apt-get install time)" >&2; exit 1; }
+# Parts and sets are checked before setup and the runs.
+for part in "$@"; do
+  case "$part" in sentence-mtl|setfit) ;; *) echo "fewshot-study.sh: unknown part $part (sentence-mtl, setfit)" >&2; exit 2 ;; esac
+done
+for set in ${SETS:-sst2 trec}; do
+  case "$set" in sst2|trec) ;; *) echo "fewshot-study.sh: unknown set $set in SETS (sst2, trec)" >&2; exit 2 ;; esac
+done
 scripts/setup.sh --reference >&2
 threads="${THREADS:-$(nproc)}"
 export OMP_NUM_THREADS="$threads" MKL_NUM_THREADS="$threads" HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
@@ -31,7 +39,8 @@ ours() { # NAME TASK DRAW DEV
   echo "[fewshot] sentence-mtl $name" >&2
   /usr/bin/time -f %e -o "$out/ours-$name.train_s" "$bin" train --model "$model" --device cpu \
     --threads "$threads" --overwrite --task "$task=$draw" --out "$out/ours/$name" ${TRAIN_FLAGS:-} \
-    2> "$out/ours-$name.stderr" > /dev/null
+    2> "$out/ours-$name.stderr" > /dev/null ||
+    { echo "[fewshot] sentence-mtl $name failed:" >&2; tail -5 "$out/ours-$name.stderr" >&2; exit 1; }
   /usr/bin/time -f %e -o "$out/ours-$name.predict_s" "$bin" eval --model "$out/ours/$name/last" \
     --device cpu --threads "$threads" --task "$task=$dev" --json > "$out/ours-$name.json"
   cp "$draw" "$out/ours/$name/train_draw.csv"
@@ -40,7 +49,8 @@ setfit() { # NAME DRAW DEV
   [ "${KEEP:-1}" = 1 ] && [ -s "$setfit_out/$1.json" ] && return
   echo "[fewshot] SetFit $1" >&2
   .venv/bin/python scripts/reference/setfit_reference.py --model "$model" --train "$2" --dev "$3" \
-    --threads "$threads" --out "$setfit_out/$1.json" > /dev/null 2> "$setfit_out/$1.stderr"
+    --threads "$threads" --out "$setfit_out/$1.json" > /dev/null 2> "$setfit_out/$1.stderr" ||
+    { echo "[fewshot] SetFit $1 failed:" >&2; tail -5 "$setfit_out/$1.stderr" >&2; exit 1; }
 }
 for set in ${SETS:-sst2 trec}; do
   case "$set" in

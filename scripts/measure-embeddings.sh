@@ -29,6 +29,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+[ -x /usr/bin/time ] || { echo "measure-embeddings.sh: needs GNU time at /usr/bin/time (on Debian and Ubuntu: apt-get install time)" >&2; exit 1; }
 parts=("$@"); [ ${#parts[@]} -eq 0 ] && parts=(reference drift drift-seeds)
 for part in "${parts[@]}"; do
   case "$part" in reference|drift|drift-seeds) ;; *) echo "measure-embeddings.sh: unknown part $part (reference, drift, drift-seeds)" >&2; exit 2 ;; esac

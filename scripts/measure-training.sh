@@ -30,8 +30,16 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-scripts/setup.sh --reference >&2
+[ -x /usr/bin/time ] || { echo "measure-training.sh: needs GNU time at /usr/bin/time (on Debian and Ubuntu: apt-get install time)" >&2; exit 1; }
 parts=("$@"); [ ${#parts[@]} -eq 0 ] && parts=(epoch quality freeze freeze-speed cache cache-epochs cache-bound)
+# Every part named is checked before the first one runs (they take minutes to hours each).
+for part in "${parts[@]}"; do
+  case "$part" in
+    epoch|quality|freeze|freeze-speed|cache|cache-epochs|cache-bf16|cache-bound) ;;
+    *) echo "measure-training.sh: unknown part $part (epoch, quality, freeze, freeze-speed, cache, cache-epochs, cache-bf16, cache-bound)" >&2; exit 2 ;;
+  esac
+done
+scripts/setup.sh --reference >&2
 threads="${THREADS:-$(nproc)}"
 data="$root/../shared/data"
 trec="trec=$data/trec/train_split.csv,$data/trec/dev_split.csv"

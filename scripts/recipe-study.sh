@@ -34,6 +34,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+[ -x /usr/bin/time ] || { echo "recipe-study.sh: needs GNU time at /usr/bin/time (on Debian and Ubuntu: apt-get install time)" >&2; exit 1; }
 parts=("$@"); [ ${#parts[@]} -eq 0 ] && parts=(grid confirm references seeds multitask-seeds batch-tokens rate-by-size small-data-beside-embeddings)
 for part in "${parts[@]}"; do
   case "$part" in grid|confirm|references|seeds|multitask-seeds|batch-tokens|rate-by-size|small-data-beside-embeddings) ;; *) echo "recipe-study.sh: unknown part $part (grid, confirm, references, seeds, multitask-seeds, batch-tokens, rate-by-size, small-data-beside-embeddings)" >&2; exit 2 ;; esac
