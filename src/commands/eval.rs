@@ -99,7 +99,10 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let label_columns = PerTask::resolve("--label-column", &args.label_columns, &names)?;
     let kinds = PerTask::resolve_named("--task-kind", "NAME=KIND", &args.task_kinds, &names)?;
     for task in &mut tasks {
-        task.kind = kinds.get(&task.name).map(|kind| kind.parse::<TaskKind>()).transpose().context("--task-kind")?;
+        task.kind = kinds
+            .get(&task.name)
+            .map(|kind| kind.parse::<TaskKind>().with_context(|| format!("--task-kind {}={kind}", task.name)))
+            .transpose()?;
     }
     if let Some(out) = &args.out {
         check_report_folder(out)?;

@@ -71,6 +71,9 @@ pub fn run(args: &TrainArgs) -> Result<()> {
 fn check_batch_plan_path(path: Option<&std::path::Path>, settings: &TrainSettings) -> Result<()> {
     let Some(path) = path else { return Ok(()) };
     let shown = path.display();
+    if path.as_os_str() == "-" {
+        bail!("--save-batch-plan -: the plan is a file (JSON lines), not stdout; name one, such as plan.jsonl");
+    }
     if path.is_dir() {
         bail!("--save-batch-plan {shown} is a folder; name a file");
     }
@@ -146,6 +149,7 @@ fn flags_without_effect(args: &TrainArgs, settings: &TrainSettings, world: usize
     let mut notes = schedule_notes(&typed, settings);
     notes.extend(task_kind_notes(&typed, settings, world));
     notes.extend(feature_cache_notes(&typed, settings));
+    notes.extend(frozen_backbone_notes(&typed, settings));
     for task in settings.tasks.iter().filter(|t| t.weight == 0.0) {
         notes.push(format!(
             "task '{}' has --task-weight 0: its loss adds no gradient, but it still takes its turns of the batches (--task-share sets how many), and the optimizer steps of those turns still move the weights by momentum and weight decay",
@@ -216,6 +220,23 @@ fn task_kind_notes(typed: &dyn Fn(&str) -> bool, settings: &TrainSettings, world
     }
     if typed("similarity_losses") && !has_kind(TaskKind::Similarity) {
         notes.push("--similarity-loss has no effect: no task is a similarity task".to_string());
+    }
+    notes
+}
+
+/// The backbone's rates where no backbone layer trains.
+fn frozen_backbone_notes(typed: &dyn Fn(&str) -> bool, settings: &TrainSettings) -> Vec<String> {
+    let mut notes = Vec::new();
+    if let Some(rule) = settings.freeze.iter().find(|r| matches!(r, FreezeRule::Backbone | FreezeRule::All)) {
+        let rates: Vec<&str> = [("lr_backbone", "--lr-backbone"), ("layer_decay", "--layer-decay")]
+            .iter()
+            .filter(|(id, _)| typed(id))
+            .map(|(_, flag)| *flag)
+            .collect();
+        if !rates.is_empty() {
+            let rule = if matches!(rule, FreezeRule::All) { "all" } else { "backbone" };
+            notes.push(format!("{} no effect: --freeze {rule} trains no backbone layer", count_flags(&rates)));
+        }
     }
     notes
 }

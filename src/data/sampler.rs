@@ -54,7 +54,9 @@ impl std::fmt::Display for SamplingStrategy {
         match self {
             Self::RoundRobin => f.write_str("round-robin"),
             Self::Proportional => f.write_str("proportional"),
-            Self::Temperature(t) => write!(f, "temperature T={t}"),
+            // Plain decimals, but not 300 digits of a T of 1e-300.
+            Self::Temperature(t) if (1e-4..1e6).contains(t) => write!(f, "temperature T={t}"),
+            Self::Temperature(t) => write!(f, "temperature T={t:e}"),
         }
     }
 }
@@ -286,21 +288,24 @@ impl TaskSampler {
     }
 
     /// Fraction of the batches each task gets: the strategy's weight (round-robin 1,
-    /// proportional its rows, temperature rows^(1/T)) times its share, normalised.
+    /// proportional its rows, temperature rows^(1/T)) times its share, normalised. Computed
+    /// from logarithms, as a softmax: rows^(1/T) overflows at T = 0.01 for 1200 rows.
     pub fn task_shares(&self) -> Vec<f64> {
-        let weights: Vec<f64> = self
+        let log_weights: Vec<f64> = self
             .streams
             .iter()
             .map(|s| {
-                let rows = s.rows.len() as f64;
-                s.share
-                    * match self.strategy {
-                        SamplingStrategy::RoundRobin => 1.0,
-                        SamplingStrategy::Proportional => rows,
-                        SamplingStrategy::Temperature(t) => rows.powf(1.0 / t),
+                let log_rows = (s.rows.len() as f64).ln();
+                s.share.ln()
+                    + match self.strategy {
+                        SamplingStrategy::RoundRobin => 0.0,
+                        SamplingStrategy::Proportional => log_rows,
+                        SamplingStrategy::Temperature(t) => log_rows / t,
                     }
             })
             .collect();
+        let largest = log_weights.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let weights: Vec<f64> = log_weights.iter().map(|w| (w - largest).exp()).collect();
         let total: f64 = weights.iter().sum();
         weights.iter().map(|w| w / total).collect()
     }
@@ -425,6 +430,15 @@ mod tests {
         let shares = TaskSampler::new(SamplingStrategy::Temperature(1e9), BatchLimit::Rows(8), lengths(&[10, 1000]), 1)
             .task_shares();
         assert!((shares[0] - 0.5).abs() < 1e-6);
+        // A low temperature all but picks the larger task, where rows^(1/T) overflows
+        // (48^1000); so do shares far past any weight.
+        let sharp = TaskSampler::new(SamplingStrategy::Temperature(0.001), BatchLimit::Rows(8), lengths(&[48, 42]), 1);
+        let shares = sharp.task_shares();
+        assert!(shares[0] == 1.0 && shares[1] < 1e-50, "{shares:?}");
+        let huge = TaskSampler::new(SamplingStrategy::Proportional, BatchLimit::Rows(8), lengths(&[48, 42]), 1)
+            .with_shares(&[1.0, 1e308]);
+        let shares = huge.task_shares();
+        assert!(shares[0] < 1e-300 && shares[1] == 1.0, "{shares:?}");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::trained_max_length;
+use crate::checkpoint::{base_max_length, trained_max_length};
 use crate::cli::task_values::{names_equal_but_for_case, PerTask, TaskArg};
 use crate::cli::TrainArgs;
 use crate::data::batching::BatchLimit;
@@ -204,7 +204,7 @@ impl TrainSettings {
             out: args.out.clone().context("--out is required")?,
             pooling: args.pooling,
             projection_dim: args.projection_dim,
-            max_length: args.max_length.unwrap_or_else(|| trained_max_length(&model).unwrap_or(DEFAULT_MAX_LENGTH)),
+            max_length: args.max_length.unwrap_or_else(|| default_max_length(&model)),
             model,
             sampling: args.sampling.with_temperature(args.temperature)?,
             epochs: args.epochs,
@@ -378,6 +378,14 @@ fn task_kind(
     Ok(kind)
 }
 
+/// `--max-length` when not given: the checkpoint's own limit when training goes on from one,
+/// else 128, or the base model's limit where that is lower (a model of 64 positions), as
+/// `encode` caps it.
+fn default_max_length(model: &str) -> usize {
+    trained_max_length(model)
+        .unwrap_or_else(|| base_max_length(model).map_or(DEFAULT_MAX_LENGTH, |own| own.min(DEFAULT_MAX_LENGTH)))
+}
+
 /// A task's `--task-weight` or `--task-share`: 1 when not given, else a finite number
 /// that passes `allowed` (described by `rule`).
 fn task_number(flag: &str, task: &str, given: Option<&str>, allowed: fn(f64) -> bool, rule: &str) -> Result<f64> {
@@ -422,10 +430,16 @@ fn task_sources(args: &TrainArgs) -> Result<Vec<TaskSource>> {
                 bail!("--task {}: expected at most two files (TRAIN.csv,DEV.csv)", task.text);
             }
             let weight = task_number("--task-weight", &task.name, weights.get(&task.name), |w| w >= 0.0, ">= 0")?;
-            let share = task_number("--task-share", &task.name, shares.get(&task.name), |s| s > 0.0, "> 0")?;
+            // Shares count relative to each other; past a million they only overflow sums.
+            let in_range = |s: f64| s > 0.0 && s <= 1e6;
+            let share =
+                task_number("--task-share", &task.name, shares.get(&task.name), in_range, "above 0 and at most 1e6")?;
             let text_column = text_columns.get(&task.name).unwrap_or("text");
             let label_column = label_columns.get(&task.name).unwrap_or("label");
-            let given = kinds.get(&task.name).map(|k| k.parse::<TaskKind>()).transpose()?;
+            let given = kinds
+                .get(&task.name)
+                .map(|k| k.parse::<TaskKind>().with_context(|| format!("--task-kind {}={k}", task.name)))
+                .transpose()?;
             let kind = task_kind(&task.name, Path::new(train), dev.as_deref(), given, text_column, label_column)?;
             let similarity_loss = match (losses.get(&task.name), kind) {
                 (Some(loss), TaskKind::Similarity) => Some(loss.parse()?),

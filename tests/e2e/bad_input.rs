@@ -602,7 +602,9 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         "--task-kind unknown",
         format!("s={good_sim}"),
         &["--task-kind", "s=regression"],
-        error("unknown task kind 'regression' (expected classification, similarity or pairs)"),
+        error(
+            "--task-kind s=regression: unknown task kind 'regression' (expected classification, similarity or pairs)",
+        ),
     );
     let f = c.file("pairs_empty.csv", b"anchor,positive\nwhat is a cat,a cat is an animal\n  ,an empty anchor\n");
     c.add_train(
@@ -1418,7 +1420,14 @@ c,a
         "--task-share of zero",
         task.clone(),
         &["--task-share", "topic=0"],
-        error("--task-share topic=0: must be a finite number > 0"),
+        error("--task-share topic=0: must be a finite number above 0 and at most 1e6"),
+    );
+    c.add_train(
+        "settings",
+        "--task-share past a million (shares count relative to each other)",
+        task.clone(),
+        &["--task-share", "topic=1e308"],
+        error("--task-share topic=1e308: must be a finite number above 0 and at most 1e6"),
     );
     c.add_train(
         "settings",
@@ -1841,6 +1850,13 @@ c,a
         "train --out naming a file",
         &args.iter().map(String::as_str).collect::<Vec<_>>(),
         error("a_file.txt exists and is not a folder"),
+    );
+    c.add_train(
+        "training",
+        "--save-batch-plan - (stdout)",
+        task.clone(),
+        &["--save-batch-plan", "-"],
+        error("--save-batch-plan -: the plan is a file (JSON lines), not stdout; name one, such as plan.jsonl"),
     );
     c.add_train(
         "training",

@@ -293,6 +293,16 @@ fn flags_this_run_ignores_get_a_note() {
         ),
         "{said}"
     );
+    // A frozen backbone takes no backbone rate.
+    let mut rates: Vec<&str> = args.iter().copied().filter(|a| *a != "--no-feature-cache").collect();
+    rates.extend(["--freeze", "backbone", "--lr-backbone", "1e-5", "--layer-decay", "0.9"]);
+    let said = stderr(&run(&rates));
+    assert!(
+        said.contains(
+            "note: --lr-backbone and --layer-decay have no effect: --freeze backbone trains no backbone layer"
+        ),
+        "{said}"
+    );
 }
 
 /// Numeric labels sort as numbers (`2` before `10`), and labels that are scores with
@@ -1247,4 +1257,30 @@ fn a_default_max_length_below_the_models_own_is_said() {
     assert!(default.contains(note), "{default}");
     let typed = said("typed", &["--max-length", "128"]);
     assert!(!typed.contains("--max-length's default"), "{typed}");
+}
+
+/// A model of 64 positions trains without `--max-length`: the default of 128 is capped at the
+/// model's limit, as `encode` caps it, rather than refused as a value the user never typed.
+#[test]
+fn the_default_max_length_fits_a_model_of_few_positions() {
+    let Some(s) = setup("the_default_max_length_fits_a_model_of_few_positions") else { return };
+    let short = s.dir.path().join("tiny-bert-64");
+    copy_dir(Path::new(&s.model), &short);
+    let config_path = short.join("config.json");
+    let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+    config["max_position_embeddings"] = 64.into();
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let weights_path = short.join("model.safetensors");
+    let mut tensors = Tensor::read_safetensors(&weights_path).unwrap();
+    let (_, positions) = tensors.iter_mut().find(|(n, _)| n.ends_with("position_embeddings.weight")).unwrap();
+    *positions = positions.narrow(0, 0, 64).contiguous();
+    Tensor::write_safetensors(&tensors, &weights_path).unwrap();
+    let out = s.out("short");
+    let task = format!("topic={}", s.data.topic_train.display());
+    let args = ["train", "-m", short.to_str().unwrap(), "--task", &task, "--out", &out, "--max-steps", "1"];
+    let output = run(&[&args[..], &["--device", "cpu", "--threads", "1", "-q"]].concat());
+    assert_ok(&output);
+    let settings: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(Path::new(&out).join("settings.json")).unwrap()).unwrap();
+    assert_eq!(settings["settings"]["max_length"], 64);
 }
