@@ -441,8 +441,10 @@ fn task_sources(args: &TrainArgs) -> Result<Vec<TaskSource>> {
                 .map(|k| k.parse::<TaskKind>().with_context(|| format!("--task-kind {}={k}", task.name)))
                 .transpose()?;
             let kind = task_kind(&task.name, Path::new(train), dev.as_deref(), given, text_column, label_column)?;
+            // Parsed for every task, so that a mistyped loss is refused even where no task uses it.
+            let parsed_loss = losses.get(&task.name).map(str::parse::<SimilarityLoss>).transpose()?;
             let similarity_loss = match (losses.get(&task.name), kind) {
-                (Some(loss), TaskKind::Similarity) => Some(loss.parse()?),
+                (Some(_), TaskKind::Similarity) => parsed_loss,
                 (Some(loss), _) if losses.is_own(&task.name) => {
                     bail!(
                         "--similarity-loss {}={loss}: task '{}' is a {kind} task, not a similarity task",

@@ -596,6 +596,13 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         &["--similarity-loss", "mse"],
         error("unknown --similarity-loss 'mse' (expected cosent or cosine-mse)"),
     );
+    c.add_train(
+        "similarity and pairs",
+        "--similarity-loss unknown, with no similarity task",
+        format!("topic={topic_train}"),
+        &["--similarity-loss", "mse"],
+        error("unknown --similarity-loss 'mse' (expected cosent or cosine-mse)"),
+    );
     c.add_train("similarity and pairs", "--task-kind contradicting the header", format!("s={good_sim}"), &["--task-kind", "s=pairs"], error("sim_good.csv:1: the header (sentence1, sentence2, score) is not a pairs file: pairs needs anchor, positive (and optionally negative)"));
     c.add_train(
         "similarity and pairs",
