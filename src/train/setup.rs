@@ -33,6 +33,9 @@ use crate::precision::Precision;
 use crate::progress::Progress;
 use crate::tasks::{self, Frozen, TrainingTask};
 
+/// A cache's sentences (token ids), as passes batched apart ([`FeatureCache::build`]).
+type Passes<'a> = Vec<Vec<&'a [i64]>>;
+
 /// What the feature cache will hold, checked against `--feature-cache-budget` before the run
 /// shows its start (a refused run prints its one error line alone).
 pub(super) struct CachePlan<'t> {
@@ -46,7 +49,7 @@ impl CachePlan<'_> {
     /// The sentences of each cache to build, as passes batched apart: in an fp32 run one
     /// cache, the training sentences then the dev ones; in another precision the training
     /// sentences in it and the dev ones apart, in fp32 (a sentence in both is in each).
-    fn caches(&self) -> (Vec<Vec<&[i64]>>, Option<Vec<Vec<&[i64]>>>) {
+    fn caches(&self) -> (Passes<'_>, Option<Passes<'_>>) {
         let dev: Vec<&[i64]> = self.dev.iter().map(Vec::as_slice).collect();
         match self.precision {
             Precision::Fp32 => (vec![self.training.clone(), dev], None),
@@ -77,7 +80,7 @@ pub(super) fn plan_feature_cache<'t>(
     let plan = CachePlan { depth, training, dev, precision };
     let hidden = loaded.config.hidden_size();
     let (training, dev) = plan.caches();
-    let estimate = |passes: Vec<Vec<&[i64]>>| FeatureCache::estimate_bytes(depth, &passes.concat(), hidden);
+    let estimate = |passes: Passes| FeatureCache::estimate_bytes(depth, &passes.concat(), hidden);
     let bytes = estimate(training) + dev.map_or(0, estimate);
     let budget = settings.feature_cache_budget_mb.saturating_mul(1024 * 1024);
     if bytes > budget {
