@@ -101,9 +101,11 @@ void* smtl_group_join(const char* host, int port, int rank, int size, const char
     }
     // Rank 0's WORLD_SIZE and build, which every other rank must share: a rank that counts
     // another number would wait in Gloo's handshake for ranks that never come.
+    // The build goes in first: a rank that finds WORLD_SIZE and no build has met a rank 0 of
+    // a version from before this check.
     if (rank == 0) {
-      set_text(*group->store, kWorldKey, std::to_string(size));
       set_text(*group->store, kBuildKey, build);
+      set_text(*group->store, kWorldKey, std::to_string(size));
     } else {
       const auto refuse = [&](int why, const std::string& message) {
         *cause = why;
@@ -117,7 +119,8 @@ void* smtl_group_join(const char* host, int port, int rank, int size, const char
         refuse(2, "rank " + std::to_string(rank) + " was started with WORLD_SIZE=" + std::to_string(size) +
                       ", rank 0 with WORLD_SIZE=" + rank0_size);
       }
-      const auto rank0_build = get_text(*group->store, kBuildKey);
+      const auto rank0_build =
+          group->store->check({kBuildKey}) ? get_text(*group->store, kBuildKey) : std::string("an older sentence-mtl");
       if (rank0_build != build) {
         refuse(4, "rank " + std::to_string(rank) + " runs " + build + ", rank 0 runs " + rank0_build);
       }
@@ -142,8 +145,11 @@ void* smtl_group_join(const char* host, int port, int rank, int size, const char
         throw;
       }
       const auto why = get_text(*group->store, kRefusedKey);
-      *cause = why.at(0) - '0';
-      throw std::runtime_error(why.substr(1));
+      // A cause digit, then the message; a rank of an older version wrote the message alone
+      // (a WORLD_SIZE refusal, the one it knew).
+      const bool has_cause = !why.empty() && why[0] >= '0' && why[0] <= '9';
+      *cause = has_cause ? why[0] - '0' : 2;
+      throw std::runtime_error(has_cause ? why.substr(1) : why);
     }
     return group.release();
   } catch (const std::exception& e) {

@@ -22,7 +22,6 @@ pub fn run(args: &EncodeArgs) -> Result<()> {
     let started = Instant::now();
     check_output_path(args.io.output(), args.io.input(), &args.model.model)?;
     let format = EmbeddingFormat::choose(args.format, args.io.output())?;
-    refuse_binary_on_terminal(args.io.output(), format.is_binary())?;
     if args.similarity && args.io.output.as_deref().is_some_and(|o| o.as_os_str() == "-") {
         bail!("--output - (stdout) with --similarity: the similarity table goes to stdout; give --output a file for the embeddings");
     }
@@ -39,6 +38,10 @@ pub fn run(args: &EncodeArgs) -> Result<()> {
         max_length: args.model.max_length,
     };
     let group = join_launch(&args.model.device)?;
+    // Rank 0 alone writes stdout; the others' terminals do not matter.
+    if is_main(group.as_ref()) {
+        refuse_binary_on_terminal(args.io.output(), format.is_binary())?;
+    }
     let quiet = args.model.quiet || !is_main(group.as_ref());
     // The model's flags are checked, and the model found, before a long stdin is read.
     let (loaded, progress) = open_model(&args.model, &overrides, group.as_ref())?;
