@@ -43,7 +43,7 @@ two_ranks() { # BIN OUT: a launch of two on the next port; fails when either ran
   WORLD_SIZE=2 RANK=1 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port "$1" "${args[@]}" --threads 1 --out "$2" >/dev/null &
   local rank1=$!
   WORLD_SIZE=2 RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port "$1" "${args[@]}" --threads 1 --out "$2" >/dev/null ||
-    { kill "$rank1" 2>/dev/null; wait "$rank1" 2>/dev/null; echo "bench-data-parallel.sh: rank 0 failed" >&2; exit 1; }
+    { kill "$rank1" 2>/dev/null || true; wait "$rank1" 2>/dev/null || true; echo "bench-data-parallel.sh: rank 0 failed" >&2; exit 1; }
   wait "$rank1" || { echo "bench-data-parallel.sh: rank 1 failed" >&2; exit 1; }
 }
 header=(round "1 process x 2 threads ex/s" "2 ranks x 1 thread ex/s" "ratio")

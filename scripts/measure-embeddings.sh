@@ -50,6 +50,7 @@ timed() { # NAME COMMAND...: runs it, keeping wall time and peak RSS in $out/NAM
   say "$name: $*"
   # GNU time writes its file when the command fails or is interrupted too: only a run that
   # succeeded gets one, so that a failed one is run again rather than kept.
+  rm -f "$out/$name.time"
   /usr/bin/time -f "%e %M" -o "$out/$name.time.new" "$@" > "$out/$name.stdout"
   mv "$out/$name.time.new" "$out/$name.time"
 }

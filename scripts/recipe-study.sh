@@ -62,6 +62,7 @@ timed() { # NAME COMMAND...: wall time in $out/NAME.time; a run that has one is 
   mkdir -p "$(dirname "$out/$name")"
   # GNU time writes its file when the command fails or is interrupted too: only a run that
   # succeeded gets one, so that a failed one is run again rather than kept.
+  rm -f "$out/$name.time"
   /usr/bin/time -f "%e" -o "$out/$name.time.new" "$@" > "$out/$name.stdout"
   mv "$out/$name.time.new" "$out/$name.time"
 }

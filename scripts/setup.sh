@@ -13,7 +13,8 @@
 # Python dependencies): scripts/requirements-reference.txt.
 # Idempotent: each step is skipped when its result is already there.
 # Flags: --no-build (steps 1-2 only), --reference, --cuda. PYTHON names the interpreter the
-# venv is made with (default: python3, else python3.12 ... python3.9, whichever is 3.9-3.12).
+# venv is made with (default: the first of python3, python3.12, python3.11 that is 3.11 or
+# 3.12, else one of 3.9 or 3.10).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -33,17 +34,21 @@ done
 
 say() { printf '[setup] %s\n' "$*" >&2; }
 
-# torch 2.4.0 has wheels for Python 3.9 to 3.12 only: PYTHON, else the first of python3 and
-# python3.12 ... python3.9 in that range.
-in_range() { "$1" -c 'import sys; sys.exit(not (3, 9) <= sys.version_info[:2] <= (3, 12))' 2>/dev/null; }
+# torch 2.4.0 has wheels for Python 3.9 to 3.12 only, and the tests' torch 2.15.0 for 3.11 on:
+# PYTHON, else the first of python3, python3.12, python3.11 that is 3.11 or 3.12, else the
+# first of python3, python3.10, python3.9 in 3.9-3.12.
+in_range() { "$1" -c "import sys; sys.exit(not (3, ${2:-9}) <= sys.version_info[:2] <= (3, 12))" 2>/dev/null; }
 version_of() { "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || echo "?"; }
 if [ -n "${PYTHON:-}" ]; then
   python_bin="$PYTHON"
   command -v "$python_bin" >/dev/null || { say "error: PYTHON=$python_bin not found"; exit 1; }
 else
   python_bin=""
-  for candidate in python3 python3.12 python3.11 python3.10 python3.9; do
-    if command -v "$candidate" >/dev/null && in_range "$candidate"; then python_bin="$candidate"; break; fi
+  for candidate in python3:11 python3.12:11 python3.11:11 python3:9 python3.10:9 python3.9:9; do
+    if command -v "${candidate%:*}" >/dev/null && in_range "${candidate%:*}" "${candidate#*:}"; then
+      python_bin="${candidate%:*}"
+      break
+    fi
   done
   [ -n "$python_bin" ] || python_bin=python3
   command -v "$python_bin" >/dev/null || { say "error: python3 not found; install Python 3.11 or 3.12"; exit 1; }
@@ -85,10 +90,12 @@ if [ -x "$venv/bin/python" ] && ! in_range "$venv/bin/python"; then
   say "error: .venv was made with Python $(version_of "$venv/bin/python"), and torch 2.4.0 has wheels for 3.9 to 3.12 only: remove it (rm -rf .venv), then $python_hint"
   exit 1
 fi
-# A venv whose pip is missing (made where python3-venv was not installed) is made again.
+# A venv without pip (made where python3-venv was not installed, or by another tool) gets it
+# from ensurepip, keeping what it holds.
 if [ -x "$venv/bin/python" ] && ! "$venv/bin/python" -m pip --version >/dev/null 2>&1; then
-  say "venv: .venv has no pip (made without python3-venv?): making it again"
-  "$python_bin" -m venv --clear "$venv"
+  say "venv: .venv has no pip: adding it"
+  "$venv/bin/python" -m ensurepip --upgrade >/dev/null 2>&1 ||
+    { say "error: .venv has no pip and ensurepip cannot add it (on Debian and Ubuntu: apt-get install python3-venv, then rm -rf .venv)"; exit 1; }
 fi
 [ -x "$venv/bin/python" ] || "$python_bin" -m venv "$venv" ||
   { say "error: $python_bin cannot make a venv (on Debian and Ubuntu: apt-get install python3-venv)"; exit 1; }
