@@ -303,7 +303,7 @@ pub struct TrainArgs {
     #[arg(long, default_value = "round-robin", value_name = "STRATEGY")]
     pub sampling: SamplingStrategy,
 
-    /// T for --sampling temperature
+    /// T for --sampling temperature (at least 0.001; 1 is proportional, larger flattens)
     #[arg(long, default_value_t = 2.0, value_name = "T")]
     pub temperature: f64,
 

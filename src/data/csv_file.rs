@@ -40,14 +40,15 @@ fn open(path: &Path) -> Result<std::fs::File> {
 pub fn refuse_utf16_or_binary(head: &[u8], name: &str) -> Result<()> {
     let head = &head[..head.len().min(512)];
     let bom = head.starts_with(&[0xFF, 0xFE]) || head.starts_with(&[0xFE, 0xFF]);
-    // UTF-16 without a byte-order mark: the high byte of every Latin-1 character is NUL, so
-    // mostly NULs at one parity and hardly any at the other (a binary file has them anywhere).
+    // UTF-16 without a byte-order mark: the high byte of every Latin-1 character is NUL (of
+    // the spaces, commas and digits in Chinese or Cyrillic text too), so many NULs at one
+    // parity and none at the other (a binary file has them anywhere).
     let nul_share = |skip: usize| {
         let bytes = head.iter().skip(skip).step_by(2);
         let (nuls, all) = bytes.fold((0, 0), |(nuls, all), &b| (nuls + usize::from(b == 0), all + 1));
         nuls as f64 / all.max(1) as f64
     };
-    let one_parity_nul = |high: usize| nul_share(high) >= 0.75 && nul_share(1 - high) <= 0.25;
+    let one_parity_nul = |high: usize| nul_share(high) >= 0.25 && nul_share(1 - high) <= 0.01;
     if bom || (head.len() >= 4 && (one_parity_nul(0) || one_parity_nul(1))) {
         bail!("{name}: the file is UTF-16 text (a spreadsheet's \"Unicode text\"); save it as UTF-8 (\"CSV UTF-8\"), or convert it: iconv -f UTF-16 -t UTF-8 FILE > NEW");
     }
@@ -403,7 +404,12 @@ mod tests {
         };
         // Without a mark, and with characters beyond Latin-1 (curly quotes) among the ASCII.
         let curly: Vec<u8> = "text,label\n\u{201c}hi\u{201d},a\n".encode_utf16().flat_map(u16::to_be_bytes).collect();
-        for bytes in [utf16(&[0xFF, 0xFE]), utf16(&[]), curly] {
+        // Mostly Chinese, and Cyrillic (whose high bytes are 0x04): NULs only in the ASCII.
+        let chinese: Vec<u8> =
+            "text,label\n今天天气很好我们去公园散步吧,正面\n".encode_utf16().flat_map(u16::to_le_bytes).collect();
+        let cyrillic: Vec<u8> =
+            "text,label\nПривет мир как дела,да\n".encode_utf16().flat_map(u16::to_le_bytes).collect();
+        for bytes in [utf16(&[0xFF, 0xFE]), utf16(&[]), curly, chinese, cyrillic] {
             let err = read_columns_from(&bytes[..], "u.csv", &["text"]).unwrap_err().to_string();
             assert!(err.starts_with("u.csv: the file is UTF-16 text"), "{err}");
         }

@@ -65,8 +65,10 @@ impl SamplingStrategy {
     /// The strategy with `--temperature` applied (used only by `temperature`).
     pub fn with_temperature(self, temperature: f64) -> anyhow::Result<Self> {
         match self {
-            Self::Temperature(_) if !(temperature.is_finite() && temperature > 0.0) => {
-                bail!("--temperature must be a positive number, got {temperature}")
+            // Below 0.001 every batch goes to the largest task already (and rows^(1/T) leaves
+            // even the logarithms' range).
+            Self::Temperature(_) if !(temperature.is_finite() && temperature >= 1e-3) => {
+                bail!("--temperature must be a number of at least 0.001, got {temperature:e}")
             }
             Self::Temperature(_) => Ok(Self::Temperature(temperature)),
             other => Ok(other),

@@ -493,6 +493,9 @@ fn score_axis(scores: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
 fn tick_label(x: &f64) -> String {
     if (x - x.round()).abs() < 1e-9 * x.abs().max(1.0) {
         format!("{:.0}", x.round())
+    } else if x.abs() < 1e-4 {
+        // A log axis' small losses: 5e-7, not six zeros.
+        format!("{x:e}")
     } else {
         format!("{x:.6}").trim_end_matches('0').trim_end_matches('.').to_string()
     }
@@ -698,8 +701,8 @@ mod tests {
         assert!((negative.start - -0.22).abs() < 1e-12, "{negative:?}");
         assert_eq!(score_axis([-1.0, f64::NAN].into_iter()).start, -1.02);
         let labels: Vec<String> =
-            [-10000.0, 0.0, 2.5, 0.30000000000000004, 1e6, 0.0012].iter().map(tick_label).collect();
-        assert_eq!(labels, ["-10000", "0", "2.5", "0.3", "1000000", "0.0012"]);
+            [-10000.0, 0.0, 2.5, 0.30000000000000004, 1e6, 0.0012, 5e-7].iter().map(tick_label).collect();
+        assert_eq!(labels, ["-10000", "0", "2.5", "0.3", "1000000", "0.0012", "5e-7"]);
     }
 
     #[test]

@@ -55,7 +55,8 @@ impl TaskReport for SimilarityReport {
 
     /// A correlation with a constant is undefined (scipy gives NaN); it is reported as 0.
     fn metric_notes(&self) -> Vec<String> {
-        if !is_constant(&self.predicted) || self.predicted.len() < 2 {
+        let finite = self.predicted.iter().all(|c| c.is_finite());
+        if !finite || !is_constant(&self.predicted) || self.predicted.len() < 2 {
             return Vec::new();
         }
         vec![format!(

@@ -89,7 +89,11 @@ pub(super) fn plan_feature_cache<'t>(
         let remedy = match resumed_run {
             None => "raise the budget, or pass --no-feature-cache to run the frozen layers every step".to_string(),
             Some(run) => format!(
-                "resume where the run started (--device, and --precision auto picks {precision} here), or raise feature_cache_budget_mb in {}",
+                "resume where the run started (--device{}), or raise feature_cache_budget_mb in {}",
+                match settings.precision {
+                    Precision::Auto => format!(", and --precision auto picks {precision} here"),
+                    _ => String::new(),
+                },
                 run.join("settings.json").display()
             ),
         };

@@ -1424,6 +1424,13 @@ c,a
     );
     c.add_train(
         "settings",
+        "--temperature below 0.001",
+        task.clone(),
+        &["--sampling", "temperature", "--temperature", "1e-308"],
+        error("--temperature must be a number of at least 0.001, got 1e-308"),
+    );
+    c.add_train(
+        "settings",
         "--task-share of zero",
         task.clone(),
         &["--task-share", "topic=0"],
@@ -1724,7 +1731,7 @@ c,a
         "settings",
         "--resume of a run whose feature cache outgrew its budget",
         &["train", "--resume", &frozen_run.to_string_lossy()],
-        error("more than --feature-cache-budget 0 MB; resume where the run started (--device, and --precision auto picks "),
+        error("more than --feature-cache-budget 0 MB; resume where the run started (--device"),
     );
     c.add(
         "settings",
