@@ -665,6 +665,12 @@ fn ranks_started_with_different_world_sizes_are_refused() {
 fn a_rank_of_another_build_is_refused() {
     let test = "a_rank_of_another_build_is_refused";
     let (Some(s), Some(python)) = (setup(test), python(test)) else { return };
+    // c10d's store protocol differs between torch versions: the store must be this binary's.
+    let release = env!("SENTENCE_MTL_LIBTORCH_VERSION").split('+').next().unwrap_or_default();
+    let Some(mut imitation) = python_of_torch(&python, release) else {
+        eprintln!("\n*** SKIPPED {test}: no torch {release} for the store (`scripts/build-for-torch.sh --cuda {release}` installs one) ***\n");
+        return;
+    };
     let port = free_port();
     let other_build = "sentence-mtl 0.0.1 (libtorch 2.4.0, without NCCL)";
     let rank0 = format!(
@@ -676,8 +682,7 @@ fn a_rank_of_another_build_is_refused() {
          s.wait(['smtl/refused'])\n\
          print(s.get('smtl/refused').decode())\n"
     );
-    let imitation =
-        Command::new(&python).args(["-c", &rank0]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let imitation = imitation.args(["-c", &rank0]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let mut args = encode_args(&s.model, 20);
     args.push("hello".into());
     let rank1 = rank_command(&args, 1, 2, port).output().unwrap();
@@ -733,10 +738,17 @@ fn a_resumed_two_rank_run_ends_where_an_uninterrupted_one_does() {
     assert_eq!(difference, 0.0, "resumed 2-rank run differs from the uninterrupted one");
 }
 
-/// torchrun (`python -m torch.distributed.run`) of a torch whose version is `release`: the
-/// venv's own, or the one `scripts/build-for-torch.sh --cuda VERSION` installs beside it
-/// (importable only with its CUDA libraries, hence --cuda).
+/// torchrun (`python -m torch.distributed.run`) of a torch whose version is `release`.
 fn torchrun_of(python: &Path, release: &str) -> Option<Command> {
+    let mut torchrun = python_of_torch(python, release)?;
+    torchrun.args(["-m", "torch.distributed.run"]);
+    Some(torchrun)
+}
+
+/// Python with a torch whose version is `release`: the venv's own, or the one
+/// `scripts/build-for-torch.sh --cuda VERSION` installs beside it (importable only with its
+/// CUDA libraries, hence --cuda).
+fn python_of_torch(python: &Path, release: &str) -> Option<Command> {
     let python_with = |pythonpath: Option<&Path>| {
         let mut cmd = Command::new(python);
         if let Some(path) = pythonpath {
@@ -757,9 +769,7 @@ fn torchrun_of(python: &Path, release: &str) -> Option<Command> {
     } else {
         return None;
     };
-    let mut torchrun = python_with(pythonpath);
-    torchrun.args(["-m", "torch.distributed.run"]);
-    Some(torchrun)
+    Some(python_with(pythonpath))
 }
 
 /// `torchrun --no-python` launches it as PyTorch users launch their scripts: torchrun's agent
