@@ -60,26 +60,18 @@ pub fn refuse_output_inside(out: &std::path::Path, flag: &str) -> anyhow::Result
     }
 }
 
-/// The token limit a checkpoint (or an hf export of one) was trained with, which a run that
-/// starts from it keeps unless `--max-length` says otherwise; `None` for other folders, and
-/// for one that does not open (loading it reports why).
-pub fn trained_max_length(model: &str) -> Option<usize> {
+/// The token limit a local model folder reads with, and whether it is a checkpoint's (or an hf
+/// export's) own, which a run that starts from it keeps unless `--max-length` says otherwise,
+/// rather than a base model's (its sentence-transformers `max_seq_length`, else the default,
+/// within its positions); `None` for a hub id and a folder that does not open (loading it
+/// reports why).
+pub fn folder_max_length(model: &str) -> Option<(usize, bool)> {
     // A local folder only: a hub id would be fetched before the checks that come first.
     if !std::path::Path::new(model).is_dir() {
         return None;
     }
     let folder = folder::ModelFolder::open(model).ok()?;
-    folder.has_own_spec.then_some(folder.spec.max_length)
-}
-
-/// The token limit a local model folder that is not a checkpoint reads with (its
-/// sentence-transformers `max_seq_length`, else the default), which `train` does not take.
-pub fn base_max_length(model: &str) -> Option<usize> {
-    if !std::path::Path::new(model).is_dir() {
-        return None;
-    }
-    let folder = folder::ModelFolder::open(model).ok()?;
-    (!folder.has_own_spec).then_some(folder.spec.max_length)
+    Some((folder.spec.max_length, folder.has_own_spec))
 }
 
 /// `path` made absolute with symbolic links resolved as far as it exists; the rest (folders

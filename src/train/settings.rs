@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{base_max_length, trained_max_length};
+use crate::checkpoint::folder_max_length;
 use crate::cli::task_values::{names_equal_but_for_case, PerTask, TaskArg};
 use crate::cli::TrainArgs;
 use crate::data::batching::BatchLimit;
@@ -382,8 +382,11 @@ fn task_kind(
 /// else 128, or the base model's limit where that is lower (a model of 64 positions), as
 /// `encode` caps it.
 fn default_max_length(model: &str) -> usize {
-    trained_max_length(model)
-        .unwrap_or_else(|| base_max_length(model).map_or(DEFAULT_MAX_LENGTH, |own| own.min(DEFAULT_MAX_LENGTH)))
+    match folder_max_length(model) {
+        Some((trained, true)) => trained,
+        Some((own, false)) => own.min(DEFAULT_MAX_LENGTH),
+        None => DEFAULT_MAX_LENGTH,
+    }
 }
 
 /// A task's `--task-weight` or `--task-share`: 1 when not given, else a finite number

@@ -459,7 +459,8 @@ pub(super) fn start_up_notes(
 fn model_flag_notes(settings: &TrainSettings, typed_flags: &[String], spec: &ModelSpec) -> Vec<String> {
     let typed = |flag: &str| typed_flags.iter().any(|f| f == flag);
     let mut notes = Vec::new();
-    let own_limit = (!typed("max_length")).then(|| checkpoint::base_max_length(&settings.model)).flatten();
+    let base_limit = || checkpoint::folder_max_length(&settings.model).filter(|&(_, trained)| !trained);
+    let own_limit = (!typed("max_length")).then(base_limit).flatten().map(|(own, _)| own);
     if let Some(own) = own_limit.filter(|&own| own > settings.max_length) {
         notes.push(format!(
             "note: texts are cut at {0} tokens (--max-length's default for training), where the model reads up to {own}; the checkpoint keeps {0} for encode (--max-length {own} keeps the model's)",
