@@ -94,11 +94,7 @@ impl LabelledData {
 /// The model's labels for a message, the first [`LABELS_NAMED`] of them and how many more
 /// (an intent model knows hundreds).
 fn known_labels(names: &[String]) -> String {
-    let shown = names[..names.len().min(LABELS_NAMED)].join(", ");
-    match names.len().saturating_sub(LABELS_NAMED) {
-        0 => shown,
-        more => format!("{shown} and {more} more"),
-    }
+    crate::report::table::first_and_more(names, LABELS_NAMED)
 }
 
 /// What to do with rows whose label the model does not know (`--unknown-labels`).

@@ -8,7 +8,7 @@ use anyhow::Result;
 use serde_json::{json, Value};
 
 use super::plots::{confusion_heatmap, HEATMAP_MAX_CLASSES};
-use super::table::{count, Align, Table};
+use super::table::{count, first_and_more, Align, Table};
 use super::{write_csv, TaskFile, TaskReport};
 use crate::data::labelled::UnknownLabels;
 use crate::metrics::classification::{Average, ConfusionMatrix};
@@ -105,23 +105,21 @@ impl TaskReport for ClassificationReport {
     /// Classes with no rows that were never predicted: their F1 is 0 by scikit-learn's
     /// convention, and they pull the macro averages down.
     fn metric_notes(&self) -> Vec<String> {
-        let absent: Vec<&str> = (0..self.labels.len())
+        let absent: Vec<String> = (0..self.labels.len())
             .filter(|&c| {
                 (0..self.labels.len()).all(|other| self.matrix.count(c, other) + self.matrix.count(other, c) == 0)
             })
-            .map(|c| self.labels[c].as_str())
+            .map(|c| format!("'{}'", self.labels[c]))
             .collect();
         if absent.is_empty() {
             return Vec::new();
         }
-        let named = absent.iter().take(LABELS_NAMED).map(|l| format!("'{l}'")).collect::<Vec<_>>().join(", ");
-        let more = absent.len().saturating_sub(LABELS_NAMED);
         vec![format!(
-            "task '{}': {} of the model's {} classes ({named}{}) have no rows in {} and were never predicted; they count 0 in the macro averages, as in scikit-learn's classification_report given every class (labels=)",
+            "task '{}': {} of the model's {} classes ({}) have no rows in {} and were never predicted; they count 0 in the macro averages, as in scikit-learn's classification_report given every class (labels=)",
             self.task,
             absent.len(),
             self.labels.len(),
-            if more > 0 { format!(" and {more} more") } else { String::new() },
+            first_and_more(&absent, LABELS_NAMED),
             self.data.display()
         )]
     }

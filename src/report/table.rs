@@ -108,6 +108,15 @@ pub fn ellipsize(text: &str, max: usize) -> String {
     short
 }
 
+/// The first `shown` of `items`, comma-separated, and how many more: "a, b and 3 more".
+pub fn first_and_more(items: &[String], shown: usize) -> String {
+    let listed = items[..items.len().min(shown)].join(", ");
+    match items.len().saturating_sub(shown) {
+        0 => listed,
+        more => format!("{listed} and {more} more"),
+    }
+}
+
 /// `n` and `noun`, plural unless `n` is 1: "1 optimizer step", "4 optimizer steps".
 pub fn count(n: usize, noun: &str) -> String {
     if n == 1 {
