@@ -1,0 +1,90 @@
+//! The logging window: losses and gradient norms read back once per window (the first one
+//! that is not finite stops the run), then logged and shown.
+
+use std::time::Instant;
+
+use anyhow::Result;
+
+use super::Trainer;
+use crate::train::log::{LogRecord, StepRecord};
+use crate::train::window::{NonFinite, Window};
+
+impl Trainer<'_> {
+    /// Reads the window's pending losses and gradient norms; one that is not finite stops
+    /// the run, naming the task and the step.
+    pub(super) fn settle_losses(&mut self) -> Result<()> {
+        let Err(bad) = self.window.settle() else { return Ok(()) };
+        let name = |t: usize| format!("'{}'", self.tasks[t].source().name);
+        let what = match bad {
+            NonFinite::Loss { step, task, value } => {
+                format!("the loss of task {} became {value} at step {step} (learning rate too high?)", name(task))
+            }
+            NonFinite::GradNorm { step, mut tasks, value } => {
+                tasks.sort_unstable();
+                tasks.dedup();
+                let batches = match tasks.len() {
+                    1 => "a batch of task",
+                    _ => "batches of tasks",
+                };
+                let tasks: Vec<String> = tasks.into_iter().map(name).collect();
+                format!(
+                    "the gradient norm became {value} at step {step}, on {batches} {} (a --task-weight or learning rate too high?)",
+                    tasks.join(" and ")
+                )
+            }
+        };
+        Err(self.stopped(&what))
+    }
+
+    /// Logs the steps since the last window, when the run stops before the window's end.
+    pub(super) fn log_unlogged_steps(&mut self) -> Result<()> {
+        match self.window.examples {
+            0 => Ok(()),
+            _ => self.log_window(),
+        }
+    }
+
+    /// Logs the window's mean losses, rates and throughput, and shows them on the bar.
+    pub(super) fn log_window(&mut self) -> Result<()> {
+        // Reading the losses back waits for the device's queued work: the steps' time too.
+        let settle_started = Instant::now();
+        self.settle_losses()?;
+        self.window.seconds += settle_started.elapsed().as_secs_f64();
+        let seconds = self.window.seconds.max(1e-9);
+        let window = &self.window;
+        let loss =
+            window.mean_losses().into_iter().map(|(t, mean)| (self.tasks[t].source().name.clone(), mean)).collect();
+        let rates = self.optimizer.learning_rates();
+        let record = StepRecord {
+            step: self.state.step,
+            epoch: self.length.epoch(self.state.step),
+            loss,
+            grad_norm: window.grad_norm(),
+            // The "/no-decay" twins share their group's rate.
+            lr: rates.iter().filter(|(n, _)| !n.ends_with("/no-decay")).cloned().collect(),
+            examples_per_sec: window.examples as f64 / seconds,
+            tokens_per_sec: window.tokens as f64 / seconds,
+            elapsed_s: self.started.elapsed().as_secs_f64(),
+        };
+        let top_lr = rates
+            .iter()
+            .rev()
+            .find(|(n, _)| n.starts_with("layer."))
+            .or(rates.first())
+            .map(|(_, lr)| *lr)
+            .unwrap_or(0.0);
+        let losses: Vec<String> = record.loss.iter().map(|(n, l)| format!("{n} {l:.3}")).collect();
+        self.bar.set_message(format!(
+            "loss {} | lr {top_lr:.1e} | {:.0} ex/s",
+            losses.join(" "),
+            record.examples_per_sec
+        ));
+        if let Some(line) = self.plain_progress.as_mut().and_then(|p| p.line(&record, self.length.total_steps, top_lr))
+        {
+            crate::stderrln!("{line}");
+        }
+        self.log.write(&LogRecord::Step(record))?;
+        self.window = Window::new(self.tasks.len());
+        Ok(())
+    }
+}
