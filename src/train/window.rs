@@ -93,28 +93,27 @@ impl Window {
     }
 
     /// Reads the pending losses and gradient norms back at once and adds them to the window;
-    /// the first value that is not finite comes back as the error (by step, a step's losses
-    /// before its norm), and the window keeps nothing of them.
-    pub fn settle(&mut self) -> Result<(), NonFinite> {
+    /// the first value that is not finite comes back (by step, a step's losses before its
+    /// norm), and the window keeps nothing of them.
+    pub fn settle(&mut self) -> Result<Option<NonFinite>> {
         if self.pending.is_empty() && self.pending_norms.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let pending = std::mem::take(&mut self.pending);
         let norms = std::mem::take(&mut self.pending_norms);
-        let on_host = |t: &Tensor| t.to_kind(Kind::Double).to_device(Device::Cpu).reshape([1]);
-        let all: Vec<Tensor> =
-            pending.iter().map(|p| on_host(&p.loss)).chain(norms.iter().map(|n| on_host(&n.norm))).collect();
-        let count = all.len();
-        let values = Vec::<f64>::try_from(Tensor::cat(&all, 0)).unwrap_or_else(|_| vec![f64::NAN; count]);
+        let all: Vec<&Tensor> = pending.iter().map(|p| &p.loss).chain(norms.iter().map(|n| &n.norm)).collect();
+        let values = read_back(&all)?;
         let (losses, norm_values) = values.split_at(pending.len());
         let bad_loss = pending.iter().zip(losses).find(|(_, v)| !v.is_finite());
         let bad_norm = norms.iter().zip(norm_values).find(|(_, v)| !v.is_finite());
         match (bad_loss, bad_norm) {
-            (Some((p, &value)), None) => return Err(NonFinite::Loss { step: p.step, task: p.task, value }),
+            (Some((p, &value)), None) => return Ok(Some(NonFinite::Loss { step: p.step, task: p.task, value })),
             (Some((p, &value)), Some((n, _))) if p.step <= n.step => {
-                return Err(NonFinite::Loss { step: p.step, task: p.task, value })
+                return Ok(Some(NonFinite::Loss { step: p.step, task: p.task, value }))
             }
-            (_, Some((n, &value))) => return Err(NonFinite::GradNorm { step: n.step, tasks: n.tasks.clone(), value }),
+            (_, Some((n, &value))) => {
+                return Ok(Some(NonFinite::GradNorm { step: n.step, tasks: n.tasks.clone(), value }))
+            }
             (None, None) => {}
         }
         for (p, value) in pending.iter().zip(losses) {
@@ -124,7 +123,7 @@ impl Window {
         if let Some(&last) = norm_values.last() {
             self.grad_norm = last;
         }
-        Ok(())
+        Ok(None)
     }
 
     /// `(task, mean loss)` of every task trained in the window (after [`Window::settle`]).
@@ -141,6 +140,29 @@ impl Window {
     }
 }
 
+/// The values of 0-dim tensors, in order, with one transfer per device they are on (the
+/// device's losses, and a data-parallel run's sums, which are on the host already).
+fn read_back(tensors: &[&Tensor]) -> Result<Vec<f64>> {
+    let mut values = vec![0.0; tensors.len()];
+    let mut devices: Vec<Device> = Vec::new();
+    for t in tensors {
+        if !devices.contains(&t.device()) {
+            devices.push(t.device());
+        }
+    }
+    for device in devices {
+        let (at, on_device): (Vec<usize>, Vec<Tensor>) = (tensors.iter().enumerate())
+            .filter(|(_, t)| t.device() == device)
+            .map(|(i, t)| (i, t.to_kind(Kind::Double).reshape([1])))
+            .unzip();
+        let read = Vec::<f64>::try_from(Tensor::cat(&on_device, 0).to_device(Device::Cpu))?;
+        for (i, value) in at.into_iter().zip(read) {
+            values[i] = value;
+        }
+    }
+    Ok(values)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,14 +173,16 @@ mod tests {
         window.add_loss(1, 0, Tensor::from(1.0f32));
         window.add_loss(1, 1, Tensor::from(3.0f32));
         window.add_loss(2, 0, Tensor::from(2.0f32));
-        assert!(window.settle().is_ok());
+        assert!(window.settle().unwrap().is_none());
         assert_eq!(window.mean_losses(), vec![(0, 1.5), (1, 3.0)]);
         window.add_loss(3, 1, Tensor::from(4.0f32));
         window.add_loss(4, 0, Tensor::from(f32::INFINITY));
         window.add_grad_norm(4, vec![0], Tensor::from(f32::NAN));
         window.add_loss(5, 1, Tensor::from(f32::NAN));
         window.add_grad_norm(5, vec![1], Tensor::from(f32::NAN));
-        let Some(NonFinite::Loss { step, task, value }) = window.settle().err() else { panic!("a bad loss is found") };
+        let Some(NonFinite::Loss { step, task, value }) = window.settle().unwrap() else {
+            panic!("a bad loss is found")
+        };
         assert_eq!((step, task, value), (4, 0, f64::INFINITY), "a bad loss is named before a bad norm");
         assert_eq!(window.mean_losses(), vec![(0, 1.5), (1, 3.0)], "a bad window adds nothing");
     }
@@ -169,11 +193,11 @@ mod tests {
         window.add_loss(1, 0, Tensor::from(1.0f32));
         window.add_grad_norm(1, vec![0], Tensor::from(2.0f32));
         window.examples += 4;
-        assert!(window.settle().is_ok());
+        assert!(window.settle().unwrap().is_none());
         let saved = serde_json::to_string(&window.totals()).unwrap();
         let mut resumed = Window::resumed(2, Some(serde_json::from_str(&saved).unwrap()));
         resumed.add_loss(2, 0, Tensor::from(3.0f32));
-        assert!(resumed.settle().is_ok());
+        assert!(resumed.settle().unwrap().is_none());
         assert_eq!((resumed.mean_losses(), resumed.grad_norm()), (vec![(0, 2.0)], 2.0));
         assert_eq!(resumed.examples, 0, "rates count the steps since the resumption");
         let other_tasks = Window::resumed(3, Some(window.totals()));
@@ -203,7 +227,7 @@ mod tests {
         let mut window = Window::new(2);
         window.add_loss(1, 0, Tensor::from(1.0f32));
         window.add_grad_norm(1, vec![0], Tensor::from(2.5f32));
-        assert!(window.settle().is_ok());
+        assert!(window.settle().unwrap().is_none());
         assert_eq!(window.grad_norm(), 2.5);
         window.add_loss(2, 1, Tensor::from(1.0f32));
         window.add_grad_norm(2, vec![1], Tensor::from(3.0f32));
@@ -211,7 +235,7 @@ mod tests {
         window.add_loss(3, 1, Tensor::from(1.0f32));
         window.add_grad_norm(3, vec![0, 1], Tensor::from(f32::NAN));
         window.add_loss(4, 0, Tensor::from(f32::INFINITY));
-        let Some(NonFinite::GradNorm { step, tasks, value }) = window.settle().err() else {
+        let Some(NonFinite::GradNorm { step, tasks, value }) = window.settle().unwrap() else {
             panic!("a bad gradient norm is found")
         };
         assert_eq!((step, tasks), (3, vec![0, 1]));

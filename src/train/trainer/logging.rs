@@ -13,7 +13,7 @@ impl Trainer<'_> {
     /// Reads the window's pending losses and gradient norms; one that is not finite stops
     /// the run, naming the task and the step.
     pub(super) fn settle_losses(&mut self) -> Result<()> {
-        let Err(bad) = self.window.settle() else { return Ok(()) };
+        let Some(bad) = self.window.settle()? else { return Ok(()) };
         let name = |t: usize| format!("'{}'", self.tasks[t].source().name);
         let what = match bad {
             NonFinite::Loss { step, task, value } => {
@@ -66,6 +66,7 @@ impl Trainer<'_> {
             tokens_per_sec: window.tokens as f64 / seconds,
             elapsed_s: self.started.elapsed().as_secs_f64(),
         };
+        // The top block's rate (--lr-backbone): groups come bottom first.
         let top_lr = rates
             .iter()
             .rev()
