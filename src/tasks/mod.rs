@@ -169,9 +169,25 @@ fn score_named_label(header: &[String]) -> Option<&'static str> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum TaskScore {
-    Classification { accuracy: f64, macro_f1: f64, examples: usize },
-    Similarity { spearman: f64, pearson: f64, pairs: usize },
-    Pairs { mrr_at_10: f64, recall_at_1: f64, recall_at_10: f64, queries: usize },
+    Classification {
+        accuracy: f64,
+        macro_f1: f64,
+        examples: usize,
+    },
+    Similarity {
+        // Undefined (NaN, written `null`) for constant cosines or scores.
+        #[serde(deserialize_with = "crate::metrics::null_as_nan")]
+        spearman: f64,
+        #[serde(deserialize_with = "crate::metrics::null_as_nan")]
+        pearson: f64,
+        pairs: usize,
+    },
+    Pairs {
+        mrr_at_10: f64,
+        recall_at_1: f64,
+        recall_at_10: f64,
+        queries: usize,
+    },
 }
 
 impl TaskScore {

@@ -15,7 +15,7 @@ pub struct Evaluation {
     pub tasks: BTreeMap<String, TaskScore>,
     /// The selection metric: the mean over tasks of each kind's main metric. (Runs from
     /// before task kinds, all classification, called it `mean_macro_f1`.)
-    #[serde(alias = "mean_macro_f1")]
+    #[serde(alias = "mean_macro_f1", deserialize_with = "crate::metrics::null_as_nan")]
     pub mean_main_metric: f64,
 }
 
@@ -32,4 +32,20 @@ pub fn evaluate(encoder: &Encoder, tasks: &[Box<dyn TrainingTask>], step: usize)
     }
     let mean_main_metric = scores.values().map(TaskScore::main).sum::<f64>() / scores.len() as f64;
     Ok(Some(Evaluation { step, tasks: scores, mean_main_metric }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run's state and log keep evaluations as JSON, which has no NaN.
+    #[test]
+    fn an_undefined_correlation_survives_a_save() {
+        let score = TaskScore::Similarity { spearman: f64::NAN, pearson: f64::NAN, pairs: 3 };
+        let evaluation =
+            Evaluation { step: 2, tasks: BTreeMap::from([("sts".to_string(), score)]), mean_main_metric: f64::NAN };
+        let read: Evaluation = serde_json::from_str(&serde_json::to_string(&evaluation).unwrap()).unwrap();
+        assert!(read.mean_main_metric.is_nan() && read.tasks["sts"].main().is_nan());
+        assert_eq!(read.tasks["sts"].kind(), crate::model::spec::TaskKind::Similarity);
+    }
 }

@@ -48,7 +48,7 @@ pub struct EvalRecord {
     pub epoch: f64,
     pub tasks: BTreeMap<String, TaskScore>,
     /// The mean of the tasks' main metrics (`mean_macro_f1` in runs from before task kinds).
-    #[serde(alias = "mean_macro_f1")]
+    #[serde(alias = "mean_macro_f1", deserialize_with = "crate::metrics::null_as_nan")]
     pub mean_main_metric: f64,
     /// Whether this evaluation became `best/`.
     pub best: bool,
