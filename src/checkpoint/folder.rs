@@ -143,6 +143,26 @@ pub(super) fn split_passthrough(unused: Vec<(String, tch::Tensor)>) -> (Vec<(Str
     (keep, other.into_iter().map(|(name, _)| name).collect())
 }
 
+/// Refuses a weight file with more transformer blocks than config.json counts: run short,
+/// the model would give other outputs without a word (transformers warns of unused weights).
+pub(super) fn refuse_uncounted_blocks(unused: &[String], config: &BackboneConfig, weights_file: &str) -> Result<()> {
+    let blocks = unused.iter().filter_map(|name| match names::part_of(name) {
+        TensorPart::Backbone(names::BackboneLayer::Block(i)) => Some(i + 1),
+        _ => None,
+    });
+    if let Some(in_file) = blocks.max() {
+        let field = match config {
+            BackboneConfig::DistilBert(_) => "n_layers",
+            BackboneConfig::Bert(_) => "num_hidden_layers",
+        };
+        bail!(
+            "{weights_file} has {in_file} transformer blocks, but config.json's {field} is {}; make them agree (a model cut short gives other outputs)",
+            config.num_layers()
+        );
+    }
+    Ok(())
+}
+
 fn read_spec(dir: &Path) -> Result<ModelSpec> {
     let path = dir.join(SPEC_FILE);
     let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;

@@ -4,7 +4,7 @@
 use anyhow::{bail, Result};
 use tch::Device;
 
-use super::folder::{check_max_length, split_passthrough, ModelFolder};
+use super::folder::{check_max_length, refuse_uncounted_blocks, split_passthrough, ModelFolder};
 use crate::model::layout::tensor_shapes;
 use crate::model::loaded::LoadedModel;
 use crate::model::names;
@@ -39,6 +39,7 @@ pub fn load(model: &str, device: Device, overrides: &SpecOverrides) -> Result<Lo
         );
     }
     let (passthrough, unused) = split_passthrough(matched.unused);
+    refuse_uncounted_blocks(&unused, &folder.config, &weights_file)?;
     let stray: Vec<&str> = unused.iter().filter(|n| names::is_added_layer(n)).map(String::as_str).collect();
     if !stray.is_empty() {
         bail!(

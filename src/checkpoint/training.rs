@@ -5,7 +5,7 @@
 use anyhow::{bail, Result};
 use tch::Device;
 
-use super::folder::{check_max_length, split_passthrough, ModelFolder};
+use super::folder::{check_max_length, refuse_uncounted_blocks, split_passthrough, ModelFolder};
 use crate::model::loaded::LoadedModel;
 use crate::model::names::{self, TensorPart};
 use crate::model::pooling::Pooling;
@@ -97,7 +97,8 @@ fn build_from(folder: ModelFolder, model: &str, device: Device, wanted: Training
             not_new.iter().take(5).copied().collect::<Vec<_>>().join(", ")
         );
     }
-    let (passthrough, _) = split_passthrough(matched.unused);
+    let (passthrough, unused) = split_passthrough(matched.unused);
+    refuse_uncounted_blocks(&unused, &folder.config, &folder.weights_label(&path))?;
     // Copies: the file's tensors are views of the mapped file (`model::mapped_file`), and one
     // kept for the whole run would keep all of the file mapped and resident.
     let passthrough = passthrough.into_iter().map(|(name, t)| (name, t.copy())).collect();

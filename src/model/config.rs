@@ -130,9 +130,17 @@ impl BackboneConfig {
 fn parse<T: for<'de> Deserialize<'de>>(text: &str) -> Result<T> {
     // Editors on Windows may save one; it says nothing about the contents.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    serde_json::from_str(text).map_err(|e| match field_before(text, e.line(), e.column()) {
-        Some(field) if e.is_data() => anyhow::anyhow!("field \"{field}\": {e}"),
-        _ => anyhow::anyhow!("{e}"),
+    serde_json::from_str(text).map_err(|e| {
+        // serde finds a missing field at the object's end, after the last key, which is not it.
+        let message = e.to_string();
+        if let Some(missing) = message.strip_prefix("missing field ") {
+            let field = missing.split(" at line ").next().unwrap_or(missing).trim_matches('`');
+            return anyhow::anyhow!("missing field \"{field}\"");
+        }
+        match field_before(text, e.line(), e.column()) {
+            Some(field) if e.is_data() => anyhow::anyhow!("field \"{field}\": {e}"),
+            _ => anyhow::anyhow!("{e}"),
+        }
     })
 }
 
@@ -151,15 +159,18 @@ fn field_before(text: &str, line: usize, column: usize) -> Option<String> {
     Some(key_end[key_start + 1..].to_string())
 }
 
-fn activation(name: &str) -> Result<Activation> {
+/// The activation `field` names; transformers' `gelu_python` is its erf GELU under another name.
+fn activation(field: &str, name: &str) -> Result<Activation> {
     Ok(match name {
-        "gelu" => Activation::gelu,
+        "gelu" | "gelu_python" => Activation::gelu,
         "gelu_new" | "gelu_pytorch_tanh" => Activation::gelu_new,
         "relu" => Activation::relu,
         "swish" | "silu" => Activation::swish,
         "mish" => Activation::mish,
         "tanh" => Activation::tanh,
-        other => bail!("activation '{other}' is not supported"),
+        other => bail!(
+            "{field} '{other}' is not supported (expected gelu, gelu_python, gelu_new, gelu_pytorch_tanh, relu, silu, swish, mish or tanh)"
+        ),
     })
 }
 
@@ -170,11 +181,24 @@ fn check_positive(field: &str, value: i64) -> Result<()> {
     Ok(())
 }
 
+/// A dropout probability, in `--dropout`'s range: libtorch refuses one above 1 mid-training,
+/// and 1 drops everything.
+fn check_dropout(field: &str, value: f64) -> Result<()> {
+    if !(value.is_finite() && (0.0..1.0).contains(&value)) {
+        bail!("{field} must be in [0, 1), got {value}");
+    }
+    Ok(())
+}
+
 #[derive(Deserialize)]
 struct DistilBertJson {
     vocab_size: i64,
+    // transformers' DistilBertConfig reads BERT's names for these too (its attribute_map).
+    #[serde(alias = "hidden_size")]
     dim: i64,
+    #[serde(alias = "num_hidden_layers")]
     n_layers: i64,
+    #[serde(alias = "num_attention_heads")]
     n_heads: i64,
     hidden_dim: i64,
     #[serde(default = "default_max_positions")]
@@ -206,8 +230,10 @@ impl DistilBertJson {
         if self.dim % self.n_heads != 0 {
             bail!("dim {} is not a multiple of n_heads {}", self.dim, self.n_heads);
         }
+        check_dropout("dropout", self.dropout)?;
+        check_dropout("attention_dropout", self.attention_dropout)?;
         Ok(DistilBertConfig {
-            activation: activation(&self.activation)?,
+            activation: activation("activation", &self.activation)?,
             attention_dropout: self.attention_dropout,
             dim: self.dim,
             dropout: self.dropout,
@@ -252,7 +278,8 @@ struct BertJson {
     initializer_range: f32,
     #[serde(default)]
     is_decoder: bool,
-    #[serde(default)]
+    /// Absent means absolute; transformers reads `null` as no position embeddings at all.
+    #[serde(default = "default_position_embedding_type")]
     position_embedding_type: Option<String>,
     #[serde(default = "default_layer_norm_eps")]
     layer_norm_eps: f64,
@@ -285,13 +312,15 @@ impl BertJson {
         if (self.layer_norm_eps - 1e-12).abs() > 1e-15 {
             bail!("layer_norm_eps {} is not supported (only BERT's 1e-12)", self.layer_norm_eps);
         }
-        if let Some(kind) = self.position_embedding_type.as_deref() {
-            if kind != "absolute" {
-                bail!("position_embedding_type '{kind}' is not supported (only 'absolute')");
-            }
+        match self.position_embedding_type.as_deref() {
+            Some("absolute") => {}
+            Some(kind) => bail!("position_embedding_type '{kind}' is not supported (only 'absolute')"),
+            None => bail!("position_embedding_type null (no position embeddings) is not supported (only 'absolute')"),
         }
+        check_dropout("hidden_dropout_prob", self.hidden_dropout_prob)?;
+        check_dropout("attention_probs_dropout_prob", self.attention_probs_dropout_prob)?;
         Ok(BertConfig {
-            hidden_act: activation(&self.hidden_act)?,
+            hidden_act: activation("hidden_act", &self.hidden_act)?,
             attention_probs_dropout_prob: self.attention_probs_dropout_prob,
             hidden_dropout_prob: self.hidden_dropout_prob,
             hidden_size: self.hidden_size,
@@ -322,6 +351,9 @@ fn default_dropout() -> f64 {
 }
 fn default_gelu() -> String {
     "gelu".into()
+}
+fn default_position_embedding_type() -> Option<String> {
+    Some("absolute".into())
 }
 fn default_layer_norm_eps() -> f64 {
     1e-12
@@ -365,6 +397,40 @@ mod tests {
         let good = r#"{"model_type":"bert","vocab_size":10,"hidden_size":8,"num_hidden_layers":2,
             "num_attention_heads":2,"intermediate_size":16}"#;
         assert!(BackboneConfig::from_json(&format!("\u{feff}{good}")).is_ok());
+    }
+
+    #[test]
+    fn a_missing_field_is_named_as_missing() {
+        let no_dim = r#"{"model_type":"distilbert","n_layers":2,"n_heads":2,"hidden_dim":16,"vocab_size":10}"#;
+        let err = BackboneConfig::from_json(no_dim).unwrap_err().to_string();
+        assert_eq!(err, "missing field \"dim\"");
+    }
+
+    #[test]
+    fn distilbert_reads_bert_names_as_transformers_does() {
+        let aliased = r#"{"model_type":"distilbert","vocab_size":10,"hidden_size":8,"num_hidden_layers":3,
+            "num_attention_heads":2,"hidden_dim":16}"#;
+        let config = BackboneConfig::from_json(aliased).unwrap();
+        assert_eq!((config.hidden_size(), config.num_layers()), (8, 3));
+    }
+
+    #[test]
+    fn dropout_outside_its_range_is_named() {
+        let bert = |extra: &str| {
+            format!(
+                r#"{{"model_type":"bert","vocab_size":10,"hidden_size":8,"num_hidden_layers":2,
+                "num_attention_heads":2,"intermediate_size":16{extra}}}"#
+            )
+        };
+        let err = BackboneConfig::from_json(&bert(r#","hidden_dropout_prob":1.5"#)).unwrap_err().to_string();
+        assert_eq!(err, "hidden_dropout_prob must be in [0, 1), got 1.5");
+        let err = BackboneConfig::from_json(&bert(r#","attention_probs_dropout_prob":-0.2"#)).unwrap_err();
+        assert!(err.to_string().starts_with("attention_probs_dropout_prob must be in [0, 1)"), "{err}");
+        let err = BackboneConfig::from_json(&bert(r#","position_embedding_type":null"#)).unwrap_err();
+        assert!(err.to_string().starts_with("position_embedding_type null"), "{err}");
+        let err = BackboneConfig::from_json(&bert(r#","hidden_act":"quick_gelu""#)).unwrap_err();
+        assert!(err.to_string().starts_with("hidden_act 'quick_gelu' is not supported (expected gelu,"), "{err}");
+        assert!(BackboneConfig::from_json(&bert(r#","hidden_act":"gelu_python""#)).is_ok());
     }
 
     #[test]

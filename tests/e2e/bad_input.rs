@@ -1027,6 +1027,32 @@ c,a
         &["encode", "-m", &f, "hello zzqqxx"],
         error("tokens, but config.json's vocab_size is "),
     );
+    // config.json edited, as a text editor would (one value replaced).
+    let edit_config = |d: &Path, from: &str, to: &str| {
+        let config = std::fs::read_to_string(d.join("config.json")).unwrap();
+        assert!(config.contains(from), "{config}");
+        std::fs::write(d.join("config.json"), config.replace(from, to)).unwrap();
+    };
+    let f = c.damaged_model("fewer_layers", |d| edit_config(d, "\"n_layers\": 2", "\"n_layers\": 1"));
+    c.add(
+        "model",
+        "config.json counting fewer blocks than the weights",
+        &["encode", "-m", &f, "hi"],
+        error("model.safetensors has 2 transformer blocks, but config.json's n_layers is 1; make them agree"),
+    );
+    c.add(
+        "model",
+        "training from config.json counting fewer blocks than the weights",
+        &["train", "-m", &f, "--task", &format!("topic={topic_train}"), "--out", &c.path("run-fewer"), "-q"],
+        error("has 2 transformer blocks, but config.json's n_layers is 1"),
+    );
+    let f = c.damaged_model("dropout_above_one", |d| edit_config(d, "\"dropout\": 0.1", "\"dropout\": 1.5"));
+    c.add(
+        "model",
+        "config.json dropout above 1",
+        &["encode", "-m", &f, "hi"],
+        error("config.json: dropout must be in [0, 1), got 1.5"),
+    );
     let f = c.damaged_model("added_tokens", |d| {
         std::fs::write(d.join("added_tokens.json"), r#"{"guitarzz": 99999}"#).unwrap()
     });
