@@ -233,7 +233,8 @@ pub struct TrainArgs {
     #[arg(long = "similarity-loss", value_name = "[NAME=]LOSS")]
     pub similarity_losses: Vec<PerTaskValue>,
 
-    /// Scale of the cosine similarities in pairs tasks' in-batch-negatives loss
+    /// Scale of the cosine similarities in pairs tasks' in-batch-negatives loss (1 / the
+    /// softmax temperature; at most 10000)
     #[arg(long, default_value_t = 20.0, value_name = "S")]
     pub pairs_scale: f64,
 

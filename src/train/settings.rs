@@ -139,6 +139,9 @@ fn default_pairs_scale() -> f64 {
     crate::tasks::losses::DEFAULT_SCALE
 }
 
+/// The largest `--pairs-scale`.
+const MAX_PAIRS_SCALE: f64 = 10_000.0;
+
 fn positive_finite(flag: &str, value: f64) -> Result<()> {
     if !(value.is_finite() && value > 0.0) {
         bail!("{flag} must be a positive number, got {value}");
@@ -311,6 +314,14 @@ impl TrainSettings {
         }
         positive_finite("--lr-backbone", self.lr_backbone)?;
         positive_finite("--pairs-scale", self.pairs_scale)?;
+        // Far above any temperature in use (CLIP caps its scale at 100), and far below where
+        // the scaled cosines or their gradients overflow fp32 into a NaN loss.
+        if self.pairs_scale > MAX_PAIRS_SCALE {
+            bail!(
+                "--pairs-scale must be at most {MAX_PAIRS_SCALE} (a softmax temperature of 1e-4), got {}",
+                self.pairs_scale
+            );
+        }
         if let Some(p) = self.dropout {
             if !(p.is_finite() && (0.0..1.0).contains(&p)) {
                 bail!("--dropout must be in [0, 1), got {p}");

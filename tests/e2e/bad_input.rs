@@ -804,6 +804,14 @@ c,a
         Expect::Works,
     );
 
+    c.add_train(
+        "similarity and pairs",
+        "--pairs-scale too large",
+        format!("qa={good_pairs}"),
+        &["--pairs-scale", "5e4"],
+        error("--pairs-scale must be at most 10000 (a softmax temperature of 1e-4), got 50000"),
+    );
+
     // ---- frozen backbone ----------------------------------------------------------------
     c.add_train(
         "frozen backbone",

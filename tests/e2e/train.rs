@@ -295,12 +295,17 @@ fn flags_this_run_ignores_get_a_note() {
     );
     // A frozen backbone takes no backbone rate.
     let mut rates: Vec<&str> = args.iter().copied().filter(|a| *a != "--no-feature-cache").collect();
-    rates.extend(["--freeze", "backbone", "--lr-backbone", "1e-5", "--layer-decay", "0.9"]);
+    rates.extend(["--freeze", "backbone", "--lr-backbone", "1e-5", "--layer-decay", "0.9", "--dropout", "0.2"]);
     let said = stderr(&run(&rates));
     assert!(
         said.contains(
             "note: --lr-backbone and --layer-decay have no effect: --freeze backbone trains no backbone layer"
         ),
+        "{said}"
+    );
+    // A cached frozen backbone runs without the dropout that lives only in it.
+    assert!(
+        said.contains("note: --dropout has no effect: the feature cache computes the frozen backbone once"),
         "{said}"
     );
 }
