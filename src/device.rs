@@ -134,13 +134,41 @@ impl TryFrom<String> for DeviceChoice {
 }
 
 impl DeviceChoice {
-    /// The device this choice means on this machine; an error if it does not exist.
-    pub fn resolve(self) -> Result<Device> {
+    /// The device this choice means on this machine; an error if it does not exist. `auto`
+    /// on a machine whose NVIDIA driver libtorch cannot use says why it runs on the CPU,
+    /// unless `quiet`: a GPU user would otherwise train for hours on the CPU unaware.
+    pub fn resolve(self, quiet: bool) -> Result<Device> {
         let cuda_count = || if cuda_is_usable() { tch::Cuda::device_count() } else { 0 };
         match self {
-            Self::Auto => Ok(if cuda_is_usable() { Device::Cuda(0) } else { Device::Cpu }),
+            Self::Auto if cuda_is_usable() => Ok(Device::Cuda(0)),
+            Self::Auto => {
+                match unusable_driver() {
+                    Some(why) if !quiet => crate::stderrln!("note: --device auto runs on the CPU: {why}"),
+                    _ => {}
+                }
+                Ok(Device::Cpu)
+            }
             Self::Cpu => Ok(Device::Cpu),
             Self::Cuda(index) => cuda_device(index, cuda_count()),
+        }
+    }
+}
+
+/// Why CUDA is unusable on a machine with an NVIDIA driver; `None` without a driver (or
+/// where CUDA is usable).
+fn unusable_driver() -> Option<String> {
+    match cuda_backend() {
+        Backend::NoDriver => None,
+        Backend::Failed(why) => {
+            Some(format!("this machine has an NVIDIA driver, but libtorch's CUDA backend did not load: {why}"))
+        }
+        Backend::Loaded if tch::Cuda::is_available() => None,
+        Backend::Loaded => {
+            let visible = std::env::var("CUDA_VISIBLE_DEVICES")
+                .map_or(String::new(), |v| format!(", CUDA_VISIBLE_DEVICES={v:?}"));
+            Some(format!(
+                "this machine has an NVIDIA driver, but libtorch sees no CUDA device (a driver older than this build's CUDA needs, or no device visible{visible})"
+            ))
         }
     }
 }
@@ -148,14 +176,12 @@ impl DeviceChoice {
 fn cuda_device(index: usize, available: i64) -> Result<Device> {
     if available == 0 {
         let asked = if index == 0 { "cuda".to_string() } else { format!("cuda:{index}") };
-        if let Backend::Failed(why) = cuda_backend() {
-            bail!(
-                "--device {asked}: this machine has an NVIDIA driver, but libtorch's CUDA backend did not load: {why}"
-            );
+        match unusable_driver() {
+            Some(why) => bail!("--device {asked}: {why}"),
+            None => bail!("--device {asked}: no CUDA device is available on this machine (use --device cpu or auto)"),
         }
-        bail!("--device {asked}: no CUDA device is available on this machine (use --device cpu or auto)");
     }
-    if index as i64 >= available {
+    if index >= available as usize {
         bail!("--device cuda:{index}: this machine has {available} CUDA device(s), numbered from 0");
     }
     Ok(Device::Cuda(index))
@@ -229,8 +255,8 @@ mod tests {
 
     #[test]
     fn parses_known_devices() {
-        assert_eq!("cpu".parse::<DeviceChoice>().unwrap().resolve().unwrap(), Device::Cpu);
-        assert!("auto".parse::<DeviceChoice>().unwrap().resolve().is_ok());
+        assert_eq!("cpu".parse::<DeviceChoice>().unwrap().resolve(true).unwrap(), Device::Cpu);
+        assert!("auto".parse::<DeviceChoice>().unwrap().resolve(true).is_ok());
         assert_eq!("cuda:1".parse::<DeviceChoice>().unwrap(), DeviceChoice::Cuda(1));
         assert_eq!("cuda".parse::<DeviceChoice>().unwrap().to_string(), "cuda:0");
     }
@@ -248,7 +274,7 @@ mod tests {
             crate::stderrln!("SKIPPED cuda_without_gpu_is_an_error: this machine has a GPU");
             return;
         }
-        let err = DeviceChoice::Cuda(0).resolve().unwrap_err().to_string();
+        let err = DeviceChoice::Cuda(0).resolve(true).unwrap_err().to_string();
         assert!(err.contains("no CUDA device"), "{err}");
     }
 }

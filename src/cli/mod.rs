@@ -93,7 +93,8 @@ pub enum Command {
 /// Where a command runs; shared by every command that computes.
 #[derive(Debug, Args)]
 pub struct DeviceArgs {
-    /// Where to run: auto (CUDA when present), cpu, cuda or cuda:N
+    /// Where to run: auto (CUDA when present), cpu, cuda or cuda:N (in a data-parallel
+    /// launch, auto and cuda mean each rank's cuda:LOCAL_RANK)
     #[arg(long, default_value = "auto", value_name = "DEVICE")]
     pub device: DeviceChoice,
 

@@ -10,7 +10,7 @@ use crate::checkpoint;
 use crate::cli::{DeviceArgs, ModelArgs, SentenceIoArgs};
 use crate::data::batching::BatchLimit;
 use crate::data::sentences::read_sentences;
-use crate::device;
+use crate::device::{self, DeviceChoice};
 use crate::distributed::{data_parallel, device_for, is_main, Launch, ProcessGroup};
 use crate::inference::Encoder;
 use crate::model::loaded::LoadedModel;
@@ -28,6 +28,12 @@ pub fn join_launch(args: &DeviceArgs) -> Result<Option<ProcessGroup>> {
         bail!("--dist-timeout must be 1 to {MAX_DIST_TIMEOUT} seconds (a week), got {}", args.dist_timeout);
     }
     let Some(launch) = Launch::from_env()? else { return Ok(None) };
+    // `cuda:0` reads as `cuda`; another GPU would be replaced by the rank's without a word.
+    if let DeviceChoice::Cuda(index @ 1..) = args.device {
+        bail!(
+            "--device cuda:{index} names one GPU, but in a data-parallel launch each rank runs on its own, cuda:LOCAL_RANK; give --device cuda"
+        );
+    }
     Ok(Some(ProcessGroup::join(&launch, Duration::from_secs(args.dist_timeout))?))
 }
 
@@ -63,7 +69,7 @@ pub fn read_input(
 /// means this rank's `cuda:LOCAL_RANK`).
 pub fn prepare_device(args: &DeviceArgs, group: Option<&ProcessGroup>, quiet: bool) -> Result<Device> {
     device::set_threads(args.threads, quiet || !is_main(group))?;
-    device_for(args.device.resolve()?, group)
+    device_for(args.device.resolve(quiet || !is_main(group))?, group)
 }
 
 /// The encoder `encode`, `predict` and `eval` run: the model at `--precision`, its batches

@@ -882,6 +882,15 @@ c,a
         error("environment variable RANK=1 is set but WORLD_SIZE is not (torchrun sets both)"),
     );
     c.add_launch(
+        "--device cuda:N in a launch",
+        t(),
+        &[("WORLD_SIZE", "2"), ("RANK", "0"), ("MASTER_PORT", "29500")],
+        &[],
+        error("--device cuda:1 names one GPU, but in a data-parallel launch each rank runs on its own, cuda:LOCAL_RANK; give --device cuda"),
+    );
+    let device = c.cases.last_mut().unwrap().args.iter_mut().find(|a| *a == "cpu").unwrap();
+    *device = "cuda:1".to_string();
+    c.add_launch(
         "GLOO_SOCKET_IFNAME naming no interface of this machine",
         t(),
         &[("WORLD_SIZE", "2"), ("RANK", "0"), ("GLOO_SOCKET_IFNAME", "nosuch9")],

@@ -200,7 +200,7 @@ impl<'a> Trainer<'a> {
         let started = Instant::now();
         let main = distributed::is_main(group);
         crate::device::set_threads(settings.threads, options.quiet || !main)?;
-        let device = distributed::device_for(settings.device.resolve()?, group)?;
+        let device = distributed::device_for(settings.device.resolve(options.quiet || !main)?, group)?;
         let precision = settings.precision.resolve(device)?;
         let mut prepared = setup::prepare_model(settings, &mut tasks, device, resume_from.as_deref())?;
         let num_layers = prepared.loaded.config.num_layers() as usize;
