@@ -76,25 +76,20 @@ impl SamplingStrategy {
     }
 }
 
-/// What the sampler knows of one task's training rows.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// What the sampler knows of one task's training rows: derived from the data, so a saved
+/// sampler leaves it out (a million pairs' text keys would be tens of MB in every
+/// checkpoint) and a resumed run gives it back ([`TaskSampler::with_rows`]).
+#[derive(Debug, Clone, Default)]
 pub struct TaskRows {
     /// Token count of each row (its longest text).
     pub lengths: Vec<usize>,
     /// Texts per row that go through the encoder (1; 2 or 3 for pair kinds), for token budgets.
-    #[serde(default = "one")]
     pub texts_per_row: usize,
     /// Per row, keys of texts that no other row in its batch may share; `None`: no constraint.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exclusive: Option<Vec<Vec<u64>>>,
     /// The fewest rows a batch trains with (2 per rank for a loss that compares a batch's
     /// rows); shorter batches are topped up from others where they can be.
-    #[serde(default = "one")]
     pub min_rows: usize,
-}
-
-fn one() -> usize {
-    1
 }
 
 impl TaskRows {
@@ -158,7 +153,7 @@ fn whole_batches(batches: f64) -> usize {
 /// One task's stream of batches, reshuffled each time it runs out.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct TaskStream {
-    #[serde(flatten)]
+    #[serde(skip)]
     rows: TaskRows,
     queue: VecDeque<Vec<usize>>,
     /// Completed passes over the task's rows.
@@ -227,6 +222,22 @@ impl TaskSampler {
         let streams =
             tasks.into_iter().map(|rows| TaskStream { rows, queue: VecDeque::new(), passes: 0, share: 1.0 }).collect();
         Self { strategy, batch_size, batch_tokens, streams, rng: Rng::new(seed), drawn: 0, credit: Vec::new() }
+    }
+
+    /// A saved sampler with its tasks' rows given back (`tasks` as [`TaskSampler::new`] took
+    /// them; the run's data fingerprints make them the same rows); refuses a saved state
+    /// that does not fit them.
+    pub fn with_rows(mut self, tasks: Vec<TaskRows>) -> anyhow::Result<Self> {
+        if tasks.len() != self.streams.len() {
+            anyhow::bail!("the saved sampler has {} tasks, the run {}", self.streams.len(), tasks.len());
+        }
+        for (stream, rows) in self.streams.iter_mut().zip(tasks) {
+            if stream.queue.iter().flatten().any(|&row| row >= rows.len()) {
+                anyhow::bail!("the saved sampler names rows beyond its task's {}", rows.len());
+            }
+            stream.rows = rows;
+        }
+        Ok(self)
     }
 
     /// The sampler with each task's `--task-share` (positive; 1 for every task is the plain
@@ -489,8 +500,11 @@ mod tests {
             s.next_batch();
         }
         let saved = serde_json::to_string(&s).unwrap();
+        assert!(!saved.contains("lengths"), "rows are the data's, not the checkpoint's: {saved}");
+        let rows: Vec<TaskRows> = s.streams.iter().map(|stream| stream.rows.clone()).collect();
         let expected: Vec<(usize, Vec<usize>)> = (0..20).map(|_| s.next_batch()).collect();
-        let mut resumed: TaskSampler = serde_json::from_str(&saved).unwrap();
+        let saved: TaskSampler = serde_json::from_str(&saved).unwrap();
+        let mut resumed = saved.with_rows(rows).unwrap();
         let got: Vec<(usize, Vec<usize>)> = (0..20).map(|_| resumed.next_batch()).collect();
         assert_eq!(got, expected);
     }

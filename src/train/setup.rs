@@ -313,7 +313,7 @@ pub(super) fn initial_state(
             window: None,
         });
     };
-    let state = TrainerState::read(last, optimizer)?;
+    let mut state = TrainerState::read(last, optimizer)?;
     if state.world_size != world {
         bail!(
             "{} was trained by {} process{}; resume it with the same number (WORLD_SIZE={}), not {world}: each rank's share of every batch, and so the run, depends on it",
@@ -334,6 +334,8 @@ pub(super) fn initial_state(
             now.path
         );
     }
+    let rows = tasks.iter().map(|t| task_rows(settings, t.as_ref(), world)).collect();
+    state.sampler = state.sampler.with_rows(rows).with_context(|| format!("{} is damaged", last.display()))?;
     Ok(state)
 }
 
