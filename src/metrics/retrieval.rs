@@ -14,6 +14,8 @@ pub struct RetrievalRanks {
     pub best_relevant: Vec<usize>,
     /// Per query, the index of the candidate ranked first (relevant or not).
     pub top: Vec<usize>,
+    /// Queries with a score that is not a number (NaN embeddings).
+    pub nan_queries: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -27,7 +29,7 @@ impl RetrievalRanks {
     /// Ranks from a `[queries][candidates]` score matrix (row-major) and each query's relevant
     /// candidate indices. Candidates with equal scores rank in index order.
     pub fn from_scores(scores: &[f32], candidates: usize, relevant: &[Vec<usize>]) -> Self {
-        let mut ranks = Self { ranks: Vec::new(), best_relevant: Vec::new(), top: Vec::new() };
+        let mut ranks = Self { ranks: Vec::new(), best_relevant: Vec::new(), top: Vec::new(), nan_queries: 0 };
         ranks.extend(scores, candidates, relevant);
         ranks
     }
@@ -35,7 +37,11 @@ impl RetrievalRanks {
     /// Adds the ranks of more queries (a chunk of the score matrix, as in `from_scores`).
     pub fn extend(&mut self, scores: &[f32], candidates: usize, relevant: &[Vec<usize>]) {
         for (q, wanted) in relevant.iter().enumerate() {
-            let row = &scores[q * candidates..(q + 1) * candidates];
+            // A NaN score (a broken model's) ranks below every number: compared as it is, it
+            // is never below another, so every relevant candidate would rank first.
+            let scored = &scores[q * candidates..(q + 1) * candidates];
+            self.nan_queries += usize::from(scored.iter().any(|s| s.is_nan()));
+            let row: Vec<f32> = scored.iter().map(|&s| if s.is_nan() { f32::NEG_INFINITY } else { s }).collect();
             // A candidate's rank: 1 + the candidates ahead of it (higher score, or equal and
             // earlier).
             let rank_of =
@@ -73,6 +79,17 @@ impl RetrievalRanks {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nan_scores_rank_last() {
+        // Query 0 wants candidate 0, whose score is NaN; query 1 scores everything NaN.
+        let ranks =
+            RetrievalRanks::from_scores(&[f32::NAN, 0.1, 0.2, f32::NAN, f32::NAN, f32::NAN], 3, &[vec![0], vec![2]]);
+        assert_eq!(ranks.ranks, vec![vec![3], vec![3]]);
+        assert_eq!(ranks.top, vec![2, 0]);
+        assert_eq!(ranks.nan_queries, 2);
+        assert!(ranks.mrr_at(10) < 0.5);
+    }
 
     #[test]
     fn hand_computed_ranks_and_means() {

@@ -23,6 +23,8 @@ pub struct ClassificationReport {
     /// Per row, in input order: text, true label, predicted label, its probability, the row's
     /// line in the file.
     pub predictions: Vec<[String; 5]>,
+    /// Rows whose class probabilities are not finite (a broken model's).
+    pub non_finite: usize,
 }
 
 /// The most class names a note lists.
@@ -105,6 +107,10 @@ impl TaskReport for ClassificationReport {
     /// Classes with no rows that were never predicted: their F1 is 0 by scikit-learn's
     /// convention, and they pull the macro averages down.
     fn metric_notes(&self) -> Vec<String> {
+        let rows = self.predictions.len();
+        if let Some(note) = super::non_finite_note(&self.task, self.non_finite, rows, "rows") {
+            return vec![note];
+        }
         let absent: Vec<String> = (0..self.labels.len())
             .filter(|&c| {
                 (0..self.labels.len()).all(|other| self.matrix.count(c, other) + self.matrix.count(other, c) == 0)
@@ -219,7 +225,20 @@ mod tests {
             matrix: ConfusionMatrix::from_predictions(2, &[0, 0, 1, 1], &[0, 1, 1, 1]),
             skipped: UnknownLabels::default(),
             predictions: Vec::new(),
+            non_finite: 0,
         }
+    }
+
+    #[test]
+    fn outputs_that_are_not_numbers_get_a_note() {
+        assert!(report().metric_notes().is_empty());
+        let broken = ClassificationReport { non_finite: 4, predictions: vec![Default::default(); 4], ..report() };
+        let notes = broken.metric_notes();
+        assert_eq!(notes.len(), 1);
+        assert!(
+            notes[0].starts_with("task 't': the model's outputs are not finite (NaN or infinite) for 4 of 4 rows"),
+            "{notes:?}"
+        );
     }
 
     #[test]

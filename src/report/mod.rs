@@ -30,6 +30,16 @@ pub trait TaskReport {
     }
 }
 
+/// The note for a task whose model gave outputs that are not numbers (NaN or infinite): broken
+/// weights, or an overflow. Its metrics then describe no model, and nothing else says why.
+fn non_finite_note(task: &str, bad: usize, total: usize, what: &str) -> Option<String> {
+    (bad > 0).then(|| {
+        format!(
+            "task '{task}': the model's outputs are not finite (NaN or infinite) for {bad} of {total} {what}, so its metrics mean nothing; the weights are broken, or overflowed (--precision bf16?)"
+        )
+    })
+}
+
 /// The per-task files reports write into `eval --out`, named `<prefix><task>.<ext>`.
 #[derive(Clone, Copy)]
 pub enum TaskFile {

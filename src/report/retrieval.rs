@@ -25,6 +25,10 @@ pub struct RetrievalReport {
 }
 
 impl TaskReport for RetrievalReport {
+    fn metric_notes(&self) -> Vec<String> {
+        super::non_finite_note(&self.task, self.ranks.nan_queries, self.queries.len(), "queries").into_iter().collect()
+    }
+
     fn to_json(&self) -> Value {
         let scores = self.ranks.scores();
         json!({

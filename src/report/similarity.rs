@@ -55,8 +55,11 @@ impl TaskReport for SimilarityReport {
 
     /// A correlation with a constant is undefined (scipy gives NaN); it is reported as 0.
     fn metric_notes(&self) -> Vec<String> {
-        let finite = self.predicted.iter().all(|c| c.is_finite());
-        if !finite || !is_constant(&self.predicted) || self.predicted.len() < 2 {
+        let not_finite = self.predicted.iter().filter(|c| !c.is_finite()).count();
+        if let Some(note) = super::non_finite_note(&self.task, not_finite, self.predicted.len(), "pairs") {
+            return vec![note];
+        }
+        if !is_constant(&self.predicted) || self.predicted.len() < 2 {
             return Vec::new();
         }
         vec![format!(

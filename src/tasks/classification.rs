@@ -346,6 +346,7 @@ pub fn report(
         matrix,
         skipped,
         predictions,
+        non_finite: best_p.iter().filter(|p| !p.is_finite()).count(),
     })
 }
 
