@@ -257,7 +257,9 @@ fn check_report_folder(out: &Path) -> Result<()> {
         bail!("--out {} exists and is not a folder", out.display());
     }
     crate::checkpoint::refuse_output_inside(out, "--out")?;
-    let non_empty = out.read_dir().map(|mut d| d.next().is_some()).unwrap_or(false);
+    // Finder's `.DS_Store` in a folder opened to look at does not make it the user's.
+    let non_empty =
+        out.read_dir().map(|mut d| d.any(|e| e.is_ok_and(|e| e.file_name() != ".DS_Store"))).unwrap_or(false);
     if non_empty && earlier_report(out).is_none() {
         bail!(
             "--out {} already holds files that are not an eval report; choose an empty or new folder, or one an earlier eval wrote",
@@ -311,10 +313,45 @@ fn write_reports(
     }
     atomic_write::write_file(&metrics_path, metrics_text.as_bytes())?;
     written.insert(0, metrics_path);
-    for stale in earlier.iter().filter(|path| !written.contains(path)) {
+    // By file, not by name: on a case-insensitive disk (macOS) the earlier report's
+    // `predictions_STSB.csv` is this one's `predictions_stsb.csv`.
+    let is_written = |path: &PathBuf| written.contains(path) || written.iter().any(|w| same_inode(w, path));
+    for stale in earlier.iter().filter(|path| !is_written(path)) {
         std::fs::remove_file(stale).with_context(|| format!("cannot remove {}", stale.display()))?;
     }
     Ok(written)
+}
+
+/// Whether two paths name one file on disk (by device and inode).
+fn same_inode(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    }
+}
+
+/// The most characters of the run's path `curves.png`'s title shows: with the rest of the
+/// title, what its 1200 px hold.
+const RUN_PATH_CHARS: usize = 60;
+
+/// `path` as shown, or its last components after `…/` when it is longer than `max`
+/// characters (the last one whole, however long).
+fn path_tail(path: &Path, max: usize) -> String {
+    let shown = path.display().to_string();
+    if shown.chars().count() <= max {
+        return shown;
+    }
+    let parts: Vec<String> = path.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+    let mut tail = parts.last().cloned().unwrap_or_default();
+    for part in parts.iter().rev().skip(1) {
+        let longer = format!("{part}/{tail}");
+        if longer.chars().count() + 2 > max {
+            break;
+        }
+        tail = longer;
+    }
+    format!("…/{tail}")
 }
 
 /// `out/curves.png` from a run's training log, when it has curves.
@@ -328,9 +365,10 @@ fn write_curves(out: &Path, log: &Path, loaded: &LoadedModel) -> Result<Option<P
     // Which point of the run the evaluated checkpoint is (best/ is often not the end).
     let step = loaded.spec.metrics.as_ref().and_then(|m| m["step"].as_u64());
     let folder = loaded.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let run = path_tail(run, RUN_PATH_CHARS);
     let title = match step {
-        Some(step) => format!("training run {} ({folder}/ evaluated here: step {step})", run.display()),
-        None => format!("training run {}", run.display()),
+        Some(step) => format!("training run {run} ({folder}/ evaluated here: step {step})"),
+        None => format!("training run {run}"),
     };
     training_curves(&path, &title, &curves)?;
     Ok(Some(path))
@@ -379,6 +417,17 @@ fn utc_timestamp() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_run_paths_keep_their_end() {
+        assert_eq!(path_tail(Path::new("runs/a"), 60), "runs/a");
+        let deep =
+            Path::new("/home/me/experiments_2024/ablation_study_of_everything/lr_sweep_4e-5_seed_1234/run_final");
+        let shown = path_tail(deep, 60);
+        assert_eq!(shown, "…/lr_sweep_4e-5_seed_1234/run_final");
+        let one_long = "x".repeat(80);
+        assert_eq!(path_tail(&Path::new("/a").join(&one_long), 60), format!("…/{one_long}"));
+    }
 
     #[test]
     fn timestamp_shape() {

@@ -10,7 +10,7 @@ use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::table::ellipsize;
+use super::table::{ellipsize, ellipsize_middle, one_line};
 use super::text_backend::{TextBackend, FONT_BYTES};
 use crate::atomic_write;
 use crate::train::log::{read_log, LogRecord};
@@ -74,9 +74,7 @@ pub const HEATMAP_MAX_CLASSES: usize = 100;
 /// label rotation adapt to the number of classes (readable from 2 to 50; the callers draw
 /// none past [`HEATMAP_MAX_CLASSES`]).
 pub fn confusion_heatmap(path: &Path, title: &str, labels: &[String], matrix: &[Vec<u64>]) -> Result<()> {
-    // The margins grow with the widest label, and the picture with their square: long ones
-    // are cut (the CSV and JSON have them whole).
-    let labels: Vec<String> = labels.iter().map(|label| ellipsize(label, HEATMAP_LABEL_COLUMNS)).collect();
+    let labels = heatmap_labels(labels);
     let labels = labels.as_slice();
     let layout = HeatmapLayout::new(title, labels)?;
     render_png(path, (layout.width, layout.height), |root| {
@@ -86,6 +84,16 @@ pub fn confusion_heatmap(path: &Path, title: &str, labels: &[String], matrix: &[
         layout.draw_class_labels(root, labels)?;
         layout.draw_axis_names(root)
     })
+}
+
+/// Class labels as a heatmap shows them: on one line, and long ones cut in the middle (the
+/// margins grow with the widest label, and the picture with their square; the CSV and JSON
+/// have them whole). Labels the cut leaves alike get their class index in front.
+fn heatmap_labels(labels: &[String]) -> Vec<String> {
+    let short: Vec<String> =
+        labels.iter().map(|label| ellipsize_middle(&one_line(label.clone()), HEATMAP_LABEL_COLUMNS)).collect();
+    let alike = |i: usize| short.iter().filter(|other| **other == short[i]).count() > 1;
+    (0..short.len()).map(|i| if alike(i) { format!("{i}: {}", short[i]) } else { short[i].clone() }).collect()
 }
 
 /// The most characters of a class label a heatmap shows.
@@ -316,11 +324,13 @@ struct LegendEntry {
     x: i32,
 }
 
-/// Entries side by side, wrapped at `width` pixels; empty labels are left out.
+/// Entries side by side, wrapped at `width` pixels; empty labels are left out, and one too
+/// long for a row of its own is cut to fit.
 fn legend_layout(labels: &[String], width: i32) -> Vec<LegendEntry> {
     let (mut row, mut x) = (0, 55);
     let mut entries = Vec::new();
     for (task, label) in labels.iter().enumerate().filter(|(_, l)| !l.is_empty()) {
+        let label = &fitted(label, (width - 55 - 46).max(40) as u32, 13.0);
         let entry_width = 28 + text_width(label, 13.0) as i32 + 18;
         if x > 55 && x + entry_width > width {
             (row, x) = (row + 1, 55);
@@ -343,14 +353,18 @@ fn draw_legend(area: &Canvas, entries: &[LegendEntry]) -> Result<()> {
     Ok(())
 }
 
-/// One colour per task, in order (matplotlib's first six).
-const TASK_COLORS: [RGBColor; 6] = [
+/// One colour per task, in order (matplotlib's tab10, the six most distinct first).
+const TASK_COLORS: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
     RGBColor(214, 39, 40),
     RGBColor(44, 160, 44),
     RGBColor(148, 103, 189),
     RGBColor(255, 127, 14),
     RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
 ];
 
 /// A chart over optimizer steps (x) and a `Y` axis, linear or logarithmic.
@@ -464,18 +478,22 @@ fn dev_panel(area: &Canvas, curves: &[TaskCurves], max_step: f64) -> Result<()> 
             .map(|_| ())
             .map_err(plot_error);
     }
+    // An undefined metric (`null` in the log: NaN) is no point on the axis.
+    let finite =
+        |points: &[(f64, f64)]| -> Vec<(f64, f64)> { points.iter().copied().filter(|p| p.1.is_finite()).collect() };
     for (i, c) in curves.iter().enumerate() {
         let color = TASK_COLORS[i % TASK_COLORS.len()];
         if c.main.is_empty() {
             continue;
         }
-        chart.draw_series(LineSeries::new(c.main.iter().copied(), color.stroke_width(2))).map_err(plot_error)?;
-        chart.draw_series(c.main.iter().map(|&p| Circle::new(p, 3, color.filled()))).map_err(plot_error)?;
+        let (main, secondary) = (finite(&c.main), finite(&c.secondary));
+        chart.draw_series(LineSeries::new(main.iter().copied(), color.stroke_width(2))).map_err(plot_error)?;
+        chart.draw_series(main.iter().map(|&p| Circle::new(p, 3, color.filled()))).map_err(plot_error)?;
         chart
-            .draw_series(DashedLineSeries::new(c.secondary.iter().copied(), 6, 4, color.stroke_width(1)))
+            .draw_series(DashedLineSeries::new(secondary.iter().copied(), 6, 4, color.stroke_width(1)))
             .map_err(plot_error)?;
         // Hollow dots: a single evaluation's second metric has no line to dash.
-        chart.draw_series(c.secondary.iter().map(|&p| Circle::new(p, 3, color.stroke_width(1)))).map_err(plot_error)?;
+        chart.draw_series(secondary.iter().map(|&p| Circle::new(p, 3, color.stroke_width(1)))).map_err(plot_error)?;
     }
     Ok(())
 }
@@ -491,7 +509,10 @@ fn score_axis(scores: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
 /// A tick label without the `.0` of a whole number (`-10000`, not `-10000.0`), and without
 /// float noise otherwise.
 fn tick_label(x: &f64) -> String {
-    if (x - x.round()).abs() < 1e-9 * x.abs().max(1.0) {
+    if x.abs() >= 1e7 {
+        // A diverging loss: 3e30, not 31 digits in a 55 px margin.
+        format!("{x:e}")
+    } else if (x - x.round()).abs() < 1e-9 * x.abs().max(1.0) {
         format!("{:.0}", x.round())
     } else if x.abs() < 1e-4 {
         // A log axis' small losses: 5e-7, not six zeros.
@@ -531,10 +552,24 @@ pub fn similarity_scatter(path: &Path, title: &str, gold: &[f64], predicted: &[f
             .draw()
             .map_err(plot_error)?;
         chart
-            .draw_series(gold.iter().zip(predicted).map(|(&g, &p)| Circle::new((g, p), 3, dot)))
+            // A broken model's NaN cosines are no point (the report's note counts them).
+            .draw_series(
+                gold.iter().zip(predicted).filter(|(_, p)| p.is_finite()).map(|(&g, &p)| Circle::new((g, p), 3, dot)),
+            )
             .map_err(plot_error)?;
         Ok(())
     })
+}
+
+/// `text`, cut at its end to at most `max` pixels wide at `size`.
+fn fitted(text: &str, max: u32, size: f64) -> String {
+    let mut columns = text.chars().count();
+    let mut shown = text.to_string();
+    while text_width(&shown, size) > max && columns > 1 {
+        columns -= 1;
+        shown = ellipsize(text, columns);
+    }
+    shown
 }
 
 /// Width in pixels of `text` in the embedded font at `size` (registered by `register_font`).
@@ -548,6 +583,32 @@ mod tests {
     use std::io::Write;
 
     use super::*;
+
+    #[test]
+    fn heatmap_labels_stay_distinct_and_on_one_line() {
+        let prefix = "intent_category_for_customer_support_requests_about_";
+        let labels: Vec<String> = ["billing_refund", "billing_invoice", "x".repeat(30).as_str(), "y\tz"]
+            .iter()
+            .map(|l| format!("{prefix}{l}"))
+            .collect();
+        let mut same_ends = labels.clone();
+        same_ends.push(format!("{prefix}middle_{}", "x".repeat(30)));
+        let shown = heatmap_labels(&same_ends);
+        assert!(shown[0].ends_with("billing_refund") && shown[1].ends_with("billing_invoice"), "{shown:?}");
+        assert!(!shown[3].contains('\t'), "{shown:?}");
+        // Cut alike, told apart by their class index.
+        assert!(shown[2].starts_with("2: ") && shown[4].starts_with("4: "), "{shown:?}");
+        assert!(!shown[0].starts_with("0: "), "{shown:?}");
+    }
+
+    #[test]
+    fn legend_labels_fit_their_panel() {
+        register_font().unwrap();
+        let labels = vec!["W".repeat(108), "short".to_string()];
+        let entries = legend_layout(&labels, 600);
+        assert!(entries[0].label.ends_with('…') && text_width(&entries[0].label, 13.0) <= 600 - 55 - 46);
+        assert_eq!(entries[1].label, "short");
+    }
 
     fn png_size(path: &Path) -> (u32, u32) {
         let decoder = png::Decoder::new(std::fs::File::open(path).unwrap());
@@ -701,8 +762,8 @@ mod tests {
         assert!((negative.start - -0.22).abs() < 1e-12, "{negative:?}");
         assert_eq!(score_axis([-1.0, f64::NAN].into_iter()).start, -1.02);
         let labels: Vec<String> =
-            [-10000.0, 0.0, 2.5, 0.30000000000000004, 1e6, 0.0012, 5e-7].iter().map(tick_label).collect();
-        assert_eq!(labels, ["-10000", "0", "2.5", "0.3", "1000000", "0.0012", "5e-7"]);
+            [-10000.0, 0.0, 2.5, 0.30000000000000004, 1e6, 0.0012, 5e-7, 3e30].iter().map(tick_label).collect();
+        assert_eq!(labels, ["-10000", "0", "2.5", "0.3", "1000000", "0.0012", "5e-7", "3e30"]);
     }
 
     #[test]

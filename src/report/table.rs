@@ -19,7 +19,8 @@ impl Table {
     /// A table with these column titles; the first column is left-aligned, the rest right
     /// (labels then numbers), which [`Table::align`] can change.
     pub fn new<S: Into<String>>(header: impl IntoIterator<Item = S>) -> Self {
-        let header: Vec<String> = header.into_iter().map(Into::into).collect();
+        // A confusion matrix's header holds class labels, which a quoted CSV field may break.
+        let header: Vec<String> = header.into_iter().map(|h| one_line(h.into())).collect();
         let align = (0..header.len()).map(|i| if i == 0 { Align::Left } else { Align::Right }).collect();
         Self { header, rows: Vec::new(), align }
     }
@@ -83,7 +84,7 @@ impl Table {
 }
 
 /// `text` with its control characters (line breaks, tabs) as spaces.
-fn one_line(text: String) -> String {
+pub fn one_line(text: String) -> String {
     match text.contains(char::is_control) {
         true => text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect(),
         false => text,
@@ -106,6 +107,27 @@ pub fn ellipsize(text: &str, max: usize) -> String {
     }
     short.push('…');
     short
+}
+
+/// Shortens `text` to at most `max` terminal columns by cutting its middle (`…`): labels
+/// that share a long prefix (`intent_billing_refund`, `intent_billing_invoice`) keep the ends
+/// that tell them apart.
+pub fn ellipsize_middle(text: &str, max: usize) -> String {
+    if text.width() <= max {
+        return text.to_string();
+    }
+    let tail_columns = max.saturating_sub(1) / 2;
+    let head = ellipsize(text, max - tail_columns);
+    let mut tail: Vec<char> = Vec::new();
+    let mut columns = 0;
+    for c in text.chars().rev() {
+        columns += c.width().unwrap_or(0);
+        if columns > tail_columns {
+            break;
+        }
+        tail.push(c);
+    }
+    head + &tail.into_iter().rev().collect::<String>()
 }
 
 /// The first `shown` of `items`, comma-separated, and how many more: "a, b and 3 more".
@@ -158,6 +180,19 @@ mod tests {
         t.row(["日本", "1"]);
         t.row(["abcd", "2"]);
         assert_eq!(t.render(), "text  n\n日本  1\nabcd  2\n");
+    }
+
+    #[test]
+    fn ellipsize_middle_keeps_both_ends() {
+        let refund = "intent_category_for_customer_support_requests_about_billing_refund";
+        let short = ellipsize_middle(refund, 40);
+        assert_eq!(short.chars().count(), 40);
+        assert!(short.starts_with("intent_category_for") && short.ends_with("billing_refund"), "{short}");
+        assert_eq!(ellipsize_middle("abc", 4), "abc");
+        let mut header = Table::new(["two\nlines", "b"]);
+        header.row(["x".to_string(), "y".to_string()]);
+        let text = header.render();
+        assert!(text.starts_with("two lines") && !text.lines().any(|l| l.starts_with("lines")), "{text}");
     }
 
     #[test]
