@@ -28,6 +28,11 @@ if ! .venv/bin/python -c 'import sys; sys.exit(sys.version_info[:2] < (3, 11))';
   echo "[test] error: .venv's Python is older than 3.11, for which torch 2.15.0 (the current-libtorch build the tests also run) has no wheels; remove .venv and run PYTHON=python3.12 scripts/test.sh" >&2
   exit 1
 fi
+# Tests that check nothing on this machine (no bf16 CPU, no GPU, ...) list themselves here;
+# cargo hides a passing test's output, so the list is printed at the end.
+skip_log="$(mktemp)"
+trap 'rm -f "$skip_log"' EXIT
+export SENTENCE_MTL_SKIP_LOG="$skip_log"
 echo "[test] cargo fmt --check" >&2
 cargo fmt --check
 echo "[test] cargo clippy --all-targets -- -D warnings" >&2
@@ -38,5 +43,16 @@ echo "[test] cargo test --release (unit tests, then end-to-end tests of the bina
 SENTENCE_MTL_REQUIRE_ALL=1 cargo test --release --locked -- --skip train::cuda_training
 echo "[test] the CUDA test, output shown (on a machine without a GPU it says SKIPPED)" >&2
 cargo test --release --locked --test e2e train::cuda_training -- --nocapture
+say_skipped() { # BUILD: the tests that skipped, then an empty list for the next build
+  if [ -s "$skip_log" ]; then
+    echo "[test] SKIPPED with the $1 build (they checked nothing on this machine):" >&2
+    sed 's/^/[test]   /' "$skip_log" >&2
+  else
+    echo "[test] no test skipped with the $1 build" >&2
+  fi
+  : > "$skip_log"
+}
+say_skipped default
 echo "[test] the same tests against the current libtorch (scripts/build-for-torch.sh --run-tests --cuda current)" >&2
 scripts/build-for-torch.sh --run-tests --cuda current
+say_skipped current-libtorch

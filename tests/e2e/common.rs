@@ -74,7 +74,20 @@ pub fn missing(test: &str, what: &str) {
     if std::env::var("SENTENCE_MTL_REQUIRE_ALL").is_ok_and(|v| v == "1") {
         panic!("{test}: {what} is missing (run scripts/setup.sh --reference)");
     }
-    eprintln!("\n*** SKIPPED {test}: {what} is missing (run scripts/setup.sh --reference) ***\n");
+    skipped(test, &format!("{what} is missing (run scripts/setup.sh --reference)"));
+}
+
+/// Says, loudly, that `test` checked nothing here and why. cargo shows a passing test's
+/// output only with --nocapture, so the line also goes to the file SENTENCE_MTL_SKIP_LOG
+/// names, which scripts/test.sh (hence CI) prints at its end.
+pub fn skipped(test: &str, why: &str) {
+    eprintln!("\n*** SKIPPED {test}: {why} ***\n");
+    if let Some(log) = std::env::var_os("SENTENCE_MTL_SKIP_LOG") {
+        use std::io::Write;
+        let line = format!("{test}: {why}\n");
+        let appended = std::fs::OpenOptions::new().create(true).append(true).open(&log);
+        appended.and_then(|mut file| file.write_all(line.as_bytes())).expect("SENTENCE_MTL_SKIP_LOG is writable");
+    }
 }
 
 /// Whether this CPU has bf16 instructions (AVX-512 BF16 or AMX); if not, the test says,
@@ -83,7 +96,7 @@ pub fn cpu_has_bf16(test: &str) -> bool {
     match sentence_mtl::precision::cpu_bf16_support() {
         Ok(()) => true,
         Err(missing) => {
-            eprintln!("\n*** SKIPPED {test}: this CPU lacks {missing} ***\n");
+            skipped(test, &format!("this CPU lacks {missing}"));
             false
         }
     }

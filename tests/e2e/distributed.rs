@@ -668,7 +668,10 @@ fn a_rank_of_another_build_is_refused() {
     // c10d's store protocol differs between torch versions: the store must be this binary's.
     let release = env!("SENTENCE_MTL_LIBTORCH_VERSION").split('+').next().unwrap_or_default();
     let Some(mut imitation) = python_of_torch(&python, release) else {
-        eprintln!("\n*** SKIPPED {test}: no torch {release} for the store (`scripts/build-for-torch.sh --cuda {release}` installs one) ***\n");
+        skipped(
+            test,
+            &format!("no torch {release} for the store (`scripts/build-for-torch.sh --cuda {release}` installs one)"),
+        );
         return;
     };
     let port = free_port();
@@ -784,8 +787,9 @@ fn torchrun_launches_it() {
     // The libtorch this binary (and this test) is built on: "2.15.0" of "2.15.0+cu132".
     let release = env!("SENTENCE_MTL_LIBTORCH_VERSION").split('+').next().unwrap_or_default();
     let Some(mut torchrun) = torchrun_of(&python, release) else {
-        eprintln!(
-            "\n*** SKIPPED {test}: no torch {release} for torchrun (this binary's libtorch; `scripts/build-for-torch.sh --cuda {release}` installs one) ***\n"
+        skipped(
+            test,
+            &format!("no torch {release} for torchrun (this binary's libtorch; `scripts/build-for-torch.sh --cuda {release}` installs one)"),
         );
         return;
     };

@@ -280,7 +280,7 @@ fn a_failed_write_to_stdout_is_a_clean_error() {
     let test = "a_failed_write_to_stdout_is_a_clean_error";
     let Some(model) = tiny_bert(test) else { return };
     let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") else {
-        eprintln!("\n*** SKIPPED {test}: this machine has no /dev/full ***\n");
+        skipped(test, "this machine has no /dev/full");
         return;
     };
     let dir = tempfile::tempdir().unwrap();

@@ -91,6 +91,42 @@ fn log_records(run: &str, kind: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// `best/` holds the evaluation with the highest mean of the main dev metrics (the first of
+/// equal ones), the log marks each evaluation that beat those before it, and `eval` of `best/`
+/// scores what the run recorded for it.
+#[test]
+fn best_holds_the_evaluation_with_the_highest_mean_metric() {
+    let test = "best_holds_the_evaluation_with_the_highest_mean_metric";
+    let Some(s) = setup(test) else { return };
+    s.train("run", &["--max-steps", "16", "--eval-every", "2"]);
+    let run_dir = s.out("run");
+    let evals = log_records(&run_dir, "eval");
+    assert_eq!(evals.len(), 8);
+    let means: Vec<f64> = evals.iter().map(|e| e["mean_main_metric"].as_f64().unwrap()).collect();
+    let best = (0..means.len()).fold(0, |b, i| if means[i] > means[b] { i } else { b });
+    let mut top = f64::NEG_INFINITY;
+    for (record, &mean) in evals.iter().zip(&means) {
+        assert_eq!(record["best"].as_bool(), Some(mean > top), "{record}");
+        top = top.max(mean);
+    }
+    let best_dir = Path::new(&run_dir).join("best");
+    let spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(best_dir.join("sentence_mtl.json")).unwrap()).unwrap();
+    assert_eq!(spec["metrics"]["step"], evals[best]["step"], "{means:?}");
+    assert_eq!(spec["metrics"]["mean_main_metric"].as_f64(), Some(means[best]));
+    let (topic, mood) = (s.data.topic_dev.display(), s.data.mood_dev.display());
+    let (topic, mood) = (format!("topic={topic}"), format!("mood={mood}"));
+    let best_dir = best_dir.to_str().unwrap();
+    let scored = run(&["eval", "-m", best_dir, "--task", &topic, "--task", &mood, "--json", "-q", "--device", "cpu"]);
+    assert_ok(&scored);
+    let scored: serde_json::Value = serde_json::from_str(&stdout(&scored)).unwrap();
+    for task in ["topic", "mood"] {
+        let (now, then) = (&scored["tasks"][task], &evals[best]["tasks"][task]);
+        assert_eq!(now["macro_f1"].as_f64(), then["macro_f1"].as_f64(), "{task}");
+        assert_eq!(now["accuracy"].as_f64(), then["accuracy"].as_f64(), "{task}");
+    }
+}
+
 #[test]
 fn small_data_mode_turns_itself_on_says_so_learns_and_can_be_turned_off() {
     let test = "small_data_mode_turns_itself_on_says_so_learns_and_can_be_turned_off";
@@ -235,6 +271,11 @@ fn logged_throughput_leaves_evaluations_out() {
 
 #[test]
 fn flags_this_run_ignores_get_a_note() {
+    // Each run's notes, from a run that went on to succeed.
+    let ok_stderr = |output: &std::process::Output| {
+        assert_ok(output);
+        stderr(output)
+    };
     let test = "flags_this_run_ignores_get_a_note";
     let Some(s) = setup(test) else { return };
     let topic = format!("topic={}", s.data.topic_train.display());
@@ -262,7 +303,7 @@ fn flags_this_run_ignores_get_a_note() {
     assert!(!said.contains("truncated to that length"), "{said}");
     // Training texts longer than --max-length are counted in a note too.
     args.extend(["--sampling", "temperature", "--overwrite", "--max-length", "6", "--batch-tokens", "4"]);
-    let said = stderr(&run(&args));
+    let said = ok_stderr(&run(&args));
     assert!(!said.contains("--temperature has no effect"), "{said}");
     assert!(!said.contains("--lr-projection has no effect"), "a new projection takes the rate: {said}");
     assert!(
@@ -272,7 +313,7 @@ fn flags_this_run_ignores_get_a_note() {
     );
     let mut blocks: Vec<&str> = args.iter().copied().filter(|a| *a != "--no-feature-cache").collect();
     blocks.extend(["--freeze", "layers:1"]);
-    let said_blocks = stderr(&run(&blocks));
+    let said_blocks = ok_stderr(&run(&blocks));
     assert!(
         said_blocks.contains("note: no feature cache: --freeze layers:1 leaves the embeddings training"),
         "{said_blocks}"
@@ -281,12 +322,12 @@ fn flags_this_run_ignores_get_a_note() {
     assert!(said.contains("rows take more than --batch-tokens 4 (6 padded tokens at the most)"), "{said}");
     let mut inert = args.clone();
     inert.extend(["--freeze", "backbone", "--feature-cache-budget", "64"]);
-    let said = stderr(&run(&inert));
+    let said = ok_stderr(&run(&inert));
     assert!(said.contains("note: --feature-cache-budget has no effect: --no-feature-cache builds no cache"), "{said}");
     // Frozen embeddings alone leave no frozen output to compute once.
     let mut embeddings: Vec<&str> = args.iter().copied().filter(|a| *a != "--no-feature-cache").collect();
     embeddings.extend(["--freeze", "embeddings", "--feature-cache-budget", "64"]);
-    let said = stderr(&run(&embeddings));
+    let said = ok_stderr(&run(&embeddings));
     assert!(
         said.contains(
             "note: --feature-cache-budget has no effect: no feature cache is built without a frozen backbone"
@@ -296,7 +337,7 @@ fn flags_this_run_ignores_get_a_note() {
     // A frozen backbone takes no backbone rate.
     let mut rates: Vec<&str> = args.iter().copied().filter(|a| *a != "--no-feature-cache").collect();
     rates.extend(["--freeze", "backbone", "--lr-backbone", "1e-5", "--layer-decay", "0.9", "--dropout", "0.2"]);
-    let said = stderr(&run(&rates));
+    let said = ok_stderr(&run(&rates));
     assert!(
         said.contains(
             "note: --lr-backbone and --layer-decay have no effect: --freeze backbone trains no backbone layer"
@@ -404,6 +445,7 @@ fn both_heads_learn_and_the_checkpoint_predicts_like_the_model_in_memory() {
     assert_ok(&predict);
     let labels = reloaded.spec.task("mood").unwrap().labels.clone();
     let probs = Vec::<Vec<f32>>::try_from(&in_memory).unwrap();
+    assert_eq!(stdout(&predict).lines().count(), dev_texts.len(), "one prediction per dev row");
     for (i, line) in stdout(&predict).lines().enumerate() {
         let row: serde_json::Value = serde_json::from_str(line).unwrap();
         assert_eq!(row["text"], dev_texts[i].as_str(), "predict output is not in input order");
@@ -462,7 +504,14 @@ fn frozen_tensors_stay_bit_identical_and_trainable_ones_move() {
     assert!(stderr(&out).contains("are new (randomly initialised) and frozen, so it stays random"), "{}", stderr(&out));
     let initial = weights(&Path::new(&s.out("initial")).join("last"));
     assert!(initial.keys().any(|n| n.starts_with("bert.encoder.layer.2.")));
-    for mode in ["none", "backbone", "embeddings", "layers:2", "head:topic"] {
+    // ... and its backbone is the base model's, as the model's own file holds it.
+    let base = weights(Path::new(&s.model));
+    for (name, tensor) in &initial {
+        if let Some(base_name) = name.strip_prefix("bert.") {
+            assert!(tensor.equal(&base[base_name]), "--freeze all changed {name}");
+        }
+    }
+    for mode in ["none", "backbone", "embeddings", "layers:1", "layers:2", "head:topic"] {
         let run = format!("run-{}", mode.replace(':', "-"));
         s.train(&run, &["--freeze", mode, "--seed", "3", "--max-steps", "4", "--warmup-steps", "0", "-q"]);
         let after = weights(&Path::new(&s.out(&run)).join("last"));
@@ -681,7 +730,7 @@ fn an_existing_run_directory_is_never_overwritten_silently() {
 fn cuda_training_learns_in_fp32_and_bf16_and_its_checkpoint_predicts_alike_on_the_cpu() {
     let test = "cuda_training_learns_in_fp32_and_bf16_and_its_checkpoint_predicts_alike_on_the_cpu";
     if !sentence_mtl::device::cuda_is_usable() {
-        eprintln!("\n*** SKIPPED {test}: no usable CUDA device on this machine ***\n");
+        skipped(test, "no usable CUDA device on this machine");
         return;
     }
     let Some(s) = setup(test) else { return };
@@ -975,6 +1024,7 @@ fn predict_and_eval_read_a_csv_from_the_columns_its_task_was_trained_on() {
     let decoy =
         run(&["predict", "-m", &last, "--task", "mood", "-q", "-i", input.to_str().unwrap(), "--text-column", "text"]);
     assert_ok(&decoy);
+    assert_eq!(stdout(&decoy).lines().count(), 6, "{}", stdout(&decoy));
     assert!(stdout(&decoy).lines().all(|l| l.contains("\"text\":\"not this one\"")), "{}", stdout(&decoy));
     // `eval` reads the training columns, and a file in text,label form as predict does.
     let plain = s.dir.path().join("plain.csv");
