@@ -247,7 +247,11 @@ fn hf_export_of_a_model_without_heads_reads_back() {
     assert_eq!(loaded, json!([0, 12, 12]));
     let readme = std::fs::read_to_string(out.join("README.md")).unwrap();
     assert!(readme.contains("This model has no classification heads"), "{readme}");
-    let encode = |m: &Path| stdout(&run(&["encode", "-m", m.to_str().unwrap(), "-q", "a sentence"]));
+    let encode = |m: &Path| {
+        let encoded = run(&["encode", "-m", m.to_str().unwrap(), "-q", "a sentence"]);
+        assert_ok(&encoded);
+        stdout(&encoded)
+    };
     assert_eq!(encode(&out), encode(&last));
 }
 
