@@ -110,6 +110,12 @@ impl BackboneConfig {
         }
     }
 
+    /// Whether the position embeddings are a fixed sinusoidal table (DistilBERT's
+    /// `sinusoidal_pos_embds`), which transformers never trains.
+    pub fn fixed_positions(&self) -> bool {
+        matches!(self, Self::DistilBert(c) if c.sinusoidal_pos_embds)
+    }
+
     pub fn vocab_size(&self) -> i64 {
         match self {
             Self::DistilBert(c) => c.vocab_size,

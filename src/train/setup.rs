@@ -174,6 +174,13 @@ pub(super) fn prepare_model(
     let truncation_notes = tokenize_tasks(tasks, &loaded.tokenizer, settings.max_length);
     let num_layers = loaded.config.num_layers() as usize;
     notes.extend(freeze(&settings.freeze, &model.vs, tasks, num_layers, &loaded.spec, &new_tensors)?);
+    if loaded.config.fixed_positions() {
+        // As transformers creates it: requires_grad False, whatever else trains.
+        let table = names::weight(&names::embeddings(&loaded.config).position);
+        if let Some(tensor) = model.vs.variables().get(&table) {
+            let _ = tensor.set_requires_grad(false);
+        }
+    }
     notes.extend(truncation_notes);
     let encoder_frozen = FreezeRule::encoder_frozen(&model.vs);
     let mut frozen_heads = Vec::new();

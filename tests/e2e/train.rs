@@ -530,6 +530,32 @@ fn frozen_tensors_stay_bit_identical_and_trainable_ones_move() {
     }
 }
 
+/// DistilBERT's sinusoidal position table stays fixed, as transformers keeps it, while the
+/// rest of the embeddings train.
+#[test]
+fn a_sinusoidal_position_table_is_not_trained() {
+    let test = "a_sinusoidal_position_table_is_not_trained";
+    let Some(models) = tiny_models(test) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("sinusoidal");
+    copy_dir(&models.join("tiny-distilbert"), &model);
+    let config = std::fs::read_to_string(model.join("config.json")).unwrap();
+    let sinusoidal = config.replace("\"sinusoidal_pos_embds\": false", "\"sinusoidal_pos_embds\": true");
+    assert_ne!(config, sinusoidal);
+    std::fs::write(model.join("config.json"), sinusoidal).unwrap();
+    let data = write_toy_data(dir.path());
+    let (task, out) = (format!("topic={}", data.topic_train.display()), dir.path().join("run"));
+    let mut args = vec!["train", "-m", model.to_str().unwrap(), "--task", &task, "--out", out.to_str().unwrap()];
+    args.extend(FAST);
+    args.extend(["--max-steps", "3", "--warmup-steps", "0", "-q"]);
+    assert_ok(&run(&args));
+    let (before, after) = (weights(&model), weights(&out.join("last")));
+    let table = "distilbert.embeddings.position_embeddings.weight";
+    assert!(before["embeddings.position_embeddings.weight"].equal(&after[table]), "the table trained");
+    let words = "embeddings.word_embeddings.weight";
+    assert!(!before[words].equal(&after[&format!("distilbert.{words}")]), "the embeddings did not train");
+}
+
 #[test]
 fn logged_learning_rates_follow_groups_layer_decay_and_schedule() {
     let test = "logged_learning_rates_follow_groups_layer_decay_and_schedule";
