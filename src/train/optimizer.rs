@@ -283,11 +283,24 @@ mod tests {
         (&p * 2.0).sum(Kind::Float).backward();
         opt.step().unwrap();
         let saved: BTreeMap<String, Tensor> = opt.state_tensors().into_iter().map(|(n, t)| (n, t.copy())).collect();
-        let q = Tensor::from_slice(&[1.0f32, 2.0]).set_requires_grad(true);
+        // The checkpoint's weights, and a new optimizer given the saved state.
+        let q = p.detach().copy().set_requires_grad(true);
         let mut restored = AdamW::new(vec![group("p", 0.1, 0.0, &q)]);
         restored.load_state(saved).unwrap();
         assert_eq!(restored.steps_taken(), 1);
         let m = restored.state_tensors().into_iter().find(|(n, _)| n == "exp_avg/p").unwrap().1;
         assert_eq!(Vec::<f32>::try_from(m).unwrap(), vec![0.2, 0.2]);
+        let state = |o: &AdamW| -> BTreeMap<String, Vec<f64>> {
+            let values = |t: Tensor| Vec::<f64>::try_from(t.to_kind(Kind::Double).flatten(0, -1)).unwrap();
+            o.state_tensors().into_iter().map(|(n, t)| (n, values(t))).collect()
+        };
+        assert_eq!(state(&restored), state(&opt), "every moment and count");
+        // The next step is the same from either.
+        for (x, o) in [(&p, &mut opt), (&q, &mut restored)] {
+            o.zero_grad();
+            (x * x).sum(Kind::Float).backward();
+            o.step().unwrap();
+        }
+        assert_eq!(Vec::<f32>::try_from(&p).unwrap(), Vec::<f32>::try_from(&q).unwrap());
     }
 }
