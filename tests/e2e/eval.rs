@@ -278,6 +278,12 @@ fn similarity_and_retrieval_metrics_equal_scipy_and_plain_python() {
     // Every text of the pairs files, encoded once, for the Python computation.
     let negatives = std::fs::read_to_string(&negatives_file).unwrap();
     let mut texts: Vec<&str> = negatives.lines().skip(1).flat_map(|l| l.split(',')).collect();
+    let similar_rows: Vec<Vec<String>> = csv::Reader::from_path(out.join("predictions_similar.csv"))
+        .unwrap()
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_string).collect())
+        .collect();
+    texts.extend(similar_rows.iter().flat_map(|row| [row[0].as_str(), row[1].as_str()]));
     texts.sort();
     texts.dedup();
     let texts_file = dir.path().join("texts.txt");
@@ -296,6 +302,22 @@ fn similarity_and_retrieval_metrics_equal_scipy_and_plain_python() {
         embeddings.to_str().unwrap(),
     ]);
     assert_ok(&encode);
+    // The cosine column scipy read is the cosine of what `encode` gives each sentence.
+    let embedded: std::collections::HashMap<String, Vec<f64>> = std::fs::read_to_string(&embeddings)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .map(|v| (v["text"].as_str().unwrap().to_string(), serde_json::from_value(v["embedding"].clone()).unwrap()))
+        .collect();
+    assert!(similar_rows.len() > 10);
+    for row in &similar_rows {
+        let (a, b) = (&embedded[&row[0]], &embedded[&row[1]]);
+        let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+        let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        let cosine = dot / (norm(a) * norm(b));
+        let written: f64 = row[3].parse().unwrap();
+        assert!((written - cosine).abs() < 1e-5, "{row:?}: cosine of encode's embeddings {cosine}");
+    }
     for (task, file) in [("match", &data.match_dev), ("hard", &negatives_file)] {
         let plain = python_json(
             &python,
