@@ -143,7 +143,9 @@ impl DeviceChoice {
             Self::Auto if cuda_is_usable() => Ok(Device::Cuda(0)),
             Self::Auto => {
                 match unusable_driver() {
-                    Some(why) if !quiet => crate::stderrln!("note: --device auto runs on the CPU: {why}"),
+                    Some(why) if !quiet && !gpus_hidden() => {
+                        crate::stderrln!("note: --device auto runs on the CPU: {why}")
+                    }
                     _ => {}
                 }
                 Ok(Device::Cpu)
@@ -152,6 +154,12 @@ impl DeviceChoice {
             Self::Cuda(index) => cuda_device(index, cuda_count()),
         }
     }
+}
+
+/// Whether the user hid every GPU on purpose (`CUDA_VISIBLE_DEVICES` empty or -1), which
+/// needs no note that `auto` runs on the CPU.
+fn gpus_hidden() -> bool {
+    std::env::var("CUDA_VISIBLE_DEVICES").is_ok_and(|v| v.trim().is_empty() || v.trim().starts_with("-1"))
 }
 
 /// Why CUDA is unusable on a machine with an NVIDIA driver; `None` without a driver (or
@@ -271,7 +279,7 @@ mod tests {
     #[test]
     fn cuda_without_gpu_is_an_error() {
         if cuda_is_usable() {
-            crate::stderrln!("SKIPPED cuda_without_gpu_is_an_error: this machine has a GPU");
+            crate::test_skipped("cuda_without_gpu_is_an_error", "this machine has a GPU");
             return;
         }
         let err = DeviceChoice::Cuda(0).resolve(true).unwrap_err().to_string();

@@ -38,3 +38,16 @@ pub const VERSION: &str = concat!(
     env!("SENTENCE_MTL_NCCL"),
     ")"
 );
+
+/// Says, loudly, that a unit test checked nothing here and why; the line also goes to the
+/// file `SENTENCE_MTL_SKIP_LOG` names, which scripts/test.sh prints (cargo hides a passing
+/// test's output).
+#[cfg(test)]
+pub(crate) fn test_skipped(test: &str, why: &str) {
+    use std::io::Write;
+    crate::stderrln!("\n*** SKIPPED {test}: {why} ***\n");
+    if let Some(log) = std::env::var_os("SENTENCE_MTL_SKIP_LOG") {
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("SENTENCE_MTL_SKIP_LOG");
+        file.write_all(format!("{test}: {why}\n").as_bytes()).expect("SENTENCE_MTL_SKIP_LOG is writable");
+    }
+}

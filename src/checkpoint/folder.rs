@@ -146,8 +146,10 @@ pub(super) fn split_passthrough(unused: Vec<(String, tch::Tensor)>) -> (Vec<(Str
 /// Refuses a weight file with more transformer blocks than config.json counts: run short,
 /// the model would give other outputs without a word (transformers warns of unused weights).
 pub(super) fn refuse_uncounted_blocks(unused: &[String], config: &BackboneConfig, weights_file: &str) -> Result<()> {
+    // Only blocks past the count: a block's other tensors (an adapter's, say) are not this.
+    let counted = config.num_layers().max(0) as usize;
     let blocks = unused.iter().filter_map(|name| match names::part_of(name) {
-        TensorPart::Backbone(names::BackboneLayer::Block(i)) => Some(i + 1),
+        TensorPart::Backbone(names::BackboneLayer::Block(i)) if i >= counted => Some(i + 1),
         _ => None,
     });
     if let Some(in_file) = blocks.max() {

@@ -94,7 +94,7 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct DeviceArgs {
     /// Where to run: auto (CUDA when present), cpu, cuda or cuda:N (in a data-parallel
-    /// launch, auto and cuda mean each rank's cuda:LOCAL_RANK)
+    /// launch, CUDA is each rank's cuda:LOCAL_RANK, and cuda:N for N > 0 is refused)
     #[arg(long, default_value = "auto", value_name = "DEVICE")]
     pub device: DeviceChoice,
 

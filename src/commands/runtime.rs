@@ -31,7 +31,7 @@ pub fn join_launch(args: &DeviceArgs) -> Result<Option<ProcessGroup>> {
     // `cuda:0` reads as `cuda`; another GPU would be replaced by the rank's without a word.
     if let DeviceChoice::Cuda(index @ 1..) = args.device {
         bail!(
-            "--device cuda:{index} names one GPU, but in a data-parallel launch each rank runs on its own, cuda:LOCAL_RANK; give --device cuda"
+            "--device cuda:{index} names one GPU, but in a data-parallel launch each rank runs on its own, cuda:LOCAL_RANK; give --device cuda (CUDA_VISIBLE_DEVICES chooses which GPUs the launch sees)"
         );
     }
     Ok(Some(ProcessGroup::join(&launch, Duration::from_secs(args.dist_timeout))?))

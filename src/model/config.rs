@@ -199,13 +199,14 @@ fn check_dropout(field: &str, value: f64) -> Result<()> {
 #[derive(Deserialize)]
 struct DistilBertJson {
     vocab_size: i64,
-    // transformers' DistilBertConfig reads BERT's names for these too (its attribute_map).
-    #[serde(alias = "hidden_size")]
-    dim: i64,
-    #[serde(alias = "num_hidden_layers")]
-    n_layers: i64,
-    #[serde(alias = "num_attention_heads")]
-    n_heads: i64,
+    // transformers' DistilBertConfig reads BERT's names for these too (its attribute_map),
+    // and a file may hold both spellings.
+    dim: Option<i64>,
+    hidden_size: Option<i64>,
+    n_layers: Option<i64>,
+    num_hidden_layers: Option<i64>,
+    n_heads: Option<i64>,
+    num_attention_heads: Option<i64>,
     hidden_dim: i64,
     #[serde(default = "default_max_positions")]
     max_position_embeddings: i64,
@@ -221,27 +222,39 @@ struct DistilBertJson {
     initializer_range: f32,
 }
 
+/// A DistilBERT field given under its own name, BERT's (`alias`), or both alike.
+fn either(field: &str, alias: &str, own: Option<i64>, aliased: Option<i64>) -> Result<i64> {
+    match (own, aliased) {
+        (Some(a), Some(b)) if a != b => bail!("{field} {a} and {alias} {b} disagree (they name one setting)"),
+        (Some(value), _) | (None, Some(value)) => Ok(value),
+        (None, None) => bail!("missing field \"{field}\""),
+    }
+}
+
 impl DistilBertJson {
     fn into_rust_bert(self) -> Result<DistilBertConfig> {
+        let dim = either("dim", "hidden_size", self.dim, self.hidden_size)?;
+        let n_layers = either("n_layers", "num_hidden_layers", self.n_layers, self.num_hidden_layers)?;
+        let n_heads = either("n_heads", "num_attention_heads", self.n_heads, self.num_attention_heads)?;
         for (field, value) in [
             ("vocab_size", self.vocab_size),
-            ("dim", self.dim),
-            ("n_layers", self.n_layers),
-            ("n_heads", self.n_heads),
+            ("dim", dim),
+            ("n_layers", n_layers),
+            ("n_heads", n_heads),
             ("hidden_dim", self.hidden_dim),
             ("max_position_embeddings", self.max_position_embeddings),
         ] {
             check_positive(field, value)?;
         }
-        if self.dim % self.n_heads != 0 {
-            bail!("dim {} is not a multiple of n_heads {}", self.dim, self.n_heads);
+        if dim % n_heads != 0 {
+            bail!("dim {dim} is not a multiple of n_heads {n_heads}");
         }
         check_dropout("dropout", self.dropout)?;
         check_dropout("attention_dropout", self.attention_dropout)?;
         Ok(DistilBertConfig {
             activation: activation("activation", &self.activation)?,
             attention_dropout: self.attention_dropout,
-            dim: self.dim,
+            dim,
             dropout: self.dropout,
             hidden_dim: self.hidden_dim,
             id2label: None,
@@ -249,8 +262,8 @@ impl DistilBertJson {
             is_decoder: None,
             label2id: None,
             max_position_embeddings: self.max_position_embeddings,
-            n_heads: self.n_heads,
-            n_layers: self.n_layers,
+            n_heads,
+            n_layers,
             output_attentions: None,
             output_hidden_states: None,
             output_past: None,
@@ -418,6 +431,11 @@ mod tests {
             "num_attention_heads":2,"hidden_dim":16}"#;
         let config = BackboneConfig::from_json(aliased).unwrap();
         assert_eq!((config.hidden_size(), config.num_layers()), (8, 3));
+        let both = aliased.replace(r#""hidden_size":8,"#, r#""hidden_size":8,"dim":8,"#);
+        assert_eq!(BackboneConfig::from_json(&both).unwrap().hidden_size(), 8);
+        let disagree = aliased.replace(r#""hidden_size":8,"#, r#""hidden_size":8,"dim":16,"#);
+        let err = BackboneConfig::from_json(&disagree).unwrap_err().to_string();
+        assert_eq!(err, "dim 16 and hidden_size 8 disagree (they name one setting)");
     }
 
     #[test]

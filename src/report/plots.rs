@@ -96,7 +96,8 @@ fn heatmap_labels(labels: &[String]) -> Vec<String> {
     (0..short.len()).map(|i| if alike(i) { format!("{i}: {}", short[i]) } else { short[i].clone() }).collect()
 }
 
-/// The most characters of a class label a heatmap shows.
+/// The most characters of a class label a heatmap shows (a class index may come before
+/// labels that are cut alike).
 const HEATMAP_LABEL_COLUMNS: usize = 40;
 
 /// Room right of a heatmap's grid for its colour key.

@@ -886,7 +886,7 @@ c,a
         t(),
         &[("WORLD_SIZE", "2"), ("RANK", "0"), ("MASTER_PORT", "29500")],
         &[],
-        error("--device cuda:1 names one GPU, but in a data-parallel launch each rank runs on its own, cuda:LOCAL_RANK; give --device cuda"),
+        error("--device cuda:1 names one GPU, but in a data-parallel launch each rank runs on its own, cuda:LOCAL_RANK; give --device cuda (CUDA_VISIBLE_DEVICES chooses which GPUs the launch sees)"),
     );
     let device = c.cases.last_mut().unwrap().args.iter_mut().find(|a| *a == "cpu").unwrap();
     *device = "cuda:1".to_string();

@@ -117,7 +117,10 @@ fn best_holds_the_evaluation_with_the_highest_mean_metric() {
     let (topic, mood) = (s.data.topic_dev.display(), s.data.mood_dev.display());
     let (topic, mood) = (format!("topic={topic}"), format!("mood={mood}"));
     let best_dir = best_dir.to_str().unwrap();
-    let scored = run(&["eval", "-m", best_dir, "--task", &topic, "--task", &mood, "--json", "-q", "--device", "cpu"]);
+    // In the batches and threads of training's dev evaluation (--eval-batch-size 64).
+    let mut args = vec!["eval", "-m", best_dir, "--task", &topic, "--task", &mood, "--json", "-q", "--device", "cpu"];
+    args.extend(["--batch-size", "64", "--threads", "1"]);
+    let scored = run(&args);
     assert_ok(&scored);
     let scored: serde_json::Value = serde_json::from_str(&stdout(&scored)).unwrap();
     for task in ["topic", "mood"] {
