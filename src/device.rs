@@ -162,6 +162,12 @@ fn gpus_hidden() -> bool {
     std::env::var("CUDA_VISIBLE_DEVICES").is_ok_and(|v| v.trim().is_empty() || v.trim().starts_with("-1"))
 }
 
+/// `, CUDA_VISIBLE_DEVICES="..."` when it is set (quoted: an empty one hides every GPU), for
+/// messages about the devices a process sees; empty when it is not set.
+pub fn visible_devices_shown() -> String {
+    std::env::var("CUDA_VISIBLE_DEVICES").map_or(String::new(), |v| format!(", CUDA_VISIBLE_DEVICES={v:?}"))
+}
+
 /// Why CUDA is unusable on a machine with an NVIDIA driver; `None` without a driver (or
 /// where CUDA is usable).
 fn unusable_driver() -> Option<String> {
@@ -172,10 +178,9 @@ fn unusable_driver() -> Option<String> {
         }
         Backend::Loaded if tch::Cuda::is_available() => None,
         Backend::Loaded => {
-            let visible = std::env::var("CUDA_VISIBLE_DEVICES")
-                .map_or(String::new(), |v| format!(", CUDA_VISIBLE_DEVICES={v:?}"));
             Some(format!(
-                "this machine has an NVIDIA driver, but libtorch sees no CUDA device (a driver older than this build's CUDA needs, or no device visible{visible})"
+                "this machine has an NVIDIA driver, but libtorch sees no CUDA device (a driver older than this build's CUDA needs, or no device visible{})",
+                visible_devices_shown()
             ))
         }
     }

@@ -39,11 +39,11 @@ pub const VERSION: &str = concat!(
     ")"
 );
 
-/// Says, loudly, that a unit test checked nothing here and why; the line also goes to the
-/// file `SENTENCE_MTL_SKIP_LOG` names, which scripts/test.sh prints (cargo hides a passing
-/// test's output).
-#[cfg(test)]
-pub(crate) fn test_skipped(test: &str, why: &str) {
+/// Says, loudly, that a test (unit or end-to-end) checked nothing here and why; the line also
+/// goes to the file `SENTENCE_MTL_SKIP_LOG` names, which scripts/test.sh prints (cargo hides
+/// a passing test's output).
+#[doc(hidden)]
+pub fn test_skipped(test: &str, why: &str) {
     use std::io::Write;
     crate::stderrln!("\n*** SKIPPED {test}: {why} ***\n");
     if let Some(log) = std::env::var_os("SENTENCE_MTL_SKIP_LOG") {

@@ -20,7 +20,7 @@ use crate::inference::{Encoder, TruncationTally};
 use crate::model::loaded::LoadedModel;
 use crate::model::spec::{SpecOverrides, TaskKind};
 use crate::model::tokenizer::truncation_note;
-use crate::output::print_stdout;
+use crate::output::{print_stdout, same_file};
 use crate::precision::Precision;
 use crate::progress::Progress;
 use crate::report::plots::{read_training_curves, training_curves};
@@ -315,20 +315,10 @@ fn write_reports(
     written.insert(0, metrics_path);
     // By file, not by name: on a case-insensitive disk (macOS) the earlier report's
     // `predictions_STSB.csv` is this one's `predictions_stsb.csv`.
-    let is_written = |path: &PathBuf| written.contains(path) || written.iter().any(|w| same_inode(w, path));
-    for stale in earlier.iter().filter(|path| !is_written(path)) {
+    for stale in earlier.iter().filter(|path| !written.iter().any(|w| same_file(w, path))) {
         std::fs::remove_file(stale).with_context(|| format!("cannot remove {}", stale.display()))?;
     }
     Ok(written)
-}
-
-/// Whether two paths name one file on disk (by device and inode).
-fn same_inode(a: &Path, b: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (std::fs::metadata(a), std::fs::metadata(b)) {
-        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
-        _ => false,
-    }
 }
 
 /// The most characters of the run's path `curves.png`'s title shows: with the rest of the

@@ -205,7 +205,7 @@ fn task_kind_notes(typed: &dyn Fn(&str) -> bool, settings: &TrainSettings, world
             ("lr_heads", "--lr-heads"),
             ("small_data", "--small-data"),
         ];
-        let flags: Vec<&str> = classification_flags.iter().filter(|(id, _)| typed(id)).map(|(_, flag)| *flag).collect();
+        let flags = typed_among(typed, &classification_flags);
         if !flags.is_empty() {
             notes.push(format!("{} no effect: no task is a classification task", count_flags(&flags)));
         }
@@ -228,11 +228,7 @@ fn task_kind_notes(typed: &dyn Fn(&str) -> bool, settings: &TrainSettings, world
 fn frozen_backbone_notes(typed: &dyn Fn(&str) -> bool, settings: &TrainSettings) -> Vec<String> {
     let mut notes = Vec::new();
     if let Some(rule) = settings.freeze.iter().find(|r| matches!(r, FreezeRule::Backbone | FreezeRule::All)) {
-        let rates: Vec<&str> = [("lr_backbone", "--lr-backbone"), ("layer_decay", "--layer-decay")]
-            .iter()
-            .filter(|(id, _)| typed(id))
-            .map(|(_, flag)| *flag)
-            .collect();
+        let rates = typed_among(typed, &[("lr_backbone", "--lr-backbone"), ("layer_decay", "--layer-decay")]);
         if !rates.is_empty() {
             let rule = if matches!(rule, FreezeRule::All) { "all" } else { "backbone" };
             notes.push(format!("{} no effect: --freeze {rule} trains no backbone layer", count_flags(&rates)));
@@ -258,12 +254,10 @@ fn feature_cache_notes(typed: &dyn Fn(&str) -> bool, settings: &TrainSettings) -
     } else {
         None
     };
-    let cache_flags: Vec<&str> =
-        [("no_feature_cache", "--no-feature-cache"), ("feature_cache_budget", "--feature-cache-budget")]
-            .iter()
-            .filter(|(id, _)| typed(id))
-            .map(|(_, flag)| *flag)
-            .collect();
+    let cache_flags = typed_among(
+        typed,
+        &[("no_feature_cache", "--no-feature-cache"), ("feature_cache_budget", "--feature-cache-budget")],
+    );
     if let Some(why) = why_none {
         if !cache_flags.is_empty() {
             notes.push(format!("{} no effect: {why}", count_flags(&cache_flags)));
@@ -286,6 +280,11 @@ fn feature_cache_notes(typed: &dyn Fn(&str) -> bool, settings: &TrainSettings) -
         ));
     }
     notes
+}
+
+/// The flags of `flags` (clap id, flag) typed on the command line, in that order.
+fn typed_among(typed: &dyn Fn(&str) -> bool, flags: &[(&str, &'static str)]) -> Vec<&'static str> {
+    flags.iter().filter(|(id, _)| typed(id)).map(|(_, flag)| *flag).collect()
 }
 
 /// `--a has`, or `--a, --b and --c have`.

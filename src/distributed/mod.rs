@@ -44,8 +44,7 @@ pub fn device_for(device: Device, group: Option<&ProcessGroup>) -> Result<Device
 /// it one, `cuda:0`, whatever its LOCAL_RANK.
 fn cuda_of_local_rank(local_rank: usize, rank: usize, visible: usize) -> Result<Device> {
     if local_rank >= visible {
-        let shown =
-            std::env::var("CUDA_VISIBLE_DEVICES").map_or(String::new(), |v| format!(", CUDA_VISIBLE_DEVICES={v}"));
+        let shown = crate::device::visible_devices_shown();
         bail!(
             "rank {rank}: its GPU would be cuda:{local_rank} (LOCAL_RANK, or RANK where LOCAL_RANK is unset), but this process sees {visible} CUDA device{}{shown}; set LOCAL_RANK to the process's GPU on its machine (0 where the launcher gives each process its own GPU)",
             if visible == 1 { "" } else { "s" }

@@ -101,9 +101,14 @@ fn holds_an_earlier_output(path: &Path) -> bool {
         }
 }
 
-/// Whether two paths name one existing file (through links and `..`).
+/// Whether two paths name one existing file: by device and inode, so through links, `..`,
+/// hard links, and names that differ only in case on a case-insensitive disk (macOS).
 pub fn same_file(a: &Path, b: &Path) -> bool {
-    matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b)
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    }
 }
 
 /// Prints `text` on stdout: a failed write (a full disk) is an error naming stdout, not a

@@ -77,17 +77,10 @@ pub fn missing(test: &str, what: &str) {
     skipped(test, &format!("{what} is missing (run scripts/setup.sh --reference)"));
 }
 
-/// Says, loudly, that `test` checked nothing here and why. cargo shows a passing test's
-/// output only with --nocapture, so the line also goes to the file SENTENCE_MTL_SKIP_LOG
-/// names, which scripts/test.sh (hence CI) prints at its end.
+/// Says, loudly, that `test` checked nothing here and why, also in the list scripts/test.sh
+/// (hence CI) prints at its end ([`sentence_mtl::test_skipped`]).
 pub fn skipped(test: &str, why: &str) {
-    eprintln!("\n*** SKIPPED {test}: {why} ***\n");
-    if let Some(log) = std::env::var_os("SENTENCE_MTL_SKIP_LOG") {
-        use std::io::Write;
-        let line = format!("{test}: {why}\n");
-        let appended = std::fs::OpenOptions::new().create(true).append(true).open(&log);
-        appended.and_then(|mut file| file.write_all(line.as_bytes())).expect("SENTENCE_MTL_SKIP_LOG is writable");
-    }
+    sentence_mtl::test_skipped(test, why);
 }
 
 /// Whether this CPU has bf16 instructions (AVX-512 BF16 or AMX); if not, the test says,
