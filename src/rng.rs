@@ -41,6 +41,15 @@ impl Rng {
         }
     }
 
+    /// A seed for libtorch's generator for the `index`-th draw of a run seeded `seed` (a
+    /// training batch's dropout masks). Both are mixed through the generator, so neighbouring
+    /// seeds do not share draws shifted by one, as `seed + index` would (seed 42's batch 1 and
+    /// seed 43's batch 0); each step is a bijection, so one seed's indices never collide.
+    pub fn derived_seed(seed: u64, index: u64) -> i64 {
+        let mixed_seed = Rng::new(seed).next_u64();
+        Rng::new(mixed_seed ^ index).next_u64() as i64
+    }
+
     /// Fisher-Yates shuffle.
     pub fn shuffle<T>(&mut self, items: &mut [T]) {
         for i in (1..items.len()).rev() {
@@ -67,6 +76,19 @@ mod tests {
         // As a checkpoint keeps it: through JSON.
         let mut resumed: Rng = serde_json::from_str(&serde_json::to_string(&saved).unwrap()).unwrap();
         assert_eq!(resumed.next_u64(), x);
+    }
+
+    #[test]
+    fn derived_seeds_of_neighbouring_seeds_and_draws_all_differ() {
+        let mut seen = std::collections::HashSet::new();
+        for seed in 0..64 {
+            for index in 0..64 {
+                assert!(
+                    seen.insert(Rng::derived_seed(seed, index)),
+                    "seed {seed}, draw {index} repeats an earlier one"
+                );
+            }
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@ use crate::distributed::data_parallel;
 use crate::distributed::gathered_negatives::RankShares;
 use crate::model::fused_forward::FusedForward;
 use crate::precision;
+use crate::rng::Rng;
 use crate::tasks::{TrainBatch, TrainingTask};
 
 /// One drawn batch, as the step's accounting sees it: this rank's weighted loss (0-dim, on
@@ -105,8 +106,8 @@ impl Trainer<'_> {
             writeln!(plan, "{line}")?;
         }
         let (rank, world) = distributed::rank_and_world(self.group);
-        let batch_number = self.state.micro_batches as i64 * world as i64 + rank as i64;
-        tch::manual_seed((self.settings.seed as i64).wrapping_add(1).wrapping_add(batch_number));
+        let batch_number = self.state.micro_batches * world as u64 + rank as u64;
+        tch::manual_seed(Rng::derived_seed(self.settings.seed, batch_number));
         self.state.micro_batches += 1;
         Ok((t, rows))
     }
