@@ -42,6 +42,16 @@ pub fn balanced_weights(classes: &[i64], n: usize) -> Vec<f32> {
     counts.iter().map(|&k| if k == 0 { 0.0 } else { classes.len() as f32 / (n * k) as f32 }).collect()
 }
 
+/// PyTorch's `cross_entropy(logits, targets, weight=class_weights,
+/// label_smoothing=smoothing)`, averaged over the batch (weighted: divided by the sum of the
+/// targets' weights). `logits` `[rows, classes]`, `targets` `[rows]`, `class_weights` `[classes]`.
+fn cross_entropy(logits: &Tensor, targets: &Tensor, class_weights: Option<&Tensor>, smoothing: f64) -> Tensor {
+    if smoothing == 0.0 && class_weights.is_none() {
+        return logits.cross_entropy_for_logits(targets);
+    }
+    logits.cross_entropy_loss(targets, class_weights, tch::Reduction::Mean, -100, smoothing)
+}
+
 pub struct ClassificationTask {
     source: TaskSource,
     labels: LabelSet,
@@ -281,12 +291,8 @@ impl TrainingTask for ClassificationTask {
         let targets = batch.targets.as_ref().expect("classification batches have targets");
         let classes = self.labels.len() as i64;
         let logits = outputs.narrow(1, 0, classes);
-        let cross_entropy = if self.label_smoothing == 0.0 && self.class_weights.is_none() {
-            logits.cross_entropy_for_logits(targets)
-        } else {
-            let weights = self.class_weights.as_ref().map(|w| w.to_device(outputs.device()));
-            logits.cross_entropy_loss(targets, weights.as_ref(), tch::Reduction::Mean, -100, self.label_smoothing)
-        };
+        let weights = self.class_weights.as_ref().map(|w| w.to_device(outputs.device()));
+        let cross_entropy = cross_entropy(&logits, targets, weights.as_ref(), self.label_smoothing);
         if !self.label_pairs {
             return cross_entropy;
         }
@@ -353,6 +359,43 @@ pub fn report(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// PyTorch's formula written out: `(1 - e) * nll + e / K * smooth`, where nll is the
+    /// targets' weighted negative log-probabilities and smooth every class's, both divided
+    /// by the sum of the targets' weights.
+    fn cross_entropy_by_hand(logits: &[[f64; 3]], targets: &[usize], weights: [f64; 3], smoothing: f64) -> f64 {
+        let (mut nll, mut smooth, mut weight_sum) = (0.0, 0.0, 0.0);
+        for (row, &target) in logits.iter().zip(targets) {
+            let log_sum = row.iter().map(|x| x.exp()).sum::<f64>().ln();
+            let log_p: Vec<f64> = row.iter().map(|x| x - log_sum).collect();
+            nll -= weights[target] * log_p[target];
+            smooth -= (0..3).map(|c| weights[c] * log_p[c]).sum::<f64>();
+            weight_sum += weights[target];
+        }
+        (1.0 - smoothing) * nll / weight_sum + smoothing / 3.0 * smooth / weight_sum
+    }
+
+    #[test]
+    fn class_weights_and_label_smoothing_give_pytorchs_cross_entropy() {
+        let logits = [[2.0, -1.0, 0.5], [0.1, 0.2, 0.3], [-2.0, 1.5, 0.0], [1.0, 1.0, -3.0]];
+        let targets = [0usize, 2, 1, 1];
+        let logits_t = Tensor::from_slice(&logits.concat()).view([4, 3]).to_kind(tch::Kind::Float);
+        let targets_t = Tensor::from_slice(&targets.map(|t| t as i64));
+        let balanced = [4.0 / 3.0, 4.0 / 6.0, 4.0 / 3.0]; // one, two and one rows of 4
+        let weights_t = Tensor::from_slice(&balanced.map(|w| w as f32));
+        for (weights, smoothing) in [(None, 0.0), (None, 0.1), (Some(balanced), 0.0), (Some(balanced), 0.2)] {
+            let loss = cross_entropy(&logits_t, &targets_t, weights.map(|_| &weights_t), smoothing).double_value(&[]);
+            let expected = cross_entropy_by_hand(&logits, &targets, weights.unwrap_or([1.0; 3]), smoothing);
+            assert!(
+                (loss - expected).abs() < 1e-5,
+                "weights {weights:?}, smoothing {smoothing}: {loss} against {expected}"
+            );
+        }
+        // The cases differ, so each one checks something of its own.
+        let plain = cross_entropy_by_hand(&logits, &targets, [1.0; 3], 0.0);
+        assert!((cross_entropy_by_hand(&logits, &targets, balanced, 0.2) - plain).abs() > 1e-3);
+        assert!((cross_entropy_by_hand(&logits, &targets, [1.0; 3], 0.1) - plain).abs() > 1e-3);
+    }
 
     #[test]
     fn balanced_weights_as_scikit_learn() {
