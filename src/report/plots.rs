@@ -76,7 +76,7 @@ pub const HEATMAP_MAX_CLASSES: usize = 100;
 pub fn confusion_heatmap(path: &Path, title: &str, labels: &[String], matrix: &[Vec<u64>]) -> Result<()> {
     let labels = heatmap_labels(labels);
     let labels = labels.as_slice();
-    let layout = HeatmapLayout::new(title, labels)?;
+    let layout = HeatmapLayout::new(title, labels, matrix)?;
     render_png(path, (layout.width, layout.height), |root| {
         layout.draw_titles(root, title)?;
         layout.draw_cells(root, matrix)?;
@@ -100,6 +100,36 @@ fn heatmap_labels(labels: &[String]) -> Vec<String> {
 /// labels that are cut alike).
 const HEATMAP_LABEL_COLUMNS: usize = 40;
 
+/// The font size for counts up to `largest` in cells of side `cell`: about 0.4 of the cell,
+/// smaller (down to 7 pt) where the largest count would not fit; `true` where even that is
+/// too wide, so that counts are written short ([`short_count`]).
+fn count_font(cell: u32, largest: u64) -> (f64, bool) {
+    let room = cell.saturating_sub(4);
+    let widest = largest.to_string();
+    let mut size = (cell as f64 * 0.4).clamp(9.0, 18.0);
+    while size > 7.0 && text_width(&widest, size) > room {
+        size -= 0.5;
+    }
+    (size, text_width(&widest, size) > room)
+}
+
+/// A count in at most four characters: 999, 1k, 1.5k, 12k, 123k, 1.2M, 12M.
+fn short_count(count: u64) -> String {
+    let (value, unit) = match count {
+        0..=999 => return count.to_string(),
+        1_000..=999_999 => (count as f64 / 1e3, "k"),
+        1_000_000..=999_999_999 => (count as f64 / 1e6, "M"),
+        _ => (count as f64 / 1e9, "G"),
+    };
+    // One decimal below 10, where it fits; rounding up to 1000 moves to the next unit.
+    let shown = if value < 9.95 { format!("{value:.1}") } else { format!("{value:.0}") };
+    match (shown.as_str(), unit) {
+        ("1000", "k") => "1M".into(),
+        ("1000", "M") => "1G".into(),
+        _ => format!("{}{unit}", shown.trim_end_matches(".0")),
+    }
+}
+
 /// Room right of a heatmap's grid for its colour key.
 const KEY_MARGIN: u32 = 90;
 
@@ -109,6 +139,8 @@ struct HeatmapLayout {
     cell: u32,
     label_size: f64,
     count_size: f64,
+    /// Counts too wide for a cell even in the smallest font are written short (12k).
+    short_counts: bool,
     /// Predicted-class labels are turned upright when the widest does not fit a cell.
     rotate_x: bool,
     /// The grid's left and top edges, and its side.
@@ -120,8 +152,9 @@ struct HeatmapLayout {
 }
 
 impl HeatmapLayout {
-    /// Sizes for `labels`, measuring them with the real font to size the margins.
-    fn new(title: &str, labels: &[String]) -> Result<Self> {
+    /// Sizes for `labels` and `matrix`'s counts, measuring them with the real font to size
+    /// the margins and fit the counts in their cells.
+    fn new(title: &str, labels: &[String], matrix: &[Vec<u64>]) -> Result<Self> {
         let n = labels.len().max(1) as u32;
         // From about 25 classes the grid grows past 560 px, so that counts stay legible; a
         // few classes get cells large enough to read at a glance.
@@ -132,10 +165,13 @@ impl HeatmapLayout {
         let rotate_x = widest + 6 > cell;
         let (left, top, grid) = (widest + 50, 70, cell * n);
         let bottom = if rotate_x { widest + 50 } else { label_size as u32 + 50 };
+        let largest = matrix.iter().flatten().copied().max().unwrap_or(0);
+        let (count_size, short_counts) = count_font(cell, largest);
         Ok(Self {
             cell,
             label_size,
-            count_size: (cell as f64 * 0.4).clamp(9.0, 18.0),
+            count_size,
+            short_counts,
             rotate_x,
             left,
             top,
@@ -179,7 +215,8 @@ impl HeatmapLayout {
                         .color(&color)
                         .pos(Pos::new(HPos::Center, VPos::Center));
                     let centre = (x0 + cell / 2, y0 + cell / 2);
-                    root.draw(&Text::new(count.to_string(), centre, style)).map_err(plot_error)?;
+                    let text = if self.short_counts { short_count(count) } else { count.to_string() };
+                    root.draw(&Text::new(text, centre, style)).map_err(plot_error)?;
                 }
             }
         }
@@ -639,6 +676,24 @@ mod tests {
     }
 
     #[test]
+    fn counts_fit_their_cells() {
+        register_font().unwrap();
+        for (n, largest) in [(2, 12_345u64), (26, 99), (26, 9_999), (26, 12_345), (100, 7_654_321)] {
+            let cell = HeatmapLayout::new("t", &matrix(n).0, &[vec![largest]]).unwrap().cell;
+            let (size, short) = count_font(cell, largest);
+            let text = if short { short_count(largest) } else { largest.to_string() };
+            assert!(
+                text_width(&text, size) + 4 <= cell,
+                "{n} classes, count {largest}: '{text}' at {size} pt in {cell} px"
+            );
+            assert_eq!(short, n >= 26 && largest >= 12_345, "{n} classes, count {largest}");
+        }
+        let shown: Vec<String> =
+            [999, 1_000, 1_549, 9_960, 12_345, 999_499, 999_999, 7_654_321, 12_000_000].map(short_count).to_vec();
+        assert_eq!(shown, ["999", "1k", "1.5k", "10k", "12k", "999k", "1M", "7.7M", "12M"]);
+    }
+
+    #[test]
     fn long_labels_are_cut_not_drawn_into_a_huge_picture() {
         let dir = tempfile::tempdir().unwrap();
         let labels: Vec<String> = (0..2).map(|i| format!("{i} {}", "a very long label ".repeat(30))).collect();
@@ -667,7 +722,7 @@ mod tests {
             let (labels, rows) = matrix(n);
             let path = dir.path().join(format!("h{n}.png"));
             confusion_heatmap(&path, "t", &labels, &rows).unwrap();
-            let layout = HeatmapLayout::new("t", &labels).unwrap();
+            let layout = HeatmapLayout::new("t", &labels, &rows).unwrap();
             let x = layout.left + layout.grid + 27;
             let bottom = layout.top + layout.grid.min(200) - 2;
             let top = pixel(&path, x, layout.top + 1);
