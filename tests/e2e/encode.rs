@@ -139,18 +139,11 @@ fn stdin_csv_txt_and_output_formats_agree() {
 fn similarity_matrix_is_printed_as_a_table() {
     let test = "similarity_matrix_is_printed_as_a_table";
     let Some(model) = minilm(test) else { return };
-    let out = run(&[
-        "encode",
-        "-m",
-        model.to_str().unwrap(),
-        "--device",
-        "cpu",
-        "-q",
-        "--similarity",
-        "A man is playing a guitar.",
-        "Someone plays an instrument.",
-        "The stock market fell sharply today.",
-    ]);
+    let sentences =
+        ["A man is playing a guitar.", "Someone plays an instrument.", "The stock market fell sharply today."];
+    let model_arg = model.to_str().unwrap();
+    let out =
+        run(&[&["encode", "-m", model_arg, "--device", "cpu", "-q", "--similarity"][..], &sentences[..]].concat());
     assert_ok(&out);
     let text = stdout(&out);
     let lines: Vec<&str> = text.lines().collect();
@@ -167,8 +160,18 @@ fn similarity_matrix_is_printed_as_a_table() {
             .collect()
     };
     let rows: Vec<Vec<f64>> = lines[1..].iter().map(|l| cells(l)).collect();
-    for (i, row) in rows.iter().enumerate().take(3) {
-        assert!((row[i] - 1.0).abs() < 1e-3);
+    // Each cell is the cosine of the two sentences' embeddings, as `encode` prints them.
+    let plain = run(&[&["encode", "-m", model_arg, "--device", "cpu", "-q"][..], &sentences[..]].concat());
+    assert_ok(&plain);
+    let embeddings = parse_jsonl_embeddings(&stdout(&plain));
+    for (i, row) in rows.iter().enumerate() {
+        for (j, &cell) in row.iter().enumerate() {
+            let expected = cosine(&embeddings[i].1, &embeddings[j].1);
+            assert!(
+                (cell - expected).abs() < 1e-3,
+                "cell ({i}, {j}) is {cell}, the embeddings' cosine {expected}: {text}"
+            );
+        }
     }
     assert!(rows[0][1] > rows[0][2] + 0.3, "guitar/instrument should be closer than guitar/stocks: {text}");
 }
