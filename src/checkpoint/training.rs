@@ -2,15 +2,18 @@
 //! HF names, a projection, one head per task), and the folder's weights are copied in where
 //! they fit; every other layer starts freshly initialised.
 
+use std::collections::BTreeMap;
+
 use anyhow::{bail, Result};
-use tch::Device;
+use tch::{Device, Tensor};
 
 use super::folder::{check_max_length, refuse_uncounted_blocks, split_passthrough, ModelFolder};
+use crate::model::layout::tensor_shapes;
 use crate::model::loaded::LoadedModel;
 use crate::model::names::{self, TensorPart};
 use crate::model::pooling::Pooling;
 use crate::model::spec::{HeadInput, ModelSpec, TaskSpec, DEFAULT_PROJECTION_DIM, FORMAT_VERSION};
-use crate::model::tensor_matching::load_into;
+use crate::model::tensor_matching::{load_into, match_tensors};
 use crate::model::tokenizer::SentenceTokenizer;
 use crate::model::MultiTaskModel;
 
@@ -72,8 +75,9 @@ fn build_from(folder: ModelFolder, model: &str, device: Device, wanted: Training
     let from = model;
     let tokenizer = SentenceTokenizer::from_dir(&folder.dir)?;
     tokenizer.check_fits(folder.config.vocab_size())?;
-    let model = MultiTaskModel::build(&folder.config, &spec, device);
     let (path, mut tensors) = folder.read_tensors()?;
+    check_shapes_before_building(&folder, &spec, &path, &tensors)?;
+    let model = MultiTaskModel::build(&folder.config, &spec, device);
     // Keep only what fits the new model: a different projection width or label set means
     // that layer starts afresh.
     let base = &folder.spec;
@@ -112,6 +116,25 @@ fn build_from(folder: ModelFolder, model: &str, device: Device, wanted: Training
         passthrough,
     };
     Ok(TrainableModel { model, loaded, new_tensors: matched.missing, replaced })
+}
+
+/// Refuses a weight file whose backbone tensors do not fit `folder`'s config.json before the
+/// model is built, so that a mistyped size (say a `vocab_size` of 10^9) is named as a mismatch
+/// rather than ending in an allocation of the size it asks for. Heads and the projection are
+/// matched later, after those that start afresh are set aside.
+fn check_shapes_before_building(
+    folder: &ModelFolder,
+    spec: &ModelSpec,
+    path: &std::path::Path,
+    tensors: &BTreeMap<String, Tensor>,
+) -> Result<()> {
+    let backbone = tensors
+        .iter()
+        .filter(|(name, _)| !matches!(names::part_of(name), TensorPart::Projection | TensorPart::Head(_)))
+        .map(|(name, tensor)| (name.clone(), tensor.shallow_clone()))
+        .collect();
+    let expected = tensor_shapes(&folder.config, spec);
+    match_tensors(&folder.weights_label(path), backbone, &expected, folder.config.model_type()).map(|_| ())
 }
 
 /// Notes on the layers of `base` that `spec` replaces with new ones or leaves out: a

@@ -1063,6 +1063,13 @@ c,a
         &["train", "-m", &f, "--task", &format!("topic={topic_train}"), "--out", &c.path("run-fewer"), "-q"],
         error("has 2 transformer blocks, but config.json's n_layers is 1"),
     );
+    let f = c.damaged_model("huge_vocab", |d| edit_config(d, "\"vocab_size\": 30522", "\"vocab_size\": 4000000000"));
+    c.add(
+        "model",
+        "training from config.json with a vocab_size far past the weights' (checked before building)",
+        &["train", "-m", &f, "--task", &format!("topic={topic_train}"), "--out", &c.path("run-huge-vocab"), "-q"],
+        error("does not fit the model's configuration; mismatches: distilbert.embeddings.word_embeddings.weight: file [30522, 32], model [4000000000, 32]"),
+    );
     let f = c.damaged_model("dropout_above_one", |d| edit_config(d, "\"dropout\": 0.1", "\"dropout\": 1.5"));
     c.add(
         "model",
