@@ -110,6 +110,14 @@ void smtl_grad_set_to_none(at::Tensor* tensor) {
   }
 }
 
+// ---- CPU kernel choice ----
+
+// Lets CPU ops use oneDNN (enabled = 1, libtorch's default) or not (0), as PyTorch's
+// torch.backends.mkldnn.enabled does.
+void smtl_set_onednn_enabled(int enabled) {
+  at::globalContext().setUserEnabledMkldnn(enabled != 0);
+}
+
 // ---- tensors over memory libtorch does not own ----
 
 // Calls release(context) when destroyed: the one owner of a borrowed buffer's reference.

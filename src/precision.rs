@@ -37,6 +37,16 @@ impl Precision {
     }
 }
 
+/// Chooses libtorch's CPU kernels for work in `precision` (a resolved one), once per process
+/// before the first op. In fp32 the only oneDNN kernel our ops reach is GELU (forward and
+/// backward), and oneDNN compiles and caches one kernel per input shape: with batches of
+/// every length, that cache grew a training run by 300-450 MB over its first 400 steps
+/// (docs/benchmarks.md, "Memory"), while libtorch's own GELU kernel was as fast. So fp32 runs
+/// without oneDNN. bf16 keeps it: its matmuls run there on CPUs with bf16 instructions.
+pub fn choose_cpu_kernels(precision: Precision) {
+    crate::torch_shim::set_onednn_enabled(precision == Precision::Bf16);
+}
+
 /// Whether this CPU has bf16 instructions: `/proc/cpuinfo` lists `avx512_bf16` or `amx_bf16`.
 /// The error says what is missing.
 pub fn cpu_bf16_support() -> std::result::Result<(), String> {

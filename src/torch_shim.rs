@@ -29,6 +29,7 @@ extern "C" {
         error_len: usize,
     ) -> *mut torch_sys::C_tensor;
     fn smtl_grad_set_to_none(tensor: *mut torch_sys::C_tensor);
+    fn smtl_set_onednn_enabled(enabled: i32);
     fn smtl_tensor_with_release(
         view: *mut torch_sys::C_tensor,
         release: extern "C" fn(*mut libc::c_void),
@@ -151,6 +152,12 @@ pub(crate) fn first_line(buffer: &[libc::c_char]) -> String {
 pub fn grad_set_to_none(tensor: &mut Tensor) {
     // SAFETY: a live tch tensor handle; the C++ side catches all exceptions.
     unsafe { smtl_grad_set_to_none(tensor.as_mut_ptr()) }
+}
+
+/// Lets CPU ops use oneDNN or not, as PyTorch's `torch.backends.mkldnn.enabled` (on by default).
+pub fn set_onednn_enabled(enabled: bool) {
+    // SAFETY: sets one flag in libtorch's global context; no exception is thrown.
+    unsafe { smtl_set_onednn_enabled(enabled as i32) }
 }
 
 /// A tensor over `view`'s memory (same shape, strides, dtype) whose storage calls

@@ -15,6 +15,7 @@ use crate::distributed::{data_parallel, device_for, is_main, Launch, ProcessGrou
 use crate::inference::Encoder;
 use crate::model::loaded::LoadedModel;
 use crate::model::spec::SpecOverrides;
+use crate::precision;
 use crate::progress::Progress;
 
 /// The longest `--dist-timeout`: a week is longer than any wait worth having, and the
@@ -91,6 +92,7 @@ pub fn encoder<'a>(
         agree_on_model(group, loaded, job)?;
     }
     let precision = args.precision.resolve(loaded.device)?;
+    precision::choose_cpu_kernels(precision);
     Ok(Encoder { model: loaded, cache: None, precision, batch, group, truncated: None })
 }
 

@@ -91,6 +91,25 @@ fn log_records(run: &str, kind: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// fp32 work reaches no oneDNN kernel: oneDNN compiled and cached one GELU kernel per input
+/// shape, which grew a run by hundreds of MB (docs/benchmarks.md, "Memory"). oneDNN's verbose
+/// mode prints a line to stdout for every kernel it runs.
+#[test]
+fn fp32_training_and_encode_run_no_onednn_kernel() {
+    let test = "fp32_training_and_encode_run_no_onednn_kernel";
+    let Some(s) = setup(test) else { return };
+    let train = s.args("run", &["--max-steps", "4", "--precision", "fp32", "-q"]);
+    let encode =
+        ["encode", "-m", &s.model, "--device", "cpu", "--precision", "fp32", "-q", "a sentence", "another one"];
+    for args in [train, encode.iter().map(|a| a.to_string()).collect()] {
+        let out = bin().args(&args).env("ONEDNN_VERBOSE", "1").output().unwrap();
+        assert_ok(&out);
+        let printed = stdout(&out);
+        let kernels: Vec<&str> = printed.lines().filter(|l| l.contains("primitive,exec")).take(3).collect();
+        assert!(kernels.is_empty(), "{} ran oneDNN kernels, e.g. {kernels:?}", args[0]);
+    }
+}
+
 /// `best/` holds the evaluation with the highest mean of the main dev metrics (the first of
 /// equal ones), the log marks each evaluation that beat those before it, and `eval` of `best/`
 /// scores what the run recorded for it.

@@ -44,7 +44,7 @@ use crate::distributed::gradient_sync::GradientSync;
 use crate::distributed::{self, CollectiveFailed, ProcessGroup, Reduce};
 use crate::model::loaded::LoadedModel;
 use crate::model::MultiTaskModel;
-use crate::precision::Precision;
+use crate::precision::{self, Precision};
 use crate::progress::Progress;
 use crate::report::table::count;
 use crate::tasks::TrainingTask;
@@ -202,6 +202,7 @@ impl<'a> Trainer<'a> {
         crate::device::set_threads(settings.threads, options.quiet || !main)?;
         let device = distributed::device_for(settings.device.resolve(options.quiet || !main)?, group)?;
         let precision = settings.precision.resolve(device)?;
+        precision::choose_cpu_kernels(precision);
         let mut prepared = setup::prepare_model(settings, &mut tasks, device, resume_from.as_deref())?;
         let num_layers = prepared.loaded.config.num_layers() as usize;
         let groups = build_groups(&prepared.model.vs, num_layers, &settings.learning_rates(), settings.weight_decay)?;
