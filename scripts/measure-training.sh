@@ -115,14 +115,14 @@ for m in modes:
 PY
       ;;
     cache)
-      run cache-frozen --task "$trec" --task "$sst2" --freeze backbone --save-batch-plan "$out/cache-frozen.plan"
+      run cache-frozen --task "$trec" --task "$sst2" --freeze backbone --save-batch-plan "$out/cache-frozen-plan.jsonl"
       run nocache-frozen --task "$trec" --task "$sst2" --freeze backbone --no-feature-cache
       run cache-layers3 --task "$trec" --task "$sst2" --freeze embeddings --freeze layers:3
       run nocache-layers3 --task "$trec" --task "$sst2" --freeze embeddings --freeze layers:3 --no-feature-cache
-      steps="$(wc -l < "$out/cache-frozen.plan")"
+      steps="$(wc -l < "$out/cache-frozen-plan.jsonl")"
       echo "[measure] reference-frozen: train_reference.py --freeze-backbone, $steps steps of the cached run's batches" >&2
       /usr/bin/time -f "%e %M" -o "$out/reference-frozen.time" .venv/bin/python scripts/reference/train_reference.py \
-        --model models/all-MiniLM-L6-v2 --task "$trec" --task "$sst2" --freeze-backbone --plan "$out/cache-frozen.plan" \
+        --model models/all-MiniLM-L6-v2 --task "$trec" --task "$sst2" --freeze-backbone --plan "$out/cache-frozen-plan.jsonl" \
         --max-steps "$steps" --threads "$threads" --out "$out/reference-frozen.json" > /dev/null
       report "Frozen layers computed once (feature cache) or every step, default recipe (3 epochs)" cache-frozen nocache-frozen cache-layers3 nocache-layers3
       .venv/bin/python - "$out" <<'PY'
