@@ -67,7 +67,7 @@ pub fn read_columns_from<R: std::io::Read>(mut reader: R, name: &str, columns: &
     refuse_utf16_or_binary(&bytes, name)?;
     let mut lines = LineCounter::new(&bytes);
     if let Some(opened) = unclosed_quote(&bytes) {
-        let line = bytes[..opened].iter().filter(|&&b| b == b'\n').count() + 1;
+        let line = count_line_ends(&bytes[..opened]) + 1;
         bail!("{name}:{line}: a quoted field opens here and is never closed, so it would run to the end of the file (unbalanced quote?)");
     }
     // Flexible, so that a line of spaces (an editor's trailing line) is skipped as a blank one
@@ -189,6 +189,15 @@ fn header_of<R: std::io::Read>(csv: &mut csv::Reader<R>, name: &str) -> Result<V
     if header.is_empty() || (header.len() == 1 && header[0].is_empty()) {
         return Err(HeaderError::Empty);
     }
+    // A column name holding a line end is a quote left open: the crate reads on to the next
+    // quote, or to the end of the file, as one field.
+    if let Some(field) = header.iter().find(|h| h.contains(&b'\n') || h.contains(&b'\r')) {
+        let first_line = String::from_utf8_lossy(field).lines().next().unwrap_or_default().to_string();
+        return Err(HeaderError::Unreadable(format!(
+            "{name}:1: the header's quoted field \"{}\" runs past the end of its line (unbalanced quote?)",
+            crate::report::table::ellipsize(&first_line, 40)
+        )));
+    }
     Ok(header
         .iter()
         .enumerate()
@@ -225,6 +234,12 @@ fn unclosed_quote(bytes: &[u8]) -> Option<usize> {
     open
 }
 
+/// Line ends in `bytes` as the csv crate reads them: `\n`, `\r\n`, or a lone `\r` (old Mac files).
+fn count_line_ends(bytes: &[u8]) -> u64 {
+    let lone_cr = |i: usize| bytes[i] == b'\r' && bytes.get(i + 1) != Some(&b'\n');
+    (0..bytes.len()).filter(|&i| bytes[i] == b'\n' || lone_cr(i)).count() as u64
+}
+
 fn error_position(e: &csv::Error) -> Option<&csv::Position> {
     match e.kind() {
         csv::ErrorKind::Utf8 { pos: Some(pos), .. } => Some(pos),
@@ -238,7 +253,7 @@ fn error_position(e: &csv::Error) -> Option<&csv::Position> {
 /// end before it starts (at the `\n` of a `\r\n`, or before the blank lines in between).
 struct LineCounter<'a> {
     bytes: &'a [u8],
-    /// Line feeds in `bytes[..offset]`; records come in order, so the count only moves on.
+    /// Line ends in `bytes[..offset]`; records come in order, so the count only moves on.
     offset: usize,
     line_feeds: u64,
 }
@@ -258,7 +273,7 @@ impl<'a> LineCounter<'a> {
         if at < self.offset {
             (self.offset, self.line_feeds) = (0, 0);
         }
-        self.line_feeds += self.bytes[self.offset..at].iter().filter(|&&b| b == b'\n').count() as u64;
+        self.line_feeds += count_line_ends(&self.bytes[self.offset..at]);
         self.offset = at;
         self.line_feeds + 1
     }
@@ -352,16 +367,36 @@ mod tests {
     }
 
     #[test]
-    fn crlf_files_get_the_line_numbers_of_lf_files() {
+    fn crlf_and_cr_files_get_the_line_numbers_of_lf_files() {
         let lf = "text,label\n\"two\nlines\",a\nb,c\nd,e,f\n";
-        let crlf = lf.replace('\n', "\r\n");
         let lines = |text: &str| read(text.as_bytes(), &["text", "label"]);
-        let rows = lines(&crlf[..crlf.rfind("d,e").unwrap()]).unwrap();
-        assert_eq!(rows.iter().map(|r| r.line).collect::<Vec<_>>(), vec![2, 4]);
-        assert_eq!(rows[0].fields[0], "two\r\nlines");
-        for text in [lf.to_string(), crlf] {
+        for end in ["\n", "\r\n", "\r"] {
+            let text = lf.replace('\n', end);
+            let rows = lines(&text[..text.rfind("d,e").unwrap()]).unwrap();
+            assert_eq!(rows.iter().map(|r| r.line).collect::<Vec<_>>(), vec![2, 4], "{text:?}");
+            assert_eq!(rows[0].fields[0], format!("two{end}lines"));
             assert!(lines(&text).unwrap_err().to_string().starts_with("t.csv:5: row has 3 field(s)"), "{text:?}");
+            let stray = format!("text{end}a{end}\"b{end}c{end}");
+            let err = read(stray.as_bytes(), &["text"]).unwrap_err().to_string();
+            assert!(err.starts_with("t.csv:3: a quoted field opens here"), "{err}");
         }
+    }
+
+    #[test]
+    fn a_header_with_a_quote_left_open_is_one_line_of_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.csv");
+        let rows: String = (0..100).map(|i| format!("sentence {i},pos\n")).collect();
+        std::fs::write(&path, format!("text,\"label\n{rows}")).unwrap();
+        let err = read_header(&path).unwrap_err().to_string();
+        assert!(
+            err.ends_with(
+                "h.csv:1: the header's quoted field \"label\" runs past the end of its line (unbalanced quote?)"
+            ),
+            "{err}"
+        );
+        std::fs::write(&path, "\"text\",\"label\"\nhello,pos\n").unwrap();
+        assert_eq!(read_header(&path).unwrap(), ["text", "label"]);
     }
 
     #[test]

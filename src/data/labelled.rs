@@ -80,11 +80,12 @@ impl LabelledData {
         }
         if !unknown.is_empty() && unknown_labels == UnknownLabelPolicy::Error {
             bail!(
-                "{}: {} row(s) have labels the model was not trained on: {} (known: {}; --unknown-labels skip leaves such rows out)",
+                "{}: {} row(s) have labels the model was not trained on: {} (known: {}; --unknown-labels skip leaves such rows out){}",
                 self.path.display(),
                 unknown.rows,
                 unknown.describe(),
-                known_labels(labels.names())
+                known_labels(labels.names()),
+                unknown.written_another_way(labels)
             );
         }
         Ok((ids, kept_rows, unknown))
@@ -136,6 +137,31 @@ impl UnknownLabels {
 
     pub fn is_empty(&self) -> bool {
         self.rows == 0
+    }
+
+    /// A hint for unknown labels that are a known label's number written another way (`1.0`
+    /// for `1`, as pandas writes a column that once held a NaN): `""` when none is, else
+    /// `"; '1.0' is label '1' written another way, ..."` naming the first few.
+    pub fn written_another_way(&self, labels: &LabelSet) -> String {
+        let known: Vec<(f64, &str)> = labels
+            .names()
+            .iter()
+            .filter_map(|name| name.parse::<f64>().ok().filter(|v| v.is_finite()).map(|v| (v, name.as_str())))
+            .collect();
+        let twins: Vec<String> = self
+            .labels
+            .iter()
+            .filter_map(|(label, _, _)| {
+                let value = label.parse::<f64>().ok()?;
+                let (_, name) = known.iter().find(|(v, _)| *v == value)?;
+                Some(format!("'{label}' is label '{name}' written another way"))
+            })
+            .take(3)
+            .collect();
+        match twins.is_empty() {
+            true => String::new(),
+            false => format!("; {} (write the labels alike in both files)", twins.join(", ")),
+        }
     }
 
     /// `'x' (3 rows, first at line 7), 'y' (1 row, first at line 9)`, the first
@@ -246,6 +272,22 @@ fn numbers(names: &[&str]) -> Option<Vec<f64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unknown_labels_that_are_known_numbers_get_a_hint() {
+        let labels = LabelSet::from_names(vec!["0".into(), "1".into(), "10".into()]);
+        let mut unknown = UnknownLabels::default();
+        for label in ["1.0", "cat", "10.00", "2"] {
+            unknown.add(label, 2);
+        }
+        assert_eq!(
+            unknown.written_another_way(&labels),
+            "; '1.0' is label '1' written another way, '10.00' is label '10' written another way (write the labels alike in both files)"
+        );
+        let mut words = UnknownLabels::default();
+        words.add("cat", 2);
+        assert_eq!(words.written_another_way(&labels), "");
+    }
 
     fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
         let path = dir.join(name);

@@ -45,7 +45,13 @@ impl ScoredPairs {
                 bail!("{}:{}: empty score in column 'score'", path.display(), row.line);
             }
             let value: f64 = match score_text.parse() {
-                Ok(v) if f64::is_finite(v) => v,
+                // Training computes in f32, where a larger score is infinite.
+                Ok(v) if f64::is_finite(v) && v.abs() <= f32::MAX as f64 => v,
+                Ok(v) if f64::is_finite(v) => bail!(
+                    "{}:{}: score '{score_text}' in column 'score' is beyond what training's 32-bit numbers hold (about 3.4e38); rescale the scores (STS-B's are 0 to 5)",
+                    path.display(),
+                    row.line
+                ),
                 _ => bail!(
                     "{}:{}: score '{score_text}' in column 'score' is not a finite number",
                     path.display(),
@@ -67,7 +73,7 @@ impl ScoredPairs {
                 path.display()
             );
         }
-        if !(high - low).is_finite() {
+        if !((high - low) as f32).is_finite() {
             bail!(
                 "{}: scores from {low:e} to {high:e} span more than a number can hold; rescale them (STS-B's are 0 to 5)",
                 path.display()
@@ -120,5 +126,9 @@ mod tests {
         assert!(err.contains("is not a finite number"), "{err}");
         let err = read("sentence1,sentence2,score\na,b,2\nc,d,2\n").unwrap_err().to_string();
         assert!(err.contains("every score is 2"), "{err}");
+        let err = read("sentence1,sentence2,score\na,b,2\nc,d,1e39\n").unwrap_err().to_string();
+        assert!(err.ends_with("p.csv:3: score '1e39' in column 'score' is beyond what training's 32-bit numbers hold (about 3.4e38); rescale the scores (STS-B's are 0 to 5)"), "{err}");
+        let err = read("sentence1,sentence2,score\na,b,3e38\nc,d,-3e38\n").unwrap_err().to_string();
+        assert!(err.contains("span more than a number can hold"), "{err}");
     }
 }

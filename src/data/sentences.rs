@@ -145,21 +145,26 @@ fn looks_like_a_header(line: &str, columns: &[&str]) -> bool {
 /// Extensions of structured files that are neither CSV nor text.
 const STRUCTURED: &[&str] = &["json", "jsonl", "tsv", "parquet", "npy", "xlsx"];
 
-/// One sentence per line, blank lines included (a file's final newline ends the last line);
-/// trailing `\r` is dropped, and a byte-order mark at the file's start.
+/// One sentence per line, blank lines included (a file's final line end ends the last line).
+/// A line ends at `\n`, `\r\n` or a lone `\r` (old Mac files), as Python's universal
+/// newlines read them; a byte-order mark at the file's start is dropped.
 fn read_lines<R: BufRead>(reader: R, name: &str) -> Result<Vec<String>> {
     let mut out = Vec::new();
-    for (i, line) in reader.split(b'\n').enumerate() {
-        let bytes = line.with_context(|| format!("cannot read {name}"))?;
+    for (i, segment) in reader.split(b'\n').enumerate() {
+        let segment = segment.with_context(|| format!("cannot read {name}"))?;
         if i == 0 {
-            crate::data::csv_file::refuse_utf16_or_binary(&bytes, name)?;
+            crate::data::csv_file::refuse_utf16_or_binary(&segment, name)?;
         }
-        let text = String::from_utf8(bytes).map_err(|_| {
-            anyhow::anyhow!("{name}:{}: not valid UTF-8 ({})", i + 1, crate::data::csv_file::CONVERT_HINT)
-        })?;
-        let text = text.trim_end_matches('\r');
-        let text = if i == 0 { text.strip_prefix('\u{feff}').unwrap_or(text) } else { text };
-        out.push(text.to_string());
+        // The `\r` of a `\r\n`, or one ending a lone-`\r` file's last line, ends no extra line.
+        let segment = segment.strip_suffix(b"\r").unwrap_or(&segment);
+        for bytes in segment.split(|&b| b == b'\r') {
+            let line = out.len() + 1;
+            let text = std::str::from_utf8(bytes).map_err(|_| {
+                anyhow::anyhow!("{name}:{line}: not valid UTF-8 ({})", crate::data::csv_file::CONVERT_HINT)
+            })?;
+            let text = if line == 1 { text.strip_prefix('\u{feff}').unwrap_or(text) } else { text };
+            out.push(text.to_string());
+        }
     }
     Ok(out)
 }
@@ -177,15 +182,20 @@ mod tests {
     }
 
     #[test]
-    fn lines_keep_blanks_and_drop_crlf() {
+    fn lines_keep_blanks_and_end_at_any_line_end() {
         let lines = read_lines(&b"one\r\n\ntwo\n"[..], "x").unwrap();
         assert_eq!(lines, vec!["one", "", "two"]);
+        // Old Mac files end lines with a lone CR, as Python's universal newlines read them.
+        assert_eq!(read_lines(&b"one\rtwo\r\rthree\r"[..], "x").unwrap(), vec!["one", "two", "", "three"]);
+        assert_eq!(read_lines(&b"a\rb\r\nc"[..], "x").unwrap(), vec!["a", "b", "c"]);
     }
 
     #[test]
     fn bad_utf8_names_the_line() {
         let err = read_lines(&b"ok\n\xff\n"[..], "in.txt").unwrap_err().to_string();
         assert!(err.starts_with("in.txt:2: not valid UTF-8 (save the file as UTF-8"), "{err}");
+        let err = read_lines(&b"ok\rfine\r\xff\r"[..], "in.txt").unwrap_err().to_string();
+        assert!(err.starts_with("in.txt:3: not valid UTF-8"), "{err}");
     }
 
     #[test]

@@ -109,13 +109,14 @@ impl ClassificationTask {
                 let (classes, _, unknown) = data.class_ids(&labels, UnknownLabelPolicy::Skip)?;
                 if !unknown.is_empty() {
                     bail!(
-                        "task '{}': {}: {} dev row(s) have labels that the training file {} does not have: {} (training labels: {})",
+                        "task '{}': {}: {} dev row(s) have labels that the training file {} does not have: {} (training labels: {}){}",
                         source.name,
                         path.display(),
                         unknown.rows,
                         source.train.display(),
                         unknown.describe(),
-                        labels.names().join(", ")
+                        labels.names().join(", "),
+                        unknown.written_another_way(&labels)
                     );
                 }
                 Some(DevSet { data, classes })
