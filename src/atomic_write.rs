@@ -126,16 +126,25 @@ pub fn replace_dir(target: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Res
                 let _ = std::fs::remove_dir_all(&staging);
                 return Err(e).with_context(|| format!("cannot move aside {}", target.display()));
             }
-            std::fs::rename(&staging, target).with_context(|| format!("cannot install {}", target.display()))?;
+            install(&staging, target)?;
             std::fs::remove_dir_all(&old).ok();
         }
     } else {
-        std::fs::rename(&staging, target).with_context(|| format!("cannot install {}", target.display()))?;
+        install(&staging, target)?;
     }
     if let Some(parent) = target.parent() {
         sync_folder(parent);
     }
     Ok(())
+}
+
+/// Renames the complete `staging` folder to `target`; on failure removes it, so that no copy
+/// of the model is left behind as a hidden folder.
+fn install(staging: &Path, target: &Path) -> Result<()> {
+    std::fs::rename(staging, target).map_err(|e| {
+        let _ = std::fs::remove_dir_all(staging);
+        anyhow::Error::from(e).context(format!("cannot install {}", target.display()))
+    })
 }
 
 /// Deletes the staging folders of `replace_dir`s of `target` that a kill interrupted: exactly

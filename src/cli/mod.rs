@@ -173,6 +173,11 @@ impl SentenceIoArgs {
         self.input.as_deref().filter(|p| p.as_os_str() != "-")
     }
 
+    /// Whether the sentences come from stdin: no arguments, and no `--input` (or `--input -`).
+    pub fn reads_stdin(&self) -> bool {
+        self.sentences.is_empty() && self.input().is_none()
+    }
+
     /// `--output`, where `-` means stdout.
     pub fn output(&self) -> Option<&std::path::Path> {
         self.output.as_deref().filter(|p| p.as_os_str() != "-")

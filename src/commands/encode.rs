@@ -20,7 +20,7 @@ const SIMILARITY_TABLE_MAX: usize = 1000;
 
 pub fn run(args: &EncodeArgs) -> Result<()> {
     let started = Instant::now();
-    check_output_path(args.io.output(), args.io.input(), &args.model.model)?;
+    check_output_path(args.io.output(), args.io.input(), args.io.reads_stdin(), &args.model.model)?;
     let format = EmbeddingFormat::choose(args.format, args.io.output())?;
     if args.similarity && args.io.output.as_deref().is_some_and(|o| o.as_os_str() == "-") {
         bail!("--output - (stdout) with --similarity: the similarity table goes to stdout; give --output a file for the embeddings");

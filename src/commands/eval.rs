@@ -253,6 +253,7 @@ fn task_report(
 /// Refuses, before any work, an `--out` that is a file, lies inside a checkpoint, or holds
 /// files that are not an earlier report (which a new report replaces whole).
 fn check_report_folder(out: &Path) -> Result<()> {
+    crate::output::refuse_dangling_link(out, "--out")?;
     if out.exists() && !out.is_dir() {
         bail!("--out {} exists and is not a folder", out.display());
     }

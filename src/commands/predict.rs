@@ -16,7 +16,7 @@ use crate::report::table::count;
 
 pub fn run(args: &PredictArgs) -> Result<()> {
     let started = Instant::now();
-    check_output_path(args.io.output(), args.io.input(), &args.model.model)?;
+    check_output_path(args.io.output(), args.io.input(), args.io.reads_stdin(), &args.model.model)?;
     let format = PredictionFormat::choose(args.format, args.io.output())?;
     let group = join_launch(&args.model.device)?;
     let quiet = args.model.quiet || !is_main(group.as_ref());

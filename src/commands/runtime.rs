@@ -52,7 +52,7 @@ pub fn read_input(
         bail!("give sentences either as arguments or with --input, not both");
     }
     let read = || read_sentences(&io.sentences, io.input(), io.text_column.as_deref(), default_columns, quiet);
-    let Some(group) = group.filter(|_| io.sentences.is_empty() && io.input().is_none()) else { return read() };
+    let Some(group) = group.filter(|_| io.reads_stdin()) else { return read() };
     let what = "sending stdin's sentences to every rank";
     if group.rank() == 0 {
         let sentences = read();

@@ -46,16 +46,21 @@ fn format_for<F: FromStr + PartialEq>(flag: Option<F>, output: Option<&Path>, js
 }
 
 /// Refuses an `--output` that cannot be written as a file before any work is done (a folder),
-/// or whose writing would replace the `--input` it reads, a file of the `--model` folder it
-/// reads (`--format npy -o MODEL/model.safetensors` after a tab-completion), or anything in a
-/// checkpoint, which training also replaces whole when it saves.
-pub fn check_output_path(path: Option<&Path>, input: Option<&Path>, model: &str) -> Result<()> {
+/// or whose writing would replace the input it reads (`--input`, or the file on stdin when
+/// `reads_stdin`: `-o FILE < FILE`), a file of the `--model` folder it reads (`--format npy
+/// -o MODEL/model.safetensors` after a tab-completion), or anything in a checkpoint, which
+/// training also replaces whole when it saves.
+pub fn check_output_path(path: Option<&Path>, input: Option<&Path>, reads_stdin: bool, model: &str) -> Result<()> {
     let Some(path) = path else { return Ok(()) };
     if path.is_dir() {
         bail!("--output {} is a folder; name a file", path.display());
     }
     if input.is_some_and(|input| same_file(path, input)) {
         bail!("--output {} is the --input file, which writing would replace; name another file", path.display());
+    }
+    // /dev/stdin leads to the file a shell redirected there (a pipe is never a named file).
+    if reads_stdin && same_file(path, Path::new("/dev/stdin")) {
+        bail!("--output {} is the file on stdin, which writing would replace; name another file", path.display());
     }
     crate::checkpoint::refuse_output_inside(path, "--output")?;
     crate::train::run_dir::RunDir::refuse_output_over_own_file(path, "--output")?;
@@ -111,6 +116,20 @@ pub fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
+/// Refuses a folder flag's `path` that is a symbolic link to nothing, before any work: writing
+/// there would fail only at the end ("File exists", "Not a directory").
+pub fn refuse_dangling_link(path: &Path, flag: &str) -> Result<()> {
+    let is_link = path.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink());
+    if is_link && !path.exists() {
+        let target = std::fs::read_link(path).map(|t| t.display().to_string()).unwrap_or_default();
+        bail!(
+            "{flag} {} is a link to {target}, which does not exist; create that folder, or name another",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 /// Prints `text` on stdout: a failed write (a full disk) is an error naming stdout, not a
 /// panic as `print!` makes it.
 pub fn print_stdout(text: &str) -> Result<()> {
@@ -120,7 +139,16 @@ pub fn print_stdout(text: &str) -> Result<()> {
 /// Refuses binary output to stdout (`path` None) when it is a terminal; commands call it
 /// before their work too, so that the refusal does not come after it.
 pub fn refuse_binary_on_terminal(path: Option<&Path>, binary: bool) -> Result<()> {
-    if path.is_none() && binary && std::io::stdout().is_terminal() {
+    let terminal = match path {
+        None => std::io::stdout().is_terminal(),
+        // `-o /dev/stdout` or `-o /dev/tty`: a character device that is a terminal.
+        Some(path) => {
+            use std::os::unix::fs::FileTypeExt;
+            std::fs::metadata(path).is_ok_and(|m| m.file_type().is_char_device())
+                && std::fs::OpenOptions::new().write(true).open(path).is_ok_and(|f| f.is_terminal())
+        }
+    };
+    if binary && terminal {
         bail!("refusing to write binary output to a terminal; use --output FILE or redirect stdout");
     }
     Ok(())
@@ -155,6 +183,29 @@ pub fn write_output(path: Option<&Path>, binary: bool, fill: impl FnOnce(&mut dy
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `-o /dev/stdout` on a terminal is refused as stdout itself is; `/dev/null` is a
+    /// character device that is no terminal.
+    #[test]
+    fn binary_output_to_a_terminal_named_as_a_file_is_refused() {
+        let (mut leader, mut follower) = (0, 0);
+        // SAFETY: openpty writes two descriptors into the given integers; the name and
+        // settings pointers may be null.
+        let opened = unsafe {
+            libc::openpty(&mut leader, &mut follower, std::ptr::null_mut(), std::ptr::null(), std::ptr::null())
+        };
+        assert_eq!(opened, 0, "openpty failed");
+        let terminal = std::fs::read_link(format!("/proc/self/fd/{follower}")).unwrap();
+        let err = refuse_binary_on_terminal(Some(&terminal), true).unwrap_err().to_string();
+        assert!(err.starts_with("refusing to write binary output to a terminal"), "{err}");
+        assert!(refuse_binary_on_terminal(Some(&terminal), false).is_ok(), "text may go to a terminal");
+        assert!(refuse_binary_on_terminal(Some(Path::new("/dev/null")), true).is_ok());
+        // SAFETY: both descriptors were opened above and are closed once.
+        unsafe {
+            libc::close(follower);
+            libc::close(leader);
+        }
+    }
 
     #[test]
     fn only_files_that_start_as_an_output_count_as_one() {
