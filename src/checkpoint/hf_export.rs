@@ -36,6 +36,11 @@ struct ExportedTask {
     labels: Vec<String>,
     #[serde(default)]
     head_input: HeadInput,
+    /// Exports before these were kept lack them: `text` and `label` then, as for `predict`.
+    #[serde(default)]
+    text_column: Option<String>,
+    #[serde(default)]
+    label_column: Option<String>,
 }
 
 /// The pipeline of an hf export in `dir`: its spec, and the file of its projection and heads.
@@ -103,8 +108,8 @@ impl ExportedTask {
             name: self.name,
             kind: TaskKind::Classification,
             labels: self.labels,
-            text_column: None,
-            label_column: None,
+            text_column: self.text_column,
+            label_column: self.label_column,
             score_range: None,
             loss: None,
             head_input: self.head_input,

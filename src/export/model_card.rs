@@ -80,7 +80,7 @@ fn usage(loaded: &LoadedModel, format: ExportFormat) -> String {
             pooler_note(loaded)
         ),
         ExportFormat::TorchScript => format!(
-            "`model.pt` maps `input_ids` and `attention_mask` (int64, `[batch, seq]`, any size) to the tuple listed under `outputs` in `tasks.json`: the sentence embedding, then each task's logits.\n\n```python\nimport torch\nfrom transformers import AutoTokenizer\ntok, model = AutoTokenizer.from_pretrained(\".\"), torch.jit.load(\"model.pt\")\nb = tok([\"A sentence.\"], padding=True, truncation=True, max_length={}, return_tensors=\"pt\")\nembedding, *logits = model(b[\"input_ids\"], b[\"attention_mask\"])\n```\n\nIn Rust: `tch::CModule::load(\"model.pt\")?.forward_is(&[IValue::Tensor(ids), IValue::Tensor(mask)])?` returns the same tuple.\n",
+            "`model.pt` maps `input_ids` and `attention_mask` (int64, `[batch, seq]`, any size) to the tuple listed under `outputs` in `tasks.json`: the sentence embedding, then each task's logits.\n\n```python\nimport torch\nfrom transformers import AutoTokenizer\ntok, model = AutoTokenizer.from_pretrained(\".\"), torch.jit.load(\"model.pt\")\nb = tok([\"A sentence.\"], padding=True, truncation=True, max_length={}, return_tensors=\"pt\")\nembedding, *logits = model(b[\"input_ids\"], b[\"attention_mask\"])\n```\n\nThe weights are constants of the traced graph, not parameters: `model.to(...)` and `model.half()` leave them as they are, so load the module on the device it runs on (`torch.jit.load(\"model.pt\", map_location=\"cuda\")`) and give it inputs there.\n\nIn Rust: `tch::CModule::load(\"model.pt\")?.forward_is(&[IValue::Tensor(ids), IValue::Tensor(mask)])?` returns the same tuple (`CModule::load_on_device` for a GPU).\n",
             loaded.spec.max_length
         ),
     }
@@ -116,40 +116,6 @@ fn front_matter(format: ExportFormat) -> String {
     format!("---\nlibrary_name: {library}\npipeline_tag: {pipeline}\ntags:\n- sentence-mtl\n- {library}\n---\n")
 }
 
-/// What an export writes besides its card: the model, tokenizer and module files of the
-/// three formats.
-const EXPORTED_NAMES: &[&str] = &[
-    "config.json",
-    "model.safetensors",
-    "heads.safetensors",
-    "tasks.json",
-    "model.pt",
-    "modules.json",
-    "sentence_bert_config.json",
-    "config_sentence_transformers.json",
-    "vocab.txt",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "added_tokens.json",
-];
-
-/// The entries of `folder` no export writes (a `.git`, the user's own files), which
-/// replacing the folder would delete.
-pub fn foreign_entries(folder: &Path) -> Vec<String> {
-    let module = |name: &str| {
-        name.split_once('_').is_some_and(|(index, kind)| {
-            index.parse::<usize>().is_ok() && ["Pooling", "Dense", "Normalize"].contains(&kind)
-        })
-    };
-    let mut names: Vec<String> = std::fs::read_dir(folder)
-        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
-        .unwrap_or_default();
-    names.retain(|name| name != "README.md" && !EXPORTED_NAMES.contains(&name.as_str()) && !module(name));
-    names.sort();
-    names
-}
-
 pub fn render(loaded: &LoadedModel, format: ExportFormat) -> String {
     let spec = &loaded.spec;
     let mut card = front_matter(format);
@@ -161,7 +127,24 @@ pub fn render(loaded: &LoadedModel, format: ExportFormat) -> String {
     card.push_str(&metrics_section(spec));
     card.push_str("\n## Usage\n\n");
     card.push_str(&usage(loaded, format));
-    card
+    sealed(card)
+}
+
+/// How a card's last line starts: an HTML comment (hidden where the card is shown) holding a
+/// hash of the card above it, by which `export --force` tells the card it wrote from one the
+/// user edited (docs/usage.md suggests adding a license and `base_model` before pushing).
+const SEAL: &str = "<!-- sentence-mtl export card ";
+
+/// `card` with its seal line added.
+fn sealed(card: String) -> String {
+    let hash = crate::hash::fnv1a(card.as_bytes());
+    format!("{card}\n{SEAL}{hash:016x}: export --force replaces this folder only while this card is unedited -->\n")
+}
+
+/// Whether `card` is as export wrote it: its seal line holds the hash of the text above it. A
+/// card without one (edited, or written by a version before seals) counts as edited.
+pub fn is_unedited(card: &str) -> bool {
+    card.rfind(&format!("\n{SEAL}")).is_some_and(|at| sealed(card[..at].to_string()) == card)
 }
 
 /// The title and the model's architecture.
@@ -307,6 +290,16 @@ mod tests {
         assert!(is_export(dir.path()), "exports from before the front matter");
         std::fs::write(&card, "---\ntitle: mine\n---\n# My model\n").unwrap();
         assert!(!is_export(dir.path()));
+    }
+
+    #[test]
+    fn a_card_is_unedited_while_it_is_as_written() {
+        let card = sealed(format!("---\nlibrary_name: transformers\n---\n{TITLE}hf)\n\nbody\n"));
+        assert!(is_unedited(&card), "{card}");
+        assert!(!is_unedited(&card.replace("---\nlibrary_name", "---\nlicense: mit\nlibrary_name")));
+        assert!(!is_unedited(&card.replace("body", "body\n\n## My notes")));
+        assert!(!is_unedited(&format!("{card}\nNotes after the seal.\n")));
+        assert!(!is_unedited(&format!("{TITLE}hf)\n")), "a card without a seal");
     }
 
     #[test]

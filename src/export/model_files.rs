@@ -71,6 +71,18 @@ fn tokenizer_config(loaded: &LoadedModel) -> Result<serde_json::Value> {
     Ok(config)
 }
 
+/// A task of `tasks.json`: its head's labels and input, and the CSV columns it was trained
+/// on, which `predict` and `eval` of the export read as they do from the checkpoint.
+fn task_json(task: &crate::model::spec::TaskSpec) -> serde_json::Value {
+    let mut value = json!({"name": task.name, "labels": task.labels, "head_input": task.head_input});
+    for (key, column) in [("text_column", &task.text_column), ("label_column", &task.label_column)] {
+        if let Some(column) = column {
+            value[key] = json!(column);
+        }
+    }
+    value
+}
+
 /// `tasks.json`: how to turn the backbone's hidden states into embeddings and task logits.
 pub(super) fn tasks_json(loaded: &LoadedModel, outputs: Option<Vec<String>>) -> serde_json::Value {
     let spec = &loaded.spec;
@@ -81,7 +93,7 @@ pub(super) fn tasks_json(loaded: &LoadedModel, outputs: Option<Vec<String>>) -> 
         "projection_dim": spec.projection_dim,
         "normalize": spec.normalize,
         "max_length": spec.max_length,
-        "tasks": spec.head_tasks().map(|t| json!({"name": t.name, "labels": t.labels, "head_input": t.head_input})).collect::<Vec<_>>(),
+        "tasks": spec.head_tasks().map(task_json).collect::<Vec<_>>(),
     });
     if let Some(outputs) = outputs {
         value["outputs"] = json!(outputs);

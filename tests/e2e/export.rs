@@ -336,6 +336,31 @@ fn hf_export_readme_python_rebuilds_the_classifier_and_sentence_mtl_reads_it_bac
     }
 }
 
+/// An hf export keeps the CSV columns each task was trained on, so that `predict` and `eval`
+/// of the export read the files the checkpoint reads.
+#[test]
+fn hf_export_reads_the_columns_its_tasks_were_trained_on() {
+    let test = "hf_export_reads_the_columns_its_tasks_were_trained_on";
+    let Some(models) = tiny_models(test) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let rows: String = (0..24).map(|i| format!("sentence number {i},{}\n", ["yes", "no"][i % 2])).collect();
+    let data = dir.path().join("own.csv");
+    std::fs::write(&data, format!("sentence,verdict\n{rows}")).unwrap();
+    let (model, data) = (models.join("tiny-bert"), data.to_str().unwrap().to_string());
+    let run_dir = dir.path().join("run");
+    let args =
+        ["train", "-m", model.to_str().unwrap(), "--task", &format!("own={data}"), "--text-column", "own=sentence"];
+    let flags =
+        ["--label-column", "own=verdict", "--max-steps", "2", "--device", "cpu", "--threads", "1", "-q", "--out"];
+    assert_ok(&run(&[&args[..], &flags[..], &[run_dir.to_str().unwrap()]].concat()));
+    let out = dir.path().join("hf");
+    export(&run_dir.join("last"), "hf", &out);
+    let predicted = run(&["predict", "-m", out.to_str().unwrap(), "--task", "own", "-i", &data, "-q"]);
+    assert_ok(&predicted);
+    assert_eq!(stdout(&predicted).lines().count(), 24);
+    assert_ok(&run(&["eval", "-m", out.to_str().unwrap(), "--task", &format!("own={data}"), "--json", "-q"]));
+}
+
 #[test]
 fn torchscript_export_runs_in_python_and_rust_with_any_batch_shape() {
     let test = "torchscript_export_runs_in_python_and_rust_with_any_batch_shape";
@@ -447,8 +472,20 @@ fn export_replaces_only_an_earlier_export_and_only_with_force() {
     let earlier = dir.path().join("earlier");
     export(&best, "hf", &earlier);
     std::fs::create_dir(earlier.join(".git")).unwrap();
-    assert_clean_error(&force(&earlier, "torchscript"), "is an earlier export with other files added (.git)");
+    assert_clean_error(&force(&earlier, "torchscript"), "is an earlier export with files added or changed (.git)");
     std::fs::remove_dir(earlier.join(".git")).unwrap();
+    assert_ok(&force(&earlier, "sentence-transformers"));
+    // Files put into a module folder, and a card edited as docs/usage.md suggests, are the
+    // user's: --force stops for them too.
+    std::fs::write(earlier.join("1_Pooling/NOTES.txt"), "mine").unwrap();
+    let card = std::fs::read_to_string(earlier.join("README.md")).unwrap();
+    std::fs::write(earlier.join("README.md"), card.replacen("---\n", "---\nlicense: apache-2.0\n", 1)).unwrap();
+    assert_clean_error(
+        &force(&earlier, "hf"),
+        "is an earlier export with files added or changed (1_Pooling/NOTES.txt, README.md, edited since it was exported)",
+    );
+    std::fs::write(earlier.join("README.md"), &card).unwrap();
+    std::fs::remove_file(earlier.join("1_Pooling/NOTES.txt")).unwrap();
     assert_ok(&force(&earlier, "sentence-transformers"));
     // What an export killed mid-write left beside its folder (a process that has ended)
     // goes with the next export there; a dated copy of the user's stays.
