@@ -20,11 +20,21 @@ enum Expect {
     Works,
 }
 
+/// What a case's stdin holds.
+enum Stdin {
+    /// Nothing the command reads (the test harness's).
+    Inherited,
+    /// This text, through a pipe.
+    Text(&'static str),
+    /// This file, as a shell's `< FILE` gives it.
+    File(String),
+}
+
 struct Case {
     group: &'static str,
     what: &'static str,
     args: Vec<String>,
-    stdin: Option<&'static str>,
+    stdin: Stdin,
     /// Environment variables of the run (a data-parallel launch's).
     env: Vec<(&'static str, &'static str)>,
     expect: Expect,
@@ -85,7 +95,7 @@ impl Corpus {
             group,
             what,
             args: args.iter().map(|s| s.to_string()).collect(),
-            stdin: None,
+            stdin: Stdin::Inherited,
             env: Vec::new(),
             expect,
         });
@@ -121,7 +131,7 @@ impl Corpus {
     fn add_train(&mut self, group: &'static str, what: &'static str, task: String, extra: &[&str], expect: Expect) {
         let run = format!("run-{}", self.cases.len());
         let args = self.train_args(&run, &task, extra);
-        self.cases.push(Case { group, what, args, stdin: None, env: Vec::new(), expect });
+        self.cases.push(Case { group, what, args, stdin: Stdin::Inherited, env: Vec::new(), expect });
     }
 }
 
@@ -347,6 +357,15 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         &[],
         error("1 dev row(s) have labels that the training file"),
     );
+    let numbers_train = c.file("numbers_train.csv", b"text,label\ngood film,1\nbad film,0\nnice one,1\nawful,0\n");
+    let numbers_dev = c.file("numbers_dev.csv", b"text,label\ngreat,1.0\nterrible,0.0\n");
+    c.add_train(
+        "CSV",
+        "dev labels that are the training labels' numbers written another way (1.0 for 1)",
+        format!("q={numbers_train},{numbers_dev}"),
+        &[],
+        error("'1.0' is label '1' written another way, '0.0' is label '0' written another way (write the labels alike in both files)"),
+    );
     c.add(
         "CSV",
         "eval label the model was not trained on",
@@ -383,12 +402,30 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         group: "CSV",
         what: "duplicate task names",
         args: twice,
-        stdin: None,
+        stdin: Stdin::Inherited,
         env: Vec::new(),
         expect: error("task 'topic' is given twice"),
     });
     let f = c.file("bom_crlf.csv", b"\xef\xbb\xbftext,label\r\nfine day,a\r\nbad day,b\r\n");
     c.add_train("CSV", "UTF-8 byte-order mark and CRLF line ends", format!("q={f}"), &[], Expect::Works);
+    let f = c.file("cr_lines.csv", b"text,label\rgood film,pos\rbad film,neg\r,neg\rnice,pos\r");
+    c.add_train(
+        "CSV",
+        "old Mac line ends (a lone CR): the line of an error",
+        format!("q={f}"),
+        &[],
+        error("cr_lines.csv:4: empty text in column 'text'"),
+    );
+    let f = c.file("header_quote.csv", b"text,\"label\nhello there,pos\nbye now,neg\nfine day,pos\n");
+    c.add_train(
+        "CSV",
+        "a quote left open in the header",
+        format!("q={f}"),
+        &[],
+        error(
+            "header_quote.csv:1: the header's quoted field \"label\" runs past the end of its line (unbalanced quote?)",
+        ),
+    );
     let f = c.file("one_row_per_class.csv", b"text,label\nthe first example,a\nthe second example,b\n");
     c.add_train("CSV", "one row per class", format!("q={f}"), &[], Expect::Works);
     let long = format!("text,label\n{},a\nshort,b\n", "word ".repeat(20_000));
@@ -465,7 +502,7 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         group: "CSV",
         what: "nothing on stdin",
         args: vec!["encode".into(), "-m".into(), m.clone()],
-        stdin: Some(""),
+        stdin: Stdin::Text(""),
         env: Vec::new(),
         expect: error("stdin is empty"),
     });
@@ -473,7 +510,7 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         group: "CSV",
         what: "`-i -` and `-o -` (stdin and stdout)",
         args: ["encode", "-m", &m, "-i", "-", "-o", "-", "-q"].map(String::from).to_vec(),
-        stdin: Some("a sentence\nanother\n"),
+        stdin: Stdin::Text("a sentence\nanother\n"),
         env: Vec::new(),
         expect: Expect::Works,
     });
@@ -481,7 +518,7 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         group: "CSV",
         what: "sentences as arguments and `-i -` (stdin)",
         args: ["encode", "-m", &m, "-i", "-", "hello"].map(String::from).to_vec(),
-        stdin: Some("a sentence\n"),
+        stdin: Stdin::Text("a sentence\n"),
         env: Vec::new(),
         expect: error("give sentences either as arguments or with --input, not both"),
     });
@@ -561,13 +598,21 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         &[],
         error("sim_equal.csv: every score is 3; similarity needs scores that differ"),
     );
-    let f = sim(&mut c, "sim_huge.csv", "a cat sits,a cat sat,1.7e308\na dog runs,the sky is blue,-1.7e308\n");
+    let f = sim(&mut c, "sim_huge.csv", "a cat sits,a cat sat,3e38\na dog runs,the sky is blue,-3e38\n");
     c.add_train(
         "similarity and pairs",
         "similarity scores spanning more than a number holds",
         format!("s={f}"),
         &[],
-        error("sim_huge.csv: scores from -1.7e308 to 1.7e308 span more than a number can hold; rescale them (STS-B's are 0 to 5)"),
+        error("sim_huge.csv: scores from -3e38 to 3e38 span more than a number can hold; rescale them (STS-B's are 0 to 5)"),
+    );
+    let f = sim(&mut c, "sim_past_f32.csv", "a cat sits,a cat sat,1\na dog runs,the sky is blue,1e39\n");
+    c.add_train(
+        "similarity and pairs",
+        "similarity score past 32-bit numbers",
+        format!("s={f}"),
+        &["--similarity-loss", "cosine-mse"],
+        error("sim_past_f32.csv:3: score '1e39' in column 'score' is beyond what training's 32-bit numbers hold (about 3.4e38); rescale the scores (STS-B's are 0 to 5)"),
     );
     let f = sim(&mut c, "sim_empty.csv", "a cat sits, ,4\na dog runs,the sky is blue,0\n");
     c.add_train(
@@ -1590,6 +1635,17 @@ c,a
         &["encode", "-m", &m, "--input", &input, "--output", &input],
         error("input.csv is the --input file, which writing would replace; name another file"),
     );
+    let redirected = c.file("redirected.txt", b"one\ntwo\n");
+    c.cases.push(Case {
+        group: "settings",
+        what: "predict --output the file redirected to stdin (-o FILE < FILE)",
+        args: ["predict", "-m", &c.checkpoint.to_string_lossy(), "--task", "topic", "-o", &redirected]
+            .map(String::from)
+            .to_vec(),
+        stdin: Stdin::File(redirected.clone()),
+        env: Vec::new(),
+        expect: error("redirected.txt is the file on stdin, which writing would replace; name another file"),
+    });
     let many: String = (0..1001).map(|i| format!("sentence {i}\n")).collect();
     let many = c.file("many.txt", many.as_bytes());
     c.add(
@@ -1604,6 +1660,14 @@ c,a
         "--output a folder",
         &["encode", "-m", &m, "-o", &folder, "hi"],
         error("is a folder; name a file"),
+    );
+    let dangling_report = c.path("dangling-report");
+    std::os::unix::fs::symlink(c.path("no-report-yet"), &dangling_report).unwrap();
+    c.add(
+        "settings",
+        "eval --out a link to a folder that does not exist",
+        &["eval", "-m", &ck, "--task", &format!("mood={mood_dev}"), "--out", &dangling_report],
+        error("dangling-report is a link to "),
     );
     c.add(
         "settings",
@@ -1803,6 +1867,14 @@ c,a
         &["export", "-m", &m, "--format", "hf", "--out", &c.path("x")],
         error("is not a sentence-mtl checkpoint (no sentence_mtl.json)"),
     );
+    let dangling = c.path("dangling");
+    std::os::unix::fs::symlink(c.path("not-yet"), &dangling).unwrap();
+    c.add(
+        "export",
+        "--out a link to a folder that does not exist",
+        &["export", "-m", &ck, "--format", "hf", "--out", &dangling],
+        error("dangling is a link to "),
+    );
     c.file("an_export/README.md", b"---\nlibrary_name: transformers\n---\n# sentence-mtl export (hf)\n");
     c.add(
         "export",
@@ -1989,9 +2061,13 @@ fn every_bad_input_gets_one_clear_line_and_awkward_input_works() {
     let mut table = String::from("| input | what the user sees |\n|---|---|\n");
     let mut group = "";
     for case in &corpus.cases {
-        let output = match case.stdin {
-            Some(stdin) => run_with_stdin(&case.args.iter().map(String::as_str).collect::<Vec<_>>(), stdin),
-            None => bin().args(&case.args).envs(case.env.iter().copied()).output().unwrap(),
+        let output = match &case.stdin {
+            Stdin::Text(stdin) => run_with_stdin(&case.args.iter().map(String::as_str).collect::<Vec<_>>(), stdin),
+            Stdin::File(path) => {
+                let file = std::fs::File::open(path).unwrap();
+                bin().args(&case.args).stdin(file).output().unwrap()
+            }
+            Stdin::Inherited => bin().args(&case.args).envs(case.env.iter().copied()).output().unwrap(),
         };
         let seen = match &case.expect {
             Expect::Error(text) => {
