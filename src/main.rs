@@ -5,9 +5,12 @@ use clap::FromArgMatches;
 use sentence_mtl::cli::{usage_error, Cli, Command};
 use sentence_mtl::commands;
 use sentence_mtl::panic_report;
+use sentence_mtl::precision::{self, Precision};
 use sentence_mtl::train::interrupt::Interrupted;
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    // Every command starts without oneDNN; one that resolves bf16 turns it back on.
+    precision::choose_cpu_kernels(Precision::Fp32);
     match &cli.command {
         Command::Encode(args) => commands::encode::run(args),
         Command::Train(args) => commands::train::run(args),

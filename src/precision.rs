@@ -37,12 +37,14 @@ impl Precision {
     }
 }
 
-/// Chooses libtorch's CPU kernels for work in `precision` (a resolved one), once per process
-/// before the first op. In fp32 the only oneDNN kernel our ops reach is GELU (forward and
+/// Chooses libtorch's CPU kernels for a command whose work is in `precision` (a resolved
+/// one): `main` sets fp32's before any command, and a command that resolves bf16 sets its own
+/// before its first op. In fp32 the only oneDNN kernel our ops reach is GELU (forward and
 /// backward), and oneDNN compiles and caches one kernel per input shape: with batches of
 /// every length, that cache grew a training run by 300-450 MB over its first 400 steps
 /// (docs/benchmarks.md, "Memory"), while libtorch's own GELU kernel was as fast. So fp32 runs
-/// without oneDNN. bf16 keeps it: its matmuls run there on CPUs with bf16 instructions.
+/// without oneDNN. bf16 keeps it for the whole command (its fp32 dev evaluation too): its
+/// matmuls run there on CPUs with bf16 instructions.
 pub fn choose_cpu_kernels(precision: Precision) {
     crate::torch_shim::set_onednn_enabled(precision == Precision::Bf16);
 }

@@ -91,17 +91,22 @@ fn log_records(run: &str, kind: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// fp32 work reaches no oneDNN kernel: oneDNN compiled and cached one GELU kernel per input
-/// shape, which grew a run by hundreds of MB (docs/benchmarks.md, "Memory"). oneDNN's verbose
-/// mode prints a line to stdout for every kernel it runs.
+/// fp32 work (training, encode, a TorchScript export's tracing) reaches no oneDNN kernel:
+/// oneDNN compiled and cached one GELU kernel per input shape, which grew a run by hundreds of
+/// MB (docs/benchmarks.md, "Memory"). oneDNN's verbose mode prints a line to stdout for every
+/// kernel it runs.
 #[test]
-fn fp32_training_and_encode_run_no_onednn_kernel() {
-    let test = "fp32_training_and_encode_run_no_onednn_kernel";
+fn fp32_training_encode_and_export_run_no_onednn_kernel() {
+    let test = "fp32_training_encode_and_export_run_no_onednn_kernel";
     let Some(s) = setup(test) else { return };
     let train = s.args("run", &["--max-steps", "4", "--precision", "fp32", "-q"]);
+    let owned = |args: &[&str]| args.iter().map(|a| a.to_string()).collect::<Vec<String>>();
     let encode =
-        ["encode", "-m", &s.model, "--device", "cpu", "--precision", "fp32", "-q", "a sentence", "another one"];
-    for args in [train, encode.iter().map(|a| a.to_string()).collect()] {
+        owned(&["encode", "-m", &s.model, "--device", "cpu", "--precision", "fp32", "-q", "a sentence", "another one"]);
+    // Tracing runs the forward once, with no --precision of its own.
+    let (last, exported) = (format!("{}/last", s.out("run")), s.out("exported"));
+    let export = owned(&["export", "-m", &last, "--format", "torchscript", "--out", &exported, "-q"]);
+    for args in [train, encode, export] {
         let out = bin().args(&args).env("ONEDNN_VERBOSE", "1").output().unwrap();
         assert_ok(&out);
         let printed = stdout(&out);
