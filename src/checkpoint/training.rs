@@ -91,16 +91,8 @@ fn build_from(folder: ModelFolder, model: &str, device: Device, wanted: Training
         }
         _ => true,
     });
+    // The backbone's tensors were all found by the check above, so only new layers are missing.
     let matched = load_into(&model.vs, &path, tensors, folder.config.model_type())?;
-    let not_new: Vec<&str> = matched.missing.iter().filter(|n| !names::is_added_layer(n)).map(String::as_str).collect();
-    if !not_new.is_empty() {
-        bail!(
-            "{} lacks {} backbone tensor(s), e.g. {} (wrong weights for this config.json?)",
-            path.display(),
-            not_new.len(),
-            not_new.iter().take(5).copied().collect::<Vec<_>>().join(", ")
-        );
-    }
     let (passthrough, unused) = split_passthrough(matched.unused);
     refuse_uncounted_blocks(&unused, &folder.config, &folder.weights_label(&path))?;
     // Copies: the file's tensors are views of the mapped file (`model::mapped_file`), and one
@@ -120,7 +112,8 @@ fn build_from(folder: ModelFolder, model: &str, device: Device, wanted: Training
 
 /// Refuses a weight file whose backbone tensors do not fit `folder`'s config.json before the
 /// model is built, so that a mistyped size (say a `vocab_size` of 10^9) is named as a mismatch
-/// rather than ending in an allocation of the size it asks for. Heads and the projection are
+/// rather than ending in an allocation of the size it asks for, and that none of the
+/// backbone's tensors is missing (a mistyped layer count). Heads and the projection are
 /// matched later, after those that start afresh are set aside.
 fn check_shapes_before_building(
     folder: &ModelFolder,
@@ -134,7 +127,18 @@ fn check_shapes_before_building(
         .map(|(name, tensor)| (name.clone(), tensor.shallow_clone()))
         .collect();
     let expected = tensor_shapes(&folder.config, spec);
-    match_tensors(&folder.weights_label(path), backbone, &expected, folder.config.model_type()).map(|_| ())
+    let matched = match_tensors(&folder.weights_label(path), backbone, &expected, folder.config.model_type())?;
+    // Too many layers in config.json, say, which would otherwise be built first.
+    let not_new: Vec<&str> = matched.missing.iter().filter(|n| !names::is_added_layer(n)).map(String::as_str).collect();
+    if !not_new.is_empty() {
+        bail!(
+            "{} lacks {} backbone tensor(s), e.g. {} (wrong weights for this config.json?)",
+            path.display(),
+            not_new.len(),
+            not_new.iter().take(5).copied().collect::<Vec<_>>().join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// Notes on the layers of `base` that `spec` replaces with new ones or leaves out: a
