@@ -38,7 +38,7 @@ pub(super) fn checked(out: &Path, loaded: &LoadedModel, force: bool) -> Result<P
     let foreign = foreign_entries(out);
     if !foreign.is_empty() {
         bail!(
-            "--out {} is an earlier export with files added or changed ({}), which replacing it would lose; move them, or choose another folder",
+            "--out {} is an earlier export with files added or changed ({}), which replacing it would lose; export into another folder, or delete this one once they are safe",
             out.display(),
             foreign.join(", ")
         );

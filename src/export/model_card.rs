@@ -91,7 +91,9 @@ const TITLE: &str = "# sentence-mtl export (";
 
 /// Whether `folder` is an earlier export: its `README.md` is the card [`render`] writes.
 pub fn is_export(folder: &Path) -> bool {
-    std::fs::read_to_string(folder.join("README.md")).is_ok_and(|card| after_front_matter(&card).starts_with(TITLE))
+    // An editor may have saved it with CRLF line ends (an edit `export --force` then names).
+    std::fs::read_to_string(folder.join("README.md"))
+        .is_ok_and(|card| after_front_matter(&card.replace("\r\n", "\n")).starts_with(TITLE))
 }
 
 /// A card without its YAML front matter (`---` lines around it), which exports before it lacked.
@@ -141,10 +143,14 @@ fn sealed(card: String) -> String {
     format!("{card}\n{SEAL}{hash:016x}: export --force replaces this folder only while this card is unedited -->\n")
 }
 
-/// Whether `card` is as export wrote it: its seal line holds the hash of the text above it. A
-/// card without one (edited, or written by a version before seals) counts as edited.
+/// Whether `card` is as export wrote it: its seal line holds the hash of the text above it.
+/// A card without a seal was written by a version before seals, whose `--force` replaced it;
+/// it is taken as written.
 pub fn is_unedited(card: &str) -> bool {
-    card.rfind(&format!("\n{SEAL}")).is_some_and(|at| sealed(card[..at].to_string()) == card)
+    match card.rfind(&format!("\n{SEAL}")) {
+        Some(at) => sealed(card[..at].to_string()) == card,
+        None => !card.contains(SEAL),
+    }
 }
 
 /// The title and the model's architecture.
@@ -288,6 +294,8 @@ mod tests {
         assert!(is_export(dir.path()));
         std::fs::write(&card, format!("{TITLE}hf)\n")).unwrap();
         assert!(is_export(dir.path()), "exports from before the front matter");
+        std::fs::write(&card, format!("---\r\nlibrary_name: transformers\r\n---\r\n{TITLE}hf)\r\n")).unwrap();
+        assert!(is_export(dir.path()), "saved with CRLF line ends");
         std::fs::write(&card, "---\ntitle: mine\n---\n# My model\n").unwrap();
         assert!(!is_export(dir.path()));
     }
@@ -299,7 +307,8 @@ mod tests {
         assert!(!is_unedited(&card.replace("---\nlibrary_name", "---\nlicense: mit\nlibrary_name")));
         assert!(!is_unedited(&card.replace("body", "body\n\n## My notes")));
         assert!(!is_unedited(&format!("{card}\nNotes after the seal.\n")));
-        assert!(!is_unedited(&format!("{TITLE}hf)\n")), "a card without a seal");
+        assert!(is_unedited(&format!("{TITLE}hf)\n")), "a card from before seals");
+        assert!(!is_unedited(&card.replace('\n', "\r\n")), "saved with CRLF line ends");
     }
 
     #[test]

@@ -487,6 +487,11 @@ fn export_replaces_only_an_earlier_export_and_only_with_force() {
     std::fs::write(earlier.join("README.md"), &card).unwrap();
     std::fs::remove_file(earlier.join("1_Pooling/NOTES.txt")).unwrap();
     assert_ok(&force(&earlier, "sentence-transformers"));
+    // A card from before seals (no last comment line) is replaced as it was then.
+    let card = std::fs::read_to_string(earlier.join("README.md")).unwrap();
+    let unsealed = &card[..card.rfind("\n<!-- sentence-mtl export card ").expect("a sealed card")];
+    std::fs::write(earlier.join("README.md"), unsealed).unwrap();
+    assert_ok(&force(&earlier, "hf"));
     // What an export killed mid-write left beside its folder (a process that has ended)
     // goes with the next export there; a dated copy of the user's stays.
     let mut ended = Command::new("true").spawn().unwrap();
