@@ -126,7 +126,11 @@ pub fn replace_dir(target: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Res
                 let _ = std::fs::remove_dir_all(&staging);
                 return Err(e).with_context(|| format!("cannot move aside {}", target.display()));
             }
-            install(&staging, target)?;
+            if let Err(e) = install(&staging, target) {
+                // Put the previous version back rather than leave `target` missing.
+                let _ = std::fs::rename(&old, target);
+                return Err(e);
+            }
             std::fs::remove_dir_all(&old).ok();
         }
     } else {

@@ -192,7 +192,7 @@ fn header_of<R: std::io::Read>(csv: &mut csv::Reader<R>, name: &str) -> Result<V
     // A column name holding a line end is a quote left open: the crate reads on to the next
     // quote, or to the end of the file, as one field.
     if let Some(field) = header.iter().find(|h| h.contains(&b'\n') || h.contains(&b'\r')) {
-        let first_line = String::from_utf8_lossy(field).lines().next().unwrap_or_default().to_string();
+        let first_line = String::from_utf8_lossy(field).split(['\n', '\r']).next().unwrap_or_default().to_string();
         return Err(HeaderError::Unreadable(format!(
             "{name}:1: the header's quoted field \"{}\" runs past the end of its line (unbalanced quote?)",
             crate::report::table::ellipsize(&first_line, 40)
@@ -387,14 +387,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("h.csv");
         let rows: String = (0..100).map(|i| format!("sentence {i},pos\n")).collect();
-        std::fs::write(&path, format!("text,\"label\n{rows}")).unwrap();
-        let err = read_header(&path).unwrap_err().to_string();
-        assert!(
-            err.ends_with(
-                "h.csv:1: the header's quoted field \"label\" runs past the end of its line (unbalanced quote?)"
-            ),
-            "{err}"
-        );
+        for end in ["\n", "\r"] {
+            std::fs::write(&path, format!("text,\"label{end}{}", rows.replace('\n', end))).unwrap();
+            let err = read_header(&path).unwrap_err().to_string();
+            let expected =
+                "h.csv:1: the header's quoted field \"label\" runs past the end of its line (unbalanced quote?)";
+            assert!(err.ends_with(expected), "{err:?}");
+        }
         std::fs::write(&path, "\"text\",\"label\"\nhello,pos\n").unwrap();
         assert_eq!(read_header(&path).unwrap(), ["text", "label"]);
     }

@@ -58,8 +58,11 @@ pub fn check_output_path(path: Option<&Path>, input: Option<&Path>, reads_stdin:
     if input.is_some_and(|input| same_file(path, input)) {
         bail!("--output {} is the --input file, which writing would replace; name another file", path.display());
     }
-    // /dev/stdin leads to the file a shell redirected there (a pipe is never a named file).
-    if reads_stdin && same_file(path, Path::new("/dev/stdin")) {
+    // /dev/stdin leads to the file a shell redirected there; only a regular file can be
+    // replaced (stdin and stdout may be one socket, or one terminal, which `-o /dev/stdout`
+    // names rightly).
+    let stdin = Path::new("/dev/stdin");
+    if reads_stdin && stdin.is_file() && same_file(path, stdin) {
         bail!("--output {} is the file on stdin, which writing would replace; name another file", path.display());
     }
     crate::checkpoint::refuse_output_inside(path, "--output")?;
