@@ -82,12 +82,17 @@ pub fn read_columns_from<R: std::io::Read>(mut reader: R, name: &str, columns: &
     let mut indices = Vec::with_capacity(columns.len());
     for column in columns {
         if header.iter().filter(|h| h == column).count() > 1 {
-            bail!("{name}:1: the header names column '{column}' more than once (columns: {})", header.join(", "));
+            bail!(
+                "{name}:{}: the header names column '{column}' more than once (columns: {})",
+                header_line(&bytes),
+                header.join(", ")
+            );
         }
         match header.iter().position(|h| h == column) {
             Some(i) => indices.push(i),
             None => bail!(
-                "{name}:1: no column '{column}' in the header (columns: {}); {}",
+                "{name}:{}: no column '{column}' in the header (columns: {}); {}",
+                header_line(&bytes),
                 header.join(", "),
                 missing_column_hint(&header)
             ),
@@ -152,6 +157,24 @@ pub fn delimiter_hint(header: &[String]) -> Option<&'static str> {
         [only] if only.contains(';') => Some("the header looks ';'-separated; sentence-mtl reads comma-separated CSV"),
         _ => None,
     }
+}
+
+/// `FILE:LINE` of a CSV file's header row, for messages about it: the first line that is not
+/// blank, as the csv crate skips blank lines before it.
+pub fn header_at(path: &Path) -> String {
+    use std::io::Read;
+    let mut head = Vec::new();
+    if let Ok(file) = std::fs::File::open(path) {
+        let _ = file.take(1 << 16).read_to_end(&mut head);
+    }
+    format!("{}:{}", path.display(), header_line(&head))
+}
+
+/// The line of the header row in a file starting with `bytes`.
+fn header_line(bytes: &[u8]) -> u64 {
+    let start = if bytes.starts_with(b"\xEF\xBB\xBF") { 3 } else { 0 };
+    let blank = bytes[start..].iter().take_while(|&&b| matches!(b, b'\r' | b'\n')).count();
+    count_line_ends(&bytes[start..start + blank]) + 1
 }
 
 /// The column names of a CSV file's header row (a UTF-8 byte-order mark and surrounding
@@ -350,6 +373,17 @@ mod tests {
             rows.iter().map(|r| r.fields[0].as_str()).collect::<Vec<_>>(),
             ["a \"quoted\" word", "say \"hi\"", "two\nlines", ""]
         );
+    }
+
+    #[test]
+    fn header_errors_name_the_header_line_after_blank_lines() {
+        let err = read(b"\n\r\n\rtext,lable\nhello,pos\n", &["text", "label"]).unwrap_err().to_string();
+        assert!(err.starts_with("t.csv:4: no column 'label' in the header (columns: text, lable)"), "{err}");
+        assert_eq!(header_line(b"\xEF\xBB\xBFtext\n"), 1);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.csv");
+        std::fs::write(&path, "\n\ntext,label\n").unwrap();
+        assert_eq!(header_at(&path), format!("{}:3", path.display()));
     }
 
     #[test]

@@ -6,7 +6,9 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use super::csv_file::{delimiter_hint, first_column_present, missing_column_hint, read_columns, read_header};
+use super::csv_file::{
+    delimiter_hint, first_column_present, header_at, missing_column_hint, read_columns, read_header,
+};
 use crate::report::table::count;
 
 /// The sentences to encode or label, one output row each. A blank line or cell is an empty
@@ -123,8 +125,8 @@ fn csv_text_column<'a>(path: &Path, given: Option<&'a str>, defaults: &[&'a str]
     match first_column_present(&header, defaults) {
         Some(column) => Ok(column),
         None => bail!(
-            "{}:1: no column {} in the header (columns: {}); {}",
-            path.display(),
+            "{}: no column {} in the header (columns: {}); {}",
+            header_at(path),
             defaults.iter().map(|d| format!("'{d}'")).collect::<Vec<_>>().join(" or "),
             header.join(", "),
             // Another delimiter is the cause, which no column name fixes.

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
 use crate::cli::task_values::PerTaskValue;
-use crate::data::csv_file::{delimiter_hint, missing_column_hint, read_header};
+use crate::data::csv_file::{delimiter_hint, header_at, missing_column_hint, read_header};
 use crate::inference::Encoder;
 use crate::model::fused_forward::FusedForward;
 use crate::model::spec::{TaskKind, TaskSpec, KINDS};
@@ -123,8 +123,8 @@ pub fn kind_of_file(path: &Path, given: Option<TaskKind>, columns: LabelColumns<
                 _ => "",
             };
             bail!(
-                "{}:1: the header ({columns_seen}) is not a {kind} file: {}{delimiter_hint}{flags}",
-                path.display(),
+                "{}: the header ({columns_seen}) is not a {kind} file: {}{delimiter_hint}{flags}",
+                header_at(path),
                 describe_columns(kind, columns, &header)
             );
         }
@@ -141,17 +141,13 @@ pub fn kind_of_file(path: &Path, given: Option<TaskKind>, columns: LabelColumns<
                     missing_column_hint(&header)
                 )
             });
-            bail!(
-                "{}:1: the header ({columns_seen}) fits no task kind: {}; {hint}",
-                path.display(),
-                expected.join("; ")
-            )
+            bail!("{}: the header ({columns_seen}) fits no task kind: {}; {hint}", header_at(path), expected.join("; "))
         }
         several => {
             let names: Vec<String> = several.iter().map(|k| k.to_string()).collect();
             bail!(
-                "{}:1: the header ({columns_seen}) fits several task kinds ({}); choose one with --task-kind NAME=KIND",
-                path.display(),
+                "{}: the header ({columns_seen}) fits several task kinds ({}); choose one with --task-kind NAME=KIND",
+                header_at(path),
                 names.join(", ")
             )
         }

@@ -408,6 +408,14 @@ fn build_corpus(test: &str) -> Option<Corpus> {
     });
     let f = c.file("bom_crlf.csv", b"\xef\xbb\xbftext,label\r\nfine day,a\r\nbad day,b\r\n");
     c.add_train("CSV", "UTF-8 byte-order mark and CRLF line ends", format!("q={f}"), &[], Expect::Works);
+    let f = c.file("lead_blank.csv", b"\n\ntext,lable\nhello,pos\nbye,neg\n");
+    c.add_train(
+        "CSV",
+        "blank lines before a header that lacks a column: the header's line",
+        format!("q={f}"),
+        &[],
+        error("lead_blank.csv:3: the header (text, lable) fits no task kind"),
+    );
     let f = c.file("cr_lines.csv", b"text,label\rgood film,pos\rbad film,neg\r,neg\rnice,pos\r");
     c.add_train(
         "CSV",
