@@ -73,7 +73,7 @@ pub fn read_columns_from<R: std::io::Read>(mut reader: R, name: &str, columns: &
     // Flexible, so that a line of spaces (an editor's trailing line) is skipped as a blank one
     // is, not refused as a row of one field; other rows of the wrong length are refused below.
     let mut csv = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(&bytes[..]);
-    let header = header_of(&mut csv, name).map_err(|e| match e {
+    let header = header_of(&mut csv, name, header_line(&bytes)).map_err(|e| match e {
         HeaderError::Empty => {
             anyhow::anyhow!("{name}: the file is empty (expected a header row with columns {})", columns.join(", "))
         }
@@ -188,7 +188,7 @@ pub fn read_header(path: &Path) -> Result<Vec<String>> {
     refuse_utf16_or_binary(&head, &name)?;
     file.rewind().with_context(|| format!("cannot read {name}"))?;
     let mut csv = csv::ReaderBuilder::new().has_headers(true).from_reader(file);
-    header_of(&mut csv, &name).map_err(|e| match e {
+    header_of(&mut csv, &name, header_line(&head)).map_err(|e| match e {
         HeaderError::Empty => anyhow::anyhow!("{name}: the file is empty (expected a header row naming the columns)"),
         HeaderError::Unreadable(message) => anyhow::anyhow!(message),
     })
@@ -199,7 +199,8 @@ enum HeaderError {
     Unreadable(String),
 }
 
-fn header_of<R: std::io::Read>(csv: &mut csv::Reader<R>, name: &str) -> Result<Vec<String>, HeaderError> {
+/// The header row's names; `line` is the row's line, for the message about a quote left open.
+fn header_of<R: std::io::Read>(csv: &mut csv::Reader<R>, name: &str, line: u64) -> Result<Vec<String>, HeaderError> {
     let header = match csv.byte_headers() {
         Ok(h) => h.clone(),
         Err(e) => {
@@ -217,7 +218,7 @@ fn header_of<R: std::io::Read>(csv: &mut csv::Reader<R>, name: &str) -> Result<V
     if let Some(field) = header.iter().find(|h| h.contains(&b'\n') || h.contains(&b'\r')) {
         let first_line = String::from_utf8_lossy(field).split(['\n', '\r']).next().unwrap_or_default().to_string();
         return Err(HeaderError::Unreadable(format!(
-            "{name}:1: the header's quoted field \"{}\" runs past the end of its line (unbalanced quote?)",
+            "{name}:{line}: the header's quoted field \"{}\" runs past the end of its line (unbalanced quote?)",
             crate::report::table::ellipsize(&first_line, 40)
         )));
     }
@@ -428,6 +429,14 @@ mod tests {
                 "h.csv:1: the header's quoted field \"label\" runs past the end of its line (unbalanced quote?)";
             assert!(err.ends_with(expected), "{err:?}");
         }
+        std::fs::write(&path, format!("\n\ntext,\"label\n{rows}")).unwrap();
+        let err = read_header(&path).unwrap_err().to_string();
+        assert!(
+            err.ends_with(
+                "h.csv:3: the header's quoted field \"label\" runs past the end of its line (unbalanced quote?)"
+            ),
+            "{err}"
+        );
         std::fs::write(&path, "\"text\",\"label\"\nhello,pos\n").unwrap();
         assert_eq!(read_header(&path).unwrap(), ["text", "label"]);
     }
