@@ -7,7 +7,7 @@
 
 use std::ffi::CString;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::OnceLock;
 
@@ -15,8 +15,30 @@ use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
-/// Where build.rs found the wheel's libtorch libraries.
+/// Where build.rs found the wheel's libtorch libraries (the binary's rpath).
 const TORCH_LIB_DIR: &str = env!("SENTENCE_MTL_TORCH_LIB_DIR");
+
+/// The folder of the `libtorch_cpu.so` this process runs on, where the CUDA backend that
+/// matches it lives: `LD_LIBRARY_PATH` comes before the rpath, so a binary copied to a machine
+/// whose torch wheel is elsewhere runs on that wheel, and must load that wheel's CUDA backend.
+/// The build's folder when `/proc/self/maps` does not say.
+fn torch_lib_dir() -> PathBuf {
+    std::fs::read_to_string("/proc/self/maps")
+        .ok()
+        .and_then(|maps| folder_of_mapped(&maps, "libtorch_cpu.so"))
+        .unwrap_or_else(|| PathBuf::from(TORCH_LIB_DIR))
+}
+
+/// The folder of the first file named `library` in a `/proc/PID/maps` listing (the path is
+/// its sixth field, and may hold spaces).
+fn folder_of_mapped(maps: &str, library: &str) -> Option<PathBuf> {
+    maps.lines()
+        .filter_map(|line| line.splitn(6, ' ').nth(5).map(str::trim_start))
+        .map(Path::new)
+        .find(|path| path.file_name().is_some_and(|name| name == library))
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+}
 
 /// Whether libtorch can use a CUDA device, loading its CUDA backend on first call.
 pub fn cuda_is_usable() -> bool {
@@ -40,7 +62,7 @@ fn cuda_backend() -> &'static Backend {
         if dlopen("libcuda.so.1", libc::RTLD_LAZY).is_err() {
             return Backend::NoDriver;
         }
-        let backend = Path::new(TORCH_LIB_DIR).join("libtorch_cuda.so");
+        let backend = torch_lib_dir().join("libtorch_cuda.so");
         // Already linked (LIBTORCH_USE_PYTORCH builds) or loadable now: either way its
         // static initialisers register the CUDA kernels with libtorch's dispatcher.
         match dlopen(&backend.to_string_lossy(), libc::RTLD_NOW | libc::RTLD_GLOBAL) {
@@ -258,6 +280,29 @@ pub fn upload(host: Tensor, device: Device) -> Tensor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The path is the sixth field, after padding, and may hold spaces; lines without a path
+    /// and files of a similar name are passed over.
+    #[test]
+    fn finds_the_folder_of_a_mapped_library() {
+        let maps = "\
+7f00-7f01 r--p 00000000 00:00 0                          [heap]
+7f01-7f02 r--p 00000000 00:00 0
+7f02-7f03 r-xp 00000000 08:01 42                         /opt/old torch/lib/libtorch_cpu.so.bak
+7f03-7f04 r-xp 00000000 08:01 43                         /opt/my torch/lib/libtorch_cpu.so
+";
+        assert_eq!(folder_of_mapped(maps, "libtorch_cpu.so"), Some(PathBuf::from("/opt/my torch/lib")));
+        assert_eq!(folder_of_mapped(maps, "libtorch_cuda.so"), None);
+    }
+
+    /// This test binary links libtorch_cpu.so, so the folder is found where it was loaded.
+    #[test]
+    fn the_torch_folder_is_the_loaded_one() {
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let found = folder_of_mapped(&maps, "libtorch_cpu.so").expect("libtorch_cpu.so is mapped");
+        assert!(found.join("libtorch_cpu.so").is_file(), "{}", found.display());
+        assert_eq!(torch_lib_dir(), found);
+    }
 
     #[test]
     fn notes_more_threads_than_cores() {
