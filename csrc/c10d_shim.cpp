@@ -38,6 +38,8 @@ const char* kBuildKey = "smtl/build";
 // More processes than any launch has: a larger join count is not one.
 const int64_t kMostRanks = int64_t(1) << 20;
 const char* kRefusedKey = "smtl/refused";
+// Each rank's own key, set once it joined the store: who is missing when the handshake fails.
+const std::string kPresentPrefix = "smtl/present/";
 
 void set_text(c10d::Store& store, const std::string& key, const std::string& text) {
   store.set(key, std::vector<uint8_t>(text.begin(), text.end()));
@@ -46,6 +48,17 @@ void set_text(c10d::Store& store, const std::string& key, const std::string& tex
 std::string get_text(c10d::Store& store, const std::string& key) {
   const auto value = store.get(key);
   return std::string(value.begin(), value.end());
+}
+
+// The ranks of `size` that never joined the store, as "2" or "1, 3" (empty when all did).
+std::string absent_ranks(c10d::Store& store, int size) {
+  std::string missing;
+  for (int r = 0; r < size; ++r) {
+    if (!store.check({kPresentPrefix + std::to_string(r)})) {
+      missing += (missing.empty() ? "" : ", ") + std::to_string(r);
+    }
+  }
+  return missing;
 }
 
 }  // namespace
@@ -60,13 +73,16 @@ extern "C" {
 // and stops before Gloo, whose keys would mix with that launch's; one whose `size` is not
 // rank 0's sets it to 2, and one whose `build` (the binary's version) is not rank 0's sets it
 // to 4: ranks of other versions may call different collectives, which Gloo ends by aborting.
+// When Gloo's handshake fails, it sets 5 if the store went away meanwhile (its host stopped),
+// and 6 if some ranks never came (the message lists them). `*store_answered` becomes 1 (an
+// atomic store, read by a watchdog thread) once the store has counted this rank in.
 // Gloo binds to the network interfaces `interfaces` names (comma-separated, as PyTorch reads
 // GLOO_SOCKET_IFNAME) when it is non-empty, else to the address `bind_host` resolves to when
 // that is non-empty, else to the default device (this machine's hostname, or loopback).
 // Returns a handle, or null with a message.
 void* smtl_group_join(const char* host, int port, int rank, int size, const char* build, int64_t timeout_ms,
-                      const char* prefix,
-                      const char* interfaces, const char* bind_host, int* cause, char* error, size_t error_len) {
+                      const char* prefix, const char* interfaces, const char* bind_host, int* store_answered,
+                      int* cause, char* error, size_t error_len) {
   *cause = 0;
   try {
     // c10d and Gloo log retries and peer errors on stderr themselves; the caller reports each
@@ -95,7 +111,27 @@ void* smtl_group_join(const char* host, int port, int rank, int size, const char
       *cause = 3;
       throw std::runtime_error("the reply to joining was " + std::to_string(joined) + ", not a count of processes");
     }
+    __atomic_store_n(store_answered, 1, __ATOMIC_RELEASE);
+    const auto refuse = [&](int why, const std::string& message) {
+      *cause = why;
+      // For the ranks left waiting in Gloo's handshake, to say why once it fails: the
+      // cause's digit, then the message.
+      set_text(*group->store, kRefusedKey, std::to_string(why) + message);
+      throw std::runtime_error(message);
+    };
+    const auto world_size_differs = [&](const std::string& rank0_size) {
+      refuse(2, "rank " + std::to_string(rank) + " was started with WORLD_SIZE=" + std::to_string(size) +
+                    ", rank 0 with WORLD_SIZE=" + rank0_size);
+    };
     if (joined > size) {
+      // A rank given a smaller WORLD_SIZE than rank 0's counts past its own while the count
+      // is still within rank 0's: this launch's mismatch, not another launch on the port.
+      if (rank != 0 && group->store->check({kWorldKey})) {
+        const auto rank0_size = get_text(*group->store, kWorldKey);
+        if (rank0_size != std::to_string(size) && joined <= std::stoll(rank0_size)) {
+          world_size_differs(rank0_size);
+        }
+      }
       *cause = 1;
       throw std::runtime_error(std::to_string(joined) + " processes have joined its store");
     }
@@ -107,17 +143,9 @@ void* smtl_group_join(const char* host, int port, int rank, int size, const char
       set_text(*group->store, kBuildKey, build);
       set_text(*group->store, kWorldKey, std::to_string(size));
     } else {
-      const auto refuse = [&](int why, const std::string& message) {
-        *cause = why;
-        // For the ranks left waiting in Gloo's handshake, to say why once it fails: the
-        // cause's digit, then the message.
-        set_text(*group->store, kRefusedKey, std::to_string(why) + message);
-        throw std::runtime_error(message);
-      };
       const auto rank0_size = get_text(*group->store, kWorldKey);
       if (rank0_size != std::to_string(size)) {
-        refuse(2, "rank " + std::to_string(rank) + " was started with WORLD_SIZE=" + std::to_string(size) +
-                      ", rank 0 with WORLD_SIZE=" + rank0_size);
+        world_size_differs(rank0_size);
       }
       const auto rank0_build =
           group->store->check({kBuildKey}) ? get_text(*group->store, kBuildKey) : std::string("an older sentence-mtl");
@@ -125,6 +153,7 @@ void* smtl_group_join(const char* host, int port, int rank, int size, const char
         refuse(4, "rank " + std::to_string(rank) + " runs " + build + ", rank 0 runs " + rank0_build);
       }
     }
+    set_text(*group->store, kPresentPrefix + std::to_string(rank), "1");
     auto gloo = c10d::ProcessGroupGloo::Options::create(group->timeout);
     std::string bind(bind_host);
     std::stringstream names(interfaces);
@@ -141,8 +170,25 @@ void* smtl_group_join(const char* host, int port, int rank, int size, const char
     try {
       group->backend = c10::make_intrusive<c10d::ProcessGroupGloo>(group->store, rank, size, gloo);
     } catch (const std::exception&) {
-      if (!group->store->check({kRefusedKey})) {
-        throw;
+      bool answers = true;
+      bool refused = false;
+      try {
+        refused = group->store->check({kRefusedKey});
+      } catch (const std::exception&) {
+        answers = false;
+      }
+      if (!answers) {
+        // The store's host (rank 0, or torchrun's agent) stopped during the handshake.
+        *cause = 5;
+        throw std::runtime_error("the store went away during the handshake");
+      }
+      if (!refused) {
+        const auto missing = absent_ranks(*group->store, size);
+        if (missing.empty()) {
+          throw;
+        }
+        *cause = 6;
+        throw std::runtime_error(missing);
       }
       const auto why = get_text(*group->store, kRefusedKey);
       // A cause digit, then the message; a rank of an older version wrote the message alone

@@ -87,10 +87,16 @@ fn die_quietly_on_closed_pipe() {
 /// In a data-parallel launch, `message` starting with the rank that failed, as the errors of
 /// collectives already do: launchers interleave the ranks' output. A rank named inside the
 /// message (under context such as `task 'x': `) moves to the front.
+/// An error in the launch variables themselves still names the rank when `RANK` reads as one.
 fn with_rank(message: String) -> String {
-    match sentence_mtl::distributed::Launch::from_env() {
-        Ok(Some(launch)) if !message.starts_with("rank ") => {
-            let own = format!("rank {}: ", launch.rank);
+    use sentence_mtl::distributed::Launch;
+    let rank = match Launch::from_env() {
+        Ok(launch) => launch.map(|l| l.rank),
+        Err(_) => Launch::rank_in_env(),
+    };
+    match rank {
+        Some(rank) if !message.starts_with("rank ") => {
+            let own = format!("rank {rank}: ");
             format!("{own}{}", message.replacen(&format!(": {own}"), ": ", 1))
         }
         _ => message,

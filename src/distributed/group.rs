@@ -5,7 +5,8 @@
 //! names the rank that stopped, found by a roll call in the store.
 
 use std::ffi::{c_void, CString};
-use std::sync::OnceLock;
+use std::sync::atomic::AtomicI32;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::{bail, Result};
@@ -27,6 +28,7 @@ extern "C" {
         prefix: *const libc::c_char,
         interfaces: *const libc::c_char,
         bind_host: *const libc::c_char,
+        store_answered: *mut i32,
         cause: *mut i32,
         error: *mut libc::c_char,
         error_len: usize,
@@ -123,7 +125,8 @@ impl ProcessGroup {
         let build = CString::new(format!("sentence-mtl {}", crate::VERSION))?;
         let mut error = ErrorBuffer::new();
         let mut cause = 0;
-        let watchdog = JoinWatchdog::start(launch, timeout);
+        let store_answered = Arc::new(AtomicI32::new(0));
+        let watchdog = JoinWatchdog::start(launch, timeout, Arc::clone(&store_answered));
         // SAFETY: NUL-terminated strings, a writable int and buffer; the C++ side catches
         // every exception and returns a new handle or null.
         let handle = unsafe {
@@ -137,6 +140,7 @@ impl ProcessGroup {
                 prefix.as_ptr(),
                 interfaces.as_ptr(),
                 bind.as_ptr(),
+                store_answered.as_ptr(),
                 &mut cause,
                 error.0.as_mut_ptr(),
                 error.0.len(),
@@ -259,7 +263,7 @@ impl ProcessGroup {
     }
 
     /// The error for a failed collective: which ranks stopped, from a roll call in the store
-    /// (rank 0 holds the store, so when it is gone rank 0 is the one that stopped).
+    /// (rank 0 holds the store, or torchrun's agent does: when it is gone, that one stopped).
     fn failure(&self, what: &str, message: &str) -> anyhow::Error {
         let me = self.rank();
         let wait = self.timeout.min(Duration::from_secs(10));
@@ -279,8 +283,10 @@ impl ProcessGroup {
             missing.iter().enumerate().filter(|(r, m)| **m != 0 && *r != me).map(|(r, _)| r.to_string()).collect();
         let who = if rc != 0 {
             format!(
-                "rank 0 stopped (the rendezvous store at {}:{} is gone)",
-                self.launch.master_addr, self.launch.master_port
+                "{} stopped (the rendezvous store at {}:{} is gone)",
+                super::joining::store_host(&self.launch),
+                self.launch.master_addr,
+                self.launch.master_port
             )
         } else if stopped.is_empty() {
             format!("no rank stopped, but it did not complete within --dist-timeout {}s", self.timeout.as_secs())

@@ -2,6 +2,8 @@
 //! `GLOO_SOCKET_IFNAME`, a watchdog for a `MASTER_PORT` that never answers, and the one-line
 //! message for each way joining fails.
 
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
@@ -57,10 +59,31 @@ fn loopback_hint(launch: &Launch) -> String {
     }
 }
 
+/// Who serves the launch's rendezvous store: rank 0, or torchrun's agent.
+pub(super) fn store_host(launch: &Launch) -> &'static str {
+    if launch.agent_store_prefix.is_some() {
+        "torchrun's agent"
+    } else {
+        "rank 0"
+    }
+}
+
 /// Why joining failed, from the shim's `cause` (1: another launch's store, 2: another
-/// WORLD_SIZE, 3: a reply that is no store's, 4: another build than rank 0's) and message.
+/// WORLD_SIZE, 3: a reply that is no store's, 4: another build than rank 0's, 5: the store
+/// went away during the handshake, 6: ranks that never came, listed in `message`) and message.
 pub(super) fn join_failure(launch: &Launch, timeout: Duration, cause: i32, message: &str) -> anyhow::Error {
     let (rank, world, address) = (launch.rank, launch.world, format!("{}:{}", launch.master_addr, launch.master_port));
+    let seconds = timeout.as_secs();
+    if cause == 5 {
+        let host = store_host(launch);
+        return anyhow!("rank {rank}: {host} stopped while the ranks were joining (the rendezvous store at {address} is gone); {host}'s own error says why");
+    }
+    if cause == 6 {
+        let (ranks, them) = if message.contains(',') { ("ranks", "them") } else { ("rank", "it") };
+        return anyhow!(
+            "rank {rank}: {ranks} {message} of {world} did not join the process group at {address} within {seconds}s (--dist-timeout): start {them} with the same MASTER_ADDR, MASTER_PORT and WORLD_SIZE"
+        );
+    }
     if cause == 2 {
         return anyhow!(
             "rank {rank}: the ranks were started with different WORLD_SIZE: {message}; every rank must get the same"
@@ -82,11 +105,19 @@ pub(super) fn join_failure(launch: &Launch, timeout: Duration, cause: i32, messa
     if message.contains("EADDRINUSE") {
         return anyhow!("rank {rank}: MASTER_PORT {} is in use on {} (by another launch or program); give this launch a free MASTER_PORT", launch.master_port, launch.master_addr);
     }
+    // c10d's socket says "The client socket has ..." when the store itself is out of reach,
+    // where Gloo listens plays no part.
+    let store_unreached = message.contains("client socket");
     if rank == 0 && launch.agent_store_prefix.is_none() {
+        if store_unreached {
+            // Rank 0 serves the store on this machine, and its own connection to it failed.
+            return anyhow!(
+                "rank 0: cannot reach its own rendezvous store at {address} within {seconds}s ({message}): MASTER_ADDR must be an address of rank 0's machine that the other ranks reach"
+            );
+        }
         // Rank 0 hosts the store itself, so what it waited for is the other ranks.
         return anyhow!(
-            "rank 0: not every rank of {world} joined the process group at {address} within {}s (--dist-timeout): start rank{} {} with the same MASTER_ADDR, MASTER_PORT and WORLD_SIZE ({message}){}",
-            timeout.as_secs(),
+            "rank 0: not every rank of {world} joined the process group at {address} within {seconds}s (--dist-timeout): start rank{} {} with the same MASTER_ADDR, MASTER_PORT and WORLD_SIZE ({message}){}",
             if world > 2 { "s" } else { "" },
             if world > 2 { format!("1 to {}", world - 1) } else { "1".to_string() },
             loopback_hint(launch)
@@ -102,39 +133,56 @@ pub(super) fn join_failure(launch: &Launch, timeout: Duration, cause: i32, messa
     } else {
         String::new()
     };
-    // c10d's socket says "The client socket has ..." when the store itself is out of reach,
-    // where Gloo listens plays no part.
-    let hint = if message.contains("client socket") { String::new() } else { loopback_hint(launch) };
+    let hint = if store_unreached { String::new() } else { loopback_hint(launch) };
     anyhow!(
-        "rank {rank}: cannot join the process group of {world} at {address} within {}s (MASTER_ADDR, MASTER_PORT; --dist-timeout): {message}{agent_hint}{hint}",
-        timeout.as_secs(),
+        "rank {rank}: cannot join the process group of {world} at {address} within {seconds}s (MASTER_ADDR, MASTER_PORT; --dist-timeout): {message}{agent_hint}{hint}"
     )
 }
 
 /// Ends the process when joining takes longer than the store's connection and Gloo's
 /// handshake may (each waits up to `--dist-timeout`): c10d's client waits without a limit for
-/// the first answer of a program that accepts connections on `MASTER_PORT` but is no store.
+/// the first answer of a program that accepts connections on `MASTER_PORT` but is no store,
+/// and sometimes for a store whose host stopped after counting this rank in.
 pub(super) struct JoinWatchdog {
     done: std::sync::mpsc::Sender<()>,
     thread: std::thread::JoinHandle<()>,
 }
 
 impl JoinWatchdog {
-    pub(super) fn start(launch: &Launch, timeout: Duration) -> Self {
+    /// `store_answered` is set (by the shim) once the store has counted this rank in. Past
+    /// `--dist-timeout` and 2 s, when the join should have ended either way, the store's port
+    /// is tried each second: a refused connection means its host stopped, and the rank says so
+    /// at once instead of waiting out the limit.
+    pub(super) fn start(launch: &Launch, timeout: Duration, store_answered: Arc<AtomicI32>) -> Self {
         let limit = timeout * 2 + Duration::from_secs(5);
-        let message = format!(
-            "error: rank {}: cannot join the process group of {} at {}:{} within {}s (twice --dist-timeout, and 5 s): no c10d store answers there; is another program listening on MASTER_PORT?",
-            launch.rank,
-            launch.world,
-            launch.master_addr,
-            launch.master_port,
+        let (rank, world, address) =
+            (launch.rank, launch.world, format!("{}:{}", launch.master_addr, launch.master_port));
+        let start = format!(
+            "error: rank {rank}: cannot join the process group of {world} at {address} within {}s (twice --dist-timeout, and 5 s)",
             limit.as_secs()
         );
-        let (done, waiting) = std::sync::mpsc::channel();
+        let host = store_host(launch);
+        let gone = format!("error: rank {rank}: {host} stopped while the ranks were joining (the rendezvous store at {address} is gone); {host}'s own error says why");
+        let (done, waiting) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::spawn(move || {
-            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = waiting.recv_timeout(limit) {
+            let started = std::time::Instant::now();
+            let mut wait = timeout + Duration::from_secs(2);
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = waiting.recv_timeout(wait) {
+                let answered = store_answered.load(Ordering::Acquire) == 1;
+                let message = if answered && refuses_connections(&address) {
+                    &gone
+                } else if started.elapsed() >= limit {
+                    &if answered {
+                        format!("{start}: the store counted this rank in, then the handshake never finished; {host} (which serves the store) may have stopped: its own error says why")
+                    } else {
+                        format!("{start}: no c10d store answers there; is another program listening on MASTER_PORT?")
+                    }
+                } else {
+                    wait = Duration::from_secs(1).min(limit.saturating_sub(started.elapsed()));
+                    continue;
+                };
                 crate::stderrln!("{message}");
-                // SAFETY: _exit(2) ends the process at once; the join it cuts short holds
+                // SAFETY: _exit(1) ends the process at once; the join it cuts short holds
                 // nothing that must be written out.
                 unsafe { libc::_exit(1) }
             }
@@ -146,6 +194,16 @@ impl JoinWatchdog {
         let _ = self.done.send(());
         let _ = self.thread.join();
     }
+}
+
+/// Whether nothing listens at `address` (host:port) any more: a connection is refused.
+fn refuses_connections(address: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    let Some(addr) = address.to_socket_addrs().ok().and_then(|mut addrs| addrs.next()) else { return false };
+    matches!(
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused
+    )
 }
 
 #[cfg(test)]
@@ -182,6 +240,36 @@ mod tests {
         }
         let gloo = "Gloo connectFullMesh failed: Connection refused";
         assert!(join_failure(&launch(1), timeout, 0, gloo).to_string().ends_with(&hint));
-        assert!(join_failure(&launch(0), timeout, 0, store).to_string().ends_with(&hint), "rank 0 waits for others");
+        let waiting = join_failure(&launch(0), timeout, 0, "Socket Timeout").to_string();
+        assert!(waiting.ends_with(&hint), "rank 0 waits for others: {waiting}");
+    }
+
+    /// Rank 0 serves the store on its own machine: when its own connection fails, MASTER_ADDR
+    /// is not that machine, and the other ranks are not to blame.
+    #[test]
+    fn rank_0_that_cannot_reach_its_store_blames_master_addr() {
+        let store = "The client socket has timed out after 2s while trying to connect to (192.0.2.1, 29500).";
+        let message = join_failure(&launch(0), Duration::from_secs(2), 0, store).to_string();
+        assert!(message.starts_with("rank 0: cannot reach its own rendezvous store at 192.0.2.1:29500"), "{message}");
+        assert!(message.contains("MASTER_ADDR must be an address of rank 0's machine"), "{message}");
+        assert!(!message.contains("start rank 1") && !message.contains("GLOO_SOCKET_IFNAME"), "{message}");
+    }
+
+    /// The shim's causes 5 and 6 (its host gone, ranks missing) read as what happened.
+    #[test]
+    fn names_a_stopped_store_host_and_the_missing_ranks() {
+        let timeout = Duration::from_secs(5);
+        let gone = join_failure(&launch(1), timeout, 5, "the store went away during the handshake").to_string();
+        assert!(gone.starts_with("rank 1: rank 0 stopped while the ranks were joining"), "{gone}");
+        let mut three = launch(0);
+        three.world = 3;
+        let one = join_failure(&three, timeout, 6, "2").to_string();
+        assert!(
+            one.starts_with("rank 0: rank 2 of 3 did not join the process group at 192.0.2.1:29500 within 5s"),
+            "{one}"
+        );
+        assert!(one.ends_with("start it with the same MASTER_ADDR, MASTER_PORT and WORLD_SIZE"), "{one}");
+        let two = join_failure(&three, timeout, 6, "1, 2").to_string();
+        assert!(two.contains("ranks 1, 2 of 3 did not join") && two.contains("start them"), "{two}");
     }
 }

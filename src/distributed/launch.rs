@@ -31,6 +31,12 @@ impl Launch {
         Self::from_vars(|name| std::env::var(name).ok())
     }
 
+    /// `RANK` alone, when it is a whole number: for naming the rank in an error about the
+    /// other launch variables.
+    pub fn rank_in_env() -> Option<usize> {
+        std::env::var("RANK").ok()?.trim().parse().ok()
+    }
+
     /// As [`Launch::from_env`], reading variables through `var`.
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Option<Self>> {
         let number = |name: &str| -> Result<Option<usize>> {
@@ -68,8 +74,8 @@ impl Launch {
             bail!("environment variable RANK={rank} is out of range for WORLD_SIZE={world} (0 to {})", world - 1);
         }
         let local_rank = number("LOCAL_RANK")?.unwrap_or(rank);
-        let master_addr = var("MASTER_ADDR").unwrap_or_else(|| "127.0.0.1".into());
-        if master_addr.trim().is_empty() {
+        let master_addr = var("MASTER_ADDR").map_or_else(|| "127.0.0.1".into(), |addr| addr.trim().to_string());
+        if master_addr.is_empty() {
             bail!("environment variable MASTER_ADDR is empty");
         }
         let master_port = match var("MASTER_PORT") {
@@ -114,7 +120,7 @@ mod tests {
             ("WORLD_SIZE", "4"),
             ("RANK", "3"),
             ("LOCAL_RANK", "1"),
-            ("MASTER_ADDR", "node1"),
+            ("MASTER_ADDR", " node1\n"),
             ("MASTER_PORT", "1234"),
         ])
         .unwrap()

@@ -172,6 +172,9 @@ pub struct Trainer<'a> {
     plain_progress: Option<PlainProgress>,
     batch_plan: Option<std::io::BufWriter<std::fs::File>>,
     last_saved_step: Option<usize>,
+    /// On a rank other than 0: the step of rank 0's latest save, until the next collective
+    /// shows that rank 0 came through it (then it is `last_saved_step`).
+    unconfirmed_save: Option<usize>,
     /// The step whose weights `check_before_save` last found to give finite outputs.
     checked_step: Option<usize>,
     /// The step of the checkpoint this process resumed from.
@@ -257,6 +260,7 @@ impl<'a> Trainer<'a> {
             precision,
             optimizer,
             last_saved_step: resumed_from,
+            unconfirmed_save: None,
             resumed_from,
             checked_step: None,
             state,
@@ -357,7 +361,12 @@ impl<'a> Trainer<'a> {
                 self.save_last(None)?;
                 saved = true;
             }
-            if let Some(signal) = self.agreed_signal(signals.requested())? {
+            let signal = self.agreed_signal(signals.requested())?;
+            // Rank 0 reached this collective, so the save before it finished.
+            if let Some(step) = self.unconfirmed_save.take() {
+                self.last_saved_step = Some(step);
+            }
+            if let Some(signal) = signal {
                 if step == self.length.total_steps {
                     // Nothing would be left to resume: the run finishes as usual.
                     self.say(&format!("{} came at the last step: the run finishes", signal_name(signal)));

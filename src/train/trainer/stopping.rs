@@ -13,6 +13,22 @@ impl Trainer<'_> {
     /// A rank's failure in a launch, with where the run can go on from: `last/` as the last
     /// save left it, resumed by the same launch.
     pub(super) fn with_resume_hint(&self, failure: anyhow::Error) -> anyhow::Error {
+        // Rank 0 may have stopped in the save this rank only knows it started.
+        if let Some(step) = self.unconfirmed_save {
+            let last = self.run.last();
+            return match self.last_saved_step {
+                Some(earlier) => anyhow!(
+                    "{failure}; {} holds step {step} if rank 0 finished saving it, else step {earlier}: {}",
+                    last.display(),
+                    self.how_to_resume()
+                ),
+                None => anyhow!(
+                    "{failure}; {} holds step {step} if rank 0 finished saving it ({}), else no checkpoint was saved yet: start the launch again",
+                    last.display(),
+                    self.how_to_resume()
+                ),
+            };
+        }
         match self.last_saved_step {
             Some(step) if self.run.last().is_dir() || !self.is_main() => anyhow!(
                 "{failure}; the run's last complete checkpoint is {} (step {step}): {}",
