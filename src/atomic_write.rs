@@ -152,17 +152,23 @@ fn install(staging: &Path, target: &Path) -> Result<()> {
 }
 
 /// Deletes the staging folders of `replace_dir`s of `target` that a kill interrupted: exactly
-/// the `.NAME.new-PID` it makes, of a PID no process has now. Folders moved aside
-/// (`.NAME.old-PID`) are left alone: one may be all there is of `target`.
+/// the `.NAME.new-PID` it makes, of a PID no process has now, and the `.NAME.old-PID` it
+/// moved aside once `target` is there again (while it is not, the old one may be all there
+/// is of `target`). Any other folder, however named, is left alone.
 pub fn clear_dead_staging(target: &Path) {
     let Some(name) = target.file_name().map(|n| n.to_string_lossy().into_owned()) else { return };
     let parent = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let Ok(entries) = std::fs::read_dir(parent) else { return };
-    let prefix = format!(".{name}.new-");
+    let (new, old) = (format!(".{name}.new-"), format!(".{name}.old-"));
+    let target_is_there = target.is_dir();
     for entry in entries.flatten() {
         let file = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = file.strip_prefix(&prefix).and_then(staging_pid) else { continue };
-        if !process_is_alive(pid) && entry.path().is_dir() {
+        let pid = match (file.strip_prefix(&new), file.strip_prefix(&old)) {
+            (Some(pid), _) => pid,
+            (None, Some(pid)) if target_is_there => pid,
+            _ => continue,
+        };
+        if staging_pid(pid).is_some_and(|pid| !process_is_alive(pid)) && entry.path().is_dir() {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
@@ -259,6 +265,13 @@ mod tests {
         let left: Vec<bool> = names.iter().map(|name| dir.path().join(name).exists()).collect();
         assert_eq!(left, [false, true, true, true, true, true, true], "{names:?}");
         assert!(!target.exists());
+        // Once the target is back, the copy a killed swap moved aside is stale too.
+        std::fs::create_dir(&target).unwrap();
+        std::fs::create_dir(dir.path().join(format!(".out.old-{}", std::process::id()))).unwrap();
+        clear_dead_staging(&target);
+        assert!(!dir.path().join(format!(".out.old-{dead}")).exists());
+        assert!(dir.path().join(format!(".out.old-{}", std::process::id())).exists(), "a live process's");
+        assert!(dir.path().join(".outer.new-".to_string() + &dead.to_string()).exists());
     }
 
     #[test]

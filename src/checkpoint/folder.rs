@@ -73,7 +73,7 @@ impl ModelFolder {
             let labels: std::collections::HashSet<&String> = task.labels.iter().collect();
             if task.labels.is_empty() || labels.len() != task.labels.len() {
                 bail!(
-                    "{}: classification task '{}' has {} labels, one per class of its head",
+                    "{}: classification task '{}' has {} labels; it needs distinct labels, one per class of its head",
                     file.display(),
                     task.name,
                     if task.labels.is_empty() { "no" } else { "repeated" }

@@ -30,12 +30,16 @@ pub fn load(model: &str, device: Device, overrides: &SpecOverrides) -> Result<Lo
     let weights_file = folder.weights_label(&path);
     let matched = match_tensors(&weights_file, tensors, &expected, folder.config.model_type())?;
     if !matched.missing.is_empty() {
+        // A plain Hugging Face folder has no spec file of its own to blame.
+        let described_by = match folder.has_own_spec {
+            true => format!("config.json / {}", folder.spec_file()),
+            false => "config.json".to_string(),
+        };
         bail!(
-            "{} lacks {} tensor(s) this model needs, e.g. {} (wrong file for this config.json / {}?)",
+            "{} lacks {} tensor(s) this model needs, e.g. {} (wrong file for this {described_by}?)",
             weights_file,
             matched.missing.len(),
             matched.missing.iter().take(5).cloned().collect::<Vec<_>>().join(", "),
-            folder.spec_file(),
         );
     }
     let (passthrough, unused) = split_passthrough(matched.unused);

@@ -174,7 +174,8 @@ fn replaced_layers(base: &ModelSpec, spec: &ModelSpec, hidden: i64, model: &str)
 
 /// Why the head of task `old` (in `base`) cannot go on as the head of task `new` (in `spec`)
 /// of the same name: other labels, another input width, or another input (a small-data head
-/// reads the normalised embeddings, others the features). `None` when it can.
+/// reads the embeddings, others the features; the two differ only where the model normalises).
+/// `None` when it can.
 fn head_change(
     base: &ModelSpec,
     old: &TaskSpec,
@@ -204,11 +205,17 @@ fn head_change(
         };
         return Some(format!("in {model} it reads {was}, in this run {is} (--projection-dim)"));
     }
-    match (old.head_input, new.head_input) {
-        (HeadInput::Embedding, HeadInput::Features) => Some(
+    let reads_normalised =
+        |spec: &ModelSpec, task: &TaskSpec| spec.normalize && task.head_input == HeadInput::Embedding;
+    match (reads_normalised(base, old), reads_normalised(spec, new)) {
+        (true, false) if new.head_input == HeadInput::Features => Some(
             format!("in {model} it reads the normalised embeddings (small-data mode), in this run the features (small-data mode is off for it)"),
         ),
-        (HeadInput::Features, HeadInput::Embedding) => Some(
+        (true, false) => Some(format!("in {model} it reads normalised embeddings, in this run unnormalised ones (--no-normalize)")),
+        (false, true) if old.head_input == HeadInput::Embedding => {
+            Some(format!("in {model} it reads unnormalised embeddings, in this run normalised ones (--normalize)"))
+        }
+        (false, true) => Some(
             format!("in {model} it reads the features, in this run the normalised embeddings (small-data mode)"),
         ),
         _ => None,

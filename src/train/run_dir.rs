@@ -92,8 +92,7 @@ impl RunDir {
     /// is common in other folders, and `--overwrite` must not take it for a run's.
     fn holds_a_run(&self) -> bool {
         let Ok(text) = std::fs::read_to_string(self.settings()) else { return false };
-        serde_json::from_str::<serde_json::Value>(&text)
-            .is_ok_and(|v| v.get("settings").is_some_and(|s| s.is_object()) && v.get("version").is_some())
+        serde_json::from_str::<serde_json::Value>(&text).is_ok_and(|v| written_by_a_run(&v))
     }
 
     /// A folder of files that are no run's: `--overwrite` may write a run among them, unless
@@ -134,6 +133,13 @@ impl RunDir {
                 );
             }
             bail!("{} is not a sentence-mtl run directory (no settings.json)", root.display());
+        }
+        let text = std::fs::read_to_string(run.settings())
+            .with_context(|| format!("cannot read {}", run.settings().display()))?;
+        let value: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("{} is damaged", run.settings().display()))?;
+        if !written_by_a_run(&value) {
+            bail!("{} is not a sentence-mtl run directory (its settings.json is not one a run wrote)", root.display());
         }
         if !run.last().join(STATE_FILE).is_file() {
             run.refuse_moved_aside_last()?;
@@ -197,7 +203,8 @@ impl RunDir {
     pub fn read_settings(&self) -> Result<TrainSettings> {
         let text = std::fs::read_to_string(self.settings())
             .with_context(|| format!("cannot read {}", self.settings().display()))?;
-        let value: serde_json::Value = serde_json::from_str(&text)?;
+        let value: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("{} is damaged", self.settings().display()))?;
         let mut settings: TrainSettings = serde_json::from_value(value["settings"].clone())
             .with_context(|| format!("{} is damaged", self.settings().display()))?;
         if let Some(started_in) = value["started_in"].as_str() {
@@ -252,14 +259,29 @@ impl RunDir {
             let name = entry.file_name().to_string_lossy().into_owned();
             let Some(pid) = name.strip_prefix(SHELF_PREFIX).and_then(|p| p.parse::<u32>().ok()) else { continue };
             let shelf = entry.path();
-            if pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists() {
+            if pid != std::process::id() && runs_this_program(pid) {
                 bail!("run directory {} is in use: process {pid} is starting a run there", self.root.display());
             }
+            // What the new run wrote before it ended is in the way of moving the old one back.
+            let newer: Vec<String> = self
+                .own_entries()
+                .iter()
+                .filter(|p| p.exists())
+                .map(|p| p.file_name().unwrap_or_default().to_string_lossy().into_owned())
+                .collect();
+            let back = match newer.is_empty() {
+                true => format!("move the contents of {} back into {}", shelf.display(), self.root.display()),
+                false => format!(
+                    "remove the new run's {} from {} and move the contents of {} back into it",
+                    newer.join(", "),
+                    self.root.display(),
+                    shelf.display()
+                ),
+            };
             bail!(
-                "{} holds a run that an --overwrite set aside and did not finish replacing (its process ended first); move the contents of {} back into {}, or remove that folder, then run again",
+                "{} holds a run that an --overwrite set aside and did not finish replacing (its process ended first); to get that run back, {back}; or remove {}; then run again",
                 self.root.display(),
-                shelf.display(),
-                self.root.display()
+                shelf.display()
             );
         }
         Ok(())
@@ -286,19 +308,25 @@ impl RunDir {
         }
     }
 
-    /// Staging folders left by a process killed while saving (`.last.new-<pid>`), and old
-    /// versions it moved aside: stale whatever their pid, as the run is this process's
-    /// (`lock`), and `last/` is there (`RunDir::open` checked).
+    /// Staging folders left by a process killed while saving (`.last.new-<pid>`), and the old
+    /// versions it moved aside where the checkpoint is back (`atomic_write::clear_dead_staging`).
+    /// Folders of the user's own, `.best.keep/` or `.last.2023/`, are never touched.
     pub(super) fn remove_stale_staging(&self) {
-        if let Ok(entries) = std::fs::read_dir(&self.root) {
-            for entry in entries.flatten() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if (name.starts_with(".best.") || name.starts_with(".last.")) && entry.path().is_dir() {
-                    let _ = std::fs::remove_dir_all(entry.path());
-                }
-            }
-        }
+        crate::atomic_write::clear_dead_staging(&self.best());
+        crate::atomic_write::clear_dead_staging(&self.last());
     }
+}
+
+/// Whether process `pid` exists and runs a program of this one's name: after a reboot or a
+/// kill, the PID in a `.replaced-<pid>` folder may be some other program's by now.
+fn runs_this_program(pid: u32) -> bool {
+    let comm = |who: &str| std::fs::read_to_string(format!("/proc/{who}/comm")).ok();
+    matches!((comm(&pid.to_string()), comm("self")), (Some(theirs), Some(ours)) if theirs == ours)
+}
+
+/// Whether a parsed `settings.json` has the shape `RunDir::write_settings` gives it.
+fn written_by_a_run(settings: &serde_json::Value) -> bool {
+    settings.get("settings").is_some_and(|s| s.is_object()) && settings.get("version").is_some()
 }
 
 /// An exclusive advisory lock on `file`, without waiting: false when another process holds it.
@@ -315,7 +343,7 @@ mod tests {
     #[test]
     fn a_last_moved_aside_by_a_killed_save_is_pointed_at() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("settings.json"), "{}").unwrap();
+        std::fs::write(dir.path().join("settings.json"), r#"{"settings": {}, "version": "0.1.0"}"#).unwrap();
         let aside = dir.path().join(".last.old-4242");
         std::fs::create_dir(&aside).unwrap();
         std::fs::write(aside.join(STATE_FILE), "{}").unwrap();

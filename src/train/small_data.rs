@@ -4,7 +4,7 @@
 //! (same class: cosine 1, different classes: cosine 0, the two kinds weighted equally, as
 //! SetFit's oversampling does), here over the pairs of every batch and beside the head's
 //! cross-entropy, and it runs at least [`MIN_STEPS`] optimizer steps. The head reads the
-//! embeddings (normalised, as SetFit's), and after the last step it is fitted anew on the
+//! embeddings (normalised where the model normalises them), and after the last step it is fitted anew on the
 //! final body ([`refit_heads`]), as SetFit fits its head once its body is trained; each dev
 //! evaluation before scores a head fitted the same way on the body of its step. `auto` turns
 //! the mode on for a classification task with at most [`ROWS_PER_CLASS`] training rows per
@@ -99,6 +99,11 @@ pub struct TrainedHeads {
 impl TrainedHeads {
     pub fn none() -> Self {
         Self { trained: Vec::new(), lines: Vec::new() }
+    }
+
+    /// Whether a head was refitted, so that the model scored is not the one training goes on with.
+    pub fn replaced_any(&self) -> bool {
+        !self.trained.is_empty()
     }
 
     /// Puts the trained heads back, bit for bit (training goes on from them).

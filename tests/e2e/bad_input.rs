@@ -984,7 +984,7 @@ c,a
         t(),
         &[("WORLD_SIZE", "2"), ("RANK", "0"), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", free_port)],
         &["--dist-timeout", "2"],
-        error("rank 0: not every rank of 2 joined the process group at 127.0.0.1:"),
+        error("rank 0: rank 1 of 2 did not join the process group at 127.0.0.1:"),
     );
     let busy_port: &'static str = String::leak(c.busy.local_addr().unwrap().port().to_string());
     c.add_launch(
@@ -1282,7 +1282,12 @@ c,a
     let f = c.damaged_model("other_arch", |d| {
         std::fs::copy(&bert_weights, d.join("model.safetensors")).unwrap();
     });
-    c.add("model", "weights of another architecture", &["encode", "-m", &f, "hi"], error("lacks"));
+    c.add(
+        "model",
+        "weights of another architecture",
+        &["encode", "-m", &f, "hi"],
+        error("(wrong file for this config.json?)"),
+    );
     let f = c.damaged_checkpoint("heads_vs_json", |d| {
         let p = d.join("sentence_mtl.json");
         let mut spec: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
@@ -1319,7 +1324,7 @@ c,a
         "model",
         "checkpoint JSON whose task lists a label twice",
         &["predict", "-m", &f, "--task", "topic", "hi"],
-        error("sentence_mtl.json: classification task 'topic' has repeated labels, one per class of its head"),
+        error("sentence_mtl.json: classification task 'topic' has repeated labels; it needs distinct labels, one per class of its head"),
     );
     let f = c.damaged_checkpoint("labels_vs_heads", |d| {
         let p = d.join("sentence_mtl.json");
@@ -1799,6 +1804,24 @@ c,a
         "--resume of a folder that is no run",
         &["train", "--resume", &plain],
         error("plain is not a sentence-mtl run directory (no settings.json)"),
+    );
+    let editor = c.file("editor-folder/settings.json", br#"{"editor.fontSize": 12}"#);
+    let editor = Path::new(&editor).parent().unwrap().to_string_lossy().into_owned();
+    c.add(
+        "settings",
+        "--resume of a folder whose settings.json is another tool's",
+        &["train", "--resume", &editor],
+        error("editor-folder is not a sentence-mtl run directory (its settings.json is not one a run wrote)"),
+    );
+    let cut_run = c.dir.path().join("cut-settings-run");
+    copy_dir(&checkpoint_run, &cut_run);
+    let cut = std::fs::read(cut_run.join("settings.json")).unwrap();
+    std::fs::write(cut_run.join("settings.json"), &cut[..cut.len() / 2]).unwrap();
+    c.add(
+        "settings",
+        "--resume of a run whose settings.json was cut short",
+        &["train", "--resume", &cut_run.to_string_lossy()],
+        error("cut-settings-run/settings.json is damaged: EOF while parsing"),
     );
     c.add(
         "settings",

@@ -238,3 +238,22 @@ pub fn assert_head_is_the_refit(checkpoint: &Path, task: &str, train_csv: &Path)
     let worst = f64::try_from(weight.grad().abs().max().maximum(&bias.grad().abs().max())).unwrap();
     assert!(worst < 1e-4, "{task}'s head is not the refit: gradient entry {worst:e} at it");
 }
+
+/// `model` as a sentence-transformers folder whose pipeline ends in Normalize.
+pub fn normalising_copy(model: &Path, into: &Path) -> PathBuf {
+    for entry in std::fs::read_dir(model).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), into.join(entry.file_name())).unwrap();
+        }
+    }
+    std::fs::create_dir_all(into.join("1_Pooling")).unwrap();
+    std::fs::write(into.join("1_Pooling/config.json"), r#"{"pooling_mode_mean_tokens": true}"#).unwrap();
+    let modules = serde_json::json!([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+    ]);
+    std::fs::write(into.join("modules.json"), modules.to_string()).unwrap();
+    into.to_path_buf()
+}

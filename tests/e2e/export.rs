@@ -189,25 +189,6 @@ fn sentence_transformers_loads_a_distilbert_export() {
     assert!(diff < 1e-5, "max difference {diff}");
 }
 
-/// `model` as a sentence-transformers folder whose pipeline ends in Normalize.
-fn normalising_copy(model: &Path, into: &Path) -> PathBuf {
-    for entry in std::fs::read_dir(model).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_file() {
-            std::fs::copy(entry.path(), into.join(entry.file_name())).unwrap();
-        }
-    }
-    std::fs::create_dir_all(into.join("1_Pooling")).unwrap();
-    std::fs::write(into.join("1_Pooling/config.json"), r#"{"pooling_mode_mean_tokens": true}"#).unwrap();
-    let modules = json!([
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
-    ]);
-    std::fs::write(into.join("modules.json"), modules.to_string()).unwrap();
-    into.to_path_buf()
-}
-
 /// A checkpoint without heads or projection (a similarity task alone) exports an empty but
 /// valid `heads.safetensors`, which Python's safetensors and sentence-mtl both read.
 #[test]

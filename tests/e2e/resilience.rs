@@ -294,6 +294,51 @@ fn kill_9_at_any_moment_leaves_a_loadable_checkpoint() {
     assert_eq!(logged_steps(&f.out("straight")), logged_steps(&run));
 }
 
+/// In small-data mode, scores are of the refitted heads, but a mid-run `last/` holds the
+/// trained heads training goes on from: it records no scores, which would not be its own.
+#[test]
+fn a_mid_run_last_in_small_data_mode_records_no_scores_of_other_heads() {
+    let test = "a_mid_run_last_in_small_data_mode_records_no_scores_of_other_heads";
+    let Some(f) = fixture(test, 100_000, &["--small-data", "on"]) else { return };
+    let run = f.out("run");
+    let mut child = f.spawn("run");
+    let state = Path::new(&run).join("last/trainer_state.json");
+    let started = Instant::now();
+    while !state.is_file() {
+        assert!(child.try_wait().unwrap().is_none(), "training ended before its first save");
+        assert!(started.elapsed() < Duration::from_secs(60), "no save in {run}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(Path::new(&run).join("last/sentence_mtl.json")).unwrap())
+            .unwrap();
+    assert!(spec.get("metrics").is_none_or(|m| m.is_null()), "last/ claims scores: {}", spec["metrics"]);
+    let best: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(Path::new(&run).join("best/sentence_mtl.json")).unwrap())
+            .unwrap();
+    assert!(best["metrics"]["tasks"].is_object(), "best/ keeps the refitted heads' scores: {best}");
+}
+
+/// `--overwrite` into a folder of the user's own files writes the run among them and touches
+/// none of theirs, even folders named like a save's staging (`.best.keep/`, `.last.2023/`).
+#[test]
+fn overwrite_keeps_the_users_own_folders_named_like_staging() {
+    let test = "overwrite_keeps_the_users_own_folders_named_like_staging";
+    let Some(f) = fixture(test, 2, &["--overwrite"]) else { return };
+    let out = Path::new(&f.out("mine")).to_path_buf();
+    for folder in [".best.keep", ".last.2023", ".last.new-notapid"] {
+        std::fs::create_dir_all(out.join(folder)).unwrap();
+        std::fs::write(out.join(folder).join("notes.txt"), "mine").unwrap();
+    }
+    f.run_to_end("mine");
+    for folder in [".best.keep", ".last.2023", ".last.new-notapid"] {
+        assert_eq!(std::fs::read_to_string(out.join(folder).join("notes.txt")).unwrap(), "mine", "{folder}");
+    }
+    assert!(out.join("best").is_dir() && out.join("last").is_dir());
+}
+
 /// With rates far too high the weights overflow within a few steps. The run stops at the
 /// first sign (a loss, a gradient norm, or outputs of the weights about to be saved) and the
 /// checkpoint it names gives finite embeddings.

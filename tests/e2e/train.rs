@@ -1240,22 +1240,31 @@ fn a_head_whose_labels_changed_starts_new_and_the_run_says_why() {
     assert_ok(&output);
     let said = stderr(&output);
     assert!(said.contains(&format!("note: heads.mood starts new: in {last} it reads 256-wide features, in this run 16-wide ones (--projection-dim)")), "{said}");
-    // A small-data head reads the normalised embeddings; a run without small-data mode would
-    // feed it the features, so it starts new too.
-    let small = s.out("small");
-    let small_args = ["train", "-m", &s.model, "--task", &task, "--out", &small, "--max-steps", "2"];
-    assert_ok(&run(&[&small_args[..], &["--small-data", "on", "--device", "cpu", "--threads", "1", "-q"]].concat()));
-    let small_last = format!("{small}/last");
-    let out = s.out("after_small");
-    let output =
-        run(&[&["train", "-m", &small_last, "--task", &task, "--out", &out, "--max-steps", "1"][..], FAST].concat());
-    assert_ok(&output);
-    let said = stderr(&output);
-    assert!(
-        said.contains("note: heads.mood starts new: in ")
-            && said.contains("it reads the normalised embeddings (small-data mode), in this run the features"),
-        "{said}"
-    );
+    // A small-data head reads the embeddings, normalised where the model normalises; a run
+    // without small-data mode would feed it the features, so it starts new too. Where the
+    // model does not normalise, embeddings and features are the same: the head is kept.
+    let normalising = tempfile::tempdir().unwrap();
+    let normalising = normalising_copy(Path::new(&s.model), normalising.path()).to_string_lossy().into_owned();
+    for (name, model, starts_new) in [("normalising", &normalising, true), ("plain", &s.model, false)] {
+        let small = s.out(&format!("small_{name}"));
+        let small_args = ["train", "-m", model, "--task", &task, "--out", &small, "--max-steps", "2"];
+        assert_ok(
+            &run(&[&small_args[..], &["--small-data", "on", "--device", "cpu", "--threads", "1", "-q"]].concat()),
+        );
+        let small_last = format!("{small}/last");
+        let out = s.out(&format!("after_small_{name}"));
+        let output = run(&[
+            &["train", "-m", &small_last, "--task", &task, "--out", &out, "--max-steps", "1"][..],
+            FAST,
+        ]
+        .concat());
+        assert_ok(&output);
+        let said = stderr(&output);
+        let note = said.contains("note: heads.mood starts new: in ")
+            && said.contains("it reads the normalised embeddings (small-data mode), in this run the features");
+        assert_eq!(note, starts_new, "{name}: {said}");
+        assert_eq!(said.contains("starts new"), starts_new, "{name}: {said}");
+    }
 }
 
 /// A frozen run caches every text its dev evaluations encode, a pairs dev file's negatives

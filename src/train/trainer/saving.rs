@@ -89,13 +89,18 @@ impl Trainer<'_> {
         let patience_spent = self.settings.patience.is_some_and(|p| self.state.evals_without_improvement >= p);
         // Patience spent at the last step is no early stop: the run ends there anyway.
         let early_stop = evaluation.is_some() && patience_spent && step < self.length.total_steps;
+        let mut scored = evaluation.as_ref();
         if early_stop {
             trained_heads.lines.iter().for_each(|line| self.say(line));
         } else if step < self.length.total_steps {
-            // Training goes on from the heads it trained (and `last/` resumes from them).
+            // Training goes on from the heads it trained (and `last/` resumes from them), which
+            // are not the refitted heads the scores are of: `last/` records no scores then.
+            if trained_heads.replaced_any() {
+                scored = None;
+            }
             trained_heads.restore();
         }
-        self.save_last(evaluation.as_ref())?;
+        self.save_last(scored)?;
         self.timing.save += save_started.elapsed().as_secs_f64();
         if early_stop {
             self.bar.finish_and_clear();
@@ -179,7 +184,7 @@ impl Trainer<'_> {
     pub(super) fn save_last(&mut self, evaluation: Option<&Evaluation>) -> Result<()> {
         self.check_before_save()?;
         if !self.is_main() {
-            self.last_saved_step = Some(self.state.step);
+            self.unconfirmed_save = Some(self.state.step);
             return Ok(());
         }
         let spec = self.spec_with(evaluation);
