@@ -8,6 +8,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+.venv/bin/python -c "import numpy" 2>/dev/null || { echo "compare-encode.sh: needs numpy in .venv: run scripts/setup.sh --reference first" >&2; exit 1; }
 [ $# -ge 2 ] || { echo "usage: scripts/compare-encode.sh OLD_BINARY NEW_BINARY [ROUNDS] [N] [PRECISION] [J]" >&2; exit 2; }
 old="$1" new="$2" rounds="${3:-3}" n="${4:-2000}" precision="${5:-fp32}" join="${6:-1}"
 for b in "$old" "$new"; do [ -x "$b" ] || { echo "compare-encode.sh: $b is not an executable" >&2; exit 2; }; done

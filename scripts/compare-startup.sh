@@ -7,6 +7,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+.venv/bin/python -c "import numpy" 2>/dev/null || { echo "compare-startup.sh: needs numpy in .venv: run scripts/setup.sh --reference first" >&2; exit 1; }
 [ -x /usr/bin/time ] || { echo "compare-startup.sh: needs GNU time at /usr/bin/time (on Debian and Ubuntu: apt-get install time)" >&2; exit 1; }
 [ $# -ge 2 ] || { echo "usage: scripts/compare-startup.sh OLD_BINARY NEW_BINARY [ROUNDS]" >&2; exit 2; }
 old="$1" new="$2" rounds="${3:-12}"

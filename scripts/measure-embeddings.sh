@@ -45,13 +45,19 @@ bin=target/release/sentence-mtl
 say() { printf '[measure] %s\n' "$*" >&2; }
 timed() { # NAME COMMAND...: runs it, keeping wall time and peak RSS in $out/NAME.time; a run
   local name="$1"; shift # that has one is kept, so an interrupted part continues (KEEP=0 reruns)
+  # Kept only for the same command (flags, PRECISION) and, for ours, the same build: a run of
+  # other settings or of an older binary is no figure of this one.
+  local signature="$*"
+  [ "$1" = "$bin" ] && signature+=" | build $(stat -c '%Y %s' "$bin")"
   # (An older study's file of a failed run starts "Command exited" or "Command terminated".)
-  if [ "${KEEP:-1}" = 1 ] && [ -s "$out/$name.time" ] && ! grep -q '^Command' "$out/$name.time"; then say "$name: kept from an earlier run"; return; fi
+  if [ "${KEEP:-1}" = 1 ] && [ -s "$out/$name.time" ] && ! grep -q '^Command' "$out/$name.time" \
+    && [ "$(cat "$out/$name.command" 2>/dev/null)" = "$signature" ]; then say "$name: kept from an earlier run"; return; fi
   say "$name: $*"
   # GNU time writes its file when the command fails or is interrupted too: only a run that
   # succeeded gets one, so that a failed one is run again rather than kept.
   rm -f "$out/$name.time"
   /usr/bin/time -f "%e %M" -o "$out/$name.time.new" "$@" > "$out/$name.stdout"
+  printf '%s' "$signature" > "$out/$name.command"
   mv "$out/$name.time.new" "$out/$name.time"
 }
 python3 scripts/stsb_pairs.py "$data/stsb/train.csv" "$out/pairs_train.csv"

@@ -66,7 +66,9 @@ def run(c):
     for set_name, tasks in TASK_SETS.items():
         out = f"{OUT}/{set_name}/{key}"
         log = f"{out}/train_log.jsonl"
-        if not os.path.exists(log) or '"summary"' not in open(log).read():
+        # A finished run is kept (an interrupted study continues), unless KEEP=0 says rerun all.
+        kept = os.environ.get("KEEP", "1") == "1" and os.path.exists(log) and '"summary"' in open(log).read()
+        if not kept:
             args = [BIN, "train", "--model", MODEL, "--out", out, "--overwrite", "--quiet", "--device", "cpu",
                     "--threads", THREADS, "--precision", PRECISION, "--epochs", EPOCHS]
             for t in tasks:

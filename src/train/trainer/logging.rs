@@ -46,10 +46,13 @@ impl Trainer<'_> {
 
     /// Logs the window's mean losses, rates and throughput, and shows them on the bar.
     pub(super) fn log_window(&mut self) -> Result<()> {
-        // Reading the losses back waits for the device's queued work: the steps' time too.
+        // Reading the losses back waits for the device's queued work: the steps' time too,
+        // in the window's rate and in the run's (a GPU runs behind the host between windows).
         let settle_started = Instant::now();
         self.settle_losses()?;
-        self.window.seconds += settle_started.elapsed().as_secs_f64();
+        let settled = settle_started.elapsed().as_secs_f64();
+        self.window.seconds += settled;
+        self.timing.train += settled;
         let seconds = self.window.seconds.max(1e-9);
         let window = &self.window;
         let loss =
