@@ -10,7 +10,7 @@
 //! appears in several tasks or rows is computed once, and one that is not cached (a text
 //! `eval` brings later) is simply run through the whole model. The cache lives in memory for
 //! one process: it never goes into a checkpoint, and a resumed run builds it again (the frozen
-//! weights and inference batches are the same, so it is the same).
+//! weights and length-sorted batches are the same, so it is the same).
 
 use std::collections::HashMap;
 
@@ -86,8 +86,8 @@ impl FeatureCache {
         rows * hidden as u64 * 4
     }
 
-    /// Runs the frozen part over every distinct sentence, in length-sorted batches as
-    /// inference makes them, at `precision` (a resolved one); the states are kept in fp32.
+    /// Runs the frozen part over every distinct sentence, in length-sorted batches of `batch`
+    /// as inference makes them, at `precision` (a resolved one); the states are kept in fp32.
     /// Each of `passes` is batched on its own (its sentences not in an earlier pass), so that
     /// the training sentences' numbers do not depend on the dev set beside them. The states
     /// go into one tensor allocated up front, so the build holds the cache and one batch.

@@ -18,7 +18,6 @@ use super::run_dir::RunDir;
 use super::settings::TrainSettings;
 use super::state::{FileFingerprint, TrainerState};
 use crate::checkpoint::{self, TrainableModel, TrainingSpec};
-use crate::data::batching::BatchLimit;
 use crate::data::distinct_texts::most_rows_with_one_text;
 use crate::data::sampler::{TaskRows, TaskSampler};
 use crate::distributed::data_parallel::{self, broadcast_weights};
@@ -117,9 +116,12 @@ pub(super) fn build_feature_cache(
     let (depth, precision) = (plan.depth, plan.precision);
     let (training, dev) = plan.caches();
     let started = Instant::now();
+    // Batches of the training's size (--batch-size or --batch-tokens), so that the build
+    // holds no larger batch than a training step does: with --eval-batch-size's 64 rows of
+    // the longest sentences, the cached run's peak RSS was ~70 MB above the uncached run's
+    // (docs/benchmarks.md), for a build 1.5% faster.
     let build = |passes: &[Vec<&[i64]>], precision| {
-        let batch = BatchLimit::Rows(settings.eval_batch_size);
-        FeatureCache::build(loaded, depth, passes, batch, precision, &Progress::new(quiet))
+        FeatureCache::build(loaded, depth, passes, settings.batch_limit(), precision, &Progress::new(quiet))
     };
     let caches = RunCaches {
         training: build(&training, precision)?,
