@@ -28,6 +28,11 @@ while [ $# -gt 0 ]; do
     --steps|--rounds|--keep|--batch-tokens) [ $# -ge 2 ] || { echo "bench-gpu.sh: $1 needs a value" >&2; exit 2; } ;;
   esac
   case "$1" in
+    # Checked before any run: a GPU's minutes are few.
+    --steps|--rounds|--batch-tokens)
+      [[ "$2" =~ ^[1-9][0-9]*$ ]] || { echo "bench-gpu.sh: $1 must be a positive whole number, got '$2'" >&2; exit 2; } ;;
+  esac
+  case "$1" in
     --steps) steps="$2"; shift 2 ;;
     --rounds) rounds="$2"; shift 2 ;;
     --keep) keep="$2"; shift 2 ;;
