@@ -35,14 +35,18 @@ parts=" $* "; [ $# -eq 0 ] && parts=" sentence-mtl setfit "
 mkdir -p "$out/draws" "$setfit_out"
 ours() { # NAME TASK DRAW DEV
   local name="$1" task="$2" draw="$3" dev="$4"
-  [ "${KEEP:-1}" = 1 ] && [ -s "$out/ours-$name.json" ] && return
+  # Kept only when scored with the same TRAIN_FLAGS (another set of flags is another study).
+  [ "${KEEP:-1}" = 1 ] && [ -s "$out/ours-$name.json" ] && [ "$(cat "$out/ours-$name.flags" 2>/dev/null)" = "${TRAIN_FLAGS:-}" ] && return
   echo "[fewshot] sentence-mtl $name" >&2
+  rm -f "$out/ours-$name.json"
   /usr/bin/time -f %e -o "$out/ours-$name.train_s" "$bin" train --model "$model" --device cpu \
     --threads "$threads" --overwrite --task "$task=$draw" --out "$out/ours/$name" ${TRAIN_FLAGS:-} \
     2> "$out/ours-$name.stderr" > /dev/null ||
     { echo "[fewshot] sentence-mtl $name failed:" >&2; tail -5 "$out/ours-$name.stderr" >&2; exit 1; }
   /usr/bin/time -f %e -o "$out/ours-$name.predict_s" "$bin" eval --model "$out/ours/$name/last" \
-    --device cpu --threads "$threads" --task "$task=$dev" --json > "$out/ours-$name.json"
+    --device cpu --threads "$threads" --task "$task=$dev" --json > "$out/ours-$name.json.new"
+  printf '%s' "${TRAIN_FLAGS:-}" > "$out/ours-$name.flags"
+  mv "$out/ours-$name.json.new" "$out/ours-$name.json"
   cp "$draw" "$out/ours/$name/train_draw.csv"
 }
 setfit() { # NAME DRAW DEV
