@@ -73,6 +73,14 @@ impl ScoredPairs {
                 path.display()
             );
         }
+        // Training reads scores as 32-bit floats, and evaluation takes scores that differ by
+        // no more than their rounding for equal (`metrics::correlation::is_constant`).
+        if crate::metrics::correlation::is_constant(&pairs.scores) {
+            bail!(
+                "{}: the scores, from {low} to {high}, differ only past 32-bit precision, where training and evaluation see them as one; subtract their common part (STS-B's are 0 to 5)",
+                path.display()
+            );
+        }
         if !((high - low) as f32).is_finite() {
             bail!(
                 "{}: scores from {low:e} to {high:e} span more than a number can hold; rescale them (STS-B's are 0 to 5)",
@@ -126,6 +134,9 @@ mod tests {
         assert!(err.contains("is not a finite number"), "{err}");
         let err = read("sentence1,sentence2,score\na,b,2\nc,d,2\n").unwrap_err().to_string();
         assert!(err.contains("every score is 2"), "{err}");
+        let err = read("sentence1,sentence2,score\na,b,10000.001\nc,d,10000.002\n").unwrap_err().to_string();
+        assert!(err.ends_with("p.csv: the scores, from 10000.001 to 10000.002, differ only past 32-bit precision, where training and evaluation see them as one; subtract their common part (STS-B's are 0 to 5)"), "{err}");
+        assert!(read("sentence1,sentence2,score\na,b,10000.5\nc,d,10001\n").is_ok(), "scores f32 tells apart");
         let err = read("sentence1,sentence2,score\na,b,2\nc,d,1e39\n").unwrap_err().to_string();
         assert!(err.ends_with("p.csv:3: score '1e39' in column 'score' is beyond what training's 32-bit numbers hold (about 3.4e38); rescale the scores (STS-B's are 0 to 5)"), "{err}");
         let err = read("sentence1,sentence2,score\na,b,3e38\nc,d,-3e38\n").unwrap_err().to_string();

@@ -8,7 +8,7 @@
 //! useless. Constant means equal up to float32 rounding: the cosines of identical sentence
 //! pairs come out as 1 and 1.0000001, and a correlation of that noise would be a number
 //! that means nothing. Gold scores that are all equal are refused when a file is read
-//! (`data::scored_pairs`). A NaN among the predictions (a model whose weights overflowed)
+//! (`data::scored_pairs`), as are gold scores equal up to that rounding. A NaN among the predictions (a model whose weights overflowed)
 //! gives NaN, as scipy does, rather than a plausible number.
 
 /// Pearson's correlation coefficient of `x` and `y` (same length, at least 2); NaN when

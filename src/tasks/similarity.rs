@@ -58,11 +58,13 @@ impl SimilarityTask {
     }
 }
 
-/// The cosine similarity the encoder's embeddings give each pair, as `encode`'s would.
+/// The cosine similarity the encoder's embeddings give each pair, as `encode`'s would, within
+/// [-1, 1]: rounding puts an identical pair's at 1.0000001 or at 1, and sentence-transformers'
+/// evaluator, whose identical pairs tie at 1, ranks them alike only when they are clamped.
 pub fn cosines(encoder: &Encoder, first: &[String], second: &[String], progress: &Progress) -> Result<Vec<f64>> {
     let a = encoder.embed(first, progress)?;
     let b = encoder.embed(second, progress)?;
-    Ok(Vec::<f64>::try_from(pairwise_cosine(&a, &b).to_kind(Kind::Double))?)
+    Ok(Vec::<f64>::try_from(pairwise_cosine(&a, &b).clamp(-1.0, 1.0).to_kind(Kind::Double))?)
 }
 
 /// Spearman and Pearson correlation of the encoder's cosines with the pairs' scores.

@@ -606,6 +606,14 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         &[],
         error("sim_equal.csv: every score is 3; similarity needs scores that differ"),
     );
+    let f = sim(&mut c, "sim_near_equal.csv", "a cat sits,a cat sat,10000.001\na dog runs,the sky is blue,10000.002\n");
+    c.add_train(
+        "similarity and pairs",
+        "similarity scores that differ only past 32-bit precision",
+        format!("s={f}"),
+        &[],
+        error("sim_near_equal.csv: the scores, from 10000.001 to 10000.002, differ only past 32-bit precision"),
+    );
     let f = sim(&mut c, "sim_huge.csv", "a cat sits,a cat sat,3e38\na dog runs,the sky is blue,-3e38\n");
     c.add_train(
         "similarity and pairs",

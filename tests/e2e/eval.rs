@@ -465,6 +465,40 @@ fn candidates_that_are_one_input_to_the_model_are_one_candidate() {
     assert_eq!(ranks[0], ranks[1], "the same query and positive, but for a space: {ranks:?}");
 }
 
+/// Identical sentence pairs tie at a cosine of 1, as in sentence-transformers' evaluator:
+/// float32 rounding puts some at 1.0000001, which would rank them apart and move Spearman.
+#[test]
+fn identical_pairs_tie_at_a_cosine_of_one() {
+    let test = "identical_pairs_tie_at_a_cosine_of_one";
+    let rows = "sentence1,sentence2,score\nA woman is playing the piano.,Someone is playing a piano.,4\nA woman is playing the piano.,A man is fixing a bicycle.,1\nA cat sleeps.,A cat sleeps.,5\nThe sky is blue.,The sky is blue.,5\nStocks fell sharply today.,The market dropped.,3\nThe train is late.,The train is late.,2\nRain is falling.,It is sunny.,0\n";
+    let Some((dir, model, pairs)) = tiny_bert_and_file(test, "pairs.csv", rows) else { return };
+    let out = dir.path().join("report");
+    let task = format!("s={}", pairs.display());
+    let args = [
+        "eval",
+        "-m",
+        model.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "-q",
+        "--task",
+        &task,
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    assert_ok(&run_args(&args));
+    let cosines: Vec<(bool, f64)> = csv::Reader::from_path(out.join("predictions_s.csv"))
+        .unwrap()
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            (r[0] == r[1], r[3].parse().unwrap())
+        })
+        .collect();
+    assert!(cosines.iter().all(|&(_, c)| c <= 1.0), "{cosines:?}");
+    assert!(cosines.iter().filter(|(same, _)| *same).all(|&(_, c)| c == 1.0), "{cosines:?}");
+}
+
 /// A file whose header fits two kinds is scored as `--task-kind` says, as train reads it.
 #[test]
 fn task_kind_chooses_for_a_header_that_fits_two_kinds() {
