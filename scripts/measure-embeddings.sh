@@ -71,6 +71,8 @@ train=("$bin" train --model "$model" --device cpu --threads "$threads" --quiet -
 evaluate() { # RUN: STS-B (and TREC and SST-2 where RUN trained them) dev metrics of RUN/last
   local run="$1" tasks=(--task "stsb=$data/stsb/dev.csv")
   [ "$run" = stsb-alone ] || tasks+=(--task "trec=$data/trec/dev_split.csv" --task "sst2=$data/sst2/dev.csv")
+  # The same command scores other weights once the run was trained again: score it again.
+  [ "$out/$run/last/model.safetensors" -nt "$out/eval-$run.time" ] && rm -f "$out/eval-$run.time"
   timed "eval-$run" "$bin" eval --model "$out/$run/last" --device cpu --threads "$threads" --json -q "${tasks[@]}"
   cp "$out/eval-$run.stdout" "$out/eval-$run.json"
 }

@@ -156,6 +156,19 @@ fn install(staging: &Path, target: &Path) -> Result<()> {
 /// moved aside once `target` is there again (while it is not, the old one may be all there
 /// is of `target`). Any other folder, however named, is left alone.
 pub fn clear_dead_staging(target: &Path) {
+    clear_staging(target, |pid| !process_is_alive(pid));
+}
+
+/// As [`clear_dead_staging`], whatever process the PID names now (this one included): for a
+/// folder this process holds a lock on, where no other process can be saving, and where a
+/// PID from before a restart (PID 1 in a container) may well be alive again.
+pub fn clear_staging_under_lock(target: &Path) {
+    clear_staging(target, |_| true);
+}
+
+/// The staging folders of `target` whose PID `stale` says are left over: every `.new-PID`,
+/// and `.old-PID` once `target` is there again.
+fn clear_staging(target: &Path, stale: impl Fn(i32) -> bool) {
     let Some(name) = target.file_name().map(|n| n.to_string_lossy().into_owned()) else { return };
     let parent = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let Ok(entries) = std::fs::read_dir(parent) else { return };
@@ -168,7 +181,7 @@ pub fn clear_dead_staging(target: &Path) {
             (None, Some(pid)) if target_is_there => pid,
             _ => continue,
         };
-        if staging_pid(pid).is_some_and(|pid| !process_is_alive(pid)) && entry.path().is_dir() {
+        if staging_pid(pid).is_some_and(&stale) && entry.path().is_dir() {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
@@ -272,6 +285,12 @@ mod tests {
         assert!(!dir.path().join(format!(".out.old-{dead}")).exists());
         assert!(dir.path().join(format!(".out.old-{}", std::process::id())).exists(), "a live process's");
         assert!(dir.path().join(".outer.new-".to_string() + &dead.to_string()).exists());
+        // Under a lock, a live PID's are stale too (it is no saver: the lock says so).
+        clear_staging_under_lock(&target);
+        assert!(!dir.path().join(format!(".out.old-{}", std::process::id())).exists());
+        assert!(!dir.path().join(format!(".out.new-{}", std::process::id())).exists());
+        let kept = [".outer.new-".to_string() + &dead.to_string(), ".out.new-20240101".into(), ".out.new-0".into()];
+        assert!(kept.iter().all(|name| dir.path().join(name).exists()), "not staging names");
     }
 
     #[test]

@@ -205,16 +205,14 @@ fn head_change(
         };
         return Some(format!("in {model} it reads {was}, in this run {is} (--projection-dim)"));
     }
+    // A run normalises as the model it starts from does (`training_spec`), so only the head's
+    // input kind can differ.
     let reads_normalised =
         |spec: &ModelSpec, task: &TaskSpec| spec.normalize && task.head_input == HeadInput::Embedding;
     match (reads_normalised(base, old), reads_normalised(spec, new)) {
-        (true, false) if new.head_input == HeadInput::Features => Some(
+        (true, false) => Some(
             format!("in {model} it reads the normalised embeddings (small-data mode), in this run the features (small-data mode is off for it)"),
         ),
-        (true, false) => Some(format!("in {model} it reads normalised embeddings, in this run unnormalised ones (--no-normalize)")),
-        (false, true) if old.head_input == HeadInput::Embedding => {
-            Some(format!("in {model} it reads unnormalised embeddings, in this run normalised ones (--normalize)"))
-        }
         (false, true) => Some(
             format!("in {model} it reads the features, in this run the normalised embeddings (small-data mode)"),
         ),

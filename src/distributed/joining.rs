@@ -76,7 +76,7 @@ pub(super) fn join_failure(launch: &Launch, timeout: Duration, cause: i32, messa
     let seconds = timeout.as_secs();
     if cause == 5 {
         let host = store_host(launch);
-        return anyhow!("rank {rank}: {host} stopped while the ranks were joining (the rendezvous store at {address} is gone); {host}'s own error says why");
+        return anyhow!("rank {rank}: {host} stopped while the ranks were joining (the rendezvous store at {address} is gone); {host}'s own error line says why, unless it was killed");
     }
     if cause == 6 {
         let (ranks, them) = if message.contains(',') { ("ranks", "them") } else { ("rank", "it") };
@@ -162,7 +162,9 @@ impl JoinWatchdog {
             limit.as_secs()
         );
         let host = store_host(launch);
-        let gone = format!("error: rank {rank}: {host} stopped while the ranks were joining (the rendezvous store at {address} is gone); {host}'s own error says why");
+        let gone = format!("error: rank {rank}: {host} stopped while the ranks were joining (the rendezvous store at {address} is gone); {host}'s own error line says why, unless it was killed");
+        // Rank 0 serves the store itself: when its handshake hangs, another rank stalled.
+        let serves_the_store = rank == 0 && launch.agent_store_prefix.is_none();
         let (done, waiting) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::spawn(move || {
             let started = std::time::Instant::now();
@@ -172,7 +174,9 @@ impl JoinWatchdog {
                 let message = if answered && refuses_connections(&address) {
                     &gone
                 } else if started.elapsed() >= limit {
-                    &if answered {
+                    &if serves_the_store {
+                        format!("{start}: the handshake with the other ranks never finished; one of them stalled (a stopped process, or a machine that stopped answering)")
+                    } else if answered {
                         format!("{start}: the store counted this rank in, then the handshake never finished; {host} (which serves the store) may have stopped: its own error says why")
                     } else {
                         format!("{start}: no c10d store answers there; is another program listening on MASTER_PORT?")

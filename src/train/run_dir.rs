@@ -54,6 +54,8 @@ impl RunDir {
             return Ok(());
         }
         if !self.last().join(STATE_FILE).is_file() {
+            // Its checkpoint may be moved aside by a killed save: --overwrite would delete it.
+            self.refuse_moved_aside_last()?;
             bail!(
                 "run directory {} already holds a run that saved no checkpoint to resume; pass --overwrite to start it again, or choose another --out",
                 root.display()
@@ -262,11 +264,15 @@ impl RunDir {
             if pid != std::process::id() && runs_this_program(pid) {
                 bail!("run directory {} is in use: process {pid} is starting a run there", self.root.display());
             }
-            // What the new run wrote before it ended is in the way of moving the old one back.
+            // What the new run wrote before it ended is in the way of moving the old one back:
+            // entries written after the last one went onto the shelf (an old entry that a kill
+            // left unmoved is older, and stays where it is).
+            let shelved_at = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+            let shelf_time = shelved_at(&shelf);
             let newer: Vec<String> = self
                 .own_entries()
                 .iter()
-                .filter(|p| p.exists())
+                .filter(|p| p.exists() && shelved_at(p) >= shelf_time)
                 .map(|p| p.file_name().unwrap_or_default().to_string_lossy().into_owned())
                 .collect();
             let back = match newer.is_empty() {
@@ -309,11 +315,12 @@ impl RunDir {
     }
 
     /// Staging folders left by a process killed while saving (`.last.new-<pid>`), and the old
-    /// versions it moved aside where the checkpoint is back (`atomic_write::clear_dead_staging`).
-    /// Folders of the user's own, `.best.keep/` or `.last.2023/`, are never touched.
+    /// versions it moved aside where the checkpoint is back, whatever their PID: the run is
+    /// this process's (its lock, or no other process held it at the start). Folders of the
+    /// user's own, `.best.keep/` or `.last.2023/`, are never touched.
     pub(super) fn remove_stale_staging(&self) {
-        crate::atomic_write::clear_dead_staging(&self.best());
-        crate::atomic_write::clear_dead_staging(&self.last());
+        crate::atomic_write::clear_staging_under_lock(&self.best());
+        crate::atomic_write::clear_staging_under_lock(&self.last());
     }
 }
 
@@ -351,5 +358,9 @@ mod tests {
         assert!(err.contains("has no last/: a save that was killed moved it aside to"), "{err}");
         assert!(err.contains(&format!("mv {} ", aside.display())), "{err}");
         assert!(aside.join(STATE_FILE).is_file(), "the moved-aside checkpoint was touched");
+        // A new run there is told the same, not to --overwrite the checkpoint away.
+        let run = RunDir { root: dir.path().to_path_buf() };
+        let err = run.refuse_taken(false).err().unwrap().to_string();
+        assert!(err.contains("has no last/: a save that was killed moved it aside to"), "{err}");
     }
 }

@@ -11,9 +11,16 @@ use crate::train::window::{NonFinite, Window};
 
 impl Trainer<'_> {
     /// Reads the window's pending losses and gradient norms; one that is not finite stops
-    /// the run, naming the task and the step.
+    /// the run, naming the task and the step. Reading them back waits for the device's
+    /// queued work, the steps' time too: it counts in the window's rate and in the run's (a
+    /// GPU runs behind the host between reads).
     pub(super) fn settle_losses(&mut self) -> Result<()> {
-        let Some(bad) = self.window.settle()? else { return Ok(()) };
+        let started = Instant::now();
+        let settled = self.window.settle();
+        let seconds = started.elapsed().as_secs_f64();
+        self.window.seconds += seconds;
+        self.timing.train += seconds;
+        let Some(bad) = settled? else { return Ok(()) };
         let name = |t: usize| format!("'{}'", self.tasks[t].source().name);
         let what = match bad {
             NonFinite::Loss { step, task, value } => {
@@ -46,13 +53,7 @@ impl Trainer<'_> {
 
     /// Logs the window's mean losses, rates and throughput, and shows them on the bar.
     pub(super) fn log_window(&mut self) -> Result<()> {
-        // Reading the losses back waits for the device's queued work: the steps' time too,
-        // in the window's rate and in the run's (a GPU runs behind the host between windows).
-        let settle_started = Instant::now();
         self.settle_losses()?;
-        let settled = settle_started.elapsed().as_secs_f64();
-        self.window.seconds += settled;
-        self.timing.train += settled;
         let seconds = self.window.seconds.max(1e-9);
         let window = &self.window;
         let loss =

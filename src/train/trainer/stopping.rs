@@ -23,9 +23,14 @@ impl Trainer<'_> {
                     self.how_to_resume()
                 ),
                 None => anyhow!(
-                    "{failure}; {} holds step {step} if rank 0 finished saving it ({}), else no checkpoint was saved yet: start the launch again",
+                    "{failure}; {} holds step {step} if rank 0 finished saving it ({}), else no checkpoint was saved yet: start the launch again{}",
                     last.display(),
-                    self.how_to_resume()
+                    self.how_to_resume(),
+                    match self.options.overwrite {
+                        // Rank 0 killed in its first save leaves the run it replaces set aside.
+                        true => format!(" (the run its --overwrite set aside may be left in {}/.replaced-<pid>/, and that start says what to do with it)", self.run.root.display()),
+                        false => String::new(),
+                    }
                 ),
             };
         }
