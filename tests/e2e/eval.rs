@@ -25,6 +25,28 @@ fn tiny_bert_and_file(test: &str, name: &str, text: &str) -> Option<(tempfile::T
     Some((dir, model, file))
 }
 
+/// The tiny BERT's `eval` report (its folder, in a temporary folder kept alive by the first
+/// value) of one task `name` whose file holds `rows`.
+fn eval_report_of(test: &str, name: &str, rows: &str) -> Option<(tempfile::TempDir, PathBuf)> {
+    let (dir, model, file) = tiny_bert_and_file(test, "task.csv", rows)?;
+    let out = dir.path().join("report");
+    let task = format!("{name}={}", file.display());
+    let args = [
+        "eval",
+        "-m",
+        model.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "-q",
+        "--task",
+        &task,
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    assert_ok(&run_args(&args));
+    Some((dir, out))
+}
+
 fn read_json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
@@ -440,22 +462,7 @@ fn a_new_report_replaces_the_earlier_one_and_keeps_the_users_files() {
 fn candidates_that_are_one_input_to_the_model_are_one_candidate() {
     let test = "candidates_that_are_one_input_to_the_model_are_one_candidate";
     let rows = "anchor,positive\nwhere is the tower,Paris\n\"where is the tower \",\"Paris \"\nwhere is the colosseum,Rome\nwhich ocean is largest,Pacific\n";
-    let Some((dir, model, pairs)) = tiny_bert_and_file(test, "pairs.csv", rows) else { return };
-    let out = dir.path().join("report");
-    let task = format!("p={}", pairs.display());
-    let args = [
-        "eval",
-        "-m",
-        model.to_str().unwrap(),
-        "--device",
-        "cpu",
-        "-q",
-        "--task",
-        &task,
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    assert_ok(&run_args(&args));
+    let Some((_dir, out)) = eval_report_of(test, "p", rows) else { return };
     assert_eq!(read_json(&out.join("metrics.json"))["tasks"]["p"]["candidates"], 3);
     let ranks: Vec<String> = csv::Reader::from_path(out.join("predictions_p.csv"))
         .unwrap()
@@ -471,22 +478,7 @@ fn candidates_that_are_one_input_to_the_model_are_one_candidate() {
 fn identical_pairs_tie_at_a_cosine_of_one() {
     let test = "identical_pairs_tie_at_a_cosine_of_one";
     let rows = "sentence1,sentence2,score\nA woman is playing the piano.,Someone is playing a piano.,4\nA woman is playing the piano.,A man is fixing a bicycle.,1\nA cat sleeps.,A cat sleeps.,5\nThe sky is blue.,The sky is blue.,5\nStocks fell sharply today.,The market dropped.,3\nThe train is late.,The train is late.,2\nRain is falling.,It is sunny.,0\n";
-    let Some((dir, model, pairs)) = tiny_bert_and_file(test, "pairs.csv", rows) else { return };
-    let out = dir.path().join("report");
-    let task = format!("s={}", pairs.display());
-    let args = [
-        "eval",
-        "-m",
-        model.to_str().unwrap(),
-        "--device",
-        "cpu",
-        "-q",
-        "--task",
-        &task,
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    assert_ok(&run_args(&args));
+    let Some((_dir, out)) = eval_report_of(test, "s", rows) else { return };
     let cosines: Vec<(bool, f64)> = csv::Reader::from_path(out.join("predictions_s.csv"))
         .unwrap()
         .records()
