@@ -336,9 +336,10 @@ pub struct TrainArgs {
     pub batch_tokens: Option<usize>,
 
     /// Batches whose gradients are averaged before each optimizer step (an epoch's last step
-    /// takes the batches left in the epoch, so an epoch stays one pass). Under round-robin, the
-    /// number of tasks gives every step one batch of each (how a similarity or pairs task
-    /// keeps the embeddings without taking steps from classification tasks)
+    /// takes the batches left in the epoch, so an epoch stays one pass). Under round-robin with
+    /// equal --task-share, the number of tasks gives every step one batch of each (how a
+    /// similarity or pairs task keeps the embeddings without taking steps from classification
+    /// tasks)
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub grad_accum: usize,
 

@@ -50,7 +50,7 @@ impl FreezeRule {
     /// Checks every `--freeze` together (`none` cannot be combined with other rules) and
     /// drops `none`.
     pub fn combine(rules: &[Self]) -> Result<Vec<Self>> {
-        if rules.len() > 1 && rules.contains(&Self::None) {
+        if rules.contains(&Self::None) && rules.iter().any(|r| *r != Self::None) {
             bail!("--freeze none cannot be combined with other --freeze rules");
         }
         Ok(rules.iter().filter(|r| **r != Self::None).cloned().collect())
@@ -195,6 +195,7 @@ mod tests {
         assert!(FreezeRule::parse("heads").unwrap_err().to_string().contains("unknown --freeze 'heads'"));
         assert!(FreezeRule::combine(&[FreezeRule::None, FreezeRule::All]).is_err());
         assert!(FreezeRule::combine(&[FreezeRule::None]).unwrap().is_empty());
+        assert!(FreezeRule::combine(&[FreezeRule::None, FreezeRule::None]).unwrap().is_empty(), "none twice is none");
     }
 
     #[test]

@@ -68,8 +68,16 @@ impl Section {
 }
 
 /// No weight decay on biases and LayerNorm parameters (BERT's recipe, HF Trainer's default).
+/// HF tells LayerNorms by module type; here the backbone's names tell them, and the
+/// projection's and heads' weights decay whatever a task is named (`layer_norm` too).
 pub fn decays(name: &str) -> bool {
-    !(name.ends_with(".bias") || name.contains("LayerNorm") || name.contains("layer_norm"))
+    if name.ends_with(".bias") {
+        return false;
+    }
+    match names::part_of(name) {
+        TensorPart::Projection | TensorPart::Head(_) => true,
+        _ => !(name.contains("LayerNorm") || name.contains("layer_norm")),
+    }
 }
 
 /// Groups the store's trainable variables (frozen ones are left out: they get no update
@@ -208,6 +216,8 @@ mod tests {
         assert!(!decays("bert.embeddings.LayerNorm.weight"));
         assert!(!decays("distilbert.transformer.layer.0.sa_layer_norm.weight"));
         assert!(decays("heads.a.weight"));
+        assert!(decays("heads.my_layer_norm_task.weight"), "a task's name is no module type");
+        assert!(!decays("heads.my_layer_norm_task.bias"));
     }
 
     #[test]
