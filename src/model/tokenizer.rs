@@ -36,10 +36,12 @@ impl SentenceTokenizer {
             anyhow::bail!("no vocab.txt in {} (a WordPiece vocabulary is required)", dir.display());
         }
         let config = read_tokenizer_config(dir)?;
+        let tokenizer_json = read_tokenizer_json(dir)?;
+        refuse_other_tokenizers(dir, &config, tokenizer_json.as_ref())?;
         let (lower_case, strip_accents) = settings_of(dir, &config)?;
         let vocab = BertVocab::from_file(&vocab_path)
             .map_err(|e| anyhow::anyhow!("cannot read vocabulary {}: {e}", vocab_path.display()))?;
-        refuse_added_tokens(dir, &config, &vocab)?;
+        refuse_added_tokens(dir, &config, tokenizer_json.as_ref(), &vocab)?;
         let pad_id = vocab.token_to_id(vocab.get_pad_value());
         let id_limit = vocab.values().values().max().map_or(0, |&id| id + 1);
         let inner = BertTokenizer::from_existing_vocab(vocab, lower_case, strip_accents);
@@ -105,32 +107,90 @@ pub fn truncation_note(truncated: usize, total: usize, noun: &str, max_length: u
     format!("{which} longer than {max_length} tokens and truncated to that length (--max-length)")
 }
 
+#[derive(serde::Deserialize)]
+struct AddedToken {
+    content: String,
+    #[serde(default)]
+    special: bool,
+}
+
+/// A part of `tokenizer.json`'s pipeline, by its type.
+#[derive(serde::Deserialize)]
+struct Component {
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+}
+
+/// What `tokenizer.json` says about the pipeline and added tokens; the rest (the vocabulary
+/// again) is skipped, not built.
+#[derive(serde::Deserialize)]
+struct TokenizerJson {
+    #[serde(default)]
+    added_tokens: Vec<AddedToken>,
+    normalizer: Option<Component>,
+    pre_tokenizer: Option<Component>,
+    model: Option<Component>,
+}
+
+/// `dir`'s `tokenizer.json`, `None` when it has none.
+fn read_tokenizer_json(dir: &Path) -> Result<Option<TokenizerJson>> {
+    let path = dir.join("tokenizer.json");
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let parsed =
+        serde_json::from_str(&text).with_context(|| format!("{} is not a valid tokenizer file", path.display()))?;
+    Ok(Some(parsed))
+}
+
+/// The tokenizer classes that are BERT's WordPiece tokenizer, the one reproduced here.
+const BERT_TOKENIZER_CLASSES: &[&str] =
+    &["BertTokenizer", "BertTokenizerFast", "DistilBertTokenizer", "DistilBertTokenizerFast"];
+
+/// Refuses a folder whose tokenizer is not BERT's (a `tokenizer_class` such as
+/// `BertJapaneseTokenizer`, or a `tokenizer.json` pipeline of other parts, an NFKC normaliser
+/// in front of BERT's): read as BERT's, its texts would give other tokens, silently.
+fn refuse_other_tokenizers(dir: &Path, config: &Value, tokenizer_json: Option<&TokenizerJson>) -> Result<()> {
+    if let Some(class) = config.get("tokenizer_class").and_then(Value::as_str) {
+        if !BERT_TOKENIZER_CLASSES.contains(&class) {
+            anyhow::bail!(
+                "{}: tokenizer_class {class} is not supported: sentence-mtl tokenizes as BERT's WordPiece tokenizer (BertTokenizer), which would give this model other tokens",
+                dir.join(TOKENIZER_CONFIG).display()
+            );
+        }
+    }
+    let Some(json) = tokenizer_json else { return Ok(()) };
+    let parts = [
+        ("normalizer", &json.normalizer, "BertNormalizer"),
+        ("pre_tokenizer", &json.pre_tokenizer, "BertPreTokenizer"),
+        ("model", &json.model, "WordPiece"),
+    ];
+    for (part, component, bert) in parts {
+        if let Some(other) = component.as_ref().and_then(|c| c.kind.as_deref()).filter(|kind| *kind != bert) {
+            anyhow::bail!(
+                "{}: its {part} is {other}, not BERT's {bert}: sentence-mtl tokenizes as BERT's WordPiece tokenizer, which would give this model other tokens",
+                dir.join("tokenizer.json").display(),
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Refuses tokens added to the tokenizer (`tokenizer.add_tokens`, in `tokenizer.json`'s
 /// `added_tokens`, `tokenizer_config.json`'s `added_tokens_decoder` or `added_tokens.json`)
 /// that `vocab.txt` lacks, or that are not special: transformers matches them whole before
 /// WordPiece, which this tokenizer does not.
-fn refuse_added_tokens(dir: &Path, config: &Value, vocab: &BertVocab) -> Result<()> {
-    #[derive(serde::Deserialize)]
-    struct AddedToken {
-        content: String,
-        #[serde(default)]
-        special: bool,
-    }
-    /// Only `added_tokens`: the rest (the vocabulary again) is skipped, not built.
-    #[derive(serde::Deserialize)]
-    struct TokenizerJson {
-        #[serde(default)]
-        added_tokens: Vec<AddedToken>,
-    }
+fn refuse_added_tokens(
+    dir: &Path,
+    config: &Value,
+    tokenizer_json: Option<&TokenizerJson>,
+    vocab: &BertVocab,
+) -> Result<()> {
     let whole = |t: &AddedToken| !t.special || !vocab.values().contains_key(&t.content);
     let mut added: Vec<String> = Vec::new();
-    let tokenizer_json = dir.join("tokenizer.json");
-    if tokenizer_json.is_file() {
-        let text = std::fs::read_to_string(&tokenizer_json)
-            .with_context(|| format!("cannot read {}", tokenizer_json.display()))?;
-        let parsed: TokenizerJson = serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a valid tokenizer file", tokenizer_json.display()))?;
-        added.extend(parsed.added_tokens.iter().filter(|t| whole(t)).map(|t| t.content.clone()));
+    if let Some(json) = tokenizer_json {
+        added.extend(json.added_tokens.iter().filter(|t| whole(t)).map(|t| t.content.clone()));
     }
     if let Some(decoder) = config.get("added_tokens_decoder") {
         let decoder: std::collections::BTreeMap<String, AddedToken> = serde_json::from_value(decoder.clone())
@@ -261,6 +321,23 @@ mod tests {
         write(dir.path(), "added_tokens.json", r#"{"<ent>": 6}"#);
         let err = SentenceTokenizer::from_dir(dir.path()).err().unwrap().to_string();
         assert!(err.contains("('<ent>')"), "{err}");
+    }
+
+    /// A tokenizer other than BERT's, by its class or its pipeline's parts, is refused.
+    #[test]
+    fn other_tokenizers_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "vocab.txt", "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nhello\n");
+        write(dir.path(), "tokenizer_config.json", r#"{"tokenizer_class": "BertTokenizerFast"}"#);
+        let bert = r#""normalizer": {"type": "BertNormalizer"}, "pre_tokenizer": null, "model": {"type": "WordPiece"}"#;
+        write(dir.path(), "tokenizer.json", &format!("{{{bert}}}"));
+        assert!(SentenceTokenizer::from_dir(dir.path()).is_ok());
+        write(dir.path(), "tokenizer.json", r#"{"model": {"type": "BPE"}}"#);
+        let err = SentenceTokenizer::from_dir(dir.path()).err().unwrap().to_string();
+        assert!(err.ends_with("tokenizer.json: its model is BPE, not BERT's WordPiece: sentence-mtl tokenizes as BERT's WordPiece tokenizer, which would give this model other tokens"), "{err}");
+        write(dir.path(), "tokenizer_config.json", r#"{"tokenizer_class": "BertJapaneseTokenizer"}"#);
+        let err = SentenceTokenizer::from_dir(dir.path()).err().unwrap().to_string();
+        assert!(err.contains("tokenizer_class BertJapaneseTokenizer is not supported"), "{err}");
     }
 
     #[test]

@@ -1154,6 +1154,31 @@ c,a
         &["encode", "-m", &f, "hi"],
         error("has tokens added to its tokenizer ('guitarzz'), which transformers keeps whole and sentence-mtl's WordPiece tokenizer would split"),
     );
+    let f = c.damaged_model("japanese_tokenizer", |d| {
+        let path = d.join("tokenizer_config.json");
+        let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        config["tokenizer_class"] = "BertJapaneseTokenizer".into();
+        std::fs::write(&path, config.to_string()).unwrap();
+    });
+    c.add(
+        "model",
+        "a tokenizer class other than BERT's",
+        &["encode", "-m", &f, "hi"],
+        error("tokenizer_config.json: tokenizer_class BertJapaneseTokenizer is not supported: sentence-mtl tokenizes as BERT's WordPiece tokenizer (BertTokenizer), which would give this model other tokens"),
+    );
+    let f = c.damaged_model("nfkc_tokenizer", |d| {
+        let path = d.join("tokenizer.json");
+        let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let bert = json["normalizer"].clone();
+        json["normalizer"] = serde_json::json!({"type": "Sequence", "normalizers": [{"type": "NFKC"}, bert]});
+        std::fs::write(&path, json.to_string()).unwrap();
+    });
+    c.add(
+        "model",
+        "a tokenizer.json normaliser other than BERT's",
+        &["encode", "-m", &f, "hi"],
+        error("tokenizer.json: its normalizer is Sequence, not BERT's BertNormalizer"),
+    );
     let f = c.damaged_model("added_tokens_latin1", |d| {
         std::fs::write(d.join("added_tokens.json"), b"{\"caf\xe9\": 99999}").unwrap()
     });
