@@ -20,9 +20,16 @@ pub fn find_weight_file(dir: &Path) -> Result<PathBuf> {
         }
     }
     if dir.join("pytorch_model.bin").is_file() {
+        // transformers cannot load a sentence-transformers module (a Dense layer's folder):
+        // sentence-transformers converts those.
+        let transformers_folder =
+            std::fs::read_to_string(dir.join("config.json")).is_ok_and(|c| c.contains("\"model_type\""));
+        let convert = match transformers_folder {
+            true => "with transformers: AutoModel.from_pretrained(DIR).save_pretrained(DIR) (transformers >= 4.35 writes safetensors)",
+            false => "with sentence-transformers: SentenceTransformer(MODEL).save(MODEL), MODEL being the folder this module belongs to (it writes model.safetensors in every module)",
+        };
         bail!(
-            "{} holds only pytorch_model.bin, a pickle file, which sentence-mtl does not load; \
-             convert it once with transformers: AutoModel.from_pretrained(DIR).save_pretrained(DIR) (transformers >= 4.35 writes safetensors)",
+            "{} holds only pytorch_model.bin, a pickle file, which sentence-mtl does not load; convert it once {convert}",
             dir.display()
         );
     }

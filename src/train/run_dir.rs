@@ -264,33 +264,37 @@ impl RunDir {
             if pid != std::process::id() && runs_this_program(pid) {
                 bail!("run directory {} is in use: process {pid} is starting a run there", self.root.display());
             }
-            // What the new run wrote before it ended is in the way of moving the old one back:
-            // entries written after the last one went onto the shelf (an old entry that a kill
-            // left unmoved is older, and stays where it is).
-            let shelved_at = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
-            let shelf_time = shelved_at(&shelf);
-            let newer: Vec<String> = self
-                .own_entries()
-                .iter()
-                .filter(|p| p.exists() && shelved_at(p) >= shelf_time)
-                .map(|p| p.file_name().unwrap_or_default().to_string_lossy().into_owned())
-                .collect();
-            let back = match newer.is_empty() {
-                true => format!("move the contents of {} back into {}", shelf.display(), self.root.display()),
-                false => format!(
-                    "remove the new run's {} from {} and move the contents of {} back into it",
-                    newer.join(", "),
-                    self.root.display(),
-                    shelf.display()
-                ),
-            };
             bail!(
-                "{} holds a run that an --overwrite set aside and did not finish replacing (its process ended first); to get that run back, {back}; or remove {}; then run again",
+                "{} holds a run that an --overwrite set aside and did not finish replacing (its process ended first); to get that run back, {}; or remove {}; then run again",
                 self.root.display(),
+                self.how_to_put_back(&shelf),
                 shelf.display()
             );
         }
         Ok(())
+    }
+
+    /// How to put back the run set aside in `shelf`: what the new run wrote before it ended
+    /// is in the way, the entries written after the last one went onto the shelf (an old
+    /// entry that a kill left unmoved is older, and stays where it is).
+    fn how_to_put_back(&self, shelf: &Path) -> String {
+        let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        let shelved_at = modified(shelf);
+        let newer: Vec<String> = self
+            .own_entries()
+            .iter()
+            .filter(|p| p.exists() && modified(p) >= shelved_at)
+            .map(|p| p.file_name().unwrap_or_default().to_string_lossy().into_owned())
+            .collect();
+        match newer.is_empty() {
+            true => format!("move the contents of {} back into {}", shelf.display(), self.root.display()),
+            false => format!(
+                "remove the new run's {} from {} and move the contents of {} back into it",
+                newer.join(", "),
+                self.root.display(),
+                shelf.display()
+            ),
+        }
     }
 
     /// A `last/` that a save killed between its two renames left moved aside (where the

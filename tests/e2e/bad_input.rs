@@ -1087,6 +1087,25 @@ c,a
         &["encode", "-m", &f, "hi"],
         error("1_Dense/config.json: a Dense module with activation torch.nn.modules.activation.Tanh is not supported"),
     );
+    let f = c.damaged_model("pickled_dense", |d| {
+        std::fs::write(
+            d.join("modules.json"),
+            r#"[{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                {"idx": 1, "name": "1", "path": "1_Dense", "type": "sentence_transformers.models.Dense"}]"#,
+        )
+        .unwrap();
+        std::fs::create_dir_all(d.join("1_Dense")).unwrap();
+        let config = r#"{"in_features": 32, "out_features": 8, "bias": true,
+            "activation_function": "torch.nn.modules.linear.Identity"}"#;
+        std::fs::write(d.join("1_Dense/config.json"), config).unwrap();
+        std::fs::write(d.join("1_Dense/pytorch_model.bin"), b"PK pickle").unwrap();
+    });
+    c.add(
+        "model",
+        "a sentence-transformers Dense module saved only as a pickle",
+        &["encode", "-m", &f, "hi"],
+        error("1_Dense holds only pytorch_model.bin, a pickle file, which sentence-mtl does not load; convert it once with sentence-transformers: SentenceTransformer(MODEL).save(MODEL)"),
+    );
     let f = c.damaged_model("no_config", |d| std::fs::remove_file(d.join("config.json")).unwrap());
     c.add(
         "model",
