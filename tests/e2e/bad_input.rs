@@ -135,6 +135,13 @@ impl Corpus {
     }
 }
 
+/// Rewrites the JSON file at `path` as `edit` changes it.
+fn edit_json(path: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let mut value: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    edit(&mut value);
+    std::fs::write(path, value.to_string()).unwrap();
+}
+
 fn error(text: impl Into<String>) -> Expect {
     Expect::Error(text.into())
 }
@@ -1174,10 +1181,9 @@ c,a
         error("has tokens added to its tokenizer ('guitarzz'), which transformers keeps whole and sentence-mtl's WordPiece tokenizer would split"),
     );
     let f = c.damaged_model("japanese_tokenizer", |d| {
-        let path = d.join("tokenizer_config.json");
-        let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        config["tokenizer_class"] = "BertJapaneseTokenizer".into();
-        std::fs::write(&path, config.to_string()).unwrap();
+        edit_json(&d.join("tokenizer_config.json"), |config| {
+            config["tokenizer_class"] = "BertJapaneseTokenizer".into();
+        });
     });
     c.add(
         "model",
@@ -1186,11 +1192,10 @@ c,a
         error("tokenizer_config.json: tokenizer_class BertJapaneseTokenizer is not supported: sentence-mtl tokenizes as BERT's WordPiece tokenizer (BertTokenizer), which would give this model other tokens"),
     );
     let f = c.damaged_model("nfkc_tokenizer", |d| {
-        let path = d.join("tokenizer.json");
-        let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        let bert = json["normalizer"].clone();
-        json["normalizer"] = serde_json::json!({"type": "Sequence", "normalizers": [{"type": "NFKC"}, bert]});
-        std::fs::write(&path, json.to_string()).unwrap();
+        edit_json(&d.join("tokenizer.json"), |json| {
+            let bert = json["normalizer"].clone();
+            json["normalizer"] = serde_json::json!({"type": "Sequence", "normalizers": [{"type": "NFKC"}, bert]});
+        });
     });
     c.add(
         "model",
@@ -1341,10 +1346,9 @@ c,a
         error("(wrong file for this config.json?)"),
     );
     let f = c.damaged_checkpoint("heads_vs_json", |d| {
-        let p = d.join("sentence_mtl.json");
-        let mut spec: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
-        spec["tasks"].as_array_mut().unwrap().pop();
-        std::fs::write(&p, spec.to_string()).unwrap();
+        edit_json(&d.join("sentence_mtl.json"), |spec| {
+            spec["tasks"].as_array_mut().unwrap().pop();
+        });
     });
     c.add(
         "model",
@@ -1353,11 +1357,10 @@ c,a
         error("that sentence_mtl.json does not describe (checkpoint heads do not match its tasks)"),
     );
     let f = c.damaged_checkpoint("task_twice", |d| {
-        let p = d.join("sentence_mtl.json");
-        let mut spec: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
-        let first = spec["tasks"][0].clone();
-        spec["tasks"].as_array_mut().unwrap().insert(0, first);
-        std::fs::write(&p, spec.to_string()).unwrap();
+        edit_json(&d.join("sentence_mtl.json"), |spec| {
+            let first = spec["tasks"][0].clone();
+            spec["tasks"].as_array_mut().unwrap().insert(0, first);
+        });
     });
     c.add(
         "model",
@@ -1366,11 +1369,10 @@ c,a
         error("sentence_mtl.json: task 'topic' is described twice"),
     );
     let f = c.damaged_checkpoint("label_twice", |d| {
-        let p = d.join("sentence_mtl.json");
-        let mut spec: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
-        let labels = spec["tasks"][0]["labels"].as_array_mut().unwrap();
-        labels[1] = labels[0].clone();
-        std::fs::write(&p, spec.to_string()).unwrap();
+        edit_json(&d.join("sentence_mtl.json"), |spec| {
+            let labels = spec["tasks"][0]["labels"].as_array_mut().unwrap();
+            labels[1] = labels[0].clone();
+        });
     });
     c.add(
         "model",
@@ -1379,10 +1381,9 @@ c,a
         error("sentence_mtl.json: classification task 'topic' has repeated labels; it needs distinct labels, one per class of its head"),
     );
     let f = c.damaged_checkpoint("labels_vs_heads", |d| {
-        let p = d.join("sentence_mtl.json");
-        let mut spec: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
-        spec["tasks"][0]["labels"].as_array_mut().unwrap().push("extra".into());
-        std::fs::write(&p, spec.to_string()).unwrap();
+        edit_json(&d.join("sentence_mtl.json"), |spec| {
+            spec["tasks"][0]["labels"].as_array_mut().unwrap().push("extra".into());
+        });
     });
     c.add(
         "model",
@@ -1410,10 +1411,9 @@ c,a
         error("tasks.json is not a valid sentence-mtl export description: unknown variant `median`"),
     );
     let f = c.damaged_export("hf", "export_extra_task", |d| {
-        let p = d.join("tasks.json");
-        let mut spec: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
-        spec["tasks"].as_array_mut().unwrap().push(serde_json::json!({"name": "extra", "labels": ["a", "b"]}));
-        std::fs::write(&p, spec.to_string()).unwrap();
+        edit_json(&d.join("tasks.json"), |spec| {
+            spec["tasks"].as_array_mut().unwrap().push(serde_json::json!({"name": "extra", "labels": ["a", "b"]}));
+        });
     });
     c.add(
         "model",
