@@ -12,7 +12,7 @@ use super::SPEC_FILE;
 use crate::model::config::BackboneConfig;
 use crate::model::names::{self, TensorPart};
 use crate::model::source::resolve_model_dir;
-use crate::model::spec::{ModelSpec, TaskKind, DEFAULT_MAX_LENGTH, FORMAT_VERSION};
+use crate::model::spec::{ModelSpec, TaskKind, FORMAT_VERSION};
 use crate::model::weights::{find_weight_file, read_weight_file};
 
 /// The description and files of a model folder (checkpoint, HF folder or hub id).
@@ -42,7 +42,8 @@ impl ModelFolder {
             (export.spec.clone(), SentenceTransformersConfig::default())
         } else {
             let st = SentenceTransformersConfig::read(&dir)?;
-            (spec_for_plain_model(&st, model, &config), st)
+            let tokenizer_limit = crate::model::tokenizer::model_max_length(&dir)?;
+            (spec_for_plain_model(&st, tokenizer_limit, model, &config), st)
         };
         if spec.model_type != config.model_type() {
             bail!(
@@ -102,7 +103,7 @@ impl ModelFolder {
         match (self.has_own_spec, self.sentence_transformers.max_seq_length) {
             (true, _) => format!("{}'s max_length", self.spec_file()),
             (false, Some(_)) => "sentence_bert_config.json's max_seq_length".into(),
-            (false, None) => "the default --max-length".into(),
+            (false, None) => "tokenizer_config.json's model_max_length".into(),
         }
     }
 
@@ -181,15 +182,23 @@ fn read_spec(dir: &Path) -> Result<ModelSpec> {
 }
 
 /// A spec for a folder without `sentence_mtl.json`: no heads; pooling, normalisation, max
-/// length and a projection (a linear Dense module) from a sentence-transformers config when present.
-fn spec_for_plain_model(st: &SentenceTransformersConfig, model: &str, config: &BackboneConfig) -> ModelSpec {
+/// length and a projection (a linear Dense module) from a sentence-transformers config when
+/// present. The max length is sentence-transformers': its config's `max_seq_length`, else the
+/// smaller of the position embeddings and the tokenizer's `model_max_length`.
+fn spec_for_plain_model(
+    st: &SentenceTransformersConfig,
+    tokenizer_limit: Option<usize>,
+    model: &str,
+    config: &BackboneConfig,
+) -> ModelSpec {
+    let positions = config.max_position_embeddings() as usize;
     ModelSpec {
         format_version: FORMAT_VERSION,
         model_type: config.model_type().to_string(),
         pooling: st.pooling.unwrap_or_default(),
         projection_dim: st.dense.as_ref().map(|d| d.out_features),
         normalize: st.normalize,
-        max_length: st.max_seq_length.unwrap_or(DEFAULT_MAX_LENGTH).min(config.max_position_embeddings() as usize),
+        max_length: st.max_seq_length.or(tokenizer_limit).unwrap_or(positions).min(positions),
         tasks: Vec::new(),
         base_model: model.to_string(),
         training: None,

@@ -130,7 +130,8 @@ pub struct ModelArgs {
     pub batch_tokens: Option<usize>,
 
     /// Token limit per sentence, [CLS] and [SEP] included; longer ones are truncated
-    /// [default: the model's (sentence-transformers config or checkpoint), else 128]
+    /// [default: the checkpoint's or sentence-transformers config's, else the tokenizer's
+    /// model_max_length or the position embeddings, whichever is lower, as sentence-transformers]
     #[arg(long, value_name = "TOKENS")]
     pub max_length: Option<usize>,
 
@@ -301,7 +302,8 @@ pub struct TrainArgs {
     pub projection_dim: Option<i64>,
 
     /// Token limit per sentence, [CLS] and [SEP] included; the checkpoint keeps it, so
-    /// `encode` cuts there too [default: a checkpoint's (or its hf export's) own, else 128]
+    /// `encode` cuts there too [default: a checkpoint's (or its hf export's) own, else 128,
+    /// or the base model's own limit where that is lower]
     #[arg(long, value_name = "TOKENS")]
     pub max_length: Option<usize>,
 

@@ -236,6 +236,14 @@ fn read_tokenizer_config(dir: &Path) -> Result<Value> {
     serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))
 }
 
+/// `dir`'s `tokenizer_config.json` `model_max_length`: the length transformers truncates at,
+/// and sentence-transformers' limit for a folder whose own config sets none. `None` when the
+/// file or field is missing, or holds transformers' "no limit" (a number near 1e30).
+pub fn model_max_length(dir: &Path) -> Result<Option<usize>> {
+    let limit = read_tokenizer_config(dir)?.get("model_max_length").and_then(Value::as_f64);
+    Ok(limit.filter(|&m| (0.0..1e15).contains(&m)).map(|m| m as usize))
+}
+
 /// (lower_case, strip_accents) of the model folder `dir`, as the module docs say.
 fn normalisation_settings(dir: &Path) -> Result<(bool, bool)> {
     settings_of(dir, &read_tokenizer_config(dir)?)
@@ -280,6 +288,17 @@ mod tests {
         write(dir.path(), "tokenizer_config.json", r#"{"tokenize_chinese_chars":false}"#);
         let err = normalisation_settings(dir.path()).unwrap_err().to_string();
         assert!(err.ends_with("tokenize_chinese_chars false is not supported (sentence-mtl's tokenizer always splits Chinese characters apart)"), "{err}");
+    }
+
+    /// transformers' "no limit" (`1000000000000000019884624838656`) is no limit here either.
+    #[test]
+    fn model_max_length_is_the_tokenizer_configs_own() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(model_max_length(dir.path()).unwrap(), None);
+        write(dir.path(), "tokenizer_config.json", r#"{"model_max_length": 64}"#);
+        assert_eq!(model_max_length(dir.path()).unwrap(), Some(64));
+        write(dir.path(), "tokenizer_config.json", r#"{"model_max_length": 1000000000000000019884624838656}"#);
+        assert_eq!(model_max_length(dir.path()).unwrap(), None);
     }
 
     #[test]

@@ -1317,6 +1317,15 @@ c,a
         &["encode", "-m", &f, "hi"],
         error("sentence_bert_config.json's max_seq_length 1 is out of range: this model takes 2 to"),
     );
+    let f = c.damaged_model("model_max_length_1", |d| {
+        edit_json(&d.join("tokenizer_config.json"), |config| config["model_max_length"] = 1.into())
+    });
+    c.add(
+        "model",
+        "tokenizer_config.json's model_max_length below 2 (no sentence-transformers config)",
+        &["encode", "-m", &f, "hi"],
+        error("tokenizer_config.json's model_max_length 1 is out of range: this model takes 2 to"),
+    );
     let f = c.damaged_model("no_vocab", |d| std::fs::remove_file(d.join("vocab.txt")).unwrap());
     c.add("model", "vocab.txt missing", &["encode", "-m", &f, "hi"], error("no vocab.txt in"));
     let f = c.damaged_model("gpt2", |d| {
