@@ -17,10 +17,14 @@ fn sibling_temp(path: &Path, tag: &str) -> PathBuf {
 
 /// Checks, before the work that produces it, that a file can be written at `path`: a file
 /// is made and removed where its temporary file will go (in the nearest folder that exists;
-/// the write makes the rest). Streams (`/dev/stdout`) and existing files' folders included.
+/// the write makes the rest). Streams (`/dev/stdout`) and existing files' folders included;
+/// an existing file must be writable itself too.
 pub fn check_writable(path: &Path) -> std::io::Result<()> {
-    if std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
-        return Ok(());
+    match std::fs::metadata(path) {
+        Ok(meta) if !meta.is_file() && !meta.is_dir() => return Ok(()),
+        // As a shell redirection: a file its owner made read-only is not replaced.
+        Ok(meta) if meta.is_file() => drop(std::fs::OpenOptions::new().write(true).open(path)?),
+        _ => {}
     }
     let resolved = follow_symlinks(path);
     let folder = resolved.ancestors().skip(1).find(|dir| dir.is_dir()).unwrap_or(Path::new("."));

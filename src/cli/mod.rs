@@ -149,7 +149,8 @@ pub struct ModelArgs {
 /// Where sentences come from and where results go; shared by `encode` and `predict`.
 #[derive(Debug, Args)]
 pub struct SentenceIoArgs {
-    /// Sentences; without them, read --input or stdin (one per line)
+    /// Sentences; without them, read --input or stdin (one per line). Sentences that start
+    /// with '-' go after `--`
     #[arg(value_name = "SENTENCE")]
     pub sentences: Vec<String>,
 

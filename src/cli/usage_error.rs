@@ -17,16 +17,30 @@ pub fn one_line(error: &clap::Error) -> Option<String> {
             None => rendered(error),
         }),
         ErrorKind::UnknownArgument => {
-            Some(match context(error, ContextKind::InvalidArg).as_deref().and_then(familiar_flag) {
-                Some(tip) => format!(
-                    "unexpected argument '{}' found; tip: {tip} (see --help)",
-                    context(error, ContextKind::InvalidArg).unwrap_or_default()
-                ),
+            let invalid = context(error, ContextKind::InvalidArg).unwrap_or_default();
+            if let Some(sentence) = sentence_read_as_flags(&invalid, std::env::args().skip(1)) {
+                return Some(format!(
+                    "unexpected argument '{sentence}' found; a sentence that starts with '-' goes after `--`, which ends the flags: -- '{sentence}'"
+                ));
+            }
+            Some(match familiar_flag(&invalid) {
+                Some(tip) => format!("unexpected argument '{invalid}' found; tip: {tip} (see --help)"),
                 None => rendered(error),
             })
         }
         _ => Some(rendered(error)),
     }
+}
+
+/// The argument clap took for flags when it reported `invalid`: a sentence with spaces that
+/// starts with '-' (`"-5 degrees"`, reported as `-5`), for which clap's own tip (`-- -5`)
+/// would encode another text.
+fn sentence_read_as_flags(invalid: &str, args: impl Iterator<Item = String>) -> Option<String> {
+    if !invalid.starts_with('-') {
+        return None;
+    }
+    let mut args = args.take_while(|arg| arg != "--");
+    args.find(|arg| arg.starts_with(invalid) && arg.len() > invalid.len() && arg.contains(char::is_whitespace))
 }
 
 /// This tool's flag for one users bring from Hugging Face's Trainer and sentence-transformers
@@ -122,6 +136,17 @@ mod tests {
     fn line(args: &[&str]) -> Option<String> {
         let error = Cli::definition().try_get_matches_from(args).unwrap_err();
         one_line(&error)
+    }
+
+    /// clap reports `"-5 degrees"` as `-5`; a flag typed wrong, or a sentence already after
+    /// `--`, is not such a sentence.
+    #[test]
+    fn a_sentence_starting_with_a_dash_is_found_whole() {
+        let args = |list: &[&str]| list.iter().map(|a| a.to_string()).collect::<Vec<_>>().into_iter();
+        let found = sentence_read_as_flags("-5", args(&["encode", "-m", "x", "-5 degrees"]));
+        assert_eq!(found.as_deref(), Some("-5 degrees"));
+        assert_eq!(sentence_read_as_flags("--forse", args(&["encode", "--forse"])), None);
+        assert_eq!(sentence_read_as_flags("-5", args(&["encode", "-5", "--", "-5 degrees"])), None);
     }
 
     #[test]

@@ -59,25 +59,28 @@ pub fn run(args: &EncodeArgs) -> Result<()> {
         return Ok(());
     }
     let dim = embeddings.size()[1] as usize;
-    if !args.model.quiet {
-        crate::stderrln!(
-            "encoded {} into {dim}-dim embeddings ({} pooling{}{}) in {:.2}s",
-            count(sentences.len(), "sentence"),
-            loaded.spec.pooling,
-            if loaded.spec.normalize { ", normalised" } else { "" },
-            if encoder.precision == Precision::Bf16 { ", bf16 forward" } else { "" },
-            started.elapsed().as_secs_f64()
-        );
-    }
-
+    // Said once the output is written, so that it never announces what a failed write lost.
+    let summary = format!(
+        "encoded {} into {dim}-dim embeddings ({} pooling{}{}) in {:.2}s",
+        count(sentences.len(), "sentence"),
+        loaded.spec.pooling,
+        if loaded.spec.normalize { ", normalised" } else { "" },
+        if encoder.precision == Precision::Bf16 { ", bf16 forward" } else { "" },
+        started.elapsed().as_secs_f64()
+    );
     if args.similarity {
         print_stdout(&similarity_table(&sentences, &embeddings)?)?;
-        if args.io.output().is_none() {
-            return Ok(());
-        }
     }
-    let values = Vec::<f32>::try_from(embeddings.flatten(0, -1))?;
-    write_output(args.io.output(), format.is_binary(), |out| write_embeddings(out, format, &sentences, &values, dim))
+    if !args.similarity || args.io.output().is_some() {
+        let values = Vec::<f32>::try_from(embeddings.flatten(0, -1))?;
+        write_output(args.io.output(), format.is_binary(), |out| {
+            write_embeddings(out, format, &sentences, &values, dim)
+        })?;
+    }
+    if !args.model.quiet {
+        crate::stderrln!("{summary}");
+    }
+    Ok(())
 }
 
 /// Cosine similarities `[n, n]` rendered with sentence numbers and shortened texts.

@@ -6,12 +6,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use serde_json::json;
 
 use super::runtime::{encoder, join_launch, open_model, output_setting};
 use crate::atomic_write;
-use crate::cli::task_values::{check_task_name, names_equal_but_for_case, PerTask, TaskArg};
+use crate::cli::task_values::{names_equal_but_for_case, PerTask, TaskArg};
 use crate::cli::EvalArgs;
 use crate::data::csv_file::{first_column_present, read_header};
 use crate::data::labelled::UnknownLabelPolicy;
@@ -25,7 +25,7 @@ use crate::precision::Precision;
 use crate::progress::Progress;
 use crate::report::plots::{read_training_curves, training_curves};
 use crate::report::text_backend::undrawable_chars;
-use crate::report::{TaskFile, TaskReport};
+use crate::report::TaskReport;
 use crate::tasks::{self, column_flag_notes, kind_of_file, LabelColumns};
 
 struct EvalTask {
@@ -258,6 +258,12 @@ fn check_report_folder(out: &Path) -> Result<()> {
         bail!("--out {} exists and is not a folder", out.display());
     }
     crate::checkpoint::refuse_output_inside(out, "--out")?;
+    // Found now, not after every task is scored.
+    if let Some(above) = out.ancestors().skip(1).find(|a| a.exists()).filter(|a| !a.is_dir()) {
+        bail!("--out {}: {} is not a folder", out.display(), above.display());
+    }
+    atomic_write::check_writable(&out.join(METRICS_FILE))
+        .map_err(|e| anyhow!("--out {} cannot be written: {e}", out.display()))?;
     // Finder's `.DS_Store` in a folder opened to look at does not make it the user's.
     let non_empty =
         out.read_dir().map(|mut d| d.any(|e| e.is_ok_and(|e| e.file_name() != ".DS_Store"))).unwrap_or(false);
@@ -270,22 +276,38 @@ fn check_report_folder(out: &Path) -> Result<()> {
     Ok(())
 }
 
+const METRICS_FILE: &str = "metrics.json";
+
+/// Where a report's `metrics.json` lists the other files it wrote (names in its folder).
+const FILES_FIELD: &str = "files";
+
 /// The `metrics.json` of a report an earlier `eval --out` wrote in `dir`, if it holds one.
 fn earlier_report(dir: &Path) -> Option<serde_json::Value> {
-    let text = std::fs::read_to_string(dir.join("metrics.json")).ok()?;
+    let text = std::fs::read_to_string(dir.join(METRICS_FILE)).ok()?;
     let metrics: serde_json::Value = serde_json::from_str(&text).ok()?;
     (metrics.get("evaluated_at").is_some() && metrics.get("tasks").is_some()).then_some(metrics)
 }
 
-/// The files an earlier report in `out` wrote: its `metrics.json`, `curves.png` and its tasks'
-/// files (by the names its `metrics.json` lists, never by a pattern that a file of the user's
-/// own could match).
+/// The files an earlier report in `out` wrote: its `metrics.json` and the files it lists,
+/// never a name it does not list, which may be a file of the user's own. (A report that
+/// lists none, from before the list, gives just its `metrics.json`: its other files stay.)
 fn earlier_report_files(out: &Path) -> Vec<PathBuf> {
     let Some(metrics) = earlier_report(out) else { return Vec::new() };
-    let tasks = metrics["tasks"].as_object().into_iter().flat_map(|tasks| tasks.keys());
-    let task_files = tasks.filter(|t| check_task_name(t).is_ok()).flat_map(|task| TaskFile::all_of(out, task));
-    let files = [out.join("metrics.json"), out.join("curves.png")].into_iter().chain(task_files);
+    let listed = metrics[FILES_FIELD].as_array().into_iter().flatten().filter_map(|name| name.as_str());
+    let plain_names = listed.filter(|name| {
+        let path = Path::new(name);
+        path.components().count() == 1 && path.file_name().is_some_and(|n| n == path.as_os_str())
+    });
+    let files = std::iter::once(out.join(METRICS_FILE)).chain(plain_names.map(|name| out.join(name)));
     files.filter(|path| path.is_file()).collect()
+}
+
+/// `metrics` as a report's `metrics.json` holds it: with the names of the other files it wrote.
+fn metrics_file_text(metrics: &serde_json::Value, written: &[PathBuf]) -> Result<String> {
+    let mut metrics = metrics.clone();
+    let names = written.iter().filter_map(|path| path.file_name()).map(|n| n.to_string_lossy().into_owned());
+    metrics[FILES_FIELD] = names.collect::<Vec<_>>().into();
+    Ok(serde_json::to_string_pretty(&metrics)? + "\n")
 }
 
 /// Every report's files, `curves.png` for a run's checkpoint, and `metrics.json`, which marks
@@ -300,10 +322,9 @@ fn write_reports(
 ) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create --out {}", out.display()))?;
     let earlier = earlier_report_files(out);
-    let metrics_path = out.join("metrics.json");
-    let metrics_text = serde_json::to_string_pretty(metrics)? + "\n";
+    let metrics_path = out.join(METRICS_FILE);
     if earlier.is_empty() {
-        atomic_write::write_file(&metrics_path, metrics_text.as_bytes())?;
+        atomic_write::write_file(&metrics_path, metrics_file_text(metrics, &[])?.as_bytes())?;
     }
     let mut written = Vec::new();
     for Evaluated { report, .. } in evaluated {
@@ -312,7 +333,7 @@ fn write_reports(
     if let Some(log) = training_log_of(&loaded.dir) {
         written.extend(write_curves(out, &log, loaded)?);
     }
-    atomic_write::write_file(&metrics_path, metrics_text.as_bytes())?;
+    atomic_write::write_file(&metrics_path, metrics_file_text(metrics, &written)?.as_bytes())?;
     written.insert(0, metrics_path);
     // By file, not by name: on a case-insensitive disk (macOS) the earlier report's
     // `predictions_STSB.csv` is this one's `predictions_stsb.csv`.

@@ -55,6 +55,9 @@ pub fn check_output_path(path: Option<&Path>, input: Option<&Path>, reads_stdin:
     if path.is_dir() {
         bail!("--output {} is a folder; name a file", path.display());
     }
+    if std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()).ends_with(b"/") {
+        bail!("--output {} ends in '/', which names a folder; name a file", path.display());
+    }
     if input.is_some_and(|input| same_file(path, input)) {
         bail!("--output {} is the --input file, which writing would replace; name another file", path.display());
     }

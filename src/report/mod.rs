@@ -49,8 +49,6 @@ pub enum TaskFile {
 }
 
 impl TaskFile {
-    const ALL: [TaskFile; 3] = [Self::Predictions, Self::Confusion, Self::Similarity];
-
     fn prefix(self) -> &'static str {
         match self {
             Self::Predictions => "predictions_",
@@ -62,20 +60,6 @@ impl TaskFile {
     /// `out/<prefix><task>.<ext>`.
     pub fn path(self, out: &Path, task: &str, ext: &str) -> PathBuf {
         out.join(format!("{}{task}.{ext}", self.prefix()))
-    }
-
-    /// The extensions a report writes the file in.
-    fn extensions(self) -> &'static [&'static str] {
-        match self {
-            Self::Predictions => &["csv"],
-            Self::Confusion => &["csv", "png"],
-            Self::Similarity => &["png"],
-        }
-    }
-
-    /// Every file of `task` a report can write in `out`.
-    pub fn all_of(out: &Path, task: &str) -> Vec<PathBuf> {
-        Self::ALL.iter().flat_map(|file| file.extensions().iter().map(|ext| file.path(out, task, ext))).collect()
     }
 }
 

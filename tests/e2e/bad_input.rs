@@ -1782,6 +1782,26 @@ c,a
     );
     c.add(
         "settings",
+        "eval --out under a file, as if it were a folder (refused before any task is scored)",
+        &[
+            "eval",
+            "-m",
+            &ck,
+            "--task",
+            &format!("mood={mood_dev}"),
+            "--out",
+            &format!("{}/report", c.path("notes.txt")),
+        ],
+        error("notes.txt is not a folder"),
+    );
+    c.add(
+        "settings",
+        "--output ending in '/'",
+        &["encode", "-m", &m, "-o", &format!("{}/", c.path("new.jsonl")), "hi"],
+        error("new.jsonl/ ends in '/', which names a folder; name a file"),
+    );
+    c.add(
+        "settings",
         "encode --format that the --output extension contradicts",
         &["encode", "-m", &m, "-o", &c.path("embeddings.npy"), "--format", "csv", "hi"],
         error("embeddings.npy's .npy; give one of them, or make them agree"),

@@ -258,6 +258,25 @@ fn a_reader_that_stops_early_ends_encode_quietly() {
     assert!(err.is_empty(), "stderr after the reader closed the pipe: {err}");
 }
 
+/// `encode -o FILE 2>&1 | head -1`: stderr's reader is gone before the notes are written,
+/// and FILE is written all the same (a closed stderr ends nothing; a closed stdout does).
+#[test]
+fn a_closed_stderr_does_not_lose_the_output_file() {
+    let test = "a_closed_stderr_does_not_lose_the_output_file";
+    let Some(model) = tiny_bert(test) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (input, output) = (dir.path().join("in.txt"), dir.path().join("out.jsonl"));
+    // A blank line gets a note before encoding, and every run a summary after it.
+    std::fs::write(&input, "one\n\nthree\n").unwrap();
+    let args =
+        ["encode", "-m", &model, "--device", "cpu", "-i", input.to_str().unwrap(), "-o", output.to_str().unwrap()];
+    let mut child = bin().args(args).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    drop(child.stderr.take());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "encode with its stderr closed: {status:?}");
+    assert_eq!(std::fs::read_to_string(&output).unwrap().lines().count(), 3);
+}
+
 /// `--version` names the program, after any subcommand too; a bare `sentence-mtl` shows the
 /// help and fails (exit 1, as bad input does).
 #[test]

@@ -439,6 +439,8 @@ fn a_new_report_replaces_the_earlier_one_and_keeps_the_users_files() {
         "confusion_matrix_from_sklearn.xlsx",
         "predictions_mood.csv.bak",
         "similarity_topic.csv",
+        // A name a report of another kind of task would write.
+        "similarity_mood.png",
     ];
     for name in own {
         std::fs::write(out.join(name), "mine").unwrap();
@@ -453,6 +455,8 @@ fn a_new_report_replaces_the_earlier_one_and_keeps_the_users_files() {
     let metrics = read_json(&out.join("metrics.json"));
     assert_eq!(metrics["tasks"].as_object().unwrap().keys().collect::<Vec<_>>(), ["mood"]);
     assert!(out.join("predictions_mood.csv").is_file() && out.join("curves.png").is_file());
+    let listed: Vec<&str> = metrics["files"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
+    assert_eq!(listed, ["confusion_mood.csv", "confusion_mood.png", "predictions_mood.csv", "curves.png"]);
 }
 
 /// Candidates the model sees as one input (here texts that differ by a space the tokenizer
