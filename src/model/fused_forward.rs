@@ -25,6 +25,7 @@ use anyhow::{anyhow, Result};
 use rust_bert::Activation;
 use tch::{Kind, Tensor};
 
+use crate::model::cast;
 use crate::model::config::BackboneConfig;
 use crate::model::names;
 use crate::model::pooling::l2_normalize;
@@ -93,7 +94,7 @@ impl FusedForward<'_> {
             return Ok(x);
         }
         let kind = self.w(&names::weight(&names::block(self.config, blocks.start).query))?.kind();
-        let mut x = x.to_kind(kind);
+        let mut x = cast(&x, kind);
         let dropout = self.dropout(train);
         let additive = additive_mask(self.config, mask);
         // BERT's (HF's and rust-bert's) drops out the attention block's output; DistilBERT's does not.
@@ -143,7 +144,7 @@ impl FusedForward<'_> {
     /// Token states `[batch, seq, hidden]` pooled in fp32 (whatever the blocks ran in) and
     /// projected: `[batch, dim]`.
     fn pool_and_project(&self, hidden: &Tensor, mask: &Tensor) -> Result<Tensor> {
-        self.project(&self.spec.pooling.forward(&hidden.to_kind(Kind::Float), mask))
+        self.project(&self.spec.pooling.forward(&cast(hidden, Kind::Float), mask))
     }
 
     /// Pooled states `[batch, hidden]` through the projection, if the model has one.
@@ -227,13 +228,13 @@ fn fused_attention_fits(q: &Tensor, attention_dropout: f64) -> bool {
 fn explicit_attention(q: &Tensor, k: &Tensor, v: &Tensor, additive_mask: &Tensor, dropout: &Dropout) -> Tensor {
     let head_dim = q.size()[3];
     let scores = q.matmul(&k.transpose(-1, -2)) / (head_dim as f64).sqrt() + additive_mask;
-    dropout.attention(&scores.softmax(-1, Kind::Float)).to_kind(v.kind()).matmul(v)
+    cast(&dropout.attention(&scores.softmax(-1, Kind::Float)), v.kind()).matmul(v)
 }
 
 /// The same product through libtorch's fused kernel, which draws the dropout (`p`) itself. The
 /// mask takes the product's precision, as the kernel requires.
 fn fused_attention(q: &Tensor, k: &Tensor, v: &Tensor, additive_mask: &Tensor, p: f64) -> Tensor {
-    Tensor::scaled_dot_product_attention(q, k, v, Some(additive_mask.to_kind(q.kind())), p, false, None)
+    Tensor::scaled_dot_product_attention(q, k, v, Some(cast(additive_mask, q.kind())), p, false, None)
 }
 
 /// The mask `[batch, seq]` (1 = real token) as an additive `[batch, 1, 1, seq]` attention bias,
@@ -241,12 +242,12 @@ fn fused_attention(q: &Tensor, k: &Tensor, v: &Tensor, additive_mask: &Tensor, p
 fn additive_mask(config: &BackboneConfig, mask: &Tensor) -> Tensor {
     match config {
         // rust-bert's BERT (and HF's) add -10000 where the mask is 0.
-        BackboneConfig::Bert(_) => (mask.ones_like() - mask).to_kind(Kind::Float).unsqueeze(1).unsqueeze(1) * -10000.0,
+        BackboneConfig::Bert(_) => cast(&(mask.ones_like() - mask), Kind::Float).unsqueeze(1).unsqueeze(1) * -10000.0,
         // DistilBERT masks with -inf (a sentence always has [CLS] and [SEP] unmasked); here
         // `nan_to_num` turns real tokens' 0 x -inf into 0 and the -inf into the lowest finite
         // float, which softmax weighs as 0 all the same.
         BackboneConfig::DistilBert(_) => {
-            let additive = mask.eq(0).to_kind(Kind::Float).unsqueeze(1).unsqueeze(1) * f64::NEG_INFINITY;
+            let additive = cast(&mask.eq(0), Kind::Float).unsqueeze(1).unsqueeze(1) * f64::NEG_INFINITY;
             additive.nan_to_num(0.0, None, None)
         }
     }

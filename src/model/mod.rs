@@ -21,6 +21,13 @@ use backbone::Backbone;
 use config::BackboneConfig;
 use spec::ModelSpec;
 
+/// `t` in `kind`, cast so that a traced graph records the dtype alone: `to_kind` is traced with
+/// the tracing device as well, and a TorchScript export loaded on a GPU would then move its
+/// activations back to the CPU at each cast.
+pub fn cast(t: &tch::Tensor, kind: tch::Kind) -> tch::Tensor {
+    t.to_dtype(kind, false, false)
+}
+
 /// Training's variables, all in one VarStore, named and shaped as HF names them:
 /// `<distilbert|bert>.*` (created by rust-bert's modules), `projection.*` (if the spec has a
 /// projection) and `heads.<task>.*` (tasks with a head). The forward pass over them is `fused_forward`'s, the

@@ -24,7 +24,7 @@ impl Pooling {
         match self {
             Pooling::Cls => hidden.select(1, 0),
             Pooling::Mean => {
-                let mask = mask.unsqueeze(-1).to_kind(hidden.kind());
+                let mask = super::cast(&mask.unsqueeze(-1), hidden.kind());
                 let summed = (hidden * &mask).sum_dim_intlist(1, false, hidden.kind());
                 let counts = mask.sum_dim_intlist(1, false, hidden.kind()).clamp_min(1e-9);
                 summed / counts

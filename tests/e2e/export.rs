@@ -372,10 +372,13 @@ from transformers import AutoTokenizer
 tok, model = AutoTokenizer.from_pretrained("."), torch.jit.load("model.pt")
 b = tok(json.load(sys.stdin), padding=True, truncation=True, max_length=128, return_tensors="pt")
 embedding, topic, mood = model(b["input_ids"], b["attention_mask"])
-print(json.dumps({"embedding": embedding.tolist(), "topic": topic.tolist(), "mood": mood.tolist(), "ids": b["input_ids"].tolist(), "mask": b["attention_mask"].tolist()}))
+# A device fixed in the graph would move a GPU's activations back to the CPU.
+devices = [line.strip() for _, m in model.named_modules() if hasattr(m, "code") for line in m.code.splitlines() if "device" in line]
+print(json.dumps({"embedding": embedding.tolist(), "topic": topic.tolist(), "mood": mood.tolist(), "ids": b["input_ids"].tolist(), "mask": b["attention_mask"].tolist(), "devices": devices}))
 "#,
             &json!(sentences),
         );
+        assert_eq!(py["devices"], json!([]), "{backbone}: the traced graph names a device");
         for (name, ours) in [("embedding", &embeddings), ("topic", &topic), ("mood", &mood)] {
             let diff = max_abs_diff(&matrix(&py[name]), ours);
             eprintln!("{backbone} torchscript in Python, {name}: max |diff| {diff:.2e}");
@@ -463,16 +466,27 @@ fn export_replaces_only_an_earlier_export_and_only_with_force() {
     std::fs::write(earlier.join("README.md"), card.replacen("---\n", "---\nlicense: apache-2.0\n", 1)).unwrap();
     assert_clean_error(
         &force(&earlier, "hf"),
-        "is an earlier export with files added or changed (1_Pooling/NOTES.txt, README.md, edited since it was exported)",
+        "is an earlier export with files added or changed (README.md, edited since it was exported, 1_Pooling/NOTES.txt)",
     );
     std::fs::write(earlier.join("README.md"), &card).unwrap();
     std::fs::remove_file(earlier.join("1_Pooling/NOTES.txt")).unwrap();
-    assert_ok(&force(&earlier, "sentence-transformers"));
-    // A card from before seals (no last comment line) is replaced as it was then.
-    let card = std::fs::read_to_string(earlier.join("README.md")).unwrap();
+    // What sentence-transformers' `append(...).save` and transformers' `save_pretrained`
+    // leave: a module folder of the user's, and weights saved over the exported ones.
+    std::fs::create_dir(earlier.join("3_Dense")).unwrap();
+    std::fs::write(earlier.join("3_Dense/model.safetensors"), "trained").unwrap();
+    let weights = std::fs::read(earlier.join("model.safetensors")).unwrap();
+    let mut tuned = weights.clone();
+    *tuned.last_mut().unwrap() ^= 1;
+    std::fs::write(earlier.join("model.safetensors"), &tuned).unwrap();
+    assert_clean_error(&force(&earlier, "hf"), "files added or changed (3_Dense, model.safetensors)");
+    std::fs::remove_dir_all(earlier.join("3_Dense")).unwrap();
+    std::fs::write(earlier.join("model.safetensors"), &weights).unwrap();
+    // A card whose last lines (the list of the exported files) were deleted is the user's.
     let unsealed = &card[..card.rfind("\n<!-- sentence-mtl export card ").expect("a sealed card")];
     std::fs::write(earlier.join("README.md"), unsealed).unwrap();
-    assert_ok(&force(&earlier, "hf"));
+    assert_clean_error(&force(&earlier, "hf"), "which list the exported files, are gone");
+    std::fs::write(earlier.join("README.md"), &card).unwrap();
+    assert_ok(&force(&earlier, "sentence-transformers"));
     // What an export killed mid-write left beside its folder (a process that has ended)
     // goes with the next export there; a dated copy of the user's stays.
     let mut ended = Command::new("true").spawn().unwrap();
