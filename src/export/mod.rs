@@ -10,6 +10,7 @@ mod destination;
 mod hf;
 mod model_card;
 mod model_files;
+mod seal;
 mod sentence_transformers;
 mod torchscript;
 
@@ -62,7 +63,7 @@ pub fn export(loaded: &LoadedModel, format: ExportFormat, out: &Path, force: boo
             ExportFormat::Hf => hf::write(loaded, folder)?,
             ExportFormat::TorchScript => torchscript::write(loaded, folder)?,
         }
-        let card = model_card::render(loaded, format);
+        let card = seal::sealed(model_card::render(loaded, format), folder)?;
         std::fs::write(folder.join("README.md"), card)?;
         Ok(())
     })

@@ -129,28 +129,7 @@ pub fn render(loaded: &LoadedModel, format: ExportFormat) -> String {
     card.push_str(&metrics_section(spec));
     card.push_str("\n## Usage\n\n");
     card.push_str(&usage(loaded, format));
-    sealed(card)
-}
-
-/// How a card's last line starts: an HTML comment (hidden where the card is shown) holding a
-/// hash of the card above it, by which `export --force` tells the card it wrote from one the
-/// user edited (docs/usage.md suggests adding a license and `base_model` before pushing).
-const SEAL: &str = "<!-- sentence-mtl export card ";
-
-/// `card` with its seal line added.
-fn sealed(card: String) -> String {
-    let hash = crate::hash::fnv1a(card.as_bytes());
-    format!("{card}\n{SEAL}{hash:016x}: export --force replaces this folder only while this card is unedited -->\n")
-}
-
-/// Whether `card` is as export wrote it: its seal line holds the hash of the text above it.
-/// A card without a seal was written by a version before seals, whose `--force` replaced it;
-/// it is taken as written.
-pub fn is_unedited(card: &str) -> bool {
-    match card.rfind(&format!("\n{SEAL}")) {
-        Some(at) => sealed(card[..at].to_string()) == card,
-        None => !card.contains(SEAL),
-    }
+    card
 }
 
 /// The title and the model's architecture.
@@ -298,17 +277,6 @@ mod tests {
         assert!(is_export(dir.path()), "saved with CRLF line ends");
         std::fs::write(&card, "---\ntitle: mine\n---\n# My model\n").unwrap();
         assert!(!is_export(dir.path()));
-    }
-
-    #[test]
-    fn a_card_is_unedited_while_it_is_as_written() {
-        let card = sealed(format!("---\nlibrary_name: transformers\n---\n{TITLE}hf)\n\nbody\n"));
-        assert!(is_unedited(&card), "{card}");
-        assert!(!is_unedited(&card.replace("---\nlibrary_name", "---\nlicense: mit\nlibrary_name")));
-        assert!(!is_unedited(&card.replace("body", "body\n\n## My notes")));
-        assert!(!is_unedited(&format!("{card}\nNotes after the seal.\n")));
-        assert!(is_unedited(&format!("{TITLE}hf)\n")), "a card from before seals");
-        assert!(!is_unedited(&card.replace('\n', "\r\n")), "saved with CRLF line ends");
     }
 
     #[test]
