@@ -120,6 +120,10 @@ pub fn replace_dir(target: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Res
         return Err(e);
     }
     sync_staged(&staging);
+    // A folder the user made private stays private, as a replaced file does.
+    if let Ok(meta) = std::fs::metadata(target) {
+        let _ = std::fs::set_permissions(&staging, meta.permissions());
+    }
     if target.exists() {
         if exchange(&staging, target).is_ok() {
             // `staging` now holds the previous version.

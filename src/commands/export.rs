@@ -42,7 +42,9 @@ pub fn run(args: &ExportArgs) -> Result<()> {
     }
     crate::device::set_threads(args.threads, args.quiet)?;
     let loaded = checkpoint::load(&args.model, Device::Cpu, &SpecOverrides::default())?;
-    export(&loaded, format, &args.out, args.force)?;
+    // `NEW/.` is NEW: the folder is written beside its name and swapped in.
+    let out: std::path::PathBuf = args.out.components().collect();
+    export(&loaded, format, &out, args.force)?;
     if !args.quiet {
         crate::stderrln!(
             "exported {} as {} into {} (see its README.md)",

@@ -23,6 +23,12 @@ pub(super) fn checked(out: &Path, loaded: &LoadedModel, force: bool) -> Result<P
     }
     let target = out.canonicalize().with_context(|| format!("cannot read --out {}", out.display()))?;
     refuse_replacing_what_is_in_use(out, &target, loaded)?;
+    if is_mount_point(&target) {
+        bail!(
+            "--out {} is a mount point, which cannot be swapped for the new export; export into a folder inside it",
+            out.display()
+        );
+    }
     let non_empty = std::fs::read_dir(out)?.next().is_some();
     if !non_empty {
         return Ok(target);
@@ -45,6 +51,14 @@ pub(super) fn checked(out: &Path, loaded: &LoadedModel, force: bool) -> Result<P
         );
     }
     Ok(target)
+}
+
+/// Whether the folder `target` (canonical) is on another file system than its parent (a
+/// container's volume): the export, written beside it and swapped in, could not replace it.
+fn is_mount_point(target: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let device = |path: &Path| std::fs::metadata(path).map(|m| m.dev()).ok();
+    target.parent().is_some_and(|parent| device(parent) != device(target))
 }
 
 /// Replacing `out` (canonical: `target`) must not delete the checkpoint being exported, nor

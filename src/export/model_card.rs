@@ -124,7 +124,7 @@ pub fn render(loaded: &LoadedModel, format: ExportFormat) -> String {
     card.push_str(&model_section(loaded, format));
     card.push_str(&tasks_section(spec));
     if let Some(training) = &spec.training {
-        card.push_str(&training_section(training, &loaded.dir));
+        card.push_str(&training_section(training, &crate::checkpoint::resolved(&loaded.dir)));
     }
     card.push_str(&metrics_section(spec));
     card.push_str("\n## Usage\n\n");
@@ -140,7 +140,7 @@ fn model_section(loaded: &LoadedModel, format: ExportFormat) -> String {
         "{TITLE}{})\n\nExported by sentence-mtl {} from `{}`.\n\n## Model\n\n- backbone: {} ({} layers, hidden size {}), from `{}`\n- pooling: {}; projection: {}; L2-normalised embeddings: {}; max length: {} tokens\n",
         format.name(),
         env!("CARGO_PKG_VERSION"),
-        loaded.dir.display(),
+        crate::checkpoint::resolved(&loaded.dir).display(),
         config.model_type(),
         config.num_layers(),
         config.hidden_size(),

@@ -486,7 +486,11 @@ fn export_replaces_only_an_earlier_export_and_only_with_force() {
     std::fs::write(earlier.join("README.md"), unsealed).unwrap();
     assert_clean_error(&force(&earlier, "hf"), "which list the exported files, are gone");
     std::fs::write(earlier.join("README.md"), &card).unwrap();
-    assert_ok(&force(&earlier, "sentence-transformers"));
+    // A folder made private stays private; `DIR/.` is DIR.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&earlier, std::fs::Permissions::from_mode(0o700)).unwrap();
+    assert_ok(&force(&earlier.join("."), "sentence-transformers"));
+    assert_eq!(std::fs::metadata(&earlier).unwrap().permissions().mode() & 0o777, 0o700);
     // What an export killed mid-write left beside its folder (a process that has ended)
     // goes with the next export there; a dated copy of the user's stays.
     let mut ended = Command::new("true").spawn().unwrap();
