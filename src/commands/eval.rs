@@ -375,7 +375,7 @@ fn write_curves(out: &Path, log: &Path, loaded: &LoadedModel) -> Result<Option<P
     let run = log.parent().unwrap_or(Path::new("."));
     let path = out.join("curves.png");
     // Which point of the run the evaluated checkpoint is (best/ is often not the end).
-    let step = loaded.spec.metrics.as_ref().and_then(|m| m["step"].as_u64());
+    let step = loaded.spec.metrics.as_ref().and_then(|m| m["step"].as_u64()).or_else(|| saved_step(&loaded.dir));
     let folder = loaded.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let run = path_tail(run, RUN_PATH_CHARS);
     let title = match step {
@@ -384,6 +384,13 @@ fn write_curves(out: &Path, log: &Path, loaded: &LoadedModel) -> Result<Option<P
     };
     training_curves(&path, &title, &curves)?;
     Ok(Some(path))
+}
+
+/// The step a checkpoint saved without dev scores holds (the `last/` of a stopped run, or of
+/// `--save-every`), from its trainer state.
+fn saved_step(checkpoint: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(checkpoint.join(crate::train::state::STATE_FILE)).ok()?;
+    serde_json::from_str::<serde_json::Value>(&text).ok()?["step"].as_u64()
 }
 
 /// Which characters of the labels the pictures cannot draw (task names are ASCII): the

@@ -19,10 +19,11 @@ impl PlainProgress {
     }
 
     /// The line for a logging window, when one is due: the first window's, then one 30
-    /// seconds or more after the last, and the last step's.
-    pub fn line(&mut self, record: &StepRecord, total_steps: usize, top_lr: f64) -> Option<String> {
+    /// seconds or more after the last, and that of the run's `last` step (its end, or where
+    /// early stopping or a signal stopped it).
+    pub fn line(&mut self, record: &StepRecord, total_steps: usize, top_lr: f64, last: bool) -> Option<String> {
         let now = Instant::now();
-        if self.last.is_some_and(|at| now.duration_since(at) < EVERY) && record.step < total_steps {
+        if self.last.is_some_and(|at| now.duration_since(at) < EVERY) && !last {
             return None;
         }
         self.last = Some(now);
@@ -55,10 +56,11 @@ mod tests {
         };
         let mut plain = PlainProgress::new();
         assert_eq!(
-            plain.line(&record(10), 30, 5e-5).unwrap(),
+            plain.line(&record(10), 30, 5e-5, false).unwrap(),
             "step 10/30 (epoch 1.00): loss trec 0.500, sst 0.250 | lr 5.0e-5 | 123 examples/s"
         );
-        assert!(plain.line(&record(20), 30, 5e-5).is_none(), "within 30 s of the last line");
-        assert!(plain.line(&record(30), 30, 5e-5).is_some(), "the last step");
+        assert!(plain.line(&record(20), 30, 5e-5, false).is_none(), "within 30 s of the last line");
+        assert!(plain.line(&record(25), 30, 5e-5, true).is_some(), "the step early stopping ends the run at");
+        assert!(plain.line(&record(30), 30, 5e-5, true).is_some(), "the last step");
     }
 }

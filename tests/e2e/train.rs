@@ -221,13 +221,24 @@ fn small_data_checkpoints_hold_refitted_heads_at_every_evaluation() {
     let topic = format!("topic={},{}", s.data.topic_train.display(), s.data.topic_dev.display());
     let out = s.out("run");
     let mut args = vec!["train", "-m", &s.model, "--task", &topic, "--device", "cpu", "--threads", "1"];
-    args.extend(["--batch-size", "8", "--eval-every", "20", "--patience", "1", "--out", &out]);
+    args.extend(["--batch-size", "8", "--eval-every", "20", "--patience", "1", "--log-every", "30", "--out", &out]);
     // Rates too small to change the dev score, so the second evaluation stops the run.
     args.extend(["--lr-backbone", "1e-12", "--lr-projection", "1e-12", "--lr-heads", "1e-12"]);
     let output = run(&args);
     assert_ok(&output);
     let said = stderr(&output);
     assert!(said.contains("early stopping at step 40"), "{said}");
+    // The steps since the last window are logged, and shown, before the evaluation that
+    // stops the run, as at every evaluation.
+    assert!(said.contains("step 40/"), "{said}");
+    let log = std::fs::read_to_string(Path::new(&out).join("train_log.jsonl")).unwrap();
+    let records: Vec<(String, u64)> = log
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .map(|r| (r["type"].as_str().unwrap().to_string(), r["step"].as_u64().unwrap()))
+        .collect();
+    let at_40: Vec<&str> = records.iter().filter(|(_, step)| *step == 40).map(|(kind, _)| kind.as_str()).collect();
+    assert_eq!(at_40, ["step", "eval", "summary"], "{log}");
     assert!(said.contains("small-data mode: the head of 'topic' fitted anew"), "{said}");
     for checkpoint in ["best", "last"] {
         assert_head_is_the_refit(&Path::new(&out).join(checkpoint), "topic", &s.data.topic_train);

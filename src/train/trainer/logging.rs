@@ -47,12 +47,13 @@ impl Trainer<'_> {
     pub(super) fn log_unlogged_steps(&mut self) -> Result<()> {
         match self.window.examples {
             0 => Ok(()),
-            _ => self.log_window(),
+            _ => self.log_window(true),
         }
     }
 
-    /// Logs the window's mean losses, rates and throughput, and shows them on the bar.
-    pub(super) fn log_window(&mut self) -> Result<()> {
+    /// Logs the window's mean losses, rates and throughput, and shows them on the bar (and
+    /// in a plain progress line when one is due, as it always is at the run's `last` step).
+    pub(super) fn log_window(&mut self, last: bool) -> Result<()> {
         self.settle_losses()?;
         let seconds = self.window.seconds.max(1e-9);
         let window = &self.window;
@@ -84,7 +85,8 @@ impl Trainer<'_> {
             losses.join(" "),
             record.examples_per_sec
         ));
-        if let Some(line) = self.plain_progress.as_mut().and_then(|p| p.line(&record, self.length.total_steps, top_lr))
+        if let Some(line) =
+            self.plain_progress.as_mut().and_then(|p| p.line(&record, self.length.total_steps, top_lr, last))
         {
             crate::stderrln!("{line}");
         }

@@ -347,14 +347,13 @@ impl<'a> Trainer<'a> {
             self.step()?;
             let step = self.state.step;
             if step.is_multiple_of(self.settings.log_every) || step == self.length.total_steps {
-                self.log_window()?;
+                self.log_window(step == self.length.total_steps)?;
             }
             let mut saved = false;
             if self.evaluation_due() {
                 let decision = self.evaluate_and_save()?;
                 saved = true;
                 if let AfterEvaluation::EarlyStop = decision {
-                    self.log_unlogged_steps()?;
                     break;
                 }
             } else if self.settings.save_every.is_some_and(|n| step.is_multiple_of(n)) {

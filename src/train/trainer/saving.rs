@@ -85,10 +85,17 @@ impl Trainer<'_> {
         let step = self.state.step;
         let (evaluation, trained_heads) = self.score_dev()?;
         let save_started = Instant::now();
-        self.keep_if_best(evaluation.as_ref())?;
-        let patience_spent = self.settings.patience.is_some_and(|p| self.state.evals_without_improvement >= p);
+        let spends_patience = |p: usize| self.state.evals_without_improvement + 1 >= p;
+        let patience_spent = evaluation.as_ref().is_some_and(|e| !self.improves(e))
+            && self.settings.patience.is_some_and(spends_patience);
         // Patience spent at the last step is no early stop: the run ends there anyway.
-        let early_stop = evaluation.is_some() && patience_spent && step < self.length.total_steps;
+        let early_stop = patience_spent && step < self.length.total_steps;
+        if early_stop {
+            // The steps since the last window are logged before the evaluation that ends the
+            // run, as every window before an evaluation is.
+            self.log_unlogged_steps()?;
+        }
+        self.keep_if_best(evaluation.as_ref())?;
         let mut scored = evaluation.as_ref();
         if early_stop {
             trained_heads.lines.iter().for_each(|line| self.say(line));
@@ -136,10 +143,7 @@ impl Trainer<'_> {
     /// the evaluations without improvement (patience).
     fn keep_if_best(&mut self, evaluation: Option<&Evaluation>) -> Result<()> {
         let Some(e) = evaluation else { return Ok(()) };
-        // A NaN score (a correlation of NaN cosines) is beaten by any number.
-        let improved = self.state.best.as_ref().is_none_or(|b| {
-            e.mean_main_metric > b.mean_main_metric || (b.mean_main_metric.is_nan() && !e.mean_main_metric.is_nan())
-        });
+        let improved = self.improves(e);
         let step = self.state.step;
         self.log.write(&LogRecord::Eval(EvalRecord {
             step,
@@ -165,6 +169,14 @@ impl Trainer<'_> {
         self.state.best = Some(e.clone());
         self.state.evals_without_improvement = 0;
         Ok(())
+    }
+
+    /// Whether `e` beats the best evaluation so far (a NaN score, a correlation of NaN
+    /// cosines, is beaten by any number).
+    fn improves(&self, e: &Evaluation) -> bool {
+        self.state.best.as_ref().is_none_or(|b| {
+            e.mean_main_metric > b.mean_main_metric || (b.mean_main_metric.is_nan() && !e.mean_main_metric.is_nan())
+        })
     }
 
     /// The model as it is now, in fp32 whatever the training precision (how dev sets are
