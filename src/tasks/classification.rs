@@ -80,6 +80,26 @@ struct DevSet {
 }
 
 impl ClassificationTask {
+    /// Classes without dev rows: dev macro-F1 (the main metric) counts each as 0, as
+    /// scikit-learn's given every class, so it stays below 1 and the task counts less in the
+    /// mean that chooses `best/`; `eval` says so of its reports too.
+    fn absent_dev_classes_note(&self) -> Option<String> {
+        let dev = self.dev.as_ref()?;
+        let present: std::collections::HashSet<usize> = dev.classes.iter().copied().collect();
+        let names = self.labels.names();
+        let absent: Vec<String> =
+            (0..names.len()).filter(|c| !present.contains(c)).map(|c| format!("'{}'", names[c])).collect();
+        (!absent.is_empty()).then(|| {
+            format!(
+                "its dev set has no rows of {} of its {} classes ({}); dev macro-F1 counts each as 0 (as scikit-learn's given every class), so it is at most {:.3} and weighs this task less in the mean that chooses best/",
+                absent.len(),
+                names.len(),
+                crate::report::table::first_and_more(&absent, 5),
+                (names.len() - absent.len()) as f64 / names.len() as f64
+            )
+        })
+    }
+
     /// Reads the task's CSVs. Dev labels unknown to the training data are an error.
     pub fn read(source: &TaskSource, settings: &TrainSettings) -> Result<Self> {
         let context = || format!("task '{}'", source.name);
@@ -209,11 +229,11 @@ impl TrainingTask for ClassificationTask {
     }
 
     fn data_notes(&self) -> Vec<String> {
-        let Some(example) = self.labels.fractional_number() else { return Vec::new() };
-        vec![format!(
+        let numbers = self.labels.fractional_number().map(|example| format!(
             "its {} labels are numbers such as {example}, each trained as a class of its own; to learn scores of sentence pairs, give the columns sentence1,sentence2,score (a similarity task)",
             self.labels.len()
-        )]
+        ));
+        numbers.into_iter().chain(self.absent_dev_classes_note()).collect()
     }
 
     fn keep_label_order(&mut self, saved: &[String]) {

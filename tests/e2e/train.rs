@@ -253,6 +253,28 @@ fn small_data_checkpoints_hold_refitted_heads_at_every_evaluation() {
     assert!(!stderr(&output).contains("early stopping"), "{}", stderr(&output));
 }
 
+/// A dev set without rows of some class caps its macro-F1 (the main metric) below 1, which
+/// weighs the task less in choosing `best/`: the run says so before it starts.
+#[test]
+fn a_dev_set_missing_a_class_gets_a_note() {
+    let test = "a_dev_set_missing_a_class_gets_a_note";
+    let Some(s) = setup(test) else { return };
+    let dev = s.dir.path().join("mood_dev_positive.csv");
+    let rows = std::fs::read_to_string(&s.data.mood_dev).unwrap();
+    let kept: Vec<&str> = rows.lines().filter(|line| !line.ends_with(",negative")).collect();
+    std::fs::write(&dev, kept.join("\n") + "\n").unwrap();
+    let mood = format!("mood={},{}", s.data.mood_train.display(), dev.display());
+    let out = s.out("run");
+    let output = run(&["train", "-m", &s.model, "--task", &mood, "--max-steps", "1", "--out", &out, "--threads", "1"]);
+    assert_ok(&output);
+    let said = stderr(&output);
+    assert!(
+        said.contains("note: task 'mood': its dev set has no rows of 1 of its 2 classes ('negative'); dev macro-F1 counts each as 0")
+            && said.contains("so it is at most 0.500"),
+        "{said}"
+    );
+}
+
 #[test]
 fn the_default_backbone_rate_follows_the_run_size_and_says_so_unless_a_flag_sets_it() {
     let test = "the_default_backbone_rate_follows_the_run_size_and_says_so_unless_a_flag_sets_it";
