@@ -8,6 +8,7 @@
 
 #include <cstdio>
 #include <memory>
+#include <sstream>
 #include <vector>
 
 // The tensors behind n tch handles, as the list ATen's multi-tensor ops take (the copies
@@ -148,9 +149,12 @@ at::Tensor* smtl_tensor_with_release(at::Tensor* view, void (*release)(void*), v
 
 // Wraps the traced module saved at `traced_path` (one output tensor) as submodule `traced`
 // of a new module whose methods are compiled from TorchScript `source` (e.g. a forward that
-// splits the output into a tuple, which tch's tracer cannot return), and saves it to
-// `out_path`. Returns 0, or 1 with a message.
-int smtl_wrap_traced_module(const char* traced_path, const char* source, const char* out_path, char* error,
+// splits the output into a tuple, which tch's tracer cannot return), and hands the saved
+// module's bytes to `sink(sink_context, bytes, len)`. Saved in memory, not to a file:
+// libtorch's writer throws from a destructor when a disk fills, which no catch can stop
+// from aborting. Returns 0, or 1 with a message.
+int smtl_wrap_traced_module(const char* traced_path, const char* source,
+                            void (*sink)(void*, const char*, size_t), void* sink_context, char* error,
                             size_t error_len) {
   try {
     torch::jit::Module traced = torch::jit::load(traced_path);
@@ -158,7 +162,10 @@ int smtl_wrap_traced_module(const char* traced_path, const char* source, const c
     wrapper.register_module("traced", traced);
     wrapper.define(source);
     wrapper.eval();
-    wrapper.save(out_path);
+    std::ostringstream saved;
+    wrapper.save(saved);
+    const std::string bytes = saved.str();
+    sink(sink_context, bytes.data(), bytes.size());
     return 0;
   } catch (const std::exception& e) {
     std::snprintf(error, error_len, "%s", e.what());

@@ -40,7 +40,8 @@ extern "C" {
     fn smtl_wrap_traced_module(
         traced_path: *const libc::c_char,
         source: *const libc::c_char,
-        out_path: *const libc::c_char,
+        sink: extern "C" fn(*mut libc::c_void, *const libc::c_char, usize),
+        sink_context: *mut libc::c_void,
         error: *mut libc::c_char,
         error_len: usize,
     ) -> i32;
@@ -184,21 +185,35 @@ pub unsafe fn tensor_with_release(
     Ok(unsafe { Tensor::from_ptr(handle) })
 }
 
-/// Saves to `out` a TorchScript module holding the traced module at `traced` as submodule
-/// `traced`, with methods compiled from TorchScript `source`.
-pub fn wrap_traced_module(traced: &std::path::Path, source: &str, out: &std::path::Path) -> Result<()> {
+/// The bytes of a saved TorchScript module holding the traced module at `traced` as
+/// submodule `traced`, with methods compiled from TorchScript `source`.
+pub fn wrap_traced_module(traced: &std::path::Path, source: &str) -> Result<Vec<u8>> {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
+    extern "C" fn append(context: *mut libc::c_void, bytes: *const libc::c_char, len: usize) {
+        // SAFETY: `context` is the `Vec<u8>` below, borrowed for the call; `bytes` holds `len`.
+        let (saved, bytes) =
+            unsafe { (&mut *(context as *mut Vec<u8>), std::slice::from_raw_parts(bytes as *const u8, len)) };
+        saved.extend_from_slice(bytes);
+    }
     let traced = CString::new(traced.as_os_str().as_bytes())?;
-    let out = CString::new(out.as_os_str().as_bytes())?;
     let source = CString::new(source)?;
+    let mut saved: Vec<u8> = Vec::new();
     let mut error = vec![0 as libc::c_char; 2048];
-    // SAFETY: valid NUL-terminated strings and a writable buffer; exceptions are caught in C++.
+    // SAFETY: valid NUL-terminated strings, a writable buffer, and a sink context that
+    // outlives the call; exceptions are caught in C++.
     let rc = unsafe {
-        smtl_wrap_traced_module(traced.as_ptr(), source.as_ptr(), out.as_ptr(), error.as_mut_ptr(), error.len())
+        smtl_wrap_traced_module(
+            traced.as_ptr(),
+            source.as_ptr(),
+            append,
+            &mut saved as *mut Vec<u8> as *mut libc::c_void,
+            error.as_mut_ptr(),
+            error.len(),
+        )
     };
     if rc != 0 {
         bail!("cannot build the TorchScript module: {}", first_line(&error));
     }
-    Ok(())
+    Ok(saved)
 }

@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context, Result};
 use tch::{CModule, Device, Kind, Tensor};
 
 use super::model_files::{copy_model_files, tasks_json, variables};
@@ -43,7 +43,9 @@ pub fn write(loaded: &LoadedModel, folder: &Path) -> Result<()> {
     if let Some(e) = failure {
         return Err(e);
     }
-    let traced_path = folder.join("traced.pt.tmp");
+    // In memory: libtorch's writer aborts the process when a disk fills (see the shim).
+    let traced_file = InMemoryFile::new()?;
+    let traced_path = traced_file.path();
     module.save(&traced_path).map_err(|e| anyhow!("cannot save the traced module: {e}"))?;
     let mut start = 0;
     let mut slices = Vec::new();
@@ -55,8 +57,10 @@ pub fn write(loaded: &LoadedModel, folder: &Path) -> Result<()> {
         "def forward(self, input_ids, attention_mask):\n    out = self.traced.forward(input_ids, attention_mask)\n    return ({},)\n",
         slices.join(", ")
     );
-    crate::torch_shim::wrap_traced_module(&traced_path, &source, &folder.join("model.pt"))?;
-    std::fs::remove_file(&traced_path)?;
+    let saved = crate::torch_shim::wrap_traced_module(&traced_path, &source)?;
+    drop(traced_file);
+    let model_path = folder.join("model.pt");
+    std::fs::write(&model_path, saved).with_context(|| format!("cannot write {}", model_path.display()))?;
     copy_model_files(loaded, folder)?;
     let mut outputs = vec!["embedding".to_string()];
     outputs.extend(loaded.spec.head_tasks().map(|t| format!("logits:{}", t.name)));
@@ -65,4 +69,24 @@ pub fn write(loaded: &LoadedModel, folder: &Path) -> Result<()> {
         serde_json::to_string_pretty(&tasks_json(loaded, Some(outputs)))? + "\n",
     )?;
     Ok(())
+}
+
+/// A file in memory (`memfd_create`) that libtorch can write and read by path
+/// (`/proc/self/fd/N`); closed when dropped.
+struct InMemoryFile(std::os::fd::OwnedFd);
+
+impl InMemoryFile {
+    fn new() -> Result<Self> {
+        // SAFETY: a NUL-terminated name; the returned descriptor is checked before use.
+        let fd = unsafe { libc::memfd_create(c"sentence-mtl-traced".as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error()).context("cannot make an in-memory file for the traced module");
+        }
+        // SAFETY: `fd` is a new descriptor this process owns alone.
+        Ok(Self(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) }))
+    }
+
+    fn path(&self) -> std::path::PathBuf {
+        format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&self.0)).into()
+    }
 }
