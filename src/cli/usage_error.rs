@@ -25,6 +25,11 @@ pub fn one_line(error: &clap::Error) -> Option<String> {
             }
             Some(match familiar_flag(&invalid) {
                 Some(tip) => format!("unexpected argument '{invalid}' found; tip: {tip} (see --help)"),
+                // clap's tip for a flag like no other, "to pass '--x' as a value, use '-- --x'",
+                // takes a mistyped flag for a sentence.
+                None if invalid.starts_with("--") => {
+                    rendered(error).replace(&format!("; tip: to pass '{invalid}' as a value, use '-- {invalid}'"), "")
+                }
                 None => rendered(error),
             })
         }
@@ -183,6 +188,8 @@ mod tests {
         assert!(fp16.contains("tip: --precision bf16"), "{fp16}");
         let unknown = line(&["sentence-mtl", "encode", "--forse"]).unwrap();
         assert!(unknown.contains("'--forse'") && !unknown.contains('\n'), "{unknown}");
+        let unlike = line(&["sentence-mtl", "encode", "--bogus"]).unwrap();
+        assert_eq!(unlike, "unexpected argument '--bogus' found (see --help)");
         assert_eq!(line(&["sentence-mtl", "--help"]), None);
     }
 }

@@ -8,7 +8,7 @@ use tch::{Kind, Tensor};
 use super::runtime::{encoder, join_launch, open_model, output_setting, read_input};
 use crate::cli::EncodeArgs;
 use crate::distributed::is_main;
-use crate::model::pooling::l2_normalize;
+use crate::model::pooling::{l2_normalize, Pooling};
 use crate::model::spec::SpecOverrides;
 use crate::output::embeddings::{write_embeddings, EmbeddingFormat};
 use crate::output::{check_output_path, print_stdout, refuse_binary_on_terminal, write_output};
@@ -43,6 +43,9 @@ pub fn run(args: &EncodeArgs) -> Result<()> {
         refuse_binary_on_terminal(args.io.output(), format.is_binary())?;
     }
     let quiet = args.model.quiet || !is_main(group.as_ref());
+    if let Some(note) = args.pooling.and_then(|asked| pooling_note(&args.model.model, asked)).filter(|_| !quiet) {
+        crate::stderrln!("{note}");
+    }
     // The model's flags are checked, and the model found, before a long stdin is read.
     let (loaded, progress) = open_model(&args.model, &overrides, group.as_ref())?;
     let sentences = read_input(&args.io, &["text"], quiet, group.as_ref())?;
@@ -81,6 +84,15 @@ pub fn run(args: &EncodeArgs) -> Result<()> {
         crate::stderrln!("{summary}");
     }
     Ok(())
+}
+
+/// A note when `--pooling` differs from the pooling the model was trained with: what follows
+/// it (a projection, heads, or the embedding space itself) learned the other one.
+fn pooling_note(model: &str, asked: Pooling) -> Option<String> {
+    let trained = crate::checkpoint::trained_pooling(model)?;
+    (trained != asked).then(|| {
+        format!("note: --pooling {asked}: this model was trained with {trained} pooling, so these are not the embeddings it was trained to give")
+    })
 }
 
 /// Cosine similarities `[n, n]` rendered with sentence numbers and shortened texts.

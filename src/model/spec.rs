@@ -177,7 +177,16 @@ impl ModelSpec {
 
     /// The error for a task name this model does not have.
     pub fn unknown_task(&self, name: &str) -> anyhow::Error {
-        let known: Vec<&str> = self.tasks.iter().map(|t| t.name.as_str()).collect();
+        // `predict` serves classification tasks only: the others are marked, not left to a
+        // second failed try.
+        let known: Vec<String> = self
+            .tasks
+            .iter()
+            .map(|t| match t.kind {
+                TaskKind::Classification => t.name.clone(),
+                kind => format!("{} ({kind}, no head)", t.name),
+            })
+            .collect();
         if known.is_empty() {
             anyhow::anyhow!("unknown task '{name}': this model has no task heads (train one with `sentence-mtl train`)")
         } else {

@@ -187,7 +187,7 @@ impl ClassificationReport {
             let n = self.labels.len();
             let picture = if n <= HEATMAP_MAX_CLASSES { " and .png" } else { "" };
             return format!(
-                "\nconfusion matrix ({n} x {n} classes, {width} characters wide): too wide to show here; eval --out DIR writes it as confusion_{}.csv{picture}, and --json prints it\n",
+                "\nconfusion matrix ({n} x {n} classes, {width} characters wide): too wide to show here; it is in --out's confusion_{}.csv{picture}, and in --json's output\n",
                 self.task
             );
         }
@@ -264,7 +264,7 @@ mod tests {
         };
         let text = wide.render_text();
         assert!(text.contains("confusion matrix (47 x 47 classes, "), "{text}");
-        assert!(text.contains("too wide to show here; eval --out DIR writes it as confusion_t.csv and .png"), "{text}");
+        assert!(text.contains("too wide to show here; it is in --out's confusion_t.csv and .png"), "{text}");
         assert!(text.lines().all(|line| line.chars().count() <= CONFUSION_MAX_WIDTH), "{text}");
     }
 

@@ -277,6 +277,26 @@ fn a_closed_stderr_does_not_lose_the_output_file() {
     assert_eq!(std::fs::read_to_string(&output).unwrap().lines().count(), 3);
 }
 
+/// `--pooling` other than the one a checkpoint was trained with gets a note (its projection
+/// learned the other); the checkpoint's own gets none.
+#[test]
+fn a_pooling_other_than_the_trained_one_gets_a_note() {
+    let test = "a_pooling_other_than_the_trained_one_gets_a_note";
+    let Some(models) = tiny_models(test) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (_, run_dir) = crate::toy_data::train_toy_run(&models.join("tiny-bert"), dir.path(), "run", 1, &[]);
+    let best = run_dir.join("best");
+    let encode =
+        |pooling: &str| run(&["encode", "-m", best.to_str().unwrap(), "--device", "cpu", "--pooling", pooling, "hi"]);
+    let other = encode("cls");
+    assert_ok(&other);
+    let said = stderr(&other);
+    assert!(said.contains("note: --pooling cls: this model was trained with mean pooling"), "{said}");
+    let own = encode("mean");
+    assert_ok(&own);
+    assert!(!stderr(&own).contains("note: --pooling"), "{}", stderr(&own));
+}
+
 /// `--version` names the program, after any subcommand too; a bare `sentence-mtl` shows the
 /// help and fails (exit 1, as bad input does).
 #[test]
