@@ -64,15 +64,17 @@ fn usage(loaded: &LoadedModel, format: ExportFormat) -> String {
     let first_task = loaded.spec.head_tasks().next().map(|t| t.name.as_str()).unwrap_or("TASK");
     match format {
         ExportFormat::SentenceTransformers => format!(
-            "```python\nfrom sentence_transformers import SentenceTransformer\nmodel = SentenceTransformer(\".\")  # this folder\nembeddings = model.encode([\"A first sentence.\", \"Another one.\"])\n```\n\nThe embeddings equal `sentence-mtl encode --model` on the checkpoint (pooling, {}normalisation {}). Task heads are not part of a sentence-transformers model; use the `hf` or `torchscript` export for them.\n",
+            "```python\nfrom sentence_transformers import SentenceTransformer\nmodel = SentenceTransformer(\".\")  # this folder\nembeddings = model.encode([\"A first sentence.\", \"Another one.\"])\n```\n\nThe embeddings equal `sentence-mtl encode --model` on the checkpoint (pooling, {}normalisation {}). Task heads are not part of a sentence-transformers model; use the `hf` or `torchscript` export for them.{}\n",
             if loaded.spec.projection_dim.is_some() { "projection as a Dense module, " } else { "" },
-            if loaded.spec.normalize { "on" } else { "off" }
+            if loaded.spec.normalize { "on" } else { "off" },
+            pooler_note(loaded)
         ),
         ExportFormat::Hf if loaded.spec.head_tasks().next().is_none() => format!(
-            "This model has no classification heads: its tasks trained the embeddings. The backbone loads with transformers' `AutoModel`; a sentence's embedding is the {} pooling of its last hidden states{}{}, as the `sentence-transformers` export of the same checkpoint computes it.\n\n`sentence-mtl encode` and `eval` read this folder whole (`-m` this folder).\n",
+            "This model has no classification heads: its tasks trained the embeddings. The backbone loads with transformers' `AutoModel`; a sentence's embedding is the {} pooling of its last hidden states{}{}, as the `sentence-transformers` export of the same checkpoint computes it.{}\n\n`sentence-mtl encode` and `eval` read this folder whole (`-m` this folder).\n",
             loaded.spec.pooling,
             if loaded.spec.projection_dim.is_some() { ", then the `projection` in `heads.safetensors`" } else { "" },
-            if loaded.spec.normalize { ", L2-normalised" } else { "" }
+            if loaded.spec.normalize { ", L2-normalised" } else { "" },
+            pooler_note(loaded)
         ),
         ExportFormat::Hf => format!(
             "The backbone loads with transformers' `AutoModel`; these lines rebuild the classifier around it from `heads.safetensors` and `tasks.json`:\n\n```python\n{}```\n\nThen `logits([\"a sentence\"], \"{first_task}\").softmax(-1)` gives the class probabilities, in the order of the task's `labels` in `tasks.json`.{}\n\n`sentence-mtl encode`, `predict` and `eval` read this folder whole (`-m` this folder), projection, normalisation and heads included.\n",
