@@ -4,11 +4,12 @@
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
 #include <ATen/ops/_fused_adamw.h>
+#include <torch/csrc/jit/serialization/export.h>
 #include <torch/script.h>
 
 #include <cstdio>
+#include <functional>
 #include <memory>
-#include <sstream>
 #include <vector>
 
 // The tensors behind n tch handles, as the list ATen's multi-tensor ops take (the copies
@@ -149,12 +150,12 @@ at::Tensor* smtl_tensor_with_release(at::Tensor* view, void (*release)(void*), v
 
 // Wraps the traced module saved at `traced_path` (one output tensor) as submodule `traced`
 // of a new module whose methods are compiled from TorchScript `source` (e.g. a forward that
-// splits the output into a tuple, which tch's tracer cannot return), and hands the saved
-// module's bytes to `sink(sink_context, bytes, len)`. Saved in memory, not to a file:
-// libtorch's writer throws from a destructor when a disk fills, which no catch can stop
-// from aborting. Returns 0, or 1 with a message.
+// splits the output into a tuple, which tch's tracer cannot return), and streams the saved
+// module to `sink(sink_context, bytes, len)`, which must return `len`. Not to a file:
+// libtorch's file writer throws from a destructor when a disk fills, which no catch can
+// stop from aborting; the sink reports its own errors. Returns 0, or 1 with a message.
 int smtl_wrap_traced_module(const char* traced_path, const char* source,
-                            void (*sink)(void*, const char*, size_t), void* sink_context, char* error,
+                            size_t (*sink)(void*, const char*, size_t), void* sink_context, char* error,
                             size_t error_len) {
   try {
     torch::jit::Module traced = torch::jit::load(traced_path);
@@ -162,10 +163,10 @@ int smtl_wrap_traced_module(const char* traced_path, const char* source,
     wrapper.register_module("traced", traced);
     wrapper.define(source);
     wrapper.eval();
-    std::ostringstream saved;
-    wrapper.save(saved);
-    const std::string bytes = saved.str();
-    sink(sink_context, bytes.data(), bytes.size());
+    const std::function<size_t(const void*, size_t)> writer = [&](const void* bytes, size_t len) {
+      return sink(sink_context, static_cast<const char*>(bytes), len);
+    };
+    torch::jit::ExportModule(wrapper, writer);
     return 0;
   } catch (const std::exception& e) {
     std::snprintf(error, error_len, "%s", e.what());

@@ -40,7 +40,7 @@ extern "C" {
     fn smtl_wrap_traced_module(
         traced_path: *const libc::c_char,
         source: *const libc::c_char,
-        sink: extern "C" fn(*mut libc::c_void, *const libc::c_char, usize),
+        sink: extern "C" fn(*mut libc::c_void, *const libc::c_char, usize) -> usize,
         sink_context: *mut libc::c_void,
         error: *mut libc::c_char,
         error_len: usize,
@@ -185,35 +185,46 @@ pub unsafe fn tensor_with_release(
     Ok(unsafe { Tensor::from_ptr(handle) })
 }
 
-/// The bytes of a saved TorchScript module holding the traced module at `traced` as
+/// Writes to `out` a saved TorchScript module holding the traced module at `traced` as
 /// submodule `traced`, with methods compiled from TorchScript `source`.
-pub fn wrap_traced_module(traced: &std::path::Path, source: &str) -> Result<Vec<u8>> {
+pub fn wrap_traced_module(traced: &std::path::Path, source: &str, out: &mut dyn std::io::Write) -> Result<()> {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
-    extern "C" fn append(context: *mut libc::c_void, bytes: *const libc::c_char, len: usize) {
-        // SAFETY: `context` is the `Vec<u8>` below, borrowed for the call; `bytes` holds `len`.
-        let (saved, bytes) =
-            unsafe { (&mut *(context as *mut Vec<u8>), std::slice::from_raw_parts(bytes as *const u8, len)) };
-        saved.extend_from_slice(bytes);
+    struct Sink<'a> {
+        out: &'a mut dyn std::io::Write,
+        failed: Option<std::io::Error>,
+    }
+    extern "C" fn write(context: *mut libc::c_void, bytes: *const libc::c_char, len: usize) -> usize {
+        // SAFETY: `context` is the `Sink` below, borrowed for the call; `bytes` holds `len`.
+        let (sink, bytes) =
+            unsafe { (&mut *(context as *mut Sink), std::slice::from_raw_parts(bytes as *const u8, len)) };
+        if sink.failed.is_none() {
+            sink.failed = sink.out.write_all(bytes).err();
+        }
+        // Always all of it: a short count makes libtorch throw where it cannot be caught.
+        len
     }
     let traced = CString::new(traced.as_os_str().as_bytes())?;
     let source = CString::new(source)?;
-    let mut saved: Vec<u8> = Vec::new();
+    let mut sink = Sink { out, failed: None };
     let mut error = vec![0 as libc::c_char; 2048];
-    // SAFETY: valid NUL-terminated strings, a writable buffer, and a sink context that
-    // outlives the call; exceptions are caught in C++.
+    // SAFETY: valid NUL-terminated strings, a writable buffer, and a sink that outlives the
+    // call; exceptions are caught in C++.
     let rc = unsafe {
         smtl_wrap_traced_module(
             traced.as_ptr(),
             source.as_ptr(),
-            append,
-            &mut saved as *mut Vec<u8> as *mut libc::c_void,
+            write,
+            &mut sink as *mut Sink as *mut libc::c_void,
             error.as_mut_ptr(),
             error.len(),
         )
     };
+    if let Some(e) = sink.failed {
+        return Err(e.into());
+    }
     if rc != 0 {
         bail!("cannot build the TorchScript module: {}", first_line(&error));
     }
-    Ok(saved)
+    Ok(())
 }

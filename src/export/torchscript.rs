@@ -43,10 +43,11 @@ pub fn write(loaded: &LoadedModel, folder: &Path) -> Result<()> {
     if let Some(e) = failure {
         return Err(e);
     }
-    // In memory: libtorch's writer aborts the process when a disk fills (see the shim).
-    let traced_file = InMemoryFile::new()?;
+    // In memory where the system allows: libtorch's file writer aborts the process when a
+    // disk fills (see the shim).
+    let traced_file = TracedFile::new(folder);
     let traced_path = traced_file.path();
-    module.save(&traced_path).map_err(|e| anyhow!("cannot save the traced module: {e}"))?;
+    module.save(&traced_path).map_err(|e| anyhow!("cannot save the traced module: {}", first_line(&e.to_string())))?;
     let mut start = 0;
     let mut slices = Vec::new();
     for width in &widths {
@@ -57,10 +58,14 @@ pub fn write(loaded: &LoadedModel, folder: &Path) -> Result<()> {
         "def forward(self, input_ids, attention_mask):\n    out = self.traced.forward(input_ids, attention_mask)\n    return ({},)\n",
         slices.join(", ")
     );
-    let saved = crate::torch_shim::wrap_traced_module(&traced_path, &source)?;
-    drop(traced_file);
     let model_path = folder.join("model.pt");
-    std::fs::write(&model_path, saved).with_context(|| format!("cannot write {}", model_path.display()))?;
+    let written = std::fs::File::create(&model_path).map_err(anyhow::Error::from).and_then(|file| {
+        let mut out = std::io::BufWriter::new(file);
+        crate::torch_shim::wrap_traced_module(&traced_path, &source, &mut out)?;
+        Ok(out.into_inner().map_err(|e| e.into_error())?.sync_all()?)
+    });
+    written.with_context(|| format!("cannot write {}", model_path.display()))?;
+    drop(traced_file);
     copy_model_files(loaded, folder)?;
     let mut outputs = vec!["embedding".to_string()];
     outputs.extend(loaded.spec.head_tasks().map(|t| format!("logits:{}", t.name)));
@@ -71,22 +76,45 @@ pub fn write(loaded: &LoadedModel, folder: &Path) -> Result<()> {
     Ok(())
 }
 
-/// A file in memory (`memfd_create`) that libtorch can write and read by path
-/// (`/proc/self/fd/N`); closed when dropped.
-struct InMemoryFile(std::os::fd::OwnedFd);
+/// Where the traced module is saved and read back: a file in memory (`memfd_create`, read
+/// by path as `/proc/self/fd/N`), else (no memfd, or no /proc) a file in the export's folder.
+enum TracedFile {
+    InMemory(std::os::fd::OwnedFd),
+    OnDisk(std::path::PathBuf),
+}
 
-impl InMemoryFile {
-    fn new() -> Result<Self> {
+impl TracedFile {
+    fn new(folder: &Path) -> Self {
         // SAFETY: a NUL-terminated name; the returned descriptor is checked before use.
         let fd = unsafe { libc::memfd_create(c"sentence-mtl-traced".as_ptr(), libc::MFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error()).context("cannot make an in-memory file for the traced module");
+        if fd < 0 || !Path::new("/proc/self/fd").is_dir() {
+            if fd >= 0 {
+                // SAFETY: `fd` is a descriptor this process owns and no longer uses.
+                unsafe { libc::close(fd) };
+            }
+            return Self::OnDisk(folder.join("traced.pt.tmp"));
         }
         // SAFETY: `fd` is a new descriptor this process owns alone.
-        Ok(Self(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) }))
+        Self::InMemory(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
     }
 
     fn path(&self) -> std::path::PathBuf {
-        format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&self.0)).into()
+        match self {
+            Self::InMemory(fd) => format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(fd)).into(),
+            Self::OnDisk(path) => path.clone(),
+        }
     }
+}
+
+impl Drop for TracedFile {
+    fn drop(&mut self) {
+        if let Self::OnDisk(path) = self {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// The first line of a libtorch error (the rest is its C++ stack).
+fn first_line(message: &str) -> &str {
+    message.lines().next().unwrap_or(message)
 }
