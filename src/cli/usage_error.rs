@@ -18,7 +18,8 @@ pub fn one_line(error: &clap::Error) -> Option<String> {
         }),
         ErrorKind::UnknownArgument => {
             let invalid = context(error, ContextKind::InvalidArg).unwrap_or_default();
-            if let Some(sentence) = sentence_read_as_flags(&invalid, std::env::args().skip(1)) {
+            let args = std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned());
+            if let Some(sentence) = sentence_read_as_flags(&invalid, args) {
                 return Some(format!(
                     "unexpected argument '{sentence}' found; a sentence that starts with '-' goes after `--`, which ends the flags: -- '{sentence}'"
                 ));
@@ -38,14 +39,22 @@ pub fn one_line(error: &clap::Error) -> Option<String> {
 }
 
 /// The argument clap took for flags when it reported `invalid`: a sentence with spaces that
-/// starts with '-' (`"-5 degrees"`, reported as `-5`), for which clap's own tip (`-- -5`)
-/// would encode another text.
+/// starts with '-', reported whole (`"--- news ---"`), by its start (`"-5 degrees"` as `-5`),
+/// or by the short flag it could not read (`"-q is quiet"` as `'- '`), for which clap's own
+/// tip (`-- -5`) would encode another text.
 fn sentence_read_as_flags(invalid: &str, args: impl Iterator<Item = String>) -> Option<String> {
     if !invalid.starts_with('-') {
         return None;
     }
+    if invalid.starts_with("--") && invalid.contains(char::is_whitespace) {
+        return Some(invalid.to_string());
+    }
+    let short_flag = invalid.strip_prefix('-').filter(|flag| flag.chars().count() == 1);
     let mut args = args.take_while(|arg| arg != "--");
-    args.find(|arg| arg.starts_with(invalid) && arg.len() > invalid.len() && arg.contains(char::is_whitespace))
+    args.find(|arg| {
+        let read_as_flags = arg.starts_with('-') && !arg.starts_with("--") && arg.contains(char::is_whitespace);
+        read_as_flags && (arg.starts_with(invalid) || short_flag.is_some_and(|flag| arg[1..].contains(flag)))
+    })
 }
 
 /// This tool's flag for one users bring from Hugging Face's Trainer and sentence-transformers
@@ -152,6 +161,10 @@ mod tests {
         assert_eq!(found.as_deref(), Some("-5 degrees"));
         assert_eq!(sentence_read_as_flags("--forse", args(&["encode", "--forse"])), None);
         assert_eq!(sentence_read_as_flags("-5", args(&["encode", "-5", "--", "-5 degrees"])), None);
+        let whole = sentence_read_as_flags("--- news ---", args(&["encode", "--- news ---"]));
+        assert_eq!(whole.as_deref(), Some("--- news ---"));
+        let short = sentence_read_as_flags("- ", args(&["encode", "-m", "x", "-q is quiet"]));
+        assert_eq!(short.as_deref(), Some("-q is quiet"));
     }
 
     #[test]

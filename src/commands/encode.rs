@@ -43,11 +43,13 @@ pub fn run(args: &EncodeArgs) -> Result<()> {
         refuse_binary_on_terminal(args.io.output(), format.is_binary())?;
     }
     let quiet = args.model.quiet || !is_main(group.as_ref());
-    if let Some(note) = args.pooling.and_then(|asked| pooling_note(&args.model.model, asked)).filter(|_| !quiet) {
-        crate::stderrln!("{note}");
-    }
     // The model's flags are checked, and the model found, before a long stdin is read.
     let (loaded, progress) = open_model(&args.model, &overrides, group.as_ref())?;
+    // From the folder loaded, which a hub id names only once fetched.
+    let model_dir = loaded.dir.to_string_lossy();
+    if let Some(note) = args.pooling.and_then(|asked| pooling_note(&model_dir, asked)).filter(|_| !quiet) {
+        crate::stderrln!("{note}");
+    }
     let sentences = read_input(&args.io, &["text"], quiet, group.as_ref())?;
     if args.similarity && sentences.len() > SIMILARITY_TABLE_MAX {
         bail!(

@@ -258,9 +258,14 @@ fn check_report_folder(out: &Path) -> Result<()> {
         bail!("--out {} exists and is not a folder", out.display());
     }
     crate::checkpoint::refuse_output_inside(out, "--out")?;
-    // Found now, not after every task is scored.
-    if let Some(above) = out.ancestors().skip(1).find(|a| a.exists()).filter(|a| !a.is_dir()) {
-        bail!("--out {}: {} is not a folder", out.display(), above.display());
+    // Found now, not after every task is scored: the first folder above that is there (or
+    // is a link to nothing) decides.
+    let above = out.ancestors().skip(1).find(|a| !a.as_os_str().is_empty() && a.symlink_metadata().is_ok());
+    if let Some(above) = above {
+        crate::output::refuse_dangling_link(above, &format!("--out {}:", out.display()))?;
+        if !above.is_dir() {
+            bail!("--out {}: {} is not a folder", out.display(), above.display());
+        }
     }
     atomic_write::check_writable(&out.join(METRICS_FILE))
         .map_err(|e| anyhow!("--out {} cannot be written: {e}", out.display()))?;

@@ -68,7 +68,12 @@ impl SamplingStrategy {
             // Below 0.001 every batch goes to the largest task already (and rows^(1/T) leaves
             // even the logarithms' range).
             Self::Temperature(_) if !(temperature.is_finite() && temperature >= 1e-3) => {
-                bail!("--temperature must be a number of at least 0.001, got {temperature}")
+                // As typed for plain numbers; `1e-308` stays short.
+                let shown = match format!("{temperature}") {
+                    plain if plain.len() <= 12 => plain,
+                    _ => format!("{temperature:e}"),
+                };
+                bail!("--temperature must be a number of at least 0.001, got {shown}")
             }
             Self::Temperature(_) => Ok(Self::Temperature(temperature)),
             other => Ok(other),

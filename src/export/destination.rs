@@ -53,13 +53,40 @@ pub(super) fn checked(out: &Path, loaded: &LoadedModel, force: bool) -> Result<P
     Ok(target)
 }
 
-/// Whether the folder `target` (canonical) is on another file system than its parent (a
-/// container's volume): the export, written beside it and swapped in, could not replace it.
+/// Whether the folder `target` (canonical) is a mount point (a container's volume, a bind
+/// mount): the export, written beside it and swapped in, could not replace it. Another file
+/// system than its parent's says so; a bind mount of the same one is found in the mount table.
 fn is_mount_point(target: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     let device = |path: &Path| std::fs::metadata(path).map(|m| m.dev()).ok();
-    target.parent().is_some_and(|parent| device(parent) != device(target))
+    if target.parent().is_some_and(|parent| device(parent) != device(target)) {
+        return true;
+    }
+    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    table.lines().filter_map(|line| line.split(' ').nth(4)).any(|point| Path::new(&unescape(point)) == target)
 }
+
+/// A mount table's path with its `\040`-style escapes (space, tab, newline, backslash) undone.
+fn unescape(field: &str) -> String {
+    let mut out = String::new();
+    let mut rest = field;
+    while let Some(at) = rest.find('\\') {
+        out.push_str(&rest[..at]);
+        let code = rest.get(at + 1..at + 4).and_then(|octal| u8::from_str_radix(octal, 8).ok());
+        match code {
+            Some(byte) => {
+                out.push(char::from(byte));
+                rest = &rest[at + 4..];
+            }
+            None => {
+                out.push('\\');
+                rest = &rest[at + 1..];
+            }
+        }
+    }
+    out + rest
+}
+
 
 /// Replacing `out` (canonical: `target`) must not delete the checkpoint being exported, nor
 /// the folder the user works in.
@@ -75,4 +102,14 @@ fn refuse_replacing_what_is_in_use(out: &Path, target: &Path, loaded: &LoadedMod
         bail!("--out {} is the current folder or holds it; export into a folder of its own", out.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn mount_table_escapes_are_undone() {
+        assert_eq!(super::unescape(r"/mnt/my\040volume"), "/mnt/my volume");
+        assert_eq!(super::unescape(r"/plain"), "/plain");
+        assert_eq!(super::unescape(r"/odd\x"), r"/odd\x");
+    }
 }

@@ -38,9 +38,10 @@ pub fn changes(folder: &Path) -> Result<Vec<String>> {
     };
     let seal = &card[at + 1..];
     let Some(recorded) = seal.split_once('\n').and_then(|(_, rest)| rest.strip_suffix("-->\n")) else {
-        let why = match card.contains('\r') {
-            true => "edited since it was exported",
-            false => "whose last line lists no exported files (an earlier sentence-mtl wrote it)",
+        // An earlier sentence-mtl's seal was one line, `... -->`, with nothing after it.
+        let why = match seal.strip_suffix('\n').is_some_and(|line| !line.contains('\n') && line.ends_with("-->")) {
+            true => "whose seal lists no exported files (an earlier sentence-mtl wrote it)",
+            false => "edited since it was exported",
         };
         return Ok(vec![format!("{CARD}, {why}")]);
     };
@@ -156,6 +157,12 @@ mod tests {
         let unsealed = &card[..card.rfind(&format!("\n{SEAL}")).unwrap()];
         std::fs::write(dir.path().join(CARD), unsealed).unwrap();
         assert!(changes(dir.path()).unwrap()[0].contains("its last lines, which list the exported files, are gone"));
+        std::fs::write(dir.path().join(CARD), format!("{card}\n## Notes after the seal\n")).unwrap();
+        assert_eq!(changes(dir.path()).unwrap()[0], "README.md, edited since it was exported");
+        std::fs::write(dir.path().join(CARD), card.trim_end()).unwrap();
+        assert_eq!(changes(dir.path()).unwrap()[0], "README.md, edited since it was exported", "no last newline");
+        std::fs::write(dir.path().join(CARD), format!("{unsealed}\n{SEAL}0123: old -->\n")).unwrap();
+        assert!(changes(dir.path()).unwrap()[0].contains("an earlier sentence-mtl wrote it"));
         std::fs::write(dir.path().join(CARD), card.replace('\n', "\r\n")).unwrap();
         assert_eq!(
             changes(dir.path()).unwrap()[0],

@@ -293,7 +293,7 @@ mod tests {
                 false => assert_eq!(notes, [format!("task '{task}' has 101 classes, more than the 100 a confusion heatmap is drawn for: its matrix is in confusion_{task}.csv, not in a picture")]),
             }
             let picture = if drawn { " and .png" } else { "" };
-            assert!(many.render_text().contains(&format!("writes it as confusion_{task}.csv{picture}, and")));
+            assert!(many.render_text().contains(&format!("it is in --out's confusion_{task}.csv{picture}, and")));
         }
     }
 

@@ -395,7 +395,9 @@ fn task_kind(
 fn default_max_length(model: &str) -> usize {
     match folder_max_length(model) {
         Some((trained, true)) => trained,
-        Some((own, false)) => own.min(DEFAULT_MAX_LENGTH),
+        // A limit below 2 holds no [CLS] and [SEP]: it is no limit a run could keep.
+        Some((own, false)) if own >= 2 => own.min(DEFAULT_MAX_LENGTH),
+        Some((_, false)) => DEFAULT_MAX_LENGTH,
         None => DEFAULT_MAX_LENGTH,
     }
 }

@@ -239,6 +239,16 @@ fn small_data_checkpoints_hold_refitted_heads_at_every_evaluation() {
         .collect();
     let at_40: Vec<&str> = records.iter().filter(|(_, step)| *step == 40).map(|(kind, _)| kind.as_str()).collect();
     assert_eq!(at_40, ["step", "eval", "summary"], "{log}");
+    // Stopped right at a logging step, whose line waited on the one at step 20: shown too.
+    let at_a_window = s.out("at_a_window");
+    let out_at = args.iter().position(|a| *a == "--out").unwrap();
+    let mut args_at = args.clone();
+    args_at[out_at + 1] = &at_a_window;
+    let log_every = args_at.iter().position(|a| *a == "--log-every").unwrap();
+    args_at[log_every + 1] = "20";
+    let output = run(&args_at);
+    assert_ok(&output);
+    assert!(stderr(&output).contains("step 40/"), "{}", stderr(&output));
     assert!(said.contains("small-data mode: the head of 'topic' fitted anew"), "{said}");
     for checkpoint in ["best", "last"] {
         assert_head_is_the_refit(&Path::new(&out).join(checkpoint), "topic", &s.data.topic_train);

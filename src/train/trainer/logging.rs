@@ -7,6 +7,7 @@ use anyhow::Result;
 
 use super::Trainer;
 use crate::train::log::{LogRecord, StepRecord};
+use crate::train::plain_progress::PlainProgress;
 use crate::train::window::{NonFinite, Window};
 
 impl Trainer<'_> {
@@ -43,12 +44,16 @@ impl Trainer<'_> {
         Err(self.stopped(&what))
     }
 
-    /// Logs the steps since the last window, when the run stops before the window's end.
+    /// Logs the steps since the last window, when the run stops before the window's end;
+    /// when it stops right at a window's end, shows that window's line if it was held back.
     pub(super) fn log_unlogged_steps(&mut self) -> Result<()> {
-        match self.window.examples {
-            0 => Ok(()),
-            _ => self.log_window(true),
+        if self.window.examples > 0 {
+            return self.log_window(true);
         }
+        if let Some(line) = self.plain_progress.as_mut().and_then(PlainProgress::held_line) {
+            crate::stderrln!("{line}");
+        }
+        Ok(())
     }
 
     /// Logs the window's mean losses, rates and throughput, and shows them on the bar (and
