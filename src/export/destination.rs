@@ -87,7 +87,6 @@ fn unescape(field: &str) -> String {
     out + rest
 }
 
-
 /// Replacing `out` (canonical: `target`) must not delete the checkpoint being exported, nor
 /// the folder the user works in.
 fn refuse_replacing_what_is_in_use(out: &Path, target: &Path, loaded: &LoadedModel) -> Result<()> {
