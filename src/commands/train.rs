@@ -129,6 +129,13 @@ fn outcome_text(outcome: &TrainOutcome) -> String {
             outcome.seconds,
         ),
     };
+    // Said at the start too, but `--quiet` leaves that out, and the run is not the one asked for.
+    if let Some((total, planned)) = outcome.lengthened {
+        text += &format!(
+            "small-data mode lengthened the run to {} from the {planned} planned (--small-data off keeps the plan)\n",
+            crate::report::table::count(total, "optimizer step")
+        );
+    }
     if let Some(best) = &outcome.best {
         text += &format!(
             "best checkpoint {} (step {}, mean of the main dev metrics {:.4}):\n",

@@ -228,6 +228,12 @@ fn small_data_checkpoints_hold_refitted_heads_at_every_evaluation() {
     assert_ok(&output);
     let said = stderr(&output);
     assert!(said.contains("early stopping at step 40"), "{said}");
+    // Said at the end too, where `--quiet` keeps it: the run is longer than the one asked for.
+    assert!(
+        stdout(&output).contains("small-data mode lengthened the run to 200 optimizer steps from the "),
+        "{}",
+        stdout(&output)
+    );
     // The steps since the last window are logged, and shown, before the evaluation that
     // stops the run, as at every evaluation.
     assert!(said.contains("step 40/"), "{said}");

@@ -61,6 +61,8 @@ pub struct TrainOutcome {
     pub best: Option<Evaluation>,
     pub seconds: f64,
     pub examples: usize,
+    /// (run's steps, planned steps) when small-data mode lengthened the run.
+    pub lengthened: Option<(usize, usize)>,
 }
 
 /// Options that do not change the result.

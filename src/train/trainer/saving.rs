@@ -250,6 +250,8 @@ impl Trainer<'_> {
             best: self.state.best,
             seconds: self.started.elapsed().as_secs_f64(),
             examples,
+            lengthened: (self.length.total_steps > self.length.planned_steps)
+                .then_some((self.length.total_steps, self.length.planned_steps)),
             model: self.loaded,
             run: self.run,
         })
