@@ -142,6 +142,24 @@ fn edit_json(path: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
     std::fs::write(path, value.to_string()).unwrap();
 }
 
+/// Makes `d` a sentence-transformers folder running the modules `kinds` in order (the
+/// Transformer at the folder itself, module `i` in `i_Kind/`), with `files` written in it.
+fn st_pipeline(d: &Path, kinds: &[&str], files: &[(&str, &str)]) {
+    let modules: Vec<serde_json::Value> = kinds
+        .iter()
+        .enumerate()
+        .map(|(i, kind)| {
+            let path = if *kind == "Transformer" { String::new() } else { format!("{i}_{kind}") };
+            serde_json::json!({"idx": i, "name": i.to_string(), "path": path, "type": format!("sentence_transformers.models.{kind}")})
+        })
+        .collect();
+    std::fs::write(d.join("modules.json"), serde_json::Value::from(modules).to_string()).unwrap();
+    for (name, text) in files {
+        std::fs::create_dir_all(d.join(name).parent().unwrap()).unwrap();
+        std::fs::write(d.join(name), text).unwrap();
+    }
+}
+
 fn error(text: impl Into<String>) -> Expect {
     Expect::Error(text.into())
 }
@@ -1074,19 +1092,9 @@ c,a
         error("a pickle file, which sentence-mtl does not load"),
     );
     let f = c.damaged_model("tanh_dense", |d| {
-        std::fs::write(
-            d.join("modules.json"),
-            r#"[{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-                {"idx": 1, "name": "1", "path": "1_Dense", "type": "sentence_transformers.models.Dense"}]"#,
-        )
-        .unwrap();
-        std::fs::create_dir_all(d.join("1_Dense")).unwrap();
-        std::fs::write(
-            d.join("1_Dense/config.json"),
-            r#"{"in_features": 32, "out_features": 8, "bias": true,
-                "activation_function": "torch.nn.modules.activation.Tanh"}"#,
-        )
-        .unwrap();
+        let tanh = r#"{"in_features": 32, "out_features": 8, "bias": true,
+            "activation_function": "torch.nn.modules.activation.Tanh"}"#;
+        st_pipeline(d, &["Transformer", "Dense"], &[("1_Dense/config.json", tanh)]);
     });
     c.add(
         "model",
@@ -1095,17 +1103,10 @@ c,a
         error("1_Dense/config.json: a Dense module with activation torch.nn.modules.activation.Tanh is not supported"),
     );
     let f = c.damaged_model("pickled_dense", |d| {
-        std::fs::write(
-            d.join("modules.json"),
-            r#"[{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-                {"idx": 1, "name": "1", "path": "1_Dense", "type": "sentence_transformers.models.Dense"}]"#,
-        )
-        .unwrap();
-        std::fs::create_dir_all(d.join("1_Dense")).unwrap();
         let config = r#"{"in_features": 32, "out_features": 8, "bias": true,
             "activation_function": "torch.nn.modules.linear.Identity"}"#;
-        std::fs::write(d.join("1_Dense/config.json"), config).unwrap();
-        std::fs::write(d.join("1_Dense/pytorch_model.bin"), b"PK pickle").unwrap();
+        let files = [("1_Dense/config.json", config), ("1_Dense/pytorch_model.bin", "PK pickle")];
+        st_pipeline(d, &["Transformer", "Dense"], &files);
     });
     c.add(
         "model",
@@ -1225,27 +1226,11 @@ c,a
         &["encode", "-m", &f, "hi"],
         error("LayerNorm.weight: file Int64 numbers, model floating point"),
     );
-    // A sentence-transformers pipeline of these modules (`N_Kind` folders), with `files` beside.
-    let pipeline = |d: &Path, kinds: &[&str], files: &[(&str, &str)]| {
-        let modules: Vec<serde_json::Value> = kinds
-            .iter()
-            .enumerate()
-            .map(|(i, kind)| {
-                let path = if *kind == "Transformer" { String::new() } else { format!("{i}_{kind}") };
-                serde_json::json!({"idx": i, "name": i.to_string(), "path": path, "type": format!("sentence_transformers.models.{kind}")})
-            })
-            .collect();
-        std::fs::write(d.join("modules.json"), serde_json::Value::from(modules).to_string()).unwrap();
-        for (name, text) in files {
-            std::fs::create_dir_all(d.join(name).parent().unwrap()).unwrap();
-            std::fs::write(d.join(name), text).unwrap();
-        }
-    };
     let mean = r#"{"word_embedding_dimension": 32, "pooling_mode_mean_tokens": true}"#;
     let identity =
         r#"{"in_features": 32, "out_features": 8, "activation_function": "torch.nn.modules.linear.Identity"}"#;
     let f = c.damaged_model("normalize_before_dense", |d| {
-        pipeline(
+        st_pipeline(
             d,
             &["Transformer", "Pooling", "Normalize", "Dense"],
             &[("1_Pooling/config.json", mean), ("3_Dense/config.json", identity)],
@@ -1258,7 +1243,7 @@ c,a
         error("modules.json runs Transformer, Pooling, Normalize, Dense; sentence-mtl runs Transformer, Pooling, Dense, Normalize in that order, each at most once"),
     );
     let f = c.damaged_model("lasttoken", |d| {
-        pipeline(
+        st_pipeline(
             d,
             &["Transformer", "Pooling"],
             &[("1_Pooling/config.json", r#"{"pooling_mode_mean_tokens": false, "pooling_mode_lasttoken": true}"#)],
@@ -1272,7 +1257,7 @@ c,a
     );
     let f = c.damaged_model("default_prompt", |d| {
         let prompts = r#"{"prompts": {"query": "query: "}, "default_prompt_name": "query"}"#;
-        pipeline(
+        st_pipeline(
             d,
             &["Transformer", "Pooling"],
             &[("1_Pooling/config.json", mean), ("config_sentence_transformers.json", prompts)],
@@ -1287,7 +1272,7 @@ c,a
     let f = c.damaged_model("lower_cased_text", |d| {
         let lower = r#"{"max_seq_length": 64, "do_lower_case": true}"#;
         let cased = r#"{"do_lower_case": false}"#;
-        pipeline(
+        st_pipeline(
             d,
             &["Transformer", "Pooling"],
             &[("1_Pooling/config.json", mean), ("sentence_bert_config.json", lower), ("tokenizer_config.json", cased)],
@@ -1309,7 +1294,7 @@ c,a
         error("tokenizer_config.json: tokenize_chinese_chars false is not supported"),
     );
     let f = c.damaged_model("max_seq_length_1", |d| {
-        pipeline(d, &["Transformer"], &[("sentence_bert_config.json", r#"{"max_seq_length": 1}"#)])
+        st_pipeline(d, &["Transformer"], &[("sentence_bert_config.json", r#"{"max_seq_length": 1}"#)])
     });
     c.add(
         "model",
