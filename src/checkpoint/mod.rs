@@ -62,27 +62,28 @@ pub fn refuse_output_inside(out: &std::path::Path, flag: &str) -> anyhow::Result
 
 /// The pooling a local model folder was trained with, when it records one (a checkpoint, an
 /// hf export, or a sentence-transformers folder's Pooling module); `None` for a plain Hugging
-/// Face folder, a hub id, and a folder that does not open.
+/// Face folder, and where [`local_folder`] gives none.
 pub fn trained_pooling(model: &str) -> Option<crate::model::pooling::Pooling> {
-    if !std::path::Path::new(model).is_dir() {
-        return None;
-    }
-    let folder = folder::ModelFolder::open(model).ok()?;
+    let folder = local_folder(model)?;
     (folder.has_own_spec || folder.sentence_transformers.pooling.is_some()).then_some(folder.spec.pooling)
 }
 
 /// The token limit a local model folder reads with, and whether it is a checkpoint's (or an hf
 /// export's) own, which a run that starts from it keeps unless `--max-length` says otherwise,
 /// rather than a base model's (its sentence-transformers `max_seq_length`, else its
-/// tokenizer's or positions' limit); `None` for a hub id and a folder that does not open (loading it
-/// reports why).
+/// tokenizer's or positions' limit); `None` where [`local_folder`] gives none.
 pub fn folder_max_length(model: &str) -> Option<(usize, bool)> {
-    // A local folder only: a hub id would be fetched before the checks that come first.
+    let folder = local_folder(model)?;
+    Some((folder.spec.max_length, folder.has_own_spec))
+}
+
+/// `model` opened as a local folder; `None` for a hub id (which would be fetched before the
+/// checks that come first) and a folder that does not open (loading it reports why).
+fn local_folder(model: &str) -> Option<folder::ModelFolder> {
     if !std::path::Path::new(model).is_dir() {
         return None;
     }
-    let folder = folder::ModelFolder::open(model).ok()?;
-    Some((folder.spec.max_length, folder.has_own_spec))
+    folder::ModelFolder::open(model).ok()
 }
 
 /// `path` made absolute with symbolic links resolved as far as it exists; the rest (folders
