@@ -104,14 +104,14 @@ impl ClassificationTask {
     pub fn read(source: &TaskSource, settings: &TrainSettings) -> Result<Self> {
         let context = || format!("task '{}'", source.name);
         let train =
-            LabelledData::read(&source.train, &source.text_column, &source.label_column).with_context(context)?;
+            LabelledData::read(&source.train, source.text_column(), source.label_column()).with_context(context)?;
         let labels = LabelSet::from_labels(&train.labels);
         if let [only] = labels.names() {
             bail!(
                 "task '{}': {}: every row has label '{only}' (column '{}'); a classification task needs at least 2 classes",
                 source.name,
                 source.train.display(),
-                source.label_column
+                source.label_column()
             );
         }
         if let Some((a, b)) = labels.one_number_twice() {
@@ -119,13 +119,14 @@ impl ClassificationTask {
                 "task '{}': {}: labels '{a}' and '{b}' are one number written two ways, which would make two classes (column '{}'); write each label one way",
                 source.name,
                 source.train.display(),
-                source.label_column
+                source.label_column()
             );
         }
         let (train_classes, _, _) = train.class_ids(&labels, UnknownLabelPolicy::Error)?;
         let dev = match &source.dev {
             Some(path) => {
-                let data = LabelledData::read(path, &source.text_column, &source.label_column).with_context(context)?;
+                let data =
+                    LabelledData::read(path, source.text_column(), source.label_column()).with_context(context)?;
                 let (classes, _, unknown) = data.class_ids(&labels, UnknownLabelPolicy::Skip)?;
                 if !unknown.is_empty() {
                     bail!(
@@ -195,8 +196,8 @@ impl TrainingTask for ClassificationTask {
         let mut spec = TaskSpec::classification(
             &self.source.name,
             self.labels.names().to_vec(),
-            &self.source.text_column,
-            &self.source.label_column,
+            self.source.text_column(),
+            self.source.label_column(),
         );
         if self.small_data {
             // As SetFit's head, which reads the normalised embeddings its body was trained on.

@@ -67,6 +67,11 @@ impl Recipe {
 }
 
 impl RecipeValues {
+    /// Whether runs of different sizes get different backbone rates.
+    pub fn rate_depends_on_size(&self) -> bool {
+        self.lr_backbone_small_run != self.lr_backbone
+    }
+
     /// The backbone rate for a run of `training_rows` (all tasks together).
     pub fn backbone_rate(&self, training_rows: usize) -> f64 {
         if training_rows < SMALL_RUN_ROWS {

@@ -30,8 +30,12 @@ pub struct TaskSource {
     pub name: String,
     pub train: PathBuf,
     pub dev: Option<PathBuf>,
-    pub text_column: String,
-    pub label_column: String,
+    /// `--text-column` and `--label-column` of a classification task (`None` for the other
+    /// kinds, whose columns are fixed; runs from before recorded `text`/`label` for them too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_column: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_column: Option<String>,
     pub weight: f64,
     /// `--task-share`: the task's share of the batches relative to the other tasks'.
     #[serde(default = "one")]
@@ -114,6 +118,18 @@ pub struct TrainSettings {
     pub feature_cache_budget_mb: u64,
 }
 
+impl TaskSource {
+    /// The column a classification task's texts are in.
+    pub fn text_column(&self) -> &str {
+        self.text_column.as_deref().unwrap_or("text")
+    }
+
+    /// The column a classification task's labels are in.
+    pub fn label_column(&self) -> &str {
+        self.label_column.as_deref().unwrap_or("label")
+    }
+}
+
 fn one() -> f64 {
     1.0
 }
@@ -178,7 +194,7 @@ impl TrainSettings {
         let recipe = self.recipe.values();
         // A frozen backbone takes no rate: saying which one it got would only confuse.
         let backbone_frozen = self.freeze.iter().any(|r| matches!(r, FreezeRule::Backbone | FreezeRule::All));
-        let small_rate = training_rows < SMALL_RUN_ROWS && recipe.lr_backbone_small_run != recipe.lr_backbone;
+        let small_rate = training_rows < SMALL_RUN_ROWS && recipe.rate_depends_on_size();
         (self.lr_backbone_by_size && !backbone_frozen && small_rate).then(|| {
             format!(
                 "backbone learning rate {:e}: the {} recipe's rate for runs of fewer than {SMALL_RUN_ROWS} training rows (this one has {training_rows}; {:e} from {SMALL_RUN_ROWS}); --lr-backbone sets another",
@@ -217,7 +233,7 @@ impl TrainSettings {
             grad_accum: args.grad_accum,
             recipe: args.recipe,
             lr_backbone: args.lr_backbone.unwrap_or(recipe.lr_backbone),
-            lr_backbone_by_size: args.lr_backbone.is_none(),
+            lr_backbone_by_size: args.lr_backbone.is_none() && recipe.rate_depends_on_size(),
             lr_projection: args.lr_projection.unwrap_or(recipe.lr_projection),
             lr_heads: args.lr_heads.unwrap_or(recipe.lr_heads),
             layer_decay: args.layer_decay.unwrap_or(recipe.layer_decay),
@@ -470,12 +486,13 @@ fn task_sources(args: &TrainArgs) -> Result<Vec<TaskSource>> {
                 }
                 _ => None,
             };
+            let columns = (kind == TaskKind::Classification).then_some((text_column, label_column));
             Ok(TaskSource {
                 name: task.name.clone(),
                 train: PathBuf::from(train),
                 dev,
-                text_column: text_column.to_string(),
-                label_column: label_column.to_string(),
+                text_column: columns.map(|(text, _)| text.to_string()),
+                label_column: columns.map(|(_, label)| label.to_string()),
                 weight,
                 share,
                 kind: Some(kind),
@@ -483,4 +500,54 @@ fn task_sources(args: &TrainArgs) -> Result<Vec<TaskSource>> {
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn settings(args: &[&str]) -> TrainSettings {
+        let cli =
+            Cli::try_parse_from([&["sentence-mtl", "train", "--model", "m", "--out", "o"], args].concat()).unwrap();
+        let Command::Train(train) = cli.command else { unreachable!() };
+        TrainSettings::from_args(&train).unwrap()
+    }
+
+    #[test]
+    fn columns_are_recorded_for_classification_tasks_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let sts = dir.path().join("sts.csv");
+        let topics = dir.path().join("topics.csv");
+        std::fs::write(&sts, "sentence1,sentence2,score\na,b,1.0\n").unwrap();
+        std::fs::write(&topics, "question,topic\na,x\nb,y\n").unwrap();
+        let s = settings(&[
+            "--task",
+            &format!("sts={}", sts.display()),
+            "--task",
+            &format!("topics={}", topics.display()),
+            "--text-column",
+            "topics=question",
+            "--label-column",
+            "topics=topic",
+        ]);
+        let [sts, topics] = &s.tasks[..] else { panic!("{:?}", s.tasks) };
+        assert_eq!((sts.text_column.as_deref(), sts.label_column.as_deref()), (None, None));
+        assert_eq!((topics.text_column(), topics.label_column()), ("question", "topic"));
+        let saved = serde_json::to_value(&s).unwrap();
+        assert!(saved["tasks"][0].get("text_column").is_none(), "{saved}");
+    }
+
+    #[test]
+    fn only_a_recipe_whose_rate_depends_on_size_fits_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("d.csv");
+        std::fs::write(&data, "text,label\na,x\nb,y\n").unwrap();
+        let task = format!("t={}", data.display());
+        assert!(settings(&["--task", &task]).lr_backbone_by_size);
+        assert!(!settings(&["--task", &task, "--recipe", "seed"]).lr_backbone_by_size);
+        assert!(!settings(&["--task", &task, "--lr-backbone", "3e-5"]).lr_backbone_by_size);
+    }
 }
