@@ -287,7 +287,7 @@ pub struct TrainArgs {
     /// Share of the batches a task gets, relative to the others (default 1); repeatable. Under
     /// round-robin, tasks take turns in proportion (a task at 2 gets two batches for each of a
     /// task at 1); under proportional and temperature sampling it multiplies the task's
-    /// probability. Unlike --task-weight it changes how often a task trains, which gradient
+    /// batches in an epoch. Unlike --task-weight it changes how often a task trains, which gradient
     /// clipping cannot even out
     #[arg(long = "task-share", value_name = "NAME=S")]
     pub task_shares: Vec<PerTaskValue>,
@@ -308,8 +308,9 @@ pub struct TrainArgs {
     #[arg(long, value_name = "TOKENS")]
     pub max_length: Option<usize>,
 
-    /// Order of task batches: round-robin (A, B, A, B, ...), proportional (by task size)
-    /// or temperature (by size^(1/T))
+    /// Order of task batches: round-robin (A, B, A, B, ...), proportional (each task's
+    /// batches once an epoch, in shuffled order) or temperature (an epoch's batches shared
+    /// by size^(1/T), shuffled)
     #[arg(long, default_value = "round-robin", value_name = "STRATEGY")]
     pub sampling: SamplingStrategy,
 

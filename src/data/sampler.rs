@@ -25,9 +25,11 @@ pub enum SamplingStrategy {
     /// A, B, A, B, ...: each task gets as many batches per epoch as the largest has (with
     /// `--task-share`, turns in proportion to the shares).
     RoundRobin,
-    /// Each batch's task drawn with probability proportional to its number of rows.
+    /// Every task's batches of one pass in an epoch, in shuffled task order (as
+    /// sentence-transformers' proportional sampler): each row once per epoch.
     Proportional,
-    /// Drawn with probability proportional to rows^(1/T): T = 1 is proportional, large T
+    /// An epoch of as many batches as the tasks' passes, each task's number of them in
+    /// proportion to rows^(1/T), in shuffled order: T = 1 is proportional, large T
     /// approaches uniform.
     Temperature(f64),
 }
@@ -214,6 +216,9 @@ pub struct TaskSampler {
     /// round-robin); empty until the first such draw.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     credit: Vec<f64>,
+    /// Proportional and temperature sampling: the tasks of the epoch's batches still to come.
+    #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
+    epoch_plan: VecDeque<usize>,
 }
 
 impl TaskSampler {
@@ -226,7 +231,17 @@ impl TaskSampler {
         assert!((batch_size > 0 || batch_tokens.is_some_and(|n| n > 0)) && tasks.iter().all(|t| t.len() > 0));
         let streams =
             tasks.into_iter().map(|rows| TaskStream { rows, queue: VecDeque::new(), passes: 0, share: 1.0 }).collect();
-        Self { strategy, batch_size, batch_tokens, streams, rng: Rng::new(seed), drawn: 0, credit: Vec::new() }
+        let rng = Rng::new(seed);
+        Self {
+            strategy,
+            batch_size,
+            batch_tokens,
+            streams,
+            rng,
+            drawn: 0,
+            credit: Vec::new(),
+            epoch_plan: VecDeque::new(),
+        }
     }
 
     /// A saved sampler with its tasks' rows given back (`tasks` as [`TaskSampler::new`] took
@@ -267,8 +282,8 @@ impl TaskSampler {
     }
 
     /// Batches in one epoch: round-robin runs until every task has had one pass (with
-    /// equal shares, every task gets as many batches as the largest needs); the random
-    /// strategies draw as many batches as all tasks have together.
+    /// equal shares, every task gets as many batches as the largest needs); the shuffled
+    /// strategies plan as many batches as all tasks' passes have together.
     pub fn batches_per_epoch(&self) -> usize {
         match self.strategy {
             SamplingStrategy::RoundRobin => whole_batches(self.round_robin_epoch().0),
@@ -306,19 +321,20 @@ impl TaskSampler {
     }
 
     /// Fraction of the batches each task gets: the strategy's weight (round-robin 1,
-    /// proportional its rows, temperature rows^(1/T)) times its share, normalised. Computed
-    /// from logarithms, as a softmax: rows^(1/T) overflows at T = 0.01 for 1200 rows.
+    /// proportional its batches per pass, temperature rows^(1/T)) times its share,
+    /// normalised. Computed from logarithms, as a softmax: rows^(1/T) overflows at T = 0.01
+    /// for 1200 rows.
     pub fn task_shares(&self) -> Vec<f64> {
+        let limit = self.limit();
         let log_weights: Vec<f64> = self
             .streams
             .iter()
             .map(|s| {
-                let log_rows = (s.rows.len() as f64).ln();
                 s.share.ln()
                     + match self.strategy {
                         SamplingStrategy::RoundRobin => 0.0,
-                        SamplingStrategy::Proportional => log_rows,
-                        SamplingStrategy::Temperature(t) => log_rows / t,
+                        SamplingStrategy::Proportional => (s.batches_per_pass(limit) as f64).ln(),
+                        SamplingStrategy::Temperature(t) => (s.rows.len() as f64).ln() / t,
                     }
             })
             .collect();
@@ -346,22 +362,37 @@ impl TaskSampler {
         best
     }
 
+    /// The tasks of one epoch's batches under the shuffled strategies: each task's number of
+    /// them is its [`TaskSampler::task_shares`] of the epoch (largest remainders round), in
+    /// shuffled order. With equal shares, proportional sampling plans each task's pass.
+    fn plan_epoch(&mut self) -> VecDeque<usize> {
+        let total = self.batches_per_epoch().max(1);
+        let quotas: Vec<f64> = self.task_shares().iter().map(|share| share * total as f64).collect();
+        // The small tolerance keeps 5.999999... batches from rounding down to 5.
+        let mut counts: Vec<usize> = quotas.iter().map(|q| (q + 1e-6).floor() as usize).collect();
+        let planned: usize = counts.iter().sum();
+        let mut by_remainder: Vec<usize> = (0..counts.len()).collect();
+        by_remainder.sort_by(|&a, &b| (quotas[b] - counts[b] as f64).total_cmp(&(quotas[a] - counts[a] as f64)));
+        for &task in by_remainder.iter().cycle().take(total.saturating_sub(planned)) {
+            counts[task] += 1;
+        }
+        let mut plan: Vec<usize> =
+            counts.iter().enumerate().flat_map(|(task, &n)| std::iter::repeat_n(task, n)).collect();
+        plan.truncate(total);
+        self.rng.shuffle(&mut plan);
+        plan.into()
+    }
+
     /// The next batch: its task index and row indices.
     pub fn next_batch(&mut self) -> (usize, Vec<usize>) {
         let task = match self.strategy {
             SamplingStrategy::RoundRobin if self.shares_are_equal() => self.drawn % self.streams.len(),
             SamplingStrategy::RoundRobin => self.weighted_turn(),
             _ => {
-                let shares = self.task_shares();
-                let x = self.rng.next_f64();
-                let mut cumulative = 0.0;
-                shares
-                    .iter()
-                    .position(|s| {
-                        cumulative += s;
-                        x < cumulative
-                    })
-                    .unwrap_or(shares.len() - 1)
+                if self.epoch_plan.is_empty() {
+                    self.epoch_plan = self.plan_epoch();
+                }
+                self.epoch_plan.pop_front().expect("an epoch plans at least one batch")
             }
         };
         self.drawn += 1;
@@ -433,18 +464,42 @@ mod tests {
 
     #[test]
     fn proportional_matches_sizes() {
-        // Sizes 1000 : 3000 -> expected 2500 : 7500 of 10000 draws.
-        let c = counts(SamplingStrategy::Proportional, &[1000, 3000], 10_000);
-        assert!((c[0] as i64 - 2500).abs() < 150, "{c:?}");
+        // Sizes 1000 : 3000 at batch 8 -> 125 : 375 batches an epoch, 20 epochs.
+        assert_eq!(counts(SamplingStrategy::Proportional, &[1000, 3000], 10_000), vec![2500, 7500]);
+    }
+
+    #[test]
+    fn a_proportional_epoch_is_one_pass_over_every_task_in_shuffled_order() {
+        // 48, 36 and 36 rows at batch 8: 6 + 5 + 5 batches an epoch.
+        let mut s = TaskSampler::new(SamplingStrategy::Proportional, BatchLimit::Rows(8), lengths(&[48, 36, 36]), 7);
+        assert_eq!(s.batches_per_epoch(), 16);
+        let mut orders = Vec::new();
+        for _ in 0..3 {
+            let mut seen = vec![Vec::new(); 3];
+            let mut order = Vec::new();
+            for _ in 0..16 {
+                let (task, rows) = s.next_batch();
+                seen[task].extend(rows);
+                order.push(task);
+            }
+            for (task, mut rows) in seen.into_iter().enumerate() {
+                rows.sort();
+                assert_eq!(rows, (0..[48, 36, 36][task]).collect::<Vec<_>>(), "epoch of task {task}");
+            }
+            orders.push(order);
+        }
+        assert!(orders[0] != orders[1] && orders[1] != orders[2], "the task order is reshuffled: {orders:?}");
         // Fixed seed, fixed result: the sequence is part of the reproducibility contract.
-        assert_eq!(c, counts(SamplingStrategy::Proportional, &[1000, 3000], 10_000));
+        let mut again =
+            TaskSampler::new(SamplingStrategy::Proportional, BatchLimit::Rows(8), lengths(&[48, 36, 36]), 7);
+        assert_eq!((0..16).map(|_| again.next_batch().0).collect::<Vec<_>>(), orders[0]);
     }
 
     #[test]
     fn temperature_flattens_towards_uniform() {
-        // T = 2: weights sqrt(1000) : sqrt(9000) = 1 : 3 -> 2500 : 7500.
-        let c = counts(SamplingStrategy::Temperature(2.0), &[1000, 9000], 10_000);
-        assert!((c[0] as i64 - 2500).abs() < 150, "{c:?}");
+        // T = 2: weights sqrt(800) : sqrt(7200) = 1 : 3 of each epoch's 100 + 900 batches.
+        let c = counts(SamplingStrategy::Temperature(2.0), &[800, 7200], 10_000);
+        assert_eq!(c, vec![2500, 7500]);
         let shares = TaskSampler::new(SamplingStrategy::Temperature(1e9), BatchLimit::Rows(8), lengths(&[10, 1000]), 1)
             .task_shares();
         assert!((shares[0] - 0.5).abs() < 1e-6);
@@ -495,8 +550,8 @@ mod tests {
         for _ in 0..10_000 {
             counts[s.next_batch().0] += 1;
         }
-        // Weights 1000 x 3 : 3000 x 1 -> half each.
-        assert!((counts[0] as i64 - 5000).abs() < 200, "{counts:?}");
+        // Weights 125 batches x 3 : 375 x 1 -> half each.
+        assert_eq!(counts, [5000, 5000]);
     }
 
     /// Saves `s` after 7 batches and checks the restored copy draws the next 20 alike.
