@@ -52,6 +52,9 @@ fn cross_entropy(logits: &Tensor, targets: &Tensor, class_weights: Option<&Tenso
     logits.cross_entropy_loss(targets, class_weights, tch::Reduction::Mean, -100, smoothing)
 }
 
+/// Training rows above which one class per row gets a note (a handful is a toy set).
+const ONE_ROW_PER_CLASS_NOTED: usize = 10;
+
 pub struct ClassificationTask {
     source: TaskSource,
     labels: LabelSet,
@@ -96,6 +99,18 @@ impl ClassificationTask {
                 names.len(),
                 crate::report::table::first_and_more(&absent, 5),
                 (names.len() - absent.len()) as f64 / names.len() as f64
+            )
+        })
+    }
+
+    /// A note when every training row has a label of its own, as an id or text column named
+    /// by `--label-column` gives (one example per class is a real few-shot set, so not refused).
+    fn one_row_per_class_note(&self) -> Option<String> {
+        let rows = self.train.len();
+        (rows > ONE_ROW_PER_CLASS_NOTED && self.labels.len() == rows).then(|| {
+            format!(
+                "each of its {rows} training rows has a label of its own in column '{}', so every class has one example; if that column is not the labels, --label-column names another",
+                self.source.label_column()
             )
         })
     }
@@ -234,7 +249,7 @@ impl TrainingTask for ClassificationTask {
             "its {} labels are numbers such as {example}, each trained as a class of its own; to learn scores of sentence pairs, give the columns sentence1,sentence2,score (a similarity task)",
             self.labels.len()
         ));
-        numbers.into_iter().chain(self.absent_dev_classes_note()).collect()
+        numbers.into_iter().chain(self.one_row_per_class_note()).chain(self.absent_dev_classes_note()).collect()
     }
 
     fn keep_label_order(&mut self, saved: &[String]) {

@@ -19,8 +19,9 @@ pub const SHELF_PREFIX: &str = ".replaced-";
 /// [`NewRun::keep`], it undoes both.
 pub struct NewRun {
     run: RunDir,
-    /// `--out` did not exist: undoing removes it (when empty).
-    made_folder: bool,
+    /// `--out` and the folders above it that did not exist, innermost first: undoing removes
+    /// them (each when empty).
+    made_folders: Vec<PathBuf>,
     /// The replaced run's entries moved (or being moved) into the shelf, by name.
     set_aside: Vec<String>,
     /// Every entry is aside: `settings.json` and the log in the folder are the new run's.
@@ -38,7 +39,7 @@ impl NewRun {
         run.refuse_taken(overwrite)?;
         let mut new = Self {
             run: RunDir { root: root.to_path_buf() },
-            made_folder: !root.exists(),
+            made_folders: missing_folders(root),
             set_aside: Vec::new(),
             files_are_new: false,
             armed: signals.is_some(),
@@ -109,13 +110,21 @@ impl NewRun {
             move_back: self.set_aside.iter().map(|n| (shelf.join(n), self.run.root.join(n))).collect(),
             remove_folders: [
                 (!self.set_aside.is_empty()).then_some(shelf),
-                self.made_folder.then(|| self.run.root.clone()),
             ]
             .into_iter()
             .flatten()
+            .chain(self.made_folders.iter().cloned())
             .collect(),
         }
     }
+}
+
+/// `root` and each folder above it that does not exist yet, innermost first.
+fn missing_folders(root: &Path) -> Vec<PathBuf> {
+    root.ancestors()
+        .take_while(|folder| !folder.as_os_str().is_empty() && !folder.exists())
+        .map(Path::to_path_buf)
+        .collect()
 }
 
 impl Drop for NewRun {
@@ -217,6 +226,10 @@ mod tests {
         let (_, new) = NewRun::create(&given, false, None).unwrap();
         drop(new);
         assert!(given.is_dir(), "an empty folder the user made stays");
+        // `--out given/a/b/c`: the three folders the run made go, innermost first.
+        let (_, new) = NewRun::create(&given.join("a/b/c"), false, None).unwrap();
+        drop(new);
+        assert!(given.is_dir() && !given.join("a").exists());
     }
 
     /// A move aside cut halfway (its next rename failed) puts back what moved and removes
@@ -228,7 +241,7 @@ mod tests {
         write_run(&root, "old");
         let halfway = NewRun {
             run: RunDir { root: root.clone() },
-            made_folder: false,
+            made_folders: Vec::new(),
             set_aside: vec!["settings.json".into(), "train_log.jsonl".into()],
             files_are_new: false,
             armed: false,

@@ -486,6 +486,12 @@ fn task_sources(args: &TrainArgs) -> Result<Vec<TaskSource>> {
                 }
                 _ => None,
             };
+            if kind == TaskKind::Classification && text_column == label_column {
+                bail!(
+                    "--text-column and --label-column of task '{}' are both '{text_column}': its texts and labels must be two columns",
+                    task.name
+                );
+            }
             let columns = (kind == TaskKind::Classification).then_some((text_column, label_column));
             Ok(TaskSource {
                 name: task.name.clone(),

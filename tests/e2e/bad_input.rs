@@ -237,6 +237,13 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         &[],
         error("classification needs text, label (column names are case-sensitive: 'Text' for 'text', 'Label' for 'label'; rename them, or pass --text-column/--label-column)"),
     );
+    c.add_train(
+        "CSV",
+        "text and label columns the same",
+        format!("q={topic_train}"),
+        &["--text-column", "text", "--label-column", "text"],
+        error("--text-column and --label-column of task 'q' are both 'text': its texts and labels must be two columns"),
+    );
     let f = c.file("no_label.csv", b"text,category\nhi,a\n");
     c.add_train(
         "CSV",

@@ -291,6 +291,36 @@ fn a_dev_set_missing_a_class_gets_a_note() {
     );
 }
 
+/// A label column where every row has its own label (an id column named by mistake) trains
+/// one class per row: a note says so, as one example per class can be a real few-shot set.
+#[test]
+fn a_label_per_row_gets_a_note() {
+    let test = "a_label_per_row_gets_a_note";
+    let Some(s) = setup(test) else { return };
+    let with_ids = s.dir.path().join("mood_ids.csv");
+    let rows = std::fs::read_to_string(&s.data.mood_train).unwrap();
+    let lines: Vec<String> = rows
+        .lines()
+        .enumerate()
+        .map(|(i, line)| match i {
+            0 => format!("{line},id"),
+            _ => format!("{line},row{i}"),
+        })
+        .collect();
+    std::fs::write(&with_ids, lines.join("\n") + "\n").unwrap();
+    let mood = format!("mood={}", with_ids.display());
+    let out = s.out("run");
+    let args = ["train", "-m", &s.model, "--task", &mood, "--label-column", "id", "--max-steps", "1", "--out", &out];
+    let output = run(&[&args[..], &["--threads", "1", "--small-data", "off"]].concat());
+    assert_ok(&output);
+    let said = stderr(&output);
+    let rows = lines.len() - 1;
+    assert!(
+        said.contains(&format!("note: task 'mood': each of its {rows} training rows has a label of its own in column 'id', so every class has one example; if that column is not the labels, --label-column names another")),
+        "{said}"
+    );
+}
+
 #[test]
 fn the_default_backbone_rate_follows_the_run_size_and_says_so_unless_a_flag_sets_it() {
     let test = "the_default_backbone_rate_follows_the_run_size_and_says_so_unless_a_flag_sets_it";
