@@ -108,13 +108,11 @@ impl NewRun {
         UndoPlan {
             remove_files: if self.files_are_new { files.to_vec() } else { Vec::new() },
             move_back: self.set_aside.iter().map(|n| (shelf.join(n), self.run.root.join(n))).collect(),
-            remove_folders: [
-                (!self.set_aside.is_empty()).then_some(shelf),
-            ]
-            .into_iter()
-            .flatten()
-            .chain(self.made_folders.iter().cloned())
-            .collect(),
+            remove_folders: [(!self.set_aside.is_empty()).then_some(shelf)]
+                .into_iter()
+                .flatten()
+                .chain(self.made_folders.iter().cloned())
+                .collect(),
         }
     }
 }

@@ -200,8 +200,8 @@ impl RunDir {
         crate::atomic_write::write_file(&self.settings(), serde_json::to_string_pretty(&json)?.as_bytes())
     }
 
-    /// The settings a run was started with, its data paths relative to the folder it started
-    /// in, so that it resumes from any other.
+    /// The settings a run was started with, its relative paths resolved from the folder it
+    /// started in, so that it resumes from any other.
     pub fn read_settings(&self) -> Result<TrainSettings> {
         let text = std::fs::read_to_string(self.settings())
             .with_context(|| format!("cannot read {}", self.settings().display()))?;
@@ -210,12 +210,7 @@ impl RunDir {
         let mut settings: TrainSettings = serde_json::from_value(value["settings"].clone())
             .with_context(|| format!("{} is damaged", self.settings().display()))?;
         if let Some(started_in) = value["started_in"].as_str() {
-            settings.resolve_data_paths(Path::new(started_in));
-            // A model folder given as a relative path, for the overview's label: a hub id stays.
-            let model = Path::new(started_in).join(&settings.model);
-            if Path::new(&settings.model).is_relative() && model.exists() {
-                settings.model = model.to_string_lossy().into_owned();
-            }
+            settings.resolve_paths(Path::new(started_in));
         }
         settings
             .check_ranges()

@@ -265,11 +265,17 @@ impl TrainSettings {
         Ok(settings)
     }
 
-    /// Makes the data files' relative paths relative to `dir` instead of the current folder.
-    pub fn resolve_data_paths(&mut self, dir: &Path) {
+    /// Makes the data files' relative paths, and a relative model folder that exists there,
+    /// paths from `dir` (the folder the run started in): so the run resumes from any folder,
+    /// and its checkpoints record where their data was (a hub id stays as it is).
+    pub fn resolve_paths(&mut self, dir: &Path) {
         for task in &mut self.tasks {
             task.train = dir.join(&task.train);
             task.dev = task.dev.as_ref().map(|dev| dir.join(dev));
+        }
+        let model = dir.join(&self.model);
+        if Path::new(&self.model).is_relative() && model.exists() {
+            self.model = model.to_string_lossy().into_owned();
         }
     }
 

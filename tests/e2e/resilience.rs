@@ -220,10 +220,19 @@ fn a_run_started_with_relative_paths_resumes_from_another_folder() {
     // SAFETY: sending a signal to our own child process.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     assert_eq!(child.wait().unwrap().code(), Some(130));
+    // Checkpoints record where their data was, the same before a resume and after.
+    let recorded_data = || {
+        let spec = std::fs::read_to_string(Path::new(&f.out("run")).join("last/sentence_mtl.json")).unwrap();
+        let spec: serde_json::Value = serde_json::from_str(&spec).unwrap();
+        spec["training"]["tasks"][0]["train"].as_str().unwrap().to_string()
+    };
+    let before = recorded_data();
+    assert!(before.starts_with(&prefix) && before.contains("topic"), "{before}");
     let elsewhere = tempfile::tempdir().unwrap();
     let resumed =
         bin().args(["train", "--resume", &f.out("run"), "-q"]).current_dir(elsewhere.path()).output().unwrap();
     assert_ok(&resumed);
+    assert_eq!(recorded_data(), before);
 }
 
 /// A run that a process is training is refused to a second one: a resume, and a new run

@@ -15,7 +15,7 @@ mod stopping;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use indicatif::ProgressBar;
 use tch::Tensor;
 
@@ -81,19 +81,22 @@ pub fn train(settings: &TrainSettings, options: &RunOptions, group: Option<&Proc
     let tasks = setup::read_tasks(settings)?;
     let mut settings = settings.clone();
     settings.fit_backbone_rate(tasks.iter().map(|t| t.train_rows()).sum());
-    let settings = &settings;
     let main = distributed::is_main(group);
     // Before the folder is touched, so that a signal at any point finds a plan to undo it.
     let signals = main.then(|| StartUpSignals::install(!options.quiet));
     let (run, new_run) = if main {
-        setup::check_model_before_overwrite(settings, options.overwrite)?;
+        setup::check_model_before_overwrite(&settings, options.overwrite)?;
         let (run, new_run) = NewRun::create(&settings.out, options.overwrite, signals.as_ref())?;
-        run.write_settings(settings, &options.command_line)?;
+        run.write_settings(&settings, &options.command_line)?;
         run.lock()?;
         (run, Some(new_run))
     } else {
         (RunDir { root: settings.out.clone() }, None)
     };
+    // settings.json keeps the paths as typed, beside the folder they start from; checkpoints
+    // get them resolved, as a resumed run's settings have them (`RunDir::read_settings`).
+    settings.resolve_paths(&std::env::current_dir().context("cannot read the current directory")?);
+    let settings = &settings;
     // A panic counts as a failed start too (libtorch out of memory in a panicking operator);
     // either way `new_run` is dropped and undoes itself.
     let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
