@@ -22,6 +22,8 @@ pub(super) struct Overview<'a> {
     pub tasks: &'a [Box<dyn TrainingTask>],
     /// `--precision` as resolved for the device.
     pub precision: Precision,
+    /// The fraction of the batches each task gets (the sampler's, shares included).
+    pub batch_shares: Vec<f64>,
 }
 
 impl Overview<'_> {
@@ -51,14 +53,14 @@ impl Overview<'_> {
         let mut task_table =
             Table::new(["task", "kind", "train rows", "dev rows", "loss weight", "batch share", "details"])
                 .align(6, Align::Left);
-        for t in self.tasks {
+        for (t, share) in self.tasks.iter().zip(&self.batch_shares) {
             task_table.row([
                 t.source().name.clone(),
                 t.kind().to_string(),
                 t.train_rows().to_string(),
                 t.dev_rows().map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
                 t.source().weight.to_string(),
-                t.source().share.to_string(),
+                percent(*share),
                 t.summary(),
             ]);
         }
@@ -76,6 +78,15 @@ impl Overview<'_> {
             crate::stderrln!("{note}");
         }
         Ok(())
+    }
+}
+
+/// A fraction as a percentage: whole where it is one (50%), else to a tenth (37.5%).
+fn percent(fraction: f64) -> String {
+    let percent = 100.0 * fraction;
+    match (percent - percent.round()).abs() < 0.05 {
+        true => format!("{percent:.0}%"),
+        false => format!("{percent:.1}%"),
     }
 }
 
@@ -112,4 +123,15 @@ pub fn score_table(scores: &std::collections::BTreeMap<String, crate::tasks::Tas
         ]);
     }
     table.render()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn shares_read_as_percentages() {
+        assert_eq!(super::percent(0.5), "50%");
+        assert_eq!(super::percent(0.375), "37.5%");
+        assert_eq!(super::percent(1.0 / 3.0), "33.3%");
+        assert_eq!(super::percent(1e-50), "0%");
+    }
 }

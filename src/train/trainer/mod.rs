@@ -242,7 +242,8 @@ impl<'a> Trainer<'a> {
         // Opened (emptied) once nothing can refuse the start.
         let batch_plan = setup::open_batch_plan(options.batch_plan.as_deref().filter(|_| main))?;
         if !options.quiet {
-            Overview { settings, prepared: &prepared, tasks: &tasks, precision }.print()?;
+            let batch_shares = state.sampler.task_shares();
+            Overview { settings, prepared: &prepared, tasks: &tasks, precision, batch_shares }.print()?;
         }
         let setup::PreparedModel { model, loaded, encoder_frozen, frozen_heads, .. } = prepared;
         let cache = match cache_plan {
