@@ -29,8 +29,8 @@ pub enum SamplingStrategy {
     /// sentence-transformers' proportional sampler): each row once per epoch.
     Proportional,
     /// An epoch of as many batches as the tasks' passes, each task's number of them in
-    /// proportion to rows^(1/T), in shuffled order: T = 1 is proportional, large T
-    /// approaches uniform.
+    /// proportion to its batches per pass^(1/T), in shuffled order: T = 1 is proportional,
+    /// large T approaches uniform.
     Temperature(f64),
 }
 
@@ -219,6 +219,10 @@ pub struct TaskSampler {
     /// Proportional and temperature sampling: the tasks of the epoch's batches still to come.
     #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
     epoch_plan: VecDeque<usize>,
+    /// Proportional and temperature sampling: the batches each task's share came to in the
+    /// epochs planned so far, less those it got (rounding's debt, below 1 either way).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    owed: Vec<f64>,
 }
 
 impl TaskSampler {
@@ -241,6 +245,7 @@ impl TaskSampler {
             drawn: 0,
             credit: Vec::new(),
             epoch_plan: VecDeque::new(),
+            owed: Vec::new(),
         }
     }
 
@@ -321,9 +326,9 @@ impl TaskSampler {
     }
 
     /// Fraction of the batches each task gets: the strategy's weight (round-robin 1,
-    /// proportional its batches per pass, temperature rows^(1/T)) times its share,
-    /// normalised. Computed from logarithms, as a softmax: rows^(1/T) overflows at T = 0.01
-    /// for 1200 rows.
+    /// proportional its batches per pass, temperature their (1/T)th power) times its share,
+    /// normalised. Computed from logarithms, as a softmax: batches^(1/T) overflows at T = 0.01
+    /// for 1200 batches.
     pub fn task_shares(&self) -> Vec<f64> {
         let limit = self.limit();
         let log_weights: Vec<f64> = self
@@ -334,7 +339,7 @@ impl TaskSampler {
                     + match self.strategy {
                         SamplingStrategy::RoundRobin => 0.0,
                         SamplingStrategy::Proportional => (s.batches_per_pass(limit) as f64).ln(),
-                        SamplingStrategy::Temperature(t) => (s.rows.len() as f64).ln() / t,
+                        SamplingStrategy::Temperature(t) => (s.batches_per_pass(limit) as f64).ln() / t,
                     }
             })
             .collect();
@@ -362,23 +367,37 @@ impl TaskSampler {
         best
     }
 
-    /// The tasks of one epoch's batches under the shuffled strategies: each task's number of
-    /// them is its [`TaskSampler::task_shares`] of the epoch (largest remainders round), in
-    /// shuffled order. With equal shares, proportional sampling plans each task's pass.
+    /// The tasks of one epoch's batches under the shuffled strategies, in shuffled order:
+    /// each task's number of them is its [`TaskSampler::task_shares`] of the epoch plus what
+    /// earlier epochs' rounding owes it (largest remainders round), so that a task whose share
+    /// is below one batch an epoch still gets its batches over several. With equal shares,
+    /// proportional sampling plans each task's pass exactly.
     fn plan_epoch(&mut self) -> VecDeque<usize> {
         let total = self.batches_per_epoch().max(1);
-        let quotas: Vec<f64> = self.task_shares().iter().map(|share| share * total as f64).collect();
+        if self.owed.len() != self.streams.len() {
+            self.owed = vec![0.0; self.streams.len()];
+        }
+        let quotas: Vec<f64> =
+            self.task_shares().iter().zip(&self.owed).map(|(share, owed)| share * total as f64 + owed).collect();
         // The small tolerance keeps 5.999999... batches from rounding down to 5.
-        let mut counts: Vec<usize> = quotas.iter().map(|q| (q + 1e-6).floor() as usize).collect();
-        let planned: usize = counts.iter().sum();
-        let mut by_remainder: Vec<usize> = (0..counts.len()).collect();
-        by_remainder.sort_by(|&a, &b| (quotas[b] - counts[b] as f64).total_cmp(&(quotas[a] - counts[a] as f64)));
-        for &task in by_remainder.iter().cycle().take(total.saturating_sub(planned)) {
-            counts[task] += 1;
+        let mut counts: Vec<usize> = quotas.iter().map(|q| (q + 1e-6).floor().max(0.0) as usize).collect();
+        let remainder = |counts: &[usize], t: usize| quotas[t] - counts[t] as f64;
+        while counts.iter().sum::<usize>() < total {
+            let most_owed = (0..counts.len()).max_by(|&a, &b| remainder(&counts, a).total_cmp(&remainder(&counts, b)));
+            counts[most_owed.expect("at least one task")] += 1;
+        }
+        // A task owing a part of a batch still counts 0 (not -1), which can overfill the epoch.
+        while counts.iter().sum::<usize>() > total {
+            let least_owed = (0..counts.len())
+                .filter(|&t| counts[t] > 0)
+                .min_by(|&a, &b| remainder(&counts, a).total_cmp(&remainder(&counts, b)));
+            counts[least_owed.expect("a task with batches")] -= 1;
+        }
+        for ((owed, quota), &count) in self.owed.iter_mut().zip(&quotas).zip(&counts) {
+            *owed = quota - count as f64;
         }
         let mut plan: Vec<usize> =
             counts.iter().enumerate().flat_map(|(task, &n)| std::iter::repeat_n(task, n)).collect();
-        plan.truncate(total);
         self.rng.shuffle(&mut plan);
         plan.into()
     }
@@ -391,6 +410,10 @@ impl TaskSampler {
             _ => {
                 if self.epoch_plan.is_empty() {
                     self.epoch_plan = self.plan_epoch();
+                    // A state saved mid-epoch without its plan (by an earlier version) plans
+                    // the rest of that epoch, so that the next starts where the run counts it.
+                    let into_epoch = self.drawn % self.epoch_plan.len();
+                    self.epoch_plan.drain(..into_epoch);
                 }
                 self.epoch_plan.pop_front().expect("an epoch plans at least one batch")
             }
@@ -503,15 +526,62 @@ mod tests {
         let shares = TaskSampler::new(SamplingStrategy::Temperature(1e9), BatchLimit::Rows(8), lengths(&[10, 1000]), 1)
             .task_shares();
         assert!((shares[0] - 0.5).abs() < 1e-6);
-        // A low temperature all but picks the larger task, where rows^(1/T) overflows
-        // (48^1000); so do shares far past any weight.
-        let sharp = TaskSampler::new(SamplingStrategy::Temperature(0.001), BatchLimit::Rows(8), lengths(&[48, 42]), 1);
+        // A low temperature all but picks the larger task, where batches^(1/T) overflows
+        // (6^1000); so do shares far past any weight.
+        let sharp = TaskSampler::new(SamplingStrategy::Temperature(0.001), BatchLimit::Rows(8), lengths(&[48, 40]), 1);
         let shares = sharp.task_shares();
         assert!(shares[0] == 1.0 && shares[1] < 1e-50, "{shares:?}");
         let huge = TaskSampler::new(SamplingStrategy::Proportional, BatchLimit::Rows(8), lengths(&[48, 42]), 1)
             .with_shares(&[1.0, 1e308]);
         let shares = huge.task_shares();
         assert!(shares[0] < 1e-300 && shares[1] == 1.0, "{shares:?}");
+    }
+
+    #[test]
+    fn temperature_one_is_proportional_under_a_token_budget_too() {
+        // Long rows take more batches per pass than their count says.
+        let tasks = vec![TaskRows::of_lengths(vec![60; 40]), TaskRows::of_lengths(vec![6; 40])];
+        let shares = |strategy| TaskSampler::new(strategy, BatchLimit::Tokens(240), tasks.clone(), 1).task_shares();
+        let (proportional, t1) = (shares(SamplingStrategy::Proportional), shares(SamplingStrategy::Temperature(1.0)));
+        assert!((proportional[0] - t1[0]).abs() < 1e-12 && proportional[0] > 0.8, "{proportional:?} {t1:?}");
+    }
+
+    #[test]
+    fn a_share_below_one_batch_an_epoch_gets_its_batches_over_several_epochs() {
+        // 1000 and 80 rows at batch 8: 125 + 10 batches an epoch; a share of 0.04 gives the
+        // small task 0.4 x 10 / (125 + 0.4) of 135 batches, 0.43 an epoch.
+        let s = TaskSampler::new(SamplingStrategy::Proportional, BatchLimit::Rows(8), lengths(&[1000, 80]), 3);
+        let mut s = s.with_shares(&[1.0, 0.04]);
+        let small: usize = (0..135 * 20).filter(|_| s.next_batch().0 == 1).count();
+        let expected = 20.0 * 135.0 * 0.4 / 125.4;
+        assert!((small as f64 - expected).abs() <= 1.0, "{small} batches, {expected:.2} due");
+        // The debt is part of the state: a resumed run owes what the interrupted one did.
+        assert_resumes_alike(
+            TaskSampler::new(SamplingStrategy::Temperature(0.5), BatchLimit::Rows(8), lengths(&[1000, 60]), 3)
+                .with_shares(&[1.0, 1.0]),
+        );
+    }
+
+    #[test]
+    fn a_state_saved_mid_epoch_without_its_plan_ends_that_epoch_on_time() {
+        let mut s = TaskSampler::new(SamplingStrategy::Proportional, BatchLimit::Rows(8), lengths(&[48, 36, 36]), 7);
+        for _ in 0..5 {
+            s.next_batch();
+        }
+        // As an earlier version saved it: no plan, no debt.
+        let mut saved = serde_json::to_value(&s).unwrap();
+        saved.as_object_mut().unwrap().retain(|key, _| key != "epoch_plan" && key != "owed");
+        let rows: Vec<TaskRows> = s.streams.iter().map(|stream| stream.rows.clone()).collect();
+        let mut resumed = serde_json::from_value::<TaskSampler>(saved).unwrap().with_rows(rows).unwrap();
+        for _ in 5..16 {
+            resumed.next_batch();
+        }
+        assert!(resumed.epoch_plan.is_empty(), "the epoch ends at its 16th batch");
+        let mut next_epoch = vec![0; 3];
+        for _ in 0..16 {
+            next_epoch[resumed.next_batch().0] += 1;
+        }
+        assert_eq!(next_epoch, [6, 5, 5]);
     }
 
     #[test]

@@ -185,7 +185,7 @@ fn training_section(training: &serde_json::Value, checkpoint_dir: &Path) -> Stri
                 task["train"].as_str().unwrap_or("?"),
                 task["dev"].as_str().map(|d| format!(", selected on `{d}`")).unwrap_or_default(),
                 unless_one("weight", "loss weight"),
-                unless_one("share", "batch share"),
+                unless_one("share", "--task-share"),
             ));
         }
     }

@@ -81,9 +81,13 @@ impl Overview<'_> {
     }
 }
 
-/// A fraction as a percentage: whole where it is one (50%), else to a tenth (37.5%).
+/// A fraction as a percentage: whole where it is one (50%), else to a tenth (37.5%), and
+/// a share too small for a tenth is not shown as none.
 fn percent(fraction: f64) -> String {
     let percent = 100.0 * fraction;
+    if percent > 0.0 && percent < 0.05 {
+        return "<0.1%".into();
+    }
     match (percent - percent.round()).abs() < 0.05 {
         true => format!("{percent:.0}%"),
         false => format!("{percent:.1}%"),
@@ -132,6 +136,7 @@ mod tests {
         assert_eq!(super::percent(0.5), "50%");
         assert_eq!(super::percent(0.375), "37.5%");
         assert_eq!(super::percent(1.0 / 3.0), "33.3%");
-        assert_eq!(super::percent(1e-50), "0%");
+        assert_eq!(super::percent(1e-50), "<0.1%");
+        assert_eq!(super::percent(0.0), "0%");
     }
 }

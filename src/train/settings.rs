@@ -269,13 +269,15 @@ impl TrainSettings {
     /// paths from `dir` (the folder the run started in): so the run resumes from any folder,
     /// and its checkpoints record where their data was (a hub id stays as it is).
     pub fn resolve_paths(&mut self, dir: &Path) {
+        // Without `..` and links where the file is there to ask (a missing one keeps its
+        // path for the error that names it).
+        let resolved = |path: &Path| dir.join(path).canonicalize().unwrap_or_else(|_| dir.join(path));
         for task in &mut self.tasks {
-            task.train = dir.join(&task.train);
-            task.dev = task.dev.as_ref().map(|dev| dir.join(dev));
+            task.train = resolved(&task.train);
+            task.dev = task.dev.as_deref().map(resolved);
         }
-        let model = dir.join(&self.model);
-        if Path::new(&self.model).is_relative() && model.exists() {
-            self.model = model.to_string_lossy().into_owned();
+        if Path::new(&self.model).is_relative() && dir.join(&self.model).exists() {
+            self.model = resolved(Path::new(&self.model)).to_string_lossy().into_owned();
         }
     }
 
