@@ -27,6 +27,11 @@
 #               costs a task that trains the embeddings: SST-2 with 8 rows per class (3 draws,
 #               DRAWS=..., scripts/reference/draw_per_class.py) beside STS-B, 200 steps with
 #               --small-data auto and off; the last checkpoint scored on both dev sets
+#   many-classes  where small-data mode should turn itself on: --small-data on and off at 3
+#               epochs on TREC's 50 fine labels (scripts/reference/trec_fine_split.py keeps
+#               the coarse split; 4951 rows, 99 per class on average, seeds SEEDS=..., default
+#               1 2), on draws of at most 16 and 64 rows per class of them, and on TREC's 6
+#               coarse labels with 64 per class (draw 20261202, seed 1); scored on the dev split
 # Prints markdown tables; runs go to runs/recipes/.
 #   scripts/recipe-study.sh [grid] [confirm] [references]     (default: all)
 # THREADS=N sets the thread count (default: all cores); BIN=PATH another sentence-mtl binary. A run whose wall time is recorded is
@@ -35,9 +40,9 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 [ -x /usr/bin/time ] || { echo "recipe-study.sh: needs GNU time at /usr/bin/time (on Debian and Ubuntu: apt-get install time)" >&2; exit 1; }
-parts=("$@"); [ ${#parts[@]} -eq 0 ] && parts=(grid confirm references seeds multitask-seeds batch-tokens rate-by-size small-data-beside-embeddings)
+parts=("$@"); [ ${#parts[@]} -eq 0 ] && parts=(grid confirm references seeds multitask-seeds batch-tokens rate-by-size small-data-beside-embeddings many-classes)
 for part in "${parts[@]}"; do
-  case "$part" in grid|confirm|references|seeds|multitask-seeds|batch-tokens|rate-by-size|small-data-beside-embeddings) ;; *) echo "recipe-study.sh: unknown part $part (grid, confirm, references, seeds, multitask-seeds, batch-tokens, rate-by-size, small-data-beside-embeddings)" >&2; exit 2 ;; esac
+  case "$part" in grid|confirm|references|seeds|multitask-seeds|batch-tokens|rate-by-size|small-data-beside-embeddings|many-classes) ;; *) echo "recipe-study.sh: unknown part $part (grid, confirm, references, seeds, multitask-seeds, batch-tokens, rate-by-size, small-data-beside-embeddings, many-classes)" >&2; exit 2 ;; esac
 done
 scripts/setup.sh --reference >&2
 threads="${THREADS:-$(nproc)}"
@@ -187,6 +192,28 @@ for mode in ("auto", "off"):
     mean = (statistics.mean(c[0] for c in cells), statistics.mean(c[1] for c in cells))
     print(f"| {mode} | " + " | ".join(f"{a:.1f} / {s:.2f}" for a, s in cells) + f" | {mean[0]:.1f} / {mean[1]:.2f} |")
 PY
+      ;;
+    many-classes)
+      .venv/bin/python scripts/reference/trec_fine_split.py "$data" "$out/data/trec_fine_train.csv" "$out/data/trec_fine_dev.csv" >&2
+      fine_dev="$out/data/trec_fine_dev.csv"
+      for k in 16 64; do
+        .venv/bin/python scripts/reference/draw_per_class.py "$out/data/trec_fine_train.csv" "$out/data/trec_fine_$k.csv" "$k" 20261202 2>/dev/null >&2
+      done
+      .venv/bin/python scripts/reference/draw_per_class.py "$data/trec/train_split.csv" "$out/data/trec_64.csv" 64 20261202 >&2
+      runs=()
+      for seed in ${SEEDS:-1 2}; do runs+=("fine-all:$out/data/trec_fine_train.csv,$fine_dev:$seed"); done
+      runs+=("fine-16:$out/data/trec_fine_16.csv,$fine_dev:1" "fine-64:$out/data/trec_fine_64.csv,$fine_dev:1"
+        "coarse-64:$out/data/trec_64.csv,$data/trec/dev_split.csv:1")
+      for run in "${runs[@]}"; do
+        IFS=: read -r set files seed <<< "$run"
+        for mode in on off; do
+          name="many-classes/$set-small-data-$mode-seed$seed"
+          task=trec_fine; [ "${set%%-*}" = coarse ] && task=trec
+          timed "$name" "${train[@]}" --seed "$seed" --small-data "$mode" --task "$task=$files" --out "$out/$name"
+        done
+      done
+      .venv/bin/python scripts/reference/seed_summary.py "$out/many-classes" \
+        "TREC, 3 epochs, batch 32, final dev evaluation (501 rows; 42 of the 50 fine classes): small-data mode on and off, on the fine labels (all 4951 rows, at most 16 or 64 per class) and the coarse ones (64 per class)" | tee "$out/many-classes.md"
       ;;
   esac
 done

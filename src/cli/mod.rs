@@ -389,8 +389,8 @@ pub struct TrainArgs {
     /// Small-data mode for classification tasks with few labelled rows: SetFit's label-pair
     /// cosine loss on the embeddings beside cross-entropy, and at least 200 optimizer steps
     /// (unless --max-steps sets fewer).
-    /// auto turns it on for a task with at most 128 training rows per class on average (and says so), on
-    /// for every classification task, off never
+    /// auto turns it on for a task with at most 128 training rows per class on average and
+    /// 2000 in all (and says so), on for every classification task, off never
     #[arg(long, default_value = "auto", value_name = "auto|on|off")]
     pub small_data: SmallData,
 
