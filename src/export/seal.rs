@@ -4,6 +4,7 @@
 //! since (a module added by sentence-transformers' `save`, weights saved over it by
 //! `save_pretrained`, a card edited as docs/usage.md suggests), which replacing would lose.
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
 
@@ -16,7 +17,7 @@ const CARD: &str = "README.md";
 
 /// `card` with its seal, listing what the export wrote into `folder` (all but the card).
 pub fn sealed(card: String, folder: &Path) -> Result<String> {
-    Ok(seal_with(card, &listing(folder)?))
+    Ok(seal_with(card, &listing(folder, None)?))
 }
 
 fn seal_with(card: String, listing: &str) -> String {
@@ -49,8 +50,16 @@ pub fn changes(folder: &Path) -> Result<Vec<String>> {
     if seal_with(card[..at].to_string(), recorded) != card {
         changes.push(format!("{CARD}, edited since it was exported"));
     }
+    let sizes: HashMap<&str, u64> = recorded
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.rsplitn(3, ' ');
+            let (_hash, size, path) = (fields.next()?, fields.next()?, fields.next()?);
+            Some((path, size.parse().ok()?))
+        })
+        .collect();
     let recorded: std::collections::HashSet<&str> = recorded.lines().collect();
-    let current = listing(folder)?;
+    let current = listing(folder, Some(&sizes))?;
     let new: Vec<&str> = current.lines().filter(|line| !recorded.contains(line)).collect();
     let is_new_folder = |path: &str| new.contains(&format!("{path}/").as_str());
     let mut named: Vec<String> = new
@@ -73,15 +82,22 @@ fn path_of(line: &str) -> &str {
 }
 
 /// One line per entry under `folder` but the card, sorted: `path/` for a folder, `path SIZE
-/// HASH` for a file, `path@` for anything else (a link).
-fn listing(folder: &Path) -> Result<String> {
+/// HASH` for a file, `path@` for anything else (a link). Given the `recorded` size of each file,
+/// a file that is not of its recorded size is listed as `path SIZE changed`, unread (an added
+/// or rewritten model file can be gigabytes).
+fn listing(folder: &Path, recorded: Option<&HashMap<&str, u64>>) -> Result<String> {
     let mut lines = Vec::new();
-    list_into(folder, Path::new(""), &mut lines)?;
+    list_into(folder, Path::new(""), recorded, &mut lines)?;
     lines.sort();
     Ok(lines.into_iter().map(|line| line + "\n").collect())
 }
 
-fn list_into(root: &Path, relative: &Path, lines: &mut Vec<String>) -> Result<()> {
+fn list_into(
+    root: &Path,
+    relative: &Path,
+    recorded: Option<&HashMap<&str, u64>>,
+    lines: &mut Vec<String>,
+) -> Result<()> {
     let dir = root.join(relative);
     for entry in std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))? {
         let entry = entry?;
@@ -93,8 +109,13 @@ fn list_into(root: &Path, relative: &Path, lines: &mut Vec<String>) -> Result<()
         let kind = entry.file_type()?;
         if kind.is_dir() {
             lines.push(format!("{name}/"));
-            list_into(root, &path, lines)?;
+            list_into(root, &path, recorded, lines)?;
         } else if kind.is_file() {
+            let size = entry.metadata()?.len();
+            if recorded.is_some_and(|sizes| sizes.get(name.as_ref()) != Some(&size)) {
+                lines.push(format!("{name} {size} changed"));
+                continue;
+            }
             let (size, hash) = size_and_hash(&root.join(&path))?;
             lines.push(format!("{name} {size} {hash:016x}"));
         } else {
@@ -152,6 +173,10 @@ mod tests {
         std::fs::write(dir.path().join("1_Pooling/notes.txt"), "mine").unwrap();
         std::fs::write(dir.path().join("model.safetensors"), "fine-tuned").unwrap();
         assert_eq!(changes(dir.path()).unwrap(), ["1_Pooling/notes.txt", "2_Dense", "model.safetensors"]);
+        // Of the recorded size but other bytes (a size that differs is not even read).
+        std::fs::write(dir.path().join("model.safetensors"), "weightz").unwrap();
+        assert_eq!(changes(dir.path()).unwrap(), ["1_Pooling/notes.txt", "2_Dense", "model.safetensors"]);
+        std::fs::write(dir.path().join("model.safetensors"), "weights").unwrap();
         std::fs::write(dir.path().join(CARD), card.replacen("body", "body\n\n## My notes", 1)).unwrap();
         assert_eq!(changes(dir.path()).unwrap()[0], "README.md, edited since it was exported");
         let unsealed = &card[..card.rfind(&format!("\n{SEAL}")).unwrap()];
