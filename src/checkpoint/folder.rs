@@ -107,6 +107,12 @@ impl ModelFolder {
         }
     }
 
+    /// The pooling the folder's model was trained with: a checkpoint's or export's, or a
+    /// sentence-transformers Pooling module's; `None` for a plain base model.
+    pub fn trained_pooling(&self) -> Option<crate::model::pooling::Pooling> {
+        (self.has_own_spec || self.sentence_transformers.pooling.is_some()).then_some(self.spec.pooling)
+    }
+
     /// For messages: the file the spec comes from (none for a plain folder, whose spec is
     /// made from defaults; `sentence_mtl.json` is what it would need).
     pub fn spec_file(&self) -> &'static str {
@@ -117,11 +123,15 @@ impl ModelFolder {
         }
     }
 
-    /// For messages: the weight file `path`, with an hf export's heads file beside it.
+    /// For messages: the weight file `path`, with an hf export's heads file or a
+    /// sentence-transformers Dense module beside it.
     pub fn weights_label(&self, path: &Path) -> String {
-        match self.hf_export {
-            Some(_) => format!("{} (with {})", path.display(), super::hf_export::HEADS_FILE),
-            None => path.display().to_string(),
+        match (&self.hf_export, &self.sentence_transformers.dense) {
+            (Some(_), _) => format!("{} (with {})", path.display(), super::hf_export::HEADS_FILE),
+            (None, Some(dense)) => {
+                format!("{} (with the Dense module in {} as the projection)", path.display(), dense.dir().display())
+            }
+            (None, None) => path.display().to_string(),
         }
     }
 }
@@ -178,6 +188,7 @@ fn read_spec(dir: &Path) -> Result<ModelSpec> {
             spec.format_version
         );
     }
+    spec.check_recorded(&path)?;
     Ok(spec)
 }
 

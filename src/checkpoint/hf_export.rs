@@ -93,6 +93,7 @@ impl HfExport {
             training: None,
             metrics: None,
         };
+        spec.check_recorded(&path)?;
         Ok(Some(Self { spec, heads }))
     }
 

@@ -64,8 +64,7 @@ pub fn refuse_output_inside(out: &std::path::Path, flag: &str) -> anyhow::Result
 /// hf export, or a sentence-transformers folder's Pooling module); `None` for a plain Hugging
 /// Face folder, and where [`local_folder`] gives none.
 pub fn trained_pooling(model: &str) -> Option<crate::model::pooling::Pooling> {
-    let folder = local_folder(model)?;
-    (folder.has_own_spec || folder.sentence_transformers.pooling.is_some()).then_some(folder.spec.pooling)
+    local_folder(model)?.trained_pooling()
 }
 
 /// The token limit a local model folder reads with, and whether it is a checkpoint's (or an hf

@@ -175,6 +175,11 @@ impl DenseModule {
     }
 
     /// The module's weights under the projection's names.
+    /// The module's folder, for messages about the projection it holds.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     pub fn projection_tensors(&self) -> Result<BTreeMap<String, tch::Tensor>> {
         let mut tensors = read_weight_file(&find_weight_file(&self.dir)?)?;
         let weight = tensors.remove("linear.weight");

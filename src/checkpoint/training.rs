@@ -68,10 +68,21 @@ impl TrainingStart {
 }
 
 fn build_from(folder: ModelFolder, model: &str, device: Device, wanted: TrainingSpec) -> Result<TrainableModel> {
-    check_max_length(wanted.max_length, &folder.config, "--max-length")?;
+    // A limit the folder set (not --max-length) is the folder's file to fix.
+    let source = match wanted.max_length == folder.spec.max_length {
+        true => folder.max_length_source(),
+        false => "--max-length".to_string(),
+    };
+    check_max_length(wanted.max_length, &folder.config, &source)?;
     let spec = training_spec(&folder, wanted);
     let hidden = folder.config.hidden_size();
-    let replaced = replaced_layers(&folder.spec, &spec, hidden, model);
+    let mut replaced = replaced_layers(&folder.spec, &spec, hidden, model);
+    if let Some(trained) = folder.trained_pooling().filter(|&trained| trained != spec.pooling) {
+        replaced.push(format!(
+            "note: --pooling {}: {model} was trained with {trained} pooling, so training starts from embeddings it was not trained to give",
+            spec.pooling
+        ));
+    }
     let from = model;
     let tokenizer = SentenceTokenizer::from_dir(&folder.dir)?;
     tokenizer.check_fits(folder.config.vocab_size())?;
@@ -92,7 +103,7 @@ fn build_from(folder: ModelFolder, model: &str, device: Device, wanted: Training
         _ => true,
     });
     // The backbone's tensors were all found by the check above, so only new layers are missing.
-    let matched = load_into(&model.vs, &path, tensors, folder.config.model_type())?;
+    let matched = load_into(&model.vs, &folder.weights_label(&path), tensors, folder.config.model_type())?;
     let (passthrough, unused) = split_passthrough(matched.unused);
     refuse_uncounted_blocks(&unused, &folder.config, &folder.weights_label(&path))?;
     // Copies: the file's tensors are views of the mapped file (`model::mapped_file`), and one
@@ -146,10 +157,14 @@ fn check_shapes_before_building(
 /// [`head_change`]), and the heads of tasks this run does not have.
 fn replaced_layers(base: &ModelSpec, spec: &ModelSpec, hidden: i64, model: &str) -> Vec<String> {
     let mut notes = Vec::new();
-    if let (Some(old), Some(new)) = (base.projection_dim, spec.projection_dim) {
-        if old != new {
-            notes.push(format!("note: the projection starts new: {model}'s is {old} wide, this run's {new}"));
+    match (base.projection_dim, spec.projection_dim) {
+        (Some(old), Some(new)) if old != new => {
+            notes.push(format!("note: the projection starts new: {model}'s is {old} wide, this run's {new}"))
         }
+        (Some(old), None) => notes.push(format!(
+            "note: {model}'s projection ({old} wide) is not kept (--projection-dim 0): the embeddings are the {hidden}-wide pooled states"
+        )),
+        _ => {}
     }
     for new in &spec.tasks {
         let Some(old) = base.tasks.iter().find(|t| t.name == new.name) else { continue };

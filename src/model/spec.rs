@@ -126,6 +126,25 @@ impl TaskKind {
 }
 
 impl ModelSpec {
+    /// Refuses values a hand-edited `file` may hold that no model has: a projection of no
+    /// width (`null` is none) and a token limit without room for `[CLS]` and `[SEP]`.
+    pub fn check_recorded(&self, file: &std::path::Path) -> anyhow::Result<()> {
+        if let Some(width) = self.projection_dim.filter(|&w| w < 1) {
+            anyhow::bail!(
+                "{}: projection_dim {width} is no projection width (at least 1; null for none)",
+                file.display()
+            );
+        }
+        if self.max_length < 2 {
+            anyhow::bail!(
+                "{}: max_length {} leaves no room for [CLS] and [SEP] (at least 2)",
+                file.display(),
+                self.max_length
+            );
+        }
+        Ok(())
+    }
+
     /// How the model makes embeddings of hidden states, named as the ranks of a launch
     /// compare it: each rank takes it from its flags, else from its own model folder.
     pub fn pipeline_settings(&self) -> [(&'static str, String); 2] {

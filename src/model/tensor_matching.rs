@@ -4,7 +4,6 @@
 //! would otherwise "load" nothing and still succeed.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use tch::nn::VarStore;
@@ -71,19 +70,13 @@ pub fn match_tensors(
 /// Copies the file's tensors into the store's variables of the same (canonical) name
 /// (see [`match_tensors`]); dtypes are converted to the store's (an fp16 file loads into fp32
 /// variables). Returns the store variables the file lacked and the file tensors left over.
-pub fn load_into(
-    vs: &VarStore,
-    file: &Path,
-    tensors: BTreeMap<String, Tensor>,
-    prefix: &str,
-) -> Result<MatchedTensors> {
+pub fn load_into(vs: &VarStore, file: &str, tensors: BTreeMap<String, Tensor>, prefix: &str) -> Result<MatchedTensors> {
     let variables = vs.variables();
     let expected = variables.iter().map(|(name, t)| (name.clone(), t.size())).collect();
-    let matched = match_tensors(&file.display().to_string(), tensors, &expected, prefix)?;
+    let matched = match_tensors(file, tensors, &expected, prefix)?;
     for (name, source) in &matched.found {
         let mut target = variables[name].shallow_clone();
-        tch::no_grad(|| target.f_copy_(source))
-            .with_context(|| format!("cannot copy tensor {name} from {}", file.display()))?;
+        tch::no_grad(|| target.f_copy_(source)).with_context(|| format!("cannot copy tensor {name} from {file}"))?;
     }
     Ok(matched)
 }
@@ -119,7 +112,7 @@ mod tests {
         let root = vs.root();
         let _w = root.sub("bert").sub("embeddings").zeros("w", &[2]);
         let _h = root.sub("heads").zeros("b", &[3]);
-        let file = Path::new("x.safetensors");
+        let file = "x.safetensors";
         let tensors = BTreeMap::from([
             ("embeddings.w".to_string(), Tensor::from_slice(&[1.0f32, 2.0])),
             ("pooler.dense.weight".to_string(), Tensor::from_slice(&[0.0f32])),

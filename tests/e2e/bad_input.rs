@@ -1392,6 +1392,34 @@ c,a
         &["predict", "-m", &f, "--task", "topic", "hi"],
         error("configuration; mismatches: heads.topic.bias: file [3], model [4]"),
     );
+    let f = c.damaged_checkpoint("projection_zero", |d| {
+        edit_json(&d.join("sentence_mtl.json"), |spec| spec["projection_dim"] = 0.into());
+    });
+    let topic = format!("topic={topic_train}");
+    c.add(
+        "model",
+        "checkpoint JSON with a projection of no width",
+        &["train", "-m", &f, "--task", &topic, "--out", &c.path("run-projection-zero"), "-q"],
+        error("sentence_mtl.json: projection_dim 0 is no projection width (at least 1; null for none)"),
+    );
+    let f = c.damaged_export("hf", "export_max_length_one", |d| {
+        edit_json(&d.join("tasks.json"), |spec| spec["max_length"] = 1.into());
+    });
+    c.add(
+        "model",
+        "hf export whose tasks.json has a max_length below 2",
+        &["encode", "-m", &f, "hi"],
+        error("tasks.json: max_length 1 leaves no room for [CLS] and [SEP] (at least 2)"),
+    );
+    let f = c.damaged_checkpoint("max_length_past_positions", |d| {
+        edit_json(&d.join("sentence_mtl.json"), |spec| spec["max_length"] = 100_000.into());
+    });
+    c.add(
+        "model",
+        "checkpoint JSON with a max_length past the model's positions, trained further",
+        &["train", "-m", &f, "--task", &topic, "--out", &c.path("run-max-length"), "-q"],
+        error("sentence_mtl.json's max_length 100000 is out of range: this model takes 2 to "),
+    );
     let f =
         c.damaged_export("hf", "export_without_heads", |d| std::fs::remove_file(d.join("heads.safetensors")).unwrap());
     c.add(

@@ -1319,6 +1319,19 @@ fn a_head_whose_labels_changed_starts_new_and_the_run_says_why() {
     assert_ok(&output);
     let said = stderr(&output);
     assert!(said.contains(&format!("note: heads.mood starts new: in {last} it reads 256-wide features, in this run 16-wide ones (--projection-dim)")), "{said}");
+    // No projection, other pooling: both said, though nothing else changes.
+    let out = s.out("plainer");
+    let flags = ["--out", &out, "--max-steps", "1", "--projection-dim", "0", "--pooling", "cls"];
+    let output = run(&[&args[..5], &flags, FAST].concat());
+    assert_ok(&output);
+    let said = stderr(&output);
+    assert!(
+        said.contains(&format!(
+            "note: {last}'s projection (256 wide) is not kept (--projection-dim 0): the embeddings are the "
+        )),
+        "{said}"
+    );
+    assert!(said.contains(&format!("note: --pooling cls: {last} was trained with mean pooling, so training starts from embeddings it was not trained to give")), "{said}");
     // A small-data head reads the embeddings, normalised where the model normalises; a run
     // without small-data mode would feed it the features, so it starts new too. Where the
     // model does not normalise, embeddings and features are the same: the head is kept.
