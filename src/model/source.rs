@@ -43,6 +43,11 @@ pub fn resolve_model_dir(model: &str) -> Result<PathBuf> {
                 }
             }
         }
+        if let Some(module) = transformer_in_subfolder(path) {
+            bail!(
+                "--model {model} is a sentence-transformers folder of the older layout, its Transformer module in {module}/, which sentence-mtl does not read: move the files of {module}/ into {model} itself and set that module's \"path\" in modules.json to \"\" (sentence-transformers reads that layout too)"
+            );
+        }
         if !path.join("config.json").exists() {
             bail!("--model {model} is not a model folder: no config.json (it holds: {})", listing(path));
         }
@@ -61,6 +66,19 @@ pub fn resolve_model_dir(model: &str) -> Result<PathBuf> {
         bail!("model folder {model} does not exist");
     }
     fetch_from_hub(model)
+}
+
+/// The subfolder `modules.json` puts a sentence-transformers model's Transformer (or older
+/// BERT) module in, where that is not the folder itself and holds a `config.json`.
+fn transformer_in_subfolder(dir: &Path) -> Option<String> {
+    let modules: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("modules.json")).ok()?).ok()?;
+    modules.as_array()?.iter().find_map(|module| {
+        let kind = module["type"].as_str()?.rsplit('.').next()?;
+        let path = module["path"].as_str().filter(|p| !p.is_empty())?;
+        (matches!(kind, "Transformer" | "BERT") && dir.join(path).join("config.json").is_file())
+            .then(|| path.to_string())
+    })
 }
 
 /// The names in `dir`, sorted, the first few of them.

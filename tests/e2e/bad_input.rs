@@ -1121,6 +1121,25 @@ c,a
         &["encode", "-m", &f, "hi"],
         error("1_Dense holds only pytorch_model.bin, a pickle file, which sentence-mtl does not load; convert it once with sentence-transformers: SentenceTransformer(MODEL).save(MODEL)"),
     );
+    let f = c.damaged_model("transformer_in_subfolder", |d| {
+        let module = d.join("0_Transformer");
+        std::fs::create_dir(&module).unwrap();
+        for entry in std::fs::read_dir(d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                std::fs::rename(&path, module.join(path.file_name().unwrap())).unwrap();
+            }
+        }
+        let modules =
+            r#"[{"idx": 0, "name": "0", "path": "0_Transformer", "type": "sentence_transformers.models.Transformer"}]"#;
+        std::fs::write(d.join("modules.json"), modules).unwrap();
+    });
+    c.add(
+        "model",
+        "a sentence-transformers folder with its Transformer in a subfolder (the older layout)",
+        &["encode", "-m", &f, "hi"],
+        error("transformer_in_subfolder is a sentence-transformers folder of the older layout, its Transformer module in 0_Transformer/, which sentence-mtl does not read: move the files of 0_Transformer/ into"),
+    );
     let f = c.damaged_model("no_config", |d| std::fs::remove_file(d.join("config.json")).unwrap());
     c.add(
         "model",
