@@ -126,7 +126,7 @@ pub fn render(loaded: &LoadedModel, format: ExportFormat) -> String {
     card.push_str(&model_section(loaded, format));
     card.push_str(&tasks_section(spec));
     if let Some(training) = &spec.training {
-        card.push_str(&training_section(training, &crate::checkpoint::resolved(&loaded.dir)));
+        card.push_str(&training_section(training, &spec.base_model, &crate::checkpoint::resolved(&loaded.dir)));
     }
     card.push_str(&metrics_section(spec));
     card.push_str("\n## Usage\n\n");
@@ -154,6 +154,11 @@ fn model_section(loaded: &LoadedModel, format: ExportFormat) -> String {
     )
 }
 
+/// Whether two names of a model are one: equal, or paths to one folder.
+fn same_model(a: &str, b: &str) -> bool {
+    a == b || matches!((Path::new(a).canonicalize(), Path::new(b).canonicalize()), (Ok(a), Ok(b)) if a == b)
+}
+
 /// One row per task: its kind, loss and labels or score range.
 fn tasks_section(spec: &ModelSpec) -> String {
     let mut card =
@@ -171,8 +176,11 @@ fn tasks_section(spec: &ModelSpec) -> String {
 
 /// Where each task was trained and selected, the recipe, and the command line (from the run's
 /// `settings.json` beside the checkpoint, when it is there).
-fn training_section(training: &serde_json::Value, checkpoint_dir: &Path) -> String {
+fn training_section(training: &serde_json::Value, base_model: &str, checkpoint_dir: &Path) -> String {
     let mut card = String::from("\n## Training\n\n");
+    if let Some(start) = training["model"].as_str().filter(|start| !same_model(start, base_model)) {
+        card.push_str(&format!("- trained further from `{start}`, whose backbone came from `{base_model}`\n"));
+    }
     if let Some(tasks) = training["tasks"].as_array() {
         for task in tasks {
             let unless_one = |key: &str, label: &str| match task[key].as_f64() {
@@ -290,6 +298,23 @@ mod tests {
         let section = metrics_section(&spec);
         let (trec, sst) = (section.find("| trec |").unwrap(), section.find("| sst |").unwrap());
         assert!(trec < sst, "{section}");
+    }
+
+    #[test]
+    fn a_model_trained_further_names_the_checkpoint_it_started_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("base");
+        std::fs::create_dir(&base).unwrap();
+        let base = base.to_string_lossy().into_owned();
+        let from = |model: &str| training_section(&serde_json::json!({ "model": model }), &base, dir.path());
+        let further = from("runs/first/best");
+        assert!(
+            further.contains(&format!("- trained further from `runs/first/best`, whose backbone came from `{base}`")),
+            "{further}"
+        );
+        // The base model itself, however spelled, is no step of its own.
+        let spelled_otherwise = format!("{}/../base", base);
+        assert!(!from(&base).contains("trained further") && !from(&spelled_otherwise).contains("trained further"));
     }
 
     #[test]
