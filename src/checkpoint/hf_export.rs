@@ -28,6 +28,9 @@ struct TasksJson {
     normalize: bool,
     max_length: usize,
     tasks: Vec<ExportedTask>,
+    /// Exports before it was kept lack it: the export folder is then the origin.
+    #[serde(default)]
+    base_model: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -89,7 +92,7 @@ impl HfExport {
             normalize: exported.normalize,
             max_length: exported.max_length,
             tasks,
-            base_model: model.to_string(),
+            base_model: exported.base_model.unwrap_or_else(|| model.to_string()),
             training: None,
             metrics: None,
         };

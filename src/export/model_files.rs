@@ -94,6 +94,9 @@ pub(super) fn tasks_json(loaded: &LoadedModel, outputs: Option<Vec<String>>) -> 
         "normalize": spec.normalize,
         "max_length": spec.max_length,
         "tasks": spec.head_tasks().map(task_json).collect::<Vec<_>>(),
+        // Where the backbone came from, so that a model trained further from this folder
+        // still names it.
+        "base_model": spec.base_model,
     });
     if let Some(outputs) = outputs {
         value["outputs"] = json!(outputs);
