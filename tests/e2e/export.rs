@@ -346,7 +346,7 @@ fn hf_export_reads_the_columns_its_tasks_were_trained_on() {
         ["train", "-m", out.to_str().unwrap(), "--task", &format!("own={data}"), "--text-column", "own=sentence"];
     assert_ok(&run(&[&args[..], &flags[..], &[further.to_str().unwrap()]].concat()));
     let spec = std::fs::read_to_string(further.join("last/sentence_mtl.json")).unwrap();
-    let spec: serde_json::Value = serde_json::from_str(&spec).unwrap();
+    let spec: Value = serde_json::from_str(&spec).unwrap();
     let base = model.canonicalize().unwrap();
     assert_eq!(spec["base_model"].as_str().map(Path::new), Some(base.as_path()), "{spec}");
 }
