@@ -71,13 +71,9 @@ pub fn resolve_model_dir(model: &str) -> Result<PathBuf> {
 /// The subfolder `modules.json` puts a sentence-transformers model's Transformer (or older
 /// BERT) module in, where that is not the folder itself and holds a `config.json`.
 fn transformer_in_subfolder(dir: &Path) -> Option<String> {
-    let modules: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("modules.json")).ok()?).ok()?;
-    modules.as_array()?.iter().find_map(|module| {
-        let kind = module["type"].as_str()?.rsplit('.').next()?;
-        let path = module["path"].as_str().filter(|p| !p.is_empty())?;
-        (matches!(kind, "Transformer" | "BERT") && dir.join(path).join("config.json").is_file())
-            .then(|| path.to_string())
+    listed_modules(dir).into_iter().find_map(|module| {
+        let in_subfolder = !module.path.is_empty() && dir.join(&module.path).join("config.json").is_file();
+        (matches!(module.kind(), "Transformer" | "BERT") && in_subfolder).then_some(module.path)
     })
 }
 
@@ -221,27 +217,41 @@ fn record_absent(snapshot: &Path, file: &str) {
 /// `folder` lists (`1_Pooling/config.json`, `2_Dense/model.safetensors`), none when there
 /// is none; paths that leave the folder are skipped.
 fn module_files(folder: &Path) -> Vec<String> {
-    #[derive(serde::Deserialize)]
-    struct Module {
-        path: String,
-        #[serde(rename = "type")]
-        kind: String,
-    }
-    let Ok(text) = std::fs::read_to_string(folder.join("modules.json")) else { return Vec::new() };
-    let modules: Vec<Module> = serde_json::from_str(&text).unwrap_or_default();
     let inside = |p: &str| !p.is_empty() && !p.starts_with('/') && !p.split('/').any(|part| part == "..");
     let files = |kind: &str| -> &'static [&'static str] {
-        match kind.rsplit('.').next() {
-            Some("Pooling") => &["config.json"],
-            Some("Dense") => &["config.json", "model.safetensors"],
+        match kind {
+            "Pooling" => &["config.json"],
+            "Dense" => &["config.json", "model.safetensors"],
             _ => &[],
         }
     };
-    modules
+    listed_modules(folder)
         .iter()
         .filter(|m| inside(&m.path))
-        .flat_map(|m| files(&m.kind).iter().map(move |file| format!("{}/{file}", m.path)))
+        .flat_map(|m| files(m.kind()).iter().map(move |file| format!("{}/{file}", m.path)))
         .collect()
+}
+
+/// A module `modules.json` lists: its folder and its class.
+#[derive(serde::Deserialize)]
+struct ListedModule {
+    path: String,
+    #[serde(rename = "type")]
+    class: String,
+}
+
+impl ListedModule {
+    /// The class's own name (`Pooling` of `sentence_transformers.models.Pooling`).
+    fn kind(&self) -> &str {
+        self.class.rsplit('.').next().unwrap_or_default()
+    }
+}
+
+/// The modules `folder`'s `modules.json` lists; none where it is missing or unreadable (the
+/// checks that need it report that themselves).
+fn listed_modules(folder: &Path) -> Vec<ListedModule> {
+    let Ok(text) = std::fs::read_to_string(folder.join("modules.json")) else { return Vec::new() };
+    serde_json::from_str(&text).unwrap_or_default()
 }
 
 /// A set, non-empty environment variable.
