@@ -292,7 +292,7 @@ impl TaskSampler {
     pub fn batches_per_epoch(&self) -> usize {
         match self.strategy {
             SamplingStrategy::RoundRobin => whole_batches(self.round_robin_epoch().0),
-            _ => self.streams.iter().map(|s| s.batches_per_pass(self.limit())).sum(),
+            _ => self.batches_per_pass().iter().sum(),
         }
     }
 
@@ -330,16 +330,31 @@ impl TaskSampler {
     /// normalised. Computed from logarithms, as a softmax: batches^(1/T) overflows at T = 0.01
     /// for 1200 batches.
     pub fn task_shares(&self) -> Vec<f64> {
-        let limit = self.limit();
+        let passes = match self.strategy {
+            SamplingStrategy::RoundRobin => Vec::new(),
+            _ => self.batches_per_pass(),
+        };
+        self.shares_of(&passes)
+    }
+
+    /// Each task's batches in one pass (planned once: a token budget's plan walks every row).
+    fn batches_per_pass(&self) -> Vec<usize> {
+        self.streams.iter().map(|s| s.batches_per_pass(self.limit())).collect()
+    }
+
+    /// [`TaskSampler::task_shares`] from each task's batches per pass (`passes`, which
+    /// round-robin does not read).
+    fn shares_of(&self, passes: &[usize]) -> Vec<f64> {
         let log_weights: Vec<f64> = self
             .streams
             .iter()
-            .map(|s| {
+            .enumerate()
+            .map(|(t, s)| {
                 s.share.ln()
                     + match self.strategy {
                         SamplingStrategy::RoundRobin => 0.0,
-                        SamplingStrategy::Proportional => (s.batches_per_pass(limit) as f64).ln(),
-                        SamplingStrategy::Temperature(t) => (s.batches_per_pass(limit) as f64).ln() / t,
+                        SamplingStrategy::Proportional => (passes[t] as f64).ln(),
+                        SamplingStrategy::Temperature(temperature) => (passes[t] as f64).ln() / temperature,
                     }
             })
             .collect();
@@ -373,12 +388,14 @@ impl TaskSampler {
     /// is below one batch an epoch still gets its batches over several. With equal shares,
     /// proportional sampling plans each task's pass exactly.
     fn plan_epoch(&mut self) -> VecDeque<usize> {
-        let total = self.batches_per_epoch().max(1);
+        // As `batches_per_epoch` counts the shuffled strategies' epochs.
+        let passes = self.batches_per_pass();
+        let total = passes.iter().sum::<usize>().max(1);
         if self.owed.len() != self.streams.len() {
             self.owed = vec![0.0; self.streams.len()];
         }
         let quotas: Vec<f64> =
-            self.task_shares().iter().zip(&self.owed).map(|(share, owed)| share * total as f64 + owed).collect();
+            self.shares_of(&passes).iter().zip(&self.owed).map(|(share, owed)| share * total as f64 + owed).collect();
         // The small tolerance keeps 5.999999... batches from rounding down to 5.
         let mut counts: Vec<usize> = quotas.iter().map(|q| (q + 1e-6).floor().max(0.0) as usize).collect();
         let remainder = |counts: &[usize], t: usize| quotas[t] - counts[t] as f64;
