@@ -98,6 +98,13 @@ impl ModelFolder {
         Ok((path, tensors))
     }
 
+    /// Whether the folder's maximum length is the one its model was trained with: a
+    /// checkpoint's, or an export's (sentence-transformers exports included), rather than a
+    /// base model's.
+    pub fn max_length_is_trained(&self) -> bool {
+        self.has_own_spec || self.sentence_transformers.exported_from.is_some()
+    }
+
     /// Where the folder's maximum length comes from, for messages.
     pub fn max_length_source(&self) -> String {
         match (self.has_own_spec, self.sentence_transformers.max_seq_length) {
@@ -211,7 +218,9 @@ fn spec_for_plain_model(
         normalize: st.normalize,
         max_length: st.max_seq_length.or(tokenizer_limit).unwrap_or(positions).min(positions),
         tasks: Vec::new(),
-        base_model: model.to_string(),
+        // A sentence-mtl export names the model its backbone came from; any other folder
+        // is its own origin.
+        base_model: st.exported_from.clone().unwrap_or_else(|| model.to_string()),
         training: None,
         metrics: None,
     }

@@ -25,6 +25,7 @@ pub mod training;
 pub use hf_export::FORMAT as HF_EXPORT_FORMAT;
 pub use load::load;
 pub use save::{save, save_with};
+pub use sentence_transformers::{EXPORT_KEY as ST_EXPORT_KEY, MODEL_SETTINGS_FILE as ST_MODEL_SETTINGS_FILE};
 pub use training::{load_for_training, TrainableModel, TrainingSpec, TrainingStart};
 
 pub const SPEC_FILE: &str = "sentence_mtl.json";
@@ -67,13 +68,13 @@ pub fn trained_pooling(model: &str) -> Option<crate::model::pooling::Pooling> {
     local_folder(model)?.trained_pooling()
 }
 
-/// The token limit a local model folder reads with, and whether it is a checkpoint's (or an hf
+/// The token limit a local model folder reads with, and whether it is a checkpoint's (or an
 /// export's) own, which a run that starts from it keeps unless `--max-length` says otherwise,
 /// rather than a base model's (its sentence-transformers `max_seq_length`, else its
 /// tokenizer's or positions' limit); `None` where [`local_folder`] gives none.
 pub fn folder_max_length(model: &str) -> Option<(usize, bool)> {
     let folder = local_folder(model)?;
-    Some((folder.spec.max_length, folder.has_own_spec))
+    Some((folder.spec.max_length, folder.max_length_is_trained()))
 }
 
 /// `model` opened as a local folder; `None` for a hub id (which would be fetched before the
@@ -83,6 +84,12 @@ fn local_folder(model: &str) -> Option<folder::ModelFolder> {
         return None;
     }
     folder::ModelFolder::open(model).ok()
+}
+
+/// Whether two names of a model are one: equal, or paths to one folder.
+pub fn same_model(a: &str, b: &str) -> bool {
+    use std::path::Path;
+    a == b || matches!((Path::new(a).canonicalize(), Path::new(b).canonicalize()), (Ok(a), Ok(b)) if a == b)
 }
 
 /// `path` made absolute with symbolic links resolved as far as it exists; the rest (folders

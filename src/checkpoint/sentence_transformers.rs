@@ -22,6 +22,9 @@ pub(super) struct SentenceTransformersConfig {
     /// Whether the folder is a sentence-transformers model (has `modules.json`): its pooled
     /// states are already trained sentence embeddings.
     pub is_sentence_encoder: bool,
+    /// The base model a sentence-mtl export of this folder records: its max length is then
+    /// the one its model was trained with, not a base model's.
+    pub exported_from: Option<String>,
 }
 
 /// A sentence-transformers `Dense` module with identity activation: the folder holding its
@@ -32,6 +35,12 @@ pub(super) struct DenseModule {
     pub out_features: i64,
     bias: bool,
 }
+
+/// sentence-transformers' own settings file; sentence-transformers keeps keys it does not
+/// know when it saves the model again.
+pub const MODEL_SETTINGS_FILE: &str = "config_sentence_transformers.json";
+/// The key under which a sentence-mtl export records where its backbone came from.
+pub const EXPORT_KEY: &str = "sentence_mtl";
 
 /// The modules sentence-mtl runs, in the order it runs them (`model::fused_forward`).
 const PIPELINE: [&str; 4] = ["Transformer", "Pooling", "Dense", "Normalize"];
@@ -66,7 +75,7 @@ impl SentenceTransformersConfig {
             }
         }
         out.max_seq_length = read_transformer_settings(dir)?;
-        refuse_default_prompt(dir)?;
+        out.exported_from = read_model_settings(dir)?;
         Ok(out)
     }
 }
@@ -126,12 +135,13 @@ fn read_transformer_settings(dir: &Path) -> Result<Option<usize>> {
     Ok(value.get("max_seq_length").and_then(|v| v.as_u64()).map(|v| v as usize))
 }
 
-/// Refuses a folder that sets `default_prompt_name`: sentence-transformers puts that prompt
-/// before every text, which sentence-mtl does not.
-fn refuse_default_prompt(dir: &Path) -> Result<()> {
-    let path = dir.join("config_sentence_transformers.json");
+/// `config_sentence_transformers.json`: refused when it sets `default_prompt_name`
+/// (sentence-transformers puts that prompt before every text, which sentence-mtl does not);
+/// else the base model a sentence-mtl export records under `sentence_mtl`.
+fn read_model_settings(dir: &Path) -> Result<Option<String>> {
+    let path = dir.join(MODEL_SETTINGS_FILE);
     if !path.is_file() {
-        return Ok(());
+        return Ok(None);
     }
     let value: serde_json::Value = read_json(&path)?;
     let name = value.get("default_prompt_name").and_then(|v| v.as_str());
@@ -142,7 +152,7 @@ fn refuse_default_prompt(dir: &Path) -> Result<()> {
             path.display()
         );
     }
-    Ok(())
+    Ok(value[EXPORT_KEY]["base_model"].as_str().map(str::to_string))
 }
 
 impl DenseModule {
@@ -198,4 +208,26 @@ impl DenseModule {
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON for this field", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn folder_with_settings(settings: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let modules = r#"[{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}]"#;
+        std::fs::write(dir.path().join("modules.json"), modules).unwrap();
+        std::fs::write(dir.path().join(MODEL_SETTINGS_FILE), settings).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_sentence_mtl_export_names_where_its_backbone_came_from() {
+        let ours = folder_with_settings(r#"{"prompts": {}, "sentence_mtl": {"base_model": "/models/base"}}"#);
+        let read = SentenceTransformersConfig::read(ours.path()).unwrap();
+        assert_eq!(read.exported_from.as_deref(), Some("/models/base"));
+        let theirs = folder_with_settings(r#"{"prompts": {}, "similarity_fn_name": "cosine"}"#);
+        assert_eq!(SentenceTransformersConfig::read(theirs.path()).unwrap().exported_from, None);
+    }
 }

@@ -303,7 +303,7 @@ pub struct TrainArgs {
     pub projection_dim: Option<i64>,
 
     /// Token limit per sentence, [CLS] and [SEP] included; the checkpoint keeps it, so
-    /// `encode` cuts there too [default: a checkpoint's (or its hf export's) own, else 128,
+    /// `encode` cuts there too [default: a checkpoint's (or its export's) own, else 128,
     /// or the base model's own limit where that is lower]
     #[arg(long, value_name = "TOKENS")]
     pub max_length: Option<usize>,

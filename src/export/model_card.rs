@@ -154,11 +154,6 @@ fn model_section(loaded: &LoadedModel, format: ExportFormat) -> String {
     )
 }
 
-/// Whether two names of a model are one: equal, or paths to one folder.
-fn same_model(a: &str, b: &str) -> bool {
-    a == b || matches!((Path::new(a).canonicalize(), Path::new(b).canonicalize()), (Ok(a), Ok(b)) if a == b)
-}
-
 /// One row per task: its kind, loss and labels or score range.
 fn tasks_section(spec: &ModelSpec) -> String {
     let mut card =
@@ -178,7 +173,7 @@ fn tasks_section(spec: &ModelSpec) -> String {
 /// `settings.json` beside the checkpoint, when it is there).
 fn training_section(training: &serde_json::Value, base_model: &str, checkpoint_dir: &Path) -> String {
     let mut card = String::from("\n## Training\n\n");
-    if let Some(start) = training["model"].as_str().filter(|start| !same_model(start, base_model)) {
+    if let Some(start) = training["model"].as_str().filter(|start| !crate::checkpoint::same_model(start, base_model)) {
         card.push_str(&format!("- trained further from `{start}`, whose backbone came from `{base_model}`\n"));
     }
     if let Some(tasks) = training["tasks"].as_array() {

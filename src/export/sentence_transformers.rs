@@ -61,14 +61,17 @@ pub fn write(loaded: &LoadedModel, folder: &Path) -> Result<()> {
     std::fs::write(folder.join("modules.json"), serde_json::to_string_pretty(&modules)?)?;
     // Without this file sentence-transformers 3 asks the hub for it when the folder is named
     // without `./` (retrying for about 20 s offline); an old version, so that no installed
-    // version warns that the model is newer than it.
+    // version warns that the model is newer than it. Where the backbone came from rides along
+    // (sentence-transformers keeps the key when it saves the model again), so that a model
+    // trained further from this folder still names it.
     std::fs::write(
-        folder.join("config_sentence_transformers.json"),
+        folder.join(crate::checkpoint::ST_MODEL_SETTINGS_FILE),
         serde_json::to_string_pretty(&json!({
             "__version__": {"sentence_transformers": "2.2.0"},
             "prompts": {},
             "default_prompt_name": null,
             "similarity_fn_name": "cosine",
+            crate::checkpoint::ST_EXPORT_KEY: {"base_model": spec.base_model},
         }))?,
     )?;
     Ok(())

@@ -31,10 +31,10 @@ impl Overview<'_> {
         let PreparedModel { model: trained, loaded, new_tensors, notes, .. } = self.prepared;
         let spec = &loaded.spec;
         let num_layers = loaded.config.num_layers() as usize;
-        // A checkpoint fine-tuned further names itself and the model it came from.
-        let model = match crate::checkpoint::is_checkpoint(std::path::Path::new(&self.settings.model)) {
-            true => format!("{}, fine-tuned from {}", self.settings.model, spec.base_model),
-            false => spec.base_model.clone(),
+        // A checkpoint or export fine-tuned further names itself and the model it came from.
+        let model = match crate::checkpoint::same_model(&self.settings.model, &spec.base_model) {
+            true => spec.base_model.clone(),
+            false => format!("{}, fine-tuned from {}", self.settings.model, spec.base_model),
         };
         crate::stderrln!(
             "model: {model} ({} layers, {} pooling, projection {}, sentences cut at {} tokens: --max-length), on {}, {}{}",

@@ -351,6 +351,38 @@ fn hf_export_reads_the_columns_its_tasks_were_trained_on() {
     assert_eq!(spec["base_model"].as_str().map(Path::new), Some(base.as_path()), "{spec}");
 }
 
+/// A model trained further from a sentence-transformers export names the base model its
+/// backbone came from, which the export records for it, and keeps the export's token limit.
+#[test]
+fn sentence_transformers_export_trained_further_names_its_base_model() {
+    let test = "sentence_transformers_export_trained_further_names_its_base_model";
+    let Some(models) = tiny_models(test) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let rows: String = (0..24).map(|i| format!("sentence number {i},{}\n", ["yes", "no"][i % 2])).collect();
+    let data = dir.path().join("own.csv");
+    std::fs::write(&data, format!("text,label\n{rows}")).unwrap();
+    let (model, task) = (models.join("tiny-bert"), format!("own={}", data.display()));
+    let train = |from: &Path, out: &Path, extra: &[&str]| {
+        let args = ["train", "-m", from.to_str().unwrap(), "--task", &task, "--max-steps", "2", "--device", "cpu"];
+        let out = ["--threads", "1", "--out", out.to_str().unwrap()];
+        let output = run(&[&args[..], extra, &out[..]].concat());
+        assert_ok(&output);
+        stderr(&output)
+    };
+    let first = dir.path().join("first");
+    train(&model, &first, &["--max-length", "40"]);
+    let out = dir.path().join("st");
+    export(&first.join("last"), "sentence-transformers", &out);
+    let further = dir.path().join("further");
+    let said = train(&out, &further, &[]);
+    let spec: Value = serde_json::from_slice(&std::fs::read(further.join("last/sentence_mtl.json")).unwrap()).unwrap();
+    assert_eq!(spec["max_length"], 40, "{spec}");
+    let base = model.canonicalize().unwrap();
+    assert_eq!(spec["base_model"].as_str().map(Path::new), Some(base.as_path()), "{spec}");
+    let named = format!("model: {}, fine-tuned from {}", out.canonicalize().unwrap().display(), base.display());
+    assert!(said.contains(&named), "{said}");
+}
+
 #[test]
 fn torchscript_export_runs_in_python_and_rust_with_any_batch_shape() {
     let test = "torchscript_export_runs_in_python_and_rust_with_any_batch_shape";
