@@ -138,12 +138,20 @@ impl TaskReport for ClassificationReport {
         let mut written = vec![csv_path];
         if self.labels.len() <= HEATMAP_MAX_CLASSES {
             let png_path = TaskFile::Confusion.path(out, &self.task, "png");
-            let title = format!(
+            let mut title = format!(
                 "{}: confusion matrix ({} rows, accuracy {:.4})",
                 self.task,
                 self.matrix.total(),
                 self.matrix.accuracy()
             );
+            // A broken model's predictions are argmax over NaN: the picture must say so.
+            if self.non_finite > 0 {
+                title.push_str(&format!(
+                    " - outputs NaN or infinite for {} of {} rows",
+                    self.non_finite,
+                    self.matrix.total()
+                ));
+            }
             confusion_heatmap(&png_path, &title, &self.labels, &self.matrix.rows())?;
             written.push(png_path);
         }

@@ -391,8 +391,9 @@ fn draw_legend(area: &Canvas, entries: &[LegendEntry]) -> Result<()> {
     Ok(())
 }
 
-/// One colour per task, in order (matplotlib's tab10, the six most distinct first).
-const TASK_COLORS: [RGBColor; 10] = [
+/// One colour per task, in order: matplotlib's tab10 (the six most distinct first), then the
+/// lighter halves of tab20's pairs, so that up to 20 tasks have colours of their own.
+const TASK_COLORS: [RGBColor; 20] = [
     RGBColor(31, 119, 180),
     RGBColor(214, 39, 40),
     RGBColor(44, 160, 44),
@@ -403,6 +404,16 @@ const TASK_COLORS: [RGBColor; 10] = [
     RGBColor(127, 127, 127),
     RGBColor(188, 189, 34),
     RGBColor(23, 190, 207),
+    RGBColor(174, 199, 232),
+    RGBColor(255, 152, 150),
+    RGBColor(152, 223, 138),
+    RGBColor(197, 176, 213),
+    RGBColor(255, 187, 120),
+    RGBColor(196, 156, 148),
+    RGBColor(247, 182, 210),
+    RGBColor(199, 199, 199),
+    RGBColor(219, 219, 141),
+    RGBColor(158, 218, 229),
 ];
 
 /// A chart over optimizer steps (x) and a `Y` axis, linear or logarithmic.
@@ -445,13 +456,18 @@ where
 }
 
 /// Each task's training loss (mean over each logging window): from 0 on a linear axis, or on
-/// a logarithmic one where the tasks' losses differ so much (a pairs loss of 0.003 beside a
-/// CoSENT loss of 5) that the smaller would lie on the axis.
+/// a logarithmic one where the losses differ so much (a pairs loss of 0.003 beside a CoSENT
+/// loss of 5, or one window's spike far above every task's typical loss) that the smaller
+/// would lie on the axis.
 fn loss_panel(area: &Canvas, curves: &[TaskCurves], max_step: f64) -> Result<()> {
     let caption = "training loss (mean over each logging window)";
     match log_loss_axis(curves) {
         Some(range) => {
-            let caption = format!("{caption}, log scale");
+            let zeros = curves.iter().flat_map(|c| &c.loss).any(|p| p.1 == 0.0);
+            let caption = match zeros {
+                true => format!("{caption}, log scale, a loss of 0 at the axis' foot"),
+                false => format!("{caption}, log scale"),
+            };
             let chart = step_chart(area, &caption, max_step, range.clone().log_scale(), "loss (log scale)")?;
             // A loss of 0 has no place on a log axis: it is drawn at the axis' foot.
             draw_losses(chart, curves, |loss| loss.max(range.start))
@@ -464,7 +480,8 @@ fn loss_panel(area: &Canvas, curves: &[TaskCurves], max_step: f64) -> Result<()>
 }
 
 /// The loss axis' range when the tasks' typical losses (their medians) differ by more than
-/// 20x, with a little room at both ends; `None` for a linear axis.
+/// 20x, or a loss lies more than 50x above the largest of them, with a little room at both
+/// ends; `None` for a linear axis.
 fn log_loss_axis(curves: &[TaskCurves]) -> Option<std::ops::Range<f64>> {
     let medians: Vec<f64> = curves
         .iter()
@@ -475,12 +492,11 @@ fn log_loss_axis(curves: &[TaskCurves]) -> Option<std::ops::Range<f64>> {
         })
         .collect();
     let (low, high) = medians.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &m| (lo.min(m), hi.max(m)));
-    if medians.len() < 2 || high <= 20.0 * low {
-        return None;
-    }
     let positive = curves.iter().flat_map(|c| &c.loss).map(|p| p.1).filter(|l| l.is_finite() && *l > 0.0);
     let (least, most) = positive.fold((f64::INFINITY, 0.0f64), |(lo, hi), l| (lo.min(l), hi.max(l)));
-    Some(least / 1.5..most * 1.5)
+    let apart = medians.len() >= 2 && high > 20.0 * low;
+    let spike = !medians.is_empty() && most > 50.0 * high;
+    (apart || spike).then(|| least / 1.5..most * 1.5)
 }
 
 fn draw_losses<Y: Ranged<ValueType = f64>>(
@@ -510,30 +526,36 @@ fn dev_panel(area: &Canvas, curves: &[TaskCurves], max_step: f64) -> Result<()> 
         let style = TextStyle::from((FONT, 14.0).into_font())
             .color(&RGBColor(90, 90, 90))
             .pos(Pos::new(HPos::Center, VPos::Center));
-        let note = "no dev evaluation: no task has a dev set";
+        // A run without dev sets, or one stopped before its first evaluation.
+        let note = "no dev evaluation in the training log";
         return chart
             .draw_series(std::iter::once(Text::new(note, (max_step / 2.0, 0.5), style)))
             .map(|_| ())
             .map_err(plot_error);
     }
-    // An undefined metric (`null` in the log: NaN) is no point on the axis.
-    let finite =
-        |points: &[(f64, f64)]| -> Vec<(f64, f64)> { points.iter().copied().filter(|p| p.1.is_finite()).collect() };
     for (i, c) in curves.iter().enumerate() {
         let color = TASK_COLORS[i % TASK_COLORS.len()];
-        if c.main.is_empty() {
-            continue;
+        for main in finite_runs(&c.main) {
+            chart.draw_series(LineSeries::new(main.iter().copied(), color.stroke_width(2))).map_err(plot_error)?;
+            chart.draw_series(main.iter().map(|&p| Circle::new(p, 3, color.filled()))).map_err(plot_error)?;
         }
-        let (main, secondary) = (finite(&c.main), finite(&c.secondary));
-        chart.draw_series(LineSeries::new(main.iter().copied(), color.stroke_width(2))).map_err(plot_error)?;
-        chart.draw_series(main.iter().map(|&p| Circle::new(p, 3, color.filled()))).map_err(plot_error)?;
-        chart
-            .draw_series(DashedLineSeries::new(secondary.iter().copied(), 6, 4, color.stroke_width(1)))
-            .map_err(plot_error)?;
-        // Hollow dots: a single evaluation's second metric has no line to dash.
-        chart.draw_series(secondary.iter().map(|&p| Circle::new(p, 3, color.stroke_width(1)))).map_err(plot_error)?;
+        for secondary in finite_runs(&c.secondary) {
+            chart
+                .draw_series(DashedLineSeries::new(secondary.iter().copied(), 6, 4, color.stroke_width(1)))
+                .map_err(plot_error)?;
+            // Hollow dots: a single evaluation's second metric has no line to dash.
+            chart
+                .draw_series(secondary.iter().map(|&p| Circle::new(p, 3, color.stroke_width(1))))
+                .map_err(plot_error)?;
+        }
     }
     Ok(())
+}
+
+/// The stretches of `points` between undefined values (`null` in the log: NaN), each drawn
+/// as a line of its own: an evaluation without a value leaves a gap, not a line across it.
+fn finite_runs(points: &[(f64, f64)]) -> impl Iterator<Item = &[(f64, f64)]> {
+    points.split(|p| !p.1.is_finite()).filter(|run| !run.is_empty())
 }
 
 /// The dev panel's scores axis: [0, 1] and, for a negative correlation, down to the tenth
@@ -551,7 +573,8 @@ fn tick_label(x: &f64) -> String {
         // A diverging loss: 3e30, not 31 digits in a 55 px margin.
         format!("{x:e}")
     } else if (x - x.round()).abs() < 1e-9 * x.abs().max(1.0) {
-        format!("{:.0}", x.round())
+        // `+ 0.0` turns a tick at -1e-17 (rounded to -0) into 0: no "-0" on the axis.
+        format!("{:.0}", x.round() + 0.0)
     } else if x.abs() < 1e-4 {
         // A log axis' small losses: 5e-7, not six zeros.
         format!("{x:e}")
@@ -566,9 +589,7 @@ pub fn similarity_scatter(path: &Path, title: &str, gold: &[f64], predicted: &[f
     let (low, high) = gold.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &g| (lo.min(g), hi.max(g)));
     let (low, high) = if low < high { (low, high) } else { (low - 1.0, high + 1.0) };
     let pad = (high - low) * 0.03;
-    let y_low = predicted.iter().copied().fold(0.0f64, f64::min).max(-1.0);
-    // Padding on every side, so that no dot sits on the frame.
-    let y_pad = (1.0 - y_low) * 0.03;
+    let (y_low, y_high) = cosine_axis(predicted);
     let dot = RGBColor(31, 119, 180).mix(0.35).filled();
     register_font()?;
     let width = (text_width(title, 17.0) + 60).max(760);
@@ -578,7 +599,7 @@ pub fn similarity_scatter(path: &Path, title: &str, gold: &[f64], predicted: &[f
             .margin(18)
             .x_label_area_size(45)
             .y_label_area_size(60)
-            .build_cartesian_2d((low - pad)..(high + pad), (y_low - y_pad)..(1.0 + y_pad))
+            .build_cartesian_2d((low - pad)..(high + pad), y_low..y_high)
             .map_err(plot_error)?;
         chart
             .configure_mesh()
@@ -597,6 +618,21 @@ pub fn similarity_scatter(path: &Path, title: &str, gold: &[f64], predicted: &[f
             .map_err(plot_error)?;
         Ok(())
     })
+}
+
+/// The scatter's cosine axis: the cosines' own range, so that the order the correlations
+/// measure shows even where every cosine lies between 0.95 and 1 (an anisotropic model), at
+/// least 0.1 wide, within [-1, 1], with room on both sides so that no dot sits on the frame.
+fn cosine_axis(predicted: &[f64]) -> (f64, f64) {
+    let finite = predicted.iter().copied().filter(|c| c.is_finite());
+    let (low, high) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), c| (lo.min(c), hi.max(c)));
+    if low > high {
+        return (-0.03, 1.03);
+    }
+    let middle = (low + high) / 2.0;
+    let (low, high) = (low.min(middle - 0.05).max(-1.0), high.max(middle + 0.05).min(1.0));
+    let pad = (high - low) * 0.03;
+    (low - pad, high + pad)
 }
 
 /// `text`, cut at its end to at most `max` pixels wide at `size`.
@@ -795,6 +831,10 @@ mod tests {
         let near = [task("stsb", &[5.8, 5.5]), task("trec", &[1.5, 0.9])];
         assert_eq!(log_loss_axis(&near), None);
         assert_eq!(log_loss_axis(&far[..1]), None);
+        // One window's spike would flatten every other loss on a linear axis.
+        let spike = [task("trec", &[1.5, 5e4, 0.9, 0.6]), task("stsb", &[3.0, 2.8, 2.5])];
+        assert!(log_loss_axis(&spike).is_some_and(|r| r.end > 5e4 && r.start < 0.6));
+        assert!(log_loss_axis(&spike[..1]).is_some());
         let dir = tempfile::tempdir().unwrap();
         training_curves(&dir.path().join("log.png"), "run", &far).unwrap();
     }
@@ -818,8 +858,27 @@ mod tests {
         assert!((negative.start - -0.22).abs() < 1e-12, "{negative:?}");
         assert_eq!(score_axis([-1.0, f64::NAN].into_iter()).start, -1.02);
         let labels: Vec<String> =
-            [-10000.0, 0.0, 2.5, 0.30000000000000004, 1e6, 0.0012, 5e-7, 3e30].iter().map(tick_label).collect();
-        assert_eq!(labels, ["-10000", "0", "2.5", "0.3", "1000000", "0.0012", "5e-7", "3e30"]);
+            [-10000.0, 0.0, -1e-17, 2.5, 0.30000000000000004, 1e6, 0.0012, 5e-7, 3e30].iter().map(tick_label).collect();
+        assert_eq!(labels, ["-10000", "0", "0", "2.5", "0.3", "1000000", "0.0012", "5e-7", "3e30"]);
+    }
+
+    #[test]
+    fn an_undefined_metric_leaves_a_gap_in_its_line() {
+        let points = [(1.0, 0.2), (2.0, f64::NAN), (3.0, 0.4), (4.0, 0.5), (5.0, f64::NAN)];
+        let runs: Vec<&[(f64, f64)]> = finite_runs(&points).collect();
+        assert_eq!(runs, [&points[..1], &points[2..4]]);
+    }
+
+    /// Cosines between 0.95 and 1 fill the scatter's height rather than its top twentieth.
+    #[test]
+    fn the_cosine_axis_spans_the_cosines() {
+        let (low, high) = cosine_axis(&[0.95, 0.97, 1.0, f64::NAN]);
+        assert!(low > 0.9 && low < 0.95 && high > 1.0 && high < 1.01, "{low}..{high}");
+        let (low, high) = cosine_axis(&[0.5, 0.5]);
+        assert!((high - low - 0.1 * 1.06).abs() < 1e-9, "{low}..{high}");
+        let (low, high) = cosine_axis(&[-1.0, 1.0]);
+        assert!(low < -1.0 && high > 1.0);
+        assert_eq!(cosine_axis(&[f64::NAN]), (-0.03, 1.03));
     }
 
     #[test]

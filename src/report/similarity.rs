@@ -22,6 +22,11 @@ pub struct SimilarityReport {
 }
 
 impl SimilarityReport {
+    /// Pairs whose cosine is NaN or infinite (a broken model's).
+    fn not_finite(&self) -> usize {
+        self.predicted.iter().filter(|c| !c.is_finite()).count()
+    }
+
     pub fn spearman(&self) -> f64 {
         spearman(&self.predicted, &self.gold)
     }
@@ -55,8 +60,7 @@ impl TaskReport for SimilarityReport {
 
     /// A correlation with a constant is undefined (scipy gives NaN); it is reported as 0.
     fn metric_notes(&self) -> Vec<String> {
-        let not_finite = self.predicted.iter().filter(|c| !c.is_finite()).count();
-        if let Some(note) = super::non_finite_note(&self.task, not_finite, self.predicted.len(), "pairs") {
+        if let Some(note) = super::non_finite_note(&self.task, self.not_finite(), self.predicted.len(), "pairs") {
             return vec![note];
         }
         if !is_constant(&self.predicted) || self.predicted.len() < 2 {
@@ -79,13 +83,16 @@ impl TaskReport for SimilarityReport {
         let csv_path = TaskFile::Predictions.path(out, &self.task, "csv");
         write_csv(&csv_path, ["sentence1", "sentence2", "score", "cosine"], &rows)?;
         let png_path = TaskFile::Similarity.path(out, &self.task, "png");
-        let title = format!(
+        let mut title = format!(
             "{}: cosine similarity against gold score ({} pairs, Spearman {:.4}, Pearson {:.4})",
             self.task,
             self.gold.len(),
             self.spearman(),
             self.pearson()
         );
+        if self.not_finite() > 0 {
+            title.push_str(&format!(" - {} of them NaN or infinite, not drawn", self.not_finite()));
+        }
         similarity_scatter(&png_path, &title, &self.gold, &self.predicted)?;
         Ok(vec![csv_path, png_path])
     }
