@@ -3,6 +3,7 @@
 pub mod backbone;
 pub mod config;
 pub mod fused_forward;
+pub mod hub;
 pub mod layout;
 pub mod loaded;
 pub mod mapped_file;

@@ -1,0 +1,268 @@
+//! A Hugging Face hub id fetched into the usual HF cache, or found there: the cache folder,
+//! token, endpoint and offline mode read from the variables huggingface_hub reads, a proxy
+//! from those the hub client (ureq) reads, without `NO_PROXY`.
+
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use hf_hub::api::sync::ApiBuilder;
+use hf_hub::{Cache, Repo, RepoType};
+
+use super::source::listed_modules;
+
+/// Files a model folder needs.
+const REQUIRED: &[&str] = &["config.json", "vocab.txt", "model.safetensors"];
+/// Files used when present (tokenizer settings, sentence-transformers pooling).
+const OPTIONAL: &[&str] = &[
+    "tokenizer_config.json",
+    "tokenizer.json",
+    "special_tokens_map.json",
+    "modules.json",
+    "sentence_bert_config.json",
+    "config_sentence_transformers.json",
+    "added_tokens.json",
+];
+
+fn place_locally_hint(id: &str) -> String {
+    format!(
+        "no local folder named '{id}' exists either; place the model files (config.json, vocab.txt, \
+         model.safetensors, tokenizer files) in a folder and pass its path to --model"
+    )
+}
+
+pub fn fetch(id: &str) -> Result<PathBuf> {
+    let cache = Cache::from_env();
+    let cached = cache.model(id.to_string());
+    let offline = is_offline(env("HF_HUB_OFFLINE"), env("TRANSFORMERS_OFFLINE"));
+    let endpoint = std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".into());
+    let cached_folder = cached
+        .get("config.json")
+        .filter(|_| REQUIRED.iter().all(|f| cached.get(f).is_some()))
+        .and_then(|config| config.parent().map(Path::to_path_buf));
+    if let Some(folder) = cached_folder {
+        if offline || is_complete(&folder) {
+            return Ok(folder);
+        }
+        // A cache that transformers filled (or a download cut short) lacks sentence-
+        // transformers files, which change the embeddings: ask the hub for them, at the
+        // cached commit (main may have moved since; the files must be the cached weights').
+        if check_reachable(&endpoint).is_err() {
+            crate::stderrln!(
+                "note: the cached '{id}' lacks its sentence-transformers files (modules.json and its modules'), and {endpoint} cannot be reached to fetch them; without them, its pooling and normalisation are the defaults (HF_HUB_OFFLINE=1 skips this check)"
+            );
+            return Ok(folder);
+        }
+        let commit = folder.file_name().map(|c| c.to_string_lossy().into_owned()).unwrap_or_else(|| "main".into());
+        return download(id, &endpoint, Repo::with_revision(id.to_string(), RepoType::Model, commit));
+    }
+    if offline {
+        bail!("'{id}' is not in the Hugging Face cache and offline mode is on (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE); {}", place_locally_hint(id));
+    }
+    check_reachable(&endpoint)
+        .with_context(|| format!("cannot download '{id}' from {endpoint}; {}", place_locally_hint(id)))?;
+    download(id, &endpoint, Repo::model(id.to_string()))
+}
+
+/// Whether a cached snapshot has every file the model reads: `modules.json` (or the hub's
+/// word that there is none) and the files of the modules it lists.
+fn is_complete(snapshot: &Path) -> bool {
+    let modules_known = snapshot.join("modules.json").is_file() || known_absent(snapshot, "modules.json");
+    modules_known && module_files(snapshot).iter().all(|file| snapshot.join(file).is_file())
+}
+
+/// Downloads (or finds in the cache) `repo`'s files: the required ones, the optional ones it
+/// has (recording those it has not, as huggingface_hub's `.no_exist/` does), and the files
+/// of the modules its `modules.json` lists.
+fn download(id: &str, endpoint: &str, repo: Repo) -> Result<PathBuf> {
+    let api = ApiBuilder::from_env()
+        .with_progress(console_is_interactive())
+        .build()
+        .context("cannot set up the Hugging Face hub client")?;
+    let repo = api.repo(repo);
+    let mut folder = None;
+    for file in REQUIRED {
+        let local = repo.get(file).map_err(|e| {
+            let hint = if *file == "model.safetensors" {
+                " (only safetensors weights are loaded; pickled pytorch_model.bin is refused)"
+            } else {
+                ""
+            };
+            anyhow::anyhow!("cannot download {file} of '{id}' from {endpoint}: {e}{hint}")
+        })?;
+        folder.get_or_insert_with(|| local.parent().expect("downloaded file has a folder").to_path_buf());
+    }
+    let folder = folder.expect("REQUIRED is not empty");
+    for file in OPTIONAL {
+        match repo.get(file) {
+            // The model works without them; the answer is kept so that later runs need not ask.
+            Err(e) if e.to_string().contains("status code 404") => record_absent(&folder, file),
+            Err(e) if *file == "modules.json" => crate::stderrln!(
+                "note: cannot download modules.json of '{id}' from {endpoint} ({e}); without it, its pooling and normalisation are the defaults"
+            ),
+            _ => {}
+        }
+    }
+    for file in module_files(&folder) {
+        if let Err(e) = repo.get(&file) {
+            bail!("cannot download {file} of '{id}' from {endpoint}, which its modules.json lists: {e}");
+        }
+    }
+    Ok(folder)
+}
+
+/// Where the hub's answer that `snapshot` has no `file` is kept: huggingface_hub's layout,
+/// `<repo>/.no_exist/<commit>/<file>`, beside `<repo>/snapshots/<commit>/`.
+fn absence_record(snapshot: &Path, file: &str) -> Option<PathBuf> {
+    let commit = snapshot.file_name()?;
+    Some(snapshot.parent()?.parent()?.join(".no_exist").join(commit).join(file))
+}
+
+fn known_absent(snapshot: &Path, file: &str) -> bool {
+    absence_record(snapshot, file).is_some_and(|record| record.is_file())
+}
+
+/// Best effort: without the record, a later run asks the hub again.
+fn record_absent(snapshot: &Path, file: &str) {
+    if let Some(record) = absence_record(snapshot, file) {
+        let _ = record.parent().map(std::fs::create_dir_all);
+        let _ = std::fs::write(record, b"");
+    }
+}
+
+/// The files of the Pooling and Dense modules a sentence-transformers `modules.json` in
+/// `folder` lists (`1_Pooling/config.json`, `2_Dense/model.safetensors`), none when there
+/// is none; paths that leave the folder are skipped.
+fn module_files(folder: &Path) -> Vec<String> {
+    let inside = |p: &str| !p.is_empty() && !p.starts_with('/') && !p.split('/').any(|part| part == "..");
+    let files = |kind: &str| -> &'static [&'static str] {
+        match kind {
+            "Pooling" => &["config.json"],
+            "Dense" => &["config.json", "model.safetensors"],
+            _ => &[],
+        }
+    };
+    listed_modules(folder)
+        .iter()
+        .filter(|m| inside(&m.path))
+        .flat_map(|m| files(m.kind()).iter().map(move |file| format!("{}/{file}", m.path)))
+        .collect()
+}
+
+/// A set, non-empty environment variable.
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// huggingface_hub's reading: `HF_HUB_OFFLINE` (or, when it is unset, `TRANSFORMERS_OFFLINE`)
+/// is one of 1, ON, YES, TRUE in any case.
+fn is_offline(hf_hub_offline: Option<String>, transformers_offline: Option<String>) -> bool {
+    hf_hub_offline
+        .or(transformers_offline)
+        .is_some_and(|v| ["1", "ON", "YES", "TRUE"].contains(&v.to_ascii_uppercase().as_str()))
+}
+
+/// The schemes of the proxy URLs the hub client (ureq) parses; it skips others.
+const PROXY_SCHEMES: &[&str] = &["http", "socks4", "socks4a", "socks", "socks5"];
+
+/// The variables the hub client (ureq) takes its proxy from, first set first.
+const PROXY_VARIABLES: &[&str] = &["ALL_PROXY", "all_proxy", "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"];
+
+/// What the hub client connects to first: the endpoint's host and port, or the proxy's when
+/// one is set (`[scheme://][user:password@]host[:port]`, port 80, or 1080 for SOCKS), with
+/// the words that name it in a message.
+fn first_hop(endpoint: &str, proxy: Option<(&str, String)>) -> (String, String) {
+    let (scheme, rest, default_port) = match &proxy {
+        Some((_, url)) => {
+            let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
+            (scheme, rest, if scheme.starts_with("socks") { 1080 } else { 80 })
+        }
+        None => {
+            let (scheme, rest) = endpoint.split_once("://").unwrap_or(("https", endpoint));
+            (scheme, rest, if scheme == "http" { 80 } else { 443 })
+        }
+    };
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let address = if host_port.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+        host_port.to_string()
+    } else {
+        format!("{host_port}:{default_port}")
+    };
+    let named = match proxy {
+        Some((variable, _)) => format!("the proxy {host_port} ({variable}, {scheme})"),
+        None => host_port.to_string(),
+    };
+    (address, named)
+}
+
+/// Fails within seconds when the endpoint's host (or the proxy in between) cannot be
+/// resolved or reached, instead of waiting for the OS's TCP timeout inside the HTTP client.
+fn check_reachable(endpoint: &str) -> Result<()> {
+    // As ureq: the first variable set (empty too) in a form it parses (no `https://`).
+    let parsed = |url: &String| url.split_once("://").is_none_or(|(scheme, _)| PROXY_SCHEMES.contains(&scheme));
+    let proxy = PROXY_VARIABLES.iter().find_map(|name| std::env::var(name).ok().filter(parsed).map(|url| (*name, url)));
+    if let Some((name, url)) = &proxy {
+        if url.trim().is_empty() {
+            bail!("the proxy variable {name} is set but empty, and the hub client would connect through it; unset it or give it the proxy's address");
+        }
+    }
+    let (address, host_port) = first_hop(endpoint, proxy);
+    let addrs: Vec<_> =
+        address.to_socket_addrs().with_context(|| format!("cannot resolve {host_port} (no network?)"))?.collect();
+    let mut last_error = None;
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
+            Ok(_) => return Ok(()),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    match last_error {
+        Some(e) => Err(e).with_context(|| format!("cannot connect to {host_port}")),
+        None => bail!("{host_port} resolves to no address"),
+    }
+}
+
+fn console_is_interactive() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offline_as_huggingface_hub_reads_it() {
+        let some = |v: &str| Some(v.to_string());
+        assert!(is_offline(some("1"), None));
+        assert!(is_offline(some("yes"), None));
+        assert!(is_offline(some("On"), None));
+        assert!(!is_offline(some("0"), some("1")), "HF_HUB_OFFLINE decides when set");
+        assert!(is_offline(None, some("TRUE")));
+        assert!(!is_offline(None, None));
+        assert!(!is_offline(some("offline"), None));
+    }
+
+    #[test]
+    fn the_first_hop_is_the_proxy_when_one_is_set() {
+        let hub = "https://huggingface.co";
+        assert_eq!(first_hop(hub, None).0, "huggingface.co:443");
+        assert_eq!(first_hop("http://127.0.0.1:8000/x", None).0, "127.0.0.1:8000");
+        let proxy = |url: &str| Some(("HTTPS_PROXY", url.to_string()));
+        assert_eq!(first_hop(hub, proxy("http://user:pw@proxy.corp:3128/")).0, "proxy.corp:3128");
+        assert_eq!(first_hop(hub, proxy("proxy.corp")).0, "proxy.corp:80");
+        let (address, named) = first_hop(hub, proxy("socks5://proxy.corp"));
+        assert_eq!(address, "proxy.corp:1080");
+        assert_eq!(named, "the proxy proxy.corp (HTTPS_PROXY, socks5)");
+    }
+
+    #[test]
+    fn unreachable_endpoint_fails_fast() {
+        let started = std::time::Instant::now();
+        // Port 9 (discard) on loopback: nothing listens, the connect is refused at once.
+        assert!(check_reachable("http://127.0.0.1:9").is_err());
+        assert!(started.elapsed() < Duration::from_secs(6));
+    }
+}
