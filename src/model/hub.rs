@@ -1,6 +1,6 @@
 //! A Hugging Face hub id fetched into the usual HF cache, or found there: the cache folder,
-//! token, endpoint and offline mode read from the variables huggingface_hub reads, a proxy
-//! from those the hub client (ureq) reads, without `NO_PROXY`.
+//! token, endpoint and offline mode read from the variables huggingface_hub reads
+//! ([`HubSettings`]), a proxy from those the hub client (ureq) reads, without `NO_PROXY`.
 
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
@@ -32,37 +32,86 @@ fn place_locally_hint(id: &str) -> String {
     )
 }
 
+/// Where huggingface_hub keeps its files and what it authenticates with, read from the
+/// variables it reads, so that Python and sentence-mtl share one cache and one login.
+struct HubSettings {
+    /// `HF_HUB_CACHE`, else `HUGGINGFACE_HUB_CACHE`, else `$HF_HOME/hub`.
+    cache: PathBuf,
+    /// `HF_TOKEN`, else `HUGGING_FACE_HUB_TOKEN`, else the file `HF_TOKEN_PATH` names, else
+    /// `$HF_HOME/token` (what `huggingface-cli login` writes).
+    token: Option<String>,
+    endpoint: String,
+    offline: bool,
+}
+
+impl HubSettings {
+    fn from(var: impl Fn(&str) -> Option<String>) -> Self {
+        // `HF_HOME`, else `$XDG_CACHE_HOME/huggingface`, else `~/.cache/huggingface`.
+        let home = var("HF_HOME").map(PathBuf::from).unwrap_or_else(|| {
+            let cache = var("XDG_CACHE_HOME").map(PathBuf::from);
+            cache.unwrap_or_else(|| PathBuf::from(var("HOME").unwrap_or_default()).join(".cache")).join("huggingface")
+        });
+        let cache = var("HF_HUB_CACHE").or_else(|| var("HUGGINGFACE_HUB_CACHE")).map(PathBuf::from);
+        let token_file = var("HF_TOKEN_PATH").map(PathBuf::from).unwrap_or_else(|| home.join("token"));
+        let token = var("HF_TOKEN").or_else(|| var("HUGGING_FACE_HUB_TOKEN")).or_else(|| {
+            std::fs::read_to_string(token_file).ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty())
+        });
+        Self {
+            cache: cache.unwrap_or_else(|| home.join("hub")),
+            token,
+            endpoint: var("HF_ENDPOINT").unwrap_or_else(|| "https://huggingface.co".into()),
+            offline: is_offline(var("HF_HUB_OFFLINE"), var("TRANSFORMERS_OFFLINE")),
+        }
+    }
+}
+
 pub fn fetch(id: &str) -> Result<PathBuf> {
-    let cache = Cache::from_env();
-    let cached = cache.model(id.to_string());
-    let offline = is_offline(env("HF_HUB_OFFLINE"), env("TRANSFORMERS_OFFLINE"));
-    let endpoint = std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".into());
+    let hub = HubSettings::from(env);
+    let cached = Cache::new(hub.cache.clone()).model(id.to_string());
+    let endpoint = &hub.endpoint;
     let cached_folder = cached
         .get("config.json")
         .filter(|_| REQUIRED.iter().all(|f| cached.get(f).is_some()))
         .and_then(|config| config.parent().map(Path::to_path_buf));
     if let Some(folder) = cached_folder {
-        if offline || is_complete(&folder) {
+        if hub.offline || is_complete(&folder) {
             return Ok(folder);
         }
-        // A cache that transformers filled (or a download cut short) lacks sentence-
-        // transformers files, which change the embeddings: ask the hub for them, at the
-        // cached commit (main may have moved since; the files must be the cached weights').
-        if check_reachable(&endpoint).is_err() {
-            crate::stderrln!(
-                "note: the cached '{id}' lacks its sentence-transformers files (modules.json and its modules'), and {endpoint} cannot be reached to fetch them; without them, its pooling and normalisation are the defaults (HF_HUB_OFFLINE=1 skips this check)"
-            );
-            return Ok(folder);
-        }
-        let commit = folder.file_name().map(|c| c.to_string_lossy().into_owned()).unwrap_or_else(|| "main".into());
-        return download(id, &endpoint, Repo::with_revision(id.to_string(), RepoType::Model, commit));
+        return complete_cached(id, &hub, folder);
     }
-    if offline {
-        bail!("'{id}' is not in the Hugging Face cache and offline mode is on (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE); {}", place_locally_hint(id));
+    if hub.offline {
+        bail!(
+            "'{id}' is not in the Hugging Face cache ({}) and offline mode is on (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE); {}",
+            hub.cache.display(),
+            place_locally_hint(id)
+        );
     }
-    check_reachable(&endpoint)
+    check_reachable(endpoint)
         .with_context(|| format!("cannot download '{id}' from {endpoint}; {}", place_locally_hint(id)))?;
-    download(id, &endpoint, Repo::model(id.to_string()))
+    download(id, &hub, Repo::model(id.to_string()))
+}
+
+/// A cache that transformers filled (or a download cut short) lacks sentence-transformers
+/// files, which change the embeddings: they are asked of the hub at the cached commit (main
+/// may have moved since; the files must be the cached weights'). Where the hub cannot be
+/// reached or does not answer (the commit gone, the model gated), the cached files serve as
+/// they are, as they would offline.
+fn complete_cached(id: &str, hub: &HubSettings, folder: PathBuf) -> Result<PathBuf> {
+    let endpoint = &hub.endpoint;
+    let lacking = format!("the cached '{id}' lacks its sentence-transformers files (modules.json and its modules')");
+    let defaults = "without them, its pooling and normalisation are the defaults (HF_HUB_OFFLINE=1 skips this check)";
+    if check_reachable(endpoint).is_err() {
+        crate::stderrln!("note: {lacking}, and {endpoint} cannot be reached to fetch them; {defaults}");
+        return Ok(folder);
+    }
+    let commit = folder.file_name().map(|c| c.to_string_lossy().into_owned()).unwrap_or_else(|| "main".into());
+    match download(id, hub, Repo::with_revision(id.to_string(), RepoType::Model, commit)) {
+        Ok(folder) => Ok(folder),
+        Err(e) => {
+            crate::stderrln!("note: {lacking}, and fetching them failed ({e:#}); {defaults}");
+            Ok(folder)
+        }
+    }
 }
 
 /// Whether a cached snapshot has every file the model reads: `modules.json` (or the hub's
@@ -75,8 +124,11 @@ fn is_complete(snapshot: &Path) -> bool {
 /// Downloads (or finds in the cache) `repo`'s files: the required ones, the optional ones it
 /// has (recording those it has not, as huggingface_hub's `.no_exist/` does), and the files
 /// of the modules its `modules.json` lists.
-fn download(id: &str, endpoint: &str, repo: Repo) -> Result<PathBuf> {
-    let api = ApiBuilder::from_env()
+fn download(id: &str, hub: &HubSettings, repo: Repo) -> Result<PathBuf> {
+    let endpoint = &hub.endpoint;
+    let api = ApiBuilder::from_cache(Cache::new(hub.cache.clone()))
+        .with_endpoint(endpoint.clone())
+        .with_token(hub.token.clone())
         .with_progress(console_is_interactive())
         .build()
         .context("cannot set up the Hugging Face hub client")?;
@@ -232,6 +284,28 @@ fn console_is_interactive() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cache_and_token_are_where_huggingface_hub_looks() {
+        let home = tempfile::tempdir().unwrap();
+        std::fs::write(home.path().join("token"), "hf_file\n").unwrap();
+        let home_text = home.path().to_string_lossy().into_owned();
+        let settings = |vars: &[(&str, &str)]| {
+            let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            HubSettings::from(move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+        };
+        let plain = settings(&[("HOME", "/u")]);
+        assert_eq!(plain.cache, Path::new("/u/.cache/huggingface/hub"));
+        assert_eq!(plain.endpoint, "https://huggingface.co");
+        assert_eq!(settings(&[("HOME", "/u"), ("XDG_CACHE_HOME", "/x")]).cache, Path::new("/x/huggingface/hub"));
+        let in_home = settings(&[("HF_HOME", &home_text)]);
+        assert_eq!(in_home.cache, home.path().join("hub"));
+        assert_eq!(in_home.token.as_deref(), Some("hf_file"));
+        let both = settings(&[("HF_HOME", &home_text), ("HF_HUB_CACHE", "/c"), ("HF_TOKEN", "hf_env")]);
+        assert_eq!((both.cache.as_path(), both.token.as_deref()), (Path::new("/c"), Some("hf_env")));
+        assert_eq!(settings(&[("HUGGINGFACE_HUB_CACHE", "/old")]).cache, Path::new("/old"));
+        assert_eq!(settings(&[("HF_HOME", "/none"), ("HF_TOKEN_PATH", "/no/file")]).token, None);
+    }
 
     #[test]
     fn offline_as_huggingface_hub_reads_it() {
