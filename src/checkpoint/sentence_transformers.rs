@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use crate::model::names;
 use crate::model::pooling::Pooling;
+use crate::model::source::ListedModule;
 use crate::model::weights::{find_weight_file, read_weight_file};
 
 /// What a sentence-transformers folder says about its pipeline.
@@ -53,14 +54,18 @@ impl SentenceTransformersConfig {
             return Ok(out);
         }
         out.is_sentence_encoder = true;
-        #[derive(Deserialize)]
-        struct Module {
-            path: String,
-            #[serde(rename = "type")]
-            kind: String,
+        let modules: Vec<ListedModule> = read_json(&modules_path)?;
+        if let Some(outside) = modules.iter().find(|m| !m.is_inside()) {
+            bail!(
+                "{}: the {} module's path \"{}\" leaves the model folder; a model's modules are inside it",
+                modules_path.display(),
+                outside.kind(),
+                outside.path
+            );
         }
-        let modules: Vec<Module> = read_json(&modules_path)?;
-        let kinds: Vec<&str> = modules.iter().map(|m| m.kind.rsplit('.').next().unwrap_or("")).collect();
+        // Older sentence-transformers saved the backbone as a module of its architecture.
+        let kinds: Vec<&str> =
+            modules.iter().map(|m| if m.is_transformer() { "Transformer" } else { m.kind() }).collect();
         refuse_another_order(&kinds, &modules_path)?;
         for (module, kind) in modules.iter().zip(&kinds) {
             match *kind {

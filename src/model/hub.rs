@@ -187,7 +187,6 @@ fn record_absent(snapshot: &Path, file: &str) {
 /// `folder` lists (`1_Pooling/config.json`, `2_Dense/model.safetensors`), none when there
 /// is none; paths that leave the folder are skipped.
 fn module_files(folder: &Path) -> Vec<String> {
-    let inside = |p: &str| !p.is_empty() && !p.starts_with('/') && !p.split('/').any(|part| part == "..");
     let files = |kind: &str| -> &'static [&'static str] {
         match kind {
             "Pooling" => &["config.json"],
@@ -197,7 +196,7 @@ fn module_files(folder: &Path) -> Vec<String> {
     };
     listed_modules(folder)
         .iter()
-        .filter(|m| inside(&m.path))
+        .filter(|m| !m.is_root() && m.is_inside())
         .flat_map(|m| files(m.kind()).iter().map(move |file| format!("{}/{file}", m.path)))
         .collect()
 }

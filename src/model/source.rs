@@ -9,6 +9,9 @@ use anyhow::{bail, Result};
 /// like a hub id (`name` or `org/name`) is fetched from the hub (or the cache).
 pub fn resolve_model_dir(model: &str) -> Result<PathBuf> {
     let path = Path::new(model);
+    if let Some(target) = dangling_link(path) {
+        bail!("--model {model} is a symbolic link to {}, which does not exist", target.display());
+    }
     if path.exists() {
         if !path.is_dir() {
             bail!("--model {model} is a file; pass the model folder (with config.json) instead");
@@ -25,12 +28,12 @@ pub fn resolve_model_dir(model: &str) -> Result<PathBuf> {
                 }
             }
         }
-        if let Some(module) = transformer_in_subfolder(path) {
-            bail!(
-                "--model {model} is a sentence-transformers folder of the older layout, its Transformer module in {module}/, which sentence-mtl does not read: move the files of {module}/ into {model} itself and set that module's \"path\" in modules.json to \"\" (sentence-transformers reads that layout too)"
-            );
+        refuse_transformer_in_subfolder(model, path)?;
+        let config = path.join("config.json");
+        if let Some(target) = dangling_link(&config) {
+            bail!("{}", dangling_file_message(&config, &target));
         }
-        if !path.join("config.json").exists() {
+        if !config.exists() {
             bail!("--model {model} is not a model folder: no config.json (it holds: {})", listing(path));
         }
         return Ok(path.to_path_buf());
@@ -42,7 +45,11 @@ pub fn resolve_model_dir(model: &str) -> Result<PathBuf> {
             none if none == "nothing" => "no folders".to_string(),
             some => format!("the folders: {some}"),
         };
-        bail!("model folder {model} does not exist ({} holds {folders})", parent.display());
+        let hub_id = match looks_like_hub_id(model) {
+            true => format!("; as the hub id '{model}' it is not looked up, since the folder {} exists here: run from another folder, or pass the model's folder", parent.display()),
+            false => String::new(),
+        };
+        bail!("model folder {model} does not exist ({} holds {folders}){hub_id}", parent.display());
     }
     if !looks_like_hub_id(model) {
         bail!("model folder {model} does not exist");
@@ -50,13 +57,41 @@ pub fn resolve_model_dir(model: &str) -> Result<PathBuf> {
     super::hub::fetch(model)
 }
 
-/// The subfolder `modules.json` puts a sentence-transformers model's Transformer (or older
-/// BERT) module in, where that is not the folder itself and holds a `config.json`.
-fn transformer_in_subfolder(dir: &Path) -> Option<String> {
-    listed_modules(dir).into_iter().find_map(|module| {
-        let in_subfolder = !module.path.is_empty() && dir.join(&module.path).join("config.json").is_file();
-        (matches!(module.kind(), "Transformer" | "BERT") && in_subfolder).then_some(module.path)
-    })
+/// Refuses a sentence-transformers folder whose `modules.json` puts the Transformer module
+/// (or an older one: BERT, DistilBERT) in a subfolder: the older layout, which sentence-mtl
+/// does not read, or a listing that names a folder the model is not in.
+fn refuse_transformer_in_subfolder(model: &str, dir: &Path) -> Result<()> {
+    let listed = listed_modules(dir);
+    let Some(module) = listed.iter().find(|m| m.is_transformer() && !m.is_root()) else { return Ok(()) };
+    let sub = &module.path;
+    if dir.join(sub).join("config.json").is_file() {
+        bail!(
+            "--model {model} is a sentence-transformers folder of the older layout, its {} module in {sub}/, which sentence-mtl does not read: move the files of {sub}/ into {model} itself and set that module's \"path\" in modules.json to \"\" (sentence-transformers reads that layout too)",
+            module.kind()
+        );
+    }
+    bail!(
+        "{}: the {} module's path is \"{sub}\", which holds no config.json; set it to \"\" where the model's files are in {} itself",
+        dir.join("modules.json").display(),
+        module.kind(),
+        dir.display()
+    );
+}
+
+/// Where `path` points when it is a symbolic link to nothing (a Hugging Face cache snapshot
+/// copied without the blobs its links point to).
+pub fn dangling_link(path: &Path) -> Option<PathBuf> {
+    let is_link = path.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink());
+    (is_link && !path.exists()).then(|| std::fs::read_link(path).unwrap_or_default())
+}
+
+/// What to say of a model file that is a link to nothing.
+pub fn dangling_file_message(file: &Path, target: &Path) -> String {
+    format!(
+        "{} is a symbolic link to {}, which does not exist (a Hugging Face cache snapshot copied without its blobs? `cp -rL` copies the files the links point to)",
+        file.display(),
+        target.display()
+    )
 }
 
 /// The names in `dir`, sorted, the first few of them.
@@ -91,7 +126,7 @@ pub(super) fn looks_like_hub_id(s: &str) -> bool {
 
 /// A module `modules.json` lists: its folder and its class.
 #[derive(serde::Deserialize)]
-pub(super) struct ListedModule {
+pub struct ListedModule {
     pub path: String,
     #[serde(rename = "type")]
     class: String,
@@ -102,6 +137,27 @@ impl ListedModule {
     pub fn kind(&self) -> &str {
         self.class.rsplit('.').next().unwrap_or_default()
     }
+
+    /// Whether the module is the backbone: `Transformer`, or the per-architecture module
+    /// older sentence-transformers versions saved.
+    pub fn is_transformer(&self) -> bool {
+        is_transformer_kind(self.kind())
+    }
+
+    /// Whether the module's files are the folder's own (path `""`, or `.`).
+    pub fn is_root(&self) -> bool {
+        matches!(self.path.trim_end_matches('/'), "" | ".")
+    }
+
+    /// Whether the module's path stays inside the folder (no `..`, not absolute).
+    pub fn is_inside(&self) -> bool {
+        !self.path.starts_with('/') && !self.path.split(['/', '\\']).any(|part| part == "..")
+    }
+}
+
+/// Whether a module class (its own name) is the backbone, as [`ListedModule::is_transformer`].
+pub fn is_transformer_kind(kind: &str) -> bool {
+    matches!(kind, "Transformer" | "BERT" | "DistilBERT" | "RoBERTa" | "XLMRoBERTa" | "ALBERT" | "CamemBERT")
 }
 
 /// The modules `folder`'s `modules.json` lists; none where it is missing or unreadable (the

@@ -18,6 +18,9 @@ pub fn find_weight_file(dir: &Path) -> Result<PathBuf> {
         if path.is_file() {
             return Ok(path);
         }
+        if let Some(target) = crate::model::source::dangling_link(&path) {
+            bail!("{}", crate::model::source::dangling_file_message(&path, &target));
+        }
     }
     if dir.join("pytorch_model.bin").is_file() {
         // transformers cannot load a sentence-transformers module (a Dense layer's folder):

@@ -1140,6 +1140,46 @@ c,a
         &["encode", "-m", &f, "hi"],
         error("transformer_in_subfolder is a sentence-transformers folder of the older layout, its Transformer module in 0_Transformer/, which sentence-mtl does not read: move the files of 0_Transformer/ into"),
     );
+    let f = c.damaged_model("transformer_path_missing", |d| {
+        let modules =
+            r#"[{"idx": 0, "name": "0", "path": "0_Transformer", "type": "sentence_transformers.models.Transformer"}]"#;
+        std::fs::write(d.join("modules.json"), modules).unwrap();
+    });
+    c.add(
+        "model",
+        "a sentence-transformers folder whose Transformer path names no model",
+        &["encode", "-m", &f, "hi"],
+        error("modules.json: the Transformer module's path is \"0_Transformer\", which holds no config.json; set it to \"\" where the model's files are in"),
+    );
+    let f = c.damaged_model("module_outside", |d| {
+        let modules = r#"[{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "../elsewhere/1_Pooling", "type": "sentence_transformers.models.Pooling"}]"#;
+        std::fs::write(d.join("modules.json"), modules).unwrap();
+    });
+    c.add(
+        "model",
+        "a sentence-transformers module outside the model folder",
+        &["encode", "-m", &f, "hi"],
+        error("modules.json: the Pooling module's path \"../elsewhere/1_Pooling\" leaves the model folder; a model's modules are inside it"),
+    );
+    let f = c.damaged_model("config_link", |d| {
+        std::fs::remove_file(d.join("config.json")).unwrap();
+        std::os::unix::fs::symlink("../../blobs/0123", d.join("config.json")).unwrap();
+    });
+    c.add(
+        "model",
+        "config.json a link to nothing (a cache snapshot copied without its blobs)",
+        &["encode", "-m", &f, "hi"],
+        error("config_link/config.json is a symbolic link to ../../blobs/0123, which does not exist (a Hugging Face cache snapshot copied without its blobs? `cp -rL` copies the files the links point to)"),
+    );
+    let link = c.path("model_link");
+    std::os::unix::fs::symlink(c.path("no_such_model"), &link).unwrap();
+    c.add(
+        "model",
+        "--model a link to nothing",
+        &["encode", "-m", &link, "hi"],
+        error("model_link is a symbolic link to "),
+    );
     let f = c.damaged_model("no_config", |d| std::fs::remove_file(d.join("config.json")).unwrap());
     c.add(
         "model",
