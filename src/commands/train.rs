@@ -271,13 +271,6 @@ fn feature_cache_notes(typed: &dyn Fn(&str) -> bool, settings: &TrainSettings) -
         }
         return notes;
     }
-    // Dropout lives only in the backbone, and the cache computes a frozen one without it.
-    if typed("dropout") && settings.feature_cache && has(|r| matches!(r, FreezeRule::Backbone)) {
-        notes.push(
-            "--dropout has no effect: the feature cache computes the frozen backbone once, without dropout (--no-feature-cache runs it every step, with dropout)"
-                .to_string(),
-        );
-    }
     if typed("no_feature_cache") && typed("feature_cache_budget") {
         notes.push("--feature-cache-budget has no effect: --no-feature-cache builds no cache".to_string());
     }

@@ -249,7 +249,17 @@ impl TrainingTask for ClassificationTask {
             "its {} labels are numbers such as {example}, each trained as a class of its own; to learn scores of sentence pairs, give the columns sentence1,sentence2,score (a similarity task)",
             self.labels.len()
         ));
-        numbers.into_iter().chain(self.one_row_per_class_note()).chain(self.absent_dev_classes_note()).collect()
+        // The refitted head is scikit-learn's logistic regression, which has class weights
+        // but no label smoothing.
+        let smoothing = (self.refit && self.label_smoothing > 0.0).then(|| {
+            "--label-smoothing has no effect on its small-data head, which is fitted anew by logistic regression before every evaluation and at the end".to_string()
+        });
+        numbers
+            .into_iter()
+            .chain(self.one_row_per_class_note())
+            .chain(self.absent_dev_classes_note())
+            .chain(smoothing)
+            .collect()
     }
 
     fn keep_label_order(&mut self, saved: &[String]) {
@@ -342,7 +352,8 @@ impl TrainingTask for ClassificationTask {
             return Ok(None);
         }
         let inputs = encoder.head_inputs(&self.source.name, &self.train.texts, &Progress::hidden())?;
-        Ok(Some(logistic_regression::fit(&inputs, &self.train_classes, self.labels.len() as i64)))
+        let classes = self.labels.len() as i64;
+        Ok(Some(logistic_regression::fit(&inputs, &self.train_classes, classes, self.class_weights.as_ref())))
     }
 
     fn evaluate(&self, encoder: &Encoder) -> Result<Option<TaskScore>> {

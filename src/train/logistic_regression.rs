@@ -1,7 +1,13 @@
 //! Multinomial logistic regression fitted to convergence, as scikit-learn's
 //! `LogisticRegression(C=1)` fits SetFit's head: full batch, in f64 on the CPU, by L-BFGS
-//! from zero. Minimises the mean cross-entropy plus `|W|² / (2 C n)` (scikit-learn's
-//! `C Σ cross-entropy + |W|² / 2`, divided by `C n`; the bias is not penalised).
+//! from zero. Minimises the mean (row-weighted) cross-entropy plus `|W|² / (2 C n)`
+//! (scikit-learn's `C Σ w_i cross-entropy_i + |W|² / 2`, divided by `C n`; the bias is not
+//! penalised).
+//!
+//! L-BFGS runs on centred inputs scaled to unit mean square norm: the same minimum (the
+//! unpenalised bias absorbs the centre, and the penalty is scaled with the inputs), but
+//! embeddings with a large common part, as unnormalised ones have, would otherwise leave the
+//! problem so badly conditioned that [`MAX_ITERATIONS`] passes before it converges.
 //!
 //! Two classes are one binary problem in scikit-learn: a single weight row `d` penalised by
 //! `|d|² / 2`. Our two rows `w0`, `w1` predict through `d = w1 - w0` alone, and at the
@@ -24,45 +30,69 @@ const MEMORY: usize = 10;
 pub struct LinearHead {
     pub weight: Tensor,
     pub bias: Tensor,
+    /// Whether L-BFGS reached the tolerance within [`MAX_ITERATIONS`] (scikit-learn warns
+    /// with a `ConvergenceWarning` where it did not).
+    pub converged: bool,
 }
 
-/// The head over `inputs [n, dim]` that best predicts class ids `classes [n]` (each `< n_classes`).
-pub fn fit(inputs: &Tensor, classes: &[i64], n_classes: i64) -> LinearHead {
-    let problem = Problem::new(inputs, classes, n_classes);
-    let theta = minimise(&problem, Tensor::zeros([problem.parameters()], (Kind::Double, Device::Cpu)));
-    let (weight, bias) = problem.split(&theta);
-    LinearHead { weight: weight.to_kind(Kind::Float), bias: bias.to_kind(Kind::Float) }
+/// The head over `inputs [n, dim]` that best predicts class ids `classes [n]` (each
+/// `< n_classes`), each row's cross-entropy weighted by `class_weights [classes]` of its
+/// class where given (scikit-learn's `class_weight`).
+pub fn fit(inputs: &Tensor, classes: &[i64], n_classes: i64, class_weights: Option<&Tensor>) -> LinearHead {
+    let problem = Problem::new(inputs, classes, n_classes, class_weights);
+    let start = Tensor::zeros([problem.parameters()], (Kind::Double, Device::Cpu));
+    let (theta, converged) = minimise(&problem, start);
+    let (weight, bias) = problem.unscaled(&theta);
+    LinearHead { weight: weight.to_kind(Kind::Float), bias: bias.to_kind(Kind::Float), converged }
 }
 
 /// The objective over parameters `theta [classes x (dim + 1)]`: each class's weights, then
 /// its bias, as the rows of `[classes, dim + 1]`.
 struct Problem {
-    /// The inputs with a column of ones `[n, dim + 1]` (f64).
+    /// The inputs, centred and scaled, with a column of ones `[n, dim + 1]` (f64).
     x: Tensor,
-    /// One-hot targets `[n, classes]` (f64).
+    /// One-hot targets, each row times its weight `[n, classes]` (f64).
     y: Tensor,
+    /// Each row's weight `[n, 1]` (f64).
+    row_weights: Tensor,
     /// 1 for weights, 0 for the bias `[1, dim + 1]`: what the penalty covers.
     penalised: Tensor,
     n_classes: i64,
-    /// `1 / (C n)`, twice that for two classes (module doc).
+    /// `1 / (C n)`, twice that for two classes (module doc), over the scale squared.
     penalty: f64,
+    /// The inputs' mean `[dim]` and the scale their centred rows were divided by.
+    centre: Tensor,
+    scale: f64,
 }
 
 impl Problem {
-    fn new(inputs: &Tensor, classes: &[i64], n_classes: i64) -> Self {
+    fn new(inputs: &Tensor, classes: &[i64], n_classes: i64, class_weights: Option<&Tensor>) -> Self {
+        let options = (Kind::Double, Device::Cpu);
         let x = inputs.to_device(Device::Cpu).to_kind(Kind::Double);
         let (n, dim) = (x.size()[0], x.size()[1]);
-        let ones = Tensor::ones([n, 1], (Kind::Double, Device::Cpu));
+        let centre = x.mean_dim(0, false, Kind::Double);
+        let centred = &x - &centre;
+        let root_mean_square = centred.square().sum(Kind::Double).double_value(&[]) / n as f64;
+        // Inputs all alike: nothing to scale, only the bias can fit.
+        let scale = if root_mean_square > 1e-24 { root_mean_square.sqrt() } else { 1.0 };
         let targets = Tensor::from_slice(classes);
-        let y = targets.one_hot(n_classes).to_kind(Kind::Double);
+        let row_weights = match class_weights {
+            Some(weights) => weights.to_device(Device::Cpu).to_kind(Kind::Double).index_select(0, &targets),
+            None => Tensor::ones([n], options),
+        }
+        .unsqueeze(1);
+        let y = targets.one_hot(n_classes).to_kind(Kind::Double) * &row_weights;
         let mut penalised = vec![1.0f64; dim as usize + 1];
         penalised[dim as usize] = 0.0;
         Self {
-            x: Tensor::cat(&[x, ones], 1),
+            x: Tensor::cat(&[centred / scale, Tensor::ones([n, 1], options)], 1),
             y,
+            row_weights,
             penalised: Tensor::from_slice(&penalised).unsqueeze(0),
             n_classes,
-            penalty: if n_classes == 2 { 2.0 } else { 1.0 } / (C * n as f64),
+            penalty: if n_classes == 2 { 2.0 } else { 1.0 } / (C * n as f64) / (scale * scale),
+            centre,
+            scale,
         }
     }
 
@@ -70,11 +100,14 @@ impl Problem {
         self.n_classes * self.x.size()[1]
     }
 
-    /// `theta` as weight `[classes, dim]` and bias `[classes]`.
-    fn split(&self, theta: &Tensor) -> (Tensor, Tensor) {
+    /// `theta` (of the centred, scaled inputs) as the weight `[classes, dim]` and bias
+    /// `[classes]` of the inputs as given: `W = W' / scale`, `b = b' - W centre`.
+    fn unscaled(&self, theta: &Tensor) -> (Tensor, Tensor) {
         let rows = theta.view([self.n_classes, -1]);
         let dim = rows.size()[1] - 1;
-        (rows.narrow(1, 0, dim).contiguous(), rows.select(1, dim).contiguous())
+        let weight = rows.narrow(1, 0, dim) / self.scale;
+        let bias = rows.select(1, dim) - weight.matmul(&self.centre);
+        (weight.contiguous(), bias.contiguous())
     }
 
     /// The objective and its gradient `[parameters]` at `theta`.
@@ -86,19 +119,20 @@ impl Problem {
         let cross_entropy = -(&log_p * &self.y).sum(Kind::Double).double_value(&[]) / n;
         let weights = &rows * &self.penalised;
         let penalty = 0.5 * self.penalty * weights.square().sum(Kind::Double).double_value(&[]);
-        let residual = log_p.exp() - &self.y;
+        // d/dlogits of Σ w_i CE_i: w_i (p_i - y_i), where `y` already carries w_i.
+        let residual = log_p.exp() * &self.row_weights - &self.y;
         let gradient = residual.tr().matmul(&self.x) / n + weights * self.penalty;
         (cross_entropy + penalty, gradient.view([-1]))
     }
 }
 
-/// L-BFGS with a backtracking (Armijo) line search from `theta`.
-fn minimise(problem: &Problem, mut theta: Tensor) -> Tensor {
+/// L-BFGS with a backtracking (Armijo) line search from `theta`; whether it converged.
+fn minimise(problem: &Problem, mut theta: Tensor) -> (Tensor, bool) {
     let (mut value, mut gradient) = problem.evaluate(&theta);
     let mut history: VecDeque<(Tensor, Tensor, f64)> = VecDeque::with_capacity(MEMORY);
     for _ in 0..MAX_ITERATIONS {
         if max_abs(&gradient) < GRADIENT_TOLERANCE {
-            break;
+            return (theta, true);
         }
         let mut direction = -two_loop(&gradient, &history);
         let mut slope = dot(&gradient, &direction);
@@ -118,6 +152,8 @@ fn minimise(problem: &Problem, mut theta: Tensor) -> Tensor {
             step *= 0.5;
         };
         if next_value >= value && step < 1e-12 {
+            // No step lowers the objective (scikit-learn's "abnormal termination in line
+            // search"): converged only where the gradient says so.
             break;
         }
         let (s, y) = (&next - &theta, &next_gradient - &gradient);
@@ -130,7 +166,8 @@ fn minimise(problem: &Problem, mut theta: Tensor) -> Tensor {
         }
         (theta, value, gradient) = (next, next_value, next_gradient);
     }
-    theta
+    let converged = max_abs(&gradient) < GRADIENT_TOLERANCE;
+    (theta, converged)
 }
 
 /// The inverse-Hessian estimate of the curvature pairs `(s, y, 1 / sᵀy)` applied to `gradient`.
@@ -176,19 +213,30 @@ mod tests {
     }
 
     /// scikit-learn's objective written out with autograd, independent of `Problem::evaluate`:
-    /// for two classes its binary one, over the difference of the rows.
-    fn objective(x: &Tensor, classes: &[i64], weight: &Tensor, bias: &Tensor) -> Tensor {
+    /// for two classes its binary one, over the difference of the rows; each row's loss
+    /// weighted by its class's `class_weights` where given.
+    fn objective(x: &Tensor, classes: &[i64], weight: &Tensor, bias: &Tensor, class_weights: Option<&[f64]>) -> Tensor {
         let n = x.size()[0] as f64;
+        let rows: Vec<f64> = classes.iter().map(|&c| class_weights.map_or(1.0, |w| w[c as usize])).collect();
+        let rows = Tensor::from_slice(&rows);
         if weight.size()[0] == 2 {
             let (d, b) = (weight.get(1) - weight.get(0), bias.get(1) - bias.get(0));
             let y = Tensor::from_slice(classes).to_kind(Kind::Double);
             let logit = x.matmul(&d) + b;
-            return logit.binary_cross_entropy_with_logits::<Tensor>(&y, None, None, tch::Reduction::Mean)
-                + d.square().sum(Kind::Double) / (2.0 * C * n);
+            let losses = logit.binary_cross_entropy_with_logits::<Tensor>(&y, None, None, tch::Reduction::None);
+            return (losses * rows).sum(Kind::Double) / n + d.square().sum(Kind::Double) / (2.0 * C * n);
         }
-        let logits = x.matmul(&weight.tr()) + bias;
-        logits.cross_entropy_for_logits(&Tensor::from_slice(classes))
-            + weight.square().sum(Kind::Double) / (2.0 * C * n)
+        let log_p = (x.matmul(&weight.tr()) + bias).log_softmax(1, Kind::Double);
+        let picked = log_p.gather(1, &Tensor::from_slice(classes).unsqueeze(1), false).squeeze_dim(1);
+        -(picked * rows).sum(Kind::Double) / n + weight.square().sum(Kind::Double) / (2.0 * C * n)
+    }
+
+    /// The largest entry of the objective's gradient (by autograd) at `head`.
+    fn worst_gradient(x: &Tensor, classes: &[i64], head: &LinearHead, class_weights: Option<&[f64]>) -> f64 {
+        let weight = head.weight.to_kind(Kind::Double).set_requires_grad(true);
+        let bias = head.bias.to_kind(Kind::Double).set_requires_grad(true);
+        objective(&x.to_kind(Kind::Double), classes, &weight, &bias, class_weights).backward();
+        max_abs(&weight.grad()).max(max_abs(&bias.grad()))
     }
 
     /// At the fit the objective's gradient (by autograd) vanishes: it is the minimum of a convex
@@ -197,19 +245,48 @@ mod tests {
     fn the_fit_is_the_minimum_of_the_penalised_cross_entropy() {
         for (n, dim, n_classes) in [(16, 8, 2), (48, 32, 6)] {
             let (x, classes) = clusters(n, dim, n_classes);
-            let head = fit(&x, &classes, n_classes);
+            let head = fit(&x, &classes, n_classes, None);
+            assert!(head.converged);
             assert_eq!(head.weight.size(), [n_classes, dim]);
             assert_eq!(head.bias.size(), [n_classes]);
-            let weight = head.weight.to_kind(Kind::Double).set_requires_grad(true);
-            let bias = head.bias.to_kind(Kind::Double).set_requires_grad(true);
-            let loss = objective(&x.to_kind(Kind::Double), &classes, &weight, &bias);
-            loss.backward();
-            let worst = max_abs(&weight.grad()).max(max_abs(&bias.grad()));
+            let worst = worst_gradient(&x, &classes, &head, None);
             assert!(worst < 1e-5, "{n}x{dim}, {n_classes} classes: gradient entry {worst} at the fit");
-            let start =
-                objective(&x.to_kind(Kind::Double), &classes, &Tensor::zeros_like(&weight), &Tensor::zeros_like(&bias));
+            let (weight, bias) = (head.weight.to_kind(Kind::Double), head.bias.to_kind(Kind::Double));
+            let x = x.to_kind(Kind::Double);
+            let loss = objective(&x, &classes, &weight, &bias, None);
+            let start = objective(&x, &classes, &weight.zeros_like(), &bias.zeros_like(), None);
             assert!(loss.double_value(&[]) < start.double_value(&[]) - 0.1);
         }
+    }
+
+    /// Class weights weigh each row's loss, as scikit-learn's `class_weight`: the fit is the
+    /// minimum of the weighted objective, and a weighted class is predicted more often.
+    #[test]
+    fn class_weights_weigh_each_rows_loss() {
+        for n_classes in [2, 4] {
+            let (x, classes) = clusters(40, 8, n_classes);
+            let heavy: Vec<f64> = (0..n_classes).map(|c| if c == 0 { 5.0 } else { 0.5 }).collect();
+            let head = fit(&x, &classes, n_classes, Some(&Tensor::from_slice(&heavy)));
+            let worst = worst_gradient(&x, &classes, &head, Some(&heavy));
+            assert!(head.converged && worst < 1e-5, "{n_classes} classes: gradient entry {worst} at the fit");
+            let unweighted = fit(&x, &classes, n_classes, None);
+            let zeros = |h: &LinearHead| {
+                i64::try_from((x.matmul(&h.weight.tr()) + &h.bias).argmax(1, false).eq(0).sum(Kind::Int64)).unwrap()
+            };
+            assert!(zeros(&head) > zeros(&unweighted), "{n_classes} classes: class 0 not predicted more often");
+        }
+    }
+
+    /// Inputs with a large common part (unnormalised embeddings: norm about 15, most of it
+    /// shared) still converge, to the minimum of the objective as given.
+    #[test]
+    fn badly_conditioned_inputs_converge() {
+        let (x, classes) = clusters(300, 64, 30);
+        let common = Tensor::randn([1, 64], (Kind::Float, Device::Cpu)) * 2.0;
+        let x = x * 0.1 + common;
+        let head = fit(&x, &classes, 30, None);
+        let worst = worst_gradient(&x, &classes, &head, None);
+        assert!(head.converged && worst < 1e-6, "gradient entry {worst} at the fit");
     }
 
     /// Well-separated classes are all predicted right, and the bias follows class frequency
@@ -217,11 +294,11 @@ mod tests {
     #[test]
     fn separable_classes_are_learned_and_the_bias_is_unpenalised() {
         let x = Tensor::from_slice(&[3.0f32, 0.0, 2.5, 0.5, 0.0, 3.0, 0.5, 2.5]).view([4, 2]);
-        let head = fit(&x, &[0, 0, 1, 1], 2);
+        let head = fit(&x, &[0, 0, 1, 1], 2, None);
         let predicted = (x.matmul(&head.weight.tr()) + &head.bias).argmax(1, false);
         assert_eq!(Vec::<i64>::try_from(predicted).unwrap(), [0, 0, 1, 1]);
         // Constant inputs: only the bias can fit, to the log-odds of 3 to 1.
-        let head = fit(&Tensor::ones([4, 1], (Kind::Float, Device::Cpu)), &[0, 0, 0, 1], 2);
+        let head = fit(&Tensor::ones([4, 1], (Kind::Float, Device::Cpu)), &[0, 0, 0, 1], 2, None);
         let p = (head.weight.view([1, 2]) + &head.bias).softmax(1, Kind::Float);
         let p0 = p.double_value(&[0, 0]);
         assert!((p0 - 0.75).abs() < 0.02, "P(class 0) = {p0}, not near 3/4");

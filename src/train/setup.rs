@@ -452,10 +452,10 @@ pub(super) fn start_up_notes(
     tasks: &[Box<dyn TrainingTask>],
     world: usize,
     typed_flags: &[String],
-    spec: &ModelSpec,
+    loaded: &LoadedModel,
 ) -> Result<Vec<String>> {
     let mut notes = check_compared_batches(settings, tasks, world)?;
-    notes.extend(model_flag_notes(settings, typed_flags, spec));
+    notes.extend(model_flag_notes(settings, typed_flags, loaded));
     notes.extend(oversized_row_notes(settings, tasks));
     for task in tasks {
         notes.extend(task.data_notes().into_iter().map(|note| format!("note: task '{}': {note}", task.source().name)));
@@ -465,11 +465,20 @@ pub(super) fn start_up_notes(
 }
 
 /// Flags the loaded model makes inert: `--lr-projection` where it has no projection (the
-/// model folder decides when `--projection-dim` is not given); and the default
-/// `--max-length` where it is shorter than the base model's own limit.
-fn model_flag_notes(settings: &TrainSettings, typed_flags: &[String], spec: &ModelSpec) -> Vec<String> {
+/// model folder decides when `--projection-dim` is not given); `--dropout` where the feature
+/// cache computes the whole backbone once (`--freeze backbone`, or the embeddings and every
+/// block); and the default `--max-length` where it is shorter than the base model's own limit.
+fn model_flag_notes(settings: &TrainSettings, typed_flags: &[String], loaded: &LoadedModel) -> Vec<String> {
     let typed = |flag: &str| typed_flags.iter().any(|f| f == flag);
+    let spec = &loaded.spec;
     let mut notes = Vec::new();
+    // Dropout lives only in the backbone, and the cache computes a frozen one without it.
+    if typed("dropout") && settings.feature_cache && CacheDepth::of(loaded) == Some(CacheDepth::Pooled) {
+        notes.push(
+            "note: --dropout has no effect: the feature cache computes the frozen backbone once, without dropout (--no-feature-cache runs it every step, with dropout)"
+                .to_string(),
+        );
+    }
     let base_limit = || checkpoint::folder_max_length(&settings.model).filter(|&(_, trained)| !trained);
     let own_limit = (!typed("max_length")).then(base_limit).flatten().map(|(own, _)| own);
     if let Some(own) = own_limit.filter(|&own| own > settings.max_length) {

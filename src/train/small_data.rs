@@ -52,12 +52,46 @@ impl SmallData {
     }
 }
 
-/// The run's optimizer steps: `planned`, raised to [`MIN_STEPS`] in small-data mode.
-pub fn total_steps(planned: usize, small_data: bool) -> usize {
-    if small_data {
-        planned.max(MIN_STEPS)
-    } else {
-        planned
+/// What small-data mode does to a run's length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunShape {
+    /// No task trains in small-data mode.
+    Off,
+    /// Every small-data task's encoder is frozen: its steps train only the head that the
+    /// refit replaces, so more steps would change nothing; evaluations (each a refit) are
+    /// kept to `--epochs` rather than one per tiny epoch.
+    FewerEvaluations,
+    /// At least [`MIN_STEPS`] optimizer steps, and `--epochs` evaluations over them.
+    Lengthened,
+}
+
+impl RunShape {
+    /// The shape of a run with a small-data task (`small_data`) whose encoder is frozen or not.
+    pub fn of(small_data: bool, encoder_frozen: bool) -> Self {
+        match (small_data, encoder_frozen) {
+            (false, _) => Self::Off,
+            (true, true) => Self::FewerEvaluations,
+            (true, false) => Self::Lengthened,
+        }
+    }
+
+    /// The run's optimizer steps: `planned`, raised to [`MIN_STEPS`] where it lengthens.
+    pub fn total_steps(self, planned: usize) -> usize {
+        match self {
+            Self::Lengthened => planned.max(MIN_STEPS),
+            Self::Off | Self::FewerEvaluations => planned,
+        }
+    }
+
+    /// Steps between dev evaluations when `--eval-every` is not given: an epoch, but in
+    /// small-data mode no fewer than make `epochs` evaluations of the `total` steps, since
+    /// each refits the heads and saves `last/` (a run of tiny epochs would otherwise do that
+    /// every step or two).
+    pub fn eval_interval(self, steps_per_epoch: usize, total: usize, epochs: usize) -> usize {
+        match self {
+            Self::Off => steps_per_epoch,
+            Self::FewerEvaluations | Self::Lengthened => steps_per_epoch.max(total.div_ceil(epochs.max(1))),
+        }
     }
 }
 
@@ -89,7 +123,7 @@ pub fn announcement(tasks: &[SmallTask], planned: usize, total: usize, encoder_f
     };
     let losses = match encoder_frozen {
         false => "label-pair cosine loss on the embeddings beside cross-entropy",
-        true => "cross-entropy (no label-pair loss: nothing that feeds the embeddings trains)",
+        true => "cross-entropy alone, over the planned steps (no label-pair loss and no lengthening: nothing that feeds the embeddings trains)",
     };
     format!("small-data mode for {}: {losses}, and {heads}, {steps}; --small-data off turns it off", tasks.join(", "))
 }
@@ -151,9 +185,13 @@ pub fn refit_heads(tasks: &[Box<dyn TrainingTask>], encoder: &Encoder) -> Result
             Ok(())
         })?;
         heads.lines.push(format!(
-            "small-data mode: the head of '{name}' fitted anew on the final embeddings of its {} training rows (logistic regression, C = {}, as SetFit)",
+            "small-data mode: the head of '{name}' fitted anew on the final embeddings of its {} training rows (logistic regression, C = {}, as SetFit){}",
             task.train_rows(),
-            super::logistic_regression::C
+            super::logistic_regression::C,
+            match fitted.converged {
+                true => "",
+                false => "; warning: it stopped before it converged (as scikit-learn's ConvergenceWarning)",
+            }
         ));
     }
     Ok(heads)
@@ -175,9 +213,10 @@ mod tests {
         assert!(!SmallData::Auto.applies(4951, 50));
         assert!(SmallData::On.applies(100_000, 2));
         assert!(!SmallData::Off.applies(16, 2));
-        assert_eq!(total_steps(3, true), MIN_STEPS);
-        assert_eq!(total_steps(3, false), 3);
-        assert_eq!(total_steps(MIN_STEPS + 5, true), MIN_STEPS + 5);
+        assert_eq!(RunShape::Lengthened.total_steps(3), MIN_STEPS);
+        assert_eq!(RunShape::Off.total_steps(3), 3);
+        assert_eq!(RunShape::FewerEvaluations.total_steps(3), 3);
+        assert_eq!(RunShape::Lengthened.total_steps(MIN_STEPS + 5), MIN_STEPS + 5);
         let line = announcement(&[SmallTask { name: "trec", rows: 48, head_frozen: false }], 6, MIN_STEPS, false);
         assert!(line.starts_with("small-data mode for 'trec' (48 rows): "), "{line}");
         assert!(line.contains("200 optimizer steps instead of 6; --small-data off"), "{line}");

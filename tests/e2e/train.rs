@@ -198,7 +198,7 @@ fn small_data_mode_turns_itself_on_says_so_learns_and_can_be_turned_off() {
     // loss (a constant), but the head is still fitted anew on them.
     let (said, _) =
         train_with("frozen", "auto", &["--freeze", "backbone", "--projection-dim", "0", "--max-steps", "4"]);
-    assert!(said.contains("cross-entropy (no label-pair loss: nothing that feeds the embeddings trains)"), "{said}");
+    assert!(said.contains("cross-entropy alone, over the planned steps (no label-pair loss and no lengthening: nothing that feeds the embeddings trains)"), "{said}");
     assert!(said.contains("small-data mode: no label-pair loss (the encoder is frozen), head refitted"), "{said}");
     assert!(said.contains(refit), "{said}");
     // A frozen head is kept as it is, and the run says so.

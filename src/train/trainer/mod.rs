@@ -219,12 +219,13 @@ impl<'a> Trainer<'a> {
         let mut state = setup::initial_state(settings, &tasks, &run, resume_from.as_deref(), &mut optimizer, world)?;
         let names: Vec<&str> = tasks.iter().map(|t| t.source().name.as_str()).collect();
         let small_data = tasks.iter().any(|t| t.small_data());
-        let length = RunLength::new(settings, state.sampler.checked_batches_per_epoch(&names)?, small_data);
+        let shape = small_data::RunShape::of(small_data, prepared.encoder_frozen);
+        let length = RunLength::new(settings, state.sampler.checked_batches_per_epoch(&names)?, shape);
         let resumed_from = resume_from.as_ref().map(|_| state.step);
         let resumed_window = state.window.take();
         let spec = &prepared.loaded.spec;
         prepared.notes.extend(match resumed_from {
-            None => setup::start_up_notes(settings, &tasks, world, &options.typed_flags, spec)?,
+            None => setup::start_up_notes(settings, &tasks, world, &options.typed_flags, &prepared.loaded)?,
             Some(_) => setup::precision_change_note(spec, settings.precision, precision).into_iter().collect(),
         });
         let log = match main {
