@@ -212,15 +212,12 @@ pub struct TaskSampler {
     rng: Rng,
     /// Batches handed out so far.
     drawn: usize,
-    /// Round-robin with unequal shares: each task's credit of turns (smooth weighted
-    /// round-robin); empty until the first such draw.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    credit: Vec<f64>,
-    /// Proportional and temperature sampling: the tasks of the epoch's batches still to come.
+    /// The tasks of the epoch's batches still to come (all strategies but round-robin with
+    /// equal shares, which needs no plan).
     #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
     epoch_plan: VecDeque<usize>,
-    /// Proportional and temperature sampling: the batches each task's share came to in the
-    /// epochs planned so far, less those it got (rounding's debt, below 1 either way).
+    /// The batches each task's share came to in the epochs planned so far, less those it
+    /// got (rounding's debt, below 1 either way).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     owed: Vec<f64>,
 }
@@ -243,7 +240,6 @@ impl TaskSampler {
             streams,
             rng,
             drawn: 0,
-            credit: Vec::new(),
             epoch_plan: VecDeque::new(),
             owed: Vec::new(),
         }
@@ -318,8 +314,12 @@ impl TaskSampler {
     /// A round-robin epoch's batches, unrounded, and the task that sets it: the one whose
     /// pass takes the most turns at its share (each pass planned once).
     fn round_robin_epoch(&self) -> (f64, usize) {
-        let limit = self.limit();
-        let turns: Vec<f64> = self.streams.iter().map(|s| s.batches_per_pass(limit) as f64 / s.share).collect();
+        self.round_robin_epoch_of(&self.batches_per_pass())
+    }
+
+    /// [`TaskSampler::round_robin_epoch`] from each task's batches per pass (`passes`).
+    fn round_robin_epoch_of(&self, passes: &[usize]) -> (f64, usize) {
+        let turns: Vec<f64> = self.streams.iter().zip(passes).map(|(s, &pass)| pass as f64 / s.share).collect();
         let slowest = (0..turns.len()).max_by(|&a, &b| turns[a].total_cmp(&turns[b])).unwrap_or(0);
         let total_share: f64 = self.streams.iter().map(|s| s.share).sum();
         (turns.get(slowest).copied().unwrap_or(0.0) * total_share, slowest)
@@ -364,54 +364,40 @@ impl TaskSampler {
         weights.iter().map(|w| w / total).collect()
     }
 
-    /// Round-robin with unequal shares, as nginx's smooth weighted round-robin: every task
-    /// earns its share each turn, the richest takes the turn and pays the total, so turns
-    /// come in proportion and spread evenly (shares 2 : 1 give A, B, A, A, B, A, ...).
-    fn weighted_turn(&mut self) -> usize {
-        if self.credit.len() != self.streams.len() {
-            self.credit = vec![0.0; self.streams.len()];
-        }
-        let mut best = 0;
-        for (t, stream) in self.streams.iter().enumerate() {
-            self.credit[t] += stream.share;
-            if self.credit[t] > self.credit[best] {
-                best = t;
-            }
-        }
-        self.credit[best] -= self.streams.iter().map(|s| s.share).sum::<f64>();
-        best
-    }
-
-    /// The tasks of one epoch's batches under the shuffled strategies, in shuffled order:
-    /// each task's number of them is its [`TaskSampler::task_shares`] of the epoch plus what
-    /// earlier epochs' rounding owes it (largest remainders round), so that a task whose share
-    /// is below one batch an epoch still gets its batches over several. With equal shares,
-    /// proportional sampling plans each task's pass exactly.
+    /// The tasks of one epoch's batches: each task's number of them is its
+    /// [`TaskSampler::task_shares`] of the epoch plus what earlier epochs' rounding owes it
+    /// (largest remainders round), so that a task whose share is below one batch an epoch
+    /// still gets its batches over several. With equal shares, proportional sampling plans
+    /// each task's pass exactly, and weighted round-robin gives the task that sets the
+    /// epoch's length its whole pass. The shuffled strategies shuffle the plan; round-robin
+    /// spreads each task's turns evenly over it ([`smooth_turns`]).
     fn plan_epoch(&mut self) -> VecDeque<usize> {
-        // As `batches_per_epoch` counts the shuffled strategies' epochs.
         let passes = self.batches_per_pass();
-        let total = passes.iter().sum::<usize>().max(1);
         if self.owed.len() != self.streams.len() {
             self.owed = vec![0.0; self.streams.len()];
         }
-        let quotas: Vec<f64> =
-            self.shares_of(&passes).iter().zip(&self.owed).map(|(share, owed)| share * total as f64 + owed).collect();
-        // The small tolerance keeps 5.999999... batches from rounding down to 5.
-        let mut counts: Vec<usize> = quotas.iter().map(|q| (q + 1e-6).floor().max(0.0) as usize).collect();
-        let remainder = |counts: &[usize], t: usize| quotas[t] - counts[t] as f64;
-        while counts.iter().sum::<usize>() < total {
-            let most_owed = (0..counts.len()).max_by(|&a, &b| remainder(&counts, a).total_cmp(&remainder(&counts, b)));
-            counts[most_owed.expect("at least one task")] += 1;
-        }
-        // A task owing a part of a batch still counts 0 (not -1), which can overfill the epoch.
-        while counts.iter().sum::<usize>() > total {
-            let least_owed = (0..counts.len())
-                .filter(|&t| counts[t] > 0)
-                .min_by(|&a, &b| remainder(&counts, a).total_cmp(&remainder(&counts, b)));
-            counts[least_owed.expect("a task with batches")] -= 1;
-        }
-        for ((owed, quota), &count) in self.owed.iter_mut().zip(&quotas).zip(&counts) {
-            *owed = quota - count as f64;
+        let (total, whole_pass, due) = match self.strategy {
+            // The task whose pass sets the epoch's length is due that pass exactly; the rest of
+            // the epoch (its length rounded up to whole batches) is the others', by share.
+            SamplingStrategy::RoundRobin => {
+                let (epoch, slowest) = self.round_robin_epoch_of(&passes);
+                let total = whole_batches(epoch).max(1);
+                let rest = total.saturating_sub(passes[slowest]) as f64;
+                let others: f64 =
+                    self.streams.iter().enumerate().filter(|(t, _)| *t != slowest).map(|(_, s)| s.share).sum();
+                let due = (0..passes.len())
+                    .map(|t| if t == slowest { passes[t] as f64 } else { rest * self.streams[t].share / others })
+                    .collect();
+                (total, Some(slowest), due)
+            }
+            _ => {
+                let total = passes.iter().sum::<usize>().max(1);
+                (total, None, self.shares_of(&passes).iter().map(|share| share * total as f64).collect::<Vec<_>>())
+            }
+        };
+        let counts = self.round_with_debt(&due, total, whole_pass);
+        if self.strategy == SamplingStrategy::RoundRobin {
+            return smooth_turns(&counts);
         }
         let mut plan: Vec<usize> =
             counts.iter().enumerate().flat_map(|(task, &n)| std::iter::repeat_n(task, n)).collect();
@@ -419,11 +405,38 @@ impl TaskSampler {
         plan.into()
     }
 
+    /// Whole batches per task for an epoch of `total` from what each is `due`, plus what
+    /// earlier epochs' rounding owes it, by largest remainders; the debt left is kept for the
+    /// next epoch. `exact`: a task whose due is whole and is not rounded.
+    fn round_with_debt(&mut self, due: &[f64], total: usize, exact: Option<usize>) -> Vec<usize> {
+        let quotas: Vec<f64> = due.iter().zip(&self.owed).map(|(due, owed)| due + owed).collect();
+        // The small tolerance keeps 5.999999... batches from rounding down to 5.
+        let mut counts: Vec<usize> = quotas.iter().map(|q| (q + 1e-6).floor().max(0.0) as usize).collect();
+        let remainder = |counts: &[usize], t: usize| quotas[t] - counts[t] as f64;
+        let rounded = |t: &usize| Some(*t) != exact;
+        while counts.iter().sum::<usize>() < total {
+            let most_owed = (0..counts.len())
+                .filter(rounded)
+                .max_by(|&a, &b| remainder(&counts, a).total_cmp(&remainder(&counts, b)));
+            counts[most_owed.expect("a task to round")] += 1;
+        }
+        // A task owing a part of a batch still counts 0 (not -1), which can overfill the epoch.
+        while counts.iter().sum::<usize>() > total {
+            let least_owed = (0..counts.len())
+                .filter(|t| counts[*t] > 0 && rounded(t))
+                .min_by(|&a, &b| remainder(&counts, a).total_cmp(&remainder(&counts, b)));
+            counts[least_owed.expect("a task with batches")] -= 1;
+        }
+        for ((owed, quota), &count) in self.owed.iter_mut().zip(&quotas).zip(&counts) {
+            *owed = quota - count as f64;
+        }
+        counts
+    }
+
     /// The next batch: its task index and row indices.
     pub fn next_batch(&mut self) -> (usize, Vec<usize>) {
         let task = match self.strategy {
             SamplingStrategy::RoundRobin if self.shares_are_equal() => self.drawn % self.streams.len(),
-            SamplingStrategy::RoundRobin => self.weighted_turn(),
             _ => {
                 if self.epoch_plan.is_empty() {
                     self.epoch_plan = self.plan_epoch();
@@ -440,6 +453,27 @@ impl TaskSampler {
         let rows = self.streams[task].next(limit, &mut self.rng);
         (task, rows)
     }
+}
+
+/// `counts[t]` turns of each task `t`, spread evenly, as nginx's smooth weighted round-robin:
+/// every task earns its count each turn, the richest takes the turn and pays the total, so
+/// counts 2 : 1 give A, B, A, A, B, A, ... and each task has exactly its count.
+fn smooth_turns(counts: &[usize]) -> VecDeque<usize> {
+    let total: usize = counts.iter().sum();
+    let mut credit = vec![0i64; counts.len()];
+    (0..total)
+        .map(|_| {
+            let mut best = 0;
+            for (t, &count) in counts.iter().enumerate() {
+                credit[t] += count as i64;
+                if credit[t] > credit[best] {
+                    best = t;
+                }
+            }
+            credit[best] -= total as i64;
+            best
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -613,6 +647,25 @@ mod tests {
         assert!((shares[0] - 0.5).abs() < 1e-12 && (shares[1] - 0.25).abs() < 1e-12, "{shares:?}");
     }
 
+    /// With shares whose turns do not divide an epoch, the task that sets the epoch's length
+    /// still has its whole pass in every epoch, and the others their shares over the epochs.
+    #[test]
+    fn weighted_round_robin_gives_each_epoch_the_longest_task_pass() {
+        let s = TaskSampler::new(SamplingStrategy::RoundRobin, BatchLimit::Rows(4), lengths(&[20, 12]), 5);
+        let mut s = s.with_shares(&[1.0, 1.7]);
+        let epoch = s.batches_per_epoch();
+        assert_eq!(epoch, 14, "5 batches of task 0 at share 1 of 2.7: 13.5 a pass");
+        let mut others = 0;
+        for e in 0..7 {
+            let tasks: Vec<usize> = (0..epoch).map(|_| s.next_batch().0).collect();
+            assert_eq!(tasks.iter().filter(|&&t| t == 0).count(), 5, "epoch {e}: {tasks:?}");
+            others += tasks.iter().filter(|&&t| t == 1).count();
+            // Turns spread: task 0 never waits more than 3 turns.
+            assert!(tasks.windows(4).all(|w| w.contains(&0)), "epoch {e}: {tasks:?}");
+        }
+        assert_eq!(others, 7 * epoch - 35);
+    }
+
     #[test]
     fn equal_shares_leave_the_plain_strategies_unchanged() {
         let draw = |shares: Option<&[f64]>| {
@@ -664,7 +717,7 @@ mod tests {
             lengths(&[30, 50]),
             3,
         ));
-        // Weighted round-robin's credit is part of the state.
+        // Weighted round-robin's epoch plan is part of the state.
         assert_resumes_alike(
             TaskSampler::new(SamplingStrategy::RoundRobin, BatchLimit::Rows(4), lengths(&[30, 50, 12]), 3)
                 .with_shares(&[1.0, 0.3, 2.5]),
