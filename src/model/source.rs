@@ -116,7 +116,7 @@ fn names_in(dir: &Path, keep: impl Fn(&std::fs::DirEntry) -> bool) -> String {
     }
 }
 
-pub(super) fn looks_like_hub_id(s: &str) -> bool {
+fn looks_like_hub_id(s: &str) -> bool {
     let parts: Vec<&str> = s.split('/').collect();
     !s.starts_with('.')
         && !s.starts_with('~')
