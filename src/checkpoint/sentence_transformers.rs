@@ -122,14 +122,37 @@ fn read_pooling(path: &Path) -> Result<Pooling> {
     })
 }
 
-/// `sentence_bert_config.json`'s `max_seq_length`; its `do_lower_case` (the Transformer
-/// module lower-cases the text itself) is refused when the tokenizer does not lower-case.
+/// The Transformer module's settings files sentence-transformers reads, the first found
+/// (older versions saved a DistilBERT's as `sentence_distilbert_config.json`).
+const TRANSFORMER_SETTINGS_FILES: [&str; 7] = [
+    "sentence_bert_config.json",
+    "sentence_roberta_config.json",
+    "sentence_distilbert_config.json",
+    "sentence_camembert_config.json",
+    "sentence_albert_config.json",
+    "sentence_xlm-roberta_config.json",
+    "sentence_xlnet_config.json",
+];
+
+/// The Transformer module's `max_seq_length`; its `do_lower_case` (the Transformer module
+/// lower-cases the text itself) is refused when the tokenizer does not lower-case, and so are
+/// `config_args` and `tokenizer_args`, which change the model or its tokens from what the
+/// folder's own files say.
 fn read_transformer_settings(dir: &Path) -> Result<Option<usize>> {
-    let path = dir.join("sentence_bert_config.json");
-    if !path.is_file() {
+    let Some(path) = TRANSFORMER_SETTINGS_FILES.iter().map(|name| dir.join(name)).find(|path| path.is_file()) else {
         return Ok(None);
-    }
+    };
     let value: serde_json::Value = read_json(&path)?;
+    for field in ["config_args", "tokenizer_args"] {
+        let set = value.get(field).and_then(|v| v.as_object()).filter(|args| !args.is_empty());
+        if let Some(args) = set {
+            bail!(
+                "{}: {field} ({}) is not supported: sentence-transformers applies it over config.json and the tokenizer files, which are what sentence-mtl reads; write those settings into them",
+                path.display(),
+                args.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
+        }
+    }
     let lower_cases_text = value.get("do_lower_case").and_then(|v| v.as_bool()) == Some(true);
     if lower_cases_text && !crate::model::tokenizer::lower_cases(dir)? {
         bail!(
@@ -225,6 +248,19 @@ mod tests {
         std::fs::write(dir.path().join("modules.json"), modules).unwrap();
         std::fs::write(dir.path().join(MODEL_SETTINGS_FILE), settings).unwrap();
         dir
+    }
+
+    /// sentence-transformers' older settings file names are read too, and the arguments it
+    /// would apply over the folder's own files are refused.
+    #[test]
+    fn the_transformer_settings_are_read_as_sentence_transformers_reads_them() {
+        let dir = folder_with_settings("{}");
+        std::fs::write(dir.path().join("sentence_distilbert_config.json"), r#"{"max_seq_length": 8}"#).unwrap();
+        assert_eq!(SentenceTransformersConfig::read(dir.path()).unwrap().max_seq_length, Some(8));
+        let args = r#"{"max_seq_length": 8, "tokenizer_args": {"truncation_side": "left"}}"#;
+        std::fs::write(dir.path().join("sentence_bert_config.json"), args).unwrap();
+        let err = SentenceTransformersConfig::read(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("sentence_bert_config.json: tokenizer_args (truncation_side) is not supported"), "{err}");
     }
 
     #[test]

@@ -31,8 +31,14 @@ impl BackboneConfig {
         #[derive(Deserialize)]
         struct ModelType {
             model_type: Option<String>,
+            /// Heads transformers removes from each layer's attention at load.
+            #[serde(default)]
+            pruned_heads: serde_json::Value,
         }
         let kind: ModelType = parse(text)?;
+        if kind.pruned_heads.as_object().is_some_and(|heads| !heads.is_empty()) {
+            bail!("pruned_heads is not supported: sentence-mtl runs every attention head of every layer");
+        }
         match kind.model_type.as_deref() {
             Some("distilbert") => {
                 let raw: DistilBertJson = parse(text)?;
@@ -327,7 +333,7 @@ impl BertJson {
         if self.is_decoder {
             bail!("is_decoder is true: only encoder (bidirectional) BERT models are supported");
         }
-        // rust-bert's BERT layers hard-code HF's default epsilon.
+        // The fused forward (`model::fused_forward`) uses BERT's default epsilon.
         if (self.layer_norm_eps - 1e-12).abs() > 1e-15 {
             bail!("layer_norm_eps {} is not supported (only BERT's 1e-12)", self.layer_norm_eps);
         }
@@ -395,6 +401,15 @@ mod tests {
         let config = BackboneConfig::from_json(distil).unwrap();
         assert_eq!(config.model_type(), "distilbert");
         assert_eq!(config.num_layers(), 2);
+    }
+
+    #[test]
+    fn pruned_heads_are_refused() {
+        let bert = r#"{"model_type":"bert","vocab_size":10,"hidden_size":8,"num_hidden_layers":2,
+            "num_attention_heads":2,"intermediate_size":16,"pruned_heads":{"0":[1]}}"#;
+        let err = BackboneConfig::from_json(bert).unwrap_err().to_string();
+        assert!(err.starts_with("pruned_heads is not supported"), "{err}");
+        assert!(BackboneConfig::from_json(&bert.replace(r#"{"0":[1]}"#, "{}")).is_ok());
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub struct SentenceTokenizer {
     vocab_path: std::path::PathBuf,
     pub lower_case: bool,
     pub strip_accents: bool,
+    /// `truncation_side: "left"`: a long text keeps its end, not its start.
+    truncate_start: bool,
 }
 
 impl SentenceTokenizer {
@@ -38,14 +40,16 @@ impl SentenceTokenizer {
         let config = read_tokenizer_config(dir)?;
         let tokenizer_json = read_tokenizer_json(dir)?;
         refuse_other_tokenizers(dir, &config, tokenizer_json.as_ref())?;
+        refuse_other_special_tokens(dir, &config, tokenizer_json.as_ref())?;
         let (lower_case, strip_accents) = settings_of(dir, &config)?;
+        let truncate_start = truncates_start(dir, &config)?;
         let vocab = BertVocab::from_file(&vocab_path)
             .map_err(|e| anyhow::anyhow!("cannot read vocabulary {}: {e}", vocab_path.display()))?;
         refuse_added_tokens(dir, &config, tokenizer_json.as_ref(), &vocab)?;
         let pad_id = vocab.token_to_id(vocab.get_pad_value());
         let id_limit = vocab.values().values().max().map_or(0, |&id| id + 1);
         let inner = BertTokenizer::from_existing_vocab(vocab, lower_case, strip_accents);
-        Ok(Self { inner, pad_id, id_limit, vocab_path, lower_case, strip_accents })
+        Ok(Self { inner, pad_id, id_limit, vocab_path, lower_case, strip_accents, truncate_start })
     }
 
     /// Refuses a vocabulary with ids past the model's embedding table (`vocab_size` rows):
@@ -67,13 +71,24 @@ impl SentenceTokenizer {
     }
 
     /// As `encode_batch`, with how many of the texts were longer than `max_length` tokens and
-    /// lost their end.
+    /// lost their end (or their start, where the tokenizer truncates on the left).
     pub fn encode_batch_counting_truncated<S: AsRef<str> + Sync>(
         &self,
         texts: &[S],
         max_length: usize,
     ) -> (Vec<Vec<i64>>, usize) {
         let texts: Vec<std::borrow::Cow<str>> = texts.iter().map(|t| with_hf_whitespace(t.as_ref())).collect();
+        if self.truncate_start {
+            let whole = MultiThreadedTokenizer::encode_list(
+                &self.inner,
+                &texts,
+                usize::MAX,
+                &TruncationStrategy::DoNotTruncate,
+                0,
+            );
+            let truncated = whole.iter().filter(|e| e.token_ids.len() > max_length).count();
+            return (whole.into_iter().map(|e| keep_end(e.token_ids, max_length)).collect(), truncated);
+        }
         let encoded =
             MultiThreadedTokenizer::encode_list(&self.inner, &texts, max_length, &TruncationStrategy::LongestFirst, 0);
         let truncated = encoded.iter().filter(|e| e.num_truncated_tokens > 0).count();
@@ -83,6 +98,18 @@ impl SentenceTokenizer {
     pub fn pad_id(&self) -> i64 {
         self.pad_id
     }
+}
+
+/// `[CLS] text [SEP]` cut to `max_length` ids (at least 2) by dropping the text's first tokens,
+/// as transformers truncates on the left.
+fn keep_end(ids: Vec<i64>, max_length: usize) -> Vec<i64> {
+    if ids.len() <= max_length {
+        return ids;
+    }
+    let mut kept = Vec::with_capacity(max_length);
+    kept.push(ids[0]);
+    kept.extend_from_slice(&ids[ids.len() + 1 - max_length..]);
+    kept
 }
 
 /// Whitespace that HF's pre-tokenizer splits on and rust_tokenizers does not (the line and
@@ -114,11 +141,17 @@ struct AddedToken {
     special: bool,
 }
 
-/// A part of `tokenizer.json`'s pipeline, by its type.
+/// A part of `tokenizer.json`'s pipeline, by its type, with the settings of BERT's parts
+/// that change tokens and that transformers does not rebuild from `tokenizer_config.json`.
 #[derive(serde::Deserialize)]
 struct Component {
     #[serde(rename = "type", default)]
     kind: Option<String>,
+    /// BertNormalizer: false keeps control characters.
+    clean_text: Option<bool>,
+    /// WordPiece: longer words become `[UNK]` (100 here, as BERT's).
+    max_input_chars_per_word: Option<u64>,
+    continuing_subword_prefix: Option<String>,
 }
 
 /// What `tokenizer.json` says about the pipeline and added tokens; the rest (the vocabulary
@@ -130,6 +163,14 @@ struct TokenizerJson {
     normalizer: Option<Component>,
     pre_tokenizer: Option<Component>,
     model: Option<Component>,
+    /// What adds `[CLS]` and `[SEP]`; `null` (none) is kept apart from a file without the key.
+    #[serde(default = "no_post_processor_key")]
+    post_processor: Value,
+}
+
+/// A `tokenizer.json` without a `post_processor` key: nothing to check.
+fn no_post_processor_key() -> Value {
+    Value::String("absent".into())
 }
 
 /// `dir`'s `tokenizer.json`, `None` when it has none.
@@ -166,15 +207,105 @@ fn refuse_other_tokenizers(dir: &Path, config: &Value, tokenizer_json: Option<&T
         ("pre_tokenizer", &json.pre_tokenizer, "BertPreTokenizer"),
         ("model", &json.model, "WordPiece"),
     ];
+    let file = dir.join("tokenizer.json");
     for (part, component, bert) in parts {
         if let Some(other) = component.as_ref().and_then(|c| c.kind.as_deref()).filter(|kind| *kind != bert) {
             anyhow::bail!(
                 "{}: its {part} is {other}, not BERT's {bert}: sentence-mtl tokenizes as BERT's WordPiece tokenizer, which would give this model other tokens",
-                dir.join("tokenizer.json").display(),
+                file.display(),
             );
         }
     }
+    let other_setting = |setting: String| {
+        anyhow::anyhow!(
+            "{}: {setting} is not supported: sentence-mtl tokenizes as BERT's WordPiece tokenizer, which would give this model other tokens",
+            file.display()
+        )
+    };
+    if json.normalizer.as_ref().and_then(|n| n.clean_text) == Some(false) {
+        return Err(other_setting("the normalizer's clean_text false (control characters kept)".into()));
+    }
+    if let Some(model) = &json.model {
+        if let Some(chars) = model.max_input_chars_per_word.filter(|&c| c != 100) {
+            return Err(other_setting(format!("WordPiece max_input_chars_per_word {chars} (BERT's is 100)")));
+        }
+        if let Some(prefix) = model.continuing_subword_prefix.as_deref().filter(|&p| p != "##") {
+            return Err(other_setting(format!("WordPiece continuing_subword_prefix '{prefix}' (BERT's is '##')")));
+        }
+    }
+    if !adds_cls_and_sep(&json.post_processor) {
+        return Err(other_setting(format!(
+            "a post_processor that does not put [CLS] before and [SEP] after a text ({})",
+            json.post_processor
+        )));
+    }
     Ok(())
+}
+
+/// Whether `tokenizer.json`'s `post_processor` makes a text `[CLS] text [SEP]`, as BERT's
+/// does (or the file has no such key).
+fn adds_cls_and_sep(post_processor: &Value) -> bool {
+    let special = |item: &Value| item["SpecialToken"]["id"].as_str().map(str::to_string);
+    match post_processor["type"].as_str() {
+        None => post_processor == &no_post_processor_key(),
+        Some("BertProcessing") => {
+            post_processor["cls"][0].as_str() == Some("[CLS]") && post_processor["sep"][0].as_str() == Some("[SEP]")
+        }
+        Some("TemplateProcessing") => match post_processor["single"].as_array().map(Vec::as_slice) {
+            Some([first, text, last]) => {
+                special(first).as_deref() == Some("[CLS]")
+                    && text["Sequence"]["id"].as_str() == Some("A")
+                    && special(last).as_deref() == Some("[SEP]")
+            }
+            _ => false,
+        },
+        Some(_) => false,
+    }
+}
+
+/// The special tokens BERT's tokenizer uses, which this one uses whatever a folder says.
+const BERT_SPECIAL_TOKENS: [(&str, &str); 4] =
+    [("cls_token", "[CLS]"), ("sep_token", "[SEP]"), ("unk_token", "[UNK]"), ("pad_token", "[PAD]")];
+
+/// Refuses other special tokens in `tokenizer_config.json` or `special_tokens_map.json` of a
+/// folder without `tokenizer.json`: transformers then builds its tokenizer around them (with
+/// `tokenizer.json`, its post-processor decides, checked by [`refuse_other_tokenizers`]).
+fn refuse_other_special_tokens(dir: &Path, config: &Value, tokenizer_json: Option<&TokenizerJson>) -> Result<()> {
+    if tokenizer_json.is_some() {
+        return Ok(());
+    }
+    let map_path = dir.join("special_tokens_map.json");
+    let map: Value = match std::fs::read_to_string(&map_path) {
+        Ok(text) => serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", map_path.display()))?,
+        Err(_) => Value::Null,
+    };
+    for (file, values) in [(dir.join(TOKENIZER_CONFIG), config), (map_path, &map)] {
+        for (field, bert) in BERT_SPECIAL_TOKENS {
+            // A token is a string, or an object with its `content`.
+            let value = &values[field];
+            let token = value.as_str().or_else(|| value["content"].as_str());
+            if let Some(token) = token.filter(|&t| t != bert) {
+                anyhow::bail!(
+                    "{}: {field} '{token}' is not supported: sentence-mtl's tokenizer uses BERT's {bert}, which would give this model other tokens",
+                    file.display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether the tokenizer truncates a long text at its start (`truncation_side: "left"` in
+/// `tokenizer_config.json`); any other side than left and right is refused.
+fn truncates_start(dir: &Path, config: &Value) -> Result<bool> {
+    match config.get("truncation_side").and_then(Value::as_str) {
+        None | Some("right") => Ok(false),
+        Some("left") => Ok(true),
+        Some(other) => anyhow::bail!(
+            "{}: truncation_side '{other}' is not one of left and right",
+            dir.join(TOKENIZER_CONFIG).display()
+        ),
+    }
 }
 
 /// Refuses tokens added to the tokenizer (`tokenizer.add_tokens`, in `tokenizer.json`'s
@@ -299,6 +430,51 @@ mod tests {
         assert_eq!(model_max_length(dir.path()).unwrap(), Some(64));
         write(dir.path(), "tokenizer_config.json", r#"{"model_max_length": 1000000000000000019884624838656}"#);
         assert_eq!(model_max_length(dir.path()).unwrap(), None);
+    }
+
+    /// A tokenizer that truncates on the left keeps a long text's end, between [CLS] and [SEP].
+    #[test]
+    fn truncation_on_the_left_keeps_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "vocab.txt", "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\na\nb\nc\nd\n");
+        let right = SentenceTokenizer::from_dir(dir.path()).unwrap();
+        assert_eq!(right.encode_batch_counting_truncated(&["a b c d"], 4), (vec![vec![2, 5, 6, 3]], 1));
+        write(dir.path(), "tokenizer_config.json", r#"{"truncation_side": "left"}"#);
+        let left = SentenceTokenizer::from_dir(dir.path()).unwrap();
+        let (ids, truncated) = left.encode_batch_counting_truncated(&["a b c d", "a b", "a"], 4);
+        assert_eq!((ids, truncated), (vec![vec![2, 7, 8, 3], vec![2, 5, 6, 3], vec![2, 5, 3]], 1));
+        assert_eq!(left.encode_batch(&["a b c d"], 2), vec![vec![2, 3]]);
+    }
+
+    /// Pipelines and special tokens that make other tokens than BERT's are refused.
+    #[test]
+    fn other_post_processors_word_pieces_and_special_tokens_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "vocab.txt", "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nhello\n");
+        let template = |last: &str| {
+            format!(
+                r#"{{"post_processor": {{"type": "TemplateProcessing", "single": [{{"SpecialToken": {{"id": "[CLS]", "type_id": 0}}}}, {{"Sequence": {{"id": "A", "type_id": 0}}}}{last}]}}}}"#
+            )
+        };
+        write(dir.path(), "tokenizer.json", &template(r#", {"SpecialToken": {"id": "[SEP]", "type_id": 0}}"#));
+        assert!(SentenceTokenizer::from_dir(dir.path()).is_ok());
+        let refused = |json: &str| {
+            write(dir.path(), "tokenizer.json", json);
+            SentenceTokenizer::from_dir(dir.path()).err().map(|e| e.to_string()).unwrap_or_default()
+        };
+        assert!(refused(&template("")).contains("a post_processor that does not put [CLS] before and [SEP] after"));
+        assert!(refused(r#"{"post_processor": null}"#).contains("a post_processor that does not put"));
+        let bert = r#"{"post_processor": {"type": "BertProcessing", "sep": ["[SEP]", 3], "cls": ["[CLS]", 2]}}"#;
+        assert_eq!(refused(bert), "");
+        assert!(refused(r#"{"model": {"type": "WordPiece", "max_input_chars_per_word": 10}}"#)
+            .contains("WordPiece max_input_chars_per_word 10 (BERT's is 100) is not supported"));
+        assert!(
+            refused(r#"{"normalizer": {"type": "BertNormalizer", "clean_text": false}}"#).contains("clean_text false")
+        );
+        std::fs::remove_file(dir.path().join("tokenizer.json")).unwrap();
+        write(dir.path(), "special_tokens_map.json", r#"{"cls_token": {"content": "[unused1]"}}"#);
+        let err = SentenceTokenizer::from_dir(dir.path()).err().unwrap().to_string();
+        assert!(err.ends_with("special_tokens_map.json: cls_token '[unused1]' is not supported: sentence-mtl's tokenizer uses BERT's [CLS], which would give this model other tokens"), "{err}");
     }
 
     #[test]

@@ -1270,6 +1270,53 @@ c,a
         &["encode", "-m", &f, "hi"],
         error("tokenizer.json: its normalizer is Sequence, not BERT's BertNormalizer"),
     );
+    let f = c.damaged_model("no_post_processor", |d| {
+        edit_json(&d.join("tokenizer.json"), |json| json["post_processor"] = serde_json::Value::Null);
+    });
+    c.add(
+        "model",
+        "a tokenizer.json that adds no [CLS] and [SEP]",
+        &["encode", "-m", &f, "hi"],
+        error("tokenizer.json: a post_processor that does not put [CLS] before and [SEP] after a text (null) is not supported"),
+    );
+    let f = c.damaged_model("short_word_pieces", |d| {
+        edit_json(&d.join("tokenizer.json"), |json| json["model"]["max_input_chars_per_word"] = 10.into());
+    });
+    c.add(
+        "model",
+        "a WordPiece model with another longest word",
+        &["encode", "-m", &f, "hi"],
+        error("tokenizer.json: WordPiece max_input_chars_per_word 10 (BERT's is 100) is not supported"),
+    );
+    let f = c.damaged_model("other_cls_token", |d| {
+        std::fs::remove_file(d.join("tokenizer.json")).unwrap();
+        edit_json(&d.join("special_tokens_map.json"), |map| map["cls_token"] = "[unused1]".into());
+    });
+    c.add(
+        "model",
+        "another [CLS] token in a folder without tokenizer.json",
+        &["encode", "-m", &f, "hi"],
+        error("special_tokens_map.json: cls_token '[unused1]' is not supported: sentence-mtl's tokenizer uses BERT's [CLS]"),
+    );
+    let f = c.damaged_model("pruned_heads", |d| {
+        edit_json(&d.join("config.json"), |config| config["pruned_heads"] = serde_json::json!({"0": [1]}));
+    });
+    c.add(
+        "model",
+        "a config.json with pruned attention heads",
+        &["encode", "-m", &f, "hi"],
+        error("pruned_heads is not supported: sentence-mtl runs every attention head of every layer"),
+    );
+    let f = c.damaged_model("tokenizer_args", |d| {
+        let settings = r#"{"max_seq_length": 64, "tokenizer_args": {"truncation_side": "left"}}"#;
+        st_pipeline(d, &["Transformer"], &[("sentence_bert_config.json", settings)])
+    });
+    c.add(
+        "model",
+        "a sentence-transformers folder with tokenizer_args",
+        &["encode", "-m", &f, "hi"],
+        error("sentence_bert_config.json: tokenizer_args (truncation_side) is not supported"),
+    );
     let f = c.damaged_model("added_tokens_latin1", |d| {
         std::fs::write(d.join("added_tokens.json"), b"{\"caf\xe9\": 99999}").unwrap()
     });
