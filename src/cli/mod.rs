@@ -194,8 +194,9 @@ pub struct EncodeArgs {
     #[command(flatten)]
     pub io: SentenceIoArgs,
 
-    /// Output format: jsonl (one {"text", "embedding"} per line), csv or npy [default: from
-    /// --output's extension, else jsonl]
+    /// Output format: jsonl (one {"text", "embedding"} per line), csv or npy; it must agree
+    /// with a .jsonl, .json, .csv or .npy --output [default: from --output's extension, else
+    /// jsonl]
     #[arg(long, value_name = "FORMAT")]
     pub format: Option<EmbeddingFormat>,
 
@@ -286,8 +287,8 @@ pub struct TrainArgs {
 
     /// Share of the batches a task gets, relative to the others (default 1); repeatable. Under
     /// round-robin, tasks take turns in proportion (a task at 2 gets two batches for each of a
-    /// task at 1); under proportional and temperature sampling it multiplies the task's
-    /// batches in an epoch. Unlike --task-weight it changes how often a task trains, which gradient
+    /// task at 1); under proportional and temperature sampling it multiplies the task's part
+    /// of an epoch, whose length stays the same (the other tasks get fewer batches). Unlike --task-weight it changes how often a task trains, which gradient
     /// clipping cannot even out
     #[arg(long = "task-share", value_name = "NAME=S")]
     pub task_shares: Vec<PerTaskValue>,
@@ -489,8 +490,8 @@ pub struct PredictArgs {
     #[command(flatten)]
     pub io: SentenceIoArgs,
 
-    /// Output format: jsonl or csv (text, label, probability) [default: from --output's
-    /// extension, else jsonl]
+    /// Output format: jsonl or csv (text, label, probability); it must agree with a .jsonl,
+    /// .json or .csv --output [default: from --output's extension, else jsonl]
     #[arg(long, value_name = "FORMAT")]
     pub format: Option<PredictionFormat>,
 

@@ -145,6 +145,8 @@ impl RunDir {
         }
         if !run.last().join(STATE_FILE).is_file() {
             run.refuse_moved_aside_last()?;
+            // An --overwrite killed before its first save left the run it replaced aside.
+            run.refuse_set_aside_run()?;
             // A run in progress has no last/ until its first save: say that it is in use.
             run.refuse_in_use()?;
             bail!(

@@ -2004,6 +2004,15 @@ c,a
         &["train", "--resume", &c.path("nowhere")],
         error("nowhere: no such run directory"),
     );
+    let settings = std::fs::read(checkpoint_run.join("settings.json")).unwrap();
+    c.file("set_aside/.replaced-4194306/settings.json", &settings);
+    c.file("set_aside/settings.json", &settings);
+    c.add(
+        "settings",
+        "--resume of a run whose --overwrite was killed before its first save",
+        &["train", "--resume", &c.path("set_aside")],
+        error("set_aside holds a run that an --overwrite set aside and did not finish replacing (its process ended first)"),
+    );
     let plain = c.file("plain/notes.txt", b"mine");
     let plain = Path::new(&plain).parent().unwrap().to_string_lossy().into_owned();
     c.add(
