@@ -52,11 +52,31 @@ pub fn refuse_utf16_or_binary(head: &[u8], name: &str) -> Result<()> {
     if bom || (head.len() >= 4 && (one_parity_nul(0) || one_parity_nul(1))) {
         bail!("{name}: the file is UTF-16 text (a spreadsheet's \"Unicode text\"); save it as UTF-8 (\"CSV UTF-8\"), or convert it: iconv -f UTF-16 -t UTF-8 FILE > NEW");
     }
+    if let Some((_, what)) = COMPRESSED.iter().find(|(magic, _)| head.starts_with(magic)) {
+        bail!("{name}: the file is {what}; sentence-mtl reads UTF-8 text");
+    }
     if head.contains(&0) {
         bail!("{name}: the file holds NUL bytes, so it is not a text file (sentence-mtl reads UTF-8 text)");
     }
     Ok(())
 }
+
+/// A header's column names for a message: at most 10 of them, each cut to 40 columns (a file
+/// without a header has a sentence of 100,000 characters there).
+pub fn describe_header(header: &[String]) -> String {
+    let names: Vec<String> = header.iter().map(|name| crate::report::table::ellipsize(name, 40)).collect();
+    crate::report::table::first_and_more(&names, 10)
+}
+
+/// The compressed formats a data file may come in by mistake (pandas reads them as they are),
+/// by their first bytes.
+const COMPRESSED: [(&[u8], &str); 5] = [
+    (&[0x1F, 0x8B], "gzip-compressed (gunzip -k FILE)"),
+    (b"PK\x03\x04", "a zip archive (or a spreadsheet: export it as CSV UTF-8)"),
+    (b"BZh", "bzip2-compressed (bunzip2 -k FILE)"),
+    (&[0xFD, b'7', b'z', b'X', b'Z', 0x00], "xz-compressed (unxz -k FILE)"),
+    (b"PAR1", "a Parquet file (write it as CSV first)"),
+];
 
 /// What to do with a file in another encoding than UTF-8.
 pub const CONVERT_HINT: &str = "save the file as UTF-8; from Latin-1: iconv -f latin1 -t utf-8 FILE > NEW";
@@ -85,7 +105,7 @@ pub fn read_columns_from<R: std::io::Read>(mut reader: R, name: &str, columns: &
             bail!(
                 "{name}:{}: the header names column '{column}' more than once (columns: {})",
                 header_line(&bytes),
-                header.join(", ")
+                describe_header(&header)
             );
         }
         match header.iter().position(|h| h == column) {
@@ -93,7 +113,7 @@ pub fn read_columns_from<R: std::io::Read>(mut reader: R, name: &str, columns: &
             None => bail!(
                 "{name}:{}: no column '{column}' in the header (columns: {}); {}",
                 header_line(&bytes),
-                header.join(", "),
+                describe_header(&header),
                 missing_column_hint(&header)
             ),
         }
@@ -114,11 +134,16 @@ pub fn read_columns_from<R: std::io::Read>(mut reader: R, name: &str, columns: &
             continue;
         }
         if record.len() != header.len() {
-            bail!(
-                "{name}:{line}: row has {} field(s), the header has {} (unquoted comma or unbalanced quote?)",
-                record.len(),
-                header.len()
-            );
+            // A spreadsheet's trailing comma leaves the header a last column without a name.
+            let cause = match header.last().is_some_and(String::is_empty) && record.len() + 1 == header.len() {
+                true => "the header ends in a column without a name: a trailing comma?",
+                false => "unquoted comma or unbalanced quote?",
+            };
+            bail!("{name}:{line}: row has {} field(s), the header has {} ({cause})", record.len(), header.len());
+        }
+        // `cat a.csv b.csv` repeats the header as a row, which would read as data.
+        if header.len() > 1 && record.iter().zip(&header).all(|(field, name)| field.trim_ascii() == name.as_bytes()) {
+            bail!("{name}:{line}: this row repeats the header; were files joined with their headers (cat a.csv b.csv)? remove it");
         }
         let mut fields = Vec::with_capacity(indices.len());
         for (&i, column) in indices.iter().zip(columns) {
@@ -388,6 +413,36 @@ mod tests {
     }
 
     #[test]
+    fn joined_files_trailing_commas_and_compressed_files_are_named() {
+        let err = read(
+            b"text,label
+a,b
+text,label
+c,d
+",
+            &["text", "label"],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("t.csv:3: this row repeats the header"), "{err}");
+        let err = read(
+            b"text,label,
+a,b
+",
+            &["text", "label"],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.ends_with("(the header ends in a column without a name: a trailing comma?)"), "{err}");
+        let err = read(&[0x1F, 0x8B, 8, 0, 0, 0], &["text"]).unwrap_err().to_string();
+        assert!(err.starts_with("t.csv: the file is gzip-compressed (gunzip -k FILE)"), "{err}");
+        // A header of 100,000 characters (a file without one) is shown cut.
+        let long = format!("{},label\na,b\n", "word ".repeat(20_000));
+        let err = read(long.as_bytes(), &["text", "label"]).unwrap_err().to_string();
+        assert!(err.len() < 400, "{} bytes: {}", err.len(), &err[..200]);
+    }
+
+    #[test]
     fn a_column_named_twice_is_refused() {
         let err = read(b"text,label,text\na,b,c\n", &["text", "label"]).unwrap_err().to_string();
         assert_eq!(err, "t.csv:1: the header names column 'text' more than once (columns: text, label, text)");
@@ -491,6 +546,8 @@ mod tests {
             assert!(err.starts_with("u.csv: the file is UTF-16 text"), "{err}");
         }
         let err = read_columns_from(&b"PK\x03\x04\x00\x00ab"[..], "z.csv", &["text"]).unwrap_err().to_string();
+        assert!(err.contains("is a zip archive"), "{err}");
+        let err = read_columns_from(&b"ab\x00\x00\x00cd"[..], "n.csv", &["text"]).unwrap_err().to_string();
         assert!(err.contains("holds NUL bytes"), "{err}");
         assert!(refuse_utf16_or_binary(b"text,label\n", "t.csv").is_ok());
         assert!(refuse_utf16_or_binary(b"", "t.csv").is_ok());

@@ -148,14 +148,19 @@ impl UnknownLabels {
             .iter()
             .filter_map(|name| name.parse::<f64>().ok().filter(|v| v.is_finite()).map(|v| (v, name.as_str())))
             .collect();
+        let number_twin = |label: &str| -> Option<String> {
+            let value = label.parse::<f64>().ok()?;
+            let (_, name) = known.iter().find(|(v, _)| *v == value)?;
+            Some(format!("'{label}' is label '{name}' written another way"))
+        };
+        let case_twin = |label: &str| -> Option<String> {
+            let name = labels.names().iter().find(|name| name.to_lowercase() == label.to_lowercase())?;
+            Some(format!("'{label}' is label '{name}' in another case"))
+        };
         let twins: Vec<String> = self
             .labels
             .iter()
-            .filter_map(|(label, _, _)| {
-                let value = label.parse::<f64>().ok()?;
-                let (_, name) = known.iter().find(|(v, _)| *v == value)?;
-                Some(format!("'{label}' is label '{name}' written another way"))
-            })
+            .filter_map(|(label, _, _)| number_twin(label).or_else(|| case_twin(label)))
             .take(3)
             .collect();
         match twins.is_empty() {
@@ -228,6 +233,14 @@ impl LabelSet {
             .map(|i| (names[i - 1], names[i]))
     }
 
+    /// Two labels that differ only in case (`Positive` and `positive`): pandas and
+    /// scikit-learn would see two classes too, but it is most often a typing slip.
+    pub fn equal_but_for_case(&self) -> Option<(&str, &str)> {
+        let mut lowered: Vec<(String, &str)> = self.names.iter().map(|n| (n.to_lowercase(), n.as_str())).collect();
+        lowered.sort();
+        lowered.windows(2).find(|w| w[0].0 == w[1].0).map(|w| (w[0].1, w[1].1))
+    }
+
     /// Labels as saved in a checkpoint (already in id order).
     pub fn from_names(names: Vec<String>) -> Self {
         let ids = names.iter().enumerate().map(|(id, name)| (name.clone(), id)).collect();
@@ -287,6 +300,17 @@ mod tests {
         let mut words = UnknownLabels::default();
         words.add("cat", 2);
         assert_eq!(words.written_another_way(&labels), "");
+    }
+
+    #[test]
+    fn labels_in_another_case_are_named() {
+        let labels = LabelSet::from_names(vec!["negative".into(), "positive".into()]);
+        let mut unknown = UnknownLabels::default();
+        unknown.add("Positive", 2);
+        assert!(unknown.written_another_way(&labels).contains("'Positive' is label 'positive' in another case"));
+        let both = LabelSet::from_labels(&["positive", "Positive", "negative"]);
+        assert_eq!(both.equal_but_for_case(), Some(("Positive", "positive")));
+        assert_eq!(labels.equal_but_for_case(), None);
     }
 
     fn write(dir: &Path, name: &str, text: &str) -> PathBuf {

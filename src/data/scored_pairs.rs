@@ -52,11 +52,15 @@ impl ScoredPairs {
                     path.display(),
                     row.line
                 ),
-                _ => bail!(
-                    "{}:{}: score '{score_text}' in column 'score' is not a finite number",
-                    path.display(),
-                    row.line
-                ),
+                _ => {
+                    let comma = score_text.replace(',', ".").parse::<f64>().is_ok_and(f64::is_finite);
+                    bail!(
+                        "{}:{}: score '{score_text}' in column 'score' is not a finite number{}",
+                        path.display(),
+                        row.line,
+                        if comma { " (a decimal comma? write it with a point)" } else { "" }
+                    )
+                }
             };
             pairs.first.push(first);
             pairs.second.push(second);

@@ -128,7 +128,7 @@ fn csv_text_column<'a>(path: &Path, given: Option<&'a str>, defaults: &[&'a str]
             "{}: no column {} in the header (columns: {}); {}",
             header_at(path),
             defaults.iter().map(|d| format!("'{d}'")).collect::<Vec<_>>().join(" or "),
-            header.join(", "),
+            super::csv_file::describe_header(&header),
             // Another delimiter is the cause, which no column name fixes.
             delimiter_hint(&header).map_or_else(
                 || format!("{}, or name the sentences' column with --text-column", missing_column_hint(&header)),

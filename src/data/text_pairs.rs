@@ -25,7 +25,9 @@ pub struct TextPairs {
 impl TextPairs {
     /// Reads `anchor`, `positive` and, when the header has it, `negative`; no text may be empty.
     pub fn read(path: &Path) -> Result<Self> {
-        let with_negative = read_header(path)?.iter().any(|h| h == NEGATIVE);
+        let header = read_header(path)?;
+        refuse_other_negative_columns(path, &header)?;
+        let with_negative = header.iter().any(|h| h == NEGATIVE);
         let columns: &[&str] = if with_negative { &[ANCHOR, POSITIVE, NEGATIVE] } else { &[ANCHOR, POSITIVE] };
         let rows = read_columns(path, columns)?;
         if rows.is_empty() {
@@ -71,6 +73,23 @@ impl TextPairs {
     }
 }
 
+/// Refuses columns that look like more hard negatives (`negative_1`, `hard_negative`,
+/// `Negative`), as sentence-transformers reads every column after the positive: read as
+/// other data, they would be left out of training and of the candidates `eval` searches.
+fn refuse_other_negative_columns(path: &Path, header: &[String]) -> Result<()> {
+    let looks_negative = |name: &str| {
+        let lower = name.to_lowercase();
+        name != NEGATIVE && (lower.starts_with(NEGATIVE) || lower.starts_with("hard_negative"))
+    };
+    if let Some(column) = header.iter().find(|name| looks_negative(name)) {
+        bail!(
+            "{}: column '{column}' would not be read: a pairs file holds one hard negative per row, in a column named '{NEGATIVE}' (rows with several negatives: one row per negative, the anchor and positive repeated)",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,6 +107,17 @@ mod tests {
         assert!(p.negatives.is_none());
         let p = read("positive,negative,anchor\na,n,q\n").unwrap();
         assert_eq!([&p.anchors[0], &p.positives[0], &p.negatives.as_ref().unwrap()[0]], ["q", "a", "n"]);
+    }
+
+    #[test]
+    fn columns_of_more_negatives_are_refused_not_left_out() {
+        for header in
+            ["anchor,positive,negative_1,negative_2", "anchor,positive,hard_negative", "anchor,positive,Negative"]
+        {
+            let err = read(&format!("{header}\nq,a,n,m\n")).unwrap_err().to_string();
+            assert!(err.contains("would not be read: a pairs file holds one hard negative per row"), "{header}: {err}");
+        }
+        assert!(read("anchor,positive,negative,note\nq,a,n,x\n").is_ok());
     }
 
     #[test]

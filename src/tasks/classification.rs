@@ -142,7 +142,7 @@ impl ClassificationTask {
             Some(path) => {
                 let data =
                     LabelledData::read(path, source.text_column(), source.label_column()).with_context(context)?;
-                let (classes, _, unknown) = data.class_ids(&labels, UnknownLabelPolicy::Skip)?;
+                let (classes, _, unknown) = data.class_ids(&labels, UnknownLabelPolicy::Skip).with_context(context)?;
                 if !unknown.is_empty() {
                     bail!(
                         "task '{}': {}: {} dev row(s) have labels that the training file {} does not have: {} (training labels: {}){}",
@@ -249,6 +249,11 @@ impl TrainingTask for ClassificationTask {
             "its {} labels are numbers such as {example}, each trained as a class of its own; to learn scores of sentence pairs, give the columns sentence1,sentence2,score (a similarity task)",
             self.labels.len()
         ));
+        let case = self.labels.equal_but_for_case().map(|(a, b)| {
+            format!(
+                "labels '{a}' and '{b}' differ only in case and train as two classes; write them alike if they are one"
+            )
+        });
         // The refitted head is scikit-learn's logistic regression, which has class weights
         // but no label smoothing.
         let smoothing = (self.refit && self.label_smoothing > 0.0).then(|| {
@@ -258,6 +263,7 @@ impl TrainingTask for ClassificationTask {
             .into_iter()
             .chain(self.one_row_per_class_note())
             .chain(self.absent_dev_classes_note())
+            .chain(case)
             .chain(smoothing)
             .collect()
     }

@@ -111,7 +111,7 @@ fn column_names(kind: TaskKind) -> String {
 pub fn kind_of_file(path: &Path, given: Option<TaskKind>, columns: LabelColumns<'_>) -> Result<TaskKind> {
     let header = read_header(path)?;
     let fits = |kind: TaskKind| required_columns(kind, columns).iter().all(|c| header.iter().any(|h| h == c));
-    let columns_seen = header.join(", ");
+    let columns_seen = crate::data::csv_file::describe_header(&header);
     let delimiter = delimiter_hint(&header);
     if let Some(kind) = given {
         if !fits(kind) {

@@ -459,6 +459,15 @@ pub(super) fn start_up_notes(
     notes.extend(oversized_row_notes(settings, tasks));
     for task in tasks {
         notes.extend(task.data_notes().into_iter().map(|note| format!("note: task '{}': {note}", task.source().name)));
+        let source = task.source();
+        let same =
+            |dev: &PathBuf| matches!((source.train.canonicalize(), dev.canonicalize()), (Ok(a), Ok(b)) if a == b);
+        if source.dev.as_ref().is_some_and(same) {
+            notes.push(format!(
+                "note: task '{}': its dev file is its training file, so its dev metrics (and the choice of best/) measure fit, not what the model does on new text",
+                source.name
+            ));
+        }
     }
     notes.extend(settings.backbone_rate_note(tasks.iter().map(|t| t.train_rows()).sum()));
     Ok(notes)

@@ -353,10 +353,34 @@ fn build_corpus(test: &str) -> Option<Corpus> {
     let f = c.file("zipped.csv", b"PK\x03\x04\x14\x00\x00\x00\x08\x00text,label");
     c.add_train(
         "CSV",
+        "a zip archive named .csv",
+        format!("q={f}"),
+        &[],
+        error("zipped.csv: the file is a zip archive (or a spreadsheet: export it as CSV UTF-8); sentence-mtl reads UTF-8 text"),
+    );
+    let f = c.file("binary.csv", b"\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00text,label");
+    c.add_train(
+        "CSV",
         "a binary file named .csv",
         format!("q={f}"),
         &[],
-        error("zipped.csv: the file holds NUL bytes, so it is not a text file"),
+        error("binary.csv: the file holds NUL bytes, so it is not a text file"),
+    );
+    let f = c.file("joined.csv", b"text,label\nfine day,pos\ntext,label\nbad day,neg\n");
+    c.add_train(
+        "CSV",
+        "two files joined with their headers (cat a.csv b.csv)",
+        format!("q={f}"),
+        &[],
+        error("joined.csv:3: this row repeats the header; were files joined with their headers (cat a.csv b.csv)? remove it"),
+    );
+    let f = c.file("negatives.csv", b"anchor,positive,negative_1,negative_2\nq,a,n,m\nr,b,o,p\n");
+    c.add_train(
+        "CSV",
+        "a pairs file with several negative columns",
+        format!("p={f}"),
+        &[],
+        error("negatives.csv: column 'negative_1' would not be read: a pairs file holds one hard negative per row, in a column named 'negative'"),
     );
     let f = c.file("empty.csv", b"");
     c.add_train(
