@@ -52,7 +52,7 @@ fn exit_now(code: i32) -> ! {
 fn clap_exit(error: clap::Error) -> ! {
     use clap::error::ErrorKind;
     if let Some(line) = usage_error::one_line(&error) {
-        sentence_mtl::stderrln!("error: {line}");
+        sentence_mtl::stderrln!("error: {}", with_rank(line));
         exit_now(1)
     }
     match error.kind() {
@@ -130,7 +130,7 @@ fn main() {
     std::panic::set_hook(Box::new(|info| {
         let message = panic_report::message(info.payload());
         let place = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
-        sentence_mtl::stderrln!("error: {}", panic_report::one_line(message, &place));
+        sentence_mtl::stderrln!("error: {}", with_rank(panic_report::one_line(message, &place)));
     }));
     let code = match std::panic::catch_unwind(|| run(cli)) {
         Ok(Ok(())) => 0,

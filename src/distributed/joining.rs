@@ -79,9 +79,10 @@ pub(super) fn join_failure(launch: &Launch, timeout: Duration, cause: i32, messa
         return anyhow!("rank {rank}: {host} stopped while the ranks were joining (the rendezvous store at {address} is gone); {host}'s own error line says why, unless it was killed");
     }
     if cause == 6 {
-        let (ranks, them) = if message.contains(',') { ("ranks", "them") } else { ("rank", "it") };
+        let (ranks, them, their) =
+            if message.contains(',') { ("ranks", "them", "their") } else { ("rank", "it", "its") };
         return anyhow!(
-            "rank {rank}: {ranks} {message} of {world} did not join the process group at {address} within {seconds}s (--dist-timeout): start {them} with the same MASTER_ADDR, MASTER_PORT and WORLD_SIZE"
+            "rank {rank}: {ranks} {message} of {world} did not join the process group at {address} within {seconds}s (--dist-timeout): where {them} stopped at start, {their} own error line says why; else start {them} with the same MASTER_ADDR, MASTER_PORT and WORLD_SIZE"
         );
     }
     if cause == 2 {
@@ -272,7 +273,12 @@ mod tests {
             one.starts_with("rank 0: rank 2 of 3 did not join the process group at 192.0.2.1:29500 within 5s"),
             "{one}"
         );
-        assert!(one.ends_with("start it with the same MASTER_ADDR, MASTER_PORT and WORLD_SIZE"), "{one}");
+        assert!(
+            one.ends_with(
+                "its own error line says why; else start it with the same MASTER_ADDR, MASTER_PORT and WORLD_SIZE"
+            ),
+            "{one}"
+        );
         let two = join_failure(&three, timeout, 6, "1, 2").to_string();
         assert!(two.contains("ranks 1, 2 of 3 did not join") && two.contains("start them"), "{two}");
     }

@@ -578,6 +578,10 @@ fn agreed_fields(
         .filter(|(name, _)| name != "threads")
         .map(|(name, value)| (flag_of(&name), if value.is_null() { "not given".into() } else { value.to_string() }))
         .collect();
+    // A resumed run's --out is what its settings.json recorded, not a flag typed now.
+    if state.step > 0 {
+        out.iter_mut().filter(|(name, _)| name == "--out").for_each(|(name, _)| *name = "--resume run's --out".into());
+    }
     out.sort();
     out.push(("--model".into(), format!("config, vocabulary and shapes fnv1a {}", loaded.fingerprint(false))));
     out.extend(loaded.spec.pipeline_settings().map(|(name, value)| (name.to_string(), value)));
