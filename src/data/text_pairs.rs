@@ -79,7 +79,12 @@ impl TextPairs {
 fn refuse_other_negative_columns(path: &Path, header: &[String]) -> Result<()> {
     let looks_negative = |name: &str| {
         let lower = name.to_lowercase();
-        name != NEGATIVE && (lower.starts_with(NEGATIVE) || lower.starts_with("hard_negative"))
+        let numbered = |prefix: &str| {
+            lower.strip_prefix(prefix).is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+        };
+        let negative = lower == NEGATIVE || lower == "negatives" || numbered("negative_") || numbered("negative");
+        let hard = ["hard_negative", "hard_negatives"].contains(&lower.as_str()) || numbered("hard_negative_");
+        name != NEGATIVE && (negative || hard)
     };
     if let Some(column) = header.iter().find(|name| looks_negative(name)) {
         bail!(
@@ -118,6 +123,7 @@ mod tests {
             assert!(err.contains("would not be read: a pairs file holds one hard negative per row"), "{header}: {err}");
         }
         assert!(read("anchor,positive,negative,note\nq,a,n,x\n").is_ok());
+        assert!(read("anchor,positive,negative_source,negative_score\nq,a,n,x\n").is_ok());
     }
 
     #[test]

@@ -23,6 +23,8 @@ const OPTIONAL: &[&str] = &[
     "sentence_bert_config.json",
     "config_sentence_transformers.json",
     "added_tokens.json",
+    // What older sentence-transformers versions saved a DistilBERT's settings as.
+    "sentence_distilbert_config.json",
 ];
 
 fn place_locally_hint(id: &str) -> String {
@@ -46,20 +48,31 @@ struct HubSettings {
 
 impl HubSettings {
     fn from(var: impl Fn(&str) -> Option<String>) -> Self {
+        let user_home = var("HOME").unwrap_or_default();
+        // As huggingface_hub's `os.path.expanduser`: a leading `~` is the user's home.
+        let path = |value: String| match value.strip_prefix('~') {
+            Some(rest) if rest.is_empty() || rest.starts_with('/') => PathBuf::from(format!("{user_home}{rest}")),
+            _ => PathBuf::from(value),
+        };
         // `HF_HOME`, else `$XDG_CACHE_HOME/huggingface`, else `~/.cache/huggingface`.
-        let home = var("HF_HOME").map(PathBuf::from).unwrap_or_else(|| {
-            let cache = var("XDG_CACHE_HOME").map(PathBuf::from);
-            cache.unwrap_or_else(|| PathBuf::from(var("HOME").unwrap_or_default()).join(".cache")).join("huggingface")
+        let home = var("HF_HOME").map(path).unwrap_or_else(|| {
+            let cache = var("XDG_CACHE_HOME").map(path);
+            cache.unwrap_or_else(|| PathBuf::from(&user_home).join(".cache")).join("huggingface")
         });
-        let cache = var("HF_HUB_CACHE").or_else(|| var("HUGGINGFACE_HUB_CACHE")).map(PathBuf::from);
-        let token_file = var("HF_TOKEN_PATH").map(PathBuf::from).unwrap_or_else(|| home.join("token"));
-        let token = var("HF_TOKEN").or_else(|| var("HUGGING_FACE_HUB_TOKEN")).or_else(|| {
-            std::fs::read_to_string(token_file).ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty())
-        });
+        let cache = var("HF_HUB_CACHE").or_else(|| var("HUGGINGFACE_HUB_CACHE")).map(path);
+        let token_file = var("HF_TOKEN_PATH").map(path).unwrap_or_else(|| home.join("token"));
+        let clean = |token: String| Some(token.trim().to_string()).filter(|t| !t.is_empty());
+        let token = var("HF_TOKEN")
+            .or_else(|| var("HUGGING_FACE_HUB_TOKEN"))
+            .or_else(|| std::fs::read_to_string(token_file).ok())
+            .and_then(clean)
+            // huggingface_hub sends no token it was not given in the call: none here.
+            .filter(|_| !is_offline(var("HF_HUB_DISABLE_IMPLICIT_TOKEN"), None));
         Self {
             cache: cache.unwrap_or_else(|| home.join("hub")),
             token,
-            endpoint: var("HF_ENDPOINT").unwrap_or_else(|| "https://huggingface.co".into()),
+            endpoint: var("HF_ENDPOINT")
+                .map_or_else(|| "https://huggingface.co".into(), |e| e.trim_end_matches('/').into()),
             offline: is_offline(var("HF_HUB_OFFLINE"), var("TRANSFORMERS_OFFLINE")),
         }
     }
@@ -304,6 +317,13 @@ mod tests {
         assert_eq!((both.cache.as_path(), both.token.as_deref()), (Path::new("/c"), Some("hf_env")));
         assert_eq!(settings(&[("HUGGINGFACE_HUB_CACHE", "/old")]).cache, Path::new("/old"));
         assert_eq!(settings(&[("HF_HOME", "/none"), ("HF_TOKEN_PATH", "/no/file")]).token, None);
+        let tilde =
+            settings(&[("HOME", "/u"), ("HF_HOME", "~/hf"), ("HF_TOKEN", " hf_x\n"), ("HF_ENDPOINT", "http://h/")]);
+        assert_eq!(
+            (tilde.cache, tilde.token.as_deref(), tilde.endpoint.as_str()),
+            (PathBuf::from("/u/hf/hub"), Some("hf_x"), "http://h")
+        );
+        assert_eq!(settings(&[("HF_TOKEN", "hf_x"), ("HF_HUB_DISABLE_IMPLICIT_TOKEN", "1")]).token, None);
     }
 
     #[test]

@@ -45,7 +45,8 @@ pub fn resolve_model_dir(model: &str) -> Result<PathBuf> {
             none if none == "nothing" => "no folders".to_string(),
             some => format!("the folders: {some}"),
         };
-        let hub_id = match looks_like_hub_id(model) {
+        // A run directory's missing child is a typo (`runs/bset`), not a hub id.
+        let hub_id = match looks_like_hub_id(model) && !parent.join("settings.json").is_file() {
             true => format!("; as the hub id '{model}' it is not looked up, since the folder {} exists here: run from another folder, or pass the model's folder", parent.display()),
             false => String::new(),
         };

@@ -522,12 +522,16 @@ fn dev_panel(area: &Canvas, curves: &[TaskCurves], max_step: f64) -> Result<()> 
     let scores = curves.iter().flat_map(|c| c.main.iter().chain(&c.secondary)).map(|p| p.1);
     let caption = "dev: main metric (solid) and second metric (dashed, hollow dots)";
     let mut chart = step_chart(area, caption, max_step, score_axis(scores), "score")?;
-    if curves.iter().all(|c| c.main.is_empty()) {
+    if curves.iter().all(|c| c.main.iter().all(|p| !p.1.is_finite())) {
         let style = TextStyle::from((FONT, 14.0).into_font())
             .color(&RGBColor(90, 90, 90))
             .pos(Pos::new(HPos::Center, VPos::Center));
-        // A run without dev sets, or one stopped before its first evaluation.
-        let note = "no dev evaluation in the training log";
+        // A run without dev sets, or one stopped before its first evaluation; or a broken
+        // model's, whose every metric is undefined.
+        let note = match curves.iter().all(|c| c.main.is_empty()) {
+            true => "no dev evaluation in the training log",
+            false => "every dev metric in the training log is undefined (NaN)",
+        };
         return chart
             .draw_series(std::iter::once(Text::new(note, (max_step / 2.0, 0.5), style)))
             .map(|_| ())

@@ -4,8 +4,9 @@
 //! (scikit-learn's `C Σ w_i cross-entropy_i + |W|² / 2`, divided by `C n`; the bias is not
 //! penalised).
 //!
-//! L-BFGS runs on centred inputs scaled to unit mean square norm: the same minimum (the
-//! unpenalised bias absorbs the centre, and the penalty is scaled with the inputs), but
+//! L-BFGS runs on centred inputs, scaled down to unit mean square norm where it is larger:
+//! the same minimum (the unpenalised bias absorbs the centre, and the penalty is scaled with
+//! the inputs), but
 //! embeddings with a large common part, as unnormalised ones have, would otherwise leave the
 //! problem so badly conditioned that [`MAX_ITERATIONS`] passes before it converges.
 //!
@@ -72,9 +73,10 @@ impl Problem {
         let (n, dim) = (x.size()[0], x.size()[1]);
         let centre = x.mean_dim(0, false, Kind::Double);
         let centred = &x - &centre;
-        let root_mean_square = centred.square().sum(Kind::Double).double_value(&[]) / n as f64;
-        // Inputs all alike: nothing to scale, only the bias can fit.
-        let scale = if root_mean_square > 1e-24 { root_mean_square.sqrt() } else { 1.0 };
+        let mean_square = centred.square().sum(Kind::Double).double_value(&[]) / n as f64;
+        // Scaled down only: inputs nearly alike (a collapsed encoder's) scaled up would make
+        // the penalty, over the scale squared, swamp the fit.
+        let scale = mean_square.sqrt().max(1.0);
         let targets = Tensor::from_slice(classes);
         let row_weights = match class_weights {
             Some(weights) => weights.to_device(Device::Cpu).to_kind(Kind::Double).index_select(0, &targets),
@@ -297,6 +299,11 @@ mod tests {
         let head = fit(&x, &[0, 0, 1, 1], 2, None);
         let predicted = (x.matmul(&head.weight.tr()) + &head.bias).argmax(1, false);
         assert_eq!(Vec::<i64>::try_from(predicted).unwrap(), [0, 0, 1, 1]);
+        // Inputs nearly alike (a collapsed encoder) still fit the bias to the class prior.
+        let nearly = Tensor::from_slice(&[1.0f32, 1.0 + 1e-7, 1.0 - 1e-7, 1.0]).view([4, 1]);
+        let head = fit(&nearly, &[0, 0, 0, 1], 2, None);
+        let p0 = (nearly.matmul(&head.weight.tr()) + &head.bias).softmax(1, Kind::Float).double_value(&[0, 0]);
+        assert!(head.converged && (p0 - 0.75).abs() < 0.02, "P(class 0) = {p0}");
         // Constant inputs: only the bias can fit, to the log-odds of 3 to 1.
         let head = fit(&Tensor::ones([4, 1], (Kind::Float, Device::Cpu)), &[0, 0, 0, 1], 2, None);
         let p = (head.weight.view([1, 2]) + &head.bias).softmax(1, Kind::Float);

@@ -195,9 +195,9 @@ fn small_data_mode_turns_itself_on_says_so_learns_and_can_be_turned_off() {
     assert!(!spec.contains("head_input"), "{spec}");
     assert_eq!(log_records(&out, "step").last().unwrap()["step"], 18);
     // A frozen backbone without a projection: nothing feeds the embeddings, so no label-pair
-    // loss (a constant), but the head is still fitted anew on them.
-    let (said, _) =
-        train_with("frozen", "auto", &["--freeze", "backbone", "--projection-dim", "0", "--max-steps", "4"]);
+    // loss (a constant) and no lengthening, but the head is still fitted anew on them.
+    let (said, out) = train_with("frozen", "auto", &["--freeze", "backbone", "--projection-dim", "0"]);
+    assert_eq!(log_records(&out, "step").last().unwrap()["step"], 18);
     assert!(said.contains("cross-entropy alone, over the planned steps (no label-pair loss and no lengthening: nothing that feeds the embeddings trains)"), "{said}");
     assert!(said.contains("small-data mode: no label-pair loss (the encoder is frozen), head refitted"), "{said}");
     assert!(said.contains(refit), "{said}");
