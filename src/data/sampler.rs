@@ -633,6 +633,24 @@ mod tests {
             next_epoch[resumed.next_batch().0] += 1;
         }
         assert_eq!(next_epoch, [6, 5, 5]);
+        // Weighted round-robin saved by an earlier version (its credit of turns, no plan).
+        let s = TaskSampler::new(SamplingStrategy::RoundRobin, BatchLimit::Rows(4), lengths(&[20, 12]), 5);
+        let mut s = s.with_shares(&[1.0, 1.7]);
+        for _ in 0..5 {
+            s.next_batch();
+        }
+        let mut saved = serde_json::to_value(&s).unwrap();
+        let fields = saved.as_object_mut().unwrap();
+        fields.retain(|key, _| key != "epoch_plan" && key != "owed");
+        fields.insert("credit".into(), serde_json::json!([0.3, -0.3]));
+        let rows: Vec<TaskRows> = s.streams.iter().map(|stream| stream.rows.clone()).collect();
+        let mut resumed = serde_json::from_value::<TaskSampler>(saved).unwrap().with_rows(rows).unwrap();
+        for _ in 5..14 {
+            resumed.next_batch();
+        }
+        assert!(resumed.epoch_plan.is_empty(), "the epoch ends at its 14th batch");
+        let next_epoch: Vec<usize> = (0..14).map(|_| resumed.next_batch().0).collect();
+        assert_eq!(next_epoch.iter().filter(|&&t| t == 0).count(), 5, "{next_epoch:?}");
     }
 
     #[test]
