@@ -86,8 +86,9 @@ fn local_folder(model: &str) -> Option<folder::ModelFolder> {
     folder::ModelFolder::open(model).ok()
 }
 
-/// Whether two names of a model are one: equal, or paths to one folder.
-pub fn same_model(a: &str, b: &str) -> bool {
+/// Whether two names (hub ids or paths) are of one thing: equal, or paths to one file or
+/// folder.
+pub fn same_place(a: &str, b: &str) -> bool {
     use std::path::Path;
     a == b || matches!((Path::new(a).canonicalize(), Path::new(b).canonicalize()), (Ok(a), Ok(b)) if a == b)
 }

@@ -173,7 +173,7 @@ fn tasks_section(spec: &ModelSpec) -> String {
 /// `settings.json` beside the checkpoint, when it is there).
 fn training_section(training: &serde_json::Value, base_model: &str, checkpoint_dir: &Path) -> String {
     let mut card = String::from("\n## Training\n\n");
-    if let Some(start) = training["model"].as_str().filter(|start| !crate::checkpoint::same_model(start, base_model)) {
+    if let Some(start) = training["model"].as_str().filter(|start| !crate::checkpoint::same_place(start, base_model)) {
         card.push_str(&format!("- trained further from `{start}`, whose backbone came from `{base_model}`\n"));
     }
     if let Some(tasks) = training["tasks"].as_array() {

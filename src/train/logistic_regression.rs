@@ -6,9 +6,9 @@
 //!
 //! L-BFGS runs on centred inputs, scaled down to unit mean square norm where it is larger:
 //! the same minimum (the unpenalised bias absorbs the centre, and the penalty is scaled with
-//! the inputs), but
-//! embeddings with a large common part, as unnormalised ones have, would otherwise leave the
-//! problem so badly conditioned that [`MAX_ITERATIONS`] passes before it converges.
+//! the inputs), but embeddings with a large common part, as unnormalised ones have, would
+//! otherwise leave the problem so badly conditioned that [`MAX_ITERATIONS`] passes before it
+//! converges.
 //!
 //! Two classes are one binary problem in scikit-learn: a single weight row `d` penalised by
 //! `|d|² / 2`. Our two rows `w0`, `w1` predict through `d = w1 - w0` alone, and at the

@@ -32,7 +32,7 @@ impl Overview<'_> {
         let spec = &loaded.spec;
         let num_layers = loaded.config.num_layers() as usize;
         // A checkpoint or export fine-tuned further names itself and the model it came from.
-        let model = match crate::checkpoint::same_model(&self.settings.model, &spec.base_model) {
+        let model = match crate::checkpoint::same_place(&self.settings.model, &spec.base_model) {
             true => spec.base_model.clone(),
             false => format!("{}, fine-tuned from {}", self.settings.model, spec.base_model),
         };

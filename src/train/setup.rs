@@ -460,8 +460,7 @@ pub(super) fn start_up_notes(
     for task in tasks {
         notes.extend(task.data_notes().into_iter().map(|note| format!("note: task '{}': {note}", task.source().name)));
         let source = task.source();
-        let same =
-            |dev: &PathBuf| matches!((source.train.canonicalize(), dev.canonicalize()), (Ok(a), Ok(b)) if a == b);
+        let same = |dev: &PathBuf| checkpoint::same_place(&source.train.to_string_lossy(), &dev.to_string_lossy());
         if source.dev.as_ref().is_some_and(same) {
             notes.push(format!(
                 "note: task '{}': its dev file is its training file, so its dev metrics (and the choice of best/) measure fit, not what the model does on new text",
@@ -482,7 +481,8 @@ fn model_flag_notes(settings: &TrainSettings, typed_flags: &[String], loaded: &L
     let spec = &loaded.spec;
     let mut notes = Vec::new();
     // Dropout lives only in the backbone, and the cache computes a frozen one without it.
-    if typed("dropout") && settings.feature_cache && CacheDepth::of(loaded) == Some(CacheDepth::Pooled) {
+    let trains = !settings.freeze.iter().any(|rule| matches!(rule, FreezeRule::All));
+    if typed("dropout") && trains && settings.feature_cache && CacheDepth::of(loaded) == Some(CacheDepth::Pooled) {
         notes.push(
             "note: --dropout has no effect: the feature cache computes the frozen backbone once, without dropout (--no-feature-cache runs it every step, with dropout)"
                 .to_string(),
