@@ -67,7 +67,7 @@ impl HubSettings {
             .or_else(|| std::fs::read_to_string(token_file).ok())
             .and_then(clean)
             // huggingface_hub sends no token it was not given in the call: none here.
-            .filter(|_| !is_offline(var("HF_HUB_DISABLE_IMPLICIT_TOKEN"), None));
+            .filter(|_| !is_true(var("HF_HUB_DISABLE_IMPLICIT_TOKEN")));
         Self {
             cache: cache.unwrap_or_else(|| home.join("hub")),
             token,
@@ -220,11 +220,14 @@ fn env(name: &str) -> Option<String> {
 }
 
 /// huggingface_hub's reading: `HF_HUB_OFFLINE` (or, when it is unset, `TRANSFORMERS_OFFLINE`)
-/// is one of 1, ON, YES, TRUE in any case.
+/// is true ([`is_true`]).
 fn is_offline(hf_hub_offline: Option<String>, transformers_offline: Option<String>) -> bool {
-    hf_hub_offline
-        .or(transformers_offline)
-        .is_some_and(|v| ["1", "ON", "YES", "TRUE"].contains(&v.to_ascii_uppercase().as_str()))
+    is_true(hf_hub_offline.or(transformers_offline))
+}
+
+/// huggingface_hub's reading of a switch variable: one of 1, ON, YES, TRUE in any case.
+fn is_true(value: Option<String>) -> bool {
+    value.is_some_and(|v| ["1", "ON", "YES", "TRUE"].contains(&v.to_ascii_uppercase().as_str()))
 }
 
 /// The schemes of the proxy URLs the hub client (ureq) parses; it skips others.
