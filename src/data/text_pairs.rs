@@ -116,9 +116,13 @@ mod tests {
 
     #[test]
     fn columns_of_more_negatives_are_refused_not_left_out() {
-        for header in
-            ["anchor,positive,negative_1,negative_2", "anchor,positive,hard_negative", "anchor,positive,Negative"]
-        {
+        for header in [
+            "anchor,positive,negative_1,negative_2",
+            "anchor,positive,hard_negative",
+            "anchor,positive,Negative",
+            "anchor,positive,negatives",
+            "anchor,positive,negative1",
+        ] {
             let err = read(&format!("{header}\nq,a,n,m\n")).unwrap_err().to_string();
             assert!(err.contains("would not be read: a pairs file holds one hard negative per row"), "{header}: {err}");
         }

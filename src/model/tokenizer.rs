@@ -275,10 +275,7 @@ fn refuse_other_special_tokens(dir: &Path, config: &Value, tokenizer_json: Optio
         return Ok(());
     }
     let map_path = dir.join("special_tokens_map.json");
-    let map: Value = match std::fs::read_to_string(&map_path) {
-        Ok(text) => serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", map_path.display()))?,
-        Err(_) => Value::Null,
-    };
+    let map = read_optional_json(&map_path)?;
     for (file, values) in [(dir.join(TOKENIZER_CONFIG), config), (map_path, &map)] {
         for (field, bert) in BERT_SPECIAL_TOKENS {
             // A token is a string, or an object with its `content`.
@@ -359,11 +356,15 @@ const TOKENIZER_CONFIG: &str = "tokenizer_config.json";
 
 /// `dir`'s `tokenizer_config.json`, `Null` when it has none.
 fn read_tokenizer_config(dir: &Path) -> Result<Value> {
-    let path = dir.join(TOKENIZER_CONFIG);
+    read_optional_json(&dir.join(TOKENIZER_CONFIG))
+}
+
+/// The JSON file at `path`, `Null` when there is none.
+fn read_optional_json(path: &Path) -> Result<Value> {
     if !path.is_file() {
         return Ok(Value::Null);
     }
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))
 }
 

@@ -125,12 +125,11 @@ pub fn same_file(a: &Path, b: &Path) -> bool {
 /// Refuses a folder flag's `path` that is a symbolic link to nothing, before any work: writing
 /// there would fail only at the end ("File exists", "Not a directory").
 pub fn refuse_dangling_link(path: &Path, flag: &str) -> Result<()> {
-    let is_link = path.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink());
-    if is_link && !path.exists() {
-        let target = std::fs::read_link(path).map(|t| t.display().to_string()).unwrap_or_default();
+    if let Some(target) = crate::model::source::dangling_link(path) {
         bail!(
-            "{flag} {} is a link to {target}, which does not exist; create that folder, or name another",
-            path.display()
+            "{flag} {} is a link to {}, which does not exist; create that folder, or name another",
+            path.display(),
+            target.display()
         );
     }
     Ok(())
