@@ -49,7 +49,7 @@ pub const BUCKET_BYTES: i64 = 25 << 20;
 
 /// What one synchronised backward did.
 pub struct SyncedBackward {
-    /// The step's scalars (losses, counts), summed across ranks.
+    /// The step's scalars (token counts), summed across ranks.
     pub scalars: Vec<f64>,
     /// Buckets all-reduced, and how many of them started before the backward pass returned.
     pub buckets: usize,
@@ -98,7 +98,7 @@ impl<'g> GradientSync<'g> {
             .collect();
         header.extend_from_slice(scalars);
         let mut header_tensor = Tensor::from_slice(&header);
-        self.group.all_reduce_(&mut header_tensor, Reduce::Sum, "the all-reduce of the step's losses")?;
+        self.group.all_reduce_(&mut header_tensor, Reduce::Sum, "the all-reduce of the step's token counts")?;
         let header = Vec::<f64>::try_from(&header_tensor)?;
         let (flags, sums) = header.split_at(self.parameters.len());
         let reduced: Vec<u8> = flags.iter().map(|f| u8::from(*f > 0.0)).collect();

@@ -8,6 +8,8 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
+use crate::distributed::{ProcessGroup, Reduce};
+
 /// A batch's loss (a 0-dim tensor, maybe on the GPU) not read yet.
 struct PendingLoss {
     step: usize,
@@ -94,14 +96,21 @@ impl Window {
 
     /// Reads the pending losses and gradient norms back at once and adds them to the window;
     /// the first value that is not finite comes back (by step, a step's losses before its
-    /// norm), and the window keeps nothing of them.
-    pub fn settle(&mut self) -> Result<Option<NonFinite>> {
+    /// norm), and the window keeps nothing of them. In a data-parallel launch (`across`: the
+    /// group and the model's device) each rank's losses are of its share of the batches, and
+    /// one all-reduce sums them first, so that every rank reads the whole batches' losses
+    /// without waiting for the device at every step.
+    pub fn settle(&mut self, across: Option<(&ProcessGroup, Device)>) -> Result<Option<NonFinite>> {
         if self.pending.is_empty() && self.pending_norms.is_empty() {
             return Ok(None);
         }
         let pending = std::mem::take(&mut self.pending);
         let norms = std::mem::take(&mut self.pending_norms);
-        let all: Vec<&Tensor> = pending.iter().map(|p| &p.loss).chain(norms.iter().map(|n| &n.norm)).collect();
+        let losses = match across {
+            Some((group, device)) if !pending.is_empty() => summed_across(&pending, group, device)?,
+            _ => pending.iter().map(|p| p.loss.shallow_clone()).collect(),
+        };
+        let all: Vec<&Tensor> = losses.iter().chain(norms.iter().map(|n| &n.norm)).collect();
         let values = read_back(&all)?;
         let (losses, norm_values) = values.split_at(pending.len());
         let bad_loss = pending.iter().zip(losses).find(|(_, v)| !v.is_finite());
@@ -140,6 +149,16 @@ impl Window {
     }
 }
 
+/// The ranks' losses summed, in order, as 0-dim tensors on `device` (the same device, so the
+/// same backend, on every rank: a rank's empty share has a host loss of 0).
+fn summed_across(pending: &[PendingLoss], group: &ProcessGroup, device: Device) -> Result<Vec<Tensor>> {
+    let losses: Vec<Tensor> =
+        pending.iter().map(|p| p.loss.to_device(device).to_kind(Kind::Double).reshape([1])).collect();
+    let mut summed = Tensor::cat(&losses, 0);
+    group.all_reduce_(&mut summed, Reduce::Sum, "the all-reduce of the window's losses")?;
+    Ok(summed.unbind(0))
+}
+
 /// The values of 0-dim tensors, in order, with one transfer per device they are on (the
 /// device's losses, and a data-parallel run's sums, which are on the host already).
 fn read_back(tensors: &[&Tensor]) -> Result<Vec<f64>> {
@@ -173,14 +192,14 @@ mod tests {
         window.add_loss(1, 0, Tensor::from(1.0f32));
         window.add_loss(1, 1, Tensor::from(3.0f32));
         window.add_loss(2, 0, Tensor::from(2.0f32));
-        assert!(window.settle().unwrap().is_none());
+        assert!(window.settle(None).unwrap().is_none());
         assert_eq!(window.mean_losses(), vec![(0, 1.5), (1, 3.0)]);
         window.add_loss(3, 1, Tensor::from(4.0f32));
         window.add_loss(4, 0, Tensor::from(f32::INFINITY));
         window.add_grad_norm(4, vec![0], Tensor::from(f32::NAN));
         window.add_loss(5, 1, Tensor::from(f32::NAN));
         window.add_grad_norm(5, vec![1], Tensor::from(f32::NAN));
-        let Some(NonFinite::Loss { step, task, value }) = window.settle().unwrap() else {
+        let Some(NonFinite::Loss { step, task, value }) = window.settle(None).unwrap() else {
             panic!("a bad loss is found")
         };
         assert_eq!((step, task, value), (4, 0, f64::INFINITY), "a bad loss is named before a bad norm");
@@ -193,11 +212,11 @@ mod tests {
         window.add_loss(1, 0, Tensor::from(1.0f32));
         window.add_grad_norm(1, vec![0], Tensor::from(2.0f32));
         window.examples += 4;
-        assert!(window.settle().unwrap().is_none());
+        assert!(window.settle(None).unwrap().is_none());
         let saved = serde_json::to_string(&window.totals()).unwrap();
         let mut resumed = Window::resumed(2, Some(serde_json::from_str(&saved).unwrap()));
         resumed.add_loss(2, 0, Tensor::from(3.0f32));
-        assert!(resumed.settle().unwrap().is_none());
+        assert!(resumed.settle(None).unwrap().is_none());
         assert_eq!((resumed.mean_losses(), resumed.grad_norm()), (vec![(0, 2.0)], 2.0));
         assert_eq!(resumed.examples, 0, "rates count the steps since the resumption");
         let other_tasks = Window::resumed(3, Some(window.totals()));
@@ -227,7 +246,7 @@ mod tests {
         let mut window = Window::new(2);
         window.add_loss(1, 0, Tensor::from(1.0f32));
         window.add_grad_norm(1, vec![0], Tensor::from(2.5f32));
-        assert!(window.settle().unwrap().is_none());
+        assert!(window.settle(None).unwrap().is_none());
         assert_eq!(window.grad_norm(), 2.5);
         window.add_loss(2, 1, Tensor::from(1.0f32));
         window.add_grad_norm(2, vec![1], Tensor::from(3.0f32));
@@ -235,7 +254,7 @@ mod tests {
         window.add_loss(3, 1, Tensor::from(1.0f32));
         window.add_grad_norm(3, vec![0, 1], Tensor::from(f32::NAN));
         window.add_loss(4, 0, Tensor::from(f32::INFINITY));
-        let Some(NonFinite::GradNorm { step, tasks, value }) = window.settle().unwrap() else {
+        let Some(NonFinite::GradNorm { step, tasks, value }) = window.settle(None).unwrap() else {
             panic!("a bad gradient norm is found")
         };
         assert_eq!((step, tasks), (3, vec![0, 1]));

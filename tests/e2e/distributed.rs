@@ -93,6 +93,19 @@ fn train_args(model: &Path, data: &ToyData, out: &Path, steps: usize, extra: &[&
     args
 }
 
+/// Every logged mean loss of a run's `train_log.jsonl`, named by step and task.
+fn logged_losses(run: &Path) -> Vec<(String, f64)> {
+    let log = std::fs::read_to_string(run.join("train_log.jsonl")).unwrap();
+    let records = log.lines().map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap());
+    let steps = records.filter(|r| r["type"] == "step");
+    let losses = steps.flat_map(|r| {
+        let step = r["step"].clone();
+        let by_task = r["loss"].as_object().unwrap().clone();
+        by_task.into_iter().map(move |(task, loss)| (format!("step {step} {task}"), loss.as_f64().unwrap()))
+    });
+    losses.collect()
+}
+
 fn weights(checkpoint: &Path) -> Vec<(String, Tensor)> {
     let mut w = Tensor::read_safetensors(checkpoint.join("model.safetensors")).unwrap();
     w.sort_by(|a, b| a.0.cmp(&b.0));
@@ -135,6 +148,13 @@ fn two_ranks_reproduce_one_process_and_predict_the_same() {
 
     let difference = max_difference(&weights(&one.join("last")), &weights(&two.join("last")));
     assert!(difference < 1e-5, "2 ranks vs 1 process after 20 steps: max |difference| {difference:e}");
+    // The ranks' losses, summed once per logging window, are the whole batches' losses.
+    let (logged_one, logged_two) = (logged_losses(&one), logged_losses(&two));
+    assert_eq!(logged_one.len(), logged_two.len(), "{logged_one:?}\n{logged_two:?}");
+    assert!(logged_one.len() >= 4, "{logged_one:?}");
+    for ((what, a), (_, b)) in logged_one.iter().zip(&logged_two) {
+        assert!((a - b).abs() <= 1e-5 * a.abs().max(1.0), "{what}: 1 process {a}, 2 ranks {b}");
+    }
     // Sanity: the weights did move, so the equality above is not trivially true.
     let start = Tensor::read_safetensors(s.model.join("model.safetensors")).unwrap();
     let trained = weights(&one.join("last"));

@@ -17,7 +17,7 @@ impl Trainer<'_> {
     /// GPU runs behind the host between reads).
     pub(super) fn settle_losses(&mut self) -> Result<()> {
         let started = Instant::now();
-        let settled = self.window.settle();
+        let settled = self.window.settle(self.group.map(|g| (g, self.loaded.device)));
         let seconds = started.elapsed().as_secs_f64();
         self.window.seconds += seconds;
         self.timing.train += seconds;

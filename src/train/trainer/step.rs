@@ -131,8 +131,8 @@ impl Trainer<'_> {
     }
 
     /// The step's last backward (from `root`). In a data-parallel launch the gradients are
-    /// summed across ranks as it runs, and the step's losses and token counts with them
-    /// (read back, as the collective needs them on the host): returns those sums.
+    /// summed across ranks as it runs, and the step's token counts with them (host values:
+    /// the losses stay on the device, summed once per logging window): returns those sums.
     fn last_backward(&mut self, drawn: &[MicroBatch], root: Option<Tensor>) -> Result<Option<Vec<f64>>> {
         let Some(sync) = &self.gradient_sync else {
             if let Some(root) = root {
@@ -140,33 +140,21 @@ impl Trainer<'_> {
             }
             return Ok(None);
         };
-        let mut scalars = Vec::with_capacity(3 * drawn.len());
-        for d in drawn {
-            scalars.push(f64::try_from(&d.loss)?);
-        }
-        scalars.extend(drawn.iter().flat_map(|d| [d.tokens as f64, d.padded_tokens as f64]));
+        let scalars: Vec<f64> = drawn.iter().flat_map(|d| [d.tokens as f64, d.padded_tokens as f64]).collect();
         let synced = sync.backward(root.as_ref(), &scalars)?;
         self.timing.buckets += synced.buckets;
         self.timing.overlapped_buckets += synced.overlapped_buckets;
         Ok(Some(synced.scalars))
     }
 
-    /// Adds the step to the logging window, its losses left on the device unless `summed`
-    /// across ranks (losses, then real and padded tokens per batch).
+    /// Adds the step to the logging window, its losses left on the device (this rank's share
+    /// in a launch), its real and padded tokens per batch as `summed` across ranks if given.
     fn account(&mut self, drawn: &[MicroBatch], summed: Option<Vec<f64>>) {
-        let (losses, tokens): (Vec<Tensor>, Vec<f64>) = match summed {
-            Some(summed) => {
-                let (losses, tokens) = summed.split_at(drawn.len());
-                (losses.iter().map(|&l| Tensor::from(l)).collect(), tokens.to_vec())
-            }
-            None => (
-                drawn.iter().map(|d| d.loss.shallow_clone()).collect(),
-                drawn.iter().flat_map(|d| [d.tokens as f64, d.padded_tokens as f64]).collect(),
-            ),
-        };
-        for ((i, d), loss) in drawn.iter().enumerate().zip(losses) {
+        let tokens =
+            summed.unwrap_or_else(|| drawn.iter().flat_map(|d| [d.tokens as f64, d.padded_tokens as f64]).collect());
+        for (i, d) in drawn.iter().enumerate() {
             let (real, padded) = (tokens[2 * i] as usize, tokens[2 * i + 1] as usize);
-            self.window.add_loss(self.state.step + 1, d.task, loss);
+            self.window.add_loss(self.state.step + 1, d.task, d.loss.shallow_clone());
             self.window.examples += d.rows;
             self.window.tokens += real;
             self.timing.tokens += real;
