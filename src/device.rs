@@ -272,7 +272,10 @@ pub fn describe(device: Device) -> String {
 /// the tensor itself.
 pub fn upload(host: Tensor, device: Device) -> Tensor {
     match device {
-        Device::Cuda(_) => host.pin_memory(device).to_device_(device, host.kind(), true, false),
+        // `_pin_memory`: tch's `pin_memory` always names the device, which torch 2.5 and
+        // later deprecate with two warnings on stderr per call (`host` is never pinned yet,
+        // so `pin_memory`'s own check would add nothing).
+        Device::Cuda(_) => host.internal_pin_memory(device).to_device_(device, host.kind(), true, false),
         _ => host.to_device(device),
     }
 }

@@ -24,8 +24,9 @@ pub struct RankShares<'a> {
 
 /// What a rank backpropagates, and the loss it reports.
 pub struct Objective {
-    /// This rank's loss weighted by its share of the rows (summed across ranks for the log).
-    pub weighted_loss: f64,
+    /// This rank's loss weighted by its share of the rows (0-dim, left on the device; summed
+    /// across ranks for the log).
+    pub weighted_loss: Tensor,
     /// The tensor to call `backward()` on; `None` when this rank's share is empty.
     pub backward: Option<Tensor>,
 }
@@ -85,9 +86,9 @@ impl<'a> RankShares<'a> {
             let unweighted = multiple_negatives_ranking_from(&column(0), &candidates, scale, offset) * share;
             let loss = &unweighted * weight;
             let grad = Tensor::run_backward(&[&loss], &[&candidates], true, false).remove(0);
-            (f64::try_from(&unweighted)?, Some((loss, grad)))
+            (unweighted.detach(), Some((loss, grad)))
         } else {
-            (0.0, None)
+            (Tensor::from(0f32), None)
         };
         let mut summed = match &grad {
             Some((_, g)) => g.detach().contiguous(),

@@ -344,7 +344,7 @@ impl TrainingTask for ClassificationTask {
         let targets = batch.targets.as_ref().expect("classification batches have targets");
         let classes = self.labels.len() as i64;
         let logits = outputs.narrow(1, 0, classes);
-        let weights = self.class_weights.as_ref().map(|w| w.to_device(outputs.device()));
+        let weights = self.class_weights.as_ref().map(|w| upload(w.shallow_clone(), outputs.device()));
         let cross_entropy = cross_entropy(&logits, targets, weights.as_ref(), self.label_smoothing);
         if !self.label_pairs {
             return cross_entropy;

@@ -18,6 +18,7 @@ use anyhow::Result;
 use tch::{Kind, Tensor};
 
 use crate::data::batching::{length_sorted_batches, pad_batch, BatchLimit};
+use crate::device::upload;
 use crate::model::fused_forward::FusedForward;
 use crate::model::loaded::LoadedModel;
 use crate::model::names::{self, BackboneLayer};
@@ -173,14 +174,14 @@ impl FeatureCache {
         let features = match self.depth {
             CacheDepth::Pooled => {
                 let rows = Tensor::from_slice(&entries.iter().map(|&e| e as i64).collect::<Vec<_>>());
-                forward.project(&self.values.index_select(0, &rows.to_device(self.values.device())))?
+                forward.project(&self.values.index_select(0, &upload(rows, self.values.device())))?
             }
             CacheDepth::BelowBlock(k) => {
                 let states: Vec<Tensor> =
                     entries.iter().map(|&e| self.values.narrow(0, self.spans[e].0, self.spans[e].1)).collect();
                 let padded = Tensor::pad_sequence(&states, true, 0.0);
                 let mask = mask_of(&entries.iter().map(|&e| self.spans[e].1).collect::<Vec<_>>(), padded.size()[1]);
-                forward.features_from_states(padded, &mask.to_device(self.values.device()), k, train)?
+                forward.features_from_states(padded, &upload(mask, self.values.device()), k, train)?
             }
         };
         Ok(Some(features))
@@ -226,7 +227,7 @@ fn store(values: &mut Tensor, depth: CacheDepth, entries: &[usize], states: &Ten
     match depth {
         CacheDepth::Pooled => {
             let rows = Tensor::from_slice(&entries.iter().map(|&e| e as i64).collect::<Vec<_>>());
-            let _ = values.index_copy_(0, &rows.to_device(values.device()), states);
+            let _ = values.index_copy_(0, &upload(rows, values.device()), states);
         }
         CacheDepth::BelowBlock(_) => {
             for (row, &entry) in entries.iter().enumerate() {

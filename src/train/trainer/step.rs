@@ -84,7 +84,7 @@ impl Trainer<'_> {
             Some((shares, scale)) => {
                 let objective =
                     shares.objective(&outputs, task.texts_per_row(), self.embedding_dim(), scale, weight)?;
-                drawn.loss = Tensor::from(objective.weighted_loss);
+                drawn.loss = objective.weighted_loss;
                 objective.backward
             }
             None => {
