@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # sentence-mtl against the PyTorch reference (scripts/reference/train_reference.py) on a CUDA
-# GPU, in one run: multi-task training TREC + SST-2 with identical batches (same order, rows
-# and padding), fp32 and bf16 (autocast with fp32 weights in both), alternating the two
+# GPU, in one run: multi-task training TREC + SST-2 with identical batches (same order and
+# rows; the reference pads each batch to its longest row, where sentence-mtl may run a batch of
+# mixed lengths as up to 4 forwards, so the table prints each one's padded / real tokens),
+# fp32 and bf16 (autocast with fp32 weights in both), alternating the two
 # implementations for ROUNDS rounds. Prints a markdown table (scripts/reference/bench_table.py)
 # with the GPU's name and the fp32/bf16 matmul peak measured in the same run, and the peak GPU
 # memory of each run as nvidia-smi sees it (the reference's own torch.cuda figure beside it).
@@ -79,10 +81,14 @@ fi
 
 timed init "${ours[@]}" --freeze all --out "$work/init"
 init=(--init-heads "$work/init/last/model.safetensors")
-timed plan "${ours[@]}" "${batch[@]}" --max-steps "$steps" --out "$work/plan_run" --save-batch-plan "$work/plan.jsonl"
+# The first run writes the batch plan the reference replays (the plan depends on the seed
+# and the data only, not on the precision).
+plan=(--save-batch-plan "$work/plan.jsonl")
 for i in $(seq 1 "$rounds"); do
   for precision in fp32 bf16; do
-    timed "ours_${precision}_$i" "${ours[@]}" "${batch[@]}" --max-steps "$steps" --precision "$precision" --out "$work/ours_${precision}_$i"
+    timed "ours_${precision}_$i" "${ours[@]}" "${batch[@]}" --max-steps "$steps" --precision "$precision" \
+      --out "$work/ours_${precision}_$i" "${plan[@]}"
+    plan=()
     timed "ref_${precision}_$i" "${ref[@]}" --plan "$work/plan.jsonl" --precision "$precision" "${init[@]}" \
       --out "$work/ref_${precision}_$i.json"
   done
