@@ -32,14 +32,31 @@ pub fn entry_points() -> Result<Option<NcclEntryPoints>, String> {
     Ok(None)
 }
 
-/// Writes the embedded shim to an anonymous in-memory file and loads it from there, so the
-/// binary stays one file and nothing is left on disk.
+#[cfg(nccl_shim)]
+static SHIM: &[u8] = include_bytes!(env!("SENTENCE_MTL_NCCL_SHIM"));
+
+/// Loads the embedded shim from an anonymous in-memory file, so the binary stays one file and
+/// nothing is left on disk; where that fails (no memfd, no /proc, or a sandbox that will not
+/// map such a file), from a temporary file removed once loaded.
 #[cfg(nccl_shim)]
 fn load() -> Result<NcclEntryPoints, String> {
+    let library = match load_from_memory() {
+        Ok(library) => library,
+        Err(in_memory) => load_from_temporary_file()
+            .map_err(|on_disk| format!("from memory: {in_memory}; from a temporary file: {on_disk}"))?,
+    };
+    // The library stays loaded for the process, so the addresses taken from it stay valid.
+    Ok(NcclEntryPoints {
+        make_backend: library.symbol(c"smtl_nccl_backend")?,
+        shutdown: library.symbol(c"smtl_nccl_shutdown")?,
+    })
+}
+
+#[cfg(nccl_shim)]
+fn load_from_memory() -> Result<crate::device::Library, String> {
     use std::io::Write;
     use std::os::fd::FromRawFd;
 
-    static SHIM: &[u8] = include_bytes!(env!("SENTENCE_MTL_NCCL_SHIM"));
     let name = c"libsmtl_nccl.so";
     // SAFETY: a NUL-terminated name; the descriptor is owned by the File below.
     let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
@@ -49,12 +66,23 @@ fn load() -> Result<NcclEntryPoints, String> {
     // SAFETY: `fd` is a new descriptor that nothing else owns.
     let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
     file.write_all(SHIM).map_err(|e| format!("writing the NCCL shim to memory: {e}"))?;
-    // The library stays loaded for the process, so the addresses taken from it stay valid.
-    let library = crate::device::dlopen(&format!("/proc/self/fd/{fd}"), libc::RTLD_NOW | libc::RTLD_LOCAL)?;
-    Ok(NcclEntryPoints {
-        make_backend: library.symbol(c"smtl_nccl_backend")?,
-        shutdown: library.symbol(c"smtl_nccl_shutdown")?,
-    })
+    crate::device::dlopen(&format!("/proc/self/fd/{fd}"), libc::RTLD_NOW | libc::RTLD_LOCAL)
+}
+
+/// A mapped library outlives its file, so the file goes as soon as it is loaded (or not).
+#[cfg(nccl_shim)]
+fn load_from_temporary_file() -> Result<crate::device::Library, String> {
+    use std::io::Write;
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let path = std::env::temp_dir().join(format!("libsmtl_nccl-{}-{nanos}.so", std::process::id()));
+    let written =
+        std::fs::OpenOptions::new().write(true).create_new(true).open(&path).and_then(|mut file| file.write_all(SHIM));
+    let loaded = match written {
+        Ok(()) => crate::device::dlopen(&path.to_string_lossy(), libc::RTLD_NOW | libc::RTLD_LOCAL),
+        Err(e) => Err(format!("writing {}: {e}", path.display())),
+    };
+    let _ = std::fs::remove_file(&path);
+    loaded
 }
 
 #[cfg(all(test, nccl_shim))]
@@ -70,5 +98,8 @@ mod tests {
         crate::device::dlopen(&cuda, libc::RTLD_NOW | libc::RTLD_GLOBAL).expect("libtorch_cuda.so loads");
         let entry = entry_points().expect("the NCCL shim loads").expect("this build has NCCL");
         assert!(!entry.make_backend.is_null() && !entry.shutdown.is_null());
+        // The way taken where a file in memory cannot be mapped.
+        let library = load_from_temporary_file().expect("the NCCL shim loads from a temporary file");
+        assert!(!library.symbol(c"smtl_nccl_backend").unwrap().is_null());
     }
 }
