@@ -75,9 +75,10 @@ fn load_from_temporary_file() -> Result<crate::device::Library, String> {
     use std::io::Write;
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
     let path = std::env::temp_dir().join(format!("libsmtl_nccl-{}-{nanos}.so", std::process::id()));
-    let written =
-        std::fs::OpenOptions::new().write(true).create_new(true).open(&path).and_then(|mut file| file.write_all(SHIM));
-    let loaded = match written {
+    let mut file = (std::fs::OpenOptions::new().write(true).create_new(true).open(&path))
+        .map_err(|e| format!("creating {}: {e}", path.display()))?;
+    // Only a file this call created is removed.
+    let loaded = match file.write_all(SHIM) {
         Ok(()) => crate::device::dlopen(&path.to_string_lossy(), libc::RTLD_NOW | libc::RTLD_LOCAL),
         Err(e) => Err(format!("writing {}: {e}", path.display())),
     };
