@@ -259,6 +259,22 @@ fn small_data_checkpoints_hold_refitted_heads_at_every_evaluation() {
     for checkpoint in ["best", "last"] {
         assert_head_is_the_refit(&Path::new(&out).join(checkpoint), "topic", &s.data.topic_train);
     }
+    // Killed after the early stop's save and before its summary: --resume ends the run
+    // there, as the uninterrupted run ended, and trains nothing past it.
+    let log_path = Path::new(&out).join("train_log.jsonl");
+    let unfinished: Vec<&str> = log.lines().filter(|line| !line.contains(r#""type":"summary""#)).collect();
+    std::fs::write(&log_path, unfinished.join("\n") + "\n").unwrap();
+    let weights = |checkpoint: &str| std::fs::read(Path::new(&out).join(checkpoint).join("model.safetensors")).unwrap();
+    let before = (weights("best"), weights("last"));
+    let resumed = run(&["train", "--resume", &out, "--threads", "1"]);
+    assert_ok(&resumed);
+    let said = stderr(&resumed);
+    assert!(said.contains("the run had stopped early at step 40 (--patience)"), "{said}");
+    assert!(!said.contains("step 41"), "{said}");
+    assert!(before == (weights("best"), weights("last")), "the resumed run changed best/ or last/");
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let end: serde_json::Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
+    assert_eq!((end["type"].as_str(), end["step"].as_u64()), (Some("summary"), Some(40)), "{log}");
     // Patience spent at the run's last step stops nothing: the run just ends.
     let out = s.out("ends");
     let last = args.iter().position(|a| *a == "--out").unwrap();

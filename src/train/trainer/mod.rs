@@ -334,6 +334,15 @@ impl<'a> Trainer<'a> {
             drop(signals);
             return self.finish();
         }
+        if self.stopped_early() {
+            // Killed between the early stop's save and its summary: what is left is the end.
+            self.say(&format!(
+                "the run had stopped early at step {} (--patience) and was interrupted before it ended: it ends there",
+                self.state.step
+            ));
+            drop(signals);
+            return self.finish();
+        }
         self.say(&self.plan_line());
         match self.steps(&signals) {
             Ok(None) => {
@@ -384,6 +393,13 @@ impl<'a> Trainer<'a> {
             }
         }
         Ok(None)
+    }
+
+    /// Whether the run's state is an early stop's: its patience spent before the last step
+    /// (an evaluation without improvement that does not stop the run leaves it unspent).
+    fn stopped_early(&self) -> bool {
+        let spent = self.settings.patience.is_some_and(|p| self.state.evals_without_improvement >= p);
+        spent && self.state.step < self.length.total_steps
     }
 
     /// Whether this process writes the run's files (rank 0, or the only process).
