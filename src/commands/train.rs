@@ -16,7 +16,8 @@ use crate::train::run_dir::RunDir;
 use crate::train::settings::TrainSettings;
 use crate::train::trainer::{resume, train, RunOptions, TrainOutcome};
 
-/// Flags that may accompany `--resume` (they do not change what is computed).
+/// Flags that may accompany `--resume`: they do not change what is computed, though on a CPU
+/// another `--threads` changes its last bits (a note says so).
 const ALLOWED_WITH_RESUME: &[&str] = &["resume", "device", "threads", "quiet", "dist_timeout"];
 
 pub fn run(args: &TrainArgs) -> Result<()> {

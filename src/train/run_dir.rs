@@ -170,8 +170,9 @@ impl RunDir {
     pub fn refuse_finished(&self) -> Result<()> {
         if let Some(step) = self.finished_at()? {
             bail!(
-                "{} finished at step {step}; --resume continues an interrupted run (its best checkpoint is {})",
+                "{} finished at step {step}; --resume continues an interrupted run. To train it further, start a new run from it: --model {} --out NEW_DIR (its optimizer and schedule start anew; its best checkpoint is {})",
                 self.root.display(),
+                self.last().display(),
                 self.best().display()
             );
         }

@@ -514,6 +514,16 @@ pub(super) fn precision_change_note(saved: &ModelSpec, asked: Precision, resolve
     })
 }
 
+/// On a CPU resume: a note when this process sums on another number of threads than the
+/// saved steps did, which changes the last bits of every sum from here on.
+pub(super) fn threads_change_note(saved: &ModelSpec, device: tch::Device) -> Option<String> {
+    let before = saved.training.as_ref()?.get("threads_used")?.as_u64()?;
+    let now = tch::get_num_threads();
+    (device == tch::Device::Cpu && before != now as u64).then(|| {
+        format!("note: the steps before this resume ran on {before} CPU threads and these run on {now}; sums split otherwise differ in their last bits, so the weights will not be bit-identical to an uninterrupted run's (--threads {before} keeps them so)")
+    })
+}
+
 /// A note for each task with rows longer than `--batch-tokens` holds: each of those trains in
 /// a batch of its own, bigger than the budget (`BatchLimit::fits` lets one row always fit).
 fn oversized_row_notes(settings: &TrainSettings, tasks: &[Box<dyn TrainingTask>]) -> Vec<String> {
@@ -648,5 +658,20 @@ mod tests {
         assert_eq!(precision_change_note(&spec, Precision::Auto, Precision::Bf16), None);
         spec.training = None;
         assert_eq!(precision_change_note(&spec, Precision::Auto, Precision::Fp32), None, "an older checkpoint");
+    }
+
+    #[test]
+    fn a_cpu_resume_on_other_threads_says_so() {
+        let mut spec = crate::model::test_support::spec("bert", None, &[("a", 2)]);
+        let now = tch::get_num_threads() as u64;
+        spec.training = Some(serde_json::json!({"threads_used": now + 1}));
+        let note = threads_change_note(&spec, tch::Device::Cpu).unwrap();
+        assert!(note.contains(&format!("ran on {} CPU threads and these run on {now}", now + 1)), "{note}");
+        assert!(note.contains(&format!("(--threads {} keeps them so)", now + 1)), "{note}");
+        assert_eq!(threads_change_note(&spec, tch::Device::Cuda(0)), None);
+        spec.training = Some(serde_json::json!({"threads_used": now}));
+        assert_eq!(threads_change_note(&spec, tch::Device::Cpu), None);
+        spec.training = Some(serde_json::json!({}));
+        assert_eq!(threads_change_note(&spec, tch::Device::Cpu), None, "an older checkpoint");
     }
 }

@@ -226,7 +226,13 @@ impl<'a> Trainer<'a> {
         let spec = &prepared.loaded.spec;
         prepared.notes.extend(match resumed_from {
             None => setup::start_up_notes(settings, &tasks, world, &options.typed_flags, &prepared.loaded)?,
-            Some(_) => setup::precision_change_note(spec, settings.precision, precision).into_iter().collect(),
+            Some(_) => [
+                setup::precision_change_note(spec, settings.precision, precision),
+                setup::threads_change_note(spec, prepared.loaded.device),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
         });
         let log = match main {
             true => RunLog::open(&run.log(), resumed_from)?,

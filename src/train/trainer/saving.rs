@@ -261,9 +261,13 @@ impl Trainer<'_> {
     fn spec_with(&self, evaluation: Option<&Evaluation>) -> ModelSpec {
         let mut spec = self.loaded.spec.clone();
         spec.training = serde_json::to_value(self.settings).ok();
-        // `--precision auto` as it resolved on the machine that trained.
+        // `--precision auto` as it resolved on the machine that trained, and the CPU threads
+        // that summed its numbers (a resume on other threads is not bit-identical).
         if let Some(serde_json::Value::Object(training)) = &mut spec.training {
             training.insert("precision_used".into(), serde_json::Value::String(self.precision.to_string()));
+            if self.loaded.device == tch::Device::Cpu {
+                training.insert("threads_used".into(), tch::get_num_threads().into());
+            }
         }
         spec.metrics = evaluation.and_then(|e| serde_json::to_value(e).ok());
         spec
