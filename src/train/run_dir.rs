@@ -221,6 +221,25 @@ impl RunDir {
         Ok(settings)
     }
 
+    /// Refuses to resume when a data file the run recorded is gone, saying where the path
+    /// comes from and how to point the run at a file that moved.
+    pub fn refuse_missing_data(&self, settings: &TrainSettings) -> Result<()> {
+        for task in &settings.tasks {
+            let files = std::iter::once(("training", &task.train)).chain(task.dev.iter().map(|dev| ("dev", dev)));
+            for (which, path) in files {
+                if !path.exists() {
+                    bail!(
+                        "task '{}': its {which} file {} is not there; --resume reads the files the run started with, at the paths {} records (relative ones from its \"started_in\" folder): put the file back, or edit its path there (the run checks that the content is the one it trained on)",
+                        task.name,
+                        path.display(),
+                        self.settings().display()
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Holds an exclusive lock on the run's `settings.json` until the process ends, so that
     /// no second process trains the same run at once (two resumes, or `--overwrite` over a
     /// run in progress), which would interleave their logs and remove each other's saves.

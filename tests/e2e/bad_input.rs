@@ -2125,6 +2125,22 @@ c,a
         &["train", "--resume", &frozen_run.to_string_lossy()],
         error("more than --feature-cache-budget 0 MB; resume where the run started (--device"),
     );
+    // An interrupted run whose training file is gone from the path it recorded.
+    let (_, moved_run) = train_toy_run(&c.model, c.dir.path(), "moved-data-run", 2, &[]);
+    let log = moved_run.join("train_log.jsonl");
+    let lines: Vec<String> = std::fs::read_to_string(&log).unwrap().lines().map(String::from).collect();
+    std::fs::write(&log, lines[..lines.len() - 1].join("\n") + "\n").unwrap();
+    let settings_file = moved_run.join("settings.json");
+    let mut settings: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&settings_file).unwrap()).unwrap();
+    settings["settings"]["tasks"][0]["train"] = c.path("moved/topic_train.csv").into();
+    std::fs::write(&settings_file, serde_json::to_string_pretty(&settings).unwrap()).unwrap();
+    c.add(
+        "settings",
+        "--resume of a run whose data file moved",
+        &["train", "--resume", &moved_run.to_string_lossy()],
+        error("moved/topic_train.csv is not there; --resume reads the files the run started with, at the paths "),
+    );
     c.add(
         "settings",
         "--resume of a run that finished",

@@ -123,6 +123,7 @@ pub fn resume(
     }
     let mut settings = run.read_settings()?;
     run.refuse_finished()?;
+    run.refuse_missing_data(&settings)?;
     if let Some(device) = device {
         settings.device = device;
     }
