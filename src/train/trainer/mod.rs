@@ -377,6 +377,9 @@ impl<'a> Trainer<'a> {
                 let decision = self.evaluate_and_save()?;
                 saved = true;
                 if let AfterEvaluation::EarlyStop = decision {
+                    if let Some(signal) = signals.requested() {
+                        self.say(&format!("{} came as the run stopped early: the run finishes", signal_name(signal)));
+                    }
                     break;
                 }
             } else if self.settings.save_every.is_some_and(|n| step.is_multiple_of(n)) {
