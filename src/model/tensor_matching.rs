@@ -61,7 +61,14 @@ pub fn match_tensors(
         }
     }
     if !mismatches.is_empty() {
-        bail!("{file} does not fit the model's configuration; mismatches: {}", mismatches.join("; "));
+        // A configuration of the wrong size mismatches every tensor: the first few tell.
+        const SHOWN: usize = 3;
+        let more = match mismatches.len().saturating_sub(SHOWN) {
+            0 => String::new(),
+            n => format!("; and {n} more"),
+        };
+        let shown = mismatches[..mismatches.len().min(SHOWN)].join("; ");
+        bail!("{file} does not fit the model's configuration; mismatches: {shown}{more}");
     }
     matched.missing = expected.keys().filter(|name| !matched.found.contains_key(*name)).cloned().collect();
     Ok(matched)
@@ -130,5 +137,12 @@ mod tests {
         let integers = BTreeMap::from([("embeddings.w".to_string(), Tensor::from_slice(&[1i64, 2]))]);
         let err = load_into(&vs, file, integers, "bert").unwrap_err().to_string();
         assert!(err.contains("bert.embeddings.w: file Int64 numbers, model floating point"), "{err}");
+
+        let expected: BTreeMap<String, Vec<i64>> = (0..5).map(|i| (format!("bert.embeddings.t{i}"), vec![4])).collect();
+        let narrow = (0..5)
+            .map(|i| (format!("embeddings.t{i}"), Tensor::zeros([2], (tch::Kind::Float, tch::Device::Cpu))))
+            .collect();
+        let err = match_tensors(file, narrow, &expected, "bert").unwrap_err().to_string();
+        assert!(err.ends_with("bert.embeddings.t2: file [2], model [4]; and 2 more"), "{err}");
     }
 }
