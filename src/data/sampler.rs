@@ -247,8 +247,19 @@ impl TaskSampler {
 
     /// A saved sampler with its tasks' rows given back (`tasks` as [`TaskSampler::new`] took
     /// them; the run's data fingerprints make them the same rows); refuses a saved state
-    /// that does not fit them.
-    pub fn with_rows(mut self, tasks: Vec<TaskRows>) -> anyhow::Result<Self> {
+    /// that does not fit them or batches otherwise than the run's `limit`.
+    pub fn with_rows(mut self, tasks: Vec<TaskRows>, limit: BatchLimit) -> anyhow::Result<Self> {
+        if self.limit() != limit || matches!(limit, BatchLimit::Rows(0) | BatchLimit::Tokens(0)) {
+            let describe = |limit: BatchLimit| match limit {
+                BatchLimit::Rows(n) => format!("{n} rows"),
+                BatchLimit::Tokens(n) => format!("up to {n} tokens"),
+            };
+            anyhow::bail!(
+                "the saved sampler makes batches of {}, the run's settings of {}",
+                describe(self.limit()),
+                describe(limit)
+            );
+        }
         if tasks.len() != self.streams.len() {
             anyhow::bail!("the saved sampler has {} tasks, the run {}", self.streams.len(), tasks.len());
         }
@@ -623,7 +634,8 @@ mod tests {
         let mut saved = serde_json::to_value(&s).unwrap();
         saved.as_object_mut().unwrap().retain(|key, _| key != "epoch_plan" && key != "owed");
         let rows: Vec<TaskRows> = s.streams.iter().map(|stream| stream.rows.clone()).collect();
-        let mut resumed = serde_json::from_value::<TaskSampler>(saved).unwrap().with_rows(rows).unwrap();
+        let mut resumed =
+            serde_json::from_value::<TaskSampler>(saved).unwrap().with_rows(rows, BatchLimit::Rows(8)).unwrap();
         for _ in 5..16 {
             resumed.next_batch();
         }
@@ -644,7 +656,8 @@ mod tests {
         fields.retain(|key, _| key != "epoch_plan" && key != "owed");
         fields.insert("credit".into(), serde_json::json!([0.3, -0.3]));
         let rows: Vec<TaskRows> = s.streams.iter().map(|stream| stream.rows.clone()).collect();
-        let mut resumed = serde_json::from_value::<TaskSampler>(saved).unwrap().with_rows(rows).unwrap();
+        let mut resumed =
+            serde_json::from_value::<TaskSampler>(saved).unwrap().with_rows(rows, BatchLimit::Rows(4)).unwrap();
         for _ in 5..14 {
             resumed.next_batch();
         }
@@ -716,6 +729,24 @@ mod tests {
         assert_eq!(counts, [5000, 5000]);
     }
 
+    /// A saved state edited to batch otherwise than the run's settings (a batch size of 0 used
+    /// to divide by zero) is refused.
+    #[test]
+    fn a_saved_sampler_that_batches_otherwise_is_refused() {
+        let s = TaskSampler::new(SamplingStrategy::Proportional, BatchLimit::Rows(8), lengths(&[48, 36]), 7);
+        let rows = || s.streams.iter().map(|stream| stream.rows.clone()).collect::<Vec<TaskRows>>();
+        for batch_size in [0, 1_000_000] {
+            let mut saved = serde_json::to_value(&s).unwrap();
+            saved["batch_size"] = batch_size.into();
+            let saved = serde_json::from_value::<TaskSampler>(saved).unwrap();
+            let err = saved.with_rows(rows(), BatchLimit::Rows(8)).err().unwrap().to_string();
+            assert!(
+                err.contains(&format!("makes batches of Rows({batch_size}), the run's settings of Rows(8)")),
+                "{err}"
+            );
+        }
+    }
+
     /// Saves `s` after 7 batches and checks the restored copy draws the next 20 alike.
     fn assert_resumes_alike(mut s: TaskSampler) {
         for _ in 0..7 {
@@ -726,7 +757,7 @@ mod tests {
         let rows: Vec<TaskRows> = s.streams.iter().map(|stream| stream.rows.clone()).collect();
         let expected: Vec<(usize, Vec<usize>)> = (0..20).map(|_| s.next_batch()).collect();
         let saved: TaskSampler = serde_json::from_str(&saved).unwrap();
-        let mut resumed = saved.with_rows(rows).unwrap();
+        let mut resumed = saved.with_rows(rows, s.limit()).unwrap();
         let got: Vec<(usize, Vec<usize>)> = (0..20).map(|_| resumed.next_batch()).collect();
         assert_eq!(got, expected);
     }

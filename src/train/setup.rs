@@ -344,7 +344,10 @@ pub(super) fn initial_state(
         );
     }
     let rows = tasks.iter().map(|t| task_rows(settings, t.as_ref(), world)).collect();
-    state.sampler = state.sampler.with_rows(rows).with_context(|| format!("{} is damaged", last.display()))?;
+    state.sampler = state
+        .sampler
+        .with_rows(rows, settings.batch_limit())
+        .with_context(|| format!("{} is damaged", last.display()))?;
     Ok(state)
 }
 
