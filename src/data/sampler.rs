@@ -741,7 +741,7 @@ mod tests {
             let saved = serde_json::from_value::<TaskSampler>(saved).unwrap();
             let err = saved.with_rows(rows(), BatchLimit::Rows(8)).err().unwrap().to_string();
             assert!(
-                err.contains(&format!("makes batches of Rows({batch_size}), the run's settings of Rows(8)")),
+                err.contains(&format!("makes batches of {batch_size} rows, the run's settings of 8 rows")),
                 "{err}"
             );
         }
