@@ -66,8 +66,18 @@ impl HfExport {
             Err(_) if !heads.is_file() => return Ok(None),
             Err(e) => bail!("{} is not valid JSON: {e}", path.display()),
         };
-        if value.get("format").and_then(|f| f.as_str()) != Some(FORMAT) {
-            return Ok(None);
+        let format = value.get("format");
+        if format.and_then(|f| f.as_str()) != Some(FORMAT) {
+            if !heads.is_file() {
+                return Ok(None);
+            }
+            // Beside its heads, a tasks.json is an export's: read as a plain model, the folder
+            // would lose its projection and heads without a word.
+            bail!(
+                "{} beside {HEADS_FILE} is an hf export's, but its \"format\" is {}, not \"{FORMAT}\" (the format this build reads); export the checkpoint again with this build",
+                path.display(),
+                format.map_or("missing".to_string(), |f| f.to_string())
+            );
         }
         if !heads.is_file() {
             if dir.join(TORCHSCRIPT_FILE).is_file() {

@@ -150,13 +150,14 @@ const STRUCTURED: &[&str] = &["json", "jsonl", "tsv", "parquet", "npy", "xlsx"];
 /// One sentence per line, blank lines included (a file's final line end ends the last line).
 /// A line ends at `\n`, `\r\n` or a lone `\r` (old Mac files), as Python's universal
 /// newlines read them; a byte-order mark at the file's start is dropped.
-fn read_lines<R: BufRead>(reader: R, name: &str) -> Result<Vec<String>> {
+fn read_lines<R: BufRead>(mut reader: R, name: &str) -> Result<Vec<String>> {
+    // The first bytes are looked at before any line is read: a binary stream without a
+    // newline (`--input /dev/zero`) would otherwise be read into memory as one line, forever.
+    let head = reader.fill_buf().with_context(|| format!("cannot read {name}"))?;
+    crate::data::csv_file::refuse_utf16_or_binary(head, name)?;
     let mut out = Vec::new();
-    for (i, segment) in reader.split(b'\n').enumerate() {
+    for segment in reader.split(b'\n') {
         let segment = segment.with_context(|| format!("cannot read {name}"))?;
-        if i == 0 {
-            crate::data::csv_file::refuse_utf16_or_binary(&segment, name)?;
-        }
         // The `\r` of a `\r\n`, or one ending a lone-`\r` file's last line, ends no extra line.
         let segment = segment.strip_suffix(b"\r").unwrap_or(&segment);
         for bytes in segment.split(|&b| b == b'\r') {

@@ -513,6 +513,12 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         &["encode", "-m", &m, "-i", &c.file("blank_texts.csv", b"text,label\n,a\n ,b\n")],
         Expect::Works,
     );
+    c.add(
+        "CSV",
+        "--input of an endless binary stream without a newline",
+        &["encode", "-m", &m, "--input", "/dev/zero"],
+        error("/dev/zero: the file holds NUL bytes, so it is not a text file"),
+    );
     let f = c.file("sentences_header_only.csv", b"text\n");
     c.add(
         "CSV",
@@ -1557,6 +1563,15 @@ c,a
         "hf export without heads.safetensors",
         &["encode", "-m", &f, "hi"],
         error("tasks.json describes an export whose projection and heads are in heads.safetensors, which is missing"),
+    );
+    let f = c.damaged_export("hf", "export_other_format", |d| {
+        edit_json(&d.join("tasks.json"), |spec| spec["format"] = "sentence-mtl export 2".into());
+    });
+    c.add(
+        "model",
+        "hf export whose tasks.json names another format",
+        &["encode", "-m", &f, "hi"],
+        error("tasks.json beside heads.safetensors is an hf export's, but its \"format\" is \"sentence-mtl export 2\""),
     );
     let f = c.damaged_export("hf", "export_bad_pooling", |d| {
         let p = d.join("tasks.json");
