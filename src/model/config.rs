@@ -186,6 +186,17 @@ fn activation(field: &str, name: &str) -> Result<Activation> {
     })
 }
 
+/// The most blocks a config may name: past any encoder's, and the names of their tensors,
+/// listed before the weight file is compared, would fill memory first (10^9 blocks did).
+const MAX_LAYERS: i64 = 1024;
+
+fn check_layer_count(field: &str, value: i64) -> Result<()> {
+    if value > MAX_LAYERS {
+        bail!("{field} {value} is more blocks than sentence-mtl reads (at most {MAX_LAYERS}); is config.json damaged?");
+    }
+    Ok(())
+}
+
 fn check_positive(field: &str, value: i64) -> Result<()> {
     if value <= 0 {
         bail!("{field} must be positive, got {value}");
@@ -252,6 +263,7 @@ impl DistilBertJson {
         ] {
             check_positive(field, value)?;
         }
+        check_layer_count("n_layers", n_layers)?;
         if dim % n_heads != 0 {
             bail!("dim {dim} is not a multiple of n_heads {n_heads}");
         }
@@ -323,6 +335,7 @@ impl BertJson {
         ] {
             check_positive(field, value)?;
         }
+        check_layer_count("num_hidden_layers", self.num_hidden_layers)?;
         if self.hidden_size % self.num_attention_heads != 0 {
             bail!(
                 "hidden_size {} is not a multiple of num_attention_heads {}",
@@ -410,6 +423,19 @@ mod tests {
         let err = BackboneConfig::from_json(bert).unwrap_err().to_string();
         assert!(err.starts_with("pruned_heads is not supported"), "{err}");
         assert!(BackboneConfig::from_json(&bert.replace(r#"{"0":[1]}"#, "{}")).is_ok());
+    }
+
+    #[test]
+    fn a_layer_count_past_any_encoder_is_refused() {
+        let bert = r#"{"model_type":"bert","vocab_size":10,"hidden_size":8,"num_hidden_layers":1000000000,
+            "num_attention_heads":2,"intermediate_size":16}"#;
+        let err = BackboneConfig::from_json(bert).unwrap_err().to_string();
+        assert!(err.starts_with("num_hidden_layers 1000000000 is more blocks than sentence-mtl reads"), "{err}");
+        let distil =
+            r#"{"model_type":"distilbert","vocab_size":10,"dim":8,"n_layers":1025,"n_heads":2,"hidden_dim":16}"#;
+        let err = BackboneConfig::from_json(distil).unwrap_err().to_string();
+        assert!(err.starts_with("n_layers 1025 is more blocks"), "{err}");
+        assert!(BackboneConfig::from_json(&distil.replace("1025", "1024")).is_ok());
     }
 
     #[test]
