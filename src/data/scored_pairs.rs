@@ -79,10 +79,14 @@ impl ScoredPairs {
         }
         // Training reads scores as 32-bit floats, and evaluation takes scores that differ by
         // no more than their rounding for equal (`metrics::correlation::is_constant`).
-        if crate::metrics::correlation::is_constant(&pairs.scores) {
+        // Below 32-bit floats' range (1e-39 and less) they are all 0 to training.
+        let one_as_f32 = pairs.scores.iter().all(|&score| score as f32 == low as f32);
+        if crate::metrics::correlation::is_constant(&pairs.scores) || one_as_f32 {
             bail!(
-                "{}: the scores, from {low} to {high}, differ only past 32-bit precision, where training and evaluation see them as one; subtract their common part (STS-B's are 0 to 5)",
-                path.display()
+                "{}: the scores, from {} to {}, differ only past 32-bit precision, where training and evaluation see them as one; subtract their common part, or rescale them (STS-B's are 0 to 5)",
+                path.display(),
+                readable(low),
+                readable(high)
             );
         }
         if !((high - low) as f32).is_finite() {
@@ -105,6 +109,15 @@ impl ScoredPairs {
     /// (lowest, highest) score.
     pub fn score_range(&self) -> (f64, f64) {
         self.scores.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &s| (lo.min(s), hi.max(s)))
+    }
+}
+
+/// A score as a message shows it: in scientific notation where the plain one would run to
+/// hundreds of digits.
+fn readable(score: f64) -> String {
+    match score != 0.0 && !(1e-6..1e15).contains(&score.abs()) {
+        true => format!("{score:e}"),
+        false => score.to_string(),
     }
 }
 
@@ -139,7 +152,9 @@ mod tests {
         let err = read("sentence1,sentence2,score\na,b,2\nc,d,2\n").unwrap_err().to_string();
         assert!(err.contains("every score is 2"), "{err}");
         let err = read("sentence1,sentence2,score\na,b,10000.001\nc,d,10000.002\n").unwrap_err().to_string();
-        assert!(err.ends_with("p.csv: the scores, from 10000.001 to 10000.002, differ only past 32-bit precision, where training and evaluation see them as one; subtract their common part (STS-B's are 0 to 5)"), "{err}");
+        assert!(err.ends_with("p.csv: the scores, from 10000.001 to 10000.002, differ only past 32-bit precision, where training and evaluation see them as one; subtract their common part, or rescale them (STS-B's are 0 to 5)"), "{err}");
+        let err = read("sentence1,sentence2,score\na,b,1e-320\nc,d,2e-320\n").unwrap_err().to_string();
+        assert!(err.ends_with("p.csv: the scores, from 1e-320 to 2e-320, differ only past 32-bit precision, where training and evaluation see them as one; subtract their common part, or rescale them (STS-B's are 0 to 5)"), "{err}");
         assert!(read("sentence1,sentence2,score\na,b,10000.5\nc,d,10001\n").is_ok(), "scores f32 tells apart");
         let err = read("sentence1,sentence2,score\na,b,2\nc,d,1e39\n").unwrap_err().to_string();
         assert!(err.ends_with("p.csv:3: score '1e39' in column 'score' is beyond what training's 32-bit numbers hold (about 3.4e38); rescale the scores (STS-B's are 0 to 5)"), "{err}");
