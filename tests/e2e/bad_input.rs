@@ -1247,12 +1247,19 @@ c,a
         &["train", "-m", &f, "--task", &format!("topic={topic_train}"), "--out", &c.path("run-fewer"), "-q"],
         error("has 2 transformer blocks, but config.json's n_layers is 1"),
     );
-    let f = c.damaged_model("many_layers", |d| edit_config(d, "\"n_layers\": 2", "\"n_layers\": 3000"));
+    let f = c.damaged_model("many_layers", |d| edit_config(d, "\"n_layers\": 2", "\"n_layers\": 1000"));
     c.add(
         "model",
         "training from config.json counting far more blocks than the weights (checked before building)",
         &["train", "-m", &f, "--task", &format!("topic={topic_train}"), "--out", &c.path("run-many-layers"), "-q"],
         error("backbone tensor(s), e.g. distilbert.transformer.layer.10."),
+    );
+    let f = c.damaged_model("billion_layers", |d| edit_config(d, "\"n_layers\": 2", "\"n_layers\": 1000000000"));
+    c.add(
+        "model",
+        "config.json counting more blocks than any encoder has",
+        &["encode", "-m", &f, "hi"],
+        error("n_layers 1000000000 is more blocks than sentence-mtl reads (at most 1024); is config.json damaged?"),
     );
     let f = c.damaged_model("huge_vocab", |d| edit_config(d, "\"vocab_size\": 30522", "\"vocab_size\": 4000000000"));
     c.add(
