@@ -508,10 +508,23 @@ fn model_flag_notes(settings: &TrainSettings, typed_flags: &[String], loaded: &L
     notes
 }
 
+/// The training record of the checkpoint a run resumes from (`training` in its
+/// `sentence_mtl.json`): the settings and what they resolved to on the machine that saved it.
+/// The model loaded for training has a spec of its own, which records none yet.
+pub(super) fn saved_training(last: &Path) -> Option<serde_json::Value> {
+    let text = std::fs::read_to_string(last.join(checkpoint::SPEC_FILE)).ok()?;
+    let spec: serde_json::Value = serde_json::from_str(&text).ok()?;
+    spec.get("training").cloned()
+}
+
 /// On a resume: a note when the precision differs from the one the saved steps trained in
 /// (`--precision auto` resolves per machine: bf16 on a CPU with AMX, fp32 on one without).
-pub(super) fn precision_change_note(saved: &ModelSpec, asked: Precision, resolved: Precision) -> Option<String> {
-    let before = saved.training.as_ref()?.get("precision_used")?.as_str()?;
+pub(super) fn precision_change_note(
+    saved: Option<&serde_json::Value>,
+    asked: Precision,
+    resolved: Precision,
+) -> Option<String> {
+    let before = saved?.get("precision_used")?.as_str()?;
     (before != resolved.to_string()).then(|| {
         format!("note: the steps before this resume trained in {before}; --precision {asked} resolves to {resolved} on this machine, so the rest trains in {resolved}")
     })
@@ -519,8 +532,8 @@ pub(super) fn precision_change_note(saved: &ModelSpec, asked: Precision, resolve
 
 /// On a CPU resume: a note when this process sums on another number of threads than the
 /// saved steps did, which changes the last bits of every sum from here on.
-pub(super) fn threads_change_note(saved: &ModelSpec, device: tch::Device) -> Option<String> {
-    let before = saved.training.as_ref()?.get("threads_used")?.as_u64()?;
+pub(super) fn threads_change_note(saved: Option<&serde_json::Value>, device: tch::Device) -> Option<String> {
+    let before = saved?.get("threads_used")?.as_u64()?;
     let now = tch::get_num_threads();
     (device == tch::Device::Cpu && before != now as u64).then(|| {
         format!("note: the steps before this resume ran on {before} CPU threads and these run on {now}; sums split otherwise differ in their last bits, so the weights will not be bit-identical to an uninterrupted run's (--threads {before} keeps them so)")
@@ -654,27 +667,22 @@ mod tests {
 
     #[test]
     fn a_resume_in_another_precision_says_so() {
-        let mut spec = crate::model::test_support::spec("bert", None, &[("a", 2)]);
-        spec.training = Some(serde_json::json!({"precision": "auto", "precision_used": "bf16"}));
-        let note = precision_change_note(&spec, Precision::Auto, Precision::Fp32).unwrap();
+        let saved = serde_json::json!({"precision": "auto", "precision_used": "bf16"});
+        let note = precision_change_note(Some(&saved), Precision::Auto, Precision::Fp32).unwrap();
         assert!(note.contains("trained in bf16; --precision auto resolves to fp32"), "{note}");
-        assert_eq!(precision_change_note(&spec, Precision::Auto, Precision::Bf16), None);
-        spec.training = None;
-        assert_eq!(precision_change_note(&spec, Precision::Auto, Precision::Fp32), None, "an older checkpoint");
+        assert_eq!(precision_change_note(Some(&saved), Precision::Auto, Precision::Bf16), None);
+        assert_eq!(precision_change_note(None, Precision::Auto, Precision::Fp32), None, "an older checkpoint");
     }
 
     #[test]
     fn a_cpu_resume_on_other_threads_says_so() {
-        let mut spec = crate::model::test_support::spec("bert", None, &[("a", 2)]);
         let now = tch::get_num_threads() as u64;
-        spec.training = Some(serde_json::json!({"threads_used": now + 1}));
-        let note = threads_change_note(&spec, tch::Device::Cpu).unwrap();
+        let saved = serde_json::json!({"threads_used": now + 1});
+        let note = threads_change_note(Some(&saved), tch::Device::Cpu).unwrap();
         assert!(note.contains(&format!("ran on {} CPU threads and these run on {now}", now + 1)), "{note}");
         assert!(note.contains(&format!("(--threads {} keeps them so)", now + 1)), "{note}");
-        assert_eq!(threads_change_note(&spec, tch::Device::Cuda(0)), None);
-        spec.training = Some(serde_json::json!({"threads_used": now}));
-        assert_eq!(threads_change_note(&spec, tch::Device::Cpu), None);
-        spec.training = Some(serde_json::json!({}));
-        assert_eq!(threads_change_note(&spec, tch::Device::Cpu), None, "an older checkpoint");
+        assert_eq!(threads_change_note(Some(&saved), tch::Device::Cuda(0)), None);
+        assert_eq!(threads_change_note(Some(&serde_json::json!({"threads_used": now})), tch::Device::Cpu), None);
+        assert_eq!(threads_change_note(Some(&serde_json::json!({})), tch::Device::Cpu), None, "an older checkpoint");
     }
 }

@@ -266,10 +266,11 @@ fn small_data_checkpoints_hold_refitted_heads_at_every_evaluation() {
     std::fs::write(&log_path, unfinished.join("\n") + "\n").unwrap();
     let weights = |checkpoint: &str| std::fs::read(Path::new(&out).join(checkpoint).join("model.safetensors")).unwrap();
     let before = (weights("best"), weights("last"));
-    let resumed = run(&["train", "--resume", &out, "--threads", "1"]);
+    let resumed = run(&["train", "--resume", &out, "--threads", "2"]);
     assert_ok(&resumed);
     let said = stderr(&resumed);
     assert!(said.contains("the run had stopped early at step 40 (--patience)"), "{said}");
+    assert!(said.contains("note: the steps before this resume ran on 1 CPU threads and these run on 2;"), "{said}");
     assert!(!said.contains("step 41"), "{said}");
     assert!(before == (weights("best"), weights("last")), "the resumed run changed best/ or last/");
     let log = std::fs::read_to_string(&log_path).unwrap();

@@ -224,12 +224,11 @@ impl<'a> Trainer<'a> {
         let length = RunLength::new(settings, state.sampler.checked_batches_per_epoch(&names)?, shape);
         let resumed_from = resume_from.as_ref().map(|_| state.step);
         let resumed_window = state.window.take();
-        let spec = &prepared.loaded.spec;
-        prepared.notes.extend(match resumed_from {
+        prepared.notes.extend(match resume_from.as_deref().map(setup::saved_training) {
             None => setup::start_up_notes(settings, &tasks, world, &options.typed_flags, &prepared.loaded)?,
-            Some(_) => [
-                setup::precision_change_note(spec, settings.precision, precision),
-                setup::threads_change_note(spec, prepared.loaded.device),
+            Some(saved) => [
+                setup::precision_change_note(saved.as_ref(), settings.precision, precision),
+                setup::threads_change_note(saved.as_ref(), prepared.loaded.device),
             ]
             .into_iter()
             .flatten()
