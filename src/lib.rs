@@ -24,6 +24,7 @@ pub mod precision;
 pub mod progress;
 pub mod report;
 pub mod rng;
+pub mod scratch_file;
 pub mod tasks;
 pub mod torch_shim;
 pub mod train;

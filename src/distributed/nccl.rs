@@ -6,6 +6,9 @@
 
 use std::ffi::c_void;
 
+#[cfg(nccl_shim)]
+use crate::scratch_file::ScratchFile;
+
 /// The shim's two entry points: make a NCCL backend, and shut one down.
 #[derive(Clone, Copy)]
 pub struct NcclEntryPoints {
@@ -54,36 +57,27 @@ fn load() -> Result<NcclEntryPoints, String> {
 
 #[cfg(nccl_shim)]
 fn load_from_memory() -> Result<crate::device::Library, String> {
-    use std::io::Write;
-    use std::os::fd::FromRawFd;
-
-    let name = c"libsmtl_nccl.so";
-    // SAFETY: a NUL-terminated name; the descriptor is owned by the File below.
-    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
-    if fd < 0 {
-        return Err(format!("memfd_create: {}", std::io::Error::last_os_error()));
-    }
-    // SAFETY: `fd` is a new descriptor that nothing else owns.
-    let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
-    file.write_all(SHIM).map_err(|e| format!("writing the NCCL shim to memory: {e}"))?;
-    crate::device::dlopen(&format!("/proc/self/fd/{fd}"), libc::RTLD_NOW | libc::RTLD_LOCAL)
+    let file = ScratchFile::in_memory(c"libsmtl_nccl.so").ok_or("no memfd_create or no /proc")?;
+    load_from(&file)
 }
 
 /// A mapped library outlives its file, so the file goes as soon as it is loaded (or not).
 #[cfg(nccl_shim)]
 fn load_from_temporary_file() -> Result<crate::device::Library, String> {
-    use std::io::Write;
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
     let path = std::env::temp_dir().join(format!("libsmtl_nccl-{}-{nanos}.so", std::process::id()));
-    let mut file = (std::fs::OpenOptions::new().write(true).create_new(true).open(&path))
+    // Created here, so that only a file this call created is removed.
+    (std::fs::OpenOptions::new().write(true).create_new(true).open(&path))
         .map_err(|e| format!("creating {}: {e}", path.display()))?;
-    // Only a file this call created is removed.
-    let loaded = match file.write_all(SHIM) {
-        Ok(()) => crate::device::dlopen(&path.to_string_lossy(), libc::RTLD_NOW | libc::RTLD_LOCAL),
-        Err(e) => Err(format!("writing {}: {e}", path.display())),
-    };
-    let _ = std::fs::remove_file(&path);
-    loaded
+    load_from(&ScratchFile::OnDisk(path))
+}
+
+/// Writes the embedded shim to `file` and loads it from there.
+#[cfg(nccl_shim)]
+fn load_from(file: &ScratchFile) -> Result<crate::device::Library, String> {
+    let path = file.path();
+    std::fs::write(&path, SHIM).map_err(|e| format!("writing the NCCL shim to {}: {e}", path.display()))?;
+    crate::device::dlopen(&path.to_string_lossy(), libc::RTLD_NOW | libc::RTLD_LOCAL)
 }
 
 #[cfg(all(test, nccl_shim))]

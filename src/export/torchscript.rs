@@ -14,6 +14,7 @@ use tch::{CModule, Device, Kind, Tensor};
 use super::model_files::{copy_model_files, tasks_json, variables};
 use crate::model::fused_forward::FusedForward;
 use crate::model::loaded::LoadedModel;
+use crate::scratch_file::ScratchFile;
 
 pub fn write(loaded: &LoadedModel, folder: &Path) -> Result<()> {
     let weights = variables(loaded);
@@ -45,7 +46,7 @@ pub fn write(loaded: &LoadedModel, folder: &Path) -> Result<()> {
     }
     // In memory where the system allows: libtorch's file writer aborts the process when a
     // disk fills (see the shim).
-    let traced_file = TracedFile::new(folder);
+    let traced_file = ScratchFile::in_memory_or(c"sentence-mtl-traced", folder.join("traced.pt.tmp"));
     let traced_path = traced_file.path();
     module.save(&traced_path).map_err(|e| anyhow!("cannot save the traced module: {}", first_line(&e.to_string())))?;
     let mut start = 0;
@@ -74,44 +75,6 @@ pub fn write(loaded: &LoadedModel, folder: &Path) -> Result<()> {
         serde_json::to_string_pretty(&tasks_json(loaded, Some(outputs)))? + "\n",
     )?;
     Ok(())
-}
-
-/// Where the traced module is saved and read back: a file in memory (`memfd_create`, read
-/// by path as `/proc/self/fd/N`), else (no memfd, or no /proc) a file in the export's folder.
-enum TracedFile {
-    InMemory(std::os::fd::OwnedFd),
-    OnDisk(std::path::PathBuf),
-}
-
-impl TracedFile {
-    fn new(folder: &Path) -> Self {
-        // SAFETY: a NUL-terminated name; the returned descriptor is checked before use.
-        let fd = unsafe { libc::memfd_create(c"sentence-mtl-traced".as_ptr(), libc::MFD_CLOEXEC) };
-        if fd < 0 || !Path::new("/proc/self/fd").is_dir() {
-            if fd >= 0 {
-                // SAFETY: `fd` is a descriptor this process owns and no longer uses.
-                unsafe { libc::close(fd) };
-            }
-            return Self::OnDisk(folder.join("traced.pt.tmp"));
-        }
-        // SAFETY: `fd` is a new descriptor this process owns alone.
-        Self::InMemory(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
-    }
-
-    fn path(&self) -> std::path::PathBuf {
-        match self {
-            Self::InMemory(fd) => format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(fd)).into(),
-            Self::OnDisk(path) => path.clone(),
-        }
-    }
-}
-
-impl Drop for TracedFile {
-    fn drop(&mut self) {
-        if let Self::OnDisk(path) = self {
-            let _ = std::fs::remove_file(path);
-        }
-    }
 }
 
 /// The first line of a libtorch error (the rest is its C++ stack).
