@@ -10,9 +10,11 @@ use super::hf_export::HfExport;
 use super::sentence_transformers::SentenceTransformersConfig;
 use super::SPEC_FILE;
 use crate::model::config::BackboneConfig;
+use crate::model::layout::tensor_shapes;
 use crate::model::names::{self, TensorPart};
 use crate::model::source::resolve_model_dir;
 use crate::model::spec::{ModelSpec, TaskKind, FORMAT_VERSION};
+use crate::model::tensor_matching::match_tensors;
 use crate::model::weights::{find_weight_file, read_weight_file};
 
 /// The description and files of a model folder (checkpoint, HF folder or hub id).
@@ -27,6 +29,14 @@ pub(super) struct ModelFolder {
     /// A plain sentence-transformers folder's pipeline (default otherwise).
     pub sentence_transformers: SentenceTransformersConfig,
     hf_export: Option<HfExport>,
+}
+
+/// A weight file's tensors as [`ModelFolder::match_weights`] found them.
+pub(super) struct CheckedWeights {
+    /// The model's tensors, under its names.
+    pub found: BTreeMap<String, tch::Tensor>,
+    /// Tensors the backbone carries along unused (BERT's pooler), kept in checkpoints.
+    pub passthrough: Vec<(String, tch::Tensor)>,
 }
 
 impl ModelFolder {
@@ -98,6 +108,45 @@ impl ModelFolder {
         Ok((path, tensors))
     }
 
+    /// Matches the weight file's `tensors` (named `weights_file` in messages) against the
+    /// model `spec` describes on this folder's config, refusing what would run as another
+    /// model without a word: a tensor it needs that the file lacks, transformer blocks past
+    /// config.json's count, a projection or head the description does not list. Returns the
+    /// tensors the model uses and the backbone's pass-through ones.
+    pub fn match_weights(
+        &self,
+        spec: &ModelSpec,
+        weights_file: &str,
+        tensors: BTreeMap<String, tch::Tensor>,
+    ) -> Result<CheckedWeights> {
+        let expected = tensor_shapes(&self.config, spec);
+        let matched = match_tensors(weights_file, tensors, &expected, self.config.model_type())?;
+        if !matched.missing.is_empty() {
+            // A plain Hugging Face folder has no spec file of its own to blame.
+            let described_by = match self.has_own_spec {
+                true => format!("config.json / {}", self.spec_file()),
+                false => "config.json".to_string(),
+            };
+            bail!(
+                "{weights_file} lacks {} tensor(s) this model needs, e.g. {} (wrong file for this {described_by}?)",
+                matched.missing.len(),
+                matched.missing.iter().take(5).cloned().collect::<Vec<_>>().join(", "),
+            );
+        }
+        let (passthrough, unused) = split_passthrough(matched.unused);
+        refuse_uncounted_blocks(&unused, &self.config, weights_file)?;
+        let stray: Vec<&str> = unused.iter().filter(|n| names::is_added_layer(n)).map(String::as_str).collect();
+        if !stray.is_empty() {
+            let why = match self.has_own_spec {
+                true => format!("that {} does not describe (checkpoint heads do not match its tasks)", self.spec_file()),
+                false => format!("of a checkpoint's projection or heads, but no {SPEC_FILE} to describe them (a checkpoint that lost it?)"),
+            };
+            bail!("{weights_file} has tensors {} {why}", shown(&stray));
+        }
+        refuse_non_finite(weights_file, &matched.found)?;
+        Ok(CheckedWeights { found: matched.found, passthrough })
+    }
+
     /// Whether the folder's maximum length is the one its model was trained with: a
     /// checkpoint's, or an export's (sentence-transformers exports included), rather than a
     /// base model's.
@@ -143,6 +192,29 @@ impl ModelFolder {
     }
 }
 
+/// Refuses weights that hold NaN or infinite values: every output computed from them would
+/// be too (`null` in a JSON file), and training would stop at its first step.
+fn refuse_non_finite(weights_file: &str, tensors: &BTreeMap<String, tch::Tensor>) -> Result<()> {
+    for (name, tensor) in tensors {
+        if tensor.isfinite().all().int64_value(&[]) == 0 {
+            let bad = tensor.isfinite().logical_not().sum(tch::Kind::Int64).int64_value(&[]);
+            bail!(
+                "{weights_file}: {name} holds {bad} NaN or infinite value(s) of {}; the weights are damaged",
+                tensor.numel()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Up to 5 names, and how many more, for a message.
+fn shown(names: &[&str]) -> String {
+    match names.len() {
+        n if n > 5 => format!("{} and {} more", names[..5].join(", "), n - 5),
+        _ => names.join(", "),
+    }
+}
+
 /// Refuses a maximum length the model cannot take; `source` says where it came from (the
 /// flag, or the file that set it).
 pub fn check_max_length(max_length: usize, config: &BackboneConfig, source: &str) -> Result<()> {
@@ -155,7 +227,7 @@ pub fn check_max_length(max_length: usize, config: &BackboneConfig, source: &str
 
 /// Splits a load's unused tensors into the backbone's pass-through ones (BERT's pooler) and
 /// the names of the rest.
-pub(super) fn split_passthrough(unused: Vec<(String, tch::Tensor)>) -> (Vec<(String, tch::Tensor)>, Vec<String>) {
+fn split_passthrough(unused: Vec<(String, tch::Tensor)>) -> (Vec<(String, tch::Tensor)>, Vec<String>) {
     let (keep, other): (Vec<_>, Vec<_>) =
         unused.into_iter().partition(|(name, _)| names::part_of(name) == TensorPart::Pooler);
     (keep, other.into_iter().map(|(name, _)| name).collect())
@@ -163,7 +235,7 @@ pub(super) fn split_passthrough(unused: Vec<(String, tch::Tensor)>) -> (Vec<(Str
 
 /// Refuses a weight file with more transformer blocks than config.json counts: run short,
 /// the model would give other outputs without a word (transformers warns of unused weights).
-pub(super) fn refuse_uncounted_blocks(unused: &[String], config: &BackboneConfig, weights_file: &str) -> Result<()> {
+fn refuse_uncounted_blocks(unused: &[String], config: &BackboneConfig, weights_file: &str) -> Result<()> {
     // Only blocks past the count: a block's other tensors (an adapter's, say) are not this.
     let counted = config.num_layers().max(0) as usize;
     let blocks = unused.iter().filter_map(|name| match names::part_of(name) {

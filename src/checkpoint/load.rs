@@ -1,15 +1,12 @@
 //! Loading a model for inference (`encode`, `predict`, `eval`, `export`): the weight file's
 //! tensors are checked against the model's layout and kept as they are, no modules built.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use tch::Device;
 
-use super::folder::{check_max_length, refuse_uncounted_blocks, split_passthrough, ModelFolder};
-use crate::model::layout::tensor_shapes;
+use super::folder::{check_max_length, CheckedWeights, ModelFolder};
 use crate::model::loaded::LoadedModel;
-use crate::model::names;
 use crate::model::spec::SpecOverrides;
-use crate::model::tensor_matching::match_tensors;
 use crate::model::tokenizer::SentenceTokenizer;
 
 /// Loads a checkpoint folder, a HF model folder, or a hub id, onto `device` for inference.
@@ -26,36 +23,10 @@ pub fn load(model: &str, device: Device, overrides: &SpecOverrides) -> Result<Lo
     let tokenizer = SentenceTokenizer::from_dir(&folder.dir)?;
     tokenizer.check_fits(folder.config.vocab_size())?;
     let (path, tensors) = folder.read_tensors()?;
-    let expected = tensor_shapes(&folder.config, &spec);
     let weights_file = folder.weights_label(&path);
-    let matched = match_tensors(&weights_file, tensors, &expected, folder.config.model_type())?;
-    if !matched.missing.is_empty() {
-        // A plain Hugging Face folder has no spec file of its own to blame.
-        let described_by = match folder.has_own_spec {
-            true => format!("config.json / {}", folder.spec_file()),
-            false => "config.json".to_string(),
-        };
-        bail!(
-            "{} lacks {} tensor(s) this model needs, e.g. {} (wrong file for this {described_by}?)",
-            weights_file,
-            matched.missing.len(),
-            matched.missing.iter().take(5).cloned().collect::<Vec<_>>().join(", "),
-        );
-    }
-    let (passthrough, unused) = split_passthrough(matched.unused);
-    refuse_uncounted_blocks(&unused, &folder.config, &weights_file)?;
-    let stray: Vec<&str> = unused.iter().filter(|n| names::is_added_layer(n)).map(String::as_str).collect();
-    if !stray.is_empty() {
-        bail!(
-            "{} has tensors {} that {} does not describe (checkpoint heads do not match its tasks)",
-            weights_file,
-            stray.join(", "),
-            folder.spec_file(),
-        );
-    }
+    let CheckedWeights { found, passthrough } = folder.match_weights(&spec, &weights_file, tensors)?;
     // Training keeps fp32 weights; a half-precision file is widened as training would.
-    let weights = matched
-        .found
+    let weights = found
         .into_iter()
         .map(|(name, t)| {
             let t = if t.is_floating_point() { t.to_kind(tch::Kind::Float) } else { t };

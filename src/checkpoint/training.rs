@@ -2,18 +2,15 @@
 //! HF names, a projection, one head per task), and the folder's weights are copied in where
 //! they fit; every other layer starts freshly initialised.
 
-use std::collections::BTreeMap;
+use anyhow::Result;
+use tch::Device;
 
-use anyhow::{bail, Result};
-use tch::{Device, Tensor};
-
-use super::folder::{check_max_length, refuse_uncounted_blocks, split_passthrough, ModelFolder};
-use crate::model::layout::tensor_shapes;
+use super::folder::{check_max_length, CheckedWeights, ModelFolder};
 use crate::model::loaded::LoadedModel;
 use crate::model::names::{self, TensorPart};
 use crate::model::pooling::Pooling;
 use crate::model::spec::{HeadInput, ModelSpec, TaskSpec, DEFAULT_PROJECTION_DIM, FORMAT_VERSION};
-use crate::model::tensor_matching::{load_into, match_tensors};
+use crate::model::tensor_matching::load_into;
 use crate::model::tokenizer::SentenceTokenizer;
 use crate::model::MultiTaskModel;
 
@@ -87,7 +84,13 @@ fn build_from(folder: ModelFolder, model: &str, device: Device, wanted: Training
     let tokenizer = SentenceTokenizer::from_dir(&folder.dir)?;
     tokenizer.check_fits(folder.config.vocab_size())?;
     let (path, mut tensors) = folder.read_tensors()?;
-    check_shapes_before_building(&folder, &spec, &path, &tensors)?;
+    // Checked before the model is built, so that a mistyped size (say a `vocab_size` of 10^9)
+    // is named as a mismatch rather than ending in an allocation of the size it asks for; and
+    // against the folder's own description, so that a damaged checkpoint is refused here as
+    // `encode` refuses it, rather than trained on with its lost layers started afresh.
+    let shallow = tensors.iter().map(|(name, t)| (name.clone(), t.shallow_clone())).collect();
+    let CheckedWeights { passthrough, .. } =
+        folder.match_weights(&folder.spec, &folder.weights_label(&path), shallow)?;
     let model = MultiTaskModel::build(&folder.config, &spec, device);
     // Keep only what fits the new model: a different projection width or label set means
     // that layer starts afresh.
@@ -104,8 +107,6 @@ fn build_from(folder: ModelFolder, model: &str, device: Device, wanted: Training
     });
     // The backbone's tensors were all found by the check above, so only new layers are missing.
     let matched = load_into(&model.vs, &folder.weights_label(&path), tensors, folder.config.model_type())?;
-    let (passthrough, unused) = split_passthrough(matched.unused);
-    refuse_uncounted_blocks(&unused, &folder.config, &folder.weights_label(&path))?;
     // Copies: the file's tensors are views of the mapped file (`model::mapped_file`), and one
     // kept for the whole run would keep all of the file mapped and resident.
     let passthrough = passthrough.into_iter().map(|(name, t)| (name, t.copy())).collect();
@@ -119,37 +120,6 @@ fn build_from(folder: ModelFolder, model: &str, device: Device, wanted: Training
         passthrough,
     };
     Ok(TrainableModel { model, loaded, new_tensors: matched.missing, replaced })
-}
-
-/// Refuses a weight file whose backbone tensors do not fit `folder`'s config.json before the
-/// model is built, so that a mistyped size (say a `vocab_size` of 10^9) is named as a mismatch
-/// rather than ending in an allocation of the size it asks for, and that none of the
-/// backbone's tensors is missing (a mistyped layer count). Heads and the projection are
-/// matched later, after those that start afresh are set aside.
-fn check_shapes_before_building(
-    folder: &ModelFolder,
-    spec: &ModelSpec,
-    path: &std::path::Path,
-    tensors: &BTreeMap<String, Tensor>,
-) -> Result<()> {
-    let backbone = tensors
-        .iter()
-        .filter(|(name, _)| !matches!(names::part_of(name), TensorPart::Projection | TensorPart::Head(_)))
-        .map(|(name, tensor)| (name.clone(), tensor.shallow_clone()))
-        .collect();
-    let expected = tensor_shapes(&folder.config, spec);
-    let matched = match_tensors(&folder.weights_label(path), backbone, &expected, folder.config.model_type())?;
-    // Too many layers in config.json, say, which would otherwise be built first.
-    let not_new: Vec<&str> = matched.missing.iter().filter(|n| !names::is_added_layer(n)).map(String::as_str).collect();
-    if !not_new.is_empty() {
-        bail!(
-            "{} lacks {} backbone tensor(s), e.g. {} (wrong weights for this config.json?)",
-            path.display(),
-            not_new.len(),
-            not_new.iter().take(5).copied().collect::<Vec<_>>().join(", ")
-        );
-    }
-    Ok(())
 }
 
 /// Notes on the layers of `base` that `spec` replaces with new ones or leaves out: a
@@ -237,9 +207,10 @@ fn head_change(
 
 /// The first few labels, for a message.
 fn preview(labels: &[String]) -> String {
+    let shown: Vec<String> = labels.iter().take(4).map(|l| crate::data::labelled::quoted(l)).collect();
     match labels.len() {
-        n if n > 4 => format!("{}, ...", labels[..4].join(", ")),
-        _ => labels.join(", "),
+        n if n > 4 => format!("{}, ...", shown.join(", ")),
+        _ => shown.join(", "),
     }
 }
 
