@@ -46,6 +46,7 @@ impl SentenceTokenizer {
         let vocab = BertVocab::from_file(&vocab_path)
             .map_err(|e| anyhow::anyhow!("cannot read vocabulary {}: {e}", vocab_path.display()))?;
         refuse_added_tokens(dir, &config, tokenizer_json.as_ref(), &vocab)?;
+        refuse_other_vocabulary(dir, tokenizer_json.as_ref(), &vocab)?;
         let pad_id = vocab.token_to_id(vocab.get_pad_value());
         let id_limit = vocab.values().values().max().map_or(0, |&id| id + 1);
         let inner = BertTokenizer::from_existing_vocab(vocab, lower_case, strip_accents);
@@ -152,6 +153,8 @@ struct Component {
     /// WordPiece: longer words become `[UNK]` (100 here, as BERT's).
     max_input_chars_per_word: Option<u64>,
     continuing_subword_prefix: Option<String>,
+    /// WordPiece: the vocabulary, token to id (kept as JSON: other models' is another shape).
+    vocab: Option<Value>,
 }
 
 /// What `tokenizer.json` says about the pipeline and added tokens; the rest (the vocabulary
@@ -347,6 +350,33 @@ fn refuse_added_tokens(
     Ok(())
 }
 
+/// Refuses a `tokenizer.json` whose WordPiece vocabulary is not `vocab.txt`'s: transformers'
+/// fast tokenizer reads the former and this one the latter, so the same text would become
+/// other token ids, silently.
+fn refuse_other_vocabulary(dir: &Path, tokenizer_json: Option<&TokenizerJson>, vocab: &BertVocab) -> Result<()> {
+    let in_json = tokenizer_json.and_then(|json| json.model.as_ref()).and_then(|model| model.vocab.as_ref());
+    let Some(in_json) = in_json.and_then(Value::as_object) else { return Ok(()) };
+    let in_txt = vocab.values();
+    let differs = |difference: String| {
+        anyhow::anyhow!(
+            "{}: its vocabulary is not {}'s ({difference}); transformers reads tokenizer.json and sentence-mtl vocab.txt, so they would tokenize differently: make them agree",
+            dir.join("tokenizer.json").display(),
+            dir.join("vocab.txt").display()
+        )
+    };
+    for (token, id) in in_json {
+        match in_txt.get(token.as_str()) {
+            Some(&txt_id) if Some(txt_id) == id.as_i64() => {}
+            Some(txt_id) => return Err(differs(format!("{token:?} is id {id} there, {txt_id} in vocab.txt"))),
+            None => return Err(differs(format!("{token:?} is not in vocab.txt"))),
+        }
+    }
+    if in_json.len() != in_txt.len() {
+        return Err(differs(format!("{} tokens there, {} in vocab.txt", in_json.len(), in_txt.len())));
+    }
+    Ok(())
+}
+
 /// Whether the tokenizer of the model folder `dir` lower-cases its text.
 pub fn lower_cases(dir: &Path) -> Result<bool> {
     Ok(normalisation_settings(dir)?.0)
@@ -372,8 +402,19 @@ fn read_optional_json(path: &Path) -> Result<Value> {
 /// and sentence-transformers' limit for a folder whose own config sets none. `None` when the
 /// file or field is missing, or holds transformers' "no limit" (a number near 1e30).
 pub fn model_max_length(dir: &Path) -> Result<Option<usize>> {
-    let limit = read_tokenizer_config(dir)?.get("model_max_length").and_then(Value::as_f64);
-    Ok(limit.filter(|&m| (0.0..1e15).contains(&m)).map(|m| m as usize))
+    let config = read_tokenizer_config(dir)?;
+    let limit = match config.get("model_max_length") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(value) => value.as_f64().filter(|m| *m >= 0.0 && m.fract() == 0.0),
+    };
+    let Some(limit) = limit else {
+        anyhow::bail!(
+            "{}: model_max_length {} is not a number of tokens",
+            dir.join(TOKENIZER_CONFIG).display(),
+            config["model_max_length"]
+        );
+    };
+    Ok((limit < 1e15).then_some(limit as usize))
 }
 
 /// (lower_case, strip_accents) of the model folder `dir`, as the module docs say.
@@ -383,15 +424,24 @@ fn normalisation_settings(dir: &Path) -> Result<(bool, bool)> {
 
 /// (lower_case, strip_accents) from `dir`'s tokenizer configuration `config`.
 fn settings_of(dir: &Path, config: &Value) -> Result<(bool, bool)> {
-    let flag = |field: &str| config.get(field).and_then(Value::as_bool);
-    if flag("tokenize_chinese_chars") == Some(false) {
+    // transformers reads any value by Python's truth (`0` is false, `"false"` true): only
+    // true, false and null mean here what they mean there.
+    let flag = |field: &str| match config.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(on)) => Ok(Some(*on)),
+        Some(other) => Err(anyhow::anyhow!(
+            "{}: {field} is {other}, not true, false or null",
+            dir.join(TOKENIZER_CONFIG).display()
+        )),
+    };
+    if flag("tokenize_chinese_chars")? == Some(false) {
         anyhow::bail!(
             "{}: tokenize_chinese_chars false is not supported (sentence-mtl's tokenizer always splits Chinese characters apart)",
             dir.join(TOKENIZER_CONFIG).display()
         );
     }
-    let lower_case = flag("do_lower_case").unwrap_or(true);
-    Ok((lower_case, flag("strip_accents").unwrap_or(lower_case)))
+    let lower_case = flag("do_lower_case")?.unwrap_or(true);
+    Ok((lower_case, flag("strip_accents")?.unwrap_or(lower_case)))
 }
 
 #[cfg(test)]
@@ -431,6 +481,25 @@ mod tests {
         assert_eq!(model_max_length(dir.path()).unwrap(), Some(64));
         write(dir.path(), "tokenizer_config.json", r#"{"model_max_length": 1000000000000000019884624838656}"#);
         assert_eq!(model_max_length(dir.path()).unwrap(), None);
+        for wrong in [r#""512""#, "-3", "2.5"] {
+            write(dir.path(), "tokenizer_config.json", &format!(r#"{{"model_max_length": {wrong}}}"#));
+            let err = model_max_length(dir.path()).unwrap_err().to_string();
+            assert!(
+                err.ends_with(&format!("tokenizer_config.json: model_max_length {wrong} is not a number of tokens")),
+                "{err}"
+            );
+        }
+    }
+
+    /// Settings transformers reads by Python's truth are refused unless true, false or null.
+    #[test]
+    fn settings_of_other_types_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "tokenizer_config.json", r#"{"do_lower_case": false, "strip_accents": null}"#);
+        assert_eq!(normalisation_settings(dir.path()).unwrap(), (false, false));
+        write(dir.path(), "tokenizer_config.json", r#"{"do_lower_case": 0}"#);
+        let err = normalisation_settings(dir.path()).unwrap_err().to_string();
+        assert!(err.ends_with("tokenizer_config.json: do_lower_case is 0, not true, false or null"), "{err}");
     }
 
     /// A tokenizer that truncates on the left keeps a long text's end, between [CLS] and [SEP].
@@ -476,6 +545,28 @@ mod tests {
         write(dir.path(), "special_tokens_map.json", r#"{"cls_token": {"content": "[unused1]"}}"#);
         let err = SentenceTokenizer::from_dir(dir.path()).err().unwrap().to_string();
         assert!(err.ends_with("special_tokens_map.json: cls_token '[unused1]' is not supported: sentence-mtl's tokenizer uses BERT's [CLS], which would give this model other tokens"), "{err}");
+    }
+
+    /// transformers reads `tokenizer.json`'s vocabulary: one that is not `vocab.txt`'s is refused.
+    #[test]
+    fn a_tokenizer_json_of_another_vocabulary_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "vocab.txt", "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nhello\n");
+        let refused = |vocab: &str| {
+            write(dir.path(), "tokenizer.json", &format!(r#"{{"model": {{"type": "WordPiece", "vocab": {vocab}}}}}"#));
+            SentenceTokenizer::from_dir(dir.path()).err().map(|e| e.to_string()).unwrap_or_default()
+        };
+        let same = r#"{"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "[MASK]": 4, "hello": 5}"#;
+        assert_eq!(refused(same), "");
+        let moved = refused(r#"{"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "[MASK]": 4, "hello": 6}"#);
+        assert!(
+            moved.contains(r#"its vocabulary is not "#) && moved.contains(r#"("hello" is id 6 there, 5 in vocab.txt)"#),
+            "{moved}"
+        );
+        let other = refused(r#"{"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "[MASK]": 4, "bye": 5}"#);
+        assert!(other.contains(r#"("bye" is not in vocab.txt)"#), "{other}");
+        let fewer = refused(r#"{"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "[MASK]": 4}"#);
+        assert!(fewer.contains("(5 tokens there, 6 in vocab.txt); transformers reads tokenizer.json"), "{fewer}");
     }
 
     #[test]
