@@ -6,10 +6,17 @@ use std::str::FromStr;
 
 use anyhow::{bail, Context, Result};
 
+/// The longest task name: it names report files, with room left for their suffixes.
+const MAX_TASK_NAME: usize = 100;
+
 /// A task name becomes part of tensor names (`heads.<name>.weight`) and file names.
 pub fn check_task_name(name: &str) -> Result<()> {
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
         bail!("task name '{name}' must be non-empty ASCII letters, digits, '_' or '-'");
+    }
+    // Report files are named after it, and a file name has at most 255 bytes.
+    if name.len() > MAX_TASK_NAME {
+        bail!("task name '{}...' is {} characters long; at most {MAX_TASK_NAME}", &name[..20], name.len());
     }
     Ok(())
 }
@@ -152,6 +159,13 @@ mod tests {
 
     #[test]
     fn task_args_check_names_and_duplicates() {
+        let long = format!("{}=x.csv", "t".repeat(101));
+        let err = format!("{:#}", long.parse::<TaskArg>().unwrap_err());
+        assert!(
+            err.ends_with(&format!("task name '{}...' is 101 characters long; at most 100", "t".repeat(20))),
+            "{err}"
+        );
+        assert!(format!("{}=x.csv", "t".repeat(100)).parse::<TaskArg>().is_ok());
         let err = "bad.name=x.csv".parse::<TaskArg>().unwrap_err();
         assert_eq!(
             format!("{err:#}"),

@@ -151,11 +151,11 @@ impl UnknownLabels {
         let number_twin = |label: &str| -> Option<String> {
             let value = label.parse::<f64>().ok()?;
             let (_, name) = known.iter().find(|(v, _)| *v == value)?;
-            Some(format!("'{label}' is label '{name}' written another way"))
+            Some(format!("{} is label {} written another way", quoted(label), quoted(name)))
         };
         let case_twin = |label: &str| -> Option<String> {
             let name = labels.names().iter().find(|name| name.to_lowercase() == label.to_lowercase())?;
-            Some(format!("'{label}' is label '{name}' in another case"))
+            Some(format!("{} is label {} in another case", quoted(label), quoted(name)))
         };
         let twins: Vec<String> = self
             .labels
@@ -177,7 +177,7 @@ impl UnknownLabels {
             .iter()
             .take(LABELS_NAMED)
             .map(|(label, line, count)| {
-                format!("'{label}' ({count} row{}, first at line {line})", if *count == 1 { "" } else { "s" })
+                format!("{} ({count} row{}, first at line {line})", quoted(label), if *count == 1 { "" } else { "s" })
             })
             .collect::<Vec<_>>()
             .join(", ");
@@ -186,6 +186,33 @@ impl UnknownLabels {
             1 => format!("{named} and 1 more label"),
             more => format!("{named} and {more} more labels"),
         }
+    }
+}
+
+/// Labels a message names in full: longer ones are cut (a wrong `--label-column` can make
+/// a whole review one).
+const LABEL_CHARS_SHOWN: usize = 40;
+
+/// `label` quoted for a message on one line: control characters escaped (a newline inside
+/// quotes of the CSV file is a label's), and cut after [`LABEL_CHARS_SHOWN`] characters.
+pub fn quoted(label: &str) -> String {
+    let escaped: String = label
+        .chars()
+        .take(LABEL_CHARS_SHOWN)
+        .map(|c| if c.is_control() { c.escape_debug().to_string() } else { c.to_string() })
+        .collect();
+    match label.chars().count() > LABEL_CHARS_SHOWN {
+        true => format!("'{escaped}...'"),
+        false => format!("'{escaped}'"),
+    }
+}
+
+/// `labels` quoted for a message: the first few, and how many more.
+pub fn quoted_list(labels: &[String]) -> String {
+    let named: Vec<String> = labels.iter().take(LABELS_NAMED).map(|l| quoted(l)).collect();
+    match labels.len().saturating_sub(LABELS_NAMED) {
+        0 => named.join(", "),
+        more => format!("{} and {more} more", named.join(", ")),
     }
 }
 
@@ -285,6 +312,15 @@ fn numbers(names: &[&str]) -> Option<Vec<f64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A label in a message stays on one line and short.
+    #[test]
+    fn quoted_labels_escape_control_characters_and_are_cut() {
+        assert_eq!(quoted("a\nb'c"), "'a\\nb'c'");
+        assert_eq!(quoted(&"x".repeat(41)), format!("'{}...'", "x".repeat(40)));
+        let many: Vec<String> = (0..12).map(|i| i.to_string()).collect();
+        assert_eq!(quoted_list(&many), "'0', '1', '2', '3', '4', '5', '6', '7', '8', '9' and 2 more");
+    }
 
     #[test]
     fn unknown_labels_that_are_known_numbers_get_a_hint() {

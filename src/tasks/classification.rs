@@ -8,7 +8,7 @@ use tch::{Device, Tensor};
 
 use super::losses::label_pair_cosine;
 use super::{Frozen, TaskScore, TrainBatch, TrainingTask};
-use crate::data::labelled::{LabelSet, LabelledData, UnknownLabelPolicy};
+use crate::data::labelled::{quoted, quoted_list, LabelSet, LabelledData, UnknownLabelPolicy};
 use crate::device::upload;
 use crate::inference::Encoder;
 use crate::metrics::classification::ConfusionMatrix;
@@ -62,6 +62,8 @@ pub struct ClassificationTask {
     label_smoothing: f64,
     /// Cross-entropy's class weights `[classes]` (`--class-weights balanced`).
     class_weights: Option<Tensor>,
+    /// `class_weights` on the training's device, sent there once, at the first loss.
+    class_weights_on_device: std::sync::OnceLock<Tensor>,
     /// Small-data mode (`--small-data`): SetFit's label-pair loss on the embeddings too, a head
     /// that reads the embeddings, refitted after the last step.
     small_data: bool,
@@ -123,17 +125,20 @@ impl ClassificationTask {
         let labels = LabelSet::from_labels(&train.labels);
         if let [only] = labels.names() {
             bail!(
-                "task '{}': {}: every row has label '{only}' (column '{}'); a classification task needs at least 2 classes",
+                "task '{}': {}: every row has label {} (column '{}'); a classification task needs at least 2 classes",
                 source.name,
                 source.train.display(),
+                quoted(only),
                 source.label_column()
             );
         }
         if let Some((a, b)) = labels.one_number_twice() {
             bail!(
-                "task '{}': {}: labels '{a}' and '{b}' are one number written two ways, which would make two classes (column '{}'); write each label one way",
+                "task '{}': {}: labels {} and {} are one number written two ways, which would make two classes (column '{}'); write each label one way",
                 source.name,
                 source.train.display(),
+                quoted(a),
+                quoted(b),
                 source.label_column()
             );
         }
@@ -151,7 +156,7 @@ impl ClassificationTask {
                         unknown.rows,
                         source.train.display(),
                         unknown.describe(),
-                        labels.names().join(", "),
+                        quoted_list(labels.names()),
                         unknown.written_another_way(&labels)
                     );
                 }
@@ -170,6 +175,7 @@ impl ClassificationTask {
             labels,
             label_smoothing: settings.label_smoothing,
             class_weights,
+            class_weights_on_device: std::sync::OnceLock::new(),
             small_data,
             label_pairs: small_data,
             refit: small_data,
@@ -251,7 +257,9 @@ impl TrainingTask for ClassificationTask {
         ));
         let case = self.labels.equal_but_for_case().map(|(a, b)| {
             format!(
-                "labels '{a}' and '{b}' differ only in case and train as two classes; write them alike if they are one"
+                "labels {} and {} differ only in case and train as two classes; write them alike if they are one",
+                quoted(a),
+                quoted(b)
             )
         });
         // The refitted head is scikit-learn's logistic regression, which has class weights
@@ -283,6 +291,7 @@ impl TrainingTask for ClassificationTask {
         }
         if self.class_weights.is_some() {
             self.class_weights = Some(Tensor::from_slice(&balanced_weights(&self.train_classes, order.len())));
+            self.class_weights_on_device = std::sync::OnceLock::new();
         }
         self.labels = order;
     }
@@ -344,8 +353,11 @@ impl TrainingTask for ClassificationTask {
         let targets = batch.targets.as_ref().expect("classification batches have targets");
         let classes = self.labels.len() as i64;
         let logits = outputs.narrow(1, 0, classes);
-        let weights = self.class_weights.as_ref().map(|w| upload(w.shallow_clone(), outputs.device()));
-        let cross_entropy = cross_entropy(&logits, targets, weights.as_ref(), self.label_smoothing);
+        let weights = self
+            .class_weights
+            .as_ref()
+            .map(|w| self.class_weights_on_device.get_or_init(|| upload(w.shallow_clone(), outputs.device())));
+        let cross_entropy = cross_entropy(&logits, targets, weights, self.label_smoothing);
         if !self.label_pairs {
             return cross_entropy;
         }
