@@ -14,6 +14,7 @@ use crate::device::upload;
 use crate::inference::Encoder;
 use crate::metrics::correlation::{pearson, spearman};
 use crate::model::fused_forward::FusedForward;
+use crate::model::pooling::l2_normalize;
 use crate::model::spec::{HeadInput, TaskKind, TaskSpec};
 use crate::model::tokenizer::SentenceTokenizer;
 use crate::progress::Progress;
@@ -59,12 +60,35 @@ impl SimilarityTask {
 }
 
 /// The cosine similarity the encoder's embeddings give each pair, as `encode`'s would, within
-/// [-1, 1]: rounding puts an identical pair's at 1.0000001 or at 1, and sentence-transformers'
-/// evaluator, whose identical pairs tie at 1, ranks them alike only when they are clamped.
+/// [-1, 1]. An identical pair's is exactly 1, as in sentence-transformers' evaluator, where
+/// identical pairs tie: each distinct text is embedded once (in batches of other lengths its
+/// two embeddings could differ in their last bits), and the cosine of unit vectors `a`, `b`
+/// is computed as `1 - |a - b|² / 2`, which is 1 for one vector twice where `a·b` can round
+/// to 0.99999994.
 pub fn cosines(encoder: &Encoder, first: &[String], second: &[String], progress: &Progress) -> Result<Vec<f64>> {
-    let a = encoder.embed(first, progress)?;
-    let b = encoder.embed(second, progress)?;
-    Ok(Vec::<f64>::try_from(pairwise_cosine(&a, &b).clamp(-1.0, 1.0).to_kind(Kind::Double))?)
+    let (distinct, rows) = distinct_texts([first, second]);
+    let unit = l2_normalize(&encoder.embed(&distinct, progress)?.to_kind(Kind::Double));
+    let [a, b] = rows.map(|rows| unit.index_select(0, &Tensor::from_slice(&rows)));
+    let half_square_distance = (a - b).square().sum_dim_intlist(-1, false, Kind::Double) / 2.0;
+    Ok(Vec::<f64>::try_from(half_square_distance.neg().g_add_scalar(1.0).clamp(-1.0, 1.0))?)
+}
+
+/// The distinct texts of `columns`, in order of first appearance, and each column's texts as
+/// rows of that list.
+fn distinct_texts<const N: usize>(columns: [&[String]; N]) -> (Vec<String>, [Vec<i64>; N]) {
+    let mut row_of: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
+    let mut distinct = Vec::new();
+    let mut rows: [Vec<i64>; N] = std::array::from_fn(|_| Vec::new());
+    for (texts, rows) in columns.into_iter().zip(&mut rows) {
+        for text in texts {
+            let row = *row_of.entry(text).or_insert_with(|| {
+                distinct.push(text.clone());
+                distinct.len() as i64 - 1
+            });
+            rows.push(row);
+        }
+    }
+    (distinct, rows)
 }
 
 /// Spearman and Pearson correlation of the encoder's cosines with the pairs' scores.
