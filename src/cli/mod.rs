@@ -438,7 +438,8 @@ pub struct TrainArgs {
     pub feature_cache_budget: u64,
 
     /// Evaluate the dev sets every N optimizer steps [default: at the end of each epoch; in
-    /// small-data mode, which lengthens the run, the run's steps / --epochs]
+    /// small-data mode, which lengthens the run, the larger of an epoch and the run's steps /
+    /// --epochs]
     #[arg(long, value_name = "N")]
     pub eval_every: Option<usize>,
 

@@ -413,6 +413,14 @@ fn build_corpus(test: &str) -> Option<Corpus> {
         &[],
         error("1 dev row(s) have labels that the training file"),
     );
+    let dev = c.file("dev_label_lines.csv", b"text,label\nfootball,\"spo\nrt\"\n");
+    c.add_train(
+        "CSV",
+        "dev label with a line break inside its quotes",
+        format!("topic={topic_train},{dev}"),
+        &[],
+        error("does not have: 'spo\\nrt' (1 row, first at line 2)"),
+    );
     let numbers_train = c.file("numbers_train.csv", b"text,label\ngood film,1\nbad film,0\nnice one,1\nawful,0\n");
     let numbers_dev = c.file("numbers_dev.csv", b"text,label\ngreat,1.0\nterrible,0.0\n");
     c.add_train(
@@ -1221,6 +1229,8 @@ c,a
         let mut vocab = std::fs::read_to_string(d.join("vocab.txt")).unwrap();
         vocab.push_str("zzqqxx\n");
         std::fs::write(d.join("vocab.txt"), vocab).unwrap();
+        // A vocab.txt grown alone disagrees with tokenizer.json first (its own case).
+        std::fs::remove_file(d.join("tokenizer.json")).unwrap();
     });
     c.add(
         "model",
@@ -1252,7 +1262,7 @@ c,a
         "model",
         "training from config.json counting far more blocks than the weights (checked before building)",
         &["train", "-m", &f, "--task", &format!("topic={topic_train}"), "--out", &c.path("run-many-layers"), "-q"],
-        error("backbone tensor(s), e.g. distilbert.transformer.layer.10."),
+        error("tensor(s) this model needs, e.g. distilbert.transformer.layer.10."),
     );
     let f = c.damaged_model("billion_layers", |d| edit_config(d, "\"n_layers\": 2", "\"n_layers\": 1000000000"));
     c.add(
@@ -1324,6 +1334,50 @@ c,a
         "a WordPiece model with another longest word",
         &["encode", "-m", &f, "hi"],
         error("tokenizer.json: WordPiece max_input_chars_per_word 10 (BERT's is 100) is not supported"),
+    );
+    let f = c.damaged_model("other_vocabulary", |d| {
+        edit_json(&d.join("tokenizer.json"), |json| {
+            let vocab = json["model"]["vocab"].as_object_mut().unwrap();
+            let id = vocab.remove("hello").unwrap();
+            vocab.insert("hallo".into(), id);
+        });
+    });
+    c.add(
+        "model",
+        "a tokenizer.json whose vocabulary is not vocab.txt's",
+        &["encode", "-m", &f, "hi"],
+        error("tokenizer.json: its vocabulary is not "),
+    );
+    let f = c.damaged_model("lower_case_zero", |d| {
+        edit_json(&d.join("tokenizer_config.json"), |config| config["do_lower_case"] = 0.into());
+    });
+    c.add(
+        "model",
+        "a tokenizer setting that is no boolean",
+        &["encode", "-m", &f, "hi"],
+        error("tokenizer_config.json: do_lower_case is 0, not true, false or null"),
+    );
+    let f = c.damaged_model("max_length_text", |d| {
+        edit_json(&d.join("tokenizer_config.json"), |config| config["model_max_length"] = "512".into());
+    });
+    c.add(
+        "model",
+        "a tokenizer's model_max_length written as text",
+        &["encode", "-m", &f, "hi"],
+        error("tokenizer_config.json: model_max_length \"512\" is not a number of tokens"),
+    );
+    let f = c.damaged_model("nan_weight", |d| {
+        let p = d.join("model.safetensors");
+        let mut tensors = Tensor::read_safetensors(&p).unwrap();
+        let (_, first) = tensors.iter_mut().find(|(n, _)| n.ends_with("LayerNorm.weight")).unwrap();
+        *first = first.fill(f64::NAN);
+        Tensor::write_safetensors(&tensors, &p).unwrap();
+    });
+    c.add(
+        "model",
+        "weights that hold NaN",
+        &["encode", "-m", &f, "hi"],
+        error("LayerNorm.weight holds 32 NaN or infinite value(s) of 32; the weights are damaged"),
     );
     let f = c.damaged_model("other_cls_token", |d| {
         std::fs::remove_file(d.join("tokenizer.json")).unwrap();
@@ -1500,6 +1554,32 @@ c,a
         &["encode", "-m", &f, "hi"],
         error("that sentence_mtl.json does not describe (checkpoint heads do not match its tasks)"),
     );
+    let topic = format!("topic={topic_train}");
+    c.add(
+        "model",
+        "checkpoint heads that its JSON does not list, trained further",
+        &["train", "-m", &f, "--task", &topic, "--out", &c.path("run-heads-vs-json"), "-q"],
+        error("that sentence_mtl.json does not describe (checkpoint heads do not match its tasks)"),
+    );
+    let f = c.damaged_checkpoint("no_spec", |d| std::fs::remove_file(d.join("sentence_mtl.json")).unwrap());
+    c.add(
+        "model",
+        "checkpoint without its sentence_mtl.json, trained further",
+        &["train", "-m", &f, "--task", &topic, "--out", &c.path("run-no-spec"), "-q"],
+        error("of a checkpoint's projection or heads, but no sentence_mtl.json to describe them (a checkpoint that lost it?)"),
+    );
+    let f = c.damaged_checkpoint("no_projection", |d| {
+        let p = d.join("model.safetensors");
+        let tensors = Tensor::read_safetensors(&p).unwrap();
+        let kept: Vec<_> = tensors.into_iter().filter(|(n, _)| !n.starts_with("projection.")).collect();
+        Tensor::write_safetensors(&kept, &p).unwrap();
+    });
+    c.add(
+        "model",
+        "checkpoint whose weights lost its projection, trained further",
+        &["train", "-m", &f, "--task", &topic, "--out", &c.path("run-no-projection"), "-q"],
+        error("lacks 2 tensor(s) this model needs, e.g. projection.bias, projection.weight (wrong file for this config.json / sentence_mtl.json?)"),
+    );
     let f = c.damaged_checkpoint("task_twice", |d| {
         edit_json(&d.join("sentence_mtl.json"), |spec| {
             let first = spec["tasks"][0].clone();
@@ -1538,7 +1618,6 @@ c,a
     let f = c.damaged_checkpoint("projection_zero", |d| {
         edit_json(&d.join("sentence_mtl.json"), |spec| spec["projection_dim"] = 0.into());
     });
-    let topic = format!("topic={topic_train}");
     c.add(
         "model",
         "checkpoint JSON with a projection of no width",
@@ -1804,6 +1883,13 @@ c,a
         "bad.name=x.csv".into(),
         &[],
         error("task name 'bad.name' must be non-empty ASCII letters, digits, '_' or '-'"),
+    );
+    c.add_train(
+        "settings",
+        "a task name too long to name report files",
+        format!("{}=x.csv", "t".repeat(120)),
+        &[],
+        error("is 120 characters long; at most 100"),
     );
     if !Path::new("/dev/nvidia0").exists() {
         c.add(

@@ -626,8 +626,15 @@ fn ranks_compare_their_models_by_content_not_by_path() {
     // The same number of tokens (more would not fit the embedding table), one of them another.
     let vocabulary = std::fs::read_to_string(other_vocabulary.join("vocab.txt")).unwrap();
     let mut tokens: Vec<&str> = vocabulary.lines().collect();
-    *tokens.last_mut().unwrap() = "zzzextra";
+    let replaced = std::mem::replace(tokens.last_mut().unwrap(), "zzzextra").to_string();
     std::fs::write(other_vocabulary.join("vocab.txt"), tokens.join("\n") + "\n").unwrap();
+    // tokenizer.json too, which would otherwise disagree with vocab.txt (a load error).
+    let tokenizer_json = other_vocabulary.join("tokenizer.json");
+    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&tokenizer_json).unwrap()).unwrap();
+    let vocab = json["model"]["vocab"].as_object_mut().unwrap();
+    let id = vocab.remove(&replaced).unwrap();
+    vocab.insert("zzzextra".into(), id);
+    std::fs::write(&tokenizer_json, json.to_string()).unwrap();
     let pooled_by = |mode: &str| {
         let dir = s.dir.path().join(format!("pooled-by-{mode}"));
         copy_dir(&s.model, &dir);

@@ -1045,7 +1045,8 @@ fn in_bf16_the_feature_cache_trains_what_the_bf16_frozen_layers_train() {
         let cached_run = format!("cached-{name}");
         let output = s.train(&cached_run, &extra);
         assert!(
-            stderr(&output).contains("training sentences in bf16, dev sentences in fp32"),
+            stderr(&output).contains("training sentences in bf16 and ")
+                && stderr(&output).contains(" dev sentences in fp32"),
             "{name}: the cache does not say it holds bf16 training states:\n{}",
             stderr(&output)
         );
