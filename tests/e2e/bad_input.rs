@@ -135,6 +135,15 @@ impl Corpus {
     }
 }
 
+/// Rewrites the first LayerNorm weight in the model folder `dir`'s weight file as `change` makes it.
+fn replace_first_layer_norm(dir: &Path, change: impl FnOnce(&Tensor) -> Tensor) {
+    let path = dir.join("model.safetensors");
+    let mut tensors = Tensor::read_safetensors(&path).unwrap();
+    let (_, first) = tensors.iter_mut().find(|(name, _)| name.ends_with("LayerNorm.weight")).unwrap();
+    *first = change(first);
+    Tensor::write_safetensors(&tensors, &path).unwrap();
+}
+
 /// Rewrites the JSON file at `path` as `edit` changes it.
 fn edit_json(path: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
     let mut value: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
@@ -1366,13 +1375,7 @@ c,a
         &["encode", "-m", &f, "hi"],
         error("tokenizer_config.json: model_max_length \"512\" is not a number of tokens"),
     );
-    let f = c.damaged_model("nan_weight", |d| {
-        let p = d.join("model.safetensors");
-        let mut tensors = Tensor::read_safetensors(&p).unwrap();
-        let (_, first) = tensors.iter_mut().find(|(n, _)| n.ends_with("LayerNorm.weight")).unwrap();
-        *first = first.fill(f64::NAN);
-        Tensor::write_safetensors(&tensors, &p).unwrap();
-    });
+    let f = c.damaged_model("nan_weight", |d| replace_first_layer_norm(d, |w| w.fill(f64::NAN)));
     c.add(
         "model",
         "weights that hold NaN",
@@ -1417,13 +1420,7 @@ c,a
         &["encode", "-m", &f, "hi"],
         error("added_tokens.json as UTF-8 text"),
     );
-    let f = c.damaged_model("integer_weight", |d| {
-        let p = d.join("model.safetensors");
-        let mut tensors = Tensor::read_safetensors(&p).unwrap();
-        let (_, first) = tensors.iter_mut().find(|(n, _)| n.ends_with("LayerNorm.weight")).unwrap();
-        *first = first.to_kind(tch::Kind::Int64);
-        Tensor::write_safetensors(&tensors, &p).unwrap();
-    });
+    let f = c.damaged_model("integer_weight", |d| replace_first_layer_norm(d, |w| w.to_kind(tch::Kind::Int64)));
     c.add(
         "model",
         "a weight stored as integers",
