@@ -75,7 +75,7 @@ impl LabelledData {
                 "{}: none of its {} distinct labels is a known one ({}): is its label column the right one? (--label-column names another)",
                 self.path.display(),
                 unknown.labels.len(),
-                known_labels(labels.names())
+                quoted_list(labels.names(), LABELS_NAMED)
             );
         }
         if !unknown.is_empty() && unknown_labels == UnknownLabelPolicy::Error {
@@ -84,18 +84,12 @@ impl LabelledData {
                 self.path.display(),
                 unknown.rows,
                 unknown.describe(),
-                known_labels(labels.names()),
+                quoted_list(labels.names(), LABELS_NAMED),
                 unknown.written_another_way(labels)
             );
         }
         Ok((ids, kept_rows, unknown))
     }
-}
-
-/// The model's labels for a message, the first [`LABELS_NAMED`] of them and how many more
-/// (an intent model knows hundreds).
-fn known_labels(names: &[String]) -> String {
-    crate::report::table::first_and_more(names, LABELS_NAMED)
 }
 
 /// What to do with rows whose label the model does not know (`--unknown-labels`).
@@ -121,7 +115,7 @@ pub struct UnknownLabels {
 
 /// How many unknown labels a message names: a wrong `--label-column` makes every row's text
 /// one, and a message of thousands would bury the line that says so.
-const LABELS_NAMED: usize = 10;
+pub const LABELS_NAMED: usize = 10;
 
 impl UnknownLabels {
     fn add(&mut self, label: &str, line: u64) {
@@ -207,12 +201,12 @@ pub fn quoted(label: &str) -> String {
     }
 }
 
-/// `labels` quoted for a message: the first few, and how many more.
-pub fn quoted_list(labels: &[String]) -> String {
-    let named: Vec<String> = labels.iter().take(LABELS_NAMED).map(|l| quoted(l)).collect();
-    match labels.len().saturating_sub(LABELS_NAMED) {
-        0 => named.join(", "),
-        more => format!("{} and {more} more", named.join(", ")),
+/// `labels` quoted for a message: the first `shown`, and how many more.
+pub fn quoted_list<S: AsRef<str>>(labels: &[S], shown: usize) -> String {
+    let quoted: Vec<String> = labels.iter().take(shown).map(|l| quoted(l.as_ref())).collect();
+    match labels.len().saturating_sub(shown) {
+        0 => quoted.join(", "),
+        more => format!("{} and {more} more", quoted.join(", ")),
     }
 }
 
@@ -319,7 +313,7 @@ mod tests {
         assert_eq!(quoted("a\nb'c"), "'a\\nb'c'");
         assert_eq!(quoted(&"x".repeat(41)), format!("'{}...'", "x".repeat(40)));
         let many: Vec<String> = (0..12).map(|i| i.to_string()).collect();
-        assert_eq!(quoted_list(&many), "'0', '1', '2', '3', '4', '5', '6', '7', '8', '9' and 2 more");
+        assert_eq!(quoted_list(&many, LABELS_NAMED), "'0', '1', '2', '3', '4', '5', '6', '7', '8', '9' and 2 more");
     }
 
     #[test]
@@ -413,14 +407,14 @@ mod tests {
         let set = LabelSet::from_names(vec!["neg".into(), "pos".into()]);
         let err = data.class_ids(&set, UnknownLabelPolicy::Skip).unwrap_err().to_string();
         assert!(
-            err.contains("none of its 500 distinct labels is a known one (neg, pos): is its label column"),
+            err.contains("none of its 500 distinct labels is a known one ('neg', 'pos'): is its label column"),
             "{err}"
         );
         // A model of many classes names ten of them.
         let many = LabelSet::from_names((0..150).map(|i| format!("intent{i}")).collect());
         let err = data.class_ids(&many, UnknownLabelPolicy::Error).unwrap_err().to_string();
-        assert!(err.contains("known one (intent0, intent1, "), "{err}");
-        assert!(err.contains("intent9 and 140 more): is its label column"), "{err}");
+        assert!(err.contains("known one ('intent0', 'intent1', "), "{err}");
+        assert!(err.contains("'intent9' and 140 more): is its label column"), "{err}");
         let mut unknown = UnknownLabels::default();
         (0..12).for_each(|i| unknown.add(&format!("l{i}"), i + 2));
         let described = unknown.describe();

@@ -8,9 +8,9 @@ use anyhow::Result;
 use serde_json::{json, Value};
 
 use super::plots::{confusion_heatmap, HEATMAP_MAX_CLASSES};
-use super::table::{count, first_and_more, Align, Table};
+use super::table::{count, Align, Table};
 use super::{write_csv, TaskFile, TaskReport};
-use crate::data::labelled::UnknownLabels;
+use crate::data::labelled::{quoted_list, UnknownLabels};
 use crate::metrics::classification::{Average, ConfusionMatrix};
 
 pub struct ClassificationReport {
@@ -111,11 +111,11 @@ impl TaskReport for ClassificationReport {
         if let Some(note) = super::non_finite_note(&self.task, self.non_finite, rows, "rows") {
             return vec![note];
         }
-        let absent: Vec<String> = (0..self.labels.len())
+        let absent: Vec<&String> = (0..self.labels.len())
             .filter(|&c| {
                 (0..self.labels.len()).all(|other| self.matrix.count(c, other) + self.matrix.count(other, c) == 0)
             })
-            .map(|c| format!("'{}'", self.labels[c]))
+            .map(|c| &self.labels[c])
             .collect();
         if absent.is_empty() {
             return Vec::new();
@@ -125,7 +125,7 @@ impl TaskReport for ClassificationReport {
             self.task,
             absent.len(),
             self.labels.len(),
-            first_and_more(&absent, LABELS_NAMED),
+            quoted_list(&absent, LABELS_NAMED),
             self.data.display()
         )]
     }

@@ -92,14 +92,13 @@ impl ClassificationTask {
         let dev = self.dev.as_ref()?;
         let present: std::collections::HashSet<usize> = dev.classes.iter().copied().collect();
         let names = self.labels.names();
-        let absent: Vec<String> =
-            (0..names.len()).filter(|c| !present.contains(c)).map(|c| format!("'{}'", names[c])).collect();
+        let absent: Vec<&String> = (0..names.len()).filter(|c| !present.contains(c)).map(|c| &names[c]).collect();
         (!absent.is_empty()).then(|| {
             format!(
                 "its dev set has no rows of {} of its {} classes ({}); dev macro-F1 counts each as 0 (as scikit-learn's given every class), so it is at most {:.3} and weighs this task less in the mean that chooses best/",
                 absent.len(),
                 names.len(),
-                crate::report::table::first_and_more(&absent, 5),
+                quoted_list(&absent, 5),
                 (names.len() - absent.len()) as f64 / names.len() as f64
             )
         })
@@ -156,7 +155,7 @@ impl ClassificationTask {
                         unknown.rows,
                         source.train.display(),
                         unknown.describe(),
-                        quoted_list(labels.names()),
+                        quoted_list(labels.names(), crate::data::labelled::LABELS_NAMED),
                         unknown.written_another_way(&labels)
                     );
                 }

@@ -466,7 +466,7 @@ fn build_corpus(test: &str) -> Option<Corpus> {
             "--task",
             &format!("mood={}", c.file("eval_swapped.csv", format!("text,label\n{swapped}").as_bytes())),
         ],
-        error("none of its 20 distinct labels is a known one (negative, positive): is its label column the right one?"),
+        error("none of its 20 distinct labels is a known one ('negative', 'positive'): is its label column the right one?"),
     );
     let topic_twice = format!("topic={topic_train}");
     let mut twice = c.train_args("run-twice", &topic_twice, &[]);
