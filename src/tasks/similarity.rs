@@ -67,10 +67,19 @@ impl SimilarityTask {
 /// to 0.99999994.
 pub fn cosines(encoder: &Encoder, first: &[String], second: &[String], progress: &Progress) -> Result<Vec<f64>> {
     let (distinct, rows) = distinct_texts([first, second]);
-    let unit = l2_normalize(&encoder.embed(&distinct, progress)?.to_kind(Kind::Double));
-    let [a, b] = rows.map(|rows| unit.index_select(0, &Tensor::from_slice(&rows)));
-    let half_square_distance = (a - b).square().sum_dim_intlist(-1, false, Kind::Double) / 2.0;
-    Ok(Vec::<f64>::try_from(half_square_distance.neg().g_add_scalar(1.0).clamp(-1.0, 1.0))?)
+    pair_cosines(&encoder.embed(&distinct, progress)?, rows)
+}
+
+/// The cosines of the pairs of rows `first[i]`, `second[i]` of `embeddings` `[n, dim]`, as
+/// [`cosines`] says.
+fn pair_cosines(embeddings: &Tensor, [first, second]: [Vec<i64>; 2]) -> Result<Vec<f64>> {
+    let unit = l2_normalize(&embeddings.to_kind(Kind::Double));
+    let [a, b] = [first, second].map(|rows| unit.index_select(0, &Tensor::from_slice(&rows)));
+    let half_square_distance = (&a - &b).square().sum_dim_intlist(-1, false, Kind::Double) / 2.0;
+    let cosine = half_square_distance.neg().g_add_scalar(1.0).clamp(-1.0, 1.0);
+    // A zero embedding stays zero when normalised: its dot product with anything is 0.
+    let both_unit = a.abs().amax(-1, false).gt(0.0).logical_and(&b.abs().amax(-1, false).gt(0.0));
+    Ok(Vec::<f64>::try_from(cosine.where_self(&both_unit, &cosine.zeros_like()))?)
 }
 
 /// The distinct texts of `columns`, in order of first appearance, and each column's texts as
@@ -196,4 +205,23 @@ pub fn report(encoder: &Encoder, task: &str, path: &std::path::Path, progress: &
         gold: pairs.scores,
         predicted,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One embedding twice is exactly 1; a zero embedding is 0 with anything.
+    #[test]
+    fn pair_cosines_of_one_vector_twice_are_one_and_of_a_zero_vector_zero() {
+        let embeddings =
+            Tensor::from_slice(&[0.3f32, 0.7, 0.1, -0.3, -0.7, -0.1, 0.7, -0.3, 0.0, 0.0, 0.0, 0.0]).view([4, 3]);
+        let cosines = pair_cosines(&embeddings, [vec![0, 0, 0, 3, 3], vec![0, 1, 3, 0, 3]]).unwrap();
+        assert_eq!(cosines[..2], [1.0, -1.0]);
+        assert_eq!(cosines[2..], [0.0, 0.0, 0.0]);
+        let orthogonal = pair_cosines(&embeddings, [vec![0], vec![2]]).unwrap()[0];
+        assert!(orthogonal.abs() < 1e-7, "{orthogonal}");
+        let (first, rows) = distinct_texts([&["a".to_string(), "b".into()][..], &["b".to_string(), "c".into()][..]]);
+        assert_eq!((first, rows), (vec!["a".to_string(), "b".into(), "c".into()], [vec![0, 1], vec![1, 2]]));
+    }
 }
