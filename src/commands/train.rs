@@ -130,8 +130,9 @@ fn outcome_text(outcome: &TrainOutcome) -> String {
             outcome.seconds,
         ),
     };
-    // Said at the start too, but `--quiet` leaves that out, and the run is not the one asked for.
-    if let Some((total, planned)) = outcome.lengthened {
+    // Said at the start too, but `--quiet` leaves that out, and the run is not the one asked
+    // for; unless it stopped early within the plan, which the lengthening then did not change.
+    if let Some((total, planned)) = outcome.lengthened.filter(|&(_, planned)| outcome.steps > planned) {
         text += &format!(
             "small-data mode lengthened the run to {} from the {planned} planned (--small-data off keeps the plan)\n",
             crate::report::table::count(total, "optimizer step")
