@@ -87,10 +87,10 @@ fn local_folder(model: &str) -> Option<folder::ModelFolder> {
 }
 
 /// Whether two names (hub ids or paths) are of one thing: equal, or paths to one file or
-/// folder.
+/// folder, including one that is gone (a run's base model moved away before its resume).
 pub fn same_place(a: &str, b: &str) -> bool {
     use std::path::Path;
-    a == b || matches!((Path::new(a).canonicalize(), Path::new(b).canonicalize()), (Ok(a), Ok(b)) if a == b)
+    a == b || resolved(Path::new(a)) == resolved(Path::new(b))
 }
 
 /// `path` made absolute with symbolic links resolved as far as it exists; the rest (folders
@@ -135,5 +135,9 @@ mod tests {
         assert!(refuse_output_inside(&root.join("run/best/../eval"), "--out").is_ok());
         let inside = refuse_output_inside(&root.join("new/../run/best/eval"), "--out").unwrap_err().to_string();
         assert!(inside.contains("is inside the checkpoint"), "{inside}");
+        // A folder that is gone is still the same place as itself named another way.
+        let gone = root.join("gone").to_string_lossy().into_owned();
+        assert!(same_place(&gone, &root.join("run/../gone").to_string_lossy()));
+        assert!(!same_place(&gone, &root.join("run/gone").to_string_lossy()));
     }
 }
