@@ -35,6 +35,22 @@ struct EvalTask {
     kind: Option<TaskKind>,
 }
 
+/// The task files' bytes, hashed, for the ranks of a launch to compare: each rank scores its
+/// sentences but rank 0 reports with its own labels, so files that differ past the sentences
+/// (a label, a score) would be reported as rank 0's without a word. In `--task`'s order,
+/// without the names (`--task` itself is compared); a file that cannot be read counts as
+/// its error, which the task's report then names.
+fn files_content(tasks: &[EvalTask]) -> String {
+    let hashes: Vec<String> = tasks
+        .iter()
+        .map(|task| match std::fs::read(&task.path) {
+            Ok(bytes) => format!("fnv1a {:x}", crate::hash::fnv1a(&bytes)),
+            Err(e) => format!("unreadable ({e})"),
+        })
+        .collect();
+    hashes.join(", ")
+}
+
 /// `--task NAME=FILE.csv`, each name once, each with a file.
 fn eval_tasks(tasks: &[TaskArg]) -> Result<Vec<EvalTask>> {
     TaskArg::check_unique(tasks)?;
@@ -113,7 +129,11 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let (loaded, progress) = open_model(&args.model, &overrides, group.as_ref())?;
     refuse_kinds_unlike_the_models(&tasks, &loaded)?;
     let tally = TruncationTally::default();
-    let job = [output_setting("--out", args.out.as_deref()), ("--task", names.join(", "))];
+    let job = [
+        output_setting("--out", args.out.as_deref()),
+        ("--task", names.join(", ")),
+        ("--task files' content", group.as_ref().map(|_| files_content(&tasks)).unwrap_or_default()),
+    ];
     let encoder = encoder(&args.model, &loaded, group.as_ref(), &job)?;
     let encoder = Encoder { truncated: Some(&tally), ..encoder };
     // Notes could not say which task they belong to; each task's are gathered instead.

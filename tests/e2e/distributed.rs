@@ -241,19 +241,28 @@ fn sharded_inference_equals_one_process_exactly() {
             &format!("rank {rank}: the ranks were started with different settings: rank 1's --task differs from rank 0's (topic, alike, match against topic, similar, match)"),
         );
     }
-    // And read the same rows: a task's refusal names the rank once, before the task.
-    let other = s.dir.path().join("other_similar.csv");
+    // And read the same files: rank 0 reports with its own scores and labels, so a file that
+    // differs only in a score is refused as one that differs in a text is.
     let rows = std::fs::read_to_string(&s.data.similar_dev).unwrap();
     let (header, body) = rows.split_once('\n').unwrap();
-    std::fs::write(&other, format!("{header}\nchanged {body}")).unwrap();
-    let elsewhere: Vec<String> = eval
-        .iter()
-        .map(|a| a.replace(&s.data.similar_dev.display().to_string(), &other.display().to_string()))
-        .collect();
-    for (rank, out) in launch_each(&[eval.clone(), elsewhere]).iter().enumerate() {
-        let said = format!("error: rank {rank}: task 'similar': the ranks were started with different settings: rank 1's input differs from rank 0's");
-        assert!(stderr(out).lines().any(|l| l.starts_with(&said)), "{}", stderr(out));
-        assert_clean_error(out, "input differs");
+    let (first, rest) = body.split_once('\n').unwrap();
+    let (texts, score) = first.rsplit_once(',').unwrap();
+    let other_score = if score.trim() == "0" { "1" } else { "0" };
+    for (file, changed) in
+        [("other_text.csv", format!("changed {body}")), ("other_score.csv", format!("{texts},{other_score}\n{rest}"))]
+    {
+        let other = s.dir.path().join(file);
+        std::fs::write(&other, format!("{header}\n{changed}")).unwrap();
+        let elsewhere: Vec<String> = eval
+            .iter()
+            .map(|a| a.replace(&s.data.similar_dev.display().to_string(), &other.display().to_string()))
+            .collect();
+        for (rank, out) in launch_each(&[eval.clone(), elsewhere]).iter().enumerate() {
+            assert_clean_error(
+                out,
+                &format!("rank {rank}: the ranks were started with different settings: rank 1's --task files' content differs from rank 0's"),
+            );
+        }
     }
 }
 
