@@ -289,7 +289,9 @@ impl ProcessGroup {
                 self.launch.master_port
             )
         } else if stopped.is_empty() {
-            format!("no rank stopped, but it did not complete within --dist-timeout {}s", self.timeout.as_secs())
+            // A rank's answer stays in the store after it exits, so a rank that answered an
+            // earlier roll call and then stopped looks present: the cause in brackets tells.
+            "every rank has answered a roll call, but it did not complete (a rank that stopped after answering one still counts as present)".to_string()
         } else {
             let plural = if stopped.len() > 1 { "s" } else { "" };
             // A live rank busy past the roll call's wait (saving a large checkpoint to a slow
