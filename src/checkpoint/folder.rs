@@ -16,6 +16,7 @@ use crate::model::source::resolve_model_dir;
 use crate::model::spec::{ModelSpec, TaskKind, FORMAT_VERSION};
 use crate::model::tensor_matching::match_tensors;
 use crate::model::weights::{find_weight_file, read_weight_file};
+use crate::report::table::first_and_more;
 
 /// The description and files of a model folder (checkpoint, HF folder or hub id).
 pub(super) struct ModelFolder {
@@ -141,7 +142,7 @@ impl ModelFolder {
                 true => format!("that {} does not describe (checkpoint heads do not match its tasks)", self.spec_file()),
                 false => format!("of a checkpoint's projection or heads, but no {SPEC_FILE} to describe them (a checkpoint that lost it?)"),
             };
-            bail!("{weights_file} has tensors {} {why}", shown(&stray));
+            bail!("{weights_file} has tensors {} {why}", first_and_more(&stray, 5));
         }
         refuse_non_finite(weights_file, &matched.found)?;
         Ok(CheckedWeights { found: matched.found, passthrough })
@@ -205,14 +206,6 @@ fn refuse_non_finite(weights_file: &str, tensors: &BTreeMap<String, tch::Tensor>
         }
     }
     Ok(())
-}
-
-/// Up to 5 names, and how many more, for a message.
-fn shown(names: &[&str]) -> String {
-    match names.len() {
-        n if n > 5 => format!("{} and {} more", names[..5].join(", "), n - 5),
-        _ => names.join(", "),
-    }
 }
 
 /// Refuses a maximum length the model cannot take; `source` says where it came from (the

@@ -27,6 +27,7 @@ use crate::report::plots::{read_training_curves, training_curves};
 use crate::report::text_backend::undrawable_chars;
 use crate::report::TaskReport;
 use crate::tasks::{self, column_flag_notes, kind_of_file, LabelColumns};
+use crate::train::state::FileFingerprint;
 
 struct EvalTask {
     name: String,
@@ -38,17 +39,17 @@ struct EvalTask {
 /// The task files' bytes, hashed, for the ranks of a launch to compare: each rank scores its
 /// sentences but rank 0 reports with its own labels, so files that differ past the sentences
 /// (a label, a score) would be reported as rank 0's without a word. In `--task`'s order,
-/// without the names (`--task` itself is compared); a file that cannot be read counts as
-/// its error, which the task's report then names.
+/// without the names (`--task` itself is compared), as `train` compares its data files; a
+/// file that cannot be read counts as its error, which the task's report then names.
 fn files_content(tasks: &[EvalTask]) -> String {
-    let hashes: Vec<String> = tasks
+    let fingerprints: Vec<String> = tasks
         .iter()
-        .map(|task| match std::fs::read(&task.path) {
-            Ok(bytes) => format!("fnv1a {:x}", crate::hash::fnv1a(&bytes)),
+        .map(|task| match FileFingerprint::of(&task.path) {
+            Ok(f) => format!("{} bytes, fnv1a {}", f.bytes, f.fnv1a),
             Err(e) => format!("unreadable ({e})"),
         })
         .collect();
-    hashes.join(", ")
+    fingerprints.join(", ")
 }
 
 /// `--task NAME=FILE.csv`, each name once, each with a file.

@@ -203,11 +203,8 @@ pub fn quoted(label: &str) -> String {
 
 /// `labels` quoted for a message: the first `shown`, and how many more.
 pub fn quoted_list<S: AsRef<str>>(labels: &[S], shown: usize) -> String {
-    let quoted: Vec<String> = labels.iter().take(shown).map(|l| quoted(l.as_ref())).collect();
-    match labels.len().saturating_sub(shown) {
-        0 => quoted.join(", "),
-        more => format!("{} and {more} more", quoted.join(", ")),
-    }
+    let quoted: Vec<String> = labels.iter().map(|l| quoted(l.as_ref())).collect();
+    crate::report::table::first_and_more(&quoted, shown)
 }
 
 /// A task's class names, sorted so ids are stable across runs and machines.

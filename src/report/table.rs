@@ -131,8 +131,8 @@ pub fn ellipsize_middle(text: &str, max: usize) -> String {
 }
 
 /// The first `shown` of `items`, comma-separated, and how many more: "a, b and 3 more".
-pub fn first_and_more(items: &[String], shown: usize) -> String {
-    let listed = items[..items.len().min(shown)].join(", ");
+pub fn first_and_more<S: AsRef<str>>(items: &[S], shown: usize) -> String {
+    let listed = items[..items.len().min(shown)].iter().map(AsRef::as_ref).collect::<Vec<_>>().join(", ");
     match items.len().saturating_sub(shown) {
         0 => listed,
         more => format!("{listed} and {more} more"),
